@@ -1,0 +1,45 @@
+# The README's two commands are `make demo` and `make test`; both install what is missing first.
+BUILD_DIR ?= build
+FUZZ_BUILD_DIR ?= build-fuzz
+PYTEST ?= /usr/bin/python3 -m pytest
+FUZZ_SECONDS ?= 15
+export ASYA_BUILD_DIR := $(abspath $(BUILD_DIR))
+
+.PHONY: all setup configure build test test-cpp test-python fuzz demo bench format clean
+
+all: build
+
+setup:
+	@./scripts/setup
+
+$(BUILD_DIR)/build.ninja:
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+
+configure: $(BUILD_DIR)/build.ninja
+
+build: configure
+	ninja -C $(BUILD_DIR)
+
+test: setup build
+	@./scripts/test-all
+
+test-cpp: build
+	ctest --test-dir $(BUILD_DIR) -j2 --output-on-failure
+
+test-python: build
+	$(PYTEST) -q runtimes/python tests
+
+fuzz:
+	@./scripts/fuzz $(FUZZ_SECONDS)
+
+demo: setup build
+	@./scripts/demo
+
+bench: setup build
+	@./bench/run
+
+format:
+	find src include examples bench fuzz tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)

@@ -1,0 +1,64 @@
+// The Asya C++ runtime: serve a handler over the Asya socket protocol (PROTOCOL §3).
+//
+//   #include <asya/runtime.hpp>
+//   int main() {
+//     return asya::serve([](const asya::Json& payload) -> asya::Json {
+//       return {{"echoed", payload.at("message")}};
+//     });
+//   }
+//
+// A handler is an ordinary C++ callable; unit test it by calling it, with no socket involved.
+// Configuration is read from the same environment variables as the Python runtime:
+// ASYA_SOCKET_PATH (or ASYA_SOCKET_DIR + ASYA_SOCKET_NAME), ASYA_SOCKET_CHMOD, ASYA_HANDLER_MODE
+// (payload | envelope; fixed by which serve() overload you call), ASYA_ENABLE_VALIDATION,
+// ASYA_LOG_LEVEL, ASYA_MAX_MESSAGE_BYTES.
+#pragma once
+
+#include <boost/json.hpp>
+
+#include <functional>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace asya {
+
+using Json = boost::json::value;
+
+// What a payload-mode handler returns: one payload, several (fan-out), or nothing (abort).
+class Outputs {
+ public:
+  Outputs() = default;                         // abort: nothing further
+  Outputs(Json payload) { items_.push_back(std::move(payload)); }  // one result
+  static Outputs fan_out(std::vector<Json> payloads) {
+    Outputs out;
+    out.items_ = std::move(payloads);
+    return out;
+  }
+  static Outputs none() { return Outputs(); }
+  const std::vector<Json>& items() const { return items_; }
+
+ private:
+  std::vector<Json> items_;
+};
+
+// A payload-mode handler: payload in, Outputs out. Throwing an exception yields a
+// processing_error response carrying the exception's what() and type.
+using PayloadHandler = std::function<Outputs(const Json& payload)>;
+
+// An envelope-mode handler: the whole envelope object in, output envelopes out (each with at
+// least "payload" and "route"). The route may change its future, never its past.
+using EnvelopeHandler = std::function<std::vector<Json>(const boost::json::object& envelope)>;
+
+// Serves `handler` until SIGTERM/SIGINT. Returns the process exit code (0 after a signal, 1 when
+// the socket cannot be set up).
+int serve(PayloadHandler handler);
+int serve_envelopes(EnvelopeHandler handler);
+
+// The response to one request frame, as the server would send it (exposed for tests and
+// benchmarks): never throws; errors become error elements.
+std::string handle_request(std::string_view request, const PayloadHandler& handler);
+std::string handle_request(std::string_view request, const EnvelopeHandler& handler, bool validate);
+
+}  // namespace asya

@@ -1,0 +1,33 @@
+// Logging: one JSON object per line on stderr (spdlog), e.g.
+//   {"ts":"2026-11-29T06:40:00.123Z","level":"info","component":"sidecar","msg":"...","actor":"x","id":"..."}
+// Payload contents are never logged at info or above; callers log ids and sizes instead.
+#pragma once
+
+#include <spdlog/spdlog.h>
+
+#include <string>
+#include <string_view>
+
+namespace asya::log {
+
+// Configures the default logger: JSON lines to stderr, level from `level` (debug, info, warn,
+// error; also the published design's "warning"). `actor` (may be empty) is added to every line.
+// Throws ConfigError for an unknown level.
+void init(std::string_view component, std::string_view level, std::string_view actor = {});
+
+// While alive, every line logged by this thread carries "id":"<envelope_id>". Not copyable.
+class EnvelopeScope {
+ public:
+  explicit EnvelopeScope(std::string_view envelope_id);
+  ~EnvelopeScope();
+  EnvelopeScope(const EnvelopeScope&) = delete;
+  EnvelopeScope& operator=(const EnvelopeScope&) = delete;
+
+ private:
+  std::string previous_;
+};
+
+// Escapes `text` for embedding inside a JSON string (no surrounding quotes).
+std::string json_escape(std::string_view text);
+
+}  // namespace asya::log

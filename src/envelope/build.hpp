@@ -1,0 +1,47 @@
+// Building outgoing envelopes by splicing raw JSON text (PROTOCOL §4). Nothing here parses or
+// re-encodes a payload: the bytes given are copied as they are.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+#include "envelope/envelope.hpp"
+#include "envelope/response.hpp"
+
+namespace asya::envelope {
+
+// Output `index` (0-based) of a response to input `in`:
+// id = in.id for index 0, in.id + "-" + index otherwise; parent_id = in.id for index >= 1, else
+// in's own parent_id when present; headers = item.headers_raw when non-empty, else in's headers;
+// deadline and unknown fields of `in` kept; route and payload from the item.
+std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item);
+
+// The id of output `index` (see build_output).
+std::string output_id(std::string_view input_id, std::size_t index);
+
+// The error envelope sent to error-end: in's id, parent_id, route (unchanged), deadline, unknown
+// fields, headers with {"actor","error","at"} appended to "asya-error-chain" (at most 10 kept,
+// most recent last), and payload
+// {"error": code, "details": {"message","type","traceback"}, "actor": actor, "original_payload": <raw>}.
+struct ErrorInfo {
+  std::string code;     // processing_error, runtime_timeout, ...
+  std::string message;
+  std::string type;     // exception type, or the code for sidecar-side errors
+  std::string traceback;
+};
+std::string build_error(const Envelope& in, std::string_view actor, const ErrorInfo& error);
+
+// `in` again with new headers where "asya-attempt" is set to `attempt` (other headers kept), for
+// re-enqueueing a retry of the same hop.
+std::string with_attempt(const Envelope& in, int attempt);
+
+// Reads header "asya-attempt" (1 when absent or not a positive integer).
+int attempt_of(const Envelope& in);
+
+// Wraps a body that is not a parseable envelope so it reaches error-end once and never loops:
+// {"id": "unparseable-<hash>", "route": {"actors": [actor], "current": 0},
+//  "payload": {"error": "msg_parsing_error", "message": <why>, "actor": actor, "raw": "<first 64 KiB>"}}
+// The hash is a stable hex hash of the whole body, so redeliveries get the same id.
+std::string wrap_unparseable(std::string_view body, std::string_view actor, std::string_view why);
+
+}  // namespace asya::envelope

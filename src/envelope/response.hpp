@@ -1,0 +1,35 @@
+// The runtime's response (PROTOCOL §3): always a JSON array; each element is either a result
+// {"payload", "route", "headers"?} or an error {"error": CODE, "details": {...}}.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace asya::envelope {
+
+struct ResponseItem {
+  bool is_error = false;
+  // Result elements: raw JSON text of each field (headers_raw empty when absent).
+  std::string_view payload_raw;
+  std::string_view route_raw;
+  std::string_view headers_raw;
+  // Parsed from route_raw for routing: actors and current, validated like an envelope route.
+  std::vector<std::string> actors;
+  std::size_t current = 0;
+  // Error elements.
+  std::string error_code;                // e.g. "processing_error"
+  std::string error_message;             // details.message ("" when absent)
+  std::string error_type;                // details.type
+  std::string error_traceback;           // details.traceback
+  std::string_view details_raw;          // raw JSON of "details", empty when absent
+};
+
+// Parses a runtime response. Views point into `body`, which must outlive the result. An Error
+// (runtime_protocol_error) names what is wrong: not JSON, not an array, an element that is
+// neither a result nor an error, a result missing payload or route, an invalid route.
+Result<std::vector<ResponseItem>> parse_response(std::string_view body);
+
+}  // namespace asya::envelope

@@ -1,0 +1,116 @@
+// The queue transport interface. A sidecar, the gateway and `asya up` talk to queues only through
+// this interface; each implementation lives in its own folder (sqlite/, rabbitmq/, sqs/) and
+// registers itself by name in registry.cpp (`ASYA_TRANSPORT`).
+//
+// Queue names passed here are full names, prefix included ("asya-echo"). All methods are
+// blocking and thread-safe: a sidecar calls them from several worker threads on one instance.
+// No method throws for a runtime failure; failures are returned as asya::Error/Status whose
+// message names the queue and the cause.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace asya::transport {
+
+// One delivery of a message. `body` is the message exactly as sent. `delivery_count` is 1 on the
+// first delivery and grows on each redelivery (lease expiry, nack, connection loss), so a consumer
+// can stop a poison message. `receipt` is an opaque handle the transport uses to ack/nack; it is
+// only valid on the instance that produced it.
+struct Delivery {
+  std::string queue;
+  std::string body;
+  std::uint32_t delivery_count = 1;
+  std::string receipt;
+};
+
+struct QueueStats {
+  std::uint64_t ready = 0;      // visible, waiting to be received
+  std::uint64_t in_flight = 0;  // received and not yet acked/nacked (leased, unacked)
+  std::uint64_t delayed = 0;    // sent with a delay or nacked with a delay, not yet visible
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+
+  // The registered name ("sqlite", "rabbitmq", "sqs").
+  virtual std::string_view name() const = 0;
+
+  // Creates the queue if it does not exist; idempotent. Sending to or receiving from a queue that
+  // was never ensured may fail on some transports.
+  virtual Status ensure_queue(std::string_view queue) = 0;
+
+  // Waits up to `wait` for at least one message and returns up to `max_messages` of them (an
+  // empty vector after the wait bound passed with nothing available). Every returned delivery is
+  // leased/unacked until ack() or nack(); a lease that is neither acked nor nacked before the
+  // transport's visibility timeout is delivered again. Returns early (possibly empty) after
+  // close() or interrupt().
+  virtual Result<std::vector<Delivery>> receive(std::string_view queue, std::size_t max_messages,
+                                                std::chrono::milliseconds wait) = 0;
+
+  // Publishes `body` to `queue`. Returns only once the message is durable (committed to disk,
+  // confirmed by the broker). With a non-zero `delay`, the message becomes visible no earlier
+  // than `delay` from now. A message larger than max_message_bytes() fails with an Error whose
+  // message starts with "message_too_large:".
+  virtual Status send(std::string_view queue, std::string_view body,
+                      std::chrono::milliseconds delay = std::chrono::milliseconds(0)) = 0;
+
+  // Removes a received message for good. Acking twice, or after the lease expired and the message
+  // was redelivered elsewhere, is an error that loses nothing.
+  virtual Status ack(const Delivery& delivery) = 0;
+
+  // Returns a received message to its queue, visible again after `delay`, with its delivery count
+  // kept (the next receive reports it + 1).
+  virtual Status nack(const Delivery& delivery,
+                      std::chrono::milliseconds delay = std::chrono::milliseconds(0)) = 0;
+
+  // Extends the lease of a message still being processed so it is not redelivered meanwhile.
+  // Transports without leases (RabbitMQ) return Ok.
+  virtual Status extend_lease(const Delivery& delivery, std::chrono::milliseconds visibility) = 0;
+
+  // Counts for the autoscaler and `asya queues`.
+  virtual Result<QueueStats> stats(std::string_view queue) = 0;
+
+  // Names of the known queues (those ensured or holding messages).
+  virtual Result<std::vector<std::string>> list_queues() = 0;
+
+  // The largest body send() accepts.
+  virtual std::size_t max_message_bytes() const = 0;
+
+  // Wakes every thread blocked in receive() so it returns promptly; used on shutdown. Later
+  // receive() calls return at once with no messages.
+  virtual void interrupt() = 0;
+
+  // Releases connections. After close() only the destructor may be called.
+  virtual void close() = 0;
+};
+
+// Settings shared by every transport; each reads its own extra variables (ASYA_SQLITE_PATH,
+// ASYA_RABBITMQ_URL, ...) from the environment in its factory.
+struct Options {
+  std::chrono::milliseconds visibility_timeout{std::chrono::minutes(10)};
+  std::size_t max_message_bytes = 256u << 20;
+};
+
+using Factory = std::function<std::unique_ptr<Transport>(const Options&)>;
+
+// Registers a transport by name (called from registry.cpp for the built-in ones).
+void register_transport(std::string name, Factory factory);
+
+// Creates the transport registered as `name`. Throws asya::ConfigError for an unknown name
+// (listing the known ones) or invalid transport settings.
+std::unique_ptr<Transport> make_transport(std::string_view name, const Options& options);
+
+// Names of the registered transports, sorted.
+std::vector<std::string> transport_names();
+
+}  // namespace asya::transport
