@@ -20,6 +20,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace asya {
@@ -29,8 +31,16 @@ using Json = boost::json::value;
 // What a payload-mode handler returns: one payload, several (fan-out), or nothing (abort).
 class Outputs {
  public:
-  Outputs() = default;                         // abort: nothing further
+  Outputs() = default;                                             // abort: nothing further
   Outputs(Json payload) { items_.push_back(std::move(payload)); }  // one result
+  // One result from anything a Json is built from (boost::json::object, string, number, ...), so
+  // a handler can `return boost::json::object{...};`.
+  template <class T>
+  requires(!std::is_same_v<std::remove_cvref_t<T>, Json> &&
+           !std::is_same_v<std::remove_cvref_t<T>, Outputs> && std::is_constructible_v<Json, T>)
+      Outputs(T&& payload) {
+    items_.emplace_back(std::forward<T>(payload));
+  }
   static Outputs fan_out(std::vector<Json> payloads) {
     Outputs out;
     out.items_ = std::move(payloads);

@@ -12,7 +12,7 @@
 namespace asya::wire {
 
 struct RuntimeClientOptions {
-  std::string socket_path;               // e.g. /var/run/asya/asya-runtime.sock
+  std::string socket_path;  // e.g. /var/run/asya/asya-runtime.sock
   std::size_t max_message_bytes = 256u << 20;
 };
 
@@ -44,7 +44,8 @@ class RuntimeClient {
   // runtimes do), reconnects once transparently and resends. The whole call must finish within
   // `timeout`; on kTimeout the connection is closed so a late answer is never mistaken for the
   // next request's.
-  CallResult call(std::string_view request, std::string& response, std::chrono::milliseconds timeout);
+  CallResult call(std::string_view request, std::string& response,
+                  std::chrono::milliseconds timeout);
 
   // Closes the connection (the next call reconnects).
   void disconnect();

@@ -1,0 +1,246 @@
+#include "wire/frame.hpp"
+
+#include <fmt/format.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "wire/socket_io.hpp"
+
+namespace asya::wire {
+
+void encode_length(std::uint32_t size, unsigned char out[4]) {
+  out[0] = static_cast<unsigned char>(size >> 24);
+  out[1] = static_cast<unsigned char>(size >> 16);
+  out[2] = static_cast<unsigned char>(size >> 8);
+  out[3] = static_cast<unsigned char>(size);
+}
+
+std::uint32_t decode_length(const unsigned char in[4]) {
+  return (static_cast<std::uint32_t>(in[0]) << 24) | (static_cast<std::uint32_t>(in[1]) << 16) |
+         (static_cast<std::uint32_t>(in[2]) << 8) | static_cast<std::uint32_t>(in[3]);
+}
+
+namespace {
+
+std::string oversize_message(std::uint64_t size, std::size_t max_message_bytes) {
+  return fmt::format(
+      "frame of {} bytes exceeds ASYA_MAX_MESSAGE_BYTES={}: raise ASYA_MAX_MESSAGE_BYTES on both "
+      "sidecar and runtime, or send smaller messages",
+      size, max_message_bytes);
+}
+
+}  // namespace
+
+FrameDecoder::FrameDecoder(std::size_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}
+
+Status FrameDecoder::feed(std::string_view bytes) {
+  buffer_.append(bytes.data(), bytes.size());
+  // Check every header that is now visible, so an oversize frame is refused as soon as its
+  // header arrives, not when (never) its body does.
+  std::size_t pos = read_offset_;
+  while (buffer_.size() - pos >= 4) {
+    std::uint32_t size =
+        decode_length(reinterpret_cast<const unsigned char*>(buffer_.data() + pos));
+    if (size > max_message_bytes_) return Error{oversize_message(size, max_message_bytes_)};
+    if (buffer_.size() - pos - 4 < size) break;
+    pos += 4 + static_cast<std::size_t>(size);
+  }
+  return Status::Ok();
+}
+
+bool FrameDecoder::next(std::string& out) {
+  std::size_t available = buffer_.size() - read_offset_;
+  if (available < 4) return false;
+  std::uint32_t size =
+      decode_length(reinterpret_cast<const unsigned char*>(buffer_.data() + read_offset_));
+  if (size > max_message_bytes_ || available - 4 < size) return false;
+  out.assign(buffer_.data() + read_offset_ + 4, size);
+  read_offset_ += 4 + static_cast<std::size_t>(size);
+  if (read_offset_ == buffer_.size()) {
+    buffer_.clear();
+    read_offset_ = 0;
+  } else if (read_offset_ > buffer_.size() / 2) {
+    buffer_.erase(0, read_offset_);
+    read_offset_ = 0;
+  }
+  return true;
+}
+
+std::size_t FrameDecoder::pending_bytes() const {
+  return buffer_.size() - read_offset_;
+}
+
+namespace detail {
+
+Deadline deadline_after_ms(int deadline_ms) {
+  if (deadline_ms < 0) return std::nullopt;
+  return Clock::now() + std::chrono::milliseconds(deadline_ms);
+}
+
+namespace {
+
+// Milliseconds left for poll(): -1 for no deadline, 0 when already passed (rounded up so we never
+// spin with a 0 timeout while time remains).
+int poll_timeout(const Deadline& deadline) {
+  if (!deadline) return -1;
+  auto left = *deadline - Clock::now();
+  if (left <= Clock::duration::zero()) return 0;
+  auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+  return ms > 1'000'000 ? 1'000'000 : static_cast<int>(ms);
+}
+
+bool expired(const Deadline& deadline) {
+  return deadline && Clock::now() >= *deadline;
+}
+
+// Waits for `events` on fd. Returns 1 ready, 0 timeout, -1 error.
+int wait_for(int fd, short events, const Deadline& deadline) {
+  for (;;) {
+    pollfd p{fd, events, 0};
+    int timeout = poll_timeout(deadline);
+    int rc = ::poll(&p, 1, timeout);
+    if (rc > 0) return 1;
+    if (rc == 0) {
+      if (expired(deadline)) return 0;
+      continue;  // woke early because of rounding
+    }
+    if (errno == EINTR) continue;
+    return -1;
+  }
+}
+
+IoResult timeout_result(const char* what) {
+  return {IoCode::kTimeout, fmt::format("timed out while {}", what)};
+}
+
+IoResult system_error(const char* what, int err) {
+  return {IoCode::kError, fmt::format("{} failed: {}", what, std::strerror(err))};
+}
+
+// Reads exactly `size` bytes. `frame_started` tells whether earlier bytes of this frame were read
+// already (so EOF is a truncation, not a clean close).
+IoResult read_exact(int fd, char* data, std::size_t size, bool frame_started,
+                    const Deadline& deadline, std::size_t frame_bytes_total,
+                    std::size_t frame_bytes_before) {
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::recv(fd, data + done, size - done, MSG_DONTWAIT);
+    if (n > 0) {
+      done += static_cast<std::size_t>(n);
+      continue;
+    }
+    int err = n == 0 ? 0 : errno;
+    if (n == 0 || err == ECONNRESET) {
+      if (!frame_started && done == 0) return {IoCode::kEof, "eof"};
+      return {IoCode::kTruncated,
+              fmt::format("connection closed in the middle of a frame after {} of {} bytes",
+                          frame_bytes_before + done, frame_bytes_total)};
+    }
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      int rc = wait_for(fd, POLLIN, deadline);
+      if (rc == 0) return timeout_result("reading a frame");
+      if (rc < 0) return system_error("poll", errno);
+      continue;
+    }
+    return system_error("recv", err);
+  }
+  return {};
+}
+
+}  // namespace
+
+int wait_readable(int fd, int extra_fd, Deadline deadline) {
+  for (;;) {
+    pollfd p[2] = {{fd, POLLIN, 0}, {extra_fd, POLLIN, 0}};
+    int rc = ::poll(p, extra_fd >= 0 ? 2 : 1, poll_timeout(deadline));
+    if (rc > 0) {
+      if (p[0].revents != 0) return 1;
+      return 2;
+    }
+    if (rc == 0) {
+      if (expired(deadline)) return 0;
+      continue;
+    }
+    if (errno == EINTR) continue;
+    return -1;
+  }
+}
+
+IoResult write_frame_io(int fd, std::string_view body, Deadline deadline) {
+  if (body.size() > UINT32_MAX) {
+    return {
+        IoCode::kOversize,
+        fmt::format("frame of {} bytes cannot be sent: the length prefix holds at most {} bytes",
+                    body.size(), UINT32_MAX)};
+  }
+  unsigned char header[4];
+  encode_length(static_cast<std::uint32_t>(body.size()), header);
+  iovec iov[2] = {{header, 4}, {const_cast<char*>(body.data()), body.size()}};
+  int iov_index = 0;
+  int iov_count = body.empty() ? 1 : 2;
+  while (iov_index < iov_count) {
+    msghdr msg{};
+    msg.msg_iov = iov + iov_index;
+    msg.msg_iovlen = static_cast<std::size_t>(iov_count - iov_index);
+    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) {
+      auto left = static_cast<std::size_t>(n);
+      while (iov_index < iov_count && left >= iov[iov_index].iov_len) {
+        left -= iov[iov_index].iov_len;
+        ++iov_index;
+      }
+      if (iov_index < iov_count) {
+        iov[iov_index].iov_base = static_cast<char*>(iov[iov_index].iov_base) + left;
+        iov[iov_index].iov_len -= left;
+      }
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      int rc = wait_for(fd, POLLOUT, deadline);
+      if (rc == 0) return timeout_result("writing a frame");
+      if (rc < 0) return system_error("poll", errno);
+      continue;
+    }
+    if (err == EPIPE || err == ECONNRESET) {
+      return {IoCode::kClosed, fmt::format("peer closed the connection: {}", std::strerror(err))};
+    }
+    return system_error("send", err);
+  }
+  return {};
+}
+
+IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline) {
+  unsigned char header[4];
+  IoResult r = read_exact(fd, reinterpret_cast<char*>(header), 4, false, deadline, 4, 0);
+  if (!r.ok()) return r;
+  std::uint32_t size = decode_length(header);
+  if (size > max_message_bytes)
+    return {IoCode::kOversize, oversize_message(size, max_message_bytes)};
+  out.resize(size);
+  if (size == 0) return {};
+  return read_exact(fd, out.data(), size, true, deadline, 4 + static_cast<std::size_t>(size), 4);
+}
+
+}  // namespace detail
+
+Status write_frame(int fd, std::string_view body, int deadline_ms) {
+  auto r = detail::write_frame_io(fd, body, detail::deadline_after_ms(deadline_ms));
+  if (r.ok()) return Status::Ok();
+  return Error{std::move(r.message)};
+}
+
+Status read_frame(int fd, std::string& out, std::size_t max_message_bytes, int deadline_ms) {
+  auto r =
+      detail::read_frame_io(fd, out, max_message_bytes, detail::deadline_after_ms(deadline_ms));
+  if (r.ok()) return Status::Ok();
+  return Error{std::move(r.message)};
+}
+
+}  // namespace asya::wire

@@ -1,0 +1,46 @@
+// Private to src/wire: frame I/O with a classified outcome, so callers (the runtime client and
+// server) can tell "the peer closed before answering" from a timeout or a bad frame. The public
+// read_frame/write_frame in frame.hpp are thin wrappers over these.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace asya::wire::detail {
+
+using Clock = std::chrono::steady_clock;
+// No value: wait forever.
+using Deadline = std::optional<Clock::time_point>;
+
+Deadline deadline_after_ms(int deadline_ms);
+
+enum class IoCode {
+  kOk,
+  kEof,        // peer closed (EOF or ECONNRESET) before the first byte of the frame
+  kClosed,     // write failed because the peer is gone (EPIPE, ECONNRESET)
+  kTimeout,    // the deadline passed
+  kOversize,   // announced frame larger than the limit (nothing allocated)
+  kTruncated,  // peer closed in the middle of a frame
+  kError,      // any other system error
+};
+
+struct IoResult {
+  IoCode code = IoCode::kOk;
+  std::string message;  // empty for kOk; "eof" for kEof
+  bool ok() const { return code == IoCode::kOk; }
+};
+
+// Writes header + body with one sendmsg (gather I/O, body not copied); MSG_NOSIGNAL so a closed
+// peer gives EPIPE instead of SIGPIPE; retries on EINTR and partial writes.
+IoResult write_frame_io(int fd, std::string_view body, Deadline deadline);
+// Reads one frame into `out`, resizing it once to the announced size after the limit check.
+IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline);
+
+// Waits until `fd` is readable (or `extra_fd`, when >= 0, is readable). Returns 1 when fd is
+// readable (or hung up), 2 when extra_fd is readable, 0 on timeout, -1 on error (errno set).
+int wait_readable(int fd, int extra_fd, Deadline deadline);
+
+}  // namespace asya::wire::detail
