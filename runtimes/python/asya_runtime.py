@@ -1,0 +1,1128 @@
+#!/usr/bin/env python3
+"""Asya Python runtime: serves one user handler over the Asya socket protocol.
+
+Run it as ``python3 asya_runtime.py`` (or ``python3 -m asya_runtime``). It loads the handler named
+by ASYA_HANDLER, listens on a Unix socket, creates ``runtime-ready`` next to the socket and answers
+requests from the sidecar until SIGTERM/SIGINT. Standard library only; Python 3.8+.
+
+The contract is PROTOCOL.md section 3 (docs/protocol.md in the repository):
+
+* framing: a 4-byte unsigned big-endian length N, then N bytes of UTF-8 JSON, both directions;
+* request: one envelope ``{"id", "route": {"actors", "current", "metadata"?}, "headers"?,
+  "payload", ...}``;
+* response: always a JSON array: outputs ``[{"payload", "route", "headers"?}, ...]``, ``[]`` for
+  abort, or one error element ``[{"error": code, "details": {"message", "type", "traceback"}}]``
+  with code ``processing_error`` (the handler raised or returned something invalid),
+  ``msg_parsing_error`` (the request is not valid JSON or not a valid envelope) or
+  ``connection_error`` (the request could not be read completely).
+
+Handlers (see README.md beside this file):
+
+* ``ASYA_HANDLER=module.function`` calls ``function(x)`` for every request;
+* ``ASYA_HANDLER=module.Class.method`` instantiates ``Class()`` once at start (every ``__init__``
+  parameter must have a default) and calls ``instance.method(x)``.
+
+With ``ASYA_HANDLER_MODE=payload`` (default) ``x`` is the payload and the handler returns a payload
+(one output), a list of payloads (fan-out; ``[]`` means abort) or ``None`` (abort); the runtime
+builds each output from the input route with ``current + 1`` and the input headers. With
+``ASYA_HANDLER_MODE=envelope`` ``x`` is the envelope (``id``, ``parent_id``, ``route``,
+``headers``, ``deadline`` and ``payload`` where present) and the handler returns an envelope or a
+list of envelopes; it may change the route's future but never its past (checked unless
+``ASYA_ENABLE_VALIDATION=false``). A handler may be ``async def``; its coroutine is run to
+completion on a per-thread event loop.
+
+Environment:
+
+==========================  =================================================================
+ASYA_HANDLER                required: ``module.function`` or ``module.Class.method``
+ASYA_HANDLER_MODE           ``payload`` (default) or ``envelope``
+ASYA_SOCKET_PATH            socket path (default /var/run/asya/asya-runtime.sock)
+ASYA_SOCKET_DIR             used when ASYA_SOCKET_PATH is unset: ASYA_SOCKET_DIR/ASYA_SOCKET_NAME
+ASYA_SOCKET_NAME            default ``asya-runtime.sock``
+ASYA_SOCKET_CHMOD           octal permissions for the socket (default 0o666; empty: no chmod)
+ASYA_ENABLE_VALIDATION      check envelope-mode outputs (default true)
+ASYA_MAX_MESSAGE_BYTES      largest request frame accepted (default 256MiB; 1048576, 64KiB, 1GiB)
+ASYA_HANDLER_THREAD_SAFE    true: run handler calls of concurrent connections in parallel;
+                            false (default): one handler call at a time
+ASYA_LOG_LEVEL              debug, info (default), warn/warning, error
+==========================  =================================================================
+
+Start-up problems (bad configuration, a handler that cannot be loaded, a socket path that cannot
+be used) print one JSON log line naming the problem on stderr and exit with status 1. SIGTERM or
+SIGINT stops accepting, lets requests already being processed finish (a second signal cuts that
+short), removes the socket and the ready file and exits 0.
+
+Logs are JSON lines on stderr (``{"ts","level","component":"runtime","msg",...}``), like the rest
+of Asya. Payloads are never logged and nothing is logged per request at info level.
+"""
+
+import asyncio
+import inspect
+import importlib
+import json
+import os
+import select
+import signal
+import socket
+import stat
+import struct
+import sys
+import threading
+import time
+import traceback
+import types
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "HandlerLoadError",
+    "InvalidRequest",
+    "InvalidHandlerResult",
+    "Runtime",
+    "build_payload_outputs",
+    "check_envelope_outputs",
+    "error_response",
+    "handle_request",
+    "load_config",
+    "load_handler",
+    "main",
+    "parse_bool",
+    "parse_bytes",
+    "parse_request",
+]
+
+DEFAULT_SOCKET_PATH = "/var/run/asya/asya-runtime.sock"
+DEFAULT_SOCKET_NAME = "asya-runtime.sock"
+READY_FILE_NAME = "runtime-ready"
+DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+DEFAULT_SOCKET_CHMOD = "0o666"
+
+PROCESSING_ERROR = "processing_error"
+MSG_PARSING_ERROR = "msg_parsing_error"
+CONNECTION_ERROR = "connection_error"
+
+# Requests up to this size are read into one buffer that a connection reuses; larger ones get a
+# buffer of their own, sized exactly, that is dropped after the request.
+_REUSED_BUFFER_BYTES = 64 * 1024
+# Idle accepting threads kept around: at least 2 so a connection never waits for a thread to be
+# created; at most _MAX_IDLE_ACCEPTORS so a burst of connections does not leave threads behind.
+_MIN_IDLE_ACCEPTORS = 2
+_MAX_IDLE_ACCEPTORS = 4
+
+_HEADER = struct.Struct(">I")
+_MAX_FRAME_BYTES = 0xFFFFFFFF
+
+
+# --------------------------------------------------------------------------------------------
+# Logging: JSON lines on stderr.
+
+_LEVELS = {"debug": 10, "info": 20, "warn": 30, "warning": 30, "error": 40}
+_LEVEL_NAMES = {10: "debug", 20: "info", 30: "warn", 40: "error"}
+
+
+class _Log:
+    """Minimal JSON-lines logger (the logging module is slower and its format differs)."""
+
+    def __init__(self):
+        self.level = 20
+        self._lock = threading.Lock()
+
+    def enabled(self, level):
+        return level >= self.level
+
+    def write(self, level, msg, **fields):
+        if level < self.level:
+            return
+        now = time.time()
+        record = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (int(now * 1000) % 1000),
+            "level": _LEVEL_NAMES[level],
+            "component": "runtime",
+            "msg": msg,
+        }
+        record.update(fields)
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"), default=str) + "\n"
+        with self._lock:
+            try:
+                sys.stderr.write(line)
+                sys.stderr.flush()
+            except (OSError, ValueError):
+                pass
+
+    def debug(self, msg, **fields):
+        self.write(10, msg, **fields)
+
+    def info(self, msg, **fields):
+        self.write(20, msg, **fields)
+
+    def warn(self, msg, **fields):
+        self.write(30, msg, **fields)
+
+    def error(self, msg, **fields):
+        self.write(40, msg, **fields)
+
+
+log = _Log()
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration.
+
+
+class ConfigError(Exception):
+    """A start-up problem; its message is the one line the runtime prints before exiting 1."""
+
+
+class HandlerLoadError(ConfigError):
+    """ASYA_HANDLER cannot be turned into a callable."""
+
+
+class Config(object):
+    """Runtime settings, read from the environment by load_config()."""
+
+    __slots__ = (
+        "handler",
+        "mode",
+        "socket_path",
+        "socket_chmod",
+        "enable_validation",
+        "max_message_bytes",
+        "handler_thread_safe",
+        "log_level",
+    )
+
+    def __init__(
+        self,
+        handler="",
+        mode="payload",
+        socket_path=DEFAULT_SOCKET_PATH,
+        socket_chmod=0o666,
+        enable_validation=True,
+        max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
+        handler_thread_safe=False,
+        log_level="info",
+    ):
+        self.handler = handler
+        self.mode = mode
+        self.socket_path = socket_path
+        self.socket_chmod = socket_chmod  # int, or None to leave the permissions alone
+        self.enable_validation = enable_validation
+        self.max_message_bytes = max_message_bytes
+        self.handler_thread_safe = handler_thread_safe
+        self.log_level = log_level
+
+    @property
+    def ready_path(self):
+        return os.path.join(os.path.dirname(self.socket_path) or ".", READY_FILE_NAME)
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def parse_bool(name, text):
+    """Reads a boolean setting (true/false/1/0/yes/no/on/off, any case); raises ConfigError."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigError('%s="%s" is not a boolean: use true or false' % (name, text))
+
+
+_BYTE_UNITS = {
+    "": 1,
+    "b": 1,
+    "kib": 1 << 10,
+    "ki": 1 << 10,
+    "mib": 1 << 20,
+    "mi": 1 << 20,
+    "gib": 1 << 30,
+    "gi": 1 << 30,
+    "kb": 1000,
+    "k": 1000,
+    "mb": 1000 ** 2,
+    "m": 1000 ** 2,
+    "gb": 1000 ** 3,
+    "g": 1000 ** 3,
+}
+
+
+def parse_bytes(name, text):
+    """Reads a byte size: "1048576", "64KiB", "256MiB", "1GiB" (KB/MB/GB are powers of 1000)."""
+    value = text.strip()
+    digits = 0
+    while digits < len(value) and value[digits].isdigit():
+        digits += 1
+    unit = value[digits:].strip().lower()
+    if digits == 0 or unit not in _BYTE_UNITS or not value[:digits].isascii():
+        raise ConfigError(
+            '%s="%s" is not a byte size: use a number of bytes or KiB/MiB/GiB (e.g. 256MiB)' % (name, text)
+        )
+    return int(value[:digits]) * _BYTE_UNITS[unit]
+
+
+def _parse_chmod(text):
+    value = text.strip().lower()
+    if not value:
+        return None
+    digits = value[2:] if value.startswith("0o") else value
+    try:
+        mode = int(digits, 8)
+    except ValueError:
+        mode = -1
+    if not digits or mode < 0 or mode > 0o7777:
+        raise ConfigError('ASYA_SOCKET_CHMOD="%s" is not an octal file mode: use e.g. 0o666 or 660, or empty '
+                          "to leave the socket's permissions alone" % text)
+    return mode
+
+
+def load_config(environ):
+    """Builds a Config from an environment mapping; raises ConfigError naming the bad variable."""
+    handler = environ.get("ASYA_HANDLER", "").strip()
+    if not handler:
+        raise ConfigError("ASYA_HANDLER is not set: set it to module.function or module.Class.method")
+
+    mode = environ.get("ASYA_HANDLER_MODE", "").strip() or "payload"
+    if mode not in ("payload", "envelope"):
+        raise ConfigError('ASYA_HANDLER_MODE="%s" is not valid: use payload or envelope' % mode)
+
+    socket_path = environ.get("ASYA_SOCKET_PATH", "")
+    if not socket_path:
+        socket_dir = environ.get("ASYA_SOCKET_DIR", "")
+        if socket_dir:
+            socket_path = os.path.join(socket_dir, environ.get("ASYA_SOCKET_NAME", "") or DEFAULT_SOCKET_NAME)
+        else:
+            socket_path = DEFAULT_SOCKET_PATH
+    # sun_path holds 108 bytes including the terminating NUL.
+    if len(os.fsencode(socket_path)) > 107:
+        raise ConfigError(
+            'socket path "%s" is %d bytes long: Unix socket paths are limited to 107 bytes; use a shorter '
+            "ASYA_SOCKET_PATH or ASYA_SOCKET_DIR" % (socket_path, len(os.fsencode(socket_path)))
+        )
+
+    chmod_text = environ.get("ASYA_SOCKET_CHMOD")
+    socket_chmod = _parse_chmod(DEFAULT_SOCKET_CHMOD if chmod_text is None else chmod_text)
+
+    validation_text = environ.get("ASYA_ENABLE_VALIDATION", "")
+    enable_validation = parse_bool("ASYA_ENABLE_VALIDATION", validation_text) if validation_text.strip() else True
+
+    size_text = environ.get("ASYA_MAX_MESSAGE_BYTES", "")
+    max_message_bytes = (
+        parse_bytes("ASYA_MAX_MESSAGE_BYTES", size_text) if size_text.strip() else DEFAULT_MAX_MESSAGE_BYTES
+    )
+    if max_message_bytes < 1 or max_message_bytes > _MAX_FRAME_BYTES:
+        raise ConfigError(
+            'ASYA_MAX_MESSAGE_BYTES="%s" is out of range: use 1 byte to 4GiB-1 (a frame length is 32 bits)'
+            % size_text
+        )
+
+    thread_safe_text = environ.get("ASYA_HANDLER_THREAD_SAFE", "")
+    handler_thread_safe = (
+        parse_bool("ASYA_HANDLER_THREAD_SAFE", thread_safe_text) if thread_safe_text.strip() else False
+    )
+
+    level = environ.get("ASYA_LOG_LEVEL", "").strip().lower() or "info"
+    if level not in _LEVELS:
+        raise ConfigError('ASYA_LOG_LEVEL="%s" is not valid: use debug, info, warn or error' % level)
+
+    return Config(
+        handler=handler,
+        mode=mode,
+        socket_path=socket_path,
+        socket_chmod=socket_chmod,
+        enable_validation=enable_validation,
+        max_message_bytes=max_message_bytes,
+        handler_thread_safe=handler_thread_safe,
+        log_level=level,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Handler loading.
+
+
+def _is_identifier_path(text):
+    parts = text.split(".")
+    return len(parts) >= 2 and all(part.isidentifier() and part.isascii() for part in parts)
+
+
+def _import_module(name, handler_path):
+    """Imports `name`; returns None when no such module exists, raises HandlerLoadError when the
+    module exists but importing it fails (the error inside it is named)."""
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        missing = exc.name or ""
+        if missing == name or name.startswith(missing + "."):
+            return None
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: importing module '%s' failed: ModuleNotFoundError: %s" % (handler_path, name, exc)
+        )
+    except BaseException as exc:  # SystemExit or KeyboardInterrupt raised by module code too
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: importing module '%s' failed: %s: %s"
+            % (handler_path, name, _type_name(type(exc)), _one_line(exc))
+        )
+
+
+def _one_line(exc):
+    text = str(exc).strip().replace("\n", " | ")
+    return text if text else repr(exc)
+
+
+def _instantiate(cls, handler_path):
+    """Creates the single instance of a class handler; every __init__ parameter needs a default."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        for parameter in signature.parameters.values():
+            if parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+                continue
+            if parameter.default is parameter.empty:
+                raise HandlerLoadError(
+                    "ASYA_HANDLER=%s: %s.__init__ parameter '%s' has no default value: the runtime "
+                    "creates the class with no arguments, so every __init__ parameter needs a default"
+                    % (handler_path, cls.__name__, parameter.name)
+                )
+    try:
+        return cls()
+    except BaseException as exc:
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: %s() raised %s: %s" % (handler_path, cls.__name__, _type_name(type(exc)), _one_line(exc))
+        )
+
+
+def load_handler(handler_path):
+    """Resolves ASYA_HANDLER to a callable; raises HandlerLoadError with a one-line reason.
+
+    ``module.function`` (module may be dotted: ``pkg.sub.function``) returns the function;
+    ``module.Class.method`` instantiates Class once (no arguments) and returns the bound method.
+    """
+    if not _is_identifier_path(handler_path):
+        raise HandlerLoadError(
+            'ASYA_HANDLER="%s" is not a handler path: use module.function or module.Class.method '
+            "(Python identifiers separated by dots)" % handler_path
+        )
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        # `python3 asya_runtime.py` puts this file's folder on sys.path, not the working directory.
+        sys.path.append(os.getcwd())
+
+    parts = handler_path.split(".")
+    obj = _import_module(parts[0], handler_path)
+    if obj is None:
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: no module named '%s' (searched sys.path: %s); put the handler's folder on "
+            "PYTHONPATH" % (handler_path, parts[0], os.pathsep.join(p or "." for p in sys.path))
+        )
+    index = 1
+    # Walk packages and modules; stop at the first attribute that is not a module.
+    while index < len(parts) and isinstance(obj, types.ModuleType):
+        name = parts[index]
+        if hasattr(obj, name):
+            obj = getattr(obj, name)
+        else:
+            submodule = _import_module(obj.__name__ + "." + name, handler_path)
+            if submodule is None:
+                raise HandlerLoadError(
+                    "ASYA_HANDLER=%s: module '%s' has no attribute '%s'" % (handler_path, obj.__name__, name)
+                )
+            obj = submodule
+        index += 1
+    owner_path = ".".join(parts[:index])
+    rest = parts[index:]
+
+    if isinstance(obj, types.ModuleType):
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s names a module, not a function: add the function (module.function) or "
+            "class method (module.Class.method)" % handler_path
+        )
+    if not rest:
+        if inspect.isclass(obj):
+            raise HandlerLoadError(
+                "ASYA_HANDLER=%s names a class: name the method to call, e.g. %s.process" % (handler_path, handler_path)
+            )
+        if not callable(obj):
+            raise HandlerLoadError(
+                "ASYA_HANDLER=%s is not callable (it is a %s)" % (handler_path, type(obj).__name__)
+            )
+        return obj
+    if not inspect.isclass(obj):
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: '%s' is a %s, not a class, so it has no method '%s'"
+            % (handler_path, owner_path, type(obj).__name__, ".".join(rest))
+        )
+    if len(rest) > 1:
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: expected module.Class.method, but '%s' follows class %s"
+            % (handler_path, ".".join(rest), owner_path)
+        )
+    method_name = rest[0]
+    if not hasattr(obj, method_name):
+        raise HandlerLoadError("ASYA_HANDLER=%s: class %s has no method '%s'" % (handler_path, owner_path, method_name))
+    instance = _instantiate(obj, handler_path)
+    try:
+        method = getattr(instance, method_name)
+    except Exception as exc:
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: reading %s.%s failed: %s: %s"
+            % (handler_path, obj.__name__, method_name, _type_name(type(exc)), _one_line(exc))
+        )
+    if not callable(method):
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: %s.%s is not callable (it is a %s)"
+            % (handler_path, obj.__name__, method_name, type(method).__name__)
+        )
+    return method
+
+
+# --------------------------------------------------------------------------------------------
+# Requests and responses (pure functions, no sockets).
+
+
+class InvalidRequest(ValueError):
+    """The request is not valid JSON or not a valid envelope (msg_parsing_error)."""
+
+
+class InvalidHandlerResult(ValueError):
+    """The handler returned something the protocol does not allow (processing_error)."""
+
+
+def _type_name(cls):
+    module = getattr(cls, "__module__", "builtins")
+    if module in ("builtins", "__main__", None):
+        return cls.__qualname__
+    return module + "." + cls.__qualname__
+
+
+def _json_type(value):
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__
+
+
+_decode_json = json.JSONDecoder().decode
+_encode_ascii = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), allow_nan=False).encode
+
+# Strings of at least this many characters are checked for characters that JSON must escape with
+# a few memchr-speed scans; most large strings (base64, text without quotes) then need no escaping
+# and are copied as they are, about 10x faster than the C encoder's per-character escaping.
+_LARGE_STRING_CHARS = 4096
+_MUST_ESCAPE = ('"', "\\", "\n", "\r", "\t") + tuple(chr(code) for code in range(32) if chr(code) not in "\n\r\t")
+_c_encode_basestring = getattr(json.encoder, "c_encode_basestring", None) or json.encoder.py_encode_basestring
+
+
+def _encode_string(text):
+    if len(text) >= _LARGE_STRING_CHARS:
+        for character in _MUST_ESCAPE:
+            if character in text:
+                return _c_encode_basestring(text)
+        return '"' + text + '"'
+    return _c_encode_basestring(text)
+
+
+def _make_utf8_encoder():
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the plain encoder
+        return json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+    fallback = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+    def default(value):
+        return fallback.default(value)  # raises TypeError naming the type
+
+    # No markers dict (it would be shared by concurrent calls and report false cycles): a cyclic
+    # result raises RecursionError instead, which the caller reports like any encoding error.
+    encode = make(None, default, _encode_string, None, ":", ",", False, False, False)
+
+    def encode_utf8(value):
+        if isinstance(value, str):
+            return _encode_string(value)
+        return "".join(encode(value, 0))
+
+    return encode_utf8
+
+
+_encode_utf8 = _make_utf8_encoder()
+
+
+def parse_request(body):
+    """Decodes and checks one request body (bytes-like) as an envelope; returns the envelope dict.
+
+    The envelope is returned as decoded (unknown fields included); route.current defaults to 0.
+    Raises InvalidRequest with a message naming the offending field.
+    """
+    if len(body) == 0:
+        raise InvalidRequest("empty request: the frame has no body, expected a JSON envelope")
+    try:
+        text = str(body, "utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidRequest("request is not valid UTF-8: %s" % exc)
+    try:
+        envelope = _decode_json(text)
+    except ValueError as exc:
+        raise InvalidRequest("request is not valid JSON: %s" % exc)
+    if not isinstance(envelope, dict):
+        raise InvalidRequest("request must be a JSON object (an envelope), got %s" % _json_type(envelope))
+    check_envelope(envelope)
+    return envelope
+
+
+def check_envelope(envelope):
+    """Checks an input envelope's shape (PROTOCOL section 1); raises InvalidRequest."""
+    if "payload" not in envelope:
+        raise InvalidRequest("envelope has no 'payload' field")
+    if "route" not in envelope:
+        raise InvalidRequest("envelope has no 'route' field")
+    route = envelope["route"]
+    if not isinstance(route, dict):
+        raise InvalidRequest("envelope field 'route' must be an object, got %s" % _json_type(route))
+    if "actors" not in route:
+        raise InvalidRequest("envelope field 'route.actors' is missing")
+    actors = route["actors"]
+    if not isinstance(actors, list):
+        raise InvalidRequest("envelope field 'route.actors' must be an array, got %s" % _json_type(actors))
+    if not actors:
+        raise InvalidRequest("envelope field 'route.actors' must not be empty")
+    for position, actor in enumerate(actors):
+        if not isinstance(actor, str):
+            raise InvalidRequest(
+                "envelope field 'route.actors[%d]' must be a string, got %s" % (position, _json_type(actor))
+            )
+    current = route.get("current", 0)
+    if type(current) is not int:
+        raise InvalidRequest("envelope field 'route.current' must be an integer, got %s" % _json_type(current))
+    if current < 0 or current > len(actors):
+        raise InvalidRequest(
+            "envelope field 'route.current' is %d, out of range: must be between 0 and %d (the number of actors)"
+            % (current, len(actors))
+        )
+    if "metadata" in route and not isinstance(route["metadata"], dict):
+        raise InvalidRequest(
+            "envelope field 'route.metadata' must be an object, got %s" % _json_type(route["metadata"])
+        )
+    if "headers" in envelope and not isinstance(envelope["headers"], dict):
+        raise InvalidRequest("envelope field 'headers' must be an object, got %s" % _json_type(envelope["headers"]))
+    if "id" in envelope and not isinstance(envelope["id"], str):
+        raise InvalidRequest("envelope field 'id' must be a string, got %s" % _json_type(envelope["id"]))
+
+
+_ENVELOPE_FIELDS_FOR_HANDLER = ("id", "parent_id", "route", "headers", "deadline", "payload")
+
+
+def handler_envelope(envelope):
+    """The envelope an envelope-mode handler receives: id, parent_id, route, headers, deadline and
+    payload where present (other fields are the sidecar's business)."""
+    return {key: envelope[key] for key in _ENVELOPE_FIELDS_FOR_HANDLER if key in envelope}
+
+
+def build_payload_outputs(envelope, result):
+    """Turns a payload-mode handler result into response elements.
+
+    None or [] -> [] (abort); a list -> one output per item (fan-out); anything else -> one output.
+    Each output is {"payload", "route": input route with current + 1, "headers": input headers},
+    the headers key only when the input had one.
+    """
+    if result is None:
+        return []
+    route = dict(envelope["route"])
+    route["current"] = route.get("current", 0) + 1
+    if "headers" in envelope:
+        headers = envelope["headers"]
+        if type(result) is list:
+            return [{"payload": item, "route": route, "headers": headers} for item in result]
+        return [{"payload": result, "route": route, "headers": headers}]
+    if type(result) is list:
+        return [{"payload": item, "route": route} for item in result]
+    return [{"payload": result, "route": route}]
+
+
+def check_envelope_outputs(input_actors, input_current, result, validate=True):
+    """Turns an envelope-mode handler result into response elements, checking each output.
+
+    `input_actors`/`input_current` are the input route's, captured before the handler ran. None ->
+    [] (abort); a dict -> [dict]; a list of dicts -> itself. With `validate`, each output needs a
+    payload and a route object whose actors keep input actors[0..current] as a prefix (past and
+    current actor unchanged) and whose current is an integer between 0 and len(actors).
+    Raises InvalidHandlerResult naming the output and the rule.
+    """
+    if result is None:
+        return []
+    if isinstance(result, dict):
+        outputs = [result]
+    elif isinstance(result, list):
+        outputs = result
+    else:
+        raise InvalidHandlerResult(
+            "envelope-mode handler must return an envelope (dict), a list of envelopes or None, got %s"
+            % type(result).__name__
+        )
+    kept = input_actors[: input_current + 1]
+    for position, output in enumerate(outputs):
+        where = "output %d" % position if len(outputs) > 1 else "output"
+        if not isinstance(output, dict):
+            raise InvalidHandlerResult("%s of the envelope-mode handler is a %s, not an envelope (dict)"
+                                       % (where, type(output).__name__))
+        if not validate:
+            continue
+        if "payload" not in output:
+            raise InvalidHandlerResult("%s has no 'payload'" % where)
+        route = output.get("route")
+        if not isinstance(route, dict):
+            raise InvalidHandlerResult(
+                "%s: 'route' must be an object, got %s" % (where, "nothing" if route is None else _json_type(route))
+            )
+        actors = route.get("actors")
+        if not isinstance(actors, list):
+            raise InvalidHandlerResult("%s: 'route.actors' must be an array, got %s" % (where, _json_type(actors)))
+        if actors[: len(kept)] != kept:
+            raise InvalidHandlerResult(
+                "%s changes the route's past: input actors[0..%d] %s must be kept as the start of the output "
+                "actors, got %s" % (where, input_current, json.dumps(kept), json.dumps(actors))
+            )
+        current = route.get("current", 0)
+        if type(current) is not int:
+            raise InvalidHandlerResult("%s: 'route.current' must be an integer, got %s" % (where, _json_type(current)))
+        if current < 0 or current > len(actors):
+            raise InvalidHandlerResult(
+                "%s: 'route.current' is %d, must be between 0 and %d (the number of actors)"
+                % (where, current, len(actors))
+            )
+        if "headers" in output and not isinstance(output["headers"], dict):
+            raise InvalidHandlerResult(
+                "%s: 'headers' must be an object, got %s" % (where, _json_type(output["headers"]))
+            )
+    return outputs
+
+
+def error_response(code, message, error_type, trace=""):
+    """One error element, as a response list: [{"error", "details": {message, type, traceback}}]."""
+    return [{"error": code, "details": {"message": message, "type": error_type, "traceback": trace}}]
+
+
+def exception_response(code, exc):
+    """An error response for a caught exception, with its formatted traceback."""
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return error_response(code, str(exc), _type_name(type(exc)), trace)
+
+
+def encode_response(response):
+    """Serializes a response list to UTF-8 JSON bytes (compact). Strings holding lone surrogates
+    (from \\ud800-style escapes in the input) are written as escapes instead of invalid UTF-8."""
+    try:
+        return _encode_utf8(response).encode("utf-8")
+    except UnicodeEncodeError:
+        return _encode_ascii(response).encode("ascii")
+
+
+def _run_coroutine(coroutine):
+    loop = getattr(_thread_state, "loop", None)
+    if loop is None or loop.is_closed():
+        loop = asyncio.new_event_loop()
+        _thread_state.loop = loop
+    return loop.run_until_complete(coroutine)
+
+
+_thread_state = threading.local()
+
+
+class Runtime(object):
+    """Turns request bodies into response bodies with one loaded handler. No sockets: the server
+    calls handle(); tests may too. Thread-safe; handler calls are serialized unless
+    `handler_thread_safe`."""
+
+    def __init__(self, handler, mode="payload", enable_validation=True, handler_thread_safe=False):
+        if mode not in ("payload", "envelope"):
+            raise ValueError("mode must be payload or envelope, got %r" % (mode,))
+        self.handler = handler
+        self.mode = mode
+        self.enable_validation = enable_validation
+        self._lock = None if handler_thread_safe else threading.Lock()
+        self._is_coroutine_function = inspect.iscoroutinefunction(handler)
+
+    def _call(self, argument):
+        lock = self._lock
+        if lock is None:
+            result = self.handler(argument)
+            if self._is_coroutine_function or inspect.isawaitable(result):
+                result = _run_coroutine(result)
+            return result
+        with lock:
+            result = self.handler(argument)
+            if self._is_coroutine_function or inspect.isawaitable(result):
+                result = _run_coroutine(result)
+            return result
+
+    def respond(self, body):
+        """Returns the response (a list) for one request body (bytes-like). Never raises."""
+        try:
+            envelope = parse_request(body)
+        except InvalidRequest as exc:
+            return error_response(MSG_PARSING_ERROR, str(exc), "InvalidRequest")
+        except RecursionError as exc:
+            return error_response(MSG_PARSING_ERROR, "request is nested too deeply: %s" % exc, "RecursionError")
+        try:
+            if self.mode == "payload":
+                return build_payload_outputs(envelope, self._call(envelope["payload"]))
+            route = envelope["route"]
+            actors = list(route["actors"])
+            current = route.get("current", 0)
+            result = self._call(handler_envelope(envelope))
+            return check_envelope_outputs(actors, current, result, self.enable_validation)
+        except InvalidHandlerResult as exc:
+            log.warn("handler result rejected", id=_envelope_id(envelope), error=str(exc))
+            return error_response(PROCESSING_ERROR, str(exc), "InvalidHandlerResult")
+        except Exception as exc:
+            if log.enabled(30):
+                log.warn("handler raised", id=_envelope_id(envelope), type=_type_name(type(exc)), error=_one_line(exc))
+            return exception_response(PROCESSING_ERROR, exc)
+
+    def handle(self, body):
+        """Returns the encoded response body (bytes) for one request body. Never raises."""
+        response = self.respond(body)
+        try:
+            return encode_response(response)
+        except (TypeError, ValueError, RecursionError) as exc:
+            message = "handler result cannot be encoded as JSON: %s" % exc
+            log.warn("handler result rejected", error=message)
+            return encode_response(error_response(PROCESSING_ERROR, message, _type_name(type(exc))))
+
+
+def _envelope_id(envelope):
+    value = envelope.get("id")
+    return value if isinstance(value, str) else None
+
+
+def handle_request(body, handler, mode="payload", enable_validation=True):
+    """Convenience for tests: the decoded response (list) for one request body and handler."""
+    return json.loads(Runtime(handler, mode, enable_validation).handle(body))
+
+
+# --------------------------------------------------------------------------------------------
+# Socket server.
+
+
+class _PeerClosed(Exception):
+    pass
+
+
+class Server(object):
+    """Accepts connections on `listener` and serves each until EOF, one thread per connection.
+
+    Threads are pooled: idle threads wait in accept(), so a new connection never waits for a
+    thread to be created; a new one is started whenever the last idle thread takes a connection.
+    """
+
+    def __init__(self, listener, runtime, max_message_bytes):
+        self.listener = listener
+        self.runtime = runtime
+        self.max_message_bytes = max_message_bytes
+        self.stopping = False
+        self._lock = threading.Lock()
+        self._idle_acceptors = 0
+        self._active_requests = 0
+        self._drained = threading.Condition(self._lock)
+
+    def start(self):
+        for _ in range(_MIN_IDLE_ACCEPTORS):
+            self._spawn_acceptor()
+
+    def _spawn_acceptor(self):
+        with self._lock:
+            self._idle_acceptors += 1
+        thread = threading.Thread(target=self._accept_loop, name="asya-conn", daemon=True)
+        thread.start()
+
+    def _accept_loop(self):
+        listener = self.listener
+        lock = self._lock
+        reused_view = memoryview(bytearray(_REUSED_BUFFER_BYTES))  # this thread's request buffer
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                with lock:
+                    self._idle_acceptors -= 1
+                if self.stopping:
+                    return
+                log.error("accept failed; retrying", error=str(sys.exc_info()[1]))
+                time.sleep(0.1)
+                with lock:
+                    self._idle_acceptors += 1
+                continue
+            with lock:
+                self._idle_acceptors -= 1
+                spawn = self._idle_acceptors == 0 and not self.stopping
+            if spawn:
+                try:
+                    self._spawn_acceptor()
+                except RuntimeError as exc:  # cannot start a thread: keep serving with what we have
+                    log.error("cannot start a connection thread", error=str(exc))
+            try:
+                self._serve(connection, reused_view)
+            except Exception as exc:  # a bug: never let it kill the accepting thread
+                log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
+            finally:
+                connection.close()
+            with lock:
+                if self.stopping or self._idle_acceptors >= _MAX_IDLE_ACCEPTORS:
+                    return
+                self._idle_acceptors += 1
+
+    def _serve(self, connection, reused_view):
+        """Serves request/response pairs on one connection until EOF, a read error or shutdown.
+        Requests up to _REUSED_BUFFER_BYTES are read into `reused_view`."""
+        recv_into = connection.recv_into
+        sendmsg = connection.sendmsg
+        handle = self.runtime.handle
+        max_bytes = self.max_message_bytes
+        header = bytearray(4)
+        header_view = memoryview(header)
+        unpack = _HEADER.unpack_from
+        pack = _HEADER.pack
+        waitall = socket.MSG_WAITALL
+        lock = self._lock
+        while True:
+            try:
+                received = recv_into(header_view, 4, waitall)
+            except OSError:
+                return
+            if received != 4:
+                if received == 0:
+                    return  # clean EOF between requests
+                self._reply_connection_error(connection, "connection closed after %d of 4 length bytes" % received)
+                return
+            (length,) = unpack(header)
+            if length > max_bytes:
+                log.error(
+                    "request frame of %d bytes exceeds ASYA_MAX_MESSAGE_BYTES=%d; closing the connection"
+                    % (length, max_bytes),
+                    frame_bytes=length,
+                    max_message_bytes=max_bytes,
+                )
+                return
+            if length <= _REUSED_BUFFER_BYTES:
+                body = reused_view[:length]
+            else:
+                body = memoryview(bytearray(length))
+            try:
+                self._read_exactly(recv_into, body, length)
+            except _PeerClosed as exc:
+                self._reply_connection_error(connection, str(exc))
+                return
+            except OSError:
+                return
+            with lock:
+                self._active_requests += 1
+            try:
+                response = handle(body)
+                del body
+                size = len(response)
+                try:
+                    sent = sendmsg((pack(size), response))
+                    if sent < size + 4:  # only when interrupted: send the rest
+                        if sent < 4:
+                            connection.sendall(pack(size)[sent:])
+                            sent = 4
+                        connection.sendall(memoryview(response)[sent - 4:])
+                except OSError:
+                    return
+            finally:
+                with lock:
+                    self._active_requests -= 1
+                    if self._active_requests == 0 and self.stopping:
+                        self._drained.notify_all()
+            if self.stopping:
+                return
+
+    @staticmethod
+    def _read_exactly(recv_into, view, length):
+        got = 0
+        waitall = socket.MSG_WAITALL
+        while got < length:
+            received = recv_into(view[got:], length - got, waitall)
+            if received == 0:
+                raise _PeerClosed("connection closed after %d of %d request bytes" % (got, length))
+            got += received
+
+    @staticmethod
+    def _reply_connection_error(connection, message):
+        log.warn("request could not be read: " + message)
+        body = encode_response(error_response(CONNECTION_ERROR, message, "ConnectionError"))
+        try:
+            connection.sendall(_HEADER.pack(len(body)) + body)
+        except OSError:
+            pass
+
+    def stop(self):
+        """Stops accepting; idle connections are closed after their current request."""
+        with self._lock:
+            self.stopping = True
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)  # wakes threads blocked in accept()
+        except OSError:
+            pass
+        self.listener.close()
+
+    def wait_drained(self, timeout):
+        """Waits until no request is being processed; True when drained."""
+        with self._lock:
+            if self._active_requests == 0:
+                return True
+            self._drained.wait(timeout)
+            return self._active_requests == 0
+
+
+def open_listener(config):
+    """Binds and listens on config.socket_path; raises ConfigError with the reason."""
+    path = config.socket_path
+    directory = os.path.dirname(path) or "."
+    try:
+        os.makedirs(directory, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError("cannot create socket directory %s: %s" % (directory, exc.strerror or exc))
+    try:
+        existing = os.lstat(path)
+    except FileNotFoundError:
+        existing = None
+    except OSError as exc:
+        raise ConfigError("cannot inspect socket path %s: %s" % (path, exc.strerror or exc))
+    if existing is not None:
+        if stat.S_ISDIR(existing.st_mode):
+            raise ConfigError("socket path %s is a directory: set ASYA_SOCKET_PATH to a file path" % path)
+        if not stat.S_ISSOCK(existing.st_mode):
+            raise ConfigError("socket path %s exists and is not a socket: remove it or choose another path" % path)
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+            live = True
+        except OSError:
+            live = False
+        finally:
+            probe.close()
+        if live:
+            raise ConfigError("another process is already listening on %s" % path)
+        try:
+            os.unlink(path)
+            log.info("removed stale socket", path=path)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise ConfigError("cannot remove stale socket %s: %s" % (path, exc.strerror or exc))
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(path)
+        if config.socket_chmod is not None:
+            os.chmod(path, config.socket_chmod)
+        listener.listen(socket.SOMAXCONN)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError("cannot listen on %s: %s" % (path, exc.strerror or exc))
+    return listener
+
+
+def _remove_quietly(path):
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _write_ready_file(path):
+    temporary = "%s.%d.tmp" % (path, os.getpid())
+    with open(temporary, "w") as ready:
+        ready.write("%d\n" % os.getpid())
+    os.replace(temporary, path)
+
+
+def main(environ=None):
+    """Runs the runtime until SIGTERM/SIGINT; returns the exit status (0, or 1 on a start-up error)."""
+    environ = os.environ if environ is None else environ
+    state = {"serving": False, "signals": 0}
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+
+    def on_signal(signum, frame):
+        if not state["serving"]:
+            os._exit(0)  # still loading: nothing to clean up
+        state["signals"] += 1
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.set_wakeup_fd(wake_write)
+
+    try:
+        config = load_config(environ)
+    except ConfigError as exc:
+        log.error(str(exc))
+        return 1
+    log.level = _LEVELS[config.log_level]
+    ready_path = config.ready_path
+    _remove_quietly(ready_path)  # a ready file left by an earlier run must not announce us early
+    started = time.monotonic()
+    try:
+        handler = load_handler(config.handler)
+        listener = open_listener(config)
+    except ConfigError as exc:
+        log.error(str(exc))
+        return 1
+    runtime = Runtime(handler, config.mode, config.enable_validation, config.handler_thread_safe)
+    server = Server(listener, runtime, config.max_message_bytes)
+    state["serving"] = True
+    server.start()
+    try:
+        _write_ready_file(ready_path)
+    except OSError as exc:
+        _remove_quietly(config.socket_path)
+        log.error("cannot write ready file %s: %s" % (ready_path, exc.strerror or exc))
+        return 1
+    log.info(
+        "runtime ready",
+        handler=config.handler,
+        mode=config.mode,
+        socket=config.socket_path,
+        pid=os.getpid(),
+        load_seconds=round(time.monotonic() - started, 3),
+    )
+
+    while state["signals"] == 0:
+        try:
+            select.select([wake_read], [], [])
+            os.read(wake_read, 512)
+        except InterruptedError:
+            pass
+    log.info("stopping: no new connections; finishing requests in progress")
+    _remove_quietly(ready_path)
+    _remove_quietly(config.socket_path)
+    server.stop()
+    while state["signals"] < 2 and not server.wait_drained(0.1):
+        pass
+    if state["signals"] >= 2:
+        log.warn("second signal: exiting without waiting for requests in progress")
+    log.info("stopped")
+    return 0
+
+
+def _run():
+    status = main()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        # Connection threads may be blocked in recv() or in user code; do not wait for them.
+        os._exit(status)
+
+
+if __name__ == "__main__":
+    _run()
