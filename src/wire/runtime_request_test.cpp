@@ -99,29 +99,42 @@ struct BadCase {
 
 TEST(HandleRequest, InvalidRequestsAreParsingErrorsNamingTheField) {
   const BadCase cases[] = {
-      {"", "empty"},
-      {"not json", "not valid UTF-8 JSON"},
-      {"{\"route\":{\"actors\":[\"a\"]},\"payload\":\"\xff\"}", "not valid UTF-8 JSON"},
-      {"[1,2]", "is an array, expected a JSON envelope object"},
-      {R"({"route":{"actors":["a"]}})", "\"payload\""},
-      {R"({"payload":1})", "\"route\""},
-      {R"({"payload":1,"route":[]})", "\"route\" is an array"},
-      {R"({"payload":1,"route":{}})", "\"route.actors\" is missing"},
-      {R"({"payload":1,"route":{"actors":"a"}})", "\"route.actors\" is a string"},
-      {R"({"payload":1,"route":{"actors":[]}})", "\"route.actors\" is empty"},
-      {R"({"payload":1,"route":{"actors":["a"],"current":"0"}})", "\"route.current\" is a string"},
-      {R"({"payload":1,"route":{"actors":["a"],"current":1.0}})", "\"route.current\" is a number"},
+      {"", "empty request"},
+      {"not json", "request is not valid JSON: syntax error at offset 0"},
+      {"{\"route\":{\"actors\":[\"a\"]},\"payload\":\"\xff\"}",
+       "request is not valid UTF-8: invalid byte 0xff at offset 37"},
+      {"[1,2]", "request must be a JSON object (an envelope), got array"},
+      {R"({"route":{"actors":["a"]}})", "envelope has no 'payload' field"},
+      {R"({"payload":1})", "envelope has no 'route' field"},
+      {R"({"payload":1,"route":[]})", "'route' must be an object, got array"},
+      {R"({"payload":1,"route":{}})", "'route.actors' is missing"},
+      {R"({"payload":1,"route":{"actors":"a"}})", "'route.actors' must be an array, got string"},
+      {R"({"payload":1,"route":{"actors":[]}})", "'route.actors' must not be empty"},
+      {R"({"payload":1,"route":{"actors":["a",3]}})",
+       "'route.actors[1]' must be a string, got number"},
+      {R"({"payload":1,"route":{"actors":["a"],"current":"0"}})",
+       "'route.current' must be an integer, got string"},
+      {R"({"payload":1,"route":{"actors":["a"],"current":1.0}})",
+       "'route.current' must be an integer, got number"},
       {R"({"payload":1,"route":{"actors":["a"],"current":true}})",
-       "\"route.current\" is a boolean"},
-      {R"({"payload":1,"route":{"actors":["a"],"current":-1}})", "\"route.current\" is -1"},
-      {R"({"payload":1,"route":{"actors":["a"],"current":2}})", "\"route.current\" is 2"},
-      {R"({"payload":1,"route":{"actors":["a"]},"headers":[]})", "\"headers\" is an array"},
-      {R"({"payload":1,"route":{"actors":["a"]},"id":7})", "\"id\" is an integer"},
+       "'route.current' must be an integer, got boolean"},
+      {R"({"payload":1,"route":{"actors":["a"],"current":-1}})",
+       "'route.current' is -1, out of range"},
+      {R"({"payload":1,"route":{"actors":["a"],"current":2}})",
+       "'route.current' is 2, out of range: must be between 0 and 1"},
+      {R"({"payload":1,"route":{"actors":["a"],"metadata":1}})",
+       "'route.metadata' must be an object, got number"},
+      {R"({"payload":1,"route":{"actors":["a"]},"headers":[]})",
+       "'headers' must be an object, got array"},
+      {R"({"payload":1,"route":{"actors":["a"]},"headers":null})",
+       "'headers' must be an object, got null"},
+      {R"({"payload":1,"route":{"actors":["a"]},"id":7})", "'id' must be a string, got number"},
   };
   for (const auto& c : cases) {
     json::array out = respond(c.request, echo);
     ASSERT_EQ(out.size(), 1u) << c.request;
     EXPECT_EQ(out[0].at("error"), "msg_parsing_error") << c.request;
+    EXPECT_EQ(out[0].at("details").at("type"), "InvalidRequest") << c.request;
     std::string message(out[0].at("details").at("message").as_string());
     EXPECT_NE(message.find(c.expected_in_message), std::string::npos)
         << c.request << " -> " << message;
@@ -191,18 +204,24 @@ TEST(HandleRequestEnvelope, ValidEditsPassThrough) {
 
 TEST(HandleRequestEnvelope, ChangingThePastOrBreakingTheShapeIsAProcessingError) {
   const std::pair<const char*, std::function<void(json::object&)>> cases[] = {
-      {"never its past",
+      {"changes the route's past: input actors[0..1] [\"a\",\"b\"] must be kept",
        [](json::object& e) { e["route"].as_object()["actors"].as_array()[0] = "hacked"; }},
-      {"never its past",
+      {"changes the route's past",
        [](json::object& e) { e["route"].as_object()["actors"].as_array()[1] = "other"; }},
-      {"no \"payload\"", [](json::object& e) { e.erase("payload"); }},
-      {"\"route\" is a string", [](json::object& e) { e["route"] = "nope"; }},
-      {"out of range", [](json::object& e) { e["route"].as_object()["current"] = 4; }},
+      {"output has no 'payload'", [](json::object& e) { e.erase("payload"); }},
+      {"output: 'route' must be an object, got string",
+       [](json::object& e) { e["route"] = "nope"; }},
+      {"output: 'route' must be an object, got nothing", [](json::object& e) { e.erase("route"); }},
+      {"output: 'route.current' is 4, must be between 0 and 3",
+       [](json::object& e) { e["route"].as_object()["current"] = 4; }},
+      {"output: 'headers' must be an object, got string",
+       [](json::object& e) { e["headers"] = "h"; }},
   };
   for (const auto& [expected, change] : cases) {
     json::array out = respond_env(kEnvelope, edit(change));
     ASSERT_EQ(out.size(), 1u) << expected;
     EXPECT_EQ(out[0].at("error"), "processing_error") << expected;
+    EXPECT_EQ(out[0].at("details").at("type"), "InvalidHandlerResult") << expected;
     std::string message(out[0].at("details").at("message").as_string());
     EXPECT_NE(message.find(expected), std::string::npos) << message;
   }
@@ -214,6 +233,16 @@ TEST(HandleRequestEnvelope, ValidationCanBeDisabled) {
       edit([](json::object& e) { e["route"].as_object()["actors"].as_array()[0] = "x"; }), false);
   ASSERT_EQ(out.size(), 1u);
   EXPECT_EQ(out[0].at("route").at("actors").at(0), "x");
+}
+
+TEST(HandleRequestEnvelope, NonObjectOutputIsAnErrorEvenWithoutValidation) {
+  EnvelopeHandler bad = [](const json::object&) { return std::vector<Json>{Json(1), Json(2)}; };
+  json::array out = respond_env(kEnvelope, bad, false);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].at("error"), "processing_error");
+  EXPECT_NE(std::string(out[0].at("details").at("message").as_string())
+                .find("output 0 of the envelope-mode handler is number"),
+            std::string::npos);
 }
 
 TEST(HandleRequestEnvelope, EmptyResultIsAbort) {

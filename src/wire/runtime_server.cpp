@@ -1,5 +1,6 @@
 // The socket side of the C++ runtime (PROTOCOL §3): configuration from the environment, the
 // listening socket, the ready file, one thread per connection, shutdown on SIGTERM/SIGINT.
+// Behaves like runtimes/python/asya_runtime.py (same variables, messages and exit codes).
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
@@ -14,7 +15,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <mutex>
 #include <thread>
 
@@ -35,23 +35,30 @@ struct RuntimeConfig {
   std::string socket_path;
   std::optional<mode_t> socket_mode;  // nullopt: leave the mode alone
   bool enable_validation = true;
+  bool handler_thread_safe = false;
   std::string log_level;
   std::size_t max_message_bytes = wire::kDefaultMaxMessageBytes;
-  std::chrono::milliseconds shutdown_grace{30'000};
 };
 
-std::optional<mode_t> parse_socket_mode(const std::string& text) {
-  std::string digits = text;
-  if (digits.rfind("0o", 0) == 0 || digits.rfind("0O", 0) == 0) digits = digits.substr(2);
-  bool ok = !digits.empty() && digits.size() <= 4;
-  for (char c : digits) ok = ok && c >= '0' && c <= '7';
-  if (!ok) {
+std::optional<mode_t> parse_socket_mode(std::string_view text) {
+  std::string_view digits = text;
+  while (!digits.empty() && digits.front() == ' ') digits.remove_prefix(1);
+  while (!digits.empty() && digits.back() == ' ') digits.remove_suffix(1);
+  if (digits.empty()) return std::nullopt;
+  if (digits.starts_with("0o") || digits.starts_with("0O")) digits.remove_prefix(2);
+  bool ok = !digits.empty() && digits.size() <= 5;
+  mode_t mode = 0;
+  for (char c : digits) {
+    ok = ok && c >= '0' && c <= '7';
+    mode = static_cast<mode_t>(mode * 8 + static_cast<mode_t>(c - '0'));
+  }
+  if (!ok || mode > 07777) {
     throw ConfigError(fmt::format(
-        "ASYA_SOCKET_CHMOD=\"{}\" is not an octal file mode: use e.g. 0660, 0o666, or empty to "
-        "leave the mode unchanged",
+        "ASYA_SOCKET_CHMOD=\"{}\" is not an octal file mode: use e.g. 0o666 or 660, or empty to "
+        "leave the socket's permissions alone",
         text));
   }
-  return static_cast<mode_t>(std::stoul(digits, nullptr, 8));
+  return mode;
 }
 
 // Throws ConfigError with a one-line message for an invalid variable.
@@ -66,31 +73,38 @@ RuntimeConfig load_config() {
       path = (fs::path(dir) / env_string("ASYA_SOCKET_NAME", "asya-runtime.sock")).string();
     }
   }
+  if (path.size() > sizeof(sockaddr_un::sun_path) - 1) {
+    throw ConfigError(fmt::format(
+        "socket path \"{}\" is {} bytes long: Unix socket paths are limited to {} bytes; use a "
+        "shorter ASYA_SOCKET_PATH or ASYA_SOCKET_DIR",
+        path, path.size(), sizeof(sockaddr_un::sun_path) - 1));
+  }
   c.socket_path = path;
-  auto chmod_text = env_get("ASYA_SOCKET_CHMOD");
-  if (!chmod_text) {
-    c.socket_mode = 0660;
-  } else if (!chmod_text->empty()) {
-    c.socket_mode = parse_socket_mode(*chmod_text);
-  }
+  c.socket_mode = parse_socket_mode(env_get("ASYA_SOCKET_CHMOD").value_or("0o666"));
   c.enable_validation = env_bool("ASYA_ENABLE_VALIDATION", true);
+  c.handler_thread_safe = env_bool("ASYA_HANDLER_THREAD_SAFE", false);
   c.log_level = env_string("ASYA_LOG_LEVEL", "info");
-  c.max_message_bytes =
-      static_cast<std::size_t>(env_bytes("ASYA_MAX_MESSAGE_BYTES", wire::kDefaultMaxMessageBytes));
-  if (c.max_message_bytes == 0 || c.max_message_bytes > UINT32_MAX) {
-    throw ConfigError(fmt::format("ASYA_MAX_MESSAGE_BYTES={} is out of range: use 1 to {} bytes",
-                                  c.max_message_bytes, UINT32_MAX));
+  std::uint64_t max_bytes = env_bytes("ASYA_MAX_MESSAGE_BYTES", wire::kDefaultMaxMessageBytes);
+  if (max_bytes == 0 || max_bytes > UINT32_MAX) {
+    throw ConfigError(fmt::format(
+        "ASYA_MAX_MESSAGE_BYTES=\"{}\" is out of range: use 1 byte to 4GiB-1 (a frame length is "
+        "32 bits)",
+        env_string("ASYA_MAX_MESSAGE_BYTES", "")));
   }
-  c.shutdown_grace = env_duration("ASYA_SHUTDOWN_GRACE", c.shutdown_grace);
+  c.max_message_bytes = static_cast<std::size_t>(max_bytes);
   return c;
 }
 
-// Self-pipe written by the signal handler; stays readable once written, so every thread that
+// Self-pipe written by the signal handler; it stays readable once written, so every thread that
 // polls it sees the shutdown.
 int g_stop_pipe[2] = {-1, -1};
+// Signals received: the first stops accepting, the second stops waiting for requests in progress.
+std::atomic<int> g_signals{0};
+static_assert(std::atomic<int>::is_always_lock_free);
 
 extern "C" void on_stop_signal(int) {
   int saved = errno;
+  g_signals.fetch_add(1);
   char byte = 1;
   [[maybe_unused]] ssize_t n = ::write(g_stop_pipe[1], &byte, 1);
   errno = saved;
@@ -111,16 +125,25 @@ Status install_signal_handlers() {
   return Status::Ok();
 }
 
-Result<int> open_listener(const RuntimeConfig& config) {
-  const std::string& path = config.socket_path;
+sockaddr_un socket_address(const std::string& path) {
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof(addr.sun_path)) {
-    return Error{
-        fmt::format("socket path \"{}\" is {} bytes long; Unix sockets allow at most {}: "
-                    "set a shorter ASYA_SOCKET_PATH",
-                    path, path.size(), sizeof(addr.sun_path) - 1)};
-  }
+  std::memcpy(addr.sun_path, path.data(), std::min(path.size(), sizeof(addr.sun_path) - 1));
+  return addr;
+}
+
+// True when something accepts connections on `path`.
+bool someone_listens(const std::string& path) {
+  sockaddr_un addr = socket_address(path);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return false;
+  bool live = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+  ::close(fd);
+  return live;
+}
+
+Result<int> open_listener(const RuntimeConfig& config) {
+  const std::string& path = config.socket_path;
   std::error_code ec;
   fs::path parent = fs::path(path).parent_path();
   if (!parent.empty()) fs::create_directories(parent, ec);
@@ -131,70 +154,109 @@ Result<int> open_listener(const RuntimeConfig& config) {
   auto status = fs::symlink_status(path, ec);
   if (fs::is_directory(status)) {
     return Error{
-        fmt::format("socket path {} is a directory: set ASYA_SOCKET_PATH to a file path "
-                    "such as {}/asya-runtime.sock",
-                    path, path)};
+        fmt::format("socket path {} is a directory: set ASYA_SOCKET_PATH to a file path", path)};
   }
   if (fs::exists(status)) {
-    // A socket file left by a previous run that did not shut down cleanly.
-    if (!fs::remove(path, ec) || ec) {
-      return Error{fmt::format("cannot remove stale file at socket path {}: {}", path,
-                               ec ? ec.message() : "unknown error")};
+    if (!fs::is_socket(status)) {
+      return Error{fmt::format(
+          "socket path {} exists and is not a socket: remove it or choose another path", path)};
     }
+    if (someone_listens(path)) {
+      return Error{fmt::format("another process is already listening on {}", path)};
+    }
+    // A socket left by a previous run that did not shut down cleanly.
+    if (!fs::remove(path, ec) && ec) {
+      return Error{fmt::format("cannot remove stale socket {}: {}", path, ec.message())};
+    }
+    spdlog::info("removed stale socket {}", path);
   }
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Error{fmt::format("socket() failed: {}", std::strerror(errno))};
-  std::memcpy(addr.sun_path, path.data(), path.size());
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+  sockaddr_un addr = socket_address(path);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      (config.socket_mode && ::chmod(path.c_str(), *config.socket_mode) != 0) ||
+      ::listen(fd, SOMAXCONN) != 0) {
     int err = errno;
     ::close(fd);
-    return Error{fmt::format("cannot bind socket {}: {}", path, std::strerror(err))};
-  }
-  if (config.socket_mode && ::chmod(path.c_str(), *config.socket_mode) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Error{fmt::format("cannot chmod socket {} to {:o}: {}", path, *config.socket_mode,
-                             std::strerror(err))};
-  }
-  if (::listen(fd, 128) != 0) {
-    int err = errno;
-    ::close(fd);
-    return Error{fmt::format("cannot listen on socket {}: {}", path, std::strerror(err))};
+    return Error{fmt::format("cannot listen on {}: {}", path, std::strerror(err))};
   }
   return fd;
 }
 
+// Written to a temporary name and renamed, so a sidecar never sees a half-written file.
+Status write_ready_file(const std::string& path) {
+  std::string temporary = fmt::format("{}.{}.tmp", path, ::getpid());
+  std::FILE* file = std::fopen(temporary.c_str(), "w");
+  if (!file) return Error{std::strerror(errno)};
+  std::fprintf(file, "%d\n", static_cast<int>(::getpid()));
+  if (std::fclose(file) != 0 || std::rename(temporary.c_str(), path.c_str()) != 0) {
+    int err = errno;
+    ::unlink(temporary.c_str());
+    return Error{std::strerror(err)};
+  }
+  return Status::Ok();
+}
+
 using Responder = std::function<std::string(std::string_view request)>;
 
-// Counts live connection threads so shutdown can wait for in-flight requests.
-class ConnectionTracker {
+// Connection threads and requests in progress, so shutdown can wait for the latter.
+class ServerState {
  public:
-  void add() {
+  void connection_opened() {
     std::lock_guard lock(mutex_);
-    ++active_;
+    ++connections_;
   }
-  void remove() {
+  void connection_closed() {
     std::lock_guard lock(mutex_);
-    if (--active_ == 0) idle_.notify_all();
+    --connections_;
+    changed_.notify_all();
   }
-  bool wait_idle(std::chrono::milliseconds timeout) {
+  void request_started() {
+    std::lock_guard lock(mutex_);
+    ++requests_;
+  }
+  void request_finished() {
+    std::lock_guard lock(mutex_);
+    --requests_;
+    changed_.notify_all();
+  }
+  // True when no request is in progress (after waiting up to `timeout`).
+  bool wait_drained(std::chrono::milliseconds timeout) {
     std::unique_lock lock(mutex_);
-    return idle_.wait_for(lock, timeout, [&] { return active_ == 0; });
+    return changed_.wait_for(lock, timeout, [&] { return requests_ == 0; });
+  }
+  // True when every connection thread has finished (after waiting up to `timeout`).
+  bool wait_no_connections(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return changed_.wait_for(lock, timeout, [&] { return connections_ == 0; });
   }
 
  private:
   std::mutex mutex_;
-  std::condition_variable idle_;
-  int active_ = 0;
+  std::condition_variable changed_;
+  int connections_ = 0;
+  int requests_ = 0;
 };
 
-// Serves requests on one connection until EOF, an unreadable frame, or shutdown while idle.
+bool stopping() {
+  return g_signals.load() > 0;
+}
+
+std::string connection_error_response(const std::string& message) {
+  boost::json::object details{{"message", message}, {"type", "ConnectionError"}, {"traceback", ""}};
+  boost::json::array response{
+      boost::json::object{{"error", "connection_error"}, {"details", details}}};
+  return boost::json::serialize(response);
+}
+
+// Serves requests on one connection until EOF, an unreadable frame, or shutdown. After a
+// shutdown signal, a request already being read or processed is still answered.
 void serve_connection(int fd, std::shared_ptr<const Responder> respond,
-                      std::size_t max_message_bytes, ConnectionTracker* tracker) {
+                      std::size_t max_message_bytes, ServerState* state) {
   std::string request;
   std::string response;
   for (;;) {
-    // Finish a request that is already arriving even during shutdown; stop only when idle.
+    // Readiness of the connection wins over the stop pipe: a request already sent is answered.
     int ready = wire::detail::wait_readable(fd, g_stop_pipe[0], std::nullopt);
     if (ready != 1) break;
     auto read = wire::detail::read_frame_io(fd, request, max_message_bytes, std::nullopt);
@@ -202,66 +264,76 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
       if (read.code == IoCode::kEof) {
         spdlog::debug("connection closed by the sidecar");
       } else if (read.code == IoCode::kOversize) {
-        spdlog::error("refusing request and closing the connection: {}", read.message);
+        spdlog::error("request {}; closing the connection", read.message);
+      } else if (read.code == IoCode::kTruncated) {
+        spdlog::warn("request could not be read: {}", read.message);
+        (void)wire::detail::write_frame_io(fd, connection_error_response(read.message),
+                                           wire::detail::Clock::now() + std::chrono::seconds(1));
       } else {
-        spdlog::warn("cannot read request, closing the connection: {}", read.message);
+        spdlog::warn("request could not be read, closing the connection: {}", read.message);
       }
       break;
     }
+    state->request_started();
     response = (*respond)(request);
     auto written = wire::detail::write_frame_io(fd, response, std::nullopt);
+    state->request_finished();
     if (!written.ok()) {
       spdlog::warn("cannot send response of {} bytes, closing the connection: {}", response.size(),
                    written.message);
       break;
     }
+    if (stopping()) break;
   }
   ::close(fd);
-  tracker->remove();
+  state->connection_closed();
 }
 
-int run_server(const char* mode, Responder respond) {
+int run_server(const char* mode, const std::function<Responder(const RuntimeConfig&)>& make) {
+  if (Status s = install_signal_handlers(); !s.ok()) {
+    std::fprintf(stderr, "asya runtime: %s\n", s.message().c_str());
+    return 1;
+  }
   RuntimeConfig config;
   try {
     config = load_config();
     log::init("runtime", config.log_level);
+    auto requested = env_string("ASYA_HANDLER_MODE", "");
+    if (!requested.empty() && requested != "payload" && requested != "envelope") {
+      throw ConfigError(
+          fmt::format("ASYA_HANDLER_MODE=\"{}\" is not valid: use payload or envelope", requested));
+    }
+    if (!requested.empty() && requested != mode) {
+      throw ConfigError(fmt::format(
+          "ASYA_HANDLER_MODE={} does not match the handler, which is a {}-mode handler: set "
+          "ASYA_HANDLER_MODE={} or leave it unset",
+          requested, mode, mode));
+    }
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya runtime: %s\n", e.what());
-    return 2;
-  }
-  if (auto requested = env_get("ASYA_HANDLER_MODE");
-      requested && !requested->empty() && *requested != mode) {
-    spdlog::error(
-        "ASYA_HANDLER_MODE={} does not match this runtime's handler, which is a {}-mode handler: "
-        "set ASYA_HANDLER_MODE={} or leave it unset",
-        *requested, mode, mode);
+    std::fprintf(stderr, "{\"level\":\"error\",\"component\":\"runtime\",\"msg\":\"%s\"}\n",
+                 log::json_escape(e.what()).c_str());
     return 1;
   }
-  if (Status s = install_signal_handlers(); !s.ok()) {
-    spdlog::error("{}", s.message());
-    return 1;
-  }
+  const std::string ready_file = wire::ready_file_for(config.socket_path);
+  ::unlink(ready_file.c_str());  // a ready file left by an earlier run must not announce us early
   auto listener = open_listener(config);
   if (!listener.ok()) {
     spdlog::error("{}", listener.error().message);
     return 1;
   }
   int listen_fd = *listener;
-  const std::string ready_file = wire::ready_file_for(config.socket_path);
-  {
-    std::ofstream ready(ready_file, std::ios::trunc);
-    if (!ready) {
-      spdlog::error("cannot create ready file {}: {}", ready_file, std::strerror(errno));
-      ::close(listen_fd);
-      ::unlink(config.socket_path.c_str());
-      return 1;
-    }
+  if (Status s = write_ready_file(ready_file); !s.ok()) {
+    spdlog::error("cannot write ready file {}: {}", ready_file, s.message());
+    ::close(listen_fd);
+    ::unlink(config.socket_path.c_str());
+    return 1;
   }
-  spdlog::info("runtime ready: {} handler listening on {}", mode, config.socket_path);
+  spdlog::info("runtime ready: {}-mode handler on {} (pid {})", mode, config.socket_path,
+               ::getpid());
 
-  auto shared_respond = std::make_shared<const Responder>(std::move(respond));
-  ConnectionTracker tracker;
-  for (;;) {
+  auto respond = std::make_shared<const Responder>(make(config));
+  ServerState state;
+  while (!stopping()) {
     int ready = wire::detail::wait_readable(listen_fd, g_stop_pipe[0], std::nullopt);
     if (ready != 1) break;
     int fd = ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC);
@@ -275,41 +347,71 @@ int run_server(const char* mode, Responder respond) {
       spdlog::error("accept on {} failed: {}", config.socket_path, std::strerror(errno));
       break;
     }
-    tracker.add();
-    std::thread(serve_connection, fd, shared_respond, config.max_message_bytes, &tracker).detach();
+    state.connection_opened();
+    std::thread(serve_connection, fd, respond, config.max_message_bytes, &state).detach();
   }
 
-  spdlog::info("runtime shutting down: removing {} and {}", config.socket_path, ready_file);
+  spdlog::info("stopping: no new connections; finishing requests in progress");
   ::close(listen_fd);
   ::unlink(ready_file.c_str());
   ::unlink(config.socket_path.c_str());
-  if (!tracker.wait_idle(config.shutdown_grace)) {
-    spdlog::warn("requests still in progress after ASYA_SHUTDOWN_GRACE={}; exiting anyway",
-                 format_duration(config.shutdown_grace));
-    // Detached threads still reference `tracker`; leave without unwinding this frame.
+  // Idle connection threads end as soon as they see the stop pipe, busy ones after answering.
+  // A connection stuck in the middle of a request frame is not waited for once nothing is being
+  // processed; a second signal stops waiting altogether.
+  auto idle_since = wire::detail::Clock::now();
+  bool all_closed = false;
+  while (g_signals.load() < 2) {
+    if (state.wait_no_connections(std::chrono::milliseconds(50))) {
+      all_closed = true;
+      break;
+    }
+    if (!state.wait_drained(std::chrono::milliseconds(0))) {
+      idle_since = wire::detail::Clock::now();
+    } else if (wire::detail::Clock::now() - idle_since > std::chrono::seconds(1)) {
+      break;
+    }
+  }
+  if (g_signals.load() >= 2) {
+    spdlog::warn("second signal: exiting without waiting for requests in progress");
+  }
+  spdlog::info("stopped");
+  if (!all_closed) {
+    // Remaining threads still reference `state`: leave without unwinding this frame.
+    spdlog::default_logger()->flush();
     std::fflush(nullptr);
     std::_Exit(0);
   }
   return 0;
 }
 
+// Calls the handler under a mutex unless the user declared it thread-safe
+// (ASYA_HANDLER_THREAD_SAFE=true), like the Python runtime. Parsing and serializing stay
+// concurrent.
+template <class Handler>
+Handler serialized_unless_thread_safe(const RuntimeConfig& config, Handler handler) {
+  if (config.handler_thread_safe) return handler;
+  auto mutex = std::make_shared<std::mutex>();
+  return [mutex, handler = std::move(handler)](const auto& input) {
+    std::lock_guard lock(*mutex);
+    return handler(input);
+  };
+}
+
 }  // namespace
 
 int serve(PayloadHandler handler) {
-  return run_server("payload", [handler = std::move(handler)](std::string_view request) {
-    return handle_request(request, handler);
+  return run_server("payload", [&](const RuntimeConfig& config) -> Responder {
+    return [handler = serialized_unless_thread_safe(config, std::move(handler))](
+               std::string_view request) { return handle_request(request, handler); };
   });
 }
 
 int serve_envelopes(EnvelopeHandler handler) {
-  bool validate = true;
-  try {
-    validate = env_bool("ASYA_ENABLE_VALIDATION", true);
-  } catch (const ConfigError&) {
-    // Reported by run_server's own configuration check.
-  }
-  return run_server("envelope", [handler = std::move(handler), validate](std::string_view request) {
-    return handle_request(request, handler, validate);
+  return run_server("envelope", [&](const RuntimeConfig& config) -> Responder {
+    return [handler = serialized_unless_thread_safe(config, std::move(handler)),
+            validate = config.enable_validation](std::string_view request) {
+      return handle_request(request, handler, validate);
+    };
   });
 }
 

@@ -39,8 +39,9 @@ class RuntimeProcess {
   RuntimeProcess(std::map<std::string, std::string> env, PayloadHandler handler) {
     pid_ = ::fork();
     if (pid_ == 0) {
-      for (const char* name : {"ASYA_SOCKET_PATH", "ASYA_SOCKET_DIR", "ASYA_HANDLER_MODE",
-                               "ASYA_SOCKET_CHMOD", "ASYA_MAX_MESSAGE_BYTES"}) {
+      for (const char* name :
+           {"ASYA_SOCKET_PATH", "ASYA_SOCKET_DIR", "ASYA_HANDLER_MODE", "ASYA_SOCKET_CHMOD",
+            "ASYA_MAX_MESSAGE_BYTES", "ASYA_HANDLER_THREAD_SAFE"}) {
         ::unsetenv(name);
       }
       ::setenv("ASYA_LOG_LEVEL", "error", 1);
@@ -152,15 +153,121 @@ TEST(RuntimeServer, OversizeFrameClosesOnlyThatConnection) {
   EXPECT_EQ(json::parse(response).at(0).at("payload").at("n"), 7);
 }
 
-TEST(RuntimeServer, ReplacesAStaleSocketFile) {
+// Leaves a socket file behind with nobody listening, as a killed runtime does.
+void make_stale_socket(const fs::path& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ::close(fd);
+}
+
+TEST(RuntimeServer, ReplacesAStaleSocketAndUsesTheDefaultMode) {
   TempDir dir;
   fs::path socket = dir.path / "rt.sock";
-  std::ofstream(socket) << "stale";
+  make_stale_socket(socket);
+  ASSERT_TRUE(fs::is_socket(socket));
   RuntimeProcess runtime({{"ASYA_SOCKET_PATH", socket.string()}}, echo);
   wire::RuntimeClient client({socket.string()});
   ASSERT_TRUE(client.wait_ready(10s).ok());
   std::string response;
   EXPECT_EQ(client.call(request_with(1), response, 5s).status, wire::CallStatus::kOk);
+  struct stat st {};
+  ASSERT_EQ(::stat(socket.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666u);
+}
+
+TEST(RuntimeServer, RefusesASocketPathThatAnotherRuntimeServes) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  RuntimeProcess first({{"ASYA_SOCKET_PATH", socket.string()}}, echo);
+  wire::RuntimeClient client({socket.string()});
+  ASSERT_TRUE(client.wait_ready(10s).ok());
+  RuntimeProcess second({{"ASYA_SOCKET_PATH", socket.string()}}, echo);
+  auto code = second.wait_exit(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  std::string response;
+  EXPECT_EQ(client.call(request_with(1), response, 5s).status, wire::CallStatus::kOk);
+}
+
+TEST(RuntimeServer, RefusesARegularFileAtTheSocketPath) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  std::ofstream(socket) << "data";
+  RuntimeProcess runtime({{"ASYA_SOCKET_PATH", socket.string()}}, echo);
+  auto code = runtime.wait_exit(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 1);
+  EXPECT_TRUE(fs::is_regular_file(socket));
+}
+
+TEST(RuntimeServer, ConcurrentConnectionsGetOneHandlerCallAtATimeByDefault) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  auto busy = std::make_shared<std::atomic<int>>(0);
+  PayloadHandler overlap_detector = [busy](const Json&) -> Outputs {
+    int now = ++*busy;
+    std::this_thread::sleep_for(20ms);
+    --*busy;
+    return json::object{{"overlap", now > 1}};
+  };
+  RuntimeProcess runtime({{"ASYA_SOCKET_PATH", socket.string()}}, overlap_detector);
+  std::atomic<int> overlaps{0};
+  std::atomic<int> answers{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&] {
+      wire::RuntimeClient client({socket.string()});
+      if (!client.wait_ready(10s).ok()) return;
+      std::string response;
+      for (int i = 0; i < 5; ++i) {
+        if (client.call(request_with(i), response, 5s).status != wire::CallStatus::kOk) return;
+        ++answers;
+        if (json::parse(response).at(0).at("payload").at("overlap").as_bool()) ++overlaps;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(answers.load(), 15);
+  EXPECT_EQ(overlaps.load(), 0);
+}
+
+TEST(RuntimeServer, ThreadSafeHandlerServesConnectionsInParallel) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  auto busy = std::make_shared<std::atomic<int>>(0);
+  auto most = std::make_shared<std::atomic<int>>(0);
+  // Each call waits (bounded) until another call runs at the same time.
+  PayloadHandler wait_for_company = [busy, most](const Json& payload) -> Outputs {
+    int now = ++*busy;
+    int seen = most->load();
+    while (now > seen && !most->compare_exchange_weak(seen, now)) {
+    }
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (most->load() < 2 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(1ms);
+    }
+    --*busy;
+    return json::object{{"parallel", most->load() >= 2}, {"in", payload}};
+  };
+  RuntimeProcess runtime(
+      {{"ASYA_SOCKET_PATH", socket.string()}, {"ASYA_HANDLER_THREAD_SAFE", "true"}},
+      wait_for_company);
+  std::atomic<int> parallel{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&] {
+      wire::RuntimeClient client({socket.string()});
+      if (!client.wait_ready(10s).ok()) return;
+      std::string response;
+      if (client.call(request_with(1), response, 10s).status != wire::CallStatus::kOk) return;
+      if (json::parse(response).at(0).at("payload").at("parallel").as_bool()) ++parallel;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(parallel.load(), 2);
 }
 
 TEST(RuntimeServer, SocketPathThatIsADirectoryFailsWithExitCode1) {
@@ -183,14 +290,14 @@ TEST(RuntimeServer, EnvelopeModeRequestedForAPayloadHandlerFailsWithExitCode1) {
   EXPECT_EQ(*code, 1);
 }
 
-TEST(RuntimeServer, InvalidChmodIsAConfigurationError) {
+TEST(RuntimeServer, InvalidChmodIsAStartUpErrorWithExitCode1) {
   TempDir dir;
   RuntimeProcess runtime(
       {{"ASYA_SOCKET_PATH", (dir.path / "rt.sock").string()}, {"ASYA_SOCKET_CHMOD", "rw-rw-rw-"}},
       echo);
   auto code = runtime.wait_exit(10s);
   ASSERT_TRUE(code.has_value());
-  EXPECT_EQ(*code, 2);
+  EXPECT_EQ(*code, 1);
 }
 
 }  // namespace
