@@ -1,0 +1,510 @@
+#include "gateway/store/job_store.hpp"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <ctime>
+
+#include "common/env.hpp"
+#include "gateway/store/backend.hpp"
+
+namespace asya::gateway {
+
+namespace json = boost::json;
+
+const char* job_status_name(JobStatus status) {
+  switch (status) {
+    case JobStatus::pending:
+      return "pending";
+    case JobStatus::running:
+      return "running";
+    case JobStatus::succeeded:
+      return "succeeded";
+    case JobStatus::failed:
+      return "failed";
+  }
+  return "pending";
+}
+
+std::optional<JobStatus> parse_job_status(std::string_view name) {
+  if (name == "pending") return JobStatus::pending;
+  if (name == "running") return JobStatus::running;
+  if (name == "succeeded") return JobStatus::succeeded;
+  if (name == "failed") return JobStatus::failed;
+  return std::nullopt;
+}
+
+std::string format_time(Clock::time_point when) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
+  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char buffer[96];
+  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                static_cast<int>(ms % 1000));
+  return buffer;
+}
+
+namespace {
+
+std::int64_t to_ms(Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+Clock::time_point from_ms(std::int64_t ms) {
+  return Clock::time_point(std::chrono::milliseconds(ms));
+}
+
+json::array string_array(const std::vector<std::string>& values) {
+  json::array out;
+  for (const auto& v : values) out.emplace_back(v);
+  return out;
+}
+std::vector<std::string> strings_of(const json::value& v) {
+  std::vector<std::string> out;
+  if (v.is_array()) {
+    for (const auto& item : v.as_array()) out.emplace_back(item.as_string());
+  }
+  return out;
+}
+std::string str(const json::object& o, const char* key) {
+  const json::value* v = o.if_contains(key);
+  return v && v->is_string() ? std::string(v->as_string()) : std::string();
+}
+std::int64_t num(const json::object& o, const char* key) {
+  const json::value* v = o.if_contains(key);
+  return v && v->is_int64() ? v->as_int64() : 0;
+}
+
+std::string job_to_document(const Job& job) {
+  json::object o;
+  o["id"] = job.id;
+  o["tool"] = job.tool;
+  o["status"] = job_status_name(job.status);
+  o["message"] = job.message;
+  o["actors"] = string_array(job.actors);
+  o["current_actor_idx"] = job.current_actor_idx;
+  o["progress_percent"] = job.progress_percent;
+  o["actors_completed"] = job.actors_completed;
+  o["route"] = job.route_json;
+  o["payload"] = job.payload_json;
+  o["result"] = job.result_json;
+  o["error"] = job.error;
+  o["error_details"] = job.error_details_json;
+  json::array branches;
+  for (const auto& b : job.branches) {
+    branches.push_back(json::object{{"id", b.id},
+                                    {"parent_id", b.parent_id},
+                                    {"status", job_status_name(b.status)},
+                                    {"result", b.result_json},
+                                    {"error", b.error}});
+  }
+  o["branches"] = std::move(branches);
+  o["created_ms"] = to_ms(job.created_at);
+  o["updated_ms"] = to_ms(job.updated_at);
+  if (job.deadline) o["deadline_ms"] = to_ms(*job.deadline);
+  o["last_sequence"] = job.last_sequence;
+  return json::serialize(o);
+}
+
+Job job_from_document(const std::string& text) {
+  json::object o = json::parse(text).as_object();
+  Job job;
+  job.id = str(o, "id");
+  job.tool = str(o, "tool");
+  job.status = parse_job_status(str(o, "status")).value_or(JobStatus::pending);
+  job.message = str(o, "message");
+  job.actors = strings_of(o.at("actors"));
+  job.current_actor_idx = static_cast<int>(num(o, "current_actor_idx"));
+  job.progress_percent = static_cast<int>(num(o, "progress_percent"));
+  job.actors_completed = static_cast<int>(num(o, "actors_completed"));
+  job.route_json = str(o, "route");
+  job.payload_json = str(o, "payload");
+  job.result_json = str(o, "result");
+  job.error = str(o, "error");
+  job.error_details_json = str(o, "error_details");
+  for (const auto& item : o.at("branches").as_array()) {
+    const auto& b = item.as_object();
+    job.branches.push_back(Branch{str(b, "id"), str(b, "parent_id"),
+                                  parse_job_status(str(b, "status")).value_or(JobStatus::pending),
+                                  str(b, "result"), str(b, "error")});
+  }
+  job.created_at = from_ms(num(o, "created_ms"));
+  job.updated_at = from_ms(num(o, "updated_ms"));
+  if (o.if_contains("deadline_ms")) job.deadline = from_ms(num(o, "deadline_ms"));
+  job.last_sequence = num(o, "last_sequence");
+  return job;
+}
+
+std::string update_to_document(const Update& u) {
+  json::object o;
+  o["status"] = job_status_name(u.status);
+  o["progress_percent"] = u.progress_percent;
+  o["current_actor_idx"] = u.current_actor_idx;
+  o["envelope_state"] = u.envelope_state;
+  o["envelope_id"] = u.envelope_id;
+  o["actor"] = u.actor;
+  o["actors"] = string_array(u.actors);
+  o["message"] = u.message;
+  o["result"] = u.result_json;
+  o["error"] = u.error;
+  o["timestamp_ms"] = to_ms(u.timestamp);
+  return json::serialize(o);
+}
+
+Update update_from_document(std::int64_t sequence, const std::string& text) {
+  json::object o = json::parse(text).as_object();
+  Update u;
+  u.sequence = sequence;
+  u.status = parse_job_status(str(o, "status")).value_or(JobStatus::pending);
+  u.progress_percent = static_cast<int>(num(o, "progress_percent"));
+  u.current_actor_idx = static_cast<int>(num(o, "current_actor_idx"));
+  u.envelope_state = str(o, "envelope_state");
+  u.envelope_id = str(o, "envelope_id");
+  u.actor = str(o, "actor");
+  u.actors = strings_of(o.at("actors"));
+  u.message = str(o, "message");
+  u.result_json = str(o, "result");
+  u.error = str(o, "error");
+  u.timestamp = from_ms(num(o, "timestamp_ms"));
+  return u;
+}
+
+// Branch order: root first, then by the numeric parts of the id after the root id.
+std::vector<long> branch_key(const std::string& root, const std::string& id) {
+  std::vector<long> key;
+  if (id.size() <= root.size()) return key;
+  std::string rest = id.substr(root.size());
+  std::size_t pos = 0;
+  while (pos < rest.size()) {
+    if (rest[pos] == '-') ++pos;
+    std::size_t end = rest.find('-', pos);
+    std::string part = rest.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    key.push_back(std::strtol(part.c_str(), nullptr, 10));
+    if (end == std::string::npos) break;
+    pos = end;
+  }
+  return key;
+}
+
+int weight_of(const std::string& state) {
+  if (state == "received") return 10;
+  if (state == "processing") return 50;
+  if (state == "completed") return 100;
+  return 0;
+}
+
+class JobStoreCore final : public JobStore {
+ public:
+  explicit JobStoreCore(std::unique_ptr<StorageBackend> backend) : backend_(std::move(backend)) {}
+
+  std::string_view name() const override { return backend_->name(); }
+
+  Status create(const NewJob& spec) override {
+    return backend_->transaction([&]() -> Status {
+      auto existing = backend_->load_job(spec.id);
+      if (!existing.ok()) return existing.error();
+      if (existing.value()) return Error{"job \"" + spec.id + "\" exists already"};
+      Job job;
+      job.id = spec.id;
+      job.tool = spec.tool;
+      job.actors = spec.actors;
+      job.route_json = spec.route_json;
+      job.payload_json = spec.payload_json;
+      job.deadline = spec.deadline;
+      job.created_at = job.updated_at = Clock::now();
+      job.message = "created";
+      job.branches.push_back(Branch{spec.id, "", JobStatus::pending, "", ""});
+      Update u = base_update(job, spec.id, "pending", "created");
+      return save(job, u, true);
+    });
+  }
+
+  Result<std::optional<Job>> get(const std::string& id) override {
+    std::optional<Job> found;
+    Status status = backend_->transaction([&]() -> Status {
+      auto job = load_by_envelope(id);
+      if (!job.ok()) return job.error();
+      found = std::move(job.value());
+      return Status::Ok();
+    });
+    if (!status.ok()) return status.error();
+    return found;
+  }
+
+  Result<ChangeResult> progress(const ProgressReport& report) override {
+    return change(
+        report.envelope_id,
+        [&](Job& job, Branch& branch, ChangeResult& result) -> std::optional<Update> {
+          if (is_final(job.status) || is_final(branch.status)) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
+          const std::vector<std::string>& actors =
+              report.actors.empty() ? job.actors : report.actors;
+          int count = std::max<int>(1, static_cast<int>(actors.size()));
+          int index = std::clamp(report.current_actor_idx, 0, count - 1);
+          int percent = std::min(99, (index * 100 + weight_of(report.state)) / count);
+          job.progress_percent = std::max(job.progress_percent, percent);
+          job.status = JobStatus::running;
+          branch.status = JobStatus::running;
+          job.current_actor_idx = index;
+          job.actors_completed = index + (report.state == "completed" ? 1 : 0);
+          std::string actor = index < static_cast<int>(actors.size()) ? actors[index] : "";
+          job.message = report.message.empty() ? report.state + " by " + actor : report.message;
+          Update u = base_update(job, report.envelope_id, report.state, job.message);
+          u.actors = actors;
+          u.actor = actor;
+          return u;
+        });
+  }
+
+  Result<ChangeResult> finish(const FinalReport& report) override {
+    return change(
+        report.envelope_id,
+        [&](Job& job, Branch& branch, ChangeResult& result) -> std::optional<Update> {
+          if (is_final(branch.status)) {
+            result.outcome =
+                branch.status == report.status ? Outcome::duplicate : Outcome::conflict;
+            return std::nullopt;
+          }
+          if (is_final(job.status)) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
+          branch.status = report.status;
+          branch.result_json = report.status == JobStatus::succeeded
+                                   ? (report.result_json.empty() ? "null" : report.result_json)
+                                   : "";
+          branch.error = report.status == JobStatus::failed
+                             ? (report.error.empty() ? std::string("failed") : report.error)
+                             : "";
+          if (report.current_actor_idx) job.current_actor_idx = *report.current_actor_idx;
+          std::size_t done = std::count_if(job.branches.begin(), job.branches.end(),
+                                           [](const Branch& b) { return is_final(b.status); });
+          if (done < job.branches.size()) {
+            if (job.status == JobStatus::pending) job.status = JobStatus::running;
+            job.message = "branch " + branch.id + " " + job_status_name(report.status) + " (" +
+                          std::to_string(done) + " of " + std::to_string(job.branches.size()) +
+                          " branches done)";
+            Update u =
+                base_update(job, report.envelope_id, job_status_name(report.status), job.message);
+            return u;
+          }
+          // Every branch reached an end: the job is final.
+          auto failed = std::find_if(job.branches.begin(), job.branches.end(),
+                                     [](const Branch& b) { return b.status == JobStatus::failed; });
+          if (failed != job.branches.end()) {
+            job.status = JobStatus::failed;
+            job.error = failed->error;
+            if (failed->id == branch.id) job.error_details_json = report.error_details_json;
+            job.message = "failed: " + job.error;
+          } else {
+            job.status = JobStatus::succeeded;
+            if (job.branches.size() == 1) {
+              job.result_json = job.branches[0].result_json;
+            } else {
+              std::string array = "[";
+              for (std::size_t i = 0; i < job.branches.size(); ++i) {
+                array += (i ? "," : "") + job.branches[i].result_json;
+              }
+              job.result_json = array + "]";
+            }
+            job.progress_percent = 100;
+            job.actors_completed = static_cast<int>(job.actors.size());
+            job.message = "succeeded";
+          }
+          Update u = base_update(job, report.envelope_id, job_status_name(job.status), job.message);
+          u.result_json = job.result_json;
+          u.error = job.error;
+          return u;
+        });
+  }
+
+  Result<ChangeResult> add_branch(const BranchReport& report) override {
+    ChangeResult result;
+    Status status = backend_->transaction([&]() -> Status {
+      auto known = backend_->job_of_envelope(report.id);
+      if (!known.ok()) return known.error();
+      auto job_id = backend_->job_of_envelope(report.parent_id);
+      if (!job_id.ok()) return job_id.error();
+      if (!job_id.value()) {
+        result.outcome = Outcome::not_found;
+        return Status::Ok();
+      }
+      auto loaded = load(*job_id.value());
+      if (!loaded.ok()) return loaded.error();
+      Job& job = *loaded.value();
+      result.progress_percent = job.progress_percent;
+      result.job_final = is_final(job.status);
+      if (known.value()) {
+        result.outcome = Outcome::duplicate;
+        return Status::Ok();
+      }
+      if (is_final(job.status)) {
+        result.outcome = Outcome::ignored;
+        return Status::Ok();
+      }
+      job.branches.push_back(Branch{report.id, report.parent_id, JobStatus::running, "", ""});
+      std::sort(job.branches.begin(), job.branches.end(), [&](const Branch& a, const Branch& b) {
+        return branch_key(job.id, a.id) < branch_key(job.id, b.id);
+      });
+      job.status = JobStatus::running;
+      job.message = "fan-out: branch " + report.id + " of " + report.parent_id;
+      Update u = base_update(job, report.id, "running", job.message);
+      if (!report.actors.empty()) u.actors = report.actors;
+      Status added = backend_->add_envelope(report.id, job.id);
+      if (!added.ok()) return added;
+      return save(job, u, false);
+    });
+    if (!status.ok()) return status.error();
+    return result;
+  }
+
+  Result<ChangeResult> fail(const std::string& id, const std::string& error) override {
+    return change(id, [&](Job& job, Branch&, ChangeResult& result) -> std::optional<Update> {
+      if (is_final(job.status)) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      job.status = JobStatus::failed;
+      job.error = error;
+      job.message = "failed: " + error;
+      Update u = base_update(job, job.id, "failed", job.message);
+      u.error = error;
+      return u;
+    });
+  }
+
+  Result<std::vector<std::string>> expire(Clock::time_point now) override {
+    auto ids = backend_->expired(to_ms(now));
+    if (!ids.ok()) return ids.error();
+    std::vector<std::string> expired;
+    for (const auto& id : ids.value()) {
+      auto r = fail(id, "timed out");
+      if (!r.ok()) return r.error();
+      if (r.value().outcome == Outcome::applied) expired.push_back(id);
+    }
+    return expired;
+  }
+
+  Result<std::vector<Update>> updates(const std::string& id, std::int64_t after_sequence) override {
+    std::string job_id = id;
+    {
+      std::optional<std::string> resolved;
+      Status status = backend_->transaction([&]() -> Status {
+        auto r = backend_->job_of_envelope(id);
+        if (!r.ok()) return r.error();
+        resolved = r.value();
+        return Status::Ok();
+      });
+      if (!status.ok()) return status.error();
+      if (!resolved) return std::vector<Update>{};
+      job_id = *resolved;
+    }
+    auto rows = backend_->updates_after(job_id, after_sequence);
+    if (!rows.ok()) return rows.error();
+    std::vector<Update> out;
+    out.reserve(rows.value().size());
+    for (const auto& [sequence, text] : rows.value())
+      out.push_back(update_from_document(sequence, text));
+    return out;
+  }
+
+  Status ping() override { return backend_->ping(); }
+
+ private:
+  using Mutation = std::function<std::optional<Update>(Job&, Branch&, ChangeResult&)>;
+
+  Result<ChangeResult> change(const std::string& envelope_id, const Mutation& mutate) {
+    ChangeResult result;
+    Status status = backend_->transaction([&]() -> Status {
+      auto loaded = load_by_envelope(envelope_id);
+      if (!loaded.ok()) return loaded.error();
+      if (!loaded.value()) {
+        result.outcome = Outcome::not_found;
+        return Status::Ok();
+      }
+      Job& job = *loaded.value();
+      auto branch = std::find_if(job.branches.begin(), job.branches.end(),
+                                 [&](const Branch& b) { return b.id == envelope_id; });
+      if (branch == job.branches.end()) branch = job.branches.begin();
+      std::optional<Update> update = mutate(job, *branch, result);
+      result.progress_percent = job.progress_percent;
+      result.job_final = is_final(job.status);
+      if (!update) return Status::Ok();
+      result.outcome = Outcome::applied;
+      return save(job, *update, false);
+    });
+    if (!status.ok()) return status.error();
+    return result;
+  }
+
+  Result<std::optional<Job>> load(const std::string& job_id) {
+    auto text = backend_->load_job(job_id);
+    if (!text.ok()) return text.error();
+    if (!text.value()) return std::optional<Job>();
+    return std::optional<Job>(job_from_document(*text.value()));
+  }
+
+  Result<std::optional<Job>> load_by_envelope(const std::string& envelope_id) {
+    auto job_id = backend_->job_of_envelope(envelope_id);
+    if (!job_id.ok()) return job_id.error();
+    if (!job_id.value()) return std::optional<Job>();
+    return load(*job_id.value());
+  }
+
+  Update base_update(const Job& job, const std::string& envelope_id, const std::string& state,
+                     const std::string& message) const {
+    Update u;
+    u.status = job.status;
+    u.progress_percent = job.progress_percent;
+    u.current_actor_idx = job.current_actor_idx;
+    u.envelope_state = state;
+    u.envelope_id = envelope_id;
+    u.actors = job.actors;
+    if (job.current_actor_idx >= 0 && job.current_actor_idx < static_cast<int>(job.actors.size())) {
+      u.actor = job.actors[job.current_actor_idx];
+    }
+    u.message = message;
+    u.timestamp = Clock::now();
+    return u;
+  }
+
+  Status save(Job& job, Update& update, bool insert) {
+    job.updated_at = update.timestamp;
+    update.sequence = ++job.last_sequence;
+    std::optional<std::int64_t> deadline;
+    if (job.deadline) deadline = to_ms(*job.deadline);
+    Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert);
+    if (!saved.ok()) return saved;
+    if (insert) {
+      Status added = backend_->add_envelope(job.id, job.id);
+      if (!added.ok()) return added;
+    }
+    return backend_->add_update(job.id, update.sequence, update_to_document(update));
+  }
+
+  std::unique_ptr<StorageBackend> backend_;
+};
+
+}  // namespace
+
+std::unique_ptr<JobStore> make_job_store(std::unique_ptr<StorageBackend> backend) {
+  return std::make_unique<JobStoreCore>(std::move(backend));
+}
+
+std::unique_ptr<JobStore> open_sqlite_job_store(const std::string& path) {
+  return make_job_store(open_sqlite_backend(path));
+}
+
+std::unique_ptr<JobStore> open_postgres_job_store(const std::string& url) {
+  return make_job_store(open_postgres_backend(url));
+}
+
+std::unique_ptr<JobStore> open_job_store_from_env() {
+  std::string url = env_string("ASYA_DATABASE_URL", "");
+  if (!url.empty()) return open_postgres_job_store(url);
+  return open_sqlite_job_store(env_string("ASYA_GATEWAY_DB", ".asya/gateway.db"));
+}
+
+}  // namespace asya::gateway

@@ -1,0 +1,206 @@
+// The gateway's job store: one job per tool call, keyed by the envelope id (PROTOCOL §7, §8).
+//
+// Implementations: SQLite (sqlite/, the embedded default, one file) and PostgreSQL (postgres/,
+// ASYA_DATABASE_URL). Both share the status rules below (implemented once in job_store.cpp over a
+// small storage backend), so they behave identically:
+//
+// - Status moves pending -> running -> succeeded | failed. The first progress report makes a job
+//   running; a final report may come at any time. A final status never changes again; progress
+//   that arrives after it is ignored (not an error).
+// - progress_percent = (index * 100 + weight) / len(actors) with weights received 10, processing
+//   50, completed 100; it never decreases and is at most 99 until the job is final, 100 after a
+//   success (a failure keeps the last value).
+// - Fan-out: a sidecar announces each child envelope (index >= 1) with add_branch() before it is
+//   published. The root envelope is branch 0. A job is final only when every known branch reached
+//   an end; its result is the single result (no fan-out) or the branch results in branch order
+//   (root first, then children by their numeric id suffixes); it failed when any branch failed.
+// - A job past its deadline is failed with "timed out" by expire().
+// - Every change appends an Update with a per-job sequence number 1, 2, 3, ... (the SSE event id,
+//   so a stream can resume after Last-Event-ID).
+//
+// All methods are blocking and thread-safe. Storage failures are returned as Error (message names
+// the database and the cause); "no such job" is not an error but a distinct outcome.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace asya::gateway {
+
+using Clock = std::chrono::system_clock;
+
+enum class JobStatus { pending, running, succeeded, failed };
+
+// "pending", "running", "succeeded", "failed".
+const char* job_status_name(JobStatus status);
+// Parses a status name; nullopt for anything else.
+std::optional<JobStatus> parse_job_status(std::string_view name);
+inline bool is_final(JobStatus status) {
+  return status == JobStatus::succeeded || status == JobStatus::failed;
+}
+
+struct Branch {
+  std::string id;         // envelope id ("<root>", "<root>-1", "<root>-1-2", ...)
+  std::string parent_id;  // empty for the root
+  JobStatus status = JobStatus::pending;
+  std::string result_json;  // JSON text of the branch's result, empty when none
+  std::string error;
+};
+
+struct Job {
+  std::string id;    // the root envelope id
+  std::string tool;  // tool name
+  JobStatus status = JobStatus::pending;
+  std::string message;
+  std::vector<std::string> actors;
+  int current_actor_idx = 0;
+  int progress_percent = 0;
+  int actors_completed = 0;
+  std::string route_json;          // the envelope's route object as created
+  std::string payload_json;        // the envelope's payload as created
+  std::string result_json;         // JSON text, empty until succeeded
+  std::string error;               // empty unless failed
+  std::string error_details_json;  // JSON text, empty when none
+  std::vector<Branch> branches;    // root first; only one entry unless the pipeline fanned out
+  Clock::time_point created_at;
+  Clock::time_point updated_at;
+  std::optional<Clock::time_point> deadline;
+  std::int64_t last_sequence = 0;  // sequence number of the latest Update
+};
+
+// One entry of a job's history: what an SSE `update` event carries.
+struct Update {
+  std::int64_t sequence = 0;
+  JobStatus status = JobStatus::pending;
+  int progress_percent = 0;
+  int current_actor_idx = 0;
+  std::string envelope_state;  // received | processing | completed | pending | succeeded | failed
+  std::string envelope_id;     // the envelope (root or branch) the report was about
+  std::string actor;           // actor name at current_actor_idx ("" when none)
+  std::vector<std::string> actors;
+  std::string message;
+  std::string result_json;  // set on a final success
+  std::string error;        // set on a failure
+  Clock::time_point timestamp;
+};
+
+struct NewJob {
+  std::string id;
+  std::string tool;
+  std::vector<std::string> actors;
+  std::string route_json;
+  std::string payload_json;
+  std::optional<Clock::time_point> deadline;
+};
+
+// A sidecar's progress report (PROTOCOL §7).
+struct ProgressReport {
+  std::string envelope_id;
+  std::vector<std::string> actors;  // may be empty: the job's actors are used
+  int current_actor_idx = 0;
+  std::string state;  // received | processing | completed
+  std::string message;
+};
+
+// An end actor's final report (PROTOCOL §7).
+struct FinalReport {
+  std::string envelope_id;
+  JobStatus status = JobStatus::succeeded;  // succeeded or failed
+  std::string result_json;                  // empty when absent
+  std::string error;
+  std::string error_details_json;
+  std::optional<int> current_actor_idx;
+};
+
+// A fan-out child announced by a sidecar (PROTOCOL §7 POST /envelopes).
+struct BranchReport {
+  std::string id;
+  std::string parent_id;
+  std::vector<std::string> actors;
+  int current = 0;
+};
+
+enum class Outcome {
+  applied,    // the change was recorded
+  ignored,    // the job (or branch) was already final; nothing changed
+  duplicate,  // the same thing was already recorded (a retried report); nothing changed
+  conflict,   // a different final status for an already final job or branch
+  not_found,  // no job knows that envelope id
+};
+
+struct ChangeResult {
+  Outcome outcome = Outcome::applied;
+  int progress_percent = 0;  // the job's percent after the call
+  bool job_final = false;    // the job is final after the call
+};
+
+class JobStore {
+ public:
+  virtual ~JobStore() = default;
+  JobStore() = default;
+  JobStore(const JobStore&) = delete;
+  JobStore& operator=(const JobStore&) = delete;
+
+  // "sqlite" or "postgres".
+  virtual std::string_view name() const = 0;
+
+  // Records a new pending job (with its root branch) and its first Update. Error when the id
+  // exists already.
+  virtual Status create(const NewJob& job) = 0;
+
+  // The job, or nullopt when unknown. `id` may also be a branch's envelope id.
+  virtual Result<std::optional<Job>> get(const std::string& id) = 0;
+
+  // Applies a progress report; ignored once the job or the branch is final.
+  virtual Result<ChangeResult> progress(const ProgressReport& report) = 0;
+
+  // Applies a final report for the root or a branch. A repeat of the same final is `duplicate`;
+  // a different final status for a final branch is `conflict`.
+  virtual Result<ChangeResult> finish(const FinalReport& report) = 0;
+
+  // Registers a fan-out child. `duplicate` when that id is already known (retries are safe),
+  // `not_found` when parent_id belongs to no job.
+  virtual Result<ChangeResult> add_branch(const BranchReport& report) = 0;
+
+  // Fails a job that is not final yet (publish failure, tool-call timeout). `ignored` when it was
+  // already final.
+  virtual Result<ChangeResult> fail(const std::string& id, const std::string& error) = 0;
+
+  // Fails every pending or running job whose deadline is at or before `now` with "timed out" and
+  // returns their ids.
+  virtual Result<std::vector<std::string>> expire(Clock::time_point now) = 0;
+
+  // The job's updates with sequence > after_sequence, oldest first (empty for an unknown job).
+  virtual Result<std::vector<Update>> updates(const std::string& id,
+                                              std::int64_t after_sequence) = 0;
+
+  // A cheap round trip to the database, for /readyz.
+  virtual Status ping() = 0;
+};
+
+// Opens the store chosen by the environment: PostgreSQL when ASYA_DATABASE_URL is set, else
+// SQLite at ASYA_GATEWAY_DB (default .asya/gateway.db). Creates or migrates the schema. Throws
+// asya::ConfigError when the database cannot be opened.
+std::unique_ptr<JobStore> open_job_store_from_env();
+
+// The SQLite store at `path` (created with its schema when missing).
+std::unique_ptr<JobStore> open_sqlite_job_store(const std::string& path);
+
+// The PostgreSQL store at `url` (libpq connection string or postgres:// URL); the schema is
+// created or migrated on open.
+std::unique_ptr<JobStore> open_postgres_job_store(const std::string& url);
+
+}  // namespace asya::gateway
+
+namespace asya::gateway {
+
+// RFC 3339 UTC with milliseconds ("2026-11-29T12:00:00.000Z").
+std::string format_time(Clock::time_point when);
+
+}  // namespace asya::gateway

@@ -1,0 +1,260 @@
+// The same suite runs against SQLite (always) and PostgreSQL (when ASYA_TEST_DATABASE_URL is set;
+// tests/gateway/test_store.py starts a real PostgreSQL 15 and runs this binary against it).
+#include "gateway/store/job_store.hpp"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <thread>
+
+namespace asya::gateway {
+namespace {
+
+std::string unique_id(const std::string& prefix) {
+  static std::atomic<int> counter{0};
+  return prefix + "-" + std::to_string(::getpid()) + "-" +
+         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-" +
+         std::to_string(counter++);
+}
+
+class JobStoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "sqlite") {
+      path_ = std::filesystem::temp_directory_path() / (unique_id("asya-jobs") + ".db");
+      store_ = open_sqlite_job_store(path_.string());
+    } else {
+      const char* url = std::getenv("ASYA_TEST_DATABASE_URL");
+      if (!url || !*url)
+        GTEST_SKIP() << "ASYA_TEST_DATABASE_URL not set (tests/gateway/test_store.py sets it)";
+      store_ = open_postgres_job_store(url);
+    }
+  }
+  void TearDown() override {
+    store_.reset();
+    if (!path_.empty()) {
+      std::filesystem::remove(path_);
+      std::filesystem::remove(path_.string() + "-wal");
+      std::filesystem::remove(path_.string() + "-shm");
+    }
+  }
+
+  std::string create(std::vector<std::string> actors = {"prep", "infer", "post"},
+                     std::optional<Clock::time_point> deadline = std::nullopt) {
+    std::string id = unique_id("job");
+    NewJob job{id,
+               "tool",
+               std::move(actors),
+               R"({"actors":["prep"],"current":0})",
+               R"({"text":"hi"})",
+               deadline};
+    Status status = store_->create(job);
+    EXPECT_TRUE(status.ok()) << status.message();
+    return id;
+  }
+
+  ChangeResult progress(const std::string& id, int index, const std::string& state) {
+    auto r = store_->progress(ProgressReport{id, {}, index, state, ""});
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.value();
+  }
+
+  ChangeResult finish(const std::string& id, JobStatus status, const std::string& result = "",
+                      const std::string& error = "") {
+    FinalReport report;
+    report.envelope_id = id;
+    report.status = status;
+    report.result_json = result;
+    report.error = error;
+    auto r = store_->finish(report);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    return r.value();
+  }
+
+  Job get(const std::string& id) {
+    auto r = store_->get(id);
+    EXPECT_TRUE(r.ok() && r.value().has_value());
+    return *r.value();
+  }
+
+  std::filesystem::path path_;
+  std::unique_ptr<JobStore> store_;
+};
+
+TEST_P(JobStoreTest, NewJobIsPendingWithOneUpdate) {
+  std::string id = create();
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::pending);
+  EXPECT_EQ(job.progress_percent, 0);
+  EXPECT_EQ(job.payload_json, R"({"text":"hi"})");
+  auto updates = store_->updates(id, 0);
+  ASSERT_TRUE(updates.ok());
+  ASSERT_EQ(updates.value().size(), 1u);
+  EXPECT_EQ(updates.value()[0].sequence, 1);
+  EXPECT_FALSE(store_->create(NewJob{id, "tool", {"a"}, "{}", "{}", std::nullopt}).ok());
+}
+
+TEST_P(JobStoreTest, ProgressFollowsTheProtocolFormulaAndNeverDecreases) {
+  std::string id = create();
+  EXPECT_EQ(progress(id, 0, "received").progress_percent, 3);     // (0*100+10)/3
+  EXPECT_EQ(progress(id, 0, "processing").progress_percent, 16);  // (0*100+50)/3
+  EXPECT_EQ(get(id).status, JobStatus::running);
+  EXPECT_EQ(progress(id, 1, "completed").progress_percent, 66);  // (1*100+100)/3
+  EXPECT_EQ(progress(id, 0, "received").progress_percent, 66);   // late, lower: kept
+  EXPECT_EQ(progress(id, 2, "completed").progress_percent, 99);  // 100 only at final
+  Job job = get(id);
+  EXPECT_EQ(job.current_actor_idx, 2);
+  EXPECT_EQ(job.actors_completed, 3);
+  auto f = finish(id, JobStatus::succeeded, R"({"answer":42})");
+  EXPECT_EQ(f.outcome, Outcome::applied);
+  EXPECT_EQ(f.progress_percent, 100);
+  EXPECT_TRUE(f.job_final);
+  job = get(id);
+  EXPECT_EQ(job.status, JobStatus::succeeded);
+  EXPECT_EQ(job.result_json, R"({"answer":42})");
+}
+
+TEST_P(JobStoreTest, FinalNeverChangesAndLateProgressIsIgnored) {
+  std::string id = create();
+  progress(id, 0, "processing");
+  finish(id, JobStatus::failed, "", "boom");
+  EXPECT_EQ(progress(id, 2, "completed").outcome, Outcome::ignored);
+  EXPECT_EQ(finish(id, JobStatus::failed, "", "boom").outcome, Outcome::duplicate);
+  EXPECT_EQ(finish(id, JobStatus::succeeded, "1").outcome, Outcome::conflict);
+  auto failed = store_->fail(id, "timed out");
+  ASSERT_TRUE(failed.ok());
+  EXPECT_EQ(failed.value().outcome, Outcome::ignored);
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::failed);
+  EXPECT_EQ(job.error, "boom");
+  EXPECT_EQ(job.progress_percent, 16);
+}
+
+TEST_P(JobStoreTest, UpdatesHaveSequenceNumbersForResume) {
+  std::string id = create();
+  progress(id, 0, "received");
+  progress(id, 0, "processing");
+  finish(id, JobStatus::succeeded, "\"done\"");
+  auto all = store_->updates(id, 0);
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all.value().size(), 4u);
+  for (std::size_t i = 0; i < 4; ++i)
+    EXPECT_EQ(all.value()[i].sequence, static_cast<std::int64_t>(i + 1));
+  EXPECT_EQ(all.value()[1].envelope_state, "received");
+  EXPECT_EQ(all.value()[1].actor, "prep");
+  EXPECT_EQ(all.value()[3].status, JobStatus::succeeded);
+  EXPECT_EQ(all.value()[3].result_json, "\"done\"");
+  auto tail = store_->updates(id, 2);
+  ASSERT_TRUE(tail.ok());
+  ASSERT_EQ(tail.value().size(), 2u);
+  EXPECT_EQ(tail.value()[0].sequence, 3);
+}
+
+TEST_P(JobStoreTest, UnknownIdsAreNotFound) {
+  auto r = store_->get("no-such-job");
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(r.value().has_value());
+  EXPECT_EQ(store_->progress(ProgressReport{"no-such-job", {}, 0, "received", ""}).value().outcome,
+            Outcome::not_found);
+  EXPECT_EQ(store_->add_branch(BranchReport{"x-1", "no-such-job", {}, 0}).value().outcome,
+            Outcome::not_found);
+  EXPECT_TRUE(store_->updates("no-such-job", 0).value().empty());
+}
+
+TEST_P(JobStoreTest, FanOutFinishesWhenEveryBranchEndedWithResultsInOrder) {
+  std::string id = create({"split", "work"});
+  progress(id, 0, "processing");
+  EXPECT_EQ(store_->add_branch(BranchReport{id + "-2", id, {"split", "work"}, 1}).value().outcome,
+            Outcome::applied);
+  EXPECT_EQ(store_->add_branch(BranchReport{id + "-1", id, {"split", "work"}, 1}).value().outcome,
+            Outcome::applied);
+  EXPECT_EQ(store_->add_branch(BranchReport{id + "-1", id, {"split", "work"}, 1}).value().outcome,
+            Outcome::duplicate);
+  EXPECT_FALSE(finish(id + "-2", JobStatus::succeeded, "2").job_final);
+  progress(id + "-1", 1, "processing");
+  EXPECT_FALSE(finish(id, JobStatus::succeeded, "0").job_final);
+  EXPECT_EQ(get(id).status, JobStatus::running);
+  EXPECT_EQ(get(id + "-1").id, id);  // a branch id finds its job
+  auto last = finish(id + "-1", JobStatus::succeeded, "1");
+  EXPECT_TRUE(last.job_final);
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::succeeded);
+  EXPECT_EQ(job.result_json, "[0,1,2]");
+  ASSERT_EQ(job.branches.size(), 3u);
+  EXPECT_EQ(job.branches[1].id, id + "-1");
+}
+
+TEST_P(JobStoreTest, FanOutWithAFailedBranchFails) {
+  std::string id = create({"split"});
+  store_->add_branch(BranchReport{id + "-1", id, {"split"}, 1}).value();
+  finish(id, JobStatus::succeeded, "0");
+  finish(id + "-1", JobStatus::failed, "", "processing_error: bad");
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::failed);
+  EXPECT_EQ(job.error, "processing_error: bad");
+}
+
+TEST_P(JobStoreTest, ExpireFailsJobsPastTheirDeadlineOnly) {
+  auto now = Clock::now();
+  std::string late = create({"a"}, now - std::chrono::seconds(1));
+  std::string future = create({"a"}, now + std::chrono::hours(1));
+  std::string done = create({"a"}, now - std::chrono::seconds(1));
+  finish(done, JobStatus::succeeded, "1");
+  auto expired = store_->expire(now);
+  ASSERT_TRUE(expired.ok()) << expired.error().message;
+  const auto& ids = expired.value();
+  EXPECT_NE(std::find(ids.begin(), ids.end(), late), ids.end());
+  EXPECT_EQ(std::find(ids.begin(), ids.end(), future), ids.end());
+  EXPECT_EQ(std::find(ids.begin(), ids.end(), done), ids.end());
+  EXPECT_EQ(get(late).status, JobStatus::failed);
+  EXPECT_EQ(get(late).error, "timed out");
+  EXPECT_EQ(get(future).status, JobStatus::pending);
+  EXPECT_EQ(get(done).status, JobStatus::succeeded);
+}
+
+TEST_P(JobStoreTest, ConcurrentReportsFromManyThreadsKeepTheRules) {
+  std::string id = create({"a", "b", "c", "d"});
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 20; ++i) {
+        auto r = store_->progress(ProgressReport{id, {}, (t + i) % 4, "processing", ""});
+        EXPECT_TRUE(r.ok());
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  auto updates = store_->updates(id, 0).value();
+  ASSERT_EQ(updates.size(), 81u);
+  int previous = 0;
+  for (std::size_t i = 0; i < updates.size(); ++i) {
+    EXPECT_EQ(updates[i].sequence, static_cast<std::int64_t>(i + 1));
+    EXPECT_GE(updates[i].progress_percent, previous);
+    previous = updates[i].progress_percent;
+  }
+}
+
+TEST_P(JobStoreTest, FinishedJobsSurviveReopening) {
+  if (GetParam() != "sqlite") {
+    std::string id = create({"a"});
+    finish(id, JobStatus::succeeded, "7");
+    store_ = open_postgres_job_store(std::getenv("ASYA_TEST_DATABASE_URL"));
+    EXPECT_EQ(get(id).result_json, "7");
+    return;
+  }
+  std::string id = create({"a"});
+  finish(id, JobStatus::succeeded, "7");
+  store_ = open_sqlite_job_store(path_.string());
+  EXPECT_EQ(get(id).result_json, "7");
+  EXPECT_EQ(store_->updates(id, 0).value().size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, JobStoreTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace asya::gateway
