@@ -1,0 +1,309 @@
+#include "envelope/build.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <limits>
+
+#include "envelope/json_detail.hpp"
+
+namespace asya::envelope {
+namespace {
+
+namespace ondemand = simdjson::ondemand;
+using detail::PaddedText;
+using detail::raw_value;
+
+constexpr std::size_t kMaxErrorChain = 10;
+constexpr std::size_t kMaxUnparseableRaw = 64u << 10;
+constexpr std::string_view kAttemptHeader = "asya-attempt";
+constexpr std::string_view kErrorChainHeader = "asya-error-chain";
+
+using Member = std::pair<std::string_view, std::string_view>;  // key JSON text, value JSON text
+
+// Splits the headers object `headers_raw` (empty: no headers) into its members, leaving out every
+// member named `drop`. When `drop` holds an array, its elements' JSON texts are stored in
+// `dropped_elements` (from the last such member). Views point into `headers_raw`. Returns false
+// when the headers cannot be iterated (they were validated by parse(), so only for JSON whose
+// insides simdjson did not check).
+bool split_headers_once(std::string_view headers_raw, std::string_view drop,
+                        std::vector<Member>& kept, std::vector<std::string_view>* dropped_elements,
+                        std::string_view* dropped_value) {
+  kept.clear();
+  if (headers_raw.empty()) return true;
+  PaddedText padded;
+  ondemand::document document;
+  if (detail::iterate(headers_raw, document, padded)) return false;
+  ondemand::object object;
+  if (document.get_object().get(object)) return false;
+  for (auto field_result : object) {
+    ondemand::field field;
+    if (std::move(field_result).get(field)) return false;
+    std::string_view key_raw = detail::raw_key(field);
+    std::string_view key;
+    if (field.unescaped_key().get(key)) return false;
+    ondemand::value& value = field.value();
+    if (key == drop) {
+      ondemand::json_type type;
+      if (value.type().get(type)) return false;
+      if (dropped_elements != nullptr) dropped_elements->clear();
+      if (dropped_elements != nullptr && type == ondemand::json_type::array) {
+        ondemand::array array;
+        if (value.get_array().get(array)) return false;
+        for (auto element_result : array) {
+          ondemand::value element;
+          if (std::move(element_result).get(element)) return false;
+          std::string_view raw;
+          if (raw_value(element, raw)) return false;
+          dropped_elements->push_back(padded.map(raw));
+        }
+      } else if (dropped_value != nullptr) {
+        std::string_view raw;
+        if (raw_value(value, raw)) return false;
+        *dropped_value = padded.map(raw);
+      }
+      continue;
+    }
+    std::string_view raw;
+    if (raw_value(value, raw)) return false;
+    kept.emplace_back(padded.map(key_raw), padded.map(raw));
+  }
+  return true;
+}
+
+bool split_headers(std::string_view headers_raw, std::string_view drop, std::vector<Member>& kept,
+                   std::vector<std::string_view>* dropped_elements,
+                   std::string_view* dropped_value = nullptr) {
+  const bool ok = split_headers_once(headers_raw, drop, kept, dropped_elements, dropped_value);
+  detail::release_if_large();
+  return ok;
+}
+
+std::size_t members_size(const std::vector<Member>& members) {
+  std::size_t size = 0;
+  for (const auto& [key, value] : members) size += key.size() + value.size() + 2;
+  return size;
+}
+
+void append_members(std::string& out, const std::vector<Member>& members) {
+  bool first = true;
+  for (const auto& [key, value] : members) {
+    if (!first) out.push_back(',');
+    first = false;
+    out.append(key);
+    out.push_back(':');
+    out.append(value);
+  }
+}
+
+// The parts of an outgoing envelope that differ from the input; everything else is copied.
+struct Parts {
+  std::string_view id_json;         // JSON text of the id
+  std::string_view parent_id_json;  // JSON text, empty: no parent_id
+  std::string_view route_json;
+  std::string_view headers_json;  // empty: no headers
+  std::string_view payload_json;
+};
+
+// Writes {"id","parent_id"?,"route","headers"?,"deadline"?,<unknown fields>,"payload"} with one
+// allocation; the payload goes last so a large payload is one contiguous copy at the end.
+std::string assemble(const Envelope& in, const Parts& parts) {
+  std::size_t size = 64 + parts.id_json.size() + parts.parent_id_json.size() +
+                     parts.route_json.size() + parts.headers_json.size() + in.deadline_raw.size() +
+                     parts.payload_json.size();
+  for (const auto& [key, value] : in.unknown_fields) size += key.size() + value.size() + 2;
+  std::string out;
+  out.reserve(size);
+  out.append("{\"id\":");
+  out.append(parts.id_json);
+  if (!parts.parent_id_json.empty()) {
+    out.append(",\"parent_id\":");
+    out.append(parts.parent_id_json);
+  }
+  out.append(",\"route\":");
+  out.append(parts.route_json);
+  if (!parts.headers_json.empty()) {
+    out.append(",\"headers\":");
+    out.append(parts.headers_json);
+  }
+  if (!in.deadline_raw.empty()) {
+    out.append(",\"deadline\":");
+    out.append(in.deadline_raw);
+  }
+  for (const auto& [key, value] : in.unknown_fields) {
+    out.push_back(',');
+    out.append(key);
+    out.push_back(':');
+    out.append(value);
+  }
+  out.append(",\"payload\":");
+  out.append(parts.payload_json.empty() ? std::string_view("null") : parts.payload_json);
+  out.push_back('}');
+  return out;
+}
+
+std::uint64_t fnv1a64(std::string_view data) {
+  std::uint64_t hash = 1469598103934665603ull;
+  for (unsigned char c : data) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
+
+}  // namespace
+
+std::string output_id(std::string_view input_id, std::size_t index) {
+  std::string id;
+  id.reserve(input_id.size() + 21);
+  id.append(input_id);
+  if (index > 0) {
+    id.push_back('-');
+    id.append(std::to_string(index));
+  }
+  return id;
+}
+
+std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item) {
+  Parts parts;
+  std::string id_json;
+  if (index == 0) {
+    parts.id_json = in.id_raw;
+    parts.parent_id_json = in.parent_id_raw;
+  } else {
+    id_json = json_string(output_id(in.id, index));
+    parts.id_json = id_json;
+    parts.parent_id_json = in.id_raw;
+  }
+  parts.route_json = item.route_raw;
+  parts.headers_json = item.headers_raw.empty() ? in.headers_raw : item.headers_raw;
+  parts.payload_json = item.payload_raw;
+  return assemble(in, parts);
+}
+
+std::string build_error(const Envelope& in, std::string_view actor, const ErrorInfo& error) {
+  std::vector<Member> kept;
+  std::vector<std::string_view> chain;
+  if (!split_headers(in.headers_raw, kErrorChainHeader, kept, &chain)) {
+    kept.clear();
+    chain.clear();
+  }
+  std::string entry = "{\"actor\":";
+  detail::append_json_string(entry, actor);
+  entry.append(",\"error\":");
+  detail::append_json_string(entry, error.code);
+  entry.append(",\"at\":");
+  detail::append_json_string(entry, format_rfc3339(std::chrono::system_clock::now()));
+  entry.push_back('}');
+  chain.push_back(entry);
+  const std::size_t first = chain.size() > kMaxErrorChain ? chain.size() - kMaxErrorChain : 0;
+
+  std::string headers;
+  std::size_t chain_size = 0;
+  for (std::size_t i = first; i < chain.size(); ++i) chain_size += chain[i].size() + 1;
+  headers.reserve(members_size(kept) + chain_size + 32);
+  headers.push_back('{');
+  append_members(headers, kept);
+  if (!kept.empty()) headers.push_back(',');
+  headers.push_back('"');
+  headers.append(kErrorChainHeader);
+  headers.append("\":[");
+  for (std::size_t i = first; i < chain.size(); ++i) {
+    if (i != first) headers.push_back(',');
+    headers.append(chain[i]);
+  }
+  headers.append("]}");
+
+  std::string payload;
+  payload.reserve(in.payload_raw.size() + error.message.size() + error.type.size() +
+                  error.traceback.size() + actor.size() + error.code.size() + 128);
+  payload.append("{\"error\":");
+  detail::append_json_string(payload, error.code);
+  payload.append(",\"details\":{\"message\":");
+  detail::append_json_string(payload, error.message);
+  payload.append(",\"type\":");
+  detail::append_json_string(payload, error.type);
+  payload.append(",\"traceback\":");
+  detail::append_json_string(payload, error.traceback);
+  payload.append("},\"actor\":");
+  detail::append_json_string(payload, actor);
+  payload.append(",\"original_payload\":");
+  payload.append(in.payload_raw.empty() ? std::string_view("null") : in.payload_raw);
+  payload.push_back('}');
+
+  Parts parts;
+  parts.id_json = in.id_raw;
+  parts.parent_id_json = in.parent_id_raw;
+  parts.route_json = in.route_raw;
+  parts.headers_json = headers;
+  parts.payload_json = payload;
+  return assemble(in, parts);
+}
+
+std::string with_attempt(const Envelope& in, int attempt) {
+  std::vector<Member> kept;
+  if (!split_headers(in.headers_raw, kAttemptHeader, kept, nullptr)) kept.clear();
+  std::string headers;
+  headers.reserve(members_size(kept) + 32);
+  headers.push_back('{');
+  append_members(headers, kept);
+  if (!kept.empty()) headers.push_back(',');
+  headers.append("\"asya-attempt\":");
+  headers.append(std::to_string(attempt));
+  headers.push_back('}');
+
+  Parts parts;
+  parts.id_json = in.id_raw;
+  parts.parent_id_json = in.parent_id_raw;
+  parts.route_json = in.route_raw;
+  parts.headers_json = headers;
+  parts.payload_json = in.payload_raw;
+  return assemble(in, parts);
+}
+
+int attempt_of(const Envelope& in) {
+  std::vector<Member> kept;
+  std::string_view raw;
+  if (!split_headers(in.headers_raw, kAttemptHeader, kept, nullptr, &raw)) return 1;
+  if (raw.empty() || !detail::is_json_integer(raw) || raw[0] == '-' || raw.size() > 9) return 1;
+  int attempt = 0;
+  for (char c : raw) attempt = attempt * 10 + (c - '0');
+  return attempt >= 1 ? attempt : 1;
+}
+
+std::string wrap_unparseable(std::string_view body, std::string_view actor, std::string_view why) {
+  std::string_view raw = body.substr(0, kMaxUnparseableRaw);
+  if (raw.size() < body.size()) {
+    // The cut may split a UTF-8 sequence: drop its start instead of replacing it with U+FFFD.
+    std::size_t back = 0;
+    while (back < 3 && back < raw.size() &&
+           (static_cast<unsigned char>(raw[raw.size() - 1 - back]) & 0xC0) == 0x80) {
+      ++back;
+    }
+    const std::size_t lead_at = raw.size() - 1 - back;
+    if (back < raw.size()) {
+      const unsigned char lead = static_cast<unsigned char>(raw[lead_at]);
+      const std::size_t expected = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+      if (expected > back + 1) raw = raw.substr(0, lead_at);
+    }
+  }
+  char hash[17];
+  std::snprintf(hash, sizeof(hash), "%016llx", static_cast<unsigned long long>(fnv1a64(body)));
+
+  std::string out;
+  out.reserve(raw.size() + why.size() + 2 * actor.size() + 200);
+  out.append("{\"id\":\"unparseable-");
+  out.append(hash);
+  out.append("\",\"route\":{\"actors\":[");
+  detail::append_json_string(out, actor);
+  out.append("],\"current\":0},\"payload\":{\"error\":\"msg_parsing_error\",\"message\":");
+  detail::append_json_string(out, why);
+  out.append(",\"actor\":");
+  detail::append_json_string(out, actor);
+  out.append(",\"raw\":");
+  detail::append_json_string(out, raw);
+  out.append("}}");
+  return out;
+}
+
+}  // namespace asya::envelope

@@ -1,0 +1,309 @@
+#include "envelope/envelope.hpp"
+
+#include <charconv>
+#include <cstdio>
+#include <limits>
+
+#include "envelope/json_detail.hpp"
+
+namespace asya::envelope {
+namespace {
+
+using detail::describe;
+using detail::PaddedText;
+using detail::raw_value;
+using detail::trim_right;
+namespace ondemand = simdjson::ondemand;
+
+constexpr std::size_t kMaxIdBytes = 256;
+constexpr std::string_view kIdExpected = "expected a non-empty string of at most 256 bytes";
+constexpr std::string_view kDeadlineExpected =
+    "expected an RFC 3339 time such as \"2026-11-29T12:00:00Z\"";
+
+enum KnownField : unsigned {
+  kId = 1u << 0,
+  kParentId = 1u << 1,
+  kRoute = 1u << 2,
+  kHeaders = 1u << 3,
+  kDeadline = 1u << 4,
+  kPayload = 1u << 5,
+};
+
+KnownField known_field(std::string_view key) {
+  if (key == "id") return kId;
+  if (key == "parent_id") return kParentId;
+  if (key == "route") return kRoute;
+  if (key == "headers") return kHeaders;
+  if (key == "deadline") return kDeadline;
+  if (key == "payload") return kPayload;
+  return KnownField{};
+}
+
+// Parses the body's top-level object into `envelope`. Returns an Error with a precise message.
+Status parse_into(std::string_view body, Envelope& envelope) {
+  PaddedText padded;
+  ondemand::document document;
+  if (auto error = detail::iterate(body, document, padded)) {
+    return Error{detail::invalid_json_message("body", error, padded, nullptr)};
+  }
+  auto not_json = [&](simdjson::error_code error) -> Status {
+    return Error{detail::invalid_json_message("body", error, padded, &document)};
+  };
+
+  ondemand::json_type type;
+  if (auto error = document.type().get(type)) return not_json(error);
+  if (type != ondemand::json_type::object) {
+    std::string_view raw;
+    if (type == ondemand::json_type::array || type == ondemand::json_type::object) {
+      if (auto error = document.raw_json().get(raw)) return not_json(error);
+    } else {
+      if (auto error = document.raw_json_token().get(raw)) return not_json(error);
+      if (auto error = detail::check_scalar(type, trim_right(raw))) return not_json(error);
+    }
+    return Error{"body: expected a JSON object (an envelope), got " + describe(trim_right(raw))};
+  }
+  ondemand::object object;
+  if (auto error = document.get_object().get(object)) return not_json(error);
+
+  unsigned seen = 0;
+  std::vector<std::string_view> unknown_keys;
+  for (auto field_result : object) {
+    ondemand::field field;
+    if (auto error = std::move(field_result).get(field)) return not_json(error);
+    std::string_view key_raw = detail::raw_key(field);
+    std::string_view key;
+    if (auto error = field.unescaped_key().get(key)) return not_json(error);
+    ondemand::value& value = field.value();
+    const KnownField known = known_field(key);
+    if (known != KnownField{}) {
+      if (seen & known) {
+        return Error{std::string(key) + ": duplicate key (each field may appear only once)"};
+      }
+      seen |= known;
+    }
+    switch (known) {
+      case kId:
+      case kParentId:
+      case kDeadline: {
+        std::string_view name = key;
+        ondemand::json_type value_type;
+        if (auto error = value.type().get(value_type)) return not_json(error);
+        std::string_view raw;
+        std::string_view text;
+        if (value_type == ondemand::json_type::string) {
+          raw = trim_right(value.raw_json_token());
+          if (auto error = value.get_string().get(text)) return not_json(error);
+        } else if (auto error = raw_value(value, raw)) {
+          return not_json(error);
+        }
+        const bool is_string = value_type == ondemand::json_type::string;
+        if (known == kId) {
+          if (!is_string || text.empty() || text.size() > kMaxIdBytes) {
+            std::string got = is_string && text.size() > kMaxIdBytes
+                                  ? "a string of " + std::to_string(text.size()) + " bytes"
+                                  : describe(raw);
+            return Error{std::string(name) + ": " + std::string(kIdExpected) + ", got " + got};
+          }
+          envelope.id.assign(text);
+          envelope.id_raw = padded.map(raw);
+        } else if (known == kParentId) {
+          if (!is_string) {
+            return Error{std::string(name) + ": expected a string, got " + describe(raw)};
+          }
+          envelope.parent_id.emplace(text);
+          envelope.parent_id_raw = padded.map(raw);
+        } else {
+          if (!is_string || !parse_rfc3339(text).ok()) {
+            return Error{std::string(name) + ": " + std::string(kDeadlineExpected) + ", got " +
+                         describe(raw)};
+          }
+          envelope.deadline.emplace(text);
+          envelope.deadline_raw = padded.map(raw);
+        }
+        break;
+      }
+      case kRoute: {
+        detail::Route route;
+        simdjson::error_code syntax_error;
+        Status status = detail::parse_route(value, padded, "route", route, syntax_error);
+        if (syntax_error) return not_json(syntax_error);
+        if (!status.ok()) return status;
+        envelope.actors = std::move(route.actors);
+        envelope.current = route.current;
+        envelope.route_raw = route.raw;
+        envelope.route_metadata_raw = route.metadata_raw;
+        break;
+      }
+      case kHeaders: {
+        ondemand::json_type value_type;
+        if (auto error = value.type().get(value_type)) return not_json(error);
+        std::string_view raw;
+        if (auto error = raw_value(value, raw)) return not_json(error);
+        if (value_type != ondemand::json_type::object) {
+          return Error{"headers: expected an object, got " + describe(raw)};
+        }
+        envelope.headers_raw = padded.map(raw);
+        break;
+      }
+      case kPayload: {
+        std::string_view raw;
+        if (auto error = raw_value(value, raw)) return not_json(error);
+        envelope.payload_raw = padded.map(raw);
+        break;
+      }
+      default: {
+        std::string_view raw;
+        if (auto error = raw_value(value, raw)) return not_json(error);
+        unknown_keys.push_back(key);
+        envelope.unknown_fields.emplace_back(padded.map(key_raw), padded.map(raw));
+      }
+    }
+  }
+  // Anything after the closing brace (e.g. a second object) is not one JSON value.
+  const char* trailing = nullptr;
+  if (!document.current_location().get(trailing)) {
+    return Error{"body is not valid JSON: unexpected content after the envelope object (at byte " +
+                 std::to_string(padded.offset_of(trailing)) + ")"};
+  }
+  std::string_view duplicate;
+  if (detail::find_duplicate(unknown_keys, duplicate)) {
+    return Error{std::string(duplicate) + ": duplicate key (each field may appear only once)"};
+  }
+  if (!(seen & kId)) return Error{"id: missing (" + std::string(kIdExpected) + ")"};
+  if (!(seen & kRoute)) {
+    return Error{
+        "route: missing (expected an object {\"actors\": [...], \"current\": n} listing the "
+        "actors that process the envelope)"};
+  }
+  if (!(seen & kPayload)) return Error{"payload: missing (expected any JSON value)"};
+  return Status::Ok();
+}
+
+// Reads exactly `count` digits at text[at...] into `value`.
+bool read_digits(std::string_view text, std::size_t at, std::size_t count, int& value) {
+  if (at + count > text.size()) return false;
+  value = 0;
+  for (std::size_t i = at; i < at + count; ++i) {
+    if (text[i] < '0' || text[i] > '9') return false;
+    value = value * 10 + (text[i] - '0');
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string_view Envelope::current_actor() const {
+  return route_done() ? std::string_view() : std::string_view(actors[current]);
+}
+
+Result<Envelope> parse(std::string_view body) {
+  Envelope envelope;
+  Status status = parse_into(body, envelope);
+  detail::release_if_large();
+  if (!status.ok()) return status.error();
+  return envelope;
+}
+
+bool valid_actor_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  auto alnum = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
+  if (!alnum(name.front()) || !alnum(name.back())) return false;
+  for (char c : name) {
+    if (!alnum(c) && c != '-') return false;
+  }
+  return true;
+}
+
+Result<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) {
+  auto fail = [&]() {
+    std::string message = describe(text);
+    message.insert(0, 1, '"');
+    message.append(
+        "\" is not an RFC 3339 time (expected e.g. \"2026-11-29T12:00:00Z\" or "
+        "\"2026-11-29T13:00:00.5+01:00\")");
+    return Error{std::move(message)};
+  };
+  int year, month, day, hour, minute, second;
+  // YYYY-MM-DDTHH:MM:SS
+  if (!read_digits(text, 0, 4, year) || text.size() < 20 || text[4] != '-' ||
+      !read_digits(text, 5, 2, month) || text[7] != '-' || !read_digits(text, 8, 2, day) ||
+      (text[10] != 'T' && text[10] != 't' && text[10] != ' ') || !read_digits(text, 11, 2, hour) ||
+      text[13] != ':' || !read_digits(text, 14, 2, minute) || text[16] != ':' ||
+      !read_digits(text, 17, 2, second)) {
+    return fail();
+  }
+  std::size_t at = 19;
+  std::int64_t nanos = 0;
+  if (text[at] == '.') {
+    ++at;
+    std::size_t digits = 0;
+    while (at < text.size() && text[at] >= '0' && text[at] <= '9') {
+      if (digits < 9) nanos = nanos * 10 + (text[at] - '0');
+      ++digits;
+      ++at;
+    }
+    if (digits == 0) return fail();
+    for (std::size_t d = digits; d < 9; ++d) nanos *= 10;
+  }
+  int offset_minutes = 0;
+  if (at < text.size() && (text[at] == 'Z' || text[at] == 'z')) {
+    ++at;
+  } else if (at < text.size() && (text[at] == '+' || text[at] == '-')) {
+    int offset_hour, offset_minute;
+    if (!read_digits(text, at + 1, 2, offset_hour) || at + 3 >= text.size() ||
+        text[at + 3] != ':' || !read_digits(text, at + 4, 2, offset_minute) || offset_hour > 23 ||
+        offset_minute > 59) {
+      return fail();
+    }
+    offset_minutes = (offset_hour * 60 + offset_minute) * (text[at] == '-' ? -1 : 1);
+    at += 6;
+  } else {
+    return fail();
+  }
+  if (at != text.size()) return fail();
+  using namespace std::chrono;
+  const year_month_day date{std::chrono::year{year}, std::chrono::month{unsigned(month)},
+                            std::chrono::day{unsigned(day)}};
+  // Second 60 is a leap second (RFC 3339 allows it).
+  if (!date.ok() || hour > 23 || minute > 59 || second > 60) return fail();
+  const std::int64_t total_seconds =
+      std::int64_t{sys_days{date}.time_since_epoch().count()} * 86400 + hour * 3600 + minute * 60 +
+      second - offset_minutes * 60;
+  // system_clock counts nanoseconds in 64 bits (years 1678..2261); clamp times outside it, so
+  // "9999-12-31T23:59:59Z" means "never" instead of overflowing.
+  using Clock = system_clock;
+  constexpr std::int64_t kLimitSeconds =
+      duration_cast<std::chrono::seconds>(Clock::duration::max()).count() - 1;
+  if (total_seconds >= kLimitSeconds) return Clock::time_point::max();
+  if (total_seconds <= -kLimitSeconds) return Clock::time_point::min();
+  return Clock::time_point{duration_cast<Clock::duration>(std::chrono::seconds{total_seconds}) +
+                           duration_cast<Clock::duration>(nanoseconds{nanos})};
+}
+
+std::string format_rfc3339(std::chrono::system_clock::time_point when) {
+  using namespace std::chrono;
+  const auto millis = floor<milliseconds>(when);
+  const auto days_part = floor<days>(millis);
+  const year_month_day date{days_part};
+  const hh_mm_ss<milliseconds> time{millis - days_part};
+  char text[40];
+  std::snprintf(text, sizeof(text), "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", int(date.year()),
+                unsigned(date.month()), unsigned(date.day()), int(time.hours().count()),
+                int(time.minutes().count()), int(time.seconds().count()),
+                int(time.subseconds().count()));
+  return text;
+}
+
+bool deadline_passed(const Envelope& envelope, std::chrono::system_clock::time_point now) {
+  if (!envelope.deadline) return false;
+  auto deadline = parse_rfc3339(*envelope.deadline);
+  return deadline.ok() && *deadline <= now;
+}
+
+std::string json_string(std::string_view text) {
+  std::string out;
+  detail::append_json_string(out, text);
+  return out;
+}
+
+}  // namespace asya::envelope

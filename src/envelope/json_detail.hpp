@@ -1,0 +1,98 @@
+// Internal helpers shared by envelope.cpp, response.cpp and build.cpp (not a public header: it
+// pulls in simdjson). simdjson On-Demand needs SIMDJSON_PADDING readable bytes after the input, so
+// text is copied into a thread-local padded buffer; views produced while iterating point into that
+// copy and are mapped back into the caller's text with PaddedText::map().
+#pragma once
+
+#include <simdjson.h>
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace asya::envelope::detail {
+
+namespace ondemand = simdjson::ondemand;
+
+// The thread-local copy of the text being iterated and the caller's original bytes.
+struct PaddedText {
+  const char* padded = nullptr;
+  const char* original = nullptr;
+  std::size_t size = 0;
+
+  // A view into the padded copy, translated to the same bytes of the original text.
+  std::string_view map(std::string_view in_padded) const {
+    return {original + (in_padded.data() - padded), in_padded.size()};
+  }
+  std::size_t offset_of(const char* in_padded) const {
+    return static_cast<std::size_t>(in_padded - padded);
+  }
+};
+
+// Copies `text` into this thread's padded buffer and starts iterating it with this thread's
+// parser. Only one document per thread may be live at a time (the next call invalidates it).
+simdjson::error_code iterate(std::string_view text, ondemand::document& document,
+                             PaddedText& padded);
+
+// Frees the thread's buffer and parser state when they grew past what a typical message needs,
+// so one 100 MB message does not pin 100s of MB per thread. Call after a document is finished.
+void release_if_large();
+
+// Drops JSON whitespace from the end (raw_json_token() and raw_json() include it).
+inline std::string_view trim_right(std::string_view text) {
+  while (!text.empty()) {
+    char c = text.back();
+    if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
+    text.remove_suffix(1);
+  }
+  return text;
+}
+
+// The raw JSON text of `value` (in padded coordinates, trailing whitespace removed), consuming
+// it. Scalars are checked against the JSON grammar (literals and numbers); the insides of
+// objects and arrays are only checked structurally by simdjson.
+simdjson::error_code raw_value(ondemand::value& value, std::string_view& raw);
+
+// Checks a scalar token (trailing whitespace removed) of the given type against the JSON grammar.
+simdjson::error_code check_scalar(ondemand::json_type type, std::string_view raw);
+
+// The JSON text of the key of `field`, quotes included (padded coordinates). Call before
+// unescaped_key().
+std::string_view raw_key(ondemand::field& field);
+
+// Raw JSON text shortened for error messages ("got ...").
+std::string describe(std::string_view raw);
+
+// True when `text` is a JSON integer (-?(0|[1-9][0-9]*)).
+bool is_json_integer(std::string_view text);
+
+// "body is not valid JSON: <simdjson message>" (with the byte offset when known).
+std::string invalid_json_message(std::string_view subject, simdjson::error_code error,
+                                 const PaddedText& padded, ondemand::document* document);
+
+// Sorts `keys` and returns a key that occurs twice, or an empty optional-like flag.
+bool find_duplicate(std::vector<std::string_view>& keys, std::string_view& duplicate);
+
+// A parsed route object (PROTOCOL §1): actors validated, current in 0..len.
+struct Route {
+  std::vector<std::string> actors;
+  std::size_t current = 0;
+  std::string_view raw;           // original coordinates
+  std::string_view metadata_raw;  // original coordinates, empty when absent
+};
+
+// Parses and validates the route object in `value`. `context` prefixes error messages
+// ("route" or "response element 2: route"). Errors that are JSON syntax errors are reported via
+// `syntax_error` (and a generic message) so callers can phrase them.
+Status parse_route(ondemand::value& value, const PaddedText& padded, std::string_view context,
+                   Route& route, simdjson::error_code& syntax_error);
+
+// UTF-8 helpers. Length of the valid UTF-8 sequence starting at text[i], or 0 when invalid.
+std::size_t utf8_sequence_length(std::string_view text, std::size_t i);
+// Appends `text` as a JSON string literal (quotes included), replacing invalid UTF-8 with U+FFFD.
+void append_json_string(std::string& out, std::string_view text);
+
+}  // namespace asya::envelope::detail

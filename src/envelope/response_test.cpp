@@ -1,0 +1,119 @@
+#include "envelope/response.hpp"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace asya::envelope {
+namespace {
+
+std::string ErrorOf(std::string_view body) {
+  auto result = parse_response(body);
+  EXPECT_FALSE(result.ok()) << "accepted: " << body;
+  return result.ok() ? std::string() : result.error().message;
+}
+
+TEST(ParseResponse, OneResultKeepsRawFieldsAndParsesTheRoute) {
+  std::string body =
+      R"([{"payload": {"b":2, "a":1.50}, "route": {"actors":["a","b"],"current":1}, "headers": {"h":"v"}}])";
+  auto result = parse_response(body);
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  ASSERT_EQ(result->size(), 1u);
+  const ResponseItem& item = (*result)[0];
+  EXPECT_FALSE(item.is_error);
+  EXPECT_EQ(item.payload_raw, R"({"b":2, "a":1.50})");
+  EXPECT_EQ(item.route_raw, R"({"actors":["a","b"],"current":1})");
+  EXPECT_EQ(item.headers_raw, R"({"h":"v"})");
+  EXPECT_EQ(item.actors, (std::vector<std::string>{"a", "b"}));
+  EXPECT_EQ(item.current, 1u);
+  EXPECT_GE(item.payload_raw.data(), body.data());
+  EXPECT_LE(item.payload_raw.data() + item.payload_raw.size(), body.data() + body.size());
+}
+
+TEST(ParseResponse, FanOutKeepsOrderAndHeadersAreOptional) {
+  auto result = parse_response(
+      R"([{"payload":1,"route":{"actors":["a"],"current":1}},{"payload":2,"route":{"actors":["a","b"],"current":1}},{"route":{"actors":["c"]},"payload":[3]}])");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  ASSERT_EQ(result->size(), 3u);
+  EXPECT_EQ((*result)[0].payload_raw, "1");
+  EXPECT_EQ((*result)[1].payload_raw, "2");
+  EXPECT_EQ((*result)[2].payload_raw, "[3]");
+  EXPECT_EQ((*result)[2].current, 0u);
+  for (const auto& item : *result) EXPECT_TRUE(item.headers_raw.empty());
+}
+
+TEST(ParseResponse, EmptyArrayIsNoOutputs) {
+  auto result = parse_response(" [ ] ");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  EXPECT_TRUE(result->empty());
+}
+
+TEST(ParseResponse, ErrorElementWithDetails) {
+  std::string body =
+      R"([{"error":"processing_error","details":{"message":"bad \"input\"","type":"ValueError","traceback":"line 1\nline 2"}}])";
+  auto result = parse_response(body);
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  ASSERT_EQ(result->size(), 1u);
+  const ResponseItem& item = (*result)[0];
+  EXPECT_TRUE(item.is_error);
+  EXPECT_EQ(item.error_code, "processing_error");
+  EXPECT_EQ(item.error_message, "bad \"input\"");
+  EXPECT_EQ(item.error_type, "ValueError");
+  EXPECT_EQ(item.error_traceback, "line 1\nline 2");
+  EXPECT_EQ(item.details_raw,
+            R"({"message":"bad \"input\"","type":"ValueError","traceback":"line 1\nline 2"})");
+}
+
+TEST(ParseResponse, ErrorWithoutDetailsAndNonStringDetailFields) {
+  auto result = parse_response(
+      R"([{"error":"msg_parsing_error"},{"error":"x","details":{"message":{"k":1},"type":3}},{"error":"y","details":"text"}])");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  ASSERT_EQ(result->size(), 3u);
+  EXPECT_TRUE((*result)[0].is_error);
+  EXPECT_EQ((*result)[0].error_message, "");
+  EXPECT_TRUE((*result)[0].details_raw.empty());
+  EXPECT_EQ((*result)[1].error_message, R"({"k":1})");
+  EXPECT_EQ((*result)[1].error_type, "3");
+  EXPECT_EQ((*result)[2].details_raw, "\"text\"");
+}
+
+TEST(ParseResponse, AnElementIsAnErrorIffItHasANonEmptyErrorString) {
+  auto result = parse_response(
+      R"([{"error":"processing_error","payload":1,"route":{"actors":["BAD"]}},{"error":"","payload":2,"route":{"actors":["a"]}}])");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  ASSERT_EQ(result->size(), 2u);
+  EXPECT_TRUE((*result)[0].is_error);
+  EXPECT_FALSE((*result)[1].is_error);
+  EXPECT_EQ((*result)[1].payload_raw, "2");
+}
+
+TEST(ParseResponseErrors, NamesWhatIsWrong) {
+  EXPECT_EQ(ErrorOf("not json").rfind("response is not valid JSON", 0), 0u) << ErrorOf("not json");
+  EXPECT_EQ(ErrorOf("[1,").rfind("response is not valid JSON", 0), 0u) << ErrorOf("[1,");
+  EXPECT_EQ(ErrorOf("[] []").rfind("response is not valid JSON", 0), 0u);
+  EXPECT_EQ(ErrorOf(R"({"payload":1})"),
+            R"(response: expected a JSON array of results or errors, got {"payload":1})");
+  EXPECT_EQ(ErrorOf("[42]").rfind("response element 0: expected an object", 0), 0u);
+  EXPECT_EQ(ErrorOf(R"([{"route":{"actors":["a"]}}])"),
+            R"(response element 0: a result needs "payload" and "route"; "payload" is missing)");
+  EXPECT_EQ(ErrorOf(R"([{"payload":1,"route":{"actors":["a"]}},{"payload":1}])"),
+            R"(response element 1: a result needs "payload" and "route"; "route" is missing)");
+  EXPECT_EQ(
+      ErrorOf(R"([{"error":null,"payload":1}])"),
+      R"(response element 0: a result needs "payload" and "route"; "route" is missing (its "error" is null, not a non-empty string))");
+  EXPECT_EQ(ErrorOf(R"([{"payload":1,"route":{"actors":["a","b"],"current":3}}])"),
+            "response element 0: route.current: expected an integer from 0 to 2, got 3");
+  EXPECT_EQ(ErrorOf(R"([{"payload":1,"route":{"actors":["happy-end"]}}])")
+                .rfind(R"(response element 0: route.actors[0]: "happy-end" is an end actor)", 0),
+            0u);
+  EXPECT_EQ(
+      ErrorOf(R"([{"payload":1,"route":"a"}])"),
+      R"(response element 0: route: expected an object {"actors": [...], "current": n}, got "a")");
+  EXPECT_EQ(ErrorOf(R"([{"payload":1,"route":{"actors":["a"]},"headers":[1]}])"),
+            "response element 0: headers: expected an object, got [1]");
+  EXPECT_EQ(ErrorOf(R"([{"payload":1,"payload":2,"route":{"actors":["a"]}}])"),
+            "response element 0: payload: duplicate key (each field may appear only once)");
+}
+
+}  // namespace
+}  // namespace asya::envelope
