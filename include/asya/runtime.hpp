@@ -9,9 +9,14 @@
 //
 // A handler is an ordinary C++ callable; unit test it by calling it, with no socket involved.
 // Configuration is read from the same environment variables as the Python runtime:
-// ASYA_SOCKET_PATH (or ASYA_SOCKET_DIR + ASYA_SOCKET_NAME), ASYA_SOCKET_CHMOD, ASYA_HANDLER_MODE
-// (payload | envelope; fixed by which serve() overload you call), ASYA_ENABLE_VALIDATION,
+// ASYA_SOCKET_PATH (or ASYA_SOCKET_DIR + ASYA_SOCKET_NAME), ASYA_SOCKET_CHMOD (default 0o666;
+// empty: leave alone), ASYA_HANDLER_MODE (payload | envelope; fixed by which serve() overload you
+// call, a different value is a start-up error), ASYA_ENABLE_VALIDATION, ASYA_HANDLER_THREAD_SAFE,
 // ASYA_LOG_LEVEL, ASYA_MAX_MESSAGE_BYTES.
+//
+// Threads: each sidecar connection is served by its own thread. Handler calls are serialized
+// (one at a time) unless ASYA_HANDLER_THREAD_SAFE=true, in which case the handler is called
+// concurrently and must be thread-safe.
 #pragma once
 
 #include <boost/json.hpp>
@@ -61,8 +66,10 @@ using PayloadHandler = std::function<Outputs(const Json& payload)>;
 // least "payload" and "route"). The route may change its future, never its past.
 using EnvelopeHandler = std::function<std::vector<Json>(const boost::json::object& envelope)>;
 
-// Serves `handler` until SIGTERM/SIGINT. Returns the process exit code (0 after a signal, 1 when
-// the socket cannot be set up).
+// Serves `handler` until SIGTERM/SIGINT. Writes `runtime-ready` next to the socket once listening.
+// On the first signal: stops accepting, removes the socket and the ready file, answers requests
+// already received, then returns 0 (a second signal stops waiting for them). Returns 1 on a
+// start-up error (invalid configuration, unusable socket path), after one error line on stderr.
 int serve(PayloadHandler handler);
 int serve_envelopes(EnvelopeHandler handler);
 
