@@ -1,0 +1,175 @@
+#include "sidecar/config.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "common/env.hpp"
+
+namespace asya::sidecar {
+namespace {
+
+bool valid_name(std::string_view name) {
+  if (name.empty() || name.size() > 63) return false;
+  auto ok = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-'; };
+  if (!std::all_of(name.begin(), name.end(), ok)) return false;
+  return name.front() != '-' && name.back() != '-';
+}
+
+std::string actor_name_var(const char* var, std::string fallback) {
+  std::string value = env_string(var, std::move(fallback));
+  if (!valid_name(value))
+    throw ConfigError(
+        fmt::format("{}=\"{}\" is not a valid actor name: use lowercase letters, digits and '-' "
+                    "(starting and ending with a letter or digit), at most 63 characters",
+                    var, value));
+  return value;
+}
+
+void check_metrics_addr(const std::string& addr) {
+  if (addr.empty()) return;
+  auto colon = addr.rfind(':');
+  bool ok = colon != std::string::npos;
+  if (ok) {
+    std::string_view port(addr.data() + colon + 1, addr.size() - colon - 1);
+    unsigned value = 0;
+    auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    ok = !port.empty() && ec == std::errc() && ptr == port.data() + port.size() && value <= 65535;
+  }
+  if (!ok)
+    throw ConfigError(fmt::format(
+        "ASYA_METRICS_ADDR=\"{}\" is not an address: use host:port or :port (e.g. :9090), or leave "
+        "it empty to disable metrics",
+        addr));
+}
+
+}  // namespace
+
+Config load_config() {
+  Config c;
+  env_required("ASYA_ACTOR_NAME");
+  c.actor_name = actor_name_var("ASYA_ACTOR_NAME", "");
+  c.transport = env_string("ASYA_TRANSPORT", c.transport);
+  c.queue_prefix = env_string("ASYA_QUEUE_PREFIX", c.queue_prefix);
+  if (auto prefix = env_get("ASYA_QUEUE_PREFIX"); prefix && prefix->empty()) c.queue_prefix = "";
+
+  if (auto path = env_get("ASYA_SOCKET_PATH"); path && !path->empty()) {
+    c.socket_path = *path;
+  } else {
+    std::string dir = env_string("ASYA_SOCKET_DIR", "/var/run/asya");
+    std::string name = env_string("ASYA_SOCKET_NAME", "asya-runtime.sock");
+    c.socket_path = dir + (dir.ends_with('/') ? "" : "/") + name;
+  }
+
+  c.runtime_timeout = env_duration("ASYA_RUNTIME_TIMEOUT", c.runtime_timeout);
+  if (c.runtime_timeout.count() <= 0)
+    throw ConfigError(fmt::format(
+        "ASYA_RUNTIME_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 30s, 5m)",
+        env_string("ASYA_RUNTIME_TIMEOUT", "")));
+  c.runtime_ready_timeout = env_duration("ASYA_RUNTIME_READY_TIMEOUT", c.runtime_ready_timeout);
+  c.happy_end = actor_name_var("ASYA_ACTOR_HAPPY_END", c.happy_end);
+  c.error_end = actor_name_var("ASYA_ACTOR_ERROR_END", c.error_end);
+  c.is_end_actor =
+      env_bool("ASYA_IS_END_ACTOR", c.actor_name == c.happy_end || c.actor_name == c.error_end);
+
+  c.gateway_url = env_string("ASYA_GATEWAY_URL", "");
+  while (c.gateway_url.ends_with('/')) c.gateway_url.pop_back();
+  if (!c.gateway_url.empty() && !c.gateway_url.starts_with("http://") &&
+      !c.gateway_url.starts_with("https://"))
+    throw ConfigError(fmt::format(
+        "ASYA_GATEWAY_URL=\"{}\" is not an HTTP URL: use http://host:port or https://host:port",
+        c.gateway_url));
+
+  c.log_level = env_string("ASYA_LOG_LEVEL", c.log_level);
+  std::transform(c.log_level.begin(), c.log_level.end(), c.log_level.begin(),
+                 [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+  if (c.log_level == "warning") c.log_level = "warn";
+  if (c.log_level != "trace" && c.log_level != "debug" && c.log_level != "info" &&
+      c.log_level != "warn" && c.log_level != "error")
+    throw ConfigError(
+        fmt::format("ASYA_LOG_LEVEL=\"{}\" is not valid: use one of debug, info, warn, error",
+                    env_string("ASYA_LOG_LEVEL", "")));
+  c.metrics_addr = env_string("ASYA_METRICS_ADDR", "");
+  check_metrics_addr(c.metrics_addr);
+
+  c.concurrency = static_cast<int>(env_int("ASYA_CONCURRENCY", c.concurrency, 1, 1024));
+  c.max_deliveries = static_cast<int>(env_int("ASYA_MAX_DELIVERIES", c.max_deliveries, 1, 1000000));
+  c.retry_max_attempts =
+      static_cast<int>(env_int("ASYA_RETRY_MAX_ATTEMPTS", c.retry_max_attempts, 1, 1000));
+  c.retry_backoff = env_duration("ASYA_RETRY_BACKOFF", c.retry_backoff);
+  c.retry_backoff_max = env_duration("ASYA_RETRY_BACKOFF_MAX", c.retry_backoff_max);
+  if (c.retry_backoff_max < c.retry_backoff)
+    throw ConfigError(fmt::format(
+        "ASYA_RETRY_BACKOFF_MAX=\"{}\" is smaller than ASYA_RETRY_BACKOFF=\"{}\": use a maximum at "
+        "least as large as the initial backoff",
+        format_duration(c.retry_backoff_max), format_duration(c.retry_backoff)));
+  c.retry_on_processing_error = env_bool("ASYA_RETRY_ON_PROCESSING_ERROR", false);
+  c.shutdown_grace = env_duration("ASYA_SHUTDOWN_GRACE", c.shutdown_grace);
+
+  std::uint64_t max_bytes = env_bytes("ASYA_MAX_MESSAGE_BYTES", c.max_message_bytes);
+  if (max_bytes < 1024 || max_bytes > 0xFFFFFFFFull)
+    throw ConfigError(
+        fmt::format("ASYA_MAX_MESSAGE_BYTES=\"{}\" is out of range: use a size from 1KiB to 4GiB-1 "
+                    "(e.g. 256MiB)",
+                    env_string("ASYA_MAX_MESSAGE_BYTES", "")));
+  c.max_message_bytes = static_cast<std::size_t>(max_bytes);
+
+  c.result_store = env_string("ASYA_RESULT_STORE", c.result_store);
+  if (!c.result_store.starts_with("file://") && !c.result_store.starts_with("s3://"))
+    throw ConfigError(fmt::format(
+        "ASYA_RESULT_STORE=\"{}\" is not a result store URL: use file:///path/to/dir (or "
+        "file://relative/dir)",
+        c.result_store));
+
+  auto default_visibility =
+      std::max<std::chrono::milliseconds>(2 * c.runtime_timeout, std::chrono::seconds(30));
+  c.visibility_timeout = env_duration("ASYA_VISIBILITY_TIMEOUT", default_visibility);
+  if (c.visibility_timeout.count() <= 0)
+    throw ConfigError(fmt::format(
+        "ASYA_VISIBILITY_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 10m)",
+        env_string("ASYA_VISIBILITY_TIMEOUT", "")));
+  return c;
+}
+
+std::string help_text() {
+  return R"(asya-sidecar: consumes an actor's queue, calls its runtime over a Unix socket and routes
+the results (see docs/sidecar.md). All configuration comes from environment variables:
+
+  ASYA_ACTOR_NAME             (required) actor name; the sidecar consumes <prefix><name>
+  ASYA_TRANSPORT              sqlite        queue transport (sqlite; rabbitmq, sqs when built)
+  ASYA_QUEUE_PREFIX           asya-         prefix of every queue name
+  ASYA_SOCKET_PATH            /var/run/asya/asya-runtime.sock   runtime socket
+  ASYA_SOCKET_DIR             /var/run/asya used when ASYA_SOCKET_PATH is unset: <dir>/asya-runtime.sock
+  ASYA_RUNTIME_TIMEOUT        5m            max time for one runtime call (300ms, 30s, 5m, 1h);
+                                            exceeded: error-end runtime_timeout, then exit 3
+  ASYA_RUNTIME_READY_TIMEOUT  5m            max wait for the runtime to become ready (start-up and
+                                            after it died); exceeded: exit 4
+  ASYA_ACTOR_HAPPY_END        happy-end     name of the happy-end actor
+  ASYA_ACTOR_ERROR_END        error-end     name of the error-end actor
+  ASYA_IS_END_ACTOR           (auto)        true: end mode (persist + report); default true when
+                                            ASYA_ACTOR_NAME is the happy-end or error-end name
+  ASYA_RESULT_STORE           file://.asya/results   end mode: where <id>.json is written
+  ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none
+  ASYA_LOG_LEVEL              info          debug, info, warn, error
+  ASYA_METRICS_ADDR           (empty)       host:port or :port for /metrics, /healthz, /readyz;
+                                            empty: disabled
+  ASYA_CONCURRENCY            1             messages in flight, each with its own runtime connection
+  ASYA_MAX_DELIVERIES         5             deliveries beyond this go to error-end
+                                            (max_deliveries_exceeded) without calling the runtime
+  ASYA_RETRY_MAX_ATTEMPTS     1             attempts per hop for retryable failures (1 = no retry)
+  ASYA_RETRY_BACKOFF          1s            first retry delay; doubles per attempt, with jitter
+  ASYA_RETRY_BACKOFF_MAX      1m            cap of the retry delay
+  ASYA_RETRY_ON_PROCESSING_ERROR  false     also retry when the handler raised
+  ASYA_SHUTDOWN_GRACE         30s           on SIGTERM/SIGINT: time to finish in-flight messages
+  ASYA_MAX_MESSAGE_BYTES      256MiB        largest frame/message accepted (1048576, 64KiB, 1GiB)
+  ASYA_VISIBILITY_TIMEOUT     max(2 x ASYA_RUNTIME_TIMEOUT, 30s)   lease of a received message
+
+Transports read their own variables too (e.g. ASYA_SQLITE_PATH, default .asya/queues.db).
+Exit codes: 0 after a clean shutdown, 1 fatal error, 2 invalid configuration, 3 runtime timeout,
+4 runtime not ready in time.
+)";
+}
+
+}  // namespace asya::sidecar

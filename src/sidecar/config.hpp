@@ -1,0 +1,55 @@
+// Sidecar configuration: every environment variable `asya-sidecar` reads, with the published
+// design's names where one exists. load_config() validates everything up front so a bad value
+// stops start-up with one line (ConfigError) naming the variable, the value and what is accepted.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+
+namespace asya::sidecar {
+
+struct Config {
+  std::string actor_name;            // ASYA_ACTOR_NAME (required)
+  std::string transport = "sqlite";  // ASYA_TRANSPORT
+  std::string socket_path;           // ASYA_SOCKET_PATH, or ASYA_SOCKET_DIR/asya-runtime.sock
+  std::chrono::milliseconds runtime_timeout{std::chrono::minutes(5)};  // ASYA_RUNTIME_TIMEOUT
+  std::chrono::milliseconds runtime_ready_timeout{
+      std::chrono::minutes(5)};         // ASYA_RUNTIME_READY_TIMEOUT
+  std::string happy_end = "happy-end";  // ASYA_ACTOR_HAPPY_END (actor name, without prefix)
+  std::string error_end = "error-end";  // ASYA_ACTOR_ERROR_END
+  bool is_end_actor = false;            // ASYA_IS_END_ACTOR (default: name is happy_end/error_end)
+  std::string gateway_url;              // ASYA_GATEWAY_URL (empty: no reports)
+  std::string log_level = "info";       // ASYA_LOG_LEVEL
+  std::string metrics_addr;             // ASYA_METRICS_ADDR (host:port or :port; empty: off)
+  int concurrency = 1;                  // ASYA_CONCURRENCY
+  int max_deliveries = 5;               // ASYA_MAX_DELIVERIES
+  int retry_max_attempts = 1;           // ASYA_RETRY_MAX_ATTEMPTS (1 = no retry)
+  std::chrono::milliseconds retry_backoff{std::chrono::seconds(1)};       // ASYA_RETRY_BACKOFF
+  std::chrono::milliseconds retry_backoff_max{std::chrono::seconds(60)};  // ASYA_RETRY_BACKOFF_MAX
+  bool retry_on_processing_error = false;  // ASYA_RETRY_ON_PROCESSING_ERROR
+  std::chrono::milliseconds shutdown_grace{std::chrono::seconds(30)};  // ASYA_SHUTDOWN_GRACE
+  std::size_t max_message_bytes = 256u << 20;                          // ASYA_MAX_MESSAGE_BYTES
+  std::string queue_prefix = "asya-";                                  // ASYA_QUEUE_PREFIX
+  std::string result_store = "file://.asya/results";                   // ASYA_RESULT_STORE
+  // ASYA_VISIBILITY_TIMEOUT: how long a received message stays leased before the transport
+  // delivers it again. Default: max(2 x runtime timeout, 30s), so a live sidecar never loses its
+  // lease while the runtime works.
+  std::chrono::milliseconds visibility_timeout{std::chrono::minutes(10)};
+
+  // Full queue names (prefix included).
+  std::string input_queue() const { return queue_prefix + actor_name; }
+  std::string happy_end_queue() const { return queue_prefix + happy_end; }
+  std::string error_end_queue() const { return queue_prefix + error_end; }
+  std::string queue_for(const std::string& actor) const { return queue_prefix + actor; }
+  // In end mode: true for the error end (payload is an error envelope), false for the happy end.
+  bool is_error_end() const { return actor_name == error_end; }
+};
+
+// Reads and validates every variable. Throws asya::ConfigError with a one-line message.
+Config load_config();
+
+// The text printed by `asya-sidecar --help`: every variable with its default and meaning.
+std::string help_text();
+
+}  // namespace asya::sidecar

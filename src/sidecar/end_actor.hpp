@@ -1,0 +1,46 @@
+// End mode (PROTOCOL §6): the happy-end and error-end actors persist each final envelope to the
+// result store as <id>.json, then report the outcome to the gateway, then ack. They never route
+// further. A body that is not an envelope is wrapped (envelope::wrap_unparseable) and stored, so
+// nothing is lost and nothing loops. A store failure nacks with a backoff delay.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+
+#include "sidecar/result_store.hpp"
+#include "sidecar/router.hpp"
+#include "transport/transport.hpp"
+
+namespace asya::sidecar {
+
+struct EndOutcome {
+  Then then = Then::kAck;
+  std::chrono::milliseconds nack_delay{0};
+  std::string id;       // envelope id (of the wrapped envelope for unparseable bodies)
+  std::string status;   // processed_total status: "success" or "requeued"
+  std::string failure;  // failed_total reason when the store failed ("result_store_error")
+  // The final report (PROTOCOL §7) to post after the store succeeded; empty when none.
+  std::string final_path;
+  std::string final_body;
+};
+
+class EndActor {
+ public:
+  // `error_end`: true for the error end (reports status "failed" with payload.error/details),
+  // false for the happy end (reports "succeeded" with the payload as result). `backoff` gives the
+  // nack delay for a delivery count.
+  EndActor(std::string actor, bool error_end, ResultStore& store,
+           std::function<std::chrono::milliseconds(int)> backoff);
+
+  // Persists one delivery and says what to do next. Thread-safe (the store is).
+  EndOutcome handle(const transport::Delivery& delivery) const;
+
+ private:
+  std::string actor_;
+  bool error_end_;
+  ResultStore& store_;
+  std::function<std::chrono::milliseconds(int)> backoff_;
+};
+
+}  // namespace asya::sidecar

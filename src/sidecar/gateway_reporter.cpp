@@ -1,0 +1,185 @@
+#include "sidecar/gateway_reporter.hpp"
+
+#include <curl/curl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "envelope/envelope.hpp"
+
+namespace asya::sidecar {
+namespace {
+
+void append_actors(std::string& out, const std::vector<std::string>& actors) {
+  out += '[';
+  for (std::size_t i = 0; i < actors.size(); ++i) {
+    if (i) out += ',';
+    out += envelope::json_string(actors[i]);
+  }
+  out += ']';
+}
+
+std::size_t discard(char*, std::size_t size, std::size_t count, void*) {
+  return size * count;
+}
+
+}  // namespace
+
+std::string progress_body(const std::vector<std::string>& actors, std::size_t current_actor_idx,
+                          std::string_view status, std::string_view message,
+                          std::optional<std::int64_t> duration_ms) {
+  std::string out = "{\"actors\":";
+  append_actors(out, actors);
+  out += fmt::format(",\"current_actor_idx\":{},\"status\":{},\"message\":{}", current_actor_idx,
+                     envelope::json_string(status), envelope::json_string(message));
+  if (duration_ms) out += fmt::format(",\"duration_ms\":{}", *duration_ms);
+  out += '}';
+  return out;
+}
+
+std::string fanout_body(std::string_view child_id, std::string_view parent_id,
+                        const std::vector<std::string>& actors, std::size_t current) {
+  std::string out =
+      fmt::format("{{\"id\":{},\"parent_id\":{},\"actors\":", envelope::json_string(child_id),
+                  envelope::json_string(parent_id));
+  append_actors(out, actors);
+  out += fmt::format(",\"current\":{}}}", current);
+  return out;
+}
+
+std::string final_body(std::string_view id, bool succeeded, std::string_view result_raw,
+                       std::string_view error, std::string_view error_details_raw,
+                       const std::vector<std::string>& actors, std::size_t current_actor_idx) {
+  std::string out = fmt::format("{{\"id\":{},\"status\":\"{}\"", envelope::json_string(id),
+                                succeeded ? "succeeded" : "failed");
+  if (!result_raw.empty()) {
+    out += ",\"result\":";
+    out += result_raw;
+  }
+  if (!error.empty()) out += ",\"error\":" + envelope::json_string(error);
+  if (!error_details_raw.empty()) {
+    out += ",\"error_details\":";
+    out += error_details_raw;
+  }
+  out += ",\"actors\":";
+  append_actors(out, actors);
+  out += fmt::format(",\"current_actor_idx\":{}}}", current_actor_idx);
+  return out;
+}
+
+std::string envelope_path(std::string_view id, std::string_view what) {
+  std::string out = "/envelopes/";
+  for (unsigned char c : id) {
+    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-' || c == '_' || c == '.' || c == '~';
+    if (safe)
+      out += static_cast<char>(c);
+    else
+      out += fmt::format("%{:02X}", c);
+  }
+  if (!what.empty()) {
+    out += '/';
+    out += what;
+  }
+  return out;
+}
+
+GatewayReporter::GatewayReporter(GatewayReporterOptions options) : options_(std::move(options)) {
+  curl_global_init(CURL_GLOBAL_DEFAULT);
+  thread_ = std::thread([this] { run(); });
+}
+
+GatewayReporter::~GatewayReporter() {
+  stop(std::chrono::milliseconds(0));
+}
+
+bool GatewayReporter::post(std::string path, std::string body) {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ || queue_.size() >= options_.capacity) {
+      if (options_.on_dropped) options_.on_dropped();
+      return false;
+    }
+    queue_.push_back(Report{std::move(path), std::move(body)});
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void GatewayReporter::stop(std::chrono::milliseconds grace) {
+  {
+    std::unique_lock lock(mutex_);
+    if (!thread_.joinable()) return;
+    cv_.wait_for(lock, grace, [this] { return queue_.empty() && !busy_; });
+    stopping_ = true;
+    std::size_t dropped = queue_.size();
+    queue_.clear();
+    for (std::size_t i = 0; i < dropped; ++i)
+      if (options_.on_dropped) options_.on_dropped();
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void GatewayReporter::run() {
+  CURL* curl = curl_easy_init();
+  struct curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  headers = curl_slist_append(headers, "Expect:");
+  for (;;) {
+    Report report;
+    {
+      std::unique_lock lock(mutex_);
+      busy_ = false;
+      cv_.notify_all();
+      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      if (stopping_) break;
+      report = std::move(queue_.front());
+      queue_.pop_front();
+      busy_ = true;
+    }
+    std::string url = options_.base_url + report.path;
+    bool delivered = false;
+    auto delay = options_.retry_delay;
+    for (int attempt = 1; attempt <= options_.max_attempts && !delivered; ++attempt) {
+      curl_easy_reset(curl);
+      curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+      curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, report.body.data());
+      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
+                       static_cast<curl_off_t>(report.body.size()));
+      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
+      curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
+                       static_cast<long>(options_.timeout.count()));
+      curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+      curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+      CURLcode rc = curl_easy_perform(curl);
+      long status = 0;
+      if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+      if (rc == CURLE_OK && status >= 200 && status < 300) {
+        delivered = true;
+        break;
+      }
+      // A 4xx other than 408/429 will not get better by retrying.
+      bool permanent =
+          rc == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429;
+      spdlog::debug(
+          "gateway report POST {} failed (attempt {}/{}): {}", url, attempt, options_.max_attempts,
+          rc == CURLE_OK ? fmt::format("HTTP {}", status) : std::string(curl_easy_strerror(rc)));
+      if (permanent) break;
+      if (attempt < options_.max_attempts) {
+        std::unique_lock lock(mutex_);
+        if (cv_.wait_for(lock, delay, [this] { return stopping_; })) break;
+        delay *= 2;
+      }
+    }
+    if (delivered) {
+      if (options_.on_sent) options_.on_sent();
+    } else {
+      spdlog::warn("gateway report POST {} dropped after {} attempts", url, options_.max_attempts);
+      if (options_.on_dropped) options_.on_dropped();
+    }
+  }
+  curl_slist_free_all(headers);
+  curl_easy_cleanup(curl);
+}
+
+}  // namespace asya::sidecar

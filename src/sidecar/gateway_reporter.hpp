@@ -1,0 +1,77 @@
+// Progress, fan-out and final reports to the gateway (PROTOCOL §7). post() never blocks: reports
+// go to a bounded queue drained by one background thread with libcurl (short timeouts, bounded
+// retries). When the queue is full the report is dropped (and counted), never the message.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace asya::sidecar {
+
+// Bodies of PROTOCOL §7, exactly.
+// POST /envelopes/{id}/progress
+std::string progress_body(const std::vector<std::string>& actors, std::size_t current_actor_idx,
+                          std::string_view status, std::string_view message,
+                          std::optional<std::int64_t> duration_ms);
+// POST /envelopes (announce fan-out child `child_id` of `parent_id`)
+std::string fanout_body(std::string_view child_id, std::string_view parent_id,
+                        const std::vector<std::string>& actors, std::size_t current);
+// POST /envelopes/{id}/final. `result_raw`, `error_details_raw` are raw JSON (empty: omitted);
+// `error` empty: omitted.
+std::string final_body(std::string_view id, bool succeeded, std::string_view result_raw,
+                       std::string_view error, std::string_view error_details_raw,
+                       const std::vector<std::string>& actors, std::size_t current_actor_idx);
+// "/envelopes/<id>/<what>" with the id percent-encoded as a path segment.
+std::string envelope_path(std::string_view id, std::string_view what);
+
+struct GatewayReporterOptions {
+  std::string base_url;                        // "http://host:port", no trailing slash
+  std::size_t capacity = 10000;                // reports waiting; beyond it new reports are dropped
+  int max_attempts = 3;                        // per report
+  std::chrono::milliseconds timeout{2000};     // per HTTP request
+  std::chrono::milliseconds retry_delay{200};  // first retry delay, doubled per attempt
+  std::function<void()> on_dropped;  // called when a report is dropped (queue full or failed)
+  std::function<void()> on_sent;     // called when a report was accepted (2xx)
+};
+
+class GatewayReporter {
+ public:
+  explicit GatewayReporter(GatewayReporterOptions options);
+  ~GatewayReporter();  // stop(0)
+  GatewayReporter(const GatewayReporter&) = delete;
+  GatewayReporter& operator=(const GatewayReporter&) = delete;
+
+  // Queues `POST base_url + path` with a JSON body. Never blocks; thread-safe. Returns false
+  // when the report was dropped because the queue is full.
+  bool post(std::string path, std::string body);
+
+  // Waits up to `grace` for the queue to drain, then stops the thread (remaining reports are
+  // dropped and counted). Idempotent.
+  void stop(std::chrono::milliseconds grace);
+
+ private:
+  struct Report {
+    std::string path;
+    std::string body;
+  };
+  void run();
+
+  GatewayReporterOptions options_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Report> queue_;
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace asya::sidecar

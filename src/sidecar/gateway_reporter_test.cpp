@@ -1,0 +1,60 @@
+#include "sidecar/gateway_reporter.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+
+namespace asya::sidecar {
+namespace {
+
+using namespace std::chrono_literals;
+
+TEST(GatewayBodies, ProgressBodyMatchesProtocol) {
+  EXPECT_EQ(
+      progress_body({"a", "b"}, 1, "processing", "processing in b", std::nullopt),
+      R"({"actors":["a","b"],"current_actor_idx":1,"status":"processing","message":"processing in b"})");
+  EXPECT_EQ(
+      progress_body({"a"}, 0, "completed", "done", 42),
+      R"({"actors":["a"],"current_actor_idx":0,"status":"completed","message":"done","duration_ms":42})");
+}
+
+TEST(GatewayBodies, FanoutBodyMatchesProtocol) {
+  EXPECT_EQ(fanout_body("X-1", "X", {"a", "b"}, 1),
+            R"({"id":"X-1","parent_id":"X","actors":["a","b"],"current":1})");
+}
+
+TEST(GatewayBodies, FinalBodyMatchesProtocol) {
+  EXPECT_EQ(
+      final_body("X", true, R"({"r":1})", "", "", {"a"}, 0),
+      R"({"id":"X","status":"succeeded","result":{"r":1},"actors":["a"],"current_actor_idx":0})");
+  EXPECT_EQ(
+      final_body("X", false, "", "runtime_timeout", R"({"message":"m"})", {"a"}, 0),
+      R"({"id":"X","status":"failed","error":"runtime_timeout","error_details":{"message":"m"},"actors":["a"],"current_actor_idx":0})");
+}
+
+TEST(GatewayBodies, EnvelopePathEncodesTheId) {
+  EXPECT_EQ(envelope_path("abc-1", "progress"), "/envelopes/abc-1/progress");
+  EXPECT_EQ(envelope_path("a/b c", "final"), "/envelopes/a%2Fb%20c/final");
+}
+
+TEST(GatewayReporter, UnreachableGatewayDropsReportsWithoutBlocking) {
+  std::atomic<int> dropped{0};
+  GatewayReporterOptions o;
+  o.base_url = "http://127.0.0.1:1";  // nothing listens on port 1
+  o.capacity = 2;
+  o.max_attempts = 2;
+  o.timeout = 200ms;
+  o.retry_delay = 10ms;
+  o.on_dropped = [&] { ++dropped; };
+  GatewayReporter reporter(o);
+  auto started = std::chrono::steady_clock::now();
+  int accepted = 0;
+  for (int i = 0; i < 50; ++i) accepted += reporter.post("/envelopes/x/progress", "{}") ? 1 : 0;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);  // post never waits for HTTP
+  reporter.stop(5s);
+  EXPECT_EQ(dropped.load(), 50);  // every report dropped: queue full, or failed after retries
+  EXPECT_GE(accepted, 2);
+}
+
+}  // namespace
+}  // namespace asya::sidecar

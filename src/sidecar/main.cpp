@@ -1,0 +1,58 @@
+// asya-sidecar: see docs/sidecar.md and `asya-sidecar --help`.
+#include <signal.h>
+
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+
+#include "common/env.hpp"
+#include "common/log.hpp"
+#include "sidecar/config.hpp"
+#include "sidecar/sidecar.hpp"
+#include "transport/transport.hpp"
+
+int main(int argc, char** argv) {
+  using namespace asya::sidecar;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
+      std::cout << help_text();
+      return 0;
+    }
+    std::fprintf(stderr,
+                 "asya-sidecar: unknown argument \"%s\": it takes no arguments (configure it with "
+                 "environment variables; see --help)\n",
+                 argv[i]);
+    return kExitConfig;
+  }
+
+  // Block the shutdown signals before any thread starts; the runner takes them with sigtimedwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  Config config;
+  std::unique_ptr<asya::transport::Transport> transport;
+  try {
+    config = load_config();
+    asya::log::init("sidecar", config.log_level, config.actor_name);
+    asya::transport::Options options;
+    options.visibility_timeout = config.visibility_timeout;
+    options.max_message_bytes = config.max_message_bytes;
+    transport = asya::transport::make_transport(config.transport, options);
+  } catch (const asya::ConfigError& e) {
+    std::fprintf(stderr, "asya-sidecar: %s\n", e.what());
+    return kExitConfig;
+  }
+  try {
+    return run_sidecar(config, std::move(transport));
+  } catch (const asya::ConfigError& e) {
+    std::fprintf(stderr, "asya-sidecar: %s\n", e.what());
+    return kExitConfig;
+  } catch (const std::exception& e) {
+    spdlog::critical("fatal: {}", e.what());
+    return kExitFatal;
+  }
+}

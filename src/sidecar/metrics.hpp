@@ -1,0 +1,78 @@
+// The sidecar's Prometheus metrics (prometheus-cpp core) and the tiny HTTP server that exposes
+// them. Names follow the published design (asya_actor_*); queue label values always carry the
+// queue prefix ("asya-echo"). All methods are thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "common/result.hpp"
+
+namespace asya::sidecar {
+
+class Metrics {
+ public:
+  // `queue`: the input queue, full name.
+  explicit Metrics(std::string queue);
+  ~Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  void received();                          // asya_actor_messages_received_total
+  void processed(std::string_view status);  // asya_actor_messages_processed_total{status}
+  void sent(std::string_view destination_queue, std::string_view message_type);
+  void failed(std::string_view reason);  // asya_actor_messages_failed_total{reason}
+  void processing_duration(double seconds);
+  void runtime_duration(double seconds);
+  void receive_duration(double seconds);
+  void send_duration(std::string_view destination_queue, double seconds);
+  void envelope_size(std::string_view direction, std::size_t bytes);  // "received" | "sent"
+  void active_add(double delta);                                      // asya_actor_active_messages
+  void runtime_error(std::string_view error_type);  // asya_actor_runtime_errors_total{error_type}
+  void retry();                                     // asya_actor_retries_total
+  void deadline_exceeded();                         // asya_actor_deadline_exceeded_total
+  void poison();                                    // asya_actor_poison_messages_total
+  void gateway_report_sent();                       // asya_actor_gateway_reports_total{result}
+  void gateway_report_dropped();
+
+  // Prometheus text exposition format 0.0.4.
+  std::string serialize() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A minimal blocking HTTP/1.1 responder on one thread: GET /metrics, /healthz, /readyz (200 when
+// `ready()` is true, else 503). One request per connection.
+class MetricsServer {
+ public:
+  MetricsServer(const Metrics& metrics, std::function<bool()> ready);
+  ~MetricsServer();  // stop()
+  MetricsServer(const MetricsServer&) = delete;
+  MetricsServer& operator=(const MetricsServer&) = delete;
+
+  // Binds `addr` ("host:port" or ":port"; port 0 picks a free one) and starts serving. Fails
+  // with a message naming the address and the cause.
+  Status start(std::string_view addr);
+  int port() const { return port_; }
+  void stop();
+
+ private:
+  void run();
+  void serve_one(int fd);
+
+  const Metrics& metrics_;
+  std::function<bool()> ready_;
+  int listen_fd_ = -1;
+  int wake_pipe_[2] = {-1, -1};
+  int port_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace asya::sidecar

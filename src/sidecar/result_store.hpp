@@ -1,0 +1,34 @@
+// Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope.
+// Implementations: a local directory (file://, here) and S3-compatible storage (s3://, later).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace asya::sidecar {
+
+class ResultStore {
+ public:
+  virtual ~ResultStore() = default;
+
+  // Stores `body` under `<id>.json`, replacing any previous object of that id (redeliveries write
+  // the same content again). Returns only once the object is durable; a reader never sees a
+  // partial object. Thread-safe. Fails with a message naming the location and the cause.
+  virtual Status put(std::string_view id, std::string_view body) = 0;
+
+  // Human-readable location, for logs ("file:///var/lib/asya/results").
+  virtual std::string describe() const = 0;
+};
+
+// Creates the store for a URL: `file:///abs/dir` or `file://relative/dir` (the directory is
+// created). Throws asya::ConfigError naming ASYA_RESULT_STORE for an unsupported or unusable URL.
+std::unique_ptr<ResultStore> make_result_store(std::string_view url);
+
+// The file name used for an id: characters other than [A-Za-z0-9._-] are percent-encoded, and a
+// leading '.' too, so an id can never escape the directory. "abc" -> "abc.json".
+std::string result_file_name(std::string_view id);
+
+}  // namespace asya::sidecar

@@ -1,0 +1,261 @@
+#include "sidecar/router.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <random>
+
+#include "envelope/build.hpp"
+#include "envelope/response.hpp"
+
+namespace asya::sidecar {
+
+std::string_view message_type_label(MessageType type) {
+  switch (type) {
+    case MessageType::kRoute:
+      return "route";
+    case MessageType::kHappyEnd:
+      return "happy_end";
+    case MessageType::kErrorEnd:
+      return "error_end";
+    case MessageType::kRetry:
+      return "retry";
+  }
+  return "route";
+}
+
+namespace {
+
+double default_jitter() {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
+}
+
+Outgoing outgoing(std::string queue, std::string body, std::chrono::milliseconds delay,
+                  MessageType type) {
+  Outgoing out;
+  out.queue = std::move(queue);
+  out.body = std::move(body);
+  out.delay = delay;
+  out.type = type;
+  return out;
+}
+
+bool is_retryable(std::string_view code, bool retry_on_processing_error) {
+  return code == "runtime_unavailable" || code == "runtime_timeout" ||
+         (retry_on_processing_error && code == "processing_error");
+}
+
+}  // namespace
+
+Router::Router(RouterOptions options) : options_(std::move(options)) {
+  if (!options_.jitter) options_.jitter = default_jitter;
+}
+
+std::chrono::milliseconds Router::backoff(int attempt) const {
+  using std::chrono::milliseconds;
+  std::int64_t base = options_.retry_backoff.count();
+  std::int64_t cap = options_.retry_backoff_max.count();
+  std::int64_t delay = base;
+  for (int i = 1; i < attempt && delay < cap; ++i) delay *= 2;
+  delay = std::min(delay, cap);
+  double factor = 0.5 + 0.5 * std::clamp(options_.jitter(), 0.0, 1.0);
+  return milliseconds(static_cast<std::int64_t>(static_cast<double>(delay) * factor));
+}
+
+Decision Router::to_error_end(const envelope::Envelope& in, std::string code,
+                              std::string message) const {
+  envelope::ErrorInfo info{code, std::move(message), code, ""};
+  Decision d;
+  d.sends.push_back(outgoing(options_.error_end_queue,
+                             envelope::build_error(in, options_.actor, info),
+                             std::chrono::milliseconds(0), MessageType::kErrorEnd));
+  d.status = "error";
+  d.failure = std::move(code);
+  return d;
+}
+
+std::optional<Decision> Router::before_runtime(const transport::Delivery& delivery,
+                                               const Result<envelope::Envelope>& parsed,
+                                               std::chrono::system_clock::time_point now) const {
+  if (!parsed) {
+    // Never loops: the wrapped envelope goes straight to error-end, whose end actor never routes.
+    Decision d;
+    d.sends.push_back(
+        outgoing(options_.error_end_queue,
+                 envelope::wrap_unparseable(delivery.body, options_.actor, parsed.error().message),
+                 std::chrono::milliseconds(0), MessageType::kErrorEnd));
+    d.status = "error";
+    d.failure = "msg_parsing_error";
+    return d;
+  }
+  const envelope::Envelope& in = *parsed;
+  if (delivery.delivery_count > static_cast<std::uint32_t>(options_.max_deliveries))
+    return to_error_end(in, "max_deliveries_exceeded",
+                        fmt::format("delivered {} times, more than ASYA_MAX_DELIVERIES={}",
+                                    delivery.delivery_count, options_.max_deliveries));
+  if (envelope::deadline_passed(in, now))
+    return to_error_end(in, "deadline_exceeded",
+                        fmt::format("deadline {} passed before actor {} started",
+                                    in.deadline.value_or(""), options_.actor));
+  if (in.route_done() || in.current_actor() != options_.actor)
+    return to_error_end(
+        in, "route_mismatch",
+        in.route_done()
+            ? fmt::format(
+                  "route is done (current={} of {} actors) but the envelope reached actor {}",
+                  in.current, in.actors.size(), options_.actor)
+            : fmt::format("route points at actor {} (current={}) but the envelope reached actor {}",
+                          in.current_actor(), in.current, options_.actor));
+  return std::nullopt;
+}
+
+Decision Router::failure_with_retry(const envelope::Envelope& in, std::string code,
+                                    std::string message, std::string type,
+                                    std::string traceback) const {
+  int attempt = envelope::attempt_of(in);
+  if (is_retryable(code, options_.retry_on_processing_error) &&
+      attempt < options_.retry_max_attempts) {
+    Decision d;
+    d.sends.push_back(outgoing(own_queue(), envelope::with_attempt(in, attempt + 1),
+                               backoff(attempt), MessageType::kRetry));
+    d.status = "retry";
+    d.failure = std::move(code);
+    d.retried = true;
+    return d;
+  }
+  envelope::ErrorInfo info{code, std::move(message), type.empty() ? code : std::move(type),
+                           std::move(traceback)};
+  Decision d;
+  d.sends.push_back(outgoing(options_.error_end_queue,
+                             envelope::build_error(in, options_.actor, info),
+                             std::chrono::milliseconds(0), MessageType::kErrorEnd));
+  d.status = "error";
+  d.failure = std::move(code);
+  return d;
+}
+
+Decision Router::after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
+                               const wire::CallResult& call, std::string_view response) const {
+  switch (call.status) {
+    case wire::CallStatus::kTimeout: {
+      Decision d = failure_with_retry(in, "runtime_timeout", call.error, "", "");
+      d.runtime_unhealthy = true;
+      return d;
+    }
+    case wire::CallStatus::kUnavailable: {
+      // Nacked rather than re-enqueued: the delivery count grows, so a message that kills the
+      // runtime every time is stopped by ASYA_MAX_DELIVERIES.
+      Decision d;
+      d.then = Then::kNack;
+      d.nack_delay = backoff(static_cast<int>(delivery.delivery_count));
+      d.status = "requeued";
+      d.failure = "runtime_unavailable";
+      d.wait_for_runtime = true;
+      return d;
+    }
+    case wire::CallStatus::kProtocol: {
+      bool too_large = call.error.find("exceeds") != std::string::npos;
+      return to_error_end(in, too_large ? "message_too_large" : "runtime_protocol_error",
+                          call.error);
+    }
+    case wire::CallStatus::kOk:
+      break;
+  }
+
+  auto items = envelope::parse_response(response);
+  if (!items) return to_error_end(in, "runtime_protocol_error", items.error().message);
+
+  Decision d;
+  d.status = "success";
+  if (items->empty()) {
+    // Abort: the input itself, unchanged, ends the pipeline.
+    d.sends.push_back(outgoing(options_.happy_end_queue, std::string(delivery.body),
+                               std::chrono::milliseconds(0), MessageType::kHappyEnd));
+    return d;
+  }
+  if (items->size() == 1 && (*items)[0].is_error) {
+    const auto& e = (*items)[0];
+    return failure_with_retry(in, e.error_code, e.error_message, e.error_type, e.error_traceback);
+  }
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    const auto& item = (*items)[i];
+    if (item.is_error) {
+      envelope::ErrorInfo info{item.error_code, item.error_message,
+                               item.error_type.empty() ? item.error_code : item.error_type,
+                               item.error_traceback};
+      d.sends.push_back(outgoing(options_.error_end_queue,
+                                 envelope::build_error(in, options_.actor, info),
+                                 std::chrono::milliseconds(0), MessageType::kErrorEnd));
+      d.status = "error";
+      d.failure = item.error_code;
+      continue;
+    }
+    Outgoing out;
+    out.body = envelope::build_output(in, i, item);
+    if (out.body.size() > options_.max_message_bytes)
+      return to_error_end(
+          in, "message_too_large",
+          fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes", i,
+                      out.body.size(), options_.max_message_bytes));
+    if (item.current < item.actors.size()) {
+      out.queue = options_.queue_prefix + item.actors[item.current];
+      out.type = MessageType::kRoute;
+    } else {
+      out.queue = options_.happy_end_queue;
+      out.type = MessageType::kHappyEnd;
+    }
+    if (i >= 1) {
+      out.fanout_child = true;
+      out.id = envelope::output_id(in.id, i);
+      out.actors = item.actors;
+      out.current = item.current;
+    }
+    d.sends.push_back(std::move(out));
+  }
+  return d;
+}
+
+Settlement Router::settle(transport::Transport& transport, const transport::Delivery& delivery,
+                          const envelope::Envelope* in, const Decision& decision,
+                          const SendHooks& hooks) const {
+  Settlement result;
+  for (const Outgoing& out : decision.sends) {
+    if (hooks.before_send) hooks.before_send(out);
+    auto started = std::chrono::steady_clock::now();
+    Status st = transport.send(out.queue, out.body, out.delay);
+    if (hooks.after_send)
+      hooks.after_send(
+          out, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
+          st);
+    if (st) {
+      ++result.sent;
+      continue;
+    }
+    if (in && st.message().starts_with("message_too_large") && out.type != MessageType::kErrorEnd) {
+      // Outputs sent before this one stay sent (at-least-once; their ids make duplicates visible).
+      Settlement replaced = settle(transport, delivery, nullptr,
+                                   error_end(*in, "message_too_large", st.message()), hooks);
+      replaced.sent += result.sent;
+      replaced.too_large = true;
+      return replaced;
+    }
+    result.error = fmt::format("send to {} failed: {}", out.queue, st.message());
+    Status nacked = transport.nack(delivery, backoff(static_cast<int>(delivery.delivery_count)));
+    result.nacked = nacked.ok();
+    if (!nacked) result.error += "; nack failed too: " + nacked.message();
+    return result;
+  }
+  if (decision.then == Then::kAck) {
+    Status st = transport.ack(delivery);
+    result.acked = st.ok();
+    if (!st) result.error = "ack failed: " + st.message();
+  } else {
+    Status st = transport.nack(delivery, decision.nack_delay);
+    result.nacked = st.ok();
+    if (!st) result.error = "nack failed: " + st.message();
+  }
+  return result;
+}
+
+}  // namespace asya::sidecar

@@ -1,0 +1,139 @@
+// The routing and failure-policy decisions of a sidecar (PROTOCOL §4 and §5), free of I/O: given
+// a delivery and (when the runtime was called) its outcome, the Router says which bodies to send
+// where, and whether to then ack or nack the input. The worker carries the decision out, so every
+// rule here is unit-testable without sockets or queues.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "envelope/envelope.hpp"
+#include "transport/transport.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::sidecar {
+
+// Label value of asya_actor_messages_sent_total{message_type}.
+enum class MessageType { kRoute, kHappyEnd, kErrorEnd, kRetry };
+std::string_view message_type_label(MessageType type);
+
+// One body to send. `delay` is non-zero only for retries.
+struct Outgoing {
+  std::string queue;  // full name, prefix included
+  std::string body;
+  std::chrono::milliseconds delay{0};
+  MessageType type = MessageType::kRoute;
+  // Fan-out children with index >= 1 are announced to the gateway (PROTOCOL §7) before they are
+  // sent; for them `fanout_child` is true and id/actors/current describe the child.
+  bool fanout_child = false;
+  std::string id;
+  std::vector<std::string> actors;
+  std::size_t current = 0;
+};
+
+// What to do with the input once every send succeeded. (If a send fails the worker nacks
+// whatever the decision said: at-least-once.)
+enum class Then { kAck, kNack };
+
+struct Decision {
+  std::vector<Outgoing> sends;
+  Then then = Then::kAck;
+  std::chrono::milliseconds nack_delay{0};
+  // asya_actor_messages_processed_total{status}: "success" (routed on, including abort to
+  // happy-end), "error" (sent to error-end), "retry" (re-enqueued with a delay), "requeued"
+  // (nacked for redelivery).
+  std::string status;
+  // The error code when something failed (asya_actor_messages_failed_total{reason}); empty on
+  // success.
+  std::string failure;
+  bool retried = false;
+  // Runtime timeout: the runtime is unhealthy; the sidecar stops after this message (exit 3).
+  bool runtime_unhealthy = false;
+  // Runtime unavailable: wait for the runtime to be ready again before receiving more.
+  bool wait_for_runtime = false;
+};
+
+struct RouterOptions {
+  std::string actor;  // this actor's name
+  std::string queue_prefix = "asya-";
+  std::string happy_end_queue = "asya-happy-end";
+  std::string error_end_queue = "asya-error-end";
+  int max_deliveries = 5;
+  int retry_max_attempts = 1;
+  std::chrono::milliseconds retry_backoff{std::chrono::seconds(1)};
+  std::chrono::milliseconds retry_backoff_max{std::chrono::seconds(60)};
+  bool retry_on_processing_error = false;
+  std::size_t max_message_bytes = 256u << 20;  // the transport's limit for one body
+  // Returns a number in [0, 1) for backoff jitter; default: a thread-local PRNG. Tests pass a
+  // constant.
+  std::function<double()> jitter;
+};
+
+// Observers of settle(), for metrics and gateway reports.
+struct SendHooks {
+  std::function<void(const Outgoing&)> before_send;  // e.g. announce a child
+  std::function<void(const Outgoing&, double seconds, const Status&)> after_send;
+};
+
+// What settle() did with a delivery.
+struct Settlement {
+  std::size_t sent = 0;  // outputs confirmed by the transport
+  bool acked = false;
+  bool nacked = false;
+  bool too_large = false;  // an output was refused as too large; replaced by an error-end send
+  std::string error;       // the failed send/ack/nack, when any
+};
+
+class Router {
+ public:
+  explicit Router(RouterOptions options);
+
+  // Decides a delivery that must not reach the runtime: an unparseable body (wrapped, sent to
+  // error-end once), too many deliveries, a passed deadline, or a route that does not point at
+  // this actor. Returns nullopt when the runtime must be called with the delivery's body.
+  std::optional<Decision> before_runtime(const transport::Delivery& delivery,
+                                         const Result<envelope::Envelope>& parsed,
+                                         std::chrono::system_clock::time_point now) const;
+
+  // Decides the outcome of a runtime call for input `in` (parsed from delivery.body).
+  // `response` is the runtime's answer when call.status == kOk.
+  Decision after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
+                         const wire::CallResult& call, std::string_view response) const;
+
+  // Sends `in` to error-end with a sidecar-side error `code` (e.g. message_too_large), then ack.
+  Decision error_end(const envelope::Envelope& in, std::string code, std::string message) const {
+    return to_error_end(in, std::move(code), std::move(message));
+  }
+
+  // Carries out `decision` for `delivery` on `transport`: sends each output in order (each send
+  // returns only once durable), then acks or nacks as decided. If a send fails, the input is
+  // nacked (redelivered later with its delivery count + 1: at-least-once) and the remaining
+  // outputs are not sent; if the transport refuses an output as message_too_large, the input goes
+  // to error-end with message_too_large instead (needs `in`). Ack happens only after every send
+  // succeeded.
+  Settlement settle(transport::Transport& transport, const transport::Delivery& delivery,
+                    const envelope::Envelope* in, const Decision& decision,
+                    const SendHooks& hooks = {}) const;
+
+  // Retry delay before attempt `attempt` + 1: retry_backoff doubled (attempt - 1) times, capped
+  // by retry_backoff_max, then scaled by a jitter factor in [0.5, 1).
+  std::chrono::milliseconds backoff(int attempt) const;
+
+  const RouterOptions& options() const { return options_; }
+
+ private:
+  Decision to_error_end(const envelope::Envelope& in, std::string code, std::string message) const;
+  Decision failure_with_retry(const envelope::Envelope& in, std::string code, std::string message,
+                              std::string type, std::string traceback) const;
+  std::string own_queue() const { return options_.queue_prefix + options_.actor; }
+
+  RouterOptions options_;
+};
+
+}  // namespace asya::sidecar

@@ -1,0 +1,468 @@
+#include "sidecar/router.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "envelope/build.hpp"
+#include "envelope/envelope.hpp"
+#include "sidecar/fake_transport.hpp"
+
+namespace asya::sidecar {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+using testing::FakeTransport;
+
+RouterOptions options_for(std::string actor) {
+  RouterOptions o;
+  o.actor = std::move(actor);
+  o.jitter = [] { return 0.0; };  // backoff = half the nominal delay, deterministic
+  return o;
+}
+
+transport::Delivery delivery_of(std::string body, std::uint32_t count = 1) {
+  return transport::Delivery{"asya-b", std::move(body), count, "r1"};
+}
+
+const std::string kInput =
+    R"({"id":"X","route":{"actors":["a","b","c"],"current":1,"metadata":{"job":"j"}},)"
+    R"("headers":{"trace":"t1"},"extra":{"keep":true},"payload":{"n":1.50,"s":"\u00e9"}})";
+
+wire::CallResult ok() {
+  return {wire::CallStatus::kOk, ""};
+}
+
+json::object obj(const std::string& body) {
+  return json::parse(body).as_object();
+}
+
+struct Routed {
+  Decision decision;
+  std::string body;  // keeps the parsed envelope's views valid
+};
+
+Decision route(const Router& router, const std::string& input, const std::string& response,
+               wire::CallResult call = ok(), std::uint32_t count = 1) {
+  auto delivery = delivery_of(input, count);
+  auto parsed = envelope::parse(delivery.body);
+  EXPECT_TRUE(parsed.ok()) << (parsed ? "" : parsed.error().message);
+  auto early = router.before_runtime(delivery, parsed, std::chrono::system_clock::now());
+  EXPECT_FALSE(early.has_value());
+  return router.after_runtime(*parsed, delivery, call, response);
+}
+
+TEST(Router, SingleResultGoesToNextActorWithSameIdHeadersAndUnknownFields) {
+  Router router(options_for("b"));
+  Decision d = route(
+      router, kInput,
+      R"([{"payload":{"out":2},"route":{"actors":["a","b","c"],"current":2,"metadata":{"job":"j"}}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-c");
+  EXPECT_EQ(d.sends[0].type, MessageType::kRoute);
+  EXPECT_FALSE(d.sends[0].fanout_child);
+  EXPECT_EQ(d.then, Then::kAck);
+  EXPECT_EQ(d.status, "success");
+  EXPECT_TRUE(d.failure.empty());
+  auto out = obj(d.sends[0].body);
+  EXPECT_EQ(out["id"], "X");
+  EXPECT_FALSE(out.contains("parent_id"));
+  EXPECT_EQ(out["headers"].at("trace"), "t1");
+  EXPECT_EQ(out["extra"].at("keep"), true);
+  EXPECT_EQ(out["route"].at("current"), 2);
+  EXPECT_NE(d.sends[0].body.find(R"("payload":{"out":2})"), std::string::npos);
+}
+
+TEST(Router, ResultPastTheLastActorGoesToHappyEnd) {
+  Router router(options_for("b"));
+  Decision d =
+      route(router, kInput, R"([{"payload":1,"route":{"actors":["a","b","c"],"current":3}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-happy-end");
+  EXPECT_EQ(d.sends[0].type, MessageType::kHappyEnd);
+}
+
+TEST(Router, QueuePrefixAppliesToEveryDestination) {
+  RouterOptions o = options_for("b");
+  o.queue_prefix = "dev-";
+  o.happy_end_queue = "dev-happy-end";
+  Router router(o);
+  Decision d =
+      route(router, kInput, R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "dev-c");
+}
+
+TEST(Router, FanOutOfThreeGivesSuffixedIdsAndParentIds) {
+  Router router(options_for("b"));
+  std::string r = R"({"payload":P,"route":{"actors":["a","b","c"],"current":2}})";
+  auto item = [&](int n) { return std::string(r).replace(r.find('P'), 1, std::to_string(n)); };
+  Decision d = route(router, kInput, "[" + item(0) + "," + item(1) + "," + item(2) + "]");
+  ASSERT_EQ(d.sends.size(), 3u);
+  const char* ids[] = {"X", "X-1", "X-2"};
+  for (int i = 0; i < 3; ++i) {
+    auto out = obj(d.sends[i].body);
+    EXPECT_EQ(out["id"], ids[i]);
+    EXPECT_EQ(out["payload"], i);
+    EXPECT_EQ(out["headers"].at("trace"), "t1");
+    EXPECT_EQ(d.sends[i].queue, "asya-c");
+    if (i == 0) {
+      EXPECT_FALSE(out.contains("parent_id"));
+      EXPECT_FALSE(d.sends[i].fanout_child);
+    } else {
+      EXPECT_EQ(out["parent_id"], "X");
+      EXPECT_TRUE(d.sends[i].fanout_child);
+      EXPECT_EQ(d.sends[i].id, ids[i]);
+      EXPECT_EQ(d.sends[i].actors, (std::vector<std::string>{"a", "b", "c"}));
+      EXPECT_EQ(d.sends[i].current, 2u);
+    }
+  }
+}
+
+TEST(Router, ParentIdIsCarriedForwardOnLaterHops) {
+  Router router(options_for("b"));
+  std::string input =
+      R"({"id":"X-1","parent_id":"X","route":{"actors":["a","b"],"current":1},"payload":1})";
+  Decision d = route(router, input, R"([{"payload":2,"route":{"actors":["a","b"],"current":2}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  auto out = obj(d.sends[0].body);
+  EXPECT_EQ(out["id"], "X-1");
+  EXPECT_EQ(out["parent_id"], "X");
+}
+
+TEST(Router, HeadersReturnedByTheRuntimeReplaceTheInputHeaders) {
+  Router router(options_for("b"));
+  Decision d = route(
+      router, kInput,
+      R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2},"headers":{"h":"new"}}])");
+  auto out = obj(d.sends[0].body);
+  EXPECT_EQ(out["headers"].as_object().size(), 1u);
+  EXPECT_EQ(out["headers"].at("h"), "new");
+}
+
+TEST(Router, AbortSendsTheInputUnchangedToHappyEnd) {
+  Router router(options_for("b"));
+  Decision d = route(router, kInput, "[]");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-happy-end");
+  EXPECT_EQ(d.sends[0].body, kInput);
+  EXPECT_EQ(d.status, "success");
+}
+
+TEST(Router, ProcessingErrorGoesToErrorEndWithDetailsAndOriginalPayload) {
+  Router router(options_for("b"));
+  Decision d = route(
+      router, kInput,
+      R"([{"error":"processing_error","details":{"message":"boom","type":"ValueError","traceback":"tb"}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  EXPECT_EQ(d.sends[0].type, MessageType::kErrorEnd);
+  EXPECT_EQ(d.status, "error");
+  EXPECT_EQ(d.failure, "processing_error");
+  EXPECT_EQ(d.then, Then::kAck);
+  auto out = obj(d.sends[0].body);
+  EXPECT_EQ(out["id"], "X");
+  EXPECT_EQ(out["route"].at("current"), 1);
+  EXPECT_EQ(out["headers"].at("trace"), "t1");
+  auto& payload = out["payload"].as_object();
+  EXPECT_EQ(payload["error"], "processing_error");
+  EXPECT_EQ(payload["actor"], "b");
+  EXPECT_EQ(payload["details"].at("message"), "boom");
+  EXPECT_EQ(payload["details"].at("type"), "ValueError");
+  EXPECT_EQ(payload["details"].at("traceback"), "tb");
+  EXPECT_NE(d.sends[0].body.find(R"("original_payload":{"n":1.50,"s":"\u00e9"})"),
+            std::string::npos)
+      << d.sends[0].body;
+  auto& chain = out["headers"].at("asya-error-chain").as_array();
+  ASSERT_EQ(chain.size(), 1u);
+  EXPECT_EQ(chain[0].at("actor"), "b");
+  EXPECT_EQ(chain[0].at("error"), "processing_error");
+}
+
+TEST(Router, ProcessingErrorIsNotRetriedUnlessOptedIn) {
+  RouterOptions o = options_for("b");
+  o.retry_max_attempts = 3;
+  Router router(o);
+  Decision d = route(router, kInput, R"([{"error":"processing_error","details":{"message":"m"}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  EXPECT_FALSE(d.retried);
+}
+
+TEST(Router, RetryableFailureIsReenqueuedWithNextAttemptAndDelay) {
+  RouterOptions o = options_for("b");
+  o.retry_max_attempts = 3;
+  o.retry_on_processing_error = true;
+  o.retry_backoff = 1000ms;
+  Router router(o);
+  Decision d = route(router, kInput, R"([{"error":"processing_error","details":{"message":"m"}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-b");
+  EXPECT_EQ(d.sends[0].type, MessageType::kRetry);
+  EXPECT_EQ(d.sends[0].delay, 500ms);  // 1s with jitter factor 0.5
+  EXPECT_TRUE(d.retried);
+  EXPECT_EQ(d.status, "retry");
+  EXPECT_EQ(d.then, Then::kAck);
+  auto out = obj(d.sends[0].body);
+  EXPECT_EQ(out["id"], "X");
+  EXPECT_EQ(out["headers"].at("asya-attempt"), 2);
+  EXPECT_EQ(out["headers"].at("trace"), "t1");
+  EXPECT_EQ(out["route"].at("current"), 1);
+}
+
+TEST(Router, LastAttemptGoesToErrorEnd) {
+  RouterOptions o = options_for("b");
+  o.retry_max_attempts = 2;
+  o.retry_on_processing_error = true;
+  Router router(o);
+  std::string input =
+      R"({"id":"X","route":{"actors":["b"]},"headers":{"asya-attempt":2},"payload":1})";
+  Decision d = route(router, input, R"([{"error":"processing_error","details":{"message":"m"}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  EXPECT_FALSE(d.retried);
+}
+
+TEST(Router, RuntimeTimeoutGoesToErrorEndAndMarksTheRuntimeUnhealthy) {
+  Router router(options_for("b"));
+  Decision d = route(router, kInput, "", {wire::CallStatus::kTimeout, "timed out after 1s"});
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "runtime_timeout");
+  EXPECT_EQ(d.then, Then::kAck);
+  EXPECT_TRUE(d.runtime_unhealthy);
+  EXPECT_EQ(d.failure, "runtime_timeout");
+}
+
+TEST(Router, RuntimeTimeoutIsRetriedWhenAttemptsRemain) {
+  RouterOptions o = options_for("b");
+  o.retry_max_attempts = 2;
+  Router router(o);
+  Decision d = route(router, kInput, "", {wire::CallStatus::kTimeout, "timed out"});
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-b");
+  EXPECT_TRUE(d.retried);
+  EXPECT_TRUE(d.runtime_unhealthy);
+}
+
+TEST(Router, RuntimeUnavailableNacksWithBackoffAndWaitsForTheRuntime) {
+  RouterOptions o = options_for("b");
+  o.retry_backoff = 1000ms;
+  Router router(o);
+  Decision d = route(router, kInput, "", {wire::CallStatus::kUnavailable, "connection reset"}, 3);
+  EXPECT_TRUE(d.sends.empty());
+  EXPECT_EQ(d.then, Then::kNack);
+  EXPECT_EQ(d.nack_delay, 2000ms);  // 4s nominal for the third delivery, jitter 0.5
+  EXPECT_TRUE(d.wait_for_runtime);
+  EXPECT_EQ(d.failure, "runtime_unavailable");
+  EXPECT_EQ(d.status, "requeued");
+}
+
+TEST(Router, BadResponseIsARuntimeProtocolError) {
+  Router router(options_for("b"));
+  for (const char* response : {"not json", "{}", R"([{"foo":1}])"}) {
+    Decision d = route(router, kInput, response);
+    ASSERT_EQ(d.sends.size(), 1u) << response;
+    EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+    EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "runtime_protocol_error") << response;
+  }
+  Decision d = route(router, kInput, "", {wire::CallStatus::kProtocol, "truncated frame"});
+  EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "runtime_protocol_error");
+}
+
+TEST(Router, OversizeResponseFrameIsMessageTooLarge) {
+  Router router(options_for("b"));
+  Decision d =
+      route(router, kInput, "",
+            {wire::CallStatus::kProtocol, "frame of 999 bytes exceeds ASYA_MAX_MESSAGE_BYTES=10"});
+  EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "message_too_large");
+}
+
+TEST(Router, OutputLargerThanTheTransportLimitGoesToErrorEnd) {
+  RouterOptions o = options_for("b");
+  o.max_message_bytes = 300;
+  Router router(o);
+  std::string big(400, 'x');
+  Decision d =
+      route(router, kInput,
+            R"([{"payload":")" + big + R"(","route":{"actors":["a","b","c"],"current":2}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "message_too_large");
+}
+
+std::optional<Decision> early(const Router& router, const std::string& body,
+                              std::uint32_t count = 1) {
+  auto delivery = delivery_of(body, count);
+  auto parsed = envelope::parse(delivery.body);
+  auto d = router.before_runtime(delivery, parsed, std::chrono::system_clock::now());
+  if (d) {
+    for (auto& s : d->sends) (void)s;  // bodies are owned strings; views are not kept
+  }
+  return d;
+}
+
+TEST(Router, UnparseableBodyIsWrappedAndSentToErrorEndOnce) {
+  Router router(options_for("b"));
+  auto d = early(router, "this is { not json");
+  ASSERT_TRUE(d);
+  ASSERT_EQ(d->sends.size(), 1u);
+  EXPECT_EQ(d->sends[0].queue, "asya-error-end");
+  EXPECT_EQ(d->then, Then::kAck);
+  EXPECT_EQ(d->failure, "msg_parsing_error");
+  auto out = obj(d->sends[0].body);
+  EXPECT_TRUE(out["id"].as_string().starts_with("unparseable-"));
+  EXPECT_EQ(out["payload"].at("error"), "msg_parsing_error");
+  EXPECT_EQ(out["payload"].at("raw"), "this is { not json");
+  // Redelivery of the same body gets the same id.
+  EXPECT_EQ(obj(early(router, "this is { not json")->sends[0].body)["id"], out["id"]);
+}
+
+TEST(Router, EnvelopeWithoutIdIsWrapped) {
+  Router router(options_for("b"));
+  auto d = early(router, R"({"route":{"actors":["b"]},"payload":1})");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->sends[0].queue, "asya-error-end");
+  EXPECT_EQ(d->failure, "msg_parsing_error");
+  EXPECT_TRUE(obj(d->sends[0].body)["id"].as_string().starts_with("unparseable-"));
+}
+
+TEST(Router, RouteMismatchGoesToErrorEnd) {
+  Router router(options_for("z"));
+  auto d = early(router, kInput);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->failure, "route_mismatch");
+  auto out = obj(d->sends[0].body);
+  EXPECT_EQ(out["id"], "X");
+  EXPECT_EQ(out["payload"].at("error"), "route_mismatch");
+  EXPECT_EQ(out["payload"].at("actor"), "z");
+}
+
+TEST(Router, FinishedRouteIsARouteMismatch) {
+  Router router(options_for("b"));
+  auto d = early(router, R"({"id":"X","route":{"actors":["b"],"current":1},"payload":1})");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->failure, "route_mismatch");
+}
+
+TEST(Router, PassedDeadlineSkipsTheRuntime) {
+  Router router(options_for("b"));
+  auto d =
+      early(router,
+            R"({"id":"X","route":{"actors":["b"]},"deadline":"2000-01-01T00:00:00Z","payload":1})");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->failure, "deadline_exceeded");
+  EXPECT_EQ(d->sends[0].queue, "asya-error-end");
+  EXPECT_EQ(obj(d->sends[0].body)["deadline"], "2000-01-01T00:00:00Z");
+  EXPECT_FALSE(early(
+      router,
+      R"({"id":"X","route":{"actors":["b"]},"deadline":"2999-01-01T00:00:00Z","payload":1})"));
+}
+
+TEST(Router, DeliveriesBeyondTheLimitArePoison) {
+  RouterOptions o = options_for("b");
+  o.max_deliveries = 5;
+  Router router(o);
+  EXPECT_FALSE(early(router, kInput, 5));
+  auto d = early(router, kInput, 6);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->failure, "max_deliveries_exceeded");
+  EXPECT_EQ(obj(d->sends[0].body)["payload"].at("error"), "max_deliveries_exceeded");
+}
+
+TEST(Router, ValidEnvelopeForThisActorCallsTheRuntime) {
+  EXPECT_FALSE(early(Router(options_for("b")), kInput));
+}
+
+TEST(Router, BackoffDoublesWithJitterAndIsCapped) {
+  RouterOptions o = options_for("b");
+  o.retry_backoff = 100ms;
+  o.retry_backoff_max = 1000ms;
+  double jitter = 0.0;
+  o.jitter = [&] { return jitter; };
+  Router router(o);
+  EXPECT_EQ(router.backoff(1), 50ms);
+  EXPECT_EQ(router.backoff(2), 100ms);
+  EXPECT_EQ(router.backoff(3), 200ms);
+  EXPECT_EQ(router.backoff(10), 500ms);
+  jitter = 0.999;
+  EXPECT_GE(router.backoff(10), 990ms);
+  EXPECT_LE(router.backoff(10), 1000ms);
+  EXPECT_LE(router.backoff(1000), 1000ms);
+}
+
+// settle() with the in-memory transport.
+
+TEST(RouterSettle, AcksOnlyAfterEveryOutputWasSent) {
+  Router router(options_for("b"));
+  FakeTransport t;
+  auto delivery = delivery_of(kInput);
+  auto parsed = envelope::parse(delivery.body);
+  std::string r = R"({"payload":1,"route":{"actors":["a","b","c"],"current":2}})";
+  Decision d = router.after_runtime(*parsed, delivery, ok(), "[" + r + "," + r + "]");
+  std::vector<std::string> announced;
+  SendHooks hooks;
+  hooks.before_send = [&](const Outgoing& o) {
+    if (o.fanout_child) announced.push_back(o.id);
+  };
+  Settlement s = router.settle(t, delivery, &*parsed, d, hooks);
+  EXPECT_EQ(s.sent, 2u);
+  EXPECT_TRUE(s.acked);
+  EXPECT_EQ(t.acked, std::vector<std::string>{"r1"});
+  EXPECT_TRUE(t.nacked.empty());
+  EXPECT_EQ(t.queues["asya-c"].size(), 2u);
+  EXPECT_EQ(announced, std::vector<std::string>{"X-1"});
+}
+
+TEST(RouterSettle, FailedSendNacksAndStopsWithoutAck) {
+  Router router(options_for("b"));
+  FakeTransport t;
+  t.fail_send_number = 2;
+  auto delivery = delivery_of(kInput);
+  auto parsed = envelope::parse(delivery.body);
+  std::string r = R"({"payload":1,"route":{"actors":["a","b","c"],"current":2}})";
+  Decision d = router.after_runtime(*parsed, delivery, ok(), "[" + r + "," + r + "," + r + "]");
+  Settlement s = router.settle(t, delivery, &*parsed, d);
+  EXPECT_EQ(s.sent, 1u);
+  EXPECT_FALSE(s.acked);
+  EXPECT_TRUE(s.nacked);
+  EXPECT_TRUE(t.acked.empty());
+  ASSERT_EQ(t.nacked.size(), 1u);
+  EXPECT_EQ(t.sent.size(), 1u);  // the third output was not attempted
+  EXPECT_NE(s.error.find("disk full"), std::string::npos);
+}
+
+TEST(RouterSettle, NackDecisionNacksWithItsDelay) {
+  Router router(options_for("b"));
+  FakeTransport t;
+  auto delivery = delivery_of(kInput);
+  Decision d;
+  d.then = Then::kNack;
+  d.nack_delay = 1234ms;
+  Settlement s = router.settle(t, delivery, nullptr, d);
+  EXPECT_TRUE(s.nacked);
+  ASSERT_EQ(t.nacked.size(), 1u);
+  EXPECT_EQ(t.nacked[0].second, 1234ms);
+}
+
+TEST(RouterSettle, OutputRefusedAsTooLargeBecomesAnErrorEndMessage) {
+  Router router(options_for("b"));
+  FakeTransport t;
+  t.max_bytes = 600;
+  auto delivery = delivery_of(kInput);
+  auto parsed = envelope::parse(delivery.body);
+  std::string big(700, 'y');
+  Decision d = router.after_runtime(
+      *parsed, delivery, ok(),
+      R"([{"payload":")" + big + R"(","route":{"actors":["a","b","c"],"current":2}}])");
+  Settlement s = router.settle(t, delivery, &*parsed, d);
+  EXPECT_TRUE(s.too_large);
+  EXPECT_TRUE(s.acked);
+  ASSERT_EQ(t.sent.size(), 1u);
+  EXPECT_EQ(t.sent[0].queue, "asya-error-end");
+  EXPECT_EQ(obj(t.sent[0].body)["payload"].at("error"), "message_too_large");
+}
+
+}  // namespace
+}  // namespace asya::sidecar

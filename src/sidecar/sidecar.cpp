@@ -1,0 +1,420 @@
+#include "sidecar/sidecar.hpp"
+
+#include <fmt/format.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "common/env.hpp"
+#include "common/log.hpp"
+#include "envelope/envelope.hpp"
+#include "sidecar/end_actor.hpp"
+#include "sidecar/gateway_reporter.hpp"
+#include "sidecar/metrics.hpp"
+#include "sidecar/result_store.hpp"
+#include "sidecar/router.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::sidecar {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Shared stop state: the first non-zero exit code wins.
+class StopState {
+ public:
+  void request(int exit_code) {
+    {
+      std::lock_guard lock(mutex_);
+      if (exit_code != 0 && exit_code_ == 0) exit_code_ = exit_code;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+  }
+  bool stopping() const {
+    std::lock_guard lock(mutex_);
+    return stopping_;
+  }
+  int exit_code() const {
+    std::lock_guard lock(mutex_);
+    return exit_code_;
+  }
+  // Waits until stop was requested or `timeout` passed; returns stopping().
+  bool wait_for(std::chrono::milliseconds timeout) {
+    std::unique_lock lock(mutex_);
+    return cv_.wait_for(lock, timeout, [this] { return stopping_; });
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  int exit_code_ = 0;
+};
+
+// What the main thread needs to nack a message a worker did not finish within the grace period.
+struct Slot {
+  std::mutex mutex;
+  const transport::Delivery* in_flight = nullptr;
+  bool abandoned = false;
+  std::atomic<bool> finished{false};
+  std::atomic<bool> runtime_ready{false};
+};
+
+class Runner {
+ public:
+  Runner(const Config& config, std::unique_ptr<transport::Transport> transport)
+      : config_(config), transport_(std::move(transport)), metrics_(config.input_queue()) {}
+
+  int run();
+
+ private:
+  void worker(Slot& slot);
+  void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
+                     std::string& response, bool& need_ready);
+  void process_end(Slot& slot, transport::Delivery& delivery);
+  // Sends every output, then acks/nacks per the decision. Returns false when the slot was
+  // abandoned (shutdown grace passed) and nothing was done.
+  bool execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
+               const Decision& decision);
+  void report(std::string path, std::string body) {
+    if (reporter_) reporter_->post(std::move(path), std::move(body));
+  }
+  bool ready() const;
+
+  const Config& config_;
+  std::unique_ptr<transport::Transport> transport_;
+  Metrics metrics_;
+  std::optional<Router> router_;
+  std::unique_ptr<ResultStore> store_;
+  std::optional<EndActor> end_actor_;
+  std::unique_ptr<GatewayReporter> reporter_;
+  StopState stop_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::atomic<bool> transport_ok_{false};
+};
+
+bool Runner::ready() const {
+  if (!transport_ok_ || stop_.stopping()) return false;
+  if (config_.is_end_actor) return true;
+  for (const auto& slot : slots_)
+    if (!slot->runtime_ready) return false;
+  return true;
+}
+
+int Runner::run() {
+  const std::string input = config_.input_queue();
+  for (const std::string& queue : {input, config_.happy_end_queue(), config_.error_end_queue()}) {
+    if (Status st = transport_->ensure_queue(queue); !st) {
+      spdlog::error("cannot ensure queue {} on transport {}: {}", queue, transport_->name(),
+                    st.message());
+      return kExitFatal;
+    }
+  }
+  transport_ok_ = true;
+
+  RouterOptions ro;
+  ro.actor = config_.actor_name;
+  ro.queue_prefix = config_.queue_prefix;
+  ro.happy_end_queue = config_.happy_end_queue();
+  ro.error_end_queue = config_.error_end_queue();
+  ro.max_deliveries = config_.max_deliveries;
+  ro.retry_max_attempts = config_.retry_max_attempts;
+  ro.retry_backoff = config_.retry_backoff;
+  ro.retry_backoff_max = config_.retry_backoff_max;
+  ro.retry_on_processing_error = config_.retry_on_processing_error;
+  ro.max_message_bytes = std::min(config_.max_message_bytes, transport_->max_message_bytes());
+  router_.emplace(ro);
+
+  if (config_.is_end_actor) {
+    store_ = make_result_store(config_.result_store);
+    end_actor_.emplace(config_.actor_name, config_.is_error_end(), *store_,
+                       [this](int count) { return router_->backoff(count); });
+  }
+  if (!config_.gateway_url.empty()) {
+    GatewayReporterOptions go;
+    go.base_url = config_.gateway_url;
+    go.on_dropped = [this] { metrics_.gateway_report_dropped(); };
+    go.on_sent = [this] { metrics_.gateway_report_sent(); };
+    reporter_ = std::make_unique<GatewayReporter>(std::move(go));
+  }
+
+  for (int i = 0; i < config_.concurrency; ++i) slots_.push_back(std::make_unique<Slot>());
+
+  std::optional<MetricsServer> server;
+  if (!config_.metrics_addr.empty()) {
+    server.emplace(metrics_, [this] { return ready(); });
+    if (Status st = server->start(config_.metrics_addr); !st) {
+      spdlog::error("{}", st.message());
+      return kExitFatal;
+    }
+  }
+
+  // Signals are blocked in every thread (main blocked them before any thread started); this
+  // thread alone takes them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  std::thread signal_thread([this, signals] {
+    timespec tick{0, 200'000'000};
+    while (!stop_.stopping()) {
+      int sig = sigtimedwait(&signals, nullptr, &tick);
+      if (sig == SIGTERM || sig == SIGINT) {
+        spdlog::info("received {}, draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
+                     format_duration(config_.shutdown_grace));
+        stop_.request(kExitOk);
+      }
+    }
+  });
+
+  spdlog::info(
+      "sidecar started: actor={} mode={} queue={} transport={} concurrency={} socket={}",
+      config_.actor_name,
+      config_.is_end_actor ? (config_.is_error_end() ? "error-end" : "happy-end") : "actor", input,
+      transport_->name(), config_.concurrency, config_.socket_path);
+
+  std::vector<std::thread> workers;
+  for (auto& slot : slots_) workers.emplace_back([this, s = slot.get()] { worker(*s); });
+
+  while (!stop_.wait_for(std::chrono::milliseconds(500))) {
+  }
+  transport_->interrupt();
+
+  auto deadline = Clock::now() + config_.shutdown_grace;
+  auto all_finished = [this] {
+    for (auto& s : slots_)
+      if (!s->finished) return false;
+    return true;
+  };
+  while (!all_finished() && Clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+
+  int exit_code = stop_.exit_code();
+  if (!all_finished()) {
+    int nacked = 0;
+    for (auto& s : slots_) {
+      std::lock_guard lock(s->mutex);
+      s->abandoned = true;
+      if (s->in_flight) {
+        if (Status st = transport_->nack(*s->in_flight); !st)
+          spdlog::error("shutdown: cannot nack unfinished message: {}", st.message());
+        ++nacked;
+      }
+    }
+    spdlog::warn("shutdown grace {} passed: nacked {} unfinished message(s)",
+                 format_duration(config_.shutdown_grace), nacked);
+    if (reporter_) reporter_->stop(std::chrono::milliseconds(1000));
+    spdlog::default_logger()->flush();
+    // Workers are stuck in runtime calls; they cannot be joined. Leave without running
+    // destructors that would wait for them.
+    std::_Exit(exit_code);
+  }
+  for (auto& t : workers) t.join();
+  signal_thread.join();
+  if (reporter_) reporter_->stop(std::chrono::seconds(5));
+  if (server) server->stop();
+  transport_->close();
+  spdlog::info("sidecar stopped (exit code {})", exit_code);
+  return exit_code;
+}
+
+void Runner::worker(Slot& slot) {
+  std::optional<wire::RuntimeClient> client;
+  if (!config_.is_end_actor)
+    client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
+  std::string response;
+  bool need_ready = !config_.is_end_actor;
+  const std::string queue = config_.input_queue();
+  int consecutive_errors = 0;
+
+  while (!stop_.stopping()) {
+    if (need_ready) {
+      slot.runtime_ready = false;
+      if (Status st = client->wait_ready(config_.runtime_ready_timeout); !st) {
+        if (stop_.stopping()) break;
+        spdlog::error("runtime not ready within ASYA_RUNTIME_READY_TIMEOUT={}: {}",
+                      format_duration(config_.runtime_ready_timeout), st.message());
+        stop_.request(kExitRuntimeNotReady);
+        break;
+      }
+      need_ready = false;
+      slot.runtime_ready = true;
+      spdlog::debug("runtime ready at {}", config_.socket_path);
+    }
+    auto started = Clock::now();
+    auto received = transport_->receive(queue, 1, std::chrono::milliseconds(1000));
+    if (!received) {
+      ++consecutive_errors;
+      transport_ok_ = false;
+      spdlog::warn("receive from {} failed: {}", queue, received.error().message);
+      stop_.wait_for(std::chrono::milliseconds(std::min(100 * consecutive_errors, 2000)));
+      continue;
+    }
+    consecutive_errors = 0;
+    transport_ok_ = true;
+    if (received->empty()) continue;
+    metrics_.receive_duration(seconds_since(started));
+    for (auto& delivery : *received) {
+      if (config_.is_end_actor)
+        process_end(slot, delivery);
+      else
+        process_actor(slot, *client, delivery, response, need_ready);
+    }
+  }
+  slot.finished = true;
+}
+
+void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
+                           std::string& response, bool& need_ready) {
+  auto started = Clock::now();
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.in_flight = &delivery;
+  }
+  metrics_.received();
+  metrics_.active_add(1);
+  metrics_.envelope_size("received", delivery.body.size());
+
+  auto parsed = envelope::parse(delivery.body);
+  log::EnvelopeScope scope(parsed ? std::string_view(parsed->id) : std::string_view("unparseable"));
+  spdlog::debug("received {} bytes from {} (delivery {})", delivery.body.size(), delivery.queue,
+                delivery.delivery_count);
+
+  Decision decision;
+  if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
+    decision = std::move(*early);
+  } else {
+    const envelope::Envelope& in = *parsed;
+    if (reporter_) {
+      report(envelope_path(in.id, "progress"),
+             progress_body(in.actors, in.current, "received",
+                           fmt::format("received by {}", config_.actor_name), std::nullopt));
+      report(envelope_path(in.id, "progress"),
+             progress_body(in.actors, in.current, "processing",
+                           fmt::format("processing in {}", config_.actor_name), std::nullopt));
+    }
+    auto call_started = Clock::now();
+    wire::CallResult call = client.call(delivery.body, response, config_.runtime_timeout);
+    double runtime_seconds = seconds_since(call_started);
+    metrics_.runtime_duration(runtime_seconds);
+    decision = router_->after_runtime(in, delivery, call, response);
+    if (call.status != wire::CallStatus::kOk) {
+      spdlog::warn("runtime call failed ({}): {}", decision.failure, call.error);
+      metrics_.runtime_error(decision.failure);
+    } else if (!decision.failure.empty()) {
+      metrics_.runtime_error(decision.failure);
+    }
+    if (decision.status == "success" && reporter_)
+      report(envelope_path(in.id, "progress"),
+             progress_body(in.actors, in.current, "completed",
+                           fmt::format("completed by {}", config_.actor_name),
+                           static_cast<std::int64_t>(runtime_seconds * 1000)));
+    // A large response buffer is not kept for the next message.
+    if (response.capacity() > (4u << 20)) std::string().swap(response);
+  }
+
+  if (decision.failure == "max_deliveries_exceeded") metrics_.poison();
+  if (decision.failure == "deadline_exceeded") metrics_.deadline_exceeded();
+  if (decision.retried) metrics_.retry();
+  if (!decision.failure.empty()) metrics_.failed(decision.failure);
+  if (!decision.failure.empty() && decision.status != "retry")
+    spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure,
+                 delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
+
+  execute(slot, delivery, parsed ? &*parsed : nullptr, decision);
+  metrics_.processed(decision.status);
+  metrics_.active_add(-1);
+  metrics_.processing_duration(seconds_since(started));
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.in_flight = nullptr;
+  }
+  if (decision.runtime_unhealthy) {
+    spdlog::error("runtime timed out after ASYA_RUNTIME_TIMEOUT={}: stopping the sidecar (exit {})",
+                  format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
+    stop_.request(kExitRuntimeTimeout);
+  }
+  if (decision.wait_for_runtime) {
+    client.disconnect();
+    need_ready = true;
+  }
+}
+
+bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
+                     const Decision& decision) {
+  std::lock_guard lock(slot.mutex);
+  if (slot.abandoned) return false;
+  SendHooks hooks;
+  hooks.before_send = [&](const Outgoing& out) {
+    if (out.fanout_child && in)
+      report("/envelopes", fanout_body(out.id, in->id, out.actors, out.current));
+  };
+  hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
+    metrics_.send_duration(out.queue, seconds);
+    if (st) {
+      metrics_.sent(out.queue, message_type_label(out.type));
+      metrics_.envelope_size("sent", out.body.size());
+    }
+  };
+  Settlement settled = router_->settle(*transport_, delivery, in, decision, hooks);
+  if (settled.too_large) {
+    metrics_.failed("message_too_large");
+    spdlog::warn("an output was refused by the transport as too large; sent to error-end instead");
+  }
+  if (!settled.error.empty()) {
+    spdlog::error("{}", settled.error);
+    if (!settled.acked && settled.nacked) metrics_.failed("send_failed");
+  }
+  return true;
+}
+
+void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
+  auto started = Clock::now();
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.in_flight = &delivery;
+  }
+  metrics_.received();
+  metrics_.active_add(1);
+  metrics_.envelope_size("received", delivery.body.size());
+  EndOutcome outcome = end_actor_->handle(delivery);
+  log::EnvelopeScope scope(outcome.id);
+  {
+    std::lock_guard lock(slot.mutex);
+    if (!slot.abandoned) {
+      if (outcome.then == Then::kAck && !outcome.final_body.empty())
+        report(outcome.final_path, outcome.final_body);
+      Status st = outcome.then == Then::kAck ? transport_->ack(delivery)
+                                             : transport_->nack(delivery, outcome.nack_delay);
+      if (!st)
+        spdlog::error("{} failed: {}", outcome.then == Then::kAck ? "ack" : "nack", st.message());
+    }
+    slot.in_flight = nullptr;
+  }
+  if (!outcome.failure.empty()) metrics_.failed(outcome.failure);
+  metrics_.processed(outcome.status);
+  metrics_.active_add(-1);
+  metrics_.processing_duration(seconds_since(started));
+  spdlog::debug("stored {} bytes", delivery.body.size());
+}
+
+}  // namespace
+
+int run_sidecar(const Config& config, std::unique_ptr<transport::Transport> transport) {
+  Runner runner(config, std::move(transport));
+  return runner.run();
+}
+
+}  // namespace asya::sidecar

@@ -1,0 +1,26 @@
+// The sidecar runner: ASYA_CONCURRENCY blocking worker threads, each with its own runtime
+// connection, sharing one (thread-safe) Transport. Each worker loops
+//   receive(input queue, 1, bounded wait) -> decide (Router or EndActor) -> send outputs -> ack
+// and the main thread waits for SIGTERM/SIGINT or a fatal condition, then drains.
+#pragma once
+
+#include <memory>
+
+#include "sidecar/config.hpp"
+#include "transport/transport.hpp"
+
+namespace asya::sidecar {
+
+// Process exit codes of asya-sidecar.
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFatal = 1;
+inline constexpr int kExitConfig = 2;
+inline constexpr int kExitRuntimeTimeout = 3;
+inline constexpr int kExitRuntimeNotReady = 4;
+
+// Runs the sidecar until shutdown and returns the process exit code. Installs the SIGTERM/SIGINT
+// handling itself (call before starting any other thread). Throws ConfigError for settings that
+// prove invalid at start-up (result store, metrics address).
+int run_sidecar(const Config& config, std::unique_ptr<transport::Transport> transport);
+
+}  // namespace asya::sidecar
