@@ -62,8 +62,11 @@ class Outputs {
 // processing_error response carrying the exception's what() and type.
 using PayloadHandler = std::function<Outputs(const Json& payload)>;
 
-// An envelope-mode handler: the whole envelope object in, output envelopes out (each with at
-// least "payload" and "route"). The route may change its future, never its past.
+// An envelope-mode handler: the envelope in (its id, parent_id, route, headers, deadline and
+// payload; other fields are the sidecar's business), output envelopes out (each with at least
+// "payload" and "route"; an empty vector is abort). The route may change its future, never its
+// past: input actors[0..current] must start the output's actors and its current must be at most
+// len(actors), else the answer is a processing_error (checked when ASYA_ENABLE_VALIDATION).
 using EnvelopeHandler = std::function<std::vector<Json>(const boost::json::object& envelope)>;
 
 // Serves `handler` until SIGTERM/SIGINT. Writes `runtime-ready` next to the socket once listening.

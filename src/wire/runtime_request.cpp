@@ -317,9 +317,30 @@ std::string handle_envelope_request(std::string_view request, const EnvelopeHand
                                     bool validate) {
   Request in;
   if (auto failure = parse_request(request, in)) return error_response(*failure);
+  // The handler sees the fields an actor may act on, like in the Python runtime; other fields
+  // are the sidecar's business. Copy only when there is something to leave out.
+  static constexpr std::string_view kHandlerFields[] = {"id",      "parent_id", "route",
+                                                        "headers", "deadline",  "payload"};
+  auto is_handler_field = [](std::string_view key) {
+    for (auto field : kHandlerFields) {
+      if (key == field) return true;
+    }
+    return false;
+  };
+  const json::object* handler_envelope = in.envelope;
+  json::object filtered;
+  for (const auto& entry : *in.envelope) {
+    if (!is_handler_field(entry.key())) {
+      for (const auto& kept : *in.envelope) {
+        if (is_handler_field(kept.key())) filtered.emplace(kept.key(), kept.value());
+      }
+      handler_envelope = &filtered;
+      break;
+    }
+  }
   std::vector<Json> outputs;
   try {
-    outputs = handler(*in.envelope);
+    outputs = handler(*handler_envelope);
   } catch (...) {
     return error_response(current_exception_failure());
   }

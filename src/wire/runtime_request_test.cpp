@@ -245,6 +245,20 @@ TEST(HandleRequestEnvelope, NonObjectOutputIsAnErrorEvenWithoutValidation) {
             std::string::npos);
 }
 
+TEST(HandleRequestEnvelope, HandlerSeesOnlyTheActorFields) {
+  EnvelopeHandler keys = [](const json::object& in) {
+    json::array names;
+    for (const auto& entry : in) names.emplace_back(entry.key());
+    json::object out = in;
+    out["payload"] = names;
+    return std::vector<Json>{out};
+  };
+  json::array out = respond_env(
+      R"({"id":"e","x-unknown":1,"route":{"actors":["a"]},"deadline":"d","payload":0})", keys);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].at("payload"), json::parse(R"(["id","route","deadline","payload"])"));
+}
+
 TEST(HandleRequestEnvelope, EmptyResultIsAbort) {
   EXPECT_EQ(handle_request(kEnvelope,
                            EnvelopeHandler([](const json::object&) { return std::vector<Json>{}; }),
