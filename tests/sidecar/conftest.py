@@ -1,0 +1,341 @@
+"""Fixtures for the sidecar integration tests: real asya-sidecar processes, real Python runtimes,
+a real queue transport (parameterised: add "rabbitmq"/"sqs" to TRANSPORTS once they can be started
+here), and the asya-queue tool to put messages in and take them out.
+
+Every test gets its own temporary directory (queue database, sockets, results, markers), so the
+suite is parallel-safe under pytest-xdist. Nothing sleeps to hope: every wait polls a condition
+with a deadline and fails with what it was waiting for.
+"""
+import http.server
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent.parent
+HERE = pathlib.Path(__file__).resolve().parent
+RUNTIME = REPO / "runtimes" / "python" / "asya_runtime.py"
+
+TRANSPORTS = ["sqlite"]
+
+
+def wait_for(condition, timeout, what, interval=0.02):
+    """Polls condition() until it returns a truthy value; fails naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Queues:
+    """asya-queue on the test's transport."""
+
+    def __init__(self, tool, env):
+        self.tool = str(tool)
+        self.env = env
+
+    def _run(self, *args, check=True, input_bytes=None):
+        proc = subprocess.run([self.tool, *args], env=self.env, capture_output=True, timeout=60,
+                              input=input_bytes)
+        if check and proc.returncode != 0:
+            raise AssertionError("asya-queue %s failed (%d): %s" % (" ".join(args[:2]), proc.returncode,
+                                                                    proc.stderr.decode(errors="replace")))
+        return proc
+
+    def ensure(self, queue):
+        self._run("ensure", queue)
+
+    def send(self, queue, body, delay=None):
+        """Sends a str/bytes body, or a dict/list serialised compactly."""
+        if not isinstance(body, (str, bytes)):
+            body = json.dumps(body, separators=(",", ":"))
+        if isinstance(body, str):
+            body = body.encode()
+        if len(body) > 100_000 or body.startswith(b"@"):
+            fd, path = tempfile.mkstemp(dir=self.env["TEST_TMP"], suffix=".body")
+            with os.fdopen(fd, "wb") as f:
+                f.write(body)
+            args = ["send", queue, "@" + path]
+        else:
+            args = ["send", queue, body.decode()]
+        if delay:
+            args += ["--delay", delay]
+        self._run(*args)
+
+    def recv(self, queue, max_messages=100, wait=0.0, ack=True):
+        args = ["recv", queue, "--max", str(max_messages), "--wait", "%dms" % int(wait * 1000)]
+        if ack:
+            args.append("--ack")
+        out = self._run(*args).stdout.decode()
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def collect(self, queue, count, timeout=30.0):
+        """Receives (and acks) until `count` messages came from `queue`; returns them, bodies parsed
+        when they are JSON. Fails after `timeout` seconds with what arrived so far."""
+        got = []
+        deadline = time.monotonic() + timeout
+        while len(got) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                pytest.fail("timed out waiting for %d messages on %s; got %d: %s" %
+                            (count, queue, len(got), [m["body"][:200] for m in got]))
+            got += self.recv(queue, count - len(got), wait=min(left, 2.0))
+        for m in got:
+            try:
+                m["json"] = json.loads(m["body"])
+            except ValueError:
+                m["json"] = None
+        return got
+
+    def stats(self, queue):
+        return json.loads(self._run("stats", queue).stdout)
+
+    def empty(self, queue):
+        s = self.stats(queue)
+        return s["ready"] == 0 and s["in_flight"] == 0 and s["delayed"] == 0
+
+
+class Process:
+    def __init__(self, args, env, log_path):
+        self.log_path = log_path
+        self.log = open(log_path, "ab")
+        self.popen = subprocess.Popen(args, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def alive(self):
+        return self.popen.poll() is None
+
+    def signal(self, sig):
+        if self.alive():
+            self.popen.send_signal(sig)
+
+    def wait(self, timeout):
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail("process %s did not exit within %.1fs; log:\n%s" %
+                        (self.popen.args[-1], timeout, self.text()[-3000:]))
+
+    def stop(self):
+        if self.alive():
+            self.popen.send_signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+        self.log.close()
+
+    def text(self):
+        self.log.flush()
+        return pathlib.Path(self.log_path).read_text(errors="replace")
+
+
+class Actor:
+    """One actor replica: a Python runtime (optionally restarted whenever it dies) and a sidecar."""
+
+    def __init__(self, cluster, name, handler=None, env=None, runtime=True, supervise=False, start_sidecar=True):
+        self.cluster = cluster
+        self.name = name
+        self.dir = pathlib.Path(tempfile.mkdtemp(prefix="a-", dir=cluster.tmp))
+        self.socket = str(self.dir / "rt.sock")
+        self.metrics_port = free_port()
+        self.env = dict(cluster.env)
+        self.env.update({
+            "ASYA_ACTOR_NAME": name,
+            "ASYA_SOCKET_PATH": self.socket,
+            "ASYA_METRICS_ADDR": "127.0.0.1:%d" % self.metrics_port,
+            "ASYA_RUNTIME_READY_TIMEOUT": "30s",
+            "ASYA_RETRY_BACKOFF": "50ms",
+            "ASYA_RETRY_BACKOFF_MAX": "200ms",
+            "ASYA_RESULT_STORE": "file://" + str(cluster.results),
+        })
+        if handler:
+            self.env["ASYA_HANDLER"] = "handlers." + handler
+        self.env.update(env or {})
+        self.runtime = None
+        self.sidecar = None
+        self.runtime_starts = 0
+        self._supervise = supervise
+        self._stopping = False
+        self._supervisor = None
+        if runtime:
+            self.start_runtime()
+            if supervise:
+                self._supervisor = threading.Thread(target=self._supervise_loop, daemon=True)
+                self._supervisor.start()
+        if start_sidecar:
+            self.start_sidecar()
+
+    def start_runtime(self):
+        self.runtime_starts += 1
+        self.runtime = Process([sys.executable, str(RUNTIME)], self.env, str(self.dir / "runtime.log"))
+
+    def _supervise_loop(self):
+        while not self._stopping:
+            if self.runtime is not None and not self.runtime.alive() and not self._stopping:
+                self.start_runtime()
+            time.sleep(0.05)
+
+    def start_sidecar(self, wait_ready=True):
+        self.sidecar = Process([str(self.cluster.sidecar_bin)], self.env, str(self.dir / "sidecar.log"))
+        if wait_ready:
+            self.wait_ready()
+        return self.sidecar
+
+    def readyz(self):
+        try:
+            with urllib.request.urlopen("http://127.0.0.1:%d/readyz" % self.metrics_port, timeout=1) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def wait_ready(self, timeout=30):
+        def ready():
+            if not self.sidecar.alive():
+                pytest.fail("sidecar %s exited with %s before it was ready; log:\n%s" %
+                            (self.name, self.sidecar.popen.returncode, self.sidecar.text()[-3000:]))
+            return self.readyz()
+        wait_for(ready, timeout, "sidecar %s to be ready (/readyz)" % self.name)
+
+    def metrics(self):
+        with urllib.request.urlopen("http://127.0.0.1:%d/metrics" % self.metrics_port, timeout=5) as r:
+            return r.read().decode()
+
+    def stop(self):
+        self._stopping = True
+        if self._supervisor:
+            self._supervisor.join(timeout=5)
+        for p in (self.sidecar, self.runtime):
+            if p:
+                p.stop()
+
+    def logs(self):
+        out = ""
+        for p in (self.sidecar, self.runtime):
+            if p:
+                out += "--- %s\n%s\n" % (p.log_path, p.text()[-4000:])
+        return out
+
+
+class Cluster:
+    def __init__(self, transport, build, tmp):
+        self.transport = transport
+        self.tmp = tmp
+        self.results = pathlib.Path(tmp) / "results"
+        self.markers = pathlib.Path(tmp) / "markers"
+        self.markers.mkdir()
+        self.sidecar_bin = build / "src" / "sidecar" / "asya-sidecar"
+        tool = build / "tests" / "tools" / "asya-queue"
+        for binary in (self.sidecar_bin, tool):
+            if not binary.exists():
+                pytest.fail("%s is missing: build it first (ninja asya-sidecar asya-queue)" % binary)
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ASYA_")}
+        self.env.update({
+            "ASYA_TRANSPORT": transport,
+            "ASYA_LOG_LEVEL": "info",
+            "PYTHONPATH": str(HERE),
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "TEST_MARKER_DIR": str(self.markers),
+            "TEST_TMP": str(tmp),
+        })
+        if transport == "sqlite":
+            self.env["ASYA_SQLITE_PATH"] = str(pathlib.Path(tmp) / "queues.db")
+        else:
+            raise ValueError("no test setup for transport %s" % transport)
+        self.queues = Queues(tool, self.env)
+        self.actors = []
+
+    def actor(self, name, handler=None, **kwargs):
+        actor = Actor(self, name, handler, **kwargs)
+        self.actors.append(actor)
+        return actor
+
+    def markers_named(self, prefix):
+        return sorted(p.name for p in self.markers.iterdir() if p.name.startswith(prefix))
+
+    def stop(self):
+        for a in self.actors:
+            a.stop()
+
+    def logs(self):
+        return "\n".join(a.logs() for a in self.actors)
+
+
+@pytest.fixture(params=TRANSPORTS)
+def cluster(request, build_path):
+    tmp = tempfile.mkdtemp(prefix="asya-sc-", dir="/tmp")  # short: Unix socket paths are limited
+    c = Cluster(request.param, build_path, tmp)
+    yield c
+    failed = getattr(request.node, "rep_call", None)
+    if failed is not None and failed.failed:
+        sys.stderr.write(c.logs())
+    c.stop()
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True, hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
+class RecordingGateway:
+    """A tiny HTTP server recording every POST (path, parsed JSON body)."""
+
+    def __init__(self):
+        self.requests = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                body = self.rfile.read(length)
+                with outer.lock:
+                    outer.requests.append((self.path, json.loads(body)))
+                reply = b'{"status":"ok"}'
+                self.send_response(201 if self.path == "/envelopes" else 200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def snapshot(self):
+        with self.lock:
+            return list(self.requests)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def gateway():
+    g = RecordingGateway()
+    yield g
+    g.close()

@@ -1,0 +1,64 @@
+"""Handlers for the sidecar integration tests (loaded by runtimes/python/asya_runtime.py).
+
+Some handlers leave marker files in $TEST_MARKER_DIR so a test can wait for "the handler has
+started" instead of sleeping, or check that a handler was never called.
+"""
+import os
+import time
+
+
+def _mark(name, content=""):
+    directory = os.environ.get("TEST_MARKER_DIR")
+    if directory:
+        path = os.path.join(directory, name)
+        with open(path + ".tmp", "w") as f:
+            f.write(content)
+        os.rename(path + ".tmp", path)
+
+
+def echo(payload):
+    return payload
+
+
+def enrich(payload):
+    """Appends this actor's name to payload["visited"]."""
+    payload.setdefault("visited", []).append(os.environ["ASYA_ACTOR_NAME"])
+    return payload
+
+
+def fanout(payload):
+    """Returns payload["n"] outputs (default 3): {"i": i, "from": <input payload>}."""
+    return [{"i": i, "tag": payload.get("tag")} for i in range(payload.get("n", 3))]
+
+
+def abort(payload):
+    return None
+
+
+def fail(payload):
+    raise ValueError("boom: %s" % payload.get("why", "no reason"))
+
+
+def die(payload):
+    """Kills the runtime process on every call."""
+    _mark("died-%d" % time.time_ns())
+    os._exit(17)
+
+
+def called(payload):
+    """Marks that it was called, then echoes."""
+    _mark("called-%s" % payload.get("tag", "x"))
+    return payload
+
+
+def slow(payload):
+    """Marks start (payload["tag"]), sleeps payload["sleep"] seconds, marks end, echoes."""
+    tag = str(payload.get("tag", "x"))
+    _mark("start-%s" % tag, repr(time.time()))
+    time.sleep(float(payload.get("sleep", 0.2)))
+    _mark("end-%s" % tag, repr(time.time()))
+    return payload
+
+
+def big(payload):
+    return payload

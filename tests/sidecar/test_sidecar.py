@@ -1,0 +1,369 @@
+"""Integration tests of asya-sidecar (PROTOCOL §2-§7): real sidecar and Python runtime processes,
+a real queue (the `cluster` fixture's transport), messages in and out through asya-queue."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import wait_for
+
+HAPPY = "asya-happy-end"
+ERROR = "asya-error-end"
+
+
+def envelope(id_, actors, current=0, payload=None, headers=None, **extra):
+    e = {"id": id_, "route": {"actors": actors, "current": current}, "payload": payload if payload is not None else {}}
+    if headers is not None:
+        e["headers"] = headers
+    e.update(extra)
+    return e
+
+
+def only(messages):
+    assert len(messages) == 1, messages
+    return messages[0]["json"]
+
+
+def test_one_actor_happy_path(cluster):
+    cluster.actor("echo", "echo")
+    cluster.queues.send("asya-echo", envelope("m1", ["echo"], payload={"text": "hello"},
+                                              headers={"traceparent": "00-abc-01", "priority": "high"},
+                                              custom={"kept": True}))
+    out = only(cluster.queues.collect(HAPPY, 1))
+    assert out["id"] == "m1"
+    assert "parent_id" not in out
+    assert out["payload"] == {"text": "hello"}
+    assert out["route"] == {"actors": ["echo"], "current": 1}
+    assert out["headers"] == {"traceparent": "00-abc-01", "priority": "high"}
+    assert out["custom"] == {"kept": True}
+    wait_for(lambda: cluster.queues.empty("asya-echo"), 10, "asya-echo to be empty (input acked)")
+
+
+def test_three_actor_pipeline_enriches_the_payload(cluster):
+    for name in ("prep", "infer", "post"):
+        cluster.actor(name, "enrich")
+    cluster.queues.send("asya-prep", envelope("p1", ["prep", "infer", "post"], payload={"visited": []},
+                                              headers={"h": "v"}, route_meta=1))
+    out = only(cluster.queues.collect(HAPPY, 1))
+    assert out["id"] == "p1"
+    assert out["payload"] == {"visited": ["prep", "infer", "post"]}
+    assert out["route"]["current"] == 3
+    assert out["headers"] == {"h": "v"}
+    assert out["route_meta"] == 1
+
+
+def test_fan_out_of_three_gives_suffixed_ids_parent_ids_and_headers(cluster):
+    cluster.actor("split", "fanout")
+    cluster.queues.send("asya-split", envelope("X", ["split"], payload={"n": 3, "tag": "t"}, headers={"trace": "z"}))
+    outs = {m["json"]["id"]: m["json"] for m in cluster.queues.collect(HAPPY, 3)}
+    assert sorted(outs) == ["X", "X-1", "X-2"]
+    assert "parent_id" not in outs["X"]
+    assert outs["X-1"]["parent_id"] == "X"
+    assert outs["X-2"]["parent_id"] == "X"
+    for i, id_ in enumerate(["X", "X-1", "X-2"]):
+        assert outs[id_]["payload"] == {"i": i, "tag": "t"}
+        assert outs[id_]["headers"] == {"trace": "z"}
+
+
+def test_nested_fan_out(cluster):
+    cluster.actor("f1", "fanout")
+    cluster.actor("f2", "fanout")
+    cluster.queues.send("asya-f1", envelope("N", ["f1", "f2"], payload={"n": 2, "tag": "top"}))
+    outs = [m["json"] for m in cluster.queues.collect(HAPPY, 4)]
+    # f1 gives N and N-1 (parent N); f2 fans each out again: N -> N, N-1 (parent N);
+    # N-1 -> N-1 (parent N, carried), N-1-1 (parent N-1). The id N-1 therefore occurs twice: a
+    # property of the PROTOCOL §4 id scheme for nested fan-out (ids are unique per hop, not
+    # globally).
+    pairs = sorted((o["id"], o.get("parent_id")) for o in outs)
+    assert pairs == [("N", None), ("N-1", "N"), ("N-1", "N"), ("N-1-1", "N-1")]
+    assert sorted(o["payload"]["i"] for o in outs) == [0, 0, 1, 1]
+    assert cluster.queues.recv(HAPPY, wait=0.3) == []
+
+
+def test_abort_sends_the_original_envelope_to_happy_end(cluster):
+    cluster.actor("stop", "abort")
+    body = json.dumps(envelope("A1", ["stop", "never"], payload={"k": [1, 2.50, "é"]}, headers={"x": 1}),
+                      ensure_ascii=False)
+    cluster.queues.send("asya-stop", body)
+    got = cluster.queues.collect(HAPPY, 1)
+    assert got[0]["body"] == body  # byte for byte
+
+
+def test_handler_exception_goes_to_error_end_with_details_and_original_payload(cluster):
+    cluster.actor("bad", "fail")
+    cluster.queues.send("asya-bad", envelope("E1", ["bad"], payload={"why": "testing"}, headers={"h": 1}))
+    out = only(cluster.queues.collect(ERROR, 1))
+    assert out["id"] == "E1"
+    assert out["route"] == {"actors": ["bad"], "current": 0}
+    p = out["payload"]
+    assert p["error"] == "processing_error"
+    assert p["actor"] == "bad"
+    assert p["details"]["type"] == "ValueError"
+    assert "boom: testing" in p["details"]["message"]
+    assert "Traceback" in p["details"]["traceback"] or "fail" in p["details"]["traceback"]
+    assert p["original_payload"] == {"why": "testing"}
+    assert out["headers"]["h"] == 1
+    assert [e["actor"] for e in out["headers"]["asya-error-chain"]] == ["bad"]
+
+
+def test_route_mismatch_goes_to_error_end(cluster):
+    cluster.actor("echo", "called")
+    cluster.queues.send("asya-echo", envelope("R1", ["other", "echo"], current=0, payload={"tag": "r"}))
+    out = only(cluster.queues.collect(ERROR, 1))
+    assert out["id"] == "R1"
+    assert out["payload"]["error"] == "route_mismatch"
+    assert out["payload"]["original_payload"] == {"tag": "r"}
+    assert cluster.markers_named("called-") == []
+
+
+def test_missing_id_is_wrapped_to_error_end(cluster):
+    cluster.actor("echo", "called")
+    body = json.dumps({"route": {"actors": ["echo"], "current": 0}, "payload": {"tag": "noid"}})
+    cluster.queues.send("asya-echo", body)
+    out = only(cluster.queues.collect(ERROR, 1))
+    assert out["id"].startswith("unparseable-")
+    assert out["payload"]["error"] == "msg_parsing_error"
+    assert out["payload"]["raw"] == body
+    assert cluster.markers_named("called-") == []
+
+
+def test_unparseable_body_reaches_error_end_once_and_never_loops(cluster):
+    cluster.actor("echo", "echo")
+    end = cluster.actor("error-end", runtime=False)
+    cluster.queues.send("asya-echo", "this is {not json")
+    files = wait_for(lambda: list(cluster.results.glob("unparseable-*.json")), 20, "the wrapped result file")
+    stored = json.loads(files[0].read_text())
+    assert stored["payload"]["raw"] == "this is {not json"
+    assert stored["payload"]["error"] == "msg_parsing_error"
+    # Nothing keeps circulating: every queue drains and exactly one result exists.
+    for q in ("asya-echo", ERROR, HAPPY):
+        wait_for(lambda q=q: cluster.queues.empty(q), 10, "%s to be empty" % q)
+    assert len(list(cluster.results.glob("*.json"))) == 1
+    assert "asya_actor_messages_processed_total" in end.metrics()
+
+
+def test_expired_deadline_skips_the_runtime(cluster):
+    cluster.actor("echo", "called")
+    cluster.queues.send("asya-echo", envelope("D1", ["echo"], payload={"tag": "d"}, deadline="2001-01-01T00:00:00Z"))
+    out = only(cluster.queues.collect(ERROR, 1))
+    assert out["id"] == "D1"
+    assert out["payload"]["error"] == "deadline_exceeded"
+    assert out["deadline"] == "2001-01-01T00:00:00Z"
+    assert cluster.markers_named("called-") == []
+
+
+def test_message_that_kills_the_runtime_stops_after_max_deliveries(cluster):
+    actor = cluster.actor("killer", "die", supervise=True, env={"ASYA_MAX_DELIVERIES": "3"})
+    cluster.queues.send("asya-killer", envelope("K1", ["killer"], payload={}))
+    out = only(cluster.queues.collect(ERROR, 1, timeout=60))
+    assert out["id"] == "K1"
+    assert out["payload"]["error"] == "max_deliveries_exceeded"
+    assert len(cluster.markers_named("died-")) == 3  # called exactly ASYA_MAX_DELIVERIES times
+    assert actor.sidecar.alive()
+    assert 'asya_actor_poison_messages_total{queue="asya-killer"} 1' in actor.metrics()
+
+
+def test_runtime_killed_mid_message_loses_nothing(cluster):
+    actor = cluster.actor("work", "slow", supervise=True)
+    cluster.queues.send("asya-work", envelope("W1", ["work"], payload={"tag": "w1", "sleep": 5}))
+    wait_for(lambda: cluster.markers_named("start-w1"), 20, "the handler to start")
+    first = actor.runtime
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    # The supervisor restarts the runtime; the sidecar nacks, waits for it, and the message is
+    # processed again (the handler sleeps 5s again).
+    out = only(cluster.queues.collect(HAPPY, 1, timeout=60))
+    assert out["id"] == "W1"
+    assert actor.runtime_starts >= 2
+    assert actor.sidecar.alive()
+    assert cluster.queues.recv(HAPPY, wait=0.3) == []
+
+
+def test_sidecar_killed_mid_message_is_redelivered(cluster):
+    actor = cluster.actor("work", "slow", env={"ASYA_VISIBILITY_TIMEOUT": "2s", "ASYA_RUNTIME_TIMEOUT": "1m"})
+    cluster.queues.send("asya-work", envelope("S1", ["work"], payload={"tag": "s1", "sleep": 1}))
+    wait_for(lambda: cluster.markers_named("start-s1"), 20, "the handler to start")
+    actor.sidecar.signal(signal.SIGKILL)
+    actor.sidecar.wait(10)
+    assert cluster.queues.recv(HAPPY, wait=0) == []
+    actor.start_sidecar()
+    got = cluster.queues.collect(HAPPY, 1, timeout=60)
+    assert got[0]["json"]["id"] == "S1"
+    wait_for(lambda: cluster.queues.empty("asya-work"), 10, "asya-work to be empty")
+
+
+def test_runtime_timeout_goes_to_error_end_and_the_sidecar_exits_non_zero(cluster):
+    actor = cluster.actor("work", "slow", env={"ASYA_RUNTIME_TIMEOUT": "500ms"})
+    cluster.queues.send("asya-work", envelope("T1", ["work"], payload={"tag": "t1", "sleep": 10}))
+    out = only(cluster.queues.collect(ERROR, 1))
+    assert out["id"] == "T1"
+    assert out["payload"]["error"] == "runtime_timeout"
+    assert actor.sidecar.wait(20) == 3
+    assert cluster.queues.empty("asya-work")  # the input was acked
+
+
+def test_sigterm_drains_in_flight_work(cluster):
+    actor = cluster.actor("work", "slow", env={"ASYA_SHUTDOWN_GRACE": "20s"})
+    cluster.queues.send("asya-work", envelope("G1", ["work"], payload={"tag": "g1", "sleep": 1.5}))
+    wait_for(lambda: cluster.markers_named("start-g1"), 20, "the handler to start")
+    actor.sidecar.signal(signal.SIGTERM)
+    assert actor.sidecar.wait(20) == 0
+    # Finished before exiting: the result is already there and the input is gone.
+    assert only(cluster.queues.collect(HAPPY, 1, timeout=1))["id"] == "G1"
+    assert cluster.queues.empty("asya-work")
+
+
+def test_sigterm_nacks_work_that_outlives_the_grace_period(cluster):
+    actor = cluster.actor("work", "slow", env={"ASYA_SHUTDOWN_GRACE": "300ms"})
+    cluster.queues.send("asya-work", envelope("G2", ["work"], payload={"tag": "g2", "sleep": 30}))
+    wait_for(lambda: cluster.markers_named("start-g2"), 20, "the handler to start")
+    actor.sidecar.signal(signal.SIGTERM)
+    assert actor.sidecar.wait(20) == 0
+    got = cluster.queues.recv("asya-work", wait=5)
+    assert [json.loads(m["body"])["id"] for m in got] == ["G2"]  # back in its queue
+    assert got[0]["delivery_count"] == 2
+
+
+def test_ten_megabyte_payload_arrives_byte_identical(cluster):
+    cluster.actor("echo", "echo")
+    data = "".join(chr(ord("a") + i % 26) for i in range(10 * 1024 * 1024))
+    cluster.queues.send("asya-echo", '{"id":"B1","route":{"actors":["echo"],"current":0},"payload":"%s"}' % data)
+    got = cluster.queues.collect(HAPPY, 1, timeout=60)
+    assert '"payload":"%s"' % data in got[0]["body"]
+    assert got[0]["json"]["payload"] == data
+
+
+def test_thousand_way_fan_out(cluster):
+    cluster.actor("split", "fanout")
+    cluster.queues.send("asya-split", envelope("F", ["split"], payload={"n": 1000}))
+    outs = cluster.queues.collect(HAPPY, 1000, timeout=120)
+    ids = sorted(m["json"]["id"] for m in outs)
+    assert ids == sorted(["F"] + ["F-%d" % i for i in range(1, 1000)])
+    assert all(m["json"].get("parent_id") == "F" for m in outs if m["json"]["id"] != "F")
+    assert cluster.queues.recv(HAPPY, wait=0.3) == []
+
+
+def _max_overlap(cluster, count):
+    spans = []
+    for i in range(count):
+        start = float((cluster.markers / ("start-c%d" % i)).read_text())
+        end = float((cluster.markers / ("end-c%d" % i)).read_text())
+        spans.append((start, end))
+    events = sorted([(s, 1) for s, _ in spans] + [(e, -1) for _, e in spans])
+    running = best = 0
+    for _, delta in events:
+        running += delta
+        best = max(best, running)
+    return best
+
+
+@pytest.mark.parametrize("concurrency", [4, 1])
+def test_concurrency_processes_messages_in_parallel(cluster, concurrency):
+    cluster.actor("work", "slow", env={"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true"})
+    for i in range(40):
+        cluster.queues.send("asya-work", envelope("c%d" % i, ["work"], payload={"tag": "c%d" % i, "sleep": 0.2}))
+    # 40 x 200 ms needs at least 8 s with one worker; four workers need about 2 s.
+    deadline = time.monotonic() + 7.5
+    done = []
+    while time.monotonic() < deadline and len(done) < 40:
+        done += cluster.queues.recv(HAPPY, 40 - len(done), wait=min(1.0, max(0.0, deadline - time.monotonic())))
+    if concurrency == 4:
+        assert len(done) == 40
+        assert _max_overlap(cluster, 40) == 4
+    else:
+        assert len(done) < 40
+        done += cluster.queues.collect(HAPPY, 40 - len(done), timeout=30)
+        assert _max_overlap(cluster, 40) == 1
+
+
+def test_end_actors_write_result_files(cluster):
+    cluster.actor("echo", "echo")
+    cluster.actor("bad", "fail")
+    cluster.actor("happy-end", runtime=False)
+    cluster.actor("error-end", runtime=False)
+    cluster.queues.send("asya-echo", envelope("ok-1", ["echo"], payload={"v": 1}))
+    cluster.queues.send("asya-bad", envelope("bad-1", ["bad"], payload={"v": 2}))
+    ok_file = cluster.results / "ok-1.json"
+    bad_file = cluster.results / "bad-1.json"
+    wait_for(lambda: ok_file.exists() and bad_file.exists(), 30, "both result files")
+    ok = json.loads(ok_file.read_text())
+    assert ok["payload"] == {"v": 1} and ok["route"]["current"] == 1
+    bad = json.loads(bad_file.read_text())
+    assert bad["payload"]["error"] == "processing_error"
+    assert bad["payload"]["original_payload"] == {"v": 2}
+    for q in (HAPPY, ERROR):
+        wait_for(lambda q=q: cluster.queues.empty(q), 10, "%s to be empty" % q)
+
+
+def test_gateway_gets_progress_fan_out_and_final_reports(cluster, gateway):
+    env = {"ASYA_GATEWAY_URL": gateway.url}
+    cluster.actor("split", "fanout", env=env)
+    cluster.actor("happy-end", runtime=False, env=env)
+    cluster.actor("bad", "fail", env=env)
+    cluster.actor("error-end", runtime=False, env=env)
+    cluster.queues.send("asya-split", envelope("G", ["split"], payload={"n": 2, "tag": "g"}))
+    cluster.queues.send("asya-bad", envelope("H", ["bad"], payload={"why": "x"}))
+
+    def finals():
+        return {path: body for path, body in gateway.snapshot() if path.endswith("/final")}
+    wait_for(lambda: len(finals()) == 3, 30, "three final reports")
+    reqs = gateway.snapshot()
+    progress = [body for path, body in reqs if path == "/envelopes/G/progress"]
+    assert [p["status"] for p in progress] == ["received", "processing", "completed"]
+    for p in progress:
+        assert p["actors"] == ["split"] and p["current_actor_idx"] == 0 and isinstance(p["message"], str)
+    assert set(progress[0]) == {"actors", "current_actor_idx", "status", "message"}
+    assert set(progress[2]) == {"actors", "current_actor_idx", "status", "message", "duration_ms"}
+    assert isinstance(progress[2]["duration_ms"], int)
+    assert ("/envelopes", {"id": "G-1", "parent_id": "G", "actors": ["split"], "current": 1}) in reqs
+    f = finals()
+    assert f["/envelopes/G/final"] == {"id": "G", "status": "succeeded", "result": {"i": 0, "tag": "g"},
+                                       "actors": ["split"], "current_actor_idx": 0}
+    assert f["/envelopes/G-1/final"] == {"id": "G-1", "status": "succeeded", "result": {"i": 1, "tag": "g"},
+                                         "actors": ["split"], "current_actor_idx": 0}
+    h = f["/envelopes/H/final"]
+    assert h["status"] == "failed" and h["error"] == "processing_error"
+    assert h["error_details"]["type"] == "ValueError"
+    assert set(h) == {"id", "status", "error", "error_details", "actors", "current_actor_idx"}
+    assert h["actors"] == ["bad"] and h["current_actor_idx"] == 0
+
+
+def test_metrics_pass_promtool_and_use_prefixed_queue_names(cluster):
+    actor = cluster.actor("echo", "echo")
+    cluster.queues.send("asya-echo", envelope("M1", ["echo"], payload={}))
+    cluster.queues.collect(HAPPY, 1)
+    text = wait_for(lambda: (lambda t: t if 'asya_actor_messages_processed_total{queue="asya-echo",status="success"} 1' in t
+                             else None)(actor.metrics()), 10, "the processed counter")
+    assert 'asya_actor_messages_sent_total{destination_queue="asya-happy-end",message_type="happy_end"} 1' in text
+    assert 'asya_actor_messages_received_total{queue="asya-echo"} 1' in text
+    for name in ("asya_actor_processing_duration_seconds", "asya_actor_runtime_execution_duration_seconds",
+                 "asya_actor_queue_receive_duration_seconds", "asya_actor_queue_send_duration_seconds",
+                 "asya_actor_envelope_size_bytes", "asya_actor_active_messages", "asya_actor_retries_total",
+                 "asya_actor_deadline_exceeded_total", "asya_actor_poison_messages_total"):
+        assert name in text, name
+    promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+
+
+def test_invalid_configuration_stops_start_up_with_one_line(cluster):
+    env = dict(cluster.env, ASYA_ACTOR_NAME="echo", ASYA_RUNTIME_TIMEOUT="5 minutes")
+    proc = subprocess.run([str(cluster.sidecar_bin)], env=env, capture_output=True, timeout=10)
+    assert proc.returncode == 2
+    lines = proc.stderr.decode().strip().splitlines()
+    assert len(lines) == 1
+    assert 'ASYA_RUNTIME_TIMEOUT="5 minutes"' in lines[0] and "30s" in lines[0]
+
+
+def test_help_lists_every_variable(cluster):
+    proc = subprocess.run([str(cluster.sidecar_bin), "--help"], capture_output=True, timeout=10)
+    assert proc.returncode == 0
+    text = proc.stdout.decode()
+    for var in ("ASYA_ACTOR_NAME", "ASYA_TRANSPORT", "ASYA_SOCKET_PATH", "ASYA_SOCKET_DIR", "ASYA_RUNTIME_TIMEOUT",
+                "ASYA_RUNTIME_READY_TIMEOUT", "ASYA_ACTOR_HAPPY_END", "ASYA_ACTOR_ERROR_END", "ASYA_IS_END_ACTOR",
+                "ASYA_GATEWAY_URL", "ASYA_LOG_LEVEL", "ASYA_METRICS_ADDR", "ASYA_CONCURRENCY", "ASYA_MAX_DELIVERIES",
+                "ASYA_RETRY_MAX_ATTEMPTS", "ASYA_RETRY_BACKOFF", "ASYA_RETRY_BACKOFF_MAX", "ASYA_SHUTDOWN_GRACE",
+                "ASYA_MAX_MESSAGE_BYTES", "ASYA_QUEUE_PREFIX", "ASYA_RESULT_STORE"):
+        assert var in text, var
