@@ -24,6 +24,21 @@ struct Failure {
   std::string traceback;
 };
 
+// Appends the JSON text of `value` (a json::value or json::object) to `out`, serialized in place
+// by boost::json::serializer.
+template <class JsonValue>
+void append_json(std::string& out, const JsonValue& value) {
+  json::serializer serializer;
+  serializer.reset(&value);
+  while (!serializer.done()) {
+    std::size_t used = out.size();
+    std::size_t room = std::max<std::size_t>(out.capacity() - used, 4096);
+    out.resize(used + room);
+    std::size_t written = serializer.read(out.data() + used, room).size();
+    out.resize(used + written);
+  }
+}
+
 std::string error_response(const Failure& f) {
   json::object details;
   details["message"] = f.message;
@@ -295,22 +310,32 @@ std::string handle_payload_request(std::string_view request, const PayloadHandle
   } catch (...) {
     return error_response(current_exception_failure());
   }
-  json::array response;
-  response.reserve(outputs.items().size());
-  json::object next_route;
+  // The answer is written straight into one string: no JSON value is copied to build it (a
+  // 100 MB payload is serialized once, from where the handler left it).
+  std::string response;
+  response.reserve(request.size() + 256);
+  response += '[';
+  std::string route_and_headers;
   if (!outputs.items().empty()) {
-    next_route = *in.route;
+    json::object next_route = *in.route;
     next_route["current"] = in.current + 1;
+    route_and_headers = ",\"route\":";
+    append_json(route_and_headers, next_route);
+    if (in.headers) {
+      route_and_headers += ",\"headers\":";
+      append_json(route_and_headers, *in.headers);
+    }
+    route_and_headers += '}';
   }
+  bool first = true;
   for (const Json& payload : outputs.items()) {
-    json::object element;
-    element.reserve(3);
-    element["payload"] = payload;
-    element["route"] = next_route;
-    if (in.headers) element["headers"] = *in.headers;
-    response.emplace_back(std::move(element));
+    response += first ? "{\"payload\":" : ",{\"payload\":";
+    first = false;
+    append_json(response, payload);
+    response += route_and_headers;
   }
-  return json::serialize(response);
+  response += ']';
+  return response;
 }
 
 std::string handle_envelope_request(std::string_view request, const EnvelopeHandler& handler,
@@ -356,9 +381,15 @@ std::string handle_envelope_request(std::string_view request, const EnvelopeHand
       return error_response(*failure);
     }
   }
-  json::array response(std::make_move_iterator(outputs.begin()),
-                       std::make_move_iterator(outputs.end()));
-  return json::serialize(response);
+  std::string response;
+  response.reserve(request.size() + 256);
+  response += '[';
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    if (i > 0) response += ',';
+    append_json(response, outputs[i]);
+  }
+  response += ']';
+  return response;
 }
 
 }  // namespace
