@@ -121,6 +121,64 @@ TEST(RuntimeServer, ServesManyRequestsOnSeveralConnectionsAndCleansUpOnSigterm) 
   EXPECT_FALSE(fs::exists(dir.path / "runtime-ready"));
 }
 
+// A handler that announces it started (by creating `marker`) and then sleeps.
+PayloadHandler slow_handler(fs::path marker, std::chrono::milliseconds duration) {
+  return [marker, duration](const Json& payload) -> Outputs {
+    std::ofstream(marker).put('\n');
+    std::this_thread::sleep_for(duration);
+    return payload;
+  };
+}
+
+bool wait_for_file(const fs::path& path, std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!fs::exists(path)) {
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+TEST(RuntimeServer, SigtermAnswersTheRequestInProgressThenExits) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  RuntimeProcess runtime({{"ASYA_SOCKET_PATH", socket.string()}},
+                         slow_handler(dir.path / "started", 500ms));
+  wire::RuntimeClient client({socket.string()});
+  ASSERT_TRUE(client.wait_ready(10s).ok());
+  wire::CallResult result;
+  std::string response;
+  std::thread caller([&] { result = client.call(request_with(3), response, 10s); });
+  ASSERT_TRUE(wait_for_file(dir.path / "started", 10s));
+  ASSERT_EQ(::kill(runtime.pid(), SIGTERM), 0);
+  caller.join();
+  ASSERT_EQ(result.status, wire::CallStatus::kOk) << result.error;
+  EXPECT_EQ(json::parse(response).at(0).at("payload").at("n"), 3);
+  auto code = runtime.wait_exit(10s);
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+  EXPECT_FALSE(fs::exists(socket));
+}
+
+TEST(RuntimeServer, SecondSignalStopsWaitingForTheRequestInProgress) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  RuntimeProcess runtime({{"ASYA_SOCKET_PATH", socket.string()}},
+                         slow_handler(dir.path / "started", 60s));
+  wire::RuntimeClient client({socket.string()});
+  ASSERT_TRUE(client.wait_ready(10s).ok());
+  std::string response;
+  std::thread caller([&] { (void)client.call(request_with(1), response, 30s); });
+  ASSERT_TRUE(wait_for_file(dir.path / "started", 10s));
+  ASSERT_EQ(::kill(runtime.pid(), SIGTERM), 0);
+  ASSERT_FALSE(runtime.wait_exit(300ms).has_value()) << "exited while a request was in progress";
+  ASSERT_EQ(::kill(runtime.pid(), SIGTERM), 0);
+  auto code = runtime.wait_exit(10s);
+  caller.join();
+  ASSERT_TRUE(code.has_value());
+  EXPECT_EQ(*code, 0);
+}
+
 TEST(RuntimeServer, SigtermWithAnIdleConnectionOpenStillExits) {
   TempDir dir;
   fs::path socket = dir.path / "rt.sock";
