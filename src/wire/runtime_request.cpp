@@ -3,6 +3,7 @@
 #include <cxxabi.h>
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <cstdlib>
 #include <exception>
@@ -32,7 +33,8 @@ void append_json(std::string& out, const JsonValue& value) {
   serializer.reset(&value);
   while (!serializer.done()) {
     std::size_t used = out.size();
-    std::size_t room = std::max<std::size_t>(out.capacity() - used, 4096);
+    // Bounded chunks: resize() zero-fills, so never touch much more than what is written.
+    std::size_t room = std::clamp<std::size_t>(out.capacity() - used, 4096, 1u << 20);
     out.resize(used + room);
     std::size_t written = serializer.read(out.data() + used, room).size();
     out.resize(used + written);
