@@ -336,6 +336,7 @@ class JobStoreCore final : public JobStore {
       Job& job = *loaded.value();
       result.progress_percent = job.progress_percent;
       result.job_final = is_final(job.status);
+      result.job_id = job.id;
       if (known.value()) {
         result.outcome = Outcome::duplicate;
         return Status::Ok();
@@ -431,6 +432,7 @@ class JobStoreCore final : public JobStore {
       std::optional<Update> update = mutate(job, *branch, result);
       result.progress_percent = job.progress_percent;
       result.job_final = is_final(job.status);
+      result.job_id = job.id;
       if (!update) return Status::Ok();
       result.outcome = Outcome::applied;
       return save(job, *update, false);

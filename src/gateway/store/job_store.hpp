@@ -138,6 +138,7 @@ struct ChangeResult {
   Outcome outcome = Outcome::applied;
   int progress_percent = 0;  // the job's percent after the call
   bool job_final = false;    // the job is final after the call
+  std::string job_id;        // the job the envelope belongs to (empty when not_found)
 };
 
 class JobStore {

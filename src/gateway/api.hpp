@@ -1,0 +1,72 @@
+// The gateway's HTTP API: REST and sidecar endpoints (PROTOCOL §7, §8, rest.cpp) and MCP
+// Streamable HTTP at /mcp (mcp/mcp.cpp). One object answers every request.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gateway/http/http.hpp"
+#include "gateway/service.hpp"
+
+namespace asya::gateway {
+
+struct ApiOptions {
+  std::string token;  // ASYA_GATEWAY_TOKEN: required on client endpoints when set
+  std::string
+      internal_token;  // ASYA_GATEWAY_INTERNAL_TOKEN: required on sidecar endpoints when set
+  // Origins accepted on /mcp besides http(s)://localhost, 127.0.0.1 and [::1] (any port).
+  std::vector<std::string> allowed_origins;
+  std::chrono::milliseconds keepalive{std::chrono::seconds(15)};  // SSE `: keepalive` comment
+};
+
+class McpEndpoint;
+
+class Api {
+ public:
+  Api(Service& service, ApiOptions options);
+  ~Api();
+
+  boost::asio::awaitable<http::Response> handle(http::Request request);
+
+ private:
+  boost::asio::awaitable<http::Response> route(const http::Request& request);
+  boost::asio::awaitable<http::Response> call_tool_rest(const http::Request& request);
+  boost::asio::awaitable<http::Response> get_envelope(const std::string& id);
+  boost::asio::awaitable<http::Response> stream_envelope(const http::Request& request,
+                                                         const std::string& id);
+  boost::asio::awaitable<http::Response> envelope_active(const std::string& id);
+  boost::asio::awaitable<http::Response> report_progress(const http::Request& request,
+                                                         const std::string& id);
+  boost::asio::awaitable<http::Response> report_final(const http::Request& request,
+                                                      const std::string& id);
+  boost::asio::awaitable<http::Response> add_branch(const http::Request& request);
+  http::Response list_tools();
+
+  Service& service_;
+  ApiOptions options_;
+  std::unique_ptr<McpEndpoint> mcp_;
+};
+
+// Shared by REST and MCP.
+namespace api {
+
+// GET /envelopes/{id} body (PROTOCOL §8).
+boost::json::object job_json(const Job& job);
+// The `data` of an SSE update event (PROTOCOL §8).
+boost::json::object update_json(const std::string& job_id, const Update& update);
+// "id: <seq>\nevent: update\ndata: <json>\n\n".
+std::string sse_event(const std::string& job_id, const Update& update);
+// MCP CallToolResult for a final job: structuredContent (the result; a non-object result is
+// wrapped as {"result": value}) plus one text item; isError with the error text on failure.
+boost::json::object call_result(const Job& job);
+boost::json::object error_result(const std::string& message);
+// The answer of an async tool: text JSON {"job_id", "status_url", "stream_url"}.
+boost::json::object async_result(const std::string& job_id);
+
+}  // namespace api
+}  // namespace asya::gateway

@@ -1,0 +1,100 @@
+// asya-gateway: pipelines as MCP tools and a REST API (see docs/gateway.md for every variable).
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+
+#include <cstdio>
+#include <sstream>
+
+#include "common/env.hpp"
+#include "common/log.hpp"
+#include "gateway/api.hpp"
+#include "gateway/http/http.hpp"
+#include "gateway/service.hpp"
+
+namespace {
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> out;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ',')) {
+    auto begin = item.find_first_not_of(' ');
+    auto end = item.find_last_not_of(' ');
+    if (begin != std::string::npos) out.push_back(item.substr(begin, end - begin + 1));
+  }
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  using namespace asya;
+  using namespace asya::gateway;
+  try {
+    log::init("gateway", env_string("ASYA_LOG_LEVEL", "info"));
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    return 2;
+  }
+  try {
+    std::string config_path = env_string("ASYA_CONFIG_PATH", "routes.yaml");
+    ToolsConfig tools = load_tools(config_path);
+    std::string host = env_string("ASYA_GATEWAY_HOST", "0.0.0.0");
+    auto port = static_cast<std::uint16_t>(env_int("ASYA_GATEWAY_PORT", 8080, 0, 65535));
+    std::size_t max_body = env_bytes("ASYA_GATEWAY_MAX_BODY_BYTES", 16u << 20);
+
+    ServiceOptions service_options;
+    service_options.queue_prefix = env_string("ASYA_QUEUE_PREFIX", "asya-");
+    service_options.poll_interval =
+        env_duration("ASYA_GATEWAY_POLL_INTERVAL", std::chrono::seconds(2));
+    service_options.blocking_threads =
+        static_cast<std::size_t>(env_int("ASYA_GATEWAY_THREADS", 4, 1, 256));
+    ApiOptions api_options;
+    api_options.token = env_string("ASYA_GATEWAY_TOKEN", "");
+    api_options.internal_token = env_string("ASYA_GATEWAY_INTERNAL_TOKEN", "");
+    api_options.allowed_origins = split_list(env_string("ASYA_GATEWAY_ALLOWED_ORIGINS", ""));
+    api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));
+    if (api_options.keepalive.count() <= 0)
+      throw ConfigError("ASYA_GATEWAY_KEEPALIVE must be positive (e.g. 15s)");
+
+    auto store = open_job_store_from_env();
+    transport::Options transport_options;
+    transport_options.max_message_bytes = env_bytes("ASYA_MAX_MESSAGE_BYTES", 256u << 20);
+    auto transport =
+        transport::make_transport(env_string("ASYA_TRANSPORT", "sqlite"), transport_options);
+
+    boost::asio::io_context io(1);
+    Metrics metrics;
+    Service service(io, service_options, std::move(tools), std::move(store), std::move(transport),
+                    metrics);
+    Api api(service, api_options);
+    http::Server server(
+        io, host, port, [&api](http::Request request) { return api.handle(std::move(request)); },
+        max_body);
+    service.start();
+    server.start();
+    spdlog::info("gateway: listening on {}:{} with {} tools, job store {}, transport {}", host,
+                 server.port(), service.tools().tools.size(), service.store().name(),
+                 env_string("ASYA_TRANSPORT", "sqlite"));
+
+    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
+    signals.async_wait([&](const boost::system::error_code&, int signal) {
+      spdlog::info("gateway: signal {}, shutting down", signal);
+      server.stop();
+      io.stop();
+    });
+    io.run();
+    service.stop();
+    return 0;
+  } catch (const LoadError& e) {
+    spdlog::error("gateway: routes config: {}", e.what());
+    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    return 2;
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,340 @@
+#include "gateway/mcp/mcp.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <array>
+
+#include "common/log.hpp"
+
+namespace asya::gateway {
+
+namespace json = boost::json;
+namespace asio = boost::asio;
+using asio::awaitable;
+using http::Response;
+
+namespace {
+
+constexpr std::array<const char*, 4> kVersions = {"2025-11-25", "2025-06-18", "2025-03-26",
+                                                  "2024-11-05"};
+constexpr const char* kLatest = "2025-11-25";
+
+bool supported(const std::string& version) {
+  return std::find(kVersions.begin(), kVersions.end(), version) != kVersions.end();
+}
+
+// JSON-RPC error codes.
+constexpr int kParseError = -32700;
+constexpr int kInvalidRequest = -32600;
+constexpr int kMethodNotFound = -32601;
+constexpr int kInvalidParams = -32602;
+constexpr int kInternalError = -32603;
+constexpr int kServerError = -32000;
+
+json::object rpc_error(const json::value& id, int code, const std::string& message) {
+  return json::object{{"jsonrpc", "2.0"},
+                      {"id", id},
+                      {"error", json::object{{"code", code}, {"message", message}}}};
+}
+json::object rpc_result(const json::value& id, json::object result) {
+  return json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
+}
+
+Response http_rpc_error(int status, int code, const std::string& message) {
+  return Response::json(status, json::serialize(rpc_error(nullptr, code, message)));
+}
+
+// notifications/progress for one update (outside the coroutine lambdas: GCC 12 miscompiles
+// braced string-literal initializers inside them).
+json::object progress_notification(const json::value& token, const Update& update) {
+  json::object p{{"progressToken", token}, {"progress", update.progress_percent}, {"total", 100}};
+  if (!update.message.empty()) p["message"] = update.message;
+  return json::object{{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", p}};
+}
+
+std::string sse_message(const json::object& message) {
+  return "event: message\ndata: " + json::serialize(message) + "\n\n";
+}
+
+// What a dispatched request produced: a result or an error (code + message).
+struct RpcOutcome {
+  std::optional<json::object> result;
+  int code = 0;
+  std::string message;
+};
+RpcOutcome ok_outcome(json::object result) {
+  return RpcOutcome{std::move(result), 0, ""};
+}
+
+}  // namespace
+
+McpEndpoint::McpEndpoint(Service& service, const ApiOptions& options)
+    : service_(service), options_(options) {}
+
+bool McpEndpoint::origin_allowed(const std::string& origin) const {
+  if (origin.empty() || origin == "null") return origin.empty();
+  for (const auto& allowed : options_.allowed_origins) {
+    if (allowed == "*" || allowed == origin) return true;
+  }
+  for (const char* scheme : {"http://", "https://"}) {
+    std::string s = scheme;
+    if (origin.rfind(s, 0) != 0) continue;
+    std::string host = origin.substr(s.size());
+    for (const char* local : {"localhost", "127.0.0.1", "[::1]"}) {
+      std::string l = local;
+      if (host == l || host.rfind(l + ":", 0) == 0) return true;
+    }
+  }
+  return false;
+}
+
+awaitable<Response> McpEndpoint::handle(const http::Request& request) {
+  std::string origin = request.header("Origin");
+  if (!origin_allowed(origin)) {
+    co_return http_rpc_error(403, kServerError,
+                             "Forbidden: Origin \"" + origin +
+                                 "\" is not allowed (localhost origins are; add others to "
+                                 "ASYA_GATEWAY_ALLOWED_ORIGINS)");
+  }
+  std::string version = request.header("MCP-Protocol-Version");
+  if (!version.empty() && !supported(version)) {
+    co_return http_rpc_error(400, kInvalidRequest,
+                             "Bad Request: unsupported MCP-Protocol-Version \"" + version +
+                                 "\" (supported: 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05)");
+  }
+  if (request.method == "POST") co_return co_await post(request);
+  if (request.method == "DELETE") co_return end_session(request);
+  Response r = http_rpc_error(405, kServerError,
+                              "Method Not Allowed: " + request.method +
+                                  " /mcp (this server offers no standalone SSE stream; use POST)");
+  r.headers.emplace_back("Allow", "POST, DELETE");
+  co_return r;
+}
+
+Response McpEndpoint::end_session(const http::Request& request) {
+  std::string id = request.header("Mcp-Session-Id");
+  if (id.empty())
+    return http_rpc_error(400, kServerError, "Bad Request: Mcp-Session-Id header is required");
+  std::lock_guard lock(mutex_);
+  if (sessions_.erase(id) == 0)
+    return http_rpc_error(404, kServerError, "Session not found: \"" + id + "\"");
+  service_.metrics().mcp_sessions().Decrement();
+  return Response::json(200, "{}");
+}
+
+awaitable<Response> McpEndpoint::post(const http::Request& request) {
+  std::string accept = request.header("Accept");
+  bool accepts_sse = accept.find("text/event-stream") != std::string::npos;
+  if (!accept.empty() && accept.find("application/json") == std::string::npos && !accepts_sse &&
+      accept.find("*/*") == std::string::npos) {
+    co_return http_rpc_error(
+        406, kServerError,
+        "Not Acceptable: Accept must include application/json and text/event-stream");
+  }
+  boost::system::error_code ec;
+  json::value body = json::parse(request.body, ec);
+  if (ec) co_return http_rpc_error(400, kParseError, "Parse error: " + ec.message());
+
+  // Validates one message; returns an error response object or nullopt.
+  auto invalid = [](const json::value& m) -> std::optional<json::object> {
+    if (!m.is_object())
+      return rpc_error(nullptr, kInvalidRequest, "Invalid Request: a message must be an object");
+    const auto& o = m.as_object();
+    json::value id = o.contains("id") ? o.at("id") : json::value(nullptr);
+    if (!o.contains("jsonrpc") || o.at("jsonrpc") != "2.0") {
+      return rpc_error(id, kInvalidRequest, "Invalid Request: \"jsonrpc\" must be \"2.0\"");
+    }
+    bool is_response = o.contains("result") || o.contains("error");
+    if (!is_response && (!o.contains("method") || !o.at("method").is_string())) {
+      return rpc_error(id, kInvalidRequest, "Invalid Request: \"method\" must be a string");
+    }
+    if (o.contains("id") && !o.at("id").is_string() && !o.at("id").is_int64() &&
+        !o.at("id").is_uint64()) {
+      return rpc_error(nullptr, kInvalidRequest,
+                       "Invalid Request: \"id\" must be a string or an integer");
+    }
+    return std::nullopt;
+  };
+
+  // initialize: creates a session.
+  if (body.is_object() && body.as_object().if_contains("method") &&
+      body.as_object().at("method") == "initialize") {
+    const auto& m = body.as_object();
+    if (auto bad = invalid(body)) co_return Response::json(400, json::serialize(*bad));
+    json::value id = m.contains("id") ? m.at("id") : json::value(nullptr);
+    const json::value* params = m.if_contains("params");
+    const json::value* requested = params && params->is_object()
+                                       ? params->as_object().if_contains("protocolVersion")
+                                       : nullptr;
+    if (!requested || !requested->is_string()) {
+      co_return Response::json(
+          200, json::serialize(rpc_error(
+                   id, kInvalidParams, "Invalid params: initialize needs params.protocolVersion")));
+    }
+    std::string version = supported(std::string(requested->as_string()))
+                              ? std::string(requested->as_string())
+                              : kLatest;
+    std::string session_id = new_uuid();
+    {
+      std::lock_guard lock(mutex_);
+      sessions_[session_id] = Session{version};
+    }
+    service_.metrics().mcp_sessions().Increment();
+    json::object result{
+        {"protocolVersion", version},
+        {"capabilities", json::object{{"tools", json::object{{"listChanged", false}}}}},
+        {"serverInfo", json::object{{"name", "asya-gateway"}, {"version", "0.1.0"}}},
+        {"instructions",
+         "Each tool runs an Asya pipeline; long calls report progress when you send a "
+         "progressToken."}};
+    Response r = Response::json(200, json::serialize(rpc_result(id, std::move(result))));
+    r.headers.emplace_back("Mcp-Session-Id", session_id);
+    co_return r;
+  }
+
+  std::string session_id = request.header("Mcp-Session-Id");
+  if (session_id.empty()) {
+    co_return http_rpc_error(
+        400, kServerError,
+        "Bad Request: Mcp-Session-Id header is required (call initialize first)");
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (!sessions_.count(session_id)) {
+      co_return http_rpc_error(404, kServerError,
+                               "Session not found: \"" + session_id + "\" (initialize again)");
+    }
+  }
+
+  using Notify = std::function<awaitable<void>(const json::object&)>;
+  // Handles one request; `notify` (may be empty) sends notifications on the response stream.
+  auto dispatch = [this](const json::object& m, Notify notify) -> awaitable<RpcOutcome> {
+    std::string method(m.at("method").as_string());
+    const json::value* params_value = m.if_contains("params");
+    json::object params =
+        params_value && params_value->is_object() ? params_value->as_object() : json::object{};
+    if (method == "ping") co_return ok_outcome(json::object{});
+    if (method == "initialize")
+      co_return RpcOutcome{std::nullopt, kInvalidRequest, "Invalid Request: already initialized"};
+    if (method == "tools/list") {
+      json::array tools;
+      for (const auto& tool : service_.tools().tools) {
+        json::object t{{"name", tool.name}, {"inputSchema", input_schema(tool)}};
+        if (!tool.description.empty()) t["description"] = tool.description;
+        tools.push_back(std::move(t));
+      }
+      co_return ok_outcome(json::object{{"tools", std::move(tools)}});
+    }
+    if (method != "tools/call") {
+      co_return RpcOutcome{std::nullopt, kMethodNotFound, "Method not found: \"" + method + "\""};
+    }
+    const json::value* name = params.if_contains("name");
+    if (!name || !name->is_string()) {
+      co_return RpcOutcome{std::nullopt, kInvalidParams,
+                           "Invalid params: tools/call needs params.name (a string)"};
+    }
+    const Tool* tool = service_.tools().find(name->as_string());
+    if (!tool) {
+      co_return RpcOutcome{std::nullopt, kInvalidParams,
+                           "Unknown tool: \"" + std::string(name->as_string()) + "\""};
+    }
+    json::object arguments;
+    if (const json::value* args = params.if_contains("arguments"); args && !args->is_null()) {
+      if (!args->is_object()) {
+        co_return RpcOutcome{std::nullopt, kInvalidParams,
+                             "Invalid params: params.arguments must be an object"};
+      }
+      arguments = args->as_object();
+    }
+    auto valid = validate_arguments(*tool, arguments);
+    if (!valid.ok()) {
+      service_.metrics().tool_call(tool->name, "invalid", 0);
+      co_return ok_outcome(api::error_result(valid.error().message));
+    }
+    auto started_at = std::chrono::steady_clock::now();
+    auto started = co_await service_.start_call(*tool, valid.value());
+    if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
+    if (tool->async) co_return ok_outcome(api::async_result(started.value()));
+
+    json::value token = nullptr;
+    if (const json::value* meta = params.if_contains("_meta"); meta && meta->is_object()) {
+      if (const json::value* t = meta->as_object().if_contains("progressToken")) token = *t;
+    }
+    int last_sent = -1;
+    Service::UpdateCallback on_update;
+    if (notify && !token.is_null()) {
+      on_update = [&](const Update& update) -> awaitable<void> {
+        // Progress must increase with each notification.
+        if (update.progress_percent <= last_sent) co_return;
+        last_sent = update.progress_percent;
+        co_await notify(progress_notification(token, update));
+      };
+    }
+    auto job =
+        co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, on_update);
+    if (!job)
+      co_return RpcOutcome{std::nullopt, kInternalError, "job " + started.value() + " disappeared"};
+    double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
+    service_.metrics().tool_call(tool->name, job_status_name(job->status), seconds);
+    co_return ok_outcome(api::call_result(*job));
+  };
+
+  auto answer = [](const json::value& id, const RpcOutcome& outcome) {
+    return outcome.result ? rpc_result(id, *outcome.result)
+                          : rpc_error(id, outcome.code, outcome.message);
+  };
+
+  if (body.is_array()) {
+    // Batches (2025-03-26 only): answered together as one JSON array, without progress streaming.
+    json::array responses;
+    for (const auto& item : body.as_array()) {
+      if (auto bad = invalid(item)) {
+        responses.push_back(*bad);
+        continue;
+      }
+      const auto& m = item.as_object();
+      if (!m.contains("id") || !m.contains("method")) continue;  // notification or response
+      RpcOutcome outcome = co_await dispatch(m, nullptr);
+      responses.push_back(answer(m.at("id"), outcome));
+    }
+    if (responses.empty()) co_return Response{202, {}, "", nullptr};
+    co_return Response::json(200, json::serialize(responses));
+  }
+
+  if (auto bad = invalid(body)) co_return Response::json(400, json::serialize(*bad));
+  const auto& m = body.as_object();
+  if (!m.contains("id") || !m.contains("method")) co_return Response{202, {}, "", nullptr};
+
+  bool wants_progress = false;
+  if (m.at("method") == "tools/call") {
+    const json::value* params = m.if_contains("params");
+    if (params && params->is_object()) {
+      const json::value* meta = params->as_object().if_contains("_meta");
+      wants_progress = meta && meta->is_object() && meta->as_object().contains("progressToken");
+    }
+  }
+  if (!(wants_progress && accepts_sse)) {
+    RpcOutcome outcome = co_await dispatch(m, nullptr);
+    co_return Response::json(200, json::serialize(answer(m.at("id"), outcome)));
+  }
+
+  Response response;
+  response.headers.emplace_back("Content-Type", "text/event-stream");
+  response.headers.emplace_back("Mcp-Session-Id", session_id);
+  response.stream = [this, message = m, dispatch,
+                     answer](http::ResponseStream& out) -> awaitable<void> {
+    service_.metrics().sse_streams().Increment();
+    bool open = true;
+    Notify notify = [&](const json::object& notification) -> awaitable<void> {
+      if (open) open = co_await out.write(sse_message(notification));
+    };
+    RpcOutcome outcome = co_await dispatch(message, notify);
+    if (open) co_await out.write(sse_message(answer(message.at("id"), outcome)));
+    service_.metrics().sse_streams().Decrement();
+  };
+  co_return response;
+}
+
+}  // namespace asya::gateway

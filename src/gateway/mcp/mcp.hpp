@@ -1,0 +1,43 @@
+// MCP Streamable HTTP at /mcp (protocol versions 2024-11-05, 2025-03-26, 2025-06-18, 2025-11-25).
+//
+// - POST carries one JSON-RPC message (or, for 2025-03-26 clients, a batch). `initialize` creates
+//   a session (Mcp-Session-Id response header); every later request must send that header:
+//   missing -> 400, unknown or ended -> 404. Notifications and responses get 202.
+// - DELETE ends the session. GET (a server-initiated stream) is not offered: 405.
+// - MCP-Protocol-Version, when sent, must be a supported version (else 400).
+// - Origin, when sent, must be localhost/127.0.0.1/[::1] or listed in ASYA_GATEWAY_ALLOWED_ORIGINS
+//   (else 403), against DNS rebinding.
+// - tools/call answers as an SSE stream with notifications/progress when the request carries
+//   params._meta.progressToken and the client accepts text/event-stream; otherwise as JSON.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <map>
+#include <mutex>
+#include <string>
+
+#include "gateway/api.hpp"
+
+namespace asya::gateway {
+
+class McpEndpoint {
+ public:
+  McpEndpoint(Service& service, const ApiOptions& options);
+  boost::asio::awaitable<http::Response> handle(const http::Request& request);
+
+ private:
+  struct Session {
+    std::string protocol_version;
+  };
+  boost::asio::awaitable<http::Response> post(const http::Request& request);
+  http::Response end_session(const http::Request& request);
+  bool origin_allowed(const std::string& origin) const;
+
+  Service& service_;
+  const ApiOptions& options_;
+  std::mutex mutex_;
+  std::map<std::string, Session> sessions_;
+};
+
+}  // namespace asya::gateway

@@ -1,0 +1,520 @@
+// REST and sidecar endpoints (PROTOCOL §7, §8), authentication and request dispatch.
+#include <boost/json.hpp>
+
+#include "common/log.hpp"
+#include "gateway/api.hpp"
+#include "gateway/mcp/mcp.hpp"
+
+namespace asya::gateway {
+
+namespace json = boost::json;
+namespace asio = boost::asio;
+using asio::awaitable;
+using http::Response;
+
+namespace api {
+
+namespace {
+json::value parse_or_null(const std::string& text) {
+  if (text.empty()) return nullptr;
+  boost::system::error_code ec;
+  json::value v = json::parse(text, ec);
+  return ec ? json::value(nullptr) : v;
+}
+json::array string_array(const std::vector<std::string>& values) {
+  json::array out;
+  for (const auto& v : values) out.emplace_back(v);
+  return out;
+}
+}  // namespace
+
+json::object job_json(const Job& job) {
+  json::object o;
+  o["id"] = job.id;
+  o["tool"] = job.tool;
+  o["status"] = job_status_name(job.status);
+  o["message"] = job.message;
+  if (!job.result_json.empty()) o["result"] = parse_or_null(job.result_json);
+  if (!job.error.empty()) o["error"] = job.error;
+  if (!job.error_details_json.empty()) o["error_details"] = parse_or_null(job.error_details_json);
+  o["progress_percent"] = job.progress_percent;
+  o["current_actor_idx"] = job.current_actor_idx;
+  o["current_actor_name"] =
+      job.current_actor_idx >= 0 && job.current_actor_idx < static_cast<int>(job.actors.size())
+          ? json::value(job.actors[job.current_actor_idx])
+          : json::value(nullptr);
+  o["actors_completed"] = job.actors_completed;
+  o["total_actors"] = job.actors.size();
+  o["route"] = parse_or_null(job.route_json);
+  o["payload"] = parse_or_null(job.payload_json);
+  if (job.branches.size() > 1) {
+    json::array branches;
+    for (const auto& b : job.branches) {
+      json::object branch{{"id", b.id}, {"status", job_status_name(b.status)}};
+      if (!b.parent_id.empty()) branch["parent_id"] = b.parent_id;
+      if (!b.result_json.empty()) branch["result"] = parse_or_null(b.result_json);
+      if (!b.error.empty()) branch["error"] = b.error;
+      branches.push_back(std::move(branch));
+    }
+    o["branches"] = std::move(branches);
+  }
+  o["created_at"] = format_time(job.created_at);
+  o["updated_at"] = format_time(job.updated_at);
+  if (job.deadline) o["deadline"] = format_time(*job.deadline);
+  return o;
+}
+
+json::object update_json(const std::string& job_id, const Update& u) {
+  json::object o;
+  o["id"] = job_id;
+  o["status"] = job_status_name(u.status);
+  o["progress_percent"] = u.progress_percent;
+  o["current_actor_idx"] = u.current_actor_idx;
+  o["envelope_state"] = u.envelope_state;
+  if (!u.envelope_id.empty() && u.envelope_id != job_id) o["envelope_id"] = u.envelope_id;
+  o["actor"] = u.actor;
+  o["actors"] = string_array(u.actors);
+  o["message"] = u.message;
+  if (!u.result_json.empty()) o["result"] = parse_or_null(u.result_json);
+  if (!u.error.empty()) o["error"] = u.error;
+  o["timestamp"] = format_time(u.timestamp);
+  return o;
+}
+
+std::string sse_event(const std::string& job_id, const Update& update) {
+  return "id: " + std::to_string(update.sequence) +
+         "\nevent: update\ndata: " + json::serialize(update_json(job_id, update)) + "\n\n";
+}
+
+json::object error_result(const std::string& message) {
+  return json::object{{"content", json::array{json::object{{"type", "text"}, {"text", message}}}},
+                      {"isError", true}};
+}
+
+json::object call_result(const Job& job) {
+  if (job.status != JobStatus::succeeded) {
+    std::string error =
+        job.error.empty() ? std::string("job ") + job_status_name(job.status) : job.error;
+    json::object result = error_result(error);
+    json::object structured{
+        {"job_id", job.id}, {"status", job_status_name(job.status)}, {"error", error}};
+    if (!job.error_details_json.empty())
+      structured["error_details"] = parse_or_null(job.error_details_json);
+    result["structuredContent"] = std::move(structured);
+    return result;
+  }
+  json::value value = parse_or_null(job.result_json);
+  json::object structured = value.is_object() ? value.as_object() : json::object{{"result", value}};
+  return json::object{
+      {"content", json::array{json::object{{"type", "text"}, {"text", json::serialize(value)}}}},
+      {"structuredContent", std::move(structured)},
+      {"isError", false}};
+}
+
+json::object async_result(const std::string& job_id) {
+  json::object info{{"job_id", job_id},
+                    {"status_url", "/envelopes/" + job_id},
+                    {"stream_url", "/envelopes/" + job_id + "/stream"}};
+  return json::object{
+      {"content", json::array{json::object{{"type", "text"}, {"text", json::serialize(info)}}}},
+      {"structuredContent", info},
+      {"isError", false}};
+}
+
+}  // namespace api
+
+namespace {
+
+bool token_matches(const std::string& header, const std::string& token) {
+  const std::string prefix = "Bearer ";
+  if (header.size() != prefix.size() + token.size() ||
+      header.compare(0, prefix.size(), prefix) != 0)
+    return false;
+  unsigned char diff = 0;  // constant time for equal lengths
+  for (std::size_t i = 0; i < token.size(); ++i) diff |= header[prefix.size() + i] ^ token[i];
+  return diff == 0;
+}
+
+Response method_not_allowed(const std::string& method, const std::string& path,
+                            const std::string& allow) {
+  Response r = Response::error(
+      405, "method " + method + " not allowed on " + path + " (allowed: " + allow + ")");
+  r.headers.emplace_back("Allow", allow);
+  return r;
+}
+
+// Parses a JSON object body; on failure sets `error` to a 400 response.
+std::optional<json::object> parse_body(const std::string& body, Response& error) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) {
+    error = Response::error(400, "body is not valid JSON: " + ec.message());
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    error = Response::error(400,
+                            "body must be a JSON object, got " + json::serialize(v).substr(0, 100));
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
+
+std::vector<std::string> split_path(const std::string& path) {
+  std::vector<std::string> parts;
+  std::size_t pos = 1;
+  while (pos <= path.size()) {
+    std::size_t end = path.find('/', pos);
+    if (end == std::string::npos) end = path.size();
+    parts.push_back(path.substr(pos, end - pos));
+    pos = end + 1;
+  }
+  while (!parts.empty() && parts.back().empty()) parts.pop_back();
+  return parts;
+}
+
+}  // namespace
+
+Api::Api(Service& service, ApiOptions options)
+    : service_(service),
+      options_(std::move(options)),
+      mcp_(std::make_unique<McpEndpoint>(service, options_)) {}
+
+Api::~Api() = default;
+
+awaitable<Response> Api::handle(http::Request request) {
+  Response response = co_await route(request);
+  service_.metrics().http_request(request.method, response.status);
+  if (response.status >= 500) {
+    spdlog::error("gateway: {} {} -> {}", request.method, request.path, response.status);
+  }
+  co_return response;
+}
+
+awaitable<Response> Api::route(const http::Request& request) {
+  const std::string& method = request.method;
+  const std::string& path = request.path;
+  if (path == "/healthz") {
+    co_return method == "GET" ? Response::json(200, R"({"status":"ok"})")
+                              : method_not_allowed(method, path, "GET");
+  }
+  if (path == "/readyz") {
+    if (method != "GET") co_return method_not_allowed(method, path, "GET");
+    std::string problem = co_await service_.readiness();
+    if (!problem.empty()) co_return Response::error(503, problem);
+    co_return Response::json(200, R"({"status":"ready"})");
+  }
+  if (path == "/metrics") {
+    if (method != "GET") co_return method_not_allowed(method, path, "GET");
+    Response r;
+    r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+    r.body = service_.metrics().serialize();
+    co_return r;
+  }
+
+  auto parts = split_path(path);
+  bool sidecar_endpoint = parts.size() >= 1 && parts[0] == "envelopes" && method == "POST";
+  const std::string& token = sidecar_endpoint ? options_.internal_token : options_.token;
+  if (!token.empty() && !token_matches(request.header("Authorization"), token)) {
+    Response r = Response::error(
+        401, std::string("missing or wrong bearer token: send `Authorization: Bearer <") +
+                 (sidecar_endpoint ? "ASYA_GATEWAY_INTERNAL_TOKEN" : "ASYA_GATEWAY_TOKEN") + ">`");
+    r.headers.emplace_back("WWW-Authenticate", "Bearer");
+    co_return r;
+  }
+
+  if (path == "/mcp") co_return co_await mcp_->handle(request);
+  if (path == "/tools") {
+    co_return method == "GET" ? list_tools() : method_not_allowed(method, path, "GET");
+  }
+  if (path == "/tools/call") {
+    if (method != "POST") co_return method_not_allowed(method, path, "POST");
+    co_return co_await call_tool_rest(request);
+  }
+  if (parts.size() == 1 && parts[0] == "envelopes") {
+    if (method != "POST") co_return method_not_allowed(method, path, "POST");
+    co_return co_await add_branch(request);
+  }
+  if (parts.size() == 2 && parts[0] == "envelopes") {
+    if (method != "GET") co_return method_not_allowed(method, path, "GET");
+    co_return co_await get_envelope(parts[1]);
+  }
+  if (parts.size() == 3 && parts[0] == "envelopes") {
+    const std::string& id = parts[1];
+    const std::string& action = parts[2];
+    if (action == "stream") {
+      if (method != "GET") co_return method_not_allowed(method, path, "GET");
+      co_return co_await stream_envelope(request, id);
+    }
+    if (action == "active") {
+      if (method != "GET") co_return method_not_allowed(method, path, "GET");
+      co_return co_await envelope_active(id);
+    }
+    if (action == "progress") {
+      if (method != "POST") co_return method_not_allowed(method, path, "POST");
+      co_return co_await report_progress(request, id);
+    }
+    if (action == "final") {
+      if (method != "POST") co_return method_not_allowed(method, path, "POST");
+      co_return co_await report_final(request, id);
+    }
+  }
+  co_return Response::error(404, "no such endpoint: " + method + " " + path);
+}
+
+Response Api::list_tools() {
+  json::array tools;
+  for (const auto& tool : service_.tools().tools) {
+    tools.push_back(json::object{{"name", tool.name},
+                                 {"description", tool.description},
+                                 {"inputSchema", input_schema(tool)}});
+  }
+  return Response::json(200, json::serialize(tools));
+}
+
+awaitable<Response> Api::call_tool_rest(const http::Request& request) {
+  Response error;
+  auto body = parse_body(request.body, error);
+  if (!body) co_return error;
+  const json::value* name = body->if_contains("name");
+  if (!name || !name->is_string())
+    co_return Response::error(400, "body needs \"name\": the tool name as a string");
+  const Tool* tool = service_.tools().find(name->as_string());
+  if (!tool)
+    co_return Response::error(
+        404, "unknown tool \"" + std::string(name->as_string()) + "\" (GET /tools lists them)");
+  json::object arguments;
+  if (const json::value* args = body->if_contains("arguments"); args && !args->is_null()) {
+    if (!args->is_object()) co_return Response::error(400, "\"arguments\" must be a JSON object");
+    arguments = args->as_object();
+  }
+  auto valid = validate_arguments(*tool, arguments);
+  if (!valid.ok()) {
+    service_.metrics().tool_call(tool->name, "invalid", 0);
+    co_return Response::error(400, valid.error().message);
+  }
+  auto started_at = std::chrono::steady_clock::now();
+  auto started = co_await service_.start_call(*tool, valid.value());
+  if (!started.ok())
+    co_return Response::json(200, json::serialize(api::error_result(started.error().message)));
+  if (tool->async)
+    co_return Response::json(200, json::serialize(api::async_result(started.value())));
+  auto job = co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, nullptr);
+  if (!job)
+    co_return Response::error(500, "job " + started.value() + " disappeared from the job store");
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
+  service_.metrics().tool_call(tool->name, job_status_name(job->status), seconds);
+  co_return Response::json(200, json::serialize(api::call_result(*job)));
+}
+
+awaitable<Response> Api::get_envelope(const std::string& id) {
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(
+      [this, id] { return service_.store().get(id); });
+  if (!job.ok()) co_return Response::error(503, job.error().message);
+  if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
+  co_return Response::json(200, json::serialize(api::job_json(*job.value())));
+}
+
+awaitable<Response> Api::envelope_active(const std::string& id) {
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(
+      [this, id] { return service_.store().get(id); });
+  if (!job.ok()) co_return Response::error(503, job.error().message);
+  if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
+  if (is_final(job.value()->status)) co_return Response::json(410, R"({"active":false})");
+  co_return Response::json(200, R"({"active":true})");
+}
+
+awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id) {
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(
+      [this, id] { return service_.store().get(id); });
+  if (!job.ok()) co_return Response::error(503, job.error().message);
+  if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
+  std::int64_t after = 0;
+  std::string last_event_id = request.header("Last-Event-ID");
+  if (!last_event_id.empty()) {
+    try {
+      after = std::stoll(last_event_id);
+    } catch (...) {
+      co_return Response::error(
+          400, "Last-Event-ID must be an event id (a number), got \"" + last_event_id + "\"");
+    }
+  }
+  std::string job_id = job.value()->id;
+  Response response;
+  response.headers.emplace_back("Content-Type", "text/event-stream");
+  response.headers.emplace_back("X-Accel-Buffering", "no");
+  response.stream = [this, job_id, after](http::ResponseStream& out) -> awaitable<void> {
+    service_.metrics().sse_streams().Increment();
+    struct Decrement {
+      Metrics& m;
+      ~Decrement() { m.sse_streams().Decrement(); }
+    } decrement{service_.metrics()};
+    auto subscription = service_.notifier().subscribe(job_id);
+    std::int64_t last = after;
+    auto last_write = std::chrono::steady_clock::now();
+    for (;;) {
+      auto updates = co_await service_.blocking<Result<std::vector<Update>>>(
+          [this, job_id, last] { return service_.store().updates(job_id, last); });
+      if (updates.ok()) {
+        bool final = false;
+        for (const auto& update : updates.value()) {
+          last = update.sequence;
+          if (!co_await out.write(api::sse_event(job_id, update))) co_return;
+          last_write = std::chrono::steady_clock::now();
+          if (is_final(update.status)) final = true;
+        }
+        if (final) co_return;
+      }
+      auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - last_write);
+      if (since >= options_.keepalive) {
+        if (!co_await out.write(": keepalive\n\n")) co_return;
+        last_write = std::chrono::steady_clock::now();
+        since = std::chrono::milliseconds(0);
+      }
+      co_await subscription->wait(std::min(service_.poll_interval(), options_.keepalive - since));
+    }
+  };
+  co_return response;
+}
+
+awaitable<Response> Api::report_progress(const http::Request& request, const std::string& id) {
+  Response error;
+  auto body = parse_body(request.body, error);
+  if (!body) co_return error;
+  ProgressReport report;
+  report.envelope_id = id;
+  const json::value* status = body->if_contains("status");
+  if (!status || !status->is_string() ||
+      (status->as_string() != "received" && status->as_string() != "processing" &&
+       status->as_string() != "completed")) {
+    co_return Response::error(
+        400, "\"status\" must be \"received\", \"processing\" or \"completed\", got " +
+                 (status ? json::serialize(*status) : std::string("nothing")));
+  }
+  report.state = status->as_string();
+  const json::value* index = body->if_contains("current_actor_idx");
+  if (!index || !index->is_int64() || index->as_int64() < 0) {
+    co_return Response::error(400, "\"current_actor_idx\" must be a non-negative integer, got " +
+                                       (index ? json::serialize(*index) : std::string("nothing")));
+  }
+  report.current_actor_idx = static_cast<int>(index->as_int64());
+  if (const json::value* actors = body->if_contains("actors"); actors && !actors->is_null()) {
+    if (!actors->is_array())
+      co_return Response::error(400, "\"actors\" must be an array of actor names");
+    for (const auto& a : actors->as_array()) {
+      if (!a.is_string())
+        co_return Response::error(400, "\"actors\" must be an array of actor names");
+      report.actors.emplace_back(a.as_string());
+    }
+  }
+  if (const json::value* message = body->if_contains("message"); message && message->is_string()) {
+    report.message = message->as_string();
+  }
+  service_.metrics().report("progress");
+  auto result = co_await service_.blocking<Result<ChangeResult>>(
+      [this, report] { return service_.store().progress(report); });
+  if (!result.ok()) co_return Response::error(503, result.error().message);
+  if (result.value().outcome == Outcome::not_found)
+    co_return Response::error(404, "no job knows envelope \"" + id + "\"");
+  if (result.value().outcome == Outcome::applied) service_.notifier().notify(result.value().job_id);
+  json::object answer{{"status", "ok"}, {"progress_percent", result.value().progress_percent}};
+  if (result.value().outcome == Outcome::ignored) answer["ignored"] = true;
+  co_return Response::json(200, json::serialize(answer));
+}
+
+awaitable<Response> Api::report_final(const http::Request& request, const std::string& id) {
+  Response error;
+  auto body = parse_body(request.body, error);
+  if (!body) co_return error;
+  FinalReport report;
+  report.envelope_id = id;
+  const json::value* status = body->if_contains("status");
+  if (!status || !status->is_string() ||
+      (status->as_string() != "succeeded" && status->as_string() != "failed")) {
+    co_return Response::error(400,
+                              "\"status\" must be \"succeeded\" or \"failed\", got " +
+                                  (status ? json::serialize(*status) : std::string("nothing")));
+  }
+  report.status = status->as_string() == "succeeded" ? JobStatus::succeeded : JobStatus::failed;
+  if (const json::value* result = body->if_contains("result"))
+    report.result_json = json::serialize(*result);
+  if (const json::value* e = body->if_contains("error"); e && !e->is_null()) {
+    report.error = e->is_string() ? std::string(e->as_string()) : json::serialize(*e);
+  }
+  if (const json::value* details = body->if_contains("error_details");
+      details && !details->is_null()) {
+    report.error_details_json = json::serialize(*details);
+    if (report.error.empty() && details->is_object()) {
+      if (const json::value* m = details->as_object().if_contains("message"); m && m->is_string()) {
+        report.error = m->as_string();
+      }
+    }
+  }
+  if (const json::value* index = body->if_contains("current_actor_idx");
+      index && index->is_int64()) {
+    report.current_actor_idx = static_cast<int>(index->as_int64());
+  }
+  service_.metrics().report("final");
+  auto result = co_await service_.blocking<Result<ChangeResult>>(
+      [this, report] { return service_.store().finish(report); });
+  if (!result.ok()) co_return Response::error(503, result.error().message);
+  switch (result.value().outcome) {
+    case Outcome::not_found:
+      co_return Response::error(404, "no job knows envelope \"" + id + "\"");
+    case Outcome::conflict:
+      co_return Response::error(409, "envelope \"" + id +
+                                         "\" is already final with a different status; a final "
+                                         "status never changes");
+    case Outcome::applied:
+      service_.notifier().notify(result.value().job_id);
+      break;
+    default:
+      break;
+  }
+  co_return Response::json(200, R"({"status":"ok"})");
+}
+
+awaitable<Response> Api::add_branch(const http::Request& request) {
+  Response error;
+  auto body = parse_body(request.body, error);
+  if (!body) co_return error;
+  BranchReport report;
+  const json::value* id = body->if_contains("id");
+  const json::value* parent = body->if_contains("parent_id");
+  if (!id || !id->is_string() || id->as_string().empty())
+    co_return Response::error(400, "\"id\" must be a non-empty string");
+  if (!parent || !parent->is_string() || parent->as_string().empty()) {
+    co_return Response::error(400, "\"parent_id\" must be a non-empty string");
+  }
+  report.id = id->as_string();
+  report.parent_id = parent->as_string();
+  if (const json::value* actors = body->if_contains("actors"); actors && actors->is_array()) {
+    for (const auto& a : actors->as_array()) {
+      if (a.is_string()) report.actors.emplace_back(a.as_string());
+    }
+  }
+  if (const json::value* current = body->if_contains("current"); current && current->is_int64()) {
+    report.current = static_cast<int>(current->as_int64());
+  }
+  service_.metrics().report("branch");
+  auto result = co_await service_.blocking<Result<ChangeResult>>(
+      [this, report] { return service_.store().add_branch(report); });
+  if (!result.ok()) co_return Response::error(503, result.error().message);
+  json::object answer{{"id", report.id}};
+  switch (result.value().outcome) {
+    case Outcome::not_found:
+      co_return Response::error(404, "no job knows parent envelope \"" + report.parent_id + "\"");
+    case Outcome::ignored:
+      co_return Response::error(409, "the job of \"" + report.parent_id + "\" is already final");
+    case Outcome::duplicate:
+      answer["status"] = "exists";
+      co_return Response::json(200, json::serialize(answer));
+    default:
+      service_.notifier().notify(result.value().job_id);
+      answer["status"] = "created";
+      co_return Response::json(201, json::serialize(answer));
+  }
+}
+
+}  // namespace asya::gateway

@@ -1,0 +1,242 @@
+#include "gateway/service.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/json.hpp>
+
+#include <random>
+
+#include "common/log.hpp"
+
+namespace asya::gateway {
+
+namespace asio = boost::asio;
+namespace json = boost::json;
+using asio::awaitable;
+using asio::use_awaitable;
+
+namespace {
+
+std::string random_hex(std::size_t digits) {
+  thread_local std::mt19937_64 engine{std::random_device{}()};
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  out.reserve(digits);
+  while (out.size() < digits) {
+    std::uint64_t bits = engine();
+    for (int i = 0; i < 16 && out.size() < digits; ++i, bits >>= 4) out.push_back(hex[bits & 0xf]);
+  }
+  return out;
+}
+
+}  // namespace
+
+std::string new_uuid() {
+  std::string h = random_hex(32);
+  h[12] = '4';
+  h[16] = "89ab"[h[16] % 4];
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
+std::string new_traceparent() {
+  std::string trace = random_hex(32);
+  std::string span = random_hex(16);
+  if (trace.find_first_not_of('0') == std::string::npos)
+    trace[0] = '1';  // all-zero ids are invalid
+  if (span.find_first_not_of('0') == std::string::npos) span[0] = '1';
+  return "00-" + trace + "-" + span + "-01";
+}
+
+// ---- Notifier ----
+
+Notifier::Subscription::Subscription(Notifier& owner, std::string job_id)
+    : owner_(owner), job_id_(std::move(job_id)), timer_(owner.io_) {}
+
+Notifier::Subscription::~Subscription() {
+  std::lock_guard lock(owner_.mutex_);
+  auto range = owner_.subscribers_.equal_range(job_id_);
+  for (auto it = range.first; it != range.second; ++it) {
+    if (it->second == this) {
+      owner_.subscribers_.erase(it);
+      break;
+    }
+  }
+}
+
+awaitable<void> Notifier::Subscription::wait(std::chrono::milliseconds at_most) {
+  if (notified_) {
+    notified_ = false;
+    co_return;
+  }
+  timer_.expires_after(at_most);
+  co_await timer_.async_wait(asio::as_tuple(use_awaitable));
+  notified_ = false;
+}
+
+std::unique_ptr<Notifier::Subscription> Notifier::subscribe(const std::string& job_id) {
+  std::unique_ptr<Subscription> subscription(new Subscription(*this, job_id));
+  std::lock_guard lock(mutex_);
+  subscribers_.emplace(job_id, subscription.get());
+  return subscription;
+}
+
+void Notifier::notify(const std::string& job_id) {
+  // Runs on the io thread so that `notified_` and the timer are only touched there; the
+  // subscription is looked up again in case it ended meanwhile.
+  asio::post(io_, [this, job_id] {
+    std::lock_guard lock(mutex_);
+    auto range = subscribers_.equal_range(job_id);
+    for (auto it = range.first; it != range.second; ++it) {
+      it->second->notified_ = true;
+      it->second->timer_.cancel();
+    }
+  });
+}
+
+// ---- Service ----
+
+Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools,
+                 std::unique_ptr<JobStore> store, std::unique_ptr<transport::Transport> transport,
+                 Metrics& metrics)
+    : io_(io),
+      options_(std::move(options)),
+      tools_(std::move(tools)),
+      store_(std::move(store)),
+      transport_(std::move(transport)),
+      metrics_(metrics),
+      notifier_(io),
+      pool_(options_.blocking_threads),
+      sweep_timer_(io) {}
+
+Service::~Service() {
+  stop();
+}
+
+void Service::start() {
+  for (const auto& tool : tools_.tools) {
+    std::string queue = options_.queue_prefix + tool.actors.front();
+    Status ensured = transport_->ensure_queue(queue);
+    if (!ensured.ok())
+      spdlog::warn("gateway: cannot ensure queue {}: {}", queue, ensured.message());
+  }
+  asio::co_spawn(io_, sweep_loop(), asio::detached);
+}
+
+void Service::stop() {
+  if (stopped_) return;
+  stopped_ = true;
+  sweep_timer_.cancel();
+  pool_.join();
+}
+
+awaitable<void> Service::sweep_loop() {
+  while (!stopped_) {
+    sweep_timer_.expires_after(options_.sweep_interval);
+    co_await sweep_timer_.async_wait(asio::as_tuple(use_awaitable));
+    if (stopped_) break;
+    auto expired = co_await blocking<Result<std::vector<std::string>>>(
+        [this] { return store_->expire(Clock::now()); });
+    if (!expired.ok()) {
+      spdlog::warn("gateway: deadline sweep failed: {}", expired.error().message);
+      continue;
+    }
+    for (const auto& id : expired.value()) {
+      spdlog::info("gateway: job {} timed out", id);
+      notifier_.notify(id);
+    }
+  }
+}
+
+awaitable<Result<std::string>> Service::start_call(const Tool& tool,
+                                                   const json::object& arguments) {
+  std::string id = new_uuid();
+  auto now = Clock::now();
+  auto deadline = now + tool.timeout;
+
+  json::object metadata = tool.metadata;
+  metadata["job_id"] = id;
+  metadata["tool"] = tool.name;
+  json::array actors;
+  for (const auto& actor : tool.actors) actors.emplace_back(actor);
+  json::object route{{"actors", actors}, {"current", 0}, {"metadata", metadata}};
+  json::object envelope{{"id", id},
+                        {"route", route},
+                        {"headers", json::object{{"traceparent", new_traceparent()}}},
+                        {"deadline", format_time(deadline)},
+                        {"payload", arguments}};
+  std::string body = json::serialize(envelope);
+  NewJob job{id,      tool.name, tool.actors, json::serialize(route), json::serialize(arguments),
+             deadline};
+  std::string queue = options_.queue_prefix + tool.actors.front();
+
+  Status published = co_await blocking<Status>([this, job, body, queue]() -> Status {
+    Status created = store_->create(job);
+    if (!created.ok()) return Error{"job store: " + created.message()};
+    Status sent = transport_->send(queue, body);
+    if (!sent.ok()) {
+      std::string error = "publishing to " + queue + " failed: " + sent.message();
+      (void)store_->fail(job.id, error);
+      return Error{error};
+    }
+    return Status::Ok();
+  });
+  if (!published.ok()) {
+    notifier_.notify(id);
+    spdlog::error("gateway: tool {} call {} failed: {}", tool.name, id, published.message());
+    co_return published.error();
+  }
+  metrics_.tool_call(tool.name, "started", 0);
+  co_return id;
+}
+
+awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
+                                                  std::optional<Clock::time_point> deadline,
+                                                  UpdateCallback on_update) {
+  auto subscription = notifier_.subscribe(job_id);
+  std::int64_t last = 0;
+  for (;;) {
+    auto updates = co_await blocking<Result<std::vector<Update>>>(
+        [this, job_id, last] { return store_->updates(job_id, last); });
+    if (!updates.ok()) {
+      spdlog::warn("gateway: reading updates of {} failed: {}", job_id, updates.error().message);
+    } else {
+      bool final = false;
+      for (const auto& update : updates.value()) {
+        last = update.sequence;
+        if (on_update) co_await on_update(update);
+        if (is_final(update.status)) final = true;
+      }
+      if (final || (last == 0 && updates.value().empty())) {
+        auto job = co_await blocking<Result<std::optional<Job>>>(
+            [this, job_id] { return store_->get(job_id); });
+        if (!job.ok()) co_return std::nullopt;
+        if (!job.value() || is_final(job.value()->status)) co_return job.value();
+      }
+    }
+    auto wait = options_.poll_interval;
+    if (deadline) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
+      if (left <= std::chrono::milliseconds(0)) {
+        co_await blocking<Result<ChangeResult>>(
+            [this, job_id] { return store_->fail(job_id, "timed out"); });
+        continue;  // the next read returns the final update
+      }
+      wait = std::min(wait, left + std::chrono::milliseconds(1));
+    }
+    co_await subscription->wait(wait);
+  }
+}
+
+awaitable<std::string> Service::readiness() {
+  co_return co_await blocking<std::string>([this]() -> std::string {
+    Status store = store_->ping();
+    if (!store.ok()) return "job store not reachable: " + store.message();
+    auto stats = transport_->list_queues();
+    if (!stats.ok()) return "transport not reachable: " + stats.error().message;
+    return "";
+  });
+}
+
+}  // namespace asya::gateway

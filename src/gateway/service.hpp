@@ -1,0 +1,136 @@
+// The gateway's core, independent of HTTP: starts tool calls (job + envelope + publish), applies
+// sidecar reports, wakes waiters when a job changes, and expires jobs past their deadline.
+// Blocking work (job store, transport) runs on a small thread pool, never on the event loop.
+//
+// Threading: every coroutine here runs on the single-threaded io_context given to the
+// constructor; blocking calls hop to the pool and back.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <boost/json/object.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "common/result.hpp"
+#include "gateway/config/tools_config.hpp"
+#include "gateway/metrics.hpp"
+#include "gateway/store/job_store.hpp"
+#include "transport/transport.hpp"
+
+namespace asya::gateway {
+
+struct ServiceOptions {
+  std::string queue_prefix = "asya-";
+  std::chrono::milliseconds poll_interval{
+      std::chrono::seconds(2)};  // re-read the store without a wake-up
+  std::chrono::milliseconds sweep_interval{std::chrono::seconds(1)};  // deadline checks
+  std::size_t blocking_threads = 4;
+};
+
+// Wakes coroutines waiting for changes of a job. Thread-safe.
+class Notifier {
+ public:
+  explicit Notifier(boost::asio::io_context& io) : io_(io) {}
+
+  class Subscription {
+   public:
+    ~Subscription();
+    // Returns when the job changed since the last wait, or after `at_most`.
+    boost::asio::awaitable<void> wait(std::chrono::milliseconds at_most);
+
+   private:
+    friend class Notifier;
+    Subscription(Notifier& owner, std::string job_id);
+    Notifier& owner_;
+    std::string job_id_;
+    boost::asio::steady_timer timer_;
+    bool notified_ = false;
+  };
+
+  std::unique_ptr<Subscription> subscribe(const std::string& job_id);
+  // Wakes every subscriber of the job. May be called from any thread.
+  void notify(const std::string& job_id);
+
+ private:
+  boost::asio::io_context& io_;
+  std::mutex mutex_;
+  std::unordered_multimap<std::string, Subscription*> subscribers_;
+};
+
+struct CallStarted {
+  std::string job_id;
+  const Tool* tool = nullptr;
+};
+
+class Service {
+ public:
+  Service(boost::asio::io_context& io, ServiceOptions options, ToolsConfig tools,
+          std::unique_ptr<JobStore> store, std::unique_ptr<transport::Transport> transport,
+          Metrics& metrics);
+  ~Service();
+
+  const ToolsConfig& tools() const { return tools_; }
+  JobStore& store() { return *store_; }
+  Metrics& metrics() { return metrics_; }
+  Notifier& notifier() { return notifier_; }
+
+  // Starts the deadline sweeper.
+  void start();
+  // Stops the sweeper and the pool (waits for running blocking calls).
+  void stop();
+
+  // Runs `work` on the blocking pool and resumes on the io_context with its result.
+  template <class T>
+  boost::asio::awaitable<T> blocking(std::function<T()> work);
+
+  // Creates the job and publishes the envelope for an already validated call. `arguments` are
+  // the validated arguments (the payload). Error when the store or the publish failed (the job,
+  // if created, is then failed with that error).
+  boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool,
+                                                         const boost::json::object& arguments);
+
+  // Waits until the job is final or `deadline` passed (then fails it with "timed out"), calling
+  // `on_update` for each update after `after_sequence` in order. Returns the final job (nullopt
+  // for an unknown id).
+  using UpdateCallback = std::function<boost::asio::awaitable<void>(const Update&)>;
+  boost::asio::awaitable<std::optional<Job>> wait_final(const std::string& job_id,
+                                                        std::optional<Clock::time_point> deadline,
+                                                        UpdateCallback on_update);
+
+  // Readiness: store and transport reachable ("" when ready, else what is wrong).
+  boost::asio::awaitable<std::string> readiness();
+
+  std::chrono::milliseconds poll_interval() const { return options_.poll_interval; }
+
+ private:
+  boost::asio::awaitable<void> sweep_loop();
+
+  boost::asio::io_context& io_;
+  ServiceOptions options_;
+  ToolsConfig tools_;
+  std::unique_ptr<JobStore> store_;
+  std::unique_ptr<transport::Transport> transport_;
+  Metrics& metrics_;
+  Notifier notifier_;
+  boost::asio::thread_pool pool_;
+  boost::asio::steady_timer sweep_timer_;
+  bool stopped_ = false;
+};
+
+// A random UUID v4 ("5e6fdb2d-1d6b-4e91-baef-73e825434e7b").
+std::string new_uuid();
+// A new W3C traceparent ("00-<32 hex>-<16 hex>-01").
+std::string new_traceparent();
+
+}  // namespace asya::gateway
+
+#include "gateway/service_impl.hpp"
