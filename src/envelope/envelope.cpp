@@ -1,7 +1,6 @@
 #include "envelope/envelope.hpp"
 
 #include <charconv>
-#include <cstdio>
 #include <limits>
 
 #include "envelope/json_detail.hpp"
@@ -66,7 +65,7 @@ Status parse_into(std::string_view body, Envelope& envelope) {
   if (auto error = document.get_object().get(object)) return not_json(error);
 
   unsigned seen = 0;
-  std::vector<std::string_view> unknown_keys;
+  detail::KeySet unknown_keys;
   for (auto field_result : object) {
     ondemand::field field;
     if (auto error = std::move(field_result).get(field)) return not_json(error);
@@ -125,7 +124,8 @@ Status parse_into(std::string_view body, Envelope& envelope) {
       case kRoute: {
         detail::Route route;
         simdjson::error_code syntax_error;
-        Status status = detail::parse_route(value, padded, "route", route, syntax_error);
+        Status status =
+            detail::parse_route(value, padded, detail::RouteContext{}, route, syntax_error);
         if (syntax_error) return not_json(syntax_error);
         if (!status.ok()) return status;
         envelope.actors = std::move(route.actors);
@@ -154,7 +154,7 @@ Status parse_into(std::string_view body, Envelope& envelope) {
       default: {
         std::string_view raw;
         if (auto error = raw_value(value, raw)) return not_json(error);
-        unknown_keys.push_back(key);
+        unknown_keys.add(key);
         envelope.unknown_fields.emplace_back(padded.map(key_raw), padded.map(raw));
       }
     }
@@ -166,7 +166,7 @@ Status parse_into(std::string_view body, Envelope& envelope) {
                  std::to_string(padded.offset_of(trailing)) + ")"};
   }
   std::string_view duplicate;
-  if (detail::find_duplicate(unknown_keys, duplicate)) {
+  if (unknown_keys.find_duplicate(duplicate)) {
     return Error{std::string(duplicate) + ": duplicate key (each field may appear only once)"};
   }
   if (!(seen & kId)) return Error{"id: missing (" + std::string(kIdExpected) + ")"};
@@ -286,12 +286,19 @@ std::string format_rfc3339(std::chrono::system_clock::time_point when) {
   const auto days_part = floor<days>(millis);
   const year_month_day date{days_part};
   const hh_mm_ss<milliseconds> time{millis - days_part};
-  char text[40];
-  std::snprintf(text, sizeof(text), "%04d-%02u-%02uT%02d:%02d:%02d.%03dZ", int(date.year()),
-                unsigned(date.month()), unsigned(date.day()), int(time.hours().count()),
-                int(time.minutes().count()), int(time.seconds().count()),
-                int(time.subseconds().count()));
-  return text;
+  // Hand-formatted: this runs for every error-chain entry and snprintf is comparatively slow.
+  char text[] = "0000-00-00T00:00:00.000Z";
+  auto put = [&text](std::size_t at, unsigned value, std::size_t digits) {
+    for (std::size_t i = digits; i-- > 0; value /= 10) text[at + i] = char('0' + value % 10);
+  };
+  put(0, static_cast<unsigned>(int(date.year())), 4);
+  put(5, unsigned(date.month()), 2);
+  put(8, unsigned(date.day()), 2);
+  put(11, static_cast<unsigned>(time.hours().count()), 2);
+  put(14, static_cast<unsigned>(time.minutes().count()), 2);
+  put(17, static_cast<unsigned>(time.seconds().count()), 2);
+  put(20, static_cast<unsigned>(time.subseconds().count()), 3);
+  return std::string(text, sizeof(text) - 1);
 }
 
 bool deadline_passed(const Envelope& envelope, std::chrono::system_clock::time_point now) {

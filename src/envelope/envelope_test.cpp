@@ -253,6 +253,11 @@ TEST(ParseErrors, DuplicateKeys) {
             "payload: duplicate key (each field may appear only once)");
   EXPECT_EQ(ErrorOf(Body(R"("x":1,"y":2,"x":3)")),
             "x: duplicate key (each field may appear only once)");
+  std::string many;  // more keys than the duplicate check keeps inline
+  for (int i = 0; i < 20; ++i) many += "\"k" + std::to_string(i) + "\":1,";
+  EXPECT_TRUE(parse(Body(many + R"("k20":1)")).ok());
+  EXPECT_EQ(ErrorOf(Body(many + R"("k7":2)")),
+            "k7: duplicate key (each field may appear only once)");
   EXPECT_EQ(ErrorOf(Body("", R"({"actors":["a"],"current":0,"current":1})")),
             "route.current: duplicate key (each field may appear only once)");
 }

@@ -170,18 +170,36 @@ std::string invalid_json_message(std::string_view subject, simdjson::error_code 
   return message;
 }
 
-bool find_duplicate(std::vector<std::string_view>& keys, std::string_view& duplicate) {
-  if (keys.size() < 2) return false;
-  std::sort(keys.begin(), keys.end());
-  auto it = std::adjacent_find(keys.begin(), keys.end());
-  if (it == keys.end()) return false;
+bool KeySet::find_duplicate(std::string_view& duplicate) {
+  if (overflow_.empty()) {
+    for (std::size_t i = 1; i < count_; ++i) {
+      for (std::size_t j = 0; j < i; ++j) {
+        if (inline_[i] == inline_[j]) {
+          duplicate = inline_[i];
+          return true;
+        }
+      }
+    }
+    return false;
+  }
+  // Many keys: sort instead of comparing every pair.
+  overflow_.insert(overflow_.end(), inline_.begin(), inline_.begin() + count_);
+  count_ = 0;
+  std::sort(overflow_.begin(), overflow_.end());
+  auto it = std::adjacent_find(overflow_.begin(), overflow_.end());
+  if (it == overflow_.end()) return false;
   duplicate = *it;
   return true;
 }
 
+std::string RouteContext::str() const {
+  if (element == kEnvelope) return "route";
+  return "response element " + std::to_string(element) + ": route";
+}
+
 namespace {
 
-std::string field_name(std::string_view context, std::string_view field) {
+std::string field_name(const std::string& context, std::string_view field) {
   std::string name(context);
   name += '.';
   name += field;
@@ -189,9 +207,9 @@ std::string field_name(std::string_view context, std::string_view field) {
 }
 
 Status syntax(simdjson::error_code error, simdjson::error_code& syntax_error,
-              std::string_view context) {
+              const std::string& context) {
   syntax_error = error;
-  return Error{std::string(context) + ": " + simdjson::error_message(error)};
+  return Error{context + ": " + simdjson::error_message(error)};
 }
 
 constexpr std::string_view kActorsExpected =
@@ -200,9 +218,14 @@ constexpr std::string_view kActorsExpected =
 
 }  // namespace
 
-Status parse_route(ondemand::value& value, const PaddedText& padded, std::string_view context,
+Status parse_route(ondemand::value& value, const PaddedText& padded, RouteContext where,
                    Route& route, simdjson::error_code& syntax_error) {
   syntax_error = simdjson::SUCCESS;
+  // Built lazily: only error paths need the text.
+  struct LazyContext {
+    RouteContext where;
+    operator std::string() const { return where.str(); }
+  } context{where};
   ondemand::json_type type;
   if (auto error = value.type().get(type)) return syntax(error, syntax_error, context);
   if (type != ondemand::json_type::object) {
@@ -215,7 +238,7 @@ Status parse_route(ondemand::value& value, const PaddedText& padded, std::string
   ondemand::object object;
   if (auto error = value.get_object().get(object)) return syntax(error, syntax_error, context);
 
-  std::vector<std::string_view> keys;
+  KeySet keys;
   bool have_actors = false;
   std::string_view current_raw;
   route.actors.clear();
@@ -228,7 +251,7 @@ Status parse_route(ondemand::value& value, const PaddedText& padded, std::string
     }
     std::string_view key;
     if (auto error = field.unescaped_key().get(key)) return syntax(error, syntax_error, context);
-    keys.push_back(key);
+    keys.add(key);
     ondemand::value& field_value = field.value();
     if (key == "actors") {
       have_actors = true;
@@ -252,7 +275,9 @@ Status parse_route(ondemand::value& value, const PaddedText& padded, std::string
         if (auto error = std::move(element_result).get(element)) {
           return syntax(error, syntax_error, context);
         }
-        std::string where = field_name(context, "actors") + "[" + std::to_string(index) + "]";
+        auto element_name = [&] {
+          return field_name(context, "actors") + "[" + std::to_string(index) + "]";
+        };
         ondemand::json_type element_type;
         if (auto error = element.type().get(element_type)) {
           return syntax(error, syntax_error, context);
@@ -265,13 +290,13 @@ Status parse_route(ondemand::value& value, const PaddedText& padded, std::string
           return syntax(error, syntax_error, context);
         }
         if (element_type != ondemand::json_type::string || !valid_actor_name(name)) {
-          return Error{where +
+          return Error{element_name() +
                        ": expected an actor name ([a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 "
                        "chars), got " +
                        describe(raw)};
         }
         if (name == "happy-end" || name == "error-end") {
-          return Error{where + ": \"" + std::string(name) +
+          return Error{element_name() + ": \"" + std::string(name) +
                        "\" is an end actor; routes never list happy-end or error-end (the "
                        "sidecar sends finished envelopes there itself)"};
         }
@@ -307,7 +332,7 @@ Status parse_route(ondemand::value& value, const PaddedText& padded, std::string
       padded.map(trim_right(std::string_view(start, static_cast<std::size_t>(end - start))));
 
   std::string_view duplicate;
-  if (find_duplicate(keys, duplicate)) {
+  if (keys.find_duplicate(duplicate)) {
     return Error{field_name(context, duplicate) +
                  ": duplicate key (each field may appear only once)"};
   }
@@ -355,7 +380,8 @@ std::size_t utf8_sequence_length(std::string_view text, std::size_t i) {
 
 void append_json_string(std::string& out, std::string_view text) {
   static constexpr char kHex[] = "0123456789abcdef";
-  const bool valid_utf8 = simdjson::validate_utf8(text.data(), text.size());
+  // Validated lazily at the first non-ASCII byte, so ASCII-only text is scanned once.
+  int valid_utf8 = -1;  // -1: not checked yet
   out.reserve(out.size() + text.size() + 2);
   out.push_back('"');
   std::size_t start = 0;
@@ -363,7 +389,10 @@ void append_json_string(std::string& out, std::string_view text) {
   const std::size_t n = text.size();
   while (i < n) {
     const unsigned char c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c != '"' && c != '\\' && (c < 0x80 || valid_utf8)) {
+    if (c >= 0x80 && valid_utf8 < 0) {
+      valid_utf8 = simdjson::validate_utf8(text.data() + i, n - i) ? 1 : 0;
+    }
+    if (c >= 0x20 && c != '"' && c != '\\' && (c < 0x80 || valid_utf8 == 1)) {
       ++i;
       continue;
     }

@@ -6,6 +6,7 @@
 
 #include <simdjson.h>
 
+#include <array>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -73,8 +74,37 @@ bool is_json_integer(std::string_view text);
 std::string invalid_json_message(std::string_view subject, simdjson::error_code error,
                                  const PaddedText& padded, ondemand::document* document);
 
-// Sorts `keys` and returns a key that occurs twice, or an empty optional-like flag.
-bool find_duplicate(std::vector<std::string_view>& keys, std::string_view& duplicate);
+// The keys of one JSON object, for duplicate detection without allocating in the common case
+// (a handful of keys). Views must stay valid until find_duplicate() is called.
+class KeySet {
+ public:
+  void clear() {
+    count_ = 0;
+    overflow_.clear();
+  }
+  void add(std::string_view key) {
+    if (count_ < inline_.size()) {
+      inline_[count_++] = key;
+    } else {
+      overflow_.push_back(key);
+    }
+  }
+  // Returns true and sets `duplicate` when some key occurs twice.
+  bool find_duplicate(std::string_view& duplicate);
+
+ private:
+  std::array<std::string_view, 8> inline_;
+  std::size_t count_ = 0;
+  std::vector<std::string_view> overflow_;
+};
+
+// Where a route is being parsed, for error messages: the envelope's "route", or the route of
+// response element `element`. The text is built only when an error is reported.
+struct RouteContext {
+  static constexpr std::size_t kEnvelope = static_cast<std::size_t>(-1);
+  std::size_t element = kEnvelope;
+  std::string str() const;
+};
 
 // A parsed route object (PROTOCOL §1): actors validated, current in 0..len.
 struct Route {
@@ -84,10 +114,10 @@ struct Route {
   std::string_view metadata_raw;  // original coordinates, empty when absent
 };
 
-// Parses and validates the route object in `value`. `context` prefixes error messages
+// Parses and validates the route object in `value`. `where` prefixes error messages
 // ("route" or "response element 2: route"). Errors that are JSON syntax errors are reported via
 // `syntax_error` (and a generic message) so callers can phrase them.
-Status parse_route(ondemand::value& value, const PaddedText& padded, std::string_view context,
+Status parse_route(ondemand::value& value, const PaddedText& padded, RouteContext where,
                    Route& route, simdjson::error_code& syntax_error);
 
 // UTF-8 helpers. Length of the valid UTF-8 sequence starting at text[i], or 0 when invalid.

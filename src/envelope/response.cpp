@@ -67,17 +67,17 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
   if (auto error = document.get_array().get(array)) return not_json(error);
 
   std::size_t index = 0;
-  std::vector<std::string_view> keys;
+  detail::KeySet keys;
   for (auto element_result : array) {
     ondemand::value element;
     if (auto error = std::move(element_result).get(element)) return not_json(error);
-    const std::string where = "response element " + std::to_string(index);
+    auto where = [index] { return "response element " + std::to_string(index); };
     ondemand::json_type element_type;
     if (auto error = element.type().get(element_type)) return not_json(error);
     if (element_type != ondemand::json_type::object) {
       std::string_view raw;
       if (auto error = raw_value(element, raw)) return not_json(error);
-      return Error{where +
+      return Error{where() +
                    ": expected an object (a result {\"payload\", \"route\", \"headers\"?} or an "
                    "error {\"error\", \"details\"}), got " +
                    describe(raw)};
@@ -99,7 +99,7 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
       if (auto error = std::move(field_result).get(field)) return not_json(error);
       std::string_view key;
       if (auto error = field.unescaped_key().get(key)) return not_json(error);
-      keys.push_back(key);
+      keys.add(key);
       ondemand::value& value = field.value();
       if (key == "payload") {
         std::string_view raw;
@@ -108,7 +108,8 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
         have_payload = true;
       } else if (key == "route") {
         simdjson::error_code syntax_error;
-        route_status = detail::parse_route(value, padded, where + ": route", route, syntax_error);
+        route_status =
+            detail::parse_route(value, padded, detail::RouteContext{index}, route, syntax_error);
         if (syntax_error) return not_json(syntax_error);
         have_route = true;
       } else if (key == "headers") {
@@ -119,7 +120,7 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
         if (value_type != ondemand::json_type::object) {
           route_status =
               route_status.ok()
-                  ? Status(Error{where + ": headers: expected an object, got " + describe(raw)})
+                  ? Status(Error{where() + ": headers: expected an object, got " + describe(raw)})
                   : route_status;
         } else {
           item.headers_raw = padded.map(raw);
@@ -153,8 +154,8 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
       // Other fields (e.g. an "id" returned in envelope mode) are ignored.
     }
     std::string_view duplicate;
-    if (detail::find_duplicate(keys, duplicate)) {
-      return Error{where + ": " + std::string(duplicate) +
+    if (keys.find_duplicate(duplicate)) {
+      return Error{where() + ": " + std::string(duplicate) +
                    ": duplicate key (each field may appear only once)"};
     }
     item.is_error = !item.error_code.empty();
@@ -163,7 +164,7 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
         std::string got = error_raw.empty() ? ""
                                             : " (its \"error\" is " + describe(error_raw) +
                                                   ", not a non-empty string)";
-        return Error{where + ": a result needs \"payload\" and \"route\"; " +
+        return Error{where() + ": a result needs \"payload\" and \"route\"; " +
                      (have_payload ? "\"route\"" : "\"payload\"") + " is missing" + got};
       }
       if (!route_status.ok()) return route_status;
