@@ -57,6 +57,7 @@ of Asya. Payloads are never logged and nothing is logged per request at info lev
 """
 
 import asyncio
+import collections
 import inspect
 import importlib
 import json
@@ -104,10 +105,8 @@ CONNECTION_ERROR = "connection_error"
 # Requests up to this size are read into one buffer that a connection reuses; larger ones get a
 # buffer of their own, sized exactly, that is dropped after the request.
 _REUSED_BUFFER_BYTES = 64 * 1024
-# Idle accepting threads kept around: at least 2 so a connection never waits for a thread to be
-# created; at most _MAX_IDLE_ACCEPTORS so a burst of connections does not leave threads behind.
-_MIN_IDLE_ACCEPTORS = 2
-_MAX_IDLE_ACCEPTORS = 4
+# Connection threads kept waiting for work after a burst of concurrent connections.
+_MAX_IDLE_WORKERS = 4
 
 _HEADER = struct.Struct(">I")
 _MAX_FRAME_BYTES = 0xFFFFFFFF
@@ -818,10 +817,15 @@ class _PeerClosed(Exception):
 
 
 class Server(object):
-    """Accepts connections on `listener` and serves each until EOF, one thread per connection.
+    """Accepts connections on `listener` and serves each until EOF; connections are concurrent.
 
-    Threads are pooled: idle threads wait in accept(), so a new connection never waits for a
-    thread to be created; a new one is started whenever the last idle thread takes a connection.
+    One leader thread accepts and serves a connection itself, so a client that opens one
+    connection per request never waits for a thread hand-off. While its connection is idle
+    between requests the leader also watches the listener: when another client connects, the idle
+    connection is handed to a worker thread (pooled, at most _MAX_IDLE_WORKERS kept idle) and the
+    leader accepts the newcomer. So every open connection is served, each by its own thread once
+    there are several. A connection whose handler call is running is handed off after it, which
+    costs nothing extra because handler calls are serialized by default.
     """
 
     def __init__(self, listener, runtime, max_message_bytes):
@@ -830,59 +834,77 @@ class Server(object):
         self.max_message_bytes = max_message_bytes
         self.stopping = False
         self._lock = threading.Lock()
-        self._idle_acceptors = 0
         self._active_requests = 0
         self._drained = threading.Condition(self._lock)
+        self._idle_workers = 0
+        self._handed_off = collections.deque()
+        self._work_available = threading.Condition(self._lock)
 
     def start(self):
-        for _ in range(_MIN_IDLE_ACCEPTORS):
-            self._spawn_acceptor()
+        threading.Thread(target=self._lead, name="asya-leader", daemon=True).start()
 
-    def _spawn_acceptor(self):
-        with self._lock:
-            self._idle_acceptors += 1
-        thread = threading.Thread(target=self._accept_loop, name="asya-conn", daemon=True)
-        thread.start()
-
-    def _accept_loop(self):
+    def _lead(self):
         listener = self.listener
-        lock = self._lock
         reused_view = memoryview(bytearray(_REUSED_BUFFER_BYTES))  # this thread's request buffer
         while True:
             try:
                 connection, _ = listener.accept()
-            except OSError:
-                with lock:
-                    self._idle_acceptors -= 1
+            except OSError as exc:
                 if self.stopping:
                     return
-                log.error("accept failed; retrying", error=str(sys.exc_info()[1]))
+                log.error("accept failed; retrying", error=str(exc))
                 time.sleep(0.1)
-                with lock:
-                    self._idle_acceptors += 1
                 continue
-            with lock:
-                self._idle_acceptors -= 1
-                spawn = self._idle_acceptors == 0 and not self.stopping
-            if spawn:
-                try:
-                    self._spawn_acceptor()
-                except RuntimeError as exc:  # cannot start a thread: keep serving with what we have
-                    log.error("cannot start a connection thread", error=str(exc))
+            handed_off = False
             try:
-                self._serve(connection, reused_view)
+                handed_off = self._serve(connection, reused_view, True)
             except Exception as exc:  # a bug: never let it kill the accepting thread
+                log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
+            finally:
+                if not handed_off:
+                    connection.close()
+            if self.stopping:
+                return
+
+    def _hand_off(self, connection):
+        """Gives an idle connection to an idle worker, or to a new worker thread."""
+        with self._lock:
+            if self._idle_workers > 0:
+                self._idle_workers -= 1
+                self._handed_off.append(connection)
+                self._work_available.notify()
+                return
+        try:
+            threading.Thread(target=self._work, args=(connection,), name="asya-conn", daemon=True).start()
+        except RuntimeError as exc:  # cannot start a thread: the connection is closed, the peer reconnects
+            log.error("cannot start a connection thread; closing the connection", error=str(exc))
+            connection.close()
+
+    def _work(self, connection):
+        reused_view = memoryview(bytearray(_REUSED_BUFFER_BYTES))
+        lock = self._lock
+        while True:
+            try:
+                self._serve(connection, reused_view, False)
+            except Exception as exc:
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
                 connection.close()
             with lock:
-                if self.stopping or self._idle_acceptors >= _MAX_IDLE_ACCEPTORS:
+                if self.stopping or self._idle_workers >= _MAX_IDLE_WORKERS:
                     return
-                self._idle_acceptors += 1
+                self._idle_workers += 1
+                while not self._handed_off:
+                    if self.stopping:
+                        self._idle_workers -= 1
+                        return
+                    self._work_available.wait()
+                connection = self._handed_off.popleft()
 
-    def _serve(self, connection, reused_view):
+    def _serve(self, connection, reused_view, leader):
         """Serves request/response pairs on one connection until EOF, a read error or shutdown.
-        Requests up to _REUSED_BUFFER_BYTES are read into `reused_view`."""
+        Requests up to _REUSED_BUFFER_BYTES are read into `reused_view`. When `leader`, returns
+        True after handing the (idle) connection to a worker because another client connected."""
         recv_into = connection.recv_into
         sendmsg = connection.sendmsg
         handle = self.runtime.handle
@@ -893,16 +915,41 @@ class Server(object):
         pack = _HEADER.pack
         waitall = socket.MSG_WAITALL
         lock = self._lock
+        poller = None
+        fresh = leader  # the first request usually arrives with the connection: try it at once
         while True:
+            received = -1
             try:
-                received = recv_into(header_view, 4, waitall)
+                if fresh:
+                    fresh = False
+                    try:
+                        received = recv_into(header_view, 4, socket.MSG_DONTWAIT)
+                    except BlockingIOError:
+                        pass
+                if received < 0 and leader:
+                    if poller is None:
+                        poller = select.poll()
+                        poller.register(connection, select.POLLIN)
+                        poller.register(self.listener, select.POLLIN)
+                        connection_fd = connection.fileno()
+                    events = poller.poll()
+                    if not any(fd == connection_fd for fd, _ in events):
+                        if self.stopping:
+                            return False
+                        self._hand_off(connection)  # another client is connecting; this one is idle
+                        return True
+                if received < 0:
+                    received = recv_into(header_view, 4, waitall)
+                elif 0 < received < 4:
+                    more = recv_into(header_view[received:], 4 - received, waitall)
+                    received += more
             except OSError:
-                return
+                return False
             if received != 4:
                 if received == 0:
-                    return  # clean EOF between requests
+                    return False  # clean EOF between requests
                 self._reply_connection_error(connection, "connection closed after %d of 4 length bytes" % received)
-                return
+                return False
             (length,) = unpack(header)
             if length > max_bytes:
                 log.error(
@@ -911,7 +958,7 @@ class Server(object):
                     frame_bytes=length,
                     max_message_bytes=max_bytes,
                 )
-                return
+                return False
             if length <= _REUSED_BUFFER_BYTES:
                 body = reused_view[:length]
             else:
@@ -920,9 +967,9 @@ class Server(object):
                 self._read_exactly(recv_into, body, length)
             except _PeerClosed as exc:
                 self._reply_connection_error(connection, str(exc))
-                return
+                return False
             except OSError:
-                return
+                return False
             with lock:
                 self._active_requests += 1
             try:
@@ -937,14 +984,14 @@ class Server(object):
                             sent = 4
                         connection.sendall(memoryview(response)[sent - 4:])
                 except OSError:
-                    return
+                    return False
             finally:
                 with lock:
                     self._active_requests -= 1
                     if self._active_requests == 0 and self.stopping:
                         self._drained.notify_all()
             if self.stopping:
-                return
+                return False
 
     @staticmethod
     def _read_exactly(recv_into, view, length):
@@ -969,6 +1016,7 @@ class Server(object):
         """Stops accepting; idle connections are closed after their current request."""
         with self._lock:
             self.stopping = True
+            self._work_available.notify_all()
         try:
             self.listener.shutdown(socket.SHUT_RDWR)  # wakes threads blocked in accept()
         except OSError:
