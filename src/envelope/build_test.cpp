@@ -261,10 +261,11 @@ TEST(Attempt, DefaultsToOneAndWithAttemptReplacesOnlyThatHeader) {
 
 TEST(Attempt, NonPositiveOrNonIntegerCountsAsOne) {
   for (const char* value : {"0", "-2", "\"3\"", "1.5", "null", "99999999999"}) {
-    Envelope in = MustParse(
+    std::string body =
         std::string(
             R"({"id":"E","route":{"actors":["a"]},"payload":1,"headers":{"asya-attempt":)") +
-        value + "}}");
+        value + "}}";
+    Envelope in = MustParse(body);
     EXPECT_EQ(attempt_of(in), 1) << value;
   }
   Envelope without_headers = MustParse(R"({"id":"E","route":{"actors":["a"]},"payload":1})");

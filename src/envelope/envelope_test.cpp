@@ -380,7 +380,8 @@ TEST(Parse, LargeBodyThenSmallBodyBothWork) {
   auto first = parse(big);
   ASSERT_TRUE(first.ok()) << first.error().message;
   EXPECT_EQ(first->payload_raw.size(), payload.size());
-  auto second = parse(Body());
+  std::string small = Body();
+  auto second = parse(small);
   ASSERT_TRUE(second.ok()) << second.error().message;
   EXPECT_EQ(second->payload_raw, R"({"x":1})");
 }
