@@ -43,7 +43,11 @@ struct Envelope {
 // was expected and what was found, e.g. `route.current: expected an integer from 0 to 3, got 7`
 // or `id: expected a non-empty string of at most 256 bytes, got 42`. Bodies that are not JSON at
 // all fail with a message starting "body is not valid JSON".
-// Thread-safe (uses a thread-local parser). Never parses the payload beyond skipping it.
+// Thread-safe (uses a thread-local parser). Never parses the payload beyond skipping it: the
+// body's UTF-8 and bracket structure are checked, but e.g. a malformed number nested inside the
+// payload is not (top-level scalars are checked). Duplicate keys in the envelope or its route
+// are errors. The body is copied once into a padded buffer (simdjson needs padding); the views
+// still point into `body`.
 Result<Envelope> parse(std::string_view body);
 
 // True when `name` is a valid actor name: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars.
@@ -60,7 +64,8 @@ std::string format_rfc3339(std::chrono::system_clock::time_point when);
 // already rejected by parse().
 bool deadline_passed(const Envelope& envelope, std::chrono::system_clock::time_point now);
 
-// Escapes `text` as a JSON string literal, quotes included.
+// Escapes `text` as a JSON string literal, quotes included. Invalid UTF-8 bytes are replaced
+// with U+FFFD so the result is always valid JSON.
 std::string json_string(std::string_view text);
 
 }  // namespace asya::envelope
