@@ -1,4 +1,7 @@
-"""Handlers the Python runtime must refuse at start-up (Python-only cases of the conformance suite)."""
+"""Python-only handlers of the conformance suite: ones the runtime must refuse at start-up, and one
+that shows when it has started (for the shutdown test)."""
+import pathlib
+import time
 
 NOT_CALLABLE = 42
 
@@ -33,3 +36,10 @@ class Fine:
 
     def process(self, payload):
         return payload
+
+
+def announce_then_sleep(payload):
+    """Creates the file payload.marker, sleeps payload.sleep_seconds, returns the payload."""
+    pathlib.Path(payload["marker"]).touch()
+    time.sleep(payload["sleep_seconds"])
+    return payload

@@ -480,3 +480,20 @@ def test_python_connection_reused_across_many_connections_without_leaking_thread
         time.sleep(0.05)
     assert len(os.listdir(task_dir)) <= 8, "threads left after connections closed: %d" % len(os.listdir(task_dir))
 
+
+
+def test_python_request_in_progress_finishes_after_sigterm(python_runtime):
+    runtime = python_runtime("startup_cases.announce_then_sleep")
+    payload = {"sleep_seconds": 0.5, "marker": str(runtime.dir / "started")}
+    with runtime.connect() as connection:
+        connection.send_frame(json.dumps(envelope(payload)).encode())
+        deadline = time.monotonic() + 20
+        while not (runtime.dir / "started").exists():
+            assert time.monotonic() < deadline, "handler did not start"
+            time.sleep(0.005)
+        runtime.signal(signal.SIGTERM)
+        frame = connection.recv_frame()
+        assert frame is not None, "runtime exited without answering the request in progress"
+        assert json.loads(frame)[0]["payload"] == payload
+    assert runtime.wait_exit() == 0
+    assert not runtime.socket_path.exists() and not runtime.ready_path.exists()
