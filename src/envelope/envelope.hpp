@@ -44,10 +44,11 @@ struct Envelope {
 // or `id: expected a non-empty string of at most 256 bytes, got 42`. Bodies that are not JSON at
 // all fail with a message starting "body is not valid JSON".
 // Thread-safe (uses a thread-local parser). Never parses the payload beyond skipping it: the
-// body's UTF-8 and bracket structure are checked, but e.g. a malformed number nested inside the
-// payload is not (top-level scalars are checked). Duplicate keys in the envelope or its route
-// are errors. The body is copied once into a padded buffer (simdjson needs padding); the views
-// still point into `body`.
+// whole body's UTF-8 is checked, and a scalar payload or unknown field is checked, but syntax
+// nested inside a payload object/array is not (e.g. `[1 2]` or `{"a":1,}` is passed on as sent
+// and rejected by the runtime, which parses the payload). Duplicate keys in the envelope or its
+// route are errors. The body is copied once into a thread-local padded buffer (simdjson needs
+// padding); the views still point into `body`.
 Result<Envelope> parse(std::string_view body);
 
 // True when `name` is a valid actor name: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars.
