@@ -1,0 +1,704 @@
+#include "transport/sqlite/sqlite_transport.hpp"
+
+#include <poll.h>
+#include <sqlite3.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <condition_variable>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <utility>
+
+#include "common/env.hpp"
+#include "common/log.hpp"
+
+namespace asya::transport {
+
+SqliteSettings SqliteSettings::from_env() {
+  SqliteSettings s;
+  s.path = env_string("ASYA_SQLITE_PATH", s.path);
+  s.synchronous_full =
+      env_choice("ASYA_SQLITE_SYNCHRONOUS", "normal", {"normal", "full"}) == "full";
+  s.busy_timeout = env_duration("ASYA_SQLITE_BUSY_TIMEOUT", s.busy_timeout);
+  s.poll_interval = env_duration("ASYA_SQLITE_POLL_INTERVAL", s.poll_interval);
+  if (s.poll_interval < std::chrono::milliseconds(1)) {
+    throw ConfigError("ASYA_SQLITE_POLL_INTERVAL=\"" + format_duration(s.poll_interval) +
+                      "\" is too short: use at least 1ms (default 100ms)");
+  }
+  return s;
+}
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// Visibility times are wall-clock milliseconds since the epoch: the processes sharing the file
+// compare them, so a per-process steady clock would not do.
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string in_quotes(std::string_view text) {
+  return "\"" + std::string(text) + "\"";
+}
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS queues(
+  name TEXT PRIMARY KEY NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue TEXT NOT NULL,
+  body BLOB NOT NULL,
+  visible_at_ms INTEGER NOT NULL,
+  delivery_count INTEGER NOT NULL DEFAULT 0,
+  lease INTEGER,
+  sent_at_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at_ms, id);
+)sql";
+
+// The cached statements of a connection; the enum indexes Connection::statements_.
+enum Sql : std::size_t {
+  kBeginImmediate,
+  kCommit,
+  kRollback,
+  kSend,
+  kLease,
+  kNextVisible,
+  kAck,
+  kNack,
+  kExtend,
+  kEnsure,
+  kList,
+  kStats,
+  kSqlCount
+};
+
+constexpr std::array<const char*, kSqlCount> kSqlText = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "INSERT INTO messages(queue, body, visible_at_ms, delivery_count, lease, sent_at_ms) "
+    "VALUES(?1, ?2, ?3, 0, NULL, ?4)",
+    "UPDATE messages SET visible_at_ms = ?3, delivery_count = delivery_count + 1, lease = ?4 "
+    "WHERE id IN (SELECT id FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 "
+    "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, body, delivery_count",
+    "SELECT min(visible_at_ms) FROM messages WHERE queue = ?1",
+    "DELETE FROM messages WHERE id = ?1 AND lease = ?2",
+    "UPDATE messages SET visible_at_ms = ?3, lease = NULL WHERE id = ?1 AND lease = ?2",
+    "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND lease = ?2",
+    "INSERT OR IGNORE INTO queues(name, created_at_ms) VALUES(?1, ?2)",
+    "SELECT name FROM queues UNION SELECT DISTINCT queue FROM messages ORDER BY 1",
+    "SELECT coalesce(sum(visible_at_ms <= ?2), 0), "
+    "coalesce(sum(visible_at_ms > ?2 AND lease IS NOT NULL), 0), "
+    "coalesce(sum(visible_at_ms > ?2 AND lease IS NULL), 0) FROM messages WHERE queue = ?1",
+};
+
+// One SQLite connection with its prepared statements. Used by one thread at a time (the pool
+// hands it out exclusively), so it is opened with SQLITE_OPEN_NOMUTEX.
+class Connection {
+ public:
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection() {
+    for (sqlite3_stmt* s : statements_) sqlite3_finalize(s);
+    sqlite3_close_v2(db_);
+  }
+
+  // Opens the file and applies the per-connection settings; `create_schema` also creates the
+  // tables (done once per instance).
+  static Result<std::unique_ptr<Connection>> open(const SqliteSettings& settings,
+                                                  bool create_schema) {
+    std::unique_ptr<Connection> c(new Connection(settings));
+    int rc =
+        sqlite3_open_v2(settings.path.c_str(), &c->db_,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+    if (rc != SQLITE_OK) {
+      return Error{
+          "cannot open the SQLite queue database ASYA_SQLITE_PATH=" + in_quotes(settings.path) +
+          ": " + (c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc))};
+    }
+    sqlite3_busy_handler(c->db_, &Connection::busy_handler, c.get());
+    std::string mode;
+    if (sqlite3_exec(
+            c->db_, "PRAGMA journal_mode=WAL",
+            [](void* out, int, char** values, char**) {
+              *static_cast<std::string*>(out) = values[0] ? values[0] : "";
+              return 0;
+            },
+            &mode, nullptr) != SQLITE_OK) {
+      return Error{"setting WAL mode on ASYA_SQLITE_PATH=" + in_quotes(settings.path) +
+                   " failed: " + c->error()};
+    }
+    // journal_mode=WAL stays "delete" on file systems without shared memory; the database then
+    // still works, but concurrency is worse and the wake-up falls back to polling.
+    if (mode != "wal") {
+      spdlog::warn("sqlite transport: {} runs in journal_mode={} instead of wal", settings.path,
+                   mode);
+    }
+    std::string synchronous = "PRAGMA synchronous=";
+    synchronous += settings.synchronous_full ? "FULL" : "NORMAL";
+    if (Status s = c->exec(synchronous, "setting synchronous"); !s) return s.error();
+    if (create_schema) {
+      std::string schema = std::string("BEGIN IMMEDIATE;") + kSchema + "COMMIT;";
+      if (Status s = c->exec(schema, "creating the tables"); !s) {
+        (void)c->exec("ROLLBACK", "rollback");
+        return s.error();
+      }
+    }
+    return c;
+  }
+
+  sqlite3* db() const { return db_; }
+
+  // The cached statement `id`, reset and with its bindings cleared.
+  Result<sqlite3_stmt*> statement(Sql id) {
+    sqlite3_stmt*& s = statements_[id];
+    if (s == nullptr) {
+      if (sqlite3_prepare_v3(db_, kSqlText[id], -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+          SQLITE_OK) {
+        return Error{std::string("preparing ") + in_quotes(kSqlText[id]) + " failed: " + error()};
+      }
+    }
+    return s;
+  }
+
+  // Runs a statement without results (BEGIN, COMMIT, ...); the text is cached like the others.
+  Status run(Sql id, const char* what) {
+    auto s = statement(id);
+    if (!s) return s.error();
+    int rc = sqlite3_step(*s);
+    sqlite3_reset(*s);
+    if (rc != SQLITE_DONE) return Error{std::string(what) + " failed: " + error()};
+    return Status::Ok();
+  }
+
+  Status exec(const std::string& sql, const char* what) {
+    char* message = nullptr;
+    if (sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, &message) != SQLITE_OK) {
+      std::string text = message ? message : error();
+      sqlite3_free(message);
+      return Error{std::string(what) + " in " + in_quotes(settings_.path) + " failed: " + text};
+    }
+    return Status::Ok();
+  }
+
+  // The last error, with a hint when it is lock contention.
+  std::string error() const {
+    std::string text = sqlite3_errmsg(db_);
+    int code = sqlite3_errcode(db_) & 0xff;
+    if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+      text += " (another process held the write lock longer than ASYA_SQLITE_BUSY_TIMEOUT=" +
+              format_duration(settings_.busy_timeout) + ")";
+    }
+    return text + " [" + settings_.path + "]";
+  }
+
+ private:
+  explicit Connection(const SqliteSettings& settings) : settings_(settings) {}
+
+  // SQLite's default busy handler sleeps up to 100 ms between attempts; a WAL write transaction
+  // here lasts ~0.1 ms, so retry quickly instead (bounded by busy_timeout).
+  static int busy_handler(void* context, int attempt) {
+    auto* self = static_cast<Connection*>(context);
+    Clock::time_point now = Clock::now();
+    if (attempt == 0) self->busy_since_ = now;
+    if (now - self->busy_since_ >= self->settings_.busy_timeout) return 0;
+    std::this_thread::sleep_for(attempt < 50 ? std::chrono::microseconds(100)
+                                             : std::chrono::microseconds(1000));
+    return 1;
+  }
+
+  SqliteSettings settings_;
+  sqlite3* db_ = nullptr;
+  std::array<sqlite3_stmt*, kSqlCount> statements_{};
+  Clock::time_point busy_since_;
+};
+
+// Resets a statement when leaving a scope, so a cached statement never keeps a read snapshot.
+struct ResetOnExit {
+  sqlite3_stmt* statement;
+  ~ResetOnExit() {
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+  }
+};
+
+void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
+  sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
+void bind_blob(sqlite3_stmt* s, int index, std::string_view bytes) {
+  // A null pointer would bind NULL, not an empty blob.
+  sqlite3_bind_blob64(s, index, bytes.empty() ? "" : bytes.data(), bytes.size(), SQLITE_STATIC);
+}
+
+// Wakes receivers: a generation counter bumped by in-process sends and by a watcher thread that
+// reads inotify events for the database's -wal file (written by every commit of every process).
+class Waker {
+ public:
+  explicit Waker(std::filesystem::path database) : database_(std::move(database)) {}
+  ~Waker() { stop(); }
+
+  std::uint64_t generation() {
+    std::lock_guard lock(mutex_);
+    return generation_;
+  }
+
+  bool interrupted() {
+    std::lock_guard lock(mutex_);
+    return interrupted_;
+  }
+
+  void notify() {
+    {
+      std::lock_guard lock(mutex_);
+      ++generation_;
+    }
+    changed_.notify_all();
+  }
+
+  void interrupt() {
+    {
+      std::lock_guard lock(mutex_);
+      interrupted_ = true;
+    }
+    changed_.notify_all();
+  }
+
+  // Blocks until the generation differs from `seen`, interrupt(), or `until`.
+  void wait(std::uint64_t seen, Clock::time_point until) {
+    start_watcher();
+    std::unique_lock lock(mutex_);
+    changed_.wait_until(lock, until, [&] { return interrupted_ || generation_ != seen; });
+  }
+
+  void stop() {
+    std::thread watcher;
+    {
+      std::lock_guard lock(mutex_);
+      watcher = std::move(watcher_);
+      interrupted_ = true;
+    }
+    changed_.notify_all();
+    if (watcher.joinable()) {
+      std::uint64_t one = 1;
+      ssize_t written = ::write(stop_fd_, &one, sizeof one);
+      (void)written;
+      watcher.join();
+    }
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+    inotify_fd_ = stop_fd_ = -1;
+  }
+
+ private:
+  // Started on the first wait, so processes that only send pay for no thread.
+  void start_watcher() {
+    std::lock_guard lock(mutex_);
+    if (watcher_started_ || interrupted_) return;
+    watcher_started_ = true;
+    std::filesystem::path directory = database_.parent_path();
+    if (directory.empty()) directory = ".";
+    wal_name_ = database_.filename().string() + "-wal";
+    inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    // Watching the directory (not the -wal inode) survives the -wal file being deleted and
+    // recreated when the last connection of every process closes.
+    if (inotify_fd_ < 0 || stop_fd_ < 0 ||
+        ::inotify_add_watch(inotify_fd_, directory.c_str(), IN_MODIFY | IN_CREATE) < 0) {
+      spdlog::warn("sqlite transport: no inotify watch on {} ({}); receivers poll instead",
+                   directory.string(), std::strerror(errno));
+      return;
+    }
+    watcher_ = std::thread([this] { watch(); });
+  }
+
+  void watch() {
+    alignas(inotify_event) char buffer[8192];
+    bool trailing = false;
+    for (;;) {
+      pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      // After a burst of writes, notify once more 2 ms later: the inotify event arrives when the
+      // WAL frames are written, a moment before the commit is published in the -shm index, so a
+      // receiver woken by the event may look too early.
+      int ready = ::poll(fds, 2, trailing ? 2 : -1);
+      if (ready < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) return;
+      if (ready == 0) {
+        trailing = false;
+        notify();
+        continue;
+      }
+      if ((fds[0].revents & POLLIN) == 0) continue;
+      bool relevant = false;
+      for (;;) {
+        ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);
+        if (n <= 0) break;
+        for (char* p = buffer; p < buffer + n;) {
+          auto* event = reinterpret_cast<inotify_event*>(p);
+          if (event->len > 0 && wal_name_ == event->name) relevant = true;
+          p += sizeof(inotify_event) + event->len;
+        }
+      }
+      if (relevant) {
+        trailing = true;
+        notify();
+      }
+    }
+  }
+
+  std::filesystem::path database_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::uint64_t generation_ = 0;
+  bool interrupted_ = false;
+  bool watcher_started_ = false;
+  std::thread watcher_;
+  std::string wal_name_;
+  int inotify_fd_ = -1;
+  int stop_fd_ = -1;
+};
+
+// Parses a receipt "<id>:<lease>".
+bool parse_receipt(const std::string& receipt, std::int64_t& id, std::int64_t& lease) {
+  const char* begin = receipt.data();
+  const char* end = begin + receipt.size();
+  auto [p, ec] = std::from_chars(begin, end, id);
+  if (ec != std::errc() || p == end || *p != ':') return false;
+  auto [q, ec2] = std::from_chars(p + 1, end, lease);
+  return ec2 == std::errc() && q == end;
+}
+
+class SqliteTransport final : public Transport {
+ public:
+  SqliteTransport(const Options& options, SqliteSettings settings)
+      : options_(options), settings_(std::move(settings)), waker_(settings_.path) {
+    std::random_device random;
+    lease_prefix_ = (static_cast<std::uint64_t>(random()) & 0x7fffffffu) << 32;
+  }
+
+  ~SqliteTransport() override { close(); }
+
+  // Opens the first connection (creating directories and tables) so that configuration errors
+  // surface at start-up.
+  void open() {
+    std::filesystem::path parent = std::filesystem::path(settings_.path).parent_path();
+    if (!parent.empty()) {
+      std::error_code ec;
+      std::filesystem::create_directories(parent, ec);
+      if (ec) {
+        throw ConfigError("ASYA_SQLITE_PATH=" + in_quotes(settings_.path) +
+                          ": cannot create the directory " + in_quotes(parent.string()) + ": " +
+                          ec.message());
+      }
+    }
+    auto connection = Connection::open(settings_, /*create_schema=*/true);
+    if (!connection) throw ConfigError(connection.error().message);
+    idle_.push_back(std::move(connection.value()));
+  }
+
+  std::string_view name() const override { return "sqlite"; }
+
+  Status ensure_queue(std::string_view queue) override {
+    auto c = acquire();
+    if (!c) return c.error();
+    auto s = c->connection->statement(kEnsure);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    sqlite3_bind_int64(*s, 2, now_ms());
+    if (sqlite3_step(*s) != SQLITE_DONE) return failure("ensure_queue", queue, *c);
+    return Status::Ok();
+  }
+
+  Result<std::vector<Delivery>> receive(std::string_view queue, std::size_t max_messages,
+                                        milliseconds wait) override {
+    if (max_messages == 0) {
+      return Error{"receive from queue " + in_quotes(queue) + ": max_messages is 0, use 1 or more"};
+    }
+    Clock::time_point deadline = Clock::now() + std::max(wait, milliseconds(0));
+    for (;;) {
+      // Read the generation before looking, so a commit between the look and the wait wakes us.
+      std::uint64_t seen = waker_.generation();
+      if (waker_.interrupted()) return std::vector<Delivery>{};
+      std::int64_t now = now_ms();
+      auto next_visible = next_visible_at(queue);
+      if (!next_visible) return next_visible.error();
+      if (next_visible.value() && *next_visible.value() <= now) {
+        auto leased = lease(queue, max_messages);
+        if (!leased) return leased.error();
+        if (!leased->empty()) return leased;
+        continue;  // another consumer took them; look again at once
+      }
+      Clock::time_point steady_now = Clock::now();
+      if (steady_now >= deadline) return std::vector<Delivery>{};
+      Clock::time_point until = std::min(deadline, steady_now + settings_.poll_interval);
+      if (next_visible.value()) {
+        until = std::min(until, steady_now + milliseconds(*next_visible.value() - now));
+      }
+      waker_.wait(seen, until);
+    }
+  }
+
+  Status send(std::string_view queue, std::string_view body, milliseconds delay) override {
+    if (body.size() > options_.max_message_bytes) {
+      return Error{"message_too_large: a message of " + std::to_string(body.size()) +
+                   " bytes for queue " + in_quotes(queue) + " exceeds the limit of " +
+                   std::to_string(options_.max_message_bytes) + " bytes"};
+    }
+    {
+      auto c = acquire();
+      if (!c) return c.error();
+      auto s = c->connection->statement(kSend);
+      if (!s) return s.error();
+      ResetOnExit reset{*s};
+      std::int64_t now = now_ms();
+      bind_text(*s, 1, queue);
+      bind_blob(*s, 2, body);
+      sqlite3_bind_int64(*s, 3, now + std::max<std::int64_t>(delay.count(), 0));
+      sqlite3_bind_int64(*s, 4, now);
+      if (sqlite3_step(*s) != SQLITE_DONE) return failure("send", queue, *c);
+    }
+    waker_.notify();
+    return Status::Ok();
+  }
+
+  Status ack(const Delivery& delivery) override { return change_lease(kAck, "ack", delivery, 0); }
+
+  Status nack(const Delivery& delivery, milliseconds delay) override {
+    Status s = change_lease(kNack, "nack", delivery, std::max<std::int64_t>(delay.count(), 0));
+    if (s) waker_.notify();
+    return s;
+  }
+
+  Status extend_lease(const Delivery& delivery, milliseconds visibility) override {
+    return change_lease(kExtend, "extend_lease", delivery,
+                        std::max<std::int64_t>(visibility.count(), 0));
+  }
+
+  Result<QueueStats> stats(std::string_view queue) override {
+    auto c = acquire();
+    if (!c) return c.error();
+    auto s = c->connection->statement(kStats);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    sqlite3_bind_int64(*s, 2, now_ms());
+    if (sqlite3_step(*s) != SQLITE_ROW) return failure("stats", queue, *c).error();
+    QueueStats stats;
+    stats.ready = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 0));
+    stats.in_flight = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 1));
+    stats.delayed = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 2));
+    return stats;
+  }
+
+  Result<std::vector<std::string>> list_queues() override {
+    auto c = acquire();
+    if (!c) return c.error();
+    auto s = c->connection->statement(kList);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    std::vector<std::string> names;
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(*s, 0)),
+                         static_cast<std::size_t>(sqlite3_column_bytes(*s, 0)));
+    }
+    if (rc != SQLITE_DONE) return failure("list_queues", "*", *c).error();
+    return names;
+  }
+
+  std::size_t max_message_bytes() const override { return options_.max_message_bytes; }
+
+  void interrupt() override { waker_.interrupt(); }
+
+  void close() override {
+    waker_.stop();
+    std::lock_guard lock(pool_mutex_);
+    closed_ = true;
+    idle_.clear();
+  }
+
+ private:
+  // A connection borrowed from the pool; returned (or closed, after close()) on destruction.
+  struct Borrowed {
+    SqliteTransport* owner;
+    std::unique_ptr<Connection> connection;
+    Borrowed(SqliteTransport* o, std::unique_ptr<Connection> c)
+        : owner(o), connection(std::move(c)) {}
+    Borrowed(Borrowed&& other) noexcept = default;
+    ~Borrowed() {
+      if (connection) owner->give_back(std::move(connection));
+    }
+  };
+
+  Result<Borrowed> acquire() {
+    {
+      std::lock_guard lock(pool_mutex_);
+      if (closed_) return Error{"sqlite transport on " + in_quotes(settings_.path) + " is closed"};
+      if (!idle_.empty()) {
+        std::unique_ptr<Connection> c = std::move(idle_.back());
+        idle_.pop_back();
+        return Borrowed(this, std::move(c));
+      }
+    }
+    // Opened outside the lock: other threads keep using the pool meanwhile.
+    auto c = Connection::open(settings_, /*create_schema=*/false);
+    if (!c) return c.error();
+    return Borrowed(this, std::move(c.value()));
+  }
+
+  void give_back(std::unique_ptr<Connection> connection) {
+    std::lock_guard lock(pool_mutex_);
+    if (!closed_) idle_.push_back(std::move(connection));
+  }
+
+  Status failure(const char* operation, std::string_view queue, Borrowed& c) {
+    return Error{std::string(operation) + " on queue " + in_quotes(queue) +
+                 " failed: " + c.connection->error()};
+  }
+
+  // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
+  Result<std::optional<std::int64_t>> next_visible_at(std::string_view queue) {
+    auto c = acquire();
+    if (!c) return c.error();
+    auto s = c->connection->statement(kNextVisible);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    if (sqlite3_step(*s) != SQLITE_ROW) return failure("receive", queue, *c).error();
+    if (sqlite3_column_type(*s, 0) == SQLITE_NULL) return std::optional<std::int64_t>();
+    return std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
+  }
+
+  // Leases up to `max_messages` ready messages in one write transaction.
+  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages) {
+    auto c = acquire();
+    if (!c) return c.error();
+    Connection& db = *c->connection;
+    if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
+      return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
+    }
+    std::vector<Delivery> out;
+    std::vector<std::int64_t> ids;
+    std::int64_t token =
+        static_cast<std::int64_t>(lease_prefix_ | (next_lease_.fetch_add(1) & 0xffffffffu));
+    {
+      auto s = db.statement(kLease);
+      if (!s) {
+        (void)db.run(kRollback, "ROLLBACK");
+        return s.error();
+      }
+      ResetOnExit reset{*s};
+      std::int64_t now = now_ms();
+      bind_text(*s, 1, queue);
+      sqlite3_bind_int64(*s, 2, now);
+      sqlite3_bind_int64(*s, 3, now + options_.visibility_timeout.count());
+      sqlite3_bind_int64(*s, 4, token);
+      sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
+      int rc;
+      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+        Delivery d;
+        d.queue = std::string(queue);
+        std::int64_t id = sqlite3_column_int64(*s, 0);
+        const void* body = sqlite3_column_blob(*s, 1);
+        d.body.assign(static_cast<const char*>(body),
+                      static_cast<std::size_t>(sqlite3_column_bytes(*s, 1)));
+        d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 2));
+        d.receipt = std::to_string(id) + ":" + std::to_string(token);
+        ids.push_back(id);
+        out.push_back(std::move(d));
+      }
+      if (rc != SQLITE_DONE) {
+        Status failed = failure("receive", queue, *c);
+        sqlite3_reset(*s);
+        (void)db.run(kRollback, "ROLLBACK");
+        return failed.error();
+      }
+    }
+    if (Status s = db.run(kCommit, "COMMIT"); !s) {
+      (void)db.run(kRollback, "ROLLBACK");
+      return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
+    }
+    // RETURNING order is unspecified; hand out a batch in id (send) order.
+    if (out.size() > 1) {
+      std::vector<std::size_t> order(out.size());
+      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+      std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ids[a] < ids[b]; });
+      std::vector<Delivery> sorted;
+      sorted.reserve(out.size());
+      for (std::size_t i : order) sorted.push_back(std::move(out[i]));
+      out = std::move(sorted);
+    }
+    return out;
+  }
+
+  // ack (delete), nack (visible after `millis`) or extend (visible after `millis`), each only
+  // while the row still carries the delivery's lease token.
+  Status change_lease(Sql sql, const char* operation, const Delivery& delivery,
+                      std::int64_t millis) {
+    std::int64_t id = 0;
+    std::int64_t token = 0;
+    if (!parse_receipt(delivery.receipt, id, token)) {
+      return Error{std::string(operation) + " on queue " + in_quotes(delivery.queue) +
+                   ": the receipt " + in_quotes(delivery.receipt) +
+                   " was not produced by the sqlite transport"};
+    }
+    auto c = acquire();
+    if (!c) return c.error();
+    auto s = c->connection->statement(sql);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, id);
+    sqlite3_bind_int64(*s, 2, token);
+    if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
+    if (sqlite3_step(*s) != SQLITE_DONE) return failure(operation, delivery.queue, *c);
+    if (sqlite3_changes(c->connection->db()) == 0) {
+      return Error{std::string(operation) + " of message " + std::to_string(id) + " on queue " +
+                   in_quotes(delivery.queue) +
+                   " failed: the lease is no longer held (it expired and the message was "
+                   "received again, or it was already acked or nacked); nothing was changed"};
+    }
+    return Status::Ok();
+  }
+
+  Options options_;
+  SqliteSettings settings_;
+  Waker waker_;
+  std::mutex pool_mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  bool closed_ = false;
+  std::uint64_t lease_prefix_ = 0;
+  std::atomic<std::uint64_t> next_lease_{1};
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_sqlite_transport(const Options& options,
+                                                 const SqliteSettings& settings) {
+  auto transport = std::make_unique<SqliteTransport>(options, settings);
+  transport->open();
+  return transport;
+}
+
+std::unique_ptr<Transport> make_sqlite_transport(const Options& options) {
+  return make_sqlite_transport(options, SqliteSettings::from_env());
+}
+
+}  // namespace asya::transport

@@ -1,0 +1,54 @@
+// The embedded queue transport: every queue lives in one SQLite database file that many
+// processes share (`asya up` runs each actor's sidecar as its own process on one file).
+//
+// Storage (WAL mode):
+//   queues(name TEXT PRIMARY KEY, created_at_ms)           -- ensure_queue / list_queues
+//   messages(id INTEGER PRIMARY KEY AUTOINCREMENT, queue, body BLOB, visible_at_ms,
+//            delivery_count, lease)                        -- one row per unacked message
+// A message is ready when visible_at_ms <= now; receive() leases it by setting visible_at_ms to
+// now + visibility_timeout, a fresh lease token and delivery_count + 1, all in one
+// `BEGIN IMMEDIATE` transaction, so two processes never lease the same message. ack() deletes the
+// row and nack()/extend_lease() move visible_at_ms, each only while the row still carries the
+// caller's lease token: after the lease expired and the message was leased again elsewhere they
+// fail and change nothing. AUTOINCREMENT keeps ids increasing even after the queue drains.
+// Receive order is FIFO per queue by (visible_at_ms, id): messages sent without delay come out in
+// commit order; a redelivered message takes its place by the time it became visible again.
+//
+// Waking a blocked receive(): a commit from any process writes the `<file>-wal`, which an
+// inotify watch on the directory reports; a send from the same instance also notifies directly.
+// Leases expiring and delayed messages are waited for precisely (the earliest visible_at_ms of
+// the queue), and a fallback poll (poll_interval) covers missed events and file systems without
+// inotify. No lock or connection is held while waiting.
+//
+// Threads: connections are pooled (one per concurrently calling thread, created on demand), each
+// with its prepared statements cached. The instance must not cross fork(); create one per process.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "transport/transport.hpp"
+
+namespace asya::transport {
+
+struct SqliteSettings {
+  std::string path = ".asya/queues.db";          // ASYA_SQLITE_PATH
+  bool synchronous_full = false;                 // ASYA_SQLITE_SYNCHRONOUS=normal|full
+  std::chrono::milliseconds busy_timeout{5000};  // ASYA_SQLITE_BUSY_TIMEOUT
+  std::chrono::milliseconds poll_interval{100};  // ASYA_SQLITE_POLL_INTERVAL
+
+  // Reads the variables above (defaults when unset); throws ConfigError naming a bad value.
+  static SqliteSettings from_env();
+};
+
+// Opens (creating the file, its parent directories and the tables when missing) the database at
+// settings.path. Throws ConfigError when the file cannot be opened or initialised, naming the
+// path and the SQLite error.
+std::unique_ptr<Transport> make_sqlite_transport(const Options& options,
+                                                 const SqliteSettings& settings);
+
+// The registered factory ("sqlite"): make_sqlite_transport(options, SqliteSettings::from_env()).
+std::unique_ptr<Transport> make_sqlite_transport(const Options& options);
+
+}  // namespace asya::transport
