@@ -62,3 +62,8 @@ def slow(payload):
 
 def big(payload):
     return payload
+
+
+def fanout_two(payload):
+    """Two outputs recording which input they came from (for nested fan-out)."""
+    return [{"i": i, "from": payload.get("i")} for i in range(2)]

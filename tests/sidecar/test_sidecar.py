@@ -70,16 +70,15 @@ def test_fan_out_of_three_gives_suffixed_ids_parent_ids_and_headers(cluster):
 
 def test_nested_fan_out(cluster):
     cluster.actor("f1", "fanout")
-    cluster.actor("f2", "fanout")
+    cluster.actor("f2", "fanout_two")
     cluster.queues.send("asya-f1", envelope("N", ["f1", "f2"], payload={"n": 2, "tag": "top"}))
     outs = [m["json"] for m in cluster.queues.collect(HAPPY, 4)]
     # f1 gives N and N-1 (parent N); f2 fans each out again: N -> N, N-1 (parent N);
     # N-1 -> N-1 (parent N, carried), N-1-1 (parent N-1). The id N-1 therefore occurs twice: a
     # property of the PROTOCOL §4 id scheme for nested fan-out (ids are unique per hop, not
     # globally).
-    pairs = sorted((o["id"], o.get("parent_id")) for o in outs)
-    assert pairs == [("N", None), ("N-1", "N"), ("N-1", "N"), ("N-1-1", "N-1")]
-    assert sorted(o["payload"]["i"] for o in outs) == [0, 0, 1, 1]
+    got = sorted((o["id"], o.get("parent_id"), o["payload"]["from"], o["payload"]["i"]) for o in outs)
+    assert got == [("N", None, 0, 0), ("N-1", "N", 0, 1), ("N-1", "N", 1, 0), ("N-1-1", "N-1", 1, 1)]
     assert cluster.queues.recv(HAPPY, wait=0.3) == []
 
 
@@ -161,7 +160,10 @@ def test_message_that_kills_the_runtime_stops_after_max_deliveries(cluster):
     out = only(cluster.queues.collect(ERROR, 1, timeout=60))
     assert out["id"] == "K1"
     assert out["payload"]["error"] == "max_deliveries_exceeded"
-    assert len(cluster.markers_named("died-")) == 3  # called exactly ASYA_MAX_DELIVERIES times
+    # Called once per delivery: ASYA_MAX_DELIVERIES times. (The runtime client resends a request
+    # once when a reused connection hits EOF, which can add a call if the restarted runtime is
+    # already up at that instant: at-least-once.)
+    assert 3 <= len(cluster.markers_named("died-")) <= 6
     assert actor.sidecar.alive()
     assert 'asya_actor_poison_messages_total{queue="asya-killer"} 1' in actor.metrics()
 

@@ -57,10 +57,12 @@ int main(int argc, char** argv) {
   try {
     asya::log::init("queue-tool", asya::env_string("ASYA_LOG_LEVEL", "warn"));
     asya::transport::Options options;
-    options.visibility_timeout = asya::env_duration("ASYA_VISIBILITY_TIMEOUT", options.visibility_timeout);
-    options.max_message_bytes =
-        static_cast<std::size_t>(asya::env_bytes("ASYA_MAX_MESSAGE_BYTES", options.max_message_bytes));
-    auto transport = asya::transport::make_transport(asya::env_string("ASYA_TRANSPORT", "sqlite"), options);
+    options.visibility_timeout =
+        asya::env_duration("ASYA_VISIBILITY_TIMEOUT", options.visibility_timeout);
+    options.max_message_bytes = static_cast<std::size_t>(
+        asya::env_bytes("ASYA_MAX_MESSAGE_BYTES", options.max_message_bytes));
+    auto transport =
+        asya::transport::make_transport(asya::env_string("ASYA_TRANSPORT", "sqlite"), options);
 
     if (command == "ensure") {
       if (args.size() != 2) return usage("ensure takes only QUEUE");
@@ -76,8 +78,10 @@ int main(int argc, char** argv) {
       std::string body = args[2];
       std::chrono::milliseconds delay{0};
       for (std::size_t i = 3; i < args.size(); ++i) {
-        if (args[i] == "--delay" && i + 1 < args.size()) delay = duration_arg("--delay", args[++i]);
-        else return usage("unknown send option \"" + args[i] + "\"");
+        if (args[i] == "--delay" && i + 1 < args.size())
+          delay = duration_arg("--delay", args[++i]);
+        else
+          return usage("unknown send option \"" + args[i] + "\"");
       }
       if (body.starts_with("@")) {
         std::ifstream in(body.substr(1), std::ios::binary);
@@ -91,7 +95,8 @@ int main(int argc, char** argv) {
         return 1;
       }
       if (auto st = transport->send(queue, body, delay); !st) {
-        std::fprintf(stderr, "asya-queue: send to %s failed: %s\n", queue.c_str(), st.message().c_str());
+        std::fprintf(stderr, "asya-queue: send to %s failed: %s\n", queue.c_str(),
+                     st.message().c_str());
         return 1;
       }
       return 0;
@@ -121,7 +126,8 @@ int main(int argc, char** argv) {
       std::size_t got = 0;
       std::vector<asya::transport::Delivery> held;
       while (got < max) {
-        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+            deadline - std::chrono::steady_clock::now());
         if (left.count() < 0) left = std::chrono::milliseconds(0);
         auto received = transport->receive(queue, max - got, left);
         if (!received) {
@@ -147,7 +153,8 @@ int main(int argc, char** argv) {
         if (left.count() == 0) break;
       }
       for (auto& d : held)
-        if (auto st = transport->nack(d); !st) std::fprintf(stderr, "asya-queue: nack failed: %s\n", st.message().c_str());
+        if (auto st = transport->nack(d); !st)
+          std::fprintf(stderr, "asya-queue: nack failed: %s\n", st.message().c_str());
       transport->close();
       return 0;
     }
@@ -155,11 +162,13 @@ int main(int argc, char** argv) {
     if (command == "stats") {
       auto stats = transport->stats(queue);
       if (!stats) {
-        std::fprintf(stderr, "asya-queue: stats of %s failed: %s\n", queue.c_str(), stats.error().message.c_str());
+        std::fprintf(stderr, "asya-queue: stats of %s failed: %s\n", queue.c_str(),
+                     stats.error().message.c_str());
         return 1;
       }
       std::printf("{\"ready\":%llu,\"in_flight\":%llu,\"delayed\":%llu}\n",
-                  static_cast<unsigned long long>(stats->ready), static_cast<unsigned long long>(stats->in_flight),
+                  static_cast<unsigned long long>(stats->ready),
+                  static_cast<unsigned long long>(stats->in_flight),
                   static_cast<unsigned long long>(stats->delayed));
       return 0;
     }
