@@ -149,7 +149,8 @@ class Process:
 class Actor:
     """One actor replica: a Python runtime (optionally restarted whenever it dies) and a sidecar."""
 
-    def __init__(self, cluster, name, handler=None, env=None, runtime=True, supervise=False, start_sidecar=True):
+    def __init__(self, cluster, name, handler=None, env=None, runtime=True, supervise=False, start_sidecar=True,
+                 runtime_cmd=None):
         self.cluster = cluster
         self.name = name
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="a-", dir=cluster.tmp))
@@ -168,6 +169,7 @@ class Actor:
         if handler:
             self.env["ASYA_HANDLER"] = "handlers." + handler
         self.env.update(env or {})
+        self.runtime_cmd = runtime_cmd or [sys.executable, str(RUNTIME)]
         self.runtime = None
         self.sidecar = None
         self.runtime_starts = 0
@@ -184,7 +186,7 @@ class Actor:
 
     def start_runtime(self):
         self.runtime_starts += 1
-        self.runtime = Process([sys.executable, str(RUNTIME)], self.env, str(self.dir / "runtime.log"))
+        self.runtime = Process(self.runtime_cmd, self.env, str(self.dir / "runtime.log"))
 
     def _supervise_loop(self):
         while not self._stopping:

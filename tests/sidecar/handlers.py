@@ -67,3 +67,9 @@ def big(payload):
 def fanout_two(payload):
     """Two outputs recording which input they came from (for nested fan-out)."""
     return [{"i": i, "from": payload.get("i")} for i in range(2)]
+
+
+def fail_counted(payload):
+    """Marks each call, then raises."""
+    _mark("fail-%d" % time.time_ns())
+    raise RuntimeError("still failing")

@@ -369,3 +369,40 @@ def test_help_lists_every_variable(cluster):
                 "ASYA_RETRY_MAX_ATTEMPTS", "ASYA_RETRY_BACKOFF", "ASYA_RETRY_BACKOFF_MAX", "ASYA_SHUTDOWN_GRACE",
                 "ASYA_MAX_MESSAGE_BYTES", "ASYA_QUEUE_PREFIX", "ASYA_RESULT_STORE"):
         assert var in text, var
+
+
+def test_retries_processing_errors_when_opted_in_then_error_end(cluster):
+    cluster.actor("flaky", "fail_counted", env={"ASYA_RETRY_MAX_ATTEMPTS": "3", "ASYA_RETRY_ON_PROCESSING_ERROR": "true"})
+    cluster.queues.send("asya-flaky", envelope("Y1", ["flaky"], payload={"v": 1}, headers={"h": "x"}))
+    out = only(cluster.queues.collect(ERROR, 1))
+    assert out["id"] == "Y1"
+    assert out["payload"]["error"] == "processing_error"
+    assert out["payload"]["original_payload"] == {"v": 1}
+    assert out["headers"]["asya-attempt"] == 3
+    assert out["headers"]["h"] == "x"
+    assert len(cluster.markers_named("fail-")) == 3
+    assert cluster.queues.empty("asya-flaky")
+
+
+def test_processing_errors_are_not_retried_by_default(cluster):
+    cluster.actor("flaky", "fail_counted", env={"ASYA_RETRY_MAX_ATTEMPTS": "3"})
+    cluster.queues.send("asya-flaky", envelope("Y2", ["flaky"], payload={}))
+    assert only(cluster.queues.collect(ERROR, 1))["id"] == "Y2"
+    assert len(cluster.markers_named("fail-")) == 1
+
+
+def test_runtime_that_closes_after_each_response_is_reconnected(cluster):
+    import sys
+    from conftest import HERE
+    cluster.actor("legacy", runtime_cmd=[sys.executable, str(HERE / "oneshot_runtime.py")])
+    for i in range(5):
+        cluster.queues.send("asya-legacy", envelope("L%d" % i, ["legacy"], payload={"i": i}))
+    outs = sorted((m["json"]["id"], m["json"]["payload"]["served_by"]) for m in cluster.queues.collect(HAPPY, 5))
+    assert outs == [("L%d" % i, "oneshot") for i in range(5)]
+
+
+def test_queue_prefix_applies_to_every_queue(cluster):
+    cluster.actor("echo", "echo", env={"ASYA_QUEUE_PREFIX": "dev-"})
+    cluster.queues.send("dev-echo", envelope("Q1", ["echo"], payload={}))
+    assert only(cluster.queues.collect("dev-happy-end", 1))["id"] == "Q1"
+    assert cluster.queues.recv(HAPPY, wait=0) == []
