@@ -1,6 +1,6 @@
 // The queue transport interface. A sidecar, the gateway and `asya up` talk to queues only through
-// this interface; each implementation lives in its own folder (sqlite/, rabbitmq/, sqs/) and
-// registers itself by name in registry.cpp (`ASYA_TRANSPORT`).
+// this interface; each implementation lives in its own folder (sqlite/, rabbitmq/, sqs/) and is
+// registered by name in registry.cpp (`ASYA_TRANSPORT`; see register_transport below).
 //
 // Queue names passed here are full names, prefix included ("asya-echo"). All methods are
 // blocking and thread-safe: a sidecar calls them from several worker threads on one instance.
@@ -103,7 +103,16 @@ struct Options {
 
 using Factory = std::function<std::unique_ptr<Transport>(const Options&)>;
 
-// Registers a transport by name (called from registry.cpp for the built-in ones).
+// Registration of the built-in transports. Each built-in folder X (sqlite/, rabbitmq/, sqs/)
+// builds a static library `asya_transport_X` defining
+//   std::unique_ptr<Transport> make_X_transport(const Options&);
+// (no static initialisers, which a static link can silently drop). registry.cpp declares these
+// functions and puts them in the table the first time any function below runs; CMake links each
+// library that exists into `asya_transport` and compiles the matching entry in
+// (ASYA_TRANSPORT_HAVE_RABBITMQ / ..._SQS). Programs link `asya_transport_all`, and
+// make_transport("X") then always finds every built-in.
+
+// Registers (or replaces) a transport by name, e.g. a fake in a test. Thread-safe.
 void register_transport(std::string name, Factory factory);
 
 // Creates the transport registered as `name`. Throws asya::ConfigError for an unknown name
