@@ -34,7 +34,8 @@ simdjson::error_code iterate(std::string_view text, ondemand::document& document
   if (state.capacity < needed) {
     // Grow geometrically for small texts so a stream of slightly larger messages does not
     // reallocate each time; large texts get exactly what they need.
-    std::size_t capacity = needed < kKeepBytes ? std::max(needed, state.capacity * 2) : needed;
+    std::size_t capacity =
+        needed <= kKeepBytes ? std::min(std::max(needed, state.capacity * 2), kKeepBytes) : needed;
     state.buffer.reset(new char[capacity]);
     state.capacity = capacity;
   }
