@@ -108,6 +108,18 @@ TEST(Parse, PayloadSurvivesByteForByte) {
   }
 }
 
+TEST(Parse, SyntaxInsideAPayloadContainerIsPassedOnUnchecked) {
+  // PROTOCOL §1: the sidecar never parses the payload; the runtime rejects it if it is bad.
+  for (std::string payload : {"[1 2]", "{\"a\":1,}", "[tru]"}) {
+    std::string body = Body("", R"({"actors":["a"]})", payload);
+    auto result = parse(body);
+    ASSERT_TRUE(result.ok()) << payload << ": " << result.error().message;
+    EXPECT_EQ(result->payload_raw, payload);
+  }
+  // A scalar payload is a single token and is checked.
+  EXPECT_EQ(ErrorOf(Body("", R"({"actors":["a"]})", "tru")).rfind("body is not valid JSON", 0), 0u);
+}
+
 TEST(Parse, PayloadAsLastFieldWithTrailingWhitespaceIsTrimmed) {
   std::string body = "{\"payload\": 42 \n\n, \"id\":\"x\", \"route\":{\"actors\":[\"a\"]}}\n";
   auto result = parse(body);
