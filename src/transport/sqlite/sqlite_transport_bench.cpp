@@ -1,5 +1,5 @@
 // Throughput of the SQLite transport: one hop is send + receive + ack.
-//   sqlite_transport_bench [messages=5000] [body_bytes=1024]
+//   sqlite_transport_bench [messages=5000] [body_bytes=1024] [only=normal|full|threads]
 // Prints msg/s for a tight single-thread loop (synchronous NORMAL and FULL), for a producer
 // thread and a consumer thread sharing one instance, and for batched receives.
 #include <chrono>
@@ -69,10 +69,17 @@ void two_threads(std::size_t batch, int n, const std::string& body) {
 int main(int argc, char** argv) {
   int n = argc > 1 ? std::atoi(argv[1]) : 5000;
   std::string body(argc > 2 ? std::atoi(argv[2]) : 1024, 'x');
+  std::string only = argc > 3 ? argv[3] : "";
   std::printf("%d messages of %zu bytes\n", n, body.size());
-  tight_loop("send+receive+ack loop, synchronous=NORMAL", false, n, body);
-  tight_loop("send+receive+ack loop, synchronous=FULL", true, n / 4, body);
-  two_threads(1, n, body);
-  two_threads(16, n, body);
+  if (only.empty() || only == "normal") {
+    tight_loop("send+receive+ack loop, synchronous=NORMAL", false, n, body);
+  }
+  if (only.empty() || only == "full") {
+    tight_loop("send+receive+ack loop, synchronous=FULL", true, n / 4, body);
+  }
+  if (only.empty() || only == "threads") {
+    two_threads(1, n, body);
+    two_threads(16, n, body);
+  }
   return 0;
 }
