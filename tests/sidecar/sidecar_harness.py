@@ -1,4 +1,4 @@
-"""Fixtures for the sidecar integration tests: real asya-sidecar processes, real Python runtimes,
+"""Harness for the sidecar integration tests (fixtures are exported by conftest.py): real asya-sidecar processes, real Python runtimes,
 a real queue transport (parameterised: add "rabbitmq"/"sqs" to TRANSPORTS once they can be started
 here), and the asya-queue tool to put messages in and take them out.
 

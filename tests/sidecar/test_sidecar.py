@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from sidecar_harness import HERE, wait_for
 
 HAPPY = "asya-happy-end"
 ERROR = "asya-error-end"
@@ -393,7 +393,6 @@ def test_processing_errors_are_not_retried_by_default(cluster):
 
 def test_runtime_that_closes_after_each_response_is_reconnected(cluster):
     import sys
-    from conftest import HERE
     cluster.actor("legacy", runtime_cmd=[sys.executable, str(HERE / "oneshot_runtime.py")])
     for i in range(5):
         cluster.queues.send("asya-legacy", envelope("L%d" % i, ["legacy"], payload={"i": i}))
