@@ -298,7 +298,9 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
     co_return Response::json(200, json::serialize(api::error_result(started.error().message)));
   if (tool->async)
     co_return Response::json(200, json::serialize(api::async_result(started.value())));
-  auto job = co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, nullptr);
+  Service::UpdateCallback no_callback;
+  auto job =
+      co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, no_callback);
   if (!job)
     co_return Response::error(500, "job " + started.value() + " disappeared from the job store");
   double seconds =
@@ -308,16 +310,16 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
 }
 
 awaitable<Response> Api::get_envelope(const std::string& id) {
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(
-      [this, id] { return service_.store().get(id); });
+  auto work_0 = [this, id] { return service_.store().get(id); };
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_0));
   if (!job.ok()) co_return Response::error(503, job.error().message);
   if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
   co_return Response::json(200, json::serialize(api::job_json(*job.value())));
 }
 
 awaitable<Response> Api::envelope_active(const std::string& id) {
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(
-      [this, id] { return service_.store().get(id); });
+  auto work_1 = [this, id] { return service_.store().get(id); };
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_1));
   if (!job.ok()) co_return Response::error(503, job.error().message);
   if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
   if (is_final(job.value()->status)) co_return Response::json(410, R"({"active":false})");
@@ -325,8 +327,8 @@ awaitable<Response> Api::envelope_active(const std::string& id) {
 }
 
 awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id) {
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(
-      [this, id] { return service_.store().get(id); });
+  auto work_2 = [this, id] { return service_.store().get(id); };
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_2));
   if (!job.ok()) co_return Response::error(503, job.error().message);
   if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
   std::int64_t after = 0;
@@ -353,13 +355,14 @@ awaitable<Response> Api::stream_envelope(const http::Request& request, const std
     std::int64_t last = after;
     auto last_write = std::chrono::steady_clock::now();
     for (;;) {
-      auto updates = co_await service_.blocking<Result<std::vector<Update>>>(
-          [this, job_id, last] { return service_.store().updates(job_id, last); });
+      auto work_3 = [this, job_id, last] { return service_.store().updates(job_id, last); };
+      auto updates = co_await service_.blocking<Result<std::vector<Update>>>(std::move(work_3));
       if (updates.ok()) {
         bool final = false;
         for (const auto& update : updates.value()) {
           last = update.sequence;
-          if (!co_await out.write(api::sse_event(job_id, update))) co_return;
+          std::string event = api::sse_event(job_id, update);
+          if (!co_await out.write(std::move(event))) co_return;
           last_write = std::chrono::steady_clock::now();
           if (is_final(update.status)) final = true;
         }
@@ -368,7 +371,8 @@ awaitable<Response> Api::stream_envelope(const http::Request& request, const std
       auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
           std::chrono::steady_clock::now() - last_write);
       if (since >= options_.keepalive) {
-        if (!co_await out.write(": keepalive\n\n")) co_return;
+        std::string keepalive = ": keepalive\n\n";
+        if (!co_await out.write(std::move(keepalive))) co_return;
         last_write = std::chrono::steady_clock::now();
         since = std::chrono::milliseconds(0);
       }
@@ -412,8 +416,8 @@ awaitable<Response> Api::report_progress(const http::Request& request, const std
     report.message = message->as_string();
   }
   service_.metrics().report("progress");
-  auto result = co_await service_.blocking<Result<ChangeResult>>(
-      [this, report] { return service_.store().progress(report); });
+  auto work_4 = [this, report] { return service_.store().progress(report); };
+  auto result = co_await service_.blocking<Result<ChangeResult>>(std::move(work_4));
   if (!result.ok()) co_return Response::error(503, result.error().message);
   if (result.value().outcome == Outcome::not_found)
     co_return Response::error(404, "no job knows envelope \"" + id + "\"");
@@ -456,8 +460,8 @@ awaitable<Response> Api::report_final(const http::Request& request, const std::s
     report.current_actor_idx = static_cast<int>(index->as_int64());
   }
   service_.metrics().report("final");
-  auto result = co_await service_.blocking<Result<ChangeResult>>(
-      [this, report] { return service_.store().finish(report); });
+  auto work_5 = [this, report] { return service_.store().finish(report); };
+  auto result = co_await service_.blocking<Result<ChangeResult>>(std::move(work_5));
   if (!result.ok()) co_return Response::error(503, result.error().message);
   switch (result.value().outcome) {
     case Outcome::not_found:
@@ -498,8 +502,8 @@ awaitable<Response> Api::add_branch(const http::Request& request) {
     report.current = static_cast<int>(current->as_int64());
   }
   service_.metrics().report("branch");
-  auto result = co_await service_.blocking<Result<ChangeResult>>(
-      [this, report] { return service_.store().add_branch(report); });
+  auto work_6 = [this, report] { return service_.store().add_branch(report); };
+  auto result = co_await service_.blocking<Result<ChangeResult>>(std::move(work_6));
   if (!result.ok()) co_return Response::error(503, result.error().message);
   json::object answer{{"id", report.id}};
   switch (result.value().outcome) {

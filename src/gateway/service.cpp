@@ -136,8 +136,8 @@ awaitable<void> Service::sweep_loop() {
     sweep_timer_.expires_after(options_.sweep_interval);
     co_await sweep_timer_.async_wait(asio::as_tuple(use_awaitable));
     if (stopped_) break;
-    auto expired = co_await blocking<Result<std::vector<std::string>>>(
-        [this] { return store_->expire(Clock::now()); });
+    auto work_0 = [this] { return store_->expire(Clock::now()); };
+    auto expired = co_await blocking<Result<std::vector<std::string>>>(std::move(work_0));
     if (!expired.ok()) {
       spdlog::warn("gateway: deadline sweep failed: {}", expired.error().message);
       continue;
@@ -171,7 +171,7 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool,
              deadline};
   std::string queue = options_.queue_prefix + tool.actors.front();
 
-  Status published = co_await blocking<Status>([this, job, body, queue]() -> Status {
+  auto work_1 = [this, job, body, queue]() -> Status {
     Status created = store_->create(job);
     if (!created.ok()) return Error{"job store: " + created.message()};
     Status sent = transport_->send(queue, body);
@@ -181,7 +181,8 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool,
       return Error{error};
     }
     return Status::Ok();
-  });
+  };
+  Status published = co_await blocking<Status>(std::move(work_1));
   if (!published.ok()) {
     notifier_.notify(id);
     spdlog::error("gateway: tool {} call {} failed: {}", tool.name, id, published.message());
@@ -197,8 +198,8 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
   auto subscription = notifier_.subscribe(job_id);
   std::int64_t last = 0;
   for (;;) {
-    auto updates = co_await blocking<Result<std::vector<Update>>>(
-        [this, job_id, last] { return store_->updates(job_id, last); });
+    auto work_2 = [this, job_id, last] { return store_->updates(job_id, last); };
+    auto updates = co_await blocking<Result<std::vector<Update>>>(std::move(work_2));
     if (!updates.ok()) {
       spdlog::warn("gateway: reading updates of {} failed: {}", job_id, updates.error().message);
     } else {
@@ -209,8 +210,8 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
         if (is_final(update.status)) final = true;
       }
       if (final || (last == 0 && updates.value().empty())) {
-        auto job = co_await blocking<Result<std::optional<Job>>>(
-            [this, job_id] { return store_->get(job_id); });
+        auto work_3 = [this, job_id] { return store_->get(job_id); };
+        auto job = co_await blocking<Result<std::optional<Job>>>(std::move(work_3));
         if (!job.ok()) co_return std::nullopt;
         if (!job.value() || is_final(job.value()->status)) co_return job.value();
       }
@@ -219,8 +220,8 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
     if (deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - Clock::now());
       if (left <= std::chrono::milliseconds(0)) {
-        co_await blocking<Result<ChangeResult>>(
-            [this, job_id] { return store_->fail(job_id, "timed out"); });
+        auto work_4 = [this, job_id] { return store_->fail(job_id, "timed out"); };
+        co_await blocking<Result<ChangeResult>>(std::move(work_4));
         continue;  // the next read returns the final update
       }
       wait = std::min(wait, left + std::chrono::milliseconds(1));
@@ -230,13 +231,14 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
 }
 
 awaitable<std::string> Service::readiness() {
-  co_return co_await blocking<std::string>([this]() -> std::string {
+  auto work_5 = [this]() -> std::string {
     Status store = store_->ping();
     if (!store.ok()) return "job store not reachable: " + store.message();
     auto stats = transport_->list_queues();
     if (!stats.ok()) return "transport not reachable: " + stats.error().message;
     return "";
-  });
+  };
+  co_return co_await blocking<std::string>(std::move(work_5));
 }
 
 }  // namespace asya::gateway

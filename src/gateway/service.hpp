@@ -89,8 +89,10 @@ class Service {
   void stop();
 
   // Runs `work` on the blocking pool and resumes on the io_context with its result.
-  template <class T>
-  boost::asio::awaitable<T> blocking(std::function<T()> work);
+  // Not a coroutine itself (see service_impl.hpp); `work` is a callable returning T. Pass a
+  // named lambda (std::move(work)), never a lambda written inside the co_await expression.
+  template <class T, class Work>
+  boost::asio::awaitable<T> blocking(Work&& work);
 
   // Creates the job and publishes the envelope for an already validated call. `arguments` are
   // the validated arguments (the payload). Error when the store or the publish failed (the job,

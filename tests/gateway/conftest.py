@@ -107,6 +107,14 @@ class Gateway:
         self.process = None
         self.log = self.workdir / "gateway.log"
 
+    def internal_headers(self):
+        token = self.env.get("ASYA_GATEWAY_INTERNAL_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
+    def client_headers(self):
+        token = self.env.get("ASYA_GATEWAY_TOKEN")
+        return {"Authorization": f"Bearer {token}"} if token else {}
+
     def start(self):
         self.process = subprocess.Popen([str(self.binary)], env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=open(self.log, "ab"))
@@ -143,8 +151,89 @@ def gateway_binary(build_path):
 
 @pytest.fixture(scope="session")
 def queue_tool(build_path):
-    """The asya-queue test tool (send/receive on the SQLite transport) built from src/gateway."""
-    path = build_path / "src" / "gateway" / "asya-gateway-queue"
+    """The asya-queue test tool (tests/tools): send/receive through the Transport interface."""
+    path = build_path / "tests" / "tools" / "asya-queue"
     if not path.exists():
-        pytest.fail(f"{path} not built: ninja -C {build_path} asya-gateway-queue")
+        pytest.fail(f"{path} not built: ninja -C {build_path} asya-queue")
     return path
+
+
+class FakeActor:
+    """Plays the sidecars of a pipeline: takes envelopes from the actor queue with asya-queue and
+    reports progress and the final status to the gateway as PROTOCOL §7 says."""
+
+    def __init__(self, queue_tool, gateway):
+        self.queue_tool = queue_tool
+        self.gateway = gateway
+
+    def receive(self, actor, wait="10s"):
+        result = subprocess.run([str(self.queue_tool), "recv", "asya-" + actor, "--max", "1", "--wait", wait,
+                                 "--ack"], env=self.gateway.env, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        assert lines, f"no envelope arrived on asya-{actor} within {wait}"
+        return json.loads(json.loads(lines[0])["body"])
+
+    def progress(self, envelope_id, actors, index, status, message=""):
+        body = {"actors": actors, "current_actor_idx": index, "status": status}
+        if message:
+            body["message"] = message
+        return http_json("POST", f"{self.gateway.url}/envelopes/{envelope_id}/progress", body,
+                         self.gateway.internal_headers())
+
+    def final(self, envelope_id, status, result=None, error=None):
+        body = {"id": envelope_id, "status": status}
+        if result is not None:
+            body["result"] = result
+        if error is not None:
+            body["error"] = error
+        return http_json("POST", f"{self.gateway.url}/envelopes/{envelope_id}/final", body,
+                         self.gateway.internal_headers())
+
+    def run_pipeline(self, envelope):
+        """Reports every actor of the route as done and the final success with the payload."""
+        actors = envelope["route"]["actors"]
+        for index in range(len(actors)):
+            for status in ("received", "processing", "completed"):
+                self.progress(envelope["id"], actors, index, status)
+        return self.final(envelope["id"], "succeeded", {"echo": envelope["payload"]})
+
+
+ROUTES = """
+defaults:
+  timeout: 60
+routes:
+  pipe: [first, second]
+tools:
+  - name: echo
+    description: Echo the arguments
+    parameters:
+      text: {type: string, required: true, description: Text to echo}
+      count: {type: integer, default: 2}
+      mode: {type: string, options: [fast, slow], default: fast}
+    route: [echo]
+    progress: true
+  - name: pipeline
+    description: Two actors
+    parameters:
+      text: {type: string, required: true}
+    route: pipe
+    async: true
+  - name: quick
+    description: Times out fast
+    parameters: {}
+    route: [never]
+    timeout: 1
+"""
+
+
+@pytest.fixture
+def gateway(gateway_binary, tmp_path):
+    gw = Gateway(gateway_binary, tmp_path, ROUTES).start()
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def actor(queue_tool, gateway):
+    return FakeActor(queue_tool, gateway)

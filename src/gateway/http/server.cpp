@@ -138,7 +138,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       unsigned version = message.version();
       Response response;
       try {
-        response = co_await handler(std::move(request));
+        auto pending = handler(std::move(request));
+        response = co_await std::move(pending);
       } catch (const std::exception& e) {
         spdlog::error("gateway: handler failed: {}", e.what());
         response = Response::error(500, std::string("internal error: ") + e.what());

@@ -268,7 +268,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         // Progress must increase with each notification.
         if (update.progress_percent <= last_sent) co_return;
         last_sent = update.progress_percent;
-        co_await notify(progress_notification(token, update));
+        json::object notification = progress_notification(token, update);
+        co_await notify(notification);
       };
     }
     auto job =
@@ -296,7 +297,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       }
       const auto& m = item.as_object();
       if (!m.contains("id") || !m.contains("method")) continue;  // notification or response
-      RpcOutcome outcome = co_await dispatch(m, nullptr);
+      Notify none;
+      RpcOutcome outcome = co_await dispatch(m, none);
       responses.push_back(answer(m.at("id"), outcome));
     }
     if (responses.empty()) co_return Response{202, {}, "", nullptr};
@@ -316,7 +318,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     }
   }
   if (!(wants_progress && accepts_sse)) {
-    RpcOutcome outcome = co_await dispatch(m, nullptr);
+    Notify none;
+    RpcOutcome outcome = co_await dispatch(m, none);
     co_return Response::json(200, json::serialize(answer(m.at("id"), outcome)));
   }
 
@@ -328,10 +331,12 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     service_.metrics().sse_streams().Increment();
     bool open = true;
     Notify notify = [&](const json::object& notification) -> awaitable<void> {
-      if (open) open = co_await out.write(sse_message(notification));
+      std::string event = sse_message(notification);
+      if (open) open = co_await out.write(std::move(event));
     };
     RpcOutcome outcome = co_await dispatch(message, notify);
-    if (open) co_await out.write(sse_message(answer(message.at("id"), outcome)));
+    std::string event = sse_message(answer(message.at("id"), outcome));
+    if (open) co_await out.write(std::move(event));
     service_.metrics().sse_streams().Decrement();
   };
   co_return response;
