@@ -1,0 +1,583 @@
+// bench_queue: the process-level drivers of the queue rows. Each subcommand prints one JSON object
+// on stdout (bench/run reads it). The Asya side goes through the project's Transport (whatever
+// ASYA_TRANSPORT names, "sqlite" by default, configured from the environment like a sidecar);
+// the raw-* subcommands are the physical baselines and use SQLite's C API directly.
+//
+//   raw-cycle  --db PATH --threads N --seconds S [--payload B]
+//       insert, lease, delete on one table in a tight loop (each its own transaction).
+//   hop        --pid SIDECAR --in Q --out Q --count N [--warmup W] [--payload B]
+//       warms the sidecar up with W messages, stops it (SIGSTOP), queues N envelopes, resumes it
+//       and times until N more arrived on --out.
+//   wakeup     --queue Q --samples N     cross-process publish -> receive latency (Transport)
+//   raw-wakeup --db PATH --samples N     same, the receiver polling the table in a tight loop
+//   pace       --queue Q --rate R --seconds S [--payload B]   sends at a fixed rate
+//   forward    --in Q --out Q            a bare consumer (receive, send, ack) until SIGTERM
+//   wait       --queue Q --count N [--timeout S]   waits until Q holds at least N messages
+//   pipeline   --in Q --out Q --count N --rate R --seconds S
+//       burst of N (time until all arrive), then a paced run measuring send -> arrival latency.
+#include <signal.h>
+#include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/env.hpp"
+#include "support/raw_io.hpp"
+#include "transport/transport.hpp"
+
+namespace {
+
+using namespace asya::bench;
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+// --name value pairs.
+class Args {
+ public:
+  Args(int argc, char** argv, int first) {
+    for (int i = first; i < argc; ++i) {
+      std::string key = argv[i];
+      if (key.rfind("--", 0) != 0 || i + 1 >= argc)
+        throw std::runtime_error("expected --name value, got \"" + key + "\"");
+      values_[key.substr(2)] = argv[++i];
+    }
+  }
+  std::string text(const std::string& name) const {
+    auto it = values_.find(name);
+    if (it == values_.end()) throw std::runtime_error("missing --" + name);
+    return it->second;
+  }
+  std::string text(const std::string& name, const std::string& fallback) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? fallback : it->second;
+  }
+  double number(const std::string& name) const { return std::stod(text(name)); }
+  double number(const std::string& name, double fallback) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? fallback : std::stod(it->second);
+  }
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+// prefix + i (spelled out: GCC 12 warns wrongly on "literal" + std::to_string(i)).
+std::string numbered(const char* prefix, std::uint64_t i) {
+  std::string out(prefix);
+  out += std::to_string(i);
+  return out;
+}
+
+std::int64_t monotonic_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+
+// An envelope for actor `actor` whose payload carries the send time: {"t": ns, "message": "..."}.
+std::string stamped_envelope(const std::string& id, const std::string& actor,
+                             std::size_t payload_bytes, std::int64_t t_ns) {
+  std::string body = "{\"id\":\"" + id + "\",\"route\":{\"actors\":[\"" + actor +
+                     "\"],\"current\":0},\"payload\":{\"t\":" + std::to_string(t_ns) +
+                     ",\"message\":\"";
+  body.append(payload_bytes, 'x');
+  body += "\"}}";
+  return body;
+}
+
+// The actor names of a route given as "a,b,c".
+std::string actors_json(const std::string& list) {
+  std::string out;
+  std::size_t start = 0;
+  while (start <= list.size()) {
+    std::size_t comma = list.find(',', start);
+    if (comma == std::string::npos) comma = list.size();
+    if (!out.empty()) out += ',';
+    out += '"';
+    out.append(list, start, comma - start);
+    out += '"';
+    start = comma + 1;
+  }
+  return out;
+}
+
+std::string route_envelope(const std::string& id, const std::string& actors,
+                           std::size_t payload_bytes, std::int64_t t_ns) {
+  std::string body = "{\"id\":\"" + id + "\",\"route\":{\"actors\":[" + actors_json(actors) +
+                     "],\"current\":0},\"payload\":{\"t\":" + std::to_string(t_ns) +
+                     ",\"message\":\"";
+  body.append(payload_bytes, 'x');
+  body += "\"}}";
+  return body;
+}
+
+// The "t" stamped into a payload by stamped_envelope (the first "\"t\":" in the body), or -1.
+std::int64_t stamp_of(const std::string& body) {
+  std::size_t at = body.find("\"t\":");
+  if (at == std::string::npos) return -1;
+  return std::strtoll(body.c_str() + at + 4, nullptr, 10);
+}
+
+std::unique_ptr<asya::transport::Transport> open_transport() {
+  asya::transport::Options options;
+  options.visibility_timeout = std::chrono::minutes(10);
+  return asya::transport::make_transport(asya::env_string("ASYA_TRANSPORT", "sqlite"), options);
+}
+
+void check(const asya::Status& status, const char* what) {
+  if (!status) throw std::runtime_error(std::string(what) + ": " + status.message());
+}
+
+std::uint64_t arrived(asya::transport::Transport& transport, const std::string& queue) {
+  auto stats = transport.stats(queue);
+  if (!stats) throw std::runtime_error("stats " + queue + ": " + stats.error().message);
+  return stats->ready + stats->in_flight + stats->delayed;
+}
+
+void wait_arrived(asya::transport::Transport& transport, const std::string& queue,
+                  std::uint64_t count, double timeout_s) {
+  auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  while (arrived(transport, queue) < count) {
+    if (Clock::now() > deadline)
+      throw std::runtime_error("timed out waiting for " + std::to_string(count) + " messages on " +
+                               queue + " (have " + std::to_string(arrived(transport, queue)) + ")");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+}
+
+// ---- raw SQLite ----
+
+struct RawDb {
+  sqlite3* db = nullptr;
+  explicit RawDb(const std::string& path) {
+    if (sqlite3_open_v2(path.c_str(), &db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                        nullptr) != SQLITE_OK)
+      throw std::runtime_error("open " + path);
+    sqlite3_busy_timeout(db, 5000);
+    exec("PRAGMA journal_mode=WAL");
+    exec("PRAGMA synchronous=NORMAL");
+    exec(
+        "CREATE TABLE IF NOT EXISTS q(id INTEGER PRIMARY KEY AUTOINCREMENT, queue TEXT NOT NULL, "
+        "body BLOB NOT NULL, visible_at INTEGER NOT NULL, lease INTEGER)");
+    exec("CREATE INDEX IF NOT EXISTS q_visible ON q(queue, visible_at, id)");
+  }
+  ~RawDb() { sqlite3_close_v2(db); }
+  void exec(const char* sql) {
+    char* error = nullptr;
+    for (int attempt = 0;; ++attempt) {
+      if (sqlite3_exec(db, sql, nullptr, nullptr, &error) == SQLITE_OK) return;
+      if (attempt < 100 && (sqlite3_errcode(db) & 0xff) == SQLITE_BUSY) {
+        sqlite3_free(error);
+        std::this_thread::sleep_for(milliseconds(10));
+        continue;
+      }
+      std::string text = error ? error : "?";
+      sqlite3_free(error);
+      throw std::runtime_error(std::string(sql) + ": " + text);
+    }
+  }
+  sqlite3_stmt* prepare(const char* sql) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v3(db, sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+      throw std::runtime_error(std::string("prepare: ") + sqlite3_errmsg(db));
+    return s;
+  }
+  void step_done(sqlite3_stmt* s) {
+    int rc = sqlite3_step(s);
+    sqlite3_reset(s);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+      throw std::runtime_error(std::string("step: ") + sqlite3_errmsg(db));
+  }
+};
+
+std::int64_t wall_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+int raw_cycle(const Args& args) {
+  std::string path = args.text("db");
+  int threads = static_cast<int>(args.number("threads", 1));
+  double seconds = args.number("seconds", 1.5);
+  std::string body = envelope_with_payload(static_cast<std::size_t>(args.number("payload", 64)));
+  { RawDb init(path); }
+  std::atomic<bool> go{false};
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> cycles{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < threads; ++t) {
+    workers.emplace_back([&, t] {
+      RawDb db(path);
+      sqlite3_stmt* insert =
+          db.prepare("INSERT INTO q(queue, body, visible_at) VALUES('q', ?1, ?2)");
+      sqlite3_stmt* lease = db.prepare(
+          "UPDATE q SET visible_at = ?2, lease = ?3 WHERE id = (SELECT id FROM q WHERE queue = 'q' "
+          "AND visible_at <= ?1 ORDER BY visible_at, id LIMIT 1) RETURNING id, body");
+      sqlite3_stmt* remove = db.prepare("DELETE FROM q WHERE id = ?1 AND lease = ?2");
+      std::int64_t token = static_cast<std::int64_t>(t) << 40;
+      while (!go) std::this_thread::yield();
+      std::uint64_t mine = 0;
+      while (!stop) {
+        std::int64_t now = wall_ms();
+        sqlite3_bind_blob64(insert, 1, body.data(), body.size(), SQLITE_STATIC);
+        sqlite3_bind_int64(insert, 2, now);
+        db.step_done(insert);
+        ++token;
+        sqlite3_bind_int64(lease, 1, now);
+        sqlite3_bind_int64(lease, 2, now + 600000);
+        sqlite3_bind_int64(lease, 3, token);
+        std::int64_t id = -1;
+        if (sqlite3_step(lease) == SQLITE_ROW) {
+          id = sqlite3_column_int64(lease, 0);
+          // Read the body as a consumer would.
+          volatile int size = sqlite3_column_bytes(lease, 1);
+          (void)size;
+          while (sqlite3_step(lease) == SQLITE_ROW) {
+          }
+        }
+        sqlite3_reset(lease);
+        if (id < 0) continue;
+        sqlite3_bind_int64(remove, 1, id);
+        sqlite3_bind_int64(remove, 2, token);
+        db.step_done(remove);
+        ++mine;
+      }
+      cycles += mine;
+      sqlite3_finalize(insert);
+      sqlite3_finalize(lease);
+      sqlite3_finalize(remove);
+    });
+  }
+  auto start = Clock::now();
+  go = true;
+  std::this_thread::sleep_for(std::chrono::duration<double>(seconds));
+  stop = true;
+  for (auto& w : workers) w.join();
+  double elapsed = seconds_since(start);
+  std::printf("{\"msgs_per_s\": %.1f, \"cycles\": %" PRIu64 ", \"threads\": %d}\n",
+              static_cast<double>(cycles.load()) / elapsed, cycles.load(), threads);
+  return 0;
+}
+
+int raw_wakeup(const Args& args) {
+  std::string path = args.text("db");
+  int samples = static_cast<int>(args.number("samples", 200));
+  { RawDb init(path); }
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) die("pipe");
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    RawDb db(path);
+    sqlite3_stmt* peek = db.prepare("SELECT id, body FROM q WHERE queue = 'w' LIMIT 1");
+    sqlite3_stmt* remove = db.prepare("DELETE FROM q WHERE id = ?1");
+    for (int i = 0; i < samples; ++i) {
+      std::int64_t id = -1;
+      std::string body;
+      while (id < 0) {
+        if (sqlite3_step(peek) == SQLITE_ROW) {
+          id = sqlite3_column_int64(peek, 0);
+          body.assign(static_cast<const char*>(sqlite3_column_blob(peek, 1)),
+                      static_cast<std::size_t>(sqlite3_column_bytes(peek, 1)));
+        }
+        sqlite3_reset(peek);
+      }
+      double latency_us = static_cast<double>(monotonic_ns() - stamp_of(body)) / 1e3;
+      sqlite3_bind_int64(remove, 1, id);
+      db.step_done(remove);
+      if (::write(pipe_fds[1], &latency_us, sizeof latency_us) != sizeof latency_us) _exit(1);
+    }
+    sqlite3_finalize(peek);
+    sqlite3_finalize(remove);
+    _exit(0);
+  }
+  ::close(pipe_fds[1]);
+  RawDb db(path);
+  sqlite3_stmt* insert = db.prepare("INSERT INTO q(queue, body, visible_at) VALUES('w', ?1, 0)");
+  std::vector<double> latencies;
+  for (int i = 0; i < samples; ++i) {
+    std::this_thread::sleep_for(milliseconds(3 + i % 5));
+    std::string body = stamped_envelope(numbered("w", i), "bench", 64, monotonic_ns());
+    sqlite3_bind_blob64(insert, 1, body.data(), body.size(), SQLITE_TRANSIENT);
+    db.step_done(insert);
+    double latency_us = 0;
+    if (!read_all(pipe_fds[0], reinterpret_cast<char*>(&latency_us), sizeof latency_us))
+      die("raw-wakeup receiver died");
+    latencies.push_back(latency_us);
+  }
+  sqlite3_finalize(insert);
+  ::waitpid(child, nullptr, 0);
+  double p50 = quantile(latencies, 0.5);
+  double p99 = quantile(latencies, 0.99);
+  std::printf("{\"p50_us\": %.1f, \"p99_us\": %.1f, \"samples\": %d}\n", p50, p99, samples);
+  return 0;
+}
+
+// ---- through the Transport ----
+
+int wakeup(const Args& args) {
+  std::string queue = args.text("queue", "asya-wakeup");
+  int samples = static_cast<int>(args.number("samples", 200));
+  {
+    auto transport = open_transport();
+    check(transport->ensure_queue(queue), "ensure_queue");
+    transport->close();
+  }
+  int pipe_fds[2];
+  if (::pipe(pipe_fds) != 0) die("pipe");
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(pipe_fds[0]);
+    auto transport = open_transport();
+    for (int i = 0; i < samples;) {
+      auto got = transport->receive(queue, 1, std::chrono::seconds(10));
+      if (!got) _exit(1);
+      for (auto& delivery : *got) {
+        double latency_us = static_cast<double>(monotonic_ns() - stamp_of(delivery.body)) / 1e3;
+        (void)transport->ack(delivery);
+        if (::write(pipe_fds[1], &latency_us, sizeof latency_us) != sizeof latency_us) _exit(1);
+        ++i;
+      }
+    }
+    transport->close();
+    _exit(0);
+  }
+  ::close(pipe_fds[1]);
+  auto transport = open_transport();
+  std::vector<double> latencies;
+  for (int i = 0; i < samples; ++i) {
+    // Let the receiver settle into its blocking wait: this is the wake-up from idle.
+    std::this_thread::sleep_for(milliseconds(3 + i % 5));
+    check(transport->send(queue, stamped_envelope(numbered("w", i), "bench", 64, monotonic_ns())),
+          "send");
+    double latency_us = 0;
+    if (!read_all(pipe_fds[0], reinterpret_cast<char*>(&latency_us), sizeof latency_us))
+      die("wakeup receiver died");
+    latencies.push_back(latency_us);
+  }
+  ::waitpid(child, nullptr, 0);
+  transport->close();
+  double p50 = quantile(latencies, 0.5);
+  double p99 = quantile(latencies, 0.99);
+  std::printf("{\"p50_us\": %.1f, \"p99_us\": %.1f, \"samples\": %d}\n", p50, p99, samples);
+  return 0;
+}
+
+int hop(const Args& args) {
+  pid_t pid = static_cast<pid_t>(args.number("pid"));
+  std::string in = args.text("in");
+  std::string out = args.text("out");
+  std::string actor = args.text("actor", "bench");
+  auto count = static_cast<std::uint64_t>(args.number("count"));
+  auto warmup = static_cast<std::uint64_t>(args.number("warmup", 20));
+  auto payload = static_cast<std::size_t>(args.number("payload", 64));
+  double timeout = args.number("timeout", 120);
+  auto transport = open_transport();
+  check(transport->ensure_queue(in), "ensure_queue");
+  check(transport->ensure_queue(out), "ensure_queue");
+  std::uint64_t before = arrived(*transport, out);
+  for (std::uint64_t i = 0; i < warmup; ++i)
+    check(transport->send(in, stamped_envelope(numbered("warm-", i), actor, 64, 0)), "send");
+  wait_arrived(*transport, out, before + warmup, timeout);
+
+  ::kill(pid, SIGSTOP);
+  auto fill_start = Clock::now();
+  for (std::uint64_t i = 0; i < count; ++i)
+    check(transport->send(in, stamped_envelope(numbered("m-", i), actor, payload, 0)), "send");
+  double fill_seconds = seconds_since(fill_start);
+  auto start = Clock::now();
+  ::kill(pid, SIGCONT);
+  wait_arrived(*transport, out, before + warmup + count, timeout);
+  double elapsed = seconds_since(start);
+  transport->close();
+  std::printf("{\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"count\": %" PRIu64
+              ", \"fill_seconds\": %.3f}\n",
+              elapsed, static_cast<double>(count) / elapsed, count, fill_seconds);
+  return 0;
+}
+
+int wait(const Args& args) {
+  std::string queue = args.text("queue");
+  auto count = static_cast<std::uint64_t>(args.number("count"));
+  auto transport = open_transport();
+  check(transport->ensure_queue(queue), "ensure_queue");
+  auto start = Clock::now();
+  wait_arrived(*transport, queue, count, args.number("timeout", 60));
+  std::printf("{\"seconds\": %.3f, \"count\": %" PRIu64 "}\n", seconds_since(start),
+              arrived(*transport, queue));
+  transport->close();
+  return 0;
+}
+
+int pace(const Args& args) {
+  std::string queue = args.text("queue");
+  std::string actor = args.text("actor", "bench");
+  double rate = args.number("rate");
+  double seconds = args.number("seconds");
+  auto payload = static_cast<std::size_t>(args.number("payload", 64));
+  auto transport = open_transport();
+  check(transport->ensure_queue(queue), "ensure_queue");
+  auto total = static_cast<std::uint64_t>(rate * seconds);
+  auto start = Clock::now();
+  for (std::uint64_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
+                                              std::chrono::duration<double>(i / rate)));
+    check(transport->send(queue, stamped_envelope(numbered("p-", i), actor, payload, 0)), "send");
+  }
+  double elapsed = seconds_since(start);
+  transport->close();
+  std::printf("{\"sent\": %" PRIu64 ", \"msgs_per_s\": %.1f}\n", total,
+              static_cast<double>(total) / elapsed);
+  return 0;
+}
+
+std::atomic<bool> g_stop{false};
+
+int forward(const Args& args) {
+  std::string in = args.text("in");
+  std::string out = args.text("out");
+  struct sigaction action {};
+  action.sa_handler = [](int) { g_stop = true; };
+  sigaction(SIGTERM, &action, nullptr);
+  auto transport = open_transport();
+  check(transport->ensure_queue(in), "ensure_queue");
+  check(transport->ensure_queue(out), "ensure_queue");
+  std::thread stopper([&] {
+    while (!g_stop) std::this_thread::sleep_for(milliseconds(50));
+    transport->interrupt();
+  });
+  std::uint64_t forwarded = 0;
+  while (!g_stop) {
+    auto got = transport->receive(in, 1, std::chrono::seconds(1));
+    if (!got) continue;
+    for (auto& delivery : *got) {
+      check(transport->send(out, delivery.body), "send");
+      check(transport->ack(delivery), "ack");
+      ++forwarded;
+    }
+  }
+  stopper.join();
+  transport->close();
+  std::printf("{\"forwarded\": %" PRIu64 "}\n", forwarded);
+  return 0;
+}
+
+int pipeline(const Args& args) {
+  std::string in = args.text("in");
+  std::string out = args.text("out");
+  std::string actors = args.text("actors");
+  auto count = static_cast<std::uint64_t>(args.number("count"));
+  double rate = args.number("rate");
+  double seconds = args.number("seconds");
+  double timeout = args.number("timeout", 120);
+  auto transport = open_transport();
+  check(transport->ensure_queue(in), "ensure_queue");
+  check(transport->ensure_queue(out), "ensure_queue");
+
+  // The consumer of the last queue (standing in for happy-end) records send -> arrival latency.
+  std::atomic<std::uint64_t> received{0};
+  std::atomic<bool> record{false};
+  std::atomic<bool> stop{false};
+  std::vector<double> latencies;
+  std::thread consumer([&] {
+    while (!stop) {
+      auto got = transport->receive(out, 16, milliseconds(200));
+      if (!got) continue;
+      for (auto& delivery : *got) {
+        std::int64_t t = stamp_of(delivery.body);
+        if (record && t > 0) latencies.push_back(static_cast<double>(monotonic_ns() - t) / 1e3);
+        (void)transport->ack(delivery);
+        ++received;
+      }
+    }
+  });
+  auto wait_received = [&](std::uint64_t n) {
+    auto deadline = Clock::now() + std::chrono::duration<double>(timeout);
+    while (received < n) {
+      if (Clock::now() > deadline) {
+        stop = true;
+        transport->interrupt();
+        consumer.join();
+        throw std::runtime_error("timed out: " + std::to_string(received.load()) + " of " +
+                                 std::to_string(n) + " arrived on " + out);
+      }
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+  };
+  // Warm-up, then throughput: N sent as fast as possible, timed until the last arrives.
+  for (int i = 0; i < 10; ++i)
+    check(transport->send(in, route_envelope(numbered("warm-", i), actors, 64, 0)), "send");
+  wait_received(10);
+  auto start = Clock::now();
+  for (std::uint64_t i = 0; i < count; ++i)
+    check(transport->send(in, route_envelope(numbered("b-", i), actors, 64, 0)), "send");
+  wait_received(10 + count);
+  double burst_seconds = seconds_since(start);
+  // Latency at a steady rate well below saturation.
+  record = true;
+  auto total = static_cast<std::uint64_t>(rate * seconds);
+  auto paced_start = Clock::now();
+  for (std::uint64_t i = 0; i < total; ++i) {
+    std::this_thread::sleep_until(paced_start + std::chrono::duration_cast<Clock::duration>(
+                                                    std::chrono::duration<double>(i / rate)));
+    check(transport->send(in, route_envelope(numbered("l-", i), actors, 64, monotonic_ns())),
+          "send");
+  }
+  wait_received(10 + count + total);
+  stop = true;
+  transport->interrupt();
+  consumer.join();
+  transport->close();
+  double p50 = quantile(latencies, 0.5) / 1e3;
+  double p99 = quantile(latencies, 0.99) / 1e3;
+  std::printf("{\"msgs_per_s\": %.1f, \"burst\": %" PRIu64
+              ", \"p50_ms\": %.3f, \"p99_ms\": %.3f, "
+              "\"latency_samples\": %zu, \"rate\": %.0f}\n",
+              static_cast<double>(count) / burst_seconds, count, p50, p99, latencies.size(), rate);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  if (argc < 2) {
+    std::fprintf(stderr,
+                 "usage: bench_queue raw-cycle|raw-wakeup|wakeup|hop|pace|wait|forward|pipeline "
+                 "--name value ...\n");
+    return 2;
+  }
+  std::string command = argv[1];
+  try {
+    Args args(argc, argv, 2);
+    if (command == "raw-cycle") return raw_cycle(args);
+    if (command == "raw-wakeup") return raw_wakeup(args);
+    if (command == "wakeup") return wakeup(args);
+    if (command == "hop") return hop(args);
+    if (command == "pace") return pace(args);
+    if (command == "wait") return wait(args);
+    if (command == "forward") return forward(args);
+    if (command == "pipeline") return pipeline(args);
+    std::fprintf(stderr,
+                 "bench_queue: unknown command \"%s\": use raw-cycle, raw-wakeup, wakeup, hop, "
+                 "pace, wait, forward or pipeline\n",
+                 command.c_str());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_queue %s: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,146 @@
+// Runtime round trip (bench rows runtime_rtt_*) and the socket copy baseline of the payload rows.
+//
+// Two peers run as child processes, on sockets in a temp directory:
+//   bench_raw_echo_server  raw length-framed echo, no parsing (the baseline)
+//   bench_noop_runtime     the C++ runtime library with a handler returning its payload
+// and this binary is the client:
+//   BM_RawPingPong/<payload bytes>   plain writev/read of the same request bytes
+//   BM_RuntimeClient/<payload bytes> asya::wire::RuntimeClient::call, the sidecar's own code
+// Each benchmark reports p50_us/p99_us counters over every timed iteration. Run with
+// --benchmark_format=json; bench/run reads the counters.
+#include <benchmark/benchmark.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/raw_io.hpp"
+#include "wire/runtime_client.hpp"
+
+extern char** environ;
+
+namespace {
+
+using namespace asya::bench;
+using Clock = std::chrono::steady_clock;
+
+std::filesystem::path g_workdir;
+std::string g_raw_socket;
+std::string g_runtime_socket;
+std::vector<pid_t> g_children;
+
+pid_t spawn(const std::string& program, std::vector<std::string> args,
+            const std::vector<std::string>& extra_env) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) env_strings.emplace_back(*e);
+  for (const auto& e : extra_env) env_strings.push_back(e);
+  std::vector<char*> envp;
+  for (auto& e : env_strings) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  args.insert(args.begin(), program);
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  pid_t pid = 0;
+  if (posix_spawn(&pid, program.c_str(), nullptr, nullptr, argv.data(), envp.data()) != 0)
+    die("cannot start " + program);
+  g_children.push_back(pid);
+  return pid;
+}
+
+void wait_connectable(const std::string& path, const std::string& ready_file) {
+  auto deadline = Clock::now() + std::chrono::seconds(20);
+  while (Clock::now() < deadline) {
+    if (ready_file.empty() || std::filesystem::exists(ready_file)) {
+      int fd = connect_unix(path);
+      if (fd >= 0) {
+        ::close(fd);
+        return;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  die("peer did not start listening on " + path);
+}
+
+void report(benchmark::State& state, std::vector<double>& latencies_us) {
+  state.counters["p50_us"] = quantile(latencies_us, 0.50);
+  state.counters["p99_us"] = quantile(latencies_us, 0.99);
+  state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0) * 2);
+}
+
+void BM_RawPingPong(benchmark::State& state) {
+  std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
+  int fd = connect_unix(g_raw_socket);
+  if (fd < 0) die("connect " + g_raw_socket);
+  std::vector<char> buffer(request.size());
+  std::vector<double> latencies;
+  latencies.reserve(1 << 16);
+  for (auto _ : state) {
+    auto start = Clock::now();
+    if (!write_framed(fd, request) || read_framed(fd, buffer) < 0) die("raw echo failed");
+    latencies.push_back(seconds_since(start) * 1e6);
+  }
+  ::close(fd);
+  report(state, latencies);
+}
+
+void BM_RuntimeClient(benchmark::State& state) {
+  std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
+  asya::wire::RuntimeClient client({g_runtime_socket, 256u << 20});
+  std::string response;
+  std::vector<double> latencies;
+  latencies.reserve(1 << 16);
+  for (auto _ : state) {
+    auto start = Clock::now();
+    auto result = client.call(request, response, std::chrono::seconds(30));
+    if (result.status != asya::wire::CallStatus::kOk) die("runtime call failed: " + result.error);
+    latencies.push_back(seconds_since(start) * 1e6);
+  }
+  if (response.size() < request.size() / 2) die("runtime answer too short: " + response);
+  report(state, latencies);
+}
+
+}  // namespace
+
+BENCHMARK(BM_RawPingPong)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(1.0);
+BENCHMARK(BM_RuntimeClient)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(1.0);
+// "Copying the payload through a socket both ways": the baseline of payload_10mb/payload_100mb.
+BENCHMARK(BM_RawPingPong)
+    ->Name("BM_SocketCopy")
+    ->Arg(10'000'000)
+    ->Arg(100'000'000)
+    ->MinTime(0.5)
+    ->Unit(benchmark::kMillisecond);
+
+int main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  char pattern[] = "/tmp/asya-bench-rtt-XXXXXX";
+  if (!mkdtemp(pattern)) die("mkdtemp");
+  g_workdir = pattern;
+  g_raw_socket = (g_workdir / "raw.sock").string();
+  g_runtime_socket = (g_workdir / "runtime.sock").string();
+  std::filesystem::path here = std::filesystem::canonical("/proc/self/exe").parent_path();
+  spawn((here / "bench_raw_echo_server").string(), {g_raw_socket}, {});
+  spawn((here / "bench_noop_runtime").string(), {},
+        {"ASYA_SOCKET_PATH=" + g_runtime_socket, "ASYA_LOG_LEVEL=warn"});
+  wait_connectable(g_raw_socket, "");
+  wait_connectable(g_runtime_socket, (g_workdir / "runtime-ready").string());
+
+  benchmark::Initialize(&argc, argv);
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+
+  for (pid_t pid : g_children) ::kill(pid, SIGTERM);
+  for (pid_t pid : g_children) ::waitpid(pid, nullptr, 0);
+  std::filesystem::remove_all(g_workdir);
+  return 0;
+}
