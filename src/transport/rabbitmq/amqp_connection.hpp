@@ -1,0 +1,82 @@
+// One rabbitmq-c connection, used by exactly one thread (rabbitmq-c is not thread-safe). Wraps
+// connect + login, channel (re)opening, topology declarations and the translation of rabbitmq-c
+// replies into asya::Status with messages that name the broker, the queue and the cause.
+#pragma once
+
+#include <amqp.h>
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "transport/rabbitmq/rabbitmq_transport.hpp"
+
+namespace asya::transport::rabbitmq {
+
+struct QueueCounts {
+  std::uint64_t messages = 0;  // ready messages (queue.declare-ok message_count)
+  std::uint32_t consumers = 0;
+};
+
+class AmqpConnection {
+ public:
+  explicit AmqpConnection(const RabbitmqSettings& settings);
+  AmqpConnection(const AmqpConnection&) = delete;
+  AmqpConnection& operator=(const AmqpConnection&) = delete;
+  ~AmqpConnection();
+
+  // Opens the socket (bounded by a 10s timeout), logs in and opens `channels` channels numbered
+  // 1..channels.
+  Status open(int channels);
+  bool is_open() const { return state_ != nullptr && !broken_; }
+  // Marks the connection unusable (a socket or protocol error happened); the owner reconnects.
+  void set_broken() { broken_ = true; }
+  amqp_connection_state_t state() const { return state_; }
+  int fd() const;
+  // Destroys the connection (sending connection.close first when it still works).
+  void close();
+
+  // Checks an RPC reply. A channel-level error (404, 406, ...) closes only that channel: it is
+  // acknowledged and reopened here, and the error returned. A connection-level or library error
+  // marks the connection broken.
+  Status check(const amqp_rpc_reply_t& reply, amqp_channel_t channel, std::string_view what);
+  // A library status code (amqp_basic_publish, amqp_basic_ack, ...); non-OK marks it broken.
+  Status check_status(int status, std::string_view what);
+
+  // exchange.declare (durable direct) of settings.exchange.
+  Status declare_exchange(amqp_channel_t channel);
+  // queue.declare (durable, quorum when configured) + queue.bind with routing key = queue.
+  Status declare_queue(amqp_channel_t channel, const std::string& queue);
+  // The delay queue for `queue` with message TTL `bucket`, dead-lettering to the exchange with
+  // routing key `queue` (not bound: published to through the default exchange).
+  Status declare_delay_queue(amqp_channel_t channel, const std::string& delay_queue,
+                             const std::string& queue, std::chrono::milliseconds bucket);
+  // queue.declare passive: the counts, or an error ("... not found") when it does not exist.
+  Result<QueueCounts> inspect_queue(amqp_channel_t channel, const std::string& queue);
+
+  const RabbitmqSettings& settings() const { return settings_; }
+
+ private:
+  Result<QueueCounts> declare(amqp_channel_t channel, const std::string& queue, bool passive,
+                              amqp_table_t arguments, std::string_view what);
+
+  const RabbitmqSettings& settings_;
+  amqp_connection_state_t state_ = nullptr;
+  bool broken_ = false;
+};
+
+// A readable text for a rabbitmq-c RPC reply ("NOT_FOUND - no queue 'x' in vhost '/'", ...).
+std::string reply_text(const amqp_rpc_reply_t& reply);
+
+// The bytes of `text` (no copy; valid while `text` lives).
+inline amqp_bytes_t bytes_of(std::string_view text) {
+  return amqp_bytes_t{text.size(), const_cast<char*>(text.data())};
+}
+
+inline std::string_view view_of(amqp_bytes_t bytes) {
+  return std::string_view(static_cast<const char*>(bytes.bytes), bytes.len);
+}
+
+}  // namespace asya::transport::rabbitmq

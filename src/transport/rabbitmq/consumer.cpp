@@ -1,0 +1,474 @@
+#include "transport/rabbitmq/consumer.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <optional>
+
+namespace asya::transport::rabbitmq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr amqp_channel_t kConsumeChannel = 1;
+constexpr amqp_channel_t kControlChannel = 2;
+constexpr auto kSettleWait = std::chrono::milliseconds(2000);
+
+// An integer header value of any AMQP integer kind; nullopt when absent or not an integer.
+std::optional<std::int64_t> integer_header(const amqp_table_t& table, std::string_view key) {
+  for (int i = 0; i < table.num_entries; ++i) {
+    const amqp_table_entry_t& e = table.entries[i];
+    if (view_of(e.key) != key) continue;
+    const amqp_field_value_t& v = e.value;
+    switch (v.kind) {
+      case AMQP_FIELD_KIND_I8:
+        return v.value.i8;
+      case AMQP_FIELD_KIND_U8:
+        return v.value.u8;
+      case AMQP_FIELD_KIND_I16:
+        return v.value.i16;
+      case AMQP_FIELD_KIND_U16:
+        return v.value.u16;
+      case AMQP_FIELD_KIND_I32:
+        return v.value.i32;
+      case AMQP_FIELD_KIND_U32:
+        return v.value.u32;
+      case AMQP_FIELD_KIND_I64:
+        return v.value.i64;
+      case AMQP_FIELD_KIND_U64:
+        return static_cast<std::int64_t>(v.value.u64);
+      default:
+        return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+std::string receipt_of(std::uint64_t generation, std::uint64_t tag) {
+  return std::to_string(generation) + ":" + std::to_string(tag);
+}
+
+bool parse_receipt(std::string_view receipt, std::uint64_t& generation, std::uint64_t& tag) {
+  auto colon = receipt.find(':');
+  if (colon == std::string_view::npos) return false;
+  auto a = std::from_chars(receipt.data(), receipt.data() + colon, generation);
+  auto b = std::from_chars(receipt.data() + colon + 1, receipt.data() + receipt.size(), tag);
+  return a.ec == std::errc() && b.ec == std::errc() && b.ptr == receipt.data() + receipt.size();
+}
+
+}  // namespace
+
+struct Consumer::AckJob {
+  std::uint64_t generation = 0;
+  std::uint64_t tag = 0;
+  std::string queue;
+  bool done = false;  // guarded by Consumer::mutex_
+  Status result;
+};
+
+Consumer::Consumer(const RabbitmqSettings& settings)
+    : settings_(settings), connection_(settings), thread_([this] { run(); }) {}
+
+Consumer::~Consumer() {
+  stop();
+}
+
+void Consumer::interrupt() {
+  std::lock_guard lock(mutex_);
+  interrupted_ = true;
+  changed_.notify_all();
+}
+
+void Consumer::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    interrupted_ = true;
+    changed_.notify_all();
+  }
+  wakeup_.notify();
+  if (thread_.joinable()) thread_.join();
+}
+
+Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::size_t max_messages,
+                                                std::chrono::milliseconds wait) {
+  std::unique_lock lock(mutex_);
+  std::vector<Delivery> out;
+  if (interrupted_ || stopping_) return out;
+  QueueState& q = queues_[queue];
+  if (!q.wanted) {
+    q.wanted = true;
+    wakeup_.notify();
+  }
+  auto start = Clock::now();
+  auto ready = [&] { return interrupted_ || !q.buffer.empty() || !q.error.empty(); };
+  if (!changed_.wait_until(lock, start + wait, ready)) {
+    // A consumer that just started (or is starting) on a queue holding messages has not been
+    // pushed anything yet: give it a moment, so a short receive still sees what is there.
+    changed_.wait_until(lock, start + std::max(wait, kSettleWait), [&] {
+      return ready() || (connected_ && q.consuming && !q.settling) ||
+             (!connected_ && !last_error_.empty());  // broker unreachable
+    });
+    q.settling = false;
+  }
+  if (!q.error.empty()) {
+    std::string error = std::move(q.error);
+    q.error.clear();
+    q.wanted = false;  // the next receive() tries again
+    return Error{error};
+  }
+  if (q.buffer.empty()) {
+    if (!connected_ && !interrupted_) {
+      return Error{"receive from queue \"" + queue + "\" failed: not connected to RabbitMQ at " +
+                   settings_.describe() + " (reconnecting)" +
+                   (last_error_.empty() ? "" : ": " + last_error_)};
+    }
+    return out;
+  }
+  while (!q.buffer.empty() && out.size() < max_messages) {
+    handed_out_.insert(q.buffer.front().first);
+    out.push_back(std::move(q.buffer.front().second));
+    q.buffer.pop_front();
+  }
+  return out;
+}
+
+Status Consumer::check(const Delivery& delivery) {
+  std::uint64_t generation = 0, tag = 0;
+  if (!parse_receipt(delivery.receipt, generation, tag)) {
+    return Error{"receipt \"" + delivery.receipt + "\" of a message from queue \"" +
+                 delivery.queue + "\" is not a RabbitMQ receipt"};
+  }
+  std::lock_guard lock(mutex_);
+  if (generation != generation_) {
+    return Error{"message from queue \"" + delivery.queue +
+                 "\" was received on a RabbitMQ connection that has since been lost; the broker "
+                 "delivers it again (nothing lost)"};
+  }
+  if (!handed_out_.count(tag)) {
+    return Error{"message from queue \"" + delivery.queue + "\" (delivery tag " +
+                 std::to_string(tag) + ") was already acked or nacked"};
+  }
+  return Status::Ok();
+}
+
+Status Consumer::ack(const Delivery& delivery) {
+  if (Status st = check(delivery); !st) return st;
+  auto job = std::make_shared<AckJob>();
+  parse_receipt(delivery.receipt, job->generation, job->tag);
+  job->queue = delivery.queue;
+  std::unique_lock lock(mutex_);
+  if (job->generation != generation_ || !handed_out_.erase(job->tag)) {
+    return Error{"message from queue \"" + delivery.queue +
+                 "\" was already acked, nacked or redelivered"};
+  }
+  unacked_.erase(job->tag);
+  acks_.push_back(job);
+  wakeup_.notify();
+  if (!changed_.wait_until(lock, Clock::now() + settings_.confirm_timeout,
+                           [&] { return job->done; })) {
+    return Error{"ack of a message from queue \"" + delivery.queue +
+                 "\" was not sent within ASYA_RABBITMQ_CONFIRM_TIMEOUT; the broker may deliver it "
+                 "again"};
+  }
+  return job->result;
+}
+
+std::uint64_t Consumer::in_flight(const std::string& queue) {
+  std::lock_guard lock(mutex_);
+  return static_cast<std::uint64_t>(std::count_if(
+      unacked_.begin(), unacked_.end(), [&](const auto& entry) { return entry.second == queue; }));
+}
+
+std::vector<Delivery> Consumer::cancel_and_drain(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mutex_);
+  std::vector<Delivery> out;
+  if (stopping_ || !connected_) return out;
+  cancel_requested_ = true;
+  wakeup_.notify();
+  changed_.wait_until(lock, Clock::now() + timeout, [&] { return cancelled_ || !connected_; });
+  if (!connected_) return out;
+  for (auto& [name, q] : queues_) {
+    for (auto& [tag, delivery] : q.buffer) {
+      handed_out_.insert(tag);
+      out.push_back(std::move(delivery));
+    }
+    q.buffer.clear();
+    q.wanted = false;
+  }
+  return out;
+}
+
+bool Consumer::connect() {
+  Status st = connection_.open(2);
+  if (st) {
+    amqp_basic_qos(connection_.state(), kConsumeChannel, 0,
+                   static_cast<std::uint16_t>(settings_.prefetch), 0);
+    st = connection_.check(amqp_get_rpc_reply(connection_.state()), kConsumeChannel,
+                           "setting the prefetch (basic.qos)");
+  }
+  if (st) st = connection_.declare_exchange(kControlChannel);
+  std::lock_guard lock(mutex_);
+  if (!st) {
+    if (last_error_ != st.message()) spdlog::warn("rabbitmq consumer: {}", st.message());
+    last_error_ = st.message();
+    connection_.close();
+    return false;
+  }
+  if (!last_error_.empty())
+    spdlog::info("rabbitmq consumer: connected to {}", settings_.describe());
+  connected_ = true;
+  cancelled_ = false;
+  backoff_.reset();
+  changed_.notify_all();
+  return true;
+}
+
+void Consumer::on_connection_lost(const std::string& why) {
+  connection_.set_broken();
+  connection_.close();
+  std::lock_guard lock(mutex_);
+  spdlog::warn(
+      "rabbitmq consumer: connection lost ({}); {} unacked delivery(ies) will be "
+      "redelivered by the broker",
+      why, unacked_.size());
+  ++generation_;
+  connected_ = false;
+  last_error_ = why;
+  for (auto& [name, q] : queues_) {
+    q.buffer.clear();
+    q.consuming = false;
+    q.settling = false;
+  }
+  unacked_.clear();
+  handed_out_.clear();
+  for (auto& job : acks_) {
+    job->done = true;
+    job->result = Error{"ack of a message from queue \"" + job->queue +
+                        "\" failed: the RabbitMQ connection was lost; the broker delivers it "
+                        "again (nothing lost)"};
+  }
+  acks_.clear();
+  changed_.notify_all();
+}
+
+void Consumer::start_consumers() {
+  std::vector<std::string> wanted;
+  bool cancel = false;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [name, q] : queues_)
+      if (q.wanted && !q.consuming && q.error.empty()) wanted.push_back(name);
+    cancel = cancel_requested_;
+    if (cancel && cancelled_) return;  // closing: never consume again
+  }
+  if (cancel) {
+    std::vector<std::string> consuming;
+    {
+      std::lock_guard lock(mutex_);
+      for (auto& [name, q] : queues_)
+        if (q.consuming) consuming.push_back(name);
+    }
+    for (const std::string& name : consuming) {
+      amqp_basic_cancel(connection_.state(), kConsumeChannel, bytes_of(name));
+      if (!connection_.check(amqp_get_rpc_reply(connection_.state()), kConsumeChannel,
+                             "cancelling the consumer of \"" + name + "\"")) {
+        connection_.set_broken();
+        return;
+      }
+    }
+    // Deliveries that arrived before the cancel-ok were queued by rabbitmq-c: buffer them first.
+    amqp_frame_t frame;
+    while (connection_.is_open() && amqp_frames_enqueued(connection_.state())) {
+      auto got = read_frame(connection_, frame);
+      if (!got || !*got) break;
+      handle_frame(frame);
+    }
+    std::lock_guard lock(mutex_);
+    for (auto& [name, q] : queues_) q.consuming = false;
+    cancelled_ = true;
+    changed_.notify_all();
+    return;
+  }
+  for (const std::string& name : wanted) {
+    // Declared on the control channel: a declaration error there leaves the consumers alone.
+    Status st = connection_.declare_queue(kControlChannel, name);
+    std::uint64_t ready = 0;
+    if (st) {
+      if (auto counts = connection_.inspect_queue(kControlChannel, name)) ready = counts->messages;
+    }
+    if (st) {
+      amqp_basic_consume(connection_.state(), kConsumeChannel, bytes_of(name), bytes_of(name),
+                         /*no_local=*/0, /*no_ack=*/0, /*exclusive=*/0, amqp_empty_table);
+      st = connection_.check(amqp_get_rpc_reply(connection_.state()), kConsumeChannel,
+                             "consuming from queue \"" + name + "\"");
+      // A consume failure closed the consume channel: all consumers restart.
+      if (!st) connection_.set_broken();
+    }
+    if (!connection_.is_open()) return;
+    std::lock_guard lock(mutex_);
+    QueueState& q = queues_[name];
+    if (st) {
+      q.consuming = true;
+      q.settling = ready > 0 && q.buffer.empty();
+    } else {
+      q.error = st.message();
+    }
+    changed_.notify_all();
+  }
+}
+
+void Consumer::send_acks() {
+  std::vector<std::shared_ptr<AckJob>> jobs;
+  std::uint64_t generation;
+  {
+    std::lock_guard lock(mutex_);
+    jobs.swap(acks_);
+    generation = generation_;
+  }
+  if (jobs.empty()) return;
+  std::vector<Status> results;
+  results.reserve(jobs.size());
+  for (auto& job : jobs) {
+    if (job->generation != generation || !connection_.is_open()) {
+      results.push_back(Error{"ack of a message from queue \"" + job->queue +
+                              "\" failed: the RabbitMQ connection was lost; the broker delivers "
+                              "it again (nothing lost)"});
+      continue;
+    }
+    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, job->tag, 0);
+    results.push_back(connection_.check_status(rc, "acking a message from \"" + job->queue + "\""));
+  }
+  std::lock_guard lock(mutex_);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    jobs[i]->done = true;
+    jobs[i]->result = std::move(results[i]);
+  }
+  changed_.notify_all();
+}
+
+void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel) {
+  const std::uint64_t tag = deliver.delivery_tag;
+  std::string queue(view_of(deliver.consumer_tag));
+  const bool redelivered = deliver.redelivered != 0;
+  amqp_message_t message;
+  amqp_rpc_reply_t reply = amqp_read_message(connection_.state(), channel, &message, 0);
+  if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+    std::lock_guard lock(mutex_);
+    last_error_ = "reading a message from \"" + queue + "\" failed: " + reply_text(reply);
+    connection_.set_broken();
+    return;
+  }
+  std::int64_t prior = 0, returns = redelivered ? 1 : 0;
+  if (message.properties._flags & AMQP_BASIC_HEADERS_FLAG) {
+    const amqp_table_t& headers = message.properties.headers;
+    if (auto v = integer_header(headers, "x-asya-delivery-count"))
+      prior = std::max<std::int64_t>(*v, 0);
+    // Quorum queues count every return of a message exactly.
+    if (auto v = integer_header(headers, "x-delivery-count"))
+      returns = std::max<std::int64_t>(*v, 0);
+  }
+  Delivery delivery;
+  delivery.queue = queue;
+  delivery.body.assign(static_cast<const char*>(message.body.bytes), message.body.len);
+  delivery.delivery_count =
+      static_cast<std::uint32_t>(std::min<std::int64_t>(prior + returns + 1, UINT32_MAX));
+  amqp_destroy_message(&message);
+  std::lock_guard lock(mutex_);
+  delivery.receipt = receipt_of(generation_, tag);
+  unacked_[tag] = queue;
+  QueueState& q = queues_[queue];
+  q.settling = false;
+  q.buffer.emplace_back(tag, std::move(delivery));
+  changed_.notify_all();
+}
+
+void Consumer::handle_frame(const amqp_frame_t& frame) {
+  if (frame.frame_type != AMQP_FRAME_METHOD) return;
+  const amqp_method_t& method = frame.payload.method;
+  switch (method.id) {
+    case AMQP_BASIC_DELIVER_METHOD:
+      on_deliver(*static_cast<amqp_basic_deliver_t*>(method.decoded), frame.channel);
+      break;
+    case AMQP_BASIC_CANCEL_METHOD: {
+      // The broker cancelled a consumer (its queue was deleted): consume again (redeclaring it).
+      auto* cancel = static_cast<amqp_basic_cancel_t*>(method.decoded);
+      std::lock_guard lock(mutex_);
+      auto it = queues_.find(view_of(cancel->consumer_tag));
+      if (it != queues_.end()) it->second.consuming = false;
+      break;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      amqp_rpc_reply_t reply{};
+      reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+      reply.reply = method;
+      std::lock_guard lock(mutex_);
+      last_error_ = reply_text(reply);
+      connection_.set_broken();
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+void Consumer::run() {
+  while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+    }
+    if (!connection_.is_open()) {
+      if (connection_.state() != nullptr) {
+        std::string why;
+        {
+          std::lock_guard lock(mutex_);
+          why = last_error_;
+        }
+        on_connection_lost(why.empty() ? "connection error" : why);
+      }
+      if (!connect()) {
+        wait_for_input(connection_, wakeup_, backoff_.next());
+        continue;
+      }
+    }
+    start_consumers();
+    if (connection_.is_open()) send_acks();
+    while (connection_.is_open()) {
+      amqp_frame_t frame;
+      auto got = read_frame(connection_, frame);
+      if (!got) {
+        std::lock_guard lock(mutex_);
+        last_error_ = got.error().message;
+        break;
+      }
+      if (!*got) break;
+      handle_frame(frame);
+    }
+    if (!connection_.is_open()) continue;
+    amqp_maybe_release_buffers(connection_.state());
+    bool more;
+    {
+      std::lock_guard lock(mutex_);
+      more = !acks_.empty() || (cancel_requested_ && !cancelled_);
+      if (!cancel_requested_)
+        for (auto& [name, q] : queues_)
+          if (q.wanted && !q.consuming && q.error.empty()) more = true;
+    }
+    if (!more) wait_for_input(connection_, wakeup_, std::chrono::milliseconds(1000));
+  }
+  connection_.close();  // the broker requeues what is still unacked
+  std::lock_guard lock(mutex_);
+  connected_ = false;
+  for (auto& job : acks_) {
+    job->done = true;
+    job->result = Error{"ack of a message from queue \"" + job->queue +
+                        "\" failed: the transport was closed"};
+  }
+  acks_.clear();
+  changed_.notify_all();
+}
+
+}  // namespace asya::transport::rabbitmq

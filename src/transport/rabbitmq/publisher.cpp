@@ -1,0 +1,445 @@
+#include "transport/rabbitmq/publisher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <charconv>
+#include <utility>
+
+namespace asya::transport::rabbitmq {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr amqp_channel_t kPublishChannel = 1;
+constexpr amqp_channel_t kControlChannel = 2;
+// Delay queues expire after an hour unused (see declare_delay_queue); redeclaring renews that, so
+// a publisher redeclares a delay queue it has not declared for this long before using it.
+constexpr auto kDelayRedeclare = std::chrono::minutes(5);
+
+}  // namespace
+
+struct Publisher::Job {
+  enum class State { kQueued, kRunning, kUnconfirmed, kDone };
+  // A publish (task empty) or a task run on the connection thread.
+  std::string queue;
+  std::string_view body;
+  std::chrono::milliseconds bucket{0};
+  std::uint32_t delivered = 0;
+  std::function<Status(AmqpConnection&)> task;
+
+  // Guarded by Publisher::mutex_.
+  State state = State::kQueued;
+  bool abandoned = false;
+  Status result;
+  std::string description;  // for errors: "publish to queue X", ...
+};
+
+Publisher::Publisher(const RabbitmqSettings& settings)
+    : settings_(settings), connection_(settings), thread_([this] { run(); }) {}
+
+Publisher::~Publisher() {
+  stop();
+}
+
+void Publisher::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_ && !thread_.joinable()) return;
+    stopping_ = true;
+  }
+  wakeup_.notify();
+  if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  for (auto& job : queue_) {
+    job->state = Job::State::kDone;
+    job->result = Error{job->description + " failed: the transport was closed"};
+  }
+  queue_.clear();
+  changed_.notify_all();
+}
+
+Status Publisher::submit(const std::shared_ptr<Job>& job) {
+  std::unique_lock lock(mutex_);
+  if (stopping_) return Error{job->description + " failed: the transport was closed"};
+  queue_.push_back(job);
+  wakeup_.notify();
+  auto deadline = Clock::now() + settings_.confirm_timeout;
+  if (changed_.wait_until(lock, deadline, [&] { return job->state == Job::State::kDone; })) {
+    return job->result;
+  }
+  // Timed out. The thread may be writing the body right now: wait for that to finish, so
+  // `body` is not used after we return.
+  changed_.wait(lock, [&] { return job->state != Job::State::kRunning; });
+  if (job->state == Job::State::kDone) return job->result;
+  job->abandoned = true;
+  std::string state = job->state == Job::State::kQueued ? "not written" : "written, not confirmed";
+  return Error{
+      job->description + " failed: no confirm from RabbitMQ at " + settings_.describe() +
+      " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" + std::to_string(settings_.confirm_timeout.count()) +
+      "ms (" + state + ")" + (last_error_.empty() ? "" : "; last error: " + last_error_)};
+}
+
+Status Publisher::publish(const std::string& queue, std::string_view body,
+                          std::chrono::milliseconds delay, std::uint32_t delivered) {
+  auto job = std::make_shared<Job>();
+  job->queue = queue;
+  job->body = body;
+  job->bucket = rabbitmq_delay_bucket(delay);
+  job->delivered = delivered;
+  job->description = "publish to queue \"" + queue + "\"";
+  if (job->bucket.count() > 0) {
+    if (job->bucket.count() > 0xFFFFFFFFLL - 3'600'000LL) {
+      return Error{"delay " + std::to_string(delay.count()) + "ms for queue \"" + queue +
+                   "\" is too long: RabbitMQ accepts at most about 48 days"};
+    }
+    job->description += " with delay " + std::to_string(job->bucket.count()) + "ms";
+  }
+  return submit(job);
+}
+
+Status Publisher::ensure_queue(const std::string& queue) {
+  auto job = std::make_shared<Job>();
+  job->description = "declaring queue \"" + queue + "\"";
+  job->task = [this, queue](AmqpConnection& c) -> Status {
+    if (!exchange_declared_) {
+      if (Status st = c.declare_exchange(kControlChannel); !st) return st;
+      exchange_declared_ = true;
+    }
+    if (Status st = c.declare_queue(kControlChannel, queue); !st) return st;
+    declared_.insert(queue);
+    return Status::Ok();
+  };
+  return submit(job);
+}
+
+Result<QueueStats> Publisher::inspect(const std::string& queue) {
+  std::set<std::string> delays;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto it = delay_queues_.find(queue); it != delay_queues_.end()) delays = it->second;
+  }
+  QueueStats stats;
+  auto job = std::make_shared<Job>();
+  job->description = "inspecting queue \"" + queue + "\"";
+  job->task = [&stats, &delays, queue](AmqpConnection& c) -> Status {
+    auto counts = c.inspect_queue(kControlChannel, queue);
+    if (!counts) return counts.error();
+    stats.ready = counts->messages;
+    stats.delayed = 0;
+    for (const std::string& d : delays) {
+      // A delay queue that expired (or was deleted) holds nothing: not an error.
+      if (auto delayed = c.inspect_queue(kControlChannel, d))
+        stats.delayed += delayed->messages;
+      else if (!c.is_open())
+        return delayed.error();
+    }
+    return Status::Ok();
+  };
+  if (Status st = submit(job); !st) return st.error();
+  return stats;
+}
+
+Status Publisher::ping() {
+  auto job = std::make_shared<Job>();
+  job->description = "connecting";
+  job->task = [](AmqpConnection&) { return Status::Ok(); };
+  return submit(job);
+}
+
+bool Publisher::connect() {
+  Status st = connection_.open(2);
+  if (st) {
+    amqp_confirm_select(connection_.state(), kPublishChannel);
+    st = connection_.check(amqp_get_rpc_reply(connection_.state()), kPublishChannel,
+                           "enabling publisher confirms");
+  }
+  std::lock_guard lock(mutex_);
+  if (!st) {
+    if (last_error_ != st.message()) spdlog::warn("rabbitmq publisher: {}", st.message());
+    last_error_ = st.message();
+    connection_.close();
+    return false;
+  }
+  if (!connected_ && !last_error_.empty())
+    spdlog::info("rabbitmq publisher: connected to {}", settings_.describe());
+  connected_ = true;
+  next_tag_ = 1;
+  exchange_declared_ = false;
+  declared_.clear();
+  delay_declared_.clear();
+  backoff_.reset();
+  return true;
+}
+
+void Publisher::on_connection_lost(const std::string& why) {
+  connection_.set_broken();
+  connection_.close();
+  std::lock_guard lock(mutex_);
+  connected_ = false;
+  last_error_ = why;
+  spdlog::warn(
+      "rabbitmq publisher: connection lost ({}); {} unconfirmed message(s) will be "
+      "published again after reconnecting",
+      why, unconfirmed_.size());
+  // Unconfirmed messages go back to the front, in their original order.
+  for (auto it = unconfirmed_.rbegin(); it != unconfirmed_.rend(); ++it) {
+    if (it->second->abandoned) continue;
+    it->second->state = Job::State::kQueued;
+    queue_.push_front(it->second);
+  }
+  unconfirmed_.clear();
+}
+
+void Publisher::finish(const std::shared_ptr<Job>& job, Status result) {
+  std::lock_guard lock(mutex_);
+  job->state = Job::State::kDone;
+  job->result = std::move(result);
+  changed_.notify_all();
+}
+
+Status Publisher::prepare_target(Job& job, std::string& routing_key, std::string& exchange) {
+  if (!exchange_declared_) {
+    if (Status st = connection_.declare_exchange(kControlChannel); !st) return st;
+    exchange_declared_ = true;
+  }
+  if (!declared_.count(job.queue)) {
+    if (Status st = connection_.declare_queue(kControlChannel, job.queue); !st) return st;
+    declared_.insert(job.queue);
+  }
+  if (job.bucket.count() == 0) {
+    exchange = settings_.exchange;
+    routing_key = job.queue;
+    return Status::Ok();
+  }
+  std::string delay_queue = rabbitmq_delay_queue_name(job.queue, job.bucket);
+  auto it = delay_declared_.find(delay_queue);
+  auto now = Clock::now();
+  if (it == delay_declared_.end() || now - it->second > kDelayRedeclare) {
+    if (Status st =
+            connection_.declare_delay_queue(kControlChannel, delay_queue, job.queue, job.bucket);
+        !st) {
+      return st;
+    }
+    delay_declared_[delay_queue] = now;
+    std::lock_guard lock(mutex_);
+    delay_queues_[job.queue].insert(delay_queue);
+  }
+  exchange.clear();  // the default exchange routes by queue name
+  routing_key = delay_queue;
+  return Status::Ok();
+}
+
+void Publisher::run_job(const std::shared_ptr<Job>& job) {
+  if (job->task) {
+    Status st = job->task(connection_);
+    if (!st && !connection_.is_open()) {
+      // The connection failed under the task: run it again after reconnecting.
+      std::lock_guard lock(mutex_);
+      job->state = Job::State::kQueued;
+      queue_.push_front(job);
+      changed_.notify_all();
+      return;
+    }
+    finish(job, std::move(st));
+    return;
+  }
+  std::string exchange, routing_key;
+  if (Status st = prepare_target(*job, routing_key, exchange); !st) {
+    if (!connection_.is_open()) {
+      std::lock_guard lock(mutex_);
+      job->state = Job::State::kQueued;
+      queue_.push_front(job);
+      changed_.notify_all();
+      return;
+    }
+    finish(job, std::move(st));
+    return;
+  }
+  const std::uint64_t tag = next_tag_;
+  std::string message_id = std::to_string(tag);
+  amqp_basic_properties_t props{};
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
+  props.delivery_mode = 2;  // persistent
+  props.message_id = bytes_of(message_id);
+  amqp_table_entry_t count;
+  if (job->delivered > 0) {
+    count.key = amqp_cstring_bytes("x-asya-delivery-count");
+    count.value.kind = AMQP_FIELD_KIND_I64;
+    count.value.value.i64 = job->delivered;
+    props._flags |= AMQP_BASIC_HEADERS_FLAG;
+    props.headers = amqp_table_t{1, &count};
+  }
+  int rc = amqp_basic_publish(connection_.state(), kPublishChannel, bytes_of(exchange),
+                              bytes_of(routing_key), /*mandatory=*/1, /*immediate=*/0, &props,
+                              bytes_of(job->body));
+  if (Status st = connection_.check_status(rc, "publishing to \"" + routing_key + "\""); !st) {
+    std::lock_guard lock(mutex_);
+    job->state = Job::State::kQueued;
+    queue_.push_front(job);
+    last_error_ = st.message();
+    changed_.notify_all();
+    return;
+  }
+  ++next_tag_;
+  std::lock_guard lock(mutex_);
+  job->state = Job::State::kUnconfirmed;
+  unconfirmed_.emplace(tag, job);
+  changed_.notify_all();
+}
+
+void Publisher::confirm(std::uint64_t tag, bool multiple, bool ok) {
+  auto settle = [&](std::map<std::uint64_t, std::shared_ptr<Job>>::iterator it) {
+    Job& job = *it->second;
+    job.state = Job::State::kDone;
+    job.result = ok ? Status::Ok()
+                    : Status(Error{job.description + " failed: RabbitMQ refused the message "
+                                                     "(basic.nack: internal broker error)"});
+    return unconfirmed_.erase(it);
+  };
+  std::lock_guard lock(mutex_);
+  if (multiple) {
+    for (auto it = unconfirmed_.begin(); it != unconfirmed_.end() && it->first <= tag;)
+      it = settle(it);
+  } else if (auto it = unconfirmed_.find(tag); it != unconfirmed_.end()) {
+    settle(it);
+  }
+  changed_.notify_all();
+}
+
+void Publisher::handle_frame(const amqp_frame_t& frame) {
+  if (frame.frame_type != AMQP_FRAME_METHOD) return;
+  const amqp_method_t& method = frame.payload.method;
+  switch (method.id) {
+    case AMQP_BASIC_ACK_METHOD: {
+      auto* ack = static_cast<amqp_basic_ack_t*>(method.decoded);
+      confirm(ack->delivery_tag, ack->multiple, true);
+      break;
+    }
+    case AMQP_BASIC_NACK_METHOD: {
+      auto* nack = static_cast<amqp_basic_nack_t*>(method.decoded);
+      confirm(nack->delivery_tag, nack->multiple, false);
+      break;
+    }
+    case AMQP_BASIC_RETURN_METHOD: {
+      // Unroutable (no queue bound): the broker returns it before confirming it.
+      auto* ret = static_cast<amqp_basic_return_t*>(method.decoded);
+      std::string routing_key(view_of(ret->routing_key));
+      amqp_message_t message;
+      amqp_rpc_reply_t reply = amqp_read_message(connection_.state(), frame.channel, &message, 0);
+      if (reply.reply_type != AMQP_RESPONSE_NORMAL) {
+        connection_.set_broken();
+        return;
+      }
+      std::uint64_t tag = 0;
+      if (message.properties._flags & AMQP_BASIC_MESSAGE_ID_FLAG) {
+        std::string_view id = view_of(message.properties.message_id);
+        std::from_chars(id.data(), id.data() + id.size(), tag);
+      }
+      amqp_destroy_message(&message);
+      std::lock_guard lock(mutex_);
+      if (auto it = unconfirmed_.find(tag); it != unconfirmed_.end()) {
+        Job& job = *it->second;
+        job.state = Job::State::kDone;
+        job.result = Error{job.description +
+                           " failed: RabbitMQ could not route it (no queue bound "
+                           "to routing key \"" +
+                           routing_key + "\" on exchange \"" + settings_.exchange +
+                           "\"; was the queue deleted?)"};
+        declared_.erase(job.queue);
+        delay_declared_.clear();
+        unconfirmed_.erase(it);
+        changed_.notify_all();
+      }
+      break;
+    }
+    case AMQP_CHANNEL_CLOSE_METHOD:
+    case AMQP_CONNECTION_CLOSE_METHOD: {
+      amqp_rpc_reply_t reply{};
+      reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+      reply.reply = method;
+      {
+        std::lock_guard lock(mutex_);
+        last_error_ = reply_text(reply);
+      }
+      connection_.set_broken();
+      break;
+    }
+    case AMQP_CONNECTION_BLOCKED_METHOD:
+      spdlog::warn("rabbitmq publisher: the broker blocked publishing (resource alarm)");
+      break;
+    default:
+      break;
+  }
+}
+
+void Publisher::run() {
+  while (true) {
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+    }
+    if (!connection_.is_open()) {
+      if (connection_.state() != nullptr || !unconfirmed_.empty()) {
+        std::string why;
+        {
+          std::lock_guard lock(mutex_);
+          why = last_error_;
+        }
+        on_connection_lost(why.empty() ? "connection error" : why);
+      }
+      if (!connect()) {
+        wait_for_input(connection_, wakeup_, backoff_.next());
+        continue;
+      }
+    }
+    // Write what the confirm window allows.
+    while (connection_.is_open() &&
+           unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window)) {
+      std::shared_ptr<Job> job;
+      {
+        std::lock_guard lock(mutex_);
+        while (!queue_.empty() && queue_.front()->abandoned) queue_.pop_front();
+        if (queue_.empty() || stopping_) break;
+        job = std::move(queue_.front());
+        queue_.pop_front();
+        job->state = Job::State::kRunning;
+      }
+      run_job(job);
+    }
+    // Read every frame that is ready (confirms, returns, closes).
+    while (connection_.is_open()) {
+      amqp_frame_t frame;
+      auto got = read_frame(connection_, frame);
+      if (!got) {
+        std::lock_guard lock(mutex_);
+        last_error_ = got.error().message;
+        break;
+      }
+      if (!*got) break;
+      handle_frame(frame);
+    }
+    if (!connection_.is_open()) continue;
+    amqp_maybe_release_buffers(connection_.state());
+    bool more;
+    {
+      std::lock_guard lock(mutex_);
+      more = !queue_.empty() &&
+             unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window);
+    }
+    if (!more) wait_for_input(connection_, wakeup_, std::chrono::milliseconds(1000));
+  }
+  connection_.close();
+  std::lock_guard lock(mutex_);
+  for (auto& [tag, job] : unconfirmed_) {
+    job->state = Job::State::kDone;
+    job->result = Error{job->description +
+                        " failed: the transport was closed before RabbitMQ "
+                        "confirmed it"};
+  }
+  unconfirmed_.clear();
+  connected_ = false;
+  changed_.notify_all();
+}
+
+}  // namespace asya::transport::rabbitmq

@@ -1,0 +1,91 @@
+// The publishing side of the RabbitMQ transport: one connection owned by one thread. Channel 1
+// is in confirm mode and carries every publish; channel 2 carries declarations and passive
+// inspections, so a "not found" there cannot disturb unconfirmed publishes.
+//
+// Publishes are windowed: up to confirm_window messages are written before their confirms
+// arrive, so concurrent send() calls share round trips. A publish is retried on the next
+// connection when the connection fails before its confirm; a caller that gives up
+// (confirm_timeout) gets an error, and a message not written yet is then dropped from the queue.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+
+#include "transport/rabbitmq/amqp_connection.hpp"
+#include "transport/rabbitmq/link.hpp"
+#include "transport/transport.hpp"
+
+namespace asya::transport::rabbitmq {
+
+class Publisher {
+ public:
+  explicit Publisher(const RabbitmqSettings& settings);
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+  ~Publisher();
+
+  // Publishes `body` persistent to `queue` (declaring it first if this connection has not), or
+  // with a non-zero `delay` to its delay queue. `delivered` > 0 is written as the
+  // x-asya-delivery-count header (deliveries so far). Returns once the broker confirmed it.
+  // Thread-safe; blocks up to confirm_timeout. `body` must stay valid until it returns.
+  Status publish(const std::string& queue, std::string_view body, std::chrono::milliseconds delay,
+                 std::uint32_t delivered);
+
+  // Declares the exchange and the queue (bound by its name). Blocks up to confirm_timeout.
+  Status ensure_queue(const std::string& queue);
+
+  // Ready count of `queue` and the ready counts of its delay queues declared by this instance.
+  Result<QueueStats> inspect(const std::string& queue);
+
+  // Ok once connected (waits up to confirm_timeout).
+  Status ping();
+
+  // Fails waiting calls and stops the thread; later calls fail at once.
+  void stop();
+
+ private:
+  struct Job;
+  Status submit(const std::shared_ptr<Job>& job);
+  void run();
+  bool connect();
+  void on_connection_lost(const std::string& why);
+  void run_job(const std::shared_ptr<Job>& job);
+  Status prepare_target(Job& job, std::string& routing_key, std::string& exchange);
+  void finish(const std::shared_ptr<Job>& job, Status result);
+  void handle_frame(const amqp_frame_t& frame);
+  void confirm(std::uint64_t tag, bool multiple, bool ok);
+
+  const RabbitmqSettings& settings_;
+  Wakeup wakeup_;
+
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::deque<std::shared_ptr<Job>> queue_;  // waiting to be run/written, in order
+  bool connected_ = false;
+  bool stopping_ = false;
+  std::string last_error_;
+  // Delay queues declared by this instance per queue (for stats), guarded by mutex_.
+  std::map<std::string, std::set<std::string>> delay_queues_;
+
+  // Owned by the thread.
+  AmqpConnection connection_;
+  std::map<std::uint64_t, std::shared_ptr<Job>> unconfirmed_;
+  std::uint64_t next_tag_ = 1;
+  bool exchange_declared_ = false;
+  std::set<std::string> declared_;  // on the current connection
+  std::map<std::string, std::chrono::steady_clock::time_point> delay_declared_;
+  Backoff backoff_;
+  std::thread thread_;
+};
+
+}  // namespace asya::transport::rabbitmq

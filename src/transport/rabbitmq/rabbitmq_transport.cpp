@@ -1,0 +1,166 @@
+// RabbitmqTransport: the Transport interface over a Publisher (send, nack copies, declarations,
+// stats) and a Consumer (receive, ack). See rabbitmq_transport.hpp for the design.
+#include "transport/rabbitmq/rabbitmq_transport.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <mutex>
+#include <set>
+
+#include "common/env.hpp"
+#include "transport/rabbitmq/consumer.hpp"
+#include "transport/rabbitmq/publisher.hpp"
+
+namespace asya::transport {
+
+namespace {
+
+using rabbitmq::Consumer;
+using rabbitmq::Publisher;
+
+// AMQP queue names are at most 255 bytes; keep room for ".delay.<ms>".
+constexpr std::size_t kMaxQueueName = 255 - 17;
+
+class RabbitmqTransport final : public Transport {
+ public:
+  RabbitmqTransport(const Options& options, const RabbitmqSettings& settings)
+      : options_(options), settings_(settings), publisher_(settings_), consumer_(settings_) {}
+
+  ~RabbitmqTransport() override { close(); }
+
+  std::string_view name() const override { return "rabbitmq"; }
+
+  Status ensure_queue(std::string_view queue) override {
+    if (Status st = check_name(queue); !st) return st;
+    std::string name(queue);
+    if (Status st = publisher_.ensure_queue(name); !st) return st;
+    remember(name);
+    return Status::Ok();
+  }
+
+  Result<std::vector<Delivery>> receive(std::string_view queue, std::size_t max_messages,
+                                        std::chrono::milliseconds wait) override {
+    if (Status st = check_name(queue); !st) return st.error();
+    std::string name(queue);
+    remember(name);
+    return consumer_.receive(name, std::max<std::size_t>(max_messages, 1), wait);
+  }
+
+  Status send(std::string_view queue, std::string_view body,
+              std::chrono::milliseconds delay) override {
+    if (Status st = check_name(queue); !st) return st;
+    if (body.size() > max_message_bytes()) {
+      return Error{"message_too_large: a message of " + std::to_string(body.size()) +
+                   " bytes for queue \"" + std::string(queue) +
+                   "\" exceeds the RabbitMQ limit of " + std::to_string(max_message_bytes()) +
+                   " bytes (ASYA_MAX_MESSAGE_BYTES / ASYA_RABBITMQ_MAX_MESSAGE_BYTES)"};
+    }
+    std::string name(queue);
+    remember(name);
+    return publisher_.publish(name, body, delay, 0);
+  }
+
+  Status ack(const Delivery& delivery) override { return consumer_.ack(delivery); }
+
+  // A copy carrying this delivery's count goes back first (confirmed), then the original is
+  // acked: the count survives, and a failure before the ack loses nothing (the broker redelivers
+  // the original).
+  Status nack(const Delivery& delivery, std::chrono::milliseconds delay) override {
+    if (Status st = consumer_.check(delivery); !st) return st;
+    if (Status st =
+            publisher_.publish(delivery.queue, delivery.body, delay, delivery.delivery_count);
+        !st) {
+      return Error{"nack of a message from queue \"" + delivery.queue +
+                   "\" failed (it stays unacked and is delivered again): " + st.message()};
+    }
+    if (Status st = consumer_.ack(delivery); !st) {
+      // The copy is queued; the original comes back too: a duplicate, nothing lost.
+      spdlog::warn(
+          "rabbitmq: nack of a message from {} requeued a copy but could not ack the "
+          "original, which is delivered again as a duplicate: {}",
+          delivery.queue, st.message());
+    }
+    return Status::Ok();
+  }
+
+  Status extend_lease(const Delivery&, std::chrono::milliseconds) override {
+    return Status::Ok();  // unacked deliveries have no lease on RabbitMQ
+  }
+
+  Result<QueueStats> stats(std::string_view queue) override {
+    if (Status st = check_name(queue); !st) return st.error();
+    std::string name(queue);
+    auto stats = publisher_.inspect(name);
+    if (!stats) return stats;
+    // Unacked messages are only known to the broker's management API; this instance reports
+    // what it holds itself (see docs/transports.md).
+    stats->in_flight = consumer_.in_flight(name);
+    return stats;
+  }
+
+  Result<std::vector<std::string>> list_queues() override {
+    if (Status st = publisher_.ping(); !st) return st.error();
+    std::lock_guard lock(mutex_);
+    return std::vector<std::string>(known_.begin(), known_.end());
+  }
+
+  std::size_t max_message_bytes() const override {
+    return std::min(options_.max_message_bytes, settings_.max_message_bytes);
+  }
+
+  void interrupt() override { consumer_.interrupt(); }
+
+  // Deliveries buffered by the prefetch but never handed out go back with their count unchanged
+  // (a plain connection close would mark them redelivered and count them once more).
+  void close() override {
+    {
+      std::lock_guard lock(mutex_);
+      if (closed_) return;
+      closed_ = true;
+    }
+    consumer_.interrupt();
+    std::vector<Delivery> buffered = consumer_.cancel_and_drain(std::chrono::seconds(5));
+    for (const Delivery& d : buffered) {
+      if (publisher_.publish(d.queue, d.body, std::chrono::milliseconds(0), d.delivery_count - 1))
+        (void)consumer_.ack(d);
+    }
+    consumer_.stop();
+    publisher_.stop();
+  }
+
+ private:
+  Status check_name(std::string_view queue) const {
+    if (queue.empty() || queue.size() > kMaxQueueName) {
+      return Error{"queue name \"" + std::string(queue) + "\" is not valid for RabbitMQ: use 1.." +
+                   std::to_string(kMaxQueueName) + " bytes"};
+    }
+    return Status::Ok();
+  }
+
+  void remember(const std::string& queue) {
+    std::lock_guard lock(mutex_);
+    known_.insert(queue);
+  }
+
+  const Options options_;
+  const RabbitmqSettings settings_;
+  Publisher publisher_;
+  Consumer consumer_;
+  std::mutex mutex_;
+  std::set<std::string> known_;
+  bool closed_ = false;
+};
+
+}  // namespace
+
+std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options,
+                                                   const RabbitmqSettings& settings) {
+  return std::make_unique<RabbitmqTransport>(options, settings);
+}
+
+std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options) {
+  return make_rabbitmq_transport(options, RabbitmqSettings::from_env());
+}
+
+}  // namespace asya::transport

@@ -1,0 +1,493 @@
+// RabbitMQ transport tests. Settings and delay buckets need no broker; everything else runs
+// against the broker at ASYA_TEST_RABBITMQ_URL and skips when it is unset
+// (tests/transport/test_rabbitmq.py starts a broker and runs this binary with it). The restart
+// test also needs ASYA_TEST_RABBITMQ_RESTART_COMMAND, a shell command that restarts that broker.
+#include "transport/rabbitmq/rabbitmq_transport.hpp"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/env.hpp"
+
+namespace asya::transport {
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// "<prefix><n>" (written out: GCC 12 warns falsely (-Wrestrict) on "literal" + std::string).
+std::string numbered(std::string prefix, int n) {
+  prefix += std::to_string(n);
+  return prefix;
+}
+
+TEST(RabbitmqSettingsTest, UrlGivesHostPortCredentialsAndDecodedVhost) {
+  RabbitmqSettings s;
+  s.apply_url("amqp://alice:s3cret@broker.example:5673/%2F");
+  EXPECT_EQ(s.host, "broker.example");
+  EXPECT_EQ(s.port, 5673);
+  EXPECT_EQ(s.username, "alice");
+  EXPECT_EQ(s.password, "s3cret");
+  EXPECT_EQ(s.vhost, "/");
+  EXPECT_FALSE(s.tls);
+  EXPECT_EQ(s.describe(), "amqp://alice@broker.example:5673/%2F");
+  s.apply_url("amqps://bob:pw@tls.example/prod");
+  EXPECT_TRUE(s.tls);
+  EXPECT_EQ(s.port, 5671);
+  EXPECT_EQ(s.vhost, "prod");
+}
+
+TEST(RabbitmqSettingsTest, InvalidUrlIsAConfigErrorWithoutThePassword) {
+  RabbitmqSettings s;
+  try {
+    s.apply_url("http://user:topsecret@host/");
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    std::string message = e.what();
+    EXPECT_NE(message.find("ASYA_RABBITMQ_URL"), std::string::npos) << message;
+    EXPECT_EQ(message.find("topsecret"), std::string::npos) << message;
+  }
+}
+
+TEST(RabbitmqSettingsTest, EnvironmentVariablesAreReadAndCheckedPrecisely) {
+  ::unsetenv("ASYA_RABBITMQ_URL");
+  ::setenv("ASYA_RABBITMQ_HOST", "mq.internal", 1);
+  ::setenv("ASYA_RABBITMQ_PORT", "5999", 1);
+  ::setenv("ASYA_RABBITMQ_USERNAME", "asya", 1);
+  ::setenv("ASYA_RABBITMQ_PASSWORD", "pw", 1);
+  ::setenv("ASYA_RABBITMQ_QUEUE_TYPE", "quorum", 1);
+  ::setenv("ASYA_RABBITMQ_PREFETCH", "3", 1);
+  RabbitmqSettings s = RabbitmqSettings::from_env();
+  EXPECT_EQ(s.host, "mq.internal");
+  EXPECT_EQ(s.port, 5999);
+  EXPECT_EQ(s.username, "asya");
+  EXPECT_TRUE(s.quorum);
+  EXPECT_EQ(s.prefetch, 3);
+  ::setenv("ASYA_RABBITMQ_QUEUE_TYPE", "stream", 1);
+  EXPECT_THROW(RabbitmqSettings::from_env(), ConfigError);
+  for (const char* name :
+       {"ASYA_RABBITMQ_HOST", "ASYA_RABBITMQ_PORT", "ASYA_RABBITMQ_USERNAME",
+        "ASYA_RABBITMQ_PASSWORD", "ASYA_RABBITMQ_QUEUE_TYPE", "ASYA_RABBITMQ_PREFETCH"})
+    ::unsetenv(name);
+}
+
+TEST(RabbitmqDelayTest, DelaysRoundUpToTwoSignificantDigits) {
+  EXPECT_EQ(rabbitmq_delay_bucket(0ms), 0ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(7ms), 7ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(99ms), 99ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(100ms), 100ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(101ms), 110ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(995ms), 1000ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(1234ms), 1300ms);
+  EXPECT_EQ(rabbitmq_delay_bucket(60000ms), 60000ms);
+  EXPECT_EQ(rabbitmq_delay_queue_name("asya-a", 1300ms), "asya-a.delay.1300");
+}
+
+class RabbitmqTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* url = std::getenv("ASYA_TEST_RABBITMQ_URL");
+    if (url == nullptr) GTEST_SKIP() << "ASYA_TEST_RABBITMQ_URL is not set (no broker)";
+    settings_.apply_url(url);
+    std::random_device rd;
+    prefix_ = "t" + std::to_string(rd() % 1000000) + "-" +
+              ::testing::UnitTest::GetInstance()->current_test_info()->name() + "-";
+  }
+
+  std::unique_ptr<Transport> make(RabbitmqSettings settings, Options options = {}) {
+    return make_rabbitmq_transport(options, settings);
+  }
+  std::unique_ptr<Transport> make() { return make(settings_); }
+
+  std::string queue(const std::string& name) { return prefix_ + name; }
+
+  Delivery receive_one(Transport& t, const std::string& q, std::chrono::milliseconds wait = 10s) {
+    auto got = t.receive(q, 1, wait);
+    EXPECT_TRUE(got.ok()) << got.error().message;
+    if (!got.ok() || got->size() != 1) {
+      ADD_FAILURE() << "expected one message on " << q;
+      return Delivery{};
+    }
+    return got->front();
+  }
+
+  QueueStats stats(Transport& t, const std::string& q) {
+    auto s = t.stats(q);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return s.ok() ? *s : QueueStats{};
+  }
+
+  RabbitmqSettings settings_;
+  std::string prefix_;
+};
+
+TEST_F(RabbitmqTransportTest, SentMessageIsReceivedOnceAndAckRemovesIt) {
+  auto t = make();
+  const std::string q = queue("a");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->send(q, "hello").ok());
+  Delivery d = receive_one(*t, q);
+  EXPECT_EQ(d.queue, q);
+  EXPECT_EQ(d.body, "hello");
+  EXPECT_EQ(d.delivery_count, 1u);
+  auto none = t->receive(q, 1, 200ms);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->empty()) << "an unacked message must not be delivered twice";
+  EXPECT_EQ(stats(*t, q).in_flight, 1u);
+  ASSERT_TRUE(t->ack(d).ok());
+  QueueStats s = stats(*t, q);
+  EXPECT_EQ(s.ready + s.in_flight + s.delayed, 0u);
+  Status again = t->ack(d);
+  EXPECT_FALSE(again.ok()) << "acking twice must fail";
+  EXPECT_NE(again.message().find("already"), std::string::npos) << again.message();
+}
+
+TEST_F(RabbitmqTransportTest, ConfirmedSendIsVisibleToAnotherConnectionAtOnce) {
+  auto producer = make();
+  auto observer = make();
+  const std::string q = queue("confirm");
+  ASSERT_TRUE(producer->ensure_queue(q).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(producer->send(q, numbered("m", i)).ok());
+  // send() returned after the broker's confirm, so the broker already counts all of them.
+  EXPECT_EQ(stats(*observer, q).ready, 5u);
+}
+
+TEST_F(RabbitmqTransportTest, ConcurrentSendersShareTheConfirmWindowAndLoseNothing) {
+  auto t = make();
+  auto observer = make();
+  const std::string q = queue("window");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  constexpr int kThreads = 8, kEach = 250;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  auto started = Clock::now();
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&, i] {
+      for (int j = 0; j < kEach; ++j)
+        if (!t->send(q, numbered(numbered("", i) + "-", j)).ok()) ++failures;
+    });
+  }
+  for (auto& th : threads) th.join();
+  auto elapsed = std::chrono::duration<double>(Clock::now() - started).count();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(stats(*observer, q).ready, static_cast<std::uint64_t>(kThreads * kEach));
+  std::printf("%d confirmed sends from %d threads in %.2fs (%.0f msg/s)\n", kThreads * kEach,
+              kThreads, elapsed, kThreads * kEach / elapsed);
+}
+
+TEST_F(RabbitmqTransportTest, AllMessagesAreReceivedInOrderFromOneProducer) {
+  auto t = make();
+  const std::string q = queue("order");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  for (int i = 0; i < 50; ++i) ASSERT_TRUE(t->send(q, std::to_string(i)).ok());
+  std::vector<std::string> got;
+  auto deadline = Clock::now() + 20s;
+  while (got.size() < 50 && Clock::now() < deadline) {
+    auto batch = t->receive(q, 7, 1s);
+    ASSERT_TRUE(batch.ok()) << batch.error().message;
+    EXPECT_LE(batch->size(), 7u);
+    for (auto& d : *batch) {
+      got.push_back(d.body);
+      ASSERT_TRUE(t->ack(d).ok());
+    }
+  }
+  ASSERT_EQ(got.size(), 50u);
+  for (int i = 0; i < 50; ++i) EXPECT_EQ(got[i], std::to_string(i));
+}
+
+TEST_F(RabbitmqTransportTest, NackWithDelayHidesTheMessageAndCountsTheDelivery) {
+  auto t = make();
+  const std::string q = queue("nackdelay");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->send(q, "retry me").ok());
+  Delivery first = receive_one(*t, q);
+  EXPECT_EQ(first.delivery_count, 1u);
+  auto nacked_at = Clock::now();
+  ASSERT_TRUE(t->nack(first, 600ms).ok());
+  auto early = t->receive(q, 1, 200ms);
+  ASSERT_TRUE(early.ok()) << early.error().message;
+  EXPECT_TRUE(early->empty()) << "the message came back before its delay";
+  QueueStats s = stats(*t, q);
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.in_flight, 0u);
+  Delivery second = receive_one(*t, q, 10s);
+  EXPECT_GE(Clock::now() - nacked_at, 600ms);
+  EXPECT_EQ(second.body, "retry me");
+  EXPECT_EQ(second.delivery_count, 2u);
+  ASSERT_TRUE(t->ack(second).ok());
+  EXPECT_FALSE(t->nack(second).ok()) << "nack after ack must fail";
+}
+
+TEST_F(RabbitmqTransportTest, ClassicQueueDeliveryCountGrowsAcrossRequeuesAndConnectionLoss) {
+  auto t = make();
+  const std::string q = queue("count");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->send(q, "poison").ok());
+  for (std::uint32_t expected = 1; expected <= 4; ++expected) {
+    Delivery d = receive_one(*t, q);
+    EXPECT_EQ(d.delivery_count, expected);
+    ASSERT_TRUE(t->nack(d).ok());
+  }
+  // Received (count 5) and never acked: closing the connection returns it to the broker,
+  // which marks it redelivered.
+  Delivery fifth = receive_one(*t, q);
+  EXPECT_EQ(fifth.delivery_count, 5u);
+  t->close();
+  t.reset();
+  auto other = make();
+  Delivery sixth = receive_one(*other, q);
+  EXPECT_EQ(sixth.delivery_count, 6u);
+  EXPECT_EQ(sixth.body, "poison");
+  ASSERT_TRUE(other->ack(sixth).ok());
+}
+
+TEST_F(RabbitmqTransportTest, QuorumQueueDeliveryCountGrowsAcrossRequeuesAndConnectionLoss) {
+  RabbitmqSettings quorum = settings_;
+  quorum.quorum = true;
+  auto t = make(quorum);
+  const std::string q = queue("quorum");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->send(q, "poison").ok());
+  for (std::uint32_t expected = 1; expected <= 3; ++expected) {
+    Delivery d = receive_one(*t, q);
+    EXPECT_EQ(d.delivery_count, expected);
+    ASSERT_TRUE(t->nack(d, expected == 2 ? 100ms : 0ms).ok());
+  }
+  Delivery fourth = receive_one(*t, q);
+  EXPECT_EQ(fourth.delivery_count, 4u);
+  t->close();
+  t.reset();
+  auto other = make(quorum);
+  Delivery fifth = receive_one(*other, q);
+  EXPECT_EQ(fifth.delivery_count, 5u);
+  ASSERT_TRUE(other->ack(fifth).ok());
+  // A classic declaration of a quorum queue is refused, naming the queue.
+  auto classic = make();
+  Status st = classic->ensure_queue(q);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(q), std::string::npos) << st.message();
+}
+
+TEST_F(RabbitmqTransportTest, DelayedSendBecomesVisibleAfterTheDelay) {
+  auto t = make();
+  const std::string q = queue("delayed");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  auto sent_at = Clock::now();
+  ASSERT_TRUE(t->send(q, "later", 800ms).ok());
+  ASSERT_TRUE(t->send(q, "sooner", 150ms).ok());  // its own delay queue: not stuck behind "later"
+  QueueStats s = stats(*t, q);
+  EXPECT_EQ(s.ready, 0u);
+  EXPECT_EQ(s.delayed + s.ready, 2u);
+  Delivery sooner = receive_one(*t, q, 10s);
+  EXPECT_EQ(sooner.body, "sooner");
+  EXPECT_GE(Clock::now() - sent_at, 150ms);
+  EXPECT_LT(Clock::now() - sent_at, 800ms);
+  Delivery later = receive_one(*t, q, 10s);
+  EXPECT_EQ(later.body, "later");
+  EXPECT_GE(Clock::now() - sent_at, 800ms);
+  EXPECT_EQ(later.delivery_count, 1u);
+  ASSERT_TRUE(t->ack(sooner).ok());
+  ASSERT_TRUE(t->ack(later).ok());
+}
+
+TEST_F(RabbitmqTransportTest, StatsCountReadyInFlightAndDelayed) {
+  auto t = make();
+  const std::string q = queue("stats");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(t->send(q, "m").ok());
+  ASSERT_TRUE(t->send(q, "d", 30s).ok());
+  auto got = t->receive(q, 1, 5s);
+  ASSERT_TRUE(got.ok() && got->size() == 1);
+  // Prefetched deliveries count as in flight (the broker holds them for this consumer).
+  QueueStats s = stats(*t, q);
+  EXPECT_EQ(s.delayed, 1u);
+  EXPECT_EQ(s.ready + s.in_flight, 4u);
+  EXPECT_GE(s.in_flight, 1u);
+  auto missing = t->stats(queue("never-declared"));
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().message.find("never-declared"), std::string::npos);
+  // The control channel recovers from the 404.
+  EXPECT_EQ(stats(*t, q).delayed, 1u);
+}
+
+TEST_F(RabbitmqTransportTest, CloseReturnsPrefetchedMessagesWithoutCountingThem) {
+  auto t = make();
+  const std::string q = queue("prefetch");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(t->send(q, std::to_string(i)).ok());
+  Delivery d = receive_one(*t, q);
+  ASSERT_TRUE(t->ack(d).ok());
+  t->close();
+  t.reset();
+  auto other = make();
+  std::set<std::string> bodies;
+  auto deadline = Clock::now() + 10s;
+  while (bodies.size() < 4 && Clock::now() < deadline) {
+    auto got = other->receive(q, 10, 1s);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    for (auto& m : *got) {
+      EXPECT_EQ(m.delivery_count, 1u) << "message " << m.body << " was never handed out";
+      bodies.insert(m.body);
+      ASSERT_TRUE(other->ack(m).ok());
+    }
+  }
+  EXPECT_EQ(bodies, (std::set<std::string>{"1", "2", "3", "4"}));
+}
+
+TEST_F(RabbitmqTransportTest, MessageOverTheLimitIsRefusedAsTooLarge) {
+  Options options;
+  options.max_message_bytes = 1000;
+  auto t = make(settings_, options);
+  const std::string q = queue("large");
+  EXPECT_EQ(t->max_message_bytes(), 1000u);
+  Status st = t->send(q, std::string(1001, 'x'));
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.message().rfind("message_too_large:", 0), 0u) << st.message();
+  ASSERT_TRUE(t->send(q, std::string(1000, 'x')).ok()) << "a queue is declared on first send";
+  EXPECT_EQ(receive_one(*t, q).body.size(), 1000u);
+}
+
+TEST_F(RabbitmqTransportTest, LargeMessageSpanningManyFramesArrivesIntact) {
+  auto t = make();
+  const std::string q = queue("big");
+  std::string body(3u << 20, '\0');
+  for (std::size_t i = 0; i < body.size(); ++i) body[i] = static_cast<char>('a' + i % 26);
+  ASSERT_TRUE(t->send(q, body).ok());
+  Delivery d = receive_one(*t, q);
+  EXPECT_TRUE(d.body == body);
+  ASSERT_TRUE(t->ack(d).ok());
+}
+
+TEST_F(RabbitmqTransportTest, InterruptWakesABlockedReceive) {
+  auto t = make();
+  const std::string q = queue("interrupt");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  auto started = Clock::now();
+  std::thread waker([&] {
+    std::this_thread::sleep_for(300ms);
+    t->interrupt();
+  });
+  auto got = t->receive(q, 1, 30s);
+  waker.join();
+  ASSERT_TRUE(got.ok());
+  EXPECT_TRUE(got->empty());
+  EXPECT_LT(Clock::now() - started, 5s);
+  auto later = t->receive(q, 1, 30s);
+  ASSERT_TRUE(later.ok());
+  EXPECT_TRUE(later->empty());
+}
+
+TEST_F(RabbitmqTransportTest, UnreachableBrokerFailsSendWithinTheTimeoutNamingTheBroker) {
+  RabbitmqSettings nowhere = settings_;
+  nowhere.port = 1;  // nothing listens there
+  nowhere.confirm_timeout = 500ms;
+  auto t = make(nowhere);
+  Status st = t->send(queue("x"), "m");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find(":1/"), std::string::npos) << st.message();
+  auto got = t->receive(queue("x"), 1, 100ms);
+  EXPECT_FALSE(got.ok());
+}
+
+// Restarts the broker while a producer, a relay (queue a -> queue b, acking the input only after
+// its output was confirmed) and a collector move 1,000 messages. Every message must arrive at the
+// end; duplicates are allowed (at-least-once) and reported.
+TEST_F(RabbitmqTransportTest, BrokerRestartLosesNothingInATwoQueueChain) {
+  const char* restart = std::getenv("ASYA_TEST_RABBITMQ_RESTART_COMMAND");
+  ASSERT_NE(restart, nullptr)
+      << "ASYA_TEST_RABBITMQ_RESTART_COMMAND must name a command that restarts the broker at "
+         "ASYA_TEST_RABBITMQ_URL (tests/transport/test_rabbitmq.py sets both)";
+  constexpr int kMessages = 1000;
+  const std::string a = queue("chain-a"), b = queue("chain-b");
+  RabbitmqSettings s = settings_;
+  s.confirm_timeout = 60s;
+  auto producer = make(s), relay = make(s), collector = make(s);
+  ASSERT_TRUE(producer->ensure_queue(a).ok());
+  ASSERT_TRUE(producer->ensure_queue(b).ok());
+
+  std::atomic<bool> done{false};
+  std::atomic<int> send_retries{0}, relay_errors{0};
+  std::mutex mutex;
+  std::map<std::string, int> arrived;  // body -> times
+  auto deadline = Clock::now() + 240s;
+
+  std::thread produce([&] {
+    for (int i = 0; i < kMessages && Clock::now() < deadline; ++i) {
+      while (!producer->send(a, numbered("m", i)).ok() && Clock::now() < deadline) {
+        ++send_retries;
+        std::this_thread::sleep_for(100ms);
+      }
+      if (i % 4 == 0) std::this_thread::sleep_for(1ms);  // spread the flow over the restart
+    }
+  });
+  std::thread forward([&] {
+    while (!done && Clock::now() < deadline) {
+      auto got = relay->receive(a, 10, 500ms);
+      if (!got) {
+        ++relay_errors;
+        std::this_thread::sleep_for(100ms);
+        continue;
+      }
+      for (auto& d : *got) {
+        if (relay->send(b, d.body).ok()) {
+          (void)relay->ack(d);  // a failed ack only means a duplicate later
+        } else {
+          ++relay_errors;
+          (void)relay->nack(d);
+        }
+      }
+    }
+  });
+  std::thread collect([&] {
+    while (Clock::now() < deadline) {
+      {
+        std::lock_guard lock(mutex);
+        if (arrived.size() == static_cast<std::size_t>(kMessages)) break;
+      }
+      auto got = collector->receive(b, 50, 500ms);
+      if (!got) {
+        std::this_thread::sleep_for(100ms);
+        continue;
+      }
+      for (auto& d : *got) {
+        (void)collector->ack(d);
+        std::lock_guard lock(mutex);
+        ++arrived[d.body];
+      }
+    }
+    done = true;
+  });
+
+  // Restart once the chain is busy.
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex);
+      if (arrived.size() >= 150) break;
+    }
+    std::this_thread::sleep_for(20ms);
+  }
+  std::printf("restarting the broker (%zu arrived so far)\n", arrived.size());
+  int rc = std::system(restart);
+  EXPECT_EQ(rc, 0) << "restart command failed: " << restart;
+  produce.join();
+  collect.join();
+  done = true;
+  forward.join();
+
+  int duplicates = 0;
+  for (auto& [body, times] : arrived) duplicates += times - 1;
+  std::printf("arrived %zu/%d unique, %d duplicate(s), %d send retries, %d relay errors\n",
+              arrived.size(), kMessages, duplicates, send_retries.load(), relay_errors.load());
+  EXPECT_EQ(arrived.size(), static_cast<std::size_t>(kMessages));
+  for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(arrived.count(numbered("m", i))) << "lost m" << i;
+}
+
+}  // namespace
+}  // namespace asya::transport
