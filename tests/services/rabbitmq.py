@@ -4,6 +4,7 @@ next to a system broker.
 
     with rabbitmq.broker() as b:          # or b = rabbitmq.Broker(); b.start(); ...; b.stop()
         b.url                              # amqp://guest:guest@127.0.0.1:<port>/%2F
+        b.new_vhost()                      # the URL of a fresh, empty vhost on it
         b.restart()                        # stop the node and start it again on the same data
 
 Everything a broker needs to be restarted lives in its directory (`broker.json`), so another
@@ -161,6 +162,14 @@ class Broker:
                 return True
         except OSError:
             return False
+
+    def new_vhost(self):
+        """Creates an empty virtual host that guest may use and returns its amqp URL: tests that
+        share one broker each get their own queues."""
+        name = "t-" + uuid.uuid4().hex[:12]
+        self.ctl("add_vhost", name)
+        self.ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        return "amqp://guest:guest@127.0.0.1:%d/%s" % (self.port, urllib.parse.quote(name, safe=""))
 
     def server_output(self):
         try:
