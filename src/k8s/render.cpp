@@ -1,0 +1,607 @@
+#include "k8s/render.hpp"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include "k8s/yaml_json.hpp"
+
+namespace asya::k8s {
+namespace json = boost::json;
+using std::chrono::milliseconds;
+
+namespace {
+
+constexpr const char* kSocketDir = "/var/run/asya";
+constexpr const char* kSocketVolume = "asya-socket";
+constexpr const char* kRuntimeVolume = "asya-runtime";
+constexpr const char* kRuntimeConfigMap = "asya-runtime";
+constexpr const char* kRuntimeMountDir = "/opt/asya";
+constexpr const char* kSidecarName = "asya-sidecar";
+constexpr const char* kGatewayName = "asya-gateway";
+constexpr const char* kEndActorAccount = "asya-end-actor";
+constexpr int kGatewayPort = 8080;
+// Extra seconds the kubelet waits after the sidecar's own drain deadline, so it can nack the
+// unfinished messages and exit before SIGKILL.
+constexpr long kGraceMarginSeconds = 10;
+
+// Go-style duration for the sidecar's variables: whole seconds as "30s", else "1500ms".
+std::string go_duration(milliseconds d) {
+  if (d.count() % 1000 == 0) return fmt::format("{}s", d.count() / 1000);
+  return fmt::format("{}ms", d.count());
+}
+
+long ceil_seconds(milliseconds d) {
+  return static_cast<long>((d.count() + 999) / 1000);
+}
+
+json::object env(std::string_view name, std::string_view value) {
+  return {{"name", name}, {"value", value}};
+}
+
+json::object secret_env(std::string_view name, std::string_view secret, std::string_view key,
+                        bool optional = false) {
+  json::object ref{{"name", secret}, {"key", key}};
+  if (optional) ref["optional"] = true;
+  return {{"name", name}, {"valueFrom", {{"secretKeyRef", std::move(ref)}}}};
+}
+
+json::object metadata(std::string_view name, const RenderOptions& o, json::object labels) {
+  json::object m{{"name", name}};
+  if (!o.namespace_name.empty()) m["namespace"] = o.namespace_name;
+  m["labels"] = std::move(labels);
+  return m;
+}
+
+json::object labels_for(std::string_view name, std::string_view component, const RenderOptions& o) {
+  return {{"app.kubernetes.io/name", name},
+          {"app.kubernetes.io/component", component},
+          {"app.kubernetes.io/part-of", "asya"},
+          {"app.kubernetes.io/managed-by", o.managed_by},
+          {"asya.sh/actor", name}};
+}
+
+json::object object(std::string_view api_version, std::string_view kind, json::object meta) {
+  return {{"apiVersion", api_version}, {"kind", kind}, {"metadata", std::move(meta)}};
+}
+
+// Variables every process talking to the transport needs (sidecars, gateway).
+json::array transport_env(std::string_view transport, const RenderOptions& o) {
+  json::array out;
+  out.push_back(env("ASYA_TRANSPORT", transport));
+  out.push_back(env("ASYA_QUEUE_PREFIX", o.queue_prefix));
+  if (transport == "rabbitmq") {
+    out.push_back(secret_env("ASYA_RABBITMQ_URL", o.rabbitmq_secret, o.rabbitmq_secret_key));
+    if (!o.rabbitmq_exchange.empty())
+      out.push_back(env("ASYA_RABBITMQ_EXCHANGE", o.rabbitmq_exchange));
+  } else if (transport == "sqs") {
+    out.push_back(env("AWS_REGION", o.sqs_region));
+    if (!o.sqs_endpoint.empty()) out.push_back(env("ASYA_SQS_ENDPOINT", o.sqs_endpoint));
+    if (!o.sqs_pod_identity) {
+      out.push_back(secret_env("AWS_ACCESS_KEY_ID", o.sqs_secret, "AWS_ACCESS_KEY_ID"));
+      out.push_back(secret_env("AWS_SECRET_ACCESS_KEY", o.sqs_secret, "AWS_SECRET_ACCESS_KEY"));
+    }
+  }
+  return out;
+}
+
+void append(json::array& to, const json::array& from) {
+  for (const auto& v : from) to.push_back(v);
+}
+
+json::object http_probe(std::string_view path, std::string_view port, int period,
+                        int failure_threshold) {
+  return {{"httpGet", {{"path", path}, {"port", port}}},
+          {"periodSeconds", period},
+          {"failureThreshold", failure_threshold}};
+}
+
+json::object resources(std::string_view cpu, std::string_view memory) {
+  return {{"requests", {{"cpu", cpu}, {"memory", memory}}}};
+}
+
+std::string effective_gateway_url(const RenderOptions& o, bool gateway_rendered) {
+  if (!o.gateway_url.empty()) return o.gateway_url;
+  return gateway_rendered ? fmt::format("http://{}:{}", kGatewayName, kGatewayPort) : "";
+}
+
+json::object sidecar_container(const manifest::Actor& a, std::string_view transport,
+                               const RenderOptions& o, const std::string& gateway_url) {
+  json::array e;
+  e.push_back(env("ASYA_ACTOR_NAME", a.name));
+  append(e, transport_env(transport, o));
+  e.push_back(env("ASYA_SOCKET_DIR", kSocketDir));
+  e.push_back(env("ASYA_RUNTIME_TIMEOUT", go_duration(a.timeout.processing)));
+  e.push_back(env("ASYA_SHUTDOWN_GRACE", go_duration(a.timeout.graceful_shutdown)));
+  e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
+  e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
+  if (!gateway_url.empty()) e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+  if (a.retry.max_attempts > 1) {
+    e.push_back(env("ASYA_RETRY_MAX_ATTEMPTS", std::to_string(a.retry.max_attempts)));
+    e.push_back(env("ASYA_RETRY_BACKOFF", go_duration(a.retry.backoff)));
+    e.push_back(env("ASYA_RETRY_BACKOFF_MAX", go_duration(a.retry.backoff_max)));
+    if (a.retry.retries_processing_errors()) {
+      e.push_back(env("ASYA_RETRY_ON_PROCESSING_ERROR", "true"));
+    }
+  }
+  return {
+      {"name", kSidecarName},
+      {"image", o.sidecar_image},
+      {"command", json::array{"asya-sidecar"}},
+      {"env", std::move(e)},
+      {"ports",
+       json::array{{{"name", "metrics"}, {"containerPort", o.metrics_port}, {"protocol", "TCP"}}}},
+      {"readinessProbe", http_probe("/readyz", "metrics", 5, 3)},
+      {"livenessProbe", http_probe("/healthz", "metrics", 10, 6)},
+      {"resources", resources("50m", "32Mi")},
+      {"volumeMounts", json::array{{{"name", kSocketVolume}, {"mountPath", kSocketDir}}}}};
+}
+
+Result<json::object> parse_mapping(const std::string& yaml, const std::string& what) {
+  auto parsed = from_yaml(yaml, what);
+  if (!parsed) return parsed.error();
+  if (!parsed->is_object()) return Error{what + ": expected a mapping"};
+  return std::move(parsed->get_object());
+}
+
+json::array strings(const std::vector<std::string>& items) {
+  json::array out;
+  for (const auto& s : items) out.push_back(json::string(s));
+  return out;
+}
+
+// A container as written in the manifest (name, image, command, args, env, workingDir and the
+// Kubernetes-only fields).
+Result<json::object> user_container(const manifest::Container& c, const std::string& where) {
+  json::object out{{"name", c.name}, {"image", c.image}};
+  if (!c.command.empty()) out["command"] = strings(c.command);
+  if (!c.args.empty()) out["args"] = strings(c.args);
+  if (!c.working_dir.empty()) out["workingDir"] = c.working_dir;
+  json::array e;
+  for (const auto& var : c.env) {
+    if (!var.value_from_yaml.empty()) {
+      auto from = parse_mapping(var.value_from_yaml, where + ".env." + var.name + ".valueFrom");
+      if (!from) return from.error();
+      e.push_back({{"name", var.name}, {"valueFrom", std::move(*from)}});
+    } else {
+      e.push_back(env(var.name, var.value));
+    }
+  }
+  if (!e.empty()) out["env"] = std::move(e);
+  if (!c.kubernetes_extra_yaml.empty()) {
+    auto extra = parse_mapping(c.kubernetes_extra_yaml, where);
+    if (!extra) return extra.error();
+    for (auto& [key, value] : *extra) out[key] = std::move(value);
+  }
+  return out;
+}
+
+bool has_env(const json::object& container, std::string_view name) {
+  if (!container.contains("env")) return false;
+  for (const auto& e : container.at("env").as_array()) {
+    if (e.as_object().at("name").as_string() == name) return true;
+  }
+  return false;
+}
+
+void add_env(json::object& container, json::object var) {
+  if (!container.contains("env")) container["env"] = json::array{};
+  container["env"].as_array().push_back(std::move(var));
+}
+
+void add_mount(json::object& container, json::object mount) {
+  if (!container.contains("volumeMounts")) container["volumeMounts"] = json::array{};
+  container["volumeMounts"].as_array().push_back(std::move(mount));
+}
+
+// spec.workload.kind, once the manifest model keeps it (Deployment until then).
+template <class A>
+std::string workload_kind(const A& actor) {
+  if constexpr (requires { actor.workload_kind; }) {
+    return actor.workload_kind;
+  } else {
+    return "Deployment";
+  }
+}
+
+}  // namespace
+
+std::vector<json::object> Rendered::all() const {
+  std::vector<json::object> out;
+  // ConfigMaps and ServiceAccounts before the workloads that use them.
+  for (const auto& o : shared) {
+    if (o.at("kind") != "Deployment" && o.at("kind") != "Service") out.push_back(o);
+  }
+  for (const auto& a : actors) out.insert(out.end(), a.objects.begin(), a.objects.end());
+  for (const auto& o : shared) {
+    if (o.at("kind") == "Deployment" || o.at("kind") == "Service") out.push_back(o);
+  }
+  return out;
+}
+
+json::object runtime_config_map(const RenderOptions& o) {
+  auto cm = object("v1", "ConfigMap",
+                   metadata(kRuntimeConfigMap, o,
+                            {{"app.kubernetes.io/name", kRuntimeConfigMap},
+                             {"app.kubernetes.io/component", "runtime"},
+                             {"app.kubernetes.io/part-of", "asya"},
+                             {"app.kubernetes.io/managed-by", o.managed_by}}));
+  cm["data"] = {{"asya_runtime.py", python_runtime_source()}};
+  return cm;
+}
+
+namespace {
+
+Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o,
+                                const std::string& gateway_url) {
+  const std::string where = fmt::format("{}:{}: actor {}", a.file, a.line, a.name);
+  ActorObjects result;
+  result.actor = a.name;
+  result.queue = o.queue_prefix + a.name;
+  result.transport = a.transport;
+  if (result.transport == "sqlite" && !o.transport.empty()) result.transport = o.transport;
+  if (result.transport != "rabbitmq" && result.transport != "sqs") {
+    return Error{fmt::format(
+        "{}: spec.transport \"{}\" only works on one machine; on Kubernetes use rabbitmq or sqs "
+        "(set spec.transport, or pass --transport rabbitmq|sqs to render every sqlite actor with "
+        "the cluster's transport)",
+        where, result.transport)};
+  }
+  static const std::set<std::string> kReserved{kGatewayName, kEndActorAccount, kRuntimeConfigMap,
+                                               "asya-operator"};
+  if (kReserved.count(a.name)) {
+    return Error{
+        fmt::format("{}: metadata.name \"{}\" clashes with an object Asya creates; "
+                    "rename the actor (reserved: asya-gateway, asya-end-actor, "
+                    "asya-runtime, asya-operator)",
+                    where, a.name)};
+  }
+
+  const json::object labels = labels_for(a.name, "actor", o);
+  const json::object selector{{"asya.sh/actor", a.name}};
+
+  // Pod-level fields the manifest kept for Kubernetes (volumes, nodeSelector, ...).
+  json::object pod_extra;
+  if (!a.pod_extra_yaml.empty()) {
+    auto parsed = parse_mapping(a.pod_extra_yaml, where + ": spec.workload.template.spec");
+    if (!parsed) return parsed.error();
+    pod_extra = std::move(*parsed);
+  }
+
+  // Containers: the user's, with the runtime one wired to the socket, then the sidecar.
+  json::array containers;
+  bool needs_runtime_config_map = false;
+  for (std::size_t i = 0; i < a.containers.size(); ++i) {
+    const auto& c = a.containers[i];
+    const std::string cwhere =
+        fmt::format("{}: spec.workload.template.spec.containers[{}]", where, i);
+    if (c.image.empty()) {
+      return Error{cwhere + ".image: missing; a Kubernetes pod needs an image for every container"};
+    }
+    if (c.name == kSidecarName) {
+      return Error{cwhere + ".name: \"asya-sidecar\" is injected by Asya; rename the container"};
+    }
+    auto container = user_container(c, cwhere);
+    if (!container) return container.error();
+    if (i == a.runtime_container) {
+      auto& rc = *container;
+      if (c.name.empty()) rc["name"] = manifest::kRuntimeContainerName;
+      if (c.command.empty()) {
+        // The bundled Python runtime, mounted from ConfigMap asya-runtime.
+        needs_runtime_config_map = true;
+        rc["command"] = json::array{"python3", fmt::format("{}/asya_runtime.py", kRuntimeMountDir)};
+        add_mount(rc,
+                  {{"name", kRuntimeVolume}, {"mountPath", kRuntimeMountDir}, {"readOnly", true}});
+      }
+      if (!has_env(rc, "ASYA_SOCKET_DIR") && !has_env(rc, "ASYA_SOCKET_PATH")) {
+        add_env(rc, env("ASYA_SOCKET_DIR", kSocketDir));
+      }
+      add_mount(rc, {{"name", kSocketVolume}, {"mountPath", kSocketDir}});
+      if (!rc.contains("readinessProbe")) {
+        rc["readinessProbe"] = {
+            {"exec",
+             {{"command",
+               json::array{"sh", "-c",
+                           fmt::format("test -S {0}/asya-runtime.sock && test -e {0}/runtime-ready",
+                                       kSocketDir)}}}},
+            {"periodSeconds", 5},
+            {"failureThreshold", 3}};
+      }
+    }
+    containers.push_back(std::move(*container));
+  }
+  containers.push_back(sidecar_container(a, result.transport, o, gateway_url));
+
+  json::array volumes;
+  if (pod_extra.contains("volumes")) volumes = pod_extra["volumes"].as_array();
+  volumes.push_back({{"name", kSocketVolume}, {"emptyDir", json::object{}}});
+  if (needs_runtime_config_map) {
+    volumes.push_back({{"name", kRuntimeVolume},
+                       {"configMap", {{"name", kRuntimeConfigMap}, {"defaultMode", 0444}}}});
+  }
+
+  json::object pod_spec;
+  bool own_service_account = !pod_extra.contains("serviceAccountName");
+  pod_spec["serviceAccountName"] =
+      own_service_account ? json::value(a.name) : pod_extra["serviceAccountName"];
+  pod_spec["terminationGracePeriodSeconds"] =
+      pod_extra.contains("terminationGracePeriodSeconds")
+          ? pod_extra["terminationGracePeriodSeconds"]
+          : json::value(ceil_seconds(a.timeout.graceful_shutdown) + kGraceMarginSeconds);
+  pod_spec["containers"] = std::move(containers);
+  pod_spec["volumes"] = std::move(volumes);
+  for (auto& [key, value] : pod_extra) {
+    if (!pod_spec.contains(key)) pod_spec[key] = value;
+  }
+
+  if (own_service_account) {
+    result.objects.push_back(object("v1", "ServiceAccount", metadata(a.name, o, labels)));
+  }
+  const bool stateful = workload_kind(a) == "StatefulSet";
+  json::object spec;
+  if (!a.scaling.enabled) spec["replicas"] = a.replicas;
+  spec["selector"] = {{"matchLabels", selector}};
+  if (stateful) {
+    spec["serviceName"] = a.name;
+    spec["podManagementPolicy"] = "Parallel";
+  }
+  spec["template"] = {{"metadata", {{"labels", labels}}}, {"spec", std::move(pod_spec)}};
+  if (stateful) {
+    auto service = object("v1", "Service", metadata(a.name, o, labels));
+    service["spec"] = {{"clusterIP", "None"},
+                       {"selector", selector},
+                       {"ports", json::array{{{"name", "metrics"},
+                                              {"port", o.metrics_port},
+                                              {"targetPort", "metrics"},
+                                              {"protocol", "TCP"}}}}};
+    result.objects.push_back(std::move(service));
+  }
+  auto workload =
+      object("apps/v1", stateful ? "StatefulSet" : "Deployment", metadata(a.name, o, labels));
+  workload["spec"] = std::move(spec);
+  result.objects.push_back(std::move(workload));
+
+  if (a.scaling.enabled) {
+    const std::string auth_name = a.name + "-broker";
+    auto auth = object("keda.sh/v1alpha1", "TriggerAuthentication", metadata(auth_name, o, labels));
+    json::object trigger;
+    if (result.transport == "rabbitmq") {
+      auth["spec"] = {{"secretTargetRef", json::array{{{"parameter", "host"},
+                                                       {"name", o.rabbitmq_secret},
+                                                       {"key", o.rabbitmq_secret_key}}}}};
+      trigger = {{"type", "rabbitmq"},
+                 {"metadata",
+                  {{"protocol", "amqp"},
+                   {"queueName", result.queue},
+                   {"mode", "QueueLength"},
+                   {"value", std::to_string(a.scaling.queue_length)},
+                   {"activationValue", std::to_string(a.scaling.activation_queue_length)}}},
+                 {"authenticationRef", {{"name", auth_name}}}};
+    } else {
+      if (o.sqs_pod_identity) {
+        auth["spec"] = {{"podIdentity", {{"provider", "aws"}}}};
+      } else {
+        auth["spec"] = {{"secretTargetRef", json::array{{{"parameter", "awsAccessKeyID"},
+                                                         {"name", o.sqs_secret},
+                                                         {"key", "AWS_ACCESS_KEY_ID"}},
+                                                        {{"parameter", "awsSecretAccessKey"},
+                                                         {"name", o.sqs_secret},
+                                                         {"key", "AWS_SECRET_ACCESS_KEY"}}}}};
+      }
+      json::object meta{
+          {"queueURL", o.sqs_queue_url_base.empty()
+                           ? result.queue
+                           : fmt::format("{}/{}", o.sqs_queue_url_base, result.queue)},
+          {"queueLength", std::to_string(a.scaling.queue_length)},
+          {"activationQueueLength", std::to_string(a.scaling.activation_queue_length)},
+          {"awsRegion", o.sqs_region},
+          {"scaleOnInFlight", "true"}};
+      if (!o.sqs_endpoint.empty()) meta["awsEndpoint"] = o.sqs_endpoint;
+      trigger = {{"type", "aws-sqs-queue"},
+                 {"metadata", std::move(meta)},
+                 {"authenticationRef", {{"name", auth_name}}}};
+    }
+    result.objects.push_back(std::move(auth));
+
+    const long cooldown = ceil_seconds(a.scaling.cooldown_period);
+    auto scaled = object("keda.sh/v1alpha1", "ScaledObject", metadata(a.name, o, labels));
+    scaled["spec"] = {
+        {"scaleTargetRef",
+         {{"apiVersion", "apps/v1"},
+          {"kind", stateful ? "StatefulSet" : "Deployment"},
+          {"name", a.name}}},
+        {"pollingInterval", std::max(1L, ceil_seconds(a.scaling.polling_interval))},
+        {"cooldownPeriod", cooldown},
+        {"minReplicaCount", a.scaling.min_replicas},
+        {"maxReplicaCount", a.scaling.max_replicas},
+        {"advanced",
+         {{"horizontalPodAutoscalerConfig",
+           {{"behavior",
+             {{"scaleUp",
+               {{"stabilizationWindowSeconds", 0},
+                {"selectPolicy", "Max"},
+                {"policies",
+                 json::array{{{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}},
+                             {{"type", "Pods"}, {"value", 4}, {"periodSeconds", 15}}}}}},
+              {"scaleDown",
+               {{"stabilizationWindowSeconds", std::min(cooldown, 3600L)},
+                {"selectPolicy", "Max"},
+                {"policies",
+                 json::array{{{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}}}}}}}}}}}},
+        {"triggers", json::array{std::move(trigger)}}};
+    result.objects.push_back(std::move(scaled));
+  }
+  return result;
+}
+
+bool uses_python_runtime(const manifest::Actor& a) {
+  return a.runtime().command.empty();
+}
+
+json::object end_actor_deployment(std::string_view name, std::string_view transport,
+                                  const RenderOptions& o, const std::string& gateway_url) {
+  const json::object labels = labels_for(name, "end-actor", o);
+  json::array e;
+  e.push_back(env("ASYA_ACTOR_NAME", name));
+  e.push_back(env("ASYA_IS_END_ACTOR", "true"));
+  append(e, transport_env(transport, o));
+  e.push_back(env("ASYA_RESULT_STORE", o.result_store));
+  e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
+  e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
+  if (!gateway_url.empty()) e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+  json::object container{
+      {"name", kSidecarName},
+      {"image", o.sidecar_image},
+      {"command", json::array{"asya-sidecar"}},
+      {"env", std::move(e)},
+      {"ports",
+       json::array{{{"name", "metrics"}, {"containerPort", o.metrics_port}, {"protocol", "TCP"}}}},
+      {"readinessProbe", http_probe("/readyz", "metrics", 5, 3)},
+      {"livenessProbe", http_probe("/healthz", "metrics", 10, 6)},
+      {"resources", resources("50m", "32Mi")}};
+  json::array volumes;
+  if (o.result_store.rfind("file://", 0) == 0) {
+    // A file store lives on an emptyDir here; use s3:// for results that outlive the pod.
+    std::string dir = o.result_store.substr(7);
+    container["volumeMounts"] = json::array{{{"name", "results"}, {"mountPath", dir}}};
+    volumes.push_back({{"name", "results"}, {"emptyDir", json::object{}}});
+  }
+  json::object pod{{"serviceAccountName", kEndActorAccount},
+                   {"terminationGracePeriodSeconds", 30 + kGraceMarginSeconds},
+                   {"containers", json::array{std::move(container)}}};
+  if (!volumes.empty()) pod["volumes"] = std::move(volumes);
+  auto d = object("apps/v1", "Deployment", metadata(name, o, labels));
+  d["spec"] = {{"replicas", 1},
+               {"selector", {{"matchLabels", {{"asya.sh/actor", name}}}}},
+               {"template", {{"metadata", {{"labels", labels}}}, {"spec", std::move(pod)}}}};
+  return d;
+}
+
+json::array gateway_objects(std::string_view transport, const RenderOptions& o,
+                            const GatewayRoutes& routes) {
+  json::object labels{{"app.kubernetes.io/name", kGatewayName},
+                      {"app.kubernetes.io/component", "gateway"},
+                      {"app.kubernetes.io/part-of", "asya"},
+                      {"app.kubernetes.io/managed-by", o.managed_by}};
+  const json::object selector{{"app.kubernetes.io/name", kGatewayName}};
+  json::array out;
+  out.push_back(object("v1", "ServiceAccount", metadata(kGatewayName, o, labels)));
+  auto cm = object("v1", "ConfigMap", metadata("asya-gateway-routes", o, labels));
+  cm["data"] = {{"routes.yaml", routes.text}};
+  out.push_back(std::move(cm));
+
+  json::array e;
+  e.push_back(env("ASYA_CONFIG_PATH", "/etc/asya/gateway/routes.yaml"));
+  e.push_back(env("ASYA_GATEWAY_HOST", "0.0.0.0"));
+  e.push_back(env("ASYA_GATEWAY_PORT", std::to_string(kGatewayPort)));
+  e.push_back(env("ASYA_GATEWAY_DB", "/var/lib/asya/gateway.db"));
+  e.push_back(secret_env("ASYA_DATABASE_URL", "asya-gateway-db", "url", true));
+  append(e, transport_env(transport, o));
+  e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
+  json::object container{
+      {"name", "gateway"},
+      {"image", o.gateway_image},
+      {"command", json::array{"asya-gateway"}},
+      {"env", std::move(e)},
+      {"ports",
+       json::array{{{"name", "http"}, {"containerPort", kGatewayPort}, {"protocol", "TCP"}}}},
+      {"readinessProbe", http_probe("/readyz", "http", 5, 3)},
+      {"livenessProbe", http_probe("/healthz", "http", 10, 6)},
+      {"resources", resources("50m", "64Mi")},
+      {"volumeMounts",
+       json::array{{{"name", "routes"}, {"mountPath", "/etc/asya/gateway"}, {"readOnly", true}},
+                   {{"name", "state"}, {"mountPath", "/var/lib/asya"}}}}};
+  auto d = object("apps/v1", "Deployment", metadata(kGatewayName, o, labels));
+  d["spec"] = {{"replicas", 1},
+               {"selector", {{"matchLabels", selector}}},
+               {"template",
+                {{"metadata", {{"labels", labels}}},
+                 {"spec",
+                  {{"serviceAccountName", kGatewayName},
+                   {"containers", json::array{std::move(container)}},
+                   {"volumes", json::array{{{"name", "routes"},
+                                            {"configMap", {{"name", "asya-gateway-routes"}}}},
+                                           {{"name", "state"}, {"emptyDir", json::object{}}}}}}}}}};
+  out.push_back(std::move(d));
+  auto svc = object("v1", "Service", metadata(kGatewayName, o, labels));
+  svc["spec"] = {{"selector", selector},
+                 {"ports", json::array{{{"name", "http"},
+                                        {"port", kGatewayPort},
+                                        {"targetPort", "http"},
+                                        {"protocol", "TCP"}}}}};
+  out.push_back(std::move(svc));
+  return out;
+}
+
+}  // namespace
+
+Result<ActorObjects> render_actor(const manifest::Actor& actor, const RenderOptions& options) {
+  return render_one(actor, options, effective_gateway_url(options, false));
+}
+
+Result<Rendered> render(const std::vector<manifest::Actor>& actors, const RenderOptions& options,
+                        const std::optional<GatewayRoutes>& routes) {
+  if (!options.transport.empty() && options.transport != "rabbitmq" && options.transport != "sqs") {
+    return Error{fmt::format("transport \"{}\" cannot run on Kubernetes; use rabbitmq or sqs",
+                             options.transport)};
+  }
+  if (routes) {
+    auto parsed = from_yaml(routes->text, routes->file);
+    if (!parsed) return parsed.error();
+    if (!parsed->is_object()) return Error{routes->file + ": expected a mapping with tools"};
+  }
+  const std::string gateway_url = effective_gateway_url(options, routes.has_value());
+  Rendered out;
+  std::vector<std::string> errors;
+  std::set<std::string> transports;
+  bool python_runtime = false;
+  for (const auto& actor : actors) {
+    auto one = render_one(actor, options, gateway_url);
+    if (!one) {
+      errors.push_back(one.error().message);
+      continue;
+    }
+    transports.insert(one->transport);
+    python_runtime = python_runtime || uses_python_runtime(actor);
+    out.actors.push_back(std::move(*one));
+  }
+  if (!errors.empty()) {
+    std::string message;
+    for (const auto& e : errors) message += (message.empty() ? "" : "\n") + e;
+    return Error{message};
+  }
+  // End actors and the gateway use the cluster transport: the option, else the one every actor
+  // shares.
+  std::string shared_transport = options.transport;
+  if (shared_transport.empty()) {
+    if (transports.size() > 1) {
+      return Error{
+          "actors use different transports (rabbitmq and sqs); the end actors and the "
+          "gateway need one: pass --transport"};
+    }
+    shared_transport = transports.empty() ? "" : *transports.begin();
+  }
+  if (python_runtime) out.shared.push_back(runtime_config_map(options));
+  if ((options.end_actors || routes) && shared_transport.empty()) {
+    return Error{"no actor names a transport; pass --transport rabbitmq|sqs"};
+  }
+  if (options.end_actors) {
+    auto sa = object(
+        "v1", "ServiceAccount",
+        metadata(kEndActorAccount, options, labels_for(kEndActorAccount, "end-actor", options)));
+    sa["metadata"].as_object()["labels"].as_object().erase("asya.sh/actor");
+    out.shared.push_back(std::move(sa));
+    out.shared.push_back(end_actor_deployment("happy-end", shared_transport, options, gateway_url));
+    out.shared.push_back(end_actor_deployment("error-end", shared_transport, options, gateway_url));
+  }
+  if (routes) {
+    for (auto& o : gateway_objects(shared_transport, options, *routes)) {
+      out.shared.push_back(std::move(o.as_object()));
+    }
+  }
+  return out;
+}
+
+}  // namespace asya::k8s

@@ -1,0 +1,235 @@
+#include "k8s/render.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include "k8s/yaml_json.hpp"
+
+namespace asya::k8s {
+namespace {
+namespace json = boost::json;
+
+constexpr const char* kActor = R"(
+apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: classifier}
+spec:
+  transport: sqlite
+  scaling: {enabled: true, minReplicas: 0, maxReplicas: 8, queueLength: 5,
+            activationQueueLength: 2, pollingInterval: 15s, cooldownPeriod: 2m}
+  timeout: {processing: 90, gracefulShutdown: 45}
+  retry: {maxAttempts: 3, backoff: 2s, backoffMax: 30s, retryOn: [processing_error]}
+  workload:
+    template:
+      spec:
+        nodeSelector: {pool: cpu}
+        containers:
+        - name: asya-runtime
+          image: my-classifier:1.2
+          env:
+          - {name: ASYA_HANDLER, value: classifier.TextClassifier.process}
+          resources: {limits: {memory: 512Mi, cpu: 500m}}
+)";
+
+std::vector<manifest::Actor> load(const std::string& text) {
+  auto loaded = manifest::load_text(text, "test.yaml");
+  EXPECT_TRUE(loaded.ok()) << loaded.error_text();
+  return loaded.actors;
+}
+
+RenderOptions cluster(std::string transport) {
+  RenderOptions o;
+  o.transport = std::move(transport);
+  o.namespace_name = "ml";
+  return o;
+}
+
+const json::object& find(const std::vector<json::object>& objects, std::string_view kind,
+                         std::string_view name) {
+  for (const auto& o : objects) {
+    if (o.at("kind").as_string() == kind && o.at("metadata").at("name").as_string() == name) {
+      return o;
+    }
+  }
+  static const json::object none;
+  ADD_FAILURE() << "no " << kind << "/" << name;
+  return none;
+}
+
+json::object env_map(const json::value& container) {
+  json::object out;
+  for (const auto& e : container.at("env").as_array()) {
+    const auto& var = e.as_object();
+    out[var.at("name").as_string()] = var.contains("value") ? var.at("value") : var.at("valueFrom");
+  }
+  return out;
+}
+
+TEST(Render, DeploymentRunsTheRuntimeAndTheInjectedSidecarSharingTheSocket) {
+  auto rendered = render(load(kActor), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& d = find(all, "Deployment", "classifier");
+  EXPECT_EQ(d.at("metadata").at("namespace"), "ml");
+  EXPECT_FALSE(d.at("spec").as_object().contains("replicas")) << "KEDA owns replicas";
+  const auto& pod = d.at("spec").at("template").at("spec");
+  EXPECT_EQ(pod.at("terminationGracePeriodSeconds"), 55);
+  EXPECT_EQ(pod.at("serviceAccountName"), "classifier");
+  EXPECT_EQ(pod.at("nodeSelector"), json::parse(R"({"pool": "cpu"})"));
+  const auto& containers = pod.at("containers").as_array();
+  ASSERT_EQ(containers.size(), 2u);
+  const auto& runtime = containers[0];
+  EXPECT_EQ(runtime.at("name"), "asya-runtime");
+  EXPECT_EQ(runtime.at("image"), "my-classifier:1.2");
+  EXPECT_EQ(runtime.at("command"), json::parse(R"(["python3", "/opt/asya/asya_runtime.py"])"));
+  EXPECT_EQ(runtime.at("resources"),
+            json::parse(R"({"limits": {"memory": "512Mi", "cpu": "500m"}})"));
+  EXPECT_EQ(env_map(runtime).at("ASYA_SOCKET_DIR"), "/var/run/asya");
+  EXPECT_TRUE(runtime.as_object().contains("readinessProbe"));
+  const auto& sidecar = containers[1];
+  EXPECT_EQ(sidecar.at("name"), "asya-sidecar");
+  EXPECT_EQ(sidecar.at("image"), "asya/asya-sidecar:0.1.0");
+  const auto env = env_map(sidecar);
+  EXPECT_EQ(env.at("ASYA_ACTOR_NAME"), "classifier");
+  EXPECT_EQ(env.at("ASYA_TRANSPORT"), "rabbitmq");
+  EXPECT_EQ(env.at("ASYA_RABBITMQ_URL"),
+            json::parse(R"({"secretKeyRef": {"name": "asya-rabbitmq", "key": "url"}})"));
+  EXPECT_EQ(env.at("ASYA_RUNTIME_TIMEOUT"), "90s");
+  EXPECT_EQ(env.at("ASYA_SHUTDOWN_GRACE"), "45s");
+  EXPECT_EQ(env.at("ASYA_RETRY_MAX_ATTEMPTS"), "3");
+  EXPECT_EQ(env.at("ASYA_RETRY_BACKOFF"), "2s");
+  EXPECT_EQ(env.at("ASYA_RETRY_ON_PROCESSING_ERROR"), "true");
+  EXPECT_EQ(sidecar.at("livenessProbe").at("httpGet").at("path"), "/healthz");
+  EXPECT_EQ(sidecar.at("readinessProbe").at("httpGet").at("path"), "/readyz");
+  // The Python runtime's source travels in the shared ConfigMap, mounted read-only.
+  const auto& cm = find(all, "ConfigMap", "asya-runtime");
+  EXPECT_EQ(cm.at("data").at("asya_runtime.py").as_string(), python_runtime_source());
+  EXPECT_NE(python_runtime_source().find("ASYA_HANDLER"), std::string_view::npos);
+}
+
+TEST(Render, ScaledObjectUsesTheRabbitmqQueueAndKedaRules) {
+  auto rendered = render(load(kActor), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& so = find(all, "ScaledObject", "classifier").at("spec");
+  EXPECT_EQ(so.at("scaleTargetRef").at("name"), "classifier");
+  EXPECT_EQ(so.at("minReplicaCount"), 0);
+  EXPECT_EQ(so.at("maxReplicaCount"), 8);
+  EXPECT_EQ(so.at("pollingInterval"), 15);
+  EXPECT_EQ(so.at("cooldownPeriod"), 120);
+  const auto& trigger = so.at("triggers").at(0);
+  EXPECT_EQ(trigger.at("type"), "rabbitmq");
+  EXPECT_EQ(trigger.at("metadata"),
+            json::parse(R"({"protocol": "amqp", "queueName": "asya-classifier",
+                            "mode": "QueueLength", "value": "5", "activationValue": "2"})"));
+  EXPECT_EQ(trigger.at("authenticationRef").at("name"), "classifier-broker");
+  const auto& auth = find(all, "TriggerAuthentication", "classifier-broker");
+  EXPECT_EQ(auth.at("spec").at("secretTargetRef").at(0).at("parameter"), "host");
+  EXPECT_EQ(so.at("advanced")
+                .at("horizontalPodAutoscalerConfig")
+                .at("behavior")
+                .at("scaleDown")
+                .at("stabilizationWindowSeconds"),
+            120);
+}
+
+TEST(Render, SqsTriggerAndPodIdentity) {
+  auto o = cluster("sqs");
+  o.sqs_pod_identity = true;
+  o.sqs_region = "eu-west-1";
+  o.sqs_queue_url_base = "https://sqs.eu-west-1.amazonaws.com/123456789012";
+  auto rendered = render(load(kActor), o);
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& trigger = find(all, "ScaledObject", "classifier").at("spec").at("triggers").at(0);
+  EXPECT_EQ(trigger.at("type"), "aws-sqs-queue");
+  EXPECT_EQ(trigger.at("metadata").at("queueURL"),
+            "https://sqs.eu-west-1.amazonaws.com/123456789012/asya-classifier");
+  EXPECT_EQ(trigger.at("metadata").at("awsRegion"), "eu-west-1");
+  EXPECT_EQ(find(all, "TriggerAuthentication", "classifier-broker").at("spec"),
+            json::parse(R"({"podIdentity": {"provider": "aws"}})"));
+  const auto env = env_map(find(all, "Deployment", "classifier")
+                               .at("spec")
+                               .at("template")
+                               .at("spec")
+                               .at("containers")
+                               .at(1));
+  EXPECT_EQ(env.at("AWS_REGION"), "eu-west-1");
+  EXPECT_FALSE(env.contains("AWS_ACCESS_KEY_ID"));
+}
+
+TEST(Render, SqliteWithoutAClusterTransportIsAClearError) {
+  auto rendered = render(load(kActor), RenderOptions{});
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_EQ(rendered.error().message.rfind("test.yaml:", 0), 0u) << rendered.error().message;
+  EXPECT_NE(rendered.error().message.find("spec.transport \"sqlite\" only works on one machine"),
+            std::string::npos)
+      << rendered.error().message;
+}
+
+TEST(Render, FixedReplicasWithoutScalingAndAnExplicitCommandNeedsNoRuntimeConfigMap) {
+  std::string text = kActor;
+  text.replace(text.find("enabled: true"), 13, "enabled: false");
+  text.replace(text.find("transport: sqlite"), 17, "transport: sqs\n  replicas: 3");
+  text.replace(text.find("image: my-classifier:1.2"), 24,
+               "image: my-classifier:1.2\n          command: [/app/run]");
+  auto rendered = render(load(text), RenderOptions{});
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  EXPECT_EQ(find(all, "Deployment", "classifier").at("spec").at("replicas"), 3);
+  for (const auto& o : all) {
+    EXPECT_NE(o.at("kind"), "ScaledObject");
+    EXPECT_FALSE(o.at("kind") == "ConfigMap" && o.at("metadata").at("name") == "asya-runtime");
+  }
+  const auto& runtime = find(all, "Deployment", "classifier")
+                            .at("spec")
+                            .at("template")
+                            .at("spec")
+                            .at("containers")
+                            .at(0);
+  EXPECT_EQ(runtime.at("command"), json::parse(R"(["/app/run"])"));
+  // End actors follow the actors' transport.
+  EXPECT_EQ(env_map(find(all, "Deployment", "happy-end")
+                        .at("spec")
+                        .at("template")
+                        .at("spec")
+                        .at("containers")
+                        .at(0))
+                .at("ASYA_TRANSPORT"),
+            "sqs");
+}
+
+TEST(Render, GatewayObjectsWhenRoutesAreGivenAndSidecarsReportToIt) {
+  GatewayRoutes routes{"routes.yaml", "tools:\n- name: classify\n  route: [classifier]\n"};
+  auto rendered = render(load(kActor), cluster("rabbitmq"), routes);
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  EXPECT_EQ(find(all, "ConfigMap", "asya-gateway-routes").at("data").at("routes.yaml"),
+            json::value(routes.text));
+  EXPECT_EQ(find(all, "Service", "asya-gateway").at("spec").at("ports").at(0).at("port"), 8080);
+  const auto env = env_map(find(all, "Deployment", "classifier")
+                               .at("spec")
+                               .at("template")
+                               .at("spec")
+                               .at("containers")
+                               .at(1));
+  EXPECT_EQ(env.at("ASYA_GATEWAY_URL"), "http://asya-gateway:8080");
+
+  GatewayRoutes broken{"routes.yaml", "tools: [\n"};
+  auto failed = render(load(kActor), cluster("rabbitmq"), broken);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.error().message.find("routes.yaml: invalid YAML"), std::string::npos);
+}
+
+TEST(Render, OutputParsesBackToTheSameObjects) {
+  auto rendered = render(load(kActor), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered.ok());
+  for (const auto& o : rendered->all()) {
+    auto back = from_yaml(to_yaml(json::value(o)), "rendered");
+    ASSERT_TRUE(back.ok());
+    EXPECT_EQ(*back, json::value(o));
+  }
+}
+
+}  // namespace
+}  // namespace asya::k8s
