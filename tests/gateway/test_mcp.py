@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from conftest import http, http_json
+from gateway_harness import http, http_json
 
 MCP_CLIENT = pathlib.Path(__file__).resolve().parent / "mcp_client"
 ACCEPT = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}

@@ -5,7 +5,7 @@ import re
 import subprocess
 import threading
 
-from conftest import Gateway, ROUTES, http, http_json, wait_until
+from gateway_harness import Gateway, ROUTES, http, http_json, wait_until
 from sse import SseStream
 
 
@@ -235,7 +235,7 @@ def test_postgres_job_store_serves_the_same_api(gateway_binary, tmp_path, postgr
     try:
         _, answer, _ = http_json("POST", gw.url + "/tools/call", {"name": "pipeline", "arguments": {"text": "p"}})
         job_id = answer["structuredContent"]["job_id"]
-        from conftest import FakeActor
+        from gateway_harness import FakeActor
         FakeActor(queue_tool, gw).run_pipeline(FakeActor(queue_tool, gw).receive("first"))
         events = list(SseStream(f"{gw.url}/envelopes/{job_id}/stream").events())
         assert events[-1][2]["status"] == "succeeded"
