@@ -1,0 +1,321 @@
+// The SQS transport against a real SQS API: moto's server, whose endpoint
+// tests/transport/test_sqs.py puts in ASYA_TEST_AWS_ENDPOINT. Tests skip when it is unset.
+// moto is slow (tens of ms per call), so the tests keep message counts small.
+#include "transport/sqs/sqs_transport.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "common/env.hpp"
+
+namespace asya::transport {
+namespace {
+
+using namespace std::chrono_literals;
+
+class SqsTransportTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const char* endpoint = std::getenv("ASYA_TEST_AWS_ENDPOINT");
+    if (endpoint == nullptr || *endpoint == '\0')
+      GTEST_SKIP() << "ASYA_TEST_AWS_ENDPOINT is unset (tests/transport/test_sqs.py sets it)";
+    settings_.aws.endpoint = endpoint;
+    settings_.aws.region = "us-east-1";
+    settings_.aws.credentials = {"testing", "testing", ""};
+    settings_.wait_time_seconds = 1;
+    options_.visibility_timeout = 30s;
+    prefix_ = "t" + std::to_string(std::random_device()() % 1000000) + "-";
+  }
+
+  std::unique_ptr<Transport> make() { return make_sqs_transport(options_, settings_); }
+  std::string queue(const std::string& name) { return prefix_ + name; }
+
+  // Receives until `count` deliveries arrived or `timeout` passed.
+  std::vector<Delivery> receive_n(Transport& t, const std::string& q, std::size_t count,
+                                  std::chrono::milliseconds timeout = 10s) {
+    std::vector<Delivery> out;
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (out.size() < count && std::chrono::steady_clock::now() < deadline) {
+      auto got = t.receive(q, count - out.size(), 1s);
+      EXPECT_TRUE(got) << got.error().message;
+      if (!got) break;
+      for (auto& d : *got) out.push_back(std::move(d));
+    }
+    return out;
+  }
+
+  SqsSettings settings_;
+  Options options_;
+  std::string prefix_;
+};
+
+TEST_F(SqsTransportTest, SendReceiveAckRoundTripKeepsTheBodyByteForByte) {
+  auto t = make();
+  const std::string q = queue("echo");
+  ASSERT_TRUE(t->ensure_queue(q));
+  const std::string body =
+      R"({"id":"m1","payload":{"text":"héllo \"quoted\" \\ \n tab\t","n":1.50}})";
+  ASSERT_TRUE(t->send(q, body));
+  auto got = receive_n(*t, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body, body);
+  EXPECT_EQ(got[0].queue, q);
+  EXPECT_EQ(got[0].delivery_count, 1u);
+  ASSERT_TRUE(t->ack(got[0]));
+  auto after = t->receive(q, 10, 0ms);
+  ASSERT_TRUE(after);
+  EXPECT_TRUE(after->empty());
+}
+
+TEST_F(SqsTransportTest, QueueIsCreatedOnFirstUseAndListed) {
+  auto t = make();
+  const std::string q = queue("auto");
+  ASSERT_TRUE(t->send(q, "{}"));
+  auto names = t->list_queues();
+  ASSERT_TRUE(names) << names.error().message;
+  EXPECT_NE(std::find(names->begin(), names->end(), q), names->end());
+}
+
+TEST_F(SqsTransportTest, MissingQueueIsAnErrorWhenCreationIsOff) {
+  settings_.create_queues = false;
+  auto t = make();
+  Status st = t->send(queue("absent"), "{}");
+  ASSERT_FALSE(st);
+  EXPECT_NE(st.message().find("does not exist"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find(queue("absent")), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("ASYA_SQS_CREATE_QUEUES"), std::string::npos) << st.message();
+}
+
+TEST_F(SqsTransportTest, NackRedeliversWithAGrowingDeliveryCount) {
+  auto t = make();
+  const std::string q = queue("nack");
+  ASSERT_TRUE(t->send(q, "poison"));
+  for (std::uint32_t expected = 1; expected <= 3; ++expected) {
+    auto got = receive_n(*t, q, 1);
+    ASSERT_EQ(got.size(), 1u) << "delivery " << expected;
+    EXPECT_EQ(got[0].delivery_count, expected);
+    ASSERT_TRUE(t->nack(got[0]));
+  }
+}
+
+TEST_F(SqsTransportTest, NackWithDelayHidesTheMessageForThatLong) {
+  auto t = make();
+  const std::string q = queue("nackdelay");
+  ASSERT_TRUE(t->send(q, "later"));
+  auto got = receive_n(*t, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  auto nacked_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(t->nack(got[0], 2s));
+  auto early = t->receive(q, 1, 0ms);
+  ASSERT_TRUE(early);
+  EXPECT_TRUE(early->empty()) << "visible again before the delay";
+  auto again = receive_n(*t, q, 1, 15s);
+  ASSERT_EQ(again.size(), 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - nacked_at, 1900ms);
+  EXPECT_EQ(again[0].delivery_count, 2u);
+}
+
+TEST_F(SqsTransportTest, ExpiredLeaseIsRedeliveredAndExtendLeasePostponesIt) {
+  options_.visibility_timeout = 1s;
+  auto t = make();
+  const std::string q = queue("lease");
+  ASSERT_TRUE(t->send(q, "a"));
+  auto first = receive_n(*t, q, 1);
+  ASSERT_EQ(first.size(), 1u);
+  ASSERT_TRUE(t->extend_lease(first[0], 4s));
+  std::this_thread::sleep_for(1500ms);  // past the original 1 s lease, inside the extended one
+  auto hidden = t->receive(q, 1, 0ms);
+  ASSERT_TRUE(hidden);
+  EXPECT_TRUE(hidden->empty()) << "redelivered although the lease was extended";
+  auto second = receive_n(*t, q, 1, 15s);  // after the extended lease expires
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].body, "a");
+  EXPECT_EQ(second[0].delivery_count, 2u);
+}
+
+TEST_F(SqsTransportTest, DelayedSendIsCountedAsDelayedThenDelivered) {
+  auto t = make();
+  const std::string q = queue("delay");
+  auto sent_at = std::chrono::steady_clock::now();
+  ASSERT_TRUE(t->send(q, "d", 2s));
+  auto stats = t->stats(q);
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->delayed, 1u);
+  EXPECT_EQ(stats->ready, 0u);
+  auto got = receive_n(*t, q, 1, 15s);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_GE(std::chrono::steady_clock::now() - sent_at, 1900ms);
+}
+
+TEST_F(SqsTransportTest, StatsCountReadyAndInFlight) {
+  auto t = make();
+  const std::string q = queue("stats");
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(t->send(q, "m" + std::to_string(i)));
+  auto one = receive_n(*t, q, 1);
+  ASSERT_EQ(one.size(), 1u);
+  auto stats = t->stats(q);
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->ready, 2u);
+  EXPECT_EQ(stats->in_flight, 1u);
+  EXPECT_EQ(stats->delayed, 0u);
+}
+
+TEST_F(SqsTransportTest, StatsOfAQueueThatDoesNotExistAreZero) {
+  auto t = make();
+  auto stats = t->stats(queue("never"));
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->ready + stats->in_flight + stats->delayed, 0u);
+}
+
+TEST_F(SqsTransportTest, BodyOverTheLimitIsRefusedAsMessageTooLarge) {
+  auto t = make();
+  EXPECT_EQ(t->max_message_bytes(), 256u * 1024);
+  const std::string q = queue("big");
+  std::string at_limit(256 * 1024, 'x');
+  ASSERT_TRUE(t->send(q, at_limit));
+  Status st = t->send(q, at_limit + "x");
+  ASSERT_FALSE(st);
+  EXPECT_TRUE(st.message().starts_with("message_too_large:")) << st.message();
+  auto got = receive_n(*t, q, 1);
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].body.size(), at_limit.size());
+
+  options_.max_message_bytes = 1000;
+  auto small = make();
+  EXPECT_EQ(small->max_message_bytes(), 1000u);
+  Status refused = small->send(q, std::string(1001, 'y'));
+  EXPECT_TRUE(refused.message().starts_with("message_too_large:")) << refused.message();
+}
+
+TEST_F(SqsTransportTest, ReceiveWaitsUpToTheBoundAndReturnsEmpty) {
+  auto t = make();
+  const std::string q = queue("idle");
+  ASSERT_TRUE(t->ensure_queue(q));
+  auto start = std::chrono::steady_clock::now();
+  auto got = t->receive(q, 1, 1500ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_TRUE(got->empty());
+  EXPECT_GE(took, 1400ms);
+  EXPECT_LT(took, 6s);
+}
+
+TEST_F(SqsTransportTest, InterruptWakesABlockedReceive) {
+  settings_.wait_time_seconds = 20;
+  auto t = make();
+  const std::string q = queue("interrupt");
+  ASSERT_TRUE(t->ensure_queue(q));
+  std::thread waker([&] {
+    std::this_thread::sleep_for(500ms);
+    t->interrupt();
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto got = t->receive(q, 1, 20s);
+  auto took = std::chrono::steady_clock::now() - start;
+  waker.join();
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_TRUE(got->empty());
+  EXPECT_LT(took, 5s);
+  auto later = t->receive(q, 1, 10s);
+  ASSERT_TRUE(later);
+  EXPECT_TRUE(later->empty());
+}
+
+TEST_F(SqsTransportTest, ConcurrentProducersAndConsumersLoseNothing) {
+  auto t = make();
+  const std::string q = queue("concurrent");
+  ASSERT_TRUE(t->ensure_queue(q));
+  constexpr int kPerProducer = 10;
+  std::vector<std::thread> producers;
+  for (int p = 0; p < 2; ++p) {
+    producers.emplace_back([&, p] {
+      for (int i = 0; i < kPerProducer; ++i)
+        EXPECT_TRUE(t->send(q, std::to_string(p) + ":" + std::to_string(i)));
+    });
+  }
+  std::mutex mutex;
+  std::multiset<std::string> seen;
+  std::vector<std::thread> consumers;
+  for (int c = 0; c < 2; ++c) {
+    consumers.emplace_back([&] {
+      auto deadline = std::chrono::steady_clock::now() + 30s;
+      while (std::chrono::steady_clock::now() < deadline) {
+        {
+          std::lock_guard lock(mutex);
+          if (seen.size() >= 2 * kPerProducer) return;
+        }
+        auto got = t->receive(q, 10, 1s);
+        ASSERT_TRUE(got) << got.error().message;
+        for (auto& d : *got) {
+          EXPECT_TRUE(t->ack(d));
+          std::lock_guard lock(mutex);
+          seen.insert(d.body);
+        }
+      }
+    });
+  }
+  for (auto& th : producers) th.join();
+  for (auto& th : consumers) th.join();
+  std::set<std::string> unique(seen.begin(), seen.end());
+  EXPECT_EQ(unique.size(), 2u * kPerProducer);
+}
+
+TEST_F(SqsTransportTest, RegisteredAsSqsAndConfiguredFromTheEnvironment) {
+  ::setenv("ASYA_SQS_ENDPOINT", settings_.aws.endpoint.c_str(), 1);
+  ::setenv("AWS_ACCESS_KEY_ID", "testing", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "testing", 1);
+  ::setenv("AWS_REGION", "us-east-1", 1);
+  auto t = make_transport("sqs", options_);
+  EXPECT_EQ(t->name(), "sqs");
+  const std::string q = queue("registry");
+  ASSERT_TRUE(t->send(q, "r"));
+  EXPECT_EQ(receive_n(*t, q, 1).size(), 1u);
+}
+
+// Settings errors need no service.
+TEST(SqsSettingsTest, MissingCredentialsNameTheVariables) {
+  ::unsetenv("AWS_ACCESS_KEY_ID");
+  ::unsetenv("AWS_SECRET_ACCESS_KEY");
+  ::setenv("ASYA_SQS_ENDPOINT", "http://127.0.0.1:1", 1);
+  try {
+    SqsSettings::from_env();
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("AWS_ACCESS_KEY_ID"), std::string::npos) << e.what();
+  }
+}
+
+TEST(SqsSettingsTest, BadValuesAreNamed) {
+  ::setenv("AWS_ACCESS_KEY_ID", "a", 1);
+  ::setenv("AWS_SECRET_ACCESS_KEY", "b", 1);
+  ::setenv("ASYA_SQS_ENDPOINT", "localhost:5000", 1);
+  try {
+    SqsSettings::from_env();
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("ASYA_SQS_ENDPOINT"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("localhost:5000"), std::string::npos) << e.what();
+  }
+  ::setenv("ASYA_SQS_ENDPOINT", "http://127.0.0.1:1", 1);
+  ::setenv("ASYA_SQS_WAIT_TIME_SECONDS", "21", 1);
+  EXPECT_THROW(SqsSettings::from_env(), ConfigError);
+  ::unsetenv("ASYA_SQS_WAIT_TIME_SECONDS");
+  ::unsetenv("ASYA_SQS_ENDPOINT");
+  ::unsetenv("AWS_ENDPOINT_URL");
+  ::unsetenv("AWS_ENDPOINT_URL_SQS");
+  ::unsetenv("AWS_REGION");
+  ::unsetenv("AWS_DEFAULT_REGION");
+  try {
+    SqsSettings::from_env();
+    FAIL() << "no ConfigError without region";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("AWS_REGION"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace asya::transport
