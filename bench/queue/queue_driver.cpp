@@ -12,9 +12,14 @@
 //   raw-wakeup --db PATH --samples N     same, the receiver polling the table in a tight loop
 //   pace       --queue Q --rate R --seconds S [--payload B]   sends at a fixed rate
 //   forward    --in Q --out Q            a bare consumer (receive, send, ack) until SIGTERM
+//   raw-rabbitmq --host H --port P --vhost V --seconds S [--prefetch 10] [--payload B]
+//       rabbitmq-c, one connection: publish persistent with confirm, consume (manual ack,
+//       prefetch), ack, in a tight loop, on a durable queue bound to a durable direct exchange.
 //   wait       --queue Q --count N [--timeout S]   waits until Q holds at least N messages
 //   pipeline   --in Q --out Q --count N --rate R --seconds S
 //       burst of N (time until all arrive), then a paced run measuring send -> arrival latency.
+#include <amqp.h>
+#include <amqp_tcp_socket.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <sys/wait.h>
@@ -326,6 +331,125 @@ int raw_wakeup(const Args& args) {
   return 0;
 }
 
+// ---- raw RabbitMQ ----
+
+void amqp_check(amqp_rpc_reply_t reply, const char* what) {
+  if (reply.reply_type != AMQP_RESPONSE_NORMAL)
+    throw std::runtime_error(std::string("rabbitmq ") + what + " failed (reply type " +
+                             std::to_string(reply.reply_type) + ")");
+}
+
+int raw_rabbitmq(const Args& args) {
+  std::string host = args.text("host", "127.0.0.1");
+  int port = static_cast<int>(args.number("port", 5672));
+  std::string vhost = args.text("vhost", "/");
+  double seconds = args.number("seconds", 2);
+  int prefetch = static_cast<int>(args.number("prefetch", 10));
+  std::string body = envelope_with_payload(static_cast<std::size_t>(args.number("payload", 64)));
+  amqp_connection_state_t conn = amqp_new_connection();
+  amqp_socket_t* sock = amqp_tcp_socket_new(conn);
+  if (amqp_socket_open(sock, host.c_str(), port) != AMQP_STATUS_OK)
+    throw std::runtime_error("cannot connect to " + host + ":" + std::to_string(port));
+  amqp_check(amqp_login(conn, vhost.c_str(), 0, 131072, 60, AMQP_SASL_METHOD_PLAIN,
+                        args.text("user", "guest").c_str(), args.text("password", "guest").c_str()),
+             "login");
+  const amqp_channel_t publish_channel = 1, consume_channel = 2;
+  amqp_channel_open(conn, publish_channel);
+  amqp_check(amqp_get_rpc_reply(conn), "channel.open");
+  amqp_channel_open(conn, consume_channel);
+  amqp_check(amqp_get_rpc_reply(conn), "channel.open");
+  amqp_bytes_t exchange = amqp_cstring_bytes("asya-raw");
+  amqp_bytes_t queue = amqp_cstring_bytes("asya-raw-bench");
+  amqp_exchange_declare(conn, publish_channel, exchange, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
+                        amqp_empty_table);
+  amqp_check(amqp_get_rpc_reply(conn), "exchange.declare");
+  amqp_queue_declare(conn, publish_channel, queue, 0, 1, 0, 0, amqp_empty_table);
+  amqp_check(amqp_get_rpc_reply(conn), "queue.declare");
+  amqp_queue_bind(conn, publish_channel, queue, exchange, queue, amqp_empty_table);
+  amqp_check(amqp_get_rpc_reply(conn), "queue.bind");
+  amqp_confirm_select(conn, publish_channel);
+  amqp_check(amqp_get_rpc_reply(conn), "confirm.select");
+  amqp_basic_qos(conn, consume_channel, 0, static_cast<uint16_t>(prefetch), 0);
+  amqp_check(amqp_get_rpc_reply(conn), "basic.qos");
+  amqp_basic_consume(conn, consume_channel, queue, amqp_empty_bytes, 0, /*no_ack=*/0, 0,
+                     amqp_empty_table);
+  amqp_check(amqp_get_rpc_reply(conn), "basic.consume");
+
+  amqp_basic_properties_t props{};
+  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
+  props.delivery_mode = 2;
+  props.content_type = amqp_cstring_bytes("application/json");
+  amqp_bytes_t message{body.size(), body.data()};
+
+  // Publishes one message and waits for its confirm (basic.ack on the publish channel); a
+  // delivery arriving meanwhile on the consume channel is kept for the consume step.
+  std::vector<amqp_envelope_t> pending;
+  auto publish_confirmed = [&] {
+    if (amqp_basic_publish(conn, publish_channel, exchange, queue, 0, 0, &props, message) !=
+        AMQP_STATUS_OK)
+      throw std::runtime_error("basic.publish failed");
+    for (;;) {
+      amqp_maybe_release_buffers_on_channel(conn, publish_channel);
+      amqp_frame_t frame;
+      if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK)
+        throw std::runtime_error("waiting for a confirm failed");
+      if (frame.frame_type == AMQP_FRAME_METHOD && frame.channel == publish_channel &&
+          frame.payload.method.id == AMQP_BASIC_ACK_METHOD)
+        return;
+      if (frame.frame_type == AMQP_FRAME_METHOD && frame.channel == consume_channel &&
+          frame.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+        // Read the rest of this delivery (header + body) before the next confirm.
+        amqp_envelope_t envelope;
+        std::memset(&envelope, 0, sizeof envelope);
+        auto* deliver = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded);
+        envelope.delivery_tag = deliver->delivery_tag;
+        envelope.channel = frame.channel;
+        amqp_message_t content;
+        amqp_check(amqp_read_message(conn, frame.channel, &content, 0), "read message");
+        amqp_destroy_message(&content);
+        pending.push_back(envelope);
+        continue;
+      }
+      if (frame.frame_type == AMQP_FRAME_METHOD &&
+          frame.payload.method.id == AMQP_BASIC_NACK_METHOD)
+        throw std::runtime_error("broker nacked a publish");
+    }
+  };
+  auto consume_one = [&]() -> std::uint64_t {
+    if (!pending.empty()) {
+      std::uint64_t tag = pending.back().delivery_tag;
+      pending.pop_back();
+      return tag;
+    }
+    amqp_envelope_t envelope;
+    amqp_maybe_release_buffers(conn);
+    amqp_check(amqp_consume_message(conn, &envelope, nullptr, 0), "consume");
+    std::uint64_t tag = envelope.delivery_tag;
+    amqp_destroy_envelope(&envelope);
+    return tag;
+  };
+
+  std::uint64_t cycles = 0;
+  auto start = Clock::now();
+  auto until =
+      start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  while (Clock::now() < until) {
+    publish_confirmed();
+    std::uint64_t tag = consume_one();
+    if (amqp_basic_ack(conn, consume_channel, tag, 0) != AMQP_STATUS_OK)
+      throw std::runtime_error("basic.ack failed");
+    ++cycles;
+  }
+  double elapsed = seconds_since(start);
+  amqp_channel_close(conn, consume_channel, AMQP_REPLY_SUCCESS);
+  amqp_channel_close(conn, publish_channel, AMQP_REPLY_SUCCESS);
+  amqp_connection_close(conn, AMQP_REPLY_SUCCESS);
+  amqp_destroy_connection(conn);
+  std::printf("{\"msgs_per_s\": %.1f, \"cycles\": %" PRIu64 "}\n",
+              static_cast<double>(cycles) / elapsed, cycles);
+  return 0;
+}
+
 // ---- through the Transport ----
 
 int wakeup(const Args& args) {
@@ -556,7 +680,8 @@ int main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     std::fprintf(stderr,
-                 "usage: bench_queue raw-cycle|raw-wakeup|wakeup|hop|pace|wait|forward|pipeline "
+                 "usage: bench_queue "
+                 "raw-cycle|raw-wakeup|raw-rabbitmq|wakeup|hop|pace|wait|forward|pipeline "
                  "--name value ...\n");
     return 2;
   }
@@ -569,10 +694,12 @@ int main(int argc, char** argv) {
     if (command == "hop") return hop(args);
     if (command == "pace") return pace(args);
     if (command == "wait") return wait(args);
+    if (command == "raw-rabbitmq") return raw_rabbitmq(args);
     if (command == "forward") return forward(args);
     if (command == "pipeline") return pipeline(args);
     std::fprintf(stderr,
-                 "bench_queue: unknown command \"%s\": use raw-cycle, raw-wakeup, wakeup, hop, "
+                 "bench_queue: unknown command \"%s\": use raw-cycle, raw-wakeup, raw-rabbitmq, "
+                 "wakeup, hop, "
                  "pace, wait, forward or pipeline\n",
                  command.c_str());
     return 2;
