@@ -101,12 +101,13 @@ kind: AsyncActor
 metadata: {name: text-classifier, namespace: ml}
 spec:
   transport: rabbitmq
+  replicas: 1
   scaling: {enabled: true, minReplicas: 0, maxReplicas: 8, queueLength: 5,
-            activationQueueLength: 0, pollingInterval: 10, cooldownPeriod: 60}
-  timeout: {processing: 300, gracefulShutdown: 30}
+            activationQueueLength: 0, pollingInterval: 10, cooldownPeriod: 2m}
+  timeout: {processing: 300, gracefulShutdown: 30s}
+  retry: {maxAttempts: 3, backoff: 500ms, backoffMax: 1m, retryOn: [processing_error]}
   workload:
     kind: Deployment
-    replicas: 1
     template:
       spec:
         containers:
@@ -126,7 +127,9 @@ def test_a_complete_actor_validates_against_the_crd():
     (("minReplicas: 0", "minReplicas: -1"), "spec.scaling.minReplicas: -1 is less than the minimum of 0"),
     (("queueLength: 5", "queueLength: 5, queueLenght: 3"), "spec.scaling: Additional properties are not allowed ('queueLenght'"),
     (("kind: Deployment", "kind: DaemonSet"), "spec.workload.kind: 'DaemonSet' is not one of"),
-    (("processing: 300", "processing: 5m"), "spec.timeout.processing: '5m' is not of type 'integer'"),
+    (("processing: 300", "processing: five minutes"), "spec.timeout.processing: 'five minutes' does not match"),
+    (("retryOn: [processing_error]", "retryOn: [always]"), "spec.retry.retryOn.0: 'always' is not one of"),
+    (("replicas: 1", "replicas: -2"), "spec.replicas: -2 is less than the minimum of 0"),
 ])
 def test_actor_mistakes_are_rejected_by_the_crd_schema(change, expected):
     results = crd_validator().validate_stream(FULL_ACTOR.replace(*change), "actor")
@@ -134,11 +137,10 @@ def test_actor_mistakes_are_rejected_by_the_crd_schema(change, expected):
     assert expected in "\n".join(results[0].messages), results[0].messages
 
 
-def test_every_example_actor_validates_against_the_crd():
-    files = [p for p in sorted((REPO / "examples").rglob("*.y*ml"))
-             if "kind: AsyncActor" in p.read_text()]
-    if not files:
-        pytest.skip("no AsyncActor manifests under examples/ yet")
+def test_every_example_and_test_actor_validates_against_the_crd():
+    files = [p for root in ("examples", "tests/k8s/manifests")
+             for p in sorted((REPO / root).rglob("*.y*ml")) if "kind: AsyncActor" in p.read_text()]
+    assert files
     validator = crd_validator()
     for path in files:
         for result in validator.validate_stream(path.read_text(), str(path.relative_to(REPO))):

@@ -1,0 +1,163 @@
+#include "cli/render_command.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "k8s/render.hpp"
+#include "k8s/yaml_json.hpp"
+#include "local/manifest/manifest.hpp"
+
+namespace asya::cli {
+namespace {
+
+struct RenderArgs {
+  std::vector<std::string> paths;
+  std::string routes;
+  bool no_gateway = false;
+  k8s::RenderOptions options;
+};
+
+bool is_routes_file(const std::filesystem::path& p) {
+  return p.filename() == "routes.yaml" || p.filename() == "routes.yml";
+}
+
+// The manifest loader reads every YAML file of a directory; a gateway routes.yaml beside the
+// actors is not a manifest, so such directories are expanded into their other YAML files.
+std::vector<std::string> manifest_files(const std::vector<std::string>& paths) {
+  namespace fs = std::filesystem;
+  std::vector<std::string> out;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (!fs::is_directory(p, ec)) {
+      out.push_back(p);
+      continue;
+    }
+    std::vector<std::string> files;
+    bool has_routes = false;
+    for (fs::recursive_directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec)) {
+      const auto ext = it->path().extension();
+      if (!it->is_regular_file() || (ext != ".yaml" && ext != ".yml")) continue;
+      if (is_routes_file(it->path())) {
+        has_routes = true;
+      } else {
+        files.push_back(it->path().string());
+      }
+    }
+    if (!has_routes || files.empty()) {
+      out.push_back(p);  // the loader reports an empty directory itself
+    } else {
+      std::sort(files.begin(), files.end());
+      out.insert(out.end(), files.begin(), files.end());
+    }
+  }
+  return out;
+}
+
+int run(const RenderArgs& args) {
+  const std::vector<std::string> paths =
+      args.paths.empty() ? std::vector<std::string>{"."} : args.paths;
+  auto loaded = manifest::load_paths(manifest_files(paths));
+  if (!loaded.ok()) {
+    std::cerr << loaded.error_text();
+    if (!loaded.error_text().empty() && loaded.error_text().back() != '\n') std::cerr << '\n';
+    std::cerr << "asya render: no objects printed; fix the manifests above\n";
+    return 2;
+  }
+  // The gateway's tools: --routes, else a routes.yaml beside the manifests of a directory.
+  std::optional<k8s::GatewayRoutes> routes;
+  std::string routes_file = args.routes;
+  if (routes_file.empty() && !args.no_gateway) {
+    for (const auto& p : paths) {
+      auto candidate = std::filesystem::path(p) / "routes.yaml";
+      std::error_code ec;
+      if (std::filesystem::is_directory(p, ec) && std::filesystem::is_regular_file(candidate, ec)) {
+        routes_file = candidate.string();
+        break;
+      }
+    }
+  }
+  if (!routes_file.empty()) {
+    std::ifstream in(routes_file, std::ios::binary);
+    if (!in) {
+      std::cerr << "asya render: cannot read routes file " << routes_file
+                << "; give an existing file with --routes\n";
+      return 2;
+    }
+    std::ostringstream text;
+    text << in.rdbuf();
+    routes = k8s::GatewayRoutes{routes_file, text.str()};
+  }
+  auto rendered = k8s::render(loaded.actors, args.options, routes);
+  if (!rendered) {
+    std::cerr << rendered.error().message << "\nasya render: no objects printed\n";
+    return 2;
+  }
+  std::cout << k8s::to_yaml_stream(rendered->all());
+  return 0;
+}
+
+}  // namespace
+
+void add_render_command(CLI::App& app) {
+  auto args = std::make_shared<RenderArgs>();
+  auto& o = args->options;
+  CLI::App* cmd = app.add_subcommand(
+      "render",
+      "Print the Kubernetes objects of AsyncActor manifests (Deployments with the asya-sidecar "
+      "injected, KEDA ScaledObjects, end actors, the gateway when a routes.yaml is present) for "
+      "`kubectl apply -f -`");
+  cmd->add_option("paths", args->paths,
+                  "Manifest files or directories (default: the current directory)");
+  cmd->add_option("-n,--namespace", o.namespace_name, "metadata.namespace of every object");
+  cmd->add_option("--transport", o.transport,
+                  "Cluster transport used for actors whose manifest says sqlite (the local "
+                  "default); also used by the end actors and the gateway")
+      ->check(CLI::IsMember({"rabbitmq", "sqs"}));
+  cmd->add_option("--sidecar-image", o.sidecar_image, "Image of asya-sidecar")
+      ->capture_default_str();
+  cmd->add_option("--gateway-image", o.gateway_image, "Image of asya-gateway")
+      ->capture_default_str();
+  cmd->add_option("--queue-prefix", o.queue_prefix, "Queue name prefix")->capture_default_str();
+  cmd->add_option("--gateway-url", o.gateway_url,
+                  "ASYA_GATEWAY_URL of the sidecars (default: the rendered gateway's Service)");
+  cmd->add_option("--log-level", o.log_level, "ASYA_LOG_LEVEL of sidecars and gateway")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  cmd->add_option("--metrics-port", o.metrics_port, "Sidecar metrics/health port")
+      ->check(CLI::Range(1, 65535))
+      ->capture_default_str();
+  cmd->add_option("--routes", args->routes,
+                  "Gateway tools file (default: routes.yaml in a manifest directory)");
+  cmd->add_flag("--no-gateway", args->no_gateway, "Do not render the gateway");
+  cmd->add_flag(
+      "--no-end-actors", [&o](std::int64_t) { o.end_actors = false; },
+      "Do not render happy-end and error-end");
+  cmd->add_option("--result-store", o.result_store, "ASYA_RESULT_STORE of the end actors")
+      ->capture_default_str();
+  cmd->add_option("--rabbitmq-secret", o.rabbitmq_secret, "Secret holding the AMQP URL")
+      ->capture_default_str();
+  cmd->add_option("--rabbitmq-secret-key", o.rabbitmq_secret_key, "Key of the AMQP URL in it")
+      ->capture_default_str();
+  cmd->add_option("--rabbitmq-exchange", o.rabbitmq_exchange, "ASYA_RABBITMQ_EXCHANGE");
+  cmd->add_option("--sqs-region", o.sqs_region, "AWS region")->capture_default_str();
+  cmd->add_option("--sqs-endpoint", o.sqs_endpoint, "SQS endpoint URL (e.g. LocalStack)");
+  cmd->add_option("--sqs-queue-url-base", o.sqs_queue_url_base,
+                  "https://sqs.<region>.amazonaws.com/<account> for KEDA's queueURL");
+  cmd->add_option("--sqs-secret", o.sqs_secret,
+                  "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+      ->capture_default_str();
+  cmd->add_flag("--sqs-pod-identity", o.sqs_pod_identity,
+                "Authenticate with IAM roles for service accounts instead of the Secret");
+  cmd->callback([args] {
+    const int code = run(*args);
+    if (code != 0) throw CLI::RuntimeError(code);
+  });
+}
+
+}  // namespace asya::cli

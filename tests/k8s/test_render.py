@@ -1,0 +1,164 @@
+"""`asya render`: golden files per example and transport, schema validation of every object,
+and clear errors for broken manifests.
+
+Regenerate the golden files after an intended change with
+    ASYA_UPDATE_GOLDEN=1 ASYA_BUILD_DIR=build /usr/bin/python3 -m pytest tests/k8s
+and review the diff.
+"""
+import os
+import re
+import pathlib
+import subprocess
+
+import pytest
+import yaml
+
+import validate_k8s
+
+HERE = pathlib.Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+GOLDEN = HERE / "golden"
+CRD = REPO / "deploy" / "crd" / "asyncactor.yaml"
+RUNTIME = REPO / "runtimes" / "python" / "asya_runtime.py"
+TRANSPORTS = ["rabbitmq", "sqs"]
+
+
+def render_binary() -> list:
+    build = pathlib.Path(os.environ.get("ASYA_BUILD_DIR", REPO / "build")).resolve()
+    for candidate in [build / "src" / "cli" / "asya", build / "tests" / "k8s" / "asya-render-driver"]:
+        if candidate.is_file():
+            return [str(candidate)]
+    pytest.fail(f"neither asya nor asya-render-driver is built in {build}: run "
+                f"`ninja -C {build} asya-render-driver`")
+
+
+def render(*args, check=True):
+    proc = subprocess.run(render_binary() + ["render", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60)
+    if check:
+        assert proc.returncode == 0, f"asya render {args} failed:\n{proc.stderr}"
+    return proc
+
+
+def example_dirs():
+    """Every folder of examples/ holding an AsyncActor manifest, plus tests/k8s/manifests/*."""
+    dirs = []
+    for root in [REPO / "examples", HERE / "manifests"]:
+        for d in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
+            if any("kind: AsyncActor" in f.read_text(errors="replace")
+                   for f in d.rglob("*.y*ml") if f.is_file()):
+                dirs.append(d)
+    return dirs
+
+
+CASES = [(d, t) for d in example_dirs() for t in TRANSPORTS]
+
+
+def case_id(case):
+    d, t = case
+    return f"{d.name}-{t}"
+
+
+def without_runtime_source(stream: str) -> str:
+    """The golden files leave out the embedded asya_runtime.py (checked separately against the
+    file itself), so they stay readable and do not change with every runtime edit."""
+    docs = re.split(r"(?m)^---\n", stream)
+    out = []
+    for doc in docs:
+        if doc.startswith("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: asya-runtime\n"):
+            data = yaml.safe_load(doc)["data"]
+            assert data == {"asya_runtime.py": RUNTIME.read_text()}, "asya-runtime ConfigMap differs"
+            doc = doc.split("\ndata:\n")[0] + "\ndata:\n  asya_runtime.py: <runtimes/python/asya_runtime.py>\n"
+        out.append(doc)
+    return "---\n".join(out)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case_id(c) for c in CASES])
+def test_render_matches_the_golden_file_and_every_object_validates(case):
+    directory, transport = case
+    stream = render(directory.relative_to(REPO), "--transport", transport, "--namespace", "asya",
+                    "--sqs-queue-url-base", "https://sqs.us-east-1.amazonaws.com/000000000000").stdout
+    validator = validate_k8s.Validator(validate_k8s.load_documents(CRD.read_text()))
+    results = validator.validate_stream(stream, f"{directory.name}-{transport}")
+    failed = [str(r) for r in results if r.status != "PASS"]
+    assert not failed, "\n".join(failed)
+    kinds = [r.name.split()[-1].split("/")[0] for r in results]
+    assert "Deployment" in kinds
+
+    golden = GOLDEN / f"{directory.name}-{transport}.yaml"
+    actual = without_runtime_source(stream)
+    if os.environ.get("ASYA_UPDATE_GOLDEN"):
+        golden.write_text(actual)
+    assert golden.exists(), f"{golden} missing: run with ASYA_UPDATE_GOLDEN=1"
+    assert actual == golden.read_text(), (
+        f"render output differs from {golden.relative_to(REPO)}; if intended, regenerate with "
+        "ASYA_UPDATE_GOLDEN=1")
+
+
+def test_every_golden_file_belongs_to_a_case():
+    expected = {f"{case_id(c)}.yaml" for c in CASES}
+    stale = {p.name for p in GOLDEN.glob("*.yaml")} - expected
+    assert not stale, f"golden files without an example: {sorted(stale)}"
+
+
+def test_rendered_stream_parses_as_yaml_with_string_env_values():
+    stream = render(HERE / "manifests" / "pipeline", "--transport", "rabbitmq").stdout
+    for doc in validate_k8s.load_documents(stream):
+        spec = doc.get("spec", {}).get("template", {}).get("spec", {})
+        for container in spec.get("containers", []):
+            for var in container.get("env", []):
+                assert "valueFrom" in var or isinstance(var["value"], str), var
+
+
+BROKEN = """apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: broken}
+spec:
+  scaling: {minReplicas: -1}
+  workload:
+    template:
+      spec:
+        containers:
+        - name: asya-runtime
+          image: x
+          env: [{name: ASYA_HANDLER, value: m.f}]
+"""
+
+
+def test_a_broken_manifest_prints_its_error_and_no_yaml(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(BROKEN)
+    proc = render(path, "--transport", "rabbitmq", check=False)
+    assert proc.returncode == 2
+    assert proc.stdout == ""
+    assert f"{path}:5:" in proc.stderr and "spec.scaling.minReplicas" in proc.stderr, proc.stderr
+    assert "no objects printed" in proc.stderr
+
+
+def test_sqlite_actor_without_cluster_transport_is_refused(tmp_path):
+    path = tmp_path / "local.yaml"
+    path.write_text(BROKEN.replace("  scaling: {minReplicas: -1}\n", ""))
+    proc = render(path, check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "spec.transport \"sqlite\" only works on one machine" in proc.stderr, proc.stderr
+    assert "--transport" in proc.stderr
+
+
+def test_options_reach_the_objects(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(BROKEN.replace("  scaling: {minReplicas: -1}\n", "  transport: sqs\n"))
+    stream = render(path, "--namespace", "prod", "--sidecar-image", "reg/sidecar:9",
+                    "--sqs-region", "eu-central-1", "--sqs-secret", "aws-creds",
+                    "--sqs-endpoint", "http://localstack:4566", "--no-end-actors").stdout
+    docs = validate_k8s.load_documents(stream)
+    assert {d["metadata"]["namespace"] for d in docs} == {"prod"}
+    assert not [d for d in docs if d["metadata"]["name"] in ("happy-end", "error-end")]
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    sidecar = deployment["spec"]["template"]["spec"]["containers"][1]
+    assert sidecar["image"] == "reg/sidecar:9"
+    env = {e["name"]: e for e in sidecar["env"]}
+    assert env["AWS_REGION"]["value"] == "eu-central-1"
+    assert env["ASYA_SQS_ENDPOINT"]["value"] == "http://localstack:4566"
+    assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "aws-creds"
+    trigger = next(d for d in docs if d["kind"] == "ScaledObject")["spec"]["triggers"][0]
+    assert trigger["metadata"]["awsEndpoint"] == "http://localstack:4566"
