@@ -2,7 +2,7 @@
 BUILD_DIR ?= build
 FUZZ_BUILD_DIR ?= build-fuzz
 PYTEST ?= /usr/bin/python3 -m pytest
-FUZZ_SECONDS ?= 15
+FUZZ_SECONDS ?= 30
 export ASYA_BUILD_DIR := $(abspath $(BUILD_DIR))
 
 .PHONY: all setup configure build test test-cpp test-python fuzz demo bench format clean

@@ -89,7 +89,11 @@ std::string result_file_name(std::string_view id) {
   return out + ".json";
 }
 
+// S3-compatible storage, in result_store_s3.cpp.
+std::unique_ptr<ResultStore> make_s3_result_store(std::string_view url);
+
 std::unique_ptr<ResultStore> make_result_store(std::string_view url) {
+  if (url.starts_with("s3://")) return make_s3_result_store(url);
   if (url.starts_with("file://")) {
     std::filesystem::path dir(url.substr(7));
     if (dir.empty())
@@ -103,9 +107,8 @@ std::unique_ptr<ResultStore> make_result_store(std::string_view url) {
     return std::make_unique<FileResultStore>(std::filesystem::absolute(dir));
   }
   throw ConfigError(
-      fmt::format("ASYA_RESULT_STORE=\"{}\" is not supported: use file:///path/to/dir (s3:// needs "
-                  "a build with "
-                  "the S3 result store)",
+      fmt::format("ASYA_RESULT_STORE=\"{}\" is not supported: use file:///path/to/dir or "
+                  "s3://bucket/prefix",
                   url));
 }
 

@@ -1,5 +1,6 @@
 // Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope.
-// Implementations: a local directory (file://, here) and S3-compatible storage (s3://, later).
+// Implementations: a local directory (file://, result_store.cpp) and S3-compatible storage
+// (s3://bucket/prefix, result_store_s3.cpp).
 #pragma once
 
 #include <memory>
@@ -24,7 +25,9 @@ class ResultStore {
 };
 
 // Creates the store for a URL: `file:///abs/dir` or `file://relative/dir` (the directory is
-// created). Throws asya::ConfigError naming ASYA_RESULT_STORE for an unsupported or unusable URL.
+// created), or `s3://bucket/prefix` (endpoint, region and credentials from ASYA_S3_ENDPOINT and
+// the AWS variables; nothing is contacted until the first put). Throws asya::ConfigError naming
+// ASYA_RESULT_STORE for an unsupported or unusable URL.
 std::unique_ptr<ResultStore> make_result_store(std::string_view url);
 
 // The file name used for an id: characters other than [A-Za-z0-9._-] are percent-encoded, and a

@@ -28,6 +28,27 @@ RUNTIME = REPO / "runtimes" / "python" / "asya_runtime.py"
 
 TRANSPORTS = ["sqlite"]
 
+# --- network transports: brokers started by tests/services/ (one per session, one vhost per test) ---
+sys.path.insert(0, str(REPO / "tests"))
+from services import rabbitmq as rabbitmq_service  # noqa: E402
+
+if rabbitmq_service.available():
+    TRANSPORTS.append("rabbitmq")
+
+
+@pytest.fixture(scope="session")
+def rabbitmq_broker():
+    with rabbitmq_service.broker() as b:
+        yield b
+
+
+def transport_env(request, transport):
+    """Environment variables pointing a test's processes at a fresh instance of `transport`."""
+    if transport == "rabbitmq":
+        return {"ASYA_RABBITMQ_URL": request.getfixturevalue("rabbitmq_broker").new_vhost()}
+    return {}
+# --- end of network transports ---
+
 
 def wait_for(condition, timeout, what, interval=0.02):
     """Polls condition() until it returns a truthy value; fails naming `what` after `timeout` s."""
@@ -236,7 +257,7 @@ class Actor:
 
 
 class Cluster:
-    def __init__(self, transport, build, tmp):
+    def __init__(self, transport, build, tmp, extra_env=None):
         self.transport = transport
         self.tmp = tmp
         self.results = pathlib.Path(tmp) / "results"
@@ -258,6 +279,8 @@ class Cluster:
         })
         if transport == "sqlite":
             self.env["ASYA_SQLITE_PATH"] = str(pathlib.Path(tmp) / "queues.db")
+        elif extra_env:
+            self.env.update(extra_env)
         else:
             raise ValueError("no test setup for transport %s" % transport)
         self.queues = Queues(tool, self.env)
@@ -282,7 +305,7 @@ class Cluster:
 @pytest.fixture(params=TRANSPORTS)
 def cluster(request, build_path):
     tmp = tempfile.mkdtemp(prefix="asya-sc-", dir="/tmp")  # short: Unix socket paths are limited
-    c = Cluster(request.param, build_path, tmp)
+    c = Cluster(request.param, build_path, tmp, transport_env(request, request.param))
     yield c
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:

@@ -75,9 +75,15 @@ Consumer::~Consumer() {
 }
 
 void Consumer::interrupt() {
-  std::lock_guard lock(mutex_);
-  interrupted_ = true;
-  changed_.notify_all();
+  {
+    std::lock_guard lock(mutex_);
+    interrupted_ = true;
+    // No receive() will take more: stop the broker from pushing (and this process from holding)
+    // messages other replicas could process. What is buffered already is returned by close().
+    cancel_requested_ = true;
+    changed_.notify_all();
+  }
+  wakeup_.notify();
 }
 
 void Consumer::stop() {

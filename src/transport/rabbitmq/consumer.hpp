@@ -54,7 +54,8 @@ class Consumer {
   // return them without counting a delivery (see RabbitmqTransport::close).
   std::vector<Delivery> cancel_and_drain(std::chrono::milliseconds timeout);
 
-  // Wakes receive() callers; later receive() calls return empty at once.
+  // Wakes receive() callers; later receive() calls return empty at once. Cancels the consumers
+  // (in the background), so nothing more is pushed to this process.
   void interrupt();
   void stop();
 
