@@ -109,11 +109,14 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   }
   auto start = Clock::now();
   auto ready = [&] { return interrupted_ || !q.buffer.empty() || !q.error.empty(); };
-  if (!changed_.wait_until(lock, start + wait, ready)) {
+  changed_.wait_until(lock, start + wait, ready);
+  if (!interrupted_ && q.error.empty() && q.buffer.size() < max_messages &&
+      !(connected_ && q.consuming && !q.settling)) {
     // A consumer that just started (or is starting) on a queue holding messages has not been
-    // pushed anything yet: give it a moment, so a short receive still sees what is there.
+    // pushed all of them yet: give it a moment, so a short receive still sees what is there.
     changed_.wait_until(lock, start + std::max(wait, kSettleWait), [&] {
-      return ready() || (connected_ && q.consuming && !q.settling) ||
+      return interrupted_ || !q.error.empty() || q.buffer.size() >= max_messages ||
+             (connected_ && q.consuming && !q.settling) ||
              (!connected_ && !last_error_.empty());  // broker unreachable
     });
     q.settling = false;
@@ -317,7 +320,9 @@ void Consumer::start_consumers() {
     QueueState& q = queues_[name];
     if (st) {
       q.consuming = true;
-      q.settling = ready > 0 && q.buffer.empty();
+      // The broker pushes what is ready (up to the prefetch) right away.
+      q.expected = std::min<std::uint64_t>(ready, static_cast<std::uint64_t>(settings_.prefetch));
+      q.settling = q.expected > 0;
     } else {
       q.error = st.message();
     }
@@ -385,7 +390,8 @@ void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t ch
   delivery.receipt = receipt_of(generation_, tag);
   unacked_[tag] = queue;
   QueueState& q = queues_[queue];
-  q.settling = false;
+  if (q.expected > 0) --q.expected;
+  q.settling = q.expected > 0;
   q.buffer.emplace_back(tag, std::move(delivery));
   changed_.notify_all();
 }
@@ -427,6 +433,17 @@ void Consumer::run() {
       if (stopping_) break;
     }
     if (!connection_.is_open()) {
+      bool needed;
+      {
+        std::lock_guard lock(mutex_);
+        needed = connected_ || !last_error_.empty() || cancel_requested_;
+        for (auto& [name, q] : queues_) needed = needed || q.wanted;
+      }
+      if (!needed) {
+        // Connect on the first receive(): a process that only sends never opens this connection.
+        wait_for_input(connection_, wakeup_, std::chrono::milliseconds(1000));
+        continue;
+      }
       if (connection_.state() != nullptr) {
         std::string why;
         {

@@ -1,8 +1,10 @@
 // The consuming side of the RabbitMQ transport: one connection owned by one thread, channel 1
 // with basic.qos(prefetch) and one consumer (manual ack) per queue that receive() was called for.
 //
-// Deliveries pushed by the broker wait in a per-queue buffer until receive() hands them out.
-// Every delivery (buffered or handed out) stays unacked at the broker until ack(). A receipt is
+// The connection is opened on the first receive(), so a process that only sends uses one
+// connection. Deliveries pushed by the broker wait in a per-queue buffer until receive() hands them
+// out. Every delivery (buffered or handed out) stays unacked at the broker until ack(). A receipt
+// is
 // "<connection generation>:<delivery tag>"; after a reconnect the old deliveries are redelivered
 // by the broker, so acks for them fail ("stale") without sending anything.
 #pragma once
@@ -64,9 +66,10 @@ class Consumer {
   struct QueueState {
     std::deque<std::pair<std::uint64_t, Delivery>> buffer;  // (delivery tag, delivery)
     bool wanted = false;                                    // receive() asked for it
-    bool consuming = false;  // basic.consume-ok on the current connection
-    bool settling = false;   // consuming; messages were ready and none arrived yet
-    std::string error;       // consuming failed (reported once by receive)
+    bool consuming = false;      // basic.consume-ok on the current connection
+    bool settling = false;       // consuming; messages were ready and not all arrived yet
+    std::uint64_t expected = 0;  // deliveries still expected from what was ready at consume time
+    std::string error;           // consuming failed (reported once by receive)
   };
 
   void run();
