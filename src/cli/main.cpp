@@ -1,0 +1,773 @@
+// `asya`: run pipelines on one machine and talk to them. docs/cli.md is the reference.
+//
+// Exit codes: 0 success; 1 the message ended in error-end (send --wait, results) or a command
+// failed; 2 invalid usage or manifests; 3 not found / timed out / not running.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "common/env.hpp"
+#include "envelope/envelope.hpp"
+#include "local/manifest/manifest.hpp"
+#include "local/process.hpp"
+#include "local/state.hpp"
+#include "local/supervisor.hpp"
+#include "sidecar/result_store.hpp"
+#include "transport/transport.hpp"
+
+#ifndef ASYA_VERSION
+#define ASYA_VERSION "0.0.0"
+#endif
+#ifndef ASYA_SOURCE_DIR
+#define ASYA_SOURCE_DIR ""
+#endif
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using namespace asya;
+using Clock = std::chrono::steady_clock;
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+constexpr int kExitNotFound = 3;
+
+// Thrown to leave a command with a message (on stderr) and an exit code.
+struct Exit {
+  int code;
+  std::string message;
+};
+
+[[noreturn]] void fail(int code, std::string message) {
+  throw Exit{code, std::move(message)};
+}
+
+fs::path executable_dir() {
+  std::error_code ec;
+  auto self = fs::read_symlink("/proc/self/exe", ec);
+  return ec ? fs::current_path() : self.parent_path();
+}
+
+std::string find_sidecar() {
+  if (auto env = env_get("ASYA_SIDECAR_BIN"); env && !env->empty()) {
+    if (::access(env->c_str(), X_OK) != 0)
+      fail(kExitUsage, fmt::format("ASYA_SIDECAR_BIN={} is not an executable file", *env));
+    return fs::absolute(*env).string();
+  }
+  auto dir = executable_dir();
+  for (auto candidate : {dir / "asya-sidecar", dir / ".." / "sidecar" / "asya-sidecar"}) {
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.lexically_normal().string();
+  }
+  fail(kExitUsage,
+       fmt::format("cannot find asya-sidecar next to {} or in {}; build it (ninja asya-sidecar) "
+                   "or set ASYA_SIDECAR_BIN",
+                   (dir / "asya").string(), (dir / ".." / "sidecar").lexically_normal().string()));
+}
+
+std::vector<std::string> find_python_runtime() {
+  std::string python = env_string("ASYA_PYTHON", "python3");
+  if (auto env = env_get("ASYA_PYTHON_RUNTIME"); env && !env->empty()) {
+    if (!fs::is_regular_file(*env))
+      fail(kExitUsage, fmt::format("ASYA_PYTHON_RUNTIME={} is not a file", *env));
+    return {python, fs::absolute(*env).string()};
+  }
+  auto dir = executable_dir();
+  std::vector<fs::path> candidates{dir / "asya_runtime.py",
+                                   dir / ".." / "share" / "asya" / "asya_runtime.py"};
+  if (std::string(ASYA_SOURCE_DIR).size())
+    candidates.push_back(fs::path(ASYA_SOURCE_DIR) / "runtimes" / "python" / "asya_runtime.py");
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c)) return {python, c.lexically_normal().string()};
+  }
+  fail(kExitUsage,
+       "cannot find the Python runtime asya_runtime.py next to asya or in the source tree; set "
+       "ASYA_PYTHON_RUNTIME=/path/to/asya_runtime.py");
+}
+
+// Reads `value`, or the file after '@'.
+std::string text_or_file(const std::string& value, const std::string& option) {
+  if (value.empty() || value[0] != '@') return value;
+  std::string text;
+  if (!local::read_file(value.substr(1), text))
+    fail(kExitUsage, fmt::format("{} {}: cannot read file {}", option, value, value.substr(1)));
+  return text;
+}
+
+std::string new_id() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+                      static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
+  std::uint64_t a = gen(), b = gen();
+  std::string hex = fmt::format("{:016x}{:016x}", a, b);
+  const char variant = "89ab"[a & 3];
+  return fmt::format("{}-{}-4{}-{}{}-{}", hex.substr(0, 8), hex.substr(8, 4), hex.substr(13, 3),
+                     variant, hex.substr(17, 3), hex.substr(20, 12));
+}
+
+// Everything a client command needs to reach the queues of a state dir.
+struct Client {
+  local::StatePaths paths;
+  std::string transport_name = "sqlite";
+  std::string prefix = "asya-";
+  std::unique_ptr<transport::Transport> transport;
+
+  explicit Client(const std::string& state_flag) : paths(local::resolve_state_dir(state_flag)) {
+    transport_name = env_string("ASYA_TRANSPORT", "sqlite");
+    if (auto p = env_get("ASYA_QUEUE_PREFIX")) prefix = *p;
+    // A running supervisor knows better.
+    std::string text;
+    if (local::read_file(paths.status_file(), text)) {
+      boost::system::error_code ec;
+      auto value = json::parse(text, ec);
+      if (!ec && value.is_object()) {
+        if (auto* t = value.as_object().if_contains("transport"); t && t->is_string())
+          transport_name = std::string(t->as_string());
+        if (auto* p = value.as_object().if_contains("queue_prefix"); p && p->is_string())
+          prefix = std::string(p->as_string());
+      }
+    }
+  }
+
+  transport::Transport& queues() {
+    if (!transport) {
+      if (transport_name == "sqlite") {
+        std::error_code ec;
+        fs::create_directories(paths.root, ec);
+        ::setenv("ASYA_SQLITE_PATH", paths.queues_db().c_str(), 1);
+      }
+      try {
+        transport = transport::make_transport(transport_name, transport::Options{});
+      } catch (const std::exception& e) {
+        fail(kExitUsage, fmt::format("transport {}: {}", transport_name, e.what()));
+      }
+    }
+    return *transport;
+  }
+};
+
+// ---------------------------------------------------------------------------------------- up
+
+struct UpArgs {
+  std::vector<std::string> paths;
+  bool detach = false;
+  bool plain = false;
+  std::string state_dir;
+};
+
+int cmd_up(const UpArgs& args) {
+  std::vector<std::string> paths = args.paths;
+  if (paths.empty()) paths.push_back(".");
+  auto loaded = manifest::load_paths(paths);
+  if (!loaded.ok()) {
+    std::cerr << loaded.error_text();
+    std::cerr << fmt::format("asya up: {} problem(s) in the manifests; nothing was started\n",
+                             loaded.errors.size());
+    return kExitUsage;
+  }
+  std::set<std::string> transports;
+  for (const auto& a : loaded.actors) transports.insert(a.transport);
+  if (transports.size() > 1) {
+    std::string list;
+    for (const auto& a : loaded.actors)
+      list += fmt::format("\n  {} ({}:{}): {}", a.name, a.file, a.line, a.transport);
+    fail(kExitUsage,
+         fmt::format("the actors use different transports; one `asya up` runs one transport, so "
+                     "give every actor the same spec.transport:{}",
+                     list));
+  }
+  local::SupervisorOptions options;
+  options.paths = local::StatePaths(local::resolve_state_dir(args.state_dir));
+  options.transport = *transports.begin();
+  options.sidecar_binary = find_sidecar();
+  bool needs_python = std::any_of(loaded.actors.begin(), loaded.actors.end(),
+                                  [](const auto& a) { return a.runtime().command.empty(); });
+  if (needs_python) options.python_runtime = find_python_runtime();
+  if (int pid = local::running_supervisor(options.paths); pid != 0) {
+    fail(kExitError, fmt::format("asya is already running on {} (pid {}); stop it with `asya down` "
+                                 "or use another --state-dir",
+                                 options.paths.root.string(), pid));
+  }
+  std::error_code ec;
+  fs::create_directories(options.paths.logs(), ec);
+
+  if (!args.detach) {
+    const char* term = std::getenv("TERM");
+    options.live_view = !args.plain && ::isatty(1) && term && std::string(term) != "dumb";
+    return local::run_supervisor(loaded.actors, options);
+  }
+
+  int ready_pipe[2];
+  if (::pipe(ready_pipe) != 0) fail(kExitError, "asya up --detach: pipe failed");
+  std::fflush(nullptr);
+  pid_t pid = ::fork();
+  if (pid < 0) fail(kExitError, "asya up --detach: fork failed");
+  if (pid == 0) {
+    ::close(ready_pipe[0]);
+    ::setsid();
+    int null_fd = ::open("/dev/null", O_RDONLY);
+    int log_fd =
+        ::open(options.paths.supervisor_log().c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    if (null_fd >= 0) ::dup2(null_fd, 0);
+    if (log_fd >= 0) {
+      ::dup2(log_fd, 1);
+      ::dup2(log_fd, 2);
+    }
+    int write_end = ready_pipe[1];
+    options.on_ready = [write_end] {
+      char byte = 1;
+      ssize_t ignored = ::write(write_end, &byte, 1);
+      (void)ignored;
+      ::close(write_end);
+    };
+    int code = local::run_supervisor(loaded.actors, options);
+    std::fflush(nullptr);
+    ::_exit(code);
+  }
+  ::close(ready_pipe[1]);
+  char byte = 0;
+  ssize_t n = ::read(ready_pipe[0], &byte, 1);
+  ::close(ready_pipe[0]);
+  if (n != 1) {
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    std::string log;
+    local::read_file(options.paths.supervisor_log(), log);
+    if (log.size() > 4000) log = log.substr(log.size() - 4000);
+    std::cerr << log;
+    fail(kExitError,
+         fmt::format("asya up --detach: the supervisor {} before it was ready (log: {})",
+                     local::describe_exit(status), options.paths.supervisor_log().string()));
+  }
+  std::cerr << fmt::format(
+      "asya: running in the background (pid {}), {} actor(s), state in {}\n"
+      "      `asya status` shows it, `asya down` stops it\n",
+      pid, loaded.actors.size(), options.paths.root.string());
+  return 0;
+}
+
+// -------------------------------------------------------------------------------------- down
+
+int cmd_down(const std::string& state_dir, double timeout_seconds) {
+  local::StatePaths paths(local::resolve_state_dir(state_dir));
+  int pid = local::running_supervisor(paths);
+  if (pid == 0) {
+    std::cerr << fmt::format("asya: not running on {}; nothing to stop\n", paths.root.string());
+    return 0;
+  }
+  if (pid < 0)
+    fail(kExitError, fmt::format("asya down: the supervisor of {} holds its lock but "
+                                 "its pid file is unreadable: {}",
+                                 paths.root.string(), paths.pid_file().string()));
+  if (::kill(pid, SIGTERM) != 0)
+    fail(kExitError, fmt::format("asya down: cannot signal pid {}: {}", pid, std::strerror(errno)));
+  std::cerr << fmt::format("asya: stopping (pid {}); replicas drain first\n", pid);
+  auto deadline =
+      Clock::now() + std::chrono::milliseconds(static_cast<long>(timeout_seconds * 1000));
+  while (Clock::now() < deadline) {
+    if (local::running_supervisor(paths) == 0) {
+      std::cerr << "asya: stopped\n";
+      return 0;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  fail(kExitError, fmt::format("asya down: pid {} still runs after {}s; run `asya down` again to "
+                               "stop it at once (second signal), see {}",
+                               pid, timeout_seconds, paths.supervisor_log().string()));
+}
+
+// -------------------------------------------------------------------------------------- send
+
+struct SendArgs {
+  std::string actor;
+  std::string route;
+  std::string payload;
+  std::string envelope;
+  std::vector<std::string> headers;
+  std::string deadline;
+  std::string id;
+  bool wait = false;
+  double timeout = 60;
+  std::string state_dir;
+};
+
+// Where a finished envelope is: ("succeeded"|"failed", file) or nullopt.
+std::optional<std::pair<std::string, fs::path>> find_result(const local::StatePaths& paths,
+                                                            const std::string& id) {
+  std::string name = sidecar::result_file_name(id);
+  for (auto [status, dir] :
+       {std::pair{"succeeded", paths.succeeded()}, std::pair{"failed", paths.failed()}}) {
+    std::error_code ec;
+    if (fs::exists(dir / name, ec)) return std::make_pair(std::string(status), dir / name);
+  }
+  return std::nullopt;
+}
+
+std::string decode_name(std::string name) {
+  std::string out;
+  for (std::size_t i = 0; i < name.size(); ++i) {
+    if (name[i] == '%' && i + 2 < name.size()) {
+      out += static_cast<char>(std::stoi(name.substr(i + 1, 2), nullptr, 16));
+      i += 2;
+    } else {
+      out += name[i];
+    }
+  }
+  return out;
+}
+
+struct StoredResult {
+  std::string id;
+  std::string status;
+  fs::path file;
+  fs::file_time_type when;
+};
+
+std::vector<StoredResult> list_results(const local::StatePaths& paths) {
+  std::vector<StoredResult> out;
+  for (auto [status, dir] :
+       {std::pair{"succeeded", paths.succeeded()}, std::pair{"failed", paths.failed()}}) {
+    std::error_code ec;
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (name.empty() || name[0] == '.' || name.size() < 6 ||
+          name.substr(name.size() - 5) != ".json")
+        continue;
+      out.push_back({decode_name(name.substr(0, name.size() - 5)), status, it->path(),
+                     it->last_write_time(ec)});
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.when < b.when; });
+  return out;
+}
+
+std::string trimmed(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
+  return text;
+}
+
+int cmd_send(const SendArgs& args) {
+  Client client(args.state_dir);
+  std::string body;
+  std::string id;
+  std::vector<std::string> actors;
+  if (!args.envelope.empty()) {
+    if (!args.actor.empty() || !args.route.empty() || !args.payload.empty() ||
+        !args.headers.empty() || !args.deadline.empty() || !args.id.empty())
+      fail(kExitUsage,
+           "--envelope is a complete envelope; do not combine it with ACTOR, --route, "
+           "--payload, --header, --deadline or --id");
+    body = text_or_file(args.envelope, "--envelope");
+    auto parsed = envelope::parse(body);
+    if (!parsed)
+      fail(kExitUsage,
+           fmt::format("--envelope is not a valid envelope: {}", parsed.error().message));
+    if (parsed->route_done())
+      fail(kExitUsage, "--envelope: its route is already done (route.current == number of actors)");
+    id = parsed->id;
+    actors.assign(parsed->actors.begin() + static_cast<long>(parsed->current),
+                  parsed->actors.end());
+  } else {
+    if (args.actor.empty() == args.route.empty())
+      fail(kExitUsage, "give either ACTOR or --route a,b,c (the actors in order)");
+    if (!args.actor.empty()) {
+      actors.push_back(args.actor);
+    } else {
+      std::string rest = args.route;
+      while (true) {
+        auto comma = rest.find(',');
+        actors.push_back(rest.substr(0, comma));
+        if (comma == std::string::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+    }
+    for (const auto& a : actors) {
+      if (a == "happy-end" || a == "error-end")
+        fail(kExitUsage, fmt::format("\"{}\" is an end actor; routes list only your actors (the "
+                                     "end actors are added by the sidecars)",
+                                     a));
+      if (!envelope::valid_actor_name(a))
+        fail(kExitUsage,
+             fmt::format("\"{}\" is not a valid actor name; use lowercase letters, digits and "
+                         "'-' (e.g. --route split,score,collect)",
+                         a));
+    }
+    if (args.payload.empty())
+      fail(kExitUsage, "--payload is required: a JSON value ('{\"text\": \"hi\"}') or @file.json");
+    std::string payload = text_or_file(args.payload, "--payload");
+    boost::system::error_code ec;
+    json::parse(payload, ec);
+    if (ec)
+      fail(kExitUsage,
+           fmt::format("--payload is not valid JSON ({}): {}; quote strings, e.g. '\"hello\"'",
+                       ec.message(),
+                       payload.size() > 200 ? payload.substr(0, 200) + "..." : payload));
+    id = args.id.empty() ? new_id() : args.id;
+    json::object headers;
+    for (const auto& h : args.headers) {
+      auto eq = h.find('=');
+      if (eq == std::string::npos || eq == 0)
+        fail(kExitUsage, fmt::format("--header {}: use key=value", h));
+      std::string key = h.substr(0, eq);
+      if (key.rfind("asya-", 0) == 0)
+        fail(kExitUsage, fmt::format("--header {}: keys starting with asya- are reserved", h));
+      headers[key] = h.substr(eq + 1);
+    }
+    json::array route_actors;
+    for (const auto& a : actors) route_actors.push_back(json::string(a));
+    body = "{\"id\":" + envelope::json_string(id) +
+           ",\"route\":{\"actors\":" + json::serialize(route_actors) + ",\"current\":0}";
+    if (!headers.empty()) body += ",\"headers\":" + json::serialize(headers);
+    if (!args.deadline.empty()) {
+      auto in = parse_duration(args.deadline);
+      if (!in) fail(kExitUsage, fmt::format("--deadline {}", in.error().message));
+      body += ",\"deadline\":\"" +
+              envelope::format_rfc3339(std::chrono::system_clock::now() + *in) + "\"";
+    }
+    body += ",\"payload\":" + payload + "}";
+    if (auto parsed = envelope::parse(body); !parsed)
+      fail(kExitUsage, fmt::format("the envelope would be invalid: {}", parsed.error().message));
+  }
+
+  auto& queues = client.queues();
+  std::string queue = client.prefix + actors.front();
+  if (Status st = queues.ensure_queue(queue); !st) fail(kExitError, st.message());
+  if (Status st = queues.send(queue, body); !st) fail(kExitError, st.message());
+  if (!args.wait) {
+    std::cout << id << "\n";
+    return 0;
+  }
+
+  // Wait for the envelope's own result, then until the route's queues are quiet, so fan-out
+  // children (ids <id>-N...) have finished too.
+  auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
+  std::vector<std::string> watched;
+  for (const auto& a : actors) watched.push_back(client.prefix + a);
+  watched.push_back(client.prefix + "happy-end");
+  watched.push_back(client.prefix + "error-end");
+  bool root_done = false;
+  int quiet_rounds = 0;
+  bool settled = false;
+  while (Clock::now() < deadline) {
+    if (!root_done) root_done = find_result(client.paths, id).has_value();
+    if (root_done) {
+      bool quiet = true;
+      for (const auto& q : watched) {
+        auto s = queues.stats(q);
+        if (s && (s->ready + s->in_flight + s->delayed) > 0) {
+          quiet = false;
+          break;
+        }
+      }
+      quiet_rounds = quiet ? quiet_rounds + 1 : 0;
+      if (quiet_rounds >= 2) {
+        settled = true;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!root_done) {
+    fail(kExitNotFound,
+         fmt::format("timed out after {}s waiting for {} to finish; it may still be queued or "
+                     "running: see `asya status` and `asya results {}` later",
+                     args.timeout, id, id));
+  }
+  if (!settled)
+    std::cerr << fmt::format(
+        "asya: {} finished but the queues of its route stayed busy for {}s; "
+        "printing the results found so far\n",
+        id, args.timeout);
+  bool any_failed = false;
+  for (const auto& r : list_results(client.paths)) {
+    if (r.id != id && r.id.rfind(id + "-", 0) != 0) continue;
+    std::string text;
+    if (!local::read_file(r.file, text)) continue;
+    std::cout << trimmed(text) << "\n";
+    if (r.status == "failed") any_failed = true;
+  }
+  return any_failed ? kExitError : 0;
+}
+
+// ----------------------------------------------------------------------------------- results
+
+int cmd_results(const std::string& state_dir, const std::string& id, bool as_json) {
+  local::StatePaths paths(local::resolve_state_dir(state_dir));
+  if (!id.empty()) {
+    auto found = find_result(paths, id);
+    if (!found)
+      fail(kExitNotFound, fmt::format("no result for {} in {} (yet); `asya results` lists the "
+                                      "finished ids",
+                                      id, paths.results().string()));
+    std::string text;
+    if (!local::read_file(found->second, text))
+      fail(kExitError, fmt::format("cannot read {}", found->second.string()));
+    std::cout << trimmed(text) << "\n";
+    return found->first == "failed" ? kExitError : 0;
+  }
+  auto results = list_results(paths);
+  if (as_json) {
+    json::array list;
+    for (const auto& r : results)
+      list.push_back(json::object{{"id", r.id}, {"status", r.status}, {"file", r.file.string()}});
+    std::cout << json::serialize(list) << "\n";
+    return 0;
+  }
+  if (results.empty()) std::cerr << fmt::format("no results in {}\n", paths.results().string());
+  for (const auto& r : results) std::cout << fmt::format("{:<40} {}\n", r.id, r.status);
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------ queues
+
+int cmd_queues(const std::string& state_dir, bool as_json) {
+  Client client(state_dir);
+  auto& queues = client.queues();
+  auto names = queues.list_queues();
+  if (!names) fail(kExitError, names.error().message);
+  std::sort(names->begin(), names->end());
+  json::array list;
+  if (!as_json)
+    std::cout << fmt::format("{:<32} {:>8} {:>10} {:>8}\n", "QUEUE", "READY", "IN-FLIGHT",
+                             "DELAYED");
+  for (const auto& name : *names) {
+    auto s = queues.stats(name);
+    if (!s) fail(kExitError, s.error().message);
+    if (as_json)
+      list.push_back(json::object{{"queue", name},
+                                  {"ready", s->ready},
+                                  {"in_flight", s->in_flight},
+                                  {"delayed", s->delayed}});
+    else
+      std::cout << fmt::format("{:<32} {:>8} {:>10} {:>8}\n", name, s->ready, s->in_flight,
+                               s->delayed);
+  }
+  if (as_json) std::cout << json::serialize(list) << "\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------ status
+
+int cmd_status(const std::string& state_dir, bool as_json) {
+  local::StatePaths paths(local::resolve_state_dir(state_dir));
+  int pid = local::running_supervisor(paths);
+  std::string text;
+  if (pid == 0 || !local::read_file(paths.status_file(), text)) {
+    if (as_json) std::cout << "{\"running\":false}\n";
+    std::cerr << fmt::format("asya: not running on {}; start it with `asya up`\n",
+                             paths.root.string());
+    return kExitNotFound;
+  }
+  boost::system::error_code ec;
+  auto value = json::parse(text, ec);
+  if (ec || !value.is_object()) fail(kExitError, "status.json is unreadable: " + ec.message());
+  auto& root = value.as_object();
+  root["running"] = true;
+  if (as_json) {
+    std::cout << json::serialize(root) << "\n";
+    return 0;
+  }
+  std::cout << fmt::format("asya: running (pid {}), transport {}, state {}\n\n", pid,
+                           std::string(root["transport"].as_string()), paths.root.string());
+  std::cout << fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", "ACTOR", "REPLICAS",
+                           "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE");
+  for (const auto& a : root["actors"].as_array()) {
+    const auto& o = a.as_object();
+    const auto& r = o.at("replicas").as_object();
+    const auto& q = o.at("queue").as_object();
+    std::cout << fmt::format(
+        "{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", std::string(o.at("name").as_string()),
+        fmt::format("{}/{}", json::serialize(r.at("ready")), json::serialize(r.at("desired"))),
+        json::serialize(q.at("ready")), json::serialize(q.at("in_flight")),
+        json::serialize(o.at("processed")), json::serialize(o.at("errors")),
+        fmt::format("{:.1f}", o.at("rate").to_number<double>()),
+        std::string(o.at("state").as_string()));
+    if (o.at("state").as_string() == "crash-looping")
+      std::cout << "    last crash: " << std::string(o.at("last_crash").as_string()) << "\n";
+  }
+  return 0;
+}
+
+// -------------------------------------------------------------------------------------- logs
+
+int cmd_logs(const std::string& state_dir, const std::string& actor, int lines) {
+  local::StatePaths paths(local::resolve_state_dir(state_dir));
+  std::vector<fs::path> files;
+  std::error_code ec;
+  if (actor.empty()) {
+    files.push_back(paths.supervisor_log());
+  } else {
+    auto dir = paths.actor_logs(actor);
+    for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
+      files.push_back(it->path());
+    if (files.empty()) {
+      std::string known;
+      for (fs::directory_iterator it(paths.logs(), ec), end; !ec && it != end; it.increment(ec))
+        if (it->is_directory()) known += " " + it->path().filename().string();
+      fail(kExitNotFound, fmt::format("no logs for actor \"{}\" in {}; actors with logs:{}", actor,
+                                      paths.logs().string(), known.empty() ? " (none)" : known));
+    }
+    std::sort(files.begin(), files.end());
+  }
+  for (const auto& f : files) {
+    std::string text;
+    if (!local::read_file(f, text)) {
+      std::cerr << fmt::format("asya logs: cannot read {}\n", f.string());
+      continue;
+    }
+    if (files.size() > 1) std::cout << "==> " << f.string() << " <==\n";
+    if (lines > 0) {
+      std::size_t pos = text.size();
+      int seen = 0;
+      if (pos > 0 && text[pos - 1] == '\n') --pos;
+      while (pos > 0 && seen < lines) {
+        pos = text.rfind('\n', pos - 1);
+        if (pos == std::string::npos) {
+          pos = 0;
+          break;
+        }
+        ++seen;
+        if (seen == lines) {
+          ++pos;
+          break;
+        }
+      }
+      text = text.substr(pos);
+    }
+    std::cout << text;
+    if (!text.empty() && text.back() != '\n') std::cout << "\n";
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "asya: run async actor pipelines on this machine and talk to them.\n"
+      "State (queues, results, logs) lives in --state-dir, $ASYA_STATE_DIR or ./.asya."};
+  app.require_subcommand(1);
+  app.set_help_all_flag("--help-all", "Help for every command");
+
+  auto state_option = [](CLI::App* cmd, std::string& target) {
+    cmd->add_option("--state-dir", target,
+                    "State directory (default: $ASYA_STATE_DIR, else ./.asya)");
+  };
+
+  UpArgs up;
+  auto* up_cmd = app.add_subcommand(
+      "up",
+      "Start the actors of the given manifests (files or directories; default: the current "
+      "directory) with their end actors, and scale them on their queues. Ctrl-C stops "
+      "gracefully.");
+  up_cmd->add_option("paths", up.paths, "Manifest files or directories");
+  up_cmd->add_flag("-d,--detach", up.detach,
+                   "Run in the background; logs in <state>/logs, stop with `asya down`");
+  up_cmd->add_flag("--plain", up.plain, "Plain log lines even on a terminal");
+  state_option(up_cmd, up.state_dir);
+
+  std::string down_state;
+  double down_timeout = 120;
+  auto* down_cmd = app.add_subcommand("down",
+                                      "Stop a supervisor started with `asya up --detach` "
+                                      "(replicas drain first)");
+  down_cmd->add_option("--timeout", down_timeout, "Seconds to wait for the stop (default 120)");
+  state_option(down_cmd, down_state);
+
+  SendArgs send;
+  auto* send_cmd = app.add_subcommand(
+      "send",
+      "Send a message to an actor or along a route. Prints its id, or with --wait the "
+      "final envelope(s) as JSON (exit 0 happy-end, 1 error-end, 3 timeout).");
+  send_cmd->add_option("actor", send.actor, "The actor to send to (or use --route)");
+  send_cmd->add_option("-r,--route", send.route, "Actors in order, comma-separated: a,b,c");
+  send_cmd->add_option("-p,--payload", send.payload, "The payload: JSON text, or @file.json");
+  send_cmd->add_option("--envelope", send.envelope,
+                       "A complete envelope (JSON or @file), sent as is to its current actor");
+  send_cmd->add_option("-H,--header", send.headers, "A header key=value (repeatable)");
+  send_cmd->add_option("--deadline", send.deadline, "Give up after this long: 30s, 5m");
+  send_cmd->add_option("--id", send.id, "Envelope id (default: a random UUID)");
+  send_cmd->add_flag("-w,--wait", send.wait, "Wait for the final result and print it");
+  send_cmd->add_option("--timeout", send.timeout, "Seconds to wait with --wait (default 60)");
+  state_option(send_cmd, send.state_dir);
+
+  std::string results_state, results_id;
+  bool results_json = false;
+  auto* results_cmd = app.add_subcommand(
+      "results",
+      "Print the stored final envelope of ID (exit 1 when it ended in error-end), or "
+      "list finished ids");
+  results_cmd->add_option("id", results_id, "Envelope id");
+  results_cmd->add_flag("--json", results_json, "List as JSON");
+  state_option(results_cmd, results_state);
+
+  std::string queues_state;
+  bool queues_json = false;
+  auto* queues_cmd =
+      app.add_subcommand("queues", "Ready, in-flight and delayed messages per queue");
+  queues_cmd->add_flag("--json", queues_json, "Print JSON");
+  state_option(queues_cmd, queues_state);
+
+  std::string status_state;
+  bool status_json = false;
+  auto* status_cmd = app.add_subcommand(
+      "status", "Actors of the running supervisor: replicas, queue, processed, errors, rate");
+  status_cmd->add_flag("--json", status_json, "Print JSON");
+  state_option(status_cmd, status_state);
+
+  std::string logs_state, logs_actor;
+  int logs_lines = 0;
+  auto* logs_cmd = app.add_subcommand(
+      "logs",
+      "Print the logs of an actor's processes (sidecars and runtimes), or without ACTOR "
+      "the supervisor's log");
+  logs_cmd->add_option("actor", logs_actor, "Actor name");
+  logs_cmd->add_option("-n,--lines", logs_lines, "Only the last N lines of each file");
+  state_option(logs_cmd, logs_state);
+
+  auto* version_cmd = app.add_subcommand("version", "Print the version");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : kExitUsage;
+  }
+  try {
+    if (*up_cmd) return cmd_up(up);
+    if (*down_cmd) return cmd_down(down_state, down_timeout);
+    if (*send_cmd) return cmd_send(send);
+    if (*results_cmd) return cmd_results(results_state, results_id, results_json);
+    if (*queues_cmd) return cmd_queues(queues_state, queues_json);
+    if (*status_cmd) return cmd_status(status_state, status_json);
+    if (*logs_cmd) return cmd_logs(logs_state, logs_actor, logs_lines);
+    if (*version_cmd) {
+      std::cout << "asya " << ASYA_VERSION << "\n";
+      return 0;
+    }
+  } catch (const Exit& e) {
+    std::cerr << "asya: " << e.message << "\n";
+    return e.code;
+  } catch (const ConfigError& e) {
+    std::cerr << "asya: " << e.what() << "\n";
+    return kExitUsage;
+  }
+  return 0;
+}

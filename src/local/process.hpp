@@ -1,0 +1,35 @@
+// Starting and signalling child processes for the supervisor (POSIX, Linux).
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace asya::local {
+
+struct ProcessSpec {
+  std::vector<std::string> argv;  // argv[0] is looked up in PATH when it has no '/'
+  std::vector<std::string> env;   // the complete environment, "NAME=value" entries
+  std::string working_dir;        // empty: the supervisor's
+  std::string log_path;           // stdout and stderr are appended here; stdin is /dev/null
+};
+
+// Starts `spec` in its own process group (so a terminal's Ctrl-C reaches only the supervisor,
+// which stops children in order) with every signal unblocked and SIGTERM as its parent-death
+// signal (no orphan survives a killed supervisor). Returns the pid, or an error naming the
+// program and the cause (exec failures are detected, not just fork failures).
+Result<pid_t> spawn(const ProcessSpec& spec);
+
+// Why a child ended, as a sentence fragment: "exited with status 1", "was killed by SIGKILL".
+std::string describe_exit(int wait_status);
+
+// True while `pid` exists (it may be a zombie not yet reaped).
+bool process_alive(pid_t pid);
+
+// The environment of this process as "NAME=value" entries.
+std::vector<std::string> current_environment();
+
+}  // namespace asya::local

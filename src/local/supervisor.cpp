@@ -1,0 +1,768 @@
+#include "local/supervisor.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+
+#include <fmt/chrono.h>
+#include <fmt/format.h>
+#include <boost/json.hpp>
+
+#include "common/env.hpp"
+#include "local/autoscaler.hpp"
+#include "local/process.hpp"
+#include "transport/transport.hpp"
+
+namespace asya::local {
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr const char* kHappyEnd = "happy-end";
+constexpr const char* kErrorEnd = "error-end";
+constexpr auto kKillAfterExtra = 5s;  // beyond the graceful shutdown, before SIGKILL
+constexpr auto kStatusEvery = 1s;
+
+enum class Phase {
+  kRunning,          // both processes up (or starting)
+  kStoppingSidecar,  // scale-down/shutdown: SIGTERM sent to the sidecar, waiting for its drain
+  kStoppingRuntime,  // the sidecar is gone, SIGTERM sent to the runtime
+  kCrashed,          // one process died unexpectedly; stopping the other
+};
+
+struct Replica {
+  int index = 0;
+  pid_t sidecar = 0;
+  pid_t runtime = 0;
+  Phase phase = Phase::kRunning;
+  Clock::time_point started;
+  Clock::time_point deadline;  // of the current stopping phase; SIGKILL after it
+  fs::path socket;
+  int metrics_port = 0;
+  double processed = 0;  // last scraped counters
+  double errors = 0;
+  std::string crash_reason;
+  bool timeout_restart = false;  // sidecar exit 3: restart at once, not a crash
+};
+
+struct ActorState {
+  manifest::Actor spec;
+  bool end_actor = false;
+  std::unique_ptr<Autoscaler> autoscaler;
+  std::vector<std::unique_ptr<Replica>> replicas;
+  int desired = 0;
+  Clock::time_point next_poll;
+  transport::QueueStats stats;
+  bool stats_ok = false;
+  // Crash handling.
+  int quick_crashes = 0;
+  bool crash_looping = false;
+  Clock::time_point restart_at;
+  std::string last_crash;
+  // Counters of replicas that are gone, plus the rate estimate.
+  double retired_processed = 0;
+  double retired_errors = 0;
+  double last_total = 0;
+  Clock::time_point last_total_at;
+  double rate = 0;
+
+  int live() const {
+    return static_cast<int>(std::count_if(replicas.begin(), replicas.end(), [](const auto& r) {
+      return r->phase == Phase::kRunning;
+    }));
+  }
+  double processed() const {
+    double total = retired_processed;
+    for (const auto& r : replicas) total += r->processed;
+    return total;
+  }
+  double errors() const {
+    double total = retired_errors;
+    for (const auto& r : replicas) total += r->errors;
+    return total;
+  }
+};
+
+std::string now_text() {
+  auto now = std::chrono::system_clock::now();
+  return fmt::format("{:%H:%M:%S}", fmt::localtime(std::chrono::system_clock::to_time_t(now)));
+}
+
+int free_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return 0;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  int port = 0;
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0 &&
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0)
+    port = ntohs(addr.sin_port);
+  ::close(fd);
+  return port;
+}
+
+// GET /metrics from a sidecar on 127.0.0.1:port with a short timeout; sums
+// asya_actor_messages_processed_total by status. Returns nullopt when unreachable.
+std::optional<std::pair<double, double>> scrape(int port) {
+  if (port <= 0) return std::nullopt;
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (fd < 0) return std::nullopt;
+  auto fail = [&]() -> std::optional<std::pair<double, double>> {
+    ::close(fd);
+    return std::nullopt;
+  };
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS)
+    return fail();
+  pollfd p{fd, POLLOUT, 0};
+  if (::poll(&p, 1, 200) <= 0) return fail();
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return fail();
+  const char request[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  if (::send(fd, request, sizeof request - 1, MSG_NOSIGNAL) != sizeof request - 1) return fail();
+  std::string response;
+  char buffer[16384];
+  auto until = Clock::now() + 300ms;
+  while (Clock::now() < until) {
+    p = {fd, POLLIN, 0};
+    if (::poll(&p, 1, 100) <= 0) continue;
+    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
+    if (n <= 0) break;
+    response.append(buffer, static_cast<std::size_t>(n));
+  }
+  ::close(fd);
+  if (response.rfind("HTTP/1.", 0) != 0) return std::nullopt;
+  double processed = 0, errors = 0;
+  const std::string_view metric = "asya_actor_messages_processed_total{";
+  std::size_t pos = 0;
+  while ((pos = response.find(metric, pos)) != std::string::npos) {
+    std::size_t end = response.find('\n', pos);
+    std::string line = response.substr(pos, end == std::string::npos ? end : end - pos);
+    pos += metric.size();
+    std::size_t close = line.find('}');
+    if (close == std::string::npos) continue;
+    double value = std::atof(line.c_str() + close + 1);
+    if (line.find("status=\"success\"") != std::string::npos) processed += value;
+    if (line.find("status=\"error\"") != std::string::npos) processed += value, errors += value;
+  }
+  return std::make_pair(processed, errors);
+}
+
+class Supervisor {
+ public:
+  Supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options)
+      : options_(options) {
+    for (const char* name : {kHappyEnd, kErrorEnd}) {
+      auto state = std::make_unique<ActorState>();
+      state->spec.name = name;
+      state->end_actor = true;
+      state->desired = 1;
+      actors_.push_back(std::move(state));
+    }
+    for (const auto& actor : actors) {
+      auto state = std::make_unique<ActorState>();
+      state->spec = actor;
+      state->autoscaler = std::make_unique<Autoscaler>(actor.scaling);
+      state->desired = actor.scaling.enabled ? actor.scaling.min_replicas : actor.replicas;
+      actors_.push_back(std::move(state));
+    }
+  }
+
+  int run();
+
+ private:
+  bool start_up();
+  void tick(Clock::time_point now);
+  void autoscale(ActorState& actor, Clock::time_point now);
+  void reconcile(ActorState& actor, Clock::time_point now);
+  Status start_replica(ActorState& actor, Clock::time_point now);
+  void stop_replica(ActorState& actor, Replica& replica, Clock::time_point now);
+  void on_exit(pid_t pid, int status, Clock::time_point now);
+  void advance_stopping(ActorState& actor, Clock::time_point now);
+  void begin_shutdown(Clock::time_point now);
+  void kill_everything();
+  void refresh_status(Clock::time_point now);
+  std::string status_json(Clock::time_point now) const;
+  void render_view() const;
+  void event(const std::string& text);
+  bool all_gone() const;
+  fs::path socket_dir(const std::string& actor, int index) const;
+  std::string queue(const std::string& actor) const { return prefix_ + actor; }
+
+  SupervisorOptions options_;
+  std::vector<std::unique_ptr<ActorState>> actors_;
+  std::unique_ptr<transport::Transport> transport_;
+  std::string prefix_ = "asya-";
+  std::vector<std::string> base_env_;  // the supervisor's environment, for sidecars
+  bool shutting_down_ = false;
+  bool end_actors_stopping_ = false;
+  bool ready_ = false;
+  int lock_fd_ = -1;
+  Clock::time_point next_status_;
+  std::deque<std::string> events_;
+  std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+};
+
+void Supervisor::event(const std::string& text) {
+  std::string line = fmt::format("{} {}", now_text(), text);
+  events_.push_back(line);
+  while (events_.size() > 8) events_.pop_front();
+  if (!options_.live_view) {
+    std::fprintf(stderr, "asya: %s\n", text.c_str());
+    std::fflush(stderr);
+  }
+}
+
+fs::path Supervisor::socket_dir(const std::string& actor, int index) const {
+  fs::path dir = options_.paths.run() / fmt::format("{}-{}", actor, index);
+  // A Unix socket path has at most 107 bytes; deep temp dirs need a shorter home.
+  if ((dir / "rt.sock").string().size() < 100) return dir;
+  std::size_t hash = std::hash<std::string>{}(options_.paths.root.string());
+  return fs::path("/tmp") / fmt::format("asya-{}-{:x}", ::getuid(), hash & 0xffffffffu) /
+         fmt::format("{}-{}", actor, index);
+}
+
+bool Supervisor::start_up() {
+  const auto& paths = options_.paths;
+  std::error_code ec;
+  for (const auto& dir :
+       {paths.root, paths.succeeded(), paths.failed(), paths.logs(), paths.run()}) {
+    fs::create_directories(dir, ec);
+    if (ec) {
+      std::fprintf(stderr, "asya up: cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
+      return false;
+    }
+  }
+  lock_fd_ = ::open(paths.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    int pid = running_supervisor(paths);
+    std::fprintf(stderr,
+                 "asya up: another supervisor (pid %d) already runs on %s; stop it with `asya "
+                 "down` or use another --state-dir\n",
+                 pid, paths.root.c_str());
+    return false;
+  }
+  write_file_atomic(paths.pid_file(), fmt::format("{}\n", ::getpid()));
+
+  if (auto prefix = env_get("ASYA_QUEUE_PREFIX")) prefix_ = *prefix;
+  if (options_.transport == "sqlite") {
+    ::setenv("ASYA_SQLITE_PATH", paths.queues_db().c_str(), 1);
+  }
+  base_env_ = current_environment();
+  try {
+    transport_ = transport::make_transport(options_.transport, transport::Options{});
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "asya up: transport %s: %s\n", options_.transport.c_str(), e.what());
+    return false;
+  }
+  for (const auto& actor : actors_) {
+    if (Status st = transport_->ensure_queue(queue(actor->spec.name)); !st) {
+      std::fprintf(stderr, "asya up: %s\n", st.message().c_str());
+      return false;
+    }
+  }
+  return true;
+}
+
+Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
+  auto replica = std::make_unique<Replica>();
+  // The lowest index not in use, so logs and sockets are reused after restarts.
+  for (int i = 0;; ++i) {
+    bool used = std::any_of(actor.replicas.begin(), actor.replicas.end(),
+                            [&](const auto& r) { return r->index == i; });
+    if (!used) {
+      replica->index = i;
+      break;
+    }
+  }
+  const std::string& name = actor.spec.name;
+  fs::path logs = options_.paths.actor_logs(name);
+  std::error_code ec;
+  fs::create_directories(logs, ec);
+  fs::path run_dir = socket_dir(name, replica->index);
+  fs::create_directories(run_dir, ec);
+  replica->socket = run_dir / "rt.sock";
+  fs::remove(replica->socket, ec);
+  fs::remove(run_dir / "runtime-ready", ec);
+  replica->metrics_port = free_port();
+  replica->started = now;
+
+  if (!actor.end_actor) {
+    const manifest::Container& c = actor.spec.runtime();
+    ProcessSpec rt;
+    rt.argv = c.command.empty() ? options_.python_runtime : c.command;
+    rt.argv.insert(rt.argv.end(), c.args.begin(), c.args.end());
+    // The runtime gets only what the handler needs: basics, the manifest's env and its socket.
+    for (const char* keep : {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"}) {
+      if (const char* value = std::getenv(keep))
+        rt.env.push_back(fmt::format("{}={}", keep, value));
+    }
+    for (const auto& var : c.env) {
+      if (!var.value_from_yaml.empty()) {
+        return Error{fmt::format(
+            "{}: env {} uses valueFrom, which only Kubernetes resolves; give a value for asya up",
+            name, var.name)};
+      }
+      rt.env.push_back(var.name + "=" + var.value);
+    }
+    rt.env.push_back("ASYA_SOCKET_PATH=" + replica->socket.string());
+    fs::path manifest_dir = fs::absolute(actor.spec.file).parent_path();
+    fs::path work = c.working_dir.empty() ? manifest_dir : manifest_dir / c.working_dir;
+    rt.working_dir = work.lexically_normal().string();
+    rt.log_path = (logs / fmt::format("{}.runtime.log", replica->index)).string();
+    auto pid = spawn(rt);
+    if (!pid) return Error{fmt::format("{}: runtime: {}", name, pid.error().message)};
+    replica->runtime = *pid;
+  }
+
+  ProcessSpec sc;
+  sc.argv = {options_.sidecar_binary};
+  sc.env = base_env_;
+  auto set = [&](const std::string& key, const std::string& value) {
+    sc.env.push_back(key + "=" + value);
+  };
+  // Drop inherited values of what is set below: with duplicates, getenv sees the first one.
+  std::erase_if(sc.env, [](const std::string& e) {
+    for (const char* key :
+         {"ASYA_ACTOR_NAME=", "ASYA_TRANSPORT=", "ASYA_SOCKET_PATH=", "ASYA_SOCKET_DIR=",
+          "ASYA_METRICS_ADDR=", "ASYA_RESULT_STORE=", "ASYA_RUNTIME_TIMEOUT=",
+          "ASYA_SHUTDOWN_GRACE=", "ASYA_RETRY_MAX_ATTEMPTS=", "ASYA_RETRY_BACKOFF=",
+          "ASYA_RETRY_BACKOFF_MAX=", "ASYA_RETRY_ON_PROCESSING_ERROR=", "ASYA_IS_END_ACTOR="}) {
+      if (e.rfind(key, 0) == 0) return true;
+    }
+    return false;
+  });
+  set("ASYA_ACTOR_NAME", name);
+  set("ASYA_TRANSPORT", options_.transport);
+  set("ASYA_METRICS_ADDR", fmt::format("127.0.0.1:{}", replica->metrics_port));
+  if (actor.end_actor) {
+    fs::path store = name == kErrorEnd ? options_.paths.failed() : options_.paths.succeeded();
+    set("ASYA_RESULT_STORE", "file://" + store.string());
+  } else {
+    const manifest::Actor& a = actor.spec;
+    set("ASYA_SOCKET_PATH", replica->socket.string());
+    set("ASYA_RUNTIME_TIMEOUT", format_duration(a.timeout.processing));
+    set("ASYA_SHUTDOWN_GRACE", format_duration(a.timeout.graceful_shutdown));
+    set("ASYA_RETRY_MAX_ATTEMPTS", std::to_string(a.retry.max_attempts));
+    set("ASYA_RETRY_BACKOFF", format_duration(a.retry.backoff));
+    set("ASYA_RETRY_BACKOFF_MAX", format_duration(a.retry.backoff_max));
+    set("ASYA_RETRY_ON_PROCESSING_ERROR", a.retry.retries_processing_errors() ? "true" : "false");
+  }
+  sc.working_dir = options_.paths.root.string();
+  sc.log_path = (logs / fmt::format("{}.sidecar.log", replica->index)).string();
+  auto pid = spawn(sc);
+  if (!pid) {
+    if (replica->runtime) {
+      ::kill(replica->runtime, SIGKILL);
+      ::waitpid(replica->runtime, nullptr, 0);
+    }
+    return Error{fmt::format("{}: sidecar: {}", name, pid.error().message)};
+  }
+  replica->sidecar = *pid;
+  actor.replicas.push_back(std::move(replica));
+  return Status::Ok();
+}
+
+void Supervisor::stop_replica(ActorState& actor, Replica& replica, Clock::time_point now) {
+  if (replica.phase != Phase::kRunning) return;
+  replica.phase = Phase::kStoppingSidecar;
+  replica.deadline = now + actor.spec.timeout.graceful_shutdown + kKillAfterExtra;
+  if (replica.sidecar) {
+    ::kill(replica.sidecar, SIGTERM);
+  } else {
+    replica.phase = Phase::kStoppingRuntime;
+    replica.deadline = now + kKillAfterExtra;
+    if (replica.runtime) ::kill(replica.runtime, SIGTERM);
+  }
+}
+
+void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
+  for (auto& actor : actors_) {
+    for (auto& r : actor->replicas) {
+      bool is_sidecar = r->sidecar == pid;
+      if (!is_sidecar && r->runtime != pid) continue;
+      if (is_sidecar)
+        r->sidecar = 0;
+      else
+        r->runtime = 0;
+      const std::string& name = actor->spec.name;
+      if (r->phase == Phase::kRunning) {
+        // Unexpected: a crash, or the sidecar giving up on a stuck runtime (exit 3).
+        if (is_sidecar && WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+          r->timeout_restart = true;
+          event(fmt::format("{}: replica {} hit the processing timeout; restarting the pair", name,
+                            r->index));
+        } else {
+          r->crash_reason = fmt::format(
+              "{} {} (see {})", is_sidecar ? "sidecar" : "runtime", describe_exit(status),
+              (options_.paths.actor_logs(name) /
+               fmt::format("{}.{}.log", r->index, is_sidecar ? "sidecar" : "runtime"))
+                  .string());
+        }
+        r->phase = Phase::kCrashed;
+        r->deadline = now + kKillAfterExtra;
+        pid_t other = is_sidecar ? r->runtime : r->sidecar;
+        if (other) ::kill(other, SIGTERM);
+      } else if (r->phase == Phase::kStoppingSidecar && is_sidecar) {
+        r->phase = Phase::kStoppingRuntime;
+        r->deadline = now + kKillAfterExtra;
+        if (r->runtime) ::kill(r->runtime, SIGTERM);
+      }
+      return;
+    }
+  }
+}
+
+void Supervisor::advance_stopping(ActorState& actor, Clock::time_point now) {
+  for (auto it = actor.replicas.begin(); it != actor.replicas.end();) {
+    Replica& r = **it;
+    if (r.phase != Phase::kRunning && now >= r.deadline) {
+      if (r.sidecar) ::kill(r.sidecar, SIGKILL);
+      if (r.runtime) ::kill(r.runtime, SIGKILL);
+    }
+    if (r.phase != Phase::kRunning && r.sidecar == 0 && r.runtime == 0) {
+      actor.retired_processed += r.processed;
+      actor.retired_errors += r.errors;
+      if (r.phase == Phase::kCrashed && !r.timeout_restart && !shutting_down_) {
+        bool quick = now - r.started < options_.healthy_after;
+        actor.quick_crashes = quick ? actor.quick_crashes + 1 : 1;
+        auto backoff = options_.restart_backoff_initial;
+        for (int i = 1; i < actor.quick_crashes && backoff < options_.restart_backoff_max; ++i)
+          backoff *= 2;
+        backoff = std::min(backoff, options_.restart_backoff_max);
+        actor.restart_at = now + backoff;
+        actor.last_crash = r.crash_reason;
+        if (actor.quick_crashes >= options_.crash_loop_after && !actor.crash_looping) {
+          actor.crash_looping = true;
+          event(
+              fmt::format("{}: CRASH-LOOPING: {} quick crashes in a row; last: {}; restarting "
+                          "with backoff up to {}",
+                          actor.spec.name, actor.quick_crashes, r.crash_reason,
+                          format_duration(options_.restart_backoff_max)));
+        } else {
+          event(fmt::format(
+              "{}: replica {} crashed: {}; restart in {}", actor.spec.name, r.index, r.crash_reason,
+              format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(backoff))));
+        }
+      }
+      it = actor.replicas.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // A replica that has run long enough clears the crash-loop state.
+  if (actor.quick_crashes > 0) {
+    for (const auto& r : actor.replicas) {
+      if (r->phase == Phase::kRunning && now - r->started >= options_.healthy_after) {
+        if (actor.crash_looping)
+          event(fmt::format("{}: recovered from crash loop", actor.spec.name));
+        actor.quick_crashes = 0;
+        actor.crash_looping = false;
+        break;
+      }
+    }
+  }
+}
+
+void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
+  if (actor.end_actor || !actor.spec.scaling.enabled || now < actor.next_poll) return;
+  actor.next_poll = now + actor.spec.scaling.polling_interval;
+  auto stats = transport_->stats(queue(actor.spec.name));
+  if (!stats) {
+    event(fmt::format("{}: cannot read queue stats: {}", actor.spec.name, stats.error().message));
+    return;
+  }
+  actor.stats = *stats;
+  actor.stats_ok = true;
+  int current = actor.live();
+  int desired = actor.autoscaler->desired(current, stats->ready + stats->in_flight, now);
+  if (desired != actor.desired) {
+    event(fmt::format("{}: scaling {} -> {} ({} ready, {} in flight)", actor.spec.name,
+                      actor.desired, desired, stats->ready, stats->in_flight));
+    actor.desired = desired;
+  }
+}
+
+void Supervisor::reconcile(ActorState& actor, Clock::time_point now) {
+  int live = actor.live();
+  if (live < actor.desired && now >= actor.restart_at) {
+    for (int i = live; i < actor.desired; ++i) {
+      if (Status st = start_replica(actor, now); !st) {
+        actor.last_crash = st.message();
+        actor.quick_crashes++;
+        actor.restart_at = now + options_.restart_backoff_max;
+        event(fmt::format("{}: cannot start a replica: {}; retrying in {}", actor.spec.name,
+                          st.message(), format_duration(options_.restart_backoff_max)));
+        if (!actor.crash_looping && actor.quick_crashes >= options_.crash_loop_after) {
+          actor.crash_looping = true;
+          event(fmt::format("{}: CRASH-LOOPING: cannot start", actor.spec.name));
+        }
+        break;
+      }
+    }
+  } else if (live > actor.desired) {
+    // Stop the newest replicas; each drains before it exits.
+    int excess = live - actor.desired;
+    for (auto it = actor.replicas.rbegin(); it != actor.replicas.rend() && excess > 0; ++it) {
+      if ((*it)->phase == Phase::kRunning) {
+        stop_replica(actor, **it, now);
+        --excess;
+      }
+    }
+  }
+}
+
+void Supervisor::begin_shutdown(Clock::time_point now) {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  event("stopping: draining every replica (Ctrl-C again to stop at once)");
+  for (auto& actor : actors_) {
+    if (actor->end_actor) continue;
+    actor->desired = 0;
+    for (auto& r : actor->replicas) stop_replica(*actor, *r, now);
+  }
+}
+
+void Supervisor::kill_everything() {
+  for (auto& actor : actors_) {
+    for (auto& r : actor->replicas) {
+      if (r->sidecar) ::kill(r->sidecar, SIGKILL);
+      if (r->runtime) ::kill(r->runtime, SIGKILL);
+    }
+  }
+}
+
+bool Supervisor::all_gone() const {
+  return std::all_of(actors_.begin(), actors_.end(),
+                     [](const auto& a) { return a->replicas.empty(); });
+}
+
+void Supervisor::tick(Clock::time_point now) {
+  for (auto& actor : actors_) advance_stopping(*actor, now);
+  if (!shutting_down_) {
+    for (auto& actor : actors_) {
+      autoscale(*actor, now);
+      reconcile(*actor, now);
+    }
+    if (!ready_) {
+      ready_ = true;
+      if (options_.on_ready) options_.on_ready();
+    }
+  } else if (!end_actors_stopping_) {
+    bool actors_gone = std::all_of(actors_.begin(), actors_.end(), [](const auto& a) {
+      return a->end_actor || a->replicas.empty();
+    });
+    if (actors_gone) {
+      // Every output of the actors is durable in the end queues; now stop the end actors.
+      end_actors_stopping_ = true;
+      for (auto& actor : actors_) {
+        if (!actor->end_actor) continue;
+        actor->desired = 0;
+        for (auto& r : actor->replicas) stop_replica(*actor, *r, now);
+      }
+    }
+  }
+  if (now >= next_status_) {
+    next_status_ = now + kStatusEvery;
+    refresh_status(now);
+  }
+}
+
+void Supervisor::refresh_status(Clock::time_point now) {
+  for (auto& actor : actors_) {
+    for (auto& r : actor->replicas) {
+      if (r->phase != Phase::kRunning) continue;
+      if (auto counters = scrape(r->metrics_port)) {
+        r->processed = counters->first;
+        r->errors = counters->second;
+      }
+    }
+    if (!actor->spec.scaling.enabled || actor->end_actor || shutting_down_) {
+      if (auto stats = transport_->stats(queue(actor->spec.name))) {
+        actor->stats = *stats;
+        actor->stats_ok = true;
+      }
+    }
+    double total = actor->processed();
+    if (actor->last_total_at != Clock::time_point{}) {
+      double seconds = std::chrono::duration<double>(now - actor->last_total_at).count();
+      if (seconds > 0) {
+        double instant = std::max(0.0, total - actor->last_total) / seconds;
+        actor->rate = 0.5 * actor->rate + 0.5 * instant;
+      }
+    }
+    actor->last_total = total;
+    actor->last_total_at = now;
+  }
+  write_file_atomic(options_.paths.status_file(), status_json(now));
+  if (options_.live_view) render_view();
+}
+
+std::string Supervisor::status_json(Clock::time_point now) const {
+  json::object root;
+  root["pid"] = ::getpid();
+  root["state_dir"] = options_.paths.root.string();
+  root["transport"] = options_.transport;
+  root["queue_prefix"] = prefix_;
+  root["ready"] = ready_;
+  root["stopping"] = shutting_down_;
+  root["started"] =
+      std::chrono::duration_cast<std::chrono::seconds>(started_wall_.time_since_epoch()).count();
+  root["updated"] = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+  json::array list;
+  for (const auto& actor : actors_) {
+    json::object a;
+    a["name"] = actor->spec.name;
+    a["end_actor"] = actor->end_actor;
+    int ready = 0;
+    for (const auto& r : actor->replicas) {
+      if (r->phase != Phase::kRunning || !r->sidecar) continue;
+      std::error_code ec;
+      if (actor->end_actor || fs::exists(r->socket.parent_path() / "runtime-ready", ec)) ++ready;
+    }
+    a["replicas"] =
+        json::object{{"ready", ready},
+                     {"running", actor->live()},
+                     {"stopping", static_cast<int>(actor->replicas.size()) - actor->live()},
+                     {"desired", actor->desired}};
+    if (!actor->end_actor) {
+      const auto& s = actor->spec.scaling;
+      a["scaling"] = json::object{{"enabled", s.enabled},
+                                  {"min", s.min_replicas},
+                                  {"max", s.max_replicas},
+                                  {"queue_length", s.queue_length}};
+    }
+    a["queue"] = json::object{{"name", prefix_ + actor->spec.name},
+                              {"ready", actor->stats.ready},
+                              {"in_flight", actor->stats.in_flight},
+                              {"delayed", actor->stats.delayed}};
+    a["processed"] = static_cast<std::uint64_t>(actor->processed());
+    a["errors"] = static_cast<std::uint64_t>(actor->errors());
+    a["rate"] = std::round(actor->rate * 10) / 10;
+    std::string state = "running";
+    if (actor->crash_looping)
+      state = "crash-looping";
+    else if (shutting_down_)
+      state = "stopping";
+    else if (actor->live() == 0 && actor->desired == 0)
+      state = "idle";
+    else if (actor->live() < actor->desired)
+      state = "starting";
+    a["state"] = state;
+    a["restarts"] = actor->quick_crashes;
+    a["last_crash"] = actor->last_crash;
+    list.push_back(std::move(a));
+  }
+  root["actors"] = std::move(list);
+  json::array events;
+  for (const auto& e : events_) events.push_back(json::string(e));
+  root["events"] = std::move(events);
+  (void)now;
+  return json::serialize(root) + "\n";
+}
+
+void Supervisor::render_view() const {
+  std::string out = "\x1b[H\x1b[2J";
+  out += fmt::format("asya up: {} actors, transport {}, state {}   (Ctrl-C stops)\n\n",
+                     actors_.size() - 2, options_.transport, options_.paths.root.string());
+  out += fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", "ACTOR", "REPLICAS",
+                     "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE");
+  for (const auto& actor : actors_) {
+    int ready = 0;
+    for (const auto& r : actor->replicas) {
+      std::error_code ec;
+      if (r->phase == Phase::kRunning && r->sidecar &&
+          (actor->end_actor || fs::exists(r->socket.parent_path() / "runtime-ready", ec)))
+        ++ready;
+    }
+    std::string state = actor->crash_looping                        ? "CRASH-LOOPING"
+                        : shutting_down_                            ? "stopping"
+                        : actor->live() == 0 && actor->desired == 0 ? "idle"
+                                                                    : "running";
+    out += fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8.1f}  {}\n", actor->spec.name,
+                       fmt::format("{}/{}", ready, actor->desired), actor->stats.ready,
+                       actor->stats.in_flight, static_cast<std::uint64_t>(actor->processed()),
+                       static_cast<std::uint64_t>(actor->errors()), actor->rate, state);
+  }
+  out += "\nrecent events:\n";
+  for (const auto& e : events_) out += "  " + e + "\n";
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+}
+
+int Supervisor::run() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int sig : {SIGTERM, SIGINT, SIGCHLD, SIGHUP}) sigaddset(&signals, sig);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
+
+  if (!start_up()) return 1;
+  event(fmt::format("started: {} actors from manifests, transport {}, state {}", actors_.size() - 2,
+                    options_.transport, options_.paths.root.string()));
+  int signals_seen = 0;
+  while (true) {
+    timespec wait{0, 100'000'000};
+    siginfo_t info;
+    int sig = sigtimedwait(&signals, &info, &wait);
+    auto now = Clock::now();
+    if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+      ++signals_seen;
+      if (signals_seen == 1) {
+        begin_shutdown(now);
+      } else {
+        event("second signal: killing every process now");
+        kill_everything();
+      }
+    }
+    int status = 0;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) on_exit(pid, status, now);
+    tick(now);
+    if (shutting_down_ && all_gone()) break;
+  }
+  refresh_status(Clock::now());
+  transport_->close();
+  event("stopped: every replica drained and exited");
+  std::error_code ec;
+  fs::remove(options_.paths.pid_file(), ec);
+  fs::remove(options_.paths.status_file(), ec);
+  ::close(lock_fd_);
+  return 0;
+}
+
+}  // namespace
+
+int run_supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options) {
+  Supervisor supervisor(actors, options);
+  return supervisor.run();
+}
+
+}  // namespace asya::local

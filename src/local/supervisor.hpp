@@ -1,0 +1,41 @@
+// The `asya up` supervisor: runs the end actors and, per actor, replicas = sidecar + runtime
+// process pairs, scales them with the Autoscaler from the transport's queue stats, restarts
+// crashed pairs with exponential backoff, and stops everything in order on SIGTERM/SIGINT.
+// docs/local.md describes the behaviour for users.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "local/manifest/manifest.hpp"
+#include "local/state.hpp"
+
+namespace asya::local {
+
+struct SupervisorOptions {
+  StatePaths paths{".asya"};
+  std::string sidecar_binary;               // absolute path of asya-sidecar
+  std::vector<std::string> python_runtime;  // e.g. {"python3", "/abs/asya_runtime.py"}
+  std::string transport = "sqlite";         // shared by every actor and the end actors
+  bool live_view = false;                   // a redrawn table (TTY) instead of log lines
+  std::chrono::milliseconds restart_backoff_initial{std::chrono::milliseconds(500)};
+  std::chrono::milliseconds restart_backoff_max{std::chrono::seconds(30)};
+  // A pair that dies before running this long counts as a quick crash; this many quick crashes
+  // in a row mark the actor crash-looping (restarts continue, at the capped backoff).
+  std::chrono::milliseconds healthy_after{std::chrono::seconds(10)};
+  int crash_loop_after = 3;
+  // Called once, when the end actors and every actor's initial replicas have been started
+  // (`asya up --detach` returns then).
+  std::function<void()> on_ready;
+};
+
+// Runs until SIGTERM or SIGINT (the caller must not have other threads handling them), then
+// stops every replica gracefully: each sidecar drains (in-flight messages finish or return to
+// the queue), then its runtime is stopped; the end actors stop last. A second signal stops at
+// once (SIGKILL). Returns the process exit code: 0 after a clean stop, 1 when start-up failed
+// (the reason is printed on stderr).
+int run_supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options);
+
+}  // namespace asya::local
