@@ -111,8 +111,8 @@ void BM_RuntimeClient(benchmark::State& state) {
 
 }  // namespace
 
-BENCHMARK(BM_RawPingPong)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(1.0);
-BENCHMARK(BM_RuntimeClient)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(1.0);
+BENCHMARK(BM_RawPingPong)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
+BENCHMARK(BM_RuntimeClient)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
 // "Copying the payload through a socket both ways": the baseline of payload_10mb/payload_100mb.
 BENCHMARK(BM_RawPingPong)
     ->Name("BM_SocketCopy")
