@@ -6,6 +6,7 @@
 // and this binary is the client:
 //   BM_RawPingPong/<payload bytes>   plain writev/read of the same request bytes
 //   BM_RuntimeClient/<payload bytes> asya::wire::RuntimeClient::call, the sidecar's own code
+//   BM_HandleRequest/<payload bytes> asya::handle_request in-process (the runtime's work alone)
 // Each benchmark reports p50_us/p99_us counters over every timed iteration. Run with
 // --benchmark_format=json; bench/run reads the counters.
 #include <benchmark/benchmark.h>
@@ -21,6 +22,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <asya/runtime.hpp>
 
 #include "support/raw_io.hpp"
 #include "wire/runtime_client.hpp"
@@ -109,8 +112,25 @@ void BM_RuntimeClient(benchmark::State& state) {
   report(state, latencies);
 }
 
+// The runtime's own work on one request, no socket: parse the envelope, call the handler (returns
+// its payload), serialize the answer. Attributes the runtime rows' cost above the raw ping-pong.
+void BM_HandleRequest(benchmark::State& state) {
+  std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
+  asya::PayloadHandler handler = [](const asya::Json& payload) -> asya::Outputs { return payload; };
+  std::vector<double> latencies;
+  latencies.reserve(1 << 16);
+  for (auto _ : state) {
+    auto start = Clock::now();
+    std::string response = asya::handle_request(request, handler);
+    benchmark::DoNotOptimize(response);
+    latencies.push_back(seconds_since(start) * 1e6);
+  }
+  report(state, latencies);
+}
+
 }  // namespace
 
+BENCHMARK(BM_HandleRequest)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.3);
 BENCHMARK(BM_RawPingPong)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
 BENCHMARK(BM_RuntimeClient)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
 // "Copying the payload through a socket both ways": the baseline of payload_10mb/payload_100mb.
