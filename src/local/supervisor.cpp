@@ -647,6 +647,14 @@ std::string Supervisor::status_json(Clock::time_point now) const {
       std::error_code ec;
       if (actor->end_actor || fs::exists(r->socket.parent_path() / "runtime-ready", ec)) ++ready;
     }
+    json::array processes;
+    for (const auto& r : actor->replicas) {
+      processes.push_back(json::object{{"replica", r->index},
+                                       {"sidecar", r->sidecar},
+                                       {"runtime", r->runtime},
+                                       {"running", r->phase == Phase::kRunning}});
+    }
+    a["processes"] = std::move(processes);
     a["replicas"] =
         json::object{{"ready", ready},
                      {"running", actor->live()},
