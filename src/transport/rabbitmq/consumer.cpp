@@ -436,7 +436,7 @@ void Consumer::run() {
       bool needed;
       {
         std::lock_guard lock(mutex_);
-        needed = connected_ || !last_error_.empty() || cancel_requested_;
+        needed = connected_ || !last_error_.empty();
         for (auto& [name, q] : queues_) needed = needed || q.wanted;
       }
       if (!needed) {
