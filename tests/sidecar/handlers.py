@@ -73,3 +73,10 @@ def fail_counted(payload):
     """Marks each call, then raises."""
     _mark("fail-%d" % time.time_ns())
     raise RuntimeError("still failing")
+
+
+# --- transport size limit test ---
+
+def grow(payload):
+    """Returns payload["data"] twice: an output twice the size of the input."""
+    return {"data": payload["data"] * 2}

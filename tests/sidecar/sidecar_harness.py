@@ -42,10 +42,28 @@ def rabbitmq_broker():
         yield b
 
 
+# sqs: one moto server per session (per xdist worker), reset before each test so every test
+# starts with no queues; moto does not check credentials.
+from services import moto as moto_service  # noqa: E402
+
+if moto_service.available():
+    TRANSPORTS.append("sqs")
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    with moto_service.server() as m:
+        yield m
+
+
 def transport_env(request, transport):
     """Environment variables pointing a test's processes at a fresh instance of `transport`."""
     if transport == "rabbitmq":
         return {"ASYA_RABBITMQ_URL": request.getfixturevalue("rabbitmq_broker").new_vhost()}
+    if transport == "sqs":
+        m = request.getfixturevalue("moto_server")
+        m.reset()
+        return dict(m.env(), ASYA_SQS_WAIT_TIME_SECONDS="1")
     return {}
 # --- end of network transports ---
 
