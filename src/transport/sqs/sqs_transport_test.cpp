@@ -151,6 +151,25 @@ TEST_F(SqsTransportTest, DelayedSendIsCountedAsDelayedThenDelivered) {
   EXPECT_GE(std::chrono::steady_clock::now() - sent_at, 1900ms);
 }
 
+TEST_F(SqsTransportTest, DelayLongerThanSqsAllowsIsClampedNotRefused) {
+  auto t = make();
+  const std::string q = queue("longdelay");
+  ASSERT_TRUE(t->send(q, "much later", std::chrono::minutes(20)));
+  auto stats = t->stats(q);
+  ASSERT_TRUE(stats) << stats.error().message;
+  EXPECT_EQ(stats->delayed, 1u);
+}
+
+TEST_F(SqsTransportTest, MoreThanTenRequestedGivesAtMostTenPerCall) {
+  auto t = make();
+  const std::string q = queue("batch");
+  for (int i = 0; i < 12; ++i) ASSERT_TRUE(t->send(q, std::to_string(i)));
+  auto got = t->receive(q, 50, 2s);
+  ASSERT_TRUE(got) << got.error().message;
+  EXPECT_GE(got->size(), 1u);
+  EXPECT_LE(got->size(), 10u);
+}
+
 TEST_F(SqsTransportTest, StatsCountReadyAndInFlight) {
   auto t = make();
   const std::string q = queue("stats");
