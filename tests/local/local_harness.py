@@ -1,0 +1,171 @@
+"""Harness of the tests/local suite: end-to-end tests of `asya up` and the `asya` CLI with a real
+supervisor, sidecars and runtimes. (A unique module name, so other suites' conftest.py never
+shadow it.) Each test gets its own state directory (tmp_path/.asya): tests run in parallel.
+"""
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import time
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parent.parent.parent
+HANDLERS = pathlib.Path(__file__).resolve().parent / "handlers"
+
+
+def wait_for(condition, timeout, what, interval=0.05):
+    """Polls `condition` until it returns a truthy value; fails naming `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
+
+
+def manifest(name, handler, workdir=HANDLERS, scaling=None, env=None, timeout=None,
+             command=None):
+    scaling = scaling or {}
+    lines = [
+        "apiVersion: asya.sh/v1alpha1",
+        "kind: AsyncActor",
+        f"metadata: {{name: {name}}}",
+        "spec:",
+        "  scaling: " + json.dumps(scaling),
+    ]
+    if timeout:
+        lines.append("  timeout: " + json.dumps(timeout))
+    lines += [
+        "  workload:",
+        "    template:",
+        "      spec:",
+        "        containers:",
+        "        - name: asya-runtime",
+        f"          workingDir: {workdir}",
+    ]
+    if command:
+        lines.append("          command: " + json.dumps(command))
+    lines.append("          env:")
+    lines.append(f"          - {{name: ASYA_HANDLER, value: {handler}}}")
+    for key, value in (env or {}).items():
+        lines.append(f"          - {{name: {key}, value: {json.dumps(value)}}}")
+    return "\n".join(lines) + "\n"
+
+
+def build_dir() -> pathlib.Path:
+    return pathlib.Path(os.environ.get("ASYA_BUILD_DIR", REPO / "build")).resolve()
+
+
+class Asya:
+    """Runs the `asya` binary against one state directory."""
+
+    def __init__(self, workdir: pathlib.Path):
+        self.workdir = workdir
+        self.state = workdir / ".asya"
+        self.binary = build_dir() / "src" / "cli" / "asya"
+        if not self.binary.exists():
+            pytest.fail(f"{self.binary} not built: ninja -C {build_dir()} asya asya-sidecar")
+        self.env = dict(os.environ, ASYA_STATE_DIR=str(self.state))
+        self.env.pop("ASYA_TRANSPORT", None)
+        self.started = []
+
+    def run(self, *args, timeout=60, check=None):
+        result = subprocess.run([str(self.binary), *map(str, args)], cwd=self.workdir,
+                                env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check is not None and result.returncode != check:
+            pytest.fail(f"asya {' '.join(map(str, args))} exited {result.returncode}, "
+                        f"expected {check}\nstdout: {result.stdout}\nstderr: {result.stderr}")
+        return result
+
+    def up_detached(self, *paths):
+        self.run("up", "--detach", *paths, check=0, timeout=90)
+        self.started.append(True)
+
+    def up_foreground(self, *paths):
+        proc = subprocess.Popen([str(self.binary), "up", "--plain", *map(str, paths)],
+                                cwd=self.workdir, env=self.env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        self.started.append(proc)
+        wait_for(lambda: self.status() is not None or proc.poll() is not None, 30,
+                 "the supervisor to write status.json")
+        return proc
+
+    def status(self):
+        try:
+            return json.loads((self.state / "status.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def actor(self, name):
+        status = self.status()
+        if not status:
+            return None
+        return next((a for a in status["actors"] if a["name"] == name), None)
+
+    def send(self, *args, check=0, timeout=60):
+        return self.run("send", *args, check=check, timeout=timeout)
+
+    def results(self, status="succeeded"):
+        folder = self.state / "results" / status
+        if not folder.is_dir():
+            return {}
+        out = {}
+        for path in folder.glob("*.json"):
+            if path.name.startswith("."):
+                continue
+            try:
+                out[path.name[:-5]] = json.loads(path.read_text())
+            except ValueError:
+                pass  # being replaced; read again later
+        return out
+
+    def all_pids(self):
+        status = self.status() or {"actors": []}
+        pids = [status.get("pid", 0)]
+        for actor in status["actors"]:
+            for p in actor.get("processes", []):
+                pids += [p["sidecar"], p["runtime"]]
+        return [p for p in pids if p]
+
+    def stop(self):
+        for item in self.started:
+            if item is True:
+                self.run("down", "--timeout", 60, timeout=90)
+            elif item.poll() is None:
+                item.send_signal(signal.SIGTERM)
+                try:
+                    item.wait(60)
+                except subprocess.TimeoutExpired:
+                    item.kill()
+        self.started.clear()
+
+
+@pytest.fixture
+def asya(tmp_path):
+    instance = Asya(tmp_path)
+    yield instance
+    instance.stop()
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie is not a running process.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(") ")[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def repo():
+    return REPO

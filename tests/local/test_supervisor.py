@@ -1,0 +1,160 @@
+"""`asya up` behaviour: autoscaling, recovery, crash loops, manifest errors, graceful stop."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+from local_harness import alive, manifest, wait_for
+
+FAST = {"pollingInterval": "200ms", "cooldownPeriod": 2, "minReplicas": 0, "maxReplicas": 3,
+        "queueLength": 5}
+
+
+def send_many(asya, actor, count, prefix):
+    """Sends `count` messages with ids prefix-0.. through the CLI's --envelope path in one go."""
+    ids = [f"{prefix}-{i}" for i in range(count)]
+    for message_id in ids:
+        asya.send(actor, "--payload", json.dumps({"n": message_id}), "--id", message_id)
+    return ids
+
+
+def test_burst_scales_from_zero_to_max_and_back_to_zero(asya, tmp_path):
+    (tmp_path / "burst.yaml").write_text(
+        manifest("burst", "testing.slow_echo", scaling=FAST, env={"SLOW_SECONDS": "0.1"}))
+    asya.up_detached(tmp_path / "burst.yaml")
+    assert asya.actor("burst")["replicas"]["running"] == 0  # minReplicas 0: nothing before work
+
+    ids = set(send_many(asya, "burst", 300, "b"))
+    seen_max = wait_for(lambda: asya.actor("burst")["replicas"]["running"] == 3, 60,
+                        "burst to reach maxReplicas=3")
+    assert seen_max
+    done = wait_for(lambda: (r := asya.results()) and set(r) >= ids and r, 120,
+                    "all 300 results", interval=0.3)
+    assert set(done) >= ids  # every message processed, none lost
+    assert asya.results("failed") == {}
+    for message_id in ids:
+        assert done[message_id]["payload"] == {"n": message_id}
+    # Back to zero only after the cooldown without work.
+    wait_for(lambda: asya.actor("burst")["replicas"]["running"] == 0
+             and asya.actor("burst")["replicas"]["stopping"] == 0, 30, "burst to scale to 0")
+    queues = json.loads(asya.run("queues", "--json", check=0).stdout)
+    burst = next(q for q in queues if q["queue"] == "asya-burst")
+    assert (burst["ready"], burst["in_flight"], burst["delayed"]) == (0, 0, 0)
+
+
+def test_killing_a_runtime_mid_run_loses_nothing(asya, tmp_path):
+    scaling = {"enabled": False}
+    (tmp_path / "victim.yaml").write_text(
+        manifest("victim", "testing.slow_echo", scaling=scaling, env={"SLOW_SECONDS": "0.2"}))
+    asya.up_detached(tmp_path / "victim.yaml")
+    ids = set(send_many(asya, "victim", 20, "k"))
+    wait_for(lambda: len(asya.results()) >= 3, 30, "a few results before the kill")
+    runtime = asya.actor("victim")["processes"][0]["runtime"]
+    os.kill(runtime, signal.SIGKILL)
+    # The pair is restarted with a new runtime...
+    wait_for(lambda: any(p["runtime"] not in (0, runtime) and p["running"]
+                         for p in asya.actor("victim")["processes"]), 30, "a restarted runtime")
+    # ...and every message still ends in happy-end (the interrupted one is redelivered).
+    wait_for(lambda: set(asya.results()) >= ids, 90, "all 20 results after the kill")
+    assert asya.results("failed") == {}
+
+
+def test_crash_looping_actor_is_reported(asya, tmp_path):
+    (tmp_path / "broken.yaml").write_text(
+        manifest("broken", "no_such_module.handler", scaling={"enabled": False}))
+    asya.up_detached(tmp_path / "broken.yaml")
+    actor = wait_for(lambda: (a := asya.actor("broken")) and a["state"] == "crash-looping" and a,
+                     60, "broken to be reported crash-looping")
+    assert "runtime exited with status 1" in actor["last_crash"]
+    status = asya.run("status", check=0)
+    assert "crash-looping" in status.stdout
+    assert "last crash: runtime exited with status 1" in status.stdout
+    log = (asya.state / "logs" / "supervisor.log").read_text()
+    assert "broken: CRASH-LOOPING" in log
+    # Restarts slow down: no more than a handful of attempts in this time.
+    assert log.count("broken: replica 0 crashed") <= 6
+
+
+def test_handler_error_ends_in_error_end_and_send_wait_exits_1(asya, tmp_path):
+    (tmp_path / "f.yaml").write_text(manifest("refuser", "testing.fail", scaling=FAST))
+    asya.up_detached(tmp_path / "f.yaml")
+    out = asya.send("refuser", "--payload", '"x"', "--id", "bad-1", "--wait", "--timeout", 30,
+                    check=1)
+    envelope = json.loads(out.stdout)
+    assert envelope["id"] == "bad-1"
+    assert envelope["payload"]["error"] == "processing_error"
+    assert "refused 'x'" in envelope["payload"]["details"]["message"]
+    assert asya.run("results", "bad-1").returncode == 1
+
+
+BAD = """apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: happy-end}
+spec:
+  replicas: -2
+  scaling: {minReplicas: 4, maxReplicas: 2, queueLenght: 3, enabled: sometimes}
+  workload:
+    template:
+      spec:
+        containers:
+        - name: asya-runtime
+          env:
+          - {name: ASYA_HANDLER, value: a.b}
+          - {name: 9LIVES, value: x}
+---
+apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: twin}
+spec:
+  workload: {template: {spec: {containers: [{name: r, env: [{name: ASYA_HANDLER, value: a.b}]}]}}}
+"""
+
+
+def test_manifest_mistakes_are_all_reported_and_nothing_starts(asya, tmp_path):
+    (tmp_path / "bad.yaml").write_text(BAD)
+    twin = manifest("twin", "a.b")
+    (tmp_path / "twin.yaml").write_text(twin)
+    out = asya.run("up", tmp_path, check=2)
+    bad = tmp_path / "bad.yaml"
+    c = "spec.workload.template.spec.containers[0]"
+    expected = [
+        f'{bad}:3: metadata.name: "happy-end" is reserved for the end actor that asya starts '
+        "itself; choose another name",
+        f"{bad}:5: spec.replicas: -2 is negative; use an integer from 0 to 1000",
+        f"{bad}:6: spec.scaling.queueLenght: unknown field; allowed here: enabled, minReplicas, "
+        "maxReplicas, queueLength, pollingInterval, cooldownPeriod, activationQueueLength",
+        f'{bad}:6: spec.scaling.enabled: expected true or false, got "sometimes"',
+        f"{bad}:6: spec.scaling.minReplicas: 4 is greater than maxReplicas (2); use minReplicas "
+        "<= maxReplicas",
+        f'{bad}:14: {c}.env[1].name: "9LIVES" is not a valid environment variable name; use '
+        "letters, digits and '_', not starting with a digit",
+        f'{tmp_path / "twin.yaml"}:1: metadata.name: actor "twin" is already defined at '
+        f"{bad}:16; each actor name must be unique",
+    ]
+    assert out.stderr.splitlines()[:-1] == expected
+    assert "7 problem(s) in the manifests; nothing was started" in out.stderr
+    assert not (asya.state / "status.json").exists()
+
+
+def test_sigint_stops_everything_with_no_orphan_and_nothing_in_flight(asya, tmp_path):
+    (tmp_path / "slow.yaml").write_text(
+        manifest("slow", "testing.slow_echo", env={"SLOW_SECONDS": "1"},
+                 scaling={"enabled": False}, timeout={"gracefulShutdown": 20}))
+    proc = asya.up_foreground(tmp_path / "slow.yaml")
+    ids = set(send_many(asya, "slow", 5, "s"))
+    wait_for(lambda: asya.actor("slow")["queue"]["in_flight"] >= 1, 30, "a message in flight")
+    pids = asya.all_pids()
+    assert len(pids) == 5  # supervisor, two end sidecars, sidecar + runtime of slow
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    assert "stopped: every replica drained and exited" in stderr
+    for pid in pids:
+        assert not alive(pid), f"process {pid} survived the supervisor"
+    # The message being processed finished; the rest are back in the queue, none in flight.
+    queues = {q["queue"]: q for q in json.loads(asya.run("queues", "--json", check=0).stdout)}
+    assert all(q["in_flight"] == 0 for q in queues.values()), queues
+    finished = set(asya.results())
+    assert finished and finished <= ids
+    assert len(finished) + queues["asya-slow"]["ready"] + queues["asya-slow"]["delayed"] == 5
