@@ -1,6 +1,6 @@
 """Harness for the sidecar integration tests (fixtures are exported by conftest.py): real asya-sidecar processes, real Python runtimes,
-a real queue transport (parameterised: add "rabbitmq"/"sqs" to TRANSPORTS once they can be started
-here), and the asya-queue tool to put messages in and take them out.
+a real queue transport (parameterised over TRANSPORTS: sqlite, plus rabbitmq and sqs when their
+servers can be started here), and the asya-queue tool to put messages in and take them out.
 
 Every test gets its own temporary directory (queue database, sockets, results, markers), so the
 suite is parallel-safe under pytest-xdist. Nothing sleeps to hope: every wait polls a condition
