@@ -607,7 +607,7 @@ int cmd_status(const std::string& state_dir, bool as_json) {
 
 // -------------------------------------------------------------------------------------- logs
 
-int cmd_logs(const std::string& state_dir, const std::string& actor, int lines) {
+int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, bool follow) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   std::vector<fs::path> files;
   std::error_code ec;
@@ -634,27 +634,54 @@ int cmd_logs(const std::string& state_dir, const std::string& actor, int lines) 
     }
     if (files.size() > 1) std::cout << "==> " << f.string() << " <==\n";
     if (lines > 0) {
+      // Keep the last `lines` lines.
       std::size_t pos = text.size();
-      int seen = 0;
       if (pos > 0 && text[pos - 1] == '\n') --pos;
-      while (pos > 0 && seen < lines) {
+      for (int seen = 0; seen < lines && pos != std::string::npos && pos > 0; ++seen)
         pos = text.rfind('\n', pos - 1);
-        if (pos == std::string::npos) {
-          pos = 0;
-          break;
-        }
-        ++seen;
-        if (seen == lines) {
-          ++pos;
-          break;
-        }
-      }
-      text = text.substr(pos);
+      text = (pos == std::string::npos || pos == 0) ? text : text.substr(pos + 1);
     }
     std::cout << text;
     if (!text.empty() && text.back() != '\n') std::cout << "\n";
   }
-  return 0;
+  if (!follow) return 0;
+  // Print what is appended from now on (new replicas' files included) until interrupted.
+  std::map<fs::path, std::uintmax_t> sizes;
+  auto scan = [&] {
+    std::error_code ec;
+    std::vector<fs::path> now;
+    if (actor.empty()) {
+      now.push_back(paths.supervisor_log());
+    } else {
+      for (fs::directory_iterator it(paths.actor_logs(actor), ec), end; !ec && it != end;
+           it.increment(ec))
+        now.push_back(it->path());
+    }
+    return now;
+  };
+  for (const auto& f : scan()) {
+    std::error_code ec;
+    sizes[f] = fs::file_size(f, ec);
+  }
+  std::cout.flush();
+  while (true) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    for (const auto& f : scan()) {
+      std::error_code ec;
+      auto size = fs::file_size(f, ec);
+      if (ec) continue;
+      auto& seen = sizes[f];
+      if (size < seen) seen = 0;  // truncated
+      if (size == seen) continue;
+      std::ifstream in(f, std::ios::binary);
+      in.seekg(static_cast<std::streamoff>(seen));
+      std::string chunk(size - seen, '\0');
+      in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+      chunk.resize(static_cast<std::size_t>(in.gcount()));
+      seen += chunk.size();
+      std::cout << chunk << std::flush;
+    }
+  }
 }
 
 }  // namespace
@@ -740,6 +767,8 @@ int main(int argc, char** argv) {
       "the supervisor's log");
   logs_cmd->add_option("actor", logs_actor, "Actor name");
   logs_cmd->add_option("-n,--lines", logs_lines, "Only the last N lines of each file");
+  bool logs_follow = false;
+  logs_cmd->add_flag("-f,--follow", logs_follow, "Keep printing new lines (Ctrl-C stops)");
   state_option(logs_cmd, logs_state);
 
   auto* version_cmd = app.add_subcommand("version", "Print the version");
@@ -757,7 +786,7 @@ int main(int argc, char** argv) {
     if (*results_cmd) return cmd_results(results_state, results_id, results_json);
     if (*queues_cmd) return cmd_queues(queues_state, queues_json);
     if (*status_cmd) return cmd_status(status_state, status_json);
-    if (*logs_cmd) return cmd_logs(logs_state, logs_actor, logs_lines);
+    if (*logs_cmd) return cmd_logs(logs_state, logs_actor, logs_lines, logs_follow);
     if (*version_cmd) {
       std::cout << "asya " << ASYA_VERSION << "\n";
       return 0;

@@ -759,6 +759,10 @@ int Supervisor::run() {
   refresh_status(Clock::now());
   transport_->close();
   event("stopped: every replica drained and exited");
+  if (options_.live_view) {
+    render_view();
+    std::fprintf(stderr, "asya: stopped: every replica drained and exited\n");
+  }
   std::error_code ec;
   fs::remove(options_.paths.pid_file(), ec);
   fs::remove(options_.paths.status_file(), ec);
