@@ -169,6 +169,7 @@ struct UpArgs {
   std::vector<std::string> paths;
   bool detach = false;
   bool plain = false;
+  bool no_end_actors = false;
   std::string state_dir;
 };
 
@@ -196,6 +197,7 @@ int cmd_up(const UpArgs& args) {
   local::SupervisorOptions options;
   options.paths = local::StatePaths(local::resolve_state_dir(args.state_dir));
   options.transport = *transports.begin();
+  options.end_actors = !args.no_end_actors;
   options.sidecar_binary = find_sidecar();
   bool needs_python = std::any_of(loaded.actors.begin(), loaded.actors.end(),
                                   [](const auto& a) { return a.runtime().command.empty(); });
@@ -708,6 +710,8 @@ int main(int argc, char** argv) {
   up_cmd->add_flag("-d,--detach", up.detach,
                    "Run in the background; logs in <state>/logs, stop with `asya down`");
   up_cmd->add_flag("--plain", up.plain, "Plain log lines even on a terminal");
+  up_cmd->add_flag("--no-end-actors", up.no_end_actors,
+                   "Do not run happy-end/error-end (another host sharing the broker runs them)");
   state_option(up_cmd, up.state_dir);
 
   std::string down_state;

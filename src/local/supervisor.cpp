@@ -178,6 +178,7 @@ class Supervisor {
   Supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options)
       : options_(options) {
     for (const char* name : {kHappyEnd, kErrorEnd}) {
+      if (!options.end_actors) break;
       auto state = std::make_unique<ActorState>();
       state->spec.name = name;
       state->end_actor = true;
@@ -211,6 +212,10 @@ class Supervisor {
   void render_view() const;
   void event(const std::string& text);
   bool all_gone() const;
+  std::size_t user_actors() const {
+    return static_cast<std::size_t>(
+        std::count_if(actors_.begin(), actors_.end(), [](const auto& a) { return !a->end_actor; }));
+  }
   fs::path socket_dir(const std::string& actor, int index) const;
   std::string queue(const std::string& actor) const { return prefix_ + actor; }
 
@@ -699,7 +704,7 @@ std::string Supervisor::status_json(Clock::time_point now) const {
 void Supervisor::render_view() const {
   std::string out = "\x1b[H\x1b[2J";
   out += fmt::format("asya up: {} actors, transport {}, state {}   (Ctrl-C stops)\n\n",
-                     actors_.size() - 2, options_.transport, options_.paths.root.string());
+                     user_actors(), options_.transport, options_.paths.root.string());
   out += fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", "ACTOR", "REPLICAS",
                      "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE");
   for (const auto& actor : actors_) {
@@ -733,7 +738,7 @@ int Supervisor::run() {
   ::signal(SIGPIPE, SIG_IGN);
 
   if (!start_up()) return 1;
-  event(fmt::format("started: {} actors from manifests, transport {}, state {}", actors_.size() - 2,
+  event(fmt::format("started: {} actors from manifests, transport {}, state {}", user_actors(),
                     options_.transport, options_.paths.root.string()));
   int signals_seen = 0;
   while (true) {

@@ -20,6 +20,8 @@ struct SupervisorOptions {
   std::vector<std::string> python_runtime;  // e.g. {"python3", "/abs/asya_runtime.py"}
   std::string transport = "sqlite";         // shared by every actor and the end actors
   bool live_view = false;                   // a redrawn table (TTY) instead of log lines
+  // false: do not run happy-end/error-end (another host sharing the broker runs them).
+  bool end_actors = true;
   std::chrono::milliseconds restart_backoff_initial{std::chrono::milliseconds(500)};
   std::chrono::milliseconds restart_backoff_max{std::chrono::seconds(30)};
   // A pair that dies before running this long counts as a quick crash; this many quick crashes
