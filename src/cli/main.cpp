@@ -457,6 +457,9 @@ int cmd_send(const SendArgs& args) {
     return 0;
   }
 
+  if (local::running_supervisor(client.paths) == 0)
+    std::cerr << fmt::format("asya: no `asya up` runs on {}; {} waits in queue {} until one does\n",
+                             client.paths.root.string(), id, queue);
   // Wait for the envelope's own result, then until the route's queues are quiet, so fan-out
   // children (ids <id>-N...) have finished too.
   auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
