@@ -144,6 +144,21 @@ void check(const asya::Status& status, const char* what) {
   if (!status) throw std::runtime_error(std::string(what) + ": " + status.message());
 }
 
+// Sends retried at most 3 times when the transport reports a failure (seen: SQLite "database is
+// locked" under heavy contention); counted and printed so a run shows it happened.
+std::uint64_t g_send_retries = 0;
+
+void send_retrying(asya::transport::Transport& transport, const std::string& queue,
+                   const std::string& body) {
+  for (int attempt = 0;; ++attempt) {
+    asya::Status status = transport.send(queue, body);
+    if (status) return;
+    if (attempt == 3) throw std::runtime_error("send: " + status.message());
+    ++g_send_retries;
+    std::fprintf(stderr, "bench_queue: send failed, retrying: %s\n", status.message().c_str());
+  }
+}
+
 std::uint64_t arrived(asya::transport::Transport& transport, const std::string& queue) {
   auto stats = transport.stats(queue);
   if (!stats) throw std::runtime_error("stats " + queue + ": " + stats.error().message);
@@ -485,8 +500,8 @@ int wakeup(const Args& args) {
   for (int i = 0; i < samples; ++i) {
     // Let the receiver settle into its blocking wait: this is the wake-up from idle.
     std::this_thread::sleep_for(milliseconds(3 + i % 5));
-    check(transport->send(queue, stamped_envelope(numbered("w", i), "bench", 64, monotonic_ns())),
-          "send");
+    send_retrying(*transport, queue,
+                  stamped_envelope(numbered("w", i), "bench", 64, monotonic_ns()));
     double latency_us = 0;
     if (!read_all(pipe_fds[0], reinterpret_cast<char*>(&latency_us), sizeof latency_us))
       die("wakeup receiver died");
@@ -514,13 +529,13 @@ int hop(const Args& args) {
   check(transport->ensure_queue(out), "ensure_queue");
   std::uint64_t before = arrived(*transport, out);
   for (std::uint64_t i = 0; i < warmup; ++i)
-    check(transport->send(in, stamped_envelope(numbered("warm-", i), actor, 64, 0)), "send");
+    send_retrying(*transport, in, stamped_envelope(numbered("warm-", i), actor, 64, 0));
   wait_arrived(*transport, out, before + warmup, timeout);
 
   ::kill(pid, SIGSTOP);
   auto fill_start = Clock::now();
   for (std::uint64_t i = 0; i < count; ++i)
-    check(transport->send(in, stamped_envelope(numbered("m-", i), actor, payload, 0)), "send");
+    send_retrying(*transport, in, stamped_envelope(numbered("m-", i), actor, payload, 0));
   double fill_seconds = seconds_since(fill_start);
   auto start = Clock::now();
   ::kill(pid, SIGCONT);
@@ -528,8 +543,8 @@ int hop(const Args& args) {
   double elapsed = seconds_since(start);
   transport->close();
   std::printf("{\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"count\": %" PRIu64
-              ", \"fill_seconds\": %.3f}\n",
-              elapsed, static_cast<double>(count) / elapsed, count, fill_seconds);
+              ", \"fill_seconds\": %.3f, \"send_retries\": %" PRIu64 "}\n",
+              elapsed, static_cast<double>(count) / elapsed, count, fill_seconds, g_send_retries);
   return 0;
 }
 
@@ -559,7 +574,7 @@ int pace(const Args& args) {
   for (std::uint64_t i = 0; i < total; ++i) {
     std::this_thread::sleep_until(start + std::chrono::duration_cast<Clock::duration>(
                                               std::chrono::duration<double>(i / rate)));
-    check(transport->send(queue, stamped_envelope(numbered("p-", i), actor, payload, 0)), "send");
+    send_retrying(*transport, queue, stamped_envelope(numbered("p-", i), actor, payload, 0));
   }
   double elapsed = seconds_since(start);
   transport->close();
@@ -643,11 +658,11 @@ int pipeline(const Args& args) {
   };
   // Warm-up, then throughput: N sent as fast as possible, timed until the last arrives.
   for (int i = 0; i < 10; ++i)
-    check(transport->send(in, route_envelope(numbered("warm-", i), actors, 64, 0)), "send");
+    send_retrying(*transport, in, route_envelope(numbered("warm-", i), actors, 64, 0));
   wait_received(10);
   auto start = Clock::now();
   for (std::uint64_t i = 0; i < count; ++i)
-    check(transport->send(in, route_envelope(numbered("b-", i), actors, 64, 0)), "send");
+    send_retrying(*transport, in, route_envelope(numbered("b-", i), actors, 64, 0));
   wait_received(10 + count);
   double burst_seconds = seconds_since(start);
   // Latency at a steady rate well below saturation.
@@ -657,8 +672,7 @@ int pipeline(const Args& args) {
   for (std::uint64_t i = 0; i < total; ++i) {
     std::this_thread::sleep_until(paced_start + std::chrono::duration_cast<Clock::duration>(
                                                     std::chrono::duration<double>(i / rate)));
-    check(transport->send(in, route_envelope(numbered("l-", i), actors, 64, monotonic_ns())),
-          "send");
+    send_retrying(*transport, in, route_envelope(numbered("l-", i), actors, 64, monotonic_ns()));
   }
   wait_received(10 + count + total);
   stop = true;
