@@ -515,6 +515,27 @@ int wakeup(const Args& args) {
   return 0;
 }
 
+// Stops `pid` (SIGSTOP) at a moment when it holds no SQLite write lock: a process stopped inside
+// a write transaction would block every other writer of the file until it is resumed.
+void stop_outside_transaction(pid_t pid) {
+  if (asya::env_string("ASYA_TRANSPORT", "sqlite") != "sqlite") {
+    ::kill(pid, SIGSTOP);
+    return;
+  }
+  RawDb probe(asya::env_string("ASYA_SQLITE_PATH", ".asya/queues.db"));
+  sqlite3_busy_timeout(probe.db, 0);
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    ::kill(pid, SIGSTOP);
+    if (sqlite3_exec(probe.db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
+      sqlite3_exec(probe.db, "ROLLBACK", nullptr, nullptr, nullptr);
+      return;
+    }
+    ::kill(pid, SIGCONT);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  throw std::runtime_error("could not stop the sidecar outside a write transaction");
+}
+
 int hop(const Args& args) {
   pid_t pid = static_cast<pid_t>(args.number("pid"));
   std::string in = args.text("in");
@@ -532,7 +553,7 @@ int hop(const Args& args) {
     send_retrying(*transport, in, stamped_envelope(numbered("warm-", i), actor, 64, 0));
   wait_arrived(*transport, out, before + warmup, timeout);
 
-  ::kill(pid, SIGSTOP);
+  stop_outside_transaction(pid);
   auto fill_start = Clock::now();
   for (std::uint64_t i = 0; i < count; ++i)
     send_retrying(*transport, in, stamped_envelope(numbered("m-", i), actor, payload, 0));
