@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/render_command.hpp"
 #include "common/env.hpp"
 #include "envelope/envelope.hpp"
 #include "local/manifest/manifest.hpp"
@@ -777,6 +778,8 @@ int main(int argc, char** argv) {
   bool logs_follow = false;
   logs_cmd->add_flag("-f,--follow", logs_follow, "Keep printing new lines (Ctrl-C stops)");
   state_option(logs_cmd, logs_state);
+
+  asya::cli::add_render_command(app);
 
   auto* version_cmd = app.add_subcommand("version", "Print the version");
 

@@ -23,46 +23,20 @@ struct RenderArgs {
   k8s::RenderOptions options;
 };
 
-bool is_routes_file(const std::filesystem::path& p) {
-  return p.filename() == "routes.yaml" || p.filename() == "routes.yml";
-}
-
-// The manifest loader reads every YAML file of a directory; a gateway routes.yaml beside the
-// actors is not a manifest, so such directories are expanded into their other YAML files.
-std::vector<std::string> manifest_files(const std::vector<std::string>& paths) {
-  namespace fs = std::filesystem;
-  std::vector<std::string> out;
-  for (const auto& p : paths) {
-    std::error_code ec;
-    if (!fs::is_directory(p, ec)) {
-      out.push_back(p);
-      continue;
-    }
-    std::vector<std::string> files;
-    bool has_routes = false;
-    for (fs::recursive_directory_iterator it(p, ec), end; !ec && it != end; it.increment(ec)) {
-      const auto ext = it->path().extension();
-      if (!it->is_regular_file() || (ext != ".yaml" && ext != ".yml")) continue;
-      if (is_routes_file(it->path())) {
-        has_routes = true;
-      } else {
-        files.push_back(it->path().string());
-      }
-    }
-    if (!has_routes || files.empty()) {
-      out.push_back(p);  // the loader reports an empty directory itself
+int run(const RenderArgs& args) {
+  // A routes.yaml given as a path is the gateway's tools file, not a manifest (the loader skips
+  // routes files inside directories itself).
+  std::vector<std::string> paths;
+  std::string routes_file = args.routes;
+  for (const auto& p : args.paths) {
+    if (manifest::is_routes_file(p) && !std::filesystem::is_directory(p)) {
+      if (routes_file.empty()) routes_file = p;
     } else {
-      std::sort(files.begin(), files.end());
-      out.insert(out.end(), files.begin(), files.end());
+      paths.push_back(p);
     }
   }
-  return out;
-}
-
-int run(const RenderArgs& args) {
-  const std::vector<std::string> paths =
-      args.paths.empty() ? std::vector<std::string>{"."} : args.paths;
-  auto loaded = manifest::load_paths(manifest_files(paths));
+  if (paths.empty()) paths.push_back(".");
+  auto loaded = manifest::load_paths(paths);
   if (!loaded.ok()) {
     std::cerr << loaded.error_text();
     if (!loaded.error_text().empty() && loaded.error_text().back() != '\n') std::cerr << '\n';
@@ -71,7 +45,7 @@ int run(const RenderArgs& args) {
   }
   // The gateway's tools: --routes, else a routes.yaml beside the manifests of a directory.
   std::optional<k8s::GatewayRoutes> routes;
-  std::string routes_file = args.routes;
+  if (args.no_gateway) routes_file.clear();
   if (routes_file.empty() && !args.no_gateway) {
     for (const auto& p : paths) {
       auto candidate = std::filesystem::path(p) / "routes.yaml";

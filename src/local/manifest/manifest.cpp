@@ -406,6 +406,8 @@ void Reader::read_workload(const YAML::Node& node, int line, Actor& actor) {
     if (value && *value != "Deployment" && *value != "StatefulSet") {
       error(kind, line, f + ".kind",
             fmt::format("\"{}\" is not supported; use Deployment or StatefulSet", *value));
+    } else if (value) {
+      actor.workload_kind = *value;
     }
   }
   auto tmpl = node["template"];
@@ -414,6 +416,30 @@ void Reader::read_workload(const YAML::Node& node, int line, Actor& actor) {
     return;
   }
   if (!mapping(tmpl, line, f + ".template", {"metadata", "spec"})) return;
+  if (auto metadata = tmpl["metadata"]) {
+    const std::string mf = f + ".template.metadata";
+    if (mapping(metadata, line, mf, {"labels", "annotations"})) {
+      bool ok = true;
+      for (const char* key : {"labels", "annotations"}) {
+        auto map = metadata[key];
+        if (!map) continue;
+        if (!map.IsMap()) {
+          error(map, line, fmt::format("{}.{}", mf, key),
+                fmt::format("expected a mapping of strings, got {}", show(map)));
+          ok = false;
+          continue;
+        }
+        for (auto it = map.begin(); it != map.end(); ++it) {
+          if (!it->second.IsScalar()) {
+            error(it->second, line, fmt::format("{}.{}.{}", mf, key, it->first.Scalar()),
+                  fmt::format("expected a string, got {}", show(it->second)));
+            ok = false;
+          }
+        }
+      }
+      if (ok && metadata.size() > 0) actor.pod_metadata_yaml = flow_yaml(metadata);
+    }
+  }
   auto pod = tmpl["spec"];
   const std::string pf = f + ".template.spec";
   if (!pod) {
@@ -626,13 +652,26 @@ void load_into(std::string_view text, const std::string& file, LoadResult& resul
       continue;
     }
     auto kind = doc["kind"];
+    auto api = doc["apiVersion"];
+    const bool ours = api && api.IsScalar() && api.Scalar().rfind("asya.sh/", 0) == 0;
+    if (!kind && !api && !doc["metadata"] && !doc["spec"]) continue;  // not a resource at all
     if (!kind || !kind.IsScalar()) {
       result.errors.push_back(
-          {file, line_of(doc), "kind",
-           fmt::format("missing; an Asya manifest document needs kind: {}", kKind)});
+          {file, line_of(kind ? kind : doc), "kind",
+           fmt::format("{}; an Asya manifest document needs kind: {}",
+                       kind ? fmt::format("expected a string, got {}", show(kind)) : "missing",
+                       kKind)});
       continue;
     }
-    if (kind.Scalar() != kKind) continue;  // another Kubernetes object: not ours
+    if (kind.Scalar() != kKind) {
+      // Another Kubernetes object is not ours; another kind of our API group is a mistake.
+      if (ours) {
+        result.errors.push_back({file, line_of(kind), "kind",
+                                 fmt::format("\"{}\" is not a kind of {}; use {}", kind.Scalar(),
+                                             api.Scalar(), kKind)});
+      }
+      continue;
+    }
     found_actor = true;
     if (auto actor = reader.actor(doc)) result.actors.push_back(std::move(*actor));
   }
@@ -673,6 +712,11 @@ bool valid_actor_name(std::string_view name) {
   return std::all_of(name.begin(), name.end(), [&](char c) { return ok(c) || c == '-'; });
 }
 
+bool is_routes_file(std::string_view path) {
+  auto name = fs::path(path).filename();
+  return name == "routes.yaml" || name == "routes.yml";
+}
+
 bool valid_env_name(std::string_view name) {
   if (name.empty()) return false;
   auto letter = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_'; };
@@ -701,7 +745,9 @@ LoadResult load_paths(const std::vector<std::string>& paths) {
     if (is_dir) {
       for (fs::recursive_directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
         auto ext = it->path().extension();
-        if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml")) files.push_back(it->path());
+        if (it->is_regular_file() && (ext == ".yaml" || ext == ".yml") &&
+            !is_routes_file(it->path().string()))
+          files.push_back(it->path());
       }
       std::sort(files.begin(), files.end());
     } else if (fs::exists(path, ec)) {

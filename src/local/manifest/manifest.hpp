@@ -91,11 +91,16 @@ struct Actor {
   Timeouts timeout;
   Retry retry;
   std::string handler_mode = "payload";  // payload | envelope (ASYA_HANDLER_MODE of the runtime)
-  std::vector<Container> containers;     // the pod template's containers
-  std::size_t runtime_container = 0;     // index into containers
+  // spec.workload.kind: Deployment | StatefulSet. Kubernetes only; `asya up` ignores it.
+  std::string workload_kind = "Deployment";
+  std::vector<Container> containers;  // the pod template's containers
+  std::size_t runtime_container = 0;  // index into containers
   // YAML text of spec.workload.template.spec fields other than containers (volumes,
   // nodeSelector, ...), for Kubernetes only; empty when none.
   std::string pod_extra_yaml;
+  // YAML text of spec.workload.template.metadata (labels, annotations), one flow-style mapping
+  // with quoted scalars kept quoted; for Kubernetes only; empty when none.
+  std::string pod_metadata_yaml;
 
   const Container& runtime() const { return containers.at(runtime_container); }
 };
@@ -108,10 +113,14 @@ struct LoadResult {
   std::string error_text() const;
 };
 
-// Loads every AsyncActor from `paths`: files (any name) and directories (their *.yaml and *.yml
-// files, recursively, in sorted order). Documents of another kind are skipped (a directory may
-// hold other Kubernetes objects). Reports, besides field mistakes: unreadable paths, YAML syntax
-// errors, a directory or file without any AsyncActor, duplicate actor names across all paths.
+// Loads every AsyncActor from `paths`: files and directories (their *.yaml and *.yml files,
+// recursively, in sorted order). Skipped: files named routes.yaml / routes.yml (gateway tools,
+// see is_routes_file), documents of another Kubernetes kind (a directory may hold other objects)
+// and documents with neither apiVersion nor kind that are not shaped like a resource (no
+// metadata/spec). A document of apiVersion asya.sh/... with another kind than AsyncActor is an
+// error (a typo'd kind must not silently drop an actor). Reports, besides field mistakes:
+// unreadable paths, YAML syntax errors, a directory or file without any AsyncActor, duplicate
+// actor names across all paths.
 LoadResult load_paths(const std::vector<std::string>& paths);
 
 // Loads the AsyncActors of one YAML text (one or more `---` documents); `file` names it in
@@ -121,6 +130,9 @@ LoadResult load_text(std::string_view text, const std::string& file);
 // True for [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters (a DNS label, as queue names
 // and Kubernetes objects need).
 bool valid_actor_name(std::string_view name);
+
+// True for a file named routes.yaml or routes.yml (the gateway's tools, not a manifest).
+bool is_routes_file(std::string_view path);
 
 // True for [A-Za-z_][A-Za-z0-9_]*.
 bool valid_env_name(std::string_view name);

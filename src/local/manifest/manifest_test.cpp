@@ -300,6 +300,99 @@ spec:
   EXPECT_EQ(r.actors[0].runtime().args, std::vector<std::string>{"-v"});
 }
 
+TEST(Manifest, WorkloadKindAndPodTemplateMetadataAreKept) {
+  auto r = load_text(R"(apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: s}
+spec:
+  workload:
+    kind: StatefulSet
+    template:
+      metadata:
+        labels: {team: nlp, gpu: "true", tier: '5'}
+        annotations: {note: plain}
+      spec:
+        containers: [{name: asya-runtime, env: [{name: ASYA_HANDLER, value: m.f}]}]
+)",
+                     "k.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_EQ(r.actors[0].workload_kind, "StatefulSet");
+  EXPECT_EQ(r.actors[0].pod_metadata_yaml,
+            "{labels: {team: nlp, gpu: \"true\", tier: \"5\"}, annotations: {note: plain}}");
+  auto d = load_text(actor_yaml("d"), "d.yaml");
+  ASSERT_TRUE(d.ok()) << d.error_text();
+  EXPECT_EQ(d.actors[0].workload_kind, "Deployment");
+  EXPECT_EQ(d.actors[0].pod_metadata_yaml, "");
+}
+
+TEST(Manifest, WorkloadKindAndTemplateMetadataMistakes) {
+  auto r = load_text(R"(apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: s}
+spec:
+  workload:
+    kind: DaemonSet
+    template:
+      metadata: {labels: {a: [1]}, name: x}
+      spec:
+        containers: [{name: asya-runtime, env: [{name: ASYA_HANDLER, value: m.f}]}]
+)",
+                     "k.yaml");
+  EXPECT_EQ(messages(r),
+            (std::vector<std::string>{
+                "k.yaml:6: spec.workload.kind: \"DaemonSet\" is not supported; use Deployment or "
+                "StatefulSet",
+                "k.yaml:8: spec.workload.template.metadata.name: unknown field; allowed here: "
+                "labels, annotations",
+                "k.yaml:8: spec.workload.template.metadata.labels.a: expected a string, got a "
+                "list"}));
+}
+
+TEST(Manifest, QuotedScalarsStayQuotedInKeptYaml) {
+  auto r = load_text(actor_yaml("q", "",
+                                "          - name: T\n"
+                                "            valueFrom: {secretKeyRef: {name: \"123\", key: 'yes', "
+                                "optional: true}}\n"),
+                     "q.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_EQ(r.actors[0].runtime().env[1].value_from_yaml,
+            "{secretKeyRef: {name: \"123\", key: \"yes\", optional: true}}");
+}
+
+TEST(Manifest, DurationsAcceptIntegerSecondsAndStrings) {
+  auto r = load_text(actor_yaml("t",
+                                "  timeout: {processing: 300, gracefulShutdown: \"5m\"}\n"
+                                "  retry: {maxAttempts: 2, backoff: 2, backoffMax: 1m30s}\n"),
+                     "t.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_EQ(r.actors[0].timeout.processing, 300s);
+  EXPECT_EQ(r.actors[0].timeout.graceful_shutdown, 300s);
+  EXPECT_EQ(r.actors[0].retry.backoff, 2s);
+  EXPECT_EQ(r.actors[0].retry.backoff_max, 90s);
+}
+
+TEST(Manifest, DocumentsThatAreNotResourcesAreSkipped) {
+  auto r = load_text("tools: [{name: x}]\n---\n" + actor_yaml("a"), "m.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_EQ(r.actors.size(), 1u);
+}
+
+TEST(Manifest, TypoedKindOfOurApiIsAnError) {
+  std::string text = actor_yaml("a");
+  text.replace(text.find("AsyncActor"), 10, "AsyncActr");
+  auto r = load_text(text + "---\n" + actor_yaml("b"), "typo.yaml");
+  EXPECT_EQ(messages(r), std::vector<std::string>{
+                             "typo.yaml:2: kind: \"AsyncActr\" is not a kind of asya.sh/v1alpha1; "
+                             "use AsyncActor"});
+}
+
+TEST(Manifest, ResourceWithoutKindIsAnError) {
+  auto r = load_text("metadata: {name: a}\nspec: {}\n", "nokind.yaml");
+  EXPECT_EQ(messages(r), std::vector<std::string>{
+                             "nokind.yaml:1: kind: missing; an Asya manifest document needs "
+                             "kind: AsyncActor"});
+}
+
 class ManifestFiles : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -347,6 +440,18 @@ TEST_F(ManifestFiles, MissingPathAndEmptyDirectory) {
                                  ": no such file or directory; give manifest files or directories",
                              (dir / "empty").string() +
                                  ": no AsyncActor resource found in any *.yaml or *.yml file"}));
+}
+
+TEST_F(ManifestFiles, RoutesFilesOfADirectoryAreSkipped) {
+  write("hello.yaml", actor_yaml("hello"));
+  write("routes.yaml", "tools:\n- name: hello\n  route: [hello]\n");
+  write("sub/routes.yml", "tools: []\n");
+  auto r = load_paths({dir.string()});
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  ASSERT_EQ(r.actors.size(), 1u);
+  EXPECT_TRUE(is_routes_file((dir / "routes.yaml").string()));
+  EXPECT_TRUE(is_routes_file("routes.yml"));
+  EXPECT_FALSE(is_routes_file("my-routes.yaml"));
 }
 
 }  // namespace
