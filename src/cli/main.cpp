@@ -26,6 +26,7 @@
 #include "cli/render_command.hpp"
 #include "common/env.hpp"
 #include "envelope/envelope.hpp"
+#include "gateway/config/tools_config.hpp"
 #include "local/manifest/manifest.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
@@ -81,6 +82,23 @@ std::string find_sidecar() {
        fmt::format("cannot find asya-sidecar next to {} or in {}; build it (ninja asya-sidecar) "
                    "or set ASYA_SIDECAR_BIN",
                    (dir / "asya").string(), (dir / ".." / "sidecar").lexically_normal().string()));
+}
+
+std::string find_gateway() {
+  if (auto env = env_get("ASYA_GATEWAY_BIN"); env && !env->empty()) {
+    if (::access(env->c_str(), X_OK) != 0)
+      fail(kExitUsage, fmt::format("ASYA_GATEWAY_BIN={} is not an executable file", *env));
+    return fs::absolute(*env).string();
+  }
+  auto dir = executable_dir();
+  for (auto candidate : {dir / "asya-gateway", dir / ".." / "gateway" / "asya-gateway"}) {
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate.lexically_normal().string();
+  }
+  fail(kExitUsage,
+       fmt::format("a routes file needs asya-gateway, but it is not next to {} or in {}; build it "
+                   "(ninja asya-gateway), set ASYA_GATEWAY_BIN, or run without the gateway "
+                   "(--no-gateway)",
+                   (dir / "asya").string(), (dir / ".." / "gateway").lexically_normal().string()));
 }
 
 std::vector<std::string> find_python_runtime() {
@@ -172,17 +190,87 @@ struct UpArgs {
   bool plain = false;
   bool no_end_actors = false;
   std::string state_dir;
+  std::string routes;
+  bool no_gateway = false;
+  int gateway_port = 8080;
+  std::string transport;  // overrides spec.transport of every actor
 };
+
+// The gateway's tools file: --routes, else a routes.yaml/routes.yml given as a path or lying
+// directly in a given directory. Removes routes files from `paths` (they are not manifests).
+std::string find_routes(const UpArgs& args, std::vector<std::string>& paths) {
+  std::vector<std::string> found;
+  std::vector<std::string> manifests;
+  for (const auto& p : paths) {
+    std::error_code ec;
+    if (fs::is_directory(p, ec)) {
+      manifests.push_back(p);
+      for (const char* name : {"routes.yaml", "routes.yml"})
+        if (fs::is_regular_file(fs::path(p) / name, ec))
+          found.push_back((fs::path(p) / name).string());
+    } else if (manifest::is_routes_file(p)) {
+      found.push_back(p);
+    } else {
+      manifests.push_back(p);
+    }
+  }
+  paths = manifests;
+  if (paths.empty()) paths.push_back(".");
+  if (args.no_gateway) return "";
+  if (!args.routes.empty()) {
+    if (!fs::is_regular_file(args.routes))
+      fail(kExitUsage,
+           fmt::format("--routes {}: no such file; give the gateway's routes.yaml", args.routes));
+    return fs::absolute(args.routes).lexically_normal().string();
+  }
+  if (found.size() > 1) {
+    std::string list;
+    for (const auto& f : found) list += "\n  " + f;
+    fail(kExitUsage, fmt::format("several routes files found; choose one with --routes FILE (or "
+                                 "--no-gateway):{}",
+                                 list));
+  }
+  return found.empty() ? "" : fs::absolute(found[0]).lexically_normal().string();
+}
+
+// Loads the tools (every mistake of routes.yaml is an error before anything starts) and warns
+// about tools routed to actors that these manifests do not define.
+void check_routes(const std::string& routes, const std::vector<manifest::Actor>& actors) {
+  gateway::ToolsConfig tools;
+  try {
+    tools = gateway::load_tools(routes);
+  } catch (const gateway::LoadError& e) {
+    fail(kExitUsage,
+         fmt::format("{}\nasya up: the gateway's routes file has a mistake; nothing was "
+                     "started",
+                     e.what()));
+  }
+  std::set<std::string> known;
+  for (const auto& a : actors) known.insert(a.name);
+  for (const auto& tool : tools.tools) {
+    for (const auto& actor : tool.actors) {
+      if (!known.count(actor))
+        std::cerr << fmt::format(
+            "asya up: warning: tool \"{}\" ({}) routes to actor \"{}\", which none of these "
+            "manifests defines; its calls wait in queue {}{} until something consumes it\n",
+            tool.name, tool.source, actor, env_string("ASYA_QUEUE_PREFIX", "asya-"), actor);
+    }
+  }
+}
 
 int cmd_up(const UpArgs& args) {
   std::vector<std::string> paths = args.paths;
   if (paths.empty()) paths.push_back(".");
+  const std::string routes = find_routes(args, paths);
   auto loaded = manifest::load_paths(paths);
   if (!loaded.ok()) {
     std::cerr << loaded.error_text();
     std::cerr << fmt::format("asya up: {} problem(s) in the manifests; nothing was started\n",
                              loaded.errors.size());
     return kExitUsage;
+  }
+  if (!args.transport.empty()) {
+    for (auto& a : loaded.actors) a.transport = args.transport;
   }
   std::set<std::string> transports;
   for (const auto& a : loaded.actors) transports.insert(a.transport);
@@ -192,7 +280,7 @@ int cmd_up(const UpArgs& args) {
       list += fmt::format("\n  {} ({}:{}): {}", a.name, a.file, a.line, a.transport);
     fail(kExitUsage,
          fmt::format("the actors use different transports; one `asya up` runs one transport, so "
-                     "give every actor the same spec.transport:{}",
+                     "give every actor the same spec.transport (or use --transport):{}",
                      list));
   }
   local::SupervisorOptions options;
@@ -200,6 +288,12 @@ int cmd_up(const UpArgs& args) {
   options.transport = *transports.begin();
   options.end_actors = !args.no_end_actors;
   options.sidecar_binary = find_sidecar();
+  if (!routes.empty()) {
+    check_routes(routes, loaded.actors);
+    options.routes_file = routes;
+    options.gateway_binary = find_gateway();
+    options.gateway_port = args.gateway_port == 0 ? local::free_local_port() : args.gateway_port;
+  }
   bool needs_python = std::any_of(loaded.actors.begin(), loaded.actors.end(),
                                   [](const auto& a) { return a.runtime().command.empty(); });
   if (needs_python) options.python_runtime = find_python_runtime();
@@ -263,6 +357,11 @@ int cmd_up(const UpArgs& args) {
       "asya: running in the background (pid {}), {} actor(s), state in {}\n"
       "      `asya status` shows it, `asya down` stops it\n",
       pid, loaded.actors.size(), options.paths.root.string());
+  if (!options.routes_file.empty()) {
+    std::cerr << fmt::format("asya: gateway on {} (POST /tools/call, MCP at /mcp)\n",
+                             options.gateway_url());
+    std::cout << options.gateway_url() << "\n";
+  }
   return 0;
 }
 
@@ -590,8 +689,12 @@ int cmd_status(const std::string& state_dir, bool as_json) {
     std::cout << json::serialize(root) << "\n";
     return 0;
   }
-  std::cout << fmt::format("asya: running (pid {}), transport {}, state {}\n\n", pid,
+  std::cout << fmt::format("asya: running (pid {}), transport {}, state {}\n", pid,
                            std::string(root["transport"].as_string()), paths.root.string());
+  if (auto* gw = root.if_contains("gateway"); gw && gw->is_object())
+    std::cout << fmt::format("gateway: {} ({})\n", std::string(gw->at("url").as_string()),
+                             gw->at("running").as_bool() ? "running" : "restarting");
+  std::cout << "\n";
   std::cout << fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", "ACTOR", "REPLICAS",
                            "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE");
   for (const auto& a : root["actors"].as_array()) {
@@ -716,6 +819,20 @@ int main(int argc, char** argv) {
   up_cmd->add_flag("--plain", up.plain, "Plain log lines even on a terminal");
   up_cmd->add_flag("--no-end-actors", up.no_end_actors,
                    "Do not run happy-end/error-end (another host sharing the broker runs them)");
+  up_cmd->add_option("--routes", up.routes,
+                     "Gateway tools file (default: a routes.yaml among PATHs or in a PATH "
+                     "directory); starts asya-gateway");
+  up_cmd->add_flag("--no-gateway", up.no_gateway,
+                   "Do not start the gateway even with a routes.yaml");
+  up_cmd
+      ->add_option("--gateway-port", up.gateway_port,
+                   "Port of the gateway on 127.0.0.1 (default 8080; 0: any free port)")
+      ->check(CLI::Range(0, 65535));
+  up_cmd
+      ->add_option("--transport", up.transport,
+                   "Run every actor on this transport instead of its spec.transport (broker "
+                   "settings from the environment, e.g. ASYA_RABBITMQ_URL)")
+      ->check(CLI::IsMember({"sqlite", "rabbitmq", "sqs"}));
   state_option(up_cmd, up.state_dir);
 
   std::string down_state;

@@ -18,6 +18,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -122,13 +123,13 @@ int free_port() {
   return port;
 }
 
-// GET /metrics from a sidecar on 127.0.0.1:port with a short timeout; sums
-// asya_actor_messages_processed_total by status. Returns nullopt when unreachable.
-std::optional<std::pair<double, double>> scrape(int port) {
+// GET `path` from 127.0.0.1:port with a short timeout: (status code, whole response), or nullopt
+// when unreachable.
+std::optional<std::pair<int, std::string>> http_get(int port, const char* path) {
   if (port <= 0) return std::nullopt;
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd < 0) return std::nullopt;
-  auto fail = [&]() -> std::optional<std::pair<double, double>> {
+  auto fail = [&]() -> std::optional<std::pair<int, std::string>> {
     ::close(fd);
     return std::nullopt;
   };
@@ -143,8 +144,11 @@ std::optional<std::pair<double, double>> scrape(int port) {
   int err = 0;
   socklen_t len = sizeof err;
   if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return fail();
-  const char request[] = "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  if (::send(fd, request, sizeof request - 1, MSG_NOSIGNAL) != sizeof request - 1) return fail();
+  const std::string request =
+      fmt::format("GET {} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
+  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
+      static_cast<ssize_t>(request.size()))
+    return fail();
   std::string response;
   char buffer[16384];
   auto until = Clock::now() + 300ms;
@@ -156,7 +160,16 @@ std::optional<std::pair<double, double>> scrape(int port) {
     response.append(buffer, static_cast<std::size_t>(n));
   }
   ::close(fd);
-  if (response.rfind("HTTP/1.", 0) != 0) return std::nullopt;
+  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return std::nullopt;
+  return std::make_pair(std::atoi(response.c_str() + 9), std::move(response));
+}
+
+// GET /metrics from a sidecar; sums asya_actor_messages_processed_total by status. Returns
+// nullopt when unreachable.
+std::optional<std::pair<double, double>> scrape(int port) {
+  auto got = http_get(port, "/metrics");
+  if (!got) return std::nullopt;
+  const std::string& response = got->second;
   double processed = 0, errors = 0;
   const std::string_view metric = "asya_actor_messages_processed_total{";
   std::size_t pos = 0;
@@ -211,6 +224,10 @@ class Supervisor {
   std::string status_json(Clock::time_point now) const;
   void render_view() const;
   void event(const std::string& text);
+  bool gateway_enabled() const { return !options_.routes_file.empty(); }
+  Status start_gateway();
+  bool wait_gateway_ready();
+  void gateway_tick(Clock::time_point now);
   bool all_gone() const;
   std::size_t user_actors() const {
     return static_cast<std::size_t>(
@@ -231,6 +248,13 @@ class Supervisor {
   Clock::time_point next_status_;
   std::deque<std::string> events_;
   std::chrono::system_clock::time_point started_wall_ = std::chrono::system_clock::now();
+  // The gateway process (0: not running).
+  pid_t gateway_pid_ = 0;
+  Clock::time_point gateway_started_;
+  Clock::time_point gateway_restart_at_;
+  Clock::time_point gateway_deadline_;  // SIGKILL after it, once stopping
+  bool gateway_stopping_ = false;
+  int gateway_quick_crashes_ = 0;
 };
 
 void Supervisor::event(const std::string& text) {
@@ -291,7 +315,110 @@ bool Supervisor::start_up() {
       return false;
     }
   }
+  if (gateway_enabled()) {
+    if (Status st = start_gateway(); !st) {
+      std::fprintf(stderr, "asya up: %s\n", st.message().c_str());
+      return false;
+    }
+    if (!wait_gateway_ready()) return false;
+    event(fmt::format("gateway: {} serves the tools of {} (REST: POST {}/tools/call, MCP: {}/mcp)",
+                      options_.gateway_url(), options_.routes_file, options_.gateway_url(),
+                      options_.gateway_url()));
+  }
   return true;
+}
+
+Status Supervisor::start_gateway() {
+  ProcessSpec gw;
+  gw.argv = {options_.gateway_binary};
+  gw.env = base_env_;
+  std::erase_if(gw.env, [](const std::string& e) {
+    for (const char* key : {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=",
+                            "ASYA_GATEWAY_DB=", "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX="}) {
+      if (e.rfind(key, 0) == 0) return true;
+    }
+    return false;
+  });
+  gw.env.push_back("ASYA_CONFIG_PATH=" + options_.routes_file);
+  gw.env.push_back("ASYA_GATEWAY_HOST=127.0.0.1");
+  gw.env.push_back(fmt::format("ASYA_GATEWAY_PORT={}", options_.gateway_port));
+  gw.env.push_back("ASYA_GATEWAY_DB=" + (options_.paths.root / "gateway.db").string());
+  gw.env.push_back("ASYA_TRANSPORT=" + options_.transport);
+  gw.env.push_back("ASYA_QUEUE_PREFIX=" + prefix_);
+  gw.working_dir = options_.paths.root.string();
+  gw.log_path = (options_.paths.logs() / "gateway.log").string();
+  auto pid = spawn(gw);
+  if (!pid) return Error{fmt::format("gateway: {}", pid.error().message)};
+  gateway_pid_ = *pid;
+  gateway_started_ = Clock::now();
+  return Status::Ok();
+}
+
+// Waits until the gateway answers GET /readyz with 200 (its job store and transport work), or
+// reports why not: it exited (a mistake in routes.yaml, a busy port) or stayed unready.
+bool Supervisor::wait_gateway_ready() {
+  const auto deadline = Clock::now() + 30s;
+  std::string last = "no answer";
+  auto log_tail = [&] {
+    std::string log;
+    read_file(options_.paths.logs() / "gateway.log", log);
+    if (log.size() > 3000) log = log.substr(log.size() - 3000);
+    return log;
+  };
+  while (Clock::now() < deadline) {
+    int status = 0;
+    if (::waitpid(gateway_pid_, &status, WNOHANG) == gateway_pid_) {
+      gateway_pid_ = 0;
+      std::fprintf(stderr,
+                   "%sasya up: the gateway %s before it was ready (log: %s); a busy port? use "
+                   "--gateway-port N (0: any free port) or --no-gateway\n",
+                   log_tail().c_str(), describe_exit(status).c_str(),
+                   (options_.paths.logs() / "gateway.log").c_str());
+      return false;
+    }
+    if (auto got = http_get(options_.gateway_port, "/readyz")) {
+      if (got->first == 200) return true;
+      auto body = got->second.find("\r\n\r\n");
+      last = fmt::format("/readyz answered {}: {}", got->first,
+                         body == std::string::npos ? "" : got->second.substr(body + 4));
+    }
+    std::this_thread::sleep_for(50ms);
+  }
+  std::fprintf(stderr, "%sasya up: the gateway on %s was not ready within 30s (%s; log: %s)\n",
+               log_tail().c_str(), options_.gateway_url().c_str(), last.c_str(),
+               (options_.paths.logs() / "gateway.log").c_str());
+  ::kill(gateway_pid_, SIGKILL);
+  ::waitpid(gateway_pid_, nullptr, 0);
+  gateway_pid_ = 0;
+  return false;
+}
+
+// Restarts a crashed gateway with backoff; stops it once the end actors are gone.
+void Supervisor::gateway_tick(Clock::time_point now) {
+  if (!gateway_enabled()) return;
+  if (!shutting_down_) {
+    if (gateway_pid_ == 0 && now >= gateway_restart_at_) {
+      if (Status st = start_gateway(); !st) {
+        gateway_restart_at_ = now + options_.restart_backoff_max;
+        event(fmt::format("gateway: cannot start: {}", st.message()));
+      } else {
+        event(fmt::format("gateway: restarted on {}", options_.gateway_url()));
+      }
+    }
+    if (gateway_pid_ && gateway_quick_crashes_ > 0 &&
+        now - gateway_started_ >= options_.healthy_after)
+      gateway_quick_crashes_ = 0;
+    return;
+  }
+  bool end_actors_gone =
+      end_actors_stopping_ && std::all_of(actors_.begin(), actors_.end(),
+                                          [](const auto& a) { return a->replicas.empty(); });
+  if (gateway_pid_ && end_actors_gone && !gateway_stopping_) {
+    gateway_stopping_ = true;
+    gateway_deadline_ = now + kKillAfterExtra + 5s;
+    ::kill(gateway_pid_, SIGTERM);
+  }
+  if (gateway_pid_ && gateway_stopping_ && now >= gateway_deadline_) ::kill(gateway_pid_, SIGKILL);
 }
 
 Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
@@ -357,7 +484,8 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
          {"ASYA_ACTOR_NAME=", "ASYA_TRANSPORT=", "ASYA_SOCKET_PATH=", "ASYA_SOCKET_DIR=",
           "ASYA_METRICS_ADDR=", "ASYA_RESULT_STORE=", "ASYA_RUNTIME_TIMEOUT=",
           "ASYA_SHUTDOWN_GRACE=", "ASYA_RETRY_MAX_ATTEMPTS=", "ASYA_RETRY_BACKOFF=",
-          "ASYA_RETRY_BACKOFF_MAX=", "ASYA_RETRY_ON_PROCESSING_ERROR=", "ASYA_IS_END_ACTOR="}) {
+          "ASYA_RETRY_BACKOFF_MAX=", "ASYA_RETRY_ON_PROCESSING_ERROR=", "ASYA_IS_END_ACTOR=",
+          "ASYA_GATEWAY_URL="}) {
       if (e.rfind(key, 0) == 0) return true;
     }
     return false;
@@ -365,6 +493,7 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
   set("ASYA_ACTOR_NAME", name);
   set("ASYA_TRANSPORT", options_.transport);
   set("ASYA_METRICS_ADDR", fmt::format("127.0.0.1:{}", replica->metrics_port));
+  if (gateway_enabled()) set("ASYA_GATEWAY_URL", options_.gateway_url());
   if (actor.end_actor) {
     fs::path store = name == kErrorEnd ? options_.paths.failed() : options_.paths.succeeded();
     set("ASYA_RESULT_STORE", "file://" + store.string());
@@ -407,6 +536,22 @@ void Supervisor::stop_replica(ActorState& actor, Replica& replica, Clock::time_p
 }
 
 void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
+  if (pid == gateway_pid_ && pid != 0) {
+    gateway_pid_ = 0;
+    if (shutting_down_) return;
+    bool quick = now - gateway_started_ < options_.healthy_after;
+    gateway_quick_crashes_ = quick ? gateway_quick_crashes_ + 1 : 1;
+    auto backoff = options_.restart_backoff_initial;
+    for (int i = 1; i < gateway_quick_crashes_ && backoff < options_.restart_backoff_max; ++i)
+      backoff *= 2;
+    backoff = std::min(backoff, options_.restart_backoff_max);
+    gateway_restart_at_ = now + backoff;
+    event(fmt::format(
+        "gateway: {} (see {}); restart in {}", describe_exit(status),
+        (options_.paths.logs() / "gateway.log").string(),
+        format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(backoff))));
+    return;
+  }
   for (auto& actor : actors_) {
     for (auto& r : actor->replicas) {
       bool is_sidecar = r->sidecar == pid;
@@ -554,6 +699,7 @@ void Supervisor::begin_shutdown(Clock::time_point now) {
 }
 
 void Supervisor::kill_everything() {
+  if (gateway_pid_) ::kill(gateway_pid_, SIGKILL);
   for (auto& actor : actors_) {
     for (auto& r : actor->replicas) {
       if (r->sidecar) ::kill(r->sidecar, SIGKILL);
@@ -563,8 +709,8 @@ void Supervisor::kill_everything() {
 }
 
 bool Supervisor::all_gone() const {
-  return std::all_of(actors_.begin(), actors_.end(),
-                     [](const auto& a) { return a->replicas.empty(); });
+  return gateway_pid_ == 0 && std::all_of(actors_.begin(), actors_.end(),
+                                          [](const auto& a) { return a->replicas.empty(); });
 }
 
 void Supervisor::tick(Clock::time_point now) {
@@ -575,7 +721,10 @@ void Supervisor::tick(Clock::time_point now) {
       reconcile(*actor, now);
     }
     if (!ready_) {
+      // status.json first, so whoever waits for readiness (asya up --detach) can read it.
       ready_ = true;
+      refresh_status(now);
+      next_status_ = now + kStatusEvery;
       if (options_.on_ready) options_.on_ready();
     }
   } else if (!end_actors_stopping_) {
@@ -592,6 +741,7 @@ void Supervisor::tick(Clock::time_point now) {
       }
     }
   }
+  gateway_tick(now);
   if (now >= next_status_) {
     next_status_ = now + kStatusEvery;
     refresh_status(now);
@@ -635,6 +785,12 @@ std::string Supervisor::status_json(Clock::time_point now) const {
   root["transport"] = options_.transport;
   root["queue_prefix"] = prefix_;
   root["ready"] = ready_;
+  if (gateway_enabled()) {
+    root["gateway"] = json::object{{"url", options_.gateway_url()},
+                                   {"routes", options_.routes_file},
+                                   {"pid", gateway_pid_},
+                                   {"running", gateway_pid_ != 0}};
+  }
   root["stopping"] = shutting_down_;
   root["started"] =
       std::chrono::duration_cast<std::chrono::seconds>(started_wall_.time_since_epoch()).count();
@@ -703,8 +859,12 @@ std::string Supervisor::status_json(Clock::time_point now) const {
 
 void Supervisor::render_view() const {
   std::string out = "\x1b[H\x1b[2J";
-  out += fmt::format("asya up: {} actors, transport {}, state {}   (Ctrl-C stops)\n\n",
-                     user_actors(), options_.transport, options_.paths.root.string());
+  out += fmt::format("asya up: {} actors, transport {}, state {}   (Ctrl-C stops)\n", user_actors(),
+                     options_.transport, options_.paths.root.string());
+  if (gateway_enabled())
+    out += fmt::format("gateway: {} {}\n", options_.gateway_url(),
+                       gateway_pid_ ? "(POST /tools/call, MCP /mcp)" : "(restarting)");
+  out += "\n";
   out += fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", "ACTOR", "REPLICAS",
                      "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE");
   for (const auto& actor : actors_) {
@@ -780,6 +940,10 @@ int Supervisor::run() {
 int run_supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options) {
   Supervisor supervisor(actors, options);
   return supervisor.run();
+}
+
+int free_local_port() {
+  return free_port();
 }
 
 }  // namespace asya::local

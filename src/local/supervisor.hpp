@@ -22,6 +22,13 @@ struct SupervisorOptions {
   bool live_view = false;                   // a redrawn table (TTY) instead of log lines
   // false: do not run happy-end/error-end (another host sharing the broker runs them).
   bool end_actors = true;
+  // The gateway: with a routes file, asya-gateway serves its tools on 127.0.0.1:gateway_port
+  // (job store <state>/gateway.db, log <state>/logs/gateway.log) and every sidecar gets
+  // ASYA_GATEWAY_URL. It starts before any sidecar and stops after the end actors.
+  std::string routes_file;     // absolute; empty: no gateway
+  std::string gateway_binary;  // absolute path of asya-gateway
+  int gateway_port = 0;        // a concrete port (the caller picks a free one)
+  std::string gateway_url() const { return "http://127.0.0.1:" + std::to_string(gateway_port); }
   std::chrono::milliseconds restart_backoff_initial{std::chrono::milliseconds(500)};
   std::chrono::milliseconds restart_backoff_max{std::chrono::seconds(30)};
   // A pair that dies before running this long counts as a quick crash; this many quick crashes
@@ -39,5 +46,8 @@ struct SupervisorOptions {
 // once (SIGKILL). Returns the process exit code: 0 after a clean stop, 1 when start-up failed
 // (the reason is printed on stderr).
 int run_supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options);
+
+// A TCP port on 127.0.0.1 that was free a moment ago (0 when none could be found).
+int free_local_port();
 
 }  // namespace asya::local
