@@ -1,18 +1,35 @@
 """Harness of the tests/local suite: end-to-end tests of `asya up` and the `asya` CLI with a real
 supervisor, sidecars and runtimes. (A unique module name, so other suites' conftest.py never
 shadow it.) Each test gets its own state directory (tmp_path/.asya): tests run in parallel.
+
+The `asya` fixture runs on SQLite (the manifests' transport). The `asya_on` fixture is
+parameterised over TRANSPORTS (sqlite, rabbitmq, sqs) and runs `asya up --transport T`: one
+RabbitMQ broker per session (per xdist worker) with a fresh vhost per test, one moto server per
+session reset before each test (tests of one worker run one after another). A transport whose
+server cannot be started here is skipped with the reason.
 """
 import json
 import os
 import pathlib
 import signal
 import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 HANDLERS = pathlib.Path(__file__).resolve().parent / "handlers"
+
+sys.path.insert(0, str(REPO / "tests"))
+from services import moto as moto_service  # noqa: E402
+from services import rabbitmq as rabbitmq_service  # noqa: E402
+
+TRANSPORTS = ["sqlite", "rabbitmq", "sqs"]
+# Variables only sidecars (and the gateway) may see: the runtime of a handler never gets them.
+BROKER_SECRETS = ["ASYA_RABBITMQ_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
 
 
 def wait_for(condition, timeout, what, interval=0.05):
@@ -63,14 +80,21 @@ def build_dir() -> pathlib.Path:
 class Asya:
     """Runs the `asya` binary against one state directory."""
 
-    def __init__(self, workdir: pathlib.Path):
+    def __init__(self, workdir: pathlib.Path, transport=None, transport_env=None):
         self.workdir = workdir
         self.state = workdir / ".asya"
         self.binary = build_dir() / "src" / "cli" / "asya"
         if not self.binary.exists():
             pytest.fail(f"{self.binary} not built: ninja -C {build_dir()} asya asya-sidecar")
         self.env = dict(os.environ, ASYA_STATE_DIR=str(self.state))
-        self.env.pop("ASYA_TRANSPORT", None)
+        for key in ["ASYA_TRANSPORT", "ASYA_RABBITMQ_URL", "ASYA_SQS_ENDPOINT", "ASYA_QUEUE_PREFIX"]:
+            self.env.pop(key, None)
+        # None: the manifests' own transport (sqlite). Else `asya up --transport`, and the client
+        # commands use it too once the supervisor is gone.
+        self.transport = transport
+        if transport:
+            self.env["ASYA_TRANSPORT"] = transport
+        self.env.update(transport_env or {})
         self.started = []
 
     def run(self, *args, timeout=60, check=None):
@@ -81,9 +105,25 @@ class Asya:
                         f"expected {check}\nstdout: {result.stdout}\nstderr: {result.stderr}")
         return result
 
-    def up_detached(self, *paths):
-        self.run("up", "--detach", *paths, check=0, timeout=90)
+    def up_detached(self, *args):
+        transport = ["--transport", self.transport] if self.transport else []
+        result = self.run("up", "--detach", *transport, *args, check=0, timeout=90)
         self.started.append(True)
+        return result
+
+    def gateway_url(self):
+        return (self.status() or {}).get("gateway", {}).get("url")
+
+    def post(self, path, body, timeout=60):
+        """POSTs JSON to the gateway; returns (status, decoded JSON answer)."""
+        request = urllib.request.Request(self.gateway_url() + path, data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"},
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as r:
+                return r.status, json.loads(r.read())
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"null")
 
     def up_foreground(self, *paths):
         proc = subprocess.Popen([str(self.binary), "up", "--plain", *map(str, paths)],
@@ -149,6 +189,45 @@ def asya(tmp_path):
     instance = Asya(tmp_path)
     yield instance
     instance.stop()
+
+
+@pytest.fixture(scope="session")
+def local_rabbitmq():
+    if not rabbitmq_service.available():
+        pytest.skip("rabbitmq-server is not installed (scripts/setup installs it)")
+    with rabbitmq_service.broker() as b:
+        yield b
+
+
+@pytest.fixture(scope="session")
+def local_moto():
+    if not moto_service.available():
+        pytest.skip("no python3 with moto found (see tests/services/moto.py)")
+    with moto_service.server() as m:
+        yield m
+
+
+@pytest.fixture(params=TRANSPORTS)
+def asya_on(request, tmp_path):
+    """An Asya whose `asya up` runs on each transport in turn, against a fresh broker namespace."""
+    transport = request.param
+    env = {}
+    if transport == "rabbitmq":
+        env = {"ASYA_RABBITMQ_URL": request.getfixturevalue("local_rabbitmq").new_vhost()}
+    elif transport == "sqs":
+        m = request.getfixturevalue("local_moto")
+        m.reset()
+        env = dict(m.env(), ASYA_SQS_WAIT_TIME_SECONDS="1")
+    instance = Asya(tmp_path, transport=transport, transport_env=env)
+    yield instance
+    instance.stop()
+
+
+def process_environment(pid):
+    """The environment of a running process as a dict."""
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        entries = f.read().split(b"\0")
+    return dict(e.decode(errors="replace").split("=", 1) for e in entries if b"=" in e)
 
 
 def alive(pid):

@@ -1,16 +1,59 @@
-"""The examples give their expected results through `asya up` and `asya send --wait`."""
+"""The examples give their expected results through `asya up` and `asya send --wait`, on every
+transport (sqlite, rabbitmq, sqs), and through the gateway when a routes.yaml is beside them."""
 import json
 
+from local_harness import BROKER_SECRETS, process_environment
 
-def test_hello_example_greets(asya, repo):
-    asya.up_detached(repo / "examples" / "hello")
-    out = asya.send("hello", "--payload", '{"name": "Ada"}', "--wait", "--timeout", 30)
+
+def test_hello_example_greets(asya_on, repo):
+    asya = asya_on
+    asya.up_detached(repo / "examples" / "hello", "--no-gateway")
+    out = asya.send("hello", "--payload", '{"name": "Ada"}', "--wait", "--timeout", 60)
     envelopes = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(envelopes) == 1
     assert envelopes[0]["payload"] == {"greeting": "hello Ada"}
     assert envelopes[0]["route"] == {"actors": ["hello"], "current": 1}
     stored = asya.run("results", envelopes[0]["id"], check=0)
     assert json.loads(stored.stdout) == envelopes[0]
+    assert asya.status()["transport"] == asya.transport
+    # Broker credentials go to sidecars only, never to the handler's runtime.
+    hello = asya.actor("hello")["processes"][0]
+    runtime_env = process_environment(hello["runtime"])
+    sidecar_env = process_environment(hello["sidecar"])
+    assert sidecar_env["ASYA_TRANSPORT"] == asya.transport
+    for secret in BROKER_SECRETS:
+        assert secret not in runtime_env
+        if secret in asya.env:
+            assert sidecar_env[secret] == asya.env[secret]
+
+
+def test_hello_tool_is_called_through_the_gateway(asya_on, repo):
+    asya = asya_on
+    out = asya.up_detached(repo / "examples" / "hello", "--gateway-port", 0)
+    url = asya.gateway_url()
+    assert url and url.startswith("http://127.0.0.1:")
+    assert out.stdout.strip() == url  # --detach prints the gateway URL on stdout
+    assert f"gateway on {url}" in out.stderr
+    status, answer = asya.post("/tools/call", {"name": "hello", "arguments": {"name": "Ada"}})
+    assert status == 200, answer
+    assert answer["isError"] is False, answer
+    assert answer["structuredContent"] == {"greeting": "hello Ada"}
+    # The sidecars report to the gateway; the job is recorded there as succeeded.
+    hello = asya.actor("hello")["processes"][0]
+    assert process_environment(hello["sidecar"])["ASYA_GATEWAY_URL"] == url
+    status, answer = asya.post("/tools/call", {"name": "hello", "arguments": {}})
+    assert status == 400 and "name" in answer["error"], answer
+    assert f"gateway: {url}" in asya.run("status", check=0).stdout
+
+
+def test_routes_mistake_stops_asya_up_before_anything_starts(asya, repo, tmp_path):
+    (tmp_path / "hello.yaml").write_text((repo / "examples" / "hello" / "hello.yaml").read_text())
+    (tmp_path / "routes.yaml").write_text(
+        "tools:\n- name: hello\n  route: [hello]\n  retries: 3\n")
+    out = asya.run("up", "--detach", "--gateway-port", 0, tmp_path, check=2)
+    assert f"{tmp_path / 'routes.yaml'}:4: tools[hello].retries: unknown key" in out.stderr
+    assert "nothing was started" in out.stderr
+    assert not (asya.state / "status.json").exists()
 
 
 def test_text_pipeline_example_summarises_each_document(asya, repo):

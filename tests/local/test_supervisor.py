@@ -43,7 +43,8 @@ def test_burst_scales_from_zero_to_max_and_back_to_zero(asya, tmp_path):
     assert (burst["ready"], burst["in_flight"], burst["delayed"]) == (0, 0, 0)
 
 
-def test_killing_a_runtime_mid_run_loses_nothing(asya, tmp_path):
+def test_killing_a_runtime_mid_run_loses_nothing(asya_on, tmp_path):
+    asya = asya_on  # on sqlite, rabbitmq and sqs
     scaling = {"enabled": False}
     (tmp_path / "victim.yaml").write_text(
         manifest("victim", "testing.slow_echo", scaling=scaling, env={"SLOW_SECONDS": "0.2"}))
