@@ -196,6 +196,46 @@ struct UpArgs {
   std::string transport;  // overrides spec.transport of every actor
 };
 
+// The build tree `asya` runs from (…/build when asya is …/build/src/cli/asya), if it is one.
+std::optional<std::string> own_build_dir() {
+  auto dir = (executable_dir() / ".." / "..").lexically_normal();
+  std::error_code ec;
+  if (fs::is_regular_file(dir / "CMakeCache.txt", ec)) return dir.string();
+  return std::nullopt;
+}
+
+// Expands $(NAME) in the runtime's command and args (local.md): from the container's env, else
+// the environment of asya up, where ASYA_BUILD_DIR defaults to the build tree asya runs from.
+// Returns the problems, one per line, as `file:line: field: message`.
+std::string expand_commands(std::vector<manifest::Actor>& actors) {
+  std::string problems;
+  const auto build_dir = own_build_dir();
+  for (auto& actor : actors) {
+    manifest::Container& c = actor.containers.at(actor.runtime_container);
+    auto lookup = [&](std::string_view name) -> std::optional<std::string> {
+      for (const auto& var : c.env)
+        if (var.name == name && var.value_from_yaml.empty()) return var.value;
+      if (auto value = env_get(std::string(name).c_str())) return *value;
+      if (name == "ASYA_BUILD_DIR" && build_dir) return *build_dir;
+      return std::nullopt;
+    };
+    const std::string field =
+        fmt::format("spec.workload.template.spec.containers[{}]", actor.runtime_container);
+    for (auto [list, key] : {std::pair{&c.command, "command"}, std::pair{&c.args, "args"}}) {
+      for (std::size_t i = 0; i < list->size(); ++i) {
+        auto expanded = local::expand_references((*list)[i], lookup);
+        if (expanded) {
+          (*list)[i] = *expanded;
+        } else {
+          problems += fmt::format("{}:{}: {}.{}[{}]: {}\n", actor.file, actor.line, field, key, i,
+                                  expanded.error().message);
+        }
+      }
+    }
+  }
+  return problems;
+}
+
 // The gateway's tools file: --routes, else a routes.yaml/routes.yml given as a path or lying
 // directly in a given directory. Removes routes files from `paths` (they are not manifests).
 std::string find_routes(const UpArgs& args, std::vector<std::string>& paths) {
@@ -271,6 +311,11 @@ int cmd_up(const UpArgs& args) {
   }
   if (!args.transport.empty()) {
     for (auto& a : loaded.actors) a.transport = args.transport;
+  }
+  if (std::string problems = expand_commands(loaded.actors); !problems.empty()) {
+    std::cerr << problems;
+    std::cerr << "asya up: a runtime command cannot be resolved; nothing was started\n";
+    return kExitUsage;
   }
   std::set<std::string> transports;
   for (const auto& a : loaded.actors) transports.insert(a.transport);

@@ -113,4 +113,36 @@ std::vector<std::string> current_environment() {
   return out;
 }
 
+Result<std::string> expand_references(
+    std::string_view text,
+    const std::function<std::optional<std::string>(std::string_view)>& lookup) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '$' || i + 1 >= text.size()) {
+      out += text[i];
+      continue;
+    }
+    if (text[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    std::size_t close = text[i + 1] == '(' ? text.find(')', i + 2) : std::string_view::npos;
+    if (close == std::string_view::npos) {
+      out += text[i];
+      continue;
+    }
+    std::string_view name = text.substr(i + 2, close - i - 2);
+    auto value = lookup(name);
+    if (!value)
+      return Error{
+          fmt::format("$({}) in \"{}\" is not set: define {} in the container's env or "
+                      "in the environment of asya up (write $$({}) for a literal $({}))",
+                      name, text, name, name, name)};
+    out += *value;
+    i = close;
+  }
+  return out;
+}
+
 }  // namespace asya::local

@@ -3,7 +3,10 @@
 
 #include <sys/types.h>
 
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -31,5 +34,13 @@ bool process_alive(pid_t pid);
 
 // The environment of this process as "NAME=value" entries.
 std::vector<std::string> current_environment();
+
+// Expands Kubernetes-style variable references in a container's command or args: `$(NAME)` is
+// replaced by lookup(NAME), `$$` is a literal `$` (so `$$(NAME)` stays `$(NAME)`), anything else
+// is kept. Unlike Kubernetes, an unresolved reference is an error naming it (a command that
+// cannot be run should be refused before anything starts).
+Result<std::string> expand_references(
+    std::string_view text,
+    const std::function<std::optional<std::string>(std::string_view)>& lookup);
 
 }  // namespace asya::local

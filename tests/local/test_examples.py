@@ -1,8 +1,9 @@
 """The examples give their expected results through `asya up` and `asya send --wait`, on every
 transport (sqlite, rabbitmq, sqs), and through the gateway when a routes.yaml is beside them."""
 import json
+import os
 
-from local_harness import BROKER_SECRETS, process_environment
+from local_harness import BROKER_SECRETS, build_dir, manifest, process_environment
 
 
 def test_hello_example_greets(asya_on, repo):
@@ -54,6 +55,32 @@ def test_routes_mistake_stops_asya_up_before_anything_starts(asya, repo, tmp_pat
     assert f"{tmp_path / 'routes.yaml'}:4: tools[hello].retries: unknown key" in out.stderr
     assert "nothing was started" in out.stderr
     assert not (asya.state / "status.json").exists()
+
+
+def test_cpp_echo_example_runs_the_built_binary(asya, repo):
+    # The manifest's command is $(ASYA_BUILD_DIR)/examples/cpp-echo/asya-cpp-echo; unset, asya
+    # uses the build tree it runs from.
+    binary = build_dir() / "examples" / "cpp-echo" / "asya-cpp-echo"
+    assert binary.exists(), f"build it: ninja -C {build_dir()} asya-cpp-echo"
+    asya.env.pop("ASYA_BUILD_DIR", None)
+    asya.up_detached(repo / "examples" / "cpp-echo")
+    out = asya.send("echo", "--payload", '{"message": "hi"}', "--wait", "--timeout", 30)
+    envelope = json.loads(out.stdout)
+    assert envelope["payload"] == {"echoed": "hi"}
+    assert envelope["route"] == {"actors": ["echo"], "current": 1}
+    runtime = asya.actor("echo")["processes"][0]["runtime"]
+    assert os.readlink(f"/proc/{runtime}/exe") == str(binary.resolve())
+    out = asya.send("echo", "--payload", '"plain"', "--wait", "--timeout", 30)
+    assert json.loads(out.stdout)["payload"] == "plain"
+
+
+def test_unresolved_command_reference_is_refused(asya, tmp_path):
+    (tmp_path / "x.yaml").write_text(
+        manifest("x", "a.b", command=["$(NO_SUCH_DIR_XYZ)/bin/x"]))
+    out = asya.run("up", "--detach", tmp_path / "x.yaml", check=2)
+    assert (f"{tmp_path / 'x.yaml'}:1: spec.workload.template.spec.containers[0].command[0]: "
+            "$(NO_SUCH_DIR_XYZ) in \"$(NO_SUCH_DIR_XYZ)/bin/x\" is not set") in out.stderr
+    assert "nothing was started" in out.stderr
 
 
 def test_text_pipeline_example_summarises_each_document(asya, repo):
