@@ -118,6 +118,10 @@ json::object sidecar_container(const manifest::Actor& a, std::string_view transp
   e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
   e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
   if (!gateway_url.empty()) e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+  if (a.sidecar.concurrency)
+    e.push_back(env("ASYA_CONCURRENCY", std::to_string(*a.sidecar.concurrency)));
+  if (a.sidecar.max_deliveries)
+    e.push_back(env("ASYA_MAX_DELIVERIES", std::to_string(*a.sidecar.max_deliveries)));
   if (a.retry.max_attempts > 1) {
     e.push_back(env("ASYA_RETRY_MAX_ATTEMPTS", std::to_string(a.retry.max_attempts)));
     e.push_back(env("ASYA_RETRY_BACKOFF", go_duration(a.retry.backoff)));

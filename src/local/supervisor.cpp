@@ -506,6 +506,14 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
     set("ASYA_RETRY_BACKOFF", format_duration(a.retry.backoff));
     set("ASYA_RETRY_BACKOFF_MAX", format_duration(a.retry.backoff_max));
     set("ASYA_RETRY_ON_PROCESSING_ERROR", a.retry.retries_processing_errors() ? "true" : "false");
+    // spec.sidecar: the manifest wins over a value inherited from the supervisor's environment.
+    auto set_over = [&](const std::string& key, const std::optional<int>& value) {
+      if (!value) return;
+      std::erase_if(sc.env, [&](const std::string& e) { return e.rfind(key + "=", 0) == 0; });
+      set(key, std::to_string(*value));
+    };
+    set_over("ASYA_CONCURRENCY", a.sidecar.concurrency);
+    set_over("ASYA_MAX_DELIVERIES", a.sidecar.max_deliveries);
   }
   sc.working_dir = options_.paths.root.string();
   sc.log_path = (logs / fmt::format("{}.sidecar.log", replica->index)).string();

@@ -70,6 +70,9 @@ def test_cpp_echo_example_runs_the_built_binary(asya, repo):
     assert envelope["route"] == {"actors": ["echo"], "current": 1}
     runtime = asya.actor("echo")["processes"][0]["runtime"]
     assert os.readlink(f"/proc/{runtime}/exe") == str(binary.resolve())
+    # spec.sidecar reaches the sidecar's environment.
+    sidecar_env = process_environment(asya.actor("echo")["processes"][0]["sidecar"])
+    assert (sidecar_env["ASYA_CONCURRENCY"], sidecar_env["ASYA_MAX_DELIVERIES"]) == ("4", "3")
     out = asya.send("echo", "--payload", '"plain"', "--wait", "--timeout", 30)
     assert json.loads(out.stdout)["payload"] == "plain"
 

@@ -276,7 +276,7 @@ void Reader::read_metadata(const YAML::Node& node, int line, Actor& actor) {
 
 void Reader::read_spec(const YAML::Node& node, int line, Actor& actor) {
   if (!mapping(node, line, "spec",
-               {"transport", "replicas", "scaling", "timeout", "retry", "workload"}))
+               {"transport", "replicas", "scaling", "timeout", "retry", "sidecar", "workload"}))
     return;
   if (auto transport = node["transport"]) {
     static const std::vector<std::string> kTransports{"sqlite", "rabbitmq", "sqs"};
@@ -294,6 +294,18 @@ void Reader::read_spec(const YAML::Node& node, int line, Actor& actor) {
   if (auto scaling = node["scaling"]) read_scaling(scaling, line, actor);
   if (auto timeout = node["timeout"]) read_timeout(timeout, line, actor);
   if (auto retry = node["retry"]) read_retry(retry, line, actor);
+  if (auto sidecar = node["sidecar"]) {
+    if (mapping(sidecar, line, "spec.sidecar", {"concurrency", "maxDeliveries"})) {
+      if (auto n = sidecar["concurrency"]) {
+        if (auto v = integer(n, "spec.sidecar.concurrency", 1, 1024))
+          actor.sidecar.concurrency = *v;
+      }
+      if (auto n = sidecar["maxDeliveries"]) {
+        if (auto v = integer(n, "spec.sidecar.maxDeliveries", 1, 1'000'000))
+          actor.sidecar.max_deliveries = *v;
+      }
+    }
+  }
   if (auto workload = node["workload"]) {
     read_workload(workload, line, actor);
   } else {

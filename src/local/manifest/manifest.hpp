@@ -81,6 +81,13 @@ struct Retry {
   bool retries_processing_errors() const;
 };
 
+// spec.sidecar: settings of this actor's sidecars; unset fields keep the sidecar's defaults
+// (docs/configuration.md).
+struct SidecarSettings {
+  std::optional<int> concurrency;     // ASYA_CONCURRENCY: messages processed at once, 1-1024
+  std::optional<int> max_deliveries;  // ASYA_MAX_DELIVERIES: poison-message limit, 1-1000000
+};
+
 struct Actor {
   std::string name;                  // metadata.name: the actor and its queue asya-<name>
   std::string file;                  // manifest file it came from
@@ -90,6 +97,7 @@ struct Actor {
   Scaling scaling;
   Timeouts timeout;
   Retry retry;
+  SidecarSettings sidecar;
   std::string handler_mode = "payload";  // payload | envelope (ASYA_HANDLER_MODE of the runtime)
   // spec.workload.kind: Deployment | StatefulSet. Kubernetes only; `asya up` ignores it.
   std::string workload_kind = "Deployment";

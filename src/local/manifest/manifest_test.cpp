@@ -393,6 +393,25 @@ TEST(Manifest, ResourceWithoutKindIsAnError) {
                              "kind: AsyncActor"});
 }
 
+TEST(Manifest, SidecarSettings) {
+  auto r = load_text(actor_yaml("s", "  sidecar: {concurrency: 4, maxDeliveries: 3}\n"), "s.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_EQ(r.actors[0].sidecar.concurrency, 4);
+  EXPECT_EQ(r.actors[0].sidecar.max_deliveries, 3);
+  auto d = load_text(actor_yaml("d"), "d.yaml");
+  EXPECT_FALSE(d.actors.at(0).sidecar.concurrency.has_value());
+  EXPECT_FALSE(d.actors.at(0).sidecar.max_deliveries.has_value());
+  auto bad = load_text(
+      actor_yaml("b", "  sidecar: {concurrency: 0, maxDeliveries: x, threads: 2}\n"), "b.yaml");
+  EXPECT_EQ(messages(bad),
+            (std::vector<std::string>{
+                "b.yaml:6: spec.sidecar.threads: unknown field; allowed here: concurrency, "
+                "maxDeliveries",
+                "b.yaml:6: spec.sidecar.concurrency: 0 is out of range; use an integer from 1 to "
+                "1024",
+                "b.yaml:6: spec.sidecar.maxDeliveries: expected an integer, got \"x\""}));
+}
+
 class ManifestFiles : public ::testing::Test {
  protected:
   void SetUp() override {
