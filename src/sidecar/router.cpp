@@ -63,13 +63,46 @@ std::chrono::milliseconds Router::backoff(int attempt) const {
   return milliseconds(static_cast<std::int64_t>(static_cast<double>(delay) * factor));
 }
 
+std::string Router::error_body(const envelope::Envelope& in, const envelope::ErrorInfo& info,
+                               std::size_t limit) const {
+  if (limit == 0) limit = options_.max_message_bytes;
+  std::string body = envelope::build_error(in, options_.actor, info);
+  if (body.size() <= limit) return body;
+  // Too large with the original payload (an input close to the limit): say how large it was
+  // instead, so the error still reaches error-end rather than failing every send forever.
+  const std::size_t payload_bytes = in.payload_raw.size();
+  const std::string truncated =
+      fmt::format(R"({{"truncated":true,"size_bytes":{}}})", payload_bytes);
+  envelope::Envelope smaller = in;
+  smaller.payload_raw = truncated;
+  envelope::ErrorInfo noted = info;
+  noted.message += fmt::format(
+      " (original_payload of {} bytes replaced by {{\"truncated\": true, \"size_bytes\": {}}}: "
+      "the error envelope was {} bytes, more than the transport's limit of {} bytes)",
+      payload_bytes, payload_bytes, body.size(), limit);
+  body = envelope::build_error(smaller, options_.actor, noted);
+  if (body.size() <= limit) return body;
+  // Still too large: the headers or unknown fields are what is big. Keep id, route and deadline.
+  std::size_t before = body.size();
+  smaller.headers_raw = {};
+  smaller.unknown_fields.clear();
+  noted.message += fmt::format(
+      "; headers and unknown fields dropped too (the envelope was still {} bytes)", before);
+  return envelope::build_error(smaller, options_.actor, noted);
+}
+
+Outgoing Router::error_outgoing(const envelope::Envelope& in, envelope::ErrorInfo info) const {
+  Outgoing out = outgoing(options_.error_end_queue, error_body(in, info),
+                          std::chrono::milliseconds(0), MessageType::kErrorEnd);
+  out.error = std::move(info);
+  return out;
+}
+
 Decision Router::to_error_end(const envelope::Envelope& in, std::string code,
                               std::string message) const {
   envelope::ErrorInfo info{code, std::move(message), code, ""};
   Decision d;
-  d.sends.push_back(outgoing(options_.error_end_queue,
-                             envelope::build_error(in, options_.actor, info),
-                             std::chrono::milliseconds(0), MessageType::kErrorEnd));
+  d.sends.push_back(error_outgoing(in, std::move(info)));
   d.status = "error";
   d.failure = std::move(code);
   return d;
@@ -127,9 +160,7 @@ Decision Router::failure_with_retry(const envelope::Envelope& in, std::string co
   envelope::ErrorInfo info{code, std::move(message), type.empty() ? code : std::move(type),
                            std::move(traceback)};
   Decision d;
-  d.sends.push_back(outgoing(options_.error_end_queue,
-                             envelope::build_error(in, options_.actor, info),
-                             std::chrono::milliseconds(0), MessageType::kErrorEnd));
+  d.sends.push_back(error_outgoing(in, std::move(info)));
   d.status = "error";
   d.failure = std::move(code);
   return d;
@@ -184,9 +215,7 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       envelope::ErrorInfo info{item.error_code, item.error_message,
                                item.error_type.empty() ? item.error_code : item.error_type,
                                item.error_traceback};
-      d.sends.push_back(outgoing(options_.error_end_queue,
-                                 envelope::build_error(in, options_.actor, info),
-                                 std::chrono::milliseconds(0), MessageType::kErrorEnd));
+      d.sends.push_back(error_outgoing(in, std::move(info)));
       d.status = "error";
       d.failure = item.error_code;
       continue;
@@ -220,10 +249,26 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
                           const envelope::Envelope* in, const Decision& decision,
                           const SendHooks& hooks) const {
   Settlement result;
-  for (const Outgoing& out : decision.sends) {
-    if (hooks.before_send) hooks.before_send(out);
+  for (const Outgoing& planned : decision.sends) {
+    if (hooks.before_send) hooks.before_send(planned);
     auto started = std::chrono::steady_clock::now();
-    Status st = transport.send(out.queue, out.body, out.delay);
+    Status st = transport.send(planned.queue, planned.body, planned.delay);
+    const Outgoing* sent_as = &planned;
+    Outgoing rebuilt;
+    if (!st && in && planned.error && st.message().starts_with("message_too_large")) {
+      // The transport's own limit is below what the router was told (or counts more than the
+      // body): rebuild the error envelope to fit under the body size it just refused.
+      rebuilt = planned;
+      std::size_t limit = transport.max_message_bytes() < planned.body.size()
+                              ? transport.max_message_bytes()
+                              : planned.body.size() - 1;
+      rebuilt.body = error_body(*in, *planned.error, std::max<std::size_t>(limit, 1));
+      if (rebuilt.body.size() < planned.body.size()) {
+        st = transport.send(rebuilt.queue, rebuilt.body, rebuilt.delay);
+        sent_as = &rebuilt;
+      }
+    }
+    const Outgoing& out = *sent_as;
     if (hooks.after_send)
       hooks.after_send(
           out, std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count(),
@@ -234,8 +279,10 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
     }
     if (in && st.message().starts_with("message_too_large") && out.type != MessageType::kErrorEnd) {
       // Outputs sent before this one stay sent (at-least-once; their ids make duplicates visible).
-      Settlement replaced = settle(transport, delivery, nullptr,
-                                   error_end(*in, "message_too_large", st.message()), hooks);
+      // Error-end sends are never replaced again (only rebuilt smaller), so this cannot recurse
+      // further.
+      Settlement replaced =
+          settle(transport, delivery, in, error_end(*in, "message_too_large", st.message()), hooks);
       replaced.sent += result.sent;
       replaced.too_large = true;
       return replaced;

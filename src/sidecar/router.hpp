@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "envelope/build.hpp"
 #include "envelope/envelope.hpp"
 #include "transport/transport.hpp"
 #include "wire/runtime_client.hpp"
@@ -29,12 +30,16 @@ struct Outgoing {
   std::string body;
   std::chrono::milliseconds delay{0};
   MessageType type = MessageType::kRoute;
-  // Fan-out children with index >= 1 are announced to the gateway (PROTOCOL §7) before they are
-  // sent; for them `fanout_child` is true and id/actors/current describe the child.
+  // Fan-out children with index >= 1 are announced to the gateway (PROTOCOL §7) before any output
+  // of the message is sent; for them `fanout_child` is true and id/actors/current describe the
+  // child.
   bool fanout_child = false;
   std::string id;
   std::vector<std::string> actors;
   std::size_t current = 0;
+  // Error-end sends built from a parsed input: the error the envelope carries, so settle() can
+  // rebuild it smaller (original_payload truncated) when the transport refuses it as too large.
+  std::optional<envelope::ErrorInfo> error;
 };
 
 // What to do with the input once every send succeeded. (If a send fails the worker nacks
@@ -115,11 +120,20 @@ class Router {
   // returns only once durable), then acks or nacks as decided. If a send fails, the input is
   // nacked (redelivered later with its delivery count + 1: at-least-once) and the remaining
   // outputs are not sent; if the transport refuses an output as message_too_large, the input goes
-  // to error-end with message_too_large instead (needs `in`). Ack happens only after every send
-  // succeeded.
+  // to error-end with message_too_large instead (needs `in`). If it refuses an error envelope as
+  // too large, the envelope is rebuilt with original_payload replaced by
+  // {"truncated": true, "size_bytes": N} (see error_body) and sent again, so an error always
+  // reaches error-end. Ack happens only after every send succeeded.
   Settlement settle(transport::Transport& transport, const transport::Delivery& delivery,
                     const envelope::Envelope* in, const Decision& decision,
                     const SendHooks& hooks = {}) const;
+
+  // The error envelope for `in` (envelope::build_error), made to fit max_message_bytes: when the
+  // full envelope is larger, original_payload becomes {"truncated": true, "size_bytes": N} and
+  // details.message says so; when even that is too large, headers and unknown fields are dropped
+  // too. `limit` overrides max_message_bytes (0: use it).
+  std::string error_body(const envelope::Envelope& in, const envelope::ErrorInfo& info,
+                         std::size_t limit = 0) const;
 
   // Retry delay before attempt `attempt` + 1: retry_backoff doubled (attempt - 1) times, capped
   // by retry_backoff_max, then scaled by a jitter factor in [0.5, 1).
@@ -128,6 +142,7 @@ class Router {
   const RouterOptions& options() const { return options_; }
 
  private:
+  Outgoing error_outgoing(const envelope::Envelope& in, envelope::ErrorInfo info) const;
   Decision to_error_end(const envelope::Envelope& in, std::string code, std::string message) const;
   Decision failure_with_retry(const envelope::Envelope& in, std::string code, std::string message,
                               std::string type, std::string traceback) const;
