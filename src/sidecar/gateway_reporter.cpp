@@ -4,6 +4,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "envelope/envelope.hpp"
 
 namespace asya::sidecar {
@@ -21,6 +23,55 @@ void append_actors(std::string& out, const std::vector<std::string>& actors) {
 std::size_t discard(char*, std::size_t size, std::size_t count, void*) {
   return size * count;
 }
+
+struct PostOutcome {
+  CURLcode code = CURLE_OK;
+  long http_status = 0;
+  bool ok() const { return code == CURLE_OK && http_status >= 200 && http_status < 300; }
+  // A 4xx other than 408/429 will not get better by retrying.
+  bool permanent() const {
+    return code == CURLE_OK && http_status >= 400 && http_status < 500 && http_status != 408 &&
+           http_status != 429;
+  }
+  std::string describe() const {
+    return code == CURLE_OK ? fmt::format("HTTP {}", http_status)
+                            : std::string(curl_easy_strerror(code));
+  }
+};
+
+PostOutcome perform_post(CURL* curl, curl_slist* headers, const std::string& url,
+                         std::string_view body, std::chrono::milliseconds timeout) {
+  long timeout_ms = std::max<long>(1, static_cast<long>(timeout.count()));
+  curl_easy_reset(curl);
+  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
+  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
+  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
+  PostOutcome outcome;
+  outcome.code = curl_easy_perform(curl);
+  if (outcome.code == CURLE_OK)
+    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &outcome.http_status);
+  return outcome;
+}
+
+curl_slist* json_headers() {
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  return curl_slist_append(headers, "Expect:");
+}
+
+// One libcurl handle per calling thread for post_now(), so its connection is reused.
+struct ThreadCurl {
+  CURL* curl = curl_easy_init();
+  curl_slist* headers = json_headers();
+  ~ThreadCurl() {
+    curl_slist_free_all(headers);
+    curl_easy_cleanup(curl);
+  }
+};
 
 }  // namespace
 
@@ -120,10 +171,31 @@ void GatewayReporter::stop(std::chrono::milliseconds grace) {
   thread_.join();
 }
 
+bool GatewayReporter::post_now(const std::string& path, const std::string& body,
+                               std::chrono::milliseconds budget, int attempts) const {
+  using Clock = std::chrono::steady_clock;
+  thread_local ThreadCurl handle;
+  if (!handle.curl) return false;
+  const std::string url = options_.base_url + path;
+  const auto deadline = Clock::now() + budget;
+  for (int attempt = 1; attempt <= attempts; ++attempt) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) break;
+    // The first try gets half the budget when a retry remains, so a hung gateway leaves time for
+    // it.
+    auto timeout = attempt < attempts ? left / 2 : left;
+    PostOutcome outcome = perform_post(handle.curl, handle.headers, url, body, timeout);
+    if (outcome.ok()) return true;
+    spdlog::debug("gateway POST {} failed (attempt {}/{}): {}", url, attempt, attempts,
+                  outcome.describe());
+    if (outcome.permanent()) break;
+  }
+  return false;
+}
+
 void GatewayReporter::run() {
   CURL* curl = curl_easy_init();
-  struct curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  headers = curl_slist_append(headers, "Expect:");
+  curl_slist* headers = json_headers();
   for (;;) {
     Report report;
     {
@@ -140,30 +212,14 @@ void GatewayReporter::run() {
     bool delivered = false;
     auto delay = options_.retry_delay;
     for (int attempt = 1; attempt <= options_.max_attempts && !delivered; ++attempt) {
-      curl_easy_reset(curl);
-      curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-      curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDS, report.body.data());
-      curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE,
-                       static_cast<curl_off_t>(report.body.size()));
-      curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, static_cast<long>(options_.timeout.count()));
-      curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS,
-                       static_cast<long>(options_.timeout.count()));
-      curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-      curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
-      CURLcode rc = curl_easy_perform(curl);
-      long status = 0;
-      if (rc == CURLE_OK) curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
-      if (rc == CURLE_OK && status >= 200 && status < 300) {
+      PostOutcome outcome = perform_post(curl, headers, url, report.body, options_.timeout);
+      if (outcome.ok()) {
         delivered = true;
         break;
       }
-      // A 4xx other than 408/429 will not get better by retrying.
-      bool permanent =
-          rc == CURLE_OK && status >= 400 && status < 500 && status != 408 && status != 429;
-      spdlog::debug(
-          "gateway report POST {} failed (attempt {}/{}): {}", url, attempt, options_.max_attempts,
-          rc == CURLE_OK ? fmt::format("HTTP {}", status) : std::string(curl_easy_strerror(rc)));
+      bool permanent = outcome.permanent();
+      spdlog::debug("gateway report POST {} failed (attempt {}/{}): {}", url, attempt,
+                    options_.max_attempts, outcome.describe());
       if (permanent) break;
       if (attempt < options_.max_attempts) {
         std::unique_lock lock(mutex_);

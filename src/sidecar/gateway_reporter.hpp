@@ -1,6 +1,8 @@
 // Progress, fan-out and final reports to the gateway (PROTOCOL §7). post() never blocks: reports
 // go to a bounded queue drained by one background thread with libcurl (short timeouts, bounded
 // retries). When the queue is full the report is dropped (and counted), never the message.
+// post_now() is the one synchronous call, for fan-out announcements that must reach the gateway
+// before any output of the message is published.
 #pragma once
 
 #include <chrono>
@@ -53,6 +55,14 @@ class GatewayReporter {
   // Queues `POST base_url + path` with a JSON body. Never blocks; thread-safe. Returns false
   // when the report was dropped because the queue is full.
   bool post(std::string path, std::string body);
+
+  // Sends `POST base_url + path` on the calling thread and waits for the answer: at most
+  // `attempts` tries (a 4xx other than 408/429 is not retried), all within `budget` in total.
+  // Returns true on a 2xx answer, false otherwise (the caller decides what to do; nothing is
+  // counted here). Thread-safe; each calling thread keeps its own connection, so a worker's
+  // consecutive calls reuse it.
+  bool post_now(const std::string& path, const std::string& body, std::chrono::milliseconds budget,
+                int attempts) const;
 
   // Waits up to `grace` for the queue to drain, then stops the thread (remaining reports are
   // dropped and counted). Idempotent.

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 
 namespace asya::sidecar {
@@ -54,6 +58,44 @@ TEST(GatewayReporter, UnreachableGatewayDropsReportsWithoutBlocking) {
   reporter.stop(5s);
   EXPECT_EQ(dropped.load(), 50);  // every report dropped: queue full, or failed after retries
   EXPECT_GE(accepted, 2);
+}
+
+// A socket that listens but never accepts: connects succeed, answers never come.
+struct SilentServer {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  int port = 0;
+  SilentServer() {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd, 16), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+  }
+  ~SilentServer() { close(fd); }
+};
+
+TEST(GatewayReporter, PostNowGivesUpWithinItsBudgetWhenTheGatewayHangs) {
+  SilentServer server;
+  GatewayReporterOptions o;
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port);
+  GatewayReporter reporter(o);
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 300ms, 2));
+  auto took = std::chrono::steady_clock::now() - started;
+  EXPECT_GE(took, 250ms);
+  EXPECT_LT(took, 1500ms);
+}
+
+TEST(GatewayReporter, PostNowFailsFastWhenNothingListens) {
+  GatewayReporterOptions o;
+  o.base_url = "http://127.0.0.1:1";
+  GatewayReporter reporter(o);
+  auto started = std::chrono::steady_clock::now();
+  EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 2s, 2));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
 }
 
 }  // namespace

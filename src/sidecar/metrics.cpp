@@ -106,6 +106,16 @@ struct Metrics::Impl {
                                                          .Name("asya_actor_gateway_reports_total")
                                                          .Help("Gateway reports, sent or dropped")
                                                          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& announcements =
+      BuildCounter()
+          .Name("asya_actor_gateway_announcements_total")
+          .Help("Fan-out children announced to the gateway before publishing, sent or failed")
+          .Register(*registry);
+  prometheus::Family<prometheus::Counter>& lease_extensions =
+      BuildCounter()
+          .Name("asya_actor_lease_extensions_total")
+          .Help("Leases extended for messages processed longer than half the visibility timeout")
+          .Register(*registry);
 
   prometheus::Counter* received_c;
   prometheus::Histogram* processing_h;
@@ -125,6 +135,10 @@ struct Metrics::Impl {
     poison.Add({{"queue", queue}});
     reports.Add({{"result", "sent"}});
     reports.Add({{"result", "dropped"}});
+    announcements.Add({{"result", "sent"}});
+    announcements.Add({{"result", "failed"}});
+    lease_extensions.Add({{"queue", queue}, {"result", "ok"}});
+    lease_extensions.Add({{"queue", queue}, {"result", "failed"}});
   }
 };
 
@@ -183,6 +197,14 @@ void Metrics::gateway_report_sent() {
 }
 void Metrics::gateway_report_dropped() {
   impl_->reports.Add({{"result", "dropped"}}).Increment();
+}
+
+void Metrics::gateway_announcement(bool sent) {
+  impl_->announcements.Add({{"result", sent ? "sent" : "failed"}}).Increment();
+}
+void Metrics::lease_extension(bool ok) {
+  impl_->lease_extensions.Add({{"queue", impl_->queue}, {"result", ok ? "ok" : "failed"}})
+      .Increment();
 }
 
 std::string Metrics::serialize() const {

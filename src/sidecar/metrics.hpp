@@ -39,6 +39,12 @@ class Metrics {
   void poison();                                    // asya_actor_poison_messages_total
   void gateway_report_sent();                       // asya_actor_gateway_reports_total{result}
   void gateway_report_dropped();
+  // asya_actor_gateway_announcements_total{result="sent"|"failed"}: synchronous fan-out
+  // announcements (POST /envelopes before any output is published).
+  void gateway_announcement(bool sent);
+  // asya_actor_lease_extensions_total{queue,result="ok"|"failed"}: leases extended while a
+  // message took longer than half the visibility timeout.
+  void lease_extension(bool ok);
 
   // Prometheus text exposition format 0.0.4.
   std::string serialize() const;

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -26,6 +27,12 @@ namespace asya::sidecar {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Fan-out announcements (PROTOCOL §7) wait for the gateway at most this long per child, in at most
+// this many tries; a child that is not accepted in time is announced in the background instead.
+constexpr std::chrono::milliseconds kAnnounceBudget = 2s;
+constexpr int kAnnounceAttempts = 2;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -63,10 +70,12 @@ class StopState {
   int exit_code_ = 0;
 };
 
-// What the main thread needs to nack a message a worker did not finish within the grace period.
+// What the main thread needs to nack a message a worker did not finish within the grace period,
+// and the lease keeper to extend the lease of a message that takes long.
 struct Slot {
   std::mutex mutex;
   const transport::Delivery* in_flight = nullptr;
+  Clock::time_point lease_since;  // when in_flight's lease was taken or last extended
   bool abandoned = false;
   std::atomic<bool> finished{false};
   std::atomic<bool> runtime_ready{false};
@@ -88,6 +97,17 @@ class Runner {
   // abandoned (shutdown grace passed) and nothing was done.
   bool execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
                const Decision& decision);
+  // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
+  // each answer, so the gateway knows all branches before any output can reach an end actor.
+  void announce_fanout(const envelope::Envelope& in, const Decision& decision);
+  // Extends the lease of every in-flight message held longer than half the visibility timeout,
+  // until leases_stop_ is requested. Runs on its own thread.
+  void keep_leases();
+  void begin(Slot& slot, const transport::Delivery& delivery) {
+    std::lock_guard lock(slot.mutex);
+    slot.in_flight = &delivery;
+    slot.lease_since = Clock::now();
+  }
   void report(std::string path, std::string body) {
     if (reporter_) reporter_->post(std::move(path), std::move(body));
   }
@@ -101,6 +121,7 @@ class Runner {
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
   StopState stop_;
+  StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::atomic<bool> transport_ok_{false};
 };
@@ -185,6 +206,7 @@ int Runner::run() {
       config_.is_end_actor ? (config_.is_error_end() ? "error-end" : "happy-end") : "actor", input,
       transport_->name(), config_.concurrency, config_.socket_path);
 
+  std::thread lease_thread([this] { keep_leases(); });
   std::vector<std::thread> workers;
   for (auto& slot : slots_) workers.emplace_back([this, s = slot.get()] { worker(*s); });
 
@@ -222,6 +244,8 @@ int Runner::run() {
     std::_Exit(exit_code);
   }
   for (auto& t : workers) t.join();
+  leases_stop_.request(kExitOk);
+  lease_thread.join();
   signal_thread.join();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
   if (server) server->stop();
@@ -279,10 +303,7 @@ void Runner::worker(Slot& slot) {
 void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
                            std::string& response, bool& need_ready) {
   auto started = Clock::now();
-  {
-    std::lock_guard lock(slot.mutex);
-    slot.in_flight = &delivery;
-  }
+  begin(slot, delivery);
   metrics_.received();
   metrics_.active_add(1);
   metrics_.envelope_size("received", delivery.body.size());
@@ -352,15 +373,62 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   }
 }
 
+void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {
+  bool gateway_failed = false;
+  for (const Outgoing& out : decision.sends) {
+    if (!out.fanout_child) continue;
+    std::string body = fanout_body(out.id, in.id, out.actors, out.current);
+    if (!gateway_failed &&
+        reporter_->post_now("/envelopes", body, kAnnounceBudget, kAnnounceAttempts)) {
+      metrics_.gateway_announcement(true);
+      continue;
+    }
+    if (!gateway_failed) {
+      gateway_failed = true;
+      spdlog::warn(
+          "gateway {} did not accept the announcement of fan-out child {} within {} ({} tries): "
+          "publishing the outputs anyway and announcing the remaining children in the "
+          "background, so the gateway may report the job before every branch ended",
+          config_.gateway_url, out.id, format_duration(kAnnounceBudget), kAnnounceAttempts);
+    }
+    metrics_.gateway_announcement(false);
+    report("/envelopes", std::move(body));
+  }
+}
+
+void Runner::keep_leases() {
+  const std::chrono::milliseconds visibility = config_.visibility_timeout;
+  const auto tick = std::clamp<std::chrono::milliseconds>(visibility / 4, 10ms, 30s);
+  while (!leases_stop_.wait_for(tick)) {
+    for (auto& slot : slots_) {
+      std::lock_guard lock(slot->mutex);
+      if (!slot->in_flight || slot->abandoned) continue;
+      auto now = Clock::now();
+      if (now - slot->lease_since < visibility / 2) continue;
+      Status st = transport_->extend_lease(*slot->in_flight, visibility);
+      metrics_.lease_extension(st.ok());
+      if (st) {
+        slot->lease_since = now;
+        spdlog::debug("extended the lease of a message in progress on {} by {}",
+                      slot->in_flight->queue, format_duration(visibility));
+      } else {
+        spdlog::warn(
+            "cannot extend the lease of a message in progress on {} (ASYA_VISIBILITY_TIMEOUT={}): "
+            "{}; it may be delivered again meanwhile",
+            slot->in_flight->queue, format_duration(visibility), st.message());
+      }
+    }
+  }
+}
+
 bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
                      const Decision& decision) {
+  // Before taking the slot's lock: announcing may wait for the gateway, and neither the lease
+  // keeper nor the shutdown path should wait with it.
+  if (reporter_ && in) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
   SendHooks hooks;
-  hooks.before_send = [&](const Outgoing& out) {
-    if (out.fanout_child && in)
-      report("/envelopes", fanout_body(out.id, in->id, out.actors, out.current));
-  };
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
     if (st) {
@@ -382,10 +450,7 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
 
 void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
   auto started = Clock::now();
-  {
-    std::lock_guard lock(slot.mutex);
-    slot.in_flight = &delivery;
-  }
+  begin(slot, delivery);
   metrics_.received();
   metrics_.active_add(1);
   metrics_.envelope_size("received", delivery.body.size());

@@ -60,6 +60,13 @@ def slow(payload):
     return payload
 
 
+def slow_counted(payload):
+    """Marks every call (call-<tag>-<ns>), sleeps payload["sleep"] seconds, echoes."""
+    _mark("call-%s-%d" % (payload.get("tag", "x"), time.time_ns()))
+    time.sleep(float(payload.get("sleep", 0.2)))
+    return payload
+
+
 def big(payload):
     return payload
 

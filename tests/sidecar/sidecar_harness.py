@@ -340,17 +340,22 @@ def pytest_runtest_makereport(item, call):
 
 
 class RecordingGateway:
-    """A tiny HTTP server recording every POST (path, parsed JSON body)."""
+    """A tiny HTTP server recording every POST (path, parsed JSON body). `on_post(path, body)`, when
+    set, runs before the request is recorded and answered (e.g. to play a slow gateway and look at
+    the queues meanwhile)."""
 
     def __init__(self):
         self.requests = []
         self.lock = threading.Lock()
+        self.on_post = None
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
+                if outer.on_post:
+                    outer.on_post(self.path, json.loads(body))
                 with outer.lock:
                     outer.requests.append((self.path, json.loads(body)))
                 reply = b'{"status":"ok"}'

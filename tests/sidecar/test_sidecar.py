@@ -266,11 +266,14 @@ def _max_overlap(cluster, count):
 
 @pytest.mark.parametrize("concurrency", [4, 1])
 def test_concurrency_processes_messages_in_parallel(cluster, concurrency):
-    cluster.actor("work", "slow", env={"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true"})
+    actor = cluster.actor("work", "slow", env={"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true"},
+                          start_sidecar=False)
     for i in range(40):
         cluster.queues.send("asya-work", envelope("c%d" % i, ["work"], payload={"tag": "c%d" % i, "sleep": 0.2}))
-    # 40 x 200 ms needs at least 8 s with one worker; four workers need about 2 s.
+    # 40 x 200 ms needs at least 8 s with one worker; four workers need about 2 s. The clock starts
+    # before the sidecar does (the sends can take seconds on a loaded machine).
     deadline = time.monotonic() + 7.5
+    actor.start_sidecar()
     done = []
     while time.monotonic() < deadline and len(done) < 40:
         done += cluster.queues.recv(HAPPY, 40 - len(done), wait=min(1.0, max(0.0, deadline - time.monotonic())))
@@ -424,3 +427,93 @@ def test_output_over_the_transport_limit_goes_to_error_end_as_message_too_large(
     assert out["payload"]["original_payload"] == {"data": data}
     assert cluster.queues.recv(HAPPY, wait=0) == []
     wait_for(lambda: cluster.queues.empty("asya-grow"), 20, "asya-grow to be empty (input acked)")
+
+
+def test_error_of_an_input_near_the_size_limit_reaches_error_end_with_a_truncated_payload(cluster):
+    # The error envelope embeds original_payload, so for an input close to the limit it would be
+    # larger than the transport accepts; it is sent with the payload replaced by its size instead.
+    env = {} if cluster.transport == "sqs" else {"ASYA_MAX_MESSAGE_BYTES": "256KiB"}
+    cluster.actor("bad", "fail", env=env)
+    payload = {"why": "near the limit", "data": "x" * (256 * 1024 - 300)}
+    cluster.queues.send("asya-bad", envelope("NL", ["bad"], payload=payload, headers={"h": "kept"}))
+    out = only(cluster.queues.collect(ERROR, 1, timeout=60))
+    assert out["id"] == "NL"
+    p = out["payload"]
+    assert p["error"] == "processing_error"
+    assert p["original_payload"] == {"truncated": True, "size_bytes": len(json.dumps(payload, separators=(",", ":")))}
+    assert "boom: near the limit" in p["details"]["message"]
+    assert "original_payload of" in p["details"]["message"] and "truncated" in p["details"]["message"]
+    assert out["headers"]["h"] == "kept"
+    wait_for(lambda: cluster.queues.empty("asya-bad"), 20, "asya-bad to be empty (input acked)")
+
+
+# --- gateway announcements of fan-out children (PROTOCOL §7) ---
+
+def test_fan_out_children_are_announced_before_any_output_is_published(cluster, gateway):
+    seen = []
+
+    def slow_announcement(path, body):
+        if path == "/envelopes":
+            # A slow gateway: the sidecar must wait for this answer before it publishes anything.
+            time.sleep(0.3)
+            seen.append((body["id"], cluster.queues.stats(HAPPY)))
+    gateway.on_post = slow_announcement
+    actor = cluster.actor("split", "fanout", env={"ASYA_GATEWAY_URL": gateway.url})
+    cluster.queues.send("asya-split", envelope("O", ["split"], payload={"n": 3}))
+    outs = sorted(m["json"]["id"] for m in cluster.queues.collect(HAPPY, 3))
+    assert outs == ["O", "O-1", "O-2"]
+    assert [child for child, _ in seen] == ["O-1", "O-2"]
+    for child, stats in seen:
+        assert stats["ready"] == 0 and stats["in_flight"] == 0, (child, stats)
+    announced = [body for path, body in gateway.snapshot() if path == "/envelopes"]
+    assert announced == [{"id": "O-1", "parent_id": "O", "actors": ["split"], "current": 1},
+                         {"id": "O-2", "parent_id": "O", "actors": ["split"], "current": 1}]
+    assert 'asya_actor_gateway_announcements_total{result="sent"} 2' in actor.metrics()
+
+
+@pytest.mark.parametrize("gateway_state", ["closed", "hanging"])
+def test_fan_out_is_published_when_the_gateway_cannot_take_announcements(cluster, gateway_state):
+    import socket
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    if gateway_state == "hanging":
+        listener.listen(16)  # connects succeed, no answer ever comes
+    port = listener.getsockname()[1]
+    try:
+        if gateway_state == "closed":
+            listener.close()  # nothing listens on the port any more
+        actor = cluster.actor("split", "fanout", env={"ASYA_GATEWAY_URL": "http://127.0.0.1:%d" % port})
+        started = time.monotonic()
+        cluster.queues.send("asya-split", envelope("U", ["split"], payload={"n": 3}))
+        outs = sorted(m["json"]["id"] for m in cluster.queues.collect(HAPPY, 3, timeout=30))
+        assert outs == ["U", "U-1", "U-2"]
+        # Bounded: one child waits at most the 2 s budget, the rest go to the background queue.
+        assert time.monotonic() - started < 15
+        text = wait_for(lambda: (lambda t: t if 'asya_actor_gateway_announcements_total{result="failed"} 2' in t
+                                 else None)(actor.metrics()), 10, "two failed announcements counted")
+        assert 'asya_actor_gateway_announcements_total{result="sent"} 0' in text
+        assert "did not accept the announcement of fan-out child U-1" in actor.sidecar.text()
+        wait_for(lambda: cluster.queues.empty("asya-split"), 10, "asya-split to be empty (input acked)")
+    finally:
+        listener.close()
+
+
+# --- lease extension ---
+
+def test_lease_is_extended_while_a_handler_runs_longer_than_the_visibility_timeout(cluster):
+    if cluster.transport == "rabbitmq":
+        pytest.skip("RabbitMQ has no leases: an unacked message is never redelivered to a live consumer")
+    # Two workers: if the lease expired, the second one would receive the message again.
+    actor = cluster.actor("work", "slow_counted", env={"ASYA_VISIBILITY_TIMEOUT": "1s", "ASYA_CONCURRENCY": "2",
+                                                       "ASYA_HANDLER_THREAD_SAFE": "true",
+                                                       "ASYA_RUNTIME_TIMEOUT": "1m"})
+    cluster.queues.send("asya-work", envelope("LX", ["work"], payload={"tag": "lx", "sleep": 3.5}))
+    out = only(cluster.queues.collect(HAPPY, 1, timeout=30))
+    assert out["id"] == "LX"
+    assert len(cluster.markers_named("call-lx-")) == 1
+    assert cluster.queues.empty("asya-work")
+    assert cluster.queues.recv(HAPPY, wait=0) == []
+    text = actor.metrics()
+    extended = [line for line in text.splitlines()
+                if line.startswith('asya_actor_lease_extensions_total{queue="asya-work",result="ok"}')]
+    assert extended and float(extended[0].split()[-1]) >= 3, extended
