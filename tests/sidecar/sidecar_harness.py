@@ -206,7 +206,7 @@ class Actor:
             "ASYA_RESULT_STORE": "file://" + str(cluster.results),
         })
         if handler:
-            self.env["ASYA_HANDLER"] = "handlers." + handler
+            self.env["ASYA_HANDLER"] = cluster.handler_module + "." + handler
         self.env.update(env or {})
         self.runtime_cmd = runtime_cmd or [sys.executable, str(RUNTIME)]
         self.runtime = None
@@ -275,8 +275,13 @@ class Actor:
 
 
 class Cluster:
-    def __init__(self, transport, build, tmp, extra_env=None):
+    """The processes of one test on one transport. Handlers are `handler_module`.<name>, imported
+    from `handlers_dir` (default: this suite's handlers.py); other suites (tests/e2e_gateway) pass
+    their own."""
+
+    def __init__(self, transport, build, tmp, extra_env=None, handlers_dir=HERE, handler_module="handlers"):
         self.transport = transport
+        self.handler_module = handler_module
         self.tmp = tmp
         self.results = pathlib.Path(tmp) / "results"
         self.markers = pathlib.Path(tmp) / "markers"
@@ -290,7 +295,7 @@ class Cluster:
         self.env.update({
             "ASYA_TRANSPORT": transport,
             "ASYA_LOG_LEVEL": "info",
-            "PYTHONPATH": str(HERE),
+            "PYTHONPATH": str(handlers_dir),
             "PYTHONDONTWRITEBYTECODE": "1",
             "TEST_MARKER_DIR": str(self.markers),
             "TEST_TMP": str(tmp),

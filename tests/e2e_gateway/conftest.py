@@ -1,0 +1,134 @@
+"""Fixtures of the end-to-end gateway suite: one real asya-gateway, real sidecars with
+ASYA_GATEWAY_URL, real Python runtimes and the happy-end/error-end sidecars, all on one SQLite
+queue file in a temp dir. The process code is reused from tests/sidecar/sidecar_harness.py
+(Cluster, Actor) and tests/gateway/gateway_harness.py (Gateway); nothing is copied."""
+import pathlib
+import shutil
+import sys
+import tempfile
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+TESTS = HERE.parent
+for suite in ("sidecar", "gateway"):
+    if str(TESTS / suite) not in sys.path:
+        sys.path.insert(0, str(TESTS / suite))
+
+from gateway_harness import Gateway  # noqa: E402
+from sidecar_harness import Cluster, pytest_runtest_makereport  # noqa: E402,F401  (logs of failed tests)
+
+ROUTES = """
+defaults:
+  timeout: 30
+  progress: true
+tools:
+  - name: echo
+    description: Echo a message
+    parameters:
+      message: {type: string, required: true}
+    route: [echo]
+  - name: pipeline
+    description: Double, then add five (async)
+    parameters:
+      value: {type: integer, required: true}
+    route: [doubler, incrementer]
+    async: true
+  - name: pipeline_sync
+    description: Double, then add five
+    parameters:
+      value: {type: integer, required: true}
+    route: [doubler, incrementer]
+  - name: error
+    description: Always fails
+    parameters:
+      should_fail: {type: boolean, default: true}
+    route: [fail]
+  - name: fanout
+    description: One branch per count (async)
+    parameters:
+      count: {type: integer, required: true}
+    route: [fanout, branch]
+    async: true
+  - name: empty
+    description: Returns nothing
+    parameters:
+      message: {type: string}
+    route: [empty]
+  - name: timeout
+    description: Sleeps longer than its timeout
+    parameters:
+      sleep_seconds: {type: number, required: true}
+    route: [sleeper]
+    timeout: 2
+"""
+
+# actor name -> (handler, extra sidecar/runtime environment)
+ACTORS = {
+    "echo": ("echo", {"ASYA_CONCURRENCY": "4", "ASYA_HANDLER_THREAD_SAFE": "true"}),
+    "doubler": ("doubler", {}),
+    "incrementer": ("incrementer", {}),
+    "fail": ("fail", {}),
+    "fanout": ("fanout", {}),
+    "branch": ("branch", {}),
+    "empty": ("empty", {}),
+    "sleeper": ("sleeper", {}),
+}
+
+
+class Stack:
+    """The running system: `gateway` (gateway_harness.Gateway), `cluster` (sidecar_harness.Cluster)
+    and `results`, the directory of the file result store."""
+
+    def __init__(self, gateway, cluster):
+        self.gateway = gateway
+        self.cluster = cluster
+        self.results = cluster.results
+        self.url = gateway.url
+
+    def logs(self):
+        text = self.cluster.logs()
+        if self.gateway.log.exists():
+            text += "\n--- gateway\n" + self.gateway.log.read_text(errors="replace")[-4000:]
+        return text
+
+
+@pytest.fixture(scope="module")
+def stack(build_path):
+    tmp = tempfile.mkdtemp(prefix="asya-e2e-", dir="/tmp")  # short: Unix socket paths are limited
+    cluster = Cluster("sqlite", build_path, tmp, handlers_dir=HERE, handler_module="e2e_handlers")
+    gateway_binary = build_path / "src" / "gateway" / "asya-gateway"
+    if not gateway_binary.exists():
+        pytest.fail("%s is missing: build it first (ninja asya-gateway)" % gateway_binary)
+    gateway_dir = pathlib.Path(tmp) / "gateway"
+    gateway_dir.mkdir()
+    gateway = Gateway(gateway_binary, gateway_dir, ROUTES,
+                      {"ASYA_SQLITE_PATH": cluster.env["ASYA_SQLITE_PATH"], "ASYA_GATEWAY_POLL_INTERVAL": "200ms"})
+    report_to = {"ASYA_GATEWAY_URL": gateway.url}
+    gateway.start()
+    s = Stack(gateway, cluster)
+    try:
+        for name, (handler, env) in ACTORS.items():
+            cluster.actor(name, handler, env=dict(report_to, **env), start_sidecar=False)
+        for name in ("happy-end", "error-end"):
+            cluster.actor(name, runtime=False, env=report_to, start_sidecar=False)
+        for actor in cluster.actors:
+            actor.start_sidecar(wait_ready=False)
+        for actor in cluster.actors:
+            actor.wait_ready()
+        yield s
+    except BaseException:
+        sys.stderr.write(s.logs())
+        raise
+    finally:
+        cluster.stop()
+        gateway.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request, stack):
+    yield
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        sys.stderr.write(stack.logs())

@@ -1,0 +1,181 @@
+"""End to end through the real system: a client calls a tool on asya-gateway, the envelope
+crosses real sidecars and Python runtimes on the SQLite queue, the end actors store the result and
+report it, and the client gets it (REST, SSE, and MCP through the official TypeScript SDK).
+Cases after the published gateway+actors integration suite (research 11.G)."""
+import concurrent.futures
+import json
+import pathlib
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from gateway_harness import http_json, wait_until
+from sse import SseStream
+
+MCP_CLIENT = pathlib.Path(__file__).resolve().parent.parent / "gateway" / "mcp_client"
+
+
+def call(stack, name, arguments, timeout=60):
+    """POST /tools/call; returns the CallToolResult."""
+    status, result, _ = http_json("POST", stack.url + "/tools/call", {"name": name, "arguments": arguments},
+                                  timeout=timeout)
+    assert status == 200, result
+    return result
+
+
+def job(stack, job_id):
+    status, body, _ = http_json("GET", "%s/envelopes/%s" % (stack.url, job_id))
+    assert status == 200, body
+    return body
+
+
+def stored(stack, envelope_id, timeout=10):
+    path = stack.results / ("%s.json" % envelope_id)
+    wait_until(path.exists, timeout, "result file %s" % path)
+    return json.loads(path.read_text())
+
+
+def async_job(stack, name, arguments):
+    """Calls an async tool; returns (job id, the answer's structuredContent)."""
+    info = call(stack, name, arguments)["structuredContent"]
+    return info["job_id"], info
+
+
+def stream_events(stack, job_id, timeout=30):
+    stream = SseStream("%s/envelopes/%s/stream" % (stack.url, job_id), timeout=timeout)
+    assert stream.status == 200
+    try:
+        return [data for _, event, data in stream.events() if event == "update"]
+    finally:
+        stream.close()
+
+
+def test_echo_succeeds_and_the_result_store_holds_the_same_payload(stack):
+    status, answer, _ = http_json("POST", stack.url + "/tools/call",
+                                  {"name": "echo", "arguments": {"message": "Hello, World!"}}, timeout=60)
+    assert status == 200
+    assert answer["isError"] is False
+    assert answer["structuredContent"] == {"echoed": "Hello, World!"}
+    # The job id is the envelope id; find it through the stored result of this message.
+    files = [json.loads(p.read_text()) for p in stack.results.glob("*.json")]
+    mine = [f for f in files if f["payload"] == {"echoed": "Hello, World!"}]
+    assert len(mine) == 1, files
+    envelope = mine[0]
+    assert envelope["route"]["actors"] == ["echo"] and envelope["route"]["current"] == 1
+    record = job(stack, envelope["id"])
+    assert record["status"] == "succeeded"
+    assert record["result"] == envelope["payload"]
+    assert record["progress_percent"] == 100
+
+
+def test_two_actor_pipeline_streams_monotonic_progress_to_succeeded(stack):
+    job_id, info = async_job(stack, "pipeline", {"value": 10})
+    assert info["stream_url"] == "/envelopes/%s/stream" % job_id
+    events = stream_events(stack, job_id)
+    percents = [e["progress_percent"] for e in events]
+    assert percents == sorted(percents), percents
+    assert len(events) >= 3
+    assert {e["actor"] for e in events} & {"doubler", "incrementer"}
+    last = events[-1]
+    assert last["status"] == "succeeded" and last["progress_percent"] == 100
+    assert last["result"] == {"value": 25}
+    record = job(stack, job_id)
+    assert record["status"] == "succeeded" and record["result"] == {"value": 25}
+    assert record["total_actors"] == 2
+    assert stored(stack, job_id)["payload"] == {"value": 25}
+
+
+def test_error_tool_fails_with_the_error(stack):
+    answer = call(stack, "error", {"should_fail": True})
+    assert answer["isError"] is True
+    assert answer["content"][0]["text"] == "processing_error"
+    failure = answer["structuredContent"]
+    assert failure["status"] == "failed" and failure["error"] == "processing_error"
+    assert failure["error_details"]["type"] == "ValueError"
+    assert failure["error_details"]["message"] == "asked to fail: should_fail=True"
+    record = job(stack, failure["job_id"])
+    assert record["status"] == "failed" and record["error"] == "processing_error"
+    # error-end stored the error envelope under the job's id.
+    envelope = stored(stack, failure["job_id"])
+    assert envelope["route"] == {"actors": ["fail"], "current": 0,
+                                 "metadata": {"job_id": failure["job_id"], "tool": "error"}}
+    assert envelope["payload"]["error"] == "processing_error"
+    assert envelope["payload"]["original_payload"] == {"should_fail": True}
+
+
+def test_fan_out_succeeds_only_after_every_branch_ended(stack):
+    job_id, _ = async_job(stack, "fanout", {"count": 3})
+    events = stream_events(stack, job_id)
+    assert events[-1]["status"] == "succeeded"
+    assert [e for e in events if e["status"] in ("succeeded", "failed")] == [events[-1]]
+    # Branch i sleeps 0.4*i s; the job is final only once all three reached happy-end (each writes
+    # its result file before it reports).
+    for branch_id in (job_id, job_id + "-1", job_id + "-2"):
+        assert (stack.results / ("%s.json" % branch_id)).exists(), branch_id
+    record = job(stack, job_id)
+    assert record["status"] == "succeeded"
+    assert record["payload"] == {"count": 3}
+    assert [r["index"] for r in record["result"]] == [0, 1, 2]
+    assert all(r["done"] and r["count"] == 3 for r in record["result"])
+    assert sorted(b["id"] for b in record["branches"]) == sorted([job_id, job_id + "-1", job_id + "-2"])
+
+
+def test_empty_response_succeeds(stack):
+    answer = call(stack, "empty", {"message": "empty test"})
+    assert answer["isError"] is False
+    files = [json.loads(p.read_text()) for p in stack.results.glob("*.json")]
+    mine = [f for f in files if f["payload"] == {"message": "empty test"}]
+    assert len(mine) == 1
+    assert job(stack, mine[0]["id"])["status"] == "succeeded"
+
+
+def test_ten_concurrent_calls_each_get_their_own_result(stack):
+    messages = ["concurrent-%d" % i for i in range(10)]
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda m: call(stack, "echo", {"message": m}), messages))
+    assert [a["structuredContent"] for a in answers] == [{"echoed": m} for m in messages]
+    assert all(a["isError"] is False for a in answers)
+
+
+def test_unicode_argument_round_trips(stack):
+    text = "Hello 世界 🌍 مرحبا こんにちは Привет"
+    answer = call(stack, "echo", {"message": text})
+    assert answer["structuredContent"] == {"echoed": text}
+    files = [json.loads(p.read_text(encoding="utf-8")) for p in stack.results.glob("*.json")]
+    assert [f for f in files if f["payload"] == {"echoed": text}]
+
+
+def test_tool_timeout_fails_the_job(stack):
+    started = time.monotonic()
+    answer = call(stack, "timeout", {"sleep_seconds": 10})
+    took = time.monotonic() - started
+    assert answer["isError"] is True
+    assert answer["content"][0]["text"] == "timed out"
+    assert took < 8, took  # the tool's 2 s timeout, not the handler's 10 s
+    record = job(stack, answer["structuredContent"]["job_id"])
+    assert record["status"] == "failed" and record["error"] == "timed out"
+
+
+def npm_ready():
+    if not (MCP_CLIENT / "node_modules" / "@modelcontextprotocol" / "sdk").exists():
+        npm = shutil.which("npm")
+        if not npm:
+            pytest.fail("npm not installed: the MCP test needs node and npm")
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=MCP_CLIENT, check=True, timeout=600)
+
+
+def test_mcp_tools_call_through_the_pipeline_with_progress_notifications(stack):
+    npm_ready()
+    proc = subprocess.run(["node", str(MCP_CLIENT / "call_tool.mjs"), stack.url, "pipeline_sync",
+                           json.dumps({"value": 10})], capture_output=True, text=True, timeout=90)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["result"]["isError"] is False
+    assert out["result"]["structuredContent"] == {"value": 25}
+    progress = out["progress"]
+    assert progress, "no progress notifications reached the SDK client"
+    values = [p["progress"] for p in progress]
+    assert values == sorted(values)
+    assert all(p["total"] == 100 for p in progress)
