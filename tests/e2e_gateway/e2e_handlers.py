@@ -7,11 +7,20 @@ def echo(payload):
     return {"echoed": payload["message"]}
 
 
+# The pipeline handlers take a little time, like real work: progress reports are asynchronous by
+# contract (PROTOCOL §7), so a job that finishes in microseconds may reach its final status before
+# its progress reports arrive, and the gateway ignores progress after the end. 0.3 s per hop
+# leaves the reports ample time, which the progress-stream test relies on.
+WORK_SECONDS = 0.3
+
+
 def doubler(payload):
+    time.sleep(WORK_SECONDS)
     return {"value": payload["value"] * 2}
 
 
 def incrementer(payload):
+    time.sleep(WORK_SECONDS)
     return {"value": payload["value"] + 5}
 
 
