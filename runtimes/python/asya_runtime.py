@@ -53,7 +53,9 @@ SIGINT stops accepting, lets requests already being processed finish (a second s
 short), removes the socket and the ready file and exits 0.
 
 Logs are JSON lines on stderr (``{"ts","level","component":"runtime","msg",...}``), like the rest
-of Asya. Payloads are never logged and nothing is logged per request at info level.
+of Asya. Payloads are never logged at info or above and nothing is logged per request at info
+level; a failing handler is logged at warn with the envelope id and exception type, its message
+(which may quote the payload) only at debug.
 """
 
 import asyncio
@@ -783,8 +785,12 @@ class Runtime(object):
             log.warn("handler result rejected", id=_envelope_id(envelope), error=str(exc))
             return error_response(PROCESSING_ERROR, str(exc), "InvalidHandlerResult")
         except Exception as exc:
+            # An exception message often quotes the input, so it is logged at debug only; the
+            # sidecar gets it (with the traceback) in the error response.
             if log.enabled(30):
-                log.warn("handler raised", id=_envelope_id(envelope), type=_type_name(type(exc)), error=_one_line(exc))
+                log.warn("handler raised", id=_envelope_id(envelope), type=_type_name(type(exc)))
+            if log.enabled(10):
+                log.debug("handler exception message", id=_envelope_id(envelope), error=_one_line(exc))
             return exception_response(PROCESSING_ERROR, exc)
 
     def handle(self, body):
