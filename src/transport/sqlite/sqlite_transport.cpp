@@ -52,8 +52,19 @@ std::int64_t now_ms() {
 }
 
 std::string in_quotes(std::string_view text) {
-  return "\"" + std::string(text) + "\"";
+  // Built by appending: GCC 12 at -O3 warns (-Wrestrict, a false positive) on "\"" + string.
+  std::string quoted;
+  quoted.reserve(text.size() + 2);
+  quoted += '"';
+  quoted.append(text);
+  quoted += '"';
+  return quoted;
 }
+
+// Schema version 2 (PRAGMA user_version): bodies live in their own table, written once by send()
+// and deleted by ack(); leases only ever rewrite the small `messages` rows. Version 1 (user_version
+// 0 with `messages.body`) is migrated in place on open.
+constexpr int kSchemaVersion = 2;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS queues(
@@ -63,13 +74,26 @@ CREATE TABLE IF NOT EXISTS queues(
 CREATE TABLE IF NOT EXISTS messages(
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   queue TEXT NOT NULL,
-  body BLOB NOT NULL,
   visible_at_ms INTEGER NOT NULL,
   delivery_count INTEGER NOT NULL DEFAULT 0,
   lease INTEGER,
   sent_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at_ms, id);
+CREATE TABLE IF NOT EXISTS bodies(
+  id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+)sql";
+
+// Version 1 -> 2: move the bodies out of the message rows (one rewrite of the file, once).
+constexpr const char* kMigrateFrom1 = R"sql(
+CREATE TABLE IF NOT EXISTS bodies(
+  id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+INSERT INTO bodies(id, body) SELECT id, body FROM messages;
+ALTER TABLE messages DROP COLUMN body;
 )sql";
 
 // The cached statements of a connection; the enum indexes Connection::statements_.
@@ -78,9 +102,12 @@ enum Sql : std::size_t {
   kCommit,
   kRollback,
   kSend,
+  kSendBody,
   kLease,
+  kBody,
   kNextVisible,
   kAck,
+  kAckBody,
   kNack,
   kExtend,
   kEnsure,
@@ -93,13 +120,16 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
-    "INSERT INTO messages(queue, body, visible_at_ms, delivery_count, lease, sent_at_ms) "
-    "VALUES(?1, ?2, ?3, 0, NULL, ?4)",
+    "INSERT INTO messages(queue, visible_at_ms, delivery_count, lease, sent_at_ms) "
+    "VALUES(?1, ?2, 0, NULL, ?3)",
+    "INSERT INTO bodies(id, body) VALUES(?1, ?2)",
     "UPDATE messages SET visible_at_ms = ?3, delivery_count = delivery_count + 1, lease = ?4 "
     "WHERE id IN (SELECT id FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 "
-    "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, body, delivery_count",
+    "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, delivery_count",
+    "SELECT body FROM bodies WHERE id = ?1",
     "SELECT min(visible_at_ms) FROM messages WHERE queue = ?1",
     "DELETE FROM messages WHERE id = ?1 AND lease = ?2",
+    "DELETE FROM bodies WHERE id = ?1",
     "UPDATE messages SET visible_at_ms = ?3, lease = NULL WHERE id = ?1 AND lease = ?2",
     "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND lease = ?2",
     "INSERT OR IGNORE INTO queues(name, created_at_ms) VALUES(?1, ?2)",
@@ -134,17 +164,21 @@ class Connection {
           ": " + (c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc))};
     }
     sqlite3_busy_handler(c->db_, &Connection::busy_handler, c.get());
+    // Two processes opening a new file at once: switching it to WAL needs an exclusive lock, and
+    // SQLite reports SQLITE_BUSY at once (without the busy handler) when another connection holds
+    // a lock in rollback-journal mode. Retry with backoff until busy_timeout.
     std::string mode;
-    if (sqlite3_exec(
-            c->db_, "PRAGMA journal_mode=WAL",
-            [](void* out, int, char** values, char**) {
-              *static_cast<std::string*>(out) = values[0] ? values[0] : "";
-              return 0;
-            },
-            &mode, nullptr) != SQLITE_OK) {
-      return Error{"setting WAL mode on ASYA_SQLITE_PATH=" + in_quotes(settings.path) +
-                   " failed: " + c->error()};
-    }
+    Status set_wal = c->with_retry("setting WAL mode", [&] {
+      mode.clear();
+      return sqlite3_exec(
+          c->db_, "PRAGMA journal_mode=WAL",
+          [](void* out, int, char** values, char**) {
+            *static_cast<std::string*>(out) = values[0] ? values[0] : "";
+            return 0;
+          },
+          &mode, nullptr);
+    });
+    if (!set_wal) return set_wal.error();
     // journal_mode=WAL stays "delete" on file systems without shared memory; the database then
     // still works, but concurrency is worse and the wake-up falls back to polling.
     if (mode != "wal") {
@@ -153,13 +187,17 @@ class Connection {
     }
     std::string synchronous = "PRAGMA synchronous=";
     synchronous += settings.synchronous_full ? "FULL" : "NORMAL";
-    if (Status s = c->exec(synchronous, "setting synchronous"); !s) return s.error();
+    if (Status s = c->with_retry(
+            "setting synchronous",
+            [&] { return sqlite3_exec(c->db_, synchronous.c_str(), nullptr, nullptr, nullptr); });
+        !s) {
+      return s.error();
+    }
     if (create_schema) {
-      std::string schema = std::string("BEGIN IMMEDIATE;") + kSchema + "COMMIT;";
-      if (Status s = c->exec(schema, "creating the tables"); !s) {
-        (void)c->exec("ROLLBACK", "rollback");
+      if (Status s = c->with_retry("creating the tables", [&] { return c->create_schema(); }); !s) {
         return s.error();
       }
+      if (!c->schema_error_.empty()) return Error{c->schema_error_};
     }
     return c;
   }
@@ -212,6 +250,83 @@ class Connection {
  private:
   explicit Connection(const SqliteSettings& settings) : settings_(settings) {}
 
+  // Runs `step` (returning an SQLite result code) again while it fails with SQLITE_BUSY or
+  // SQLITE_LOCKED, sleeping 1, 2, 4 ... 50 ms in between, until busy_timeout has passed.
+  template <typename Step>
+  Status with_retry(const char* what, Step step) {
+    Clock::time_point give_up = Clock::now() + settings_.busy_timeout;
+    std::chrono::microseconds pause(1000);
+    for (;;) {
+      failure_.clear();
+      int rc = step();
+      if (rc == SQLITE_OK || rc == SQLITE_DONE) return Status::Ok();
+      int code = rc & 0xff;
+      if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) || Clock::now() >= give_up) {
+        return Error{std::string(what) + " on ASYA_SQLITE_PATH=" + in_quotes(settings_.path) +
+                     " failed: " + (failure_.empty() ? error() : failure_)};
+      }
+      std::this_thread::sleep_for(pause);
+      pause = std::min<std::chrono::microseconds>(pause * 2, milliseconds(50));
+    }
+  }
+
+  // Creates the tables or migrates an older layout, in one write transaction; returns an SQLite
+  // result code (BUSY is retried by the caller). A file this build cannot use sets
+  // schema_error_ and returns SQLITE_OK.
+  int create_schema() {
+    int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return rc;
+    auto fail = [&](int code) {
+      if (code != SQLITE_OK) failure_ = error();
+      sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+      return code;
+    };
+    auto single_int = [&](const char* sql, std::int64_t& out) {
+      sqlite3_stmt* s = nullptr;
+      int prc = sqlite3_prepare_v2(db_, sql, -1, &s, nullptr);
+      if (prc != SQLITE_OK) return prc;
+      int step = sqlite3_step(s);
+      out = step == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+      sqlite3_finalize(s);
+      return step == SQLITE_ROW || step == SQLITE_DONE ? SQLITE_OK : step;
+    };
+    std::int64_t version = 0;
+    std::int64_t old_layout = 0;
+    if ((rc = single_int("PRAGMA user_version", version)) != SQLITE_OK) return fail(rc);
+    if (version == 0 &&
+        (rc = single_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'body'",
+                         old_layout)) != SQLITE_OK) {
+      return fail(rc);
+    }
+    if (version != 0 && version != kSchemaVersion) {
+      schema_error_ = "the SQLite queue database ASYA_SQLITE_PATH=" + in_quotes(settings_.path) +
+                      " has schema version " + std::to_string(version) +
+                      ", which this build of Asya cannot read (it reads version " +
+                      std::to_string(kSchemaVersion) +
+                      " and migrates older files); use the Asya that created it, or point "
+                      "ASYA_SQLITE_PATH at a new file";
+      return fail(SQLITE_OK);
+    }
+    if (version == 0) {
+      if (old_layout != 0) {
+        spdlog::info(
+            "sqlite transport: moving message bodies of {} into their own table "
+            "(schema version 1 -> {})",
+            settings_.path, kSchemaVersion);
+        if ((rc = sqlite3_exec(db_, kMigrateFrom1, nullptr, nullptr, nullptr)) != SQLITE_OK) {
+          return fail(rc);
+        }
+      }
+      std::string create =
+          std::string(kSchema) + "PRAGMA user_version = " + std::to_string(kSchemaVersion) + ";";
+      if ((rc = sqlite3_exec(db_, create.c_str(), nullptr, nullptr, nullptr)) != SQLITE_OK) {
+        return fail(rc);
+      }
+    }
+    rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+    return rc == SQLITE_OK ? rc : fail(rc);
+  }
+
   // SQLite's default busy handler sleeps up to 100 ms between attempts; a WAL write transaction
   // here lasts ~0.1 ms, so retry quickly instead (bounded by busy_timeout).
   static int busy_handler(void* context, int attempt) {
@@ -228,6 +343,8 @@ class Connection {
   sqlite3* db_ = nullptr;
   std::array<sqlite3_stmt*, kSqlCount> statements_{};
   Clock::time_point busy_since_;
+  std::string schema_error_;
+  std::string failure_;  // error() of a failed step, kept across its ROLLBACK
 };
 
 // Resets a statement when leaving a scope, so a cached statement never keeps a read snapshot.
@@ -465,15 +582,34 @@ class SqliteTransport final : public Transport {
     {
       auto c = acquire();
       if (!c) return c.error();
-      auto s = c->connection->statement(kSend);
-      if (!s) return s.error();
-      ResetOnExit reset{*s};
-      std::int64_t now = now_ms();
-      bind_text(*s, 1, queue);
-      bind_blob(*s, 2, body);
-      sqlite3_bind_int64(*s, 3, now + std::max<std::int64_t>(delay.count(), 0));
-      sqlite3_bind_int64(*s, 4, now);
-      if (sqlite3_step(*s) != SQLITE_DONE) return failure("send", queue, *c);
+      Connection& db = *c->connection;
+      // The row and its body in one short write transaction: nothing but the two inserts runs
+      // while the write lock is held.
+      if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
+        return Error{"send to queue " + in_quotes(queue) + ": " + s.message()};
+      }
+      auto insert = [&]() -> Status {
+        auto s = db.statement(kSend);
+        if (!s) return s.error();
+        ResetOnExit reset{*s};
+        std::int64_t now = now_ms();
+        bind_text(*s, 1, queue);
+        sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(delay.count(), 0));
+        sqlite3_bind_int64(*s, 3, now);
+        if (sqlite3_step(*s) != SQLITE_DONE) return failure("send", queue, *c);
+        std::int64_t id = sqlite3_last_insert_rowid(db.db());
+        auto b = db.statement(kSendBody);
+        if (!b) return b.error();
+        ResetOnExit reset_body{*b};
+        sqlite3_bind_int64(*b, 1, id);
+        bind_blob(*b, 2, body);
+        if (sqlite3_step(*b) != SQLITE_DONE) return failure("send", queue, *c);
+        return db.run(kCommit, "COMMIT");
+      };
+      if (Status s = insert(); !s) {
+        (void)db.run(kRollback, "ROLLBACK");
+        return s;
+      }
     }
     waker_.notify();
     return Status::Ok();
@@ -617,10 +753,7 @@ class SqliteTransport final : public Transport {
         Delivery d;
         d.queue = std::string(queue);
         std::int64_t id = sqlite3_column_int64(*s, 0);
-        const void* body = sqlite3_column_blob(*s, 1);
-        d.body.assign(static_cast<const char*>(body),
-                      static_cast<std::size_t>(sqlite3_column_bytes(*s, 1)));
-        d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 2));
+        d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 1));
         d.receipt = std::to_string(id) + ":" + std::to_string(token);
         ids.push_back(id);
         out.push_back(std::move(d));
@@ -637,16 +770,46 @@ class SqliteTransport final : public Transport {
       return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
     }
     // RETURNING order is unspecified; hand out a batch in id (send) order.
-    if (out.size() > 1) {
-      std::vector<std::size_t> order(out.size());
-      for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-      std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ids[a] < ids[b]; });
-      std::vector<Delivery> sorted;
-      sorted.reserve(out.size());
-      for (std::size_t i : order) sorted.push_back(std::move(out[i]));
-      out = std::move(sorted);
+    std::vector<std::size_t> order(out.size());
+    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ids[a] < ids[b]; });
+    // The bodies are read after the lease committed, outside any write transaction, straight
+    // from the database pages into each Delivery's string (one copy, no SQLite-side buffer).
+    std::vector<Delivery> sorted;
+    sorted.reserve(out.size());
+    sqlite3_blob* blob = nullptr;
+    Status read_failed = Status::Ok();
+    for (std::size_t i : order) {
+      int rc = blob == nullptr
+                   ? sqlite3_blob_open(db.db(), "main", "bodies", "body", ids[i], 0, &blob)
+                   : sqlite3_blob_reopen(blob, ids[i]);
+      if (rc != SQLITE_OK) {
+        // Gone already: the lease expired at once (visibility timeout ~0) and another receiver
+        // acked it. Anything else is an error; the leased messages come back after the timeout.
+        bool missing = (rc & 0xff) == SQLITE_ERROR &&
+                       std::string_view(sqlite3_errmsg(db.db())).starts_with("no such rowid");
+        if (!missing) {
+          read_failed = failure("receive (reading the body)", queue, *c);
+          break;
+        }
+        if (blob != nullptr && rc != SQLITE_OK) {
+          sqlite3_blob_close(blob);  // a failed reopen leaves the handle unusable
+          blob = nullptr;
+        }
+        continue;
+      }
+      Delivery& d = out[i];
+      d.body.resize(static_cast<std::size_t>(sqlite3_blob_bytes(blob)));
+      if (!d.body.empty() &&
+          sqlite3_blob_read(blob, d.body.data(), static_cast<int>(d.body.size()), 0) != SQLITE_OK) {
+        read_failed = failure("receive (reading the body)", queue, *c);
+        break;
+      }
+      sorted.push_back(std::move(d));
     }
-    return out;
+    if (blob != nullptr) sqlite3_blob_close(blob);
+    if (!read_failed) return read_failed.error();
+    return sorted;
   }
 
   // ack (delete), nack (visible after `millis`) or extend (visible after `millis`), each only
@@ -662,14 +825,41 @@ class SqliteTransport final : public Transport {
     }
     auto c = acquire();
     if (!c) return c.error();
-    auto s = c->connection->statement(sql);
-    if (!s) return s.error();
-    ResetOnExit reset{*s};
-    sqlite3_bind_int64(*s, 1, id);
-    sqlite3_bind_int64(*s, 2, token);
-    if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
-    if (sqlite3_step(*s) != SQLITE_DONE) return failure(operation, delivery.queue, *c);
-    if (sqlite3_changes(c->connection->db()) == 0) {
+    Connection& db = *c->connection;
+    bool changed = false;
+    auto apply = [&]() -> Status {
+      auto s = db.statement(sql);
+      if (!s) return s.error();
+      ResetOnExit reset{*s};
+      sqlite3_bind_int64(*s, 1, id);
+      sqlite3_bind_int64(*s, 2, token);
+      if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
+      if (sqlite3_step(*s) != SQLITE_DONE) return failure(operation, delivery.queue, *c);
+      changed = sqlite3_changes(db.db()) != 0;
+      if (sql != kAck || !changed) return Status::Ok();
+      auto b = db.statement(kAckBody);
+      if (!b) return b.error();
+      ResetOnExit reset_body{*b};
+      sqlite3_bind_int64(*b, 1, id);
+      if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, *c);
+      return Status::Ok();
+    };
+    if (sql == kAck) {
+      // The row and its body go in one short write transaction.
+      if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
+        return Error{std::string(operation) + " on queue " + in_quotes(delivery.queue) + ": " +
+                     s.message()};
+      }
+      Status s = apply();
+      if (s) s = db.run(kCommit, "COMMIT");
+      if (!s) {
+        (void)db.run(kRollback, "ROLLBACK");
+        return s;
+      }
+    } else if (Status s = apply(); !s) {
+      return s;
+    }
+    if (!changed) {
       return Error{std::string(operation) + " of message " + std::to_string(id) + " on queue " +
                    in_quotes(delivery.queue) +
                    " failed: the lease is no longer held (it expired and the message was "

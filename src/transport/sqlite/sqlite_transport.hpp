@@ -1,10 +1,18 @@
 // The embedded queue transport: every queue lives in one SQLite database file that many
 // processes share (`asya up` runs each actor's sidecar as its own process on one file).
 //
-// Storage (WAL mode):
+// Storage (WAL mode, schema version 2 in PRAGMA user_version):
 //   queues(name TEXT PRIMARY KEY, created_at_ms)           -- ensure_queue / list_queues
-//   messages(id INTEGER PRIMARY KEY AUTOINCREMENT, queue, body BLOB, visible_at_ms,
-//            delivery_count, lease)                        -- one row per unacked message
+//   messages(id INTEGER PRIMARY KEY AUTOINCREMENT, queue, visible_at_ms, delivery_count, lease,
+//            sent_at_ms)                                   -- one small row per unacked message
+//   bodies(id INTEGER PRIMARY KEY, body BLOB)              -- its body, same id
+// send() inserts the row and the body in one transaction; the body is never written again: the
+// lease updates only touch `messages`, so receiving a 100 MB message costs a read of it, not a
+// rewrite. receive() reads the bodies after the lease committed, outside any write transaction,
+// with incremental blob I/O straight into Delivery::body. ack() deletes both in one transaction.
+// Opening a file of the older layout (bodies inline in `messages`, user_version 0) migrates it
+// once, in one transaction; a file with an unknown schema version is refused (ConfigError naming
+// the version).
 // A message is ready when visible_at_ms <= now; receive() leases it by setting visible_at_ms to
 // now + visibility_timeout, a fresh lease token and delivery_count + 1, all in one
 // `BEGIN IMMEDIATE` transaction, so two processes never lease the same message. ack() deletes the
@@ -14,6 +22,18 @@
 // Receive order is FIFO per queue by (visible_at_ms, id): messages sent without delay come out in
 // commit order; a redelivered message takes its place by the time it became visible again. The
 // messages of one batch are handed out in id (send) order.
+//
+// Locking: SQLite has one write lock per file. A write transaction here holds it only while its
+// own statements run (send: two inserts; receive: one lease UPDATE; ack: two deletes; nack and
+// extend: one UPDATE), never across a wait, a body read or caller code. A process paused
+// (SIGSTOP, a debugger) between calls therefore blocks nobody; one paused *inside* such a
+// statement (e.g. while a 100 MB body is being written) blocks every other writer of the file
+// until it resumes, and their calls fail after ASYA_SQLITE_BUSY_TIMEOUT with an error saying the
+// lock was held too long (nothing is lost; the sidecar retries or nacks). A killed process
+// releases the lock at once.
+// Opening: two processes creating the same new file at once race to switch it to WAL mode, which
+// SQLite reports as "database is locked" without waiting; opening retries the mode switch and
+// the table setup with backoff (1 ms doubling to 50 ms) until ASYA_SQLITE_BUSY_TIMEOUT.
 //
 // Durability: send() returns after its transaction committed. With synchronous=NORMAL (default)
 // a commit survives a crash of any process but the last commits may be lost on power loss;
