@@ -5,10 +5,12 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <set>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
 
+#include "gateway/config/tools_config.hpp"
 #include "k8s/render.hpp"
 #include "k8s/yaml_json.hpp"
 #include "local/manifest/manifest.hpp"
@@ -66,6 +68,28 @@ int run(const RenderArgs& args) {
     std::ostringstream text;
     text << in.rdbuf();
     routes = k8s::GatewayRoutes{routes_file, text.str()};
+    // The gateway would refuse to start on a mistake in its tools: report it now, as `asya up`
+    // does, instead of printing a gateway that crash-loops.
+    gateway::ToolsConfig tools;
+    try {
+      tools = gateway::parse_tools(routes->text, routes_file);
+    } catch (const gateway::LoadError& e) {
+      std::cerr << e.what()
+                << "\nasya render: the gateway's routes file has a mistake; no objects printed\n";
+      return 2;
+    }
+    std::set<std::string> known;
+    for (const auto& a : loaded.actors) known.insert(a.name);
+    for (const auto& tool : tools.tools) {
+      for (const auto& actor : tool.actors) {
+        if (!known.count(actor)) {
+          std::cerr << "asya render: warning: tool \"" << tool.name << "\" (" << tool.source
+                    << ") routes to actor \"" << actor
+                    << "\", which none of these manifests defines; its calls wait in queue "
+                    << args.options.queue_prefix << actor << " until something consumes it\n";
+        }
+      }
+    }
   }
   auto rendered = k8s::render(loaded.actors, args.options, routes);
   if (!rendered) {

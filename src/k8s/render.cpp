@@ -200,14 +200,57 @@ void add_mount(json::object& container, json::object mount) {
   container["volumeMounts"].as_array().push_back(std::move(mount));
 }
 
-// spec.workload.kind, once the manifest model keeps it (Deployment until then).
-template <class A>
-std::string workload_kind(const A& actor) {
-  if constexpr (requires { actor.workload_kind; }) {
-    return actor.workload_kind;
-  } else {
-    return "Deployment";
+// Labels and annotations of the pod template: the manifest's spec.workload.template.metadata
+// with Asya's labels added. Label and annotation values are strings on Kubernetes; a plain YAML
+// integer or boolean (`tier: 1`) is kept as its text, anything else must be quoted.
+Result<json::object> pod_metadata(const manifest::Actor& a, const json::object& labels,
+                                  const std::string& where) {
+  json::object out;
+  if (a.pod_metadata_yaml.empty()) {
+    out["labels"] = labels;
+    return out;
   }
+  const std::string field = where + ": spec.workload.template.metadata";
+  auto parsed = parse_mapping(a.pod_metadata_yaml, field);
+  if (!parsed) return parsed.error();
+  for (const char* key : {"labels", "annotations"}) {
+    if (!parsed->contains(key)) continue;
+    const auto& value = parsed->at(key);
+    if (!value.is_object()) {
+      return Error{fmt::format("{}.{}: expected a mapping of strings", field, key)};
+    }
+    json::object strings_only;
+    for (const auto& [name, v] : value.as_object()) {
+      if (v.is_string()) {
+        strings_only[name] = v;
+      } else if (v.is_int64() || v.is_uint64()) {
+        strings_only[name] = json::serialize(v);
+      } else if (v.is_bool()) {
+        strings_only[name] = v.as_bool() ? "true" : "false";
+      } else {
+        return Error{fmt::format("{}.{}.{}: {} is not a string; quote the value", field, key,
+                                 std::string_view(name), json::serialize(v))};
+      }
+    }
+    out[key] = std::move(strings_only);
+  }
+  // The user's labels are added to Asya's (a user value wins), but the selector label must stay
+  // the actor's name.
+  json::object merged = labels;
+  if (out.contains("labels")) {
+    for (const auto& [name, v] : out["labels"].as_object()) {
+      if (name == "asya.sh/actor" && v != labels.at("asya.sh/actor")) {
+        return Error{fmt::format(
+            "{}.labels.asya.sh/actor: \"{}\" differs from the actor's name \"{}\"; Asya selects "
+            "the actor's pods by this label: remove it",
+            field, std::string_view(v.as_string()), a.name)};
+      }
+      merged[name] = v;
+    }
+  }
+  json::object ordered{{"labels", std::move(merged)}};
+  if (out.contains("annotations")) ordered["annotations"] = std::move(out["annotations"]);
+  return ordered;
 }
 
 }  // namespace
@@ -343,7 +386,9 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
   if (own_service_account) {
     result.objects.push_back(object("v1", "ServiceAccount", metadata(a.name, o, labels)));
   }
-  const bool stateful = workload_kind(a) == "StatefulSet";
+  const bool stateful = a.workload_kind == "StatefulSet";
+  auto template_metadata = pod_metadata(a, labels, where);
+  if (!template_metadata) return template_metadata.error();
   json::object spec;
   if (!a.scaling.enabled) spec["replicas"] = a.replicas;
   spec["selector"] = {{"matchLabels", selector}};
@@ -351,7 +396,7 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
     spec["serviceName"] = a.name;
     spec["podManagementPolicy"] = "Parallel";
   }
-  spec["template"] = {{"metadata", {{"labels", labels}}}, {"spec", std::move(pod_spec)}};
+  spec["template"] = {{"metadata", std::move(*template_metadata)}, {"spec", std::move(pod_spec)}};
   if (stateful) {
     auto service = object("v1", "Service", metadata(a.name, o, labels));
     service["spec"] = {{"clusterIP", "None"},
@@ -579,6 +624,23 @@ Result<Rendered> render(const std::vector<manifest::Actor>& actors, const Render
   // End actors and the gateway use the cluster transport: the option, else the one every actor
   // shares.
   std::string shared_transport = options.transport;
+  if (!shared_transport.empty() && (options.end_actors || routes)) {
+    for (const auto& a : out.actors) {
+      if (a.transport == shared_transport) continue;
+      const auto& actor = *std::find_if(actors.begin(), actors.end(),
+                                        [&](const auto& m) { return m.name == a.actor; });
+      errors.push_back(fmt::format(
+          "{}:{}: actor {}: spec.transport \"{}\" differs from --transport {}; the end actors "
+          "and the gateway consume one transport, so this actor's results would never arrive "
+          "(use spec.transport sqlite or {}, or render with --no-end-actors --no-gateway)",
+          actor.file, actor.line, a.actor, a.transport, shared_transport, shared_transport));
+    }
+    if (!errors.empty()) {
+      std::string message;
+      for (const auto& e : errors) message += (message.empty() ? "" : "\n") + e;
+      return Error{message};
+    }
+  }
   if (shared_transport.empty()) {
     if (transports.size() > 1) {
       return Error{

@@ -231,5 +231,102 @@ TEST(Render, OutputParsesBackToTheSameObjects) {
   }
 }
 
+constexpr const char* kStateful = R"(
+apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: indexer}
+spec:
+  sidecar: {concurrency: 4, maxDeliveries: 3}
+  workload:
+    kind: StatefulSet
+    template:
+      metadata:
+        labels: {team: search, tier: 1}
+        annotations: {prometheus.io/scrape: "true"}
+      spec:
+        containers:
+        - name: asya-runtime
+          image: indexer:3
+          env: [{name: ASYA_HANDLER, value: indexer.add}]
+)";
+
+TEST(Render, StatefulSetWithHeadlessServiceKeepsTheTemplateMetadataAndInjectsTheSidecar) {
+  auto rendered = render(load(kStateful), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  for (const auto& o : all) {
+    EXPECT_FALSE(o.at("kind") == "Deployment" && o.at("metadata").at("name") == "indexer");
+  }
+  const auto& sts = find(all, "StatefulSet", "indexer");
+  EXPECT_EQ(sts.at("spec").at("serviceName"), "indexer");
+  EXPECT_EQ(sts.at("spec").at("selector").at("matchLabels"),
+            json::parse(R"({"asya.sh/actor": "indexer"})"));
+  const auto& meta = sts.at("spec").at("template").at("metadata");
+  EXPECT_EQ(meta.at("labels").at("asya.sh/actor"), "indexer");
+  EXPECT_EQ(meta.at("labels").at("app.kubernetes.io/part-of"), "asya");
+  EXPECT_EQ(meta.at("labels").at("team"), "search");
+  EXPECT_EQ(meta.at("labels").at("tier"), "1") << "label values are strings";
+  EXPECT_EQ(meta.at("annotations"), json::parse(R"({"prometheus.io/scrape": "true"})"));
+  const auto& pod = sts.at("spec").at("template").at("spec");
+  const auto& containers = pod.at("containers").as_array();
+  ASSERT_EQ(containers.size(), 2u);
+  EXPECT_EQ(containers[1].at("name"), "asya-sidecar");
+  const auto env = env_map(containers[1]);
+  EXPECT_EQ(env.at("ASYA_CONCURRENCY"), "4");
+  EXPECT_EQ(env.at("ASYA_MAX_DELIVERIES"), "3");
+  EXPECT_EQ(pod.at("volumes").at(0), json::parse(R"({"name": "asya-socket", "emptyDir": {}})"));
+  const auto& service = find(all, "Service", "indexer").at("spec");
+  EXPECT_EQ(service.at("clusterIP"), "None");
+  EXPECT_EQ(service.at("selector"), json::parse(R"({"asya.sh/actor": "indexer"})"));
+  EXPECT_EQ(find(all, "ScaledObject", "indexer").at("spec").at("scaleTargetRef").at("kind"),
+            "StatefulSet");
+}
+
+TEST(Render, TemplateMetadataMistakesAreClearErrors) {
+  std::string text = kStateful;
+  text.replace(text.find("tier: 1"), 7, "asya.sh/actor: other");
+  auto rendered = render(load(text), cluster("rabbitmq"));
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_NE(rendered.error().message.find(
+                "spec.workload.template.metadata.labels.asya.sh/actor: \"other\" differs from the "
+                "actor's name \"indexer\""),
+            std::string::npos)
+      << rendered.error().message;
+
+  text = kStateful;
+  text.replace(text.find("tier: 1"), 7, "tier: 1.5");
+  rendered = render(load(text), cluster("rabbitmq"));
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_NE(rendered.error().message.find("labels.tier: 1.5"), std::string::npos)
+      << rendered.error().message;
+  EXPECT_NE(rendered.error().message.find("quote the value"), std::string::npos);
+}
+
+TEST(Render, AnActorOnAnotherTransportThanTheEndActorsIsRefused) {
+  std::string text = kActor;
+  text.replace(text.find("transport: sqlite"), 17, "transport: rabbitmq");
+  auto rendered = render(load(text), cluster("sqs"));
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_NE(rendered.error().message.find(
+                "actor classifier: spec.transport \"rabbitmq\" differs from --transport sqs"),
+            std::string::npos)
+      << rendered.error().message;
+  // Without end actors or gateway nothing consumes the shared transport: allowed.
+  auto o = cluster("sqs");
+  o.end_actors = false;
+  EXPECT_TRUE(render(load(text), o).ok());
+}
+
+TEST(Render, RenderActorGivesTheSameObjectsAsRender) {
+  auto actors = load(kStateful);
+  auto all = render(actors, cluster("rabbitmq"));
+  auto one = render_actor(actors[0], cluster("rabbitmq"));
+  ASSERT_TRUE(all.ok() && one.ok());
+  ASSERT_EQ(all->actors.size(), 1u);
+  EXPECT_EQ(one->objects, all->actors[0].objects);
+  EXPECT_EQ(one->queue, "asya-indexer");
+  EXPECT_EQ(one->transport, "rabbitmq");
+}
+
 }  // namespace
 }  // namespace asya::k8s
