@@ -252,12 +252,23 @@ def test_runs_as_module_with_socket_dir_and_default_name(runtimes):
     runtime.stop()
 
 
-def test_socket_name_joins_socket_dir(runtimes):
+@pytest.mark.parametrize("kind", ["python", "cpp"])
+def test_socket_name_joins_socket_dir(runtimes, kind):
     env = {"ASYA_HANDLER": "conformance_handlers.echo", "ASYA_SOCKET_NAME": "custom.sock",
            "PYTHONPATH": str(CONFORMANCE_DIR)}
-    runtime = runtimes([sys.executable, str(RUNTIME_FILE)], env, socket_name="custom.sock",
-                       use_socket_dir=True).wait_ready()
+    runtime = runtimes(runtime_command(kind), env, socket_name="custom.sock", use_socket_dir=True).wait_ready()
     assert runtime.call(envelope_body({"message": "m"}))[0]["payload"] == {"echoed": "m"}
+    runtime.stop()
+
+
+@pytest.mark.parametrize("kind", ["python", "cpp"])
+@pytest.mark.parametrize("chmod,expected", [(None, 0o666), ("0o600", 0o600), ("640", 0o640)])
+def test_socket_chmod(runtimes, kind, chmod, expected):
+    env = {"ASYA_HANDLER": "conformance_handlers.echo", "PYTHONPATH": str(CONFORMANCE_DIR)}
+    if chmod is not None:
+        env["ASYA_SOCKET_CHMOD"] = chmod
+    runtime = runtimes(runtime_command(kind), env).wait_ready()
+    assert os.stat(runtime.socket_path).st_mode & 0o777 == expected
     runtime.stop()
 
 
