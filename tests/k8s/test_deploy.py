@@ -106,14 +106,27 @@ spec:
             activationQueueLength: 0, pollingInterval: 10, cooldownPeriod: 2m}
   timeout: {processing: 300, gracefulShutdown: 30s}
   retry: {maxAttempts: 3, backoff: 500ms, backoffMax: 1m, retryOn: [processing_error]}
+  sidecar: {concurrency: 2, maxDeliveries: 5}
   workload:
     kind: Deployment
     template:
+      metadata:
+        labels: {team: nlp}
+        annotations: {example.com/owner: ml-team}
       spec:
+        nodeSelector: {pool: gpu}
+        terminationGracePeriodSeconds: 60
+        volumes: [{name: models, emptyDir: {}}]
         containers:
         - name: asya-runtime
           image: my-classifier:latest
-          env: [{name: ASYA_HANDLER, value: classifier.TextClassifier.process}]
+          imagePullPolicy: IfNotPresent
+          env:
+          - {name: ASYA_HANDLER, value: classifier.TextClassifier.process}
+          - name: TOKEN
+            valueFrom: {secretKeyRef: {name: tok, key: t}}
+          resources: {limits: {memory: 1Gi}}
+          volumeMounts: [{name: models, mountPath: /models}]
 """
 
 
@@ -130,6 +143,15 @@ def test_a_complete_actor_validates_against_the_crd():
     (("processing: 300", "processing: five minutes"), "spec.timeout.processing: 'five minutes' does not match"),
     (("retryOn: [processing_error]", "retryOn: [always]"), "spec.retry.retryOn.0: 'always' is not one of"),
     (("replicas: 1", "replicas: -2"), "spec.replicas: -2 is less than the minimum of 0"),
+    (("maxDeliveries: 5", "maxDeliveries: 0"), "spec.sidecar.maxDeliveries: 0 is less than the minimum of 1"),
+    (("team: nlp", "team: 1"), "spec.workload.template.metadata.labels.team: 1 is not of type 'string'"),
+    (("imagePullPolicy: IfNotPresent", "readinessProbe: {exec: {command: [x]}}"),
+     "spec.workload.template.spec.containers.0: Additional properties are not allowed ('readinessProbe'"),
+    (("          image: my-classifier:latest\n", ""),
+     "spec.workload.template.spec.containers.0: 'image' is a required property"),
+    (("- {name: ASYA_HANDLER,", "- {name: 9HANDLER,"), "spec.workload.template.spec.containers.0.env.0.name: '9HANDLER' does not match"),
+    (("nodeSelector: {pool: gpu}", "hostNetwork: true"),
+     "spec.workload.template.spec: Additional properties are not allowed ('hostNetwork'"),
 ])
 def test_actor_mistakes_are_rejected_by_the_crd_schema(change, expected):
     results = crd_validator().validate_stream(FULL_ACTOR.replace(*change), "actor")
@@ -146,3 +168,30 @@ def test_every_example_and_test_actor_validates_against_the_crd():
         for result in validator.validate_stream(path.read_text(), str(path.relative_to(REPO))):
             if result.name.split()[-1].startswith("AsyncActor/"):
                 assert result.status == "PASS", str(result)
+
+
+@pytest.mark.parametrize("change,expected", [
+    (None, None),
+    (("transport: rabbitmq", "transport: kafka"), "spec.transport"),
+    (("minReplicas: 0", "minReplicas: -1"), "spec.scaling.minReplicas"),
+    (("queueLength: 5", "queueLength: 5, queueLenght: 3"), "spec.scaling.queueLenght"),
+    (("kind: Deployment", "kind: DaemonSet"), "spec.workload.kind"),
+    (("retryOn: [processing_error]", "retryOn: [always]"), "spec.retry.retryOn"),
+    (("maxDeliveries: 5", "maxDeliveries: 0"), "spec.sidecar.maxDeliveries"),
+    (("imagePullPolicy: IfNotPresent", "readinessProbe: {exec: {command: [x]}}"),
+     "containers[0].readinessProbe"),
+    (("          image: my-classifier:latest\n", ""), "containers[0].image"),
+    (("nodeSelector: {pool: gpu}", "hostNetwork: true"), "spec.workload.template.spec.hostNetwork"),
+])
+def test_asya_render_and_the_crd_agree_on_what_an_actor_may_say(tmp_path, change, expected):
+    """What `kubectl apply` accepts as an AsyncActor (the CRD), `asya render` and the operator
+    render; what the CRD rejects, `asya render` rejects too, naming the same field."""
+    from test_render import render
+    text = FULL_ACTOR if change is None else FULL_ACTOR.replace(*change)
+    crd_ok = crd_validator().validate_stream(text, "actor")[0].status == "PASS"
+    path = tmp_path / "actor.yaml"
+    path.write_text(text)
+    proc = render(path, "--no-end-actors", check=False)
+    assert (proc.returncode == 0) == crd_ok == (change is None), proc.stderr
+    if expected:
+        assert expected in proc.stderr and proc.stdout == "", proc.stderr
