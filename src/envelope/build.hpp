@@ -22,11 +22,12 @@ std::string output_id(std::string_view input_id, std::size_t index);
 // The error envelope sent to error-end: in's id, parent_id, route (unchanged), deadline, unknown
 // fields, headers with {"actor","error","at"} appended to "asya-error-chain" (at most 10 kept,
 // most recent last), and payload
-// {"error": code, "details": {"message","type","traceback"}, "actor": actor, "original_payload": <raw>}.
+//   {"error": code, "details": {"message","type","traceback"}, "actor": actor,
+//    "original_payload": <raw>}.
 struct ErrorInfo {
-  std::string code;     // processing_error, runtime_timeout, ...
+  std::string code;  // processing_error, runtime_timeout, ...
   std::string message;
-  std::string type;     // exception type, or the code for sidecar-side errors
+  std::string type;  // exception type, or the code for sidecar-side errors
   std::string traceback;
 };
 std::string build_error(const Envelope& in, std::string_view actor, const ErrorInfo& error);
@@ -40,7 +41,8 @@ int attempt_of(const Envelope& in);
 
 // Wraps a body that is not a parseable envelope so it reaches error-end once and never loops:
 // {"id": "unparseable-<hash>", "route": {"actors": [actor], "current": 0},
-//  "payload": {"error": "msg_parsing_error", "message": <why>, "actor": actor, "raw": "<first 64 KiB>"}}
+//  "payload": {"error": "msg_parsing_error", "message": <why>, "actor": actor,
+//              "raw": "<first 64 KiB>"}}
 // The hash is a stable hex hash of the whole body, so redeliveries get the same id.
 std::string wrap_unparseable(std::string_view body, std::string_view actor, std::string_view why);
 

@@ -20,11 +20,11 @@ struct ResponseItem {
   std::vector<std::string> actors;
   std::size_t current = 0;
   // Error elements.
-  std::string error_code;                // e.g. "processing_error"
-  std::string error_message;             // details.message ("" when absent)
-  std::string error_type;                // details.type
-  std::string error_traceback;           // details.traceback
-  std::string_view details_raw;          // raw JSON of "details", empty when absent
+  std::string error_code;        // e.g. "processing_error"
+  std::string error_message;     // details.message ("" when absent)
+  std::string error_type;        // details.type
+  std::string error_traceback;   // details.traceback
+  std::string_view details_raw;  // raw JSON of "details", empty when absent
 };
 
 // Parses a runtime response. Views point into `body`, which must outlive the result. An Error
