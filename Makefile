@@ -5,7 +5,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 FUZZ_SECONDS ?= 30
 export ASYA_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all setup configure build test test-cpp test-python fuzz demo bench format clean
+.PHONY: all setup configure build test test-cpp test-python fuzz demo bench format format-check clean
 
 all: build
 
@@ -38,8 +38,12 @@ demo: setup build
 bench: setup build
 	@./bench/run
 
+# Every tracked C++ file (.clang-format at the top); format-check lists the ones that differ.
 format:
-	find src include examples bench fuzz tests -name '*.cpp' -o -name '*.hpp' | xargs clang-format -i
+	git ls-files '*.cpp' '*.hpp' | xargs clang-format -i
+
+format-check:
+	@./scripts/test-all --format-only
 
 clean:
 	rm -rf $(BUILD_DIR) $(FUZZ_BUILD_DIR)
