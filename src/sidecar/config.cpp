@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 
+#include "common/aws/s3.hpp"
 #include "common/env.hpp"
 
 namespace asya::sidecar {
@@ -118,10 +119,14 @@ Config load_config() {
 
   c.result_store = env_string("ASYA_RESULT_STORE", c.result_store);
   if (!c.result_store.starts_with("file://") && !c.result_store.starts_with("s3://"))
-    throw ConfigError(fmt::format(
-        "ASYA_RESULT_STORE=\"{}\" is not a result store URL: use file:///path/to/dir (or "
-        "file://relative/dir)",
-        c.result_store));
+    throw ConfigError(
+        fmt::format("ASYA_RESULT_STORE=\"{}\" is not a result store URL: use file:///path/to/dir, "
+                    "file://relative/dir or s3://bucket/prefix",
+                    c.result_store));
+  // Checked here too (not only when an end actor opens the store), so a typo stops every sidecar.
+  if (c.result_store.starts_with("s3://"))
+    if (auto parsed = aws::parse_s3_url(c.result_store); !parsed)
+      throw ConfigError("ASYA_RESULT_STORE=" + parsed.error().message);
 
   auto default_visibility =
       std::max<std::chrono::milliseconds>(2 * c.runtime_timeout, std::chrono::seconds(30));
@@ -141,7 +146,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_TRANSPORT              sqlite        queue transport (sqlite; rabbitmq, sqs when built)
   ASYA_QUEUE_PREFIX           asya-         prefix of every queue name
   ASYA_SOCKET_PATH            /var/run/asya/asya-runtime.sock   runtime socket
-  ASYA_SOCKET_DIR             /var/run/asya used when ASYA_SOCKET_PATH is unset: <dir>/asya-runtime.sock
+  ASYA_SOCKET_DIR             /var/run/asya used when ASYA_SOCKET_PATH is unset: <dir>/<ASYA_SOCKET_NAME>
+  ASYA_SOCKET_NAME            asya-runtime.sock   socket file name inside ASYA_SOCKET_DIR
   ASYA_RUNTIME_TIMEOUT        5m            max time for one runtime call (300ms, 30s, 5m, 1h);
                                             exceeded: error-end runtime_timeout, then exit 3
   ASYA_RUNTIME_READY_TIMEOUT  5m            max wait for the runtime to become ready (start-up and
@@ -151,11 +157,13 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_IS_END_ACTOR           (auto)        true: end mode (persist + report); default true when
                                             ASYA_ACTOR_NAME is the happy-end or error-end name
   ASYA_RESULT_STORE           file://.asya/results   end mode: where <id>.json is written
+                                            (file:///dir, file://relative/dir, s3://bucket/prefix)
   ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none
   ASYA_LOG_LEVEL              info          debug, info, warn, error
   ASYA_METRICS_ADDR           (empty)       host:port or :port for /metrics, /healthz, /readyz;
                                             empty: disabled
   ASYA_CONCURRENCY            1             messages in flight, each with its own runtime connection
+                                            (the Python runtime needs ASYA_HANDLER_THREAD_SAFE=true)
   ASYA_MAX_DELIVERIES         5             deliveries beyond this go to error-end
                                             (max_deliveries_exceeded) without calling the runtime
   ASYA_RETRY_MAX_ATTEMPTS     1             attempts per hop for retryable failures (1 = no retry)
@@ -166,7 +174,20 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_MAX_MESSAGE_BYTES      256MiB        largest frame/message accepted (1048576, 64KiB, 1GiB)
   ASYA_VISIBILITY_TIMEOUT     max(2 x ASYA_RUNTIME_TIMEOUT, 30s)   lease of a received message
 
-Transports read their own variables too (e.g. ASYA_SQLITE_PATH, default .asya/queues.db).
+Each transport reads its own variables (details in docs/configuration.md):
+  sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),
+            ASYA_SQLITE_BUSY_TIMEOUT (5s), ASYA_SQLITE_POLL_INTERVAL (100ms)
+  rabbitmq  ASYA_RABBITMQ_URL (amqp://user:pass@host:port/vhost), or ASYA_RABBITMQ_HOST,
+            ASYA_RABBITMQ_PORT, ASYA_RABBITMQ_USERNAME, ASYA_RABBITMQ_PASSWORD, ASYA_RABBITMQ_VHOST;
+            ASYA_RABBITMQ_CA_FILE, ASYA_RABBITMQ_EXCHANGE (asya), ASYA_RABBITMQ_PREFETCH (10),
+            ASYA_RABBITMQ_QUEUE_TYPE (classic|quorum), ASYA_RABBITMQ_CONFIRM_TIMEOUT (30s),
+            ASYA_RABBITMQ_CONFIRM_WINDOW (256), ASYA_RABBITMQ_HEARTBEAT (30s),
+            ASYA_RABBITMQ_MAX_MESSAGE_BYTES (128MiB)
+  sqs       ASYA_SQS_ENDPOINT, AWS_REGION (AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID,
+            AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL,
+            ASYA_SQS_CREATE_QUEUES (true), ASYA_SQS_WAIT_TIME_SECONDS (20),
+            ASYA_SQS_REQUEST_TIMEOUT (30s)
+The s3:// result store reads ASYA_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) and the AWS_* variables.
 Exit codes: 0 after a clean shutdown, 1 fatal error, 2 invalid configuration, 3 runtime timeout,
 4 runtime not ready in time.
 )";

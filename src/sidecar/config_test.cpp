@@ -189,6 +189,8 @@ TEST_F(ConfigTest, InvalidValuesNameTheVariableTheValueAndWhatIsAccepted) {
            {"ASYA_MAX_MESSAGE_BYTES", "huge", "MiB"},
            {"ASYA_MAX_MESSAGE_BYTES", "10", "1KiB"},
            {"ASYA_RESULT_STORE", "/tmp/dir", "file:///"},
+           {"ASYA_RESULT_STORE", "/tmp/dir", "s3://bucket/prefix"},
+           {"ASYA_RESULT_STORE", "s3:///prefix", "s3://bucket/prefix"},
            {"ASYA_VISIBILITY_TIMEOUT", "forever", "30s"},
        }) {
     std::string message = error_for(c.var, c.value);

@@ -34,6 +34,7 @@ const prometheus::Histogram::BucketBoundaries kSizeBuckets{
 
 struct Metrics::Impl {
   std::string queue;
+  std::string transport;
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   prometheus::Family<prometheus::Counter>& received =
       BuildCounter()
@@ -123,11 +124,11 @@ struct Metrics::Impl {
   prometheus::Histogram* receive_h;
   prometheus::Gauge* active_g;
 
-  explicit Impl(std::string q) : queue(std::move(q)) {
-    received_c = &received.Add({{"queue", queue}});
+  Impl(std::string q, std::string t) : queue(std::move(q)), transport(std::move(t)) {
+    received_c = &received.Add({{"queue", queue}, {"transport", transport}});
     processing_h = &processing.Add({{"queue", queue}}, kDurationBuckets);
     runtime_h = &runtime.Add({{"queue", queue}}, kDurationBuckets);
-    receive_h = &receive.Add({{"queue", queue}}, kDurationBuckets);
+    receive_h = &receive.Add({{"queue", queue}, {"transport", transport}}, kDurationBuckets);
     active_g = &active.Add({{"queue", queue}});
     // Present from the start so dashboards see zeros rather than gaps.
     retries.Add({{"queue", queue}});
@@ -142,7 +143,8 @@ struct Metrics::Impl {
   }
 };
 
-Metrics::Metrics(std::string queue) : impl_(std::make_unique<Impl>(std::move(queue))) {}
+Metrics::Metrics(std::string queue, std::string transport)
+    : impl_(std::make_unique<Impl>(std::move(queue), std::move(transport))) {}
 Metrics::~Metrics() = default;
 
 void Metrics::received() {
@@ -170,7 +172,9 @@ void Metrics::receive_duration(double seconds) {
   impl_->receive_h->Observe(seconds);
 }
 void Metrics::send_duration(std::string_view destination_queue, double seconds) {
-  impl_->send.Add({{"destination_queue", std::string(destination_queue)}}, kDurationBuckets)
+  impl_->send
+      .Add({{"destination_queue", std::string(destination_queue)}, {"transport", impl_->transport}},
+           kDurationBuckets)
       .Observe(seconds);
 }
 void Metrics::envelope_size(std::string_view direction, std::size_t bytes) {
@@ -181,7 +185,8 @@ void Metrics::active_add(double delta) {
   impl_->active_g->Increment(delta);
 }
 void Metrics::runtime_error(std::string_view error_type) {
-  impl_->runtime_errors.Add({{"error_type", std::string(error_type)}}).Increment();
+  impl_->runtime_errors.Add({{"queue", impl_->queue}, {"error_type", std::string(error_type)}})
+      .Increment();
 }
 void Metrics::retry() {
   impl_->retries.Add({{"queue", impl_->queue}}).Increment();

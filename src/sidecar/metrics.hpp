@@ -1,6 +1,7 @@
 // The sidecar's Prometheus metrics (prometheus-cpp core) and the tiny HTTP server that exposes
-// them. Names follow the published design (asya_actor_*); queue label values always carry the
-// queue prefix ("asya-echo"). All methods are thread-safe.
+// them. Names and labels follow the published design (asya_actor_*; `transport` on the received
+// counter and the receive/send histograms, `queue` on the per-queue series), plus ours; queue
+// label values always carry the queue prefix ("asya-echo"). All methods are thread-safe.
 #pragma once
 
 #include <atomic>
@@ -17,13 +18,13 @@ namespace asya::sidecar {
 
 class Metrics {
  public:
-  // `queue`: the input queue, full name.
-  explicit Metrics(std::string queue);
+  // `queue`: the input queue, full name; `transport`: the transport's name (ASYA_TRANSPORT).
+  Metrics(std::string queue, std::string transport);
   ~Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  void received();                          // asya_actor_messages_received_total
+  void received();                          // asya_actor_messages_received_total{queue,transport}
   void processed(std::string_view status);  // asya_actor_messages_processed_total{status}
   void sent(std::string_view destination_queue, std::string_view message_type);
   void failed(std::string_view reason);  // asya_actor_messages_failed_total{reason}
@@ -33,11 +34,12 @@ class Metrics {
   void send_duration(std::string_view destination_queue, double seconds);
   void envelope_size(std::string_view direction, std::size_t bytes);  // "received" | "sent"
   void active_add(double delta);                                      // asya_actor_active_messages
-  void runtime_error(std::string_view error_type);  // asya_actor_runtime_errors_total{error_type}
-  void retry();                                     // asya_actor_retries_total
-  void deadline_exceeded();                         // asya_actor_deadline_exceeded_total
-  void poison();                                    // asya_actor_poison_messages_total
-  void gateway_report_sent();                       // asya_actor_gateway_reports_total{result}
+  // asya_actor_runtime_errors_total{queue,error_type}
+  void runtime_error(std::string_view error_type);
+  void retry();                // asya_actor_retries_total
+  void deadline_exceeded();    // asya_actor_deadline_exceeded_total
+  void poison();               // asya_actor_poison_messages_total
+  void gateway_report_sent();  // asya_actor_gateway_reports_total{result}
   void gateway_report_dropped();
   // asya_actor_gateway_announcements_total{result="sent"|"failed"}: synchronous fan-out
   // announcements (POST /envelopes before any output is published).

@@ -13,7 +13,7 @@ namespace asya::sidecar {
 std::string_view message_type_label(MessageType type) {
   switch (type) {
     case MessageType::kRoute:
-      return "route";
+      return "routing";
     case MessageType::kHappyEnd:
       return "happy_end";
     case MessageType::kErrorEnd:
@@ -21,7 +21,7 @@ std::string_view message_type_label(MessageType type) {
     case MessageType::kRetry:
       return "retry";
   }
-  return "route";
+  return "routing";
 }
 
 namespace {

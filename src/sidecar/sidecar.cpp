@@ -84,7 +84,9 @@ struct Slot {
 class Runner {
  public:
   Runner(const Config& config, std::unique_ptr<transport::Transport> transport)
-      : config_(config), transport_(std::move(transport)), metrics_(config.input_queue()) {}
+      : config_(config),
+        transport_(std::move(transport)),
+        metrics_(config.input_queue(), config.transport) {}
 
   int run();
 

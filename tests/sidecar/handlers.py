@@ -26,9 +26,22 @@ def enrich(payload):
     return payload
 
 
+def enrich_slow(payload):
+    """Sleeps payload["sleep"] seconds (default 0), then enriches like enrich()."""
+    time.sleep(float(payload.get("sleep", 0)))
+    return enrich(payload)
+
+
 def fanout(payload):
     """Returns payload["n"] outputs (default 3): {"i": i, "from": <input payload>}."""
     return [{"i": i, "tag": payload.get("tag")} for i in range(payload.get("n", 3))]
+
+
+def echo_or_fail(payload):
+    """Raises when payload["fail"] is true, else echoes."""
+    if payload.get("fail"):
+        raise ValueError("asked to fail")
+    return payload
 
 
 def abort(payload):

@@ -338,19 +338,80 @@ def test_gateway_gets_progress_fan_out_and_final_reports(cluster, gateway):
     assert h["actors"] == ["bad"] and h["current_actor_idx"] == 0
 
 
-def test_metrics_pass_promtool_and_use_prefixed_queue_names(cluster):
-    actor = cluster.actor("echo", "echo")
+# Label names of every metric the issue lists (the published design's), plus ours.
+METRIC_LABELS = {
+    "asya_actor_messages_received_total": {"queue", "transport"},
+    "asya_actor_messages_processed_total": {"queue", "status"},
+    "asya_actor_messages_sent_total": {"destination_queue", "message_type"},
+    "asya_actor_messages_failed_total": {"queue", "reason"},
+    "asya_actor_processing_duration_seconds": {"queue"},
+    "asya_actor_runtime_execution_duration_seconds": {"queue"},
+    "asya_actor_queue_receive_duration_seconds": {"queue", "transport"},
+    "asya_actor_queue_send_duration_seconds": {"destination_queue", "transport"},
+    "asya_actor_envelope_size_bytes": {"direction"},
+    "asya_actor_active_messages": {"queue"},
+    "asya_actor_runtime_errors_total": {"queue", "error_type"},
+    "asya_actor_retries_total": {"queue"},
+    "asya_actor_deadline_exceeded_total": {"queue"},
+    "asya_actor_poison_messages_total": {"queue"},
+}
+
+
+def metric_samples(text):
+    """{metric family: [(labels dict, value)]} of a Prometheus text exposition."""
+    import re
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', line)
+        assert m, "not a sample line: %r" % line
+        name, labels, value = m.group(1), m.group(2) or "", float(m.group(3))
+        family = re.sub(r"_(bucket|sum|count)$", "", name) if name not in METRIC_LABELS else name
+        parsed = dict(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', labels))
+        parsed.pop("le", None)
+        samples.setdefault(family, []).append((parsed, value))
+    return samples
+
+
+def test_metrics_pass_promtool_with_the_listed_names_labels_and_prefixed_queues(cluster):
+    actor = cluster.actor("echo", "echo_or_fail")
     cluster.queues.send("asya-echo", envelope("M1", ["echo"], payload={}))
+    cluster.queues.send("asya-echo", envelope("M2", ["echo", "next"], payload={}))
+    cluster.queues.send("asya-echo", envelope("M3", ["echo"], payload={"fail": True}))
     cluster.queues.collect(HAPPY, 1)
-    text = wait_for(lambda: (lambda t: t if 'asya_actor_messages_processed_total{queue="asya-echo",status="success"} 1' in t
-                             else None)(actor.metrics()), 10, "the processed counter")
-    assert 'asya_actor_messages_sent_total{destination_queue="asya-happy-end",message_type="happy_end"} 1' in text
-    assert 'asya_actor_messages_received_total{queue="asya-echo"} 1' in text
-    for name in ("asya_actor_processing_duration_seconds", "asya_actor_runtime_execution_duration_seconds",
-                 "asya_actor_queue_receive_duration_seconds", "asya_actor_queue_send_duration_seconds",
-                 "asya_actor_envelope_size_bytes", "asya_actor_active_messages", "asya_actor_retries_total",
-                 "asya_actor_deadline_exceeded_total", "asya_actor_poison_messages_total"):
-        assert name in text, name
+    cluster.queues.collect("asya-next", 1)
+    cluster.queues.collect(ERROR, 1)
+    text = wait_for(lambda: (lambda t: t if 'asya_actor_messages_processed_total{queue="asya-echo",status="error"} 1' in t
+                             else None)(actor.metrics()), 10, "the processed counters")
+    t = cluster.transport
+    for line in (
+            'asya_actor_messages_received_total{queue="asya-echo",transport="%s"} 3' % t,
+            'asya_actor_messages_processed_total{queue="asya-echo",status="success"} 2',
+            'asya_actor_messages_sent_total{destination_queue="asya-happy-end",message_type="happy_end"} 1',
+            'asya_actor_messages_sent_total{destination_queue="asya-next",message_type="routing"} 1',
+            'asya_actor_messages_sent_total{destination_queue="asya-error-end",message_type="error_end"} 1',
+            'asya_actor_messages_failed_total{queue="asya-echo",reason="processing_error"} 1',
+            'asya_actor_runtime_errors_total{error_type="processing_error",queue="asya-echo"} 1',
+            'asya_actor_queue_send_duration_seconds_count{destination_queue="asya-next",transport="%s"} 1' % t,
+            'asya_actor_queue_receive_duration_seconds_count{queue="asya-echo",transport="%s"} 3' % t,
+            'asya_actor_runtime_execution_duration_seconds_count{queue="asya-echo"} 3',
+            'asya_actor_processing_duration_seconds_count{queue="asya-echo"} 3',
+            'asya_actor_envelope_size_bytes_count{direction="received"} 3',
+            'asya_actor_envelope_size_bytes_count{direction="sent"} 3',
+            'asya_actor_active_messages{queue="asya-echo"} 0',
+            'asya_actor_retries_total{queue="asya-echo"} 0',
+            'asya_actor_deadline_exceeded_total{queue="asya-echo"} 0',
+            'asya_actor_poison_messages_total{queue="asya-echo"} 0'):
+        assert line in text.splitlines(), line
+    samples = metric_samples(text)
+    for family, labels in METRIC_LABELS.items():
+        assert family in samples, family
+        for got, _ in samples[family]:
+            assert set(got) == labels, (family, got)
+            for key in ("queue", "destination_queue"):
+                if key in got:
+                    assert got[key].startswith("asya-"), (family, got)
     promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
 
@@ -517,3 +578,29 @@ def test_lease_is_extended_while_a_handler_runs_longer_than_the_visibility_timeo
     extended = [line for line in text.splitlines()
                 if line.startswith('asya_actor_lease_extensions_total{queue="asya-work",result="ok"}')]
     assert extended and float(extended[0].split()[-1]) >= 3, extended
+
+
+# --- logs ---
+
+def test_logs_are_json_lines_with_actor_and_id_and_never_the_payload(cluster):
+    secret = "SECRET-PAYLOAD-7f3a"
+    env = {"ASYA_LOG_LEVEL": "debug"}
+    echo = cluster.actor("echo", "echo", env=env)
+    bad = cluster.actor("bad", "fail", env=env)
+    cluster.queues.send("asya-echo", envelope("LG1", ["echo"], payload={"s": secret}))
+    cluster.queues.send("asya-bad", envelope("LG2", ["bad"], payload={"why": "w", "s": secret}))
+    assert only(cluster.queues.collect(HAPPY, 1))["id"] == "LG1"
+    assert only(cluster.queues.collect(ERROR, 1))["id"] == "LG2"
+    for actor, id_ in ((echo, "LG1"), (bad, "LG2")):
+        lines = [line for line in actor.sidecar.text().splitlines() if line.strip()]
+        records = []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                pytest.fail("sidecar %s logged a line that is not JSON: %r" % (actor.name, line))
+        for r in records:
+            assert {"ts", "level", "msg"} <= set(r), r
+            assert r.get("actor") == actor.name, r
+        assert any(r.get("id") == id_ for r in records), "no line carries the envelope id %s" % id_
+        assert secret not in actor.sidecar.text(), "the payload was logged"

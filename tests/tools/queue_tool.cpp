@@ -2,7 +2,9 @@
 // tests run against every transport (chosen by ASYA_TRANSPORT, default sqlite, with the
 // transport's own variables such as ASYA_SQLITE_PATH).
 //
-//   asya-queue send QUEUE BODY|@FILE [--delay 1s]
+//   asya-queue send QUEUE BODY|@FILE [--delay 1s] [--lines]
+//       --lines: every non-empty line of BODY/FILE is one message (sent in order, each durable
+//       before the next; a failure names the line and stops)
 //   asya-queue recv QUEUE [--max N] [--wait 5s] [--ack]
 //       prints one JSON line per message: {"body": "<raw body>", "delivery_count": n}
 //       without --ack the messages are nacked (visible again at once; delivery count grows)
@@ -25,7 +27,7 @@
 namespace {
 
 constexpr const char* kUsage =
-    "usage: asya-queue send QUEUE BODY|@FILE [--delay 1s]\n"
+    "usage: asya-queue send QUEUE BODY|@FILE [--delay 1s] [--lines]\n"
     "       asya-queue recv QUEUE [--max N] [--wait 5s] [--ack]\n"
     "       asya-queue stats QUEUE\n"
     "       asya-queue ensure QUEUE\n"
@@ -77,9 +79,12 @@ int main(int argc, char** argv) {
       if (args.size() < 3) return usage("send needs QUEUE and BODY (or @FILE)");
       std::string body = args[2];
       std::chrono::milliseconds delay{0};
+      bool lines = false;
       for (std::size_t i = 3; i < args.size(); ++i) {
         if (args[i] == "--delay" && i + 1 < args.size())
           delay = duration_arg("--delay", args[++i]);
+        else if (args[i] == "--lines")
+          lines = true;
         else
           return usage("unknown send option \"" + args[i] + "\"");
       }
@@ -94,10 +99,28 @@ int main(int argc, char** argv) {
         std::fprintf(stderr, "asya-queue: %s\n", st.message().c_str());
         return 1;
       }
-      if (auto st = transport->send(queue, body, delay); !st) {
-        std::fprintf(stderr, "asya-queue: send to %s failed: %s\n", queue.c_str(),
-                     st.message().c_str());
-        return 1;
+      std::vector<std::string_view> messages;
+      if (lines) {
+        std::string_view rest = body;
+        while (!rest.empty()) {
+          auto end = rest.find('\n');
+          std::string_view line = rest.substr(0, end);
+          if (!line.empty()) messages.push_back(line);
+          rest = end == std::string_view::npos ? std::string_view{} : rest.substr(end + 1);
+        }
+      } else {
+        messages.push_back(body);
+      }
+      for (std::size_t i = 0; i < messages.size(); ++i) {
+        if (auto st = transport->send(queue, messages[i], delay); !st) {
+          std::fprintf(stderr, "asya-queue: send to %s failed%s: %s\n", queue.c_str(),
+                       lines ? (" at message " + std::to_string(i + 1) + " of " +
+                                std::to_string(messages.size()) + " (the earlier ones were sent)")
+                                   .c_str()
+                             : "",
+                       st.message().c_str());
+          return 1;
+        }
       }
       return 0;
     }

@@ -317,6 +317,32 @@ TEST_F(RabbitmqTransportTest, StatsCountReadyInFlightAndDelayed) {
   EXPECT_EQ(stats(*t, q).delayed, 1u);
 }
 
+// ASYA_RABBITMQ_PREFETCH bounds what the broker pushes ahead to one consumer: with prefetch 3 and
+// 10 messages, 3 are held by the consumer (handed out or buffered) and 7 stay ready in the broker
+// for other replicas; each ack lets exactly one more through.
+TEST_F(RabbitmqTransportTest, PrefetchBoundsTheDeliveriesHeldByOneConsumer) {
+  RabbitmqSettings s = settings_;
+  s.prefetch = 3;
+  auto consumer = make(s);
+  auto observer = make();
+  const std::string q = queue("prefetch-bound");
+  ASSERT_TRUE(consumer->ensure_queue(q).ok());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(consumer->send(q, numbered("m", i)).ok());
+  Delivery d = receive_one(*consumer, q);
+  auto deadline = Clock::now() + 10s;
+  while (stats(*consumer, q).in_flight < 3u && Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(stats(*consumer, q).in_flight, 3u);
+  EXPECT_EQ(stats(*observer, q).ready, 7u) << "the broker pushed more than the prefetch";
+  ASSERT_TRUE(consumer->ack(d).ok());
+  deadline = Clock::now() + 10s;
+  while ((stats(*observer, q).ready > 6u || stats(*consumer, q).in_flight < 3u) &&
+         Clock::now() < deadline)
+    std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(stats(*observer, q).ready, 6u);
+  EXPECT_EQ(stats(*consumer, q).in_flight, 3u);
+}
+
 TEST_F(RabbitmqTransportTest, CloseReturnsPrefetchedMessagesWithoutCountingThem) {
   auto t = make();
   const std::string q = queue("prefetch");
