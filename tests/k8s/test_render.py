@@ -162,3 +162,75 @@ def test_options_reach_the_objects(tmp_path):
     assert env["AWS_ACCESS_KEY_ID"]["valueFrom"]["secretKeyRef"]["name"] == "aws-creds"
     trigger = next(d for d in docs if d["kind"] == "ScaledObject")["spec"]["triggers"][0]
     assert trigger["metadata"]["awsEndpoint"] == "http://localstack:4566"
+
+
+def test_rabbitmq_gateway_and_naming_options_reach_the_objects(tmp_path):
+    (tmp_path / "a.yaml").write_text(BROKEN.replace("  scaling: {minReplicas: -1}\n", ""))
+    (tmp_path / "routes.yaml").write_text("tools:\n- name: t\n  route: [broken]\n")
+    stream = render(tmp_path, "--transport", "rabbitmq", "--namespace", "team-a",
+                    "--sidecar-image", "reg.example/asya-sidecar:1.2.3",
+                    "--gateway-image", "reg.example/asya-gateway:4.5.6",
+                    "--queue-prefix", "dev-", "--log-level", "debug", "--metrics-port", "9100",
+                    "--rabbitmq-secret", "amqp-creds", "--rabbitmq-secret-key", "amqp-url",
+                    "--rabbitmq-exchange", "asya-dev", "--result-store", "s3://bucket/results",
+                    "--gateway-url", "http://gw.team-a.svc:8080").stdout
+    docs = validate_k8s.load_documents(stream)
+    results = validate_k8s.Validator().validate_stream(stream, "options")
+    assert all(r.status == "PASS" for r in results), [str(r) for r in results if r.status != "PASS"]
+    assert {d["metadata"]["namespace"] for d in docs} == {"team-a"}
+    by_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    pods = {name: d["spec"]["template"]["spec"] for (kind, name), d in by_name.items()
+            if kind == "Deployment"}
+    assert set(pods) == {"broken", "happy-end", "error-end", "asya-gateway"}
+    for name, pod in pods.items():
+        container = next(c for c in pod["containers"]
+                         if c["name"] in ("asya-sidecar", "gateway"))
+        env = {e["name"]: e for e in container["env"]}
+        assert env["ASYA_QUEUE_PREFIX"]["value"] == "dev-", name
+        assert env["ASYA_LOG_LEVEL"]["value"] == "debug", name
+        assert env["ASYA_RABBITMQ_URL"]["valueFrom"]["secretKeyRef"] == {
+            "name": "amqp-creds", "key": "amqp-url"}, name
+        assert env["ASYA_RABBITMQ_EXCHANGE"]["value"] == "asya-dev", name
+        if name == "asya-gateway":
+            assert container["image"] == "reg.example/asya-gateway:4.5.6"
+            continue
+        assert container["image"] == "reg.example/asya-sidecar:1.2.3", name
+        assert env["ASYA_METRICS_ADDR"]["value"] == ":9100", name
+        assert container["ports"][0]["containerPort"] == 9100, name
+        assert env["ASYA_GATEWAY_URL"]["value"] == "http://gw.team-a.svc:8080", name
+        if name in ("happy-end", "error-end"):
+            assert env["ASYA_RESULT_STORE"]["value"] == "s3://bucket/results"
+            assert "volumes" not in pod, "an s3 store needs no results volume"
+    trigger = by_name[("ScaledObject", "broken")]["spec"]["triggers"][0]
+    assert trigger["metadata"]["queueName"] == "dev-broken"
+    auth = by_name[("TriggerAuthentication", "broken-broker")]["spec"]
+    assert auth == {"secretTargetRef": [{"parameter": "host", "name": "amqp-creds",
+                                         "key": "amqp-url"}]}
+    routes = by_name[("ConfigMap", "asya-gateway-routes")]["data"]["routes.yaml"]
+    assert routes == (tmp_path / "routes.yaml").read_text()
+
+
+def test_a_routes_file_the_gateway_would_refuse_prints_its_error_and_no_yaml(tmp_path):
+    (tmp_path / "a.yaml").write_text(BROKEN.replace("  scaling: {minReplicas: -1}\n", ""))
+    (tmp_path / "routes.yaml").write_text("tools:\n- name: t\n  route: [broken]\n  timeout: soon\n")
+    proc = render(tmp_path, "--transport", "sqs", check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"{tmp_path / 'routes.yaml'}:4: tools[t].timeout" in proc.stderr, proc.stderr
+    assert "no objects printed" in proc.stderr
+
+
+def test_a_tool_routed_to_an_unknown_actor_is_a_warning(tmp_path):
+    (tmp_path / "a.yaml").write_text(BROKEN.replace("  scaling: {minReplicas: -1}\n", ""))
+    (tmp_path / "routes.yaml").write_text("tools:\n- name: t\n  route: [broken, nobody]\n")
+    proc = render(tmp_path, "--transport", "sqs")
+    assert "ConfigMap" in proc.stdout
+    assert 'tool "t"' in proc.stderr and 'actor "nobody"' in proc.stderr, proc.stderr
+
+
+def test_an_actor_on_another_network_transport_than_the_cluster_is_refused(tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(BROKEN.replace("  scaling: {minReplicas: -1}\n", "  transport: rabbitmq\n"))
+    proc = render(path, "--transport", "sqs", check=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert f"{path}:1: actor broken: spec.transport \"rabbitmq\" differs from --transport sqs" \
+        in proc.stderr, proc.stderr
