@@ -25,8 +25,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 namespace asya {
@@ -69,16 +71,75 @@ using PayloadHandler = std::function<Outputs(const Json& payload)>;
 // len(actors), else the answer is a processing_error (checked when ASYA_ENABLE_VALIDATION).
 using EnvelopeHandler = std::function<std::vector<Json>(const boost::json::object& envelope)>;
 
+// Raw payload handlers: the payload as JSON text in, JSON text out, no DOM built by the runtime.
+//
+//   return asya::serve_raw([](std::string_view payload_json) {
+//     return asya::RawOutputs::view(payload_json);  // pass the payload on unchanged, no copy
+//   });
+//
+// When to use which: a DOM handler (serve) is the easy default; the runtime parses the payload
+// into a boost::json::value and serializes what the handler returns, which costs about as much
+// as the socket itself for a 1 MB payload (2x the raw round trip). Use a raw handler when the
+// payload is large and the handler does not need to look inside it (pass-through, storing or
+// forwarding it, handing it to another parser such as simdjson, or producing output text
+// directly): the runtime then checks the envelope with simdjson, hands the handler a view of the
+// payload's exact bytes, and splices the returned text into the answer.
+//
+// The request is checked by exactly the rules of the DOM path (the same answers, including the
+// same msg_parsing_error messages, for every request; the shared conformance suite runs against
+// both): the payload's JSON syntax is validated, never materialized. The payload view is valid
+// only during the call. Each returned text must be one valid JSON value (checked: otherwise the
+// answer is a processing_error of type InvalidHandlerResult), except a view() of the payload
+// itself, which was already checked and is spliced as is.
+class RawOutputs {
+ public:
+  RawOutputs() = default;  // abort: nothing further
+  // One result whose JSON text the handler built (moved in, not copied).
+  RawOutputs(std::string payload_json) { items_.emplace_back(std::move(payload_json)); }
+  RawOutputs(const char* payload_json) { items_.emplace_back(std::string(payload_json)); }
+  // One result referring to text that outlives the call, typically the input payload (or a part
+  // of it): spliced into the answer without a copy.
+  static RawOutputs view(std::string_view payload_json) {
+    RawOutputs out;
+    out.items_.emplace_back(payload_json);
+    return out;
+  }
+  static RawOutputs fan_out(std::vector<std::string> payloads_json) {
+    RawOutputs out;
+    for (auto& text : payloads_json) out.items_.emplace_back(std::move(text));
+    return out;
+  }
+  static RawOutputs none() { return RawOutputs(); }
+  // Adds one more output (owned text or view), for fan-outs built step by step.
+  void add(std::string payload_json) { items_.emplace_back(std::move(payload_json)); }
+  void add_view(std::string_view payload_json) { items_.emplace_back(payload_json); }
+
+  std::size_t size() const { return items_.size(); }
+  std::string_view item(std::size_t i) const {
+    return std::visit([](const auto& text) { return std::string_view(text); }, items_[i]);
+  }
+
+ private:
+  std::vector<std::variant<std::string, std::string_view>> items_;
+};
+
+// A raw payload-mode handler: the payload's JSON text in (a view, valid during the call),
+// RawOutputs out. Exceptions become processing_error like for PayloadHandler.
+using RawPayloadHandler = std::function<RawOutputs(std::string_view payload_json)>;
+
 // Serves `handler` until SIGTERM/SIGINT. Writes `runtime-ready` next to the socket once listening.
 // On the first signal: stops accepting, removes the socket and the ready file, answers requests
 // already received, then returns 0 (a second signal stops waiting for them). Returns 1 on a
 // start-up error (invalid configuration, unusable socket path), after one error line on stderr.
 int serve(PayloadHandler handler);
 int serve_envelopes(EnvelopeHandler handler);
+// Payload mode (ASYA_HANDLER_MODE unset or "payload") with a raw handler.
+int serve_raw(RawPayloadHandler handler);
 
 // The response to one request frame, as the server would send it (exposed for tests and
 // benchmarks): never throws; errors become error elements.
 std::string handle_request(std::string_view request, const PayloadHandler& handler);
 std::string handle_request(std::string_view request, const EnvelopeHandler& handler, bool validate);
+std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler);
 
 }  // namespace asya

@@ -5,12 +5,14 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
 #include <cstdlib>
 #include <exception>
 #include <memory>
 #include <typeinfo>
 
 #include "asya/runtime.hpp"
+#include "envelope/envelope.hpp"
 
 namespace asya {
 namespace {
@@ -394,6 +396,136 @@ std::string handle_envelope_request(std::string_view request, const EnvelopeHand
   return response;
 }
 
+// A basic_parser handler that keeps nothing: checks JSON syntax (UTF-8 included, same depth
+// limit as the DOM path) without building a value.
+struct NullHandler {
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_array_begin(json::error_code&) { return true; }
+  bool on_array_end(std::size_t, json::error_code&) { return true; }
+  bool on_object_begin(json::error_code&) { return true; }
+  bool on_object_end(std::size_t, json::error_code&) { return true; }
+  bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_key_part(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_key(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+  bool on_double(double, json::string_view, json::error_code&) { return true; }
+  bool on_bool(bool, json::error_code&) { return true; }
+  bool on_null(json::error_code&) { return true; }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+// Checks that `text` is exactly one JSON value; the error message otherwise.
+std::optional<std::string> json_syntax_error(std::string_view text) {
+  json::basic_parser<NullHandler> parser(parse_options());
+  json::error_code ec;
+  std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
+  if (!ec && consumed != text.size()) ec = json::error::extra_data;
+  if (!ec) return std::nullopt;
+  return fmt::format("{} at offset {}", ec.message(), consumed);
+}
+
+// The answer of the raw path: each output's text spliced between `{"payload":` and the route
+// (current + 1, serialized from `route` exactly like the DOM path does) and the input's headers.
+std::string raw_response(std::string_view request, std::string_view payload,
+                         const json::object& route, std::int64_t current,
+                         std::string_view headers_json, const RawOutputs& outputs) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    std::string_view text = outputs.item(i);
+    if (text.data() == payload.data() && text.size() == payload.size()) continue;  // checked
+    if (auto error = json_syntax_error(text)) {
+      std::string where = outputs.size() > 1 ? fmt::format("output {}", i) : std::string("output");
+      return error_response(invalid_result(
+          fmt::format("{} of the raw handler is not one valid JSON value: {}", where, *error)));
+    }
+  }
+  std::string route_and_headers;
+  if (outputs.size() > 0) {
+    json::object next_route = route;
+    next_route["current"] = current + 1;
+    route_and_headers = ",\"route\":";
+    append_json(route_and_headers, next_route);
+    if (!headers_json.empty()) {
+      route_and_headers += ",\"headers\":";
+      route_and_headers += headers_json;
+    }
+    route_and_headers += '}';
+  }
+  std::size_t size = 2;
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    size += outputs.item(i).size() + route_and_headers.size() + 13;
+  }
+  std::string response;
+  response.reserve(std::max(size, request.size() / 4));
+  response += '[';
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    response += i == 0 ? "{\"payload\":" : ",{\"payload\":";
+    response += outputs.item(i);
+    response += route_and_headers;
+  }
+  response += ']';
+  return response;
+}
+
+// The fast path: envelope::parse (simdjson, views into `request`) plus the checks of the DOM path
+// that it does not make itself. Returns false when the request must take the DOM path instead:
+// anything envelope::parse rejects (it is stricter in places: it requires an id, valid actor
+// names, no duplicate keys), so that every request gets exactly the DOM path's answer.
+bool raw_fast_path_applies(const envelope::Envelope& env) {
+  if (env.actors.empty()) return false;
+  if (!env.route_metadata_raw.empty() && env.route_metadata_raw.front() != '{') return false;
+  if (!env.headers_raw.empty() && env.headers_raw.front() != '{') return false;
+  // envelope::parse checks scalars and the whole body's UTF-8, not the syntax nested inside a
+  // payload object or array; the DOM path rejects a request with any syntax error in it.
+  char first = env.payload_raw.empty() ? ' ' : env.payload_raw.front();
+  if ((first == '{' || first == '[') && json_syntax_error(env.payload_raw)) return false;
+  for (const auto& field : env.unknown_fields) {
+    char c = field.second.empty() ? ' ' : field.second.front();
+    if ((c == '{' || c == '[') && json_syntax_error(field.second)) return false;
+  }
+  return true;
+}
+
+std::string handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler) {
+  auto parsed =
+      request.empty() ? Result<envelope::Envelope>(Error{"empty"}) : envelope::parse(request);
+  if (parsed.ok() && raw_fast_path_applies(parsed.value())) {
+    const envelope::Envelope& env = parsed.value();
+    // The route object is small: parsed into a value to write it back with current + 1 exactly
+    // as the DOM path does (key order kept, unknown route fields kept).
+    json::value route = json::parse(env.route_raw, {}, parse_options());
+    RawOutputs outputs;
+    try {
+      outputs = handler(env.payload_raw);
+    } catch (...) {
+      return error_response(current_exception_failure());
+    }
+    return raw_response(request, env.payload_raw, route.get_object(),
+                        static_cast<std::int64_t>(env.current), env.headers_raw, outputs);
+  }
+  // The DOM path decides: its error message, or (for a request only envelope::parse refused) the
+  // payload serialized back to text for the handler.
+  Request in;
+  if (auto failure = parse_request(request, in)) return error_response(*failure);
+  std::string payload = json::serialize(in.envelope->at("payload"));
+  std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
+  RawOutputs outputs;
+  try {
+    outputs = handler(payload);
+  } catch (...) {
+    return error_response(current_exception_failure());
+  }
+  return raw_response(request, payload, *in.route, in.current, headers, outputs);
+}
+
 }  // namespace
 
 // Building or serializing the answer can still throw (bad_alloc, a handler-made value that
@@ -410,6 +542,14 @@ std::string handle_request(std::string_view request, const EnvelopeHandler& hand
                            bool validate) {
   try {
     return handle_envelope_request(request, handler, validate);
+  } catch (...) {
+    return error_response(current_exception_failure());
+  }
+}
+
+std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler) {
+  try {
+    return handle_raw_payload_request(request, handler);
   } catch (...) {
     return error_response(current_exception_failure());
   }

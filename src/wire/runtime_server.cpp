@@ -406,6 +406,13 @@ int serve(PayloadHandler handler) {
   });
 }
 
+int serve_raw(RawPayloadHandler handler) {
+  return run_server("payload", [&](const RuntimeConfig& config) -> Responder {
+    return [handler = serialized_unless_thread_safe(config, std::move(handler))](
+               std::string_view request) { return handle_raw_request(request, handler); };
+  });
+}
+
 int serve_envelopes(EnvelopeHandler handler) {
   return run_server("envelope", [&](const RuntimeConfig& config) -> Responder {
     return [handler = serialized_unless_thread_safe(config, std::move(handler)),

@@ -21,7 +21,8 @@ CPP_RUNTIME_NAME = "asya-conformance-runtime"
 START_TIMEOUT_SECONDS = 20.0
 IO_TIMEOUT_SECONDS = 60.0
 
-RUNTIMES = ("python", "cpp")
+# cpp_raw: the C++ runtime serving the same handlers as raw handlers (asya::serve_raw).
+RUNTIMES = ("python", "cpp", "cpp_raw")
 
 def build_dir():
     return pathlib.Path(os.environ.get("ASYA_BUILD_DIR", REPO / "build")).resolve()
@@ -57,6 +58,8 @@ def runtime_env(kind, handler, socket_path, mode=None, extra=None):
     env["ASYA_SOCKET_PATH"] = str(socket_path)
     if mode:
         env["ASYA_HANDLER_MODE"] = mode
+    if kind == "cpp_raw":
+        env["ASYA_CONFORMANCE_RAW"] = "1"
     for key, value in (extra or {}).items():
         if value is None:
             env.pop(key, None)

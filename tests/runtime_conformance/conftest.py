@@ -3,6 +3,7 @@
 Every test that takes `start_runtime` runs once per runtime:
   python  python3 runtimes/python/asya_runtime.py, PYTHONPATH=tests/runtime_conformance
   cpp     $ASYA_BUILD_DIR/tests/runtime_conformance/asya-conformance-runtime
+  cpp_raw the same binary with ASYA_CONFORMANCE_RAW=1: its payload handlers served by serve_raw
 Both load the handlers of conformance_handlers.py by the same ASYA_HANDLER names. A missing C++
 binary fails the cpp tests (it is never skipped silently). Each runtime gets its own short temp
 dir (/tmp/asya-XXXX/) for its socket, so the suite is safe under pytest-xdist.

@@ -1,6 +1,9 @@
 // The C++ conformance runtime: the handlers of ../conformance_handlers.py, with the same names
 // and behaviour, served by the C++ runtime library. ASYA_HANDLER selects one
 // ("conformance_handlers.echo"); the shared pytest suite runs against this and the Python runtime.
+// With ASYA_CONFORMANCE_RAW=1 the payload-mode handlers are served as raw handlers
+// (asya::serve_raw): the same behaviour on the payload's JSON text, so the suite checks that the
+// raw path answers every request exactly like the DOM path (suite runtime kind "cpp_raw").
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -159,6 +162,27 @@ std::vector<Json> envelope_edit(const json::object& envelope) {
 
 const char* kPrefix = "conformance_handlers.";
 
+// A DOM handler as a raw handler: parse the text, call it, serialize what it returns.
+asya::RawPayloadHandler raw_from_dom(asya::PayloadHandler handler) {
+  return [handler = std::move(handler)](std::string_view payload_json) {
+    json::parse_options options;
+    options.max_depth = 1000;
+    Json payload = json::parse(payload_json, {}, options);
+    Outputs outputs = handler(payload);
+    asya::RawOutputs raw;
+    for (const Json& item : outputs.items()) raw.add(json::serialize(item));
+    return raw;
+  };
+}
+
+// echo without a DOM where it can: a payload that is not an object is passed on as its own text.
+asya::RawOutputs raw_echo(std::string_view payload_json) {
+  if (payload_json.empty() || payload_json.front() != '{') {
+    return asya::RawOutputs::view(payload_json);
+  }
+  return raw_from_dom(echo)(payload_json);
+}
+
 }  // namespace
 
 int main() {
@@ -191,6 +215,11 @@ int main() {
                  "Counter.process,envelope_edit}\n",
                  name.c_str());
     return 1;
+  }
+  const char* raw_env = std::getenv("ASYA_CONFORMANCE_RAW");
+  if (raw_env != nullptr && std::string(raw_env) == "1") {
+    if (short_name == "echo") return asya::serve_raw(raw_echo);
+    return asya::serve_raw(raw_from_dom(found->second));
   }
   return asya::serve(found->second);
 }

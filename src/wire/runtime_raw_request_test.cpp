@@ -1,0 +1,132 @@
+// The raw handler path (handle_raw_request / serve_raw): same answers as the DOM path for every
+// request, the payload handed over as a view of the request bytes, outputs spliced as sent.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "asya/runtime.hpp"
+
+namespace asya {
+namespace {
+
+namespace json = boost::json;
+
+RawOutputs raw_passthrough(std::string_view payload) {
+  return RawOutputs::view(payload);
+}
+
+Outputs dom_echo(const Json& payload) {
+  return payload;
+}
+
+json::value parse_array(const std::string& text) {
+  json::parse_options options;
+  options.max_depth = 2000;
+  json::value v = json::parse(text, {}, options);
+  EXPECT_TRUE(v.is_array()) << text;
+  return v;
+}
+
+// Requests of every kind: valid ones (including those only the DOM path accepts) and every
+// invalid shape the DOM path names. Both paths must answer each alike.
+const std::vector<std::string> kRequests = {
+    R"({"id":"e1","route":{"actors":["a","b"],"current":0,"metadata":{"job":"j"}},)"
+    R"("headers":{"traceparent":"t"},"payload":{"message":"hi","n":[1,2.5,null,true]}})",
+    R"({"id":"e1","route":{"actors":["a"]},"payload":"plain string"})",
+    R"({"route":{"actors":["a"]},"payload":{"no":"id"}})",
+    R"({"id":"e1","route":{"actors":["Not_A_Valid_Name"]},"payload":1})",
+    R"({"id":"e1","id":"e2","route":{"actors":["a"]},"payload":1})",
+    R"({"id":"e1","route":{"actors":["a"],"extra":{"k":1}},"payload":1,"unknown":[1,{}]})",
+    R"({"id":"e1","route":{"actors":["a"],"current":1},"payload":1})",
+    R"({"id":"e1","route":{"actors":["a"]},"payload":{"a":[1 2]}})",
+    R"({"id":"e1","route":{"actors":["a"]},"payload":{"a":1,}})",
+    R"({"id":"e1","route":{"actors":["a"]},"payload":1,"unknown":{"x":}})",
+    R"({"id":"e1","route":{"actors":["a"]},"payload":1} trailing)",
+    "",
+    "not json",
+    "{\"id\":\"e1\",\"route\":{\"actors\":[\"a\"]},\"payload\":\"\xff\"}",
+    R"([1,2])",
+    R"({"route":{"actors":["a"]}})",
+    R"({"payload":1})",
+    R"({"id":"e1","payload":1,"route":[]})",
+    R"({"id":"e1","payload":1,"route":{}})",
+    R"({"id":"e1","payload":1,"route":{"actors":"a"}})",
+    R"({"id":"e1","payload":1,"route":{"actors":[]}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a",3]}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"],"current":"0"}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"],"current":1.0}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"],"current":true}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"],"current":-1}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"],"current":2}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"],"metadata":1}})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"]},"headers":[]})",
+    R"({"id":"e1","payload":1,"route":{"actors":["a"]},"headers":null})",
+    R"({"payload":1,"route":{"actors":["a"]},"id":7})",
+    R"({"id":"","payload":1,"route":{"actors":["a"]}})",
+    std::string(R"({"id":"e1","route":{"actors":["a"]},"payload":)") + std::string(900, '[') +
+        std::string(900, ']') + "}",
+    std::string(R"({"id":"e1","route":{"actors":["a"]},"payload":)") + std::string(1200, '[') +
+        std::string(1200, ']') + "}",
+};
+
+TEST(HandleRawRequest, AnswersEveryRequestExactlyLikeTheDomPath) {
+  for (const std::string& request : kRequests) {
+    json::value raw = parse_array(handle_raw_request(request, raw_passthrough));
+    json::value dom = parse_array(handle_request(request, dom_echo));
+    EXPECT_EQ(raw, dom) << "request: " << request.substr(0, 200);
+  }
+}
+
+TEST(HandleRawRequest, HandlerGetsAViewOfTheRequestBytesAndTheAnswerKeepsThemAsSent) {
+  std::string request =
+      R"({"id":"e1","route":{"actors":["a","b"],"current":0},"headers":{"h" : 1},)"
+      R"("payload":{ "x" : 1.50, "s":"\u00e9" }})";
+  std::string_view seen;
+  std::string response = handle_raw_request(request, [&](std::string_view payload) {
+    seen = payload;
+    return RawOutputs::view(payload);
+  });
+  EXPECT_EQ(seen, R"({ "x" : 1.50, "s":"\u00e9" })");
+  EXPECT_TRUE(seen.data() >= request.data() && seen.data() < request.data() + request.size())
+      << "the payload was copied, not viewed";
+  EXPECT_EQ(response, R"([{"payload":{ "x" : 1.50, "s":"\u00e9" },"route":{"actors":["a","b"],)"
+                      R"("current":1},"headers":{"h" : 1}}])");
+}
+
+TEST(HandleRawRequest, FanOutAbortAndOwnedTexts) {
+  const char* request = R"({"id":"e1","route":{"actors":["a","b"]},"payload":{"n":2}})";
+  json::value fan = parse_array(handle_raw_request(request, [](std::string_view) {
+    return RawOutputs::fan_out({R"({"i":0})", R"({"i":1})"});
+  }));
+  ASSERT_EQ(fan.as_array().size(), 2u);
+  EXPECT_EQ(fan.as_array()[1].at("payload").at("i"), 1);
+  EXPECT_EQ(fan.as_array()[1].at("route").at("current"), 1);
+  EXPECT_EQ(handle_raw_request(request, [](std::string_view) { return RawOutputs::none(); }), "[]");
+}
+
+TEST(HandleRawRequest, InvalidOutputTextIsAnInvalidHandlerResult) {
+  const char* request = R"({"id":"e1","route":{"actors":["a","b"]},"payload":1})";
+  for (const char* bad : {"", "{\"a\":", "1 2", "\"\xff\""}) {
+    json::value out =
+        parse_array(handle_raw_request(request, [&](std::string_view) { return RawOutputs(bad); }));
+    ASSERT_EQ(out.as_array().size(), 1u) << bad;
+    EXPECT_EQ(out.as_array()[0].at("error"), "processing_error") << bad;
+    EXPECT_EQ(out.as_array()[0].at("details").at("type"), "InvalidHandlerResult") << bad;
+    std::string message(out.as_array()[0].at("details").at("message").as_string());
+    EXPECT_NE(message.find("output of the raw handler is not one valid JSON value"),
+              std::string::npos)
+        << message;
+  }
+}
+
+TEST(HandleRawRequest, ExceptionBecomesProcessingError) {
+  const char* request = R"({"id":"e1","route":{"actors":["a"]},"payload":1})";
+  json::value out = parse_array(handle_raw_request(
+      request, [](std::string_view) -> RawOutputs { throw std::runtime_error("boom"); }));
+  EXPECT_EQ(out.as_array()[0].at("error"), "processing_error");
+  EXPECT_EQ(out.as_array()[0].at("details").at("message"), "boom");
+}
+
+}  // namespace
+}  // namespace asya
