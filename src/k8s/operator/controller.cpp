@@ -36,6 +36,19 @@ std::string resource_version(const json::object& object) {
   return str_at(it->value().as_object(), "resourceVersion");
 }
 
+std::int64_t generation(const json::object& object) {
+  auto it = object.find("metadata");
+  if (it == object.end() || !it->value().is_object()) return 0;
+  auto g = it->value().as_object().find("generation");
+  return g != it->value().as_object().end() && g->value().is_int64() ? g->value().as_int64() : 0;
+}
+
+bool deleting(const json::object& object) {
+  auto it = object.find("metadata");
+  return it != object.end() && it->value().is_object() &&
+         it->value().as_object().contains("deletionTimestamp");
+}
+
 }  // namespace
 
 struct Controller::State {
@@ -157,8 +170,14 @@ void Controller::run(const std::atomic<bool>& stop) {
           state.failures.erase(key);
           spdlog::info("{}: AsyncActor deleted", key);
         } else if (type == "ADDED" || type == "MODIFIED") {
+          // While a key waits out a retry backoff, a change that is not to the spec (our own
+          // status write, mostly) does not cut the backoff short.
+          auto cached = state.cache.find(key);
+          const bool backing_off =
+              state.failures.count(key) && state.due.count(key) && cached != state.cache.end() &&
+              generation(cached->second) == generation(object) && !deleting(object);
           state.cache[key] = object;
-          state.enqueue(key, Clock::now());
+          if (!backing_off) state.enqueue(key, Clock::now());
         }
         return true;
       };
@@ -226,7 +245,16 @@ void Controller::run(const std::atomic<bool>& stop) {
       const auto delay = std::chrono::milliseconds(1000) * (1 << std::min(failures - 1, 8));
       const auto capped = std::min<std::chrono::milliseconds>(delay, std::chrono::minutes(5));
       spdlog::warn("{}: {}; retrying in {} ms", key, result.summary, capped.count());
-      if (state.cache.count(key)) state.enqueue(key, Clock::now() + capped);
+      auto cached = state.cache.find(key);
+      if (cached != state.cache.end()) {
+        // An event that arrived meanwhile without a spec change (our own status write) must not
+        // make the retry immediate.
+        if (generation(cached->second) == generation(object) && !deleting(cached->second)) {
+          state.due[key] = Clock::now() + capped;
+        } else {
+          state.enqueue(key, Clock::now() + capped);
+        }
+      }
     } else {
       state.failures.erase(key);
       spdlog::debug("{}: {}", key, result.summary);
