@@ -30,6 +30,7 @@ import copy
 import datetime
 import http.server
 import json
+import ssl
 import threading
 import time
 import urllib.parse
@@ -59,7 +60,8 @@ def _status(code: int, reason: str, message: str) -> dict:
 
 
 class FakeKubeAPI:
-    def __init__(self, token: str | None = "test-token"):
+    def __init__(self, token: str | None = "test-token", tls: tuple[str, str] | None = None):
+        """tls: (certificate file, key file) to serve HTTPS instead of HTTP."""
         self.token = token
         self.lock = threading.Condition()
         self.rv = 100
@@ -95,6 +97,11 @@ class FakeKubeAPI:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            self.url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -8,6 +8,7 @@ transport.
     ASYA_BUILD_DIR=build-x /usr/bin/python3 -m pytest tests/k8s/test_operator.py
 """
 
+import base64
 import os
 import pathlib
 import signal
@@ -17,11 +18,13 @@ import subprocess
 import pytest
 
 from fake_kube_api import FakeKubeAPI
+from validate_k8s import Validator, load_documents
 
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 NS = "team"
 ACTORS = "asya.sh/v1alpha1", "asyncactors"
+CRD = REPO / "deploy" / "crd" / "asyncactor.yaml"
 
 
 def operator_binary() -> str:
@@ -51,7 +54,7 @@ def condition(obj, kind):
 
 
 class Operator:
-    def __init__(self, api: FakeKubeAPI, tmp: pathlib.Path):
+    def __init__(self, api: FakeKubeAPI, tmp: pathlib.Path, cluster_extra: str = ""):
         self.api = api
         self.tmp = tmp
         self.proc = None
@@ -60,7 +63,7 @@ class Operator:
         self.kubeconfig.write_text(
             "apiVersion: v1\nkind: Config\ncurrent-context: test\n"
             "contexts:\n- name: test\n  context: {cluster: fake, user: op}\n"
-            f"clusters:\n- name: fake\n  cluster: {{server: '{api.url}'}}\n"
+            f"clusters:\n- name: fake\n  cluster: {{server: '{api.url}'{cluster_extra}}}\n"
             f"users:\n- name: op\n  user: {{token: {api.token}}}\n")
 
     def start(self, *args, env=None):
@@ -187,6 +190,16 @@ def test_create_applies_owned_objects_and_reports_ready(api, operator, tmp_path)
         assert c["status"] == "True" and c["reason"] == reason, c
         assert c["observedGeneration"] == 1 and c["lastTransitionTime"]
     assert "asya-echo" in sqlite_queues(tmp_path)
+
+    # What was sent validates against the Kubernetes and KEDA schemas, the status against the CRD.
+    validator = Validator(load_documents(CRD.read_text()))
+    for r in applies:
+        result = validator.validate(r["body"], r["path"])
+        assert result.status == "PASS", str(result)
+    as_written = {"apiVersion": "asya.sh/v1alpha1", "kind": "AsyncActor",
+                  "metadata": {"name": "echo"}, "spec": actor["spec"], "status": status}
+    result = validator.validate(as_written, "status")
+    assert result.status == "PASS", str(result)
 
 
 def test_update_min_replicas_updates_scaled_object(api, operator):
@@ -361,3 +374,45 @@ def test_rejected_token_is_logged_and_retried(api, operator):
     api.token = "test-token"  # credentials fixed: the next retry succeeds
     api.create_actor(NS, "echo", spec())
     ready(api, "echo", operator, generation=1)
+
+
+def make_certificates(folder: pathlib.Path):
+    """A CA and a server certificate for 127.0.0.1 signed by it (openssl CLI)."""
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "1", "-subj", "/CN=asya-test-ca")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=127.0.0.1")
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
+    return folder / "ca.crt", folder / "server.crt", folder / "server.key"
+
+
+def test_https_with_certificate_authority_data(tmp_path):
+    ca, cert, key = make_certificates(tmp_path)
+    api = FakeKubeAPI(tls=(str(cert), str(key)))
+    ca_data = base64.b64encode(ca.read_bytes()).decode()
+    op = Operator(api, tmp_path, cluster_extra=f", certificate-authority-data: {ca_data}")
+    try:
+        op.start("--transport", "rabbitmq", "--queue-transport", "sqlite")
+        api.create_actor(NS, "echo", spec())
+        ready(api, "echo", op)
+    finally:
+        assert op.stop() == 0, op.output()
+        api.stop()
+
+
+def test_https_with_unknown_ca_fails_verification_and_retries(tmp_path):
+    _, cert, key = make_certificates(tmp_path)
+    api = FakeKubeAPI(tls=(str(cert), str(key)))
+    op = Operator(api, tmp_path)  # no CA: the system store does not trust the test CA
+    try:
+        op.start("--transport", "rabbitmq", "--queue-transport", "sqlite")
+        api.wait_for(lambda: op.output().count("retrying in") >= 2, what="two failed lists")
+        assert "certificate" in op.output()
+        assert not api.requests, "no request may pass an unverified TLS handshake"
+    finally:
+        assert op.stop() == 0, op.output()
+        api.stop()
