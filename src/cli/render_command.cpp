@@ -121,6 +121,27 @@ void add_render_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--gateway-image", o.gateway_image, "Image of asya-gateway")
       ->capture_default_str();
+  cmd->add_option_function<std::vector<std::string>>(
+         "--image",
+         [&o](const std::vector<std::string>& items) {
+           for (const auto& item : items) {
+             auto eq = item.find('=');
+             if (eq == std::string::npos || eq == 0 || eq + 1 == item.size()) {
+               throw CLI::ValidationError(
+                   "--image", "\"" + item +
+                                  "\" is not FROM=TO; give the image as written in the manifests, "
+                                  "'=', and the image to use, e.g. python:3.11-slim=reg/app:1");
+             }
+             o.images[item.substr(0, eq)] = item.substr(eq + 1);
+           }
+         },
+         "Replace a container image of the manifests: FROM=TO, FROM exactly as written "
+         "(repeatable)")
+      ->type_name("FROM=TO");
+  cmd->add_option("--build-dir", o.build_dir,
+                  "ASYA_BUILD_DIR for commands that refer to $(ASYA_BUILD_DIR) without setting it "
+                  "(where the build tree lives in the image)")
+      ->capture_default_str();
   cmd->add_option("--queue-prefix", o.queue_prefix, "Queue name prefix")->capture_default_str();
   cmd->add_option("--gateway-url", o.gateway_url,
                   "ASYA_GATEWAY_URL of the sidecars (default: the rendered gateway's Service)");

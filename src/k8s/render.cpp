@@ -158,8 +158,43 @@ json::array strings(const std::vector<std::string>& items) {
 
 // A container as written in the manifest (name, image, command, args, env, workingDir and the
 // Kubernetes-only fields).
-Result<json::object> user_container(const manifest::Container& c, const std::string& where) {
-  json::object out{{"name", c.name}, {"image", c.image}};
+// The $(NAME) references of a command or args entry, as the kubelet expands them ($$ escapes).
+std::vector<std::string> variable_references(std::string_view text) {
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i + 1 < text.size(); ++i) {
+    if (text[i] != '$') continue;
+    if (text[i + 1] == '$') {
+      ++i;
+      continue;
+    }
+    if (text[i + 1] != '(') continue;
+    auto end = text.find(')', i + 2);
+    if (end == std::string_view::npos) break;
+    auto name = std::string(text.substr(i + 2, end - i - 2));
+    if (manifest::valid_env_name(name)) out.push_back(std::move(name));
+    i = end;
+  }
+  return out;
+}
+
+// A container as written in the manifest (name, image, command, args, env, workingDir and the
+// Kubernetes-only fields), with --image replacements applied. The kubelet expands $(NAME) in
+// command and args only from the container's env: ASYA_BUILD_DIR (which `asya up` defaults to its
+// build tree) gets RenderOptions::build_dir, any other undefined name is an error.
+Result<json::object> user_container(const manifest::Container& c, const std::string& where,
+                                    const RenderOptions& o) {
+  auto image = o.images.find(c.image);
+  json::object out{{"name", c.name}, {"image", image == o.images.end() ? c.image : image->second}};
+  std::set<std::string> undefined;
+  for (const auto* list : {&c.command, &c.args}) {
+    for (const auto& item : *list) {
+      for (auto& name : variable_references(item)) {
+        const bool in_env =
+            std::any_of(c.env.begin(), c.env.end(), [&](const auto& v) { return v.name == name; });
+        if (!in_env) undefined.insert(std::move(name));
+      }
+    }
+  }
   if (!c.command.empty()) out["command"] = strings(c.command);
   if (!c.args.empty()) out["args"] = strings(c.args);
   if (!c.working_dir.empty()) out["workingDir"] = c.working_dir;
@@ -172,6 +207,16 @@ Result<json::object> user_container(const manifest::Container& c, const std::str
     } else {
       e.push_back(env(var.name, var.value));
     }
+  }
+  for (const auto& name : undefined) {
+    if (name != "ASYA_BUILD_DIR") {
+      return Error{fmt::format(
+          "{}.command: $({}) is not set in the container's env, and Kubernetes expands $(NAME) "
+          "only from there (it would run the text \"$({})\"); add {} to env (or write $$({}) for "
+          "a literal)",
+          where, name, name, name, name)};
+    }
+    e.push_back(env(name, o.build_dir));
   }
   if (!e.empty()) out["env"] = std::move(e);
   if (!c.kubernetes_extra_yaml.empty()) {
@@ -330,7 +375,7 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
     if (c.name == kSidecarName) {
       return Error{cwhere + ".name: \"asya-sidecar\" is injected by Asya; rename the container"};
     }
-    auto container = user_container(c, cwhere);
+    auto container = user_container(c, cwhere, o);
     if (!container) return container.error();
     if (i == a.runtime_container) {
       auto& rc = *container;

@@ -15,6 +15,7 @@
 // when routes.yaml text is given, the gateway (ConfigMap, Deployment, Service, ServiceAccount).
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -55,6 +56,13 @@ struct RenderOptions {
   std::string sqs_queue_url_base;
   std::string sqs_secret = "asya-sqs";
   bool sqs_pod_identity = false;
+
+  // Images of the manifests' containers to replace, exactly as written -> new image (e.g. the
+  // examples' python:3.11-slim -> an image holding their handler modules).
+  std::map<std::string, std::string> images;
+  // ASYA_BUILD_DIR of a container whose command or args refer to $(ASYA_BUILD_DIR) without setting
+  // it (`asya up` defaults it to its build tree; in an image the build lives here).
+  std::string build_dir = "/opt/asya/build";
 
   bool end_actors = true;                                     // render happy-end and error-end
   std::string result_store = "file:///var/lib/asya/results";  // ASYA_RESULT_STORE of end actors

@@ -328,5 +328,38 @@ TEST(Render, RenderActorGivesTheSameObjectsAsRender) {
   EXPECT_EQ(one->transport, "rabbitmq");
 }
 
+TEST(Render, ImagesAreReplacedAndCommandVariablesMustBeSetInTheContainerEnv) {
+  std::string text = kActor;
+  text.replace(text.find("image: my-classifier:1.2"), 24,
+               "image: my-classifier:1.2\n          command: [\"$(ASYA_BUILD_DIR)/bin/run\", "
+               "\"$$(LITERAL)\", \"$(MODEL)\"]\n"
+               "          workingDir: /w");
+  auto o = cluster("rabbitmq");
+  o.images["my-classifier:1.2"] = "reg.example/classifier:2";
+  o.build_dir = "/srv/build";
+  auto failed = render(load(text), o);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.error().message.find("containers[0].command: $(MODEL) is not set in the "
+                                        "container's env"),
+            std::string::npos)
+      << failed.error().message;
+
+  text.replace(text.find("- {name: ASYA_HANDLER,"), 0, "- {name: MODEL, value: m}\n          ");
+  auto rendered = render(load(text), o);
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& runtime = find(all, "Deployment", "classifier")
+                            .at("spec")
+                            .at("template")
+                            .at("spec")
+                            .at("containers")
+                            .at(0);
+  EXPECT_EQ(runtime.at("image"), "reg.example/classifier:2");
+  const auto env = env_map(runtime);
+  EXPECT_EQ(env.at("ASYA_BUILD_DIR"), "/srv/build");
+  EXPECT_EQ(env.at("MODEL"), "m");
+  EXPECT_FALSE(env.contains("LITERAL"));
+}
+
 }  // namespace
 }  // namespace asya::k8s

@@ -234,3 +234,46 @@ def test_an_actor_on_another_network_transport_than_the_cluster_is_refused(tmp_p
     assert proc.returncode == 2 and proc.stdout == ""
     assert f"{path}:1: actor broken: spec.transport \"rabbitmq\" differs from --transport sqs" \
         in proc.stderr, proc.stderr
+
+
+def test_the_examples_image_holds_every_python_handler_the_examples_name():
+    """deploy/examples/Dockerfile (docs/kubernetes.md, "Deploy the examples") copies the modules
+    that the examples' ASYA_HANDLER names import; no docker here, so check its COPY lines."""
+    dockerfile = (REPO / "deploy" / "examples" / "Dockerfile").read_text()
+    copied = [p for line in dockerfile.splitlines() if line.startswith("COPY ")
+              for p in line.split()[1:-1]]
+    examples = REPO / "examples"
+    for manifest in sorted(examples.rglob("*.yaml")):
+        for doc in validate_k8s.load_documents(manifest.read_text()):
+            if not isinstance(doc, dict) or doc.get("kind") != "AsyncActor":
+                continue
+            for container in doc["spec"]["workload"]["template"]["spec"]["containers"]:
+                handler = {e["name"]: e.get("value") for e in container.get("env", [])}.get("ASYA_HANDLER")
+                if container.get("command") or not handler:
+                    continue
+                module = manifest.parent / (handler.split(".")[0] + ".py")
+                assert module.is_file(), module
+                rel = module.relative_to(examples)
+                assert any(rel.match(pattern) for pattern in copied), \
+                    f"{rel} (ASYA_HANDLER of {manifest.relative_to(REPO)}) is not copied by {copied}"
+                assert container["image"] == "python:3.11-slim", \
+                    "docs/kubernetes.md replaces python:3.11-slim with the examples image"
+
+
+def test_image_and_build_dir_options(tmp_path):
+    stream = render("examples", "--transport", "rabbitmq", "--image",
+                    "python:3.11-slim=reg.example/asya-examples:1", "--image",
+                    "asya/cpp-echo:latest=reg.example/cpp-echo:1", "--build-dir", "/build").stdout
+    images = {}
+    for doc in validate_k8s.load_documents(stream):
+        if doc["kind"] == "Deployment" and doc["metadata"]["labels"]["app.kubernetes.io/component"] == "actor":
+            runtime = doc["spec"]["template"]["spec"]["containers"][0]
+            images[doc["metadata"]["name"]] = runtime["image"]
+            if doc["metadata"]["name"] == "echo":
+                env = {e["name"]: e["value"] for e in runtime["env"]}
+                assert env["ASYA_BUILD_DIR"] == "/build"
+    assert images == {"echo": "reg.example/cpp-echo:1", "hello": "reg.example/asya-examples:1",
+                      "split": "reg.example/asya-examples:1", "score": "reg.example/asya-examples:1",
+                      "collect": "reg.example/asya-examples:1"}
+    bad = render("examples/hello", "--transport", "sqs", "--image", "python", check=False)
+    assert bad.returncode != 0 and bad.stdout == "" and "is not FROM=TO" in bad.stderr
