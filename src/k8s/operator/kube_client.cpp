@@ -158,6 +158,13 @@ Result<std::pair<CurlPtr, SlistPtr>> prepare(const KubeConfig& config, const std
 
 }  // namespace
 
+// What to do about a certificate the client could not verify.
+static std::string_view tls_hint(CURLcode rc) {
+  if (rc != CURLE_PEER_FAILED_VERIFICATION) return {};
+  return " (give the CA of the API server: certificate-authority or certificate-authority-data "
+         "in the kubeconfig, ca.crt of the service account in a pod)";
+}
+
 Result<KubeConfig> in_cluster_config(const std::string& service_account_dir) {
   const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
   const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
@@ -310,8 +317,8 @@ Result<HttpResponse> KubeClient::request(std::string_view method, const std::str
   curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error.data());
   const CURLcode rc = curl_easy_perform(c);
   if (rc != CURLE_OK) {
-    return Error{
-        fmt::format("{} {}: {}", method, url, error[0] ? error.data() : curl_easy_strerror(rc))};
+    return Error{fmt::format("{} {}: {}{}", method, url,
+                             error[0] ? error.data() : curl_easy_strerror(rc), tls_hint(rc))};
   }
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
   return response;
@@ -380,7 +387,8 @@ Result<HttpResponse> KubeClient::stream(const std::string& path,
   curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
   if (state.stopped_by_callback || stop.load()) return response;
   if (rc != CURLE_OK) {
-    return Error{fmt::format("GET {}: {}", url, error[0] ? error.data() : curl_easy_strerror(rc))};
+    return Error{fmt::format("GET {}: {}{}", url, error[0] ? error.data() : curl_easy_strerror(rc),
+                             tls_hint(rc))};
   }
   if (response.status != 200) response.body = std::move(state.pending);
   return response;
