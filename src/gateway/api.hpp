@@ -21,7 +21,11 @@ struct ApiOptions {
       internal_token;  // ASYA_GATEWAY_INTERNAL_TOKEN: required on sidecar endpoints when set
   // Origins accepted on /mcp besides http(s)://localhost, 127.0.0.1 and [::1] (any port).
   std::vector<std::string> allowed_origins;
-  std::chrono::milliseconds keepalive{std::chrono::seconds(15)};  // SSE `: keepalive` comment
+  // SSE `: keepalive` comment after this long without an event (REST streams and MCP tools/call
+  // streams).
+  std::chrono::milliseconds keepalive{std::chrono::seconds(15)};
+  // An MCP session unused this long ends (later requests with its id get 404).
+  std::chrono::milliseconds mcp_session_timeout{std::chrono::hours(1)};
 };
 
 class McpEndpoint;

@@ -56,6 +56,10 @@ int main() {
     api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));
     if (api_options.keepalive.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_KEEPALIVE must be positive (e.g. 15s)");
+    api_options.mcp_session_timeout =
+        env_duration("ASYA_GATEWAY_MCP_SESSION_TIMEOUT", std::chrono::hours(1));
+    if (api_options.mcp_session_timeout.count() <= 0)
+      throw ConfigError("ASYA_GATEWAY_MCP_SESSION_TIMEOUT must be positive (e.g. 1h)");
 
     auto store = open_job_store_from_env();
     transport::Options transport_options;

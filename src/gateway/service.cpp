@@ -122,11 +122,13 @@ void Service::start() {
       spdlog::warn("gateway: cannot ensure queue {}: {}", queue, ensured.message());
   }
   asio::co_spawn(io_, sweep_loop(), asio::detached);
+  store_->watch([this](const std::string& job_id) { notifier_.notify(job_id); });
 }
 
 void Service::stop() {
   if (stopped_) return;
   stopped_ = true;
+  store_->unwatch();
   sweep_timer_.cancel();
   pool_.join();
 }
@@ -194,9 +196,11 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool,
 
 awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
                                                   std::optional<Clock::time_point> deadline,
-                                                  UpdateCallback on_update) {
+                                                  UpdateCallback on_update, IdleCallback on_idle,
+                                                  std::chrono::milliseconds idle_interval) {
   auto subscription = notifier_.subscribe(job_id);
   std::int64_t last = 0;
+  auto last_activity = std::chrono::steady_clock::now();
   for (;;) {
     auto work_2 = [this, job_id, last] { return store_->updates(job_id, last); };
     auto updates = co_await blocking<Result<std::vector<Update>>>(std::move(work_2));
@@ -206,6 +210,7 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
       bool final = false;
       for (const auto& update : updates.value()) {
         last = update.sequence;
+        last_activity = std::chrono::steady_clock::now();
         if (on_update) co_await on_update(update);
         if (is_final(update.status)) final = true;
       }
@@ -225,6 +230,16 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
         continue;  // the next read returns the final update
       }
       wait = std::min(wait, left + std::chrono::milliseconds(1));
+    }
+    if (on_idle) {
+      auto idle = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::steady_clock::now() - last_activity);
+      if (idle >= idle_interval) {
+        co_await on_idle();
+        last_activity = std::chrono::steady_clock::now();
+        idle = std::chrono::milliseconds(0);
+      }
+      wait = std::min(wait, idle_interval - idle);
     }
     co_await subscription->wait(wait);
   }

@@ -83,9 +83,10 @@ class Service {
   Metrics& metrics() { return metrics_; }
   Notifier& notifier() { return notifier_; }
 
-  // Starts the deadline sweeper.
+  // Starts the deadline sweeper and, when the store can, watches it for changes made by other
+  // gateway replicas (PostgreSQL LISTEN/NOTIFY) to wake local waiters at once.
   void start();
-  // Stops the sweeper and the pool (waits for running blocking calls).
+  // Stops the sweeper, the store watch and the pool (waits for running blocking calls).
   void stop();
 
   // Runs `work` on the blocking pool and resumes on the io_context with its result.
@@ -101,12 +102,15 @@ class Service {
                                                          const boost::json::object& arguments);
 
   // Waits until the job is final or `deadline` passed (then fails it with "timed out"), calling
-  // `on_update` for each update after `after_sequence` in order. Returns the final job (nullopt
-  // for an unknown id).
+  // `on_update` for each update in order. When `on_idle` is set it is called whenever
+  // `idle_interval` passed without an update or an idle call (SSE keepalives). Returns the final
+  // job (nullopt for an unknown id).
   using UpdateCallback = std::function<boost::asio::awaitable<void>(const Update&)>;
-  boost::asio::awaitable<std::optional<Job>> wait_final(const std::string& job_id,
-                                                        std::optional<Clock::time_point> deadline,
-                                                        UpdateCallback on_update);
+  using IdleCallback = std::function<boost::asio::awaitable<void>()>;
+  boost::asio::awaitable<std::optional<Job>> wait_final(
+      const std::string& job_id, std::optional<Clock::time_point> deadline,
+      UpdateCallback on_update, IdleCallback on_idle = {},
+      std::chrono::milliseconds idle_interval = std::chrono::seconds(15));
 
   // Readiness: store and transport reachable ("" when ready, else what is wrong).
   boost::asio::awaitable<std::string> readiness();

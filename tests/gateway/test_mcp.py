@@ -146,3 +146,99 @@ def test_official_typescript_sdk_client(gateway, actor):
     assert out["unknown"]["code"] == -32602
     assert out["terminatedSessionId"] is None
     assert out["afterEnd"] != "no error" and "Session not found" in out["afterEnd"]["message"]
+
+
+def test_allowed_origins_extend_the_localhost_default(gateway_binary, tmp_path):
+    from gateway_harness import Gateway, ROUTES
+    gw = Gateway(gateway_binary, tmp_path, ROUTES,
+                 {"ASYA_GATEWAY_ALLOWED_ORIGINS": "https://app.example.com, http://tools.internal:9000"}).start()
+    try:
+        session, _ = initialize(gw)
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        for origin in ("https://app.example.com", "http://tools.internal:9000", "http://127.0.0.1:5173",
+                       "https://[::1]:8443", "http://localhost"):
+            assert rpc(gw, ping, session, {"Origin": origin})[0] == 200, origin
+        for origin in ("https://app.example.com.evil.net", "http://tools.internal:9001", "http://localhost.evil.net",
+                       "null", "https://evil.example"):
+            status, _, body = rpc(gw, ping, session, {"Origin": origin})
+            assert status == 403, origin
+            assert origin in json.loads(body)["error"]["message"]
+        # The check comes before the session: a forbidden origin cannot even initialize.
+        status, _, _ = rpc(gw, {"jsonrpc": "2.0", "id": 2, "method": "initialize",
+                                "params": {"protocolVersion": "2025-06-18"}}, extra={"Origin": "https://evil.example"})
+        assert status == 403
+    finally:
+        gw.stop()
+
+
+def test_batches_only_in_2025_03_26_sessions(gateway):
+    session, _ = initialize(gateway, "2025-03-26")
+    batch = [{"jsonrpc": "2.0", "id": 1, "method": "ping"},
+             {"jsonrpc": "2.0", "method": "notifications/initialized"},
+             {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+             {"jsonrpc": "2.0", "id": 3, "method": "nope"}]
+    status, _, body = rpc(gateway, batch, session)
+    assert status == 200
+    answers = {a["id"]: a for a in json.loads(body)}
+    assert set(answers) == {1, 2, 3}
+    assert answers[1]["result"] == {}
+    assert {t["name"] for t in answers[2]["result"]["tools"]} == {"echo", "pipeline", "quick"}
+    assert answers[3]["error"]["code"] == -32601
+    for version in ("2024-11-05", "2025-06-18", "2025-11-25"):
+        session, _ = initialize(gateway, version)
+        status, _, body = rpc(gateway, batch, session)
+        error = json.loads(body)["error"]
+        assert status == 400 and error["code"] == -32600 and version in error["message"], version
+
+
+def test_sessions_expire_when_unused(gateway_binary, tmp_path):
+    import time
+    from gateway_harness import Gateway, ROUTES
+    gw = Gateway(gateway_binary, tmp_path, ROUTES, {"ASYA_GATEWAY_MCP_SESSION_TIMEOUT": "2s"}).start()
+    try:
+        idle, _ = initialize(gw)
+        busy, _ = initialize(gw)
+        ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+        # `busy` is used every 0.2 s for 3 s (longer than the timeout) and stays; `idle` is not.
+        end = time.monotonic() + 3
+        while time.monotonic() < end:
+            assert rpc(gw, ping, busy)[0] == 200
+            time.sleep(0.2)
+        status, _, body = rpc(gw, ping, idle)
+        assert status == 404 and "expired" in json.loads(body)["error"]["message"]
+        assert rpc(gw, ping, busy)[0] == 200
+        time.sleep(2.5)  # the behaviour under test is inactivity
+        assert rpc(gw, ping, busy)[0] == 404
+        metrics = http("GET", gw.url + "/metrics")[2].decode()
+        assert "asya_gateway_mcp_sessions 0" in metrics
+    finally:
+        gw.stop()
+
+
+def test_tools_call_stream_sends_keepalives_while_waiting(gateway_binary, tmp_path, queue_tool):
+    import http.client
+    from gateway_harness import FakeActor, Gateway, ROUTES
+    gw = Gateway(gateway_binary, tmp_path, ROUTES, {"ASYA_GATEWAY_KEEPALIVE": "300ms"}).start()
+    try:
+        session, _ = initialize(gw)
+        call = {"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                "params": {"name": "echo", "arguments": {"text": "k"}, "_meta": {"progressToken": 7}}}
+        connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        connection.request("POST", "/mcp", json.dumps(call), dict(ACCEPT, **{"Mcp-Session-Id": session}))
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+        comments = 0
+        while comments < 2:  # two keepalives while nothing happens
+            line = response.readline()
+            assert line, "the stream ended early"
+            comments += line.decode().rstrip("\r\n") == ": keepalive"
+        actor = FakeActor(queue_tool, gw)
+        actor.run_pipeline(actor.receive("echo"))
+        rest = response.read().decode()
+        messages = [json.loads(line[len("data: "):]) for line in rest.splitlines() if line.startswith("data: ")]
+        assert messages[-1]["id"] == 9
+        assert messages[-1]["result"]["structuredContent"] == {"echo": {"text": "k", "count": 2, "mode": "fast"}}
+        assert any(m.get("method") == "notifications/progress" for m in messages)
+        connection.close()
+    finally:
+        gw.stop()

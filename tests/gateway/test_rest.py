@@ -244,3 +244,42 @@ def test_postgres_job_store_serves_the_same_api(gateway_binary, tmp_path, postgr
         assert http_json("GET", f"{gw.url}/envelopes/{job_id}")[1]["result"] == {"echo": {"text": "p"}}
     finally:
         gw.stop()
+
+
+def read_sse_until(response, predicate, what):
+    """Reads raw SSE lines from an http.client response until predicate(line) holds (the socket
+    timeout bounds each read); returns every line read."""
+    lines = []
+    while True:
+        line = response.readline()
+        assert line, f"the stream ended before {what}: {lines}"
+        lines.append(line.decode().rstrip("\r\n"))
+        if predicate(lines[-1]):
+            return lines
+
+
+def test_sse_sends_keepalive_comments_and_rejects_a_bad_last_event_id(gateway_binary, tmp_path, queue_tool):
+    import http.client
+    gw = Gateway(gateway_binary, tmp_path, ROUTES, {"ASYA_GATEWAY_KEEPALIVE": "300ms"}).start()
+    try:
+        _, answer, _ = http_json("POST", gw.url + "/tools/call", {"name": "pipeline", "arguments": {"text": "k"}})
+        job_id = answer["structuredContent"]["job_id"]
+        status, body, _ = http_json("GET", f"{gw.url}/envelopes/{job_id}/stream", headers={"Last-Event-ID": "abc"})
+        assert status == 400 and body["error"] == 'Last-Event-ID must be an event id (a number), got "abc"'
+
+        connection = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=10)
+        connection.request("GET", f"/envelopes/{job_id}/stream")
+        response = connection.getresponse()
+        assert response.status == 200 and response.getheader("Content-Type") == "text/event-stream"
+        lines = read_sse_until(response, lambda line: line == ": keepalive", "a keepalive comment")
+        assert "id: 1" in lines  # history (the job's creation) came first
+        lines = read_sse_until(response, lambda line: line == ": keepalive", "a second keepalive comment")
+        assert not any(line.startswith("id:") for line in lines)  # nothing happened meanwhile
+        from gateway_harness import FakeActor
+        actor = FakeActor(queue_tool, gw)
+        actor.final(job_id, "succeeded", {"done": 1})
+        lines = read_sse_until(response, lambda line: '"status":"succeeded"' in line, "the final event")
+        assert response.read().strip() == b""  # the server ends the stream after the final event
+        connection.close()
+    finally:
+        gw.stop()

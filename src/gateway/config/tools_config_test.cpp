@@ -158,6 +158,101 @@ TEST(ToolsConfig, InvalidValuesAreErrorsWithFileLineAndField) {
             "routes.yaml:2: not valid YAML: end of sequence flow not found");
 }
 
+TEST(ToolsConfig, UnknownKeysAtEveryLevelAreErrors) {
+  EXPECT_EQ(load_error("tool:\n  - name: a\n"),
+            "routes.yaml:1: tool: unknown key (accepted: defaults, routes, tools)");
+  EXPECT_EQ(load_error("defaults:\n  retries: 3\ntools: []\n"),
+            "routes.yaml:2: defaults.retries: unknown key (accepted: progress, timeout)");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "string, pattern: x}\n"),
+            "routes.yaml:5: tools[a].parameters.n.pattern: unknown key (accepted: default, "
+            "description, enum, items, options, properties, required, type)");
+  EXPECT_EQ(
+      load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      o:\n        "
+                 "type: object\n        properties:\n          k: {type: integer, min: 1}\n"),
+      "routes.yaml:8: tools[a].parameters.o.properties.k.min: unknown key (accepted: default, "
+      "description, enum, items, options, properties, required, type)");
+}
+
+TEST(ToolsConfig, OptionsIsAnAliasOfEnumAndTheirValuesAreChecked) {
+  ToolsConfig config = parse_tools(
+      "tools:\n  - name: a\n    route: [x]\n    parameters:\n      m: {type: string, enum: [x, "
+      "y]}\n      n: {type: integer, options: [1, 2]}\n",
+      "routes.yaml");
+  json::object schema = input_schema(config.tools[0]);
+  EXPECT_EQ(json::serialize(schema.at("properties").at("m").at("enum")), R"(["x","y"])");
+  EXPECT_EQ(json::serialize(schema.at("properties").at("n").at("enum")), R"([1,2])");
+  EXPECT_FALSE(schema.at("properties").as_object().at("n").as_object().contains("options"));
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      m: {type: "
+                       "string, enum: [x], options: [y]}\n"),
+            "routes.yaml:5: tools[a].parameters.m.options: give either enum or options, not both");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "integer, options: [1, two]}\n"),
+            "routes.yaml:5: tools[a].parameters.n.options[1]: expected an integer, got \"two\"");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "integer, options: []}\n"),
+            "routes.yaml:5: tools[a].parameters.n.options: expected a non-empty list of allowed "
+            "values, got a list");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      m: {type: "
+                       "string, options: [x], default: z}\n"),
+            "routes.yaml:5: tools[a].parameters.m.default: expected one of \"x\", got \"z\"");
+}
+
+TEST(ToolsConfig, MisplacedSchemaKeysAndBadStructuresAreErrors) {
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "string, items: {type: string}}\n"),
+            "routes.yaml:5: tools[a].parameters.n.items: only allowed with type: array");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "array, properties: {}}\n"),
+            "routes.yaml:5: tools[a].parameters.n.properties: only allowed with type: object");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "array, items: {type: string, required: true}}\n"),
+            "routes.yaml:5: tools[a].parameters.n.items.required: not allowed on array items");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    parameters:\n      n: {type: "
+                       "string, required: yes please}\n"),
+            "routes.yaml:5: tools[a].parameters.n.required: expected true or false, got \"yes "
+            "please\"");
+  EXPECT_EQ(load_error("tools:\n  - route: [x]\n"),
+            "routes.yaml:2: tools[0].name: missing (every tool needs a name)");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n"),
+            "routes.yaml:2: tools[a].route: missing (a list of actors or a route template name)");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x, happy-end]\n").substr(0, 62),
+            "routes.yaml:3: tools[a].route[1]: the end actor \"happy-end\" is");
+  EXPECT_EQ(load_error("defaults:\n  timeout: -1\ntools: []\n").substr(0, 65),
+            "routes.yaml:2: defaults.timeout: expected a positive number of se");
+  EXPECT_EQ(load_error("tools:\n  - name: a\n    route: [x]\n    metadata: [1]\n"),
+            "routes.yaml:4: tools[a].metadata: expected a mapping of key to value");
+  EXPECT_EQ(load_error("tools:\n  - name: 'a b'\n    route: [x]\n").substr(0, 55),
+            "routes.yaml:2: tools[0].name: invalid tool name \"a b\" (");
+}
+
+TEST(ToolsConfig, ErrorsInADirectoryNameTheFileTheyAreIn) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("asya-tools-err-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "a.yaml") << "tools:\n  - name: first\n    route: [one]\n";
+  std::ofstream(dir / "b.yaml") << "tools:\n  - name: second\n    route: [two]\n    colour: red\n";
+  std::string error;
+  try {
+    load_tools(dir.string());
+  } catch (const LoadError& e) {
+    error = e.what();
+  }
+  std::ofstream(dir / "b.yaml") << "tools:\n  - name: first\n    route: [two]\n";
+  std::string duplicate;
+  try {
+    load_tools(dir.string());
+  } catch (const LoadError& e) {
+    duplicate = e.what();
+  }
+  std::filesystem::remove_all(dir);
+  EXPECT_EQ(error, (dir / "b.yaml").string() +
+                       ":4: tools[second].colour: unknown key (accepted: async, description, "
+                       "metadata, name, parameters, progress, route, timeout)");
+  EXPECT_EQ(duplicate,
+            (dir / "b.yaml").string() + ":2: tools[first].name: tool \"first\" is defined twice");
+}
+
 TEST(ToolsConfig, LoadsEveryYamlFileOfADirectory) {
   auto dir = std::filesystem::temp_directory_path() / ("asya-tools-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -72,6 +72,38 @@ RpcOutcome ok_outcome(json::object result) {
 McpEndpoint::McpEndpoint(Service& service, const ApiOptions& options)
     : service_(service), options_(options) {}
 
+void McpEndpoint::remove_expired_locked(std::chrono::steady_clock::time_point now) {
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    if (now - it->second.last_used >= options_.mcp_session_timeout) {
+      spdlog::info("gateway: MCP session {} expired (unused for {} ms)", it->first,
+                   options_.mcp_session_timeout.count());
+      it = sessions_.erase(it);
+      service_.metrics().mcp_sessions().Decrement();
+    } else {
+      ++it;
+    }
+  }
+}
+
+std::optional<std::string> McpEndpoint::use_session(const std::string& id) {
+  auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  if (now >= next_cleanup_) {
+    remove_expired_locked(now);
+    next_cleanup_ = now + std::min<std::chrono::steady_clock::duration>(
+                              options_.mcp_session_timeout, std::chrono::minutes(1));
+  }
+  auto found = sessions_.find(id);
+  if (found == sessions_.end()) return std::nullopt;
+  if (now - found->second.last_used >= options_.mcp_session_timeout) {
+    sessions_.erase(found);
+    service_.metrics().mcp_sessions().Decrement();
+    return std::nullopt;
+  }
+  found->second.last_used = now;
+  return found->second.protocol_version;
+}
+
 bool McpEndpoint::origin_allowed(const std::string& origin) const {
   if (origin.empty() || origin == "null") return origin.empty();
   for (const auto& allowed : options_.allowed_origins) {
@@ -177,8 +209,10 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
                               : kLatest;
     std::string session_id = new_uuid();
     {
+      auto now = std::chrono::steady_clock::now();
       std::lock_guard lock(mutex_);
-      sessions_[session_id] = Session{version};
+      remove_expired_locked(now);
+      sessions_[session_id] = Session{version, now};
     }
     service_.metrics().mcp_sessions().Increment();
     json::object result{
@@ -199,12 +233,11 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         400, kServerError,
         "Bad Request: Mcp-Session-Id header is required (call initialize first)");
   }
-  {
-    std::lock_guard lock(mutex_);
-    if (!sessions_.count(session_id)) {
-      co_return http_rpc_error(404, kServerError,
-                               "Session not found: \"" + session_id + "\" (initialize again)");
-    }
+  std::optional<std::string> session_version = use_session(session_id);
+  if (!session_version) {
+    co_return http_rpc_error(
+        404, kServerError,
+        "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
 
   using Notify = std::function<awaitable<void>(const json::object&)>;
@@ -272,8 +305,15 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         co_await notify(notification);
       };
     }
-    auto job =
-        co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, on_update);
+    Service::IdleCallback on_idle;
+    if (notify) {
+      on_idle = [&]() -> awaitable<void> {
+        json::object keepalive;  // empty: written as an SSE comment
+        co_await notify(keepalive);
+      };
+    }
+    auto job = co_await service_.wait_final(started.value(), Clock::now() + tool->timeout,
+                                            on_update, on_idle, options_.keepalive);
     if (!job)
       co_return RpcOutcome{std::nullopt, kInternalError, "job " + started.value() + " disappeared"};
     double seconds =
@@ -289,6 +329,19 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
 
   if (body.is_array()) {
     // Batches (2025-03-26 only): answered together as one JSON array, without progress streaming.
+    if (*session_version != "2025-03-26") {
+      co_return Response::json(
+          400, json::serialize(rpc_error(nullptr, kInvalidRequest,
+                                         "Invalid Request: JSON-RPC batches are not part of MCP "
+                                         "protocol version " +
+                                             *session_version +
+                                             " (only 2025-03-26 has them); send one message per "
+                                             "request")));
+    }
+    if (body.as_array().empty()) {
+      co_return Response::json(400, json::serialize(rpc_error(nullptr, kInvalidRequest,
+                                                              "Invalid Request: empty batch")));
+    }
     json::array responses;
     for (const auto& item : body.as_array()) {
       if (auto bad = invalid(item)) {
@@ -330,8 +383,10 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
                      answer](http::ResponseStream& out) -> awaitable<void> {
     service_.metrics().sse_streams().Increment();
     bool open = true;
+    // An empty object is a keepalive: an SSE comment, which clients ignore.
     Notify notify = [&](const json::object& notification) -> awaitable<void> {
-      std::string event = sse_message(notification);
+      std::string event =
+          notification.empty() ? std::string(": keepalive\n\n") : sse_message(notification);
       if (open) open = co_await out.write(std::move(event));
     };
     RpcOutcome outcome = co_await dispatch(message, notify);

@@ -3,18 +3,24 @@
 // - POST carries one JSON-RPC message (or, for 2025-03-26 clients, a batch). `initialize` creates
 //   a session (Mcp-Session-Id response header); every later request must send that header:
 //   missing -> 400, unknown or ended -> 404. Notifications and responses get 202.
-// - DELETE ends the session. GET (a server-initiated stream) is not offered: 405.
+// - DELETE ends the session; a session unused for ASYA_GATEWAY_MCP_SESSION_TIMEOUT ends too.
+//   GET (a server-initiated stream) is not offered: 405.
+// - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
+//   has them; otherwise -32600.
 // - MCP-Protocol-Version, when sent, must be a supported version (else 400).
 // - Origin, when sent, must be localhost/127.0.0.1/[::1] or listed in ASYA_GATEWAY_ALLOWED_ORIGINS
 //   (else 403), against DNS rebinding.
 // - tools/call answers as an SSE stream with notifications/progress when the request carries
-//   params._meta.progressToken and the client accepts text/event-stream; otherwise as JSON.
+//   params._meta.progressToken and the client accepts text/event-stream (with a `: keepalive`
+//   comment after ASYA_GATEWAY_KEEPALIVE without a notification); otherwise as JSON.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "gateway/api.hpp"
@@ -29,7 +35,12 @@ class McpEndpoint {
  private:
   struct Session {
     std::string protocol_version;
+    std::chrono::steady_clock::time_point last_used;
   };
+  // The session's protocol version after marking it used; nullopt when unknown or expired (an
+  // expired session is removed). Also removes every other expired session now and then.
+  std::optional<std::string> use_session(const std::string& id);
+  void remove_expired_locked(std::chrono::steady_clock::time_point now);
   boost::asio::awaitable<http::Response> post(const http::Request& request);
   http::Response end_session(const http::Request& request);
   bool origin_allowed(const std::string& origin) const;
@@ -38,6 +49,7 @@ class McpEndpoint {
   const ApiOptions& options_;
   std::mutex mutex_;
   std::map<std::string, Session> sessions_;
+  std::chrono::steady_clock::time_point next_cleanup_{};
 };
 
 }  // namespace asya::gateway

@@ -41,6 +41,9 @@ class StorageBackend {
   // Ids of pending/running jobs with deadline_ms <= now_ms.
   virtual Result<std::vector<std::string>> expired(std::int64_t now_ms) = 0;
   virtual Status ping() = 0;
+  // JobStore::watch / unwatch (default: nothing to watch).
+  virtual void watch(std::function<void(const std::string& job_id)> on_change) { (void)on_change; }
+  virtual void unwatch() {}
 };
 
 // The JobStore over a backend (all rules of job_store.hpp).

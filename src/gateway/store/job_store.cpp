@@ -412,6 +412,10 @@ class JobStoreCore final : public JobStore {
   }
 
   Status ping() override { return backend_->ping(); }
+  void watch(std::function<void(const std::string&)> on_change) override {
+    backend_->watch(std::move(on_change));
+  }
+  void unwatch() override { backend_->unwatch(); }
 
  private:
   using Mutation = std::function<std::optional<Update>(Job&, Branch&, ChangeResult&)>;

@@ -24,6 +24,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -183,6 +184,15 @@ class JobStore {
 
   // A cheap round trip to the database, for /readyz.
   virtual Status ping() = 0;
+
+  // Calls `on_change(job_id)` from a background thread whenever any process sharing the database
+  // (another gateway replica included) changed a job, where the database can tell: PostgreSQL
+  // (LISTEN/NOTIFY on channel asya_gateway_jobs). A no-op for SQLite (one gateway per file).
+  // Notifications lost while the listening connection is down are not replayed: waiters also
+  // re-read the store every ASYA_GATEWAY_POLL_INTERVAL.
+  virtual void watch(std::function<void(const std::string& job_id)> on_change) { (void)on_change; }
+  // Stops watch(); when it returns no on_change call is running or will start.
+  virtual void unwatch() {}
 };
 
 // Opens the store chosen by the environment: PostgreSQL when ASYA_DATABASE_URL is set, else

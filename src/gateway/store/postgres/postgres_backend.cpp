@@ -1,11 +1,19 @@
 // PostgreSQL storage for the job store (libpq). One connection guarded by a mutex; rows are locked
 // with SELECT ... FOR UPDATE so several gateway replicas can share one database. The schema is
-// created and migrated on open under an advisory lock.
+// created and migrated on open under an advisory lock. Every change of a job also sends
+// NOTIFY asya_gateway_jobs '<job id>' (delivered at commit); watch() LISTENs on a second
+// connection in a background thread, so a replica wakes its waiters when another one recorded a
+// sidecar's report.
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <atomic>
+#include <cerrno>
 #include <mutex>
+#include <thread>
 
 #include "common/env.hpp"
+#include "common/log.hpp"
 #include "gateway/store/backend.hpp"
 
 namespace asya::gateway {
@@ -65,7 +73,10 @@ class PostgresBackend final : public StorageBackend {
     Status migrated = migrate();
     if (!migrated.ok()) throw ConfigError("job store: " + migrated.message());
   }
-  ~PostgresBackend() override { PQfinish(connection_); }
+  ~PostgresBackend() override {
+    unwatch();
+    PQfinish(connection_);
+  }
 
   std::string_view name() const override { return "postgres"; }
 
@@ -117,9 +128,12 @@ class PostgresBackend final : public StorageBackend {
 
   Status add_update(const std::string& job_id, std::int64_t sequence,
                     const std::string& document) override {
-    return params("INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
-                  {job_id, std::to_string(sequence), document},
-                  "recording an update of job " + job_id);
+    // One round trip: the row and the notification (sent by PostgreSQL at commit).
+    return params(
+        "WITH added AS (INSERT INTO gateway_job_updates(job_id, sequence, document) "
+        "VALUES ($1, $2, $3) RETURNING job_id) "
+        "SELECT pg_notify('asya_gateway_jobs', job_id) FROM added",
+        {job_id, std::to_string(sequence), document}, "recording an update of job " + job_id);
   }
 
   Result<std::vector<std::pair<std::int64_t, std::string>>> updates_after(
@@ -152,6 +166,18 @@ class PostgresBackend final : public StorageBackend {
     std::vector<std::string> ids;
     for (int i = 0; i < result.rows(); ++i) ids.push_back(result.text(i, 0));
     return ids;
+  }
+
+  void watch(std::function<void(const std::string&)> on_change) override {
+    unwatch();
+    stop_watching_ = false;
+    watcher_ = std::thread([this, on_change = std::move(on_change)] { listen(on_change); });
+  }
+
+  void unwatch() override {
+    if (!watcher_.joinable()) return;
+    stop_watching_ = true;
+    watcher_.join();
   }
 
   Status ping() override {
@@ -245,9 +271,68 @@ class PostgresBackend final : public StorageBackend {
     });
   }
 
+  // The watcher thread: LISTEN on its own connection, reconnecting (every second at most) when it
+  // breaks; polls the socket in 200 ms slices so unwatch() returns quickly.
+  void listen(const std::function<void(const std::string&)>& on_change) {
+    PGconn* listener = nullptr;
+    bool warned = false;
+    auto next_attempt = std::chrono::steady_clock::now();
+    while (!stop_watching_) {
+      if (!listener) {
+        if (std::chrono::steady_clock::now() < next_attempt) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));
+          continue;
+        }
+        next_attempt = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        listener = PQconnectdb(url_.c_str());
+        bool ok = PQstatus(listener) == CONNECTION_OK;
+        std::string why = ok ? "" : trim(PQerrorMessage(listener));
+        if (ok) {
+          PgResult listening(PQexec(listener, "LISTEN asya_gateway_jobs"));
+          ok = listening.ok();
+          if (!ok) why = trim(PQresultErrorMessage(listening.get()));
+        }
+        if (!ok) {
+          if (!warned) {
+            spdlog::warn(
+                "gateway: cannot LISTEN for job changes on PostgreSQL {} ({}); other replicas' "
+                "changes are seen by polling until it works",
+                redacted(), why);
+            warned = true;
+          }
+          PQfinish(listener);
+          listener = nullptr;
+          continue;
+        }
+        if (warned) spdlog::info("gateway: listening for job changes on PostgreSQL again");
+        warned = false;
+      }
+      pollfd watched{PQsocket(listener), POLLIN, 0};
+      int ready = ::poll(&watched, 1, 200);
+      if (ready < 0 && errno != EINTR) ready = 1;  // let PQconsumeInput report the problem
+      if (ready <= 0) continue;
+      if (!PQconsumeInput(listener)) {
+        spdlog::warn("gateway: the PostgreSQL LISTEN connection broke ({}); reconnecting",
+                     trim(PQerrorMessage(listener)));
+        warned = true;
+        PQfinish(listener);
+        listener = nullptr;
+        continue;
+      }
+      while (PGnotify* notification = PQnotifies(listener)) {
+        std::string job_id = notification->extra ? notification->extra : "";
+        PQfreemem(notification);
+        if (!job_id.empty()) on_change(job_id);
+      }
+    }
+    if (listener) PQfinish(listener);
+  }
+
   std::string url_;
   PGconn* connection_ = nullptr;
   std::mutex mutex_;
+  std::thread watcher_;
+  std::atomic<bool> stop_watching_{false};
 };
 
 }  // namespace
