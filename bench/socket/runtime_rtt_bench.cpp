@@ -2,11 +2,17 @@
 //
 // Two peers run as child processes, on sockets in a temp directory:
 //   bench_raw_echo_server  raw length-framed echo, no parsing (the baseline)
-//   bench_noop_runtime     the C++ runtime library with a handler returning its payload
+//   bench_noop_runtime     the C++ runtime library with a raw handler returning its payload
+//                          (asya::serve_raw), and a second one with the DOM handler
+//                          (ASYA_BENCH_DOM=1, asya::serve)
 // and this binary is the client:
-//   BM_RawPingPong/<payload bytes>   plain writev/read of the same request bytes
-//   BM_RuntimeClient/<payload bytes> asya::wire::RuntimeClient::call, the sidecar's own code
-//   BM_HandleRequest/<payload bytes> asya::handle_request in-process (the runtime's work alone)
+//   BM_RawPingPong/<payload bytes>      plain writev/read of the same request bytes
+//   BM_RuntimeClient/<payload bytes>    asya::wire::RuntimeClient::call, the sidecar's own code,
+//                                       to the raw no-op runtime
+//   BM_RuntimeClientDom/<payload bytes> the same to the DOM no-op runtime
+//   BM_HandleRawRequest/<payload bytes> asya::handle_raw_request in-process (the raw runtime's
+//                                       work alone)
+//   BM_HandleRequest/<payload bytes>    asya::handle_request in-process (the DOM runtime's work)
 // Each benchmark reports p50_us/p99_us counters over every timed iteration. Run with
 // --benchmark_format=json; bench/run reads the counters.
 #include <benchmark/benchmark.h>
@@ -38,6 +44,7 @@ using Clock = std::chrono::steady_clock;
 std::filesystem::path g_workdir;
 std::string g_raw_socket;
 std::string g_runtime_socket;
+std::string g_runtime_dom_socket;
 std::vector<pid_t> g_children;
 
 pid_t spawn(const std::string& program, std::vector<std::string> args,
@@ -74,6 +81,10 @@ void wait_connectable(const std::string& path, const std::string& ready_file) {
   die("peer did not start listening on " + path);
 }
 
+bool response_is_error(const std::string& response) {
+  return response.rfind("[{\"error\"", 0) == 0;
+}
+
 void report(benchmark::State& state, std::vector<double>& latencies_us) {
   state.counters["p50_us"] = quantile(latencies_us, 0.50);
   state.counters["p99_us"] = quantile(latencies_us, 0.99);
@@ -96,9 +107,9 @@ void BM_RawPingPong(benchmark::State& state) {
   report(state, latencies);
 }
 
-void BM_RuntimeClient(benchmark::State& state) {
+void runtime_client(benchmark::State& state, const std::string& socket) {
   std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
-  asya::wire::RuntimeClient client({g_runtime_socket, 256u << 20});
+  asya::wire::RuntimeClient client({socket, 256u << 20});
   std::string response;
   std::vector<double> latencies;
   latencies.reserve(1 << 16);
@@ -109,6 +120,33 @@ void BM_RuntimeClient(benchmark::State& state) {
     latencies.push_back(seconds_since(start) * 1e6);
   }
   if (response.size() < request.size() / 2) die("runtime answer too short: " + response);
+  report(state, latencies);
+}
+
+void BM_RuntimeClient(benchmark::State& state) {
+  runtime_client(state, g_runtime_socket);
+}
+
+void BM_RuntimeClientDom(benchmark::State& state) {
+  runtime_client(state, g_runtime_dom_socket);
+}
+
+// The raw runtime's own work on one request, no socket: check the envelope (simdjson), hand the
+// handler a view of the payload, splice it back.
+void BM_HandleRawRequest(benchmark::State& state) {
+  std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
+  asya::RawPayloadHandler handler = [](std::string_view payload) {
+    return asya::RawOutputs::view(payload);
+  };
+  std::vector<double> latencies;
+  latencies.reserve(1 << 16);
+  for (auto _ : state) {
+    auto start = Clock::now();
+    std::string response = asya::handle_raw_request(request, handler);
+    benchmark::DoNotOptimize(response);
+    latencies.push_back(seconds_since(start) * 1e6);
+  }
+  if (response_is_error(asya::handle_raw_request(request, handler))) die("raw request failed");
   report(state, latencies);
 }
 
@@ -131,8 +169,10 @@ void BM_HandleRequest(benchmark::State& state) {
 }  // namespace
 
 BENCHMARK(BM_HandleRequest)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.3);
+BENCHMARK(BM_HandleRawRequest)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.3);
 BENCHMARK(BM_RawPingPong)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
 BENCHMARK(BM_RuntimeClient)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
+BENCHMARK(BM_RuntimeClientDom)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.7);
 // "Copying the payload through a socket both ways": the baseline of payload_10mb/payload_100mb.
 BENCHMARK(BM_RawPingPong)
     ->Name("BM_SocketCopy")
@@ -150,10 +190,15 @@ int main(int argc, char** argv) {
   g_runtime_socket = (g_workdir / "runtime.sock").string();
   std::filesystem::path here = std::filesystem::canonical("/proc/self/exe").parent_path();
   spawn((here / "bench_raw_echo_server").string(), {g_raw_socket}, {});
+  std::filesystem::create_directory(g_workdir / "dom");  // its own runtime-ready file
+  g_runtime_dom_socket = (g_workdir / "dom" / "runtime.sock").string();
   spawn((here / "bench_noop_runtime").string(), {},
         {"ASYA_SOCKET_PATH=" + g_runtime_socket, "ASYA_LOG_LEVEL=warn"});
+  spawn((here / "bench_noop_runtime").string(), {},
+        {"ASYA_SOCKET_PATH=" + g_runtime_dom_socket, "ASYA_LOG_LEVEL=warn", "ASYA_BENCH_DOM=1"});
   wait_connectable(g_raw_socket, "");
   wait_connectable(g_runtime_socket, (g_workdir / "runtime-ready").string());
+  wait_connectable(g_runtime_dom_socket, (g_workdir / "dom" / "runtime-ready").string());
 
   benchmark::Initialize(&argc, argv);
   benchmark::RunSpecifiedBenchmarks();

@@ -82,8 +82,10 @@ using EnvelopeHandler = std::function<std::vector<Json>(const boost::json::objec
 // as the socket itself for a 1 MB payload (2x the raw round trip). Use a raw handler when the
 // payload is large and the handler does not need to look inside it (pass-through, storing or
 // forwarding it, handing it to another parser such as simdjson, or producing output text
-// directly): the runtime then checks the envelope with simdjson, hands the handler a view of the
-// payload's exact bytes, and splices the returned text into the answer.
+// directly): the runtime then validates the request in one pass that builds nothing, finds the
+// payload's span, checks the other envelope fields on a small DOM of the envelope without the
+// payload, hands the handler a view of the payload's exact bytes, and splices the returned text
+// into the answer (route with current + 1 and headers as the DOM path writes them).
 //
 // The request is checked by exactly the rules of the DOM path (the same answers, including the
 // same msg_parsing_error messages, for every request; the shared conformance suite runs against

@@ -91,7 +91,7 @@ TEST(HandleRawRequest, HandlerGetsAViewOfTheRequestBytesAndTheAnswerKeepsThemAsS
   EXPECT_TRUE(seen.data() >= request.data() && seen.data() < request.data() + request.size())
       << "the payload was copied, not viewed";
   EXPECT_EQ(response, R"([{"payload":{ "x" : 1.50, "s":"\u00e9" },"route":{"actors":["a","b"],)"
-                      R"("current":1},"headers":{"h" : 1}}])");
+                      R"("current":1},"headers":{"h":1}}])");
 }
 
 TEST(HandleRawRequest, FanOutAbortAndOwnedTexts) {

@@ -7,12 +7,12 @@
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <memory>
 #include <typeinfo>
 
 #include "asya/runtime.hpp"
-#include "envelope/envelope.hpp"
 
 namespace asya {
 namespace {
@@ -475,55 +475,121 @@ std::string raw_response(std::string_view request, std::string_view payload,
   return response;
 }
 
-// The fast path: envelope::parse (simdjson, views into `request`) plus the checks of the DOM path
-// that it does not make itself. Returns false when the request must take the DOM path instead:
-// anything envelope::parse rejects (it is stricter in places: it requires an id, valid actor
-// names, no duplicate keys), so that every request gets exactly the DOM path's answer.
-bool raw_fast_path_applies(const envelope::Envelope& env) {
-  if (env.actors.empty()) return false;
-  if (!env.route_metadata_raw.empty() && env.route_metadata_raw.front() != '{') return false;
-  if (!env.headers_raw.empty() && env.headers_raw.front() != '{') return false;
-  // envelope::parse checks scalars and the whole body's UTF-8, not the syntax nested inside a
-  // payload object or array; the DOM path rejects a request with any syntax error in it.
-  char first = env.payload_raw.empty() ? ' ' : env.payload_raw.front();
-  if ((first == '{' || first == '[') && json_syntax_error(env.payload_raw)) return false;
-  for (const auto& field : env.unknown_fields) {
-    char c = field.second.empty() ? ' ' : field.second.front();
-    if ((c == '{' || c == '[') && json_syntax_error(field.second)) return false;
+// Where a JSON value that starts at `p` ends. Only for text already validated as JSON: strings
+// are skipped with memchr (the payload's bulk), containers by counting brackets outside strings.
+const char* skip_string(const char* p, const char* end) {  // p at the opening quote
+  ++p;
+  for (;;) {
+    const char* quote =
+        static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
+    if (quote == nullptr) return end;
+    std::size_t backslashes = 0;
+    for (const char* q = quote; q > p && q[-1] == '\\'; --q) ++backslashes;
+    if (backslashes % 2 == 0) return quote + 1;
+    p = quote + 1;
   }
-  return true;
+}
+
+const char* skip_value(const char* p, const char* end) {
+  if (p == end) return p;
+  if (*p == '"') return skip_string(p, end);
+  if (*p == '{' || *p == '[') {
+    int depth = 0;
+    while (p < end) {
+      char c = *p;
+      if (c == '"') {
+        p = skip_string(p, end);
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return p + 1;
+      }
+      ++p;
+    }
+    return end;
+  }
+  while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' &&
+         *p != '\r') {
+    ++p;
+  }
+  return p;
+}
+
+const char* skip_space(const char* p, const char* end) {
+  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
+  return p;
+}
+
+// The span of the top-level "payload" value of a request already validated as JSON, or nullopt
+// when the request is not an object, has no or several "payload" keys, or has a key written with
+// escapes (those take the DOM path).
+std::optional<std::string_view> find_payload(std::string_view request) {
+  const char* p = request.data();
+  const char* end = p + request.size();
+  p = skip_space(p, end);
+  if (p == end || *p != '{') return std::nullopt;
+  p = skip_space(p + 1, end);
+  std::optional<std::string_view> payload;
+  while (p < end && *p == '"') {
+    const char* key_end = skip_string(p, end);
+    std::string_view key(p + 1, static_cast<std::size_t>(key_end - p - 2));
+    if (key.find('\\') != std::string_view::npos) return std::nullopt;
+    p = skip_space(key_end, end);
+    if (p == end || *p != ':') return std::nullopt;
+    p = skip_space(p + 1, end);
+    const char* value_end = skip_value(p, end);
+    if (key == "payload") {
+      if (payload) return std::nullopt;
+      payload = std::string_view(p, static_cast<std::size_t>(value_end - p));
+    }
+    p = skip_space(value_end, end);
+    if (p < end && *p == ',') p = skip_space(p + 1, end);
+  }
+  return payload;
 }
 
 std::string handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler) {
-  auto parsed =
-      request.empty() ? Result<envelope::Envelope>(Error{"empty"}) : envelope::parse(request);
-  if (parsed.ok() && raw_fast_path_applies(parsed.value())) {
-    const envelope::Envelope& env = parsed.value();
-    // The route object is small: parsed into a value to write it back with current + 1 exactly
-    // as the DOM path does (key order kept, unknown route fields kept).
-    json::value route = json::parse(env.route_raw, {}, parse_options());
-    RawOutputs outputs;
-    try {
-      outputs = handler(env.payload_raw);
-    } catch (...) {
-      return error_response(current_exception_failure());
-    }
-    return raw_response(request, env.payload_raw, route.get_object(),
-                        static_cast<std::int64_t>(env.current), env.headers_raw, outputs);
-  }
-  // The DOM path decides: its error message, or (for a request only envelope::parse refused) the
-  // payload serialized back to text for the handler.
+  // 1. One validating pass over the whole request (syntax, UTF-8, depth: what the DOM parser
+  //    checks), building nothing. 2. The payload's span found by skipping (memchr over strings).
+  // 3. The rest of the envelope, with `null` in place of the payload, through the DOM path's
+  //    own parse_request: every field rule and message is the DOM path's, on a small text.
+  // Anything unusual (invalid JSON, no or several payload keys, escaped keys, a field error)
+  // takes the DOM path on the original request, so the answer is always the DOM path's.
+  std::optional<std::string_view> payload;
+  if (!request.empty() && !json_syntax_error(request)) payload = find_payload(request);
   Request in;
+  if (payload) {
+    std::string rest;
+    rest.reserve(request.size() - payload->size() + 4);
+    rest.append(request.data(), static_cast<std::size_t>(payload->data() - request.data()));
+    rest += "null";
+    rest.append(payload->data() + payload->size(),
+                static_cast<std::size_t>(request.data() + request.size() -
+                                         (payload->data() + payload->size())));
+    if (!parse_request(rest, in)) {
+      std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
+      RawOutputs outputs;
+      try {
+        outputs = handler(*payload);
+      } catch (...) {
+        return error_response(current_exception_failure());
+      }
+      return raw_response(request, *payload, *in.route, in.current, headers, outputs);
+    }
+  }
+  // The DOM path decides: its error message, or (for a request the fast path left alone) the
+  // payload serialized back to text for the handler.
   if (auto failure = parse_request(request, in)) return error_response(*failure);
-  std::string payload = json::serialize(in.envelope->at("payload"));
+  std::string payload_text = json::serialize(in.envelope->at("payload"));
   std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
   RawOutputs outputs;
   try {
-    outputs = handler(payload);
+    outputs = handler(payload_text);
   } catch (...) {
     return error_response(current_exception_failure());
   }
-  return raw_response(request, payload, *in.route, in.current, headers, outputs);
+  return raw_response(request, payload_text, *in.route, in.current, headers, outputs);
 }
 
 }  // namespace
