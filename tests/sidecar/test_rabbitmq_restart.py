@@ -1,10 +1,12 @@
-"""RabbitMQ restarted while 1,000 messages flow through a two-actor pipeline of real sidecars and
-Python runtimes (issue 5): every message reaches happy-end with both actors' enrichment, its id
-and its headers; duplicates are allowed (at-least-once) and counted, none is lost, and the
-sidecars ride out the outage instead of exiting.
+"""RabbitMQ through real sidecars and Python runtimes (issue 5).
 
-The test starts its own broker (the restart would disturb other tests sharing the session
-broker) and stops and deletes it at the end, also when it fails.
+The broker is restarted while 1,000 messages flow through a two-actor pipeline: every message
+reaches happy-end with both actors' enrichment, its id and its headers; duplicates are allowed
+(at-least-once) and counted, none is lost, and the sidecars ride out the outage instead of
+exiting. That test starts its own broker (the restart would disturb other tests sharing the
+session broker) and stops and deletes it at the end, also when it fails.
+
+Quorum queues (ASYA_RABBITMQ_QUEUE_TYPE=quorum) are run end to end on the session broker.
 """
 import collections
 import json
@@ -99,3 +101,32 @@ def test_broker_restart_mid_pipeline_loses_nothing(build_path):
         finally:
             cluster.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_quorum_queues_route_and_stop_a_poison_message(build_path, rabbitmq_broker):
+    """ASYA_RABBITMQ_QUEUE_TYPE=quorum end to end: a pipeline message reaches happy-end, and a
+    message that kills the runtime on every delivery stops after ASYA_MAX_DELIVERIES (the count
+    survives the requeues; quorum queues count them with x-delivery-count)."""
+    tmp = tempfile.mkdtemp(prefix="asya-rq-", dir="/tmp")
+    cluster = Cluster("rabbitmq", build_path, tmp, {"ASYA_RABBITMQ_URL": rabbitmq_broker.new_vhost(),
+                                                    "ASYA_RABBITMQ_QUEUE_TYPE": "quorum"})
+    try:
+        cluster.actor("first", "enrich")
+        cluster.actor("second", "enrich")
+        killer = cluster.actor("killer", "die", supervise=True, env={"ASYA_MAX_DELIVERIES": "3"})
+        cluster.queues.send("asya-first", {"id": "Q1", "route": {"actors": ["first", "second"], "current": 0},
+                                           "headers": {"h": "v"}, "payload": {}})
+        cluster.queues.send("asya-killer", {"id": "K1", "route": {"actors": ["killer"], "current": 0}, "payload": {}})
+        out = cluster.queues.collect(HAPPY, 1)[0]["json"]
+        assert out["id"] == "Q1" and out["payload"] == {"visited": ["first", "second"]}
+        assert out["headers"] == {"h": "v"}
+        err = cluster.queues.collect("asya-error-end", 1, timeout=60)[0]["json"]
+        assert err["id"] == "K1" and err["payload"]["error"] == "max_deliveries_exceeded"
+        assert 3 <= len(cluster.markers_named("died-")) <= 6
+        assert 'asya_actor_poison_messages_total{queue="asya-killer"} 1' in killer.metrics()
+    except BaseException:
+        sys.stderr.write(cluster.logs())
+        raise
+    finally:
+        cluster.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
