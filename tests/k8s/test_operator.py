@@ -416,3 +416,21 @@ def test_https_with_unknown_ca_fails_verification_and_retries(tmp_path):
     finally:
         assert op.stop() == 0, op.output()
         api.stop()
+
+
+def test_switching_workload_kind_deletes_the_previous_workload(api, operator):
+    operator.start("--transport", "rabbitmq", "--queue-transport", "sqlite")
+    stateful = spec()
+    stateful["workload"] = {**stateful["workload"], "kind": "StatefulSet"}
+    api.create_actor(NS, "echo", stateful)
+    ready(api, "echo", operator)
+    assert api.get("apps/v1", "statefulsets", NS, "echo") is not None
+    assert api.get("v1", "services", NS, "echo") is not None  # its headless Service
+    assert api.get("apps/v1", "deployments", NS, "echo") is None
+    api.update_actor_spec(NS, "echo", spec())
+    ready(api, "echo", operator, generation=2)
+    assert api.get("apps/v1", "deployments", NS, "echo") is not None
+    assert api.get("apps/v1", "statefulsets", NS, "echo") is None
+    assert api.get("v1", "services", NS, "echo") is None
+    assert api.get("keda.sh/v1alpha1", "scaledobjects", NS, "echo")["spec"]["scaleTargetRef"][
+        "kind"] == "Deployment"

@@ -242,7 +242,7 @@ void Controller::run(const std::atomic<bool>& stop) {
     std::lock_guard lock(state.mutex);
     if (result.outcome == Outcome::kRetry) {
       const int failures = ++state.failures[key];
-      const auto delay = std::chrono::milliseconds(1000) * (1 << std::min(failures - 1, 8));
+      const auto delay = std::chrono::milliseconds(1000) * (1 << std::min(failures - 1, 9));
       const auto capped = std::min<std::chrono::milliseconds>(delay, std::chrono::minutes(5));
       spdlog::warn("{}: {}; retrying in {} ms", key, result.summary, capped.count());
       auto cached = state.cache.find(key);
