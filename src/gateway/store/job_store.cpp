@@ -425,9 +425,38 @@ class JobStoreCore final : public JobStore {
     Status status = backend_->transaction([&]() -> Status {
       auto loaded = load_by_envelope(envelope_id);
       if (!loaded.ok()) return loaded.error();
+      bool adopted = false;
       if (!loaded.value()) {
-        result.outcome = Outcome::not_found;
-        return Status::Ok();
+        // PROTOCOL §7: a report may come before its fan-out announcement (which failed or is
+        // still queued). "<known envelope>-<n>" is adopted as a branch of that job.
+        auto parent = known_ancestor(envelope_id);
+        if (!parent.ok()) return parent.error();
+        if (!parent.value()) {
+          result.outcome = Outcome::not_found;
+          return Status::Ok();
+        }
+        loaded = load_by_envelope(*parent.value());
+        if (!loaded.ok()) return loaded.error();
+        if (!loaded.value()) {
+          result.outcome = Outcome::not_found;
+          return Status::Ok();
+        }
+        Job& job = *loaded.value();
+        result.job_id = job.id;
+        result.progress_percent = job.progress_percent;
+        result.job_final = is_final(job.status);
+        if (is_final(job.status)) {
+          result.outcome = Outcome::ignored;
+          return Status::Ok();
+        }
+        std::string parent_id = envelope_id.substr(0, envelope_id.rfind('-'));
+        job.branches.push_back(Branch{envelope_id, parent_id, JobStatus::running, "", ""});
+        std::sort(job.branches.begin(), job.branches.end(), [&](const Branch& a, const Branch& b) {
+          return branch_key(job.id, a.id) < branch_key(job.id, b.id);
+        });
+        Status added = backend_->add_envelope(envelope_id, job.id);
+        if (!added.ok()) return added;
+        adopted = true;
       }
       Job& job = *loaded.value();
       auto branch = std::find_if(job.branches.begin(), job.branches.end(),
@@ -437,12 +466,35 @@ class JobStoreCore final : public JobStore {
       result.progress_percent = job.progress_percent;
       result.job_final = is_final(job.status);
       result.job_id = job.id;
+      if (!update && adopted) {
+        // Keep the adopted branch even when the report itself changed nothing.
+        update =
+            base_update(job, envelope_id, "running",
+                        "fan-out: branch " + envelope_id + " reported before its announcement");
+      }
       if (!update) return Status::Ok();
       result.outcome = Outcome::applied;
       return save(job, *update, false);
     });
     if (!status.ok()) return status.error();
     return result;
+  }
+
+  // The nearest known envelope id obtained by removing "-<digits>" suffixes from `envelope_id`
+  // ("<root>-1-2" -> "<root>-1" -> "<root>"), or nullopt.
+  Result<std::optional<std::string>> known_ancestor(const std::string& envelope_id) {
+    std::string candidate = envelope_id;
+    for (;;) {
+      auto dash = candidate.rfind('-');
+      if (dash == std::string::npos || dash + 1 == candidate.size() ||
+          candidate.find_first_not_of("0123456789", dash + 1) != std::string::npos) {
+        return std::optional<std::string>();
+      }
+      candidate.resize(dash);
+      auto known = backend_->job_of_envelope(candidate);
+      if (!known.ok()) return known.error();
+      if (known.value()) return std::optional<std::string>(candidate);
+    }
   }
 
   Result<std::optional<Job>> load(const std::string& job_id) {

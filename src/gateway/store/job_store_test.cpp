@@ -188,6 +188,31 @@ TEST_P(JobStoreTest, FanOutFinishesWhenEveryBranchEndedWithResultsInOrder) {
   EXPECT_EQ(job.branches[1].id, id + "-1");
 }
 
+TEST_P(JobStoreTest, ABranchReportedBeforeItsAnnouncementIsAdopted) {
+  // PROTOCOL §7: when an announcement failed or is still queued, the branch's own reports may
+  // come first; the job must still wait for that branch.
+  std::string id = create({"split", "work"});
+  EXPECT_EQ(progress(id + "-2", 1, "processing").outcome, Outcome::applied);
+  EXPECT_FALSE(finish(id, JobStatus::succeeded, "0").job_final);
+  EXPECT_EQ(get(id + "-2").id, id);
+  auto last = finish(id + "-2", JobStatus::succeeded, "2");
+  EXPECT_TRUE(last.job_final);
+  EXPECT_EQ(get(id).result_json, "[0,2]");
+  // The late announcement is then a duplicate; a report for an unknown branch of a final job is
+  // ignored; an id that is no branch of any job stays unknown.
+  EXPECT_EQ(store_->add_branch(BranchReport{id + "-2", id, {"split", "work"}, 1}).value().outcome,
+            Outcome::duplicate);
+  EXPECT_EQ(finish(id + "-3", JobStatus::succeeded, "3").outcome, Outcome::ignored);
+  EXPECT_EQ(get(id).result_json, "[0,2]");
+  EXPECT_EQ(progress("nobody-1", 0, "received").outcome, Outcome::not_found);
+  EXPECT_EQ(progress(id + "-x", 0, "received").outcome, Outcome::not_found);
+
+  std::string other = create({"split", "work"});
+  EXPECT_FALSE(finish(other + "-1-1", JobStatus::failed, "", "boom").job_final);  // nested
+  EXPECT_TRUE(finish(other, JobStatus::succeeded, "0").job_final);
+  EXPECT_EQ(get(other).status, JobStatus::failed);
+}
+
 TEST_P(JobStoreTest, FanOutWithAFailedBranchFails) {
   std::string id = create({"split"});
   store_->add_branch(BranchReport{id + "-1", id, {"split"}, 1}).value();
