@@ -23,6 +23,7 @@
 
 #include <fmt/format.h>
 
+#include "cli/call_command.hpp"
 #include "cli/render_command.hpp"
 #include "common/env.hpp"
 #include "envelope/envelope.hpp"
@@ -146,6 +147,9 @@ struct Client {
   local::StatePaths paths;
   std::string transport_name = "sqlite";
   std::string prefix = "asya-";
+  // The queues of the running supervisor's actors (from status.json): RabbitMQ cannot list
+  // queues, so `asya queues` adds these to what the transport lists.
+  std::vector<std::string> supervised_queues;
   std::unique_ptr<transport::Transport> transport;
 
   explicit Client(const std::string& state_flag) : paths(local::resolve_state_dir(state_flag)) {
@@ -161,6 +165,13 @@ struct Client {
           transport_name = std::string(t->as_string());
         if (auto* p = value.as_object().if_contains("queue_prefix"); p && p->is_string())
           prefix = std::string(p->as_string());
+        if (auto* list = value.as_object().if_contains("actors"); list && list->is_array()) {
+          for (const auto& a : list->as_array()) {
+            const auto* q = a.is_object() ? a.as_object().if_contains("queue") : nullptr;
+            const auto* n = q && q->is_object() ? q->as_object().if_contains("name") : nullptr;
+            if (n && n->is_string()) supervised_queues.emplace_back(n->as_string());
+          }
+        }
       }
     }
   }
@@ -692,7 +703,9 @@ int cmd_queues(const std::string& state_dir, bool as_json) {
   auto& queues = client.queues();
   auto names = queues.list_queues();
   if (!names) fail(kExitError, names.error().message);
+  names->insert(names->end(), client.supervised_queues.begin(), client.supervised_queues.end());
   std::sort(names->begin(), names->end());
+  names->erase(std::unique(names->begin(), names->end()), names->end());
   json::array list;
   if (!as_json)
     std::cout << fmt::format("{:<32} {:>8} {:>10} {:>8}\n", "QUEUE", "READY", "IN-FLIGHT",
@@ -942,6 +955,7 @@ int main(int argc, char** argv) {
   state_option(logs_cmd, logs_state);
 
   asya::cli::add_render_command(app);
+  asya::cli::add_call_command(app);
 
   auto* version_cmd = app.add_subcommand("version", "Print the version");
 

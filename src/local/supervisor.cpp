@@ -217,6 +217,7 @@ class Supervisor {
   Status start_replica(ActorState& actor, Clock::time_point now);
   void stop_replica(ActorState& actor, Replica& replica, Clock::time_point now);
   void on_exit(pid_t pid, int status, Clock::time_point now);
+  void record_crash(ActorState& actor, const Replica& replica, Clock::time_point now);
   void advance_stopping(ActorState& actor, Clock::time_point now);
   void begin_shutdown(Clock::time_point now);
   void kill_everything();
@@ -586,6 +587,7 @@ void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
         r->deadline = now + kKillAfterExtra;
         pid_t other = is_sidecar ? r->runtime : r->sidecar;
         if (other) ::kill(other, SIGTERM);
+        if (!r->timeout_restart) record_crash(*actor, *r, now);
       } else if (r->phase == Phase::kStoppingSidecar && is_sidecar) {
         r->phase = Phase::kStoppingRuntime;
         r->deadline = now + kKillAfterExtra;
@@ -593,6 +595,31 @@ void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
       }
       return;
     }
+  }
+}
+
+// Counts a crash of `replica` (just detected) and sets when the actor may start a replacement:
+// 0.5 s, doubled per quick crash in a row, capped; the replacement waits for it even while the
+// crashed pair is still being stopped.
+void Supervisor::record_crash(ActorState& actor, const Replica& r, Clock::time_point now) {
+  bool quick = now - r.started < options_.healthy_after;
+  actor.quick_crashes = quick ? actor.quick_crashes + 1 : 1;
+  auto backoff = options_.restart_backoff_initial;
+  for (int i = 1; i < actor.quick_crashes && backoff < options_.restart_backoff_max; ++i)
+    backoff *= 2;
+  backoff = std::min(backoff, options_.restart_backoff_max);
+  actor.restart_at = std::max(actor.restart_at, now + backoff);
+  actor.last_crash = r.crash_reason;
+  if (actor.quick_crashes >= options_.crash_loop_after && !actor.crash_looping) {
+    actor.crash_looping = true;
+    event(fmt::format(
+        "{}: CRASH-LOOPING: {} quick crashes in a row; last: {}; restarting with backoff up to {}",
+        actor.spec.name, actor.quick_crashes, r.crash_reason,
+        format_duration(options_.restart_backoff_max)));
+  } else {
+    event(fmt::format(
+        "{}: replica {} crashed: {}; restart in {}", actor.spec.name, r.index, r.crash_reason,
+        format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(backoff))));
   }
 }
 
@@ -606,28 +633,6 @@ void Supervisor::advance_stopping(ActorState& actor, Clock::time_point now) {
     if (r.phase != Phase::kRunning && r.sidecar == 0 && r.runtime == 0) {
       actor.retired_processed += r.processed;
       actor.retired_errors += r.errors;
-      if (r.phase == Phase::kCrashed && !r.timeout_restart && !shutting_down_) {
-        bool quick = now - r.started < options_.healthy_after;
-        actor.quick_crashes = quick ? actor.quick_crashes + 1 : 1;
-        auto backoff = options_.restart_backoff_initial;
-        for (int i = 1; i < actor.quick_crashes && backoff < options_.restart_backoff_max; ++i)
-          backoff *= 2;
-        backoff = std::min(backoff, options_.restart_backoff_max);
-        actor.restart_at = now + backoff;
-        actor.last_crash = r.crash_reason;
-        if (actor.quick_crashes >= options_.crash_loop_after && !actor.crash_looping) {
-          actor.crash_looping = true;
-          event(
-              fmt::format("{}: CRASH-LOOPING: {} quick crashes in a row; last: {}; restarting "
-                          "with backoff up to {}",
-                          actor.spec.name, actor.quick_crashes, r.crash_reason,
-                          format_duration(options_.restart_backoff_max)));
-        } else {
-          event(fmt::format(
-              "{}: replica {} crashed: {}; restart in {}", actor.spec.name, r.index, r.crash_reason,
-              format_duration(std::chrono::duration_cast<std::chrono::milliseconds>(backoff))));
-        }
-      }
       it = actor.replicas.erase(it);
     } else {
       ++it;
@@ -668,6 +673,8 @@ void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
 
 void Supervisor::reconcile(ActorState& actor, Clock::time_point now) {
   int live = actor.live();
+  // The replacement of a crashed pair waits for the backoff (record_crash), not for the crashed
+  // pair to be gone: a sidecar whose runtime never became ready can take until its SIGKILL.
   if (live < actor.desired && now >= actor.restart_at) {
     for (int i = live; i < actor.desired; ++i) {
       if (Status st = start_replica(actor, now); !st) {

@@ -45,7 +45,7 @@ def wait_for(condition, timeout, what, interval=0.05):
 
 
 def manifest(name, handler, workdir=HANDLERS, scaling=None, env=None, timeout=None,
-             command=None):
+             command=None, sidecar=None):
     scaling = scaling or {}
     lines = [
         "apiVersion: asya.sh/v1alpha1",
@@ -56,6 +56,8 @@ def manifest(name, handler, workdir=HANDLERS, scaling=None, env=None, timeout=No
     ]
     if timeout:
         lines.append("  timeout: " + json.dumps(timeout))
+    if sidecar:
+        lines.append("  sidecar: " + json.dumps(sidecar))
     lines += [
         "  workload:",
         "    template:",

@@ -22,6 +22,11 @@ def test_hello_example_greets(asya_on, repo):
     runtime_env = process_environment(hello["runtime"])
     sidecar_env = process_environment(hello["sidecar"])
     assert sidecar_env["ASYA_TRANSPORT"] == asya.transport
+    # The whole runtime environment is the documented allow-list (docs/local.md): the basics,
+    # the manifest's env and the socket; no transport setting, no ASYA_* of the sidecar.
+    basics = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"}
+    assert set(runtime_env) - basics == {"ASYA_HANDLER", "ASYA_SOCKET_PATH"}, runtime_env
+    assert runtime_env["ASYA_HANDLER"] == "hello.greet"
     for secret in BROKER_SECRETS:
         assert secret not in runtime_env
         if secret in asya.env:

@@ -1,6 +1,7 @@
 """`asya up` behaviour: autoscaling, recovery, crash loops, manifest errors, graceful stop."""
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -61,6 +62,61 @@ def test_killing_a_runtime_mid_run_loses_nothing(asya_on, tmp_path):
     assert asya.results("failed") == {}
 
 
+def read_records(path):
+    """The start/end lines written by testing.recorded: {n: [records]}."""
+    out = {}
+    if not path.exists():
+        return out
+    for line in path.read_text().splitlines():
+        record = json.loads(line)
+        out.setdefault(record["n"], []).append(record)
+    return out
+
+
+def test_scale_down_drains_a_busy_replica_instead_of_killing_it(asya, tmp_path):
+    # queueLength 2, at most 2 replicas, one message at a time each: 4 messages of 3 s start 2
+    # replicas; when 2 remain (one in each replica), the actor scales down to 1 while both
+    # replicas are busy. The stopped replica must finish its message (no redelivery).
+    record = tmp_path / "records.jsonl"
+    scaling = {"pollingInterval": "200ms", "cooldownPeriod": "1s", "minReplicas": 0,
+               "maxReplicas": 2, "queueLength": 2}
+    (tmp_path / "busy.yaml").write_text(
+        manifest("busy", "testing.recorded", scaling=scaling, env={"RECORD_FILE": str(record)},
+                 sidecar={"concurrency": 1}, timeout={"gracefulShutdown": 30}))
+    asya.up_detached(tmp_path / "busy.yaml")
+    ids = [f"d-{i}" for i in range(4)]
+    for message_id in ids:
+        asya.send("busy", "--payload", json.dumps({"n": message_id, "seconds": 3}), "--id",
+                  message_id)
+
+    def stopping_while_busy():
+        actor = asya.actor("busy")
+        stopping = [p["runtime"] for p in actor["processes"] if not p["running"]]
+        if not stopping:
+            return None
+        records = read_records(record)
+        open_on_stopping = [n for n, rs in records.items()
+                            if any(r["pid"] in stopping and r["event"] == "start" for r in rs)
+                            and not any(r["event"] == "end" for r in rs)]
+        return open_on_stopping and (stopping, open_on_stopping)
+
+    stopping, busy_ids = wait_for(stopping_while_busy, 60,
+                                  "a replica being scaled down while it processes a message")
+    # It finishes that message, then exits; the actor goes on with one replica, then zero.
+    wait_for(lambda: set(asya.results()) >= set(ids), 60, "all 4 results")
+    wait_for(lambda: asya.actor("busy")["replicas"] == {"ready": 0, "running": 0, "stopping": 0,
+                                                        "desired": 0}, 30, "busy to scale to 0")
+    records = read_records(record)
+    for message_id in ids:
+        events = [r["event"] for r in records[message_id]]
+        assert events == ["start", "end"], (message_id, records[message_id])  # exactly once
+    for message_id in busy_ids:
+        assert records[message_id][1]["pid"] in stopping  # finished where it started
+    log = (asya.state / "logs" / "supervisor.log").read_text()
+    assert "busy: scaling 2 -> 1" in log
+    assert "crashed" not in log
+
+
 def test_crash_looping_actor_is_reported(asya, tmp_path):
     (tmp_path / "broken.yaml").write_text(
         manifest("broken", "no_such_module.handler", scaling={"enabled": False}))
@@ -73,8 +129,29 @@ def test_crash_looping_actor_is_reported(asya, tmp_path):
     assert "last crash: runtime exited with status 1" in status.stdout
     log = (asya.state / "logs" / "supervisor.log").read_text()
     assert "broken: CRASH-LOOPING" in log
-    # Restarts slow down: no more than a handful of attempts in this time.
-    assert log.count("broken: replica 0 crashed") <= 6
+    # Restarts slow down: exponential backoff from 0.5 s, then the crash loop is declared.
+    delays = re.findall(r"broken: replica \d+ crashed: .*; restart in (\S+)", log)
+    assert delays[:2] == ["500ms", "1s"], log
+    assert log.index("restart in 1s") < log.index("broken: CRASH-LOOPING: 3 quick crashes")
+    assert len(re.findall(r"broken: replica \d+ crashed", log)) <= 6
+
+
+CRASH_AT_ONCE = "import os, time; open(os.environ['STARTS'], 'a').write(f'{time.time()}\\n'); exit(1)"
+
+
+def test_crashed_pair_is_restarted_after_an_exponential_backoff(asya, tmp_path):
+    starts = tmp_path / "starts"
+    (tmp_path / "c.yaml").write_text(
+        manifest("crasher", "a.b", scaling={"enabled": False}, env={"STARTS": str(starts)},
+                 command=["python3", "-c", CRASH_AT_ONCE]))
+    asya.up_detached(tmp_path / "c.yaml")
+    times = wait_for(lambda: starts.exists() and len(t := starts.read_text().split()) >= 4
+                     and [float(x) for x in t], 60, "four starts of the crashing runtime")
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    # Each crash is quick, so the restart waits 0.5 s, 1 s, 2 s (plus the start-up time).
+    for gap, backoff in zip(gaps, [0.5, 1, 2]):
+        assert backoff <= gap < backoff + 3, gaps
+    assert asya.actor("crasher")["state"] == "crash-looping"
 
 
 def test_handler_error_ends_in_error_end_and_send_wait_exits_1(asya, tmp_path):

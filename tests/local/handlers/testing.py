@@ -1,5 +1,7 @@
 """Handlers of the tests/local suite (plain functions, no Asya import)."""
+import json
 import os
+import sys
 import time
 
 
@@ -10,3 +12,29 @@ def slow_echo(payload):
 
 def fail(payload):
     raise ValueError(f"refused {payload!r}")
+
+
+def _record(event, payload):
+    line = json.dumps({"event": event, "n": payload.get("n"), "pid": os.getpid(),
+                       "t": time.time()}) + "\n"
+    fd = os.open(os.environ["RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line.encode())  # one small O_APPEND write: atomic between processes
+    finally:
+        os.close(fd)
+
+
+def recorded(payload):
+    """Appends a start and an end line ({event, n, pid, t}) to $RECORD_FILE around a sleep of
+    payload["seconds"] (default $SLOW_SECONDS): which runtime handled what, and when."""
+    _record("start", payload)
+    time.sleep(float(payload.get("seconds", os.environ.get("SLOW_SECONDS", "0.05"))))
+    _record("end", payload)
+    return payload
+
+
+def chatty(payload):
+    """Prints a line to stdout (the runtime's log) and returns the payload."""
+    print(f"chatty handled {json.dumps(payload)}", flush=True)
+    sys.stdout.flush()
+    return payload

@@ -1,0 +1,271 @@
+"""The `asya` CLI as scripts use it: every command and flag of docs/cli.md, exit codes, stdout
+(results, JSON) versus stderr (human messages), `up --detach` + `down`, `logs`, and the live
+status view on a terminal."""
+import calendar
+import json
+import os
+import pty
+import re
+import select
+import signal
+import subprocess
+import time
+
+import pytest
+
+from local_harness import alive, manifest, wait_for
+
+COMMANDS = {
+    "up": ["--detach", "--plain", "--no-end-actors", "--transport", "--routes", "--gateway-port",
+           "--no-gateway", "--state-dir"],
+    "down": ["--timeout", "--state-dir"],
+    "send": ["--route", "--payload", "--envelope", "--header", "--deadline", "--id", "--wait",
+             "--timeout", "--state-dir"],
+    "results": ["--json", "--state-dir"],
+    "queues": ["--json", "--state-dir"],
+    "status": ["--json", "--state-dir"],
+    "logs": ["--lines", "--follow", "--state-dir"],
+    "render": [],
+    "version": [],
+}
+
+
+def test_version_and_help_of_every_command(asya):
+    out = asya.run("version", check=0)
+    assert re.fullmatch(r"asya \d+\.\d+\.\d+\n", out.stdout)
+    for command, flags in COMMANDS.items():
+        out = asya.run(command, "--help", check=0)
+        assert command in out.stdout
+        for flag in flags:
+            assert flag in out.stdout, f"asya {command} --help does not mention {flag}"
+    top = asya.run("--help", check=0).stdout
+    for command in COMMANDS:
+        assert command in top
+    out = asya.run(check=2)  # no command
+    assert "subcommand" in out.stderr.lower() or "help" in out.stderr.lower()
+    asya.run("frobnicate", check=2)
+
+
+def test_send_mistakes_name_what_to_fix(asya, tmp_path):
+    cases = [
+        ([], "give either ACTOR or --route"),
+        (["a", "--route", "a,b", "--payload", "1"], "give either ACTOR or --route"),
+        (["a"], "--payload is required"),
+        (["a", "--payload", "{oops"], "--payload is not valid JSON"),
+        (["a", "--payload", "hello"], "quote strings"),
+        (["a", "--payload", f"@{tmp_path}/missing.json"], "cannot read file"),
+        (["--route", "a,happy-end", "--payload", "1"], '"happy-end" is an end actor'),
+        (["--route", "a,B_c", "--payload", "1"], '"B_c" is not a valid actor name'),
+        (["a", "--payload", "1", "--header", "novalue"], "--header novalue: use key=value"),
+        (["a", "--payload", "1", "--header", "asya-x=1"], "reserved"),
+        (["a", "--payload", "1", "--deadline", "soon"], "--deadline"),
+        (["--envelope", "{}"], "--envelope is not a valid envelope"),
+        (["--envelope", '{"id":"x","route":{"actors":["a"],"current":0},"payload":1}',
+          "--payload", "1"], "do not combine it"),
+        (["--envelope", '{"id":"x","route":{"actors":["a"],"current":1},"payload":1}'],
+         "route is already done"),
+    ]
+    for args, message in cases:
+        out = asya.send(*args, check=2)
+        assert message in out.stderr, (args, out.stderr)
+        assert out.stdout == "", (args, out.stdout)
+    # Nothing was queued by any of them.
+    assert all(q["ready"] == 0 for q in json.loads(asya.run("queues", "--json", check=0).stdout))
+
+
+def test_commands_without_a_supervisor(asya):
+    out = asya.send("lonely", "--payload", '{"x": 1}', check=0)
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}\n",
+                        out.stdout)
+    assert asya.send("lonely", "--payload", "2", "--id", "mine", check=0).stdout == "mine\n"
+    queues = json.loads(asya.run("queues", "--json", check=0).stdout)
+    assert {"queue": "asya-lonely", "ready": 2, "in_flight": 0, "delayed": 0} in queues
+    table = asya.run("queues", check=0).stdout.splitlines()
+    assert table[0].split() == ["QUEUE", "READY", "IN-FLIGHT", "DELAYED"]
+    assert ["asya-lonely", "2", "0", "0"] in [line.split() for line in table]
+    # --wait with nobody consuming: a warning, then exit 3 at the timeout.
+    out = asya.send("lonely", "--payload", "3", "--id", "w", "--wait", "--timeout", 1, check=3)
+    assert "no `asya up` runs" in out.stderr and "timed out after 1s" in out.stderr
+    assert out.stdout == ""
+    out = asya.run("status", check=3)
+    assert "not running" in out.stderr and out.stdout == ""
+    assert json.loads(asya.run("status", "--json", check=3).stdout) == {"running": False}
+    out = asya.run("results", "nope", check=3)
+    assert "no result for nope" in out.stderr
+    out = asya.run("results", check=0)
+    assert out.stdout == "" and "no results" in out.stderr
+    assert json.loads(asya.run("results", "--json", check=0).stdout) == []
+    out = asya.run("logs", "nobody", check=3)
+    assert 'no logs for actor "nobody"' in out.stderr
+    out = asya.run("down", check=0)
+    assert "not running" in out.stderr
+
+
+def test_a_detached_system_driven_by_every_command(asya, tmp_path):
+    (tmp_path / "chatty.yaml").write_text(
+        manifest("chatty", "testing.chatty", scaling={"enabled": False}))
+    out = asya.up_detached(tmp_path / "chatty.yaml")
+    assert "running in the background" in out.stderr and out.stdout == ""
+    supervisor = asya.status()["pid"]
+    # A second supervisor on the same state dir is refused.
+    out = asya.run("up", "--detach", tmp_path / "chatty.yaml", check=1)
+    assert "already running" in out.stderr
+
+    # --payload @file, --header, --deadline reach the final envelope.
+    (tmp_path / "p.json").write_text('{"n": "from-file"}')
+    before = time.time()
+    out = asya.send("chatty", "--payload", f"@{tmp_path}/p.json", "--header", "trace=abc",
+                    "-H", "team=x", "--deadline", "5m", "--id", "opts-1", "--wait", check=0)
+    envelope = json.loads(out.stdout)
+    assert envelope["id"] == "opts-1" and envelope["payload"] == {"n": "from-file"}
+    assert envelope["headers"]["trace"] == "abc" and envelope["headers"]["team"] == "x"
+    assert envelope["deadline"].endswith("Z"), envelope["deadline"]
+    deadline = calendar.timegm(time.strptime(envelope["deadline"][:19], "%Y-%m-%dT%H:%M:%S"))
+    assert before + 240 < deadline < time.time() + 360, envelope["deadline"]
+
+    # --envelope sends a complete envelope as is (replay).
+    replay = {"id": "replay-1", "route": {"actors": ["chatty"], "current": 0},
+              "headers": {"replayed": "yes"}, "payload": {"n": "again"}}
+    (tmp_path / "e.json").write_text(json.dumps(replay))
+    out = asya.send("--envelope", f"@{tmp_path}/e.json", "--wait", check=0)
+    envelope = json.loads(out.stdout)
+    assert (envelope["id"], envelope["payload"]) == ("replay-1", {"n": "again"})
+    assert envelope["headers"]["replayed"] == "yes"
+    assert envelope["route"] == {"actors": ["chatty"], "current": 1}
+
+    # results: the stored envelope by id, and the list (human and JSON).
+    assert json.loads(asya.run("results", "replay-1", check=0).stdout) == envelope
+    listed = json.loads(asya.run("results", "--json", check=0).stdout)
+    assert {(r["id"], r["status"]) for r in listed} == {("opts-1", "succeeded"),
+                                                         ("replay-1", "succeeded")}
+    table = [line.split() for line in asya.run("results", check=0).stdout.splitlines()]
+    assert sorted(table) == [["opts-1", "succeeded"], ["replay-1", "succeeded"]]
+
+    # status: human table and JSON, counters from the sidecars' metrics.
+    status = wait_for(lambda: (s := json.loads(asya.run("status", "--json", check=0).stdout))
+                      and next(a for a in s["actors"] if a["name"] == "chatty")["processed"] >= 2
+                      and s, 30, "status to count 2 processed messages")
+    assert status["running"] is True and status["pid"] == supervisor
+    assert [a["name"] for a in status["actors"]] == ["happy-end", "error-end", "chatty"]
+    chatty = status["actors"][2]
+    assert chatty["replicas"]["ready"] == chatty["replicas"]["desired"] == 1
+    assert chatty["state"] == "running" and chatty["errors"] == 0
+    text = asya.run("status", check=0).stdout.splitlines()
+    assert text[0].startswith(f"asya: running (pid {supervisor}), transport sqlite")
+    header = next(line for line in text if line.startswith("ACTOR"))
+    assert header.split() == ["ACTOR", "REPLICAS", "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS",
+                              "RATE/s", "STATE"]
+    row = next(line.split() for line in text if line.startswith("chatty "))
+    assert row[1] == "1/1" and int(row[4]) >= 2 and row[-1] == "running"
+
+    # logs: every process of the actor (the handler's prints are in its runtime log), -n, the
+    # supervisor's own log.
+    logs = asya.run("logs", "chatty", check=0).stdout
+    assert f"==> {asya.state}/logs/chatty/0.runtime.log <==" in logs
+    assert f"==> {asya.state}/logs/chatty/0.sidecar.log <==" in logs
+    assert 'chatty handled {"n": "from-file"}' in logs and 'chatty handled {"n": "again"}' in logs
+    last = asya.run("logs", "chatty", "-n", 1, check=0).stdout
+    runtime_part = last.split("0.runtime.log <==\n")[1].split("==>")[0]
+    assert runtime_part.count("\n") == 1
+    assert "started: 1 actors" in asya.run("logs", check=0).stdout
+    out = asya.run("logs", "nobody", check=3)
+    assert "actors with logs:" in out.stderr and "chatty" in out.stderr
+
+    # logs -f prints what is appended afterwards.
+    follow = subprocess.Popen([str(asya.binary), "logs", "chatty", "-f"], cwd=asya.workdir,
+                              env=asya.env, stdout=subprocess.PIPE, text=True)
+    try:
+        asya.send("chatty", "--payload", '{"n": "followed"}', "--wait", check=0)
+        seen = ""
+        deadline = time.monotonic() + 30
+        while 'chatty handled {"n": "followed"}' not in seen and time.monotonic() < deadline:
+            ready, _, _ = select.select([follow.stdout], [], [], 0.5)
+            if ready:
+                seen += follow.stdout.readline()
+        assert 'chatty handled {"n": "followed"}' in seen
+    finally:
+        follow.kill()
+        follow.wait()
+
+    # down: graceful stop, every process gone, status says not running.
+    pids = asya.all_pids()
+    out = asya.run("down", check=0)
+    asya.started.clear()
+    assert "stopped" in out.stderr
+    for pid in pids:
+        assert not alive(pid), f"process {pid} survived asya down"
+    assert not (asya.state / "status.json").exists()
+    asya.run("status", check=3)
+
+
+def read_pty(fd, until, timeout):
+    """Reads from a pty master until `until(text)` holds; returns the text."""
+    text = ""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([fd], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            text += chunk.decode(errors="replace")
+            if until(text):
+                return text
+    pytest.fail(f"timed out after {timeout}s; terminal output so far:\n{text[-3000:]}")
+
+
+def test_live_status_view_on_a_terminal(asya, tmp_path):
+    (tmp_path / "view.yaml").write_text(
+        manifest("viewed", "testing.slow_echo", scaling={"enabled": False}))
+    master, slave = pty.openpty()
+    env = dict(asya.env, TERM="xterm")
+    proc = subprocess.Popen([str(asya.binary), "up", str(tmp_path / "view.yaml")],
+                            cwd=asya.workdir, env=env, stdin=slave, stdout=slave, stderr=slave,
+                            start_new_session=True)
+    os.close(slave)
+    try:
+        row = re.compile(r"viewed\s+1/1\s+\d+\s+\d+\s+\d+\s+\d+\s+[\d.]+\s+running")
+
+        def latest_frame(text):
+            return text.rsplit("\x1b[2J", 1)[-1]
+
+        text = read_pty(master, lambda t: "ACTOR" in latest_frame(t)
+                        and row.search(latest_frame(t)), 60)
+        frame = latest_frame(text)
+        assert "\x1b[H\x1b[2J" in text  # redrawn in place, not scrolled log lines
+        assert frame.index("ACTOR") < frame.index("viewed")
+        for column in ["REPLICAS", "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE"]:
+            assert column in frame
+        for end in ["happy-end", "error-end"]:
+            assert re.search(end + r"\s+1/1\s", frame)
+        assert "recent events:" in frame
+        # The counters move: a processed message shows up in the view.
+        asya.send("viewed", "--payload", '"x"', "--wait", check=0)
+        read_pty(master, lambda t: re.search(r"viewed\s+1/1\s+\d+\s+\d+\s+1\s+0\s",
+                                             latest_frame(t)), 30)
+        os.kill(proc.pid, signal.SIGINT)  # Ctrl-C
+        text = read_pty(master, lambda t: "stopped: every replica drained" in t, 60)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+
+
+def test_plain_log_lines_when_not_a_terminal(asya, tmp_path):
+    (tmp_path / "plain.yaml").write_text(
+        manifest("plain", "testing.slow_echo", scaling={"enabled": False}))
+    proc = subprocess.Popen([str(asya.binary), "up", str(tmp_path / "plain.yaml")],
+                            cwd=asya.workdir, env=asya.env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    asya.started.append(proc)
+    wait_for(lambda: (a := asya.actor("plain")) and a["replicas"]["ready"] == 1, 60,
+             "plain to be ready")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert stdout == "" and "\x1b[" not in stderr
+    assert "asya: started: 1 actors" in stderr
+    assert "asya: stopped: every replica drained and exited" in stderr
