@@ -8,6 +8,9 @@ from local_harness import BROKER_SECRETS, build_dir, manifest, process_environme
 
 def test_hello_example_greets(asya_on, repo):
     asya = asya_on
+    # A plain interpreter: a pyenv shim for python3 would add its own variables to the runtime.
+    asya.env["ASYA_PYTHON"] = "/usr/bin/python3"
+    asya.env["SUPERVISOR_ONLY"] = "must not reach the runtime"
     asya.up_detached(repo / "examples" / "hello", "--no-gateway")
     out = asya.send("hello", "--payload", '{"name": "Ada"}', "--wait", "--timeout", 60)
     envelopes = [json.loads(line) for line in out.stdout.splitlines()]
