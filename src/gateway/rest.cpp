@@ -296,7 +296,11 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   auto started = co_await service_.start_call(*tool, valid.value());
   if (!started.ok())
     co_return Response::json(200, json::serialize(api::error_result(started.error().message)));
-  if (tool->async)
+  // `"async": true` in the body (used by `asya call`) answers the job id at once, as for an
+  // async tool, so the caller can follow GET /envelopes/{id}/stream.
+  const json::value* async_flag = body->if_contains("async");
+  bool answer_now = tool->async || (async_flag && async_flag->is_bool() && async_flag->as_bool());
+  if (answer_now)
     co_return Response::json(200, json::serialize(api::async_result(started.value())));
   Service::UpdateCallback no_callback;
   auto job =

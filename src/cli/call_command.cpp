@@ -1,0 +1,361 @@
+#include "cli/call_command.hpp"
+
+#include <curl/curl.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "local/state.hpp"
+
+namespace asya::cli {
+namespace {
+
+namespace json = boost::json;
+
+constexpr int kOk = 0;
+constexpr int kFailed = 1;
+constexpr int kUsage = 2;
+constexpr int kTimeout = 3;
+
+struct CallArgs {
+  std::string tool;
+  std::vector<std::string> pairs;
+  std::string args_json;
+  std::string gateway;
+  std::string state_dir;
+  std::string token;
+  double timeout = 0;  // seconds; 0: the tool's own timeout (the gateway fails the job)
+  bool quiet = false;
+};
+
+struct Failure {
+  int code;
+  std::string message;
+};
+
+[[noreturn]] void fail(int code, std::string message) {
+  throw Failure{code, std::move(message)};
+}
+
+// The gateway URL: --gateway, else $ASYA_GATEWAY_URL, else the running supervisor's status.json.
+std::string gateway_url(const CallArgs& a) {
+  std::string url = a.gateway;
+  if (url.empty()) {
+    if (const char* env = std::getenv("ASYA_GATEWAY_URL"); env && *env) url = env;
+  }
+  if (url.empty()) {
+    local::StatePaths paths(local::resolve_state_dir(a.state_dir));
+    std::string text;
+    if (local::running_supervisor(paths) == 0 || !local::read_file(paths.status_file(), text))
+      fail(kUsage,
+           "no gateway: pass --gateway URL, set ASYA_GATEWAY_URL, or start one with "
+           "`asya up` and a routes.yaml (no supervisor runs on " +
+               paths.root.string() + ")");
+    boost::system::error_code ec;
+    auto value = json::parse(text, ec);
+    const json::value* gw = nullptr;
+    if (!ec && value.is_object()) gw = value.as_object().if_contains("gateway");
+    const json::value* u = gw && gw->is_object() ? gw->as_object().if_contains("url") : nullptr;
+    if (!u || !u->is_string())
+      fail(kUsage, "the supervisor on " + paths.root.string() +
+                       " runs no gateway (its manifests have no routes.yaml); pass --gateway URL");
+    url = std::string(u->as_string());
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
+  return url;
+}
+
+json::object build_arguments(const CallArgs& a) {
+  json::object out;
+  if (!a.args_json.empty()) {
+    boost::system::error_code ec;
+    auto v = json::parse(a.args_json, ec);
+    if (ec || !v.is_object())
+      fail(kUsage, "--args " + a.args_json + ": not a JSON object (accepted: '{\"key\": value}')");
+    out = v.as_object();
+  }
+  for (const auto& pair : a.pairs) {
+    auto eq = pair.find('=');
+    if (eq == std::string::npos || eq == 0)
+      fail(kUsage, "argument \"" + pair + "\": expected key=value");
+    std::string key = pair.substr(0, eq), text = pair.substr(eq + 1);
+    boost::system::error_code ec;
+    auto v = json::parse(text, ec);
+    out[key] = ec ? json::value(json::string(text)) : v;  // JSON when it parses, else a string
+  }
+  return out;
+}
+
+// ---- libcurl helpers
+struct Http {
+  std::string base, token;
+};
+
+size_t append_body(char* data, size_t size, size_t n, void* user) {
+  static_cast<std::string*>(user)->append(data, size * n);
+  return size * n;
+}
+
+struct Reply {
+  long status = 0;
+  std::string body;
+};
+
+Reply request(const Http& http, const std::string& path, const std::string* post_body) {
+  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+  Reply reply;
+  std::string url = http.base + path;
+  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
+  if (!http.token.empty())
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + http.token).c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &reply.body);
+  if (post_body) {
+    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, post_body->c_str());
+    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body->size()));
+  }
+  CURLcode rc = curl_easy_perform(curl.get());
+  curl_slist_free_all(headers);
+  if (rc != CURLE_OK)
+    fail(kTimeout, "gateway " + url + " not reachable: " + curl_easy_strerror(rc));
+  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
+  return reply;
+}
+
+std::string error_text(const Reply& r) {
+  boost::system::error_code ec;
+  auto v = json::parse(r.body, ec);
+  if (!ec && v.is_object())
+    if (auto* e = v.as_object().if_contains("error"); e && e->is_string())
+      return std::string(e->as_string());
+  return r.body;
+}
+
+// ---- progress drawing
+struct Progress {
+  bool tty = ::isatty(2) != 0;
+  bool quiet = false;
+  int last_percent = -1;
+  std::string last_line;
+  bool drawn = false;
+
+  void show(const json::object& event) {
+    if (quiet) return;
+    int percent = 0;
+    if (auto* p = event.if_contains("progress_percent"); p && p->is_number())
+      percent = static_cast<int>(p->to_number<double>());
+    std::string status, actor, message;
+    if (auto* s = event.if_contains("status"); s && s->is_string()) status = s->as_string();
+    if (auto* s = event.if_contains("actor"); s && s->is_string()) actor = s->as_string();
+    if (auto* s = event.if_contains("message"); s && s->is_string()) message = s->as_string();
+    if (tty) {
+      constexpr int width = 30;
+      int filled = percent * width / 100;
+      std::string bar(filled, '#');
+      bar.append(width - filled, '.');
+      std::string line = "[" + bar + "] " + std::to_string(percent) + "% " + status;
+      if (!actor.empty()) line += " " + actor;
+      if (line.size() > 78) line.resize(78);
+      std::fprintf(stderr, "\r\033[K%s", line.c_str());
+      std::fflush(stderr);
+      drawn = true;
+    } else {
+      std::string line = "progress " + std::to_string(percent) + "% " + status +
+                         (actor.empty() ? "" : " " + actor) +
+                         (message.empty() ? "" : ": " + message);
+      if (line != last_line) std::fprintf(stderr, "%s\n", line.c_str());
+      last_line = line;
+    }
+    last_percent = percent;
+  }
+  void finish() {
+    if (tty && drawn) std::fprintf(stderr, "\n");
+    drawn = false;
+  }
+};
+
+// ---- SSE following
+struct Stream {
+  Progress* progress;
+  std::string buffer, data;
+  bool final_seen = false;
+  std::chrono::steady_clock::time_point deadline;
+  bool has_deadline = false;
+  bool timed_out = false;
+};
+
+void handle_line(Stream& s, const std::string& line) {
+  if (line.empty()) {  // end of an event
+    if (!s.data.empty()) {
+      boost::system::error_code ec;
+      auto v = json::parse(s.data, ec);
+      if (!ec && v.is_object()) {
+        s.progress->show(v.as_object());
+        if (auto* st = v.as_object().if_contains("status"); st && st->is_string()) {
+          auto status = st->as_string();
+          if (status == "succeeded" || status == "failed") s.final_seen = true;
+        }
+      }
+    }
+    s.data.clear();
+    return;
+  }
+  if (line.rfind("data:", 0) == 0) {
+    std::string part = line.substr(5);
+    if (!part.empty() && part[0] == ' ') part.erase(0, 1);
+    if (!s.data.empty()) s.data += "\n";
+    s.data += part;
+  }
+}
+
+size_t on_stream(char* ptr, size_t size, size_t n, void* user) {
+  auto& s = *static_cast<Stream*>(user);
+  s.buffer.append(ptr, size * n);
+  size_t pos;
+  while ((pos = s.buffer.find('\n')) != std::string::npos) {
+    std::string line = s.buffer.substr(0, pos);
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    s.buffer.erase(0, pos + 1);
+    handle_line(s, line);
+  }
+  return size * n;
+}
+
+int on_xfer(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+  auto& s = *static_cast<Stream*>(user);
+  if (s.has_deadline && std::chrono::steady_clock::now() > s.deadline) {
+    s.timed_out = true;
+    return 1;  // abort the transfer
+  }
+  return 0;
+}
+
+// Follows the job's SSE stream until its final event (or the stream ends).
+void follow(const Http& http, const std::string& job_id, Stream& s) {
+  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
+  std::string url = http.base + "/envelopes/" + job_id + "/stream";
+  curl_slist* headers = curl_slist_append(nullptr, "Accept: text/event-stream");
+  if (!http.token.empty())
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + http.token).c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
+  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
+  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, on_stream);
+  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &s);
+  curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION, on_xfer);
+  curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, &s);
+  curl_easy_perform(curl.get());  // ends when the gateway closes the stream after the final event
+  curl_slist_free_all(headers);
+}
+
+int run(const CallArgs& a) {
+  Http http{gateway_url(a), a.token};
+  json::object arguments = build_arguments(a);
+  std::string body =
+      json::serialize(json::object{{"name", a.tool}, {"arguments", arguments}, {"async", true}});
+  Reply started = request(http, "/tools/call", &body);
+  if (started.status == 404 || started.status == 400)
+    fail(kUsage, "tool " + a.tool + ": " + error_text(started));
+  if (started.status != 200)
+    fail(kFailed, "POST /tools/call answered " + std::to_string(started.status) + ": " +
+                      error_text(started));
+  boost::system::error_code ec;
+  auto v = json::parse(started.body, ec);
+  if (ec || !v.is_object()) fail(kFailed, "POST /tools/call answered no JSON: " + started.body);
+  auto* id = v.as_object().if_contains("job_id");
+  if (!id || !id->is_string()) {  // the call could not start: a CallToolResult with isError
+    std::cout << started.body << "\n";
+    return kFailed;
+  }
+  std::string job_id(id->as_string());
+
+  Progress progress;
+  progress.quiet = a.quiet;
+  Stream stream{&progress, {}, {}, false, {}, a.timeout > 0, false};
+  if (a.timeout > 0)
+    stream.deadline = std::chrono::steady_clock::now() +
+                      std::chrono::milliseconds(static_cast<long>(a.timeout * 1000));
+  // The stream may end without a final event (a dropped connection): follow it again, from the
+  // start (history is replayed), until the job is final or the deadline passes.
+  json::object job;
+  for (int attempt = 0;; ++attempt) {
+    follow(http, job_id, stream);
+    if (stream.timed_out) {
+      progress.finish();
+      fail(kTimeout, "job " + job_id + " is not final after " + std::to_string(a.timeout) +
+                         " s (--timeout); see GET /envelopes/" + job_id);
+    }
+    Reply got = request(http, "/envelopes/" + job_id, nullptr);
+    if (got.status != 200)
+      fail(kFailed, "GET /envelopes/" + job_id + " answered " + std::to_string(got.status) + ": " +
+                        error_text(got));
+    auto jv = json::parse(got.body, ec);
+    if (ec || !jv.is_object()) fail(kFailed, "GET /envelopes/" + job_id + ": no JSON");
+    job = jv.as_object();
+    auto status = job["status"].is_string() ? std::string(job["status"].as_string()) : "";
+    if (status == "succeeded" || status == "failed") break;
+    if (attempt >= 100) fail(kFailed, "the stream of job " + job_id + " keeps ending early");
+  }
+  progress.finish();
+  if (job["status"].as_string() == "succeeded") {
+    std::cout << json::serialize(job["result"]) << "\n";
+    return kOk;
+  }
+  std::string error = job["error"].is_string() ? std::string(job["error"].as_string())
+                                               : json::serialize(job["error"]);
+  std::cerr << "asya: job " << job_id << " failed: " << error << "\n";
+  return error.find("timed out") != std::string::npos ? kTimeout : kFailed;
+}
+
+}  // namespace
+
+void add_call_command(CLI::App& app) {
+  auto args = std::make_shared<CallArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "call", "Call a gateway tool with key=value arguments, show its progress, print the result");
+  cmd->add_option("tool", args->tool, "Tool name (GET /tools lists them)")->required();
+  cmd->add_option("arguments", args->pairs,
+                  "key=value; the value is JSON when it parses (1, true, {\"a\":1}), else a "
+                  "string");
+  cmd->add_option("--args", args->args_json, "All arguments as one JSON object");
+  cmd->add_option("--gateway", args->gateway,
+                  "Gateway URL (default: $ASYA_GATEWAY_URL, else the running supervisor's)");
+  cmd->add_option("--state-dir", args->state_dir,
+                  "State directory (default: $ASYA_STATE_DIR, else ./.asya)");
+  cmd->add_option("--token", args->token, "Bearer token (default: $ASYA_GATEWAY_TOKEN)");
+  cmd->add_option("--timeout", args->timeout,
+                  "Give up waiting after this many seconds (default: the tool's timeout)");
+  cmd->add_flag("-q,--quiet", args->quiet, "No progress output");
+  cmd->callback([args] {
+    if (args->token.empty())
+      if (const char* t = std::getenv("ASYA_GATEWAY_TOKEN")) args->token = t;
+    int code = kFailed;
+    try {
+      code = run(*args);
+    } catch (const Failure& f) {
+      std::cerr << "asya: " << f.message << "\n";
+      code = f.code;
+    }
+    std::cout.flush();
+    if (code != 0) std::exit(code);
+  });
+}
+
+}  // namespace asya::cli
