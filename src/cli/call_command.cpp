@@ -279,7 +279,10 @@ int run(const CallArgs& a) {
   boost::system::error_code ec;
   auto v = json::parse(started.body, ec);
   if (ec || !v.is_object()) fail(kFailed, "POST /tools/call answered no JSON: " + started.body);
-  auto* id = v.as_object().if_contains("job_id");
+  // The answer is a CallToolResult whose structuredContent holds {job_id, status_url, ...}.
+  const json::value* id = v.as_object().if_contains("job_id");
+  if (auto* sc = v.as_object().if_contains("structuredContent"); !id && sc && sc->is_object())
+    id = sc->as_object().if_contains("job_id");
   if (!id || !id->is_string()) {  // the call could not start: a CallToolResult with isError
     std::cout << started.body << "\n";
     return kFailed;

@@ -122,7 +122,7 @@ def test_asya_call(up):
     assert json.loads(r.stdout) == {"text": "hi"}
     assert "progress" in r.stderr  # not a TTY: plain progress lines
     r = up.run("call", "fail", "why=x", "--state-dir", up.state)
-    assert r.returncode == 1 and "boom" in r.stderr
+    assert r.returncode == 1 and "failed" in r.stderr, r.stderr
     r = up.run("call", "slow", "--state-dir", up.state)
     assert r.returncode == 3, r.stderr
     r = up.run("call", "nope", "--state-dir", up.state)
