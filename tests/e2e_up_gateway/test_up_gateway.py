@@ -1,12 +1,10 @@
-"""End to end through `asya up --detach` with a routes.yaml: the gateway's REST API and `asya call`.
+"""`asya call` end to end through `asya up --detach` with a routes.yaml (the REST/job cases through
+`asya up` live in tests/e2e_gateway/test_asya_up.py).
 Run: ASYA_BUILD_DIR=build-x /usr/bin/python3 -m pytest tests/e2e_up_gateway"""
-import concurrent.futures
 import json
-import os
 import pathlib
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -67,49 +65,6 @@ def _ready(url):
             return r.status == 200
     except (urllib.error.URLError, OSError):
         return False
-
-
-def call(asya, name, arguments, timeout=60):
-    status, body = asya.post("/tools/call", {"name": name, "arguments": arguments}, timeout)
-    assert status == 200, body
-    return body
-
-
-def test_pipeline(up):
-    body = call(up, "pipeline", {"value": 5})
-    assert body["isError"] is False, body
-    assert body["structuredContent"]["value"] == 11
-
-
-def test_fanout(up):
-    body = call(up, "fanout", {"n": 3})
-    assert body["isError"] is False, body
-    assert "part" in json.dumps(body["structuredContent"])
-
-
-def test_error(up):
-    body = call(up, "fail", {"why": "x"})
-    assert body["isError"] is True
-    assert "boom" in json.dumps(body)
-
-
-def test_timeout(up):
-    start = time.monotonic()
-    body = call(up, "slow", {})
-    assert body["isError"] is True
-    assert "timed out" in json.dumps(body)
-    assert time.monotonic() - start < 20
-
-
-def test_thousand_concurrent_calls(up):
-    def one(i):
-        return i, call(up, "echo", {"text": f"t{i}", "i": i}, timeout=120)
-
-    with concurrent.futures.ThreadPoolExecutor(50) as pool:
-        results = list(pool.map(one, range(1000)))
-    for i, body in results:
-        assert body["isError"] is False, body
-        assert body["structuredContent"] == {"text": f"t{i}", "i": i}
 
 
 def test_asya_call(up):
