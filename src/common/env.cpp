@@ -22,8 +22,8 @@ std::string lower(std::string_view text) {
 
 Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   auto invalid = [&] {
-    return Error{fmt::format("\"{}\" is not a duration: use a number with a unit (300ms, 30s, 5m, 1h)",
-                             text)};
+    return Error{fmt::format(
+        "\"{}\" is not a duration: use a number with a unit (300ms, 30s, 5m, 1h)", text)};
   };
   if (text == "0") return std::chrono::milliseconds(0);
   if (text.empty()) return invalid();
@@ -31,24 +31,33 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   std::size_t pos = 0;
   while (pos < text.size()) {
     std::size_t start = pos;
-    while (pos < text.size() && (std::isdigit(static_cast<unsigned char>(text[pos])) || text[pos] == '.'))
+    while (pos < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[pos])) || text[pos] == '.'))
       ++pos;
     if (pos == start) return invalid();
     double number = 0;
     auto [ptr, ec] = std::from_chars(text.data() + start, text.data() + pos, number);
     if (ec != std::errc() || ptr != text.data() + pos) return invalid();
     std::size_t unit_start = pos;
-    while (pos < text.size() && !std::isdigit(static_cast<unsigned char>(text[pos])) && text[pos] != '.')
+    while (pos < text.size() && !std::isdigit(static_cast<unsigned char>(text[pos])) &&
+           text[pos] != '.')
       ++pos;
     std::string_view unit = text.substr(unit_start, pos - unit_start);
     double factor;
-    if (unit == "ns") factor = 1e-6;
-    else if (unit == "us" || unit == "\xC2\xB5s") factor = 1e-3;
-    else if (unit == "ms") factor = 1;
-    else if (unit == "s") factor = 1000;
-    else if (unit == "m") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else return invalid();
+    if (unit == "ns")
+      factor = 1e-6;
+    else if (unit == "us" || unit == "\xC2\xB5s")
+      factor = 1e-3;
+    else if (unit == "ms")
+      factor = 1;
+    else if (unit == "s")
+      factor = 1000;
+    else if (unit == "m")
+      factor = 60'000;
+    else if (unit == "h")
+      factor = 3'600'000;
+    else
+      return invalid();
     total_ms += number * factor;
   }
   if (!std::isfinite(total_ms) || total_ms > 1e15) return invalid();
@@ -61,16 +70,22 @@ std::string format_duration(std::chrono::milliseconds value) {
   std::string out;
   if (ms % 1000 != 0) return fmt::format("{}ms", ms);
   auto s = ms / 1000;
-  if (s >= 3600) { out += fmt::format("{}h", s / 3600); s %= 3600; }
-  if (s >= 60) { out += fmt::format("{}m", s / 60); s %= 60; }
+  if (s >= 3600) {
+    out += fmt::format("{}h", s / 3600);
+    s %= 3600;
+  }
+  if (s >= 60) {
+    out += fmt::format("{}m", s / 60);
+    s %= 60;
+  }
   if (s > 0) out += fmt::format("{}s", s);
   return out;
 }
 
 Result<std::uint64_t> parse_bytes(std::string_view text) {
   auto invalid = [&] {
-    return Error{fmt::format("\"{}\" is not a byte size: use a number of bytes or KiB/MiB/GiB (e.g. 256MiB)",
-                             text)};
+    return Error{fmt::format(
+        "\"{}\" is not a byte size: use a number of bytes or KiB/MiB/GiB (e.g. 256MiB)", text)};
   };
   std::size_t pos = 0;
   while (pos < text.size() && std::isdigit(static_cast<unsigned char>(text[pos]))) ++pos;
@@ -80,14 +95,22 @@ Result<std::uint64_t> parse_bytes(std::string_view text) {
   if (ec != std::errc()) return invalid();
   std::string unit = lower(text.substr(pos));
   std::uint64_t factor;
-  if (unit.empty() || unit == "b") factor = 1;
-  else if (unit == "kib" || unit == "ki") factor = 1ull << 10;
-  else if (unit == "mib" || unit == "mi") factor = 1ull << 20;
-  else if (unit == "gib" || unit == "gi") factor = 1ull << 30;
-  else if (unit == "kb" || unit == "k") factor = 1000;
-  else if (unit == "mb" || unit == "m") factor = 1000 * 1000;
-  else if (unit == "gb" || unit == "g") factor = 1000 * 1000 * 1000;
-  else return invalid();
+  if (unit.empty() || unit == "b")
+    factor = 1;
+  else if (unit == "kib" || unit == "ki")
+    factor = 1ull << 10;
+  else if (unit == "mib" || unit == "mi")
+    factor = 1ull << 20;
+  else if (unit == "gib" || unit == "gi")
+    factor = 1ull << 30;
+  else if (unit == "kb" || unit == "k")
+    factor = 1000;
+  else if (unit == "mb" || unit == "m")
+    factor = 1000 * 1000;
+  else if (unit == "gb" || unit == "g")
+    factor = 1000 * 1000 * 1000;
+  else
+    return invalid();
   if (number > UINT64_MAX / factor) return invalid();
   return number * factor;
 }
@@ -124,8 +147,8 @@ std::int64_t env_int(const char* name, std::int64_t fallback, std::int64_t min, 
   std::int64_t number = 0;
   auto [ptr, ec] = std::from_chars(value->data(), value->data() + value->size(), number);
   if (ec != std::errc() || ptr != value->data() + value->size() || number < min || number > max)
-    throw ConfigError(
-        fmt::format("{}=\"{}\" is not valid: use an integer from {} to {}", name, *value, min, max));
+    throw ConfigError(fmt::format("{}=\"{}\" is not valid: use an integer from {} to {}", name,
+                                  *value, min, max));
   return number;
 }
 
@@ -145,12 +168,13 @@ std::chrono::milliseconds env_duration(const char* name, std::chrono::millisecon
   return *parsed;
 }
 
-std::string env_choice(const char* name, std::string fallback, const std::vector<std::string>& allowed) {
+std::string env_choice(const char* name, std::string fallback,
+                       const std::vector<std::string>& allowed) {
   auto value = env_get(name);
   if (!value || value->empty()) return fallback;
   if (std::find(allowed.begin(), allowed.end(), *value) != allowed.end()) return *value;
-  throw ConfigError(fmt::format("{}=\"{}\" is not valid: use one of {}", name, *value,
-                                fmt::join(allowed, ", ")));
+  throw ConfigError(
+      fmt::format("{}=\"{}\" is not valid: use one of {}", name, *value, fmt::join(allowed, ", ")));
 }
 
 }  // namespace asya

@@ -1,6 +1,7 @@
 // Configuration from environment variables. Every parser throws ConfigError whose message is one
 // line naming the variable, the bad value and what is accepted, e.g.
-//   ASYA_RUNTIME_TIMEOUT="5 minutes" is not a duration: use a number with a unit (300ms, 30s, 5m, 1h)
+//   ASYA_RUNTIME_TIMEOUT="5 minutes" is not a duration: use a number with a unit (300ms, 30s, 5m,
+//   1h)
 // Start-up code catches ConfigError, prints it and exits 2.
 #pragma once
 
@@ -34,15 +35,17 @@ std::optional<std::string> env_get(const char* name);
 // Typed readers: return `fallback` when the variable is unset or empty; throw ConfigError when it
 // is set to something invalid.
 std::string env_string(const char* name, std::string fallback);
-std::string env_required(const char* name);  // throws when unset or empty
+std::string env_required(const char* name);      // throws when unset or empty
 bool env_bool(const char* name, bool fallback);  // true/false/1/0/yes/no/on/off, any case
 std::int64_t env_int(const char* name, std::int64_t fallback, std::int64_t min, std::int64_t max);
 std::uint64_t env_bytes(const char* name, std::uint64_t fallback);  // 1048576, 64KiB, 256MiB, 1GiB
 std::chrono::milliseconds env_duration(const char* name, std::chrono::milliseconds fallback);
 // One of `allowed` (exact match, case-sensitive).
-std::string env_choice(const char* name, std::string fallback, const std::vector<std::string>& allowed);
+std::string env_choice(const char* name, std::string fallback,
+                       const std::vector<std::string>& allowed);
 
-// Parses a byte size such as "1048576", "64KiB", "256MiB", "1GiB" (also KB/MB/GB as powers of 1000).
+// Parses a byte size such as "1048576", "64KiB", "256MiB", "1GiB" (also KB/MB/GB as powers of
+// 1000).
 Result<std::uint64_t> parse_bytes(std::string_view text);
 
 }  // namespace asya

@@ -28,7 +28,10 @@ TEST(ParseDuration, RejectsMissingUnitAndGarbageNamingTheInput) {
 }
 
 TEST(FormatDuration, RoundTrips) {
-  for (std::chrono::milliseconds d : {std::chrono::milliseconds(90s), std::chrono::milliseconds(250ms), std::chrono::milliseconds(1h), std::chrono::milliseconds(0s)}) EXPECT_EQ(*parse_duration(format_duration(d)), d);
+  for (std::chrono::milliseconds d :
+       {std::chrono::milliseconds(90s), std::chrono::milliseconds(250ms),
+        std::chrono::milliseconds(1h), std::chrono::milliseconds(0s)})
+    EXPECT_EQ(*parse_duration(format_duration(d)), d);
 }
 
 TEST(ParseBytes, AcceptsBinaryAndDecimalUnits) {
@@ -59,7 +62,8 @@ TEST(EnvReaders, InvalidValueNamesVariableValueAndAccepted) {
     env_choice("ASYA_TEST_CHOICE", "sqlite", {"sqlite", "rabbitmq", "sqs"});
     FAIL();
   } catch (const ConfigError& e) {
-    EXPECT_STREQ(e.what(), "ASYA_TEST_CHOICE=\"kafka\" is not valid: use one of sqlite, rabbitmq, sqs");
+    EXPECT_STREQ(e.what(),
+                 "ASYA_TEST_CHOICE=\"kafka\" is not valid: use one of sqlite, rabbitmq, sqs");
   }
 }
 

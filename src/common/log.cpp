@@ -13,14 +13,26 @@ std::string json_escape(std::string_view text) {
   out.reserve(text.size() + 8);
   for (char c : text) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) out += fmt::format("\\u{:04x}", c);
-        else out += c;
+        if (static_cast<unsigned char>(c) < 0x20)
+          out += fmt::format("\\u{:04x}", c);
+        else
+          out += c;
     }
   }
   return out;
@@ -34,7 +46,8 @@ thread_local std::string current_envelope_id;
 // when an EnvelopeScope is active (the pattern supplies the surrounding quotes).
 class JsonMessageFlag : public spdlog::custom_flag_formatter {
  public:
-  void format(const spdlog::details::log_msg& msg, const std::tm&, spdlog::memory_buf_t& dest) override {
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
     std::string escaped = json_escape(std::string_view(msg.payload.data(), msg.payload.size()));
     dest.append(escaped.data(), escaped.data() + escaped.size());
     if (!current_envelope_id.empty()) {
@@ -49,20 +62,30 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
 
 }  // namespace
 
-EnvelopeScope::EnvelopeScope(std::string_view envelope_id) : previous_(std::move(current_envelope_id)) {
+EnvelopeScope::EnvelopeScope(std::string_view envelope_id)
+    : previous_(std::move(current_envelope_id)) {
   current_envelope_id.assign(envelope_id);
 }
 
-EnvelopeScope::~EnvelopeScope() { current_envelope_id = std::move(previous_); }
+EnvelopeScope::~EnvelopeScope() {
+  current_envelope_id = std::move(previous_);
+}
 
 void init(std::string_view component, std::string_view level, std::string_view actor) {
   spdlog::level::level_enum lvl;
-  if (level == "debug" || level == "DEBUG") lvl = spdlog::level::debug;
-  else if (level == "info" || level == "INFO" || level.empty()) lvl = spdlog::level::info;
-  else if (level == "warn" || level == "warning" || level == "WARN" || level == "WARNING") lvl = spdlog::level::warn;
-  else if (level == "error" || level == "ERROR") lvl = spdlog::level::err;
-  else if (level == "trace" || level == "TRACE") lvl = spdlog::level::trace;
-  else throw ConfigError(fmt::format("ASYA_LOG_LEVEL=\"{}\" is not valid: use one of debug, info, warn, error", level));
+  if (level == "debug" || level == "DEBUG")
+    lvl = spdlog::level::debug;
+  else if (level == "info" || level == "INFO" || level.empty())
+    lvl = spdlog::level::info;
+  else if (level == "warn" || level == "warning" || level == "WARN" || level == "WARNING")
+    lvl = spdlog::level::warn;
+  else if (level == "error" || level == "ERROR")
+    lvl = spdlog::level::err;
+  else if (level == "trace" || level == "TRACE")
+    lvl = spdlog::level::trace;
+  else
+    throw ConfigError(fmt::format(
+        "ASYA_LOG_LEVEL=\"{}\" is not valid: use one of debug, info, warn, error", level));
 
   spdlog::drop(std::string("asya-") + std::string(component));
   auto logger = spdlog::stderr_logger_mt(std::string("asya-") + std::string(component));
@@ -70,8 +93,9 @@ void init(std::string_view component, std::string_view level, std::string_view a
   formatter->add_flag<JsonMessageFlag>('*');
   std::string actor_field =
       actor.empty() ? std::string() : fmt::format(R"(,"actor":"{}")", json_escape(actor));
-  formatter->set_pattern(fmt::format(R"({{"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","component":"{}"{},"msg":"%*"}})",
-                                     json_escape(component), actor_field));
+  formatter->set_pattern(
+      fmt::format(R"({{"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","component":"{}"{},"msg":"%*"}})",
+                  json_escape(component), actor_field));
   logger->set_formatter(std::move(formatter));
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::info);
