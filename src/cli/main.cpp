@@ -784,6 +784,9 @@ int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, 
     auto dir = paths.actor_logs(actor);
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec))
       files.push_back(it->path());
+    // `asya logs gateway`: the gateway's log (unless an actor is named gateway).
+    if (files.empty() && actor == "gateway" && fs::is_regular_file(paths.logs() / "gateway.log"))
+      files.push_back(paths.logs() / "gateway.log");
     if (files.empty()) {
       std::string known;
       for (fs::directory_iterator it(paths.logs(), ec), end; !ec && it != end; it.increment(ec))
@@ -793,12 +796,22 @@ int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, 
     }
     std::sort(files.begin(), files.end());
   }
+  // Bytes printed (or skipped by -n) per file: -f continues from there, so nothing appended
+  // while the files were being printed is lost.
+  std::map<fs::path, std::uintmax_t> sizes;
   for (const auto& f : files) {
     std::string text;
     if (!local::read_file(f, text)) {
+      if (actor.empty())
+        fail(kExitNotFound,
+             fmt::format("no supervisor log {}: it is written by `asya up --detach` (in the "
+                         "foreground the supervisor prints to the terminal); `asya logs ACTOR` "
+                         "shows an actor's processes",
+                         f.string()));
       std::cerr << fmt::format("asya logs: cannot read {}\n", f.string());
       continue;
     }
+    sizes[f] = text.size();
     if (files.size() > 1) std::cout << "==> " << f.string() << " <==\n";
     if (lines > 0) {
       // Keep the last `lines` lines.
@@ -813,12 +826,12 @@ int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, 
   }
   if (!follow) return 0;
   // Print what is appended from now on (new replicas' files included) until interrupted.
-  std::map<fs::path, std::uintmax_t> sizes;
+  const bool fixed_files = actor.empty() || files.front() == paths.logs() / "gateway.log";
   auto scan = [&] {
     std::error_code ec;
     std::vector<fs::path> now;
-    if (actor.empty()) {
-      now.push_back(paths.supervisor_log());
+    if (fixed_files) {
+      now = files;
     } else {
       for (fs::directory_iterator it(paths.actor_logs(actor), ec), end; !ec && it != end;
            it.increment(ec))
@@ -826,10 +839,6 @@ int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, 
     }
     return now;
   };
-  for (const auto& f : scan()) {
-    std::error_code ec;
-    sizes[f] = fs::file_size(f, ec);
-  }
   std::cout.flush();
   while (true) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from local_harness import alive, manifest, wait_for
+from local_harness import alive, manifest, process_environment, wait_for
 
 COMMANDS = {
     "up": ["--detach", "--plain", "--no-end-actors", "--transport", "--routes", "--gateway-port",
@@ -97,6 +97,8 @@ def test_commands_without_a_supervisor(asya):
     assert json.loads(asya.run("results", "--json", check=0).stdout) == []
     out = asya.run("logs", "nobody", check=3)
     assert 'no logs for actor "nobody"' in out.stderr
+    out = asya.run("logs", check=3)
+    assert "written by `asya up --detach`" in out.stderr
     out = asya.run("down", check=0)
     assert "not running" in out.stderr
 
@@ -107,6 +109,12 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
     out = asya.up_detached(tmp_path / "chatty.yaml")
     assert "running in the background" in out.stderr and out.stdout == ""
     supervisor = asya.status()["pid"]
+    # Each replica has its own socket under <state>/run (or a short /tmp path for deep dirs).
+    runtime = asya.actor("chatty")["processes"][0]["runtime"]
+    socket = process_environment(runtime)["ASYA_SOCKET_PATH"]
+    assert (socket == str(asya.state / "run" / "chatty-0" / "rt.sock")
+            or re.fullmatch(r"/tmp/asya-\d+-[0-9a-f]+/chatty-0/rt\.sock", socket)), socket
+    wait_for(lambda: os.path.exists(socket), 30, f"the runtime to listen on {socket}")
     # A second supervisor on the same state dir is refused.
     out = asya.run("up", "--detach", tmp_path / "chatty.yaml", check=1)
     assert "already running" in out.stderr
@@ -173,16 +181,16 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
 
     # logs -f prints what is appended afterwards.
     follow = subprocess.Popen([str(asya.binary), "logs", "chatty", "-f"], cwd=asya.workdir,
-                              env=asya.env, stdout=subprocess.PIPE, text=True)
+                              env=asya.env, stdout=subprocess.PIPE, bufsize=0)
     try:
         asya.send("chatty", "--payload", '{"n": "followed"}', "--wait", check=0)
-        seen = ""
+        seen = b""
         deadline = time.monotonic() + 30
-        while 'chatty handled {"n": "followed"}' not in seen and time.monotonic() < deadline:
+        while b'chatty handled {"n": "followed"}' not in seen and time.monotonic() < deadline:
             ready, _, _ = select.select([follow.stdout], [], [], 0.5)
             if ready:
-                seen += follow.stdout.readline()
-        assert 'chatty handled {"n": "followed"}' in seen
+                seen += os.read(follow.stdout.fileno(), 65536)
+        assert b'chatty handled {"n": "followed"}' in seen, seen
     finally:
         follow.kill()
         follow.wait()

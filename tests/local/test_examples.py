@@ -53,6 +53,7 @@ def test_hello_tool_is_called_through_the_gateway(asya_on, repo):
     status, answer = asya.post("/tools/call", {"name": "hello", "arguments": {}})
     assert status == 400 and "name" in answer["error"], answer
     assert f"gateway: {url}" in asya.run("status", check=0).stdout
+    assert asya.run("logs", "gateway", check=0).stdout.strip()  # the gateway's log
 
 
 def test_routes_mistake_stops_asya_up_before_anything_starts(asya, repo, tmp_path):
@@ -117,9 +118,13 @@ def test_demo_script_runs_and_stops_cleanly(repo, tmp_path):
     from local_harness import build_dir
     env = dict(os.environ, ASYA_BUILD_DIR=str(build_dir()), TMPDIR=str(tmp_path))
     env.pop("ASYA_STATE_DIR", None)
+    import time
+    started = time.monotonic()
     result = subprocess.run([str(repo / "scripts" / "demo")], env=env, capture_output=True,
                             text=True, timeout=120)
+    elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
+    assert elapsed < 60, f"make demo took {elapsed:.1f}s after the build; the issue asks < 1 min"
     assert "review-1: positive" in result.stdout
     assert "review-2: negative" in result.stdout
     assert "asya: stopped" in result.stderr
