@@ -44,6 +44,22 @@ def test_burst_scales_from_zero_to_max_and_back_to_zero(asya, tmp_path):
     assert (burst["ready"], burst["in_flight"], burst["delayed"]) == (0, 0, 0)
 
 
+def test_activation_from_zero_only_above_activation_queue_length(asya, tmp_path):
+    scaling = dict(FAST, activationQueueLength=3)
+    (tmp_path / "lazy.yaml").write_text(manifest("lazy", "testing.slow_echo", scaling=scaling))
+    asya.up_detached(tmp_path / "lazy.yaml")
+    send_many(asya, "lazy", 3, "l")
+    # Three messages are not above 3: the actor stays at zero over many polling intervals.
+    deadline = time.monotonic() + 3  # 15 polls, 3 status refreshes
+    while time.monotonic() < deadline:
+        lazy = asya.actor("lazy")
+        assert lazy["replicas"]["running"] == 0 and lazy["replicas"]["desired"] == 0, lazy
+        time.sleep(0.1)
+    assert asya.actor("lazy")["queue"]["ready"] == 3
+    send_many(asya, "lazy", 1, "l4")  # the fourth activates it
+    wait_for(lambda: set(asya.results()) == {"l-0", "l-1", "l-2", "l4-0"}, 60, "all 4 results")
+
+
 def test_killing_a_runtime_mid_run_loses_nothing(asya_on, tmp_path):
     asya = asya_on  # on sqlite, rabbitmq and sqs
     scaling = {"enabled": False}
