@@ -10,7 +10,7 @@ from local_harness import Asya, manifest, wait_for
 
 SCALING = {"pollingInterval": "200ms", "cooldownPeriod": 2, "minReplicas": 0, "maxReplicas": 2,
            "queueLength": 5}
-COUNT = 100
+COUNT = 60
 
 
 @pytest.fixture(params=["rabbitmq", "sqs"])
@@ -43,7 +43,7 @@ def test_two_supervisors_share_one_broker_and_lose_nothing(two_hosts, tmp_path):
         (host.workdir / "shared.yaml").write_text(
             manifest("shared", "testing.recorded", scaling=SCALING,
                      env={"RECORD_FILE": str(host.workdir / "records.jsonl"),
-                          "SLOW_SECONDS": "0.1"}))
+                          "SLOW_SECONDS": "0.3"}))
     a.up_detached(a.workdir / "shared.yaml")
     b.up_detached(b.workdir / "shared.yaml", "--no-end-actors")
     assert [x["name"] for x in b.status()["actors"]] == ["shared"]  # no end actors on b
