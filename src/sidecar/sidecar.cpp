@@ -268,7 +268,17 @@ void Runner::worker(Slot& slot) {
   while (!stop_.stopping()) {
     if (need_ready) {
       slot.runtime_ready = false;
-      if (Status st = client->wait_ready(config_.runtime_ready_timeout); !st) {
+      // Wait in short slices so SIGTERM stops a sidecar whose runtime never became ready.
+      Status st;
+      const auto ready_deadline = Clock::now() + config_.runtime_ready_timeout;
+      for (;;) {
+        auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(ready_deadline - Clock::now());
+        st = client->wait_ready(
+            std::clamp(left, std::chrono::milliseconds(0), std::chrono::milliseconds(250)));
+        if (st.ok() || stop_.stopping() || Clock::now() >= ready_deadline) break;
+      }
+      if (!st) {
         if (stop_.stopping()) break;
         spdlog::error("runtime not ready within ASYA_RUNTIME_READY_TIMEOUT={}: {}",
                       format_duration(config_.runtime_ready_timeout), st.message());
