@@ -53,13 +53,8 @@ Status parse_into(std::string_view body, Envelope& envelope) {
   if (auto error = document.type().get(type)) return not_json(error);
   if (type != ondemand::json_type::object) {
     std::string_view raw;
-    if (type == ondemand::json_type::array || type == ondemand::json_type::object) {
-      if (auto error = document.raw_json().get(raw)) return not_json(error);
-    } else {
-      if (auto error = document.raw_json_token().get(raw)) return not_json(error);
-      if (auto error = detail::check_scalar(type, trim_right(raw))) return not_json(error);
-    }
-    return Error{"body: expected a JSON object (an envelope), got " + describe(trim_right(raw))};
+    if (auto error = detail::top_level_raw(document, type, raw)) return not_json(error);
+    return Error{"body: expected a JSON object (an envelope), got " + describe(raw)};
   }
   ondemand::object object;
   if (auto error = document.get_object().get(object)) return not_json(error);

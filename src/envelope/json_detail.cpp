@@ -113,6 +113,18 @@ simdjson::error_code check_scalar(ondemand::json_type type, std::string_view raw
   }
 }
 
+simdjson::error_code top_level_raw(ondemand::document& document, ondemand::json_type type,
+                                   std::string_view& raw) {
+  if (type == ondemand::json_type::array || type == ondemand::json_type::object) {
+    if (auto error = document.raw_json().get(raw)) return error;
+    raw = trim_right(raw);
+    return simdjson::SUCCESS;
+  }
+  if (auto error = document.raw_json_token().get(raw)) return error;
+  raw = trim_right(raw);
+  return check_scalar(type, raw);
+}
+
 simdjson::error_code raw_value(ondemand::value& value, std::string_view& raw) {
   ondemand::json_type type;
   if (auto error = value.type().get(type)) return error;

@@ -60,6 +60,11 @@ simdjson::error_code raw_value(ondemand::value& value, std::string_view& raw);
 // Checks a scalar token (trailing whitespace removed) of the given type against the JSON grammar.
 simdjson::error_code check_scalar(ondemand::json_type type, std::string_view raw);
 
+// The raw text (trailing whitespace trimmed) of a document's top-level value of `type`, with a
+// scalar's syntax checked; used to describe a body whose top-level value has the wrong type.
+simdjson::error_code top_level_raw(ondemand::document& document, ondemand::json_type type,
+                                   std::string_view& raw);
+
 // The JSON text of the key of `field`, quotes included (padded coordinates). Call before
 // unescaped_key().
 std::string_view raw_key(ondemand::field& field);

@@ -54,14 +54,8 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
   if (auto error = document.type().get(type)) return not_json(error);
   if (type != ondemand::json_type::array) {
     std::string_view raw;
-    if (type == ondemand::json_type::array || type == ondemand::json_type::object) {
-      if (auto error = document.raw_json().get(raw)) return not_json(error);
-    } else {
-      if (auto error = document.raw_json_token().get(raw)) return not_json(error);
-      if (auto error = detail::check_scalar(type, trim_right(raw))) return not_json(error);
-    }
-    return Error{"response: expected a JSON array of results or errors, got " +
-                 describe(trim_right(raw))};
+    if (auto error = detail::top_level_raw(document, type, raw)) return not_json(error);
+    return Error{"response: expected a JSON array of results or errors, got " + describe(raw)};
   }
   ondemand::array array;
   if (auto error = document.get_array().get(array)) return not_json(error);
