@@ -225,8 +225,21 @@ def asya_on(request, tmp_path):
     instance.stop()
 
 
-def process_environment(pid):
-    """The environment of a running process as a dict."""
+def _parent_and_cmdline(pid):
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return ppid, f.read()
+
+
+def process_environment(pid, timeout=30):
+    """The environment of a running child of the supervisor as a dict. The supervisor lists a
+    child as soon as it is forked, so this first waits until the child has exec'd (its command
+    line is no longer its parent's): before that, /proc/PID/environ is the supervisor's."""
+    def execed():
+        ppid, cmdline = _parent_and_cmdline(pid)
+        return cmdline != _parent_and_cmdline(ppid)[1]
+    wait_for(execed, timeout, f"process {pid} to exec its program")
     with open(f"/proc/{pid}/environ", "rb") as f:
         entries = f.read().split(b"\0")
     return dict(e.decode(errors="replace").split("=", 1) for e in entries if b"=" in e)
