@@ -42,20 +42,14 @@ KnownField known_field(std::string_view key) {
 Status parse_into(std::string_view body, Envelope& envelope) {
   PaddedText padded;
   ondemand::document document;
-  if (auto error = detail::iterate(body, document, padded)) {
-    return Error{detail::invalid_json_message("body", error, padded, nullptr)};
+  if (auto status = detail::open_document(body, "body", ondemand::json_type::object,
+                                          "a JSON object (an envelope)", document, padded);
+      !status) {
+    return status;
   }
   auto not_json = [&](simdjson::error_code error) -> Status {
     return Error{detail::invalid_json_message("body", error, padded, &document)};
   };
-
-  ondemand::json_type type;
-  if (auto error = document.type().get(type)) return not_json(error);
-  if (type != ondemand::json_type::object) {
-    std::string_view raw;
-    if (auto error = detail::top_level_raw(document, type, raw)) return not_json(error);
-    return Error{"body: expected a JSON object (an envelope), got " + describe(raw)};
-  }
   ondemand::object object;
   if (auto error = document.get_object().get(object)) return not_json(error);
 

@@ -125,6 +125,22 @@ simdjson::error_code top_level_raw(ondemand::document& document, ondemand::json_
   return check_scalar(type, raw);
 }
 
+Status open_document(std::string_view text, std::string_view subject, ondemand::json_type expected,
+                     std::string_view expected_what, ondemand::document& document,
+                     PaddedText& padded) {
+  if (auto error = iterate(text, document, padded)) {
+    return Error{invalid_json_message(subject, error, padded, nullptr)};
+  }
+  ondemand::json_type type;
+  std::string_view raw;
+  simdjson::error_code error = document.type().get(type);
+  if (!error && type == expected) return {};
+  if (!error) error = top_level_raw(document, type, raw);
+  if (error) return Error{invalid_json_message(subject, error, padded, &document)};
+  return Error{std::string(subject) + ": expected " + std::string(expected_what) + ", got " +
+               describe(raw)};
+}
+
 simdjson::error_code raw_value(ondemand::value& value, std::string_view& raw) {
   ondemand::json_type type;
   if (auto error = value.type().get(type)) return error;

@@ -65,6 +65,13 @@ simdjson::error_code check_scalar(ondemand::json_type type, std::string_view raw
 simdjson::error_code top_level_raw(ondemand::document& document, ondemand::json_type type,
                                    std::string_view& raw);
 
+// Starts iterating `text` (as iterate()) and checks that its top-level value has type `expected`.
+// The errors name `subject`: "<subject> is not valid JSON: ..." or, for valid JSON of another
+// type, "<subject>: expected <expected_what>, got <the value, shortened>".
+Status open_document(std::string_view text, std::string_view subject, ondemand::json_type expected,
+                     std::string_view expected_what, ondemand::document& document,
+                     PaddedText& padded);
+
 // The JSON text of the key of `field`, quotes included (padded coordinates). Call before
 // unescaped_key().
 std::string_view raw_key(ondemand::field& field);

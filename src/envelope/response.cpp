@@ -44,19 +44,14 @@ simdjson::error_code read_details(ondemand::value& value, ResponseItem& item) {
 Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
   PaddedText padded;
   ondemand::document document;
-  if (auto error = detail::iterate(body, document, padded)) {
-    return Error{detail::invalid_json_message("response", error, padded, nullptr)};
+  if (auto status = detail::open_document(body, "response", ondemand::json_type::array,
+                                          "a JSON array of results or errors", document, padded);
+      !status) {
+    return status;
   }
   auto not_json = [&](simdjson::error_code error) -> Status {
     return Error{detail::invalid_json_message("response", error, padded, &document)};
   };
-  ondemand::json_type type;
-  if (auto error = document.type().get(type)) return not_json(error);
-  if (type != ondemand::json_type::array) {
-    std::string_view raw;
-    if (auto error = detail::top_level_raw(document, type, raw)) return not_json(error);
-    return Error{"response: expected a JSON array of results or errors, got " + describe(raw)};
-  }
   ondemand::array array;
   if (auto error = document.get_array().get(array)) return not_json(error);
 
