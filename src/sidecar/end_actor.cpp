@@ -58,6 +58,17 @@ EndActor::EndActor(std::string actor, bool error_end, ResultStore& store,
       store_(store),
       backoff_(std::move(backoff)) {}
 
+// The store did not take the result: the message goes back to the queue after a backoff, so
+// nothing is acknowledged that was not kept.
+EndOutcome EndActor::requeue_after_store_error(EndOutcome out,
+                                               const transport::Delivery& delivery) const {
+  out.then = Then::kNack;
+  out.nack_delay = backoff_(static_cast<int>(delivery.delivery_count));
+  out.status = "requeued";
+  out.failure = "result_store_error";
+  return out;
+}
+
 EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
   EndOutcome out;
   auto parsed = envelope::parse(delivery.body);
@@ -69,11 +80,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     if (out.id.empty()) out.id = "unparseable";
     if (Status st = store_.put(out.id, wrapped); !st) {
       spdlog::error("end actor: cannot persist unparseable body as {}: {}", out.id, st.message());
-      out.then = Then::kNack;
-      out.nack_delay = backoff_(static_cast<int>(delivery.delivery_count));
-      out.status = "requeued";
-      out.failure = "result_store_error";
-      return out;
+      return requeue_after_store_error(std::move(out), delivery);
     }
     out.status = "success";
     out.failure = "msg_parsing_error";
@@ -88,11 +95,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
   out.id = env.id;
   if (Status st = store_.put(env.id, stored); !st) {
     spdlog::error("end actor: cannot persist envelope {}: {}", env.id, st.message());
-    out.then = Then::kNack;
-    out.nack_delay = backoff_(static_cast<int>(delivery.delivery_count));
-    out.status = "requeued";
-    out.failure = "result_store_error";
-    return out;
+    return requeue_after_store_error(std::move(out), delivery);
   }
   out.status = "success";
   std::size_t idx = env.actors.empty() ? 0 : std::min(env.current, env.actors.size() - 1);

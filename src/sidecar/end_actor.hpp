@@ -37,6 +37,8 @@ class EndActor {
   EndOutcome handle(const transport::Delivery& delivery) const;
 
  private:
+  EndOutcome requeue_after_store_error(EndOutcome out, const transport::Delivery& delivery) const;
+
   std::string actor_;
   bool error_end_;
   ResultStore& store_;
