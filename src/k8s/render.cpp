@@ -107,6 +107,20 @@ std::string effective_gateway_url(const RenderOptions& o, bool gateway_rendered)
   return gateway_rendered ? fmt::format("http://{}:{}", kGatewayName, kGatewayPort) : "";
 }
 
+// The asya-sidecar container with its environment: image, metrics port, probes, resources.
+json::object sidecar_container_base(const RenderOptions& o, json::array env_vars) {
+  return {
+      {"name", kSidecarName},
+      {"image", o.sidecar_image},
+      {"command", json::array{"asya-sidecar"}},
+      {"env", std::move(env_vars)},
+      {"ports",
+       json::array{{{"name", "metrics"}, {"containerPort", o.metrics_port}, {"protocol", "TCP"}}}},
+      {"readinessProbe", http_probe("/readyz", "metrics", 5, 3)},
+      {"livenessProbe", http_probe("/healthz", "metrics", 10, 6)},
+      {"resources", resources("50m", "32Mi")}};
+}
+
 json::object sidecar_container(const manifest::Actor& a, std::string_view transport,
                                const RenderOptions& o, const std::string& gateway_url) {
   json::array e;
@@ -130,17 +144,9 @@ json::object sidecar_container(const manifest::Actor& a, std::string_view transp
       e.push_back(env("ASYA_RETRY_ON_PROCESSING_ERROR", "true"));
     }
   }
-  return {
-      {"name", kSidecarName},
-      {"image", o.sidecar_image},
-      {"command", json::array{"asya-sidecar"}},
-      {"env", std::move(e)},
-      {"ports",
-       json::array{{{"name", "metrics"}, {"containerPort", o.metrics_port}, {"protocol", "TCP"}}}},
-      {"readinessProbe", http_probe("/readyz", "metrics", 5, 3)},
-      {"livenessProbe", http_probe("/healthz", "metrics", 10, 6)},
-      {"resources", resources("50m", "32Mi")},
-      {"volumeMounts", json::array{{{"name", kSocketVolume}, {"mountPath", kSocketDir}}}}};
+  json::object container = sidecar_container_base(o, std::move(e));
+  container["volumeMounts"] = json::array{{{"name", kSocketVolume}, {"mountPath", kSocketDir}}};
+  return container;
 }
 
 Result<json::object> parse_mapping(const std::string& yaml, const std::string& what) {
@@ -545,16 +551,7 @@ json::object end_actor_deployment(std::string_view name, std::string_view transp
   e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
   e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
   if (!gateway_url.empty()) e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
-  json::object container{
-      {"name", kSidecarName},
-      {"image", o.sidecar_image},
-      {"command", json::array{"asya-sidecar"}},
-      {"env", std::move(e)},
-      {"ports",
-       json::array{{{"name", "metrics"}, {"containerPort", o.metrics_port}, {"protocol", "TCP"}}}},
-      {"readinessProbe", http_probe("/readyz", "metrics", 5, 3)},
-      {"livenessProbe", http_probe("/healthz", "metrics", 10, 6)},
-      {"resources", resources("50m", "32Mi")}};
+  json::object container = sidecar_container_base(o, std::move(e));
   json::array volumes;
   if (o.result_store.rfind("file://", 0) == 0) {
     // A file store lives on an emptyDir here; use s3:// for results that outlive the pod.
