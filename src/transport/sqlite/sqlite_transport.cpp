@@ -1,9 +1,11 @@
 #include "transport/sqlite/sqlite_transport.hpp"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <sqlite3.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,6 +37,13 @@ SqliteSettings SqliteSettings::from_env() {
     throw ConfigError("ASYA_SQLITE_POLL_INTERVAL=\"" + format_duration(s.poll_interval) +
                       "\" is too short: use at least 1ms (default 100ms)");
   }
+  try {
+    s.file_body_bytes = env_bytes("ASYA_SQLITE_FILE_BODY_BYTES", s.file_body_bytes);
+  } catch (const ConfigError& e) {
+    throw ConfigError(std::string(e.what()) +
+                      "; bodies above this size are stored as files next to the database, 0 "
+                      "keeps them all inside it (default 1MiB)");
+  }
   return s;
 }
 
@@ -61,10 +70,12 @@ std::string in_quotes(std::string_view text) {
   return quoted;
 }
 
-// Schema version 2 (PRAGMA user_version): bodies live in their own table, written once by send()
-// and deleted by ack(); leases only ever rewrite the small `messages` rows. Version 1 (user_version
-// 0 with `messages.body`) is migrated in place on open.
-constexpr int kSchemaVersion = 2;
+// Schema version 3 (PRAGMA user_version): bodies up to file_body_bytes live in their own table,
+// written once by send() and deleted by ack(); larger ones live in files of `<path>.bodies/`
+// named by messages.body_file (NULL for a body in the table). Leases only ever rewrite the small
+// `messages` rows. Version 1 (user_version 0 with `messages.body`) and version 2 (no
+// `body_file` column) are migrated in place on open.
+constexpr int kSchemaVersion = 3;
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS queues(
@@ -77,9 +88,12 @@ CREATE TABLE IF NOT EXISTS messages(
   visible_at_ms INTEGER NOT NULL,
   delivery_count INTEGER NOT NULL DEFAULT 0,
   lease INTEGER,
-  sent_at_ms INTEGER NOT NULL
+  sent_at_ms INTEGER NOT NULL,
+  body_file TEXT
 );
 CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at_ms, id);
+CREATE INDEX IF NOT EXISTS messages_by_body_file ON messages(body_file)
+  WHERE body_file IS NOT NULL;
 CREATE TABLE IF NOT EXISTS bodies(
   id INTEGER PRIMARY KEY,
   body BLOB NOT NULL
@@ -96,6 +110,18 @@ INSERT INTO bodies(id, body) SELECT id, body FROM messages;
 ALTER TABLE messages DROP COLUMN body;
 )sql";
 
+// Version 2 -> 3: the column naming a body file (no rewrite: every existing body stays inline).
+constexpr const char* kMigrateFrom2 = "ALTER TABLE messages ADD COLUMN body_file TEXT;";
+
+// Body files: `m-<16 hex digits unique per transport instance>-<counter>.body`, written as
+// `<name>.tmp` first. Files older than kOrphanAge that no row names (a sender or an acker
+// crashed between the file and the row) are removed on open and every kSweepInterval.
+constexpr std::string_view kBodyPrefix = "m-";
+constexpr std::string_view kBodySuffix = ".body";
+constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr std::chrono::minutes kOrphanAge{15};
+constexpr std::chrono::minutes kSweepInterval{10};
+
 // The cached statements of a connection; the enum indexes Connection::statements_.
 enum Sql : std::size_t {
   kBeginImmediate,
@@ -104,7 +130,6 @@ enum Sql : std::size_t {
   kSend,
   kSendBody,
   kLease,
-  kBody,
   kNextVisible,
   kAck,
   kAckBody,
@@ -113,6 +138,7 @@ enum Sql : std::size_t {
   kEnsure,
   kList,
   kStats,
+  kFileReferenced,
   kSqlCount
 };
 
@@ -120,15 +146,14 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "BEGIN IMMEDIATE",
     "COMMIT",
     "ROLLBACK",
-    "INSERT INTO messages(queue, visible_at_ms, delivery_count, lease, sent_at_ms) "
-    "VALUES(?1, ?2, 0, NULL, ?3)",
+    "INSERT INTO messages(queue, visible_at_ms, delivery_count, lease, sent_at_ms, body_file) "
+    "VALUES(?1, ?2, 0, NULL, ?3, ?4)",
     "INSERT INTO bodies(id, body) VALUES(?1, ?2)",
     "UPDATE messages SET visible_at_ms = ?3, delivery_count = delivery_count + 1, lease = ?4 "
     "WHERE id IN (SELECT id FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 "
-    "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, delivery_count",
-    "SELECT body FROM bodies WHERE id = ?1",
+    "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, delivery_count, body_file",
     "SELECT min(visible_at_ms) FROM messages WHERE queue = ?1",
-    "DELETE FROM messages WHERE id = ?1 AND lease = ?2",
+    "DELETE FROM messages WHERE id = ?1 AND lease = ?2 RETURNING body_file",
     "DELETE FROM bodies WHERE id = ?1",
     "UPDATE messages SET visible_at_ms = ?3, lease = NULL WHERE id = ?1 AND lease = ?2",
     "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND lease = ?2",
@@ -137,6 +162,7 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "SELECT coalesce(sum(visible_at_ms <= ?2), 0), "
     "coalesce(sum(visible_at_ms > ?2 AND lease IS NOT NULL), 0), "
     "coalesce(sum(visible_at_ms > ?2 AND lease IS NULL), 0) FROM messages WHERE queue = ?1",
+    "SELECT 1 FROM messages WHERE body_file = ?1",
 };
 
 // One SQLite connection with its prepared statements. Used by one thread at a time (the pool
@@ -298,7 +324,7 @@ class Connection {
                          old_layout)) != SQLITE_OK) {
       return fail(rc);
     }
-    if (version != 0 && version != kSchemaVersion) {
+    if (version != 0 && version != 2 && version != kSchemaVersion) {
       schema_error_ = "the SQLite queue database ASYA_SQLITE_PATH=" + in_quotes(settings_.path) +
                       " has schema version " + std::to_string(version) +
                       ", which this build of Asya cannot read (it reads version " +
@@ -307,13 +333,18 @@ class Connection {
                       "ASYA_SQLITE_PATH at a new file";
       return fail(SQLITE_OK);
     }
-    if (version == 0) {
-      if (old_layout != 0) {
+    if (version != kSchemaVersion) {
+      if (version == 0 && old_layout != 0) {
         spdlog::info(
             "sqlite transport: moving message bodies of {} into their own table "
             "(schema version 1 -> {})",
             settings_.path, kSchemaVersion);
         if ((rc = sqlite3_exec(db_, kMigrateFrom1, nullptr, nullptr, nullptr)) != SQLITE_OK) {
+          return fail(rc);
+        }
+      }
+      if ((version == 0 && old_layout != 0) || version == 2) {
+        if ((rc = sqlite3_exec(db_, kMigrateFrom2, nullptr, nullptr, nullptr)) != SQLITE_OK) {
           return fail(rc);
         }
       }
@@ -492,6 +523,125 @@ class Waker {
   int stop_fd_ = -1;
 };
 
+// ---- body files --------------------------------------------------------------------------------
+
+std::string errno_text(int error) {
+  return std::strerror(error);
+}
+
+// Closes a file descriptor on scope exit.
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+Status fsync_directory(const std::filesystem::path& directory) {
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return Error{"opening the directory " + in_quotes(directory.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  FdCloser closer{fd};
+  if (::fsync(fd) != 0) {
+    return Error{"fsync of the directory " + in_quotes(directory.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  return Status::Ok();
+}
+
+// Writes `body` durably as `directory/name`: into `name.tmp` (created exclusively), fsync, rename
+// to `name`, fsync of the directory. On failure nothing is left behind (best effort).
+Status write_body_file(const std::filesystem::path& directory, const std::string& name,
+                       std::string_view body) {
+  std::filesystem::path final_path = directory / name;
+  std::filesystem::path tmp_path = directory / (name + std::string(kTmpSuffix));
+  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Error{"creating the body file " + in_quotes(tmp_path.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  auto fail = [&](const char* what) -> Status {
+    int error = errno;
+    ::close(fd);
+    ::unlink(tmp_path.c_str());
+    return Error{std::string(what) + " the body file " + in_quotes(tmp_path.string()) +
+                 " failed: " + errno_text(error)};
+  };
+  const char* data = body.data();
+  std::size_t left = body.size();
+  while (left > 0) {
+    ssize_t n = ::write(fd, data, std::min<std::size_t>(left, std::size_t{1} << 30));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("writing");
+    }
+    data += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  if (::fsync(fd) != 0) return fail("fsync of");
+  if (::close(fd) != 0) {
+    int error = errno;
+    ::unlink(tmp_path.c_str());
+    return Error{"closing the body file " + in_quotes(tmp_path.string()) +
+                 " failed: " + errno_text(error)};
+  }
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+    int error = errno;
+    ::unlink(tmp_path.c_str());
+    return Error{"renaming the body file " + in_quotes(tmp_path.string()) + " to " +
+                 in_quotes(final_path.string()) + " failed: " + errno_text(error)};
+  }
+  if (Status s = fsync_directory(directory); !s) {
+    ::unlink(final_path.c_str());
+    return s;
+  }
+  return Status::Ok();
+}
+
+// Reads the whole file into `body` (sized from fstat, one read pass straight into it). Returns
+// ENOENT as `missing` instead of an error.
+Status read_body_file(const std::filesystem::path& path, std::string& body, bool& missing) {
+  missing = false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      missing = true;
+      return Status::Ok();
+    }
+    return Error{"opening the body file " + in_quotes(path.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  FdCloser closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    return Error{"fstat of the body file " + in_quotes(path.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  body.resize(static_cast<std::size_t>(info.st_size));
+  std::size_t done = 0;
+  while (done < body.size()) {
+    ssize_t n = ::read(fd, body.data() + done, body.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error{"reading the body file " + in_quotes(path.string()) +
+                   " failed: " + errno_text(errno)};
+    }
+    if (n == 0) {
+      return Error{"the body file " + in_quotes(path.string()) + " ended after " +
+                   std::to_string(done) + " of " + std::to_string(body.size()) + " bytes"};
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
 // Parses a receipt "<id>:<lease>".
 bool parse_receipt(const std::string& receipt, std::int64_t& id, std::int64_t& lease) {
   const char* begin = receipt.data();
@@ -505,9 +655,17 @@ bool parse_receipt(const std::string& receipt, std::int64_t& id, std::int64_t& l
 class SqliteTransport final : public Transport {
  public:
   SqliteTransport(const Options& options, SqliteSettings settings)
-      : options_(options), settings_(std::move(settings)), waker_(settings_.path) {
+      : options_(options),
+        settings_(std::move(settings)),
+        bodies_dir_(settings_.path + ".bodies"),
+        waker_(settings_.path) {
     std::random_device random;
     lease_prefix_ = (static_cast<std::uint64_t>(random()) & 0x7fffffffu) << 32;
+    std::uint64_t unique = (static_cast<std::uint64_t>(random()) << 32) ^ random() ^
+                           (static_cast<std::uint64_t>(::getpid()) << 16);
+    char hex[17];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(unique));
+    file_prefix_ = std::string(kBodyPrefix) + hex + "-";
   }
 
   ~SqliteTransport() override { close(); }
@@ -527,6 +685,8 @@ class SqliteTransport final : public Transport {
     }
     auto connection = Connection::open(settings_, /*create_schema=*/true);
     if (!connection) throw ConfigError(connection.error().message);
+    sweep_orphans(*connection.value());
+    last_sweep_ms_ = now_ms();
     idle_.push_back(std::move(connection.value()));
   }
 
@@ -579,16 +739,46 @@ class SqliteTransport final : public Transport {
                    " bytes for queue " + in_quotes(queue) + " exceeds the limit of " +
                    std::to_string(options_.max_message_bytes) + " bytes"};
     }
+    // A large body goes to its own file first, durably, outside any lock; the row naming it is
+    // inserted below. A crash in between leaves an unnamed file for sweep_orphans().
+    std::string file_name;
+    if (settings_.file_body_bytes > 0 && body.size() > settings_.file_body_bytes) {
+      file_name = file_prefix_ + std::to_string(next_file_.fetch_add(1)) + std::string(kBodySuffix);
+      Status written = ensure_bodies_dir();
+      if (written) written = write_body_file(bodies_dir_, file_name, body);
+      if (!written) return Error{"send to queue " + in_quotes(queue) + ": " + written.message()};
+    }
+    auto discard_file = [&] {
+      if (!file_name.empty()) ::unlink((bodies_dir_ / file_name).c_str());
+    };
     {
       auto c = acquire();
-      if (!c) return c.error();
+      if (!c) {
+        discard_file();
+        return c.error();
+      }
       Connection& db = *c->connection;
-      // The row and its body in one short write transaction: nothing but the two inserts runs
-      // while the write lock is held.
+      // The row and its body (or its file name) in one short write transaction: nothing but the
+      // inserts runs while the write lock is held.
       if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
+        discard_file();
         return Error{"send to queue " + in_quotes(queue) + ": " + s.message()};
       }
+      bool committing = false;
       auto insert = [&]() -> Status {
+        if (!file_name.empty()) {
+          // The sweep removes unnamed files under this same write lock: the file still being
+          // there now means it stays (only a sender paused for kOrphanAge gets here without it).
+          std::filesystem::path path = bodies_dir_ / file_name;
+          if (::access(path.c_str(), F_OK) != 0) {
+            int error = errno;
+            return Error{"send to queue " + in_quotes(queue) + ": the body file " +
+                         in_quotes(path.string()) +
+                         " was removed before its message was recorded (" + errno_text(error) +
+                         "; the sender paused longer than " + std::to_string(kOrphanAge.count()) +
+                         " minutes?)"};
+          }
+        }
         auto s = db.statement(kSend);
         if (!s) return s.error();
         ResetOnExit reset{*s};
@@ -596,26 +786,37 @@ class SqliteTransport final : public Transport {
         bind_text(*s, 1, queue);
         sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(delay.count(), 0));
         sqlite3_bind_int64(*s, 3, now);
+        if (!file_name.empty()) bind_text(*s, 4, file_name);
         if (sqlite3_step(*s) != SQLITE_DONE) return failure("send", queue, *c);
-        std::int64_t id = sqlite3_last_insert_rowid(db.db());
-        auto b = db.statement(kSendBody);
-        if (!b) return b.error();
-        ResetOnExit reset_body{*b};
-        sqlite3_bind_int64(*b, 1, id);
-        bind_blob(*b, 2, body);
-        if (sqlite3_step(*b) != SQLITE_DONE) return failure("send", queue, *c);
+        if (file_name.empty()) {
+          std::int64_t id = sqlite3_last_insert_rowid(db.db());
+          auto b = db.statement(kSendBody);
+          if (!b) return b.error();
+          ResetOnExit reset_body{*b};
+          sqlite3_bind_int64(*b, 1, id);
+          bind_blob(*b, 2, body);
+          if (sqlite3_step(*b) != SQLITE_DONE) return failure("send", queue, *c);
+        }
+        committing = true;
         return db.run(kCommit, "COMMIT");
       };
       if (Status s = insert(); !s) {
         (void)db.run(kRollback, "ROLLBACK");
+        // After a failed COMMIT the row's fate is not certain: the sweep decides later.
+        if (!committing) discard_file();
         return s;
       }
     }
     waker_.notify();
+    maybe_sweep();
     return Status::Ok();
   }
 
-  Status ack(const Delivery& delivery) override { return change_lease(kAck, "ack", delivery, 0); }
+  Status ack(const Delivery& delivery) override {
+    Status s = change_lease(kAck, "ack", delivery, 0);
+    maybe_sweep();
+    return s;
+  }
 
   Status nack(const Delivery& delivery, milliseconds delay) override {
     Status s = change_lease(kNack, "nack", delivery, std::max<std::int64_t>(delay.count(), 0));
@@ -733,6 +934,7 @@ class SqliteTransport final : public Transport {
     }
     std::vector<Delivery> out;
     std::vector<std::int64_t> ids;
+    std::vector<std::string> files;  // the body file's name, empty for a body in the table
     std::int64_t token =
         static_cast<std::int64_t>(lease_prefix_ | (next_lease_.fetch_add(1) & 0xffffffffu));
     {
@@ -756,6 +958,8 @@ class SqliteTransport final : public Transport {
         d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 1));
         d.receipt = std::to_string(id) + ":" + std::to_string(token);
         ids.push_back(id);
+        const unsigned char* file = sqlite3_column_text(*s, 2);
+        files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
         out.push_back(std::move(d));
       }
       if (rc != SQLITE_DONE) {
@@ -774,12 +978,34 @@ class SqliteTransport final : public Transport {
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
     std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ids[a] < ids[b]; });
     // The bodies are read after the lease committed, outside any write transaction, straight
-    // from the database pages into each Delivery's string (one copy, no SQLite-side buffer).
+    // from the database pages (or the body file) into each Delivery's string (one copy, no
+    // SQLite-side buffer).
     std::vector<Delivery> sorted;
     sorted.reserve(out.size());
     sqlite3_blob* blob = nullptr;
     Status read_failed = Status::Ok();
     for (std::size_t i : order) {
+      if (!files[i].empty()) {
+        bool missing = false;
+        read_failed = read_body_file(bodies_dir_ / files[i], out[i].body, missing);
+        if (!read_failed) {
+          read_failed =
+              Error{"receive from queue " + in_quotes(queue) + ": " + read_failed.message()};
+          break;
+        }
+        if (missing) {
+          if (blob != nullptr) {  // no read snapshot may stay open into a write transaction
+            sqlite3_blob_close(blob);
+            blob = nullptr;
+          }
+          // Gone already (the lease expired at once and another receiver acked it), or lost:
+          // a row still under this lease whose file is gone can never be delivered.
+          drop_lost(db, ids[i], token, queue, files[i]);
+          continue;
+        }
+        sorted.push_back(std::move(out[i]));
+        continue;
+      }
       int rc = blob == nullptr
                    ? sqlite3_blob_open(db.db(), "main", "bodies", "body", ids[i], 0, &blob)
                    : sqlite3_blob_reopen(blob, ids[i]);
@@ -827,6 +1053,7 @@ class SqliteTransport final : public Transport {
     if (!c) return c.error();
     Connection& db = *c->connection;
     bool changed = false;
+    std::string file;  // ack: the body file of the deleted row
     auto apply = [&]() -> Status {
       auto s = db.statement(sql);
       if (!s) return s.error();
@@ -834,9 +1061,17 @@ class SqliteTransport final : public Transport {
       sqlite3_bind_int64(*s, 1, id);
       sqlite3_bind_int64(*s, 2, token);
       if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
-      if (sqlite3_step(*s) != SQLITE_DONE) return failure(operation, delivery.queue, *c);
-      changed = sqlite3_changes(db.db()) != 0;
-      if (sql != kAck || !changed) return Status::Ok();
+      int rc = sqlite3_step(*s);
+      if (sql == kAck && rc == SQLITE_ROW) {  // DELETE ... RETURNING body_file
+        changed = true;
+        const unsigned char* name = sqlite3_column_text(*s, 0);
+        if (name) file = reinterpret_cast<const char*>(name);
+        rc = sqlite3_step(*s);
+      } else if (sql != kAck) {
+        changed = sqlite3_changes(db.db()) != 0;
+      }
+      if (rc != SQLITE_DONE) return failure(operation, delivery.queue, *c);
+      if (sql != kAck || !changed || !file.empty()) return Status::Ok();
       auto b = db.statement(kAckBody);
       if (!b) return b.error();
       ResetOnExit reset_body{*b};
@@ -865,11 +1100,123 @@ class SqliteTransport final : public Transport {
                    " failed: the lease is no longer held (it expired and the message was "
                    "received again, or it was already acked or nacked); nothing was changed"};
     }
+    // After the row is gone for good; a crash before this leaves an orphan for the sweep.
+    if (!file.empty()) remove_body_file(file);
     return Status::Ok();
+  }
+
+  void remove_body_file(const std::string& name) {
+    std::filesystem::path path = bodies_dir_ / name;
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+      spdlog::warn(
+          "sqlite transport: removing the body file {} failed: {} (the orphan sweep "
+          "retries later)",
+          path.string(), errno_text(errno));
+    }
+  }
+
+  // Creates `<path>.bodies/` when missing (and makes its entry durable).
+  Status ensure_bodies_dir() {
+    std::error_code ec;
+    if (std::filesystem::is_directory(bodies_dir_, ec)) return Status::Ok();
+    bool created = std::filesystem::create_directory(bodies_dir_, ec);
+    if (ec && !std::filesystem::is_directory(bodies_dir_)) {
+      return Error{"creating the body file directory " + in_quotes(bodies_dir_.string()) +
+                   " failed: " + ec.message()};
+    }
+    if (created) {
+      std::filesystem::path parent = bodies_dir_.parent_path();
+      return fsync_directory(parent.empty() ? std::filesystem::path(".") : parent);
+    }
+    return Status::Ok();
+  }
+
+  // A leased row whose body file is missing: if the row is still under this lease the body is
+  // lost (removed by hand?) and the message can never be delivered, so it is deleted, loudly.
+  // If the row is gone, another receiver acked it after this lease expired: nothing to do.
+  void drop_lost(Connection& db, std::int64_t id, std::int64_t token, std::string_view queue,
+                 const std::string& file) {
+    if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;  // it comes back after the lease
+    bool deleted = false;
+    {
+      auto s = db.statement(kAck);
+      if (s) {
+        ResetOnExit reset{*s};
+        sqlite3_bind_int64(*s, 1, id);
+        sqlite3_bind_int64(*s, 2, token);
+        deleted = sqlite3_step(*s) == SQLITE_ROW;
+      }
+    }
+    if (!deleted || !db.run(kCommit, "COMMIT")) {
+      (void)db.run(kRollback, "ROLLBACK");
+      return;
+    }
+    spdlog::error(
+        "sqlite transport: message {} of queue {} was dropped: its body file {} is missing", id,
+        std::string(queue), (bodies_dir_ / file).string());
+  }
+
+  // Every kSweepInterval, from send() or ack() of whichever thread comes first.
+  void maybe_sweep() {
+    std::int64_t now = now_ms();
+    std::int64_t last = last_sweep_ms_.load();
+    if (now - last < std::chrono::duration_cast<milliseconds>(kSweepInterval).count()) return;
+    if (!last_sweep_ms_.compare_exchange_strong(last, now)) return;
+    auto c = acquire();
+    if (c) sweep_orphans(*c->connection);
+  }
+
+  // Removes body files that no row names and that are older than kOrphanAge: `.tmp` files of a
+  // sender that crashed while writing, and bodies whose sender crashed before inserting the row
+  // or whose acker crashed after deleting it. Whether a row names a file is checked under the
+  // write lock, the same lock send() holds while it checks its file is there and inserts the
+  // row, so a file is never removed while its row is (or is about to be) committed.
+  void sweep_orphans(Connection& db) {
+    std::error_code ec;
+    std::filesystem::directory_iterator it(bodies_dir_, ec);
+    if (ec) return;  // no body file was ever written next to this database
+    auto cutoff = std::filesystem::file_time_type::clock::now() - kOrphanAge;
+    std::vector<std::string> bodies;
+    std::size_t removed = 0;
+    for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+      std::string name = it->path().filename().string();
+      if (!name.starts_with(kBodyPrefix)) continue;
+      bool tmp = ends_with(name, std::string(kBodySuffix) + std::string(kTmpSuffix));
+      if (!tmp && !ends_with(name, kBodySuffix)) continue;
+      std::error_code time_ec;
+      auto written = std::filesystem::last_write_time(it->path(), time_ec);
+      if (time_ec || written > cutoff) continue;
+      if (tmp) {
+        if (::unlink(it->path().c_str()) == 0) ++removed;
+      } else {
+        bodies.push_back(std::move(name));
+      }
+    }
+    constexpr std::size_t kBatch = 64;  // bounds how long one sweep holds the write lock
+    for (std::size_t start = 0; start < bodies.size(); start += kBatch) {
+      if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+      for (std::size_t i = start; i < std::min(bodies.size(), start + kBatch); ++i) {
+        auto s = db.statement(kFileReferenced);
+        if (!s) break;
+        ResetOnExit reset{*s};
+        bind_text(*s, 1, bodies[i]);
+        int rc = sqlite3_step(*s);
+        if (rc == SQLITE_DONE && ::unlink((bodies_dir_ / bodies[i]).c_str()) == 0) ++removed;
+      }
+      (void)db.run(kCommit, "COMMIT");
+    }
+    if (removed > 0) {
+      spdlog::info("sqlite transport: removed {} orphaned body file(s) from {}", removed,
+                   bodies_dir_.string());
+    }
   }
 
   Options options_;
   SqliteSettings settings_;
+  std::filesystem::path bodies_dir_;  // <path>.bodies
+  std::string file_prefix_;           // "m-<16 hex digits>-", unique per instance
+  std::atomic<std::uint64_t> next_file_{1};
+  std::atomic<std::int64_t> last_sweep_ms_{0};
   Waker waker_;
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Connection>> idle_;

@@ -1,18 +1,25 @@
 // The embedded queue transport: every queue lives in one SQLite database file that many
 // processes share (`asya up` runs each actor's sidecar as its own process on one file).
 //
-// Storage (WAL mode, schema version 2 in PRAGMA user_version):
+// Storage (WAL mode, schema version 3 in PRAGMA user_version):
 //   queues(name TEXT PRIMARY KEY, created_at_ms)           -- ensure_queue / list_queues
 //   messages(id INTEGER PRIMARY KEY AUTOINCREMENT, queue, visible_at_ms, delivery_count, lease,
-//            sent_at_ms)                                   -- one small row per unacked message
+//            sent_at_ms, body_file)                        -- one small row per unacked message
 //   bodies(id INTEGER PRIMARY KEY, body BLOB)              -- its body, same id
-// send() inserts the row and the body in one transaction; the body is never written again: the
-// lease updates only touch `messages`, so receiving a 100 MB message costs a read of it, not a
-// rewrite. receive() reads the bodies after the lease committed, outside any write transaction,
-// with incremental blob I/O straight into Delivery::body. ack() deletes both in one transaction.
-// Opening a file of the older layout (bodies inline in `messages`, user_version 0) migrates it
-// once, in one transaction; a file with an unknown schema version is refused (ConfigError naming
-// the version).
+//   <path>.bodies/<body_file>                              -- or its body as a file
+// A body up to file_body_bytes goes into `bodies` in the send transaction. A larger one is
+// written first (outside any lock) to `<path>.bodies/m-<unique>.body.tmp`, fsync'd, renamed to
+// its final name, the directory fsync'd; then the row naming it is inserted. Either way the body
+// is never written again: the lease updates only touch `messages`, so receiving a 100 MB message
+// costs a read of it, not a rewrite. receive() reads the bodies after the lease committed,
+// outside any write transaction, straight into Delivery::body (incremental blob I/O, or one read
+// pass of the file). ack() deletes the row (and an inline body) in one transaction, then the
+// body file. A crash between a body file and its row leaves a file no row names: such files
+// older than 15 minutes are removed on open and every 10 minutes, after checking under the write
+// lock that no row names them (send checks under the same lock that its file still exists).
+// Opening a file of an older layout (version 1: bodies inline in `messages`, user_version 0;
+// version 2: no body_file column) migrates it once, in one transaction; a file with an unknown
+// schema version is refused (ConfigError naming the version).
 // A message is ready when visible_at_ms <= now; receive() leases it by setting visible_at_ms to
 // now + visibility_timeout, a fresh lease token and delivery_count + 1, all in one
 // `BEGIN IMMEDIATE` transaction, so two processes never lease the same message. ack() deletes the
@@ -24,20 +31,23 @@
 // messages of one batch are handed out in id (send) order.
 //
 // Locking: SQLite has one write lock per file. A write transaction here holds it only while its
-// own statements run (send: two inserts; receive: one lease UPDATE; ack: two deletes; nack and
-// extend: one UPDATE), never across a wait, a body read or caller code. A process paused
-// (SIGSTOP, a debugger) between calls therefore blocks nobody; one paused *inside* such a
-// statement (e.g. while a 100 MB body is being written) blocks every other writer of the file
-// until it resumes, and their calls fail after ASYA_SQLITE_BUSY_TIMEOUT with an error saying the
-// lock was held too long (nothing is lost; the sidecar retries or nacks). A killed process
-// releases the lock at once.
+// own statements run (send: two inserts, or one insert and a stat of its body file; receive: one
+// lease UPDATE; ack: two deletes; nack and extend: one UPDATE), never across a wait, a body read,
+// a body file write or caller code. A process paused (SIGSTOP, a debugger) between calls
+// therefore blocks nobody; one paused *inside* such a statement (e.g. while a body of up to
+// ASYA_SQLITE_FILE_BODY_BYTES, or any body with the threshold 0, is being inserted) blocks every
+// other writer of the file until it resumes, and their calls fail after ASYA_SQLITE_BUSY_TIMEOUT
+// with an error saying the lock was held too long (nothing is lost; the sidecar retries or
+// nacks). A killed process releases the lock at once.
 // Opening: two processes creating the same new file at once race to switch it to WAL mode, which
 // SQLite reports as "database is locked" without waiting; opening retries the mode switch and
 // the table setup with backoff (1 ms doubling to 50 ms) until ASYA_SQLITE_BUSY_TIMEOUT.
 //
 // Durability: send() returns after its transaction committed. With synchronous=NORMAL (default)
 // a commit survives a crash of any process but the last commits may be lost on power loss;
-// ASYA_SQLITE_SYNCHRONOUS=full also survives power loss at about a third of the throughput.
+// ASYA_SQLITE_SYNCHRONOUS=full also survives power loss at about a third of the throughput. A
+// body file is fsync'd (with its directory) before its row is inserted in both modes, so a row
+// never names a body a power loss truncated.
 //
 // Waking a blocked receive(): a commit from any process writes the `<file>-wal`, which an
 // inotify watch on the directory reports; a send from the same instance also notifies directly.
@@ -50,6 +60,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -62,6 +73,9 @@ struct SqliteSettings {
   bool synchronous_full = false;                 // ASYA_SQLITE_SYNCHRONOUS=normal|full
   std::chrono::milliseconds busy_timeout{5000};  // ASYA_SQLITE_BUSY_TIMEOUT
   std::chrono::milliseconds poll_interval{100};  // ASYA_SQLITE_POLL_INTERVAL
+  // Bodies larger than this are stored as files in `<path>.bodies/` instead of in the database;
+  // 0 keeps every body in the database.
+  std::uint64_t file_body_bytes = 1u << 20;  // ASYA_SQLITE_FILE_BODY_BYTES
 
   // Reads the variables above (defaults when unset); throws ConfigError naming a bad value.
   static SqliteSettings from_env();

@@ -140,7 +140,7 @@ TEST(SqliteStorage, AFileWithBodiesInlineIsMigratedOnOpen) {
   EXPECT_TRUE(t->ack(got->front()).ok());
   ASSERT_TRUE(t->send("asya-old", "new").ok());
   Raw raw(settings.path);
-  EXPECT_EQ(raw.integer("PRAGMA user_version"), 2);
+  EXPECT_EQ(raw.integer("PRAGMA user_version"), 3);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM pragma_table_info('messages') WHERE name='body'"), 0);
   EXPECT_EQ(raw.integer("SELECT max(id) FROM messages"), 2) << "ids keep increasing";
 }
