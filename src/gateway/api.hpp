@@ -69,8 +69,10 @@ std::string sse_event(const std::string& job_id, const Update& update);
 // wrapped as {"result": value}) plus one text item; isError with the error text on failure.
 boost::json::object call_result(const Job& job);
 boost::json::object error_result(const std::string& message);
-// The answer of an async tool: text JSON {"job_id", "status_url", "stream_url"}.
-boost::json::object async_result(const std::string& job_id);
+// The answer of an async tool: text JSON {"job_id", "status_url", "stream_url"}; "stream_url"
+// (GET /envelopes/{id}/stream) is advertised only for a tool with `progress: true`, as in the
+// published design (the endpoint itself serves every job).
+boost::json::object async_result(const std::string& job_id, bool progress);
 
 }  // namespace api
 }  // namespace asya::gateway

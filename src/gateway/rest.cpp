@@ -111,10 +111,9 @@ json::object call_result(const Job& job) {
       {"isError", false}};
 }
 
-json::object async_result(const std::string& job_id) {
-  json::object info{{"job_id", job_id},
-                    {"status_url", "/envelopes/" + job_id},
-                    {"stream_url", "/envelopes/" + job_id + "/stream"}};
+json::object async_result(const std::string& job_id, bool progress) {
+  json::object info{{"job_id", job_id}, {"status_url", "/envelopes/" + job_id}};
+  if (progress) info["stream_url"] = "/envelopes/" + job_id + "/stream";
   return json::object{
       {"content", json::array{json::object{{"type", "text"}, {"text", json::serialize(info)}}}},
       {"structuredContent", info},
@@ -301,7 +300,8 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   const json::value* async_flag = body->if_contains("async");
   bool answer_now = tool->async || (async_flag && async_flag->is_bool() && async_flag->as_bool());
   if (answer_now)
-    co_return Response::json(200, json::serialize(api::async_result(started.value())));
+    co_return Response::json(200,
+                             json::serialize(api::async_result(started.value(), tool->progress)));
   Service::UpdateCallback no_callback;
   auto job =
       co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, no_callback);

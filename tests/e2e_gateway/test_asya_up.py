@@ -36,6 +36,7 @@ tools:
       count: {type: integer, required: true}
     route: [fanout, branch]
     async: true
+    progress: true
   - name: error
     parameters:
       should_fail: {type: boolean, default: true}

@@ -219,6 +219,7 @@ tools:
       text: {type: string, required: true}
     route: pipe
     async: true
+    progress: true
   - name: quick
     description: Times out fast
     parameters: {}

@@ -45,6 +45,11 @@ Response http_rpc_error(int status, int code, const std::string& message) {
   return Response::json(status, json::serialize(rpc_error(nullptr, code, message)));
 }
 
+// The job store (which keeps the sessions) failed.
+Response store_unavailable(const std::string& why) {
+  return http_rpc_error(503, kInternalError, "Service Unavailable: MCP sessions: " + why);
+}
+
 // notifications/progress for one update (outside the coroutine lambdas: GCC 12 miscompiles
 // braced string-literal initializers inside them).
 json::object progress_notification(const json::value& token, const Update& update) {
@@ -72,36 +77,36 @@ RpcOutcome ok_outcome(json::object result) {
 McpEndpoint::McpEndpoint(Service& service, const ApiOptions& options)
     : service_(service), options_(options) {}
 
-void McpEndpoint::remove_expired_locked(std::chrono::steady_clock::time_point now) {
-  for (auto it = sessions_.begin(); it != sessions_.end();) {
-    if (now - it->second.last_used >= options_.mcp_session_timeout) {
-      spdlog::info("gateway: MCP session {} expired (unused for {} ms)", it->first,
-                   options_.mcp_session_timeout.count());
-      it = sessions_.erase(it);
-      service_.metrics().mcp_sessions().Decrement();
-    } else {
-      ++it;
-    }
+awaitable<Result<SessionUse>> McpEndpoint::use_session(const std::string& id) {
+  auto now = Clock::now();
+  auto timeout = options_.mcp_session_timeout;
+  auto work = [this, id, now, timeout] { return service_.store().use_session(id, now, timeout); };
+  auto used = co_await service_.blocking<Result<SessionUse>>(std::move(work));
+  auto steady = std::chrono::steady_clock::now();
+  bool expired = used.ok() && used.value().state == SessionUse::State::expired;
+  if (expired) {
+    spdlog::info("gateway: MCP session {} expired (unused for {} ms or more)", id,
+                 options_.mcp_session_timeout.count());
   }
+  // Every other expired session goes now and then (and the gauge follows).
+  if (expired || steady >= next_sweep_) {
+    next_sweep_ = steady + std::min<std::chrono::steady_clock::duration>(
+                               options_.mcp_session_timeout, std::chrono::minutes(1));
+    co_await sweep_sessions();
+  }
+  co_return used;
 }
 
-std::optional<std::string> McpEndpoint::use_session(const std::string& id) {
-  auto now = std::chrono::steady_clock::now();
-  std::lock_guard lock(mutex_);
-  if (now >= next_cleanup_) {
-    remove_expired_locked(now);
-    next_cleanup_ = now + std::min<std::chrono::steady_clock::duration>(
-                              options_.mcp_session_timeout, std::chrono::minutes(1));
+awaitable<void> McpEndpoint::sweep_sessions() {
+  auto now = Clock::now();
+  auto timeout = options_.mcp_session_timeout;
+  auto work = [this, now, timeout] { return service_.store().sweep_sessions(now, timeout); };
+  auto left = co_await service_.blocking<Result<std::int64_t>>(std::move(work));
+  if (!left.ok()) {
+    spdlog::warn("gateway: removing expired MCP sessions failed: {}", left.error().message);
+    co_return;
   }
-  auto found = sessions_.find(id);
-  if (found == sessions_.end()) return std::nullopt;
-  if (now - found->second.last_used >= options_.mcp_session_timeout) {
-    sessions_.erase(found);
-    service_.metrics().mcp_sessions().Decrement();
-    return std::nullopt;
-  }
-  found->second.last_used = now;
-  return found->second.protocol_version;
+  service_.metrics().mcp_sessions().Set(static_cast<double>(left.value()));
 }
 
 bool McpEndpoint::origin_allowed(const std::string& origin) const {
@@ -136,7 +141,7 @@ awaitable<Response> McpEndpoint::handle(const http::Request& request) {
                                  "\" (supported: 2025-11-25, 2025-06-18, 2025-03-26, 2024-11-05)");
   }
   if (request.method == "POST") co_return co_await post(request);
-  if (request.method == "DELETE") co_return end_session(request);
+  if (request.method == "DELETE") co_return co_await end_session(request);
   Response r = http_rpc_error(405, kServerError,
                               "Method Not Allowed: " + request.method +
                                   " /mcp (this server offers no standalone SSE stream; use POST)");
@@ -144,15 +149,17 @@ awaitable<Response> McpEndpoint::handle(const http::Request& request) {
   co_return r;
 }
 
-Response McpEndpoint::end_session(const http::Request& request) {
+awaitable<Response> McpEndpoint::end_session(const http::Request& request) {
   std::string id = request.header("Mcp-Session-Id");
   if (id.empty())
-    return http_rpc_error(400, kServerError, "Bad Request: Mcp-Session-Id header is required");
-  std::lock_guard lock(mutex_);
-  if (sessions_.erase(id) == 0)
-    return http_rpc_error(404, kServerError, "Session not found: \"" + id + "\"");
-  service_.metrics().mcp_sessions().Decrement();
-  return Response::json(200, "{}");
+    co_return http_rpc_error(400, kServerError, "Bad Request: Mcp-Session-Id header is required");
+  auto work = [this, id] { return service_.store().end_session(id); };
+  auto ended = co_await service_.blocking<Result<bool>>(std::move(work));
+  if (!ended.ok()) co_return store_unavailable(ended.error().message);
+  if (!ended.value())
+    co_return http_rpc_error(404, kServerError, "Session not found: \"" + id + "\"");
+  co_await sweep_sessions();
+  co_return Response::json(200, "{}");
 }
 
 awaitable<Response> McpEndpoint::post(const http::Request& request) {
@@ -208,20 +215,20 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
                               ? std::string(requested->as_string())
                               : kLatest;
     std::string session_id = new_uuid();
-    {
-      auto now = std::chrono::steady_clock::now();
-      std::lock_guard lock(mutex_);
-      remove_expired_locked(now);
-      sessions_[session_id] = Session{version, now};
-    }
-    service_.metrics().mcp_sessions().Increment();
+    auto now = Clock::now();
+    auto work = [this, session_id, version, now] {
+      return service_.store().create_session(session_id, version, now);
+    };
+    Status created = co_await service_.blocking<Status>(std::move(work));
+    if (!created.ok()) co_return store_unavailable(created.message());
+    co_await sweep_sessions();
     json::object result{
         {"protocolVersion", version},
         {"capabilities", json::object{{"tools", json::object{{"listChanged", false}}}}},
         {"serverInfo", json::object{{"name", "asya-gateway"}, {"version", "0.1.0"}}},
         {"instructions",
-         "Each tool runs an Asya pipeline; long calls report progress when you send a "
-         "progressToken."}};
+         "Each tool runs an Asya pipeline; calls of tools with progress enabled report "
+         "progress when you send a progressToken."}};
     Response r = Response::json(200, json::serialize(rpc_result(id, std::move(result))));
     r.headers.emplace_back("Mcp-Session-Id", session_id);
     co_return r;
@@ -233,12 +240,14 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         400, kServerError,
         "Bad Request: Mcp-Session-Id header is required (call initialize first)");
   }
-  std::optional<std::string> session_version = use_session(session_id);
-  if (!session_version) {
+  auto session = co_await use_session(session_id);
+  if (!session.ok()) co_return store_unavailable(session.error().message);
+  if (session.value().state != SessionUse::State::active) {
     co_return http_rpc_error(
         404, kServerError,
         "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
+  std::string session_version = session.value().protocol_version;
 
   using Notify = std::function<awaitable<void>(const json::object&)>;
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
@@ -288,7 +297,7 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     auto started_at = std::chrono::steady_clock::now();
     auto started = co_await service_.start_call(*tool, valid.value());
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
-    if (tool->async) co_return ok_outcome(api::async_result(started.value()));
+    if (tool->async) co_return ok_outcome(api::async_result(started.value(), tool->progress));
 
     json::value token = nullptr;
     if (const json::value* meta = params.if_contains("_meta"); meta && meta->is_object()) {
@@ -296,7 +305,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     }
     int last_sent = -1;
     Service::UpdateCallback on_update;
-    if (notify && !token.is_null()) {
+    // `progress: false` (the tool's or defaults'): no notifications/progress, only the result.
+    if (notify && !token.is_null() && tool->progress) {
       on_update = [&](const Update& update) -> awaitable<void> {
         // Progress must increase with each notification.
         if (update.progress_percent <= last_sent) co_return;
@@ -329,12 +339,12 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
 
   if (body.is_array()) {
     // Batches (2025-03-26 only): answered together as one JSON array, without progress streaming.
-    if (*session_version != "2025-03-26") {
+    if (session_version != "2025-03-26") {
       co_return Response::json(
           400, json::serialize(rpc_error(nullptr, kInvalidRequest,
                                          "Invalid Request: JSON-RPC batches are not part of MCP "
                                          "protocol version " +
-                                             *session_version +
+                                             session_version +
                                              " (only 2025-03-26 has them); send one message per "
                                              "request")));
     }

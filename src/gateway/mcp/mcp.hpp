@@ -4,22 +4,24 @@
 //   a session (Mcp-Session-Id response header); every later request must send that header:
 //   missing -> 400, unknown or ended -> 404. Notifications and responses get 202.
 // - DELETE ends the session; a session unused for ASYA_GATEWAY_MCP_SESSION_TIMEOUT ends too.
+//   Sessions are kept in the job store, so every gateway replica sharing the database (or the
+//   SQLite file) accepts them.
 //   GET (a server-initiated stream) is not offered: 405.
 // - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
 //   has them; otherwise -32600.
 // - MCP-Protocol-Version, when sent, must be a supported version (else 400).
 // - Origin, when sent, must be localhost/127.0.0.1/[::1] or listed in ASYA_GATEWAY_ALLOWED_ORIGINS
 //   (else 403), against DNS rebinding.
-// - tools/call answers as an SSE stream with notifications/progress when the request carries
-//   params._meta.progressToken and the client accepts text/event-stream (with a `: keepalive`
-//   comment after ASYA_GATEWAY_KEEPALIVE without a notification); otherwise as JSON.
+// - tools/call answers as an SSE stream when the request carries params._meta.progressToken and
+//   the client accepts text/event-stream (with a `: keepalive` comment after
+//   ASYA_GATEWAY_KEEPALIVE without a notification); otherwise as JSON. The stream carries
+//   notifications/progress only for a tool with `progress: true` (per tool or in `defaults`);
+//   for any other tool only keepalives and the result.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <string>
 
@@ -33,23 +35,18 @@ class McpEndpoint {
   boost::asio::awaitable<http::Response> handle(const http::Request& request);
 
  private:
-  struct Session {
-    std::string protocol_version;
-    std::chrono::steady_clock::time_point last_used;
-  };
-  // The session's protocol version after marking it used; nullopt when unknown or expired (an
-  // expired session is removed). Also removes every other expired session now and then.
-  std::optional<std::string> use_session(const std::string& id);
-  void remove_expired_locked(std::chrono::steady_clock::time_point now);
+  // Looks the session up in the job store (shared by every replica) and marks it used.
+  boost::asio::awaitable<Result<SessionUse>> use_session(const std::string& id);
+  // Removes expired sessions from the store and sets the asya_gateway_mcp_sessions gauge to the
+  // number left (a store failure is logged).
+  boost::asio::awaitable<void> sweep_sessions();
   boost::asio::awaitable<http::Response> post(const http::Request& request);
-  http::Response end_session(const http::Request& request);
+  boost::asio::awaitable<http::Response> end_session(const http::Request& request);
   bool origin_allowed(const std::string& origin) const;
 
   Service& service_;
   const ApiOptions& options_;
-  std::mutex mutex_;
-  std::map<std::string, Session> sessions_;
-  std::chrono::steady_clock::time_point next_cleanup_{};
+  std::chrono::steady_clock::time_point next_sweep_{};  // only touched on the io thread
 };
 
 }  // namespace asya::gateway

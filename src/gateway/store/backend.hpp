@@ -1,6 +1,8 @@
-// Internal: the storage a JobStore implementation provides. The status rules live once in
-// job_store.cpp (JobStoreCore) on top of this; SQLite and PostgreSQL only store documents.
-// Documents are JSON text written and read by JobStoreCore.
+// Internal: the storage a JobStore implementation uses. The status rules live once in
+// job_store.cpp (JobStoreCore); the rows (jobs, envelopes, updates, MCP sessions) and the schema
+// live once in storage.cpp, written in the SQL both databases understand. SQLite and PostgreSQL
+// only provide what differs: connections, transactions, running one statement, and a small
+// dialect. Documents are JSON text written and read by JobStoreCore.
 #pragma once
 
 #include <cstdint>
@@ -8,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "common/result.hpp"
@@ -15,35 +18,71 @@
 
 namespace asya::gateway {
 
+// A statement parameter: NULL, text or a 64-bit integer.
+using SqlArg = std::variant<std::nullptr_t, std::string, std::int64_t>;
+// One result row, every column as text (NULL as "").
+using SqlRow = std::vector<std::string>;
+
+// What differs between the two databases' SQL.
+struct SqlDialect {
+  // Appended to a SELECT of a job row about to change (" FOR UPDATE" on PostgreSQL; SQLite locks
+  // the whole database with BEGIN IMMEDIATE).
+  const char* lock_row;
+  // Records one update ($1 job id, $2 sequence, $3 document); on PostgreSQL it also sends
+  // NOTIFY asya_gateway_jobs '<job id>' in the same round trip.
+  const char* insert_update;
+  // Run first in the migration transaction so one process migrates at a time (nullptr: none).
+  const char* migration_lock;
+};
+
 class StorageBackend {
  public:
   virtual ~StorageBackend() = default;
   virtual std::string_view name() const = 0;
+  virtual const SqlDialect& dialect() const = 0;
 
   // Runs `body` in one transaction: commits when it returns ok, rolls back otherwise. Calls are
-  // serialised within the process; across processes the backend's own locking applies
-  // (load_job locks the row on PostgreSQL).
+  // serialised within the process; across processes the database's own locking applies.
   virtual Status transaction(const std::function<Status()>& body) = 0;
-
-  // Inside a transaction:
-  virtual Result<std::optional<std::string>> load_job(const std::string& job_id) = 0;
-  virtual Status save_job(const std::string& job_id, JobStatus status,
-                          std::optional<std::int64_t> deadline_ms, const std::string& document,
-                          bool insert) = 0;
-  virtual Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id) = 0;
-  virtual Status add_envelope(const std::string& envelope_id, const std::string& job_id) = 0;
-  virtual Status add_update(const std::string& job_id, std::int64_t sequence,
-                            const std::string& document) = 0;
-
-  // Outside a transaction:
-  virtual Result<std::vector<std::pair<std::int64_t, std::string>>> updates_after(
-      const std::string& job_id, std::int64_t sequence) = 0;
-  // Ids of pending/running jobs with deadline_ms <= now_ms.
-  virtual Result<std::vector<std::string>> expired(std::int64_t now_ms) = 0;
+  // Runs one statement with parameters $1, $2, ... (inside a transaction or on its own) and
+  // returns its rows. `what` names the operation in the error message.
+  virtual Result<std::vector<SqlRow>> query(const std::string& what, const char* sql,
+                                            const std::vector<SqlArg>& args = {}) = 0;
+  // Runs statements without parameters (schema scripts).
+  virtual Status script(const char* sql) = 0;
   virtual Status ping() = 0;
   // JobStore::watch / unwatch (default: nothing to watch).
   virtual void watch(std::function<void(const std::string& job_id)> on_change) { (void)on_change; }
   virtual void unwatch() {}
+
+  // ---- Rows (storage.cpp), the same SQL on both databases ----
+
+  // Creates or migrates the schema (gateway_schema keeps the version). Called by a backend's
+  // constructor; `where` names the database in errors.
+  Status migrate(const std::string& where);
+
+  // Inside a transaction:
+  Result<std::optional<std::string>> load_job(const std::string& job_id);
+  Status save_job(const std::string& job_id, JobStatus status,
+                  std::optional<std::int64_t> deadline_ms, const std::string& document,
+                  bool insert);
+  Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id);
+  Status add_envelope(const std::string& envelope_id, const std::string& job_id);
+  Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
+
+  // On their own:
+  Result<std::vector<std::pair<std::int64_t, std::string>>> updates_after(const std::string& job_id,
+                                                                          std::int64_t sequence);
+  // Ids of pending/running jobs with deadline_ms <= now_ms.
+  Result<std::vector<std::string>> expired(std::int64_t now_ms);
+
+  // MCP sessions (JobStore's session methods).
+  Status create_session(const std::string& id, const std::string& protocol_version,
+                        std::int64_t now_ms);
+  Result<SessionUse> use_session(const std::string& id, std::int64_t now_ms,
+                                 std::int64_t timeout_ms);
+  Result<bool> end_session(const std::string& id);
+  Result<std::int64_t> sweep_sessions(std::int64_t now_ms, std::int64_t timeout_ms);
 };
 
 // The JobStore over a backend (all rules of job_store.hpp).

@@ -411,6 +411,20 @@ class JobStoreCore final : public JobStore {
     return out;
   }
 
+  Status create_session(const std::string& id, const std::string& protocol_version,
+                        Clock::time_point now) override {
+    return backend_->create_session(id, protocol_version, to_ms(now));
+  }
+  Result<SessionUse> use_session(const std::string& id, Clock::time_point now,
+                                 std::chrono::milliseconds timeout) override {
+    return backend_->use_session(id, to_ms(now), timeout.count());
+  }
+  Result<bool> end_session(const std::string& id) override { return backend_->end_session(id); }
+  Result<std::int64_t> sweep_sessions(Clock::time_point now,
+                                      std::chrono::milliseconds timeout) override {
+    return backend_->sweep_sessions(to_ms(now), timeout.count());
+  }
+
   Status ping() override { return backend_->ping(); }
   void watch(std::function<void(const std::string&)> on_change) override {
     backend_->watch(std::move(on_change));

@@ -1,4 +1,5 @@
-// The gateway's job store: one job per tool call, keyed by the envelope id (PROTOCOL §7, §8).
+// The gateway's job store: one job per tool call, keyed by the envelope id (PROTOCOL §7, §8), and
+// the MCP sessions.
 //
 // Implementations: SQLite (sqlite/, the embedded default, one file) and PostgreSQL (postgres/,
 // ASYA_DATABASE_URL). Both share the status rules below (implemented once in job_store.cpp over a
@@ -142,6 +143,17 @@ struct ChangeResult {
   std::string job_id;        // the job the envelope belongs to (empty when not_found)
 };
 
+// What JobStore::use_session found.
+struct SessionUse {
+  enum class State {
+    active,   // known and used within the timeout: now marked used
+    unknown,  // never created, or ended with end_session()
+    expired,  // unused for longer than the timeout: now removed
+  };
+  State state = State::unknown;
+  std::string protocol_version;  // the version negotiated at initialize (when active)
+};
+
 class JobStore {
  public:
   virtual ~JobStore() = default;
@@ -181,6 +193,22 @@ class JobStore {
   // The job's updates with sequence > after_sequence, oldest first (empty for an unknown job).
   virtual Result<std::vector<Update>> updates(const std::string& id,
                                               std::int64_t after_sequence) = 0;
+
+  // MCP sessions (Mcp-Session-Id) live here too, so every gateway replica sharing the database
+  // accepts a session another one created.
+  // Records a new session used at `now`.
+  virtual Status create_session(const std::string& id, const std::string& protocol_version,
+                                Clock::time_point now) = 0;
+  // Looks the session up; an active one is marked used at `now` (written at most about once a
+  // second per session, so a busy client does not write on every request), an expired one (last
+  // used `timeout` or more before `now`) is removed.
+  virtual Result<SessionUse> use_session(const std::string& id, Clock::time_point now,
+                                         std::chrono::milliseconds timeout) = 0;
+  // Ends a session; false when it was unknown.
+  virtual Result<bool> end_session(const std::string& id) = 0;
+  // Removes every session unused for `timeout` at `now`; returns how many sessions remain.
+  virtual Result<std::int64_t> sweep_sessions(Clock::time_point now,
+                                              std::chrono::milliseconds timeout) = 0;
 
   // A cheap round trip to the database, for /readyz.
   virtual Status ping() = 0;

@@ -75,6 +75,12 @@ class JobStoreTest : public ::testing::TestWithParam<std::string> {
     return r.value();
   }
 
+  // A second store on the same database, as another gateway replica has.
+  std::unique_ptr<JobStore> open_again() {
+    if (GetParam() == "sqlite") return open_sqlite_job_store(path_.string());
+    return open_postgres_job_store(std::getenv("ASYA_TEST_DATABASE_URL"));
+  }
+
   Job get(const std::string& id) {
     auto r = store_->get(id);
     EXPECT_TRUE(r.ok() && r.value().has_value());
@@ -276,6 +282,56 @@ TEST_P(JobStoreTest, FinishedJobsSurviveReopening) {
   store_ = open_sqlite_job_store(path_.string());
   EXPECT_EQ(get(id).result_json, "7");
   EXPECT_EQ(store_->updates(id, 0).value().size(), 2u);
+}
+
+TEST_P(JobStoreTest, McpSessionsAreSharedByEveryStoreOnTheDatabase) {
+  auto replica = open_again();
+  std::string id = unique_id("session");
+  auto now = Clock::now();
+  std::chrono::milliseconds hour = std::chrono::hours(1);
+  ASSERT_TRUE(store_->create_session(id, "2025-06-18", now).ok());
+  auto used = replica->use_session(id, now + std::chrono::seconds(5), hour);
+  ASSERT_TRUE(used.ok()) << used.error().message;
+  EXPECT_EQ(used.value().state, SessionUse::State::active);
+  EXPECT_EQ(used.value().protocol_version, "2025-06-18");
+  auto ended = replica->end_session(id);
+  ASSERT_TRUE(ended.ok()) << ended.error().message;
+  EXPECT_TRUE(ended.value());
+  EXPECT_EQ(store_->use_session(id, now, hour).value().state, SessionUse::State::unknown);
+  EXPECT_FALSE(store_->end_session(id).value());
+  EXPECT_EQ(store_->use_session("never-created", now, hour).value().state,
+            SessionUse::State::unknown);
+}
+
+TEST_P(JobStoreTest, McpSessionsExpireWhenUnusedForTheTimeout) {
+  auto replica = open_again();
+  std::string busy = unique_id("busy");
+  std::string idle = unique_id("idle");
+  auto t0 = Clock::now();
+  std::chrono::milliseconds timeout(1000);
+  auto at = [&](int ms) { return t0 + std::chrono::milliseconds(ms); };
+  ASSERT_TRUE(store_->create_session(busy, "2025-03-26", t0).ok());
+  ASSERT_TRUE(store_->create_session(idle, "2025-03-26", t0).ok());
+  // Each use within the timeout keeps the session (on either replica).
+  for (int ms : {600, 1200, 1800, 2400}) {
+    auto& store = ms % 1200 == 0 ? store_ : replica;
+    EXPECT_EQ(store->use_session(busy, at(ms), timeout).value().state, SessionUse::State::active)
+        << ms;
+  }
+  EXPECT_EQ(replica->use_session(idle, at(1000), timeout).value().state,
+            SessionUse::State::expired);
+  EXPECT_EQ(store_->use_session(idle, at(1001), timeout).value().state, SessionUse::State::unknown);
+  // The sweep removes what nobody used for the timeout and counts the rest.
+  std::string fresh = unique_id("fresh");
+  ASSERT_TRUE(store_->create_session(fresh, "2025-03-26", at(3000)).ok());
+  auto left = replica->sweep_sessions(at(3500), timeout);
+  ASSERT_TRUE(left.ok()) << left.error().message;
+  EXPECT_EQ(store_->use_session(busy, at(3500), timeout).value().state, SessionUse::State::unknown);
+  EXPECT_EQ(store_->use_session(fresh, at(3500), timeout).value().state, SessionUse::State::active);
+  auto none = store_->sweep_sessions(at(3500) + std::chrono::hours(24 * 365 * 10), timeout);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none.value(), 0);
+  EXPECT_GE(left.value(), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, JobStoreTest, ::testing::Values("sqlite", "postgres"),
