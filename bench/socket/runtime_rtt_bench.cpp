@@ -10,8 +10,8 @@
 //   BM_RuntimeClient/<payload bytes>    asya::wire::RuntimeClient::call, the sidecar's own code,
 //                                       to the raw no-op runtime
 //   BM_RuntimeClientDom/<payload bytes> the same to the DOM no-op runtime
-//   BM_HandleRawRequest/<payload bytes> asya::handle_raw_request in-process (the raw runtime's
-//                                       work alone)
+//   BM_HandleRawRequest/<payload bytes> asya::detail::respond_raw in-process (the raw runtime's
+//                                       work alone, answer as pieces in a reused object)
 //   BM_HandleRequest/<payload bytes>    asya::handle_request in-process (the DOM runtime's work)
 // Each benchmark reports p50_us/p99_us counters over every timed iteration. Run with
 // --benchmark_format=json; bench/run reads the counters.
@@ -32,6 +32,7 @@
 #include <asya/runtime.hpp>
 
 #include "support/raw_io.hpp"
+#include "wire/runtime_answer.hpp"
 #include "wire/runtime_client.hpp"
 
 extern char** environ;
@@ -131,19 +132,22 @@ void BM_RuntimeClientDom(benchmark::State& state) {
   runtime_client(state, g_runtime_dom_socket);
 }
 
-// The raw runtime's own work on one request, no socket: check the envelope (simdjson), hand the
-// handler a view of the payload, splice it back.
+// The raw runtime's own work on one request, no socket, as the server does it: validate the
+// payload while finding its span, check the rest of the envelope, hand the handler a view of the
+// payload, and lay out the answer as pieces (the payload's own bytes among them) in the
+// connection's reused answer object; the server then writes the pieces with one sendmsg.
 void BM_HandleRawRequest(benchmark::State& state) {
   std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
   asya::RawPayloadHandler handler = [](std::string_view payload) {
     return asya::RawOutputs::view(payload);
   };
+  asya::detail::Answer answer;
   std::vector<double> latencies;
   latencies.reserve(1 << 16);
   for (auto _ : state) {
     auto start = Clock::now();
-    std::string response = asya::handle_raw_request(request, handler);
-    benchmark::DoNotOptimize(response);
+    asya::detail::respond_raw(request, handler, answer);
+    benchmark::DoNotOptimize(answer.pieces.data());
     latencies.push_back(seconds_since(start) * 1e6);
   }
   if (response_is_error(asya::handle_raw_request(request, handler))) die("raw request failed");

@@ -5,8 +5,11 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstring>
+#include <vector>
 
 #include "wire/socket_io.hpp"
 
@@ -172,21 +175,40 @@ int wait_readable(int fd, int extra_fd, Deadline deadline) {
 }
 
 IoResult write_frame_io(int fd, std::string_view body, Deadline deadline) {
-  if (body.size() > UINT32_MAX) {
+  return write_frame_parts_io(fd, &body, 1, deadline);
+}
+
+IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t count,
+                              Deadline deadline) {
+  std::uint64_t total = 0;
+  for (std::size_t i = 0; i < count; ++i) total += parts[i].size();
+  if (total > UINT32_MAX) {
     return {
         IoCode::kOversize,
         fmt::format("frame of {} bytes cannot be sent: the length prefix holds at most {} bytes",
-                    body.size(), UINT32_MAX)};
+                    total, UINT32_MAX)};
   }
   unsigned char header[4];
-  encode_length(static_cast<std::uint32_t>(body.size()), header);
-  iovec iov[2] = {{header, 4}, {const_cast<char*>(body.data()), body.size()}};
-  int iov_index = 0;
-  int iov_count = body.empty() ? 1 : 2;
+  encode_length(static_cast<std::uint32_t>(total), header);
+  // Header + the non-empty parts; a stack array for the usual few parts.
+  constexpr std::size_t kStackParts = 8;
+  iovec stack_iov[kStackParts];
+  std::vector<iovec> heap_iov;
+  iovec* iov = stack_iov;
+  if (count + 1 > kStackParts) {
+    heap_iov.resize(count + 1);
+    iov = heap_iov.data();
+  }
+  std::size_t iov_count = 0;
+  iov[iov_count++] = {header, 4};
+  for (std::size_t i = 0; i < count; ++i) {
+    if (!parts[i].empty()) iov[iov_count++] = {const_cast<char*>(parts[i].data()), parts[i].size()};
+  }
+  std::size_t iov_index = 0;
   while (iov_index < iov_count) {
     msghdr msg{};
     msg.msg_iov = iov + iov_index;
-    msg.msg_iovlen = static_cast<std::size_t>(iov_count - iov_index);
+    msg.msg_iovlen = std::min<std::size_t>(iov_count - iov_index, IOV_MAX);
     ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) {
       auto left = static_cast<std::size_t>(n);

@@ -68,6 +68,44 @@ const std::vector<std::string> kRequests = {
         std::string(900, ']') + "}",
     std::string(R"({"id":"e1","route":{"actors":["a"]},"payload":)") + std::string(1200, '[') +
         std::string(1200, ']') + "}",
+    // The depth limit at its edge: the envelope object takes one of the 1000 levels.
+    std::string(R"({"id":"e1","route":{"actors":["a"]},"payload":)") + std::string(999, '[') +
+        std::string(999, ']') + "}",
+    std::string(R"({"id":"e1","route":{"actors":["a"]},"payload":)") + std::string(1000, '[') +
+        std::string(1000, ']') + "}",
+    std::string(R"({"id":"e1","route":{"actors":["a"]},"headers":{"x":)") + std::string(998, '[') +
+        std::string(998, ']') + R"(},"payload":1})",
+    std::string(R"({"id":"e1","route":{"actors":["a"]},"headers":{"x":)") + std::string(999, '[') +
+        std::string(999, ']') + R"(},"payload":1})",
+    // Text the top-level scan walks before validation: strings that mention "payload", escapes
+    // before quotes, nested payload keys, broken values before or after a valid payload.
+    R"({"x":""payload":2","route":{"actors":["a"]},"payload":1})",
+    R"({"x":"a\","route":{"actors":["a"]},"payload":{"k":"\""}})",
+    R"({"h":{"payload":5},"route":{"actors":["a"]},"payload":[{"payload":6}]})",
+    R"({"x"y":1,"route":{"actors":["a"]},"payload":1})",
+    R"({"payload":2,"route":{"actors":["a"]},"payload":1})",
+    R"({"route":{"actors":["a"]},"payload":1,"payload":2})",
+    R"({"a":[1,,2],"route":{"actors":["a"]},"payload":1})",
+    R"({"a":"unterminated,"route":{"actors":["a"]},"payload":1})",
+    R"({"a":tru,"route":{"actors":["a"]},"payload":1})",
+    R"({"route":{"actors":["a"]},"payload":1 2})",
+    R"({"route":{"actors":["a"]},"payload" : 1 , "id":"e"})",
+    R"({"route":{"actors":["a"]},"payload":"x"})"
+    "\n",
+    R"({"route":{"actors":["a"]},"payload":{"a":1})",
+    R"({"route":{"actors":["a"]},"payload":)",
+    R"({"route":{"actors":["a"]},"payload")",
+    R"({"route":{"actors":["a"]},"payload":1,})",
+    R"({"route":{"actors":["a"]},"payload":1}})",
+    R"({"route":{"actors":["a"]},"payload":"a)"
+    "\x01"
+    R"("})",
+    R"({"route":{"actors":["a"]},"payload":1,"x":"\ud800"})",
+    "{\"route\":{\"actors\":[\"a\"]},\"\xff\":1,\"payload\":1}",
+    "{\"route\":{\"actors\":[\"a\"]},\"payload\":\"\xc3\xa9\xed\xa0\x80\"}",
+    R"(  {"route":{"actors":["a"]},"payload":"")",
+    R"({"route":{"actors":["a"]},"payload":-0.5e+3})",
+    R"({"route":{"actors":["a"]},"payload":01})",
 };
 
 TEST(HandleRawRequest, AnswersEveryRequestExactlyLikeTheDomPath) {

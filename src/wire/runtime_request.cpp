@@ -13,6 +13,7 @@
 #include <typeinfo>
 
 #include "asya/runtime.hpp"
+#include "wire/runtime_answer.hpp"
 
 namespace asya {
 namespace {
@@ -305,18 +306,23 @@ std::optional<Failure> validate_output(const Request& in, const json::object& en
   return std::nullopt;
 }
 
-std::string handle_payload_request(std::string_view request, const PayloadHandler& handler) {
+void handle_payload_request(std::string_view request, const PayloadHandler& handler,
+                            std::string& response) {
   Request in;
-  if (auto failure = parse_request(request, in)) return error_response(*failure);
+  if (auto failure = parse_request(request, in)) {
+    response = error_response(*failure);
+    return;
+  }
   Outputs outputs;
   try {
     outputs = handler(in.envelope->at("payload"));
   } catch (...) {
-    return error_response(current_exception_failure());
+    response = error_response(current_exception_failure());
+    return;
   }
   // The answer is written straight into one string: no JSON value is copied to build it (a
   // 100 MB payload is serialized once, from where the handler left it).
-  std::string response;
+  response.clear();
   response.reserve(request.size() + 256);
   response += '[';
   std::string route_and_headers;
@@ -339,7 +345,6 @@ std::string handle_payload_request(std::string_view request, const PayloadHandle
     response += route_and_headers;
   }
   response += ']';
-  return response;
 }
 
 std::string handle_envelope_request(std::string_view request, const EnvelopeHandler& handler,
@@ -433,72 +438,62 @@ std::optional<std::string> json_syntax_error(std::string_view text) {
   return fmt::format("{} at offset {}", ec.message(), consumed);
 }
 
-// The answer of the raw path: each output's text spliced between `{"payload":` and the route
-// (current + 1, serialized from `route` exactly like the DOM path does) and the input's headers.
-std::string raw_response(std::string_view request, std::string_view payload,
-                         const json::object& route, std::int64_t current,
-                         std::string_view headers_json, const RawOutputs& outputs) {
-  for (std::size_t i = 0; i < outputs.size(); ++i) {
-    std::string_view text = outputs.item(i);
-    if (text.data() == payload.data() && text.size() == payload.size()) continue;  // checked
-    if (auto error = json_syntax_error(text)) {
-      std::string where = outputs.size() > 1 ? fmt::format("output {}", i) : std::string("output");
-      return error_response(invalid_result(
-          fmt::format("{} of the raw handler is not one valid JSON value: {}", where, *error)));
-    }
-  }
-  std::string route_and_headers;
-  if (outputs.size() > 0) {
-    json::object next_route = route;
-    next_route["current"] = current + 1;
-    route_and_headers = ",\"route\":";
-    append_json(route_and_headers, next_route);
-    if (!headers_json.empty()) {
-      route_and_headers += ",\"headers\":";
-      route_and_headers += headers_json;
-    }
-    route_and_headers += '}';
-  }
-  std::size_t size = 2;
-  for (std::size_t i = 0; i < outputs.size(); ++i) {
-    size += outputs.item(i).size() + route_and_headers.size() + 13;
-  }
-  std::string response;
-  response.reserve(std::max(size, request.size() / 4));
-  response += '[';
-  for (std::size_t i = 0; i < outputs.size(); ++i) {
-    response += i == 0 ? "{\"payload\":" : ",{\"payload\":";
-    response += outputs.item(i);
-    response += route_and_headers;
-  }
-  response += ']';
-  return response;
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-// Where a JSON value that starts at `p` ends. Only for text already validated as JSON: strings
-// are skipped with memchr (the payload's bulk), containers by counting brackets outside strings.
-const char* skip_string(const char* p, const char* end) {  // p at the opening quote
-  ++p;
+const char* skip_space(const char* p, const char* end) {
+  while (p < end && is_space(*p)) ++p;
+  return p;
+}
+
+// Where the JSON value that starts at `p` ends, validated on the way exactly as the DOM parser
+// would validate it as the envelope's "payload" (syntax, UTF-8, depth: one level less than the
+// envelope's limit, as the envelope object takes one), building nothing. Trailing whitespace is
+// not part of the value. nullptr when no valid JSON value starts at `p`.
+const char* validated_value_end(const char* p, const char* end) {
+  json::parse_options options = parse_options();
+  options.max_depth -= 1;
+  json::basic_parser<NullHandler> parser(options);
+  json::error_code ec;
+  std::size_t consumed = parser.write_some(false, p, static_cast<std::size_t>(end - p), ec);
+  if (ec || !parser.done()) return nullptr;
+  const char* value_end = p + consumed;
+  while (value_end > p && is_space(value_end[-1])) --value_end;
+  return value_end;
+}
+
+// A scanner for the top level of a request that was NOT validated: every step is bounded by
+// `end` and gives up (nullptr) on anything it does not understand. It is exact on valid JSON,
+// which is all the raw path relies on (see find_payload).
+//
+// `p` at an opening quote: the position after the closing quote (the first quote not preceded
+// by an odd number of backslashes), or nullptr when the string is not terminated.
+const char* skip_string(const char* p, const char* end) {
+  const char* start = ++p;
   for (;;) {
     const char* quote =
         static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
-    if (quote == nullptr) return end;
+    if (quote == nullptr) return nullptr;
     std::size_t backslashes = 0;
-    for (const char* q = quote; q > p && q[-1] == '\\'; --q) ++backslashes;
+    for (const char* q = quote; q > start && q[-1] == '\\'; --q) ++backslashes;
     if (backslashes % 2 == 0) return quote + 1;
     p = quote + 1;
   }
 }
 
+// Where a value starting at `p` ends: strings skipped with memchr, containers by counting
+// brackets outside strings, scalars up to the next delimiter. nullptr when unterminated.
 const char* skip_value(const char* p, const char* end) {
-  if (p == end) return p;
+  if (p == end) return nullptr;
   if (*p == '"') return skip_string(p, end);
   if (*p == '{' || *p == '[') {
-    int depth = 0;
+    std::size_t depth = 0;
     while (p < end) {
       char c = *p;
       if (c == '"') {
         p = skip_string(p, end);
+        if (p == nullptr) return nullptr;
         continue;
       }
       if (c == '{' || c == '[') ++depth;
@@ -507,23 +502,22 @@ const char* skip_value(const char* p, const char* end) {
       }
       ++p;
     }
-    return end;
+    return nullptr;
   }
-  while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\n' &&
-         *p != '\r') {
-    ++p;
-  }
+  while (p < end && *p != ',' && *p != '}' && *p != ']' && !is_space(*p)) ++p;
   return p;
 }
 
-const char* skip_space(const char* p, const char* end) {
-  while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')) ++p;
-  return p;
-}
-
-// The span of the top-level "payload" value of a request already validated as JSON, or nullopt
-// when the request is not an object, has no or several "payload" keys, or has a key written with
-// escapes (those take the DOM path).
+// The span of the top-level "payload" value of a request, validated (validated_value_end), or
+// nullopt when the scan finds something unusual: not an object, no or several "payload" keys, a
+// key written with escapes, an invalid payload, an unterminated string or container.
+//
+// Why validating the payload span plus a DOM parse of the rest (the request with `null` in place
+// of the payload) validates the whole request: when that rest is valid JSON, the scanner's walk
+// over the bytes before the payload (identical in both texts) followed the real structure, so
+// the `null` stands exactly where a value of the top-level object's "payload" key belongs, and
+// replacing one value of a valid document by another valid value (one level shallower than the
+// limit) gives a valid document. Any other case takes the DOM path on the whole request.
 std::optional<std::string_view> find_payload(std::string_view request) {
   const char* p = request.data();
   const char* end = p + request.size();
@@ -533,15 +527,21 @@ std::optional<std::string_view> find_payload(std::string_view request) {
   std::optional<std::string_view> payload;
   while (p < end && *p == '"') {
     const char* key_end = skip_string(p, end);
-    std::string_view key(p + 1, static_cast<std::size_t>(key_end - p - 2));
+    if (key_end == nullptr) return std::nullopt;
+    std::string_view key(p + 1, static_cast<std::size_t>(key_end - 1 - (p + 1)));
     if (key.find('\\') != std::string_view::npos) return std::nullopt;
     p = skip_space(key_end, end);
     if (p == end || *p != ':') return std::nullopt;
     p = skip_space(p + 1, end);
-    const char* value_end = skip_value(p, end);
+    const char* value_end;
     if (key == "payload") {
       if (payload) return std::nullopt;
+      value_end = validated_value_end(p, end);
+      if (value_end == nullptr) return std::nullopt;
       payload = std::string_view(p, static_cast<std::size_t>(value_end - p));
+    } else {
+      value_end = skip_value(p, end);
+      if (value_end == nullptr) return std::nullopt;
     }
     p = skip_space(value_end, end);
     if (p < end && *p == ',') p = skip_space(p + 1, end);
@@ -549,59 +549,165 @@ std::optional<std::string_view> find_payload(std::string_view request) {
   return payload;
 }
 
-std::string handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler) {
-  // 1. One validating pass over the whole request (syntax, UTF-8, depth: what the DOM parser
-  //    checks), building nothing. 2. The payload's span found by skipping (memchr over strings).
-  // 3. The rest of the envelope, with `null` in place of the payload, through the DOM path's
-  //    own parse_request: every field rule and message is the DOM path's, on a small text.
-  // Anything unusual (invalid JSON, no or several payload keys, escaped keys, a field error)
-  // takes the DOM path on the original request, so the answer is always the DOM path's.
-  std::optional<std::string_view> payload;
-  if (!request.empty() && !json_syntax_error(request)) payload = find_payload(request);
+// The answer of the raw path, as pieces: each output's text between `{"payload":` and the route
+// (current + 1, serialized from `route` exactly like the DOM path does) and the input's headers.
+// A view of the payload is written from the request's own bytes.
+void raw_answer(std::string_view payload, const json::object& route, std::int64_t current,
+                std::string_view headers_json, RawOutputs&& outputs, detail::Answer& out) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    std::string_view text = outputs.item(i);
+    if (text.data() == payload.data() && text.size() == payload.size()) continue;  // checked
+    if (auto error = json_syntax_error(text)) {
+      std::string where = outputs.size() > 1 ? fmt::format("output {}", i) : std::string("output");
+      out.text = error_response(invalid_result(
+          fmt::format("{} of the raw handler is not one valid JSON value: {}", where, *error)));
+      return;
+    }
+  }
+  if (outputs.size() == 0) {
+    out.text = "[]";
+    return;
+  }
+  // out.text holds the route and headers shared by every output, then the closing bracket.
+  json::object next_route = route;
+  next_route["current"] = current + 1;
+  out.text = ",\"route\":";
+  append_json(out.text, next_route);
+  if (!headers_json.empty()) {
+    out.text += ",\"headers\":";
+    out.text += headers_json;
+  }
+  out.text += "}]";
+  std::string_view route_and_headers(out.text.data(), out.text.size() - 1);
+  std::string_view closing(out.text.data() + out.text.size() - 1, 1);
+  out.outputs = std::move(outputs);  // views are taken after the move (short strings move)
+  out.pieces.reserve(3 * out.outputs.size() + 2);
+  out.pieces.emplace_back("[");
+  for (std::size_t i = 0; i < out.outputs.size(); ++i) {
+    out.pieces.emplace_back(i == 0 ? std::string_view("{\"payload\":")
+                                   : std::string_view(",{\"payload\":"));
+    out.pieces.push_back(out.outputs.item(i));
+    out.pieces.push_back(route_and_headers);
+  }
+  out.pieces.push_back(closing);
+}
+
+void handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler,
+                                detail::Answer& out) {
+  // 1. The payload's span, found by a scan of the top level and validated as it is walked (one
+  //    pass over the payload's bytes: syntax, UTF-8, depth, building nothing). 2. The rest of the
+  //    envelope, with `null` in place of the payload, through the DOM path's own parse_request:
+  //    it validates those bytes and applies every field rule and message of the DOM path, on a
+  //    small text. Anything unusual (invalid JSON, no or several payload keys, escaped keys, a
+  //    field error) takes the DOM path on the original request, so the answer is always the DOM
+  //    path's.
+  std::optional<std::string_view> payload = find_payload(request);
   Request in;
   if (payload) {
-    std::string rest;
-    rest.reserve(request.size() - payload->size() + 4);
+    thread_local std::string rest;
+    rest.clear();
     rest.append(request.data(), static_cast<std::size_t>(payload->data() - request.data()));
     rest += "null";
     rest.append(payload->data() + payload->size(),
                 static_cast<std::size_t>(request.data() + request.size() -
                                          (payload->data() + payload->size())));
-    if (!parse_request(rest, in)) {
+    bool rest_valid = !parse_request(rest, in);  // the parsed values do not refer to `rest`
+    if (rest.capacity() > detail::kKeptBufferBytes) std::string().swap(rest);
+    if (rest_valid) {
       std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
       RawOutputs outputs;
       try {
         outputs = handler(*payload);
       } catch (...) {
-        return error_response(current_exception_failure());
+        out.text = error_response(current_exception_failure());
+        return;
       }
-      return raw_response(request, *payload, *in.route, in.current, headers, outputs);
+      raw_answer(*payload, *in.route, in.current, headers, std::move(outputs), out);
+      return;
     }
   }
   // The DOM path decides: its error message, or (for a request the fast path left alone) the
   // payload serialized back to text for the handler.
-  if (auto failure = parse_request(request, in)) return error_response(*failure);
+  if (auto failure = parse_request(request, in)) {
+    out.text = error_response(*failure);
+    return;
+  }
   std::string payload_text = json::serialize(in.envelope->at("payload"));
   std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
   RawOutputs outputs;
   try {
     outputs = handler(payload_text);
   } catch (...) {
-    return error_response(current_exception_failure());
+    out.text = error_response(current_exception_failure());
+    return;
   }
-  return raw_response(request, payload_text, *in.route, in.current, headers, outputs);
+  raw_answer(payload_text, *in.route, in.current, headers, std::move(outputs), out);
+  // Pieces may refer to payload_text, which ends here: keep the answer as one string.
+  if (!out.pieces.empty()) {
+    std::string whole = out.to_string();
+    out.pieces.clear();
+    out.outputs = RawOutputs();
+    out.text = std::move(whole);
+  }
 }
 
 }  // namespace
 
+namespace detail {
+
+void Answer::clear() {
+  if (text.capacity() > kKeptBufferBytes) {
+    std::string().swap(text);
+  } else {
+    text.clear();
+  }
+  pieces.clear();
+  outputs = RawOutputs();
+}
+
+std::size_t Answer::size() const {
+  if (pieces.empty()) return text.size();
+  std::size_t total = 0;
+  for (std::string_view piece : pieces) total += piece.size();
+  return total;
+}
+
+std::string Answer::to_string() const {
+  if (pieces.empty()) return text;
+  std::string whole;
+  whole.reserve(size());
+  for (std::string_view piece : pieces) whole += piece;
+  return whole;
+}
+
 // Building or serializing the answer can still throw (bad_alloc, a handler-made value that
 // cannot be copied); those become error elements too, so the server always has an answer.
-std::string handle_request(std::string_view request, const PayloadHandler& handler) {
+void respond_payload(std::string_view request, const PayloadHandler& handler, Answer& out) {
+  out.clear();
   try {
-    return handle_payload_request(request, handler);
+    handle_payload_request(request, handler, out.text);
   } catch (...) {
-    return error_response(current_exception_failure());
+    out.clear();
+    out.text = error_response(current_exception_failure());
   }
+}
+
+void respond_raw(std::string_view request, const RawPayloadHandler& handler, Answer& out) {
+  out.clear();
+  try {
+    handle_raw_payload_request(request, handler, out);
+  } catch (...) {
+    out.clear();
+    out.text = error_response(current_exception_failure());
+  }
+}
+
+}  // namespace detail
+
+std::string handle_request(std::string_view request, const PayloadHandler& handler) {
+  detail::Answer answer;
+  detail::respond_payload(request, handler, answer);
+  return std::move(answer.text);
 }
 
 std::string handle_request(std::string_view request, const EnvelopeHandler& handler,
@@ -614,11 +720,9 @@ std::string handle_request(std::string_view request, const EnvelopeHandler& hand
 }
 
 std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler) {
-  try {
-    return handle_raw_payload_request(request, handler);
-  } catch (...) {
-    return error_response(current_exception_failure());
-  }
+  detail::Answer answer;
+  detail::respond_raw(request, handler, answer);
+  return answer.to_string();
 }
 
 }  // namespace asya

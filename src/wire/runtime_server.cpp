@@ -22,6 +22,7 @@
 #include "common/env.hpp"
 #include "common/log.hpp"
 #include "wire/frame.hpp"
+#include "wire/runtime_answer.hpp"
 #include "wire/runtime_client.hpp"
 #include "wire/socket_io.hpp"
 
@@ -197,7 +198,8 @@ Status write_ready_file(const std::string& path) {
   return Status::Ok();
 }
 
-using Responder = std::function<std::string(std::string_view request)>;
+// Writes the answer to one request into `answer` (a per-connection object, reused).
+using Responder = std::function<void(std::string_view request, detail::Answer& answer)>;
 
 // Connection threads and requests in progress, so shutdown can wait for the latter.
 class ServerState {
@@ -254,7 +256,7 @@ std::string connection_error_response(const std::string& message) {
 void serve_connection(int fd, std::shared_ptr<const Responder> respond,
                       std::size_t max_message_bytes, ServerState* state) {
   std::string request;
-  std::string response;
+  detail::Answer answer;
   for (;;) {
     // Readiness of the connection wins over the stop pipe: a request already sent is answered.
     int ready = wire::detail::wait_readable(fd, g_stop_pipe[0], std::nullopt);
@@ -275,14 +277,22 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
       break;
     }
     state->request_started();
-    response = (*respond)(request);
-    auto written = wire::detail::write_frame_io(fd, response, std::nullopt);
+    (*respond)(request, answer);
+    // The answer's pieces (a raw handler's answer refers to the request's own payload bytes)
+    // go out with one gather write, nothing copied into a new buffer.
+    auto written = answer.pieces.empty()
+                       ? wire::detail::write_frame_io(fd, answer.text, std::nullopt)
+                       : wire::detail::write_frame_parts_io(fd, answer.pieces.data(),
+                                                            answer.pieces.size(), std::nullopt);
     state->request_finished();
     if (!written.ok()) {
-      spdlog::warn("cannot send response of {} bytes, closing the connection: {}", response.size(),
+      spdlog::warn("cannot send response of {} bytes, closing the connection: {}", answer.size(),
                    written.message);
       break;
     }
+    answer.clear();
+    // Buffers keep their capacity for the next request, unless a large message grew them.
+    if (request.capacity() > detail::kKeptBufferBytes) std::string().swap(request);
     if (stopping()) break;
   }
   ::close(fd);
@@ -402,22 +412,27 @@ Handler serialized_unless_thread_safe(const RuntimeConfig& config, Handler handl
 int serve(PayloadHandler handler) {
   return run_server("payload", [&](const RuntimeConfig& config) -> Responder {
     return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-               std::string_view request) { return handle_request(request, handler); };
+               std::string_view request, detail::Answer& answer) {
+      detail::respond_payload(request, handler, answer);
+    };
   });
 }
 
 int serve_raw(RawPayloadHandler handler) {
   return run_server("payload", [&](const RuntimeConfig& config) -> Responder {
     return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-               std::string_view request) { return handle_raw_request(request, handler); };
+               std::string_view request, detail::Answer& answer) {
+      detail::respond_raw(request, handler, answer);
+    };
   });
 }
 
 int serve_envelopes(EnvelopeHandler handler) {
   return run_server("envelope", [&](const RuntimeConfig& config) -> Responder {
     return [handler = serialized_unless_thread_safe(config, std::move(handler)),
-            validate = config.enable_validation](std::string_view request) {
-      return handle_request(request, handler, validate);
+            validate = config.enable_validation](std::string_view request, detail::Answer& answer) {
+      answer.clear();
+      answer.text = handle_request(request, handler, validate);
     };
   });
 }

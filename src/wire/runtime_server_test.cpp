@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <thread>
 
@@ -36,7 +37,11 @@ struct TempDir {
 // A runtime process serving `handler` with the given environment.
 class RuntimeProcess {
  public:
-  RuntimeProcess(std::map<std::string, std::string> env, PayloadHandler handler) {
+  RuntimeProcess(std::map<std::string, std::string> env, PayloadHandler handler)
+      : RuntimeProcess(std::move(env), [&handler] { return serve(std::move(handler)); }) {}
+  RuntimeProcess(std::map<std::string, std::string> env, RawPayloadHandler handler)
+      : RuntimeProcess(std::move(env), [&handler] { return serve_raw(std::move(handler)); }) {}
+  RuntimeProcess(std::map<std::string, std::string> env, const std::function<int()>& run) {
     pid_ = ::fork();
     if (pid_ == 0) {
       for (const char* name :
@@ -46,7 +51,7 @@ class RuntimeProcess {
       }
       ::setenv("ASYA_LOG_LEVEL", "error", 1);
       for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-      ::_exit(serve(std::move(handler)));
+      ::_exit(run());
     }
   }
   ~RuntimeProcess() {
@@ -119,6 +124,57 @@ TEST(RuntimeServer, ServesManyRequestsOnSeveralConnectionsAndCleansUpOnSigterm) 
   EXPECT_EQ(*code, 0);
   EXPECT_FALSE(fs::exists(socket));
   EXPECT_FALSE(fs::exists(dir.path / "runtime-ready"));
+}
+
+// The raw path's answer goes out as pieces (the payload straight from the request buffer, more
+// pieces than one sendmsg takes for a large fan-out); the connection's buffers are reused between
+// requests of different sizes, and released after one above the kept size.
+TEST(RuntimeServer, RawAnswersOfEverySizeOnOneConnection) {
+  TempDir dir;
+  fs::path socket = dir.path / "rt.sock";
+  RuntimeProcess runtime({{"ASYA_SOCKET_PATH", socket.string()}},
+                         RawPayloadHandler([](std::string_view payload) {
+                           if (payload == "\"fan\"") {
+                             std::vector<std::string> outputs;
+                             for (int i = 0; i < 1500; ++i) outputs.push_back(std::to_string(i));
+                             return RawOutputs::fan_out(std::move(outputs));
+                           }
+                           return RawOutputs::view(payload);
+                         }));
+  wire::RuntimeClient client({socket.string()});
+  ASSERT_TRUE(client.wait_ready(10s).ok());
+  auto envelope = [](const std::string& payload) {
+    std::string text = R"({"id":"x","route":{"actors":["a","b"]},"headers":{"h":"v"},"payload":)";
+    text.append(payload).append("}");
+    return text;
+  };
+  auto expected = [](const std::string& payload) {
+    std::string text = R"([{"payload":)";
+    text.append(payload).append(
+        R"(,"route":{"actors":["a","b"],"current":1},"headers":{"h":"v"}}])");
+    return text;
+  };
+  std::string response;
+  for (std::size_t size : {std::size_t(1) << 20, std::size_t(10), std::size_t(1) << 20,
+                           std::size_t(5) << 20, std::size_t(3), std::size_t(70000)}) {
+    std::string payload(size + 2, 'x');
+    payload.front() = payload.back() = '"';
+    auto r = client.call(envelope(payload), response, 10s);
+    ASSERT_EQ(r.status, wire::CallStatus::kOk) << r.error;
+    ASSERT_EQ(response.size(), expected(payload).size()) << size;
+    EXPECT_TRUE(response == expected(payload)) << size;
+  }
+  auto r = client.call(envelope("\"fan\""), response, 10s);
+  ASSERT_EQ(r.status, wire::CallStatus::kOk) << r.error;
+  json::value fan = json::parse(response);
+  ASSERT_EQ(fan.as_array().size(), 1500u);
+  for (int i = 0; i < 1500; ++i) {
+    ASSERT_EQ(fan.at(i).at("payload"), i);
+    ASSERT_EQ(fan.at(i).at("route").at("current"), 1);
+  }
+  r = client.call(envelope("[1, 2]"), response, 10s);
+  ASSERT_EQ(r.status, wire::CallStatus::kOk) << r.error;
+  EXPECT_EQ(response, expected("[1, 2]"));
 }
 
 // A handler that announces it started (by creating `marker`) and then sleeps.

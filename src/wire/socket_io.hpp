@@ -36,6 +36,10 @@ struct IoResult {
 // Writes header + body with one sendmsg (gather I/O, body not copied); MSG_NOSIGNAL so a closed
 // peer gives EPIPE instead of SIGPIPE; retries on EINTR and partial writes.
 IoResult write_frame_io(int fd, std::string_view body, Deadline deadline);
+// The same for a body given as `count` parts written one after the other (gather I/O, nothing
+// copied; empty parts are skipped). The header announces the parts' total size.
+IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t count,
+                              Deadline deadline);
 // Reads one frame into `out`, resizing it once to the announced size after the limit check.
 IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline);
 
