@@ -111,29 +111,49 @@ struct Reply {
   std::string body;
 };
 
-Reply request(const Http& http, const std::string& path, const std::string* post_body) {
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  Reply reply;
-  std::string url = http.base + path;
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  if (!http.token.empty())
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + http.token).c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt(curl.get(), CURLOPT_TIMEOUT, 60L);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &reply.body);
-  if (post_body) {
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDS, post_body->c_str());
-    curl_easy_setopt(curl.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body->size()));
+// One libcurl transfer to the gateway: its URL, one header plus the bearer token when there is
+// one, no signals, a 10 s connect timeout. Frees the handle and the header list.
+class Transfer {
+ public:
+  Transfer(const Http& http, const std::string& path, const char* header)
+      : curl_(curl_easy_init()), url_(http.base + path) {
+    headers_ = curl_slist_append(nullptr, header);
+    if (!http.token.empty())
+      headers_ = curl_slist_append(headers_, ("Authorization: Bearer " + http.token).c_str());
+    curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
+    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
+    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT, 10L);
   }
-  CURLcode rc = curl_easy_perform(curl.get());
-  curl_slist_free_all(headers);
+  Transfer(const Transfer&) = delete;
+  Transfer& operator=(const Transfer&) = delete;
+  ~Transfer() {
+    curl_easy_cleanup(curl_);
+    curl_slist_free_all(headers_);
+  }
+  CURL* get() const { return curl_; }
+  const std::string& url() const { return url_; }
+
+ private:
+  CURL* curl_;
+  curl_slist* headers_ = nullptr;
+  std::string url_;
+};
+
+Reply request(const Http& http, const std::string& path, const std::string* post_body) {
+  Transfer t(http, path, "Content-Type: application/json");
+  Reply reply;
+  curl_easy_setopt(t.get(), CURLOPT_TIMEOUT, 60L);
+  curl_easy_setopt(t.get(), CURLOPT_WRITEFUNCTION, append_body);
+  curl_easy_setopt(t.get(), CURLOPT_WRITEDATA, &reply.body);
+  if (post_body) {
+    curl_easy_setopt(t.get(), CURLOPT_POSTFIELDS, post_body->c_str());
+    curl_easy_setopt(t.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body->size()));
+  }
+  CURLcode rc = curl_easy_perform(t.get());
   if (rc != CURLE_OK)
-    fail(kTimeout, "gateway " + url + " not reachable: " + curl_easy_strerror(rc));
-  curl_easy_getinfo(curl.get(), CURLINFO_RESPONSE_CODE, &reply.status);
+    fail(kTimeout, "gateway " + t.url() + " not reachable: " + curl_easy_strerror(rc));
+  curl_easy_getinfo(t.get(), CURLINFO_RESPONSE_CODE, &reply.status);
   return reply;
 }
 
@@ -247,22 +267,13 @@ int on_xfer(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
 
 // Follows the job's SSE stream until its final event (or the stream ends).
 void follow(const Http& http, const std::string& job_id, Stream& s) {
-  std::unique_ptr<CURL, void (*)(CURL*)> curl(curl_easy_init(), curl_easy_cleanup);
-  std::string url = http.base + "/envelopes/" + job_id + "/stream";
-  curl_slist* headers = curl_slist_append(nullptr, "Accept: text/event-stream");
-  if (!http.token.empty())
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + http.token).c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl.get(), CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl.get(), CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl.get(), CURLOPT_CONNECTTIMEOUT, 10L);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEFUNCTION, on_stream);
-  curl_easy_setopt(curl.get(), CURLOPT_WRITEDATA, &s);
-  curl_easy_setopt(curl.get(), CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(curl.get(), CURLOPT_XFERINFOFUNCTION, on_xfer);
-  curl_easy_setopt(curl.get(), CURLOPT_XFERINFODATA, &s);
-  curl_easy_perform(curl.get());  // ends when the gateway closes the stream after the final event
-  curl_slist_free_all(headers);
+  Transfer t(http, "/envelopes/" + job_id + "/stream", "Accept: text/event-stream");
+  curl_easy_setopt(t.get(), CURLOPT_WRITEFUNCTION, on_stream);
+  curl_easy_setopt(t.get(), CURLOPT_WRITEDATA, &s);
+  curl_easy_setopt(t.get(), CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(t.get(), CURLOPT_XFERINFOFUNCTION, on_xfer);
+  curl_easy_setopt(t.get(), CURLOPT_XFERINFODATA, &s);
+  curl_easy_perform(t.get());  // ends when the gateway closes the stream after the final event
 }
 
 int run(const CallArgs& a) {
