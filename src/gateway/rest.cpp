@@ -425,7 +425,8 @@ awaitable<Response> Api::report_progress(const http::Request& request, const std
   if (!result.ok()) co_return Response::error(503, result.error().message);
   if (result.value().outcome == Outcome::not_found)
     co_return Response::error(404, "no job knows envelope \"" + id + "\"");
-  if (result.value().outcome == Outcome::applied) service_.notifier().notify(result.value().job_id);
+  if (result.value().outcome == Outcome::applied)
+    service_.notifier().notify(result.value().job_id, result.value().job_final);
   json::object answer{{"status", "ok"}, {"progress_percent", result.value().progress_percent}};
   if (result.value().outcome == Outcome::ignored) answer["ignored"] = true;
   co_return Response::json(200, json::serialize(answer));

@@ -51,8 +51,8 @@ std::string new_traceparent() {
 
 // ---- Notifier ----
 
-Notifier::Subscription::Subscription(Notifier& owner, std::string job_id)
-    : owner_(owner), job_id_(std::move(job_id)), timer_(owner.io_) {}
+Notifier::Subscription::Subscription(Notifier& owner, std::string job_id, bool final_only)
+    : owner_(owner), job_id_(std::move(job_id)), final_only_(final_only), timer_(owner.io_) {}
 
 Notifier::Subscription::~Subscription() {
   std::lock_guard lock(owner_.mutex_);
@@ -75,20 +75,22 @@ awaitable<void> Notifier::Subscription::wait(std::chrono::milliseconds at_most) 
   notified_ = false;
 }
 
-std::unique_ptr<Notifier::Subscription> Notifier::subscribe(const std::string& job_id) {
-  std::unique_ptr<Subscription> subscription(new Subscription(*this, job_id));
+std::unique_ptr<Notifier::Subscription> Notifier::subscribe(const std::string& job_id,
+                                                            bool final_only) {
+  std::unique_ptr<Subscription> subscription(new Subscription(*this, job_id, final_only));
   std::lock_guard lock(mutex_);
   subscribers_.emplace(job_id, subscription.get());
   return subscription;
 }
 
-void Notifier::notify(const std::string& job_id) {
+void Notifier::notify(const std::string& job_id, bool maybe_final) {
   // Runs on the io thread so that `notified_` and the timer are only touched there; the
   // subscription is looked up again in case it ended meanwhile.
-  asio::post(io_, [this, job_id] {
+  asio::post(io_, [this, job_id, maybe_final] {
     std::lock_guard lock(mutex_);
     auto range = subscribers_.equal_range(job_id);
     for (auto it = range.first; it != range.second; ++it) {
+      if (it->second->final_only_ && !maybe_final) continue;
       it->second->notified_ = true;
       it->second->timer_.cancel();
     }
@@ -198,7 +200,8 @@ awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
                                                   std::optional<Clock::time_point> deadline,
                                                   UpdateCallback on_update, IdleCallback on_idle,
                                                   std::chrono::milliseconds idle_interval) {
-  auto subscription = notifier_.subscribe(job_id);
+  // Without callbacks only the end matters: progress reports need not wake this waiter.
+  auto subscription = notifier_.subscribe(job_id, !on_update && !on_idle);
   std::int64_t last = 0;
   auto last_activity = std::chrono::steady_clock::now();
   for (;;) {

@@ -49,16 +49,20 @@ class Notifier {
 
    private:
     friend class Notifier;
-    Subscription(Notifier& owner, std::string job_id);
+    Subscription(Notifier& owner, std::string job_id, bool final_only);
     Notifier& owner_;
     std::string job_id_;
+    bool final_only_;
     boost::asio::steady_timer timer_;
     bool notified_ = false;
   };
 
-  std::unique_ptr<Subscription> subscribe(const std::string& job_id);
-  // Wakes every subscriber of the job. May be called from any thread.
-  void notify(const std::string& job_id);
+  // `final_only`: woken only by changes that may have made the job final (a waiter that needs
+  // nothing but the end skips a store read per progress report).
+  std::unique_ptr<Subscription> subscribe(const std::string& job_id, bool final_only = false);
+  // Wakes the subscribers of the job. `maybe_final` false: the change left the job unfinished
+  // (final-only subscribers sleep on); when in doubt pass true. May be called from any thread.
+  void notify(const std::string& job_id, bool maybe_final = true);
 
  private:
   boost::asio::io_context& io_;

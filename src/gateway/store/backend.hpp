@@ -71,6 +71,8 @@ class StorageBackend {
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
 
   // On their own:
+  // The job's document without locking its row (a read that changes nothing).
+  Result<std::optional<std::string>> read_job(const std::string& job_id);
   Result<std::vector<std::pair<std::int64_t, std::string>>> updates_after(const std::string& job_id,
                                                                           std::int64_t sequence);
   // Ids of pending/running jobs with deadline_ms <= now_ms.

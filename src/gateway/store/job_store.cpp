@@ -219,16 +219,16 @@ class JobStoreCore final : public JobStore {
     });
   }
 
+  // Reads take no transaction and no lock: an envelope's job never changes once recorded and a
+  // job row is replaced whole, so two plain statements see a consistent job.
   Result<std::optional<Job>> get(const std::string& id) override {
-    std::optional<Job> found;
-    Status status = backend_->transaction([&]() -> Status {
-      auto job = load_by_envelope(id);
-      if (!job.ok()) return job.error();
-      found = std::move(job.value());
-      return Status::Ok();
-    });
-    if (!status.ok()) return status.error();
-    return found;
+    auto job_id = backend_->job_of_envelope(id);
+    if (!job_id.ok()) return job_id.error();
+    if (!job_id.value()) return std::optional<Job>();
+    auto text = backend_->read_job(*job_id.value());
+    if (!text.ok()) return text.error();
+    if (!text.value()) return std::optional<Job>();
+    return std::optional<Job>(job_from_document(*text.value()));
   }
 
   Result<ChangeResult> progress(const ProgressReport& report) override {
@@ -389,20 +389,10 @@ class JobStoreCore final : public JobStore {
   }
 
   Result<std::vector<Update>> updates(const std::string& id, std::int64_t after_sequence) override {
-    std::string job_id = id;
-    {
-      std::optional<std::string> resolved;
-      Status status = backend_->transaction([&]() -> Status {
-        auto r = backend_->job_of_envelope(id);
-        if (!r.ok()) return r.error();
-        resolved = r.value();
-        return Status::Ok();
-      });
-      if (!status.ok()) return status.error();
-      if (!resolved) return std::vector<Update>{};
-      job_id = *resolved;
-    }
-    auto rows = backend_->updates_after(job_id, after_sequence);
+    auto job_id = backend_->job_of_envelope(id);
+    if (!job_id.ok()) return job_id.error();
+    if (!job_id.value()) return std::vector<Update>{};
+    auto rows = backend_->updates_after(*job_id.value(), after_sequence);
     if (!rows.ok()) return rows.error();
     std::vector<Update> out;
     out.reserve(rows.value().size());

@@ -91,6 +91,11 @@ Result<std::optional<std::string>> StorageBackend::load_job(const std::string& j
   return first_text(query("loading job " + job_id, sql.c_str(), {job_id}));
 }
 
+Result<std::optional<std::string>> StorageBackend::read_job(const std::string& job_id) {
+  return first_text(
+      query("reading job " + job_id, "SELECT document FROM gateway_jobs WHERE id = $1", {job_id}));
+}
+
 Status StorageBackend::save_job(const std::string& job_id, JobStatus status,
                                 std::optional<std::int64_t> deadline_ms,
                                 const std::string& document, bool insert) {
