@@ -129,9 +129,12 @@ IoResult system_error(const char* what, int err) {
 IoResult read_exact(int fd, char* data, std::size_t size, bool frame_started,
                     const Deadline& deadline, std::size_t frame_bytes_total,
                     std::size_t frame_bytes_before) {
+  // Without a deadline, one blocking recv waits for the whole rest (fewer wake-ups and system
+  // calls for a large frame than poll + recv per chunk); a non-blocking fd still gets EAGAIN.
+  const int flags = deadline ? MSG_DONTWAIT : MSG_WAITALL;
   std::size_t done = 0;
   while (done < size) {
-    ssize_t n = ::recv(fd, data + done, size - done, MSG_DONTWAIT);
+    ssize_t n = ::recv(fd, data + done, size - done, flags);
     if (n > 0) {
       done += static_cast<std::size_t>(n);
       continue;
@@ -204,12 +207,15 @@ IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t
   for (std::size_t i = 0; i < count; ++i) {
     if (!parts[i].empty()) iov[iov_count++] = {const_cast<char*>(parts[i].data()), parts[i].size()};
   }
+  // Without a deadline a blocking sendmsg waits for room itself (a non-blocking fd still gets
+  // EAGAIN and is polled).
+  const int flags = deadline ? MSG_NOSIGNAL | MSG_DONTWAIT : MSG_NOSIGNAL;
   std::size_t iov_index = 0;
   while (iov_index < iov_count) {
     msghdr msg{};
     msg.msg_iov = iov + iov_index;
     msg.msg_iovlen = std::min<std::size_t>(iov_count - iov_index, IOV_MAX);
-    ssize_t n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = ::sendmsg(fd, &msg, flags);
     if (n >= 0) {
       auto left = static_cast<std::size_t>(n);
       while (iov_index < iov_count && left >= iov[iov_index].iov_len) {
