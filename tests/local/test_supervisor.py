@@ -6,17 +6,33 @@ import signal
 import subprocess
 import time
 
-from local_harness import alive, manifest, wait_for
+from local_harness import alive, build_dir, manifest, wait_for
 
 FAST = {"pollingInterval": "200ms", "cooldownPeriod": 2, "minReplicas": 0, "maxReplicas": 3,
         "queueLength": 5}
 
 
 def send_many(asya, actor, count, prefix):
-    """Sends `count` messages with ids prefix-0.. through the CLI's --envelope path in one go."""
+    """Sends `count` messages with ids prefix-0.. with `asya send`, one process per message (on a
+    loaded machine a few per second: use queue_at_once() when they must all be queued at once)."""
     ids = [f"{prefix}-{i}" for i in range(count)]
     for message_id in ids:
         asya.send(actor, "--payload", json.dumps({"n": message_id}), "--id", message_id)
+    return ids
+
+
+def queue_at_once(asya, actor, count, prefix):
+    """Queues `count` messages with ids prefix-0.. on the actor's SQLite queue in one run of
+    `asya-queue send --lines`: a real burst. One `asya send` per message is not one on a loaded
+    machine (a tenth of a second or more each): the first replicas drain the queue meanwhile and
+    it never gets deep enough to need more."""
+    ids = [f"{prefix}-{i}" for i in range(count)]
+    lines = "".join(json.dumps({"id": i, "route": {"actors": [actor], "current": 0},
+                                "payload": {"n": i}}) + "\n" for i in ids)
+    tool = build_dir() / "tests" / "tools" / "asya-queue"
+    env = dict(asya.env, ASYA_TRANSPORT="sqlite", ASYA_SQLITE_PATH=str(asya.state / "queues.db"))
+    subprocess.run([str(tool), "send", f"asya-{actor}", lines, "--lines"], env=env, check=True,
+                   capture_output=True, timeout=120)
     return ids
 
 
@@ -26,7 +42,7 @@ def test_burst_scales_from_zero_to_max_and_back_to_zero(asya, tmp_path):
     asya.up_detached(tmp_path / "burst.yaml")
     assert asya.actor("burst")["replicas"]["running"] == 0  # minReplicas 0: nothing before work
 
-    ids = set(send_many(asya, "burst", 300, "b"))
+    ids = set(queue_at_once(asya, "burst", 300, "b"))
     seen_max = wait_for(lambda: asya.actor("burst")["replicas"]["running"] == 3, 60,
                         "burst to reach maxReplicas=3")
     assert seen_max
