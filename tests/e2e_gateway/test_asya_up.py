@@ -177,17 +177,18 @@ def final_reports(up):
 def test_timeout_job(up):
     before = final_reports(up)
     started = time.monotonic()
-    answer = call(up, "timeout", {"sleep_seconds": 4})
+    answer = call(up, "timeout", {"sleep_seconds": 12})
     took = time.monotonic() - started
     assert answer["isError"] is True and answer["content"][0]["text"] == "timed out"
-    assert took < 4, took  # the tool's 2 s timeout, not the handler's 4 s
+    # The tool's 2 s timeout, not the handler's 12 s (the margin is for a loaded machine).
+    assert took < 10, took
     job_id = answer["structuredContent"]["job_id"]
     status, job, _ = http_json("GET", f"{up.url}/envelopes/{job_id}")
     assert job["status"] == "failed" and job["error"] == "timed out"
     # The envelope still reaches an end actor (happy-end, or error-end as deadline_exceeded), which
     # reports it; that late final report never turns the job back.
     # (This module's tests run one after another, so the count of final reports moves only here.)
-    wait_until(lambda: final_reports(up) > before, 20, "the end actor's late final report")
+    wait_until(lambda: final_reports(up) > before, 60, "the end actor's late final report")
     assert http_json("GET", f"{up.url}/envelopes/{job_id}")[1]["status"] == "failed"
 
 

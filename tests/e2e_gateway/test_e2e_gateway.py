@@ -149,11 +149,12 @@ def test_unicode_argument_round_trips(stack):
 
 def test_tool_timeout_fails_the_job(stack):
     started = time.monotonic()
-    answer = call(stack, "timeout", {"sleep_seconds": 10})
+    answer = call(stack, "timeout", {"sleep_seconds": 12})
     took = time.monotonic() - started
     assert answer["isError"] is True
     assert answer["content"][0]["text"] == "timed out"
-    assert took < 8, took  # the tool's 2 s timeout, not the handler's 10 s
+    # The tool's 2 s timeout, not the handler's 12 s (the margin is for a loaded machine).
+    assert took < 10, took
     record = job(stack, answer["structuredContent"]["job_id"])
     assert record["status"] == "failed" and record["error"] == "timed out"
 
