@@ -5,16 +5,21 @@
 //
 //   raw-cycle  --db PATH --threads N --seconds S [--payload B]
 //       insert, lease, delete on one table in a tight loop (each its own transaction).
-//   hop        --pid SIDECAR --in Q --out Q --count N [--warmup W] [--payload B]
+//   hop        --pid SIDECAR --in Q --out Q --count N [--warmup W] [--payload B] [--poll-ms P]
 //       warms the sidecar up with W messages, stops it (SIGSTOP), queues N envelopes, resumes it
-//       and times until N more arrived on --out.
+//       and times until N more arrived on --out, counting them every P ms (default 2; on RabbitMQ
+//       each count is a queue.declare on the broker being measured, so bench/run uses 20 there).
 //   wakeup     --queue Q --samples N     cross-process publish -> receive latency (Transport)
 //   raw-wakeup --db PATH --samples N     same, the receiver polling the table in a tight loop
 //   pace       --queue Q --rate R --seconds S [--payload B]   sends at a fixed rate
 //   forward    --in Q --out Q            a bare consumer (receive, send, ack) until SIGTERM
-//   raw-rabbitmq --host H --port P --vhost V --seconds S [--prefetch 10] [--payload B]
-//       rabbitmq-c, one connection: publish persistent with confirm, consume (manual ack,
-//       prefetch), ack, in a tight loop, on a durable queue bound to a durable direct exchange.
+//   raw-rabbitmq --host H --port P --vhost V [--mode loop|forward] [--seconds S] [--count N]
+//                [--prefetch 10] [--payload B]
+//       rabbitmq-c, one connection, durable queues bound to a durable direct exchange, persistent
+//       messages, publisher confirms, manual acks with the prefetch. loop (for S seconds): publish
+//       and wait for its confirm, consume it back, ack, one message at a time on one queue.
+//       forward: fill queue "in" with N messages, then per message: take it from "in", publish
+//       it to "out" and wait for the confirm, ack it on "in" - the broker work of one hop.
 //   wait       --queue Q --count N [--timeout S]   waits until Q holds at least N messages
 //   pipeline   --in Q --out Q --count N --rate R --seconds S
 //       burst of N (time until all arrive), then a paced run measuring send -> arrival latency.
@@ -165,14 +170,17 @@ std::uint64_t arrived(asya::transport::Transport& transport, const std::string& 
   return stats->ready + stats->in_flight + stats->delayed;
 }
 
+// Polls the queue's counts every `poll` (each poll is a query on the broker or the database, so
+// a short interval loads what is being measured).
 void wait_arrived(asya::transport::Transport& transport, const std::string& queue,
-                  std::uint64_t count, double timeout_s) {
+                  std::uint64_t count, double timeout_s,
+                  std::chrono::milliseconds poll = std::chrono::milliseconds(2)) {
   auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
   while (arrived(transport, queue) < count) {
     if (Clock::now() > deadline)
       throw std::runtime_error("timed out waiting for " + std::to_string(count) + " messages on " +
                                queue + " (have " + std::to_string(arrived(transport, queue)) + ")");
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    std::this_thread::sleep_for(poll);
   }
 }
 
@@ -360,6 +368,10 @@ int raw_rabbitmq(const Args& args) {
   std::string vhost = args.text("vhost", "/");
   double seconds = args.number("seconds", 2);
   int prefetch = static_cast<int>(args.number("prefetch", 10));
+  std::string mode = args.text("mode", "loop");
+  if (mode != "loop" && mode != "forward")
+    throw std::runtime_error("--mode \"" + mode + "\" is not known: use loop or forward");
+  auto count = static_cast<std::uint64_t>(args.number("count", 2000));
   std::string body = envelope_with_payload(static_cast<std::size_t>(args.number("payload", 64)));
   amqp_connection_state_t conn = amqp_new_connection();
   amqp_socket_t* sock = amqp_tcp_socket_new(conn);
@@ -373,28 +385,50 @@ int raw_rabbitmq(const Args& args) {
   amqp_check(amqp_get_rpc_reply(conn), "channel.open");
   amqp_channel_open(conn, consume_channel);
   amqp_check(amqp_get_rpc_reply(conn), "channel.open");
+  // loop: publish to and consume from one queue. forward: consume "in" (filled with --count
+  // messages first), publish each to "out", ack it on "in" (the work of one hop).
+  const bool forward = mode == "forward";
   amqp_bytes_t exchange = amqp_cstring_bytes("asya-raw");
-  amqp_bytes_t queue = amqp_cstring_bytes("asya-raw-bench");
+  amqp_bytes_t queue = amqp_cstring_bytes(forward ? "asya-raw-out" : "asya-raw-bench");
+  amqp_bytes_t in_queue = forward ? amqp_cstring_bytes("asya-raw-in") : queue;
   amqp_exchange_declare(conn, publish_channel, exchange, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                         amqp_empty_table);
   amqp_check(amqp_get_rpc_reply(conn), "exchange.declare");
-  amqp_queue_declare(conn, publish_channel, queue, 0, 1, 0, 0, amqp_empty_table);
-  amqp_check(amqp_get_rpc_reply(conn), "queue.declare");
-  amqp_queue_bind(conn, publish_channel, queue, exchange, queue, amqp_empty_table);
-  amqp_check(amqp_get_rpc_reply(conn), "queue.bind");
+  for (amqp_bytes_t name : {queue, in_queue}) {
+    amqp_queue_declare(conn, publish_channel, name, 0, 1, 0, 0, amqp_empty_table);
+    amqp_check(amqp_get_rpc_reply(conn), "queue.declare");
+    amqp_queue_bind(conn, publish_channel, name, exchange, name, amqp_empty_table);
+    amqp_check(amqp_get_rpc_reply(conn), "queue.bind");
+  }
   amqp_confirm_select(conn, publish_channel);
   amqp_check(amqp_get_rpc_reply(conn), "confirm.select");
-  amqp_basic_qos(conn, consume_channel, 0, static_cast<uint16_t>(prefetch), 0);
-  amqp_check(amqp_get_rpc_reply(conn), "basic.qos");
-  amqp_basic_consume(conn, consume_channel, queue, amqp_empty_bytes, 0, /*no_ack=*/0, 0,
-                     amqp_empty_table);
-  amqp_check(amqp_get_rpc_reply(conn), "basic.consume");
 
   amqp_basic_properties_t props{};
   props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_CONTENT_TYPE_FLAG;
   props.delivery_mode = 2;
   props.content_type = amqp_cstring_bytes("application/json");
   amqp_bytes_t message{body.size(), body.data()};
+
+  if (forward) {
+    // Fill "in": publish them all, then wait for the confirm of the last (confirms are in order).
+    for (std::uint64_t i = 0; i < count; ++i)
+      if (amqp_basic_publish(conn, publish_channel, exchange, in_queue, 0, 0, &props, message) !=
+          AMQP_STATUS_OK)
+        throw std::runtime_error("basic.publish failed");
+    for (std::uint64_t confirmed = 0; confirmed < count;) {
+      amqp_maybe_release_buffers(conn);
+      amqp_frame_t frame;
+      if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK)
+        throw std::runtime_error("waiting for a confirm failed");
+      if (frame.frame_type == AMQP_FRAME_METHOD && frame.payload.method.id == AMQP_BASIC_ACK_METHOD)
+        confirmed = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded)->delivery_tag;
+    }
+  }
+  amqp_basic_qos(conn, consume_channel, 0, static_cast<uint16_t>(prefetch), 0);
+  amqp_check(amqp_get_rpc_reply(conn), "basic.qos");
+  amqp_basic_consume(conn, consume_channel, in_queue, amqp_empty_bytes, 0, /*no_ack=*/0, 0,
+                     amqp_empty_table);
+  amqp_check(amqp_get_rpc_reply(conn), "basic.consume");
 
   // Publishes one message and waits for its confirm (basic.ack on the publish channel); a
   // delivery arriving meanwhile on the consume channel is kept for the consume step.
@@ -448,7 +482,15 @@ int raw_rabbitmq(const Args& args) {
   auto start = Clock::now();
   auto until =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  while (Clock::now() < until) {
+  if (forward) {
+    for (; cycles < count; ++cycles) {
+      std::uint64_t tag = consume_one();
+      publish_confirmed();
+      if (amqp_basic_ack(conn, consume_channel, tag, 0) != AMQP_STATUS_OK)
+        throw std::runtime_error("basic.ack failed");
+    }
+  }
+  while (!forward && Clock::now() < until) {
     publish_confirmed();
     std::uint64_t tag = consume_one();
     if (amqp_basic_ack(conn, consume_channel, tag, 0) != AMQP_STATUS_OK)
@@ -545,6 +587,7 @@ int hop(const Args& args) {
   auto warmup = static_cast<std::uint64_t>(args.number("warmup", 20));
   auto payload = static_cast<std::size_t>(args.number("payload", 64));
   double timeout = args.number("timeout", 120);
+  std::chrono::milliseconds poll(static_cast<int>(args.number("poll-ms", 2)));
   auto transport = open_transport();
   check(transport->ensure_queue(in), "ensure_queue");
   check(transport->ensure_queue(out), "ensure_queue");
@@ -560,7 +603,7 @@ int hop(const Args& args) {
   double fill_seconds = seconds_since(fill_start);
   auto start = Clock::now();
   ::kill(pid, SIGCONT);
-  wait_arrived(*transport, out, before + warmup + count, timeout);
+  wait_arrived(*transport, out, before + warmup + count, timeout, poll);
   double elapsed = seconds_since(start);
   transport->close();
   std::printf("{\"seconds\": %.6f, \"msgs_per_s\": %.1f, \"count\": %" PRIu64

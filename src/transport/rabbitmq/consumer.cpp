@@ -59,16 +59,9 @@ bool parse_receipt(std::string_view receipt, std::uint64_t& generation, std::uin
 
 }  // namespace
 
-struct Consumer::AckJob {
-  std::uint64_t generation = 0;
-  std::uint64_t tag = 0;
-  std::string queue;
-  bool done = false;  // guarded by Consumer::mutex_
-  Status result;
-};
-
-Consumer::Consumer(const RabbitmqSettings& settings)
-    : settings_(settings), connection_(settings), thread_([this] { run(); }) {}
+Consumer::Consumer(const RabbitmqSettings& settings) : Link(settings, "consumer", 2) {
+  start_link();
+}
 
 Consumer::~Consumer() {
   stop();
@@ -89,12 +82,9 @@ void Consumer::interrupt() {
 void Consumer::stop() {
   {
     std::lock_guard lock(mutex_);
-    stopping_ = true;
     interrupted_ = true;
-    changed_.notify_all();
   }
-  wakeup_.notify();
-  if (thread_.joinable()) thread_.join();
+  stop_link();
 }
 
 Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::size_t max_messages,
@@ -164,24 +154,40 @@ Status Consumer::check(const Delivery& delivery) {
 
 Status Consumer::ack(const Delivery& delivery) {
   if (Status st = check(delivery); !st) return st;
-  auto job = std::make_shared<AckJob>();
-  parse_receipt(delivery.receipt, job->generation, job->tag);
-  job->queue = delivery.queue;
-  std::unique_lock lock(mutex_);
-  if (job->generation != generation_ || !handed_out_.erase(job->tag)) {
-    return Error{"message from queue \"" + delivery.queue +
-                 "\" was already acked, nacked or redelivered"};
+  PendingAck ack;
+  parse_receipt(delivery.receipt, ack.generation, ack.tag);
+  {
+    std::lock_guard lock(mutex_);
+    if (ack.generation != generation_ || !handed_out_.erase(ack.tag)) {
+      return Error{"message from queue \"" + delivery.queue +
+                   "\" was already acked, nacked or redelivered"};
+    }
+    unacked_.erase(ack.tag);
   }
-  unacked_.erase(job->tag);
-  acks_.push_back(job);
+  std::unique_lock io(io_, std::try_to_lock);
+  if (io.owns_lock() && connection_.is_open()) {
+    {
+      std::lock_guard lock(mutex_);  // a reconnect (under io_) may have come in between
+      if (ack.generation != generation_) return Status::Ok();  // redelivered: nothing to ack
+    }
+    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, ack.tag, 0);
+    Status st = connection_.check_status(rc, "acking a message from \"" + delivery.queue + "\"");
+    if (!st) {
+      set_error(st.message());
+      wakeup_.notify();  // the link thread reconnects
+      return Error{st.message() + "; the broker delivers the message again (nothing lost)"};
+    }
+    return Status::Ok();
+  }
+  if (io.owns_lock()) io.unlock();
+  // The link thread is using the connection (or reconnecting): it writes the ack next.
+  ack.queue = delivery.queue;
+  {
+    std::lock_guard lock(mutex_);
+    acks_.push_back(std::move(ack));
+  }
   wakeup_.notify();
-  if (!changed_.wait_until(lock, Clock::now() + settings_.confirm_timeout,
-                           [&] { return job->done; })) {
-    return Error{"ack of a message from queue \"" + delivery.queue +
-                 "\" was not sent within ASYA_RABBITMQ_CONFIRM_TIMEOUT; the broker may deliver it "
-                 "again"};
-  }
-  return job->result;
+  return Status::Ok();
 }
 
 std::uint64_t Consumer::in_flight(const std::string& queue) {
@@ -209,42 +215,33 @@ std::vector<Delivery> Consumer::cancel_and_drain(std::chrono::milliseconds timeo
   return out;
 }
 
-bool Consumer::connect() {
-  Status st = connection_.open(2);
-  if (st) {
-    amqp_basic_qos(connection_.state(), kConsumeChannel, 0,
-                   static_cast<std::uint16_t>(settings_.prefetch), 0);
-    st = connection_.check(amqp_get_rpc_reply(connection_.state()), kConsumeChannel,
-                           "setting the prefetch (basic.qos)");
-  }
-  if (st) st = connection_.declare_exchange(kControlChannel);
-  std::lock_guard lock(mutex_);
-  if (!st) {
-    if (last_error_ != st.message()) spdlog::warn("rabbitmq consumer: {}", st.message());
-    last_error_ = st.message();
-    connection_.close();
-    return false;
-  }
-  if (!last_error_.empty())
-    spdlog::info("rabbitmq consumer: connected to {}", settings_.describe());
-  connected_ = true;
-  cancelled_ = false;
-  backoff_.reset();
-  changed_.notify_all();
-  return true;
+bool Consumer::wants_connection() {
+  // Connect on the first receive(): a process that only sends never opens this connection.
+  bool needed = connected_ || !last_error_.empty();
+  for (auto& [name, q] : queues_) needed = needed || q.wanted;
+  return needed;
 }
 
-void Consumer::on_connection_lost(const std::string& why) {
-  connection_.set_broken();
-  connection_.close();
+Status Consumer::on_open() {
+  amqp_basic_qos(connection_.state(), kConsumeChannel, 0,
+                 static_cast<std::uint16_t>(settings_.prefetch), 0);
+  Status st = connection_.check(amqp_get_rpc_reply(connection_.state()), kConsumeChannel,
+                                "setting the prefetch (basic.qos)");
+  if (st) st = connection_.declare_exchange(kControlChannel);
+  return st;
+}
+
+void Consumer::on_connected() {
+  cancelled_ = false;
+}
+
+void Consumer::on_lost(const std::string& why) {
   std::lock_guard lock(mutex_);
   spdlog::warn(
       "rabbitmq consumer: connection lost ({}); {} unacked delivery(ies) will be "
       "redelivered by the broker",
       why, unacked_.size());
   ++generation_;
-  connected_ = false;
-  last_error_ = why;
   for (auto& [name, q] : queues_) {
     q.buffer.clear();
     q.consuming = false;
@@ -252,14 +249,7 @@ void Consumer::on_connection_lost(const std::string& why) {
   }
   unacked_.clear();
   handed_out_.clear();
-  for (auto& job : acks_) {
-    job->done = true;
-    job->result = Error{"ack of a message from queue \"" + job->queue +
-                        "\" failed: the RabbitMQ connection was lost; the broker delivers it "
-                        "again (nothing lost)"};
-  }
-  acks_.clear();
-  changed_.notify_all();
+  acks_.clear();  // of the lost connection: the broker delivers those messages again
 }
 
 void Consumer::start_consumers() {
@@ -288,12 +278,7 @@ void Consumer::start_consumers() {
       }
     }
     // Deliveries that arrived before the cancel-ok were queued by rabbitmq-c: buffer them first.
-    amqp_frame_t frame;
-    while (connection_.is_open() && amqp_frames_enqueued(connection_.state())) {
-      auto got = read_frame(connection_, frame);
-      if (!got || !*got) break;
-      handle_frame(frame);
-    }
+    read_ready_frames();
     std::lock_guard lock(mutex_);
     for (auto& [name, q] : queues_) q.consuming = false;
     cancelled_ = true;
@@ -331,32 +316,45 @@ void Consumer::start_consumers() {
 }
 
 void Consumer::send_acks() {
-  std::vector<std::shared_ptr<AckJob>> jobs;
+  std::vector<PendingAck> acks;
   std::uint64_t generation;
   {
     std::lock_guard lock(mutex_);
-    jobs.swap(acks_);
+    acks.swap(acks_);
     generation = generation_;
   }
-  if (jobs.empty()) return;
-  std::vector<Status> results;
-  results.reserve(jobs.size());
-  for (auto& job : jobs) {
-    if (job->generation != generation || !connection_.is_open()) {
-      results.push_back(Error{"ack of a message from queue \"" + job->queue +
-                              "\" failed: the RabbitMQ connection was lost; the broker delivers "
-                              "it again (nothing lost)"});
-      continue;
+  for (const PendingAck& ack : acks) {
+    if (ack.generation != generation || !connection_.is_open()) continue;  // redelivered anyway
+    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, ack.tag, 0);
+    if (Status st = connection_.check_status(rc, "acking a message from \"" + ack.queue + "\"");
+        !st) {
+      set_error(st.message());
+      return;
     }
-    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, job->tag, 0);
-    results.push_back(connection_.check_status(rc, "acking a message from \"" + job->queue + "\""));
   }
-  std::lock_guard lock(mutex_);
-  for (std::size_t i = 0; i < jobs.size(); ++i) {
-    jobs[i]->done = true;
-    jobs[i]->result = std::move(results[i]);
-  }
-  changed_.notify_all();
+}
+
+void Consumer::write_pending() {
+  start_consumers();
+  if (connection_.is_open()) send_acks();
+}
+
+bool Consumer::has_pending() {
+  bool more = !acks_.empty() || (cancel_requested_ && !cancelled_);
+  if (!cancel_requested_)
+    for (auto& [name, q] : queues_)
+      if (q.wanted && !q.consuming && q.error.empty()) more = true;
+  return more;
+}
+
+void Consumer::on_stop() {
+  // Acks handed to the link thread go out before the connection closes: the broker would
+  // deliver those messages again otherwise.
+  if (connection_.is_open()) send_acks();
+}
+
+void Consumer::on_stopped() {
+  acks_.clear();
 }
 
 void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel) {
@@ -424,74 +422,6 @@ void Consumer::handle_frame(const amqp_frame_t& frame) {
     default:
       break;
   }
-}
-
-void Consumer::run() {
-  while (true) {
-    {
-      std::lock_guard lock(mutex_);
-      if (stopping_) break;
-    }
-    if (!connection_.is_open()) {
-      bool needed;
-      {
-        std::lock_guard lock(mutex_);
-        needed = connected_ || !last_error_.empty();
-        for (auto& [name, q] : queues_) needed = needed || q.wanted;
-      }
-      if (!needed) {
-        // Connect on the first receive(): a process that only sends never opens this connection.
-        wait_for_input(connection_, wakeup_, std::chrono::milliseconds(1000));
-        continue;
-      }
-      if (connection_.state() != nullptr) {
-        std::string why;
-        {
-          std::lock_guard lock(mutex_);
-          why = last_error_;
-        }
-        on_connection_lost(why.empty() ? "connection error" : why);
-      }
-      if (!connect()) {
-        wait_for_input(connection_, wakeup_, backoff_.next());
-        continue;
-      }
-    }
-    start_consumers();
-    if (connection_.is_open()) send_acks();
-    while (connection_.is_open()) {
-      amqp_frame_t frame;
-      auto got = read_frame(connection_, frame);
-      if (!got) {
-        std::lock_guard lock(mutex_);
-        last_error_ = got.error().message;
-        break;
-      }
-      if (!*got) break;
-      handle_frame(frame);
-    }
-    if (!connection_.is_open()) continue;
-    amqp_maybe_release_buffers(connection_.state());
-    bool more;
-    {
-      std::lock_guard lock(mutex_);
-      more = !acks_.empty() || (cancel_requested_ && !cancelled_);
-      if (!cancel_requested_)
-        for (auto& [name, q] : queues_)
-          if (q.wanted && !q.consuming && q.error.empty()) more = true;
-    }
-    if (!more) wait_for_input(connection_, wakeup_, std::chrono::milliseconds(1000));
-  }
-  connection_.close();  // the broker requeues what is still unacked
-  std::lock_guard lock(mutex_);
-  connected_ = false;
-  for (auto& job : acks_) {
-    job->done = true;
-    job->result = Error{"ack of a message from queue \"" + job->queue +
-                        "\" failed: the transport was closed"};
-  }
-  acks_.clear();
-  changed_.notify_all();
 }
 
 }  // namespace asya::transport::rabbitmq

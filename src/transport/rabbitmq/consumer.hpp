@@ -1,5 +1,6 @@
-// The consuming side of the RabbitMQ transport: one connection owned by one thread, channel 1
-// with basic.qos(prefetch) and one consumer (manual ack) per queue that receive() was called for.
+// The consuming side of the RabbitMQ transport: one connection (a Link: its thread reads the
+// deliveries), channel 1 with basic.qos(prefetch) and one consumer (manual ack) per queue that
+// receive() was called for.
 //
 // The connection is opened on the first receive(), so a process that only sends uses one
 // connection. Deliveries pushed by the broker wait in a per-queue buffer until receive() hands them
@@ -10,15 +11,11 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <map>
-#include <memory>
-#include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 #include <utility>
 #include <vector>
 
@@ -28,12 +25,10 @@
 
 namespace asya::transport::rabbitmq {
 
-class Consumer {
+class Consumer final : public Link {
  public:
   explicit Consumer(const RabbitmqSettings& settings);
-  Consumer(const Consumer&) = delete;
-  Consumer& operator=(const Consumer&) = delete;
-  ~Consumer();
+  ~Consumer() override;
 
   // Starts consuming `queue` on first use, then waits up to `wait` for deliveries. Right after a
   // consumer starts on a queue that holds messages, waits (up to 2s) for the first of them even
@@ -46,7 +41,10 @@ class Consumer {
   // acked yet.
   Status check(const Delivery& delivery);
 
-  // Sends basic.ack for it (waits until written, up to confirm_timeout).
+  // Sends basic.ack for it: written from the calling thread when the connection is free, else
+  // handed to the link thread (written before its next read, and before the connection closes on
+  // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a connection
+  // loss keeps from the broker fails nothing: the broker delivers the message again.
   Status ack(const Delivery& delivery);
 
   // Deliveries of `queue` held unacked by this consumer (buffered or handed out).
@@ -59,10 +57,15 @@ class Consumer {
   // Wakes receive() callers; later receive() calls return empty at once. Cancels the consumers
   // (in the background), so nothing more is pushed to this process.
   void interrupt();
+  // Sends the acks still queued, then closes the connection (the broker requeues the rest).
   void stop();
 
  private:
-  struct AckJob;
+  struct PendingAck {
+    std::uint64_t generation = 0;
+    std::uint64_t tag = 0;
+    std::string queue;
+  };
   struct QueueState {
     std::deque<std::pair<std::uint64_t, Delivery>> buffer;  // (delivery tag, delivery)
     bool wanted = false;                                    // receive() asked for it
@@ -72,35 +75,30 @@ class Consumer {
     std::string error;           // consuming failed (reported once by receive)
   };
 
-  void run();
-  bool connect();
-  void on_connection_lost(const std::string& why);
+  // Link hooks.
+  bool wants_connection() override;
+  Status on_open() override;
+  void on_connected() override;
+  void on_lost(const std::string& why) override;
+  void write_pending() override;
+  void handle_frame(const amqp_frame_t& frame) override;
+  bool has_pending() override;
+  void on_stop() override;
+  void on_stopped() override;
+
   void start_consumers();
   void send_acks();
-  void handle_frame(const amqp_frame_t& frame);
   void on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel);
 
-  const RabbitmqSettings& settings_;
-  Wakeup wakeup_;
-
-  std::mutex mutex_;
-  std::condition_variable changed_;
+  // Guarded by mutex_.
   std::map<std::string, QueueState, std::less<>> queues_;
   std::map<std::uint64_t, std::string> unacked_;  // tag -> queue, current connection
   std::set<std::uint64_t> handed_out_;            // tags given to receive() callers
-  std::vector<std::shared_ptr<AckJob>> acks_;
+  std::vector<PendingAck> acks_;                  // for the link thread to write
   std::uint64_t generation_ = 1;
-  bool connected_ = false;
   bool interrupted_ = false;
-  bool stopping_ = false;
   bool cancel_requested_ = false;
   bool cancelled_ = false;
-  std::string last_error_;
-
-  // Owned by the thread.
-  AmqpConnection connection_;
-  Backoff backoff_;
-  std::thread thread_;
 };
 
 }  // namespace asya::transport::rabbitmq

@@ -1,6 +1,7 @@
 #include "transport/rabbitmq/link.hpp"
 
 #include <poll.h>
+#include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -10,6 +11,11 @@
 #include <stdexcept>
 
 namespace asya::transport::rabbitmq {
+
+namespace {
+// How long the link thread sleeps when nothing happens (heartbeats are sent within this).
+constexpr auto kIdleWait = std::chrono::milliseconds(1000);
+}  // namespace
 
 Wakeup::Wakeup() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
   if (fd_ < 0) throw std::runtime_error("rabbitmq transport: eventfd() failed");
@@ -31,22 +37,142 @@ void Wakeup::clear() {
   (void)n;
 }
 
-void wait_for_input(AmqpConnection& connection, Wakeup& wakeup, std::chrono::milliseconds timeout) {
-  amqp_connection_state_t state = connection.state();
-  if (state != nullptr && (amqp_frames_enqueued(state) || amqp_data_in_buffer(state))) return;
-  pollfd fds[2] = {{wakeup.fd(), POLLIN, 0}, {connection.fd(), POLLIN, 0}};
-  int count = connection.fd() >= 0 ? 2 : 1;
-  int rc = ::poll(fds, count, static_cast<int>(timeout.count()));
-  if (rc > 0 && (fds[0].revents & POLLIN)) wakeup.clear();
+Link::Link(const RabbitmqSettings& settings, const char* role, int channels)
+    : settings_(settings), role_(role), connection_(settings), channels_(channels) {}
+
+Link::~Link() {
+  // A derived destructor stopped the thread already; this only guards against a missing call.
+  if (thread_.joinable()) {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wakeup_.notify();
+    thread_.join();
+  }
 }
 
-Result<bool> read_frame(AmqpConnection& connection, amqp_frame_t& frame) {
+void Link::start_link() {
+  thread_ = std::thread([this] { run(); });
+}
+
+void Link::stop_link() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+    changed_.notify_all();
+  }
+  wakeup_.notify();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Link::set_error(const std::string& message) {
+  std::lock_guard lock(mutex_);
+  last_error_ = message;
+}
+
+void Link::wait(int fd, std::chrono::milliseconds timeout) {
+  pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {fd, POLLIN, 0}};
+  int rc = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(timeout.count()));
+  if (rc > 0 && (fds[0].revents & POLLIN)) wakeup_.clear();
+}
+
+void Link::read_ready_frames() {
   timeval zero{0, 0};
-  int rc = amqp_simple_wait_frame_noblock(connection.state(), &frame, &zero);
-  if (rc == AMQP_STATUS_OK) return true;
-  if (rc == AMQP_STATUS_TIMEOUT) return false;
-  Status st = connection.check_status(rc, "reading from the broker");
-  return st.error();
+  while (connection_.is_open()) {
+    amqp_frame_t frame;
+    int rc = amqp_simple_wait_frame_noblock(connection_.state(), &frame, &zero);
+    if (rc == AMQP_STATUS_TIMEOUT) return;
+    if (rc != AMQP_STATUS_OK) {
+      set_error(connection_.check_status(rc, "reading from the broker").message());
+      return;
+    }
+    handle_frame(frame);
+  }
+}
+
+void Link::turn() {
+  write_pending();
+  read_ready_frames();
+  // Frames were handled completely: their memory can go back (rabbitmq-c keeps it otherwise).
+  if (connection_.is_open()) amqp_maybe_release_buffers(connection_.state());
+}
+
+bool Link::connect() {
+  Status st = connection_.open(channels_);
+  if (st) st = on_open();
+  std::lock_guard lock(mutex_);
+  if (!st) {
+    if (last_error_ != st.message()) spdlog::warn("rabbitmq {}: {}", role_, st.message());
+    last_error_ = st.message();
+    connection_.close();
+    return false;
+  }
+  if (!last_error_.empty())
+    spdlog::info("rabbitmq {}: connected to {}", role_, settings_.describe());
+  connected_ = true;
+  backoff_.reset();
+  on_connected();
+  changed_.notify_all();
+  return true;
+}
+
+void Link::run() {
+  while (true) {
+    bool wanted;
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) break;
+      wanted = wants_connection();
+    }
+    std::unique_lock io(io_);
+    if (!connection_.is_open()) {
+      if (connection_.state() != nullptr) {
+        std::string why;
+        {
+          std::lock_guard lock(mutex_);
+          why = last_error_.empty() ? "connection error" : last_error_;
+          connected_ = false;
+          last_error_ = why;
+        }
+        connection_.set_broken();
+        connection_.close();
+        on_lost(why);
+        std::lock_guard lock(mutex_);
+        changed_.notify_all();
+      }
+      if (!wanted) {
+        io.unlock();
+        wait(-1, kIdleWait);
+        continue;
+      }
+      if (!connect()) {
+        io.unlock();
+        wait(-1, backoff_.next());
+        continue;
+      }
+    }
+    turn();
+    if (!connection_.is_open()) continue;
+    bool more;
+    int fd = connection_.fd();
+    {
+      std::lock_guard lock(mutex_);
+      more = has_pending();
+      // A caller reading the socket for its confirm gets the frames; watching it here too would
+      // only wake this thread for nothing.
+      if (drivers_ > 0) fd = -1;
+    }
+    io.unlock();
+    if (!more) wait(fd, kIdleWait);
+  }
+  std::lock_guard io(io_);
+  on_stop();
+  connection_.close();  // the broker requeues what is still unacked
+  std::lock_guard lock(mutex_);
+  connected_ = false;
+  on_stopped();
+  changed_.notify_all();
 }
 
 }  // namespace asya::transport::rabbitmq

@@ -1,17 +1,29 @@
-// What the publisher and consumer threads share: a wake-up eventfd, waiting for socket input or a
-// wake-up, reading the frames rabbitmq-c has ready without blocking, and reconnect backoff.
+// What the publisher and the consumer share: one rabbitmq-c connection, the thread that keeps it
+// (connects, reconnects with backoff, reads what the broker sends, sends heartbeats), and the
+// locks that let the calling threads use the same connection directly.
+//
+// rabbitmq-c is not thread-safe, but it does not need one thread: every use of the connection is
+// serialized by `io_`. Whoever holds `io_` may write frames and read them (a "turn"). The link
+// thread takes turns when the broker sends something or when a caller queued work for it; a
+// caller that finds the connection free writes its own frames (a publish, an ack) and, for a
+// publish, reads until its confirm arrives, so the common path crosses no thread boundary. A
+// caller that finds `io_` taken (the link thread is connecting, declaring or reading) queues its
+// work and wakes the link thread instead; the result is the same.
 #pragma once
 
 #include <amqp.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "transport/rabbitmq/amqp_connection.hpp"
 
 namespace asya::transport::rabbitmq {
 
-// An eventfd another thread writes to wake the connection thread out of poll().
+// An eventfd another thread writes to wake the link thread out of poll().
 class Wakeup {
  public:
   Wakeup();
@@ -27,15 +39,6 @@ class Wakeup {
   int fd_;
 };
 
-// Waits up to `timeout` until the connection has input (buffered by rabbitmq-c or on the socket)
-// or `wakeup` fires. Returns at once when frames are already buffered.
-void wait_for_input(AmqpConnection& connection, Wakeup& wakeup, std::chrono::milliseconds timeout);
-
-// Reads one frame if one is complete, without blocking (rabbitmq-c also sends heartbeats here).
-// Returns 1 with `frame` set, 0 when no frame is ready, or an error (the connection is marked
-// broken).
-Result<bool> read_frame(AmqpConnection& connection, amqp_frame_t& frame);
-
 // Reconnect backoff: 100ms doubling to 5s, reset after a successful connect.
 class Backoff {
  public:
@@ -48,6 +51,73 @@ class Backoff {
 
  private:
   std::chrono::milliseconds delay_{100};
+};
+
+class Link {
+ public:
+  Link(const RabbitmqSettings& settings, const char* role, int channels);
+  Link(const Link&) = delete;
+  Link& operator=(const Link&) = delete;
+  virtual ~Link();
+
+ protected:
+  // Starts the link thread: the last statement of a derived constructor (the thread calls the
+  // hooks below).
+  void start_link();
+  // Stops the link thread after its last turn (on_stop), closes the connection and calls
+  // on_stopped. Idempotent; a derived destructor must call it (the hooks are gone after that).
+  void stop_link();
+
+  // ---- hooks; io_ is held unless said otherwise ----
+  // mutex_ held: whether to (re)connect now (the consumer connects on its first receive()).
+  virtual bool wants_connection() { return true; }
+  // The socket is open and logged in: set up the channels (confirm.select, basic.qos, ...).
+  virtual Status on_open() = 0;
+  // mutex_ held too: the connection is up; reset what belongs to one connection.
+  virtual void on_connected() {}
+  // The connection was lost and is closed now (`why` is the cause); mutex_ is not held.
+  virtual void on_lost(const std::string& why) = 0;
+  // Writes what callers queued for the link thread.
+  virtual void write_pending() = 0;
+  virtual void handle_frame(const amqp_frame_t& frame) = 0;
+  // mutex_ held: write_pending() has more to do without waiting for input.
+  virtual bool has_pending() = 0;
+  // The last turn before closing (stopping; the connection may be open or not).
+  virtual void on_stop() {}
+  // mutex_ held, the connection closed, the thread ending: fail whatever still waits.
+  virtual void on_stopped() {}
+
+  // One turn: write_pending(), then every frame that is ready goes to handle_frame(), then the
+  // frame buffers are released. io_ held, the connection open.
+  void turn();
+  // Reads the frames that are ready (rabbitmq-c also sends due heartbeats here). Stops at the
+  // first error (the connection is then marked broken and last_error_ set).
+  void read_ready_frames();
+  // Waits up to `timeout` for the socket `fd` (-1: not watched) to be readable or the wakeup.
+  void wait(int fd, std::chrono::milliseconds timeout);
+  void set_error(const std::string& message);
+
+  const RabbitmqSettings& settings_;
+  const char* const role_;  // "publisher" / "consumer", for log lines
+
+  std::mutex mutex_;  // what callers and the link thread share (below and in derived classes)
+  std::condition_variable changed_;
+  bool connected_ = false;
+  bool stopping_ = false;
+  std::string last_error_;
+  int drivers_ = 0;  // callers reading the socket themselves: the link thread leaves it to them
+
+  std::mutex io_;  // the connection; taken with try_lock by callers
+  AmqpConnection connection_;
+  Wakeup wakeup_;
+
+ private:
+  void run();
+  bool connect();
+
+  const int channels_;
+  Backoff backoff_;
+  std::thread thread_;
 };
 
 }  // namespace asya::transport::rabbitmq

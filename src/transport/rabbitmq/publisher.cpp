@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <poll.h>
+
 #include <array>
 #include <charconv>
 #include <utility>
@@ -35,21 +37,16 @@ struct Publisher::Job {
   std::string description;  // for errors: "publish to queue X", ...
 };
 
-Publisher::Publisher(const RabbitmqSettings& settings)
-    : settings_(settings), connection_(settings), thread_([this] { run(); }) {}
+Publisher::Publisher(const RabbitmqSettings& settings) : Link(settings, "publisher", 2) {
+  start_link();
+}
 
 Publisher::~Publisher() {
   stop();
 }
 
 void Publisher::stop() {
-  {
-    std::lock_guard lock(mutex_);
-    if (stopping_ && !thread_.joinable()) return;
-    stopping_ = true;
-  }
-  wakeup_.notify();
-  if (thread_.joinable()) thread_.join();
+  stop_link();
   std::lock_guard lock(mutex_);
   for (auto& job : queue_) {
     job->state = Job::State::kDone;
@@ -63,8 +60,10 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
   std::unique_lock lock(mutex_);
   if (stopping_) return Error{job->description + " failed: the transport was closed"};
   queue_.push_back(job);
-  wakeup_.notify();
+  lock.unlock();
   auto deadline = Clock::now() + settings_.confirm_timeout;
+  if (!drive(*job, deadline)) wakeup_.notify();
+  lock.lock();
   if (changed_.wait_until(lock, deadline, [&] { return job->state == Job::State::kDone; })) {
     return job->result;
   }
@@ -78,6 +77,44 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
       job->description + " failed: no confirm from RabbitMQ at " + settings_.describe() +
       " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" + std::to_string(settings_.confirm_timeout.count()) +
       "ms (" + state + ")" + (last_error_.empty() ? "" : "; last error: " + last_error_)};
+}
+
+bool Publisher::drive(const Job& job, Clock::time_point deadline) {
+  bool driving = false;
+  // `io_held`: unconfirmed_ may be read (it belongs to io_).
+  auto leave = [&](bool done, bool io_held) {
+    if (!driving) return done;
+    std::lock_guard lock(mutex_);
+    --drivers_;
+    // Confirms of publishes queued by others may still come: the link thread watches again.
+    if (drivers_ == 0 && (!io_held || !unconfirmed_.empty() || !queue_.empty())) wakeup_.notify();
+    return done;
+  };
+  while (true) {
+    std::unique_lock io(io_, std::try_to_lock);
+    if (!io.owns_lock()) return leave(false, false);
+    if (!connection_.is_open()) return leave(false, true);
+    {
+      std::lock_guard lock(mutex_);
+      if (stopping_) return leave(false, true);
+      if (!driving) ++drivers_;
+      driving = true;
+    }
+    turn();  // writes the queued publishes (this one included), reads the confirms that came
+    bool done;
+    {
+      std::lock_guard lock(mutex_);
+      done = job.state == Job::State::kDone;
+    }
+    if (done || !connection_.is_open()) return leave(done, true);
+    int fd = connection_.fd();
+    io.unlock();
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) return leave(false, false);
+    // Bounded slices: the link thread may close and reopen the connection meanwhile.
+    pollfd pfd{fd, POLLIN, 0};
+    ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 200)));
+  }
 }
 
 Status Publisher::publish(const std::string& queue, std::string_view body,
@@ -147,37 +184,21 @@ Status Publisher::ping() {
   return submit(job);
 }
 
-bool Publisher::connect() {
-  Status st = connection_.open(2);
-  if (st) {
-    amqp_confirm_select(connection_.state(), kPublishChannel);
-    st = connection_.check(amqp_get_rpc_reply(connection_.state()), kPublishChannel,
+Status Publisher::on_open() {
+  amqp_confirm_select(connection_.state(), kPublishChannel);
+  return connection_.check(amqp_get_rpc_reply(connection_.state()), kPublishChannel,
                            "enabling publisher confirms");
-  }
-  std::lock_guard lock(mutex_);
-  if (!st) {
-    if (last_error_ != st.message()) spdlog::warn("rabbitmq publisher: {}", st.message());
-    last_error_ = st.message();
-    connection_.close();
-    return false;
-  }
-  if (!connected_ && !last_error_.empty())
-    spdlog::info("rabbitmq publisher: connected to {}", settings_.describe());
-  connected_ = true;
+}
+
+void Publisher::on_connected() {
   next_tag_ = 1;
   exchange_declared_ = false;
   declared_.clear();
   delay_declared_.clear();
-  backoff_.reset();
-  return true;
 }
 
-void Publisher::on_connection_lost(const std::string& why) {
-  connection_.set_broken();
-  connection_.close();
+void Publisher::on_lost(const std::string& why) {
   std::lock_guard lock(mutex_);
-  connected_ = false;
-  last_error_ = why;
   spdlog::warn(
       "rabbitmq publisher: connection lost ({}); {} unconfirmed message(s) will be "
       "published again after reconnecting",
@@ -189,6 +210,13 @@ void Publisher::on_connection_lost(const std::string& why) {
     queue_.push_front(it->second);
   }
   unconfirmed_.clear();
+}
+
+void Publisher::requeue(const std::shared_ptr<Job>& job) {
+  std::lock_guard lock(mutex_);
+  job->state = Job::State::kQueued;
+  queue_.push_front(job);
+  changed_.notify_all();
 }
 
 void Publisher::finish(const std::shared_ptr<Job>& job, Status result) {
@@ -234,11 +262,7 @@ void Publisher::run_job(const std::shared_ptr<Job>& job) {
   if (job->task) {
     Status st = job->task(connection_);
     if (!st && !connection_.is_open()) {
-      // The connection failed under the task: run it again after reconnecting.
-      std::lock_guard lock(mutex_);
-      job->state = Job::State::kQueued;
-      queue_.push_front(job);
-      changed_.notify_all();
+      requeue(job);  // the connection failed under the task: run it again after reconnecting
       return;
     }
     finish(job, std::move(st));
@@ -247,10 +271,7 @@ void Publisher::run_job(const std::shared_ptr<Job>& job) {
   std::string exchange, routing_key;
   if (Status st = prepare_target(*job, routing_key, exchange); !st) {
     if (!connection_.is_open()) {
-      std::lock_guard lock(mutex_);
-      job->state = Job::State::kQueued;
-      queue_.push_front(job);
-      changed_.notify_all();
+      requeue(job);
       return;
     }
     finish(job, std::move(st));
@@ -274,11 +295,8 @@ void Publisher::run_job(const std::shared_ptr<Job>& job) {
                               bytes_of(routing_key), /*mandatory=*/1, /*immediate=*/0, &props,
                               bytes_of(job->body));
   if (Status st = connection_.check_status(rc, "publishing to \"" + routing_key + "\""); !st) {
-    std::lock_guard lock(mutex_);
-    job->state = Job::State::kQueued;
-    queue_.push_front(job);
-    last_error_ = st.message();
-    changed_.notify_all();
+    set_error(st.message());
+    requeue(job);
     return;
   }
   ++next_tag_;
@@ -373,64 +391,29 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
   }
 }
 
-void Publisher::run() {
-  while (true) {
+void Publisher::write_pending() {
+  // What the confirm window allows.
+  while (connection_.is_open() &&
+         unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window)) {
+    std::shared_ptr<Job> job;
     {
       std::lock_guard lock(mutex_);
-      if (stopping_) break;
+      while (!queue_.empty() && queue_.front()->abandoned) queue_.pop_front();
+      if (queue_.empty() || stopping_) break;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      job->state = Job::State::kRunning;
     }
-    if (!connection_.is_open()) {
-      if (connection_.state() != nullptr || !unconfirmed_.empty()) {
-        std::string why;
-        {
-          std::lock_guard lock(mutex_);
-          why = last_error_;
-        }
-        on_connection_lost(why.empty() ? "connection error" : why);
-      }
-      if (!connect()) {
-        wait_for_input(connection_, wakeup_, backoff_.next());
-        continue;
-      }
-    }
-    // Write what the confirm window allows.
-    while (connection_.is_open() &&
-           unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window)) {
-      std::shared_ptr<Job> job;
-      {
-        std::lock_guard lock(mutex_);
-        while (!queue_.empty() && queue_.front()->abandoned) queue_.pop_front();
-        if (queue_.empty() || stopping_) break;
-        job = std::move(queue_.front());
-        queue_.pop_front();
-        job->state = Job::State::kRunning;
-      }
-      run_job(job);
-    }
-    // Read every frame that is ready (confirms, returns, closes).
-    while (connection_.is_open()) {
-      amqp_frame_t frame;
-      auto got = read_frame(connection_, frame);
-      if (!got) {
-        std::lock_guard lock(mutex_);
-        last_error_ = got.error().message;
-        break;
-      }
-      if (!*got) break;
-      handle_frame(frame);
-    }
-    if (!connection_.is_open()) continue;
-    amqp_maybe_release_buffers(connection_.state());
-    bool more;
-    {
-      std::lock_guard lock(mutex_);
-      more = !queue_.empty() &&
-             unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window);
-    }
-    if (!more) wait_for_input(connection_, wakeup_, std::chrono::milliseconds(1000));
+    run_job(job);
   }
-  connection_.close();
-  std::lock_guard lock(mutex_);
+}
+
+bool Publisher::has_pending() {
+  return !queue_.empty() &&
+         unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window);
+}
+
+void Publisher::on_stopped() {
   for (auto& [tag, job] : unconfirmed_) {
     job->state = Job::State::kDone;
     job->result = Error{job->description +
@@ -438,8 +421,6 @@ void Publisher::run() {
                         "confirmed it"};
   }
   unconfirmed_.clear();
-  connected_ = false;
-  changed_.notify_all();
 }
 
 }  // namespace asya::transport::rabbitmq

@@ -1,25 +1,25 @@
-// The publishing side of the RabbitMQ transport: one connection owned by one thread. Channel 1
-// is in confirm mode and carries every publish; channel 2 carries declarations and passive
+// The publishing side of the RabbitMQ transport: one connection (a Link). Channel 1 is in
+// confirm mode and carries every publish; channel 2 carries declarations and passive
 // inspections, so a "not found" there cannot disturb unconfirmed publishes.
 //
-// Publishes are windowed: up to confirm_window messages are written before their confirms
-// arrive, so concurrent send() calls share round trips. A publish is retried on the next
-// connection when the connection fails before its confirm; a caller that gives up
-// (confirm_timeout) gets an error, and a message not written yet is then dropped from the queue.
+// A publish is written by the calling thread when the connection is free, and that thread then
+// reads the socket until its confirm arrives (confirms for others are settled on the way);
+// otherwise it is queued for the link thread. Publishes are windowed: up to confirm_window
+// messages are written before their confirms arrive, so concurrent send() calls share round
+// trips. A publish is retried on the next connection when the connection fails before its
+// confirm; a caller that gives up (confirm_timeout) gets an error, and a message not written yet
+// is then dropped from the queue.
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
-#include <thread>
 
 #include "transport/rabbitmq/amqp_connection.hpp"
 #include "transport/rabbitmq/link.hpp"
@@ -27,12 +27,10 @@
 
 namespace asya::transport::rabbitmq {
 
-class Publisher {
+class Publisher final : public Link {
  public:
   explicit Publisher(const RabbitmqSettings& settings);
-  Publisher(const Publisher&) = delete;
-  Publisher& operator=(const Publisher&) = delete;
-  ~Publisher();
+  ~Publisher() override;
 
   // Publishes `body` persistent to `queue` (declaring it first if this connection has not), or
   // with a non-zero `delay` to its delay queue. `delivered` > 0 is written as the
@@ -56,36 +54,35 @@ class Publisher {
  private:
   struct Job;
   Status submit(const std::shared_ptr<Job>& job);
-  void run();
-  bool connect();
-  void on_connection_lost(const std::string& why);
+  // Drives the connection from the calling thread until `job` is done or `deadline`; false when
+  // the connection is busy or down (the link thread takes over).
+  bool drive(const Job& job, std::chrono::steady_clock::time_point deadline);
   void run_job(const std::shared_ptr<Job>& job);
   Status prepare_target(Job& job, std::string& routing_key, std::string& exchange);
   void finish(const std::shared_ptr<Job>& job, Status result);
-  void handle_frame(const amqp_frame_t& frame);
+  void requeue(const std::shared_ptr<Job>& job);
   void confirm(std::uint64_t tag, bool multiple, bool ok);
 
-  const RabbitmqSettings& settings_;
-  Wakeup wakeup_;
+  // Link hooks.
+  Status on_open() override;
+  void on_connected() override;
+  void on_lost(const std::string& why) override;
+  void write_pending() override;
+  void handle_frame(const amqp_frame_t& frame) override;
+  bool has_pending() override;
+  void on_stopped() override;
 
-  std::mutex mutex_;
-  std::condition_variable changed_;
+  // Guarded by mutex_.
   std::deque<std::shared_ptr<Job>> queue_;  // waiting to be run/written, in order
-  bool connected_ = false;
-  bool stopping_ = false;
-  std::string last_error_;
-  // Delay queues declared by this instance per queue (for stats), guarded by mutex_.
+  // Delay queues declared by this instance per queue (for stats).
   std::map<std::string, std::set<std::string>> delay_queues_;
 
-  // Owned by the thread.
-  AmqpConnection connection_;
+  // Guarded by io_ (unconfirmed_ also by mutex_ where a caller reads it).
   std::map<std::uint64_t, std::shared_ptr<Job>> unconfirmed_;
   std::uint64_t next_tag_ = 1;
   bool exchange_declared_ = false;
   std::set<std::string> declared_;  // on the current connection
   std::map<std::string, std::chrono::steady_clock::time_point> delay_declared_;
-  Backoff backoff_;
-  std::thread thread_;
 };
 
 }  // namespace asya::transport::rabbitmq
