@@ -89,6 +89,10 @@ void Consumer::stop() {
 
 Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::size_t max_messages,
                                                 std::chrono::milliseconds wait) {
+  // Deliveries pushed since the last call are read here, by the caller: the link thread watches
+  // the socket only while a caller waits (see watch_socket), so a steady stream of deliveries
+  // crosses no thread boundary.
+  read_if_free();
   std::unique_lock lock(mutex_);
   std::vector<Delivery> out;
   if (interrupted_ || stopping_) return out;
@@ -99,6 +103,12 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   }
   auto start = Clock::now();
   auto ready = [&] { return interrupted_ || !q.buffer.empty() || !q.error.empty(); };
+  ++waiting_;
+  if (!ready()) wakeup_.notify();  // the link thread watches the socket for us now
+  struct Leave {
+    int& waiting;
+    ~Leave() { --waiting; }  // runs with the lock held (declared after it)
+  } leave{waiting_};
   changed_.wait_until(lock, start + wait, ready);
   if (!interrupted_ && q.error.empty() && q.buffer.size() < max_messages &&
       !(connected_ && q.consuming && !q.settling)) {

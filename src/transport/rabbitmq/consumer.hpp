@@ -83,6 +83,7 @@ class Consumer final : public Link {
   void write_pending() override;
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
+  bool watch_socket() override { return waiting_ > 0; }
   void on_stop() override;
   void on_stopped() override;
 
@@ -99,6 +100,7 @@ class Consumer final : public Link {
   bool interrupted_ = false;
   bool cancel_requested_ = false;
   bool cancelled_ = false;
+  int waiting_ = 0;  // receive() callers waiting for a delivery
 };
 
 }  // namespace asya::transport::rabbitmq

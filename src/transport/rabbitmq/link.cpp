@@ -91,6 +91,16 @@ void Link::read_ready_frames() {
   }
 }
 
+void Link::read_if_free() {
+  std::unique_lock io(io_, std::try_to_lock);
+  if (!io.owns_lock() || !connection_.is_open()) return;
+  read_ready_frames();
+  if (connection_.is_open())
+    amqp_maybe_release_buffers(connection_.state());
+  else
+    wakeup_.notify();  // the link thread reconnects
+}
+
 void Link::turn() {
   write_pending();
   read_ready_frames();
@@ -159,9 +169,7 @@ void Link::run() {
     {
       std::lock_guard lock(mutex_);
       more = has_pending();
-      // A caller reading the socket for its confirm gets the frames; watching it here too would
-      // only wake this thread for nothing.
-      if (drivers_ > 0) fd = -1;
+      if (!watch_socket()) fd = -1;
     }
     io.unlock();
     if (!more) wait(fd, kIdleWait);

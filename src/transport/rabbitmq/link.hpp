@@ -82,6 +82,9 @@ class Link {
   virtual void handle_frame(const amqp_frame_t& frame) = 0;
   // mutex_ held: write_pending() has more to do without waiting for input.
   virtual bool has_pending() = 0;
+  // mutex_ held: whether the idle link thread watches the socket (else it reads what came at its
+  // next tick, within a second). Default: unless callers read it themselves (drivers_).
+  virtual bool watch_socket() { return drivers_ == 0; }
   // The last turn before closing (stopping; the connection may be open or not).
   virtual void on_stop() {}
   // mutex_ held, the connection closed, the thread ending: fail whatever still waits.
@@ -93,6 +96,9 @@ class Link {
   // Reads the frames that are ready (rabbitmq-c also sends due heartbeats here). Stops at the
   // first error (the connection is then marked broken and last_error_ set).
   void read_ready_frames();
+  // From a calling thread: reads what is ready if the connection is free; wakes the link thread
+  // when that found the connection broken.
+  void read_if_free();
   // Waits up to `timeout` for the socket `fd` (-1: not watched) to be readable or the wakeup.
   void wait(int fd, std::chrono::milliseconds timeout);
   void set_error(const std::string& message);
