@@ -60,6 +60,37 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
   }
 };
 
+// The level as ASYA_LOG_LEVEL and the Python runtime spell it (spdlog's %l says "warning" and
+// "critical"), so every component's lines can be filtered alike.
+class LevelFlag : public spdlog::custom_flag_formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, const std::tm&,
+              spdlog::memory_buf_t& dest) override {
+    std::string_view name;
+    switch (msg.level) {
+      case spdlog::level::trace:
+        name = "trace";
+        break;
+      case spdlog::level::debug:
+        name = "debug";
+        break;
+      case spdlog::level::info:
+        name = "info";
+        break;
+      case spdlog::level::warn:
+        name = "warn";
+        break;
+      default:
+        name = "error";
+        break;
+    }
+    dest.append(name.data(), name.data() + name.size());
+  }
+  std::unique_ptr<custom_flag_formatter> clone() const override {
+    return std::make_unique<LevelFlag>();
+  }
+};
+
 }  // namespace
 
 EnvelopeScope::EnvelopeScope(std::string_view envelope_id)
@@ -91,10 +122,11 @@ void init(std::string_view component, std::string_view level, std::string_view a
   auto logger = spdlog::stderr_logger_mt(std::string("asya-") + std::string(component));
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
   formatter->add_flag<JsonMessageFlag>('*');
+  formatter->add_flag<LevelFlag>('L');
   std::string actor_field =
       actor.empty() ? std::string() : fmt::format(R"(,"actor":"{}")", json_escape(actor));
   formatter->set_pattern(
-      fmt::format(R"({{"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","component":"{}"{},"msg":"%*"}})",
+      fmt::format(R"({{"ts":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%L","component":"{}"{},"msg":"%*"}})",
                   json_escape(component), actor_field));
   logger->set_formatter(std::move(formatter));
   logger->set_level(lvl);

@@ -12,7 +12,10 @@
 #include <memory>
 #include <typeinfo>
 
+#include <spdlog/spdlog.h>
+
 #include "asya/runtime.hpp"
+#include "common/log.hpp"
 #include "wire/runtime_answer.hpp"
 
 namespace asya {
@@ -174,6 +177,22 @@ struct Request {
   const json::value* headers = nullptr;  // null when the input had none
 };
 
+// The failure of a handler that threw (call only inside a catch block), logged as the Python
+// runtime logs it: the exception type at warn, its message only at debug (messages often quote
+// the input), both with the envelope's id. The sidecar gets everything in the error answer.
+Failure handler_failure(const Request& in) {
+  Failure failure = current_exception_failure();
+  std::string_view id;
+  if (const json::value* v = in.envelope ? in.envelope->if_contains("id") : nullptr;
+      v && v->is_string()) {
+    id = v->get_string();
+  }
+  log::EnvelopeScope scope(id);
+  spdlog::warn("handler raised {}", failure.type);
+  spdlog::debug("handler exception message: {}", failure.message);
+  return failure;
+}
+
 std::optional<Failure> parse_request(std::string_view text, Request& out) {
   if (text.empty()) {
     return parsing_error("empty request: the frame has no body, expected a JSON envelope");
@@ -317,7 +336,7 @@ void handle_payload_request(std::string_view request, const PayloadHandler& hand
   try {
     outputs = handler(in.envelope->at("payload"));
   } catch (...) {
-    response = error_response(current_exception_failure());
+    response = error_response(handler_failure(in));
     return;
   }
   // The answer is written straight into one string: no JSON value is copied to build it (a
@@ -376,7 +395,7 @@ std::string handle_envelope_request(std::string_view request, const EnvelopeHand
   try {
     outputs = handler(*handler_envelope);
   } catch (...) {
-    return error_response(current_exception_failure());
+    return error_response(handler_failure(in));
   }
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     std::string where = outputs.size() > 1 ? fmt::format("output {}", i) : std::string("output");
@@ -619,7 +638,7 @@ void handle_raw_payload_request(std::string_view request, const RawPayloadHandle
       try {
         outputs = handler(*payload);
       } catch (...) {
-        out.text = error_response(current_exception_failure());
+        out.text = error_response(handler_failure(in));
         return;
       }
       raw_answer(*payload, *in.route, in.current, headers, std::move(outputs), out);
@@ -638,7 +657,7 @@ void handle_raw_payload_request(std::string_view request, const RawPayloadHandle
   try {
     outputs = handler(payload_text);
   } catch (...) {
-    out.text = error_response(current_exception_failure());
+    out.text = error_response(handler_failure(in));
     return;
   }
   raw_answer(payload_text, *in.route, in.current, headers, std::move(outputs), out);

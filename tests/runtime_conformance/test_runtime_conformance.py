@@ -73,6 +73,30 @@ def test_handler_exception_gives_processing_error(start_runtime):
     assert isinstance(details.get("traceback"), str), details
 
 
+@pytest.mark.parametrize("level", ["info", "debug"])
+def test_handler_exception_is_logged_with_id_and_type_message_only_at_debug(start_runtime, level):
+    """A failing handler shows up in the runtime's own log (JSON lines on stderr): a warn line
+    "handler raised" with the envelope id and the exception type; the exception message, which
+    often quotes the input, only at debug."""
+    runtime = start_runtime("fail", env={"ASYA_LOG_LEVEL": level})
+    assert_error(runtime.call(envelope({"x": 1}, id="logged-1")), "processing_error")
+
+    def raised_lines():
+        records = [json.loads(line) for line in runtime.stderr().splitlines()
+                   if line.startswith("{")]
+        return [r for r in records if r.get("msg", "").startswith("handler raised")], records
+    deadline = time.monotonic() + 10
+    while not raised_lines()[0] and time.monotonic() < deadline:
+        time.sleep(0.05)
+    raised, records = raised_lines()
+    assert raised, records
+    assert raised[0]["level"] == "warn" and raised[0]["id"] == "logged-1", raised
+    assert "ValueError" in json.dumps(raised[0]), raised
+    quoted = [r for r in records if "Intentional test failure" in json.dumps(r)]
+    assert bool(quoted) == (level == "debug"), records
+    assert all(r["level"] == "debug" for r in quoted), quoted
+
+
 def test_runtime_keeps_serving_after_handler_exception(start_runtime):
     runtime = start_runtime("fail")
     with runtime.connect() as connection:
