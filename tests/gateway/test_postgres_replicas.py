@@ -45,7 +45,9 @@ def test_a_replica_streams_changes_another_replica_recorded(gateway_binary, tmp_
         last = next(events)[2]
         took = time.monotonic() - started
         assert last["status"] == "succeeded" and last["result"] == {"via": "b"}
-        assert took < 10, f"replica A saw B's changes after {took:.1f}s (polling, not notified)"
+        # Half the 60 s poll interval: only a notification explains it, with room for a loaded
+        # machine.
+        assert took < 30, f"replica A saw B's changes after {took:.1f}s (polling, not notified)"
         assert list(events) == []  # closed after the final event
         stream.close()
 
@@ -66,7 +68,7 @@ def test_a_replica_streams_changes_another_replica_recorded(gateway_binary, tmp_
         assert not thread.is_alive(), "the call on replica A did not end after B recorded the final report"
         status, result, _ = box["answer"]
         assert status == 200 and result["structuredContent"] == {"echo": "w"}
-        assert took < 10, took
+        assert took < 30, took
     finally:
         a.stop()
         b.stop()
