@@ -419,16 +419,6 @@ void Consumer::handle_frame(const amqp_frame_t& frame) {
       if (it != queues_.end()) it->second.consuming = false;
       break;
     }
-    case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      amqp_rpc_reply_t reply{};
-      reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-      reply.reply = method;
-      std::lock_guard lock(mutex_);
-      last_error_ = reply_text(reply);
-      connection_.set_broken();
-      break;
-    }
     default:
       break;
   }

@@ -87,6 +87,17 @@ void Link::read_ready_frames() {
       set_error(connection_.check_status(rc, "reading from the broker").message());
       return;
     }
+    if (frame.frame_type == AMQP_FRAME_METHOD &&
+        (frame.payload.method.id == AMQP_CHANNEL_CLOSE_METHOD ||
+         frame.payload.method.id == AMQP_CONNECTION_CLOSE_METHOD)) {
+      // The broker closed a channel or the connection: start over on a new connection.
+      amqp_rpc_reply_t reply{};
+      reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
+      reply.reply = frame.payload.method;
+      set_error(reply_text(reply));
+      connection_.set_broken();
+      return;
+    }
     handle_frame(frame);
   }
 }
@@ -101,9 +112,9 @@ void Link::read_if_free() {
     wakeup_.notify();  // the link thread reconnects
 }
 
-void Link::turn() {
+void Link::turn(bool read) {
   write_pending();
-  read_ready_frames();
+  if (read) read_ready_frames();
   // Frames were handled completely: their memory can go back (rabbitmq-c keeps it otherwise).
   if (connection_.is_open()) amqp_maybe_release_buffers(connection_.state());
 }
@@ -162,7 +173,12 @@ void Link::run() {
         continue;
       }
     }
-    turn();
+    bool read;
+    {
+      std::lock_guard lock(mutex_);
+      read = drivers_ == 0;
+    }
+    turn(read);
     if (!connection_.is_open()) continue;
     bool more;
     int fd = connection_.fd();

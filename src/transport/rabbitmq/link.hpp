@@ -90,11 +90,12 @@ class Link {
   // mutex_ held, the connection closed, the thread ending: fail whatever still waits.
   virtual void on_stopped() {}
 
-  // One turn: write_pending(), then every frame that is ready goes to handle_frame(), then the
-  // frame buffers are released. io_ held, the connection open.
-  void turn();
-  // Reads the frames that are ready (rabbitmq-c also sends due heartbeats here). Stops at the
-  // first error (the connection is then marked broken and last_error_ set).
+  // One turn: write_pending(), then (when `read`) every frame that is ready goes to
+  // handle_frame(), then the frame buffers are released. io_ held, the connection open.
+  void turn(bool read);
+  // Reads the frames that are ready (rabbitmq-c also sends due heartbeats here) and hands them to
+  // handle_frame(). Stops at the first error or channel/connection close from the broker (the
+  // connection is then marked broken and last_error_ says why).
   void read_ready_frames();
   // From a calling thread: reads what is ready if the connection is free; wakes the link thread
   // when that found the connection broken.
@@ -111,7 +112,9 @@ class Link {
   bool connected_ = false;
   bool stopping_ = false;
   std::string last_error_;
-  int drivers_ = 0;  // callers reading the socket themselves: the link thread leaves it to them
+  // A caller reading the socket itself (at most one: a second reader could take the frames the
+  // first one waits for in poll()). While there is one, the link thread writes but never reads.
+  int drivers_ = 0;
 
   std::mutex io_;  // the connection; taken with try_lock by callers
   AmqpConnection connection_;

@@ -97,10 +97,16 @@ bool Publisher::drive(const Job& job, Clock::time_point deadline) {
     {
       std::lock_guard lock(mutex_);
       if (stopping_) return leave(false, true);
-      if (!driving) ++drivers_;
-      driving = true;
+      if (!driving) {
+        // Another caller reads the socket already: it settles this publish too, once written
+        // (submit wakes the link thread, which writes it).
+        if (drivers_ > 0) return leave(false, true);
+        ++drivers_;
+        driving = true;
+      }
     }
-    turn();  // writes the queued publishes (this one included), reads the confirms that came
+    turn(/*read=*/true);  // writes the queued publishes (this one included), reads the confirms
+                          // that came
     bool done;
     {
       std::lock_guard lock(mutex_);
@@ -369,18 +375,6 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
         unconfirmed_.erase(it);
         changed_.notify_all();
       }
-      break;
-    }
-    case AMQP_CHANNEL_CLOSE_METHOD:
-    case AMQP_CONNECTION_CLOSE_METHOD: {
-      amqp_rpc_reply_t reply{};
-      reply.reply_type = AMQP_RESPONSE_SERVER_EXCEPTION;
-      reply.reply = method;
-      {
-        std::lock_guard lock(mutex_);
-        last_error_ = reply_text(reply);
-      }
-      connection_.set_broken();
       break;
     }
     case AMQP_CONNECTION_BLOCKED_METHOD:

@@ -77,7 +77,7 @@ class Publisher final : public Link {
   // Delay queues declared by this instance per queue (for stats).
   std::map<std::string, std::set<std::string>> delay_queues_;
 
-  // Guarded by io_ (unconfirmed_ also by mutex_ where a caller reads it).
+  // Guarded by io_.
   std::map<std::uint64_t, std::shared_ptr<Job>> unconfirmed_;
   std::uint64_t next_tag_ = 1;
   bool exchange_declared_ = false;

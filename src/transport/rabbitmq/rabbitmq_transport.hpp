@@ -24,8 +24,11 @@
 // when a message may crash its consumer repeatedly).
 //
 // Threads: rabbitmq-c is blocking and not thread-safe, so each of the two connections (one to
-// publish and declare, one to consume and ack) is owned by its own thread; the Transport methods
-// hand work to those threads and wait for the result. Both threads reconnect with backoff
+// publish and declare, one to consume and ack) is a Link (link.hpp): its use is serialized by a
+// lock, and its own thread connects, reads what no caller reads and sends heartbeats. A calling
+// thread that finds the connection free uses it directly (a send writes its publish and reads
+// until its confirm, an ack is written and never waits, a receive reads the deliveries pushed
+// meanwhile); otherwise it hands the work to the link thread. Both threads reconnect with backoff
 // (100ms doubling to 5s) after any connection failure, redeclare the topology they use, re-issue
 // their consumers and republish every unconfirmed message (so a broker restart loses nothing;
 // duplicates are possible, as always with at-least-once delivery). Deliveries received before a
