@@ -39,11 +39,12 @@ KnownField known_field(std::string_view key) {
 }
 
 // Parses the body's top-level object into `envelope`. Returns an Error with a precise message.
-Status parse_into(std::string_view body, Envelope& envelope) {
+Status parse_into(std::string_view body, Envelope& envelope, const char* padded_copy) {
   PaddedText padded;
   ondemand::document document;
-  if (auto status = detail::open_document(body, "body", ondemand::json_type::object,
-                                          "a JSON object (an envelope)", document, padded);
+  if (auto status =
+          detail::open_document(body, "body", ondemand::json_type::object,
+                                "a JSON object (an envelope)", document, padded, padded_copy);
       !status) {
     return status;
   }
@@ -186,8 +187,12 @@ std::string_view Envelope::current_actor() const {
 }
 
 Result<Envelope> parse(std::string_view body) {
+  return parse(body, nullptr);
+}
+
+Result<Envelope> parse(std::string_view body, const char* padded_copy) {
   Envelope envelope;
-  Status status = parse_into(body, envelope);
+  Status status = parse_into(body, envelope, padded_copy);
   detail::release_if_large();
   if (!status.ok()) return status.error();
   return envelope;

@@ -51,6 +51,16 @@ struct Envelope {
 // padding); the views still point into `body`.
 Result<Envelope> parse(std::string_view body);
 
+// Readable bytes a parser needs after the text it iterates in place (simdjson's padding). Their
+// values do not matter.
+inline constexpr std::size_t kParsePadding = 64;
+
+// As parse(body), but the caller supplies the padded copy: `padded_copy` holds the same bytes as
+// `body` followed by at least kParsePadding readable bytes, and is iterated where it is (no copy
+// into the thread-local buffer). It may be body.data() itself when body is padded. The views
+// still point into `body`, so `padded_copy` may be overwritten once parse returns.
+Result<Envelope> parse(std::string_view body, const char* padded_copy);
+
 // True when `name` is a valid actor name: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars.
 bool valid_actor_name(std::string_view name);
 

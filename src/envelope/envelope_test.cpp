@@ -398,5 +398,49 @@ TEST(Parse, LargeBodyThenSmallBodyBothWork) {
   EXPECT_EQ(second->payload_raw, R"({"x":1})");
 }
 
+// parse(body, padded_copy): the caller's padded copy is iterated in place (garbage after the text
+// included: only its readability matters), the views point into `body`, and the results and error
+// messages are the same as parse(body).
+TEST(ParseWithPaddedCopy, SameResultsWithViewsIntoTheOriginal) {
+  const std::string bodies[] = {
+      Body(R"("parent_id":"p","headers":{"h":[1,2]},"deadline":"2030-01-01T00:00:00Z","x-y":7)",
+           R"({"actors":["a","b"],"current":1,"metadata":{"m":1}})", R"("payload text")"),
+      Body("", R"({"actors":["a"]})", "12345"),
+      R"({"id":"e1","route":{"actors":["a"]},"payload":12)",
+      R"({"id":"e1","route":{"actors":["a"]},"payload":tru)",
+      "[1,2]",
+      "",
+      R"({"id":42,"route":{"actors":["a"]},"payload":1})",
+  };
+  for (const std::string& body : bodies) {
+    std::string copy = body + std::string(kParsePadding, '7');
+    auto expected = parse(body);
+    auto got = parse(body, copy.data());
+    ASSERT_EQ(got.ok(), expected.ok()) << body;
+    if (!expected.ok()) {
+      EXPECT_EQ(got.error().message, expected.error().message) << body;
+      continue;
+    }
+    EXPECT_EQ(got->id, expected->id);
+    EXPECT_EQ(got->parent_id, expected->parent_id);
+    EXPECT_EQ(got->actors, expected->actors);
+    EXPECT_EQ(got->current, expected->current);
+    EXPECT_EQ(got->deadline, expected->deadline);
+    for (std::string_view view : {got->id_raw, got->route_raw, got->route_metadata_raw,
+                                  got->headers_raw, got->deadline_raw, got->payload_raw}) {
+      if (!view.empty()) {
+        EXPECT_TRUE(PointsInto(view, body)) << view;
+      }
+    }
+    EXPECT_EQ(got->payload_raw, expected->payload_raw);
+    EXPECT_EQ(got->headers_raw, expected->headers_raw);
+    EXPECT_EQ(got->route_metadata_raw, expected->route_metadata_raw);
+    EXPECT_EQ(got->unknown_fields, expected->unknown_fields);
+    // The copy can be reused at once: nothing points into it.
+    copy.assign(copy.size(), 'z');
+    EXPECT_EQ(got->payload_raw, expected->payload_raw);
+  }
+}
+
 }  // namespace
 }  // namespace asya::envelope

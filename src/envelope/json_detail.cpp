@@ -27,9 +27,19 @@ ThreadState& thread_state() {
 
 }  // namespace
 
+static_assert(kParsePadding == simdjson::SIMDJSON_PADDING,
+              "envelope::kParsePadding must equal simdjson's SIMDJSON_PADDING");
+
 simdjson::error_code iterate(std::string_view text, ondemand::document& document,
-                             PaddedText& padded) {
+                             PaddedText& padded, const char* in_place) {
   ThreadState& state = thread_state();
+  if (in_place != nullptr) {
+    padded.padded = in_place;
+    padded.original = text.data();
+    padded.size = text.size();
+    return state.parser.iterate(in_place, text.size(), text.size() + simdjson::SIMDJSON_PADDING)
+        .get(document);
+  }
   const std::size_t needed = text.size() + simdjson::SIMDJSON_PADDING;
   if (state.capacity < needed) {
     // Grow geometrically for small texts so a stream of slightly larger messages does not
@@ -127,8 +137,8 @@ simdjson::error_code top_level_raw(ondemand::document& document, ondemand::json_
 
 Status open_document(std::string_view text, std::string_view subject, ondemand::json_type expected,
                      std::string_view expected_what, ondemand::document& document,
-                     PaddedText& padded) {
-  if (auto error = iterate(text, document, padded)) {
+                     PaddedText& padded, const char* in_place) {
+  if (auto error = iterate(text, document, padded, in_place)) {
     return Error{invalid_json_message(subject, error, padded, nullptr)};
   }
   ondemand::json_type type;

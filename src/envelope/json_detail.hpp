@@ -35,8 +35,11 @@ struct PaddedText {
 
 // Copies `text` into this thread's padded buffer and starts iterating it with this thread's
 // parser. Only one document per thread may be live at a time (the next call invalidates it).
+// When `in_place` is non-null it holds the same bytes as `text` followed by at least
+// SIMDJSON_PADDING readable bytes (kParsePadding; any values): it is iterated where it is, with no
+// copy (it may be text.data() itself). Views are still mapped back into `text`.
 simdjson::error_code iterate(std::string_view text, ondemand::document& document,
-                             PaddedText& padded);
+                             PaddedText& padded, const char* in_place = nullptr);
 
 // Frees the thread's buffer and parser state when they grew past what a typical message needs,
 // so one 100 MB message does not pin 100s of MB per thread. Call after a document is finished.
@@ -70,7 +73,7 @@ simdjson::error_code top_level_raw(ondemand::document& document, ondemand::json_
 // type, "<subject>: expected <expected_what>, got <the value, shortened>".
 Status open_document(std::string_view text, std::string_view subject, ondemand::json_type expected,
                      std::string_view expected_what, ondemand::document& document,
-                     PaddedText& padded);
+                     PaddedText& padded, const char* in_place = nullptr);
 
 // The JSON text of the key of `field`, quotes included (padded coordinates). Call before
 // unescaped_key().

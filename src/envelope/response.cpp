@@ -41,11 +41,12 @@ simdjson::error_code read_details(ondemand::value& value, ResponseItem& item) {
   return simdjson::SUCCESS;
 }
 
-Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
+Status parse_items(std::string_view body, std::vector<ResponseItem>& items, const char* in_place) {
   PaddedText padded;
   ondemand::document document;
-  if (auto status = detail::open_document(body, "response", ondemand::json_type::array,
-                                          "a JSON array of results or errors", document, padded);
+  if (auto status =
+          detail::open_document(body, "response", ondemand::json_type::array,
+                                "a JSON array of results or errors", document, padded, in_place);
       !status) {
     return status;
   }
@@ -177,12 +178,22 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items) {
 
 }  // namespace
 
-Result<std::vector<ResponseItem>> parse_response(std::string_view body) {
+namespace {
+Result<std::vector<ResponseItem>> parse_response_at(std::string_view body, const char* in_place) {
   std::vector<ResponseItem> items;
-  Status status = parse_items(body, items);
+  Status status = parse_items(body, items, in_place);
   detail::release_if_large();
   if (!status.ok()) return status.error();
   return items;
+}
+}  // namespace
+
+Result<std::vector<ResponseItem>> parse_response(std::string_view body) {
+  return parse_response_at(body, nullptr);
+}
+
+Result<std::vector<ResponseItem>> parse_response_padded(std::string_view body) {
+  return parse_response_at(body, body.data());
 }
 
 }  // namespace asya::envelope

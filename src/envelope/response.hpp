@@ -32,4 +32,8 @@ struct ResponseItem {
 // neither a result nor an error, a result missing payload or route, an invalid route.
 Result<std::vector<ResponseItem>> parse_response(std::string_view body);
 
+// As parse_response(body) for a body followed by at least kParsePadding (envelope.hpp) readable
+// bytes in the same allocation (e.g. a wire::FrameBuffer): iterated in place, no copy.
+Result<std::vector<ResponseItem>> parse_response_padded(std::string_view body);
+
 }  // namespace asya::envelope

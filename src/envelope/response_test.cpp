@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "envelope/envelope.hpp"
+
 namespace asya::envelope {
 namespace {
 
@@ -113,6 +115,48 @@ TEST(ParseResponseErrors, NamesWhatIsWrong) {
             "response element 0: headers: expected an object, got [1]");
   EXPECT_EQ(ErrorOf(R"([{"payload":1,"payload":2,"route":{"actors":["a"]}}])"),
             "response element 0: payload: duplicate key (each field may appear only once)");
+}
+
+// parse_response_padded iterates the body in place (the bytes after it only need to be readable)
+// and gives what parse_response gives, errors included.
+TEST(ParseResponsePadded, SameAsParseResponse) {
+  const std::string bodies[] = {
+      R"([{"payload": {"b":2, "a":1.50}, "route": {"actors":["a","b"],"current":1}, "headers": {"h":"v"}}])",
+      R"([{"payload":1,"route":{"actors":["a"]}},{"error":"processing_error","details":{"message":"m"}}])",
+      "[]",
+      "[1,",
+      R"([{"payload":12)",
+      "not json",
+      R"([{"payload":1,"route":{"actors":["a","b"],"current":3}}])",
+  };
+  for (const std::string& text : bodies) {
+    std::string storage = text + std::string(kParsePadding, '9');
+    std::string_view body(storage.data(), text.size());
+    auto expected = parse_response(text);
+    auto got = parse_response_padded(body);
+    ASSERT_EQ(got.ok(), expected.ok()) << text;
+    if (!expected.ok()) {
+      EXPECT_EQ(got.error().message, expected.error().message) << text;
+      continue;
+    }
+    ASSERT_EQ(got->size(), expected->size());
+    for (std::size_t i = 0; i < got->size(); ++i) {
+      const ResponseItem& a = (*got)[i];
+      const ResponseItem& b = (*expected)[i];
+      EXPECT_EQ(a.is_error, b.is_error);
+      EXPECT_EQ(a.payload_raw, b.payload_raw);
+      EXPECT_EQ(a.route_raw, b.route_raw);
+      EXPECT_EQ(a.headers_raw, b.headers_raw);
+      EXPECT_EQ(a.actors, b.actors);
+      EXPECT_EQ(a.current, b.current);
+      EXPECT_EQ(a.error_code, b.error_code);
+      EXPECT_EQ(a.error_message, b.error_message);
+      if (!a.payload_raw.empty()) {
+        EXPECT_GE(a.payload_raw.data(), body.data());
+        EXPECT_LE(a.payload_raw.data() + a.payload_raw.size(), body.data() + body.size());
+      }
+    }
+  }
 }
 
 }  // namespace

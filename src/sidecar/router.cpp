@@ -167,7 +167,8 @@ Decision Router::failure_with_retry(const envelope::Envelope& in, std::string co
 }
 
 Decision Router::after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
-                               const wire::CallResult& call, std::string_view response) const {
+                               const wire::CallResult& call, std::string_view response,
+                               bool response_padded) const {
   switch (call.status) {
     case wire::CallStatus::kTimeout: {
       Decision d = failure_with_retry(in, "runtime_timeout", call.error, "", "");
@@ -194,7 +195,8 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       break;
   }
 
-  auto items = envelope::parse_response(response);
+  auto items = response_padded ? envelope::parse_response_padded(response)
+                               : envelope::parse_response(response);
   if (!items) return to_error_end(in, "runtime_protocol_error", items.error().message);
 
   Decision d;

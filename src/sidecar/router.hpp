@@ -107,9 +107,12 @@ class Router {
                                          std::chrono::system_clock::time_point now) const;
 
   // Decides the outcome of a runtime call for input `in` (parsed from delivery.body).
-  // `response` is the runtime's answer when call.status == kOk.
+  // `response` is the runtime's answer when call.status == kOk. `response_padded`: the answer is
+  // followed by envelope::kParsePadding readable bytes (a wire::FrameBuffer), so it is parsed in
+  // place instead of copied into a padded buffer first.
   Decision after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
-                         const wire::CallResult& call, std::string_view response) const;
+                         const wire::CallResult& call, std::string_view response,
+                         bool response_padded = false) const;
 
   // Sends `in` to error-end with a sidecar-side error `code` (e.g. message_too_large), then ack.
   Decision error_end(const envelope::Envelope& in, std::string code, std::string message) const {

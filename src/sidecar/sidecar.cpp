@@ -26,6 +26,9 @@
 namespace asya::sidecar {
 namespace {
 
+static_assert(wire::FrameBuffer::kPadding >= envelope::kParsePadding,
+              "the runtime answer buffer must be parseable in place");
+
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -93,7 +96,7 @@ class Runner {
  private:
   void worker(Slot& slot);
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
-                     std::string& response, bool& need_ready);
+                     wire::FrameBuffer& scratch, bool& need_ready);
   void process_end(Slot& slot, transport::Delivery& delivery);
   // Sends every output, then acks/nacks per the decision. Returns false when the slot was
   // abandoned (shutdown grace passed) and nothing was done.
@@ -260,7 +263,10 @@ void Runner::worker(Slot& slot) {
   std::optional<wire::RuntimeClient> client;
   if (!config_.is_end_actor)
     client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
-  std::string response;
+  // Per worker: the padded copy of the input that envelope::parse iterates, then (same storage) the
+  // runtime's answer, parsed in place. One buffer serves both, so a large message allocates and
+  // faults in its pages once instead of three times (parse copy, answer, parse_response copy).
+  wire::FrameBuffer scratch;
   bool need_ready = !config_.is_end_actor;
   const std::string queue = config_.input_queue();
   int consecutive_errors = 0;
@@ -306,21 +312,24 @@ void Runner::worker(Slot& slot) {
       if (config_.is_end_actor)
         process_end(slot, delivery);
       else
-        process_actor(slot, *client, delivery, response, need_ready);
+        process_actor(slot, *client, delivery, scratch, need_ready);
     }
   }
   slot.finished = true;
 }
 
 void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
-                           std::string& response, bool& need_ready) {
+                           wire::FrameBuffer& scratch, bool& need_ready) {
   auto started = Clock::now();
   begin(slot, delivery);
   metrics_.received();
   metrics_.active_add(1);
   metrics_.envelope_size("received", delivery.body.size());
 
-  auto parsed = envelope::parse(delivery.body);
+  // The views of `parsed` point into delivery.body, so the copy in `scratch` is free for the
+  // runtime's answer as soon as parse returns.
+  scratch.assign(delivery.body);
+  auto parsed = envelope::parse(delivery.body, scratch.data());
   log::EnvelopeScope scope(parsed ? std::string_view(parsed->id) : std::string_view("unparseable"));
   spdlog::debug("received {} bytes from {} (delivery {})", delivery.body.size(), delivery.queue,
                 delivery.delivery_count);
@@ -339,10 +348,10 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
                            fmt::format("processing in {}", config_.actor_name), std::nullopt));
     }
     auto call_started = Clock::now();
-    wire::CallResult call = client.call(delivery.body, response, config_.runtime_timeout);
+    wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
     double runtime_seconds = seconds_since(call_started);
     metrics_.runtime_duration(runtime_seconds);
-    decision = router_->after_runtime(in, delivery, call, response);
+    decision = router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
     if (call.status != wire::CallStatus::kOk) {
       spdlog::warn("runtime call failed ({}): {}", decision.failure, call.error);
       metrics_.runtime_error(decision.failure);
@@ -354,9 +363,9 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
              progress_body(in.actors, in.current, "completed",
                            fmt::format("completed by {}", config_.actor_name),
                            static_cast<std::int64_t>(runtime_seconds * 1000)));
-    // A large response buffer is not kept for the next message.
-    if (response.capacity() > (4u << 20)) std::string().swap(response);
   }
+  // A large buffer is not kept for the next message.
+  if (scratch.capacity() > (4u << 20)) scratch.release();
 
   if (decision.failure == "max_deliveries_exceeded") metrics_.poison();
   if (decision.failure == "deadline_exceeded") metrics_.deadline_exceeded();

@@ -256,6 +256,19 @@ IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, 
   return read_exact(fd, out.data(), size, true, deadline, 4 + static_cast<std::size_t>(size), 4);
 }
 
+IoResult read_frame_into(int fd, const std::function<char*(std::size_t)>& storage,
+                         std::size_t max_message_bytes, Deadline deadline) {
+  unsigned char header[4];
+  IoResult r = read_exact(fd, reinterpret_cast<char*>(header), 4, false, deadline, 4, 0);
+  if (!r.ok()) return r;
+  std::uint32_t size = decode_length(header);
+  if (size > max_message_bytes)
+    return {IoCode::kOversize, oversize_message(size, max_message_bytes)};
+  char* data = storage(size);
+  if (size == 0) return {};
+  return read_exact(fd, data, size, true, deadline, 4 + static_cast<std::size_t>(size), 4);
+}
+
 }  // namespace detail
 
 Status write_frame(int fd, std::string_view body, int deadline_ms) {

@@ -93,8 +93,35 @@ Status RuntimeClient::wait_ready(std::chrono::milliseconds timeout) {
   }
 }
 
-CallResult RuntimeClient::call(std::string_view request, std::string& response,
-                               std::chrono::milliseconds timeout) {
+char* FrameBuffer::prepare(std::size_t size) {
+  if (!data_ || capacity_ < size) {
+    data_.reset();  // the old contents are not kept: never hold both allocations at once
+    capacity_ = 0;
+    size_ = 0;
+    // new char[] leaves the bytes uninitialised: the caller overwrites them (a zero-fill would
+    // touch every page of a large frame once more before the read does).
+    data_.reset(new char[size + kPadding]);
+    capacity_ = size;
+  }
+  size_ = size;
+  std::memset(data_.get() + size, 0, kPadding);
+  return data_.get();
+}
+
+void FrameBuffer::assign(std::string_view bytes) {
+  char* out = prepare(bytes.size());
+  if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
+}
+
+void FrameBuffer::release() {
+  data_.reset();
+  size_ = 0;
+  capacity_ = 0;
+}
+
+template <typename ReadFrame>
+CallResult RuntimeClient::call_with(std::string_view request, std::chrono::milliseconds timeout,
+                                    const ReadFrame& read_frame) {
   const detail::Deadline deadline = Clock::now() + timeout;
   bool reused = fd_ >= 0;
   if (!reused) {
@@ -131,7 +158,7 @@ CallResult RuntimeClient::call(std::string_view request, std::string& response,
       }
     }
 
-    auto r = detail::read_frame_io(fd_, response, options_.max_message_bytes, deadline);
+    auto r = read_frame(fd_, deadline);
     if (r.ok()) return {CallStatus::kOk, {}};
     if (r.code == IoCode::kEof && may_retry) {
       if (auto failed = retry()) return *failed;
@@ -154,6 +181,23 @@ CallResult RuntimeClient::call(std::string_view request, std::string& response,
                                                       options_.socket_path, r.message)};
     }
   }
+}
+
+CallResult RuntimeClient::call(std::string_view request, std::string& response,
+                               std::chrono::milliseconds timeout) {
+  return call_with(request, timeout, [&](int fd, detail::Deadline deadline) {
+    return detail::read_frame_io(fd, response, options_.max_message_bytes, deadline);
+  });
+}
+
+CallResult RuntimeClient::call(std::string_view request, FrameBuffer& response,
+                               std::chrono::milliseconds timeout) {
+  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
+    return response.prepare(size);
+  };
+  return call_with(request, timeout, [&](int fd, detail::Deadline deadline) {
+    return detail::read_frame_into(fd, storage, options_.max_message_bytes, deadline);
+  });
 }
 
 }  // namespace asya::wire

@@ -235,5 +235,61 @@ TEST(RuntimeClient, OversizeResponseIsAProtocolError) {
   EXPECT_LT(response.capacity(), 1024u);
 }
 
+TEST(FrameBuffer, PadsWithZerosReusesCapacityAndReleases) {
+  FrameBuffer buffer;
+  EXPECT_EQ(buffer.size(), 0u);
+  buffer.assign("hello");
+  EXPECT_EQ(buffer.view(), "hello");
+  for (std::size_t i = 0; i < FrameBuffer::kPadding; ++i) EXPECT_EQ(buffer.data()[5 + i], 0);
+  buffer.assign(std::string(1000, 'x'));
+  const char* storage = buffer.data();
+  EXPECT_EQ(buffer.capacity(), 1000u);
+  buffer.assign("ab");  // fits: same storage, padding right after the new contents
+  EXPECT_EQ(buffer.data(), storage);
+  EXPECT_EQ(buffer.view(), "ab");
+  for (std::size_t i = 0; i < FrameBuffer::kPadding; ++i) EXPECT_EQ(buffer.data()[2 + i], 0);
+  buffer.assign("");
+  EXPECT_EQ(buffer.view(), "");
+  EXPECT_EQ(buffer.data()[0], 0);
+  buffer.release();
+  EXPECT_EQ(buffer.capacity(), 0u);
+  EXPECT_EQ(buffer.size(), 0u);
+}
+
+TEST(RuntimeClient, CallIntoAFrameBufferReusesItAcrossSizes) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kEchoAndKeepOpen);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  FrameBuffer response;
+  response.assign(std::string(300, 'q'));  // stale contents must not leak into a shorter answer
+  for (std::size_t size : {10u, 200000u, 3u, 70000u}) {
+    std::string request(size + 2, static_cast<char>('a' + size % 26));
+    request.front() = '"';
+    request.back() = '"';
+    CallResult r = client.call(request, response, 5s);
+    ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+    ASSERT_EQ(response.size(), request.size() + 2);
+    EXPECT_EQ(response.view().substr(1, request.size()), request);
+    EXPECT_EQ(response.view().front(), '[');
+    EXPECT_EQ(response.view().back(), ']');
+    for (std::size_t i = 0; i < FrameBuffer::kPadding; ++i)
+      ASSERT_EQ(response.data()[response.size() + i], 0);
+  }
+  EXPECT_EQ(response.capacity(), 200004u);  // the largest answer: the request plus "[" and "]"
+  EXPECT_EQ(runtime.connections(), 1);
+}
+
+TEST(RuntimeClient, OversizeResponseIntoAFrameBufferAllocatesNothing) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kOversizeReply);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  FrameBuffer response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
+  EXPECT_NE(r.error.find("exceeds ASYA_MAX_MESSAGE_BYTES=1048576"), std::string::npos) << r.error;
+  EXPECT_EQ(response.capacity(), 0u);
+}
+
 }  // namespace
 }  // namespace asya::wire

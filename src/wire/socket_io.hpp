@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,10 @@ IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t
                               Deadline deadline);
 // Reads one frame into `out`, resizing it once to the announced size after the limit check.
 IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline);
+// The same into storage the caller provides: after the limit check, `storage(size)` returns room
+// for the announced `size` bytes (not initialised: no zero-fill before the read).
+IoResult read_frame_into(int fd, const std::function<char*(std::size_t)>& storage,
+                         std::size_t max_message_bytes, Deadline deadline);
 
 // Waits until `fd` is readable (or `extra_fd`, when >= 0, is readable). Returns 1 when fd is
 // readable (or hung up), 2 when extra_fd is readable, 0 on timeout, -1 on error (errno set).
