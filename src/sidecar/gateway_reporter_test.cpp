@@ -54,7 +54,8 @@ TEST(GatewayReporter, UnreachableGatewayDropsReportsWithoutBlocking) {
   auto started = std::chrono::steady_clock::now();
   int accepted = 0;
   for (int i = 0; i < 50; ++i) accepted += reporter.post("/envelopes/x/progress", "{}") ? 1 : 0;
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);  // post never waits for HTTP
+  // post never waits for HTTP: waiting would take at least 50 × 200 ms.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
   reporter.stop(5s);
   EXPECT_EQ(dropped.load(), 50);  // every report dropped: queue full, or failed after retries
   EXPECT_GE(accepted, 2);
@@ -86,7 +87,7 @@ TEST(GatewayReporter, PostNowGivesUpWithinItsBudgetWhenTheGatewayHangs) {
   EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 300ms, 2));
   auto took = std::chrono::steady_clock::now() - started;
   EXPECT_GE(took, 250ms);
-  EXPECT_LT(took, 1500ms);
+  EXPECT_LT(took, 3s);  // the budget (2 × 300 ms) with room for a loaded machine, not the default
 }
 
 TEST(GatewayReporter, PostNowFailsFastWhenNothingListens) {
@@ -94,8 +95,9 @@ TEST(GatewayReporter, PostNowFailsFastWhenNothingListens) {
   o.base_url = "http://127.0.0.1:1";
   GatewayReporter reporter(o);
   auto started = std::chrono::steady_clock::now();
-  EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 2s, 2));
-  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);
+  EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 10s, 2));
+  // A refused connection ends the try at once; waiting out the budget would take 10 s.
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
 }
 
 }  // namespace

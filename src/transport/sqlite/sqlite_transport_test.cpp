@@ -242,15 +242,15 @@ TEST_F(SqliteTransportTest, InterruptWakesABlockedReceiveAndLaterReceivesReturnA
   });
   std::this_thread::sleep_for(100ms);  // let it block (the outcome does not depend on it)
   t->interrupt();
-  ASSERT_EQ(blocked.wait_for(5s), std::future_status::ready);
+  ASSERT_EQ(blocked.wait_for(20s), std::future_status::ready);  // far less than the 60 s wait
   auto [empty, waited] = blocked.get();
   EXPECT_TRUE(empty);
-  EXPECT_LT(waited, 5000ms);
+  EXPECT_LT(waited, 20000ms);
   Clock::time_point start = Clock::now();
   auto later = t->receive("asya-i", 1, 60000ms);
   ASSERT_TRUE(later.ok());
   EXPECT_TRUE(later->empty());
-  EXPECT_LT(Clock::now() - start, 1000ms);
+  EXPECT_LT(Clock::now() - start, 10000ms);  // not the 60 s wait
 }
 
 TEST_F(SqliteTransportTest, MethodsAfterCloseReturnErrors) {
