@@ -33,6 +33,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using test::spawn;
+using test::wait_exit;
 namespace fs = std::filesystem;
 
 std::int64_t count_rows(const std::string& path, const std::string& sql) {
@@ -339,20 +341,6 @@ TEST(SqliteFileBodies, ProcessesExchangingLargeBodiesLoseAndDuplicateNothing) {
     auto setup = make_sqlite_transport(Options{}, settings);
     ASSERT_TRUE(setup->ensure_queue(queue).ok());
   }
-  auto spawn = [](const std::function<int()>& body) {
-    pid_t pid = fork();
-    if (pid == 0) {
-      int code = 100;
-      try {
-        code = body();
-      } catch (const std::exception& e) {
-        std::fprintf(stderr, "child failed: %s\n", e.what());
-      }
-      std::fflush(nullptr);
-      _exit(code);
-    }
-    return pid;
-  };
   std::vector<pid_t> consumers;
   for (int c = 0; c < kConsumers; ++c) {
     std::string record = (dir.path() / ("consumer-" + std::to_string(c))).string();
@@ -406,20 +394,6 @@ TEST(SqliteFileBodies, ProcessesExchangingLargeBodiesLoseAndDuplicateNothing) {
       return 0;
     }));
   }
-  auto wait_exit = [](pid_t pid, Clock::time_point deadline) {
-    for (;;) {
-      int status = 0;
-      if (waitpid(pid, &status, WNOHANG) == pid) {
-        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-      }
-      if (Clock::now() >= deadline) {
-        kill(pid, SIGKILL);
-        waitpid(pid, &status, 0);
-        return -1;
-      }
-      std::this_thread::sleep_for(5ms);
-    }
-  };
   Clock::time_point deadline = Clock::now() + 240s;
   for (pid_t pid : producers) EXPECT_EQ(wait_exit(pid, deadline), 0);
   auto observer = make_sqlite_transport(Options{}, settings);

@@ -24,37 +24,8 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
-
-// Runs `body` in a child process; its return value is the exit code.
-pid_t spawn(const std::function<int()>& body) {
-  pid_t pid = fork();
-  if (pid == 0) {
-    int code = 100;
-    try {
-      code = body();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "child failed: %s\n", e.what());
-    }
-    std::fflush(nullptr);
-    _exit(code);
-  }
-  return pid;
-}
-
-// Waits for `pid` until `deadline`; returns its exit code, or -1 after killing it on timeout.
-int wait_exit(pid_t pid, Clock::time_point deadline) {
-  for (;;) {
-    int status = 0;
-    pid_t r = waitpid(pid, &status, WNOHANG);
-    if (r == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    if (Clock::now() >= deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      return -1;
-    }
-    std::this_thread::sleep_for(5ms);
-  }
-}
+using test::spawn;
+using test::wait_exit;
 
 // Appends one line with a single write(), so a line is complete even if the writer dies.
 void append_line(int fd, const std::string& line) {

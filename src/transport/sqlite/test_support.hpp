@@ -1,11 +1,19 @@
 // Test helpers for the sqlite transport tests (not part of the library).
 #pragma once
 
+#include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <exception>
 #include <filesystem>
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include "transport/sqlite/sqlite_transport.hpp"
 
@@ -38,5 +46,39 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Runs `body` in a forked child process; its return value is the child's exit code (100 when it
+// throws, after printing the exception).
+inline pid_t spawn(const std::function<int()>& body) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    int code = 100;
+    try {
+      code = body();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "child failed: %s\n", e.what());
+    }
+    std::fflush(nullptr);
+    _exit(code);
+  }
+  return pid;
+}
+
+// Waits for `pid` until `deadline`; returns its exit code (128 + signal when killed), or -1 after
+// killing it on timeout.
+inline int wait_exit(pid_t pid, std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    int status = 0;
+    if (waitpid(pid, &status, WNOHANG) == pid) {
+      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      return -1;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
 
 }  // namespace asya::transport::test
