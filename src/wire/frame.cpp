@@ -245,15 +245,13 @@ IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t
 }
 
 IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline) {
-  unsigned char header[4];
-  IoResult r = read_exact(fd, reinterpret_cast<char*>(header), 4, false, deadline, 4, 0);
-  if (!r.ok()) return r;
-  std::uint32_t size = decode_length(header);
-  if (size > max_message_bytes)
-    return {IoCode::kOversize, oversize_message(size, max_message_bytes)};
-  out.resize(size);
-  if (size == 0) return {};
-  return read_exact(fd, out.data(), size, true, deadline, 4 + static_cast<std::size_t>(size), 4);
+  return read_frame_into(
+      fd,
+      [&out](std::size_t size) {
+        out.resize(size);
+        return out.data();
+      },
+      max_message_bytes, deadline);
 }
 
 IoResult read_frame_into(int fd, const std::function<char*(std::size_t)>& storage,
