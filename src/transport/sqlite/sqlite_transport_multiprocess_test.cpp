@@ -105,13 +105,8 @@ TEST(SqliteMultiProcess, FourProducersThreeConsumersDeliverEveryMessageExactlyOn
   Clock::time_point deadline = Clock::now() + 240s;
   for (pid_t pid : producers) EXPECT_EQ(wait_exit(pid, deadline), 0);
   auto observer = make_sqlite_transport(Options{}, settings);
-  for (;;) {
-    auto stats = observer->stats(queue);
-    ASSERT_TRUE(stats.ok()) << stats.error().message;
-    if (stats->ready + stats->in_flight + stats->delayed == 0) break;
-    ASSERT_LT(Clock::now(), deadline) << "consumers did not drain the queue";
-    std::this_thread::sleep_for(20ms);
-  }
+  test::wait_drained(*observer, queue, deadline);
+  if (HasFatalFailure()) return;
   { std::ofstream(stop_file) << "stop\n"; }
   for (pid_t pid : consumers) EXPECT_EQ(wait_exit(pid, deadline), 0);
 

@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <gtest/gtest.h>
+
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -78,6 +80,19 @@ inline int wait_exit(pid_t pid, std::chrono::steady_clock::time_point deadline) 
       return -1;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+}
+
+// Waits until `queue` has nothing ready, in flight or delayed (every message acknowledged),
+// polling its stats through `observer`; fails the test at `deadline`.
+inline void wait_drained(Transport& observer, const std::string& queue,
+                         std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    auto stats = observer.stats(queue);
+    ASSERT_TRUE(stats.ok()) << stats.error().message;
+    if (stats->ready + stats->in_flight + stats->delayed == 0) return;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "consumers did not drain " << queue;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
 }
 
