@@ -14,14 +14,9 @@ them out). Prints the best and the median window of each script.
 import argparse
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(HERE)), "runtimes", "python"))
-import bench_runtime  # noqa: E402  (frame_for, window, ECHO_HANDLER)
+from python_rps import bench_runtime, start  # start(script, workdir, name, log_level)
 
 
 def main():
@@ -37,18 +32,10 @@ def main():
     processes, sockets = [], []
     try:
         for index, script in enumerate(args.scripts):
-            directory = os.path.join(workdir, str(index))
-            os.makedirs(directory)
-            socket_path = os.path.join(directory, "rt.sock")
-            env = dict(os.environ, ASYA_HANDLER="bench_echo.echo", ASYA_SOCKET_PATH=socket_path,
-                       PYTHONPATH=workdir, ASYA_LOG_LEVEL="warn" if "asya" in script else "WARNING")
-            processes.append(subprocess.Popen([sys.executable, script], env=env))
+            level = "warn" if "asya" in script else "WARNING"
+            process, socket_path = start(script, workdir, str(index), level)
+            processes.append(process)
             sockets.append(socket_path)
-            deadline = time.monotonic() + 30
-            while not os.path.exists(os.path.join(directory, "runtime-ready")):
-                if processes[-1].poll() is not None or time.monotonic() > deadline:
-                    raise SystemExit("%s did not start" % script)
-                time.sleep(0.01)
         frame = bench_runtime.frame_for(args.size)
         windows = max(2, int(args.seconds / 0.25))
         results = [[] for _ in args.scripts]
