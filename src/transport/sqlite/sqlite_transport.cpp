@@ -1,10 +1,7 @@
 #include "transport/sqlite/sqlite_transport.hpp"
 
 #include <fcntl.h>
-#include <poll.h>
 #include <sqlite3.h>
-#include <sys/eventfd.h>
-#include <sys/inotify.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -13,7 +10,6 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
-#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <mutex>
@@ -23,6 +19,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "transport/sqlite/queue_waker.hpp"
 
 namespace asya::transport {
 
@@ -396,133 +393,6 @@ void bind_blob(sqlite3_stmt* s, int index, std::string_view bytes) {
   sqlite3_bind_blob64(s, index, bytes.empty() ? "" : bytes.data(), bytes.size(), SQLITE_STATIC);
 }
 
-// Wakes receivers: a generation counter bumped by in-process sends and by a watcher thread that
-// reads inotify events for the database's -wal file (written by every commit of every process).
-class Waker {
- public:
-  explicit Waker(std::filesystem::path database) : database_(std::move(database)) {}
-  ~Waker() { stop(); }
-
-  std::uint64_t generation() {
-    std::lock_guard lock(mutex_);
-    return generation_;
-  }
-
-  bool interrupted() {
-    std::lock_guard lock(mutex_);
-    return interrupted_;
-  }
-
-  void notify() {
-    {
-      std::lock_guard lock(mutex_);
-      ++generation_;
-    }
-    changed_.notify_all();
-  }
-
-  void interrupt() {
-    {
-      std::lock_guard lock(mutex_);
-      interrupted_ = true;
-    }
-    changed_.notify_all();
-  }
-
-  // Blocks until the generation differs from `seen`, interrupt(), or `until`.
-  void wait(std::uint64_t seen, Clock::time_point until) {
-    start_watcher();
-    std::unique_lock lock(mutex_);
-    changed_.wait_until(lock, until, [&] { return interrupted_ || generation_ != seen; });
-  }
-
-  void stop() {
-    std::thread watcher;
-    {
-      std::lock_guard lock(mutex_);
-      watcher = std::move(watcher_);
-      interrupted_ = true;
-    }
-    changed_.notify_all();
-    if (watcher.joinable()) {
-      std::uint64_t one = 1;
-      ssize_t written = ::write(stop_fd_, &one, sizeof one);
-      (void)written;
-      watcher.join();
-    }
-    if (inotify_fd_ >= 0) ::close(inotify_fd_);
-    if (stop_fd_ >= 0) ::close(stop_fd_);
-    inotify_fd_ = stop_fd_ = -1;
-  }
-
- private:
-  // Started on the first wait, so processes that only send pay for no thread.
-  void start_watcher() {
-    std::lock_guard lock(mutex_);
-    if (watcher_started_ || interrupted_) return;
-    watcher_started_ = true;
-    std::filesystem::path directory = database_.parent_path();
-    if (directory.empty()) directory = ".";
-    wal_name_ = database_.filename().string() + "-wal";
-    inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    // Watching the directory (not the -wal inode) survives the -wal file being deleted and
-    // recreated when the last connection of every process closes.
-    if (inotify_fd_ < 0 || stop_fd_ < 0 ||
-        ::inotify_add_watch(inotify_fd_, directory.c_str(), IN_MODIFY | IN_CREATE) < 0) {
-      spdlog::warn("sqlite transport: no inotify watch on {} ({}); receivers poll instead",
-                   directory.string(), std::strerror(errno));
-      return;
-    }
-    watcher_ = std::thread([this] { watch(); });
-  }
-
-  void watch() {
-    alignas(inotify_event) char buffer[8192];
-    bool trailing = false;
-    for (;;) {
-      pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-      // After a burst of writes, notify once more 2 ms later: the inotify event arrives when the
-      // WAL frames are written, a moment before the commit is published in the -shm index, so a
-      // receiver woken by the event may look too early.
-      int ready = ::poll(fds, 2, trailing ? 2 : -1);
-      if (ready < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      if (ready == 0) {
-        trailing = false;
-        notify();
-        continue;
-      }
-      if ((fds[0].revents & POLLIN) == 0) continue;
-      bool relevant = false;
-      for (;;) {
-        ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);
-        if (n <= 0) break;
-        for (char* p = buffer; p < buffer + n;) {
-          auto* event = reinterpret_cast<inotify_event*>(p);
-          if (event->len > 0 && wal_name_ == event->name) relevant = true;
-          p += sizeof(inotify_event) + event->len;
-        }
-      }
-      if (relevant) {
-        trailing = true;
-        notify();
-      }
-    }
-  }
-
-  std::filesystem::path database_;
-  std::mutex mutex_;
-  std::condition_variable changed_;
-  std::uint64_t generation_ = 0;
-  bool interrupted_ = false;
-  bool watcher_started_ = false;
-  std::thread watcher_;
-  std::string wal_name_;
-  int inotify_fd_ = -1;
-  int stop_fd_ = -1;
-};
-
 // ---- body files --------------------------------------------------------------------------------
 
 std::string errno_text(int error) {
@@ -721,7 +591,7 @@ class SqliteTransport final : public Transport {
     Clock::time_point deadline = Clock::now() + std::max(wait, milliseconds(0));
     for (;;) {
       // Read the generation before looking, so a commit between the look and the wait wakes us.
-      std::uint64_t seen = waker_.generation();
+      std::uint64_t seen = waker_.generation(queue);
       if (waker_.interrupted()) return std::vector<Delivery>{};
       std::int64_t now = now_ms();
       auto next_visible = next_visible_at(queue);
@@ -738,7 +608,7 @@ class SqliteTransport final : public Transport {
       if (next_visible.value()) {
         until = std::min(until, steady_now + milliseconds(*next_visible.value() - now));
       }
-      waker_.wait(seen, until);
+      waker_.wait(queue, seen, until);
     }
   }
 
@@ -816,7 +686,7 @@ class SqliteTransport final : public Transport {
         return s;
       }
     }
-    waker_.notify();
+    waker_.notify(queue);  // after the commit: a receiver woken now finds the message
     maybe_sweep();
     return Status::Ok();
   }
@@ -829,7 +699,7 @@ class SqliteTransport final : public Transport {
 
   Status nack(const Delivery& delivery, milliseconds delay) override {
     Status s = change_lease(kNack, "nack", delivery, std::max<std::int64_t>(delay.count(), 0));
-    if (s) waker_.notify();
+    if (s) waker_.notify(delivery.queue);
     return s;
   }
 
@@ -1226,7 +1096,7 @@ class SqliteTransport final : public Transport {
   std::string file_prefix_;           // "m-<16 hex digits>-", unique per instance
   std::atomic<std::uint64_t> next_file_{1};
   std::atomic<std::int64_t> last_sweep_ms_{0};
-  Waker waker_;
+  QueueWaker waker_;
   std::mutex pool_mutex_;
   std::vector<std::unique_ptr<Connection>> idle_;
   bool closed_ = false;

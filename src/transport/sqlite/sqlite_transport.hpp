@@ -49,12 +49,14 @@
 // body file is fsync'd (with its directory) before its row is inserted in both modes, so a row
 // never names a body a power loss truncated.
 //
-// Waking a blocked receive(): a commit from any process writes the `<file>-wal`, which an
-// inotify watch on the directory reports; a send from the same instance also notifies directly.
-// Leases expiring and delayed messages are waited for precisely (the earliest visible_at_ms of
-// the queue), and a fallback poll (poll_interval) covers missed events and file systems without
-// inotify. No lock or connection is held while waiting.
-//
+// Waking a blocked receive(): per queue (queue_waker.hpp). send() and nack() write one byte into
+// the queue's wake file `<path>.wake/<queue>` after their commit; inotify reports it only to the
+// processes receiving from that queue, so a commit wakes the receivers of its own queue and no
+// other (an idle sidecar sleeps through the traffic of every other queue). Leases expiring and
+// delayed messages are waited for precisely (the earliest visible_at_ms of the queue), and a
+// fallback poll (poll_interval) covers a wake-up that never comes (a writer killed between its
+// commit and the wake file, a writer of an older Asya, file systems without inotify). No lock or
+// connection is held while waiting.
 // Threads: connections are pooled (one per concurrently calling thread, created on demand), each
 // with its prepared statements cached. The instance must not cross fork(); create one per process.
 #pragma once

@@ -1,0 +1,288 @@
+#include "transport/sqlite/queue_waker.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "common/log.hpp"
+
+namespace asya::transport {
+
+namespace {
+
+// A write or a touch (utime) of a wake file; IN_IGNORED (the file was removed, the watch is gone)
+// is always reported.
+constexpr std::uint32_t kWatchMask = IN_MODIFY | IN_ATTRIB;
+
+// Bounds the descriptors a publisher keeps open (one per queue it sent to).
+constexpr std::size_t kMaxWriteFds = 256;
+
+bool plain_file_name(std::string_view name) {
+  if (name.empty() || name.size() > 200 || name.front() == '.') return false;
+  for (char c : name) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '-' || c == '_' || c == '.';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string QueueWaker::file_name(std::string_view queue) {
+  if (plain_file_name(queue)) return std::string(queue);
+  std::uint64_t hash = 14695981039346656037ull;  // FNV-1a, 64 bits
+  for (unsigned char c : queue) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return std::string("q-") + hex;
+}
+
+std::filesystem::path QueueWaker::directory_of(const std::filesystem::path& database) {
+  return std::filesystem::path(database.string() + ".wake");
+}
+
+QueueWaker::QueueWaker(std::filesystem::path database) : directory_(directory_of(database)) {}
+
+QueueWaker::~QueueWaker() {
+  stop();
+}
+
+std::uint64_t QueueWaker::generation(std::string_view queue) {
+  std::lock_guard lock(mutex_);
+  std::string name(queue);
+  Queue& state = queues_[name];
+  if (!state.watch_tried && !interrupted_) watch_locked(name, state);
+  return state.generation;
+}
+
+void QueueWaker::wait(std::string_view queue, std::uint64_t seen, Clock::time_point until) {
+  std::string name(queue);
+  std::unique_lock lock(mutex_);
+  changed_.wait_until(lock, until,
+                      [&] { return interrupted_ || queues_[name].generation != seen; });
+}
+
+bool QueueWaker::watching(std::string_view queue) {
+  std::lock_guard lock(mutex_);
+  auto it = queues_.find(std::string(queue));
+  return it != queues_.end() && it->second.watch >= 0;
+}
+
+void QueueWaker::notify(std::string_view queue) {
+  std::string name(queue);
+  bool local = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = queues_.find(name);
+    if (it != queues_.end()) {
+      ++it->second.generation;
+      local = true;
+    }
+  }
+  if (local) changed_.notify_all();
+  int fd = write_fd(name);
+  if (fd < 0) return;
+  // A wake file removed by hand (and re-created by a receiver) is a new inode: write that one.
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && info.st_nlink == 0) {
+    {
+      std::lock_guard lock(write_mutex_);
+      ::close(fd);
+      write_fds_.erase(name);
+    }
+    fd = write_fd(name);
+    if (fd < 0) return;
+  }
+  // One byte at offset 0: the file never grows, and inotify reports IN_MODIFY to the watchers.
+  if (::pwrite(fd, "1", 1, 0) != 1) {
+    std::lock_guard lock(write_mutex_);
+    if (!warned_write_) {
+      warned_write_ = true;
+      spdlog::warn(
+          "sqlite transport: cannot write the wake file of queue {} in {} ({}); its receivers in "
+          "other processes find new messages at their fallback poll (ASYA_SQLITE_POLL_INTERVAL)",
+          name, directory_.string(), std::strerror(errno));
+    }
+  }
+}
+
+int QueueWaker::write_fd(const std::string& queue) {
+  std::lock_guard lock(write_mutex_);
+  auto it = write_fds_.find(queue);
+  if (it != write_fds_.end()) return it->second;
+  if (write_fds_.size() >= kMaxWriteFds) {
+    for (auto& [name, fd] : write_fds_) {
+      if (fd >= 0) ::close(fd);
+    }
+    write_fds_.clear();
+  }
+  std::filesystem::path path = directory_ / file_name(queue);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) {
+    ::mkdir(directory_.c_str(), 0755);  // EEXIST from a concurrent creator is fine
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  }
+  if (fd < 0 && !warned_write_) {
+    warned_write_ = true;
+    spdlog::warn(
+        "sqlite transport: cannot open the wake file {} ({}); receivers of queue {} in other "
+        "processes find new messages at their fallback poll (ASYA_SQLITE_POLL_INTERVAL)",
+        path.string(), std::strerror(errno), queue);
+  }
+  write_fds_[queue] = fd;  // -1 is remembered too: no open() per send after a failure
+  return fd;
+}
+
+void QueueWaker::interrupt() {
+  {
+    std::lock_guard lock(mutex_);
+    interrupted_ = true;
+  }
+  changed_.notify_all();
+}
+
+bool QueueWaker::interrupted() {
+  std::lock_guard lock(mutex_);
+  return interrupted_;
+}
+
+void QueueWaker::stop() {
+  std::thread watcher;
+  {
+    std::lock_guard lock(mutex_);
+    watcher = std::move(watcher_);
+    interrupted_ = true;
+  }
+  changed_.notify_all();
+  if (watcher.joinable()) {
+    std::uint64_t one = 1;
+    ssize_t written = ::write(stop_fd_, &one, sizeof one);
+    (void)written;
+    watcher.join();
+  }
+  {
+    std::lock_guard lock(mutex_);
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    if (stop_fd_ >= 0) ::close(stop_fd_);
+    inotify_fd_ = stop_fd_ = -1;
+    by_watch_.clear();
+    for (auto& [name, state] : queues_) state.watch = -1;
+  }
+  std::lock_guard lock(write_mutex_);
+  for (auto& [name, fd] : write_fds_) {
+    if (fd >= 0) ::close(fd);
+  }
+  write_fds_.clear();
+}
+
+void QueueWaker::start_watcher_locked() {
+  if (watcher_started_) return;
+  watcher_started_ = true;
+  inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (inotify_fd_ < 0 || stop_fd_ < 0) {
+    spdlog::warn("sqlite transport: no inotify ({}); receivers poll instead", std::strerror(errno));
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    inotify_fd_ = -1;
+    return;
+  }
+  watcher_ = std::thread([this] { run_watcher(); });
+}
+
+void QueueWaker::watch_locked(const std::string& queue, Queue& state) {
+  state.watch_tried = true;
+  start_watcher_locked();
+  if (inotify_fd_ < 0) return;
+  std::filesystem::path path = directory_ / file_name(queue);
+  // The file must exist to be watched; O_CREAT on an existing file changes nothing in it.
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == ENOENT) {
+    ::mkdir(directory_.c_str(), 0755);
+    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  }
+  if (fd >= 0) ::close(fd);
+  int watch = ::inotify_add_watch(inotify_fd_, path.c_str(), kWatchMask);
+  if (watch < 0) {
+    if (!warned_watch_) {
+      warned_watch_ = true;
+      spdlog::warn(
+          "sqlite transport: cannot watch the wake file {} ({}); receivers of queue {} "
+          "poll instead (ASYA_SQLITE_POLL_INTERVAL)",
+          path.string(), std::strerror(errno), queue);
+    }
+    return;
+  }
+  state.watch = watch;
+  auto& names = by_watch_[watch];
+  if (std::find(names.begin(), names.end(), queue) == names.end()) names.push_back(queue);
+}
+
+void QueueWaker::run_watcher() {
+  alignas(inotify_event) char buffer[8192];
+  for (;;) {
+    pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+    int ready = ::poll(fds, 2, -1);
+    if (ready < 0 && errno != EINTR) return;
+    if (fds[1].revents != 0) return;
+    if ((fds[0].revents & POLLIN) == 0) continue;
+    // One generation bump per queue per batch of events: a burst of sends is one wake-up.
+    std::set<int> touched;
+    std::set<int> ignored;
+    bool overflow = false;
+    for (;;) {
+      ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);
+      if (n <= 0) break;
+      for (char* p = buffer; p < buffer + n;) {
+        auto* event = reinterpret_cast<inotify_event*>(p);
+        if (event->mask & IN_Q_OVERFLOW) {
+          overflow = true;
+        } else if (event->mask & IN_IGNORED) {
+          ignored.insert(event->wd);
+        } else {
+          touched.insert(event->wd);
+        }
+        p += sizeof(inotify_event) + event->len;
+      }
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (overflow) {
+        for (auto& [name, state] : queues_) ++state.generation;
+      }
+      for (int wd : touched) {
+        auto it = by_watch_.find(wd);
+        if (it == by_watch_.end()) continue;
+        for (const auto& name : it->second) ++queues_[name].generation;
+      }
+      // The wake file was removed (or its file system unmounted): wake its receivers, which look
+      // at the database and, through generation(), watch a new file.
+      for (int wd : ignored) {
+        auto it = by_watch_.find(wd);
+        if (it == by_watch_.end()) continue;
+        for (const auto& name : it->second) {
+          Queue& state = queues_[name];
+          ++state.generation;
+          state.watch = -1;
+          state.watch_tried = false;
+        }
+        by_watch_.erase(it);
+      }
+    }
+    changed_.notify_all();
+  }
+}
+
+}  // namespace asya::transport

@@ -1,0 +1,111 @@
+// Per-queue wake-ups for the processes that share one SQLite queue database.
+//
+// Every queue has a small wake file, `<database>.wake/<file_name(queue)>`. A writer that made a
+// message of queue Q ready (send, nack) calls notify(Q) after its commit: that bumps Q's
+// generation in its own process and writes one byte into Q's wake file (a pwrite on a cached
+// descriptor, a few microseconds). inotify reports the write to every process watching that file,
+// and a process watches only the files of the queues it receives from. So a commit wakes the
+// receivers of its own queue and nobody else: an idle sidecar sleeps through the traffic of every
+// other queue, however busy (before, every commit of every process woke every receiver of the
+// file through the shared `-wal` file).
+//
+// A wake-up is a hint, never the only way a message is found: the receiver looks at the database
+// after every wake-up, and also when a fallback poll (the caller's timeout passed to wait()) runs
+// out, so a wake-up that never comes (a writer killed between its commit and notify(), a writer of
+// an older Asya, a file system without inotify, a wake file removed by hand, an inotify queue
+// overflow) delays a message by at most that poll, never strands it. A wake file removed while
+// watched is watched again on the next generation() call; an inotify overflow wakes every queue.
+//
+// Threads: every method is thread-safe. The first generation() call starts one watcher thread
+// per instance (processes that only send pay for no thread and no inotify instance). The
+// instance must not cross fork(); create one per process.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace asya::transport {
+
+class QueueWaker {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // `database`: the SQLite file; the wake files live in the directory `<database>.wake/`, which
+  // is created on first use.
+  explicit QueueWaker(std::filesystem::path database);
+  ~QueueWaker();
+  QueueWaker(const QueueWaker&) = delete;
+  QueueWaker& operator=(const QueueWaker&) = delete;
+
+  // The wake-up generation of `queue` in this process: it changes after every notify(queue) in
+  // any process (and after events that may have hidden one). Read it before looking at the
+  // database, then wait() with it, so that a commit between the look and the wait is not missed.
+  // The first call for a queue creates its wake file and starts watching it.
+  std::uint64_t generation(std::string_view queue);
+
+  // Blocks until generation(queue) differs from `seen`, interrupt() or stop() was called, or
+  // `until` passed. Holds no lock of the database.
+  void wait(std::string_view queue, std::uint64_t seen, Clock::time_point until);
+
+  // Wakes the receivers of `queue` in every process. Call after the commit that made a message
+  // ready, never inside a transaction. Never blocks on other processes; when the wake file cannot
+  // be written it logs a warning once and receivers fall back to polling.
+  void notify(std::string_view queue);
+
+  // True when the wake file of `queue` is watched (generation() was called for it and inotify
+  // accepted the watch): other processes' notify() calls then reach this one.
+  bool watching(std::string_view queue);
+
+  // Makes every current and future wait() return at once.
+  void interrupt();
+  bool interrupted();
+
+  // interrupt(), then stops the watcher thread and closes every descriptor. Idempotent.
+  void stop();
+
+  // The file name of `queue`'s wake file: the queue name itself when it is a plain file name
+  // (letters, digits, '-', '_', '.', not starting with '.', at most 200 bytes), else "q-" and a
+  // 64-bit hash of it in hex (two queues sharing a hashed name only wake each other spuriously).
+  static std::string file_name(std::string_view queue);
+
+  // The directory holding the wake files of `database`.
+  static std::filesystem::path directory_of(const std::filesystem::path& database);
+
+ private:
+  struct Queue {
+    std::uint64_t generation = 0;
+    int watch = -1;            // inotify watch descriptor, -1 when not watched
+    bool watch_tried = false;  // a failed watch is retried only after a wake (IN_IGNORED)
+  };
+
+  void start_watcher_locked();
+  void watch_locked(const std::string& queue, Queue& state);
+  void run_watcher();
+  int write_fd(const std::string& queue);
+
+  std::filesystem::path directory_;
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  std::unordered_map<std::string, Queue> queues_;
+  std::unordered_map<int, std::vector<std::string>> by_watch_;  // watch descriptor -> queues
+  bool interrupted_ = false;
+  bool watcher_started_ = false;
+  bool warned_watch_ = false;
+  std::thread watcher_;
+  int inotify_fd_ = -1;
+  int stop_fd_ = -1;
+
+  std::mutex write_mutex_;
+  std::unordered_map<std::string, int> write_fds_;  // queue -> wake file opened for writing
+  bool warned_write_ = false;
+};
+
+}  // namespace asya::transport
