@@ -163,6 +163,10 @@ void add_render_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--rabbitmq-secret-key", o.rabbitmq_secret_key, "Key of the AMQP URL in it")
       ->capture_default_str();
+  cmd->add_option("--rabbitmq-management-secret-key", o.rabbitmq_management_secret_key,
+                  "Key of the management API URL in it (for KEDA: "
+                  "http://user:password@host:15672/vhost)")
+      ->capture_default_str();
   cmd->add_option("--rabbitmq-exchange", o.rabbitmq_exchange, "ASYA_RABBITMQ_EXCHANGE");
   cmd->add_option("--sqs-region", o.sqs_region, "AWS region")->capture_default_str();
   cmd->add_option("--sqs-endpoint", o.sqs_endpoint, "SQS endpoint URL (e.g. LocalStack)");

@@ -37,6 +37,43 @@ long ceil_seconds(milliseconds d) {
   return static_cast<long>((d.count() + 999) / 1000);
 }
 
+// The shortest terminationGracePeriodSeconds of an actor's pod: a replica asked to stop (a
+// scale-down may pick one that is busy, a rollout stops them all) may have just started a
+// message, which can take up to the processing timeout, and the sidecar drains for up to
+// gracefulShutdown; then it needs kGraceMarginSeconds to nack what is left and exit. A shorter
+// grace lets the kubelet SIGKILL the pod in the middle of a message.
+long minimum_grace_seconds(const manifest::Actor& a) {
+  return ceil_seconds(std::max(a.timeout.processing, a.timeout.graceful_shutdown)) +
+         kGraceMarginSeconds;
+}
+
+// The pod's terminationGracePeriodSeconds: the manifest's, when it sets one that keeps the rule
+// above, else the minimum. A shorter or non-integer value is an error naming the field.
+Result<json::value> termination_grace(const manifest::Actor& a, const json::object& pod_extra,
+                                      const std::string& where) {
+  const long minimum = minimum_grace_seconds(a);
+  const json::value* given = pod_extra.if_contains("terminationGracePeriodSeconds");
+  if (given == nullptr) return json::value(minimum);
+  const std::string field = where + ": spec.workload.template.spec.terminationGracePeriodSeconds";
+  if (!given->is_int64() && !given->is_uint64()) {
+    return Error{
+        fmt::format("{}: {} is not a whole number of seconds", field, json::serialize(*given))};
+  }
+  const std::int64_t seconds =
+      given->is_int64() ? given->as_int64() : static_cast<std::int64_t>(given->as_uint64());
+  if (seconds < minimum) {
+    return Error{fmt::format(
+        "{}: {} is shorter than the longest a stopping replica may need: max(spec.timeout."
+        "processing {}, spec.timeout.gracefulShutdown {}) + {}s for the sidecar to nack and exit "
+        "= {}; the kubelet would kill a replica that is scaled down or rolled while it processes "
+        "a message. Use at least {}, leave the field out (Asya then sets {}), or lower the "
+        "timeouts",
+        field, seconds, go_duration(a.timeout.processing), go_duration(a.timeout.graceful_shutdown),
+        kGraceMarginSeconds, minimum, minimum, minimum)};
+  }
+  return *given;
+}
+
 json::object env(std::string_view name, std::string_view value) {
   return {{"name", name}, {"value", value}};
 }
@@ -424,10 +461,9 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
   bool own_service_account = !pod_extra.contains("serviceAccountName");
   pod_spec["serviceAccountName"] =
       own_service_account ? json::value(a.name) : pod_extra["serviceAccountName"];
-  pod_spec["terminationGracePeriodSeconds"] =
-      pod_extra.contains("terminationGracePeriodSeconds")
-          ? pod_extra["terminationGracePeriodSeconds"]
-          : json::value(ceil_seconds(a.timeout.graceful_shutdown) + kGraceMarginSeconds);
+  auto grace = termination_grace(a, pod_extra, where);
+  if (!grace) return grace.error();
+  pod_spec["terminationGracePeriodSeconds"] = std::move(*grace);
   pod_spec["containers"] = std::move(containers);
   pod_spec["volumes"] = std::move(volumes);
   for (auto& [key, value] : pod_extra) {
@@ -468,12 +504,17 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
     auto auth = object("keda.sh/v1alpha1", "TriggerAuthentication", metadata(auth_name, o, labels));
     json::object trigger;
     if (result.transport == "rabbitmq") {
-      auth["spec"] = {{"secretTargetRef", json::array{{{"parameter", "host"},
-                                                       {"name", o.rabbitmq_secret},
-                                                       {"key", o.rabbitmq_secret_key}}}}};
+      // The management API (protocol http) counts ready + unacknowledged messages; over AMQP
+      // KEDA sees only the ready ones, so a replica busy with the last message looks idle and
+      // is scaled down (or to zero) under it. Its URL, with credentials and vhost, comes from
+      // the broker Secret like the AMQP URL.
+      auth["spec"] = {
+          {"secretTargetRef", json::array{{{"parameter", "host"},
+                                           {"name", o.rabbitmq_secret},
+                                           {"key", o.rabbitmq_management_secret_key}}}}};
       trigger = {{"type", "rabbitmq"},
                  {"metadata",
-                  {{"protocol", "amqp"},
+                  {{"protocol", "http"},
                    {"queueName", result.queue},
                    {"mode", "QueueLength"},
                    {"value", std::to_string(a.scaling.queue_length)},

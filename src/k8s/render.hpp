@@ -8,9 +8,13 @@
 //     one) whose pod runs the user's runtime container and the injected `asya-sidecar`
 //     container, sharing an emptyDir at /var/run/asya for the socket; a runtime container
 //     without a command runs the bundled Python runtime from ConfigMap `asya-runtime`;
-//   - when scaling is enabled, a KEDA ScaledObject <name> (rabbitmq or aws-sqs-queue trigger on
-//     queue <prefix><name>) and a TriggerAuthentication <name>-broker reading the broker
+//   - when scaling is enabled, a KEDA ScaledObject <name> (rabbitmq trigger over the management
+//     API, or aws-sqs-queue trigger, on queue <prefix><name>; both count messages in flight, not
+//     only waiting ones) and a TriggerAuthentication <name>-broker reading the broker URL and
 //     credentials from a Secret;
+// The pod's terminationGracePeriodSeconds is at least max(processing timeout, gracefulShutdown)
+// + 10 s (a shorter one in the manifest is an error), so a replica stopped while it processes a
+// message is never killed before the message finished or went back to the queue.
 // plus, once per stream, ConfigMap `asya-runtime`, the end actors (happy-end, error-end) and,
 // when routes.yaml text is given, the gateway (ConfigMap, Deployment, Service, ServiceAccount).
 #pragma once
@@ -42,9 +46,13 @@ struct RenderOptions {
   std::string log_level = "info";  // ASYA_LOG_LEVEL of sidecars and the gateway
   int metrics_port = 9090;         // sidecar /metrics, /healthz, /readyz
 
-  // RabbitMQ: Secret with the AMQP URL (used by sidecars, gateway and KEDA).
+  // RabbitMQ: Secret with the AMQP URL (key rabbitmq_secret_key, used by sidecars and the
+  // gateway) and the management API URL for KEDA (key rabbitmq_management_secret_key,
+  // http://user:password@host:15672/vhost: KEDA's http protocol counts unacknowledged messages
+  // too, so a replica busy with the last message is not scaled down under it).
   std::string rabbitmq_secret = "asya-rabbitmq";
   std::string rabbitmq_secret_key = "url";
+  std::string rabbitmq_management_secret_key = "management-url";
   std::string rabbitmq_exchange;  // ASYA_RABBITMQ_EXCHANGE when not empty
 
   // SQS: region, optional endpoint (e.g. LocalStack), queue URL base for KEDA

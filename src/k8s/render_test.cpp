@@ -73,7 +73,9 @@ TEST(Render, DeploymentRunsTheRuntimeAndTheInjectedSidecarSharingTheSocket) {
   EXPECT_EQ(d.at("metadata").at("namespace"), "ml");
   EXPECT_FALSE(d.at("spec").as_object().contains("replicas")) << "KEDA owns replicas";
   const auto& pod = d.at("spec").at("template").at("spec");
-  EXPECT_EQ(pod.at("terminationGracePeriodSeconds"), 55);
+  // max(processing 90 s, gracefulShutdown 45 s) + 10 s: a replica stopped in the middle of a
+  // message may finish it, then nack and exit, before the kubelet kills it.
+  EXPECT_EQ(pod.at("terminationGracePeriodSeconds"), 100);
   EXPECT_EQ(pod.at("serviceAccountName"), "classifier");
   EXPECT_EQ(pod.at("nodeSelector"), json::parse(R"({"pool": "cpu"})"));
   const auto& containers = pod.at("containers").as_array();
@@ -120,17 +122,87 @@ TEST(Render, ScaledObjectUsesTheRabbitmqQueueAndKedaRules) {
   const auto& trigger = so.at("triggers").at(0);
   EXPECT_EQ(trigger.at("type"), "rabbitmq");
   EXPECT_EQ(trigger.at("metadata"),
-            json::parse(R"({"protocol": "amqp", "queueName": "asya-classifier",
-                            "mode": "QueueLength", "value": "5", "activationValue": "2"})"));
+            json::parse(R"({"protocol": "http", "queueName": "asya-classifier",
+                            "mode": "QueueLength", "value": "5", "activationValue": "2"})"))
+      << "the management API (http) counts unacknowledged messages, AMQP only ready ones";
   EXPECT_EQ(trigger.at("authenticationRef").at("name"), "classifier-broker");
   const auto& auth = find(all, "TriggerAuthentication", "classifier-broker");
-  EXPECT_EQ(auth.at("spec").at("secretTargetRef").at(0).at("parameter"), "host");
+  EXPECT_EQ(auth.at("spec"), json::parse(R"({"secretTargetRef": [{"parameter": "host",
+                "name": "asya-rabbitmq", "key": "management-url"}]})"));
   EXPECT_EQ(so.at("advanced")
                 .at("horizontalPodAutoscalerConfig")
                 .at("behavior")
                 .at("scaleDown")
                 .at("stabilizationWindowSeconds"),
             120);
+}
+
+TEST(Render, RabbitmqManagementUrlComesFromTheConfiguredSecretKey) {
+  auto o = cluster("rabbitmq");
+  o.rabbitmq_secret = "broker";
+  o.rabbitmq_management_secret_key = "api";
+  auto rendered = render(load(kActor), o);
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  EXPECT_EQ(find(all, "TriggerAuthentication", "classifier-broker").at("spec"),
+            json::parse(R"({"secretTargetRef": [{"parameter": "host", "name": "broker",
+                            "key": "api"}]})"));
+  // The sidecars keep the AMQP URL.
+  const auto env = env_map(find(all, "Deployment", "classifier")
+                               .at("spec")
+                               .at("template")
+                               .at("spec")
+                               .at("containers")
+                               .at(1));
+  EXPECT_EQ(env.at("ASYA_RABBITMQ_URL"),
+            json::parse(R"({"secretKeyRef": {"name": "broker", "key": "url"}})"));
+}
+
+TEST(Render, SqsTriggerCountsMessagesInFlight) {
+  auto rendered = render(load(kActor), cluster("sqs"));
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& trigger = find(all, "ScaledObject", "classifier").at("spec").at("triggers").at(0);
+  EXPECT_EQ(trigger.at("metadata").at("scaleOnInFlight"), "true");
+}
+
+std::string with_grace(std::string_view grace) {
+  std::string text = kActor;
+  const std::string anchor = "        nodeSelector: {pool: cpu}\n";
+  text.insert(text.find(anchor) + anchor.size(),
+              "        terminationGracePeriodSeconds: " + std::string(grace) + "\n");
+  return text;
+}
+
+TEST(Render, AGracePeriodThatCoversProcessingAndTheMarginIsKept) {
+  for (int grace : {100, 600}) {
+    auto rendered = render(load(with_grace(std::to_string(grace))), cluster("rabbitmq"));
+    ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+    const auto all = rendered->all();
+    EXPECT_EQ(find(all, "Deployment", "classifier")
+                  .at("spec")
+                  .at("template")
+                  .at("spec")
+                  .at("terminationGracePeriodSeconds"),
+              grace);
+  }
+}
+
+TEST(Render, AGracePeriodShorterThanProcessingPlusTheMarginIsAClearError) {
+  auto rendered = render(load(with_grace("99")), cluster("rabbitmq"));
+  ASSERT_FALSE(rendered.ok());
+  const std::string& message = rendered.error().message;
+  EXPECT_NE(message.find("test.yaml"), std::string::npos) << message;
+  EXPECT_NE(message.find("spec.workload.template.spec.terminationGracePeriodSeconds: 99"),
+            std::string::npos)
+      << message;
+  EXPECT_NE(message.find("spec.timeout.processing 90s"), std::string::npos) << message;
+  EXPECT_NE(message.find("at least 100"), std::string::npos) << message;
+
+  rendered = render(load(with_grace("\"2m\"")), cluster("rabbitmq"));
+  ASSERT_FALSE(rendered.ok());
+  EXPECT_NE(rendered.error().message.find("not a whole number of seconds"), std::string::npos)
+      << rendered.error().message;
 }
 
 TEST(Render, SqsTriggerAndPodIdentity) {

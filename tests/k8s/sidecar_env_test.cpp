@@ -137,9 +137,12 @@ TEST_P(RenderedSidecarEnv, IsAcceptedByTheSidecarAndCarriesTheManifestSettings) 
         EXPECT_EQ(config.retry_backoff_max, actor.retry.backoff_max);
         EXPECT_EQ(config.retry_on_processing_error, actor.retry.retries_processing_errors());
       }
-      // The kubelet must let the sidecar drain: the grace period covers gracefulShutdown.
+      // The kubelet must let the sidecar drain: the grace period covers gracefulShutdown, and a
+      // message started just before the stop (processing timeout), plus 10 s to nack and exit.
       EXPECT_GE(pod.at("terminationGracePeriodSeconds").as_int64() * 1000,
                 actor.timeout.graceful_shutdown.count());
+      EXPECT_GE(pod.at("terminationGracePeriodSeconds").as_int64() * 1000,
+                actor.timeout.processing.count() + 10000);
 
       // Sidecar and runtime meet at one socket in a shared emptyDir, and the runtime's
       // readiness probe looks at that socket and the ready file next to it.

@@ -115,7 +115,7 @@ spec:
         annotations: {example.com/owner: ml-team}
       spec:
         nodeSelector: {pool: gpu}
-        terminationGracePeriodSeconds: 60
+        terminationGracePeriodSeconds: 320
         volumes: [{name: models, emptyDir: {}}]
         containers:
         - name: asya-runtime

@@ -172,6 +172,7 @@ def test_rabbitmq_gateway_and_naming_options_reach_the_objects(tmp_path):
                     "--gateway-image", "reg.example/asya-gateway:4.5.6",
                     "--queue-prefix", "dev-", "--log-level", "debug", "--metrics-port", "9100",
                     "--rabbitmq-secret", "amqp-creds", "--rabbitmq-secret-key", "amqp-url",
+                    "--rabbitmq-management-secret-key", "api-url",
                     "--rabbitmq-exchange", "asya-dev", "--result-store", "s3://bucket/results",
                     "--gateway-url", "http://gw.team-a.svc:8080").stdout
     docs = validate_k8s.load_documents(stream)
@@ -204,10 +205,30 @@ def test_rabbitmq_gateway_and_naming_options_reach_the_objects(tmp_path):
     trigger = by_name[("ScaledObject", "broken")]["spec"]["triggers"][0]
     assert trigger["metadata"]["queueName"] == "dev-broken"
     auth = by_name[("TriggerAuthentication", "broken-broker")]["spec"]
+    # KEDA reads the management API (counts unacknowledged messages too), the sidecars AMQP.
+    assert trigger["metadata"]["protocol"] == "http"
     assert auth == {"secretTargetRef": [{"parameter": "host", "name": "amqp-creds",
-                                         "key": "amqp-url"}]}
+                                         "key": "api-url"}]}
     routes = by_name[("ConfigMap", "asya-gateway-routes")]["data"]["routes.yaml"]
     assert routes == (tmp_path / "routes.yaml").read_text()
+
+
+def test_a_grace_period_shorter_than_processing_plus_margin_prints_its_error_and_no_yaml(
+        tmp_path):
+    path = tmp_path / "a.yaml"
+    path.write_text(
+        "apiVersion: asya.sh/v1alpha1\nkind: AsyncActor\nmetadata: {name: slow}\n"
+        "spec:\n  transport: rabbitmq\n  timeout: {processing: 10m}\n"
+        "  workload:\n    template:\n      spec:\n        terminationGracePeriodSeconds: 60\n"
+        "        containers:\n        - {name: asya-runtime, image: slow:1, command: [slow]}\n")
+    proc = render(path, check=False)
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout
+    assert "terminationGracePeriodSeconds: 60 is shorter" in proc.stderr, proc.stderr
+    assert "at least 610" in proc.stderr, proc.stderr
+    path.write_text(path.read_text().replace("GracePeriodSeconds: 60", "GracePeriodSeconds: 610"))
+    docs = validate_k8s.load_documents(render(path, "--no-end-actors").stdout)
+    deployment = next(d for d in docs if d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 610
 
 
 def test_a_routes_file_the_gateway_would_refuse_prints_its_error_and_no_yaml(tmp_path):

@@ -75,6 +75,11 @@ int main(int argc, char** argv) {
   app.add_option("--rabbitmq-secret-key", o.rabbitmq_secret_key, "Key of the AMQP URL in it")
       ->envname("ASYA_RABBITMQ_SECRET_KEY")
       ->capture_default_str();
+  app.add_option("--rabbitmq-management-secret-key", o.rabbitmq_management_secret_key,
+                 "Key of the management API URL in it (for KEDA: "
+                 "http://user:password@host:15672/vhost)")
+      ->envname("ASYA_RABBITMQ_MANAGEMENT_SECRET_KEY")
+      ->capture_default_str();
   app.add_option("--rabbitmq-exchange", o.rabbitmq_exchange, "ASYA_RABBITMQ_EXCHANGE")
       ->envname("ASYA_RABBITMQ_EXCHANGE");
   app.add_option("--sqs-region", o.sqs_region, "AWS region")
