@@ -203,11 +203,11 @@ TEST(SqliteMultiProcess, ProcessesCreatingTheSameNewFileAtOnceAllSucceed) {
   }
 }
 
-// Publish in one process, a receiver blocked in another: the only signal is the -wal file.
+// Publish in one process, a receiver blocked in another: the only signal is the queue's wake file.
 TEST(SqliteMultiProcess, BlockedReceiverInAnotherProcessWakesWithinMilliseconds) {
   test::TempDir dir;
   SqliteSettings settings = dir.settings();
-  settings.poll_interval = 10000ms;  // a wake-up can only come from the -wal watch
+  settings.poll_interval = 10000ms;  // a wake-up can only come from the wake file
   constexpr int kSamples = 40;
   {
     auto setup = make_sqlite_transport(Options{}, settings);

@@ -269,11 +269,11 @@ TEST_F(SqliteTransportTest, ReceiveWithZeroMaxMessagesIsAnError) {
 }
 
 // A blocked receiver notices a send from another instance (as from another process: the only
-// signal is the -wal file) within a few milliseconds, not at the fallback poll.
+// signal is the queue's wake file) within a few milliseconds, not at the fallback poll.
 TEST_F(SqliteTransportTest, SendFromAnotherInstanceWakesABlockedReceiverQuickly) {
   test::TempDir dir;
   SqliteSettings settings = dir.settings();
-  settings.poll_interval = 10000ms;  // so a wake-up can only come from the -wal watch
+  settings.poll_interval = 10000ms;  // so a wake-up can only come from the wake file
   auto consumer = make_sqlite_transport(Options{}, settings);
   auto producer = make_sqlite_transport(Options{}, settings);
   std::vector<double> latencies_ms;
