@@ -2,7 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
 #include <map>
+#include <sstream>
 
 namespace asya::local {
 namespace {
@@ -34,6 +40,56 @@ TEST(ExpandReferences, UnsetVariableIsAnErrorNamingIt) {
   EXPECT_EQ(r.error().message,
             "$(NOPE) in \"$(NOPE)/bin\" is not set: define NOPE in the container's env or in the "
             "environment of asya up (write $$(NOPE) for a literal $(NOPE))");
+}
+
+// What the child wrote to `path` after it exited.
+std::string run_and_read(ProcessSpec spec, const std::string& path) {
+  auto pid = spawn(spec);
+  EXPECT_TRUE(pid) << (pid ? "" : pid.error().message);
+  if (!pid) return "";
+  int status = 0;
+  ::waitpid(*pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << describe_exit(status);
+  std::ifstream in(path);
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+TEST(Spawn, IsolatedNetworkHasOnlyLoopbackUpInANamespaceOfItsOwn) {
+  if (Status st = check_network_isolation(); !st) GTEST_SKIP() << st.message();
+  const std::string out =
+      (std::filesystem::temp_directory_path() / ("asya-netns-" + std::to_string(::getpid())))
+          .string();
+  ProcessSpec spec;
+  // Interfaces, then the network namespace, then whether a TCP connection over 127.0.0.1 works
+  // there (lo is up).
+  const std::string loopback =
+      "python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); s.listen(); "
+      "socket.create_connection(s.getsockname()); print(\"loopback-up\")'";
+  spec.argv = {"/bin/sh", "-c",
+               "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' > " + out +
+                   "; readlink /proc/self/ns/net >> " + out + "; " + loopback + " >> " + out};
+  spec.env = {"PATH=/usr/bin:/bin"};
+  spec.isolate_network = true;
+  std::string isolated = run_and_read(spec, out);
+  std::filesystem::remove(out);
+  char own[128] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/net", own, sizeof own - 1), 0);
+  std::istringstream lines(isolated);
+  std::string interfaces, ns, flags;
+  std::getline(lines, interfaces);
+  std::getline(lines, ns);
+  std::getline(lines, flags);
+  EXPECT_EQ(interfaces, "lo") << isolated;
+  EXPECT_TRUE(ns.starts_with("net:[")) << isolated;
+  EXPECT_NE(ns, own);
+  EXPECT_EQ(flags, "loopback-up") << isolated;
+
+  spec.isolate_network = false;
+  std::string shared = run_and_read(spec, out);
+  std::filesystem::remove(out);
+  EXPECT_NE(shared.find(own), std::string::npos) << shared;
 }
 
 }  // namespace
