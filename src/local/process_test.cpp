@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <grp.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -90,6 +92,64 @@ TEST(Spawn, IsolatedNetworkHasOnlyLoopbackUpInANamespaceOfItsOwn) {
   std::string shared = run_and_read(spec, out);
   std::filesystem::remove(out);
   EXPECT_NE(shared.find(own), std::string::npos) << shared;
+}
+
+// Not root: the network namespace comes with a user namespace that maps the caller's uid and gid
+// to themselves, so the runtime keeps its identity (and its files' owners).
+TEST(Spawn, IsolatedNetworkWorksUnprivilegedWithTheCallersOwnIds) {
+  if (::geteuid() != 0) GTEST_SKIP() << "needs root to switch to an unprivileged uid for the test";
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("asya-netns-user-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::all);
+  const std::string out = (dir / "out").string();
+  constexpr uid_t kUid = 4242;
+  constexpr gid_t kGid = 4343;
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    // The child becomes an ordinary user, then spawns as the supervisor would.
+    if (::setgroups(0, nullptr) != 0 || ::setresgid(kGid, kGid, kGid) != 0 ||
+        ::setresuid(kUid, kUid, kUid) != 0)
+      ::_exit(10);
+    // Changing credentials made the process non-dumpable, which would leave its /proc files
+    // (uid_map) owned by root; an ordinary user's process is dumpable.
+    ::prctl(PR_SET_DUMPABLE, 1);
+    if (!check_network_isolation()) ::_exit(11);  // unprivileged user namespaces are off here
+    ProcessSpec spec;
+    spec.argv = {"/bin/sh", "-c",
+                 "id -u > " + out + "; id -g >> " + out + "; readlink /proc/self/ns/net >> " + out +
+                     "; tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' >> " + out};
+    spec.env = {"PATH=/usr/bin:/bin"};
+    spec.isolate_network = true;
+    auto pid = spawn(spec);
+    if (!pid) ::_exit(12);
+    int status = 0;
+    ::waitpid(*pid, &status, 0);
+    ::_exit(WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : 13);
+  }
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status)) << describe_exit(status);
+  if (WEXITSTATUS(status) == 11) {
+    std::filesystem::remove_all(dir);
+    GTEST_SKIP() << "unprivileged user namespaces are not permitted here";
+  }
+  ASSERT_EQ(WEXITSTATUS(status), 0);
+  std::ifstream in(out);
+  std::string uid, gid, ns, interfaces;
+  std::getline(in, uid);
+  std::getline(in, gid);
+  std::getline(in, ns);
+  std::getline(in, interfaces);
+  std::filesystem::remove_all(dir);
+  char own[128] = {};
+  ASSERT_GT(::readlink("/proc/self/ns/net", own, sizeof own - 1), 0);
+  EXPECT_EQ(uid, std::to_string(kUid));
+  EXPECT_EQ(gid, std::to_string(kGid));
+  EXPECT_TRUE(ns.starts_with("net:[")) << ns;
+  EXPECT_NE(ns, own);
+  EXPECT_EQ(interfaces, "lo");
 }
 
 }  // namespace
