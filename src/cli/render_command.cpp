@@ -1,6 +1,7 @@
 #include "cli/render_command.hpp"
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -91,7 +92,22 @@ int run(const RenderArgs& args) {
       }
     }
   }
-  auto rendered = k8s::render(loaded.actors, args.options, routes);
+  // The gateway's tokens come from the environment, as for `asya up` and the gateway itself;
+  // given, they are printed in Secret asya-gateway-token.
+  k8s::RenderOptions options = args.options;
+  if (const char* token = std::getenv("ASYA_GATEWAY_INTERNAL_TOKEN")) {
+    options.gateway_internal_token = token;
+  }
+  if (const char* token = std::getenv("ASYA_GATEWAY_TOKEN")) options.gateway_client_token = token;
+  if (!options.gateway_client_token.empty() && options.gateway_internal_token.empty()) {
+    std::cerr << "asya render: warning: ASYA_GATEWAY_TOKEN is set but ASYA_GATEWAY_INTERNAL_TOKEN "
+                 "is not, so no Secret "
+              << options.gateway_token_secret
+              << " is printed and the gateway's sidecar endpoints stay open inside the cluster; "
+                 "set both (e.g. ASYA_GATEWAY_INTERNAL_TOKEN=$(openssl rand -hex 32)) or create "
+                 "the Secret yourself (keys token, internal-token)\n";
+  }
+  auto rendered = k8s::render(loaded.actors, options, routes);
   if (!rendered) {
     std::cerr << rendered.error().message << "\nasya render: no objects printed\n";
     return 2;
@@ -175,6 +191,32 @@ void add_render_command(CLI::App& app) {
   cmd->add_option("--sqs-secret", o.sqs_secret,
                   "Secret with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
       ->capture_default_str();
+  cmd->add_option("--gateway-token-secret", o.gateway_token_secret,
+                  "Secret with the gateway's tokens (keys internal-token, token); printed when "
+                  "ASYA_GATEWAY_INTERNAL_TOKEN is set")
+      ->capture_default_str();
+  cmd->add_option("--broker-cidr", o.broker_cidrs,
+                  "spec.isolation.network none: the broker's address range, the only one the "
+                  "actor's pods may reach on the broker's ports (repeatable; default: any)")
+      ->type_name("CIDR");
+  cmd->add_option_function<std::vector<std::string>>(
+         "--broker-pod-label",
+         [&o](const std::vector<std::string>& items) {
+           for (const auto& item : items) {
+             auto eq = item.find('=');
+             if (eq == std::string::npos || eq == 0) {
+               throw CLI::ValidationError(
+                   "--broker-pod-label",
+                   "\"" + item +
+                       "\" is not KEY=VALUE; give a label of the broker's pods, e.g. "
+                       "app.kubernetes.io/name=rabbitmq");
+             }
+             o.broker_pod_labels[item.substr(0, eq)] = item.substr(eq + 1);
+           }
+         },
+         "spec.isolation.network none: a label of the broker's pods (in any namespace), the only "
+         "pods the actor's pods may reach on the broker's ports (repeatable)")
+      ->type_name("KEY=VALUE");
   cmd->add_flag("--sqs-pod-identity", o.sqs_pod_identity,
                 "Authenticate with IAM roles for service accounts instead of the Secret");
   cmd->callback([args] {

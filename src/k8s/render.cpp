@@ -1,6 +1,8 @@
 #include "k8s/render.hpp"
 
 #include <algorithm>
+#include <charconv>
+#include <initializer_list>
 #include <set>
 
 #include <fmt/format.h>
@@ -144,6 +146,34 @@ std::string effective_gateway_url(const RenderOptions& o, bool gateway_rendered)
   return gateway_rendered ? fmt::format("http://{}:{}", kGatewayName, kGatewayPort) : "";
 }
 
+// ASYA_GATEWAY_INTERNAL_TOKEN of a reporting sidecar or the gateway, from the tokens' Secret.
+// Optional: without the Secret the gateway has no internal token and the sidecars send none.
+json::object internal_token_env(const RenderOptions& o) {
+  return secret_env("ASYA_GATEWAY_INTERNAL_TOKEN", o.gateway_token_secret, "internal-token", true);
+}
+
+// The TCP port of an http(s) URL: the explicit one, else 80 or 443 by scheme.
+int url_port(std::string_view url) {
+  const bool https = url.starts_with("https://");
+  auto rest = url.substr(url.find("://") == std::string_view::npos ? 0 : url.find("://") + 3);
+  rest = rest.substr(0, rest.find('/'));
+  auto colon = rest.rfind(':');
+  if (colon != std::string_view::npos && rest.find(']', colon) == std::string_view::npos) {
+    int port = 0;
+    auto digits = rest.substr(colon + 1);
+    auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), port);
+    if (ec == std::errc() && end == digits.data() + digits.size() && port > 0 && port < 65536)
+      return port;
+  }
+  return https ? 443 : 80;
+}
+
+json::array tcp_ports(std::initializer_list<int> ports) {
+  json::array out;
+  for (int port : ports) out.push_back({{"protocol", "TCP"}, {"port", port}});
+  return out;
+}
+
 // The asya-sidecar container with its environment: image, metrics port, probes, resources.
 json::object sidecar_container_base(const RenderOptions& o, json::array env_vars) {
   return {
@@ -168,7 +198,10 @@ json::object sidecar_container(const manifest::Actor& a, std::string_view transp
   e.push_back(env("ASYA_SHUTDOWN_GRACE", go_duration(a.timeout.graceful_shutdown)));
   e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
   e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
-  if (!gateway_url.empty()) e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+  if (!gateway_url.empty()) {
+    e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+    e.push_back(internal_token_env(o));
+  }
   if (a.sidecar.concurrency)
     e.push_back(env("ASYA_CONCURRENCY", std::to_string(*a.sidecar.concurrency)));
   if (a.sidecar.max_deliveries)
@@ -369,6 +402,71 @@ json::object runtime_config_map(const RenderOptions& o) {
 
 namespace {
 
+// spec.isolation.network none on Kubernetes: the runtime container shares the pod's network
+// namespace with the sidecar, so what can be enforced is the pod's egress: DNS (kube-dns), the
+// broker's ports (at broker_cidrs / pods with broker_pod_labels when given) and the gateway.
+// Ingress is left alone (probes and metrics scraping).
+json::object egress_policy(const manifest::Actor& a, std::string_view transport,
+                           const RenderOptions& o, const std::string& gateway_url,
+                           const json::object& labels) {
+  json::array egress;
+  egress.push_back(
+      {{"to", json::array{{{"namespaceSelector", json::object{}},
+                           {"podSelector", {{"matchLabels", {{"k8s-app", "kube-dns"}}}}}}}},
+       {"ports",
+        json::array{{{"protocol", "UDP"}, {"port", 53}}, {{"protocol", "TCP"}, {"port", 53}}}}});
+  json::object broker;
+  if (transport == "rabbitmq") {
+    broker["ports"] = tcp_ports({5672, 5671});
+  } else {
+    int endpoint_port = o.sqs_endpoint.empty() ? 443 : url_port(o.sqs_endpoint);
+    broker["ports"] = endpoint_port == 443 ? tcp_ports({443}) : tcp_ports({443, endpoint_port});
+  }
+  json::array peers;
+  for (const auto& cidr : o.broker_cidrs)
+    peers.push_back(json::object{{"ipBlock", {{"cidr", cidr}}}});
+  if (!o.broker_pod_labels.empty()) {
+    json::object match;
+    for (const auto& [key, value] : o.broker_pod_labels) match[key] = value;
+    peers.push_back(
+        {{"namespaceSelector", json::object{}}, {"podSelector", {{"matchLabels", match}}}});
+  }
+  if (!peers.empty()) broker["to"] = std::move(peers);
+  egress.push_back(std::move(broker));
+  if (!gateway_url.empty()) {
+    if (o.gateway_url.empty()) {
+      // The rendered gateway: its pods, on their port.
+      egress.push_back(
+          {{"to", json::array{{{"podSelector",
+                                {{"matchLabels", {{"app.kubernetes.io/name", kGatewayName}}}}}}}},
+           {"ports", tcp_ports({kGatewayPort})}});
+    } else {
+      egress.push_back(json::object{{"ports", tcp_ports({url_port(gateway_url)})}});
+    }
+  }
+  auto policy =
+      object("networking.k8s.io/v1", "NetworkPolicy", metadata(a.name + "-egress", o, labels));
+  policy["spec"] = {{"podSelector", {{"matchLabels", {{"asya.sh/actor", a.name}}}}},
+                    {"policyTypes", json::array{"Egress"}},
+                    {"egress", std::move(egress)}};
+  return policy;
+}
+
+// Secret asya-gateway-token with the tokens given in the options (stringData: the API server
+// encodes it).
+json::object gateway_token_secret(const RenderOptions& o) {
+  json::object labels{{"app.kubernetes.io/name", kGatewayName},
+                      {"app.kubernetes.io/component", "gateway"},
+                      {"app.kubernetes.io/part-of", "asya"},
+                      {"app.kubernetes.io/managed-by", o.managed_by}};
+  auto secret = object("v1", "Secret", metadata(o.gateway_token_secret, o, std::move(labels)));
+  secret["type"] = "Opaque";
+  json::object data{{"internal-token", o.gateway_internal_token}};
+  if (!o.gateway_client_token.empty()) data["token"] = o.gateway_client_token;
+  secret["stringData"] = std::move(data);
+  return secret;
+}
+
 Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o,
                                 const std::string& gateway_url) {
   const std::string where = fmt::format("{}:{}: actor {}", a.file, a.line, a.name);
@@ -498,6 +596,9 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
       object("apps/v1", stateful ? "StatefulSet" : "Deployment", metadata(a.name, o, labels));
   workload["spec"] = std::move(spec);
   result.objects.push_back(std::move(workload));
+  if (a.isolation.network == manifest::RuntimeNetwork::kNone) {
+    result.objects.push_back(egress_policy(a, result.transport, o, gateway_url, labels));
+  }
 
   if (a.scaling.enabled) {
     const std::string auth_name = a.name + "-broker";
@@ -591,7 +692,10 @@ json::object end_actor_deployment(std::string_view name, std::string_view transp
   e.push_back(env("ASYA_RESULT_STORE", o.result_store));
   e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
   e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
-  if (!gateway_url.empty()) e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+  if (!gateway_url.empty()) {
+    e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
+    e.push_back(internal_token_env(o));
+  }
   json::object container = sidecar_container_base(o, std::move(e));
   json::array volumes;
   if (o.result_store.rfind("file://", 0) == 0) {
@@ -632,6 +736,8 @@ json::array gateway_objects(std::string_view transport, const RenderOptions& o,
   e.push_back(secret_env("ASYA_DATABASE_URL", "asya-gateway-db", "url", true));
   append(e, transport_env(transport, o));
   e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
+  e.push_back(secret_env("ASYA_GATEWAY_TOKEN", o.gateway_token_secret, "token", true));
+  e.push_back(internal_token_env(o));
   json::object container{
       {"name", "gateway"},
       {"image", o.gateway_image},
@@ -733,6 +839,7 @@ Result<Rendered> render(const std::vector<manifest::Actor>& actors, const Render
     shared_transport = transports.empty() ? "" : *transports.begin();
   }
   if (python_runtime) out.shared.push_back(runtime_config_map(options));
+  if (!options.gateway_internal_token.empty()) out.shared.push_back(gateway_token_secret(options));
   if ((options.end_actors || routes) && shared_transport.empty()) {
     return Error{"no actor names a transport; pass --transport rabbitmq|sqs"};
   }

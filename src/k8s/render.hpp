@@ -12,11 +12,16 @@
 //     API, or aws-sqs-queue trigger, on queue <prefix><name>; both count messages in flight, not
 //     only waiting ones) and a TriggerAuthentication <name>-broker reading the broker URL and
 //     credentials from a Secret;
+//   - for an actor with spec.isolation.network none, a NetworkPolicy <name>-egress limiting its
+//     pods' egress to the broker, the gateway and DNS;
+// plus, once per stream, ConfigMap `asya-runtime`, the end actors (happy-end, error-end) and,
+// when routes.yaml text is given, the gateway (ConfigMap, Deployment, Service, ServiceAccount).
+// Every sidecar that reports to a gateway and the gateway itself read their bearer tokens from
+// Secret `asya-gateway-token` (optional references: without the Secret, no token), which is
+// rendered when RenderOptions carries the internal token.
 // The pod's terminationGracePeriodSeconds is at least max(processing timeout, gracefulShutdown)
 // + 10 s (a shorter one in the manifest is an error), so a replica stopped while it processes a
 // message is never killed before the message finished or went back to the queue.
-// plus, once per stream, ConfigMap `asya-runtime`, the end actors (happy-end, error-end) and,
-// when routes.yaml text is given, the gateway (ConfigMap, Deployment, Service, ServiceAccount).
 #pragma once
 
 #include <map>
@@ -43,6 +48,20 @@ struct RenderOptions {
   // ASYA_GATEWAY_URL of every sidecar. Empty: http://asya-gateway:8080 when the gateway is
   // rendered, else no progress reports.
   std::string gateway_url;
+  // Secret holding the gateway's bearer tokens: key `internal-token` (ASYA_GATEWAY_INTERNAL_TOKEN
+  // of the gateway and every reporting sidecar) and key `token` (ASYA_GATEWAY_TOKEN, clients).
+  std::string gateway_token_secret = "asya-gateway-token";
+  // When gateway_internal_token is not empty, the Secret is rendered (stringData) with it and,
+  // when not empty, gateway_client_token. Empty: the Secret is expected to exist already (or
+  // the gateway runs without tokens).
+  std::string gateway_internal_token;
+  std::string gateway_client_token;
+  // spec.isolation.network none: the NetworkPolicy lets the pods reach the broker at these CIDRs
+  // (empty: any address) on its ports (rabbitmq 5672/5671; sqs 443, or the port of
+  // sqs_endpoint), and, when broker_pod_labels is not empty, only pods with these labels in any
+  // namespace (an in-cluster broker).
+  std::vector<std::string> broker_cidrs;
+  std::map<std::string, std::string> broker_pod_labels;
   std::string log_level = "info";  // ASYA_LOG_LEVEL of sidecars and the gateway
   int metrics_port = 9090;         // sidecar /metrics, /healthz, /readyz
 

@@ -1,19 +1,113 @@
 #include "local/process.hpp"
 
 #include <fcntl.h>
+#include <net/if.h>
+#include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
 extern char** environ;
 
 namespace asya::local {
+namespace {
+
+// What a child reports through its CLOEXEC pipe when it cannot exec: the failed step and errno.
+enum class ChildStep : int { kExec, kChdir, kUnshare, kIdMap, kLoopback };
+
+struct ChildFailure {
+  ChildStep step = ChildStep::kExec;
+  int error = 0;
+};
+
+// Prepared before fork: the child may only make async-signal-safe calls.
+struct IsolationPlan {
+  std::string uid_map;  // "<uid> <uid> 1": the caller's ids, mapped to themselves
+  std::string gid_map;
+  IsolationPlan()
+      : uid_map(fmt::format("{0} {0} 1", ::geteuid())),
+        gid_map(fmt::format("{0} {0} 1", ::getegid())) {}
+};
+
+bool write_proc_file(const char* path, const std::string& text) {
+  int fd = ::open(path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  int err = errno;
+  ::close(fd);
+  errno = err;
+  return ok;
+}
+
+// In the child: moves it into a new network namespace and brings its loopback interface up.
+// Async-signal-safe. On failure returns false with `failure` set.
+bool isolate_network(const IsolationPlan& plan, ChildFailure& failure) {
+  if (::unshare(CLONE_NEWNET) != 0) {
+    // Not privileged: a user namespace of our own grants the right over a new network namespace.
+    if (::unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0) {
+      failure = {ChildStep::kUnshare, errno};
+      return false;
+    }
+    if ((!write_proc_file("/proc/self/setgroups", "deny") && errno != ENOENT) ||
+        !write_proc_file("/proc/self/uid_map", plan.uid_map) ||
+        !write_proc_file("/proc/self/gid_map", plan.gid_map)) {
+      failure = {ChildStep::kIdMap, errno};
+      return false;
+    }
+  }
+  int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  ifreq request{};
+  std::memcpy(request.ifr_name, "lo", 3);
+  bool up = fd >= 0 && ::ioctl(fd, SIOCGIFFLAGS, &request) == 0;
+  if (up) {
+    request.ifr_flags = static_cast<short>(request.ifr_flags | IFF_UP | IFF_RUNNING);
+    up = ::ioctl(fd, SIOCSIFFLAGS, &request) == 0;
+  }
+  int err = errno;
+  if (fd >= 0) ::close(fd);
+  if (!up) {
+    failure = {ChildStep::kLoopback, err};
+    return false;
+  }
+  return true;
+}
+
+std::string describe_isolation_failure(const ChildFailure& failure) {
+  const char* cause = strerror(failure.error);
+  switch (failure.step) {
+    case ChildStep::kUnshare:
+      return fmt::format(
+          "spec.isolation.network none needs a network namespace, and the kernel refused both "
+          "unshare(CLONE_NEWNET) and unshare(CLONE_NEWUSER|CLONE_NEWNET): {}; run asya up as "
+          "root, allow unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1, "
+          "user.max_user_namespaces > 0, or the AppArmor/seccomp policy of this container), or "
+          "remove spec.isolation",
+          cause);
+    case ChildStep::kIdMap:
+      return fmt::format(
+          "spec.isolation.network none: cannot write the uid/gid map of the new user namespace: "
+          "{}; run asya up as root or remove spec.isolation",
+          cause);
+    case ChildStep::kLoopback:
+      return fmt::format(
+          "spec.isolation.network none: cannot bring up the loopback interface of the new network "
+          "namespace: {}",
+          cause);
+    default:
+      return cause;
+  }
+}
+
+}  // namespace
 
 Result<pid_t> spawn(const ProcessSpec& spec) {
   if (spec.argv.empty()) return Error{"spawn: empty command"};
@@ -38,6 +132,7 @@ Result<pid_t> spawn(const ProcessSpec& spec) {
     if (null_fd >= 0) ::close(null_fd);
     return Error{fmt::format("cannot start {}: pipe: {}", spec.argv[0], strerror(errno))};
   }
+  const IsolationPlan plan;
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) {
@@ -61,37 +156,76 @@ Result<pid_t> spawn(const ProcessSpec& spec) {
       ::dup2(log_fd, 1);
       ::dup2(log_fd, 2);
     }
-    int err = 0;
-    if (!spec.working_dir.empty() && ::chdir(spec.working_dir.c_str()) != 0) {
-      err = errno;
+    ChildFailure failure;
+    if (spec.isolate_network && !isolate_network(plan, failure)) {
+      // `failure` names the step.
+    } else if (!spec.working_dir.empty() && ::chdir(spec.working_dir.c_str()) != 0) {
+      failure = {ChildStep::kChdir, errno};
     } else {
       // execvpe searches PATH of the *child's* environment.
       ::execvpe(argv[0], argv.data(), envp.data());
-      err = errno;
+      failure = {ChildStep::kExec, errno};
     }
-    ssize_t ignored = ::write(report[1], &err, sizeof err);
+    ssize_t ignored = ::write(report[1], &failure, sizeof failure);
     (void)ignored;
     ::_exit(127);
   }
   ::close(report[1]);
   if (log_fd >= 0) ::close(log_fd);
   if (null_fd >= 0) ::close(null_fd);
-  int child_errno = 0;
+  ChildFailure failure;
   ssize_t n;
   do {
-    n = ::read(report[0], &child_errno, sizeof child_errno);
+    n = ::read(report[0], &failure, sizeof failure);
   } while (n < 0 && errno == EINTR);
   ::close(report[0]);
-  if (n == static_cast<ssize_t>(sizeof child_errno)) {
+  if (n == static_cast<ssize_t>(sizeof failure)) {
     int status = 0;
     ::waitpid(pid, &status, 0);
-    if (!spec.working_dir.empty() && ::access(spec.working_dir.c_str(), X_OK) != 0) {
-      return Error{fmt::format("cannot start {}: working directory {}: {}", spec.argv[0],
-                               spec.working_dir, strerror(child_errno))};
+    switch (failure.step) {
+      case ChildStep::kChdir:
+        return Error{fmt::format("cannot start {}: working directory {}: {}", spec.argv[0],
+                                 spec.working_dir, strerror(failure.error))};
+      case ChildStep::kExec:
+        return Error{fmt::format("cannot start {}: {}", spec.argv[0], strerror(failure.error))};
+      default:
+        return Error{
+            fmt::format("cannot start {}: {}", spec.argv[0], describe_isolation_failure(failure))};
     }
-    return Error{fmt::format("cannot start {}: {}", spec.argv[0], strerror(child_errno))};
   }
   return pid;
+}
+
+Status check_network_isolation() {
+  const IsolationPlan plan;
+  int report[2];
+  if (::pipe2(report, O_CLOEXEC) != 0)
+    return Error{fmt::format("cannot check network isolation: pipe: {}", strerror(errno))};
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    int err = errno;
+    ::close(report[0]);
+    ::close(report[1]);
+    return Error{fmt::format("cannot check network isolation: fork: {}", strerror(err))};
+  }
+  if (pid == 0) {
+    ChildFailure failure;
+    if (!isolate_network(plan, failure)) {
+      ssize_t ignored = ::write(report[1], &failure, sizeof failure);
+      (void)ignored;
+    }
+    ::_exit(0);
+  }
+  ::close(report[1]);
+  ChildFailure failure;
+  ssize_t n;
+  do {
+    n = ::read(report[0], &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  ::close(report[0]);
+  ::waitpid(pid, nullptr, 0);
+  if (n == static_cast<ssize_t>(sizeof failure)) return Error{describe_isolation_failure(failure)};
+  return Status::Ok();
 }
 
 std::string describe_exit(int status) {

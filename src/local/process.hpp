@@ -18,6 +18,11 @@ struct ProcessSpec {
   std::vector<std::string> env;   // the complete environment, "NAME=value" entries
   std::string working_dir;        // empty: the supervisor's
   std::string log_path;           // stdout and stderr are appended here; stdin is /dev/null
+  // Run in a network namespace of its own holding only a loopback interface (up), so it can
+  // reach nothing over the network; Unix sockets in the filesystem keep working. Created with
+  // unshare(CLONE_NEWNET) when permitted (root), else together with a user namespace mapping
+  // only the caller's uid and gid to themselves (CLONE_NEWUSER | CLONE_NEWNET).
+  bool isolate_network = false;
 };
 
 // Starts `spec` in its own process group (so a terminal's Ctrl-C reaches only the supervisor,
@@ -25,6 +30,10 @@ struct ProcessSpec {
 // signal (no orphan survives a killed supervisor). Returns the pid, or an error naming the
 // program and the cause (exec failures are detected, not just fork failures).
 Result<pid_t> spawn(const ProcessSpec& spec);
+
+// Whether spawn() can give a child its own network namespace here (ProcessSpec::isolate_network):
+// tries it in a short-lived child. The error says which step was refused and what to change.
+Status check_network_isolation();
 
 // Why a child ended, as a sentence fragment: "exited with status 1", "was killed by SIGKILL".
 std::string describe_exit(int wait_status);

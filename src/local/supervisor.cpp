@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -101,6 +102,21 @@ struct ActorState {
     return total;
   }
 };
+
+// 32 random bytes from the kernel, as 64 hex digits.
+Result<std::string> random_token() {
+  unsigned char bytes[32];
+  std::size_t got = 0;
+  while (got < sizeof bytes) {
+    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return Error{fmt::format("cannot generate a token: getrandom: {}", strerror(errno))};
+    got += static_cast<std::size_t>(n);
+  }
+  std::string out;
+  for (unsigned char b : bytes) out += fmt::format("{:02x}", b);
+  return out;
+}
 
 std::string now_text() {
   auto now = std::chrono::system_clock::now();
@@ -299,11 +315,39 @@ bool Supervisor::start_up() {
   }
   write_file_atomic(paths.pid_file(), fmt::format("{}\n", ::getpid()));
 
+  for (const auto& actor : actors_) {
+    if (actor->spec.isolation.network != manifest::RuntimeNetwork::kNone) continue;
+    if (Status st = check_network_isolation(); !st) {
+      std::fprintf(stderr, "asya up: %s:%d: actor %s: %s\n", actor->spec.file.c_str(),
+                   actor->spec.line, actor->spec.name.c_str(), st.message().c_str());
+      return false;
+    }
+    break;  // one check answers for every actor
+  }
   if (auto prefix = env_get("ASYA_QUEUE_PREFIX")) prefix_ = *prefix;
   if (options_.transport == "sqlite") {
     ::setenv("ASYA_SQLITE_PATH", paths.queues_db().c_str(), 1);
   }
   base_env_ = current_environment();
+  if (gateway_enabled()) {
+    // With a client token only, the sidecar endpoints (POST /envelopes*) would stay open to
+    // anything on this host: protect them with a token of this run, known to the gateway and
+    // every sidecar through base_env_ (never to runtimes).
+    auto client_token = env_get("ASYA_GATEWAY_TOKEN");
+    auto internal_token = env_get("ASYA_GATEWAY_INTERNAL_TOKEN");
+    if (client_token && !client_token->empty() && (!internal_token || internal_token->empty())) {
+      auto generated = random_token();
+      if (!generated) {
+        std::fprintf(stderr, "asya up: ASYA_GATEWAY_INTERNAL_TOKEN: %s\n",
+                     generated.error().message.c_str());
+        return false;
+      }
+      std::erase_if(base_env_, [](const std::string& e) {
+        return e.rfind("ASYA_GATEWAY_INTERNAL_TOKEN=", 0) == 0;
+      });
+      base_env_.push_back("ASYA_GATEWAY_INTERNAL_TOKEN=" + *generated);
+    }
+  }
   try {
     transport_ = transport::make_transport(options_.transport, transport::Options{});
   } catch (const std::exception& e) {
@@ -461,13 +505,23 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
             "{}: env {} uses valueFrom, which only Kubernetes resolves; give a value for asya up",
             name, var.name)};
       }
+      // The supervisor owns the socket's place: the sidecar is told the same one below.
+      if (var.name == "ASYA_SOCKET_PATH" || var.name == "ASYA_SOCKET_DIR" ||
+          var.name == "ASYA_SOCKET_NAME")
+        continue;
       rt.env.push_back(var.name + "=" + var.value);
     }
+    // Both forms, naming one file: runtimes that read ASYA_SOCKET_PATH (the bundled one) and the
+    // published runtime, which reads ASYA_SOCKET_DIR/ASYA_SOCKET_NAME and writes runtime-ready
+    // into ASYA_SOCKET_DIR, where the supervisor looks for it.
     rt.env.push_back("ASYA_SOCKET_PATH=" + replica->socket.string());
+    rt.env.push_back("ASYA_SOCKET_DIR=" + replica->socket.parent_path().string());
+    rt.env.push_back("ASYA_SOCKET_NAME=" + replica->socket.filename().string());
     fs::path manifest_dir = fs::absolute(actor.spec.file).parent_path();
     fs::path work = c.working_dir.empty() ? manifest_dir : manifest_dir / c.working_dir;
     rt.working_dir = work.lexically_normal().string();
     rt.log_path = (logs / fmt::format("{}.runtime.log", replica->index)).string();
+    rt.isolate_network = actor.spec.isolation.network == manifest::RuntimeNetwork::kNone;
     auto pid = spawn(rt);
     if (!pid) return Error{fmt::format("{}: runtime: {}", name, pid.error().message)};
     replica->runtime = *pid;

@@ -82,6 +82,13 @@ Config load_config() {
     throw ConfigError(fmt::format(
         "ASYA_GATEWAY_URL=\"{}\" is not an HTTP URL: use http://host:port or https://host:port",
         c.gateway_url));
+  c.gateway_internal_token = env_string("ASYA_GATEWAY_INTERNAL_TOKEN", "");
+  // The token goes into an HTTP header: a line break or other control byte would split it.
+  if (std::any_of(c.gateway_internal_token.begin(), c.gateway_internal_token.end(),
+                  [](unsigned char ch) { return ch < 0x21 || ch == 0x7f; }))
+    throw ConfigError(
+        "ASYA_GATEWAY_INTERNAL_TOKEN contains a space or control character (a trailing newline "
+        "from a file?); use printable characters only");
 
   c.log_level = env_string("ASYA_LOG_LEVEL", c.log_level);
   std::transform(c.log_level.begin(), c.log_level.end(), c.log_level.begin(),
@@ -159,6 +166,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_RESULT_STORE           file://.asya/results   end mode: where <id>.json is written
                                             (file:///dir, file://relative/dir, s3://bucket/prefix)
   ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none
+  ASYA_GATEWAY_INTERNAL_TOKEN (empty)       bearer token sent with every report (the gateway's
+                                            ASYA_GATEWAY_INTERNAL_TOKEN); empty: no Authorization
   ASYA_LOG_LEVEL              info          debug, info, warn, error
   ASYA_METRICS_ADDR           (empty)       host:port or :port for /metrics, /healthz, /readyz;
                                             empty: disabled

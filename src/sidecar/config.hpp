@@ -20,11 +20,14 @@ struct Config {
   std::string error_end = "error-end";  // ASYA_ACTOR_ERROR_END
   bool is_end_actor = false;            // ASYA_IS_END_ACTOR (default: name is happy_end/error_end)
   std::string gateway_url;              // ASYA_GATEWAY_URL (empty: no reports)
-  std::string log_level = "info";       // ASYA_LOG_LEVEL
-  std::string metrics_addr;             // ASYA_METRICS_ADDR (host:port or :port; empty: off)
-  int concurrency = 1;                  // ASYA_CONCURRENCY
-  int max_deliveries = 5;               // ASYA_MAX_DELIVERIES
-  int retry_max_attempts = 1;           // ASYA_RETRY_MAX_ATTEMPTS (1 = no retry)
+  // ASYA_GATEWAY_INTERNAL_TOKEN: sent as `Authorization: Bearer <token>` on every report, as the
+  // gateway requires on its sidecar endpoints when it has one (empty: no header).
+  std::string gateway_internal_token;
+  std::string log_level = "info";  // ASYA_LOG_LEVEL
+  std::string metrics_addr;        // ASYA_METRICS_ADDR (host:port or :port; empty: off)
+  int concurrency = 1;             // ASYA_CONCURRENCY
+  int max_deliveries = 5;          // ASYA_MAX_DELIVERIES
+  int retry_max_attempts = 1;      // ASYA_RETRY_MAX_ATTEMPTS (1 = no retry)
   std::chrono::milliseconds retry_backoff{std::chrono::seconds(1)};       // ASYA_RETRY_BACKOFF
   std::chrono::milliseconds retry_backoff_max{std::chrono::seconds(60)};  // ASYA_RETRY_BACKOFF_MAX
   bool retry_on_processing_error = false;  // ASYA_RETRY_ON_PROCESSING_ERROR

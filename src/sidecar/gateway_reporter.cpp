@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <memory>
 
 #include "envelope/envelope.hpp"
 
@@ -20,13 +21,20 @@ void append_actors(std::string& out, const std::vector<std::string>& actors) {
   out += ']';
 }
 
-std::size_t discard(char*, std::size_t size, std::size_t count, void*) {
-  return size * count;
+// Keeps the first bytes of the answer, so a refusal can be logged with the gateway's reason.
+constexpr std::size_t kKeptAnswerBytes = 300;
+std::size_t keep_start(char* data, std::size_t size, std::size_t count, void* user) {
+  auto* kept = static_cast<std::string*>(user);
+  std::size_t n = size * count;
+  if (kept->size() < kKeptAnswerBytes)
+    kept->append(data, std::min(n, kKeptAnswerBytes - kept->size()));
+  return n;
 }
 
 struct PostOutcome {
   CURLcode code = CURLE_OK;
   long http_status = 0;
+  std::string answer;  // start of the response body
   bool ok() const { return code == CURLE_OK && http_status >= 200 && http_status < 300; }
   // A 4xx other than 408/429 will not get better by retrying.
   bool permanent() const {
@@ -34,8 +42,9 @@ struct PostOutcome {
            http_status != 429;
   }
   std::string describe() const {
-    return code == CURLE_OK ? fmt::format("HTTP {}", http_status)
-                            : std::string(curl_easy_strerror(code));
+    if (code != CURLE_OK) return curl_easy_strerror(code);
+    if (answer.empty()) return fmt::format("HTTP {}", http_status);
+    return fmt::format("HTTP {}: {}", http_status, answer);
   }
 };
 
@@ -50,27 +59,29 @@ PostOutcome perform_post(CURL* curl, curl_slist* headers, const std::string& url
   curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
   curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
   PostOutcome outcome;
+  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_start);
+  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &outcome.answer);
   outcome.code = curl_easy_perform(curl);
   if (outcome.code == CURLE_OK)
     curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &outcome.http_status);
   return outcome;
 }
 
-curl_slist* json_headers() {
+// The headers of every request: JSON content type, no `Expect`, and the bearer token if any.
+// The caller owns the list (curl_slist_free_all).
+curl_slist* make_headers(const std::string& bearer_token) {
   curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  return curl_slist_append(headers, "Expect:");
+  headers = curl_slist_append(headers, "Expect:");
+  if (!bearer_token.empty())
+    headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer_token).c_str());
+  return headers;
 }
 
 // One libcurl handle per calling thread for post_now(), so its connection is reused.
 struct ThreadCurl {
   CURL* curl = curl_easy_init();
-  curl_slist* headers = json_headers();
-  ~ThreadCurl() {
-    curl_slist_free_all(headers);
-    curl_easy_cleanup(curl);
-  }
+  ~ThreadCurl() { curl_easy_cleanup(curl); }
 };
 
 }  // namespace
@@ -176,6 +187,8 @@ bool GatewayReporter::post_now(const std::string& path, const std::string& body,
   using Clock = std::chrono::steady_clock;
   thread_local ThreadCurl handle;
   if (!handle.curl) return false;
+  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
+      make_headers(options_.bearer_token), &curl_slist_free_all);
   const std::string url = options_.base_url + path;
   const auto deadline = Clock::now() + budget;
   for (int attempt = 1; attempt <= attempts; ++attempt) {
@@ -184,18 +197,21 @@ bool GatewayReporter::post_now(const std::string& path, const std::string& body,
     // The first try gets half the budget when a retry remains, so a hung gateway leaves time for
     // it.
     auto timeout = attempt < attempts ? left / 2 : left;
-    PostOutcome outcome = perform_post(handle.curl, handle.headers, url, body, timeout);
+    PostOutcome outcome = perform_post(handle.curl, headers.get(), url, body, timeout);
     if (outcome.ok()) return true;
+    if (outcome.permanent()) {
+      spdlog::warn("gateway refused POST {}: {}", url, outcome.describe());
+      break;
+    }
     spdlog::debug("gateway POST {} failed (attempt {}/{}): {}", url, attempt, attempts,
                   outcome.describe());
-    if (outcome.permanent()) break;
   }
   return false;
 }
 
 void GatewayReporter::run() {
   CURL* curl = curl_easy_init();
-  curl_slist* headers = json_headers();
+  curl_slist* headers = make_headers(options_.bearer_token);
   for (;;) {
     Report report;
     {
@@ -210,17 +226,24 @@ void GatewayReporter::run() {
     }
     std::string url = options_.base_url + report.path;
     bool delivered = false;
+    bool refused = false;
+    int attempts = 0;
+    std::string last_failure;
     auto delay = options_.retry_delay;
     for (int attempt = 1; attempt <= options_.max_attempts && !delivered; ++attempt) {
+      attempts = attempt;
       PostOutcome outcome = perform_post(curl, headers, url, report.body, options_.timeout);
       if (outcome.ok()) {
         delivered = true;
         break;
       }
-      bool permanent = outcome.permanent();
+      last_failure = outcome.describe();
+      if (outcome.permanent()) {
+        refused = true;
+        break;
+      }
       spdlog::debug("gateway report POST {} failed (attempt {}/{}): {}", url, attempt,
-                    options_.max_attempts, outcome.describe());
-      if (permanent) break;
+                    options_.max_attempts, last_failure);
       if (attempt < options_.max_attempts) {
         std::unique_lock lock(mutex_);
         if (cv_.wait_for(lock, delay, [this] { return stopping_; })) break;
@@ -230,7 +253,12 @@ void GatewayReporter::run() {
     if (delivered) {
       if (options_.on_sent) options_.on_sent();
     } else {
-      spdlog::warn("gateway report POST {} dropped after {} attempts", url, options_.max_attempts);
+      if (refused) {
+        spdlog::warn("gateway refused report POST {}: {}; report dropped", url, last_failure);
+      } else {
+        spdlog::warn("gateway report POST {} dropped after {} attempts; last: {}", url, attempts,
+                     last_failure.empty() ? "stopping" : last_failure);
+      }
       if (options_.on_dropped) options_.on_dropped();
     }
   }

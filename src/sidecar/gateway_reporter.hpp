@@ -2,7 +2,9 @@
 // go to a bounded queue drained by one background thread with libcurl (short timeouts, bounded
 // retries). When the queue is full the report is dropped (and counted), never the message.
 // post_now() is the one synchronous call, for fan-out announcements that must reach the gateway
-// before any output of the message is published.
+// before any output of the message is published. A report the gateway refuses (a 4xx answer, e.g.
+// 401 for a missing or wrong internal token) is logged at warn with the HTTP status and the
+// gateway's answer, once per report.
 #pragma once
 
 #include <chrono>
@@ -36,7 +38,10 @@ std::string final_body(std::string_view id, bool succeeded, std::string_view res
 std::string envelope_path(std::string_view id, std::string_view what);
 
 struct GatewayReporterOptions {
-  std::string base_url;                        // "http://host:port", no trailing slash
+  std::string base_url;  // "http://host:port", no trailing slash
+  // Sent as `Authorization: Bearer <bearer_token>` with every request when not empty: the
+  // gateway's ASYA_GATEWAY_INTERNAL_TOKEN, which it requires on the sidecar endpoints.
+  std::string bearer_token;
   std::size_t capacity = 10000;                // reports waiting; beyond it new reports are dropped
   int max_attempts = 3;                        // per report
   std::chrono::milliseconds timeout{2000};     // per HTTP request

@@ -7,6 +7,13 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
 
 namespace asya::sidecar {
 namespace {
@@ -98,6 +105,132 @@ TEST(GatewayReporter, PostNowFailsFastWhenNothingListens) {
   EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 10s, 2));
   // A refused connection ends the try at once; waiting out the budget would take 10 s.
   EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+}
+
+// An HTTP server answering every request with `status` (one request per connection), keeping the
+// Authorization header of each request.
+class AnsweringServer {
+ public:
+  explicit AnsweringServer(int status) : status_(status) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(fd_, 16), 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] { serve(); });
+  }
+  ~AnsweringServer() {
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  // The Authorization header of every request so far ("" when a request had none).
+  std::vector<std::string> authorizations() {
+    std::lock_guard lock(mutex_);
+    return authorizations_;
+  }
+
+ private:
+  void serve() {
+    for (;;) {
+      int client = accept(fd_, nullptr, nullptr);
+      if (client < 0) return;
+      std::string request;
+      char buf[4096];
+      // Headers, then the body of Content-Length bytes.
+      std::size_t end = std::string::npos;
+      while ((end = request.find("\r\n\r\n")) == std::string::npos) {
+        ssize_t n = recv(client, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        request.append(buf, static_cast<std::size_t>(n));
+      }
+      std::string authorization;
+      auto at = request.find("\r\nAuthorization: ");
+      if (at != std::string::npos && at < end) {
+        at += 17;
+        authorization = request.substr(at, request.find("\r\n", at) - at);
+      }
+      {
+        std::lock_guard lock(mutex_);
+        authorizations_.push_back(authorization);
+      }
+      std::string body = status_ == 401 ? R"({"error":"missing or wrong bearer token"})" : "";
+      std::string answer =
+          "HTTP/1.1 " + std::to_string(status_) +
+          " X\r\nConnection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+          body;
+      send(client, answer.data(), answer.size(), MSG_NOSIGNAL);
+      close(client);
+    }
+  }
+
+  int status_;
+  int fd_ = socket(AF_INET, SOCK_STREAM, 0);
+  int port_ = 0;
+  std::mutex mutex_;
+  std::vector<std::string> authorizations_;
+  std::thread thread_;
+};
+
+TEST(GatewayReporter, EveryRequestCarriesTheBearerToken) {
+  AnsweringServer server(204);
+  std::atomic<int> sent{0};
+  GatewayReporterOptions o;
+  o.base_url = server.url();
+  o.bearer_token = "sidecar-secret";
+  o.on_sent = [&] { ++sent; };
+  GatewayReporter reporter(o);
+  EXPECT_TRUE(reporter.post_now("/envelopes", "{}", 5s, 2));
+  EXPECT_TRUE(reporter.post("/envelopes/x/progress", "{}"));
+  reporter.stop(10s);
+  EXPECT_EQ(sent.load(), 1);
+  EXPECT_EQ(server.authorizations(),
+            (std::vector<std::string>{"Bearer sidecar-secret", "Bearer sidecar-secret"}));
+}
+
+TEST(GatewayReporter, NoTokenSendsNoAuthorizationHeader) {
+  AnsweringServer server(204);
+  GatewayReporterOptions o;
+  o.base_url = server.url();
+  GatewayReporter reporter(o);
+  EXPECT_TRUE(reporter.post_now("/envelopes", "{}", 5s, 2));
+  EXPECT_EQ(server.authorizations(), (std::vector<std::string>{""}));
+}
+
+TEST(GatewayReporter, ARefusedReportIsLoggedAtWarnWithItsStatusAndNotRetried) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  auto previous = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("test", sink));
+  {
+    AnsweringServer server(401);
+    std::atomic<int> dropped{0};
+    GatewayReporterOptions o;
+    o.base_url = server.url();
+    o.bearer_token = "wrong";
+    o.retry_delay = 10ms;
+    o.on_dropped = [&] { ++dropped; };
+    GatewayReporter reporter(o);
+    EXPECT_TRUE(reporter.post("/envelopes/x/final", "{}"));
+    reporter.stop(10s);
+    EXPECT_FALSE(reporter.post_now("/envelopes", "{}", 5s, 3));
+    EXPECT_EQ(dropped.load(), 1);
+    EXPECT_EQ(server.authorizations().size(), 2u);  // one try each: a 401 is not retried
+  }
+  spdlog::set_default_logger(previous);
+  std::vector<std::string> warnings;
+  for (const auto& line : sink->last_formatted()) {
+    if (line.find("[warning]") != std::string::npos) warnings.push_back(line);
+  }
+  ASSERT_EQ(warnings.size(), 2u);
+  for (const auto& line : warnings) {
+    EXPECT_NE(line.find("refused"), std::string::npos) << line;
+    EXPECT_NE(line.find("HTTP 401"), std::string::npos) << line;
+    EXPECT_NE(line.find("missing or wrong bearer token"), std::string::npos) << line;
+  }
 }
 
 }  // namespace

@@ -171,6 +171,7 @@ int Runner::run() {
   if (!config_.gateway_url.empty()) {
     GatewayReporterOptions go;
     go.base_url = config_.gateway_url;
+    go.bearer_token = config_.gateway_internal_token;
     go.on_dropped = [this] { metrics_.gateway_report_dropped(); };
     go.on_sent = [this] { metrics_.gateway_report_sent(); };
     reporter_ = std::make_unique<GatewayReporter>(std::move(go));

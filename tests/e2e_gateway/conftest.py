@@ -76,15 +76,27 @@ ACTORS = {
 }
 
 
+# The stack runs twice: without tokens, and with both gateway tokens set (clients send
+# ASYA_GATEWAY_TOKEN, sidecars ASYA_GATEWAY_INTERNAL_TOKEN; issue 11 item 4).
+TOKENS = {
+    "no-tokens": {},
+    "both-tokens": {"ASYA_GATEWAY_TOKEN": "e2e-client-token",
+                    "ASYA_GATEWAY_INTERNAL_TOKEN": "e2e-sidecar-token"},
+}
+
+
 class Stack:
     """The running system: `gateway` (gateway_harness.Gateway), `cluster` (sidecar_harness.Cluster)
-    and `results`, the directory of the file result store."""
+    and `results`, the directory of the file result store. `headers` are what a client sends
+    (the client token when the gateway has one); `tokens` the gateway's token variables."""
 
-    def __init__(self, gateway, cluster):
+    def __init__(self, gateway, cluster, tokens):
         self.gateway = gateway
         self.cluster = cluster
         self.results = cluster.results
         self.url = gateway.url
+        self.tokens = tokens
+        self.headers = gateway.client_headers()
 
     def logs(self):
         text = self.cluster.logs()
@@ -93,8 +105,9 @@ class Stack:
         return text
 
 
-@pytest.fixture(scope="module")
-def stack(build_path):
+@pytest.fixture(scope="module", params=list(TOKENS))
+def stack(build_path, request):
+    tokens = TOKENS[request.param]
     tmp = tempfile.mkdtemp(prefix="asya-e2e-", dir="/tmp")  # short: Unix socket paths are limited
     cluster = Cluster("sqlite", build_path, tmp, handlers_dir=HERE, handler_module="e2e_handlers")
     gateway_binary = build_path / "src" / "gateway" / "asya-gateway"
@@ -103,10 +116,13 @@ def stack(build_path):
     gateway_dir = pathlib.Path(tmp) / "gateway"
     gateway_dir.mkdir()
     gateway = Gateway(gateway_binary, gateway_dir, ROUTES,
-                      {"ASYA_SQLITE_PATH": cluster.env["ASYA_SQLITE_PATH"], "ASYA_GATEWAY_POLL_INTERVAL": "200ms"})
+                      dict(tokens, ASYA_SQLITE_PATH=cluster.env["ASYA_SQLITE_PATH"],
+                           ASYA_GATEWAY_POLL_INTERVAL="200ms"))
     report_to = {"ASYA_GATEWAY_URL": gateway.url}
+    if "ASYA_GATEWAY_INTERNAL_TOKEN" in tokens:
+        report_to["ASYA_GATEWAY_INTERNAL_TOKEN"] = tokens["ASYA_GATEWAY_INTERNAL_TOKEN"]
     gateway.start()
-    s = Stack(gateway, cluster)
+    s = Stack(gateway, cluster, tokens)
     try:
         for name, (handler, env) in ACTORS.items():
             cluster.actor(name, handler, env=dict(report_to, **env), start_sidecar=False)
@@ -127,8 +143,11 @@ def stack(build_path):
 
 
 @pytest.fixture(autouse=True)
-def _logs_on_failure(request, stack):
+def _logs_on_failure(request):
+    # Only tests that use the stack (test_asya_up.py runs its own system and must not be
+    # parametrized over the stack's tokens).
+    stack = request.getfixturevalue("stack") if "stack" in request.fixturenames else None
     yield
     rep = getattr(request.node, "rep_call", None)
-    if rep is not None and rep.failed:
+    if stack is not None and rep is not None and rep.failed:
         sys.stderr.write(stack.logs())

@@ -4,6 +4,7 @@ report it, and the client gets it (REST, SSE, and MCP through the official TypeS
 Cases after the published gateway+actors integration suite (research 11.G)."""
 import concurrent.futures
 import json
+import os
 import pathlib
 import shutil
 import subprocess
@@ -20,13 +21,13 @@ MCP_CLIENT = pathlib.Path(__file__).resolve().parent.parent / "gateway" / "mcp_c
 def call(stack, name, arguments, timeout=60):
     """POST /tools/call; returns the CallToolResult."""
     status, result, _ = http_json("POST", stack.url + "/tools/call", {"name": name, "arguments": arguments},
-                                  timeout=timeout)
+                                  headers=stack.headers, timeout=timeout)
     assert status == 200, result
     return result
 
 
 def job(stack, job_id):
-    status, body, _ = http_json("GET", "%s/envelopes/%s" % (stack.url, job_id))
+    status, body, _ = http_json("GET", "%s/envelopes/%s" % (stack.url, job_id), headers=stack.headers)
     assert status == 200, body
     return body
 
@@ -44,7 +45,7 @@ def async_job(stack, name, arguments):
 
 
 def stream_events(stack, job_id, timeout=30):
-    stream = SseStream("%s/envelopes/%s/stream" % (stack.url, job_id), timeout=timeout)
+    stream = SseStream("%s/envelopes/%s/stream" % (stack.url, job_id), headers=stack.headers, timeout=timeout)
     assert stream.status == 200
     try:
         return [data for _, event, data in stream.events() if event == "update"]
@@ -54,7 +55,8 @@ def stream_events(stack, job_id, timeout=30):
 
 def test_echo_succeeds_and_the_result_store_holds_the_same_payload(stack):
     status, answer, _ = http_json("POST", stack.url + "/tools/call",
-                                  {"name": "echo", "arguments": {"message": "Hello, World!"}}, timeout=60)
+                                  {"name": "echo", "arguments": {"message": "Hello, World!"}},
+                                  headers=stack.headers, timeout=60)
     assert status == 200
     assert answer["isError"] is False
     assert answer["structuredContent"] == {"echoed": "Hello, World!"}
@@ -169,8 +171,13 @@ def npm_ready():
 
 def test_mcp_tools_call_through_the_pipeline_with_progress_notifications(stack):
     npm_ready()
+    # call_tool.mjs sends ASYA_GATEWAY_TOKEN as its bearer token when set.
+    env = dict(os.environ)
+    env.pop("ASYA_GATEWAY_TOKEN", None)
+    env.update({k: v for k, v in stack.tokens.items() if k == "ASYA_GATEWAY_TOKEN"})
     proc = subprocess.run(["node", str(MCP_CLIENT / "call_tool.mjs"), stack.url, "pipeline_sync",
-                           json.dumps({"value": 10})], capture_output=True, text=True, timeout=90)
+                           json.dumps({"value": 10})], capture_output=True, text=True, timeout=90,
+                          env=env)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["result"]["isError"] is False
@@ -180,3 +187,22 @@ def test_mcp_tools_call_through_the_pipeline_with_progress_notifications(stack):
     values = [p["progress"] for p in progress]
     assert values == sorted(values)
     assert all(p["total"] == 100 for p in progress)
+
+
+def test_tokens_are_enforced_and_no_sidecar_report_was_refused(stack):
+    """With both tokens, the gateway refuses clients without the client token and sidecar calls
+    without the internal one, while every report of the real sidecars above was accepted; without
+    tokens nothing is refused either."""
+    if stack.tokens:
+        status, body, _ = http_json("POST", stack.url + "/tools/call",
+                                    {"name": "echo", "arguments": {"message": "x"}})
+        assert status == 401 and "ASYA_GATEWAY_TOKEN" in body["error"]
+        # The client token does not open the sidecar endpoints.
+        status, body, _ = http_json("POST", stack.url + "/envelopes/forged/final",
+                                    {"id": "forged", "status": "succeeded", "result": 1},
+                                    headers=stack.headers)
+        assert status == 401 and "ASYA_GATEWAY_INTERNAL_TOKEN" in body["error"]
+    answer = call(stack, "pipeline_sync", {"value": 1})
+    assert answer["isError"] is False and answer["structuredContent"] == {"value": 7}
+    logs = "".join(a.sidecar.text() for a in stack.cluster.actors if a.sidecar)
+    assert "gateway refused" not in logs and "dropped after" not in logs, logs[-3000:]

@@ -116,6 +116,8 @@ TEST_P(RenderedSidecarEnv, IsAcceptedByTheSidecarAndCarriesTheManifestSettings) 
       EXPECT_EQ(config.transport, transport);
       EXPECT_EQ(config.queue_prefix, "asya-");
       EXPECT_EQ(config.gateway_url, options.gateway_url);
+      // The internal token comes from Secret asya-gateway-token (resolved by the kubelet).
+      EXPECT_EQ(config.gateway_internal_token, "secret-from-kubelet");
       EXPECT_EQ(config.metrics_addr, ":9090");
       EXPECT_EQ(sidecar->at("ports").at(0).at("containerPort"), 9090);
       if (name == "happy-end" || name == "error-end") {

@@ -298,3 +298,118 @@ def test_image_and_build_dir_options(tmp_path):
                       "collect": "reg.example/asya-examples:1"}
     bad = render("examples/hello", "--transport", "sqs", "--image", "python", check=False)
     assert bad.returncode != 0 and bad.stdout == "" and "is not FROM=TO" in bad.stderr
+
+
+ISOLATED = HERE / "manifests" / "isolated"
+
+
+def render_env(*args, env):
+    proc = subprocess.run(render_binary() + ["render", *map(str, args)], capture_output=True,
+                          text=True, cwd=REPO, timeout=60, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ASYA_GATEWAY_TOKEN", "ASYA_GATEWAY_INTERNAL_TOKEN")}
+    env.update(extra)
+    return env
+
+
+def token_refs(container):
+    return {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"]
+            if e["name"] in ("ASYA_GATEWAY_TOKEN", "ASYA_GATEWAY_INTERNAL_TOKEN")}
+
+
+def test_gateway_tokens_come_from_a_secret_printed_when_the_tokens_are_given():
+    stream = render_env(ISOLATED, "--transport", "rabbitmq", "--namespace", "asya",
+                        env=clean_env(ASYA_GATEWAY_TOKEN="client-secret",
+                                      ASYA_GATEWAY_INTERNAL_TOKEN="sidecar-secret")).stdout
+    results = validate_k8s.Validator().validate_stream(stream, "tokens")
+    assert all(r.status == "PASS" for r in results), [str(r) for r in results if r.status != "PASS"]
+    docs = validate_k8s.load_documents(stream)
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    assert len(secrets) == 1
+    assert secrets[0]["metadata"]["name"] == "asya-gateway-token"
+    assert secrets[0]["stringData"] == {"internal-token": "sidecar-secret", "token": "client-secret"}
+    # Applied before the pods that read it.
+    assert docs.index(secrets[0]) < min(i for i, d in enumerate(docs) if d["kind"] == "Deployment")
+    internal = {"name": "asya-gateway-token", "key": "internal-token", "optional": True}
+    deployments = {d["metadata"]["name"]: d["spec"]["template"]["spec"] for d in docs
+                   if d["kind"] == "Deployment"}
+    assert set(deployments) == {"sandboxed", "happy-end", "error-end", "asya-gateway"}
+    for name, pod in deployments.items():
+        container = next(c for c in pod["containers"] if c["name"] in ("asya-sidecar", "gateway"))
+        if name == "asya-gateway":
+            assert token_refs(container) == {
+                "ASYA_GATEWAY_INTERNAL_TOKEN": internal,
+                "ASYA_GATEWAY_TOKEN": {"name": "asya-gateway-token", "key": "token",
+                                       "optional": True}}
+        else:
+            assert token_refs(container) == {"ASYA_GATEWAY_INTERNAL_TOKEN": internal}, name
+        # The runtime never gets a token.
+        for other in pod["containers"]:
+            if other is not container:
+                assert not token_refs(other), name
+    # The token values appear only in the Secret.
+    assert stream.count("sidecar-secret") == 1 and stream.count("client-secret") == 1
+
+
+def test_without_tokens_no_secret_is_printed_and_a_client_token_alone_warns():
+    plain = render_env(ISOLATED, "--transport", "rabbitmq", env=clean_env())
+    assert "kind: Secret" not in plain.stdout and plain.stderr == ""
+    client_only = render_env(ISOLATED, "--transport", "rabbitmq",
+                             env=clean_env(ASYA_GATEWAY_TOKEN="client-secret"))
+    assert "kind: Secret" not in client_only.stdout and "client-secret" not in client_only.stdout
+    assert "ASYA_GATEWAY_INTERNAL_TOKEN is not" in client_only.stderr
+
+
+def egress_policy(stream):
+    policies = [d for d in validate_k8s.load_documents(stream) if d["kind"] == "NetworkPolicy"]
+    assert len(policies) == 1
+    return policies[0]
+
+
+def test_isolated_actor_gets_a_network_policy_limiting_egress_to_dns_broker_and_gateway():
+    stream = render_env(ISOLATED, "--transport", "rabbitmq", "--namespace", "asya",
+                        "--broker-cidr", "10.0.5.0/24",
+                        "--broker-pod-label", "app.kubernetes.io/name=rabbitmq",
+                        env=clean_env()).stdout
+    results = validate_k8s.Validator().validate_stream(stream, "isolated")
+    assert all(r.status == "PASS" for r in results), [str(r) for r in results if r.status != "PASS"]
+    policy = egress_policy(stream)
+    assert policy["apiVersion"] == "networking.k8s.io/v1"
+    assert policy["metadata"]["name"] == "sandboxed-egress"
+    spec = policy["spec"]
+    assert spec["podSelector"] == {"matchLabels": {"asya.sh/actor": "sandboxed"}}
+    assert spec["policyTypes"] == ["Egress"]
+    dns, broker, gateway = spec["egress"]
+    assert dns["to"] == [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}]
+    assert dns["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
+    assert broker["ports"] == [{"protocol": "TCP", "port": 5672}, {"protocol": "TCP", "port": 5671}]
+    assert broker["to"] == [{"ipBlock": {"cidr": "10.0.5.0/24"}},
+                            {"namespaceSelector": {},
+                             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "rabbitmq"}}}]
+    assert gateway == {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "asya-gateway"}}}],
+                       "ports": [{"protocol": "TCP", "port": 8080}]}
+
+
+def test_network_policy_follows_the_sqs_endpoint_and_an_external_gateway():
+    stream = render_env(ISOLATED, "--transport", "sqs", "--no-gateway",
+                        "--sqs-endpoint", "http://localstack:4566",
+                        "--gateway-url", "https://gw.example.com", env=clean_env()).stdout
+    dns, broker, gateway = egress_policy(stream)["spec"]["egress"]
+    assert broker == {"ports": [{"protocol": "TCP", "port": 443}, {"protocol": "TCP", "port": 4566}]}
+    assert gateway == {"ports": [{"protocol": "TCP", "port": 443}]}
+    # Actors without spec.isolation get no policy.
+    plain = render_env(HERE / "manifests" / "pipeline", "--transport", "sqs", env=clean_env()).stdout
+    assert "NetworkPolicy" not in plain
+
+
+def test_operator_rbac_covers_the_network_policy():
+    rbac = (REPO / "deploy" / "base" / "operator" / "rbac.yaml").read_text()
+    docs = validate_k8s.load_documents(rbac)
+    rules = next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
+    assert any("networking.k8s.io" in r["apiGroups"] and "networkpolicies" in r["resources"]
+               and {"create", "patch", "delete"} <= set(r["verbs"]) for r in rules)

@@ -28,7 +28,9 @@ def test_hello_example_greets(asya_on, repo):
     # The whole runtime environment is the documented allow-list (docs/local.md): the basics,
     # the manifest's env and the socket; no transport setting, no ASYA_* of the sidecar.
     basics = {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"}
-    assert set(runtime_env) - basics == {"ASYA_HANDLER", "ASYA_SOCKET_PATH"}, runtime_env
+    # The socket in both forms (ASYA_SOCKET_PATH; ASYA_SOCKET_DIR + ASYA_SOCKET_NAME).
+    assert set(runtime_env) - basics == {"ASYA_HANDLER", "ASYA_SOCKET_PATH", "ASYA_SOCKET_DIR",
+                                         "ASYA_SOCKET_NAME"}, runtime_env
     assert runtime_env["ASYA_HANDLER"] == "hello.greet"
     for secret in BROKER_SECRETS:
         assert secret not in runtime_env

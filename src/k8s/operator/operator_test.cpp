@@ -126,6 +126,8 @@ TEST(ObjectPathTest, CoreAndNamedGroups) {
             "/apis/apps/v1/namespaces/ns/statefulsets/a");
   EXPECT_EQ(object_path("keda.sh/v1alpha1", "ScaledObject", "ns", "a"),
             "/apis/keda.sh/v1alpha1/namespaces/ns/scaledobjects/a");
+  EXPECT_EQ(object_path("networking.k8s.io/v1", "NetworkPolicy", "ns", "a-egress"),
+            "/apis/networking.k8s.io/v1/namespaces/ns/networkpolicies/a-egress");
 }
 
 json::object actor_object(json::value spec) {

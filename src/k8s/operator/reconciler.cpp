@@ -130,7 +130,8 @@ Status delete_all_owned(const KubeClient& kube, const std::string& owner_key,
   for (const auto& [kind, name] : kinds_names) {
     const std::string api_version = kind == "Deployment" || kind == "StatefulSet" ? "apps/v1"
                                     : kind == "Service"                           ? "v1"
-                                                        : "keda.sh/v1alpha1";
+                                    : kind == "NetworkPolicy" ? "networking.k8s.io/v1"
+                                                              : "keda.sh/v1alpha1";
     auto result = delete_owned(kube, api_version, kind, ns, name, owner_uid);
     if (!result) return result.error();
     if (*result == DeleteResult::kDeleted) {
@@ -150,7 +151,11 @@ std::string object_path(std::string_view api_version, std::string_view kind,
   std::string plural;
   for (char c : kind)
     plural.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
-  plural += "s";
+  // NetworkPolicy -> networkpolicies; every other kind here just takes an s.
+  if (plural.ends_with('y'))
+    plural.replace(plural.size() - 1, 1, "ies");
+  else
+    plural += "s";
   const std::string base = api_version.find('/') == std::string_view::npos
                                ? fmt::format("/api/{}", api_version)
                                : fmt::format("/apis/{}", api_version);
@@ -403,6 +408,9 @@ ReconcileResult Reconciler::reconcile(const json::object& input) {
   if (!model->scaling.enabled) {
     stale.push_back({"ScaledObject", name});
     stale.push_back({"TriggerAuthentication", name + "-broker"});
+  }
+  if (model->isolation.network != manifest::RuntimeNetwork::kNone) {
+    stale.push_back({"NetworkPolicy", name + "-egress"});
   }
   if (workload_kind == "StatefulSet") {
     stale.push_back({"Deployment", name});

@@ -276,7 +276,8 @@ void Reader::read_metadata(const YAML::Node& node, int line, Actor& actor) {
 
 void Reader::read_spec(const YAML::Node& node, int line, Actor& actor) {
   if (!mapping(node, line, "spec",
-               {"transport", "replicas", "scaling", "timeout", "retry", "sidecar", "workload"}))
+               {"transport", "replicas", "scaling", "timeout", "retry", "sidecar", "isolation",
+                "workload"}))
     return;
   if (auto transport = node["transport"]) {
     static const std::vector<std::string> kTransports{"sqlite", "rabbitmq", "sqs"};
@@ -303,6 +304,22 @@ void Reader::read_spec(const YAML::Node& node, int line, Actor& actor) {
       if (auto n = sidecar["maxDeliveries"]) {
         if (auto v = integer(n, "spec.sidecar.maxDeliveries", 1, 1'000'000))
           actor.sidecar.max_deliveries = *v;
+      }
+    }
+  }
+  if (auto isolation = node["isolation"]) {
+    if (mapping(isolation, line, "spec.isolation", {"network"})) {
+      if (auto n = isolation["network"]) {
+        static const std::vector<std::string> kNetworks{"default", "none"};
+        auto value = string(n, "spec.isolation.network");
+        if (value && *value == "none") {
+          actor.isolation.network = RuntimeNetwork::kNone;
+        } else if (value && *value != "default") {
+          error(n, line, "spec.isolation.network",
+                fmt::format("\"{}\" is not a network isolation; use one of {} (none: the runtime "
+                            "reaches nothing but its socket)",
+                            *value, join(kNetworks)));
+        }
       }
     }
   }

@@ -88,6 +88,17 @@ struct SidecarSettings {
   std::optional<int> max_deliveries;  // ASYA_MAX_DELIVERIES: poison-message limit, 1-1000000
 };
 
+// spec.isolation: what the runtime process may reach (docs/manifests.md).
+enum class RuntimeNetwork {
+  kDefault,  // the host's network (asya up) or the pod's, unrestricted (Kubernetes)
+  kNone,     // asya up: own network namespace with only loopback; Kubernetes: a NetworkPolicy
+             // limiting the pod's egress to the broker, the gateway and DNS
+};
+
+struct Isolation {
+  RuntimeNetwork network = RuntimeNetwork::kDefault;  // spec.isolation.network: default | none
+};
+
 struct Actor {
   std::string name;                  // metadata.name: the actor and its queue asya-<name>
   std::string file;                  // manifest file it came from
@@ -98,6 +109,7 @@ struct Actor {
   Timeouts timeout;
   Retry retry;
   SidecarSettings sidecar;
+  Isolation isolation;
   std::string handler_mode = "payload";  // payload | envelope (ASYA_HANDLER_MODE of the runtime)
   // spec.workload.kind: Deployment | StatefulSet. Kubernetes only; `asya up` ignores it.
   std::string workload_kind = "Deployment";

@@ -412,6 +412,35 @@ TEST(Manifest, SidecarSettings) {
                 "b.yaml:6: spec.sidecar.maxDeliveries: expected an integer, got \"x\""}));
 }
 
+TEST(Manifest, IsolationNetworkNoneOrDefault) {
+  auto none = load_text(actor_yaml("n", "  isolation: {network: none}\n"), "n.yaml");
+  ASSERT_TRUE(none.ok()) << none.error_text();
+  EXPECT_EQ(none.actors[0].isolation.network, RuntimeNetwork::kNone);
+  auto given = load_text(actor_yaml("g", "  isolation: {network: default}\n"), "g.yaml");
+  ASSERT_TRUE(given.ok()) << given.error_text();
+  EXPECT_EQ(given.actors[0].isolation.network, RuntimeNetwork::kDefault);
+  auto unset = load_text(actor_yaml("u"), "u.yaml");
+  EXPECT_EQ(unset.actors.at(0).isolation.network, RuntimeNetwork::kDefault);
+}
+
+TEST(Manifest, IsolationMistakesNameTheFieldAndTheAllowedValues) {
+  auto bad = load_text(actor_yaml("b",
+                                  "  isolation:\n"
+                                  "    network: bridge\n"
+                                  "    filesystem: none\n"),
+                       "b.yaml");
+  EXPECT_EQ(messages(bad), (std::vector<std::string>{
+                               "b.yaml:8: spec.isolation.filesystem: unknown field; allowed here: "
+                               "network",
+                               "b.yaml:7: spec.isolation.network: \"bridge\" is not a network "
+                               "isolation; use one of default, none (none: the runtime reaches "
+                               "nothing but its socket)"}));
+  auto scalar = load_text(actor_yaml("s", "  isolation: none\n"), "s.yaml");
+  EXPECT_EQ(
+      messages(scalar),
+      (std::vector<std::string>{"s.yaml:6: spec.isolation: expected a mapping, got \"none\""}));
+}
+
 class ManifestFiles : public ::testing::Test {
  protected:
   void SetUp() override {
