@@ -436,7 +436,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   response.headers.emplace_back("Content-Type", "text/event-stream");
   response.headers.emplace_back("Mcp-Session-Id", session_id);
   // Unregistered when the response is gone, whether or not its stream ever ran.
-  auto unregister = std::make_shared<Unregister>(Unregister{in_flight_, flight_key, flight});
+  // (Not make_shared: a temporary Unregister would unregister at once.)
+  std::shared_ptr<Unregister> unregister(new Unregister{in_flight_, flight_key, flight});
   response.stream = [this, message = m, dispatch, answer, raw_arguments, flight,
                      unregister](http::ResponseStream& out) -> awaitable<void> {
     service_.metrics().sse_streams().Increment();
