@@ -194,10 +194,23 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.body_limit(options.max_body_bytes);
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
-      stream->expires_after(options.header_timeout);
+      // Our own timer rather than the stream's expiry, which would close the socket before the
+      // 408 could be sent.
+      auto timed_out = std::make_shared<bool>(false);
+      asio::steady_timer header_deadline(io, options.header_timeout);
+      header_deadline.async_wait([timed_out, weak = std::weak_ptr(stream)](beast::error_code e) {
+        if (e) return;
+        *timed_out = true;
+        if (auto s = weak.lock()) {
+          beast::error_code ignored;
+          s->socket().cancel(ignored);
+        }
+      });
       auto [ec, n] =
           co_await bhttp::async_read_header(*stream, buffer, parser, asio::as_tuple(use_awaitable));
       (void)n;
+      header_deadline.cancel();
+      if (*timed_out && ec) ec = beast::error::timeout;
       if (!ec && !parser.is_done()) {
         stream->expires_after(options.body_timeout);
         auto [body_ec, body_n] =
@@ -212,7 +225,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_await answer_and_close(*stream, r);
         break;
       }
-      if (ec == beast::error::timeout && buffer.size() > 0) {
+      if (ec == beast::error::timeout && *timed_out && (buffer.size() > 0 || parser.got_some())) {
         // Part of a request arrived, the rest not in time (slowloris); an idle keep-alive
         // connection is closed without a word.
         Response r = Response::error(408, "request headers not received within " +
