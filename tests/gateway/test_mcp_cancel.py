@@ -77,3 +77,33 @@ def test_a_protocol_version_header_must_match_the_negotiated_one(gateway):
     assert '"2025-03-26" differs from the version negotiated for this session ("2025-06-18")' in message
     assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-06-18"})[0] == 200
     assert rpc(gateway, ping, session)[0] == 200  # absent: the negotiated version is assumed
+
+
+def test_the_official_sdk_cancelling_a_call_gets_no_result(gateway, actor):
+    import subprocess
+    from test_mcp import MCP_CLIENT, npm_ready
+    npm_ready()
+    process = subprocess.Popen(["node", str(MCP_CLIENT / "cancel_tool.mjs"), gateway.url, "echo", '{"text": "hi"}'],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(process.stdout.readline()) == {"started": True}
+        envelope = actor.receive("echo")  # the job runs
+        process.stdin.write("cancel\n")
+        process.stdin.flush()
+        # The gateway acted on the SDK's notifications/cancelled: the call's wait ended, so its
+        # result can no longer be sent, even once the job finishes below.
+        wait_until(lambda: "cancelled by the client: user pressed stop" in gateway.log.read_text(),
+                   what="the SDK's cancellation in the gateway log")
+        actor.run_pipeline(envelope)
+        wait_until(lambda: http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")[1]["status"] == "succeeded",
+                   what="the job to finish")
+        process.stdin.write("done\n")
+        process.stdin.flush()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert "user pressed stop" in report["error"], report
+    assert report["results"] == [], report
