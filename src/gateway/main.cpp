@@ -2,6 +2,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -25,6 +28,15 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+// 1024, or fewer when `ulimit -n` is lower: 64 descriptors stay for the job store, the transport
+// and the logs, so the cap is reached (503) before accept runs out of descriptors.
+int default_max_connections() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+  auto spare = static_cast<long long>(limit.rlim_cur) - 64;
+  return static_cast<int>(std::clamp<long long>(spare, 8, 1024));
+}
+
 }  // namespace
 
 int main() {
@@ -43,8 +55,8 @@ int main() {
     auto port = static_cast<std::uint16_t>(env_int("ASYA_GATEWAY_PORT", 8080, 0, 65535));
     http::ServerOptions server_options;
     server_options.max_body_bytes = env_bytes("ASYA_GATEWAY_MAX_BODY_BYTES", 16u << 20);
-    server_options.max_connections =
-        static_cast<std::size_t>(env_int("ASYA_GATEWAY_MAX_CONNECTIONS", 1024, 1, 1000000));
+    server_options.max_connections = static_cast<std::size_t>(
+        env_int("ASYA_GATEWAY_MAX_CONNECTIONS", default_max_connections(), 1, 1000000));
     server_options.header_timeout =
         env_duration("ASYA_GATEWAY_HEADER_TIMEOUT", std::chrono::seconds(10));
     if (server_options.header_timeout.count() <= 0)
