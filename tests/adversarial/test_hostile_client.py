@@ -156,7 +156,8 @@ def test_connections_beyond_the_cap_get_503(start_gateway):
     try:
         # The gateway accepts the fifth at once and answers it 503 (wait until it counted the four).
         def refused():
-            response = raw_exchange(gw.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", timeout=10)
+            response = raw_exchange(gw.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                                    timeout=10)
             return status_of(response) == 503 and response
         response = wait_until(refused, 30, "a 503 for the connection over the cap")
         assert b"ASYA_GATEWAY_MAX_CONNECTIONS" in response
@@ -233,3 +234,21 @@ def test_host_rebinding_is_refused(start_gateway):
     assert http("GET", listed.url + "/tools", headers={"Host": f"gateway.internal:{listed.port}"})[0] == 200
     assert http("GET", listed.url + "/tools", headers={"Host": "asya-gateway"})[0] == 200
     assert http("GET", listed.url + "/tools", headers={"Host": "evil.example"})[0] == 403
+
+
+def test_the_default_cap_is_reached_before_descriptors_run_out(start_gateway, gateway_binary, tmp_path):
+    # ulimit -n 100 and no ASYA_GATEWAY_MAX_CONNECTIONS: the cap is 100 - 64 = 36, so the 37th
+    # idle connection is answered 503 while accept never fails.
+    binary = with_ulimit(gateway_binary, 100, tmp_path)
+    gw = start_gateway({"ASYA_GATEWAY_HEADER_TIMEOUT": "120s"}, binary)
+    connections = open_idle_connections(gw.port, 36)
+    try:
+        def refused():
+            response = raw_exchange(gw.port, b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n",
+                                    timeout=10)
+            return status_of(response) == 503 and response
+        assert b"too many open connections (36, ASYA_GATEWAY_MAX_CONNECTIONS)" in wait_until(refused, 30, "a 503")
+        assert "accept failed" not in gw.log.read_text()
+    finally:
+        close_all(connections)
+    wait_until(lambda: http("GET", gw.url + "/healthz", timeout=5)[0] == 200, 30, "/healthz after closing")
