@@ -179,7 +179,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     beast::error_code ignored;
     socket.non_blocking(true, ignored);
     socket.write_some(asio::buffer(response), ignored);
-    socket.shutdown(tcp::socket::shutdown_both, ignored);
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    // Closing with unread request bytes would send a reset that may destroy the 503 on its way.
+    char drain[16384];
+    while (socket.available(ignored) > 0 && !ignored)
+      socket.read_some(asio::buffer(drain), ignored);
     socket.close(ignored);
   }
 
