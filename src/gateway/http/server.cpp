@@ -11,6 +11,7 @@
 
 #include <strings.h>
 #include <algorithm>
+#include <array>
 #include <list>
 #include <mutex>
 
@@ -282,9 +283,21 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 
   // Sends an error answer with `Connection: close`, giving a client that does not read 5 s.
+  // Then reads what the client still sends for up to 2 s (at most 1 MiB): closing with unread
+  // bytes would send a reset that can destroy the answer before the client reads it.
   awaitable<void> answer_and_close(beast::tcp_stream& stream, const Response& response) {
     stream.expires_after(std::chrono::seconds(5));
-    co_await write_plain(stream, response, 11, false);
+    if (!co_await write_plain(stream, response, 11, false)) co_return;
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> drain;
+    for (std::size_t total = 0; total < (1u << 20);) {
+      auto [ec, n] =
+          co_await stream.async_read_some(asio::buffer(drain), asio::as_tuple(use_awaitable));
+      if (ec) break;
+      total += n;
+    }
   }
 
   static void copy_headers(bhttp::fields& fields, const Response& response) {
