@@ -116,6 +116,10 @@ def test_tokens_on_every_endpoint(start_gateway, queue_tool):
         for scheme in ("Bearer", "bearer", "BEARER"):
             token = right["Authorization"].split(" ", 1)[1]
             assert call({"Authorization": f"{scheme} {token}"}) in (200, 201), (path, scheme)
+    # The SSE stream (it stays open while the job runs, so only the refusals are checked here).
+    stream = f"{gw.url}/envelopes/{job_id}/stream"
+    assert http("GET", stream)[0] == 401
+    assert http("GET", stream, headers=internal)[0] == 401
     # The 401 says which token is missing.
     status, answer, headers = http_json("GET", gw.url + "/tools")
     assert status == 401 and "ASYA_GATEWAY_TOKEN" in answer["error"] and headers["WWW-Authenticate"] == "Bearer"
