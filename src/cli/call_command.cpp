@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "common/json_text.hpp"
 #include "local/state.hpp"
 
 namespace asya::cli {
@@ -280,7 +281,7 @@ int run(const CallArgs& a) {
   Http http{gateway_url(a), a.token};
   json::object arguments = build_arguments(a);
   std::string body =
-      json::serialize(json::object{{"name", a.tool}, {"arguments", arguments}, {"async", true}});
+      to_json_text(json::object{{"name", a.tool}, {"arguments", arguments}, {"async", true}});
   Reply started = request(http, "/tools/call", &body);
   if (started.status == 404 || started.status == 400)
     fail(kUsage, "tool " + a.tool + ": " + error_text(started));
@@ -329,11 +330,11 @@ int run(const CallArgs& a) {
   }
   progress.finish();
   if (job["status"].as_string() == "succeeded") {
-    std::cout << json::serialize(job["result"]) << "\n";
+    std::cout << to_json_text(job["result"]) << "\n";
     return kOk;
   }
-  std::string error = job["error"].is_string() ? std::string(job["error"].as_string())
-                                               : json::serialize(job["error"]);
+  std::string error =
+      job["error"].is_string() ? std::string(job["error"].as_string()) : to_json_text(job["error"]);
   std::cerr << "asya: job " << job_id << " failed: " << error << "\n";
   return error.find("timed out") != std::string::npos ? kTimeout : kFailed;
 }

@@ -26,6 +26,7 @@
 #include "cli/call_command.hpp"
 #include "cli/render_command.hpp"
 #include "common/env.hpp"
+#include "common/json_text.hpp"
 #include "envelope/envelope.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "local/manifest/manifest.hpp"
@@ -591,8 +592,8 @@ int cmd_send(const SendArgs& args) {
     json::array route_actors;
     for (const auto& a : actors) route_actors.push_back(json::string(a));
     body = "{\"id\":" + envelope::json_string(id) +
-           ",\"route\":{\"actors\":" + json::serialize(route_actors) + ",\"current\":0}";
-    if (!headers.empty()) body += ",\"headers\":" + json::serialize(headers);
+           ",\"route\":{\"actors\":" + to_json_text(route_actors) + ",\"current\":0}";
+    if (!headers.empty()) body += ",\"headers\":" + to_json_text(headers);
     if (!args.deadline.empty()) {
       auto in = parse_duration(args.deadline);
       if (!in) fail(kExitUsage, fmt::format("--deadline {}", in.error().message));
@@ -688,7 +689,7 @@ int cmd_results(const std::string& state_dir, const std::string& id, bool as_jso
     json::array list;
     for (const auto& r : results)
       list.push_back(json::object{{"id", r.id}, {"status", r.status}, {"file", r.file.string()}});
-    std::cout << json::serialize(list) << "\n";
+    std::cout << to_json_text(list) << "\n";
     return 0;
   }
   if (results.empty()) std::cerr << fmt::format("no results in {}\n", paths.results().string());
@@ -722,7 +723,7 @@ int cmd_queues(const std::string& state_dir, bool as_json) {
       std::cout << fmt::format("{:<32} {:>8} {:>10} {:>8}\n", name, s->ready, s->in_flight,
                                s->delayed);
   }
-  if (as_json) std::cout << json::serialize(list) << "\n";
+  if (as_json) std::cout << to_json_text(list) << "\n";
   return 0;
 }
 
@@ -744,7 +745,7 @@ int cmd_status(const std::string& state_dir, bool as_json) {
   auto& root = value.as_object();
   root["running"] = true;
   if (as_json) {
-    std::cout << json::serialize(root) << "\n";
+    std::cout << to_json_text(root) << "\n";
     return 0;
   }
   std::cout << fmt::format("asya: running (pid {}), transport {}, state {}\n", pid,
@@ -761,9 +762,9 @@ int cmd_status(const std::string& state_dir, bool as_json) {
     const auto& q = o.at("queue").as_object();
     std::cout << fmt::format(
         "{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", std::string(o.at("name").as_string()),
-        fmt::format("{}/{}", json::serialize(r.at("ready")), json::serialize(r.at("desired"))),
-        json::serialize(q.at("ready")), json::serialize(q.at("in_flight")),
-        json::serialize(o.at("processed")), json::serialize(o.at("errors")),
+        fmt::format("{}/{}", to_json_text(r.at("ready")), to_json_text(r.at("desired"))),
+        to_json_text(q.at("ready")), to_json_text(q.at("in_flight")),
+        to_json_text(o.at("processed")), to_json_text(o.at("errors")),
         fmt::format("{:.1f}", o.at("rate").to_number<double>()),
         std::string(o.at("state").as_string()));
     if (o.at("state").as_string() == "crash-looping")

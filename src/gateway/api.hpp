@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,8 +20,13 @@ struct ApiOptions {
   std::string token;  // ASYA_GATEWAY_TOKEN: required on client endpoints when set
   std::string
       internal_token;  // ASYA_GATEWAY_INTERNAL_TOKEN: required on sidecar endpoints when set
-  // Origins accepted on /mcp besides http(s)://localhost, 127.0.0.1 and [::1] (any port).
+  // Origins accepted (on every endpoint) besides http(s)://localhost, 127.0.0.1 and [::1] (any
+  // port); "*" accepts any. A request without Origin (not from a browser) is always accepted.
   std::vector<std::string> allowed_origins;
+  // Host header names accepted besides IP literals and localhost (ASYA_GATEWAY_ALLOWED_HOSTS);
+  // "*" accepts any, which main() sets when the gateway listens on a wildcard address and the
+  // variable is not set. Against DNS rebinding.
+  std::vector<std::string> allowed_hosts;
   // SSE `: keepalive` comment after this long without an event (REST streams and MCP tools/call
   // streams).
   std::chrono::milliseconds keepalive{std::chrono::seconds(15)};
@@ -39,6 +45,9 @@ class Api {
 
  private:
   boost::asio::awaitable<http::Response> route(const http::Request& request);
+  // 403 for a Host or Origin that is not allowed, 415 for a POST whose body is not declared
+  // application/json; nullopt when the request may go on.
+  std::optional<http::Response> refuse_cross_site(const http::Request& request) const;
   boost::asio::awaitable<http::Response> call_tool_rest(const http::Request& request);
   boost::asio::awaitable<http::Response> get_envelope(const std::string& id);
   boost::asio::awaitable<http::Response> stream_envelope(const http::Request& request,
@@ -58,6 +67,18 @@ class Api {
 
 // Shared by REST and MCP.
 namespace api {
+
+// Whether a request with this Origin header may be served: no Origin, a localhost origin, or one
+// listed in options.allowed_origins.
+bool origin_allowed(const ApiOptions& options, const std::string& origin);
+// Whether a request with this Host header may be served: none, an IP literal, localhost, or a
+// name in options.allowed_hosts (port ignored, case-insensitive).
+bool host_allowed(const ApiOptions& options, const std::string& host);
+// Whether a Content-Type header names application/json (parameters such as charset allowed).
+bool is_json_content_type(const std::string& content_type);
+// Whether an Authorization header carries `Bearer <token>` (scheme case-insensitive, RFC 7235);
+// compared in constant time.
+bool bearer_matches(const std::string& authorization, const std::string& token);
 
 // GET /envelopes/{id} body (PROTOCOL §8).
 boost::json::object job_json(const Job& job);

@@ -2,6 +2,9 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 
+#include <sys/resource.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <sstream>
 
@@ -25,6 +28,15 @@ std::vector<std::string> split_list(const std::string& text) {
   return out;
 }
 
+// 1024, or fewer when `ulimit -n` is lower: 64 descriptors stay for the job store, the transport
+// and the logs, so the cap is reached (503) before accept runs out of descriptors.
+int default_max_connections() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return 1024;
+  auto spare = static_cast<long long>(limit.rlim_cur) - 64;
+  return static_cast<int>(std::clamp<long long>(spare, 8, 1024));
+}
+
 }  // namespace
 
 int main() {
@@ -41,7 +53,14 @@ int main() {
     ToolsConfig tools = load_tools(config_path);
     std::string host = env_string("ASYA_GATEWAY_HOST", "0.0.0.0");
     auto port = static_cast<std::uint16_t>(env_int("ASYA_GATEWAY_PORT", 8080, 0, 65535));
-    std::size_t max_body = env_bytes("ASYA_GATEWAY_MAX_BODY_BYTES", 16u << 20);
+    http::ServerOptions server_options;
+    server_options.max_body_bytes = env_bytes("ASYA_GATEWAY_MAX_BODY_BYTES", 16u << 20);
+    server_options.max_connections = static_cast<std::size_t>(
+        env_int("ASYA_GATEWAY_MAX_CONNECTIONS", default_max_connections(), 1, 1000000));
+    server_options.header_timeout =
+        env_duration("ASYA_GATEWAY_HEADER_TIMEOUT", std::chrono::seconds(10));
+    if (server_options.header_timeout.count() <= 0)
+      throw ConfigError("ASYA_GATEWAY_HEADER_TIMEOUT must be positive (e.g. 10s)");
 
     ServiceOptions service_options;
     service_options.queue_prefix = env_string("ASYA_QUEUE_PREFIX", "asya-");
@@ -53,6 +72,12 @@ int main() {
     api_options.token = env_string("ASYA_GATEWAY_TOKEN", "");
     api_options.internal_token = env_string("ASYA_GATEWAY_INTERNAL_TOKEN", "");
     api_options.allowed_origins = split_list(env_string("ASYA_GATEWAY_ALLOWED_ORIGINS", ""));
+    api_options.allowed_hosts = split_list(env_string("ASYA_GATEWAY_ALLOWED_HOSTS", ""));
+    // On a wildcard address the names clients use cannot be known: any Host is accepted until
+    // ASYA_GATEWAY_ALLOWED_HOSTS lists them. On a specific address only that address, IP
+    // literals and localhost (plus the list) pass.
+    if (api_options.allowed_hosts.empty() && (host == "0.0.0.0" || host == "::"))
+      api_options.allowed_hosts.push_back("*");
     api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));
     if (api_options.keepalive.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_KEEPALIVE must be positive (e.g. 15s)");
@@ -74,7 +99,7 @@ int main() {
     Api api(service, api_options);
     http::Server server(
         io, host, port, [&api](http::Request request) { return api.handle(std::move(request)); },
-        max_body);
+        server_options);
     service.start();
     server.start();
     spdlog::info("gateway: listening on {}:{} with {} tools, job store {}, transport {}", host,

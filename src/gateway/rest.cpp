@@ -1,9 +1,14 @@
 // REST and sidecar endpoints (PROTOCOL §7, §8), authentication and request dispatch.
+#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
 
+#include <cctype>
+
+#include "common/json_text.hpp"
 #include "common/log.hpp"
 #include "gateway/api.hpp"
 #include "gateway/mcp/mcp.hpp"
+#include "gateway/raw_json.hpp"
 
 namespace asya::gateway {
 
@@ -27,6 +32,76 @@ json::array string_array(const std::vector<std::string>& values) {
   return out;
 }
 }  // namespace
+
+namespace {
+std::string lower(std::string text) {
+  for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+std::string trim(const std::string& text) {
+  auto begin = text.find_first_not_of(" \t");
+  if (begin == std::string::npos) return "";
+  auto end = text.find_last_not_of(" \t");
+  return text.substr(begin, end - begin + 1);
+}
+}  // namespace
+
+bool origin_allowed(const ApiOptions& options, const std::string& origin) {
+  if (origin.empty()) return true;
+  for (const auto& allowed : options.allowed_origins) {
+    if (allowed == "*" || lower(allowed) == lower(origin)) return true;
+  }
+  if (origin == "null") return false;
+  for (const char* scheme : {"http://", "https://"}) {
+    std::string s = scheme;
+    std::string o = lower(origin);
+    if (o.rfind(s, 0) != 0) continue;
+    std::string host = o.substr(s.size());
+    for (const char* local : {"localhost", "127.0.0.1", "[::1]"}) {
+      std::string l = local;
+      if (host == l || host.rfind(l + ":", 0) == 0) return true;
+    }
+  }
+  return false;
+}
+
+bool host_allowed(const ApiOptions& options, const std::string& host_header) {
+  std::string host = lower(trim(host_header));
+  if (host.empty()) return true;  // HTTP/1.0 clients; browsers always send Host
+  // Without the port: "[::1]:8080" -> "::1", "name:8080" -> "name".
+  if (host.front() == '[') {
+    auto close = host.find(']');
+    host = close == std::string::npos ? host : host.substr(1, close - 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  // DNS rebinding needs a name the attacker controls; an address needs no check.
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (!ec || host == "localhost") return true;
+  for (const auto& allowed : options.allowed_hosts) {
+    if (allowed == "*" || lower(allowed) == host) return true;
+  }
+  return false;
+}
+
+bool is_json_content_type(const std::string& content_type) {
+  std::string media = lower(trim(content_type.substr(0, content_type.find(';'))));
+  return media == "application/json";
+}
+
+bool bearer_matches(const std::string& authorization, const std::string& token) {
+  std::string header = trim(authorization);
+  const std::string scheme = "bearer";
+  if (header.size() <= scheme.size() || lower(header.substr(0, scheme.size())) != scheme ||
+      (header[scheme.size()] != ' ' && header[scheme.size()] != '\t'))
+    return false;
+  std::string given = trim(header.substr(scheme.size()));
+  if (given.size() != token.size()) return false;
+  unsigned char diff = 0;  // constant time for equal lengths
+  for (std::size_t i = 0; i < token.size(); ++i) diff |= given[i] ^ token[i];
+  return diff == 0;
+}
 
 json::object job_json(const Job& job) {
   json::object o;
@@ -83,7 +158,7 @@ json::object update_json(const std::string& job_id, const Update& u) {
 
 std::string sse_event(const std::string& job_id, const Update& update) {
   return "id: " + std::to_string(update.sequence) +
-         "\nevent: update\ndata: " + json::serialize(update_json(job_id, update)) + "\n\n";
+         "\nevent: update\ndata: " + to_json_text(update_json(job_id, update)) + "\n\n";
 }
 
 json::object error_result(const std::string& message) {
@@ -106,7 +181,7 @@ json::object call_result(const Job& job) {
   json::value value = parse_or_null(job.result_json);
   json::object structured = value.is_object() ? value.as_object() : json::object{{"result", value}};
   return json::object{
-      {"content", json::array{json::object{{"type", "text"}, {"text", json::serialize(value)}}}},
+      {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(value)}}}},
       {"structuredContent", std::move(structured)},
       {"isError", false}};
 }
@@ -115,7 +190,7 @@ json::object async_result(const std::string& job_id, bool progress) {
   json::object info{{"job_id", job_id}, {"status_url", "/envelopes/" + job_id}};
   if (progress) info["stream_url"] = "/envelopes/" + job_id + "/stream";
   return json::object{
-      {"content", json::array{json::object{{"type", "text"}, {"text", json::serialize(info)}}}},
+      {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(info)}}}},
       {"structuredContent", info},
       {"isError", false}};
 }
@@ -123,16 +198,6 @@ json::object async_result(const std::string& job_id, bool progress) {
 }  // namespace api
 
 namespace {
-
-bool token_matches(const std::string& header, const std::string& token) {
-  const std::string prefix = "Bearer ";
-  if (header.size() != prefix.size() + token.size() ||
-      header.compare(0, prefix.size(), prefix) != 0)
-    return false;
-  unsigned char diff = 0;  // constant time for equal lengths
-  for (std::size_t i = 0; i < token.size(); ++i) diff |= header[prefix.size() + i] ^ token[i];
-  return diff == 0;
-}
 
 Response method_not_allowed(const std::string& method, const std::string& path,
                             const std::string& allow) {
@@ -151,8 +216,8 @@ std::optional<json::object> parse_body(const std::string& body, Response& error)
     return std::nullopt;
   }
   if (!v.is_object()) {
-    error = Response::error(400,
-                            "body must be a JSON object, got " + json::serialize(v).substr(0, 100));
+    error =
+        Response::error(400, "body must be a JSON object, got " + to_json_text(v).substr(0, 100));
     return std::nullopt;
   }
   return std::move(v.as_object());
@@ -192,6 +257,7 @@ awaitable<Response> Api::handle(http::Request request) {
 awaitable<Response> Api::route(const http::Request& request) {
   const std::string& method = request.method;
   const std::string& path = request.path;
+  if (auto refused = refuse_cross_site(request)) co_return *refused;
   if (path == "/healthz") {
     co_return method == "GET" ? Response::json(200, R"({"status":"ok"})")
                               : method_not_allowed(method, path, "GET");
@@ -213,7 +279,7 @@ awaitable<Response> Api::route(const http::Request& request) {
   auto parts = split_path(path);
   bool sidecar_endpoint = parts.size() >= 1 && parts[0] == "envelopes" && method == "POST";
   const std::string& token = sidecar_endpoint ? options_.internal_token : options_.token;
-  if (!token.empty() && !token_matches(request.header("Authorization"), token)) {
+  if (!token.empty() && !api::bearer_matches(request.header("Authorization"), token)) {
     Response r = Response::error(
         401, std::string("missing or wrong bearer token: send `Authorization: Bearer <") +
                  (sidecar_endpoint ? "ASYA_GATEWAY_INTERNAL_TOKEN" : "ASYA_GATEWAY_TOKEN") + ">`");
@@ -260,6 +326,40 @@ awaitable<Response> Api::route(const http::Request& request) {
   co_return Response::error(404, "no such endpoint: " + method + " " + path);
 }
 
+std::optional<Response> Api::refuse_cross_site(const http::Request& request) const {
+  // /mcp answers in JSON-RPC form, every other endpoint with {"error": ...}.
+  auto refuse = [&](int status, const std::string& message) {
+    if (request.path != "/mcp") return Response::error(status, message);
+    return Response::json(
+        status, to_json_text(
+                    json::object{{"jsonrpc", "2.0"},
+                                 {"id", nullptr},
+                                 {"error", json::object{{"code", -32000}, {"message", message}}}}));
+  };
+  std::string host = request.header("Host");
+  if (!api::host_allowed(options_, host)) {
+    return refuse(403, "Forbidden: Host \"" + host +
+                           "\" is not allowed (IP addresses and localhost are; add the names "
+                           "clients use to ASYA_GATEWAY_ALLOWED_HOSTS)");
+  }
+  std::string origin = request.header("Origin");
+  if (!api::origin_allowed(options_, origin)) {
+    return refuse(403, "Forbidden: Origin \"" + origin +
+                           "\" is not allowed (localhost origins are; add others to "
+                           "ASYA_GATEWAY_ALLOWED_ORIGINS)");
+  }
+  // A web page can send a cross-site POST without asking only with a "simple" content type
+  // (text/plain, form data); requiring application/json makes the browser ask first (CORS
+  // preflight), which this server never grants.
+  if (request.method == "POST" && !api::is_json_content_type(request.header("Content-Type"))) {
+    std::string given = request.header("Content-Type");
+    return refuse(415, "Unsupported Media Type: POST " + request.path +
+                           " needs `Content-Type: application/json`, got " +
+                           (given.empty() ? std::string("none") : "\"" + given + "\""));
+  }
+  return std::nullopt;
+}
+
 Response Api::list_tools() {
   json::array tools;
   for (const auto& tool : service_.tools().tools) {
@@ -267,7 +367,7 @@ Response Api::list_tools() {
                                  {"description", tool.description},
                                  {"inputSchema", input_schema(tool)}});
   }
-  return Response::json(200, json::serialize(tools));
+  return Response::json(200, to_json_text(tools));
 }
 
 awaitable<Response> Api::call_tool_rest(const http::Request& request) {
@@ -291,17 +391,18 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
     service_.metrics().tool_call(tool->name, "invalid", 0);
     co_return Response::error(400, valid.error().message);
   }
+  auto raw = raw_members(request.body);
+  std::string payload = payload_text(valid.value(), arguments, raw["arguments"]);
   auto started_at = std::chrono::steady_clock::now();
-  auto started = co_await service_.start_call(*tool, valid.value());
+  auto started = co_await service_.start_call(*tool, std::move(payload));
   if (!started.ok())
-    co_return Response::json(200, json::serialize(api::error_result(started.error().message)));
+    co_return Response::json(200, to_json_text(api::error_result(started.error().message)));
   // `"async": true` in the body (used by `asya call`) answers the job id at once, as for an
   // async tool, so the caller can follow GET /envelopes/{id}/stream.
   const json::value* async_flag = body->if_contains("async");
   bool answer_now = tool->async || (async_flag && async_flag->is_bool() && async_flag->as_bool());
   if (answer_now)
-    co_return Response::json(200,
-                             json::serialize(api::async_result(started.value(), tool->progress)));
+    co_return Response::json(200, to_json_text(api::async_result(started.value(), tool->progress)));
   Service::UpdateCallback no_callback;
   auto job =
       co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, no_callback);
@@ -310,7 +411,7 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
   service_.metrics().tool_call(tool->name, job_status_name(job->status), seconds);
-  co_return Response::json(200, json::serialize(api::call_result(*job)));
+  co_return Response::json(200, to_json_text(api::call_result(*job)));
 }
 
 awaitable<Response> Api::get_envelope(const std::string& id) {
@@ -318,7 +419,7 @@ awaitable<Response> Api::get_envelope(const std::string& id) {
   auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_0));
   if (!job.ok()) co_return Response::error(503, job.error().message);
   if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
-  co_return Response::json(200, json::serialize(api::job_json(*job.value())));
+  co_return Response::json(200, to_json_text(api::job_json(*job.value())));
 }
 
 awaitable<Response> Api::envelope_active(const std::string& id) {
@@ -398,13 +499,13 @@ awaitable<Response> Api::report_progress(const http::Request& request, const std
        status->as_string() != "completed")) {
     co_return Response::error(
         400, "\"status\" must be \"received\", \"processing\" or \"completed\", got " +
-                 (status ? json::serialize(*status) : std::string("nothing")));
+                 (status ? to_json_text(*status) : std::string("nothing")));
   }
   report.state = status->as_string();
   const json::value* index = body->if_contains("current_actor_idx");
   if (!index || !index->is_int64() || index->as_int64() < 0) {
     co_return Response::error(400, "\"current_actor_idx\" must be a non-negative integer, got " +
-                                       (index ? json::serialize(*index) : std::string("nothing")));
+                                       (index ? to_json_text(*index) : std::string("nothing")));
   }
   report.current_actor_idx = static_cast<int>(index->as_int64());
   if (const json::value* actors = body->if_contains("actors"); actors && !actors->is_null()) {
@@ -429,7 +530,7 @@ awaitable<Response> Api::report_progress(const http::Request& request, const std
     service_.notifier().notify(result.value().job_id, result.value().job_final);
   json::object answer{{"status", "ok"}, {"progress_percent", result.value().progress_percent}};
   if (result.value().outcome == Outcome::ignored) answer["ignored"] = true;
-  co_return Response::json(200, json::serialize(answer));
+  co_return Response::json(200, to_json_text(answer));
 }
 
 awaitable<Response> Api::report_final(const http::Request& request, const std::string& id) {
@@ -441,19 +542,19 @@ awaitable<Response> Api::report_final(const http::Request& request, const std::s
   const json::value* status = body->if_contains("status");
   if (!status || !status->is_string() ||
       (status->as_string() != "succeeded" && status->as_string() != "failed")) {
-    co_return Response::error(400,
-                              "\"status\" must be \"succeeded\" or \"failed\", got " +
-                                  (status ? json::serialize(*status) : std::string("nothing")));
+    co_return Response::error(400, "\"status\" must be \"succeeded\" or \"failed\", got " +
+                                       (status ? to_json_text(*status) : std::string("nothing")));
   }
   report.status = status->as_string() == "succeeded" ? JobStatus::succeeded : JobStatus::failed;
-  if (const json::value* result = body->if_contains("result"))
-    report.result_json = json::serialize(*result);
+  // The result and error details are kept as the sidecar sent them (numbers keep their spelling).
+  auto raw = raw_members(request.body);
+  if (body->if_contains("result")) report.result_json = std::string(raw["result"]);
   if (const json::value* e = body->if_contains("error"); e && !e->is_null()) {
-    report.error = e->is_string() ? std::string(e->as_string()) : json::serialize(*e);
+    report.error = e->is_string() ? std::string(e->as_string()) : to_json_text(*e);
   }
   if (const json::value* details = body->if_contains("error_details");
       details && !details->is_null()) {
-    report.error_details_json = json::serialize(*details);
+    report.error_details_json = std::string(raw["error_details"]);
     if (report.error.empty() && details->is_object()) {
       if (const json::value* m = details->as_object().if_contains("message"); m && m->is_string()) {
         report.error = m->as_string();
@@ -518,11 +619,11 @@ awaitable<Response> Api::add_branch(const http::Request& request) {
       co_return Response::error(409, "the job of \"" + report.parent_id + "\" is already final");
     case Outcome::duplicate:
       answer["status"] = "exists";
-      co_return Response::json(200, json::serialize(answer));
+      co_return Response::json(200, to_json_text(answer));
     default:
       service_.notifier().notify(result.value().job_id);
       answer["status"] = "created";
-      co_return Response::json(201, json::serialize(answer));
+      co_return Response::json(201, to_json_text(answer));
   }
 }
 

@@ -7,6 +7,7 @@
 
 #include <random>
 
+#include "common/json_text.hpp"
 #include "common/log.hpp"
 
 namespace asya::gateway {
@@ -153,8 +154,7 @@ awaitable<void> Service::sweep_loop() {
   }
 }
 
-awaitable<Result<std::string>> Service::start_call(const Tool& tool,
-                                                   const json::object& arguments) {
+awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json) {
   std::string id = new_uuid();
   auto now = Clock::now();
   auto deadline = now + tool.timeout;
@@ -168,11 +168,12 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool,
   json::object envelope{{"id", id},
                         {"route", route},
                         {"headers", json::object{{"traceparent", new_traceparent()}}},
-                        {"deadline", format_time(deadline)},
-                        {"payload", arguments}};
-  std::string body = json::serialize(envelope);
-  NewJob job{id,      tool.name, tool.actors, json::serialize(route), json::serialize(arguments),
-             deadline};
+                        {"deadline", format_time(deadline)}};
+  // The payload goes in as sent (numbers keep their spelling): the envelope text ends with it.
+  std::string body = to_json_text(envelope);
+  body.pop_back();
+  body += ",\"payload\":" + payload_json + "}";
+  NewJob job{id, tool.name, tool.actors, to_json_text(route), std::move(payload_json), deadline};
   std::string queue = options_.queue_prefix + tool.actors.front();
 
   auto work_1 = [this, job, body, queue]() -> Status {
@@ -199,12 +200,14 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool,
 awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,
                                                   std::optional<Clock::time_point> deadline,
                                                   UpdateCallback on_update, IdleCallback on_idle,
-                                                  std::chrono::milliseconds idle_interval) {
+                                                  std::chrono::milliseconds idle_interval,
+                                                  std::function<bool()> stop) {
   // Without callbacks only the end matters: progress reports need not wake this waiter.
   auto subscription = notifier_.subscribe(job_id, !on_update && !on_idle);
   std::int64_t last = 0;
   auto last_activity = std::chrono::steady_clock::now();
   for (;;) {
+    if (stop && stop()) co_return std::nullopt;
     auto work_2 = [this, job_id, last] { return store_->updates(job_id, last); };
     auto updates = co_await blocking<Result<std::vector<Update>>>(std::move(work_2));
     if (!updates.ok()) {

@@ -99,11 +99,12 @@ class Service {
   template <class T, class Work>
   boost::asio::awaitable<T> blocking(Work&& work);
 
-  // Creates the job and publishes the envelope for an already validated call. `arguments` are
-  // the validated arguments (the payload). Error when the store or the publish failed (the job,
-  // if created, is then failed with that error).
+  // Creates the job and publishes the envelope for an already validated call. `payload_json` is
+  // the JSON text of the validated arguments (payload_text in raw_json.hpp), put into the
+  // envelope byte for byte. Error when the store or the publish failed (the job, if created, is
+  // then failed with that error).
   boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool,
-                                                         const boost::json::object& arguments);
+                                                         std::string payload_json);
 
   // Waits until the job is final or `deadline` passed (then fails it with "timed out"), calling
   // `on_update` for each update in order. When `on_idle` is set it is called whenever
@@ -111,10 +112,13 @@ class Service {
   // job (nullopt for an unknown id).
   using UpdateCallback = std::function<boost::asio::awaitable<void>(const Update&)>;
   using IdleCallback = std::function<boost::asio::awaitable<void>()>;
+  // `stop` (when set) is asked after every wake-up; when it returns true the wait ends with
+  // nullopt (wake the waiter with notifier().notify(job_id) after making it true).
   boost::asio::awaitable<std::optional<Job>> wait_final(
       const std::string& job_id, std::optional<Clock::time_point> deadline,
       UpdateCallback on_update, IdleCallback on_idle = {},
-      std::chrono::milliseconds idle_interval = std::chrono::seconds(15));
+      std::chrono::milliseconds idle_interval = std::chrono::seconds(15),
+      std::function<bool()> stop = {});
 
   // Readiness: store and transport reachable ("" when ready, else what is wrong).
   boost::asio::awaitable<std::string> readiness();

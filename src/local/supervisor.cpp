@@ -26,6 +26,7 @@
 #include <boost/json.hpp>
 
 #include "common/env.hpp"
+#include "common/json_text.hpp"
 #include "local/autoscaler.hpp"
 #include "local/process.hpp"
 #include "transport/transport.hpp"
@@ -923,7 +924,7 @@ std::string Supervisor::status_json(Clock::time_point now) const {
   for (const auto& e : events_) events.push_back(json::string(e));
   root["events"] = std::move(events);
   (void)now;
-  return json::serialize(root) + "\n";
+  return to_json_text(root) + "\n";
 }
 
 void Supervisor::render_view() const {

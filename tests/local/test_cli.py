@@ -158,6 +158,9 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
     chatty = status["actors"][2]
     assert chatty["replicas"]["ready"] == chatty["replicas"]["desired"] == 1
     assert chatty["state"] == "running" and chatty["errors"] == 0
+    # Doubles in shortest form ("rate":0.0 or 1.5), never Boost.JSON's "0E0".
+    raw_status = asya.run("status", "--json", check=0).stdout
+    assert re.search(r'"rate":\d+\.\d+[,}]', raw_status) and "E0" not in raw_status, raw_status
     text = asya.run("status", check=0).stdout.splitlines()
     assert text[0].startswith(f"asya: running (pid {supervisor}), transport sqlite")
     header = next(line for line in text if line.startswith("ACTOR"))

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "common/env.hpp"
+#include "common/json_text.hpp"
 
 namespace asya::gateway {
 namespace {
@@ -204,16 +205,52 @@ Parameter parse_parameter(const std::string& file, const std::string& name, cons
 }
 
 std::string json_text(const json::value& v) {
-  return json::serialize(v);
+  return to_json_text(v);
 }
 
+// An integral number representable as a 64-bit integer: written as one, or as a whole number with
+// a fraction or exponent (4.0, 1e3), which is forwarded as the integer (see normalize_integers).
+// 1e30 or 2.5 is not: the handler would receive a float.
 bool is_integer(const json::value& v) {
   if (v.is_int64() || v.is_uint64()) return true;
   if (v.is_double()) {
     double d = v.as_double();
-    return std::isfinite(d) && std::floor(d) == d;
+    return std::isfinite(d) && std::floor(d) == d && d >= -9223372036854775808.0 &&
+           d < 9223372036854775808.0;
   }
   return false;
+}
+
+// Why a number is no integer, for the message ("" when it is not a number).
+std::string not_integer_reason(const json::value& v) {
+  if (!v.is_double()) return "";
+  double d = v.as_double();
+  if (std::isfinite(d) && std::floor(d) != d) return " (it has a fractional part)";
+  return " (outside the 64-bit integer range -9223372036854775808..18446744073709551615)";
+}
+
+// Integers written as whole doubles (4.0) become integers, so they are forwarded as 4.
+void normalize_integers(const Parameter& param, json::value& value) {
+  switch (param.type) {
+    case ParamType::integer:
+      if (value.is_double()) value = static_cast<std::int64_t>(value.as_double());
+      break;
+    case ParamType::array:
+      if (param.items && value.is_array()) {
+        for (auto& item : value.as_array()) normalize_integers(*param.items, item);
+      }
+      break;
+    case ParamType::object:
+      if (value.is_object()) {
+        for (const auto& prop : param.properties) {
+          if (json::value* v = value.as_object().if_contains(prop.name))
+            normalize_integers(prop, *v);
+        }
+      }
+      break;
+    default:
+      break;
+  }
 }
 
 // "" when `value` fits `param`, else what is wrong ("expected an integer, got \"x\"").
@@ -231,7 +268,7 @@ std::string check_value(const Parameter& param, const json::value& value,
       if (!value.is_number()) return expected("a number");
       break;
     case ParamType::integer:
-      if (!is_integer(value)) return expected("an integer");
+      if (!is_integer(value)) return expected("an integer") + not_integer_reason(value);
       break;
     case ParamType::boolean:
       if (!value.is_bool()) return expected("true or false");
@@ -557,6 +594,7 @@ Result<json::object> validate_arguments(const Tool& tool, const json::object& ar
     }
     std::string problem = check_value(param, *value, param.name);
     if (!problem.empty()) return Error{"invalid argument " + problem};
+    normalize_integers(param, out[param.name]);
   }
   return out;
 }

@@ -123,7 +123,42 @@ TEST(ToolsConfig, ValidationAppliesDefaultsAndNamesTheBadArgument) {
 
   auto whole_number =
       validate_arguments(echo, json::parse(R"({"message":"x","count":4.0})").as_object());
-  EXPECT_TRUE(whole_number.ok());
+  ASSERT_TRUE(whole_number.ok());
+  // Forwarded as the integer 4, so the handler never receives a float for an integer parameter.
+  EXPECT_TRUE(whole_number.value().at("count").is_int64());
+  EXPECT_EQ(whole_number.value().at("count").as_int64(), 4);
+}
+
+TEST(ToolsConfig, IntegerParameterRefusesFractionsAndNumbersBeyond64Bits) {
+  auto config = parse_tools(R"(
+tools:
+  - name: echo
+    parameters:
+      count: {type: integer}
+      sizes: {type: array, items: {type: integer}}
+    route: [echo]
+)",
+                            "routes.yaml");
+  const Tool& echo = config.tools.at(0);
+  auto huge = validate_arguments(echo, json::parse(R"({"count":1e30})").as_object());
+  ASSERT_FALSE(huge.ok());
+  EXPECT_EQ(huge.error().message,
+            "invalid argument count: expected an integer, got 1e+30 (outside the 64-bit integer "
+            "range -9223372036854775808..18446744073709551615)");
+  auto fraction = validate_arguments(echo, json::parse(R"({"count":8.1})").as_object());
+  ASSERT_FALSE(fraction.ok());
+  EXPECT_EQ(fraction.error().message,
+            "invalid argument count: expected an integer, got 8.1 (it has a fractional part)");
+  auto nested = validate_arguments(echo, json::parse(R"({"sizes":[1,2.5]})").as_object());
+  ASSERT_FALSE(nested.ok());
+  EXPECT_EQ(nested.error().message,
+            "invalid argument sizes[1]: expected an integer, got 2.5 (it has a fractional part)");
+  auto whole_items = validate_arguments(echo, json::parse(R"({"sizes":[1,2.0]})").as_object());
+  ASSERT_TRUE(whole_items.ok());
+  EXPECT_TRUE(whole_items.value().at("sizes").as_array().at(1).is_int64());
+  auto largest =
+      validate_arguments(echo, json::parse(R"({"count":18446744073709551615})").as_object());
+  EXPECT_TRUE(largest.ok());
 }
 
 TEST(ToolsConfig, UnknownKeyIsAnErrorWithFileLineAndField) {

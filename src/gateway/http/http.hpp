@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -53,13 +54,31 @@ struct Response {
 
 using Handler = std::function<boost::asio::awaitable<Response>(Request)>;
 
+// Limits that keep one client (or many) from taking the server down.
+struct ServerOptions {
+  // Request bodies larger than this get 413 with a JSON error (ASYA_GATEWAY_MAX_BODY_BYTES).
+  std::size_t max_body_bytes = 16u << 20;
+  // Request line plus headers larger than this get 431.
+  std::size_t max_header_bytes = 64u << 10;
+  // Open connections at most (ASYA_GATEWAY_MAX_CONNECTIONS); one more is answered 503 and closed.
+  std::size_t max_connections = 1024;
+  // A request's line and headers must arrive within this long (ASYA_GATEWAY_HEADER_TIMEOUT);
+  // an idle keep-alive connection is closed after it too. Against slowloris.
+  std::chrono::milliseconds header_timeout{std::chrono::seconds(10)};
+  // A request's body must arrive within this long after its headers.
+  std::chrono::milliseconds body_timeout{std::chrono::seconds(60)};
+};
+
 // Listens on host:port (port 0 picks a free one) and serves every connection with `handler`,
-// keep-alive included. Request bodies larger than max_body_bytes get 413 with a JSON error.
+// keep-alive included. Malformed requests get 400, oversized headers 431, oversized bodies 413,
+// a request whose headers do not arrive within header_timeout 408; each closes the connection.
+// When accept fails (e.g. no file descriptors left) the server retries with a growing pause
+// (10 ms up to 1 s) and logs the failure at most every 10 s with the count of repeats.
 // Runs on the given io_context; stop() closes the listener and every open connection.
 class Server {
  public:
   Server(boost::asio::io_context& io, const std::string& host, std::uint16_t port, Handler handler,
-         std::size_t max_body_bytes);
+         ServerOptions options);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

@@ -3,12 +3,15 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/json.hpp>
 
 #include <strings.h>
+#include <algorithm>
+#include <array>
 #include <list>
 #include <mutex>
 
@@ -67,25 +70,87 @@ class ChunkWriter final : public ResponseStream {
 
 }  // namespace
 
+// Logs a repeated failure once, then at most once per interval with the number of repeats, so a
+// failure that repeats thousands of times a second cannot fill the disk with identical lines.
+class RepeatedWarning {
+ public:
+  explicit RepeatedWarning(std::chrono::seconds interval) : interval_(interval) {}
+  void log(const std::string& what) {
+    auto now = std::chrono::steady_clock::now();
+    if (logged_once_ && now - last_logged_ < interval_) {
+      ++suppressed_;
+      return;
+    }
+    if (suppressed_ > 0) {
+      spdlog::warn("{} (and {} more times in the last {} s)", what, suppressed_,
+                   std::chrono::duration_cast<std::chrono::seconds>(now - last_logged_).count());
+    } else {
+      spdlog::warn("{}", what);
+    }
+    logged_once_ = true;
+    last_logged_ = now;
+    suppressed_ = 0;
+  }
+
+ private:
+  std::chrono::seconds interval_;
+  bool logged_once_ = false;
+  std::chrono::steady_clock::time_point last_logged_{};
+  std::uint64_t suppressed_ = 0;
+};
+
+// The reason phrase and JSON error for a request Beast could not parse, or status 0 when the
+// error is not about the request's form (closed, reset, timed out).
+std::pair<int, std::string> parse_failure(const beast::error_code& ec, std::size_t header_limit) {
+  if (ec == bhttp::error::header_limit) {
+    return {431, "request line and headers larger than " + std::to_string(header_limit) + " bytes"};
+  }
+  if (ec == bhttp::error::end_of_stream || ec == bhttp::error::partial_message ||
+      ec == bhttp::error::need_more || ec == bhttp::error::body_limit)
+    return {0, ""};
+  if (ec.category() == bhttp::make_error_code(bhttp::error::bad_method).category()) {
+    return {400, "malformed HTTP request: " + ec.message()};
+  }
+  return {0, ""};
+}
+
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   asio::io_context& io;
   tcp::acceptor acceptor;
   Handler handler;
-  std::size_t max_body_bytes;
+  ServerOptions options;
   std::mutex mutex;
   std::list<std::weak_ptr<beast::tcp_stream>> connections;
-  bool stopped = false;
+  std::size_t open_connections = 0;  // only touched on the io thread
+  RepeatedWarning accept_warning{std::chrono::seconds(10)};
+  RepeatedWarning full_warning{std::chrono::seconds(10)};
 
-  Impl(asio::io_context& io_context, Handler h, std::size_t max_body)
-      : io(io_context), acceptor(io_context), handler(std::move(h)), max_body_bytes(max_body) {}
+  Impl(asio::io_context& io_context, Handler h, ServerOptions server_options)
+      : io(io_context),
+        acceptor(io_context),
+        handler(std::move(h)),
+        options(std::move(server_options)) {}
 
   awaitable<void> accept_loop() {
     auto self = shared_from_this();
+    auto pause = std::chrono::milliseconds(0);
     for (;;) {
       auto [ec, socket] = co_await acceptor.async_accept(asio::as_tuple(use_awaitable));
       if (ec) {
         if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
-        spdlog::warn("gateway: accept failed: {}", ec.message());
+        // EMFILE and friends: the connection stays in the backlog, so retrying at once only
+        // burns CPU. Back off until a descriptor is free again.
+        pause =
+            std::clamp(pause * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+        accept_warning.log("gateway: accept failed: " + ec.message() + "; retrying in " +
+                           std::to_string(pause.count()) + " ms");
+        asio::steady_timer timer(io, pause);
+        co_await timer.async_wait(asio::as_tuple(use_awaitable));
+        continue;
+      }
+      pause = std::chrono::milliseconds(0);
+      if (open_connections >= options.max_connections) {
+        refuse_full(socket);
         continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
@@ -95,29 +160,93 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         connections.remove_if([](const auto& weak) { return weak.expired(); });
         connections.push_back(stream);
       }
+      ++open_connections;
       asio::co_spawn(io, serve(stream), asio::detached);
     }
   }
 
+  // Answers 503 without waiting for the client (one non-blocking write) and closes.
+  void refuse_full(tcp::socket& socket) {
+    full_warning.log(
+        "gateway: " + std::to_string(open_connections) +
+        " connections open (ASYA_GATEWAY_MAX_CONNECTIONS); refusing new ones with 503");
+    std::string body = boost::json::serialize(boost::json::object{
+        {"error", "too many open connections (" + std::to_string(options.max_connections) +
+                      ", ASYA_GATEWAY_MAX_CONNECTIONS); retry later"}});
+    std::string response =
+        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+        "Retry-After: 1\r\nConnection: close\r\nContent-Length: " +
+        std::to_string(body.size()) + "\r\n\r\n" + body;
+    beast::error_code ignored;
+    socket.non_blocking(true, ignored);
+    socket.write_some(asio::buffer(response), ignored);
+    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    // Closing with unread request bytes would send a reset that may destroy the 503 on its way.
+    char drain[16384];
+    while (socket.available(ignored) > 0 && !ignored)
+      socket.read_some(asio::buffer(drain), ignored);
+    socket.close(ignored);
+  }
+
   awaitable<void> serve(std::shared_ptr<beast::tcp_stream> stream) {
     auto self = shared_from_this();
+    struct Count {
+      std::size_t& open;
+      ~Count() { --open; }
+    } count{open_connections};
     beast::flat_buffer buffer;
     for (;;) {
       bhttp::request_parser<bhttp::string_body> parser;
-      parser.body_limit(max_body_bytes);
-      parser.header_limit(64 * 1024);
-      stream->expires_after(std::chrono::minutes(5));
+      parser.body_limit(options.max_body_bytes);
+      parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+      // Our own timer rather than the stream's expiry, which would close the socket before the
+      // 408 could be sent.
+      auto timed_out = std::make_shared<bool>(false);
+      asio::steady_timer header_deadline(io, options.header_timeout);
+      header_deadline.async_wait([timed_out, weak = std::weak_ptr(stream)](beast::error_code e) {
+        if (e) return;
+        *timed_out = true;
+        if (auto s = weak.lock()) {
+          beast::error_code ignored;
+          s->socket().cancel(ignored);
+        }
+      });
       auto [ec, n] =
-          co_await bhttp::async_read(*stream, buffer, parser, asio::as_tuple(use_awaitable));
+          co_await bhttp::async_read_header(*stream, buffer, parser, asio::as_tuple(use_awaitable));
       (void)n;
+      header_deadline.cancel();
+      if (*timed_out && ec) ec = beast::error::timeout;
+      if (!ec && !parser.is_done()) {
+        stream->expires_after(options.body_timeout);
+        auto [body_ec, body_n] =
+            co_await bhttp::async_read(*stream, buffer, parser, asio::as_tuple(use_awaitable));
+        (void)body_n;
+        ec = body_ec;
+      }
       if (ec == bhttp::error::body_limit) {
-        Response r =
-            Response::error(413, "request body larger than " + std::to_string(max_body_bytes) +
-                                     " bytes (ASYA_GATEWAY_MAX_BODY_BYTES)");
-        co_await write_plain(*stream, r, 11, false);
+        Response r = Response::error(413, "request body larger than " +
+                                              std::to_string(options.max_body_bytes) +
+                                              " bytes (ASYA_GATEWAY_MAX_BODY_BYTES)");
+        co_await answer_and_close(*stream, r);
         break;
       }
-      if (ec) break;  // closed, timed out or malformed: nothing to answer
+      if (ec == beast::error::timeout && *timed_out && (buffer.size() > 0 || parser.got_some())) {
+        // Part of a request arrived, the rest not in time (slowloris); an idle keep-alive
+        // connection is closed without a word.
+        Response r = Response::error(408, "request headers not received within " +
+                                              std::to_string(options.header_timeout.count()) +
+                                              " ms (ASYA_GATEWAY_HEADER_TIMEOUT)");
+        co_await answer_and_close(*stream, r);
+        break;
+      }
+      if (ec) {
+        auto [status, message] = parse_failure(ec, options.max_header_bytes);
+        if (status != 0) {
+          Response r = Response::error(status, message);
+          co_await answer_and_close(*stream, r);
+        }
+        break;  // closed, reset or timed out: nothing to answer
+      }
       stream->expires_never();
       auto& message = parser.get();
       Request request;
@@ -151,6 +280,24 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     beast::error_code ignored;
     stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
     stream->close();
+  }
+
+  // Sends an error answer with `Connection: close`, giving a client that does not read 5 s.
+  // Then reads what the client still sends for up to 2 s (at most 1 MiB): closing with unread
+  // bytes would send a reset that can destroy the answer before the client reads it.
+  awaitable<void> answer_and_close(beast::tcp_stream& stream, const Response& response) {
+    stream.expires_after(std::chrono::seconds(5));
+    if (!co_await write_plain(stream, response, 11, false)) co_return;
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.expires_after(std::chrono::seconds(2));
+    std::array<char, 16384> drain;
+    for (std::size_t total = 0; total < (1u << 20);) {
+      auto [ec, n] =
+          co_await stream.async_read_some(asio::buffer(drain), asio::as_tuple(use_awaitable));
+      if (ec) break;
+      total += n;
+    }
   }
 
   static void copy_headers(bhttp::fields& fields, const Response& response) {
@@ -193,8 +340,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 };
 
 Server::Server(asio::io_context& io, const std::string& host, std::uint16_t port, Handler handler,
-               std::size_t max_body_bytes)
-    : impl_(std::make_shared<Impl>(io, std::move(handler), max_body_bytes)) {
+               ServerOptions options)
+    : impl_(std::make_shared<Impl>(io, std::move(handler), std::move(options))) {
   tcp::endpoint endpoint(asio::ip::make_address(host), port);
   impl_->acceptor.open(endpoint.protocol());
   impl_->acceptor.set_option(asio::socket_base::reuse_address(true));

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <array>
 
+#include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/raw_json.hpp"
 
 namespace asya::gateway {
 
@@ -31,6 +33,8 @@ constexpr int kMethodNotFound = -32601;
 constexpr int kInvalidParams = -32602;
 constexpr int kInternalError = -32603;
 constexpr int kServerError = -32000;
+// The request was cancelled by the client (notifications/cancelled); the code LSP uses.
+constexpr int kRequestCancelled = -32800;
 
 json::object rpc_error(const json::value& id, int code, const std::string& message) {
   return json::object{{"jsonrpc", "2.0"},
@@ -42,7 +46,7 @@ json::object rpc_result(const json::value& id, json::object result) {
 }
 
 Response http_rpc_error(int status, int code, const std::string& message) {
-  return Response::json(status, json::serialize(rpc_error(nullptr, code, message)));
+  return Response::json(status, to_json_text(rpc_error(nullptr, code, message)));
 }
 
 // The job store (which keeps the sessions) failed.
@@ -59,7 +63,7 @@ json::object progress_notification(const json::value& token, const Update& updat
 }
 
 std::string sse_message(const json::object& message) {
-  return "event: message\ndata: " + json::serialize(message) + "\n\n";
+  return "event: message\ndata: " + to_json_text(message) + "\n\n";
 }
 
 // What a dispatched request produced: a result or an error (code + message).
@@ -67,6 +71,7 @@ struct RpcOutcome {
   std::optional<json::object> result;
   int code = 0;
   std::string message;
+  bool cancelled = false;  // the client cancelled the request: no result is reported
 };
 RpcOutcome ok_outcome(json::object result) {
   return RpcOutcome{std::move(result), 0, ""};
@@ -109,31 +114,8 @@ awaitable<void> McpEndpoint::sweep_sessions() {
   service_.metrics().mcp_sessions().Set(static_cast<double>(left.value()));
 }
 
-bool McpEndpoint::origin_allowed(const std::string& origin) const {
-  if (origin.empty() || origin == "null") return origin.empty();
-  for (const auto& allowed : options_.allowed_origins) {
-    if (allowed == "*" || allowed == origin) return true;
-  }
-  for (const char* scheme : {"http://", "https://"}) {
-    std::string s = scheme;
-    if (origin.rfind(s, 0) != 0) continue;
-    std::string host = origin.substr(s.size());
-    for (const char* local : {"localhost", "127.0.0.1", "[::1]"}) {
-      std::string l = local;
-      if (host == l || host.rfind(l + ":", 0) == 0) return true;
-    }
-  }
-  return false;
-}
-
 awaitable<Response> McpEndpoint::handle(const http::Request& request) {
-  std::string origin = request.header("Origin");
-  if (!origin_allowed(origin)) {
-    co_return http_rpc_error(403, kServerError,
-                             "Forbidden: Origin \"" + origin +
-                                 "\" is not allowed (localhost origins are; add others to "
-                                 "ASYA_GATEWAY_ALLOWED_ORIGINS)");
-  }
+  // Host, Origin and Content-Type were checked for every endpoint (Api::refuse_cross_site).
   std::string version = request.header("MCP-Protocol-Version");
   if (!version.empty() && !supported(version)) {
     co_return http_rpc_error(400, kInvalidRequest,
@@ -147,6 +129,22 @@ awaitable<Response> McpEndpoint::handle(const http::Request& request) {
                                   " /mcp (this server offers no standalone SSE stream; use POST)");
   r.headers.emplace_back("Allow", "POST, DELETE");
   co_return r;
+}
+
+void McpEndpoint::cancel(const std::string& session_id, const json::object& notification) {
+  if (notification.at("method") != "notifications/cancelled") return;
+  const json::value* params = notification.if_contains("params");
+  const json::value* request_id =
+      params && params->is_object() ? params->as_object().if_contains("requestId") : nullptr;
+  if (!request_id) return;
+  auto found = in_flight_->find(session_id + "\n" + to_json_text(*request_id));
+  if (found == in_flight_->end()) return;  // finished already, or running on another replica
+  InFlight& flight = *found->second;
+  flight.cancelled = true;
+  if (const json::value* reason = params->as_object().if_contains("reason");
+      reason && reason->is_string())
+    flight.reason = reason->as_string();
+  if (!flight.job_id.empty()) service_.notifier().notify(flight.job_id);
 }
 
 awaitable<Response> McpEndpoint::end_session(const http::Request& request) {
@@ -200,7 +198,7 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   if (body.is_object() && body.as_object().if_contains("method") &&
       body.as_object().at("method") == "initialize") {
     const auto& m = body.as_object();
-    if (auto bad = invalid(body)) co_return Response::json(400, json::serialize(*bad));
+    if (auto bad = invalid(body)) co_return Response::json(400, to_json_text(*bad));
     json::value id = m.contains("id") ? m.at("id") : json::value(nullptr);
     const json::value* params = m.if_contains("params");
     const json::value* requested = params && params->is_object()
@@ -208,8 +206,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
                                        : nullptr;
     if (!requested || !requested->is_string()) {
       co_return Response::json(
-          200, json::serialize(rpc_error(
-                   id, kInvalidParams, "Invalid params: initialize needs params.protocolVersion")));
+          200, to_json_text(rpc_error(id, kInvalidParams,
+                                      "Invalid params: initialize needs params.protocolVersion")));
     }
     std::string version = supported(std::string(requested->as_string()))
                               ? std::string(requested->as_string())
@@ -229,7 +227,7 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         {"instructions",
          "Each tool runs an Asya pipeline; calls of tools with progress enabled report "
          "progress when you send a progressToken."}};
-    Response r = Response::json(200, json::serialize(rpc_result(id, std::move(result))));
+    Response r = Response::json(200, to_json_text(rpc_result(id, std::move(result))));
     r.headers.emplace_back("Mcp-Session-Id", session_id);
     co_return r;
   }
@@ -248,10 +246,22 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
   std::string session_version = session.value().protocol_version;
+  // The header, when sent, must name the version negotiated at initialize; a client that does not
+  // send it (2024-11-05 has none) is assumed to speak the negotiated version.
+  std::string header_version = request.header("MCP-Protocol-Version");
+  if (!header_version.empty() && header_version != session_version) {
+    co_return http_rpc_error(400, kInvalidRequest,
+                             "Bad Request: MCP-Protocol-Version \"" + header_version +
+                                 "\" differs from the version negotiated for this session (\"" +
+                                 session_version + "\"); send the negotiated version");
+  }
 
   using Notify = std::function<awaitable<void>(const json::object&)>;
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
-  auto dispatch = [this](const json::object& m, Notify notify) -> awaitable<RpcOutcome> {
+  // `raw_arguments` is the text of params.arguments as sent ("" for a batch: printed again);
+  // `flight` (may be null) is where notifications/cancelled marks this request.
+  auto dispatch = [this](const json::object& m, Notify notify, std::string raw_arguments,
+                         std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
     std::string method(m.at("method").as_string());
     const json::value* params_value = m.if_contains("params");
     json::object params =
@@ -294,9 +304,11 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       service_.metrics().tool_call(tool->name, "invalid", 0);
       co_return ok_outcome(api::error_result(valid.error().message));
     }
+    std::string payload = payload_text(valid.value(), arguments, raw_arguments);
     auto started_at = std::chrono::steady_clock::now();
-    auto started = co_await service_.start_call(*tool, valid.value());
+    auto started = co_await service_.start_call(*tool, std::move(payload));
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
+    if (flight) flight->job_id = started.value();
     if (tool->async) co_return ok_outcome(api::async_result(started.value(), tool->progress));
 
     json::value token = nullptr;
@@ -322,8 +334,19 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         co_await notify(keepalive);
       };
     }
+    std::function<bool()> stop;
+    if (flight) stop = [flight] { return flight->cancelled; };
     auto job = co_await service_.wait_final(started.value(), Clock::now() + tool->timeout,
-                                            on_update, on_idle, options_.keepalive);
+                                            on_update, on_idle, options_.keepalive, stop);
+    if (flight && flight->cancelled) {
+      // The pipeline runs on (cancelling it is not implemented); the client is told nothing more.
+      spdlog::info("gateway: MCP request for job {} cancelled by the client: {}", started.value(),
+                   flight->reason.empty() ? std::string("no reason given") : flight->reason);
+      RpcOutcome cancelled{std::nullopt, kRequestCancelled,
+                           "Request cancelled by the client (notifications/cancelled)"};
+      cancelled.cancelled = true;
+      co_return cancelled;
+    }
     if (!job)
       co_return RpcOutcome{std::nullopt, kInternalError, "job " + started.value() + " disappeared"};
     double seconds =
@@ -341,16 +364,16 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     // Batches (2025-03-26 only): answered together as one JSON array, without progress streaming.
     if (session_version != "2025-03-26") {
       co_return Response::json(
-          400, json::serialize(rpc_error(nullptr, kInvalidRequest,
-                                         "Invalid Request: JSON-RPC batches are not part of MCP "
-                                         "protocol version " +
-                                             session_version +
-                                             " (only 2025-03-26 has them); send one message per "
-                                             "request")));
+          400, to_json_text(rpc_error(nullptr, kInvalidRequest,
+                                      "Invalid Request: JSON-RPC batches are not part of MCP "
+                                      "protocol version " +
+                                          session_version +
+                                          " (only 2025-03-26 has them); send one message per "
+                                          "request")));
     }
     if (body.as_array().empty()) {
-      co_return Response::json(400, json::serialize(rpc_error(nullptr, kInvalidRequest,
-                                                              "Invalid Request: empty batch")));
+      co_return Response::json(
+          400, to_json_text(rpc_error(nullptr, kInvalidRequest, "Invalid Request: empty batch")));
     }
     json::array responses;
     for (const auto& item : body.as_array()) {
@@ -359,18 +382,40 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         continue;
       }
       const auto& m = item.as_object();
+      if (!m.contains("id") && m.contains("method")) cancel(session_id, m);
       if (!m.contains("id") || !m.contains("method")) continue;  // notification or response
       Notify none;
-      RpcOutcome outcome = co_await dispatch(m, none);
+      RpcOutcome outcome = co_await dispatch(m, none, "", nullptr);
       responses.push_back(answer(m.at("id"), outcome));
     }
     if (responses.empty()) co_return Response{202, {}, "", nullptr};
-    co_return Response::json(200, json::serialize(responses));
+    co_return Response::json(200, to_json_text(responses));
   }
 
-  if (auto bad = invalid(body)) co_return Response::json(400, json::serialize(*bad));
+  if (auto bad = invalid(body)) co_return Response::json(400, to_json_text(*bad));
   const auto& m = body.as_object();
+  if (!m.contains("id") && m.contains("method")) cancel(session_id, m);
   if (!m.contains("id") || !m.contains("method")) co_return Response{202, {}, "", nullptr};
+
+  std::string raw_arguments;
+  if (auto raw_params = raw_members(request.body)["params"]; !raw_params.empty())
+    raw_arguments = std::string(raw_members(raw_params)["arguments"]);
+  // Registered while the request runs, so notifications/cancelled (another POST) can find it.
+  std::string flight_key = session_id + "\n" + to_json_text(m.at("id"));
+  auto flight = std::make_shared<InFlight>();
+  (*in_flight_)[flight_key] = flight;
+  // Weak: a response may outlive this endpoint when the io_context is torn down.
+  struct Unregister {
+    std::weak_ptr<InFlightMap> weak_map;
+    std::string key;
+    std::shared_ptr<InFlight> flight;
+    ~Unregister() {
+      auto map = weak_map.lock();
+      if (!map) return;
+      auto found = map->find(key);
+      if (found != map->end() && found->second == flight) map->erase(found);
+    }
+  };
 
   bool wants_progress = false;
   if (m.at("method") == "tools/call") {
@@ -381,16 +426,20 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     }
   }
   if (!(wants_progress && accepts_sse)) {
+    Unregister unregister{in_flight_, flight_key, flight};
     Notify none;
-    RpcOutcome outcome = co_await dispatch(m, none);
-    co_return Response::json(200, json::serialize(answer(m.at("id"), outcome)));
+    RpcOutcome outcome = co_await dispatch(m, none, raw_arguments, flight);
+    co_return Response::json(200, to_json_text(answer(m.at("id"), outcome)));
   }
 
   Response response;
   response.headers.emplace_back("Content-Type", "text/event-stream");
   response.headers.emplace_back("Mcp-Session-Id", session_id);
-  response.stream = [this, message = m, dispatch,
-                     answer](http::ResponseStream& out) -> awaitable<void> {
+  // Unregistered when the response is gone, whether or not its stream ever ran.
+  // (Not make_shared: a temporary Unregister would unregister at once.)
+  std::shared_ptr<Unregister> unregister(new Unregister{in_flight_, flight_key, flight});
+  response.stream = [this, message = m, dispatch, answer, raw_arguments, flight,
+                     unregister](http::ResponseStream& out) -> awaitable<void> {
     service_.metrics().sse_streams().Increment();
     bool open = true;
     // An empty object is a keepalive: an SSE comment, which clients ignore.
@@ -399,9 +448,10 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
           notification.empty() ? std::string(": keepalive\n\n") : sse_message(notification);
       if (open) open = co_await out.write(std::move(event));
     };
-    RpcOutcome outcome = co_await dispatch(message, notify);
+    RpcOutcome outcome = co_await dispatch(message, notify, raw_arguments, flight);
+    // A cancelled request ends its stream without a response (the client has stopped waiting).
     std::string event = sse_message(answer(message.at("id"), outcome));
-    if (open) co_await out.write(std::move(event));
+    if (open && !outcome.cancelled) co_await out.write(std::move(event));
     service_.metrics().sse_streams().Decrement();
   };
   co_return response;

@@ -9,9 +9,13 @@
 //   GET (a server-initiated stream) is not offered: 405.
 // - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
 //   has them; otherwise -32600.
-// - MCP-Protocol-Version, when sent, must be a supported version (else 400).
-// - Origin, when sent, must be localhost/127.0.0.1/[::1] or listed in ASYA_GATEWAY_ALLOWED_ORIGINS
-//   (else 403), against DNS rebinding.
+// - MCP-Protocol-Version, when sent, must be a supported version and, after initialize, the one
+//   negotiated for the session (else 400); absent, the negotiated version is assumed.
+// - Host, Origin and Content-Type are checked for every endpoint by Api (docs/gateway.md,
+//   Security).
+// - notifications/cancelled for a tools/call in progress (on this replica) ends that request:
+//   an SSE response stream ends without the result, a JSON response is a -32800 error. The job
+//   itself runs on.
 // - tools/call answers as an SSE stream when the request carries params._meta.progressToken and
 //   the client accepts text/event-stream (with a `: keepalive` comment after
 //   ASYA_GATEWAY_KEEPALIVE without a notification); otherwise as JSON. The stream carries
@@ -20,8 +24,11 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <chrono>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 
@@ -42,10 +49,22 @@ class McpEndpoint {
   boost::asio::awaitable<void> sweep_sessions();
   boost::asio::awaitable<http::Response> post(const http::Request& request);
   boost::asio::awaitable<http::Response> end_session(const http::Request& request);
-  bool origin_allowed(const std::string& origin) const;
+  // notifications/cancelled: marks the session's request with params.requestId as cancelled
+  // (when it runs on this replica) and wakes it; other notifications are ignored.
+  void cancel(const std::string& session_id, const boost::json::object& notification);
+
+  // A tools/call in progress; `cancelled` stops its wait and suppresses its result.
+  struct InFlight {
+    bool cancelled = false;
+    std::string reason;
+    std::string job_id;  // set once the job is started
+  };
 
   Service& service_;
   const ApiOptions& options_;
+  // Requests in progress by session id + "\n" + JSON id; only touched on the io thread.
+  using InFlightMap = std::map<std::string, std::shared_ptr<InFlight>>;
+  std::shared_ptr<InFlightMap> in_flight_ = std::make_shared<InFlightMap>();
   std::chrono::steady_clock::time_point next_sweep_{};  // only touched on the io thread
 };
 

@@ -1,0 +1,25 @@
+// JSON text with numbers printed the way people and other JSON libraries expect.
+//
+// Boost.JSON 1.81 prints every double in scientific notation ("8.1E0", "0E0"). Everything Asya
+// writes for others to read (HTTP answers, `asya status --json`, status.json) goes through
+// to_json_text instead of boost::json::serialize, so a double is printed in its shortest form
+// that reads back to the same value ("8.1", "0.0", "1e+30").
+#pragma once
+
+#include <boost/json/value.hpp>
+
+#include <string>
+
+namespace asya {
+
+// The shortest decimal text that parses back to `value` (std::to_chars), with ".0" added when
+// that text would read as an integer ("0.0", "3.0"), so the value stays a double when parsed
+// again. Not finite: "null" for NaN, "1e99999" / "-1e99999" for infinities (JSON has neither;
+// these are what Boost.JSON writes).
+std::string format_double(double value);
+
+// Compact JSON text of `value`, like boost::json::serialize, but with doubles printed by
+// format_double. Strings are escaped exactly as boost::json::serialize escapes them.
+std::string to_json_text(const boost::json::value& value);
+
+}  // namespace asya

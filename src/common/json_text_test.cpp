@@ -1,0 +1,46 @@
+#include "common/json_text.hpp"
+
+#include <gtest/gtest.h>
+#include <boost/json.hpp>
+
+#include <limits>
+
+namespace asya {
+namespace {
+
+TEST(FormatDouble, PrintsTheShortestTextThatReadsBack) {
+  EXPECT_EQ(format_double(8.1), "8.1");
+  EXPECT_EQ(format_double(0.1 + 0.2), "0.30000000000000004");
+  EXPECT_EQ(format_double(1e30), "1e+30");
+  EXPECT_EQ(format_double(-2.5e-7), "-2.5e-07");
+  for (double d : {8.1, 0.1 + 0.2, 1e30, 123456.789, 5e-324, 1.7976931348623157e308}) {
+    EXPECT_EQ(boost::json::parse(format_double(d)).as_double(), d) << format_double(d);
+  }
+}
+
+TEST(FormatDouble, KeepsIntegralValuesDoubles) {
+  EXPECT_EQ(format_double(0.0), "0.0");
+  EXPECT_EQ(format_double(3.0), "3.0");
+  EXPECT_EQ(format_double(-0.0), "-0.0");
+  EXPECT_TRUE(boost::json::parse(format_double(3.0)).is_double());
+}
+
+TEST(FormatDouble, NotFiniteValuesAreWhatBoostJsonWrites) {
+  EXPECT_EQ(format_double(std::numeric_limits<double>::quiet_NaN()), "null");
+  EXPECT_EQ(format_double(std::numeric_limits<double>::infinity()), "1e99999");
+  EXPECT_EQ(format_double(-std::numeric_limits<double>::infinity()), "-1e99999");
+}
+
+TEST(ToJsonText, MatchesBoostSerializeExceptForDoubles) {
+  const char* text = R"({"s":"a\"b\\c\n\u0001é","i":-3,"u":18446744073709551615,"t":true,"n":null,)"
+                     R"("a":[1,{"x":[]},{}],"d":8.1,"z":0.0})";
+  boost::json::value v = boost::json::parse(text);
+  EXPECT_EQ(to_json_text(v),
+            R"({"s":"a\"b\\c\n\u0001é","i":-3,"u":18446744073709551615,"t":true,"n":null,)"
+            R"("a":[1,{"x":[]},{}],"d":8.1,"z":0.0})");
+  boost::json::value no_doubles = boost::json::parse(R"({"k":["v",1,false]})");
+  EXPECT_EQ(to_json_text(no_doubles), boost::json::serialize(no_doubles));
+}
+
+}  // namespace
+}  // namespace asya

@@ -1,0 +1,66 @@
+// The request checks every endpoint applies (docs/gateway.md, Security), without sockets.
+#include <gtest/gtest.h>
+
+#include "gateway/api.hpp"
+
+namespace asya::gateway {
+namespace {
+
+TEST(OriginAllowed, LocalOriginsAndListedOnesPassOthersDoNot) {
+  ApiOptions options;
+  EXPECT_TRUE(api::origin_allowed(options, ""));  // not a browser
+  EXPECT_TRUE(api::origin_allowed(options, "http://localhost:3000"));
+  EXPECT_TRUE(api::origin_allowed(options, "https://127.0.0.1"));
+  EXPECT_TRUE(api::origin_allowed(options, "http://[::1]:8080"));
+  EXPECT_TRUE(api::origin_allowed(options, "HTTP://LOCALHOST"));
+  EXPECT_FALSE(api::origin_allowed(options, "http://evil.example"));
+  EXPECT_FALSE(api::origin_allowed(options, "http://localhost.evil.example"));
+  EXPECT_FALSE(api::origin_allowed(options, "null"));
+  options.allowed_origins = {"https://app.example"};
+  EXPECT_TRUE(api::origin_allowed(options, "https://app.example"));
+  EXPECT_FALSE(api::origin_allowed(options, "https://app.example.evil"));
+  options.allowed_origins = {"*"};
+  EXPECT_TRUE(api::origin_allowed(options, "http://evil.example"));
+}
+
+TEST(HostAllowed, AddressesAndLocalhostPassNamesOnlyWhenListed) {
+  ApiOptions options;
+  for (const char* host : {"", "127.0.0.1:8080", "10.1.2.3", "[::1]:8080", "[fe80::1]", "localhost",
+                           "LocalHost:9000"}) {
+    EXPECT_TRUE(api::host_allowed(options, host)) << host;
+  }
+  for (const char* host : {"evil.example", "evil.example:8080", "127.0.0.1.evil.example",
+                           "localhost.evil.example:8080", "asya-gateway"}) {
+    EXPECT_FALSE(api::host_allowed(options, host)) << host;
+  }
+  options.allowed_hosts = {"asya-gateway", "Gateway.Example"};
+  EXPECT_TRUE(api::host_allowed(options, "asya-gateway:8080"));
+  EXPECT_TRUE(api::host_allowed(options, "gateway.example"));
+  EXPECT_FALSE(api::host_allowed(options, "evil.example"));
+  options.allowed_hosts = {"*"};
+  EXPECT_TRUE(api::host_allowed(options, "evil.example"));
+}
+
+TEST(JsonContentType, OnlyApplicationJsonWithOptionalParameters) {
+  EXPECT_TRUE(api::is_json_content_type("application/json"));
+  EXPECT_TRUE(api::is_json_content_type("Application/JSON; charset=utf-8"));
+  for (const char* type :
+       {"", "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x",
+        "application/jsonp", "text/plain; application/json"}) {
+    EXPECT_FALSE(api::is_json_content_type(type)) << type;
+  }
+}
+
+TEST(BearerMatches, SchemeIsCaseInsensitiveTokenIsNot) {
+  EXPECT_TRUE(api::bearer_matches("Bearer s3cret", "s3cret"));
+  EXPECT_TRUE(api::bearer_matches("bearer s3cret", "s3cret"));
+  EXPECT_TRUE(api::bearer_matches("BEARER  s3cret ", "s3cret"));
+  EXPECT_FALSE(api::bearer_matches("Bearer S3CRET", "s3cret"));
+  EXPECT_FALSE(api::bearer_matches("Basic s3cret", "s3cret"));
+  EXPECT_FALSE(api::bearer_matches("Bearers3cret", "s3cret"));
+  EXPECT_FALSE(api::bearer_matches("Bearer s3cret2", "s3cret"));
+  EXPECT_FALSE(api::bearer_matches("", "s3cret"));
+}
+
+}  // namespace
+}  // namespace asya::gateway

@@ -1,0 +1,109 @@
+"""notifications/cancelled on /mcp (issue 11, item 9): a tools/call the client cancelled is never
+answered as a success. The pipeline itself runs on (cancelling it is a separate feature)."""
+import http.client as http_client
+import json
+import threading
+import urllib.parse
+
+from gateway_harness import http, http_json, wait_until
+from test_mcp import ACCEPT, initialize, rpc
+
+
+def cancel(gateway, session, request_id, reason="user pressed stop"):
+    notification = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": request_id, "reason": reason}}
+    status, _, body = rpc(gateway, notification, session)
+    assert status == 202, body
+
+
+def test_a_cancelled_streamed_call_ends_its_stream_without_a_result(gateway, actor):
+    session, _ = initialize(gateway)
+    url = urllib.parse.urlparse(gateway.url)
+    connection = http_client.HTTPConnection(url.hostname, url.port, timeout=60)
+    call = {"jsonrpc": "2.0", "id": "call-7", "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "hi"}, "_meta": {"progressToken": "p"}}}
+    connection.request("POST", "/mcp", json.dumps(call), dict(ACCEPT, **{"Mcp-Session-Id": session}))
+    response = connection.getresponse()
+    assert response.status == 200 and response.headers["Content-Type"] == "text/event-stream"
+    envelope = actor.receive("echo")  # the job runs
+
+    cancel(gateway, session, "call-7")
+    stream = response.read().decode()  # returns when the gateway ends the stream
+    messages = [json.loads(line[len("data: "):]) for line in stream.splitlines() if line.startswith("data: ")]
+    assert not [m for m in messages if m.get("id") == "call-7"], stream
+    connection.close()
+    wait_until(lambda: "cancelled by the client: user pressed stop" in gateway.log.read_text(),
+               what="the cancellation in the gateway log")
+
+    # The job itself is not cancelled: it finishes and is visible to whoever asks.
+    actor.run_pipeline(envelope)
+    status, job, _ = http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")
+    assert status == 200 and job["status"] == "succeeded"
+
+
+def test_a_cancelled_json_call_is_answered_with_an_error_not_the_result(gateway, actor):
+    session, _ = initialize(gateway)
+    answers = []
+    call = {"jsonrpc": "2.0", "id": 41, "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "hi"}}}
+    caller = threading.Thread(target=lambda: answers.append(rpc(gateway, call, session)))
+    caller.start()
+    envelope = actor.receive("echo")
+    cancel(gateway, session, 41)
+    caller.join(60)
+    assert not caller.is_alive()
+    status, _, body = answers[0]
+    answer = json.loads(body)
+    assert status == 200 and "result" not in answer, answer
+    assert answer["id"] == 41 and answer["error"]["code"] == -32800
+    assert "cancelled" in answer["error"]["message"]
+    actor.run_pipeline(envelope)  # a late result changes nothing for the cancelled request
+
+
+def test_cancelling_an_unknown_or_finished_request_is_ignored(gateway):
+    session, _ = initialize(gateway)
+    cancel(gateway, session, 999)
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    status, _, body = rpc(gateway, ping, session)
+    assert status == 200 and json.loads(body)["result"] == {}
+
+
+def test_a_protocol_version_header_must_match_the_negotiated_one(gateway):
+    session, _ = initialize(gateway, "2025-06-18")
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    status, _, body = rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-03-26"})
+    assert status == 400
+    message = json.loads(body)["error"]["message"]
+    assert '"2025-03-26" differs from the version negotiated for this session ("2025-06-18")' in message
+    assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-06-18"})[0] == 200
+    assert rpc(gateway, ping, session)[0] == 200  # absent: the negotiated version is assumed
+
+
+def test_the_official_sdk_cancelling_a_call_gets_no_result(gateway, actor):
+    import subprocess
+    from test_mcp import MCP_CLIENT, npm_ready
+    npm_ready()
+    process = subprocess.Popen(["node", str(MCP_CLIENT / "cancel_tool.mjs"), gateway.url, "echo", '{"text": "hi"}'],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert json.loads(process.stdout.readline()) == {"started": True}
+        envelope = actor.receive("echo")  # the job runs
+        process.stdin.write("cancel\n")
+        process.stdin.flush()
+        # The gateway acted on the SDK's notifications/cancelled: the call's wait ended, so its
+        # result can no longer be sent, even once the job finishes below.
+        wait_until(lambda: "cancelled by the client: user pressed stop" in gateway.log.read_text(),
+                   what="the SDK's cancellation in the gateway log")
+        actor.run_pipeline(envelope)
+        wait_until(lambda: http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")[1]["status"] == "succeeded",
+                   what="the job to finish")
+        process.stdin.write("done\n")
+        process.stdin.flush()
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, err
+    report = json.loads(out.strip().splitlines()[-1])
+    assert "user pressed stop" in report["error"], report
+    assert report["results"] == [], report
