@@ -18,6 +18,9 @@ struct ProcessSpec {
   std::vector<std::string> env;   // the complete environment, "NAME=value" entries
   std::string working_dir;        // empty: the supervisor's
   std::string log_path;           // stdout and stderr are appended here; stdin is /dev/null
+  // When >= 0: stdout and stderr go to this descriptor instead of log_path (the write end of an
+  // OutputCollector pipe). spawn() does not close it.
+  int output_fd = -1;
 };
 
 // Starts `spec` in its own process group (so a terminal's Ctrl-C reaches only the supervisor,
