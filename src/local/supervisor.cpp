@@ -721,8 +721,10 @@ void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
   std::string before = actor.stats_error;
   if (!update_stats(actor)) {
     // Keep the replicas as they are until the queue can be read again.
-    if (actor.stats_error != before)
-      event(fmt::format("{}: cannot read queue stats: {}", actor.spec.name, actor.stats_error));
+    // Said once per outage (the message of a waiting call changes every time).
+    if (before.empty() && !actor.stats_error.empty())
+      event(fmt::format("{}: cannot read queue stats: {}; keeping {} replica(s) until it can",
+                        actor.spec.name, actor.stats_error, actor.desired));
     return;
   }
   if (!before.empty()) event(fmt::format("{}: queue stats readable again", actor.spec.name));
@@ -744,8 +746,7 @@ bool Supervisor::update_stats(ActorState& actor) {
     actor.stats_read_at = sample.read_at;
     actor.stats_ok = true;
   }
-  actor.stats_error =
-      sample.read_at == Clock::time_point{} && sample.error.empty() ? "not read yet" : sample.error;
+  actor.stats_error = sample.error;  // empty before the first read: not an error yet
   return sample.ok();
 }
 
