@@ -805,6 +805,8 @@ void Supervisor::reconcile(ActorState& actor, Clock::time_point now) {
     for (int i = live; i < actor.desired; ++i) {
       if (Status st = start_replica(actor, now); !st) {
         actor.last_crash = st.message();
+        actor.last_crash_output.clear();
+        actor.last_crash_at = std::chrono::system_clock::now();
         actor.quick_crashes++;
         actor.restart_at = now + options_.restart_backoff_max;
         event(fmt::format("{}: cannot start a replica: {}; retrying in {}", actor.spec.name,
