@@ -132,6 +132,26 @@ def test_status_says_how_old_it_is_and_warns_when_the_supervisor_stopped_writing
              "status to be fresh again")
 
 
+def test_supervisor_says_why_it_cannot_write_status_and_status_shows_its_age(asya, tmp_path):
+    (tmp_path / "echo.yaml").write_text(manifest("echo", "testing.slow_echo", scaling=FIXED))
+    asya.up_detached(tmp_path / "echo.yaml")
+    # A directory where the supervisor writes its temporary status file: every write fails.
+    blocker = asya.state / "status.json.tmp"
+    blocker.mkdir()
+    log = asya.state / "logs" / "supervisor.log"
+    wait_for(lambda: "cannot write status.json (cannot create" in log.read_text(), 30,
+             "the supervisor to log why it cannot write status.json")
+    assert "Is a directory" in log.read_text()
+    stale = wait_for(lambda: (s := json.loads(asya.run("status", "--json").stdout))["stale"]
+                     and s, 30, "status to be reported stale")
+    assert stale["age_seconds"] >= 5
+    assert "asya: warning: this status was written" in asya.run("status", check=0).stderr
+    assert log.read_text().count("cannot write status.json") == 1  # once per cause, not per second
+    blocker.rmdir()
+    wait_for(lambda: "status.json is written again" in log.read_text(), 30, "the recovery")
+    assert json.loads(asya.run("status", "--json", check=0).stdout)["stale"] is False
+
+
 def test_global_options_come_before_the_command(tmp_path):
     state = tmp_path / "elsewhere"
     asya = Asya(tmp_path)
