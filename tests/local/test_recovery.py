@@ -59,6 +59,12 @@ def test_killed_end_actor_sidecar_hands_its_message_on_within_the_bound(asya_on,
         os.mkfifo(fifo)
     asya.send("echo", "--payload", '"x"', "--id", "held-1")
     wait_for(lambda: blocked_opening_a_fifo(happy), 60, "happy-end to hold the message")
+    if asya.transport == "sqlite":
+        # A store write that takes longer than the end actor's lease keeps it: the sidecar
+        # extends the lease while the write is in progress.
+        time.sleep(END_ACTOR_BOUND["sqlite"] + 3)
+        queues = {q["queue"]: q for q in json.loads(asya.run("queues", "--json", check=0).stdout)}
+        assert (queues["asya-happy-end"]["in_flight"], queues["asya-happy-end"]["ready"]) == (1, 0)
     for fifo in fifos:
         fifo.unlink()  # the blocked open keeps waiting; the restarted sidecar writes normally
     os.kill(happy, signal.SIGKILL)
