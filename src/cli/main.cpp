@@ -731,6 +731,20 @@ int cmd_queues(const std::string& state_dir, bool as_json) {
 
 // ------------------------------------------------------------------------------------ status
 
+// A JSON log line (the sidecar's and the Python runtime's format) as "level: msg"; any other
+// line as it is.
+std::string readable_log_line(std::string_view line) {
+  boost::system::error_code ec;
+  auto value = json::parse(line, ec);
+  if (ec || !value.is_object()) return std::string(line);
+  const auto& o = value.as_object();
+  const auto* msg = o.if_contains("msg");
+  if (!msg || !msg->is_string()) return std::string(line);
+  const auto* level = o.if_contains("level");
+  std::string prefix = level && level->is_string() ? std::string(level->as_string()) + ": " : "";
+  return prefix + std::string(msg->as_string());
+}
+
 int cmd_status(const std::string& state_dir, bool as_json) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   int pid = local::running_supervisor(paths);
@@ -794,7 +808,8 @@ int cmd_status(const std::string& state_dir, bool as_json) {
       std::cout << "    last crash: " << std::string(o.at("last_crash").as_string()) << "\n";
       if (const auto* lines = o.if_contains("last_crash_output"); lines && lines->is_array())
         for (const auto& line : lines->as_array())
-          if (line.is_string()) std::cout << "      | " << std::string(line.as_string()) << "\n";
+          if (line.is_string())
+            std::cout << "      | " << readable_log_line(line.as_string()) << "\n";
     }
     if (const auto* error = q.if_contains("stats_error"); error && error->is_string())
       std::cout << "    queue counts not current: " << std::string(error->as_string()) << "\n";
