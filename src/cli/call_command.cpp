@@ -358,7 +358,12 @@ void add_call_command(CLI::App& app) {
   cmd->add_option("--timeout", args->timeout,
                   "Give up waiting after this many seconds (default: the tool's timeout)");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress output");
-  cmd->callback([args] {
+  cmd->callback([args, &app] {
+    // `asya --state-dir DIR call ...`: the global option, unless given after `call`.
+    if (args->state_dir.empty())
+      if (const CLI::Option* global = app.get_option_no_throw("--state-dir");
+          global && global->count() > 0)
+        args->state_dir = global->as<std::string>();
     if (args->token.empty())
       if (const char* t = std::getenv("ASYA_GATEWAY_TOKEN")) args->token = t;
     int code = kFailed;

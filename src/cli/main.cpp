@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -53,6 +54,8 @@ using Clock = std::chrono::steady_clock;
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
 constexpr int kExitNotFound = 3;
+// `asya status` warns about a status.json older than this (it is rewritten every second).
+constexpr double kStaleStatusSeconds = 5;
 
 // Thrown to leave a command with a message (on stderr) and an exit code.
 struct Exit {
@@ -729,6 +732,20 @@ int cmd_queues(const std::string& state_dir, bool as_json) {
 
 // ------------------------------------------------------------------------------------ status
 
+// A JSON log line (the sidecar's and the Python runtime's format) as "level: msg"; any other
+// line as it is.
+std::string readable_log_line(std::string_view line) {
+  boost::system::error_code ec;
+  auto value = json::parse(line, ec);
+  if (ec || !value.is_object()) return std::string(line);
+  const auto& o = value.as_object();
+  const auto* msg = o.if_contains("msg");
+  if (!msg || !msg->is_string()) return std::string(line);
+  const auto* level = o.if_contains("level");
+  std::string prefix = level && level->is_string() ? std::string(level->as_string()) + ": " : "";
+  return prefix + std::string(msg->as_string());
+}
+
 int cmd_status(const std::string& state_dir, bool as_json) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   int pid = local::running_supervisor(paths);
@@ -744,12 +761,30 @@ int cmd_status(const std::string& state_dir, bool as_json) {
   if (ec || !value.is_object()) fail(kExitError, "status.json is unreadable: " + ec.message());
   auto& root = value.as_object();
   root["running"] = true;
+  // How old the data is: the supervisor rewrites status.json every second; older data means it
+  // cannot write it (a full disk) or is blocked.
+  double age = -1;
+  if (auto* updated = root.if_contains("updated"); updated && updated->is_number()) {
+    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count();
+    age = std::max(0.0, static_cast<double>(now_ms - updated->to_number<std::int64_t>()) / 1000);
+    root["age_seconds"] = std::round(age * 10) / 10;
+  }
+  const bool stale = age > kStaleStatusSeconds;
+  root["stale"] = stale;
+  if (stale)
+    std::cerr << fmt::format(
+        "asya: warning: this status was written {:.0f}s ago (the supervisor rewrites it every "
+        "second): it cannot write {} (full disk?) or is blocked; see {}\n",
+        age, paths.status_file().string(), paths.supervisor_log().string());
   if (as_json) {
     std::cout << to_json_text(root) << "\n";
     return 0;
   }
-  std::cout << fmt::format("asya: running (pid {}), transport {}, state {}\n", pid,
-                           std::string(root["transport"].as_string()), paths.root.string());
+  std::cout << fmt::format("asya: running (pid {}), transport {}, state {}, as of {:.1f}s ago\n",
+                           pid, std::string(root["transport"].as_string()), paths.root.string(),
+                           std::max(age, 0.0));
   if (auto* gw = root.if_contains("gateway"); gw && gw->is_object())
     std::cout << fmt::format("gateway: {} ({})\n", std::string(gw->at("url").as_string()),
                              gw->at("running").as_bool() ? "running" : "restarting");
@@ -767,8 +802,18 @@ int cmd_status(const std::string& state_dir, bool as_json) {
         to_json_text(o.at("processed")), to_json_text(o.at("errors")),
         fmt::format("{:.1f}", o.at("rate").to_number<double>()),
         std::string(o.at("state").as_string()));
-    if (o.at("state").as_string() == "crash-looping")
+    const auto* streak = o.if_contains("crash_streak");
+    bool crashing = o.at("state").as_string() == "crash-looping" ||
+                    (streak && streak->is_int64() && streak->as_int64() > 0);
+    if (crashing) {
       std::cout << "    last crash: " << std::string(o.at("last_crash").as_string()) << "\n";
+      if (const auto* lines = o.if_contains("last_crash_output"); lines && lines->is_array())
+        for (const auto& line : lines->as_array())
+          if (line.is_string())
+            std::cout << "      | " << readable_log_line(line.as_string()) << "\n";
+    }
+    if (const auto* error = q.if_contains("stats_error"); error && error->is_string())
+      std::cout << "    queue counts not current: " << std::string(error->as_string()) << "\n";
   }
   return 0;
 }
@@ -874,6 +919,10 @@ int main(int argc, char** argv) {
     cmd->add_option("--state-dir", target,
                     "State directory (default: $ASYA_STATE_DIR, else ./.asya)");
   };
+  // Global options may also come before the command (`asya --state-dir DIR down`); given after
+  // it, the command's own wins.
+  std::string global_state;
+  state_option(&app, global_state);
 
   UpArgs up;
   auto* up_cmd = app.add_subcommand(
@@ -974,6 +1023,10 @@ int main(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     int code = app.exit(e);
     return code == 0 ? 0 : kExitUsage;
+  }
+  for (std::string* state : {&up.state_dir, &down_state, &send.state_dir, &results_state,
+                             &queues_state, &status_state, &logs_state}) {
+    if (state->empty()) *state = global_state;
   }
   try {
     if (*up_cmd) return cmd_up(up);

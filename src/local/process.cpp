@@ -119,7 +119,7 @@ Result<pid_t> spawn(const ProcessSpec& spec) {
   for (const auto& e : spec.env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   int log_fd = -1;
-  if (!spec.log_path.empty()) {
+  if (spec.output_fd < 0 && !spec.log_path.empty()) {
     log_fd = ::open(spec.log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     if (log_fd < 0)
       return Error{fmt::format("cannot open log file {}: {}", spec.log_path, strerror(errno))};
@@ -155,6 +155,9 @@ Result<pid_t> spawn(const ProcessSpec& spec) {
     if (log_fd >= 0) {
       ::dup2(log_fd, 1);
       ::dup2(log_fd, 2);
+    } else if (spec.output_fd >= 0) {
+      ::dup2(spec.output_fd, 1);
+      ::dup2(spec.output_fd, 2);
     }
     ChildFailure failure;
     if (spec.isolate_network && !isolate_network(plan, failure)) {

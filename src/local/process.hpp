@@ -23,6 +23,9 @@ struct ProcessSpec {
   // unshare(CLONE_NEWNET) when permitted (root), else together with a user namespace mapping
   // only the caller's uid and gid to themselves (CLONE_NEWUSER | CLONE_NEWNET).
   bool isolate_network = false;
+  // When >= 0: stdout and stderr go to this descriptor instead of log_path (the write end of an
+  // OutputCollector pipe). spawn() does not close it.
+  int output_fd = -1;
 };
 
 // Starts `spec` in its own process group (so a terminal's Ctrl-C reaches only the supervisor,

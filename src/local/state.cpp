@@ -4,7 +4,9 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -36,18 +38,34 @@ int running_supervisor(const StatePaths& paths) {
   return pid > 0 ? pid : -1;
 }
 
-bool write_file_atomic(const std::filesystem::path& path, std::string_view text) {
+Status write_file_atomic(const std::filesystem::path& path, std::string_view text) {
   auto tmp = path;
   tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return false;
-    out << text;
-    if (!out) return false;
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Error{"cannot create " + tmp.string() + ": " + std::strerror(errno)};
+  std::size_t done = 0;
+  while (done < text.size()) {
+    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      std::string cause = std::strerror(errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return Error{"cannot write " + tmp.string() + ": " + cause};
+    }
+    done += static_cast<std::size_t>(n);
   }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  return !ec;
+  if (::close(fd) != 0) {
+    std::string cause = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return Error{"cannot write " + tmp.string() + ": " + cause};
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::string cause = std::strerror(errno);
+    ::unlink(tmp.c_str());
+    return Error{"cannot rename " + tmp.string() + " to " + path.string() + ": " + cause};
+  }
+  return Status::Ok();
 }
 
 bool read_file(const std::filesystem::path& path, std::string& out) {

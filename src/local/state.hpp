@@ -14,6 +14,8 @@
 #include <string>
 #include <string_view>
 
+#include "common/result.hpp"
+
 namespace asya::local {
 
 struct StatePaths {
@@ -41,8 +43,9 @@ std::filesystem::path resolve_state_dir(const std::string& flag);
 // The pid of the supervisor running on `paths` (its lock is held), or 0 when none runs.
 int running_supervisor(const StatePaths& paths);
 
-// Writes `text` to `path` atomically (temp file + rename).
-bool write_file_atomic(const std::filesystem::path& path, std::string_view text);
+// Writes `text` to `path` atomically (temp file + rename). The error names the file and the
+// cause (e.g. "No space left on device"); `path` is then unchanged.
+Status write_file_atomic(const std::filesystem::path& path, std::string_view text);
 
 // The whole file, or nullopt-like empty string with ok=false when unreadable.
 bool read_file(const std::filesystem::path& path, std::string& out);

@@ -8,6 +8,7 @@
 #include <sys/file.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -28,7 +29,9 @@
 #include "common/env.hpp"
 #include "common/json_text.hpp"
 #include "local/autoscaler.hpp"
+#include "local/output_collector.hpp"
 #include "local/process.hpp"
+#include "local/queue_stats_poller.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::local {
@@ -43,6 +46,13 @@ constexpr const char* kHappyEnd = "happy-end";
 constexpr const char* kErrorEnd = "error-end";
 constexpr auto kKillAfterExtra = 5s;  // beyond the graceful shutdown, before SIGKILL
 constexpr auto kStatusEvery = 1s;
+// Queue stats older than this (a broker that does not answer) are reported as stale; the
+// poller's thread may wait much longer in one call, the control loop never does.
+constexpr auto kStatsAnswerTimeout = 2s;
+// The backoff of a crash caused by a full disk is capped at this, and the restart happens at
+// once when free space reappears: freeing the disk should not wait for a 30 s backoff.
+constexpr std::chrono::milliseconds kNoSpaceBackoff = 5s;
+constexpr std::size_t kCrashOutputLines = 10;  // last lines of a crashed child's output kept
 
 enum class Phase {
   kRunning,          // both processes up (or starting)
@@ -63,7 +73,10 @@ struct Replica {
   double processed = 0;  // last scraped counters
   double errors = 0;
   std::string crash_reason;
-  bool timeout_restart = false;  // sidecar exit 3: restart at once, not a crash
+  std::vector<std::string> crash_output;  // last lines the crashed process wrote
+  bool timeout_restart = false;           // sidecar exit 3: restart at once, not a crash
+  int sidecar_output = 0;                 // OutputCollector streams of the two processes (0: none)
+  int runtime_output = 0;
 };
 
 struct ActorState {
@@ -75,11 +88,20 @@ struct ActorState {
   Clock::time_point next_poll;
   transport::QueueStats stats;
   bool stats_ok = false;
+  Clock::time_point stats_read_at;  // of `stats`; {}: never read
+  std::string stats_error;          // why `stats` are not current (empty: they are)
   // Crash handling.
-  int quick_crashes = 0;
+  int restarts = 0;       // every unexpected end of a pair since start-up
+  int quick_crashes = 0;  // quick crashes in a row (the crash streak)
   bool crash_looping = false;
   Clock::time_point restart_at;
   std::string last_crash;
+  std::vector<std::string> last_crash_output;
+  std::chrono::system_clock::time_point last_crash_at;
+  // A crash on a full disk: free bytes of the fullest watched file system then; the restart
+  // comes as soon as more is free (or after kNoSpaceBackoff at the latest).
+  bool waiting_for_space = false;
+  std::uint64_t free_bytes_at_crash = 0;
   // Counters of replicas that are gone, plus the rate estimate.
   double retired_processed = 0;
   double retired_errors = 0;
@@ -235,6 +257,16 @@ class Supervisor {
   void stop_replica(ActorState& actor, Replica& replica, Clock::time_point now);
   void on_exit(pid_t pid, int status, Clock::time_point now);
   void record_crash(ActorState& actor, const Replica& replica, Clock::time_point now);
+  // Free bytes of the fullest file system a replica of `actor` writes to (its run directory
+  // and its logs).
+  std::uint64_t free_bytes(const ActorState& actor) const;
+  void watch_free_space(ActorState& actor, Clock::time_point now);
+  // spawn() with stdout and stderr through a pipe of output_ (into spec.log_path); `stream`
+  // receives the stream id.
+  Result<pid_t> spawn_collected(ProcessSpec& spec, int& stream);
+  void start_stats_poller();
+  // The latest stats of `actor`'s queue into actor.stats; false when they are not current.
+  bool update_stats(ActorState& actor);
   void advance_stopping(ActorState& actor, Clock::time_point now);
   void begin_shutdown(Clock::time_point now);
   void kill_everything();
@@ -256,7 +288,10 @@ class Supervisor {
 
   SupervisorOptions options_;
   std::vector<std::unique_ptr<ActorState>> actors_;
-  std::unique_ptr<transport::Transport> transport_;
+  std::unique_ptr<transport::Transport> transport_;  // start-up only (ensure_queue)
+  std::unique_ptr<QueueStatsPoller> stats_poller_;
+  OutputCollector output_;
+  std::string status_write_error_;  // the last failure to write status.json (empty: none)
   std::string prefix_ = "asya-";
   std::vector<std::string> base_env_;  // the supervisor's environment, for sidecars
   bool shutting_down_ = false;
@@ -314,7 +349,10 @@ bool Supervisor::start_up() {
                  pid, paths.root.c_str());
     return false;
   }
-  write_file_atomic(paths.pid_file(), fmt::format("{}\n", ::getpid()));
+  if (Status st = write_file_atomic(paths.pid_file(), fmt::format("{}\n", ::getpid())); !st) {
+    std::fprintf(stderr, "asya up: %s\n", st.message().c_str());
+    return false;
+  }
 
   for (const auto& actor : actors_) {
     if (actor->spec.isolation.network != manifest::RuntimeNetwork::kNone) continue;
@@ -523,8 +561,11 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
     rt.working_dir = work.lexically_normal().string();
     rt.log_path = (logs / fmt::format("{}.runtime.log", replica->index)).string();
     rt.isolate_network = actor.spec.isolation.network == manifest::RuntimeNetwork::kNone;
-    auto pid = spawn(rt);
-    if (!pid) return Error{fmt::format("{}: runtime: {}", name, pid.error().message)};
+    auto pid = spawn_collected(rt, replica->runtime_output);
+    if (!pid) {
+      output_.release(replica->runtime_output);
+      return Error{fmt::format("{}: runtime: {}", name, pid.error().message)};
+    }
     replica->runtime = *pid;
   }
 
@@ -573,12 +614,14 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
   }
   sc.working_dir = options_.paths.root.string();
   sc.log_path = (logs / fmt::format("{}.sidecar.log", replica->index)).string();
-  auto pid = spawn(sc);
+  auto pid = spawn_collected(sc, replica->sidecar_output);
   if (!pid) {
     if (replica->runtime) {
       ::kill(replica->runtime, SIGKILL);
       ::waitpid(replica->runtime, nullptr, 0);
     }
+    output_.release(replica->runtime_output);
+    output_.release(replica->sidecar_output);
     return Error{fmt::format("{}: sidecar: {}", name, pid.error().message)};
   }
   replica->sidecar = *pid;
@@ -632,12 +675,18 @@ void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
           event(fmt::format("{}: replica {} hit the processing timeout; restarting the pair", name,
                             r->index));
         } else {
+          // Its last words come through the pipe even when its log file could not take them.
+          auto tail = output_.tail(is_sidecar ? r->sidecar_output : r->runtime_output,
+                                   kCrashOutputLines, 300ms);
+          r->crash_output = std::move(tail.lines);
           r->crash_reason = fmt::format(
-              "{} {} (see {})", is_sidecar ? "sidecar" : "runtime", describe_exit(status),
+              "{} {} (see {}{})", is_sidecar ? "sidecar" : "runtime", describe_exit(status),
               (options_.paths.actor_logs(name) /
                fmt::format("{}.{}.log", r->index, is_sidecar ? "sidecar" : "runtime"))
-                  .string());
+                  .string(),
+              tail.log_error.empty() ? "" : "; " + tail.log_error);
         }
+        actor->restarts++;
         r->phase = Phase::kCrashed;
         r->deadline = now + kKillAfterExtra;
         pid_t other = is_sidecar ? r->runtime : r->sidecar;
@@ -663,8 +712,20 @@ void Supervisor::record_crash(ActorState& actor, const Replica& r, Clock::time_p
   for (int i = 1; i < actor.quick_crashes && backoff < options_.restart_backoff_max; ++i)
     backoff *= 2;
   backoff = std::min(backoff, options_.restart_backoff_max);
-  actor.restart_at = std::max(actor.restart_at, now + backoff);
+  // A full disk (the runtime cannot write runtime-ready, a log, ...): retry soon, and at once
+  // when space is freed (watch_free_space), instead of after the whole backoff.
+  std::uint64_t free_now = free_bytes(actor);
+  bool no_space = free_now < 64 * 1024 ||
+                  std::any_of(r.crash_output.begin(), r.crash_output.end(), [](const auto& line) {
+                    return line.find("No space left on device") != std::string::npos;
+                  });
+  actor.waiting_for_space = no_space;
+  actor.free_bytes_at_crash = free_now;
+  if (no_space) backoff = std::min(backoff, kNoSpaceBackoff);
+  actor.restart_at = no_space ? now + backoff : std::max(actor.restart_at, now + backoff);
   actor.last_crash = r.crash_reason;
+  actor.last_crash_output = r.crash_output;
+  actor.last_crash_at = std::chrono::system_clock::now();
   if (actor.quick_crashes >= options_.crash_loop_after && !actor.crash_looping) {
     actor.crash_looping = true;
     event(fmt::format(
@@ -686,6 +747,8 @@ void Supervisor::advance_stopping(ActorState& actor, Clock::time_point now) {
       if (r.runtime) ::kill(r.runtime, SIGKILL);
     }
     if (r.phase != Phase::kRunning && r.sidecar == 0 && r.runtime == 0) {
+      output_.release(r.sidecar_output);
+      output_.release(r.runtime_output);
       actor.retired_processed += r.processed;
       actor.retired_errors += r.errors;
       it = actor.replicas.erase(it);
@@ -710,19 +773,82 @@ void Supervisor::advance_stopping(ActorState& actor, Clock::time_point now) {
 void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
   if (actor.end_actor || !actor.spec.scaling.enabled || now < actor.next_poll) return;
   actor.next_poll = now + actor.spec.scaling.polling_interval;
-  auto stats = transport_->stats(queue(actor.spec.name));
-  if (!stats) {
-    event(fmt::format("{}: cannot read queue stats: {}", actor.spec.name, stats.error().message));
+  std::string before = actor.stats_error;
+  if (!update_stats(actor)) {
+    // Keep the replicas as they are until the queue can be read again.
+    // Said once per outage (the message of a waiting call changes every time).
+    if (before.empty() && !actor.stats_error.empty())
+      event(fmt::format("{}: cannot read queue stats: {}; keeping {} replica(s) until it can",
+                        actor.spec.name, actor.stats_error, actor.desired));
     return;
   }
-  actor.stats = *stats;
-  actor.stats_ok = true;
+  if (!before.empty()) event(fmt::format("{}: queue stats readable again", actor.spec.name));
+  const transport::QueueStats& stats = actor.stats;
   int current = actor.live();
-  int desired = actor.autoscaler->desired(current, stats->ready + stats->in_flight, now);
+  int desired = actor.autoscaler->desired(current, stats.ready + stats.in_flight, now);
   if (desired != actor.desired) {
     event(fmt::format("{}: scaling {} -> {} ({} ready, {} in flight)", actor.spec.name,
-                      actor.desired, desired, stats->ready, stats->in_flight));
+                      actor.desired, desired, stats.ready, stats.in_flight));
     actor.desired = desired;
+  }
+}
+
+bool Supervisor::update_stats(ActorState& actor) {
+  if (!stats_poller_) return false;
+  auto sample = stats_poller_->latest(queue(actor.spec.name));
+  if (sample.read_at != Clock::time_point{}) {
+    actor.stats = sample.stats;
+    actor.stats_read_at = sample.read_at;
+    actor.stats_ok = true;
+  }
+  actor.stats_error = sample.error;  // empty before the first read: not an error yet
+  return sample.ok();
+}
+
+void Supervisor::start_stats_poller() {
+  std::vector<QueueStatsPoller::Queue> queues;
+  for (const auto& actor : actors_) {
+    std::chrono::milliseconds interval = kStatusEvery;
+    if (!actor->end_actor && actor->spec.scaling.enabled)
+      interval = std::min(interval, actor->spec.scaling.polling_interval);
+    queues.push_back({queue(actor->spec.name), interval});
+  }
+  std::string name = options_.transport;
+  stats_poller_ = std::make_unique<QueueStatsPoller>(
+      [name] { return transport::make_transport(name, transport::Options{}); }, std::move(queues),
+      kStatsAnswerTimeout);
+  stats_poller_->start();
+}
+
+Result<pid_t> Supervisor::spawn_collected(ProcessSpec& spec, int& stream) {
+  auto pipe = output_.open(spec.log_path);
+  if (!pipe) return pipe.error();
+  stream = pipe->id;
+  spec.output_fd = pipe->write_fd;
+  auto pid = spawn(spec);
+  ::close(pipe->write_fd);
+  spec.output_fd = -1;
+  return pid;
+}
+
+std::uint64_t Supervisor::free_bytes(const ActorState& actor) const {
+  std::uint64_t least = UINT64_MAX;
+  for (const fs::path& dir :
+       {options_.paths.actor_logs(actor.spec.name), socket_dir(actor.spec.name, 0).parent_path()}) {
+    struct statvfs info {};
+    if (::statvfs(dir.c_str(), &info) == 0)
+      least = std::min<std::uint64_t>(least, std::uint64_t{info.f_bavail} * info.f_frsize);
+  }
+  return least;
+}
+
+void Supervisor::watch_free_space(ActorState& actor, Clock::time_point now) {
+  if (!actor.waiting_for_space || now >= actor.restart_at) return;
+  // Checked once per tick (100 ms) while a full disk holds the actor back: two statvfs calls.
+  if (free_bytes(actor) > actor.free_bytes_at_crash + 16 * 1024) {
+    actor.waiting_for_space = false;
+    actor.restart_at = now;
+    event(fmt::format("{}: disk space is available again; restarting now", actor.spec.name));
   }
 }
 
@@ -734,6 +860,8 @@ void Supervisor::reconcile(ActorState& actor, Clock::time_point now) {
     for (int i = live; i < actor.desired; ++i) {
       if (Status st = start_replica(actor, now); !st) {
         actor.last_crash = st.message();
+        actor.last_crash_output.clear();
+        actor.last_crash_at = std::chrono::system_clock::now();
         actor.quick_crashes++;
         actor.restart_at = now + options_.restart_backoff_max;
         event(fmt::format("{}: cannot start a replica: {}; retrying in {}", actor.spec.name,
@@ -788,6 +916,7 @@ void Supervisor::tick(Clock::time_point now) {
   if (!shutting_down_) {
     for (auto& actor : actors_) {
       autoscale(*actor, now);
+      watch_free_space(*actor, now);
       reconcile(*actor, now);
     }
     if (!ready_) {
@@ -827,12 +956,7 @@ void Supervisor::refresh_status(Clock::time_point now) {
         r->errors = counters->second;
       }
     }
-    if (!actor->spec.scaling.enabled || actor->end_actor || shutting_down_) {
-      if (auto stats = transport_->stats(queue(actor->spec.name))) {
-        actor->stats = *stats;
-        actor->stats_ok = true;
-      }
-    }
+    if (!actor->spec.scaling.enabled || actor->end_actor || shutting_down_) update_stats(*actor);
     double total = actor->processed();
     if (actor->last_total_at != Clock::time_point{}) {
       double seconds = std::chrono::duration<double>(now - actor->last_total_at).count();
@@ -844,7 +968,17 @@ void Supervisor::refresh_status(Clock::time_point now) {
     actor->last_total = total;
     actor->last_total_at = now;
   }
-  write_file_atomic(options_.paths.status_file(), status_json(now));
+  Status written = write_file_atomic(options_.paths.status_file(), status_json(now));
+  // Said once per cause (and once when it works again): `asya status` shows the file's age.
+  if (!written && written.message() != status_write_error_) {
+    event(
+        fmt::format("cannot write status.json ({}); `asya status` shows the last written "
+                    "state and how old it is",
+                    written.message()));
+  } else if (written && !status_write_error_.empty()) {
+    event("status.json is written again");
+  }
+  status_write_error_ = written.message();
   if (options_.live_view) render_view();
 }
 
@@ -898,10 +1032,16 @@ std::string Supervisor::status_json(Clock::time_point now) const {
                                   {"max", s.max_replicas},
                                   {"queue_length", s.queue_length}};
     }
-    a["queue"] = json::object{{"name", prefix_ + actor->spec.name},
-                              {"ready", actor->stats.ready},
-                              {"in_flight", actor->stats.in_flight},
-                              {"delayed", actor->stats.delayed}};
+    json::object q{{"name", prefix_ + actor->spec.name},
+                   {"ready", actor->stats.ready},
+                   {"in_flight", actor->stats.in_flight},
+                   {"delayed", actor->stats.delayed}};
+    // How old the counts are, and why they are not current (a broker that does not answer).
+    if (actor->stats_read_at != Clock::time_point{})
+      q["age_seconds"] =
+          std::round(std::chrono::duration<double>(now - actor->stats_read_at).count() * 10) / 10;
+    if (!actor->stats_error.empty()) q["stats_error"] = actor->stats_error;
+    a["queue"] = std::move(q);
     a["processed"] = static_cast<std::uint64_t>(actor->processed());
     a["errors"] = static_cast<std::uint64_t>(actor->errors());
     a["rate"] = std::round(actor->rate * 10) / 10;
@@ -915,15 +1055,22 @@ std::string Supervisor::status_json(Clock::time_point now) const {
     else if (actor->live() < actor->desired)
       state = "starting";
     a["state"] = state;
-    a["restarts"] = actor->quick_crashes;
+    a["restarts"] = actor->restarts;
+    a["crash_streak"] = actor->quick_crashes;
     a["last_crash"] = actor->last_crash;
+    json::array crash_output;
+    for (const auto& line : actor->last_crash_output) crash_output.push_back(json::string(line));
+    a["last_crash_output"] = std::move(crash_output);
+    if (!actor->last_crash.empty())
+      a["last_crash_at"] =
+          std::chrono::duration_cast<std::chrono::seconds>(actor->last_crash_at.time_since_epoch())
+              .count();
     list.push_back(std::move(a));
   }
   root["actors"] = std::move(list);
   json::array events;
   for (const auto& e : events_) events.push_back(json::string(e));
   root["events"] = std::move(events);
-  (void)now;
   return to_json_text(root) + "\n";
 }
 
@@ -968,6 +1115,10 @@ int Supervisor::run() {
   ::signal(SIGPIPE, SIG_IGN);
 
   if (!start_up()) return 1;
+  // From here on only the poller's own transport talks to the broker.
+  transport_->close();
+  transport_.reset();
+  start_stats_poller();
   event(fmt::format("started: {} actors from manifests, transport {}, state {}", user_actors(),
                     options_.transport, options_.paths.root.string()));
   int signals_seen = 0;
@@ -992,7 +1143,7 @@ int Supervisor::run() {
     if (shutting_down_ && all_gone()) break;
   }
   refresh_status(Clock::now());
-  transport_->close();
+  stats_poller_->stop(1s);
   event("stopped: every replica drained and exited");
   if (options_.live_view) {
     render_view();

@@ -135,8 +135,11 @@ Config load_config() {
     if (auto parsed = aws::parse_s3_url(c.result_store); !parsed)
       throw ConfigError("ASYA_RESULT_STORE=" + parsed.error().message);
 
+  // Short, and extended by the lease keeper while a message is in progress: a sidecar that is
+  // killed loses its messages for seconds, not minutes. End actors run no user code (one store
+  // write per message), so theirs is shorter still.
   auto default_visibility =
-      std::max<std::chrono::milliseconds>(2 * c.runtime_timeout, std::chrono::seconds(30));
+      c.is_end_actor ? std::chrono::milliseconds(kEndActorVisibility) : kActorVisibility;
   c.visibility_timeout = env_duration("ASYA_VISIBILITY_TIMEOUT", default_visibility);
   if (c.visibility_timeout.count() <= 0)
     throw ConfigError(fmt::format(
@@ -181,7 +184,9 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_RETRY_ON_PROCESSING_ERROR  false     also retry when the handler raised
   ASYA_SHUTDOWN_GRACE         30s           on SIGTERM/SIGINT: time to finish in-flight messages
   ASYA_MAX_MESSAGE_BYTES      256MiB        largest frame/message accepted (1048576, 64KiB, 1GiB)
-  ASYA_VISIBILITY_TIMEOUT     max(2 x ASYA_RUNTIME_TIMEOUT, 30s)   lease of a received message
+  ASYA_VISIBILITY_TIMEOUT     30s (end actors 10s)   lease of a received message; extended every
+                                            third of it while the message is in progress, so
+                                            a killed sidecar's messages come back after it
 
 Each transport reads its own variables (details in docs/configuration.md):
   sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),

@@ -9,6 +9,9 @@
 
 namespace asya::sidecar {
 
+inline constexpr std::chrono::seconds kActorVisibility{30};
+inline constexpr std::chrono::seconds kEndActorVisibility{10};
+
 struct Config {
   std::string actor_name;            // ASYA_ACTOR_NAME (required)
   std::string transport = "sqlite";  // ASYA_TRANSPORT
@@ -36,9 +39,10 @@ struct Config {
   std::string queue_prefix = "asya-";                                  // ASYA_QUEUE_PREFIX
   std::string result_store = "file://.asya/results";                   // ASYA_RESULT_STORE
   // ASYA_VISIBILITY_TIMEOUT: how long a received message stays leased before the transport
-  // delivers it again. Default: max(2 x runtime timeout, 30s), so a live sidecar never loses its
-  // lease while the runtime works.
-  std::chrono::milliseconds visibility_timeout{std::chrono::minutes(10)};
+  // delivers it again. A live sidecar extends the lease of a message in progress every third of
+  // it (however long the runtime works), so it bounds how long the messages of a killed sidecar
+  // stay invisible. Default kActorVisibility, kEndActorVisibility for end actors.
+  std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
 
   // Full queue names (prefix included).
   std::string input_queue() const { return queue_prefix + actor_name; }

@@ -85,7 +85,7 @@ TEST_F(ConfigTest, DefaultsMatchTheDocumentation) {
   EXPECT_EQ(c.max_message_bytes, 256u << 20);
   EXPECT_EQ(c.queue_prefix, "asya-");
   EXPECT_EQ(c.result_store, "file://.asya/results");
-  EXPECT_EQ(c.visibility_timeout, 10min);
+  EXPECT_EQ(c.visibility_timeout, 30s);
   EXPECT_EQ(c.input_queue(), "asya-echo");
   EXPECT_EQ(c.happy_end_queue(), "asya-happy-end");
   EXPECT_EQ(c.error_end_queue(), "asya-error-end");
@@ -128,7 +128,7 @@ TEST_F(ConfigTest, ReadsEveryVariable) {
   EXPECT_EQ(c.input_queue(), "dev-echo");
   EXPECT_EQ(c.error_end_queue(), "dev-error-end");
   EXPECT_EQ(c.result_store, "file:///tmp/results");
-  EXPECT_EQ(c.visibility_timeout, 30s);  // max(2 x 300ms, 30s)
+  EXPECT_EQ(c.visibility_timeout, 30s);
 }
 
 TEST_F(ConfigTest, SocketPathWinsOverSocketDir) {
@@ -149,11 +149,20 @@ TEST_F(ConfigTest, EndActorModeIsAutomaticForTheEndActorNames) {
   EXPECT_TRUE(load_config().is_end_actor);
 }
 
-TEST_F(ConfigTest, VisibilityTimeoutDefaultsToTwiceTheRuntimeTimeout) {
-  setenv("ASYA_RUNTIME_TIMEOUT", "2m", 1);
-  EXPECT_EQ(load_config().visibility_timeout, 4min);
+TEST_F(ConfigTest, VisibilityTimeoutIsShortWhateverTheRuntimeTimeout) {
+  setenv("ASYA_RUNTIME_TIMEOUT", "2h", 1);
+  EXPECT_EQ(load_config().visibility_timeout, 30s);  // extended while the runtime works
   setenv("ASYA_VISIBILITY_TIMEOUT", "3s", 1);
   EXPECT_EQ(load_config().visibility_timeout, 3s);
+}
+
+TEST_F(ConfigTest, EndActorsHaveAShorterLease) {
+  setenv("ASYA_ACTOR_NAME", "happy-end", 1);
+  EXPECT_EQ(load_config().visibility_timeout, 10s);
+  setenv("ASYA_ACTOR_NAME", "error-end", 1);
+  EXPECT_EQ(load_config().visibility_timeout, 10s);
+  setenv("ASYA_VISIBILITY_TIMEOUT", "1m", 1);
+  EXPECT_EQ(load_config().visibility_timeout, 1min);
 }
 
 TEST_F(ConfigTest, ActorNameIsRequired) {

@@ -115,7 +115,7 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& lease_extensions =
       BuildCounter()
           .Name("asya_actor_lease_extensions_total")
-          .Help("Leases extended for messages processed longer than half the visibility timeout")
+          .Help("Leases extended for messages processed longer than a third of the visibility timeout")
           .Register(*registry);
 
   prometheus::Counter* received_c;

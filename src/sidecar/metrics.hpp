@@ -45,7 +45,7 @@ class Metrics {
   // announcements (POST /envelopes before any output is published).
   void gateway_announcement(bool sent);
   // asya_actor_lease_extensions_total{queue,result="ok"|"failed"}: leases extended while a
-  // message took longer than half the visibility timeout.
+  // message took longer than a third of the visibility timeout.
   void lease_extension(bool ok);
 
   // Prometheus text exposition format 0.0.4.

@@ -105,8 +105,8 @@ class Runner {
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
   // each answer, so the gateway knows all branches before any output can reach an end actor.
   void announce_fanout(const envelope::Envelope& in, const Decision& decision);
-  // Extends the lease of every in-flight message held longer than half the visibility timeout,
-  // until leases_stop_ is requested. Runs on its own thread.
+  // Extends the lease of every in-flight message held longer than a third of the visibility
+  // timeout, until leases_stop_ is requested. Runs on its own thread.
   void keep_leases();
   void begin(Slot& slot, const transport::Delivery& delivery) {
     std::lock_guard lock(slot.mutex);
@@ -420,13 +420,15 @@ void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decis
 
 void Runner::keep_leases() {
   const std::chrono::milliseconds visibility = config_.visibility_timeout;
-  const auto tick = std::clamp<std::chrono::milliseconds>(visibility / 4, 10ms, 30s);
+  // A failed extension (e.g. the SQLite write lock busy) is retried at the next tick: several
+  // ticks fit between the extension and the expiry.
+  const auto tick = std::clamp<std::chrono::milliseconds>(visibility / 10, 10ms, 5s);
   while (!leases_stop_.wait_for(tick)) {
     for (auto& slot : slots_) {
       std::lock_guard lock(slot->mutex);
       if (!slot->in_flight || slot->abandoned) continue;
       auto now = Clock::now();
-      if (now - slot->lease_since < visibility / 2) continue;
+      if (now - slot->lease_since < visibility / 3) continue;
       Status st = transport_->extend_lease(*slot->in_flight, visibility);
       metrics_.lease_extension(st.ok());
       if (st) {

@@ -122,6 +122,8 @@ TEST_P(RenderedSidecarEnv, IsAcceptedByTheSidecarAndCarriesTheManifestSettings) 
       EXPECT_EQ(sidecar->at("ports").at(0).at("containerPort"), 9090);
       if (name == "happy-end" || name == "error-end") {
         EXPECT_TRUE(config.is_end_actor);
+        // A short lease of their own: a killed end actor strands nothing for long.
+        EXPECT_EQ(config.visibility_timeout, sidecar::kEndActorVisibility);
         EXPECT_EQ(config.result_store, options.result_store);
         EXPECT_EQ(mount_path(*sidecar, "results"), "/var/lib/asya/results");
         continue;
@@ -130,6 +132,7 @@ TEST_P(RenderedSidecarEnv, IsAcceptedByTheSidecarAndCarriesTheManifestSettings) 
       const auto& actor = actors.at(name);
       EXPECT_FALSE(config.is_end_actor);
       EXPECT_EQ(config.runtime_timeout, actor.timeout.processing);
+      EXPECT_EQ(config.visibility_timeout, sidecar::kActorVisibility);  // extended while working
       EXPECT_EQ(config.shutdown_grace, actor.timeout.graceful_shutdown);
       EXPECT_EQ(config.concurrency, actor.sidecar.concurrency.value_or(1));
       EXPECT_EQ(config.max_deliveries, actor.sidecar.max_deliveries.value_or(5));

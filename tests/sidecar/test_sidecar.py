@@ -557,9 +557,9 @@ def test_lease_is_extended_while_a_handler_runs_longer_than_the_visibility_timeo
     if cluster.transport == "rabbitmq":
         pytest.skip("RabbitMQ has no leases: an unacked message is never redelivered to a live consumer")
     # Two workers: if the lease expired, the second one would receive the message again.
-    # The sidecar extends a lease held for half the visibility timeout, checking every quarter of
-    # it, so an extension must reach the queue within a quarter of it: 750 ms here (with 1 s, 250 ms
-    # is little room for moto on a loaded machine). 8 s of work: at least 3 extensions.
+    # The sidecar extends a lease held for a third of the visibility timeout, checking every tenth
+    # of it, so an extension has two thirds of it (2 s here) to reach the queue, retried at each
+    # check. 8 s of work: at least 3 extensions (about 7).
     actor = cluster.actor("work", "slow_counted", env={"ASYA_VISIBILITY_TIMEOUT": "3s", "ASYA_CONCURRENCY": "2",
                                                        "ASYA_HANDLER_THREAD_SAFE": "true",
                                                        "ASYA_RUNTIME_TIMEOUT": "1m"})

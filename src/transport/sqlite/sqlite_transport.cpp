@@ -10,10 +10,14 @@
 #include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <condition_variable>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <mutex>
 #include <random>
+#include <set>
 #include <thread>
 #include <utility>
 
@@ -105,6 +109,20 @@ CREATE TABLE IF NOT EXISTS bodies(
 );
 INSERT INTO bodies(id, body) SELECT id, body FROM messages;
 ALTER TABLE messages DROP COLUMN body;
+)sql";
+
+// The processes holding leases: a lease token is (owner << 32) | counter, and each receiving
+// transport instance records its owner number with its machine (boot id and pid namespace), pid
+// and the pid's start time. Opening the file releases at once the leases of owners on this
+// machine whose process is gone, so a restarted sidecar gets back the messages its killed
+// predecessor held instead of waiting for their leases to expire.
+constexpr const char* kLeaseOwnersSchema = R"sql(
+CREATE TABLE IF NOT EXISTS lease_owners(
+  owner INTEGER PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  started TEXT NOT NULL
+);
 )sql";
 
 // Version 2 -> 3: the column naming a body file (no rewrite: every existing body stays inline).
@@ -351,6 +369,10 @@ class Connection {
         return fail(rc);
       }
     }
+    // Every version: files created by an older build get the table on their next open (older
+    // builds ignore it).
+    if ((rc = sqlite3_exec(db_, kLeaseOwnersSchema, nullptr, nullptr, nullptr)) != SQLITE_OK)
+      return fail(rc);
     rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
     return rc == SQLITE_OK ? rc : fail(rc);
   }
@@ -531,6 +553,44 @@ bool parse_receipt(const std::string& receipt, std::int64_t& id, std::int64_t& l
   return ec2 == std::errc() && q == end;
 }
 
+// ---- lease owners --------------------------------------------------------------------------
+
+// This machine and pid namespace: pids recorded under the same value can be checked here.
+std::string host_identity() {
+  std::string boot;
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char buffer[64] = {};
+    if (std::fgets(buffer, sizeof buffer, f)) boot = buffer;
+    std::fclose(f);
+  }
+  while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
+  std::error_code ec;
+  std::string pid_namespace = std::filesystem::read_symlink("/proc/self/ns/pid", ec).string();
+  return boot + "/" + pid_namespace;
+}
+
+// The start time of `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot), or "" when it
+// does not exist or is a zombie: its leases are then dead.
+std::string process_start_time(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return "";
+  char buffer[1024] = {};
+  std::size_t n = std::fread(buffer, 1, sizeof buffer - 1, f);
+  std::fclose(f);
+  std::string_view text(buffer, n);
+  auto close = text.rfind(") ");
+  if (close == std::string_view::npos) return "";
+  text.remove_prefix(close + 2);  // field 3 (state) onwards
+  if (!text.empty() && (text[0] == 'Z' || text[0] == 'X')) return "";
+  for (int field = 3; field < 22; ++field) {
+    auto space = text.find(' ');
+    if (space == std::string_view::npos) return "";
+    text.remove_prefix(space + 1);
+  }
+  return std::string(text.substr(0, text.find(' ')));
+}
+
 class SqliteTransport final : public Transport {
  public:
   SqliteTransport(const Options& options, SqliteSettings settings)
@@ -565,6 +625,7 @@ class SqliteTransport final : public Transport {
     auto connection = Connection::open(settings_, /*create_schema=*/true);
     if (!connection) throw ConfigError(connection.error().message);
     sweep_orphans(*connection.value());
+    release_dead_owners(*connection.value());
     last_sweep_ms_ = now_ms();
     idle_.push_back(std::move(connection.value()));
   }
@@ -746,6 +807,13 @@ class SqliteTransport final : public Transport {
 
   void close() override {
     waker_.stop();
+    if (registered_.exchange(false)) {
+      // Every lease of a clean close was settled; later ones expire as usual.
+      if (auto c = acquire()) {
+        (void)run_owner_sql(*c->connection, "DELETE FROM lease_owners WHERE owner = ?1", owner(),
+                            nullptr);
+      }
+    }
     std::lock_guard lock(pool_mutex_);
     closed_ = true;
     idle_.clear();
@@ -811,6 +879,16 @@ class SqliteTransport final : public Transport {
     if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
       return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
     }
+    // The first lease of this instance records its owner row in the same transaction (best
+    // effort: without it the leases still expire).
+    bool registering = !registered_.load();
+    if (registering) {
+      std::string started = process_start_time(::getpid());
+      registering = run_owner_sql(db,
+                                  "INSERT OR REPLACE INTO lease_owners(owner, host, pid, started) "
+                                  "VALUES(?1, ?2, ?3, ?4)",
+                                  owner(), nullptr, host_, ::getpid(), started);
+    }
     std::vector<Delivery> out;
     std::vector<std::int64_t> ids;
     std::vector<std::string> files;  // the body file's name, empty for a body in the table
@@ -852,6 +930,7 @@ class SqliteTransport final : public Transport {
       (void)db.run(kRollback, "ROLLBACK");
       return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
     }
+    if (registering) registered_ = true;
     // RETURNING order is unspecified; hand out a batch in id (send) order.
     std::vector<std::size_t> order(out.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
@@ -1090,6 +1169,83 @@ class SqliteTransport final : public Transport {
     }
   }
 
+  // This instance's owner number in lease_owners (the high half of its lease tokens).
+  std::int64_t owner() const { return static_cast<std::int64_t>(lease_prefix_ >> 32); }
+
+  // Runs one statement on lease_owners with `owner` as ?1 (and optionally host ?2, pid ?3,
+  // started ?4); rows of a SELECT go to `row`. Returns false when it failed. Rare (open, first
+  // lease, close), so not among the cached statements.
+  bool run_owner_sql(Connection& db, const char* sql, std::int64_t owner_number,
+                     const std::function<void(sqlite3_stmt*)>& row, const std::string& host = "",
+                     pid_t pid = 0, const std::string& started = "") {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db.db(), sql, -1, &s, nullptr) != SQLITE_OK) return false;
+    sqlite3_bind_int64(s, 1, owner_number);
+    if (!host.empty()) {
+      bind_text(s, 2, host);
+      sqlite3_bind_int64(s, 3, pid);
+      bind_text(s, 4, started);
+    }
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+      if (row) row(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE;
+  }
+
+  // Makes the messages leased by processes of this machine that are gone visible again at once
+  // (their delivery count stays, as after a nack) and forgets those owners.
+  void release_dead_owners(Connection& db) {
+    std::vector<std::pair<std::int64_t, pid_t>> dead;
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db.db(), "SELECT owner, pid, started FROM lease_owners WHERE host = ?1",
+                           -1, &s, nullptr) != SQLITE_OK)
+      return;
+    bind_text(s, 1, host_);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      auto pid = static_cast<pid_t>(sqlite3_column_int64(s, 1));
+      const unsigned char* started = sqlite3_column_text(s, 2);
+      if (process_start_time(pid) != (started ? reinterpret_cast<const char*>(started) : ""))
+        dead.emplace_back(sqlite3_column_int64(s, 0), pid);
+    }
+    sqlite3_finalize(s);
+    for (auto [number, pid] : dead) {
+      if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+      sqlite3_stmt* u = nullptr;
+      int released = 0;
+      bool ok = sqlite3_prepare_v2(db.db(),
+                                   "UPDATE messages SET visible_at_ms = min(visible_at_ms, ?3), "
+                                   "lease = NULL WHERE lease BETWEEN ?1 AND ?2 RETURNING queue",
+                                   -1, &u, nullptr) == SQLITE_OK;
+      std::set<std::string> queues;  // woken after the commit, each once
+      if (ok) {
+        sqlite3_bind_int64(u, 1, number << 32);
+        sqlite3_bind_int64(u, 2, (number << 32) | 0xffffffffLL);
+        sqlite3_bind_int64(u, 3, now_ms());
+        int rc = SQLITE_ROW;
+        while ((rc = sqlite3_step(u)) == SQLITE_ROW) {
+          const unsigned char* queue = sqlite3_column_text(u, 0);
+          if (queue) queues.emplace(reinterpret_cast<const char*>(queue));
+          ++released;
+        }
+        ok = rc == SQLITE_DONE;
+        sqlite3_finalize(u);
+      }
+      ok = ok && run_owner_sql(db, "DELETE FROM lease_owners WHERE owner = ?1", number, nullptr);
+      if (!ok || !db.run(kCommit, "COMMIT")) {
+        (void)db.run(kRollback, "ROLLBACK");
+        return;
+      }
+      if (released > 0) {
+        spdlog::info(
+            "sqlite transport: {} message(s) leased by process {}, which is gone, are visible "
+            "again",
+            released, pid);
+        for (const auto& queue : queues) waker_.notify(queue);
+      }
+    }
+  }
+
   Options options_;
   SqliteSettings settings_;
   std::filesystem::path bodies_dir_;  // <path>.bodies
@@ -1102,6 +1258,8 @@ class SqliteTransport final : public Transport {
   bool closed_ = false;
   std::uint64_t lease_prefix_ = 0;
   std::atomic<std::uint64_t> next_lease_{1};
+  std::atomic<bool> registered_{false};  // this instance's row is in lease_owners
+  std::string host_ = host_identity();
 };
 
 }  // namespace

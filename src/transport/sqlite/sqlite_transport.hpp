@@ -26,6 +26,12 @@
 // row and nack()/extend_lease() move visible_at_ms, each only while the row still carries the
 // caller's lease token: after the lease expired and the message was leased again elsewhere they
 // fail and change nothing. AUTOINCREMENT keeps ids increasing even after the queue drains.
+// Leases of a process that died: a lease token is (owner << 32) | counter, and an instance records
+// its owner number with its machine (boot id + pid namespace), pid and the pid's start time in
+// `lease_owners` the first time it leases. Opening the file releases at once (visible again,
+// delivery count kept) the leases of this machine's owners whose process is gone, so a restarted
+// sidecar does not wait for the leases its killed predecessor held; a live owner's leases are
+// never touched, and other machines' owners are left to their lease expiry.
 // Receive order is FIFO per queue by (visible_at_ms, id): messages sent without delay come out in
 // commit order; a redelivered message takes its place by the time it became visible again. The
 // messages of one batch are handed out in id (send) order.

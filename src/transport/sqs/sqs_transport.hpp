@@ -8,9 +8,9 @@
 //     VisibilityTimeout set to Options.visibility_timeout.
 //   - receive() long-polls ReceiveMessage (WaitTimeSeconds up to ASYA_SQS_WAIT_TIME_SECONDS, at
 //     most 20; at most 10 messages per call, SQS's limit) and leases every message for
-//     Options.visibility_timeout. That timeout must be at least twice the runtime timeout
-//     (ASYA_RUNTIME_TIMEOUT), so a slow handler is not redelivered while it still runs;
-//     extend_lease() (ChangeMessageVisibility) pushes it further.
+//     Options.visibility_timeout; the sidecar's lease keeper pushes it further with
+//     extend_lease() (ChangeMessageVisibility) while a handler runs, so a slow handler is not
+//     redelivered while it still runs.
 //   - delivery_count is the message's ApproximateReceiveCount.
 //   - ack() is DeleteMessage; nack(delay) and extend_lease(visibility) are
 //     ChangeMessageVisibility. SQS accepts a stale receipt handle's delete silently in some cases,

@@ -38,3 +38,15 @@ def chatty(payload):
     print(f"chatty handled {json.dumps(payload)}", flush=True)
     sys.stdout.flush()
     return payload
+
+
+def hold_first(payload):
+    """The first call (no file payload["marker"] yet) creates the marker and sleeps
+    payload["seconds"]: a message in progress when its sidecar is killed. Later calls return the
+    payload at once."""
+    marker = payload["marker"]
+    if not os.path.exists(marker):
+        with open(marker, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(float(payload.get("seconds", 600)))
+    return payload
