@@ -47,6 +47,11 @@ ASYA_HANDLER_THREAD_SAFE    true: run handler calls of concurrent connections in
 ASYA_LOG_LEVEL              debug, info (default), warn/warning, error
 ==========================  =================================================================
 
+The working directory goes first on sys.path, and a handler module of the working directory or
+PYTHONPATH wins over an already imported module of the same name (a handler file named
+tokenize.py); the "runtime ready" log line names the handler's file. ``asya_runtime.testing``
+(defined in this file) calls a handler exactly as the runtime would, for unit tests.
+
 Start-up problems (bad configuration, a handler that cannot be loaded, a socket path that cannot
 be used) print one JSON log line naming the problem on stderr and exit with status 1. SIGTERM or
 SIGINT stops accepting, lets requests already being processed finish (a second signal cuts that
