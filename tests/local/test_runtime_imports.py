@@ -6,9 +6,11 @@ import textwrap
 
 from local_harness import manifest, wait_for
 
+# The reported case: ASYA_HANDLER=tokenize.tokenize called the standard library's
+# tokenize.tokenize(readline) with the payload dict ("TypeError: 'dict' object is not callable").
 TOKENIZE_HANDLER = textwrap.dedent(
     """
-    def process(payload):
+    def tokenize(payload):
         return {"tokens": payload["text"].split(), "count": len(payload["text"].split())}
     """
 )
@@ -31,7 +33,7 @@ def test_tokenize_py_handler_reaches_happy_end_with_its_output(asya, tmp_path):
     project = tmp_path / "project"
     project.mkdir()
     (project / "tokenize.py").write_text(TOKENIZE_HANDLER)
-    (project / "tok.yaml").write_text(manifest("tok", "tokenize.process", workdir=project))
+    (project / "tok.yaml").write_text(manifest("tok", "tokenize.tokenize", workdir=project))
     # A plain interpreter: a pyenv shim for python3 would add its own variables to the runtime.
     asya.env["ASYA_PYTHON"] = "/usr/bin/python3"
     asya.up_detached(project, "--no-gateway")
@@ -48,5 +50,5 @@ def test_tokenize_py_handler_reaches_happy_end_with_its_output(asya, tmp_path):
     assert "tok-1" not in asya.results("failed")
 
     (ready,) = wait_for(lambda: ready_lines(asya), 30, "the runtime's ready line")
-    assert ready["handler"] == "tokenize.process"
+    assert ready["handler"] == "tokenize.tokenize"
     assert ready["handler_file"] == str(project / "tokenize.py")
