@@ -2,13 +2,17 @@
 with the system's setuptools (Debian: python3-setuptools, python3-wheel; scripts/setup installs
 them), and a user's unit test imports asya_runtime.testing from the installed copy, with no
 sys.path hack. The installed runtime also runs as a program (`asya-runtime`)."""
+import json
 import os
 import pathlib
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import time
 
 import pytest
 
@@ -107,3 +111,26 @@ def test_pip_install_offline_and_import_testing_from_the_installed_copy(tmp_path
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stdout + run.stderr
     assert "3 passed" in run.stdout, run.stdout
+
+    # The installed `asya-runtime` program serves the handler like `python3 asya_runtime.py`.
+    run_dir = pathlib.Path(tempfile.mkdtemp(prefix="asya-pkg-", dir="/tmp"))
+    server = subprocess.Popen(
+        [str(target / "bin" / "asya-runtime")], cwd=str(project), stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        env=offline_env(PYTHONPATH=str(target), ASYA_HANDLER="shop.price", ASYA_SOCKET_PATH=str(run_dir / "rt.sock")))
+    try:
+        deadline = time.monotonic() + 30
+        while not (run_dir / "runtime-ready").exists():
+            assert server.poll() is None, server.stderr.read().decode()
+            assert time.monotonic() < deadline, "asya-runtime not ready within 30 s"
+            time.sleep(0.02)
+        server.send_signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        ready = [json.loads(line) for line in server.stderr.read().decode().splitlines()
+                 if '"runtime ready"' in line]
+        assert ready and ready[0]["handler_file"] == str(project / "shop.py"), ready
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(10)
+        shutil.rmtree(run_dir, ignore_errors=True)
