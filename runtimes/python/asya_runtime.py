@@ -47,6 +47,11 @@ ASYA_HANDLER_THREAD_SAFE    true: run handler calls of concurrent connections in
 ASYA_LOG_LEVEL              debug, info (default), warn/warning, error
 ==========================  =================================================================
 
+The working directory goes first on sys.path, and a handler module of the working directory or
+PYTHONPATH wins over an already imported module of the same name (a handler file named
+tokenize.py); the "runtime ready" log line names the handler's file. ``asya_runtime.testing``
+(defined in this file) calls a handler exactly as the runtime would, for unit tests.
+
 Start-up problems (bad configuration, a handler that cannot be loaded, a socket path that cannot
 be used) print one JSON log line naming the problem on stderr and exit with status 1. SIGTERM or
 SIGINT stops accepting, lets requests already being processed finish (a second signal cuts that
@@ -62,6 +67,8 @@ import asyncio
 import collections
 import inspect
 import importlib
+import importlib.machinery
+import importlib.util
 import json
 import os
 import select
@@ -75,6 +82,8 @@ import time
 import traceback
 import types
 
+__version__ = "0.1.0"  # the project's version (CMakeLists.txt); pyproject.toml reads it from here
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -86,6 +95,12 @@ __all__ = [
     "check_envelope_outputs",
     "error_response",
     "handle_request",
+    "HandlerError",
+    "call_envelope",
+    "call_payload",
+    "payloads",
+    "resolve_handler",
+    "testing",
     "load_config",
     "load_handler",
     "main",
@@ -399,23 +414,116 @@ def _instantiate(cls, handler_path):
         )
 
 
+def _handler_directories():
+    """The directories a handler's modules come from: the working directory (the manifest's
+    workingDir) and the PYTHONPATH entries, as real paths."""
+    directories = [os.getcwd()]
+    directories += [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+    return [os.path.realpath(directory) for directory in directories]
+
+
+def _put_working_directory_first():
+    """Moves the working directory to the front of sys.path. `python3 asya_runtime.py` puts this
+    file's folder first and PYTHONPATH next, and the standard library follows: a handler module
+    must win over any module of the same name there (a handler file named tokenize.py)."""
+    working_directory = os.getcwd()
+    sys.path[:] = [working_directory] + [entry for entry in sys.path if entry not in ("", working_directory)]
+
+
+def _module_root(spec):
+    """The sys.path entry a found module lives in (a package's parent folder)."""
+    directory = os.path.dirname(spec.origin)
+    if spec.submodule_search_locations is not None:
+        directory = os.path.dirname(directory)
+    return os.path.realpath(directory)
+
+
+def _module_file(module):
+    return getattr(module, "__file__", None) or "(built in)"
+
+
+def _load_shadowing_module(name, handler_path):
+    """Handles a top-level handler module whose name is already imported from elsewhere.
+
+    The standard library (inspect, linecache, ...) may have imported a module of the same name
+    before the handler is loaded, e.g. `tokenize`; importlib would then return that module. When
+    the handler's directories hold `name` (found first on sys.path, working directory first), that
+    file is executed as the module `name` and replaces the sys.modules entry, so later imports of
+    `name` get the handler's module, as sys.path order says; modules that imported the other one
+    keep their reference to it. Returns the loaded module, or None when nothing is shadowed (the
+    name is not imported yet, is imported from the same file, or the handler's directories do not
+    hold it: a handler that names a standard-library module keeps getting it)."""
+    existing = sys.modules.get(name)
+    if existing is None:
+        return None
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(name, sys.path)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.has_location or not spec.origin or spec.loader is None:
+        return None
+    existing_file = getattr(existing, "__file__", None)
+    if existing_file and os.path.realpath(existing_file) == os.path.realpath(spec.origin):
+        return None
+    if _module_root(spec) not in _handler_directories():
+        return None
+    log.info(
+        "handler module shadows an already imported module of the same name; loading the handler's",
+        module=name,
+        file=spec.origin,
+        shadowed_file=_module_file(existing),
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules[name] = existing
+        raise HandlerLoadError(
+            "ASYA_HANDLER=%s: importing module '%s' from %s failed: %s: %s"
+            % (handler_path, name, spec.origin, _type_name(type(exc)), _one_line(exc))
+        )
+    return module
+
+
+def _where_loaded_from(module):
+    """' (loaded from FILE)', plus the handler's directories when FILE is not in one of them."""
+    module_file = getattr(module, "__file__", None)
+    if not module_file:
+        return " (a built-in module, not a file in the working directory %s)" % os.getcwd()
+    root = os.path.realpath(os.path.dirname(module_file))
+    if getattr(module, "__path__", None) is not None and os.path.basename(module_file).startswith("__init__."):
+        root = os.path.dirname(root)
+    if "." in module.__name__ or root in _handler_directories():
+        return " (loaded from %s)" % module_file
+    return (
+        " (loaded from %s, which is not in the working directory %s or PYTHONPATH: is the handler's file "
+        "there, under this name?)" % (module_file, os.getcwd())
+    )
+
+
 def load_handler(handler_path):
     """Resolves ASYA_HANDLER to a callable; raises HandlerLoadError with a one-line reason.
 
     ``module.function`` (module may be dotted: ``pkg.sub.function``) returns the function;
     ``module.Class.method`` instantiates Class once (no arguments) and returns the bound method.
+    The working directory goes first on sys.path; a top-level module of the handler's directories
+    wins over an already imported module of the same name (see _load_shadowing_module).
     """
+    return resolve_handler(handler_path)[0]
+
+
+def resolve_handler(handler_path):
+    """load_handler(), returning (callable, module): the module holding the function or class."""
     if not _is_identifier_path(handler_path):
         raise HandlerLoadError(
             'ASYA_HANDLER="%s" is not a handler path: use module.function or module.Class.method '
             "(Python identifiers separated by dots)" % handler_path
         )
-    if os.getcwd() not in sys.path and "" not in sys.path:
-        # `python3 asya_runtime.py` puts this file's folder on sys.path, not the working directory.
-        sys.path.append(os.getcwd())
+    _put_working_directory_first()
 
     parts = handler_path.split(".")
-    obj = _import_module(parts[0], handler_path)
+    obj = _load_shadowing_module(parts[0], handler_path) or _import_module(parts[0], handler_path)
     if obj is None:
         raise HandlerLoadError(
             "ASYA_HANDLER=%s: no module named '%s' (searched sys.path: %s); put the handler's folder on "
@@ -426,14 +534,21 @@ def load_handler(handler_path):
     while index < len(parts) and isinstance(obj, types.ModuleType):
         name = parts[index]
         if hasattr(obj, name):
-            obj = getattr(obj, name)
+            attribute = getattr(obj, name)
         else:
-            submodule = _import_module(obj.__name__ + "." + name, handler_path)
-            if submodule is None:
+            attribute = _import_module(obj.__name__ + "." + name, handler_path)
+            if attribute is None:
                 raise HandlerLoadError(
-                    "ASYA_HANDLER=%s: module '%s' has no attribute '%s'" % (handler_path, obj.__name__, name)
+                    "ASYA_HANDLER=%s: module '%s'%s has no attribute '%s'"
+                    % (handler_path, obj.__name__, _where_loaded_from(obj), name)
                 )
-            obj = submodule
+        if not isinstance(attribute, types.ModuleType):
+            break
+        obj = attribute
+        index += 1
+    module = obj
+    if index < len(parts):
+        obj = attribute
         index += 1
     owner_path = ".".join(parts[:index])
     rest = parts[index:]
@@ -452,7 +567,7 @@ def load_handler(handler_path):
             raise HandlerLoadError(
                 "ASYA_HANDLER=%s is not callable (it is a %s)" % (handler_path, type(obj).__name__)
             )
-        return obj
+        return obj, module
     if not inspect.isclass(obj):
         raise HandlerLoadError(
             "ASYA_HANDLER=%s: '%s' is a %s, not a class, so it has no method '%s'"
@@ -479,7 +594,7 @@ def load_handler(handler_path):
             "ASYA_HANDLER=%s: %s.%s is not callable (it is a %s)"
             % (handler_path, obj.__name__, method_name, type(method).__name__)
         )
-    return method
+    return method, module
 
 
 # --------------------------------------------------------------------------------------------
@@ -862,6 +977,106 @@ def handle_request(body, handler, mode="payload", enable_validation=True):
 
 
 # --------------------------------------------------------------------------------------------
+# asya_runtime.testing: call a handler exactly as the runtime would, in a unit test.
+#
+# It lives in this file so that the runtime stays one file (the supervisor runs it and the
+# Kubernetes ConfigMap embeds it); importing asya_runtime registers the submodule
+# `asya_runtime.testing` in sys.modules, the way `os` registers `os.path`, so
+# `from asya_runtime.testing import call_payload` works from an installed copy
+# (`pip install ./runtimes/python`) or with this folder on sys.path.
+
+
+class HandlerError(Exception):
+    """The runtime answered with an error element instead of outputs.
+
+    `code` is processing_error (the handler raised or returned something the protocol does not
+    allow) or msg_parsing_error (the test's envelope is not a valid envelope); `error_type`,
+    `message` and `traceback` are the element's details, as the sidecar would put them in the
+    error envelope; `element` is the whole element."""
+
+    def __init__(self, element):
+        details = element.get("details") or {}
+        self.element = element
+        self.code = element.get("error")
+        self.error_type = details.get("type", "")
+        self.message = details.get("message", "")
+        self.traceback = details.get("traceback", "")
+        Exception.__init__(self, "%s: %s: %s" % (self.code, self.error_type, self.message))
+
+    def __str__(self):
+        text = "%s: %s: %s" % (self.code, self.error_type, self.message)
+        if self.traceback:
+            text += "\n\nhandler traceback (as sent to the sidecar):\n" + self.traceback.rstrip()
+        return text
+
+
+def _testing_respond(handler, envelope, mode, enable_validation, raise_on_error):
+    if isinstance(handler, str):
+        handler = load_handler(handler)
+    elif not callable(handler):
+        raise TypeError("handler must be a callable or an ASYA_HANDLER string, got %s" % type(handler).__name__)
+    try:
+        body = json.dumps(envelope, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError("the test's envelope cannot be sent as JSON (the sidecar sends JSON): %s" % exc)
+    response = json.loads(Runtime(handler, mode, enable_validation, handler_thread_safe=True).handle(body))
+    if raise_on_error and len(response) == 1 and "error" in response[0]:
+        raise HandlerError(response[0])
+    return response
+
+
+def call_payload(handler, payload, route=None, headers=None, raise_on_error=True):
+    """Calls a payload-mode handler the way the runtime does; returns the runtime's outputs.
+
+    `handler` is a callable (function, bound method, async function) or an ASYA_HANDLER string
+    (``"module.Class.method"`` is loaded and instantiated as the runtime does). `payload` goes
+    through JSON as it would on the wire, so the handler gets a copy. `route` is the input route
+    (a dict, or a list of actor names with current 0; default ``["handler"]``); `headers` the
+    input headers, if any.
+
+    Returns the list of outputs ``[{"payload", "route", "headers"?}, ...]``: one for a single
+    result, one per item for a list (fan-out), ``[]`` for None or [] (abort). Each output's route
+    is the input route with ``current + 1``. A handler that raises, or returns something that is
+    not JSON, raises HandlerError; with ``raise_on_error=False`` the error element is returned as
+    the one-element list the sidecar would get."""
+    if route is None:
+        route = {"actors": ["handler"], "current": 0}
+    elif isinstance(route, (list, tuple)):
+        route = {"actors": list(route), "current": 0}
+    envelope = {"id": "test-1", "route": route, "payload": payload}
+    if headers is not None:
+        envelope["headers"] = headers
+    return _testing_respond(handler, envelope, "payload", True, raise_on_error)
+
+
+def call_envelope(handler, envelope, mode="envelope", enable_validation=True, raise_on_error=True):
+    """Sends a whole input envelope through the runtime with `handler`; returns its outputs.
+
+    `mode` is ASYA_HANDLER_MODE: ``"envelope"`` (default) calls the handler with the envelope
+    (id, parent_id, route, headers, deadline, payload where present) and checks its result as the
+    runtime does (unless `enable_validation` is False, like ASYA_ENABLE_VALIDATION=false);
+    ``"payload"`` calls it with the payload. The envelope needs ``route`` and ``payload``, as
+    from the sidecar. Returns the outputs (``[]`` for abort); errors as in call_payload()."""
+    return _testing_respond(handler, envelope, mode, enable_validation, raise_on_error)
+
+
+def payloads(outputs):
+    """The payloads of call_payload()/call_envelope() outputs, in order."""
+    return [output["payload"] for output in outputs]
+
+
+testing = types.ModuleType(
+    __name__ + ".testing",
+    "Call a handler exactly as the Asya runtime would, in unit tests (see asya_runtime.call_payload).",
+)
+testing.__all__ = ["HandlerError", "call_payload", "call_envelope", "payloads"]
+for _name in testing.__all__:
+    setattr(testing, _name, globals()[_name])
+del _name
+sys.modules[testing.__name__] = testing
+
+
+# --------------------------------------------------------------------------------------------
 # Socket server.
 
 
@@ -1231,7 +1446,7 @@ def main(environ=None):
     _remove_quietly(ready_path)  # a ready file left by an earlier run must not announce us early
     started = time.monotonic()
     try:
-        handler = load_handler(config.handler)
+        handler, handler_module = resolve_handler(config.handler)
         listener = open_listener(config)
     except ConfigError as exc:
         log.error(str(exc))
@@ -1249,6 +1464,7 @@ def main(environ=None):
     log.info(
         "runtime ready",
         handler=config.handler,
+        handler_file=_module_file(handler_module),
         mode=config.mode,
         socket=config.socket_path,
         pid=os.getpid(),
