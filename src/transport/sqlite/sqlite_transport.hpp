@@ -65,6 +65,11 @@
 // connection is held while waiting.
 // Threads: connections are pooled (one per concurrently calling thread, created on demand), each
 // with its prepared statements cached. The instance must not cross fork(); create one per process.
+//
+// The parts, each with its own header: sqlite_settings.hpp (the variables), connection.hpp (a
+// connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
+// as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
+// queue_waker.hpp (per-queue wake-ups); sqlite_transport.cpp puts them together.
 #pragma once
 
 #include <chrono>
@@ -72,22 +77,10 @@
 #include <memory>
 #include <string>
 
+#include "transport/sqlite/sqlite_settings.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::transport {
-
-struct SqliteSettings {
-  std::string path = ".asya/queues.db";          // ASYA_SQLITE_PATH
-  bool synchronous_full = false;                 // ASYA_SQLITE_SYNCHRONOUS=normal|full
-  std::chrono::milliseconds busy_timeout{5000};  // ASYA_SQLITE_BUSY_TIMEOUT
-  std::chrono::milliseconds poll_interval{100};  // ASYA_SQLITE_POLL_INTERVAL
-  // Bodies larger than this are stored as files in `<path>.bodies/` instead of in the database;
-  // 0 keeps every body in the database.
-  std::uint64_t file_body_bytes = 1u << 20;  // ASYA_SQLITE_FILE_BODY_BYTES
-
-  // Reads the variables above (defaults when unset); throws ConfigError naming a bad value.
-  static SqliteSettings from_env();
-};
 
 // Opens (creating the file, its parent directories and the tables when missing) the database at
 // settings.path. Throws ConfigError when the file cannot be opened or initialised, naming the

@@ -1,0 +1,265 @@
+#include "transport/sqlite/body_files.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "common/log.hpp"
+
+namespace asya::transport::sqlite {
+
+namespace {
+
+using std::chrono::milliseconds;
+
+constexpr std::string_view kBodyPrefix = "m-";
+constexpr std::string_view kBodySuffix = ".body";
+constexpr std::string_view kTmpSuffix = ".tmp";
+
+// Closes a file descriptor on scope exit.
+struct FdCloser {
+  int fd;
+  ~FdCloser() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+Status fsync_directory(const std::filesystem::path& directory) {
+  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) {
+    return Error{"opening the directory " + in_quotes(directory.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  FdCloser closer{fd};
+  if (::fsync(fd) != 0) {
+    return Error{"fsync of the directory " + in_quotes(directory.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  return Status::Ok();
+}
+
+// Writes `body` durably as `directory/name`: into `name.tmp` (created exclusively), fsync, rename
+// to `name`, fsync of the directory. On failure nothing is left behind (best effort).
+Status write_body_file(const std::filesystem::path& directory, const std::string& name,
+                       std::string_view body) {
+  std::filesystem::path final_path = directory / name;
+  std::filesystem::path tmp_path = directory / (name + std::string(kTmpSuffix));
+  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    return Error{"creating the body file " + in_quotes(tmp_path.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  auto fail = [&](const char* what) -> Status {
+    int error = errno;
+    ::close(fd);
+    ::unlink(tmp_path.c_str());
+    return Error{std::string(what) + " the body file " + in_quotes(tmp_path.string()) +
+                 " failed: " + errno_text(error)};
+  };
+  // Written in 8 MiB chunks, each handed to the disk (sync_file_range, asynchronous) as soon as
+  // it is in the page cache: the disk works while the next chunk is copied, so the fsync below
+  // waits for the tail only, instead of the whole body after it was all copied.
+  constexpr std::size_t kChunk = std::size_t{8} << 20;
+  std::size_t done = 0;
+  std::size_t kicked = 0;
+  while (done < body.size()) {
+    ssize_t n = ::write(fd, body.data() + done, std::min(body.size() - done, kChunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("writing");
+    }
+    done += static_cast<std::size_t>(n);
+    if (done - kicked >= kChunk || done == body.size()) {
+      // Only a hint: an error here shows again in fsync.
+      (void)::sync_file_range(fd, static_cast<off_t>(kicked), static_cast<off_t>(done - kicked),
+                              SYNC_FILE_RANGE_WRITE);
+      kicked = done;
+    }
+  }
+  if (::fsync(fd) != 0) return fail("fsync of");
+  if (::close(fd) != 0) {
+    int error = errno;
+    ::unlink(tmp_path.c_str());
+    return Error{"closing the body file " + in_quotes(tmp_path.string()) +
+                 " failed: " + errno_text(error)};
+  }
+  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
+    int error = errno;
+    ::unlink(tmp_path.c_str());
+    return Error{"renaming the body file " + in_quotes(tmp_path.string()) + " to " +
+                 in_quotes(final_path.string()) + " failed: " + errno_text(error)};
+  }
+  if (Status s = fsync_directory(directory); !s) {
+    ::unlink(final_path.c_str());
+    return s;
+  }
+  return Status::Ok();
+}
+
+// Reads the whole file into `body` (sized from fstat, one read pass straight into it). Returns
+// ENOENT as `missing` instead of an error.
+Status read_body_file(const std::filesystem::path& path, std::string& body, bool& missing) {
+  missing = false;
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    if (errno == ENOENT) {
+      missing = true;
+      return Status::Ok();
+    }
+    return Error{"opening the body file " + in_quotes(path.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  FdCloser closer{fd};
+  struct stat info {};
+  if (::fstat(fd, &info) != 0) {
+    return Error{"fstat of the body file " + in_quotes(path.string()) +
+                 " failed: " + errno_text(errno)};
+  }
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  body.resize(static_cast<std::size_t>(info.st_size));
+  std::size_t done = 0;
+  while (done < body.size()) {
+    ssize_t n = ::read(fd, body.data() + done, body.size() - done);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return Error{"reading the body file " + in_quotes(path.string()) +
+                   " failed: " + errno_text(errno)};
+    }
+    if (n == 0) {
+      return Error{"the body file " + in_quotes(path.string()) + " ended after " +
+                   std::to_string(done) + " of " + std::to_string(body.size()) + " bytes"};
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::Ok();
+}
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+}  // namespace
+
+std::string errno_text(int error) {
+  return std::strerror(error);
+}
+
+BodyFiles::BodyFiles(const std::string& database_path) : directory_(database_path + ".bodies") {
+  std::random_device random;
+  std::uint64_t unique = (static_cast<std::uint64_t>(random()) << 32) ^ random() ^
+                         (static_cast<std::uint64_t>(::getpid()) << 16);
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(unique));
+  file_prefix_ = std::string(kBodyPrefix) + hex + "-";
+}
+
+std::string BodyFiles::new_name() {
+  return file_prefix_ + std::to_string(next_file_.fetch_add(1)) + std::string(kBodySuffix);
+}
+
+Status BodyFiles::write(const std::string& name, std::string_view body) {
+  Status written = ensure_directory();
+  if (written) written = write_body_file(directory_, name, body);
+  return written;
+}
+
+Status BodyFiles::read(const std::string& name, std::string& body, bool& missing) const {
+  return read_body_file(directory_ / name, body, missing);
+}
+
+void BodyFiles::discard(const std::string& name) const {
+  ::unlink((directory_ / name).c_str());
+}
+
+void BodyFiles::remove(const std::string& name) const {
+  std::filesystem::path path = directory_ / name;
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    spdlog::warn(
+        "sqlite transport: removing the body file {} failed: {} (the orphan sweep "
+        "retries later)",
+        path.string(), errno_text(errno));
+  }
+}
+
+// Creates `<path>.bodies/` when missing (and makes its entry durable).
+Status BodyFiles::ensure_directory() {
+  std::error_code ec;
+  if (std::filesystem::is_directory(directory_, ec)) return Status::Ok();
+  bool created = std::filesystem::create_directory(directory_, ec);
+  if (ec && !std::filesystem::is_directory(directory_)) {
+    return Error{"creating the body file directory " + in_quotes(directory_.string()) +
+                 " failed: " + ec.message()};
+  }
+  if (created) {
+    std::filesystem::path parent = directory_.parent_path();
+    return fsync_directory(parent.empty() ? std::filesystem::path(".") : parent);
+  }
+  return Status::Ok();
+}
+
+void BodyFiles::maybe_sweep(ConnectionPool& pool) {
+  std::int64_t now = now_ms();
+  std::int64_t last = last_sweep_ms_.load();
+  if (now - last < std::chrono::duration_cast<milliseconds>(kSweepInterval).count()) return;
+  if (!last_sweep_ms_.compare_exchange_strong(last, now)) return;
+  auto c = pool.acquire();
+  if (c) sweep_orphans(c->connection());
+}
+
+void BodyFiles::swept_now() {
+  last_sweep_ms_ = now_ms();
+}
+
+// Removes body files that no row names and that are older than kOrphanAge: `.tmp` files of a
+// sender that crashed while writing, and bodies whose sender crashed before inserting the row
+// or whose acker crashed after deleting it. Whether a row names a file is checked under the
+// write lock, the same lock send() holds while it checks its file is there and inserts the
+// row, so a file is never removed while its row is (or is about to be) committed.
+void BodyFiles::sweep_orphans(Connection& db) {
+  std::error_code ec;
+  std::filesystem::directory_iterator it(directory_, ec);
+  if (ec) return;  // no body file was ever written next to this database
+  auto cutoff = std::filesystem::file_time_type::clock::now() - kOrphanAge;
+  std::vector<std::string> bodies;
+  std::size_t removed = 0;
+  for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (!name.starts_with(kBodyPrefix)) continue;
+    bool tmp = ends_with(name, std::string(kBodySuffix) + std::string(kTmpSuffix));
+    if (!tmp && !ends_with(name, kBodySuffix)) continue;
+    std::error_code time_ec;
+    auto written = std::filesystem::last_write_time(it->path(), time_ec);
+    if (time_ec || written > cutoff) continue;
+    if (tmp) {
+      if (::unlink(it->path().c_str()) == 0) ++removed;
+    } else {
+      bodies.push_back(std::move(name));
+    }
+  }
+  constexpr std::size_t kBatch = 64;  // bounds how long one sweep holds the write lock
+  for (std::size_t start = 0; start < bodies.size(); start += kBatch) {
+    if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+    for (std::size_t i = start; i < std::min(bodies.size(), start + kBatch); ++i) {
+      auto s = db.statement(kFileReferenced);
+      if (!s) break;
+      ResetOnExit reset{*s};
+      bind_text(*s, 1, bodies[i]);
+      int rc = sqlite3_step(*s);
+      if (rc == SQLITE_DONE && ::unlink((directory_ / bodies[i]).c_str()) == 0) ++removed;
+    }
+    (void)db.run(kCommit, "COMMIT");
+  }
+  if (removed > 0) {
+    spdlog::info("sqlite transport: removed {} orphaned body file(s) from {}", removed,
+                 directory_.string());
+  }
+}
+
+}  // namespace asya::transport::sqlite

@@ -1,0 +1,81 @@
+// The message bodies stored as files next to the queue database: `<path>.bodies/<name>`, one file
+// per message larger than ASYA_SQLITE_FILE_BODY_BYTES, named `m-<16 hex digits unique per
+// transport instance>-<counter>.body`.
+//
+// Life of a body file: send() writes it (write(): `<name>.tmp`, fsync, rename, fsync of the
+// directory) outside any lock, then inserts the row naming it; receive() reads it after the lease
+// committed; ack() deletes the row, then the file (remove()). So when write() returns Ok the body
+// survives a crash and a power loss, before its row exists. A crash between a file and its row
+// leaves a file no row names: sweep_orphans() removes such files older than kOrphanAge, checking
+// under the database's write lock that no row names them (send checks under the same lock that
+// its file still exists before inserting its row).
+//
+// Threads: every method is thread-safe (each call works on its own file, or on the connection the
+// caller lends it); file names are unique per instance and across processes.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "transport/sqlite/connection.hpp"
+
+namespace asya::transport::sqlite {
+
+// The text of errno value `error`.
+std::string errno_text(int error);
+
+class BodyFiles {
+ public:
+  // Files older than this that no row names are orphans.
+  static constexpr std::chrono::minutes kOrphanAge{15};
+  // How often send() and ack() look for orphans (besides the look on open).
+  static constexpr std::chrono::minutes kSweepInterval{10};
+
+  // The bodies of the database at `database_path`, in `<database_path>.bodies/`.
+  explicit BodyFiles(const std::string& database_path);
+
+  std::filesystem::path path_of(const std::string& name) const { return directory_ / name; }
+
+  // A fresh file name, unique to this instance.
+  std::string new_name();
+
+  // Writes `body` durably as `name` (creating the directory when missing); on failure nothing is
+  // left behind (best effort). Blocks for the writes and fsyncs.
+  Status write(const std::string& name, std::string_view body);
+
+  // Reads the whole file `name` into `body`; a file that does not exist sets `missing` instead of
+  // failing.
+  Status read(const std::string& name, std::string& body, bool& missing) const;
+
+  // Removes `name` after its row is gone; a failure is logged (the sweep retries later).
+  void remove(const std::string& name) const;
+
+  // Removes `name` of a send that failed before its row was committed, silently.
+  void discard(const std::string& name) const;
+
+  // Removes the orphans (see above) older than kOrphanAge, in write transactions of at most 64
+  // checks each on `db`. Logs how many it removed.
+  void sweep_orphans(Connection& db);
+
+  // Sweeps (on a connection of `pool`) when kSweepInterval passed since the last sweep; one caller
+  // of those arriving at once does it, the others return at once.
+  void maybe_sweep(ConnectionPool& pool);
+
+  // Marks a sweep done now (after the sweep on open).
+  void swept_now();
+
+ private:
+  Status ensure_directory();
+
+  std::filesystem::path directory_;  // <path>.bodies
+  std::string file_prefix_;          // "m-<16 hex digits>-", unique per instance
+  std::atomic<std::uint64_t> next_file_{1};
+  std::atomic<std::int64_t> last_sweep_ms_{0};
+};
+
+}  // namespace asya::transport::sqlite

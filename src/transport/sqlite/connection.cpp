@@ -1,0 +1,334 @@
+#include "transport/sqlite/connection.hpp"
+
+#include <algorithm>
+#include <thread>
+#include <utility>
+
+#include "common/env.hpp"
+#include "common/log.hpp"
+
+namespace asya::transport::sqlite {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::milliseconds;
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string in_quotes(std::string_view text) {
+  // Built by appending: GCC 12 at -O3 warns (-Wrestrict, a false positive) on "\"" + string.
+  std::string quoted;
+  quoted.reserve(text.size() + 2);
+  quoted += '"';
+  quoted.append(text);
+  quoted += '"';
+  return quoted;
+}
+
+namespace {
+
+// Schema version 3 (PRAGMA user_version): bodies up to file_body_bytes live in their own table,
+// written once by send() and deleted by ack(); larger ones live in files of `<path>.bodies/`
+// named by messages.body_file (NULL for a body in the table). Leases only ever rewrite the small
+// `messages` rows. Version 1 (user_version 0 with `messages.body`) and version 2 (no
+// `body_file` column) are migrated in place on open.
+constexpr int kSchemaVersion = 3;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE IF NOT EXISTS queues(
+  name TEXT PRIMARY KEY NOT NULL,
+  created_at_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS messages(
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  queue TEXT NOT NULL,
+  visible_at_ms INTEGER NOT NULL,
+  delivery_count INTEGER NOT NULL DEFAULT 0,
+  lease INTEGER,
+  sent_at_ms INTEGER NOT NULL,
+  body_file TEXT
+);
+CREATE INDEX IF NOT EXISTS messages_by_visibility ON messages(queue, visible_at_ms, id);
+CREATE INDEX IF NOT EXISTS messages_by_body_file ON messages(body_file)
+  WHERE body_file IS NOT NULL;
+CREATE TABLE IF NOT EXISTS bodies(
+  id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+)sql";
+
+// Version 1 -> 2: move the bodies out of the message rows (one rewrite of the file, once).
+constexpr const char* kMigrateFrom1 = R"sql(
+CREATE TABLE IF NOT EXISTS bodies(
+  id INTEGER PRIMARY KEY,
+  body BLOB NOT NULL
+);
+INSERT INTO bodies(id, body) SELECT id, body FROM messages;
+ALTER TABLE messages DROP COLUMN body;
+)sql";
+
+// The processes holding leases: a lease token is (owner << 32) | counter, and each receiving
+// transport instance records its owner number with its machine (boot id and pid namespace), pid
+// and the pid's start time. Opening the file releases at once the leases of owners on this
+// machine whose process is gone, so a restarted sidecar gets back the messages its killed
+// predecessor held instead of waiting for their leases to expire.
+constexpr const char* kLeaseOwnersSchema = R"sql(
+CREATE TABLE IF NOT EXISTS lease_owners(
+  owner INTEGER PRIMARY KEY,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  started TEXT NOT NULL
+);
+)sql";
+
+// Version 2 -> 3: the column naming a body file (no rewrite: every existing body stays inline).
+constexpr const char* kMigrateFrom2 = "ALTER TABLE messages ADD COLUMN body_file TEXT;";
+
+// The texts of the Sql statements, in enum order.
+constexpr std::array<const char*, kSqlCount> kSqlText = {
+    "BEGIN IMMEDIATE",
+    "COMMIT",
+    "ROLLBACK",
+    "INSERT INTO messages(queue, visible_at_ms, delivery_count, lease, sent_at_ms, body_file) "
+    "VALUES(?1, ?2, 0, NULL, ?3, ?4)",
+    "INSERT INTO bodies(id, body) VALUES(?1, ?2)",
+    "UPDATE messages SET visible_at_ms = ?3, delivery_count = delivery_count + 1, lease = ?4 "
+    "WHERE id IN (SELECT id FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 "
+    "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, delivery_count, body_file",
+    "SELECT min(visible_at_ms) FROM messages WHERE queue = ?1",
+    "DELETE FROM messages WHERE id = ?1 AND lease = ?2 RETURNING body_file",
+    "DELETE FROM bodies WHERE id = ?1",
+    "UPDATE messages SET visible_at_ms = ?3, lease = NULL WHERE id = ?1 AND lease = ?2",
+    "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND lease = ?2",
+    "INSERT OR IGNORE INTO queues(name, created_at_ms) VALUES(?1, ?2)",
+    "SELECT name FROM queues UNION SELECT DISTINCT queue FROM messages ORDER BY 1",
+    "SELECT coalesce(sum(visible_at_ms <= ?2), 0), "
+    "coalesce(sum(visible_at_ms > ?2 AND lease IS NOT NULL), 0), "
+    "coalesce(sum(visible_at_ms > ?2 AND lease IS NULL), 0) FROM messages WHERE queue = ?1",
+    "SELECT 1 FROM messages WHERE body_file = ?1",
+};
+
+}  // namespace
+
+// Runs `step` (returning an SQLite result code) again while it fails with SQLITE_BUSY or
+// SQLITE_LOCKED, sleeping 1, 2, 4 ... 50 ms in between, until busy_timeout has passed.
+template <typename Step>
+Status Connection::with_retry(const char* what, Step step) {
+  Clock::time_point give_up = Clock::now() + settings_.busy_timeout;
+  std::chrono::microseconds pause(1000);
+  for (;;) {
+    failure_.clear();
+    int rc = step();
+    if (rc == SQLITE_OK || rc == SQLITE_DONE) return Status::Ok();
+    int code = rc & 0xff;
+    if ((code != SQLITE_BUSY && code != SQLITE_LOCKED) || Clock::now() >= give_up) {
+      return Error{std::string(what) + " on ASYA_SQLITE_PATH=" + in_quotes(settings_.path) +
+                   " failed: " + (failure_.empty() ? error() : failure_)};
+    }
+    std::this_thread::sleep_for(pause);
+    pause = std::min<std::chrono::microseconds>(pause * 2, milliseconds(50));
+  }
+}
+
+Connection::~Connection() {
+  for (sqlite3_stmt* s : statements_) sqlite3_finalize(s);
+  sqlite3_close_v2(db_);
+}
+
+Result<std::unique_ptr<Connection>> Connection::open(const SqliteSettings& settings,
+                                                     bool create_schema) {
+  std::unique_ptr<Connection> c(new Connection(settings));
+  int rc =
+      sqlite3_open_v2(settings.path.c_str(), &c->db_,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    return Error{
+        "cannot open the SQLite queue database ASYA_SQLITE_PATH=" + in_quotes(settings.path) +
+        ": " + (c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc))};
+  }
+  sqlite3_busy_handler(c->db_, &Connection::busy_handler, c.get());
+  // Two processes opening a new file at once: switching it to WAL needs an exclusive lock, and
+  // SQLite reports SQLITE_BUSY at once (without the busy handler) when another connection holds
+  // a lock in rollback-journal mode. Retry with backoff until busy_timeout.
+  std::string mode;
+  Status set_wal = c->with_retry("setting WAL mode", [&] {
+    mode.clear();
+    return sqlite3_exec(
+        c->db_, "PRAGMA journal_mode=WAL",
+        [](void* out, int, char** values, char**) {
+          *static_cast<std::string*>(out) = values[0] ? values[0] : "";
+          return 0;
+        },
+        &mode, nullptr);
+  });
+  if (!set_wal) return set_wal.error();
+  // journal_mode=WAL stays "delete" on file systems without shared memory; the database then
+  // still works, but concurrency is worse and the wake-up falls back to polling.
+  if (mode != "wal") {
+    spdlog::warn("sqlite transport: {} runs in journal_mode={} instead of wal", settings.path,
+                 mode);
+  }
+  std::string synchronous = "PRAGMA synchronous=";
+  synchronous += settings.synchronous_full ? "FULL" : "NORMAL";
+  if (Status s = c->with_retry(
+          "setting synchronous",
+          [&] { return sqlite3_exec(c->db_, synchronous.c_str(), nullptr, nullptr, nullptr); });
+      !s) {
+    return s.error();
+  }
+  if (create_schema) {
+    if (Status s = c->with_retry("creating the tables", [&] { return c->create_schema(); }); !s) {
+      return s.error();
+    }
+    if (!c->schema_error_.empty()) return Error{c->schema_error_};
+  }
+  return c;
+}
+
+Result<sqlite3_stmt*> Connection::statement(Sql id) {
+  sqlite3_stmt*& s = statements_[id];
+  if (s == nullptr) {
+    if (sqlite3_prepare_v3(db_, kSqlText[id], -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) !=
+        SQLITE_OK) {
+      return Error{std::string("preparing ") + in_quotes(kSqlText[id]) + " failed: " + error()};
+    }
+  }
+  return s;
+}
+
+Status Connection::run(Sql id, const char* what) {
+  auto s = statement(id);
+  if (!s) return s.error();
+  int rc = sqlite3_step(*s);
+  sqlite3_reset(*s);
+  if (rc != SQLITE_DONE) return Error{std::string(what) + " failed: " + error()};
+  return Status::Ok();
+}
+
+std::string Connection::error() const {
+  std::string text = sqlite3_errmsg(db_);
+  int code = sqlite3_errcode(db_) & 0xff;
+  if (code == SQLITE_BUSY || code == SQLITE_LOCKED) {
+    text += " (another process held the write lock longer than ASYA_SQLITE_BUSY_TIMEOUT=" +
+            format_duration(settings_.busy_timeout) + ")";
+  }
+  return text + " [" + settings_.path + "]";
+}
+
+// Creates the tables or migrates an older layout, in one write transaction; returns an SQLite
+// result code (BUSY is retried by the caller). A file this build cannot use sets
+// schema_error_ and returns SQLITE_OK.
+int Connection::create_schema() {
+  int rc = sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return rc;
+  auto fail = [&](int code) {
+    if (code != SQLITE_OK) failure_ = error();
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    return code;
+  };
+  auto single_int = [&](const char* sql, std::int64_t& out) {
+    sqlite3_stmt* s = nullptr;
+    int prc = sqlite3_prepare_v2(db_, sql, -1, &s, nullptr);
+    if (prc != SQLITE_OK) return prc;
+    int step = sqlite3_step(s);
+    out = step == SQLITE_ROW ? sqlite3_column_int64(s, 0) : 0;
+    sqlite3_finalize(s);
+    return step == SQLITE_ROW || step == SQLITE_DONE ? SQLITE_OK : step;
+  };
+  std::int64_t version = 0;
+  std::int64_t old_layout = 0;
+  if ((rc = single_int("PRAGMA user_version", version)) != SQLITE_OK) return fail(rc);
+  if (version == 0 &&
+      (rc = single_int("SELECT count(*) FROM pragma_table_info('messages') WHERE name = 'body'",
+                       old_layout)) != SQLITE_OK) {
+    return fail(rc);
+  }
+  if (version != 0 && version != 2 && version != kSchemaVersion) {
+    schema_error_ = "the SQLite queue database ASYA_SQLITE_PATH=" + in_quotes(settings_.path) +
+                    " has schema version " + std::to_string(version) +
+                    ", which this build of Asya cannot read (it reads version " +
+                    std::to_string(kSchemaVersion) +
+                    " and migrates older files); use the Asya that created it, or point "
+                    "ASYA_SQLITE_PATH at a new file";
+    return fail(SQLITE_OK);
+  }
+  if (version != kSchemaVersion) {
+    if (version == 0 && old_layout != 0) {
+      spdlog::info(
+          "sqlite transport: moving message bodies of {} into their own table "
+          "(schema version 1 -> {})",
+          settings_.path, kSchemaVersion);
+      if ((rc = sqlite3_exec(db_, kMigrateFrom1, nullptr, nullptr, nullptr)) != SQLITE_OK) {
+        return fail(rc);
+      }
+    }
+    if ((version == 0 && old_layout != 0) || version == 2) {
+      if ((rc = sqlite3_exec(db_, kMigrateFrom2, nullptr, nullptr, nullptr)) != SQLITE_OK) {
+        return fail(rc);
+      }
+    }
+    std::string create =
+        std::string(kSchema) + "PRAGMA user_version = " + std::to_string(kSchemaVersion) + ";";
+    if ((rc = sqlite3_exec(db_, create.c_str(), nullptr, nullptr, nullptr)) != SQLITE_OK) {
+      return fail(rc);
+    }
+  }
+  // Every version: files created by an older build get the table on their next open (older
+  // builds ignore it).
+  if ((rc = sqlite3_exec(db_, kLeaseOwnersSchema, nullptr, nullptr, nullptr)) != SQLITE_OK)
+    return fail(rc);
+  rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
+  return rc == SQLITE_OK ? rc : fail(rc);
+}
+
+// SQLite's default busy handler sleeps up to 100 ms between attempts; a WAL write transaction
+// here lasts ~0.1 ms, so retry quickly instead (bounded by busy_timeout).
+int Connection::busy_handler(void* context, int attempt) {
+  auto* self = static_cast<Connection*>(context);
+  Clock::time_point now = Clock::now();
+  if (attempt == 0) self->busy_since_ = now;
+  if (now - self->busy_since_ >= self->settings_.busy_timeout) return 0;
+  std::this_thread::sleep_for(attempt < 50 ? std::chrono::microseconds(100)
+                                           : std::chrono::microseconds(1000));
+  return 1;
+}
+
+ConnectionPool::Borrowed::~Borrowed() {
+  if (connection_) pool_->give_back(std::move(connection_));
+}
+
+void ConnectionPool::add(std::unique_ptr<Connection> connection) {
+  give_back(std::move(connection));
+}
+
+Result<ConnectionPool::Borrowed> ConnectionPool::acquire() {
+  {
+    std::lock_guard lock(mutex_);
+    if (closed_) return Error{"sqlite transport on " + in_quotes(settings_.path) + " is closed"};
+    if (!idle_.empty()) {
+      std::unique_ptr<Connection> c = std::move(idle_.back());
+      idle_.pop_back();
+      return Borrowed(this, std::move(c));
+    }
+  }
+  // Opened outside the lock: other threads keep using the pool meanwhile.
+  auto c = Connection::open(settings_, /*create_schema=*/false);
+  if (!c) return c.error();
+  return Borrowed(this, std::move(c.value()));
+}
+
+void ConnectionPool::close() {
+  std::lock_guard lock(mutex_);
+  closed_ = true;
+  idle_.clear();
+}
+
+void ConnectionPool::give_back(std::unique_ptr<Connection> connection) {
+  std::lock_guard lock(mutex_);
+  if (!closed_) idle_.push_back(std::move(connection));
+}
+
+}  // namespace asya::transport::sqlite

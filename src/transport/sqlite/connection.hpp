@@ -1,0 +1,160 @@
+// One SQLite connection to the queue database with its cached prepared statements, the schema it
+// creates (or migrates) on the first open of a transport instance, and the pool that hands
+// connections to the calling threads.
+//
+// Threads: a Connection is used by one thread at a time (ConnectionPool lends it exclusively), so
+// it is opened with SQLITE_OPEN_NOMUTEX. The pool is thread-safe: each concurrently calling thread
+// borrows its own connection, opened on demand and kept for later calls. Neither may cross fork().
+//
+// Durability: nothing here commits on its own. A caller's change is durable once its
+// `run(kCommit, ...)` returned Ok: with synchronous=NORMAL (default) a commit survives a crash of
+// any process but the last commits may be lost on power loss; with ASYA_SQLITE_SYNCHRONOUS=full it
+// also survives a power loss.
+//
+// Locking: a write waits for another process's write lock up to busy_timeout (a fast busy handler,
+// not SQLite's default 100 ms sleeps) and then fails with an error() that names
+// ASYA_SQLITE_BUSY_TIMEOUT. Opening retries the WAL switch and the schema setup, which SQLite
+// reports busy without waiting, with backoff (1 ms doubling to 50 ms) until busy_timeout.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "transport/sqlite/sqlite_settings.hpp"
+
+namespace asya::transport::sqlite {
+
+// Visibility times are wall-clock milliseconds since the epoch: the processes sharing the file
+// compare them, so a per-process steady clock would not do.
+std::int64_t now_ms();
+
+// `text` in double quotes, for error messages.
+std::string in_quotes(std::string_view text);
+
+// The cached statements of a connection (texts in connection.cpp).
+enum Sql : std::size_t {
+  kBeginImmediate,
+  kCommit,
+  kRollback,
+  kSend,         // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file (NULL: inline body)
+  kSendBody,     // ?1 id, ?2 body
+  kLease,        // ?1 queue, ?2 now, ?3 lease until, ?4 token, ?5 limit; RETURNING id, count, file
+  kNextVisible,  // ?1 queue -> min(visible_at_ms) or NULL
+  kAck,          // ?1 id, ?2 token; RETURNING body_file
+  kAckBody,      // ?1 id
+  kNack,         // ?1 id, ?2 token, ?3 visible_at_ms (clears the lease)
+  kExtend,       // ?1 id, ?2 token, ?3 visible_at_ms
+  kEnsure,       // ?1 queue, ?2 created_at_ms
+  kList,         // -> name
+  kStats,        // ?1 queue, ?2 now -> ready, in flight, delayed
+  kFileReferenced,  // ?1 body_file -> a row when some message names it
+  kSqlCount
+};
+
+class Connection {
+ public:
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  ~Connection();
+
+  // Opens the file and applies the per-connection settings (WAL, synchronous, busy handler);
+  // `create_schema` also creates the tables or migrates an older layout (done once per transport
+  // instance). The error names the path and the SQLite error, or the unknown schema version.
+  static Result<std::unique_ptr<Connection>> open(const SqliteSettings& settings,
+                                                  bool create_schema);
+
+  sqlite3* db() const { return db_; }
+
+  // The cached statement `id`, prepared on first use. Reset it after use (ResetOnExit).
+  Result<sqlite3_stmt*> statement(Sql id);
+
+  // Runs a statement without results (BEGIN, COMMIT, ...); `what` names it in the error.
+  Status run(Sql id, const char* what);
+
+  // The last error, with a hint when it is lock contention, and the path.
+  std::string error() const;
+
+ private:
+  explicit Connection(const SqliteSettings& settings) : settings_(settings) {}
+
+  template <typename Step>
+  Status with_retry(const char* what, Step step);
+  int create_schema();
+  static int busy_handler(void* context, int attempt);
+
+  SqliteSettings settings_;
+  sqlite3* db_ = nullptr;
+  std::array<sqlite3_stmt*, kSqlCount> statements_{};
+  std::chrono::steady_clock::time_point busy_since_;
+  std::string schema_error_;
+  std::string failure_;  // error() of a failed step, kept across its ROLLBACK
+};
+
+// Connections for the threads of one transport instance.
+class ConnectionPool {
+ public:
+  // A connection lent to one thread; goes back to the pool (or is closed, after close()) when
+  // destroyed.
+  class Borrowed {
+   public:
+    Borrowed(ConnectionPool* pool, std::unique_ptr<Connection> connection)
+        : pool_(pool), connection_(std::move(connection)) {}
+    Borrowed(Borrowed&& other) noexcept = default;
+    ~Borrowed();
+    Connection& connection() const { return *connection_; }
+
+   private:
+    ConnectionPool* pool_;
+    std::unique_ptr<Connection> connection_;
+  };
+
+  explicit ConnectionPool(const SqliteSettings& settings) : settings_(settings) {}
+
+  // Adds an open connection (the first one, opened with the schema) to the idle ones.
+  void add(std::unique_ptr<Connection> connection);
+
+  // An idle connection, or a new one opened outside the pool's lock; an error after close() or
+  // when opening fails.
+  Result<Borrowed> acquire();
+
+  // Closes the idle connections; borrowed ones are closed when returned. Later acquire() calls
+  // fail. Idempotent.
+  void close();
+
+ private:
+  void give_back(std::unique_ptr<Connection> connection);
+
+  SqliteSettings settings_;
+  std::mutex mutex_;
+  std::vector<std::unique_ptr<Connection>> idle_;
+  bool closed_ = false;
+};
+
+// Resets a statement when leaving a scope, so a cached statement never keeps a read snapshot.
+struct ResetOnExit {
+  sqlite3_stmt* statement;
+  ~ResetOnExit() {
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
+  }
+};
+
+inline void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
+  sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);
+}
+
+inline void bind_blob(sqlite3_stmt* s, int index, std::string_view bytes) {
+  // A null pointer would bind NULL, not an empty blob.
+  sqlite3_bind_blob64(s, index, bytes.empty() ? "" : bytes.data(), bytes.size(), SQLITE_STATIC);
+}
+
+}  // namespace asya::transport::sqlite

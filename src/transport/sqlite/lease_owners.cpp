@@ -1,0 +1,152 @@
+#include "transport/sqlite/lease_owners.hpp"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <set>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/log.hpp"
+
+namespace asya::transport::sqlite {
+
+namespace {
+
+// This machine and pid namespace: pids recorded under the same value can be checked here.
+std::string host_identity() {
+  std::string boot;
+  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
+    char buffer[64] = {};
+    if (std::fgets(buffer, sizeof buffer, f)) boot = buffer;
+    std::fclose(f);
+  }
+  while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
+  std::error_code ec;
+  std::string pid_namespace = std::filesystem::read_symlink("/proc/self/ns/pid", ec).string();
+  return boot + "/" + pid_namespace;
+}
+
+// The start time of `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot), or "" when it
+// does not exist or is a zombie: its leases are then dead.
+std::string process_start_time(pid_t pid) {
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  FILE* f = std::fopen(path.c_str(), "r");
+  if (!f) return "";
+  char buffer[1024] = {};
+  std::size_t n = std::fread(buffer, 1, sizeof buffer - 1, f);
+  std::fclose(f);
+  std::string_view text(buffer, n);
+  auto close = text.rfind(") ");
+  if (close == std::string_view::npos) return "";
+  text.remove_prefix(close + 2);  // field 3 (state) onwards
+  if (!text.empty() && (text[0] == 'Z' || text[0] == 'X')) return "";
+  for (int field = 3; field < 22; ++field) {
+    auto space = text.find(' ');
+    if (space == std::string_view::npos) return "";
+    text.remove_prefix(space + 1);
+  }
+  return std::string(text.substr(0, text.find(' ')));
+}
+
+}  // namespace
+
+LeaseOwners::LeaseOwners() : host_(host_identity()) {
+  std::random_device random;
+  lease_prefix_ = (static_cast<std::uint64_t>(random()) & 0x7fffffffu) << 32;
+}
+
+bool LeaseOwners::record(Connection& db) {
+  if (recorded_.load()) return false;
+  std::string started = process_start_time(::getpid());
+  return run_owner_sql(db,
+                       "INSERT OR REPLACE INTO lease_owners(owner, host, pid, started) "
+                       "VALUES(?1, ?2, ?3, ?4)",
+                       owner(), nullptr, host_, ::getpid(), started);
+}
+
+void LeaseOwners::forget(ConnectionPool& pool) {
+  if (!recorded_.exchange(false)) return;
+  if (auto c = pool.acquire()) {
+    (void)run_owner_sql(c->connection(), "DELETE FROM lease_owners WHERE owner = ?1", owner(),
+                        nullptr);
+  }
+}
+
+// Runs one statement on lease_owners with `owner` as ?1 (and optionally host ?2, pid ?3,
+// started ?4); rows of a SELECT go to `row`. Returns false when it failed. Rare (open, first
+// lease, close), so not among the cached statements.
+bool LeaseOwners::run_owner_sql(Connection& db, const char* sql, std::int64_t owner_number,
+                                const std::function<void(sqlite3_stmt*)>& row,
+                                const std::string& host, pid_t pid, const std::string& started) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db.db(), sql, -1, &s, nullptr) != SQLITE_OK) return false;
+  sqlite3_bind_int64(s, 1, owner_number);
+  if (!host.empty()) {
+    bind_text(s, 2, host);
+    sqlite3_bind_int64(s, 3, pid);
+    bind_text(s, 4, started);
+  }
+  int rc;
+  while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+    if (row) row(s);
+  sqlite3_finalize(s);
+  return rc == SQLITE_DONE;
+}
+
+void LeaseOwners::release_dead_owners(Connection& db,
+                                      const std::function<void(const std::string&)>& wake) {
+  std::vector<std::pair<std::int64_t, pid_t>> dead;
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db.db(), "SELECT owner, pid, started FROM lease_owners WHERE host = ?1",
+                         -1, &s, nullptr) != SQLITE_OK)
+    return;
+  bind_text(s, 1, host_);
+  while (sqlite3_step(s) == SQLITE_ROW) {
+    auto pid = static_cast<pid_t>(sqlite3_column_int64(s, 1));
+    const unsigned char* started = sqlite3_column_text(s, 2);
+    if (process_start_time(pid) != (started ? reinterpret_cast<const char*>(started) : ""))
+      dead.emplace_back(sqlite3_column_int64(s, 0), pid);
+  }
+  sqlite3_finalize(s);
+  for (auto [number, pid] : dead) {
+    if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+    sqlite3_stmt* u = nullptr;
+    int released = 0;
+    bool ok = sqlite3_prepare_v2(db.db(),
+                                 "UPDATE messages SET visible_at_ms = min(visible_at_ms, ?3), "
+                                 "lease = NULL WHERE lease BETWEEN ?1 AND ?2 RETURNING queue",
+                                 -1, &u, nullptr) == SQLITE_OK;
+    std::set<std::string> queues;  // woken after the commit, each once
+    if (ok) {
+      sqlite3_bind_int64(u, 1, number << 32);
+      sqlite3_bind_int64(u, 2, (number << 32) | 0xffffffffLL);
+      sqlite3_bind_int64(u, 3, now_ms());
+      int rc = SQLITE_ROW;
+      while ((rc = sqlite3_step(u)) == SQLITE_ROW) {
+        const unsigned char* queue = sqlite3_column_text(u, 0);
+        if (queue) queues.emplace(reinterpret_cast<const char*>(queue));
+        ++released;
+      }
+      ok = rc == SQLITE_DONE;
+      sqlite3_finalize(u);
+    }
+    ok = ok && run_owner_sql(db, "DELETE FROM lease_owners WHERE owner = ?1", number, nullptr);
+    if (!ok || !db.run(kCommit, "COMMIT")) {
+      (void)db.run(kRollback, "ROLLBACK");
+      return;
+    }
+    if (released > 0) {
+      spdlog::info(
+          "sqlite transport: {} message(s) leased by process {}, which is gone, are visible "
+          "again",
+          released, pid);
+      for (const auto& queue : queues) wake(queue);
+    }
+  }
+}
+
+}  // namespace asya::transport::sqlite
