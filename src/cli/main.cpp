@@ -182,13 +182,14 @@ struct Client {
 
   transport::Transport& queues() {
     if (!transport) {
+      transport::Options options;
       if (transport_name == "sqlite") {
         std::error_code ec;
         fs::create_directories(paths.root, ec);
-        ::setenv("ASYA_SQLITE_PATH", paths.queues_db().c_str(), 1);
+        options.sqlite_path = paths.queues_db().string();
       }
       try {
-        transport = transport::make_transport(transport_name, transport::Options{});
+        transport = transport::make_transport(transport_name, options);
       } catch (const std::exception& e) {
         fail(kExitUsage, fmt::format("transport {}: {}", transport_name, e.what()));
       }

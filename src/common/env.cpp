@@ -115,25 +115,42 @@ Result<std::uint64_t> parse_bytes(std::string_view text) {
   return number * factor;
 }
 
-std::optional<std::string> env_get(const char* name) {
-  const char* value = std::getenv(name);
-  if (value == nullptr) return std::nullopt;
-  return std::string(value);
+EnvironmentLookup process_environment() {
+  return [](std::string_view name) -> std::optional<std::string> {
+    const char* value = std::getenv(std::string(name).c_str());
+    if (value == nullptr) return std::nullopt;
+    return std::string(value);
+  };
 }
 
-std::string env_string(const char* name, std::string fallback) {
-  auto value = env_get(name);
+EnvironmentLookup environment_with(std::map<std::string, std::string, std::less<>> values,
+                                   EnvironmentLookup fallback) {
+  return [values = std::move(values),
+          fallback = std::move(fallback)](std::string_view name) -> std::optional<std::string> {
+    if (auto it = values.find(name); it != values.end()) return it->second;
+    return fallback ? fallback(name) : std::nullopt;
+  };
+}
+
+Environment::Environment(EnvironmentLookup lookup) : lookup_(std::move(lookup)) {}
+
+std::optional<std::string> Environment::get(std::string_view name) const {
+  return lookup_ ? lookup_(name) : std::nullopt;
+}
+
+std::string Environment::string(const char* name, std::string fallback) const {
+  auto value = get(name);
   return value && !value->empty() ? *value : fallback;
 }
 
-std::string env_required(const char* name) {
-  auto value = env_get(name);
+std::string Environment::required(const char* name) const {
+  auto value = get(name);
   if (!value || value->empty()) throw ConfigError(fmt::format("{} is required but not set", name));
   return *value;
 }
 
-bool env_bool(const char* name, bool fallback) {
-  auto value = env_get(name);
+bool Environment::boolean(const char* name, bool fallback) const {
+  auto value = get(name);
   if (!value || value->empty()) return fallback;
   std::string v = lower(*value);
   if (v == "true" || v == "1" || v == "yes" || v == "on") return true;
@@ -141,8 +158,9 @@ bool env_bool(const char* name, bool fallback) {
   throw ConfigError(fmt::format("{}=\"{}\" is not a boolean: use true or false", name, *value));
 }
 
-std::int64_t env_int(const char* name, std::int64_t fallback, std::int64_t min, std::int64_t max) {
-  auto value = env_get(name);
+std::int64_t Environment::integer(const char* name, std::int64_t fallback, std::int64_t min,
+                                  std::int64_t max) const {
+  auto value = get(name);
   if (!value || value->empty()) return fallback;
   std::int64_t number = 0;
   auto [ptr, ec] = std::from_chars(value->data(), value->data() + value->size(), number);
@@ -152,29 +170,72 @@ std::int64_t env_int(const char* name, std::int64_t fallback, std::int64_t min, 
   return number;
 }
 
-std::uint64_t env_bytes(const char* name, std::uint64_t fallback) {
-  auto value = env_get(name);
+std::uint64_t Environment::bytes(const char* name, std::uint64_t fallback) const {
+  auto value = get(name);
   if (!value || value->empty()) return fallback;
   auto parsed = parse_bytes(*value);
   if (!parsed) throw ConfigError(fmt::format("{}={}", name, parsed.error().message));
   return *parsed;
 }
 
-std::chrono::milliseconds env_duration(const char* name, std::chrono::milliseconds fallback) {
-  auto value = env_get(name);
+std::chrono::milliseconds Environment::duration(const char* name,
+                                                std::chrono::milliseconds fallback) const {
+  auto value = get(name);
   if (!value || value->empty()) return fallback;
   auto parsed = parse_duration(*value);
   if (!parsed) throw ConfigError(fmt::format("{}={}", name, parsed.error().message));
   return *parsed;
 }
 
-std::string env_choice(const char* name, std::string fallback,
-                       const std::vector<std::string>& allowed) {
-  auto value = env_get(name);
+std::string Environment::choice(const char* name, std::string fallback,
+                                const std::vector<std::string>& allowed) const {
+  auto value = get(name);
   if (!value || value->empty()) return fallback;
   if (std::find(allowed.begin(), allowed.end(), *value) != allowed.end()) return *value;
   throw ConfigError(
       fmt::format("{}=\"{}\" is not valid: use one of {}", name, *value, fmt::join(allowed, ", ")));
+}
+
+namespace {
+
+const Environment& process() {
+  static const Environment* instance = new Environment(process_environment());  // never destroyed
+  return *instance;
+}
+
+}  // namespace
+
+std::optional<std::string> env_get(const char* name) {
+  return process().get(name);
+}
+
+std::string env_string(const char* name, std::string fallback) {
+  return process().string(name, std::move(fallback));
+}
+
+std::string env_required(const char* name) {
+  return process().required(name);
+}
+
+bool env_bool(const char* name, bool fallback) {
+  return process().boolean(name, fallback);
+}
+
+std::int64_t env_int(const char* name, std::int64_t fallback, std::int64_t min, std::int64_t max) {
+  return process().integer(name, fallback, min, max);
+}
+
+std::uint64_t env_bytes(const char* name, std::uint64_t fallback) {
+  return process().bytes(name, fallback);
+}
+
+std::chrono::milliseconds env_duration(const char* name, std::chrono::milliseconds fallback) {
+  return process().duration(name, fallback);
+}
+
+std::string env_choice(const char* name, std::string fallback,
+                       const std::vector<std::string>& allowed) {
+  return process().choice(name, std::move(fallback), allowed);
 }
 
 }  // namespace asya

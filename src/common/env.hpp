@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -28,6 +30,39 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text);
 
 // Formats a duration the way parse_duration reads it ("1m30s", "250ms").
 std::string format_duration(std::chrono::milliseconds value);
+
+// Where configuration variables come from: the process environment in the binaries; a map when a
+// caller configures a component itself (a test, `asya up` naming its queue database), so nothing
+// needs setenv. Returns nullopt for an unset variable; an empty value counts as set.
+using EnvironmentLookup = std::function<std::optional<std::string>(std::string_view name)>;
+
+// The process environment (getenv).
+EnvironmentLookup process_environment();
+
+// `values` first, then `fallback` for the names `values` does not hold.
+EnvironmentLookup environment_with(std::map<std::string, std::string, std::less<>> values,
+                                   EnvironmentLookup fallback = process_environment());
+
+// The typed readers of one lookup, with the rules and error messages of the env_* functions below
+// (which read the process environment). Cheap to copy; thread-safe when the lookup is.
+class Environment {
+ public:
+  explicit Environment(EnvironmentLookup lookup = process_environment());
+
+  std::optional<std::string> get(std::string_view name) const;
+  std::string string(const char* name, std::string fallback) const;
+  std::string required(const char* name) const;
+  bool boolean(const char* name, bool fallback) const;
+  std::int64_t integer(const char* name, std::int64_t fallback, std::int64_t min,
+                       std::int64_t max) const;
+  std::uint64_t bytes(const char* name, std::uint64_t fallback) const;
+  std::chrono::milliseconds duration(const char* name, std::chrono::milliseconds fallback) const;
+  std::string choice(const char* name, std::string fallback,
+                     const std::vector<std::string>& allowed) const;
+
+ private:
+  EnvironmentLookup lookup_;
+};
 
 // The value of `name`, or nullopt when unset. An empty value counts as set.
 std::optional<std::string> env_get(const char* name);

@@ -67,5 +67,39 @@ TEST(EnvReaders, InvalidValueNamesVariableValueAndAccepted) {
   }
 }
 
+TEST(Environment, ReadsOnlyTheInjectedLookupWithTheSameRules) {
+  Environment env(environment_with({{"ASYA_TEST_INT", "7"},
+                                    {"ASYA_TEST_BOOL", "yes"},
+                                    {"ASYA_TEST_EMPTY", ""},
+                                    {"ASYA_TEST_BAD", "eleven"},
+                                    {"ASYA_TEST_DUR", "1m30s"},
+                                    {"ASYA_TEST_BYTES", "64KiB"}},
+                                   nullptr));
+  EXPECT_EQ(env.integer("ASYA_TEST_INT", 1, 1, 10), 7);
+  EXPECT_TRUE(env.boolean("ASYA_TEST_BOOL", false));
+  EXPECT_EQ(env.duration("ASYA_TEST_DUR", 1s), 90s);
+  EXPECT_EQ(env.bytes("ASYA_TEST_BYTES", 1), 64u << 10);
+  EXPECT_EQ(env.get("ASYA_TEST_EMPTY"), std::optional<std::string>(""));
+  EXPECT_EQ(env.string("ASYA_TEST_EMPTY", "fallback"), "fallback");
+  ASSERT_NE(std::getenv("PATH"), nullptr);
+  EXPECT_EQ(env.get("PATH"), std::nullopt) << "read the process environment";
+  try {
+    env.integer("ASYA_TEST_BAD", 1, 1, 10);
+    FAIL();
+  } catch (const ConfigError& e) {
+    EXPECT_STREQ(e.what(), "ASYA_TEST_BAD=\"eleven\" is not valid: use an integer from 1 to 10");
+  }
+}
+
+TEST(Environment, EnvironmentWithOverridesAndFallsBackToTheProcess) {
+  ASSERT_NE(std::getenv("PATH"), nullptr);
+  Environment overriding(environment_with({{"PATH", "/nowhere"}}));
+  EXPECT_EQ(overriding.get("PATH"), std::optional<std::string>("/nowhere"));
+  Environment adding(environment_with({{"ASYA_TEST_ONLY_HERE", "x"}}));
+  EXPECT_EQ(adding.get("ASYA_TEST_ONLY_HERE"), std::optional<std::string>("x"));
+  EXPECT_EQ(adding.get("PATH"), std::optional<std::string>(std::getenv("PATH")));
+  EXPECT_EQ(Environment().get("ASYA_TEST_ONLY_HERE"), std::nullopt);
+}
+
 }  // namespace
 }  // namespace asya

@@ -329,6 +329,15 @@ fs::path Supervisor::socket_dir(const std::string& actor, int index) const {
          fmt::format("{}-{}", actor, index);
 }
 
+// The options of this process's own transports: the project's queue database is passed
+// explicitly (the sidecars and the gateway get it as ASYA_SQLITE_PATH in their environment).
+transport::Options own_transport_options(const SupervisorOptions& options) {
+  transport::Options transport_options;
+  if (options.transport == "sqlite")
+    transport_options.sqlite_path = options.paths.queues_db().string();
+  return transport_options;
+}
+
 bool Supervisor::start_up() {
   const auto& paths = options_.paths;
   std::error_code ec;
@@ -364,10 +373,12 @@ bool Supervisor::start_up() {
     break;  // one check answers for every actor
   }
   if (auto prefix = env_get("ASYA_QUEUE_PREFIX")) prefix_ = *prefix;
-  if (options_.transport == "sqlite") {
-    ::setenv("ASYA_SQLITE_PATH", paths.queues_db().c_str(), 1);
-  }
   base_env_ = current_environment();
+  if (options_.transport == "sqlite") {
+    std::erase_if(base_env_,
+                  [](const std::string& e) { return e.rfind("ASYA_SQLITE_PATH=", 0) == 0; });
+    base_env_.push_back("ASYA_SQLITE_PATH=" + paths.queues_db().string());
+  }
   if (gateway_enabled()) {
     // With a client token only, the sidecar endpoints (POST /envelopes*) would stay open to
     // anything on this host: protect them with a token of this run, known to the gateway and
@@ -388,7 +399,7 @@ bool Supervisor::start_up() {
     }
   }
   try {
-    transport_ = transport::make_transport(options_.transport, transport::Options{});
+    transport_ = transport::make_transport(options_.transport, own_transport_options(options_));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "asya up: transport %s: %s\n", options_.transport.c_str(), e.what());
     return false;
@@ -815,8 +826,10 @@ void Supervisor::start_stats_poller() {
   }
   std::string name = options_.transport;
   stats_poller_ = std::make_unique<QueueStatsPoller>(
-      [name] { return transport::make_transport(name, transport::Options{}); }, std::move(queues),
-      kStatsAnswerTimeout);
+      [name, transport_options = own_transport_options(options_)] {
+        return transport::make_transport(name, transport_options);
+      },
+      std::move(queues), kStatsAnswerTimeout);
   stats_poller_->start();
 }
 

@@ -2,6 +2,7 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 
 #include "common/env.hpp"
@@ -29,35 +30,70 @@ TEST(TransportRegistry, UnknownNameThrowsConfigErrorListingTheKnownOnes) {
   }
 }
 
-TEST(TransportRegistry, MakeTransportCreatesSqliteFromTheEnvironment) {
-  char pattern[] = "/tmp/asya-registry-XXXXXX";
-  ASSERT_NE(mkdtemp(pattern), nullptr);
-  std::string path = std::string(pattern) + "/nested/dir/queues.db";
-  setenv("ASYA_SQLITE_PATH", path.c_str(), 1);
+// A fresh directory under /tmp, removed on destruction.
+struct TempDir {
+  std::filesystem::path path;
+  TempDir() {
+    char pattern[] = "/tmp/asya-registry-XXXXXX";
+    if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path = pattern;
+  }
+  ~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+};
+
+// Sends and receives one message: the transport works.
+void expect_round_trip(Transport& t) {
+  ASSERT_TRUE(t.send("asya-x", "hello").ok());
+  auto got = t.receive("asya-x", 1, std::chrono::milliseconds(0));
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_EQ(got->front().body, "hello");
+}
+
+TEST(TransportRegistry, MakeTransportCreatesSqliteFromTheInjectedEnvironment) {
+  TempDir dir;
+  std::string path = (dir.path / "nested/dir/queues.db").string();
+  Options options;
+  options.environment = environment_with({{"ASYA_SQLITE_PATH", path}}, nullptr);
   {
-    auto t = make_transport("sqlite", Options{});
+    auto t = make_transport("sqlite", options);
     ASSERT_NE(t, nullptr);
     EXPECT_EQ(t->name(), "sqlite");
-    ASSERT_TRUE(t->send("asya-x", "hello").ok());
-    auto got = t->receive("asya-x", 1, std::chrono::milliseconds(0));
-    ASSERT_TRUE(got.ok()) << got.error().message;
-    ASSERT_EQ(got->size(), 1u);
-    EXPECT_EQ(got->front().body, "hello");
+    expect_round_trip(*t);
   }
   EXPECT_TRUE(std::filesystem::exists(path));
-  unsetenv("ASYA_SQLITE_PATH");
-  std::filesystem::remove_all(pattern);
+}
+
+TEST(TransportRegistry, ExplicitSqlitePathWinsOverTheEnvironmentWithoutSetenv) {
+  TempDir dir;
+  std::string from_environment = (dir.path / "env/queues.db").string();
+  std::string explicit_path = (dir.path / "explicit/queues.db").string();
+  Options options;
+  options.environment = environment_with({{"ASYA_SQLITE_PATH", from_environment}});
+  options.sqlite_path = explicit_path;
+  {
+    auto t = make_transport("sqlite", options);
+    expect_round_trip(*t);
+  }
+  EXPECT_TRUE(std::filesystem::exists(explicit_path));
+  EXPECT_FALSE(std::filesystem::exists(from_environment));
+  EXPECT_FALSE(::getenv("ASYA_SQLITE_PATH") && ::getenv("ASYA_SQLITE_PATH") == explicit_path)
+      << "the path reached the transport through the process environment";
 }
 
 TEST(TransportRegistry, InvalidSqliteSettingIsAConfigErrorNamingTheVariable) {
-  setenv("ASYA_SQLITE_SYNCHRONOUS", "sometimes", 1);
+  Options options;
+  options.environment = environment_with({{"ASYA_SQLITE_SYNCHRONOUS", "sometimes"}}, nullptr);
   try {
-    (void)make_transport("sqlite", Options{});
+    (void)make_transport("sqlite", options);
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("ASYA_SQLITE_SYNCHRONOUS"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("sometimes"), std::string::npos) << e.what();
   }
-  unsetenv("ASYA_SQLITE_SYNCHRONOUS");
 }
 
 class Dummy : public Transport {

@@ -13,10 +13,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/env.hpp"
 #include "common/result.hpp"
 
 namespace asya::transport {
@@ -94,13 +96,23 @@ class Transport {
   virtual void close() = 0;
 };
 
-// Settings shared by every transport; each reads its own extra variables (ASYA_SQLITE_PATH,
-// ASYA_RABBITMQ_URL, ...) from the environment in its factory.
+// What a transport factory is given. The settings shared by every transport, the lookup each
+// transport reads its own variables from (ASYA_SQLITE_*, ASYA_RABBITMQ_*, ASYA_SQS_*, AWS_*), and
+// explicit values that win over those variables. Nothing is read from anywhere else: a program
+// configures a transport through these fields, never through setenv.
 struct Options {
   std::chrono::milliseconds visibility_timeout{std::chrono::minutes(10)};
   std::size_t max_message_bytes = 256u << 20;
+  // The binaries keep the default, the process environment; a test or a program that configures
+  // the transport itself passes another lookup (environment_with() adds values to a lookup).
+  EnvironmentLookup environment = process_environment();
+  // The SQLite queue database; when set (non-empty) it wins over ASYA_SQLITE_PATH. `asya up` and
+  // the CLI pass their project's `.asya/queues.db`. Other transports ignore it.
+  std::optional<std::string> sqlite_path;
 };
 
+// Creates a transport from `options`. Throws asya::ConfigError for invalid settings, naming the
+// variable (or option) and the bad value.
 using Factory = std::function<std::unique_ptr<Transport>(const Options&)>;
 
 // Registration of the built-in transports. Each built-in folder X (sqlite/, rabbitmq/, sqs/)

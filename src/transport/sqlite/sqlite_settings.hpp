@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/env.hpp"
+
 namespace asya::transport {
 
 struct SqliteSettings {
@@ -17,8 +19,9 @@ struct SqliteSettings {
   // 0 keeps every body in the database.
   std::uint64_t file_body_bytes = 1u << 20;  // ASYA_SQLITE_FILE_BODY_BYTES
 
-  // Reads the variables above (defaults when unset); throws ConfigError naming a bad value.
-  static SqliteSettings from_env();
+  // Reads the variables above from `environment` (defaults when unset); throws ConfigError
+  // naming a bad value.
+  static SqliteSettings from_env(const Environment& environment = Environment());
 };
 
 }  // namespace asya::transport

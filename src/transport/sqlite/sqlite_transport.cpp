@@ -495,7 +495,9 @@ std::unique_ptr<Transport> make_sqlite_transport(const Options& options,
 }
 
 std::unique_ptr<Transport> make_sqlite_transport(const Options& options) {
-  return make_sqlite_transport(options, SqliteSettings::from_env());
+  SqliteSettings settings = SqliteSettings::from_env(Environment(options.environment));
+  if (options.sqlite_path && !options.sqlite_path->empty()) settings.path = *options.sqlite_path;
+  return make_sqlite_transport(options, settings);
 }
 
 }  // namespace asya::transport

@@ -88,7 +88,8 @@ namespace asya::transport {
 std::unique_ptr<Transport> make_sqlite_transport(const Options& options,
                                                  const SqliteSettings& settings);
 
-// The registered factory ("sqlite"): make_sqlite_transport(options, SqliteSettings::from_env()).
+// The registered factory ("sqlite"): the settings from options.environment, with
+// options.sqlite_path (when set) instead of ASYA_SQLITE_PATH.
 std::unique_ptr<Transport> make_sqlite_transport(const Options& options);
 
 }  // namespace asya::transport

@@ -423,43 +423,19 @@ TEST(SqliteFileBodies, ProcessesExchangingLargeBodiesLoseAndDuplicateNothing) {
   EXPECT_TRUE(body_files(settings).empty()) << "body files left behind after every ack";
 }
 
-// Sets an environment variable for one scope.
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    if (const char* old = ::getenv(name)) old_ = old;
-    ::setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (old_) {
-      ::setenv(name_, old_->c_str(), 1);
-    } else {
-      ::unsetenv(name_);
-    }
-  }
-
- private:
-  const char* name_;
-  std::optional<std::string> old_;
-};
+// The settings read from an environment holding only ASYA_SQLITE_FILE_BODY_BYTES=`value`.
+SqliteSettings with_threshold(const char* value) {
+  return SqliteSettings::from_env(
+      Environment(environment_with({{"ASYA_SQLITE_FILE_BODY_BYTES", value}}, nullptr)));
+}
 
 TEST(SqliteFileBodies, TheThresholdIsReadFromTheEnvironment) {
-  {
-    ScopedEnv env("ASYA_SQLITE_FILE_BODY_BYTES", "");
-    EXPECT_EQ(SqliteSettings::from_env().file_body_bytes, 1u << 20);
-  }
-  {
-    ScopedEnv env("ASYA_SQLITE_FILE_BODY_BYTES", "4MiB");
-    EXPECT_EQ(SqliteSettings::from_env().file_body_bytes, 4u << 20);
-  }
-  {
-    ScopedEnv env("ASYA_SQLITE_FILE_BODY_BYTES", "0");
-    EXPECT_EQ(SqliteSettings::from_env().file_body_bytes, 0u);
-  }
+  EXPECT_EQ(with_threshold("").file_body_bytes, 1u << 20);
+  EXPECT_EQ(with_threshold("4MiB").file_body_bytes, 4u << 20);
+  EXPECT_EQ(with_threshold("0").file_body_bytes, 0u);
   for (const char* bad : {"lots", "-1", "1 MiB", "12XB"}) {
-    ScopedEnv env("ASYA_SQLITE_FILE_BODY_BYTES", bad);
     try {
-      SqliteSettings::from_env();
+      with_threshold(bad);
       ADD_FAILURE() << "accepted ASYA_SQLITE_FILE_BODY_BYTES=" << bad;
     } catch (const ConfigError& e) {
       std::string message = e.what();

@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -345,20 +346,17 @@ TEST_F(SqliteTransportTest, ManyThreadsOnOneInstanceReceiveEveryMessageExactlyOn
 }
 
 TEST(SqliteSettingsTest, EnvironmentOverridesDefaultsAndRejectsBadValues) {
-  setenv("ASYA_SQLITE_PATH", "/tmp/x/q.db", 1);
-  setenv("ASYA_SQLITE_SYNCHRONOUS", "full", 1);
-  setenv("ASYA_SQLITE_BUSY_TIMEOUT", "2s", 1);
-  SqliteSettings s = SqliteSettings::from_env();
+  std::map<std::string, std::string, std::less<>> values = {{"ASYA_SQLITE_PATH", "/tmp/x/q.db"},
+                                                            {"ASYA_SQLITE_SYNCHRONOUS", "full"},
+                                                            {"ASYA_SQLITE_BUSY_TIMEOUT", "2s"}};
+  SqliteSettings s = SqliteSettings::from_env(Environment(environment_with(values, nullptr)));
   EXPECT_EQ(s.path, "/tmp/x/q.db");
   EXPECT_TRUE(s.synchronous_full);
   EXPECT_EQ(s.busy_timeout, std::chrono::milliseconds(2000));
-  setenv("ASYA_SQLITE_POLL_INTERVAL", "0", 1);
-  EXPECT_THROW(SqliteSettings::from_env(), ConfigError);
-  unsetenv("ASYA_SQLITE_PATH");
-  unsetenv("ASYA_SQLITE_SYNCHRONOUS");
-  unsetenv("ASYA_SQLITE_BUSY_TIMEOUT");
-  unsetenv("ASYA_SQLITE_POLL_INTERVAL");
-  SqliteSettings d = SqliteSettings::from_env();
+  values["ASYA_SQLITE_POLL_INTERVAL"] = "0";
+  EXPECT_THROW(SqliteSettings::from_env(Environment(environment_with(values, nullptr))),
+               ConfigError);
+  SqliteSettings d = SqliteSettings::from_env(Environment(environment_with({}, nullptr)));
   EXPECT_EQ(d.path, ".asya/queues.db");
   EXPECT_FALSE(d.synchronous_full);
 }
