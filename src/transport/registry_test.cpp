@@ -2,8 +2,10 @@
 #include <stdlib.h>
 
 #include <filesystem>
+#include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 
 #include "common/env.hpp"
 #include "transport/transport.hpp"
@@ -94,6 +96,35 @@ TEST(TransportRegistry, InvalidSqliteSettingIsAConfigErrorNamingTheVariable) {
     EXPECT_NE(std::string(e.what()).find("ASYA_SQLITE_SYNCHRONOUS"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("sometimes"), std::string::npos) << e.what();
   }
+}
+
+TEST(TransportRegistry, EveryBuiltInReadsItsVariablesFromTheInjectedEnvironment) {
+  // Each built-in refuses a bad value that exists only in the injected lookup, naming it.
+  const std::map<std::string, std::pair<std::string, std::string>> bad = {
+      {"sqlite", {"ASYA_SQLITE_POLL_INTERVAL", "0"}},
+      {"rabbitmq", {"ASYA_RABBITMQ_QUEUE_TYPE", "stream"}},
+      {"sqs", {"ASYA_SQS_WAIT_TIME_SECONDS", "21"}}};
+  int checked = 0;
+  for (const std::string& name : transport_names()) {
+    auto it = bad.find(name);
+    if (it == bad.end()) continue;  // registered by another test
+    const auto& [variable, value] = it->second;
+    Options options;
+    options.environment = environment_with({{variable, value},
+                                            {"ASYA_SQS_ENDPOINT", "http://127.0.0.1:1"},
+                                            {"AWS_ACCESS_KEY_ID", "a"},
+                                            {"AWS_SECRET_ACCESS_KEY", "b"}},
+                                           nullptr);
+    try {
+      (void)make_transport(name, options);
+      ADD_FAILURE() << name << " accepted " << variable << "=" << value;
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find(variable), std::string::npos)
+          << name << ": " << e.what();
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 1);
 }
 
 class Dummy : public Transport {

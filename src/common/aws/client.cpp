@@ -6,18 +6,19 @@
 
 namespace asya::aws {
 
-Config Config::from_env(const char* endpoint_variable, std::string_view service_upper) {
+Config Config::from_env(const char* endpoint_variable, std::string_view service_upper,
+                        const Environment& environment) {
   Config config;
   std::string service_variable = "AWS_ENDPOINT_URL_" + std::string(service_upper);
   const char* source = endpoint_variable;
-  config.endpoint = env_string(endpoint_variable, "");
+  config.endpoint = environment.string(endpoint_variable, "");
   if (config.endpoint.empty()) {
     source = service_variable.c_str();
-    config.endpoint = env_string(service_variable.c_str(), "");
+    config.endpoint = environment.string(service_variable.c_str(), "");
   }
   if (config.endpoint.empty()) {
     source = "AWS_ENDPOINT_URL";
-    config.endpoint = env_string("AWS_ENDPOINT_URL", "");
+    config.endpoint = environment.string("AWS_ENDPOINT_URL", "");
   }
   while (config.endpoint.ends_with('/')) config.endpoint.pop_back();
   if (!config.endpoint.empty()) {
@@ -25,7 +26,7 @@ Config Config::from_env(const char* endpoint_variable, std::string_view service_
     if (!url) throw ConfigError(std::string(source) + ": " + url.error().message);
   }
 
-  config.region = env_string("AWS_REGION", env_string("AWS_DEFAULT_REGION", ""));
+  config.region = environment.string("AWS_REGION", environment.string("AWS_DEFAULT_REGION", ""));
   if (config.region.empty()) {
     if (config.endpoint.empty()) {
       throw ConfigError(
@@ -35,9 +36,9 @@ Config Config::from_env(const char* endpoint_variable, std::string_view service_
     config.region = "us-east-1";
   }
 
-  config.credentials.access_key_id = env_string("AWS_ACCESS_KEY_ID", "");
-  config.credentials.secret_access_key = env_string("AWS_SECRET_ACCESS_KEY", "");
-  config.credentials.session_token = env_string("AWS_SESSION_TOKEN", "");
+  config.credentials.access_key_id = environment.string("AWS_ACCESS_KEY_ID", "");
+  config.credentials.secret_access_key = environment.string("AWS_SECRET_ACCESS_KEY", "");
+  config.credentials.session_token = environment.string("AWS_SESSION_TOKEN", "");
   if (config.credentials.access_key_id.empty() || config.credentials.secret_access_key.empty()) {
     throw ConfigError(
         std::string("AWS credentials for ") + std::string(service_upper) +

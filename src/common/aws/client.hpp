@@ -8,6 +8,7 @@
 
 #include "common/aws/http.hpp"
 #include "common/aws/sigv4.hpp"
+#include "common/env.hpp"
 #include "common/result.hpp"
 
 namespace asya::aws {
@@ -25,9 +26,11 @@ struct Config {
   //   region:   AWS_REGION, then AWS_DEFAULT_REGION; "us-east-1" when unset and a custom
   //             endpoint is set;
   //   credentials: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN (optional).
-  // Throws ConfigError naming the missing or invalid variable (no credentials, no region for
-  // the public endpoint, an endpoint that is not an http(s) URL).
-  static Config from_env(const char* endpoint_variable, std::string_view service_upper);
+  // from `environment` (the process environment by default). Throws ConfigError naming the
+  // missing or invalid variable (no credentials, no region for the public endpoint, an endpoint
+  // that is not an http(s) URL).
+  static Config from_env(const char* endpoint_variable, std::string_view service_upper,
+                         const Environment& environment = Environment());
 };
 
 // Sends signed requests for one service. Thread-safe; blocking.

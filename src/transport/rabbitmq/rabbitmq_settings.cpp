@@ -30,36 +30,38 @@ void RabbitmqSettings::apply_url(std::string_view url) {
   tls = info.ssl != 0;
 }
 
-RabbitmqSettings RabbitmqSettings::from_env() {
+RabbitmqSettings RabbitmqSettings::from_env(const Environment& environment) {
   RabbitmqSettings s;
-  if (auto url = env_get("ASYA_RABBITMQ_URL"); url && !url->empty()) {
+  if (auto url = environment.get("ASYA_RABBITMQ_URL"); url && !url->empty()) {
     s.apply_url(*url);
   } else {
-    s.host = env_string("ASYA_RABBITMQ_HOST", s.host);
-    s.port = static_cast<int>(env_int("ASYA_RABBITMQ_PORT", s.port, 1, 65535));
-    s.username = env_string("ASYA_RABBITMQ_USERNAME", s.username);
-    s.password = env_string("ASYA_RABBITMQ_PASSWORD", s.password);
-    s.vhost = env_string("ASYA_RABBITMQ_VHOST", s.vhost);
+    s.host = environment.string("ASYA_RABBITMQ_HOST", s.host);
+    s.port = static_cast<int>(environment.integer("ASYA_RABBITMQ_PORT", s.port, 1, 65535));
+    s.username = environment.string("ASYA_RABBITMQ_USERNAME", s.username);
+    s.password = environment.string("ASYA_RABBITMQ_PASSWORD", s.password);
+    s.vhost = environment.string("ASYA_RABBITMQ_VHOST", s.vhost);
   }
-  s.ca_file = env_string("ASYA_RABBITMQ_CA_FILE", s.ca_file);
-  s.exchange = env_string("ASYA_RABBITMQ_EXCHANGE", s.exchange);
-  s.prefetch = static_cast<int>(env_int("ASYA_RABBITMQ_PREFETCH", s.prefetch, 1, 65535));
-  s.quorum = env_choice("ASYA_RABBITMQ_QUEUE_TYPE", "classic", {"classic", "quorum"}) == "quorum";
-  s.confirm_timeout = env_duration("ASYA_RABBITMQ_CONFIRM_TIMEOUT", s.confirm_timeout);
+  s.ca_file = environment.string("ASYA_RABBITMQ_CA_FILE", s.ca_file);
+  s.exchange = environment.string("ASYA_RABBITMQ_EXCHANGE", s.exchange);
+  s.prefetch =
+      static_cast<int>(environment.integer("ASYA_RABBITMQ_PREFETCH", s.prefetch, 1, 65535));
+  s.quorum =
+      environment.choice("ASYA_RABBITMQ_QUEUE_TYPE", "classic", {"classic", "quorum"}) == "quorum";
+  s.confirm_timeout = environment.duration("ASYA_RABBITMQ_CONFIRM_TIMEOUT", s.confirm_timeout);
   if (s.confirm_timeout < std::chrono::milliseconds(100)) {
     throw ConfigError("ASYA_RABBITMQ_CONFIRM_TIMEOUT=\"" + format_duration(s.confirm_timeout) +
                       "\" is too short: use at least 100ms (default 30s)");
   }
-  s.confirm_window =
-      static_cast<int>(env_int("ASYA_RABBITMQ_CONFIRM_WINDOW", s.confirm_window, 1, 65535));
-  auto heartbeat = env_duration("ASYA_RABBITMQ_HEARTBEAT", s.heartbeat);
+  s.confirm_window = static_cast<int>(
+      environment.integer("ASYA_RABBITMQ_CONFIRM_WINDOW", s.confirm_window, 1, 65535));
+  auto heartbeat = environment.duration("ASYA_RABBITMQ_HEARTBEAT", s.heartbeat);
   s.heartbeat = std::chrono::duration_cast<std::chrono::seconds>(heartbeat);
   if (heartbeat.count() != 0 && (s.heartbeat.count() < 1 || s.heartbeat.count() > 65535)) {
     throw ConfigError("ASYA_RABBITMQ_HEARTBEAT=\"" + format_duration(heartbeat) +
                       "\" is out of range: use 0 (off) or 1s..18h (default 30s)");
   }
-  s.max_message_bytes =
-      static_cast<std::size_t>(env_bytes("ASYA_RABBITMQ_MAX_MESSAGE_BYTES", s.max_message_bytes));
+  s.max_message_bytes = static_cast<std::size_t>(
+      environment.bytes("ASYA_RABBITMQ_MAX_MESSAGE_BYTES", s.max_message_bytes));
   if (s.max_message_bytes < 1024 || s.max_message_bytes > (512u << 20)) {
     throw ConfigError("ASYA_RABBITMQ_MAX_MESSAGE_BYTES=" + std::to_string(s.max_message_bytes) +
                       " is out of range: use 1KiB..512MiB, at most the broker's max_message_size "

@@ -160,7 +160,8 @@ std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options,
 }
 
 std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options) {
-  return make_rabbitmq_transport(options, RabbitmqSettings::from_env());
+  return make_rabbitmq_transport(options,
+                                 RabbitmqSettings::from_env(Environment(options.environment)));
 }
 
 }  // namespace asya::transport

@@ -68,8 +68,9 @@ struct RabbitmqSettings {
   std::size_t max_message_bytes =
       128u << 20;  // ASYA_RABBITMQ_MAX_MESSAGE_BYTES (broker's default limit)
 
-  // Reads the variables above (defaults when unset); throws ConfigError naming a bad value.
-  static RabbitmqSettings from_env();
+  // Reads the variables above from `environment` (defaults when unset); throws ConfigError naming
+  // a bad value.
+  static RabbitmqSettings from_env(const Environment& environment = Environment());
   // Applies an amqp:// or amqps:// URL to the connection fields; throws ConfigError.
   void apply_url(std::string_view url);
   // "amqp://user@host:port/vhost" (no password), for messages.
@@ -88,8 +89,7 @@ std::string rabbitmq_delay_queue_name(std::string_view queue, std::chrono::milli
 std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options,
                                                    const RabbitmqSettings& settings);
 
-// The registered factory ("rabbitmq"): make_rabbitmq_transport(options,
-// RabbitmqSettings::from_env()).
+// The registered factory ("rabbitmq"): the settings read from options.environment.
 std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options);
 
 }  // namespace asya::transport

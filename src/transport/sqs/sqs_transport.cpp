@@ -16,13 +16,13 @@ namespace asya::transport {
 namespace json = boost::json;
 using std::chrono::milliseconds;
 
-SqsSettings SqsSettings::from_env() {
+SqsSettings SqsSettings::from_env(const Environment& environment) {
   SqsSettings s;
-  s.aws = aws::Config::from_env("ASYA_SQS_ENDPOINT", "SQS");
-  s.create_queues = env_bool("ASYA_SQS_CREATE_QUEUES", s.create_queues);
-  s.wait_time_seconds =
-      static_cast<int>(env_int("ASYA_SQS_WAIT_TIME_SECONDS", s.wait_time_seconds, 0, 20));
-  s.request_timeout = env_duration("ASYA_SQS_REQUEST_TIMEOUT", s.request_timeout);
+  s.aws = aws::Config::from_env("ASYA_SQS_ENDPOINT", "SQS", environment);
+  s.create_queues = environment.boolean("ASYA_SQS_CREATE_QUEUES", s.create_queues);
+  s.wait_time_seconds = static_cast<int>(
+      environment.integer("ASYA_SQS_WAIT_TIME_SECONDS", s.wait_time_seconds, 0, 20));
+  s.request_timeout = environment.duration("ASYA_SQS_REQUEST_TIMEOUT", s.request_timeout);
   if (s.request_timeout < milliseconds(100)) {
     throw ConfigError("ASYA_SQS_REQUEST_TIMEOUT=\"" + format_duration(s.request_timeout) +
                       "\" is too short: use at least 100ms (default 30s)");
@@ -326,7 +326,7 @@ std::unique_ptr<Transport> make_sqs_transport(const Options& options, const SqsS
 }
 
 std::unique_ptr<Transport> make_sqs_transport(const Options& options) {
-  return make_sqs_transport(options, SqsSettings::from_env());
+  return make_sqs_transport(options, SqsSettings::from_env(Environment(options.environment)));
 }
 
 }  // namespace asya::transport

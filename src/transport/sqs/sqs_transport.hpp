@@ -41,8 +41,8 @@ struct SqsSettings {
   int wait_time_seconds = 20;                        // ASYA_SQS_WAIT_TIME_SECONDS, 0..20
   std::chrono::milliseconds request_timeout{30000};  // ASYA_SQS_REQUEST_TIMEOUT, per HTTP call
 
-  // Reads the variables above; throws ConfigError naming a bad or missing one.
-  static SqsSettings from_env();
+  // Reads the variables above from `environment`; throws ConfigError naming a bad or missing one.
+  static SqsSettings from_env(const Environment& environment = Environment());
 };
 
 // SQS's largest message body: 256 KiB.
@@ -51,7 +51,7 @@ inline constexpr std::size_t kSqsMaxMessageBytes = 256 * 1024;
 // Does not contact SQS; the first queue operation does. Throws ConfigError for bad settings.
 std::unique_ptr<Transport> make_sqs_transport(const Options& options, const SqsSettings& settings);
 
-// The registered factory ("sqs"): make_sqs_transport(options, SqsSettings::from_env()).
+// The registered factory ("sqs"): the settings read from options.environment.
 std::unique_ptr<Transport> make_sqs_transport(const Options& options);
 
 }  // namespace asya::transport
