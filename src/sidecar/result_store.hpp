@@ -1,12 +1,16 @@
 // Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope.
-// Implementations: a local directory (file://, result_store.cpp) and S3-compatible storage
-// (s3://bucket/prefix, result_store_s3.cpp).
+// Implementations, each in its own folder and registered by URL scheme in result_store.cpp (a
+// NamedRegistry, the same shape as the transports'): a local directory (file://,
+// result_store/file/) and S3-compatible storage (s3://bucket/prefix, result_store/s3/).
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "common/env.hpp"
 #include "common/result.hpp"
 
 namespace asya::sidecar {
@@ -24,11 +28,30 @@ class ResultStore {
   virtual std::string describe() const = 0;
 };
 
-// Creates the store for a URL: `file:///abs/dir` or `file://relative/dir` (the directory is
-// created), or `s3://bucket/prefix` (endpoint, region and credentials from ASYA_S3_ENDPOINT and
-// the AWS variables; nothing is contacted until the first put). Throws asya::ConfigError naming
-// ASYA_RESULT_STORE for an unsupported or unusable URL.
+// What a result store factory is given.
+struct ResultStoreOptions {
+  std::string url;  // ASYA_RESULT_STORE: file:///abs/dir, file://relative/dir, s3://bucket/prefix
+  // Where a store reads its own variables (S3: ASYA_S3_ENDPOINT and the AWS variables); the
+  // process environment unless a caller injects another lookup.
+  EnvironmentLookup environment = process_environment();
+};
+
+using ResultStoreFactory = std::function<std::unique_ptr<ResultStore>(const ResultStoreOptions&)>;
+
+// Creates the store registered for the URL's scheme: `file:///abs/dir` or `file://relative/dir`
+// (the directory is created), or `s3://bucket/prefix` (endpoint, region and credentials from
+// ASYA_S3_ENDPOINT and the AWS variables; nothing is contacted until the first put). Throws
+// asya::ConfigError naming ASYA_RESULT_STORE for an unsupported or unusable URL.
+std::unique_ptr<ResultStore> make_result_store(const ResultStoreOptions& options);
+// The same with the process environment.
 std::unique_ptr<ResultStore> make_result_store(std::string_view url);
+
+// Registers (or replaces) the store of a URL scheme ("file", "s3"), e.g. a fake in a test.
+// Thread-safe.
+void register_result_store(std::string scheme, ResultStoreFactory factory);
+
+// The registered schemes, sorted.
+std::vector<std::string> result_store_schemes();
 
 // The file name used for an id: characters other than [A-Za-z0-9._-] are percent-encoded, and a
 // leading '.' too, so an id can never escape the directory. "abc" -> "abc.json".

@@ -5,6 +5,7 @@
 #include <ctime>
 
 #include "common/env.hpp"
+#include "common/registry.hpp"
 #include "gateway/store/backend.hpp"
 
 namespace asya::gateway {
@@ -563,10 +564,51 @@ std::unique_ptr<JobStore> open_postgres_job_store(const std::string& url) {
   return make_job_store(open_postgres_backend(url));
 }
 
+namespace {
+
+using JobStoreRegistry = NamedRegistry<JobStore, JobStoreOptions>;
+
+std::unique_ptr<JobStore> make_sqlite_job_store(const JobStoreOptions& options) {
+  return open_sqlite_job_store(
+      Environment(options.environment).string("ASYA_GATEWAY_DB", ".asya/gateway.db"));
+}
+
+std::unique_ptr<JobStore> make_postgres_job_store(const JobStoreOptions& options) {
+  return open_postgres_job_store(Environment(options.environment).required("ASYA_DATABASE_URL"));
+}
+
+JobStoreRegistry& job_store_registry() {
+  static JobStoreRegistry* instance = new JobStoreRegistry(  // never destroyed
+      {{"sqlite", &make_sqlite_job_store}, {"postgres", &make_postgres_job_store}});
+  return *instance;
+}
+
+}  // namespace
+
+void register_job_store(std::string name, JobStoreFactory factory) {
+  job_store_registry().add(std::move(name), std::move(factory));
+}
+
+std::vector<std::string> job_store_names() {
+  return job_store_registry().names();
+}
+
+std::unique_ptr<JobStore> open_job_store(std::string_view name, const JobStoreOptions& options) {
+  JobStoreFactory factory = job_store_registry().find(name);
+  if (!factory) {
+    throw ConfigError("job store \"" + std::string(name) + "\" is not known: use one of " +
+                      job_store_registry().names_text());
+  }
+  return factory(options);
+}
+
+std::unique_ptr<JobStore> open_job_store(const JobStoreOptions& options) {
+  bool postgres = !Environment(options.environment).string("ASYA_DATABASE_URL", "").empty();
+  return open_job_store(postgres ? "postgres" : "sqlite", options);
+}
+
 std::unique_ptr<JobStore> open_job_store_from_env() {
-  std::string url = env_string("ASYA_DATABASE_URL", "");
-  if (!url.empty()) return open_postgres_job_store(url);
-  return open_sqlite_job_store(env_string("ASYA_GATEWAY_DB", ".asya/gateway.db"));
+  return open_job_store(JobStoreOptions{});
 }
 
 }  // namespace asya::gateway

@@ -1,9 +1,10 @@
 // The gateway's job store: one job per tool call, keyed by the envelope id (PROTOCOL §7, §8), and
 // the MCP sessions.
 //
-// Implementations: SQLite (sqlite/, the embedded default, one file) and PostgreSQL (postgres/,
-// ASYA_DATABASE_URL). Both share the status rules below (implemented once in job_store.cpp over a
-// small storage backend), so they behave identically:
+// Implementations, registered by name (open_job_store below): SQLite (sqlite/, the embedded
+// default, one file) and PostgreSQL (postgres/, ASYA_DATABASE_URL). Both share the status rules
+// below (implemented once in job_store.cpp over a small storage backend), so they behave
+// identically:
 //
 // - Status moves pending -> running -> succeeded | failed. The first progress report makes a job
 //   running; a final report may come at any time. A final status never changes again; progress
@@ -29,8 +30,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "common/env.hpp"
 #include "common/result.hpp"
 
 namespace asya::gateway {
@@ -223,9 +226,32 @@ class JobStore {
   virtual void unwatch() {}
 };
 
-// Opens the store chosen by the environment: PostgreSQL when ASYA_DATABASE_URL is set, else
-// SQLite at ASYA_GATEWAY_DB (default .asya/gateway.db). Creates or migrates the schema. Throws
-// asya::ConfigError when the database cannot be opened.
+// What a job store factory is given.
+struct JobStoreOptions {
+  // Where the store reads its variables (ASYA_GATEWAY_DB, ASYA_DATABASE_URL): the process
+  // environment unless a caller injects another lookup.
+  EnvironmentLookup environment = process_environment();
+};
+
+using JobStoreFactory = std::function<std::unique_ptr<JobStore>(const JobStoreOptions&)>;
+
+// Job stores are registered by name (a NamedRegistry, the same shape as the transports'):
+// "sqlite" opens ASYA_GATEWAY_DB (default .asya/gateway.db), "postgres" opens ASYA_DATABASE_URL.
+// Registers (or replaces) one, e.g. a fake in a test. Thread-safe.
+void register_job_store(std::string name, JobStoreFactory factory);
+
+// The registered names, sorted.
+std::vector<std::string> job_store_names();
+
+// Opens the store registered as `name`; creates or migrates the schema. Throws asya::ConfigError
+// for an unknown name (listing the known ones) or a database that cannot be opened.
+std::unique_ptr<JobStore> open_job_store(std::string_view name, const JobStoreOptions& options);
+
+// Opens the store the options' environment chooses: "postgres" when ASYA_DATABASE_URL is set,
+// else "sqlite".
+std::unique_ptr<JobStore> open_job_store(const JobStoreOptions& options);
+
+// open_job_store(JobStoreOptions{}): the store chosen by the process environment.
 std::unique_ptr<JobStore> open_job_store_from_env();
 
 // The SQLite store at `path` (created with its schema when missing).

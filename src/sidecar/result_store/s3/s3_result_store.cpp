@@ -1,7 +1,8 @@
 // The S3 result store (PROTOCOL §6): ASYA_RESULT_STORE=s3://bucket/prefix writes each final
 // envelope as the object <prefix>/<id>.json (id encoded by result_file_name). Endpoint, region
 // and credentials come from the standard AWS variables, with ASYA_S3_ENDPOINT first (see
-// common/aws/client.hpp); a custom endpoint (MinIO, moto) is addressed path-style.
+// common/aws/client.hpp), read from ResultStoreOptions::environment; a custom endpoint (MinIO,
+// moto) is addressed path-style.
 #include <fmt/format.h>
 
 #include "common/aws/s3.hpp"
@@ -36,10 +37,11 @@ class S3ResultStore : public ResultStore {
 
 }  // namespace
 
-std::unique_ptr<ResultStore> make_s3_result_store(std::string_view url) {
-  auto parsed = aws::parse_s3_url(url);
+std::unique_ptr<ResultStore> make_s3_result_store(const ResultStoreOptions& options) {
+  auto parsed = aws::parse_s3_url(options.url);
   if (!parsed) throw ConfigError("ASYA_RESULT_STORE=" + parsed.error().message);
-  aws::Config config = aws::Config::from_env("ASYA_S3_ENDPOINT", "S3");
+  aws::Config config =
+      aws::Config::from_env("ASYA_S3_ENDPOINT", "S3", Environment(options.environment));
   return std::make_unique<S3ResultStore>(std::move(config), parsed->first, parsed->second);
 }
 
