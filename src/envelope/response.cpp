@@ -191,7 +191,7 @@ Result<std::vector<ResponseItem>> parse_response_at(std::string_view body, const
         detail::release_if_large();
         return Error{"response has " + std::to_string(body.size() - end) +
                      " bytes of trailing data after the JSON value at byte " + std::to_string(end) +
-                     ": " + describe(body.substr(end))};
+                     ": " + describe(body.substr(body.find_first_not_of(" \t\n\r", end)))};
       }
       detail::release_if_large();
     }

@@ -97,7 +97,7 @@ TEST(ParseResponseErrors, TrailingDataAfterAValidAnswerIsNamedWithItsPosition) {
                 std::to_string(answer.size()) + ": junk!");
   EXPECT_EQ(ErrorOf(answer + " \n x"),
             "response has 4 bytes of trailing data after the JSON value at byte " +
-                std::to_string(answer.size()) + ":  \n x");
+                std::to_string(answer.size()) + ": x");
   // Whitespace after the value is fine; an invalid value before junk keeps the parser's message.
   EXPECT_TRUE(parse_response(answer + " \n").ok());
   EXPECT_EQ(ErrorOf("[1,}]x").rfind("response is not valid JSON", 0), 0u) << ErrorOf("[1,}]x");
