@@ -353,14 +353,25 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                                       next.pending, show_bytes(next.bytes))
                         : std::string()));
   }
-  // The first byte alone first: stray bytes read as a header announce a length that has nothing
-  // to do with what follows, and the call must fail now rather than wait for that many bytes.
-  io = detail::read_exact_io(fd_, data, 1, true, io_deadline, frame_bytes, 4);
-  if (!io.ok()) return io_failure(io);
-  if (!may_start_array({data, 1})) {
-    Peeked more = peek(fd_);
-    std::string head(data, 1);
-    if (more.state == PeekState::kData) head += more.bytes;
+  // The first bytes before the rest: stray bytes read as a header announce a length that has
+  // nothing to do with what follows, and the call must fail now rather than wait for that many
+  // bytes. Whatever has arrived is taken at once (usually the whole body: no extra system call);
+  // only when nothing has, one byte is waited for.
+  std::size_t got = 0;
+  ssize_t n = ::recv(fd_, data, size, MSG_DONTWAIT);
+  if (n > 0) {
+    got = static_cast<std::size_t>(n);
+  } else {
+    io = detail::read_exact_io(fd_, data, 1, true, io_deadline, frame_bytes, 4);
+    if (!io.ok()) return io_failure(io);
+    got = 1;
+  }
+  if (!may_start_array({data, std::min<std::size_t>(got, kShownBytes)})) {
+    std::string head(data, std::min<std::size_t>(got, kShownBytes));
+    if (head.size() < kShownBytes) {
+      Peeked more = peek(fd_);
+      if (more.state == PeekState::kData) head += more.bytes;
+    }
     return fail(CallStatus::kProtocol,
                 fmt::format("bad response frame: runtime answer frame header {} announces {}, but "
                             "its first bytes {} are not the start of a JSON array (a response is "
@@ -368,8 +379,11 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                             "body is not an array",
                             header_text, size_text(size), show_bytes(head)));
   }
-  io = detail::read_exact_io(fd_, data + 1, size - 1, true, io_deadline, frame_bytes, 5);
-  if (!io.ok()) return io_failure(io);
+  if (got < size) {
+    io =
+        detail::read_exact_io(fd_, data + got, size - got, true, io_deadline, frame_bytes, 4 + got);
+    if (!io.ok()) return io_failure(io);
+  }
 
   // The connection must be idle after an answer: a byte waiting now is a second answer or stray
   // bytes, and then this answer may not be the one for this request either.

@@ -21,6 +21,8 @@ correctly, so a test sees whether the sidecar got back in step):
   double_answer_first          the correct answer twice, in one write
   late_double_answer_first     the correct answer; once the next request arrived, the same answer
                                again, then (after 0.5 s) the next request is read and answered
+  junk_later_first             the correct answer; 1 s later the 4 bytes "junk", then the file
+                               $TEST_MARKER_DIR/junk-written
   stray_before_first           two NUL bytes, then the correct answer, in one write
   stray_after_first            the correct answer, then two NUL bytes, in one write
   never_answer                 reads requests, never answers
@@ -115,6 +117,11 @@ def serve(conn):
             wait_readable(conn)  # the sidecar sent the next request
             conn.sendall(frame(good))
             time.sleep(0.5)  # ... and would read the extra answer as that request's
+        elif MODE == "junk_later_first":
+            conn.sendall(frame(good))
+            time.sleep(1.0)  # long after the sidecar checked the connection after this answer
+            conn.sendall(b"junk")
+            open(os.path.join(MARKERS, "junk-written"), "w").close()
         elif MODE == "stray_before_first":
             conn.sendall(b"\0\0" + frame(good))
         elif MODE == "stray_after_first":

@@ -146,6 +146,20 @@ def test_late_second_answer_is_not_taken_for_the_next_requests(cluster):
     assert sorted(reads(cluster)) == ["m1", "m2", "m2", "m3"]
 
 
+def test_bytes_arriving_between_messages_are_dropped_with_their_connection(cluster):
+    # Bytes that come after the sidecar checked the connection, before the next request: the next
+    # request goes on a new connection and gets its own answer; the bytes are logged.
+    actor = run(cluster, "junk_later_first", 1)
+    assert_own_answer(("happy", cluster.queues.collect(HAPPY, 1)[0]["json"]), 1)
+    wait_for(lambda: (cluster.markers / "junk-written").exists(), 30, "the runtime to write its junk")
+    cluster.queues.send(QUEUE, message(2))
+    out = ends(cluster, actor, happy=1, error=0)
+    assert_own_answer(out["m2"], 2)
+    assert reads(cluster) == ["m1", "m2"]
+    assert_warned(actor, "runtime_protocol_error on the connection kept from the previous message",
+                  "4 more byte(s)", "6a 75 6e 6b")
+
+
 def test_stray_bytes_before_a_frame_are_named_and_do_not_derail_the_next_messages(cluster):
     # Issue 11 items 1 and 3: before, the leftover bytes were read as a 4.6 MB frame, the next
     # message timed out and the sidecar exited 3.
