@@ -95,8 +95,9 @@ class RuntimeClient {
   //   write failed because the runtime had closed, or the runtime closed with the request still
   //   unread in its socket (ECONNRESET). A runtime that read the request and closed without
   //   answering is kUnavailable: a failed attempt, never a second call of the handler.
-  // - The answer must be a frame whose body starts like a JSON array, and no byte may follow it;
-  //   otherwise kProtocol.
+  // - The answer must be a frame whose body starts like a JSON array, that arrives after the
+  //   runtime read the whole request (SIOCOUTQ is 0), and no byte may follow it; otherwise
+  //   kProtocol.
   // After kTimeout, kProtocol or kUnavailable the connection is closed, never reused, so a late
   // or extra answer is never mistaken for the next request's. The whole call must finish within
   // `timeout`.
