@@ -6,6 +6,7 @@
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <limits>
 #include <sstream>
 #include <unordered_map>
@@ -38,7 +39,16 @@ class LimitChecker : public YAML::EventHandler {
  public:
   LimitChecker(std::string_view text, const YamlLimits& limits) : text_(text), limits_(limits) {}
 
-  void OnDocumentStart(const YAML::Mark&) override {
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    // yaml-cpp 0.7 starts a new, empty document at the same place forever at a stray "," where
+    // a document starts; YAML::LoadAll would never return (found by fuzzing). A document starting
+    // where the previous one started made no progress.
+    if (last_document_start_ && *last_document_start_ == mark.pos) {
+      const std::size_t at = static_cast<std::size_t>(std::max(mark.pos, 0));
+      stop(mark, fmt::format("invalid YAML: unexpected \"{}\" where a document should start",
+                             at < text_.size() ? text_.substr(at, 1) : std::string_view("")));
+    }
+    last_document_start_ = mark.pos;
     anchors_.clear();
     open_.clear();
   }
@@ -154,6 +164,7 @@ class LimitChecker : public YAML::EventHandler {
   const YamlLimits& limits_;
   std::unordered_map<YAML::anchor_t, Expanded> anchors_;  // complete anchored nodes
   std::vector<Open> open_;                                // mappings and lists being read
+  std::optional<int> last_document_start_;                // Mark::pos of the last document
   std::size_t alias_uses_ = 0;
   Expanded aliased_;  // added by aliases in the whole text
 };

@@ -41,7 +41,9 @@ struct YamlLimitError {
 
 // Returns the first limit `text` (one or more `---` documents) breaks, or nullopt when it is
 // within every limit. YAML syntax errors are not reported here (nullopt): the reader's own load
-// reports them with its usual message. Thread-safe; never throws except std::bad_alloc.
+// reports them with its usual message; except the one yaml-cpp 0.7 would loop on forever (a
+// stray "," where a document starts), reported as "invalid YAML: unexpected ...".
+// Thread-safe; never throws except std::bad_alloc.
 std::optional<YamlLimitError> check_yaml_limits(std::string_view text,
                                                 const YamlLimits& limits = {});
 

@@ -104,5 +104,16 @@ TEST(YamlLimits, SyntaxErrorsAreLeftToTheReader) {
   EXPECT_FALSE(check_yaml_limits("a: *undefined\n"));
 }
 
+TEST(YamlLimits, AStrayFlowIndicatorThatYamlCppLoopsOnIsAnError) {
+  // yaml-cpp 0.7 starts empty documents at the "," forever (LoadAll never returns).
+  auto error = check_yaml_limits("a: {b: 1}\n---\n# comment\n   ,1 d: 30}\ne: 3\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->message, "invalid YAML: unexpected \",\" where a document should start");
+  EXPECT_EQ(error->line, 4);
+  error = check_yaml_limits("- a\n,\n");
+  ASSERT_TRUE(error);
+  EXPECT_EQ(error->line, 2);
+}
+
 }  // namespace
 }  // namespace asya

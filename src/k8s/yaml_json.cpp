@@ -180,7 +180,13 @@ json::value plain_scalar(const std::string& s) {
     if (ec == std::errc() && end == s.data() + s.size()) return n;
     return json::string(s);  // out of range: keep the text
   }
-  if (std::regex_match(s, kFloat)) return std::stod(s);
+  if (std::regex_match(s, kFloat)) {
+    try {
+      return std::stod(s);
+    } catch (const std::out_of_range&) {
+      return json::string(s);  // 1e999: no JSON number holds it; keep the text (found by fuzzing)
+    }
+  }
   return json::string(s);
 }
 

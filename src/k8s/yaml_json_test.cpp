@@ -57,6 +57,12 @@ TEST(YamlJson, QuotedScalarsAreStringsAndPlainOnesFollowTheCoreSchema) {
                                 "f": 1.5, "g": null, "h": "7"})"));
 }
 
+TEST(YamlJson, AFloatNoJsonNumberHoldsStaysText) {
+  auto v = from_yaml("a: 1e999\nb: -1e999\nc: 1.5e3\n", "t");
+  ASSERT_TRUE(v.ok()) << v.error().message;
+  EXPECT_EQ(*v, json::parse(R"({"a": "1e999", "b": "-1e999", "c": 1500.0})"));
+}
+
 TEST(YamlJson, SyntaxErrorNamesTheText) {
   auto v = from_yaml("a: [1, 2\n", "routes.yaml");
   ASSERT_FALSE(v.ok());

@@ -52,7 +52,13 @@ json::value scalar_to_json(const YAML::Node& node) {
     } catch (...) {
     }
   }
-  if (std::regex_match(text, number)) return json::value(std::stod(text));
+  if (std::regex_match(text, number)) {
+    try {
+      return json::value(std::stod(text));
+    } catch (const std::out_of_range&) {
+      // 1e999: no JSON number holds it; keep the text (found by fuzzing)
+    }
+  }
   return json::value(text);
 }
 

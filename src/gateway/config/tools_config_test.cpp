@@ -316,6 +316,13 @@ TEST(ToolsConfig, AliasBombAndDeepNestingAreRefusedBeforeReading) {
             "lists inside each other");
 }
 
+TEST(ToolsConfig, AFloatNoJsonNumberHoldsStaysText) {
+  // std::stod threw std::out_of_range out of parse_tools for 1e999 (found by fuzzing).
+  ToolsConfig config =
+      parse_tools("tools:\n  - name: a\n    route: [x]\n    metadata: {big: 1e999}\n", "r.yaml");
+  EXPECT_EQ(json::serialize(config.tools[0].metadata), R"({"big":"1e999"})");
+}
+
 TEST(ToolsConfig, LoadsEveryYamlFileOfADirectory) {
   auto dir = std::filesystem::temp_directory_path() / ("asya-tools-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
