@@ -19,8 +19,7 @@
 namespace {
 
 [[noreturn]] void fail(const char* reader, const char* what) {
-  std::fprintf(stderr, "fuzz_yaml_readers: %s threw an undocumented exception: %s\n", reader,
-               what);
+  std::fprintf(stderr, "fuzz_yaml_readers: %s threw an undocumented exception: %s\n", reader, what);
   std::abort();
 }
 
