@@ -107,3 +107,16 @@ def test_deep_nesting_says_how_deep_and_where(asya, tmp_path):
         assert (f"{path}:12: nested too deeply: depth 101 exceeds the limit of 100 mappings "
                 "and lists inside each other") in out.stderr, out.stderr
         assert "bad file" not in out.stderr
+
+
+def test_a_stray_comma_yaml_cpp_would_loop_on_is_an_error(asya, tmp_path):
+    """Found by fuzz_yaml_readers: yaml-cpp 0.7 starts empty documents at a "," forever, so
+    `asya render` and `asya up` hung on this file."""
+    path = tmp_path / "comma.yaml"
+    path.write_text(GOOD_ACTOR + "---\n# the next actor\n   ,1 spec: {}\n")
+    for command in ("render", "up"):
+        out = asya.run(command, path, timeout=20)
+        assert out.returncode == 2, out
+        assert out.stdout == ""
+        assert (f'{path}:13: invalid YAML: unexpected "," where a document should start'
+                in out.stderr), out.stderr
