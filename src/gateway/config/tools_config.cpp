@@ -544,10 +544,8 @@ std::optional<Tool> parse_tool(const YAML::Node& node, const std::string& file, 
     if (!route)
       fail(file, node, field + ".route", "missing (a list of actors or a route template name)");
     if (route.IsScalar()) {
-      if (shared.invalid_routes.count(route.Scalar())) {
-        tool.actors = {"invalid-template"};  // the template's own mistake is reported
-        return;
-      }
+      // The template's own mistake is already reported, so the load fails anyway.
+      if (shared.invalid_routes.count(route.Scalar())) return;
       auto found = shared.routes.find(route.Scalar());
       if (found == shared.routes.end()) {
         std::string known;
