@@ -261,8 +261,9 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
     if (out.body.size() > options_.max_message_bytes)
       return to_error_end(
           in, "message_too_large",
-          fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes", i,
-                      out.body.size(), options_.max_message_bytes));
+          fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes "
+                      "(ASYA_MAX_MESSAGE_BYTES)",
+                      i, out.body.size(), options_.max_message_bytes));
     if (item.current < item.actors.size()) {
       out.queue = options_.queue_prefix + item.actors[item.current];
       out.type = MessageType::kRoute;

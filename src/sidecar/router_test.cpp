@@ -323,6 +323,9 @@ TEST(Router, OutputLargerThanTheTransportLimitGoesToErrorEnd) {
   ASSERT_EQ(d.sends.size(), 1u);
   EXPECT_EQ(d.sends[0].queue, "asya-error-end");
   EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "message_too_large");
+  EXPECT_NE(std::string(obj(d.sends[0].body)["payload"].at("details").at("message").as_string())
+                .find("(ASYA_MAX_MESSAGE_BYTES)"),
+            std::string::npos);
 }
 
 std::optional<Decision> early(const Router& router, const std::string& body,
