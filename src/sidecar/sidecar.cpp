@@ -309,6 +309,7 @@ void Runner::worker(Slot& slot) {
     if (received->empty()) continue;
     metrics_.receive_duration(seconds_since(started));
     for (auto& delivery : *received) {
+      if (delivery.delivery_count > 1) metrics_.redelivered();
       if (config_.is_end_actor)
         process_end(slot, delivery);
       else
