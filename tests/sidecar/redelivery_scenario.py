@@ -63,7 +63,8 @@ def redeliveries(metrics_text, queue):
     return int(float(m.group(1))) if m else None
 
 
-def run(build_path, messages, queue_type, fault, concurrency=2, sleep=0.005, log=sys.stderr):
+def run(build_path, messages, queue_type, fault, concurrency=2, prefetch=10, sleep=0.005,
+        log=sys.stderr):
     if fault not in ("stop", "kill"):
         raise ValueError("fault must be stop or kill, not %r" % fault)
     broker = rabbitmq_service.Broker()
@@ -76,6 +77,7 @@ def run(build_path, messages, queue_type, fault, concurrency=2, sleep=0.005, log
             "ASYA_RABBITMQ_QUEUE_TYPE": queue_type,
         })
         env = {"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true",
+               "ASYA_RABBITMQ_PREFETCH": str(prefetch),
                # A send waits across the outage (a restart takes seconds on a busy machine).
                "ASYA_RABBITMQ_CONFIRM_TIMEOUT": "3m"}
         actors = {name: cluster.actor(name, "enrich_counted", env=env) for name in ACTORS}
@@ -126,6 +128,7 @@ def run(build_path, messages, queue_type, fault, concurrency=2, sleep=0.005, log
             "queue_type": queue_type,
             "fault": fault,
             "concurrency": concurrency,
+            "prefetch": prefetch,
             "at_happy_end_before_fault": before,
             "fault_seconds": round(fault_seconds, 1),
             "unique_at_happy_end": len(arrived),
@@ -138,9 +141,9 @@ def run(build_path, messages, queue_type, fault, concurrency=2, sleep=0.005, log
             "metrics": metrics,
         }
         result["duplicate_calls_total"] = sum(result["duplicate_calls"].values())
-        log.write("%s/%s: %d messages, %d at happy-end before the fault (%.1fs), duplicate handler "
+        log.write("%s/%s (prefetch %d): %d messages, %d at happy-end before the fault (%.1fs), duplicate handler "
                   "calls %s (total %d), redeliveries %s, lost %d\n" % (
-                      queue_type, fault, messages, before, fault_seconds, result["duplicate_calls"],
+                      queue_type, fault, prefetch, messages, before, fault_seconds, result["duplicate_calls"],
                       result["duplicate_calls_total"], result["redeliveries"], len(lost)))
         return result
     except BaseException:

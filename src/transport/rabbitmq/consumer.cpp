@@ -162,6 +162,16 @@ Status Consumer::check(const Delivery& delivery) {
   return Status::Ok();
 }
 
+bool Consumer::holds(const Delivery& delivery) {
+  read_if_free();
+  {
+    std::unique_lock io(io_, std::try_to_lock);
+    // Broken and not yet replaced: the broker requeued everything this connection held.
+    if (io.owns_lock() && connection_.state() != nullptr && !connection_.is_open()) return false;
+  }
+  return check(delivery).ok();
+}
+
 Status Consumer::ack(const Delivery& delivery) {
   if (Status st = check(delivery); !st) return st;
   PendingAck ack;

@@ -41,6 +41,11 @@ class Consumer final : public Link {
   // acked yet.
   Status check(const Delivery& delivery);
 
+  // check() after reading what the broker sent meanwhile (when the connection is free): a
+  // connection the broker closed or reset is found here at once, not at the link thread's next
+  // tick, so a delivery lost with it is reported lost before its outputs are sent.
+  bool holds(const Delivery& delivery);
+
   // Sends basic.ack for it: written from the calling thread when the connection is free, else
   // handed to the link thread (written before its next read, and before the connection closes on
   // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a connection

@@ -88,6 +88,8 @@ class RabbitmqTransport final : public Transport {
     return Status::Ok();  // unacked deliveries have no lease on RabbitMQ
   }
 
+  bool still_held(const Delivery& delivery) override { return consumer_.holds(delivery); }
+
   Result<QueueStats> stats(std::string_view queue) override {
     if (Status st = check_name(queue); !st) return st.error();
     std::string name(queue);

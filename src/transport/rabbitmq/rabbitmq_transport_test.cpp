@@ -146,7 +146,9 @@ TEST_F(RabbitmqTransportTest, SentMessageIsReceivedOnceAndAckRemovesIt) {
   ASSERT_TRUE(none.ok()) << none.error().message;
   EXPECT_TRUE(none->empty()) << "an unacked message must not be delivered twice";
   EXPECT_EQ(stats(*t, q).in_flight, 1u);
+  EXPECT_TRUE(t->still_held(d));
   ASSERT_TRUE(t->ack(d).ok());
+  EXPECT_FALSE(t->still_held(d)) << "an acked delivery is not held any more";
   QueueStats s = stats(*t, q);
   EXPECT_EQ(s.ready + s.in_flight + s.delayed, 0u);
   Status again = t->ack(d);
