@@ -313,6 +313,29 @@ TEST_F(RabbitmqTransportTest, QueueOfTheOtherTypeIsUsedAsItIs) {
   }
 }
 
+// A nack whose copy cannot be published (here: its delay queue exists with other arguments, so
+// declaring it fails) must not leave the original unacked on the live connection, where RabbitMQ
+// would hold it until the connection closes: the broker requeues it after the delay instead.
+TEST_F(RabbitmqTransportTest, NackThatCannotPublishItsCopyRequeuesTheOriginalAfterTheDelay) {
+  RabbitmqSettings classic = settings_;
+  classic.quorum = false;
+  auto t = make(classic);
+  const std::string q = queue("requeue");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->ensure_queue(rabbitmq_delay_queue_name(q, 1300ms)).ok());  // no TTL: conflicts
+  ASSERT_TRUE(t->send(q, "m").ok());
+  Delivery first = receive_one(*t, q);
+  auto started = Clock::now();
+  Status st = t->nack(first, 1300ms);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_FALSE(t->still_held(first));
+  Delivery again = receive_one(*t, q, 20s);
+  EXPECT_GE(Clock::now() - started, 1300ms);
+  EXPECT_EQ(again.body, "m");
+  EXPECT_EQ(again.delivery_count, 2u);
+  ASSERT_TRUE(t->ack(again).ok());
+}
+
 TEST_F(RabbitmqTransportTest, DelayedSendBecomesVisibleAfterTheDelay) {
   auto t = make();
   const std::string q = queue("delayed");
@@ -618,9 +641,16 @@ TEST_F(RabbitmqTransportTest, BrokerRestartLosesNothingInATwoQueueChain) {
     }
     std::this_thread::sleep_for(20ms);
   }
+  // A delivery held across the restart is known lost afterwards (its outputs would be duplicates).
+  auto holder = make(s);
+  const std::string held_queue = queue("chain-held");
+  ASSERT_TRUE(holder->send(held_queue, "held").ok());
+  Delivery held = receive_one(*holder, held_queue);
+  EXPECT_TRUE(holder->still_held(held));
   std::printf("restarting the broker (%zu arrived so far)\n", arrived.size());
   int rc = std::system(restart);
   EXPECT_EQ(rc, 0) << "restart command failed: " << restart;
+  EXPECT_FALSE(holder->still_held(held));
   produce.join();
   collect.join();
   done = true;
