@@ -46,7 +46,7 @@ RabbitmqSettings RabbitmqSettings::from_env(const Environment& environment) {
   s.prefetch =
       static_cast<int>(environment.integer("ASYA_RABBITMQ_PREFETCH", s.prefetch, 1, 65535));
   s.quorum =
-      environment.choice("ASYA_RABBITMQ_QUEUE_TYPE", "classic", {"classic", "quorum"}) == "quorum";
+      environment.choice("ASYA_RABBITMQ_QUEUE_TYPE", "quorum", {"quorum", "classic"}) == "quorum";
   s.confirm_timeout = environment.duration("ASYA_RABBITMQ_CONFIRM_TIMEOUT", s.confirm_timeout);
   if (s.confirm_timeout < std::chrono::milliseconds(100)) {
     throw ConfigError("ASYA_RABBITMQ_CONFIRM_TIMEOUT=\"" + format_duration(s.confirm_timeout) +
