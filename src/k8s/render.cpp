@@ -10,7 +10,7 @@
 
 #include "common/env.hpp"
 #include "k8s/yaml_json.hpp"
-#include "local/manifest/sidecar_environment.hpp"
+#include "manifest/sidecar_environment.hpp"
 
 namespace asya::k8s {
 namespace json = boost::json;

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "common/result.hpp"
-#include "local/manifest/sidecar_environment.hpp"
 #include "local/supervisor.hpp"
+#include "manifest/sidecar_environment.hpp"
 
 namespace asya::local {
 

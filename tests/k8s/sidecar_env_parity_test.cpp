@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "k8s/render.hpp"
-#include "local/manifest/manifest.hpp"
 #include "local/replica_environment.hpp"
+#include "manifest/manifest.hpp"
 
 namespace asya::k8s {
 namespace {

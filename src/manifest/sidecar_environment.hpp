@@ -14,7 +14,7 @@
 #include <variant>
 #include <vector>
 
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 
 namespace asya::manifest {
 

@@ -1,4 +1,4 @@
-#include "local/manifest/sidecar_environment.hpp"
+#include "manifest/sidecar_environment.hpp"
 
 #include <gtest/gtest.h>
 
