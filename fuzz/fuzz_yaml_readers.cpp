@@ -1,5 +1,5 @@
 // Fuzzes every YAML reader of Asya with the same text: the alias/nesting guard
-// (common/yaml_limits), AsyncActor manifests (local/manifest), the YAML -> JSON converter of the
+// (common/yaml_limits), AsyncActor manifests (src/manifest), the YAML -> JSON converter of the
 // renderer (k8s/yaml_json) and the gateway's routes.yaml (gateway/config/tools_config).
 // Properties: no reader crashes, hangs (libFuzzer's -timeout) or runs out of memory
 // (-rss_limit_mb), whatever aliases or nesting the text holds; errors come back as the readers'
@@ -14,7 +14,7 @@
 #include "common/yaml_limits.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "k8s/yaml_json.hpp"
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 
 namespace {
 

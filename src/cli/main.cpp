@@ -31,10 +31,10 @@
 #include "common/log.hpp"
 #include "envelope/envelope.hpp"
 #include "gateway/config/tools_config.hpp"
-#include "local/manifest/manifest.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
 #include "local/supervisor.hpp"
+#include "manifest/manifest.hpp"
 #include "sidecar/result_store.hpp"
 #include "transport/transport.hpp"
 

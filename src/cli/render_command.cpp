@@ -14,7 +14,7 @@
 #include "gateway/config/tools_config.hpp"
 #include "k8s/render.hpp"
 #include "k8s/yaml_json.hpp"
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 
 namespace asya::cli {
 namespace {

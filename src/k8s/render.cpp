@@ -8,7 +8,9 @@
 #include <fmt/format.h>
 #include <boost/json.hpp>
 
+#include "common/env.hpp"
 #include "k8s/yaml_json.hpp"
+#include "manifest/sidecar_environment.hpp"
 
 namespace asya::k8s {
 namespace json = boost::json;
@@ -28,12 +30,6 @@ constexpr int kGatewayPort = 8080;
 // Extra seconds the kubelet waits after the sidecar's own drain deadline, so it can nack the
 // unfinished messages and exit before SIGKILL.
 constexpr long kGraceMarginSeconds = 10;
-
-// Go-style duration for the sidecar's variables: whole seconds as "30s", else "1500ms".
-std::string go_duration(milliseconds d) {
-  if (d.count() % 1000 == 0) return fmt::format("{}s", d.count() / 1000);
-  return fmt::format("{}ms", d.count());
-}
 
 long ceil_seconds(milliseconds d) {
   return static_cast<long>((d.count() + 999) / 1000);
@@ -70,8 +66,9 @@ Result<json::value> termination_grace(const manifest::Actor& a, const json::obje
         "= {}; the kubelet would kill a replica that is scaled down or rolled while it processes "
         "a message. Use at least {}, leave the field out (Asya then sets {}), or lower the "
         "timeouts",
-        field, seconds, go_duration(a.timeout.processing), go_duration(a.timeout.graceful_shutdown),
-        kGraceMarginSeconds, minimum, minimum, minimum)};
+        field, seconds, format_duration(a.timeout.processing),
+        format_duration(a.timeout.graceful_shutdown), kGraceMarginSeconds, minimum, minimum,
+        minimum)};
   }
   return *given;
 }
@@ -106,23 +103,47 @@ json::object object(std::string_view api_version, std::string_view kind, json::o
   return {{"apiVersion", api_version}, {"kind", kind}, {"metadata", std::move(meta)}};
 }
 
-// Variables every process talking to the transport needs (sidecars, gateway).
+// The rendered form of an environment: {name, value}, or {name, valueFrom: {secretKeyRef}}.
+json::object env_entry(const manifest::EnvironmentVariable& var) {
+  if (const auto* ref = var.secret())
+    return secret_env(var.name, ref->secret, ref->key, ref->optional);
+  return env(var.name, *var.literal());
+}
+
+json::array env_array(const manifest::Environment& vars) {
+  json::array out;
+  for (const auto& var : vars) out.push_back(env_entry(var));
+  return out;
+}
+
+// How the broker is reached, after ASYA_TRANSPORT and ASYA_QUEUE_PREFIX (sidecars, gateway).
+manifest::Environment broker_settings(std::string_view transport, const RenderOptions& o) {
+  manifest::Environment out;
+  auto from_secret = [&](std::string name, const std::string& secret, const std::string& key) {
+    out.push_back({std::move(name), manifest::SecretKeyRef{secret, key}});
+  };
+  if (transport == "rabbitmq") {
+    from_secret("ASYA_RABBITMQ_URL", o.rabbitmq_secret, o.rabbitmq_secret_key);
+    if (!o.rabbitmq_exchange.empty())
+      out.push_back({"ASYA_RABBITMQ_EXCHANGE", o.rabbitmq_exchange});
+  } else if (transport == "sqs") {
+    out.push_back({"AWS_REGION", o.sqs_region});
+    if (!o.sqs_endpoint.empty()) out.push_back({"ASYA_SQS_ENDPOINT", o.sqs_endpoint});
+    if (!o.sqs_pod_identity) {
+      from_secret("AWS_ACCESS_KEY_ID", o.sqs_secret, "AWS_ACCESS_KEY_ID");
+      from_secret("AWS_SECRET_ACCESS_KEY", o.sqs_secret, "AWS_SECRET_ACCESS_KEY");
+    }
+  }
+  return out;
+}
+
+// Variables every process talking to the transport needs (the gateway; sidecars get the same
+// from manifest::sidecar_environment).
 json::array transport_env(std::string_view transport, const RenderOptions& o) {
   json::array out;
   out.push_back(env("ASYA_TRANSPORT", transport));
   out.push_back(env("ASYA_QUEUE_PREFIX", o.queue_prefix));
-  if (transport == "rabbitmq") {
-    out.push_back(secret_env("ASYA_RABBITMQ_URL", o.rabbitmq_secret, o.rabbitmq_secret_key));
-    if (!o.rabbitmq_exchange.empty())
-      out.push_back(env("ASYA_RABBITMQ_EXCHANGE", o.rabbitmq_exchange));
-  } else if (transport == "sqs") {
-    out.push_back(env("AWS_REGION", o.sqs_region));
-    if (!o.sqs_endpoint.empty()) out.push_back(env("ASYA_SQS_ENDPOINT", o.sqs_endpoint));
-    if (!o.sqs_pod_identity) {
-      out.push_back(secret_env("AWS_ACCESS_KEY_ID", o.sqs_secret, "AWS_ACCESS_KEY_ID"));
-      out.push_back(secret_env("AWS_SECRET_ACCESS_KEY", o.sqs_secret, "AWS_SECRET_ACCESS_KEY"));
-    }
-  }
+  for (const auto& var : broker_settings(transport, o)) out.push_back(env_entry(var));
   return out;
 }
 
@@ -148,8 +169,29 @@ std::string effective_gateway_url(const RenderOptions& o, bool gateway_rendered)
 
 // ASYA_GATEWAY_INTERNAL_TOKEN of a reporting sidecar or the gateway, from the tokens' Secret.
 // Optional: without the Secret the gateway has no internal token and the sidecars send none.
+manifest::SecretKeyRef internal_token_ref(const RenderOptions& o) {
+  return {o.gateway_token_secret, "internal-token", true};
+}
+
 json::object internal_token_env(const RenderOptions& o) {
-  return secret_env("ASYA_GATEWAY_INTERNAL_TOKEN", o.gateway_token_secret, "internal-token", true);
+  return env_entry({"ASYA_GATEWAY_INTERNAL_TOKEN", internal_token_ref(o)});
+}
+
+// What Kubernetes decides for every sidecar: the cluster's broker, the shared socket directory,
+// the metrics port, the log level and the gateway with its token from the tokens' Secret.
+manifest::SidecarEnvironmentOptions sidecar_options(std::string_view transport,
+                                                    const RenderOptions& o,
+                                                    const std::string& gateway_url) {
+  manifest::SidecarEnvironmentOptions out;
+  out.transport = std::string(transport);
+  out.queue_prefix = o.queue_prefix;
+  out.transport_settings = broker_settings(transport, o);
+  out.socket_dir = kSocketDir;
+  out.metrics_addr = fmt::format(":{}", o.metrics_port);
+  out.log_level = o.log_level;
+  out.gateway_url = gateway_url;
+  out.gateway_internal_token = internal_token_ref(o);
+  return out;
 }
 
 // The TCP port of an http(s) URL: the explicit one, else 80 or 443 by scheme.
@@ -190,30 +232,8 @@ json::object sidecar_container_base(const RenderOptions& o, json::array env_vars
 
 json::object sidecar_container(const manifest::Actor& a, std::string_view transport,
                                const RenderOptions& o, const std::string& gateway_url) {
-  json::array e;
-  e.push_back(env("ASYA_ACTOR_NAME", a.name));
-  append(e, transport_env(transport, o));
-  e.push_back(env("ASYA_SOCKET_DIR", kSocketDir));
-  e.push_back(env("ASYA_RUNTIME_TIMEOUT", go_duration(a.timeout.processing)));
-  e.push_back(env("ASYA_SHUTDOWN_GRACE", go_duration(a.timeout.graceful_shutdown)));
-  e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
-  e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
-  if (!gateway_url.empty()) {
-    e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
-    e.push_back(internal_token_env(o));
-  }
-  if (a.sidecar.concurrency)
-    e.push_back(env("ASYA_CONCURRENCY", std::to_string(*a.sidecar.concurrency)));
-  if (a.sidecar.max_deliveries)
-    e.push_back(env("ASYA_MAX_DELIVERIES", std::to_string(*a.sidecar.max_deliveries)));
-  if (a.retry.max_attempts > 1) {
-    e.push_back(env("ASYA_RETRY_MAX_ATTEMPTS", std::to_string(a.retry.max_attempts)));
-    e.push_back(env("ASYA_RETRY_BACKOFF", go_duration(a.retry.backoff)));
-    e.push_back(env("ASYA_RETRY_BACKOFF_MAX", go_duration(a.retry.backoff_max)));
-    if (a.retry.retries_processing_errors()) {
-      e.push_back(env("ASYA_RETRY_ON_PROCESSING_ERROR", "true"));
-    }
-  }
+  json::array e =
+      env_array(manifest::sidecar_environment(a, sidecar_options(transport, o, gateway_url)));
   json::object container = sidecar_container_base(o, std::move(e));
   container["volumeMounts"] = json::array{{{"name", kSocketVolume}, {"mountPath", kSocketDir}}};
   return container;
@@ -685,17 +705,12 @@ bool uses_python_runtime(const manifest::Actor& a) {
 json::object end_actor_deployment(std::string_view name, std::string_view transport,
                                   const RenderOptions& o, const std::string& gateway_url) {
   const json::object labels = labels_for(name, "end-actor", o);
-  json::array e;
-  e.push_back(env("ASYA_ACTOR_NAME", name));
-  e.push_back(env("ASYA_IS_END_ACTOR", "true"));
-  append(e, transport_env(transport, o));
-  e.push_back(env("ASYA_RESULT_STORE", o.result_store));
-  e.push_back(env("ASYA_METRICS_ADDR", fmt::format(":{}", o.metrics_port)));
-  e.push_back(env("ASYA_LOG_LEVEL", o.log_level));
-  if (!gateway_url.empty()) {
-    e.push_back(env("ASYA_GATEWAY_URL", gateway_url));
-    e.push_back(internal_token_env(o));
-  }
+  manifest::Actor end_actor;
+  end_actor.name = std::string(name);
+  auto options = sidecar_options(transport, o, gateway_url);
+  options.end_actor = true;
+  options.result_store = o.result_store;
+  json::array e = env_array(manifest::sidecar_environment(end_actor, options));
   json::object container = sidecar_container_base(o, std::move(e));
   json::array volumes;
   if (o.result_store.rfind("file://", 0) == 0) {

@@ -1,6 +1,6 @@
 // Kubernetes objects for AsyncActors: what `asya render` prints and what asya-operator applies.
 //
-// render() is a pure function of the loaded manifests (src/local/manifest) and RenderOptions: it
+// render() is a pure function of the loaded manifests (src/manifest) and RenderOptions: it
 // starts no process and talks to no server, so `asya render` and the operator produce the same
 // objects byte for byte. For each actor it builds
 //   - a ServiceAccount <name>;
@@ -32,7 +32,7 @@
 #include <boost/json/object.hpp>
 
 #include "common/result.hpp"
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 
 namespace asya::k8s {
 

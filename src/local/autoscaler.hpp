@@ -20,7 +20,7 @@
 #include <deque>
 #include <optional>
 
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 
 namespace asya::local {
 

@@ -32,6 +32,7 @@
 #include "local/output_collector.hpp"
 #include "local/process.hpp"
 #include "local/queue_stats_poller.hpp"
+#include "local/replica_environment.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::local {
@@ -582,47 +583,18 @@ Status Supervisor::start_replica(ActorState& actor, Clock::time_point now) {
 
   ProcessSpec sc;
   sc.argv = {options_.sidecar_binary};
-  sc.env = base_env_;
-  auto set = [&](const std::string& key, const std::string& value) {
-    sc.env.push_back(key + "=" + value);
-  };
-  // Drop inherited values of what is set below: with duplicates, getenv sees the first one.
-  std::erase_if(sc.env, [](const std::string& e) {
-    for (const char* key :
-         {"ASYA_ACTOR_NAME=", "ASYA_TRANSPORT=", "ASYA_SOCKET_PATH=", "ASYA_SOCKET_DIR=",
-          "ASYA_METRICS_ADDR=", "ASYA_RESULT_STORE=", "ASYA_RUNTIME_TIMEOUT=",
-          "ASYA_SHUTDOWN_GRACE=", "ASYA_RETRY_MAX_ATTEMPTS=", "ASYA_RETRY_BACKOFF=",
-          "ASYA_RETRY_BACKOFF_MAX=", "ASYA_RETRY_ON_PROCESSING_ERROR=", "ASYA_IS_END_ACTOR=",
-          "ASYA_GATEWAY_URL="}) {
-      if (e.rfind(key, 0) == 0) return true;
+  // The manifest -> sidecar mapping shared with `asya render` (manifest/sidecar_environment.hpp).
+  ReplicaSidecar host{actor.end_actor, replica->socket, replica->metrics_port};
+  auto sidecar_env = replica_sidecar_environment(actor.spec, host, options_, prefix_, base_env_);
+  if (!sidecar_env) {
+    if (replica->runtime) {
+      ::kill(replica->runtime, SIGKILL);
+      ::waitpid(replica->runtime, nullptr, 0);
     }
-    return false;
-  });
-  set("ASYA_ACTOR_NAME", name);
-  set("ASYA_TRANSPORT", options_.transport);
-  set("ASYA_METRICS_ADDR", fmt::format("127.0.0.1:{}", replica->metrics_port));
-  if (gateway_enabled()) set("ASYA_GATEWAY_URL", options_.gateway_url());
-  if (actor.end_actor) {
-    fs::path store = name == kErrorEnd ? options_.paths.failed() : options_.paths.succeeded();
-    set("ASYA_RESULT_STORE", "file://" + store.string());
-  } else {
-    const manifest::Actor& a = actor.spec;
-    set("ASYA_SOCKET_PATH", replica->socket.string());
-    set("ASYA_RUNTIME_TIMEOUT", format_duration(a.timeout.processing));
-    set("ASYA_SHUTDOWN_GRACE", format_duration(a.timeout.graceful_shutdown));
-    set("ASYA_RETRY_MAX_ATTEMPTS", std::to_string(a.retry.max_attempts));
-    set("ASYA_RETRY_BACKOFF", format_duration(a.retry.backoff));
-    set("ASYA_RETRY_BACKOFF_MAX", format_duration(a.retry.backoff_max));
-    set("ASYA_RETRY_ON_PROCESSING_ERROR", a.retry.retries_processing_errors() ? "true" : "false");
-    // spec.sidecar: the manifest wins over a value inherited from the supervisor's environment.
-    auto set_over = [&](const std::string& key, const std::optional<int>& value) {
-      if (!value) return;
-      std::erase_if(sc.env, [&](const std::string& e) { return e.rfind(key + "=", 0) == 0; });
-      set(key, std::to_string(*value));
-    };
-    set_over("ASYA_CONCURRENCY", a.sidecar.concurrency);
-    set_over("ASYA_MAX_DELIVERIES", a.sidecar.max_deliveries);
+    output_.release(replica->runtime_output);
+    return Error{fmt::format("{}: sidecar: {}", name, sidecar_env.error().message)};
   }
+  sc.env = std::move(*sidecar_env);
   sc.working_dir = options_.paths.root.string();
   sc.log_path = (logs / fmt::format("{}.sidecar.log", replica->index)).string();
   auto pid = spawn_collected(sc, replica->sidecar_output);

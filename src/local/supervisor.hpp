@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "local/manifest/manifest.hpp"
 #include "local/state.hpp"
+#include "manifest/manifest.hpp"
 
 namespace asya::local {
 

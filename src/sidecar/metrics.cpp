@@ -120,7 +120,9 @@ struct Metrics::Impl {
   prometheus::Family<prometheus::Counter>& lease_extensions =
       BuildCounter()
           .Name("asya_actor_lease_extensions_total")
-          .Help("Leases extended for messages processed longer than a third of the visibility timeout")
+          .Help(
+              "Leases extended for messages processed longer than a third of the visibility "
+              "timeout")
           .Register(*registry);
 
   prometheus::Counter* received_c;

@@ -14,7 +14,7 @@
 
 #include "common/env.hpp"
 #include "k8s/render.hpp"
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 #include "sidecar/config.hpp"
 #include "wire/runtime_client.hpp"
 

@@ -4,7 +4,7 @@
 //   1. deletionTimestamp set: deletes the actor's ScaledObject and TriggerAuthentication (so KEDA
 //      stops scaling before garbage collection removes the rest), then removes the finalizer;
 //   2. adds finalizer asya.sh/finalizer when missing;
-//   3. turns the object into the manifest model (src/local/manifest); a mistake gives
+//   3. turns the object into the manifest model (src/manifest); a mistake gives
 //      Ready=False reason InvalidSpec with the model's messages;
 //   4. renders it with render_actor() (the code of `asya render`);
 //   5. creates the queue on the transport (ensure_queue); failure gives TransportReady=False
@@ -29,7 +29,7 @@
 #include "common/result.hpp"
 #include "k8s/operator/kube_client.hpp"
 #include "k8s/render.hpp"
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::k8s::op {

@@ -235,6 +235,12 @@ class SqsTransport : public Transport {
                                        std::to_string(ceil_seconds(options_.visibility_timeout,
                                                                    kMaxVisibilitySeconds))}}}};
       found = call("CreateQueue", queue, params, {}, &code);
+      // Another process created it between the two calls with other attributes (CreateQueue is
+      // idempotent only for identical ones; an end actor's default lease differs from an
+      // actor's). Every receive names its own VisibilityTimeout, so the queue's default does not
+      // matter: use the queue that exists.
+      if (!found && code == "QueueNameExists")
+        found = call("GetQueueUrl", queue, json::object{{"QueueName", queue}}, {}, &code);
     }
     if (!found) {
       if (code == "QueueDoesNotExist") {

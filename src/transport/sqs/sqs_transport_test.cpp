@@ -71,6 +71,27 @@ TEST_F(SqsTransportTest, SendReceiveAckRoundTripKeepsTheBodyByteForByte) {
   EXPECT_TRUE(after->empty());
 }
 
+TEST_F(SqsTransportTest, QueueCreatedAtOnceWithOtherLeasesIsUsedByEveryone) {
+  // An actor (30 s lease) and an end actor (10 s) creating one queue at the same moment: SQS
+  // answers QueueNameExists to the CreateQueue whose attributes differ from the winner's.
+  const std::string q = queue("race");
+  std::vector<std::unique_ptr<Transport>> transports;
+  for (int i = 0; i < 8; ++i) {
+    options_.visibility_timeout = std::chrono::seconds(i % 2 == 0 ? 30 : 10);
+    transports.push_back(make());
+  }
+  std::vector<std::string> errors(transports.size());
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < transports.size(); ++i)
+    threads.emplace_back([&, i] {
+      if (Status st = transports[i]->ensure_queue(q); !st) errors[i] = st.message();
+    });
+  for (auto& t : threads) t.join();
+  for (const auto& e : errors) EXPECT_EQ(e, "");
+  ASSERT_TRUE(transports[1]->send(q, "{}"));
+  EXPECT_EQ(receive_n(*transports[0], q, 1).size(), 1u);
+}
+
 TEST_F(SqsTransportTest, QueueIsCreatedOnFirstUseAndListed) {
   auto t = make();
   const std::string q = queue("auto");

@@ -1,8 +1,9 @@
 // AsyncActor manifests (apiVersion asya.sh/v1alpha1, kind AsyncActor) as plain structs.
 //
 // This library only reads and validates manifests; it starts no process and knows nothing of
-// queues, so `asya up` (src/local) and the Kubernetes renderer (src/k8s) share it. The reference
-// of every field is docs/manifests.md.
+// queues, so `asya up` (src/local) and the Kubernetes renderer (src/k8s) share it; the mapping of
+// an actor to its sidecar's environment is sidecar_environment.hpp. The reference of every field
+// is docs/manifests.md.
 //
 // Loading never stops at the first mistake: every problem of every file is collected as a
 // Diagnostic carrying the file, the line, the field path, the bad value and what is allowed.

@@ -1,4 +1,4 @@
-#include "local/manifest/manifest.hpp"
+#include "manifest/manifest.hpp"
 
 #include <gtest/gtest.h>
 
