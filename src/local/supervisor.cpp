@@ -784,8 +784,9 @@ void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
   }
   if (!before.empty()) event(fmt::format("{}: queue stats readable again", actor.spec.name));
   const transport::QueueStats& stats = actor.stats;
-  int current = actor.live();
-  int desired = actor.autoscaler->desired(current, stats.ready + stats.in_flight, now);
+  // The count decided before, as the HPA reads spec.replicas: a replica that crashed and waits
+  // for its restart is still wanted, and the rate limits count from what was decided.
+  int desired = actor.autoscaler->desired(actor.desired, stats.ready + stats.in_flight, now);
   if (desired != actor.desired) {
     event(fmt::format("{}: scaling {} -> {} ({} ready, {} in flight)", actor.spec.name,
                       actor.desired, desired, stats.ready, stats.in_flight));
