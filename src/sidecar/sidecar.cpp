@@ -352,12 +352,25 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
     double runtime_seconds = seconds_since(call_started);
     metrics_.runtime_duration(runtime_seconds);
+    if (!call.notice.empty()) {
+      // The connection kept from the previous message was out of step; this message was sent on
+      // a new one and is not affected.
+      spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
+                   call.notice);
+      metrics_.runtime_error("runtime_protocol_error");
+    }
     decision = router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
     if (call.status != wire::CallStatus::kOk) {
       spdlog::warn("runtime call failed ({}): {}", decision.failure, call.error);
       metrics_.runtime_error(decision.failure);
     } else if (!decision.failure.empty()) {
       metrics_.runtime_error(decision.failure);
+      if (decision.failure == "runtime_protocol_error") {
+        // A connection that carried a bad answer is never reused (PROTOCOL §3).
+        client.disconnect();
+        spdlog::warn("runtime answer rejected ({}): {}", decision.failure,
+                     decision.failure_message);
+      }
     }
     if (decision.status == "success" && reporter_)
       report(envelope_path(in.id, "progress"),
