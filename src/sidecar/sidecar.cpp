@@ -310,6 +310,7 @@ void Runner::worker(Slot& slot) {
     if (received->empty()) continue;
     metrics_.receive_duration(seconds_since(started));
     for (auto& delivery : *received) {
+      if (delivery.delivery_count > 1) metrics_.redelivered();
       if (config_.is_end_actor)
         process_end(slot, delivery);
       else
@@ -465,6 +466,16 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
   if (reporter_ && in) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
+  if (!transport_->still_held(delivery)) {
+    // Lost with its connection while it was processed: the broker delivers it again, and the
+    // outputs sent now would be duplicates downstream of the ones that redelivery sends.
+    spdlog::warn(
+        "the connection that delivered this message from {} was lost while it was processed; "
+        "its outputs are not sent (the broker delivers it again)",
+        delivery.queue);
+    metrics_.failed("delivery_lost");
+    return false;
+  }
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
