@@ -74,21 +74,6 @@ class FileResultStore : public ResultStore {
 
 }  // namespace
 
-std::string result_file_name(std::string_view id) {
-  std::string out;
-  out.reserve(id.size() + 5);
-  for (std::size_t i = 0; i < id.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(id[i]);
-    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '_' || (c == '.' && i > 0);
-    if (safe)
-      out += static_cast<char>(c);
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out + ".json";
-}
-
 // S3-compatible storage, in result_store_s3.cpp.
 std::unique_ptr<ResultStore> make_s3_result_store(std::string_view url);
 

@@ -1,4 +1,5 @@
-// Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope.
+// Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope
+// (the id encoded by result_file_name, result_file_name.hpp).
 // Implementations: a local directory (file://, result_store.cpp) and S3-compatible storage
 // (s3://bucket/prefix, result_store_s3.cpp).
 #pragma once
@@ -8,6 +9,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "sidecar/result_file_name.hpp"  // result_file_name: the names put() uses
 
 namespace asya::sidecar {
 
@@ -29,9 +31,5 @@ class ResultStore {
 // the AWS variables; nothing is contacted until the first put). Throws asya::ConfigError naming
 // ASYA_RESULT_STORE for an unsupported or unusable URL.
 std::unique_ptr<ResultStore> make_result_store(std::string_view url);
-
-// The file name used for an id: characters other than [A-Za-z0-9._-] are percent-encoded, and a
-// leading '.' too, so an id can never escape the directory. "abc" -> "abc.json".
-std::string result_file_name(std::string_view id);
 
 }  // namespace asya::sidecar
