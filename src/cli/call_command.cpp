@@ -16,6 +16,7 @@
 
 #include "common/json_text.hpp"
 #include "local/state.hpp"
+#include "local/status_document.hpp"
 
 namespace asya::cli {
 namespace {
@@ -61,15 +62,14 @@ std::string gateway_url(const CallArgs& a) {
            "no gateway: pass --gateway URL, set ASYA_GATEWAY_URL, or start one with "
            "`asya up` and a routes.yaml (no supervisor runs on " +
                paths.root.string() + ")");
-    boost::system::error_code ec;
-    auto value = json::parse(text, ec);
-    const json::value* gw = nullptr;
-    if (!ec && value.is_object()) gw = value.as_object().if_contains("gateway");
-    const json::value* u = gw && gw->is_object() ? gw->as_object().if_contains("url") : nullptr;
-    if (!u || !u->is_string())
+    auto status = local::StatusDocument::parse(text);
+    if (!status)
+      fail(kUsage, paths.status_file().string() + " is unreadable (" + status.error().message +
+                       "); pass --gateway URL");
+    if (!status->gateway)
       fail(kUsage, "the supervisor on " + paths.root.string() +
                        " runs no gateway (its manifests have no routes.yaml); pass --gateway URL");
-    url = std::string(u->as_string());
+    url = status->gateway->url;
   }
   while (!url.empty() && url.back() == '/') url.pop_back();
   if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;

@@ -33,6 +33,7 @@
 #include "gateway/config/tools_config.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
+#include "local/status_document.hpp"
 #include "local/supervisor.hpp"
 #include "manifest/manifest.hpp"
 #include "sidecar/result_store.hpp"
@@ -163,24 +164,12 @@ struct Client {
     transport_name = env_string("ASYA_TRANSPORT", "sqlite");
     if (auto p = env_get("ASYA_QUEUE_PREFIX")) prefix = *p;
     // A running supervisor knows better.
-    std::string text;
-    if (local::read_file(paths.status_file(), text)) {
-      boost::system::error_code ec;
-      auto value = json::parse(text, ec);
-      if (!ec && value.is_object()) {
-        if (auto* t = value.as_object().if_contains("transport"); t && t->is_string())
-          transport_name = std::string(t->as_string());
-        if (auto* p = value.as_object().if_contains("queue_prefix"); p && p->is_string())
-          prefix = std::string(p->as_string());
-        if (auto* list = value.as_object().if_contains("actors"); list && list->is_array()) {
-          for (const auto& a : list->as_array()) {
-            const auto* name = a.is_object() ? a.as_object().if_contains("name") : nullptr;
-            if (name && name->is_string()) supervised_actors.emplace_back(name->as_string());
-            const auto* q = a.is_object() ? a.as_object().if_contains("queue") : nullptr;
-            const auto* n = q && q->is_object() ? q->as_object().if_contains("name") : nullptr;
-            if (n && n->is_string()) supervised_queues.emplace_back(n->as_string());
-          }
-        }
+    if (auto status = local::read_status_document(paths.status_file())) {
+      transport_name = status->transport;
+      prefix = status->queue_prefix;
+      for (const auto& a : status->actors) {
+        supervised_actors.push_back(a.name);
+        supervised_queues.push_back(a.queue.name);
       }
     }
   }
@@ -518,19 +507,6 @@ std::optional<std::pair<std::string, fs::path>> find_result(const local::StatePa
   return std::nullopt;
 }
 
-std::string decode_name(std::string name) {
-  std::string out;
-  for (std::size_t i = 0; i < name.size(); ++i) {
-    if (name[i] == '%' && i + 2 < name.size()) {
-      out += static_cast<char>(std::stoi(name.substr(i + 1, 2), nullptr, 16));
-      i += 2;
-    } else {
-      out += name[i];
-    }
-  }
-  return out;
-}
-
 struct StoredResult {
   std::string id;
   std::string status;
@@ -544,12 +520,9 @@ std::vector<StoredResult> list_results(const local::StatePaths& paths) {
        {std::pair{"succeeded", paths.succeeded()}, std::pair{"failed", paths.failed()}}) {
     std::error_code ec;
     for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-      std::string name = it->path().filename().string();
-      if (name.empty() || name[0] == '.' || name.size() < 6 ||
-          name.substr(name.size() - 5) != ".json")
-        continue;
-      out.push_back({decode_name(name.substr(0, name.size() - 5)), status, it->path(),
-                     it->last_write_time(ec)});
+      auto id = sidecar::result_id_from_file_name(it->path().filename().string());
+      if (!id) continue;  // a put in progress, or not a result
+      out.push_back({std::move(*id), status, it->path(), it->last_write_time(ec)});
     }
   }
   std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.when < b.when; });
@@ -808,64 +781,50 @@ int cmd_status(const std::string& state_dir, bool as_json) {
                              paths.root.string());
     return kExitNotFound;
   }
-  boost::system::error_code ec;
-  auto value = json::parse(text, ec);
-  if (ec || !value.is_object()) fail(kExitError, "status.json is unreadable: " + ec.message());
-  auto& root = value.as_object();
-  root["running"] = true;
+  auto status = local::StatusDocument::parse(text);
+  if (!status)
+    fail(kExitError,
+         fmt::format("{} is unreadable: {}", paths.status_file().string(), status.error().message));
   // How old the data is: the supervisor rewrites status.json every second; older data means it
   // cannot write it (a full disk) or is blocked.
-  double age = -1;
-  if (auto* updated = root.if_contains("updated"); updated && updated->is_number()) {
-    auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                      std::chrono::system_clock::now().time_since_epoch())
-                      .count();
-    age = std::max(0.0, static_cast<double>(now_ms - updated->to_number<std::int64_t>()) / 1000);
-    root["age_seconds"] = std::round(age * 10) / 10;
-  }
+  auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
+  const double age = std::max(0.0, static_cast<double>(now_ms - status->updated) / 1000);
   const bool stale = age > kStaleStatusSeconds;
-  root["stale"] = stale;
   if (stale)
     std::cerr << fmt::format(
         "asya: warning: this status was written {:.0f}s ago (the supervisor rewrites it every "
         "second): it cannot write {} (full disk?) or is blocked; see {}\n",
         age, paths.status_file().string(), paths.supervisor_log().string());
   if (as_json) {
+    json::object root = status->to_json();
+    root["running"] = true;
+    root["age_seconds"] = std::round(age * 10) / 10;
+    root["stale"] = stale;
     std::cout << to_json_text(root) << "\n";
     return 0;
   }
   std::cout << fmt::format("asya: running (pid {}), transport {}, state {}, as of {:.1f}s ago\n",
-                           pid, std::string(root["transport"].as_string()), paths.root.string(),
-                           std::max(age, 0.0));
-  if (auto* gw = root.if_contains("gateway"); gw && gw->is_object())
-    std::cout << fmt::format("gateway: {} ({})\n", std::string(gw->at("url").as_string()),
-                             gw->at("running").as_bool() ? "running" : "restarting");
+                           pid, status->transport, paths.root.string(), age);
+  if (status->gateway)
+    std::cout << fmt::format("gateway: {} ({})\n", status->gateway->url,
+                             status->gateway->running ? "running" : "restarting");
   std::cout << "\n";
   std::cout << fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", "ACTOR", "REPLICAS",
                            "QUEUE", "IN-FLIGHT", "PROCESSED", "ERRORS", "RATE/s", "STATE");
-  for (const auto& a : root["actors"].as_array()) {
-    const auto& o = a.as_object();
-    const auto& r = o.at("replicas").as_object();
-    const auto& q = o.at("queue").as_object();
-    std::cout << fmt::format(
-        "{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8}  {}\n", std::string(o.at("name").as_string()),
-        fmt::format("{}/{}", to_json_text(r.at("ready")), to_json_text(r.at("desired"))),
-        to_json_text(q.at("ready")), to_json_text(q.at("in_flight")),
-        to_json_text(o.at("processed")), to_json_text(o.at("errors")),
-        fmt::format("{:.1f}", o.at("rate").to_number<double>()),
-        std::string(o.at("state").as_string()));
-    const auto* streak = o.if_contains("crash_streak");
-    bool crashing = o.at("state").as_string() == "crash-looping" ||
-                    (streak && streak->is_int64() && streak->as_int64() > 0);
-    if (crashing) {
-      std::cout << "    last crash: " << std::string(o.at("last_crash").as_string()) << "\n";
-      if (const auto* lines = o.if_contains("last_crash_output"); lines && lines->is_array())
-        for (const auto& line : lines->as_array())
-          if (line.is_string())
-            std::cout << "      | " << readable_log_line(line.as_string()) << "\n";
+  for (const auto& a : status->actors) {
+    std::cout << fmt::format("{:<24} {:>9} {:>7} {:>9} {:>10} {:>7} {:>8.1f}  {}\n", a.name,
+                             fmt::format("{}/{}", a.replicas.ready, a.replicas.desired),
+                             a.queue.ready, a.queue.in_flight, a.processed, a.errors, a.rate,
+                             local::label(a.state));
+    if (a.state == local::ActorActivity::kCrashLooping || a.crash_streak > 0) {
+      std::cout << "    last crash: " << a.last_crash << "\n";
+      for (const auto& line : a.last_crash_output)
+        std::cout << "      | " << readable_log_line(line) << "\n";
     }
-    if (const auto* error = q.if_contains("stats_error"); error && error->is_string())
-      std::cout << "    queue counts not current: " << std::string(error->as_string()) << "\n";
+    if (!a.queue.stats_error.empty())
+      std::cout << "    queue counts not current: " << a.queue.stats_error << "\n";
   }
   return 0;
 }

@@ -9,6 +9,7 @@
 #include <boost/json.hpp>
 
 #include "common/env.hpp"
+#include "common/scaling_policy.hpp"
 #include "k8s/yaml_json.hpp"
 #include "manifest/sidecar_environment.hpp"
 
@@ -33,6 +34,26 @@ constexpr long kGraceMarginSeconds = 10;
 
 long ceil_seconds(milliseconds d) {
   return static_cast<long>((d.count() + 999) / 1000);
+}
+
+// The ScaledObject's HPA behaviour: the policies of common/scaling_policy.hpp, which the local
+// autoscaler applies too, with the scale-down stabilization window from the cooldown.
+json::object hpa_behavior(const manifest::Scaling& scaling) {
+  auto rules = [](const auto& policies, long window_seconds) {
+    json::array list;
+    for (const scaling::Policy& p : policies)
+      list.push_back(json::object{{"type", scaling::label(p.type)},
+                                  {"value", p.value},
+                                  {"periodSeconds", p.period.count()}});
+    return json::object{{"stabilizationWindowSeconds", window_seconds},
+                        {"selectPolicy", scaling::kSelectPolicy},
+                        {"policies", std::move(list)}};
+  };
+  return json::object{
+      {"scaleUp", rules(scaling::kScaleUpPolicies, scaling::kScaleUpStabilizationWindow.count())},
+      {"scaleDown",
+       rules(scaling::kScaleDownPolicies,
+             ceil_seconds(scaling::scale_down_stabilization_window(scaling.cooldown_period)))}};
 }
 
 // The shortest terminationGracePeriodSeconds of an actor's pod: a replica asked to stop (a
@@ -678,20 +699,7 @@ Result<ActorObjects> render_one(const manifest::Actor& a, const RenderOptions& o
         {"cooldownPeriod", cooldown},
         {"minReplicaCount", a.scaling.min_replicas},
         {"maxReplicaCount", a.scaling.max_replicas},
-        {"advanced",
-         {{"horizontalPodAutoscalerConfig",
-           {{"behavior",
-             {{"scaleUp",
-               {{"stabilizationWindowSeconds", 0},
-                {"selectPolicy", "Max"},
-                {"policies",
-                 json::array{{{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}},
-                             {{"type", "Pods"}, {"value", 4}, {"periodSeconds", 15}}}}}},
-              {"scaleDown",
-               {{"stabilizationWindowSeconds", std::min(cooldown, 3600L)},
-                {"selectPolicy", "Max"},
-                {"policies",
-                 json::array{{{"type", "Percent"}, {"value", 100}, {"periodSeconds", 15}}}}}}}}}}}},
+        {"advanced", {{"horizontalPodAutoscalerConfig", {{"behavior", hpa_behavior(a.scaling)}}}}},
         {"triggers", json::array{std::move(trigger)}}};
     result.objects.push_back(std::move(scaled));
   }

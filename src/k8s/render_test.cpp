@@ -129,12 +129,30 @@ TEST(Render, ScaledObjectUsesTheRabbitmqQueueAndKedaRules) {
   const auto& auth = find(all, "TriggerAuthentication", "classifier-broker");
   EXPECT_EQ(auth.at("spec"), json::parse(R"({"secretTargetRef": [{"parameter": "host",
                 "name": "asya-rabbitmq", "key": "management-url"}]})"));
+  // Up: +100 % or +4 pods per 15 s, whichever is more; down: -50 % per minute after a window of
+  // the cooldown (common/scaling_policy.hpp; the local autoscaler applies the same).
+  EXPECT_EQ(so.at("advanced").at("horizontalPodAutoscalerConfig").at("behavior"), json::parse(R"({
+      "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max", "policies": [
+          {"type": "Percent", "value": 100, "periodSeconds": 15},
+          {"type": "Pods", "value": 4, "periodSeconds": 15}]},
+      "scaleDown": {"stabilizationWindowSeconds": 120, "selectPolicy": "Max", "policies": [
+          {"type": "Percent", "value": 50, "periodSeconds": 60}]}})"));
+}
+
+TEST(Render, ScaleDownWindowIsTheCooldownCappedAtTheHpaLimit) {
+  std::string text = kActor;
+  text.replace(text.find("cooldownPeriod: 2m"), 18, "cooldownPeriod: 2h");
+  auto rendered = render(load(text), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& so = find(all, "ScaledObject", "classifier").at("spec");
+  EXPECT_EQ(so.at("cooldownPeriod"), 7200);
   EXPECT_EQ(so.at("advanced")
                 .at("horizontalPodAutoscalerConfig")
                 .at("behavior")
                 .at("scaleDown")
                 .at("stabilizationWindowSeconds"),
-            120);
+            3600);
 }
 
 TEST(Render, RabbitmqManagementUrlComesFromTheConfiguredSecretKey) {

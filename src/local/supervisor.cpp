@@ -24,22 +24,21 @@
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
-#include <boost/json.hpp>
 
 #include "common/env.hpp"
-#include "common/json_text.hpp"
+#include "common/sidecar_exit_code.hpp"
 #include "local/autoscaler.hpp"
 #include "local/output_collector.hpp"
 #include "local/process.hpp"
 #include "local/queue_stats_poller.hpp"
 #include "local/replica_environment.hpp"
+#include "local/status_document.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::local {
 namespace {
 
 namespace fs = std::filesystem;
-namespace json = boost::json;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
@@ -652,8 +651,9 @@ void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
         r->runtime = 0;
       const std::string& name = actor->spec.name;
       if (r->phase == Phase::kRunning) {
-        // Unexpected: a crash, or the sidecar giving up on a stuck runtime (exit 3).
-        if (is_sidecar && WIFEXITED(status) && WEXITSTATUS(status) == 3) {
+        // Unexpected: a crash, or the sidecar giving up on a stuck runtime.
+        if (is_sidecar && WIFEXITED(status) &&
+            sidecar_exit_from_code(WEXITSTATUS(status)) == SidecarExit::kRuntimeTimeout) {
           r->timeout_restart = true;
           event(fmt::format("{}: replica {} hit the processing timeout; restarting the pair", name,
                             r->index));
@@ -767,8 +767,9 @@ void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
   }
   if (!before.empty()) event(fmt::format("{}: queue stats readable again", actor.spec.name));
   const transport::QueueStats& stats = actor.stats;
-  int current = actor.live();
-  int desired = actor.autoscaler->desired(current, stats.ready + stats.in_flight, now);
+  // The count decided before, as the HPA reads spec.replicas: a replica that crashed and waits
+  // for its restart is still wanted, and the rate limits count from what was decided.
+  int desired = actor.autoscaler->desired(actor.desired, stats.ready + stats.in_flight, now);
   if (desired != actor.desired) {
     event(fmt::format("{}: scaling {} -> {} ({} ready, {} in flight)", actor.spec.name,
                       actor.desired, desired, stats.ready, stats.in_flight));
@@ -968,95 +969,72 @@ void Supervisor::refresh_status(Clock::time_point now) {
 }
 
 std::string Supervisor::status_json(Clock::time_point now) const {
-  json::object root;
-  root["pid"] = ::getpid();
-  root["state_dir"] = options_.paths.root.string();
-  root["transport"] = options_.transport;
-  root["queue_prefix"] = prefix_;
-  root["ready"] = ready_;
-  if (gateway_enabled()) {
-    root["gateway"] = json::object{{"url", options_.gateway_url()},
-                                   {"routes", options_.routes_file},
-                                   {"pid", gateway_pid_},
-                                   {"running", gateway_pid_ != 0}};
-  }
-  root["stopping"] = shutting_down_;
-  root["started"] =
+  StatusDocument doc;
+  doc.pid = ::getpid();
+  doc.state_dir = options_.paths.root.string();
+  doc.transport = options_.transport;
+  doc.queue_prefix = prefix_;
+  doc.ready = ready_;
+  if (gateway_enabled())
+    doc.gateway = StatusGateway{options_.gateway_url(), options_.routes_file, gateway_pid_,
+                                gateway_pid_ != 0};
+  doc.stopping = shutting_down_;
+  doc.started =
       std::chrono::duration_cast<std::chrono::seconds>(started_wall_.time_since_epoch()).count();
-  root["updated"] = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch())
-                        .count();
-  json::array list;
+  doc.updated = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    std::chrono::system_clock::now().time_since_epoch())
+                    .count();
   for (const auto& actor : actors_) {
-    json::object a;
-    a["name"] = actor->spec.name;
-    a["end_actor"] = actor->end_actor;
+    StatusActor a;
+    a.name = actor->spec.name;
+    a.end_actor = actor->end_actor;
     int ready = 0;
     for (const auto& r : actor->replicas) {
       if (r->phase != Phase::kRunning || !r->sidecar) continue;
       std::error_code ec;
       if (actor->end_actor || fs::exists(r->socket.parent_path() / "runtime-ready", ec)) ++ready;
     }
-    json::array processes;
-    for (const auto& r : actor->replicas) {
-      processes.push_back(json::object{{"replica", r->index},
-                                       {"sidecar", r->sidecar},
-                                       {"runtime", r->runtime},
-                                       {"running", r->phase == Phase::kRunning}});
-    }
-    a["processes"] = std::move(processes);
-    a["replicas"] =
-        json::object{{"ready", ready},
-                     {"running", actor->live()},
-                     {"stopping", static_cast<int>(actor->replicas.size()) - actor->live()},
-                     {"desired", actor->desired}};
+    for (const auto& r : actor->replicas)
+      a.processes.push_back({r->index, r->sidecar, r->runtime, r->phase == Phase::kRunning});
+    a.replicas = {ready, actor->live(), static_cast<int>(actor->replicas.size()) - actor->live(),
+                  actor->desired};
     if (!actor->end_actor) {
       const auto& s = actor->spec.scaling;
-      a["scaling"] = json::object{{"enabled", s.enabled},
-                                  {"min", s.min_replicas},
-                                  {"max", s.max_replicas},
-                                  {"queue_length", s.queue_length}};
+      a.scaling = StatusScaling{s.enabled, s.min_replicas, s.max_replicas, s.queue_length};
     }
-    json::object q{{"name", prefix_ + actor->spec.name},
-                   {"ready", actor->stats.ready},
-                   {"in_flight", actor->stats.in_flight},
-                   {"delayed", actor->stats.delayed}};
+    a.queue.name = prefix_ + actor->spec.name;
+    a.queue.ready = actor->stats.ready;
+    a.queue.in_flight = actor->stats.in_flight;
+    a.queue.delayed = actor->stats.delayed;
     // How old the counts are, and why they are not current (a broker that does not answer).
     if (actor->stats_read_at != Clock::time_point{})
-      q["age_seconds"] =
+      a.queue.age_seconds =
           std::round(std::chrono::duration<double>(now - actor->stats_read_at).count() * 10) / 10;
-    if (!actor->stats_error.empty()) q["stats_error"] = actor->stats_error;
-    a["queue"] = std::move(q);
-    a["processed"] = static_cast<std::uint64_t>(actor->processed());
-    a["errors"] = static_cast<std::uint64_t>(actor->errors());
-    a["rate"] = std::round(actor->rate * 10) / 10;
-    std::string state = "running";
+    a.queue.stats_error = actor->stats_error;
+    a.processed = static_cast<std::uint64_t>(actor->processed());
+    a.errors = static_cast<std::uint64_t>(actor->errors());
+    a.rate = std::round(actor->rate * 10) / 10;
+    a.state = ActorActivity::kRunning;
     if (actor->crash_looping)
-      state = "crash-looping";
+      a.state = ActorActivity::kCrashLooping;
     else if (shutting_down_)
-      state = "stopping";
+      a.state = ActorActivity::kStopping;
     else if (actor->live() == 0 && actor->desired == 0)
-      state = "idle";
+      a.state = ActorActivity::kIdle;
     else if (actor->live() < actor->desired)
-      state = "starting";
-    a["state"] = state;
-    a["restarts"] = actor->restarts;
-    a["crash_streak"] = actor->quick_crashes;
-    a["last_crash"] = actor->last_crash;
-    json::array crash_output;
-    for (const auto& line : actor->last_crash_output) crash_output.push_back(json::string(line));
-    a["last_crash_output"] = std::move(crash_output);
+      a.state = ActorActivity::kStarting;
+    a.restarts = actor->restarts;
+    a.crash_streak = actor->quick_crashes;
+    a.last_crash = actor->last_crash;
+    a.last_crash_output.assign(actor->last_crash_output.begin(), actor->last_crash_output.end());
     if (!actor->last_crash.empty())
-      a["last_crash_at"] =
+      a.last_crash_at =
           std::chrono::duration_cast<std::chrono::seconds>(actor->last_crash_at.time_since_epoch())
               .count();
-    list.push_back(std::move(a));
+    doc.actors.push_back(std::move(a));
   }
-  root["actors"] = std::move(list);
-  json::array events;
-  for (const auto& e : events_) events.push_back(json::string(e));
-  root["events"] = std::move(events);
-  return to_json_text(root) + "\n";
+  doc.events.assign(events_.begin(), events_.end());
+  return doc.to_text();
 }
 
 void Supervisor::render_view() const {

@@ -25,21 +25,6 @@ ResultStoreRegistry& registry() {
 
 }  // namespace
 
-std::string result_file_name(std::string_view id) {
-  std::string out;
-  out.reserve(id.size() + 5);
-  for (std::size_t i = 0; i < id.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(id[i]);
-    bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                c == '-' || c == '_' || (c == '.' && i > 0);
-    if (safe)
-      out += static_cast<char>(c);
-    else
-      out += fmt::format("%{:02X}", c);
-  }
-  return out + ".json";
-}
-
 void register_result_store(std::string scheme, ResultStoreFactory factory) {
   registry().add(std::move(scheme), std::move(factory));
 }

@@ -1,4 +1,5 @@
-// Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope.
+// Where end actors persist final envelopes (PROTOCOL §6): one object `<id>.json` per envelope
+// (the id encoded by result_file_name, result_file_name.hpp).
 // Implementations, each in its own folder and registered by URL scheme in result_store.cpp (a
 // NamedRegistry, the same shape as the transports'): a local directory (file://,
 // result_store/file/) and S3-compatible storage (s3://bucket/prefix, result_store/s3/).
@@ -12,6 +13,7 @@
 
 #include "common/env.hpp"
 #include "common/result.hpp"
+#include "sidecar/result_file_name.hpp"  // result_file_name: the names put() uses
 
 namespace asya::sidecar {
 
@@ -52,9 +54,5 @@ void register_result_store(std::string scheme, ResultStoreFactory factory);
 
 // The registered schemes, sorted.
 std::vector<std::string> result_store_schemes();
-
-// The file name used for an id: characters other than [A-Za-z0-9._-] are percent-encoded, and a
-// leading '.' too, so an id can never escape the directory. "abc" -> "abc.json".
-std::string result_file_name(std::string_view id);
 
 }  // namespace asya::sidecar

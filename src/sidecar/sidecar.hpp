@@ -6,17 +6,18 @@
 
 #include <memory>
 
+#include "common/sidecar_exit_code.hpp"
 #include "sidecar/config.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::sidecar {
 
-// Process exit codes of asya-sidecar.
-inline constexpr int kExitOk = 0;
-inline constexpr int kExitFatal = 1;
-inline constexpr int kExitConfig = 2;
-inline constexpr int kExitRuntimeTimeout = 3;
-inline constexpr int kExitRuntimeNotReady = 4;
+// Process exit codes of asya-sidecar (the contract is common/sidecar_exit_code.hpp).
+inline constexpr int kExitOk = code(SidecarExit::kOk);
+inline constexpr int kExitFatal = code(SidecarExit::kFatal);
+inline constexpr int kExitConfig = code(SidecarExit::kConfig);
+inline constexpr int kExitRuntimeTimeout = code(SidecarExit::kRuntimeTimeout);
+inline constexpr int kExitRuntimeNotReady = code(SidecarExit::kRuntimeNotReady);
 
 // Runs the sidecar until shutdown and returns the process exit code. Installs the SIGTERM/SIGINT
 // handling itself (call before starting any other thread). Throws ConfigError for settings that
