@@ -1,6 +1,6 @@
 // How an envelope id becomes the name of its result object (PROTOCOL §6): `<id>.json` with the id
-// percent-encoded. The end actors' result stores write these names (result_store.cpp,
-// result_store_s3.cpp); `asya results` and `asya send --wait` read them back (src/cli). Both sides
+// percent-encoded. The end actors' result stores write these names (result_store/file/,
+// result_store/s3/); `asya results` and `asya send --wait` read them back (src/cli). Both sides
 // use this header, so the encoding has one definition.
 #pragma once
 
