@@ -49,8 +49,10 @@ struct Request {
   // GET and HEAD send no body; POST, PUT and PATCH send `body` (Content-Length: 0 when empty);
   // any other method (DELETE) sends it when it is not empty.
   std::string method = "GET";
-  std::string url;        // absolute: http(s)://host[:port]/path?query, already encoded
-  Headers headers;        // sent as given (e.g. Content-Type, Authorization)
+  std::string url;  // absolute: http(s)://host[:port]/path?query, already encoded
+  // Sent as given (Content-Type, Authorization, ...). A body sent without a Content-Type header
+  // goes out as application/x-www-form-urlencoded (libcurl's default).
+  Headers headers;
   std::string_view body;  // not copied: must stay alive until the call returns
   // The whole exchange, connecting included; zero means no limit (a stream that may stay open).
   std::chrono::milliseconds timeout{30000};
