@@ -44,6 +44,7 @@
 #include <vector>
 
 #include "common/env.hpp"
+#include "common/log.hpp"
 #include "support/raw_io.hpp"
 #include "transport/transport.hpp"
 
@@ -755,6 +756,7 @@ int pipeline(const Args& args) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  asya::log::init("bench-queue", "warn");  // transport warnings: JSON on stderr, never stdout
   signal(SIGPIPE, SIG_IGN);
   if (argc < 2) {
     std::fprintf(stderr,

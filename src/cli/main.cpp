@@ -28,6 +28,7 @@
 #include "cli/render_command.hpp"
 #include "common/env.hpp"
 #include "common/json_text.hpp"
+#include "common/log.hpp"
 #include "envelope/envelope.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "local/manifest/manifest.hpp"
@@ -154,6 +155,8 @@ struct Client {
   // The queues of the running supervisor's actors (from status.json): RabbitMQ cannot list
   // queues, so `asya queues` adds these to what the transport lists.
   std::vector<std::string> supervised_queues;
+  // The actors of the running supervisor (from status.json); empty when none runs.
+  std::vector<std::string> supervised_actors;
   std::unique_ptr<transport::Transport> transport;
 
   explicit Client(const std::string& state_flag) : paths(local::resolve_state_dir(state_flag)) {
@@ -171,6 +174,8 @@ struct Client {
           prefix = std::string(p->as_string());
         if (auto* list = value.as_object().if_contains("actors"); list && list->is_array()) {
           for (const auto& a : list->as_array()) {
+            const auto* name = a.is_object() ? a.as_object().if_contains("name") : nullptr;
+            if (name && name->is_string()) supervised_actors.emplace_back(name->as_string());
             const auto* q = a.is_object() ? a.as_object().if_contains("queue") : nullptr;
             const auto* n = q && q->is_object() ? q->as_object().if_contains("name") : nullptr;
             if (n && n->is_string()) supervised_queues.emplace_back(n->as_string());
@@ -188,12 +193,19 @@ struct Client {
         ::setenv("ASYA_SQLITE_PATH", paths.queues_db().c_str(), 1);
       }
       try {
-        transport = transport::make_transport(transport_name, transport::Options{});
+        transport::Options options;
+        options.max_message_bytes = max_message_bytes();
+        transport = transport::make_transport(transport_name, options);
       } catch (const std::exception& e) {
         fail(kExitUsage, fmt::format("transport {}: {}", transport_name, e.what()));
       }
     }
     return *transport;
+  }
+
+  // ASYA_MAX_MESSAGE_BYTES, as the sidecars and the gateway read it (default 256MiB).
+  static std::size_t max_message_bytes() {
+    return static_cast<std::size_t>(env_bytes("ASYA_MAX_MESSAGE_BYTES", 256u << 20));
   }
 };
 
@@ -465,10 +477,34 @@ struct SendArgs {
   std::vector<std::string> headers;
   std::string deadline;
   std::string id;
+  bool id_given = false;  // --id was on the command line (possibly empty)
   bool wait = false;
+  bool force = false;  // send even to actors the running supervisor does not run
   double timeout = 60;
   std::string state_dir;
 };
+
+// With a supervisor running on the state dir, every actor the message is routed to must be one
+// of its actors (unless --force): a typo would otherwise queue the message where nothing ever
+// consumes it. Without a supervisor nothing is known, and the message waits for one.
+void check_known_actors(const Client& client, const std::vector<std::string>& actors) {
+  if (client.supervised_actors.empty() || local::running_supervisor(client.paths) == 0) return;
+  std::vector<std::string> known;
+  for (const auto& a : client.supervised_actors) {
+    if (a != "happy-end" && a != "error-end") known.push_back(a);
+  }
+  for (const auto& actor : actors) {
+    if (std::find(known.begin(), known.end(), actor) != known.end()) continue;
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    fail(kExitUsage,
+         fmt::format("unknown actor \"{}\": the `asya up` running on {} runs {}; check the name, "
+                     "or add --force to queue the message for an actor that runs elsewhere "
+                     "(e.g. another host sharing the broker)",
+                     actor, client.paths.root.string(),
+                     list.empty() ? std::string("no actors") : "only " + list));
+  }
+}
 
 // Where a finished envelope is: ("succeeded"|"failed", file) or nullopt.
 std::optional<std::pair<std::string, fs::path>> find_result(const local::StatePaths& paths,
@@ -532,7 +568,7 @@ int cmd_send(const SendArgs& args) {
   std::vector<std::string> actors;
   if (!args.envelope.empty()) {
     if (!args.actor.empty() || !args.route.empty() || !args.payload.empty() ||
-        !args.headers.empty() || !args.deadline.empty() || !args.id.empty())
+        !args.headers.empty() || !args.deadline.empty() || args.id_given)
       fail(kExitUsage,
            "--envelope is a complete envelope; do not combine it with ACTOR, --route, "
            "--payload, --header, --deadline or --id");
@@ -581,7 +617,10 @@ int cmd_send(const SendArgs& args) {
            fmt::format("--payload is not valid JSON ({}): {}; quote strings, e.g. '\"hello\"'",
                        ec.message(),
                        payload.size() > 200 ? payload.substr(0, 200) + "..." : payload));
-    id = args.id.empty() ? new_id() : args.id;
+    if (args.id_given && args.id.empty())
+      fail(kExitUsage,
+           "--id is empty; give a non-empty envelope id, or leave --id out for a random UUID");
+    id = args.id_given ? args.id : new_id();
     json::object headers;
     for (const auto& h : args.headers) {
       auto eq = h.find('=');
@@ -606,6 +645,19 @@ int cmd_send(const SendArgs& args) {
     body += ",\"payload\":" + payload + "}";
     if (auto parsed = envelope::parse(body); !parsed)
       fail(kExitUsage, fmt::format("the envelope would be invalid: {}", parsed.error().message));
+  }
+
+  if (!args.force) check_known_actors(client, actors);
+  if (std::size_t limit = Client::max_message_bytes(); body.size() > limit) {
+    fail(kExitUsage,
+         fmt::format("the message is {} bytes, more than the {} bytes ASYA_MAX_MESSAGE_BYTES "
+                     "allows ({}); send a smaller payload (large data by reference, e.g. an "
+                     "object store URL), or raise ASYA_MAX_MESSAGE_BYTES here and for every "
+                     "sidecar and gateway that handles it",
+                     body.size(), limit,
+                     env_get("ASYA_MAX_MESSAGE_BYTES")
+                         ? "ASYA_MAX_MESSAGE_BYTES=" + *env_get("ASYA_MAX_MESSAGE_BYTES")
+                         : std::string("the default, 256MiB")));
   }
 
   auto& queues = client.queues();
@@ -909,6 +961,14 @@ int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, 
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Log lines (a transport warns while its broker is unreachable) are JSON on stderr, like every
+  // Asya process's; stdout carries only a command's output. Level: ASYA_LOG_LEVEL, default warn.
+  try {
+    asya::log::init("cli", asya::env_string("ASYA_LOG_LEVEL", "warn"));
+  } catch (const asya::ConfigError& e) {
+    std::cerr << "asya: " << e.what() << "\n";
+    return kExitUsage;
+  }
   CLI::App app{
       "asya: run async actor pipelines on this machine and talk to them.\n"
       "State (queues, results, logs) lives in --state-dir, $ASYA_STATE_DIR or ./.asya."};
@@ -972,9 +1032,12 @@ int main(int argc, char** argv) {
                        "A complete envelope (JSON or @file), sent as is to its current actor");
   send_cmd->add_option("-H,--header", send.headers, "A header key=value (repeatable)");
   send_cmd->add_option("--deadline", send.deadline, "Give up after this long: 30s, 5m");
-  send_cmd->add_option("--id", send.id, "Envelope id (default: a random UUID)");
+  auto* send_id = send_cmd->add_option("--id", send.id, "Envelope id (default: a random UUID)");
   send_cmd->add_flag("-w,--wait", send.wait, "Wait for the final result and print it");
   send_cmd->add_option("--timeout", send.timeout, "Seconds to wait with --wait (default 60)");
+  send_cmd->add_flag("--force", send.force,
+                     "Send even to an actor the running `asya up` does not run (its queue is "
+                     "consumed elsewhere, e.g. by another host sharing the broker)");
   state_option(send_cmd, send.state_dir);
 
   std::string results_state, results_id;
@@ -1031,7 +1094,10 @@ int main(int argc, char** argv) {
   try {
     if (*up_cmd) return cmd_up(up);
     if (*down_cmd) return cmd_down(down_state, down_timeout);
-    if (*send_cmd) return cmd_send(send);
+    if (*send_cmd) {
+      send.id_given = send_id->count() > 0;
+      return cmd_send(send);
+    }
     if (*results_cmd) return cmd_results(results_state, results_id, results_json);
     if (*queues_cmd) return cmd_queues(queues_state, queues_json);
     if (*status_cmd) return cmd_status(status_state, status_json);

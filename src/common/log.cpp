@@ -1,5 +1,6 @@
 #include "common/log.hpp"
 
+#include <errno.h>  // program_invocation_short_name
 #include <fmt/format.h>
 #include <spdlog/pattern_formatter.h>
 #include <spdlog/sinks/stdout_sinks.h>
@@ -102,22 +103,10 @@ EnvelopeScope::~EnvelopeScope() {
   current_envelope_id = std::move(previous_);
 }
 
-void init(std::string_view component, std::string_view level, std::string_view actor) {
-  spdlog::level::level_enum lvl;
-  if (level == "debug" || level == "DEBUG")
-    lvl = spdlog::level::debug;
-  else if (level == "info" || level == "INFO" || level.empty())
-    lvl = spdlog::level::info;
-  else if (level == "warn" || level == "warning" || level == "WARN" || level == "WARNING")
-    lvl = spdlog::level::warn;
-  else if (level == "error" || level == "ERROR")
-    lvl = spdlog::level::err;
-  else if (level == "trace" || level == "TRACE")
-    lvl = spdlog::level::trace;
-  else
-    throw ConfigError(fmt::format(
-        "ASYA_LOG_LEVEL=\"{}\" is not valid: use one of debug, info, warn, error", level));
+namespace {
 
+// The JSON stderr logger named asya-<component>, made the default logger.
+void install(std::string_view component, spdlog::level::level_enum lvl, std::string_view actor) {
   spdlog::drop(std::string("asya-") + std::string(component));
   auto logger = spdlog::stderr_logger_mt(std::string("asya-") + std::string(component));
   auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
@@ -132,6 +121,44 @@ void init(std::string_view component, std::string_view level, std::string_view a
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::info);
   spdlog::set_default_logger(logger);
+}
+
+// The component a program logs as before it calls init(): its name without "asya-" ("sidecar"
+// for asya-sidecar), "cli" for the `asya` command.
+std::string program_component() {
+  std::string name = program_invocation_short_name ? program_invocation_short_name : "";
+  if (name == "asya") return "cli";
+  if (name.rfind("asya-", 0) == 0) name.erase(0, 5);
+  return name.empty() ? "asya" : name;
+}
+
+// spdlog's own default logger writes coloured text to stdout, where a program's machine-readable
+// output goes: replace it before main() runs, so a line logged before init() (or by a program
+// that never calls it) is already a JSON line on stderr.
+const bool json_default_installed = [] {
+  install(program_component(), spdlog::level::info, {});
+  return true;
+}();
+
+}  // namespace
+
+void init(std::string_view component, std::string_view level, std::string_view actor) {
+  (void)json_default_installed;
+  spdlog::level::level_enum lvl;
+  if (level == "debug" || level == "DEBUG")
+    lvl = spdlog::level::debug;
+  else if (level == "info" || level == "INFO" || level.empty())
+    lvl = spdlog::level::info;
+  else if (level == "warn" || level == "warning" || level == "WARN" || level == "WARNING")
+    lvl = spdlog::level::warn;
+  else if (level == "error" || level == "ERROR")
+    lvl = spdlog::level::err;
+  else if (level == "trace" || level == "TRACE")
+    lvl = spdlog::level::trace;
+  else
+    throw ConfigError(fmt::format(
+        "ASYA_LOG_LEVEL=\"{}\" is not valid: use one of debug, info, warn, error", level));
+  install(component, lvl, actor);
 }
 
 }  // namespace asya::log

@@ -1,6 +1,9 @@
 // Logging: one JSON object per line on stderr (spdlog), e.g.
 //   {"ts":"2026-11-29T06:40:00.123Z","level":"info","component":"sidecar","msg":"...","actor":"x","id":"..."}
 // Payload contents are never logged at info or above; callers log ids and sizes instead.
+// Nothing is ever logged to stdout (a program's machine-readable output): every program linking
+// this file has a JSON stderr default logger from before main() (component: the program name
+// without "asya-", "cli" for `asya`, level info); init() then sets component, level and actor.
 #pragma once
 
 #include <spdlog/spdlog.h>

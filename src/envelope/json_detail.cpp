@@ -194,6 +194,32 @@ std::string describe(std::string_view raw) {
   return std::string(raw.substr(0, cut)) + "... (" + std::to_string(raw.size()) + " bytes)";
 }
 
+std::size_t end_of_value_before_trailing_data(std::string_view text) {
+  auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::size_t i = 0;
+  while (i < text.size() && is_space(text[i])) ++i;
+  if (i == text.size() || (text[i] != '[' && text[i] != '{')) return 0;
+  std::size_t depth = 0;
+  std::size_t end = 0;
+  for (; i < text.size() && end == 0; ++i) {
+    char c = text[i];
+    if (c == '"') {
+      for (++i; i < text.size() && text[i] != '"'; ++i)
+        if (text[i] == '\\') ++i;
+      if (i >= text.size()) return 0;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+    } else if (c == ']' || c == '}') {
+      if (depth == 0) return 0;
+      if (--depth == 0) end = i + 1;
+    }
+  }
+  if (end == 0) return 0;
+  std::size_t rest = end;
+  while (rest < text.size() && is_space(text[rest])) ++rest;
+  return rest == text.size() ? 0 : end;
+}
+
 std::string invalid_json_message(std::string_view subject, simdjson::error_code error,
                                  const PaddedText& padded, ondemand::document* document) {
   std::string message(subject);

@@ -82,6 +82,11 @@ std::string_view raw_key(ondemand::field& field);
 // Raw JSON text shortened for error messages ("got ...").
 std::string describe(std::string_view raw);
 
+// When `text` starts with a JSON array or object whose brackets close before more than whitespace
+// follows, the offset just after its closing bracket; 0 otherwise. Only brackets and strings are
+// scanned (the value itself is not validated): call it on a failure path.
+std::size_t end_of_value_before_trailing_data(std::string_view text);
+
 // True when `text` is a JSON integer (-?(0|[1-9][0-9]*)).
 bool is_json_integer(std::string_view text);
 

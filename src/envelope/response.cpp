@@ -183,7 +183,20 @@ Result<std::vector<ResponseItem>> parse_response_at(std::string_view body, const
   std::vector<ResponseItem> items;
   Status status = parse_items(body, items, in_place);
   detail::release_if_large();
-  if (!status.ok()) return status.error();
+  if (!status.ok()) {
+    // Junk after a complete, valid response: name the junk, not the parser's state there.
+    if (std::size_t end = detail::end_of_value_before_trailing_data(body); end > 0) {
+      std::vector<ResponseItem> prefix_items;
+      if (parse_items(body.substr(0, end), prefix_items, nullptr).ok()) {
+        detail::release_if_large();
+        return Error{"response has " + std::to_string(body.size() - end) +
+                     " bytes of trailing data after the JSON value at byte " + std::to_string(end) +
+                     ": " + describe(body.substr(body.find_first_not_of(" \t\n\r", end)))};
+      }
+      detail::release_if_large();
+    }
+    return status.error();
+  }
   return items;
 }
 }  // namespace

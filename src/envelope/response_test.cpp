@@ -89,10 +89,25 @@ TEST(ParseResponse, AnElementIsAnErrorIffItHasANonEmptyErrorString) {
   EXPECT_EQ((*result)[1].payload_raw, "2");
 }
 
+// Issue 11 item 3: junk after a valid answer was reported as "ended early ... near byte 0".
+TEST(ParseResponseErrors, TrailingDataAfterAValidAnswerIsNamedWithItsPosition) {
+  const std::string answer = R"([{"payload":{"s":"a]\"}"},"route":{"actors":["a"],"current":1}}])";
+  EXPECT_EQ(ErrorOf(answer + "junk!"),
+            "response has 5 bytes of trailing data after the JSON value at byte " +
+                std::to_string(answer.size()) + ": junk!");
+  EXPECT_EQ(ErrorOf(answer + " \n x"),
+            "response has 4 bytes of trailing data after the JSON value at byte " +
+                std::to_string(answer.size()) + ": x");
+  // Whitespace after the value is fine; an invalid value before junk keeps the parser's message.
+  EXPECT_TRUE(parse_response(answer + " \n").ok());
+  EXPECT_EQ(ErrorOf("[1,}]x").rfind("response is not valid JSON", 0), 0u) << ErrorOf("[1,}]x");
+}
+
 TEST(ParseResponseErrors, NamesWhatIsWrong) {
   EXPECT_EQ(ErrorOf("not json").rfind("response is not valid JSON", 0), 0u) << ErrorOf("not json");
   EXPECT_EQ(ErrorOf("[1,").rfind("response is not valid JSON", 0), 0u) << ErrorOf("[1,");
-  EXPECT_EQ(ErrorOf("[] []").rfind("response is not valid JSON", 0), 0u);
+  EXPECT_EQ(ErrorOf("[] []"),
+            "response has 3 bytes of trailing data after the JSON value at byte 2: []");
   EXPECT_EQ(ErrorOf(R"({"payload":1})"),
             R"(response: expected a JSON array of results or errors, got {"payload":1})");
   EXPECT_EQ(ErrorOf("[42]").rfind("response element 0: expected an object", 0), 0u);

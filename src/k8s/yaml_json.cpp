@@ -7,6 +7,8 @@
 #include <yaml-cpp/yaml.h>
 #include <boost/json.hpp>
 
+#include "common/yaml_limits.hpp"
+
 namespace asya::k8s {
 namespace json = boost::json;
 namespace {
@@ -178,7 +180,13 @@ json::value plain_scalar(const std::string& s) {
     if (ec == std::errc() && end == s.data() + s.size()) return n;
     return json::string(s);  // out of range: keep the text
   }
-  if (std::regex_match(s, kFloat)) return std::stod(s);
+  if (std::regex_match(s, kFloat)) {
+    try {
+      return std::stod(s);
+    } catch (const std::out_of_range&) {
+      return json::string(s);  // 1e999: no JSON number holds it; keep the text (found by fuzzing)
+    }
+  }
   return json::string(s);
 }
 
@@ -240,6 +248,11 @@ std::string to_yaml_stream(const std::vector<json::object>& objects) {
 }
 
 Result<json::value> from_yaml(std::string_view text, std::string_view what) {
+  // The conversion expands every alias: refuse alias bombs and deep nesting first.
+  if (auto limit = check_yaml_limits(text)) {
+    return Error{std::string(what) + ": line " + std::to_string(limit->line) + ": " +
+                 limit->message};
+  }
   try {
     return convert(YAML::Load(std::string(text)), what);
   } catch (const YAML::Exception& e) {

@@ -103,6 +103,11 @@ struct Metrics::Impl {
           .Name("asya_actor_poison_messages_total")
           .Help("Messages delivered more than ASYA_MAX_DELIVERIES times")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& redeliveries =
+      BuildCounter()
+          .Name("asya_actor_redeliveries_total")
+          .Help("Deliveries of a message delivered before (delivery count above 1)")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& reports = BuildCounter()
                                                          .Name("asya_actor_gateway_reports_total")
                                                          .Help("Gateway reports, sent or dropped")
@@ -119,6 +124,7 @@ struct Metrics::Impl {
           .Register(*registry);
 
   prometheus::Counter* received_c;
+  prometheus::Counter* redeliveries_c;
   prometheus::Histogram* processing_h;
   prometheus::Histogram* runtime_h;
   prometheus::Histogram* receive_h;
@@ -126,6 +132,7 @@ struct Metrics::Impl {
 
   Impl(std::string q, std::string t) : queue(std::move(q)), transport(std::move(t)) {
     received_c = &received.Add({{"queue", queue}, {"transport", transport}});
+    redeliveries_c = &redeliveries.Add({{"queue", queue}, {"transport", transport}});
     processing_h = &processing.Add({{"queue", queue}}, kDurationBuckets);
     runtime_h = &runtime.Add({{"queue", queue}}, kDurationBuckets);
     receive_h = &receive.Add({{"queue", queue}, {"transport", transport}}, kDurationBuckets);
@@ -196,6 +203,9 @@ void Metrics::deadline_exceeded() {
 }
 void Metrics::poison() {
   impl_->poison.Add({{"queue", impl_->queue}}).Increment();
+}
+void Metrics::redelivered() {
+  impl_->redeliveries_c->Increment();
 }
 void Metrics::gateway_report_sent() {
   impl_->reports.Add({{"result", "sent"}}).Increment();

@@ -47,6 +47,10 @@ class Metrics {
   // asya_actor_lease_extensions_total{queue,result="ok"|"failed"}: leases extended while a
   // message took longer than a third of the visibility timeout.
   void lease_extension(bool ok);
+  // asya_actor_redeliveries_total{queue,transport}: deliveries with delivery_count > 1 (after a
+  // connection loss, a broker crash, a lease expiry or a nack): the most handler calls that may
+  // repeat earlier work.
+  void redelivered();
 
   // Prometheus text exposition format 0.0.4.
   std::string serialize() const;

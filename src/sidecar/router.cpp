@@ -41,8 +41,19 @@ Outgoing outgoing(std::string queue, std::string body, std::chrono::milliseconds
   return out;
 }
 
+// The first `count` actor names as a JSON array, e.g. ["a","b"].
+std::string actors_text(const std::vector<std::string>& actors, std::size_t count) {
+  std::string text = "[";
+  for (std::size_t i = 0; i < count && i < actors.size(); ++i) {
+    if (i > 0) text += ',';
+    text += '"' + actors[i] + '"';
+  }
+  return text + "]";
+}
+
 bool is_retryable(std::string_view code, bool retry_on_processing_error) {
   return code == "runtime_unavailable" || code == "runtime_timeout" ||
+         code == "runtime_protocol_error" ||
          (retry_on_processing_error && code == "processing_error");
 }
 
@@ -100,11 +111,12 @@ Outgoing Router::error_outgoing(const envelope::Envelope& in, envelope::ErrorInf
 
 Decision Router::to_error_end(const envelope::Envelope& in, std::string code,
                               std::string message) const {
-  envelope::ErrorInfo info{code, std::move(message), code, ""};
+  envelope::ErrorInfo info{code, message, code, ""};
   Decision d;
   d.sends.push_back(error_outgoing(in, std::move(info)));
   d.status = "error";
   d.failure = std::move(code);
+  d.failure_message = std::move(message);
   return d;
 }
 
@@ -154,15 +166,17 @@ Decision Router::failure_with_retry(const envelope::Envelope& in, std::string co
                                backoff(attempt), MessageType::kRetry));
     d.status = "retry";
     d.failure = std::move(code);
+    d.failure_message = std::move(message);
     d.retried = true;
     return d;
   }
-  envelope::ErrorInfo info{code, std::move(message), type.empty() ? code : std::move(type),
+  envelope::ErrorInfo info{code, message, type.empty() ? code : std::move(type),
                            std::move(traceback)};
   Decision d;
   d.sends.push_back(error_outgoing(in, std::move(info)));
   d.status = "error";
   d.failure = std::move(code);
+  d.failure_message = std::move(message);
   return d;
 }
 
@@ -183,21 +197,41 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       d.nack_delay = backoff(static_cast<int>(delivery.delivery_count));
       d.status = "requeued";
       d.failure = "runtime_unavailable";
+      d.failure_message = call.error;
       d.wait_for_runtime = true;
       return d;
     }
-    case wire::CallStatus::kProtocol: {
-      bool too_large = call.error.find("exceeds") != std::string::npos;
-      return to_error_end(in, too_large ? "message_too_large" : "runtime_protocol_error",
-                          call.error);
-    }
+    case wire::CallStatus::kProtocol:
+      if (call.too_large) return to_error_end(in, "message_too_large", call.error);
+      return failure_with_retry(in, "runtime_protocol_error", call.error, "", "");
     case wire::CallStatus::kOk:
       break;
   }
 
   auto items = response_padded ? envelope::parse_response_padded(response)
                                : envelope::parse_response(response);
-  if (!items) return to_error_end(in, "runtime_protocol_error", items.error().message);
+  if (!items)
+    return failure_with_retry(in, "runtime_protocol_error", items.error().message, "", "");
+  // Every result must continue this request's route (PROTOCOL §3: actors[0..current] of the input
+  // are a prefix of the output's actors). An answer that does not is not this request's answer.
+  const std::size_t kept = std::min(in.current + 1, in.actors.size());
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    const auto& item = (*items)[i];
+    if (item.is_error) continue;
+    if (item.actors.size() < kept ||
+        !std::equal(in.actors.begin(), in.actors.begin() + static_cast<std::ptrdiff_t>(kept),
+                    item.actors.begin())) {
+      return failure_with_retry(
+          in, "runtime_protocol_error",
+          fmt::format("response element {}: route.actors {} does not start with the request's "
+                      "route.actors[0..{}] {}: the answer does not continue this message's route "
+                      "(a runtime may change a route's future, never its past), so it may belong "
+                      "to another message",
+                      i, actors_text(item.actors, item.actors.size()), in.current,
+                      actors_text(in.actors, kept)),
+          "", "");
+    }
+  }
 
   Decision d;
   d.status = "success";
@@ -227,8 +261,9 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
     if (out.body.size() > options_.max_message_bytes)
       return to_error_end(
           in, "message_too_large",
-          fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes", i,
-                      out.body.size(), options_.max_message_bytes));
+          fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes "
+                      "(ASYA_MAX_MESSAGE_BYTES)",
+                      i, out.body.size(), options_.max_message_bytes));
     if (item.current < item.actors.size()) {
       out.queue = options_.queue_prefix + item.actors[item.current];
       out.type = MessageType::kRoute;

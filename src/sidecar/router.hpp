@@ -57,6 +57,8 @@ struct Decision {
   // The error code when something failed (asya_actor_messages_failed_total{reason}); empty on
   // success.
   std::string failure;
+  // What went wrong, when failure is not empty (the message of the error sent to error-end).
+  std::string failure_message;
   bool retried = false;
   // Runtime timeout: the runtime is unhealthy; the sidecar stops after this message (exit 3).
   bool runtime_unhealthy = false;

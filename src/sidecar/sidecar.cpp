@@ -310,6 +310,7 @@ void Runner::worker(Slot& slot) {
     if (received->empty()) continue;
     metrics_.receive_duration(seconds_since(started));
     for (auto& delivery : *received) {
+      if (delivery.delivery_count > 1) metrics_.redelivered();
       if (config_.is_end_actor)
         process_end(slot, delivery);
       else
@@ -352,12 +353,25 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
     double runtime_seconds = seconds_since(call_started);
     metrics_.runtime_duration(runtime_seconds);
+    if (!call.notice.empty()) {
+      // The connection kept from the previous message was out of step; this message was sent on
+      // a new one and is not affected.
+      spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
+                   call.notice);
+      metrics_.runtime_error("runtime_protocol_error");
+    }
     decision = router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
     if (call.status != wire::CallStatus::kOk) {
       spdlog::warn("runtime call failed ({}): {}", decision.failure, call.error);
       metrics_.runtime_error(decision.failure);
     } else if (!decision.failure.empty()) {
       metrics_.runtime_error(decision.failure);
+      if (decision.failure == "runtime_protocol_error") {
+        // A connection that carried a bad answer is never reused (PROTOCOL §3).
+        client.disconnect();
+        spdlog::warn("runtime answer rejected ({}): {}", decision.failure,
+                     decision.failure_message);
+      }
     }
     if (decision.status == "success" && reporter_)
       report(envelope_path(in.id, "progress"),
@@ -452,6 +466,16 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
   if (reporter_ && in) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
+  if (!transport_->still_held(delivery)) {
+    // Lost with its connection while it was processed: the broker delivers it again, and the
+    // outputs sent now would be duplicates downstream of the ones that redelivery sends.
+    spdlog::warn(
+        "the connection that delivered this message from {} was lost while it was processed; "
+        "its outputs are not sent (the broker delivers it again)",
+        delivery.queue);
+    metrics_.failed("delivery_lost");
+    return false;
+  }
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);

@@ -77,6 +77,15 @@ class Transport {
   // Transports without leases (RabbitMQ) return Ok.
   virtual Status extend_lease(const Delivery& delivery, std::chrono::milliseconds visibility) = 0;
 
+  // Whether `delivery` can still be acked. False when the transport already knows the message
+  // will be delivered again (RabbitMQ: the connection it arrived on was lost): outputs sent for it
+  // now would duplicate the ones its redelivery sends, so a consumer may drop the work instead.
+  // Never blocks; thread-safe. Transports that learn it only from a failed ack return true.
+  virtual bool still_held(const Delivery& delivery) {
+    (void)delivery;
+    return true;
+  }
+
   // Counts for the autoscaler and `asya queues`.
   virtual Result<QueueStats> stats(std::string_view queue) = 0;
 

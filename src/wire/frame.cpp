@@ -124,11 +124,11 @@ IoResult system_error(const char* what, int err) {
   return {IoCode::kError, fmt::format("{} failed: {}", what, std::strerror(err))};
 }
 
-// Reads exactly `size` bytes. `frame_started` tells whether earlier bytes of this frame were read
-// already (so EOF is a truncation, not a clean close).
-IoResult read_exact(int fd, char* data, std::size_t size, bool frame_started,
-                    const Deadline& deadline, std::size_t frame_bytes_total,
-                    std::size_t frame_bytes_before) {
+}  // namespace
+
+IoResult read_exact_io(int fd, char* data, std::size_t size, bool frame_started,
+                       const Deadline& deadline, std::size_t frame_bytes_total,
+                       std::size_t frame_bytes_before) {
   // Without a deadline, one blocking recv waits for the whole rest (fewer wake-ups and system
   // calls for a large frame than poll + recv per chunk); a non-blocking fd still gets EAGAIN.
   const int flags = deadline ? MSG_DONTWAIT : MSG_WAITALL;
@@ -141,10 +141,12 @@ IoResult read_exact(int fd, char* data, std::size_t size, bool frame_started,
     }
     int err = n == 0 ? 0 : errno;
     if (n == 0 || err == ECONNRESET) {
-      if (!frame_started && done == 0) return {IoCode::kEof, "eof"};
+      const bool reset = err == ECONNRESET;
+      if (!frame_started && done == 0) return {IoCode::kEof, "eof", reset};
       return {IoCode::kTruncated,
               fmt::format("connection closed in the middle of a frame after {} of {} bytes",
-                          frame_bytes_before + done, frame_bytes_total)};
+                          frame_bytes_before + done, frame_bytes_total),
+              reset};
     }
     if (err == EINTR) continue;
     if (err == EAGAIN || err == EWOULDBLOCK) {
@@ -157,8 +159,6 @@ IoResult read_exact(int fd, char* data, std::size_t size, bool frame_started,
   }
   return {};
 }
-
-}  // namespace
 
 int wait_readable(int fd, int extra_fd, Deadline deadline) {
   for (;;) {
@@ -257,14 +257,14 @@ IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, 
 IoResult read_frame_into(int fd, const std::function<char*(std::size_t)>& storage,
                          std::size_t max_message_bytes, Deadline deadline) {
   unsigned char header[4];
-  IoResult r = read_exact(fd, reinterpret_cast<char*>(header), 4, false, deadline, 4, 0);
+  IoResult r = read_exact_io(fd, reinterpret_cast<char*>(header), 4, false, deadline, 4, 0);
   if (!r.ok()) return r;
   std::uint32_t size = decode_length(header);
   if (size > max_message_bytes)
     return {IoCode::kOversize, oversize_message(size, max_message_bytes)};
   char* data = storage(size);
   if (size == 0) return {};
-  return read_exact(fd, data, size, true, deadline, 4 + static_cast<std::size_t>(size), 4);
+  return read_exact_io(fd, data, size, true, deadline, 4 + static_cast<std::size_t>(size), 4);
 }
 
 }  // namespace detail

@@ -2,15 +2,19 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <thread>
 
+#include "wire/frame.hpp"
 #include "wire/socket_io.hpp"
 
 namespace asya::wire {
@@ -119,75 +123,290 @@ void FrameBuffer::release() {
   capacity_ = 0;
 }
 
-template <typename ReadFrame>
-CallResult RuntimeClient::call_with(std::string_view request, std::chrono::milliseconds timeout,
-                                    const ReadFrame& read_frame) {
-  const detail::Deadline deadline = Clock::now() + timeout;
-  bool reused = fd_ >= 0;
-  if (!reused) {
-    Status s = connect_once();
-    if (!s.ok()) return {CallStatus::kUnavailable, s.message()};
+namespace {
+
+constexpr std::size_t kShownBytes = 8;
+// On an error path only: how long to wait for the bytes after a suspicious frame header, to say
+// what they look like.
+constexpr std::chrono::milliseconds kDiagnoseWait{20};
+
+// Up to kShownBytes bytes in hex with their printable text, e.g. `00 00 7b 22 (text "..{"")`.
+std::string show_bytes(std::string_view bytes) {
+  std::string hex;
+  std::string text;
+  for (std::size_t i = 0; i < bytes.size() && i < kShownBytes; ++i) {
+    auto c = static_cast<unsigned char>(bytes[i]);
+    if (i > 0) hex += ' ';
+    hex += fmt::format("{:02x}", c);
+    text += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '.';
   }
+  if (bytes.size() > kShownBytes) hex += " ...";
+  return fmt::format("{} (text \"{}\")", hex, text);
+}
+
+std::string size_text(std::uint64_t bytes) {
+  if (bytes >= 1'000'000)
+    return fmt::format("{} bytes ({:.1f} MB)", bytes, static_cast<double>(bytes) / 1e6);
+  if (bytes >= 1'000)
+    return fmt::format("{} bytes ({:.1f} kB)", bytes, static_cast<double>(bytes) / 1e3);
+  return fmt::format("{} bytes", bytes);
+}
+
+bool is_json_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+// True when `bytes` may be the start of a JSON array (whitespace, then '[').
+bool may_start_array(std::string_view bytes) {
+  for (char c : bytes) {
+    if (c == '[') return true;
+    if (!is_json_space(c)) return false;
+  }
+  return true;
+}
+
+enum class PeekState { kIdle, kData, kClosed, kError };
+
+struct Peeked {
+  PeekState state = PeekState::kIdle;
+  std::string bytes;        // kData: the first (up to kShownBytes) bytes waiting
+  std::size_t pending = 0;  // kData: how many bytes are waiting
+};
+
+// What is waiting on `fd`, without consuming it and without blocking (after waiting up to `wait`
+// for something to arrive). kClosed: EOF or ECONNRESET.
+Peeked peek(int fd, std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+  if (wait.count() > 0) detail::wait_readable(fd, -1, Clock::now() + wait);
+  char buf[kShownBytes];
+  for (;;) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+    if (n > 0) {
+      Peeked p{PeekState::kData, std::string(buf, static_cast<std::size_t>(n)),
+               static_cast<std::size_t>(n)};
+      int pending = 0;
+      if (::ioctl(fd, FIONREAD, &pending) == 0 && pending > n)
+        p.pending = static_cast<std::size_t>(pending);
+      return p;
+    }
+    if (n == 0) return {PeekState::kClosed, {}, 0};
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) return {PeekState::kIdle, {}, 0};
+    if (err == ECONNRESET) return {PeekState::kClosed, {}, 0};
+    return {PeekState::kError, {}, 0};
+  }
+}
+
+std::chrono::milliseconds diagnose_wait(Clock::time_point deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  return std::clamp(left, std::chrono::milliseconds(0), kDiagnoseWait);
+}
+
+}  // namespace
+
+CallResult RuntimeClient::call_with(std::string_view request, std::chrono::milliseconds timeout,
+                                    const std::function<char*(std::size_t)>& storage) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  std::string notice;
+  bool reused = false;
+  if (fd_ >= 0) {
+    // Anything waiting before the request is written cannot belong to it.
+    Peeked before = peek(fd_);
+    if (before.state == PeekState::kIdle) {
+      reused = true;
+    } else {
+      if (before.state == PeekState::kData) {
+        notice = fmt::format(
+            "the runtime wrote {} more byte(s) on the connection after its previous answer, "
+            "starting {}: a second answer or stray bytes; that connection was closed and this "
+            "request was sent on a new one",
+            before.pending, show_bytes(before.bytes));
+      }
+      // kClosed: the runtime closed after its previous answer (older runtimes do).
+      disconnect();
+    }
+  }
+  auto done = [&notice](CallResult r) {
+    r.notice = std::move(notice);
+    return r;
+  };
   for (int attempt = 0;; ++attempt) {
-    // A connection opened before this call may have been closed by the runtime after its last
-    // response (older runtimes serve one request per connection): retry once on a fresh one.
-    const bool may_retry = reused && attempt == 0;
-    auto retry = [&]() -> std::optional<CallResult> {
+    if (fd_ < 0) {
       Status s = connect_once();
-      if (!s.ok()) return CallResult{CallStatus::kUnavailable, s.message()};
-      reused = false;
-      return std::nullopt;
-    };
+      if (!s.ok()) return done({CallStatus::kUnavailable, s.message()});
+    }
+    // The request is sent again only when it provably was not read, and only once: on a kept
+    // connection that the runtime closed meanwhile.
+    const bool may_resend = reused && attempt == 0;
+    reused = false;
 
     auto w = detail::write_frame_io(fd_, request, deadline);
     if (!w.ok()) {
-      if (w.code == IoCode::kClosed && may_retry) {
-        if (auto failed = retry()) return *failed;
-        continue;
-      }
       disconnect();
+      // EPIPE/ECONNRESET: the runtime had closed; what it never received it did not read.
+      if (w.code == IoCode::kClosed && may_resend) continue;
       switch (w.code) {
         case IoCode::kTimeout:
-          return {CallStatus::kTimeout,
-                  fmt::format("runtime did not accept the request within {} ms", timeout.count())};
+          return done({CallStatus::kTimeout, fmt::format("runtime did not accept the request "
+                                                         "within {} ms",
+                                                         timeout.count())});
         case IoCode::kOversize:
-          return {CallStatus::kProtocol, w.message};
+          return done({CallStatus::kProtocol, w.message});
         default:
-          return {CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
-                                                        options_.socket_path, w.message)};
+          return done({CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
+                                                             options_.socket_path, w.message)});
       }
     }
-
-    auto r = read_frame(fd_, deadline);
-    if (r.ok()) return {CallStatus::kOk, {}};
-    if (r.code == IoCode::kEof && may_retry) {
-      if (auto failed = retry()) return *failed;
-      continue;
-    }
-    disconnect();
-    switch (r.code) {
-      case IoCode::kTimeout:
-        return {CallStatus::kTimeout,
-                fmt::format("runtime did not answer within {} ms", timeout.count())};
-      case IoCode::kEof:
-        return {CallStatus::kUnavailable,
-                fmt::format("runtime at {} closed the connection before answering",
-                            options_.socket_path)};
-      case IoCode::kOversize:
-      case IoCode::kTruncated:
-        return {CallStatus::kProtocol, fmt::format("bad response frame: {}", r.message)};
-      default:
-        return {CallStatus::kUnavailable, fmt::format("reading the response from {} failed: {}",
-                                                      options_.socket_path, r.message)};
-    }
+    bool request_unread = false;
+    CallResult r = read_answer(storage, deadline, timeout, request_unread);
+    if (r.status == CallStatus::kUnavailable && request_unread && may_resend) continue;
+    return done(std::move(r));
   }
+}
+
+CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& storage,
+                                      const Clock::time_point& deadline,
+                                      std::chrono::milliseconds timeout, bool& request_unread) {
+  auto fail = [this](CallStatus status, std::string error, bool too_large = false) {
+    disconnect();
+    return CallResult{status, std::move(error), too_large};
+  };
+  auto io_failure = [&](const detail::IoResult& io) {
+    switch (io.code) {
+      case IoCode::kTimeout:
+        return fail(CallStatus::kTimeout,
+                    fmt::format("runtime did not answer within {} ms", timeout.count()));
+      case IoCode::kEof:
+        // ECONNRESET: the runtime closed with (part of) the request unread in its socket.
+        request_unread = io.peer_reset;
+        return fail(CallStatus::kUnavailable,
+                    io.peer_reset ? fmt::format("runtime at {} closed the connection without "
+                                                "reading the whole request",
+                                                options_.socket_path)
+                                  : fmt::format("runtime at {} closed the connection after "
+                                                "reading the request, without answering",
+                                                options_.socket_path));
+      case IoCode::kTruncated:
+        return fail(CallStatus::kProtocol, fmt::format("bad response frame: {}", io.message));
+      default:
+        return fail(CallStatus::kUnavailable, fmt::format("reading the response from {} failed: {}",
+                                                          options_.socket_path, io.message));
+    }
+  };
+  const detail::Deadline io_deadline = deadline;
+
+  unsigned char header[4];
+  auto io =
+      detail::read_exact_io(fd_, reinterpret_cast<char*>(header), 4, false, io_deadline, 4, 0);
+  if (!io.ok()) return io_failure(io);
+  const std::uint32_t size = decode_length(header);
+  const std::string header_text = show_bytes({reinterpret_cast<const char*>(header), 4});
+  const std::size_t frame_bytes = 4 + static_cast<std::size_t>(size);
+
+  // A runtime answers a request after reading all of it. Bytes of the request still unread in
+  // the runtime's socket (SIOCOUTQ: what we wrote that the peer has not consumed) mean this frame
+  // was written before the request was read: a late extra answer to an earlier request. (The
+  // value counts socket memory, not bytes: only zero or not matters.)
+  int unread = 0;
+  if (::ioctl(fd_, SIOCOUTQ, &unread) == 0 && unread > 0) {
+    return fail(
+        CallStatus::kProtocol,
+        fmt::format("runtime answer frame (header {}) arrived before the runtime had read the "
+                    "whole request, so it is not this request's answer (a late second "
+                    "answer to an earlier request?)",
+                    header_text));
+  }
+
+  if (size > options_.max_message_bytes) {
+    // A real answer that is too large starts with '[' right after its header; anything else means
+    // the header is not a length at all: stray bytes before a frame.
+    Peeked next = peek(fd_, diagnose_wait(deadline));
+    if (next.state != PeekState::kData || may_start_array(next.bytes)) {
+      return fail(CallStatus::kProtocol,
+                  fmt::format("bad response frame: runtime answer frame (header {}) announces {}, "
+                              "which exceeds ASYA_MAX_MESSAGE_BYTES={}: raise "
+                              "ASYA_MAX_MESSAGE_BYTES on both sidecar and runtime, or send "
+                              "smaller messages",
+                              header_text, size_text(size), options_.max_message_bytes),
+                  /*too_large=*/true);
+    }
+    return fail(CallStatus::kProtocol,
+                fmt::format("bad response frame: runtime answer frame header {} announces {} "
+                            "(over ASYA_MAX_MESSAGE_BYTES={}), and the bytes after it, {}, are "
+                            "not the start of a JSON array: these look like stray bytes before a "
+                            "frame, read as a length",
+                            header_text, size_text(size), options_.max_message_bytes,
+                            show_bytes(next.bytes)));
+  }
+
+  char* data = storage(size);
+  if (size == 0) {
+    Peeked next = peek(fd_, diagnose_wait(deadline));
+    return fail(
+        CallStatus::kProtocol,
+        fmt::format("bad response frame: runtime answer frame is empty (header {}), but a "
+                    "response is always a JSON array{}",
+                    header_text,
+                    next.state == PeekState::kData
+                        ? fmt::format("; {} byte(s) follow it, starting {}: these look like stray "
+                                      "bytes before a frame",
+                                      next.pending, show_bytes(next.bytes))
+                        : std::string()));
+  }
+  // The first bytes before the rest: stray bytes read as a header announce a length that has
+  // nothing to do with what follows, and the call must fail now rather than wait for that many
+  // bytes. Whatever has arrived is taken at once (usually the whole body: no extra system call);
+  // only when nothing has, one byte is waited for.
+  std::size_t got = 0;
+  ssize_t n = ::recv(fd_, data, size, MSG_DONTWAIT);
+  if (n > 0) {
+    got = static_cast<std::size_t>(n);
+  } else {
+    io = detail::read_exact_io(fd_, data, 1, true, io_deadline, frame_bytes, 4);
+    if (!io.ok()) return io_failure(io);
+    got = 1;
+  }
+  if (!may_start_array({data, std::min<std::size_t>(got, kShownBytes)})) {
+    std::string head(data, std::min<std::size_t>(got, kShownBytes));
+    if (head.size() < kShownBytes) {
+      Peeked more = peek(fd_);
+      if (more.state == PeekState::kData) head += more.bytes;
+    }
+    return fail(CallStatus::kProtocol,
+                fmt::format("bad response frame: runtime answer frame header {} announces {}, but "
+                            "its first bytes {} are not the start of a JSON array (a response is "
+                            "always a JSON array): stray bytes before a frame, or a frame whose "
+                            "body is not an array",
+                            header_text, size_text(size), show_bytes(head)));
+  }
+  if (got < size) {
+    io =
+        detail::read_exact_io(fd_, data + got, size - got, true, io_deadline, frame_bytes, 4 + got);
+    if (!io.ok()) return io_failure(io);
+  }
+
+  // The connection must be idle after an answer: a byte waiting now is a second answer or stray
+  // bytes, and then this answer may not be the one for this request either.
+  Peeked after = peek(fd_);
+  if (after.state == PeekState::kData) {
+    return fail(CallStatus::kProtocol,
+                fmt::format("runtime wrote {} more byte(s) right after its answer of {}, starting "
+                            "{}: a second answer or stray bytes; the answer is not used, as it "
+                            "may not belong to this request",
+                            after.pending, size_text(size), show_bytes(after.bytes)));
+  }
+  // Closed after answering (older runtimes serve one request per connection): the answer stands.
+  if (after.state != PeekState::kIdle) disconnect();
+  return {};
 }
 
 CallResult RuntimeClient::call(std::string_view request, std::string& response,
                                std::chrono::milliseconds timeout) {
-  return call_with(request, timeout, [&](int fd, detail::Deadline deadline) {
-    return detail::read_frame_io(fd, response, options_.max_message_bytes, deadline);
-  });
+  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
+    response.resize(size);
+    return response.data();
+  };
+  return call_with(request, timeout, storage);
 }
 
 CallResult RuntimeClient::call(std::string_view request, FrameBuffer& response,
@@ -195,9 +414,7 @@ CallResult RuntimeClient::call(std::string_view request, FrameBuffer& response,
   const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
     return response.prepare(size);
   };
-  return call_with(request, timeout, [&](int fd, detail::Deadline deadline) {
-    return detail::read_frame_into(fd, storage, options_.max_message_bytes, deadline);
-  });
+  return call_with(request, timeout, storage);
 }
 
 }  // namespace asya::wire

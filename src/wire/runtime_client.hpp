@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "common/result.hpp"
 
@@ -21,12 +23,26 @@ enum class CallStatus {
   kOk,           // response holds the runtime's answer
   kTimeout,      // no complete answer before the deadline; the connection was closed
   kUnavailable,  // could not connect, or the runtime closed/died before answering
-  kProtocol,     // the answer was not a valid frame (oversize, truncated)
+  kProtocol,     // the answer was not a valid frame (oversize, truncated, not a JSON array,
+                 // bytes left after it); the connection was closed
 };
 
 struct CallResult {
+  CallResult() = default;
+  CallResult(CallStatus status_, std::string error_, bool too_large_ = false)
+      : status(status_), error(std::move(error_)), too_large(too_large_) {}
+
   CallStatus status = CallStatus::kOk;
   std::string error;  // human-readable cause when status != kOk
+  // kProtocol only: the answer's frame announced more than max_message_bytes and looked like a
+  // real (too large) answer, not like stray bytes (message_too_large rather than
+  // runtime_protocol_error).
+  bool too_large = false;
+  // Not empty when the connection kept from the previous call was found broken before this
+  // request was written (e.g. bytes the runtime wrote after its previous answer): what was wrong.
+  // The request was then sent on a new connection; the caller logs this as a protocol error of
+  // the runtime.
+  std::string notice;
 };
 
 // Storage for one frame with `kPadding` zero bytes after its contents in the same allocation (so a
@@ -70,10 +86,21 @@ class RuntimeClient {
   Status wait_ready(std::chrono::milliseconds timeout);
 
   // Sends `request` as one frame and reads one response frame into `response` (capacity reused).
-  // Reuses the open connection; when the runtime closed it after the previous response (older
-  // runtimes do), reconnects once transparently and resends. The whole call must finish within
-  // `timeout`; on kTimeout the connection is closed so a late answer is never mistaken for the
-  // next request's.
+  // One request is in flight per connection, and an answer is accepted only when the connection
+  // is idle right after it (PROTOCOL §3):
+  // - Before writing on the connection kept from the previous call, checks it without blocking:
+  //   closed by the runtime (older runtimes close after each response) -> a new connection; bytes
+  //   waiting (a second answer, stray bytes) -> closed, a new connection, CallResult::notice.
+  // - The request is written again on a new connection only when it provably was not read: the
+  //   write failed because the runtime had closed, or the runtime closed with the request still
+  //   unread in its socket (ECONNRESET). A runtime that read the request and closed without
+  //   answering is kUnavailable: a failed attempt, never a second call of the handler.
+  // - The answer must be a frame whose body starts like a JSON array, that arrives after the
+  //   runtime read the whole request (SIOCOUTQ is 0), and no byte may follow it; otherwise
+  //   kProtocol.
+  // After kTimeout, kProtocol or kUnavailable the connection is closed, never reused, so a late
+  // or extra answer is never mistaken for the next request's. The whole call must finish within
+  // `timeout`.
   CallResult call(std::string_view request, std::string& response,
                   std::chrono::milliseconds timeout);
   // The same, reading the answer into `response` without zero-filling it first and leaving
@@ -86,9 +113,11 @@ class RuntimeClient {
 
  private:
   Status connect_once();
-  template <typename ReadFrame>
   CallResult call_with(std::string_view request, std::chrono::milliseconds timeout,
-                       const ReadFrame& read_frame);
+                       const std::function<char*(std::size_t)>& storage);
+  CallResult read_answer(const std::function<char*(std::size_t)>& storage,
+                         const std::chrono::steady_clock::time_point& deadline,
+                         std::chrono::milliseconds timeout, bool& request_unread);
   RuntimeClientOptions options_;
   int fd_ = -1;
 };

@@ -1,6 +1,7 @@
 #include "wire/runtime_client.hpp"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -30,12 +31,44 @@ struct TempDir {
 };
 
 enum class Behaviour {
-  kEchoAndKeepOpen,    // modern runtime
-  kEchoAndClose,       // older runtime: one request per connection
-  kNeverAnswer,        // hung handler
-  kCloseWithoutReply,  // runtime dies on every request
-  kOversizeReply,      // announces a frame far above the client's limit
+  kEchoAndKeepOpen,         // modern runtime
+  kEchoAndClose,            // older runtime: one request per connection
+  kNeverAnswer,             // hung handler
+  kCloseWithoutReply,       // runtime dies on every request
+  kOversizeReply,           // announces a frame far above the client's limit
+  kDoubleAnswer,            // two answers to one request, in one write
+  kStrayBytesBefore,        // two NUL bytes, then the answer frame, in one write
+  kStrayBytesAfter,         // the answer frame, then three bytes, in one write
+  kGarbageHeader,           // 00 47 5b 7b "payload":1}] : JSON text where a header should be
+  kNotAnArray,              // a well-framed answer whose body is a JSON object
+  kExtraBytesLater,         // first request: the answer, then (when the test says so) 4 more bytes
+  kCloseUnreadAfterAnswer,  // answers, waits for the next request, closes without reading it
+  kReadHeaderThenClose,     // reads the 4-byte header of the request, closes
+  kLateSecondAnswer,        // first request: answers; once the next request arrived, answers again
+                            // before reading it (after 300 ms reads and answers it)
 };
+
+// The frame carrying `body`: 4-byte big-endian length, then the body.
+std::string framed(std::string_view body) {
+  unsigned char header[4];
+  encode_length(static_cast<std::uint32_t>(body.size()), header);
+  return std::string(reinterpret_cast<const char*>(header), 4) + std::string(body);
+}
+
+void write_all(int fd, std::string_view bytes) {
+  while (!bytes.empty()) {
+    ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+    if (n <= 0) return;
+    bytes.remove_prefix(static_cast<std::size_t>(n));
+  }
+}
+
+// Waits up to 5 s until `flag` is set.
+bool wait_flag(const std::atomic<bool>& flag) {
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (!flag && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(2ms);
+  return flag;
+}
 
 // A runtime stand-in on a real Unix socket, served by one thread (connections in sequence).
 class FakeRuntime {
@@ -60,6 +93,9 @@ class FakeRuntime {
   int requests() const { return requests_; }
   // True once the server saw the client close a connection it was waiting on.
   bool saw_client_close() const { return saw_client_close_; }
+  // kExtraBytesLater: lets the runtime write its extra bytes; wait_extra_written() until it did.
+  void write_extra() { write_extra_ = true; }
+  bool wait_extra_written() const { return wait_flag(extra_written_); }
 
  private:
   void run() {
@@ -73,6 +109,11 @@ class FakeRuntime {
   }
   void serve(int fd) {
     std::string request;
+    if (behaviour_ == Behaviour::kReadHeaderThenClose) {
+      char header[4];
+      if (::recv(fd, header, 4, MSG_WAITALL) == 4) ++requests_;
+      return;
+    }
     for (;;) {
       Status s = read_frame(fd, request, 1u << 20, 10'000);
       if (!s.ok()) {
@@ -97,6 +138,47 @@ class FakeRuntime {
           (void)::write(fd, header, 4);
           break;
         }
+        case Behaviour::kDoubleAnswer:
+          write_all(fd, framed("[" + request + "]") + framed(R"(["extra"])"));
+          break;
+        case Behaviour::kStrayBytesBefore:
+          write_all(fd, std::string(2, '\0') + framed("[" + request + "]"));
+          break;
+        case Behaviour::kStrayBytesAfter:
+          write_all(fd, framed("[" + request + "]") + "xyz");
+          break;
+        case Behaviour::kGarbageHeader:
+          write_all(fd, std::string("\x00\x47[{\"payload\":1}]", 17));
+          break;
+        case Behaviour::kNotAnArray:
+          write_all(fd, framed(R"({"payload":1})"));
+          break;
+        case Behaviour::kExtraBytesLater:
+          write_all(fd, framed("[" + request + "]"));
+          if (requests_ == 1) {
+            if (!wait_flag(write_extra_)) return;
+            write_all(fd, "junk");
+            extra_written_ = true;
+          }
+          break;
+        case Behaviour::kCloseUnreadAfterAnswer: {
+          write_all(fd, framed("[" + request + "]"));
+          // Wait until the next request arrived, then close with it unread.
+          pollfd p{fd, POLLIN, 0};
+          (void)::poll(&p, 1, 5000);
+          return;
+        }
+        case Behaviour::kReadHeaderThenClose:
+          return;
+        case Behaviour::kLateSecondAnswer:
+          write_all(fd, framed("[" + request + "]"));
+          if (requests_ == 1) {
+            pollfd p{fd, POLLIN, 0};
+            (void)::poll(&p, 1, 5000);
+            write_all(fd, framed("[" + request + "]"));
+            std::this_thread::sleep_for(300ms);
+          }
+          break;
       }
     }
   }
@@ -108,6 +190,8 @@ class FakeRuntime {
   std::atomic<int> connections_{0};
   std::atomic<int> requests_{0};
   std::atomic<bool> saw_client_close_{false};
+  std::atomic<bool> write_extra_{false};
+  std::atomic<bool> extra_written_{false};
 };
 
 RuntimeClientOptions options_for(const fs::path& socket) {
@@ -209,18 +293,171 @@ TEST(RuntimeClient, UnavailableWhenAFreshConnectionClosesWithoutAnswer) {
   std::string response;
   CallResult r = client.call("{}", response, 5s);
   EXPECT_EQ(r.status, CallStatus::kUnavailable) << r.error;
-  EXPECT_NE(r.error.find("closed the connection before answering"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("closed the connection after reading the request, without answering"),
+            std::string::npos)
+      << r.error;
   EXPECT_EQ(runtime.requests(), 1);  // a fresh connection is not retried
 }
 
-TEST(RuntimeClient, ReusedConnectionIsRetriedOnlyOnce) {
+// Issue 11 item 2: a runtime that read the request and closed may have run the handler; sending
+// the request again would run it twice.
+TEST(RuntimeClient, ReusedConnectionClosedAfterReadingTheRequestIsNotResent) {
   TempDir dir;
   FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kCloseWithoutReply);
   RuntimeClient client(options_for(dir.path / "rt.sock"));
   ASSERT_TRUE(client.wait_ready(5s).ok());  // leaves an open, reusable connection
   std::string response;
-  CallResult r = client.call("{}", response, 5s);
+  for (int i = 1; i <= 5; ++i) {
+    CallResult r = client.call("[]", response, 5s);
+    EXPECT_EQ(r.status, CallStatus::kUnavailable) << r.error;
+    EXPECT_NE(r.error.find("after reading the request, without answering"), std::string::npos)
+        << r.error;
+    EXPECT_EQ(runtime.requests(), i);  // one read per call, never two
+  }
+}
+
+// The runtime closed with the request still unread in its socket (ECONNRESET): it provably did
+// not read it, so it is sent again once, on a new connection.
+TEST(RuntimeClient, ReusedConnectionClosedWithTheRequestUnreadIsResentOnce) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kReadHeaderThenClose);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  std::string response;
+  CallResult r = client.call("[]", response, 5s);
   EXPECT_EQ(r.status, CallStatus::kUnavailable) << r.error;
+  EXPECT_NE(r.error.find("without reading the whole request"), std::string::npos) << r.error;
+  EXPECT_EQ(runtime.connections(), 2);  // the kept one, then one more for the resend
+  EXPECT_EQ(runtime.requests(), 2);     // header reads; no handler could run
+}
+
+// An older runtime closes after its answer; when it closes only after the next request arrived,
+// that request was never read and is sent again: every call is answered, each handled once.
+TEST(RuntimeClient, RuntimeClosingWithTheNextRequestUnreadIsHandledOncePerCall) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kCloseUnreadAfterAnswer);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  std::string response;
+  for (int i = 0; i < 4; ++i) {
+    std::string request = "{\"n\":" + std::to_string(i) + "}";
+    CallResult r = client.call(request, response, 5s);
+    ASSERT_EQ(r.status, CallStatus::kOk) << "call " << i << ": " << r.error;
+    EXPECT_EQ(response, "[" + request + "]");
+  }
+  EXPECT_EQ(runtime.requests(), 4);
+}
+
+// Issue 11 item 1: a second answer in the same write is caught right after the first one; the
+// connection is closed, and the next call gets its own answer on a new connection.
+TEST(RuntimeClient, BytesRightAfterTheAnswerAreAProtocolErrorAndTheConnectionIsDropped) {
+  for (Behaviour b : {Behaviour::kDoubleAnswer, Behaviour::kStrayBytesAfter}) {
+    TempDir dir;
+    FakeRuntime runtime(dir.path / "rt.sock", b);
+    RuntimeClient client(options_for(dir.path / "rt.sock"));
+    std::string response;
+    for (int i = 0; i < 3; ++i) {
+      std::string request = "{\"n\":" + std::to_string(i) + "}";
+      CallResult r = client.call(request, response, 5s);
+      EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
+      EXPECT_FALSE(r.too_large);
+      EXPECT_NE(r.error.find("more byte(s) right after its answer"), std::string::npos) << r.error;
+      EXPECT_NE(r.error.find(b == Behaviour::kDoubleAnswer ? "00 00 00 09" : "78 79 7a"),
+                std::string::npos)
+          << r.error;
+      EXPECT_TRUE(r.notice.empty()) << r.notice;
+    }
+    EXPECT_EQ(runtime.connections(), 3);  // never reused after a protocol error
+    EXPECT_EQ(runtime.requests(), 3);
+  }
+}
+
+// Two NUL bytes before a frame: read as an empty frame, reported with the bytes that follow.
+TEST(RuntimeClient, StrayBytesBeforeAFrameAreReportedAsSuch) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kStrayBytesBefore);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  std::string response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
+  EXPECT_FALSE(r.too_large);
+  EXPECT_NE(r.error.find("frame is empty (header 00 00 00 00"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("stray bytes before a frame"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("00 04 5b 7b"), std::string::npos) << r.error;
+  EXPECT_EQ(r.error.find("ASYA_MAX_MESSAGE_BYTES"), std::string::npos) << r.error;
+}
+
+// Issue 11 item 3: JSON text where a header should be is not "message too large", and with a
+// limit above the announced size it fails at once instead of waiting for 4.6 MB.
+TEST(RuntimeClient, JsonWhereAHeaderShouldBeIsStrayBytesNotTooLarge) {
+  for (std::size_t limit : {std::size_t{1} << 20, std::size_t{8} << 20}) {
+    TempDir dir;
+    FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kGarbageHeader);
+    RuntimeClientOptions o = options_for(dir.path / "rt.sock");
+    o.max_message_bytes = limit;
+    RuntimeClient client(o);
+    std::string response;
+    CallResult r = client.call("{}", response, 5s);
+    EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
+    EXPECT_FALSE(r.too_large) << r.error;
+    EXPECT_NE(r.error.find("00 47 5b 7b"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("4676475 bytes (4.7 MB)"), std::string::npos) << r.error;
+    EXPECT_NE(r.error.find("stray bytes before a frame"), std::string::npos) << r.error;
+    EXPECT_EQ(r.error.find("raise ASYA_MAX_MESSAGE_BYTES"), std::string::npos) << r.error;
+  }
+}
+
+// A second answer written while the next request is in flight, before the runtime read it, is not
+// taken as that request's answer.
+TEST(RuntimeClient, AnAnswerArrivingBeforeTheRequestWasReadIsAProtocolError) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kLateSecondAnswer);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  std::string response;
+  CallResult r = client.call(R"({"n":1})", response, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  r = client.call(R"({"n":2})", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error << " answer: " << response;
+  EXPECT_NE(r.error.find("arrived before the runtime had read the whole request"),
+            std::string::npos)
+      << r.error;
+  r = client.call(R"({"n":3})", response, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response, R"([{"n":3}])");
+  EXPECT_EQ(runtime.connections(), 2);
+}
+
+TEST(RuntimeClient, AnAnswerThatIsNotAnArrayFailsOnItsFirstByte) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kNotAnArray);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  std::string response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
+  EXPECT_NE(r.error.find("are not the start of a JSON array"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("7b 22 70 61"), std::string::npos) << r.error;
+}
+
+// Bytes that arrive after the sidecar checked the connection belong to no request: found before
+// the next request is written, they close that connection and the next request goes on a new one.
+TEST(RuntimeClient, BytesFoundBeforeWritingAreReportedAndTheRequestGoesOnANewConnection) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kExtraBytesLater);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  std::string response;
+  CallResult r = client.call(R"({"n":1})", response, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response, R"([{"n":1}])");
+  runtime.write_extra();
+  ASSERT_TRUE(runtime.wait_extra_written());
+  // (A Unix-socket send puts the bytes straight into the client's receive queue.)
+  r = client.call(R"({"n":2})", response, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response, R"([{"n":2}])");
+  EXPECT_NE(r.notice.find("4 more byte(s) on the connection after its previous answer"),
+            std::string::npos)
+      << r.notice;
+  EXPECT_NE(r.notice.find("6a 75 6e 6b"), std::string::npos) << r.notice;
+  EXPECT_EQ(runtime.connections(), 2);
   EXPECT_EQ(runtime.requests(), 2);
 }
 
@@ -232,6 +469,8 @@ TEST(RuntimeClient, OversizeResponseIsAProtocolError) {
   CallResult r = client.call("{}", response, 5s);
   EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
   EXPECT_NE(r.error.find("exceeds ASYA_MAX_MESSAGE_BYTES=1048576"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("raise ASYA_MAX_MESSAGE_BYTES"), std::string::npos) << r.error;
+  EXPECT_TRUE(r.too_large);
   EXPECT_LT(response.capacity(), 1024u);
 }
 

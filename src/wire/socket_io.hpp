@@ -31,6 +31,9 @@ enum class IoCode {
 struct IoResult {
   IoCode code = IoCode::kOk;
   std::string message;  // empty for kOk; "eof" for kEof
+  // kEof/kTruncated caused by ECONNRESET. On a Unix stream socket (Linux) a read gets ECONNRESET
+  // only when the peer closed while bytes we sent were still unread in its receive queue.
+  bool peer_reset = false;
   bool ok() const { return code == IoCode::kOk; }
 };
 
@@ -47,6 +50,13 @@ IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, 
 // for the announced `size` bytes (not initialised: no zero-fill before the read).
 IoResult read_frame_into(int fd, const std::function<char*(std::size_t)>& storage,
                          std::size_t max_message_bytes, Deadline deadline);
+
+// Reads exactly `size` bytes of a frame of `frame_bytes_total` bytes (header included), of which
+// `frame_bytes_before` were read already (so EOF is a truncation, not a clean close, when
+// `frame_started`).
+IoResult read_exact_io(int fd, char* data, std::size_t size, bool frame_started,
+                       const Deadline& deadline, std::size_t frame_bytes_total,
+                       std::size_t frame_bytes_before);
 
 // Waits until `fd` is readable (or `extra_fd`, when >= 0, is readable). Returns 1 when fd is
 // readable (or hung up), 2 when extra_fd is readable, 0 on timeout, -1 on error (errno set).

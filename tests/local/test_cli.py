@@ -13,14 +13,14 @@ import time
 
 import pytest
 
-from local_harness import alive, manifest, process_environment, wait_for
+from local_harness import alive, manifest, process_environment, rabbitmq_service, wait_for
 
 COMMANDS = {
     "up": ["--detach", "--plain", "--no-end-actors", "--transport", "--routes", "--gateway-port",
            "--no-gateway", "--state-dir"],
     "down": ["--timeout", "--state-dir"],
     "send": ["--route", "--payload", "--envelope", "--header", "--deadline", "--id", "--wait",
-             "--timeout", "--state-dir"],
+             "--timeout", "--force", "--state-dir"],
     "results": ["--json", "--state-dir"],
     "queues": ["--json", "--state-dir"],
     "status": ["--json", "--state-dir"],
@@ -59,6 +59,9 @@ def test_send_mistakes_name_what_to_fix(asya, tmp_path):
         (["a", "--payload", "1", "--header", "novalue"], "--header novalue: use key=value"),
         (["a", "--payload", "1", "--header", "asya-x=1"], "reserved"),
         (["a", "--payload", "1", "--deadline", "soon"], "--deadline"),
+        (["a", "--payload", "1", "--id", ""], "--id is empty; give a non-empty envelope id"),
+        (["--envelope", '{"id":"x","route":{"actors":["a"],"current":0},"payload":1}',
+          "--id", ""], "do not combine it"),
         (["--envelope", "{}"], "--envelope is not a valid envelope"),
         (["--envelope", '{"id":"x","route":{"actors":["a"],"current":0},"payload":1}',
           "--payload", "1"], "do not combine it"),
@@ -103,6 +106,54 @@ def test_commands_without_a_supervisor(asya):
     assert "not running" in out.stderr
 
 
+def test_a_message_over_asya_max_message_bytes_names_the_variable(asya, tmp_path):
+    asya.env["ASYA_MAX_MESSAGE_BYTES"] = "1KiB"
+    (tmp_path / "big.json").write_text(json.dumps("x" * 2000))
+    out = asya.send("big", "--payload", f"@{tmp_path}/big.json", check=2)
+    assert out.stdout == ""
+    assert "more than the 1024 bytes ASYA_MAX_MESSAGE_BYTES allows (ASYA_MAX_MESSAGE_BYTES=1KiB)" \
+        in out.stderr, out.stderr
+    assert "raise ASYA_MAX_MESSAGE_BYTES" in out.stderr
+    assert json.loads(asya.run("queues", "--json", check=0).stdout) == []
+    # Within the limit it is sent.
+    assert asya.send("big", "--payload", "1", "--id", "small", check=0).stdout == "small\n"
+
+
+def test_send_during_a_broker_outage_keeps_stdout_machine_readable(asya, tmp_path):
+    """The RabbitMQ publisher warns while the broker refuses connections: those lines are JSON on
+    stderr, and stdout is exactly the id once the broker is back (issue 11, item 8)."""
+    if not rabbitmq_service.available():
+        pytest.skip("rabbitmq-server is not installed (scripts/setup installs it)")
+    broker = rabbitmq_service.Broker()  # its port is chosen, nothing listens yet
+    env = dict(asya.env, ASYA_TRANSPORT="rabbitmq", ASYA_RABBITMQ_URL=broker.url,
+               ASYA_RABBITMQ_CONFIRM_TIMEOUT="300s")
+    stderr_path = tmp_path / "send.stderr"
+    try:
+        with open(stderr_path, "w") as stderr:
+            send = subprocess.Popen([str(asya.binary), "send", "outage", "--payload", '{"n": 1}',
+                                     "--id", "during-outage"], cwd=asya.workdir, env=env,
+                                    stdout=subprocess.PIPE, stderr=stderr, text=True)
+        try:
+            wait_for(lambda: '"level":"warn"' in stderr_path.read_text(), 60,
+                     "asya send to warn that the broker refuses connections")
+            broker.start()
+            stdout, _ = send.communicate(timeout=300)
+        finally:
+            if send.poll() is None:
+                send.kill()
+                send.wait()
+        assert send.returncode == 0, stderr_path.read_text()
+        assert stdout == "during-outage\n"
+        lines = stderr_path.read_text().splitlines()
+        records = [json.loads(line) for line in lines]  # every line is a JSON log record
+        assert records and all(r["component"] == "cli" and r["level"] in ("warn", "error")
+                               and r["ts"].endswith("Z") for r in records), lines
+        assert any("rabbitmq" in r["msg"] for r in records), lines
+    finally:
+        broker.stop()
+        broker.remove()
+
+
 def test_a_detached_system_driven_by_every_command(asya, tmp_path):
     (tmp_path / "chatty.yaml").write_text(
         manifest("chatty", "testing.chatty", scaling={"enabled": False}))
@@ -118,6 +169,23 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
     # A second supervisor on the same state dir is refused.
     out = asya.run("up", "--detach", tmp_path / "chatty.yaml", check=1)
     assert "already running" in out.stderr
+
+    # An actor the supervisor does not run is refused (a typo would wait forever), naming the
+    # actor and the ones it runs; --force queues it anyway (consumed elsewhere).
+    for args in (["chaty", "--payload", "1"], ["--route", "chatty,nobody", "--payload", "1"],
+                 ["--envelope", '{"id":"e","route":{"actors":["chatty","nobody"],"current":1},'
+                  '"payload":1}']):
+        out = asya.send(*args, check=2)
+        unknown = args[0] if args[0] == "chaty" else "nobody"
+        assert f'unknown actor "{unknown}"' in out.stderr, out.stderr
+        assert "runs only chatty;" in out.stderr and "--force" in out.stderr, out.stderr
+        assert out.stdout == ""
+    queues = json.loads(asya.run("queues", "--json", check=0).stdout)
+    assert not any(q["queue"] in ("asya-chaty", "asya-nobody") for q in queues), queues
+    out = asya.send("elsewhere", "--payload", "1", "--id", "forced", "--force", check=0)
+    assert out.stdout == "forced\n"
+    queues = json.loads(asya.run("queues", "--json", check=0).stdout)
+    assert {"queue": "asya-elsewhere", "ready": 1, "in_flight": 0, "delayed": 0} in queues
 
     # --payload @file, --header, --deadline reach the final envelope.
     (tmp_path / "p.json").write_text('{"n": "from-file"}')

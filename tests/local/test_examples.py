@@ -61,9 +61,12 @@ def test_hello_tool_is_called_through_the_gateway(asya_on, repo):
 def test_routes_mistake_stops_asya_up_before_anything_starts(asya, repo, tmp_path):
     (tmp_path / "hello.yaml").write_text((repo / "examples" / "hello" / "hello.yaml").read_text())
     (tmp_path / "routes.yaml").write_text(
-        "tools:\n- name: hello\n  route: [hello]\n  retries: 3\n")
+        "tools:\n- name: hello\n  route: [hello]\n  retries: 3\n  async: maybe\n")
     out = asya.run("up", "--detach", "--gateway-port", 0, tmp_path, check=2)
+    # Every mistake is reported, not only the first.
     assert f"{tmp_path / 'routes.yaml'}:4: tools[hello].retries: unknown key" in out.stderr
+    assert (f"{tmp_path / 'routes.yaml'}:5: tools[hello].async: expected true or false, got "
+            '"maybe"') in out.stderr, out.stderr
     assert "nothing was started" in out.stderr
     assert not (asya.state / "status.json").exists()
 

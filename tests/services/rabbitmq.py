@@ -6,6 +6,7 @@ next to a system broker.
         b.url                              # amqp://guest:guest@127.0.0.1:<port>/%2F
         b.new_vhost()                      # the URL of a fresh, empty vhost on it
         b.restart()                        # stop the node and start it again on the same data
+        b.kill(); b.start()                # a crash (SIGKILL), then recovery on the same data
 
 Everything a broker needs to be restarted lives in its directory (`broker.json`), so another
 process can restart it too (the C++ restart test does, through the command line):
@@ -21,6 +22,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -187,6 +189,22 @@ class Broker:
         deadline = time.monotonic() + timeout
         while self._accepts_connections() and time.monotonic() < deadline:
             time.sleep(0.1)
+
+    def kill(self, timeout=60):
+        """Kills the node with SIGKILL, as a crash would: nothing is flushed and no connection is
+        closed cleanly. Returns once its AMQP port is closed; start() recovers it on the same
+        data."""
+        pid = int((self.dir / "rabbitmq.pid").read_text().split()[0])
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout
+        while self._accepts_connections():
+            if time.monotonic() > deadline:
+                raise BrokerError("RabbitMQ node %s (pid %d) still accepts connections %ds after "
+                                  "SIGKILL" % (self.node, pid, timeout))
+            time.sleep(0.05)
 
     def restart(self):
         self.stop()

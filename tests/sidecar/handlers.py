@@ -100,3 +100,20 @@ def fail_counted(payload):
 def grow(payload):
     """Returns payload["data"] twice: an output twice the size of the input."""
     return {"data": payload["data"] * 2}
+
+
+# --- duplicate counting (redelivery_scenario.py) ---
+
+def enrich_counted(payload):
+    """Records the call as one line "<actor> <payload["i"]>" in $TEST_MARKER_DIR/calls-<actor>.log
+    (one O_APPEND write, so concurrent calls never interleave), sleeps payload["sleep"] seconds,
+    then enriches like enrich()."""
+    actor = os.environ["ASYA_ACTOR_NAME"]
+    path = os.path.join(os.environ["TEST_MARKER_DIR"], "calls-%s.log" % actor)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, ("%s %s\n" % (actor, payload.get("i"))).encode())
+    finally:
+        os.close(fd)
+    time.sleep(float(payload.get("sleep", 0)))
+    return enrich(payload)

@@ -13,6 +13,7 @@
 
 #include "common/env.hpp"
 #include "common/json_text.hpp"
+#include "common/yaml_limits.hpp"
 
 namespace asya::gateway {
 namespace {
@@ -52,7 +53,13 @@ json::value scalar_to_json(const YAML::Node& node) {
     } catch (...) {
     }
   }
-  if (std::regex_match(text, number)) return json::value(std::stod(text));
+  if (std::regex_match(text, number)) {
+    try {
+      return json::value(std::stod(text));
+    } catch (const std::out_of_range&) {
+      // 1e999: no JSON number holds it; keep the text (found by fuzzing)
+    }
+  }
   return json::value(text);
 }
 
@@ -71,17 +78,56 @@ json::value yaml_to_json(const YAML::Node& node) {
   return nullptr;
 }
 
+// Collects the LoadErrors of independent steps so that one load reports every mistake, one per
+// line, as the manifest loader does.
+class Mistakes {
+ public:
+  // Runs `step`; a LoadError it throws is recorded (each of its lines) instead of propagated.
+  template <class Step>
+  void check(Step&& step) {
+    try {
+      step();
+    } catch (const LoadError& e) {
+      add(e.what());
+    }
+  }
+  void add(std::string_view lines) {
+    while (!lines.empty()) {
+      auto end = lines.find('\n');
+      if (end != 0) lines_.emplace_back(lines.substr(0, end));
+      if (end == std::string_view::npos) break;
+      lines.remove_prefix(end + 1);
+    }
+  }
+  std::size_t count() const { return lines_.size(); }
+  // Throws one LoadError with every mistake, one per line, when there is any.
+  void throw_if_any() const {
+    if (lines_.empty()) return;
+    std::string text;
+    for (const auto& line : lines_) text += (text.empty() ? "" : "\n") + line;
+    throw LoadError(text);
+  }
+
+ private:
+  std::vector<std::string> lines_;
+};
+
+// Throws one LoadError naming every key of `map` not in `allowed` (one line each).
 void check_keys(const std::string& file, const YAML::Node& map, const std::string& field,
                 const std::set<std::string>& allowed) {
+  Mistakes unknown;
   for (const auto& kv : map) {
     const std::string key = kv.first.Scalar();
     if (!allowed.count(key)) {
       std::string list;
       for (const auto& a : allowed) list += (list.empty() ? "" : ", ") + a;
-      fail(file, kv.first, field.empty() ? key : field + "." + key,
-           "unknown key (accepted: " + list + ")");
+      unknown.check([&] {
+        fail(file, kv.first, field.empty() ? key : field + "." + key,
+             "unknown key (accepted: " + list + ")");
+      });
     }
   }
+  unknown.throw_if_any();
 }
 
 bool to_bool(const std::string& file, const YAML::Node& node, const std::string& field) {
@@ -343,6 +389,10 @@ struct FileContent {
   std::optional<bool> progress;
   std::optional<std::chrono::milliseconds> timeout;
   std::map<std::string, std::vector<std::string>> routes;
+  // Templates with a mistake (already reported): tools using them are not reported again.
+  std::set<std::string> invalid_routes;
+  // Names of every tool read so far, valid or not, to report duplicates.
+  std::set<std::string> tool_names;
 };
 
 std::vector<std::string> parse_actor_list(const std::string& file, const YAML::Node& node,
@@ -402,118 +452,194 @@ const Tool* ToolsConfig::find(std::string_view name) const {
 
 namespace {
 
-// Parses one file into `out`; `defaults` and `routes` accumulate across files.
-void parse_into(const std::string& text, const std::string& file, ToolsConfig& out,
-                FileContent& shared,
-                std::vector<std::pair<YAML::Node, std::string>>& pending_tools) {
+// Parses one file: `shared` (defaults, route templates) accumulates across files; its tools are
+// appended to `pending_tools`, parsed once every file is read. Mistakes are recorded, not thrown.
+void parse_into(const std::string& text, const std::string& file, FileContent& shared,
+                std::vector<std::pair<YAML::Node, std::string>>& pending_tools,
+                Mistakes& mistakes) {
+  // Alias bombs and deep nesting are refused before the tree is built and walked.
+  if (auto limit = check_yaml_limits(text)) {
+    mistakes.add(file + ":" + std::to_string(limit->line) + ": " + limit->message);
+    return;
+  }
   YAML::Node root;
   try {
     root = YAML::Load(text);
   } catch (const YAML::Exception& e) {
-    throw LoadError(file + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+    mistakes.add(file + ":" + std::to_string(e.mark.line + 1) + ": not valid YAML: " + e.msg);
+    return;
   }
   if (!root || root.IsNull()) return;
-  if (!root.IsMap())
-    fail(file, root, "(top level)", "expected a mapping with defaults, routes and tools");
-  check_keys(file, root, "", {"defaults", "routes", "tools"});
+  if (!root.IsMap()) {
+    mistakes.check([&] {
+      fail(file, root, "(top level)", "expected a mapping with defaults, routes and tools");
+    });
+    return;
+  }
+  mistakes.check([&] { check_keys(file, root, "", {"defaults", "routes", "tools"}); });
   if (const YAML::Node defaults = root["defaults"]) {
-    if (!defaults.IsMap())
-      fail(file, defaults, "defaults", "expected a mapping, got " + describe(defaults));
-    check_keys(file, defaults, "defaults", {"progress", "timeout"});
-    if (defaults["progress"])
-      shared.progress = to_bool(file, defaults["progress"], "defaults.progress");
-    if (defaults["timeout"])
-      shared.timeout = to_timeout(file, defaults["timeout"], "defaults.timeout");
+    if (!defaults.IsMap()) {
+      mistakes.check([&] {
+        fail(file, defaults, "defaults", "expected a mapping, got " + describe(defaults));
+      });
+    } else {
+      mistakes.check([&] { check_keys(file, defaults, "defaults", {"progress", "timeout"}); });
+      mistakes.check([&] {
+        if (defaults["progress"])
+          shared.progress = to_bool(file, defaults["progress"], "defaults.progress");
+      });
+      mistakes.check([&] {
+        if (defaults["timeout"])
+          shared.timeout = to_timeout(file, defaults["timeout"], "defaults.timeout");
+      });
+    }
   }
   if (const YAML::Node routes = root["routes"]) {
-    if (!routes.IsMap())
-      fail(file, routes, "routes", "expected a mapping of template name to actor list");
-    for (const auto& kv : routes) {
-      const std::string name = kv.first.Scalar();
-      if (shared.routes.count(name))
-        fail(file, kv.first, "routes." + name, "route template defined twice");
-      shared.routes[name] = parse_actor_list(file, kv.second, "routes." + name);
+    if (!routes.IsMap()) {
+      mistakes.check([&] {
+        fail(file, routes, "routes", "expected a mapping of template name to actor list");
+      });
+    } else {
+      for (const auto& kv : routes) {
+        const std::string name = kv.first.Scalar();
+        std::size_t before = mistakes.count();
+        mistakes.check([&] {
+          if (shared.routes.count(name) || shared.invalid_routes.count(name))
+            fail(file, kv.first, "routes." + name, "route template defined twice");
+          shared.routes[name] = parse_actor_list(file, kv.second, "routes." + name);
+        });
+        if (mistakes.count() != before && !shared.routes.count(name))
+          shared.invalid_routes.insert(name);
+      }
     }
   }
   if (const YAML::Node tools = root["tools"]) {
-    if (!tools.IsSequence())
-      fail(file, tools, "tools", "expected a list of tools, got " + describe(tools));
-    for (std::size_t i = 0; i < tools.size(); ++i) pending_tools.emplace_back(tools[i], file);
+    if (!tools.IsSequence()) {
+      mistakes.check(
+          [&] { fail(file, tools, "tools", "expected a list of tools, got " + describe(tools)); });
+    } else {
+      for (std::size_t i = 0; i < tools.size(); ++i) pending_tools.emplace_back(tools[i], file);
+    }
   }
-  (void)out;
 }
 
-Tool parse_tool(const YAML::Node& node, const std::string& file, std::size_t index,
-                const FileContent& shared, const ToolsConfig& so_far) {
+// One tool, or nullopt when it has mistakes (every one recorded in `mistakes`).
+std::optional<Tool> parse_tool(const YAML::Node& node, const std::string& file, std::size_t index,
+                               FileContent& shared, Mistakes& mistakes) {
   std::string field = "tools[" + std::to_string(index) + "]";
-  if (!node.IsMap()) fail(file, node, field, "expected a mapping with name, route and parameters");
+  if (!node.IsMap()) {
+    mistakes.check(
+        [&] { fail(file, node, field, "expected a mapping with name, route and parameters"); });
+    return std::nullopt;
+  }
+  const std::size_t mistakes_before = mistakes.count();
   Tool tool;
   tool.source = file + ":" + std::to_string(node.Mark().line + 1);
-  if (!node["name"]) fail(file, node, field + ".name", "missing (every tool needs a name)");
-  tool.name = to_string(file, node["name"], field + ".name");
-  static const std::regex tool_name(R"([A-Za-z0-9_.-]{1,128})");
-  if (!std::regex_match(tool.name, tool_name)) {
-    fail(file, node["name"], field + ".name",
-         "invalid tool name \"" + tool.name + "\" (1 to 128 of letters, digits, '_', '-', '.')");
+  mistakes.check([&] {
+    if (!node["name"]) fail(file, node, field + ".name", "missing (every tool needs a name)");
+    std::string name = to_string(file, node["name"], field + ".name");
+    static const std::regex tool_name(R"([A-Za-z0-9_.-]{1,128})");
+    if (!std::regex_match(name, tool_name)) {
+      fail(file, node["name"], field + ".name",
+           "invalid tool name \"" + name + "\" (1 to 128 of letters, digits, '_', '-', '.')");
+    }
+    tool.name = name;
+  });
+  if (!tool.name.empty()) field = "tools[" + tool.name + "]";
+  mistakes.check([&] {
+    check_keys(
+        file, node, field,
+        {"name", "description", "parameters", "route", "timeout", "progress", "async", "metadata"});
+  });
+  if (!tool.name.empty() && !shared.tool_names.insert(tool.name).second) {
+    mistakes.check([&] {
+      fail(file, node["name"], field + ".name", "tool \"" + tool.name + "\" is defined twice");
+    });
   }
-  field = "tools[" + tool.name + "]";
-  check_keys(
-      file, node, field,
-      {"name", "description", "parameters", "route", "timeout", "progress", "async", "metadata"});
-  if (so_far.find(tool.name))
-    fail(file, node["name"], field + ".name", "tool \"" + tool.name + "\" is defined twice");
-  if (node["description"])
-    tool.description = to_string(file, node["description"], field + ".description");
+  mistakes.check([&] {
+    if (node["description"])
+      tool.description = to_string(file, node["description"], field + ".description");
+  });
   if (const YAML::Node params = node["parameters"]) {
-    if (!params.IsMap())
-      fail(file, params, field + ".parameters",
-           "expected a mapping of parameter name to definition");
-    for (const auto& kv : params) {
-      const std::string name = kv.first.Scalar();
-      tool.parameters.push_back(
-          parse_parameter(file, name, kv.second, field + ".parameters." + name, false));
+    if (!params.IsMap()) {
+      mistakes.check([&] {
+        fail(file, params, field + ".parameters",
+             "expected a mapping of parameter name to definition");
+      });
+    } else {
+      for (const auto& kv : params) {
+        mistakes.check([&] {
+          const std::string name = kv.first.Scalar();
+          tool.parameters.push_back(
+              parse_parameter(file, name, kv.second, field + ".parameters." + name, false));
+        });
+      }
     }
   }
-  const YAML::Node route = node["route"];
-  if (!route)
-    fail(file, node, field + ".route", "missing (a list of actors or a route template name)");
-  if (route.IsScalar()) {
-    auto found = shared.routes.find(route.Scalar());
-    if (found == shared.routes.end()) {
-      std::string known;
-      for (const auto& [name, _] : shared.routes) known += (known.empty() ? "" : ", ") + name;
-      fail(file, route, field + ".route",
-           "unknown route template " + describe(route) +
-               " (defined: " + (known.empty() ? "none" : known) + ")");
+  mistakes.check([&] {
+    const YAML::Node route = node["route"];
+    if (!route)
+      fail(file, node, field + ".route", "missing (a list of actors or a route template name)");
+    if (route.IsScalar()) {
+      // The template's own mistake is already reported, so the load fails anyway.
+      if (shared.invalid_routes.count(route.Scalar())) return;
+      auto found = shared.routes.find(route.Scalar());
+      if (found == shared.routes.end()) {
+        std::string known;
+        for (const auto& [name, _] : shared.routes) known += (known.empty() ? "" : ", ") + name;
+        fail(file, route, field + ".route",
+             "unknown route template " + describe(route) +
+                 " (defined: " + (known.empty() ? "none" : known) + ")");
+      }
+      tool.actors = found->second;
+    } else {
+      tool.actors = parse_actor_list(file, route, field + ".route");
     }
-    tool.actors = found->second;
-  } else {
-    tool.actors = parse_actor_list(file, route, field + ".route");
-  }
+  });
   tool.timeout = shared.timeout.value_or(std::chrono::minutes(5));
-  if (node["timeout"]) tool.timeout = to_timeout(file, node["timeout"], field + ".timeout");
+  mistakes.check([&] {
+    if (node["timeout"]) tool.timeout = to_timeout(file, node["timeout"], field + ".timeout");
+  });
   tool.progress = shared.progress.value_or(false);
-  if (node["progress"]) tool.progress = to_bool(file, node["progress"], field + ".progress");
-  if (node["async"]) tool.async = to_bool(file, node["async"], field + ".async");
-  if (const YAML::Node metadata = node["metadata"]) {
-    if (!metadata.IsMap())
-      fail(file, metadata, field + ".metadata", "expected a mapping of key to value");
-    tool.metadata = yaml_to_json(metadata).as_object();
-  }
+  mistakes.check([&] {
+    if (node["progress"]) tool.progress = to_bool(file, node["progress"], field + ".progress");
+  });
+  mistakes.check([&] {
+    if (node["async"]) tool.async = to_bool(file, node["async"], field + ".async");
+  });
+  mistakes.check([&] {
+    if (const YAML::Node metadata = node["metadata"]) {
+      if (!metadata.IsMap())
+        fail(file, metadata, field + ".metadata", "expected a mapping of key to value");
+      tool.metadata = yaml_to_json(metadata).as_object();
+    }
+  });
+  if (mistakes.count() != mistakes_before) return std::nullopt;
   return tool;
+}
+
+// Parses the tools of every file once all files are read, so a tool may use a template defined
+// in another file; throws one LoadError listing every mistake.
+ToolsConfig finish(FileContent& shared,
+                   const std::vector<std::pair<YAML::Node, std::string>>& pending,
+                   Mistakes& mistakes) {
+  ToolsConfig config;
+  for (std::size_t i = 0; i < pending.size(); ++i) {
+    if (auto tool = parse_tool(pending[i].first, pending[i].second, i, shared, mistakes))
+      config.tools.push_back(std::move(*tool));
+  }
+  mistakes.throw_if_any();
+  return config;
 }
 
 }  // namespace
 
 ToolsConfig parse_tools(const std::string& yaml_text, const std::string& file_name) {
-  ToolsConfig config;
   FileContent shared;
   std::vector<std::pair<YAML::Node, std::string>> pending;
-  parse_into(yaml_text, file_name, config, shared, pending);
-  for (std::size_t i = 0; i < pending.size(); ++i) {
-    config.tools.push_back(parse_tool(pending[i].first, pending[i].second, i, shared, config));
-  }
-  return config;
+  Mistakes mistakes;
+  parse_into(yaml_text, file_name, shared, pending, mistakes);
+  return finish(shared, pending, mistakes);
 }
 
 ToolsConfig load_tools(const std::string& path) {
@@ -535,21 +661,20 @@ ToolsConfig load_tools(const std::string& path) {
         path +
         ": no such file or directory (set ASYA_CONFIG_PATH to a routes.yaml file or a folder)");
   }
-  ToolsConfig config;
   FileContent shared;
   std::vector<std::pair<YAML::Node, std::string>> pending;
+  Mistakes mistakes;
   for (const auto& file : files) {
     std::ifstream in(file);
-    if (!in) throw LoadError(file.string() + ": cannot be read");
+    if (!in) {
+      mistakes.add(file.string() + ": cannot be read");
+      continue;
+    }
     std::stringstream text;
     text << in.rdbuf();
-    parse_into(text.str(), file.string(), config, shared, pending);
+    parse_into(text.str(), file.string(), shared, pending, mistakes);
   }
-  // Tools are parsed after every file so a tool may use a template defined in another file.
-  for (std::size_t i = 0; i < pending.size(); ++i) {
-    config.tools.push_back(parse_tool(pending[i].first, pending[i].second, i, shared, config));
-  }
-  return config;
+  return finish(shared, pending, mistakes);
 }
 
 json::object input_schema(const Tool& tool) {

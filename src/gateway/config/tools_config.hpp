@@ -19,8 +19,12 @@
 //
 // A path may be a file or a directory (every *.yaml / *.yml file in it, in name order; tool names
 // must be unique across files; `routes` merge; the last `defaults` win). Every unknown key and
-// every invalid value is a load error: LoadError's message reads
+// every invalid value is a load error. A load reports every mistake of every file, not just the
+// first: LoadError's message has one line per mistake, each reading
 //   "<file>:<line>: <field path>: <what is wrong> (<what is accepted>)".
+// (Within one parameter definition only its first mistake is reported.) A text that breaks the
+// YAML limits of common/yaml_limits.hpp (alias bombs, nesting deeper than 100) is refused with
+// "<file>:<line>: <which limit>" before it is read.
 #pragma once
 
 #include <boost/json/value.hpp>

@@ -288,6 +288,76 @@ TEST(ToolsConfig, ErrorsInADirectoryNameTheFileTheyAreIn) {
             (dir / "b.yaml").string() + ":2: tools[first].name: tool \"first\" is defined twice");
 }
 
+TEST(ToolsConfig, EveryMistakeIsReportedEachWithFileLineAndField) {
+  EXPECT_EQ(load_error("defaults:\n"
+                       "  timeout: soon\n"
+                       "  colour: red\n"
+                       "routes:\n"
+                       "  broken: [Bad_Actor]\n"
+                       "tools:\n"
+                       "  - name: a\n"
+                       "    route: [x]\n"
+                       "    async: maybe\n"
+                       "    retries: 3\n"
+                       "    parameters:\n"
+                       "      n: {type: int}\n"
+                       "      m: {type: integer, default: x}\n"
+                       "  - name: 'b c'\n"
+                       "    route: broken\n"
+                       "  - name: a\n"
+                       "    route: nope\n"),
+            "routes.yaml:3: defaults.colour: unknown key (accepted: progress, timeout)\n"
+            "routes.yaml:2: defaults.timeout: expected a positive number of seconds or a duration "
+            "such as 90s or 10m, got \"soon\"\n"
+            "routes.yaml:5: routes.broken[0]: invalid actor name \"Bad_Actor\" (lowercase "
+            "letters, digits and '-', starting and ending with a letter or digit, at most 63 "
+            "characters)\n"
+            "routes.yaml:10: tools[a].retries: unknown key (accepted: async, description, "
+            "metadata, name, parameters, progress, route, timeout)\n"
+            "routes.yaml:12: tools[a].parameters.n.type: unknown type \"int\" (accepted: string, "
+            "number, integer, boolean, array, object)\n"
+            "routes.yaml:13: tools[a].parameters.m.default: expected an integer, got \"x\"\n"
+            "routes.yaml:9: tools[a].async: expected true or false, got \"maybe\"\n"
+            "routes.yaml:14: tools[1].name: invalid tool name \"b c\" (1 to 128 of letters, "
+            "digits, '_', '-', '.')\n"
+            "routes.yaml:16: tools[a].name: tool \"a\" is defined twice\n"
+            "routes.yaml:17: tools[a].route: unknown route template \"nope\" (defined: none)");
+}
+
+TEST(ToolsConfig, AliasBombAndDeepNestingAreRefusedBeforeReading) {
+  std::string bomb = "routes:\n  a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level < 9; ++level) {
+    std::string name = "a", alias = "*a";
+    name.append(std::to_string(level));
+    alias.append(std::to_string(level - 1));
+    bomb.append("  ").append(name).append(": &").append(name).append(" [");
+    for (int i = 0; i < 9; ++i) bomb.append(i ? ", " : "").append(alias);
+    bomb.append("]\n");
+  }
+  std::string error = load_error(bomb);
+  EXPECT_EQ(error.rfind("routes.yaml:", 0), 0u) << error;
+  EXPECT_NE(error.find("YAML aliases expand to more than 100000 nodes"), std::string::npos)
+      << error;
+  // A tool's metadata that contains itself would never finish converting to JSON.
+  error = load_error("tools:\n  - &t {name: a, route: [x], metadata: {self: *t}}\n");
+  EXPECT_EQ(error,
+            "routes.yaml:2: alias *t is used inside the node it names (a cycle); an alias may "
+            "only repeat a node that is complete before it");
+  error =
+      load_error("tools:\n  - name: a\n    route: [x]\n    metadata: {k: " + std::string(300, '[') +
+                 std::string(300, ']') + "}\n");
+  EXPECT_EQ(error,
+            "routes.yaml:4: nested too deeply: depth 101 exceeds the limit of 100 mappings and "
+            "lists inside each other");
+}
+
+TEST(ToolsConfig, AFloatNoJsonNumberHoldsStaysText) {
+  // std::stod threw std::out_of_range out of parse_tools for 1e999 (found by fuzzing).
+  ToolsConfig config =
+      parse_tools("tools:\n  - name: a\n    route: [x]\n    metadata: {big: 1e999}\n", "r.yaml");
+  EXPECT_EQ(json::serialize(config.tools[0].metadata), R"({"big":"1e999"})");
+}
+
 TEST(ToolsConfig, LoadsEveryYamlFileOfADirectory) {
   auto dir = std::filesystem::temp_directory_path() / ("asya-tools-" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);

@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "common/env.hpp"
+#include "common/yaml_limits.hpp"
 
 namespace asya::manifest {
 namespace {
@@ -663,6 +664,11 @@ void check_duplicates(LoadResult& result) {
 
 void load_into(std::string_view text, const std::string& file, LoadResult& result,
                bool& found_actor) {
+  // Alias bombs and deep nesting are refused before the tree is built and walked.
+  if (auto limit = check_yaml_limits(text)) {
+    result.errors.push_back({file, limit->line, "", limit->message});
+    return;
+  }
   std::vector<YAML::Node> docs;
   try {
     docs = YAML::LoadAll(std::string(text));

@@ -268,6 +268,49 @@ TEST(Manifest, YamlSyntaxErrorHasItsLine) {
   EXPECT_EQ(r.errors[0].message.rfind("invalid YAML: ", 0), 0u) << r.errors[0].message;
 }
 
+// An actor whose runtime container's `resources` hold `levels` anchors, each a list of nine
+// aliases of the one before: a few hundred bytes that expand to 9^levels nodes.
+std::string alias_bomb_actor(int levels) {
+  std::string resources = "          resources:\n            a0: &a0 [x, x, x, x, x, x, x, x, x]\n";
+  for (int level = 1; level < levels; ++level) {
+    std::string name = "a", alias = "*a";
+    name.append(std::to_string(level));
+    alias.append(std::to_string(level - 1));
+    resources.append("            ").append(name).append(": &").append(name).append(" [");
+    for (int i = 0; i < 9; ++i) resources.append(i ? ", " : "").append(alias);
+    resources.append("]\n");
+  }
+  return actor_yaml("bomb", "", resources);
+}
+
+TEST(Manifest, AliasBombIsRefusedWithFileLineAndLimit) {
+  std::string text = alias_bomb_actor(9);
+  ASSERT_LT(text.size(), 900u);
+  auto r = load_text(text, "bomb.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << r.error_text();
+  EXPECT_EQ(r.errors[0].file, "bomb.yaml");
+  EXPECT_GT(r.errors[0].line, 13);
+  EXPECT_NE(r.errors[0].str().find("YAML aliases expand to more than 100000 nodes"),
+            std::string::npos)
+      << r.error_text();
+  EXPECT_TRUE(r.actors.empty());
+  // A few aliases are fine and expand into the kept Kubernetes fields.
+  r = load_text(alias_bomb_actor(2), "fine.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  EXPECT_NE(r.actors[0].containers[0].kubernetes_extra_yaml.find("a1: [[x, x"), std::string::npos)
+      << r.actors[0].containers[0].kubernetes_extra_yaml;
+}
+
+TEST(Manifest, DeepNestingSaysSoWithDepthLimitAndLine) {
+  std::string deep = std::string(200, '[') + std::string(200, ']');
+  auto r = load_text(actor_yaml("deep", "", "          resources: {limits: " + deep + "}\n"),
+                     "deep.yaml");
+  ASSERT_EQ(r.errors.size(), 1u) << r.error_text();
+  EXPECT_EQ(r.errors[0].str(),
+            "deep.yaml:13: nested too deeply: depth 101 exceeds the limit of 100 mappings and "
+            "lists inside each other");
+}
+
 TEST(Manifest, SeveralContainersNeedOneNamedAsyaRuntime) {
   auto r = load_text(R"(apiVersion: asya.sh/v1alpha1
 kind: AsyncActor

@@ -2,9 +2,18 @@
 
 #include <amqp_ssl_socket.h>
 #include <amqp_tcp_socket.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <array>
+#include <cctype>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 namespace asya::transport::rabbitmq {
@@ -45,6 +54,65 @@ amqp_table_entry_t long_entry(const char* key, std::int64_t value) {
   return e;
 }
 
+// A library status with the operating system's reason when there is one: rabbitmq-c reports
+// every socket failure as "a socket error occurred", which hides a reset or a refused connection.
+std::string library_error_text(int status, int saved_errno) {
+  std::string text = amqp_error_string2(status);
+  if (status == AMQP_STATUS_SOCKET_ERROR && saved_errno != 0)
+    text += std::string(" (") + std::strerror(saved_errno) + ")";
+  return text;
+}
+
+// Why a TCP connection to host:port cannot be made, found by trying once more with a plain socket:
+// rabbitmq-c's non-blocking connect loses the errno ("a socket error occurred"). Empty when the
+// probe connects (the broker came up meanwhile) or the name does not resolve.
+std::string probe_connect_failure(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* addresses = nullptr;
+  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses) != 0 ||
+      addresses == nullptr)
+    return "";
+  int error = 0;
+  for (addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+    if (fd < 0) continue;
+    error = 0;
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+      error = errno;
+      if (error == EINPROGRESS) {
+        pollfd p{fd, POLLOUT, 0};
+        int rc = ::poll(&p, 1, 3000);
+        socklen_t length = sizeof error;
+        if (rc == 0)
+          error = ETIMEDOUT;
+        else if (rc < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
+          error = errno;
+      }
+    }
+    ::close(fd);
+    if (error == 0) break;
+  }
+  ::freeaddrinfo(addresses);
+  if (error == 0) return "";
+  std::string text = std::strerror(error);
+  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
+  if (error == ECONNREFUSED)
+    text += " (nothing listens on " + host + ":" + std::to_string(port) +
+            ": is the broker running, and is this its AMQP port?)";
+  return text;
+}
+
+// A 406 on queue.declare because an argument that only the queue type decides differs from the
+// existing queue's ("PRECONDITION_FAILED - inequivalent arg 'x-queue-type' for queue ...").
+bool is_queue_type_mismatch(const std::string& failure) {
+  if (failure.find("PRECONDITION_FAILED") == std::string::npos) return false;
+  for (const char* arg : {"'x-queue-type'", "'x-dead-letter-strategy'", "'x-overflow'"})
+    if (failure.find(std::string("inequivalent arg ") + arg) != std::string::npos) return true;
+  return false;
+}
+
 }  // namespace
 
 std::string reply_text(const amqp_rpc_reply_t& reply) {
@@ -62,6 +130,38 @@ std::string reply_text(const amqp_rpc_reply_t& reply) {
 }
 
 AmqpConnection::AmqpConnection(const RabbitmqSettings& settings) : settings_(settings) {}
+
+std::string AmqpConnection::login_failure_text(const amqp_rpc_reply_t& login,
+                                               int saved_errno) const {
+  const std::string where = settings_.describe();
+  if (login.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
+      login.reply.id == AMQP_CONNECTION_CLOSE_METHOD) {
+    auto* m = static_cast<amqp_connection_close_t*>(login.reply.decoded);
+    const std::string text =
+        std::to_string(m->reply_code) + " " + std::string(view_of(m->reply_text));
+    if (m->reply_code == AMQP_ACCESS_REFUSED) {
+      return "cannot log in to RabbitMQ at " + where + ": the broker refused user \"" +
+             settings_.username + "\" (" + text +
+             "): check the user and password (ASYA_RABBITMQ_URL, or ASYA_RABBITMQ_USERNAME and "
+             "ASYA_RABBITMQ_PASSWORD)";
+    }
+    if (m->reply_code == AMQP_NOT_ALLOWED) {
+      return "cannot open virtual host \"" + settings_.vhost + "\" on RabbitMQ at " + where +
+             " as user \"" + settings_.username + "\" (" + text +
+             "): check that the vhost exists and the user has permissions on it";
+    }
+    return "the broker at " + where + " closed the connection while logging in: " + text;
+  }
+  if (login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
+    // No answer from the broker: it died, is stopping or starting, or a proxy cut the line. The
+    // credentials were not even checked, so they are not the suspect.
+    return "the connection to RabbitMQ at " + where +
+           " was lost during the AMQP handshake, before the broker checked the credentials (is "
+           "the broker stopping, starting or overloaded?): " +
+           library_error_text(login.library_error, saved_errno);
+  }
+  return "cannot log in to RabbitMQ at " + where + ": " + reply_text(login);
+}
 
 AmqpConnection::~AmqpConnection() {
   close();
@@ -99,8 +199,13 @@ Status AmqpConnection::open(int channels) {
   int rc =
       amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &connect_timeout);
   if (rc != AMQP_STATUS_OK) {
+    const int saved_errno = errno;
     close();
-    return Error{"cannot connect to RabbitMQ at " + where + ": " + amqp_error_string2(rc)};
+    std::string cause;
+    if (rc == AMQP_STATUS_SOCKET_ERROR || rc == AMQP_STATUS_TIMEOUT)
+      cause = probe_connect_failure(settings_.host, settings_.port);
+    if (cause.empty()) cause = library_error_text(rc, saved_errno);
+    return Error{"cannot connect to RabbitMQ at " + where + ": " + cause};
   }
   // RPCs (declare, qos, consume) must not hang forever on a stuck broker.
   timeval rpc_timeout{15, 0};
@@ -109,10 +214,10 @@ Status AmqpConnection::open(int channels) {
       state_, settings_.vhost.c_str(), 0, kFrameMax, static_cast<int>(settings_.heartbeat.count()),
       AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(), settings_.password.c_str());
   if (login.reply_type != AMQP_RESPONSE_NORMAL) {
-    std::string text = reply_text(login);
+    const int saved_errno = errno;
+    Error error{login_failure_text(login, saved_errno)};
     close();
-    return Error{"cannot log in to RabbitMQ at " + where +
-                 " (check user, password and vhost): " + text};
+    return error;
   }
   for (int ch = 1; ch <= channels; ++ch) {
     amqp_channel_open(state_, static_cast<amqp_channel_t>(ch));
@@ -137,10 +242,11 @@ void AmqpConnection::close() {
 }
 
 Status AmqpConnection::check_status(int status, std::string_view what) {
+  const int saved_errno = errno;  // the failed socket call's, before anything else runs
   if (status == AMQP_STATUS_OK) return Status::Ok();
   broken_ = true;
   return Error{std::string(what) + " on " + settings_.describe() +
-               " failed: " + amqp_error_string2(status)};
+               " failed: " + library_error_text(status, saved_errno)};
 }
 
 Status AmqpConnection::check(const amqp_rpc_reply_t& reply, amqp_channel_t channel,
@@ -179,9 +285,24 @@ Result<QueueCounts> AmqpConnection::declare(amqp_channel_t channel, const std::s
   amqp_queue_declare_ok_t* ok =
       amqp_queue_declare(state_, channel, bytes_of(queue), passive ? 1 : 0, /*durable=*/1,
                          /*exclusive=*/0, /*auto_delete=*/0, arguments);
-  if (Status st =
-          check(amqp_get_rpc_reply(state_), channel, std::string(what) + " \"" + queue + "\"");
-      !st) {
+  amqp_rpc_reply_t reply = amqp_get_rpc_reply(state_);
+  const std::string failure = reply.reply_type == AMQP_RESPONSE_NORMAL ? "" : reply_text(reply);
+  if (Status st = check(reply, channel, std::string(what) + " \"" + queue + "\""); !st) {
+    if (!passive && is_open() && is_queue_type_mismatch(failure)) {
+      // The queue exists with the other type (made before the default became quorum, or by a
+      // process with another ASYA_RABBITMQ_QUEUE_TYPE): use it as it is rather than stop a
+      // deployment; only a new queue gets the configured type.
+      if (warned_type_.insert(queue).second) {
+        spdlog::warn(
+            "rabbitmq: queue \"{}\" on {} exists as a {} queue while "
+            "ASYA_RABBITMQ_QUEUE_TYPE={} ({}); using it as it is (the setting applies to new "
+            "queues). To change its type, drain and delete it (rabbitmqctl delete_queue {}); "
+            "the next declaration recreates it.",
+            queue, settings_.describe(), settings_.quorum ? "classic" : "quorum",
+            settings_.quorum ? "quorum" : "classic", failure, queue);
+      }
+      return declare(channel, queue, true, amqp_empty_table, what);
+    }
     return st.error();
   }
   return QueueCounts{ok->message_count, ok->consumer_count};

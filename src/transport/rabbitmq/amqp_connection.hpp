@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -47,7 +48,9 @@ class AmqpConnection {
 
   // exchange.declare (durable direct) of settings.exchange.
   Status declare_exchange(amqp_channel_t channel);
-  // queue.declare (durable, quorum when configured) + queue.bind with routing key = queue.
+  // queue.declare (durable, quorum when configured) + queue.bind with routing key = queue. A queue
+  // that exists with the other type is used as it is (passive declare, one warning per queue):
+  // ASYA_RABBITMQ_QUEUE_TYPE applies to queues this process creates.
   Status declare_queue(amqp_channel_t channel, const std::string& queue);
   // The delay queue for `queue` with message TTL `bucket`, dead-lettering to the exchange with
   // routing key `queue` (not bound: published to through the default exchange).
@@ -61,10 +64,14 @@ class AmqpConnection {
  private:
   Result<QueueCounts> declare(amqp_channel_t channel, const std::string& queue, bool passive,
                               amqp_table_t arguments, std::string_view what);
+  // What a failed amqp_login means: credentials only for 403 ACCESS_REFUSED, the vhost for 530
+  // NOT_ALLOWED, otherwise what happened to the connection (reset, closed, timed out).
+  std::string login_failure_text(const amqp_rpc_reply_t& login, int saved_errno) const;
 
   const RabbitmqSettings& settings_;
   amqp_connection_state_t state_ = nullptr;
   bool broken_ = false;
+  std::set<std::string> warned_type_;  // queues adopted with another type (warned once each)
 };
 
 // A readable text for a rabbitmq-c RPC reply ("NOT_FOUND - no queue 'x' in vhost '/'", ...).

@@ -162,6 +162,16 @@ Status Consumer::check(const Delivery& delivery) {
   return Status::Ok();
 }
 
+bool Consumer::holds(const Delivery& delivery) {
+  read_if_free();
+  {
+    std::unique_lock io(io_, std::try_to_lock);
+    // Broken and not yet replaced: the broker requeued everything this connection held.
+    if (io.owns_lock() && connection_.state() != nullptr && !connection_.is_open()) return false;
+  }
+  return check(delivery).ok();
+}
+
 Status Consumer::ack(const Delivery& delivery) {
   if (Status st = check(delivery); !st) return st;
   PendingAck ack;
@@ -195,6 +205,23 @@ Status Consumer::ack(const Delivery& delivery) {
   {
     std::lock_guard lock(mutex_);
     acks_.push_back(std::move(ack));
+  }
+  wakeup_.notify();
+  return Status::Ok();
+}
+
+Status Consumer::requeue(const Delivery& delivery, std::chrono::milliseconds delay) {
+  if (Status st = check(delivery); !st) return st;
+  std::uint64_t generation = 0, tag = 0;
+  parse_receipt(delivery.receipt, generation, tag);
+  {
+    std::lock_guard lock(mutex_);
+    if (generation != generation_ || !handed_out_.erase(tag)) {
+      return Error{"message from queue \"" + delivery.queue +
+                   "\" was already acked, nacked or redelivered"};
+    }
+    // Stays in unacked_ (the broker still counts it in flight) until the nack is written.
+    requeues_.push_back(PendingRequeue{tag, delivery.queue, Clock::now() + delay});
   }
   wakeup_.notify();
   return Status::Ok();
@@ -260,6 +287,7 @@ void Consumer::on_lost(const std::string& why) {
   unacked_.clear();
   handed_out_.clear();
   acks_.clear();  // of the lost connection: the broker delivers those messages again
+  requeues_.clear();
 }
 
 void Consumer::start_consumers() {
@@ -310,7 +338,10 @@ void Consumer::start_consumers() {
       // A consume failure closed the consume channel: all consumers restart.
       if (!st) connection_.set_broken();
     }
-    if (!connection_.is_open()) return;
+    if (!connection_.is_open()) {
+      if (!st) set_error(st.message());  // why the link thread reconnects (not an older error)
+      return;
+    }
     std::lock_guard lock(mutex_);
     QueueState& q = queues_[name];
     if (st) {
@@ -344,13 +375,39 @@ void Consumer::send_acks() {
   }
 }
 
+void Consumer::send_due_requeues() {
+  std::vector<PendingRequeue> due;
+  {
+    std::lock_guard lock(mutex_);
+    const auto now = Clock::now();
+    auto split = std::partition(requeues_.begin(), requeues_.end(),
+                                [&](const PendingRequeue& r) { return r.due > now; });
+    due.assign(std::make_move_iterator(split), std::make_move_iterator(requeues_.end()));
+    requeues_.erase(split, requeues_.end());
+    for (const PendingRequeue& r : due) unacked_.erase(r.tag);
+  }
+  for (const PendingRequeue& r : due) {
+    int rc = amqp_basic_nack(connection_.state(), kConsumeChannel, r.tag, /*multiple=*/0,
+                             /*requeue=*/1);
+    if (Status st = connection_.check_status(rc, "requeueing a message from \"" + r.queue + "\"");
+        !st) {
+      set_error(st.message());  // the connection is lost: the broker requeues it anyway
+      return;
+    }
+  }
+}
+
 void Consumer::write_pending() {
   start_consumers();
   if (connection_.is_open()) send_acks();
+  if (connection_.is_open()) send_due_requeues();
 }
 
 bool Consumer::has_pending() {
   bool more = !acks_.empty() || (cancel_requested_ && !cancelled_);
+  const auto now = Clock::now();
+  for (const PendingRequeue& r : requeues_)
+    if (r.due <= now) more = true;
   if (!cancel_requested_)
     for (auto& [name, q] : queues_)
       if (q.wanted && !q.consuming && q.error.empty()) more = true;
@@ -365,6 +422,7 @@ void Consumer::on_stop() {
 
 void Consumer::on_stopped() {
   acks_.clear();
+  requeues_.clear();  // the connection closed: the broker requeued them
 }
 
 void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel) {

@@ -41,11 +41,23 @@ class Consumer final : public Link {
   // acked yet.
   Status check(const Delivery& delivery);
 
+  // check() after reading what the broker sent meanwhile (when the connection is free): a
+  // connection the broker closed or reset is found here at once, not at the link thread's next
+  // tick, so a delivery lost with it is reported lost before its outputs are sent.
+  bool holds(const Delivery& delivery);
+
   // Sends basic.ack for it: written from the calling thread when the connection is free, else
   // handed to the link thread (written before its next read, and before the connection closes on
   // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a connection
   // loss keeps from the broker fails nothing: the broker delivers the message again.
   Status ack(const Delivery& delivery);
+
+  // Returns `delivery` to its queue with basic.nack(requeue) once `delay` has passed (up to a
+  // second late), for a nack that could not publish its copy: a delivery left unacked on a live
+  // connection would be held until that connection closes, taking a prefetch slot for good. The
+  // broker counts the return (redelivered flag, x-delivery-count). Never waits; fails when the
+  // delivery is no longer held (the broker delivers it again anyway).
+  Status requeue(const Delivery& delivery, std::chrono::milliseconds delay);
 
   // Deliveries of `queue` held unacked by this consumer (buffered or handed out).
   std::uint64_t in_flight(const std::string& queue);
@@ -65,6 +77,11 @@ class Consumer final : public Link {
     std::uint64_t generation = 0;
     std::uint64_t tag = 0;
     std::string queue;
+  };
+  struct PendingRequeue {
+    std::uint64_t tag = 0;  // on the current connection (the list is cleared when it is lost)
+    std::string queue;
+    std::chrono::steady_clock::time_point due;
   };
   struct QueueState {
     std::deque<std::pair<std::uint64_t, Delivery>> buffer;  // (delivery tag, delivery)
@@ -89,6 +106,7 @@ class Consumer final : public Link {
 
   void start_consumers();
   void send_acks();
+  void send_due_requeues();
   void on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel);
 
   // Guarded by mutex_.
@@ -96,6 +114,7 @@ class Consumer final : public Link {
   std::map<std::uint64_t, std::string> unacked_;  // tag -> queue, current connection
   std::set<std::uint64_t> handed_out_;            // tags given to receive() callers
   std::vector<PendingAck> acks_;                  // for the link thread to write
+  std::vector<PendingRequeue> requeues_;          // for the link thread, once due
   std::uint64_t generation_ = 1;
   bool interrupted_ = false;
   bool cancel_requested_ = false;

@@ -44,7 +44,7 @@ RabbitmqSettings RabbitmqSettings::from_env() {
   s.ca_file = env_string("ASYA_RABBITMQ_CA_FILE", s.ca_file);
   s.exchange = env_string("ASYA_RABBITMQ_EXCHANGE", s.exchange);
   s.prefetch = static_cast<int>(env_int("ASYA_RABBITMQ_PREFETCH", s.prefetch, 1, 65535));
-  s.quorum = env_choice("ASYA_RABBITMQ_QUEUE_TYPE", "classic", {"classic", "quorum"}) == "quorum";
+  s.quorum = env_choice("ASYA_RABBITMQ_QUEUE_TYPE", "quorum", {"quorum", "classic"}) == "quorum";
   s.confirm_timeout = env_duration("ASYA_RABBITMQ_CONFIRM_TIMEOUT", s.confirm_timeout);
   if (s.confirm_timeout < std::chrono::milliseconds(100)) {
     throw ConfigError("ASYA_RABBITMQ_CONFIRM_TIMEOUT=\"" + format_duration(s.confirm_timeout) +

@@ -71,8 +71,19 @@ class RabbitmqTransport final : public Transport {
     if (Status st =
             publisher_.publish(delivery.queue, delivery.body, delay, delivery.delivery_count);
         !st) {
-      return Error{"nack of a message from queue \"" + delivery.queue +
-                   "\" failed (it stays unacked and is delivered again): " + st.message()};
+      // Left unacked, the original would be held until this connection closes (RabbitMQ has no
+      // lease), taking a prefetch slot meanwhile: the broker requeues it after the delay instead
+      // (and counts that delivery itself).
+      if (Status requeued = consumer_.requeue(delivery, delay); !requeued) {
+        return Error{"nack of a message from queue \"" + delivery.queue +
+                     "\" failed (it is delivered again): " + st.message() + "; " +
+                     requeued.message()};
+      }
+      spdlog::warn(
+          "rabbitmq: nack of a message from {} could not publish its copy ({}); the original is "
+          "returned to the queue by the broker (basic.nack) after {}ms instead",
+          delivery.queue, st.message(), delay.count());
+      return Status::Ok();
     }
     if (Status st = consumer_.ack(delivery); !st) {
       // The copy is queued; the original comes back too: a duplicate, nothing lost.
@@ -87,6 +98,8 @@ class RabbitmqTransport final : public Transport {
   Status extend_lease(const Delivery&, std::chrono::milliseconds) override {
     return Status::Ok();  // unacked deliveries have no lease on RabbitMQ
   }
+
+  bool still_held(const Delivery& delivery) override { return consumer_.holds(delivery); }
 
   Result<QueueStats> stats(std::string_view queue) override {
     if (Status st = check_name(queue); !st) return st.error();

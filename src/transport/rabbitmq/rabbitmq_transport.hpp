@@ -4,8 +4,9 @@
 // durable, declared on first use (ensure_queue, send or receive) and bound to the exchange with
 // routing key = its own name. Messages are published persistent (delivery mode 2), mandatory, with
 // publisher confirms: send() returns only after the broker confirmed the message (or failed).
-// Consumers use manual acks and a prefetch of ASYA_RABBITMQ_PREFETCH per queue. With
-// ASYA_RABBITMQ_QUEUE_TYPE=quorum queues are declared with x-queue-type=quorum.
+// Consumers use manual acks and a prefetch of ASYA_RABBITMQ_PREFETCH per queue. Queues are declared
+// quorum (x-queue-type=quorum) unless ASYA_RABBITMQ_QUEUE_TYPE=classic; a queue that already exists
+// with the other type is used as it is.
 //
 // Delays (send with a delay, nack with a delay) need no broker plugin: the message is published to
 // a delay queue `<queue>.delay.<ms>` with a queue-wide message TTL of <ms> and dead-lettering to
@@ -59,7 +60,9 @@ struct RabbitmqSettings {
 
   std::string exchange = "asya";  // ASYA_RABBITMQ_EXCHANGE
   int prefetch = 10;              // ASYA_RABBITMQ_PREFETCH (1..65535)
-  bool quorum = false;            // ASYA_RABBITMQ_QUEUE_TYPE=classic|quorum
+  // ASYA_RABBITMQ_QUEUE_TYPE=quorum|classic (default quorum: a crashed broker redelivers only
+  // what was in flight; a classic queue also redelivers what was acked since its last flush).
+  bool quorum = true;
   // How long send()/ensure_queue()/stats() wait (including reconnects) before failing:
   // ASYA_RABBITMQ_CONFIRM_TIMEOUT.
   std::chrono::milliseconds confirm_timeout{std::chrono::seconds(30)};

@@ -4,8 +4,13 @@
 // test also needs ASYA_TEST_RABBITMQ_RESTART_COMMAND, a shell command that restarts that broker.
 #include "transport/rabbitmq/rabbitmq_transport.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <map>
@@ -141,7 +146,9 @@ TEST_F(RabbitmqTransportTest, SentMessageIsReceivedOnceAndAckRemovesIt) {
   ASSERT_TRUE(none.ok()) << none.error().message;
   EXPECT_TRUE(none->empty()) << "an unacked message must not be delivered twice";
   EXPECT_EQ(stats(*t, q).in_flight, 1u);
+  EXPECT_TRUE(t->still_held(d));
   ASSERT_TRUE(t->ack(d).ok());
+  EXPECT_FALSE(t->still_held(d)) << "an acked delivery is not held any more";
   QueueStats s = stats(*t, q);
   EXPECT_EQ(s.ready + s.in_flight + s.delayed, 0u);
   Status again = t->ack(d);
@@ -226,7 +233,9 @@ TEST_F(RabbitmqTransportTest, NackWithDelayHidesTheMessageAndCountsTheDelivery) 
 }
 
 TEST_F(RabbitmqTransportTest, ClassicQueueDeliveryCountGrowsAcrossRequeuesAndConnectionLoss) {
-  auto t = make();
+  RabbitmqSettings classic = settings_;
+  classic.quorum = false;
+  auto t = make(classic);
   const std::string q = queue("count");
   ASSERT_TRUE(t->ensure_queue(q).ok());
   ASSERT_TRUE(t->send(q, "poison").ok());
@@ -241,7 +250,7 @@ TEST_F(RabbitmqTransportTest, ClassicQueueDeliveryCountGrowsAcrossRequeuesAndCon
   EXPECT_EQ(fifth.delivery_count, 5u);
   t->close();
   t.reset();
-  auto other = make();
+  auto other = make(classic);
   Delivery sixth = receive_one(*other, q);
   EXPECT_EQ(sixth.delivery_count, 6u);
   EXPECT_EQ(sixth.body, "poison");
@@ -268,11 +277,63 @@ TEST_F(RabbitmqTransportTest, QuorumQueueDeliveryCountGrowsAcrossRequeuesAndConn
   Delivery fifth = receive_one(*other, q);
   EXPECT_EQ(fifth.delivery_count, 5u);
   ASSERT_TRUE(other->ack(fifth).ok());
-  // A classic declaration of a quorum queue is refused, naming the queue.
-  auto classic = make();
-  Status st = classic->ensure_queue(q);
-  EXPECT_FALSE(st.ok());
-  EXPECT_NE(st.message().find(q), std::string::npos) << st.message();
+}
+
+// ASYA_RABBITMQ_QUEUE_TYPE applies to queues a process creates: a queue that exists with the
+// other type (an existing deployment after the default became quorum, or the reverse) is used as
+// it is, for sending, receiving and delays, instead of failing with 406 PRECONDITION_FAILED.
+TEST_F(RabbitmqTransportTest, QueueOfTheOtherTypeIsUsedAsItIs) {
+  RabbitmqSettings classic = settings_, quorum = settings_;
+  classic.quorum = false;
+  quorum.quorum = true;
+  for (bool classic_first : {true, false}) {
+    const std::string q = queue(classic_first ? "made-classic" : "made-quorum");
+    auto creator = make(classic_first ? classic : quorum);
+    ASSERT_TRUE(creator->ensure_queue(q).ok());
+    ASSERT_TRUE(creator->send(q, "before", 100ms).ok());  // its delay queue too
+    creator->close();
+    auto other = make(classic_first ? quorum : classic);
+    Status st = other->ensure_queue(q);
+    ASSERT_TRUE(st.ok()) << st.message();
+    ASSERT_TRUE(other->send(q, "after").ok());
+    ASSERT_TRUE(other->send(q, "delayed", 100ms).ok());
+    std::multiset<std::string> got;
+    auto until = Clock::now() + 20s;
+    while (got.size() < 3 && Clock::now() < until) {
+      auto batch = other->receive(q, 10, 1s);
+      ASSERT_TRUE(batch.ok()) << batch.error().message;
+      for (const Delivery& d : *batch) {
+        got.insert(d.body);
+        EXPECT_EQ(d.delivery_count, 1u) << d.body;
+        ASSERT_TRUE(other->ack(d).ok());
+      }
+    }
+    EXPECT_EQ(got, (std::multiset<std::string>{"after", "before", "delayed"}))
+        << (classic_first ? "classic queue, quorum process" : "quorum queue, classic process");
+  }
+}
+
+// A nack whose copy cannot be published (here: its delay queue exists with other arguments, so
+// declaring it fails) must not leave the original unacked on the live connection, where RabbitMQ
+// would hold it until the connection closes: the broker requeues it after the delay instead.
+TEST_F(RabbitmqTransportTest, NackThatCannotPublishItsCopyRequeuesTheOriginalAfterTheDelay) {
+  RabbitmqSettings classic = settings_;
+  classic.quorum = false;
+  auto t = make(classic);
+  const std::string q = queue("requeue");
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->ensure_queue(rabbitmq_delay_queue_name(q, 1300ms)).ok());  // no TTL: conflicts
+  ASSERT_TRUE(t->send(q, "m").ok());
+  Delivery first = receive_one(*t, q);
+  auto started = Clock::now();
+  Status st = t->nack(first, 1300ms);
+  ASSERT_TRUE(st.ok()) << st.message();
+  EXPECT_FALSE(t->still_held(first));
+  Delivery again = receive_one(*t, q, 20s);
+  EXPECT_GE(Clock::now() - started, 1300ms);
+  EXPECT_EQ(again.body, "m");
+  EXPECT_EQ(again.delivery_count, 2u);
+  ASSERT_TRUE(t->ack(again).ok());
 }
 
 TEST_F(RabbitmqTransportTest, DelayedSendBecomesVisibleAfterTheDelay) {
@@ -426,6 +487,83 @@ TEST_F(RabbitmqTransportTest, UnreachableBrokerFailsSendWithinTheTimeoutNamingTh
   EXPECT_FALSE(got.ok());
 }
 
+// What a failed connection says: what happened and where; credentials only when the broker
+// refused them.
+TEST(RabbitmqConnectErrorTest, DeadPortIsConnectionRefusedNamingHostAndPortNotCredentials) {
+  // A bound TCP socket that does not listen: a connect to it is refused, and the port stays ours.
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  const int port = ntohs(address.sin_port);
+  RabbitmqSettings s;
+  s.host = "127.0.0.1";
+  s.port = port;
+  s.confirm_timeout = 1s;
+  auto t = make_rabbitmq_transport({}, s);
+  Status st = t->send("asya-x", "m");
+  ::close(fd);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("connection refused"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("127.0.0.1:" + std::to_string(port)), std::string::npos)
+      << st.message();
+  EXPECT_EQ(st.message().find("password"), std::string::npos) << st.message();
+}
+
+// A broker that dies while a client logs in (here: a listener that accepts and hangs up at once)
+// is a lost connection, not a login failure.
+TEST(RabbitmqConnectErrorTest, ConnectionLostDuringLoginDoesNotBlameCredentials) {
+  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(listener, 16), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  std::atomic<bool> stop{false};
+  std::thread hang_up([&] {
+    while (!stop) {
+      pollfd p{listener, POLLIN, 0};
+      if (::poll(&p, 1, 50) <= 0) continue;
+      int client = ::accept(listener, nullptr, nullptr);
+      if (client >= 0) ::close(client);
+    }
+  });
+  RabbitmqSettings s;
+  s.host = "127.0.0.1";
+  s.port = ntohs(address.sin_port);
+  s.confirm_timeout = 1s;
+  auto t = make_rabbitmq_transport({}, s);
+  Status st = t->send("asya-x", "m");
+  t.reset();
+  stop = true;
+  hang_up.join();
+  ::close(listener);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("lost during the AMQP handshake"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("127.0.0.1:" + std::to_string(s.port)), std::string::npos)
+      << st.message();
+  EXPECT_EQ(st.message().find("password"), std::string::npos) << st.message();
+}
+
+TEST_F(RabbitmqTransportTest, WrongPasswordIsReportedAsRefusedCredentials) {
+  RabbitmqSettings wrong = settings_;
+  wrong.password = "not-the-password";
+  wrong.confirm_timeout = 2s;
+  auto t = make(wrong);
+  Status st = t->send(queue("x"), "m");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("ACCESS_REFUSED"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("check the user and password"), std::string::npos) << st.message();
+  EXPECT_EQ(st.message().find("not-the-password"), std::string::npos) << st.message();
+}
+
 // Restarts the broker while a producer, a relay (queue a -> queue b, acking the input only after
 // its output was confirmed) and a collector move 1,000 messages. Every message must arrive at the
 // end; duplicates are allowed (at-least-once) and reported.
@@ -503,9 +641,16 @@ TEST_F(RabbitmqTransportTest, BrokerRestartLosesNothingInATwoQueueChain) {
     }
     std::this_thread::sleep_for(20ms);
   }
+  // A delivery held across the restart is known lost afterwards (its outputs would be duplicates).
+  auto holder = make(s);
+  const std::string held_queue = queue("chain-held");
+  ASSERT_TRUE(holder->send(held_queue, "held").ok());
+  Delivery held = receive_one(*holder, held_queue);
+  EXPECT_TRUE(holder->still_held(held));
   std::printf("restarting the broker (%zu arrived so far)\n", arrived.size());
   int rc = std::system(restart);
   EXPECT_EQ(rc, 0) << "restart command failed: " << restart;
+  EXPECT_FALSE(holder->still_held(held));
   produce.join();
   collect.join();
   done = true;

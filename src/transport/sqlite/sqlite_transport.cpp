@@ -677,7 +677,7 @@ class SqliteTransport final : public Transport {
     if (body.size() > options_.max_message_bytes) {
       return Error{"message_too_large: a message of " + std::to_string(body.size()) +
                    " bytes for queue " + in_quotes(queue) + " exceeds the limit of " +
-                   std::to_string(options_.max_message_bytes) + " bytes"};
+                   std::to_string(options_.max_message_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)"};
     }
     // A large body goes to its own file first, durably, outside any lock; the row naming it is
     // inserted below. A crash in between leaves an unnamed file for sweep_orphans().

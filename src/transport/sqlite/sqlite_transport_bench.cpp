@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "common/log.hpp"
 #include "transport/sqlite/sqlite_transport.hpp"
 #include "transport/sqlite/test_support.hpp"
 
@@ -67,6 +68,7 @@ void two_threads(std::size_t batch, int n, const std::string& body) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  asya::log::init("sqlite-bench", "warn");  // transport warnings: JSON on stderr, never stdout
   int n = argc > 1 ? std::atoi(argv[1]) : 5000;
   std::string body(argc > 2 ? std::atoi(argv[2]) : 1024, 'x');
   std::string only = argc > 3 ? argv[3] : "";

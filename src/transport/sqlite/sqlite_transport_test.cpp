@@ -228,6 +228,7 @@ TEST_F(SqliteTransportTest, OversizedMessageIsRejectedAsMessageTooLarge) {
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message().rfind("message_too_large:", 0), 0u) << s.message();
   EXPECT_NE(s.message().find("17 bytes"), std::string::npos) << s.message();
+  EXPECT_NE(s.message().find("ASYA_MAX_MESSAGE_BYTES"), std::string::npos) << s.message();
   auto stats = t->stats("asya-big");
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->ready, 1u);
