@@ -1,6 +1,7 @@
 #include "common/http/client.hpp"
 
 #include <curl/curl.h>
+#include <fcntl.h>
 #include <strings.h>
 
 #include <algorithm>
@@ -145,6 +146,13 @@ std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user)
   return n;
 }
 
+// Connections kept open in the pool must not leak into the programs a process starts (the
+// supervisor forks sidecars and runtimes): every socket libcurl opens is close-on-exec.
+int close_on_exec(void*, curl_socket_t fd, curlsocktype) {
+  ::fcntl(fd, F_SETFD, ::fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  return CURL_SOCKOPT_OK;
+}
+
 void set_blob(CURL* easy, CURLoption option, const std::string& pem) {
   curl_blob blob{const_cast<char*>(pem.data()), pem.size(), CURL_BLOB_COPY};
   curl_easy_setopt(easy, option, &blob);
@@ -161,6 +169,7 @@ curl_slist* configure(CURL* easy, const Request& request, const TlsOptions& tls,
   curl_easy_setopt(easy, CURLOPT_URL, request.url.c_str());
   curl_easy_setopt(easy, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(easy, CURLOPT_SOCKOPTFUNCTION, &close_on_exec);
   curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
   curl_easy_setopt(easy, CURLOPT_HTTPHEADER, header_list);
   if (request.bypass_proxy) curl_easy_setopt(easy, CURLOPT_NOPROXY, "*");

@@ -16,7 +16,8 @@
 //   to 127.0.0.1 port 1 after 0 ms: Connection refused)", and the optional `why` out-parameter
 //   tells the kind of failure.
 // - Requests: HTTP/1.1, http:// and https:// URLs only, no redirects followed, no `Expect:
-//   100-continue` round trip, no signals (safe in threaded programs). Proxies: libcurl's
+//   100-continue` round trip, no signals (safe in threaded programs), connections close-on-exec
+//   (a kept-alive connection does not leak into a forked program). Proxies: libcurl's
 //   environment variables (http_proxy, https_proxy, no_proxy) apply unless
 //   Request::bypass_proxy. No Unix sockets (no caller needs them).
 #pragma once

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -57,6 +58,7 @@ class TestServer {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
   }
+  int port() const { return port_; }
   std::string url(const std::string& path, const char* scheme = "http") const {
     return std::string(scheme) + "://127.0.0.1:" + std::to_string(port_) + path;
   }
@@ -259,6 +261,50 @@ TEST(HttpClient, ConsecutiveCallsReuseOneConnection) {
   // close() drops the pooled connections: the next call opens a new one.
   client.close();
   EXPECT_EQ(connections(client, server), 2);
+}
+
+// The inodes of this process's established TCP connections to `port` (/proc/self/net/tcp).
+std::vector<std::string> connection_inodes(int port) {
+  std::ifstream table("/proc/self/net/tcp");
+  std::string line;
+  std::getline(table, line);  // the column titles
+  std::vector<std::string> inodes;
+  char remote_port[8];
+  std::snprintf(remote_port, sizeof remote_port, "%04X", port);
+  while (std::getline(table, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+    fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >>
+        timeout >> inode;
+    if (state == "01" && remote.substr(remote.find(':') + 1) == remote_port)
+      inodes.push_back(inode);
+  }
+  return inodes;
+}
+
+// Whether the descriptor of socket `inode` in this process is close-on-exec.
+bool socket_is_close_on_exec(const std::string& inode) {
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/fd")) {
+    std::error_code ec;
+    auto target = std::filesystem::read_symlink(entry.path(), ec);
+    if (ec || target.string() != "socket:[" + inode + "]") continue;
+    std::ifstream info("/proc/self/fdinfo/" + entry.path().filename().string());
+    std::string key, flags;
+    while (info >> key >> flags)
+      if (key == "flags:") return (std::stoul(flags, nullptr, 8) & O_CLOEXEC) != 0;
+  }
+  ADD_FAILURE() << "no descriptor for socket inode " << inode;
+  return false;
+}
+
+TEST(HttpClient, KeptConnectionsAreCloseOnExec) {
+  TestServer server;
+  Client client;
+  auto response = client.perform(get(server.url("/status/200")));
+  ASSERT_TRUE(response) << response.error().message;
+  auto inodes = connection_inodes(server.port());
+  ASSERT_EQ(inodes.size(), 1u);  // the pooled connection, still open
+  EXPECT_TRUE(socket_is_close_on_exec(inodes[0]));
 }
 
 TEST(HttpClient, ConcurrentCallersEachBorrowAHandleAndTheConnectionsAreKept) {
