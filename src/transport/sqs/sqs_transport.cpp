@@ -235,6 +235,10 @@ class SqsTransport : public Transport {
                                        std::to_string(ceil_seconds(options_.visibility_timeout,
                                                                    kMaxVisibilitySeconds))}}}};
       found = call("CreateQueue", queue, params, {}, &code);
+      // Another process created it between our GetQueueUrl and CreateQueue, with other
+      // attributes (an end actor's shorter visibility timeout): it exists, so use it.
+      if (!found && (code == "QueueNameExists" || code == "QueueAlreadyExists"))
+        found = call("GetQueueUrl", queue, json::object{{"QueueName", queue}}, {}, &code);
     }
     if (!found) {
       if (code == "QueueDoesNotExist") {
