@@ -74,4 +74,42 @@ std::string to_json_text(const boost::json::value& value) {
   return out;
 }
 
+void append_json_text(std::string& out, const boost::json::value& value) {
+  append(out, value);
+}
+
+void append_json_text(std::string& out, const boost::json::object& object) {
+  out += '{';
+  bool first = true;
+  for (const auto& member : object) {
+    if (!first) out += ',';
+    first = false;
+    out += boost::json::serialize(boost::json::string_view(member.key()));
+    out += ':';
+    append(out, member.value());
+  }
+  out += '}';
+}
+
+bool contains_double(const boost::json::value& value) {
+  switch (value.kind()) {
+    case boost::json::kind::double_:
+      return true;
+    case boost::json::kind::array:
+      for (const auto& item : value.get_array())
+        if (contains_double(item)) return true;
+      return false;
+    case boost::json::kind::object:
+      return contains_double(value.get_object());
+    default:
+      return false;
+  }
+}
+
+bool contains_double(const boost::json::object& object) {
+  for (const auto& member : object)
+    if (contains_double(member.value())) return true;
+  return false;
+}
+
 }  // namespace asya

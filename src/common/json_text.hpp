@@ -22,4 +22,13 @@ std::string format_double(double value);
 // format_double. Strings are escaped exactly as boost::json::serialize escapes them.
 std::string to_json_text(const boost::json::value& value);
 
+// Appends what to_json_text returns for `value` (or for the object `object`) to `out`.
+void append_json_text(std::string& out, const boost::json::value& value);
+void append_json_text(std::string& out, const boost::json::object& object);
+
+// Whether a double occurs anywhere in `value`: where none does, boost::json::serialize already
+// prints the same text as to_json_text (and faster, for large documents).
+bool contains_double(const boost::json::value& value);
+bool contains_double(const boost::json::object& object);
+
 }  // namespace asya

@@ -42,5 +42,19 @@ TEST(ToJsonText, MatchesBoostSerializeExceptForDoubles) {
   EXPECT_EQ(to_json_text(no_doubles), boost::json::serialize(no_doubles));
 }
 
+TEST(ToJsonText, AppendsAndFindsDoublesAnywhere) {
+  boost::json::value plain = boost::json::parse(R"({"a":[1,"x",{"b":null}],"c":true})");
+  boost::json::value nested = boost::json::parse(R"({"a":[1,{"b":2.5}]})");
+  EXPECT_FALSE(contains_double(plain));
+  EXPECT_TRUE(contains_double(nested));
+  EXPECT_TRUE(contains_double(nested.as_object()));
+  std::string out = "prefix:";
+  append_json_text(out, nested.as_object());
+  EXPECT_EQ(out, R"(prefix:{"a":[1,{"b":2.5}]})");
+  out.clear();
+  append_json_text(out, plain);
+  EXPECT_EQ(out, boost::json::serialize(plain));
+}
+
 }  // namespace
 }  // namespace asya

@@ -15,6 +15,7 @@
 #include <spdlog/spdlog.h>
 
 #include "asya/runtime.hpp"
+#include "common/json_text.hpp"
 #include "common/log.hpp"
 #include "wire/runtime_answer.hpp"
 
@@ -32,9 +33,14 @@ struct Failure {
 };
 
 // Appends the JSON text of `value` (a json::value or json::object) to `out`, serialized in place
-// by boost::json::serializer.
+// by boost::json::serializer, which prints doubles as "8.1E0": a value holding a double goes
+// through to_json_text's shortest form instead ("8.1").
 template <class JsonValue>
 void append_json(std::string& out, const JsonValue& value) {
+  if (contains_double(value)) {
+    append_json_text(out, value);
+    return;
+  }
   json::serializer serializer;
   serializer.reset(&value);
   while (!serializer.done()) {
@@ -45,6 +51,11 @@ void append_json(std::string& out, const JsonValue& value) {
     std::size_t written = serializer.read(out.data() + used, room).size();
     out.resize(used + written);
   }
+}
+
+// JSON text of `value`: boost::json::serialize unless a double needs the shortest form.
+std::string json_text(const json::value& value) {
+  return contains_double(value) ? to_json_text(value) : json::serialize(value);
 }
 
 std::string error_response(const Failure& f) {
@@ -633,7 +644,7 @@ void handle_raw_payload_request(std::string_view request, const RawPayloadHandle
     bool rest_valid = !parse_request(rest, in);  // the parsed values do not refer to `rest`
     if (rest.capacity() > detail::kKeptBufferBytes) std::string().swap(rest);
     if (rest_valid) {
-      std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
+      std::string headers = in.headers ? json_text(*in.headers) : std::string();
       RawOutputs outputs;
       try {
         outputs = handler(*payload);
@@ -651,8 +662,8 @@ void handle_raw_payload_request(std::string_view request, const RawPayloadHandle
     out.text = error_response(*failure);
     return;
   }
-  std::string payload_text = json::serialize(in.envelope->at("payload"));
-  std::string headers = in.headers ? json::serialize(*in.headers) : std::string();
+  std::string payload_text = json_text(in.envelope->at("payload"));
+  std::string headers = in.headers ? json_text(*in.headers) : std::string();
   RawOutputs outputs;
   try {
     outputs = handler(payload_text);

@@ -46,6 +46,19 @@ TEST(HandleRequest, PayloadModeAdvancesTheRouteAndKeepsMetadataAndHeaders) {
                         R"("headers":{"traceparent":"t","priority":"high"}})"));
 }
 
+TEST(HandleRequest, DoublesInTheAnswerArePrintedInTheirShortestForm) {
+  PayloadHandler scaled = [](const Json& p) {
+    return Json(json::object{{"score", 8.1}, {"zero", 0.0}, {"in", p}});
+  };
+  std::string text = handle_request(
+      R"({"route":{"actors":["a"]},"headers":{"w":0.5},"payload":{"x":1.25}})", scaled);
+  EXPECT_NE(text.find(R"("score":8.1)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("zero":0.0)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("x":1.25)"), std::string::npos) << text;
+  EXPECT_NE(text.find(R"("w":0.5)"), std::string::npos) << text;
+  EXPECT_EQ(text.find("E0"), std::string::npos) << text;
+}
+
 TEST(HandleRequest, HeadersKeyIsOmittedWhenTheInputHadNone) {
   json::array out = respond(R"({"route":{"actors":["a"]},"payload":5})", echo);
   ASSERT_EQ(out.size(), 1u);
