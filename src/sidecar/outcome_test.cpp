@@ -2,7 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <set>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -52,6 +54,26 @@ TEST(Outcome, FailureCodeLabelsAreTheDocumentedStringsAndUnique) {
   for (const auto& [code, text] : kFailures) {
     EXPECT_EQ(label(code), text);
     EXPECT_TRUE(seen.insert(std::string(label(code))).second) << "duplicate label " << text;
+  }
+}
+
+std::string read_doc(const std::string& name) {
+  std::ifstream file(std::string(ASYA_SOURCE_DIR) + "/docs/" + name);
+  EXPECT_TRUE(file.good()) << "cannot read docs/" << name;
+  std::stringstream text;
+  text << file.rdbuf();
+  return text.str();
+}
+
+// Every label (but the empty one and the kOther placeholder) is written, in backticks, in
+// docs/protocol.md (payload.error codes) or docs/sidecar.md (metric values).
+TEST(Outcome, EveryLabelIsInTheDocs) {
+  const std::string docs = read_doc("protocol.md") + read_doc("sidecar.md");
+  for (const auto& [status, text] : kStatuses)
+    EXPECT_NE(docs.find("`" + text + "`"), std::string::npos) << text;
+  for (const auto& [code, text] : kFailures) {
+    if (code == FailureCode::kNone || code == FailureCode::kOther) continue;
+    EXPECT_NE(docs.find("`" + text + "`"), std::string::npos) << text;
   }
 }
 
