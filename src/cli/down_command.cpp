@@ -17,7 +17,7 @@ namespace asya::cli {
 
 using Clock = std::chrono::steady_clock;
 
-int cmd_down(const std::string& state_dir, double timeout_seconds) {
+int run_down(const std::string& state_dir, double timeout_seconds) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   int pid = local::running_supervisor(paths);
   if (pid == 0) {

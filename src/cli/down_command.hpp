@@ -7,6 +7,6 @@ namespace asya::cli {
 
 // Signals the supervisor of `state_dir` and waits up to `timeout_seconds` for it to stop; returns
 // the exit code (or throws Exit through fail()).
-int cmd_down(const std::string& state_dir, double timeout_seconds);
+int run_down(const std::string& state_dir, double timeout_seconds);
 
 }  // namespace asya::cli

@@ -20,7 +20,7 @@ namespace asya::cli {
 
 namespace fs = std::filesystem;
 
-int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, bool follow) {
+int run_logs(const std::string& state_dir, const std::string& actor, int lines, bool follow) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   std::vector<fs::path> files;
   std::error_code ec;

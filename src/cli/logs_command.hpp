@@ -7,6 +7,6 @@ namespace asya::cli {
 
 // Runs `asya logs`; with `follow` it prints until interrupted. Returns the exit code (or throws
 // Exit through fail()).
-int cmd_logs(const std::string& state_dir, const std::string& actor, int lines, bool follow);
+int run_logs(const std::string& state_dir, const std::string& actor, int lines, bool follow);
 
 }  // namespace asya::cli

@@ -161,16 +161,16 @@ int main(int argc, char** argv) {
     if (state->empty()) *state = global_state;
   }
   try {
-    if (*up_cmd) return cmd_up(up);
-    if (*down_cmd) return cmd_down(down_state, down_timeout);
+    if (*up_cmd) return run_up(up);
+    if (*down_cmd) return run_down(down_state, down_timeout);
     if (*send_cmd) {
       send.id_given = send_id->count() > 0;
-      return cmd_send(send);
+      return run_send(send);
     }
-    if (*results_cmd) return cmd_results(results_state, results_id, results_json);
-    if (*queues_cmd) return cmd_queues(queues_state, queues_json);
-    if (*status_cmd) return cmd_status(status_state, status_json);
-    if (*logs_cmd) return cmd_logs(logs_state, logs_actor, logs_lines, logs_follow);
+    if (*results_cmd) return run_results(results_state, results_id, results_json);
+    if (*queues_cmd) return run_queues(queues_state, queues_json);
+    if (*status_cmd) return run_status(status_state, status_json);
+    if (*logs_cmd) return run_logs(logs_state, logs_actor, logs_lines, logs_follow);
     if (*version_cmd) {
       std::cout << "asya " << ASYA_VERSION << "\n";
       return 0;

@@ -13,7 +13,7 @@ namespace asya::cli {
 
 namespace json = boost::json;
 
-int cmd_queues(const std::string& state_dir, bool as_json) {
+int run_queues(const std::string& state_dir, bool as_json) {
   Client client(state_dir);
   auto& queues = client.queues();
   auto names = queues.list_queues();

@@ -6,6 +6,6 @@
 namespace asya::cli {
 
 // Runs `asya queues`; returns the exit code (or throws Exit through fail()).
-int cmd_queues(const std::string& state_dir, bool as_json);
+int run_queues(const std::string& state_dir, bool as_json);
 
 }  // namespace asya::cli

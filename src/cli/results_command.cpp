@@ -14,7 +14,7 @@ namespace asya::cli {
 
 namespace json = boost::json;
 
-int cmd_results(const std::string& state_dir, const std::string& id, bool as_json) {
+int run_results(const std::string& state_dir, const std::string& id, bool as_json) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   if (!id.empty()) {
     auto found = find_result(paths, id);

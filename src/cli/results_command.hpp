@@ -7,6 +7,6 @@ namespace asya::cli {
 
 // Runs `asya results`; returns the exit code (1 when ID ended in error-end; or throws Exit
 // through fail()).
-int cmd_results(const std::string& state_dir, const std::string& id, bool as_json);
+int run_results(const std::string& state_dir, const std::string& id, bool as_json);
 
 }  // namespace asya::cli

@@ -67,7 +67,7 @@ void check_known_actors(const Client& client, const std::vector<std::string>& ac
 
 }  // namespace
 
-int cmd_send(const SendArgs& args) {
+int run_send(const SendArgs& args) {
   Client client(args.state_dir);
   std::string body;
   std::string id;

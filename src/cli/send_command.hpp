@@ -23,6 +23,6 @@ struct SendArgs {
 };
 
 // Runs `asya send`; returns the exit code (or throws Exit through fail()).
-int cmd_send(const SendArgs& args);
+int run_send(const SendArgs& args);
 
 }  // namespace asya::cli

@@ -39,7 +39,7 @@ std::string readable_log_line(std::string_view line) {
 
 }  // namespace
 
-int cmd_status(const std::string& state_dir, bool as_json) {
+int run_status(const std::string& state_dir, bool as_json) {
   local::StatePaths paths(local::resolve_state_dir(state_dir));
   int pid = local::running_supervisor(paths);
   std::string text;

@@ -6,6 +6,6 @@
 namespace asya::cli {
 
 // Runs `asya status`; returns the exit code (3 when nothing runs; or throws Exit through fail()).
-int cmd_status(const std::string& state_dir, bool as_json);
+int run_status(const std::string& state_dir, bool as_json);
 
 }  // namespace asya::cli

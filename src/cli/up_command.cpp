@@ -197,7 +197,7 @@ void check_routes(const std::string& routes, const std::vector<manifest::Actor>&
 
 }  // namespace
 
-int cmd_up(const UpArgs& args) {
+int run_up(const UpArgs& args) {
   std::vector<std::string> paths = args.paths;
   if (paths.empty()) paths.push_back(".");
   const std::string routes = find_routes(args, paths);

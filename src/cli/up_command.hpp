@@ -20,6 +20,6 @@ struct UpArgs {
 };
 
 // Runs `asya up`; returns the exit code (or throws Exit through fail()).
-int cmd_up(const UpArgs& args);
+int run_up(const UpArgs& args);
 
 }  // namespace asya::cli
