@@ -1,6 +1,5 @@
 #include "cli/call_command.hpp"
 
-#include <curl/curl.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -14,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "common/http/client.hpp"
 #include "common/json_text.hpp"
 #include "local/state.hpp"
 #include "local/status_document.hpp"
@@ -97,65 +97,37 @@ json::object build_arguments(const CallArgs& a) {
   return out;
 }
 
-// ---- libcurl helpers
-struct Http {
+// ---- HTTP to the gateway
+struct Gateway {
   std::string base, token;
+  http::Client client{};
 };
 
-size_t append_body(char* data, size_t size, size_t n, void* user) {
-  static_cast<std::string*>(user)->append(data, size * n);
-  return size * n;
+using Reply = http::Response;
+
+// A request to the gateway: its URL, one header plus the bearer token when there is one, a 10 s
+// connect timeout.
+http::Request gateway_request(const Gateway& gateway, const std::string& path,
+                              std::pair<std::string, std::string> header) {
+  http::Request request;
+  request.url = gateway.base + path;
+  request.headers.push_back(std::move(header));
+  if (!gateway.token.empty())
+    request.headers.emplace_back("Authorization", "Bearer " + gateway.token);
+  request.connect_timeout = std::chrono::seconds(10);
+  return request;
 }
 
-struct Reply {
-  long status = 0;
-  std::string body;
-};
-
-// One libcurl transfer to the gateway: its URL, one header plus the bearer token when there is
-// one, no signals, a 10 s connect timeout. Frees the handle and the header list.
-class Transfer {
- public:
-  Transfer(const Http& http, const std::string& path, const char* header)
-      : curl_(curl_easy_init()), url_(http.base + path) {
-    headers_ = curl_slist_append(nullptr, header);
-    if (!http.token.empty())
-      headers_ = curl_slist_append(headers_, ("Authorization: Bearer " + http.token).c_str());
-    curl_easy_setopt(curl_, CURLOPT_URL, url_.c_str());
-    curl_easy_setopt(curl_, CURLOPT_HTTPHEADER, headers_);
-    curl_easy_setopt(curl_, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(curl_, CURLOPT_CONNECTTIMEOUT, 10L);
-  }
-  Transfer(const Transfer&) = delete;
-  Transfer& operator=(const Transfer&) = delete;
-  ~Transfer() {
-    curl_easy_cleanup(curl_);
-    curl_slist_free_all(headers_);
-  }
-  CURL* get() const { return curl_; }
-  const std::string& url() const { return url_; }
-
- private:
-  CURL* curl_;
-  curl_slist* headers_ = nullptr;
-  std::string url_;
-};
-
-Reply request(const Http& http, const std::string& path, const std::string* post_body) {
-  Transfer t(http, path, "Content-Type: application/json");
-  Reply reply;
-  curl_easy_setopt(t.get(), CURLOPT_TIMEOUT, 60L);
-  curl_easy_setopt(t.get(), CURLOPT_WRITEFUNCTION, append_body);
-  curl_easy_setopt(t.get(), CURLOPT_WRITEDATA, &reply.body);
+Reply request(Gateway& gateway, const std::string& path, const std::string* post_body) {
+  http::Request request = gateway_request(gateway, path, {"Content-Type", "application/json"});
+  request.timeout = std::chrono::seconds(60);
   if (post_body) {
-    curl_easy_setopt(t.get(), CURLOPT_POSTFIELDS, post_body->c_str());
-    curl_easy_setopt(t.get(), CURLOPT_POSTFIELDSIZE, static_cast<long>(post_body->size()));
+    request.method = "POST";
+    request.body = *post_body;
   }
-  CURLcode rc = curl_easy_perform(t.get());
-  if (rc != CURLE_OK)
-    fail(kTimeout, "gateway " + t.url() + " not reachable: " + curl_easy_strerror(rc));
-  curl_easy_getinfo(t.get(), CURLINFO_RESPONSE_CODE, &reply.status);
-  return reply;
+  auto reply = gateway.client.perform(request);
+  if (!reply) fail(kTimeout, "gateway not reachable: " + reply.error().message);
+  return std::move(*reply);
 }
 
 std::string error_text(const Reply& r) {
@@ -213,7 +185,7 @@ struct Progress {
 // ---- SSE following
 struct Stream {
   Progress* progress;
-  std::string buffer, data;
+  std::string data;  // the data: lines of the event being read
   bool final_seen = false;
   std::chrono::steady_clock::time_point deadline;
   bool has_deadline = false;
@@ -244,45 +216,35 @@ void handle_line(Stream& s, const std::string& line) {
   }
 }
 
-size_t on_stream(char* ptr, size_t size, size_t n, void* user) {
-  auto& s = *static_cast<Stream*>(user);
-  s.buffer.append(ptr, size * n);
-  size_t pos;
-  while ((pos = s.buffer.find('\n')) != std::string::npos) {
-    std::string line = s.buffer.substr(0, pos);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    s.buffer.erase(0, pos + 1);
-    handle_line(s, line);
+// Follows the job's SSE stream until its final event (or the stream ends, or the deadline).
+void follow(Gateway& gateway, const std::string& job_id, Stream& s) {
+  http::Request request =
+      gateway_request(gateway, "/envelopes/" + job_id + "/stream", {"Accept", "text/event-stream"});
+  request.timeout = std::chrono::milliseconds(0);  // the gateway closes it after the final event
+  if (s.has_deadline) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        s.deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      s.timed_out = true;
+      return;
+    }
+    request.timeout = left;
   }
-  return size * n;
-}
-
-int on_xfer(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto& s = *static_cast<Stream*>(user);
-  if (s.has_deadline && std::chrono::steady_clock::now() > s.deadline) {
-    s.timed_out = true;
-    return 1;  // abort the transfer
-  }
-  return 0;
-}
-
-// Follows the job's SSE stream until its final event (or the stream ends).
-void follow(const Http& http, const std::string& job_id, Stream& s) {
-  Transfer t(http, "/envelopes/" + job_id + "/stream", "Accept: text/event-stream");
-  curl_easy_setopt(t.get(), CURLOPT_WRITEFUNCTION, on_stream);
-  curl_easy_setopt(t.get(), CURLOPT_WRITEDATA, &s);
-  curl_easy_setopt(t.get(), CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(t.get(), CURLOPT_XFERINFOFUNCTION, on_xfer);
-  curl_easy_setopt(t.get(), CURLOPT_XFERINFODATA, &s);
-  curl_easy_perform(t.get());  // ends when the gateway closes the stream after the final event
+  // A stream that breaks or cannot connect is followed again by the caller (or the GET after it
+  // reports the gateway unreachable); only the deadline matters here.
+  (void)gateway.client.stream(request, [&s](std::string_view line) {
+    handle_line(s, std::string(line));
+    return http::StreamControl::kContinue;
+  });
+  if (s.has_deadline && std::chrono::steady_clock::now() >= s.deadline) s.timed_out = true;
 }
 
 int run(const CallArgs& a) {
-  Http http{gateway_url(a), a.token};
+  Gateway gateway{gateway_url(a), a.token};
   json::object arguments = build_arguments(a);
   std::string body =
       to_json_text(json::object{{"name", a.tool}, {"arguments", arguments}, {"async", true}});
-  Reply started = request(http, "/tools/call", &body);
+  Reply started = request(gateway, "/tools/call", &body);
   if (started.status == 404 || started.status == 400)
     fail(kUsage, "tool " + a.tool + ": " + error_text(started));
   if (started.status != 200)
@@ -303,7 +265,7 @@ int run(const CallArgs& a) {
 
   Progress progress;
   progress.quiet = a.quiet;
-  Stream stream{&progress, {}, {}, false, {}, a.timeout > 0, false};
+  Stream stream{&progress, {}, false, {}, a.timeout > 0, false};
   if (a.timeout > 0)
     stream.deadline = std::chrono::steady_clock::now() +
                       std::chrono::milliseconds(static_cast<long>(a.timeout * 1000));
@@ -311,13 +273,13 @@ int run(const CallArgs& a) {
   // start (history is replayed), until the job is final or the deadline passes.
   json::object job;
   for (int attempt = 0;; ++attempt) {
-    follow(http, job_id, stream);
+    follow(gateway, job_id, stream);
     if (stream.timed_out) {
       progress.finish();
       fail(kTimeout, "job " + job_id + " is not final after " + std::to_string(a.timeout) +
                          " s (--timeout); see GET /envelopes/" + job_id);
     }
-    Reply got = request(http, "/envelopes/" + job_id, nullptr);
+    Reply got = request(gateway, "/envelopes/" + job_id, nullptr);
     if (got.status != 200)
       fail(kFailed, "GET /envelopes/" + job_id + " answered " + std::to_string(got.status) + ": " +
                         error_text(got));

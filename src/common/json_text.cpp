@@ -50,19 +50,9 @@ void append(std::string& out, const boost::json::value& value) {
       out += ']';
       return;
     }
-    case boost::json::kind::object: {
-      out += '{';
-      bool first = true;
-      for (const auto& member : value.get_object()) {
-        if (!first) out += ',';
-        first = false;
-        out += boost::json::serialize(boost::json::string_view(member.key()));
-        out += ':';
-        append(out, member.value());
-      }
-      out += '}';
+    case boost::json::kind::object:
+      append_json_text(out, value.get_object());
       return;
-    }
   }
 }
 

@@ -3,7 +3,6 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/random.h>
@@ -26,6 +25,7 @@
 #include <fmt/format.h>
 
 #include "common/env.hpp"
+#include "common/http/client.hpp"
 #include "common/sidecar_exit_code.hpp"
 #include "local/autoscaler.hpp"
 #include "local/output_collector.hpp"
@@ -162,45 +162,19 @@ int free_port() {
   return port;
 }
 
-// GET `path` from 127.0.0.1:port with a short timeout: (status code, whole response), or nullopt
-// when unreachable.
-std::optional<std::pair<int, std::string>> http_get(int port, const char* path) {
+// GET `path` from 127.0.0.1:port with short timeouts (the control loop waits for it): the
+// response, or nullopt when unreachable or too slow.
+std::optional<http::Response> http_get(int port, const char* path) {
   if (port <= 0) return std::nullopt;
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (fd < 0) return std::nullopt;
-  auto fail = [&]() -> std::optional<std::pair<int, std::string>> {
-    ::close(fd);
-    return std::nullopt;
-  };
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 && errno != EINPROGRESS)
-    return fail();
-  pollfd p{fd, POLLOUT, 0};
-  if (::poll(&p, 1, 200) <= 0) return fail();
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) return fail();
-  const std::string request =
-      fmt::format("GET {} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-  if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size()))
-    return fail();
-  std::string response;
-  char buffer[16384];
-  auto until = Clock::now() + 300ms;
-  while (Clock::now() < until) {
-    p = {fd, POLLIN, 0};
-    if (::poll(&p, 1, 100) <= 0) continue;
-    ssize_t n = ::recv(fd, buffer, sizeof buffer, 0);
-    if (n <= 0) break;
-    response.append(buffer, static_cast<std::size_t>(n));
-  }
-  ::close(fd);
-  if (response.rfind("HTTP/1.", 0) != 0 || response.size() < 12) return std::nullopt;
-  return std::make_pair(std::atoi(response.c_str() + 9), std::move(response));
+  static http::Client client;  // thread-safe; one for every probe of this process
+  http::Request request;
+  request.url = fmt::format("http://127.0.0.1:{}{}", port, path);
+  request.connect_timeout = 200ms;
+  request.timeout = 500ms;
+  request.bypass_proxy = true;
+  auto response = client.perform(request);
+  if (!response) return std::nullopt;
+  return std::move(*response);
 }
 
 // GET /metrics from a sidecar; sums asya_actor_messages_processed_total by status. Returns
@@ -208,7 +182,7 @@ std::optional<std::pair<int, std::string>> http_get(int port, const char* path) 
 std::optional<std::pair<double, double>> scrape(int port) {
   auto got = http_get(port, "/metrics");
   if (!got) return std::nullopt;
-  const std::string& response = got->second;
+  const std::string& response = got->body;
   double processed = 0, errors = 0;
   const std::string_view metric = "asya_actor_messages_processed_total{";
   std::size_t pos = 0;
@@ -472,10 +446,8 @@ bool Supervisor::wait_gateway_ready() {
       return false;
     }
     if (auto got = http_get(options_.gateway_port, "/readyz")) {
-      if (got->first == 200) return true;
-      auto body = got->second.find("\r\n\r\n");
-      last = fmt::format("/readyz answered {}: {}", got->first,
-                         body == std::string::npos ? "" : got->second.substr(body + 4));
+      if (got->status == 200) return true;
+      last = fmt::format("/readyz answered {}: {}", got->status, got->body);
     }
     std::this_thread::sleep_for(50ms);
   }

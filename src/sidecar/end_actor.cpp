@@ -64,8 +64,8 @@ EndOutcome EndActor::requeue_after_store_error(EndOutcome out,
                                                const transport::Delivery& delivery) const {
   out.then = Then::kNack;
   out.nack_delay = backoff_(static_cast<int>(delivery.delivery_count));
-  out.status = "requeued";
-  out.failure = "result_store_error";
+  out.status = ProcessedStatus::kRequeued;
+  out.failure = FailureCode::kResultStoreError;
   return out;
 }
 
@@ -82,8 +82,8 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
       spdlog::error("end actor: cannot persist unparseable body as {}: {}", out.id, st.message());
       return requeue_after_store_error(std::move(out), delivery);
     }
-    out.status = "success";
-    out.failure = "msg_parsing_error";
+    out.status = ProcessedStatus::kSuccess;
+    out.failure = FailureCode::kMsgParsingError;
     out.final_path = envelope_path(out.id, "final");
     out.final_body =
         final_body(out.id, false, "", "msg_parsing_error",
@@ -97,7 +97,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     spdlog::error("end actor: cannot persist envelope {}: {}", env.id, st.message());
     return requeue_after_store_error(std::move(out), delivery);
   }
-  out.status = "success";
+  out.status = ProcessedStatus::kSuccess;
   std::size_t idx = env.actors.empty() ? 0 : std::min(env.current, env.actors.size() - 1);
   bool is_error_payload = error_end_;
   out.final_path = envelope_path(env.id, "final");

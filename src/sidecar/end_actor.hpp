@@ -8,6 +8,7 @@
 #include <functional>
 #include <string>
 
+#include "sidecar/outcome.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "transport/transport.hpp"
@@ -17,9 +18,11 @@ namespace asya::sidecar {
 struct EndOutcome {
   Then then = Then::kAck;
   std::chrono::milliseconds nack_delay{0};
-  std::string id;       // envelope id (of the wrapped envelope for unparseable bodies)
-  std::string status;   // processed_total status: "success" or "requeued"
-  std::string failure;  // failed_total reason when the store failed ("result_store_error")
+  std::string id;  // envelope id (of the wrapped envelope for unparseable bodies)
+  ProcessedStatus status = ProcessedStatus::kSuccess;  // kSuccess or kRequeued
+  // failed_total reason: kResultStoreError when the store failed, kMsgParsingError when the body
+  // was not an envelope (stored wrapped).
+  Failure failure;
   // The final report (PROTOCOL §7) to post after the store succeeded; empty when none.
   std::string final_path;
   std::string final_body;

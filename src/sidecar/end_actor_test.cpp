@@ -125,7 +125,7 @@ TEST(EndActor, StoreFailureNacksWithBackoffAndReportsNothing) {
   EXPECT_EQ(out.then, Then::kNack);
   EXPECT_EQ(out.nack_delay, 1500ms);
   EXPECT_TRUE(out.final_body.empty());
-  EXPECT_EQ(out.failure, "result_store_error");
+  EXPECT_EQ(out.failure.code(), FailureCode::kResultStoreError);
 }
 
 }  // namespace

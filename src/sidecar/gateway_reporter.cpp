@@ -1,6 +1,5 @@
 #include "sidecar/gateway_reporter.hpp"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -21,68 +20,55 @@ void append_actors(std::string& out, const std::vector<std::string>& actors) {
   out += ']';
 }
 
-// Keeps the first bytes of the answer, so a refusal can be logged with the gateway's reason.
+// The first bytes of the answer are kept, so a refusal can be logged with the gateway's reason.
 constexpr std::size_t kKeptAnswerBytes = 300;
-std::size_t keep_start(char* data, std::size_t size, std::size_t count, void* user) {
-  auto* kept = static_cast<std::string*>(user);
-  std::size_t n = size * count;
-  if (kept->size() < kKeptAnswerBytes)
-    kept->append(data, std::min(n, kKeptAnswerBytes - kept->size()));
-  return n;
-}
 
 struct PostOutcome {
-  CURLcode code = CURLE_OK;
+  std::string failure;  // why no response arrived (the client's error); empty when one did
   long http_status = 0;
   std::string answer;  // start of the response body
-  bool ok() const { return code == CURLE_OK && http_status >= 200 && http_status < 300; }
+  bool ok() const { return failure.empty() && http_status >= 200 && http_status < 300; }
   // A 4xx other than 408/429 will not get better by retrying.
   bool permanent() const {
-    return code == CURLE_OK && http_status >= 400 && http_status < 500 && http_status != 408 &&
+    return failure.empty() && http_status >= 400 && http_status < 500 && http_status != 408 &&
            http_status != 429;
   }
   std::string describe() const {
-    if (code != CURLE_OK) return curl_easy_strerror(code);
+    if (!failure.empty()) return failure;
     if (answer.empty()) return fmt::format("HTTP {}", http_status);
     return fmt::format("HTTP {}: {}", http_status, answer);
   }
 };
 
-PostOutcome perform_post(CURL* curl, curl_slist* headers, const std::string& url,
+PostOutcome perform_post(http::Client& client, const http::Headers& headers, const std::string& url,
                          std::string_view body, std::chrono::milliseconds timeout) {
-  long timeout_ms = std::max<long>(1, static_cast<long>(timeout.count()));
-  curl_easy_reset(curl);
-  curl_easy_setopt(curl, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body.data());
-  curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
-  curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+  http::Request request;
+  request.method = "POST";
+  request.url = url;
+  request.headers = headers;
+  request.body = body;
+  request.timeout = std::max(timeout, std::chrono::milliseconds(1));
+  request.connect_timeout = request.timeout;
   PostOutcome outcome;
-  curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, keep_start);
-  curl_easy_setopt(curl, CURLOPT_WRITEDATA, &outcome.answer);
-  outcome.code = curl_easy_perform(curl);
-  if (outcome.code == CURLE_OK)
-    curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &outcome.http_status);
+  auto response = client.perform(request);
+  if (!response) {
+    // The client's error starts with "POST <url> failed: "; the log lines name the URL already.
+    const std::string prefix = "POST " + url + " failed: ";
+    const std::string& message = response.error().message;
+    outcome.failure = message.starts_with(prefix) ? message.substr(prefix.size()) : message;
+    return outcome;
+  }
+  outcome.http_status = response->status;
+  outcome.answer = response->body.substr(0, kKeptAnswerBytes);
   return outcome;
 }
 
-// The headers of every request: JSON content type, no `Expect`, and the bearer token if any.
-// The caller owns the list (curl_slist_free_all).
-curl_slist* make_headers(const std::string& bearer_token) {
-  curl_slist* headers = curl_slist_append(nullptr, "Content-Type: application/json");
-  headers = curl_slist_append(headers, "Expect:");
-  if (!bearer_token.empty())
-    headers = curl_slist_append(headers, ("Authorization: Bearer " + bearer_token).c_str());
+// The headers of every request: JSON content type and the bearer token if any.
+http::Headers make_headers(const std::string& bearer_token) {
+  http::Headers headers{{"Content-Type", "application/json"}};
+  if (!bearer_token.empty()) headers.emplace_back("Authorization", "Bearer " + bearer_token);
   return headers;
 }
-
-// One libcurl handle per calling thread for post_now(), so its connection is reused.
-struct ThreadCurl {
-  CURL* curl = curl_easy_init();
-  ~ThreadCurl() { curl_easy_cleanup(curl); }
-};
 
 }  // namespace
 
@@ -145,8 +131,8 @@ std::string envelope_path(std::string_view id, std::string_view what) {
   return out;
 }
 
-GatewayReporter::GatewayReporter(GatewayReporterOptions options) : options_(std::move(options)) {
-  curl_global_init(CURL_GLOBAL_DEFAULT);
+GatewayReporter::GatewayReporter(GatewayReporterOptions options)
+    : options_(std::move(options)), headers_(make_headers(options_.bearer_token)) {
   thread_ = std::thread([this] { run(); });
 }
 
@@ -185,10 +171,6 @@ void GatewayReporter::stop(std::chrono::milliseconds grace) {
 bool GatewayReporter::post_now(const std::string& path, const std::string& body,
                                std::chrono::milliseconds budget, int attempts) const {
   using Clock = std::chrono::steady_clock;
-  thread_local ThreadCurl handle;
-  if (!handle.curl) return false;
-  std::unique_ptr<curl_slist, decltype(&curl_slist_free_all)> headers(
-      make_headers(options_.bearer_token), &curl_slist_free_all);
   const std::string url = options_.base_url + path;
   const auto deadline = Clock::now() + budget;
   for (int attempt = 1; attempt <= attempts; ++attempt) {
@@ -197,7 +179,7 @@ bool GatewayReporter::post_now(const std::string& path, const std::string& body,
     // The first try gets half the budget when a retry remains, so a hung gateway leaves time for
     // it.
     auto timeout = attempt < attempts ? left / 2 : left;
-    PostOutcome outcome = perform_post(handle.curl, headers.get(), url, body, timeout);
+    PostOutcome outcome = perform_post(client_, headers_, url, body, timeout);
     if (outcome.ok()) return true;
     if (outcome.permanent()) {
       spdlog::warn("gateway refused POST {}: {}", url, outcome.describe());
@@ -210,8 +192,6 @@ bool GatewayReporter::post_now(const std::string& path, const std::string& body,
 }
 
 void GatewayReporter::run() {
-  CURL* curl = curl_easy_init();
-  curl_slist* headers = make_headers(options_.bearer_token);
   for (;;) {
     Report report;
     {
@@ -232,7 +212,7 @@ void GatewayReporter::run() {
     auto delay = options_.retry_delay;
     for (int attempt = 1; attempt <= options_.max_attempts && !delivered; ++attempt) {
       attempts = attempt;
-      PostOutcome outcome = perform_post(curl, headers, url, report.body, options_.timeout);
+      PostOutcome outcome = perform_post(client_, headers_, url, report.body, options_.timeout);
       if (outcome.ok()) {
         delivered = true;
         break;
@@ -262,8 +242,6 @@ void GatewayReporter::run() {
       if (options_.on_dropped) options_.on_dropped();
     }
   }
-  curl_slist_free_all(headers);
-  curl_easy_cleanup(curl);
 }
 
 }  // namespace asya::sidecar

@@ -1,10 +1,10 @@
 // Progress, fan-out and final reports to the gateway (PROTOCOL §7). post() never blocks: reports
-// go to a bounded queue drained by one background thread with libcurl (short timeouts, bounded
-// retries). When the queue is full the report is dropped (and counted), never the message.
-// post_now() is the one synchronous call, for fan-out announcements that must reach the gateway
-// before any output of the message is published. A report the gateway refuses (a 4xx answer, e.g.
-// 401 for a missing or wrong internal token) is logged at warn with the HTTP status and the
-// gateway's answer, once per report.
+// go to a bounded queue drained by one background thread with the HTTP client of common/http
+// (short timeouts, bounded retries). When the queue is full the report is dropped (and counted),
+// never the message. post_now() is the one synchronous call, for fan-out announcements that must
+// reach the gateway before any output of the message is published. A report the gateway refuses (a
+// 4xx answer, e.g. 401 for a missing or wrong internal token) is logged at warn with the HTTP
+// status and the gateway's answer, once per report.
 #pragma once
 
 #include <chrono>
@@ -18,6 +18,8 @@
 #include <string_view>
 #include <thread>
 #include <vector>
+
+#include "common/http/client.hpp"
 
 namespace asya::sidecar {
 
@@ -64,8 +66,8 @@ class GatewayReporter {
   // Sends `POST base_url + path` on the calling thread and waits for the answer: at most
   // `attempts` tries (a 4xx other than 408/429 is not retried), all within `budget` in total.
   // Returns true on a 2xx answer, false otherwise (the caller decides what to do; nothing is
-  // counted here). Thread-safe; each calling thread keeps its own connection, so a worker's
-  // consecutive calls reuse it.
+  // counted here). Thread-safe; calls borrow pooled connections, so consecutive calls reuse an
+  // open connection instead of connecting again.
   bool post_now(const std::string& path, const std::string& body, std::chrono::milliseconds budget,
                 int attempts) const;
 
@@ -81,6 +83,8 @@ class GatewayReporter {
   void run();
 
   GatewayReporterOptions options_;
+  http::Headers headers_;        // of every report: JSON content type, the bearer token if any
+  mutable http::Client client_;  // thread-safe; shared by run() and post_now()
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Report> queue_;

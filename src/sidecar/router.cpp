@@ -51,10 +51,10 @@ std::string actors_text(const std::vector<std::string>& actors, std::size_t coun
   return text + "]";
 }
 
-bool is_retryable(std::string_view code, bool retry_on_processing_error) {
-  return code == "runtime_unavailable" || code == "runtime_timeout" ||
-         code == "runtime_protocol_error" ||
-         (retry_on_processing_error && code == "processing_error");
+bool is_retryable(FailureCode code, bool retry_on_processing_error) {
+  return code == FailureCode::kRuntimeUnavailable || code == FailureCode::kRuntimeTimeout ||
+         code == FailureCode::kRuntimeProtocolError ||
+         (retry_on_processing_error && code == FailureCode::kProcessingError);
 }
 
 }  // namespace
@@ -109,13 +109,14 @@ Outgoing Router::error_outgoing(const envelope::Envelope& in, envelope::ErrorInf
   return out;
 }
 
-Decision Router::to_error_end(const envelope::Envelope& in, std::string code,
+Decision Router::to_error_end(const envelope::Envelope& in, FailureCode code,
                               std::string message) const {
-  envelope::ErrorInfo info{code, message, code, ""};
+  const std::string text(label(code));
+  envelope::ErrorInfo info{text, message, text, ""};
   Decision d;
   d.sends.push_back(error_outgoing(in, std::move(info)));
-  d.status = "error";
-  d.failure = std::move(code);
+  d.status = ProcessedStatus::kError;
+  d.failure = code;
   d.failure_message = std::move(message);
   return d;
 }
@@ -130,22 +131,22 @@ std::optional<Decision> Router::before_runtime(const transport::Delivery& delive
         outgoing(options_.error_end_queue,
                  envelope::wrap_unparseable(delivery.body, options_.actor, parsed.error().message),
                  std::chrono::milliseconds(0), MessageType::kErrorEnd));
-    d.status = "error";
-    d.failure = "msg_parsing_error";
+    d.status = ProcessedStatus::kError;
+    d.failure = FailureCode::kMsgParsingError;
     return d;
   }
   const envelope::Envelope& in = *parsed;
   if (delivery.delivery_count > static_cast<std::uint32_t>(options_.max_deliveries))
-    return to_error_end(in, "max_deliveries_exceeded",
+    return to_error_end(in, FailureCode::kMaxDeliveriesExceeded,
                         fmt::format("delivered {} times, more than ASYA_MAX_DELIVERIES={}",
                                     delivery.delivery_count, options_.max_deliveries));
   if (envelope::deadline_passed(in, now))
-    return to_error_end(in, "deadline_exceeded",
+    return to_error_end(in, FailureCode::kDeadlineExceeded,
                         fmt::format("deadline {} passed before actor {} started",
                                     in.deadline.value_or(""), options_.actor));
   if (in.route_done() || in.current_actor() != options_.actor)
     return to_error_end(
-        in, "route_mismatch",
+        in, FailureCode::kRouteMismatch,
         in.route_done()
             ? fmt::format(
                   "route is done (current={} of {} actors) but the envelope reached actor {}",
@@ -155,27 +156,28 @@ std::optional<Decision> Router::before_runtime(const transport::Delivery& delive
   return std::nullopt;
 }
 
-Decision Router::failure_with_retry(const envelope::Envelope& in, std::string code,
+Decision Router::failure_with_retry(const envelope::Envelope& in, Failure failure,
                                     std::string message, std::string type,
                                     std::string traceback) const {
   int attempt = envelope::attempt_of(in);
-  if (is_retryable(code, options_.retry_on_processing_error) &&
+  if (is_retryable(failure.code(), options_.retry_on_processing_error) &&
       attempt < options_.retry_max_attempts) {
     Decision d;
     d.sends.push_back(outgoing(own_queue(), envelope::with_attempt(in, attempt + 1),
                                backoff(attempt), MessageType::kRetry));
-    d.status = "retry";
-    d.failure = std::move(code);
+    d.status = ProcessedStatus::kRetry;
+    d.failure = std::move(failure);
     d.failure_message = std::move(message);
     d.retried = true;
     return d;
   }
+  const std::string code(failure.label());
   envelope::ErrorInfo info{code, message, type.empty() ? code : std::move(type),
                            std::move(traceback)};
   Decision d;
   d.sends.push_back(error_outgoing(in, std::move(info)));
-  d.status = "error";
-  d.failure = std::move(code);
+  d.status = ProcessedStatus::kError;
+  d.failure = std::move(failure);
   d.failure_message = std::move(message);
   return d;
 }
@@ -185,7 +187,7 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
                                bool response_padded) const {
   switch (call.status) {
     case wire::CallStatus::kTimeout: {
-      Decision d = failure_with_retry(in, "runtime_timeout", call.error, "", "");
+      Decision d = failure_with_retry(in, FailureCode::kRuntimeTimeout, call.error, "", "");
       d.runtime_unhealthy = true;
       return d;
     }
@@ -195,15 +197,15 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       Decision d;
       d.then = Then::kNack;
       d.nack_delay = backoff(static_cast<int>(delivery.delivery_count));
-      d.status = "requeued";
-      d.failure = "runtime_unavailable";
+      d.status = ProcessedStatus::kRequeued;
+      d.failure = FailureCode::kRuntimeUnavailable;
       d.failure_message = call.error;
       d.wait_for_runtime = true;
       return d;
     }
     case wire::CallStatus::kProtocol:
-      if (call.too_large) return to_error_end(in, "message_too_large", call.error);
-      return failure_with_retry(in, "runtime_protocol_error", call.error, "", "");
+      if (call.too_large) return to_error_end(in, FailureCode::kMessageTooLarge, call.error);
+      return failure_with_retry(in, FailureCode::kRuntimeProtocolError, call.error, "", "");
     case wire::CallStatus::kOk:
       break;
   }
@@ -211,7 +213,8 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
   auto items = response_padded ? envelope::parse_response_padded(response)
                                : envelope::parse_response(response);
   if (!items)
-    return failure_with_retry(in, "runtime_protocol_error", items.error().message, "", "");
+    return failure_with_retry(in, FailureCode::kRuntimeProtocolError, items.error().message, "",
+                              "");
   // Every result must continue this request's route (PROTOCOL §3: actors[0..current] of the input
   // are a prefix of the output's actors). An answer that does not is not this request's answer.
   const std::size_t kept = std::min(in.current + 1, in.actors.size());
@@ -222,7 +225,7 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
         !std::equal(in.actors.begin(), in.actors.begin() + static_cast<std::ptrdiff_t>(kept),
                     item.actors.begin())) {
       return failure_with_retry(
-          in, "runtime_protocol_error",
+          in, FailureCode::kRuntimeProtocolError,
           fmt::format("response element {}: route.actors {} does not start with the request's "
                       "route.actors[0..{}] {}: the answer does not continue this message's route "
                       "(a runtime may change a route's future, never its past), so it may belong "
@@ -234,7 +237,7 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
   }
 
   Decision d;
-  d.status = "success";
+  d.status = ProcessedStatus::kSuccess;
   if (items->empty()) {
     // Abort: the input itself, unchanged, ends the pipeline.
     d.sends.push_back(outgoing(options_.happy_end_queue, std::string(delivery.body),
@@ -243,7 +246,8 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
   }
   if (items->size() == 1 && (*items)[0].is_error) {
     const auto& e = (*items)[0];
-    return failure_with_retry(in, e.error_code, e.error_message, e.error_type, e.error_traceback);
+    return failure_with_retry(in, Failure::from_runtime(e.error_code), e.error_message,
+                              e.error_type, e.error_traceback);
   }
   for (std::size_t i = 0; i < items->size(); ++i) {
     const auto& item = (*items)[i];
@@ -252,15 +256,15 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
                                item.error_type.empty() ? item.error_code : item.error_type,
                                item.error_traceback};
       d.sends.push_back(error_outgoing(in, std::move(info)));
-      d.status = "error";
-      d.failure = item.error_code;
+      d.status = ProcessedStatus::kError;
+      d.failure = Failure::from_runtime(item.error_code);
       continue;
     }
     Outgoing out;
     out.body = envelope::build_output(in, i, item);
     if (out.body.size() > options_.max_message_bytes)
       return to_error_end(
-          in, "message_too_large",
+          in, FailureCode::kMessageTooLarge,
           fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes "
                       "(ASYA_MAX_MESSAGE_BYTES)",
                       i, out.body.size(), options_.max_message_bytes));
@@ -292,7 +296,8 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
     Status st = transport.send(planned.queue, planned.body, planned.delay);
     const Outgoing* sent_as = &planned;
     Outgoing rebuilt;
-    if (!st && in && planned.error && st.message().starts_with("message_too_large")) {
+    if (!st && in && planned.error &&
+        st.message().starts_with(label(FailureCode::kMessageTooLarge))) {
       // The transport's own limit is below what the router was told (or counts more than the
       // body): rebuild the error envelope to fit under the body size it just refused.
       rebuilt = planned;
@@ -314,12 +319,14 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
       ++result.sent;
       continue;
     }
-    if (in && st.message().starts_with("message_too_large") && out.type != MessageType::kErrorEnd) {
+    if (in && st.message().starts_with(label(FailureCode::kMessageTooLarge)) &&
+        out.type != MessageType::kErrorEnd) {
       // Outputs sent before this one stay sent (at-least-once; their ids make duplicates visible).
       // Error-end sends are never replaced again (only rebuilt smaller), so this cannot recurse
       // further.
       Settlement replaced =
-          settle(transport, delivery, in, error_end(*in, "message_too_large", st.message()), hooks);
+          settle(transport, delivery, in,
+                 error_end(*in, FailureCode::kMessageTooLarge, st.message()), hooks);
       replaced.sent += result.sent;
       replaced.too_large = true;
       return replaced;

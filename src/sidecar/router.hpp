@@ -15,6 +15,7 @@
 #include "common/result.hpp"
 #include "envelope/build.hpp"
 #include "envelope/envelope.hpp"
+#include "sidecar/outcome.hpp"
 #include "transport/transport.hpp"
 #include "wire/runtime_client.hpp"
 
@@ -50,14 +51,12 @@ struct Decision {
   std::vector<Outgoing> sends;
   Then then = Then::kAck;
   std::chrono::milliseconds nack_delay{0};
-  // asya_actor_messages_processed_total{status}: "success" (routed on, including abort to
-  // happy-end), "error" (sent to error-end), "retry" (re-enqueued with a delay), "requeued"
-  // (nacked for redelivery).
-  std::string status;
-  // The error code when something failed (asya_actor_messages_failed_total{reason}); empty on
+  // asya_actor_messages_processed_total{status}.
+  ProcessedStatus status = ProcessedStatus::kSuccess;
+  // The error code when something failed (asya_actor_messages_failed_total{reason}); kNone on
   // success.
-  std::string failure;
-  // What went wrong, when failure is not empty (the message of the error sent to error-end).
+  Failure failure;
+  // What went wrong, when failure is set (the message of the error sent to error-end).
   std::string failure_message;
   bool retried = false;
   // Runtime timeout: the runtime is unhealthy; the sidecar stops after this message (exit 3).
@@ -117,8 +116,8 @@ class Router {
                          bool response_padded = false) const;
 
   // Sends `in` to error-end with a sidecar-side error `code` (e.g. message_too_large), then ack.
-  Decision error_end(const envelope::Envelope& in, std::string code, std::string message) const {
-    return to_error_end(in, std::move(code), std::move(message));
+  Decision error_end(const envelope::Envelope& in, FailureCode code, std::string message) const {
+    return to_error_end(in, code, std::move(message));
   }
 
   // Carries out `decision` for `delivery` on `transport`: sends each output in order (each send
@@ -148,8 +147,9 @@ class Router {
 
  private:
   Outgoing error_outgoing(const envelope::Envelope& in, envelope::ErrorInfo info) const;
-  Decision to_error_end(const envelope::Envelope& in, std::string code, std::string message) const;
-  Decision failure_with_retry(const envelope::Envelope& in, std::string code, std::string message,
+  Decision to_error_end(const envelope::Envelope& in, FailureCode code, std::string message) const;
+  // `failure` is what the envelope's payload.error says (a runtime's own code when kOther).
+  Decision failure_with_retry(const envelope::Envelope& in, Failure failure, std::string message,
                               std::string type, std::string traceback) const;
   std::string own_queue() const { return options_.queue_prefix + options_.actor; }
 

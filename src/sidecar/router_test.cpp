@@ -63,8 +63,9 @@ TEST(Router, SingleResultGoesToNextActorWithSameIdHeadersAndUnknownFields) {
   EXPECT_EQ(d.sends[0].type, MessageType::kRoute);
   EXPECT_FALSE(d.sends[0].fanout_child);
   EXPECT_EQ(d.then, Then::kAck);
-  EXPECT_EQ(d.status, "success");
-  EXPECT_TRUE(d.failure.empty());
+  EXPECT_EQ(d.status, ProcessedStatus::kSuccess);
+  EXPECT_FALSE(d.failure);
+  EXPECT_EQ(d.failure.label(), "");
   auto out = obj(d.sends[0].body);
   EXPECT_EQ(out["id"], "X");
   EXPECT_FALSE(out.contains("parent_id"));
@@ -147,7 +148,7 @@ TEST(Router, AbortSendsTheInputUnchangedToHappyEnd) {
   ASSERT_EQ(d.sends.size(), 1u);
   EXPECT_EQ(d.sends[0].queue, "asya-happy-end");
   EXPECT_EQ(d.sends[0].body, kInput);
-  EXPECT_EQ(d.status, "success");
+  EXPECT_EQ(d.status, ProcessedStatus::kSuccess);
 }
 
 TEST(Router, ProcessingErrorGoesToErrorEndWithDetailsAndOriginalPayload) {
@@ -158,8 +159,8 @@ TEST(Router, ProcessingErrorGoesToErrorEndWithDetailsAndOriginalPayload) {
   ASSERT_EQ(d.sends.size(), 1u);
   EXPECT_EQ(d.sends[0].queue, "asya-error-end");
   EXPECT_EQ(d.sends[0].type, MessageType::kErrorEnd);
-  EXPECT_EQ(d.status, "error");
-  EXPECT_EQ(d.failure, "processing_error");
+  EXPECT_EQ(d.status, ProcessedStatus::kError);
+  EXPECT_EQ(d.failure.code(), FailureCode::kProcessingError);
   EXPECT_EQ(d.then, Then::kAck);
   auto out = obj(d.sends[0].body);
   EXPECT_EQ(out["id"], "X");
@@ -178,6 +179,20 @@ TEST(Router, ProcessingErrorGoesToErrorEndWithDetailsAndOriginalPayload) {
   ASSERT_EQ(chain.size(), 1u);
   EXPECT_EQ(chain[0].at("actor"), "b");
   EXPECT_EQ(chain[0].at("error"), "processing_error");
+}
+
+TEST(Router, UnknownRuntimeErrorCodeIsKeptVerbatim) {
+  RouterOptions o = options_for("b");
+  o.retry_max_attempts = 3;
+  o.retry_on_processing_error = true;
+  Router router(o);
+  Decision d = route(router, kInput, R"([{"error":"my_own_code","details":{"message":"m"}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");  // not retryable
+  EXPECT_EQ(d.status, ProcessedStatus::kError);
+  EXPECT_EQ(d.failure.code(), FailureCode::kOther);
+  EXPECT_EQ(d.failure.label(), "my_own_code");  // the metric label and log text
+  EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "my_own_code");
 }
 
 TEST(Router, ProcessingErrorIsNotRetriedUnlessOptedIn) {
@@ -202,7 +217,7 @@ TEST(Router, RetryableFailureIsReenqueuedWithNextAttemptAndDelay) {
   EXPECT_EQ(d.sends[0].type, MessageType::kRetry);
   EXPECT_EQ(d.sends[0].delay, 500ms);  // 1s with jitter factor 0.5
   EXPECT_TRUE(d.retried);
-  EXPECT_EQ(d.status, "retry");
+  EXPECT_EQ(d.status, ProcessedStatus::kRetry);
   EXPECT_EQ(d.then, Then::kAck);
   auto out = obj(d.sends[0].body);
   EXPECT_EQ(out["id"], "X");
@@ -232,7 +247,7 @@ TEST(Router, RuntimeTimeoutGoesToErrorEndAndMarksTheRuntimeUnhealthy) {
   EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "runtime_timeout");
   EXPECT_EQ(d.then, Then::kAck);
   EXPECT_TRUE(d.runtime_unhealthy);
-  EXPECT_EQ(d.failure, "runtime_timeout");
+  EXPECT_EQ(d.failure.code(), FailureCode::kRuntimeTimeout);
 }
 
 TEST(Router, RuntimeTimeoutIsRetriedWhenAttemptsRemain) {
@@ -255,8 +270,8 @@ TEST(Router, RuntimeUnavailableNacksWithBackoffAndWaitsForTheRuntime) {
   EXPECT_EQ(d.then, Then::kNack);
   EXPECT_EQ(d.nack_delay, 2000ms);  // 4s nominal for the third delivery, jitter 0.5
   EXPECT_TRUE(d.wait_for_runtime);
-  EXPECT_EQ(d.failure, "runtime_unavailable");
-  EXPECT_EQ(d.status, "requeued");
+  EXPECT_EQ(d.failure.code(), FailureCode::kRuntimeUnavailable);
+  EXPECT_EQ(d.status, ProcessedStatus::kRequeued);
 }
 
 TEST(Router, BadResponseIsARuntimeProtocolError) {
@@ -278,16 +293,16 @@ TEST(Router, AnswerThatDoesNotContinueTheRequestsRouteIsARuntimeProtocolError) {
       route(router, kInput, R"([{"payload":1,"route":{"actors":["a","x","c"],"current":2}}])");
   ASSERT_EQ(d.sends.size(), 1u);
   EXPECT_EQ(d.sends[0].queue, "asya-error-end");
-  EXPECT_EQ(d.failure, "runtime_protocol_error");
+  EXPECT_EQ(d.failure.code(), FailureCode::kRuntimeProtocolError);
   EXPECT_NE(d.failure_message.find(R"(route.actors ["a","x","c"] does not start with the )"
                                    R"(request's route.actors[0..1] ["a","b"])"),
             std::string::npos)
       << d.failure_message;
   // The future may change (envelope mode), and error elements carry no route.
   d = route(router, kInput, R"([{"payload":1,"route":{"actors":["a","b","z"],"current":2}}])");
-  EXPECT_EQ(d.status, "success");
+  EXPECT_EQ(d.status, ProcessedStatus::kSuccess);
   d = route(router, kInput, R"([{"payload":1,"route":{"actors":["a"],"current":1}}])");
-  EXPECT_EQ(d.failure, "runtime_protocol_error");
+  EXPECT_EQ(d.failure.code(), FailureCode::kRuntimeProtocolError);
 }
 
 TEST(Router, RuntimeProtocolErrorIsRetriedWhileAttemptsAreLeft) {
@@ -295,12 +310,12 @@ TEST(Router, RuntimeProtocolErrorIsRetriedWhileAttemptsAreLeft) {
   o.retry_max_attempts = 2;
   Router router(o);
   Decision d = route(router, kInput, "", {wire::CallStatus::kProtocol, "bytes after the answer"});
-  EXPECT_EQ(d.status, "retry");
+  EXPECT_EQ(d.status, ProcessedStatus::kRetry);
   ASSERT_EQ(d.sends.size(), 1u);
   EXPECT_EQ(d.sends[0].queue, "asya-b");
   d = route(router, kInput, "not json");
-  EXPECT_EQ(d.status, "retry");
-  EXPECT_EQ(d.failure, "runtime_protocol_error");
+  EXPECT_EQ(d.status, ProcessedStatus::kRetry);
+  EXPECT_EQ(d.failure.code(), FailureCode::kRuntimeProtocolError);
 }
 
 TEST(Router, OversizeResponseFrameIsMessageTooLarge) {
@@ -346,7 +361,7 @@ TEST(Router, UnparseableBodyIsWrappedAndSentToErrorEndOnce) {
   ASSERT_EQ(d->sends.size(), 1u);
   EXPECT_EQ(d->sends[0].queue, "asya-error-end");
   EXPECT_EQ(d->then, Then::kAck);
-  EXPECT_EQ(d->failure, "msg_parsing_error");
+  EXPECT_EQ(d->failure.code(), FailureCode::kMsgParsingError);
   auto out = obj(d->sends[0].body);
   EXPECT_TRUE(out["id"].as_string().starts_with("unparseable-"));
   EXPECT_EQ(out["payload"].at("error"), "msg_parsing_error");
@@ -360,7 +375,7 @@ TEST(Router, EnvelopeWithoutIdIsWrapped) {
   auto d = early(router, R"({"route":{"actors":["b"]},"payload":1})");
   ASSERT_TRUE(d);
   EXPECT_EQ(d->sends[0].queue, "asya-error-end");
-  EXPECT_EQ(d->failure, "msg_parsing_error");
+  EXPECT_EQ(d->failure.code(), FailureCode::kMsgParsingError);
   EXPECT_TRUE(obj(d->sends[0].body)["id"].as_string().starts_with("unparseable-"));
 }
 
@@ -368,7 +383,7 @@ TEST(Router, RouteMismatchGoesToErrorEnd) {
   Router router(options_for("z"));
   auto d = early(router, kInput);
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->failure, "route_mismatch");
+  EXPECT_EQ(d->failure.code(), FailureCode::kRouteMismatch);
   auto out = obj(d->sends[0].body);
   EXPECT_EQ(out["id"], "X");
   EXPECT_EQ(out["payload"].at("error"), "route_mismatch");
@@ -379,7 +394,7 @@ TEST(Router, FinishedRouteIsARouteMismatch) {
   Router router(options_for("b"));
   auto d = early(router, R"({"id":"X","route":{"actors":["b"],"current":1},"payload":1})");
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->failure, "route_mismatch");
+  EXPECT_EQ(d->failure.code(), FailureCode::kRouteMismatch);
 }
 
 TEST(Router, PassedDeadlineSkipsTheRuntime) {
@@ -388,7 +403,7 @@ TEST(Router, PassedDeadlineSkipsTheRuntime) {
       early(router,
             R"({"id":"X","route":{"actors":["b"]},"deadline":"2000-01-01T00:00:00Z","payload":1})");
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->failure, "deadline_exceeded");
+  EXPECT_EQ(d->failure.code(), FailureCode::kDeadlineExceeded);
   EXPECT_EQ(d->sends[0].queue, "asya-error-end");
   EXPECT_EQ(obj(d->sends[0].body)["deadline"], "2000-01-01T00:00:00Z");
   EXPECT_FALSE(early(
@@ -403,7 +418,7 @@ TEST(Router, DeliveriesBeyondTheLimitArePoison) {
   EXPECT_FALSE(early(router, kInput, 5));
   auto d = early(router, kInput, 6);
   ASSERT_TRUE(d);
-  EXPECT_EQ(d->failure, "max_deliveries_exceeded");
+  EXPECT_EQ(d->failure.code(), FailureCode::kMaxDeliveriesExceeded);
   EXPECT_EQ(obj(d->sends[0].body)["payload"].at("error"), "max_deliveries_exceeded");
 }
 

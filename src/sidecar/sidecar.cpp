@@ -358,22 +358,22 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
       // a new one and is not affected.
       spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
                    call.notice);
-      metrics_.runtime_error("runtime_protocol_error");
+      metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
     }
     decision = router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
     if (call.status != wire::CallStatus::kOk) {
-      spdlog::warn("runtime call failed ({}): {}", decision.failure, call.error);
-      metrics_.runtime_error(decision.failure);
-    } else if (!decision.failure.empty()) {
-      metrics_.runtime_error(decision.failure);
-      if (decision.failure == "runtime_protocol_error") {
+      spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
+      metrics_.runtime_error(decision.failure.label());
+    } else if (decision.failure) {
+      metrics_.runtime_error(decision.failure.label());
+      if (decision.failure == FailureCode::kRuntimeProtocolError) {
         // A connection that carried a bad answer is never reused (PROTOCOL §3).
         client.disconnect();
-        spdlog::warn("runtime answer rejected ({}): {}", decision.failure,
+        spdlog::warn("runtime answer rejected ({}): {}", decision.failure.label(),
                      decision.failure_message);
       }
     }
-    if (decision.status == "success" && reporter_)
+    if (decision.status == ProcessedStatus::kSuccess && reporter_)
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "completed",
                            fmt::format("completed by {}", config_.actor_name),
@@ -382,16 +382,16 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
 
-  if (decision.failure == "max_deliveries_exceeded") metrics_.poison();
-  if (decision.failure == "deadline_exceeded") metrics_.deadline_exceeded();
+  if (decision.failure == FailureCode::kMaxDeliveriesExceeded) metrics_.poison();
+  if (decision.failure == FailureCode::kDeadlineExceeded) metrics_.deadline_exceeded();
   if (decision.retried) metrics_.retry();
-  if (!decision.failure.empty()) metrics_.failed(decision.failure);
-  if (!decision.failure.empty() && decision.status != "retry")
-    spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure,
+  if (decision.failure) metrics_.failed(decision.failure.label());
+  if (decision.failure && decision.status != ProcessedStatus::kRetry)
+    spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),
                  delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
 
   execute(slot, delivery, parsed ? &*parsed : nullptr, decision);
-  metrics_.processed(decision.status);
+  metrics_.processed(label(decision.status));
   metrics_.active_add(-1);
   metrics_.processing_duration(seconds_since(started));
   {
@@ -473,7 +473,7 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
         "the connection that delivered this message from {} was lost while it was processed; "
         "its outputs are not sent (the broker delivers it again)",
         delivery.queue);
-    metrics_.failed("delivery_lost");
+    metrics_.failed(label(FailureCode::kDeliveryLost));
     return false;
   }
   SendHooks hooks;
@@ -486,12 +486,12 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
   };
   Settlement settled = router_->settle(*transport_, delivery, in, decision, hooks);
   if (settled.too_large) {
-    metrics_.failed("message_too_large");
+    metrics_.failed(label(FailureCode::kMessageTooLarge));
     spdlog::warn("an output was refused by the transport as too large; sent to error-end instead");
   }
   if (!settled.error.empty()) {
     spdlog::error("{}", settled.error);
-    if (!settled.acked && settled.nacked) metrics_.failed("send_failed");
+    if (!settled.acked && settled.nacked) metrics_.failed(label(FailureCode::kSendFailed));
   }
   return true;
 }
@@ -516,8 +516,8 @@ void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
     }
     slot.in_flight = nullptr;
   }
-  if (!outcome.failure.empty()) metrics_.failed(outcome.failure);
-  metrics_.processed(outcome.status);
+  if (outcome.failure) metrics_.failed(outcome.failure.label());
+  metrics_.processed(label(outcome.status));
   metrics_.active_add(-1);
   metrics_.processing_duration(seconds_since(started));
   spdlog::debug("stored {} bytes", delivery.body.size());

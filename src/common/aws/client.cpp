@@ -81,7 +81,7 @@ Result<HttpResponse> Client::send(HttpRequest request, bool content_sha256_heade
     if (attempt > 1) {
       std::this_thread::sleep_for(std::chrono::milliseconds(100 << (attempt - 2)));
       if (request.cancel && request.cancel->load())
-        return Error{"cancelled: " + request.method + " " + request.url};
+        return Error{request.method + " " + request.url + " failed: cancelled"};
     }
     Request to_sign;
     to_sign.method = request.method;
@@ -92,9 +92,10 @@ Result<HttpResponse> Client::send(HttpRequest request, bool content_sha256_heade
     sign(to_sign, config_.credentials, scope_);
     request.headers = std::move(to_sign.headers);
 
-    auto response = http_.perform(request);
+    http::Failure why = http::Failure::kNone;
+    auto response = http_.perform(request, &why);
     if (!response) {
-      if (response.error().message.starts_with("cancelled:")) return response;
+      if (why == http::Failure::kCancelled) return response;
       last = response.error();
       continue;
     }

@@ -1,6 +1,5 @@
 #include "k8s/operator/kube_client.hpp"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <array>
@@ -93,76 +92,42 @@ std::string resolve(const std::string& base_dir, const std::string& path) {
   return (std::filesystem::path(base_dir) / path).string();
 }
 
-size_t collect(char* data, size_t size, size_t count, void* user) {
-  static_cast<std::string*>(user)->append(data, size * count);
-  return size * count;
-}
-
-struct CurlDeleter {
-  void operator()(CURL* c) const { curl_easy_cleanup(c); }
-};
-struct SlistDeleter {
-  void operator()(curl_slist* l) const { curl_slist_free_all(l); }
-};
-using CurlPtr = std::unique_ptr<CURL, CurlDeleter>;
-using SlistPtr = std::unique_ptr<curl_slist, SlistDeleter>;
-
-// A curl handle set up for `config`: TLS settings and the Authorization header.
-Result<std::pair<CurlPtr, SlistPtr>> prepare(const KubeConfig& config, const std::string& url,
-                                             std::vector<std::string> headers) {
-  CurlPtr curl(curl_easy_init());
-  if (!curl) return Error{"curl_easy_init failed"};
-  CURL* c = curl.get();
-  curl_easy_setopt(c, CURLOPT_URL, url.c_str());
-  curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-  curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-  if (config.insecure_skip_tls_verify) {
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
-    curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
-  }
-  if (!config.ca_file.empty()) curl_easy_setopt(c, CURLOPT_CAINFO, config.ca_file.c_str());
-  if (!config.ca_data.empty()) {
-    curl_blob blob{const_cast<char*>(config.ca_data.data()), config.ca_data.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &blob);
-  }
-  if (!config.client_cert_file.empty()) {
-    curl_easy_setopt(c, CURLOPT_SSLCERT, config.client_cert_file.c_str());
-  }
-  if (!config.client_cert_data.empty()) {
-    curl_blob blob{const_cast<char*>(config.client_cert_data.data()),
-                   config.client_cert_data.size(), CURL_BLOB_COPY};
-    curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &blob);
-  }
-  if (!config.client_key_file.empty()) {
-    curl_easy_setopt(c, CURLOPT_SSLKEY, config.client_key_file.c_str());
-  }
-  if (!config.client_key_data.empty()) {
-    curl_blob blob{const_cast<char*>(config.client_key_data.data()), config.client_key_data.size(),
-                   CURL_BLOB_COPY};
-    curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &blob);
-  }
+// The bearer token (re-read from token_file on every request: rotated service account tokens)
+// and the headers every request carries.
+Result<http::Headers> common_headers(const KubeConfig& config) {
+  http::Headers headers;
   std::string token = config.token;
   if (!config.token_file.empty()) {
     auto text = read_file(config.token_file, "service account token");
     if (!text) return text.error();
     token = trim(*text);
   }
-  if (!token.empty()) headers.push_back("Authorization: Bearer " + token);
-  headers.push_back("Accept: application/json");
-  curl_slist* list = nullptr;
-  for (const auto& h : headers) list = curl_slist_append(list, h.c_str());
-  SlistPtr slist(list);
-  curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-  return std::make_pair(std::move(curl), std::move(slist));
+  if (!token.empty()) headers.emplace_back("Authorization", "Bearer " + token);
+  headers.emplace_back("Accept", "application/json");
+  return headers;
+}
+
+http::ClientOptions client_options(const KubeConfig& config) {
+  http::ClientOptions options;
+  options.tls.verify_peer = !config.insecure_skip_tls_verify;
+  options.tls.ca_file = config.ca_file;
+  options.tls.ca_pem = config.ca_data;
+  options.tls.client_cert_file = config.client_cert_file;
+  options.tls.client_cert_pem = config.client_cert_data;
+  options.tls.client_key_file = config.client_key_file;
+  options.tls.client_key_pem = config.client_key_data;
+  return options;
 }
 
 }  // namespace
 
-// What to do about a certificate the client could not verify.
-static std::string_view tls_hint(CURLcode rc) {
-  if (rc != CURLE_PEER_FAILED_VERIFICATION) return {};
+// What to do about a failed TLS handshake (mostly a server certificate the client could not
+// verify).
+static std::string_view tls_hint(http::Failure failure) {
+  if (failure != http::Failure::kTls) return {};
   return " (give the CA of the API server: certificate-authority or certificate-authority-data "
-         "in the kubeconfig, ca.crt of the service account in a pod)";
+         "in the kubeconfig, ca.crt of the service account in a pod; check client-certificate "
+         "and client-key when set)";
 }
 
 Result<KubeConfig> in_cluster_config(const std::string& service_account_dir) {
@@ -292,105 +257,50 @@ Result<KubeConfig> load_config(const std::string& kubeconfig_flag, const std::st
       "KUBECONFIG unset and no ~/.kube/config; pass --kubeconfig FILE"};
 }
 
-KubeClient::KubeClient(KubeConfig config) : config_(std::move(config)) {}
+KubeClient::KubeClient(KubeConfig config)
+    : config_(std::move(config)), http_(client_options(config_)) {}
 
 Result<HttpResponse> KubeClient::request(std::string_view method, const std::string& path,
                                          const std::string& body,
                                          std::string_view content_type) const {
-  const std::string url = config_.server + path;
-  std::vector<std::string> headers;
-  if (!body.empty()) headers.push_back(fmt::format("Content-Type: {}", content_type));
-  auto prepared = prepare(config_, url, std::move(headers));
-  if (!prepared) return prepared.error();
-  CURL* c = prepared->first.get();
-  HttpResponse response;
-  const std::string m(method);
-  curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, m.c_str());
-  if (!body.empty() || method == "POST" || method == "PATCH" || method == "PUT") {
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body.data());
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body.size()));
-  }
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &response.body);
-  std::array<char, CURL_ERROR_SIZE> error{};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error.data());
-  const CURLcode rc = curl_easy_perform(c);
-  if (rc != CURLE_OK) {
-    return Error{fmt::format("{} {}: {}{}", method, url,
-                             error[0] ? error.data() : curl_easy_strerror(rc), tls_hint(rc))};
-  }
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
+  auto headers = common_headers(config_);
+  if (!headers) return headers.error();
+  http::Request request;
+  request.method = std::string(method);
+  request.url = config_.server + path;
+  request.headers = std::move(*headers);
+  if (!body.empty()) request.headers.emplace_back("Content-Type", std::string(content_type));
+  request.body = body;
+  request.timeout = std::chrono::seconds(30);
+  request.connect_timeout = std::chrono::seconds(10);
+  http::Failure why = http::Failure::kNone;
+  auto response = http_.perform(request, &why);
+  if (!response) return Error{response.error().message + std::string(tls_hint(why))};
   return response;
 }
-
-namespace {
-
-struct StreamState {
-  CURL* curl = nullptr;
-  const std::function<bool(std::string_view)>* on_line = nullptr;
-  const std::atomic<bool>* stop = nullptr;
-  std::string pending;  // partial line (200) or the whole body (other statuses)
-  bool stopped_by_callback = false;
-};
-
-size_t stream_write(char* data, size_t size, size_t count, void* user) {
-  auto* s = static_cast<StreamState*>(user);
-  const size_t n = size * count;
-  long status = 0;
-  curl_easy_getinfo(s->curl, CURLINFO_RESPONSE_CODE, &status);
-  s->pending.append(data, n);
-  if (status != 200) return n;
-  std::size_t start = 0;
-  for (std::size_t nl; (nl = s->pending.find('\n', start)) != std::string::npos; start = nl + 1) {
-    std::string_view line(s->pending.data() + start, nl - start);
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty()) continue;
-    if (!(*s->on_line)(line)) {
-      s->stopped_by_callback = true;
-      return 0;  // aborts the transfer
-    }
-  }
-  s->pending.erase(0, start);
-  return n;
-}
-
-int stream_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
-  auto* s = static_cast<StreamState*>(user);
-  return s->stop->load() ? 1 : 0;
-}
-
-}  // namespace
 
 Result<HttpResponse> KubeClient::stream(const std::string& path,
                                         const std::function<bool(std::string_view)>& on_line,
                                         const std::atomic<bool>& stop,
                                         std::chrono::seconds max_duration) const {
-  const std::string url = config_.server + path;
-  auto prepared = prepare(config_, url, {});
-  if (!prepared) return prepared.error();
-  CURL* c = prepared->first.get();
-  StreamState state;
-  state.curl = c;
-  state.on_line = &on_line;
-  state.stop = &stop;
-  curl_easy_setopt(c, CURLOPT_TIMEOUT, static_cast<long>(max_duration.count()));
-  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, stream_write);
-  curl_easy_setopt(c, CURLOPT_WRITEDATA, &state);
-  curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
-  curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, stream_progress);
-  curl_easy_setopt(c, CURLOPT_XFERINFODATA, &state);
-  std::array<char, CURL_ERROR_SIZE> error{};
-  curl_easy_setopt(c, CURLOPT_ERRORBUFFER, error.data());
-  const CURLcode rc = curl_easy_perform(c);
-  HttpResponse response;
-  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &response.status);
-  if (state.stopped_by_callback || stop.load()) return response;
-  if (rc != CURLE_OK) {
-    return Error{fmt::format("GET {}: {}{}", url, error[0] ? error.data() : curl_easy_strerror(rc),
-                             tls_hint(rc))};
-  }
-  if (response.status != 200) response.body = std::move(state.pending);
+  auto headers = common_headers(config_);
+  if (!headers) return headers.error();
+  http::Request request;
+  request.url = config_.server + path;
+  request.headers = std::move(*headers);
+  request.timeout = max_duration;
+  request.connect_timeout = std::chrono::seconds(10);
+  request.cancel = &stop;
+  http::Failure why = http::Failure::kNone;
+  auto response = http_.stream(
+      request,
+      [&](std::string_view line) {
+        if (line.empty()) return http::StreamControl::kContinue;  // watch events are one a line
+        return on_line(line) ? http::StreamControl::kContinue : http::StreamControl::kStop;
+      },
+      &why);
+  if (stop.load()) return HttpResponse{};
+  if (!response) return Error{response.error().message + std::string(tls_hint(why))};
   return response;
 }
 

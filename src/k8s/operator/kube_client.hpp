@@ -1,9 +1,10 @@
 // A minimal Kubernetes API client for asya-operator: connection settings (in-cluster service
-// account or kubeconfig), plain requests and watch streams over libcurl.
+// account or kubeconfig), plain requests and watch streams over the one HTTP client
+// (common/http/client.hpp).
 //
 // Only what the operator needs: JSON request bodies, bearer tokens, client certificates, custom
 // CAs. No caching, no discovery. Every method is blocking; a KubeClient may be used from several
-// threads at once (each request uses its own curl handle).
+// threads at once (each request borrows a pooled connection, kept open for the next one).
 #pragma once
 
 #include <atomic>
@@ -12,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/http/client.hpp"
 #include "common/result.hpp"
 
 namespace asya::k8s::op {
@@ -46,10 +48,8 @@ Result<KubeConfig> kubeconfig_config(const std::string& path, const std::string&
 // first path), else in-cluster when KUBERNETES_SERVICE_HOST is set, else ~/.kube/config.
 Result<KubeConfig> load_config(const std::string& kubeconfig_flag, const std::string& context);
 
-struct HttpResponse {
-  long status = 0;   // HTTP status code
-  std::string body;  // response body
-};
+// status: the HTTP status code; body: the response body.
+using HttpResponse = http::Response;
 
 class KubeClient {
  public:
@@ -68,7 +68,7 @@ class KubeClient {
 
   // GETs `path` (a watch URL) and calls `on_line` for every newline-terminated line of a 200
   // response while the server streams it. Returns when the server closes the stream, when
-  // `on_line` returns false, or within about a second after `stop` becomes true. The response
+  // `on_line` returns false, or within about 100 ms after `stop` becomes true. The response
   // returned holds the status and, for a non-200 status, the body. `max_duration` bounds the
   // whole request (a watch the server never closes).
   Result<HttpResponse> stream(const std::string& path,
@@ -78,6 +78,7 @@ class KubeClient {
 
  private:
   KubeConfig config_;
+  mutable http::Client http_;  // thread-safe; TLS settings from config_
 };
 
 // "METHOD path: <status> <reason>: <message of the Kubernetes Status body>" for an unexpected

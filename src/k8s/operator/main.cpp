@@ -1,7 +1,6 @@
 // asya-operator: watches AsyncActor resources and applies what `asya render` would print for
 // each, creates their queues and reports status. Behaviour and flags: docs/kubernetes.md
 // ("Operator").
-#include <curl/curl.h>
 
 #include <atomic>
 #include <csignal>
@@ -118,7 +117,6 @@ int main(int argc, char** argv) {
     namespace_name = env_string("ASYA_OPERATOR_NAMESPACE", env_string("ASYA_NAMESPACE", ""));
   }
 
-  curl_global_init(CURL_GLOBAL_DEFAULT);
   auto config = load_config(kubeconfig, context);
   if (!config) {
     spdlog::error("cannot reach the Kubernetes API: {}", config.error().message);
@@ -144,6 +142,5 @@ int main(int argc, char** argv) {
   Controller controller(kube, reconciler, controller_options);
   controller.run(g_stop);
   spdlog::info("asya-operator: stopped");
-  curl_global_cleanup();
   return 0;
 }

@@ -239,7 +239,7 @@ class SqsTransport : public Transport {
       // idempotent only for identical ones; an end actor's default lease differs from an
       // actor's). Every receive names its own VisibilityTimeout, so the queue's default does not
       // matter: use the queue that exists.
-      if (!found && code == "QueueNameExists")
+      if (!found && (code == "QueueNameExists" || code == "QueueAlreadyExists"))
         found = call("GetQueueUrl", queue, json::object{{"QueueName", queue}}, {}, &code);
     }
     if (!found) {

@@ -1,0 +1,232 @@
+#include "cli/send_command.hpp"
+
+#include <algorithm>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdint>
+#include <iostream>
+#include <random>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/client.hpp"
+#include "common/env.hpp"
+#include "common/json_text.hpp"
+#include "envelope/envelope.hpp"
+#include "local/process.hpp"
+#include "local/state.hpp"
+
+namespace asya::cli {
+namespace {
+
+namespace json = boost::json;
+using Clock = std::chrono::steady_clock;
+
+// Reads `value`, or the file after '@'.
+std::string text_or_file(const std::string& value, const std::string& option) {
+  if (value.empty() || value[0] != '@') return value;
+  std::string text;
+  if (!local::read_file(value.substr(1), text))
+    fail(kExitUsage, fmt::format("{} {}: cannot read file {}", option, value, value.substr(1)));
+  return text;
+}
+
+std::string new_id() {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
+                      static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
+  std::uint64_t a = gen(), b = gen();
+  std::string hex = fmt::format("{:016x}{:016x}", a, b);
+  const char variant = "89ab"[a & 3];
+  return fmt::format("{}-{}-4{}-{}{}-{}", hex.substr(0, 8), hex.substr(8, 4), hex.substr(13, 3),
+                     variant, hex.substr(17, 3), hex.substr(20, 12));
+}
+
+// With a supervisor running on the state dir, every actor the message is routed to must be one
+// of its actors (unless --force): a typo would otherwise queue the message where nothing ever
+// consumes it. Without a supervisor nothing is known, and the message waits for one.
+void check_known_actors(const Client& client, const std::vector<std::string>& actors) {
+  if (client.supervised_actors.empty() || local::running_supervisor(client.paths) == 0) return;
+  std::vector<std::string> known;
+  for (const auto& a : client.supervised_actors) {
+    if (a != "happy-end" && a != "error-end") known.push_back(a);
+  }
+  for (const auto& actor : actors) {
+    if (std::find(known.begin(), known.end(), actor) != known.end()) continue;
+    std::string list;
+    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
+    fail(kExitUsage,
+         fmt::format("unknown actor \"{}\": the `asya up` running on {} runs {}; check the name, "
+                     "or add --force to queue the message for an actor that runs elsewhere "
+                     "(e.g. another host sharing the broker)",
+                     actor, client.paths.root.string(),
+                     list.empty() ? std::string("no actors") : "only " + list));
+  }
+}
+
+}  // namespace
+
+int run_send(const SendArgs& args) {
+  Client client(args.state_dir);
+  std::string body;
+  std::string id;
+  std::vector<std::string> actors;
+  if (!args.envelope.empty()) {
+    if (!args.actor.empty() || !args.route.empty() || !args.payload.empty() ||
+        !args.headers.empty() || !args.deadline.empty() || args.id_given)
+      fail(kExitUsage,
+           "--envelope is a complete envelope; do not combine it with ACTOR, --route, "
+           "--payload, --header, --deadline or --id");
+    body = text_or_file(args.envelope, "--envelope");
+    auto parsed = envelope::parse(body);
+    if (!parsed)
+      fail(kExitUsage,
+           fmt::format("--envelope is not a valid envelope: {}", parsed.error().message));
+    if (parsed->route_done())
+      fail(kExitUsage, "--envelope: its route is already done (route.current == number of actors)");
+    id = parsed->id;
+    actors.assign(parsed->actors.begin() + static_cast<long>(parsed->current),
+                  parsed->actors.end());
+  } else {
+    if (args.actor.empty() == args.route.empty())
+      fail(kExitUsage, "give either ACTOR or --route a,b,c (the actors in order)");
+    if (!args.actor.empty()) {
+      actors.push_back(args.actor);
+    } else {
+      std::string rest = args.route;
+      while (true) {
+        auto comma = rest.find(',');
+        actors.push_back(rest.substr(0, comma));
+        if (comma == std::string::npos) break;
+        rest = rest.substr(comma + 1);
+      }
+    }
+    for (const auto& a : actors) {
+      if (a == "happy-end" || a == "error-end")
+        fail(kExitUsage, fmt::format("\"{}\" is an end actor; routes list only your actors (the "
+                                     "end actors are added by the sidecars)",
+                                     a));
+      if (!envelope::valid_actor_name(a))
+        fail(kExitUsage,
+             fmt::format("\"{}\" is not a valid actor name; use lowercase letters, digits and "
+                         "'-' (e.g. --route split,score,collect)",
+                         a));
+    }
+    if (args.payload.empty())
+      fail(kExitUsage, "--payload is required: a JSON value ('{\"text\": \"hi\"}') or @file.json");
+    std::string payload = text_or_file(args.payload, "--payload");
+    boost::system::error_code ec;
+    json::parse(payload, ec);
+    if (ec)
+      fail(kExitUsage,
+           fmt::format("--payload is not valid JSON ({}): {}; quote strings, e.g. '\"hello\"'",
+                       ec.message(),
+                       payload.size() > 200 ? payload.substr(0, 200) + "..." : payload));
+    if (args.id_given && args.id.empty())
+      fail(kExitUsage,
+           "--id is empty; give a non-empty envelope id, or leave --id out for a random UUID");
+    id = args.id_given ? args.id : new_id();
+    json::object headers;
+    for (const auto& h : args.headers) {
+      auto eq = h.find('=');
+      if (eq == std::string::npos || eq == 0)
+        fail(kExitUsage, fmt::format("--header {}: use key=value", h));
+      std::string key = h.substr(0, eq);
+      if (key.rfind("asya-", 0) == 0)
+        fail(kExitUsage, fmt::format("--header {}: keys starting with asya- are reserved", h));
+      headers[key] = h.substr(eq + 1);
+    }
+    json::array route_actors;
+    for (const auto& a : actors) route_actors.push_back(json::string(a));
+    body = "{\"id\":" + envelope::json_string(id) +
+           ",\"route\":{\"actors\":" + to_json_text(route_actors) + ",\"current\":0}";
+    if (!headers.empty()) body += ",\"headers\":" + to_json_text(headers);
+    if (!args.deadline.empty()) {
+      auto in = parse_duration(args.deadline);
+      if (!in) fail(kExitUsage, fmt::format("--deadline {}", in.error().message));
+      body += ",\"deadline\":\"" +
+              envelope::format_rfc3339(std::chrono::system_clock::now() + *in) + "\"";
+    }
+    body += ",\"payload\":" + payload + "}";
+    if (auto parsed = envelope::parse(body); !parsed)
+      fail(kExitUsage, fmt::format("the envelope would be invalid: {}", parsed.error().message));
+  }
+
+  if (!args.force) check_known_actors(client, actors);
+  if (std::size_t limit = Client::max_message_bytes(); body.size() > limit) {
+    fail(kExitUsage,
+         fmt::format("the message is {} bytes, more than the {} bytes ASYA_MAX_MESSAGE_BYTES "
+                     "allows ({}); send a smaller payload (large data by reference, e.g. an "
+                     "object store URL), or raise ASYA_MAX_MESSAGE_BYTES here and for every "
+                     "sidecar and gateway that handles it",
+                     body.size(), limit,
+                     env_get("ASYA_MAX_MESSAGE_BYTES")
+                         ? "ASYA_MAX_MESSAGE_BYTES=" + *env_get("ASYA_MAX_MESSAGE_BYTES")
+                         : std::string("the default, 256MiB")));
+  }
+
+  auto& queues = client.queues();
+  std::string queue = client.prefix + actors.front();
+  if (Status st = queues.ensure_queue(queue); !st) fail(kExitError, st.message());
+  if (Status st = queues.send(queue, body); !st) fail(kExitError, st.message());
+  if (!args.wait) {
+    std::cout << id << "\n";
+    return 0;
+  }
+
+  if (local::running_supervisor(client.paths) == 0)
+    std::cerr << fmt::format("asya: no `asya up` runs on {}; {} waits in queue {} until one does\n",
+                             client.paths.root.string(), id, queue);
+  // Wait for the envelope's own result, then until the route's queues are quiet, so fan-out
+  // children (ids <id>-N...) have finished too.
+  auto deadline = Clock::now() + std::chrono::milliseconds(static_cast<long>(args.timeout * 1000));
+  std::vector<std::string> watched;
+  for (const auto& a : actors) watched.push_back(client.prefix + a);
+  watched.push_back(client.prefix + "happy-end");
+  watched.push_back(client.prefix + "error-end");
+  bool root_done = false;
+  int quiet_rounds = 0;
+  bool settled = false;
+  while (Clock::now() < deadline) {
+    if (!root_done) root_done = find_result(client.paths, id).has_value();
+    if (root_done) {
+      bool quiet = true;
+      for (const auto& q : watched) {
+        auto s = queues.stats(q);
+        if (s && (s->ready + s->in_flight + s->delayed) > 0) {
+          quiet = false;
+          break;
+        }
+      }
+      quiet_rounds = quiet ? quiet_rounds + 1 : 0;
+      if (quiet_rounds >= 2) {
+        settled = true;
+        break;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (!root_done) {
+    fail(kExitNotFound,
+         fmt::format("timed out after {}s waiting for {} to finish; it may still be queued or "
+                     "running: see `asya status` and `asya results {}` later",
+                     args.timeout, id, id));
+  }
+  if (!settled)
+    std::cerr << fmt::format(
+        "asya: {} finished but the queues of its route stayed busy for {}s; "
+        "printing the results found so far\n",
+        id, args.timeout);
+  bool any_failed = false;
+  for (const auto& r : list_results(client.paths)) {
+    if (r.id != id && r.id.rfind(id + "-", 0) != 0) continue;
+    std::string text;
+    if (!local::read_file(r.file, text)) continue;
+    std::cout << trimmed(text) << "\n";
+    if (r.status == "failed") any_failed = true;
+  }
+  return any_failed ? kExitError : 0;
+}
+
+}  // namespace asya::cli
