@@ -234,3 +234,17 @@ words=({asya} send --payload ''); CURRENT=4; PREFIX=''; print '== payload value'
     assert "--detach" in sections["up flags"] and "--gateway-port" in sections["up flags"]
     assert "--route" not in sections["up flags"]
     assert sections["payload value"] == ["<files>"]
+
+
+def test_gateway_help_lists_the_documented_variables(prefix):
+    """`asya-gateway --help` (and so its man page) and docs/gateway.md's configuration table name
+    the same variables."""
+    text = (REPO / "docs" / "gateway.md").read_text()
+    start = text.index("## Configuration")
+    section = text[start:text.index("\n## ", start)]
+    documented = set(re.findall(r"\bASYA_[A-Z0-9_]*[A-Z0-9]\b", section))
+    help_text = subprocess.run([str(prefix / "bin" / "asya-gateway"), "--help"],
+                               capture_output=True, text=True, timeout=20).stdout
+    helped = set(re.findall(r"\bASYA_[A-Z0-9_]*[A-Z0-9]\b", help_text))
+    assert documented - helped == set(), "documented in docs/gateway.md but not in --help"
+    assert helped - documented == set(), "in --help but not documented in docs/gateway.md"
