@@ -34,6 +34,12 @@ def user_environment(home: pathlib.Path) -> dict:
     return env
 
 
+def make_environment() -> dict:
+    """This environment without an outer make's jobserver variables (make test runs this suite)."""
+    return {key: value for key, value in os.environ.items()
+            if key not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+
+
 def wait_for(condition, timeout, what, interval=0.1):
     deadline = time.monotonic() + timeout
     last = None

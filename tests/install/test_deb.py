@@ -8,13 +8,14 @@ import subprocess
 import pytest
 
 from install_harness import (ECHO_HANDLER, PROGRAMS, REPO, InstalledAsya, build_dir,
-                             echo_manifest, project_version, run_echo_pipeline, user_environment)
+                             echo_manifest, make_environment, project_version,
+                             run_echo_pipeline, user_environment)
 
 
 @pytest.fixture(scope="module")
 def deb(tmp_path_factory):
     result = subprocess.run(["make", "-s", "deb", f"BUILD_DIR={build_dir()}"], cwd=REPO,
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, env=make_environment())
     assert result.returncode == 0, result.stdout + result.stderr
     packages = glob.glob(str(build_dir() / f"asya_{project_version()}_*.deb"))
     assert len(packages) == 1, packages

@@ -4,15 +4,14 @@ installed Python runtime, a C++ actor built out of tree with find_package(asya),
 and the bash and zsh completion."""
 import json
 import os
-import pathlib
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from install_harness import (ECHO_HANDLER, PROGRAMS, REPO, InstalledAsya, build_dir,
-                             echo_manifest, install_into, project_version, run_echo_pipeline,
+from install_harness import (ECHO_HANDLER, PROGRAMS, REPO, build_dir, echo_manifest,
+                             make_environment, project_version, run_echo_pipeline,
                              user_environment)
 
 EXPECTED_FILES = [
@@ -39,7 +38,7 @@ def test_make_install_with_prefix_installs_the_same_files(prefix, tmp_path):
     other = tmp_path / "make-prefix"
     result = subprocess.run(["make", "-s", "install", f"PREFIX={other}",
                              f"BUILD_DIR={build_dir()}"], cwd=REPO, capture_output=True,
-                            text=True, timeout=300)
+                            text=True, timeout=300, env=make_environment())
     assert result.returncode == 0, result.stdout + result.stderr
 
     def files(root):
