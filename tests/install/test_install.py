@@ -247,3 +247,21 @@ def test_gateway_help_lists_the_documented_variables(prefix):
     helped = set(re.findall(r"\bASYA_[A-Z0-9_]*[A-Z0-9]\b", help_text))
     assert documented - helped == set(), "documented in docs/gateway.md but not in --help"
     assert helped - documented == set(), "in --help but not documented in docs/gateway.md"
+
+
+@pytest.mark.parametrize("flag", ["--help", "--version"])
+def test_installed_python_runtime_answers_help_and_version_without_side_effects(prefix, tmp_path,
+                                                                                flag):
+    cwd, home = tmp_path / "cwd", tmp_path / "home"
+    cwd.mkdir()
+    home.mkdir()
+    runtime = prefix / "share" / "asya" / "asya_runtime.py"
+    result = subprocess.run(["python3", str(runtime), flag], cwd=cwd, env=user_environment(home),
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    if flag == "--version":
+        assert result.stdout == f"asya-runtime {project_version()}\n"
+    else:
+        assert "ASYA_HANDLER" in result.stdout and "--version" in result.stdout
+    assert list(cwd.iterdir()) == [] and list(home.iterdir()) == []
