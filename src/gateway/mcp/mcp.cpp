@@ -80,7 +80,7 @@ RpcOutcome ok_outcome(json::object result) {
 }  // namespace
 
 McpEndpoint::McpEndpoint(Service& service, const ApiOptions& options)
-    : service_(service), options_(options) {}
+    : service_(service), options_(options), generic_(service) {}
 
 awaitable<Result<SessionUse>> McpEndpoint::use_session(const std::string& id) {
   auto now = Clock::now();
@@ -156,6 +156,7 @@ awaitable<Response> McpEndpoint::end_session(const http::Request& request) {
   if (!ended.ok()) co_return store_unavailable(ended.error().message);
   if (!ended.value())
     co_return http_rpc_error(404, kServerError, "Session not found: \"" + id + "\"");
+  generic_.forget(id);
   co_await sweep_sessions();
   co_return Response::json(200, "{}");
 }
@@ -220,9 +221,11 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     Status created = co_await service_.blocking<Status>(std::move(work));
     if (!created.ok()) co_return store_unavailable(created.message());
     co_await sweep_sessions();
+    json::object capabilities{{"tools", json::object{{"listChanged", false}}}};
+    mcp::GenericFeatures::add_capabilities(capabilities);
     json::object result{
         {"protocolVersion", version},
-        {"capabilities", json::object{{"tools", json::object{{"listChanged", false}}}}},
+        {"capabilities", std::move(capabilities)},
         {"serverInfo", json::object{{"name", "asya-gateway"}, {"version", "0.1.0"}}},
         {"instructions",
          "Each tool runs an Asya pipeline; calls of tools with progress enabled report "
@@ -246,22 +249,17 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
   std::string session_version = session.value().protocol_version;
-  // The header, when sent, must name the version negotiated at initialize; a client that does not
-  // send it (2024-11-05 has none) is assumed to speak the negotiated version.
-  std::string header_version = request.header("MCP-Protocol-Version");
-  if (!header_version.empty() && header_version != session_version) {
-    co_return http_rpc_error(400, kInvalidRequest,
-                             "Bad Request: MCP-Protocol-Version \"" + header_version +
-                                 "\" differs from the version negotiated for this session (\"" +
-                                 session_version + "\"); send the negotiated version");
-  }
+  // The header, when sent, names a supported version (checked in handle()); it need not be the
+  // negotiated one: the official SDK's server accepts any supported version, and the official
+  // conformance suite relies on that. Absent (2024-11-05 has none), the negotiated one is assumed.
 
   using Notify = std::function<awaitable<void>(const json::object&)>;
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
   // `raw_arguments` is the text of params.arguments as sent ("" for a batch: printed again);
   // `flight` (may be null) is where notifications/cancelled marks this request.
-  auto dispatch = [this](const json::object& m, Notify notify, std::string raw_arguments,
-                         std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
+  auto dispatch = [this, session_id](const json::object& m, Notify notify,
+                                     std::string raw_arguments,
+                                     std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
     std::string method(m.at("method").as_string());
     const json::value* params_value = m.if_contains("params");
     json::object params =
@@ -278,6 +276,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       }
       co_return ok_outcome(json::object{{"tools", std::move(tools)}});
     }
+    if (auto generic = co_await generic_.answer(session_id, method, params))
+      co_return RpcOutcome{std::move(generic->result), generic->code, generic->message};
     if (method != "tools/call") {
       co_return RpcOutcome{std::nullopt, kMethodNotFound, "Method not found: \"" + method + "\""};
     }
@@ -309,6 +309,7 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     auto started = co_await service_.start_call(*tool, std::move(payload));
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
     if (flight) flight->job_id = started.value();
+    generic_.remember_job(session_id, started.value(), tool->name);
     if (tool->async) co_return ok_outcome(api::async_result(started.value(), tool->progress));
 
     json::value token = nullptr;
@@ -318,10 +319,14 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     int last_sent = -1;
     Service::UpdateCallback on_update;
     // `progress: false` (the tool's or defaults'): no notifications/progress, only the result.
-    if (notify && !token.is_null() && tool->progress) {
+    bool send_progress = !token.is_null() && tool->progress;
+    if (notify && (send_progress || generic_.logging(session_id))) {
       on_update = [&](const Update& update) -> awaitable<void> {
+        // notifications/message at the session's level (logging/setLevel), see generic.hpp.
+        if (auto log = generic_.log_message(session_id, started.value(), update))
+          co_await notify(*log);
         // Progress must increase with each notification.
-        if (update.progress_percent <= last_sent) co_return;
+        if (!send_progress || update.progress_percent <= last_sent) co_return;
         last_sent = update.progress_percent;
         json::object notification = progress_notification(token, update);
         co_await notify(notification);
@@ -424,6 +429,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       const json::value* meta = params->as_object().if_contains("_meta");
       wants_progress = meta && meta->is_object() && meta->as_object().contains("progressToken");
     }
+    // A session that set a log level gets its log notifications on the call's stream.
+    wants_progress = wants_progress || generic_.logging(session_id);
   }
   if (!(wants_progress && accepts_sse)) {
     Unregister unregister{in_flight_, flight_key, flight};

@@ -9,8 +9,10 @@
 //   GET (a server-initiated stream) is not offered: 405.
 // - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
 //   has them; otherwise -32600.
-// - MCP-Protocol-Version, when sent, must be a supported version and, after initialize, the one
-//   negotiated for the session (else 400); absent, the negotiated version is assumed.
+// - MCP-Protocol-Version, when sent, must be a supported version (else 400); absent, the version
+//   negotiated at initialize is assumed.
+// - logging/setLevel, completion/complete, resources/*, prompts/* are answered by
+//   GenericFeatures (generic.hpp).
 // - Host, Origin and Content-Type are checked for every endpoint by Api (docs/gateway.md,
 //   Security).
 // - notifications/cancelled for a tools/call in progress (on this replica) ends that request:
@@ -33,6 +35,7 @@
 #include <string>
 
 #include "gateway/api.hpp"
+#include "gateway/mcp/generic.hpp"
 
 namespace asya::gateway {
 
@@ -62,6 +65,7 @@ class McpEndpoint {
 
   Service& service_;
   const ApiOptions& options_;
+  mcp::GenericFeatures generic_;  // logging, completion, resources, prompts (generic.hpp)
   // Requests in progress by session id + "\n" + JSON id; only touched on the io thread.
   using InFlightMap = std::map<std::string, std::shared_ptr<InFlight>>;
   std::shared_ptr<InFlightMap> in_flight_ = std::make_shared<InFlightMap>();
