@@ -32,6 +32,10 @@ struct ApiOptions {
   std::chrono::milliseconds keepalive{std::chrono::seconds(15)};
   // An MCP session unused this long ends (later requests with its id get 404).
   std::chrono::milliseconds mcp_session_timeout{std::chrono::hours(1)};
+  // ASYA_GATEWAY_MCP_POLL_AFTER: a tools/call SSE answer in a 2025-11-25 session is closed this
+  // long after its priming event; the client resumes with GET /mcp and Last-Event-ID (SEP-1699).
+  // 0: streams stay open to the end.
+  std::chrono::milliseconds mcp_poll_after{0};
 };
 
 class McpEndpoint;

@@ -31,6 +31,8 @@ variables:
   ASYA_GATEWAY_THREADS             4             threads for blocking store and transport calls
   ASYA_GATEWAY_KEEPALIVE           15s           SSE keepalive interval
   ASYA_GATEWAY_MCP_SESSION_TIMEOUT 1h            an MCP session unused this long ends
+  ASYA_GATEWAY_MCP_POLL_AFTER      0 (off)       close MCP tools/call streams this long after
+                                                 their priming event (clients resume with GET)
   ASYA_GATEWAY_POLL_INTERVAL       2s            how often waiters re-read the job store
   ASYA_MAX_MESSAGE_BYTES           256MiB        largest envelope the transport accepts
   ASYA_LOG_LEVEL                   info          debug, info, warn, error

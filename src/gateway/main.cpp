@@ -92,6 +92,10 @@ int main(int argc, char** argv) {
         env_duration("ASYA_GATEWAY_MCP_SESSION_TIMEOUT", std::chrono::hours(1));
     if (api_options.mcp_session_timeout.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_MCP_SESSION_TIMEOUT must be positive (e.g. 1h)");
+    api_options.mcp_poll_after =
+        env_duration("ASYA_GATEWAY_MCP_POLL_AFTER", std::chrono::milliseconds(0));
+    if (api_options.mcp_poll_after.count() < 0)
+      throw ConfigError("ASYA_GATEWAY_MCP_POLL_AFTER must be 0 (off) or positive (e.g. 30s)");
 
     auto store = open_job_store_from_env();
     transport::Options transport_options;

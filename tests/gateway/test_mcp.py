@@ -60,7 +60,9 @@ def test_sessions_headers_and_origins_are_checked(gateway):
     assert rpc(gateway, ping, session, {"Origin": "http://localhost:3000"})[0] == 200
     notification = {"jsonrpc": "2.0", "method": "notifications/initialized"}
     assert rpc(gateway, notification, session)[0] == 202
-    assert http("GET", gateway.url + "/mcp", headers={"Mcp-Session-Id": session})[0] == 405
+    # GET opens an SSE stream (test_mcp_streams.py): without Accept: text/event-stream, 406.
+    assert http("GET", gateway.url + "/mcp", headers={"Mcp-Session-Id": session})[0] == 406
+    assert http("PUT", gateway.url + "/mcp", b"{}", headers={"Mcp-Session-Id": session})[0] == 405
     assert http("DELETE", gateway.url + "/mcp", headers={"Mcp-Session-Id": session})[0] == 200
     assert rpc(gateway, ping, session)[0] == 404
 

@@ -1,5 +1,8 @@
 #include "gateway/mcp/mcp.hpp"
 
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -7,6 +10,7 @@
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/mcp/streams.hpp"
 #include "gateway/raw_json.hpp"
 
 namespace asya::gateway {
@@ -124,10 +128,11 @@ awaitable<Response> McpEndpoint::handle(const http::Request& request) {
   }
   if (request.method == "POST") co_return co_await post(request);
   if (request.method == "DELETE") co_return co_await end_session(request);
-  Response r = http_rpc_error(405, kServerError,
-                              "Method Not Allowed: " + request.method +
-                                  " /mcp (this server offers no standalone SSE stream; use POST)");
-  r.headers.emplace_back("Allow", "POST, DELETE");
+  if (request.method == "GET") co_return co_await open_stream(request);
+  Response r =
+      http_rpc_error(405, kServerError,
+                     "Method Not Allowed: " + request.method + " /mcp (use POST, GET or DELETE)");
+  r.headers.emplace_back("Allow", "GET, POST, DELETE");
   co_return r;
 }
 
@@ -310,6 +315,7 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
     if (flight) flight->job_id = started.value();
     generic_.remember_job(session_id, started.value(), tool->name);
+    if (flight && flight->on_started) co_await flight->on_started(started.value());
     if (tool->async) co_return ok_outcome(api::async_result(started.value(), tool->progress));
 
     json::value token = nullptr;
@@ -340,9 +346,15 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       };
     }
     std::function<bool()> stop;
-    if (flight) stop = [flight] { return flight->cancelled; };
+    if (flight) stop = [flight] { return flight->cancelled || flight->detached; };
     auto job = co_await service_.wait_final(started.value(), Clock::now() + tool->timeout,
                                             on_update, on_idle, options_.keepalive, stop);
+    if (flight && flight->detached && !flight->cancelled) {
+      // Closed for polling: the client gets the result on GET with Last-Event-ID (streams.hpp).
+      RpcOutcome closed{std::nullopt, kRequestCancelled, "stream closed for polling"};
+      closed.cancelled = true;
+      co_return closed;
+    }
     if (flight && flight->cancelled) {
       // The pipeline runs on (cancelling it is not implemented); the client is told nothing more.
       spdlog::info("gateway: MCP request for job {} cancelled by the client: {}", started.value(),
@@ -422,6 +434,10 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     }
   };
 
+  // Priming events (and so resumption) are part of 2025-11-25 (SEP-1699); older clients may not
+  // expect an event with empty data.
+  bool resumable = session_version == "2025-11-25";
+  bool polling = options_.mcp_poll_after.count() > 0 && resumable;
   bool wants_progress = false;
   if (m.at("method") == "tools/call") {
     const json::value* params = m.if_contains("params");
@@ -429,8 +445,9 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       const json::value* meta = params->as_object().if_contains("_meta");
       wants_progress = meta && meta->is_object() && meta->as_object().contains("progressToken");
     }
-    // A session that set a log level gets its log notifications on the call's stream.
-    wants_progress = wants_progress || generic_.logging(session_id);
+    // A session that set a log level gets its log notifications on the call's stream; with
+    // polling on, a 2025-11-25 session's call answers as a resumable stream (streams.hpp).
+    wants_progress = wants_progress || generic_.logging(session_id) || polling;
   }
   if (!(wants_progress && accepts_sse)) {
     Unregister unregister{in_flight_, flight_key, flight};
@@ -445,10 +462,24 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   // Unregistered when the response is gone, whether or not its stream ever ran.
   // (Not make_shared: a temporary Unregister would unregister at once.)
   std::shared_ptr<Unregister> unregister(new Unregister{in_flight_, flight_key, flight});
-  response.stream = [this, message = m, dispatch, answer, raw_arguments, flight,
-                     unregister](http::ResponseStream& out) -> awaitable<void> {
+  response.stream = [this, message = m, dispatch, answer, raw_arguments, flight, unregister,
+                     polling, resumable](http::ResponseStream& out) -> awaitable<void> {
     service_.metrics().sse_streams().Increment();
     bool open = true;
+    // The priming event (an id to resume from) once the job exists; then, with polling on, the
+    // stream closes after ASYA_GATEWAY_MCP_POLL_AFTER (streams.hpp).
+    std::string request_id = to_json_text(message.at("id"));
+    if (resumable)
+      flight->on_started = [&, this](const std::string& job_id) -> awaitable<void> {
+        auto retry = polling ? options_.mcp_poll_after : std::chrono::milliseconds(1000);
+        std::string priming =
+            mcp::priming_event(mcp::stream_event_id(job_id, request_id, false), retry);
+        if (open) open = co_await out.write(std::move(priming));
+        if (polling) {
+          asio::co_spawn(co_await asio::this_coro::executor,
+                         detach_after(flight, options_.mcp_poll_after), asio::detached);
+        }
+      };
     // An empty object is a keepalive: an SSE comment, which clients ignore.
     Notify notify = [&](const json::object& notification) -> awaitable<void> {
       std::string event =
@@ -457,7 +488,9 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     };
     RpcOutcome outcome = co_await dispatch(message, notify, raw_arguments, flight);
     // A cancelled request ends its stream without a response (the client has stopped waiting).
-    std::string event = sse_message(answer(message.at("id"), outcome));
+    std::string event = "id: " + mcp::stream_event_id(flight->job_id, request_id, true) + "\n" +
+                        sse_message(answer(message.at("id"), outcome));
+    if (flight->job_id.empty()) event = sse_message(answer(message.at("id"), outcome));
     if (open && !outcome.cancelled) co_await out.write(std::move(event));
     service_.metrics().sse_streams().Decrement();
   };

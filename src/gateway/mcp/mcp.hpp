@@ -6,7 +6,8 @@
 // - DELETE ends the session; a session unused for ASYA_GATEWAY_MCP_SESSION_TIMEOUT ends too.
 //   Sessions are kept in the job store, so every gateway replica sharing the database (or the
 //   SQLite file) accepts them.
-//   GET (a server-initiated stream) is not offered: 405.
+//   GET opens the session's standalone SSE stream, or with Last-Event-ID resumes a tools/call
+//   stream (streams.hpp).
 // - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
 //   has them; otherwise -32600.
 // - MCP-Protocol-Version, when sent, must be a supported version (else 400); absent, the version
@@ -29,6 +30,7 @@
 #include <boost/json/object.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -61,7 +63,17 @@ class McpEndpoint {
     bool cancelled = false;
     std::string reason;
     std::string job_id;  // set once the job is started
+    // The SSE answer was closed for polling (ASYA_GATEWAY_MCP_POLL_AFTER): the wait ends without
+    // a result; the client resumes with GET (streams.hpp).
+    bool detached = false;
+    // Called once the job is started (an SSE answer sends its priming event then).
+    std::function<boost::asio::awaitable<void>(const std::string& job_id)> on_started;
   };
+  // GET /mcp (streams.cpp).
+  boost::asio::awaitable<http::Response> open_stream(const http::Request& request);
+  // Marks the flight detached after `after` and wakes its wait (streams.cpp).
+  boost::asio::awaitable<void> detach_after(std::shared_ptr<InFlight> flight,
+                                            std::chrono::milliseconds after);
 
   Service& service_;
   const ApiOptions& options_;
