@@ -39,6 +39,9 @@ struct ApiOptions {
 };
 
 class McpEndpoint;
+namespace a2a {
+class Endpoint;
+}
 
 class Api {
  public:
@@ -67,6 +70,7 @@ class Api {
   Service& service_;
   ApiOptions options_;
   std::unique_ptr<McpEndpoint> mcp_;
+  std::unique_ptr<a2a::Endpoint> a2a_;  // /a2a and the agent card (a2a/a2a.hpp)
 };
 
 // Shared by REST and MCP.

@@ -6,6 +6,7 @@
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/a2a/a2a.hpp"
 #include "gateway/api.hpp"
 #include "gateway/mcp/mcp.hpp"
 #include "gateway/raw_json.hpp"
@@ -241,7 +242,8 @@ std::vector<std::string> split_path(const std::string& path) {
 Api::Api(Service& service, ApiOptions options)
     : service_(service),
       options_(std::move(options)),
-      mcp_(std::make_unique<McpEndpoint>(service, options_)) {}
+      mcp_(std::make_unique<McpEndpoint>(service, options_)),
+      a2a_(std::make_unique<a2a::Endpoint>(service, options_)) {}
 
 Api::~Api() = default;
 
@@ -288,6 +290,8 @@ awaitable<Response> Api::route(const http::Request& request) {
   }
 
   if (path == "/mcp") co_return co_await mcp_->handle(request);
+  if (path == "/a2a" || path == "/.well-known/agent-card.json")
+    co_return co_await a2a_->handle(request);
   if (path == "/tools") {
     co_return method == "GET" ? list_tools() : method_not_allowed(method, path, "GET");
   }
