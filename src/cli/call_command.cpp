@@ -314,6 +314,21 @@ int run(const CallArgs& a) {
   std::string shown =
       job["error_message"].is_string() ? std::string(job["error_message"].as_string()) : error;
   std::cerr << "asya: job " << job_id << " failed: " << shown << "\n";
+  // The handler's traceback (where in the user's file), indented under that line.
+  if (const json::value* details = job.if_contains("error_details");
+      details && details->is_object())
+    if (const json::value* tb = details->as_object().if_contains("traceback");
+        tb && tb->is_string() && !tb->as_string().empty()) {
+      std::string text(tb->as_string());
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      std::string::size_type start = 0;
+      while (start <= text.size()) {
+        auto end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        std::cerr << "  " << std::string_view(text).substr(start, end - start) << "\n";
+        start = end + 1;
+      }
+    }
   return error.find("timed out") != std::string::npos ? kTimeout : kFailed;
 }
 

@@ -138,6 +138,11 @@ def test_a_failing_pipeline_says_the_error_type_message_and_actor(stack):
     match = re.search(r"asya: job (\S+) failed: (.*)\n", r.stderr)
     assert match, r.stderr
     assert match.group(2) == FAILURE
+    # Then the handler's traceback, indented: where in the example's file it failed.
+    after = r.stderr.split(match.group(0), 1)[1]
+    assert after.startswith("  Traceback (most recent call last):\n"), r.stderr
+    assert f'  File "{EXAMPLES / "text-pipeline" / "score.py"}", line ' in after, r.stderr
+    assert after.endswith("  KeyError: 'sentence'\n"), r.stderr
     # The last progress line says it too.
     progress = [line for line in r.stderr.splitlines() if line.startswith("progress ")]
     assert progress[-1].endswith(f"% failed: {FAILURE}"), r.stderr
