@@ -126,6 +126,7 @@ struct Progress {
   bool tty = ::isatty(2) != 0;
   bool quiet = false;
   ProgressOrder order;
+  std::string last_line;  // plain mode: a repeat (e.g. a redelivered step) is not printed again
   bool drawn = false;
 
   void show(std::int64_t sequence, const json::object& data) {
@@ -136,7 +137,9 @@ struct Progress {
       std::fflush(stderr);
       drawn = true;
     } else {
-      std::fprintf(stderr, "%s\n", plain_progress_line(event).c_str());
+      std::string line = plain_progress_line(event);
+      if (line != last_line) std::fprintf(stderr, "%s\n", line.c_str());
+      last_line = std::move(line);
     }
   }
   void finish() {
