@@ -35,6 +35,9 @@ struct SupervisorOptions {
   // in a row mark the actor crash-looping (restarts continue, at the capped backoff).
   std::chrono::milliseconds healthy_after{std::chrono::seconds(10)};
   int crash_loop_after = 3;
+  // `asya up --reload`: when a Python file an actor's handler is imported from changes, its
+  // replicas drain and are replaced by new ones (handler_watcher.hpp says what counts).
+  bool reload = false;
   // Called once, when the end actors and every actor's initial replicas have been started
   // (`asya up --detach` returns then).
   std::function<void()> on_ready;
