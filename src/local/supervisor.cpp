@@ -29,6 +29,7 @@
 #include "local/output_collector.hpp"
 #include "local/queue_stats_poller.hpp"
 #include "local/replica_launcher.hpp"
+#include "local/replica_supervisor.hpp"
 #include "local/sidecar_counters.hpp"
 #include "local/status_writer.hpp"
 #include "local/terminal_view.hpp"
@@ -49,10 +50,6 @@ constexpr auto kStatsAnswerTimeout = 2s;
 // A status asked for by `asya status` (SIGUSR1) waits at most this long for queue counts read
 // after the request; then it is written with what there is.
 constexpr auto kFreshStatsWait = 2s;
-// The backoff of a crash caused by a full disk is capped at this, and the restart happens at
-// once when free space reappears: freeing the disk should not wait for a 30 s backoff.
-constexpr std::chrono::milliseconds kNoSpaceBackoff = 5s;
-constexpr std::size_t kCrashOutputLines = 10;  // last lines of a crashed child's output kept
 
 // 32 random bytes from the kernel, as 64 hex digits.
 Result<std::string> random_token() {
@@ -102,6 +99,7 @@ class Supervisor {
   Supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options)
       : options_(options),
         launcher_(options_, output_, prefix_, base_env_),
+        replicas_(options_, launcher_, output_, [this](const std::string& e) { event(e); }),
         gateway_(options_, restart_policy(options_), [this](const std::string& e) { event(e); }),
         status_writer_(options_.paths.status_file()) {
     for (const char* name : {kHappyEnd, kErrorEnd}) {
@@ -127,18 +125,9 @@ class Supervisor {
   Status watch_handlers();
   void tick(Clock::time_point now);
   void autoscale(ActorState& actor, Clock::time_point now);
-  void reconcile(ActorState& actor, Clock::time_point now);
-  void reload(const HandlerWatcher::Change& change, Clock::time_point now);
-  void on_exit(pid_t pid, int status, Clock::time_point now);
-  void record_crash(ActorState& actor, const Replica& replica, Clock::time_point now);
-  // Free bytes of the fullest file system a replica of `actor` writes to (its run directory
-  // and its logs).
-  std::uint64_t free_bytes(const ActorState& actor) const;
-  void watch_free_space(ActorState& actor, Clock::time_point now);
   void start_stats_poller();
   // The latest stats of `actor`'s queue into actor.stats; false when they are not current.
   bool update_stats(ActorState& actor);
-  void advance_stopping(ActorState& actor, Clock::time_point now);
   void begin_shutdown(Clock::time_point now);
   void kill_everything();
   // Whether every queue's counts were read at or after `since` (a status `asya status` asked for).
@@ -161,6 +150,7 @@ class Supervisor {
   std::vector<std::string> base_env_;  // the supervisor's environment, for sidecars
   OutputCollector output_;
   ReplicaLauncher launcher_;
+  ReplicaSupervisor replicas_;
   GatewayProcess gateway_;
   StatusWriter status_writer_;
   std::unique_ptr<HandlerWatcher> watcher_;  // with --reload
@@ -292,109 +282,6 @@ Status Supervisor::watch_handlers() {
   return Status::Ok();
 }
 
-// A handler file changed: every running replica of the actor drains (its sidecar finishes the
-// message in hand and acks it, or returns it to the queue) and stops; reconcile() starts new
-// replicas, which import the new code, at once.
-void Supervisor::reload(const HandlerWatcher::Change& change, Clock::time_point now) {
-  for (auto& actor : actors_) {
-    if (actor->spec.name != change.actor) continue;
-    int restarted = 0;
-    for (auto& r : actor->replicas) {
-      if (!r->running()) continue;
-      r->begin_stop(actor->spec.timeout.graceful_shutdown, now);
-      ++restarted;
-    }
-    event(fmt::format("reload: {}: {} changed; restarting {} replica(s) after they drain",
-                      actor->spec.name, change.file.string(), restarted));
-  }
-}
-
-void Supervisor::on_exit(pid_t pid, int status, Clock::time_point now) {
-  if (gateway_.on_exit(pid, status, shutting_down_, now)) return;
-  for (auto& actor : actors_) {
-    for (auto& r : actor->replicas) {
-      auto exit = r->on_exit(pid, now);
-      if (!exit) continue;
-      if (!exit->crashed) return;
-      const std::string& name = actor->spec.name;
-      // Unexpected: a crash, or the sidecar giving up on a stuck runtime.
-      if (exit->sidecar && WIFEXITED(status) &&
-          sidecar_exit_from_code(WEXITSTATUS(status)) == SidecarExit::kRuntimeTimeout) {
-        r->timeout_restart = true;
-        event(fmt::format("{}: replica {} hit the processing timeout; restarting the pair", name,
-                          r->index));
-      } else {
-        // Its last words come through the pipe even when its log file could not take them.
-        const char* which = exit->sidecar ? "sidecar" : "runtime";
-        auto tail = output_.tail(exit->sidecar ? r->sidecar_output : r->runtime_output,
-                                 kCrashOutputLines, 300ms);
-        r->crash_output = std::move(tail.lines);
-        r->crash_reason = fmt::format(
-            "{} {} (see {}{})", which, describe_exit(status),
-            (options_.paths.actor_logs(name) / fmt::format("{}.{}.log", r->index, which)).string(),
-            tail.log_error.empty() ? "" : "; " + tail.log_error);
-      }
-      actor->restarts++;
-      if (!r->timeout_restart) record_crash(*actor, *r, now);
-      return;
-    }
-  }
-}
-
-// Counts a crash of `replica` (just detected) and sets when the actor may start a replacement
-// (the actor's CrashStreak); the replacement waits for it even while the crashed pair is still
-// being stopped.
-void Supervisor::record_crash(ActorState& actor, const Replica& r, Clock::time_point now) {
-  auto verdict = actor.streak.record_crash(r.started, now);
-  auto backoff = verdict.backoff;
-  // A full disk (the runtime cannot write runtime-ready, a log, ...): retry soon, and at once
-  // when space is freed (watch_free_space), instead of after the whole backoff.
-  std::uint64_t free_now = free_bytes(actor);
-  bool no_space = free_now < 64 * 1024 ||
-                  std::any_of(r.crash_output.begin(), r.crash_output.end(), [](const auto& line) {
-                    return line.find("No space left on device") != std::string::npos;
-                  });
-  actor.waiting_for_space = no_space;
-  actor.free_bytes_at_crash = free_now;
-  if (no_space) backoff = std::min(backoff, kNoSpaceBackoff);
-  actor.restart_at = no_space ? now + backoff : std::max(actor.restart_at, now + backoff);
-  actor.last_crash = r.crash_reason;
-  actor.last_crash_output = r.crash_output;
-  actor.last_crash_at = std::chrono::system_clock::now();
-  if (verdict.entered_crash_loop) {
-    event(fmt::format(
-        "{}: CRASH-LOOPING: {} quick crashes in a row; last: {}; restarting with backoff up to {}",
-        actor.spec.name, actor.streak.quick_crashes(), r.crash_reason,
-        format_duration(options_.restart_backoff_max)));
-  } else {
-    event(fmt::format("{}: replica {} crashed: {}; restart in {}", actor.spec.name, r.index,
-                      r.crash_reason, format_duration(backoff)));
-  }
-}
-
-void Supervisor::advance_stopping(ActorState& actor, Clock::time_point now) {
-  for (auto it = actor.replicas.begin(); it != actor.replicas.end();) {
-    Replica& r = **it;
-    r.enforce_deadline(now);
-    if (r.gone()) {
-      output_.release(r.sidecar_output);
-      output_.release(r.runtime_output);
-      actor.retired_processed += r.processed;
-      actor.retired_errors += r.errors;
-      it = actor.replicas.erase(it);
-    } else {
-      ++it;
-    }
-  }
-  // A replica that has run long enough clears the crash-loop state.
-  for (const auto& r : actor.replicas) {
-    if (r->running() && actor.streak.note_running(r->started, now)) {
-      event(fmt::format("{}: recovered from crash loop", actor.spec.name));
-      break;
-    }
-  }
-}
-
 void Supervisor::autoscale(ActorState& actor, Clock::time_point now) {
   if (actor.end_actor || !actor.spec.scaling.enabled || now < actor.next_poll) return;
   actor.next_poll = now + actor.spec.scaling.polling_interval;
@@ -456,66 +343,6 @@ void Supervisor::start_stats_poller() {
   stats_poller_->start();
 }
 
-std::uint64_t Supervisor::free_bytes(const ActorState& actor) const {
-  std::uint64_t least = UINT64_MAX;
-  for (const fs::path& dir : {options_.paths.actor_logs(actor.spec.name),
-                              launcher_.socket_dir(actor.spec.name, 0).parent_path()}) {
-    struct statvfs info {};
-    if (::statvfs(dir.c_str(), &info) == 0)
-      least = std::min<std::uint64_t>(least, std::uint64_t{info.f_bavail} * info.f_frsize);
-  }
-  return least;
-}
-
-void Supervisor::watch_free_space(ActorState& actor, Clock::time_point now) {
-  if (!actor.waiting_for_space || now >= actor.restart_at) return;
-  // Checked once per tick (100 ms) while a full disk holds the actor back: two statvfs calls.
-  if (free_bytes(actor) > actor.free_bytes_at_crash + 16 * 1024) {
-    actor.waiting_for_space = false;
-    actor.restart_at = now;
-    event(fmt::format("{}: disk space is available again; restarting now", actor.spec.name));
-  }
-}
-
-void Supervisor::reconcile(ActorState& actor, Clock::time_point now) {
-  int live = actor.live();
-  // The replacement of a crashed pair waits for the backoff (record_crash), not for the crashed
-  // pair to be gone: a sidecar whose runtime never became ready can take until its SIGKILL.
-  if (live < actor.desired && now >= actor.restart_at) {
-    for (int i = live; i < actor.desired; ++i) {
-      // The lowest index not in use, so logs and sockets are reused after restarts.
-      int index = 0;
-      while (std::any_of(actor.replicas.begin(), actor.replicas.end(),
-                         [&](const auto& r) { return r->index == index; }))
-        ++index;
-      auto replica = launcher_.launch(actor.spec, actor.end_actor, index, now);
-      if (!replica) {
-        const std::string& message = replica.error().message;
-        actor.last_crash = message;
-        actor.last_crash_output.clear();
-        actor.last_crash_at = std::chrono::system_clock::now();
-        auto verdict = actor.streak.record_start_failure();
-        actor.restart_at = now + verdict.backoff;
-        event(fmt::format("{}: cannot start a replica: {}; retrying in {}", actor.spec.name,
-                          message, format_duration(verdict.backoff)));
-        if (verdict.entered_crash_loop)
-          event(fmt::format("{}: CRASH-LOOPING: cannot start", actor.spec.name));
-        break;
-      }
-      actor.replicas.push_back(std::move(*replica));
-    }
-  } else if (live > actor.desired) {
-    // Stop the newest replicas; each drains before it exits.
-    int excess = live - actor.desired;
-    for (auto it = actor.replicas.rbegin(); it != actor.replicas.rend() && excess > 0; ++it) {
-      if ((*it)->running()) {
-        (*it)->begin_stop(actor.spec.timeout.graceful_shutdown, now);
-        --excess;
-      }
-    }
-  }
-}
-
 void Supervisor::begin_shutdown(Clock::time_point now) {
   if (shutting_down_) return;
   shutting_down_ = true;
@@ -543,14 +370,16 @@ bool Supervisor::all_gone() const {
 }
 
 void Supervisor::tick(Clock::time_point now) {
-  for (auto& actor : actors_) advance_stopping(*actor, now);
+  for (auto& actor : actors_) replicas_.advance_stopping(*actor, now);
   if (!shutting_down_) {
     if (watcher_)
-      for (const auto& change : watcher_->poll(now)) reload(change, now);
+      for (const auto& change : watcher_->poll(now))
+        for (auto& actor : actors_)
+          if (actor->spec.name == change.actor) replicas_.reload(*actor, change.file, now);
     for (auto& actor : actors_) {
       autoscale(*actor, now);
-      watch_free_space(*actor, now);
-      reconcile(*actor, now);
+      replicas_.watch_free_space(*actor, now);
+      replicas_.reconcile(*actor, now);
     }
     if (!ready_) {
       // status.json first, so whoever waits for readiness (asya up --detach) can read it.
@@ -645,7 +474,11 @@ int Supervisor::run() {
     }
     int status = 0;
     pid_t pid;
-    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) on_exit(pid, status, now);
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+      if (gateway_.on_exit(pid, status, shutting_down_, now)) continue;
+      for (auto& actor : actors_)
+        if (replicas_.on_exit(*actor, pid, status, now)) break;
+    }
     tick(now);
     if (shutting_down_ && all_gone()) break;
   }
