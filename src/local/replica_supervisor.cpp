@@ -27,6 +27,8 @@ constexpr std::size_t kCrashOutputLines = 10;  // last lines of a crashed child'
 
 void ReplicaSupervisor::reload(ActorState& actor, const fs::path& file, Clock::time_point now) {
   int restarted = 0;
+  // A crash-looping handler that was just fixed should not wait out its backoff.
+  actor.restart_at = now;
   for (auto& r : actor.replicas) {
     if (!r->running()) continue;
     r->begin_stop(actor.spec.timeout.graceful_shutdown, now);
