@@ -1,19 +1,14 @@
 #include "local/supervisor.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
-#include <sys/file.h>
-#include <sys/random.h>
 #include <sys/socket.h>
-#include <sys/statvfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <optional>
@@ -22,7 +17,6 @@
 #include <fmt/format.h>
 
 #include "common/env.hpp"
-#include "common/sidecar_exit_code.hpp"
 #include "local/actor_state.hpp"
 #include "local/gateway_process.hpp"
 #include "local/handler_watcher.hpp"
@@ -30,6 +24,7 @@
 #include "local/queue_stats_poller.hpp"
 #include "local/replica_launcher.hpp"
 #include "local/replica_supervisor.hpp"
+#include "local/run_setup.hpp"
 #include "local/sidecar_counters.hpp"
 #include "local/status_writer.hpp"
 #include "local/terminal_view.hpp"
@@ -50,21 +45,6 @@ constexpr auto kStatsAnswerTimeout = 2s;
 // A status asked for by `asya status` (SIGUSR1) waits at most this long for queue counts read
 // after the request; then it is written with what there is.
 constexpr auto kFreshStatsWait = 2s;
-
-// 32 random bytes from the kernel, as 64 hex digits.
-Result<std::string> random_token() {
-  unsigned char bytes[32];
-  std::size_t got = 0;
-  while (got < sizeof bytes) {
-    ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Error{fmt::format("cannot generate a token: getrandom: {}", strerror(errno))};
-    got += static_cast<std::size_t>(n);
-  }
-  std::string out;
-  for (unsigned char b : bytes) out += fmt::format("{:02x}", b);
-  return out;
-}
 
 std::string now_text() {
   auto now = std::chrono::system_clock::now();
@@ -178,30 +158,12 @@ void Supervisor::event(const std::string& text) {
   }
 }
 bool Supervisor::start_up() {
-  const auto& paths = options_.paths;
-  std::error_code ec;
-  for (const auto& dir :
-       {paths.root, paths.succeeded(), paths.failed(), paths.logs(), paths.run()}) {
-    fs::create_directories(dir, ec);
-    if (ec) {
-      std::fprintf(stderr, "asya up: cannot create %s: %s\n", dir.c_str(), ec.message().c_str());
-      return false;
-    }
-  }
-  lock_fd_ = ::open(paths.lock_file().c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-  if (lock_fd_ < 0 || ::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
-    int pid = running_supervisor(paths);
-    std::fprintf(stderr,
-                 "asya up: another supervisor (pid %d) already runs on %s; stop it with `asya "
-                 "down` or use another --state-dir\n",
-                 pid, paths.root.c_str());
+  auto lock = claim_state_directory(options_.paths);
+  if (!lock) {
+    std::fprintf(stderr, "asya up: %s\n", lock.error().message.c_str());
     return false;
   }
-  if (Status st = write_file_atomic(paths.pid_file(), fmt::format("{}\n", ::getpid())); !st) {
-    std::fprintf(stderr, "asya up: %s\n", st.message().c_str());
-    return false;
-  }
-
+  lock_fd_ = *lock;
   for (const auto& actor : actors_) {
     if (actor->spec.isolation.network != manifest::RuntimeNetwork::kNone) continue;
     if (Status st = check_network_isolation(); !st) {
@@ -212,31 +174,12 @@ bool Supervisor::start_up() {
     break;  // one check answers for every actor
   }
   if (auto prefix = env_get("ASYA_QUEUE_PREFIX")) prefix_ = *prefix;
-  base_env_ = current_environment();
-  if (options_.transport == "sqlite") {
-    std::erase_if(base_env_,
-                  [](const std::string& e) { return e.rfind("ASYA_SQLITE_PATH=", 0) == 0; });
-    base_env_.push_back("ASYA_SQLITE_PATH=" + paths.queues_db().string());
+  auto base_env = sidecar_base_environment(options_);
+  if (!base_env) {
+    std::fprintf(stderr, "asya up: %s\n", base_env.error().message.c_str());
+    return false;
   }
-  if (gateway_.enabled()) {
-    // With a client token only, the sidecar endpoints (POST /envelopes*) would stay open to
-    // anything on this host: protect them with a token of this run, known to the gateway and
-    // every sidecar through base_env_ (never to runtimes).
-    auto client_token = env_get("ASYA_GATEWAY_TOKEN");
-    auto internal_token = env_get("ASYA_GATEWAY_INTERNAL_TOKEN");
-    if (client_token && !client_token->empty() && (!internal_token || internal_token->empty())) {
-      auto generated = random_token();
-      if (!generated) {
-        std::fprintf(stderr, "asya up: ASYA_GATEWAY_INTERNAL_TOKEN: %s\n",
-                     generated.error().message.c_str());
-        return false;
-      }
-      std::erase_if(base_env_, [](const std::string& e) {
-        return e.rfind("ASYA_GATEWAY_INTERNAL_TOKEN=", 0) == 0;
-      });
-      base_env_.push_back("ASYA_GATEWAY_INTERNAL_TOKEN=" + *generated);
-    }
-  }
+  base_env_ = std::move(*base_env);
   try {
     transport_ = transport::make_transport(options_.transport, own_transport_options(options_));
   } catch (const std::exception& e) {

@@ -1,7 +1,10 @@
 // The `asya up` supervisor: runs the end actors and, per actor, replicas = sidecar + runtime
 // process pairs, scales them with the Autoscaler from the transport's queue stats, restarts
 // crashed pairs with exponential backoff, and stops everything in order on SIGTERM/SIGINT.
-// docs/local.md describes the behaviour for users.
+// docs/local.md describes the behaviour for users. The parts: run_setup (state directory,
+// inherited environment), replica_launcher and replica_supervisor (replicas of an actor),
+// managed_process (one child and the restart backoff), gateway_process, handler_watcher
+// (--reload), sidecar_counters, status_writer and terminal_view.
 #pragma once
 
 #include <chrono>
