@@ -382,13 +382,16 @@ void Supervisor::refresh_status(Clock::time_point now) {
   }
 }
 
-int Supervisor::run() {
+// The signals the control loop takes with sigtimedwait(); blocked in every thread.
+sigset_t supervisor_signals() {
   sigset_t signals;
   sigemptyset(&signals);
   for (int sig : {SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1}) sigaddset(&signals, sig);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);
+  return signals;
+}
 
+int Supervisor::run() {
+  sigset_t signals = supervisor_signals();
   if (!start_up()) return 1;
   // From here on only the poller's own transport talks to the broker.
   transport_->close();
@@ -439,6 +442,11 @@ int Supervisor::run() {
 }  // namespace
 
 int run_supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options) {
+  // Before any thread exists (the Supervisor's OutputCollector starts one): a thread that does
+  // not block them would take SIGTERM or SIGUSR1 with their default action, ending the process.
+  sigset_t signals = supervisor_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ::signal(SIGPIPE, SIG_IGN);
   Supervisor supervisor(actors, options);
   return supervisor.run();
 }
