@@ -183,6 +183,30 @@ Result<QueueStats> Publisher::inspect(const std::string& queue) {
   return stats;
 }
 
+Result<std::uint64_t> Publisher::purge(const std::string& queue) {
+  std::uint64_t removed = 0;
+  auto job = std::make_shared<Job>();
+  job->description = "purging queue \"" + queue + "\"";
+  job->task = [&removed, queue](AmqpConnection& c) -> Status {
+    // A passive declare first: queue.purge of a missing queue is a 404 that reads like any
+    // other channel error.
+    if (auto counts = c.inspect_queue(kControlChannel, queue); !counts) {
+      if (!c.is_open()) return counts.error();
+      return Error{"queue_not_found: there is no queue \"" + queue + "\" on RabbitMQ at " +
+                   c.settings().describe() + " (" + counts.error().message + ")"};
+    }
+    amqp_queue_purge_ok_t* ok = amqp_queue_purge(c.state(), kControlChannel, bytes_of(queue));
+    if (Status st = c.check(amqp_get_rpc_reply(c.state()), kControlChannel,
+                            "purging queue \"" + queue + "\"");
+        !st)
+      return st;
+    removed = ok ? ok->message_count : 0;
+    return Status::Ok();
+  };
+  if (Status st = submit(job); !st) return st.error();
+  return removed;
+}
+
 Status Publisher::ping() {
   auto job = std::make_shared<Job>();
   job->description = "connecting";
