@@ -45,7 +45,7 @@ int main() {
   try {
     log::init("gateway", env_string("ASYA_LOG_LEVEL", "info"));
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::error("{}", e.what());  // the JSON line of the default logger
     return 2;
   }
   try {
@@ -117,13 +117,12 @@ int main() {
     return 0;
   } catch (const LoadError& e) {
     spdlog::error("gateway: routes config: {}", e.what());
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
     return 2;
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::error("{}", e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::critical("fatal: {}", e.what());
     return 1;
   }
 }

@@ -1,5 +1,7 @@
 #include "transport/rabbitmq/publisher.hpp"
 
+#include "common/env.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <poll.h>
@@ -61,9 +63,24 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
   if (stopping_) return Error{job->description + " failed: the transport was closed"};
   queue_.push_back(job);
   lock.unlock();
-  auto deadline = Clock::now() + settings_.confirm_timeout;
+  const auto started = Clock::now();
+  auto deadline = started + settings_.confirm_timeout;
   if (!drive(*job, deadline)) wakeup_.notify();
   lock.lock();
+  if (!ever_connected_ && settings_.connect_timeout < settings_.confirm_timeout) {
+    // The broker was never reached: a wrong URL or a broker that is down fails within
+    // connect_timeout, naming the reason, rather than after the whole confirm_timeout.
+    changed_.wait_until(lock, started + settings_.connect_timeout, [&] {
+      return job->state == Job::State::kDone || ever_connected_ || stopping_;
+    });
+    if (job->state == Job::State::kQueued && !ever_connected_) {
+      job->abandoned = true;  // not written: the link thread drops it
+      return Error{
+          job->description + " failed: cannot connect to RabbitMQ at " + settings_.describe() +
+          " within ASYA_RABBITMQ_CONNECT_TIMEOUT=" + format_duration(settings_.connect_timeout) +
+          (last_error_.empty() ? "" : ": " + last_error_)};
+    }
+  }
   if (changed_.wait_until(lock, deadline, [&] { return job->state == Job::State::kDone; })) {
     return job->result;
   }
