@@ -75,10 +75,11 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
     });
     if (job->state == Job::State::kQueued && !ever_connected_) {
       job->abandoned = true;  // not written: the link thread drops it
-      return Error{
-          job->description + " failed: cannot connect to RabbitMQ at " + settings_.describe() +
-          " within ASYA_RABBITMQ_CONNECT_TIMEOUT=" + format_duration(settings_.connect_timeout) +
-          (last_error_.empty() ? "" : ": " + last_error_)};
+      return Error{job->description +
+                   " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
+                   format_duration(settings_.connect_timeout) + ": " +
+                   (last_error_.empty() ? "cannot connect to RabbitMQ at " + settings_.describe()
+                                        : last_error_)};
     }
   }
   if (changed_.wait_until(lock, deadline, [&] { return job->state == Job::State::kDone; })) {
