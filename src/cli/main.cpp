@@ -154,16 +154,19 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--json", status_json, "Print JSON");
   state_option(status_cmd, status_state);
 
-  std::string logs_state, logs_actor;
-  int logs_lines = 0;
+  LogsArgs logs;
+  std::string& logs_state = logs.state_dir;
   auto* logs_cmd = app.add_subcommand(
       "logs",
-      "Print the logs of an actor's processes (sidecars and runtimes), or without ACTOR "
-      "the supervisor's log");
-  logs_cmd->add_option("actor", logs_actor, "Actor name");
-  logs_cmd->add_option("-n,--lines", logs_lines, "Only the last N lines of each file");
-  bool logs_follow = false;
-  logs_cmd->add_flag("-f,--follow", logs_follow, "Keep printing new lines (Ctrl-C stops)");
+      "Print the logs of every process (supervisor, gateway, sidecars, runtimes) merged by "
+      "time as JSON lines with a \"process\" field, or only ACTOR's (also: gateway, "
+      "supervisor)");
+  logs_cmd->add_option("actor", logs.actor, "Actor name, gateway or supervisor");
+  logs_cmd->add_option("-n,--lines", logs.lines, "Only the last N lines");
+  logs_cmd->add_flag("-f,--follow", logs.follow,
+                     "Keep printing new lines of every file (Ctrl-C stops)");
+  logs_cmd->add_flag("--pretty", logs.pretty,
+                     "Readable lines: time, process, level, message, other fields");
   state_option(logs_cmd, logs_state);
 
   asya::cli::add_render_command(app);
@@ -195,7 +198,7 @@ int main(int argc, char** argv) {
     if (*queues_cmd) return run_queues(queues_state, queues_json);
     if (*replay_cmd) return run_replay(replay);
     if (*status_cmd) return run_status(status_state, status_json);
-    if (*logs_cmd) return run_logs(logs_state, logs_actor, logs_lines, logs_follow);
+    if (*logs_cmd) return run_logs(logs);
     if (*version_cmd) {
       std::cout << "asya " << ASYA_VERSION << "\n";
       return 0;
