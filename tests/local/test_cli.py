@@ -127,8 +127,9 @@ def test_send_during_a_broker_outage_keeps_stdout_machine_readable(asya, tmp_pat
     if not rabbitmq_service.available():
         pytest.skip("rabbitmq-server is not installed (scripts/setup installs it)")
     broker = rabbitmq_service.Broker()  # its port is chosen, nothing listens yet
+    # A broker never reached fails after ASYA_RABBITMQ_CONNECT_TIMEOUT (10s): this send waits.
     env = dict(asya.env, ASYA_TRANSPORT="rabbitmq", ASYA_RABBITMQ_URL=broker.url,
-               ASYA_RABBITMQ_CONFIRM_TIMEOUT="300s")
+               ASYA_RABBITMQ_CONFIRM_TIMEOUT="300s", ASYA_RABBITMQ_CONNECT_TIMEOUT="300s")
     stderr_path = tmp_path / "send.stderr"
     try:
         with open(stderr_path, "w") as stderr:
