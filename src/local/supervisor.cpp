@@ -26,6 +26,7 @@
 
 #include "common/env.hpp"
 #include "common/http/client.hpp"
+#include "common/shutdown_signals.hpp"
 #include "common/sidecar_exit_code.hpp"
 #include "local/autoscaler.hpp"
 #include "local/output_collector.hpp"
@@ -1043,10 +1044,9 @@ void Supervisor::render_view() const {
 }
 
 int Supervisor::run() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int sig : {SIGTERM, SIGINT, SIGCHLD, SIGHUP}) sigaddset(&signals, sig);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // SIGCHLD only wakes the loop early to reap an exited child.
+  const SignalSet signals{SIGTERM, SIGINT, SIGCHLD, SIGHUP};
+  signals.block();
   ::signal(SIGPIPE, SIG_IGN);
 
   if (!start_up()) return 1;
@@ -1058,9 +1058,7 @@ int Supervisor::run() {
                     options_.transport, options_.paths.root.string()));
   int signals_seen = 0;
   while (true) {
-    timespec wait{0, 100'000'000};
-    siginfo_t info;
-    int sig = sigtimedwait(&signals, &info, &wait);
+    int sig = signals.wait_for(100ms);
     auto now = Clock::now();
     if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
       ++signals_seen;

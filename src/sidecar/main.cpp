@@ -7,6 +7,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/sidecar.hpp"
 #include "transport/transport.hpp"
@@ -25,12 +26,8 @@ int main(int argc, char** argv) {
     return kExitConfig;
   }
 
-  // Block the shutdown signals before any thread starts; the runner takes them with sigtimedwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Block the shutdown signals before any thread starts; the runner's SignalWatcher takes them.
+  asya::SignalSet().block();
   signal(SIGPIPE, SIG_IGN);
 
   Config config;
