@@ -2,6 +2,8 @@
 
 #include <cstdint>
 
+#include "common/excerpt.hpp"
+
 namespace asya {
 namespace {
 
@@ -15,20 +17,11 @@ bool read_digits(std::string_view text, std::size_t at, std::size_t count, int& 
   return true;
 }
 
-// `text` for an error message: at most about 80 bytes, never cutting a UTF-8 sequence.
-std::string shortened(std::string_view text) {
-  constexpr std::size_t kMax = 80;
-  if (text.size() <= kMax) return std::string(text);
-  std::size_t cut = 72;
-  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(text.substr(0, cut)) + "... (" + std::to_string(text.size()) + " bytes)";
-}
-
 }  // namespace
 
 Result<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text) {
   auto fail = [&]() {
-    std::string message = shortened(text);
+    std::string message = excerpt(text);
     message.insert(0, 1, '"');
     message.append(
         "\" is not an RFC 3339 time (expected e.g. \"2026-11-29T12:00:00Z\" or "

@@ -70,6 +70,10 @@ void normalize_integers(const Parameter& param, json::value& value) {
   }
 }
 
+// Sets schema.properties (each parameter's schema) and schema.required (the required ones' names,
+// left out when none).
+void add_properties(json::object& schema, const std::vector<Parameter>& properties);
+
 json::object parameter_schema(const Parameter& param) {
   json::object schema;
   schema["type"] = param_type_name(param.type);
@@ -82,17 +86,20 @@ json::object parameter_schema(const Parameter& param) {
   if (param.default_value) schema["default"] = *param.default_value;
   if (param.type == ParamType::array)
     schema["items"] = param.items ? parameter_schema(*param.items) : json::object{};
-  if (param.type == ParamType::object && !param.properties.empty()) {
-    json::object props;
-    json::array required;
-    for (const auto& prop : param.properties) {
-      props[prop.name] = parameter_schema(prop);
-      if (prop.required) required.push_back(json::value(prop.name));
-    }
-    schema["properties"] = std::move(props);
-    if (!required.empty()) schema["required"] = std::move(required);
-  }
+  if (param.type == ParamType::object && !param.properties.empty())
+    add_properties(schema, param.properties);
   return schema;
+}
+
+void add_properties(json::object& schema, const std::vector<Parameter>& properties) {
+  json::object props;
+  json::array required;
+  for (const auto& prop : properties) {
+    props[prop.name] = parameter_schema(prop);
+    if (prop.required) required.push_back(json::value(prop.name));
+  }
+  schema["properties"] = std::move(props);
+  if (!required.empty()) schema["required"] = std::move(required);
 }
 
 }  // namespace
@@ -261,14 +268,7 @@ const char* param_type_name(ParamType type) {
 json::object input_schema(const Tool& tool) {
   json::object schema;
   schema["type"] = "object";
-  json::object props;
-  json::array required;
-  for (const auto& param : tool.parameters) {
-    props[param.name] = parameter_schema(param);
-    if (param.required) required.push_back(json::value(param.name));
-  }
-  schema["properties"] = std::move(props);
-  if (!required.empty()) schema["required"] = std::move(required);
+  add_properties(schema, tool.parameters);
   schema["additionalProperties"] = false;
   return schema;
 }
