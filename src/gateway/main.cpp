@@ -7,12 +7,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <iostream>
 #include <sstream>
 
 #include "common/env.hpp"
 #include "common/log.hpp"
 #include "common/shutdown_signals.hpp"
+#include "common/version.hpp"
 #include "gateway/api.hpp"
+#include "gateway/help.hpp"
 #include "gateway/http/http.hpp"
 #include "gateway/service.hpp"
 
@@ -41,11 +44,15 @@ int default_max_connections() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   // Before any thread starts, so that every thread inherits the mask (shutdown_signals.hpp).
   asya::SignalSet().block();
   using namespace asya;
   using namespace asya::gateway;
+  if (auto exit_code = answer_informational_arguments(
+          std::span(argv + 1, argv + argc), "asya-gateway", help_text(), std::cout, std::cerr, 2)) {
+    return *exit_code;
+  }
   try {
     log::init("gateway", env_string("ASYA_LOG_LEVEL", "info"));
   } catch (const ConfigError& e) {
