@@ -36,6 +36,9 @@ using namespace std::chrono_literals;
 // this many tries; a child that is not accepted in time is announced in the background instead.
 constexpr std::chrono::milliseconds kAnnounceBudget = 2s;
 constexpr int kAnnounceAttempts = 2;
+// How long a sidecar waits for the gateway's answer to the report that tells it whether the job
+// was cancelled (PROTOCOL §7), before it goes on without knowing.
+constexpr std::chrono::milliseconds kCancelCheckBudget = 1s;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -105,6 +108,15 @@ class Runner {
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
   // each answer, so the gateway knows all branches before any output can reach an end actor.
   void announce_fanout(const envelope::Envelope& in, const Decision& decision);
+  // Calls the runtime with the delivery and decides its outcome (the outputs are not forwarded
+  // when the gateway says the job was cancelled meanwhile).
+  Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
+                        wire::RuntimeClient& client, wire::FrameBuffer& scratch);
+  // Sends a progress report in `state` at once and returns whether the gateway answered that the
+  // envelope's job was cancelled (false when it did not answer in time: then the report is
+  // queued like any other).
+  bool job_cancelled(const envelope::Envelope& in, std::string_view state, std::string message,
+                     std::optional<std::int64_t> duration_ms);
   // Extends the lease of every in-flight message held longer than a third of the visibility
   // timeout, until leases_stop_ is requested. Runs on its own thread.
   void keep_leases();
@@ -341,43 +353,20 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     decision = std::move(*early);
   } else {
     const envelope::Envelope& in = *parsed;
-    if (reporter_) {
-      report(envelope_path(in.id, "progress"),
-             progress_body(in.actors, in.current, "received",
-                           fmt::format("received by {}", config_.actor_name), std::nullopt));
-      report(envelope_path(in.id, "progress"),
-             progress_body(in.actors, in.current, "processing",
-                           fmt::format("processing in {}", config_.actor_name), std::nullopt));
+    if (reporter_ &&
+        job_cancelled(in, "received", fmt::format("received by {}", config_.actor_name),
+                      std::nullopt)) {
+      // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
+      decision = router_->error_end(
+          in, FailureCode::kCancelled,
+          fmt::format("job cancelled before actor {} started", config_.actor_name));
+    } else {
+      if (reporter_)
+        report(envelope_path(in.id, "progress"),
+               progress_body(in.actors, in.current, "processing",
+                             fmt::format("processing in {}", config_.actor_name), std::nullopt));
+      decision = call_runtime(in, delivery, client, scratch);
     }
-    auto call_started = Clock::now();
-    wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
-    double runtime_seconds = seconds_since(call_started);
-    metrics_.runtime_duration(runtime_seconds);
-    if (!call.notice.empty()) {
-      // The connection kept from the previous message was out of step; this message was sent on
-      // a new one and is not affected.
-      spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
-                   call.notice);
-      metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
-    }
-    decision = router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
-    if (call.status != wire::CallStatus::kOk) {
-      spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
-      metrics_.runtime_error(decision.failure.label());
-    } else if (decision.failure) {
-      metrics_.runtime_error(decision.failure.label());
-      if (decision.failure == FailureCode::kRuntimeProtocolError) {
-        // A connection that carried a bad answer is never reused (PROTOCOL §3).
-        client.disconnect();
-        spdlog::warn("runtime answer rejected ({}): {}", decision.failure.label(),
-                     decision.failure_message);
-      }
-    }
-    if (decision.status == ProcessedStatus::kSuccess && reporter_)
-      report(envelope_path(in.id, "progress"),
-             progress_body(in.actors, in.current, "completed",
-                           fmt::format("completed by {}", config_.actor_name),
-                           static_cast<std::int64_t>(runtime_seconds * 1000)));
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
@@ -407,6 +396,60 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     client.disconnect();
     need_ready = true;
   }
+}
+
+Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
+                              wire::RuntimeClient& client, wire::FrameBuffer& scratch) {
+  auto call_started = Clock::now();
+  wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
+  double runtime_seconds = seconds_since(call_started);
+  metrics_.runtime_duration(runtime_seconds);
+  if (!call.notice.empty()) {
+    // The connection kept from the previous message was out of step; this message was sent on
+    // a new one and is not affected.
+    spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
+                 call.notice);
+    metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
+  }
+  Decision decision =
+      router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+  if (call.status != wire::CallStatus::kOk) {
+    spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
+    metrics_.runtime_error(decision.failure.label());
+  } else if (decision.failure) {
+    metrics_.runtime_error(decision.failure.label());
+    if (decision.failure == FailureCode::kRuntimeProtocolError) {
+      // A connection that carried a bad answer is never reused (PROTOCOL §3).
+      client.disconnect();
+      spdlog::warn("runtime answer rejected ({}): {}", decision.failure.label(),
+                   decision.failure_message);
+    }
+  }
+  if (decision.status == ProcessedStatus::kSuccess && reporter_ &&
+      job_cancelled(in, "completed", fmt::format("completed by {}", config_.actor_name),
+                    static_cast<std::int64_t>(runtime_seconds * 1000))) {
+    // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
+    decision = router_->error_end(
+        in, FailureCode::kCancelled,
+        fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
+                    config_.actor_name));
+  }
+  return decision;
+}
+
+bool Runner::job_cancelled(const envelope::Envelope& in, std::string_view state,
+                           std::string message, std::optional<std::int64_t> duration_ms) {
+  std::string path = envelope_path(in.id, "progress");
+  std::string body = progress_body(in.actors, in.current, state, message, duration_ms);
+  // Sent at once (not queued) because the answer decides what happens to the envelope; a gateway
+  // that does not answer in time is asked nothing more: the report goes to the queue as usual
+  // and the envelope is processed (a gateway outage never blocks a pipeline).
+  auto answer = reporter_->post_now_answer(path, body, kCancelCheckBudget, 1);
+  if (!answer) {
+    report(std::move(path), std::move(body));
+    return false;
+  }
+  return answer->ok() && answer_says_cancelled(answer->body);
 }
 
 void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {
