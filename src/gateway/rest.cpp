@@ -217,7 +217,8 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   auto raw = raw_members(request.body);
   std::string payload = payload_text(valid.value(), arguments, raw["arguments"]);
   auto started_at = std::chrono::steady_clock::now();
-  auto started = co_await service_.start_call(*tool, std::move(payload));
+  CallOrigin origin{};  // named: see McpEndpoint (GCC 12 and temporaries in co_await)
+  auto started = co_await service_.start_call(*tool, std::move(payload), origin);
   if (!started.ok())
     co_return Response::json(200, to_json_text(api::error_result(started.error().message)));
   // `"async": true` in the body (used by `asya call`) answers the job id at once, as for an

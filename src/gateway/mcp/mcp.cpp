@@ -313,8 +313,10 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     std::string payload = payload_text(valid.value(), arguments, raw_arguments);
     if (task) co_return co_await start_task(*tool, *task, std::move(payload), owner);
     auto started_at = std::chrono::steady_clock::now();
-    auto started = co_await service_.start_call(*tool, std::move(payload),
-                                                CallOrigin{owner, false, std::nullopt});
+    // Named first: GCC 12 destroys twice a temporary with non-trivial members created inside a
+    // co_await expression.
+    CallOrigin origin{owner, false, std::nullopt};
+    auto started = co_await service_.start_call(*tool, std::move(payload), origin);
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
     if (flight) flight->job_id = started.value();
     if (tool->async) co_return ok_outcome(api::async_result(started.value(), tool->progress));
@@ -351,8 +353,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       std::string reason = flight->reason.empty() ? std::string("no reason given") : flight->reason;
       spdlog::info("gateway: MCP request for job {} cancelled by the client: {}", started.value(),
                    reason);
-      co_await service_.cancel_job(started.value(),
-                                   "cancelled by the client (notifications/cancelled): " + reason);
+      std::string why = "cancelled by the client (notifications/cancelled): " + reason;
+      co_await service_.cancel_job(started.value(), why);
       RpcOutcome cancelled{std::nullopt, kRequestCancelled,
                            "Request cancelled by the client (notifications/cancelled)"};
       cancelled.cancelled = true;

@@ -240,7 +240,8 @@ awaitable<std::optional<RpcOutcome>> McpEndpoint::task_method(const std::string&
                                                   "\" is already " + mcp::task_status(job.status) +
                                                   " and cannot be cancelled");
     }
-    auto cancelled = co_await service_.cancel_job(job.id, "cancelled by the client (tasks/cancel)");
+    const std::string reason = "cancelled by the client (tasks/cancel)";
+    auto cancelled = co_await service_.cancel_job(job.id, reason);
     if (!cancelled.ok())
       co_return error_outcome(kInternalError, "job store: " + cancelled.error().message);
     auto work = [this, id = job.id] { return service_.store().get(id); };
