@@ -278,3 +278,32 @@ def test_rest_cancel_needs_the_client_token_not_the_sidecar_one(gateway_binary, 
         assert http_json("POST", url, {}, {"Authorization": "Bearer client"})[0] == 200
     finally:
         gw.stop()
+
+
+def test_a_task_from_replica_a_is_read_listed_and_cancelled_on_replica_b_over_postgresql(
+        gateway_binary, tmp_path, postgres_url, queue_tool):
+    from test_postgres_replicas import fresh_database
+    _, url = fresh_database(postgres_url)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    shared = {"ASYA_DATABASE_URL": url, "ASYA_SQLITE_PATH": str(tmp_path / "queues.db")}
+    a = Gateway(gateway_binary, tmp_path / "a", ROUTES, shared).start()
+    b = Gateway(gateway_binary, tmp_path / "b", ROUTES, shared).start()
+    client_a, client_b = TasksClient(a.url), TasksClient(b.url)
+    try:
+        task = client_a(op="create", name="pipeline", arguments={"text": "pg"})["result"]["task"]
+        envelope = FakeActor(queue_tool, a).receive("first", wait="30s")
+        FakeActor(queue_tool, a).progress(envelope["id"], envelope["route"]["actors"], 0, "processing", "on a")
+        seen = client_b(op="get", taskId=task["taskId"])["result"]
+        assert seen["status"] == "working" and seen["statusMessage"] == "step 1 of 2: first: on a"
+        assert task["taskId"] in [t["taskId"] for t in client_b(op="list")["result"]["tasks"]]
+        client_a.send(op="result", taskId=task["taskId"])  # waits on A ...
+        assert client_b(op="cancel", taskId=task["taskId"])["result"]["status"] == "cancelled"  # ... cancelled on B
+        result = client_a.answer()["result"]
+        assert result["isError"] is True and result["structuredContent"]["status"] == "cancelled", result
+        assert client_a(op="get", taskId=task["taskId"])["result"]["status"] == "cancelled"
+    finally:
+        client_a.close()
+        client_b.close()
+        a.stop()
+        b.stop()
