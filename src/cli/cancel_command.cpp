@@ -97,7 +97,8 @@ int run(const CancelArgs& a) {
   if (!a.token.empty()) request.headers.emplace_back("Authorization", "Bearer " + a.token);
   json::object body;
   if (!a.reason.empty()) body["reason"] = a.reason;
-  request.body = to_json_text(body);
+  const std::string body_text = to_json_text(body);  // Request::body is a view
+  request.body = body_text;
   request.connect_timeout = std::chrono::seconds(10);
   request.timeout = std::chrono::seconds(30);
   http::Client client;
