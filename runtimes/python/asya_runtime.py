@@ -52,6 +52,9 @@ PYTHONPATH wins over an already imported module of the same name (a handler file
 tokenize.py); the "runtime ready" log line names the handler's file. ``asya_runtime.testing``
 (defined in this file) calls a handler exactly as the runtime would, for unit tests.
 
+``--help`` prints this text and ``--version`` the version (``asya-runtime 0.1.0``); both exit 0
+without loading a handler or opening a socket.
+
 Start-up problems (bad configuration, a handler that cannot be loaded, a socket path that cannot
 be used) print one JSON log line naming the problem on stderr and exit with status 1. SIGTERM or
 SIGINT stops accepting, lets requests already being processed finish (a second signal cuts that
@@ -1489,7 +1492,22 @@ def main(environ=None):
     return 0
 
 
+def _informational_answer(arguments):
+    """The text `--help` or `--version` prints (the runtime is configured only by environment
+    variables and reads no other argument), or None to start serving."""
+    if arguments == ["--version"]:
+        return "asya-runtime %s\n" % __version__
+    if arguments in (["--help"], ["-h"]):
+        return __doc__.strip() + "\n"
+    return None
+
+
 def _run():
+    answer = _informational_answer(sys.argv[1:])
+    if answer is not None:
+        sys.stdout.write(answer)  # nothing else: no handler loaded, no socket, no log line
+        sys.stdout.flush()
+        os._exit(0)
     status = main()
     try:
         sys.stdout.flush()
