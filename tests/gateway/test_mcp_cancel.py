@@ -72,15 +72,22 @@ def test_cancelling_an_unknown_or_finished_request_is_ignored(gateway):
     assert status == 200 and json.loads(body)["result"] == {}
 
 
-def test_a_protocol_version_header_must_match_the_negotiated_one(gateway):
+def test_a_protocol_version_header_must_name_a_supported_version(gateway):
+    """The header must name a supported version; another supported version than the negotiated
+    one is accepted (the spec says SHOULD send the negotiated one, and the official conformance
+    suite sends 2025-03-26 in a 2025-11-25 session), and the session keeps its version."""
     session, _ = initialize(gateway, "2025-06-18")
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    status, _, body = rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-03-26"})
+    status, _, body = rpc(gateway, ping, session, {"MCP-Protocol-Version": "2024-10-01"})
     assert status == 400
-    message = json.loads(body)["error"]["message"]
-    assert '"2025-03-26" differs from the version negotiated for this session ("2025-06-18")' in message
+    assert 'unsupported MCP-Protocol-Version "2024-10-01"' in json.loads(body)["error"]["message"]
+    assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-03-26"})[0] == 200
     assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-06-18"})[0] == 200
     assert rpc(gateway, ping, session)[0] == 200  # absent: the negotiated version is assumed
+    # The session still speaks 2025-06-18: no tasks, even with a 2025-11-25 header.
+    listed = rpc(gateway, {"jsonrpc": "2.0", "id": 3, "method": "tasks/list"}, session,
+                 {"MCP-Protocol-Version": "2025-11-25", "Accept": "application/json"})
+    assert json.loads(listed[2])["error"]["code"] == -32601
 
 
 def test_the_official_sdk_cancelling_a_call_gets_no_result(gateway, actor):

@@ -47,6 +47,17 @@ json::object progress_notification(const json::value& token, const Update& updat
   return json::object{{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", p}};
 }
 
+// notifications/message for one update of a job (logging/setLevel).
+json::object log_notification(const char* level, const Update& update) {
+  json::object data{{"status", job_status_name(update.status)}, {"message", update.message}};
+  if (!update.actor.empty()) data["actor"] = update.actor;
+  if (!update.error.empty()) data["error"] = update.error;
+  return json::object{
+      {"jsonrpc", "2.0"},
+      {"method", "notifications/message"},
+      {"params", json::object{{"level", level}, {"logger", "asya"}, {"data", std::move(data)}}}};
+}
+
 std::string sse_message(const json::object& message) {
   return "event: message\ndata: " + to_json_text(message) + "\n\n";
 }
@@ -194,7 +205,11 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     Status created = co_await service_.blocking<Status>(std::move(work));
     if (!created.ok()) co_return store_unavailable(created.message());
     co_await sweep_sessions();
-    json::object capabilities{{"tools", json::object{{"listChanged", false}}}};
+    json::object capabilities{{"tools", json::object{{"listChanged", false}}},
+                              {"logging", json::object{}},
+                              {"completions", json::object{}},
+                              {"resources", json::object{{"listChanged", false}}},
+                              {"prompts", json::object{{"listChanged", false}}}};
     // Tasks are part of the 2025-11-25 revision.
     if (version == "2025-11-25") {
       capabilities["tasks"] = json::object{
@@ -228,22 +243,16 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
   std::string session_version = session.value().protocol_version;
-  // The header, when sent, must name the version negotiated at initialize; a client that does not
-  // send it (2024-11-05 has none) is assumed to speak the negotiated version.
-  std::string header_version = request.header("MCP-Protocol-Version");
-  if (!header_version.empty() && header_version != session_version) {
-    co_return http_rpc_error(400, kInvalidRequest,
-                             "Bad Request: MCP-Protocol-Version \"" + header_version +
-                                 "\" differs from the version negotiated for this session (\"" +
-                                 session_version + "\"); send the negotiated version");
-  }
-
+  // The header, when sent, was checked to name a supported version (handle()); the session keeps
+  // the version negotiated at initialize. The transport spec says a client SHOULD (not MUST) send
+  // the negotiated one, and the official conformance suite (server-sse-multiple-streams) sends
+  // 2025-03-26 in a 2025-11-25 session, so another supported version is accepted.
   const std::string owner = task_owner(request.header("Authorization"), !options_.token.empty());
   const bool tasks_enabled = session_version == "2025-11-25";
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
   // `raw_arguments` is the text of params.arguments as sent ("" for a batch: printed again);
   // `flight` (may be null) is where notifications/cancelled marks this request.
-  auto dispatch = [this, owner, tasks_enabled](
+  auto dispatch = [this, owner, tasks_enabled, session_id](
                       const json::object& m, Notify notify, std::string raw_arguments,
                       std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
     std::string method(m.at("method").as_string());
@@ -269,6 +278,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       auto answered = co_await task_method(method, params, owner, notify, flight);
       if (answered) co_return std::move(*answered);
     }
+    if (auto answered = co_await generic_method(method, params, owner, session_id))
+      co_return std::move(*answered);
     if (method != "tools/call") {
       co_return RpcOutcome{std::nullopt, kMethodNotFound, "Method not found: \"" + method + "\""};
     }
@@ -328,7 +339,22 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     int last_sent = -1;
     Service::UpdateCallback on_update;
     // `progress: false` (the tool's or defaults'): no notifications/progress, only the result.
-    if (notify && !token.is_null() && tool->progress) {
+    std::optional<int> level = log_level(session_id);
+    if (notify && level) {
+      // logging/setLevel: each update as notifications/message (info; a failure as error) when
+      // at or above the session's level, besides the progress notifications.
+      on_update = [&, level](const Update& update) -> awaitable<void> {
+        int severity = update.status == JobStatus::failed ? 4 : 1;
+        if (severity >= *level) {
+          json::object message = log_notification(log_level_name(severity), update);
+          co_await notify(message);
+        }
+        if (token.is_null() || !tool->progress || update.progress_percent <= last_sent) co_return;
+        last_sent = update.progress_percent;
+        json::object notification = progress_notification(token, update);
+        co_await notify(notification);
+      };
+    } else if (notify && !token.is_null() && tool->progress) {
       on_update = [&](const Update& update) -> awaitable<void> {
         // Progress must increase with each notification.
         if (update.progress_percent <= last_sent) co_return;

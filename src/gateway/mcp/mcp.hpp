@@ -9,8 +9,8 @@
 //   GET (a server-initiated stream) is not offered: 405.
 // - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
 //   has them; otherwise -32600.
-// - MCP-Protocol-Version, when sent, must be a supported version and, after initialize, the one
-//   negotiated for the session (else 400); absent, the negotiated version is assumed.
+// - MCP-Protocol-Version, when sent, must be a supported version (else 400); the session keeps the
+//   version negotiated at initialize whatever a later request's header says.
 // - Host, Origin and Content-Type are checked for every endpoint by Api (docs/gateway.md,
 //   Security).
 // - notifications/cancelled for a tools/call in progress (on this replica) ends that request
@@ -87,6 +87,17 @@ class McpEndpoint {
       const std::string& method, const boost::json::object& params, const std::string& owner,
       Notify notify, std::shared_ptr<InFlight> flight);
   struct FoundTask;
+
+  // ---- Generic features (features.cpp) ----
+  // prompts/list (empty), prompts/get, logging/setLevel, resources/list (the caller's tasks as
+  // asya://jobs/{id}), resources/templates/list, resources/read, completion/complete (job ids
+  // for asya://jobs/{id}); nullopt for any other method.
+  boost::asio::awaitable<std::optional<mcp::RpcOutcome>> generic_method(
+      const std::string& method, const boost::json::object& params, const std::string& owner,
+      const std::string& session_id);
+  // The level a session chose with logging/setLevel (an index: 0 debug ... 7 emergency), if any.
+  std::optional<int> log_level(const std::string& session_id) const;
+  static const char* log_level_name(int level);
   boost::asio::awaitable<FoundTask> find_task(const boost::json::object& params,
                                               const std::string& owner);
 
@@ -96,6 +107,8 @@ class McpEndpoint {
   using InFlightMap = std::map<std::string, std::shared_ptr<InFlight>>;
   std::shared_ptr<InFlightMap> in_flight_ = std::make_shared<InFlightMap>();
   std::chrono::steady_clock::time_point next_sweep_{};  // only touched on the io thread
+  // logging/setLevel per session id, on this replica; only touched on the io thread.
+  std::map<std::string, int> log_levels_;
 };
 
 }  // namespace asya::gateway
