@@ -94,3 +94,20 @@ def test_asya_cancel_cancels_a_job_and_explains_a_finished_one(stack, build_path
     unknown = subprocess.run([str(asya), "cancel", "no-such-job", "--gateway", stack.url], env=env,
                              capture_output=True, text=True, timeout=60)
     assert unknown.returncode == 2 and "no-such-job" in unknown.stderr, unknown
+
+
+def test_cancelling_a_fanned_out_job_stops_its_remaining_branches(stack):
+    """Branch i sleeps 0.4*i s on one `branch` replica, so the branches run one after another: once
+    branch 1 ended, the later ones are still queued (or running) and must end as `cancelled`."""
+    status, answer, _ = http_json("POST", stack.url + "/tools/call", {"name": "fanout", "arguments": {"count": 6}},
+                                  stack.headers)
+    assert status == 200, answer
+    job_id = answer["structuredContent"]["job_id"]
+    stored(stack, job_id + "-1")
+    status, answer, _ = http_json("POST", "%s/envelopes/%s/cancel" % (stack.url, job_id), {}, stack.headers)
+    assert status == 200 and answer["status"] == "cancelled", answer
+    for branch in range(3, 6):
+        envelope = stored(stack, "%s-%d" % (job_id, branch))
+        assert envelope["payload"]["error"] == "cancelled", envelope
+    status, body, _ = http_json("GET", "%s/envelopes/%s" % (stack.url, job_id), headers=stack.headers)
+    assert body["status"] == "cancelled"
