@@ -54,13 +54,16 @@ std::string job_to_document(const Job& job) {
   o["result"] = job.result_json;
   o["error"] = job.error;
   o["error_details"] = job.error_details_json;
+  o["failed_actor"] = job.failed_actor;
   json::array branches;
   for (const auto& b : job.branches) {
     branches.push_back(json::object{{"id", b.id},
                                     {"parent_id", b.parent_id},
                                     {"status", job_status_name(b.status)},
                                     {"result", b.result_json},
-                                    {"error", b.error}});
+                                    {"error", b.error},
+                                    {"error_details", b.error_details_json},
+                                    {"failed_actor", b.failed_actor}});
   }
   o["branches"] = std::move(branches);
   o["created_ms"] = to_ms(job.created_at);
@@ -89,11 +92,14 @@ Job job_from_document(const std::string& text) {
   job.result_json = str(o, "result");
   job.error = str(o, "error");
   job.error_details_json = str(o, "error_details");
+  job.failed_actor = str(o, "failed_actor");
   for (const auto& item : o.at("branches").as_array()) {
     const auto& b = item.as_object();
     job.branches.push_back(Branch{str(b, "id"), str(b, "parent_id"),
                                   parse_job_status(str(b, "status")).value_or(JobStatus::pending),
                                   str(b, "result"), str(b, "error")});
+    job.branches.back().error_details_json = str(b, "error_details");
+    job.branches.back().failed_actor = str(b, "failed_actor");
   }
   job.created_at = from_ms(num(o, "created_ms"));
   job.updated_at = from_ms(num(o, "updated_ms"));

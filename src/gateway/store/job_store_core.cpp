@@ -87,6 +87,15 @@ class JobStoreCore final : public JobStore {
               report.actors.empty() ? job.actors : report.actors;
           int count = std::max<int>(1, static_cast<int>(actors.size()));
           int index = std::clamp(report.current_actor_idx, 0, count - 1);
+          // Behind the job's position: a late report of another sidecar (see the header).
+          bool counted_completed = job.actors_completed > job.current_actor_idx;
+          if (job.status == JobStatus::running &&
+              (index < job.current_actor_idx ||
+               (index == job.current_actor_idx && counted_completed &&
+                report.state != "completed"))) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
           int percent = std::min(99, (index * 100 + weight_of(report.state)) / count);
           job.progress_percent = std::max(job.progress_percent, percent);
           job.status = JobStatus::running;
@@ -122,6 +131,12 @@ class JobStoreCore final : public JobStore {
           branch.error = report.status == JobStatus::failed
                              ? (report.error.empty() ? std::string("failed") : report.error)
                              : "";
+          if (report.status == JobStatus::failed) {
+            branch.error_details_json = report.error_details_json;
+            if (report.current_actor_idx && *report.current_actor_idx >= 0 &&
+                *report.current_actor_idx < static_cast<int>(job.actors.size()))
+              branch.failed_actor = job.actors[*report.current_actor_idx];
+          }
           if (report.current_actor_idx) job.current_actor_idx = *report.current_actor_idx;
           std::size_t done = std::count_if(job.branches.begin(), job.branches.end(),
                                            [](const Branch& b) { return is_final(b.status); });
@@ -140,8 +155,9 @@ class JobStoreCore final : public JobStore {
           if (failed != job.branches.end()) {
             job.status = JobStatus::failed;
             job.error = failed->error;
-            if (failed->id == branch.id) job.error_details_json = report.error_details_json;
-            job.message = "failed: " + job.error;
+            job.error_details_json = failed->error_details_json;
+            job.failed_actor = failed->failed_actor;
+            job.message = "failed: " + describe_failure(job);
           } else {
             job.status = JobStatus::succeeded;
             if (job.branches.size() == 1) {
