@@ -264,11 +264,15 @@ awaitable<std::optional<RpcOutcome>> McpEndpoint::task_method(const std::string&
   Service::IdleCallback on_idle;
   const std::string task_id = job.id;
   if (notify) {
-    on_update = [&, this](const Update&) -> awaitable<void> {
-      auto work = [this, task_id] { return service_.store().get(task_id); };
-      auto now = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
-      if (!now.ok() || !now.value()) co_return;
-      json::object params = mcp::task_json(*now.value());
+    // Built from each update (not from a fresh read of the job, which may already be further on),
+    // so every step the job went through is told.
+    on_update = [&](const Update& update) -> awaitable<void> {
+      Job at = job;
+      at.status = update.status;
+      at.current_actor_idx = update.current_actor_idx;
+      at.message = update.message;
+      at.updated_at = update.timestamp;
+      json::object params = mcp::task_json(at);
       std::string text =
           json::serialize(params.at("status")) + "\n" + json::serialize(params.at("statusMessage"));
       if (text == last_message) co_return;
