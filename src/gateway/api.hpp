@@ -61,6 +61,9 @@ class Api {
   boost::asio::awaitable<http::Response> report_final(const http::Request& request,
                                                       const std::string& id);
   boost::asio::awaitable<http::Response> add_branch(const http::Request& request);
+  // POST /envelopes/{id}/check (a sidecar endpoint, read-only): {"job_status", "cancelled"};
+  // {"cancelled": false} for an id no job knows.
+  boost::asio::awaitable<http::Response> check_envelope(const std::string& id);
   // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
                                                          const std::string& id);

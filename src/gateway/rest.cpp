@@ -141,6 +141,10 @@ awaitable<Response> Api::route(const http::Request& request) {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
       co_return co_await report_final(request, id);
     }
+    if (action == "check") {
+      if (method != "POST") co_return method_not_allowed(method, path, "POST");
+      co_return co_await check_envelope(id);
+    }
     if (action == "cancel") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
       co_return co_await cancel_envelope(request, id);
@@ -253,6 +257,18 @@ awaitable<Response> Api::envelope_active(const std::string& id) {
   if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
   if (is_final(job.value()->status)) co_return Response::json(410, R"({"active":false})");
   co_return Response::json(200, R"({"active":true})");
+}
+
+awaitable<Response> Api::check_envelope(const std::string& id) {
+  auto work = [this, id] { return service_.store().get(id); };
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
+  if (!job.ok()) co_return Response::error(503, job.error().message);
+  // An envelope the gateway does not know (sent around it) is simply not cancelled.
+  if (!job.value()) co_return Response::json(200, R"({"cancelled":false})");
+  JobStatus status = job.value()->status;
+  json::object answer{{"job_status", job_status_name(status)},
+                      {"cancelled", status == JobStatus::cancelled}};
+  co_return Response::json(200, to_json_text(answer));
 }
 
 awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id) {

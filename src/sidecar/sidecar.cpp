@@ -112,11 +112,9 @@ class Runner {
   // when the gateway says the job was cancelled meanwhile).
   Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                         wire::RuntimeClient& client, wire::FrameBuffer& scratch);
-  // Sends a progress report in `state` at once and returns whether the gateway answered that the
-  // envelope's job was cancelled (false when it did not answer in time: then the report is
-  // queued like any other).
-  bool job_cancelled(const envelope::Envelope& in, std::string_view state, std::string message,
-                     std::optional<std::int64_t> duration_ms);
+  // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
+  // cancelled; false when it does not answer within kCancelCheckBudget.
+  bool job_cancelled(const envelope::Envelope& in);
   // Extends the lease of every in-flight message held longer than a third of the visibility
   // timeout, until leases_stop_ is requested. Runs on its own thread.
   void keep_leases();
@@ -353,9 +351,12 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     decision = std::move(*early);
   } else {
     const envelope::Envelope& in = *parsed;
-    if (reporter_ &&
-        job_cancelled(in, "received", fmt::format("received by {}", config_.actor_name),
-                      std::nullopt)) {
+    if (reporter_) {
+      report(envelope_path(in.id, "progress"),
+             progress_body(in.actors, in.current, "received",
+                           fmt::format("received by {}", config_.actor_name), std::nullopt));
+    }
+    if (reporter_ && job_cancelled(in)) {
       // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
       decision = router_->error_end(
           in, FailureCode::kCancelled,
@@ -425,31 +426,29 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                    decision.failure_message);
     }
   }
-  if (decision.status == ProcessedStatus::kSuccess && reporter_ &&
-      job_cancelled(in, "completed", fmt::format("completed by {}", config_.actor_name),
-                    static_cast<std::int64_t>(runtime_seconds * 1000))) {
-    // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
-    decision = router_->error_end(
-        in, FailureCode::kCancelled,
-        fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
-                    config_.actor_name));
+  if (decision.status == ProcessedStatus::kSuccess && reporter_) {
+    report(envelope_path(in.id, "progress"),
+           progress_body(in.actors, in.current, "completed",
+                         fmt::format("completed by {}", config_.actor_name),
+                         static_cast<std::int64_t>(runtime_seconds * 1000)));
+    if (job_cancelled(in)) {
+      // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
+      decision = router_->error_end(
+          in, FailureCode::kCancelled,
+          fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
+                      config_.actor_name));
+    }
   }
   return decision;
 }
 
-bool Runner::job_cancelled(const envelope::Envelope& in, std::string_view state,
-                           std::string message, std::optional<std::int64_t> duration_ms) {
-  std::string path = envelope_path(in.id, "progress");
-  std::string body = progress_body(in.actors, in.current, state, message, duration_ms);
-  // Sent at once (not queued) because the answer decides what happens to the envelope; a gateway
-  // that does not answer in time is asked nothing more: the report goes to the queue as usual
-  // and the envelope is processed (a gateway outage never blocks a pipeline).
-  auto answer = reporter_->post_now_answer(path, body, kCancelCheckBudget, 1);
-  if (!answer) {
-    report(std::move(path), std::move(body));
-    return false;
-  }
-  return answer->ok() && answer_says_cancelled(answer->body);
+bool Runner::job_cancelled(const envelope::Envelope& in) {
+  // A read-only question (no write at the gateway), so it costs a round trip and nothing more; a
+  // gateway that does not answer in time is not waited for: the envelope is processed as usual
+  // (a gateway outage never blocks a pipeline).
+  auto answer =
+      reporter_->post_now_answer(envelope_path(in.id, "check"), "{}", kCancelCheckBudget, 1);
+  return answer && answer->ok() && answer_says_cancelled(answer->body);
 }
 
 void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {

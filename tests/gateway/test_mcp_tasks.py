@@ -131,7 +131,13 @@ def test_tasks_cancel_ends_the_job_and_the_next_actor_is_told_to_skip_it(gateway
     cancelled = sdk(op="cancel", taskId=created["taskId"])["result"]
     assert cancelled["status"] == "cancelled" and cancelled["taskId"] == created["taskId"]
     assert job_of(gateway, created["taskId"])["status"] == "cancelled"
-    # What the next sidecar reads before calling its handler (PROTOCOL §7).
+    # What the next sidecar asks before calling its handler (PROTOCOL §7), and a report's answer.
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{envelope['id']}/check", {},
+                                  gateway.internal_headers())
+    assert status == 200 and answer == {"job_status": "cancelled", "cancelled": True}
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/no-such-envelope/check", {},
+                                  gateway.internal_headers())
+    assert status == 200 and answer == {"cancelled": False}
     status, answer, _ = actor.progress(envelope["id"], actors, 1, "received")
     assert status == 200 and answer["cancelled"] is True and answer["job_status"] == "cancelled"
     assert sdk(op="get", taskId=created["taskId"])["result"]["status"] == "cancelled"
