@@ -10,6 +10,7 @@
 #include <string>
 
 #include "cli/call_command.hpp"
+#include "cli/cancel_command.hpp"
 #include "cli/client.hpp"
 #include "cli/down_command.hpp"
 #include "cli/logs_command.hpp"
@@ -174,6 +175,7 @@ int main(int argc, char** argv) {
 
   asya::cli::add_render_command(app);
   asya::cli::add_call_command(app);
+  asya::cli::add_cancel_command(app);
 
   auto* version_cmd = app.add_subcommand(
       "version",

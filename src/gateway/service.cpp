@@ -130,7 +130,8 @@ awaitable<void> Service::sweep_loop() {
   }
 }
 
-awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json) {
+awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json,
+                                                   CallOrigin origin) {
   std::string id = new_uuid();
   auto now = Clock::now();
   auto deadline = now + tool.timeout;
@@ -152,7 +153,8 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   auto built = envelope::new_envelope(spec);
   if (!built) co_return Error{"tool \"" + tool.name + "\": " + built.error().message};
   std::string body = std::move(*built);
-  NewJob job{id, tool.name, tool.actors, to_json_text(route), std::move(payload_json), deadline};
+  NewJob job{id,       tool.name,    tool.actors, to_json_text(route), std::move(payload_json),
+             deadline, origin.owner, origin.task, origin.ttl_ms};
   std::string queue = options_.queue_prefix + tool.actors.front();
 
   auto work_1 = [this, job, body, queue]() -> Status {
@@ -174,6 +176,17 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   }
   metrics_.tool_call(tool.name, "started", 0);
   co_return id;
+}
+
+awaitable<Result<ChangeResult>> Service::cancel_job(const std::string& job_id,
+                                                    const std::string& reason) {
+  auto work = [this, job_id, reason] { return store_->cancel(job_id, reason); };
+  auto cancelled = co_await blocking<Result<ChangeResult>>(std::move(work));
+  if (cancelled.ok() && cancelled.value().outcome == Outcome::applied) {
+    spdlog::info("gateway: job {} cancelled: {}", cancelled.value().job_id, reason);
+    notifier_.notify(cancelled.value().job_id);
+  }
+  co_return cancelled;
 }
 
 awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,

@@ -1,5 +1,7 @@
 #include "sidecar/gateway_reporter.hpp"
 
+#include <simdjson.h>
+
 #include <fmt/format.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
@@ -183,6 +185,13 @@ void GatewayReporter::stop(std::chrono::milliseconds grace) {
 
 bool GatewayReporter::post_now(const std::string& path, const std::string& body,
                                std::chrono::milliseconds budget, int attempts) const {
+  auto answer = post_now_answer(path, body, budget, attempts);
+  return answer && answer->ok();
+}
+
+std::optional<GatewayReporter::Answer> GatewayReporter::post_now_answer(
+    const std::string& path, const std::string& body, std::chrono::milliseconds budget,
+    int attempts) const {
   using Clock = std::chrono::steady_clock;
   const std::string url = options_.base_url + path;
   const auto deadline = Clock::now() + budget;
@@ -193,15 +202,24 @@ bool GatewayReporter::post_now(const std::string& path, const std::string& body,
     // it.
     auto timeout = attempt < attempts ? left / 2 : left;
     PostOutcome outcome = perform_post(client_, headers_, url, body, timeout);
-    if (outcome.ok()) return true;
+    if (outcome.ok()) return Answer{outcome.http_status, std::move(outcome.answer)};
     if (outcome.permanent()) {
       spdlog::warn("gateway refused POST {}: {}", url, outcome.describe());
-      break;
+      return Answer{outcome.http_status, std::move(outcome.answer)};
     }
     spdlog::debug("gateway POST {} failed (attempt {}/{}): {}", url, attempt, attempts,
                   outcome.describe());
   }
-  return false;
+  return std::nullopt;
+}
+
+bool answer_says_cancelled(std::string_view answer) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(answer.data(), answer.size()).get(root)) return false;
+  bool cancelled = false;
+  if (root["cancelled"].get(cancelled)) return false;
+  return cancelled;
 }
 
 void GatewayReporter::run() {

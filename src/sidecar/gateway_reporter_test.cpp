@@ -271,3 +271,20 @@ TEST(GatewayReporter, AReportAboutAnEnvelopeTheGatewayDoesNotKnowIsADebugLine) {
 
 }  // namespace
 }  // namespace asya::sidecar
+
+namespace asya::sidecar {
+namespace {
+
+TEST(AnswerSaysCancelled, OnlyAnExplicitTrueCancels) {
+  EXPECT_TRUE(answer_says_cancelled(
+      R"({"status":"ok","progress_percent":50,"job_status":"cancelled","ignored":true,"cancelled":true})"));
+  EXPECT_FALSE(
+      answer_says_cancelled(R"({"status":"ok","progress_percent":50,"job_status":"running"})"));
+  EXPECT_FALSE(answer_says_cancelled(R"({"cancelled":false})"));
+  EXPECT_FALSE(answer_says_cancelled(R"({"cancelled":"yes"})"));
+  EXPECT_FALSE(answer_says_cancelled("not json"));
+  EXPECT_FALSE(answer_says_cancelled(""));
+}
+
+}  // namespace
+}  // namespace asya::sidecar

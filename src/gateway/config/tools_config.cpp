@@ -33,6 +33,18 @@ struct FileContent {
 
 }  // namespace
 
+const char* task_support_name(TaskSupport support) {
+  switch (support) {
+    case TaskSupport::optional:
+      return "optional";
+    case TaskSupport::required:
+      return "required";
+    case TaskSupport::forbidden:
+      break;
+  }
+  return "forbidden";
+}
+
 const Tool* ToolsConfig::find(std::string_view name) const {
   for (const auto& tool : tools) {
     if (tool.name == name) return &tool;
@@ -137,9 +149,9 @@ std::optional<Tool> parse_tool(const YAML::Node& node, const std::string& file, 
   });
   if (!tool.name.empty()) field = "tools[" + tool.name + "]";
   mistakes.check([&] {
-    check_keys(
-        file, node, field,
-        {"name", "description", "parameters", "route", "timeout", "progress", "async", "metadata"});
+    check_keys(file, node, field,
+               {"name", "description", "parameters", "route", "timeout", "progress", "async",
+                "task_support", "metadata"});
   });
   if (!tool.name.empty() && !shared.tool_names.insert(tool.name).second) {
     mistakes.check([&] {
@@ -196,6 +208,21 @@ std::optional<Tool> parse_tool(const YAML::Node& node, const std::string& file, 
   });
   mistakes.check([&] {
     if (node["async"]) tool.async = to_bool(file, node["async"], field + ".async");
+  });
+  tool.task_support = tool.async ? TaskSupport::optional : TaskSupport::forbidden;
+  mistakes.check([&] {
+    const YAML::Node support = node["task_support"];
+    if (!support) return;
+    std::string text = support.IsScalar() ? support.Scalar() : std::string();
+    if (text == "forbidden")
+      tool.task_support = TaskSupport::forbidden;
+    else if (text == "optional")
+      tool.task_support = TaskSupport::optional;
+    else if (text == "required")
+      tool.task_support = TaskSupport::required;
+    else
+      fail(file, support, field + ".task_support",
+           "invalid value " + describe(support) + " (forbidden, optional or required)");
   });
   mistakes.check([&] {
     if (const YAML::Node metadata = node["metadata"]) {

@@ -7,9 +7,13 @@
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/mcp/rpc.hpp"
+#include "gateway/mcp/tasks.hpp"
 #include "gateway/raw_json.hpp"
 
 namespace asya::gateway {
+
+using namespace mcp;  // NOLINT: the JSON-RPC vocabulary of rpc.hpp
 
 namespace json = boost::json;
 namespace asio = boost::asio;
@@ -24,25 +28,6 @@ constexpr const char* kLatest = "2025-11-25";
 
 bool supported(const std::string& version) {
   return std::find(kVersions.begin(), kVersions.end(), version) != kVersions.end();
-}
-
-// JSON-RPC error codes.
-constexpr int kParseError = -32700;
-constexpr int kInvalidRequest = -32600;
-constexpr int kMethodNotFound = -32601;
-constexpr int kInvalidParams = -32602;
-constexpr int kInternalError = -32603;
-constexpr int kServerError = -32000;
-// The request was cancelled by the client (notifications/cancelled); the code LSP uses.
-constexpr int kRequestCancelled = -32800;
-
-json::object rpc_error(const json::value& id, int code, const std::string& message) {
-  return json::object{{"jsonrpc", "2.0"},
-                      {"id", id},
-                      {"error", json::object{{"code", code}, {"message", message}}}};
-}
-json::object rpc_result(const json::value& id, json::object result) {
-  return json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
 }
 
 Response http_rpc_error(int status, int code, const std::string& message) {
@@ -62,19 +47,19 @@ json::object progress_notification(const json::value& token, const Update& updat
   return json::object{{"jsonrpc", "2.0"}, {"method", "notifications/progress"}, {"params", p}};
 }
 
-std::string sse_message(const json::object& message) {
-  return "event: message\ndata: " + to_json_text(message) + "\n\n";
+// notifications/message for one update of a job (logging/setLevel).
+json::object log_notification(const char* level, const Update& update) {
+  json::object data{{"status", job_status_name(update.status)}, {"message", update.message}};
+  if (!update.actor.empty()) data["actor"] = update.actor;
+  if (!update.error.empty()) data["error"] = update.error;
+  return json::object{
+      {"jsonrpc", "2.0"},
+      {"method", "notifications/message"},
+      {"params", json::object{{"level", level}, {"logger", "asya"}, {"data", std::move(data)}}}};
 }
 
-// What a dispatched request produced: a result or an error (code + message).
-struct RpcOutcome {
-  std::optional<json::object> result;
-  int code = 0;
-  std::string message;
-  bool cancelled = false;  // the client cancelled the request: no result is reported
-};
-RpcOutcome ok_outcome(json::object result) {
-  return RpcOutcome{std::move(result), 0, ""};
+std::string sse_message(const json::object& message) {
+  return "event: message\ndata: " + to_json_text(message) + "\n\n";
 }
 
 }  // namespace
@@ -220,9 +205,21 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     Status created = co_await service_.blocking<Status>(std::move(work));
     if (!created.ok()) co_return store_unavailable(created.message());
     co_await sweep_sessions();
+    json::object capabilities{{"tools", json::object{{"listChanged", false}}},
+                              {"logging", json::object{}},
+                              {"completions", json::object{}},
+                              {"resources", json::object{{"listChanged", false}}},
+                              {"prompts", json::object{{"listChanged", false}}}};
+    // Tasks are part of the 2025-11-25 revision.
+    if (version == "2025-11-25") {
+      capabilities["tasks"] = json::object{
+          {"list", json::object{}},
+          {"cancel", json::object{}},
+          {"requests", json::object{{"tools", json::object{{"call", json::object{}}}}}}};
+    }
     json::object result{
         {"protocolVersion", version},
-        {"capabilities", json::object{{"tools", json::object{{"listChanged", false}}}}},
+        {"capabilities", std::move(capabilities)},
         {"serverInfo", json::object{{"name", "asya-gateway"}, {"version", "0.1.0"}}},
         {"instructions",
          "Each tool runs an Asya pipeline; calls of tools with progress enabled report "
@@ -246,22 +243,18 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
   std::string session_version = session.value().protocol_version;
-  // The header, when sent, must name the version negotiated at initialize; a client that does not
-  // send it (2024-11-05 has none) is assumed to speak the negotiated version.
-  std::string header_version = request.header("MCP-Protocol-Version");
-  if (!header_version.empty() && header_version != session_version) {
-    co_return http_rpc_error(400, kInvalidRequest,
-                             "Bad Request: MCP-Protocol-Version \"" + header_version +
-                                 "\" differs from the version negotiated for this session (\"" +
-                                 session_version + "\"); send the negotiated version");
-  }
-
-  using Notify = std::function<awaitable<void>(const json::object&)>;
+  // The header, when sent, was checked to name a supported version (handle()); the session keeps
+  // the version negotiated at initialize. The transport spec says a client SHOULD (not MUST) send
+  // the negotiated one, and the official conformance suite (server-sse-multiple-streams) sends
+  // 2025-03-26 in a 2025-11-25 session, so another supported version is accepted.
+  const std::string owner = task_owner(request.header("Authorization"), !options_.token.empty());
+  const bool tasks_enabled = session_version == "2025-11-25";
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
   // `raw_arguments` is the text of params.arguments as sent ("" for a batch: printed again);
   // `flight` (may be null) is where notifications/cancelled marks this request.
-  auto dispatch = [this](const json::object& m, Notify notify, std::string raw_arguments,
-                         std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
+  auto dispatch = [this, owner, tasks_enabled, session_id](
+                      const json::object& m, Notify notify, std::string raw_arguments,
+                      std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
     std::string method(m.at("method").as_string());
     const json::value* params_value = m.if_contains("params");
     json::object params =
@@ -274,10 +267,19 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       for (const auto& tool : service_.tools().tools) {
         json::object t{{"name", tool.name}, {"inputSchema", input_schema(tool)}};
         if (!tool.description.empty()) t["description"] = tool.description;
+        if (tasks_enabled) {
+          t["execution"] = json::object{{"taskSupport", task_support_name(tool.task_support)}};
+        }
         tools.push_back(std::move(t));
       }
       co_return ok_outcome(json::object{{"tools", std::move(tools)}});
     }
+    if (tasks_enabled) {
+      auto answered = co_await task_method(method, params, owner, notify, flight);
+      if (answered) co_return std::move(*answered);
+    }
+    if (auto answered = co_await generic_method(method, params, owner, session_id))
+      co_return std::move(*answered);
     if (method != "tools/call") {
       co_return RpcOutcome{std::nullopt, kMethodNotFound, "Method not found: \"" + method + "\""};
     }
@@ -299,14 +301,33 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       }
       arguments = args->as_object();
     }
+    const json::value* task = tasks_enabled ? params.if_contains("task") : nullptr;
+    if (task && tool->task_support == TaskSupport::forbidden) {
+      co_return error_outcome(kMethodNotFound,
+                              "Method not found: tool \"" + tool->name +
+                                  "\" does not run as a task (routes.yaml task_support: "
+                                  "forbidden); call it without params.task");
+    }
+    if (!task && tasks_enabled && tool->task_support == TaskSupport::required) {
+      co_return error_outcome(kMethodNotFound,
+                              "Method not found: tool \"" + tool->name +
+                                  "\" runs only as a task (routes.yaml task_support: required); "
+                                  "call it with params.task");
+    }
     auto valid = validate_arguments(*tool, arguments);
     if (!valid.ok()) {
       service_.metrics().tool_call(tool->name, "invalid", 0);
+      // A task-augmented caller expects a CreateTaskResult or an error, never a tool result.
+      if (task) co_return error_outcome(kInvalidParams, "Invalid params: " + valid.error().message);
       co_return ok_outcome(api::error_result(valid.error().message));
     }
     std::string payload = payload_text(valid.value(), arguments, raw_arguments);
+    if (task) co_return co_await start_task(*tool, *task, std::move(payload), owner);
     auto started_at = std::chrono::steady_clock::now();
-    auto started = co_await service_.start_call(*tool, std::move(payload));
+    // Named first: GCC 12 destroys twice a temporary with non-trivial members created inside a
+    // co_await expression.
+    CallOrigin origin{owner, false, std::nullopt};
+    auto started = co_await service_.start_call(*tool, std::move(payload), origin);
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
     if (flight) flight->job_id = started.value();
     if (tool->async) co_return ok_outcome(api::async_result(started.value(), tool->progress));
@@ -318,7 +339,22 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     int last_sent = -1;
     Service::UpdateCallback on_update;
     // `progress: false` (the tool's or defaults'): no notifications/progress, only the result.
-    if (notify && !token.is_null() && tool->progress) {
+    std::optional<int> level = log_level(session_id);
+    if (notify && level) {
+      // logging/setLevel: each update as notifications/message (info; a failure as error) when
+      // at or above the session's level, besides the progress notifications.
+      on_update = [&, level](const Update& update) -> awaitable<void> {
+        int severity = update.status == JobStatus::failed ? 4 : 1;
+        if (severity >= *level) {
+          json::object message = log_notification(log_level_name(severity), update);
+          co_await notify(message);
+        }
+        if (token.is_null() || !tool->progress || update.progress_percent <= last_sent) co_return;
+        last_sent = update.progress_percent;
+        json::object notification = progress_notification(token, update);
+        co_await notify(notification);
+      };
+    } else if (notify && !token.is_null() && tool->progress) {
       on_update = [&](const Update& update) -> awaitable<void> {
         // Progress must increase with each notification.
         if (update.progress_percent <= last_sent) co_return;
@@ -339,9 +375,12 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     auto job = co_await service_.wait_final(started.value(), Clock::now() + tool->timeout,
                                             on_update, on_idle, options_.keepalive, stop);
     if (flight && flight->cancelled) {
-      // The pipeline runs on (cancelling it is not implemented); the client is told nothing more.
+      // The job is cancelled too (its remaining actors skip it); the client is told nothing more.
+      std::string reason = flight->reason.empty() ? std::string("no reason given") : flight->reason;
       spdlog::info("gateway: MCP request for job {} cancelled by the client: {}", started.value(),
-                   flight->reason.empty() ? std::string("no reason given") : flight->reason);
+                   reason);
+      std::string why = "cancelled by the client (notifications/cancelled): " + reason;
+      co_await service_.cancel_job(started.value(), why);
       RpcOutcome cancelled{std::nullopt, kRequestCancelled,
                            "Request cancelled by the client (notifications/cancelled)"};
       cancelled.cancelled = true;
@@ -418,6 +457,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   };
 
   bool wants_progress = false;
+  // tasks/result may wait long: as a stream it carries keepalives and notifications/tasks/status.
+  if (m.at("method") == "tasks/result" && session_version == "2025-11-25") wants_progress = true;
   if (m.at("method") == "tools/call") {
     const json::value* params = m.if_contains("params");
     if (params && params->is_object()) {

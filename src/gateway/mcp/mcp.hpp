@@ -9,13 +9,19 @@
 //   GET (a server-initiated stream) is not offered: 405.
 // - Batches (JSON arrays) only in sessions of protocol version 2025-03-26, the one version that
 //   has them; otherwise -32600.
-// - MCP-Protocol-Version, when sent, must be a supported version and, after initialize, the one
-//   negotiated for the session (else 400); absent, the negotiated version is assumed.
+// - MCP-Protocol-Version, when sent, must be a supported version (else 400); the session keeps the
+//   version negotiated at initialize whatever a later request's header says.
 // - Host, Origin and Content-Type are checked for every endpoint by Api (docs/gateway.md,
 //   Security).
-// - notifications/cancelled for a tools/call in progress (on this replica) ends that request:
-//   an SSE response stream ends without the result, a JSON response is a -32800 error. The job
-//   itself runs on.
+// - notifications/cancelled for a tools/call in progress (on this replica) ends that request
+//   (an SSE response stream ends without the result, a JSON response is a -32800 error) and
+//   cancels its job (Service::cancel_job). A client that merely disconnects cancels nothing: the
+//   job runs on and its result stays readable (GET /envelopes/{id}, tasks/result).
+// - MCP Tasks (2025-11-25 sessions; mcp/tasks.hpp): the `tasks` capability for tools/call; each
+//   tool's execution.taskSupport in tools/list (routes.yaml task_support); tools/call with a
+//   `task` parameter answers a CreateTaskResult at once; tasks/get, tasks/result (waits for the
+//   end; as an SSE stream with notifications/tasks/status when the client accepts one),
+//   tasks/list (the caller's tasks, paginated), tasks/cancel.
 // - tools/call answers as an SSE stream when the request carries params._meta.progressToken and
 //   the client accepts text/event-stream (with a `: keepalive` comment after
 //   ASYA_GATEWAY_KEEPALIVE without a notification); otherwise as JSON. The stream carries
@@ -27,6 +33,7 @@
 #include <boost/json/object.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +42,10 @@
 #include "gateway/api.hpp"
 
 namespace asya::gateway {
+
+namespace mcp {
+struct RpcOutcome;
+}
 
 class McpEndpoint {
  public:
@@ -60,12 +71,44 @@ class McpEndpoint {
     std::string job_id;  // set once the job is started
   };
 
+  // Sends one notification on the request's SSE stream (an empty object: a keepalive comment).
+  using Notify = std::function<boost::asio::awaitable<void>(const boost::json::object&)>;
+
+  // ---- MCP Tasks (tasks.cpp) ----
+  // tools/call with `task`: starts the job as a task of `owner` and answers CreateTaskResult;
+  // -32602 for a malformed `task` parameter, -32603 when the job cannot start.
+  boost::asio::awaitable<mcp::RpcOutcome> start_task(const Tool& tool,
+                                                     const boost::json::value& task_parameter,
+                                                     std::string payload, const std::string& owner);
+  // tasks/get, tasks/result, tasks/list, tasks/cancel; nullopt for any other method. A task id
+  // that is unknown, not a task or another owner's is -32602; so is cancelling a finished task
+  // and a tasks/list cursor this server did not give.
+  boost::asio::awaitable<std::optional<mcp::RpcOutcome>> task_method(
+      const std::string& method, const boost::json::object& params, const std::string& owner,
+      Notify notify, std::shared_ptr<InFlight> flight);
+  struct FoundTask;
+
+  // ---- Generic features (features.cpp) ----
+  // prompts/list (empty), prompts/get, logging/setLevel, resources/list (the caller's tasks as
+  // asya://jobs/{id}), resources/templates/list, resources/read, completion/complete (job ids
+  // for asya://jobs/{id}); nullopt for any other method.
+  boost::asio::awaitable<std::optional<mcp::RpcOutcome>> generic_method(
+      const std::string& method, const boost::json::object& params, const std::string& owner,
+      const std::string& session_id);
+  // The level a session chose with logging/setLevel (an index: 0 debug ... 7 emergency), if any.
+  std::optional<int> log_level(const std::string& session_id) const;
+  static const char* log_level_name(int level);
+  boost::asio::awaitable<FoundTask> find_task(const boost::json::object& params,
+                                              const std::string& owner);
+
   Service& service_;
   const ApiOptions& options_;
   // Requests in progress by session id + "\n" + JSON id; only touched on the io thread.
   using InFlightMap = std::map<std::string, std::shared_ptr<InFlight>>;
   std::shared_ptr<InFlightMap> in_flight_ = std::make_shared<InFlightMap>();
   std::chrono::steady_clock::time_point next_sweep_{};  // only touched on the io thread
+  // logging/setLevel per session id, on this replica; only touched on the io thread.
+  std::map<std::string, int> log_levels_;
 };
 
 }  // namespace asya::gateway
