@@ -52,6 +52,11 @@ PYTHONPATH wins over an already imported module of the same name (a handler file
 tokenize.py); the "runtime ready" log line names the handler's file. ``asya_runtime.testing``
 (defined in this file) calls a handler exactly as the runtime would, for unit tests.
 
+``python3 asya_runtime.py --check`` only reads the configuration and imports and resolves the
+handler (a class handler is not created), prints ``{"asya_check": {"ok", "handler", "module",
+"file", "error"?}}`` on stdout and exits 0 or 2: ``asya up`` runs it for every actor before it
+starts anything.
+
 Start-up problems (bad configuration, a handler that cannot be loaded, a socket path that cannot
 be used) print one JSON log line naming the problem on stderr and exit with status 1. SIGTERM or
 SIGINT stops accepting, lets requests already being processed finish (a second signal cuts that
@@ -98,6 +103,7 @@ __all__ = [
     "HandlerError",
     "call_envelope",
     "call_payload",
+    "check",
     "payloads",
     "resolve_handler",
     "testing",
@@ -390,8 +396,8 @@ def _one_line(exc):
     return text if text else repr(exc)
 
 
-def _instantiate(cls, handler_path):
-    """Creates the single instance of a class handler; every __init__ parameter needs a default."""
+def _check_constructor(cls, handler_path):
+    """Every __init__ parameter of a class handler needs a default: the runtime passes none."""
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):
@@ -406,6 +412,11 @@ def _instantiate(cls, handler_path):
                     "creates the class with no arguments, so every __init__ parameter needs a default"
                     % (handler_path, cls.__name__, parameter.name)
                 )
+
+
+def _instantiate(cls, handler_path):
+    """Creates the single instance of a class handler."""
+    _check_constructor(cls, handler_path)
     try:
         return cls()
     except BaseException as exc:
@@ -513,8 +524,11 @@ def load_handler(handler_path):
     return resolve_handler(handler_path)[0]
 
 
-def resolve_handler(handler_path):
-    """load_handler(), returning (callable, module): the module holding the function or class."""
+def resolve_handler(handler_path, instantiate=True):
+    """load_handler(), returning (callable, module): the module holding the function or class.
+
+    With instantiate=False a class handler is not created (its __init__ may load a model): the
+    class's constructor and method are checked, and the unbound method is returned."""
     if not _is_identifier_path(handler_path):
         raise HandlerLoadError(
             'ASYA_HANDLER="%s" is not a handler path: use module.function or module.Class.method '
@@ -581,6 +595,17 @@ def resolve_handler(handler_path):
     method_name = rest[0]
     if not hasattr(obj, method_name):
         raise HandlerLoadError("ASYA_HANDLER=%s: class %s has no method '%s'" % (handler_path, owner_path, method_name))
+    if not instantiate:
+        _check_constructor(obj, handler_path)
+        method = inspect.getattr_static(obj, method_name)
+        if isinstance(method, (staticmethod, classmethod)):
+            method = method.__func__
+        if not callable(method):
+            raise HandlerLoadError(
+                "ASYA_HANDLER=%s: %s.%s is not callable (it is a %s)"
+                % (handler_path, obj.__name__, method_name, type(method).__name__)
+            )
+        return method, module
     instance = _instantiate(obj, handler_path)
     try:
         method = getattr(instance, method_name)
@@ -1489,7 +1514,53 @@ def main(environ=None):
     return 0
 
 
+def _found_file(handler_path):
+    """The file the handler's top-level module was (or would be) imported from, or None."""
+    top = handler_path.split(".")[0] if _is_identifier_path(handler_path) else ""
+    if not top:
+        return None
+    module = sys.modules.get(top)
+    if module is not None:
+        return getattr(module, "__file__", None)
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(top, sys.path)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def check(environ=None):
+    """What `asya up` runs for every actor before it starts anything (`asya_runtime.py --check`):
+    reads the configuration as the runtime would, imports the handler's module and resolves the
+    handler in the working directory, without creating a class handler (its __init__ may load a
+    model) and without opening the socket. Prints one line on stdout,
+    ``{"asya_check": {"ok", "handler", "module", "file", "error"?}}`` (``file``: the module's file
+    that was found, or null), and returns 0 when the handler can be served, 2 when not."""
+    environ = dict(os.environ if environ is None else environ)
+    # The supervisor chooses the socket of each replica; it is not opened here.
+    environ["ASYA_SOCKET_PATH"] = "/nonexistent/asya-check/rt.sock"
+    handler_path = environ.get("ASYA_HANDLER", "").strip()
+    result = {"ok": False, "handler": handler_path, "module": handler_path.rsplit(".", 1)[0] or None}
+    try:
+        config = load_config(environ)
+        log.level = _LEVELS[config.log_level]
+        handler, module = resolve_handler(config.handler, instantiate=False)
+        result.update(ok=True, module=module.__name__, file=_module_file(module))
+    except ConfigError as exc:
+        result.update(error=str(exc), file=_found_file(handler_path))
+    except BaseException as exc:  # a bug of the check itself must still answer
+        result.update(error="checking ASYA_HANDLER=%s failed: %s: %s" % (handler_path, _type_name(type(exc)),
+                                                                          _one_line(exc)),
+                      file=_found_file(handler_path))
+    sys.stdout.write(json.dumps({"asya_check": result}, ensure_ascii=False, default=str) + "\n")
+    return 0 if result["ok"] else 2
+
+
 def _run():
+    if sys.argv[1:] == ["--check"]:
+        status = check()
+        sys.stdout.flush()
+        os._exit(status)
     status = main()
     try:
         sys.stdout.flush()

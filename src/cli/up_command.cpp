@@ -20,10 +20,14 @@
 #include "cli/client.hpp"
 #include "common/env.hpp"
 #include "gateway/config/tools_config.hpp"
+#include "local/instance_id.hpp"
+#include "local/preflight.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
 #include "local/supervisor.hpp"
 #include "manifest/manifest.hpp"
+#include "sidecar/config.hpp"
+#include "transport/transport.hpp"
 
 #ifndef ASYA_SOURCE_DIR
 #define ASYA_SOURCE_DIR ""
@@ -71,26 +75,6 @@ std::string find_gateway() {
                    "(ninja asya-gateway), set ASYA_GATEWAY_BIN, or run without the gateway "
                    "(--no-gateway)",
                    (dir / "asya").string(), (dir / ".." / "gateway").lexically_normal().string()));
-}
-
-std::vector<std::string> find_python_runtime() {
-  std::string python = env_string("ASYA_PYTHON", "python3");
-  if (auto env = env_get("ASYA_PYTHON_RUNTIME"); env && !env->empty()) {
-    if (!fs::is_regular_file(*env))
-      fail(kExitUsage, fmt::format("ASYA_PYTHON_RUNTIME={} is not a file", *env));
-    return {python, fs::absolute(*env).string()};
-  }
-  auto dir = executable_dir();
-  std::vector<fs::path> candidates{dir / "asya_runtime.py",
-                                   dir / ".." / "share" / "asya" / "asya_runtime.py"};
-  if (std::string(ASYA_SOURCE_DIR).size())
-    candidates.push_back(fs::path(ASYA_SOURCE_DIR) / "runtimes" / "python" / "asya_runtime.py");
-  for (const auto& c : candidates) {
-    if (fs::is_regular_file(c)) return {python, c.lexically_normal().string()};
-  }
-  fail(kExitUsage,
-       "cannot find the Python runtime asya_runtime.py next to asya or in the source tree; set "
-       "ASYA_PYTHON_RUNTIME=/path/to/asya_runtime.py");
 }
 
 // The build tree `asya` runs from (…/build when asya is …/build/src/cli/asya), if it is one.
@@ -195,7 +179,53 @@ void check_routes(const std::string& routes, const std::vector<manifest::Actor>&
   }
 }
 
+// The pre-flight checks (local/preflight.hpp), with the sidecar's own settings loader: prints
+// every problem found and returns kExitUsage, or 0 when `asya up` may start.
+int preflight(const std::vector<manifest::Actor>& actors, const local::SupervisorOptions& options) {
+  local::PreflightOptions checks;
+  checks.supervisor = options;
+  checks.environment = local::current_environment();
+  checks.check_sidecar_settings = [](const EnvironmentLookup& lookup) -> Status {
+    try {
+      sidecar::Config config = sidecar::load_config(Environment(lookup));
+      transport::Options transport_options;
+      transport_options.environment = lookup;
+      transport::check_transport_settings(config.transport, transport_options);
+    } catch (const ConfigError& e) {
+      return Error{e.what()};
+    }
+    return Status::Ok();
+  };
+  const local::PreflightReport report = local::run_preflight(actors, checks);
+  for (const auto& warning : report.warnings) std::cerr << "asya up: warning: " << warning << "\n";
+  if (report.ok()) return 0;
+  for (const auto& problem : report.problems) std::cerr << problem.str() << "\n";
+  std::cerr << fmt::format("asya up: {} problem(s) found before start; nothing was started\n",
+                           report.problems.size());
+  return kExitUsage;
+}
+
 }  // namespace
+
+std::vector<std::string> find_python_runtime() {
+  std::string python = env_string("ASYA_PYTHON", "python3");
+  if (auto env = env_get("ASYA_PYTHON_RUNTIME"); env && !env->empty()) {
+    if (!fs::is_regular_file(*env))
+      fail(kExitUsage, fmt::format("ASYA_PYTHON_RUNTIME={} is not a file", *env));
+    return {python, fs::absolute(*env).string()};
+  }
+  auto dir = executable_dir();
+  std::vector<fs::path> candidates{dir / "asya_runtime.py",
+                                   dir / ".." / "share" / "asya" / "asya_runtime.py"};
+  if (std::string(ASYA_SOURCE_DIR).size())
+    candidates.push_back(fs::path(ASYA_SOURCE_DIR) / "runtimes" / "python" / "asya_runtime.py");
+  for (const auto& c : candidates) {
+    if (fs::is_regular_file(c)) return {python, c.lexically_normal().string()};
+  }
+  fail(kExitUsage,
+       "cannot find the Python runtime asya_runtime.py next to asya or in the source tree; set "
+       "ASYA_PYTHON_RUNTIME=/path/to/asya_runtime.py");
+}
 
 int run_up(const UpArgs& args) {
   std::vector<std::string> paths = args.paths;
@@ -237,6 +267,7 @@ int run_up(const UpArgs& args) {
     options.routes_file = routes;
     options.gateway_binary = find_gateway();
     options.gateway_port = args.gateway_port == 0 ? local::free_local_port() : args.gateway_port;
+    options.gateway_instance_id = local::new_instance_id();
   }
   bool needs_python = std::any_of(loaded.actors.begin(), loaded.actors.end(),
                                   [](const auto& a) { return a.runtime().command.empty(); });
@@ -246,6 +277,7 @@ int run_up(const UpArgs& args) {
                                  "or use another --state-dir",
                                  options.paths.root.string(), pid));
   }
+  if (int code = preflight(loaded.actors, options); code != 0) return code;
   std::error_code ec;
   fs::create_directories(options.paths.logs(), ec);
 

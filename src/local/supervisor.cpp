@@ -28,6 +28,7 @@
 #include "common/http/client.hpp"
 #include "common/sidecar_exit_code.hpp"
 #include "local/autoscaler.hpp"
+#include "local/instance_id.hpp"
 #include "local/output_collector.hpp"
 #include "local/process.hpp"
 #include "local/queue_stats_poller.hpp"
@@ -402,8 +403,9 @@ Status Supervisor::start_gateway() {
   gw.argv = {options_.gateway_binary};
   gw.env = base_env_;
   std::erase_if(gw.env, [](const std::string& e) {
-    for (const char* key : {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=",
-                            "ASYA_GATEWAY_DB=", "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX="}) {
+    for (const char* key :
+         {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=", "ASYA_GATEWAY_DB=",
+          "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX=", "ASYA_GATEWAY_INSTANCE_ID="}) {
       if (e.rfind(key, 0) == 0) return true;
     }
     return false;
@@ -414,6 +416,7 @@ Status Supervisor::start_gateway() {
   gw.env.push_back("ASYA_GATEWAY_DB=" + (options_.paths.root / "gateway.db").string());
   gw.env.push_back("ASYA_TRANSPORT=" + options_.transport);
   gw.env.push_back("ASYA_QUEUE_PREFIX=" + prefix_);
+  gw.env.push_back("ASYA_GATEWAY_INSTANCE_ID=" + options_.gateway_instance_id);
   gw.working_dir = options_.paths.root.string();
   gw.log_path = (options_.paths.logs() / "gateway.log").string();
   auto pid = spawn(gw);
@@ -446,8 +449,13 @@ bool Supervisor::wait_gateway_ready() {
       return false;
     }
     if (auto got = http_get(options_.gateway_port, "/readyz")) {
-      if (got->status == 200) return true;
-      last = fmt::format("/readyz answered {}: {}", got->status, got->body);
+      if (got->status == 200 && answered_by_instance(got->body, options_.gateway_instance_id))
+        return true;
+      last = got->status == 200 ? fmt::format(
+                                      "port {} is answered by another process ({}), not "
+                                      "by the gateway started here: the port is taken",
+                                      options_.gateway_port, got->body)
+                                : fmt::format("/readyz answered {}: {}", got->status, got->body);
     }
     std::this_thread::sleep_for(50ms);
   }
