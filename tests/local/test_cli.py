@@ -26,6 +26,7 @@ COMMANDS = {
     "status": ["--json", "--state-dir"],
     "logs": ["--lines", "--follow", "--state-dir"],
     "render": [],
+    "init": [],
     "version": [],
 }
 

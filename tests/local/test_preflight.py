@@ -213,14 +213,8 @@ def test_send_to_an_unknown_actor_stops_at_once_and_sends_nothing(asya, tmp_path
 
 def test_call_of_a_tool_routed_to_an_unknown_actor_stops_with_the_reason(asya, tmp_path):
     system = echo_system(tmp_path / "sys")
-    (system / "routes.yaml").write_text(ROUTES + textwrap.dedent("""\
-          - name: ghost
-            description: Routed to an actor nothing runs here
-            parameters:
-              text: {type: string, required: true, description: Any text}
-            route: [ghost]
-            timeout: 60
-        """))
+    ghost = ROUTES.split("tools:\n", 1)[1].replace("echo", "ghost")
+    (system / "routes.yaml").write_text(ROUTES + ghost)
     asya.up_detached(system, "--gateway-port", 0)
     out = asya.run("call", "ghost", "text=hi", timeout=90)
     assert out.returncode == 2, out
