@@ -220,10 +220,10 @@ int run_init(const std::string& directory, const std::string& python_runtime_dir
       "README.md\n"
       "next:\n"
       "  cd {}\n"
-      "  python3 -m pytest -q                   # the handler's unit tests\n"
-      "  asya up --detach                       # run it (the gateway on :8080; --gateway-port 0 "
-      "for any free port)\n"
-      "  asya call {} text=\"hello world\"      # call its tool\n",
+      "  python3 -m pytest -q               # the handler's unit tests\n"
+      "  asya up --detach                   # run it (the gateway on :8080; --gateway-port 0 for "
+      "any free port)\n"
+      "  asya call {} text=\"hello world\"   # call its tool\n",
       directory, actor, actor, directory, actor);
   return 0;
 }

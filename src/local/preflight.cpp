@@ -102,6 +102,27 @@ std::string string_field(const boost::json::object& object, const char* key) {
   return value && value->is_string() ? std::string(value->as_string()) : std::string();
 }
 
+// The Python modules in `dir` (name.py files and package folders), sorted, at most 12: what a
+// typo in ASYA_HANDLER probably meant.
+std::string modules_in(const std::string& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const fs::path& path = entry.path();
+    std::error_code entry_ec;
+    if (entry.is_regular_file(entry_ec) && path.extension() == ".py" && path.stem() != "conftest")
+      names.push_back(path.filename().string());
+    else if (entry.is_directory(entry_ec) && fs::exists(path / "__init__.py", entry_ec))
+      names.push_back(path.filename().string() + "/");
+  }
+  std::sort(names.begin(), names.end());
+  std::string out;
+  for (std::size_t i = 0; i < names.size() && i < 12; ++i)
+    out += (out.empty() ? "" : ", ") + names[i];
+  if (names.size() > 12) out += ", ...";
+  return out.empty() ? "none" : out;
+}
+
 // The problem a finished check reports, if any.
 std::optional<PreflightProblem> judge(const HandlerCheck& check, const std::string& runtime) {
   const std::string place = manifest_place(*check.actor);
@@ -136,9 +157,10 @@ std::optional<PreflightProblem> judge(const HandlerCheck& check, const std::stri
   return PreflightProblem{
       place,
       fmt::format("its Python handler cannot be loaded: {}\n    module: {}\n    file found: {}\n"
-                  "    working directory: {}{}",
+                  "    working directory: {}{}{}",
                   error.empty() ? "(no reason given)" : error, module.empty() ? "-" : module,
                   file.empty() ? "none" : file, check.working_dir,
+                  file.empty() ? " (its modules: " + modules_in(check.working_dir) + ")" : "",
                   last_lines(check.output, kOutputLinesShown).empty()
                       ? ""
                       : "\n    output:" + last_lines(check.output, kOutputLinesShown))};

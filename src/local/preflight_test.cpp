@@ -190,6 +190,9 @@ TEST_F(PreflightHandlers, EachBrokenHandlerIsNamedWithItsModuleErrorAndFile) {
   EXPECT_NE(typo.message.find("no module named 'godo'"), std::string::npos) << typo.message;
   EXPECT_NE(typo.message.find("module: godo"), std::string::npos) << typo.message;
   EXPECT_NE(typo.message.find("file found: none"), std::string::npos) << typo.message;
+  // What the typo probably meant.
+  EXPECT_NE(typo.message.find("(its modules: broken.py, good.py, model.py)"), std::string::npos)
+      << typo.message;
   const auto& missing = report.problems[1];
   EXPECT_NE(missing.where.find("actor missing"), std::string::npos);
   EXPECT_NE(missing.message.find("has no attribute 'proces'"), std::string::npos)

@@ -97,7 +97,10 @@ Result<std::vector<std::string>> runtime_environment(const manifest::Actor& acto
 std::filesystem::path runtime_working_dir(const manifest::Actor& actor) {
   const std::filesystem::path manifest_dir = std::filesystem::absolute(actor.file).parent_path();
   const std::string& working_dir = actor.runtime().working_dir;
-  return (working_dir.empty() ? manifest_dir : manifest_dir / working_dir).lexically_normal();
+  std::filesystem::path dir =
+      (working_dir.empty() ? manifest_dir : manifest_dir / working_dir).lexically_normal();
+  if (dir.has_parent_path() && dir.filename().empty()) dir = dir.parent_path();  // "a/b/" -> "a/b"
+  return dir;
 }
 
 }  // namespace asya::local

@@ -139,7 +139,8 @@ def test_a_typo_in_asya_handler_stops_asya_up_naming_actor_module_and_file(asya,
     assert f"{tmp_path / 'typo.yaml'}:1: actor typo: its Python handler cannot be loaded" in out.stderr
     assert "no module named 'tesitng'" in out.stderr and "module: tesitng" in out.stderr
     assert "file found: none" in out.stderr
-    assert f"working directory: {HANDLERS}" in out.stderr
+    assert f"working directory: {HANDLERS} (its modules: " in out.stderr
+    assert "testing.py" in out.stderr.split("(its modules: ")[1].split(")")[0]
     assert "actor missing: its Python handler cannot be loaded" in out.stderr
     assert "has no attribute 'slow_ecko'" in out.stderr
     assert f"file found: {HANDLERS / 'testing.py'}" in out.stderr
