@@ -2,10 +2,11 @@
 BUILD_DIR ?= build
 FUZZ_BUILD_DIR ?= build-fuzz
 PYTEST ?= /usr/bin/python3 -m pytest
+PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 30
 export ASYA_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all setup configure build test test-cpp test-python fuzz demo bench format format-check clean
+.PHONY: all setup configure build install deb test test-cpp test-python fuzz demo bench format format-check clean
 
 all: build
 
@@ -19,6 +20,15 @@ configure: $(BUILD_DIR)/build.ninja
 
 build: configure
 	ninja -C $(BUILD_DIR)
+
+# Installs the programs, the Python runtime, the C++ runtime library with find_package(asya), man
+# pages and shell completion under PREFIX (docs/install.md): make install PREFIX=~/.local
+install: build
+	cmake --install $(BUILD_DIR) --prefix $(PREFIX)
+
+# A Debian package of the same files under /usr, in $(BUILD_DIR): sudo apt install ./build/asya_*.deb
+deb: build
+	cd $(BUILD_DIR) && cpack -G DEB
 
 test: setup build
 	@./scripts/test-all

@@ -52,6 +52,9 @@ PYTHONPATH wins over an already imported module of the same name (a handler file
 tokenize.py); the "runtime ready" log line names the handler's file. ``asya_runtime.testing``
 (defined in this file) calls a handler exactly as the runtime would, for unit tests.
 
+``--help`` prints this text and ``--version`` the version (``asya-runtime 0.1.0``); both exit 0
+without loading a handler or opening a socket.
+
 ``python3 asya_runtime.py --check`` only reads the configuration and imports and resolves the
 handler (a class handler is not created), prints ``{"asya_check": {"ok", "handler", "module",
 "file", "error"?}}`` on stdout and exits 0 or 2: ``asya up`` runs it for every actor before it
@@ -1556,11 +1559,26 @@ def check(environ=None):
     return 0 if result["ok"] else 2
 
 
+def _informational_answer(arguments):
+    """The text `--help` or `--version` prints (the runtime is configured only by environment
+    variables and reads no other argument), or None to start serving."""
+    if arguments == ["--version"]:
+        return "asya-runtime %s\n" % __version__
+    if arguments in (["--help"], ["-h"]):
+        return __doc__.strip() + "\n"
+    return None
+
+
 def _run():
     if sys.argv[1:] == ["--check"]:
         status = check()
         sys.stdout.flush()
         os._exit(status)
+    answer = _informational_answer(sys.argv[1:])
+    if answer is not None:
+        sys.stdout.write(answer)  # nothing else: no handler loaded, no socket, no log line
+        sys.stdout.flush()
+        os._exit(0)
     status = main()
     try:
         sys.stdout.flush()

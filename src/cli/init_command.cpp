@@ -15,7 +15,7 @@
 #include <fmt/format.h>
 
 #include "cli/client.hpp"
-#include "cli/up_command.hpp"
+#include "cli/installation.hpp"
 #include "manifest/manifest.hpp"
 
 namespace asya::cli {

@@ -20,12 +20,10 @@
 #include "cli/send_command.hpp"
 #include "cli/status_command.hpp"
 #include "cli/up_command.hpp"
+#include "cli/version_command.hpp"
 #include "common/env.hpp"
 #include "common/log.hpp"
-
-#ifndef ASYA_VERSION
-#define ASYA_VERSION "0.0.0"
-#endif
+#include "common/version.hpp"
 
 using namespace asya;
 using namespace asya::cli;
@@ -44,6 +42,8 @@ int main(int argc, char** argv) {
       "State (queues, results, logs) lives in --state-dir, $ASYA_STATE_DIR or ./.asya."};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Help for every command");
+  app.set_version_flag("--version", "asya " + std::string(asya::version()),
+                       "Print the version and exit (`asya version`: of every part)");
 
   auto state_option = [](CLI::App* cmd, std::string& target) {
     cmd->add_option("--state-dir", target,
@@ -150,7 +150,10 @@ int main(int argc, char** argv) {
   asya::cli::add_call_command(app);
   asya::cli::add_init_command(app);
 
-  auto* version_cmd = app.add_subcommand("version", "Print the version");
+  auto* version_cmd = app.add_subcommand(
+      "version",
+      "Print the versions of every part: asya, asya-sidecar, asya-gateway, the runtime protocol "
+      "and the Python runtime, with the files found (exit 3 when a part is missing)");
 
   try {
     app.parse(argc, argv);
@@ -173,10 +176,7 @@ int main(int argc, char** argv) {
     if (*queues_cmd) return run_queues(queues_state, queues_json);
     if (*status_cmd) return run_status(status_state, status_json);
     if (*logs_cmd) return run_logs(logs_state, logs_actor, logs_lines, logs_follow);
-    if (*version_cmd) {
-      std::cout << "asya " << ASYA_VERSION << "\n";
-      return 0;
-    }
+    if (*version_cmd) return run_version();
   } catch (const Exit& e) {
     std::cerr << "asya: " << e.message << "\n";
     return e.code;

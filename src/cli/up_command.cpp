@@ -18,6 +18,7 @@
 #include <fmt/format.h>
 
 #include "cli/client.hpp"
+#include "cli/installation.hpp"
 #include "common/env.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "local/instance_id.hpp"
@@ -29,61 +30,10 @@
 #include "sidecar/config.hpp"
 #include "transport/transport.hpp"
 
-#ifndef ASYA_SOURCE_DIR
-#define ASYA_SOURCE_DIR ""
-#endif
-
 namespace asya::cli {
 namespace {
 
 namespace fs = std::filesystem;
-
-fs::path executable_dir() {
-  std::error_code ec;
-  auto self = fs::read_symlink("/proc/self/exe", ec);
-  return ec ? fs::current_path() : self.parent_path();
-}
-
-std::string find_sidecar() {
-  if (auto env = env_get("ASYA_SIDECAR_BIN"); env && !env->empty()) {
-    if (::access(env->c_str(), X_OK) != 0)
-      fail(kExitUsage, fmt::format("ASYA_SIDECAR_BIN={} is not an executable file", *env));
-    return fs::absolute(*env).string();
-  }
-  auto dir = executable_dir();
-  for (auto candidate : {dir / "asya-sidecar", dir / ".." / "sidecar" / "asya-sidecar"}) {
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.lexically_normal().string();
-  }
-  fail(kExitUsage,
-       fmt::format("cannot find asya-sidecar next to {} or in {}; build it (ninja asya-sidecar) "
-                   "or set ASYA_SIDECAR_BIN",
-                   (dir / "asya").string(), (dir / ".." / "sidecar").lexically_normal().string()));
-}
-
-std::string find_gateway() {
-  if (auto env = env_get("ASYA_GATEWAY_BIN"); env && !env->empty()) {
-    if (::access(env->c_str(), X_OK) != 0)
-      fail(kExitUsage, fmt::format("ASYA_GATEWAY_BIN={} is not an executable file", *env));
-    return fs::absolute(*env).string();
-  }
-  auto dir = executable_dir();
-  for (auto candidate : {dir / "asya-gateway", dir / ".." / "gateway" / "asya-gateway"}) {
-    if (::access(candidate.c_str(), X_OK) == 0) return candidate.lexically_normal().string();
-  }
-  fail(kExitUsage,
-       fmt::format("a routes file needs asya-gateway, but it is not next to {} or in {}; build it "
-                   "(ninja asya-gateway), set ASYA_GATEWAY_BIN, or run without the gateway "
-                   "(--no-gateway)",
-                   (dir / "asya").string(), (dir / ".." / "gateway").lexically_normal().string()));
-}
-
-// The build tree `asya` runs from (…/build when asya is …/build/src/cli/asya), if it is one.
-std::optional<std::string> own_build_dir() {
-  auto dir = (executable_dir() / ".." / "..").lexically_normal();
-  std::error_code ec;
-  if (fs::is_regular_file(dir / "CMakeCache.txt", ec)) return dir.string();
-  return std::nullopt;
-}
 
 // Expands $(NAME) in the runtime's command and args (local.md): from the container's env, else
 // the environment of asya up, where ASYA_BUILD_DIR defaults to the build tree asya runs from.
@@ -206,26 +156,6 @@ int preflight(const std::vector<manifest::Actor>& actors, const local::Superviso
 }
 
 }  // namespace
-
-std::vector<std::string> find_python_runtime() {
-  std::string python = env_string("ASYA_PYTHON", "python3");
-  if (auto env = env_get("ASYA_PYTHON_RUNTIME"); env && !env->empty()) {
-    if (!fs::is_regular_file(*env))
-      fail(kExitUsage, fmt::format("ASYA_PYTHON_RUNTIME={} is not a file", *env));
-    return {python, fs::absolute(*env).string()};
-  }
-  auto dir = executable_dir();
-  std::vector<fs::path> candidates{dir / "asya_runtime.py",
-                                   dir / ".." / "share" / "asya" / "asya_runtime.py"};
-  if (std::string(ASYA_SOURCE_DIR).size())
-    candidates.push_back(fs::path(ASYA_SOURCE_DIR) / "runtimes" / "python" / "asya_runtime.py");
-  for (const auto& c : candidates) {
-    if (fs::is_regular_file(c)) return {python, c.lexically_normal().string()};
-  }
-  fail(kExitUsage,
-       "cannot find the Python runtime asya_runtime.py next to asya or in the source tree; set "
-       "ASYA_PYTHON_RUNTIME=/path/to/asya_runtime.py");
-}
 
 int run_up(const UpArgs& args) {
   std::vector<std::string> paths = args.paths;

@@ -22,9 +22,4 @@ struct UpArgs {
 // Runs `asya up`; returns the exit code (or throws Exit through fail()).
 int run_up(const UpArgs& args);
 
-// The command that runs the bundled Python runtime: {$ASYA_PYTHON or python3, asya_runtime.py
-// from $ASYA_PYTHON_RUNTIME, next to asya, in ../share/asya or in the source tree}. Throws Exit
-// (kExitUsage) when there is none.
-std::vector<std::string> find_python_runtime();
-
 }  // namespace asya::cli

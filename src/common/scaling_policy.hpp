@@ -1,5 +1,5 @@
 // The rate limits of autoscaling, in ONE place: `asya render` writes them into every ScaledObject
-// as the HPA's `behavior` (src/k8s/render.cpp), and `asya up` applies the same rules itself
+// as the HPA's `behavior` (src/k8s/render_scaling.cpp), and `asya up` applies the same rules itself
 // (src/local/autoscaler.cpp), so a manifest scales alike on Kubernetes and on one machine.
 //
 //   scale up aggressively:      +100 % or +4 pods per 15 s, whichever is more (selectPolicy Max),

@@ -6,11 +6,14 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iostream>
 #include <sstream>
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "gateway/api.hpp"
+#include "gateway/help.hpp"
 #include "gateway/http/http.hpp"
 #include "gateway/service.hpp"
 
@@ -39,9 +42,13 @@ int default_max_connections() {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   using namespace asya;
   using namespace asya::gateway;
+  if (auto exit_code = answer_informational_arguments(
+          std::span(argv + 1, argv + argc), "asya-gateway", help_text(), std::cout, std::cerr, 2)) {
+    return *exit_code;
+  }
   try {
     log::init("gateway", env_string("ASYA_LOG_LEVEL", "info"));
   } catch (const ConfigError& e) {

@@ -206,6 +206,7 @@ Each transport reads its own variables (details in docs/configuration.md):
             ASYA_SQS_CREATE_QUEUES (true), ASYA_SQS_WAIT_TIME_SECONDS (20),
             ASYA_SQS_REQUEST_TIMEOUT (30s)
 The s3:// result store reads ASYA_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) and the AWS_* variables.
+Options: -h, --help prints this text; --version prints the version; both exit 0.
 Exit codes: 0 after a clean shutdown, 1 fatal error, 2 invalid configuration, 3 runtime timeout,
 4 runtime not ready in time.
 )";

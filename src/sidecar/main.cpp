@@ -2,27 +2,21 @@
 #include <signal.h>
 
 #include <cstdio>
-#include <cstring>
 #include <iostream>
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/sidecar.hpp"
 #include "transport/transport.hpp"
 
 int main(int argc, char** argv) {
   using namespace asya::sidecar;
-  for (int i = 1; i < argc; ++i) {
-    if (std::strcmp(argv[i], "--help") == 0 || std::strcmp(argv[i], "-h") == 0) {
-      std::cout << help_text();
-      return 0;
-    }
-    std::fprintf(stderr,
-                 "asya-sidecar: unknown argument \"%s\": it takes no arguments (configure it with "
-                 "environment variables; see --help)\n",
-                 argv[i]);
-    return kExitConfig;
+  if (auto exit_code =
+          asya::answer_informational_arguments(std::span(argv + 1, argv + argc), "asya-sidecar",
+                                               help_text(), std::cout, std::cerr, kExitConfig)) {
+    return *exit_code;
   }
 
   // Block the shutdown signals before any thread starts; the runner takes them with sigtimedwait.

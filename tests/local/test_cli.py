@@ -32,8 +32,11 @@ COMMANDS = {
 
 
 def test_version_and_help_of_every_command(asya):
-    out = asya.run("version", check=0)
+    out = asya.run("--version", check=0)
     assert re.fullmatch(r"asya \d+\.\d+\.\d+\n", out.stdout)
+    # `asya version`: every part, one line each (tests/install checks the lines)
+    out = asya.run("version", check=0)
+    assert re.match(r"asya \d+\.\d+\.\d+  \(", out.stdout)
     for command, flags in COMMANDS.items():
         out = asya.run(command, "--help", check=0)
         assert command in out.stdout

@@ -22,6 +22,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "transport/transport.hpp"
 
 namespace {
@@ -31,6 +32,7 @@ constexpr const char* kUsage =
     "       asya-queue recv QUEUE [--max N] [--wait 5s] [--ack]\n"
     "       asya-queue stats QUEUE\n"
     "       asya-queue ensure QUEUE\n"
+    "       asya-queue --help | --version\n"
     "Transport from ASYA_TRANSPORT (default sqlite) and its variables (ASYA_SQLITE_PATH, ...).\n";
 
 int usage(const std::string& problem) {
@@ -48,6 +50,10 @@ std::chrono::milliseconds duration_arg(const std::string& option, const std::str
 
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
+  if (args.size() == 1 && args[0] == "--version") {
+    std::printf("asya-queue %s\n", std::string(asya::version()).c_str());
+    return 0;
+  }
   if (args.empty() || args[0] == "--help" || args[0] == "-h") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);
     return args.empty() ? 2 : 0;

@@ -12,6 +12,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/version.hpp"
 #include "k8s/operator/controller.hpp"
 #include "k8s/operator/kube_client.hpp"
 #include "k8s/operator/reconciler.hpp"
@@ -104,6 +105,8 @@ int main(int argc, char** argv) {
                  "Seconds between reconciles of every actor (0: only on changes)")
       ->check(CLI::Range(0, 86400))
       ->capture_default_str();
+  app.set_version_flag("--version", "asya-operator " + std::string(asya::version()),
+                       "Print the version and exit");
   CLI11_PARSE(app, argc, argv);
 
   try {

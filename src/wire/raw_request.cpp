@@ -1,0 +1,273 @@
+// The raw path of the C++ runtime (handle_raw_request, RawPayloadHandler): the payload is handed
+// to the handler as the request's own bytes and the answer refers to them, so a large payload is
+// neither parsed into values nor copied. A scan finds and validates the payload's span; the rest
+// of the envelope goes through the same checks as the DOM path (runtime_envelope.hpp), which
+// also takes every request the scan finds unusual, so the answers are always the DOM path's.
+#include "wire/raw_request.hpp"
+
+#include <fmt/format.h>
+
+#include <boost/json.hpp>
+#include <boost/json/basic_parser_impl.hpp>
+#include <cstring>
+
+#include "wire/runtime_envelope.hpp"
+
+namespace asya::detail {
+namespace {
+
+namespace json = boost::json;
+
+// A basic_parser handler that keeps nothing: checks JSON syntax (UTF-8 included, same depth
+// limit as the DOM path) without building a value.
+struct NullHandler {
+  static constexpr std::size_t max_object_size = std::size_t(-1);
+  static constexpr std::size_t max_array_size = std::size_t(-1);
+  static constexpr std::size_t max_key_size = std::size_t(-1);
+  static constexpr std::size_t max_string_size = std::size_t(-1);
+  bool on_document_begin(json::error_code&) { return true; }
+  bool on_document_end(json::error_code&) { return true; }
+  bool on_array_begin(json::error_code&) { return true; }
+  bool on_array_end(std::size_t, json::error_code&) { return true; }
+  bool on_object_begin(json::error_code&) { return true; }
+  bool on_object_end(std::size_t, json::error_code&) { return true; }
+  bool on_string_part(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_string(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_key_part(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_key(json::string_view, std::size_t, json::error_code&) { return true; }
+  bool on_number_part(json::string_view, json::error_code&) { return true; }
+  bool on_int64(std::int64_t, json::string_view, json::error_code&) { return true; }
+  bool on_uint64(std::uint64_t, json::string_view, json::error_code&) { return true; }
+  bool on_double(double, json::string_view, json::error_code&) { return true; }
+  bool on_bool(bool, json::error_code&) { return true; }
+  bool on_null(json::error_code&) { return true; }
+  bool on_comment_part(json::string_view, json::error_code&) { return true; }
+  bool on_comment(json::string_view, json::error_code&) { return true; }
+};
+
+// Checks that `text` is exactly one JSON value; the error message otherwise.
+std::optional<std::string> json_syntax_error(std::string_view text) {
+  json::basic_parser<NullHandler> parser(parse_options());
+  json::error_code ec;
+  std::size_t consumed = parser.write_some(false, text.data(), text.size(), ec);
+  if (!ec && consumed != text.size()) ec = json::error::extra_data;
+  if (!ec) return std::nullopt;
+  return fmt::format("{} at offset {}", ec.message(), consumed);
+}
+
+bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+const char* skip_space(const char* p, const char* end) {
+  while (p < end && is_space(*p)) ++p;
+  return p;
+}
+
+// Where the JSON value that starts at `p` ends, validated on the way exactly as the DOM parser
+// would validate it as the envelope's "payload" (syntax, UTF-8, depth: one level less than the
+// envelope's limit, as the envelope object takes one), building nothing. Trailing whitespace is
+// not part of the value. nullptr when no valid JSON value starts at `p`.
+const char* validated_value_end(const char* p, const char* end) {
+  json::parse_options options = parse_options();
+  options.max_depth -= 1;
+  json::basic_parser<NullHandler> parser(options);
+  json::error_code ec;
+  std::size_t consumed = parser.write_some(false, p, static_cast<std::size_t>(end - p), ec);
+  if (ec || !parser.done()) return nullptr;
+  const char* value_end = p + consumed;
+  while (value_end > p && is_space(value_end[-1])) --value_end;
+  return value_end;
+}
+
+// A scanner for the top level of a request that was NOT validated: every step is bounded by
+// `end` and gives up (nullptr) on anything it does not understand. It is exact on valid JSON,
+// which is all the raw path relies on (see find_payload).
+//
+// `p` at an opening quote: the position after the closing quote (the first quote not preceded
+// by an odd number of backslashes), or nullptr when the string is not terminated.
+const char* skip_string(const char* p, const char* end) {
+  const char* start = ++p;
+  for (;;) {
+    const char* quote =
+        static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
+    if (quote == nullptr) return nullptr;
+    std::size_t backslashes = 0;
+    for (const char* q = quote; q > start && q[-1] == '\\'; --q) ++backslashes;
+    if (backslashes % 2 == 0) return quote + 1;
+    p = quote + 1;
+  }
+}
+
+// Where a value starting at `p` ends: strings skipped with memchr, containers by counting
+// brackets outside strings, scalars up to the next delimiter. nullptr when unterminated.
+const char* skip_value(const char* p, const char* end) {
+  if (p == end) return nullptr;
+  if (*p == '"') return skip_string(p, end);
+  if (*p == '{' || *p == '[') {
+    std::size_t depth = 0;
+    while (p < end) {
+      char c = *p;
+      if (c == '"') {
+        p = skip_string(p, end);
+        if (p == nullptr) return nullptr;
+        continue;
+      }
+      if (c == '{' || c == '[') ++depth;
+      if (c == '}' || c == ']') {
+        if (--depth == 0) return p + 1;
+      }
+      ++p;
+    }
+    return nullptr;
+  }
+  while (p < end && *p != ',' && *p != '}' && *p != ']' && !is_space(*p)) ++p;
+  return p;
+}
+
+// The span of the top-level "payload" value of a request, validated (validated_value_end), or
+// nullopt when the scan finds something unusual: not an object, no or several "payload" keys, a
+// key written with escapes, an invalid payload, an unterminated string or container.
+//
+// Why validating the payload span plus a DOM parse of the rest (the request with `null` in place
+// of the payload) validates the whole request: when that rest is valid JSON, the scanner's walk
+// over the bytes before the payload (identical in both texts) followed the real structure, so
+// the `null` stands exactly where a value of the top-level object's "payload" key belongs, and
+// replacing one value of a valid document by another valid value (one level shallower than the
+// limit) gives a valid document. Any other case takes the DOM path on the whole request.
+std::optional<std::string_view> find_payload(std::string_view request) {
+  const char* p = request.data();
+  const char* end = p + request.size();
+  p = skip_space(p, end);
+  if (p == end || *p != '{') return std::nullopt;
+  p = skip_space(p + 1, end);
+  std::optional<std::string_view> payload;
+  while (p < end && *p == '"') {
+    const char* key_end = skip_string(p, end);
+    if (key_end == nullptr) return std::nullopt;
+    std::string_view key(p + 1, static_cast<std::size_t>(key_end - 1 - (p + 1)));
+    if (key.find('\\') != std::string_view::npos) return std::nullopt;
+    p = skip_space(key_end, end);
+    if (p == end || *p != ':') return std::nullopt;
+    p = skip_space(p + 1, end);
+    const char* value_end;
+    if (key == "payload") {
+      if (payload) return std::nullopt;
+      value_end = validated_value_end(p, end);
+      if (value_end == nullptr) return std::nullopt;
+      payload = std::string_view(p, static_cast<std::size_t>(value_end - p));
+    } else {
+      value_end = skip_value(p, end);
+      if (value_end == nullptr) return std::nullopt;
+    }
+    p = skip_space(value_end, end);
+    if (p < end && *p == ',') p = skip_space(p + 1, end);
+  }
+  return payload;
+}
+
+// The answer of the raw path, as pieces: each output's text between `{"payload":` and the route
+// (current + 1, serialized from `route` exactly like the DOM path does) and the input's headers.
+// A view of the payload is written from the request's own bytes.
+void raw_answer(std::string_view payload, const json::object& route, std::int64_t current,
+                std::string_view headers_json, RawOutputs&& outputs, detail::Answer& out) {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    std::string_view text = outputs.item(i);
+    if (text.data() == payload.data() && text.size() == payload.size()) continue;  // checked
+    if (auto error = json_syntax_error(text)) {
+      std::string where = outputs.size() > 1 ? fmt::format("output {}", i) : std::string("output");
+      out.text = error_response(invalid_result(
+          fmt::format("{} of the raw handler is not one valid JSON value: {}", where, *error)));
+      return;
+    }
+  }
+  if (outputs.size() == 0) {
+    out.text = "[]";
+    return;
+  }
+  // out.text holds the route and headers shared by every output, then the closing bracket.
+  json::object next_route = route;
+  next_route["current"] = current + 1;
+  out.text = ",\"route\":";
+  append_json(out.text, next_route);
+  if (!headers_json.empty()) {
+    out.text += ",\"headers\":";
+    out.text += headers_json;
+  }
+  out.text += "}]";
+  std::string_view route_and_headers(out.text.data(), out.text.size() - 1);
+  std::string_view closing(out.text.data() + out.text.size() - 1, 1);
+  out.outputs = std::move(outputs);  // views are taken after the move (short strings move)
+  out.pieces.reserve(3 * out.outputs.size() + 2);
+  out.pieces.emplace_back("[");
+  for (std::size_t i = 0; i < out.outputs.size(); ++i) {
+    out.pieces.emplace_back(i == 0 ? std::string_view("{\"payload\":")
+                                   : std::string_view(",{\"payload\":"));
+    out.pieces.push_back(out.outputs.item(i));
+    out.pieces.push_back(route_and_headers);
+  }
+  out.pieces.push_back(closing);
+}
+
+}  // namespace
+
+void handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler,
+                                detail::Answer& out) {
+  // 1. The payload's span, found by a scan of the top level and validated as it is walked (one
+  //    pass over the payload's bytes: syntax, UTF-8, depth, building nothing). 2. The rest of the
+  //    envelope, with `null` in place of the payload, through the DOM path's own parse_request:
+  //    it validates those bytes and applies every field rule and message of the DOM path, on a
+  //    small text. Anything unusual (invalid JSON, no or several payload keys, escaped keys, a
+  //    field error) takes the DOM path on the original request, so the answer is always the DOM
+  //    path's.
+  std::optional<std::string_view> payload = find_payload(request);
+  Request in;
+  if (payload) {
+    thread_local std::string rest;
+    rest.clear();
+    rest.append(request.data(), static_cast<std::size_t>(payload->data() - request.data()));
+    rest += "null";
+    rest.append(payload->data() + payload->size(),
+                static_cast<std::size_t>(request.data() + request.size() -
+                                         (payload->data() + payload->size())));
+    bool rest_valid = !parse_request(rest, in);  // the parsed values do not refer to `rest`
+    if (rest.capacity() > detail::kKeptBufferBytes) std::string().swap(rest);
+    if (rest_valid) {
+      std::string headers = in.headers ? json_text(*in.headers) : std::string();
+      RawOutputs outputs;
+      try {
+        outputs = handler(*payload);
+      } catch (...) {
+        out.text = error_response(handler_failure(in));
+        return;
+      }
+      raw_answer(*payload, *in.route, in.current, headers, std::move(outputs), out);
+      return;
+    }
+  }
+  // The DOM path decides: its error message, or (for a request the fast path left alone) the
+  // payload serialized back to text for the handler.
+  if (auto failure = parse_request(request, in)) {
+    out.text = error_response(*failure);
+    return;
+  }
+  std::string payload_text = json_text(in.envelope->at("payload"));
+  std::string headers = in.headers ? json_text(*in.headers) : std::string();
+  RawOutputs outputs;
+  try {
+    outputs = handler(payload_text);
+  } catch (...) {
+    out.text = error_response(handler_failure(in));
+    return;
+  }
+  raw_answer(payload_text, *in.route, in.current, headers, std::move(outputs), out);
+  // Pieces may refer to payload_text, which ends here: keep the answer as one string.
+  if (!out.pieces.empty()) {
+    std::string whole = out.to_string();
+    out.pieces.clear();
+    out.outputs = RawOutputs();
+    out.text = std::move(whole);
+  }
+}
+
+}  // namespace asya::detail
