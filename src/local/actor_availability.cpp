@@ -33,7 +33,9 @@ std::string crash_loop_message(const StatusDocument& status, const StatusActor& 
   if (!actor.last_crash.empty()) text += fmt::format("\n  last crash: {}", actor.last_crash);
   for (const auto& line : actor.last_crash_output) text += fmt::format("\n  | {}", line);
   text += fmt::format(
-      "\n  fix it, then restart `asya up` (`asya logs {}` shows its logs in {}/logs/{})",
+      "\n  fix the cause (`asya logs {}` shows its logs in {}/logs/{}); the supervisor keeps "
+      "restarting it with backoff, and a change to its manifest or handler needs a restart of "
+      "`asya up`",
       actor.name, status.state_dir, actor.name);
   return text;
 }
@@ -50,7 +52,9 @@ std::optional<UnavailableActor> find_unavailable_actor(const StatusDocument& sta
       if (allow_unknown) continue;
       return UnavailableActor{name, Unavailability::kUnknown, unknown_message(status, name)};
     }
-    if (found->state == ActorActivity::kCrashLooping)
+    // A crash-looping actor whose replica is ready again (the cause went away, e.g. a full
+    // disk was freed) takes messages; the state clears after it has run for a while.
+    if (found->state == ActorActivity::kCrashLooping && found->replicas.ready == 0)
       return UnavailableActor{name, Unavailability::kCrashLooping,
                               crash_loop_message(status, *found)};
   }

@@ -27,8 +27,9 @@ struct UnavailableActor {
 
 // The first actor of `actors` that cannot take a message according to `status`: one that is
 // not among the supervisor's actors (unless `allow_unknown`: `--force`, for an actor run
-// elsewhere, e.g. by another host sharing the broker), or one that is crash-looping. End actors
-// are never targets. nullopt when every actor can take it.
+// elsewhere, e.g. by another host sharing the broker), or one that is crash-looping with no
+// replica ready (one that is ready again takes messages). End actors are never targets. nullopt
+// when every actor can take it.
 std::optional<UnavailableActor> find_unavailable_actor(const StatusDocument& status,
                                                        const std::vector<std::string>& actors,
                                                        bool allow_unknown);

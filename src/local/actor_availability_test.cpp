@@ -68,5 +68,12 @@ TEST(ActorAvailability, ACrashLoopingActorIsRefusedEvenWhenForcedWithItsLastCras
   }
 }
 
+TEST(ActorAvailability, ACrashLoopingActorWithAReadyReplicaAgainTakesMessages) {
+  auto recovering = actor("full", ActorActivity::kCrashLooping);
+  recovering.crash_streak = 6;
+  recovering.replicas.ready = 1;  // the disk was freed; the state clears after 10 s of running
+  EXPECT_FALSE(find_unavailable_actor(status_with({recovering}), {"full"}, false).has_value());
+}
+
 }  // namespace
 }  // namespace asya::local
