@@ -23,6 +23,7 @@
 
 #include "local/process.hpp"
 #include "local/replica_environment.hpp"
+#include "local/run_setup.hpp"
 
 namespace asya::local {
 namespace {
@@ -55,17 +56,6 @@ EnvironmentLookup lookup_of(const std::vector<std::string>& entries) {
 
 std::string manifest_place(const manifest::Actor& actor) {
   return fmt::format("{}:{}: actor {}", actor.file, actor.line, actor.name);
-}
-
-// The environment the supervisor's sidecars inherit: its own, with the project's queue database
-// for SQLite (as the supervisor sets it).
-std::vector<std::string> sidecar_base_environment(const PreflightOptions& options) {
-  std::vector<std::string> env = options.environment;
-  if (options.supervisor.transport == "sqlite") {
-    std::erase_if(env, [](const std::string& e) { return name_of(e) == "ASYA_SQLITE_PATH"; });
-    env.push_back("ASYA_SQLITE_PATH=" + options.supervisor.paths.queues_db().string());
-  }
-  return env;
 }
 
 // The last lines of `output`, indented, for a message.
@@ -246,7 +236,13 @@ void collect_output(std::vector<HandlerCheck>& checks, Clock::time_point deadlin
 void check_sidecar_settings(const std::vector<manifest::Actor>& actors,
                             const PreflightOptions& options, PreflightReport& report) {
   if (!options.check_sidecar_settings) return;
-  const std::vector<std::string> base = sidecar_base_environment(options);
+  // What the supervisor's sidecars inherit (run_setup.hpp), from the given environment.
+  auto inherited = sidecar_base_environment(options.supervisor, options.environment);
+  if (!inherited) {
+    report.problems.push_back({"the sidecars", inherited.error().message});
+    return;
+  }
+  const std::vector<std::string>& base = *inherited;
   const std::string prefix =
       first_value(options.environment, "ASYA_QUEUE_PREFIX").value_or("asya-");
   // (actor, is an end actor); end actors are known by name only, as the supervisor runs them.
