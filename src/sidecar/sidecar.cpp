@@ -15,6 +15,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -188,22 +189,14 @@ int Runner::run() {
     }
   }
 
-  // Signals are blocked in every thread (main blocked them before any thread started); this
-  // thread alone takes them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  std::thread signal_thread([this, signals] {
-    timespec tick{0, 200'000'000};
-    while (!stop_.stopping()) {
-      int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig == SIGTERM || sig == SIGINT) {
-        spdlog::info("received {}, draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                     format_duration(config_.shutdown_grace));
-        stop_.request(kExitOk);
-      }
-    }
+  // Signals are blocked in every thread (main blocked them before any thread started); the
+  // watcher's thread alone takes them. Once stopping, later signals are left pending.
+  std::optional<SignalWatcher> signal_watcher;
+  signal_watcher.emplace(SignalSet(), [this](int sig) {
+    if (stop_.stopping()) return;
+    spdlog::info("received {}, draining (grace {})", signal_name(sig),
+                 format_duration(config_.shutdown_grace));
+    stop_.request(kExitOk);
   });
 
   spdlog::info(
@@ -252,7 +245,7 @@ int Runner::run() {
   for (auto& t : workers) t.join();
   leases_stop_.request(kExitOk);
   lease_thread.join();
-  signal_thread.join();
+  signal_watcher.reset();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
   if (server) server->stop();
   transport_->close();
@@ -341,7 +334,8 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     decision = std::move(*early);
   } else {
     const envelope::Envelope& in = *parsed;
-    if (reporter_) {
+    const bool tracked = reporter_ && tracked_by_gateway(in.route_metadata_raw);
+    if (tracked) {
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "received",
                            fmt::format("received by {}", config_.actor_name), std::nullopt));
@@ -373,7 +367,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
                      decision.failure_message);
       }
     }
-    if (decision.status == ProcessedStatus::kSuccess && reporter_)
+    if (decision.status == ProcessedStatus::kSuccess && tracked)
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "completed",
                            fmt::format("completed by {}", config_.actor_name),
@@ -463,7 +457,7 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
                      const Decision& decision) {
   // Before taking the slot's lock: announcing may wait for the gateway, and neither the lease
   // keeper nor the shutdown path should wait with it.
-  if (reporter_ && in) announce_fanout(*in, decision);
+  if (reporter_ && in && tracked_by_gateway(in->route_metadata_raw)) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
   if (!transport_->still_held(delivery)) {
