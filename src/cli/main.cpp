@@ -13,6 +13,7 @@
 #include "cli/cancel_command.hpp"
 #include "cli/client.hpp"
 #include "cli/down_command.hpp"
+#include "cli/init_command.hpp"
 #include "cli/logs_command.hpp"
 #include "cli/queues_command.hpp"
 #include "cli/render_command.hpp"
@@ -176,6 +177,7 @@ int main(int argc, char** argv) {
   asya::cli::add_render_command(app);
   asya::cli::add_call_command(app);
   asya::cli::add_cancel_command(app);
+  asya::cli::add_init_command(app);
 
   auto* version_cmd = app.add_subcommand(
       "version",

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "cli/client.hpp"
+#include "cli/target_check.hpp"
 #include "common/env.hpp"
 #include "common/random_id.hpp"
 #include "envelope/envelope.hpp"
@@ -30,28 +31,6 @@ std::string text_or_file(const std::string& value, const std::string& option) {
   if (!local::read_file(value.substr(1), text))
     fail(kExitUsage, fmt::format("{} {}: cannot read file {}", option, value, value.substr(1)));
   return text;
-}
-
-// With a supervisor running on the state dir, every actor the message is routed to must be one
-// of its actors (unless --force): a typo would otherwise queue the message where nothing ever
-// consumes it. Without a supervisor nothing is known, and the message waits for one.
-void check_known_actors(const Client& client, const std::vector<std::string>& actors) {
-  if (client.supervised_actors.empty() || local::running_supervisor(client.paths) == 0) return;
-  std::vector<std::string> known;
-  for (const auto& a : client.supervised_actors) {
-    if (a != "happy-end" && a != "error-end") known.push_back(a);
-  }
-  for (const auto& actor : actors) {
-    if (std::find(known.begin(), known.end(), actor) != known.end()) continue;
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    fail(kExitUsage,
-         fmt::format("unknown actor \"{}\": the `asya up` running on {} runs {}; check the name, "
-                     "or add --force to queue the message for an actor that runs elsewhere "
-                     "(e.g. another host sharing the broker)",
-                     actor, client.paths.root.string(),
-                     list.empty() ? std::string("no actors") : "only " + list));
-  }
 }
 
 }  // namespace
@@ -146,7 +125,13 @@ int run_send(const SendArgs& args) {
     body = std::move(*built);
   }
 
-  if (!args.force) check_known_actors(client, actors);
+  // Fail fast (docs/cli.md): an actor the running supervisor does not run (unless --force); with
+  // --wait also a crash-looping one. Without --wait the message is queued for when it is fixed.
+  if (auto why = unavailable_actor(client.paths, actors, args.force)) {
+    if (args.wait || why->reason == local::Unavailability::kUnknown)
+      fail(kExitUsage, why->message + "\n  nothing was sent");
+    std::cerr << "asya: warning: " << why->message << "\n";
+  }
   if (std::size_t limit = Client::max_message_bytes(); body.size() > limit) {
     fail(kExitUsage,
          fmt::format("the message is {} bytes, more than the {} bytes ASYA_MAX_MESSAGE_BYTES "
@@ -181,8 +166,16 @@ int run_send(const SendArgs& args) {
   bool root_done = false;
   int quiet_rounds = 0;
   bool settled = false;
+  auto next_availability_check = Clock::now() + std::chrono::seconds(1);
   while (Clock::now() < deadline) {
     if (!root_done) root_done = find_result(client.paths, id).has_value();
+    if (!root_done && Clock::now() >= next_availability_check) {
+      next_availability_check = Clock::now() + std::chrono::seconds(1);
+      if (auto why = unavailable_actor(client.paths, actors, args.force))
+        fail(kExitUsage, fmt::format("{}\n  {} stays in its queue and is processed once the "
+                                     "actor works (`asya results {}` then)",
+                                     why->message, id, id));
+    }
     if (root_done) {
       bool quiet = true;
       for (const auto& q : watched) {

@@ -35,6 +35,9 @@ struct ApiOptions {
   std::chrono::milliseconds keepalive{std::chrono::seconds(15)};
   // An MCP session unused this long ends (later requests with its id get 404).
   std::chrono::milliseconds mcp_session_timeout{std::chrono::hours(1)};
+  // ASYA_GATEWAY_INSTANCE_ID: repeated as "instance" in the /healthz and /readyz answers, so the
+  // process that started this gateway knows it reached this one (empty: not included).
+  std::string instance_id;
 };
 
 class McpEndpoint;

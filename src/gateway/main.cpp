@@ -89,6 +89,7 @@ int main(int argc, char** argv) {
     // literals and localhost (plus the list) pass.
     if (api_options.allowed_hosts.empty() && (host == "0.0.0.0" || host == "::"))
       api_options.allowed_hosts.push_back("*");
+    api_options.instance_id = env_string("ASYA_GATEWAY_INSTANCE_ID", "");
     api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));
     if (api_options.keepalive.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_KEEPALIVE must be positive (e.g. 15s)");

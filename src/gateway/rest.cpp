@@ -53,6 +53,13 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
+// The /healthz and /readyz body: {"status": status}, plus "instance" when the gateway has one.
+std::string probe_answer(std::string_view status, const std::string& instance_id) {
+  json::object answer{{"status", status}};
+  if (!instance_id.empty()) answer["instance"] = instance_id;
+  return to_json_text(answer);
+}
+
 }  // namespace
 
 Api::Api(Service& service, ApiOptions options)
@@ -76,14 +83,14 @@ awaitable<Response> Api::route(const http::Request& request) {
   const std::string& path = request.path;
   if (auto refused = refuse_cross_site(request)) co_return *refused;
   if (path == "/healthz") {
-    co_return method == "GET" ? Response::json(200, R"({"status":"ok"})")
+    co_return method == "GET" ? Response::json(200, probe_answer("ok", options_.instance_id))
                               : method_not_allowed(method, path, "GET");
   }
   if (path == "/readyz") {
     if (method != "GET") co_return method_not_allowed(method, path, "GET");
     std::string problem = co_await service_.readiness();
     if (!problem.empty()) co_return Response::error(503, problem);
-    co_return Response::json(200, R"({"status":"ready"})");
+    co_return Response::json(200, probe_answer("ready", options_.instance_id));
   }
   if (path == "/metrics") {
     if (method != "GET") co_return method_not_allowed(method, path, "GET");

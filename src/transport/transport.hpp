@@ -152,6 +152,13 @@ void register_transport(std::string name, Factory factory);
 // (listing the known ones) or invalid transport settings.
 std::unique_ptr<Transport> make_transport(std::string_view name, const Options& options);
 
+// Reads and validates the settings transport `name` takes from options.environment (its
+// variables in docs/configuration.md) without opening or contacting anything: `asya up` checks
+// the environment of its sidecars with it before it starts them. Throws asya::ConfigError as
+// make_transport() would (an unknown name lists the known ones). A transport added with
+// register_transport() has no settings this function knows of: only its name is checked.
+void check_transport_settings(std::string_view name, const Options& options);
+
 // Names of the registered transports, sorted.
 std::vector<std::string> transport_names();
 

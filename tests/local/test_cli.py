@@ -28,6 +28,7 @@ COMMANDS = {
     "status": ["--json", "--state-dir"],
     "logs": ["--lines", "--follow", "--pretty", "--state-dir"],
     "render": [],
+    "init": [],
     "version": [],
 }
 
