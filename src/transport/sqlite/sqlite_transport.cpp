@@ -17,6 +17,7 @@
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/queue_waker.hpp"
+#include "transport/sqlite/write_lock_stats.hpp"
 
 namespace asya::transport {
 
@@ -489,6 +490,7 @@ class SqliteTransport final : public Transport {
 
 std::unique_ptr<Transport> make_sqlite_transport(const Options& options,
                                                  const SqliteSettings& settings) {
+  WriteLockStats::export_once();
   auto transport = std::make_unique<SqliteTransport>(options, settings);
   transport->open();
   return transport;
