@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
   up_cmd->add_flag("-d,--detach", up.detach,
                    "Run in the background; logs in <state>/logs, stop with `asya down`");
   up_cmd->add_flag("--plain", up.plain, "Plain log lines even on a terminal");
+  up_cmd->add_flag("--reload", up.reload,
+                   "Restart an actor's replicas (after they drain) when a Python file of its "
+                   "handler's folder changes");
   up_cmd->add_flag("--no-end-actors", up.no_end_actors,
                    "Do not run happy-end/error-end (another host sharing the broker runs them)");
   up_cmd->add_option("--routes", up.routes,

@@ -1,11 +1,14 @@
 #include "cli/status_command.hpp"
 
+#include <signal.h>
+
 #include <algorithm>
 #include <boost/json.hpp>
 #include <chrono>
 #include <cmath>
 #include <iostream>
 #include <string_view>
+#include <thread>
 
 #include <fmt/format.h>
 
@@ -22,6 +25,9 @@ namespace json = boost::json;
 
 // `asya status` warns about a status.json older than this (it is rewritten every second).
 constexpr double kStaleStatusSeconds = 5;
+// How long `asya status` waits for the fresh status it asked for (the supervisor waits up to 2 s
+// for queue counts read after the request); after it, the last written status is shown.
+constexpr auto kFreshStatusWait = std::chrono::seconds(4);
 
 // A JSON log line (the sidecar's and the Python runtime's format) as "level: msg"; any other
 // line as it is.
@@ -48,6 +54,28 @@ int run_status(const std::string& state_dir, bool as_json) {
     std::cerr << fmt::format("asya: not running on {}; start it with `asya up`\n",
                              paths.root.string());
     return kExitNotFound;
+  }
+  // A fresh status: the supervisor rewrites status.json about once a second, so right after
+  // `asya send --wait` returned the file may still show the message queued. SIGUSR1 asks it to
+  // read every queue and sidecar now and write the file; wait (a little) for that write.
+  {
+    auto asked_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch())
+                        .count();
+    if (::kill(pid, SIGUSR1) == 0) {
+      const auto give_up = std::chrono::steady_clock::now() + kFreshStatusWait;
+      while (std::chrono::steady_clock::now() < give_up) {
+        std::string fresh;
+        if (local::read_file(paths.status_file(), fresh)) {
+          auto parsed = local::StatusDocument::parse(fresh);
+          if (parsed && parsed->updated >= asked_ms) {
+            text = std::move(fresh);
+            break;
+          }
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+    }
   }
   auto status = local::StatusDocument::parse(text);
   if (!status)

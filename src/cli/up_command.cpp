@@ -161,6 +161,7 @@ int run_up(const UpArgs& args) {
   options.paths = local::StatePaths(local::resolve_state_dir(args.state_dir));
   options.transport = *transports.begin();
   options.end_actors = !args.no_end_actors;
+  options.reload = args.reload;
   options.sidecar_binary = find_sidecar();
   if (!routes.empty()) {
     check_routes(routes, loaded.actors);

@@ -17,6 +17,7 @@ struct UpArgs {
   bool no_gateway = false;
   int gateway_port = 8080;
   std::string transport;  // overrides spec.transport of every actor
+  bool reload = false;    // restart an actor's replicas when its handler's Python files change
 };
 
 // Runs `asya up`; returns the exit code (or throws Exit through fail()).

@@ -20,6 +20,7 @@ struct QueueStatsPoller::Shared {
   mutable std::mutex mutex;
   std::condition_variable wake;
   bool stopping = false;
+  bool refresh = false;  // refresh_now() was called: every queue is due
   bool finished = false;
   std::condition_variable finished_cv;
   std::map<std::string, Sample> samples;
@@ -57,6 +58,10 @@ void QueueStatsPoller::Shared::run() {
       }
     }
     auto now = Clock::now();
+    if (refresh) {
+      refresh = false;
+      for (auto& entry : due) entry.second = now;
+    }
     auto next = now + std::chrono::hours(1);
     for (const auto& q : queues) {
       if (stopping) break;
@@ -82,7 +87,7 @@ void QueueStatsPoller::Shared::run() {
       next = std::min(next, due[q.name]);
     }
     if (stopping) break;
-    wake.wait_until(lock, next, [&] { return stopping; });
+    wake.wait_until(lock, next, [&] { return stopping || refresh; });
   }
   lock.unlock();
   if (transport) transport->close();
@@ -120,6 +125,12 @@ QueueStatsPoller::Sample QueueStatsPoller::latest(const std::string& queue) cons
                                format_duration(seconds), shared_->calling);
   }
   return sample;
+}
+
+void QueueStatsPoller::refresh_now() {
+  std::lock_guard lock(shared_->mutex);
+  shared_->refresh = true;
+  shared_->wake.notify_all();
 }
 
 void QueueStatsPoller::stop(std::chrono::milliseconds wait) {

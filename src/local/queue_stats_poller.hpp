@@ -54,6 +54,10 @@ class QueueStatsPoller {
   // transport.
   Sample latest(const std::string& queue) const;
 
+  // Asks the thread to read every queue now (a fresh status for `asya status`); the reads'
+  // times are in the samples. Thread-safe; never waits.
+  void refresh_now();
+
   // Asks the thread to stop and waits up to `wait` for it. A thread still inside a transport call
   // then is left to finish that call on its own (it closes its transport and ends afterwards);
   // nothing of this object is used by it any more.

@@ -1,7 +1,10 @@
 // The `asya up` supervisor: runs the end actors and, per actor, replicas = sidecar + runtime
 // process pairs, scales them with the Autoscaler from the transport's queue stats, restarts
 // crashed pairs with exponential backoff, and stops everything in order on SIGTERM/SIGINT.
-// docs/local.md describes the behaviour for users.
+// docs/local.md describes the behaviour for users. The parts: run_setup (state directory,
+// inherited environment), replica_launcher and replica_supervisor (replicas of an actor),
+// managed_process (one child and the restart backoff), gateway_process, handler_watcher
+// (--reload), sidecar_counters, status_writer and terminal_view.
 #pragma once
 
 #include <chrono>
@@ -35,6 +38,9 @@ struct SupervisorOptions {
   // in a row mark the actor crash-looping (restarts continue, at the capped backoff).
   std::chrono::milliseconds healthy_after{std::chrono::seconds(10)};
   int crash_loop_after = 3;
+  // `asya up --reload`: when a Python file an actor's handler is imported from changes, its
+  // replicas drain and are replaced by new ones (handler_watcher.hpp says what counts).
+  bool reload = false;
   // Called once, when the end actors and every actor's initial replicas have been started
   // (`asya up --detach` returns then).
   std::function<void()> on_ready;
