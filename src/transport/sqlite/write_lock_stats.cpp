@@ -14,6 +14,8 @@ std::atomic<std::uint64_t> g_transactions{0};
 std::atomic<std::uint64_t> g_slow_holds{0};
 std::atomic<std::int64_t> g_longest_hold_ns{0};
 std::atomic<std::int64_t> g_longest_wait_ns{0};
+std::atomic<std::uint64_t> g_group_operations{0};
+std::atomic<std::uint64_t> g_group_batches{0};
 
 // Raises `maximum` to `value`; true when `value` became the new maximum.
 bool raise(std::atomic<std::int64_t>& maximum, std::int64_t value) {
@@ -37,6 +39,8 @@ WriteLockStats WriteLockStats::snapshot() {
   s.slow_holds = g_slow_holds.load();
   s.longest_hold = std::chrono::nanoseconds(g_longest_hold_ns.load());
   s.longest_wait = std::chrono::nanoseconds(g_longest_wait_ns.load());
+  s.group_operations = g_group_operations.load();
+  s.group_batches = g_group_batches.load();
   return s;
 }
 
@@ -55,6 +59,11 @@ void WriteLockStats::record_hold(std::chrono::nanoseconds held, const std::strin
 
 void WriteLockStats::record_wait(std::chrono::nanoseconds waited) {
   raise(g_longest_wait_ns, waited.count());
+}
+
+void WriteLockStats::record_group_commit(std::size_t operations) {
+  g_group_operations.fetch_add(operations, std::memory_order_relaxed);
+  g_group_batches.fetch_add(1, std::memory_order_relaxed);
 }
 
 std::string WriteLockStats::metrics_text() {
@@ -85,6 +94,18 @@ std::string WriteLockStats::metrics_text() {
       "# TYPE asya_sqlite_write_lock_slow_holds_total counter\n"
       "asya_sqlite_write_lock_slow_holds_total " +
       std::to_string(s.slow_holds) + "\n";
+  out +=
+      "# HELP asya_sqlite_group_commit_operations_total Sends and acks of this process committed "
+      "by group commit (several pending at once share a write transaction)\n"
+      "# TYPE asya_sqlite_group_commit_operations_total counter\n"
+      "asya_sqlite_group_commit_operations_total " +
+      std::to_string(s.group_operations) + "\n";
+  out +=
+      "# HELP asya_sqlite_group_commit_batches_total Group-commit batches of this process (one "
+      "write transaction each, unless rolled back and retried one by one)\n"
+      "# TYPE asya_sqlite_group_commit_batches_total counter\n"
+      "asya_sqlite_group_commit_batches_total " +
+      std::to_string(s.group_batches) + "\n";
   return out;
 }
 

@@ -126,8 +126,11 @@ TEST(SqliteWriteLock, EveryWriteTransactionIsMeasuredAndTheLongestHoldIsExported
   auto got = transport->receive("asya-held", 1, 5s);
   ASSERT_TRUE(got.ok() && got->size() == 1u);
   ASSERT_TRUE(transport->ack(got->front()).ok());
-  // send, lease, ack: one write transaction each.
-  EXPECT_EQ(WriteLockStats::snapshot().transactions - before.transactions, 3u);
+  // send, lease, ack: one write transaction each; send and ack through group commit, alone.
+  WriteLockStats sent = WriteLockStats::snapshot();
+  EXPECT_EQ(sent.transactions - before.transactions, 3u);
+  EXPECT_EQ(sent.group_operations - before.group_operations, 2u);
+  EXPECT_EQ(sent.group_batches - before.group_batches, 2u);
 
   // A hold this test makes on purpose: the longest hold is at least that long (a lower bound,
   // not a speed), and it is counted as slow (≥ 100 ms).
@@ -145,7 +148,8 @@ TEST(SqliteWriteLock, EveryWriteTransactionIsMeasuredAndTheLongestHoldIsExported
   std::string text = process_metrics_text();
   for (const char* family :
        {"asya_sqlite_write_lock_hold_seconds_max", "asya_sqlite_write_lock_wait_seconds_max",
-        "asya_sqlite_write_transactions_total", "asya_sqlite_write_lock_slow_holds_total"}) {
+        "asya_sqlite_write_transactions_total", "asya_sqlite_write_lock_slow_holds_total",
+        "asya_sqlite_group_commit_operations_total", "asya_sqlite_group_commit_batches_total"}) {
     EXPECT_NE(text.find(std::string("# TYPE ") + family), std::string::npos) << family;
     EXPECT_NE(text.find(std::string("\n") + family + " "), std::string::npos) << family;
   }
