@@ -1,6 +1,7 @@
 #include "transport/sqlite/group_commit.hpp"
 
 #include <algorithm>
+#include <exception>
 
 #include "transport/sqlite/write_lock_stats.hpp"
 
@@ -21,7 +22,11 @@ Status GroupCommit::run(const std::string& what, Operation op) {
     std::vector<Request*> batch(pending_.begin(), pending_.begin() + take);
     pending_.erase(pending_.begin(), pending_.begin() + take);
     lock.unlock();
-    commit_batch(batch);
+    try {
+      commit_batch(batch);
+    } catch (const std::exception& e) {  // e.g. bad_alloc: the others must not wait forever
+      for (Request* r : batch) r->result = Error{*r->what + ": " + e.what()};
+    }
     WriteLockStats::record_group_commit(batch.size());
     lock.lock();
     for (Request* r : batch) r->done = true;
@@ -74,7 +79,12 @@ bool GroupCommit::try_batch(Connection& db, std::vector<Request*>& batch) {
   }
   for (Request* r : batch) {
     bool abort = false;
-    r->result = (*r->op)(db, abort);
+    try {
+      r->result = (*r->op)(db, abort);
+    } catch (...) {  // no connection goes back to the pool inside a transaction
+      (void)db.run(kRollback, "ROLLBACK");
+      throw;
+    }
     if (abort) {
       (void)db.run(kRollback, "ROLLBACK");
       return false;

@@ -130,11 +130,13 @@ class SqliteTransport final : public Transport {
     }
     // The row and its body (or its file name), in a write transaction shared with the sends and
     // acks other threads of this process have pending (group_commit.hpp): nothing but the
-    // inserts runs while the write lock is held. `own_failure`: this send's own statements or
-    // checks failed (its file can go); after a failed COMMIT the row's fate is not certain and
-    // the sweep decides later.
+    // inserts runs while the write lock is held. The file goes when this send's own statements or
+    // checks failed, or never ran; after a failed COMMIT the row's fate is not certain and the
+    // sweep decides later.
+    bool ran = false;  // false: no statement of this send ran (BEGIN or the pool failed)
     bool own_failure = false;
     GroupCommit::Operation insert = [&](Connection& db, bool& abort) -> Status {
+      ran = true;
       own_failure = false;
       auto fail = [&](Status failed, bool statement) {
         own_failure = true;
@@ -176,7 +178,7 @@ class SqliteTransport final : public Transport {
       return Status::Ok();
     };
     if (Status s = group_.run("send to queue " + in_quotes(queue), insert); !s) {
-      if (own_failure && !file_name.empty()) body_files_.discard(file_name);
+      if ((own_failure || !ran) && !file_name.empty()) body_files_.discard(file_name);
       return s;
     }
     waker_.notify(queue);  // after the commit: a receiver woken now finds the message
