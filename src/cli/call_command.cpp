@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/call_arguments.hpp"
+#include "cli/call_progress.hpp"
 #include "common/http/client.hpp"
 #include "common/json_text.hpp"
 #include "local/state.hpp"
@@ -37,6 +39,7 @@ struct CallArgs {
   std::string token;
   double timeout = 0;  // seconds; 0: the tool's own timeout (the gateway fails the job)
   bool quiet = false;
+  bool list = false;
 };
 
 struct Failure {
@@ -74,27 +77,6 @@ std::string gateway_url(const CallArgs& a) {
   while (!url.empty() && url.back() == '/') url.pop_back();
   if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
   return url;
-}
-
-json::object build_arguments(const CallArgs& a) {
-  json::object out;
-  if (!a.args_json.empty()) {
-    boost::system::error_code ec;
-    auto v = json::parse(a.args_json, ec);
-    if (ec || !v.is_object())
-      fail(kUsage, "--args " + a.args_json + ": not a JSON object (accepted: '{\"key\": value}')");
-    out = v.as_object();
-  }
-  for (const auto& pair : a.pairs) {
-    auto eq = pair.find('=');
-    if (eq == std::string::npos || eq == 0)
-      fail(kUsage, "argument \"" + pair + "\": expected key=value");
-    std::string key = pair.substr(0, eq), text = pair.substr(eq + 1);
-    boost::system::error_code ec;
-    auto v = json::parse(text, ec);
-    out[key] = ec ? json::value(json::string(text)) : v;  // JSON when it parses, else a string
-  }
-  return out;
 }
 
 // ---- HTTP to the gateway
@@ -143,38 +125,22 @@ std::string error_text(const Reply& r) {
 struct Progress {
   bool tty = ::isatty(2) != 0;
   bool quiet = false;
-  int last_percent = -1;
-  std::string last_line;
+  ProgressOrder order;
+  std::string last_line;  // plain mode: a repeat (e.g. a redelivered step) is not printed again
   bool drawn = false;
 
-  void show(const json::object& event) {
-    if (quiet) return;
-    int percent = 0;
-    if (auto* p = event.if_contains("progress_percent"); p && p->is_number())
-      percent = static_cast<int>(p->to_number<double>());
-    std::string status, actor, message;
-    if (auto* s = event.if_contains("status"); s && s->is_string()) status = s->as_string();
-    if (auto* s = event.if_contains("actor"); s && s->is_string()) actor = s->as_string();
-    if (auto* s = event.if_contains("message"); s && s->is_string()) message = s->as_string();
+  void show(std::int64_t sequence, const json::object& data) {
+    ProgressEvent event = ProgressEvent::from_json(data);
+    if (!order.accept(sequence, event) || quiet) return;
     if (tty) {
-      constexpr int width = 30;
-      int filled = percent * width / 100;
-      std::string bar(filled, '#');
-      bar.append(width - filled, '.');
-      std::string line = "[" + bar + "] " + std::to_string(percent) + "% " + status;
-      if (!actor.empty()) line += " " + actor;
-      if (line.size() > 78) line.resize(78);
-      std::fprintf(stderr, "\r\033[K%s", line.c_str());
+      std::fprintf(stderr, "\r\033[K%s", bar_progress_line(event).c_str());
       std::fflush(stderr);
       drawn = true;
     } else {
-      std::string line = "progress " + std::to_string(percent) + "% " + status +
-                         (actor.empty() ? "" : " " + actor) +
-                         (message.empty() ? "" : ": " + message);
+      std::string line = plain_progress_line(event);
       if (line != last_line) std::fprintf(stderr, "%s\n", line.c_str());
-      last_line = line;
+      last_line = std::move(line);
     }
-    last_percent = percent;
   }
   void finish() {
     if (tty && drawn) std::fprintf(stderr, "\n");
@@ -190,6 +156,7 @@ struct Stream {
   std::chrono::steady_clock::time_point deadline;
   bool has_deadline = false;
   bool timed_out = false;
+  std::int64_t sequence = 0;  // the id: of the event being read (0: none)
 };
 
 void handle_line(Stream& s, const std::string& line) {
@@ -198,7 +165,7 @@ void handle_line(Stream& s, const std::string& line) {
       boost::system::error_code ec;
       auto v = json::parse(s.data, ec);
       if (!ec && v.is_object()) {
-        s.progress->show(v.as_object());
+        s.progress->show(s.sequence, v.as_object());
         if (auto* st = v.as_object().if_contains("status"); st && st->is_string()) {
           auto status = st->as_string();
           if (status == "succeeded" || status == "failed") s.final_seen = true;
@@ -206,6 +173,11 @@ void handle_line(Stream& s, const std::string& line) {
       }
     }
     s.data.clear();
+    s.sequence = 0;
+    return;
+  }
+  if (line.rfind("id:", 0) == 0) {
+    s.sequence = std::strtoll(line.c_str() + 3, nullptr, 10);
     return;
   }
   if (line.rfind("data:", 0) == 0) {
@@ -220,6 +192,10 @@ void handle_line(Stream& s, const std::string& line) {
 void follow(Gateway& gateway, const std::string& job_id, Stream& s) {
   http::Request request =
       gateway_request(gateway, "/envelopes/" + job_id + "/stream", {"Accept", "text/event-stream"});
+  // Followed again after a break: from the event after the last one shown.
+  if (s.progress->order.last_sequence() > 0)
+    request.headers.emplace_back("Last-Event-ID",
+                                 std::to_string(s.progress->order.last_sequence()));
   request.timeout = std::chrono::milliseconds(0);  // the gateway closes it after the final event
   if (s.has_deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -239,9 +215,49 @@ void follow(Gateway& gateway, const std::string& job_id, Stream& s) {
   if (s.has_deadline && std::chrono::steady_clock::now() >= s.deadline) s.timed_out = true;
 }
 
+// GET /tools: the gateway's tools with their input schemas.
+json::array list_tools(Gateway& gateway) {
+  Reply reply = request(gateway, "/tools", nullptr);
+  if (reply.status != 200)
+    fail(kFailed, "GET /tools answered " + std::to_string(reply.status) + ": " + error_text(reply));
+  boost::system::error_code ec;
+  auto v = json::parse(reply.body, ec);
+  if (ec || !v.is_array()) fail(kFailed, "GET /tools answered no JSON array: " + reply.body);
+  return std::move(v.as_array());
+}
+
+// The input schema of `tool` (fail(kUsage) naming the tools there are when it is unknown).
+json::object tool_schema(const json::array& tools, const std::string& tool,
+                         const std::string& gateway_base) {
+  std::string names;
+  for (const json::value& t : tools) {
+    if (!t.is_object()) continue;
+    const json::value* name = t.as_object().if_contains("name");
+    if (!name || !name->is_string()) continue;
+    if (name->as_string() == tool) {
+      const json::value* schema = t.as_object().if_contains("inputSchema");
+      return schema && schema->is_object() ? schema->as_object() : json::object{};
+    }
+    names += (names.empty() ? "" : ", ") + std::string(name->as_string());
+  }
+  fail(kUsage, "unknown tool \"" + tool + "\": the gateway at " + gateway_base +
+                   (names.empty() ? " has no tools" : " has " + names) +
+                   " (`asya call --list` describes them)");
+}
+
 int run(const CallArgs& a) {
   Gateway gateway{gateway_url(a), a.token};
-  json::object arguments = build_arguments(a);
+  json::array tools = list_tools(gateway);
+  if (a.list) {
+    std::cout << format_tool_list(tools);
+    return kOk;
+  }
+  if (a.tool.empty())
+    fail(kUsage, "which tool? `asya call TOOL key=value ...` (`asya call --list` lists them)");
+  auto built =
+      build_call_arguments(tool_schema(tools, a.tool, gateway.base), a.tool, a.args_json, a.pairs);
+  if (!built) fail(kUsage, built.error().message);
+  json::object arguments = std::move(*built);
   std::string body =
       to_json_text(json::object{{"name", a.tool}, {"arguments", arguments}, {"async", true}});
   Reply started = request(gateway, "/tools/call", &body);
@@ -269,8 +285,8 @@ int run(const CallArgs& a) {
   if (a.timeout > 0)
     stream.deadline = std::chrono::steady_clock::now() +
                       std::chrono::milliseconds(static_cast<long>(a.timeout * 1000));
-  // The stream may end without a final event (a dropped connection): follow it again, from the
-  // start (history is replayed), until the job is final or the deadline passes.
+  // The stream may end without a final event (a dropped connection): follow it again, after the
+  // last event shown (Last-Event-ID), until the job is final or the deadline passes.
   json::object job;
   for (int attempt = 0;; ++attempt) {
     follow(gateway, job_id, stream);
@@ -297,7 +313,25 @@ int run(const CallArgs& a) {
   }
   std::string error =
       job["error"].is_string() ? std::string(job["error"].as_string()) : to_json_text(job["error"]);
-  std::cerr << "asya: job " << job_id << " failed: " << error << "\n";
+  // error_message: what failed where (type, message, actor); older gateways have only error.
+  std::string shown =
+      job["error_message"].is_string() ? std::string(job["error_message"].as_string()) : error;
+  std::cerr << "asya: job " << job_id << " failed: " << shown << "\n";
+  // The handler's traceback (where in the user's file), indented under that line.
+  if (const json::value* details = job.if_contains("error_details");
+      details && details->is_object())
+    if (const json::value* tb = details->as_object().if_contains("traceback");
+        tb && tb->is_string() && !tb->as_string().empty()) {
+      std::string text(tb->as_string());
+      while (!text.empty() && text.back() == '\n') text.pop_back();
+      std::string::size_type start = 0;
+      while (start <= text.size()) {
+        auto end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        std::cerr << "  " << std::string_view(text).substr(start, end - start) << "\n";
+        start = end + 1;
+      }
+    }
   return error.find("timed out") != std::string::npos ? kTimeout : kFailed;
 }
 
@@ -307,10 +341,12 @@ void add_call_command(CLI::App& app) {
   auto args = std::make_shared<CallArgs>();
   CLI::App* cmd = app.add_subcommand(
       "call", "Call a gateway tool with key=value arguments, show its progress, print the result");
-  cmd->add_option("tool", args->tool, "Tool name (GET /tools lists them)")->required();
+  cmd->add_option("tool", args->tool, "Tool name (--list lists them)");
   cmd->add_option("arguments", args->pairs,
-                  "key=value; the value is JSON when it parses (1, true, {\"a\":1}), else a "
-                  "string");
+                  "key=value, read as the parameter's type (text=5 is the string \"5\", n=5 "
+                  "the integer 5 when n is an integer); key:=JSON passes JSON as is");
+  cmd->add_flag("-l,--list", args->list,
+                "List the gateway's tools with their parameters and descriptions");
   cmd->add_option("--args", args->args_json, "All arguments as one JSON object");
   cmd->add_option("--gateway", args->gateway,
                   "Gateway URL (default: $ASYA_GATEWAY_URL, else the running supervisor's)");

@@ -1,5 +1,6 @@
 // `asya call TOOL [key=value...]`: calls a tool of the running gateway (docs/gateway.md), shows
-// its progress live (SSE), and prints the result JSON on stdout.
+// its progress live (SSE), and prints the result JSON on stdout. The arguments are read by the
+// tool's input schema (call_arguments.hpp); `asya call --list` lists the tools.
 #pragma once
 
 namespace CLI {

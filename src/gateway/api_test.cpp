@@ -62,5 +62,24 @@ TEST(BearerMatches, SchemeIsCaseInsensitiveTokenIsNot) {
   EXPECT_FALSE(api::bearer_matches("", "s3cret"));
 }
 
+TEST(CallResult, AFailedJobsTextSaysTheErrorTypeMessageAndActor) {
+  Job job;
+  job.id = "j1";
+  job.status = JobStatus::failed;
+  job.error = "processing_error";
+  job.error_details_json = R"({"message":"boom","type":"ValueError","traceback":"tb"})";
+  job.failed_actor = "fail";
+  boost::json::object result = api::call_result(job);
+  EXPECT_EQ(result.at("isError"), true);
+  EXPECT_EQ(result.at("content").as_array()[0].at("text"),
+            R"(ValueError: boom (processing_error in actor "fail"))");
+  const auto& structured = result.at("structuredContent").as_object();
+  EXPECT_EQ(structured.at("error"), "processing_error");
+  EXPECT_EQ(structured.at("failed_actor"), "fail");
+  EXPECT_EQ(structured.at("error_details").at("type"), "ValueError");
+  EXPECT_EQ(api::job_json(job).at("error_message"),
+            R"(ValueError: boom (processing_error in actor "fail"))");
+}
+
 }  // namespace
 }  // namespace asya::gateway

@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   try {
     log::init("gateway", env_string("ASYA_LOG_LEVEL", "info"));
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::error("{}", e.what());  // the JSON line of the default logger
     return 2;
   }
   try {
@@ -124,13 +124,12 @@ int main(int argc, char** argv) {
     return 0;
   } catch (const LoadError& e) {
     spdlog::error("gateway: routes config: {}", e.what());
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
     return 2;
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::error("{}", e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::critical("fatal: {}", e.what());
     return 1;
   }
 }

@@ -112,6 +112,8 @@ json::object job_json(const Job& job) {
   if (!job.result_json.empty()) o["result"] = parse_or_null(job.result_json);
   if (!job.error.empty()) o["error"] = job.error;
   if (!job.error_details_json.empty()) o["error_details"] = parse_or_null(job.error_details_json);
+  if (!job.failed_actor.empty()) o["failed_actor"] = job.failed_actor;
+  if (job.status == JobStatus::failed) o["error_message"] = describe_failure(job);
   o["progress_percent"] = job.progress_percent;
   o["current_actor_idx"] = job.current_actor_idx;
   o["current_actor_name"] =
@@ -170,11 +172,14 @@ json::object call_result(const Job& job) {
   if (job.status != JobStatus::succeeded) {
     std::string error =
         job.error.empty() ? std::string("job ") + job_status_name(job.status) : job.error;
-    json::object result = error_result(error);
+    // The text says what failed where (type, message, actor); structuredContent keeps the parts.
+    json::object result =
+        error_result(job.status == JobStatus::failed ? describe_failure(job) : error);
     json::object structured{
         {"job_id", job.id}, {"status", job_status_name(job.status)}, {"error", error}};
     if (!job.error_details_json.empty())
       structured["error_details"] = parse_or_null(job.error_details_json);
+    if (!job.failed_actor.empty()) structured["failed_actor"] = job.failed_actor;
     result["structuredContent"] = std::move(structured);
     return result;
   }

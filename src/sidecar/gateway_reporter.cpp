@@ -1,6 +1,7 @@
 #include "sidecar/gateway_reporter.hpp"
 
 #include <fmt/format.h>
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -112,6 +113,18 @@ std::string final_body(std::string_view id, bool succeeded, std::string_view res
   append_actors(out, actors);
   out += fmt::format(",\"current_actor_idx\":{}}}", current_actor_idx);
   return out;
+}
+
+bool tracked_by_gateway(std::string_view route_metadata_raw) {
+  if (route_metadata_raw.find("\"job_id\"") == std::string_view::npos) return false;
+  simdjson::padded_string padded(route_metadata_raw);
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc)) return false;
+  simdjson::ondemand::object object;
+  if (doc.get_object().get(object)) return false;
+  simdjson::ondemand::value job;
+  return !object.find_field_unordered("job_id").get(job);
 }
 
 std::string envelope_path(std::string_view id, std::string_view what) {
@@ -233,7 +246,12 @@ void GatewayReporter::run() {
     if (delivered) {
       if (options_.on_sent) options_.on_sent();
     } else {
-      if (refused) {
+      if (refused && last_failure.starts_with("HTTP 404")) {
+        // The gateway does not know the envelope (its job expired, or it was never one): nothing
+        // to report, nothing wrong here.
+        spdlog::debug("gateway does not know the envelope of report POST {}: {}", url,
+                      last_failure);
+      } else if (refused) {
         spdlog::warn("gateway refused report POST {}: {}; report dropped", url, last_failure);
       } else {
         spdlog::warn("gateway report POST {} dropped after {} attempts; last: {}", url, attempts,

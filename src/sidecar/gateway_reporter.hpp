@@ -36,6 +36,13 @@ std::string fanout_body(std::string_view child_id, std::string_view parent_id,
 std::string final_body(std::string_view id, bool succeeded, std::string_view result_raw,
                        std::string_view error, std::string_view error_details_raw,
                        const std::vector<std::string>& actors, std::size_t current_actor_idx);
+// Whether the gateway tracks an envelope: it started it as a job, so its route.metadata has
+// "job_id" (PROTOCOL §1, §7; fan-out children carry the metadata on). `route_metadata_raw` is the
+// JSON text of route.metadata (empty when absent). Sidecars report only such envelopes: one sent
+// by `asya send` or another producer belongs to no job, and every report about it would be
+// refused (404). Thread-safe.
+bool tracked_by_gateway(std::string_view route_metadata_raw);
+
 // "/envelopes/<id>/<what>" with the id percent-encoded as a path segment.
 std::string envelope_path(std::string_view id, std::string_view what);
 

@@ -37,13 +37,13 @@ int main(int argc, char** argv) {
     options.max_message_bytes = config.max_message_bytes;
     transport = asya::transport::make_transport(config.transport, options);
   } catch (const asya::ConfigError& e) {
-    std::fprintf(stderr, "asya-sidecar: %s\n", e.what());
+    spdlog::error("{}", e.what());  // a JSON line, like every other
     return kExitConfig;
   }
   try {
     return run_sidecar(config, std::move(transport));
   } catch (const asya::ConfigError& e) {
-    std::fprintf(stderr, "asya-sidecar: %s\n", e.what());
+    spdlog::error("{}", e.what());  // a JSON line, like every other
     return kExitConfig;
   } catch (const std::exception& e) {
     spdlog::critical("fatal: {}", e.what());

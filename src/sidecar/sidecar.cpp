@@ -341,7 +341,8 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     decision = std::move(*early);
   } else {
     const envelope::Envelope& in = *parsed;
-    if (reporter_) {
+    const bool tracked = reporter_ && tracked_by_gateway(in.route_metadata_raw);
+    if (tracked) {
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "received",
                            fmt::format("received by {}", config_.actor_name), std::nullopt));
@@ -373,7 +374,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
                      decision.failure_message);
       }
     }
-    if (decision.status == ProcessedStatus::kSuccess && reporter_)
+    if (decision.status == ProcessedStatus::kSuccess && tracked)
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "completed",
                            fmt::format("completed by {}", config_.actor_name),
@@ -463,7 +464,7 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
                      const Decision& decision) {
   // Before taking the slot's lock: announcing may wait for the gateway, and neither the lease
   // keeper nor the shutdown path should wait with it.
-  if (reporter_ && in) announce_fanout(*in, decision);
+  if (reporter_ && in && tracked_by_gateway(in->route_metadata_raw)) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
   if (!transport_->still_held(delivery)) {

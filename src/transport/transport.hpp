@@ -91,6 +91,18 @@ class Transport {
   // Counts for the autoscaler and `asya queues`.
   virtual Result<QueueStats> stats(std::string_view queue) = 0;
 
+  // Removes every message waiting in `queue` (ready, and on SQLite also delayed) for good; for
+  // `asya queues purge`. Messages being processed are not removed on SQLite and RabbitMQ (their
+  // consumers settle them; a later ack of a purged SQLite message fails and loses nothing); SQS's
+  // PurgeQueue removes them too. Returns how many messages were removed when the transport can
+  // tell (SQLite, RabbitMQ), nullopt when it cannot (SQS purges asynchronously, within 60 s). A
+  // queue that does not exist fails with an Error whose message starts with "queue_not_found:".
+  // Blocking, thread-safe. Transports that cannot purge return an Error saying so.
+  virtual Result<std::optional<std::uint64_t>> purge(std::string_view queue) {
+    return Error{"purge of queue \"" + std::string(queue) + "\": the " + std::string(name()) +
+                 " transport cannot purge queues"};
+  }
+
   // Names of the known queues (those ensured or holding messages).
   virtual Result<std::vector<std::string>> list_queues() = 0;
 

@@ -301,7 +301,8 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
 
 int run_server(const char* mode, const std::function<Responder(const RuntimeConfig&)>& make) {
   if (Status s = install_signal_handlers(); !s.ok()) {
-    std::fprintf(stderr, "asya runtime: %s\n", s.message().c_str());
+    log::init("runtime", "info");
+    spdlog::error("{}", s.message());
     return 1;
   }
   RuntimeConfig config;
@@ -320,8 +321,8 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
           requested, mode, mode));
     }
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "{\"level\":\"error\",\"component\":\"runtime\",\"msg\":\"%s\"}\n",
-                 log::json_escape(e.what()).c_str());
+    log::init("runtime", "info");  // component "runtime" even when the level was the mistake
+    spdlog::error("{}", e.what());
     return 1;
   }
   const std::string ready_file = wire::ready_file_for(config.socket_path);

@@ -92,9 +92,12 @@ def test_two_actor_pipeline_streams_monotonic_progress_to_succeeded(stack):
 def test_error_tool_fails_with_the_error(stack):
     answer = call(stack, "error", {"should_fail": True})
     assert answer["isError"] is True
-    assert answer["content"][0]["text"] == "processing_error"
+    # The text says what failed where (issue 19: it said only "processing_error").
+    assert answer["content"][0]["text"] == (
+        'ValueError: asked to fail: should_fail=True (processing_error in actor "fail")')
     failure = answer["structuredContent"]
     assert failure["status"] == "failed" and failure["error"] == "processing_error"
+    assert failure["failed_actor"] == "fail"
     assert failure["error_details"]["type"] == "ValueError"
     assert failure["error_details"]["message"] == "asked to fail: should_fail=True"
     record = job(stack, failure["job_id"])

@@ -91,13 +91,16 @@ std::string job_to_document(const Job& job) {
   o["result"] = job.result_json;
   o["error"] = job.error;
   o["error_details"] = job.error_details_json;
+  o["failed_actor"] = job.failed_actor;
   json::array branches;
   for (const auto& b : job.branches) {
     branches.push_back(json::object{{"id", b.id},
                                     {"parent_id", b.parent_id},
                                     {"status", job_status_name(b.status)},
                                     {"result", b.result_json},
-                                    {"error", b.error}});
+                                    {"error", b.error},
+                                    {"error_details", b.error_details_json},
+                                    {"failed_actor", b.failed_actor}});
   }
   o["branches"] = std::move(branches);
   o["created_ms"] = to_ms(job.created_at);
@@ -123,11 +126,14 @@ Job job_from_document(const std::string& text) {
   job.result_json = str(o, "result");
   job.error = str(o, "error");
   job.error_details_json = str(o, "error_details");
+  job.failed_actor = str(o, "failed_actor");
   for (const auto& item : o.at("branches").as_array()) {
     const auto& b = item.as_object();
     job.branches.push_back(Branch{str(b, "id"), str(b, "parent_id"),
                                   parse_job_status(str(b, "status")).value_or(JobStatus::pending),
                                   str(b, "result"), str(b, "error")});
+    job.branches.back().error_details_json = str(b, "error_details");
+    job.branches.back().failed_actor = str(b, "failed_actor");
   }
   job.created_at = from_ms(num(o, "created_ms"));
   job.updated_at = from_ms(num(o, "updated_ms"));
@@ -244,6 +250,15 @@ class JobStoreCore final : public JobStore {
               report.actors.empty() ? job.actors : report.actors;
           int count = std::max<int>(1, static_cast<int>(actors.size()));
           int index = std::clamp(report.current_actor_idx, 0, count - 1);
+          // Behind the job's position: a late report of another sidecar (see the header).
+          bool counted_completed = job.actors_completed > job.current_actor_idx;
+          if (job.status == JobStatus::running &&
+              (index < job.current_actor_idx ||
+               (index == job.current_actor_idx && counted_completed &&
+                report.state != "completed"))) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
           int percent = std::min(99, (index * 100 + weight_of(report.state)) / count);
           job.progress_percent = std::max(job.progress_percent, percent);
           job.status = JobStatus::running;
@@ -279,6 +294,12 @@ class JobStoreCore final : public JobStore {
           branch.error = report.status == JobStatus::failed
                              ? (report.error.empty() ? std::string("failed") : report.error)
                              : "";
+          if (report.status == JobStatus::failed) {
+            branch.error_details_json = report.error_details_json;
+            if (report.current_actor_idx && *report.current_actor_idx >= 0 &&
+                *report.current_actor_idx < static_cast<int>(job.actors.size()))
+              branch.failed_actor = job.actors[*report.current_actor_idx];
+          }
           if (report.current_actor_idx) job.current_actor_idx = *report.current_actor_idx;
           std::size_t done = std::count_if(job.branches.begin(), job.branches.end(),
                                            [](const Branch& b) { return is_final(b.status); });
@@ -297,8 +318,9 @@ class JobStoreCore final : public JobStore {
           if (failed != job.branches.end()) {
             job.status = JobStatus::failed;
             job.error = failed->error;
-            if (failed->id == branch.id) job.error_details_json = report.error_details_json;
-            job.message = "failed: " + job.error;
+            job.error_details_json = failed->error_details_json;
+            job.failed_actor = failed->failed_actor;
+            job.message = "failed: " + describe_failure(job);
           } else {
             job.status = JobStatus::succeeded;
             if (job.branches.size() == 1) {

@@ -12,6 +12,11 @@
 // - progress_percent = (index * 100 + weight) / len(actors) with weights received 10, processing
 //   50, completed 100; it never decreases and is at most 99 until the job is final, 100 after a
 //   success (a failure keeps the last value).
+// - Progress reports come from several sidecars over separate connections, so they may arrive
+//   out of order (actor 2's "received" before actor 1's "completed"). A report behind the job's
+//   position (an earlier actor, or an earlier state of the current actor: not completed when the
+//   job already counts it completed) is `ignored`: the job's actor and the Updates never go
+//   backwards.
 // - Fan-out: a sidecar announces each child envelope (index >= 1) with add_branch() before it is
 //   published. The root envelope is branch 0. A job is final only when every known branch reached
 //   an end; its result is the single result (no fan-out) or the branch results in branch order
@@ -56,6 +61,8 @@ struct Branch {
   JobStatus status = JobStatus::pending;
   std::string result_json;  // JSON text of the branch's result, empty when none
   std::string error;
+  std::string error_details_json{};  // of a failed branch: the report's error_details, as sent
+  std::string failed_actor{};        // of a failed branch: the actor that failed ("" unknown)
 };
 
 struct Job {
@@ -72,12 +79,21 @@ struct Job {
   std::string result_json;         // JSON text, empty until succeeded
   std::string error;               // empty unless failed
   std::string error_details_json;  // JSON text, empty when none
-  std::vector<Branch> branches;    // root first; only one entry unless the pipeline fanned out
+  // The actor whose failure failed the job (actors[current_actor_idx] of the failing branch's
+  // final report); empty when not known (a timeout, a publish failure, an old report).
+  std::string failed_actor;
+  std::vector<Branch> branches;  // root first; only one entry unless the pipeline fanned out
   Clock::time_point created_at;
   Clock::time_point updated_at;
   std::optional<Clock::time_point> deadline;
   std::int64_t last_sequence = 0;  // sequence number of the latest Update
 };
+
+// A failed job's failure in one line, for people (the CLI, the MCP text content, REST): the
+// exception type and message of the error details, then the error code and the actor that
+// failed, e.g. `KeyError: 'text' (processing_error in actor "score")`; the error alone when
+// nothing more is known (`timed out`). Defined in job_failure.cpp.
+std::string describe_failure(const Job& job);
 
 // One entry of a job's history: what an SSE `update` event carries.
 struct Update {

@@ -262,14 +262,71 @@ TEST_P(JobStoreTest, ConcurrentReportsFromManyThreadsKeepTheRules) {
     });
   }
   for (auto& thread : threads) thread.join();
+  // Reports behind the job's actor are ignored, so fewer than 80 progress Updates are recorded;
+  // those that are move forward only.
   auto updates = store_->updates(id, 0).value();
-  ASSERT_EQ(updates.size(), 81u);
-  int previous = 0;
+  ASSERT_GE(updates.size(), 2u);
+  ASSERT_LE(updates.size(), 81u);
+  int previous = 0, previous_actor = 0;
   for (std::size_t i = 0; i < updates.size(); ++i) {
     EXPECT_EQ(updates[i].sequence, static_cast<std::int64_t>(i + 1));
     EXPECT_GE(updates[i].progress_percent, previous);
+    EXPECT_GE(updates[i].current_actor_idx, previous_actor);
     previous = updates[i].progress_percent;
+    previous_actor = updates[i].current_actor_idx;
   }
+  EXPECT_EQ(get(id).current_actor_idx, 3);
+}
+
+TEST_P(JobStoreTest, LateReportsOfAnEarlierActorNeverMoveTheJobBack) {
+  // Each actor's sidecar reports on its own connection: actor b's "received" can reach the
+  // gateway before actor a's "processing" and "completed".
+  std::string id = create({"a", "b", "c"});
+  EXPECT_EQ(progress(id, 0, "received").outcome, Outcome::applied);
+  EXPECT_EQ(progress(id, 1, "received").outcome, Outcome::applied);
+  EXPECT_EQ(progress(id, 0, "processing").outcome, Outcome::ignored);
+  EXPECT_EQ(progress(id, 0, "completed").outcome, Outcome::ignored);
+  EXPECT_EQ(progress(id, 1, "processing").outcome, Outcome::applied);
+  EXPECT_EQ(progress(id, 1, "completed").outcome, Outcome::applied);
+  // A completed actor does not go back to processing; another replica's repeat of "completed"
+  // (a redelivery) is still recorded.
+  EXPECT_EQ(progress(id, 1, "processing").outcome, Outcome::ignored);
+  EXPECT_EQ(progress(id, 1, "completed").outcome, Outcome::applied);
+  Job job = get(id);
+  EXPECT_EQ(job.current_actor_idx, 1);
+  EXPECT_EQ(job.actors_completed, 2);
+  auto updates = store_->updates(id, 0).value();
+  std::vector<std::string> seen;
+  for (const auto& u : updates) seen.push_back(u.envelope_state + " " + u.actor);
+  EXPECT_EQ(seen, (std::vector<std::string>{"pending a", "received a", "received b", "processing b",
+                                            "completed b", "completed b"}));
+}
+
+TEST_P(JobStoreTest, AFailedJobKeepsTheFailingActorAndItsErrorDetails) {
+  std::string id = create({"split", "score"});
+  store_->add_branch(BranchReport{id + "-1", id, {"split", "score"}, 1}).value();
+  // The failing branch ends first; the job fails only when the other branch ended too.
+  FinalReport failed;
+  failed.envelope_id = id + "-1";
+  failed.status = JobStatus::failed;
+  failed.error = "processing_error";
+  failed.error_details_json = R"({"message":"'text'","type":"KeyError","traceback":"tb"})";
+  failed.current_actor_idx = 1;
+  EXPECT_FALSE(store_->finish(failed).value().job_final);
+  FinalReport ok;
+  ok.envelope_id = id;
+  ok.status = JobStatus::succeeded;
+  ok.result_json = "1";
+  ok.current_actor_idx = 2;
+  EXPECT_TRUE(store_->finish(ok).value().job_final);
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::failed);
+  EXPECT_EQ(job.error, "processing_error");
+  EXPECT_EQ(job.failed_actor, "score");
+  EXPECT_EQ(job.error_details_json, failed.error_details_json);
+  EXPECT_EQ(job.message, R"(failed: KeyError: 'text' (processing_error in actor "score"))");
+  auto updates = store_->updates(id, 0).value();
+  EXPECT_EQ(updates.back().message, job.message);
 }
 
 TEST_P(JobStoreTest, FinishedJobsSurviveReopening) {

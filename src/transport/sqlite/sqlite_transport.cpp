@@ -17,6 +17,7 @@
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
 #include "transport/sqlite/lease_owners.hpp"
+#include "transport/sqlite/queue_purge.hpp"
 #include "transport/sqlite/queue_waker.hpp"
 #include "transport/sqlite/write_lock_stats.hpp"
 
@@ -217,6 +218,20 @@ class SqliteTransport final : public Transport {
     stats.in_flight = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 1));
     stats.delayed = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 2));
     return stats;
+  }
+
+  Result<std::optional<std::uint64_t>> purge(std::string_view queue) override {
+    PurgedRows purged;
+    {
+      auto c = pool_.acquire();
+      if (!c) return c.error();
+      auto rows = purge_rows(c->connection(), queue, now_ms());
+      if (!rows) return rows.error();
+      purged = std::move(*rows);
+    }
+    // After the rows are gone for good; a crash before this leaves orphans for the sweep.
+    for (const std::string& file : purged.body_files) body_files_.remove(file);
+    return std::optional<std::uint64_t>(purged.removed);
   }
 
   Result<std::vector<std::string>> list_queues() override {

@@ -329,6 +329,29 @@ TEST(SqsSettingsTest, MissingCredentialsNameTheVariables) {
   }
 }
 
+TEST_F(SqsTransportTest, PurgeEmptiesTheQueueWithoutACountAndRefusesAnUnknownQueue) {
+  auto t = make();
+  const std::string q = queue("purge");
+  ASSERT_TRUE(t->ensure_queue(q));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(t->send(q, "m" + std::to_string(i)));
+  auto purged = t->purge(q);
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_FALSE(purged->has_value()) << "SQS does not say how many it removed";
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  QueueStats stats{1, 0, 0};
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = t->stats(q);
+    ASSERT_TRUE(s) << s.error().message;
+    stats = *s;
+    if (stats.ready + stats.in_flight + stats.delayed == 0) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(stats.ready + stats.in_flight + stats.delayed, 0u);
+  auto missing = t->purge(queue("nobody"));
+  ASSERT_FALSE(missing);
+  EXPECT_TRUE(missing.error().message.starts_with("queue_not_found:")) << missing.error().message;
+}
+
 TEST(SqsSettingsTest, BadValuesAreNamed) {
   ::setenv("AWS_ACCESS_KEY_ID", "a", 1);
   ::setenv("AWS_SECRET_ACCESS_KEY", "b", 1);
