@@ -3,12 +3,13 @@
 one side), and one real short row run end to end (`--only python --quick`)."""
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
 
-from conftest import REPO
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 sys.path.insert(0, str(REPO / "bench"))
 import benchstats  # noqa: E402
