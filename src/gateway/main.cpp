@@ -1,16 +1,18 @@
 // asya-gateway: pipelines as MCP tools and a REST API (see docs/gateway.md for every variable).
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <boost/asio/post.hpp>
 
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "common/version.hpp"
 #include "gateway/api.hpp"
 #include "gateway/help.hpp"
@@ -43,6 +45,8 @@ int default_max_connections() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread starts, so that every thread inherits the mask (shutdown_signals.hpp).
+  asya::SignalSet().block();
   using namespace asya;
   using namespace asya::gateway;
   if (auto exit_code = answer_informational_arguments(
@@ -113,11 +117,15 @@ int main(int argc, char** argv) {
                  server.port(), service.tools().tools.size(), service.store().name(),
                  env_string("ASYA_TRANSPORT", "sqlite"));
 
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](const boost::system::error_code&, int signal) {
-      spdlog::info("gateway: signal {}, shutting down", signal);
-      server.stop();
-      io.stop();
+    // The first SIGTERM/SIGINT stops the server on the io thread; later ones change nothing.
+    std::atomic<bool> signalled{false};
+    SignalWatcher signal_watcher(SignalSet(), [&](int signal) {
+      if (signalled.exchange(true)) return;
+      boost::asio::post(io, [&, signal] {
+        spdlog::info("gateway: {}, shutting down", signal_name(signal));
+        server.stop();
+        io.stop();
+      });
     });
     io.run();
     service.stop();

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/random_id.hpp"
 #include "common/result.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "gateway/metrics.hpp"
@@ -140,8 +141,8 @@ class Service {
   bool stopped_ = false;
 };
 
-// A random UUID v4 ("5e6fdb2d-1d6b-4e91-baef-73e825434e7b").
-std::string new_uuid();
+// A random UUID v4 ("5e6fdb2d-1d6b-4e91-baef-73e825434e7b"): common/random_id.hpp.
+using asya::new_uuid;
 // A new W3C traceparent ("00-<32 hex>-<16 hex>-01").
 std::string new_traceparent();
 

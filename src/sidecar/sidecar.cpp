@@ -15,6 +15,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -188,22 +189,14 @@ int Runner::run() {
     }
   }
 
-  // Signals are blocked in every thread (main blocked them before any thread started); this
-  // thread alone takes them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  std::thread signal_thread([this, signals] {
-    timespec tick{0, 200'000'000};
-    while (!stop_.stopping()) {
-      int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig == SIGTERM || sig == SIGINT) {
-        spdlog::info("received {}, draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                     format_duration(config_.shutdown_grace));
-        stop_.request(kExitOk);
-      }
-    }
+  // Signals are blocked in every thread (main blocked them before any thread started); the
+  // watcher's thread alone takes them. Once stopping, later signals are left pending.
+  std::optional<SignalWatcher> signal_watcher;
+  signal_watcher.emplace(SignalSet(), [this](int sig) {
+    if (stop_.stopping()) return;
+    spdlog::info("received {}, draining (grace {})", signal_name(sig),
+                 format_duration(config_.shutdown_grace));
+    stop_.request(kExitOk);
   });
 
   spdlog::info(
@@ -252,7 +245,7 @@ int Runner::run() {
   for (auto& t : workers) t.join();
   leases_stop_.request(kExitOk);
   lease_thread.join();
-  signal_thread.join();
+  signal_watcher.reset();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
   if (server) server->stop();
   transport_->close();

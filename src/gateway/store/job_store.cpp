@@ -34,18 +34,6 @@ std::optional<JobStatus> parse_job_status(std::string_view name) {
   return std::nullopt;
 }
 
-std::string format_time(Clock::time_point when) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
-  std::time_t seconds = static_cast<std::time_t>(ms / 1000);
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char buffer[96];
-  std::snprintf(buffer, sizeof buffer, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                static_cast<int>(ms % 1000));
-  return buffer;
-}
-
 namespace {
 
 std::int64_t to_ms(Clock::time_point t) {

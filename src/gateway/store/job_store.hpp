@@ -40,6 +40,7 @@
 
 #include "common/env.hpp"
 #include "common/result.hpp"
+#include "common/rfc3339.hpp"
 
 namespace asya::gateway {
 
@@ -281,7 +282,9 @@ std::unique_ptr<JobStore> open_postgres_job_store(const std::string& url);
 
 namespace asya::gateway {
 
-// RFC 3339 UTC with milliseconds ("2026-11-29T12:00:00.000Z").
-std::string format_time(Clock::time_point when);
+// RFC 3339 UTC with milliseconds ("2026-11-29T12:00:00.000Z"): common/rfc3339.hpp's formatter.
+inline std::string format_time(Clock::time_point when) {
+  return format_rfc3339(when);
+}
 
 }  // namespace asya::gateway

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/durable_file.hpp"
 #include "common/log.hpp"
 
 namespace asya::transport::sqlite {
@@ -32,74 +33,19 @@ struct FdCloser {
   }
 };
 
-Status fsync_directory(const std::filesystem::path& directory) {
-  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return Error{"opening the directory " + in_quotes(directory.string()) +
-                 " failed: " + errno_text(errno)};
-  }
-  FdCloser closer{fd};
-  if (::fsync(fd) != 0) {
-    return Error{"fsync of the directory " + in_quotes(directory.string()) +
-                 " failed: " + errno_text(errno)};
-  }
-  return Status::Ok();
-}
-
 // Writes `body` durably as `directory/name`: into `name.tmp` (created exclusively), fsync, rename
-// to `name`, fsync of the directory. On failure nothing is left behind (best effort).
+// to `name`, fsync of the directory (common/durable_file). On failure nothing is left behind.
 Status write_body_file(const std::filesystem::path& directory, const std::string& name,
                        std::string_view body) {
-  std::filesystem::path final_path = directory / name;
-  std::filesystem::path tmp_path = directory / (name + std::string(kTmpSuffix));
-  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Error{"creating the body file " + in_quotes(tmp_path.string()) +
-                 " failed: " + errno_text(errno)};
-  }
-  auto fail = [&](const char* what) -> Status {
-    int error = errno;
-    ::close(fd);
-    ::unlink(tmp_path.c_str());
-    return Error{std::string(what) + " the body file " + in_quotes(tmp_path.string()) +
-                 " failed: " + errno_text(error)};
-  };
-  // Written in 8 MiB chunks, each handed to the disk (sync_file_range, asynchronous) as soon as
-  // it is in the page cache: the disk works while the next chunk is copied, so the fsync below
-  // waits for the tail only, instead of the whole body after it was all copied.
-  constexpr std::size_t kChunk = std::size_t{8} << 20;
-  std::size_t done = 0;
-  std::size_t kicked = 0;
-  while (done < body.size()) {
-    ssize_t n = ::write(fd, body.data() + done, std::min(body.size() - done, kChunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("writing");
-    }
-    done += static_cast<std::size_t>(n);
-    if (done - kicked >= kChunk || done == body.size()) {
-      // Only a hint: an error here shows again in fsync.
-      (void)::sync_file_range(fd, static_cast<off_t>(kicked), static_cast<off_t>(done - kicked),
-                              SYNC_FILE_RANGE_WRITE);
-      kicked = done;
-    }
-  }
-  if (::fsync(fd) != 0) return fail("fsync of");
-  if (::close(fd) != 0) {
-    int error = errno;
-    ::unlink(tmp_path.c_str());
-    return Error{"closing the body file " + in_quotes(tmp_path.string()) +
-                 " failed: " + errno_text(error)};
-  }
-  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-    int error = errno;
-    ::unlink(tmp_path.c_str());
-    return Error{"renaming the body file " + in_quotes(tmp_path.string()) + " to " +
-                 in_quotes(final_path.string()) + " failed: " + errno_text(error)};
-  }
-  if (Status s = fsync_directory(directory); !s) {
+  const std::filesystem::path final_path = directory / name;
+  FileWriteOptions options;
+  options.temporary_path = directory / (name + std::string(kTmpSuffix));
+  options.exclusive = true;
+  Status written = write_file_atomically(final_path, body, options);
+  if (!written) {
+    // Only a failed directory fsync leaves the file; a row never names it, so remove it too.
     ::unlink(final_path.c_str());
-    return s;
+    return Error{"body file: " + written.message()};
   }
   return Status::Ok();
 }
