@@ -419,6 +419,13 @@ def test_metrics_pass_promtool_with_the_listed_names_labels_and_prefixed_queues(
             for key in ("queue", "destination_queue"):
                 if key in got:
                     assert got[key].startswith("asya-"), (family, got)
+    if t == "sqlite":
+        # The SQLite transport's write-lock figures (docs/transports.md), process-wide, no labels.
+        assert samples["asya_sqlite_write_transactions_total"][0][1] >= 6  # 3 leases, 3 acks at least
+        assert samples["asya_sqlite_write_lock_slow_holds_total"][0][1] >= 0
+        for family in ("asya_sqlite_write_lock_hold_seconds_max", "asya_sqlite_write_lock_wait_seconds_max"):
+            assert samples[family][0][1] > 0, family
+            assert "# TYPE %s gauge" % family in text.splitlines(), family
     promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
 
