@@ -36,6 +36,9 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <stdexcept>
@@ -558,8 +561,30 @@ int wakeup(const Args& args) {
   return 0;
 }
 
+// Whether every thread of `pid` is stopped (state T in /proc/<pid>/task/<tid>/stat). kill()
+// returns before the target's threads have stopped: a thread running on another CPU, or waiting
+// for one on a loaded machine, still executes until it next enters the kernel, and may take the
+// write lock meanwhile.
+bool all_threads_stopped(pid_t pid) {
+  std::error_code ec;
+  std::filesystem::directory_iterator tasks("/proc/" + std::to_string(pid) + "/task", ec);
+  if (ec) return false;
+  for (; !ec && tasks != std::filesystem::directory_iterator(); tasks.increment(ec)) {
+    std::ifstream stat(tasks->path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    auto close = text.rfind(") ");
+    if (close == std::string::npos || close + 2 >= text.size()) return false;
+    char state = text[close + 2];
+    if (state != 'T' && state != 't') return false;
+  }
+  return !ec;
+}
+
 // Stops `pid` (SIGSTOP) at a moment when it holds no SQLite write lock: a process stopped inside
-// a write transaction would block every other writer of the file until it is resumed.
+// a write transaction would block every other writer of the file until it is resumed (the
+// producer's sends then fail with "database is locked" after ASYA_SQLITE_BUSY_TIMEOUT). The probe
+// runs only once every thread has stopped; before that, a thread not yet stopped could take the
+// lock right after the probe released it.
 void stop_outside_transaction(pid_t pid) {
   if (asya::env_string("ASYA_TRANSPORT", "sqlite") != "sqlite") {
     ::kill(pid, SIGSTOP);
@@ -569,6 +594,15 @@ void stop_outside_transaction(pid_t pid) {
   sqlite3_busy_timeout(probe.db, 0);
   for (int attempt = 0; attempt < 1000; ++attempt) {
     ::kill(pid, SIGSTOP);
+    auto stop_deadline = Clock::now() + std::chrono::seconds(10);
+    while (!all_threads_stopped(pid)) {
+      if (Clock::now() > stop_deadline) {
+        ::kill(pid, SIGCONT);
+        throw std::runtime_error("process " + std::to_string(pid) +
+                                 " did not stop within 10 s of SIGSTOP");
+      }
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
     if (sqlite3_exec(probe.db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK) {
       sqlite3_exec(probe.db, "ROLLBACK", nullptr, nullptr, nullptr);
       return;

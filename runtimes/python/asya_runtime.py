@@ -55,6 +55,11 @@ tokenize.py); the "runtime ready" log line names the handler's file. ``asya_runt
 ``--help`` prints this text and ``--version`` the version (``asya-runtime 0.1.0``); both exit 0
 without loading a handler or opening a socket.
 
+``python3 asya_runtime.py --check`` only reads the configuration and imports and resolves the
+handler (a class handler is not created), prints ``{"asya_check": {"ok", "handler", "module",
+"file", "error"?}}`` on stdout and exits 0 or 2: ``asya up`` runs it for every actor before it
+starts anything.
+
 Start-up problems (bad configuration, a handler that cannot be loaded, a socket path that cannot
 be used) print one JSON log line naming the problem on stderr and exit with status 1. SIGTERM or
 SIGINT stops accepting, lets requests already being processed finish (a second signal cuts that
@@ -101,6 +106,7 @@ __all__ = [
     "HandlerError",
     "call_envelope",
     "call_payload",
+    "check",
     "payloads",
     "resolve_handler",
     "testing",
@@ -393,8 +399,8 @@ def _one_line(exc):
     return text if text else repr(exc)
 
 
-def _instantiate(cls, handler_path):
-    """Creates the single instance of a class handler; every __init__ parameter needs a default."""
+def _check_constructor(cls, handler_path):
+    """Every __init__ parameter of a class handler needs a default: the runtime passes none."""
     try:
         signature = inspect.signature(cls)
     except (TypeError, ValueError):
@@ -409,6 +415,11 @@ def _instantiate(cls, handler_path):
                     "creates the class with no arguments, so every __init__ parameter needs a default"
                     % (handler_path, cls.__name__, parameter.name)
                 )
+
+
+def _instantiate(cls, handler_path):
+    """Creates the single instance of a class handler."""
+    _check_constructor(cls, handler_path)
     try:
         return cls()
     except BaseException as exc:
@@ -516,8 +527,11 @@ def load_handler(handler_path):
     return resolve_handler(handler_path)[0]
 
 
-def resolve_handler(handler_path):
-    """load_handler(), returning (callable, module): the module holding the function or class."""
+def resolve_handler(handler_path, instantiate=True):
+    """load_handler(), returning (callable, module): the module holding the function or class.
+
+    With instantiate=False a class handler is not created (its __init__ may load a model): the
+    class's constructor and method are checked, and the unbound method is returned."""
     if not _is_identifier_path(handler_path):
         raise HandlerLoadError(
             'ASYA_HANDLER="%s" is not a handler path: use module.function or module.Class.method '
@@ -584,6 +598,17 @@ def resolve_handler(handler_path):
     method_name = rest[0]
     if not hasattr(obj, method_name):
         raise HandlerLoadError("ASYA_HANDLER=%s: class %s has no method '%s'" % (handler_path, owner_path, method_name))
+    if not instantiate:
+        _check_constructor(obj, handler_path)
+        method = inspect.getattr_static(obj, method_name)
+        if isinstance(method, (staticmethod, classmethod)):
+            method = method.__func__
+        if not callable(method):
+            raise HandlerLoadError(
+                "ASYA_HANDLER=%s: %s.%s is not callable (it is a %s)"
+                % (handler_path, obj.__name__, method_name, type(method).__name__)
+            )
+        return method, module
     instance = _instantiate(obj, handler_path)
     try:
         method = getattr(instance, method_name)
@@ -1492,6 +1517,48 @@ def main(environ=None):
     return 0
 
 
+def _found_file(handler_path):
+    """The file the handler's top-level module was (or would be) imported from, or None."""
+    top = handler_path.split(".")[0] if _is_identifier_path(handler_path) else ""
+    if not top:
+        return None
+    module = sys.modules.get(top)
+    if module is not None:
+        return getattr(module, "__file__", None)
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(top, sys.path)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location else None
+
+
+def check(environ=None):
+    """What `asya up` runs for every actor before it starts anything (`asya_runtime.py --check`):
+    reads the configuration as the runtime would, imports the handler's module and resolves the
+    handler in the working directory, without creating a class handler (its __init__ may load a
+    model) and without opening the socket. Prints one line on stdout,
+    ``{"asya_check": {"ok", "handler", "module", "file", "error"?}}`` (``file``: the module's file
+    that was found, or null), and returns 0 when the handler can be served, 2 when not."""
+    environ = dict(os.environ if environ is None else environ)
+    # The supervisor chooses the socket of each replica; it is not opened here.
+    environ["ASYA_SOCKET_PATH"] = "/nonexistent/asya-check/rt.sock"
+    handler_path = environ.get("ASYA_HANDLER", "").strip()
+    result = {"ok": False, "handler": handler_path, "module": handler_path.rsplit(".", 1)[0] or None}
+    try:
+        config = load_config(environ)
+        log.level = _LEVELS[config.log_level]
+        handler, module = resolve_handler(config.handler, instantiate=False)
+        result.update(ok=True, module=module.__name__, file=_module_file(module))
+    except ConfigError as exc:
+        result.update(error=str(exc), file=_found_file(handler_path))
+    except BaseException as exc:  # a bug of the check itself must still answer
+        result.update(error="checking ASYA_HANDLER=%s failed: %s: %s" % (handler_path, _type_name(type(exc)),
+                                                                          _one_line(exc)),
+                      file=_found_file(handler_path))
+    sys.stdout.write(json.dumps({"asya_check": result}, ensure_ascii=False, default=str) + "\n")
+    return 0 if result["ok"] else 2
+
+
 def _informational_answer(arguments):
     """The text `--help` or `--version` prints (the runtime is configured only by environment
     variables and reads no other argument), or None to start serving."""
@@ -1503,6 +1570,10 @@ def _informational_answer(arguments):
 
 
 def _run():
+    if sys.argv[1:] == ["--check"]:
+        status = check()
+        sys.stdout.flush()
+        os._exit(status)
     answer = _informational_answer(sys.argv[1:])
     if answer is not None:
         sys.stdout.write(answer)  # nothing else: no handler loaded, no socket, no log line

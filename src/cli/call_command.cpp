@@ -15,6 +15,7 @@
 
 #include "cli/call_arguments.hpp"
 #include "cli/call_progress.hpp"
+#include "cli/target_check.hpp"
 #include "common/http/client.hpp"
 #include "common/json_text.hpp"
 #include "local/state.hpp"
@@ -40,6 +41,7 @@ struct CallArgs {
   double timeout = 0;  // seconds; 0: the tool's own timeout (the gateway fails the job)
   bool quiet = false;
   bool list = false;
+  bool force = false;  // call even when a tool's actor is not run by the local supervisor
 };
 
 struct Failure {
@@ -156,7 +158,8 @@ struct Stream {
   std::chrono::steady_clock::time_point deadline;
   bool has_deadline = false;
   bool timed_out = false;
-  std::int64_t sequence = 0;  // the id: of the event being read (0: none)
+  std::int64_t sequence = 0;                  // the id: of the event being read (0: none)
+  const std::atomic<bool>* cancel = nullptr;  // stops following (a target actor is unavailable)
 };
 
 void handle_line(Stream& s, const std::string& line) {
@@ -197,6 +200,7 @@ void follow(Gateway& gateway, const std::string& job_id, Stream& s) {
     request.headers.emplace_back("Last-Event-ID",
                                  std::to_string(s.progress->order.last_sequence()));
   request.timeout = std::chrono::milliseconds(0);  // the gateway closes it after the final event
+  request.cancel = s.cancel;
   if (s.has_deadline) {
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         s.deadline - std::chrono::steady_clock::now());
@@ -258,6 +262,12 @@ int run(const CallArgs& a) {
       build_call_arguments(tool_schema(tools, a.tool, gateway.base), a.tool, a.args_json, a.pairs);
   if (!built) fail(kUsage, built.error().message);
   json::object arguments = std::move(*built);
+  // Fail fast (target_check.hpp): before the call, and while it waits.
+  const local::StatePaths paths(local::resolve_state_dir(a.state_dir));
+  const std::vector<std::string> targets = tool_actors(paths, gateway.base, a.tool);
+  if (auto why = unavailable_actor(paths, targets, a.force))
+    fail(kUsage, "tool " + a.tool + ": " + why->message + "\n  nothing was called");
+  AvailabilityWatch watch(paths, targets, a.force);
   std::string body =
       to_json_text(json::object{{"name", a.tool}, {"arguments", arguments}, {"async", true}});
   Reply started = request(gateway, "/tools/call", &body);
@@ -281,7 +291,7 @@ int run(const CallArgs& a) {
 
   Progress progress;
   progress.quiet = a.quiet;
-  Stream stream{&progress, {}, false, {}, a.timeout > 0, false};
+  Stream stream{&progress, {}, false, {}, a.timeout > 0, false, 0, watch.cancel_flag()};
   if (a.timeout > 0)
     stream.deadline = std::chrono::steady_clock::now() +
                       std::chrono::milliseconds(static_cast<long>(a.timeout * 1000));
@@ -290,6 +300,11 @@ int run(const CallArgs& a) {
   json::object job;
   for (int attempt = 0;; ++attempt) {
     follow(gateway, job_id, stream);
+    if (auto why = watch.unavailable()) {
+      progress.finish();
+      fail(kUsage, "tool " + a.tool + ": " + why->message + "\n  job " + job_id +
+                       " waits until the actor works (GET /envelopes/" + job_id + ")");
+    }
     if (stream.timed_out) {
       progress.finish();
       fail(kTimeout, "job " + job_id + " is not final after " + std::to_string(a.timeout) +
@@ -356,6 +371,9 @@ void add_call_command(CLI::App& app) {
   cmd->add_option("--timeout", args->timeout,
                   "Give up waiting after this many seconds (default: the tool's timeout)");
   cmd->add_flag("-q,--quiet", args->quiet, "No progress output");
+  cmd->add_flag("--force", args->force,
+                "Call even when the tool routes to an actor the running `asya up` does not run "
+                "(it runs elsewhere)");
   cmd->callback([args, &app] {
     // `asya --state-dir DIR call ...`: the global option, unless given after `call`.
     if (args->state_dir.empty())

@@ -10,11 +10,14 @@
 #include <string>
 
 #include "cli/call_command.hpp"
+#include "cli/cancel_command.hpp"
 #include "cli/client.hpp"
 #include "cli/down_command.hpp"
+#include "cli/init_command.hpp"
 #include "cli/logs_command.hpp"
 #include "cli/queues_command.hpp"
 #include "cli/render_command.hpp"
+#include "cli/replay_command.hpp"
 #include "cli/results_command.hpp"
 #include "cli/send_command.hpp"
 #include "cli/status_command.hpp"
@@ -112,14 +115,22 @@ int main(int argc, char** argv) {
                      "consumed elsewhere, e.g. by another host sharing the broker)");
   state_option(send_cmd, send.state_dir);
 
-  std::string results_state, results_id;
-  bool results_json = false;
+  ResultsArgs results;
+  std::string& results_state = results.state_dir;
   auto* results_cmd = app.add_subcommand(
       "results",
-      "Print the stored final envelope of ID (exit 1 when it ended in error-end), or "
-      "list finished ids");
-  results_cmd->add_option("id", results_id, "Envelope id");
-  results_cmd->add_flag("--json", results_json, "List as JSON");
+      "Print the stored final envelope of ID (exit 1 when it ended in error-end), list "
+      "finished ids, or with --failed the failed ones with their actor and error");
+  results_cmd->add_option("id", results.id, "Envelope id");
+  results_cmd->add_flag("--json", results.json, "List as JSON");
+  results_cmd->add_flag("--failed", results.failed,
+                        "List only failed envelopes: time, id, the actor that failed, error type "
+                        "and message");
+  results_cmd->add_option("--since", results.since,
+                          "Only results stored since then: a duration back from now (30m, 2h) "
+                          "or an RFC 3339 time");
+  results_cmd->add_option("--actor", results.actor,
+                          "With --failed: only those that failed at ACTOR");
   state_option(results_cmd, results_state);
 
   std::string queues_state;
@@ -128,6 +139,18 @@ int main(int argc, char** argv) {
       app.add_subcommand("queues", "Ready, in-flight and delayed messages per queue");
   queues_cmd->add_flag("--json", queues_json, "Print JSON");
   state_option(queues_cmd, queues_state);
+  PurgeArgs purge;
+  auto* purge_cmd = queues_cmd->add_subcommand(
+      "purge",
+      "Remove the messages waiting in QUEUE (ready and delayed; those being processed stay) and "
+      "print how many were removed");
+  purge_cmd->add_option("queue", purge.queue, "Queue name (as `asya queues` lists it) or actor")
+      ->required();
+  purge_cmd->add_flag("--json", purge.json, "Print {\"queue\", \"transport\", \"removed\"}");
+  state_option(purge_cmd, purge.state_dir);
+
+  ReplayArgs replay;
+  auto* replay_cmd = add_replay_command(app, replay);
 
   std::string status_state;
   bool status_json = false;
@@ -136,20 +159,25 @@ int main(int argc, char** argv) {
   status_cmd->add_flag("--json", status_json, "Print JSON");
   state_option(status_cmd, status_state);
 
-  std::string logs_state, logs_actor;
-  int logs_lines = 0;
+  LogsArgs logs;
+  std::string& logs_state = logs.state_dir;
   auto* logs_cmd = app.add_subcommand(
       "logs",
-      "Print the logs of an actor's processes (sidecars and runtimes), or without ACTOR "
-      "the supervisor's log");
-  logs_cmd->add_option("actor", logs_actor, "Actor name");
-  logs_cmd->add_option("-n,--lines", logs_lines, "Only the last N lines of each file");
-  bool logs_follow = false;
-  logs_cmd->add_flag("-f,--follow", logs_follow, "Keep printing new lines (Ctrl-C stops)");
+      "Print the logs of every process (supervisor, gateway, sidecars, runtimes) merged by "
+      "time as JSON lines with a \"process\" field, or only ACTOR's (also: gateway, "
+      "supervisor)");
+  logs_cmd->add_option("actor", logs.actor, "Actor name, gateway or supervisor");
+  logs_cmd->add_option("-n,--lines", logs.lines, "Only the last N lines");
+  logs_cmd->add_flag("-f,--follow", logs.follow,
+                     "Keep printing new lines of every file (Ctrl-C stops)");
+  logs_cmd->add_flag("--pretty", logs.pretty,
+                     "Readable lines: time, process, level, message, other fields");
   state_option(logs_cmd, logs_state);
 
   asya::cli::add_render_command(app);
   asya::cli::add_call_command(app);
+  asya::cli::add_cancel_command(app);
+  asya::cli::add_init_command(app);
 
   auto* version_cmd = app.add_subcommand(
       "version",
@@ -166,6 +194,8 @@ int main(int argc, char** argv) {
                              &queues_state, &status_state, &logs_state}) {
     if (state->empty()) *state = global_state;
   }
+  if (purge.state_dir.empty()) purge.state_dir = queues_state;
+  if (replay.state_dir.empty()) replay.state_dir = global_state;
   try {
     if (*up_cmd) return run_up(up);
     if (*down_cmd) return run_down(down_state, down_timeout);
@@ -173,10 +203,12 @@ int main(int argc, char** argv) {
       send.id_given = send_id->count() > 0;
       return run_send(send);
     }
-    if (*results_cmd) return run_results(results_state, results_id, results_json);
+    if (*results_cmd) return run_results(results);
+    if (*purge_cmd) return run_queues_purge(purge);
     if (*queues_cmd) return run_queues(queues_state, queues_json);
+    if (*replay_cmd) return run_replay(replay);
     if (*status_cmd) return run_status(status_state, status_json);
-    if (*logs_cmd) return run_logs(logs_state, logs_actor, logs_lines, logs_follow);
+    if (*logs_cmd) return run_logs(logs);
     if (*version_cmd) return run_version();
   } catch (const Exit& e) {
     std::cerr << "asya: " << e.message << "\n";

@@ -5,15 +5,16 @@
 #include <chrono>
 #include <cstdint>
 #include <iostream>
-#include <random>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "cli/client.hpp"
+#include "cli/target_check.hpp"
 #include "common/env.hpp"
-#include "common/json_text.hpp"
+#include "common/random_id.hpp"
 #include "envelope/envelope.hpp"
+#include "envelope/new_envelope.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
 
@@ -30,39 +31,6 @@ std::string text_or_file(const std::string& value, const std::string& option) {
   if (!local::read_file(value.substr(1), text))
     fail(kExitUsage, fmt::format("{} {}: cannot read file {}", option, value, value.substr(1)));
   return text;
-}
-
-std::string new_id() {
-  std::random_device rd;
-  std::mt19937_64 gen((static_cast<std::uint64_t>(rd()) << 32) ^ rd() ^
-                      static_cast<std::uint64_t>(Clock::now().time_since_epoch().count()));
-  std::uint64_t a = gen(), b = gen();
-  std::string hex = fmt::format("{:016x}{:016x}", a, b);
-  const char variant = "89ab"[a & 3];
-  return fmt::format("{}-{}-4{}-{}{}-{}", hex.substr(0, 8), hex.substr(8, 4), hex.substr(13, 3),
-                     variant, hex.substr(17, 3), hex.substr(20, 12));
-}
-
-// With a supervisor running on the state dir, every actor the message is routed to must be one
-// of its actors (unless --force): a typo would otherwise queue the message where nothing ever
-// consumes it. Without a supervisor nothing is known, and the message waits for one.
-void check_known_actors(const Client& client, const std::vector<std::string>& actors) {
-  if (client.supervised_actors.empty() || local::running_supervisor(client.paths) == 0) return;
-  std::vector<std::string> known;
-  for (const auto& a : client.supervised_actors) {
-    if (a != "happy-end" && a != "error-end") known.push_back(a);
-  }
-  for (const auto& actor : actors) {
-    if (std::find(known.begin(), known.end(), actor) != known.end()) continue;
-    std::string list;
-    for (const auto& k : known) list += (list.empty() ? "" : ", ") + k;
-    fail(kExitUsage,
-         fmt::format("unknown actor \"{}\": the `asya up` running on {} runs {}; check the name, "
-                     "or add --force to queue the message for an actor that runs elsewhere "
-                     "(e.g. another host sharing the broker)",
-                     actor, client.paths.root.string(),
-                     list.empty() ? std::string("no actors") : "only " + list));
-  }
 }
 
 }  // namespace
@@ -126,8 +94,9 @@ int run_send(const SendArgs& args) {
     if (args.id_given && args.id.empty())
       fail(kExitUsage,
            "--id is empty; give a non-empty envelope id, or leave --id out for a random UUID");
-    id = args.id_given ? args.id : new_id();
-    json::object headers;
+    envelope::NewEnvelope spec;
+    spec.id = args.id_given ? args.id : new_uuid();
+    spec.actors = actors;
     for (const auto& h : args.headers) {
       auto eq = h.find('=');
       if (eq == std::string::npos || eq == 0)
@@ -135,25 +104,34 @@ int run_send(const SendArgs& args) {
       std::string key = h.substr(0, eq);
       if (key.rfind("asya-", 0) == 0)
         fail(kExitUsage, fmt::format("--header {}: keys starting with asya- are reserved", h));
-      headers[key] = h.substr(eq + 1);
+      // A key given twice keeps its first place and its last value.
+      auto same = std::find_if(spec.headers.begin(), spec.headers.end(),
+                               [&](const auto& header) { return header.first == key; });
+      if (same != spec.headers.end())
+        same->second = h.substr(eq + 1);
+      else
+        spec.headers.emplace_back(key, h.substr(eq + 1));
     }
-    json::array route_actors;
-    for (const auto& a : actors) route_actors.push_back(json::string(a));
-    body = "{\"id\":" + envelope::json_string(id) +
-           ",\"route\":{\"actors\":" + to_json_text(route_actors) + ",\"current\":0}";
-    if (!headers.empty()) body += ",\"headers\":" + to_json_text(headers);
     if (!args.deadline.empty()) {
       auto in = parse_duration(args.deadline);
       if (!in) fail(kExitUsage, fmt::format("--deadline {}", in.error().message));
-      body += ",\"deadline\":\"" +
-              envelope::format_rfc3339(std::chrono::system_clock::now() + *in) + "\"";
+      spec.deadline = std::chrono::system_clock::now() + *in;
     }
-    body += ",\"payload\":" + payload + "}";
-    if (auto parsed = envelope::parse(body); !parsed)
-      fail(kExitUsage, fmt::format("the envelope would be invalid: {}", parsed.error().message));
+    spec.payload_json = payload;
+    auto built = envelope::new_envelope(spec);
+    if (!built)
+      fail(kExitUsage, fmt::format("the envelope would be invalid: {}", built.error().message));
+    id = spec.id;
+    body = std::move(*built);
   }
 
-  if (!args.force) check_known_actors(client, actors);
+  // Fail fast (docs/cli.md): an actor the running supervisor does not run (unless --force); with
+  // --wait also a crash-looping one. Without --wait the message is queued for when it is fixed.
+  if (auto why = unavailable_actor(client.paths, actors, args.force)) {
+    if (args.wait || why->reason == local::Unavailability::kUnknown)
+      fail(kExitUsage, why->message + "\n  nothing was sent");
+    std::cerr << "asya: warning: " << why->message << "\n";
+  }
   if (std::size_t limit = Client::max_message_bytes(); body.size() > limit) {
     fail(kExitUsage,
          fmt::format("the message is {} bytes, more than the {} bytes ASYA_MAX_MESSAGE_BYTES "
@@ -188,8 +166,16 @@ int run_send(const SendArgs& args) {
   bool root_done = false;
   int quiet_rounds = 0;
   bool settled = false;
+  auto next_availability_check = Clock::now() + std::chrono::seconds(1);
   while (Clock::now() < deadline) {
     if (!root_done) root_done = find_result(client.paths, id).has_value();
+    if (!root_done && Clock::now() >= next_availability_check) {
+      next_availability_check = Clock::now() + std::chrono::seconds(1);
+      if (auto why = unavailable_actor(client.paths, actors, args.force))
+        fail(kExitUsage, fmt::format("{}\n  {} stays in its queue and is processed once the "
+                                     "actor works (`asya results {}` then)",
+                                     why->message, id, id));
+    }
     if (root_done) {
       bool quiet = true;
       for (const auto& q : watched) {

@@ -21,10 +21,14 @@
 #include "cli/installation.hpp"
 #include "common/env.hpp"
 #include "gateway/config/tools_config.hpp"
+#include "local/instance_id.hpp"
+#include "local/preflight.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
 #include "local/supervisor.hpp"
 #include "manifest/manifest.hpp"
+#include "sidecar/config.hpp"
+#include "transport/transport.hpp"
 
 namespace asya::cli {
 namespace {
@@ -125,6 +129,32 @@ void check_routes(const std::string& routes, const std::vector<manifest::Actor>&
   }
 }
 
+// The pre-flight checks (local/preflight.hpp), with the sidecar's own settings loader: prints
+// every problem found and returns kExitUsage, or 0 when `asya up` may start.
+int preflight(const std::vector<manifest::Actor>& actors, const local::SupervisorOptions& options) {
+  local::PreflightOptions checks;
+  checks.supervisor = options;
+  checks.environment = local::current_environment();
+  checks.check_sidecar_settings = [](const EnvironmentLookup& lookup) -> Status {
+    try {
+      sidecar::Config config = sidecar::load_config(Environment(lookup));
+      transport::Options transport_options;
+      transport_options.environment = lookup;
+      transport::check_transport_settings(config.transport, transport_options);
+    } catch (const ConfigError& e) {
+      return Error{e.what()};
+    }
+    return Status::Ok();
+  };
+  const local::PreflightReport report = local::run_preflight(actors, checks);
+  for (const auto& warning : report.warnings) std::cerr << "asya up: warning: " << warning << "\n";
+  if (report.ok()) return 0;
+  for (const auto& problem : report.problems) std::cerr << problem.str() << "\n";
+  std::cerr << fmt::format("asya up: {} problem(s) found before start; nothing was started\n",
+                           report.problems.size());
+  return kExitUsage;
+}
+
 }  // namespace
 
 int run_up(const UpArgs& args) {
@@ -168,6 +198,7 @@ int run_up(const UpArgs& args) {
     options.routes_file = routes;
     options.gateway_binary = find_gateway();
     options.gateway_port = args.gateway_port == 0 ? local::free_local_port() : args.gateway_port;
+    options.gateway_instance_id = local::new_instance_id();
   }
   bool needs_python = std::any_of(loaded.actors.begin(), loaded.actors.end(),
                                   [](const auto& a) { return a.runtime().command.empty(); });
@@ -177,6 +208,7 @@ int run_up(const UpArgs& args) {
                                  "or use another --state-dir",
                                  options.paths.root.string(), pid));
   }
+  if (int code = preflight(loaded.actors, options); code != 0) return code;
   std::error_code ec;
   fs::create_directories(options.paths.logs(), ec);
 

@@ -105,6 +105,17 @@ struct Parts {
   std::string_view payload_json;
 };
 
+// `in`'s id, parent_id and route with new headers and payload (an error envelope, a retry).
+Parts same_hop(const Envelope& in, std::string_view headers_json, std::string_view payload_json) {
+  Parts parts;
+  parts.id_json = in.id_raw;
+  parts.parent_id_json = in.parent_id_raw;
+  parts.route_json = in.route_raw;
+  parts.headers_json = headers_json;
+  parts.payload_json = payload_json;
+  return parts;
+}
+
 // Writes {"id","parent_id"?,"route","headers"?,"deadline"?,<unknown fields>,"payload"} with one
 // allocation; the payload goes last so a large payload is one contiguous copy at the end.
 std::string assemble(const Envelope& in, const Parts& parts) {
@@ -231,13 +242,7 @@ std::string build_error(const Envelope& in, std::string_view actor, const ErrorI
   payload.append(in.payload_raw.empty() ? std::string_view("null") : in.payload_raw);
   payload.push_back('}');
 
-  Parts parts;
-  parts.id_json = in.id_raw;
-  parts.parent_id_json = in.parent_id_raw;
-  parts.route_json = in.route_raw;
-  parts.headers_json = headers;
-  parts.payload_json = payload;
-  return assemble(in, parts);
+  return assemble(in, same_hop(in, headers, payload));
 }
 
 std::string with_attempt(const Envelope& in, int attempt) {
@@ -252,13 +257,7 @@ std::string with_attempt(const Envelope& in, int attempt) {
   headers.append(std::to_string(attempt));
   headers.push_back('}');
 
-  Parts parts;
-  parts.id_json = in.id_raw;
-  parts.parent_id_json = in.parent_id_raw;
-  parts.route_json = in.route_raw;
-  parts.headers_json = headers;
-  parts.payload_json = in.payload_raw;
-  return assemble(in, parts);
+  return assemble(in, same_hop(in, headers, in.payload_raw));
 }
 
 int attempt_of(const Envelope& in) {

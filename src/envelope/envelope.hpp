@@ -10,7 +10,9 @@
 #include <string_view>
 #include <vector>
 
+#include "common/actor_name.hpp"
 #include "common/result.hpp"
+#include "common/rfc3339.hpp"
 
 namespace asya::envelope {
 
@@ -61,15 +63,12 @@ inline constexpr std::size_t kParsePadding = 64;
 // still point into `body`, so `padded_copy` may be overwritten once parse returns.
 Result<Envelope> parse(std::string_view body, const char* padded_copy);
 
-// True when `name` is a valid actor name: [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 chars.
-bool valid_actor_name(std::string_view name);
+// True when `name` is a valid actor name (common/actor_name.hpp).
+using asya::valid_actor_name;
 
-// Parses an RFC 3339 timestamp ("2026-11-29T12:00:00Z", fractional seconds and numeric offsets
-// accepted). Returns an error naming the text otherwise.
-Result<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view text);
-
-// Formats `when` as RFC 3339 UTC with millisecond precision ("2026-11-29T12:00:00.000Z").
-std::string format_rfc3339(std::chrono::system_clock::time_point when);
+// RFC 3339 deadlines are read and written by common/rfc3339.hpp.
+using asya::format_rfc3339;
+using asya::parse_rfc3339;
 
 // True when the envelope has a deadline that is at or before `now`. An unparseable deadline was
 // already rejected by parse().

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <memory>
 
+#include "common/excerpt.hpp"
 #include "envelope/envelope.hpp"
 
 namespace asya::envelope::detail {
@@ -186,12 +187,7 @@ std::string_view raw_key(ondemand::field& field) {
 }
 
 std::string describe(std::string_view raw) {
-  constexpr std::size_t kMax = 80;
-  if (raw.size() <= kMax) return std::string(raw);
-  std::size_t cut = 72;
-  // Do not split a UTF-8 sequence: back up to its lead byte.
-  while (cut > 0 && (static_cast<unsigned char>(raw[cut]) & 0xC0) == 0x80) --cut;
-  return std::string(raw.substr(0, cut)) + "... (" + std::to_string(raw.size()) + " bytes)";
+  return excerpt(raw);
 }
 
 std::size_t end_of_value_before_trailing_data(std::string_view text) {

@@ -1,5 +1,6 @@
-// The gateway's HTTP API: REST and sidecar endpoints (PROTOCOL §7, §8, rest.cpp) and MCP
-// Streamable HTTP at /mcp (mcp/mcp.cpp). One object answers every request.
+// The gateway's HTTP API: REST and sidecar endpoints (PROTOCOL §7, §8, rest.cpp; shared checks in
+// api_security.cpp, shared bodies in api_json.cpp) and MCP Streamable HTTP at /mcp (mcp/). One
+// object answers every request.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -17,7 +18,9 @@
 namespace asya::gateway {
 
 struct ApiOptions {
-  std::string token;  // ASYA_GATEWAY_TOKEN: required on client endpoints when set
+  // ASYA_GATEWAY_TOKEN: required on client endpoints when set; one token or several separated by
+  // commas (each identifies one caller: MCP tasks/list lists only that caller's tasks).
+  std::string token;
   std::string
       internal_token;  // ASYA_GATEWAY_INTERNAL_TOKEN: required on sidecar endpoints when set
   // Origins accepted (on every endpoint) besides http(s)://localhost, 127.0.0.1 and [::1] (any
@@ -36,6 +39,9 @@ struct ApiOptions {
   // long after its priming event; the client resumes with GET /mcp and Last-Event-ID (SEP-1699).
   // 0: streams stay open to the end.
   std::chrono::milliseconds mcp_poll_after{0};
+  // ASYA_GATEWAY_INSTANCE_ID: repeated as "instance" in the /healthz and /readyz answers, so the
+  // process that started this gateway knows it reached this one (empty: not included).
+  std::string instance_id;
 };
 
 class McpEndpoint;
@@ -65,6 +71,12 @@ class Api {
   boost::asio::awaitable<http::Response> report_final(const http::Request& request,
                                                       const std::string& id);
   boost::asio::awaitable<http::Response> add_branch(const http::Request& request);
+  // POST /envelopes/{id}/check (a sidecar endpoint, read-only): {"job_status", "cancelled"};
+  // {"cancelled": false} for an id no job knows.
+  boost::asio::awaitable<http::Response> check_envelope(const std::string& id);
+  // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.
+  boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
+                                                         const std::string& id);
   http::Response list_tools();
 
   Service& service_;
@@ -87,6 +99,8 @@ bool is_json_content_type(const std::string& content_type);
 // Whether an Authorization header carries `Bearer <token>` (scheme case-insensitive, RFC 7235);
 // compared in constant time.
 bool bearer_matches(const std::string& authorization, const std::string& token);
+// Whether it carries one of the comma-separated `tokens`.
+bool bearer_matches_any(const std::string& authorization, const std::string& tokens);
 
 // GET /envelopes/{id} body (PROTOCOL §8).
 boost::json::object job_json(const Job& job);

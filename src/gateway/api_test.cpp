@@ -83,3 +83,18 @@ TEST(CallResult, AFailedJobsTextSaysTheErrorTypeMessageAndActor) {
 
 }  // namespace
 }  // namespace asya::gateway
+
+namespace asya::gateway {
+namespace {
+
+TEST(BearerMatchesAny, EachCommaSeparatedTokenIsAcceptedNothingElse) {
+  EXPECT_TRUE(api::bearer_matches_any("Bearer alice-token", "alice-token, bob-token"));
+  EXPECT_TRUE(api::bearer_matches_any("Bearer bob-token", "alice-token, bob-token"));
+  EXPECT_TRUE(api::bearer_matches_any("Bearer only", "only"));
+  EXPECT_FALSE(api::bearer_matches_any("Bearer alice-token, bob-token", "alice-token, bob-token"));
+  EXPECT_FALSE(api::bearer_matches_any("Bearer carol", "alice-token,bob-token"));
+  EXPECT_FALSE(api::bearer_matches_any("Bearer ", "alice-token,,"));
+}
+
+}  // namespace
+}  // namespace asya::gateway

@@ -34,6 +34,8 @@ variables:
   ASYA_GATEWAY_MCP_POLL_AFTER      0 (off)       close MCP tools/call streams this long after
                                                  their priming event (clients resume with GET)
   ASYA_GATEWAY_POLL_INTERVAL       2s            how often waiters re-read the job store
+  ASYA_GATEWAY_INSTANCE_ID         (unset)       repeated as "instance" in /healthz and /readyz
+                                                 (asya up checks it reached its own gateway)
   ASYA_MAX_MESSAGE_BYTES           256MiB        largest envelope the transport accepts
   ASYA_LOG_LEVEL                   info          debug, info, warn, error
 

@@ -1,16 +1,18 @@
 // asya-gateway: pipelines as MCP tools and a REST API (see docs/gateway.md for every variable).
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
+#include <boost/asio/post.hpp>
 
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <sstream>
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "common/version.hpp"
 #include "gateway/api.hpp"
 #include "gateway/help.hpp"
@@ -43,6 +45,8 @@ int default_max_connections() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before any thread starts, so that every thread inherits the mask (shutdown_signals.hpp).
+  asya::SignalSet().block();
   using namespace asya;
   using namespace asya::gateway;
   if (auto exit_code = answer_informational_arguments(
@@ -52,7 +56,7 @@ int main(int argc, char** argv) {
   try {
     log::init("gateway", env_string("ASYA_LOG_LEVEL", "info"));
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::error("{}", e.what());  // the JSON line of the default logger
     return 2;
   }
   try {
@@ -85,6 +89,7 @@ int main(int argc, char** argv) {
     // literals and localhost (plus the list) pass.
     if (api_options.allowed_hosts.empty() && (host == "0.0.0.0" || host == "::"))
       api_options.allowed_hosts.push_back("*");
+    api_options.instance_id = env_string("ASYA_GATEWAY_INSTANCE_ID", "");
     api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));
     if (api_options.keepalive.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_KEEPALIVE must be positive (e.g. 15s)");
@@ -117,24 +122,27 @@ int main(int argc, char** argv) {
                  server.port(), service.tools().tools.size(), service.store().name(),
                  env_string("ASYA_TRANSPORT", "sqlite"));
 
-    boost::asio::signal_set signals(io, SIGINT, SIGTERM);
-    signals.async_wait([&](const boost::system::error_code&, int signal) {
-      spdlog::info("gateway: signal {}, shutting down", signal);
-      server.stop();
-      io.stop();
+    // The first SIGTERM/SIGINT stops the server on the io thread; later ones change nothing.
+    std::atomic<bool> signalled{false};
+    SignalWatcher signal_watcher(SignalSet(), [&](int signal) {
+      if (signalled.exchange(true)) return;
+      boost::asio::post(io, [&, signal] {
+        spdlog::info("gateway: {}, shutting down", signal_name(signal));
+        server.stop();
+        io.stop();
+      });
     });
     io.run();
     service.stop();
     return 0;
   } catch (const LoadError& e) {
     spdlog::error("gateway: routes config: {}", e.what());
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
     return 2;
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::error("{}", e.what());
     return 2;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "asya-gateway: %s\n", e.what());
+    spdlog::critical("fatal: {}", e.what());
     return 1;
   }
 }

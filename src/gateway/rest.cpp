@@ -1,8 +1,5 @@
 // REST and sidecar endpoints (PROTOCOL §7, §8), authentication and request dispatch.
-#include <boost/asio/ip/address.hpp>
 #include <boost/json.hpp>
-
-#include <cctype>
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
@@ -17,191 +14,6 @@ namespace json = boost::json;
 namespace asio = boost::asio;
 using asio::awaitable;
 using http::Response;
-
-namespace api {
-
-namespace {
-json::value parse_or_null(const std::string& text) {
-  if (text.empty()) return nullptr;
-  boost::system::error_code ec;
-  json::value v = json::parse(text, ec);
-  return ec ? json::value(nullptr) : v;
-}
-json::array string_array(const std::vector<std::string>& values) {
-  json::array out;
-  for (const auto& v : values) out.emplace_back(v);
-  return out;
-}
-}  // namespace
-
-namespace {
-std::string lower(std::string text) {
-  for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return text;
-}
-std::string trim(const std::string& text) {
-  auto begin = text.find_first_not_of(" \t");
-  if (begin == std::string::npos) return "";
-  auto end = text.find_last_not_of(" \t");
-  return text.substr(begin, end - begin + 1);
-}
-}  // namespace
-
-bool origin_allowed(const ApiOptions& options, const std::string& origin) {
-  if (origin.empty()) return true;
-  for (const auto& allowed : options.allowed_origins) {
-    if (allowed == "*" || lower(allowed) == lower(origin)) return true;
-  }
-  if (origin == "null") return false;
-  for (const char* scheme : {"http://", "https://"}) {
-    std::string s = scheme;
-    std::string o = lower(origin);
-    if (o.rfind(s, 0) != 0) continue;
-    std::string host = o.substr(s.size());
-    for (const char* local : {"localhost", "127.0.0.1", "[::1]"}) {
-      std::string l = local;
-      if (host == l || host.rfind(l + ":", 0) == 0) return true;
-    }
-  }
-  return false;
-}
-
-bool host_allowed(const ApiOptions& options, const std::string& host_header) {
-  std::string host = lower(trim(host_header));
-  if (host.empty()) return true;  // HTTP/1.0 clients; browsers always send Host
-  // Without the port: "[::1]:8080" -> "::1", "name:8080" -> "name".
-  if (host.front() == '[') {
-    auto close = host.find(']');
-    host = close == std::string::npos ? host : host.substr(1, close - 1);
-  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
-    host = host.substr(0, colon);
-  }
-  // DNS rebinding needs a name the attacker controls; an address needs no check.
-  boost::system::error_code ec;
-  asio::ip::make_address(host, ec);
-  if (!ec || host == "localhost") return true;
-  for (const auto& allowed : options.allowed_hosts) {
-    if (allowed == "*" || lower(allowed) == host) return true;
-  }
-  return false;
-}
-
-bool is_json_content_type(const std::string& content_type) {
-  std::string media = lower(trim(content_type.substr(0, content_type.find(';'))));
-  return media == "application/json";
-}
-
-bool bearer_matches(const std::string& authorization, const std::string& token) {
-  std::string header = trim(authorization);
-  const std::string scheme = "bearer";
-  if (header.size() <= scheme.size() || lower(header.substr(0, scheme.size())) != scheme ||
-      (header[scheme.size()] != ' ' && header[scheme.size()] != '\t'))
-    return false;
-  std::string given = trim(header.substr(scheme.size()));
-  if (given.size() != token.size()) return false;
-  unsigned char diff = 0;  // constant time for equal lengths
-  for (std::size_t i = 0; i < token.size(); ++i) diff |= given[i] ^ token[i];
-  return diff == 0;
-}
-
-json::object job_json(const Job& job) {
-  json::object o;
-  o["id"] = job.id;
-  o["tool"] = job.tool;
-  o["status"] = job_status_name(job.status);
-  o["message"] = job.message;
-  if (!job.result_json.empty()) o["result"] = parse_or_null(job.result_json);
-  if (!job.error.empty()) o["error"] = job.error;
-  if (!job.error_details_json.empty()) o["error_details"] = parse_or_null(job.error_details_json);
-  if (!job.failed_actor.empty()) o["failed_actor"] = job.failed_actor;
-  if (job.status == JobStatus::failed) o["error_message"] = describe_failure(job);
-  o["progress_percent"] = job.progress_percent;
-  o["current_actor_idx"] = job.current_actor_idx;
-  o["current_actor_name"] =
-      job.current_actor_idx >= 0 && job.current_actor_idx < static_cast<int>(job.actors.size())
-          ? json::value(job.actors[job.current_actor_idx])
-          : json::value(nullptr);
-  o["actors_completed"] = job.actors_completed;
-  o["total_actors"] = job.actors.size();
-  o["route"] = parse_or_null(job.route_json);
-  o["payload"] = parse_or_null(job.payload_json);
-  if (job.branches.size() > 1) {
-    json::array branches;
-    for (const auto& b : job.branches) {
-      json::object branch{{"id", b.id}, {"status", job_status_name(b.status)}};
-      if (!b.parent_id.empty()) branch["parent_id"] = b.parent_id;
-      if (!b.result_json.empty()) branch["result"] = parse_or_null(b.result_json);
-      if (!b.error.empty()) branch["error"] = b.error;
-      branches.push_back(std::move(branch));
-    }
-    o["branches"] = std::move(branches);
-  }
-  o["created_at"] = format_time(job.created_at);
-  o["updated_at"] = format_time(job.updated_at);
-  if (job.deadline) o["deadline"] = format_time(*job.deadline);
-  return o;
-}
-
-json::object update_json(const std::string& job_id, const Update& u) {
-  json::object o;
-  o["id"] = job_id;
-  o["status"] = job_status_name(u.status);
-  o["progress_percent"] = u.progress_percent;
-  o["current_actor_idx"] = u.current_actor_idx;
-  o["envelope_state"] = u.envelope_state;
-  if (!u.envelope_id.empty() && u.envelope_id != job_id) o["envelope_id"] = u.envelope_id;
-  o["actor"] = u.actor;
-  o["actors"] = string_array(u.actors);
-  o["message"] = u.message;
-  if (!u.result_json.empty()) o["result"] = parse_or_null(u.result_json);
-  if (!u.error.empty()) o["error"] = u.error;
-  o["timestamp"] = format_time(u.timestamp);
-  return o;
-}
-
-std::string sse_event(const std::string& job_id, const Update& update) {
-  return "id: " + std::to_string(update.sequence) +
-         "\nevent: update\ndata: " + to_json_text(update_json(job_id, update)) + "\n\n";
-}
-
-json::object error_result(const std::string& message) {
-  return json::object{{"content", json::array{json::object{{"type", "text"}, {"text", message}}}},
-                      {"isError", true}};
-}
-
-json::object call_result(const Job& job) {
-  if (job.status != JobStatus::succeeded) {
-    std::string error =
-        job.error.empty() ? std::string("job ") + job_status_name(job.status) : job.error;
-    // The text says what failed where (type, message, actor); structuredContent keeps the parts.
-    json::object result =
-        error_result(job.status == JobStatus::failed ? describe_failure(job) : error);
-    json::object structured{
-        {"job_id", job.id}, {"status", job_status_name(job.status)}, {"error", error}};
-    if (!job.error_details_json.empty())
-      structured["error_details"] = parse_or_null(job.error_details_json);
-    if (!job.failed_actor.empty()) structured["failed_actor"] = job.failed_actor;
-    result["structuredContent"] = std::move(structured);
-    return result;
-  }
-  json::value value = parse_or_null(job.result_json);
-  json::object structured = value.is_object() ? value.as_object() : json::object{{"result", value}};
-  return json::object{
-      {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(value)}}}},
-      {"structuredContent", std::move(structured)},
-      {"isError", false}};
-}
-
-json::object async_result(const std::string& job_id, bool progress) {
-  json::object info{{"job_id", job_id}, {"status_url", "/envelopes/" + job_id}};
-  if (progress) info["stream_url"] = "/envelopes/" + job_id + "/stream";
-  return json::object{
-      {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(info)}}}},
-      {"structuredContent", info},
-      {"isError", false}};
-}
-
-}  // namespace api
 
 namespace {
 
@@ -242,6 +54,13 @@ std::vector<std::string> split_path(const std::string& path) {
   return parts;
 }
 
+// The /healthz and /readyz body: {"status": status}, plus "instance" when the gateway has one.
+std::string probe_answer(std::string_view status, const std::string& instance_id) {
+  json::object answer{{"status", status}};
+  if (!instance_id.empty()) answer["instance"] = instance_id;
+  return to_json_text(answer);
+}
+
 }  // namespace
 
 Api::Api(Service& service, ApiOptions options)
@@ -266,14 +85,14 @@ awaitable<Response> Api::route(const http::Request& request) {
   const std::string& path = request.path;
   if (auto refused = refuse_cross_site(request)) co_return *refused;
   if (path == "/healthz") {
-    co_return method == "GET" ? Response::json(200, R"({"status":"ok"})")
+    co_return method == "GET" ? Response::json(200, probe_answer("ok", options_.instance_id))
                               : method_not_allowed(method, path, "GET");
   }
   if (path == "/readyz") {
     if (method != "GET") co_return method_not_allowed(method, path, "GET");
     std::string problem = co_await service_.readiness();
     if (!problem.empty()) co_return Response::error(503, problem);
-    co_return Response::json(200, R"({"status":"ready"})");
+    co_return Response::json(200, probe_answer("ready", options_.instance_id));
   }
   if (path == "/metrics") {
     if (method != "GET") co_return method_not_allowed(method, path, "GET");
@@ -284,9 +103,11 @@ awaitable<Response> Api::route(const http::Request& request) {
   }
 
   auto parts = split_path(path);
-  bool sidecar_endpoint = parts.size() >= 1 && parts[0] == "envelopes" && method == "POST";
+  // POST /envelopes... are the sidecars' endpoints, except cancel, which clients call.
+  bool sidecar_endpoint = parts.size() >= 1 && parts[0] == "envelopes" && method == "POST" &&
+                          !(parts.size() == 3 && parts[2] == "cancel");
   const std::string& token = sidecar_endpoint ? options_.internal_token : options_.token;
-  if (!token.empty() && !api::bearer_matches(request.header("Authorization"), token)) {
+  if (!token.empty() && !api::bearer_matches_any(request.header("Authorization"), token)) {
     Response r = Response::error(
         401, std::string("missing or wrong bearer token: send `Authorization: Bearer <") +
                  (sidecar_endpoint ? "ASYA_GATEWAY_INTERNAL_TOKEN" : "ASYA_GATEWAY_TOKEN") + ">`");
@@ -330,6 +151,14 @@ awaitable<Response> Api::route(const http::Request& request) {
     if (action == "final") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
       co_return co_await report_final(request, id);
+    }
+    if (action == "check") {
+      if (method != "POST") co_return method_not_allowed(method, path, "POST");
+      co_return co_await check_envelope(id);
+    }
+    if (action == "cancel") {
+      if (method != "POST") co_return method_not_allowed(method, path, "POST");
+      co_return co_await cancel_envelope(request, id);
     }
   }
   co_return Response::error(404, "no such endpoint: " + method + " " + path);
@@ -403,7 +232,8 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   auto raw = raw_members(request.body);
   std::string payload = payload_text(valid.value(), arguments, raw["arguments"]);
   auto started_at = std::chrono::steady_clock::now();
-  auto started = co_await service_.start_call(*tool, std::move(payload));
+  CallOrigin origin{};  // named: see McpEndpoint (GCC 12 and temporaries in co_await)
+  auto started = co_await service_.start_call(*tool, std::move(payload), origin);
   if (!started.ok())
     co_return Response::json(200, to_json_text(api::error_result(started.error().message)));
   // `"async": true` in the body (used by `asya call`) answers the job id at once, as for an
@@ -438,6 +268,18 @@ awaitable<Response> Api::envelope_active(const std::string& id) {
   if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
   if (is_final(job.value()->status)) co_return Response::json(410, R"({"active":false})");
   co_return Response::json(200, R"({"active":true})");
+}
+
+awaitable<Response> Api::check_envelope(const std::string& id) {
+  auto work = [this, id] { return service_.store().get(id); };
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
+  if (!job.ok()) co_return Response::error(503, job.error().message);
+  // An envelope the gateway does not know (sent around it) is simply not cancelled.
+  if (!job.value()) co_return Response::json(200, R"({"cancelled":false})");
+  JobStatus status = job.value()->status;
+  json::object answer{{"job_status", job_status_name(status)},
+                      {"cancelled", status == JobStatus::cancelled}};
+  co_return Response::json(200, to_json_text(answer));
 }
 
 awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id) {
@@ -537,8 +379,12 @@ awaitable<Response> Api::report_progress(const http::Request& request, const std
     co_return Response::error(404, "no job knows envelope \"" + id + "\"");
   if (result.value().outcome == Outcome::applied)
     service_.notifier().notify(result.value().job_id, result.value().job_final);
-  json::object answer{{"status", "ok"}, {"progress_percent", result.value().progress_percent}};
+  json::object answer{{"status", "ok"},
+                      {"progress_percent", result.value().progress_percent},
+                      {"job_status", job_status_name(result.value().job_status)}};
   if (result.value().outcome == Outcome::ignored) answer["ignored"] = true;
+  // PROTOCOL §7: a sidecar that reads this before calling its handler skips the envelope.
+  if (result.value().job_status == JobStatus::cancelled) answer["cancelled"] = true;
   co_return Response::json(200, to_json_text(answer));
 }
 
@@ -634,6 +480,31 @@ awaitable<Response> Api::add_branch(const http::Request& request) {
       answer["status"] = "created";
       co_return Response::json(201, to_json_text(answer));
   }
+}
+
+awaitable<Response> Api::cancel_envelope(const http::Request& request, const std::string& id) {
+  std::string reason = "cancelled by a client (POST /envelopes/" + id + "/cancel)";
+  if (!request.body.empty()) {
+    Response error;
+    auto body = parse_body(request.body, error);
+    if (!body) co_return error;
+    if (const json::value* r = body->if_contains("reason"); r && !r->is_null()) {
+      if (!r->is_string()) co_return Response::error(400, "\"reason\" must be a string");
+      if (!r->as_string().empty()) reason = "cancelled: " + std::string(r->as_string());
+    }
+  }
+  auto cancelled = co_await service_.cancel_job(id, reason);
+  if (!cancelled.ok()) co_return Response::error(503, cancelled.error().message);
+  const ChangeResult& change = cancelled.value();
+  if (change.outcome == Outcome::not_found)
+    co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
+  if (change.outcome != Outcome::applied) {
+    co_return Response::error(409, "job \"" + change.job_id + "\" is already " +
+                                       job_status_name(change.job_status) +
+                                       "; a finished job cannot be cancelled");
+  }
+  json::object answer{{"id", change.job_id}, {"status", job_status_name(change.job_status)}};
+  co_return Response::json(200, to_json_text(answer));
 }
 
 }  // namespace asya::gateway

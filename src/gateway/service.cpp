@@ -5,10 +5,10 @@
 #include <boost/asio/post.hpp>
 #include <boost/json.hpp>
 
-#include <random>
-
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "common/random_id.hpp"
+#include "envelope/new_envelope.hpp"
 
 namespace asya::gateway {
 
@@ -16,30 +16,6 @@ namespace asio = boost::asio;
 namespace json = boost::json;
 using asio::awaitable;
 using asio::use_awaitable;
-
-namespace {
-
-std::string random_hex(std::size_t digits) {
-  thread_local std::mt19937_64 engine{std::random_device{}()};
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(digits);
-  while (out.size() < digits) {
-    std::uint64_t bits = engine();
-    for (int i = 0; i < 16 && out.size() < digits; ++i, bits >>= 4) out.push_back(hex[bits & 0xf]);
-  }
-  return out;
-}
-
-}  // namespace
-
-std::string new_uuid() {
-  std::string h = random_hex(32);
-  h[12] = '4';
-  h[16] = "89ab"[h[16] % 4];
-  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
-         "-" + h.substr(20);
-}
 
 std::string new_traceparent() {
   std::string trace = random_hex(32);
@@ -154,7 +130,8 @@ awaitable<void> Service::sweep_loop() {
   }
 }
 
-awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json) {
+awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json,
+                                                   CallOrigin origin) {
   std::string id = new_uuid();
   auto now = Clock::now();
   auto deadline = now + tool.timeout;
@@ -165,15 +142,19 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   json::array actors;
   for (const auto& actor : tool.actors) actors.emplace_back(actor);
   json::object route{{"actors", actors}, {"current", 0}, {"metadata", metadata}};
-  json::object envelope{{"id", id},
-                        {"route", route},
-                        {"headers", json::object{{"traceparent", new_traceparent()}}},
-                        {"deadline", format_time(deadline)}};
-  // The payload goes in as sent (numbers keep their spelling): the envelope text ends with it.
-  std::string body = to_json_text(envelope);
-  body.pop_back();
-  body += ",\"payload\":" + payload_json + "}";
-  NewJob job{id, tool.name, tool.actors, to_json_text(route), std::move(payload_json), deadline};
+  envelope::NewEnvelope spec;
+  spec.id = id;
+  spec.actors = tool.actors;
+  spec.route_metadata_json = to_json_text(metadata);
+  spec.headers = {{"traceparent", new_traceparent()}};
+  spec.deadline = deadline;
+  // The payload goes in as sent (numbers keep their spelling).
+  spec.payload_json = payload_json;
+  auto built = envelope::new_envelope(spec);
+  if (!built) co_return Error{"tool \"" + tool.name + "\": " + built.error().message};
+  std::string body = std::move(*built);
+  NewJob job{id,       tool.name,    tool.actors, to_json_text(route), std::move(payload_json),
+             deadline, origin.owner, origin.task, origin.ttl_ms};
   std::string queue = options_.queue_prefix + tool.actors.front();
 
   auto work_1 = [this, job, body, queue]() -> Status {
@@ -195,6 +176,17 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   }
   metrics_.tool_call(tool.name, "started", 0);
   co_return id;
+}
+
+awaitable<Result<ChangeResult>> Service::cancel_job(const std::string& job_id,
+                                                    const std::string& reason) {
+  auto work = [this, job_id, reason] { return store_->cancel(job_id, reason); };
+  auto cancelled = co_await blocking<Result<ChangeResult>>(std::move(work));
+  if (cancelled.ok() && cancelled.value().outcome == Outcome::applied) {
+    spdlog::info("gateway: job {} cancelled: {}", cancelled.value().job_id, reason);
+    notifier_.notify(cancelled.value().job_id);
+  }
+  co_return cancelled;
 }
 
 awaitable<std::optional<Job>> Service::wait_final(const std::string& job_id,

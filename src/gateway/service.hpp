@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/random_id.hpp"
 #include "common/result.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "gateway/metrics.hpp"
@@ -70,6 +71,13 @@ class Notifier {
   std::unordered_multimap<std::string, Subscription*> subscribers_;
 };
 
+// Who asked for a call and how: recorded with the job (Job::owner, Job::task, Job::ttl_ms).
+struct CallOrigin {
+  std::string owner;  // fingerprint of the caller's token ("" without tokens)
+  bool task = false;  // an MCP task (tools/call with `task`)
+  std::optional<std::int64_t> ttl_ms;
+};
+
 struct CallStarted {
   std::string job_id;
   const Tool* tool = nullptr;
@@ -103,8 +111,13 @@ class Service {
   // the JSON text of the validated arguments (payload_text in raw_json.hpp), put into the
   // envelope byte for byte. Error when the store or the publish failed (the job, if created, is
   // then failed with that error).
-  boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool,
-                                                         std::string payload_json);
+  boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool, std::string payload_json,
+                                                         CallOrigin origin = {});
+
+  // Cancels the job (JobStore::cancel) and wakes its waiters. Sidecars learn it from the answer to
+  // their next report about the job (PROTOCOL §7) and skip its queued envelopes.
+  boost::asio::awaitable<Result<ChangeResult>> cancel_job(const std::string& job_id,
+                                                          const std::string& reason);
 
   // Waits until the job is final or `deadline` passed (then fails it with "timed out"), calling
   // `on_update` for each update in order. When `on_idle` is set it is called whenever
@@ -140,8 +153,8 @@ class Service {
   bool stopped_ = false;
 };
 
-// A random UUID v4 ("5e6fdb2d-1d6b-4e91-baef-73e825434e7b").
-std::string new_uuid();
+// A random UUID v4 ("5e6fdb2d-1d6b-4e91-baef-73e825434e7b"): common/random_id.hpp.
+using asya::new_uuid;
 // A new W3C traceparent ("00-<32 hex>-<16 hex>-01").
 std::string new_traceparent();
 

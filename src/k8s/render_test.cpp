@@ -308,7 +308,8 @@ TEST(Render, GatewayObjectsWhenRoutesAreGivenAndSidecarsReportToIt) {
   GatewayRoutes broken{"routes.yaml", "tools: [\n"};
   auto failed = render(load(kActor), cluster("rabbitmq"), broken);
   ASSERT_FALSE(failed.ok());
-  EXPECT_NE(failed.error().message.find("routes.yaml: invalid YAML"), std::string::npos);
+  EXPECT_NE(failed.error().message.find("routes.yaml:2: invalid YAML"), std::string::npos)
+      << failed.error().message;
 }
 
 TEST(Render, OutputParsesBackToTheSameObjects) {

@@ -2,12 +2,8 @@
 
 #include <charconv>
 #include <cmath>
-#include <regex>
 
-#include <yaml-cpp/yaml.h>
 #include <boost/json.hpp>
-
-#include "common/yaml_limits.hpp"
 
 namespace asya::k8s {
 namespace json = boost::json;
@@ -167,65 +163,6 @@ void emit_block(const json::value& v, int indent, std::string& out) {
   }
 }
 
-json::value plain_scalar(const std::string& s) {
-  static const std::regex kInt(R"([-+]?[0-9]+)");
-  static const std::regex kFloat(R"([-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?)");
-  if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") return nullptr;
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  if (std::regex_match(s, kInt)) {
-    std::int64_t n = 0;
-    const char* begin = s.data() + (s.front() == '+' ? 1 : 0);
-    auto [end, ec] = std::from_chars(begin, s.data() + s.size(), n);
-    if (ec == std::errc() && end == s.data() + s.size()) return n;
-    return json::string(s);  // out of range: keep the text
-  }
-  if (std::regex_match(s, kFloat)) {
-    try {
-      return std::stod(s);
-    } catch (const std::out_of_range&) {
-      return json::string(s);  // 1e999: no JSON number holds it; keep the text (found by fuzzing)
-    }
-  }
-  return json::string(s);
-}
-
-Result<json::value> convert(const YAML::Node& node, std::string_view what) {
-  switch (node.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined:
-      return json::value(nullptr);
-    case YAML::NodeType::Scalar: {
-      const std::string& tag = node.Tag();
-      if (tag == "!" || tag == "tag:yaml.org,2002:str") return json::value(node.Scalar());
-      return plain_scalar(node.Scalar());
-    }
-    case YAML::NodeType::Sequence: {
-      json::array array;
-      for (const auto& item : node) {
-        auto converted = convert(item, what);
-        if (!converted) return converted;
-        array.push_back(std::move(*converted));
-      }
-      return json::value(std::move(array));
-    }
-    case YAML::NodeType::Map: {
-      json::object object;
-      for (const auto& entry : node) {
-        if (!entry.first.IsScalar()) {
-          return Error{std::string(what) + ": line " + std::to_string(entry.first.Mark().line + 1) +
-                       ": a mapping key must be a scalar"};
-        }
-        auto converted = convert(entry.second, what);
-        if (!converted) return converted;
-        object[entry.first.Scalar()] = std::move(*converted);
-      }
-      return json::value(std::move(object));
-    }
-  }
-  return json::value(nullptr);
-}
-
 }  // namespace
 
 std::string to_yaml(const json::value& value) {
@@ -245,19 +182,6 @@ std::string to_yaml_stream(const std::vector<json::object>& objects) {
     out += to_yaml(json::value(object));
   }
   return out;
-}
-
-Result<json::value> from_yaml(std::string_view text, std::string_view what) {
-  // The conversion expands every alias: refuse alias bombs and deep nesting first.
-  if (auto limit = check_yaml_limits(text)) {
-    return Error{std::string(what) + ": line " + std::to_string(limit->line) + ": " +
-                 limit->message};
-  }
-  try {
-    return convert(YAML::Load(std::string(text)), what);
-  } catch (const YAML::Exception& e) {
-    return Error{std::string(what) + ": invalid YAML: " + e.what()};
-  }
 }
 
 }  // namespace asya::k8s

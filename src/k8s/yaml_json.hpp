@@ -12,6 +12,7 @@
 #include <boost/json/value.hpp>
 
 #include "common/result.hpp"
+#include "common/yaml_json.hpp"
 
 namespace asya::k8s {
 
@@ -21,9 +22,8 @@ std::string to_yaml(const boost::json::value& value);
 // A multi-document stream: every object preceded by a `---` line.
 std::string to_yaml_stream(const std::vector<boost::json::object>& objects);
 
-// Parses YAML text (one document) into JSON, resolving plain scalars by the YAML 1.2 core schema
-// (null, true/false, integers, floats; everything else, and every quoted scalar, is a string).
-// `what` names the text in the error message of a syntax error or an unsupported construct.
-Result<boost::json::value> from_yaml(std::string_view text, std::string_view what);
+// The way back, YAML text to JSON, is asya::from_yaml (common/yaml_json.hpp), shared with the
+// gateway's routes.yaml reader.
+using asya::from_yaml;
 
 }  // namespace asya::k8s

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "common/env.hpp"
+#include "local/instance_id.hpp"
 #include "local/sidecar_counters.hpp"
 
 namespace asya::local {
@@ -28,8 +29,9 @@ Status GatewayProcess::start(const std::vector<std::string>& base_env,
   gw.argv = {options_.gateway_binary};
   gw.env = base_env;
   std::erase_if(gw.env, [](const std::string& e) {
-    for (const char* key : {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=",
-                            "ASYA_GATEWAY_DB=", "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX="}) {
+    for (const char* key :
+         {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=", "ASYA_GATEWAY_DB=",
+          "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX=", "ASYA_GATEWAY_INSTANCE_ID="}) {
       if (e.rfind(key, 0) == 0) return true;
     }
     return false;
@@ -40,6 +42,7 @@ Status GatewayProcess::start(const std::vector<std::string>& base_env,
   gw.env.push_back("ASYA_GATEWAY_DB=" + (options_.paths.root / "gateway.db").string());
   gw.env.push_back("ASYA_TRANSPORT=" + options_.transport);
   gw.env.push_back("ASYA_QUEUE_PREFIX=" + queue_prefix);
+  gw.env.push_back("ASYA_GATEWAY_INSTANCE_ID=" + options_.gateway_instance_id);
   gw.working_dir = options_.paths.root.string();
   gw.log_path = log_path();
   return process_.start(gw, SteadyClock::now());
@@ -66,8 +69,14 @@ bool GatewayProcess::wait_ready() {
       return false;
     }
     if (auto got = http_get_local(options_.gateway_port, "/readyz")) {
-      if (got->status == 200) return true;
-      last = fmt::format("/readyz answered {}: {}", got->status, got->body);
+      // Only an answer carrying the id it was given is from this gateway (instance_id.hpp).
+      if (got->status == 200 && answered_by_instance(got->body, options_.gateway_instance_id))
+        return true;
+      last = got->status == 200 ? fmt::format(
+                                      "port {} is answered by another process ({}), not "
+                                      "by the gateway started here: the port is taken",
+                                      options_.gateway_port, got->body)
+                                : fmt::format("/readyz answered {}: {}", got->status, got->body);
     }
     std::this_thread::sleep_for(50ms);
   }

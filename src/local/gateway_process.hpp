@@ -25,7 +25,8 @@ class GatewayProcess {
   // Starts the gateway with `base_env` (the sidecars' environment) and the supervisor's
   // transport and queue prefix. The error names the cause.
   Status start(const std::vector<std::string>& base_env, const std::string& queue_prefix);
-  // Waits until it answers GET /readyz with 200 (its job store and transport work), or prints
+  // Waits until it answers GET /readyz with 200 carrying options.gateway_instance_id (its job
+  // store and transport work, and it is this gateway, not another process on the port), or prints
   // on stderr why not (it exited: a mistake in routes.yaml, a busy port; or it stayed unready,
   // then it is killed) and returns false.
   bool wait_ready();

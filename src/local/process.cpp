@@ -29,6 +29,17 @@ struct ChildFailure {
   int error = 0;
 };
 
+// Reads the report pipe (close-on-exec) to its end and closes it: true with `failure` filled when
+// the child reported a failed step before exec, false when exec succeeded (the pipe just closed).
+bool read_child_failure(int report_fd, ChildFailure& failure) {
+  ssize_t n;
+  do {
+    n = ::read(report_fd, &failure, sizeof failure);
+  } while (n < 0 && errno == EINTR);
+  ::close(report_fd);
+  return n == static_cast<ssize_t>(sizeof failure);
+}
+
 // Prepared before fork: the child may only make async-signal-safe calls.
 struct IsolationPlan {
   std::string uid_map;  // "<uid> <uid> 1": the caller's ids, mapped to themselves
@@ -177,12 +188,8 @@ Result<pid_t> spawn(const ProcessSpec& spec) {
   if (log_fd >= 0) ::close(log_fd);
   if (null_fd >= 0) ::close(null_fd);
   ChildFailure failure;
-  ssize_t n;
-  do {
-    n = ::read(report[0], &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
-  ::close(report[0]);
-  if (n == static_cast<ssize_t>(sizeof failure)) {
+  const bool child_failed = read_child_failure(report[0], failure);
+  if (child_failed) {
     int status = 0;
     ::waitpid(pid, &status, 0);
     switch (failure.step) {
@@ -221,13 +228,9 @@ Status check_network_isolation() {
   }
   ::close(report[1]);
   ChildFailure failure;
-  ssize_t n;
-  do {
-    n = ::read(report[0], &failure, sizeof failure);
-  } while (n < 0 && errno == EINTR);
-  ::close(report[0]);
+  const bool child_failed = read_child_failure(report[0], failure);
   ::waitpid(pid, nullptr, 0);
-  if (n == static_cast<ssize_t>(sizeof failure)) return Error{describe_isolation_failure(failure)};
+  if (child_failed) return Error{describe_isolation_failure(failure)};
   return Status::Ok();
 }
 

@@ -67,4 +67,40 @@ Result<std::vector<std::string>> replica_sidecar_environment(const manifest::Act
   return inherited;
 }
 
+Result<std::vector<std::string>> runtime_environment(const manifest::Actor& actor,
+                                                     const std::filesystem::path& socket,
+                                                     const std::vector<std::string>& inherited) {
+  std::vector<std::string> env;
+  for (std::string_view keep : {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"}) {
+    // The first entry is the one getenv sees.
+    auto found = std::find_if(inherited.begin(), inherited.end(),
+                              [&](const std::string& e) { return name_of(e) == keep; });
+    if (found != inherited.end()) env.push_back(*found);
+  }
+  for (const auto& var : actor.runtime().env) {
+    if (!var.value_from_yaml.empty()) {
+      return Error{fmt::format(
+          "{}: env {} uses valueFrom, which only Kubernetes resolves; give a value for asya up",
+          actor.name, var.name)};
+    }
+    if (var.name == "ASYA_SOCKET_PATH" || var.name == "ASYA_SOCKET_DIR" ||
+        var.name == "ASYA_SOCKET_NAME")
+      continue;
+    env.push_back(var.name + "=" + var.value);
+  }
+  env.push_back("ASYA_SOCKET_PATH=" + socket.string());
+  env.push_back("ASYA_SOCKET_DIR=" + socket.parent_path().string());
+  env.push_back("ASYA_SOCKET_NAME=" + socket.filename().string());
+  return env;
+}
+
+std::filesystem::path runtime_working_dir(const manifest::Actor& actor) {
+  const std::filesystem::path manifest_dir = std::filesystem::absolute(actor.file).parent_path();
+  const std::string& working_dir = actor.runtime().working_dir;
+  std::filesystem::path dir =
+      (working_dir.empty() ? manifest_dir : manifest_dir / working_dir).lexically_normal();
+  if (dir.has_parent_path() && dir.filename().empty()) dir = dir.parent_path();  // "a/b/" -> "a/b"
+  return dir;
+}
+
 }  // namespace asya::local

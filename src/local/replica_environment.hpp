@@ -1,6 +1,7 @@
 // The environment `asya up` gives the asya-sidecar of one replica: the supervisor's own
 // environment (broker settings, ASYA_LOG_LEVEL, ...) with manifest::sidecar_environment() on top,
-// the mapping `asya render` uses too. Pure: spawns nothing, reads only its arguments.
+// the mapping `asya render` uses too; and what its runtime gets (runtime_environment). Pure:
+// spawns nothing, reads only its arguments.
 #pragma once
 
 #include <filesystem>
@@ -40,5 +41,19 @@ Result<std::vector<std::string>> replica_sidecar_environment(const manifest::Act
                                                              const SupervisorOptions& options,
                                                              std::string_view queue_prefix,
                                                              std::vector<std::string> inherited);
+
+// The runtime's environment as NAME=value entries: only what a handler needs, never the
+// supervisor's broker settings: PATH, HOME, LANG, LC_ALL, TZ, TMPDIR and USER from `inherited`,
+// the container's env (without ASYA_SOCKET_PATH/_DIR/_NAME: the supervisor owns the socket's
+// place), then ASYA_SOCKET_PATH, ASYA_SOCKET_DIR and ASYA_SOCKET_NAME naming `socket` (the
+// bundled runtime reads the first, the published one the other two). Fails, naming the actor
+// and the variable, on a valueFrom entry (only Kubernetes resolves those).
+Result<std::vector<std::string>> runtime_environment(const manifest::Actor& actor,
+                                                     const std::filesystem::path& socket,
+                                                     const std::vector<std::string>& inherited);
+
+// The runtime's working directory: the container's workingDir relative to the manifest's
+// folder, or that folder itself.
+std::filesystem::path runtime_working_dir(const manifest::Actor& actor);
 
 }  // namespace asya::local

@@ -108,5 +108,37 @@ TEST(ReplicaEnvironment, EndActorsWriteIntoTheirResultDirectory) {
   EXPECT_FALSE(by_name(*h).count("ASYA_RUNTIME_TIMEOUT"));
 }
 
+TEST(RuntimeEnvironment, OnlyBasicsTheManifestsEnvAndTheSupervisorsSocket) {
+  auto actor = load_one("");
+  auto& env_list = actor.containers.at(actor.runtime_container).env;
+  env_list.push_back({"MODEL", "small", ""});
+  env_list.push_back({"ASYA_SOCKET_PATH", "/mine.sock", ""});  // the supervisor owns the socket
+  auto env =
+      runtime_environment(actor, "/state/run/worker-0/rt.sock",
+                          {"PATH=/usr/bin", "HOME=/root", "PATH=/second",
+                           "ASYA_RABBITMQ_URL=amqp://secret@broker", "AWS_SECRET_ACCESS_KEY=s"});
+  ASSERT_TRUE(env.ok()) << env.error().message;
+  EXPECT_EQ(*env, (std::vector<std::string>{
+                      "PATH=/usr/bin", "HOME=/root", "ASYA_HANDLER=mod.fn", "MODEL=small",
+                      "ASYA_SOCKET_PATH=/state/run/worker-0/rt.sock",
+                      "ASYA_SOCKET_DIR=/state/run/worker-0", "ASYA_SOCKET_NAME=rt.sock"}));
+}
+
+TEST(RuntimeEnvironment, ValueFromIsRefusedNamingTheVariable) {
+  auto actor = load_one("");
+  actor.containers.at(actor.runtime_container).env.push_back({"TOKEN", "", "{secretKeyRef: x}"});
+  auto env = runtime_environment(actor, "/s/rt.sock", {});
+  ASSERT_FALSE(env.ok());
+  EXPECT_NE(env.error().message.find("worker: env TOKEN uses valueFrom"), std::string::npos);
+}
+
+TEST(RuntimeEnvironment, WorkingDirIsRelativeToTheManifestsFolder) {
+  auto actor = load_one("");
+  actor.file = "/projects/wc/./wc.yaml";
+  EXPECT_EQ(runtime_working_dir(actor), "/projects/wc");
+  actor.containers.at(actor.runtime_container).working_dir = "../handlers/";
+  EXPECT_EQ(runtime_working_dir(actor), "/projects/handlers");
+}
+
 }  // namespace
 }  // namespace asya::local

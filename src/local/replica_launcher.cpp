@@ -13,13 +13,6 @@ namespace asya::local {
 
 namespace fs = std::filesystem;
 
-fs::path runtime_working_dir(const manifest::Actor& actor) {
-  const manifest::Container& c = actor.runtime();
-  fs::path manifest_dir = fs::absolute(actor.file).parent_path();
-  fs::path work = c.working_dir.empty() ? manifest_dir : manifest_dir / c.working_dir;
-  return work.lexically_normal();
-}
-
 fs::path ReplicaLauncher::socket_dir(const std::string& actor, int index) const {
   fs::path dir = options_.paths.run() / fmt::format("{}-{}", actor, index);
   // A Unix socket path has at most 107 bytes; deep temp dirs need a shorter home.
@@ -74,29 +67,11 @@ Result<std::unique_ptr<Replica>> ReplicaLauncher::launch(const manifest::Actor& 
     ProcessSpec rt;
     rt.argv = c.command.empty() ? options_.python_runtime : c.command;
     rt.argv.insert(rt.argv.end(), c.args.begin(), c.args.end());
-    // The runtime gets only what the handler needs: basics, the manifest's env and its socket.
-    for (const char* keep : {"PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "USER"}) {
-      if (const char* value = std::getenv(keep))
-        rt.env.push_back(fmt::format("{}={}", keep, value));
-    }
-    for (const auto& var : c.env) {
-      if (!var.value_from_yaml.empty()) {
-        return Error{fmt::format(
-            "{}: env {} uses valueFrom, which only Kubernetes resolves; give a value for asya up",
-            name, var.name)};
-      }
-      // The supervisor owns the socket's place: the sidecar is told the same one below.
-      if (var.name == "ASYA_SOCKET_PATH" || var.name == "ASYA_SOCKET_DIR" ||
-          var.name == "ASYA_SOCKET_NAME")
-        continue;
-      rt.env.push_back(var.name + "=" + var.value);
-    }
-    // Both forms, naming one file: runtimes that read ASYA_SOCKET_PATH (the bundled one) and the
-    // published runtime, which reads ASYA_SOCKET_DIR/ASYA_SOCKET_NAME and writes runtime-ready
-    // into ASYA_SOCKET_DIR, where the supervisor looks for it.
-    rt.env.push_back("ASYA_SOCKET_PATH=" + replica->socket.string());
-    rt.env.push_back("ASYA_SOCKET_DIR=" + replica->socket.parent_path().string());
-    rt.env.push_back("ASYA_SOCKET_NAME=" + replica->socket.filename().string());
+    // The runtime gets only what the handler needs: basics, the manifest's env and its socket
+    // (replica_environment.hpp; `asya up`'s pre-flight imports the handler with the same).
+    auto env = runtime_environment(actor, replica->socket, current_environment());
+    if (!env) return env.error();
+    rt.env = std::move(*env);
     rt.working_dir = runtime_working_dir(actor).string();
     rt.log_path = (logs / fmt::format("{}.runtime.log", index)).string();
     rt.isolate_network = actor.isolation.network == manifest::RuntimeNetwork::kNone;

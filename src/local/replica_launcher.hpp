@@ -12,14 +12,13 @@
 #include "common/result.hpp"
 #include "local/actor_state.hpp"
 #include "local/output_collector.hpp"
+#include "local/replica_environment.hpp"
 #include "local/supervisor.hpp"
 
 namespace asya::local {
 
-// The directory the runtime of `actor` runs in: the container's workingDir relative to the
-// manifest's folder (the folder itself when none is given). Its Python handler is imported from
-// there (`asya up --reload` watches it).
-std::filesystem::path runtime_working_dir(const manifest::Actor& actor);
+// runtime_working_dir() (replica_environment.hpp) is the directory a runtime runs in; its Python
+// handler is imported from there (`asya up --reload` watches it).
 
 class ReplicaLauncher {
  public:

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <optional>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -63,13 +65,21 @@ Result<int> claim_state_directory(const StatePaths& paths) {
   return lock_fd;
 }
 
-Result<std::vector<std::string>> sidecar_base_environment(const SupervisorOptions& options) {
-  std::vector<std::string> env = current_environment();
+Result<std::vector<std::string>> sidecar_base_environment(const SupervisorOptions& options,
+                                                          std::vector<std::string> environment) {
+  std::vector<std::string> env = std::move(environment);
+  // The first entry of a name, as getenv sees it.
+  auto value_of = [&env](std::string_view name) -> std::optional<std::string> {
+    for (const auto& e : env)
+      if (e.size() > name.size() && e.compare(0, name.size(), name) == 0 && e[name.size()] == '=')
+        return e.substr(name.size() + 1);
+    return std::nullopt;
+  };
   if (options.transport == "sqlite")
     set_variable(env, "ASYA_SQLITE_PATH", options.paths.queues_db().string());
   if (!options.routes_file.empty()) {
-    auto client_token = env_get("ASYA_GATEWAY_TOKEN");
-    auto internal_token = env_get("ASYA_GATEWAY_INTERNAL_TOKEN");
+    auto client_token = value_of("ASYA_GATEWAY_TOKEN");
+    auto internal_token = value_of("ASYA_GATEWAY_INTERNAL_TOKEN");
     if (client_token && !client_token->empty() && (!internal_token || internal_token->empty())) {
       auto generated = random_token();
       if (!generated)

@@ -1,5 +1,7 @@
 #include "local/state.hpp"
 
+#include "common/durable_file.hpp"
+
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -39,33 +41,10 @@ int running_supervisor(const StatePaths& paths) {
 }
 
 Status write_file_atomic(const std::filesystem::path& path, std::string_view text) {
-  auto tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return Error{"cannot create " + tmp.string() + ": " + std::strerror(errno)};
-  std::size_t done = 0;
-  while (done < text.size()) {
-    ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      std::string cause = std::strerror(errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return Error{"cannot write " + tmp.string() + ": " + cause};
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  if (::close(fd) != 0) {
-    std::string cause = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return Error{"cannot write " + tmp.string() + ": " + cause};
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string cause = std::strerror(errno);
-    ::unlink(tmp.c_str());
-    return Error{"cannot rename " + tmp.string() + " to " + path.string() + ": " + cause};
-  }
-  return Status::Ok();
+  // Rewritten every refresh and meaningless after a crash: atomic for readers, not fsync'd.
+  FileWriteOptions options;
+  options.durable = false;
+  return write_file_atomically(path, text, options);
 }
 
 bool read_file(const std::filesystem::path& path, std::string& out) {

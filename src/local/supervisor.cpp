@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include "common/env.hpp"
+#include "common/shutdown_signals.hpp"
 #include "local/actor_state.hpp"
 #include "local/gateway_process.hpp"
 #include "local/handler_watcher.hpp"
@@ -382,16 +383,14 @@ void Supervisor::refresh_status(Clock::time_point now) {
   }
 }
 
-// The signals the control loop takes with sigtimedwait(); blocked in every thread.
-sigset_t supervisor_signals() {
-  sigset_t signals;
-  sigemptyset(&signals);
-  for (int sig : {SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1}) sigaddset(&signals, sig);
-  return signals;
+// The signals the control loop takes (SignalSet::wait_for); blocked in every thread. SIGCHLD only
+// wakes the loop early to reap an exited child.
+SignalSet supervisor_signals() {
+  return SignalSet{SIGTERM, SIGINT, SIGCHLD, SIGHUP, SIGUSR1};
 }
 
 int Supervisor::run() {
-  sigset_t signals = supervisor_signals();
+  const SignalSet signals = supervisor_signals();
   if (!start_up()) return 1;
   // From here on only the poller's own transport talks to the broker.
   transport_->close();
@@ -401,9 +400,7 @@ int Supervisor::run() {
                     options_.transport, options_.paths.root.string()));
   int signals_seen = 0;
   while (true) {
-    timespec wait{0, 100'000'000};
-    siginfo_t info;
-    int sig = sigtimedwait(&signals, &info, &wait);
+    int sig = signals.wait_for(100ms);
     auto now = Clock::now();
     if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
       ++signals_seen;
@@ -444,8 +441,7 @@ int Supervisor::run() {
 int run_supervisor(const std::vector<manifest::Actor>& actors, const SupervisorOptions& options) {
   // Before any thread exists (the Supervisor's OutputCollector starts one): a thread that does
   // not block them would take SIGTERM or SIGUSR1 with their default action, ending the process.
-  sigset_t signals = supervisor_signals();
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  supervisor_signals().block();
   ::signal(SIGPIPE, SIG_IGN);
   Supervisor supervisor(actors, options);
   return supervisor.run();

@@ -31,6 +31,9 @@ struct SupervisorOptions {
   std::string routes_file;     // absolute; empty: no gateway
   std::string gateway_binary;  // absolute path of asya-gateway
   int gateway_port = 0;        // a concrete port (the caller picks a free one)
+  // Given to the gateway as ASYA_GATEWAY_INSTANCE_ID; its readiness answer must carry it, so an
+  // answer from another process on the port is not taken for it (local/instance_id.hpp).
+  std::string gateway_instance_id;
   std::string gateway_url() const { return "http://127.0.0.1:" + std::to_string(gateway_port); }
   std::chrono::milliseconds restart_backoff_initial{std::chrono::milliseconds(500)};
   std::chrono::milliseconds restart_backoff_max{std::chrono::seconds(30)};

@@ -114,13 +114,6 @@ std::string LoadResult::error_text() const {
   return out;
 }
 
-bool valid_actor_name(std::string_view name) {
-  if (name.empty() || name.size() > 63) return false;
-  auto ok = [](char c) { return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'); };
-  if (!ok(name.front()) || !ok(name.back())) return false;
-  return std::all_of(name.begin(), name.end(), [&](char c) { return ok(c) || c == '-'; });
-}
-
 bool is_routes_file(std::string_view path) {
   auto name = fs::path(path).filename();
   return name == "routes.yaml" || name == "routes.yml";

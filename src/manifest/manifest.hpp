@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/actor_name.hpp"
+
 namespace asya::manifest {
 
 inline constexpr std::string_view kApiVersion = "asya.sh/v1alpha1";
@@ -148,9 +150,8 @@ LoadResult load_paths(const std::vector<std::string>& paths);
 // diagnostics. Duplicate names within the text are reported.
 LoadResult load_text(std::string_view text, const std::string& file);
 
-// True for [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters (a DNS label, as queue names
-// and Kubernetes objects need).
-bool valid_actor_name(std::string_view name);
+// True for [a-z0-9]([-a-z0-9]*[a-z0-9])?, at most 63 characters (common/actor_name.hpp).
+using asya::valid_actor_name;
 
 // True for a file named routes.yaml or routes.yml (the gateway's tools, not a manifest).
 bool is_routes_file(std::string_view path);

@@ -19,8 +19,8 @@ bool valid_name(std::string_view name) {
   return name.front() != '-' && name.back() != '-';
 }
 
-std::string actor_name_var(const char* var, std::string fallback) {
-  std::string value = env_string(var, std::move(fallback));
+std::string actor_name_var(const Environment& environment, const char* var, std::string fallback) {
+  std::string value = environment.string(var, std::move(fallback));
   if (!valid_name(value))
     throw ConfigError(
         fmt::format("{}=\"{}\" is not a valid actor name: use lowercase letters, digits and '-' "
@@ -48,41 +48,43 @@ void check_metrics_addr(const std::string& addr) {
 
 }  // namespace
 
-Config load_config() {
+Config load_config(const Environment& environment) {
   Config c;
-  env_required("ASYA_ACTOR_NAME");
-  c.actor_name = actor_name_var("ASYA_ACTOR_NAME", "");
-  c.transport = env_string("ASYA_TRANSPORT", c.transport);
-  c.queue_prefix = env_string("ASYA_QUEUE_PREFIX", c.queue_prefix);
-  if (auto prefix = env_get("ASYA_QUEUE_PREFIX"); prefix && prefix->empty()) c.queue_prefix = "";
+  environment.required("ASYA_ACTOR_NAME");
+  c.actor_name = actor_name_var(environment, "ASYA_ACTOR_NAME", "");
+  c.transport = environment.string("ASYA_TRANSPORT", c.transport);
+  c.queue_prefix = environment.string("ASYA_QUEUE_PREFIX", c.queue_prefix);
+  if (auto prefix = environment.get("ASYA_QUEUE_PREFIX"); prefix && prefix->empty())
+    c.queue_prefix = "";
 
-  if (auto path = env_get("ASYA_SOCKET_PATH"); path && !path->empty()) {
+  if (auto path = environment.get("ASYA_SOCKET_PATH"); path && !path->empty()) {
     c.socket_path = *path;
   } else {
-    std::string dir = env_string("ASYA_SOCKET_DIR", "/var/run/asya");
-    std::string name = env_string("ASYA_SOCKET_NAME", "asya-runtime.sock");
+    std::string dir = environment.string("ASYA_SOCKET_DIR", "/var/run/asya");
+    std::string name = environment.string("ASYA_SOCKET_NAME", "asya-runtime.sock");
     c.socket_path = dir + (dir.ends_with('/') ? "" : "/") + name;
   }
 
-  c.runtime_timeout = env_duration("ASYA_RUNTIME_TIMEOUT", c.runtime_timeout);
+  c.runtime_timeout = environment.duration("ASYA_RUNTIME_TIMEOUT", c.runtime_timeout);
   if (c.runtime_timeout.count() <= 0)
     throw ConfigError(fmt::format(
         "ASYA_RUNTIME_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 30s, 5m)",
-        env_string("ASYA_RUNTIME_TIMEOUT", "")));
-  c.runtime_ready_timeout = env_duration("ASYA_RUNTIME_READY_TIMEOUT", c.runtime_ready_timeout);
-  c.happy_end = actor_name_var("ASYA_ACTOR_HAPPY_END", c.happy_end);
-  c.error_end = actor_name_var("ASYA_ACTOR_ERROR_END", c.error_end);
-  c.is_end_actor =
-      env_bool("ASYA_IS_END_ACTOR", c.actor_name == c.happy_end || c.actor_name == c.error_end);
+        environment.string("ASYA_RUNTIME_TIMEOUT", "")));
+  c.runtime_ready_timeout =
+      environment.duration("ASYA_RUNTIME_READY_TIMEOUT", c.runtime_ready_timeout);
+  c.happy_end = actor_name_var(environment, "ASYA_ACTOR_HAPPY_END", c.happy_end);
+  c.error_end = actor_name_var(environment, "ASYA_ACTOR_ERROR_END", c.error_end);
+  c.is_end_actor = environment.boolean("ASYA_IS_END_ACTOR",
+                                       c.actor_name == c.happy_end || c.actor_name == c.error_end);
 
-  c.gateway_url = env_string("ASYA_GATEWAY_URL", "");
+  c.gateway_url = environment.string("ASYA_GATEWAY_URL", "");
   while (c.gateway_url.ends_with('/')) c.gateway_url.pop_back();
   if (!c.gateway_url.empty() && !c.gateway_url.starts_with("http://") &&
       !c.gateway_url.starts_with("https://"))
     throw ConfigError(fmt::format(
         "ASYA_GATEWAY_URL=\"{}\" is not an HTTP URL: use http://host:port or https://host:port",
         c.gateway_url));
-  c.gateway_internal_token = env_string("ASYA_GATEWAY_INTERNAL_TOKEN", "");
+  c.gateway_internal_token = environment.string("ASYA_GATEWAY_INTERNAL_TOKEN", "");
   // The token goes into an HTTP header: a line break or other control byte would split it.
   if (std::any_of(c.gateway_internal_token.begin(), c.gateway_internal_token.end(),
                   [](unsigned char ch) { return ch < 0x21 || ch == 0x7f; }))
@@ -90,7 +92,7 @@ Config load_config() {
         "ASYA_GATEWAY_INTERNAL_TOKEN contains a space or control character (a trailing newline "
         "from a file?); use printable characters only");
 
-  c.log_level = env_string("ASYA_LOG_LEVEL", c.log_level);
+  c.log_level = environment.string("ASYA_LOG_LEVEL", c.log_level);
   std::transform(c.log_level.begin(), c.log_level.end(), c.log_level.begin(),
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
   if (c.log_level == "warning") c.log_level = "warn";
@@ -98,33 +100,34 @@ Config load_config() {
       c.log_level != "warn" && c.log_level != "error")
     throw ConfigError(
         fmt::format("ASYA_LOG_LEVEL=\"{}\" is not valid: use one of debug, info, warn, error",
-                    env_string("ASYA_LOG_LEVEL", "")));
-  c.metrics_addr = env_string("ASYA_METRICS_ADDR", "");
+                    environment.string("ASYA_LOG_LEVEL", "")));
+  c.metrics_addr = environment.string("ASYA_METRICS_ADDR", "");
   check_metrics_addr(c.metrics_addr);
 
-  c.concurrency = static_cast<int>(env_int("ASYA_CONCURRENCY", c.concurrency, 1, 1024));
-  c.max_deliveries = static_cast<int>(env_int("ASYA_MAX_DELIVERIES", c.max_deliveries, 1, 1000000));
-  c.retry_max_attempts =
-      static_cast<int>(env_int("ASYA_RETRY_MAX_ATTEMPTS", c.retry_max_attempts, 1, 1000));
-  c.retry_backoff = env_duration("ASYA_RETRY_BACKOFF", c.retry_backoff);
-  c.retry_backoff_max = env_duration("ASYA_RETRY_BACKOFF_MAX", c.retry_backoff_max);
+  c.concurrency = static_cast<int>(environment.integer("ASYA_CONCURRENCY", c.concurrency, 1, 1024));
+  c.max_deliveries =
+      static_cast<int>(environment.integer("ASYA_MAX_DELIVERIES", c.max_deliveries, 1, 1000000));
+  c.retry_max_attempts = static_cast<int>(
+      environment.integer("ASYA_RETRY_MAX_ATTEMPTS", c.retry_max_attempts, 1, 1000));
+  c.retry_backoff = environment.duration("ASYA_RETRY_BACKOFF", c.retry_backoff);
+  c.retry_backoff_max = environment.duration("ASYA_RETRY_BACKOFF_MAX", c.retry_backoff_max);
   if (c.retry_backoff_max < c.retry_backoff)
     throw ConfigError(fmt::format(
         "ASYA_RETRY_BACKOFF_MAX=\"{}\" is smaller than ASYA_RETRY_BACKOFF=\"{}\": use a maximum at "
         "least as large as the initial backoff",
         format_duration(c.retry_backoff_max), format_duration(c.retry_backoff)));
-  c.retry_on_processing_error = env_bool("ASYA_RETRY_ON_PROCESSING_ERROR", false);
-  c.shutdown_grace = env_duration("ASYA_SHUTDOWN_GRACE", c.shutdown_grace);
+  c.retry_on_processing_error = environment.boolean("ASYA_RETRY_ON_PROCESSING_ERROR", false);
+  c.shutdown_grace = environment.duration("ASYA_SHUTDOWN_GRACE", c.shutdown_grace);
 
-  std::uint64_t max_bytes = env_bytes("ASYA_MAX_MESSAGE_BYTES", c.max_message_bytes);
+  std::uint64_t max_bytes = environment.bytes("ASYA_MAX_MESSAGE_BYTES", c.max_message_bytes);
   if (max_bytes < 1024 || max_bytes > 0xFFFFFFFFull)
     throw ConfigError(
         fmt::format("ASYA_MAX_MESSAGE_BYTES=\"{}\" is out of range: use a size from 1KiB to 4GiB-1 "
                     "(e.g. 256MiB)",
-                    env_string("ASYA_MAX_MESSAGE_BYTES", "")));
+                    environment.string("ASYA_MAX_MESSAGE_BYTES", "")));
   c.max_message_bytes = static_cast<std::size_t>(max_bytes);
 
-  c.result_store = env_string("ASYA_RESULT_STORE", c.result_store);
+  c.result_store = environment.string("ASYA_RESULT_STORE", c.result_store);
   if (!c.result_store.starts_with("file://") && !c.result_store.starts_with("s3://"))
     throw ConfigError(
         fmt::format("ASYA_RESULT_STORE=\"{}\" is not a result store URL: use file:///path/to/dir, "
@@ -140,11 +143,11 @@ Config load_config() {
   // write per message), so theirs is shorter still.
   auto default_visibility =
       c.is_end_actor ? std::chrono::milliseconds(kEndActorVisibility) : kActorVisibility;
-  c.visibility_timeout = env_duration("ASYA_VISIBILITY_TIMEOUT", default_visibility);
+  c.visibility_timeout = environment.duration("ASYA_VISIBILITY_TIMEOUT", default_visibility);
   if (c.visibility_timeout.count() <= 0)
     throw ConfigError(fmt::format(
         "ASYA_VISIBILITY_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 10m)",
-        env_string("ASYA_VISIBILITY_TIMEOUT", "")));
+        environment.string("ASYA_VISIBILITY_TIMEOUT", "")));
   return c;
 }
 
@@ -196,7 +199,7 @@ Each transport reads its own variables (details in docs/configuration.md):
             ASYA_RABBITMQ_PORT, ASYA_RABBITMQ_USERNAME, ASYA_RABBITMQ_PASSWORD, ASYA_RABBITMQ_VHOST;
             ASYA_RABBITMQ_CA_FILE, ASYA_RABBITMQ_EXCHANGE (asya), ASYA_RABBITMQ_PREFETCH (10),
             ASYA_RABBITMQ_QUEUE_TYPE (quorum|classic), ASYA_RABBITMQ_CONFIRM_TIMEOUT (30s),
-            ASYA_RABBITMQ_CONFIRM_WINDOW (256), ASYA_RABBITMQ_HEARTBEAT (30s),
+            ASYA_RABBITMQ_CONNECT_TIMEOUT (10s), ASYA_RABBITMQ_CONFIRM_WINDOW (256), ASYA_RABBITMQ_HEARTBEAT (30s),
             ASYA_RABBITMQ_MAX_MESSAGE_BYTES (128MiB)
   sqs       ASYA_SQS_ENDPOINT, AWS_REGION (AWS_DEFAULT_REGION), AWS_ACCESS_KEY_ID,
             AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL,

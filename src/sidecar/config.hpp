@@ -7,6 +7,8 @@
 #include <cstddef>
 #include <string>
 
+#include "common/env.hpp"
+
 namespace asya::sidecar {
 
 inline constexpr std::chrono::seconds kActorVisibility{30};
@@ -53,8 +55,10 @@ struct Config {
   bool is_error_end() const { return actor_name == error_end; }
 };
 
-// Reads and validates every variable. Throws asya::ConfigError with a one-line message.
-Config load_config();
+// Reads and validates every variable from `environment` (the binary: the process environment;
+// `asya up`'s pre-flight: the environment it will give each sidecar). Throws asya::ConfigError
+// with a one-line message.
+Config load_config(const Environment& environment = Environment());
 
 // The text printed by `asya-sidecar --help`: every variable with its default and meaning.
 std::string help_text();

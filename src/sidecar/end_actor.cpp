@@ -84,10 +84,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     }
     out.status = ProcessedStatus::kSuccess;
     out.failure = FailureCode::kMsgParsingError;
-    out.final_path = envelope_path(out.id, "final");
-    out.final_body =
-        final_body(out.id, false, "", "msg_parsing_error",
-                   "{\"message\":" + envelope::json_string(parsed.error().message) + "}", {}, 0);
+    // No report: no gateway job has the id of a body that was not an envelope.
     return out;
   }
   const envelope::Envelope& env = *parsed;
@@ -98,6 +95,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     return requeue_after_store_error(std::move(out), delivery);
   }
   out.status = ProcessedStatus::kSuccess;
+  if (!tracked_by_gateway(env.route_metadata_raw)) return out;  // no job to report to
   std::size_t idx = env.actors.empty() ? 0 : std::min(env.current, env.actors.size() - 1);
   bool is_error_payload = error_end_;
   out.final_path = envelope_path(env.id, "final");

@@ -1,6 +1,9 @@
 #include "sidecar/gateway_reporter.hpp"
 
+#include <simdjson.h>
+
 #include <fmt/format.h>
+#include <simdjson.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -114,6 +117,18 @@ std::string final_body(std::string_view id, bool succeeded, std::string_view res
   return out;
 }
 
+bool tracked_by_gateway(std::string_view route_metadata_raw) {
+  if (route_metadata_raw.find("\"job_id\"") == std::string_view::npos) return false;
+  simdjson::padded_string padded(route_metadata_raw);
+  simdjson::ondemand::parser parser;
+  simdjson::ondemand::document doc;
+  if (parser.iterate(padded).get(doc)) return false;
+  simdjson::ondemand::object object;
+  if (doc.get_object().get(object)) return false;
+  simdjson::ondemand::value job;
+  return !object.find_field_unordered("job_id").get(job);
+}
+
 std::string envelope_path(std::string_view id, std::string_view what) {
   std::string out = "/envelopes/";
   for (unsigned char c : id) {
@@ -170,6 +185,13 @@ void GatewayReporter::stop(std::chrono::milliseconds grace) {
 
 bool GatewayReporter::post_now(const std::string& path, const std::string& body,
                                std::chrono::milliseconds budget, int attempts) const {
+  auto answer = post_now_answer(path, body, budget, attempts);
+  return answer && answer->ok();
+}
+
+std::optional<GatewayReporter::Answer> GatewayReporter::post_now_answer(
+    const std::string& path, const std::string& body, std::chrono::milliseconds budget,
+    int attempts) const {
   using Clock = std::chrono::steady_clock;
   const std::string url = options_.base_url + path;
   const auto deadline = Clock::now() + budget;
@@ -180,15 +202,24 @@ bool GatewayReporter::post_now(const std::string& path, const std::string& body,
     // it.
     auto timeout = attempt < attempts ? left / 2 : left;
     PostOutcome outcome = perform_post(client_, headers_, url, body, timeout);
-    if (outcome.ok()) return true;
+    if (outcome.ok()) return Answer{outcome.http_status, std::move(outcome.answer)};
     if (outcome.permanent()) {
       spdlog::warn("gateway refused POST {}: {}", url, outcome.describe());
-      break;
+      return Answer{outcome.http_status, std::move(outcome.answer)};
     }
     spdlog::debug("gateway POST {} failed (attempt {}/{}): {}", url, attempt, attempts,
                   outcome.describe());
   }
-  return false;
+  return std::nullopt;
+}
+
+bool answer_says_cancelled(std::string_view answer) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (parser.parse(answer.data(), answer.size()).get(root)) return false;
+  bool cancelled = false;
+  if (root["cancelled"].get(cancelled)) return false;
+  return cancelled;
 }
 
 void GatewayReporter::run() {
@@ -233,7 +264,12 @@ void GatewayReporter::run() {
     if (delivered) {
       if (options_.on_sent) options_.on_sent();
     } else {
-      if (refused) {
+      if (refused && last_failure.starts_with("HTTP 404")) {
+        // The gateway does not know the envelope (its job expired, or it was never one): nothing
+        // to report, nothing wrong here.
+        spdlog::debug("gateway does not know the envelope of report POST {}: {}", url,
+                      last_failure);
+      } else if (refused) {
         spdlog::warn("gateway refused report POST {}: {}; report dropped", url, last_failure);
       } else {
         spdlog::warn("gateway report POST {} dropped after {} attempts; last: {}", url, attempts,

@@ -36,6 +36,17 @@ std::string fanout_body(std::string_view child_id, std::string_view parent_id,
 std::string final_body(std::string_view id, bool succeeded, std::string_view result_raw,
                        std::string_view error, std::string_view error_details_raw,
                        const std::vector<std::string>& actors, std::size_t current_actor_idx);
+// Whether the gateway tracks an envelope: it started it as a job, so its route.metadata has
+// "job_id" (PROTOCOL §1, §7; fan-out children carry the metadata on). `route_metadata_raw` is the
+// JSON text of route.metadata (empty when absent). Sidecars report only such envelopes: one sent
+// by `asya send` or another producer belongs to no job, and every report about it would be
+// refused (404). Thread-safe.
+bool tracked_by_gateway(std::string_view route_metadata_raw);
+
+// Whether the gateway's answer to a progress report says the envelope's job was cancelled
+// (`"cancelled": true`, PROTOCOL §7). False for anything else, including an answer that is not
+// JSON.
+bool answer_says_cancelled(std::string_view answer);
 // "/envelopes/<id>/<what>" with the id percent-encoded as a path segment.
 std::string envelope_path(std::string_view id, std::string_view what);
 
@@ -70,6 +81,17 @@ class GatewayReporter {
   // open connection instead of connecting again.
   bool post_now(const std::string& path, const std::string& body, std::chrono::milliseconds budget,
                 int attempts) const;
+  // The gateway's answer to post_now_answer: its HTTP status and the start of its body (the first
+  // few hundred bytes).
+  struct Answer {
+    long http_status = 0;
+    std::string body;
+    bool ok() const { return http_status >= 200 && http_status < 300; }
+  };
+  // post_now that returns the gateway's last answer (2xx, or a 4xx that retrying cannot change),
+  // nullopt when none arrived within the budget.
+  std::optional<Answer> post_now_answer(const std::string& path, const std::string& body,
+                                        std::chrono::milliseconds budget, int attempts) const;
 
   // Waits up to `grace` for the queue to drain, then stops the thread (remaining reports are
   // dropped and counted). Idempotent.

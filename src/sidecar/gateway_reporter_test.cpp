@@ -43,6 +43,15 @@ TEST(GatewayBodies, FinalBodyMatchesProtocol) {
       R"({"id":"X","status":"failed","error":"runtime_timeout","error_details":{"message":"m"},"actors":["a"],"current_actor_idx":0})");
 }
 
+TEST(GatewayBodies, OnlyEnvelopesOfAGatewayJobAreTracked) {
+  EXPECT_TRUE(tracked_by_gateway(R"({"job_id":"j1","tool":"t"})"));
+  EXPECT_TRUE(tracked_by_gateway(R"({"tool":"t", "job_id": "j1"})"));
+  EXPECT_FALSE(tracked_by_gateway(""));
+  EXPECT_FALSE(tracked_by_gateway(R"({"tool":"t"})"));
+  EXPECT_FALSE(tracked_by_gateway(R"({"note":"\"job_id\" in a value"})"));
+  EXPECT_FALSE(tracked_by_gateway(R"({"inner":{"job_id":"x"}})"));
+}
+
 TEST(GatewayBodies, EnvelopePathEncodesTheId) {
   EXPECT_EQ(envelope_path("abc-1", "progress"), "/envelopes/abc-1/progress");
   EXPECT_EQ(envelope_path("a/b c", "final"), "/envelopes/a%2Fb%20c/final");
@@ -231,6 +240,50 @@ TEST(GatewayReporter, ARefusedReportIsLoggedAtWarnWithItsStatusAndNotRetried) {
     EXPECT_NE(line.find("HTTP 401"), std::string::npos) << line;
     EXPECT_NE(line.find("missing or wrong bearer token"), std::string::npos) << line;
   }
+}
+
+TEST(GatewayReporter, AReportAboutAnEnvelopeTheGatewayDoesNotKnowIsADebugLine) {
+  auto sink = std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(16);
+  auto previous = spdlog::default_logger();
+  auto logger = std::make_shared<spdlog::logger>("test", sink);
+  logger->set_level(spdlog::level::debug);
+  spdlog::set_default_logger(logger);
+  {
+    AnsweringServer server(404);
+    GatewayReporterOptions o;
+    o.base_url = server.url();
+    o.retry_delay = 10ms;
+    GatewayReporter reporter(o);
+    EXPECT_TRUE(reporter.post("/envelopes/unknown/progress", "{}"));
+    reporter.stop(10s);
+    EXPECT_EQ(server.authorizations().size(), 1u);  // one try: a 404 is not retried
+  }
+  spdlog::set_default_logger(previous);
+  int debug = 0;
+  for (const auto& line : sink->last_formatted()) {
+    EXPECT_EQ(line.find("[warning]"), std::string::npos) << line;
+    if (line.find("[debug]") != std::string::npos &&
+        line.find("does not know") != std::string::npos)
+      ++debug;
+  }
+  EXPECT_EQ(debug, 1);
+}
+
+}  // namespace
+}  // namespace asya::sidecar
+
+namespace asya::sidecar {
+namespace {
+
+TEST(AnswerSaysCancelled, OnlyAnExplicitTrueCancels) {
+  EXPECT_TRUE(answer_says_cancelled(
+      R"({"status":"ok","progress_percent":50,"job_status":"cancelled","ignored":true,"cancelled":true})"));
+  EXPECT_FALSE(
+      answer_says_cancelled(R"({"status":"ok","progress_percent":50,"job_status":"running"})"));
+  EXPECT_FALSE(answer_says_cancelled(R"({"cancelled":false})"));
+  EXPECT_FALSE(answer_says_cancelled(R"({"cancelled":"yes"})"));
+  EXPECT_FALSE(answer_says_cancelled("not json"));
+  EXPECT_FALSE(answer_says_cancelled(""));
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "common/version.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/sidecar.hpp"
@@ -19,12 +20,8 @@ int main(int argc, char** argv) {
     return *exit_code;
   }
 
-  // Block the shutdown signals before any thread starts; the runner takes them with sigtimedwait.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // Block the shutdown signals before any thread starts; the runner's SignalWatcher takes them.
+  asya::SignalSet().block();
   signal(SIGPIPE, SIG_IGN);
 
   Config config;
@@ -37,13 +34,13 @@ int main(int argc, char** argv) {
     options.max_message_bytes = config.max_message_bytes;
     transport = asya::transport::make_transport(config.transport, options);
   } catch (const asya::ConfigError& e) {
-    std::fprintf(stderr, "asya-sidecar: %s\n", e.what());
+    spdlog::error("{}", e.what());  // a JSON line, like every other
     return kExitConfig;
   }
   try {
     return run_sidecar(config, std::move(transport));
   } catch (const asya::ConfigError& e) {
-    std::fprintf(stderr, "asya-sidecar: %s\n", e.what());
+    spdlog::error("{}", e.what());  // a JSON line, like every other
     return kExitConfig;
   } catch (const std::exception& e) {
     spdlog::critical("fatal: {}", e.what());

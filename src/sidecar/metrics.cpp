@@ -18,6 +18,8 @@
 #include <cstring>
 #include <sstream>
 
+#include "common/process_metrics.hpp"
+
 namespace asya::sidecar {
 
 using prometheus::BuildCounter;
@@ -227,6 +229,8 @@ void Metrics::lease_extension(bool ok) {
 std::string Metrics::serialize() const {
   std::ostringstream out;
   prometheus::TextSerializer().Serialize(out, impl_->registry->Collect());
+  // Process-wide figures of the libraries (e.g. the SQLite transport's write-lock holds).
+  out << process_metrics_text();
   return out.str();
 }
 

@@ -36,6 +36,8 @@ std::string_view label(FailureCode code) {
       return "max_deliveries_exceeded";
     case FailureCode::kMessageTooLarge:
       return "message_too_large";
+    case FailureCode::kCancelled:
+      return "cancelled";
     case FailureCode::kProcessingError:
       return "processing_error";
     case FailureCode::kConnectionError:

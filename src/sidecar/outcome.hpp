@@ -34,6 +34,7 @@ enum class FailureCode {
   kDeadlineExceeded,
   kMaxDeliveriesExceeded,
   kMessageTooLarge,
+  kCancelled,  // the gateway said the envelope's job was cancelled (PROTOCOL §7)
   // §3, from a runtime (msg_parsing_error too).
   kProcessingError,
   kConnectionError,

@@ -32,6 +32,7 @@ const std::vector<std::pair<FailureCode, std::string>> kFailures = {
     {FailureCode::kDeadlineExceeded, "deadline_exceeded"},
     {FailureCode::kMaxDeliveriesExceeded, "max_deliveries_exceeded"},
     {FailureCode::kMessageTooLarge, "message_too_large"},
+    {FailureCode::kCancelled, "cancelled"},
     {FailureCode::kProcessingError, "processing_error"},
     {FailureCode::kConnectionError, "connection_error"},
     {FailureCode::kResultStoreError, "result_store_error"},

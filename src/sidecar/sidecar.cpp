@@ -15,6 +15,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -36,6 +37,9 @@ using namespace std::chrono_literals;
 // this many tries; a child that is not accepted in time is announced in the background instead.
 constexpr std::chrono::milliseconds kAnnounceBudget = 2s;
 constexpr int kAnnounceAttempts = 2;
+// How long a sidecar waits for the gateway's answer to the report that tells it whether the job
+// was cancelled (PROTOCOL §7), before it goes on without knowing.
+constexpr std::chrono::milliseconds kCancelCheckBudget = 1s;
 
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
@@ -105,6 +109,13 @@ class Runner {
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
   // each answer, so the gateway knows all branches before any output can reach an end actor.
   void announce_fanout(const envelope::Envelope& in, const Decision& decision);
+  // Calls the runtime with the delivery and decides its outcome (the outputs are not forwarded
+  // when the gateway says the job was cancelled meanwhile).
+  Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
+                        wire::RuntimeClient& client, wire::FrameBuffer& scratch);
+  // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
+  // cancelled; false when it does not answer within kCancelCheckBudget.
+  bool job_cancelled(const envelope::Envelope& in);
   // Extends the lease of every in-flight message held longer than a third of the visibility
   // timeout, until leases_stop_ is requested. Runs on its own thread.
   void keep_leases();
@@ -188,22 +199,14 @@ int Runner::run() {
     }
   }
 
-  // Signals are blocked in every thread (main blocked them before any thread started); this
-  // thread alone takes them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  std::thread signal_thread([this, signals] {
-    timespec tick{0, 200'000'000};
-    while (!stop_.stopping()) {
-      int sig = sigtimedwait(&signals, nullptr, &tick);
-      if (sig == SIGTERM || sig == SIGINT) {
-        spdlog::info("received {}, draining (grace {})", sig == SIGTERM ? "SIGTERM" : "SIGINT",
-                     format_duration(config_.shutdown_grace));
-        stop_.request(kExitOk);
-      }
-    }
+  // Signals are blocked in every thread (main blocked them before any thread started); the
+  // watcher's thread alone takes them. Once stopping, later signals are left pending.
+  std::optional<SignalWatcher> signal_watcher;
+  signal_watcher.emplace(SignalSet(), [this](int sig) {
+    if (stop_.stopping()) return;
+    spdlog::info("received {}, draining (grace {})", signal_name(sig),
+                 format_duration(config_.shutdown_grace));
+    stop_.request(kExitOk);
   });
 
   spdlog::info(
@@ -252,7 +255,7 @@ int Runner::run() {
   for (auto& t : workers) t.join();
   leases_stop_.request(kExitOk);
   lease_thread.join();
-  signal_thread.join();
+  signal_watcher.reset();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
   if (server) server->stop();
   transport_->close();
@@ -341,43 +344,24 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     decision = std::move(*early);
   } else {
     const envelope::Envelope& in = *parsed;
-    if (reporter_) {
+    const bool tracked = reporter_ && tracked_by_gateway(in.route_metadata_raw);
+    if (tracked) {
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "received",
                            fmt::format("received by {}", config_.actor_name), std::nullopt));
-      report(envelope_path(in.id, "progress"),
-             progress_body(in.actors, in.current, "processing",
-                           fmt::format("processing in {}", config_.actor_name), std::nullopt));
     }
-    auto call_started = Clock::now();
-    wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
-    double runtime_seconds = seconds_since(call_started);
-    metrics_.runtime_duration(runtime_seconds);
-    if (!call.notice.empty()) {
-      // The connection kept from the previous message was out of step; this message was sent on
-      // a new one and is not affected.
-      spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
-                   call.notice);
-      metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
+    if (tracked && job_cancelled(in)) {
+      // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
+      decision = router_->error_end(
+          in, FailureCode::kCancelled,
+          fmt::format("job cancelled before actor {} started", config_.actor_name));
+    } else {
+      if (tracked)
+        report(envelope_path(in.id, "progress"),
+               progress_body(in.actors, in.current, "processing",
+                             fmt::format("processing in {}", config_.actor_name), std::nullopt));
+      decision = call_runtime(in, delivery, client, scratch);
     }
-    decision = router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
-    if (call.status != wire::CallStatus::kOk) {
-      spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
-      metrics_.runtime_error(decision.failure.label());
-    } else if (decision.failure) {
-      metrics_.runtime_error(decision.failure.label());
-      if (decision.failure == FailureCode::kRuntimeProtocolError) {
-        // A connection that carried a bad answer is never reused (PROTOCOL §3).
-        client.disconnect();
-        spdlog::warn("runtime answer rejected ({}): {}", decision.failure.label(),
-                     decision.failure_message);
-      }
-    }
-    if (decision.status == ProcessedStatus::kSuccess && reporter_)
-      report(envelope_path(in.id, "progress"),
-             progress_body(in.actors, in.current, "completed",
-                           fmt::format("completed by {}", config_.actor_name),
-                           static_cast<std::int64_t>(runtime_seconds * 1000)));
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
@@ -407,6 +391,59 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     client.disconnect();
     need_ready = true;
   }
+}
+
+Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
+                              wire::RuntimeClient& client, wire::FrameBuffer& scratch) {
+  auto call_started = Clock::now();
+  wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
+  double runtime_seconds = seconds_since(call_started);
+  metrics_.runtime_duration(runtime_seconds);
+  if (!call.notice.empty()) {
+    // The connection kept from the previous message was out of step; this message was sent on
+    // a new one and is not affected.
+    spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
+                 call.notice);
+    metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
+  }
+  Decision decision =
+      router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+  if (call.status != wire::CallStatus::kOk) {
+    spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
+    metrics_.runtime_error(decision.failure.label());
+  } else if (decision.failure) {
+    metrics_.runtime_error(decision.failure.label());
+    if (decision.failure == FailureCode::kRuntimeProtocolError) {
+      // A connection that carried a bad answer is never reused (PROTOCOL §3).
+      client.disconnect();
+      spdlog::warn("runtime answer rejected ({}): {}", decision.failure.label(),
+                   decision.failure_message);
+    }
+  }
+  if (decision.status == ProcessedStatus::kSuccess && reporter_ &&
+      tracked_by_gateway(in.route_metadata_raw)) {
+    report(envelope_path(in.id, "progress"),
+           progress_body(in.actors, in.current, "completed",
+                         fmt::format("completed by {}", config_.actor_name),
+                         static_cast<std::int64_t>(runtime_seconds * 1000)));
+    if (job_cancelled(in)) {
+      // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
+      decision = router_->error_end(
+          in, FailureCode::kCancelled,
+          fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
+                      config_.actor_name));
+    }
+  }
+  return decision;
+}
+
+bool Runner::job_cancelled(const envelope::Envelope& in) {
+  // A read-only question (no write at the gateway), so it costs a round trip and nothing more; a
+  // gateway that does not answer in time is not waited for: the envelope is processed as usual
+  // (a gateway outage never blocks a pipeline).
+  auto answer =
+      reporter_->post_now_answer(envelope_path(in.id, "check"), "{}", kCancelCheckBudget, 1);
+  return answer && answer->ok() && answer_says_cancelled(answer->body);
 }
 
 void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {
@@ -463,7 +500,7 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
                      const Decision& decision) {
   // Before taking the slot's lock: announcing may wait for the gateway, and neither the lease
   // keeper nor the shutdown path should wait with it.
-  if (reporter_ && in) announce_fanout(*in, decision);
+  if (reporter_ && in && tracked_by_gateway(in->route_metadata_raw)) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
   if (!transport_->still_held(delivery)) {

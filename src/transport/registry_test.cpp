@@ -32,6 +32,44 @@ TEST(TransportRegistry, UnknownNameThrowsConfigErrorListingTheKnownOnes) {
   }
 }
 
+// The lookup of `values` only (nothing from the process environment).
+EnvironmentLookup only(std::map<std::string, std::string, std::less<>> values) {
+  return environment_with(std::move(values),
+                          [](std::string_view) -> std::optional<std::string> { return {}; });
+}
+
+TEST(TransportRegistry, CheckSettingsNamesABadSqliteValueWithoutCreatingTheDatabase) {
+  Options options;
+  options.environment =
+      only({{"ASYA_SQLITE_BUSY_TIMEOUT", "5sec"}, {"ASYA_SQLITE_PATH", "/nonexistent/q.db"}});
+  try {
+    check_transport_settings("sqlite", options);
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("ASYA_SQLITE_BUSY_TIMEOUT=\"5sec\""), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists("/nonexistent/q.db"));
+  options.environment = only({{"ASYA_SQLITE_BUSY_TIMEOUT", "5s"}});
+  EXPECT_NO_THROW(check_transport_settings("sqlite", options));
+}
+
+TEST(TransportRegistry, CheckSettingsOfRabbitmqContactsNoBroker) {
+  auto names = transport_names();
+  if (std::find(names.begin(), names.end(), "rabbitmq") == names.end())
+    GTEST_SKIP() << "built without RabbitMQ";
+  Options options;
+  // Nothing listens on port 1: a check that connected would fail or hang.
+  options.environment = only({{"ASYA_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:1/%2F"}});
+  EXPECT_NO_THROW(check_transport_settings("rabbitmq", options));
+  options.environment = only({{"ASYA_RABBITMQ_PREFETCH", "0"}});
+  EXPECT_THROW(check_transport_settings("rabbitmq", options), ConfigError);
+}
+
+TEST(TransportRegistry, CheckSettingsRefusesAnUnknownTransportName) {
+  EXPECT_THROW(check_transport_settings("kafka", Options{}), ConfigError);
+}
+
 // A fresh directory under /tmp, removed on destruction.
 struct TempDir {
   std::filesystem::path path;

@@ -91,6 +91,18 @@ class Transport {
   // Counts for the autoscaler and `asya queues`.
   virtual Result<QueueStats> stats(std::string_view queue) = 0;
 
+  // Removes every message waiting in `queue` (ready, and on SQLite also delayed) for good; for
+  // `asya queues purge`. Messages being processed are not removed on SQLite and RabbitMQ (their
+  // consumers settle them; a later ack of a purged SQLite message fails and loses nothing); SQS's
+  // PurgeQueue removes them too. Returns how many messages were removed when the transport can
+  // tell (SQLite, RabbitMQ), nullopt when it cannot (SQS purges asynchronously, within 60 s). A
+  // queue that does not exist fails with an Error whose message starts with "queue_not_found:".
+  // Blocking, thread-safe. Transports that cannot purge return an Error saying so.
+  virtual Result<std::optional<std::uint64_t>> purge(std::string_view queue) {
+    return Error{"purge of queue \"" + std::string(queue) + "\": the " + std::string(name()) +
+                 " transport cannot purge queues"};
+  }
+
   // Names of the known queues (those ensured or holding messages).
   virtual Result<std::vector<std::string>> list_queues() = 0;
 
@@ -139,6 +151,13 @@ void register_transport(std::string name, Factory factory);
 // Creates the transport registered as `name`. Throws asya::ConfigError for an unknown name
 // (listing the known ones) or invalid transport settings.
 std::unique_ptr<Transport> make_transport(std::string_view name, const Options& options);
+
+// Reads and validates the settings transport `name` takes from options.environment (its
+// variables in docs/configuration.md) without opening or contacting anything: `asya up` checks
+// the environment of its sidecars with it before it starts them. Throws asya::ConfigError as
+// make_transport() would (an unknown name lists the known ones). A transport added with
+// register_transport() has no settings this function knows of: only its name is checked.
+void check_transport_settings(std::string_view name, const Options& options);
 
 // Names of the registered transports, sorted.
 std::vector<std::string> transport_names();

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "asya/runtime.hpp"
+#include "common/durable_file.hpp"
 #include "common/env.hpp"
 #include "common/log.hpp"
 #include "wire/frame.hpp"
@@ -184,18 +185,13 @@ Result<int> open_listener(const RuntimeConfig& config) {
   return fd;
 }
 
-// Written to a temporary name and renamed, so a sidecar never sees a half-written file.
+// Written to a temporary name and renamed, so a sidecar never sees a half-written file. Not
+// fsync'd: the file means "this process is ready" and is stale after a crash anyway.
 Status write_ready_file(const std::string& path) {
-  std::string temporary = fmt::format("{}.{}.tmp", path, ::getpid());
-  std::FILE* file = std::fopen(temporary.c_str(), "w");
-  if (!file) return Error{std::strerror(errno)};
-  std::fprintf(file, "%d\n", static_cast<int>(::getpid()));
-  if (std::fclose(file) != 0 || std::rename(temporary.c_str(), path.c_str()) != 0) {
-    int err = errno;
-    ::unlink(temporary.c_str());
-    return Error{std::strerror(err)};
-  }
-  return Status::Ok();
+  FileWriteOptions options;
+  options.temporary_path = fmt::format("{}.{}.tmp", path, ::getpid());
+  options.durable = false;
+  return write_file_atomically(path, fmt::format("{}\n", ::getpid()), options);
 }
 
 // Writes the answer to one request into `answer` (a per-connection object, reused).
@@ -301,7 +297,8 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
 
 int run_server(const char* mode, const std::function<Responder(const RuntimeConfig&)>& make) {
   if (Status s = install_signal_handlers(); !s.ok()) {
-    std::fprintf(stderr, "asya runtime: %s\n", s.message().c_str());
+    log::init("runtime", "info");
+    spdlog::error("{}", s.message());
     return 1;
   }
   RuntimeConfig config;
@@ -320,8 +317,8 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
           requested, mode, mode));
     }
   } catch (const ConfigError& e) {
-    std::fprintf(stderr, "{\"level\":\"error\",\"component\":\"runtime\",\"msg\":\"%s\"}\n",
-                 log::json_escape(e.what()).c_str());
+    log::init("runtime", "info");  // component "runtime" even when the level was the mistake
+    spdlog::error("{}", e.what());
     return 1;
   }
   const std::string ready_file = wire::ready_file_for(config.socket_path);

@@ -61,6 +61,13 @@ tools:
       sleep_seconds: {type: number, required: true}
     route: [sleeper]
     timeout: 2
+  - name: slow_task
+    description: Two actors, the first sleeps (MCP task and cancellation tests)
+    parameters:
+      tag: {type: string, required: true}
+      sleep: {type: number, default: 0}
+    route: [slow-first, slow-second]
+    async: true
 """
 
 # actor name -> (handler, extra sidecar/runtime environment)
@@ -73,6 +80,8 @@ ACTORS = {
     "branch": ("branch", {}),
     "empty": ("empty", {}),
     "sleeper": ("sleeper", {}),
+    "slow-first": ("slow_first", {}),
+    "slow-second": ("slow_second", {}),
 }
 
 

@@ -1,5 +1,7 @@
 """Handlers of the end-to-end gateway suite (loaded by runtimes/python/asya_runtime.py). Plain
 functions of the payload: nothing here imports Asya."""
+import os
+import pathlib
 import time
 
 
@@ -46,3 +48,19 @@ def empty(payload):
 def sleeper(payload):
     time.sleep(float(payload["sleep_seconds"]))
     return {"slept": payload["sleep_seconds"]}
+
+
+def _mark(actor, payload):
+    """The handler's own record that it ran for this payload (TEST_MARKER_DIR/<tag>.<actor>)."""
+    pathlib.Path(os.environ["TEST_MARKER_DIR"], "%s.%s" % (payload["tag"], actor)).write_text("ran")
+
+
+def slow_first(payload):
+    _mark("slow-first", payload)
+    time.sleep(float(payload["sleep"]))
+    return payload
+
+
+def slow_second(payload):
+    _mark("slow-second", payload)
+    return dict(payload, second=True)

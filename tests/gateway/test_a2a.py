@@ -12,7 +12,7 @@ from gateway_harness import ROUTES, Gateway, http, http_json
 
 A2A_CLIENT = pathlib.Path(__file__).resolve().parent / "a2a_client"
 # The SDK's (A2A 1.0) task states.
-SUBMITTED, WORKING, COMPLETED, FAILED = 1, 2, 3, 4
+SUBMITTED, WORKING, COMPLETED, FAILED, CANCELED = 1, 2, 3, 4, 5
 
 
 def a2a_ready():
@@ -104,17 +104,40 @@ def test_resubscribe_follows_a_running_task_to_its_end(gateway, actor):
     assert events[-1]["value"]["status"]["state"] == COMPLETED
 
 
-def test_cancel_and_unknown_tasks_get_the_a2a_errors(gateway, actor):
-    task_id = send_raw(gateway, "running")["result"]["id"]
+def test_cancel_stops_a_running_task_and_the_next_actor_is_told_to_skip_it(gateway, actor):
+    process = sdk(gateway, "stream", "stop me")
+    envelope = actor.receive("echo", wait="30s")
+    task_id = envelope["id"]
+    actors = envelope["route"]["actors"]
+    assert actor.progress(task_id, actors, 0, "received")[1]["job_status"] == "running"
+    (cancelled,) = [o["cancelled"] for o in outputs(sdk(gateway, "cancel", task_id)) if "cancelled" in o]
+    assert cancelled["id"] == task_id and cancelled["status"]["state"] == CANCELED
+    # The stream that followed the task ends with the canceled state.
+    events = [o["event"]["payload"] for o in outputs(process) if "event" in o]
+    assert events[-1]["$case"] == "statusUpdate" and events[-1]["value"]["status"]["state"] == CANCELED
+    # The job is cancelled: the next sidecar skips the envelope (PROTOCOL §7).
+    assert http_json("GET", f"{gateway.url}/envelopes/{task_id}", None, gateway.client_headers())[1]["status"] == "cancelled"
+    status, answer, _ = actor.progress(task_id, actors, 0, "processing")
+    assert status == 200 and answer["cancelled"] is True
+    status, answer, _ = rpc(gateway, "tasks/get", {"id": task_id})
+    assert answer["result"]["status"]["state"] == "canceled"
+    # Cancelling again: the task already ended.
+    status, answer, _ = rpc(gateway, "tasks/cancel", {"id": task_id})
+    assert answer["error"]["code"] == -32002 and "already canceled" in answer["error"]["message"]
+
+
+def test_a_finished_or_unknown_task_gets_the_a2a_errors(gateway, actor):
+    task_id = send_raw(gateway, "finished")["result"]["id"]
+    actor.run_pipeline(actor.receive("echo", wait="30s"))
     (error,) = [o["error"] for o in outputs(sdk(gateway, "cancel", task_id)) if "error" in o]
     assert "cannot be canceled" in error["message"]
     status, answer, _ = rpc(gateway, "tasks/cancel", {"id": task_id})
-    assert answer["error"]["code"] == -32002 and task_id in answer["error"]["message"]
-    actor.run_pipeline(actor.receive("echo", wait="30s"))
-    status, answer, _ = rpc(gateway, "tasks/cancel", {"id": task_id})
     assert answer["error"]["code"] == -32002 and "already completed" in answer["error"]["message"]
+    assert rpc(gateway, "tasks/get", {"id": task_id})[1]["result"]["status"]["state"] == "completed"
     status, answer, _ = rpc(gateway, "tasks/get", {"id": "no-such-task"})
     assert answer["error"] == {"code": -32001, "message": 'Task not found: "no-such-task"'}
+    status, answer, _ = rpc(gateway, "tasks/cancel", {"id": "no-such-task"})
+    assert answer["error"]["code"] == -32001
     (error,) = [o["error"] for o in outputs(sdk(gateway, "get", "no-such-task")) if "error" in o]
     assert "no-such-task" in error["message"]
 

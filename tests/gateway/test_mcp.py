@@ -73,7 +73,7 @@ def test_json_rpc_errors_have_the_right_codes(gateway):
     assert status == 400 and json.loads(body)["error"]["code"] == -32700
     status, _, body = rpc(gateway, {"jsonrpc": "1.0", "id": 3, "method": "ping"}, session)
     assert json.loads(body)["error"]["code"] == -32600
-    status, _, body = rpc(gateway, {"jsonrpc": "2.0", "id": 4, "method": "sampling/createMessage"}, session)
+    status, _, body = rpc(gateway, {"jsonrpc": "2.0", "id": 4, "method": "no/such-method"}, session)
     assert status == 200 and json.loads(body)["error"]["code"] == -32601
     status, _, body = rpc(gateway, {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
                                     "params": {"name": "nope", "arguments": {}}}, session)

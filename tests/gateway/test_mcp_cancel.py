@@ -1,5 +1,5 @@
-"""notifications/cancelled on /mcp (issue 11, item 9): a tools/call the client cancelled is never
-answered as a success. The pipeline itself runs on (cancelling it is a separate feature)."""
+"""notifications/cancelled on /mcp (issue 11, item 9; issue 17): a tools/call the client cancelled
+is never answered as a success, and its job is cancelled (its next actors are told to skip it)."""
 import http.client as http_client
 import json
 import threading
@@ -35,10 +35,14 @@ def test_a_cancelled_streamed_call_ends_its_stream_without_a_result(gateway, act
     wait_until(lambda: "cancelled by the client: user pressed stop" in gateway.log.read_text(),
                what="the cancellation in the gateway log")
 
-    # The job itself is not cancelled: it finishes and is visible to whoever asks.
-    actor.run_pipeline(envelope)
+    # The job is cancelled too: a sidecar's next report is told so, and a late result changes
+    # nothing.
     status, job, _ = http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")
-    assert status == 200 and job["status"] == "succeeded"
+    assert status == 200 and job["status"] == "cancelled", job
+    assert "notifications/cancelled): user pressed stop" in job["error"]
+    assert actor.progress(envelope["id"], ["echo"], 0, "received")[1]["cancelled"] is True
+    actor.run_pipeline(envelope)
+    assert http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")[1]["status"] == "cancelled"
 
 
 def test_a_cancelled_json_call_is_answered_with_an_error_not_the_result(gateway, actor):
@@ -69,17 +73,21 @@ def test_cancelling_an_unknown_or_finished_request_is_ignored(gateway):
 
 
 def test_a_protocol_version_header_must_name_a_supported_version(gateway):
-    # Any supported version is accepted, not only the negotiated one: the official TypeScript SDK
-    # server does the same, and the official conformance suite (test_conformance.py) sends
-    # 2025-03-26 in sessions that negotiated 2025-11-25.
+    """The header must name a supported version; another supported version than the negotiated
+    one is accepted (the spec says SHOULD send the negotiated one, and the official conformance
+    suite sends 2025-03-26 in a 2025-11-25 session), and the session keeps its version."""
     session, _ = initialize(gateway, "2025-06-18")
     ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-    assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-03-26"})[0] == 200
-    status, _, body = rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-99-99"})
+    status, _, body = rpc(gateway, ping, session, {"MCP-Protocol-Version": "2024-10-01"})
     assert status == 400
-    assert 'unsupported MCP-Protocol-Version "2025-99-99"' in json.loads(body)["error"]["message"]
+    assert 'unsupported MCP-Protocol-Version "2024-10-01"' in json.loads(body)["error"]["message"]
+    assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-03-26"})[0] == 200
     assert rpc(gateway, ping, session, {"MCP-Protocol-Version": "2025-06-18"})[0] == 200
     assert rpc(gateway, ping, session)[0] == 200  # absent: the negotiated version is assumed
+    # The session still speaks 2025-06-18: no tasks, even with a 2025-11-25 header.
+    listed = rpc(gateway, {"jsonrpc": "2.0", "id": 3, "method": "tasks/list"}, session,
+                 {"MCP-Protocol-Version": "2025-11-25", "Accept": "application/json"})
+    assert json.loads(listed[2])["error"]["code"] == -32601
 
 
 def test_the_official_sdk_cancelling_a_call_gets_no_result(gateway, actor):
@@ -93,13 +101,13 @@ def test_the_official_sdk_cancelling_a_call_gets_no_result(gateway, actor):
         envelope = actor.receive("echo")  # the job runs
         process.stdin.write("cancel\n")
         process.stdin.flush()
-        # The gateway acted on the SDK's notifications/cancelled: the call's wait ended, so its
-        # result can no longer be sent, even once the job finishes below.
+        # The gateway acted on the SDK's notifications/cancelled: the call's wait ended and its
+        # job is cancelled, so no result is sent, even when a late report arrives below.
         wait_until(lambda: "cancelled by the client: user pressed stop" in gateway.log.read_text(),
                    what="the SDK's cancellation in the gateway log")
+        wait_until(lambda: http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")[1]["status"] == "cancelled",
+                   what="the job to be cancelled")
         actor.run_pipeline(envelope)
-        wait_until(lambda: http_json("GET", f"{gateway.url}/envelopes/{envelope['id']}")[1]["status"] == "succeeded",
-                   what="the job to finish")
         process.stdin.write("done\n")
         process.stdin.flush()
         out, err = process.communicate(timeout=60)

@@ -4,6 +4,7 @@ asya://jobs/{id}) and prompts."""
 import json
 import threading
 
+from gateway_harness import ROUTES, Gateway
 from test_mcp import initialize, rpc
 
 
@@ -144,3 +145,44 @@ def test_prompts_are_empty(gateway):
     assert call(gateway, session, "prompts/list")["result"] == {"prompts": []}
     error = call(gateway, session, "prompts/get", {"name": "summarize"})["error"]
     assert error["code"] == -32602 and '"summarize"' in error["message"]
+
+
+def test_tasks_are_resources_of_their_caller_only(gateway_binary, tmp_path):
+    """An MCP task (tools/call with `task`) is one of the session's jobs (resources/list, job id
+    completion); another caller's task reads as unknown (resources/read -32002)."""
+    gw = Gateway(gateway_binary, tmp_path, ROUTES, {"ASYA_GATEWAY_TOKEN": "alice-token,bob-token"}).start()
+    try:
+        alice = {"Authorization": "Bearer alice-token", "Accept": "application/json, text/event-stream"}
+        bob = {"Authorization": "Bearer bob-token", "Accept": "application/json, text/event-stream"}
+
+        def session_of(headers):
+            status, response_headers, body = rpc(gw, {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                                                      "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                                                                 "clientInfo": {"name": "t", "version": "1"}}},
+                                                 extra=headers)
+            assert status == 200, body
+            assert "tasks" in json.loads(body)["result"]["capabilities"]
+            return response_headers["Mcp-Session-Id"]
+
+        def ask(session, headers, method, params):
+            status, _, body = rpc(gw, {"jsonrpc": "2.0", "id": 3, "method": method, "params": params},
+                                  session, headers)
+            assert status == 200, body
+            return json.loads(body)
+
+        alice_session, bob_session = session_of(alice), session_of(bob)
+        task_id = ask(alice_session, alice, "tools/call",
+                      {"name": "pipeline", "arguments": {"text": "r"}, "task": {}})["result"]["task"]["taskId"]
+        listed = ask(alice_session, alice, "resources/list", {})["result"]["resources"]
+        assert [r["uri"] for r in listed] == ["asya://jobs/" + task_id]
+        completed = ask(alice_session, alice, "completion/complete",
+                        {"ref": {"type": "ref/resource", "uri": "asya://jobs/{id}"},
+                         "argument": {"name": "id", "value": task_id[:4]}})["result"]["completion"]
+        assert completed["values"] == [task_id]
+        read = ask(alice_session, alice, "resources/read", {"uri": "asya://jobs/" + task_id})["result"]
+        assert json.loads(read["contents"][0]["text"])["id"] == task_id
+        hidden = ask(bob_session, bob, "resources/read", {"uri": "asya://jobs/" + task_id})["error"]
+        assert hidden["code"] == -32002 and "asya://jobs/" + task_id in hidden["message"]
+        assert ask(bob_session, bob, "resources/list", {})["result"] == {"resources": []}
+    finally:
+        gw.stop()

@@ -41,7 +41,8 @@ def test_tool_call_publishes_an_envelope_and_returns_the_result(gateway, actor):
     assert envelope["payload"] == {"text": "hello", "count": 2, "mode": "fast"}
     assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", envelope["headers"]["traceparent"])
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", envelope["deadline"])
-    assert actor.progress(job_id, ["echo"], 0, "processing")[1] == {"status": "ok", "progress_percent": 50}
+    assert actor.progress(job_id, ["echo"], 0, "processing")[1] == {"status": "ok", "progress_percent": 50,
+                                                                    "job_status": "running"}
     assert actor.final(job_id, "succeeded", {"text": "HELLO"})[0] == 200
     thread.join(60)
     status, result, _ = box["answer"]

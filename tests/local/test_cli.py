@@ -21,11 +21,14 @@ COMMANDS = {
     "down": ["--timeout", "--state-dir"],
     "send": ["--route", "--payload", "--envelope", "--header", "--deadline", "--id", "--wait",
              "--timeout", "--force", "--state-dir"],
-    "results": ["--json", "--state-dir"],
-    "queues": ["--json", "--state-dir"],
+    "results": ["--json", "--failed", "--since", "--actor", "--state-dir"],
+    "queues": ["--json", "purge", "--state-dir"],
+    "replay": ["--from", "--all-failed", "--actor", "--since", "--deadline", "--force",
+               "--state-dir"],
     "status": ["--json", "--state-dir"],
-    "logs": ["--lines", "--follow", "--state-dir"],
+    "logs": ["--lines", "--follow", "--pretty", "--state-dir"],
     "render": [],
+    "init": [],
     "version": [],
 }
 
@@ -104,7 +107,7 @@ def test_commands_without_a_supervisor(asya):
     out = asya.run("logs", "nobody", check=3)
     assert 'no logs for actor "nobody"' in out.stderr
     out = asya.run("logs", check=3)
-    assert "written by `asya up --detach`" in out.stderr
+    assert "written by `asya up" in out.stderr and "`asya up --detach`" in out.stderr
     out = asya.run("down", check=0)
     assert "not running" in out.stderr
 
@@ -128,8 +131,9 @@ def test_send_during_a_broker_outage_keeps_stdout_machine_readable(asya, tmp_pat
     if not rabbitmq_service.available():
         pytest.skip("rabbitmq-server is not installed (scripts/setup installs it)")
     broker = rabbitmq_service.Broker()  # its port is chosen, nothing listens yet
+    # A broker never reached fails after ASYA_RABBITMQ_CONNECT_TIMEOUT (10s): this send waits.
     env = dict(asya.env, ASYA_TRANSPORT="rabbitmq", ASYA_RABBITMQ_URL=broker.url,
-               ASYA_RABBITMQ_CONFIRM_TIMEOUT="300s")
+               ASYA_RABBITMQ_CONFIRM_TIMEOUT="300s", ASYA_RABBITMQ_CONNECT_TIMEOUT="300s")
     stderr_path = tmp_path / "send.stderr"
     try:
         with open(stderr_path, "w") as stderr:
@@ -240,16 +244,18 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
     row = next(line.split() for line in text if line.startswith("chatty "))
     assert row[1] == "1/1" and int(row[4]) >= 2 and row[-1] == "running"
 
-    # logs: every process of the actor (the handler's prints are in its runtime log), -n, the
-    # supervisor's own log.
-    logs = asya.run("logs", "chatty", check=0).stdout
-    assert f"==> {asya.state}/logs/chatty/0.runtime.log <==" in logs
-    assert f"==> {asya.state}/logs/chatty/0.sidecar.log <==" in logs
-    assert 'chatty handled {"n": "from-file"}' in logs and 'chatty handled {"n": "again"}' in logs
-    last = asya.run("logs", "chatty", "-n", 1, check=0).stdout
-    runtime_part = last.split("0.runtime.log <==\n")[1].split("==>")[0]
-    assert runtime_part.count("\n") == 1
-    assert "started: 1 actors" in asya.run("logs", check=0).stdout
+    # logs: every process of the actor merged by time, one JSON object per line naming its
+    # process (the handler's prints are in its runtime log), -n, the supervisor's own log.
+    logs = [json.loads(line) for line in asya.run("logs", "chatty", check=0).stdout.splitlines()]
+    assert {r["process"] for r in logs} == {"chatty/0.runtime", "chatty/0.sidecar"}
+    messages = [r["msg"] for r in logs if r["process"] == "chatty/0.runtime"]
+    assert 'chatty handled {"n": "from-file"}' in messages
+    assert 'chatty handled {"n": "again"}' in messages
+    assert asya.run("logs", "chatty", "-n", 1, check=0).stdout.count("\n") == 1
+    everything = [json.loads(line) for line in asya.run("logs", check=0).stdout.splitlines()]
+    assert "started: 1 actors" in "\n".join(r["msg"] for r in everything
+                                             if r["process"] == "supervisor")
+    assert "started: 1 actors" in asya.run("logs", "supervisor", check=0).stdout
     out = asya.run("logs", "nobody", check=3)
     assert "actors with logs:" in out.stderr and "chatty" in out.stderr
 
@@ -260,11 +266,12 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
         asya.send("chatty", "--payload", '{"n": "followed"}', "--wait", check=0)
         seen = b""
         deadline = time.monotonic() + 30
-        while b'chatty handled {"n": "followed"}' not in seen and time.monotonic() < deadline:
+        while (b'chatty handled {\\"n\\": \\"followed\\"}' not in seen
+               and time.monotonic() < deadline):
             ready, _, _ = select.select([follow.stdout], [], [], 0.5)
             if ready:
                 seen += os.read(follow.stdout.fileno(), 65536)
-        assert b'chatty handled {"n": "followed"}' in seen, seen
+        assert b'chatty handled {\\"n\\": \\"followed\\"}' in seen, seen
     finally:
         follow.kill()
         follow.wait()

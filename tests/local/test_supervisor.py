@@ -150,12 +150,15 @@ def test_scale_down_drains_a_busy_replica_instead_of_killing_it(asya, tmp_path):
 
 
 def test_crash_looping_actor_is_reported(asya, tmp_path):
+    # A handler whose class fails in __init__ (a missing module stops `asya up` before start:
+    # test_preflight.py).
     (tmp_path / "broken.yaml").write_text(
-        manifest("broken", "no_such_module.handler", scaling={"enabled": False}))
+        manifest("broken", "testing.NeedsGpu.run", scaling={"enabled": False}))
     asya.up_detached(tmp_path / "broken.yaml")
     actor = wait_for(lambda: (a := asya.actor("broken")) and a["state"] == "crash-looping" and a,
                      60, "broken to be reported crash-looping")
     assert "runtime exited with status 1" in actor["last_crash"]
+    assert any("no GPU on this machine" in line for line in actor["last_crash_output"]), actor
     status = asya.run("status", check=0)
     assert "crash-looping" in status.stdout
     assert "last crash: runtime exited with status 1" in status.stdout

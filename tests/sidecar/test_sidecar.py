@@ -14,8 +14,11 @@ HAPPY = "asya-happy-end"
 ERROR = "asya-error-end"
 
 
-def envelope(id_, actors, current=0, payload=None, headers=None, **extra):
+def envelope(id_, actors, current=0, payload=None, headers=None, job=None, **extra):
+    """`job`: the gateway job id in route.metadata.job_id (only such envelopes are reported)."""
     e = {"id": id_, "route": {"actors": actors, "current": current}, "payload": payload if payload is not None else {}}
+    if job is not None:
+        e["route"]["metadata"] = {"job_id": job}
     if headers is not None:
         e["headers"] = headers
     e.update(extra)
@@ -307,13 +310,19 @@ def test_gateway_gets_progress_fan_out_and_final_reports(cluster, gateway):
     cluster.actor("happy-end", runtime=False, env=env)
     cluster.actor("bad", "fail", env=env)
     cluster.actor("error-end", runtime=False, env=env)
-    cluster.queues.send("asya-split", envelope("G", ["split"], payload={"n": 2, "tag": "g"}))
-    cluster.queues.send("asya-bad", envelope("H", ["bad"], payload={"why": "x"}))
+    cluster.queues.send("asya-split", envelope("G", ["split"], payload={"n": 2, "tag": "g"}, job="G"))
+    cluster.queues.send("asya-bad", envelope("H", ["bad"], payload={"why": "x"}, job="H"))
+    # Not started by the gateway (no route.metadata.job_id): nothing is reported about it.
+    cluster.queues.send("asya-bad", envelope("plain", ["bad"], payload={"why": "y"}))
 
     def finals():
         return {path: body for path, body in gateway.snapshot() if path.endswith("/final")}
     wait_for(lambda: len(finals()) == 3, 30, "three final reports")
+    wait_for(lambda: cluster.queues.empty(ERROR) and cluster.queues.empty("asya-bad"), 30,
+             "the plain envelope to be stored too")
+    time.sleep(0.5)  # a report about it would have been posted by now
     reqs = gateway.snapshot()
+    assert not [path for path, _ in reqs if "/plain" in path], reqs
     progress = [body for path, body in reqs if path == "/envelopes/G/progress"]
     assert [p["status"] for p in progress] == ["received", "processing", "completed"]
     for p in progress:
@@ -410,6 +419,13 @@ def test_metrics_pass_promtool_with_the_listed_names_labels_and_prefixed_queues(
             for key in ("queue", "destination_queue"):
                 if key in got:
                     assert got[key].startswith("asya-"), (family, got)
+    if t == "sqlite":
+        # The SQLite transport's write-lock figures (docs/transports.md), process-wide, no labels.
+        assert samples["asya_sqlite_write_transactions_total"][0][1] >= 6  # 3 leases, 3 acks at least
+        assert samples["asya_sqlite_write_lock_slow_holds_total"][0][1] >= 0
+        for family in ("asya_sqlite_write_lock_hold_seconds_max", "asya_sqlite_write_lock_wait_seconds_max"):
+            assert samples[family][0][1] > 0, family
+            assert "# TYPE %s gauge" % family in text.splitlines(), family
     promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
     assert promtool.returncode == 0, promtool.stdout + promtool.stderr
 
@@ -518,7 +534,7 @@ def test_fan_out_children_are_announced_before_any_output_is_published(cluster, 
             seen.append((body["id"], cluster.queues.stats(HAPPY)))
     gateway.on_post = slow_announcement
     actor = cluster.actor("split", "fanout", env={"ASYA_GATEWAY_URL": gateway.url})
-    cluster.queues.send("asya-split", envelope("O", ["split"], payload={"n": 3}))
+    cluster.queues.send("asya-split", envelope("O", ["split"], payload={"n": 3}, job="O"))
     outs = sorted(m["json"]["id"] for m in cluster.queues.collect(HAPPY, 3))
     assert outs == ["O", "O-1", "O-2"]
     assert [child for child, _ in seen] == ["O-1", "O-2"]
@@ -543,7 +559,7 @@ def test_fan_out_is_published_when_the_gateway_cannot_take_announcements(cluster
             listener.close()  # nothing listens on the port any more
         actor = cluster.actor("split", "fanout", env={"ASYA_GATEWAY_URL": "http://127.0.0.1:%d" % port})
         started = time.monotonic()
-        cluster.queues.send("asya-split", envelope("U", ["split"], payload={"n": 3}))
+        cluster.queues.send("asya-split", envelope("U", ["split"], payload={"n": 3}, job="U"))
         outs = sorted(m["json"]["id"] for m in cluster.queues.collect(HAPPY, 3, timeout=30))
         assert outs == ["U", "U-1", "U-2"]
         # Bounded: one child waits at most the 2 s budget, the rest go to the background queue.

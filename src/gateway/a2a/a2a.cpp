@@ -271,15 +271,27 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
     }
     if (method == "tasks/get") co_return answer(rpc_result(id, task_json(*job.value())));
     if (method == "tasks/resubscribe") co_return stream(id, job_id, true);
-    if (is_final(job.value()->status)) {
+    // tasks/cancel: the job is cancelled (Service::cancel_job; its remaining actors skip it) and
+    // the task answered as it is then; a task that already ended is not cancelable.
+    Result<ChangeResult> cancelled = ChangeResult{};
+    if (!is_final(job.value()->status)) {
+      const std::string reason = "cancelled by the client (A2A tasks/cancel)";
+      cancelled = co_await service_.cancel_job(job_id, reason);
+    }
+    if (!cancelled.ok()) co_return answer(rpc_error(id, kInternalError, cancelled.error().message));
+    auto reread = [this, job_id] { return service_.store().get(job_id); };
+    auto now = co_await service_.blocking<Result<std::optional<Job>>>(std::move(reread));
+    if (!now.ok() || !now.value()) {
+      co_return answer(
+          rpc_error(id, kInternalError, "task \"" + job_id + "\" cannot be read back"));
+    }
+    if (now.value()->status != JobStatus::cancelled) {
+      // It had ended (or ended on its own just before).
       co_return answer(rpc_error(id, kTaskNotCancelable,
                                  "Task cannot be canceled: task \"" + job_id + "\" is already " +
-                                     state_of(job_status_name(job.value()->status))));
+                                     state_of(job_status_name(now.value()->status))));
     }
-    co_return answer(
-        rpc_error(id, kTaskNotCancelable,
-                  "Task cannot be canceled: task \"" + job_id +
-                      "\" is running and this gateway cannot stop a job yet (it runs on)"));
+    co_return answer(rpc_result(id, task_json(*now.value())));
   }
   if (method.rfind("tasks/pushNotificationConfig/", 0) == 0) {
     co_return answer(rpc_error(id, kPushNotificationNotSupported,
@@ -325,7 +337,10 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
                   "Invalid params: skill \"" + tool->name + "\": " + valid.error().message));
   }
   std::string payload = payload_text(valid.value(), arguments.value(), "");
-  auto started = co_await service_.start_call(*tool, std::move(payload));
+  // Named first: GCC 12 destroys twice a temporary with non-trivial members created inside a
+  // co_await expression.
+  CallOrigin origin;
+  auto started = co_await service_.start_call(*tool, std::move(payload), origin);
   if (!started.ok()) co_return answer(rpc_error(id, kInternalError, started.error().message));
   std::string job_id = started.value();
   if (method == "message/stream") co_return stream(id, job_id, true);

@@ -10,7 +10,8 @@
 //     is final (or the tool's timeout passed).
 //   - message/stream: the same as SSE: the Task, a status-update (working) per progress report,
 //     an artifact-update with the result, and a final status-update.
-//   - tasks/get, tasks/resubscribe (SSE from the current state), tasks/cancel.
+//   - tasks/get, tasks/resubscribe (SSE from the current state), tasks/cancel (cancels the job,
+//     Service::cancel_job: the task becomes canceled; a task that already ended: -32002).
 //   Errors: -32700 parse, -32600 invalid request, -32601 unknown method, -32602 invalid params
 //   (names what is wrong), -32001 task not found, -32002 task not cancelable, -32003 push
 //   notifications not supported.

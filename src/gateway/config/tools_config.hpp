@@ -15,6 +15,8 @@
 //       timeout: 600              # seconds, or a duration such as 10m
 //       progress: true
 //       async: false              # true: the call returns the job id at once
+//       task_support: optional    # MCP tasks: forbidden | optional | required
+//                                 # (default: optional for async tools, else forbidden)
 //       metadata: {team: nlp}     # copied into route.metadata of every envelope
 //
 // A path may be a file or a directory (every *.yaml / *.yml file in it, in name order; tool names
@@ -46,6 +48,13 @@ class LoadError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Whether an MCP client may (or must) run the tool as a task (tools/call with `task`); the
+// `execution.taskSupport` of tools/list.
+enum class TaskSupport { forbidden, optional, required };
+
+// "forbidden", "optional", "required".
+const char* task_support_name(TaskSupport support);
+
 enum class ParamType { string, number, integer, boolean, array, object };
 
 // "string", "number", ... for a ParamType.
@@ -70,6 +79,7 @@ struct Tool {
   std::chrono::milliseconds timeout{std::chrono::minutes(5)};
   bool progress = false;
   bool async = false;
+  TaskSupport task_support = TaskSupport::forbidden;
   boost::json::object metadata;
   std::string source;  // "<file>:<line>" of the tool's definition, for messages
 };

@@ -65,9 +65,10 @@ const char* log_level_name(LogLevel level) {
 
 LogLevel update_log_level(const Update& update) {
   const std::string& state = update.envelope_state;
-  if (state == "failed") return LogLevel::error;
-  if (state == "cancelled") return LogLevel::warning;
-  if (state == "succeeded" || state == "completed") return LogLevel::info;
+  if (update.status == JobStatus::failed || state == "failed") return LogLevel::error;
+  if (update.status == JobStatus::cancelled || state == "cancelled") return LogLevel::warning;
+  if (update.status == JobStatus::succeeded || state == "succeeded" || state == "completed")
+    return LogLevel::info;
   return LogLevel::debug;
 }
 
@@ -113,6 +114,7 @@ std::optional<json::object> GenericFeatures::log_message(const std::string& sess
 }
 
 awaitable<std::optional<GenericAnswer>> GenericFeatures::answer(const std::string& session_id,
+                                                                const std::string& owner,
                                                                 const std::string& method,
                                                                 const json::object& params) {
   if (method == "logging/setLevel") {
@@ -153,7 +155,7 @@ awaitable<std::optional<GenericAnswer>> GenericFeatures::answer(const std::strin
         {"mimeType", "application/json"}};
     co_return ok(json::object{{"resourceTemplates", json::array{job_template}}});
   }
-  if (method == "resources/read") co_return co_await read_resource(params);
+  if (method == "resources/read") co_return co_await read_resource(params, owner);
   if (method == "prompts/list") co_return ok(json::object{{"prompts", json::array{}}});
   if (method == "prompts/get") {
     co_return invalid("unknown prompt " +
@@ -211,7 +213,8 @@ GenericAnswer GenericFeatures::complete(const std::string& session_id,
                  to_json_text(ref.contains("type") ? ref.at("type") : json::value()));
 }
 
-awaitable<GenericAnswer> GenericFeatures::read_resource(const json::object& params) {
+awaitable<GenericAnswer> GenericFeatures::read_resource(const json::object& params,
+                                                        const std::string& owner) {
   std::string uri = string_member(params, "uri");
   if (!starts_with(uri, kJobUriPrefix) || uri.size() == std::string(kJobUriPrefix).size()) {
     co_return invalid("resources/read needs params.uri of the form asya://jobs/{id}, got " +
@@ -221,9 +224,10 @@ awaitable<GenericAnswer> GenericFeatures::read_resource(const json::object& para
   auto work = [this, id] { return service_.store().get(id); };
   auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
   if (!job.ok()) co_return GenericAnswer{std::nullopt, kInternalError, job.error().message};
-  if (!job.value()) {
+  // Another caller's task reads like a job that does not exist.
+  if (!job.value() || (job.value()->task && job.value()->owner != owner)) {
     GenericAnswer missing{std::nullopt, kResourceNotFound,
-                          "Resource not found: no job with id \"" + id + "\""};
+                          "Resource not found: \"" + uri + "\" (no job with id \"" + id + "\")"};
     co_return missing;
   }
   json::object content{{"uri", uri},

@@ -9,8 +9,8 @@
 //   enum values of the tool's parameter with the typed prefix) and `ref/prompt` (no prompts: no
 //   values).
 // - resources/list (the session's recent jobs as asya://jobs/{id}), resources/templates/list
-//   (asya://jobs/{id}), resources/read (any job of the job store: its GET /envelopes/{id}
-//   document as application/json; -32002 for an unknown job).
+//   (asya://jobs/{id}), resources/read (any job of the job store but another caller's MCP task:
+//   its GET /envelopes/{id} document as application/json; -32002 for an unknown job).
 // - prompts/list (empty: routes.yaml defines no prompts), prompts/get (-32602).
 //
 // The level and the recent jobs are per session and kept in memory on the replica that served the
@@ -59,7 +59,9 @@ class GenericFeatures {
   static void add_capabilities(boost::json::object& capabilities);
 
   // Answers `method` when it is one of the generic methods; nullopt for any other method.
+  // `owner` is the caller (mcp/tasks.hpp, task_owner): another owner's task reads as unknown.
   boost::asio::awaitable<std::optional<GenericAnswer>> answer(const std::string& session_id,
+                                                              const std::string& owner,
                                                               const std::string& method,
                                                               const boost::json::object& params);
 
@@ -86,7 +88,8 @@ class GenericFeatures {
   };
   SessionState& session(const std::string& session_id);
   GenericAnswer complete(const std::string& session_id, const boost::json::object& params) const;
-  boost::asio::awaitable<GenericAnswer> read_resource(const boost::json::object& params);
+  boost::asio::awaitable<GenericAnswer> read_resource(const boost::json::object& params,
+                                                      const std::string& owner);
 
   Service& service_;
   std::map<std::string, SessionState> sessions_;

@@ -10,10 +10,14 @@
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/mcp/rpc.hpp"
 #include "gateway/mcp/streams.hpp"
+#include "gateway/mcp/tasks.hpp"
 #include "gateway/raw_json.hpp"
 
 namespace asya::gateway {
+
+using namespace mcp;  // NOLINT: the JSON-RPC vocabulary of rpc.hpp
 
 namespace json = boost::json;
 namespace asio = boost::asio;
@@ -28,25 +32,6 @@ constexpr const char* kLatest = "2025-11-25";
 
 bool supported(const std::string& version) {
   return std::find(kVersions.begin(), kVersions.end(), version) != kVersions.end();
-}
-
-// JSON-RPC error codes.
-constexpr int kParseError = -32700;
-constexpr int kInvalidRequest = -32600;
-constexpr int kMethodNotFound = -32601;
-constexpr int kInvalidParams = -32602;
-constexpr int kInternalError = -32603;
-constexpr int kServerError = -32000;
-// The request was cancelled by the client (notifications/cancelled); the code LSP uses.
-constexpr int kRequestCancelled = -32800;
-
-json::object rpc_error(const json::value& id, int code, const std::string& message) {
-  return json::object{{"jsonrpc", "2.0"},
-                      {"id", id},
-                      {"error", json::object{{"code", code}, {"message", message}}}};
-}
-json::object rpc_result(const json::value& id, json::object result) {
-  return json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
 }
 
 Response http_rpc_error(int status, int code, const std::string& message) {
@@ -68,17 +53,6 @@ json::object progress_notification(const json::value& token, const Update& updat
 
 std::string sse_message(const json::object& message) {
   return "event: message\ndata: " + to_json_text(message) + "\n\n";
-}
-
-// What a dispatched request produced: a result or an error (code + message).
-struct RpcOutcome {
-  std::optional<json::object> result;
-  int code = 0;
-  std::string message;
-  bool cancelled = false;  // the client cancelled the request: no result is reported
-};
-RpcOutcome ok_outcome(json::object result) {
-  return RpcOutcome{std::move(result), 0, ""};
 }
 
 }  // namespace
@@ -254,17 +228,18 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         "Session not found: \"" + session_id + "\" (ended or expired; initialize again)");
   }
   std::string session_version = session.value().protocol_version;
-  // The header, when sent, names a supported version (checked in handle()); it need not be the
-  // negotiated one: the official SDK's server accepts any supported version, and the official
-  // conformance suite relies on that. Absent (2024-11-05 has none), the negotiated one is assumed.
-
-  using Notify = std::function<awaitable<void>(const json::object&)>;
+  // The header, when sent, was checked to name a supported version (handle()); the session keeps
+  // the version negotiated at initialize. The transport spec says a client SHOULD (not MUST) send
+  // the negotiated one, and the official conformance suite (server-sse-multiple-streams) sends
+  // 2025-03-26 in a 2025-11-25 session, so another supported version is accepted.
+  const std::string owner = task_owner(request.header("Authorization"), !options_.token.empty());
+  const bool tasks_enabled = session_version == "2025-11-25";
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
   // `raw_arguments` is the text of params.arguments as sent ("" for a batch: printed again);
   // `flight` (may be null) is where notifications/cancelled marks this request.
-  auto dispatch = [this, session_id](const json::object& m, Notify notify,
-                                     std::string raw_arguments,
-                                     std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
+  auto dispatch = [this, owner, tasks_enabled, session_id](
+                      const json::object& m, Notify notify, std::string raw_arguments,
+                      std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
     std::string method(m.at("method").as_string());
     const json::value* params_value = m.if_contains("params");
     json::object params =
@@ -277,11 +252,18 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       for (const auto& tool : service_.tools().tools) {
         json::object t{{"name", tool.name}, {"inputSchema", input_schema(tool)}};
         if (!tool.description.empty()) t["description"] = tool.description;
+        if (tasks_enabled) {
+          t["execution"] = json::object{{"taskSupport", task_support_name(tool.task_support)}};
+        }
         tools.push_back(std::move(t));
       }
       co_return ok_outcome(json::object{{"tools", std::move(tools)}});
     }
-    if (auto generic = co_await generic_.answer(session_id, method, params))
+    if (tasks_enabled) {
+      auto answered = co_await task_method(method, params, owner, notify, flight);
+      if (answered) co_return std::move(*answered);
+    }
+    if (auto generic = co_await generic_.answer(session_id, owner, method, params))
       co_return RpcOutcome{std::move(generic->result), generic->code, generic->message};
     if (method != "tools/call") {
       co_return RpcOutcome{std::nullopt, kMethodNotFound, "Method not found: \"" + method + "\""};
@@ -304,14 +286,44 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       }
       arguments = args->as_object();
     }
+    const json::value* task = tasks_enabled ? params.if_contains("task") : nullptr;
+    if (task && tool->task_support == TaskSupport::forbidden) {
+      co_return error_outcome(kMethodNotFound,
+                              "Method not found: tool \"" + tool->name +
+                                  "\" does not run as a task (routes.yaml task_support: "
+                                  "forbidden); call it without params.task");
+    }
+    if (!task && tasks_enabled && tool->task_support == TaskSupport::required) {
+      co_return error_outcome(kMethodNotFound,
+                              "Method not found: tool \"" + tool->name +
+                                  "\" runs only as a task (routes.yaml task_support: required); "
+                                  "call it with params.task");
+    }
     auto valid = validate_arguments(*tool, arguments);
     if (!valid.ok()) {
       service_.metrics().tool_call(tool->name, "invalid", 0);
+      // A task-augmented caller expects a CreateTaskResult or an error, never a tool result.
+      if (task) co_return error_outcome(kInvalidParams, "Invalid params: " + valid.error().message);
       co_return ok_outcome(api::error_result(valid.error().message));
     }
     std::string payload = payload_text(valid.value(), arguments, raw_arguments);
+    if (task) {
+      RpcOutcome created = co_await start_task(*tool, *task, std::move(payload), owner);
+      // The task is one of the session's jobs too (resources/list, completion/complete).
+      if (created.result) {
+        const json::value* id = created.result->contains("task")
+                                    ? created.result->at("task").as_object().if_contains("taskId")
+                                    : nullptr;
+        if (id && id->is_string())
+          generic_.remember_job(session_id, std::string(id->as_string()), tool->name);
+      }
+      co_return created;
+    }
     auto started_at = std::chrono::steady_clock::now();
-    auto started = co_await service_.start_call(*tool, std::move(payload));
+    // Named first: GCC 12 destroys twice a temporary with non-trivial members created inside a
+    // co_await expression.
+    CallOrigin origin{owner, false, std::nullopt};
+    auto started = co_await service_.start_call(*tool, std::move(payload), origin);
     if (!started.ok()) co_return ok_outcome(api::error_result(started.error().message));
     if (flight) flight->job_id = started.value();
     generic_.remember_job(session_id, started.value(), tool->name);
@@ -356,9 +368,12 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       co_return closed;
     }
     if (flight && flight->cancelled) {
-      // The pipeline runs on (cancelling it is not implemented); the client is told nothing more.
+      // The job is cancelled too (its remaining actors skip it); the client is told nothing more.
+      std::string reason = flight->reason.empty() ? std::string("no reason given") : flight->reason;
       spdlog::info("gateway: MCP request for job {} cancelled by the client: {}", started.value(),
-                   flight->reason.empty() ? std::string("no reason given") : flight->reason);
+                   reason);
+      std::string why = "cancelled by the client (notifications/cancelled): " + reason;
+      co_await service_.cancel_job(started.value(), why);
       RpcOutcome cancelled{std::nullopt, kRequestCancelled,
                            "Request cancelled by the client (notifications/cancelled)"};
       cancelled.cancelled = true;
@@ -439,6 +454,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   bool resumable = session_version == "2025-11-25";
   bool polling = options_.mcp_poll_after.count() > 0 && resumable;
   bool wants_progress = false;
+  // tasks/result may wait long: as a stream it carries keepalives and notifications/tasks/status.
+  if (m.at("method") == "tasks/result" && session_version == "2025-11-25") wants_progress = true;
   if (m.at("method") == "tools/call") {
     const json::value* params = m.if_contains("params");
     if (params && params->is_object()) {

@@ -16,9 +16,15 @@
 //   GenericFeatures (generic.hpp).
 // - Host, Origin and Content-Type are checked for every endpoint by Api (docs/gateway.md,
 //   Security).
-// - notifications/cancelled for a tools/call in progress (on this replica) ends that request:
-//   an SSE response stream ends without the result, a JSON response is a -32800 error. The job
-//   itself runs on.
+// - notifications/cancelled for a tools/call in progress (on this replica) ends that request
+//   (an SSE response stream ends without the result, a JSON response is a -32800 error) and
+//   cancels its job (Service::cancel_job). A client that merely disconnects cancels nothing: the
+//   job runs on and its result stays readable (GET /envelopes/{id}, tasks/result).
+// - MCP Tasks (2025-11-25 sessions; mcp/tasks.hpp): the `tasks` capability for tools/call; each
+//   tool's execution.taskSupport in tools/list (routes.yaml task_support); tools/call with a
+//   `task` parameter answers a CreateTaskResult at once; tasks/get, tasks/result (waits for the
+//   end; as an SSE stream with notifications/tasks/status when the client accepts one),
+//   tasks/list (the caller's tasks, paginated), tasks/cancel.
 // - tools/call answers as an SSE stream when the request carries params._meta.progressToken and
 //   the client accepts text/event-stream (with a `: keepalive` comment after
 //   ASYA_GATEWAY_KEEPALIVE without a notification); otherwise as JSON. The stream carries
@@ -40,6 +46,10 @@
 #include "gateway/mcp/generic.hpp"
 
 namespace asya::gateway {
+
+namespace mcp {
+struct RpcOutcome;
+}
 
 class McpEndpoint {
  public:
@@ -74,6 +84,26 @@ class McpEndpoint {
   // Marks the flight detached after `after` and wakes its wait (streams.cpp).
   boost::asio::awaitable<void> detach_after(std::shared_ptr<InFlight> flight,
                                             std::chrono::milliseconds after);
+
+  // Sends one notification on the request's SSE stream (an empty object: a keepalive comment).
+  using Notify = std::function<boost::asio::awaitable<void>(const boost::json::object&)>;
+
+  // ---- MCP Tasks (tasks.cpp) ----
+  // tools/call with `task`: starts the job as a task of `owner` and answers CreateTaskResult;
+  // -32602 for a malformed `task` parameter, -32603 when the job cannot start.
+  boost::asio::awaitable<mcp::RpcOutcome> start_task(const Tool& tool,
+                                                     const boost::json::value& task_parameter,
+                                                     std::string payload, const std::string& owner);
+  // tasks/get, tasks/result, tasks/list, tasks/cancel; nullopt for any other method. A task id
+  // that is unknown, not a task or another owner's is -32602; so is cancelling a finished task
+  // and a tasks/list cursor this server did not give.
+  boost::asio::awaitable<std::optional<mcp::RpcOutcome>> task_method(
+      const std::string& method, const boost::json::object& params, const std::string& owner,
+      Notify notify, std::shared_ptr<InFlight> flight);
+  struct FoundTask;
+
+  boost::asio::awaitable<FoundTask> find_task(const boost::json::object& params,
+                                              const std::string& owner);
 
   Service& service_;
   const ApiOptions& options_;

@@ -78,6 +78,13 @@ class StorageBackend {
   // Ids of pending/running jobs with deadline_ms <= now_ms.
   Result<std::vector<std::string>> expired(std::int64_t now_ms);
 
+  // MCP tasks: the index JobStore::list_tasks reads (the job itself is in gateway_jobs).
+  Status add_task(const std::string& job_id, const std::string& owner, std::int64_t created_ms);
+  // (id, created_ms) of `owner`'s tasks after (after_created_ms, after_id), oldest first.
+  Result<std::vector<std::pair<std::string, std::int64_t>>> list_tasks(
+      const std::string& owner, std::int64_t after_created_ms, const std::string& after_id,
+      std::int64_t limit);
+
   // MCP sessions (JobStore's session methods).
   Status create_session(const std::string& id, const std::string& protocol_version,
                         std::int64_t now_ms);

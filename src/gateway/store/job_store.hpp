@@ -6,9 +6,11 @@
 // below (implemented once in job_store.cpp over a small storage backend), so they behave
 // identically:
 //
-// - Status moves pending -> running -> succeeded | failed. The first progress report makes a job
-//   running; a final report may come at any time. A final status never changes again; progress
-//   that arrives after it is ignored (not an error).
+// - Status moves pending -> running -> succeeded | failed | cancelled. The first progress report
+//   makes a job running; a final report may come at any time; cancel() ends a job that is not
+//   final yet. A final status never changes again; progress and final reports that arrive after
+//   it are ignored (not an error), and say so (ChangeResult::job_status), which is how a sidecar
+//   learns that the job of the envelope it is about to process was cancelled.
 // - progress_percent = (index * 100 + weight) / len(actors) with weights received 10, processing
 //   50, completed 100; it never decreases and is at most 99 until the job is final, 100 after a
 //   success (a failure keeps the last value).
@@ -40,19 +42,21 @@
 
 #include "common/env.hpp"
 #include "common/result.hpp"
+#include "common/rfc3339.hpp"
 
 namespace asya::gateway {
 
 using Clock = std::chrono::system_clock;
 
-enum class JobStatus { pending, running, succeeded, failed };
+enum class JobStatus { pending, running, succeeded, failed, cancelled };
 
-// "pending", "running", "succeeded", "failed".
+// "pending", "running", "succeeded", "failed", "cancelled".
 const char* job_status_name(JobStatus status);
 // Parses a status name; nullopt for anything else.
 std::optional<JobStatus> parse_job_status(std::string_view name);
 inline bool is_final(JobStatus status) {
-  return status == JobStatus::succeeded || status == JobStatus::failed;
+  return status == JobStatus::succeeded || status == JobStatus::failed ||
+         status == JobStatus::cancelled;
 }
 
 struct Branch {
@@ -87,6 +91,11 @@ struct Job {
   Clock::time_point updated_at;
   std::optional<Clock::time_point> deadline;
   std::int64_t last_sequence = 0;  // sequence number of the latest Update
+  // Who started the job: a fingerprint of the caller's token ("" without tokens). MCP tasks are
+  // listed per owner.
+  std::string owner;
+  bool task = false;                   // started as an MCP task (tools/call with `task`)
+  std::optional<std::int64_t> ttl_ms;  // the task's retention as answered to the client
 };
 
 // A failed job's failure in one line, for people (the CLI, the MCP text content, REST): the
@@ -101,9 +110,10 @@ struct Update {
   JobStatus status = JobStatus::pending;
   int progress_percent = 0;
   int current_actor_idx = 0;
-  std::string envelope_state;  // received | processing | completed | pending | succeeded | failed
-  std::string envelope_id;     // the envelope (root or branch) the report was about
-  std::string actor;           // actor name at current_actor_idx ("" when none)
+  // received | processing | completed | pending | running | succeeded | failed | cancelled
+  std::string envelope_state;
+  std::string envelope_id;  // the envelope (root or branch) the report was about
+  std::string actor;        // actor name at current_actor_idx ("" when none)
   std::vector<std::string> actors;
   std::string message;
   std::string result_json;  // set on a final success
@@ -118,6 +128,9 @@ struct NewJob {
   std::string route_json;
   std::string payload_json;
   std::optional<Clock::time_point> deadline;
+  std::string owner;  // Job::owner
+  bool task = false;  // Job::task: also recorded for list_tasks()
+  std::optional<std::int64_t> ttl_ms;
 };
 
 // A sidecar's progress report (PROTOCOL §7).
@@ -160,6 +173,18 @@ struct ChangeResult {
   int progress_percent = 0;  // the job's percent after the call
   bool job_final = false;    // the job is final after the call
   std::string job_id;        // the job the envelope belongs to (empty when not_found)
+  JobStatus job_status = JobStatus::pending;  // the job's status after the call
+};
+
+// Where a page of list_tasks() starts: after the task created at created_ms with this id.
+struct TaskCursor {
+  std::int64_t created_ms = 0;
+  std::string id;
+};
+
+struct TaskPage {
+  std::vector<Job> tasks;          // oldest first
+  std::optional<TaskCursor> next;  // set when more tasks follow
 };
 
 // What JobStore::use_session found.
@@ -204,6 +229,16 @@ class JobStore {
   // Fails a job that is not final yet (publish failure, tool-call timeout). `ignored` when it was
   // already final.
   virtual Result<ChangeResult> fail(const std::string& id, const std::string& error) = 0;
+
+  // Cancels a job that is not final yet: status cancelled (final), error = `reason`. `ignored`
+  // when it was already final (job_status says how it ended), `not_found` for an unknown id.
+  virtual Result<ChangeResult> cancel(const std::string& id, const std::string& reason) = 0;
+
+  // The tasks (jobs created with NewJob::task) of `owner`, oldest first, at most `limit`, after
+  // `after` when given. A job that disappeared meanwhile is skipped.
+  virtual Result<TaskPage> list_tasks(const std::string& owner,
+                                      const std::optional<TaskCursor>& after,
+                                      std::size_t limit) = 0;
 
   // Fails every pending or running job whose deadline is at or before `now` with "timed out" and
   // returns their ids.
@@ -281,7 +316,9 @@ std::unique_ptr<JobStore> open_postgres_job_store(const std::string& url);
 
 namespace asya::gateway {
 
-// RFC 3339 UTC with milliseconds ("2026-11-29T12:00:00.000Z").
-std::string format_time(Clock::time_point when);
+// RFC 3339 UTC with milliseconds ("2026-11-29T12:00:00.000Z"): common/rfc3339.hpp's formatter.
+inline std::string format_time(Clock::time_point when) {
+  return format_rfc3339(when);
+}
 
 }  // namespace asya::gateway

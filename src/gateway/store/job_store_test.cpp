@@ -54,7 +54,10 @@ class JobStoreTest : public ::testing::TestWithParam<std::string> {
                std::move(actors),
                R"({"actors":["prep"],"current":0})",
                R"({"text":"hi"})",
-               deadline};
+               deadline,
+               "",
+               false,
+               std::nullopt};
     Status status = store_->create(job);
     EXPECT_TRUE(status.ok()) << status.message();
     return id;
@@ -104,7 +107,9 @@ TEST_P(JobStoreTest, NewJobIsPendingWithOneUpdate) {
   ASSERT_TRUE(updates.ok());
   ASSERT_EQ(updates.value().size(), 1u);
   EXPECT_EQ(updates.value()[0].sequence, 1);
-  EXPECT_FALSE(store_->create(NewJob{id, "tool", {"a"}, "{}", "{}", std::nullopt}).ok());
+  EXPECT_FALSE(
+      store_->create(NewJob{id, "tool", {"a"}, "{}", "{}", std::nullopt, "", false, std::nullopt})
+          .ok());
 }
 
 TEST_P(JobStoreTest, ProgressFollowsTheProtocolFormulaAndNeverDecreases) {
@@ -392,6 +397,84 @@ TEST_P(JobStoreTest, McpSessionsExpireWhenUnusedForTheTimeout) {
   ASSERT_TRUE(none.ok());
   EXPECT_EQ(none.value(), 0);
   EXPECT_GE(left.value(), 1);
+}
+
+TEST_P(JobStoreTest, CancelEndsAJobForGoodAndLaterReportsSayItWasCancelled) {
+  std::string id = create();
+  progress(id, 0, "completed");
+  auto cancelled = store_->cancel(id, "cancelled by the client");
+  ASSERT_TRUE(cancelled.ok()) << cancelled.error().message;
+  EXPECT_EQ(cancelled.value().outcome, Outcome::applied);
+  EXPECT_TRUE(cancelled.value().job_final);
+  EXPECT_EQ(cancelled.value().job_status, JobStatus::cancelled);
+  // The next actor's report is ignored and tells the sidecar the job was cancelled.
+  ChangeResult late = progress(id, 1, "received");
+  EXPECT_EQ(late.outcome, Outcome::ignored);
+  EXPECT_EQ(late.job_status, JobStatus::cancelled);
+  EXPECT_EQ(finish(id, JobStatus::succeeded, "1").outcome, Outcome::ignored);
+  auto again = store_->cancel(id, "twice");
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again.value().outcome, Outcome::ignored);
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::cancelled);
+  EXPECT_EQ(job.error, "cancelled by the client");
+  auto updates = store_->updates(id, 0);
+  ASSERT_TRUE(updates.ok());
+  EXPECT_EQ(updates.value().back().status, JobStatus::cancelled);
+  auto unknown = store_->cancel(unique_id("nope"), "x");
+  ASSERT_TRUE(unknown.ok());
+  EXPECT_EQ(unknown.value().outcome, Outcome::not_found);
+  // A finished job is not cancelled.
+  std::string done = create();
+  finish(done, JobStatus::succeeded, "2");
+  auto late_cancel = store_->cancel(done, "too late");
+  ASSERT_TRUE(late_cancel.ok());
+  EXPECT_EQ(late_cancel.value().outcome, Outcome::ignored);
+  EXPECT_EQ(late_cancel.value().job_status, JobStatus::succeeded);
+}
+
+TEST_P(JobStoreTest, TasksAreListedPerOwnerInPagesAcrossReplicas) {
+  std::string alice = unique_id("alice");
+  std::vector<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    NewJob job{unique_id("task"), "tool", {"a"}, "{}", "{}", std::nullopt, "", false, std::nullopt};
+    job.owner = alice;
+    job.task = true;
+    job.ttl_ms = 60000;
+    ASSERT_TRUE(store_->create(job).ok());
+    ids.push_back(job.id);
+  }
+  NewJob other{unique_id("task"), "tool", {"a"}, "{}", "{}", std::nullopt, "", false, std::nullopt};
+  other.owner = unique_id("bob");
+  other.task = true;
+  ASSERT_TRUE(store_->create(other).ok());
+  NewJob not_a_task{unique_id("job"), "tool", {"a"}, "{}",        "{}",
+                    std::nullopt,     "",     false, std::nullopt};
+  not_a_task.owner = alice;
+  ASSERT_TRUE(store_->create(not_a_task).ok());
+
+  auto replica = open_again();  // another gateway replica pages through the same list
+  std::vector<std::string> seen;
+  std::optional<TaskCursor> cursor;
+  int pages = 0;
+  do {
+    auto page = (pages % 2 ? replica : store_)->list_tasks(alice, cursor, 2);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    for (const auto& job : page.value().tasks) {
+      seen.push_back(job.id);
+      EXPECT_TRUE(job.task);
+      EXPECT_EQ(job.owner, alice);
+      EXPECT_EQ(job.ttl_ms, 60000);
+    }
+    cursor = page.value().next;
+    ++pages;
+  } while (cursor && pages < 10);
+  EXPECT_EQ(pages, 3);
+  std::vector<std::string> expected = ids;
+  std::vector<std::string> sorted_seen = seen;
+  std::sort(expected.begin(), expected.end());
+  std::sort(sorted_seen.begin(), sorted_seen.end());
+  EXPECT_EQ(sorted_seen, expected);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, JobStoreTest, ::testing::Values("sqlite", "postgres"),

@@ -38,6 +38,14 @@ CREATE TABLE IF NOT EXISTS gateway_mcp_sessions (
   last_used_ms BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS gateway_mcp_sessions_last_used ON gateway_mcp_sessions(last_used_ms);
 )sql",
+    // 3: MCP tasks by owner, for tasks/list (the task is the job in gateway_jobs).
+    R"sql(
+CREATE TABLE IF NOT EXISTS gateway_tasks (
+  id TEXT PRIMARY KEY,
+  owner TEXT NOT NULL,
+  created_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS gateway_tasks_owner ON gateway_tasks(owner, created_ms, id);
+)sql",
 };
 
 // The first column of the first row, if any.
@@ -150,6 +158,28 @@ Result<std::vector<std::string>> StorageBackend::expired(std::int64_t now_ms) {
   ids.reserve(rows.value().size());
   for (auto& row : rows.value()) ids.push_back(std::move(row.at(0)));
   return ids;
+}
+
+Status StorageBackend::add_task(const std::string& job_id, const std::string& owner,
+                                std::int64_t created_ms) {
+  return done(query("recording task " + job_id,
+                    "INSERT INTO gateway_tasks(id, owner, created_ms) VALUES ($1, $2, $3)",
+                    {job_id, owner, created_ms}));
+}
+
+Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_tasks(
+    const std::string& owner, std::int64_t after_created_ms, const std::string& after_id,
+    std::int64_t limit) {
+  auto rows = query("listing tasks",
+                    "SELECT id, created_ms FROM gateway_tasks WHERE owner = $1 AND "
+                    "(created_ms > $2 OR (created_ms = $2 AND id > $3)) "
+                    "ORDER BY created_ms, id LIMIT $4",
+                    {owner, after_created_ms, after_id, limit});
+  if (!rows.ok()) return rows.error();
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  out.reserve(rows.value().size());
+  for (auto& row : rows.value()) out.emplace_back(std::move(row.at(0)), std::stoll(row.at(1)));
+  return out;
 }
 
 Status StorageBackend::create_session(const std::string& id, const std::string& protocol_version,

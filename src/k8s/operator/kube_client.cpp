@@ -130,10 +130,11 @@ static std::string_view tls_hint(http::Failure failure) {
          "and client-key when set)";
 }
 
-Result<KubeConfig> in_cluster_config(const std::string& service_account_dir) {
-  const char* host = std::getenv("KUBERNETES_SERVICE_HOST");
-  const char* port = std::getenv("KUBERNETES_SERVICE_PORT");
-  if (!host || !*host || !port || !*port) {
+Result<KubeConfig> in_cluster_config(const std::string& service_account_dir,
+                                     const EnvironmentLookup& lookup) {
+  const std::string host = lookup("KUBERNETES_SERVICE_HOST").value_or("");
+  const std::string port = lookup("KUBERNETES_SERVICE_PORT").value_or("");
+  if (host.empty() || port.empty()) {
     return Error{
         "in-cluster configuration: KUBERNETES_SERVICE_HOST and KUBERNETES_SERVICE_PORT are not "
         "set (not running in a pod); pass --kubeconfig or set KUBECONFIG"};

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 
+#include "common/env.hpp"
 #include "common/http/client.hpp"
 #include "common/result.hpp"
 
@@ -34,9 +35,11 @@ struct KubeConfig {
 
 // The in-cluster configuration: KUBERNETES_SERVICE_HOST/PORT, the token and CA under
 // `service_account_dir` (normally /var/run/secrets/kubernetes.io/serviceaccount). Fails, naming
-// what is missing, outside a pod.
+// what is missing, outside a pod. `lookup` reads the two variables (the process environment by
+// default; tests inject theirs).
 Result<KubeConfig> in_cluster_config(
-    const std::string& service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount");
+    const std::string& service_account_dir = "/var/run/secrets/kubernetes.io/serviceaccount",
+    const EnvironmentLookup& lookup = process_environment());
 
 // The kubeconfig file at `path`, context `context` (empty: current-context). Supports cluster
 // server, certificate-authority(-data), insecure-skip-tls-verify and user token, tokenFile,

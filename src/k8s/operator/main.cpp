@@ -3,7 +3,6 @@
 // ("Operator").
 
 #include <atomic>
-#include <csignal>
 #include <cstdlib>
 #include <iostream>
 
@@ -12,6 +11,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/shutdown_signals.hpp"
 #include "common/version.hpp"
 #include "k8s/operator/controller.hpp"
 #include "k8s/operator/kube_client.hpp"
@@ -21,19 +21,17 @@ namespace {
 
 std::atomic<bool> g_stop{false};
 
-void on_signal(int) {
-  g_stop.store(true);
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   using namespace asya;
+  // Before any thread starts, so that every thread inherits the mask (shutdown_signals.hpp).
+  SignalSet().block();
   using namespace asya::k8s::op;
   CLI::App app{
-      "asya-operator: watches AsyncActors (asya.sh/v1alpha1) and server-side applies their "
-      "Deployments, KEDA ScaledObjects and ServiceAccounts, creates their queues and writes "
-      "their status"};
+      "asya-operator: watches AsyncActors (" + std::string(manifest::kApiVersion) +
+      ") and server-side applies their Deployments, KEDA ScaledObjects and ServiceAccounts, "
+      "creates their queues and writes their status"};
   std::string kubeconfig, context, namespace_name, log_level = "info";
   int watch_timeout = 300, resync_period = 300;
   OperatorOptions options;
@@ -134,8 +132,7 @@ int main(int argc, char** argv) {
       options.queue_transport.empty() ? std::string("the actor's transport")
                                       : options.queue_transport);
 
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
+  SignalWatcher signal_watcher(SignalSet(), [](int) { g_stop.store(true); });
   KubeClient kube(*config);
   Reconciler reconciler(kube, std::move(options));
   ControllerOptions controller_options;

@@ -96,8 +96,9 @@ users: [{name: u, user: {exec: {command: aws}}}]
 }
 
 TEST(InClusterTest, FailsOutsideAPodNamingTheVariables) {
-  ::unsetenv("KUBERNETES_SERVICE_HOST");
-  auto config = in_cluster_config("/nonexistent");
+  auto config = in_cluster_config("/nonexistent", environment_with({}, [](std::string_view) {
+                                    return std::optional<std::string>{};
+                                  }));
   ASSERT_FALSE(config.ok());
   EXPECT_NE(config.error().message.find("KUBERNETES_SERVICE_HOST"), std::string::npos);
 }
@@ -107,11 +108,9 @@ TEST(InClusterTest, ReadsTokenFileCaAndNamespaceFromServiceAccountDir) {
   dir.write("token", "tok\n");
   dir.write("ca.crt", "pem");
   dir.write("namespace", "asya\n");
-  ::setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
-  ::setenv("KUBERNETES_SERVICE_PORT", "443", 1);
-  auto config = in_cluster_config(dir.path().string());
-  ::unsetenv("KUBERNETES_SERVICE_HOST");
-  ::unsetenv("KUBERNETES_SERVICE_PORT");
+  auto config = in_cluster_config(dir.path().string(),
+                                  environment_with({{"KUBERNETES_SERVICE_HOST", "10.96.0.1"},
+                                                    {"KUBERNETES_SERVICE_PORT", "443"}}));
   ASSERT_TRUE(config.ok()) << config.error().message;
   EXPECT_EQ(config->server, "https://10.96.0.1:443");
   EXPECT_EQ(config->token_file, (dir.path() / "token").string());

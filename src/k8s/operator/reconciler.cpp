@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 
 #include "common/env.hpp"
+#include "common/rfc3339.hpp"
 #include "k8s/yaml_json.hpp"
 
 namespace asya::k8s::op {
@@ -38,13 +39,9 @@ std::int64_t int_at(const json::object& o, std::string_view key) {
   return 0;
 }
 
+// Kubernetes' metav1.Time: RFC 3339 in whole seconds.
 std::string now_rfc3339() {
-  const std::time_t t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return buf;
+  return format_rfc3339(std::chrono::system_clock::now(), Rfc3339Precision::kSeconds);
 }
 
 bool has_finalizer(const json::object& metadata) {

@@ -36,7 +36,7 @@ namespace asya::k8s::op {
 
 inline constexpr std::string_view kFinalizer = "asya.sh/finalizer";
 inline constexpr std::string_view kFieldManager = "asya-operator";
-inline constexpr std::string_view kGroupVersion = "asya.sh/v1alpha1";
+inline constexpr std::string_view kGroupVersion = manifest::kApiVersion;
 
 struct OperatorOptions {
   // Rendering settings; namespace_name is replaced by each actor's namespace.

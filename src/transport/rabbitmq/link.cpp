@@ -132,6 +132,7 @@ bool Link::connect() {
   if (!last_error_.empty())
     spdlog::info("rabbitmq {}: connected to {}", role_, settings_.describe());
   connected_ = true;
+  ever_connected_ = true;
   backoff_.reset();
   on_connected();
   changed_.notify_all();

@@ -110,6 +110,7 @@ class Link {
   std::mutex mutex_;  // what callers and the link thread share (below and in derived classes)
   std::condition_variable changed_;
   bool connected_ = false;
+  bool ever_connected_ = false;  // a connection succeeded once (connect_timeout no longer applies)
   bool stopping_ = false;
   std::string last_error_;
   // A caller reading the socket itself (at most one: a second reader could take the frames the

@@ -1,5 +1,7 @@
 #include "transport/rabbitmq/publisher.hpp"
 
+#include "common/env.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <poll.h>
@@ -61,9 +63,25 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
   if (stopping_) return Error{job->description + " failed: the transport was closed"};
   queue_.push_back(job);
   lock.unlock();
-  auto deadline = Clock::now() + settings_.confirm_timeout;
+  const auto started = Clock::now();
+  auto deadline = started + settings_.confirm_timeout;
   if (!drive(*job, deadline)) wakeup_.notify();
   lock.lock();
+  if (!ever_connected_ && settings_.connect_timeout < settings_.confirm_timeout) {
+    // The broker was never reached: a wrong URL or a broker that is down fails within
+    // connect_timeout, naming the reason, rather than after the whole confirm_timeout.
+    changed_.wait_until(lock, started + settings_.connect_timeout, [&] {
+      return job->state == Job::State::kDone || ever_connected_ || stopping_;
+    });
+    if (job->state == Job::State::kQueued && !ever_connected_) {
+      job->abandoned = true;  // not written: the link thread drops it
+      return Error{job->description +
+                   " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
+                   format_duration(settings_.connect_timeout) + ": " +
+                   (last_error_.empty() ? "cannot connect to RabbitMQ at " + settings_.describe()
+                                        : last_error_)};
+    }
+  }
   if (changed_.wait_until(lock, deadline, [&] { return job->state == Job::State::kDone; })) {
     return job->result;
   }
@@ -181,6 +199,30 @@ Result<QueueStats> Publisher::inspect(const std::string& queue) {
   };
   if (Status st = submit(job); !st) return st.error();
   return stats;
+}
+
+Result<std::uint64_t> Publisher::purge(const std::string& queue) {
+  std::uint64_t removed = 0;
+  auto job = std::make_shared<Job>();
+  job->description = "purging queue \"" + queue + "\"";
+  job->task = [&removed, queue](AmqpConnection& c) -> Status {
+    // A passive declare first: queue.purge of a missing queue is a 404 that reads like any
+    // other channel error.
+    if (auto counts = c.inspect_queue(kControlChannel, queue); !counts) {
+      if (!c.is_open()) return counts.error();
+      return Error{"queue_not_found: there is no queue \"" + queue + "\" on RabbitMQ at " +
+                   c.settings().describe() + " (" + counts.error().message + ")"};
+    }
+    amqp_queue_purge_ok_t* ok = amqp_queue_purge(c.state(), kControlChannel, bytes_of(queue));
+    if (Status st = c.check(amqp_get_rpc_reply(c.state()), kControlChannel,
+                            "purging queue \"" + queue + "\"");
+        !st)
+      return st;
+    removed = ok ? ok->message_count : 0;
+    return Status::Ok();
+  };
+  if (Status st = submit(job); !st) return st.error();
+  return removed;
 }
 
 Status Publisher::ping() {

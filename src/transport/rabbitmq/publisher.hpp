@@ -45,6 +45,11 @@ class Publisher final : public Link {
   // Ready count of `queue` and the ready counts of its delay queues declared by this instance.
   Result<QueueStats> inspect(const std::string& queue);
 
+  // Removes the ready messages of `queue` (queue.purge) and returns how many there were; messages
+  // delivered and not yet acked stay, and so do those waiting in its delay queues. A queue that
+  // does not exist fails with "queue_not_found: ...". Blocks up to confirm_timeout.
+  Result<std::uint64_t> purge(const std::string& queue);
+
   // Ok once connected (waits up to confirm_timeout).
   Status ping();
 

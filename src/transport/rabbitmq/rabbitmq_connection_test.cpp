@@ -267,5 +267,50 @@ TEST_F(RabbitmqTransportTest, BrokerRestartLosesNothingInATwoQueueChain) {
   for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(arrived.count(numbered("m", i))) << "lost m" << i;
 }
 
+// A broker that cannot be reached (here: a bound port nothing listens on) fails the first call
+// within connect_timeout, naming the broker, the variable and the cause, although confirm_timeout
+// is long.
+TEST(RabbitmqConnectTimeoutTest, NeverReachedBrokerFailsWithinTheConnectTimeout) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  RabbitmqSettings s;
+  s.host = "127.0.0.1";
+  s.port = ntohs(address.sin_port);
+  s.confirm_timeout = 300s;
+  s.connect_timeout = 500ms;
+  auto t = make_rabbitmq_transport({}, s);
+  const auto started = std::chrono::steady_clock::now();
+  Status st = t->ensure_queue("asya-x");
+  const auto took = std::chrono::steady_clock::now() - started;
+  ::close(fd);
+  ASSERT_FALSE(st.ok());
+  EXPECT_LT(took, 60s) << "bounded by connect_timeout, not the 300 s confirm_timeout";
+  EXPECT_NE(st.message().find("within ASYA_RABBITMQ_CONNECT_TIMEOUT=500ms"), std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("connection refused"), std::string::npos) << st.message();
+}
+
+TEST(RabbitmqConnectTimeoutTest, TheVariableIsReadAndChecked) {
+  auto settings = RabbitmqSettings::from_env(
+      Environment(environment_with({{"ASYA_RABBITMQ_CONNECT_TIMEOUT", "3s"}})));
+  EXPECT_EQ(settings.connect_timeout, 3s);
+  EXPECT_EQ(RabbitmqSettings{}.connect_timeout, 10s);
+  try {
+    RabbitmqSettings::from_env(
+        Environment(environment_with({{"ASYA_RABBITMQ_CONNECT_TIMEOUT", "10ms"}})));
+    FAIL() << "no ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("ASYA_RABBITMQ_CONNECT_TIMEOUT=\"10ms\" is too short"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 }  // namespace
 }  // namespace asya::transport

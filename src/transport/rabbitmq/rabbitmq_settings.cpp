@@ -52,6 +52,11 @@ RabbitmqSettings RabbitmqSettings::from_env(const Environment& environment) {
     throw ConfigError("ASYA_RABBITMQ_CONFIRM_TIMEOUT=\"" + format_duration(s.confirm_timeout) +
                       "\" is too short: use at least 100ms (default 30s)");
   }
+  s.connect_timeout = environment.duration("ASYA_RABBITMQ_CONNECT_TIMEOUT", s.connect_timeout);
+  if (s.connect_timeout < std::chrono::milliseconds(100)) {
+    throw ConfigError("ASYA_RABBITMQ_CONNECT_TIMEOUT=\"" + format_duration(s.connect_timeout) +
+                      "\" is too short: use at least 100ms (default 10s)");
+  }
   s.confirm_window = static_cast<int>(
       environment.integer("ASYA_RABBITMQ_CONFIRM_WINDOW", s.confirm_window, 1, 65535));
   auto heartbeat = environment.duration("ASYA_RABBITMQ_HEARTBEAT", s.heartbeat);

@@ -112,6 +112,13 @@ class RabbitmqTransport final : public Transport {
     return stats;
   }
 
+  Result<std::optional<std::uint64_t>> purge(std::string_view queue) override {
+    if (Status st = check_name(queue); !st) return st.error();
+    auto removed = publisher_.purge(std::string(queue));
+    if (!removed) return removed.error();
+    return std::optional<std::uint64_t>(*removed);
+  }
+
   Result<std::vector<std::string>> list_queues() override {
     if (Status st = publisher_.ping(); !st) return st.error();
     std::lock_guard lock(mutex_);

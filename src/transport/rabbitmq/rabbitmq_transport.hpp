@@ -66,6 +66,10 @@ struct RabbitmqSettings {
   // How long send()/ensure_queue()/stats() wait (including reconnects) before failing:
   // ASYA_RABBITMQ_CONFIRM_TIMEOUT.
   std::chrono::milliseconds confirm_timeout{std::chrono::seconds(30)};
+  // Until the first connection succeeded, calls fail after this long with the reason the broker
+  // could not be reached (a wrong URL, a broker that is down) instead of waiting confirm_timeout:
+  // ASYA_RABBITMQ_CONNECT_TIMEOUT. Reconnects after a lost connection wait confirm_timeout.
+  std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   int confirm_window = 256;            // ASYA_RABBITMQ_CONFIRM_WINDOW (1..65535)
   std::chrono::seconds heartbeat{30};  // ASYA_RABBITMQ_HEARTBEAT (0 = off)
   std::size_t max_message_bytes =
@@ -88,7 +92,8 @@ std::chrono::milliseconds rabbitmq_delay_bucket(std::chrono::milliseconds delay)
 std::string rabbitmq_delay_queue_name(std::string_view queue, std::chrono::milliseconds bucket);
 
 // Starts the connection threads (they connect in the background; calls wait up to
-// confirm_timeout for a connection). Throws ConfigError only for invalid settings.
+// connect_timeout for the first connection, confirm_timeout for later ones). Throws ConfigError
+// only for invalid settings.
 std::unique_ptr<Transport> make_rabbitmq_transport(const Options& options,
                                                    const RabbitmqSettings& settings);
 

@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "common/durable_file.hpp"
 #include "common/log.hpp"
 
 namespace asya::transport::sqlite {
@@ -22,6 +23,7 @@ using std::chrono::milliseconds;
 constexpr std::string_view kBodyPrefix = "m-";
 constexpr std::string_view kBodySuffix = ".body";
 constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr std::string_view kSweptSuffix = ".swept";  // claimed by a sweep, unlinked after it
 
 // Closes a file descriptor on scope exit.
 struct FdCloser {
@@ -31,74 +33,19 @@ struct FdCloser {
   }
 };
 
-Status fsync_directory(const std::filesystem::path& directory) {
-  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) {
-    return Error{"opening the directory " + in_quotes(directory.string()) +
-                 " failed: " + errno_text(errno)};
-  }
-  FdCloser closer{fd};
-  if (::fsync(fd) != 0) {
-    return Error{"fsync of the directory " + in_quotes(directory.string()) +
-                 " failed: " + errno_text(errno)};
-  }
-  return Status::Ok();
-}
-
 // Writes `body` durably as `directory/name`: into `name.tmp` (created exclusively), fsync, rename
-// to `name`, fsync of the directory. On failure nothing is left behind (best effort).
+// to `name`, fsync of the directory (common/durable_file). On failure nothing is left behind.
 Status write_body_file(const std::filesystem::path& directory, const std::string& name,
                        std::string_view body) {
-  std::filesystem::path final_path = directory / name;
-  std::filesystem::path tmp_path = directory / (name + std::string(kTmpSuffix));
-  int fd = ::open(tmp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return Error{"creating the body file " + in_quotes(tmp_path.string()) +
-                 " failed: " + errno_text(errno)};
-  }
-  auto fail = [&](const char* what) -> Status {
-    int error = errno;
-    ::close(fd);
-    ::unlink(tmp_path.c_str());
-    return Error{std::string(what) + " the body file " + in_quotes(tmp_path.string()) +
-                 " failed: " + errno_text(error)};
-  };
-  // Written in 8 MiB chunks, each handed to the disk (sync_file_range, asynchronous) as soon as
-  // it is in the page cache: the disk works while the next chunk is copied, so the fsync below
-  // waits for the tail only, instead of the whole body after it was all copied.
-  constexpr std::size_t kChunk = std::size_t{8} << 20;
-  std::size_t done = 0;
-  std::size_t kicked = 0;
-  while (done < body.size()) {
-    ssize_t n = ::write(fd, body.data() + done, std::min(body.size() - done, kChunk));
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return fail("writing");
-    }
-    done += static_cast<std::size_t>(n);
-    if (done - kicked >= kChunk || done == body.size()) {
-      // Only a hint: an error here shows again in fsync.
-      (void)::sync_file_range(fd, static_cast<off_t>(kicked), static_cast<off_t>(done - kicked),
-                              SYNC_FILE_RANGE_WRITE);
-      kicked = done;
-    }
-  }
-  if (::fsync(fd) != 0) return fail("fsync of");
-  if (::close(fd) != 0) {
-    int error = errno;
-    ::unlink(tmp_path.c_str());
-    return Error{"closing the body file " + in_quotes(tmp_path.string()) +
-                 " failed: " + errno_text(error)};
-  }
-  if (::rename(tmp_path.c_str(), final_path.c_str()) != 0) {
-    int error = errno;
-    ::unlink(tmp_path.c_str());
-    return Error{"renaming the body file " + in_quotes(tmp_path.string()) + " to " +
-                 in_quotes(final_path.string()) + " failed: " + errno_text(error)};
-  }
-  if (Status s = fsync_directory(directory); !s) {
+  const std::filesystem::path final_path = directory / name;
+  FileWriteOptions options;
+  options.temporary_path = directory / (name + std::string(kTmpSuffix));
+  options.exclusive = true;
+  Status written = write_file_atomically(final_path, body, options);
+  if (!written) {
+    // Only a failed directory fsync leaves the file; a row never names it, so remove it too.
     ::unlink(final_path.c_str());
-    return s;
+    return Error{"body file: " + written.message()};
   }
   return Status::Ok();
 }
@@ -219,47 +166,77 @@ void BodyFiles::swept_now() {
 
 // Removes body files that no row names and that are older than kOrphanAge: `.tmp` files of a
 // sender that crashed while writing, and bodies whose sender crashed before inserting the row
-// or whose acker crashed after deleting it. Whether a row names a file is checked under the
-// write lock, the same lock send() holds while it checks its file is there and inserts the
-// row, so a file is never removed while its row is (or is about to be) committed.
+// or whose acker crashed after deleting it; and `.swept` files, claimed by a sweep that crashed
+// before unlinking them. Whether a row names a file is checked under the write lock, the same
+// lock send() holds while it checks its file is there and inserts the row, and the file is
+// renamed away under that lock, so a file is never removed while its row is (or is about to be)
+// committed; the unlinks run after the commit.
 void BodyFiles::sweep_orphans(Connection& db) {
   std::error_code ec;
   std::filesystem::directory_iterator it(directory_, ec);
   if (ec) return;  // no body file was ever written next to this database
   auto cutoff = std::filesystem::file_time_type::clock::now() - kOrphanAge;
   std::vector<std::string> bodies;
-  std::size_t removed = 0;
+  std::vector<std::filesystem::path> unlink_now;  // old .tmp files and .swept leftovers
   for (; !ec && it != std::filesystem::directory_iterator(); it.increment(ec)) {
     std::string name = it->path().filename().string();
     if (!name.starts_with(kBodyPrefix)) continue;
+    if (ends_with(name, std::string(kBodySuffix) + std::string(kSweptSuffix))) {
+      unlink_now.push_back(it->path());  // claimed already: no row can name it
+      continue;
+    }
     bool tmp = ends_with(name, std::string(kBodySuffix) + std::string(kTmpSuffix));
     if (!tmp && !ends_with(name, kBodySuffix)) continue;
     std::error_code time_ec;
     auto written = std::filesystem::last_write_time(it->path(), time_ec);
     if (time_ec || written > cutoff) continue;
     if (tmp) {
-      if (::unlink(it->path().c_str()) == 0) ++removed;
+      unlink_now.push_back(it->path());
     } else {
       bodies.push_back(std::move(name));
     }
   }
-  constexpr std::size_t kBatch = 64;  // bounds how long one sweep holds the write lock
-  for (std::size_t start = 0; start < bodies.size(); start += kBatch) {
-    if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
-    for (std::size_t i = start; i < std::min(bodies.size(), start + kBatch); ++i) {
-      auto s = db.statement(kFileReferenced);
-      if (!s) break;
-      ResetOnExit reset{*s};
-      bind_text(*s, 1, bodies[i]);
-      int rc = sqlite3_step(*s);
-      if (rc == SQLITE_DONE && ::unlink((directory_ / bodies[i]).c_str()) == 0) ++removed;
-    }
-    (void)db.run(kCommit, "COMMIT");
-  }
+  std::size_t removed = remove_claimed(unlink_now);
+  removed += remove_claimed(claim_orphans(db, bodies));
   if (removed > 0) {
     spdlog::info("sqlite transport: removed {} orphaned body file(s) from {}", removed,
                  directory_.string());
   }
+}
+
+std::vector<std::filesystem::path> BodyFiles::claim_orphans(
+    Connection& db, const std::vector<std::string>& names) const {
+  std::vector<std::filesystem::path> claimed;
+  for (std::size_t start = 0; start < names.size(); start += kSweepBatch) {
+    if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) break;
+    bool failed = false;
+    for (std::size_t i = start; i < std::min(names.size(), start + kSweepBatch); ++i) {
+      auto s = db.statement(kFileReferenced);
+      if (!s) {
+        failed = true;
+        break;
+      }
+      ResetOnExit reset{*s};
+      bind_text(*s, 1, names[i]);
+      if (sqlite3_step(*s) != SQLITE_DONE) continue;  // named by a row (or the check failed)
+      std::filesystem::path from = directory_ / names[i];
+      std::filesystem::path to = directory_ / (names[i] + std::string(kSweptSuffix));
+      // A rename only changes the directory entry: quick, whatever the file's size.
+      if (::rename(from.c_str(), to.c_str()) == 0) claimed.push_back(std::move(to));
+    }
+    // A failed COMMIT rolls nothing back that matters: the renamed files were unnamed anyway.
+    if (!db.run(kCommit, "COMMIT")) (void)db.run(kRollback, "ROLLBACK");
+    if (failed) break;
+  }
+  return claimed;
+}
+
+std::size_t BodyFiles::remove_claimed(const std::vector<std::filesystem::path>& claimed) const {
+  std::size_t removed = 0;
+  for (const auto& path : claimed) {
+    if (::unlink(path.c_str()) == 0) ++removed;
+  }
+  return removed;
 }
 
 }  // namespace asya::transport::sqlite

@@ -7,8 +7,11 @@
 // committed; ack() deletes the row, then the file (remove()). So when write() returns Ok the body
 // survives a crash and a power loss, before its row exists. A crash between a file and its row
 // leaves a file no row names: sweep_orphans() removes such files older than kOrphanAge, checking
-// under the database's write lock that no row names them (send checks under the same lock that
-// its file still exists before inserting its row).
+// under the database's write lock that no row names them and claiming each such file by renaming
+// it to `<name>.swept` under that lock (send checks under the same lock that its file still
+// exists before inserting its row); the claimed files are unlinked after the commit, outside the
+// lock (unlinking a large file frees its blocks and can take long: other writers must not wait
+// for it). A `.swept` file left by a crash in between is removed by the next sweep.
 //
 // Threads: every method is thread-safe (each call works on its own file, or on the connection the
 // caller lends it); file names are unique per instance and across processes.
@@ -20,6 +23,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "transport/sqlite/connection.hpp"
@@ -58,9 +62,22 @@ class BodyFiles {
   // Removes `name` of a send that failed before its row was committed, silently.
   void discard(const std::string& name) const;
 
-  // Removes the orphans (see above) older than kOrphanAge, in write transactions of at most 64
-  // checks each on `db`. Logs how many it removed.
+  // At most this many files are checked and claimed in one write transaction of the sweep.
+  static constexpr std::size_t kSweepBatch = 64;
+
+  // Removes the orphans (see above) older than kOrphanAge: claim_orphans() then
+  // remove_claimed(). Logs how many it removed.
   void sweep_orphans(Connection& db);
+
+  // The first half of a sweep: of `names` (body files found older than kOrphanAge), renames those
+  // no row names to `<name>.swept`, in write transactions of at most kSweepBatch files each on
+  // `db`, and returns the claimed paths. Nothing but the row checks and the renames runs under
+  // the lock; it returns with no transaction open.
+  std::vector<std::filesystem::path> claim_orphans(Connection& db,
+                                                   const std::vector<std::string>& names) const;
+
+  // The second half: unlinks claimed files, outside any transaction. Returns how many it removed.
+  std::size_t remove_claimed(const std::vector<std::filesystem::path>& claimed) const;
 
   // Sweeps (on a connection of `pool`) when kSweepInterval passed since the last sweep; one caller
   // of those arriving at once does it, the others return at once.

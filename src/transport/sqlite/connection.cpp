@@ -6,6 +6,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "transport/sqlite/write_lock_stats.hpp"
 
 namespace asya::transport::sqlite {
 
@@ -202,8 +203,20 @@ Result<sqlite3_stmt*> Connection::statement(Sql id) {
 Status Connection::run(Sql id, const char* what) {
   auto s = statement(id);
   if (!s) return s.error();
+  Clock::time_point started = Clock::now();
   int rc = sqlite3_step(*s);
   sqlite3_reset(*s);
+  // Every write transaction begins and ends here: the time from BEGIN IMMEDIATE returning to
+  // the transaction's end is how long this connection held the write lock (write_lock_stats).
+  if (id == kBeginImmediate) {
+    Clock::time_point now = Clock::now();
+    WriteLockStats::record_wait(now - started);
+    if (rc == SQLITE_DONE) lock_taken_ = now;
+  } else if ((id == kCommit || id == kRollback) && lock_taken_ &&
+             sqlite3_get_autocommit(db_) != 0) {
+    WriteLockStats::record_hold(Clock::now() - *lock_taken_, settings_.path);
+    lock_taken_.reset();
+  }
   if (rc != SQLITE_DONE) return Error{std::string(what) + " failed: " + error()};
   return Status::Ok();
 }

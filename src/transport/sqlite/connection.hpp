@@ -11,6 +11,9 @@
 // any process but the last commits may be lost on power loss; with ASYA_SQLITE_SYNCHRONOUS=full it
 // also survives a power loss.
 //
+// Write-lock holds: run() times each write transaction from BEGIN IMMEDIATE to its COMMIT or
+// ROLLBACK (write_lock_stats.hpp). Keep file I/O, fsync and anything slow out of them.
+//
 // Locking: a write waits for another process's write lock up to busy_timeout (a fast busy handler,
 // not SQLite's default 100 ms sleeps) and then fails with an error() that names
 // ASYA_SQLITE_BUSY_TIMEOUT. Opening retries the WAL switch and the schema setup, which SQLite
@@ -24,6 +27,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -97,6 +101,8 @@ class Connection {
   std::chrono::steady_clock::time_point busy_since_;
   std::string schema_error_;
   std::string failure_;  // error() of a failed step, kept across its ROLLBACK
+  // When run(kBeginImmediate) took the write lock; reset when the transaction ends.
+  std::optional<std::chrono::steady_clock::time_point> lock_taken_;
 };
 
 // Connections for the threads of one transport instance.

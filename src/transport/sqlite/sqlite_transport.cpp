@@ -15,8 +15,11 @@
 #include "common/log.hpp"
 #include "transport/sqlite/body_files.hpp"
 #include "transport/sqlite/connection.hpp"
+#include "transport/sqlite/group_commit.hpp"
 #include "transport/sqlite/lease_owners.hpp"
+#include "transport/sqlite/queue_purge.hpp"
 #include "transport/sqlite/queue_waker.hpp"
+#include "transport/sqlite/write_lock_stats.hpp"
 
 namespace asya::transport {
 
@@ -126,64 +129,58 @@ class SqliteTransport final : public Transport {
       Status written = body_files_.write(file_name, body);
       if (!written) return Error{"send to queue " + in_quotes(queue) + ": " + written.message()};
     }
-    auto discard_file = [&] {
-      if (!file_name.empty()) body_files_.discard(file_name);
-    };
-    {
-      auto c = pool_.acquire();
-      if (!c) {
-        discard_file();
-        return c.error();
-      }
-      Connection& db = c->connection();
-      // The row and its body (or its file name) in one short write transaction: nothing but the
-      // inserts runs while the write lock is held.
-      if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
-        discard_file();
-        return Error{"send to queue " + in_quotes(queue) + ": " + s.message()};
-      }
-      bool committing = false;
-      auto insert = [&]() -> Status {
-        if (!file_name.empty()) {
-          // The sweep removes unnamed files under this same write lock: the file still being
-          // there now means it stays (only a sender paused for kOrphanAge gets here without it).
-          std::filesystem::path path = body_files_.path_of(file_name);
-          if (::access(path.c_str(), F_OK) != 0) {
-            int error = errno;
-            return Error{"send to queue " + in_quotes(queue) + ": the body file " +
-                         in_quotes(path.string()) +
-                         " was removed before its message was recorded (" + errno_text(error) +
-                         "; the sender paused longer than " +
-                         std::to_string(BodyFiles::kOrphanAge.count()) + " minutes?)"};
-          }
-        }
-        auto s = db.statement(kSend);
-        if (!s) return s.error();
-        ResetOnExit reset{*s};
-        std::int64_t now = now_ms();
-        bind_text(*s, 1, queue);
-        sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(delay.count(), 0));
-        sqlite3_bind_int64(*s, 3, now);
-        if (!file_name.empty()) bind_text(*s, 4, file_name);
-        if (sqlite3_step(*s) != SQLITE_DONE) return failure("send", queue, *c);
-        if (file_name.empty()) {
-          std::int64_t id = sqlite3_last_insert_rowid(db.db());
-          auto b = db.statement(kSendBody);
-          if (!b) return b.error();
-          ResetOnExit reset_body{*b};
-          sqlite3_bind_int64(*b, 1, id);
-          bind_blob(*b, 2, body);
-          if (sqlite3_step(*b) != SQLITE_DONE) return failure("send", queue, *c);
-        }
-        committing = true;
-        return db.run(kCommit, "COMMIT");
+    // The row and its body (or its file name), in a write transaction shared with the sends and
+    // acks other threads of this process have pending (group_commit.hpp): nothing but the
+    // inserts runs while the write lock is held. The file goes when this send's own statements or
+    // checks failed, or never ran; after a failed COMMIT the row's fate is not certain and the
+    // sweep decides later.
+    bool ran = false;  // false: no statement of this send ran (BEGIN or the pool failed)
+    bool own_failure = false;
+    GroupCommit::Operation insert = [&](Connection& db, bool& abort) -> Status {
+      ran = true;
+      own_failure = false;
+      auto fail = [&](Status failed, bool statement) {
+        own_failure = true;
+        abort = statement;
+        return failed;
       };
-      if (Status s = insert(); !s) {
-        (void)db.run(kRollback, "ROLLBACK");
-        // After a failed COMMIT the row's fate is not certain: the sweep decides later.
-        if (!committing) discard_file();
-        return s;
+      if (!file_name.empty()) {
+        // The sweep claims unnamed files under this same write lock: the file still being
+        // there now means it stays (only a sender paused for kOrphanAge gets here without it).
+        std::filesystem::path path = body_files_.path_of(file_name);
+        if (::access(path.c_str(), F_OK) != 0) {
+          int error = errno;
+          return fail(
+              Error{"send to queue " + in_quotes(queue) + ": the body file " +
+                    in_quotes(path.string()) + " was removed before its message was recorded (" +
+                    errno_text(error) + "; the sender paused longer than " +
+                    std::to_string(BodyFiles::kOrphanAge.count()) + " minutes?)"},
+              false);
+        }
       }
+      auto s = db.statement(kSend);
+      if (!s) return fail(s.error(), true);
+      ResetOnExit reset{*s};
+      std::int64_t now = now_ms();
+      bind_text(*s, 1, queue);
+      sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(delay.count(), 0));
+      sqlite3_bind_int64(*s, 3, now);
+      if (!file_name.empty()) bind_text(*s, 4, file_name);
+      if (sqlite3_step(*s) != SQLITE_DONE) return fail(failure("send", queue, db), true);
+      if (file_name.empty()) {
+        std::int64_t id = sqlite3_last_insert_rowid(db.db());
+        auto b = db.statement(kSendBody);
+        if (!b) return fail(b.error(), true);
+        ResetOnExit reset_body{*b};
+        sqlite3_bind_int64(*b, 1, id);
+        bind_blob(*b, 2, body);
+        if (sqlite3_step(*b) != SQLITE_DONE) return fail(failure("send", queue, db), true);
+      }
+      return Status::Ok();
+    };
+    if (Status s = group_.run("send to queue " + in_quotes(queue), insert); !s) {
+      if ((own_failure || !ran) && !file_name.empty()) body_files_.discard(file_name);
+      return s;
     }
     waker_.notify(queue);  // after the commit: a receiver woken now finds the message
     body_files_.maybe_sweep(pool_);
@@ -223,6 +220,20 @@ class SqliteTransport final : public Transport {
     return stats;
   }
 
+  Result<std::optional<std::uint64_t>> purge(std::string_view queue) override {
+    PurgedRows purged;
+    {
+      auto c = pool_.acquire();
+      if (!c) return c.error();
+      auto rows = purge_rows(c->connection(), queue, now_ms());
+      if (!rows) return rows.error();
+      purged = std::move(*rows);
+    }
+    // After the rows are gone for good; a crash before this leaves orphans for the sweep.
+    for (const std::string& file : purged.body_files) body_files_.remove(file);
+    return std::optional<std::uint64_t>(purged.removed);
+  }
+
   Result<std::vector<std::string>> list_queues() override {
     auto c = pool_.acquire();
     if (!c) return c.error();
@@ -251,8 +262,11 @@ class SqliteTransport final : public Transport {
 
  private:
   Status failure(const char* operation, std::string_view queue, ConnectionPool::Borrowed& c) {
+    return failure(operation, queue, c.connection());
+  }
+  Status failure(const char* operation, std::string_view queue, Connection& db) {
     return Error{std::string(operation) + " on queue " + in_quotes(queue) +
-                 " failed: " + c.connection().error()};
+                 " failed: " + db.error()};
   }
 
   // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
@@ -396,12 +410,11 @@ class SqliteTransport final : public Transport {
                    ": the receipt " + in_quotes(delivery.receipt) +
                    " was not produced by the sqlite transport"};
     }
-    auto c = pool_.acquire();
-    if (!c) return c.error();
-    Connection& db = c->connection();
     bool changed = false;
     std::string file;  // ack: the body file of the deleted row
-    auto apply = [&]() -> Status {
+    auto apply = [&](Connection& db) -> Status {
+      changed = false;
+      file.clear();
       auto s = db.statement(sql);
       if (!s) return s.error();
       ResetOnExit reset{*s};
@@ -417,29 +430,32 @@ class SqliteTransport final : public Transport {
       } else if (sql != kAck) {
         changed = sqlite3_changes(db.db()) != 0;
       }
-      if (rc != SQLITE_DONE) return failure(operation, delivery.queue, *c);
+      if (rc != SQLITE_DONE) return failure(operation, delivery.queue, db);
       if (sql != kAck || !changed || !file.empty()) return Status::Ok();
       auto b = db.statement(kAckBody);
       if (!b) return b.error();
       ResetOnExit reset_body{*b};
       sqlite3_bind_int64(*b, 1, id);
-      if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, *c);
+      if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, db);
       return Status::Ok();
     };
     if (sql == kAck) {
-      // The row and its body go in one short write transaction.
-      if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
-        return Error{std::string(operation) + " on queue " + in_quotes(delivery.queue) + ": " +
-                     s.message()};
-      }
-      Status s = apply();
-      if (s) s = db.run(kCommit, "COMMIT");
-      if (!s) {
-        (void)db.run(kRollback, "ROLLBACK");
+      // The row and its body go in one write transaction, shared with the other sends and acks
+      // pending in this process (group_commit.hpp).
+      GroupCommit::Operation remove = [&](Connection& db, bool& abort) -> Status {
+        Status s = apply(db);
+        abort = !s;
+        return s;
+      };
+      if (Status s =
+              group_.run(std::string(operation) + " on queue " + in_quotes(delivery.queue), remove);
+          !s) {
         return s;
       }
-    } else if (Status s = apply(); !s) {
-      return s;
+    } else {
+      auto c = pool_.acquire();
+      if (!c) return c.error();
+      if (Status s = apply(c->connection()); !s) return s;
     }
     if (!changed) {
       return Error{std::string(operation) + " of message " + std::to_string(id) + " on queue " +
@@ -483,12 +499,14 @@ class SqliteTransport final : public Transport {
   LeaseOwners lease_owners_;
   QueueWaker waker_;
   ConnectionPool pool_;
+  GroupCommit group_{pool_};
 };
 
 }  // namespace
 
 std::unique_ptr<Transport> make_sqlite_transport(const Options& options,
                                                  const SqliteSettings& settings) {
+  WriteLockStats::export_once();
   auto transport = std::make_unique<SqliteTransport>(options, settings);
   transport->open();
   return transport;

@@ -45,6 +45,9 @@
 // other writer of the file until it resumes, and their calls fail after ASYA_SQLITE_BUSY_TIMEOUT
 // with an error saying the lock was held too long (nothing is lost; the sidecar retries or
 // nacks). A killed process releases the lock at once.
+// Group commit (group_commit.hpp): the sends and acks that threads of one process have pending at
+// the same moment share one write transaction (at most 64); a lone one is committed at once, no
+// timer ever waits for company. Each call still returns only after the commit that contains it.
 // Opening: two processes creating the same new file at once race to switch it to WAL mode, which
 // SQLite reports as "database is locked" without waiting; opening retries the mode switch and
 // the table setup with backoff (1 ms doubling to 50 ms) until ASYA_SQLITE_BUSY_TIMEOUT.
@@ -69,7 +72,8 @@
 // The parts, each with its own header: sqlite_settings.hpp (the variables), connection.hpp (a
 // connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
 // as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
-// queue_waker.hpp (per-queue wake-ups); sqlite_transport.cpp puts them together.
+// queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions),
+// write_lock_stats.hpp (write-lock holds and waits); sqlite_transport.cpp puts them together.
 #pragma once
 
 #include <chrono>

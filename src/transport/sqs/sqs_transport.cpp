@@ -174,6 +174,24 @@ class SqsTransport : public Transport {
     return stats;
   }
 
+  // PurgeQueue: SQS removes the messages (in flight too) within 60 s and does not count them.
+  Result<std::optional<std::uint64_t>> purge(std::string_view queue) override {
+    auto url = queue_url(queue, false);
+    if (!url) {
+      if (url.error().message.find("QueueDoesNotExist") != std::string::npos)
+        return Error{"queue_not_found: " + url.error().message};
+      return url.error();
+    }
+    std::string code;
+    auto result = call("PurgeQueue", queue, json::object{{"QueueUrl", *url}}, {}, &code);
+    if (!result) {
+      if (code == "PurgeQueueInProgress")
+        return Error{result.error().message + " (SQS allows one purge per queue every 60 s)"};
+      return Error{result.error().message};
+    }
+    return std::optional<std::uint64_t>();
+  }
+
   Result<std::vector<std::string>> list_queues() override {
     std::vector<std::string> names;
     std::string token;

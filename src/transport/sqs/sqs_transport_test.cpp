@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -304,11 +305,17 @@ TEST_F(SqsTransportTest, ConcurrentProducersAndConsumersLoseNothing) {
   EXPECT_EQ(unique.size(), 2u * kPerProducer);
 }
 
+// An environment holding only `values` (nothing of the process's).
+EnvironmentLookup only(std::map<std::string, std::string, std::less<>> values) {
+  return environment_with(std::move(values),
+                          [](std::string_view) { return std::optional<std::string>{}; });
+}
+
 TEST_F(SqsTransportTest, RegisteredAsSqsAndConfiguredFromTheEnvironment) {
-  ::setenv("ASYA_SQS_ENDPOINT", settings_.aws.endpoint.c_str(), 1);
-  ::setenv("AWS_ACCESS_KEY_ID", "testing", 1);
-  ::setenv("AWS_SECRET_ACCESS_KEY", "testing", 1);
-  ::setenv("AWS_REGION", "us-east-1", 1);
+  options_.environment = only({{"ASYA_SQS_ENDPOINT", settings_.aws.endpoint},
+                               {"AWS_ACCESS_KEY_ID", "testing"},
+                               {"AWS_SECRET_ACCESS_KEY", "testing"},
+                               {"AWS_REGION", "us-east-1"}});
   auto t = make_transport("sqs", options_);
   EXPECT_EQ(t->name(), "sqs");
   const std::string q = queue("registry");
@@ -318,39 +325,55 @@ TEST_F(SqsTransportTest, RegisteredAsSqsAndConfiguredFromTheEnvironment) {
 
 // Settings errors need no service.
 TEST(SqsSettingsTest, MissingCredentialsNameTheVariables) {
-  ::unsetenv("AWS_ACCESS_KEY_ID");
-  ::unsetenv("AWS_SECRET_ACCESS_KEY");
-  ::setenv("ASYA_SQS_ENDPOINT", "http://127.0.0.1:1", 1);
   try {
-    SqsSettings::from_env();
+    SqsSettings::from_env(Environment(only({{"ASYA_SQS_ENDPOINT", "http://127.0.0.1:1"}})));
     FAIL() << "no ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("AWS_ACCESS_KEY_ID"), std::string::npos) << e.what();
   }
 }
 
+TEST_F(SqsTransportTest, PurgeEmptiesTheQueueWithoutACountAndRefusesAnUnknownQueue) {
+  auto t = make();
+  const std::string q = queue("purge");
+  ASSERT_TRUE(t->ensure_queue(q));
+  for (int i = 0; i < 3; ++i) ASSERT_TRUE(t->send(q, "m" + std::to_string(i)));
+  auto purged = t->purge(q);
+  ASSERT_TRUE(purged) << purged.error().message;
+  EXPECT_FALSE(purged->has_value()) << "SQS does not say how many it removed";
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  QueueStats stats{1, 0, 0};
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto s = t->stats(q);
+    ASSERT_TRUE(s) << s.error().message;
+    stats = *s;
+    if (stats.ready + stats.in_flight + stats.delayed == 0) break;
+    std::this_thread::sleep_for(200ms);
+  }
+  EXPECT_EQ(stats.ready + stats.in_flight + stats.delayed, 0u);
+  auto missing = t->purge(queue("nobody"));
+  ASSERT_FALSE(missing);
+  EXPECT_TRUE(missing.error().message.starts_with("queue_not_found:")) << missing.error().message;
+}
+
 TEST(SqsSettingsTest, BadValuesAreNamed) {
-  ::setenv("AWS_ACCESS_KEY_ID", "a", 1);
-  ::setenv("AWS_SECRET_ACCESS_KEY", "b", 1);
-  ::setenv("ASYA_SQS_ENDPOINT", "localhost:5000", 1);
+  std::map<std::string, std::string, std::less<>> values{{"AWS_ACCESS_KEY_ID", "a"},
+                                                         {"AWS_SECRET_ACCESS_KEY", "b"},
+                                                         {"ASYA_SQS_ENDPOINT", "localhost:5000"}};
   try {
-    SqsSettings::from_env();
+    SqsSettings::from_env(Environment(only(values)));
     FAIL() << "no ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("ASYA_SQS_ENDPOINT"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("localhost:5000"), std::string::npos) << e.what();
   }
-  ::setenv("ASYA_SQS_ENDPOINT", "http://127.0.0.1:1", 1);
-  ::setenv("ASYA_SQS_WAIT_TIME_SECONDS", "21", 1);
-  EXPECT_THROW(SqsSettings::from_env(), ConfigError);
-  ::unsetenv("ASYA_SQS_WAIT_TIME_SECONDS");
-  ::unsetenv("ASYA_SQS_ENDPOINT");
-  ::unsetenv("AWS_ENDPOINT_URL");
-  ::unsetenv("AWS_ENDPOINT_URL_SQS");
-  ::unsetenv("AWS_REGION");
-  ::unsetenv("AWS_DEFAULT_REGION");
+  values["ASYA_SQS_ENDPOINT"] = "http://127.0.0.1:1";
+  values["ASYA_SQS_WAIT_TIME_SECONDS"] = "21";
+  EXPECT_THROW(SqsSettings::from_env(Environment(only(values))), ConfigError);
+  values.erase("ASYA_SQS_WAIT_TIME_SECONDS");
+  values.erase("ASYA_SQS_ENDPOINT");
   try {
-    SqsSettings::from_env();
+    SqsSettings::from_env(Environment(only(values)));
     FAIL() << "no ConfigError without region";
   } catch (const ConfigError& e) {
     EXPECT_NE(std::string(e.what()).find("AWS_REGION"), std::string::npos) << e.what();

@@ -50,3 +50,14 @@ def hold_first(payload):
             f.write(str(os.getpid()))
         time.sleep(float(payload.get("seconds", 600)))
     return payload
+
+
+class NeedsGpu:
+    """A class handler whose __init__ fails: `asya up`'s pre-flight imports the module and checks
+    the class without creating it, so the actor starts and then crash-loops."""
+
+    def __init__(self):
+        raise RuntimeError("no GPU on this machine")
+
+    def run(self, payload):
+        return payload

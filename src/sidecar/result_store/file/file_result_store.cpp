@@ -10,15 +10,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/durable_file.hpp"
 #include "common/env.hpp"
 #include "sidecar/result_store.hpp"
 
 namespace asya::sidecar {
 namespace {
-
-std::string errno_text() {
-  return std::strerror(errno);
-}
 
 class FileResultStore : public ResultStore {
  public:
@@ -29,41 +26,10 @@ class FileResultStore : public ResultStore {
     std::filesystem::path final_path = dir_ / name;
     std::filesystem::path temp_path =
         dir_ / fmt::format(".{}.{}.{}.tmp", name, ::getpid(), counter_.fetch_add(1));
-    int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-      return Error{
-          fmt::format("result store: cannot create {}: {}", temp_path.string(), errno_text())};
-    std::size_t written = 0;
-    while (written < body.size()) {
-      ssize_t n = ::write(fd, body.data() + written, body.size() - written);
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) {
-        std::string cause = errno_text();
-        ::close(fd);
-        ::unlink(temp_path.c_str());
-        return Error{fmt::format("result store: cannot write {}: {}", temp_path.string(), cause)};
-      }
-      written += static_cast<std::size_t>(n);
-    }
-    if (::fsync(fd) != 0) {
-      std::string cause = errno_text();
-      ::close(fd);
-      ::unlink(temp_path.c_str());
-      return Error{fmt::format("result store: cannot sync {}: {}", temp_path.string(), cause)};
-    }
-    ::close(fd);
-    if (::rename(temp_path.c_str(), final_path.c_str()) != 0) {
-      std::string cause = errno_text();
-      ::unlink(temp_path.c_str());
-      return Error{fmt::format("result store: cannot rename {} to {}: {}", temp_path.string(),
-                               final_path.string(), cause)};
-    }
-    // Make the rename itself durable.
-    int dir_fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {
-      ::fsync(dir_fd);
-      ::close(dir_fd);
-    }
+    FileWriteOptions options;
+    options.temporary_path = std::move(temp_path);
+    if (Status written = write_file_atomically(final_path, body, options); !written)
+      return Error{"result store: " + written.message()};
     return Status::Ok();
   }
 

@@ -1,0 +1,156 @@
+#include "cli/cancel_command.hpp"
+
+#include <CLI/CLI.hpp>
+#include <boost/json.hpp>
+#include <cctype>
+#include <chrono>
+#include <cstdlib>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "common/http/client.hpp"
+#include "common/json_text.hpp"
+#include "local/state.hpp"
+#include "local/status_document.hpp"
+
+namespace asya::cli {
+namespace {
+
+namespace json = boost::json;
+
+constexpr int kCancelled = 0;
+constexpr int kAlreadyFinished = 1;
+constexpr int kUsage = 2;
+constexpr int kUnreachable = 3;
+
+struct CancelArgs {
+  std::string id;
+  std::string reason;
+  std::string gateway;
+  std::string state_dir;
+  std::string token;
+};
+
+struct Failure {
+  int code;
+  std::string message;
+};
+
+// The gateway URL: --gateway, else $ASYA_GATEWAY_URL, else the running supervisor's status.json
+// (the same order as `asya call`).
+std::string gateway_url(const CancelArgs& a) {
+  std::string url = a.gateway;
+  if (url.empty()) {
+    if (const char* env = std::getenv("ASYA_GATEWAY_URL"); env && *env) url = env;
+  }
+  if (url.empty()) {
+    local::StatePaths paths(local::resolve_state_dir(a.state_dir));
+    std::string text;
+    if (local::running_supervisor(paths) == 0 || !local::read_file(paths.status_file(), text))
+      throw Failure{kUsage,
+                    "no gateway: pass --gateway URL, set ASYA_GATEWAY_URL, or start one with "
+                    "`asya up` and a routes.yaml (no supervisor runs on " +
+                        paths.root.string() + ")"};
+    auto status = local::StatusDocument::parse(text);
+    if (!status || !status->gateway)
+      throw Failure{kUsage, "the supervisor on " + paths.root.string() +
+                                " reports no gateway; pass --gateway URL"};
+    url = status->gateway->url;
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
+  return url;
+}
+
+// Percent-encodes an id for one path segment.
+std::string path_segment(const std::string& id) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : id) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string error_of(const std::string& body) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (!ec && v.is_object())
+    if (const json::value* e = v.as_object().if_contains("error"); e && e->is_string())
+      return std::string(e->as_string());
+  return body.substr(0, 300);
+}
+
+int run(const CancelArgs& a) {
+  std::string base = gateway_url(a);
+  http::Request request;
+  request.method = "POST";
+  request.url = base + "/envelopes/" + path_segment(a.id) + "/cancel";
+  request.headers.emplace_back("Content-Type", "application/json");
+  if (!a.token.empty()) request.headers.emplace_back("Authorization", "Bearer " + a.token);
+  json::object body;
+  if (!a.reason.empty()) body["reason"] = a.reason;
+  const std::string body_text = to_json_text(body);  // Request::body is a view
+  request.body = body_text;
+  request.connect_timeout = std::chrono::seconds(10);
+  request.timeout = std::chrono::seconds(30);
+  http::Client client;
+  auto reply = client.perform(request);
+  if (!reply) throw Failure{kUnreachable, "gateway not reachable: " + reply.error().message};
+  switch (reply->status) {
+    case 200:
+      std::cout << "cancelled " << a.id << "\n";
+      return kCancelled;
+    case 409:
+      std::cerr << "asya: " << error_of(reply->body) << "\n";
+      return kAlreadyFinished;
+    case 404:
+      throw Failure{kUsage, error_of(reply->body)};
+    default:
+      throw Failure{kUnreachable, "gateway answered HTTP " + std::to_string(reply->status) + ": " +
+                                      error_of(reply->body)};
+  }
+}
+
+}  // namespace
+
+void add_cancel_command(CLI::App& app) {
+  auto args = std::make_shared<CancelArgs>();
+  CLI::App* cmd = app.add_subcommand(
+      "cancel",
+      "Cancel a gateway job: its remaining actors skip it (a handler already running finishes, "
+      "its outputs go no further)");
+  cmd->add_option("id", args->id, "Job id (as `asya call` or GET /envelopes print it)")->required();
+  cmd->add_option("--reason", args->reason, "Why, recorded as the job's error");
+  cmd->add_option("--gateway", args->gateway,
+                  "Gateway URL (default: $ASYA_GATEWAY_URL, else the running supervisor's)");
+  cmd->add_option("--state-dir", args->state_dir,
+                  "State directory (default: $ASYA_STATE_DIR, else ./.asya)");
+  cmd->add_option("--token", args->token, "Bearer token (default: $ASYA_GATEWAY_TOKEN)");
+  cmd->callback([args, &app] {
+    if (args->state_dir.empty())
+      if (const CLI::Option* global = app.get_option_no_throw("--state-dir");
+          global && global->count() > 0)
+        args->state_dir = global->as<std::string>();
+    if (args->token.empty())
+      if (const char* t = std::getenv("ASYA_GATEWAY_TOKEN")) args->token = t;
+    int code = kUnreachable;
+    try {
+      code = run(*args);
+    } catch (const Failure& f) {
+      std::cerr << "asya: " << f.message << "\n";
+      code = f.code;
+    }
+    std::cout.flush();
+    if (code != 0) std::exit(code);
+  });
+}
+
+}  // namespace asya::cli

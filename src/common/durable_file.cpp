@@ -1,0 +1,84 @@
+#include "common/durable_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+namespace asya {
+namespace {
+
+std::string quoted(const std::filesystem::path& path) {
+  std::string out(1, '"');  // not "\"" + ...: GCC 12 warns (-Wrestrict) falsely on that
+  out += path.string();
+  out += '"';
+  return out;
+}
+
+Error failed(const std::string& step, int error) {
+  return Error{step + " failed: " + std::strerror(error)};
+}
+
+}  // namespace
+
+Status fsync_directory(const std::filesystem::path& directory) {
+  const std::filesystem::path dir = directory.empty() ? std::filesystem::path(".") : directory;
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return failed("opening the directory " + quoted(dir), errno);
+  int result = ::fsync(fd);
+  int error = errno;
+  ::close(fd);
+  if (result != 0) return failed("fsync of the directory " + quoted(dir), error);
+  return Status::Ok();
+}
+
+Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
+                             const FileWriteOptions& options) {
+  std::filesystem::path tmp = options.temporary_path;
+  if (tmp.empty()) {
+    tmp = path;
+    tmp += ".tmp";
+  }
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (options.exclusive ? O_EXCL : O_TRUNC);
+  int fd = ::open(tmp.c_str(), flags, options.mode);
+  if (fd < 0) return failed("creating " + quoted(tmp), errno);
+  auto fail = [&](const std::string& step) -> Status {
+    int error = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return failed(step, error);
+  };
+  // Each 8 MiB chunk is handed to the disk (sync_file_range, asynchronous) as soon as it is in
+  // the page cache: the disk works while the next chunk is copied, so the fsync waits for the
+  // tail only, instead of the whole contents after they were all copied.
+  constexpr std::size_t kChunk = std::size_t{8} << 20;
+  std::size_t done = 0;
+  std::size_t kicked = 0;
+  while (done < contents.size()) {
+    ssize_t n = ::write(fd, contents.data() + done, std::min(contents.size() - done, kChunk));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return fail("writing " + quoted(tmp));
+    }
+    done += static_cast<std::size_t>(n);
+    if (options.durable && (done - kicked >= kChunk || done == contents.size())) {
+      // Only a hint: an error here shows again in fsync.
+      (void)::sync_file_range(fd, static_cast<off_t>(kicked), static_cast<off_t>(done - kicked),
+                              SYNC_FILE_RANGE_WRITE);
+      kicked = done;
+    }
+  }
+  if (options.durable && ::fsync(fd) != 0) return fail("fsync of " + quoted(tmp));
+  int closed = ::close(fd);
+  fd = -1;
+  if (closed != 0) return fail("closing " + quoted(tmp));
+  if (::rename(tmp.c_str(), path.c_str()) != 0)
+    return fail("renaming " + quoted(tmp) + " to " + quoted(path));
+  if (options.durable) return fsync_directory(path.parent_path());
+  return Status::Ok();
+}
+
+}  // namespace asya

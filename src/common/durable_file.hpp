@@ -1,0 +1,42 @@
+// Replacing a file so that a reader (or a crash) never sees part of it: the one file writer of
+// Asya (SQLite message bodies, the file result store, `asya up`'s status and pid files, the
+// runtime's ready file).
+//
+// write_file_atomically() writes a temporary file beside the target, fsyncs it, renames it over
+// the target and fsyncs the directory, so that once it returns the new content survives a crash
+// and a reader sees either the old file or the whole new one.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <string_view>
+
+#include "common/result.hpp"
+
+namespace asya {
+
+struct FileWriteOptions {
+  // The temporary file, in the target's directory; empty means "<target>.tmp".
+  std::filesystem::path temporary_path;
+  // Create the temporary with O_EXCL: fail instead of reusing a name another writer is using.
+  bool exclusive = false;
+  // fsync the file before the rename and the directory after it. false keeps the write atomic
+  // for readers but not durable across a crash (status files rewritten every second).
+  bool durable = true;
+  mode_t mode = 0644;
+};
+
+// Replaces `path` with `contents` (see above). Large contents are handed to the disk in 8 MiB
+// chunks while they are written, so the final fsync waits for the tail only. On failure the
+// temporary is removed and the error names the step, the file and the cause ("writing
+// /d/x.tmp failed: No space left on device"); when only the directory fsync failed, `path`
+// already has the new contents. Blocks for the writes and fsyncs; thread-safe for distinct
+// temporary paths.
+Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
+                             const FileWriteOptions& options = {});
+
+// fsyncs `directory` so that entries created, renamed or removed in it survive a crash.
+Status fsync_directory(const std::filesystem::path& directory);
+
+}  // namespace asya

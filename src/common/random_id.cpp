@@ -1,0 +1,31 @@
+#include "common/random_id.hpp"
+
+#include <cstdint>
+#include <random>
+
+namespace asya {
+
+std::string random_hex(std::size_t digits) {
+  thread_local std::mt19937_64 engine{[] {
+    std::random_device device;
+    return (static_cast<std::uint64_t>(device()) << 32) ^ device();
+  }()};
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(digits);
+  while (out.size() < digits) {
+    std::uint64_t bits = engine();
+    for (int i = 0; i < 16 && out.size() < digits; ++i, bits >>= 4) out.push_back(kHex[bits & 0xf]);
+  }
+  return out;
+}
+
+std::string new_uuid() {
+  std::string h = random_hex(32);
+  h[12] = '4';                // version 4
+  h[16] = "89ab"[h[16] % 4];  // variant 10xx
+  return h.substr(0, 8) + "-" + h.substr(8, 4) + "-" + h.substr(12, 4) + "-" + h.substr(16, 4) +
+         "-" + h.substr(20);
+}
+
+}  // namespace asya

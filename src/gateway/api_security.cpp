@@ -1,0 +1,97 @@
+// The request checks of api.hpp shared by REST and MCP: Host and Origin (against DNS rebinding and
+// cross-site requests), the JSON content type, and bearer tokens.
+#include <boost/asio/ip/address.hpp>
+
+#include <cctype>
+
+#include "gateway/api.hpp"
+
+namespace asya::gateway::api {
+
+namespace asio = boost::asio;
+
+namespace {
+std::string lower(std::string text) {
+  for (auto& c : text) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text;
+}
+std::string trim(const std::string& text) {
+  auto begin = text.find_first_not_of(" \t");
+  if (begin == std::string::npos) return "";
+  auto end = text.find_last_not_of(" \t");
+  return text.substr(begin, end - begin + 1);
+}
+}  // namespace
+
+bool origin_allowed(const ApiOptions& options, const std::string& origin) {
+  if (origin.empty()) return true;
+  for (const auto& allowed : options.allowed_origins) {
+    if (allowed == "*" || lower(allowed) == lower(origin)) return true;
+  }
+  if (origin == "null") return false;
+  for (const char* scheme : {"http://", "https://"}) {
+    std::string s = scheme;
+    std::string o = lower(origin);
+    if (o.rfind(s, 0) != 0) continue;
+    std::string host = o.substr(s.size());
+    for (const char* local : {"localhost", "127.0.0.1", "[::1]"}) {
+      std::string l = local;
+      if (host == l || host.rfind(l + ":", 0) == 0) return true;
+    }
+  }
+  return false;
+}
+
+bool host_allowed(const ApiOptions& options, const std::string& host_header) {
+  std::string host = lower(trim(host_header));
+  if (host.empty()) return true;  // HTTP/1.0 clients; browsers always send Host
+  // Without the port: "[::1]:8080" -> "::1", "name:8080" -> "name".
+  if (host.front() == '[') {
+    auto close = host.find(']');
+    host = close == std::string::npos ? host : host.substr(1, close - 1);
+  } else if (auto colon = host.rfind(':'); colon != std::string::npos) {
+    host = host.substr(0, colon);
+  }
+  // DNS rebinding needs a name the attacker controls; an address needs no check.
+  boost::system::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (!ec || host == "localhost") return true;
+  for (const auto& allowed : options.allowed_hosts) {
+    if (allowed == "*" || lower(allowed) == host) return true;
+  }
+  return false;
+}
+
+bool is_json_content_type(const std::string& content_type) {
+  std::string media = lower(trim(content_type.substr(0, content_type.find(';'))));
+  return media == "application/json";
+}
+
+bool bearer_matches(const std::string& authorization, const std::string& token) {
+  std::string header = trim(authorization);
+  const std::string scheme = "bearer";
+  if (header.size() <= scheme.size() || lower(header.substr(0, scheme.size())) != scheme ||
+      (header[scheme.size()] != ' ' && header[scheme.size()] != '\t'))
+    return false;
+  std::string given = trim(header.substr(scheme.size()));
+  if (given.size() != token.size()) return false;
+  unsigned char diff = 0;  // constant time for equal lengths
+  for (std::size_t i = 0; i < token.size(); ++i) diff |= given[i] ^ token[i];
+  return diff == 0;
+}
+
+bool bearer_matches_any(const std::string& authorization, const std::string& tokens) {
+  bool matched = false;
+  std::size_t begin = 0;
+  while (begin <= tokens.size()) {
+    std::size_t end = tokens.find(',', begin);
+    if (end == std::string::npos) end = tokens.size();
+    std::string token = trim(tokens.substr(begin, end - begin));
+    // Every token is compared, so the time taken does not tell which one matched.
+    if (!token.empty() && bearer_matches(authorization, token)) matched = true;
+    begin = end + 1;
+  }
+  return matched;
+}
+
+}  // namespace asya::gateway::api

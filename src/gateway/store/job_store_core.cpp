@@ -1,0 +1,455 @@
+// JobStoreCore: the status rules of job_store.hpp, once for every storage backend.
+#include <algorithm>
+
+#include "gateway/store/backend.hpp"
+#include "gateway/store/job_document.hpp"
+
+namespace asya::gateway {
+
+namespace {
+
+// Branch order: root first, then by the numeric parts of the id after the root id.
+std::vector<long> branch_key(const std::string& root, const std::string& id) {
+  std::vector<long> key;
+  if (id.size() <= root.size()) return key;
+  std::string rest = id.substr(root.size());
+  std::size_t pos = 0;
+  while (pos < rest.size()) {
+    if (rest[pos] == '-') ++pos;
+    std::size_t end = rest.find('-', pos);
+    std::string part = rest.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+    key.push_back(std::strtol(part.c_str(), nullptr, 10));
+    if (end == std::string::npos) break;
+    pos = end;
+  }
+  return key;
+}
+
+int weight_of(const std::string& state) {
+  if (state == "received") return 10;
+  if (state == "processing") return 50;
+  if (state == "completed") return 100;
+  return 0;
+}
+
+class JobStoreCore final : public JobStore {
+ public:
+  explicit JobStoreCore(std::unique_ptr<StorageBackend> backend) : backend_(std::move(backend)) {}
+
+  std::string_view name() const override { return backend_->name(); }
+
+  Status create(const NewJob& spec) override {
+    return backend_->transaction([&]() -> Status {
+      auto existing = backend_->load_job(spec.id);
+      if (!existing.ok()) return existing.error();
+      if (existing.value()) return Error{"job \"" + spec.id + "\" exists already"};
+      Job job;
+      job.id = spec.id;
+      job.tool = spec.tool;
+      job.actors = spec.actors;
+      job.route_json = spec.route_json;
+      job.payload_json = spec.payload_json;
+      job.deadline = spec.deadline;
+      job.owner = spec.owner;
+      job.task = spec.task;
+      job.ttl_ms = spec.ttl_ms;
+      job.created_at = job.updated_at = Clock::now();
+      job.message = "created";
+      job.branches.push_back(Branch{spec.id, "", JobStatus::pending, "", ""});
+      Update u = base_update(job, spec.id, "pending", "created");
+      Status saved = save(job, u, true);
+      if (!saved.ok() || !spec.task) return saved;
+      return backend_->add_task(job.id, job.owner, to_ms(job.created_at));
+    });
+  }
+
+  // Reads take no transaction and no lock: an envelope's job never changes once recorded and a
+  // job row is replaced whole, so two plain statements see a consistent job.
+  Result<std::optional<Job>> get(const std::string& id) override {
+    auto job_id = backend_->job_of_envelope(id);
+    if (!job_id.ok()) return job_id.error();
+    if (!job_id.value()) return std::optional<Job>();
+    auto text = backend_->read_job(*job_id.value());
+    if (!text.ok()) return text.error();
+    if (!text.value()) return std::optional<Job>();
+    return std::optional<Job>(job_from_document(*text.value()));
+  }
+
+  Result<ChangeResult> progress(const ProgressReport& report) override {
+    return change(
+        report.envelope_id,
+        [&](Job& job, Branch& branch, ChangeResult& result) -> std::optional<Update> {
+          if (is_final(job.status) || is_final(branch.status)) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
+          const std::vector<std::string>& actors =
+              report.actors.empty() ? job.actors : report.actors;
+          int count = std::max<int>(1, static_cast<int>(actors.size()));
+          int index = std::clamp(report.current_actor_idx, 0, count - 1);
+          // Behind the job's position: a late report of another sidecar (see the header).
+          bool counted_completed = job.actors_completed > job.current_actor_idx;
+          if (job.status == JobStatus::running &&
+              (index < job.current_actor_idx ||
+               (index == job.current_actor_idx && counted_completed &&
+                report.state != "completed"))) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
+          int percent = std::min(99, (index * 100 + weight_of(report.state)) / count);
+          job.progress_percent = std::max(job.progress_percent, percent);
+          job.status = JobStatus::running;
+          branch.status = JobStatus::running;
+          job.current_actor_idx = index;
+          job.actors_completed = index + (report.state == "completed" ? 1 : 0);
+          std::string actor = index < static_cast<int>(actors.size()) ? actors[index] : "";
+          job.message = report.message.empty() ? report.state + " by " + actor : report.message;
+          Update u = base_update(job, report.envelope_id, report.state, job.message);
+          u.actors = actors;
+          u.actor = actor;
+          return u;
+        });
+  }
+
+  Result<ChangeResult> finish(const FinalReport& report) override {
+    return change(
+        report.envelope_id,
+        [&](Job& job, Branch& branch, ChangeResult& result) -> std::optional<Update> {
+          if (is_final(branch.status)) {
+            result.outcome =
+                branch.status == report.status ? Outcome::duplicate : Outcome::conflict;
+            return std::nullopt;
+          }
+          if (is_final(job.status)) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
+          branch.status = report.status;
+          branch.result_json = report.status == JobStatus::succeeded
+                                   ? (report.result_json.empty() ? "null" : report.result_json)
+                                   : "";
+          branch.error = report.status == JobStatus::failed
+                             ? (report.error.empty() ? std::string("failed") : report.error)
+                             : "";
+          if (report.status == JobStatus::failed) {
+            branch.error_details_json = report.error_details_json;
+            if (report.current_actor_idx && *report.current_actor_idx >= 0 &&
+                *report.current_actor_idx < static_cast<int>(job.actors.size()))
+              branch.failed_actor = job.actors[*report.current_actor_idx];
+          }
+          if (report.current_actor_idx) job.current_actor_idx = *report.current_actor_idx;
+          std::size_t done = std::count_if(job.branches.begin(), job.branches.end(),
+                                           [](const Branch& b) { return is_final(b.status); });
+          if (done < job.branches.size()) {
+            if (job.status == JobStatus::pending) job.status = JobStatus::running;
+            job.message = "branch " + branch.id + " " + job_status_name(report.status) + " (" +
+                          std::to_string(done) + " of " + std::to_string(job.branches.size()) +
+                          " branches done)";
+            Update u =
+                base_update(job, report.envelope_id, job_status_name(report.status), job.message);
+            return u;
+          }
+          // Every branch reached an end: the job is final.
+          auto failed = std::find_if(job.branches.begin(), job.branches.end(),
+                                     [](const Branch& b) { return b.status == JobStatus::failed; });
+          if (failed != job.branches.end()) {
+            job.status = JobStatus::failed;
+            job.error = failed->error;
+            job.error_details_json = failed->error_details_json;
+            job.failed_actor = failed->failed_actor;
+            job.message = "failed: " + describe_failure(job);
+          } else {
+            job.status = JobStatus::succeeded;
+            if (job.branches.size() == 1) {
+              job.result_json = job.branches[0].result_json;
+            } else {
+              std::string array = "[";
+              for (std::size_t i = 0; i < job.branches.size(); ++i) {
+                array += (i ? "," : "") + job.branches[i].result_json;
+              }
+              job.result_json = array + "]";
+            }
+            job.progress_percent = 100;
+            job.actors_completed = static_cast<int>(job.actors.size());
+            job.message = "succeeded";
+          }
+          Update u = base_update(job, report.envelope_id, job_status_name(job.status), job.message);
+          u.result_json = job.result_json;
+          u.error = job.error;
+          return u;
+        });
+  }
+
+  Result<ChangeResult> add_branch(const BranchReport& report) override {
+    ChangeResult result;
+    Status status = backend_->transaction([&]() -> Status {
+      auto known = backend_->job_of_envelope(report.id);
+      if (!known.ok()) return known.error();
+      auto job_id = backend_->job_of_envelope(report.parent_id);
+      if (!job_id.ok()) return job_id.error();
+      if (!job_id.value()) {
+        result.outcome = Outcome::not_found;
+        return Status::Ok();
+      }
+      auto loaded = load(*job_id.value());
+      if (!loaded.ok()) return loaded.error();
+      Job& job = *loaded.value();
+      result.progress_percent = job.progress_percent;
+      result.job_final = is_final(job.status);
+      result.job_status = job.status;
+      result.job_id = job.id;
+      if (known.value()) {
+        result.outcome = Outcome::duplicate;
+        return Status::Ok();
+      }
+      if (is_final(job.status)) {
+        result.outcome = Outcome::ignored;
+        return Status::Ok();
+      }
+      job.branches.push_back(Branch{report.id, report.parent_id, JobStatus::running, "", ""});
+      std::sort(job.branches.begin(), job.branches.end(), [&](const Branch& a, const Branch& b) {
+        return branch_key(job.id, a.id) < branch_key(job.id, b.id);
+      });
+      job.status = JobStatus::running;
+      job.message = "fan-out: branch " + report.id + " of " + report.parent_id;
+      Update u = base_update(job, report.id, "running", job.message);
+      if (!report.actors.empty()) u.actors = report.actors;
+      Status added = backend_->add_envelope(report.id, job.id);
+      if (!added.ok()) return added;
+      return save(job, u, false);
+    });
+    if (!status.ok()) return status.error();
+    return result;
+  }
+
+  Result<ChangeResult> fail(const std::string& id, const std::string& error) override {
+    return change(id, [&](Job& job, Branch&, ChangeResult& result) -> std::optional<Update> {
+      if (is_final(job.status)) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      job.status = JobStatus::failed;
+      job.error = error;
+      job.message = "failed: " + error;
+      Update u = base_update(job, job.id, "failed", job.message);
+      u.error = error;
+      return u;
+    });
+  }
+
+  Result<ChangeResult> cancel(const std::string& id, const std::string& reason) override {
+    return change(id, [&](Job& job, Branch&, ChangeResult& result) -> std::optional<Update> {
+      if (is_final(job.status)) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      job.status = JobStatus::cancelled;
+      job.error = reason;
+      job.message = "cancelled: " + reason;
+      Update u = base_update(job, job.id, "cancelled", job.message);
+      u.error = reason;
+      return u;
+    });
+  }
+
+  Result<TaskPage> list_tasks(const std::string& owner, const std::optional<TaskCursor>& after,
+                              std::size_t limit) override {
+    // One more than asked tells whether another page follows.
+    auto rows = backend_->list_tasks(owner, after ? after->created_ms : -1,
+                                     after ? after->id : std::string(),
+                                     static_cast<std::int64_t>(limit) + 1);
+    if (!rows.ok()) return rows.error();
+    TaskPage page;
+    for (std::size_t i = 0; i < rows.value().size() && i < limit; ++i) {
+      const auto& [task_id, created_ms] = rows.value()[i];
+      auto text = backend_->read_job(task_id);
+      if (!text.ok()) return text.error();
+      if (text.value()) page.tasks.push_back(job_from_document(*text.value()));
+      if (rows.value().size() > limit && i + 1 == limit)
+        page.next = TaskCursor{created_ms, task_id};
+    }
+    return page;
+  }
+
+  Result<std::vector<std::string>> expire(Clock::time_point now) override {
+    auto ids = backend_->expired(to_ms(now));
+    if (!ids.ok()) return ids.error();
+    std::vector<std::string> expired;
+    for (const auto& id : ids.value()) {
+      auto r = fail(id, "timed out");
+      if (!r.ok()) return r.error();
+      if (r.value().outcome == Outcome::applied) expired.push_back(id);
+    }
+    return expired;
+  }
+
+  Result<std::vector<Update>> updates(const std::string& id, std::int64_t after_sequence) override {
+    auto job_id = backend_->job_of_envelope(id);
+    if (!job_id.ok()) return job_id.error();
+    if (!job_id.value()) return std::vector<Update>{};
+    auto rows = backend_->updates_after(*job_id.value(), after_sequence);
+    if (!rows.ok()) return rows.error();
+    std::vector<Update> out;
+    out.reserve(rows.value().size());
+    for (const auto& [sequence, text] : rows.value())
+      out.push_back(update_from_document(sequence, text));
+    return out;
+  }
+
+  Status create_session(const std::string& id, const std::string& protocol_version,
+                        Clock::time_point now) override {
+    return backend_->create_session(id, protocol_version, to_ms(now));
+  }
+  Result<SessionUse> use_session(const std::string& id, Clock::time_point now,
+                                 std::chrono::milliseconds timeout) override {
+    return backend_->use_session(id, to_ms(now), timeout.count());
+  }
+  Result<bool> end_session(const std::string& id) override { return backend_->end_session(id); }
+  Result<std::int64_t> sweep_sessions(Clock::time_point now,
+                                      std::chrono::milliseconds timeout) override {
+    return backend_->sweep_sessions(to_ms(now), timeout.count());
+  }
+
+  Status ping() override { return backend_->ping(); }
+  void watch(std::function<void(const std::string&)> on_change) override {
+    backend_->watch(std::move(on_change));
+  }
+  void unwatch() override { backend_->unwatch(); }
+
+ private:
+  using Mutation = std::function<std::optional<Update>(Job&, Branch&, ChangeResult&)>;
+
+  Result<ChangeResult> change(const std::string& envelope_id, const Mutation& mutate) {
+    ChangeResult result;
+    Status status = backend_->transaction([&]() -> Status {
+      auto loaded = load_by_envelope(envelope_id);
+      if (!loaded.ok()) return loaded.error();
+      bool adopted = false;
+      if (!loaded.value()) {
+        // PROTOCOL §7: a report may come before its fan-out announcement (which failed or is
+        // still queued). "<known envelope>-<n>" is adopted as a branch of that job.
+        auto parent = known_ancestor(envelope_id);
+        if (!parent.ok()) return parent.error();
+        if (!parent.value()) {
+          result.outcome = Outcome::not_found;
+          return Status::Ok();
+        }
+        loaded = load_by_envelope(*parent.value());
+        if (!loaded.ok()) return loaded.error();
+        if (!loaded.value()) {
+          result.outcome = Outcome::not_found;
+          return Status::Ok();
+        }
+        Job& job = *loaded.value();
+        result.job_id = job.id;
+        result.progress_percent = job.progress_percent;
+        result.job_final = is_final(job.status);
+        result.job_status = job.status;
+        if (is_final(job.status)) {
+          result.outcome = Outcome::ignored;
+          return Status::Ok();
+        }
+        std::string parent_id = envelope_id.substr(0, envelope_id.rfind('-'));
+        job.branches.push_back(Branch{envelope_id, parent_id, JobStatus::running, "", ""});
+        std::sort(job.branches.begin(), job.branches.end(), [&](const Branch& a, const Branch& b) {
+          return branch_key(job.id, a.id) < branch_key(job.id, b.id);
+        });
+        Status added = backend_->add_envelope(envelope_id, job.id);
+        if (!added.ok()) return added;
+        adopted = true;
+      }
+      Job& job = *loaded.value();
+      auto branch = std::find_if(job.branches.begin(), job.branches.end(),
+                                 [&](const Branch& b) { return b.id == envelope_id; });
+      if (branch == job.branches.end()) branch = job.branches.begin();
+      std::optional<Update> update = mutate(job, *branch, result);
+      result.progress_percent = job.progress_percent;
+      result.job_final = is_final(job.status);
+      result.job_status = job.status;
+      result.job_id = job.id;
+      if (!update && adopted) {
+        // Keep the adopted branch even when the report itself changed nothing.
+        update =
+            base_update(job, envelope_id, "running",
+                        "fan-out: branch " + envelope_id + " reported before its announcement");
+      }
+      if (!update) return Status::Ok();
+      result.outcome = Outcome::applied;
+      return save(job, *update, false);
+    });
+    if (!status.ok()) return status.error();
+    return result;
+  }
+
+  // The nearest known envelope id obtained by removing "-<digits>" suffixes from `envelope_id`
+  // ("<root>-1-2" -> "<root>-1" -> "<root>"), or nullopt.
+  Result<std::optional<std::string>> known_ancestor(const std::string& envelope_id) {
+    std::string candidate = envelope_id;
+    for (;;) {
+      auto dash = candidate.rfind('-');
+      if (dash == std::string::npos || dash + 1 == candidate.size() ||
+          candidate.find_first_not_of("0123456789", dash + 1) != std::string::npos) {
+        return std::optional<std::string>();
+      }
+      candidate.resize(dash);
+      auto known = backend_->job_of_envelope(candidate);
+      if (!known.ok()) return known.error();
+      if (known.value()) return std::optional<std::string>(candidate);
+    }
+  }
+
+  Result<std::optional<Job>> load(const std::string& job_id) {
+    auto text = backend_->load_job(job_id);
+    if (!text.ok()) return text.error();
+    if (!text.value()) return std::optional<Job>();
+    return std::optional<Job>(job_from_document(*text.value()));
+  }
+
+  Result<std::optional<Job>> load_by_envelope(const std::string& envelope_id) {
+    auto job_id = backend_->job_of_envelope(envelope_id);
+    if (!job_id.ok()) return job_id.error();
+    if (!job_id.value()) return std::optional<Job>();
+    return load(*job_id.value());
+  }
+
+  Update base_update(const Job& job, const std::string& envelope_id, const std::string& state,
+                     const std::string& message) const {
+    Update u;
+    u.status = job.status;
+    u.progress_percent = job.progress_percent;
+    u.current_actor_idx = job.current_actor_idx;
+    u.envelope_state = state;
+    u.envelope_id = envelope_id;
+    u.actors = job.actors;
+    if (job.current_actor_idx >= 0 && job.current_actor_idx < static_cast<int>(job.actors.size())) {
+      u.actor = job.actors[job.current_actor_idx];
+    }
+    u.message = message;
+    u.timestamp = Clock::now();
+    return u;
+  }
+
+  Status save(Job& job, Update& update, bool insert) {
+    job.updated_at = update.timestamp;
+    update.sequence = ++job.last_sequence;
+    std::optional<std::int64_t> deadline;
+    if (job.deadline) deadline = to_ms(*job.deadline);
+    Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert);
+    if (!saved.ok()) return saved;
+    if (insert) {
+      Status added = backend_->add_envelope(job.id, job.id);
+      if (!added.ok()) return added;
+    }
+    return backend_->add_update(job.id, update.sequence, update_to_document(update));
+  }
+
+  std::unique_ptr<StorageBackend> backend_;
+};
+
+}  // namespace
+
+std::unique_ptr<JobStore> make_job_store(std::unique_ptr<StorageBackend> backend) {
+  return std::make_unique<JobStoreCore>(std::move(backend));
+}
+
+}  // namespace asya::gateway

@@ -1,0 +1,89 @@
+// Group commit: the sends and acks that threads of one process have pending at the same moment
+// share one write transaction (one lock acquisition, one WAL append and one commit) instead of
+// one each.
+//
+// How: a thread calling run() queues its operation. If no thread is committing, it becomes the
+// leader at once: it takes every queued operation (at most kMaxBatch), runs them in one
+// BEGIN IMMEDIATE ... COMMIT on a pooled connection, and wakes their threads with their results;
+// then, if more queued up meanwhile, the first of their threads leads the next batch. A thread
+// arriving while a batch commits waits for it to finish and joins the next one. Nothing ever
+// waits on a timer: a lone operation is committed at once, exactly as without grouping.
+//
+// Durability (transport.hpp's contract): run() returns Ok only after the COMMIT containing the
+// operation returned; an operation's effects are never visible before that commit; a crash
+// before the COMMIT loses the whole batch and no caller was told it succeeded (send did not
+// return, ack did not return, so the input stays leased and comes back). A caller's ordering is
+// kept: a thread's send returns before its ack is queued.
+//
+// Failures: an operation reports a failure that wrote nothing (a lease no longer held, a body
+// file gone) as its own result, and the batch goes on. A statement failure (abort = true) or a
+// failed COMMIT rolls the batch back and each of its operations is run again alone, so one bad
+// operation fails only its own caller.
+//
+// Threads: run() is thread-safe; operations run on the leader's thread, so they must only touch
+// the Connection they are given and their own captures.
+#pragma once
+
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "transport/sqlite/connection.hpp"
+
+namespace asya::transport::sqlite {
+
+class GroupCommit {
+ public:
+  // At most this many operations share a transaction (bounds how long one holds the lock).
+  static constexpr std::size_t kMaxBatch = 64;
+
+  // Runs the operation's statements inside an open write transaction on `db`. Sets `abort` when
+  // a statement failed (the transaction must be rolled back); returns the caller's result. May
+  // be run more than once (after a rolled-back batch): it must start from scratch each time.
+  using Operation = std::function<Status(Connection& db, bool& abort)>;
+
+  struct Stats {
+    std::uint64_t operations = 0;
+    std::uint64_t transactions = 0;
+    std::size_t largest_batch = 0;
+  };
+
+  explicit GroupCommit(ConnectionPool& pool) : pool_(pool) {}
+
+  // Runs `op` in a shared write transaction; returns once that transaction committed (or failed)
+  // with `op`'s result. `what` names the operation in errors of BEGIN/COMMIT ("send to queue
+  // \"x\"").
+  Status run(const std::string& what, Operation op);
+
+  // Operations and transactions so far (tests, metrics).
+  Stats stats() const;
+  // Operations queued behind a batch being committed, and whether one is (tests).
+  std::size_t pending() const;
+  bool leading() const;
+
+ private:
+  struct Request {
+    const std::string* what;
+    Operation* op;
+    Status result = Status::Ok();
+    bool done = false;
+  };
+
+  void commit_batch(std::vector<Request*>& batch);
+  // One transaction for `batch`; false when it was rolled back (statement failure or COMMIT).
+  bool try_batch(Connection& db, std::vector<Request*>& batch);
+
+  ConnectionPool& pool_;
+  mutable std::mutex mutex_;
+  std::condition_variable done_;
+  std::vector<Request*> pending_;
+  bool leading_ = false;
+  Stats stats_;
+};
+
+}  // namespace asya::transport::sqlite

@@ -1,0 +1,26 @@
+// Purging one queue of the SQLite transport (Transport::purge, `asya queues purge`): the rows of
+// the messages nobody holds a lease on, and their inline bodies, go in one write transaction.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "transport/sqlite/connection.hpp"
+
+namespace asya::transport::sqlite {
+
+struct PurgedRows {
+  std::uint64_t removed = 0;
+  std::vector<std::string> body_files;  // of the removed rows: the caller deletes them after
+};
+
+// Deletes the messages of `queue` that are ready or delayed at `now_ms` (no live lease: a message
+// whose lease expired counts as ready), with their inline bodies, in one `BEGIN IMMEDIATE`
+// transaction. A queue that neither ensure_queue created nor any message names fails with an
+// Error starting "queue_not_found:". Leased messages stay: their consumers ack or nack them.
+Result<PurgedRows> purge_rows(Connection& db, std::string_view queue, std::int64_t now_ms);
+
+}  // namespace asya::transport::sqlite
