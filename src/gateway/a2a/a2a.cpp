@@ -273,7 +273,11 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
     if (method == "tasks/resubscribe") co_return stream(id, job_id, true);
     // tasks/cancel: the job is cancelled (Service::cancel_job; its remaining actors skip it) and
     // the task answered as it is then; a task that already ended is not cancelable.
-    Result<ChangeResult> cancelled = ChangeResult{};
+    // Only a cancellation recorded now answers the task; one that had ended (even as canceled)
+    // is not cancelable.
+    ChangeResult not_cancelled;
+    not_cancelled.outcome = Outcome::ignored;
+    Result<ChangeResult> cancelled = not_cancelled;
     if (!is_final(job.value()->status)) {
       const std::string reason = "cancelled by the client (A2A tasks/cancel)";
       cancelled = co_await service_.cancel_job(job_id, reason);
@@ -285,7 +289,8 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
       co_return answer(
           rpc_error(id, kInternalError, "task \"" + job_id + "\" cannot be read back"));
     }
-    if (now.value()->status != JobStatus::cancelled) {
+    if (cancelled.value().outcome != Outcome::applied ||
+        now.value()->status != JobStatus::cancelled) {
       // It had ended (or ended on its own just before).
       co_return answer(rpc_error(id, kTaskNotCancelable,
                                  "Task cannot be canceled: task \"" + job_id + "\" is already " +

@@ -202,6 +202,13 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     co_await sweep_sessions();
     json::object capabilities{{"tools", json::object{{"listChanged", false}}}};
     mcp::GenericFeatures::add_capabilities(capabilities);
+    // Tasks are part of the 2025-11-25 revision.
+    if (version == "2025-11-25") {
+      capabilities["tasks"] = json::object{
+          {"list", json::object{}},
+          {"cancel", json::object{}},
+          {"requests", json::object{{"tools", json::object{{"call", json::object{}}}}}}};
+    }
     json::object result{
         {"protocolVersion", version},
         {"capabilities", std::move(capabilities)},
