@@ -145,27 +145,35 @@ awaitable<Response> McpEndpoint::open_stream(const http::Request& request) {
   response.headers.emplace_back("Mcp-Session-Id", session_id);
   response.headers.emplace_back("X-Accel-Buffering", "no");
   response.stream = [this, resume](http::ResponseStream& out) -> awaitable<void> {
+    // Counted while it runs. Not decremented by a destructor: at shutdown the io_context destroys
+    // a stream still waiting after Metrics and Service are gone (gateway main.cpp's order).
     service_.metrics().sse_streams().Increment();
-    struct Decrement {
-      Metrics& metrics;
-      ~Decrement() { metrics.sse_streams().Decrement(); }
-    } decrement{service_.metrics()};
+    auto done = [this] { service_.metrics().sse_streams().Decrement(); };
     auto retry = options_.mcp_poll_after.count() > 0 ? options_.mcp_poll_after
                                                      : std::chrono::milliseconds(1000);
     if (!resume) {
       // The standalone stream: nothing is sent on it but keepalives (no server-initiated
       // requests); it ends when the client goes.
       std::string priming = mcp::priming_event(kStandaloneEventId, retry);
-      if (!co_await out.write(std::move(priming))) co_return;
+      if (!co_await out.write(std::move(priming))) {
+        done();
+        co_return;
+      }
       asio::steady_timer timer(co_await asio::this_coro::executor);
       for (;;) {
         timer.expires_after(options_.keepalive);
         co_await timer.async_wait(asio::as_tuple(asio::use_awaitable));
         std::string keepalive = ": keepalive\n\n";
-        if (!co_await out.write(std::move(keepalive))) co_return;
+        if (!co_await out.write(std::move(keepalive))) {
+          done();
+          co_return;
+        }
       }
     }
-    if (resume->after_result) co_return;  // the result was delivered already
+    if (resume->after_result) {  // the result was delivered already
+      done();
+      co_return;
+    }
     std::string priming = mcp::priming_event(
         mcp::stream_event_id(resume->job_id, resume->request_id_json, false), retry);
     bool open = co_await out.write(std::move(priming));
@@ -177,13 +185,17 @@ awaitable<Response> McpEndpoint::open_stream(const http::Request& request) {
     std::function<bool()> stop = [&open] { return !open; };
     auto job = co_await service_.wait_final(resume->job_id, std::nullopt, no_updates, on_idle,
                                             options_.keepalive, stop);
-    if (!open || !job) co_return;
+    if (!open || !job) {
+      done();
+      co_return;
+    }
     json::value request_id = json::parse(resume->request_id_json);
     json::object answer{{"jsonrpc", "2.0"}, {"id", request_id}, {"result", api::call_result(*job)}};
     std::string event =
         "id: " + mcp::stream_event_id(resume->job_id, resume->request_id_json, true) +
         "\nevent: message\ndata: " + to_json_text(answer) + "\n\n";
     co_await out.write(std::move(event));
+    done();
   };
   co_return response;
 }
