@@ -15,6 +15,7 @@
 
 #include "cli/call_arguments.hpp"
 #include "cli/call_progress.hpp"
+#include "cli/client.hpp"
 #include "cli/target_check.hpp"
 #include "common/http/client.hpp"
 #include "common/json_text.hpp"
@@ -53,32 +54,13 @@ struct Failure {
   throw Failure{code, std::move(message)};
 }
 
-// The gateway URL: --gateway, else $ASYA_GATEWAY_URL, else the running supervisor's status.json.
+// The gateway URL (cli/client.hpp's rule), failing with this command's Failure.
 std::string gateway_url(const CallArgs& a) {
-  std::string url = a.gateway;
-  if (url.empty()) {
-    if (const char* env = std::getenv("ASYA_GATEWAY_URL"); env && *env) url = env;
+  try {
+    return resolve_gateway_url(a.gateway, a.state_dir);
+  } catch (const Exit& e) {
+    throw Failure{e.code, e.message};
   }
-  if (url.empty()) {
-    local::StatePaths paths(local::resolve_state_dir(a.state_dir));
-    std::string text;
-    if (local::running_supervisor(paths) == 0 || !local::read_file(paths.status_file(), text))
-      fail(kUsage,
-           "no gateway: pass --gateway URL, set ASYA_GATEWAY_URL, or start one with "
-           "`asya up` and a routes.yaml (no supervisor runs on " +
-               paths.root.string() + ")");
-    auto status = local::StatusDocument::parse(text);
-    if (!status)
-      fail(kUsage, paths.status_file().string() + " is unreadable (" + status.error().message +
-                       "); pass --gateway URL");
-    if (!status->gateway)
-      fail(kUsage, "the supervisor on " + paths.root.string() +
-                       " runs no gateway (its manifests have no routes.yaml); pass --gateway URL");
-    url = status->gateway->url;
-  }
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
-  return url;
 }
 
 // ---- HTTP to the gateway
@@ -375,13 +357,8 @@ void add_call_command(CLI::App& app) {
                 "Call even when the tool routes to an actor the running `asya up` does not run "
                 "(it runs elsewhere)");
   cmd->callback([args, &app] {
-    // `asya --state-dir DIR call ...`: the global option, unless given after `call`.
-    if (args->state_dir.empty())
-      if (const CLI::Option* global = app.get_option_no_throw("--state-dir");
-          global && global->count() > 0)
-        args->state_dir = global->as<std::string>();
-    if (args->token.empty())
-      if (const char* t = std::getenv("ASYA_GATEWAY_TOKEN")) args->token = t;
+    // `asya --state-dir DIR call ...`: the global option, unless given after the command.
+    apply_gateway_defaults(app, args->state_dir, args->token);
     int code = kFailed;
     try {
       code = run(*args);

@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "cli/client.hpp"
 #include "common/http/client.hpp"
 #include "common/json_text.hpp"
 #include "local/state.hpp"
@@ -37,30 +38,13 @@ struct Failure {
   std::string message;
 };
 
-// The gateway URL: --gateway, else $ASYA_GATEWAY_URL, else the running supervisor's status.json
-// (the same order as `asya call`).
+// The gateway URL (cli/client.hpp's rule), failing with this command's Failure.
 std::string gateway_url(const CancelArgs& a) {
-  std::string url = a.gateway;
-  if (url.empty()) {
-    if (const char* env = std::getenv("ASYA_GATEWAY_URL"); env && *env) url = env;
+  try {
+    return resolve_gateway_url(a.gateway, a.state_dir);
+  } catch (const Exit& e) {
+    throw Failure{e.code, e.message};
   }
-  if (url.empty()) {
-    local::StatePaths paths(local::resolve_state_dir(a.state_dir));
-    std::string text;
-    if (local::running_supervisor(paths) == 0 || !local::read_file(paths.status_file(), text))
-      throw Failure{kUsage,
-                    "no gateway: pass --gateway URL, set ASYA_GATEWAY_URL, or start one with "
-                    "`asya up` and a routes.yaml (no supervisor runs on " +
-                        paths.root.string() + ")"};
-    auto status = local::StatusDocument::parse(text);
-    if (!status || !status->gateway)
-      throw Failure{kUsage, "the supervisor on " + paths.root.string() +
-                                " reports no gateway; pass --gateway URL"};
-    url = status->gateway->url;
-  }
-  while (!url.empty() && url.back() == '/') url.pop_back();
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
-  return url;
 }
 
 // Percent-encodes an id for one path segment.
@@ -135,12 +119,8 @@ void add_cancel_command(CLI::App& app) {
                   "State directory (default: $ASYA_STATE_DIR, else ./.asya)");
   cmd->add_option("--token", args->token, "Bearer token (default: $ASYA_GATEWAY_TOKEN)");
   cmd->callback([args, &app] {
-    if (args->state_dir.empty())
-      if (const CLI::Option* global = app.get_option_no_throw("--state-dir");
-          global && global->count() > 0)
-        args->state_dir = global->as<std::string>();
-    if (args->token.empty())
-      if (const char* t = std::getenv("ASYA_GATEWAY_TOKEN")) args->token = t;
+    // `asya --state-dir DIR call ...`: the global option, unless given after the command.
+    apply_gateway_defaults(app, args->state_dir, args->token);
     int code = kUnreachable;
     try {
       code = run(*args);

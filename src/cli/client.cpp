@@ -1,9 +1,12 @@
 #include "cli/client.hpp"
 
+#include <CLI/CLI.hpp>
+
 #include <fmt/format.h>
 #include <stdlib.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
 #include <system_error>
 
@@ -17,6 +20,43 @@ namespace fs = std::filesystem;
 
 [[noreturn]] void fail(int code, std::string message) {
   throw Exit{code, std::move(message)};
+}
+
+std::string resolve_gateway_url(const std::string& flag, const std::string& state_dir) {
+  std::string url = flag;
+  if (url.empty()) {
+    if (const char* env = std::getenv("ASYA_GATEWAY_URL"); env && *env) url = env;
+  }
+  if (url.empty()) {
+    local::StatePaths paths(local::resolve_state_dir(state_dir));
+    std::string text;
+    if (local::running_supervisor(paths) == 0 || !local::read_file(paths.status_file(), text))
+      fail(kExitUsage,
+           "no gateway: pass --gateway URL, set ASYA_GATEWAY_URL, or start one with "
+           "`asya up` and a routes.yaml (no supervisor runs on " +
+               paths.root.string() + ")");
+    auto status = local::StatusDocument::parse(text);
+    if (!status)
+      fail(kExitUsage, paths.status_file().string() + " is unreadable (" + status.error().message +
+                           "); pass --gateway URL");
+    if (!status->gateway)
+      fail(kExitUsage,
+           "the supervisor on " + paths.root.string() +
+               " runs no gateway (its manifests have no routes.yaml); pass --gateway URL");
+    url = status->gateway->url;
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
+  return url;
+}
+
+void apply_gateway_defaults(const CLI::App& app, std::string& state_dir, std::string& token) {
+  if (state_dir.empty())
+    if (const CLI::Option* global = app.get_option_no_throw("--state-dir");
+        global && global->count() > 0)
+      state_dir = global->as<std::string>();
+  if (token.empty())
+    if (const char* t = std::getenv("ASYA_GATEWAY_TOKEN")) token = t;
 }
 
 Client::Client(const std::string& state_flag) : paths(local::resolve_state_dir(state_flag)) {

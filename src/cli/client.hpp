@@ -14,6 +14,10 @@
 #include "local/state.hpp"
 #include "transport/transport.hpp"
 
+namespace CLI {
+class App;
+}
+
 namespace asya::cli {
 
 // Exit codes: 0 success; 1 the message ended in error-end (send --wait, results) or a command
@@ -29,6 +33,15 @@ struct Exit {
 };
 
 [[noreturn]] void fail(int code, std::string message);
+
+// The gateway URL a command talks to: `flag` (--gateway), else $ASYA_GATEWAY_URL, else the gateway
+// of the supervisor running on `state_dir` (its status.json). No trailing '/'; http:// when no
+// scheme is given. Fails (kExitUsage) naming what to pass.
+std::string resolve_gateway_url(const std::string& flag, const std::string& state_dir);
+
+// For the gateway commands run from a CLI11 callback (call, cancel): the global `--state-dir`
+// when the command got none after its name, and $ASYA_GATEWAY_TOKEN when --token was not given.
+void apply_gateway_defaults(const CLI::App& app, std::string& state_dir, std::string& token);
 
 // Everything a client command needs to reach the queues of a state dir.
 struct Client {

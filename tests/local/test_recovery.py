@@ -145,9 +145,11 @@ def test_supervisor_says_why_it_cannot_write_status_and_status_shows_its_age(asy
     blocker = asya.state / "status.json.tmp"
     blocker.mkdir()
     log = asya.state / "logs" / "supervisor.log"
-    wait_for(lambda: "cannot write status.json (cannot create" in log.read_text(), 30,
+    # The reason names the step and the file (common/durable_file), e.g. `creating
+    # "…/status.json.tmp" failed: Is a directory`.
+    wait_for(lambda: "cannot write status.json (creating" in log.read_text(), 30,
              "the supervisor to log why it cannot write status.json")
-    assert "Is a directory" in log.read_text()
+    assert "status.json.tmp" in log.read_text() and "Is a directory" in log.read_text()
     stale = wait_for(lambda: (s := json.loads(asya.run("status", "--json").stdout))["stale"]
                      and s, 30, "status to be reported stale")
     assert stale["age_seconds"] >= 5

@@ -436,7 +436,10 @@ def test_invalid_configuration_stops_start_up_with_one_line(cluster):
     assert proc.returncode == 2
     lines = proc.stderr.decode().strip().splitlines()
     assert len(lines) == 1
-    assert 'ASYA_RUNTIME_TIMEOUT="5 minutes"' in lines[0] and "30s" in lines[0]
+    # Start-up errors are JSON log lines like every other line (docs/configuration.md).
+    line = json.loads(lines[0])
+    assert line["level"] == "error" and line["component"] == "sidecar"
+    assert 'ASYA_RUNTIME_TIMEOUT="5 minutes"' in line["msg"] and "30s" in line["msg"]
 
 
 def test_help_lists_every_variable(cluster):
