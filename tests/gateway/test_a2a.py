@@ -170,3 +170,26 @@ def test_a2a_needs_the_client_token(gateway_binary, tmp_path):
         assert status == 200 and card["securitySchemes"]["bearer"]["scheme"] == "bearer"
     finally:
         gw.stop()
+
+
+def test_with_several_tokens_each_caller_sees_only_its_own_tasks(gateway_binary, tmp_path):
+    """ASYA_GATEWAY_TOKEN lists callers (as for MCP tasks): a task started with one token is
+    unknown to another (tasks/get and tasks/cancel answer TaskNotFound) and works for its own."""
+    gw = Gateway(gateway_binary, tmp_path, ROUTES, {"ASYA_GATEWAY_TOKEN": "alice-token,bob-token"}).start()
+    alice = {"Authorization": "Bearer alice-token"}
+    bob = {"Authorization": "Bearer bob-token"}
+
+    def call(headers, method, params):
+        return http_json("POST", gw.url + "/a2a", {"jsonrpc": "2.0", "id": 1, "method": method,
+                                                   "params": params}, headers)[1]
+    try:
+        message = {"kind": "message", "messageId": "m-1", "role": "user",
+                   "parts": [{"kind": "data", "data": {"text": "mine"}}], "metadata": {"skill": "echo"}}
+        task = call(alice, "message/send", {"message": message})["result"]
+        assert call(alice, "tasks/get", {"id": task["id"]})["result"]["id"] == task["id"]
+        for method in ("tasks/get", "tasks/cancel", "tasks/resubscribe"):
+            answer = call(bob, method, {"id": task["id"]})
+            assert answer["error"]["code"] == -32001, (method, answer)
+        assert call(alice, "tasks/get", {"id": task["id"]})["result"]["status"]["state"] != "canceled"
+    finally:
+        gw.stop()

@@ -4,6 +4,7 @@
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/mcp/tasks.hpp"
 #include "gateway/raw_json.hpp"
 
 namespace asya::gateway::a2a {
@@ -255,6 +256,10 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
         rpc_error(id, kInvalidParams, "Invalid params: " + method + " needs params (an object)"));
   }
   const json::object& params = *params_ptr;
+  // The caller, as for MCP tasks: with tokens, each token is one caller and sees only its own
+  // tasks (another caller's task reads as not found); without tokens every task is everyone's.
+  const std::string owner =
+      mcp::task_owner(request.header("Authorization"), !options_.token.empty());
 
   if (method == "tasks/get" || method == "tasks/cancel" || method == "tasks/resubscribe") {
     const json::value* task_id = params.if_contains("id");
@@ -266,7 +271,7 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
     auto work = [this, job_id] { return service_.store().get(job_id); };
     auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
     if (!job.ok()) co_return answer(rpc_error(id, kInternalError, job.error().message));
-    if (!job.value() || job.value()->id != job_id) {
+    if (!job.value() || job.value()->id != job_id || job.value()->owner != owner) {
       co_return answer(rpc_error(id, kTaskNotFound, "Task not found: \"" + job_id + "\""));
     }
     if (method == "tasks/get") co_return answer(rpc_result(id, task_json(*job.value())));
@@ -345,6 +350,7 @@ awaitable<Response> Endpoint::rpc(const http::Request& request) {
   // Named first: GCC 12 destroys twice a temporary with non-trivial members created inside a
   // co_await expression.
   CallOrigin origin;
+  origin.owner = owner;
   auto started = co_await service_.start_call(*tool, std::move(payload), origin);
   if (!started.ok()) co_return answer(rpc_error(id, kInternalError, started.error().message));
   std::string job_id = started.value();
