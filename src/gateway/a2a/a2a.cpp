@@ -4,6 +4,7 @@
 
 #include "common/json_text.hpp"
 #include "common/log.hpp"
+#include "gateway/mcp/rpc.hpp"
 #include "gateway/mcp/tasks.hpp"
 #include "gateway/raw_json.hpp"
 
@@ -15,24 +16,18 @@ using http::Response;
 
 namespace {
 
-// JSON-RPC and A2A error codes.
-constexpr int kParseError = -32700;
-constexpr int kInvalidRequest = -32600;
-constexpr int kMethodNotFound = -32601;
-constexpr int kInvalidParams = -32602;
-constexpr int kInternalError = -32603;
+// JSON-RPC's codes and message shapes are MCP's (gateway/mcp/rpc.hpp); these are A2A's own.
+using mcp::kInternalError;
+using mcp::kInvalidParams;
+using mcp::kInvalidRequest;
+using mcp::kMethodNotFound;
+using mcp::kParseError;
+using mcp::rpc_error;
+using mcp::rpc_result;
 constexpr int kTaskNotFound = -32001;
 constexpr int kTaskNotCancelable = -32002;
 constexpr int kPushNotificationNotSupported = -32003;
 
-json::object rpc_error(const json::value& id, int code, const std::string& message) {
-  return json::object{{"jsonrpc", "2.0"},
-                      {"id", id},
-                      {"error", json::object{{"code", code}, {"message", message}}}};
-}
-json::object rpc_result(const json::value& id, json::value result) {
-  return json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
-}
 Response answer(const json::object& message) {
   return Response::json(200, to_json_text(message));
 }

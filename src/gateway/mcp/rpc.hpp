@@ -1,5 +1,6 @@
 // Internal to gateway/mcp: JSON-RPC 2.0 messages and error codes, and what a dispatched request
-// produced. Shared by mcp.cpp (the transport and the tools) and tasks.cpp (MCP Tasks).
+// produced. Shared by mcp.cpp (the transport and the tools), tasks.cpp (MCP Tasks) and the A2A
+// endpoint (a2a/a2a.cpp, JSON-RPC too).
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -26,7 +27,7 @@ inline boost::json::object rpc_error(const boost::json::value& id, int code,
                              {"id", id},
                              {"error", boost::json::object{{"code", code}, {"message", message}}}};
 }
-inline boost::json::object rpc_result(const boost::json::value& id, boost::json::object result) {
+inline boost::json::object rpc_result(const boost::json::value& id, boost::json::value result) {
   return boost::json::object{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
 }
 
