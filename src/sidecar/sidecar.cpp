@@ -104,15 +104,17 @@ class Runner {
   void process_end(Slot& slot, transport::Delivery& delivery);
   // Sends every output, then acks/nacks per the decision. Returns false when the slot was
   // abandoned (shutdown grace passed) and nothing was done.
+  // `tracked`: the gateway tracks the envelope (tracked_by_gateway), so fan-out children are
+  // announced to it.
   bool execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
-               const Decision& decision);
+               const Decision& decision, bool tracked);
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
   // each answer, so the gateway knows all branches before any output can reach an end actor.
   void announce_fanout(const envelope::Envelope& in, const Decision& decision);
-  // Calls the runtime with the delivery and decides its outcome (the outputs are not forwarded
-  // when the gateway says the job was cancelled meanwhile).
+  // Calls the runtime with the delivery and decides its outcome (for a `tracked` envelope the
+  // outputs are not forwarded when the gateway says the job was cancelled meanwhile).
   Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
-                        wire::RuntimeClient& client, wire::FrameBuffer& scratch);
+                        wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool tracked);
   // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
   // cancelled; false when it does not answer within kCancelCheckBudget.
   bool job_cancelled(const envelope::Envelope& in);
@@ -339,12 +341,13 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   spdlog::debug("received {} bytes from {} (delivery {})", delivery.body.size(), delivery.queue,
                 delivery.delivery_count);
 
+  // Whether the gateway tracks this envelope: decided once, used for every report below.
+  const bool tracked = reporter_ && parsed && tracked_by_gateway(parsed->route_metadata_raw);
   Decision decision;
   if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
     decision = std::move(*early);
   } else {
     const envelope::Envelope& in = *parsed;
-    const bool tracked = reporter_ && tracked_by_gateway(in.route_metadata_raw);
     if (tracked) {
       report(envelope_path(in.id, "progress"),
              progress_body(in.actors, in.current, "received",
@@ -360,7 +363,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
         report(envelope_path(in.id, "progress"),
                progress_body(in.actors, in.current, "processing",
                              fmt::format("processing in {}", config_.actor_name), std::nullopt));
-      decision = call_runtime(in, delivery, client, scratch);
+      decision = call_runtime(in, delivery, client, scratch, tracked);
     }
   }
   // A large buffer is not kept for the next message.
@@ -374,7 +377,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),
                  delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
 
-  execute(slot, delivery, parsed ? &*parsed : nullptr, decision);
+  execute(slot, delivery, parsed ? &*parsed : nullptr, decision, tracked);
   metrics_.processed(label(decision.status));
   metrics_.active_add(-1);
   metrics_.processing_duration(seconds_since(started));
@@ -394,7 +397,8 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 }
 
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
-                              wire::RuntimeClient& client, wire::FrameBuffer& scratch) {
+                              wire::RuntimeClient& client, wire::FrameBuffer& scratch,
+                              bool tracked) {
   auto call_started = Clock::now();
   wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
   double runtime_seconds = seconds_since(call_started);
@@ -420,8 +424,7 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                    decision.failure_message);
     }
   }
-  if (decision.status == ProcessedStatus::kSuccess && reporter_ &&
-      tracked_by_gateway(in.route_metadata_raw)) {
+  if (decision.status == ProcessedStatus::kSuccess && tracked) {
     report(envelope_path(in.id, "progress"),
            progress_body(in.actors, in.current, "completed",
                          fmt::format("completed by {}", config_.actor_name),
@@ -497,10 +500,10 @@ void Runner::keep_leases() {
 }
 
 bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
-                     const Decision& decision) {
+                     const Decision& decision, bool tracked) {
   // Before taking the slot's lock: announcing may wait for the gateway, and neither the lease
   // keeper nor the shutdown path should wait with it.
-  if (reporter_ && in && tracked_by_gateway(in->route_metadata_raw)) announce_fanout(*in, decision);
+  if (tracked && in) announce_fanout(*in, decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
   if (!transport_->still_held(delivery)) {
