@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <limits>
 
+#include "envelope/fanout.hpp"
 #include "envelope/json_detail.hpp"
 
 namespace asya::envelope {
@@ -164,30 +165,26 @@ std::uint64_t fnv1a64(std::string_view data) {
 
 }  // namespace
 
-std::string output_id(std::string_view input_id, std::size_t index) {
-  std::string id;
-  id.reserve(input_id.size() + 21);
-  id.append(input_id);
-  if (index > 0) {
-    id.push_back('-');
-    id.append(std::to_string(index));
-  }
-  return id;
+std::string output_id(const Envelope& in, std::size_t index) {
+  return fanout_child_id(in.id, in.current, index);
 }
 
-std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item) {
+std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
+                         std::string_view headers_json) {
   Parts parts;
   std::string id_json;
   if (index == 0) {
     parts.id_json = in.id_raw;
     parts.parent_id_json = in.parent_id_raw;
   } else {
-    id_json = json_string(output_id(in.id, index));
+    id_json = json_string(output_id(in, index));
     parts.id_json = id_json;
     parts.parent_id_json = in.id_raw;
   }
   parts.route_json = item.route_raw;
-  parts.headers_json = item.headers_raw.empty() ? in.headers_raw : item.headers_raw;
+  parts.headers_json = !headers_json.empty()      ? headers_json
+                       : item.headers_raw.empty() ? in.headers_raw
+                                                  : item.headers_raw;
   parts.payload_json = item.payload_raw;
   return assemble(in, parts);
 }

@@ -11,13 +11,16 @@
 namespace asya::envelope {
 
 // Output `index` (0-based) of a response to input `in`:
-// id = in.id for index 0, in.id + "-" + index otherwise; parent_id = in.id for index >= 1, else
-// in's own parent_id when present; headers = item.headers_raw when non-empty, else in's headers;
-// deadline and unknown fields of `in` kept; route and payload from the item.
-std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item);
+// id = output_id(in, index); parent_id = in.id for index >= 1, else in's own parent_id when
+// present; headers = `headers_json` when non-empty (a fan-out's stamped headers), else
+// item.headers_raw when non-empty, else in's headers; deadline and unknown fields of `in` kept;
+// route and payload from the item.
+std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
+                         std::string_view headers_json = {});
 
-// The id of output `index` (see build_output).
-std::string output_id(std::string_view input_id, std::size_t index);
+// The id of output `index` of input `in`: fanout_child_id(in.id, in.current, index)
+// (envelope/fanout.hpp): in.id for index 0, unique suffixes otherwise.
+std::string output_id(const Envelope& in, std::size_t index);
 
 // The error envelope sent to error-end: in's id, parent_id, route (unchanged), deadline, unknown
 // fields, headers with {"actor","error","at"} appended to "asya-error-chain" (at most 10 kept,

@@ -36,10 +36,14 @@ const std::string kInput =
     R"("headers":{"traceparent":"00-t","priority":"high"},"deadline":"2030-01-01T00:00:00Z",)"
     R"("zeta":{"keep":[1,2]},"version":3,"payload":{"in":true}})";
 
-TEST(OutputId, IsTheInputIdThenSuffixed) {
-  EXPECT_EQ(output_id("E", 0), "E");
-  EXPECT_EQ(output_id("E", 1), "E-1");
-  EXPECT_EQ(output_id("E", 12), "E-12");
+TEST(OutputId, IsTheInputIdThenSuffixedWithTheHopAfterTheFirst) {
+  Envelope first = MustParse(R"({"id":"E","route":{"actors":["a","b"]},"payload":1})");
+  EXPECT_EQ(output_id(first, 0), "E");
+  EXPECT_EQ(output_id(first, 1), "E-1");
+  EXPECT_EQ(output_id(first, 12), "E-12");
+  Envelope later = MustParse(R"({"id":"E","route":{"actors":["a","b"],"current":1},"payload":1})");
+  EXPECT_EQ(output_id(later, 0), "E");
+  EXPECT_EQ(output_id(later, 1), "E-1-1");
 }
 
 TEST(BuildOutput, SingleOutputKeepsIdParentHeadersDeadlineAndUnknownFields) {
@@ -82,7 +86,7 @@ TEST(BuildOutput, FanOutOfThreeGivesSuffixedIdsAndParentIds) {
                         R"({"payload":1,"route":{"actors":["prep","infer","post"],"current":2}},)"
                         R"({"payload":2,"route":{"actors":["prep","infer","post"],"current":2}}])");
   ASSERT_EQ(items.size(), 3u);
-  const char* ids[] = {"E", "E-1", "E-2"};
+  const char* ids[] = {"E", "E-1-1", "E-1-2"};  // fanned out at hop 1
   const char* parents[] = {"P", "E", "E"};
   for (std::size_t i = 0; i < 3; ++i) {
     std::string body = build_output(in, i, items[i]);

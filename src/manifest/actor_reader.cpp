@@ -66,8 +66,9 @@ void ActorReader::read_metadata(const YAML::Node& node, int line, Actor& actor) 
 void ActorReader::read_spec(const YAML::Node& node, int line, Actor& actor) {
   if (!mapping(node, line, "spec",
                {"transport", "replicas", "scaling", "timeout", "retry", "sidecar", "isolation",
-                "workload"}))
+                "workload", "join"}))
     return;
+  if (auto join = node["join"]) read_join(join, line, actor);
   if (auto transport = node["transport"]) {
     static const std::vector<std::string> kTransports{"sqlite", "rabbitmq", "sqs"};
     auto value = string(transport, "spec.transport");

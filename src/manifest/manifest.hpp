@@ -84,6 +84,13 @@ struct Retry {
   bool retries_processing_errors() const;
 };
 
+// spec.join: the actor joins the branches of a fan-out (PROTOCOL §4a); its handler gets the
+// list of branch payloads in fan-out order.
+struct Join {
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};  // ASYA_JOIN_TIMEOUT
+  std::string on_timeout = "error";                             // error | partial
+};
+
 // spec.sidecar: settings of this actor's sidecars; unset fields keep the sidecar's defaults
 // (docs/configuration.md).
 struct SidecarSettings {
@@ -113,6 +120,7 @@ struct Actor {
   Retry retry;
   SidecarSettings sidecar;
   Isolation isolation;
+  std::optional<Join> join;              // spec.join: set for a join actor
   std::string handler_mode = "payload";  // payload | envelope (ASYA_HANDLER_MODE of the runtime)
   // spec.workload.kind: Deployment | StatefulSet. Kubernetes only; `asya up` ignores it.
   std::string workload_kind = "Deployment";

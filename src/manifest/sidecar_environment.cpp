@@ -51,6 +51,11 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_RETRY_BACKOFF_MAX", format_duration(actor.retry.backoff_max));
     if (actor.retry.retries_processing_errors()) set("ASYA_RETRY_ON_PROCESSING_ERROR", "true");
   }
+  if (actor.join) {
+    set("ASYA_JOIN", "true");
+    set("ASYA_JOIN_TIMEOUT", format_duration(actor.join->timeout));
+    set("ASYA_JOIN_ON_TIMEOUT", actor.join->on_timeout);
+  }
   return out;
 }
 
@@ -71,7 +76,10 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_RETRY_MAX_ATTEMPTS",
                                                     "ASYA_RETRY_BACKOFF",
                                                     "ASYA_RETRY_BACKOFF_MAX",
-                                                    "ASYA_RETRY_ON_PROCESSING_ERROR"};
+                                                    "ASYA_RETRY_ON_PROCESSING_ERROR",
+                                                    "ASYA_JOIN",
+                                                    "ASYA_JOIN_TIMEOUT",
+                                                    "ASYA_JOIN_ON_TIMEOUT"};
   return kNames;
 }
 

@@ -148,6 +148,7 @@ Config load_config(const Environment& environment) {
     throw ConfigError(fmt::format(
         "ASYA_VISIBILITY_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 10m)",
         environment.string("ASYA_VISIBILITY_TIMEOUT", "")));
+  c.join = join::load_join_config(environment);
   return c;
 }
 
@@ -190,6 +191,12 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_VISIBILITY_TIMEOUT     30s (end actors 10s)   lease of a received message; extended every
                                             third of it while the message is in progress, so
                                             a killed sidecar's messages come back after it
+  ASYA_JOIN                   false         true: this actor joins fan-out branches (spec.join)
+  ASYA_JOIN_TIMEOUT           10m           a group not complete this long after its first branch
+                                            arrived is decided as timed out
+  ASYA_JOIN_ON_TIMEOUT        error         error: join_timeout to error-end; partial: the handler
+                                            gets what arrived (null for missing slots)
+  ASYA_JOIN_STORE             sqlite://<dir of ASYA_SQLITE_PATH>/joins.db   where branches wait
 
 Each transport reads its own variables (details in docs/configuration.md):
   sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),

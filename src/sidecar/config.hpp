@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/env.hpp"
+#include "sidecar/join/join_config.hpp"
 
 namespace asya::sidecar {
 
@@ -45,6 +46,7 @@ struct Config {
   // it (however long the runtime works), so it bounds how long the messages of a killed sidecar
   // stay invisible. Default kActorVisibility, kEndActorVisibility for end actors.
   std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
+  join::JoinConfig join;  // ASYA_JOIN and its settings (sidecar/join/join_config.hpp)
 
   // Full queue names (prefix included).
   std::string input_queue() const { return queue_prefix + actor_name; }

@@ -38,6 +38,10 @@ std::string_view label(FailureCode code) {
       return "message_too_large";
     case FailureCode::kCancelled:
       return "cancelled";
+    case FailureCode::kJoinTimeout:
+      return "join_timeout";
+    case FailureCode::kJoinGroupMissing:
+      return "join_group_missing";
     case FailureCode::kProcessingError:
       return "processing_error";
     case FailureCode::kConnectionError:

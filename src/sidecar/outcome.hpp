@@ -34,7 +34,9 @@ enum class FailureCode {
   kDeadlineExceeded,
   kMaxDeliveriesExceeded,
   kMessageTooLarge,
-  kCancelled,  // the gateway said the envelope's job was cancelled (PROTOCOL §7)
+  kCancelled,         // the gateway said the envelope's job was cancelled (PROTOCOL §7)
+  kJoinTimeout,       // a join group was not complete within its timeout (PROTOCOL §4a)
+  kJoinGroupMissing,  // a message reached a join actor without fan-out group data (§4a)
   // §3, from a runtime (msg_parsing_error too).
   kProcessingError,
   kConnectionError,

@@ -33,6 +33,8 @@ const std::vector<std::pair<FailureCode, std::string>> kFailures = {
     {FailureCode::kMaxDeliveriesExceeded, "max_deliveries_exceeded"},
     {FailureCode::kMessageTooLarge, "message_too_large"},
     {FailureCode::kCancelled, "cancelled"},
+    {FailureCode::kJoinTimeout, "join_timeout"},
+    {FailureCode::kJoinGroupMissing, "join_group_missing"},
     {FailureCode::kProcessingError, "processing_error"},
     {FailureCode::kConnectionError, "connection_error"},
     {FailureCode::kResultStoreError, "result_store_error"},

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "envelope/build.hpp"
+#include "envelope/fanout.hpp"
 #include "envelope/response.hpp"
 
 namespace asya::sidecar {
@@ -103,6 +104,13 @@ std::string Router::error_body(const envelope::Envelope& in, const envelope::Err
 }
 
 Outgoing Router::error_outgoing(const envelope::Envelope& in, envelope::ErrorInfo info) const {
+  // PROTOCOL §4a: a failing branch of a fan-out completes its slot at the join instead.
+  if (info.code != label(FailureCode::kRouteMismatch)) {
+    if (auto branch = envelope::build_failed_branch(in, options_.actor, info)) {
+      return outgoing(options_.queue_prefix + in.actors[in.current + 1], std::move(*branch),
+                      std::chrono::milliseconds(0), MessageType::kRoute);
+    }
+  }
   Outgoing out = outgoing(options_.error_end_queue, error_body(in, info),
                           std::chrono::milliseconds(0), MessageType::kErrorEnd);
   out.error = std::move(info);
@@ -238,6 +246,8 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
 
   Decision d;
   d.status = ProcessedStatus::kSuccess;
+  // A fan-out stamps each child with its group (PROTOCOL §4a), so a join can collect them.
+  const bool fan_out = items->size() >= 2;
   if (items->empty()) {
     // Abort: the input itself, unchanged, ends the pipeline.
     d.sends.push_back(outgoing(options_.happy_end_queue, std::string(delivery.body),
@@ -261,7 +271,10 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       continue;
     }
     Outgoing out;
-    out.body = envelope::build_output(in, i, item);
+    out.body = envelope::build_output(
+        in, i, item,
+        fan_out ? envelope::fanout_child_headers(in, item.headers_raw, i, items->size())
+                : std::string());
     if (out.body.size() > options_.max_message_bytes)
       return to_error_end(
           in, FailureCode::kMessageTooLarge,
@@ -277,11 +290,29 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
     }
     if (i >= 1) {
       out.fanout_child = true;
-      out.id = envelope::output_id(in.id, i);
+      out.id = envelope::output_id(in, i);
       out.actors = item.actors;
       out.current = item.current;
     }
     d.sends.push_back(std::move(out));
+  }
+  return d;
+}
+
+std::optional<Decision> Router::failed_branch_passing(const envelope::Envelope& in) const {
+  if (!envelope::may_carry_fanout(in.headers_raw)) return std::nullopt;
+  auto frames = envelope::fanout_frames(in.headers_raw);
+  if (!frames || frames->empty() || !frames->back().failed) return std::nullopt;
+  Decision d;
+  d.status = ProcessedStatus::kSuccess;
+  std::string body = envelope::pass_failed_branch(in);
+  if (in.current + 1 < in.actors.size()) {
+    d.sends.push_back(outgoing(options_.queue_prefix + in.actors[in.current + 1], std::move(body),
+                               std::chrono::milliseconds(0), MessageType::kRoute));
+  } else {
+    // No join after it: the failure ends where any failure ends.
+    d.sends.push_back(outgoing(options_.error_end_queue, std::move(body),
+                               std::chrono::milliseconds(0), MessageType::kErrorEnd));
   }
   return d;
 }

@@ -115,6 +115,11 @@ class Router {
                          const wire::CallResult& call, std::string_view response,
                          bool response_padded = false) const;
 
+  // PROTOCOL §4a: when `in` is a failed branch (its innermost fan-out frame says "failed") and this
+  // actor is not a join, the decision that passes it on unchanged with route.current + 1 (to
+  // error-end when the route ends here); the runtime is not called. nullopt otherwise.
+  std::optional<Decision> failed_branch_passing(const envelope::Envelope& in) const;
+
   // Sends `in` to error-end with a sidecar-side error `code` (e.g. message_too_large), then ack.
   Decision error_end(const envelope::Envelope& in, FailureCode code, std::string message) const {
     return to_error_end(in, code, std::move(message));

@@ -61,7 +61,7 @@ TEST(RouterSettle, AcksOnlyAfterEveryOutputWasSent) {
   EXPECT_EQ(t.acked, std::vector<std::string>{"r1"});
   EXPECT_TRUE(t.nacked.empty());
   EXPECT_EQ(t.queues["asya-c"].size(), 2u);
-  EXPECT_EQ(announced, std::vector<std::string>{"X-1"});
+  EXPECT_EQ(announced, std::vector<std::string>{"X-1-1"});  // fanned out at hop 1
 }
 
 TEST(RouterSettle, FailedSendNacksAndStopsWithoutAck) {

@@ -68,7 +68,7 @@ TEST(Router, FanOutOfThreeGivesSuffixedIdsAndParentIds) {
   auto item = [&](int n) { return std::string(r).replace(r.find('P'), 1, std::to_string(n)); };
   Decision d = route(router, kInput, "[" + item(0) + "," + item(1) + "," + item(2) + "]");
   ASSERT_EQ(d.sends.size(), 3u);
-  const char* ids[] = {"X", "X-1", "X-2"};
+  const char* ids[] = {"X", "X-1-1", "X-1-2"};  // fanned out at hop 1
   for (int i = 0; i < 3; ++i) {
     auto out = obj(d.sends[i].body);
     EXPECT_EQ(out["id"], ids[i]);

@@ -19,6 +19,7 @@
 #include "envelope/envelope.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
+#include "sidecar/join/join_actor.hpp"
 #include "sidecar/metrics.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
@@ -130,6 +131,16 @@ class Runner {
     if (reporter_) reporter_->post(std::move(path), std::move(body));
   }
   bool ready() const;
+  // A join actor: publishes the groups decided meanwhile with this worker's runtime connection.
+  void publish_joins(wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool& need_ready) {
+    join::PublishReport r =
+        join_->publish_decided(client, scratch, [this] { return stop_.stopping(); });
+    if (r.runtime_unavailable) {
+      client.disconnect();
+      need_ready = true;
+    }
+    if (r.runtime_unhealthy) stop_.request(kExitRuntimeTimeout);
+  }
 
   const Config& config_;
   std::unique_ptr<transport::Transport> transport_;
@@ -138,6 +149,7 @@ class Runner {
   std::unique_ptr<ResultStore> store_;
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
+  std::unique_ptr<join::JoinActor> join_;  // set for a join actor (ASYA_JOIN)
   StopState stop_;
   StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -180,6 +192,15 @@ int Runner::run() {
     store_ = make_result_store(config_.result_store);
     end_actor_.emplace(config_.actor_name, config_.is_error_end(), *store_,
                        [this](int count) { return router_->backoff(count); });
+  }
+  if (config_.join.enabled) {
+    join::JoinStoreOptions jo;
+    jo.url = config_.join.store_url;
+    jo.environment = process_environment();
+    join_ = std::make_unique<join::JoinActor>(config_.join, join::make_join_store(jo), *router_,
+                                              *transport_, config_.runtime_timeout);
+    spdlog::info("join actor: store {} ({}), timeout {}", config_.join.store_url,
+                 join_->store().name(), format_duration(config_.join.timeout));
   }
   if (!config_.gateway_url.empty()) {
     GatewayReporterOptions go;
@@ -312,7 +333,10 @@ void Runner::worker(Slot& slot) {
     }
     consecutive_errors = 0;
     transport_ok_ = true;
-    if (received->empty()) continue;
+    if (received->empty()) {
+      if (join_) publish_joins(*client, scratch, need_ready);
+      continue;
+    }
     metrics_.receive_duration(seconds_since(started));
     for (auto& delivery : *received) {
       if (delivery.delivery_count > 1) metrics_.redelivered();
@@ -321,6 +345,7 @@ void Runner::worker(Slot& slot) {
       else
         process_actor(slot, *client, delivery, scratch, need_ready);
     }
+    if (join_ && !need_ready) publish_joins(*client, scratch, need_ready);
   }
   slot.finished = true;
 }
@@ -346,6 +371,10 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   Decision decision;
   if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
     decision = std::move(*early);
+  } else if (join_) {
+    decision = join_->on_branch(delivery, *parsed);
+  } else if (auto passing = router_->failed_branch_passing(*parsed)) {
+    decision = std::move(*passing);  // PROTOCOL §4a: a failed branch on its way to its join
   } else {
     const envelope::Envelope& in = *parsed;
     if (tracked) {

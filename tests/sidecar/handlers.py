@@ -117,3 +117,46 @@ def enrich_counted(payload):
         os.close(fd)
     time.sleep(float(payload.get("sleep", 0)))
     return enrich(payload)
+
+
+# --- joins (test_join.py) ---
+
+def score(payload):
+    """A branch: {"i": i, "score": i * i}; raises for the indexes listed in payload["fail"]."""
+    if payload.get("i") in (payload.get("fail") or []):
+        raise ValueError("branch %d asked to fail" % payload["i"])
+    return {"i": payload["i"], "score": payload["i"] * payload["i"]}
+
+
+def split(payload):
+    """Fans out payload["n"] branches, each carrying the failing/dropped index lists along."""
+    return [{"i": i, "fail": payload.get("fail"), "drop": payload.get("drop"), "n2": payload.get("n2")}
+            for i in range(payload["n"])]
+
+
+def drop_some(payload):
+    """Ends (abort) the branches whose index is in payload["drop"]; passes the others on."""
+    if payload.get("i") in (payload.get("drop") or []):
+        return None
+    return payload
+
+
+def split_again(payload):
+    """Nested fan-out: payload["n2"] branches of each branch."""
+    return [{"outer": payload["i"], "i": j} for j in range(payload.get("n2") or 2)]
+
+
+def combine(parts):
+    """A pure join: the list of branch payloads, in fan-out order."""
+    _mark("combine-%d" % time.time_ns())
+    return {"parts": parts}
+
+
+def combine_inner(parts):
+    return {"outer": parts[0]["outer"], "inner": [p["i"] for p in parts]}
+
+
+def score_slow(payload):
+    """score() after 10 ms, so a test can kill processes while groups are half stored."""
+    time.sleep(0.01)
+    return score(payload)

@@ -68,7 +68,8 @@ def test_fan_out_of_three_gives_suffixed_ids_parent_ids_and_headers(cluster):
     assert outs["X-2"]["parent_id"] == "X"
     for i, id_ in enumerate(["X", "X-1", "X-2"]):
         assert outs[id_]["payload"] == {"i": i, "tag": "t"}
-        assert outs[id_]["headers"] == {"trace": "z"}
+        # Every child carries its fan-out group (PROTOCOL §4a) besides the input's headers.
+        assert outs[id_]["headers"] == {"trace": "z", "asya-fanout": [{"group": "X@0", "index": i, "count": 3}]}
 
 
 def test_nested_fan_out(cluster):
@@ -76,12 +77,14 @@ def test_nested_fan_out(cluster):
     cluster.actor("f2", "fanout_two")
     cluster.queues.send("asya-f1", envelope("N", ["f1", "f2"], payload={"n": 2, "tag": "top"}))
     outs = [m["json"] for m in cluster.queues.collect(HAPPY, 4)]
-    # f1 gives N and N-1 (parent N); f2 fans each out again: N -> N, N-1 (parent N);
-    # N-1 -> N-1 (parent N, carried), N-1-1 (parent N-1). The id N-1 therefore occurs twice: a
-    # property of the PROTOCOL §4 id scheme for nested fan-out (ids are unique per hop, not
-    # globally).
+    # f1 (hop 0) gives N and N-1 (parent N); f2 (hop 1) fans each out again: N -> N, N-1-1
+    # (parent N); N-1 -> N-1 (parent N, carried), N-1-1-1 (parent N-1). Every id is unique
+    # (PROTOCOL §4: later hops put the hop into the suffix).
     got = sorted((o["id"], o.get("parent_id"), o["payload"]["from"], o["payload"]["i"]) for o in outs)
-    assert got == [("N", None, 0, 0), ("N-1", "N", 0, 1), ("N-1", "N", 1, 0), ("N-1-1", "N-1", 1, 1)]
+    assert got == [("N", None, 0, 0), ("N-1", "N", 1, 0), ("N-1-1", "N", 0, 1), ("N-1-1-1", "N-1", 1, 1)]
+    frames = {o["id"]: o["headers"]["asya-fanout"] for o in outs}
+    assert frames["N-1-1-1"] == [{"group": "N@0", "index": 1, "count": 2},
+                                 {"group": "N-1@1", "index": 1, "count": 2, "parent_id": "N"}]
     assert cluster.queues.recv(HAPPY, wait=0.3) == []
 
 

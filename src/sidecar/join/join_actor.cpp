@@ -1,0 +1,174 @@
+#include "sidecar/join/join_actor.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/random_id.hpp"
+#include "envelope/fanout.hpp"
+#include "sidecar/join/join_input.hpp"
+
+namespace asya::sidecar::join {
+namespace {
+
+std::int64_t now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string indexes_text(const std::vector<std::size_t>& indexes) {
+  std::string out;
+  const std::size_t shown = std::min<std::size_t>(indexes.size(), 20);
+  for (std::size_t i = 0; i < shown; ++i) out += (i ? ", " : "") + std::to_string(indexes[i]);
+  if (shown < indexes.size()) out += fmt::format(" and {} more", indexes.size() - shown);
+  return out;
+}
+
+}  // namespace
+
+JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
+                     transport::Transport& transport, std::chrono::milliseconds runtime_timeout)
+    : config_(std::move(config)),
+      store_(std::move(store)),
+      router_(router),
+      transport_(transport),
+      runtime_timeout_(runtime_timeout),
+      owner_(random_hex(16)) {}
+
+Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelope::Envelope& in) {
+  auto frames =
+      envelope::may_carry_fanout(in.headers_raw)
+          ? envelope::fanout_frames(in.headers_raw)
+          : Result<std::vector<envelope::FanoutFrame>>(std::vector<envelope::FanoutFrame>{});
+  if (!frames || frames->empty()) {
+    return router_.error_end(
+        in, FailureCode::kJoinGroupMissing,
+        fmt::format("actor {} is a join (spec.join) but the message carries no fan-out group data "
+                    "({}): only the branches of a fan-out (a handler that returned a list of two "
+                    "or more payloads earlier on the route) can be joined",
+                    router_.options().actor,
+                    frames ? std::string("no asya-fanout header") : frames.error().message));
+  }
+  const envelope::FanoutFrame& frame = frames->back();
+  BranchIn branch;
+  branch.group = frame.group;
+  branch.index = frame.index;
+  branch.count = frame.count;
+  branch.failed = frame.failed;
+  branch.payload = in.payload_raw;
+  const std::string head = join_head(in, *frames);
+  branch.head = head;
+  branch.timeout = config_.timeout;
+  auto put = store_->put_branch(branch);
+  Decision d;
+  if (!put) {
+    spdlog::warn(
+        "join store: cannot store branch {} of group {}: {}; the message is delivered "
+        "again",
+        frame.index, frame.group, put.error().message);
+    d.then = Then::kNack;
+    d.nack_delay = router_.backoff(static_cast<int>(delivery.delivery_count));
+    d.status = ProcessedStatus::kRequeued;
+    return d;
+  }
+  spdlog::debug("join: branch {} of group {}: {} ({} of {} stored)", frame.index, frame.group,
+                put->outcome == PutOutcome::kDuplicate       ? "duplicate"
+                : put->outcome == PutOutcome::kAlreadyJoined ? "group already joined"
+                                                             : "stored",
+                put->stored, put->count);
+  d.status = ProcessedStatus::kSuccess;
+  return d;  // no sends: the branch waits in the store; ack
+}
+
+PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::FrameBuffer& scratch,
+                                         const std::function<bool()>& stop) {
+  PublishReport report;
+  const std::int64_t now = now_ms();
+  std::int64_t last = last_expire_ms_.load();
+  if (now - last >= 1000 && last_expire_ms_.compare_exchange_strong(last, now)) {
+    if (auto expired = store_->expire(std::chrono::system_clock::now()); !expired)
+      spdlog::warn("join store: cannot expire timed-out groups: {}", expired.error().message);
+    else if (*expired > 0)
+      spdlog::info("join: {} group(s) timed out after ASYA_JOIN_TIMEOUT={}", *expired,
+                   format_duration(config_.timeout));
+  }
+  // A claim outlives the runtime call it covers, so a live replica never loses it midway.
+  const auto lease = runtime_timeout_ + std::chrono::seconds(30);
+  while (!stop()) {
+    auto claimed = store_->claim(owner_, lease);
+    if (!claimed) {
+      spdlog::warn("join store: cannot claim a decided group: {}", claimed.error().message);
+      break;
+    }
+    if (!*claimed) break;
+    if (!publish(**claimed, client, scratch, report)) break;
+    ++report.published;
+  }
+  return report;
+}
+
+bool JoinActor::send_all(const Decision& decision) {
+  for (const Outgoing& out : decision.sends) {
+    if (Status st = transport_.send(out.queue, out.body, out.delay); !st) {
+      spdlog::warn("join: send to {} failed: {}; the group is published again later", out.queue,
+                   st.message());
+      return false;
+    }
+  }
+  return true;
+}
+
+bool JoinActor::publish(const ClaimedGroup& group, wire::RuntimeClient& client,
+                        wire::FrameBuffer& scratch, PublishReport& report) {
+  auto head = parse_head(group.head);
+  if (!head) {
+    spdlog::error("join: group {}: {}", group.group, head.error().message);
+    return false;
+  }
+  const envelope::Envelope& in = head->envelope;
+  Decision decision;
+  if (group.reason == DecidedBecause::kTimeout && config_.on_timeout == OnTimeout::kError) {
+    decision = router_.error_end(
+        in, FailureCode::kJoinTimeout,
+        fmt::format("join group {}: {} of {} branches arrived within ASYA_JOIN_TIMEOUT={}; "
+                    "missing indexes: {}",
+                    group.group, group.count - group.missing.size(), group.count,
+                    format_duration(config_.timeout), indexes_text(group.missing)));
+  } else {
+    auto body = build_join_input(*store_, group);
+    if (!body) {
+      spdlog::error("join: group {}: cannot read its branches: {}", group.group,
+                    body.error().message);
+      return false;
+    }
+    transport::Delivery delivery;
+    delivery.body = std::move(*body);
+    wire::CallResult call = client.call(delivery.body, scratch, runtime_timeout_);
+    decision = router_.after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+    if (scratch.capacity() > (4u << 20)) scratch.release();
+    if (decision.wait_for_runtime) report.runtime_unavailable = true;
+    if (decision.runtime_unhealthy) report.runtime_unhealthy = true;
+    if (call.status != wire::CallStatus::kOk ||
+        decision.failure == FailureCode::kRuntimeProtocolError)
+      client.disconnect();
+    if (decision.then == Then::kNack || decision.retried) {
+      // Tried again by whichever replica claims the group once this lease expired.
+      spdlog::warn("join: group {}: runtime call failed ({}): {}; published again later",
+                   group.group, decision.failure.label(), decision.failure_message);
+      return false;
+    }
+  }
+  if (!send_all(decision)) return false;
+  auto finished = store_->finish(group.group, owner_);
+  if (!finished)
+    spdlog::warn("join store: cannot finish group {}: {}", group.group, finished.error().message);
+  else if (!*finished)
+    spdlog::warn("join: group {} was claimed by another replica meanwhile (lease expired)",
+                 group.group);
+  spdlog::info("join: group {} of {} branches {} ({} failed, {} missing)", group.group, group.count,
+               group.reason == DecidedBecause::kComplete ? "joined" : "timed out",
+               group.failed.size(), group.missing.size());
+  return true;
+}
+
+}  // namespace asya::sidecar::join

@@ -1,0 +1,65 @@
+// The sidecar side of a join actor (PROTOCOL §4a). A branch message is stored in the JoinStore and
+// acked without calling the runtime; when its group is decided (complete, or timed out), one
+// replica claims it, builds the join input, calls the runtime once and routes the answer like any
+// other (Router), then finishes the group. A replica that dies after claiming loses its lease and
+// another one publishes the group again, with the same output ids.
+//
+// Threads: on_branch() and publish_decided() may be called from every worker thread at once (each
+// with its own runtime connection); the store serialises what must be.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "envelope/envelope.hpp"
+#include "sidecar/join/join_config.hpp"
+#include "sidecar/join/join_store.hpp"
+#include "sidecar/router.hpp"
+#include "transport/transport.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::sidecar::join {
+
+// What publish_decided() did, for the worker.
+struct PublishReport {
+  std::size_t published = 0;         // groups whose outputs were sent and finished
+  bool runtime_unavailable = false;  // the worker should wait for its runtime again
+  bool runtime_unhealthy = false;    // runtime timeout: the sidecar should stop (exit 3)
+};
+
+class JoinActor {
+ public:
+  JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
+            transport::Transport& transport, std::chrono::milliseconds runtime_timeout);
+
+  // Decides a branch message `in` that reached this join (before_runtime found nothing wrong):
+  // stores it and acks (no sends), nacks with a backoff when the store failed, or sends it to
+  // error-end with join_group_missing when it carries no group data.
+  Decision on_branch(const transport::Delivery& delivery, const envelope::Envelope& in);
+
+  // Expires timed-out groups (at most once a second per process), then claims and publishes
+  // decided groups until none is left or `stop()` says so.
+  PublishReport publish_decided(wire::RuntimeClient& client, wire::FrameBuffer& scratch,
+                                const std::function<bool()>& stop);
+
+  JoinStore& store() { return *store_; }
+
+ private:
+  // Publishes one claimed group; false when it must be tried again later (lease left to expire).
+  bool publish(const ClaimedGroup& group, wire::RuntimeClient& client, wire::FrameBuffer& scratch,
+               PublishReport& report);
+  bool send_all(const Decision& decision);
+
+  JoinConfig config_;
+  std::unique_ptr<JoinStore> store_;
+  const Router& router_;
+  transport::Transport& transport_;
+  std::chrono::milliseconds runtime_timeout_;
+  std::string owner_;  // this process's name on claimed groups
+  std::atomic<std::int64_t> last_expire_ms_{0};
+};
+
+}  // namespace asya::sidecar::join

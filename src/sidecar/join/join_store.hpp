@@ -1,0 +1,138 @@
+// JoinStore: where a join actor's sidecars keep the branches of fan-out groups until a group is
+// complete (PROTOCOL §4a). The sidecar is the only writer; several replicas of one join actor (on
+// one host with SQLite, on several with PostgreSQL) share one store, and every rule below holds
+// across them and across crashes.
+//
+// The life of a group:
+//   put_branch()  stores one branch durably (idempotent on (group, index)) and, in the same
+//                 transaction, decides completion: the branch that makes the group complete writes
+//                 an outbox row. A sidecar acks the branch message only after put_branch returned.
+//   expire()      decides groups whose timeout passed (outbox row with reason timeout).
+//   claim()       leases one outbox row to a replica for `lease`; a replica that dies between
+//                 claiming and finish() loses the lease, and another replica claims it again, so a
+//                 decided group is always published (at least once, always with the same id).
+//   read_branches() streams the group's stored branches in index order (never all in memory).
+//   finish()      deletes the outbox row and the branches and keeps a tombstone, so a branch
+//                 delivered again after its group was published is recognised (kAlreadyJoined)
+//                 instead of starting a new group. Tombstones go after `tombstone_retention`.
+//
+// Threads: every method is thread-safe and blocking (it waits for the store's write lock up to the
+// store's own busy timeout). Errors are values: an Error names the store, the operation and the
+// cause; nothing was changed when one is returned.
+//
+// Implementations: "sqlite" (sqlite_join_store.cpp, default); others register by URL scheme with
+// register_join_store().
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/env.hpp"
+#include "common/registry.hpp"
+#include "common/result.hpp"
+
+namespace asya::sidecar::join {
+
+// One branch handed to put_branch().
+struct BranchIn {
+  std::string group;
+  std::size_t index = 0;
+  std::size_t count = 0;
+  bool failed = false;       // the branch failed: `payload` is the error-end payload shape
+  std::string_view payload;  // JSON text
+  // The join input's envelope up to its payload (see join_input.hpp); stored with the group's
+  // first branch, ignored for later ones.
+  std::string_view head;
+  std::chrono::milliseconds timeout{0};  // 0: never expires
+};
+
+enum class PutOutcome {
+  kStored,         // new branch stored; the group is still open
+  kCompleted,      // new branch stored and it completed the group: an outbox row was written
+  kDuplicate,      // (group, index) was stored before: nothing changed
+  kAlreadyJoined,  // the group was decided already (published or timed out): nothing changed
+};
+
+struct PutResult {
+  PutOutcome outcome = PutOutcome::kStored;
+  std::size_t stored = 0;  // branches of the group stored now
+  std::size_t count = 0;   // the group's count
+};
+
+enum class DecidedBecause { kComplete, kTimeout };
+
+// A decided group leased to the caller by claim().
+struct ClaimedGroup {
+  std::string group;
+  DecidedBecause reason = DecidedBecause::kComplete;
+  std::size_t count = 0;
+  std::string head;
+  std::vector<std::size_t> failed;   // indexes of failed branches, ascending
+  std::vector<std::size_t> missing;  // indexes never stored (only for kTimeout), ascending
+};
+
+class JoinStore {
+ public:
+  virtual ~JoinStore() = default;
+  JoinStore() = default;
+  JoinStore(const JoinStore&) = delete;
+  JoinStore& operator=(const JoinStore&) = delete;
+
+  // "sqlite", ...
+  virtual std::string_view name() const = 0;
+
+  // Stores `branch` durably (see the file comment). A `count` that differs from the group's count
+  // stored by an earlier branch is an Error (it names both counts), as is an index >= count.
+  virtual Result<PutResult> put_branch(const BranchIn& branch) = 0;
+
+  // Decides every open group whose timeout passed before `now`; returns how many.
+  virtual Result<std::size_t> expire(std::chrono::system_clock::time_point now) = 0;
+
+  // Leases one decided, unpublished group to `owner` for `lease` (one whose lease expired counts
+  // as unleased); nullopt when there is none.
+  virtual Result<std::optional<ClaimedGroup>> claim(std::string_view owner,
+                                                    std::chrono::milliseconds lease) = 0;
+
+  // Calls `each(index, failed, payload)` for every stored branch of `group` in index order; stops
+  // with the callback's Error when it returns one.
+  virtual Status read_branches(
+      std::string_view group,
+      const std::function<Status(std::size_t, bool, std::string_view)>& each) = 0;
+
+  // Publishing is done: removes the outbox row and the branches, keeps a tombstone. Only `owner`'s
+  // lease counts: returns false (nothing changed) when the lease was lost to another replica.
+  virtual Result<bool> finish(std::string_view group, std::string_view owner) = 0;
+
+  // Open groups, decided groups not yet published (for metrics and tests).
+  struct Counts {
+    std::int64_t open = 0;
+    std::int64_t decided = 0;
+  };
+  virtual Result<Counts> counts() = 0;
+};
+
+struct JoinStoreOptions {
+  std::string url;  // "sqlite:<path>" or "<scheme>://..."
+  std::chrono::milliseconds busy_timeout{std::chrono::seconds(10)};
+  std::chrono::hours tombstone_retention{24 * 7};
+  EnvironmentLookup environment;
+};
+
+using JoinStoreRegistry = NamedRegistry<JoinStore, JoinStoreOptions>;
+
+// The registry keyed by URL scheme ("sqlite", ...).
+JoinStoreRegistry& join_store_registry();
+void register_join_store(std::string scheme, JoinStoreRegistry::Factory factory);
+
+// Opens the store `options.url` names. Throws ConfigError for an unknown scheme (listing the known
+// ones) or a store that cannot be opened (naming ASYA_JOIN_STORE and the cause).
+std::unique_ptr<JoinStore> make_join_store(const JoinStoreOptions& options);
+
+}  // namespace asya::sidecar::join
