@@ -93,7 +93,9 @@ struct RenderOptions {
 
   bool end_actors = true;                                     // render happy-end and error-end
   std::string result_store = "file:///var/lib/asya/results";  // ASYA_RESULT_STORE of end actors
-  std::string managed_by = "asya-render";                     // app.kubernetes.io/managed-by
+  // ASYA_JOIN_STORE of join actors (postgresql://...): replicas on several nodes share it.
+  std::string join_store;
+  std::string managed_by = "asya-render";  // app.kubernetes.io/managed-by
 };
 
 // The gateway's tools file, when the manifests come with one.

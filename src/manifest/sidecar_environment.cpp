@@ -55,6 +55,7 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_JOIN", "true");
     set("ASYA_JOIN_TIMEOUT", format_duration(actor.join->timeout));
     set("ASYA_JOIN_ON_TIMEOUT", actor.join->on_timeout);
+    if (!options.join_store.empty()) set("ASYA_JOIN_STORE", options.join_store);
   }
   return out;
 }
@@ -79,7 +80,8 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_RETRY_ON_PROCESSING_ERROR",
                                                     "ASYA_JOIN",
                                                     "ASYA_JOIN_TIMEOUT",
-                                                    "ASYA_JOIN_ON_TIMEOUT"};
+                                                    "ASYA_JOIN_ON_TIMEOUT",
+                                                    "ASYA_JOIN_STORE"};
   return kNames;
 }
 

@@ -1,34 +1,48 @@
-// The join store contract (join_store.hpp), on every registered store that can run here (SQLite;
-// PostgreSQL registers itself when built with it). Two store objects on one file stand for two
-// replicas.
+// The join store contract (join_store.hpp) on SQLite (always) and PostgreSQL (when
+// ASYA_TEST_DATABASE_URL is set; tests/sidecar/test_join_postgres.py starts a real PostgreSQL 15
+// and runs this binary against it). Two store objects on one database stand for two replicas; group
+// names are unique per test, so the PostgreSQL cases share one database.
 #include "sidecar/join/join_store.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
+
+#include "common/random_id.hpp"
 
 namespace asya::sidecar::join {
 namespace {
 
 using namespace std::chrono_literals;
 
-class JoinStoreTest : public ::testing::Test {
+class JoinStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("join-store-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    if (GetParam() == "postgresql") {
+      const char* url = std::getenv("ASYA_TEST_DATABASE_URL");
+      if (!url || !*url)
+        GTEST_SKIP() << "ASYA_TEST_DATABASE_URL not set (tests/sidecar/test_join_postgres.py sets "
+                        "it)";
+      url_ = url;
+    } else {
+      dir_ = std::filesystem::temp_directory_path() / ("join-store-" + random_hex(12));
+      std::filesystem::create_directories(dir_);
+      url_ = "sqlite://" + (dir_ / "joins.db").string();
+    }
+    prefix_ = random_hex(8) + "-";
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
   std::unique_ptr<JoinStore> open() {
     JoinStoreOptions o;
-    o.url = "sqlite://" + (dir_ / "joins.db").string();
+    o.url = url_;
     return make_join_store(o);
   }
+  // A group name unique to this test run.
+  std::string g(const std::string& name) const { return prefix_ + name; }
   static BranchIn branch(std::string group, std::size_t index, std::size_t count,
                          std::string_view payload, bool failed = false) {
     BranchIn b;
@@ -41,53 +55,55 @@ class JoinStoreTest : public ::testing::Test {
     b.timeout = 1h;
     return b;
   }
+  std::string url_;
+  std::string prefix_;
   std::filesystem::path dir_;
 };
 
-TEST_F(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothing) {
+TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothing) {
   auto store = open();
-  EXPECT_EQ(store->put_branch(branch("g", 2, 3, "2"))->outcome, PutOutcome::kStored);
-  EXPECT_EQ(store->put_branch(branch("g", 2, 3, "2"))->outcome, PutOutcome::kDuplicate);
-  EXPECT_EQ(store->put_branch(branch("g", 0, 3, "0"))->outcome, PutOutcome::kStored);
-  auto last = store->put_branch(branch("g", 1, 3, "{\"one\":1}", true));
+  EXPECT_EQ(store->put_branch(branch(g("g"), 2, 3, "2"))->outcome, PutOutcome::kStored);
+  EXPECT_EQ(store->put_branch(branch(g("g"), 2, 3, "2"))->outcome, PutOutcome::kDuplicate);
+  EXPECT_EQ(store->put_branch(branch(g("g"), 0, 3, "0"))->outcome, PutOutcome::kStored);
+  auto last = store->put_branch(branch(g("g"), 1, 3, "{\"one\":1}", true));
   EXPECT_EQ(last->outcome, PutOutcome::kCompleted);
   EXPECT_EQ(last->stored, 3u);
-  EXPECT_EQ(store->counts()->decided, 1);
+  if (GetParam() == "sqlite") EXPECT_EQ(store->counts()->decided, 1);
 
   auto claimed = store->claim("me", 1min);
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
-  EXPECT_EQ((*claimed)->group, "g");
+  EXPECT_EQ((*claimed)->group, g("g"));
   EXPECT_EQ((*claimed)->reason, DecidedBecause::kComplete);
   EXPECT_EQ((*claimed)->failed, std::vector<std::size_t>{1});
   EXPECT_TRUE((*claimed)->missing.empty());
   std::string seen;
-  ASSERT_TRUE(store->read_branches("g", [&](std::size_t i, bool, std::string_view p) {
+  ASSERT_TRUE(store->read_branches(g("g"), [&](std::size_t i, bool, std::string_view p) {
     seen += std::to_string(i) + "=" + std::string(p) + ";";
     return Status::Ok();
   }));
   EXPECT_EQ(seen, "0=0;1={\"one\":1};2=2;");
   EXPECT_FALSE(store->claim("other", 1min)->has_value());  // leased to "me"
-  EXPECT_TRUE(*store->finish("g", "me"));
+  EXPECT_TRUE(*store->finish(g("g"), "me"));
   // A branch delivered again after the group was published starts no new group.
-  EXPECT_EQ(store->put_branch(branch("g", 0, 3, "0"))->outcome, PutOutcome::kAlreadyJoined);
-  EXPECT_EQ(store->counts()->open, 0);
+  EXPECT_EQ(store->put_branch(branch(g("g"), 0, 3, "0"))->outcome, PutOutcome::kAlreadyJoined);
+  if (GetParam() == "sqlite") EXPECT_EQ(store->counts()->open, 0);  // (PostgreSQL: shared)
 }
 
-TEST_F(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
+TEST_P(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
   auto a = open();
   auto b = open();
-  ASSERT_TRUE(a->put_branch(branch("g", 0, 1, "0")).ok());
+  ASSERT_TRUE(a->put_branch(branch(g("g"), 0, 1, "0")).ok());
   ASSERT_TRUE(a->claim("a", 1ms)->has_value());  // a "dies" holding it
   std::this_thread::sleep_for(5ms);
   auto again = b->claim("b", 1min);
   ASSERT_TRUE(again->has_value());
-  EXPECT_FALSE(*a->finish("g", "a"));  // the lease is b's now
-  EXPECT_TRUE(*b->finish("g", "b"));
+  EXPECT_FALSE(*a->finish(g("g"), "a"));  // the lease is b's now
+  EXPECT_TRUE(*b->finish(g("g"), "b"));
 }
 
-TEST_F(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
+TEST_P(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   auto store = open();
-  BranchIn b = branch("t", 1, 4, "1");
+  BranchIn b = branch(g("t"), 1, 4, "1");
   b.timeout = 1ms;
   ASSERT_TRUE(store->put_branch(b).ok());
   EXPECT_EQ(*store->expire(std::chrono::system_clock::now() + 1s), 1u);
@@ -96,18 +112,19 @@ TEST_F(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   EXPECT_EQ((*claimed)->reason, DecidedBecause::kTimeout);
   EXPECT_EQ((*claimed)->missing, (std::vector<std::size_t>{0, 2, 3}));
   // A late branch of a decided group changes nothing.
-  EXPECT_EQ(store->put_branch(branch("t", 2, 4, "2"))->outcome, PutOutcome::kAlreadyJoined);
+  EXPECT_EQ(store->put_branch(branch(g("t"), 2, 4, "2"))->outcome, PutOutcome::kAlreadyJoined);
 }
 
-TEST_F(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
+TEST_P(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
   auto store = open();
-  ASSERT_TRUE(store->put_branch(branch("c", 0, 3, "0")).ok());
-  auto bad = store->put_branch(branch("c", 1, 4, "1"));
+  ASSERT_TRUE(store->put_branch(branch(g("c"), 0, 3, "0")).ok());
+  auto bad = store->put_branch(branch(g("c"), 1, 4, "1"));
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.error().message, "group c: branch 1 says count 4, the group has count 3");
+  EXPECT_EQ(bad.error().message,
+            "group " + g("c") + ": branch 1 says count 4, the group has count 3");
 }
 
-TEST_F(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
+TEST_P(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
   JoinStoreOptions o;
   o.url = "redis://x";
   try {
@@ -118,6 +135,9 @@ TEST_F(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
         << e.what();
   }
 }
+
+INSTANTIATE_TEST_SUITE_P(Stores, JoinStoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace asya::sidecar::join
