@@ -225,6 +225,17 @@ class PostgresJoinStore final : public JoinStore {
     return status;
   }
 
+  Status release(std::string_view group, std::string_view owner,
+                 std::chrono::milliseconds retry_after) override {
+    std::lock_guard lock(mutex_);
+    auto update = exec("release group",
+                       "UPDATE asya_join_groups SET lease_until_ms = $3 "
+                       "WHERE group_id = $1 AND state = 1 AND owner = $2",
+                       {std::string(group), std::string(owner),
+                        std::to_string(to_ms(Clock::now()) + retry_after.count())});
+    return update ? Status::Ok() : Status(update.error());
+  }
+
   Result<bool> finish(std::string_view group, std::string_view owner) override {
     std::lock_guard lock(mutex_);
     bool finished = false;
