@@ -79,6 +79,17 @@ TEST(HandleRequest, FanOutGivesOneElementPerPayload) {
   }
 }
 
+TEST(HandleRequest, AFanOutOfOneSaysSoSoThatAJoinGetsAGroupOfOne) {
+  auto one = [](const Json&) { return Outputs::fan_out({Json(7)}); };
+  json::array out = respond(kEnvelope, one);
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(out[0].at("fanout"), true);
+  EXPECT_EQ(out[0].at("payload"), 7);
+  // A plain single result is not marked.
+  json::array plain = respond(kEnvelope, [](const Json&) { return Outputs(Json(7)); });
+  EXPECT_FALSE(plain[0].as_object().contains("fanout"));
+}
+
 TEST(HandleRequest, AbortGivesAnEmptyArray) {
   EXPECT_EQ(handle_request(kEnvelope, PayloadHandler([](const Json&) { return Outputs::none(); })),
             "[]");
