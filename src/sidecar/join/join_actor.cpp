@@ -98,6 +98,7 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
   }
   const envelope::FanoutFrame& frame = frames->back();
   BranchIn branch;
+  branch.actor = router_.options().actor;
   branch.group = frame.group;
   branch.index = frame.index;
   branch.count = frame.count;
@@ -148,7 +149,7 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
   // A claim outlives the runtime call it covers, so a live replica never loses it midway.
   const auto lease = runtime_timeout_ + std::chrono::seconds(30);
   while (!stop()) {
-    auto claimed = store_->claim(owner_, lease);
+    auto claimed = store_->claim(router_.options().actor, owner_, lease);
     if (!claimed) {
       spdlog::warn("join store: cannot claim a decided group: {}", claimed.error().message);
       break;

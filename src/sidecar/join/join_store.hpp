@@ -42,6 +42,7 @@ namespace asya::sidecar::join {
 
 // One branch handed to put_branch().
 struct BranchIn {
+  std::string actor;  // the join actor storing it: only its replicas claim the group
   std::string group;
   std::size_t index = 0;
   std::size_t count = 0;
@@ -95,9 +96,10 @@ class JoinStore {
   // Decides every open group whose timeout passed before `now`; returns how many.
   virtual Result<std::size_t> expire(std::chrono::system_clock::time_point now) = 0;
 
-  // Leases one decided, unpublished group to `owner` for `lease` (one whose lease expired counts
-  // as unleased); nullopt when there is none.
-  virtual Result<std::optional<ClaimedGroup>> claim(std::string_view owner,
+  // Leases one decided, unpublished group of join actor `actor` to `owner` for `lease` (one whose
+  // lease expired counts as unleased); nullopt when there is none. Several join actors may share
+  // one store (nested joins, `asya up`'s one joins.db): each claims only its own groups.
+  virtual Result<std::optional<ClaimedGroup>> claim(std::string_view actor, std::string_view owner,
                                                     std::chrono::milliseconds lease) = 0;
 
   // Calls `each(index, failed, payload)` for every stored branch of `group` in index order; stops

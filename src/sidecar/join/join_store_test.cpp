@@ -46,6 +46,7 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
   static BranchIn branch(std::string group, std::size_t index, std::size_t count,
                          std::string_view payload, bool failed = false) {
     BranchIn b;
+    b.actor = "j";
     b.group = std::move(group);
     b.index = index;
     b.count = count;
@@ -72,7 +73,7 @@ TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothi
     EXPECT_EQ(store->counts()->decided, 1);  // (PostgreSQL: shared by the tests)
   }
 
-  auto claimed = store->claim("me", 1min);
+  auto claimed = store->claim("j", "me", 1min);
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
   EXPECT_EQ((*claimed)->group, g("g"));
   EXPECT_EQ((*claimed)->reason, DecidedBecause::kComplete);
@@ -84,7 +85,7 @@ TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothi
     return Status::Ok();
   }));
   EXPECT_EQ(seen, "0=0;1={\"one\":1};2=2;");
-  EXPECT_FALSE(store->claim("other", 1min)->has_value());  // leased to "me"
+  EXPECT_FALSE(store->claim("j", "other", 1min)->has_value());  // leased to "me"
   EXPECT_TRUE(*store->finish(g("g"), "me"));
   // A branch delivered again after the group was published starts no new group.
   EXPECT_EQ(store->put_branch(branch(g("g"), 0, 3, "0"))->outcome, PutOutcome::kAlreadyJoined);
@@ -97,14 +98,14 @@ TEST_P(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
   auto a = open();
   auto b = open();
   ASSERT_TRUE(a->put_branch(branch(g("g"), 0, 1, "0")).ok());
-  ASSERT_TRUE(a->claim("a", 1ms)->has_value());  // a "dies" holding it
+  ASSERT_TRUE(a->claim("j", "a", 1ms)->has_value());  // a "dies" holding it
   std::this_thread::sleep_for(5ms);
-  auto again = b->claim("b", 1min);
+  auto again = b->claim("j", "b", 1min);
   ASSERT_TRUE(again->has_value());
   EXPECT_FALSE(*a->finish(g("g"), "a"));  // the lease is b's now
   // b fails to publish and releases it: claimable again at once (retry_after 0).
   ASSERT_TRUE(b->release(g("g"), "b", 0ms));
-  auto third = a->claim("a", 1min);
+  auto third = a->claim("j", "a", 1min);
   ASSERT_TRUE(third->has_value());
   EXPECT_EQ((*third)->group, g("g"));
   EXPECT_TRUE(*a->finish(g("g"), "a"));
@@ -116,12 +117,25 @@ TEST_P(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   b.timeout = 1ms;
   ASSERT_TRUE(store->put_branch(b).ok());
   EXPECT_EQ(*store->expire(std::chrono::system_clock::now() + 1s), 1u);
-  auto claimed = store->claim("me", 1min);
+  auto claimed = store->claim("j", "me", 1min);
   ASSERT_TRUE(claimed->has_value());
   EXPECT_EQ((*claimed)->reason, DecidedBecause::kTimeout);
   EXPECT_EQ((*claimed)->missing, (std::vector<std::size_t>{0, 2, 3}));
   // A late branch of a decided group changes nothing.
   EXPECT_EQ(store->put_branch(branch(g("t"), 2, 4, "2"))->outcome, PutOutcome::kAlreadyJoined);
+}
+
+TEST_P(JoinStoreTest, AJoinActorClaimsOnlyItsOwnGroups) {
+  // Nested joins (and `asya up`) put several join actors in one store.
+  auto store = open();
+  BranchIn inner = branch(g("inner"), 0, 1, "1");
+  inner.actor = "inner-join";
+  ASSERT_EQ(store->put_branch(inner)->outcome, PutOutcome::kCompleted);
+  EXPECT_FALSE(store->claim("outer-join", "o", 1min)->has_value());
+  auto mine = store->claim("inner-join", "i", 1min);
+  ASSERT_TRUE(mine->has_value());
+  EXPECT_EQ((*mine)->group, g("inner"));
+  EXPECT_TRUE(*store->finish(g("inner"), "i"));
 }
 
 TEST_P(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
@@ -140,7 +154,8 @@ TEST_P(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
     make_join_store(o);
     FAIL() << "no error";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("registered schemes: postgres, postgresql, sqlite"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("registered schemes: postgres, postgresql, sqlite"),
+              std::string::npos)
         << e.what();
   }
 }

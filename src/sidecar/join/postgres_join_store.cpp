@@ -24,10 +24,13 @@ std::int64_t to_ms(Clock::time_point t) {
 constexpr const char* kSchema = R"sql(
 SELECT pg_advisory_xact_lock(7261737962);
 CREATE TABLE IF NOT EXISTS asya_join_groups(
-  group_id TEXT PRIMARY KEY, count BIGINT NOT NULL, stored BIGINT NOT NULL DEFAULT 0,
+  group_id TEXT PRIMARY KEY, actor TEXT NOT NULL, count BIGINT NOT NULL,
+  stored BIGINT NOT NULL DEFAULT 0,
   head TEXT NOT NULL, expires_ms BIGINT, state INT NOT NULL DEFAULT 0, reason INT,
   owner TEXT, lease_until_ms BIGINT NOT NULL DEFAULT 0, decided_ms BIGINT);
 CREATE INDEX IF NOT EXISTS asya_join_groups_by_state ON asya_join_groups(state, expires_ms);
+CREATE INDEX IF NOT EXISTS asya_join_groups_by_actor
+  ON asya_join_groups(actor, state, lease_until_ms);
 CREATE TABLE IF NOT EXISTS asya_join_branches(
   group_id TEXT NOT NULL, idx BIGINT NOT NULL, failed BOOLEAN NOT NULL, payload TEXT NOT NULL,
   PRIMARY KEY(group_id, idx));
@@ -87,11 +90,12 @@ class PostgresJoinStore final : public JoinStore {
     Status st = transaction([&]() -> Status {
       auto inserted = exec(
           "insert group",
-          "INSERT INTO asya_join_groups(group_id, count, head, expires_ms) VALUES($1,$2,$3,$4) "
-          "ON CONFLICT (group_id) DO NOTHING",
+          "INSERT INTO asya_join_groups(group_id, count, head, expires_ms, actor) "
+          "VALUES($1,$2,$3,$4,$5) ON CONFLICT (group_id) DO NOTHING",
           {b.group, std::to_string(b.count), std::string(b.head),
            b.timeout.count() > 0 ? Param(std::to_string(to_ms(Clock::now()) + b.timeout.count()))
-                                 : Param()});
+                                 : Param(),
+           b.actor});
       if (!inserted) return inserted.error();
       auto group = exec("lock group",
                         "SELECT count, stored, state FROM asya_join_groups WHERE group_id = $1 "
@@ -155,7 +159,7 @@ class PostgresJoinStore final : public JoinStore {
     return expired;
   }
 
-  Result<std::optional<ClaimedGroup>> claim(std::string_view owner,
+  Result<std::optional<ClaimedGroup>> claim(std::string_view actor, std::string_view owner,
                                             std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
     std::optional<ClaimedGroup> claimed;
@@ -163,8 +167,9 @@ class PostgresJoinStore final : public JoinStore {
       const std::int64_t now = to_ms(Clock::now());
       auto pick = exec("pick decided group",
                        "SELECT group_id, reason, count, head FROM asya_join_groups "
-                       "WHERE state = 1 AND lease_until_ms <= $1 LIMIT 1 FOR UPDATE SKIP LOCKED",
-                       {std::to_string(now)});
+                       "WHERE actor = $2 AND state = 1 AND lease_until_ms <= $1 "
+                       "LIMIT 1 FOR UPDATE SKIP LOCKED",
+                       {std::to_string(now), std::string(actor)});
       if (!pick) return pick.error();
       if ((*pick)->rows() == 0) return Status::Ok();
       ClaimedGroup g;

@@ -24,10 +24,12 @@ std::int64_t to_ms(Clock::time_point t) {
 
 constexpr const char* kSchema = R"sql(
 CREATE TABLE IF NOT EXISTS join_groups(
-  group_id TEXT PRIMARY KEY, count INTEGER NOT NULL, stored INTEGER NOT NULL DEFAULT 0,
+  group_id TEXT PRIMARY KEY, actor TEXT NOT NULL, count INTEGER NOT NULL,
+  stored INTEGER NOT NULL DEFAULT 0,
   head TEXT NOT NULL, expires_ms INTEGER, state INTEGER NOT NULL DEFAULT 0, reason INTEGER,
   owner TEXT, lease_until_ms INTEGER NOT NULL DEFAULT 0, decided_ms INTEGER);
 CREATE INDEX IF NOT EXISTS join_groups_by_state ON join_groups(state, expires_ms);
+CREATE INDEX IF NOT EXISTS join_groups_by_actor ON join_groups(actor, state, lease_until_ms);
 CREATE TABLE IF NOT EXISTS join_branches(
   group_id TEXT NOT NULL, idx INTEGER NOT NULL, failed INTEGER NOT NULL, payload BLOB NOT NULL,
   PRIMARY KEY(group_id, idx)) WITHOUT ROWID;
@@ -120,8 +122,9 @@ class SqliteJoinStore final : public JoinStore {
                                    b.group, b.index, b.count, count)};
       } else if (rc == SQLITE_DONE) {
         Statement insert(db_,
-                         "INSERT INTO join_groups(group_id, count, head, expires_ms) "
-                         "VALUES(?1, ?2, ?3, ?4)");
+                         "INSERT INTO join_groups(group_id, count, head, expires_ms, actor) "
+                         "VALUES(?1, ?2, ?3, ?4, ?5)");
+        insert.text(5, b.actor);
         insert.text(1, b.group).integer(2, static_cast<std::int64_t>(b.count)).text(3, b.head);
         if (b.timeout.count() > 0)
           insert.integer(4, to_ms(Clock::now()) + b.timeout.count());
@@ -184,7 +187,7 @@ class SqliteJoinStore final : public JoinStore {
     return expired;
   }
 
-  Result<std::optional<ClaimedGroup>> claim(std::string_view owner,
+  Result<std::optional<ClaimedGroup>> claim(std::string_view actor, std::string_view owner,
                                             std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
     std::optional<ClaimedGroup> claimed;
@@ -192,8 +195,8 @@ class SqliteJoinStore final : public JoinStore {
       const std::int64_t now = to_ms(Clock::now());
       Statement pick(db_,
                      "SELECT group_id, reason, count, head FROM join_groups "
-                     "WHERE state = 1 AND lease_until_ms <= ?1 LIMIT 1");
-      pick.integer(1, now);
+                     "WHERE actor = ?2 AND state = 1 AND lease_until_ms <= ?1 LIMIT 1");
+      pick.integer(1, now).text(2, actor);
       int rc = pick.step();
       if (rc == SQLITE_DONE) return Status::Ok();
       if (rc != SQLITE_ROW) return error("pick decided group");
