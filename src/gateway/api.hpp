@@ -42,6 +42,9 @@ struct ApiOptions {
   // ASYA_GATEWAY_INSTANCE_ID: repeated as "instance" in the /healthz and /readyz answers, so the
   // process that started this gateway knows it reached this one (empty: not included).
   std::string instance_id;
+  // ASYA_GATEWAY_TRACE_MAX_SPANS and ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the
+  // gateway keeps (POST /v1/traces).
+  SpanLimits span_limits;
 };
 
 class McpEndpoint;
@@ -78,6 +81,13 @@ class Api {
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
                                                          const std::string& id);
   http::Response list_tools();
+  // POST /v1/traces (rest_traces.cpp): OTLP/HTTP JSON spans of this gateway's jobs, kept in the
+  // job store; answers an ExportTraceServiceResponse (partialSuccess names rejected spans).
+  boost::asio::awaitable<http::Response> receive_traces(const http::Request& request);
+  // GET /envelopes/{id}/trace (rest_traces.cpp): the job's spans ordered by start.
+  boost::asio::awaitable<http::Response> get_trace(const std::string& id);
+  // GET /envelopes?status=&tool=&limit=&cursor= (rest_jobs.cpp): recent jobs, newest first.
+  boost::asio::awaitable<http::Response> list_envelopes(const http::Request& request);
 
   Service& service_;
   ApiOptions options_;
@@ -112,6 +122,11 @@ std::string sse_event(const std::string& job_id, const Update& update);
 // wrapped as {"result": value}) plus one text item; isError with the error text on failure.
 boost::json::object call_result(const Job& job);
 boost::json::object error_result(const std::string& message);
+// The `_meta` key naming the job of a tool call answer (MCP CallToolResult, REST body), so a
+// client can follow it (GET /envelopes/{id}, /trace); REST also sends the Asya-Job-Id header.
+inline constexpr const char* kJobIdMetaKey = "asya.sh/job_id";
+// {"asya.sh/job_id": job_id}.
+boost::json::object job_meta(const std::string& job_id);
 // The answer of an async tool: text JSON {"job_id", "status_url", "stream_url"}; "stream_url"
 // (GET /envelopes/{id}/stream) is advertised only for a tool with `progress: true`, as in the
 // published design (the endpoint itself serves every job).
