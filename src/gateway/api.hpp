@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/actors/actor_monitor.hpp"
 #include "gateway/http/http.hpp"
 #include "gateway/service.hpp"
 
@@ -45,6 +46,8 @@ struct ApiOptions {
   // ASYA_GATEWAY_TRACE_MAX_SPANS and ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the
   // gateway keeps (POST /v1/traces).
   SpanLimits span_limits;
+  // GET /actors sampling (actors/actor_monitor.hpp); status_file from ASYA_GATEWAY_STATUS_FILE.
+  ActorMonitorOptions actor_monitor;
 };
 
 class McpEndpoint;
@@ -54,6 +57,7 @@ class Endpoint;
 
 class Api {
  public:
+  // Starts sampling the actors (GET /actors) on the service's io_context.
   Api(Service& service, ApiOptions options);
   ~Api();
 
@@ -92,7 +96,8 @@ class Api {
   Service& service_;
   ApiOptions options_;
   std::unique_ptr<McpEndpoint> mcp_;
-  std::unique_ptr<a2a::Endpoint> a2a_;  // /a2a and the agent card (a2a/a2a.hpp)
+  std::unique_ptr<a2a::Endpoint> a2a_;    // /a2a and the agent card (a2a/a2a.hpp)
+  std::unique_ptr<ActorMonitor> actors_;  // GET /actors
 };
 
 // Shared by REST and MCP.
@@ -101,6 +106,11 @@ namespace api {
 // Whether a request with this Origin header may be served: no Origin, a localhost origin, or one
 // listed in options.allowed_origins.
 bool origin_allowed(const ApiOptions& options, const std::string& origin);
+// Whether `origin` is the origin of the page the request came from on this very server:
+// "http(s)://" + the Host header, for a Host that is an IP literal, localhost or a name listed in
+// options.allowed_hosts (not merely accepted by "*": a DNS-rebinding page would pass that). So
+// the dashboard works on any name the gateway is reached by, without ALLOWED_ORIGINS.
+bool same_origin(const ApiOptions& options, const std::string& origin, const std::string& host);
 // Whether a request with this Host header may be served: none, an IP literal, localhost, or a
 // name in options.allowed_hosts (port ignored, case-insensitive).
 bool host_allowed(const ApiOptions& options, const std::string& host);

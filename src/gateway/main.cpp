@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
         static_cast<std::size_t>(env_int("ASYA_GATEWAY_TRACE_MAX_SPANS", 1000, 0, 1000000));
     api_options.span_limits.retention =
         env_duration("ASYA_GATEWAY_TRACE_RETENTION", std::chrono::hours(24));
+    api_options.actor_monitor.status_file = env_string("ASYA_GATEWAY_STATUS_FILE", "");
     if (api_options.span_limits.retention.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_TRACE_RETENTION must be positive (e.g. 24h)");
     api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));

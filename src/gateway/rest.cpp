@@ -5,6 +5,7 @@
 #include "common/log.hpp"
 #include "gateway/a2a/a2a.hpp"
 #include "gateway/api.hpp"
+#include "gateway/dashboard/assets.hpp"
 #include "gateway/mcp/mcp.hpp"
 #include "gateway/raw_json.hpp"
 
@@ -67,7 +68,10 @@ Api::Api(Service& service, ApiOptions options)
     : service_(service),
       options_(std::move(options)),
       mcp_(std::make_unique<McpEndpoint>(service, options_)),
-      a2a_(std::make_unique<a2a::Endpoint>(service, options_)) {}
+      a2a_(std::make_unique<a2a::Endpoint>(service, options_)),
+      actors_(std::make_unique<ActorMonitor>(service, options_.actor_monitor)) {
+  actors_->start();
+}
 
 Api::~Api() = default;
 
@@ -102,6 +106,9 @@ awaitable<Response> Api::route(const http::Request& request) {
     co_return r;
   }
 
+  // The dashboard's static files need no token (they hold no data; its API calls do).
+  if (auto page = dashboard::serve(request)) co_return std::move(*page);
+
   auto parts = split_path(path);
   // POST /envelopes... are the sidecars' endpoints, except cancel, which clients call.
   // POST /v1/traces (OTLP spans from sidecars) is one too.
@@ -120,6 +127,11 @@ awaitable<Response> Api::route(const http::Request& request) {
   if (path == "/mcp") co_return co_await mcp_->handle(request);
   if (path == "/a2a" || path == "/.well-known/agent-card.json")
     co_return co_await a2a_->handle(request);
+  if (path == "/actors") {
+    if (method != "GET") co_return method_not_allowed(method, path, "GET");
+    json::object actors = co_await actors_->snapshot();
+    co_return Response::json(200, to_json_text(actors));
+  }
   if (path == "/tools") {
     co_return method == "GET" ? list_tools() : method_not_allowed(method, path, "GET");
   }
@@ -192,7 +204,7 @@ std::optional<Response> Api::refuse_cross_site(const http::Request& request) con
                            "clients use to ASYA_GATEWAY_ALLOWED_HOSTS)");
   }
   std::string origin = request.header("Origin");
-  if (!api::origin_allowed(options_, origin)) {
+  if (!api::origin_allowed(options_, origin) && !api::same_origin(options_, origin, host)) {
     return refuse(403, "Forbidden: Origin \"" + origin +
                            "\" is not allowed (localhost origins are; add others to "
                            "ASYA_GATEWAY_ALLOWED_ORIGINS)");
