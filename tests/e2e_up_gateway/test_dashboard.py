@@ -175,6 +175,17 @@ def test_actors_tool_form_job_progress_result_and_trace(up, browser, tmp_path):
                      what="an empty list of failed jobs")
     browser.screenshot(tmp_path / "jobs.png")
 
+    # A failed job's page shows the error and the handler's traceback.
+    status, headers, _ = request(url + "/tools/call", CLIENT_TOKEN,
+                                 {"name": "greet", "arguments": {"name": "crash"}, "async": True})
+    assert status == 200
+    failed_id = headers["Asya-Job-Id"]
+    browser.evaluate(f"location.hash = '#/jobs/{failed_id}'")
+    browser.wait_for("!!document.getElementById('job-traceback')", timeout=90, what="the traceback")
+    assert "ValueError: cannot greet crash" in browser.evaluate("document.getElementById('job-error').textContent")
+    assert "Traceback" in browser.evaluate("document.getElementById('job-traceback').textContent")
+    browser.screenshot(tmp_path / "failed-job.png")
+
     # The page ran under its Content-Security-Policy without a violation or an error.
     problems = [m for m in browser.console_messages() if "Content Security Policy" in m or "exception" in m]
     assert problems == []

@@ -10,4 +10,6 @@ def prepare(payload):
 
 def finish(payload):
     time.sleep(1.5)
+    if payload["name"] == "crash":
+        raise ValueError("cannot greet " + payload["name"])
     return {"greeting": "hello " + payload["name"], "times": payload.get("times", 1)}
