@@ -74,7 +74,7 @@ def test_500_items_through_a_batch_actor_are_each_settled_alone(asya_on, tmp_pat
     assert max(sizes) <= BATCHING["maxSize"]
 
 
-@pytest.mark.parametrize("victim", ["sidecar", "runtime"])
+@pytest.mark.parametrize("victim", ["sidecar", "runtime", "both"])
 def test_a_kill_in_the_middle_of_a_batch_loses_no_item(asya_on, tmp_path, victim):
     asya = asya_on
     hold = tmp_path / "held"
@@ -84,9 +84,11 @@ def test_a_kill_in_the_middle_of_a_batch_loses_no_item(asya_on, tmp_path, victim
     assert len(held["ns"]) >= 2
     processes = [p for p in asya.actor("batcher")["processes"] if p["running"]]
     assert processes, asya.actor("batcher")
-    pid = processes[0][victim]
-    assert pid
-    os.kill(pid, signal.SIGKILL)
+    victims = ["sidecar", "runtime"] if victim == "both" else [victim]
+    pids = [processes[0][v] for v in victims]
+    assert all(pids), processes
+    for pid in pids:
+        os.kill(pid, signal.SIGKILL)
     killed = time.monotonic()
     wait_for(lambda: len(ended(asya)) >= 40, KILL_BOUND[asya.transport] + MARGIN + 60,
              f"every item to end after the {victim} was killed mid-batch")
