@@ -183,9 +183,11 @@ Result<PodContainers> pod_containers(const manifest::Actor& a, std::string_view 
       for (const auto& var : manifest::runtime_environment(a)) {
         if (container->contains("env")) {
           auto& list = container->at("env").as_array();
-          std::erase_if(list, [&](const json::value& e) {
-            return e.as_object().at("name").as_string() == var.name;
-          });
+          list.erase(std::remove_if(list.begin(), list.end(),
+                                    [&](const json::value& e) {
+                                      return e.as_object().at("name").as_string() == var.name;
+                                    }),
+                     list.end());
         }
         add_env(*container, env(var.name, *var.literal()));
       }
