@@ -58,3 +58,34 @@ def test_the_manifest_serves_classify_batch_with_batching():
     text = (EXAMPLE / "classify.yaml").read_text()
     assert "value: classifier.classify_batch" in text
     assert "batching:" in text and "maxSize: 32" in text and "maxWait: 10ms" in text
+
+
+def test_the_example_answers_through_asya_up_with_batching_wired(asya, repo):
+    """`asya up examples/batched-model`: spec.batching reaches the sidecar (ASYA_BATCH_*) and the
+    runtime (ASYA_HANDLER_BATCH=true), and every message sent gets its own classified result."""
+    from local_harness import process_environment, wait_for
+    asya.env["ASYA_PYTHON"] = sys.executable  # the interpreter with torch
+    asya.up_detached(repo / "examples" / "batched-model", "--no-gateway")
+    out = asya.send("classify", "--payload", '{"text": "a batch of one"}', "--wait", "--timeout", 180,
+                    timeout=240)
+    [first] = [json.loads(line) for line in out.stdout.splitlines()]
+    expected = classifier.classify({"text": "a batch of one"})
+    assert first["payload"]["text"] == "a batch of one"
+    assert first["payload"]["label"] == expected["label"]
+    assert first["payload"]["score"] == pytest.approx(expected["score"], abs=1e-4)
+    replica = asya.actor("classify")["processes"][0]
+    runtime_env = process_environment(replica["runtime"])
+    sidecar_env = process_environment(replica["sidecar"])
+    assert runtime_env["ASYA_HANDLER_BATCH"] == "true"
+    assert runtime_env["ASYA_HANDLER"] == "classifier.classify_batch"
+    assert (sidecar_env["ASYA_BATCH_MAX_SIZE"], sidecar_env["ASYA_BATCH_MAX_WAIT"]) == ("32", "10ms")
+    # Several messages at once: each gets its own result (one per payload, none mixed up).
+    texts = ["message %d" % i for i in range(12)]
+    for text in texts:
+        asya.send("classify", "--payload", json.dumps({"text": text}))
+    wait_for(lambda: len(asya.results()) == 1 + len(texts), 180, "13 results")
+    by_text = {r["payload"]["text"]: r["payload"] for r in asya.results().values()}
+    for text in texts:
+        expected = classifier.classify({"text": text})
+        assert by_text[text]["label"] == expected["label"]
+        assert by_text[text]["score"] == pytest.approx(expected["score"], abs=1e-4)
