@@ -4,7 +4,8 @@ directly, one classify_batch() call per batch, in this process (no queue, no sid
 
 Reads commands from stdin, one per line, and answers each with one JSON line on stdout:
 
-    <batch size> <seconds>   → {"batch": n, "items_per_s": x, "calls": c, "ms_per_call": m}
+    <batch size> <seconds>   → {"batch": n, "items_per_s": x, "calls": c, "ms_per_call": m,
+                                "cpu_ms_per_item": the CPU time of this process per item}
 
 The payloads are those bench_queue sends ({"t": 0, "message": 64 x's}), so the model does the same
 work per item as behind asya. The model is built once, at start ("ready" is printed then), so
@@ -29,15 +30,17 @@ def measure(size, seconds):
     classifier.classify_batch(batch)  # warm-up: oneDNN prepares its kernels for this shape
     calls = 0
     start = time.perf_counter()
+    cpu_start = time.process_time()
     while True:
         out = classifier.classify_batch([dict(p) for p in batch])
         calls += 1
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
             break
+    cpu = time.process_time() - cpu_start
     assert len(out) == size
     return {"batch": size, "items_per_s": calls * size / elapsed, "calls": calls,
-            "ms_per_call": elapsed / calls * 1000.0}
+            "ms_per_call": elapsed / calls * 1000.0, "cpu_ms_per_item": cpu / (calls * size) * 1000.0}
 
 
 def main():
