@@ -183,11 +183,8 @@ Result<PodContainers> pod_containers(const manifest::Actor& a, std::string_view 
       for (const auto& var : manifest::runtime_environment(a)) {
         if (container->contains("env")) {
           auto& list = container->at("env").as_array();
-          list.erase(std::remove_if(list.begin(), list.end(),
-                                    [&](const json::value& e) {
-                                      return e.as_object().at("name").as_string() == var.name;
-                                    }),
-                     list.end());
+          for (auto it = list.begin(); it != list.end();)
+            it = it->as_object().at("name").as_string() == var.name ? list.erase(it) : it + 1;
         }
         add_env(*container, env(var.name, *var.literal()));
       }

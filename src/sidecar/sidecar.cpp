@@ -375,9 +375,11 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
     std::replace(slot.batch.begin(), slot.batch.end(), &delivery,
                  static_cast<const transport::Delivery*>(nullptr));
   }
-  if (decision.runtime_unhealthy && !stop_.stopping()) {
-    spdlog::error("runtime timed out after ASYA_RUNTIME_TIMEOUT={}: stopping the sidecar (exit {})",
-                  format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
+  if (decision.runtime_unhealthy) {
+    if (stop_.exit_code() != kExitRuntimeTimeout)  // once for all the items of a batch
+      spdlog::error(
+          "runtime timed out after ASYA_RUNTIME_TIMEOUT={}: stopping the sidecar (exit {})",
+          format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
     stop_.request(kExitRuntimeTimeout);
   }
   if (decision.wait_for_runtime) {

@@ -102,3 +102,27 @@ def envelope_edit(envelope):
     else:
         raise ValueError("unknown edit %r" % (edit,))
     return out
+
+
+def batch_mixed(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): per payload {"do": ...}: "echo" -> {"n": n},
+    "abort" -> None, "fail" -> a ValueError("item n failed") instance, "fanout" -> two outputs
+    {"n": n, "i": 0|1}. Any payload "raise" makes the whole call raise ValueError("batch failed");
+    any "short" returns one result too few."""
+    dos = [p.get("do") for p in payloads]
+    if "raise" in dos:
+        raise ValueError("batch failed")
+    results = []
+    for p in payloads:
+        do, n = p.get("do"), p.get("n")
+        if do == "abort":
+            results.append(None)
+        elif do == "fail":
+            results.append(ValueError("item %s failed" % n))
+        elif do == "fanout":
+            results.append([{"n": n, "i": 0}, {"n": n, "i": 1}])
+        else:
+            results.append({"n": n})
+    if "short" in dos:
+        results.pop()
+    return results
