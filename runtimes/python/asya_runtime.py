@@ -114,6 +114,7 @@ __all__ = [
     "error_response",
     "handle_request",
     "HandlerError",
+    "call_batch",
     "call_envelope",
     "call_payload",
     "check",
@@ -1191,6 +1192,34 @@ def call_envelope(handler, envelope, mode="envelope", enable_validation=True, ra
     return _testing_respond(handler, envelope, mode, enable_validation, raise_on_error)
 
 
+def call_batch(handler, batch, route=None, headers=None):
+    """Calls a batch handler (ASYA_HANDLER_BATCH=true, payload mode) the way the runtime does
+    with one batch of payloads; returns one answer per payload, in order: the list of its outputs
+    (``[]`` for an aborted item) or, for a failed item, the one-element error list
+    ``[{"error", "details": {"message", "type", "traceback"}}]`` the sidecar would get (never
+    raised: the other items' answers stand). `route` and `headers` are those of every input, as
+    in call_payload()."""
+    if isinstance(handler, str):
+        handler = load_handler(handler)
+    elif not callable(handler):
+        raise TypeError("handler must be a callable or an ASYA_HANDLER string, got %s" % type(handler).__name__)
+    if route is None:
+        route = {"actors": ["handler"], "current": 0}
+    elif isinstance(route, (list, tuple)):
+        route = {"actors": list(route), "current": 0}
+    envelopes = []
+    for position, payload in enumerate(batch):
+        envelope = {"id": "test-%d" % (position + 1), "route": route, "payload": payload}
+        if headers is not None:
+            envelope["headers"] = headers
+        envelopes.append(envelope)
+    try:
+        body = json.dumps(envelopes, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError("the test's payloads cannot be sent as JSON (the sidecar sends JSON): %s" % exc)
+    return json.loads(Runtime(handler, "payload", True, handler_thread_safe=True, batch=True).handle(body))
+
+
 def payloads(outputs):
     """The payloads of call_payload()/call_envelope() outputs, in order."""
     return [output["payload"] for output in outputs]
@@ -1200,7 +1229,7 @@ testing = types.ModuleType(
     __name__ + ".testing",
     "Call a handler exactly as the Asya runtime would, in unit tests (see asya_runtime.call_payload).",
 )
-testing.__all__ = ["HandlerError", "call_payload", "call_envelope", "payloads"]
+testing.__all__ = ["HandlerError", "call_payload", "call_envelope", "call_batch", "payloads"]
 for _name in testing.__all__:
     setattr(testing, _name, globals()[_name])
 del _name

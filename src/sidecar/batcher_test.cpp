@@ -168,6 +168,27 @@ TEST_F(BatcherTest, GatherStopsAtMaxWaitAfterTheFirstMessage) {
   EXPECT_GE(gathered, 0.05);
 }
 
+// Like SQS: at most 10 messages per receive call, whatever is asked.
+class TenPerCallTransport : public FakeTransport {
+ public:
+  Result<std::vector<transport::Delivery>> receive(std::string_view queue, std::size_t max_messages,
+                                                   std::chrono::milliseconds wait) override {
+    ++calls;
+    return FakeTransport::receive(queue, std::min<std::size_t>(max_messages, 10), wait);
+  }
+  int calls = 0;
+};
+
+TEST_F(BatcherTest, GatherFillsABatchLargerThanOneReceiveWithSeveralCalls) {
+  TenPerCallTransport capped;
+  for (int i = 0; i < 40; ++i) capped.queues["asya-b"].push_back(envelope_for(std::to_string(i)));
+  auto batch = gather_batch(capped, "asya-b", {25, 10s}, 0ms);
+  ASSERT_TRUE(batch);
+  EXPECT_EQ(batch->size(), 25u);
+  EXPECT_EQ(capped.calls, 3);  // 10 + 10 + 5
+  EXPECT_EQ(capped.queues["asya-b"].size(), 15u);
+}
+
 TEST_F(BatcherTest, PartialFailureDecidesEachItemFromItsOwnAnswer) {
   FakeBatchRuntime runtime(socket_, [](const std::string&) {
     return std::string(R"([[{"payload":{"ok":0},"route":{"actors":["b","c"],"current":1}}],)"

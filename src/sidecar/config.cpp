@@ -201,6 +201,7 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
                                             a killed sidecar's messages come back after it
   ASYA_BATCH_MAX_SIZE         1             envelopes per runtime call (1-4096; 1 = no batching);
                                             above 1 the runtime must accept batches
+                                            (Python runtime: ASYA_HANDLER_BATCH=true)
   ASYA_BATCH_MAX_WAIT         10ms          longest wait for more envelopes after the first (only
                                             while more are ready; <= ASYA_RUNTIME_TIMEOUT)
 

@@ -3,8 +3,8 @@
 
 #include <algorithm>
 #include <cstdio>
-#include <string>
 #include <iostream>
+#include <string>
 
 #include "common/env.hpp"
 #include "common/log.hpp"

@@ -126,3 +126,25 @@ def batch_mixed(payloads):
     if "short" in dos:
         results.pop()
     return results
+
+
+def batch_envelopes(envelopes):
+    """An envelope-mode batch handler (Python only): per envelope, payload {"do": ...}: "next" ->
+    the envelope with route.current + 1, "abort" -> None, "past" -> an output that changes the
+    route's past (rejected for that item alone), "fail" -> a KeyError instance."""
+    results = []
+    for envelope in envelopes:
+        do = envelope["payload"].get("do")
+        if do == "abort":
+            results.append(None)
+        elif do == "fail":
+            results.append(KeyError("missing"))
+        else:
+            out = dict(envelope)
+            route = dict(envelope["route"])
+            route["current"] = route.get("current", 0) + 1
+            if do == "past":
+                route["actors"] = ["hacked"] + route["actors"][1:]
+            out["route"] = route
+            results.append(out)
+    return results

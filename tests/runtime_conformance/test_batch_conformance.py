@@ -109,3 +109,20 @@ def test_many_batches_on_one_connection(start_runtime):
             request = [item(round_ * 10 + k, "echo") for k in range(10)]
             answers = connection.call_raw(json.dumps(request).encode())
             assert [a[0]["payload"]["n"] for a in answers] == [round_ * 10 + k for k in range(10)]
+
+
+def test_python_envelope_mode_batch_answers_each_envelope_alone(python_runtime):
+    runtime = python_runtime("conformance_handlers.batch_envelopes", mode="envelope", env=BATCH)
+    request = [item(0, "next", headers={"h": "0"}), item(1, "abort"), item(2, "past"), item(3, "fail")]
+    with runtime.connect() as connection:
+        answers = connection.call_raw(json.dumps(request).encode())
+    assert len(answers) == 4, answers
+    assert len(answers[0]) == 1
+    assert answers[0][0]["route"] == {"actors": ["batch", "next"], "current": 1}
+    assert answers[0][0]["headers"] == {"h": "0"}
+    assert answers[0][0]["payload"] == {"n": 0, "do": "next"}
+    assert answers[1] == []
+    assert answers[2][0]["error"] == "processing_error"
+    assert answers[2][0]["details"]["type"] == "InvalidHandlerResult"
+    assert "changes the route's past" in answers[2][0]["details"]["message"]
+    assert_processing_error(answers[3], "KeyError", "'missing'")

@@ -73,3 +73,21 @@ def test_a_runtime_without_batch_support_stops_the_sidecar_with_exit_2(cluster):
     assert "ASYA_BATCH_MAX_SIZE=16" in lines[0]["msg"] and actor.socket in lines[0]["msg"]
     # Nothing was taken: the message is still there for a runtime that can take it.
     assert cluster.queues.collect("asya-echo", 1)[0]["json"]["id"] == "kept"
+
+
+def test_a_batch_held_past_the_visibility_timeout_keeps_every_lease(cluster):
+    # Five messages in one batch whose handler takes 6 s, three times ASYA_VISIBILITY_TIMEOUT: the
+    # lease keeper extends the lease of every item of the batch, so none is delivered again.
+    for i in range(5):
+        cluster.queues.send("asya-echo", envelope("m%d" % i, ["echo"], payload={"i": i, "sleep": 6}))
+    actor = cluster.actor("echo", "batch_echo", env=dict(BATCH_ENV, ASYA_VISIBILITY_TIMEOUT="2s"))
+    happy = cluster.queues.collect(HAPPY, 5, timeout=60)
+    assert sorted(m["json"]["id"] for m in happy) == ["m%d" % i for i in range(5)]
+    batches = recorded_batches(cluster)
+    assert sorted(i for b in batches for i in b["ids"]) == list(range(5)), batches  # each item once
+    text = actor.metrics()
+    assert 'asya_actor_redeliveries_total{queue="asya-echo",transport="%s"} 0' % cluster.transport \
+        in text.splitlines()
+    extended = [v for labels, v in metric_samples(text)["asya_actor_lease_extensions_total"]
+                if labels.get("result") == "ok"]
+    assert extended and extended[0] >= 5, extended  # at least one extension per item
