@@ -30,8 +30,9 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
         _, answer, _ = http_json("POST", gw.url + "/tools/call", {"name": "pipeline", "arguments": {"text": "w"}},
                                  gw.client_headers())
         job_id = answer["structuredContent"]["job_id"]
-        trace_id, spans = pipeline_spans(job_id, ["first", "second"], queue_wait_ms=4, handler_ms=30,
-                                         publish_ms=2, fan_out=(0, 2))
+        job = http_json("GET", f"{gw.url}/envelopes/{job_id}", headers=gw.client_headers())[1]
+        trace_id, spans = pipeline_spans(job_id, ["first", "second"], trace_id=job["trace_id"], queue_wait_ms=4,
+                                         handler_ms=30, publish_ms=2, fan_out=(0, 2))
         assert http_json("POST", gw.url + "/envelopes", {"id": f"{job_id}-1", "parent_id": job_id},
                          gw.internal_headers())[0] == 201
         assert http_json("POST", gw.url + "/v1/traces", export_request(spans))[0:2] == (200, {})
