@@ -30,6 +30,8 @@ class ActorReader : public FieldReader {
   void read_retry(const YAML::Node& node, int line, Actor& actor);
   // join_reader.cpp
   void read_join(const YAML::Node& node, int line, Actor& actor);
+  // batching_reader.cpp: spec.batching (after spec.timeout: maxWait is checked against it)
+  void read_batching(const YAML::Node& node, int line, Actor& actor);
   // workload_reader.cpp
   void read_workload(const YAML::Node& node, int line, Actor& actor);
   std::optional<Container> read_container(const YAML::Node& node, const std::string& field,

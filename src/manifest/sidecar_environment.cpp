@@ -57,6 +57,16 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_JOIN_ON_TIMEOUT", actor.join->on_timeout);
     if (!options.join_store.empty()) set("ASYA_JOIN_STORE", options.join_store);
   }
+  if (actor.batching) {
+    set("ASYA_BATCH_MAX_SIZE", std::to_string(actor.batching->max_size));
+    set("ASYA_BATCH_MAX_WAIT", format_duration(actor.batching->max_wait));
+  }
+  return out;
+}
+
+Environment runtime_environment(const Actor& actor) {
+  Environment out;
+  if (actor.batching) out.push_back({"ASYA_HANDLER_BATCH", std::string("true")});
   return out;
 }
 
@@ -81,7 +91,9 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_JOIN",
                                                     "ASYA_JOIN_TIMEOUT",
                                                     "ASYA_JOIN_ON_TIMEOUT",
-                                                    "ASYA_JOIN_STORE"};
+                                                    "ASYA_JOIN_STORE",
+                                                    "ASYA_BATCH_MAX_SIZE",
+                                                    "ASYA_BATCH_MAX_WAIT"};
   return kNames;
 }
 

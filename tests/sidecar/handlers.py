@@ -160,3 +160,18 @@ def score_slow(payload):
     """score() after 10 ms, so a test can kill processes while groups are half stored."""
     time.sleep(0.01)
     return score(payload)
+
+
+def batch_echo(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): records each batch as a marker
+    batch-<ns>-<thread> holding {"ids", "start", "end"} after sleeping payload["sleep"] (of the
+    first item, default 0); an item with "fail" fails alone (a ValueError instance), others echo."""
+    import json
+    import threading
+
+    start = time.monotonic()
+    time.sleep(float(payloads[0].get("sleep", 0)))
+    _mark("batch-%d-%d" % (time.time_ns(), threading.get_ident()),
+          json.dumps({"ids": [p.get("i") for p in payloads], "start": start, "end": time.monotonic(),
+                      "thread": threading.get_ident()}))
+    return [ValueError("item %s failed" % p.get("i")) if p.get("fail") else p for p in payloads]

@@ -70,7 +70,7 @@ JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const 
 std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Router& router,
                                            transport::Transport& transport,
                                            std::chrono::milliseconds runtime_timeout,
-                                           BeforeSend before_send) {
+                                           std::function<GatewayReporter*()> reporter) {
   JoinStoreOptions options;
   options.url = config.store_url;
   options.environment = process_environment();
@@ -78,6 +78,13 @@ std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Route
   spdlog::info("join actor: store {} ({}), timeout {}, on timeout {}", config.store_url,
                store->name(), format_duration(config.timeout),
                config.on_timeout == OnTimeout::kError ? "error" : "partial");
+  // As a fan-out announcement (sidecar.cpp): at most 2 s per try, 2 tries.
+  BeforeSend before_send = [reporter = std::move(reporter)](const envelope::Envelope& in,
+                                                            const ClaimedGroup& group) {
+    GatewayReporter* r = reporter ? reporter() : nullptr;
+    if (r && tracked_by_gateway(in.route_metadata_raw))
+      announce_join(*r, in, group, std::chrono::seconds(2), 2);
+  };
   return std::make_unique<JoinActor>(config, std::move(store), router, transport, runtime_timeout,
                                      std::move(before_send));
 }

@@ -51,11 +51,13 @@ class JoinActor {
             transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
             BeforeSend before_send = {});
 
-  // Opens the store config.store_url names (make_join_store: throws ConfigError) and the actor.
+  // Opens the store config.store_url names (make_join_store: throws ConfigError) and the actor;
+  // when `reporter()` gives a gateway reporter, a joined group of a gateway job is announced to
+  // it (announce_join) before the join's outputs are sent.
   static std::unique_ptr<JoinActor> open(const JoinConfig& config, const Router& router,
                                          transport::Transport& transport,
                                          std::chrono::milliseconds runtime_timeout,
-                                         BeforeSend before_send);
+                                         std::function<GatewayReporter*()> reporter);
 
   // Decides a branch message `in` that reached this join (before_runtime found nothing wrong):
   // stores it and acks (no sends), nacks with a backoff when the store failed, or sends it to
@@ -63,7 +65,15 @@ class JoinActor {
   Decision on_branch(const transport::Delivery& delivery, const envelope::Envelope& in);
 
   // Expires timed-out groups (at most once a second per process), then claims and publishes
-  // decided groups until none is left or `stop()` says so.
+  // decided groups until none is left or `stop.stopping()`. Sets `need_ready` when the runtime was
+  // unavailable (the worker waits for it again; the connection was closed already).
+  template <typename Stop>
+  PublishReport publish_decided(wire::RuntimeClient& client, wire::FrameBuffer& scratch,
+                                const Stop& stop, bool& need_ready) {
+    PublishReport report = publish_decided(client, scratch, [&] { return stop.stopping(); });
+    need_ready = need_ready || report.runtime_unavailable;
+    return report;
+  }
   PublishReport publish_decided(wire::RuntimeClient& client, wire::FrameBuffer& scratch,
                                 const std::function<bool()>& stop);
 
