@@ -148,6 +148,8 @@ Config load_config(const Environment& environment) {
     throw ConfigError(fmt::format(
         "ASYA_VISIBILITY_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 10m)",
         environment.string("ASYA_VISIBILITY_TIMEOUT", "")));
+  c.trace_collector = otlp::read_export_settings(environment, "asya-sidecar");
+  c.trace_process = otlp::read_process_settings(environment, "asya-sidecar");
   return c;
 }
 
@@ -190,6 +192,11 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_VISIBILITY_TIMEOUT     30s (end actors 10s)   lease of a received message; extended every
                                             third of it while the message is in progress, so
                                             a killed sidecar's messages come back after it
+  ASYA_OTLP_ENDPOINT          (empty)       OTLP/HTTP receiver for trace spans (http://host:4318);
+                                            also OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS,
+                                            _TIMEOUT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+                                            OTEL_BSP_* (docs/tracing.md). With ASYA_GATEWAY_URL the
+                                            spans of gateway jobs also go to the gateway
 
 Each transport reads its own variables (details in docs/configuration.md):
   sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),

@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "common/env.hpp"
+#include "common/otlp/export_settings.hpp"
 
 namespace asya::sidecar {
 
@@ -45,6 +47,10 @@ struct Config {
   // it (however long the runtime works), so it bounds how long the messages of a killed sidecar
   // stay invisible. Default kActorVisibility, kEndActorVisibility for end actors.
   std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
+  // Trace spans (docs/tracing.md): the collector from ASYA_OTLP_ENDPOINT / OTEL_* (nullopt: none),
+  // and the resource and batching limits of every export (also to the gateway's /v1/traces).
+  std::optional<otlp::ExportSettings> trace_collector;
+  otlp::ExportSettings trace_process;
 
   // Full queue names (prefix included).
   std::string input_queue() const { return queue_prefix + actor_name; }

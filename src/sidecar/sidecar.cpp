@@ -22,6 +22,7 @@
 #include "sidecar/metrics.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
+#include "sidecar/tracing.hpp"
 #include "wire/runtime_client.hpp"
 
 namespace asya::sidecar {
@@ -93,7 +94,8 @@ class Runner {
   Runner(const Config& config, std::unique_ptr<transport::Transport> transport)
       : config_(config),
         transport_(std::move(transport)),
-        metrics_(config.input_queue(), config.transport) {}
+        metrics_(config.input_queue(), config.transport),
+        tracing_(tracing_options(config)) {}
 
   int run();
 
@@ -134,6 +136,7 @@ class Runner {
   const Config& config_;
   std::unique_ptr<transport::Transport> transport_;
   Metrics metrics_;
+  Tracing tracing_;
   std::optional<Router> router_;
   std::unique_ptr<ResultStore> store_;
   std::optional<EndActor> end_actor_;
@@ -249,6 +252,7 @@ int Runner::run() {
     spdlog::warn("shutdown grace {} passed: nacked {} unfinished message(s)",
                  format_duration(config_.shutdown_grace), nacked);
     if (reporter_) reporter_->stop(std::chrono::milliseconds(1000));
+    tracing_.stop(std::chrono::milliseconds(500));
     spdlog::default_logger()->flush();
     // Workers are stuck in runtime calls; they cannot be joined. Leave without running
     // destructors that would wait for them.
@@ -259,6 +263,7 @@ int Runner::run() {
   lease_thread.join();
   signal_watcher.reset();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
+  tracing_.stop(std::chrono::seconds(2));
   if (server) server->stop();
   transport_->close();
   spdlog::info("sidecar stopped (exit code {})", exit_code);
@@ -343,6 +348,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 
   // Whether the gateway tracks this envelope: decided once, used for every report below.
   const bool tracked = reporter_ && parsed && tracked_by_gateway(parsed->route_metadata_raw);
+  Hop hop(tracing_, parsed ? &*parsed : nullptr, delivery, tracked);
   Decision decision;
   if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
     decision = std::move(*early);
@@ -377,6 +383,8 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),
                  delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
 
+  hop.stamp(decision);
+  hop.set_outcome(label(decision.status), decision.failure.label());
   execute(slot, delivery, parsed ? &*parsed : nullptr, decision, tracked);
   metrics_.processed(label(decision.status));
   metrics_.active_add(-1);
@@ -412,6 +420,8 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   }
   Decision decision =
       router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+  record_runtime_call(call_started, runtime_seconds,
+                      decision.failure ? decision.failure.label() : "ok");
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
     metrics_.runtime_error(decision.failure.label());
@@ -519,12 +529,15 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
+    record_publish(out.queue, seconds, st.ok());
     if (st) {
       metrics_.sent(out.queue, message_type_label(out.type));
       metrics_.envelope_size("sent", out.body.size());
     }
   };
+  const auto settle_started = Clock::now();
   Settlement settled = router_->settle(*transport_, delivery, in, decision, hooks);
+  record_settle(settle_started, settled.acked, settled.nacked);
   if (settled.too_large) {
     metrics_.failed(label(FailureCode::kMessageTooLarge));
     spdlog::warn("an output was refused by the transport as too large; sent to error-end instead");
@@ -542,15 +555,20 @@ void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
   metrics_.received();
   metrics_.active_add(1);
   metrics_.envelope_size("received", delivery.body.size());
+  Hop hop(tracing_, delivery);
   EndOutcome outcome = end_actor_->handle(delivery);
+  hop.set_outcome(label(outcome.status), outcome.failure.label());
   log::EnvelopeScope scope(outcome.id);
   {
     std::lock_guard lock(slot.mutex);
     if (!slot.abandoned) {
       if (outcome.then == Then::kAck && !outcome.final_body.empty())
         report(outcome.final_path, outcome.final_body);
+      const auto settle_started = Clock::now();
       Status st = outcome.then == Then::kAck ? transport_->ack(delivery)
                                              : transport_->nack(delivery, outcome.nack_delay);
+      record_settle(settle_started, st && outcome.then == Then::kAck,
+                    st && outcome.then == Then::kNack);
       if (!st)
         spdlog::error("{} failed: {}", outcome.then == Then::kAck ? "ack" : "nack", st.message());
     }
