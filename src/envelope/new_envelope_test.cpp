@@ -85,6 +85,7 @@ NewEnvelope valid_spec() {
                      .actors = {"ok"},
                      .route_metadata_json = {},
                      .headers = {},
+                     .sent_at = std::nullopt,
                      .deadline = std::nullopt,
                      .payload_json = "1"};
 }

@@ -143,7 +143,7 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   if (headers[1]) {
     if (auto sent = parse_rfc3339(*headers[1]); sent && *sent <= received_wall_) sent_at_ = *sent;
   }
-  const auto& options = tracing.options();
+  const auto& options = tracing_.options();
   attributes_ = {{"asya.actor", options.actor},
                  {"asya.replica", options.replica},
                  {"asya.envelope_id", in->id},

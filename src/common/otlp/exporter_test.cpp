@@ -19,7 +19,7 @@ std::vector<Span> spans(std::size_t n) {
     Span span;
     span.trace_id = new_trace_id();
     span.span_id = new_span_id();
-    span.name = "s" + std::to_string(i);
+    span.name = std::to_string(i);
     span.start_unix_nano = 1;
     span.end_unix_nano = 2;
     out.push_back(std::move(span));
@@ -76,8 +76,9 @@ TEST(Exporter, SendsBatchesOfOtlpJsonWithTheConfiguredHeaders) {
 }
 
 TEST(Exporter, AReceiverThatIsDownNeverBlocksAddAndDropsAreCounted) {
-  Exporter exporter(
-      options("http://127.0.0.1:" + std::to_string(closed_port()) + "/v1/traces", "t-down"));
+  Exporter exporter(options(
+      std::string("http://127.0.0.1:").append(std::to_string(closed_port())).append("/v1/traces"),
+      "t-down"));
   auto started = std::chrono::steady_clock::now();
   std::size_t queued = 0;
   for (int i = 0; i < 5; ++i) queued += exporter.add(spans(10));

@@ -42,7 +42,12 @@ class Receiver {
     ::close(fd_);
     thread_.join();
   }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1/traces"; }
+  std::string url() const {
+    std::string url = "http://127.0.0.1:";
+    url += std::to_string(port_);
+    url += "/v1/traces";
+    return url;
+  }
   void set_status(int status) { status_ = status; }
   std::vector<ReceivedRequest> requests() {
     std::lock_guard lock(mutex_);
@@ -73,8 +78,9 @@ class Receiver {
         std::lock_guard lock(mutex_);
         requests_.push_back({data.substr(0, head_end), data.substr(head_end + 4, length)});
       }
-      std::string reply = "HTTP/1.1 " + std::to_string(status_.load()) +
-                          " X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
+      std::string reply = "HTTP/1.1 ";
+      reply += std::to_string(status_.load());
+      reply += " X\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}";
       (void)::send(client, reply.data(), reply.size(), MSG_NOSIGNAL);
       ::close(client);
     }
