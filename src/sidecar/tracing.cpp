@@ -221,7 +221,10 @@ otlp::Span Hop::child(std::string name, otlp::SpanKind kind, SystemClock::time_p
 
 void Hop::stamp(Decision& decision) {
   if (!active_) return;
-  const auto now = SystemClock::now();
+  // Whole microseconds, as asya-sent-at says: the next hop (which starts then) never starts
+  // before its parent, the publish span.
+  const auto now = std::chrono::time_point_cast<SystemClock::duration>(
+      std::chrono::floor<std::chrono::microseconds>(SystemClock::now()));
   const std::string sent_at = format_rfc3339(now, Rfc3339Precision::kMicroseconds);
   for (Outgoing& out : decision.sends) {
     auto parsed = envelope::parse(out.body);
