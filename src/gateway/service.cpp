@@ -86,6 +86,7 @@ Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools
       transport_(std::move(transport)),
       metrics_(metrics),
       notifier_(io),
+      call_tracer_(options_.trace_collector, options_.trace_process),
       pool_(options_.blocking_threads),
       sweep_timer_(io) {}
 
@@ -110,6 +111,7 @@ void Service::stop() {
   store_->unwatch();
   sweep_timer_.cancel();
   pool_.join();
+  call_tracer_.stop(std::chrono::seconds(2));
 }
 
 awaitable<void> Service::sweep_loop() {
@@ -133,6 +135,7 @@ awaitable<void> Service::sweep_loop() {
 awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json,
                                                    CallOrigin origin) {
   std::string id = new_uuid();
+  const CallTracer::Call call = call_tracer_.begin();
   auto now = Clock::now();
   auto deadline = now + tool.timeout;
 
@@ -146,7 +149,8 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   spec.id = id;
   spec.actors = tool.actors;
   spec.route_metadata_json = to_json_text(metadata);
-  spec.headers = {{"traceparent", new_traceparent()}};
+  spec.headers = {{"traceparent", otlp::format_traceparent(call.context)}};
+  spec.sent_at = std::chrono::system_clock::now();
   spec.deadline = deadline;
   // The payload goes in as sent (numbers keep their spelling).
   spec.payload_json = payload_json;
@@ -169,6 +173,7 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
     return Status::Ok();
   };
   Status published = co_await blocking<Status>(std::move(work_1));
+  call_tracer_.end(call, tool.name, id, queue, published.ok() ? "" : published.message());
   if (!published.ok()) {
     notifier_.notify(id);
     spdlog::error("gateway: tool {} call {} failed: {}", tool.name, id, published.message());

@@ -24,17 +24,20 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/env.hpp"
-#include "common/http/client.hpp"
 #include "common/otlp/otlp_json.hpp"
 
 namespace asya::otlp {
 
 struct ExportSettings {
-  std::string url;        // the full traces URL (…/v1/traces)
-  http::Headers headers;  // sent with every export request, besides Content-Type
-  Resource resource;      // service.name and the other resource attributes
+  std::string url;  // the full traces URL (…/v1/traces)
+  // Sent with every export request, besides Content-Type (an http::Headers; spelled out so this
+  // header stays free of the HTTP client's).
+  std::vector<std::pair<std::string, std::string>> headers;
+  Resource resource;  // service.name and the other resource attributes
   std::chrono::milliseconds timeout{10000};
   std::size_t max_queue_spans = 2048;              // spans waiting; beyond it new spans are dropped
   std::size_t max_batch_spans = 512;               // spans per request

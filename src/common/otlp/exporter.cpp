@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <malloc.h>
+
 #include <map>
 #include <sstream>
 
@@ -154,7 +156,18 @@ void Exporter::run() {
     send(std::move(batch));
     lock.lock();
     busy_ = false;
-    if (queue_.empty()) idle_cv_.notify_all();
+    if (queue_.empty()) {
+      idle_cv_.notify_all();
+      // Idle again: give the memory of the batch (its spans, its JSON body) back to the system,
+      // at most once a second, so the exporter does not keep its peak around (glibc keeps freed
+      // memory in the thread's arena otherwise).
+      if (Clock::now() - last_trim_ >= std::chrono::seconds(1)) {
+        last_trim_ = Clock::now();
+        lock.unlock();
+        ::malloc_trim(0);
+        lock.lock();
+      }
+    }
   }
   if (!queue_.empty())
     Counters::instance().add(options_.destination, &ExportCounts::dropped_shutdown, queue_.size());

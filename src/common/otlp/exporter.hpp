@@ -75,6 +75,7 @@ class Exporter {
   std::chrono::steady_clock::time_point last_warning_{};
   std::uint64_t failed_since_warning_ = 0;  // these three: the export thread's only
   bool failing_ = false;
+  std::chrono::steady_clock::time_point last_trim_{};
   std::thread thread_;
 };
 
