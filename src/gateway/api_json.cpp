@@ -83,6 +83,10 @@ std::string sse_event(const std::string& job_id, const Update& update) {
          "\nevent: update\ndata: " + to_json_text(update_json(job_id, update)) + "\n\n";
 }
 
+json::object job_meta(const std::string& job_id) {
+  return json::object{{kJobIdMetaKey, job_id}};
+}
+
 json::object error_result(const std::string& message) {
   return json::object{{"content", json::array{json::object{{"type", "text"}, {"text", message}}}},
                       {"isError", true}};
@@ -101,6 +105,7 @@ json::object call_result(const Job& job) {
       structured["error_details"] = parse_or_null(job.error_details_json);
     if (!job.failed_actor.empty()) structured["failed_actor"] = job.failed_actor;
     result["structuredContent"] = std::move(structured);
+    result["_meta"] = job_meta(job.id);
     return result;
   }
   json::value value = parse_or_null(job.result_json);
@@ -108,7 +113,8 @@ json::object call_result(const Job& job) {
   return json::object{
       {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(value)}}}},
       {"structuredContent", std::move(structured)},
-      {"isError", false}};
+      {"isError", false},
+      {"_meta", job_meta(job.id)}};
 }
 
 json::object async_result(const std::string& job_id, bool progress) {
@@ -117,7 +123,8 @@ json::object async_result(const std::string& job_id, bool progress) {
   return json::object{
       {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(info)}}}},
       {"structuredContent", info},
-      {"isError", false}};
+      {"isError", false},
+      {"_meta", job_meta(job_id)}};
 }
 
 }  // namespace asya::gateway::api

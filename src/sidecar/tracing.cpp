@@ -152,12 +152,20 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
                  {"asya.envelope_bytes", static_cast<std::int64_t>(delivery.body.size())},
                  {"asya.route_index", static_cast<std::int64_t>(in->current)},
                  {"messaging.destination.name", delivery.queue}};
-  if (std::string job = job_id_of(in->route_metadata_raw); !job.empty())
-    attributes_.push_back({"asya.job_id", std::move(job)});
+  std::string job = job_id_of(in->route_metadata_raw);
+  if (!job.empty()) attributes_.push_back({"asya.job_id", job});
   if (in->parent_id) attributes_.push_back({"asya.parent_envelope_id", *in->parent_id});
+  // Every span of the hop names it (actor, envelope, delivery), as a receiver groups them so.
+  common_.assign(attributes_.begin(), attributes_.begin() + 4);
+  if (!job.empty()) common_.push_back({"asya.job_id", job});
   if (sent_at_) {
     attributes_.push_back({"asya.queue_wait_ms", millis_between(*sent_at_, received_wall_)});
-    children_.push_back(child("queue wait", otlp::SpanKind::kInternal, *sent_at_, received_wall_));
+    // The wait is not the hop's own work: a sibling of the hop under the sender's publish span,
+    // named without asya.actor (so it is not counted as part of the hop), ending where it begins.
+    otlp::Span wait = child("queue wait", otlp::SpanKind::kInternal, *sent_at_, received_wall_);
+    wait.parent_span_id = parent_span_id_;
+    wait.attributes.erase(wait.attributes.begin());  // asya.actor
+    children_.push_back(std::move(wait));
   }
   previous_ = current_hop;
   current_hop = this;
@@ -175,7 +183,7 @@ Hop::~Hop() {
   hop.parent_span_id = parent_span_id_;
   hop.name = "process " + tracing_.options().actor;
   hop.kind = otlp::SpanKind::kConsumer;
-  hop.start_unix_nano = otlp::unix_nanos(sent_at_ ? *sent_at_ : received_wall_);
+  hop.start_unix_nano = otlp::unix_nanos(received_wall_);
   hop.end_unix_nano = otlp::unix_nanos(end);
   hop.attributes = std::move(attributes_);
   hop.attributes.push_back({"asya.outcome", outcome_.empty() ? std::string("unknown") : outcome_});
@@ -191,8 +199,8 @@ Hop::~Hop() {
     otlp::Span span =
         child("publish " + publish.queue, otlp::SpanKind::kProducer, publish.stamped, end);
     span.span_id = publish.span_id;
-    span.attributes = {{"messaging.destination.name", publish.queue},
-                       {"asya.envelope_id", publish.envelope_id}};
+    span.attributes.push_back({"messaging.destination.name", publish.queue});
+    span.attributes.push_back({"asya.output_envelope_id", publish.envelope_id});
     span.status = otlp::StatusCode::kError;
     span.status_message = "not confirmed by the transport";
     children_.push_back(std::move(span));
@@ -216,6 +224,7 @@ otlp::Span Hop::child(std::string name, otlp::SpanKind kind, SystemClock::time_p
   span.kind = kind;
   span.start_unix_nano = otlp::unix_nanos(start);
   span.end_unix_nano = std::max(span.start_unix_nano, otlp::unix_nanos(end));
+  span.attributes = common_;
   return span;
 }
 
@@ -236,11 +245,13 @@ void Hop::stamp(Decision& decision) {
         *parsed, out.body, {{"traceparent", traceparent}, {"asya-sent-at", sent_at}});
     publishes_.push_back(std::move(publish));
   }
+  set_outcome(label(decision.status), decision.failure.label());
 }
 
 void Hop::set_outcome(std::string_view outcome, std::string_view failure) {
   outcome_.assign(outcome);
   failure_.assign(failure);
+  last_mark_ = std::max(last_mark_, SystemClock::now());
 }
 
 void record_runtime_call(SteadyClock::time_point start, double seconds, std::string_view result) {
@@ -248,9 +259,10 @@ void record_runtime_call(SteadyClock::time_point start, double seconds, std::str
                                std::chrono::duration<double>(std::max(seconds, 0.0)));
   Hop* hop = current_hop;
   if (!hop) return;
+  if (result.empty()) result = "ok";
   otlp::Span span =
       hop->child("runtime call", otlp::SpanKind::kClient, hop->wall(start), hop->wall(end));
-  span.attributes = {{"asya.runtime_result", std::string(result)}};
+  span.attributes.push_back({"asya.runtime_result", std::string(result)});
   if (result != "ok") {
     span.status = otlp::StatusCode::kError;
     span.status_message.assign(result);
@@ -264,7 +276,7 @@ void record_publish(std::string_view queue, double seconds, bool ok) {
   const auto end = SystemClock::now();
   const auto took = std::chrono::duration_cast<SystemClock::duration>(
       std::chrono::duration<double>(std::max(seconds, 0.0)));
-  hop->last_publish_end_ = end;
+  hop->last_mark_ = end;
   Hop::Publish* publish = nullptr;
   for (auto& candidate : hop->publishes_)
     if (!candidate.recorded && candidate.queue == queue) {
@@ -275,11 +287,11 @@ void record_publish(std::string_view queue, double seconds, bool ok) {
   // refused as too large) was not stamped: it gets a span of its own.
   otlp::Span span = hop->child(fmt::format("publish {}", queue), otlp::SpanKind::kProducer,
                                publish ? std::min(publish->stamped, end - took) : end - took, end);
-  span.attributes = {{"messaging.destination.name", std::string(queue)}};
+  span.attributes.push_back({"messaging.destination.name", std::string(queue)});
   if (publish) {
     publish->recorded = true;
     span.span_id = publish->span_id;
-    span.attributes.push_back({"asya.envelope_id", publish->envelope_id});
+    span.attributes.push_back({"asya.output_envelope_id", publish->envelope_id});
   }
   if (!ok) {
     span.status = otlp::StatusCode::kError;
@@ -288,11 +300,11 @@ void record_publish(std::string_view queue, double seconds, bool ok) {
   hop->children_.push_back(std::move(span));
 }
 
-void record_settle(SteadyClock::time_point start, bool acked, bool nacked) {
+void record_settle(bool acked, bool nacked) {
   Hop* hop = current_hop;
   if (!hop || (!acked && !nacked)) return;
   const auto end = SystemClock::now();
-  const auto began = std::max(hop->wall(start), hop->last_publish_end_);
+  const auto began = hop->last_mark_ == SystemClock::time_point{} ? end : hop->last_mark_;
   hop->children_.push_back(
       hop->child(acked ? "ack" : "nack", otlp::SpanKind::kInternal, began, end));
 }

@@ -1,7 +1,8 @@
 // Trace spans of a sidecar (docs/tracing.md): for every envelope one hop span
-// "process <actor>" (kind CONSUMER, child of the span named by the envelope's `traceparent`),
-// with children "queue wait" (from the sender's asya-sent-at to the receive), "runtime call",
-// "publish <queue>" (one per output, kind PRODUCER) and "ack"/"nack". Each output gets its own
+// "process <actor>" (kind CONSUMER, child of the span named by the envelope's `traceparent`,
+// from the receive to the ack), with children "runtime call" (CLIENT), "publish <queue>" (one per
+// output, PRODUCER) and "ack"/"nack"; beside it, under the same parent, "queue wait" from the
+// sender's asya-sent-at to the receive (its length is also the hop's asya.queue_wait_ms). Each output gets its own
 // publish span as its new parent: before it is sent, its `traceparent` is rewritten to this trace
 // and that span, and `asya-sent-at` is set (PROTOCOL §1), so the next hop links to it.
 //
@@ -95,7 +96,8 @@ class Hop {
   const std::string& span_id() const { return span_id_; }
 
   // Gives every send of `decision` its own publish span: rewrites its traceparent to this trace
-  // and that span, and sets asya-sent-at to now (microseconds, RFC 3339).
+  // and that span, and sets asya-sent-at to now (microseconds, RFC 3339). Also takes the hop's
+  // outcome from the decision (set_outcome).
   void stamp(Decision& decision);
   // asya.outcome (and the span status: error for "error").
   void set_outcome(std::string_view outcome, std::string_view failure);
@@ -103,7 +105,7 @@ class Hop {
  private:
   friend void record_runtime_call(std::chrono::steady_clock::time_point, double, std::string_view);
   friend void record_publish(std::string_view, double, bool);
-  friend void record_settle(std::chrono::steady_clock::time_point, bool, bool);
+  friend void record_settle(bool, bool);
   void start(const envelope::Envelope& in, const transport::Delivery& delivery);
   otlp::Span child(std::string name, otlp::SpanKind kind,
                    std::chrono::system_clock::time_point start,
@@ -126,23 +128,26 @@ class Hop {
   std::chrono::system_clock::time_point received_wall_;
   std::chrono::steady_clock::time_point received_steady_;
   std::optional<std::chrono::system_clock::time_point> sent_at_;
-  std::vector<otlp::Attribute> attributes_;
+  std::vector<otlp::Attribute> attributes_;  // of the hop span
+  std::vector<otlp::Attribute> common_;      // of every span of the hop
   std::vector<Publish> publishes_;
   std::vector<otlp::Span> children_;
-  std::chrono::system_clock::time_point last_publish_end_{};
+  // When the last step ended (stamp, outcome, publish): where the ack span starts.
+  std::chrono::system_clock::time_point last_mark_{};
   std::string outcome_, failure_;
   Hop* previous_ = nullptr;
   std::optional<log::TraceScope> log_scope_;
 };
 
 // Hooks into the calling thread's current Hop (no-ops without one):
-// the runtime call that began at `start` and took `seconds`, with its result ("ok", or the failure
-// label);
+// the runtime call that began at `start` and took `seconds`, with its result (the failure label;
+// empty: ok);
 void record_runtime_call(std::chrono::steady_clock::time_point start, double seconds,
                          std::string_view result);
 // a send to `queue` that took `seconds` and ended now (matched to the stamped output);
 void record_publish(std::string_view queue, double seconds, bool ok);
-// the ack (or nack) of the input, started at `start` (ended now).
-void record_settle(std::chrono::steady_clock::time_point start, bool acked, bool nacked);
+// the ack (or nack) of the input, from the end of the step before it (the last publish, or the
+// decision) until now; nothing when neither was done.
+void record_settle(bool acked, bool nacked);
 
 }  // namespace asya::sidecar

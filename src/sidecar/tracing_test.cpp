@@ -53,7 +53,9 @@ std::multimap<std::string, json::object> received_spans(otlp::testing::Receiver&
   return spans;
 }
 
-std::string str(const json::value& value) { return std::string(value.as_string()); }
+std::string str(const json::value& value) {
+  return std::string(value.as_string());
+}
 
 std::string attribute(const json::object& span, std::string_view key) {
   for (const auto& a : span.at("attributes").as_array()) {
@@ -102,7 +104,6 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
                              R"({"payload":2,"route":{"actors":["a","b","c"],"current":2}}])");
     record_runtime_call(started, 0.001, "ok");
     hop.stamp(decision);
-    hop.set_outcome("success", "");
     ASSERT_EQ(decision.sends.size(), 2u);
     for (const auto& out : decision.sends) {
       auto sent = envelope::parse(out.body);
@@ -116,7 +117,7 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
       output_parents.push_back(context->span_id);
       record_publish(out.queue, 0.0001, true);
     }
-    record_settle(std::chrono::steady_clock::now(), true, false);
+    record_settle(true, false);
   }
   EXPECT_NE(output_parents[0], output_parents[1]);
   tracing.stop(10s);
@@ -134,11 +135,18 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
   EXPECT_EQ(attribute(hop, "asya.payload_bytes"), "7");
   EXPECT_EQ(attribute(hop, "asya.outcome"), "success");
   EXPECT_NE(attribute(hop, "asya.queue_wait_ms"), "<absent>");
-  // The hop starts when the sender sent it.
-  EXPECT_EQ(hop.at("startTimeUnixNano"), "1577836800000000000");
-  for (const char* name : {"queue wait", "runtime call", "ack"}) {
+  // The queue wait: from when the sender sent it, beside the hop under the sender's span.
+  ASSERT_EQ(spans.count("queue wait"), 1u);
+  EXPECT_EQ(spans.find("queue wait")->second.at("startTimeUnixNano"), "1577836800000000000");
+  EXPECT_EQ(str(spans.find("queue wait")->second.at("parentSpanId")), "00f067aa0ba902b7");
+  EXPECT_EQ(attribute(spans.find("queue wait")->second, "asya.job_id"), "j1");
+  for (const char* name : {"runtime call", "ack"}) {
     ASSERT_EQ(spans.count(name), 1u) << name;
     EXPECT_EQ(str(spans.find(name)->second.at("parentSpanId")), hop_span) << name;
+    // Each span of the hop names it, so a receiver can group them.
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.actor"), "b") << name;
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.envelope_id"), "X") << name;
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.job_id"), "j1") << name;
   }
   auto [first, last] = spans.equal_range("publish asya-c");
   std::vector<std::string> publish_ids;

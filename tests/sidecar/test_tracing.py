@@ -51,7 +51,7 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
         split, = hops(spans, "split")
         assert split["parentSpanId"] == ROOT_SPAN and split["kind"] == 5
 
-        # Inside a hop: queue wait, runtime call, publish(es) and ack are its children, within it.
+        # Inside a hop: runtime call, publish(es) and ack are its children, within it, naming it.
         for hop in hops(spans):
             children = [s for s in spans if s.get("parentSpanId") == hop["spanId"]]
             names = sorted(c["name"] for c in children)
@@ -60,15 +60,20 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
                 assert "runtime call" in names and any(n.startswith("publish ") for n in names), names
             for c in children:
                 assert hop.start <= c.start <= c.end <= hop.end, (hop["name"], c["name"], hop, c)
+                for key in ("asya.actor", "asya.envelope_id", "asya.delivery_count", "asya.job_id"):
+                    assert c.attrs[key] == hop.attrs[key], (key, c, hop)
             attrs = hop.attrs
             for key in ("asya.actor", "asya.replica", "asya.envelope_id", "asya.delivery_count",
                         "asya.payload_bytes", "asya.outcome"):
                 assert key in attrs, (key, attrs)
             assert attrs["asya.job_id"] == "J1" and attrs["asya.outcome"] == "success"
             assert attrs["asya.delivery_count"] == 1
-            if hop is not split:  # sent by a sidecar: asya-sent-at gives the queue wait
-                assert attrs["asya.queue_wait_ms"] >= 0
-                assert "queue wait" in names
+            if hop is not split:  # sent by a sidecar: asya-sent-at gives the queue wait, a span
+                assert attrs["asya.queue_wait_ms"] >= 0  # beside the hop, ending where it begins
+                wait, = [s for s in spans if s["name"] == "queue wait" and
+                         s.get("parentSpanId") == hop["parentSpanId"] and
+                         s.attrs["asya.envelope_id"] == attrs["asya.envelope_id"]]
+                assert ids[wait["parentSpanId"]].start <= wait.start <= wait.end <= hop.start
 
         # Across hops: each hop's parent is the publish span of the hop before it, which the
         # envelope named in its traceparent; fan-out branches hang off two publish spans of split.
@@ -80,7 +85,7 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
                 publish = ids[hop["parentSpanId"]]
                 assert publish["name"] == "publish asya-" + actor and publish["kind"] == 4
                 assert ids[publish["parentSpanId"]]["name"] == "process " + before
-                assert publish.attrs["asya.envelope_id"] == hop.attrs["asya.envelope_id"]
+                assert publish.attrs["asya.output_envelope_id"] == hop.attrs["asya.envelope_id"]
                 assert publish.start <= hop.start  # the hop starts at asya-sent-at, after the stamp
         assert len({h["parentSpanId"] for h in hops(spans, "infer")}) == 2
         assert sorted(h.attrs["asya.envelope_id"] for h in hops(spans, "infer")) == ["T1", "T1-1"]
@@ -94,7 +99,7 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
             assert m and m.group(1) == TRACE, stored["headers"]
             publish = ids[m.group(2)]
             assert publish["name"] == "publish asya-happy-end"
-            assert publish.attrs["asya.envelope_id"] == id_
+            assert publish.attrs["asya.output_envelope_id"] == id_
             assert ids[publish["parentSpanId"]].attrs["asya.actor"] == "post"
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stored["headers"]["asya-sent-at"])
 
@@ -147,6 +152,7 @@ def test_spans_of_gateway_jobs_go_to_the_gateway_and_nothing_else_does(cluster, 
     spans = [s for body in posted for rs in body["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
     envelope_ids = {a["value"]["stringValue"] for s in spans for a in s["attributes"] if a["key"] == "asya.envelope_id"}
     assert envelope_ids == {"G1"}, envelope_ids
+    assert all(any(a["key"] == "asya.job_id" for a in s["attributes"]) for s in spans), spans
     # Without a collector, an envelope no one traces passes through unchanged.
     assert outs["plain"]["headers"] == {"traceparent": ROOT}
     assert outs["G1"]["headers"]["traceparent"] != ROOT
