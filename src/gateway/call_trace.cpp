@@ -1,6 +1,12 @@
 #include "gateway/call_trace.hpp"
 
+#include <spdlog/spdlog.h>
+
+#include "common/json_text.hpp"
 #include "common/otlp/exporter.hpp"
+#include "common/otlp/otlp_json.hpp"
+#include "gateway/store/job_store.hpp"
+#include "gateway/traces/otlp_json.hpp"
 
 namespace asya::gateway {
 
@@ -69,6 +75,29 @@ void CallTracer::set_local_sink(LocalSink sink) {
 
 void CallTracer::stop(std::chrono::milliseconds grace) {
   if (collector_) collector_->exporter.stop(grace);
+}
+
+CallTracer::LocalSink job_store_sink(JobStore& store, const SpanLimits& limits,
+                                     otlp::Resource resource) {
+  return [&store, limits, resource = std::move(resource)](std::vector<otlp::Span> spans) {
+    auto parsed = traces::parse_export_request(otlp::export_request_json(resource, spans));
+    if (!parsed.ok()) {
+      spdlog::warn("gateway: cannot keep a call span: {}", parsed.error().message);
+      return;
+    }
+    std::vector<SpanRecord> records;
+    for (auto& span : parsed.value().spans) {
+      if (span.job_id.empty()) continue;
+      span.document["job_id"] = span.job_id;
+      records.push_back(SpanRecord{span.job_id, span.trace_id, span.span_id, span.start_unix_nano,
+                                   to_json_text(span.document)});
+    }
+    if (records.empty()) return;
+    auto written = store.add_spans(records, limits, std::chrono::system_clock::now());
+    if (!written.ok())
+      spdlog::warn("gateway: cannot keep the call span of job {}: {}", records.front().job_id,
+                   written.error().message);
+  };
 }
 
 }  // namespace asya::gateway

@@ -54,4 +54,13 @@ class CallTracer {
   LocalSink local_;
 };
 
+class JobStore;
+struct SpanLimits;
+
+// The local sink that keeps spans in the job store, as POST /v1/traces does (each span belongs to
+// the job of its asya.job_id): encoded with `resource` and read back by the receiver's own reader
+// (traces/otlp_json.hpp), so both kinds of spans are answered alike. A store error is logged.
+CallTracer::LocalSink job_store_sink(JobStore& store, const SpanLimits& limits,
+                                     otlp::Resource resource);
+
 }  // namespace asya::gateway

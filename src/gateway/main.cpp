@@ -122,6 +122,8 @@ int main(int argc, char** argv) {
     Service service(io, service_options, std::move(tools), std::move(store), std::move(transport),
                     metrics);
     Api api(service, api_options);
+    service.call_tracer().set_local_sink(job_store_sink(service.store(), api_options.span_limits,
+                                                        service_options.trace_process.resource));
     http::Server server(
         io, host, port, [&api](http::Request request) { return api.handle(std::move(request)); },
         server_options);

@@ -161,19 +161,23 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
              deadline, origin.owner, origin.task, origin.ttl_ms};
   std::string queue = options_.queue_prefix + tool.actors.front();
 
-  auto work_1 = [this, job, body, queue]() -> Status {
-    Status created = store_->create(job);
-    if (!created.ok()) return Error{"job store: " + created.message()};
-    Status sent = transport_->send(queue, body);
-    if (!sent.ok()) {
-      std::string error = "publishing to " + queue + " failed: " + sent.message();
-      (void)store_->fail(job.id, error);
-      return Error{error};
-    }
-    return Status::Ok();
+  auto work_1 = [this, job, body, queue, call]() -> Status {
+    Status status = [&]() -> Status {
+      Status created = store_->create(job);
+      if (!created.ok()) return Error{"job store: " + created.message()};
+      Status sent = transport_->send(queue, body);
+      if (!sent.ok()) {
+        std::string error = "publishing to " + queue + " failed: " + sent.message();
+        (void)store_->fail(job.id, error);
+        return Error{error};
+      }
+      return Status::Ok();
+    }();
+    // Here, on the blocking pool: the call span's local sink writes to the job store.
+    call_tracer_.end(call, job.tool, job.id, queue, status.ok() ? "" : status.message());
+    return status;
   };
   Status published = co_await blocking<Status>(std::move(work_1));
-  call_tracer_.end(call, tool.name, id, queue, published.ok() ? "" : published.message());
   if (!published.ok()) {
     notifier_.notify(id);
     spdlog::error("gateway: tool {} call {} failed: {}", tool.name, id, published.message());
