@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from gateway_harness import ROUTES, Gateway, http_json
-from otlp_spans import export_request, pipeline_spans
+from otlp_spans import export_request, gateway_call, pipeline_spans
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +31,7 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
                                  gw.client_headers())
         job_id = answer["structuredContent"]["job_id"]
         trace_id, spans = pipeline_spans(job_id, ["first", "second"], queue_wait_ms=4, handler_ms=30,
-                                         publish_ms=2, fan_out=(0, 2))
+                                         publish_ms=2, fan_out=(0, 2), call=gateway_call(gw, job_id))
         assert http_json("POST", gw.url + "/envelopes", {"id": f"{job_id}-1", "parent_id": job_id},
                          gw.internal_headers())[0] == 201
         assert http_json("POST", gw.url + "/v1/traces", export_request(spans))[0:2] == (200, {})
@@ -58,7 +58,7 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
         first = data["hops"][0]
         assert (first["queue_wait_ms"], first["handler_ms"], first["publish_ms"], first["duration_ms"]) == \
             (4.0, 30.0, 2.0, 32.0)
-        assert len(data["spans"]) == len(spans) == 9
+        assert len(data["spans"]) == len(spans) + 1 == 10  # and the gateway's call span
 
         # Without the client token the gateway refuses, and the message says which token.
         refused = trace(asya_binary, gw, job_id)
