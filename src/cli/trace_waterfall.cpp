@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <boost/json.hpp>
 #include <map>
-#include <tuple>
 
 namespace asya::cli {
 
@@ -57,48 +56,49 @@ TraceWaterfall waterfall_of(const json::value& trace) {
       if (id.is_string()) out.trace_ids.emplace_back(id.as_string());
   const json::value* spans = t.if_contains("spans");
   if (!spans || !spans->is_array()) return out;
-  using Key = std::tuple<std::string, std::string, std::string>;
-  std::map<Key, std::size_t> index;
+  std::map<std::string, std::size_t> index;  // hop span id -> hop
   std::vector<double> ends;
+  // The hop spans first (they name the hop), then every span of a hop adds its times.
   for (const auto& value : spans->as_array()) {
     if (!value.is_object()) continue;
     const json::object& span = value.as_object();
-    std::string actor = text_of(span, "actor");
-    if (actor.empty()) continue;
-    Key key{text_of(span, "envelope_id"), actor, text_of(span, "delivery_count")};
-    auto [it, added] = index.emplace(key, out.hops.size());
-    double start = number_of(span, "offset_ms");
-    double end = start + number_of(span, "duration_ms");
-    if (added) {
-      TraceHop hop;
-      hop.actor = actor;
-      hop.envelope_id = std::get<0>(key);
-      hop.replica = text_of(span, "replica");
-      hop.delivery_count = static_cast<long long>(number_of(span, "delivery_count"));
-      hop.start_offset_ms = start;
-      out.hops.push_back(hop);
-      ends.push_back(end);
+    std::string hop_id = text_of(span, "hop_span_id");
+    if (hop_id.empty() || hop_id != text_of(span, "span_id")) continue;
+    TraceHop hop;
+    hop.actor = text_of(span, "actor");
+    hop.envelope_id = text_of(span, "envelope_id");
+    hop.replica = text_of(span, "replica");
+    hop.delivery_count = static_cast<long long>(number_of(span, "delivery_count"));
+    hop.start_offset_ms = number_of(span, "offset_ms");
+    hop.queue_wait_ms = number_of(span, "queue_wait_ms");
+    hop.outcome = text_of(span, "outcome");
+    if (hop.outcome.empty()) {
+      if (const auto* st = span.if_contains("status");
+          st && st->is_object() && text_of(st->as_object(), "code") == "error")
+        hop.outcome = "error";
     }
+    index.emplace(hop_id, out.hops.size());
+    out.hops.push_back(hop);
+    ends.push_back(hop.start_offset_ms);
+  }
+  for (const auto& value : spans->as_array()) {
+    if (!value.is_object()) continue;
+    const json::object& span = value.as_object();
+    auto it = index.find(text_of(span, "hop_span_id"));
+    if (it == index.end()) continue;
     TraceHop& hop = out.hops[it->second];
     double& hop_end = ends[it->second];
+    double start = number_of(span, "offset_ms");
+    double end = start + number_of(span, "duration_ms");
     hop.start_offset_ms = std::min(hop.start_offset_ms, start);
     hop_end = std::max(hop_end, end);
     hop.duration_ms = hop_end - hop.start_offset_ms;
-    hop.queue_wait_ms = std::max(hop.queue_wait_ms, number_of(span, "queue_wait_ms"));
     std::string kind = text_of(span, "kind");
     std::string name = text_of(span, "name");
     if (kind == "client" || name_starts(name, "runtime") || name_starts(name, "handler"))
       hop.handler_ms += number_of(span, "duration_ms");
     else if (kind == "producer" || name_starts(name, "publish"))
       hop.publish_ms += number_of(span, "duration_ms");
-    std::string outcome = text_of(span, "outcome");
-    if (!outcome.empty()) {
-      hop.outcome = outcome;
-    } else if (hop.outcome.empty()) {
-      if (const auto* st = span.if_contains("status");
-          st && st->is_object() && text_of(st->as_object(), "code") == "error")
-        hop.outcome = "error";
-    }
   }
   std::stable_sort(out.hops.begin(), out.hops.end(), [](const TraceHop& a, const TraceHop& b) {
     return a.start_offset_ms < b.start_offset_ms;

@@ -1,11 +1,12 @@
 // `asya trace`: the hops of a job's trace (GET /envelopes/{id}/trace) as a terminal waterfall.
 // Pure functions: no I/O.
 //
-// A hop is the spans one sidecar recorded for one delivery of one envelope: same envelope_id,
-// actor and delivery_count. Within it, spans of kind "client" (or named "runtime ..."/"handler
-// ...") are the handler's time, spans of kind "producer" (or named "publish ...") the publish
-// time; the hop's queue wait is its largest asya.queue_wait_ms. The dashboard's timeline
-// (src/gateway/dashboard/app.js) groups spans by the same rule.
+// A hop is the spans one sidecar recorded for one delivery of one envelope: the spans with the
+// same hop_span_id (the gateway marks them, rest_traces.cpp); the hop span gives the actor,
+// envelope, delivery count, queue wait (asya.queue_wait_ms) and outcome. Within a hop, spans of
+// kind "client" (or named "runtime ..."/"handler ...") are the handler's time, spans of kind
+// "producer" (or named "publish ...") the publish time. The dashboard's timeline
+// (src/gateway/dashboard/timeline.js) groups spans by the same rule.
 #pragma once
 
 #include <boost/json/fwd.hpp>

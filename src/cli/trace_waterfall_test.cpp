@@ -7,19 +7,23 @@
 namespace asya::cli {
 namespace {
 
-// Two hops (prep on the root envelope, then score on a fan-out child), as GET
-// /envelopes/{id}/trace answers them.
+// Two hops (prep on the root envelope, then score on a fan-out child) and the gateway's call
+// span, as GET /envelopes/{id}/trace answers them: the children of a hop carry no actor, only
+// their hop_span_id (a publish span names the envelope it published, not the hop's).
 const char* kTrace = R"({"job_id": "j", "status": "succeeded", "trace_ids": ["t1"],
   "duration_ms": 100.0, "spans": [
+  {"name": "gateway call", "kind": "server", "span_id": "g", "hop_span_id": null,
+   "offset_ms": 0.0, "duration_ms": 100.0},
   {"name": "process prep", "kind": "consumer", "actor": "prep", "envelope_id": "j",
+   "span_id": "p", "hop_span_id": "p",
    "delivery_count": 1, "replica": 0, "queue_wait_ms": 4.0, "offset_ms": 0.0, "duration_ms": 40.0,
    "outcome": "routed", "status": {"code": "ok"}},
-  {"name": "runtime call", "kind": "client", "actor": "prep", "envelope_id": "j",
-   "delivery_count": 1, "offset_ms": 1.0, "duration_ms": 30.0},
-  {"name": "publish", "kind": "producer", "actor": "prep", "envelope_id": "j",
-   "delivery_count": 1, "offset_ms": 31.0, "duration_ms": 5.0},
-  {"name": "gateway call", "kind": "server", "offset_ms": 0.0, "duration_ms": 100.0},
+  {"name": "runtime call", "kind": "client", "span_id": "r", "hop_span_id": "p",
+   "offset_ms": 1.0, "duration_ms": 30.0},
+  {"name": "publish asya-score", "kind": "producer", "envelope_id": "j-1", "span_id": "u",
+   "hop_span_id": "p", "offset_ms": 31.0, "duration_ms": 5.0},
   {"name": "process score", "kind": "consumer", "actor": "score", "envelope_id": "j-1",
+   "span_id": "s", "hop_span_id": "s",
    "delivery_count": 2, "queue_wait_ms": 10.0, "offset_ms": 50.0, "duration_ms": 50.0,
    "status": {"code": "error", "message": "boom"}}
 ]})";

@@ -55,6 +55,7 @@ json::object job_json(const Job& job) {
     }
     o["branches"] = std::move(branches);
   }
+  if (!job.trace_id.empty()) o["trace_id"] = job.trace_id;
   o["created_at"] = format_time(job.created_at);
   o["updated_at"] = format_time(job.updated_at);
   if (job.deadline) o["deadline"] = format_time(*job.deadline);

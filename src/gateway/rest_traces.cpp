@@ -18,23 +18,74 @@ using http::Response;
 namespace {
 
 // The job a span belongs to: its asya.job_id when that job exists, else the job of its
-// asya.envelope_id; "" when neither names a job of this gateway.
+// asya.envelope_id, else the job whose envelope started its trace (a span with no Asya
+// attributes, e.g. a sidecar's runtime-call child span); "" when none is a job of this gateway.
 std::string job_of_span(JobStore& store, std::map<std::string, std::string>& known,
                         const traces::ReceivedSpan& span, std::string& store_error) {
-  for (const std::string* id : {&span.job_id, &span.envelope_id}) {
+  for (const std::string* id : {&span.job_id, &span.envelope_id, &span.trace_id}) {
     if (id->empty()) continue;
-    auto cached = known.find(*id);
+    bool by_trace = id == &span.trace_id;
+    std::string key = (by_trace ? "trace:" : "id:") + *id;
+    auto cached = known.find(key);
     if (cached == known.end()) {
-      auto job = store.get(*id);
-      if (!job.ok()) {
-        store_error = job.error().message;
-        return "";
+      std::string job_id;
+      if (by_trace) {
+        auto job = store.job_of_trace(*id);
+        if (!job.ok()) {
+          store_error = job.error().message;
+          return "";
+        }
+        if (job.value()) job_id = *job.value();
+      } else {
+        auto job = store.get(*id);
+        if (!job.ok()) {
+          store_error = job.error().message;
+          return "";
+        }
+        if (job.value()) job_id = job.value()->id;
       }
-      cached = known.emplace(*id, job.value() ? job.value()->id : std::string()).first;
+      cached = known.emplace(key, job_id).first;
     }
     if (!cached->second.empty()) return cached->second;
   }
   return "";
+}
+
+std::string text_field(const json::object& o, const char* key) {
+  const json::value* v = o.if_contains(key);
+  if (!v || v->is_null()) return "";
+  return v->is_string() ? std::string(v->as_string()) : to_json_text(*v);
+}
+
+// Sets "hop_span_id" on every span: the span id of the hop it belongs to (the outermost span one
+// sidecar recorded for one delivery of one envelope), or null for a span outside every hop (the
+// gateway's call span). A span with an actor starts a hop unless its parent is a span of the same
+// actor and envelope; a span without one (a sidecar's runtime call, publish or ack child) belongs
+// to its parent's hop.
+void mark_hops(json::array& spans) {
+  std::map<std::string, const json::object*> by_id;
+  for (const auto& v : spans) by_id[text_field(v.as_object(), "span_id")] = &v.as_object();
+  for (auto& v : spans) {
+    const json::object* span = &v.as_object();
+    std::string hop;
+    for (int depth = 0; depth < 64; ++depth) {
+      auto parent_it = by_id.find(text_field(*span, "parent_span_id"));
+      const json::object* parent = parent_it == by_id.end() ? nullptr : parent_it->second;
+      std::string actor = text_field(*span, "actor");
+      if (!actor.empty()) {
+        if (parent && text_field(*parent, "actor") == actor &&
+            text_field(*parent, "envelope_id") == text_field(*span, "envelope_id")) {
+          span = parent;
+          continue;
+        }
+        hop = text_field(*span, "span_id");
+        break;
+      }
+      if (!parent) break;
+      span = parent;
+    }
+    v.as_object()["hop_span_id"] = hop.empty() ? json::value(nullptr) : json::value(hop);
+  }
 }
 
 }  // namespace
@@ -64,8 +115,8 @@ awaitable<Response> Api::receive_traces(const http::Request& request) {
       if (!store_error.empty()) return Error{store_error};
       if (job_id.empty()) {
         unknown.push_back("span " + span.span_id + ": asya.job_id \"" + span.job_id +
-                          "\" / asya.envelope_id \"" + span.envelope_id +
-                          "\" name no job of this gateway");
+                          "\" / asya.envelope_id \"" + span.envelope_id + "\" / trace " +
+                          span.trace_id + " name no job of this gateway");
         continue;
       }
       json::object doc = span.document;
@@ -135,6 +186,7 @@ awaitable<Response> Api::get_trace(const std::string& id) {
       trace_ids.push_back(json::string(record.trace_id));
     spans.push_back(std::move(doc));
   }
+  mark_hops(spans);
   json::object answer{{"job_id", job->id},
                       {"status", job_status_name(job->status)},
                       {"trace_ids", std::move(trace_ids)},

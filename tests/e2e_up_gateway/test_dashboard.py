@@ -151,7 +151,9 @@ def test_actors_tool_form_job_progress_result_and_trace(up, browser, tmp_path):
         {"name": "Ada", "times": 1, "style": "plain"}
 
     # The job's trace: spans as the sidecars export them, posted to the gateway's receiver.
-    trace_id, spans = pipeline_spans(job_id, ["prepare", "finish"], queue_wait_ms=40, handler_ms=1500)
+    job = json.loads(request(f"{url}/envelopes/{job_id}", CLIENT_TOKEN)[2])
+    trace_id, spans = pipeline_spans(job_id, ["prepare", "finish"], trace_id=job["trace_id"], queue_wait_ms=40,
+                                     handler_ms=1500)
     status, _, body = request(url + "/v1/traces", INTERNAL_TOKEN, export_request(spans))
     assert (status, json.loads(body)) == (200, {})
     browser.wait_for("document.querySelectorAll('#timeline .hop-row').length === 2", timeout=30,

@@ -70,10 +70,12 @@ def pipeline_spans(job_id, actors, trace_id=None, start_ns=None, queue_wait_ms=5
                           start + handler_ns + publish_ns,
                           dict(common, **{"asya.queue_wait_ms": float(queue_wait_ms),
                                           "asya.payload_bytes": 42, "asya.outcome": "routed"})))
-        spans.append(span(trace_id, new_span_id(), hop_id, "runtime call", start, start + handler_ns, common,
+        # Children as the sidecars record them: no Asya attributes but the published envelope's id;
+        # the gateway places them by their trace and parent.
+        spans.append(span(trace_id, new_span_id(), hop_id, "runtime call", start, start + handler_ns, {},
                           kind=3))
-        spans.append(span(trace_id, new_span_id(), hop_id, "publish", start + handler_ns,
-                          start + handler_ns + publish_ns, common, kind=4))
+        spans.append(span(trace_id, new_span_id(), hop_id, "publish asya-next", start + handler_ns,
+                          start + handler_ns + publish_ns, {"messaging.destination.name": "asya-next"}, kind=4))
         return hop_id, start + handler_ns + publish_ns
 
     end = now

@@ -4,7 +4,7 @@ every tool call answer (Asya-Job-Id header, MCP _meta)."""
 import json
 
 from gateway_harness import ROUTES, Gateway, http, http_json
-from otlp_spans import export_request, gateway_call, new_span_id, pipeline_spans, span
+from otlp_spans import export_request, gateway_call, new_span_id, new_trace_id, pipeline_spans, span
 
 
 def start_job(gateway, text="t"):
@@ -18,6 +18,13 @@ def start_job(gateway, text="t"):
     return job_id
 
 
+def trace_of(gateway, job_id):
+    """The trace the job's envelope started (GET /envelopes/{id} names it)."""
+    job = http_json("GET", f"{gateway.url}/envelopes/{job_id}", headers=gateway.client_headers())[1]
+    assert len(job["trace_id"]) == 32
+    return job["trace_id"]
+
+
 def post_spans(gateway, body, headers=None):
     return http_json("POST", gateway.url + "/v1/traces", body,
                      headers if headers is not None else gateway.internal_headers())
@@ -28,8 +35,9 @@ def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
     # The trace starts with the gateway's own call span, which it keeps itself.
     trace_id, spans = pipeline_spans(job_id, ["first", "second"], queue_wait_ms=7, handler_ms=30,
                                      call=gateway_call(gateway, job_id))
+    assert trace_id == trace_of(gateway, job_id)
     bad = span(trace_id, "zz", None, "broken", 1, 2, {})
-    stranger = span(trace_id, new_span_id(), None, "other", 10, 20, {"asya.job_id": "no-such-job"})
+    stranger = span(new_trace_id(), new_span_id(), None, "other", 10, 20, {"asya.job_id": "no-such-job"})
     # Sent in reverse order, with two spans the gateway cannot keep.
     status, answer, _ = post_spans(gateway, export_request(list(reversed(spans)) + [bad, stranger]))
     assert status == 200
@@ -57,36 +65,34 @@ def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
     assert hops[0]["duration_ms"] == 32.0 and hops[0]["payload_bytes"] == 42 and hops[0]["outcome"] == "routed"
     assert hops[1]["parent_span_id"] == hops[0]["span_id"]
     assert hops[1]["offset_ms"] == 46.0  # from the call: 7 wait + 32 first hop + the second hop's 7 wait
+    # The hop's children carry no Asya attributes: they are the job's by their trace, and its hop's
+    # by their parent.
     children = [s for s in got if s["parent_span_id"] == hops[0]["span_id"] and s["name"] != "process second"]
-    assert sorted(c["name"] for c in children) == ["publish", "runtime call"]
+    assert sorted(c["name"] for c in children) == ["publish asya-next", "runtime call"]
+    assert all(c["job_id"] == job_id and "actor" not in c for c in children)
+    assert all(s["hop_span_id"] == hops[0]["span_id"] for s in children + hops[:1])
+    assert hops[1]["hop_span_id"] == hops[1]["span_id"]
     assert hops[0]["resource"] == {"service.name": "asya-sidecar"}
 
     # A branch's envelope id finds its job's trace too; an unknown id is 404.
     assert http_json("GET", f"{gateway.url}/envelopes/nope/trace")[0] == 404
 
 
-def test_fan_out_spans_are_placed_by_their_envelope_id(gateway):
+def test_fan_out_spans_are_placed_by_their_trace_and_envelope_id(gateway):
     job_id = start_job(gateway)
-    _, spans = pipeline_spans(job_id, ["first", "second"], fan_out=(0, 3))
+    _, spans = pipeline_spans(job_id, ["first", "second"], trace_id=trace_of(gateway, job_id), fan_out=(0, 3))
     for s in spans:  # as a sidecar that knows only the envelope id would send them
         s["attributes"] = [a for a in s["attributes"] if a["key"] != "asya.job_id"]
-    # The branches are not known to the gateway yet (sidecars announce them before publishing):
-    # their 2 x 3 spans are refused, the root's are kept.
-    status, answer, _ = post_spans(gateway, export_request(spans))
-    assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "6"
-    assert f'asya.envelope_id "{job_id}-1" name no job of this gateway' in answer["partialSuccess"]["errorMessage"]
-    trace = http_json("GET", f"{gateway.url}/envelopes/{job_id}/trace")[1]
-    envelopes = sorted({s["envelope_id"] for s in trace["spans"] if s["name"].startswith("process ")})
-    assert envelopes == [job_id]
-    for branch in (1, 2):
-        assert http_json("POST", gateway.url + "/envelopes",
-                         {"id": f"{job_id}-{branch}", "parent_id": job_id, "actors": ["first", "second"],
-                          "current": 1}, gateway.internal_headers())[0] == 201
+    # The branches "<job>-1", "<job>-2" were never announced: their spans are the job's by its trace.
     assert post_spans(gateway, export_request(spans))[0:2] == (200, {})
-    trace = http_json("GET", f"{gateway.url}/envelopes/{job_id}-2/trace")[1]
+    trace = http_json("GET", f"{gateway.url}/envelopes/{job_id}/trace")[1]
     hops = [s for s in trace["spans"] if s["name"] == "process second"]
     assert sorted(h["envelope_id"] for h in hops) == [job_id, f"{job_id}-1", f"{job_id}-2"]
-    assert all(h["job_id"] == job_id for h in hops)
+    assert all(h["job_id"] == job_id and h["hop_span_id"] == h["span_id"] for h in hops)
+    # A span of another trace with no Asya attributes belongs to no job.
+    orphan = span(new_trace_id(), new_span_id(), None, "lost", 1, 2, {})
+    status, answer, _ = post_spans(gateway, export_request([orphan]))
+    assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "1"
 
 
 def test_the_receiver_refuses_what_it_cannot_read(gateway):
@@ -108,7 +114,7 @@ def test_trace_endpoints_need_their_tokens(gateway_binary, tmp_path):
                  {"ASYA_GATEWAY_TOKEN": "client-secret", "ASYA_GATEWAY_INTERNAL_TOKEN": "sidecar-secret"}).start()
     try:
         job_id = start_job(gw)
-        _, spans = pipeline_spans(job_id, ["first"])
+        _, spans = pipeline_spans(job_id, ["first"], trace_id=trace_of(gw, job_id))
         body = export_request(spans)
         # Spans come from sidecars: the client token is not enough.
         status, answer, _ = post_spans(gw, body, {"Authorization": "Bearer client-secret"})

@@ -2,24 +2,25 @@
 // formatMs() of app.js; loaded after it.
 "use strict";
 
-// Hops of a trace: the spans one sidecar recorded for one delivery of one envelope (same rule as
-// `asya trace`, src/cli/trace_waterfall.hpp).
+// Hops of a trace: the spans one sidecar recorded for one delivery of one envelope, as the gateway
+// marks them (hop_span_id; same rule as `asya trace`, src/cli/trace_waterfall.hpp).
 function hopsOf(trace) {
   const hops = new Map();
   for (const span of trace.spans) {
-    if (!span.actor) continue;
-    const key = span.envelope_id + "\u0000" + span.actor + "\u0000" + span.delivery_count;
+    if (!span.hop_span_id || span.hop_span_id !== span.span_id) continue;
+    let outcome = span.outcome ? String(span.outcome) : "";
+    if (!outcome && span.status && span.status.code === "error") outcome = "error";
+    hops.set(span.span_id, { actor: span.actor, envelope_id: span.envelope_id || "",
+      delivery_count: span.delivery_count, start: span.offset_ms, end: span.offset_ms,
+      queue_wait_ms: Number(span.queue_wait_ms) || 0, handler_ms: 0, handler_start: null,
+      publish_ms: 0, outcome });
+  }
+  for (const span of trace.spans) {
+    const hop = hops.get(span.hop_span_id);
+    if (!hop) continue;
     const start = span.offset_ms;
-    const end = start + span.duration_ms;
-    let hop = hops.get(key);
-    if (!hop) {
-      hop = { actor: span.actor, envelope_id: span.envelope_id || "", delivery_count: span.delivery_count,
-              start, end, queue_wait_ms: 0, handler_ms: 0, handler_start: null, publish_ms: 0, outcome: "" };
-      hops.set(key, hop);
-    }
     hop.start = Math.min(hop.start, start);
-    hop.end = Math.max(hop.end, end);
-    hop.queue_wait_ms = Math.max(hop.queue_wait_ms, Number(span.queue_wait_ms) || 0);
+    hop.end = Math.max(hop.end, start + span.duration_ms);
     const name = span.name || "";
     if (span.kind === "client" || name.startsWith("runtime") || name.startsWith("handler")) {
       hop.handler_ms += span.duration_ms;
@@ -27,8 +28,6 @@ function hopsOf(trace) {
     } else if (span.kind === "producer" || name.startsWith("publish")) {
       hop.publish_ms += span.duration_ms;
     }
-    if (span.outcome) hop.outcome = String(span.outcome);
-    else if (!hop.outcome && span.status && span.status.code === "error") hop.outcome = "error";
   }
   return [...hops.values()];
 }

@@ -66,7 +66,8 @@ class StorageBackend {
   // `created_ms` and `tool` are written on insert only (the list_jobs columns).
   Status save_job(const std::string& job_id, JobStatus status,
                   std::optional<std::int64_t> deadline_ms, const std::string& document, bool insert,
-                  std::int64_t created_ms = 0, const std::string& tool = "");
+                  std::int64_t created_ms = 0, const std::string& tool = "",
+                  const std::string& trace_id = "");
   Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id);
   Status add_envelope(const std::string& envelope_id, const std::string& job_id);
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
@@ -92,6 +93,8 @@ class StorageBackend {
       const std::string& status, const std::string& tool, std::int64_t before_created_ms,
       const std::string& before_id, std::int64_t limit);
 
+  // The job with gateway_jobs.trace_id = trace_id.
+  Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);
   // Spans (gateway_spans).
   Result<std::int64_t> count_spans(const std::string& job_id);
   // Inserts a span; false when (trace_id, span_id) was stored already.

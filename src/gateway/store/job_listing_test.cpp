@@ -132,6 +132,24 @@ TEST_P(JobListingTest, SpansAreOrderedByStartDeduplicatedAndCappedPerJob) {
   EXPECT_EQ(store_->spans(other).value().size(), 1u);
 }
 
+TEST_P(JobListingTest, AJobIsFoundByTheTraceItsEnvelopeStarted) {
+  std::string id = unique_id("traced");
+  std::string trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+  trace[0] = static_cast<char>('a' + (id.size() % 6));  // another trace per run on PostgreSQL
+  trace.replace(
+      1, 12,
+      std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()).substr(0, 12));
+  NewJob job{id,    "tool",       {"a"}, R"({"actors":["a"],"current":0})", "{}", std::nullopt, "",
+             false, std::nullopt, trace};
+  ASSERT_TRUE(store_->create(job).ok());
+  auto found = store_->job_of_trace(trace);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_TRUE(found.value());
+  EXPECT_EQ(*found.value(), id);
+  EXPECT_EQ(store_->get(id).value()->trace_id, trace);
+  EXPECT_FALSE(store_->job_of_trace("0000000000000000000000000000000f").value());
+}
+
 TEST_P(JobListingTest, SpansOlderThanTheRetentionAreRemoved) {
   std::string job = create(unique_id("tool"));
   SpanLimits limits;
@@ -165,8 +183,9 @@ TEST(JobListingMigration, AVersion3DatabaseIsMigratedAndItsJobsListed) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   const char* downgrade =
-      "DROP INDEX gateway_jobs_created; ALTER TABLE gateway_jobs DROP COLUMN created_ms; "
-      "ALTER TABLE gateway_jobs DROP COLUMN tool; DROP TABLE gateway_spans; "
+      "DROP INDEX gateway_jobs_created; DROP INDEX gateway_jobs_trace; "
+      "ALTER TABLE gateway_jobs DROP COLUMN created_ms; ALTER TABLE gateway_jobs DROP COLUMN tool; "
+      "ALTER TABLE gateway_jobs DROP COLUMN trace_id; DROP TABLE gateway_spans; "
       "UPDATE gateway_schema SET version = 3;";
   char* error = nullptr;
   ASSERT_EQ(sqlite3_exec(db, downgrade, nullptr, nullptr, &error), SQLITE_OK) << error;

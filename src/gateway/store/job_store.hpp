@@ -96,6 +96,9 @@ struct Job {
   std::string owner;
   bool task = false;                   // started as an MCP task (tools/call with `task`)
   std::optional<std::int64_t> ttl_ms;  // the task's retention as answered to the client
+  // The trace the job's envelope started (the trace id of its traceparent, 32 hex digits; ""
+  // unknown): spans of this trace belong to the job (POST /v1/traces).
+  std::string trace_id;
 };
 
 // A failed job's failure in one line, for people (the CLI, the MCP text content, REST): the
@@ -131,6 +134,7 @@ struct NewJob {
   std::string owner;  // Job::owner
   bool task = false;  // Job::task: also recorded for list_tasks()
   std::optional<std::int64_t> ttl_ms;
+  std::string trace_id{};  // Job::trace_id
 };
 
 // A sidecar's progress report (PROTOCOL §7).
@@ -290,6 +294,9 @@ class JobStore {
   // than limits.retention before `now` are removed (checked at most once a minute).
   virtual Result<SpanWrite> add_spans(const std::vector<SpanRecord>& spans,
                                       const SpanLimits& limits, Clock::time_point now) = 0;
+
+  // The job whose envelope started trace `trace_id` (Job::trace_id), or nullopt.
+  virtual Result<std::optional<std::string>> job_of_trace(const std::string& trace_id) = 0;
 
   // The job's spans ordered by start time (then span id); empty for a job without spans.
   virtual Result<std::vector<SpanRecord>> spans(const std::string& job_id) = 0;

@@ -54,6 +54,7 @@ class JobStoreCore final : public JobStore {
       job.owner = spec.owner;
       job.task = spec.task;
       job.ttl_ms = spec.ttl_ms;
+      job.trace_id = spec.trace_id;
       job.created_at = job.updated_at = Clock::now();
       job.message = "created";
       job.branches.push_back(Branch{spec.id, "", JobStatus::pending, "", ""});
@@ -282,6 +283,10 @@ class JobStoreCore final : public JobStore {
     return store_spans(*backend_, span_pruning_, spans, limits, now);
   }
 
+  Result<std::optional<std::string>> job_of_trace(const std::string& trace_id) override {
+    return backend_->job_of_trace(trace_id);
+  }
+
   Result<std::vector<SpanRecord>> spans(const std::string& job_id) override {
     return backend_->spans_of(job_id);
   }
@@ -450,7 +455,7 @@ class JobStoreCore final : public JobStore {
     std::optional<std::int64_t> deadline;
     if (job.deadline) deadline = to_ms(*job.deadline);
     Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert,
-                                      to_ms(job.created_at), job.tool);
+                                      to_ms(job.created_at), job.tool, job.trace_id);
     if (!saved.ok()) return saved;
     if (insert) {
       Status added = backend_->add_envelope(job.id, job.id);

@@ -52,7 +52,9 @@ CREATE INDEX IF NOT EXISTS gateway_tasks_owner ON gateway_tasks(owner, created_m
     R"sql(
 ALTER TABLE gateway_jobs ADD COLUMN created_ms BIGINT;
 ALTER TABLE gateway_jobs ADD COLUMN tool TEXT;
+ALTER TABLE gateway_jobs ADD COLUMN trace_id TEXT;
 CREATE INDEX IF NOT EXISTS gateway_jobs_created ON gateway_jobs(created_ms, id);
+CREATE INDEX IF NOT EXISTS gateway_jobs_trace ON gateway_jobs(trace_id);
 CREATE TABLE IF NOT EXISTS gateway_spans (
   trace_id TEXT NOT NULL,
   span_id TEXT NOT NULL,
@@ -147,15 +149,15 @@ Result<std::optional<std::string>> StorageBackend::read_job(const std::string& j
 Status StorageBackend::save_job(const std::string& job_id, JobStatus status,
                                 std::optional<std::int64_t> deadline_ms,
                                 const std::string& document, bool insert, std::int64_t created_ms,
-                                const std::string& tool) {
+                                const std::string& tool, const std::string& trace_id) {
   SqlArg deadline = nullptr;
   if (deadline_ms) deadline = *deadline_ms;
   if (insert) {
-    return done(query(
-        "saving job " + job_id,
-        "INSERT INTO gateway_jobs(id, status, deadline_ms, document, created_ms, "
-        "tool) VALUES ($1, $2, $3, $4, $5, $6)",
-        {job_id, std::string(job_status_name(status)), deadline, document, created_ms, tool}));
+    return done(query("saving job " + job_id,
+                      "INSERT INTO gateway_jobs(id, status, deadline_ms, document, created_ms, "
+                      "tool, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      {job_id, std::string(job_status_name(status)), deadline, document, created_ms,
+                       tool, trace_id.empty() ? SqlArg(nullptr) : SqlArg(trace_id)}));
   }
   return done(
       query("saving job " + job_id,
@@ -243,6 +245,11 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_j
   out.reserve(rows.value().size());
   for (auto& row : rows.value()) out.emplace_back(std::move(row.at(0)), std::stoll(row.at(1)));
   return out;
+}
+
+Result<std::optional<std::string>> StorageBackend::job_of_trace(const std::string& trace_id) {
+  return first_text(query("looking up the job of trace " + trace_id,
+                          "SELECT id FROM gateway_jobs WHERE trace_id = $1", {trace_id}));
 }
 
 Result<std::int64_t> StorageBackend::count_spans(const std::string& job_id) {
