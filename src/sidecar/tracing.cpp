@@ -158,15 +158,10 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   // Every span of the hop names it (actor, envelope, delivery), as a receiver groups them so.
   common_.assign(attributes_.begin(), attributes_.begin() + 4);
   if (!job.empty()) common_.push_back({"asya.job_id", job});
-  if (sent_at_) {
+  // The wait is not the hop's own work: an attribute of the hop (a receiver draws it before the
+  // hop), not a span of it.
+  if (sent_at_)
     attributes_.push_back({"asya.queue_wait_ms", millis_between(*sent_at_, received_wall_)});
-    // The wait is not the hop's own work: a sibling of the hop under the sender's publish span,
-    // named without asya.actor (so it is not counted as part of the hop), ending where it begins.
-    otlp::Span wait = child("queue wait", otlp::SpanKind::kInternal, *sent_at_, received_wall_);
-    wait.parent_span_id = parent_span_id_;
-    wait.attributes.erase(wait.attributes.begin());  // asya.actor
-    children_.push_back(std::move(wait));
-  }
   previous_ = current_hop;
   current_hop = this;
   log_scope_.emplace(trace_id_, span_id_);

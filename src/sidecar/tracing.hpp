@@ -1,8 +1,8 @@
 // Trace spans of a sidecar (docs/tracing.md): for every envelope one hop span
 // "process <actor>" (kind CONSUMER, child of the span named by the envelope's `traceparent`,
 // from the receive to the ack), with children "runtime call" (CLIENT), "publish <queue>" (one per
-// output, PRODUCER) and "ack"/"nack"; beside it, under the same parent, "queue wait" from the
-// sender's asya-sent-at to the receive (its length is also the hop's asya.queue_wait_ms). Each output gets its own
+// output, PRODUCER) and "ack"/"nack". The queue wait, from the sender's asya-sent-at to the
+// receive, is the hop's attribute asya.queue_wait_ms. Each output gets its own
 // publish span as its new parent: before it is sent, its `traceparent` is rewritten to this trace
 // and that span, and `asya-sent-at` is set (PROTOCOL §1), so the next hop links to it.
 //

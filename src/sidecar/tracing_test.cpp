@@ -134,12 +134,8 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
   EXPECT_EQ(attribute(hop, "asya.delivery_count"), "2");
   EXPECT_EQ(attribute(hop, "asya.payload_bytes"), "7");
   EXPECT_EQ(attribute(hop, "asya.outcome"), "success");
-  EXPECT_NE(attribute(hop, "asya.queue_wait_ms"), "<absent>");
-  // The queue wait: from when the sender sent it, beside the hop under the sender's span.
-  ASSERT_EQ(spans.count("queue wait"), 1u);
-  EXPECT_EQ(spans.find("queue wait")->second.at("startTimeUnixNano"), "1577836800000000000");
-  EXPECT_EQ(str(spans.find("queue wait")->second.at("parentSpanId")), "00f067aa0ba902b7");
-  EXPECT_EQ(attribute(spans.find("queue wait")->second, "asya.job_id"), "j1");
+  // The queue wait: from when the sender sent it (2020) to the receive (now), in milliseconds.
+  EXPECT_GT(std::stoll(attribute(hop, "asya.queue_wait_ms")), 100'000'000'000LL);
   for (const char* name : {"runtime call", "ack"}) {
     ASSERT_EQ(spans.count(name), 1u) << name;
     EXPECT_EQ(str(spans.find(name)->second.at("parentSpanId")), hop_span) << name;
@@ -176,7 +172,7 @@ TEST(Tracing, AnInvalidTraceparentStartsANewTrace) {
   auto spans = received_spans(receiver);
   ASSERT_EQ(spans.count("process b"), 1u);
   EXPECT_FALSE(spans.find("process b")->second.contains("parentSpanId"));
-  EXPECT_EQ(spans.count("queue wait"), 0u);  // no asya-sent-at
+  EXPECT_EQ(attribute(spans.find("process b")->second, "asya.queue_wait_ms"), "<absent>");
 }
 
 }  // namespace
