@@ -39,14 +39,14 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
         shown = trace(asya_binary, gw, job_id, token="c")
         assert shown.returncode == 0, shown.stderr
         lines = shown.stdout.splitlines()
-        assert lines[0].startswith(f"job {job_id} (running), trace {trace_id}, 3 hops, 68.0ms")  # the branch made it run
+        assert lines[0].startswith(f"job {job_id} (running), trace {trace_id}, 3 hops, 72.0ms")  # from the call span; the branch made it run
         assert lines[1].split() == ["ACTOR", "ENVELOPE", "START", "WAIT", "HANDLER", "PUBLISH", "OUTCOME",
                                     "TIMELINE"]
         rows = [line.split() for line in lines[2:]]
         assert [r[0] for r in rows] == ["first", "second", "second"]
         assert sorted(r[1] for r in rows[1:]) == [job_id, f"{job_id}-1"]
-        assert rows[0][2:7] == ["0.0ms", "4.0ms", "30.0ms", "2.0ms", "routed"]
-        assert rows[1][2] == "36.0ms"  # 32 ms of the first hop, then 4 ms queue wait
+        assert rows[0][2:7] == ["4.0ms", "4.0ms", "30.0ms", "2.0ms", "routed"]
+        assert rows[1][2] == "40.0ms"  # from the call: 4 ms wait, 32 ms first hop, 4 ms wait
         bars = [line[line.index("|"):] for line in lines[2:]]
         assert bars[0].startswith("|..#") and bars[1].startswith("|" + " " * 20 + "..#"), bars
 
