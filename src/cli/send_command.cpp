@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "cli/client.hpp"
+#include "cli/send_trace.hpp"
 #include "cli/target_check.hpp"
 #include "common/env.hpp"
 #include "common/random_id.hpp"
@@ -40,6 +41,7 @@ int run_send(const SendArgs& args) {
   std::string body;
   std::string id;
   std::vector<std::string> actors;
+  std::optional<SendTrace> trace;  // for an envelope this command builds (docs/tracing.md)
   if (!args.envelope.empty()) {
     if (!args.actor.empty() || !args.route.empty() || !args.payload.empty() ||
         !args.headers.empty() || !args.deadline.empty() || args.id_given)
@@ -118,6 +120,14 @@ int run_send(const SendArgs& args) {
       spec.deadline = std::chrono::system_clock::now() + *in;
     }
     spec.payload_json = payload;
+    auto given = std::find_if(spec.headers.begin(), spec.headers.end(),
+                              [](const auto& header) { return header.first == "traceparent"; });
+    trace.emplace(given == spec.headers.end() ? std::nullopt : std::optional(given->second));
+    if (given == spec.headers.end())
+      spec.headers.emplace_back("traceparent", trace->traceparent());
+    else
+      given->second = trace->traceparent();
+    spec.sent_at = trace->started();
     auto built = envelope::new_envelope(spec);
     if (!built)
       fail(kExitUsage, fmt::format("the envelope would be invalid: {}", built.error().message));
@@ -147,7 +157,9 @@ int run_send(const SendArgs& args) {
   auto& queues = client.queues();
   std::string queue = client.prefix + actors.front();
   if (Status st = queues.ensure_queue(queue); !st) fail(kExitError, st.message());
-  if (Status st = queues.send(queue, body); !st) fail(kExitError, st.message());
+  Status sent = queues.send(queue, body);
+  if (trace) trace->finish(id, queue, sent.ok());
+  if (!sent) fail(kExitError, sent.message());
   if (!args.wait) {
     std::cout << id << "\n";
     return 0;

@@ -42,6 +42,8 @@ std::string json_escape(std::string_view text) {
 namespace {
 
 thread_local std::string current_envelope_id;
+thread_local std::string current_trace_id;
+thread_local std::string current_span_id;
 
 // Writes the message as an escaped JSON string body, followed by the thread's envelope id field
 // when an EnvelopeScope is active (the pattern supplies the surrounding quotes).
@@ -54,6 +56,11 @@ class JsonMessageFlag : public spdlog::custom_flag_formatter {
     if (!current_envelope_id.empty()) {
       std::string id = "\",\"id\":\"" + json_escape(current_envelope_id);
       dest.append(id.data(), id.data() + id.size());
+    }
+    if (!current_trace_id.empty()) {
+      std::string ids = "\",\"trace_id\":\"" + json_escape(current_trace_id) + "\",\"span_id\":\"" +
+                        json_escape(current_span_id);
+      dest.append(ids.data(), ids.data() + ids.size());
     }
   }
   std::unique_ptr<custom_flag_formatter> clone() const override {
@@ -101,6 +108,18 @@ EnvelopeScope::EnvelopeScope(std::string_view envelope_id)
 
 EnvelopeScope::~EnvelopeScope() {
   current_envelope_id = std::move(previous_);
+}
+
+TraceScope::TraceScope(std::string_view trace_id, std::string_view span_id)
+    : previous_trace_id_(std::move(current_trace_id)),
+      previous_span_id_(std::move(current_span_id)) {
+  current_trace_id.assign(trace_id);
+  current_span_id.assign(span_id);
+}
+
+TraceScope::~TraceScope() {
+  current_trace_id = std::move(previous_trace_id_);
+  current_span_id = std::move(previous_span_id_);
 }
 
 namespace {

@@ -30,6 +30,20 @@ class EnvelopeScope {
   std::string previous_;
 };
 
+// While alive, every line logged by this thread carries "trace_id":"<32 hex>" and
+// "span_id":"<16 hex>" (the span the thread works in, common/otlp/span.hpp), so log lines join
+// trace spans. Nests like EnvelopeScope. Not copyable.
+class TraceScope {
+ public:
+  TraceScope(std::string_view trace_id, std::string_view span_id);
+  ~TraceScope();
+  TraceScope(const TraceScope&) = delete;
+  TraceScope& operator=(const TraceScope&) = delete;
+
+ private:
+  std::string previous_trace_id_, previous_span_id_;
+};
+
 // Escapes `text` for embedding inside a JSON string (no surrounding quotes).
 std::string json_escape(std::string_view text);
 

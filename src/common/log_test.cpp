@@ -41,5 +41,23 @@ TEST(Log, InitSetsComponentLevelAndActor) {
   EXPECT_THROW(log::init("sidecar", "verbose"), ConfigError);
 }
 
+TEST(Log, ScopesAddEnvelopeTraceAndSpanIdsToEveryLineOfTheThread) {
+  log::init("sidecar", "info", "a1");
+  testing::internal::CaptureStderr();
+  {
+    log::EnvelopeScope envelope("E1");
+    log::TraceScope trace("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    spdlog::info("inside");
+  }
+  spdlog::info("outside");
+  spdlog::default_logger()->flush();
+  std::string err = testing::internal::GetCapturedStderr();
+  EXPECT_NE(err.find(R"("msg":"inside","id":"E1","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736",)"
+                     R"("span_id":"00f067aa0ba902b7"})"),
+            std::string::npos)
+      << err;
+  EXPECT_NE(err.find(R"("msg":"outside"})"), std::string::npos) << err;
+}
+
 }  // namespace
 }  // namespace asya

@@ -87,12 +87,12 @@ Result<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view tex
 
 std::string format_rfc3339(std::chrono::system_clock::time_point when, Rfc3339Precision precision) {
   using namespace std::chrono;
-  const auto millis = floor<milliseconds>(when);
-  const auto days_part = floor<days>(millis);
+  const auto micros = floor<microseconds>(when);
+  const auto days_part = floor<days>(micros);
   const year_month_day date{days_part};
-  const hh_mm_ss<milliseconds> time{millis - days_part};
+  const hh_mm_ss<microseconds> time{micros - days_part};
   // Hand-formatted: this runs for every error-chain entry and snprintf is comparatively slow.
-  char text[] = "0000-00-00T00:00:00.000Z";
+  char text[] = "0000-00-00T00:00:00.000000Z";
   auto put = [&text](std::size_t at, unsigned value, std::size_t digits) {
     for (std::size_t i = digits; i-- > 0; value /= 10) text[at + i] = char('0' + value % 10);
   };
@@ -103,8 +103,13 @@ std::string format_rfc3339(std::chrono::system_clock::time_point when, Rfc3339Pr
   put(14, static_cast<unsigned>(time.minutes().count()), 2);
   put(17, static_cast<unsigned>(time.seconds().count()), 2);
   if (precision == Rfc3339Precision::kSeconds) return std::string(text, 19) + "Z";
-  put(20, static_cast<unsigned>(time.subseconds().count()), 3);
-  return std::string(text, sizeof(text) - 1);
+  const auto sub_micros = static_cast<unsigned>(time.subseconds().count());
+  if (precision == Rfc3339Precision::kMicroseconds) {
+    put(20, sub_micros, 6);
+    return std::string(text, sizeof(text) - 1);
+  }
+  put(20, sub_micros / 1000, 3);
+  return std::string(text, 23) + "Z";
 }
 
 }  // namespace asya

@@ -18,6 +18,7 @@ Result<std::chrono::system_clock::time_point> parse_rfc3339(std::string_view tex
 enum class Rfc3339Precision {
   kMilliseconds,  // "2026-11-29T12:00:00.000Z" (envelopes, the gateway)
   kSeconds,       // "2026-11-29T12:00:00Z" (Kubernetes metav1.Time)
+  kMicroseconds,  // "2026-11-29T12:00:00.000000Z" (asya-sent-at: queue waits in trace spans)
 };
 
 // Formats `when` as RFC 3339 UTC, truncated to `precision`. Thread-safe; never fails.

@@ -49,6 +49,15 @@ TEST(Rfc3339, FormatIsUtcWithMillisecondsAndRoundTrips) {
   EXPECT_EQ(format_rfc3339(Utc(1969, 12, 31, 23, 59, 59)), "1969-12-31T23:59:59.000Z");
 }
 
+TEST(Rfc3339, MicrosecondsPrecisionKeepsSixDigitsAndRoundTrips) {
+  auto when = Utc(2026, 11, 29, 12, 0, 5) + 42ms + 7us + 900ns;
+  EXPECT_EQ(format_rfc3339(when, Rfc3339Precision::kMicroseconds), "2026-11-29T12:00:05.042007Z");
+  EXPECT_EQ(*parse_rfc3339(format_rfc3339(when, Rfc3339Precision::kMicroseconds)),
+            Utc(2026, 11, 29, 12, 0, 5) + 42ms + 7us);
+  EXPECT_EQ(format_rfc3339(Utc(1969, 12, 31, 23, 59, 59) + 1us, Rfc3339Precision::kMicroseconds),
+            "1969-12-31T23:59:59.000001Z");
+}
+
 TEST(Rfc3339, SecondsPrecisionDropsTheFraction) {
   auto when = Utc(2026, 11, 29, 12, 0, 5) + 999ms;
   EXPECT_EQ(format_rfc3339(when, Rfc3339Precision::kSeconds), "2026-11-29T12:00:05Z");

@@ -257,6 +257,76 @@ std::string with_attempt(const Envelope& in, int attempt) {
   return assemble(in, same_hop(in, headers, in.payload_raw));
 }
 
+std::string with_string_headers(
+    const Envelope& parsed, std::string_view body,
+    const std::vector<std::pair<std::string_view, std::string_view>>& set) {
+  std::vector<Member> kept;
+  if (!split_headers(parsed.headers_raw, std::string_view(), kept, nullptr)) kept.clear();
+  std::vector<std::string> set_keys, set_values;
+  for (const auto& [key, value] : set) {
+    set_keys.push_back(json_string(key));
+    set_values.push_back(json_string(value));
+  }
+  std::vector<bool> placed(set.size(), false);
+  std::string headers = "{";
+  headers.reserve(members_size(kept) + 128);
+  bool first = true;
+  auto member = [&](std::string_view key, std::string_view value) {
+    if (!first) headers.push_back(',');
+    first = false;
+    headers.append(key);
+    headers.push_back(':');
+    headers.append(value);
+  };
+  for (const auto& [key, value] : kept) {
+    std::string_view written = value;
+    for (std::size_t i = 0; i < set.size(); ++i) {
+      if (key != set_keys[i]) continue;
+      written = set_values[i];
+      placed[i] = true;
+    }
+    member(key, written);
+  }
+  for (std::size_t i = 0; i < set.size(); ++i)
+    if (!placed[i]) member(set_keys[i], set_values[i]);
+  headers.push_back('}');
+
+  std::string out;
+  out.reserve(body.size() + headers.size() + 16);
+  if (!parsed.headers_raw.empty()) {
+    const std::size_t at = static_cast<std::size_t>(parsed.headers_raw.data() - body.data());
+    out.append(body.substr(0, at));
+    out.append(headers);
+    out.append(body.substr(at + parsed.headers_raw.size()));
+    return out;
+  }
+  const std::size_t open = body.find('{');
+  out.append(body.substr(0, open + 1));
+  out.append("\"headers\":");
+  out.append(headers);
+  out.push_back(',');
+  out.append(body.substr(open + 1));
+  return out;
+}
+
+std::vector<std::optional<std::string>> string_headers(const Envelope& in,
+                                                       const std::vector<std::string_view>& names) {
+  std::vector<std::optional<std::string>> values(names.size());
+  std::vector<Member> members;
+  if (in.headers_raw.empty() ||
+      !split_headers(in.headers_raw, std::string_view(), members, nullptr))
+    return values;
+  for (const auto& [key, value] : members) {
+    if (key.size() < 2 || value.size() < 2 || value.front() != '"' || value.back() != '"' ||
+        value.find('\\') != std::string_view::npos)
+      continue;
+    const std::string_view bare_key = key.substr(1, key.size() - 2);
+    for (std::size_t i = 0; i < names.size(); ++i)
+      if (bare_key == names[i]) values[i] = std::string(value.substr(1, value.size() - 2));
+  }
+  return values;
+}
+
 int attempt_of(const Envelope& in) {
   std::vector<Member> kept;
   std::string_view raw;

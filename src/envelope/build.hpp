@@ -2,8 +2,11 @@
 // re-encodes a payload: the bytes given are copied as they are.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "envelope/envelope.hpp"
 #include "envelope/response.hpp"
@@ -38,6 +41,21 @@ std::string build_error(const Envelope& in, std::string_view actor, const ErrorI
 // `in` again with new headers where "asya-attempt" is set to `attempt` (other headers kept), for
 // re-enqueueing a retry of the same hop.
 std::string with_attempt(const Envelope& in, int attempt);
+
+// `body` (an envelope; `parsed` is parse(body), so its views point into `body`) with the string
+// headers `set` written in: a header of the same name gets the new value where it stands, a new
+// one is appended (a "headers" object is added when there is none), and every other byte of
+// `body` is kept as it is. For the trace context the sidecar gives each output (traceparent,
+// asya-sent-at).
+std::string with_string_headers(
+    const Envelope& parsed, std::string_view body,
+    const std::vector<std::pair<std::string_view, std::string_view>>& set);
+
+// The values of the string headers `names` of `in`, in the order of `names`: nullopt for one that
+// is absent, not a string, or a string written with escapes (trace context values never need
+// them).
+std::vector<std::optional<std::string>> string_headers(const Envelope& in,
+                                                       const std::vector<std::string_view>& names);
 
 // Reads header "asya-attempt" (1 when absent or not a positive integer).
 int attempt_of(const Envelope& in);

@@ -356,3 +356,40 @@ TEST(BuildOutput, HundredMegabytePayloadIsByteIdentical) {
 
 }  // namespace
 }  // namespace asya::envelope
+
+namespace asya::envelope {
+namespace {
+
+TEST(WithStringHeaders, ReplacesInPlaceAppendsNewOnesAndKeepsEveryOtherByte) {
+  const std::string body = kInput;
+  std::string out = with_string_headers(MustParse(body), body,
+                                        {{"traceparent", "00-new"}, {"asya-sent-at", "T"}});
+  EXPECT_EQ(
+      out,
+      R"({"id":"E","parent_id":"P","route":{"actors":["prep","infer","post"],"current":1,"metadata":{"job":"j1"}},)"
+      R"("headers":{"traceparent":"00-new","priority":"high","asya-sent-at":"T"},"deadline":"2030-01-01T00:00:00Z",)"
+      R"("zeta":{"keep":[1,2]},"version":3,"payload":{"in":true}})");
+}
+
+TEST(StringHeaders, ReadsPlainStringValuesByName) {
+  const std::string body =
+      R"({"id":"E","route":{"actors":["a"]},"headers":{"traceparent":"00-x","n":3,"e":"a\"b"},"payload":1})";
+  auto values = string_headers(MustParse(body), {"traceparent", "n", "e", "absent"});
+  ASSERT_EQ(values.size(), 4u);
+  EXPECT_EQ(values[0], "00-x");
+  EXPECT_FALSE(values[1]);
+  EXPECT_FALSE(values[2]);
+  EXPECT_FALSE(values[3]);
+}
+
+TEST(WithStringHeaders, AddsAHeadersObjectWhenThereIsNone) {
+  const std::string body = R"({"id":"E","route":{"actors":["a"]},"payload":[1, 2.50]})";
+  std::string out = with_string_headers(MustParse(body), body, {{"traceparent", "00-\"q\""}});
+  Envelope parsed = MustParse(out);
+  EXPECT_EQ(parsed.headers_raw, R"({"traceparent":"00-\"q\""})");
+  EXPECT_EQ(parsed.payload_raw, "[1, 2.50]");
+  EXPECT_EQ(parsed.id, "E");
+}
+
+}  // namespace
+}  // namespace asya::envelope

@@ -40,13 +40,18 @@ Result<std::string> new_envelope(const NewEnvelope& spec) {
   out += "],\"current\":0";
   if (!spec.route_metadata_json.empty()) out += ",\"metadata\":" + spec.route_metadata_json;
   out += '}';
-  if (!spec.headers.empty()) {
+  if (!spec.headers.empty() || spec.sent_at) {
     out += ",\"headers\":{";
     for (std::size_t i = 0; i < spec.headers.size(); ++i) {
       if (i) out += ',';
       append_json_string(out, spec.headers[i].first);
       out += ':';
       append_json_string(out, spec.headers[i].second);
+    }
+    if (spec.sent_at) {
+      if (!spec.headers.empty()) out += ',';
+      out += "\"asya-sent-at\":";
+      append_json_string(out, format_rfc3339(*spec.sent_at, Rfc3339Precision::kMicroseconds));
     }
     out += '}';
   }

@@ -25,6 +25,9 @@ struct NewEnvelope {
   // String headers in this order; none leaves "headers" out. Keys starting with "asya-" are
   // reserved for the system (refused).
   std::vector<std::pair<std::string, std::string>> headers;
+  // When set, the header asya-sent-at (PROTOCOL §1) with this time (RFC 3339, microseconds), from
+  // which the first actor's trace span measures the queue wait.
+  std::optional<std::chrono::system_clock::time_point> sent_at;
   // The envelope's deadline, written as RFC 3339 UTC with milliseconds; nullopt: none.
   std::optional<std::chrono::system_clock::time_point> deadline;
   // The payload: the text of one JSON value, copied byte for byte and not checked here (the

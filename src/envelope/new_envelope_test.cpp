@@ -53,6 +53,19 @@ TEST(NewEnvelope, CliShapeLeavesOutEmptyPartsAndAnEmptyIdGetsAUuid) {
   EXPECT_NE(*new_envelope(spec), *text);  // a new id each time
 }
 
+TEST(NewEnvelope, SentAtIsTheReservedHeaderInMicroseconds) {
+  NewEnvelope spec;
+  spec.id = "e";
+  spec.actors = {"echo"};
+  spec.payload_json = "1";
+  spec.sent_at = std::chrono::sys_days{std::chrono::year{2030} / 1 / 2} + 3h + 250ms + 7us;
+  EXPECT_EQ(*new_envelope(spec), R"({"id":"e","route":{"actors":["echo"],"current":0},)"
+                                 R"("headers":{"asya-sent-at":"2030-01-02T03:00:00.250007Z"},)"
+                                 R"("payload":1})");
+  spec.headers = {{"traceparent", "t"}};
+  EXPECT_NE(new_envelope(spec)->find(R"({"traceparent":"t","asya-sent-at":)"), std::string::npos);
+}
+
 TEST(NewEnvelope, HeaderKeysAndValuesAreEscaped) {
   NewEnvelope spec;
   spec.id = "a\"b";
@@ -72,6 +85,7 @@ NewEnvelope valid_spec() {
                      .actors = {"ok"},
                      .route_metadata_json = {},
                      .headers = {},
+                     .sent_at = std::nullopt,
                      .deadline = std::nullopt,
                      .payload_json = "1"};
 }

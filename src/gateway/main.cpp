@@ -75,6 +75,8 @@ int main(int argc, char** argv) {
 
     ServiceOptions service_options;
     service_options.queue_prefix = env_string("ASYA_QUEUE_PREFIX", "asya-");
+    service_options.trace_collector = otlp::read_export_settings(Environment(), "asya-gateway");
+    service_options.trace_process = otlp::read_process_settings(Environment(), "asya-gateway");
     service_options.poll_interval =
         env_duration("ASYA_GATEWAY_POLL_INTERVAL", std::chrono::seconds(2));
     service_options.blocking_threads =
@@ -120,6 +122,8 @@ int main(int argc, char** argv) {
     Service service(io, service_options, std::move(tools), std::move(store), std::move(transport),
                     metrics);
     Api api(service, api_options);
+    service.call_tracer().set_local_sink(job_store_sink(service.store(), api_options.span_limits,
+                                                        service_options.trace_process.resource));
     http::Server server(
         io, host, port, [&api](http::Request request) { return api.handle(std::move(request)); },
         server_options);

@@ -2,6 +2,8 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "common/process_metrics.hpp"
+
 namespace asya::gateway {
 
 Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
@@ -36,7 +38,8 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
 
 std::string Metrics::serialize() const {
   prometheus::TextSerializer serializer;
-  return serializer.Serialize(registry_->Collect());
+  // Process-wide families (common/process_metrics.hpp): the trace exporter's counters.
+  return serializer.Serialize(registry_->Collect()) + process_metrics_text();
 }
 
 void Metrics::http_request(const std::string& method, int status) {

@@ -86,6 +86,7 @@ Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools
       transport_(std::move(transport)),
       metrics_(metrics),
       notifier_(io),
+      call_tracer_(options_.trace_collector, options_.trace_process),
       pool_(options_.blocking_threads),
       sweep_timer_(io) {}
 
@@ -110,6 +111,7 @@ void Service::stop() {
   store_->unwatch();
   sweep_timer_.cancel();
   pool_.join();
+  call_tracer_.stop(std::chrono::seconds(2));
 }
 
 awaitable<void> Service::sweep_loop() {
@@ -133,6 +135,7 @@ awaitable<void> Service::sweep_loop() {
 awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json,
                                                    CallOrigin origin) {
   std::string id = new_uuid();
+  const CallTracer::Call call = call_tracer_.begin();
   auto now = Clock::now();
   auto deadline = now + tool.timeout;
 
@@ -146,7 +149,8 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   spec.id = id;
   spec.actors = tool.actors;
   spec.route_metadata_json = to_json_text(metadata);
-  spec.headers = {{"traceparent", new_traceparent()}};
+  spec.headers = {{"traceparent", otlp::format_traceparent(call.context)}};
+  spec.sent_at = std::chrono::system_clock::now();
   spec.deadline = deadline;
   // The payload goes in as sent (numbers keep their spelling).
   spec.payload_json = payload_json;
@@ -160,16 +164,21 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
     if (name == "traceparent" && value.size() >= 35) job.trace_id = value.substr(3, 32);
   std::string queue = options_.queue_prefix + tool.actors.front();
 
-  auto work_1 = [this, job, body, queue]() -> Status {
-    Status created = store_->create(job);
-    if (!created.ok()) return Error{"job store: " + created.message()};
-    Status sent = transport_->send(queue, body);
-    if (!sent.ok()) {
-      std::string error = "publishing to " + queue + " failed: " + sent.message();
-      (void)store_->fail(job.id, error);
-      return Error{error};
-    }
-    return Status::Ok();
+  auto work_1 = [this, job, body, queue, call]() -> Status {
+    Status status = [&]() -> Status {
+      Status created = store_->create(job);
+      if (!created.ok()) return Error{"job store: " + created.message()};
+      Status sent = transport_->send(queue, body);
+      if (!sent.ok()) {
+        std::string error = "publishing to " + queue + " failed: " + sent.message();
+        (void)store_->fail(job.id, error);
+        return Error{error};
+      }
+      return Status::Ok();
+    }();
+    // Here, on the blocking pool: the call span's local sink writes to the job store.
+    call_tracer_.end(call, job.tool, job.id, queue, status.ok() ? "" : status.message());
+    return status;
   };
   Status published = co_await blocking<Status>(std::move(work_1));
   if (!published.ok()) {

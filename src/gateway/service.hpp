@@ -20,8 +20,10 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/otlp/export_settings.hpp"
 #include "common/random_id.hpp"
 #include "common/result.hpp"
+#include "gateway/call_trace.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/store/job_store.hpp"
@@ -35,6 +37,10 @@ struct ServiceOptions {
       std::chrono::seconds(2)};  // re-read the store without a wake-up
   std::chrono::milliseconds sweep_interval{std::chrono::seconds(1)};  // deadline checks
   std::size_t blocking_threads = 4;
+  // The call span of every tool call (call_trace.hpp): the collector (ASYA_OTLP_ENDPOINT /
+  // OTEL_*, nullopt: none) and the gateway's resource.
+  std::optional<otlp::ExportSettings> trace_collector;
+  otlp::ExportSettings trace_process;
 };
 
 // Wakes coroutines waiting for changes of a job. Thread-safe.
@@ -94,6 +100,7 @@ class Service {
   JobStore& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
   Notifier& notifier() { return notifier_; }
+  CallTracer& call_tracer() { return call_tracer_; }
   // The transport the calls are published on (thread-safe; call it on the blocking pool).
   transport::Transport& transport() { return *transport_; }
   boost::asio::io_context& io() { return io_; }
@@ -152,6 +159,7 @@ class Service {
   std::unique_ptr<transport::Transport> transport_;
   Metrics& metrics_;
   Notifier notifier_;
+  CallTracer call_tracer_;
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer sweep_timer_;
   bool stopped_ = false;

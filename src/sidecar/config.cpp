@@ -150,6 +150,8 @@ Config load_config(const Environment& environment) {
         environment.string("ASYA_VISIBILITY_TIMEOUT", "")));
   c.join = join::load_join_config(environment);
   if (c.join.enabled) c.batch_max_size = 1;  // a join stores its branches one by one
+  c.trace_collector = otlp::read_export_settings(environment, "asya-sidecar");
+  c.trace_process = otlp::read_process_settings(environment, "asya-sidecar");
 
   c.batch_max_size =
       static_cast<int>(environment.integer("ASYA_BATCH_MAX_SIZE", c.batch_max_size, 1, 4096));
@@ -207,6 +209,11 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_JOIN_ON_TIMEOUT        error         error: join_timeout to error-end; partial: the handler
                                             gets what arrived (null for missing slots)
   ASYA_JOIN_STORE             sqlite://<dir of ASYA_SQLITE_PATH>/joins.db   where branches wait
+  ASYA_OTLP_ENDPOINT          (empty)       OTLP/HTTP receiver for trace spans (http://host:4318);
+                                            also OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS,
+                                            _TIMEOUT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,
+                                            OTEL_BSP_* (docs/tracing.md). With ASYA_GATEWAY_URL the
+                                            spans of gateway jobs also go to the gateway
   ASYA_BATCH_MAX_SIZE         1             envelopes per runtime call (1-4096; 1 = no batching);
                                             above 1 the runtime must accept batches
                                             (Python runtime: ASYA_HANDLER_BATCH=true)

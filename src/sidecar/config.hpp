@@ -5,9 +5,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <string>
 
 #include "common/env.hpp"
+#include "common/otlp/export_settings.hpp"
 #include "sidecar/join/join_config.hpp"
 
 namespace asya::sidecar {
@@ -47,6 +49,10 @@ struct Config {
   // stay invisible. Default kActorVisibility, kEndActorVisibility for end actors.
   std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
   join::JoinConfig join;  // ASYA_JOIN and its settings (sidecar/join/join_config.hpp)
+  // Trace spans (docs/tracing.md): the collector from ASYA_OTLP_ENDPOINT / OTEL_* (nullopt: none),
+  // and the resource and batching limits of every export (also to the gateway's /v1/traces).
+  std::optional<otlp::ExportSettings> trace_collector;
+  otlp::ExportSettings trace_process;
   // ASYA_BATCH_MAX_SIZE (1-4096; 1 = no batching) and ASYA_BATCH_MAX_WAIT (<= the runtime
   // timeout): batching (sidecar/batcher.hpp). With a size above 1 the runtime must declare batch
   // support in its ready file (PROTOCOL §3).

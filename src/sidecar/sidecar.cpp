@@ -26,6 +26,7 @@
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
+#include "sidecar/tracing.hpp"
 #include "wire/runtime_client.hpp"
 
 namespace asya::sidecar {
@@ -55,6 +56,7 @@ class Runner {
       : config_(config),
         transport_(std::move(transport)),
         metrics_(config.input_queue(), config.transport),
+        tracing_(tracing_options(config)),
         batch_metrics_(config.input_queue()) {
     batching_.max_size = static_cast<std::size_t>(config.batch_max_size);
     batching_.max_wait = config.batch_max_wait;
@@ -114,6 +116,7 @@ class Runner {
   const Config& config_;
   std::unique_ptr<transport::Transport> transport_;
   Metrics metrics_;
+  Tracing tracing_;
   BatchMetrics batch_metrics_;
   BatchSettings batching_;
   std::optional<Router> router_;
@@ -239,6 +242,7 @@ int Runner::run() {
     spdlog::warn("shutdown grace {} passed: nacked {} unfinished message(s)",
                  format_duration(config_.shutdown_grace), nacked);
     if (reporter_) reporter_->stop(std::chrono::milliseconds(1000));
+    tracing_.stop(std::chrono::milliseconds(500));
     spdlog::default_logger()->flush();
     // Workers are stuck in runtime calls; they cannot be joined. Leave without running
     // destructors that would wait for them.
@@ -249,6 +253,7 @@ int Runner::run() {
   lease_thread.join();
   signal_watcher.reset();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
+  tracing_.stop(std::chrono::seconds(2));
   if (server) server->stop();
   transport_->close();
   spdlog::info("sidecar stopped (exit code {})", exit_code);
@@ -348,6 +353,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 
   // Whether the gateway tracks this envelope: decided once, used for every report below.
   const bool tracked = reporter_ && parsed && tracked_by_gateway(parsed->route_metadata_raw);
+  Hop hop(tracing_, parsed ? &*parsed : nullptr, delivery, tracked);
   Decision decision;
   if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
     decision = std::move(*early);
@@ -362,6 +368,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
+  hop.stamp(decision);
   finish(slot, client, delivery, parsed ? &*parsed : nullptr, decision, tracked, started,
          need_ready);
 }
@@ -460,6 +467,7 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   }
   Decision decision =
       router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+  record_runtime_call(call_started, runtime_seconds, decision.failure.label());
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
     metrics_.runtime_error(decision.failure.label());
@@ -545,12 +553,14 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
+    record_publish(out.queue, seconds, st.ok());
     if (st) {
       metrics_.sent(out.queue, message_type_label(out.type));
       metrics_.envelope_size("sent", out.body.size());
     }
   };
   Settlement settled = router_->settle(*transport_, delivery, in, decision, hooks);
+  record_settle(settled.acked, settled.nacked);
   if (settled.too_large) {
     metrics_.failed(label(FailureCode::kMessageTooLarge));
     spdlog::warn("an output was refused by the transport as too large; sent to error-end instead");
@@ -568,7 +578,9 @@ void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
   metrics_.received();
   metrics_.active_add(1);
   metrics_.envelope_size("received", delivery.body.size());
+  Hop hop(tracing_, delivery);
   EndOutcome outcome = end_actor_->handle(delivery);
+  hop.set_outcome(label(outcome.status), outcome.failure.label());
   log::EnvelopeScope scope(outcome.id);
   {
     std::lock_guard lock(slot.mutex);
@@ -577,6 +589,7 @@ void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
         report(outcome.final_path, outcome.final_body);
       Status st = outcome.then == Then::kAck ? transport_->ack(delivery)
                                              : transport_->nack(delivery, outcome.nack_delay);
+      record_settle(st && outcome.then == Then::kAck, st && outcome.then == Then::kNack);
       if (!st)
         spdlog::error("{} failed: {}", outcome.then == Then::kAck ? "ack" : "nack", st.message());
     }

@@ -35,15 +35,28 @@ def export_request(spans, service="asya-sidecar"):
                                "scopeSpans": [{"scope": {"name": "asya"}, "spans": spans}]}]}
 
 
+def gateway_call(gateway, job_id):
+    """The gateway's own span of the tool call that started `job_id` (docs/tracing.md: kept in the
+    job store before the call is answered): (trace_id, span_id, start_ns)."""
+    from gateway_harness import http_json
+    status, trace, _ = http_json("GET", f"{gateway.url}/envelopes/{job_id}/trace", headers=gateway.client_headers())
+    assert status == 200, trace
+    call, = [s for s in trace["spans"] if s["name"].startswith("call ")]
+    return call["trace_id"], call["span_id"], int(call["start_time_unix_nano"])
+
+
 def pipeline_spans(job_id, actors, trace_id=None, start_ns=None, queue_wait_ms=5, handler_ms=20,
-                   publish_ms=2, fan_out=None):
+                   publish_ms=2, fan_out=None, call=None):
     """One process span per hop of `actors` (each with a runtime call and a publish child span),
     one after the other, as sidecars record them; `fan_out` = (actor index, output count) makes
-    that actor's outputs ("<job>", "<job>-1", ...) go through the later actors in parallel."""
+    that actor's outputs ("<job>", "<job>-1", ...) go through the later actors in parallel.
+    `call` (gateway_call()): the gateway's call span the trace starts with, as a real one does."""
     trace_id = trace_id or new_trace_id()
     now = start_ns or time.time_ns() - 10_000_000_000
     spans = []
     parent = new_span_id()  # the gateway's call span (not posted)
+    if call:
+        trace_id, parent, now = call
 
     def hop(envelope_id, actor, index, begin, parent_id):
         hop_id = new_span_id()

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 
 from gateway_harness import ROUTES, Gateway, http_json
-from otlp_spans import export_request, pipeline_spans
+from otlp_spans import export_request, gateway_call, pipeline_spans
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,8 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
         _, answer, _ = http_json("POST", gw.url + "/tools/call", {"name": "pipeline", "arguments": {"text": "w"}},
                                  gw.client_headers())
         job_id = answer["structuredContent"]["job_id"]
-        job = http_json("GET", f"{gw.url}/envelopes/{job_id}", headers=gw.client_headers())[1]
-        trace_id, spans = pipeline_spans(job_id, ["first", "second"], trace_id=job["trace_id"], queue_wait_ms=4,
-                                         handler_ms=30, publish_ms=2, fan_out=(0, 2))
+        trace_id, spans = pipeline_spans(job_id, ["first", "second"], queue_wait_ms=4, handler_ms=30,
+                                         publish_ms=2, fan_out=(0, 2), call=gateway_call(gw, job_id))
         assert http_json("POST", gw.url + "/envelopes", {"id": f"{job_id}-1", "parent_id": job_id},
                          gw.internal_headers())[0] == 201
         assert http_json("POST", gw.url + "/v1/traces", export_request(spans))[0:2] == (200, {})
@@ -40,14 +39,14 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
         shown = trace(asya_binary, gw, job_id, token="c")
         assert shown.returncode == 0, shown.stderr
         lines = shown.stdout.splitlines()
-        assert lines[0].startswith(f"job {job_id} (running), trace {trace_id}, 3 hops, 68.0ms")  # the branch made it run
+        assert lines[0].startswith(f"job {job_id} (running), trace {trace_id}, 3 hops, 72.0ms")  # from the call span; the branch made it run
         assert lines[1].split() == ["ACTOR", "ENVELOPE", "START", "WAIT", "HANDLER", "PUBLISH", "OUTCOME",
                                     "TIMELINE"]
         rows = [line.split() for line in lines[2:]]
         assert [r[0] for r in rows] == ["first", "second", "second"]
         assert sorted(r[1] for r in rows[1:]) == [job_id, f"{job_id}-1"]
-        assert rows[0][2:7] == ["0.0ms", "4.0ms", "30.0ms", "2.0ms", "routed"]
-        assert rows[1][2] == "36.0ms"  # 32 ms of the first hop, then 4 ms queue wait
+        assert rows[0][2:7] == ["4.0ms", "4.0ms", "30.0ms", "2.0ms", "routed"]
+        assert rows[1][2] == "40.0ms"  # from the call: 4 ms wait, 32 ms first hop, 4 ms wait
         bars = [line[line.index("|"):] for line in lines[2:]]
         assert bars[0].startswith("|..#") and bars[1].startswith("|" + " " * 20 + "..#"), bars
 
@@ -59,7 +58,7 @@ def test_trace_prints_a_waterfall_and_json_of_the_hops(asya_binary, gateway_bina
         first = data["hops"][0]
         assert (first["queue_wait_ms"], first["handler_ms"], first["publish_ms"], first["duration_ms"]) == \
             (4.0, 30.0, 2.0, 32.0)
-        assert len(data["spans"]) == len(spans) == 9
+        assert len(data["spans"]) == len(spans) + 1 == 10  # and the gateway's call span
 
         # Without the client token the gateway refuses, and the message says which token.
         refused = trace(asya_binary, gw, job_id)

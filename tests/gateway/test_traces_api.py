@@ -4,7 +4,7 @@ every tool call answer (Asya-Job-Id header, MCP _meta)."""
 import json
 
 from gateway_harness import ROUTES, Gateway, http, http_json
-from otlp_spans import export_request, new_span_id, new_trace_id, pipeline_spans, span
+from otlp_spans import export_request, gateway_call, new_span_id, new_trace_id, pipeline_spans, span
 
 
 def start_job(gateway, text="t"):
@@ -32,8 +32,10 @@ def post_spans(gateway, body, headers=None):
 
 def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
     job_id = start_job(gateway)
-    trace_id, spans = pipeline_spans(job_id, ["first", "second"], trace_id=trace_of(gateway, job_id),
-                                     queue_wait_ms=7, handler_ms=30)
+    # The trace starts with the gateway's own call span, which it keeps itself.
+    trace_id, spans = pipeline_spans(job_id, ["first", "second"], queue_wait_ms=7, handler_ms=30,
+                                     call=gateway_call(gateway, job_id))
+    assert trace_id == trace_of(gateway, job_id)
     bad = span(trace_id, "zz", None, "broken", 1, 2, {})
     stranger = span(new_trace_id(), new_span_id(), None, "other", 10, 20, {"asya.job_id": "no-such-job"})
     # Sent in reverse order, with two spans the gateway cannot keep.
@@ -51,7 +53,8 @@ def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
     assert status == 200
     assert trace["job_id"] == job_id and trace["trace_ids"] == [trace_id]
     got = trace["spans"]
-    assert len(got) == len(spans) == 6
+    assert len(got) == len(spans) + 1 == 7
+    assert got[0]["name"] == "call pipeline" and got[0]["resource"]["service.name"] == "asya-gateway"
     starts = [int(s["start_time_unix_nano"]) for s in got]
     assert starts == sorted(starts)
     assert got[0]["offset_ms"] == 0
@@ -61,7 +64,7 @@ def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
     assert hops[0]["kind"] == "consumer" and hops[0]["status"]["code"] == "ok"
     assert hops[0]["duration_ms"] == 32.0 and hops[0]["payload_bytes"] == 42 and hops[0]["outcome"] == "routed"
     assert hops[1]["parent_span_id"] == hops[0]["span_id"]
-    assert hops[1]["offset_ms"] == 39.0  # 7 wait + 32 first hop, then the second hop's 7 wait
+    assert hops[1]["offset_ms"] == 46.0  # from the call: 7 wait + 32 first hop + the second hop's 7 wait
     # The hop's children carry no Asya attributes: they are the job's by their trace, and its hop's
     # by their parent.
     children = [s for s in got if s["parent_span_id"] == hops[0]["span_id"] and s["name"] != "process second"]
@@ -69,7 +72,7 @@ def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
     assert all(c["job_id"] == job_id and "actor" not in c for c in children)
     assert all(s["hop_span_id"] == hops[0]["span_id"] for s in children + hops[:1])
     assert hops[1]["hop_span_id"] == hops[1]["span_id"]
-    assert got[0]["resource"] == {"service.name": "asya-sidecar"}
+    assert hops[0]["resource"] == {"service.name": "asya-sidecar"}
 
     # A branch's envelope id finds its job's trace too; an unknown id is 404.
     assert http_json("GET", f"{gateway.url}/envelopes/nope/trace")[0] == 404

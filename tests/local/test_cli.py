@@ -202,6 +202,9 @@ def test_a_detached_system_driven_by_every_command(asya, tmp_path):
     envelope = json.loads(out.stdout)
     assert envelope["id"] == "opts-1" and envelope["payload"] == {"n": "from-file"}
     assert envelope["headers"]["trace"] == "abc" and envelope["headers"]["team"] == "x"
+    # `asya send` starts a trace (docs/tracing.md); with no collector the sidecars pass it through.
+    assert re.fullmatch(r"00-[0-9a-f]{32}-[0-9a-f]{16}-01", envelope["headers"]["traceparent"])
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", envelope["headers"]["asya-sent-at"])
     assert envelope["deadline"].endswith("Z"), envelope["deadline"]
     deadline = calendar.timegm(time.strptime(envelope["deadline"][:19], "%Y-%m-%dT%H:%M:%S"))
     assert before + 240 < deadline < time.time() + 360, envelope["deadline"]

@@ -1,0 +1,228 @@
+#include "common/otlp/exporter.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <malloc.h>
+
+#include <map>
+#include <sstream>
+
+#include "common/process_metrics.hpp"
+
+namespace asya::otlp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::chrono::seconds kWarningInterval{60};
+
+// The process-wide counters, by destination, and their Prometheus text.
+class Counters {
+ public:
+  static Counters& instance() {
+    static Counters* counters = [] {
+      auto* created = new Counters();  // never destroyed: scrapes may run until exit
+      add_process_metrics([created] { return created->text(); });
+      return created;
+    }();
+    return *counters;
+  }
+  void touch(const std::string& destination) {
+    std::lock_guard lock(mutex_);
+    counts_[destination];
+  }
+  void add(const std::string& destination, std::uint64_t ExportCounts::*field, std::uint64_t n) {
+    std::lock_guard lock(mutex_);
+    counts_[destination].*field += n;
+  }
+  ExportCounts get(std::string_view destination) {
+    std::lock_guard lock(mutex_);
+    auto it = counts_.find(std::string(destination));
+    return it == counts_.end() ? ExportCounts{} : it->second;
+  }
+  std::string text() {
+    std::lock_guard lock(mutex_);
+    if (counts_.empty()) return {};
+    std::ostringstream out;
+    out << "# HELP asya_trace_spans_exported_total Trace spans an OTLP/HTTP receiver accepted.\n"
+           "# TYPE asya_trace_spans_exported_total counter\n";
+    for (const auto& [destination, c] : counts_)
+      out << "asya_trace_spans_exported_total{destination=\"" << destination << "\"} " << c.exported
+          << "\n";
+    out << "# HELP asya_trace_spans_dropped_total Trace spans not exported: the queue was full, "
+           "the receiver failed, or the process stopped first.\n"
+           "# TYPE asya_trace_spans_dropped_total counter\n";
+    for (const auto& [destination, c] : counts_) {
+      const std::pair<const char*, std::uint64_t> reasons[] = {
+          {"queue_full", c.dropped_queue_full},
+          {"export_failed", c.dropped_export_failed},
+          {"shutdown", c.dropped_shutdown}};
+      for (const auto& [reason, n] : reasons)
+        out << "asya_trace_spans_dropped_total{destination=\"" << destination << "\",reason=\""
+            << reason << "\"} " << n << "\n";
+    }
+    return out.str();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::map<std::string, ExportCounts, std::less<>> counts_;
+};
+
+bool worth_retrying(const Result<http::Response>& answer) {
+  if (!answer) return true;
+  const long status = answer->status;
+  return status == 408 || status == 429 || status >= 500;
+}
+
+}  // namespace
+
+ExportCounts export_counts(std::string_view destination) {
+  return Counters::instance().get(destination);
+}
+
+Exporter::Exporter(ExporterOptions options) : options_(std::move(options)) {
+  headers_.emplace_back("Content-Type", "application/json");
+  for (const auto& header : options_.settings.headers) headers_.push_back(header);
+  Counters::instance().touch(options_.destination);
+  thread_ = std::thread([this] { run(); });
+}
+
+Exporter::~Exporter() {
+  stop(std::chrono::milliseconds(0));
+}
+
+std::size_t Exporter::add(std::vector<Span> spans) {
+  std::size_t queued = 0;
+  {
+    std::lock_guard lock(mutex_);
+    if (!stopping_) {
+      for (auto& span : spans) {
+        if (queue_.size() >= options_.settings.max_queue_spans) break;
+        queue_.push_back(std::move(span));
+        ++queued;
+      }
+    }
+  }
+  if (queued < spans.size())
+    Counters::instance().add(options_.destination, &ExportCounts::dropped_queue_full,
+                             spans.size() - queued);
+  if (queued > 0) cv_.notify_one();
+  return queued;
+}
+
+bool Exporter::flush(std::chrono::milliseconds budget) {
+  std::unique_lock lock(mutex_);
+  cv_.notify_one();
+  return idle_cv_.wait_for(lock, budget, [this] { return queue_.empty() && !busy_; });
+}
+
+void Exporter::stop(std::chrono::milliseconds grace) {
+  {
+    std::unique_lock lock(mutex_);
+    if (!thread_.joinable()) return;
+    stopping_ = true;
+    cv_.notify_one();
+    idle_cv_.wait_for(lock, grace, [this] { return queue_.empty() && !busy_; });
+    cancel_ = true;
+    cv_.notify_one();
+  }
+  thread_.join();
+}
+
+void Exporter::run() {
+  const auto& settings = options_.settings;
+  std::unique_lock lock(mutex_);
+  for (;;) {
+    // A partial batch waits for more spans at most schedule_delay; a full one, or a flush or
+    // stop, goes at once.
+    cv_.wait_for(lock, settings.schedule_delay,
+                 [&] { return cancel_ || stopping_ || queue_.size() >= settings.max_batch_spans; });
+    if (cancel_) break;
+    if (queue_.empty()) {
+      idle_cv_.notify_all();
+      if (stopping_) break;
+      continue;
+    }
+    std::vector<Span> batch;
+    const std::size_t n = std::min(queue_.size(), settings.max_batch_spans);
+    batch.reserve(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      batch.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+    busy_ = true;
+    lock.unlock();
+    send(std::move(batch));
+    lock.lock();
+    busy_ = false;
+    if (queue_.empty()) {
+      idle_cv_.notify_all();
+      // Idle again: give the memory of the batch (its spans, its JSON body) back to the system,
+      // at most once a second, so the exporter does not keep its peak around (glibc keeps freed
+      // memory in the thread's arena otherwise).
+      if (Clock::now() - last_trim_ >= std::chrono::seconds(1)) {
+        last_trim_ = Clock::now();
+        lock.unlock();
+        ::malloc_trim(0);
+        lock.lock();
+      }
+    }
+  }
+  if (!queue_.empty())
+    Counters::instance().add(options_.destination, &ExportCounts::dropped_shutdown, queue_.size());
+  queue_.clear();
+  idle_cv_.notify_all();
+}
+
+void Exporter::send(std::vector<Span> batch) {
+  const std::string body = export_request_json(options_.settings.resource, batch);
+  http::Request request;
+  request.method = "POST";
+  request.url = options_.settings.url;
+  request.headers = headers_;
+  request.body = body;
+  request.timeout = options_.settings.timeout;
+  request.connect_timeout = std::min(options_.settings.timeout, std::chrono::milliseconds(2000));
+  request.cancel = &cancel_;
+  Result<http::Response> answer = Error{"not sent"};
+  for (int attempt = 1; attempt <= options_.max_attempts && !cancel_; ++attempt) {
+    if (attempt > 1) {
+      std::unique_lock lock(mutex_);
+      cv_.wait_for(lock, options_.retry_delay, [this] { return cancel_.load(); });
+      if (cancel_) break;
+    }
+    answer = client_.perform(request);
+    if (!worth_retrying(answer)) break;
+  }
+  auto& counters = Counters::instance();
+  if (answer && answer->status >= 200 && answer->status < 300) {
+    counters.add(options_.destination, &ExportCounts::exported, batch.size());
+    if (failing_) {
+      spdlog::info("trace export to {} works again", options_.settings.url);
+      failing_ = false;
+      failed_since_warning_ = 0;
+      last_warning_ = {};
+    }
+    return;
+  }
+  counters.add(options_.destination,
+               cancel_ ? &ExportCounts::dropped_shutdown : &ExportCounts::dropped_export_failed,
+               batch.size());
+  failing_ = true;
+  failed_since_warning_ += batch.size();
+  const auto now = Clock::now();
+  if (last_warning_ == Clock::time_point{} || now - last_warning_ >= kWarningInterval) {
+    std::string why = answer
+                          ? fmt::format("HTTP {}: {}", answer->status, answer->body.substr(0, 200))
+                          : answer.error().message;
+    spdlog::warn(
+        "trace export to {} failed ({}); {} span(s) dropped since the last warning (messages "
+        "are not affected; see asya_trace_spans_dropped_total)",
+        options_.settings.url, why, failed_since_warning_);
+    last_warning_ = now;
+    failed_since_warning_ = 0;
+  }
+}
+
+}  // namespace asya::otlp

@@ -1,0 +1,91 @@
+// An OTLP/HTTP JSON span exporter: add() hands spans to a bounded queue and returns at once; one
+// background thread sends them in batches (`POST <url>` with an ExportTraceServiceRequest,
+// otlp_json.hpp) through the one HTTP client (common/http). A caller is never delayed by the
+// receiver: when it is slow or down, spans wait in the queue up to its bound, and beyond it new
+// spans are dropped. Every dropped span is counted in
+//   asya_trace_spans_dropped_total{destination,reason="queue_full"|"export_failed"|"shutdown"}
+// and every span a receiver accepted in asya_trace_spans_exported_total{destination}, process-wide
+// metrics (common/process_metrics.hpp) present from the first exporter of a destination on.
+// A failed request (no answer, 408, 429, 5xx) is tried once more after a short delay; a batch that
+// still fails is dropped, and logged at warn at most once a minute with the count since.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "common/http/client.hpp"
+#include "common/otlp/export_settings.hpp"
+#include "common/otlp/span.hpp"
+
+namespace asya::otlp {
+
+struct ExporterOptions {
+  ExportSettings settings;                // url (required), headers, resource, limits
+  std::string destination = "collector";  // the metrics' `destination` label
+  int max_attempts = 2;                   // per batch
+  std::chrono::milliseconds retry_delay{500};
+};
+
+class Exporter {
+ public:
+  // Starts the export thread.
+  explicit Exporter(ExporterOptions options);
+  ~Exporter();  // stop(0)
+  Exporter(const Exporter&) = delete;
+  Exporter& operator=(const Exporter&) = delete;
+
+  // Queues `spans` for export. Never blocks on the network; thread-safe. Spans beyond the
+  // queue's bound (ExportSettings::max_queue_spans) are dropped and counted; returns how many
+  // were queued.
+  std::size_t add(std::vector<Span> spans);
+
+  // Waits up to `budget` until every span queued before the call has been sent (or dropped).
+  // Returns true when the queue is empty and no request is in flight.
+  bool flush(std::chrono::milliseconds budget);
+
+  // Sends what is queued for at most `grace`, then stops the thread; spans still queued are
+  // dropped (reason "shutdown") and a request still running is cancelled. Idempotent.
+  void stop(std::chrono::milliseconds grace);
+
+  const std::string& url() const { return options_.settings.url; }
+
+ private:
+  void run();
+  // Sends one batch, retrying as described above; counts the outcome.
+  void send(std::vector<Span> batch);
+
+  ExporterOptions options_;
+  http::Headers headers_;
+  http::Client client_;
+  std::mutex mutex_;
+  std::condition_variable cv_;       // the thread waits on it for spans or stop
+  std::condition_variable idle_cv_;  // flush() waits on it
+  std::deque<Span> queue_;
+  bool busy_ = false;
+  bool stopping_ = false;
+  std::atomic<bool> cancel_{false};
+  std::chrono::steady_clock::time_point last_warning_{};
+  std::uint64_t failed_since_warning_ = 0;  // these three: the export thread's only
+  bool failing_ = false;
+  std::chrono::steady_clock::time_point last_trim_{};
+  std::thread thread_;
+};
+
+// What the exporters of `destination` did so far in this process (for tests and the docs).
+struct ExportCounts {
+  std::uint64_t exported = 0;
+  std::uint64_t dropped_queue_full = 0;
+  std::uint64_t dropped_export_failed = 0;
+  std::uint64_t dropped_shutdown = 0;
+};
+ExportCounts export_counts(std::string_view destination);
+
+}  // namespace asya::otlp

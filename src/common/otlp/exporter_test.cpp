@@ -1,0 +1,121 @@
+#include "common/otlp/exporter.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+#include "common/otlp/receiver_for_test.hpp"
+#include "common/process_metrics.hpp"
+
+namespace asya::otlp {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+
+std::vector<Span> spans(std::size_t n) {
+  std::vector<Span> out;
+  for (std::size_t i = 0; i < n; ++i) {
+    Span span;
+    span.trace_id = new_trace_id();
+    span.span_id = new_span_id();
+    span.name = std::to_string(i);
+    span.start_unix_nano = 1;
+    span.end_unix_nano = 2;
+    out.push_back(std::move(span));
+  }
+  return out;
+}
+
+ExporterOptions options(std::string url, std::string destination) {
+  ExporterOptions o;
+  o.settings.url = std::move(url);
+  o.settings.headers = {{"api-key", "secret"}};
+  o.settings.resource.attributes = {{"service.name", std::string("test")}};
+  o.settings.max_queue_spans = 10;
+  o.settings.max_batch_spans = 4;
+  o.settings.schedule_delay = 50ms;
+  o.settings.timeout = 2000ms;
+  o.destination = std::move(destination);
+  o.retry_delay = 10ms;
+  return o;
+}
+
+// A loopback port nothing listens on.
+int closed_port() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  ::close(fd);
+  return ntohs(addr.sin_port);
+}
+
+TEST(Exporter, SendsBatchesOfOtlpJsonWithTheConfiguredHeaders) {
+  testing::Receiver receiver;
+  Exporter exporter(options(receiver.url(), "t-ok"));
+  EXPECT_EQ(exporter.add(spans(6)), 6u);
+  ASSERT_TRUE(exporter.flush(10s));
+  auto requests = receiver.requests();
+  ASSERT_GE(requests.size(), 2u);  // at most 4 spans per request
+  std::size_t total = 0;
+  for (const auto& r : requests) {
+    EXPECT_TRUE(r.head.starts_with("POST /v1/traces HTTP/1.1")) << r.head;
+    EXPECT_NE(r.head.find("Content-Type: application/json"), std::string::npos) << r.head;
+    EXPECT_NE(r.head.find("api-key: secret"), std::string::npos) << r.head;
+    json::value doc = json::parse(r.body);
+    auto n = doc.at("resourceSpans").at(0).at("scopeSpans").at(0).at("spans").as_array().size();
+    EXPECT_LE(n, 4u);
+    total += n;
+  }
+  EXPECT_EQ(total, 6u);
+  EXPECT_EQ(export_counts("t-ok").exported, 6u);
+}
+
+TEST(Exporter, AReceiverThatIsDownNeverBlocksAddAndDropsAreCounted) {
+  Exporter exporter(options(
+      std::string("http://127.0.0.1:").append(std::to_string(closed_port())).append("/v1/traces"),
+      "t-down"));
+  auto started = std::chrono::steady_clock::now();
+  std::size_t queued = 0;
+  for (int i = 0; i < 5; ++i) queued += exporter.add(spans(10));
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 1s);  // add() does no I/O
+  EXPECT_LE(queued, 50u);
+  exporter.flush(10s);
+  exporter.stop(1s);
+  ExportCounts counts = export_counts("t-down");
+  EXPECT_EQ(counts.exported, 0u);
+  // Every span is accounted for: queued then failed, or refused by the full queue.
+  EXPECT_EQ(counts.dropped_queue_full + counts.dropped_export_failed + counts.dropped_shutdown,
+            50u);
+  EXPECT_EQ(counts.dropped_queue_full, 50u - queued);
+  EXPECT_GT(counts.dropped_export_failed, 0u);
+}
+
+TEST(Exporter, AnErrorStatusIsRetriedThenDropped) {
+  testing::Receiver receiver;
+  receiver.set_status(503);
+  Exporter exporter(options(receiver.url(), "t-503"));
+  exporter.add(spans(2));
+  ASSERT_TRUE(exporter.flush(10s));
+  EXPECT_EQ(receiver.requests().size(), 2u);  // max_attempts
+  EXPECT_EQ(export_counts("t-503").dropped_export_failed, 2u);
+}
+
+TEST(Exporter, CountersArePrometheusTextWithDestinationAndReason) {
+  Exporter exporter(options("http://127.0.0.1:1/v1/traces", "t-metrics"));
+  std::string text = process_metrics_text();
+  EXPECT_NE(text.find("# TYPE asya_trace_spans_dropped_total counter"), std::string::npos);
+  EXPECT_NE(text.find("asya_trace_spans_exported_total{destination=\"t-metrics\"} 0"),
+            std::string::npos);
+  EXPECT_NE(
+      text.find(
+          "asya_trace_spans_dropped_total{destination=\"t-metrics\",reason=\"queue_full\"} 0"),
+      std::string::npos);
+}
+
+}  // namespace
+}  // namespace asya::otlp

@@ -1,0 +1,60 @@
+#include "common/otlp/span.hpp"
+
+#include "common/random_id.hpp"
+
+namespace asya::otlp {
+namespace {
+
+bool lower_hex(std::string_view text) {
+  for (char c : text)
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  return true;
+}
+
+bool all_zero(std::string_view text) {
+  return text.find_first_not_of('0') == std::string::npos;
+}
+
+std::string nonzero_hex(std::size_t digits) {
+  std::string id = random_hex(digits);
+  if (all_zero(id)) id.back() = '1';
+  return id;
+}
+
+}  // namespace
+
+std::uint64_t unix_nanos(std::chrono::system_clock::time_point when) {
+  auto nanos =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(when.time_since_epoch()).count();
+  return nanos < 0 ? 0 : static_cast<std::uint64_t>(nanos);
+}
+
+std::optional<TraceContext> parse_traceparent(std::string_view value) {
+  // version "-" trace-id "-" parent-id "-" trace-flags: 2 + 1 + 32 + 1 + 16 + 1 + 2 = 55.
+  if (value.size() < 55 || value[2] != '-' || value[35] != '-' || value[52] != '-') return {};
+  std::string_view version = value.substr(0, 2), trace = value.substr(3, 32),
+                   span = value.substr(36, 16), flags = value.substr(53, 2);
+  if (!lower_hex(version) || version == "ff" || !lower_hex(trace) || !lower_hex(span) ||
+      !lower_hex(flags) || all_zero(trace) || all_zero(span))
+    return {};
+  if (value.size() > 55 && (version == "00" || value[55] != '-')) return {};
+  TraceContext context;
+  context.trace_id.assign(trace);
+  context.span_id.assign(span);
+  const int flag_bits = (flags[1] >= 'a' ? flags[1] - 'a' + 10 : flags[1] - '0');
+  context.sampled = (flag_bits & 1) != 0;
+  return context;
+}
+
+std::string format_traceparent(const TraceContext& context) {
+  return "00-" + context.trace_id + "-" + context.span_id + (context.sampled ? "-01" : "-00");
+}
+
+std::string new_trace_id() {
+  return nonzero_hex(32);
+}
+std::string new_span_id() {
+  return nonzero_hex(16);
+}
+
+}  // namespace asya::otlp

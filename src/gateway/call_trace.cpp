@@ -1,0 +1,103 @@
+#include "gateway/call_trace.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "common/json_text.hpp"
+#include "common/otlp/exporter.hpp"
+#include "common/otlp/otlp_json.hpp"
+#include "gateway/store/job_store.hpp"
+#include "gateway/traces/otlp_json.hpp"
+
+namespace asya::gateway {
+
+struct CallTracer::Collector {
+  explicit Collector(otlp::ExporterOptions options) : exporter(std::move(options)) {}
+  otlp::Exporter exporter;
+};
+
+CallTracer::CallTracer(std::optional<otlp::ExportSettings> collector,
+                       otlp::ExportSettings process) {
+  (void)process;  // the resource travels with the collector's settings (the same variables)
+  if (collector) {
+    otlp::ExporterOptions options;
+    options.settings = std::move(*collector);
+    options.destination = "collector";
+    collector_ = std::make_unique<Collector>(std::move(options));
+  }
+}
+
+CallTracer::~CallTracer() {
+  stop(std::chrono::milliseconds(0));
+}
+
+CallTracer::Call CallTracer::begin() const {
+  return Call{{otlp::new_trace_id(), otlp::new_span_id(), true}, std::chrono::system_clock::now()};
+}
+
+void CallTracer::end(const Call& call, std::string_view tool, std::string_view job_id,
+                     std::string_view queue, std::string_view error) {
+  LocalSink local;
+  {
+    std::lock_guard lock(mutex_);
+    local = local_;
+  }
+  if (!collector_ && !local) return;
+  otlp::Span span;
+  span.trace_id = call.context.trace_id;
+  span.span_id = call.context.span_id;
+  span.name = "call " + std::string(tool);
+  span.kind = otlp::SpanKind::kServer;
+  span.start_unix_nano = otlp::unix_nanos(call.started);
+  span.end_unix_nano = otlp::unix_nanos(std::chrono::system_clock::now());
+  span.attributes = {{"asya.tool", std::string(tool)},
+                     {"asya.job_id", std::string(job_id)},
+                     {"asya.envelope_id", std::string(job_id)},
+                     {"messaging.destination.name", std::string(queue)},
+                     {"asya.outcome", std::string(error.empty() ? "published" : "failed")}};
+  if (!error.empty()) {
+    span.status = otlp::StatusCode::kError;
+    span.status_message.assign(error);
+  }
+  if (local && collector_) {
+    collector_->exporter.add({span});
+    local({std::move(span)});
+  } else if (collector_) {
+    collector_->exporter.add({std::move(span)});
+  } else {
+    local({std::move(span)});
+  }
+}
+
+void CallTracer::set_local_sink(LocalSink sink) {
+  std::lock_guard lock(mutex_);
+  local_ = std::move(sink);
+}
+
+void CallTracer::stop(std::chrono::milliseconds grace) {
+  if (collector_) collector_->exporter.stop(grace);
+}
+
+CallTracer::LocalSink job_store_sink(JobStore& store, const SpanLimits& limits,
+                                     otlp::Resource resource) {
+  return [&store, limits, resource = std::move(resource)](std::vector<otlp::Span> spans) {
+    auto parsed = traces::parse_export_request(otlp::export_request_json(resource, spans));
+    if (!parsed.ok()) {
+      spdlog::warn("gateway: cannot keep a call span: {}", parsed.error().message);
+      return;
+    }
+    std::vector<SpanRecord> records;
+    for (auto& span : parsed.value().spans) {
+      if (span.job_id.empty()) continue;
+      span.document["job_id"] = span.job_id;
+      records.push_back(SpanRecord{span.job_id, span.trace_id, span.span_id, span.start_unix_nano,
+                                   to_json_text(span.document)});
+    }
+    if (records.empty()) return;
+    auto written = store.add_spans(records, limits, std::chrono::system_clock::now());
+    if (!written.ok())
+      spdlog::warn("gateway: cannot keep the call span of job {}: {}", records.front().job_id,
+                   written.error().message);
+  };
+}
+
+}  // namespace asya::gateway

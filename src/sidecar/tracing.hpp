@@ -1,0 +1,153 @@
+// Trace spans of a sidecar (docs/tracing.md): for every envelope one hop span
+// "process <actor>" (kind CONSUMER, child of the span named by the envelope's `traceparent`,
+// from the receive to the ack), with children "runtime call" (CLIENT), "publish <queue>" (one per
+// output, PRODUCER) and "ack"/"nack". The queue wait, from the sender's asya-sent-at to the
+// receive, is the hop's attribute asya.queue_wait_ms. Each output gets its own
+// publish span as its new parent: before it is sent, its `traceparent` is rewritten to this trace
+// and that span, and `asya-sent-at` is set (PROTOCOL §1), so the next hop links to it.
+//
+// Spans go to the collector of ASYA_OTLP_ENDPOINT (all envelopes) and, when ASYA_GATEWAY_URL is
+// set, to the gateway's POST /v1/traces (only envelopes the gateway tracks), each through its own
+// otlp::Exporter: asynchronous and bounded, so tracing never delays or loses a message. With
+// neither, nothing is recorded and envelopes pass through unchanged.
+//
+// Thread model: one Tracing per process (thread-safe); one Hop per message, on the worker thread
+// that handles it. While a Hop is alive it is its thread's current hop: the record_* hooks called
+// from deep in the runner record into it (they do nothing on a thread without one), and every log
+// line of the thread carries its trace_id and span_id.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/log.hpp"
+#include "common/otlp/exporter.hpp"
+#include "common/otlp/span.hpp"
+#include "envelope/envelope.hpp"
+#include "sidecar/config.hpp"
+#include "sidecar/router.hpp"
+#include "transport/transport.hpp"
+
+namespace asya::sidecar {
+
+struct TracingOptions {
+  std::string actor;
+  std::string replica;  // asya.replica: "<host name>:<pid>" by default (replica_name())
+  std::optional<otlp::ExportSettings> collector;  // nullopt: no collector
+  otlp::ExportSettings process;                   // resource and limits for the gateway export
+  std::string gateway_url;                        // empty: no gateway export
+  std::string gateway_token;                      // Authorization: Bearer for the gateway export
+};
+
+// The options of a sidecar configured by `config`.
+TracingOptions tracing_options(const Config& config);
+
+// "<host name>:<pid>" ($HOSTNAME, the pod name in Kubernetes, else gethostname()).
+std::string replica_name();
+
+class Tracing {
+ public:
+  explicit Tracing(TracingOptions options);
+  ~Tracing();  // stop(0)
+  Tracing(const Tracing&) = delete;
+  Tracing& operator=(const Tracing&) = delete;
+
+  // Whether spans of an envelope are recorded: a collector is set, or the gateway tracks it.
+  bool records(bool tracked) const { return collector_ || (gateway_ && tracked); }
+  // Whether any envelope may be recorded (an exporter exists).
+  bool enabled() const { return collector_ || gateway_; }
+
+  // Hands finished spans to the exporters (the gateway's only when `tracked`). Never blocks.
+  void export_spans(std::vector<otlp::Span> spans, bool tracked);
+
+  // Sends what is queued for at most `grace` in total, then stops the exporters. Idempotent.
+  void stop(std::chrono::milliseconds grace);
+
+  const TracingOptions& options() const { return options_; }
+
+ private:
+  TracingOptions options_;
+  std::unique_ptr<otlp::Exporter> collector_;
+  std::unique_ptr<otlp::Exporter> gateway_;
+};
+
+// The spans of one message on one worker thread (see the thread model above). Records nothing
+// when tracing is off for it (Tracing::records), or the body is not an envelope.
+class Hop {
+ public:
+  // `in`: the parsed envelope (nullptr when the body is not one); `tracked`: the gateway tracks
+  // it. Call right after the message was received and parsed.
+  Hop(Tracing& tracing, const envelope::Envelope* in, const transport::Delivery& delivery,
+      bool tracked);
+  // For an end actor, which does not parse the body itself: parses it when tracing is enabled
+  // (the gateway tracks it when route.metadata has a job_id).
+  Hop(Tracing& tracing, const transport::Delivery& delivery);
+  // Finishes the hop span and exports every span of the hop.
+  ~Hop();
+  Hop(const Hop&) = delete;
+  Hop& operator=(const Hop&) = delete;
+
+  bool active() const { return active_; }
+  const std::string& trace_id() const { return trace_id_; }
+  const std::string& span_id() const { return span_id_; }
+
+  // Gives every send of `decision` its own publish span: rewrites its traceparent to this trace
+  // and that span, and sets asya-sent-at to now (microseconds, RFC 3339). Also takes the hop's
+  // outcome from the decision (set_outcome).
+  void stamp(Decision& decision);
+  // asya.outcome (and the span status: error for "error").
+  void set_outcome(std::string_view outcome, std::string_view failure);
+
+ private:
+  friend void record_runtime_call(std::chrono::steady_clock::time_point, double, std::string_view);
+  friend void record_publish(std::string_view, double, bool);
+  friend void record_settle(bool, bool);
+  void start(const envelope::Envelope& in, const transport::Delivery& delivery);
+  otlp::Span child(std::string name, otlp::SpanKind kind,
+                   std::chrono::system_clock::time_point start,
+                   std::chrono::system_clock::time_point end) const;
+  std::chrono::system_clock::time_point wall(std::chrono::steady_clock::time_point when) const;
+
+  struct Publish {
+    std::string queue;
+    std::string span_id;
+    std::string envelope_id;
+    std::chrono::system_clock::time_point stamped;
+    bool recorded = false;
+  };
+
+  Tracing& tracing_;
+  bool active_ = false;
+  bool tracked_ = false;
+  std::string trace_id_, span_id_, parent_span_id_;
+  bool sampled_ = true;
+  std::chrono::system_clock::time_point received_wall_;
+  std::chrono::steady_clock::time_point received_steady_;
+  std::optional<std::chrono::system_clock::time_point> sent_at_;
+  std::vector<otlp::Attribute> attributes_;  // of the hop span
+  std::vector<otlp::Attribute> common_;      // of every span of the hop
+  std::vector<Publish> publishes_;
+  std::vector<otlp::Span> children_;
+  // When the last step ended (stamp, outcome, publish): where the ack span starts.
+  std::chrono::system_clock::time_point last_mark_{};
+  std::string outcome_, failure_;
+  Hop* previous_ = nullptr;
+  std::optional<log::TraceScope> log_scope_;
+};
+
+// Hooks into the calling thread's current Hop (no-ops without one):
+// the runtime call that began at `start` and took `seconds`, with its result (the failure label;
+// empty: ok);
+void record_runtime_call(std::chrono::steady_clock::time_point start, double seconds,
+                         std::string_view result);
+// a send to `queue` that took `seconds` and ended now (matched to the stamped output);
+void record_publish(std::string_view queue, double seconds, bool ok);
+// the ack (or nack) of the input, from the end of the step before it (the last publish, or the
+// decision) until now; nothing when neither was done.
+void record_settle(bool acked, bool nacked);
+
+}  // namespace asya::sidecar

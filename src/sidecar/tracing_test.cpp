@@ -1,0 +1,179 @@
+// The spans of one hop and the trace context its outputs carry, exported to a real loopback
+// OTLP/HTTP receiver (common/otlp/receiver_for_test.hpp).
+#include "sidecar/tracing.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+#include <map>
+#include <thread>
+
+#include "common/otlp/receiver_for_test.hpp"
+#include "envelope/build.hpp"
+#include "sidecar/router_test_support.hpp"
+
+namespace asya::sidecar {
+namespace {
+
+using namespace std::chrono_literals;
+namespace json = boost::json;
+using router_test::delivery_of;
+using router_test::options_for;
+
+constexpr const char* kParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+std::string input_with(std::string_view headers) {
+  return std::string(R"({"id":"X","route":{"actors":["a","b","c"],"current":1,)"
+                     R"("metadata":{"job_id":"j1"}},"headers":)") +
+         std::string(headers) + R"(,"payload":{"n":1}})";
+}
+
+TracingOptions options_to(std::string url) {
+  TracingOptions options;
+  options.actor = "b";
+  options.replica = "host:1";
+  if (!url.empty()) {
+    otlp::ExportSettings collector;
+    collector.url = std::move(url);
+    collector.schedule_delay = 20ms;
+    options.collector = collector;
+  }
+  return options;
+}
+
+// Every span the receiver got, by name.
+std::multimap<std::string, json::object> received_spans(otlp::testing::Receiver& receiver) {
+  std::multimap<std::string, json::object> spans;
+  for (const auto& request : receiver.requests()) {
+    json::value doc = json::parse(request.body);
+    for (const auto& span :
+         doc.at("resourceSpans").at(0).at("scopeSpans").at(0).at("spans").as_array())
+      spans.emplace(std::string(span.at("name").as_string()), span.as_object());
+  }
+  return spans;
+}
+
+std::string str(const json::value& value) {
+  return std::string(value.as_string());
+}
+
+std::string attribute(const json::object& span, std::string_view key) {
+  for (const auto& a : span.at("attributes").as_array()) {
+    if (a.at("key").as_string() != key) continue;
+    const auto& value = a.at("value").as_object();
+    if (value.contains("stringValue")) return std::string(value.at("stringValue").as_string());
+    if (value.contains("intValue")) return std::string(value.at("intValue").as_string());
+  }
+  return "<absent>";
+}
+
+TEST(Tracing, WithNoExporterNothingIsRecordedAndOutputsAreUnchanged) {
+  Tracing tracing(options_to(""));
+  Router router(options_for("b"));
+  const std::string input = input_with(std::string(R"({"traceparent":")") + kParent + "\"}");
+  Decision decision = router_test::route(
+      router, input, R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}}])");
+  const std::string before = decision.sends.at(0).body;
+  auto delivery = delivery_of(input);
+  auto parsed = envelope::parse(delivery.body);
+  Hop hop(tracing, &*parsed, delivery, /*tracked=*/true);
+  EXPECT_FALSE(hop.active());
+  hop.stamp(decision);
+  EXPECT_EQ(decision.sends.at(0).body, before);
+}
+
+TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
+  otlp::testing::Receiver receiver;
+  Tracing tracing(options_to(receiver.url()));
+  Router router(options_for("b"));
+  const std::string input = input_with(std::string(R"({"traceparent":")") + kParent +
+                                       R"(","asya-sent-at":"2020-01-01T00:00:00.000000Z"})");
+  auto delivery = delivery_of(input, 2);
+  auto parsed = envelope::parse(delivery.body);
+  std::string hop_span;
+  std::vector<std::string> output_parents;
+  {
+    Hop hop(tracing, &*parsed, delivery, /*tracked=*/false);
+    ASSERT_TRUE(hop.active());
+    EXPECT_EQ(hop.trace_id(), "4bf92f3577b34da6a3ce929d0e0e4736");
+    hop_span = hop.span_id();
+    auto started = std::chrono::steady_clock::now();
+    Decision decision =
+        router.after_runtime(*parsed, delivery, router_test::ok(),
+                             R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}},)"
+                             R"({"payload":2,"route":{"actors":["a","b","c"],"current":2}}])");
+    record_runtime_call(started, 0.001, "ok");
+    hop.stamp(decision);
+    ASSERT_EQ(decision.sends.size(), 2u);
+    for (const auto& out : decision.sends) {
+      auto sent = envelope::parse(out.body);
+      ASSERT_TRUE(sent) << out.body;
+      auto headers = envelope::string_headers(*sent, {"traceparent", "asya-sent-at"});
+      auto context = otlp::parse_traceparent(headers[0].value_or(""));
+      ASSERT_TRUE(context) << out.body;
+      EXPECT_EQ(context->trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+      EXPECT_TRUE(parse_rfc3339(headers[1].value_or("")));
+      EXPECT_TRUE(sent->payload_raw == "1" || sent->payload_raw == "2") << out.body;
+      output_parents.push_back(context->span_id);
+      record_publish(out.queue, 0.0001, true);
+    }
+    record_settle(true, false);
+  }
+  EXPECT_NE(output_parents[0], output_parents[1]);
+  tracing.stop(10s);
+  auto spans = received_spans(receiver);
+  ASSERT_EQ(spans.count("process b"), 1u);
+  const json::object& hop = spans.find("process b")->second;
+  EXPECT_EQ(str(hop.at("spanId")), hop_span);
+  EXPECT_EQ(hop.at("parentSpanId"), "00f067aa0ba902b7");
+  EXPECT_EQ(hop.at("kind"), 5);
+  EXPECT_EQ(attribute(hop, "asya.actor"), "b");
+  EXPECT_EQ(attribute(hop, "asya.replica"), "host:1");
+  EXPECT_EQ(attribute(hop, "asya.envelope_id"), "X");
+  EXPECT_EQ(attribute(hop, "asya.job_id"), "j1");
+  EXPECT_EQ(attribute(hop, "asya.delivery_count"), "2");
+  EXPECT_EQ(attribute(hop, "asya.payload_bytes"), "7");
+  EXPECT_EQ(attribute(hop, "asya.outcome"), "success");
+  // The queue wait: from when the sender sent it (2020) to the receive (now), in milliseconds.
+  EXPECT_GT(std::stoll(attribute(hop, "asya.queue_wait_ms")), 100'000'000'000LL);
+  for (const char* name : {"runtime call", "ack"}) {
+    ASSERT_EQ(spans.count(name), 1u) << name;
+    EXPECT_EQ(str(spans.find(name)->second.at("parentSpanId")), hop_span) << name;
+    // Each span of the hop names it, so a receiver can group them.
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.actor"), "b") << name;
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.envelope_id"), "X") << name;
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.job_id"), "j1") << name;
+  }
+  auto [first, last] = spans.equal_range("publish asya-c");
+  std::vector<std::string> publish_ids;
+  for (auto it = first; it != last; ++it) {
+    EXPECT_EQ(str(it->second.at("parentSpanId")), hop_span);
+    EXPECT_EQ(it->second.at("kind"), 4);
+    publish_ids.push_back(std::string(it->second.at("spanId").as_string()));
+  }
+  std::sort(publish_ids.begin(), publish_ids.end());
+  std::sort(output_parents.begin(), output_parents.end());
+  EXPECT_EQ(publish_ids, output_parents);
+}
+
+TEST(Tracing, AnInvalidTraceparentStartsANewTrace) {
+  otlp::testing::Receiver receiver;
+  Tracing tracing(options_to(receiver.url()));
+  const std::string input = input_with(R"({"traceparent":"00-abc-01"})");
+  auto delivery = delivery_of(input);
+  auto parsed = envelope::parse(delivery.body);
+  {
+    Hop hop(tracing, &*parsed, delivery, false);
+    ASSERT_TRUE(hop.active());
+    EXPECT_EQ(hop.trace_id().size(), 32u);
+    hop.set_outcome("success", "");
+  }
+  tracing.stop(10s);
+  auto spans = received_spans(receiver);
+  ASSERT_EQ(spans.count("process b"), 1u);
+  EXPECT_FALSE(spans.find("process b")->second.contains("parentSpanId"));
+  EXPECT_EQ(attribute(spans.find("process b")->second, "asya.queue_wait_ms"), "<absent>");
+}
+
+}  // namespace
+}  // namespace asya::sidecar

@@ -1,0 +1,157 @@
+"""Trace spans of the sidecar (docs/tracing.md): real sidecars and runtimes export OTLP/HTTP JSON
+to a receiver inside the test (otlp_receiver.py); the trace is checked as a whole: one trace, every
+parent present, children inside their hop, output envelopes naming their publish span."""
+import json
+import re
+import subprocess
+
+from otlp_receiver import OtlpReceiver
+from sidecar_harness import free_port, wait_for
+from test_sidecar import HAPPY, envelope
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+ROOT_SPAN = "00f067aa0ba902b7"
+ROOT = "00-%s-%s-01" % (TRACE, ROOT_SPAN)
+FAST = {"OTEL_BSP_SCHEDULE_DELAY": "50"}
+
+
+def by_id(spans):
+    ids = {}
+    for s in spans:
+        assert s["spanId"] not in ids, "span id %s used twice" % s["spanId"]
+        ids[s["spanId"]] = s
+    return ids
+
+
+def hops(spans, actor=None):
+    return [s for s in spans if s["name"].startswith("process ") and
+            (actor is None or s.attrs["asya.actor"] == actor)]
+
+
+def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
+    receiver = OtlpReceiver()
+    try:
+        env = dict(FAST, ASYA_OTLP_ENDPOINT=receiver.url)
+        cluster.actor("split", "fanout", env=env)
+        cluster.actor("infer", "enrich", env=env)
+        cluster.actor("post", "enrich", env=env)
+        end = cluster.actor("happy-end", runtime=False, env=dict(env, ASYA_LOG_LEVEL="debug"))
+        cluster.queues.send("asya-split", envelope("T1", ["split", "infer", "post"], payload={"n": 2, "tag": "t"},
+                                                   headers={"traceparent": ROOT}, job="J1"))
+        # split once, then two branches through infer, post and happy-end.
+        spans = wait_for(lambda: (lambda s: s if len(hops(s)) == 7 else None)(receiver.snapshot()), 60,
+                         "7 hop spans (split, 2 x infer, post, happy-end)")
+        ids = by_id(spans)
+
+        # One trace; every parent exists (the root is the traceparent the envelope came with).
+        assert {s["traceId"] for s in spans} == {TRACE}
+        for s in spans:
+            assert s.get("parentSpanId") in ids or s.get("parentSpanId") == ROOT_SPAN, s
+            assert s["service"] == "asya-sidecar"
+        split, = hops(spans, "split")
+        assert split["parentSpanId"] == ROOT_SPAN and split["kind"] == 5
+
+        # Inside a hop: runtime call, publish(es) and ack are its children, within it, naming it.
+        for hop in hops(spans):
+            children = [s for s in spans if s.get("parentSpanId") == hop["spanId"]]
+            names = sorted(c["name"] for c in children)
+            assert "ack" in names, (hop["name"], names)
+            if hop.attrs["asya.actor"] != "happy-end":
+                assert "runtime call" in names and any(n.startswith("publish ") for n in names), names
+            for c in children:
+                assert hop.start <= c.start <= c.end <= hop.end, (hop["name"], c["name"], hop, c)
+                for key in ("asya.actor", "asya.envelope_id", "asya.delivery_count", "asya.job_id"):
+                    assert c.attrs[key] == hop.attrs[key], (key, c, hop)
+            attrs = hop.attrs
+            for key in ("asya.actor", "asya.replica", "asya.envelope_id", "asya.delivery_count",
+                        "asya.payload_bytes", "asya.outcome"):
+                assert key in attrs, (key, attrs)
+            assert attrs["asya.job_id"] == "J1" and attrs["asya.outcome"] == "success"
+            assert attrs["asya.delivery_count"] == 1
+            if hop is not split:  # sent by a sidecar: asya-sent-at gives the queue wait
+                sender = ids[hop["parentSpanId"]]  # the publish span, which began at asya-sent-at
+                assert 0 <= attrs["asya.queue_wait_ms"] <= (hop.start - sender.start) / 1e6 + 1
+            else:
+                assert "asya.queue_wait_ms" not in attrs  # asya-queue sets no asya-sent-at
+
+        # Across hops: each hop's parent is the publish span of the hop before it, which the
+        # envelope named in its traceparent; fan-out branches hang off two publish spans of split.
+        publishes = [s for s in spans if s["name"].startswith("publish ")]
+        assert len(publishes) == 2 + 2 + 2  # split -> infer x2, infer -> post x2, post -> happy-end x2
+        previous = {"infer": "split", "post": "infer", "happy-end": "post"}
+        for actor, before in previous.items():
+            for hop in hops(spans, actor):
+                publish = ids[hop["parentSpanId"]]
+                assert publish["name"] == "publish asya-" + actor and publish["kind"] == 4
+                assert ids[publish["parentSpanId"]]["name"] == "process " + before
+                assert publish.attrs["asya.output_envelope_id"] == hop.attrs["asya.envelope_id"]
+                assert publish.start <= hop.start  # the hop starts at asya-sent-at, after the stamp
+        assert len({h["parentSpanId"] for h in hops(spans, "infer")}) == 2
+        assert sorted(h.attrs["asya.envelope_id"] for h in hops(spans, "infer")) == ["T1", "T1-1"]
+
+        # The stored results carry the trace context of their last publish span.
+        for id_ in ("T1", "T1-1"):
+            path = cluster.results / (id_ + ".json")
+            wait_for(path.exists, 30, "result " + id_)
+            stored = json.loads(path.read_text())
+            m = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01", stored["headers"]["traceparent"])
+            assert m and m.group(1) == TRACE, stored["headers"]
+            publish = ids[m.group(2)]
+            assert publish["name"] == "publish asya-happy-end"
+            assert publish.attrs["asya.output_envelope_id"] == id_
+            assert ids[publish["parentSpanId"]].attrs["asya.actor"] == "post"
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stored["headers"]["asya-sent-at"])
+
+        # Log lines carry the trace and span of their hop.
+        end_hops = {h["spanId"] for h in hops(spans, "happy-end")}
+        logged = [json.loads(line) for line in end.sidecar.text().splitlines()
+                  if line.startswith("{") and '"trace_id"' in line]
+        assert logged, end.sidecar.text()[-2000:]
+        assert {line["trace_id"] for line in logged} == {TRACE}
+        assert {line["span_id"] for line in logged} <= end_hops
+    finally:
+        receiver.close()
+
+
+def test_collector_down_loses_no_message_and_counts_dropped_spans(cluster):
+    closed = free_port()  # nothing listens there
+    env = dict(FAST, ASYA_OTLP_ENDPOINT="http://127.0.0.1:%d" % closed, OTEL_BSP_MAX_QUEUE_SIZE="4")
+    actor = cluster.actor("echo", "echo", env=env)
+    for i in range(10):
+        cluster.queues.send("asya-echo", envelope("D%d" % i, ["echo"], payload={"i": i},
+                                                  headers={"traceparent": ROOT}))
+    outs = cluster.queues.collect(HAPPY, 10)
+    assert sorted(m["json"]["id"] for m in outs) == ["D%d" % i for i in range(10)]
+    # Outputs still get their own trace context.
+    for m in outs:
+        assert m["json"]["headers"]["traceparent"].startswith("00-%s-" % TRACE)
+
+    def dropped():
+        text = actor.metrics()
+        total = sum(float(v) for v in re.findall(
+            r'^asya_trace_spans_dropped_total\{destination="collector",reason="[a-z_]+"\} (\S+)$', text, re.M))
+        return text if total == 10 * 4 else None  # 10 hops x (hop, runtime call, publish, ack)
+    text = wait_for(dropped, 30, "all 40 spans of the 10 messages counted as dropped")
+    assert re.search(r'reason="queue_full"\} [1-9]', text) or re.search(r'reason="export_failed"\} [1-9]', text)
+    assert 'asya_trace_spans_exported_total{destination="collector"} 0' in text.splitlines()
+    promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+
+
+def test_spans_of_gateway_jobs_go_to_the_gateway_and_nothing_else_does(cluster, gateway):
+    env = dict(FAST, ASYA_GATEWAY_URL=gateway.url, ASYA_GATEWAY_INTERNAL_TOKEN="tok")
+    cluster.actor("echo", "echo", env=env)
+    cluster.queues.send("asya-echo", envelope("plain", ["echo"], payload={}, headers={"traceparent": ROOT}))
+    cluster.queues.send("asya-echo", envelope("G1", ["echo"], payload={}, headers={"traceparent": ROOT}, job="G1"))
+    outs = {m["json"]["id"]: m["json"] for m in cluster.queues.collect(HAPPY, 2)}
+
+    def traces():
+        return [body for path, body in gateway.snapshot() if path == "/v1/traces"]
+    posted = wait_for(lambda: traces() or None, 30, "spans posted to the gateway's /v1/traces")
+    spans = [s for body in posted for rs in body["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+    envelope_ids = {a["value"]["stringValue"] for s in spans for a in s["attributes"] if a["key"] == "asya.envelope_id"}
+    assert envelope_ids == {"G1"}, envelope_ids
+    assert all(any(a["key"] == "asya.job_id" for a in s["attributes"]) for s in spans), spans
+    # Without a collector, an envelope no one traces passes through unchanged.
+    assert outs["plain"]["headers"] == {"traceparent": ROOT}
+    assert outs["G1"]["headers"]["traceparent"] != ROOT
