@@ -51,6 +51,16 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_RETRY_BACKOFF_MAX", format_duration(actor.retry.backoff_max));
     if (actor.retry.retries_processing_errors()) set("ASYA_RETRY_ON_PROCESSING_ERROR", "true");
   }
+  if (actor.batching) {
+    set("ASYA_BATCH_MAX_SIZE", std::to_string(actor.batching->max_size));
+    set("ASYA_BATCH_MAX_WAIT", format_duration(actor.batching->max_wait));
+  }
+  return out;
+}
+
+Environment runtime_environment(const Actor& actor) {
+  Environment out;
+  if (actor.batching) out.push_back({"ASYA_HANDLER_BATCH", std::string("true")});
   return out;
 }
 
@@ -71,7 +81,9 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_RETRY_MAX_ATTEMPTS",
                                                     "ASYA_RETRY_BACKOFF",
                                                     "ASYA_RETRY_BACKOFF_MAX",
-                                                    "ASYA_RETRY_ON_PROCESSING_ERROR"};
+                                                    "ASYA_RETRY_ON_PROCESSING_ERROR",
+                                                    "ASYA_BATCH_MAX_SIZE",
+                                                    "ASYA_BATCH_MAX_WAIT"};
   return kNames;
 }
 

@@ -45,6 +45,11 @@ struct Config {
   // it (however long the runtime works), so it bounds how long the messages of a killed sidecar
   // stay invisible. Default kActorVisibility, kEndActorVisibility for end actors.
   std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
+  // ASYA_BATCH_MAX_SIZE (1-4096; 1 = no batching) and ASYA_BATCH_MAX_WAIT (<= the runtime
+  // timeout): batching (sidecar/batcher.hpp). With a size above 1 the runtime must declare batch
+  // support in its ready file (PROTOCOL §3).
+  int batch_max_size = 1;
+  std::chrono::milliseconds batch_max_wait{10};
 
   // Full queue names (prefix included).
   std::string input_queue() const { return queue_prefix + actor_name; }
