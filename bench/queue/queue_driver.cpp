@@ -13,13 +13,17 @@
 //   raw-wakeup --db PATH --samples N     same, the receiver polling the table in a tight loop
 //   pace       --queue Q --rate R --seconds S [--payload B]   sends at a fixed rate
 //   forward    --in Q --out Q            a bare consumer (receive, send, ack) until SIGTERM
-//   raw-rabbitmq --host H --port P --vhost V [--mode loop|forward] [--seconds S] [--count N]
-//                [--prefetch 10] [--payload B]
+//   raw-rabbitmq --host H --port P --vhost V [--mode loop|forward|window] [--seconds S]
+//                [--count N] [--prefetch 10] [--payload B] [--queue-type classic|quorum]
 //       rabbitmq-c, one connection, durable queues bound to a durable direct exchange, persistent
 //       messages, publisher confirms, manual acks with the prefetch. loop (for S seconds): publish
 //       and wait for its confirm, consume it back, ack, one message at a time on one queue.
 //       forward: fill queue "in" with N messages, then per message: take it from "in", publish
 //       it to "out" and wait for the confirm, ack it on "in" - the broker work of one hop.
+//       window: fill "in" with N, then take them with the prefetch, publish each to "out" at once
+//       (up to --prefetch publishes unconfirmed) and ack its input when its confirm arrives
+//       (basic.ack multiple up to the highest confirmed) - a durable hop with the confirm window,
+//       the floor of a sidecar at concurrency > 1.
 //   wait       --queue Q --count N [--timeout S]   waits until Q holds at least N messages
 //   pipeline   --in Q --out Q --count N --rate R --seconds S
 //       burst of N (time until all arrive), then a paced run measuring send -> arrival latency.
@@ -30,17 +34,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <map>
 #include <memory>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -373,8 +380,11 @@ int raw_rabbitmq(const Args& args) {
   double seconds = args.number("seconds", 2);
   int prefetch = static_cast<int>(args.number("prefetch", 10));
   std::string mode = args.text("mode", "loop");
-  if (mode != "loop" && mode != "forward")
-    throw std::runtime_error("--mode \"" + mode + "\" is not known: use loop or forward");
+  if (mode != "loop" && mode != "forward" && mode != "window")
+    throw std::runtime_error("--mode \"" + mode + "\" is not known: use loop, forward or window");
+  std::string queue_type = args.text("queue-type", "classic");
+  if (queue_type != "classic" && queue_type != "quorum")
+    throw std::runtime_error("--queue-type \"" + queue_type + "\" is not known: classic or quorum");
   auto count = static_cast<std::uint64_t>(args.number("count", 2000));
   std::string body = envelope_with_payload(static_cast<std::size_t>(args.number("payload", 64)));
   amqp_connection_state_t conn = amqp_new_connection();
@@ -391,15 +401,22 @@ int raw_rabbitmq(const Args& args) {
   amqp_check(amqp_get_rpc_reply(conn), "channel.open");
   // loop: publish to and consume from one queue. forward: consume "in" (filled with --count
   // messages first), publish each to "out", ack it on "in" (the work of one hop).
-  const bool forward = mode == "forward";
+  const bool window = mode == "window";
+  const bool forward = mode == "forward" || window;
   amqp_bytes_t exchange = amqp_cstring_bytes("asya-raw");
   amqp_bytes_t queue = amqp_cstring_bytes(forward ? "asya-raw-out" : "asya-raw-bench");
   amqp_bytes_t in_queue = forward ? amqp_cstring_bytes("asya-raw-in") : queue;
   amqp_exchange_declare(conn, publish_channel, exchange, amqp_cstring_bytes("direct"), 0, 1, 0, 0,
                         amqp_empty_table);
   amqp_check(amqp_get_rpc_reply(conn), "exchange.declare");
+  amqp_table_entry_t type_entry;
+  type_entry.key = amqp_cstring_bytes("x-queue-type");
+  type_entry.value.kind = AMQP_FIELD_KIND_UTF8;
+  type_entry.value.value.bytes = amqp_cstring_bytes("quorum");
+  amqp_table_t queue_args =
+      queue_type == "quorum" ? amqp_table_t{1, &type_entry} : amqp_empty_table;
   for (amqp_bytes_t name : {queue, in_queue}) {
-    amqp_queue_declare(conn, publish_channel, name, 0, 1, 0, 0, amqp_empty_table);
+    amqp_queue_declare(conn, publish_channel, name, 0, 1, 0, 0, queue_args);
     amqp_check(amqp_get_rpc_reply(conn), "queue.declare");
     amqp_queue_bind(conn, publish_channel, name, exchange, name, amqp_empty_table);
     amqp_check(amqp_get_rpc_reply(conn), "queue.bind");
@@ -486,7 +503,65 @@ int raw_rabbitmq(const Args& args) {
   auto start = Clock::now();
   auto until =
       start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
-  if (forward) {
+  if (window) {
+    // Deliveries are taken and published in order and confirms come in order, so the inputs
+    // of the confirmed publishes are a prefix of the deliveries: one basic.ack(multiple) acks
+    // them all.
+    std::deque<std::uint64_t> waiting;    // input tags delivered, not yet published
+    std::deque<std::uint64_t> published;  // input tag of publish seq next_confirm + i
+    std::uint64_t next_confirm = 1;
+    std::uint64_t confirmed_upto = 0;
+    std::set<std::uint64_t> confirmed_single;
+    auto publish_waiting = [&] {
+      while (!waiting.empty() && published.size() < static_cast<std::size_t>(prefetch)) {
+        if (amqp_basic_publish(conn, publish_channel, exchange, queue, 0, 0, &props, message) !=
+            AMQP_STATUS_OK)
+          throw std::runtime_error("basic.publish failed");
+        published.push_back(waiting.front());
+        waiting.pop_front();
+      }
+    };
+    while (cycles < count) {
+      amqp_maybe_release_buffers(conn);
+      amqp_frame_t frame;
+      if (amqp_simple_wait_frame(conn, &frame) != AMQP_STATUS_OK)
+        throw std::runtime_error("waiting for a frame failed");
+      if (frame.frame_type != AMQP_FRAME_METHOD) continue;
+      if (frame.channel == consume_channel &&
+          frame.payload.method.id == AMQP_BASIC_DELIVER_METHOD) {
+        auto tag = static_cast<amqp_basic_deliver_t*>(frame.payload.method.decoded)->delivery_tag;
+        amqp_message_t content;
+        amqp_check(amqp_read_message(conn, frame.channel, &content, 0), "read message");
+        amqp_destroy_message(&content);
+        waiting.push_back(tag);
+        publish_waiting();
+      } else if (frame.channel == publish_channel &&
+                 frame.payload.method.id == AMQP_BASIC_ACK_METHOD) {
+        auto* ack = static_cast<amqp_basic_ack_t*>(frame.payload.method.decoded);
+        // A single confirm may come before those of earlier publishes: they are kept until
+        // the prefix is complete.
+        if (ack->multiple)
+          confirmed_upto = std::max(confirmed_upto, ack->delivery_tag);
+        else
+          confirmed_single.insert(ack->delivery_tag);
+        std::uint64_t input = 0;
+        while (!published.empty() &&
+               (next_confirm <= confirmed_upto || confirmed_single.erase(next_confirm))) {
+          input = published.front();
+          published.pop_front();
+          ++next_confirm;
+          ++cycles;
+        }
+        if (input != 0 &&
+            amqp_basic_ack(conn, consume_channel, input, /*multiple=*/1) != AMQP_STATUS_OK)
+          throw std::runtime_error("basic.ack failed");
+        publish_waiting();
+      } else if (frame.payload.method.id == AMQP_BASIC_NACK_METHOD) {
+        throw std::runtime_error("broker nacked a publish");
+      }
+    }
+  }
+  if (forward && !window) {
     for (; cycles < count; ++cycles) {
       std::uint64_t tag = consume_one();
       publish_confirmed();

@@ -164,6 +164,38 @@ def test_one_real_row_end_to_end_has_rounds_median_and_spread(tmp_path):
     assert "not measured in this run (--only)" in done.stdout
 
 
+BUILD = pathlib.Path(os.environ.get("ASYA_BUILD_DIR", REPO / "build"))
+
+
+@pytest.mark.skipif(not (BUILD / "src/sidecar/asya-sidecar").exists(),
+                    reason="needs a build (ASYA_BUILD_DIR)")
+def test_the_cpu_rows_measure_sidecar_end_actor_and_gateway_and_the_goals_table_judges_them(
+        tmp_path):
+    """sidecar_idle_cpu and sidecar_cpu_per_msg (SQLite) from /proc, with the end actor's and the
+    gateway's CPU per message in the row; the Goals table lists every row with a goal."""
+    out = tmp_path / "cpu.json"
+    done = subprocess.run([sys.executable, str(RUN), "--only", "cpu", "--quick", "--out",
+                           str(out)], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, ASYA_BUILD_DIR=str(BUILD)))
+    assert done.returncode == 0, done.stderr
+    rows = {r["id"]: r for r in json.loads(out.read_text())["rows"]}
+    idle, per_msg = rows["sidecar_idle_cpu"], rows["sidecar_cpu_per_msg"]
+    for row in (idle, per_msg):
+        assert row["asya"] is not None, row["note"]
+        assert len(row["rounds"]) == 3 and isinstance(row["target_met"], bool)
+    assert per_msg["asya"] > 0 and per_msg["end_actor_us"] > 0 and per_msg["gateway_us"] > 0
+    assert "happy-end sidecar" in per_msg["note"] and "gateway" in per_msg["note"]
+    assert idle["target_met"] == (idle["asya"] < 0.5)
+    assert per_msg["target_met"] == (per_msg["asya"] <= 150)
+    goals = done.stdout.split("Goals")[1]
+    expected = "| sidecar_cpu_per_msg | ≤ 150 µs | "
+    verdict = goals.split(expected)[1].splitlines()[0].rsplit("|", 2)[1].strip()
+    assert verdict == ("met" if per_msg["target_met"] else "**missed**")
+    # Rows with a goal that this run did not measure say so (n/a), e.g. the RabbitMQ one.
+    assert "| sidecar_cpu_per_msg_rabbitmq | ≤ 120 µs | not measured | n/a |" in goals
+    assert "| gateway_calls | ≥ 0.5× /healthz | not measured | n/a |" in goals
+
+
 BATCH_ROWS = ("batch_model_b1", "batch_model_b8", "batch_model_b32", "batch_model_light_p95",
               "batch_sidecar_overhead")
 

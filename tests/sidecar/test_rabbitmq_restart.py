@@ -1,6 +1,7 @@
 """RabbitMQ through real sidecars and Python runtimes (issue 5).
 
-The broker is restarted while 1,000 messages flow through a two-actor pipeline: every message
+The broker is restarted while 1,000 messages flow through a two-actor pipeline (concurrency 2,
+and concurrency 8 with prefetch 64): every message
 reaches happy-end with both actors' enrichment, its id and its headers; duplicates are allowed
 (at-least-once) and counted, none is lost, and the sidecars ride out the outage instead of
 exiting. That test starts its own broker (the restart would disturb other tests sharing the
@@ -42,14 +43,20 @@ def drain(cluster, arrived, bodies, max_messages=200, wait="1s"):
     return proc.returncode
 
 
-def test_broker_restart_mid_pipeline_loses_nothing(build_path):
+@pytest.mark.parametrize("concurrency,prefetch", [(2, None), (8, 64)],
+                         ids=["concurrency2", "concurrency8-prefetch64"])
+def test_broker_restart_mid_pipeline_loses_nothing(build_path, concurrency, prefetch):
+    """With concurrency 8 the publishes of 8 workers share the publisher's confirm window when
+    the connection drops: every unconfirmed one is published again after the reconnect."""
     with rabbitmq_service.broker() as broker:
         tmp = tempfile.mkdtemp(prefix="asya-rr-", dir="/tmp")
         cluster = Cluster("rabbitmq", build_path, tmp, {"ASYA_RABBITMQ_URL": broker.url})
         try:
-            env = {"ASYA_CONCURRENCY": "2", "ASYA_HANDLER_THREAD_SAFE": "true",
+            env = {"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true",
                    # A send waits across the reconnect (the restart takes seconds on a busy machine).
                    "ASYA_RABBITMQ_CONFIRM_TIMEOUT": "2m"}
+            if prefetch:
+                env["ASYA_RABBITMQ_PREFETCH"] = str(prefetch)
             actors = [cluster.actor(name, "enrich_slow", env=env) for name in ("first", "second")]
             lines = [json.dumps({"id": "r%d" % i, "route": {"actors": ["first", "second"], "current": 0},
                                  "headers": {"trace": "t%d" % i},

@@ -317,6 +317,47 @@ TEST_P(JobStoreTest, ConcurrentReportsFromManyThreadsKeepTheRules) {
   EXPECT_EQ(get(id).current_actor_idx, 3);
 }
 
+// Concurrent creates share transactions (group commit, transaction_group.hpp): every one that
+// returned ok is there for another replica, and a duplicate id in the same batch fails alone.
+TEST_P(JobStoreTest, ConcurrentCreatesAreAllDurableAndADuplicateFailsAlone) {
+  std::string taken = create({"a"});
+  constexpr int kThreads = 8, kPerThread = 15;
+  std::vector<std::vector<std::string>> ids(kThreads);
+  std::atomic<int> duplicates_refused{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        std::string id = i == kPerThread / 2 ? taken : unique_id("group");
+        NewJob job{id,          "tool",       {"a", "b"}, R"({"actors":["a","b"],"current":0})",
+                   "{}",        std::nullopt, "",         false,
+                   std::nullopt};
+        Status status = store_->create(job);
+        if (id == taken) {
+          EXPECT_FALSE(status.ok());
+          if (!status.ok() && status.message().find("exists already") != std::string::npos)
+            ++duplicates_refused;
+          continue;
+        }
+        EXPECT_TRUE(status.ok()) << status.message();
+        ids[t].push_back(id);
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(duplicates_refused.load(), kThreads);
+  auto other = open_again();
+  for (const auto& list : ids) {
+    for (const std::string& id : list) {
+      auto job = other->get(id);
+      ASSERT_TRUE(job.ok() && job.value().has_value()) << id;
+      EXPECT_EQ(job.value()->status, JobStatus::pending);
+      EXPECT_EQ(other->updates(id, 0).value().size(), 1u) << id;
+    }
+  }
+  EXPECT_EQ(get(taken).actors, (std::vector<std::string>{"a"}));
+}
+
 TEST_P(JobStoreTest, LateReportsOfAnEarlierActorNeverMoveTheJobBack) {
   // Each actor's sidecar reports on its own connection: actor b's "received" can reach the
   // gateway before actor a's "processing" and "completed".

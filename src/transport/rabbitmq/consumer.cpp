@@ -183,12 +183,14 @@ Status Consumer::ack(const Delivery& delivery) {
                    "\" was already acked, nacked or redelivered"};
     }
     unacked_.erase(ack.tag);
+    in_transit_.insert(ack.tag);
   }
   std::unique_lock io(io_, std::try_to_lock);
   if (io.owns_lock() && connection_.is_open()) {
     {
       std::lock_guard lock(mutex_);  // a reconnect (under io_) may have come in between
       if (ack.generation != generation_) return Status::Ok();  // redelivered: nothing to ack
+      in_transit_.erase(ack.tag);  // written below, before io_ is released
     }
     int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, ack.tag, 0);
     Status st = connection_.check_status(rc, "acking a message from \"" + delivery.queue + "\"");
@@ -287,6 +289,7 @@ void Consumer::on_lost(const std::string& why) {
   unacked_.clear();
   handed_out_.clear();
   acks_.clear();  // of the lost connection: the broker delivers those messages again
+  in_transit_.clear();
   requeues_.clear();
 }
 
@@ -356,23 +359,51 @@ void Consumer::start_consumers() {
   }
 }
 
+std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
+    const std::vector<std::uint64_t>& tags, std::uint64_t floor) {
+  auto split = std::lower_bound(tags.begin(), tags.end(), floor);
+  std::vector<std::uint64_t> singles;
+  if (split - tags.begin() < 2) return {0, tags};
+  singles.assign(split, tags.end());
+  return {*(split - 1), std::move(singles)};
+}
+
 void Consumer::send_acks() {
   std::vector<PendingAck> acks;
-  std::uint64_t generation;
+  std::vector<std::uint64_t> tags;
+  std::uint64_t floor = UINT64_MAX;
   {
     std::lock_guard lock(mutex_);
     acks.swap(acks_);
-    generation = generation_;
-  }
-  for (const PendingAck& ack : acks) {
-    if (ack.generation != generation || !connection_.is_open()) continue;  // redelivered anyway
-    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, ack.tag, 0);
-    if (Status st = connection_.check_status(rc, "acking a message from \"" + ack.queue + "\"");
-        !st) {
-      set_error(st.message());
-      return;
+    for (const PendingAck& ack : acks)
+      if (ack.generation == generation_) tags.push_back(ack.tag);  // older: redelivered anyway
+    std::sort(tags.begin(), tags.end());
+    tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
+    // Every tag the broker still holds for this consumer below `floor` is in `tags`: the
+    // deliveries not acked yet (unacked_, including those waiting for a requeue) and the acks
+    // other threads are about to write (in_transit_) are all at or above it.
+    if (!unacked_.empty()) floor = unacked_.begin()->first;
+    for (std::uint64_t tag : in_transit_) {
+      if (!std::binary_search(tags.begin(), tags.end(), tag)) {
+        floor = std::min(floor, tag);
+        break;  // in_transit_ is sorted: the first one not in this batch is its lowest
+      }
     }
   }
+  auto [multiple, singles] = coalesce_acks(tags, floor);
+  auto write = [&](std::uint64_t tag, bool all_below) {
+    if (!connection_.is_open()) return false;
+    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, tag, all_below ? 1 : 0);
+    if (Status st = connection_.check_status(rc, "acking messages"); !st) {
+      set_error(st.message());
+      return false;
+    }
+    return true;
+  };
+  bool ok = multiple == 0 || write(multiple, true);
+  for (std::uint64_t tag : singles) ok = ok && write(tag, false);
+  std::lock_guard lock(mutex_);
+  for (std::uint64_t tag : tags) in_transit_.erase(tag);
 }
 
 void Consumer::send_due_requeues() {

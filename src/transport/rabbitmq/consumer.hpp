@@ -25,6 +25,13 @@
 
 namespace asya::transport::rabbitmq {
 
+// The acks of `tags` (sorted, distinct, of the current connection) written at once: every tag
+// below `floor` (the lowest delivery tag the broker still holds for this consumer that must not
+// be acked now) is acked by one basic.ack(multiple) of the largest of them when there are two or
+// more; the rest one by one. Returns (multiple tag or 0, the tags to ack singly).
+std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
+    const std::vector<std::uint64_t>& tags, std::uint64_t floor);
+
 class Consumer final : public Link {
  public:
   explicit Consumer(const RabbitmqSettings& settings);
@@ -114,7 +121,10 @@ class Consumer final : public Link {
   std::map<std::uint64_t, std::string> unacked_;  // tag -> queue, current connection
   std::set<std::uint64_t> handed_out_;            // tags given to receive() callers
   std::vector<PendingAck> acks_;                  // for the link thread to write
-  std::vector<PendingRequeue> requeues_;          // for the link thread, once due
+  // Tags acked by a caller (gone from unacked_) whose basic.ack is not written yet; a
+  // basic.ack(multiple) never covers one that is not in its own batch.
+  std::set<std::uint64_t> in_transit_;
+  std::vector<PendingRequeue> requeues_;  // for the link thread, once due
   std::uint64_t generation_ = 1;
   bool interrupted_ = false;
   bool cancel_requested_ = false;

@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "transport/rabbitmq/consumer.hpp"
 #include "transport/rabbitmq/rabbitmq_test_fixture.hpp"
 
 namespace asya::transport {
@@ -66,6 +67,72 @@ TEST_F(RabbitmqTransportTest, ConfirmedSendIsVisibleToAnotherConnectionAtOnce) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(producer->send(q, numbered("m", i)).ok());
   // send() returned after the broker's confirm, so the broker already counts all of them.
   EXPECT_EQ(stats(*observer, q).ready, 5u);
+}
+
+// The link thread's acks: the tags below the lowest one still held (floor) share one
+// basic.ack(multiple) when there are two or more; the others are acked one by one.
+TEST(RabbitmqAckTest, OnlyTheTagsBelowTheFloorShareAMultipleAck) {
+  using rabbitmq::coalesce_acks;
+  using Tags = std::vector<std::uint64_t>;
+  EXPECT_EQ(coalesce_acks({3, 4, 5, 9}, 7), (std::pair<std::uint64_t, Tags>{5, {9}}));
+  EXPECT_EQ(coalesce_acks({3, 4, 5}, UINT64_MAX), (std::pair<std::uint64_t, Tags>{5, {}}));
+  // One tag below the floor: a plain ack (nothing to share).
+  EXPECT_EQ(coalesce_acks({3, 8, 9}, 4), (std::pair<std::uint64_t, Tags>{0, {3, 8, 9}}));
+  // The floor below every tag (an earlier delivery is still held): no multiple ack.
+  EXPECT_EQ(coalesce_acks({3, 4, 5}, 2), (std::pair<std::uint64_t, Tags>{0, {3, 4, 5}}));
+  EXPECT_EQ(coalesce_acks({}, 2), (std::pair<std::uint64_t, Tags>{0, {}}));
+}
+
+// Eight threads receive and ack on one transport with prefetch 64: acks written by the threads
+// themselves and by the link thread (several at once with `multiple`) ack every message exactly
+// once: an ack of a tag already acked would close the channel and every held message would come
+// back as a duplicate.
+TEST_F(RabbitmqTransportTest, ConcurrentAckersWithAWidePrefetchAckEachMessageOnce) {
+  RabbitmqSettings settings = settings_;
+  settings.prefetch = 64;
+  auto t = make(settings);
+  auto producer = make();
+  const std::string q = queue("acks");
+  ASSERT_TRUE(producer->ensure_queue(q).ok());
+  constexpr int kMessages = 1200, kThreads = 8;
+  for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(producer->send(q, numbered("a", i)).ok());
+  std::mutex mutex;
+  std::map<std::string, int> seen;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kThreads; ++i) {
+    threads.emplace_back([&] {
+      auto deadline = Clock::now() + 120s;
+      while (Clock::now() < deadline) {
+        {
+          std::lock_guard lock(mutex);
+          if (seen.size() == static_cast<std::size_t>(kMessages)) return;
+        }
+        auto got = t->receive(q, 1, 200ms);
+        if (!got.ok()) {
+          ++failures;
+          continue;
+        }
+        for (const Delivery& d : *got) {
+          {
+            std::lock_guard lock(mutex);
+            ++seen[d.body];
+          }
+          if (!t->ack(d).ok()) ++failures;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  ASSERT_EQ(seen.size(), static_cast<std::size_t>(kMessages));
+  for (const auto& [body, times] : seen) EXPECT_EQ(times, 1) << body;
+  // Nothing held unacked by this consumer; closing it (its acks still queued are written
+  // first) returns to the queue whatever the broker still counted as unacked: nothing.
+  EXPECT_EQ(stats(*t, q).in_flight, 0u);
+  t->close();
+  auto observer = make();
+  EXPECT_EQ(stats(*observer, q).ready, 0u);
 }
 
 TEST_F(RabbitmqTransportTest, ConcurrentSendersShareTheConfirmWindowAndLoseNothing) {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <string>
 #include <thread>
@@ -301,6 +302,90 @@ TEST(SqliteGroupCommit, SigkillWhileCommitsArePendingLosesNothing) {
   }
   EXPECT_LE(duplicates, kThreads);
   std::printf("duplicates after SIGKILL: %d\n", duplicates);
+}
+
+// Whether every thread of process `pid` but its first sleeps (state S or D), in two samples
+// 20 ms apart: its workers are all waiting (here: for the write lock, or for the leader of a
+// group commit that waits for it).
+bool all_workers_waiting(pid_t pid) {
+  for (int sample = 0; sample < 2; ++sample) {
+    if (sample) std::this_thread::sleep_for(20ms);
+    int running = 0, threads = 0;
+    for (const auto& task : std::filesystem::directory_iterator(std::filesystem::path("/proc") /
+                                                                std::to_string(pid) / "task")) {
+      if (task.path().filename() == std::to_string(pid)) continue;
+      std::ifstream stat(task.path() / "stat");
+      std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+      auto close = text.rfind(')');
+      if (close == std::string::npos || close + 2 >= text.size()) return false;
+      ++threads;
+      char state = text[close + 2];
+      if (state != 'S' && state != 'D') ++running;
+    }
+    if (threads == 0 || running > 0) return false;
+  }
+  return true;
+}
+
+// SIGKILL of a forwarder of 8 threads while its group commits are pending: another connection
+// holds the write lock, so every send and ack of the forwarder waits in (or for) a batch that
+// cannot begin. Nothing of those batches is committed, and after the kill every input is still
+// there or its output is (outputs durable → inputs acked, or neither): nothing lost.
+TEST(SqliteGroupCommit, SigkillWhileAGroupCommitWaitsForTheLockLosesNothing) {
+  test::TempDir dir;
+  SqliteSettings settings = dir.settings();
+  settings.busy_timeout = 120s;  // the forwarder waits for the lock until it is killed
+  constexpr int kMessages = 400, kThreads = 8;
+  const std::string never = (dir.path() / "never").string();
+  {
+    auto t = make_sqlite_transport(Options{}, settings);
+    for (int i = 0; i < kMessages; ++i) ASSERT_TRUE(t->send("asya-in", numbered("m", i)).ok());
+  }
+  pid_t child = spawn([&] { return forward(settings, kThreads, never); });
+  auto observer = make_sqlite_transport(Options{}, settings);
+  wait_until(
+      [&] {
+        auto s = observer->stats("asya-out");
+        return s.ok() && s->ready >= kMessages / 8;
+      },
+      "an eighth of the messages to be forwarded");
+  sqlite3* blocker = nullptr;
+  ASSERT_EQ(sqlite3_open(settings.path.c_str(), &blocker), SQLITE_OK);
+  sqlite3_busy_timeout(blocker, 60000);
+  ASSERT_EQ(sqlite3_exec(blocker, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK)
+      << sqlite3_errmsg(blocker);
+  auto out_before = observer->stats("asya-out");
+  ASSERT_TRUE(out_before.ok());
+  wait_until([&] { return all_workers_waiting(child); }, "the forwarder's threads to wait");
+  ::kill(child, SIGKILL);
+  EXPECT_EQ(wait_exit(child, Clock::now() + 60s), 128 + SIGKILL);
+  ASSERT_EQ(sqlite3_exec(blocker, "ROLLBACK", nullptr, nullptr, nullptr), SQLITE_OK);
+  sqlite3_close(blocker);
+  // Nothing the forwarder had pending was committed.
+  auto out_after = observer->stats("asya-out");
+  ASSERT_TRUE(out_after.ok());
+  EXPECT_EQ(out_after->ready, out_before->ready);
+  // A new instance releases the dead process's leases; forward the rest here.
+  auto rest = make_sqlite_transport(Options{}, settings);
+  for (;;) {
+    auto got = rest->receive("asya-in", 10, 200ms);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    if (got->empty()) break;
+    for (const Delivery& d : *got) {
+      ASSERT_TRUE(rest->send("asya-out", d.body).ok());
+      ASSERT_TRUE(rest->ack(d).ok());
+    }
+  }
+  auto seen = drain(*rest, "asya-out");
+  int duplicates = 0;
+  for (int i = 0; i < kMessages; ++i) {
+    int times = seen[numbered("m", i)];
+    EXPECT_GE(times, 1) << numbered("m", i) << " was lost";
+    duplicates += std::max(0, times - 1);
+  }
+  // Only a thread whose send had committed before the lock was taken and whose ack was pending
+  // can leave a duplicate.
+  EXPECT_LE(duplicates, kThreads);
 }
 
 }  // namespace

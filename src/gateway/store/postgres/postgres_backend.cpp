@@ -15,6 +15,7 @@
 #include "common/env.hpp"
 #include "common/log.hpp"
 #include "gateway/store/backend.hpp"
+#include "gateway/store/transaction_group.hpp"
 
 namespace asya::gateway {
 namespace {
@@ -72,22 +73,8 @@ class PostgresBackend final : public StorageBackend {
 
   const SqlDialect& dialect() const override { return kPostgres; }
 
-  Status transaction(const std::function<Status()>& body) override {
-    std::lock_guard lock(mutex_);
-    Status begun = script("BEGIN");
-    if (!begun.ok()) {
-      // A broken connection is re-established once; the caller's operation is not retried here.
-      PQreset(connection_);
-      begun = script("BEGIN");
-      if (!begun.ok()) return begun;
-    }
-    ++transaction_depth_;
-    Status result = body();
-    --transaction_depth_;
-    Status ended = script(result.ok() ? "COMMIT" : "ROLLBACK");
-    if (!result.ok()) return result;
-    return ended;
-  }
+  // Concurrent transactions share one BEGIN ... COMMIT (transaction_group.hpp).
+  Status transaction(const std::function<Status()>& body) override { return group_.run(body); }
 
   Result<std::vector<SqlRow>> query(const std::string& what, const char* sql,
                                     const std::vector<SqlArg>& args) override {
@@ -230,6 +217,23 @@ class PostgresBackend final : public StorageBackend {
   std::recursive_mutex mutex_;  // a transaction's body runs query() on the same thread
   int transaction_depth_ = 0;   // guarded by mutex_
   std::thread watcher_;
+  TransactionGroup group_{[this](const std::vector<const TransactionGroup::Body*>& bodies,
+                                 std::vector<Status>& results) {
+    std::lock_guard lock(mutex_);
+    auto exec = [this](const char* sql) -> Status {
+      Status status = script(sql);
+      if (!status.ok() && transaction_depth_ == 0) {
+        // A broken connection is re-established once (at BEGIN); the callers' operations are
+        // not retried here.
+        PQreset(connection_);
+        status = script(sql);
+      }
+      if (status.ok()) transaction_depth_ = 1;
+      return status;
+    };
+    run_batch(exec, "BEGIN", bodies, results);
+    transaction_depth_ = 0;
+  }};
   std::atomic<bool> stop_watching_{false};
 };
 

@@ -10,6 +10,7 @@
 
 #include "common/env.hpp"
 #include "gateway/store/backend.hpp"
+#include "gateway/store/transaction_group.hpp"
 
 namespace asya::gateway {
 namespace {
@@ -51,15 +52,8 @@ class SqliteBackend final : public StorageBackend {
   std::string_view name() const override { return "sqlite"; }
   const SqlDialect& dialect() const override { return kSqlite; }
 
-  Status transaction(const std::function<Status()>& body) override {
-    std::lock_guard lock(mutex_);
-    Status begun = script("BEGIN IMMEDIATE");
-    if (!begun.ok()) return begun;
-    Status result = body();
-    Status ended = script(result.ok() ? "COMMIT" : "ROLLBACK");
-    if (!result.ok()) return result;
-    return ended;
-  }
+  // Concurrent transactions share one BEGIN IMMEDIATE ... COMMIT (transaction_group.hpp).
+  Status transaction(const std::function<Status()>& body) override { return group_.run(body); }
 
   Result<std::vector<SqlRow>> query(const std::string& what, const char* sql,
                                     const std::vector<SqlArg>& args) override {
@@ -120,6 +114,17 @@ class SqliteBackend final : public StorageBackend {
     return "SQLite " + path_ + ": " + what + ": " + sqlite3_errmsg(db_);
   }
 
+  // BEGIN, COMMIT, SAVEPOINT ...: prepared once, not parsed again on every transaction.
+  Status control(const char* sql) {
+    std::lock_guard lock(mutex_);
+    sqlite3_stmt* stmt = prepared(sql);
+    if (!stmt) return Error{last_error(sql)};
+    int rc = sqlite3_step(stmt);
+    Status out = rc == SQLITE_DONE ? Status::Ok() : Status(Error{last_error(sql)});
+    sqlite3_reset(stmt);
+    return out;
+  }
+
   // The statement for `sql`, prepared on first use and kept (mutex_ held).
   sqlite3_stmt* prepared(const char* sql) {
     auto found = statements_.find(sql);
@@ -135,6 +140,11 @@ class SqliteBackend final : public StorageBackend {
   sqlite3* db_ = nullptr;
   std::recursive_mutex mutex_;  // a transaction's body runs query() on the same thread
   std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  TransactionGroup group_{[this](const std::vector<const TransactionGroup::Body*>& bodies,
+                                 std::vector<Status>& results) {
+    std::lock_guard lock(mutex_);
+    run_batch([this](const char* sql) { return control(sql); }, "BEGIN IMMEDIATE", bodies, results);
+  }};
 };
 
 }  // namespace
