@@ -26,7 +26,8 @@ struct SettleItem {
 // goes through Router::settle() for that item alone (rebuilt smaller, or the input to error-end
 // instead); a decision to nack is carried out alone. A single item is settled by Router::settle()
 // itself. Returns one Settlement per item, in order. `hooks.after_send` is given, for each output
-// of the shared send, the time of the whole send_many call.
+// of the shared send, its share of the send_many call's time (the call's time / its outputs), so
+// the send durations of a batch add up to the time it spent sending.
 std::vector<Settlement> settle_batch(const Router& router, transport::Transport& transport,
                                      std::span<const SettleItem> items,
                                      const SendHooks& hooks = {});
