@@ -30,6 +30,7 @@ void run_batch(const Router& router, wire::RuntimeClient& client,
     if (!call.error.empty())
       spdlog::warn("runtime call for a batch of {} failed: {}", call.sent, call.error);
   }
+  std::vector<SettleItem> settle(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {
     BatchItem& item = items[i];
     const envelope::Envelope* in = item.envelope();
@@ -39,7 +40,13 @@ void run_batch(const Router& router, wire::RuntimeClient& client,
       if (item.decision->status == ProcessedStatus::kSuccess)
         steps.after_call(*in, *item.decision, call.runtime_seconds, tracked[i]);
     }
-    steps.finish(*item.delivery, in, *item.decision, tracked[i]);
+    settle[i] = SettleItem{&*item.delivery, in, &*item.decision, tracked[i] != 0};
+  }
+  steps.settle(settle);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const envelope::Envelope* in = items[i].envelope();
+    log::EnvelopeScope scope(in ? std::string_view(in->id) : std::string_view("unparseable"));
+    steps.finish(*items[i].delivery, in, *items[i].decision, tracked[i]);
   }
   // A large buffer is not kept for the next batch.
   if (scratch.capacity() > (4u << 20)) scratch.release();

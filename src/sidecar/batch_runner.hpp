@@ -6,9 +6,11 @@
 #include <chrono>
 #include <functional>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "sidecar/batch_metrics.hpp"
+#include "sidecar/batch_settle.hpp"
 #include "sidecar/batcher.hpp"
 #include "sidecar/metrics.hpp"
 
@@ -22,14 +24,17 @@ struct BatchSteps {
   // After the call, for an item the runtime answered successfully (may change the decision).
   std::function<void(const envelope::Envelope&, Decision&, double runtime_seconds, bool tracked)>
       after_call;
-  // Settles one decided item (sends, ack/nack, metrics of the message, worker state).
+  // Settles every decided item of the batch together (sends, then ack/nack; settle_batch).
+  std::function<void(std::span<const SettleItem>)> settle;
+  // After settle, for each item in order: metrics of the message, worker state.
   std::function<void(const transport::Delivery&, const envelope::Envelope*, const Decision&,
                      bool tracked)>
       finish;
 };
 
 // Runs one batch: prepare_batch, before_call for each item to be sent, call_batch (one runtime
-// call bounded by `timeout`), after_call, then finish for every item in order. Records the
+// call bounded by `timeout`), after_call, settle for all the items at once, then finish for every
+// item in order. Records the
 // runtime duration, the batch size and `gathered_seconds` (time spent gathering after the first
 // message), and logs a failed call once for the batch.
 void run_batch(const Router& router, wire::RuntimeClient& client,

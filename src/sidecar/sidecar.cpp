@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -73,14 +74,15 @@ class Runner {
   void worker(Slot& slot);
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
                      wire::FrameBuffer& scratch, bool& need_ready);
-  // Batching: one gathered batch, one runtime call, each delivery settled alone.
+  // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
   void process_batch(Slot& slot, wire::RuntimeClient& client,
                      std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
                      bool& need_ready, double gathered_seconds);
-  // Metrics, execute() and what the decision asks of the worker, for one decided delivery.
+  // Metrics, execute() (unless `settled` already) and what the decision asks of the worker, for
+  // one decided delivery.
   void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
               const envelope::Envelope* in, const Decision& decision, bool tracked,
-              Clock::time_point started, bool& need_ready);
+              Clock::time_point started, bool& need_ready, bool settled = false);
   void count_received(const transport::Delivery& delivery) {
     metrics_.received();
     metrics_.active_add(1);
@@ -92,12 +94,10 @@ class Runner {
   void gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
                      bool tracked);
   void process_end(Slot& slot, transport::Delivery& delivery);
-  // Sends every output, then acks/nacks per the decision. Returns false when the slot was
-  // abandoned (shutdown grace passed) and nothing was done.
-  // `tracked`: the gateway tracks the envelope (tracked_by_gateway), so fan-out children are
-  // announced to it.
-  bool execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
-               const Decision& decision, bool tracked);
+  // Sends every output of the items, then acks/nacks each per its decision (settle_batch: shared
+  // transactions for a batch). Returns false when the slot was abandoned (shutdown grace passed)
+  // and nothing was done. An item `tracked` by the gateway has its fan-out children announced.
+  bool execute(Slot& slot, std::span<const SettleItem> items);
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
   // each answer, so the gateway knows all branches before any output can reach an end actor.
   void announce_fanout(const envelope::Envelope& in, const Decision& decision);
@@ -380,7 +380,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 
 void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
                     const envelope::Envelope* in, const Decision& decision, bool tracked,
-                    Clock::time_point started, bool& need_ready) {
+                    Clock::time_point started, bool& need_ready, bool settled) {
   if (decision.failure == FailureCode::kMaxDeliveriesExceeded) metrics_.poison();
   if (decision.failure == FailureCode::kDeadlineExceeded) metrics_.deadline_exceeded();
   if (decision.retried) metrics_.retry();
@@ -389,7 +389,7 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
     spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),
                  delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
 
-  execute(slot, delivery, in, decision, tracked);
+  if (!settled) execute(slot, std::array{SettleItem{&delivery, in, &decision, tracked}});
   metrics_.processed(label(decision.status));
   metrics_.active_add(-1);
   metrics_.processing_duration(seconds_since(started));
@@ -433,8 +433,9 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
   };
   steps.finish = [&](const transport::Delivery& delivery, const envelope::Envelope* in,
                      const Decision& decision, bool t) {
-    finish(slot, client, delivery, in, decision, t, started, need_ready);
+    finish(slot, client, delivery, in, decision, t, started, need_ready, /*settled=*/true);
   };
+  steps.settle = [&](std::span<const SettleItem> items) { execute(slot, items); };
   run_batch(*router_, client, deliveries, scratch, config_.runtime_timeout, gathered_seconds,
             metrics_, batch_metrics_, steps);
 }
@@ -539,22 +540,26 @@ void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decis
   }
 }
 
-bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const envelope::Envelope* in,
-                     const Decision& decision, bool tracked) {
+bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
   // Before taking the slot's lock: announcing may wait for the gateway, and neither the lease
   // keeper nor the shutdown path should wait with it.
-  if (tracked && in) announce_fanout(*in, decision);
+  for (const SettleItem& item : items)
+    if (item.tracked && item.in) announce_fanout(*item.in, *item.decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
-  if (!transport_->still_held(delivery)) {
+  std::vector<SettleItem> held;
+  for (const SettleItem& item : items) {
+    if (transport_->still_held(*item.delivery)) {
+      held.push_back(item);
+      continue;
+    }
     // Lost with its connection while it was processed: the broker delivers it again, and the
     // outputs sent now would be duplicates downstream of the ones that redelivery sends.
     spdlog::warn(
         "the connection that delivered this message from {} was lost while it was processed; "
         "its outputs are not sent (the broker delivers it again)",
-        delivery.queue);
+        item.delivery->queue);
     metrics_.failed(label(FailureCode::kDeliveryLost));
-    return false;
   }
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
@@ -565,15 +570,20 @@ bool Runner::execute(Slot& slot, const transport::Delivery& delivery, const enve
       metrics_.envelope_size("sent", out.body.size());
     }
   };
-  Settlement settled = router_->settle(*transport_, delivery, in, decision, hooks);
-  record_settle(settled.acked, settled.nacked);
-  if (settled.too_large) {
-    metrics_.failed(label(FailureCode::kMessageTooLarge));
-    spdlog::warn("an output was refused by the transport as too large; sent to error-end instead");
-  }
-  if (!settled.error.empty()) {
-    spdlog::error("{}", settled.error);
-    if (!settled.acked && settled.nacked) metrics_.failed(label(FailureCode::kSendFailed));
+  std::vector<Settlement> settled = settle_batch(*router_, *transport_, held, hooks);
+  for (std::size_t i = 0; i < held.size(); ++i) {
+    log::EnvelopeScope scope(held[i].in ? std::string_view(held[i].in->id) : "unparseable");
+    const transport::Delivery* none = nullptr;
+    std::replace(slot.batch.begin(), slot.batch.end(), held[i].delivery, none);
+    record_settle(settled[i].acked, settled[i].nacked);
+    if (settled[i].too_large) {
+      metrics_.failed(label(FailureCode::kMessageTooLarge));
+      spdlog::warn("an output was refused by the transport as too large; sent to error-end");
+    }
+    if (!settled[i].error.empty()) {
+      spdlog::error("{}", settled[i].error);
+      if (!settled[i].acked && settled[i].nacked) metrics_.failed(label(FailureCode::kSendFailed));
+    }
   }
   return true;
 }

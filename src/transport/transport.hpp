@@ -14,6 +14,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -32,6 +33,13 @@ struct Delivery {
   std::string body;
   std::uint32_t delivery_count = 1;
   std::string receipt;
+};
+
+// One message for send_many(): what send() takes. The views must outlive the call.
+struct OutgoingMessage {
+  std::string_view queue;
+  std::string_view body;
+  std::chrono::milliseconds delay{0};
 };
 
 struct QueueStats {
@@ -69,6 +77,29 @@ class Transport {
   // Removes a received message for good. Acking twice, or after the lease expired and the message
   // was redelivered elsewhere, is an error that loses nothing.
   virtual Status ack(const Delivery& delivery) = 0;
+
+  // Several sends and acks at once, for a consumer that settles a batch of messages (the
+  // sidecar's dynamic batching): one status per message, in order, each meaning exactly what
+  // send()/ack() would have returned for it. The durability contract is send()'s and ack()'s per
+  // message: a message reported Ok is durable when the call returns; one reported failed was not
+  // sent (acked), and its failure does not stop the others. A consumer still acks an input only
+  // after every output of *that* input was reported Ok. The defaults call send()/ack() in a loop;
+  // SQLite commits the whole call in shared write transactions (at most 64 messages each, shared
+  // with whatever else this process has pending; a statement failure rolls its transaction back
+  // and runs each message of it alone, so a bad one fails only itself; a failed BEGIN or COMMIT
+  // commits none of them and fails every message of that transaction). Thread-safe.
+  virtual std::vector<Status> send_many(std::span<const OutgoingMessage> messages) {
+    std::vector<Status> out;
+    out.reserve(messages.size());
+    for (const OutgoingMessage& m : messages) out.push_back(send(m.queue, m.body, m.delay));
+    return out;
+  }
+  virtual std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) {
+    std::vector<Status> out;
+    out.reserve(deliveries.size());
+    for (const Delivery* d : deliveries) out.push_back(ack(*d));
+    return out;
+  }
 
   // Returns a received message to its queue, visible again after `delay`, with its delivery count
   // kept (the next receive reports it + 1).

@@ -104,6 +104,37 @@ def test_a_kill_in_the_middle_of_a_batch_loses_no_item(asya_on, tmp_path, victim
     assert handled == set(range(40))
 
 
+def test_sidecar_kills_while_batches_are_settled_lose_and_duplicate_nothing_at_the_end(
+        asya_on, tmp_path):
+    """The batch actor's sidecar is SIGKILLed three times while items stream through it, each time
+    once more results arrived: a kill between the shared send of a batch's outputs and the shared
+    ack of its items only redelivers those items (their outputs keep their ids, so the end actor
+    stores each once); every item ends once, none fails."""
+    asya = asya_on
+    count = 300
+    start(asya, tmp_path, "batch_handlers.quick", count)
+    killed = set()
+    for kill in range(3):
+        target = (kill + 1) * count // 5
+        wait_for(lambda: len(ended(asya)) >= target, 240, f"{target} items to end before kill {kill}")
+
+        def running_sidecar():
+            actor = asya.actor("batcher") or {"processes": []}
+            pids = [p["sidecar"] for p in actor["processes"] if p["running"] and p["sidecar"]]
+            return [p for p in pids if p not in killed]
+
+        pid = wait_for(running_sidecar, 120, "a running batcher sidecar")[0]
+        os.kill(pid, signal.SIGKILL)
+        killed.add(pid)
+    wait_for(lambda: len(ended(asya)) >= count, KILL_BOUND[asya.transport] + MARGIN + 240,
+             f"all {count} items to end after three sidecar kills")
+    assert asya.results("failed") == {}
+    succeeded = asya.results()
+    assert set(succeeded) == set(item_ids(count))
+    for n, item in enumerate(item_ids(count)):
+        assert succeeded[item]["payload"] == {"n": n}
+
+
 def test_a_runtime_without_batch_support_stops_the_sidecar_at_start(asya_on, tmp_path):
     asya = asya_on
     # The C++ conformance runtime serves a plain (non-batch) handler: its ready file declares no

@@ -8,15 +8,30 @@
 namespace asya::transport::sqlite {
 
 Status GroupCommit::run(const std::string& what, Operation op) {
-  Request request{&what, &op};
+  std::vector<Job> jobs;
+  jobs.push_back(Job{what, std::move(op)});
+  return std::move(run_many(jobs).front());
+}
+
+std::vector<Status> GroupCommit::run_many(std::vector<Job>& jobs) {
+  std::vector<Request> requests;
+  requests.reserve(jobs.size());
+  for (Job& job : jobs) requests.push_back(Request{&job.what, &job.op});
+  std::size_t left = requests.size();
   std::unique_lock lock(mutex_);
-  pending_.push_back(&request);
-  while (!request.done) {
+  for (Request& request : requests) pending_.push_back(&request);
+  auto count_done = [&] {
+    left = 0;
+    for (const Request& r : requests) left += r.done ? 0 : 1;
+  };
+  while (left > 0) {
     if (leading_) {
       done_.wait(lock);
+      count_done();
       continue;
     }
-    // Lead: take what is queued now (this request among them, unless an earlier leader took it).
+    // Lead: take what is queued now (these requests among them, unless an earlier leader took
+    // them).
     leading_ = true;
     std::size_t take = std::min(pending_.size(), kMaxBatch);
     std::vector<Request*> batch(pending_.begin(), pending_.begin() + take);
@@ -34,8 +49,12 @@ Status GroupCommit::run(const std::string& what, Operation op) {
     stats_.largest_batch = std::max(stats_.largest_batch, batch.size());
     leading_ = false;
     done_.notify_all();
+    count_done();
   }
-  return request.result;
+  std::vector<Status> results;
+  results.reserve(requests.size());
+  for (Request& r : requests) results.push_back(std::move(r.result));
+  return results;
 }
 
 GroupCommit::Stats GroupCommit::stats() const {
@@ -60,22 +79,22 @@ void GroupCommit::commit_batch(std::vector<Request*>& batch) {
     return;
   }
   Connection& db = c->connection();
-  if (try_batch(db, batch) || batch.size() == 1) return;
-  // The shared transaction was rolled back: each operation alone, so only a bad one fails.
+  if (try_batch(db, batch) != Outcome::kOperationAborted || batch.size() == 1) return;
+  // An operation's statement failed: each operation alone, so only a bad one fails.
   for (Request* r : batch) {
     std::vector<Request*> one{r};
     try_batch(db, one);
   }
 }
 
-bool GroupCommit::try_batch(Connection& db, std::vector<Request*>& batch) {
+GroupCommit::Outcome GroupCommit::try_batch(Connection& db, std::vector<Request*>& batch) {
   {
     std::lock_guard lock(mutex_);
     ++stats_.transactions;
   }
   if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
     for (Request* r : batch) r->result = Error{*r->what + ": " + s.message()};
-    return false;
+    return Outcome::kFailed;
   }
   for (Request* r : batch) {
     bool abort = false;
@@ -87,15 +106,15 @@ bool GroupCommit::try_batch(Connection& db, std::vector<Request*>& batch) {
     }
     if (abort) {
       (void)db.run(kRollback, "ROLLBACK");
-      return false;
+      return Outcome::kOperationAborted;
     }
   }
   if (Status s = db.run(kCommit, "COMMIT"); !s) {
     (void)db.run(kRollback, "ROLLBACK");
     for (Request* r : batch) r->result = Error{*r->what + ": " + s.message()};
-    return false;
+    return Outcome::kFailed;
   }
-  return true;
+  return Outcome::kCommitted;
 }
 
 }  // namespace asya::transport::sqlite

@@ -15,10 +15,17 @@
 // return, ack did not return, so the input stays leased and comes back). A caller's ordering is
 // kept: a thread's send returns before its ack is queued.
 //
+// Several operations of one caller (run_many: a sidecar settling a batch of messages) are queued
+// together, so they share a transaction with each other (at most kMaxBatch per transaction) and
+// with whatever other threads have pending; run_many returns once all of them are done.
+//
 // Failures: an operation reports a failure that wrote nothing (a lease no longer held, a body
-// file gone) as its own result, and the batch goes on. A statement failure (abort = true) or a
-// failed COMMIT rolls the batch back and each of its operations is run again alone, so one bad
-// operation fails only its own caller.
+// file gone) as its own result, and the batch goes on. A statement failure (abort = true) rolls
+// the batch back and each of its operations is run again alone, so one bad operation fails only
+// its own caller. A failed BEGIN or COMMIT (the write lock held past the busy timeout, a full
+// disk) is no operation's fault: the batch is rolled back, nothing of it is committed, and every
+// operation of it fails with that error (running each again alone would wait the busy timeout
+// once per operation).
 //
 // Threads: run() is thread-safe; operations run on the leader's thread, so they must only touch
 // the Connection they are given and their own captures.
@@ -60,6 +67,13 @@ class GroupCommit {
   // \"x\"").
   Status run(const std::string& what, Operation op);
 
+  // Runs several operations, queued together; returns once each is done, their results in order.
+  struct Job {
+    std::string what;
+    Operation op;
+  };
+  std::vector<Status> run_many(std::vector<Job>& jobs);
+
   // Operations and transactions so far (tests, metrics).
   Stats stats() const;
   // Operations queued behind a batch being committed, and whether one is (tests).
@@ -74,9 +88,11 @@ class GroupCommit {
     bool done = false;
   };
 
+  enum class Outcome { kCommitted, kOperationAborted, kFailed };
   void commit_batch(std::vector<Request*>& batch);
-  // One transaction for `batch`; false when it was rolled back (statement failure or COMMIT).
-  bool try_batch(Connection& db, std::vector<Request*>& batch);
+  // One transaction for `batch`: committed, rolled back because an operation aborted, or rolled
+  // back because BEGIN or COMMIT failed (every result then says so).
+  Outcome try_batch(Connection& db, std::vector<Request*>& batch);
 
   ConnectionPool& pool_;
   mutable std::mutex mutex_;

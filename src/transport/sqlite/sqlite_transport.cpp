@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <span>
 #include <utility>
 
 #include "common/env.hpp"
@@ -116,81 +117,92 @@ class SqliteTransport final : public Transport {
   }
 
   Status send(std::string_view queue, std::string_view body, milliseconds delay) override {
-    if (body.size() > options_.max_message_bytes) {
-      return Error{"message_too_large: a message of " + std::to_string(body.size()) +
-                   " bytes for queue " + in_quotes(queue) + " exceeds the limit of " +
-                   std::to_string(options_.max_message_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)"};
-    }
-    // A large body goes to its own file first, durably, outside any lock; the row naming it is
-    // inserted below. A crash in between leaves an unnamed file for sweep_orphans().
-    std::string file_name;
-    if (settings_.file_body_bytes > 0 && body.size() > settings_.file_body_bytes) {
-      file_name = body_files_.new_name();
-      Status written = body_files_.write(file_name, body);
-      if (!written) return Error{"send to queue " + in_quotes(queue) + ": " + written.message()};
-    }
-    // The row and its body (or its file name), in a write transaction shared with the sends and
-    // acks other threads of this process have pending (group_commit.hpp): nothing but the
-    // inserts runs while the write lock is held. The file goes when this send's own statements or
-    // checks failed, or never ran; after a failed COMMIT the row's fate is not certain and the
-    // sweep decides later.
-    bool ran = false;  // false: no statement of this send ran (BEGIN or the pool failed)
-    bool own_failure = false;
-    GroupCommit::Operation insert = [&](Connection& db, bool& abort) -> Status {
-      ran = true;
-      own_failure = false;
-      auto fail = [&](Status failed, bool statement) {
-        own_failure = true;
-        abort = statement;
-        return failed;
-      };
-      if (!file_name.empty()) {
-        // The sweep claims unnamed files under this same write lock: the file still being
-        // there now means it stays (only a sender paused for kOrphanAge gets here without it).
-        std::filesystem::path path = body_files_.path_of(file_name);
-        if (::access(path.c_str(), F_OK) != 0) {
-          int error = errno;
-          return fail(
-              Error{"send to queue " + in_quotes(queue) + ": the body file " +
-                    in_quotes(path.string()) + " was removed before its message was recorded (" +
-                    errno_text(error) + "; the sender paused longer than " +
-                    std::to_string(BodyFiles::kOrphanAge.count()) + " minutes?)"},
-              false);
+    OutgoingMessage one{queue, body, delay};
+    return std::move(send_many(std::span<const OutgoingMessage>(&one, 1)).front());
+  }
+
+  // Every message's row in write transactions shared with each other and with the sends and
+  // acks other threads of this process have pending (group_commit.hpp).
+  std::vector<Status> send_many(std::span<const OutgoingMessage> messages) override {
+    std::vector<Status> results(messages.size(), Status::Ok());
+    std::vector<Pending> pending(messages.size());
+    std::vector<GroupCommit::Job> jobs;
+    std::vector<std::size_t> job_of;  // jobs[k] sends messages[job_of[k]]
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      const OutgoingMessage& m = messages[i];
+      if (m.body.size() > options_.max_message_bytes) {
+        results[i] =
+            Error{"message_too_large: a message of " + std::to_string(m.body.size()) +
+                  " bytes for queue " + in_quotes(m.queue) + " exceeds the limit of " +
+                  std::to_string(options_.max_message_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)"};
+        continue;
+      }
+      // A large body goes to its own file first, durably, outside any lock; the row naming it
+      // is inserted below. A crash in between leaves an unnamed file for sweep_orphans().
+      if (settings_.file_body_bytes > 0 && m.body.size() > settings_.file_body_bytes) {
+        pending[i].file_name = body_files_.new_name();
+        if (Status written = body_files_.write(pending[i].file_name, m.body); !written) {
+          results[i] = Error{"send to queue " + in_quotes(m.queue) + ": " + written.message()};
+          continue;
         }
       }
-      auto s = db.statement(kSend);
-      if (!s) return fail(s.error(), true);
-      ResetOnExit reset{*s};
-      std::int64_t now = now_ms();
-      bind_text(*s, 1, queue);
-      sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(delay.count(), 0));
-      sqlite3_bind_int64(*s, 3, now);
-      if (!file_name.empty()) bind_text(*s, 4, file_name);
-      if (sqlite3_step(*s) != SQLITE_DONE) return fail(failure("send", queue, db), true);
-      if (file_name.empty()) {
-        std::int64_t id = sqlite3_last_insert_rowid(db.db());
-        auto b = db.statement(kSendBody);
-        if (!b) return fail(b.error(), true);
-        ResetOnExit reset_body{*b};
-        sqlite3_bind_int64(*b, 1, id);
-        bind_blob(*b, 2, body);
-        if (sqlite3_step(*b) != SQLITE_DONE) return fail(failure("send", queue, db), true);
-      }
-      return Status::Ok();
-    };
-    if (Status s = group_.run("send to queue " + in_quotes(queue), insert); !s) {
-      if ((own_failure || !ran) && !file_name.empty()) body_files_.discard(file_name);
-      return s;
+      jobs.push_back(
+          GroupCommit::Job{"send to queue " + in_quotes(m.queue), insert_operation(m, pending[i])});
+      job_of.push_back(i);
     }
-    waker_.notify(queue);  // after the commit: a receiver woken now finds the message
+    std::vector<Status> committed = group_.run_many(jobs);
+    std::vector<std::string_view> woken;
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      std::size_t i = job_of[k];
+      results[i] = std::move(committed[k]);
+      if (!results[i]) {
+        // The file goes when this send's own statements or checks failed, or never ran; after
+        // a failed COMMIT the row's fate is not certain and the sweep decides later.
+        if ((pending[i].own_failure || !pending[i].ran) && !pending[i].file_name.empty())
+          body_files_.discard(pending[i].file_name);
+        continue;
+      }
+      // After the commit: a receiver woken now finds the message. Once per queue.
+      if (std::find(woken.begin(), woken.end(), messages[i].queue) == woken.end()) {
+        woken.push_back(messages[i].queue);
+        waker_.notify(messages[i].queue);
+      }
+    }
     body_files_.maybe_sweep(pool_);
-    return Status::Ok();
+    return results;
   }
 
   Status ack(const Delivery& delivery) override {
-    Status s = change_lease(kAck, "ack", delivery, 0);
+    const Delivery* one = &delivery;
+    return std::move(ack_many(std::span<const Delivery* const>(&one, 1)).front());
+  }
+
+  // Each row and its body go in write transactions shared with each other and with the sends and
+  // acks pending in this process (group_commit.hpp).
+  std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) override {
+    std::vector<Status> results(deliveries.size(), Status::Ok());
+    std::vector<LeaseChange> changes(deliveries.size());
+    std::vector<GroupCommit::Job> jobs;
+    std::vector<std::size_t> job_of;  // jobs[k] acks deliveries[job_of[k]]
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+      const Delivery& d = *deliveries[i];
+      if (results[i] = parse("ack", d, changes[i]); !results[i]) continue;
+      LeaseChange& change = changes[i];
+      jobs.push_back(GroupCommit::Job{"ack on queue " + in_quotes(d.queue),
+                                      [this, &d, &change](Connection& db, bool& abort) {
+                                        Status s = apply(kAck, "ack", d, change, 0, db);
+                                        abort = !s;
+                                        return s;
+                                      }});
+      job_of.push_back(i);
+    }
+    std::vector<Status> committed = group_.run_many(jobs);
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      std::size_t i = job_of[k];
+      results[i] = committed[k] ? applied("ack", *deliveries[i], changes[i]) : committed[k];
+    }
     body_files_.maybe_sweep(pool_);
-    return s;
+    return results;
   }
 
   Status nack(const Delivery& delivery, milliseconds delay) override {
@@ -267,6 +279,61 @@ class SqliteTransport final : public Transport {
   Status failure(const char* operation, std::string_view queue, Connection& db) {
     return Error{std::string(operation) + " on queue " + in_quotes(queue) +
                  " failed: " + db.error()};
+  }
+
+  // One send of send_many: its body file (when the body is stored as a file), whether its
+  // statements ran in the last attempt and whether they failed themselves.
+  struct Pending {
+    std::string file_name;
+    bool ran = false;  // false: no statement of this send ran (BEGIN or the pool failed)
+    bool own_failure = false;
+  };
+
+  // The row and its body (or its file name): nothing but the inserts runs while the write lock
+  // is held.
+  GroupCommit::Operation insert_operation(const OutgoingMessage& m, Pending& p) {
+    return [this, &m, &p](Connection& db, bool& abort) -> Status {
+      p.ran = true;
+      p.own_failure = false;
+      auto fail = [&](Status failed, bool statement) {
+        p.own_failure = true;
+        abort = statement;
+        return failed;
+      };
+      if (!p.file_name.empty()) {
+        // The sweep claims unnamed files under this same write lock: the file still being
+        // there now means it stays (only a sender paused for kOrphanAge gets here without it).
+        std::filesystem::path path = body_files_.path_of(p.file_name);
+        if (::access(path.c_str(), F_OK) != 0) {
+          int error = errno;
+          return fail(
+              Error{"send to queue " + in_quotes(m.queue) + ": the body file " +
+                    in_quotes(path.string()) + " was removed before its message was recorded (" +
+                    errno_text(error) + "; the sender paused longer than " +
+                    std::to_string(BodyFiles::kOrphanAge.count()) + " minutes?)"},
+              false);
+        }
+      }
+      auto s = db.statement(kSend);
+      if (!s) return fail(s.error(), true);
+      ResetOnExit reset{*s};
+      std::int64_t now = now_ms();
+      bind_text(*s, 1, m.queue);
+      sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(m.delay.count(), 0));
+      sqlite3_bind_int64(*s, 3, now);
+      if (!p.file_name.empty()) bind_text(*s, 4, p.file_name);
+      if (sqlite3_step(*s) != SQLITE_DONE) return fail(failure("send", m.queue, db), true);
+      if (p.file_name.empty()) {
+        std::int64_t id = sqlite3_last_insert_rowid(db.db());
+        auto b = db.statement(kSendBody);
+        if (!b) return fail(b.error(), true);
+        ResetOnExit reset_body{*b};
+        sqlite3_bind_int64(*b, 1, id);
+        bind_blob(*b, 2, m.body);
+        if (sqlite3_step(*b) != SQLITE_DONE) return fail(failure("send", m.queue, db), true);
+      }
+      return Status::Ok();
+    };
   }
 
   // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
@@ -399,73 +466,76 @@ class SqliteTransport final : public Transport {
     return sorted;
   }
 
-  // ack (delete), nack (visible after `millis`) or extend (visible after `millis`), each only
-  // while the row still carries the delivery's lease token.
-  Status change_lease(Sql sql, const char* operation, const Delivery& delivery,
-                      std::int64_t millis) {
+  // One ack, nack or extend: the receipt's row and lease token, and what the statement did.
+  struct LeaseChange {
     std::int64_t id = 0;
     std::int64_t token = 0;
-    if (!parse_receipt(delivery.receipt, id, token)) {
-      return Error{std::string(operation) + " on queue " + in_quotes(delivery.queue) +
-                   ": the receipt " + in_quotes(delivery.receipt) +
-                   " was not produced by the sqlite transport"};
-    }
     bool changed = false;
     std::string file;  // ack: the body file of the deleted row
-    auto apply = [&](Connection& db) -> Status {
-      changed = false;
-      file.clear();
-      auto s = db.statement(sql);
-      if (!s) return s.error();
-      ResetOnExit reset{*s};
-      sqlite3_bind_int64(*s, 1, id);
-      sqlite3_bind_int64(*s, 2, token);
-      if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
-      int rc = sqlite3_step(*s);
-      if (sql == kAck && rc == SQLITE_ROW) {  // DELETE ... RETURNING body_file
-        changed = true;
-        const unsigned char* name = sqlite3_column_text(*s, 0);
-        if (name) file = reinterpret_cast<const char*>(name);
-        rc = sqlite3_step(*s);
-      } else if (sql != kAck) {
-        changed = sqlite3_changes(db.db()) != 0;
-      }
-      if (rc != SQLITE_DONE) return failure(operation, delivery.queue, db);
-      if (sql != kAck || !changed || !file.empty()) return Status::Ok();
-      auto b = db.statement(kAckBody);
-      if (!b) return b.error();
-      ResetOnExit reset_body{*b};
-      sqlite3_bind_int64(*b, 1, id);
-      if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, db);
-      return Status::Ok();
-    };
-    if (sql == kAck) {
-      // The row and its body go in one write transaction, shared with the other sends and acks
-      // pending in this process (group_commit.hpp).
-      GroupCommit::Operation remove = [&](Connection& db, bool& abort) -> Status {
-        Status s = apply(db);
-        abort = !s;
-        return s;
-      };
-      if (Status s =
-              group_.run(std::string(operation) + " on queue " + in_quotes(delivery.queue), remove);
-          !s) {
-        return s;
-      }
-    } else {
-      auto c = pool_.acquire();
-      if (!c) return c.error();
-      if (Status s = apply(c->connection()); !s) return s;
+  };
+
+  // Reads the receipt into `c`; an Error when it is not one of this transport's.
+  Status parse(const char* operation, const Delivery& delivery, LeaseChange& c) {
+    if (parse_receipt(delivery.receipt, c.id, c.token)) return Status::Ok();
+    return Error{std::string(operation) + " on queue " + in_quotes(delivery.queue) +
+                 ": the receipt " + in_quotes(delivery.receipt) +
+                 " was not produced by the sqlite transport"};
+  }
+
+  // ack (delete), nack (visible after `millis`) or extend (visible after `millis`) on `db`, each
+  // only while the row still carries the delivery's lease token (c.changed says whether it did).
+  Status apply(Sql sql, const char* operation, const Delivery& delivery, LeaseChange& c,
+               std::int64_t millis, Connection& db) {
+    c.changed = false;
+    c.file.clear();
+    auto s = db.statement(sql);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, c.id);
+    sqlite3_bind_int64(*s, 2, c.token);
+    if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
+    int rc = sqlite3_step(*s);
+    if (sql == kAck && rc == SQLITE_ROW) {  // DELETE ... RETURNING body_file
+      c.changed = true;
+      const unsigned char* name = sqlite3_column_text(*s, 0);
+      if (name) c.file = reinterpret_cast<const char*>(name);
+      rc = sqlite3_step(*s);
+    } else if (sql != kAck) {
+      c.changed = sqlite3_changes(db.db()) != 0;
     }
-    if (!changed) {
-      return Error{std::string(operation) + " of message " + std::to_string(id) + " on queue " +
+    if (rc != SQLITE_DONE) return failure(operation, delivery.queue, db);
+    if (sql != kAck || !c.changed || !c.file.empty()) return Status::Ok();
+    auto b = db.statement(kAckBody);
+    if (!b) return b.error();
+    ResetOnExit reset_body{*b};
+    sqlite3_bind_int64(*b, 1, c.id);
+    if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, db);
+    return Status::Ok();
+  }
+
+  // After `c` was applied and committed: an Error when the lease was not held, else removes an
+  // acked row's body file (after the row is gone for good; a crash before this leaves an orphan
+  // for the sweep).
+  Status applied(const char* operation, const Delivery& delivery, const LeaseChange& c) {
+    if (!c.changed) {
+      return Error{std::string(operation) + " of message " + std::to_string(c.id) + " on queue " +
                    in_quotes(delivery.queue) +
                    " failed: the lease is no longer held (it expired and the message was "
                    "received again, or it was already acked or nacked); nothing was changed"};
     }
-    // After the row is gone for good; a crash before this leaves an orphan for the sweep.
-    if (!file.empty()) body_files_.remove(file);
+    if (!c.file.empty()) body_files_.remove(c.file);
     return Status::Ok();
+  }
+
+  // nack or extend: one statement on its own connection.
+  Status change_lease(Sql sql, const char* operation, const Delivery& delivery,
+                      std::int64_t millis) {
+    LeaseChange change;
+    if (Status s = parse(operation, delivery, change); !s) return s;
+    auto c = pool_.acquire();
+    if (!c) return c.error();
+    if (Status s = apply(sql, operation, delivery, change, millis, c->connection()); !s) return s;
+    return applied(operation, delivery, change);
   }
 
   // A leased row whose body file is missing: if the row is still under this lease the body is

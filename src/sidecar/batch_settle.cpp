@@ -1,0 +1,106 @@
+#include "sidecar/batch_settle.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+
+namespace asya::sidecar {
+
+namespace {
+
+bool too_large(const Status& st) {
+  return !st && st.message().starts_with(label(FailureCode::kMessageTooLarge));
+}
+
+}  // namespace
+
+std::vector<Settlement> settle_batch(const Router& router, transport::Transport& transport,
+                                     std::span<const SettleItem> items, const SendHooks& hooks) {
+  if (items.size() == 1) {
+    const SettleItem& only = items.front();
+    return {router.settle(transport, *only.delivery, only.in, *only.decision, hooks)};
+  }
+  // 1. Every output of every item, in one call.
+  std::vector<transport::OutgoingMessage> messages;
+  std::vector<std::size_t> first(items.size() + 1, 0);  // item i's outputs: [first[i], first[i+1])
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    first[i] = messages.size();
+    for (const Outgoing& out : items[i].decision->sends) {
+      if (hooks.before_send) hooks.before_send(out);
+      messages.push_back(transport::OutgoingMessage{out.queue, out.body, out.delay});
+    }
+  }
+  first[items.size()] = messages.size();
+  auto started = std::chrono::steady_clock::now();
+  std::vector<Status> sent =
+      messages.empty() ? std::vector<Status>{} : transport.send_many(messages);
+  // Each output is given its share of the shared call's time, so the send durations of a batch
+  // add up to the time it spent sending.
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() /
+      static_cast<double>(std::max<std::size_t>(messages.size(), 1));
+
+  // 2. Per item: what failed, and whether it can be acked.
+  std::vector<Settlement> results(items.size());
+  std::vector<const transport::Delivery*> to_ack;
+  std::vector<std::size_t> ack_item;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const SettleItem& item = items[i];
+    const Decision& decision = *item.decision;
+    Settlement& result = results[i];
+    Decision refused;  // the outputs refused as too large, settled again alone below
+    const Status* failed = nullptr;
+    const Outgoing* failed_out = nullptr;
+    for (std::size_t k = first[i]; k < first[i + 1]; ++k) {
+      const Outgoing& out = decision.sends[k - first[i]];
+      if (too_large(sent[k]) && item.in) {
+        refused.sends.push_back(out);
+        continue;
+      }
+      if (hooks.after_send) hooks.after_send(out, seconds, sent[k]);
+      if (sent[k]) {
+        ++result.sent;
+      } else if (!failed) {
+        failed = &sent[k];
+        failed_out = &out;
+      }
+    }
+    if (failed) {
+      result.error = fmt::format("send to {} failed: {}", failed_out->queue, failed->message());
+      Status nacked = transport.nack(
+          *item.delivery, router.backoff(static_cast<int>(item.delivery->delivery_count)));
+      result.nacked = nacked.ok();
+      if (!nacked) result.error += "; nack failed too: " + nacked.message();
+      continue;
+    }
+    if (!refused.sends.empty()) {
+      refused.then = decision.then;
+      refused.nack_delay = decision.nack_delay;
+      Settlement again = router.settle(transport, *item.delivery, item.in, refused, hooks);
+      again.sent += result.sent;
+      result = std::move(again);
+      continue;
+    }
+    if (decision.then == Then::kNack) {
+      Status st = transport.nack(*item.delivery, decision.nack_delay);
+      result.nacked = st.ok();
+      if (!st) result.error = "nack failed: " + st.message();
+      continue;
+    }
+    to_ack.push_back(item.delivery);
+    ack_item.push_back(i);
+  }
+
+  // 3. The acks of the items whose outputs are all durable, in one call.
+  if (to_ack.empty()) return results;
+  std::vector<Status> acked = transport.ack_many(to_ack);
+  for (std::size_t k = 0; k < ack_item.size(); ++k) {
+    Settlement& result = results[ack_item[k]];
+    result.acked = acked[k].ok();
+    if (!acked[k]) result.error = "ack failed: " + acked[k].message();
+  }
+  return results;
+}
+
+}  // namespace asya::sidecar

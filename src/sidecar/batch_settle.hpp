@@ -1,0 +1,35 @@
+// Settling a whole batch at once (internal to the sidecar binary): the outputs of every item of a
+// batch in one Transport::send_many, then the acks of the items whose outputs are all durable in
+// one Transport::ack_many. On SQLite that is about two write transactions per batch instead of
+// one per output and one per ack (transport.hpp); other transports loop.
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "sidecar/router.hpp"
+
+namespace asya::sidecar {
+
+// One decided item of a batch.
+struct SettleItem {
+  const transport::Delivery* delivery = nullptr;
+  const envelope::Envelope* in = nullptr;  // nullptr when the body did not parse
+  const Decision* decision = nullptr;
+  bool tracked = false;  // for the runner: the gateway tracks the envelope (not used here)
+};
+
+// What Router::settle() does for each item, with the same per-item guarantees: an item is acked
+// only after every one of its own outputs was reported durable; an item one of whose sends failed
+// is nacked (redelivered with its delivery count + 1), its outputs that were sent stay sent
+// (at-least-once), and the other items are not affected; an output refused as message_too_large
+// goes through Router::settle() for that item alone (rebuilt smaller, or the input to error-end
+// instead); a decision to nack is carried out alone. A single item is settled by Router::settle()
+// itself. Returns one Settlement per item, in order. `hooks.after_send` is given, for each output
+// of the shared send, its share of the send_many call's time (the call's time / its outputs), so
+// the send durations of a batch add up to the time it spent sending.
+std::vector<Settlement> settle_batch(const Router& router, transport::Transport& transport,
+                                     std::span<const SettleItem> items,
+                                     const SendHooks& hooks = {});
+
+}  // namespace asya::sidecar
