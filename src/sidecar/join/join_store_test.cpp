@@ -1,22 +1,36 @@
-// The join store contract (join_store.hpp), on every registered store that can run here (SQLite;
-// PostgreSQL registers itself when built with it). Two store objects on one file stand for two
-// replicas.
+// The join store contract (join_store.hpp), on every registered store: SQLite always, PostgreSQL
+// when ASYA_TEST_JOIN_STORE_URL names a database (tests/sidecar/test_join_postgres.py starts a
+// real PostgreSQL 15 and runs this binary against it; the tables are dropped before each case).
+// Two store objects on one file or database stand for two replicas.
 #include "sidecar/join/join_store.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cstdlib>
 #include <filesystem>
 #include <thread>
+
+#include "common/postgres/connection.hpp"
 
 namespace asya::sidecar::join {
 namespace {
 
 using namespace std::chrono_literals;
 
-class JoinStoreTest : public ::testing::Test {
+class JoinStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
+    if (GetParam() == "postgresql") {
+      const char* url = std::getenv("ASYA_TEST_JOIN_STORE_URL");
+      if (!url) GTEST_SKIP() << "ASYA_TEST_JOIN_STORE_URL is not set";
+      url_ = url;
+      postgres::Connection db(url_);
+      ASSERT_TRUE(db.connected()) << db.error();
+      ASSERT_TRUE(db.script("drop", "DROP TABLE IF EXISTS asya_join_groups, asya_join_branches"))
+          << "cannot drop the join tables";
+    }
     dir_ = std::filesystem::temp_directory_path() /
            ("join-store-" + std::to_string(::getpid()) + "-" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
@@ -26,7 +40,7 @@ class JoinStoreTest : public ::testing::Test {
   void TearDown() override { std::filesystem::remove_all(dir_); }
   std::unique_ptr<JoinStore> open() {
     JoinStoreOptions o;
-    o.url = "sqlite://" + (dir_ / "joins.db").string();
+    o.url = url_.empty() ? "sqlite://" + (dir_ / "joins.db").string() : url_;
     return make_join_store(o);
   }
   static BranchIn branch(std::string group, std::size_t index, std::size_t count,
@@ -42,9 +56,10 @@ class JoinStoreTest : public ::testing::Test {
     return b;
   }
   std::filesystem::path dir_;
+  std::string url_;  // PostgreSQL's; empty: SQLite in dir_
 };
 
-TEST_F(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothing) {
+TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothing) {
   auto store = open();
   EXPECT_EQ(store->put_branch(branch("g", 2, 3, "2"))->outcome, PutOutcome::kStored);
   EXPECT_EQ(store->put_branch(branch("g", 2, 3, "2"))->outcome, PutOutcome::kDuplicate);
@@ -73,7 +88,7 @@ TEST_F(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothi
   EXPECT_EQ(store->counts()->open, 0);
 }
 
-TEST_F(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
+TEST_P(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
   auto a = open();
   auto b = open();
   ASSERT_TRUE(a->put_branch(branch("g", 0, 1, "0")).ok());
@@ -85,7 +100,7 @@ TEST_F(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
   EXPECT_TRUE(*b->finish("g", "b"));
 }
 
-TEST_F(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
+TEST_P(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   auto store = open();
   BranchIn b = branch("t", 1, 4, "1");
   b.timeout = 1ms;
@@ -99,7 +114,7 @@ TEST_F(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   EXPECT_EQ(store->put_branch(branch("t", 2, 4, "2"))->outcome, PutOutcome::kAlreadyJoined);
 }
 
-TEST_F(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
+TEST_P(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
   auto store = open();
   ASSERT_TRUE(store->put_branch(branch("c", 0, 3, "0")).ok());
   auto bad = store->put_branch(branch("c", 1, 4, "1"));
@@ -107,17 +122,117 @@ TEST_F(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
   EXPECT_EQ(bad.error().message, "group c: branch 1 says count 4, the group has count 3");
 }
 
-TEST_F(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
+TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
+  // Four replicas (threads, each with its own store object: its own connection) store every
+  // branch of 20 groups of 8, each branch twice (a redelivery), in interleaved orders.
+  constexpr int kReplicas = 4, kGroups = 20, kCount = 8;
+  std::vector<std::unique_ptr<JoinStore>> replicas;
+  for (int r = 0; r < kReplicas; ++r) replicas.push_back(open());
+  std::atomic<int> completed{0}, duplicates{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kReplicas; ++r) {
+    threads.emplace_back([&, r] {
+      for (int round = 0; round < 2; ++round) {
+        for (int k = 0; k < kGroups * kCount; ++k) {
+          const int n = (k * 7 + r * 13 + round * 5) % (kGroups * kCount);
+          const std::string payload = std::to_string(n);
+          std::string group = "p";
+          group.append(std::to_string(n / kCount));
+          auto put = replicas[r]->put_branch(branch(group, n % kCount, kCount, payload));
+          if (!put) {
+            ++errors;
+            ADD_FAILURE() << put.error().message;
+          } else if (put->outcome == PutOutcome::kCompleted) {
+            ++completed;
+          } else if (put->outcome != PutOutcome::kStored) {
+            ++duplicates;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(completed.load(), kGroups);
+  EXPECT_EQ(duplicates.load(), (2 * kReplicas - 1) * kGroups * kCount);
+  EXPECT_EQ(replicas[0]->counts()->decided, kGroups);
+  // Claimed concurrently, every group goes to exactly one replica.
+  std::atomic<int> claimed{0};
+  threads.clear();
+  for (int r = 0; r < kReplicas; ++r) {
+    threads.emplace_back([&, r] {
+      const std::string owner = "r" + std::to_string(r);
+      while (true) {
+        auto c = replicas[r]->claim(owner, 1min);
+        if (!c || !c->has_value()) break;
+        std::string seen;
+        EXPECT_TRUE(
+            replicas[r]->read_branches((*c)->group, [&](std::size_t i, bool, std::string_view p) {
+              seen += std::to_string(i) + ":" + std::string(p) + ",";
+              return Status::Ok();
+            }));
+        const int first = std::stoi((*c)->group.substr(1)) * kCount;
+        std::string expected;
+        for (int i = 0; i < kCount; ++i)
+          expected += std::to_string(i) + ":" + std::to_string(first + i) + ",";
+        EXPECT_EQ(seen, expected);
+        EXPECT_TRUE(*replicas[r]->finish((*c)->group, owner));
+        ++claimed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(claimed.load(), kGroups);
+  EXPECT_EQ(replicas[1]->counts()->decided, 0);
+}
+
+TEST_P(JoinStoreTest, ACallbackErrorStopsReadingAndTheStoreStaysUsable) {
+  auto store = open();
+  for (std::size_t i = 0; i < 50; ++i) ASSERT_TRUE(store->put_branch(branch("s", i, 50, "1")).ok());
+  std::size_t calls = 0;
+  Status st = store->read_branches("s", [&](std::size_t i, bool, std::string_view) {
+    ++calls;
+    return i == 9 ? Status(Error{"enough"}) : Status::Ok();
+  });
+  EXPECT_EQ(st.message(), "enough");
+  EXPECT_EQ(calls, 10u);
+  auto claimed = store->claim("me", 1min);
+  ASSERT_TRUE(claimed.ok()) << claimed.error().message;
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->group, "s");
+}
+
+TEST(JoinStoreRegistry, AnUnknownSchemeListsTheKnownOnes) {
   JoinStoreOptions o;
   o.url = "redis://x";
   try {
     make_join_store(o);
     FAIL() << "no error";
   } catch (const ConfigError& e) {
-    EXPECT_NE(std::string(e.what()).find("registered schemes: sqlite"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("registered schemes: postgres, postgresql, sqlite"),
+              std::string::npos)
         << e.what();
   }
 }
+
+TEST(JoinStoreRegistry, AnUnreachablePostgresIsAConfigErrorWithTheRedactedUrl) {
+  JoinStoreOptions o;
+  o.url = "postgresql://asya:s3cret@127.0.0.1:1/none?connect_timeout=2";
+  try {
+    make_join_store(o);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("ASYA_JOIN_STORE: cannot connect to the join store: PostgreSQL "
+                        "postgresql://asya:***@127.0.0.1:1/none"),
+              std::string::npos)
+        << what;
+    EXPECT_EQ(what.find("s3cret"), std::string::npos) << what;
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, JoinStoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace
 }  // namespace asya::sidecar::join

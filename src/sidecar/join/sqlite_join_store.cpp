@@ -316,9 +316,13 @@ std::unique_ptr<JoinStore> make_sqlite_join_store(const JoinStoreOptions& option
   return std::make_unique<SqliteJoinStore>(std::string(path), options);
 }
 
+std::unique_ptr<JoinStore> make_postgres_join_store(const JoinStoreOptions& options);
+
 JoinStoreRegistry& join_store_registry() {
   static JoinStoreRegistry* instance =  // never destroyed
-      new JoinStoreRegistry({{"sqlite", &make_sqlite_join_store}});
+      new JoinStoreRegistry({{"sqlite", &make_sqlite_join_store},
+                             {"postgresql", &make_postgres_join_store},
+                             {"postgres", &make_postgres_join_store}});
   return *instance;
 }
 
@@ -333,10 +337,10 @@ std::unique_ptr<JoinStore> make_join_store(const JoinStoreOptions& options) {
   if (separator != std::string_view::npos)
     factory = join_store_registry().find(url.substr(0, separator));
   if (!factory)
-    throw ConfigError(fmt::format(
-        "ASYA_JOIN_STORE=\"{}\" is not supported: use sqlite:///path/to/joins.db (registered "
-        "schemes: {})",
-        url, join_store_registry().names_text()));
+    throw ConfigError(
+        fmt::format("ASYA_JOIN_STORE=\"{}\" is not supported: use sqlite:///path/to/joins.db or "
+                    "postgresql://user@host/db (registered schemes: {})",
+                    url, join_store_registry().names_text()));
   return factory(options);
 }
 
