@@ -55,6 +55,10 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_JOIN", "true");
     set("ASYA_JOIN_TIMEOUT", format_duration(actor.join->timeout));
     set("ASYA_JOIN_ON_TIMEOUT", actor.join->on_timeout);
+    if (!actor.join->store.empty())
+      set("ASYA_JOIN_STORE", actor.join->store);
+    else if (options.join_store)
+      out.push_back({"ASYA_JOIN_STORE", *options.join_store});
   }
   return out;
 }

@@ -87,9 +87,11 @@ def test_a_thousand_groups_of_twenty_are_each_emitted_once_by_several_join_repli
     for m in got:
         assert [p["i"] for p in m["json"]["payload"]["parts"]] == list(range(BRANCHES))
     assert cluster.queues.recv(ERROR, wait=0.3) == []
-    # Every replica joined some of the groups (they share the store, not a partition of it).
-    for j in joins:
-        assert "join actor: store" in j.sidecar.text()
+    # Every replica published some of the groups (they share one store), and together exactly
+    # one publication per group (each logs "join: group <id> of 20 branches joined").
+    published = [j.sidecar.text().count("of %d branches joined" % BRANCHES) for j in joins]
+    assert all(n > 0 for n in published), published
+    assert sum(published) == GROUPS, published
     assert len(cluster.markers_named("combine-")) == GROUPS
     if store == "postgresql":
         left = postgres.psql(store_url, "SELECT count(*) FILTER (WHERE state <> 2), "
