@@ -197,6 +197,7 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_JOIN_ON_TIMEOUT        error         error: join_timeout to error-end; partial: the handler
                                             gets what arrived (null for missing slots)
   ASYA_JOIN_STORE             sqlite://<dir of ASYA_SQLITE_PATH>/joins.db   where branches wait
+                                            (postgresql://user@host/db: replicas on several hosts)
 
 Each transport reads its own variables (details in docs/configuration.md):
   sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),
