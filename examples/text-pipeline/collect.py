@@ -1,27 +1,23 @@
-"""collect: gathers the scored sentences of each document and emits one summary.
+"""collect: the join of the sentences of one document (spec.join in collect.yaml).
 
-A class handler: the instance lives as long as the runtime, so it keeps the sentences seen so
-far per document. Every sentence but the last one of a document returns None (the sentence's
-envelope ends there, at happy-end); the last one returns the summary. Because the state lives in
-one process, this actor runs at most one replica (maxReplicas: 1 in collect.yaml).
+A pure function: the sidecar keeps the scored sentences of each document in its join store and
+calls this handler once per document, with the list of all of them in the order split returned
+them. Nothing lives in this process between calls, so the actor scales to several replicas and
+a restart loses nothing. A sentence whose scoring failed arrives as the error-end payload shape
+({"error", "details", "actor", "original_payload"}) in its slot.
 """
 
 
-class Collector:
-    def __init__(self):
-        self.pending = {}  # doc -> {index: scored sentence}
-
-    def process(self, payload):
-        parts = self.pending.setdefault(payload["doc"], {})
-        parts[payload["index"]] = payload
-        if len(parts) < payload["count"]:
-            return None
-        del self.pending[payload["doc"]]
-        ordered = [parts[i] for i in sorted(parts)]
-        average = round(sum(p["score"] for p in ordered) / len(ordered), 3)
-        label = "positive" if average > 0.1 else "negative" if average < -0.1 else "neutral"
-        return {
-            "doc": payload["doc"],
-            "summary": {"sentences": len(ordered), "average": average, "label": label},
-            "sentences": [{"text": p["sentence"], "score": p["score"]} for p in ordered],
-        }
+def collect(sentences):
+    scored = [s for s in sentences if "error" not in s]
+    failed = len(sentences) - len(scored)
+    average = round(sum(s["score"] for s in scored) / len(scored), 3) if scored else 0.0
+    label = "positive" if average > 0.1 else "negative" if average < -0.1 else "neutral"
+    summary = {"sentences": len(sentences), "average": average, "label": label}
+    if failed:
+        summary["failed"] = failed
+    return {
+        "doc": next((s.get("doc") or s.get("original_payload", {}).get("doc") for s in sentences), None),
+        "summary": summary,
+        "sentences": [{"text": s["sentence"], "score": s["score"]} for s in scored],
+    }

@@ -1,7 +1,8 @@
 """split: one document in, one message per sentence out (fan-out).
 
 Returning a list makes the sidecar send each item on as its own envelope; the first keeps the
-document's envelope id, the others get <id>-1, <id>-2, ...
+document's envelope id, the others get <id>-1, <id>-2, ... Each carries its place in the group
+(index and count), so the join actor `collect` gets them back as one list, in this order.
 """
 import hashlib
 import re
@@ -15,7 +16,4 @@ def split(payload):
     sentences = [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
     if not sentences:
         raise ValueError("the document has no text: send {\"text\": \"...\"}")
-    return [
-        {"doc": doc, "index": i, "count": len(sentences), "sentence": s}
-        for i, s in enumerate(sentences)
-    ]
+    return [{"doc": doc, "sentence": s} for s in sentences]

@@ -48,16 +48,20 @@ class Outputs {
       Outputs(T&& payload) {
     items_.emplace_back(std::forward<T>(payload));
   }
+  // A fan-out, also of one payload (a join later on the route then gets a group of one).
   static Outputs fan_out(std::vector<Json> payloads) {
     Outputs out;
     out.items_ = std::move(payloads);
+    out.fan_out_ = true;
     return out;
   }
   static Outputs none() { return Outputs(); }
   const std::vector<Json>& items() const { return items_; }
+  bool is_fan_out() const { return fan_out_; }
 
  private:
   std::vector<Json> items_;
+  bool fan_out_ = false;
 };
 
 // A payload-mode handler: payload in, Outputs out. Throwing an exception yields a

@@ -803,7 +803,8 @@ def build_payload_outputs(envelope, result):
 
     None or [] -> [] (abort); a list -> one output per item (fan-out); anything else -> one output.
     Each output is {"payload", "route": input route with current + 1, "headers": input headers},
-    the headers key only when the input had one.
+    the headers key only when the input had one. A list of one item is still a fan-out (of one):
+    its element says so with "fanout": true, so a join later on the route gets a group of one.
     """
     if result is None:
         return []
@@ -812,11 +813,16 @@ def build_payload_outputs(envelope, result):
     if "headers" in envelope:
         headers = envelope["headers"]
         if type(result) is list:
-            return [{"payload": item, "route": route, "headers": headers} for item in result]
-        return [{"payload": result, "route": route, "headers": headers}]
-    if type(result) is list:
-        return [{"payload": item, "route": route} for item in result]
-    return [{"payload": result, "route": route}]
+            outputs = [{"payload": item, "route": route, "headers": headers} for item in result]
+        else:
+            return [{"payload": result, "route": route, "headers": headers}]
+    elif type(result) is list:
+        outputs = [{"payload": item, "route": route} for item in result]
+    else:
+        return [{"payload": result, "route": route}]
+    if len(outputs) == 1:
+        outputs[0]["fanout"] = True
+    return outputs
 
 
 def check_envelope_outputs(input_actors, input_current, result, validate=True):

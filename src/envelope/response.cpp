@@ -115,6 +115,9 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items, cons
         } else {
           item.headers_raw = padded.map(raw);
         }
+      } else if (key == "fanout") {
+        bool marked = false;
+        if (value.get_bool().get(marked) == simdjson::SUCCESS) item.fanout = marked;
       } else if (key == "error") {
         ondemand::json_type value_type;
         if (auto error = value.type().get(value_type)) return not_json(error);

@@ -19,6 +19,9 @@ struct ResponseItem {
   // Parsed from route_raw for routing: actors and current, validated like an envelope route.
   std::vector<std::string> actors;
   std::size_t current = 0;
+  // "fanout": true on a result element: the handler returned a list (of one), so it is a fan-out
+  // even alone (PROTOCOL §3, §4a).
+  bool fanout = false;
   // Error elements.
   std::string error_code;        // e.g. "processing_error"
   std::string error_message;     // details.message ("" when absent)

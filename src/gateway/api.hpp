@@ -71,6 +71,10 @@ class Api {
   boost::asio::awaitable<http::Response> report_final(const http::Request& request,
                                                       const std::string& id);
   boost::asio::awaitable<http::Response> add_branch(const http::Request& request);
+  // POST /envelopes/{id}/joined (a sidecar endpoint, rest_join.cpp): {"group", "count",
+  // "children": [ids], "failed"?, "missing"?} from a join actor (PROTOCOL §4a, §7).
+  boost::asio::awaitable<http::Response> report_joined(const http::Request& request,
+                                                       const std::string& id);
   // POST /envelopes/{id}/check (a sidecar endpoint, read-only): {"job_status", "cancelled"};
   // {"cancelled": false} for an id no job knows.
   boost::asio::awaitable<http::Response> check_envelope(const std::string& id);

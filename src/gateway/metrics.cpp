@@ -20,7 +20,7 @@ Metrics::Metrics() : registry_(std::make_shared<prometheus::Registry>()) {
            .Register(*registry_);
   reports_ = &prometheus::BuildCounter()
                   .Name("asya_gateway_sidecar_reports_total")
-                  .Help("Reports received from sidecars, by kind (progress, final, branch)")
+                  .Help("Reports received from sidecars, by kind (progress, final, branch, joined)")
                   .Register(*registry_);
   sse_streams_ = &prometheus::BuildGauge()
                       .Name("asya_gateway_sse_streams")

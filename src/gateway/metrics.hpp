@@ -21,7 +21,7 @@ class Metrics {
   void http_request(const std::string& method, int status);
   void tool_call(const std::string& tool, const std::string& outcome,
                  double seconds);        // outcome: started, succeeded, failed, invalid
-  void report(const std::string& kind);  // progress, final, branch
+  void report(const std::string& kind);  // progress, final, branch, joined
   prometheus::Gauge& sse_streams() { return *sse_streams_; }
   prometheus::Gauge& mcp_sessions() { return *mcp_sessions_; }
 

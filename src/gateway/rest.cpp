@@ -152,6 +152,10 @@ awaitable<Response> Api::route(const http::Request& request) {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
       co_return co_await report_final(request, id);
     }
+    if (action == "joined") {
+      if (method != "POST") co_return method_not_allowed(method, path, "POST");
+      co_return co_await report_joined(request, id);
+    }
     if (action == "check") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
       co_return co_await check_envelope(id);

@@ -99,7 +99,7 @@ struct RenderOptions {
 
   bool end_actors = true;                                     // render happy-end and error-end
   std::string result_store = "file:///var/lib/asya/results";  // ASYA_RESULT_STORE of end actors
-  std::string managed_by = "asya-render";                     // app.kubernetes.io/managed-by
+  std::string managed_by = "asya-render";  // app.kubernetes.io/managed-by
 };
 
 // The gateway's tools file, when the manifests come with one.

@@ -247,7 +247,7 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
   Decision d;
   d.status = ProcessedStatus::kSuccess;
   // A fan-out stamps each child with its group (PROTOCOL §4a), so a join can collect them.
-  const bool fan_out = items->size() >= 2;
+  const bool fan_out = items->size() >= 2 || (items->size() == 1 && (*items)[0].fanout);
   if (items->empty()) {
     // Abort: the input itself, unchanged, ends the pipeline.
     d.sends.push_back(outgoing(options_.happy_end_queue, std::string(delivery.body),

@@ -135,10 +135,7 @@ class Runner {
   void publish_joins(wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool& need_ready) {
     join::PublishReport r =
         join_->publish_decided(client, scratch, [this] { return stop_.stopping(); });
-    if (r.runtime_unavailable) {
-      client.disconnect();
-      need_ready = true;
-    }
+    need_ready = need_ready || r.runtime_unavailable;  // the connection was closed already
     if (r.runtime_unhealthy) stop_.request(kExitRuntimeTimeout);
   }
 
@@ -193,15 +190,13 @@ int Runner::run() {
     end_actor_.emplace(config_.actor_name, config_.is_error_end(), *store_,
                        [this](int count) { return router_->backoff(count); });
   }
-  if (config_.join.enabled) {
-    join::JoinStoreOptions jo;
-    jo.url = config_.join.store_url;
-    jo.environment = process_environment();
-    join_ = std::make_unique<join::JoinActor>(config_.join, join::make_join_store(jo), *router_,
-                                              *transport_, config_.runtime_timeout);
-    spdlog::info("join actor: store {} ({}), timeout {}", config_.join.store_url,
-                 join_->store().name(), format_duration(config_.join.timeout));
-  }
+  if (config_.join.enabled)
+    join_ = join::JoinActor::open(
+        config_.join, *router_, *transport_, config_.runtime_timeout,
+        [this](const envelope::Envelope& in, const join::ClaimedGroup& group) {
+          if (reporter_ && tracked_by_gateway(in.route_metadata_raw))
+            join::announce_join(*reporter_, in, group, kAnnounceBudget, kAnnounceAttempts);
+        });
   if (!config_.gateway_url.empty()) {
     GatewayReporterOptions go;
     go.base_url = config_.gateway_url;

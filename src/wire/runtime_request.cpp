@@ -59,10 +59,13 @@ void handle_payload_request(std::string_view request, const PayloadHandler& hand
     route_and_headers += '}';
   }
   bool first = true;
+  // PROTOCOL §3: a fan-out of one says so, so that it is stamped with a group like any fan-out.
+  const bool fan_out_of_one = outputs.is_fan_out() && outputs.items().size() == 1;
   for (const Json& payload : outputs.items()) {
     response += first ? "{\"payload\":" : ",{\"payload\":";
     first = false;
     append_json(response, payload);
+    if (fan_out_of_one) response += ",\"fanout\":true";
     response += route_and_headers;
   }
   response += ']';

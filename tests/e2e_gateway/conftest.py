@@ -50,6 +50,12 @@ tools:
       count: {type: integer, required: true}
     route: [fanout, branch]
     async: true
+  - name: fanjoin
+    description: One branch per count, joined into one result (async)
+    parameters:
+      count: {type: integer, required: true}
+    route: [fanout, branch, joiner]
+    async: true
   - name: empty
     description: Returns nothing
     parameters:
@@ -78,6 +84,7 @@ ACTORS = {
     "fail": ("fail", {}),
     "fanout": ("fanout", {}),
     "branch": ("branch", {}),
+    "joiner": ("joiner", {"ASYA_JOIN": "true"}),
     "empty": ("empty", {}),
     "sleeper": ("sleeper", {}),
     "slow-first": ("slow_first", {}),

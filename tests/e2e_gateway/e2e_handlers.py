@@ -45,6 +45,11 @@ def empty(payload):
     return None
 
 
+def joiner(parts):
+    """A join (ASYA_JOIN): the branches' payloads in fan-out order."""
+    return {"joined": [p["index"] for p in parts], "all_done": all(p.get("done") for p in parts)}
+
+
 def sleeper(payload):
     time.sleep(float(payload["sleep_seconds"]))
     return {"slept": payload["sleep_seconds"]}

@@ -127,6 +127,22 @@ def test_fan_out_succeeds_only_after_every_branch_ended(stack):
     assert sorted(b["id"] for b in record["branches"]) == sorted([job_id, job_id + "-1", job_id + "-2"])
 
 
+def test_a_joined_fan_out_finishes_once_with_the_joins_one_result(stack):
+    # PROTOCOL §4a: the branches end in the join actor; the job ends with its one output.
+    job_id, _ = async_job(stack, "fanjoin", {"count": 4})
+    events = stream_events(stack, job_id)
+    assert events[-1]["status"] == "succeeded"
+    assert [e for e in events if e["status"] in ("succeeded", "failed")] == [events[-1]]
+    record = job(stack, job_id)
+    assert record["status"] == "succeeded"
+    assert record["result"] == {"joined": [0, 1, 2, 3], "all_done": True}
+    assert [b["id"] for b in record["branches"]] == [job_id]
+    assert any("joined 4 of 4 branches" in e.get("message", "") for e in events), events
+    assert stored(stack, job_id)["payload"] == record["result"]
+    for child in ("-1", "-2", "-3"):
+        assert not (stack.results / ("%s%s.json" % (job_id, child))).exists()
+
+
 def test_empty_response_succeeds(stack):
     answer = call(stack, "empty", {"message": "empty test"})
     assert answer["isError"] is False

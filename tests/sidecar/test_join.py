@@ -33,6 +33,16 @@ def test_fan_out_of_ten_is_joined_into_one_result_in_index_order(cluster):
     assert len(cluster.markers_named("combine-")) == 1
 
 
+def test_a_fan_out_of_one_is_joined_as_a_group_of_one(cluster):
+    cluster.actor("split", "split")
+    cluster.actor("score", "score")
+    cluster.actor("combine", "combine", env=join_env(cluster))
+    cluster.queues.send("asya-split", envelope("one", ["split", "score", "combine"], payload={"n": 1}))
+    out = only(cluster.queues.collect(HAPPY, 1, timeout=60))
+    assert out["id"] == "one"
+    assert out["payload"] == {"parts": [{"i": 0, "score": 0}]}
+
+
 def test_a_failing_branch_completes_its_slot_with_the_error(cluster):
     cluster.actor("split", "split")
     cluster.actor("score", "score")

@@ -290,6 +290,8 @@ def test_payload_outputs_single_fanout_and_abort():
     assert rt.build_payload_outputs(envelope, [1, 2]) == [{"payload": 1, "route": route}, {"payload": 2, "route": route}]
     assert rt.build_payload_outputs(envelope, None) == []
     assert rt.build_payload_outputs(envelope, []) == []
+    # A list of one is a fan-out of one: marked, so a join later on gets a group of one.
+    assert rt.build_payload_outputs(envelope, [7]) == [{"payload": 7, "route": route, "fanout": True}]
     assert envelope["route"]["current"] == 0  # the input route is not modified
 
 

@@ -23,6 +23,9 @@
 //   published. The root envelope is branch 0. A job is final only when every known branch reached
 //   an end; its result is the single result (no fan-out) or the branch results in branch order
 //   (root first, then children by their numeric id suffixes); it failed when any branch failed.
+// - Join (PROTOCOL §4a): a join actor's sidecar reports the children of a fan-out it consumed with
+//   join(); they leave the job's branches, and the envelope that fanned out goes on (its join
+//   output reaches an end under its id), so a joined job has one result.
 // - A job past its deadline is failed with "timed out" by expire().
 // - Every change appends an Update with a per-job sequence number 1, 2, 3, ... (the SSE event id,
 //   so a stream can resume after Last-Event-ID).
@@ -160,6 +163,17 @@ struct BranchReport {
   int current = 0;
 };
 
+// A join actor published the join of a fan-out group (PROTOCOL §4a, §7 POST
+// /envelopes/{id}/joined): the group's children are consumed by the join and never reach an end
+// themselves; the envelope that fanned out (`envelope_id`) goes on as the join's output.
+struct JoinReport {
+  std::string envelope_id;            // the envelope that fanned out (the join output's id)
+  std::vector<std::string> children;  // the group's other branch ids (index >= 1)
+  std::size_t count = 0;              // branches in the group
+  std::size_t failed = 0;             // of them failed
+  std::size_t missing = 0;            // of them missing (a timed-out group)
+};
+
 enum class Outcome {
   applied,    // the change was recorded
   ignored,    // the job (or branch) was already final; nothing changed
@@ -225,6 +239,11 @@ class JobStore {
   // Registers a fan-out child. `duplicate` when that id is already known (retries are safe),
   // `not_found` when parent_id belongs to no job.
   virtual Result<ChangeResult> add_branch(const BranchReport& report) = 0;
+
+  // Records a join: removes `children` from the job's branches (they ended in the join) and
+  // makes the job final when every remaining branch already is. `not_found` for an unknown
+  // envelope, `ignored` when the job is final, `duplicate` when no child was a branch any more.
+  virtual Result<ChangeResult> join(const JoinReport& report) = 0;
 
   // Fails a job that is not final yet (publish failure, tool-call timeout). `ignored` when it was
   // already final.

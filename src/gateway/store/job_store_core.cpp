@@ -149,34 +149,34 @@ class JobStoreCore final : public JobStore {
                 base_update(job, report.envelope_id, job_status_name(report.status), job.message);
             return u;
           }
-          // Every branch reached an end: the job is final.
-          auto failed = std::find_if(job.branches.begin(), job.branches.end(),
-                                     [](const Branch& b) { return b.status == JobStatus::failed; });
-          if (failed != job.branches.end()) {
-            job.status = JobStatus::failed;
-            job.error = failed->error;
-            job.error_details_json = failed->error_details_json;
-            job.failed_actor = failed->failed_actor;
-            job.message = "failed: " + describe_failure(job);
-          } else {
-            job.status = JobStatus::succeeded;
-            if (job.branches.size() == 1) {
-              job.result_json = job.branches[0].result_json;
-            } else {
-              std::string array = "[";
-              for (std::size_t i = 0; i < job.branches.size(); ++i) {
-                array += (i ? "," : "") + job.branches[i].result_json;
-              }
-              job.result_json = array + "]";
-            }
-            job.progress_percent = 100;
-            job.actors_completed = static_cast<int>(job.actors.size());
-            job.message = "succeeded";
+          return finalize(job, report.envelope_id);
+        });
+  }
+
+  Result<ChangeResult> join(const JoinReport& report) override {
+    return change(
+        report.envelope_id, [&](Job& job, Branch&, ChangeResult& result) -> std::optional<Update> {
+          if (is_final(job.status)) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
           }
-          Update u = base_update(job, report.envelope_id, job_status_name(job.status), job.message);
-          u.result_json = job.result_json;
-          u.error = job.error;
-          return u;
+          const std::size_t before = job.branches.size();
+          std::erase_if(job.branches, [&](const Branch& b) {
+            return std::find(report.children.begin(), report.children.end(), b.id) !=
+                   report.children.end();
+          });
+          if (job.branches.size() == before) {
+            result.outcome = Outcome::duplicate;
+            return std::nullopt;
+          }
+          const bool all_done = std::all_of(job.branches.begin(), job.branches.end(),
+                                            [](const Branch& b) { return is_final(b.status); });
+          if (all_done) return finalize(job, report.envelope_id);
+          job.message =
+              "joined " + std::to_string(report.count - report.missing) + " of " +
+              std::to_string(report.count) + " branches of " + report.envelope_id +
+              (report.failed ? " (" + std::to_string(report.failed) + " failed)" : std::string());
+          return base_update(job, report.envelope_id, "running", job.message);
         });
   }
 
@@ -318,6 +318,38 @@ class JobStoreCore final : public JobStore {
 
  private:
   using Mutation = std::function<std::optional<Update>(Job&, Branch&, ChangeResult&)>;
+
+  // Every branch of `job` reached an end: the job is final (failed when any branch failed, else
+  // succeeded with the single result or the results in branch order).
+  Update finalize(Job& job, const std::string& envelope_id) {
+    auto failed = std::find_if(job.branches.begin(), job.branches.end(),
+                               [](const Branch& b) { return b.status == JobStatus::failed; });
+    if (failed != job.branches.end()) {
+      job.status = JobStatus::failed;
+      job.error = failed->error;
+      job.error_details_json = failed->error_details_json;
+      job.failed_actor = failed->failed_actor;
+      job.message = "failed: " + describe_failure(job);
+    } else {
+      job.status = JobStatus::succeeded;
+      if (job.branches.size() == 1) {
+        job.result_json = job.branches[0].result_json;
+      } else {
+        std::string array = "[";
+        for (std::size_t i = 0; i < job.branches.size(); ++i) {
+          array += (i ? "," : "") + job.branches[i].result_json;
+        }
+        job.result_json = array + "]";
+      }
+      job.progress_percent = 100;
+      job.actors_completed = static_cast<int>(job.actors.size());
+      job.message = "succeeded";
+    }
+    Update u = base_update(job, envelope_id, job_status_name(job.status), job.message);
+    u.result_json = job.result_json;
+    u.error = job.error;
+    return u;
+  }
 
   Result<ChangeResult> change(const std::string& envelope_id, const Mutation& mutate) {
     ChangeResult result;

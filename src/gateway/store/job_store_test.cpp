@@ -202,6 +202,40 @@ TEST_P(JobStoreTest, FanOutFinishesWhenEveryBranchEndedWithResultsInOrder) {
   EXPECT_EQ(job.branches[1].id, id + "-1");
 }
 
+TEST_P(JobStoreTest, AJoinedFanOutFinishesOnceWithTheJoinsOneResult) {
+  // PROTOCOL §4a: the join consumed branches 1 and 2; the envelope that fanned out goes on as the
+  // join's output and its final is the job's one result.
+  std::string id = create({"split", "work", "join"});
+  for (const char* child : {"-1", "-2"})
+    ASSERT_EQ(store_->add_branch(BranchReport{id + child, id, {"split", "work", "join"}, 1})
+                  .value()
+                  .outcome,
+              Outcome::applied);
+  auto joined = store_->join(JoinReport{id, {id + "-1", id + "-2"}, 3, 0, 0});
+  ASSERT_TRUE(joined.ok());
+  EXPECT_EQ(joined.value().outcome, Outcome::applied);
+  EXPECT_FALSE(joined.value().job_final);
+  EXPECT_EQ(get(id).message, "joined 3 of 3 branches of " + id);
+  EXPECT_EQ(store_->join(JoinReport{id, {id + "-1", id + "-2"}, 3, 0, 0}).value().outcome,
+            Outcome::duplicate);
+  auto last = finish(id, JobStatus::succeeded, "{\"sum\":3}");
+  EXPECT_TRUE(last.job_final);
+  Job job = get(id);
+  EXPECT_EQ(job.status, JobStatus::succeeded);
+  EXPECT_EQ(job.result_json, "{\"sum\":3}");
+  ASSERT_EQ(job.branches.size(), 1u);
+}
+
+TEST_P(JobStoreTest, AJoinReportedAfterTheOutputEndedMakesTheJobFinal) {
+  std::string id = create({"split", "join"});
+  ASSERT_EQ(store_->add_branch(BranchReport{id + "-1", id, {"split", "join"}, 1}).value().outcome,
+            Outcome::applied);
+  EXPECT_FALSE(finish(id, JobStatus::succeeded, "7").job_final);  // the join report was late
+  auto joined = store_->join(JoinReport{id, {id + "-1"}, 2, 0, 0});
+  EXPECT_TRUE(joined.value().job_final);
+  EXPECT_EQ(get(id).result_json, "7");
+}
+
 TEST_P(JobStoreTest, ABranchReportedBeforeItsAnnouncementIsAdopted) {
   // PROTOCOL §7: when an announcement failed or is still queued, the branch's own reports may
   // come first; the job must still wait for that branch.

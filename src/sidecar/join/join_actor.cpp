@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <cstdlib>
+
 #include "common/random_id.hpp"
 #include "envelope/fanout.hpp"
 #include "sidecar/join/join_input.hpp"
@@ -26,14 +28,59 @@ std::string indexes_text(const std::vector<std::size_t>& indexes) {
 
 }  // namespace
 
+std::string joined_report_body(const ClaimedGroup& group) {
+  const std::string source = envelope::fanout_source_id(group.group);
+  std::size_t hop = 0;
+  if (auto at = group.group.rfind('@'); at != std::string::npos)
+    hop = static_cast<std::size_t>(std::strtoull(group.group.c_str() + at + 1, nullptr, 10));
+  std::string out = "{\"group\":" + envelope::json_string(group.group);
+  out += fmt::format(",\"count\":{},\"failed\":{},\"missing\":{},\"children\":[", group.count,
+                     group.failed.size(), group.missing.size());
+  for (std::size_t i = 1; i < group.count; ++i) {
+    if (i > 1) out.push_back(',');
+    out += envelope::json_string(envelope::fanout_child_id(source, hop, i));
+  }
+  out += "]}";
+  return out;
+}
+
+void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
+                   const ClaimedGroup& group, std::chrono::milliseconds budget, int attempts) {
+  std::string body = joined_report_body(group);
+  const std::string path = envelope_path(in.id, "joined");
+  if (reporter.post_now(path, body, budget, attempts)) return;
+  spdlog::warn(
+      "the gateway did not accept the join of group {} within {}: reporting it in the "
+      "background",
+      group.group, format_duration(budget));
+  reporter.post(path, std::move(body));
+}
+
 JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
-                     transport::Transport& transport, std::chrono::milliseconds runtime_timeout)
+                     transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
+                     BeforeSend before_send)
     : config_(std::move(config)),
       store_(std::move(store)),
       router_(router),
       transport_(transport),
       runtime_timeout_(runtime_timeout),
+      before_send_(std::move(before_send)),
       owner_(random_hex(16)) {}
+
+std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Router& router,
+                                           transport::Transport& transport,
+                                           std::chrono::milliseconds runtime_timeout,
+                                           BeforeSend before_send) {
+  JoinStoreOptions options;
+  options.url = config.store_url;
+  options.environment = process_environment();
+  auto store = make_join_store(options);
+  spdlog::info("join actor: store {} ({}), timeout {}, on timeout {}", config.store_url,
+               store->name(), format_duration(config.timeout),
+               config.on_timeout == OnTimeout::kError ? "error" : "partial");
+  return std::make_unique<JoinActor>(config, std::move(store), router, transport, runtime_timeout,
+                                     std::move(before_send));
+}
 
 Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelope::Envelope& in) {
   auto frames =
@@ -158,6 +205,7 @@ bool JoinActor::publish(const ClaimedGroup& group, wire::RuntimeClient& client,
       return false;
     }
   }
+  if (before_send_) before_send_(in, group);
   if (!send_all(decision)) return false;
   auto finished = store_->finish(group.group, owner_);
   if (!finished)

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "envelope/envelope.hpp"
+#include "sidecar/gateway_reporter.hpp"
 #include "sidecar/join/join_config.hpp"
 #include "sidecar/join/join_store.hpp"
 #include "sidecar/router.hpp"
@@ -30,10 +31,31 @@ struct PublishReport {
   bool runtime_unhealthy = false;    // runtime timeout: the sidecar should stop (exit 3)
 };
 
+// The body of POST /envelopes/{fanout_source_id(group)}/joined (PROTOCOL §7): {"group", "count",
+// "children": the ids of branches 1..count-1, "failed", "missing"}.
+std::string joined_report_body(const ClaimedGroup& group);
+
+// Tells the gateway that a join consumed `group`'s branches (POST /envelopes/{in.id}/joined), so
+// the job ends with the join's output: waits up to `budget` per try like a fan-out announcement,
+// then falls back to a background report.
+void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
+                   const ClaimedGroup& group, std::chrono::milliseconds budget, int attempts);
+
 class JoinActor {
  public:
+  // Called once a group's outputs are decided, before they are sent (the gateway must learn of the
+  // join before the output can reach an end actor). `in` is the join input without its payload.
+  using BeforeSend = std::function<void(const envelope::Envelope& in, const ClaimedGroup& group)>;
+
   JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
-            transport::Transport& transport, std::chrono::milliseconds runtime_timeout);
+            transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
+            BeforeSend before_send = {});
+
+  // Opens the store config.store_url names (make_join_store: throws ConfigError) and the actor.
+  static std::unique_ptr<JoinActor> open(const JoinConfig& config, const Router& router,
+                                         transport::Transport& transport,
+                                         std::chrono::milliseconds runtime_timeout,
+                                         BeforeSend before_send);
 
   // Decides a branch message `in` that reached this join (before_runtime found nothing wrong):
   // stores it and acks (no sends), nacks with a backoff when the store failed, or sends it to
@@ -58,6 +80,7 @@ class JoinActor {
   const Router& router_;
   transport::Transport& transport_;
   std::chrono::milliseconds runtime_timeout_;
+  BeforeSend before_send_;
   std::string owner_;  // this process's name on claimed groups
   std::atomic<std::int64_t> last_expire_ms_{0};
 };

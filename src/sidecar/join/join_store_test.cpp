@@ -1,11 +1,10 @@
-// The join store contract (join_store.hpp), on every registered store: SQLite always, PostgreSQL
-// when ASYA_TEST_JOIN_STORE_URL names a database (tests/sidecar/test_join_postgres.py starts a
-// real PostgreSQL 15 and runs this binary against it; the tables are dropped before each case).
-// Two store objects on one file or database stand for two replicas.
+// The join store contract (join_store.hpp) on SQLite (always) and PostgreSQL (when
+// ASYA_TEST_DATABASE_URL is set; tests/sidecar/test_join_postgres.py starts a real PostgreSQL 15
+// and runs this binary against it; each case starts with the join tables dropped). Two store
+// objects on one database stand for two replicas; group names are unique per test.
 #include "sidecar/join/join_store.hpp"
 
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -13,6 +12,7 @@
 #include <thread>
 
 #include "common/postgres/connection.hpp"
+#include "common/random_id.hpp"
 
 namespace asya::sidecar::join {
 namespace {
@@ -23,26 +23,32 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "postgresql") {
-      const char* url = std::getenv("ASYA_TEST_JOIN_STORE_URL");
-      if (!url) GTEST_SKIP() << "ASYA_TEST_JOIN_STORE_URL is not set";
+      const char* url = std::getenv("ASYA_TEST_DATABASE_URL");
+      if (!url || !*url)
+        GTEST_SKIP() << "ASYA_TEST_DATABASE_URL not set (tests/sidecar/test_join_postgres.py sets "
+                        "it)";
       url_ = url;
       postgres::Connection db(url_);
       ASSERT_TRUE(db.connected()) << db.error();
       ASSERT_TRUE(db.script("drop", "DROP TABLE IF EXISTS asya_join_groups, asya_join_branches"))
           << "cannot drop the join tables";
+    } else {
+      dir_ = std::filesystem::temp_directory_path() / ("join-store-" + random_hex(12));
+      std::filesystem::create_directories(dir_);
+      url_ = "sqlite://" + (dir_ / "joins.db").string();
     }
-    dir_ = std::filesystem::temp_directory_path() /
-           ("join-store-" + std::to_string(::getpid()) + "-" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::remove_all(dir_);
-    std::filesystem::create_directories(dir_);
+    prefix_ = random_hex(8) + "-";
   }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
+  void TearDown() override {
+    if (!dir_.empty()) std::filesystem::remove_all(dir_);
+  }
   std::unique_ptr<JoinStore> open() {
     JoinStoreOptions o;
-    o.url = url_.empty() ? "sqlite://" + (dir_ / "joins.db").string() : url_;
+    o.url = url_;
     return make_join_store(o);
   }
+  // A group name unique to this test run.
+  std::string g(const std::string& name) const { return prefix_ + name; }
   static BranchIn branch(std::string group, std::size_t index, std::size_t count,
                          std::string_view payload, bool failed = false) {
     BranchIn b;
@@ -55,54 +61,55 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
     b.timeout = 1h;
     return b;
   }
+  std::string url_;
+  std::string prefix_;
   std::filesystem::path dir_;
-  std::string url_;  // PostgreSQL's; empty: SQLite in dir_
 };
 
 TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothing) {
   auto store = open();
-  EXPECT_EQ(store->put_branch(branch("g", 2, 3, "2"))->outcome, PutOutcome::kStored);
-  EXPECT_EQ(store->put_branch(branch("g", 2, 3, "2"))->outcome, PutOutcome::kDuplicate);
-  EXPECT_EQ(store->put_branch(branch("g", 0, 3, "0"))->outcome, PutOutcome::kStored);
-  auto last = store->put_branch(branch("g", 1, 3, "{\"one\":1}", true));
+  EXPECT_EQ(store->put_branch(branch(g("g"), 2, 3, "2"))->outcome, PutOutcome::kStored);
+  EXPECT_EQ(store->put_branch(branch(g("g"), 2, 3, "2"))->outcome, PutOutcome::kDuplicate);
+  EXPECT_EQ(store->put_branch(branch(g("g"), 0, 3, "0"))->outcome, PutOutcome::kStored);
+  auto last = store->put_branch(branch(g("g"), 1, 3, "{\"one\":1}", true));
   EXPECT_EQ(last->outcome, PutOutcome::kCompleted);
   EXPECT_EQ(last->stored, 3u);
   EXPECT_EQ(store->counts()->decided, 1);
 
   auto claimed = store->claim("me", 1min);
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
-  EXPECT_EQ((*claimed)->group, "g");
+  EXPECT_EQ((*claimed)->group, g("g"));
   EXPECT_EQ((*claimed)->reason, DecidedBecause::kComplete);
   EXPECT_EQ((*claimed)->failed, std::vector<std::size_t>{1});
   EXPECT_TRUE((*claimed)->missing.empty());
   std::string seen;
-  ASSERT_TRUE(store->read_branches("g", [&](std::size_t i, bool, std::string_view p) {
+  ASSERT_TRUE(store->read_branches(g("g"), [&](std::size_t i, bool, std::string_view p) {
     seen += std::to_string(i) + "=" + std::string(p) + ";";
     return Status::Ok();
   }));
   EXPECT_EQ(seen, "0=0;1={\"one\":1};2=2;");
   EXPECT_FALSE(store->claim("other", 1min)->has_value());  // leased to "me"
-  EXPECT_TRUE(*store->finish("g", "me"));
+  EXPECT_TRUE(*store->finish(g("g"), "me"));
   // A branch delivered again after the group was published starts no new group.
-  EXPECT_EQ(store->put_branch(branch("g", 0, 3, "0"))->outcome, PutOutcome::kAlreadyJoined);
+  EXPECT_EQ(store->put_branch(branch(g("g"), 0, 3, "0"))->outcome, PutOutcome::kAlreadyJoined);
   EXPECT_EQ(store->counts()->open, 0);
 }
 
 TEST_P(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
   auto a = open();
   auto b = open();
-  ASSERT_TRUE(a->put_branch(branch("g", 0, 1, "0")).ok());
+  ASSERT_TRUE(a->put_branch(branch(g("g"), 0, 1, "0")).ok());
   ASSERT_TRUE(a->claim("a", 1ms)->has_value());  // a "dies" holding it
   std::this_thread::sleep_for(5ms);
   auto again = b->claim("b", 1min);
   ASSERT_TRUE(again->has_value());
-  EXPECT_FALSE(*a->finish("g", "a"));  // the lease is b's now
-  EXPECT_TRUE(*b->finish("g", "b"));
+  EXPECT_FALSE(*a->finish(g("g"), "a"));  // the lease is b's now
+  EXPECT_TRUE(*b->finish(g("g"), "b"));
 }
 
 TEST_P(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   auto store = open();
-  BranchIn b = branch("t", 1, 4, "1");
+  BranchIn b = branch(g("t"), 1, 4, "1");
   b.timeout = 1ms;
   ASSERT_TRUE(store->put_branch(b).ok());
   EXPECT_EQ(*store->expire(std::chrono::system_clock::now() + 1s), 1u);
@@ -111,15 +118,16 @@ TEST_P(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {
   EXPECT_EQ((*claimed)->reason, DecidedBecause::kTimeout);
   EXPECT_EQ((*claimed)->missing, (std::vector<std::size_t>{0, 2, 3}));
   // A late branch of a decided group changes nothing.
-  EXPECT_EQ(store->put_branch(branch("t", 2, 4, "2"))->outcome, PutOutcome::kAlreadyJoined);
+  EXPECT_EQ(store->put_branch(branch(g("t"), 2, 4, "2"))->outcome, PutOutcome::kAlreadyJoined);
 }
 
 TEST_P(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
   auto store = open();
-  ASSERT_TRUE(store->put_branch(branch("c", 0, 3, "0")).ok());
-  auto bad = store->put_branch(branch("c", 1, 4, "1"));
+  ASSERT_TRUE(store->put_branch(branch(g("c"), 0, 3, "0")).ok());
+  auto bad = store->put_branch(branch(g("c"), 1, 4, "1"));
   ASSERT_FALSE(bad.ok());
-  EXPECT_EQ(bad.error().message, "group c: branch 1 says count 4, the group has count 3");
+  EXPECT_EQ(bad.error().message,
+            "group " + g("c") + ": branch 1 says count 4, the group has count 3");
 }
 
 TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
@@ -136,7 +144,7 @@ TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
         for (int k = 0; k < kGroups * kCount; ++k) {
           const int n = (k * 7 + r * 13 + round * 5) % (kGroups * kCount);
           const std::string payload = std::to_string(n);
-          std::string group = "p";
+          std::string group = g("p");
           group.append(std::to_string(n / kCount));
           auto put = replicas[r]->put_branch(branch(group, n % kCount, kCount, payload));
           if (!put) {
@@ -171,7 +179,7 @@ TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
               seen += std::to_string(i) + ":" + std::string(p) + ",";
               return Status::Ok();
             }));
-        const int first = std::stoi((*c)->group.substr(1)) * kCount;
+        const int first = std::stoi((*c)->group.substr(g("p").size())) * kCount;
         std::string expected;
         for (int i = 0; i < kCount; ++i)
           expected += std::to_string(i) + ":" + std::to_string(first + i) + ",";
@@ -188,9 +196,10 @@ TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
 
 TEST_P(JoinStoreTest, ACallbackErrorStopsReadingAndTheStoreStaysUsable) {
   auto store = open();
-  for (std::size_t i = 0; i < 50; ++i) ASSERT_TRUE(store->put_branch(branch("s", i, 50, "1")).ok());
+  for (std::size_t i = 0; i < 50; ++i)
+    ASSERT_TRUE(store->put_branch(branch(g("s"), i, 50, "1")).ok());
   std::size_t calls = 0;
-  Status st = store->read_branches("s", [&](std::size_t i, bool, std::string_view) {
+  Status st = store->read_branches(g("s"), [&](std::size_t i, bool, std::string_view) {
     ++calls;
     return i == 9 ? Status(Error{"enough"}) : Status::Ok();
   });
@@ -199,7 +208,7 @@ TEST_P(JoinStoreTest, ACallbackErrorStopsReadingAndTheStoreStaysUsable) {
   auto claimed = store->claim("me", 1min);
   ASSERT_TRUE(claimed.ok()) << claimed.error().message;
   ASSERT_TRUE(claimed->has_value());
-  EXPECT_EQ((*claimed)->group, "s");
+  EXPECT_EQ((*claimed)->group, g("s"));
 }
 
 TEST(JoinStoreRegistry, AnUnknownSchemeListsTheKnownOnes) {

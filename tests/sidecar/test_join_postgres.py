@@ -1,0 +1,52 @@
+"""Joins on the PostgreSQL join store (ASYA_JOIN_STORE=postgresql://..., PROTOCOL §4a): the store
+contract suite against a real PostgreSQL 15, and three join replicas sharing it."""
+import collections
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "gateway"))
+from gateway_harness import postgres_url  # noqa: E402,F401  (session PostgreSQL 15)
+
+from test_sidecar import envelope, HAPPY, ERROR  # noqa: E402
+
+
+def test_join_store_suite_against_postgres(build_path, postgres_url):  # noqa: F811
+    binary = build_path / "src" / "sidecar" / "sidecar_test"
+    env = {"ASYA_TEST_DATABASE_URL": postgres_url, "PATH": "/usr/bin:/bin"}
+    result = subprocess.run([str(binary), "--gtest_filter=*JoinStoreTest*postgresql*"], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    listed = subprocess.run([str(binary), "--gtest_list_tests", "--gtest_filter=*JoinStoreTest*postgresql*"],
+                            capture_output=True, text=True, timeout=60).stdout
+    count = sum(1 for line in listed.splitlines() if line.startswith("  "))
+    assert count >= 5, listed
+    assert f"[  PASSED  ] {count} tests." in result.stdout, result.stdout[-3000:]
+    assert "SKIPPED" not in result.stdout
+
+
+@pytest.mark.parametrize("cluster", ["sqlite"], indirect=True)
+def test_three_join_replicas_on_postgres_emit_every_group_once_in_order(cluster, postgres_url):  # noqa: F811
+    groups, width = 100, 20
+    cluster.actor("split", "split")
+    cluster.actor("score", "score", env={"ASYA_CONCURRENCY": "2", "ASYA_HANDLER_THREAD_SAFE": "true"})
+    env = {"ASYA_JOIN": "true", "ASYA_JOIN_STORE": postgres_url, "ASYA_JOIN_TIMEOUT": "5m"}
+    for _ in range(3):
+        cluster.actor("combine", "combine", env=env)
+    prefix = "pg-%s-" % pathlib.Path(cluster.tmp).name[-6:]
+    for g in range(groups):
+        cluster.queues.send("asya-split", envelope("%s%d" % (prefix, g), ["split", "score", "combine"],
+                                                   payload={"n": width}))
+    got = cluster.queues.collect(HAPPY, groups, timeout=300)
+    got += cluster.queues.recv(HAPPY, wait=1.0)
+    ids = collections.Counter(m["json"]["id"] for m in got)
+    assert sorted(ids) == sorted("%s%d" % (prefix, g) for g in range(groups))
+    assert set(ids.values()) == {1}, [i for i, n in ids.items() if n > 1]
+    for m in got:
+        assert [p["i"] for p in m["json"]["payload"]["parts"]] == list(range(width))
+    # Every replica took part (the groups were decided across the three).
+    joined = [a for a in cluster.actors if a.name == "combine" and "joined" in a.sidecar.text()]
+    assert len(joined) >= 2, "only %d of 3 replicas joined a group" % len(joined)
+    assert cluster.queues.recv(ERROR, wait=0.3) == []
