@@ -2,8 +2,9 @@
 `cluster` fixture; the join store is SQLite in the test's directory."""
 import collections
 import json
-import os
 import signal
+
+import pytest
 
 from sidecar_harness import wait_for
 from test_sidecar import envelope, only, HAPPY, ERROR
@@ -164,3 +165,22 @@ def test_two_join_replicas_and_sigkill_of_joins_and_branches_emit_every_group_on
     for m in got:
         assert [p["i"] for p in m["json"]["payload"]["parts"]] == list(range(10))
     assert cluster.queues.recv(ERROR, wait=0.3) == []
+
+
+@pytest.mark.parametrize("cluster", ["sqlite"], indirect=True)
+def test_two_join_replicas_on_sqlite_join_a_thousand_groups_of_twenty(cluster):
+    groups, width = 1000, 20
+    cluster.actor("split", "split")
+    cluster.actor("score", "score", env={"ASYA_CONCURRENCY": "2", "ASYA_HANDLER_THREAD_SAFE": "true"})
+    for _ in range(2):
+        cluster.actor("combine", "combine", env=join_env(cluster, ASYA_JOIN_TIMEOUT="10m"))
+    for g in range(groups):
+        cluster.queues.send("asya-split", envelope("k%d" % g, ["split", "score", "combine"], payload={"n": width}))
+    got = cluster.queues.collect(HAPPY, groups, timeout=900)
+    got += cluster.queues.recv(HAPPY, wait=1.0)
+    ids = collections.Counter(m["json"]["id"] for m in got)
+    assert sorted(ids) == sorted("k%d" % g for g in range(groups))
+    assert set(ids.values()) == {1}
+    for m in got:
+        assert [p["i"] for p in m["json"]["payload"]["parts"]] == list(range(width))
+    assert all("joined" in a.sidecar.text() for a in cluster.actors if a.name == "combine")

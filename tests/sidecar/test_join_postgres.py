@@ -29,7 +29,7 @@ def test_join_store_suite_against_postgres(build_path, postgres_url):  # noqa: F
 
 @pytest.mark.parametrize("cluster", ["sqlite"], indirect=True)
 def test_three_join_replicas_on_postgres_emit_every_group_once_in_order(cluster, postgres_url):  # noqa: F811
-    groups, width = 100, 20
+    groups, width = 1000, 20
     cluster.actor("split", "split")
     cluster.actor("score", "score", env={"ASYA_CONCURRENCY": "2", "ASYA_HANDLER_THREAD_SAFE": "true"})
     env = {"ASYA_JOIN": "true", "ASYA_JOIN_STORE": postgres_url, "ASYA_JOIN_TIMEOUT": "5m"}
@@ -39,7 +39,7 @@ def test_three_join_replicas_on_postgres_emit_every_group_once_in_order(cluster,
     for g in range(groups):
         cluster.queues.send("asya-split", envelope("%s%d" % (prefix, g), ["split", "score", "combine"],
                                                    payload={"n": width}))
-    got = cluster.queues.collect(HAPPY, groups, timeout=300)
+    got = cluster.queues.collect(HAPPY, groups, timeout=900)
     got += cluster.queues.recv(HAPPY, wait=1.0)
     ids = collections.Counter(m["json"]["id"] for m in got)
     assert sorted(ids) == sorted("%s%d" % (prefix, g) for g in range(groups))

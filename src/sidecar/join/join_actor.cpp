@@ -123,6 +123,7 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
                 : put->outcome == PutOutcome::kAlreadyJoined ? "group already joined"
                                                              : "stored",
                 put->stored, put->count);
+  if (put->outcome == PutOutcome::kCompleted) decided_ = true;
   d.status = ProcessedStatus::kSuccess;
   return d;  // no sends: the branch waits in the store; ack
 }
@@ -131,8 +132,13 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
                                          const std::function<bool()>& stop) {
   PublishReport report;
   const std::int64_t now = now_ms();
+  // Claiming takes the store's write lock: done at once after this process decided a group, and
+  // otherwise once a second (groups decided by a replica that died, or timed out).
+  const bool decided_here = decided_.exchange(false);
   std::int64_t last = last_expire_ms_.load();
-  if (now - last >= 1000 && last_expire_ms_.compare_exchange_strong(last, now)) {
+  const bool scan = now - last >= 1000 && last_expire_ms_.compare_exchange_strong(last, now);
+  if (!decided_here && !scan) return report;
+  if (scan) {
     if (auto expired = store_->expire(std::chrono::system_clock::now()); !expired)
       spdlog::warn("join store: cannot expire timed-out groups: {}", expired.error().message);
     else if (*expired > 0)
@@ -148,7 +154,14 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
       break;
     }
     if (!*claimed) break;
-    if (!publish(**claimed, client, scratch, report)) break;
+    if (!publish(**claimed, client, scratch, report)) {
+      // Tried again soon (by any replica), not only when the lease would have run out.
+      if (auto released = store_->release((*claimed)->group, owner_, std::chrono::seconds(1));
+          !released)
+        spdlog::warn("join store: cannot release group {}: {}", (*claimed)->group,
+                     released.error().message);
+      break;
+    }
     ++report.published;
   }
   return report;

@@ -83,6 +83,7 @@ class JoinActor {
   BeforeSend before_send_;
   std::string owner_;  // this process's name on claimed groups
   std::atomic<std::int64_t> last_expire_ms_{0};
+  std::atomic<bool> decided_{false};  // this process decided a group since the last claim
 };
 
 }  // namespace asya::sidecar::join

@@ -107,6 +107,12 @@ class JoinStore {
       std::string_view group,
       const std::function<Status(std::size_t, bool, std::string_view)>& each) = 0;
 
+  // Publishing failed (the runtime was unavailable, a send failed): `owner`'s lease now ends
+  // `retry_after` from now instead, so the group is claimed again soon. Not an error when the
+  // lease was lost meanwhile.
+  virtual Status release(std::string_view group, std::string_view owner,
+                         std::chrono::milliseconds retry_after) = 0;
+
   // Publishing is done: removes the outbox row and the branches, keeps a tombstone. Only `owner`'s
   // lease counts: returns false (nothing changed) when the lease was lost to another replica.
   virtual Result<bool> finish(std::string_view group, std::string_view owner) = 0;

@@ -104,7 +104,12 @@ TEST_P(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
   auto again = b->claim("b", 1min);
   ASSERT_TRUE(again->has_value());
   EXPECT_FALSE(*a->finish(g("g"), "a"));  // the lease is b's now
-  EXPECT_TRUE(*b->finish(g("g"), "b"));
+  // b fails to publish and releases it: claimable again at once (retry_after 0).
+  ASSERT_TRUE(b->release(g("g"), "b", 0ms));
+  auto third = a->claim("a", 1min);
+  ASSERT_TRUE(third->has_value());
+  EXPECT_EQ((*third)->group, g("g"));
+  EXPECT_TRUE(*a->finish(g("g"), "a"));
 }
 
 TEST_P(JoinStoreTest, ExpiryDecidesATimedOutGroupWithItsMissingIndexes) {

@@ -207,6 +207,18 @@ class PostgresJoinStore final : public JoinStore {
     return outcome;
   }
 
+  Status release(std::string_view group, std::string_view owner,
+                 std::chrono::milliseconds retry_after) override {
+    std::lock_guard lock(mutex_);
+    reconnect_if_broken();
+    auto update = db_.run("release the group",
+                          "UPDATE asya_join_groups SET lease_until_ms = " ASYA_DB_NOW_MS
+                          " + $3 "
+                          "WHERE group_id = $1 AND state = 1 AND owner = $2",
+                          {group, owner, static_cast<std::int64_t>(retry_after.count())});
+    return update ? Status::Ok() : Status(update.error());
+  }
+
   Result<bool> finish(std::string_view group, std::string_view owner) override {
     std::lock_guard lock(mutex_);
     bool finished = false;

@@ -244,6 +244,18 @@ class SqliteJoinStore final : public JoinStore {
     return rc == SQLITE_DONE ? Status::Ok() : error("read branches");
   }
 
+  Status release(std::string_view group, std::string_view owner,
+                 std::chrono::milliseconds retry_after) override {
+    std::lock_guard lock(mutex_);
+    return transaction([&]() -> Status {
+      Statement update(db_,
+                       "UPDATE join_groups SET lease_until_ms = ?3 "
+                       "WHERE group_id = ?1 AND state = 1 AND owner = ?2");
+      update.text(1, group).text(2, owner).integer(3, to_ms(Clock::now()) + retry_after.count());
+      return update.step() == SQLITE_DONE ? Status::Ok() : Status(error("release group"));
+    });
+  }
+
   Result<bool> finish(std::string_view group, std::string_view owner) override {
     std::lock_guard lock(mutex_);
     bool finished = false;
