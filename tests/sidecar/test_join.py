@@ -152,7 +152,7 @@ def test_two_join_replicas_and_sigkill_of_joins_and_branches_emit_every_group_on
                  len(cluster.markers_named("combine-")) >= groups, 120, "more groups to be joined")
         _kill_and_restart(victim)
     got = cluster.queues.collect(HAPPY, groups, timeout=180)
-    got += cluster.queues.recv(HAPPY, wait=1.0)
+    got += [dict(m, json=json.loads(m["body"])) for m in cluster.queues.recv(HAPPY, wait=1.0)]
     ids = collections.Counter(m["json"]["id"] for m in got)
     assert sorted(ids) == sorted("g%d" % g for g in range(groups))
     # Exactly once in effect: a replica killed between sending a group's output and finishing it
@@ -177,7 +177,7 @@ def test_two_join_replicas_on_sqlite_join_a_thousand_groups_of_twenty(cluster):
     for g in range(groups):
         cluster.queues.send("asya-split", envelope("k%d" % g, ["split", "score", "combine"], payload={"n": width}))
     got = cluster.queues.collect(HAPPY, groups, timeout=900)
-    got += cluster.queues.recv(HAPPY, wait=1.0)
+    got += [dict(m, json=json.loads(m["body"])) for m in cluster.queues.recv(HAPPY, wait=1.0)]
     ids = collections.Counter(m["json"]["id"] for m in got)
     assert sorted(ids) == sorted("k%d" % g for g in range(groups))
     assert set(ids.values()) == {1}

@@ -1,6 +1,7 @@
 """Joins on the PostgreSQL join store (ASYA_JOIN_STORE=postgresql://..., PROTOCOL §4a): the store
 contract suite against a real PostgreSQL 15, and three join replicas sharing it."""
 import collections
+import json
 import pathlib
 import subprocess
 import sys
@@ -40,7 +41,7 @@ def test_three_join_replicas_on_postgres_emit_every_group_once_in_order(cluster,
         cluster.queues.send("asya-split", envelope("%s%d" % (prefix, g), ["split", "score", "combine"],
                                                    payload={"n": width}))
     got = cluster.queues.collect(HAPPY, groups, timeout=900)
-    got += cluster.queues.recv(HAPPY, wait=1.0)
+    got += [dict(m, json=json.loads(m["body"])) for m in cluster.queues.recv(HAPPY, wait=1.0)]
     ids = collections.Counter(m["json"]["id"] for m in got)
     assert sorted(ids) == sorted("%s%d" % (prefix, g) for g in range(groups))
     assert set(ids.values()) == {1}, [i for i, n in ids.items() if n > 1]
