@@ -107,6 +107,17 @@ int run(const RenderArgs& args) {
                  "set both (e.g. ASYA_GATEWAY_INTERNAL_TOKEN=$(openssl rand -hex 32)) or create "
                  "the Secret yourself (keys token, internal-token)\n";
   }
+  // A join actor's branches must outlive its pods and be shared by its replicas.
+  if (options.join_store.empty() && options.join_store_secret.empty()) {
+    for (const auto& actor : loaded.actors) {
+      if (actor.join && actor.join->store.empty())
+        std::cerr << "asya render: warning: join actor \"" << actor.name
+                  << "\" keeps its waiting branches in SQLite inside its pod: they are lost when "
+                     "the pod is replaced and its replicas do not share them; give "
+                     "--join-store-secret (a Secret with key url = postgresql://...), "
+                     "--join-store or spec.join.store\n";
+    }
+  }
   auto rendered = k8s::render(loaded.actors, options, routes);
   if (!rendered) {
     std::cerr << rendered.error().message << "\nasya render: no objects printed\n";
@@ -176,7 +187,11 @@ void add_render_command(CLI::App& app) {
   cmd->add_option("--result-store", o.result_store, "ASYA_RESULT_STORE of the end actors")
       ->capture_default_str();
   cmd->add_option("--join-store", o.join_store,
-                  "ASYA_JOIN_STORE of join actors (spec.join), e.g. postgresql://user@host/db");
+                  "ASYA_JOIN_STORE of join actors whose manifest sets no spec.join.store "
+                  "(postgresql://user@host:5432/db)");
+  cmd->add_option("--join-store-secret", o.join_store_secret,
+                  "Secret whose key url holds ASYA_JOIN_STORE (a PostgreSQL URL with a password); "
+                  "overrides --join-store");
   cmd->add_option("--rabbitmq-secret", o.rabbitmq_secret, "Secret holding the AMQP URL")
       ->capture_default_str();
   cmd->add_option("--rabbitmq-secret-key", o.rabbitmq_secret_key, "Key of the AMQP URL in it")

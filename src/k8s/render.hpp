@@ -91,10 +91,14 @@ struct RenderOptions {
   // it (`asya up` defaults it to its build tree; in an image the build lives here).
   std::string build_dir = "/opt/asya/build";
 
+  // ASYA_JOIN_STORE of join actors whose manifest names no spec.join.store: a URL
+  // (postgresql://user@host/db), or, when join_store_secret is set, the key `url` of that Secret
+  // (a URL with a password). Neither: the SQLite default inside the pod (`asya render` warns).
+  std::string join_store;
+  std::string join_store_secret;
+
   bool end_actors = true;                                     // render happy-end and error-end
   std::string result_store = "file:///var/lib/asya/results";  // ASYA_RESULT_STORE of end actors
-  // ASYA_JOIN_STORE of join actors (postgresql://...): replicas on several nodes share it.
-  std::string join_store;
   std::string managed_by = "asya-render";  // app.kubernetes.io/managed-by
 };
 

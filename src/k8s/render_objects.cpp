@@ -137,7 +137,10 @@ manifest::SidecarEnvironmentOptions sidecar_options(std::string_view transport,
   out.log_level = o.log_level;
   out.gateway_url = gateway_url;
   out.gateway_internal_token = internal_token_ref(o);
-  out.join_store = o.join_store;
+  if (!o.join_store_secret.empty())
+    out.join_store = manifest::SecretKeyRef{o.join_store_secret, "url", false};
+  else if (!o.join_store.empty())
+    out.join_store = o.join_store;
   return out;
 }
 

@@ -476,5 +476,56 @@ TEST(Render, ImagesAreReplacedAndCommandVariablesMustBeSetInTheContainerEnv) {
   EXPECT_FALSE(env.contains("LITERAL"));
 }
 
+TEST(Render, AJoinActorGetsItsStoreFromTheSecretTheManifestOrNothing) {
+  const std::string join_actor = R"(
+apiVersion: asya.sh/v1alpha1
+kind: AsyncActor
+metadata: {name: combine}
+spec:
+  join: {timeout: 5m}
+  workload:
+    template:
+      spec:
+        containers:
+        - name: asya-runtime
+          image: app:1
+          env:
+          - {name: ASYA_HANDLER, value: mod.combine}
+)";
+  auto sidecar_env = [](const Rendered& r) {
+    const auto all = r.all();
+    const auto& d = find(all, "Deployment", "combine");
+    for (const auto& c : d.at("spec").at("template").at("spec").at("containers").as_array())
+      if (c.at("name").as_string() == "asya-sidecar") return env_map(c);
+    ADD_FAILURE() << "no asya-sidecar";
+    return json::object();
+  };
+  RenderOptions o = cluster("rabbitmq");
+  o.join_store = "postgresql://asya@db/plain";
+  o.join_store_secret = "asya-join-store";
+  auto rendered = render(load(join_actor), o);
+  ASSERT_TRUE(rendered) << rendered.error().message;
+  auto env = sidecar_env(*rendered);
+  EXPECT_EQ(env.at("ASYA_JOIN").as_string(), "true");
+  EXPECT_EQ(env.at("ASYA_JOIN_STORE"),
+            json::parse(R"({"secretKeyRef": {"name": "asya-join-store", "key": "url"}})"));
+
+  o.join_store_secret.clear();
+  rendered = render(load(join_actor), o);
+  ASSERT_TRUE(rendered);
+  EXPECT_EQ(sidecar_env(*rendered).at("ASYA_JOIN_STORE").as_string(), "postgresql://asya@db/plain");
+
+  std::string with_store = join_actor;
+  with_store.replace(with_store.find("{timeout: 5m}"), 13,
+                     "{timeout: 5m, store: \"postgresql://asya@own/db\"}");
+  rendered = render(load(with_store), o);
+  ASSERT_TRUE(rendered);
+  EXPECT_EQ(sidecar_env(*rendered).at("ASYA_JOIN_STORE").as_string(), "postgresql://asya@own/db");
+
+  rendered = render(load(join_actor), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered);
+  EXPECT_FALSE(sidecar_env(*rendered).contains("ASYA_JOIN_STORE"));
+}
+
 }  // namespace
 }  // namespace asya::k8s

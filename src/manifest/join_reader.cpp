@@ -12,7 +12,7 @@ void ActorReader::read_join(const YAML::Node& node, int line, Actor& actor) {
     actor.join = join;
     return;
   }
-  if (!mapping(node, line, f, {"timeout", "onTimeout"})) return;
+  if (!mapping(node, line, f, {"timeout", "onTimeout", "store"})) return;
   if (auto n = node["timeout"]) {
     if (auto v = duration(n, f + ".timeout", std::chrono::milliseconds(1))) join.timeout = *v;
   }
@@ -24,6 +24,18 @@ void ActorReader::read_join(const YAML::Node& node, int line, Actor& actor) {
         error(n, line, f + ".onTimeout",
               fmt::format("\"{}\" is not allowed; use error (a timed-out group goes to error-end "
                           "as join_timeout) or partial (the handler gets what arrived)",
+                          *v));
+    }
+  }
+  if (auto n = node["store"]) {
+    if (auto v = string(n, f + ".store")) {
+      if (v->starts_with("postgresql://") || v->starts_with("postgres://") ||
+          v->starts_with("sqlite://"))
+        join.store = *v;
+      else
+        error(n, line, f + ".store",
+              fmt::format("\"{}\" is not a join store URL; use postgresql://user@host:5432/db "
+                          "(replicas on several hosts) or sqlite:///path/joins.db (one host)",
                           *v));
     }
   }

@@ -63,7 +63,8 @@ TEST(JoinManifest, InvalidValuesNameFileLineFieldAndTheAllowedValues) {
                      "bad.yaml");
   auto got = messages(r);
   ASSERT_EQ(got.size(), 3u) << r.error_text();
-  EXPECT_EQ(got[0], "bad.yaml:8: spec.join.size: unknown field; allowed here: timeout, onTimeout");
+  EXPECT_EQ(got[0],
+            "bad.yaml:8: spec.join.size: unknown field; allowed here: timeout, onTimeout, store");
   r = load_text(actor_yaml("  join:\n    timeout: soon\n    onTimeout: retry\n"), "bad.yaml");
   got = messages(r);
   ASSERT_EQ(got.size(), 2u) << r.error_text();
@@ -71,6 +72,30 @@ TEST(JoinManifest, InvalidValuesNameFileLineFieldAndTheAllowedValues) {
   EXPECT_EQ(got[1],
             "bad.yaml:7: spec.join.onTimeout: \"retry\" is not allowed; use error (a timed-out "
             "group goes to error-end as join_timeout) or partial (the handler gets what arrived)");
+}
+
+TEST(JoinManifest, TheStoreOfTheManifestWinsOverTheHostsAndAMistakeNamesTheAllowedSchemes) {
+  auto r =
+      load_text(actor_yaml("  join: {store: \"postgresql://asya@db:5432/joins\"}\n"), "s.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  SidecarEnvironmentOptions o;
+  o.join_store = std::string("postgresql://asya@host-wide/joins");
+  EXPECT_EQ(*value_of(sidecar_environment(r.actors[0], o), "ASYA_JOIN_STORE"),
+            "postgresql://asya@db:5432/joins");
+  // Without spec.join.store the host's is used; without either, the variable is left out.
+  auto plain = load_text(actor_yaml("  join: {}\n"), "p.yaml");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(*value_of(sidecar_environment(plain.actors[0], o), "ASYA_JOIN_STORE"),
+            "postgresql://asya@host-wide/joins");
+  EXPECT_EQ(value_of(sidecar_environment(plain.actors[0], {}), "ASYA_JOIN_STORE"), nullptr);
+
+  auto bad = load_text(actor_yaml("  join: {store: \"redis://x\"}\n"), "b.yaml");
+  auto got = messages(bad);
+  ASSERT_EQ(got.size(), 1u) << bad.error_text();
+  EXPECT_EQ(got[0],
+            "b.yaml:5: spec.join.store: \"redis://x\" is not a join store URL; use "
+            "postgresql://user@host:5432/db (replicas on several hosts) or "
+            "sqlite:///path/joins.db (one host)");
 }
 
 }  // namespace

@@ -89,6 +89,9 @@ struct Retry {
 struct Join {
   std::chrono::milliseconds timeout{std::chrono::minutes(10)};  // ASYA_JOIN_TIMEOUT
   std::string on_timeout = "error";                             // error | partial
+  // spec.join.store: ASYA_JOIN_STORE (sqlite://... or postgresql://...); empty: the host's
+  // (`asya render --join-store`, else the sidecar's SQLite default next to the queues).
+  std::string store;
 };
 
 // spec.sidecar: settings of this actor's sidecars; unset fields keep the sidecar's defaults

@@ -55,7 +55,10 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_JOIN", "true");
     set("ASYA_JOIN_TIMEOUT", format_duration(actor.join->timeout));
     set("ASYA_JOIN_ON_TIMEOUT", actor.join->on_timeout);
-    if (!options.join_store.empty()) set("ASYA_JOIN_STORE", options.join_store);
+    if (!actor.join->store.empty())
+      set("ASYA_JOIN_STORE", actor.join->store);
+    else if (options.join_store)
+      out.push_back({"ASYA_JOIN_STORE", *options.join_store});
   }
   if (actor.batching) {
     set("ASYA_BATCH_MAX_SIZE", std::to_string(actor.batching->max_size));
@@ -91,7 +94,6 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_JOIN",
                                                     "ASYA_JOIN_TIMEOUT",
                                                     "ASYA_JOIN_ON_TIMEOUT",
-                                                    "ASYA_JOIN_STORE",
                                                     "ASYA_BATCH_MAX_SIZE",
                                                     "ASYA_BATCH_MAX_WAIT"};
   return kNames;

@@ -75,9 +75,11 @@ struct SidecarEnvironmentOptions {
   // ASYA_GATEWAY_INTERNAL_TOKEN, the bearer token of those reports, set with gateway_url only:
   // a secretKeyRef on Kubernetes, the supervisor's token with `asya up`; unset: no token.
   std::optional<std::variant<std::string, SecretKeyRef>> gateway_internal_token;
-  // ASYA_JOIN_STORE of join actors (spec.join), e.g. postgresql://... on Kubernetes; empty: not
-  // set (the sidecar's default, joins.db next to the SQLite queues).
-  std::string join_store;
+
+  // ASYA_JOIN_STORE of join actors whose manifest names no spec.join.store (Kubernetes: a URL or
+  // a secretKeyRef from `asya render --join-store[-secret]`); unset: the variable is left out and
+  // the sidecar uses its SQLite default (`asya up`'s sidecars may inherit it from the shell).
+  std::optional<std::variant<std::string, SecretKeyRef>> join_store;
 };
 
 // The sidecar's environment for `actor` in this order:

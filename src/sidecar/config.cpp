@@ -209,6 +209,7 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_JOIN_ON_TIMEOUT        error         error: join_timeout to error-end; partial: the handler
                                             gets what arrived (null for missing slots)
   ASYA_JOIN_STORE             sqlite://<dir of ASYA_SQLITE_PATH>/joins.db   where branches wait
+                                            (postgresql://user@host/db: replicas on several hosts)
   ASYA_OTLP_ENDPOINT          (empty)       OTLP/HTTP receiver for trace spans (http://host:4318);
                                             also OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, _HEADERS,
                                             _TIMEOUT, OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES,

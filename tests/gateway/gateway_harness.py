@@ -3,18 +3,19 @@
 import json
 import os
 import pathlib
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
+import sys
 import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+from services import postgres as postgres_service  # noqa: E402
+from services.postgres import PG_BIN  # noqa: E402,F401  (the gateway tests import it from here)
 
 
 def free_port() -> int:
@@ -33,32 +34,13 @@ def wait_until(condition, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-def _as_postgres(args, **kwargs):
-    """Runs a PostgreSQL binary as the postgres user when we are root (initdb refuses root)."""
-    if os.geteuid() == 0:
-        args = ["runuser", "-u", "postgres", "--"] + args
-    return subprocess.run(args, check=True, capture_output=True, text=True, **kwargs)
-
-
 @pytest.fixture(scope="session")
 def postgres_url():
     """A real PostgreSQL 15 on a free port in a temp data dir, stopped at the end of the session."""
-    if not (PG_BIN / "initdb").exists():
+    if not postgres_service.available():
         pytest.fail(f"PostgreSQL 15 not installed at {PG_BIN}")
-    base = pathlib.Path(tempfile.mkdtemp(prefix="asya-pg-"))
-    data = base / "data"
-    if os.geteuid() == 0:
-        shutil.chown(base, "postgres", "postgres")
-    port = free_port()
-    _as_postgres([str(PG_BIN / "initdb"), "-D", str(data), "-U", "asya", "--auth=trust", "-E", "UTF8"])
-    _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                  f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=off", "start"])
-    try:
-        _as_postgres([str(PG_BIN / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "asya", "asya"])
-        yield f"postgresql://asya@127.0.0.1:{port}/asya"
-    finally:
-        _as_postgres([str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"])
-        shutil.rmtree(base, ignore_errors=True)
+    with postgres_service.server() as url:
+        yield url
 
 
 def http(method, url, body=None, headers=None, timeout=30):

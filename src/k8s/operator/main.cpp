@@ -80,6 +80,12 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--rabbitmq-exchange", o.rabbitmq_exchange, "ASYA_RABBITMQ_EXCHANGE")
       ->envname("ASYA_RABBITMQ_EXCHANGE");
+  app.add_option("--join-store", o.join_store,
+                 "ASYA_JOIN_STORE of join actors whose spec.join.store is empty")
+      ->envname("ASYA_JOIN_STORE");
+  app.add_option("--join-store-secret", o.join_store_secret,
+                 "Secret whose key url holds ASYA_JOIN_STORE; overrides --join-store")
+      ->envname("ASYA_JOIN_STORE_SECRET");
   app.add_option("--sqs-region", o.sqs_region, "AWS region")
       ->envname("AWS_REGION")
       ->capture_default_str();

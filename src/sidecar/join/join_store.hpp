@@ -20,7 +20,8 @@
 // store's own busy timeout). Errors are values: an Error names the store, the operation and the
 // cause; nothing was changed when one is returned.
 //
-// Implementations: "sqlite" (sqlite_join_store.cpp, default); others register by URL scheme with
+// Implementations: "sqlite" (sqlite_join_store.cpp, default) and "postgresql" / "postgres"
+// (postgres_join_store.cpp, for replicas on several hosts); others register by URL scheme with
 // register_join_store().
 #pragma once
 
@@ -127,7 +128,7 @@ class JoinStore {
 };
 
 struct JoinStoreOptions {
-  std::string url;  // "sqlite:<path>" or "<scheme>://..."
+  std::string url;  // "sqlite://<path>", "postgresql://user@host/db" or "<scheme>://..."
   std::chrono::milliseconds busy_timeout{std::chrono::seconds(10)};
   std::chrono::hours tombstone_retention{24 * 7};
   EnvironmentLookup environment;

@@ -1,15 +1,17 @@
 // The join store contract (join_store.hpp) on SQLite (always) and PostgreSQL (when
 // ASYA_TEST_DATABASE_URL is set; tests/sidecar/test_join_postgres.py starts a real PostgreSQL 15
-// and runs this binary against it). Two store objects on one database stand for two replicas; group
-// names are unique per test, so the PostgreSQL cases share one database.
+// and runs this binary against it; each case starts with the join tables dropped). Two store
+// objects on one database stand for two replicas; group names are unique per test.
 #include "sidecar/join/join_store.hpp"
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
 
+#include "common/postgres/connection.hpp"
 #include "common/random_id.hpp"
 
 namespace asya::sidecar::join {
@@ -26,6 +28,10 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
         GTEST_SKIP() << "ASYA_TEST_DATABASE_URL not set (tests/sidecar/test_join_postgres.py sets "
                         "it)";
       url_ = url;
+      postgres::Connection db(url_);
+      ASSERT_TRUE(db.connected()) << db.error();
+      ASSERT_TRUE(db.script("drop", "DROP TABLE IF EXISTS asya_join_groups, asya_join_branches"))
+          << "cannot drop the join tables";
     } else {
       dir_ = std::filesystem::temp_directory_path() / ("join-store-" + random_hex(12));
       std::filesystem::create_directories(dir_);
@@ -69,9 +75,7 @@ TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothi
   auto last = store->put_branch(branch(g("g"), 1, 3, "{\"one\":1}", true));
   EXPECT_EQ(last->outcome, PutOutcome::kCompleted);
   EXPECT_EQ(last->stored, 3u);
-  if (GetParam() == "sqlite") {
-    EXPECT_EQ(store->counts()->decided, 1);  // (PostgreSQL: shared by the tests)
-  }
+  EXPECT_EQ(store->counts()->decided, 1);
 
   auto claimed = store->claim("j", "me", 1min);
   ASSERT_TRUE(claimed.ok() && claimed->has_value());
@@ -89,9 +93,7 @@ TEST_P(JoinStoreTest, TheLastBranchCompletesTheGroupOnceAndDuplicatesChangeNothi
   EXPECT_TRUE(*store->finish(g("g"), "me"));
   // A branch delivered again after the group was published starts no new group.
   EXPECT_EQ(store->put_branch(branch(g("g"), 0, 3, "0"))->outcome, PutOutcome::kAlreadyJoined);
-  if (GetParam() == "sqlite") {
-    EXPECT_EQ(store->counts()->open, 0);
-  }
+  EXPECT_EQ(store->counts()->open, 0);
 }
 
 TEST_P(JoinStoreTest, AnotherReplicaClaimsAGroupWhoseLeaseExpired) {
@@ -147,7 +149,88 @@ TEST_P(JoinStoreTest, ACountThatDisagreesWithTheGroupIsAnErrorNamingBoth) {
             "group " + g("c") + ": branch 1 says count 4, the group has count 3");
 }
 
-TEST_P(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
+TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
+  // Four replicas (threads, each with its own store object: its own connection) store every
+  // branch of 20 groups of 8, each branch twice (a redelivery), in interleaved orders.
+  constexpr int kReplicas = 4, kGroups = 20, kCount = 8;
+  std::vector<std::unique_ptr<JoinStore>> replicas;
+  for (int r = 0; r < kReplicas; ++r) replicas.push_back(open());
+  std::atomic<int> completed{0}, duplicates{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int r = 0; r < kReplicas; ++r) {
+    threads.emplace_back([&, r] {
+      for (int round = 0; round < 2; ++round) {
+        for (int k = 0; k < kGroups * kCount; ++k) {
+          const int n = (k * 7 + r * 13 + round * 5) % (kGroups * kCount);
+          const std::string payload = std::to_string(n);
+          std::string group = g("p");
+          group.append(std::to_string(n / kCount));
+          auto put = replicas[r]->put_branch(branch(group, n % kCount, kCount, payload));
+          if (!put) {
+            ++errors;
+            ADD_FAILURE() << put.error().message;
+          } else if (put->outcome == PutOutcome::kCompleted) {
+            ++completed;
+          } else if (put->outcome != PutOutcome::kStored) {
+            ++duplicates;
+          }
+        }
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(completed.load(), kGroups);
+  EXPECT_EQ(duplicates.load(), (2 * kReplicas - 1) * kGroups * kCount);
+  EXPECT_EQ(replicas[0]->counts()->decided, kGroups);
+  // Claimed concurrently, every group goes to exactly one replica.
+  std::atomic<int> claimed{0};
+  threads.clear();
+  for (int r = 0; r < kReplicas; ++r) {
+    threads.emplace_back([&, r] {
+      const std::string owner = "r" + std::to_string(r);
+      while (true) {
+        auto c = replicas[r]->claim(owner, 1min);
+        if (!c || !c->has_value()) break;
+        std::string seen;
+        EXPECT_TRUE(
+            replicas[r]->read_branches((*c)->group, [&](std::size_t i, bool, std::string_view p) {
+              seen += std::to_string(i) + ":" + std::string(p) + ",";
+              return Status::Ok();
+            }));
+        const int first = std::stoi((*c)->group.substr(g("p").size())) * kCount;
+        std::string expected;
+        for (int i = 0; i < kCount; ++i)
+          expected += std::to_string(i) + ":" + std::to_string(first + i) + ",";
+        EXPECT_EQ(seen, expected);
+        EXPECT_TRUE(*replicas[r]->finish((*c)->group, owner));
+        ++claimed;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(claimed.load(), kGroups);
+  EXPECT_EQ(replicas[1]->counts()->decided, 0);
+}
+
+TEST_P(JoinStoreTest, ACallbackErrorStopsReadingAndTheStoreStaysUsable) {
+  auto store = open();
+  for (std::size_t i = 0; i < 50; ++i)
+    ASSERT_TRUE(store->put_branch(branch(g("s"), i, 50, "1")).ok());
+  std::size_t calls = 0;
+  Status st = store->read_branches(g("s"), [&](std::size_t i, bool, std::string_view) {
+    ++calls;
+    return i == 9 ? Status(Error{"enough"}) : Status::Ok();
+  });
+  EXPECT_EQ(st.message(), "enough");
+  EXPECT_EQ(calls, 10u);
+  auto claimed = store->claim("me", 1min);
+  ASSERT_TRUE(claimed.ok()) << claimed.error().message;
+  ASSERT_TRUE(claimed->has_value());
+  EXPECT_EQ((*claimed)->group, g("s"));
+}
+
+TEST(JoinStoreRegistry, AnUnknownSchemeListsTheKnownOnes) {
   JoinStoreOptions o;
   o.url = "redis://x";
   try {
@@ -157,6 +240,22 @@ TEST_P(JoinStoreTest, AnUnknownSchemeListsTheKnownOnes) {
     EXPECT_NE(std::string(e.what()).find("registered schemes: postgres, postgresql, sqlite"),
               std::string::npos)
         << e.what();
+  }
+}
+
+TEST(JoinStoreRegistry, AnUnreachablePostgresIsAConfigErrorWithTheRedactedUrl) {
+  JoinStoreOptions o;
+  o.url = "postgresql://asya:s3cret@127.0.0.1:1/none?connect_timeout=2";
+  try {
+    make_join_store(o);
+    FAIL() << "no error";
+  } catch (const ConfigError& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("ASYA_JOIN_STORE: cannot connect to the join store: PostgreSQL "
+                        "postgresql://asya:***@127.0.0.1:1/none"),
+              std::string::npos)
+        << what;
+    EXPECT_EQ(what.find("s3cret"), std::string::npos) << what;
   }
 }
 

@@ -1,86 +1,59 @@
-// The PostgreSQL join store (join_store.hpp): ASYA_JOIN_STORE=postgresql://... (or postgres://),
-// for join replicas on several hosts. One libpq connection per store object, used under a mutex.
-// A group's row is locked with SELECT ... FOR UPDATE while a branch is stored, so deciding
-// completion is serialised per group across replicas; claim() takes decided groups with FOR UPDATE
-// SKIP LOCKED, so replicas never wait for each other's claims. read_branches() streams rows
-// (single-row mode), never the whole group at once. Same tables and states as the SQLite store.
+// The PostgreSQL join store (join_store.hpp), ASYA_JOIN_STORE=postgresql://...: for join actors
+// whose replicas run on several hosts. One connection per store object (common/postgres), used
+// under a mutex; replicas and hosts are serialised by PostgreSQL's row locks:
+//   - put_branch() locks its group's row first (an upsert), so two replicas storing the last two
+//     branches of a group at once decide it exactly once;
+//   - claim() picks a decided group with FOR UPDATE SKIP LOCKED, so replicas claim different
+//     groups without waiting for each other; leases are measured by the database's clock, so the
+//     hosts' clocks need not agree (timeouts use the caller's `now`, as the interface says);
+//   - read_branches() streams rows in libpq's single-row mode: a 100,000-branch group is never
+//     in memory at once.
+// The schema (the same tables as SQLite's, prefixed asya_) is created on open under an advisory
+// lock, so replicas starting together do not race. A connection found broken is re-established
+// once at the start of the next operation; the operation that found it broken returns its error
+// (nothing was changed: every write is one transaction).
 #include <fmt/format.h>
-#include <libpq-fe.h>
 
 #include <mutex>
-#include <vector>
 
+#include "common/postgres/connection.hpp"
 #include "sidecar/join/join_store.hpp"
 
 namespace asya::sidecar::join {
 namespace {
 
 using Clock = std::chrono::system_clock;
+using postgres::PgResult;
 
 std::int64_t to_ms(Clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
 }
 
 constexpr const char* kSchema = R"sql(
-SELECT pg_advisory_xact_lock(7261737962);
+SELECT pg_advisory_xact_lock(7261737962);  -- not the gateway's 7261737961
 CREATE TABLE IF NOT EXISTS asya_join_groups(
-  group_id TEXT PRIMARY KEY, actor TEXT NOT NULL, count BIGINT NOT NULL,
-  stored BIGINT NOT NULL DEFAULT 0,
-  head TEXT NOT NULL, expires_ms BIGINT, state INT NOT NULL DEFAULT 0, reason INT,
+  group_id TEXT PRIMARY KEY, count BIGINT NOT NULL, stored BIGINT NOT NULL DEFAULT 0,
+  head TEXT NOT NULL, expires_ms BIGINT, state SMALLINT NOT NULL DEFAULT 0, reason SMALLINT,
   owner TEXT, lease_until_ms BIGINT NOT NULL DEFAULT 0, decided_ms BIGINT);
 CREATE INDEX IF NOT EXISTS asya_join_groups_by_state ON asya_join_groups(state, expires_ms);
-CREATE INDEX IF NOT EXISTS asya_join_groups_by_actor
-  ON asya_join_groups(actor, state, lease_until_ms);
 CREATE TABLE IF NOT EXISTS asya_join_branches(
   group_id TEXT NOT NULL, idx BIGINT NOT NULL, failed BOOLEAN NOT NULL, payload TEXT NOT NULL,
   PRIMARY KEY(group_id, idx));
 )sql";
 
-class PgResult {
- public:
-  explicit PgResult(PGresult* result) : result_(result) {}
-  ~PgResult() { PQclear(result_); }
-  PgResult(const PgResult&) = delete;
-  PgResult& operator=(const PgResult&) = delete;
-  bool ok() const {
-    auto status = PQresultStatus(result_);
-    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK || status == PGRES_SINGLE_TUPLE;
-  }
-  int rows() const { return PQntuples(result_); }
-  std::int64_t integer(int row, int column) const {
-    return std::strtoll(PQgetvalue(result_, row, column), nullptr, 10);
-  }
-  std::string_view text(int row, int column) const {
-    return {PQgetvalue(result_, row, column),
-            static_cast<std::size_t>(PQgetlength(result_, row, column))};
-  }
-  bool null(int row, int column) const { return PQgetisnull(result_, row, column) != 0; }
-  std::int64_t affected() const { return std::strtoll(PQcmdTuples(result_), nullptr, 10); }
-  PGresult* get() const { return result_; }
-
- private:
-  PGresult* result_;
-};
-
-// Parameters as text (NULL for nullopt).
-using Param = std::optional<std::string>;
+// The database's clock in milliseconds since the epoch (leases).
+#define ASYA_DB_NOW_MS "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 class PostgresJoinStore final : public JoinStore {
  public:
-  PostgresJoinStore(std::string url, const JoinStoreOptions& options)
-      : url_(std::move(url)), retention_(options.tombstone_retention) {
-    connection_ = PQconnectdb(url_.c_str());
-    if (PQstatus(connection_) != CONNECTION_OK) {
-      std::string why = PQerrorMessage(connection_);
-      PQfinish(connection_);
-      connection_ = nullptr;
-      throw ConfigError(fmt::format("ASYA_JOIN_STORE: cannot connect to PostgreSQL {}: {}",
-                                    redacted(), trim(why)));
-    }
-    Status st = transaction([&] { return script(kSchema, "create the join tables"); });
-    if (!st) throw ConfigError("ASYA_JOIN_STORE: " + st.message());
+  explicit PostgresJoinStore(const JoinStoreOptions& options)
+      : db_(options.url), retention_(options.tombstone_retention) {
+    if (!db_.connected())
+      throw ConfigError(
+          fmt::format("ASYA_JOIN_STORE: cannot connect to the join store: {}", db_.error()));
+    Status st = transaction([&] { return db_.script("create the join tables", kSchema); });
+    if (!st) throw ConfigError(fmt::format("ASYA_JOIN_STORE: {}", st.message()));
   }
-  ~PostgresJoinStore() override { PQfinish(connection_); }
 
   std::string_view name() const override { return "postgresql"; }
 
@@ -88,23 +61,21 @@ class PostgresJoinStore final : public JoinStore {
     std::lock_guard lock(mutex_);
     PutResult result;
     Status st = transaction([&]() -> Status {
-      auto inserted = exec(
-          "insert group",
-          "INSERT INTO asya_join_groups(group_id, count, head, expires_ms, actor) "
-          "VALUES($1,$2,$3,$4,$5) ON CONFLICT (group_id) DO NOTHING",
-          {b.group, std::to_string(b.count), std::string(b.head),
-           b.timeout.count() > 0 ? Param(std::to_string(to_ms(Clock::now()) + b.timeout.count()))
-                                 : Param(),
-           b.actor});
-      if (!inserted) return inserted.error();
-      auto group = exec("lock group",
-                        "SELECT count, stored, state FROM asya_join_groups WHERE group_id = $1 "
-                        "FOR UPDATE",
-                        {b.group});
+      // Insert the group or lock the existing row (DO UPDATE takes the row lock and returns the
+      // row as committed by whoever held it before): one round trip, and every later step of
+      // this transaction runs alone for this group.
+      auto group = db_.run(
+          "store the group",
+          "INSERT INTO asya_join_groups(group_id, count, head, expires_ms) VALUES($1, $2, $3, $4) "
+          "ON CONFLICT (group_id) DO UPDATE SET group_id = EXCLUDED.group_id "
+          "RETURNING count, stored, state",
+          {b.group, static_cast<std::int64_t>(b.count), b.head,
+           b.timeout.count() > 0 ? postgres::Param(to_ms(Clock::now()) + b.timeout.count())
+                                 : postgres::Param(nullptr)});
       if (!group) return group.error();
-      const auto count = static_cast<std::size_t>((*group)->integer(0, 0));
-      auto stored = static_cast<std::size_t>((*group)->integer(0, 1));
-      if ((*group)->integer(0, 2) != 0) {
+      const auto count = static_cast<std::size_t>(group->integer(0, 0));
+      const auto stored = static_cast<std::size_t>(group->integer(0, 1));
+      if (group->integer(0, 2) != 0) {
         result = {PutOutcome::kAlreadyJoined, stored, count};
         return Status::Ok();
       }
@@ -114,26 +85,26 @@ class PostgresJoinStore final : public JoinStore {
       if (b.index >= count)
         return Error{
             fmt::format("group {}: index {} is not below count {}", b.group, b.index, count)};
-      auto branch = exec(
-          "insert branch",
-          "INSERT INTO asya_join_branches(group_id, idx, failed, payload) "
-          "VALUES($1,$2,$3,$4) ON CONFLICT DO NOTHING",
-          {b.group, std::to_string(b.index), b.failed ? "true" : "false", std::string(b.payload)});
-      if (!branch) return branch.error();
-      if ((*branch)->affected() == 0) {
+      // The branch, and the group's tally only when the branch is new.
+      auto counted =
+          db_.run("store the branch",
+                  "WITH added AS (INSERT INTO asya_join_branches(group_id, idx, failed, payload) "
+                  "VALUES($1, $2, $3::integer <> 0, $4) ON CONFLICT DO NOTHING RETURNING 1) "
+                  "UPDATE asya_join_groups SET stored = stored + 1, "
+                  "state = CASE WHEN stored + 1 = count THEN 1 ELSE 0 END, "
+                  "reason = CASE WHEN stored + 1 = count THEN 0 END, "
+                  "decided_ms = CASE WHEN stored + 1 = count THEN $5::bigint END "
+                  "WHERE group_id = $1 AND EXISTS (SELECT 1 FROM added) RETURNING stored, state",
+                  {b.group, static_cast<std::int64_t>(b.index), std::int64_t{b.failed ? 1 : 0},
+                   b.payload, to_ms(Clock::now())});
+      if (!counted) return counted.error();
+      if (counted->rows() == 0) {
         result = {PutOutcome::kDuplicate, stored, count};
         return Status::Ok();
       }
-      ++stored;
-      const bool complete = stored == count;
-      auto update = exec(
-          "update group",
-          "UPDATE asya_join_groups SET stored = $2, state = $3, reason = $4, "
-          "decided_ms = $5 WHERE group_id = $1",
-          {b.group, std::to_string(stored), complete ? "1" : "0", complete ? Param("0") : Param(),
-           complete ? Param(std::to_string(to_ms(Clock::now()))) : Param()});
-      if (!update) return update.error();
-      result = {complete ? PutOutcome::kCompleted : PutOutcome::kStored, stored, count};
+      const bool complete = counted->integer(0, 1) == 1;
+      result = {complete ? PutOutcome::kCompleted : PutOutcome::kStored,
+                static_cast<std::size_t>(counted->integer(0, 0)), count};
       return Status::Ok();
     });
     if (!st) return st.error();
@@ -144,57 +115,60 @@ class PostgresJoinStore final : public JoinStore {
     std::lock_guard lock(mutex_);
     std::size_t expired = 0;
     Status st = transaction([&]() -> Status {
-      auto update = exec("expire groups",
-                         "UPDATE asya_join_groups SET state = 1, reason = 1, decided_ms = $1 "
-                         "WHERE state = 0 AND expires_ms IS NOT NULL AND expires_ms <= $1",
-                         {std::to_string(to_ms(now))});
+      auto update = db_.run("expire groups",
+                            "UPDATE asya_join_groups SET state = 1, reason = 1, decided_ms = $1 "
+                            "WHERE state = 0 AND expires_ms IS NOT NULL AND expires_ms <= $1",
+                            {to_ms(now)});
       if (!update) return update.error();
-      expired = static_cast<std::size_t>((*update)->affected());
-      auto gc = exec("remove old tombstones",
-                     "DELETE FROM asya_join_groups WHERE state = 2 AND decided_ms < $1",
-                     {std::to_string(to_ms(now - retention_))});
+      expired = static_cast<std::size_t>(update->changed());
+      auto gc = db_.run("remove old tombstones",
+                        "DELETE FROM asya_join_groups WHERE state = 2 AND decided_ms < $1",
+                        {to_ms(now - retention_)});
       return gc ? Status::Ok() : Status(gc.error());
     });
     if (!st) return st.error();
     return expired;
   }
 
-  Result<std::optional<ClaimedGroup>> claim(std::string_view actor, std::string_view owner,
+  Result<std::optional<ClaimedGroup>> claim(std::string_view owner,
                                             std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
     std::optional<ClaimedGroup> claimed;
     Status st = transaction([&]() -> Status {
-      const std::int64_t now = to_ms(Clock::now());
-      auto pick = exec("pick decided group",
-                       "SELECT group_id, reason, count, head FROM asya_join_groups "
-                       "WHERE actor = $2 AND state = 1 AND lease_until_ms <= $1 "
-                       "LIMIT 1 FOR UPDATE SKIP LOCKED",
-                       {std::to_string(now), std::string(actor)});
-      if (!pick) return pick.error();
-      if ((*pick)->rows() == 0) return Status::Ok();
+      auto picked =
+          db_.run("claim a decided group",
+                  "UPDATE asya_join_groups SET owner = $1, lease_until_ms = " ASYA_DB_NOW_MS
+                  " + $2 "
+                  "WHERE group_id = (SELECT group_id FROM asya_join_groups WHERE state = 1 "
+                  "AND lease_until_ms <= " ASYA_DB_NOW_MS
+                  " ORDER BY decided_ms LIMIT 1 "
+                  "FOR UPDATE SKIP LOCKED) RETURNING group_id, reason, count, head",
+                  {owner, static_cast<std::int64_t>(lease.count())});
+      if (!picked) return picked.error();
+      if (picked->rows() == 0) return Status::Ok();
       ClaimedGroup g;
-      g.group = std::string((*pick)->text(0, 0));
-      g.reason = (*pick)->integer(0, 1) == 1 ? DecidedBecause::kTimeout : DecidedBecause::kComplete;
-      g.count = static_cast<std::size_t>((*pick)->integer(0, 2));
-      g.head = std::string((*pick)->text(0, 3));
-      auto leased = exec("lease decided group",
-                         "UPDATE asya_join_groups SET owner = $2, lease_until_ms = $3 "
-                         "WHERE group_id = $1",
-                         {g.group, std::string(owner), std::to_string(now + lease.count())});
-      if (!leased) return leased.error();
-      auto indexes = exec("read branch indexes",
-                          "SELECT idx, failed FROM asya_join_branches WHERE group_id = $1 "
-                          "ORDER BY idx",
-                          {g.group});
-      if (!indexes) return indexes.error();
-      std::size_t expected = 0;
-      for (int r = 0; r < (*indexes)->rows(); ++r) {
-        auto idx = static_cast<std::size_t>((*indexes)->integer(r, 0));
-        for (; expected < idx; ++expected) g.missing.push_back(expected);
-        expected = idx + 1;
-        if ((*indexes)->text(r, 1) == "t") g.failed.push_back(idx);
+      g.group = std::string(picked->text(0, 0));
+      g.reason = picked->integer(0, 1) == 1 ? DecidedBecause::kTimeout : DecidedBecause::kComplete;
+      g.count = static_cast<std::size_t>(picked->integer(0, 2));
+      g.head = std::string(picked->text(0, 3));
+      // Only the failed and the missing indexes travel (not one row per branch).
+      auto failed = db_.run("read failed branch indexes",
+                            "SELECT idx FROM asya_join_branches WHERE group_id = $1 AND failed "
+                            "ORDER BY idx",
+                            {g.group});
+      if (!failed) return failed.error();
+      for (int r = 0; r < failed->rows(); ++r)
+        g.failed.push_back(static_cast<std::size_t>(failed->integer(r, 0)));
+      if (g.reason == DecidedBecause::kTimeout) {
+        auto missing = db_.run(
+            "read missing branch indexes",
+            "SELECT i FROM generate_series(0, $2::bigint - 1) AS i WHERE NOT EXISTS (SELECT 1 "
+            "FROM asya_join_branches WHERE group_id = $1 AND idx = i) ORDER BY i",
+            {g.group, static_cast<std::int64_t>(g.count)});
+        if (!missing) return missing.error();
+        for (int r = 0; r < missing->rows(); ++r)
+          g.missing.push_back(static_cast<std::size_t>(missing->integer(r, 0)));
       }
-      for (; expected < g.count; ++expected) g.missing.push_back(expected);
       claimed = std::move(g);
       return Status::Ok();
     });
@@ -206,38 +180,42 @@ class PostgresJoinStore final : public JoinStore {
       std::string_view group,
       const std::function<Status(std::size_t, bool, std::string_view)>& each) override {
     std::lock_guard lock(mutex_);
-    const std::string g(group);
-    const char* values[] = {g.c_str()};
-    if (!PQsendQueryParams(connection_,
+    reconnect_if_broken();
+    const std::string group_text(group);
+    const char* values[] = {group_text.c_str()};
+    if (!PQsendQueryParams(db_.get(),
                            "SELECT idx, failed, payload FROM asya_join_branches "
                            "WHERE group_id = $1 ORDER BY idx",
                            1, nullptr, values, nullptr, nullptr, 0) ||
-        !PQsetSingleRowMode(connection_))
-      return Error{fmt::format("PostgreSQL join store: read branches failed: {}",
-                               trim(PQerrorMessage(connection_)))};
-    // Every result must be consumed before the connection can be used again, also after an error.
-    Status status = Status::Ok();
-    while (PGresult* raw = PQgetResult(connection_)) {
+        !PQsetSingleRowMode(db_.get()))
+      return Error{fmt::format("{} (read branches of group {})", db_.error(), group)};
+    // Every result is read to the end, also after an error, so the connection stays usable.
+    Status outcome;
+    while (PGresult* raw = PQgetResult(db_.get())) {
       PgResult row(raw);
+      if (!outcome) continue;
       if (!row.ok()) {
-        if (status) status = Error{"PostgreSQL join store: read branches failed: " + error_of(row)};
+        outcome = Error{db_.error_of(row, fmt::format("read branches of group {}", group))};
         continue;
       }
-      if (!status || PQresultStatus(raw) != PGRES_SINGLE_TUPLE) continue;
-      status =
-          each(static_cast<std::size_t>(row.integer(0, 0)), row.text(0, 1) == "t", row.text(0, 2));
+      for (int r = 0; r < row.rows(); ++r) {
+        outcome = each(static_cast<std::size_t>(row.integer(r, 0)), row.text(r, 1) == "t",
+                       row.text(r, 2));
+        if (!outcome) break;
+      }
     }
-    return status;
+    return outcome;
   }
 
   Status release(std::string_view group, std::string_view owner,
                  std::chrono::milliseconds retry_after) override {
     std::lock_guard lock(mutex_);
-    auto update = exec("release group",
-                       "UPDATE asya_join_groups SET lease_until_ms = $3 "
-                       "WHERE group_id = $1 AND state = 1 AND owner = $2",
-                       {std::string(group), std::string(owner),
-                        std::to_string(to_ms(Clock::now()) + retry_after.count())});
+    reconnect_if_broken();
+    auto update = db_.run("release the group",
+                          "UPDATE asya_join_groups SET lease_until_ms = " ASYA_DB_NOW_MS
+                          " + $3 "
+                          "WHERE group_id = $1 AND state = 1 AND owner = $2",
+                          {group, owner, static_cast<std::int64_t>(retry_after.count())});
     return update ? Status::Ok() : Status(update.error());
   }
 
@@ -245,16 +223,15 @@ class PostgresJoinStore final : public JoinStore {
     std::lock_guard lock(mutex_);
     bool finished = false;
     Status st = transaction([&]() -> Status {
-      auto done =
-          exec("finish group",
-               "UPDATE asya_join_groups SET state = 2, head = '', decided_ms = $3 "
-               "WHERE group_id = $1 AND state = 1 AND owner = $2",
-               {std::string(group), std::string(owner), std::to_string(to_ms(Clock::now()))});
+      auto done = db_.run("finish the group",
+                          "UPDATE asya_join_groups SET state = 2, head = '', decided_ms = $3 "
+                          "WHERE group_id = $1 AND state = 1 AND owner = $2",
+                          {group, owner, to_ms(Clock::now())});
       if (!done) return done.error();
-      finished = (*done)->affected() > 0;
+      finished = done->changed() > 0;
       if (!finished) return Status::Ok();
-      auto drop = exec("delete branches", "DELETE FROM asya_join_branches WHERE group_id = $1",
-                       {std::string(group)});
+      auto drop = db_.run("delete the group's branches",
+                          "DELETE FROM asya_join_branches WHERE group_id = $1", {group});
       return drop ? Status::Ok() : Status(drop.error());
     });
     if (!st) return st.error();
@@ -263,75 +240,39 @@ class PostgresJoinStore final : public JoinStore {
 
   Result<Counts> counts() override {
     std::lock_guard lock(mutex_);
-    auto q = exec("count groups",
-                  "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1) "
-                  "FROM asya_join_groups",
-                  {});
+    reconnect_if_broken();
+    auto q = db_.run("count groups",
+                     "SELECT count(*) FILTER (WHERE state = 0), count(*) FILTER (WHERE state = 1) "
+                     "FROM asya_join_groups");
     if (!q) return q.error();
-    return Counts{(*q)->integer(0, 0), (*q)->integer(0, 1)};
+    return Counts{q->integer(0, 0), q->integer(0, 1)};
   }
 
  private:
-  static std::string trim(std::string text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    return text;
+  void reconnect_if_broken() {
+    if (PQstatus(db_.get()) == CONNECTION_BAD) db_.reset();
   }
-  std::string redacted() const {
-    // postgresql://user:secret@host/db -> postgresql://user:***@host/db
-    std::string out = url_;
-    auto scheme = out.find("://");
-    auto at = out.find('@');
-    if (scheme != std::string::npos && at != std::string::npos) {
-      auto colon = out.find(':', scheme + 3);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-    }
-    return out;
-  }
-  std::string error_of(const PgResult& result) const {
-    const char* message = PQresultErrorMessage(result.get());
-    return trim(message && *message ? message : PQerrorMessage(connection_));
-  }
-  Result<std::shared_ptr<PgResult>> exec(std::string_view what, const char* sql,
-                                         const std::vector<Param>& params) {
-    std::vector<const char*> values;
-    for (const Param& p : params) values.push_back(p ? p->c_str() : nullptr);
-    auto result =
-        std::make_shared<PgResult>(PQexecParams(connection_, sql, static_cast<int>(values.size()),
-                                                nullptr, values.data(), nullptr, nullptr, 0));
-    if (!result->ok())
-      return Error{fmt::format("PostgreSQL join store {}: {} failed: {}", redacted(), what,
-                               error_of(*result))};
-    return result;
-  }
-  Status script(const char* sql, std::string_view what) {
-    PgResult result(PQexec(connection_, sql));
-    if (!result.ok())
-      return Error{fmt::format("PostgreSQL join store {}: {} failed: {}", redacted(), what,
-                               error_of(result))};
-    return Status::Ok();
-  }
-  // Runs `body` between BEGIN and COMMIT (ROLLBACK when it fails); a connection found broken is
-  // re-established once before BEGIN.
+  // Runs `body` in BEGIN ... COMMIT; rolls back when it (or the commit) fails. Called with
+  // mutex_ held.
   template <typename Body>
   Status transaction(Body&& body) {
-    if (PQstatus(connection_) == CONNECTION_BAD) PQreset(connection_);
-    if (Status st = script("BEGIN", "begin"); !st) return st;
+    reconnect_if_broken();
+    if (Status st = db_.script("begin a transaction", "BEGIN"); !st) return st;
     Status st = body();
-    if (st) st = script("COMMIT", "commit");
-    if (!st) (void)script("ROLLBACK", "rollback");  // the failure reported is the first one
+    if (st) st = db_.script("commit", "COMMIT");
+    if (!st) (void)db_.script("roll back", "ROLLBACK");  // the failure reported is the first one
     return st;
   }
 
   std::mutex mutex_;
-  PGconn* connection_ = nullptr;
-  std::string url_;
+  postgres::Connection db_;
   std::chrono::hours retention_;
 };
 
 }  // namespace
 
 std::unique_ptr<JoinStore> make_postgres_join_store(const JoinStoreOptions& options) {
-  return std::make_unique<PostgresJoinStore>(options.url, options);
+  return std::make_unique<PostgresJoinStore>(options);
 }
 
 }  // namespace asya::sidecar::join

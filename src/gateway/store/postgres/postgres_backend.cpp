@@ -14,6 +14,7 @@
 
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "common/postgres/connection.hpp"
 #include "gateway/store/backend.hpp"
 #include "gateway/store/transaction_group.hpp"
 
@@ -29,26 +30,7 @@ const SqlDialect kPostgres{
     "SELECT pg_advisory_xact_lock(7261737961)",
 };
 
-// Owns a PGresult.
-class PgResult {
- public:
-  explicit PgResult(PGresult* result) : result_(result) {}
-  ~PgResult() { PQclear(result_); }
-  PgResult(const PgResult&) = delete;
-  PgResult& operator=(const PgResult&) = delete;
-  PGresult* get() const { return result_; }
-  bool ok() const {
-    auto status = PQresultStatus(result_);
-    return status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK;
-  }
-  int rows() const { return PQntuples(result_); }
-  std::string text(int row, int column) const {
-    return std::string(PQgetvalue(result_, row, column), PQgetlength(result_, row, column));
-  }
-
- private:
-  PGresult* result_;
-};
+using postgres::PgResult;
 
 class PostgresBackend final : public StorageBackend {
  public:
@@ -59,7 +41,7 @@ class PostgresBackend final : public StorageBackend {
       PQfinish(connection_);
       connection_ = nullptr;
       throw ConfigError("job store: cannot connect to PostgreSQL (ASYA_DATABASE_URL=" + redacted() +
-                        "): " + trim(why));
+                        "): " + trim(why.c_str()));
     }
     Status migrated = migrate("PostgreSQL " + redacted());
     if (!migrated.ok()) throw ConfigError("job store: " + migrated.message());
@@ -98,7 +80,7 @@ class PostgresBackend final : public StorageBackend {
     int columns = PQnfields(result.get());
     for (int r = 0; r < result.rows(); ++r) {
       rows[r].reserve(columns);
-      for (int c = 0; c < columns; ++c) rows[r].push_back(result.text(r, c));
+      for (int c = 0; c < columns; ++c) rows[r].emplace_back(result.text(r, c));
     }
     return rows;
   }
@@ -133,22 +115,8 @@ class PostgresBackend final : public StorageBackend {
   }
 
  private:
-  static std::string trim(std::string text) {
-    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
-    return text;
-  }
-
-  // The URL without its password, for messages.
-  std::string redacted() const {
-    std::string out = url_;
-    auto scheme = out.find("://");
-    auto at = out.find('@');
-    if (scheme != std::string::npos && at != std::string::npos && at > scheme) {
-      auto colon = out.find(':', scheme + 3);
-      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-    }
-    return out;
-  }
+  static std::string trim(const char* message) { return postgres::trimmed(message); }
+  std::string redacted() const { return postgres::redacted(url_); }
 
   std::string error_of(const PgResult& result, const std::string& what) {
     return "PostgreSQL " + redacted() + ": " + what + ": " +
