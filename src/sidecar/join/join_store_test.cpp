@@ -190,7 +190,7 @@ TEST_P(JoinStoreTest, ReplicasStoringBranchesAtOnceDecideEachGroupExactlyOnce) {
     threads.emplace_back([&, r] {
       const std::string owner = "r" + std::to_string(r);
       while (true) {
-        auto c = replicas[r]->claim(owner, 1min);
+        auto c = replicas[r]->claim("j", owner, 1min);
         if (!c || !c->has_value()) break;
         std::string seen;
         EXPECT_TRUE(
@@ -224,7 +224,7 @@ TEST_P(JoinStoreTest, ACallbackErrorStopsReadingAndTheStoreStaysUsable) {
   });
   EXPECT_EQ(st.message(), "enough");
   EXPECT_EQ(calls, 10u);
-  auto claimed = store->claim("me", 1min);
+  auto claimed = store->claim("j", "me", 1min);
   ASSERT_TRUE(claimed.ok()) << claimed.error().message;
   ASSERT_TRUE(claimed->has_value());
   EXPECT_EQ((*claimed)->group, g("s"));

@@ -35,7 +35,10 @@ CREATE TABLE IF NOT EXISTS asya_join_groups(
   group_id TEXT PRIMARY KEY, count BIGINT NOT NULL, stored BIGINT NOT NULL DEFAULT 0,
   head TEXT NOT NULL, expires_ms BIGINT, state SMALLINT NOT NULL DEFAULT 0, reason SMALLINT,
   owner TEXT, lease_until_ms BIGINT NOT NULL DEFAULT 0, decided_ms BIGINT);
+ALTER TABLE asya_join_groups ADD COLUMN IF NOT EXISTS actor TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS asya_join_groups_by_state ON asya_join_groups(state, expires_ms);
+CREATE INDEX IF NOT EXISTS asya_join_groups_by_actor
+  ON asya_join_groups(actor, state, lease_until_ms);
 CREATE TABLE IF NOT EXISTS asya_join_branches(
   group_id TEXT NOT NULL, idx BIGINT NOT NULL, failed BOOLEAN NOT NULL, payload TEXT NOT NULL,
   PRIMARY KEY(group_id, idx));
@@ -64,14 +67,16 @@ class PostgresJoinStore final : public JoinStore {
       // Insert the group or lock the existing row (DO UPDATE takes the row lock and returns the
       // row as committed by whoever held it before): one round trip, and every later step of
       // this transaction runs alone for this group.
-      auto group = db_.run(
-          "store the group",
-          "INSERT INTO asya_join_groups(group_id, count, head, expires_ms) VALUES($1, $2, $3, $4) "
-          "ON CONFLICT (group_id) DO UPDATE SET group_id = EXCLUDED.group_id "
-          "RETURNING count, stored, state",
-          {b.group, static_cast<std::int64_t>(b.count), b.head,
-           b.timeout.count() > 0 ? postgres::Param(to_ms(Clock::now()) + b.timeout.count())
-                                 : postgres::Param(nullptr)});
+      auto group =
+          db_.run("store the group",
+                  "INSERT INTO asya_join_groups(group_id, count, head, expires_ms, actor) "
+                  "VALUES($1, $2, $3, $4, $5) "
+                  "ON CONFLICT (group_id) DO UPDATE SET group_id = EXCLUDED.group_id "
+                  "RETURNING count, stored, state",
+                  {b.group, static_cast<std::int64_t>(b.count), b.head,
+                   b.timeout.count() > 0 ? postgres::Param(to_ms(Clock::now()) + b.timeout.count())
+                                         : postgres::Param(nullptr),
+                   b.actor});
       if (!group) return group.error();
       const auto count = static_cast<std::size_t>(group->integer(0, 0));
       const auto stored = static_cast<std::size_t>(group->integer(0, 1));
@@ -130,20 +135,20 @@ class PostgresJoinStore final : public JoinStore {
     return expired;
   }
 
-  Result<std::optional<ClaimedGroup>> claim(std::string_view owner,
+  Result<std::optional<ClaimedGroup>> claim(std::string_view actor, std::string_view owner,
                                             std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
     std::optional<ClaimedGroup> claimed;
     Status st = transaction([&]() -> Status {
-      auto picked =
-          db_.run("claim a decided group",
-                  "UPDATE asya_join_groups SET owner = $1, lease_until_ms = " ASYA_DB_NOW_MS
-                  " + $2 "
-                  "WHERE group_id = (SELECT group_id FROM asya_join_groups WHERE state = 1 "
-                  "AND lease_until_ms <= " ASYA_DB_NOW_MS
-                  " ORDER BY decided_ms LIMIT 1 "
-                  "FOR UPDATE SKIP LOCKED) RETURNING group_id, reason, count, head",
-                  {owner, static_cast<std::int64_t>(lease.count())});
+      auto picked = db_.run(
+          "claim a decided group",
+          "UPDATE asya_join_groups SET owner = $1, lease_until_ms = " ASYA_DB_NOW_MS
+          " + $2 "
+          "WHERE group_id = (SELECT group_id FROM asya_join_groups WHERE actor = $3 AND state = 1 "
+          "AND lease_until_ms <= " ASYA_DB_NOW_MS
+          " ORDER BY decided_ms LIMIT 1 "
+          "FOR UPDATE SKIP LOCKED) RETURNING group_id, reason, count, head",
+          {owner, static_cast<std::int64_t>(lease.count()), actor});
       if (!picked) return picked.error();
       if (picked->rows() == 0) return Status::Ok();
       ClaimedGroup g;
