@@ -8,6 +8,7 @@
 #include <string>
 
 #include "common/env.hpp"
+#include "payload/settings.hpp"
 
 namespace asya::sidecar {
 
@@ -45,6 +46,9 @@ struct Config {
   // it (however long the runtime works), so it bounds how long the messages of a killed sidecar
   // stay invisible. Default kActorVisibility, kEndActorVisibility for end actors.
   std::chrono::milliseconds visibility_timeout{std::chrono::seconds(30)};
+  // ASYA_PAYLOAD_STORE, ASYA_PAYLOAD_THRESHOLD, ...: large payloads by reference (off when the
+  // store is unset; sidecar/payload_ref.hpp).
+  payload::Settings payload;
 
   // Full queue names (prefix included).
   std::string input_queue() const { return queue_prefix + actor_name; }

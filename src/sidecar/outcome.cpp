@@ -38,6 +38,8 @@ std::string_view label(FailureCode code) {
       return "message_too_large";
     case FailureCode::kCancelled:
       return "cancelled";
+    case FailureCode::kPayloadUnavailable:
+      return "payload_unavailable";
     case FailureCode::kProcessingError:
       return "processing_error";
     case FailureCode::kConnectionError:
@@ -48,6 +50,8 @@ std::string_view label(FailureCode code) {
       return "send_failed";
     case FailureCode::kDeliveryLost:
       return "delivery_lost";
+    case FailureCode::kPayloadStoreError:
+      return "payload_store_error";
     case FailureCode::kOther:
       return "other";
   }

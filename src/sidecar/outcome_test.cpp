@@ -33,11 +33,13 @@ const std::vector<std::pair<FailureCode, std::string>> kFailures = {
     {FailureCode::kMaxDeliveriesExceeded, "max_deliveries_exceeded"},
     {FailureCode::kMessageTooLarge, "message_too_large"},
     {FailureCode::kCancelled, "cancelled"},
+    {FailureCode::kPayloadUnavailable, "payload_unavailable"},
     {FailureCode::kProcessingError, "processing_error"},
     {FailureCode::kConnectionError, "connection_error"},
     {FailureCode::kResultStoreError, "result_store_error"},
     {FailureCode::kSendFailed, "send_failed"},
     {FailureCode::kDeliveryLost, "delivery_lost"},
+    {FailureCode::kPayloadStoreError, "payload_store_error"},
     {FailureCode::kOther, "other"},
 };
 

@@ -20,6 +20,7 @@
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
 #include "sidecar/metrics.hpp"
+#include "sidecar/payload_ref.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "wire/runtime_client.hpp"
@@ -138,6 +139,8 @@ class Runner {
   std::unique_ptr<ResultStore> store_;
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
+  std::unique_ptr<PayloadReferences> payloads_;      // ASYA_PAYLOAD_STORE set
+  std::unique_ptr<PayloadSweeper> payload_sweeper_;  // end actors with a payload store
   StopState stop_;
   StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -176,10 +179,17 @@ int Runner::run() {
   ro.max_message_bytes = std::min(config_.max_message_bytes, transport_->max_message_bytes());
   router_.emplace(ro);
 
+  if (config_.payload.enabled())
+    payloads_ = std::make_unique<PayloadReferences>(payload::open_store(config_.payload),
+                                                    config_.payload.threshold_bytes);
   if (config_.is_end_actor) {
     store_ = make_result_store(config_.result_store);
-    end_actor_.emplace(config_.actor_name, config_.is_error_end(), *store_,
-                       [this](int count) { return router_->backoff(count); });
+    end_actor_.emplace(
+        config_.actor_name, config_.is_error_end(), *store_,
+        [this](int count) { return router_->backoff(count); }, payloads_.get());
+    if (payloads_)
+      payload_sweeper_ = std::make_unique<PayloadSweeper>(
+          payloads_->store(), config_.payload.policy, config_.payload.sweep_interval);
   }
   if (!config_.gateway_url.empty()) {
     GatewayReporterOptions go;
@@ -399,8 +409,24 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                               wire::RuntimeClient& client, wire::FrameBuffer& scratch,
                               bool tracked) {
+  // A payload reference is resolved here, so the runtime gets the real payload; large outputs
+  // become references again in after_runtime (sidecar/payload_ref.hpp).
+  std::string_view request = delivery.body;
+  PayloadReferences::Input input;
+  std::optional<PayloadReferences::Outputs> offload;
+  if (payloads_) {
+    input = payloads_->resolve(in, delivery.body);
+    if (input.status == PayloadReferences::InputStatus::kUnavailable ||
+        input.status == PayloadReferences::InputStatus::kStoreError) {
+      spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
+      return unresolved_decision(*router_, in, delivery, input);
+    }
+    if (input.status == PayloadReferences::InputStatus::kResolved) request = input.body;
+    offload.emplace(*payloads_, in.id, input.reference);
+  }
   auto call_started = Clock::now();
-  wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
+  wire::CallResult call = client.call(request, scratch, config_.runtime_timeout);
+  std::string().swap(input.body);  // the resolved request is not needed any more
   double runtime_seconds = seconds_since(call_started);
   metrics_.runtime_duration(runtime_seconds);
   if (!call.notice.empty()) {
@@ -411,7 +437,8 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
     metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
   }
   Decision decision =
-      router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+      router_->after_runtime(in, delivery, call, scratch.view(),
+                             /*response_padded=*/true, offload ? &*offload : nullptr);
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
     metrics_.runtime_error(decision.failure.label());
