@@ -126,6 +126,10 @@ Result<SweepReport> sweep(PayloadStore& store, const SweepPolicy& policy, TimePo
   }
   for (const auto& r : *releases)
     if (old(r.modified, policy.orphan_age) && store.remove(r.key)) ++report.records_deleted;
+  // Temporaries of puts cut short by a crash (the file store writes them under tmp/).
+  if (auto temporaries = store.list("tmp/"))
+    for (const auto& t : *temporaries)
+      if (old(t.modified, policy.orphan_age) && store.remove(t.key)) ++report.records_deleted;
   return report;
 }
 

@@ -9,6 +9,7 @@
 //     redelivery after a release holds the object again);
 //   - a release released/<id-hash> is written by the end actor once the final envelope of id is
 //     stored (with the payload resolved into the result), when the id holds anything;
+//   - sweep() also removes temporaries of puts cut short by a crash (tmp/) after `orphan_age`;
 //   - sweep() deletes an object when every hold on it is older than the release of its envelope
 //     and that release is older than `grace`, or when the object (or every hold on it) is older
 //     than `orphan_age` (crashes between upload and publish, lineages whose end never came).

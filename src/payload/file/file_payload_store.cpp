@@ -1,7 +1,8 @@
 // The local directory payload store: ASYA_PAYLOAD_STORE=file:///dir keeps each object as the file
 // <dir>/<key>, written durably by common/durable_file (temporary file, fsync, rename, directory
 // fsync), so a reader never sees a partial object and a put survives a crash once it returned.
-// Temporaries start with '.', so list() never reports them.
+// Temporaries are written in <dir>/tmp/ (same file system, so the rename is atomic); a put cut
+// short by a crash leaves one there, listed under "tmp/" so the sweep removes it once old.
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -31,12 +32,18 @@ class FilePayloadStore : public PayloadStore {
     if (ec)
       return Error{fmt::format("payload store: cannot create directory {}: {}",
                                final_path.parent_path().string(), ec.message())};
+    fs::create_directories(dir_ / "tmp", ec);
     FileWriteOptions options;
-    options.temporary_path =
-        final_path.parent_path() / fmt::format(".{}.{}.{}.tmp", final_path.filename().string(),
-                                               ::getpid(), counter_.fetch_add(1));
-    if (Status written = write_file_atomically(final_path, bytes, options); !written)
-      return Error{"payload store: " + written.message()};
+    options.temporary_path = dir_ / "tmp" /
+                             fmt::format("{}.{}.{}.tmp", final_path.filename().string(), ::getpid(),
+                                         counter_.fetch_add(1));
+    Status written = write_file_atomically(final_path, bytes, options);
+    if (!written && !fs::is_directory(final_path.parent_path(), ec)) {
+      // A sweep removed the (then empty) directory between create_directories and the rename.
+      fs::create_directories(final_path.parent_path(), ec);
+      written = write_file_atomically(final_path, bytes, options);
+    }
+    if (!written) return Error{"payload store: " + written.message()};
     return Status::Ok();
   }
 
@@ -95,8 +102,10 @@ class FilePayloadStore : public PayloadStore {
       return Error{fmt::format("payload store: cannot remove {}: {}", path.string(), ec.message())};
     // Leave no empty directory behind (holds/<sha>/ once its last hold is gone); a directory that
     // another writer just filled is not removed (remove fails on a non-empty directory).
+    // (put() recreates a directory removed under it.)
     fs::path parent = path.parent_path();
-    if (parent != dir_ && fs::is_empty(parent, ec) && !ec) fs::remove(parent, ec);
+    if (parent.parent_path() != dir_ && parent != dir_ && fs::is_empty(parent, ec) && !ec)
+      fs::remove(parent, ec);
     return Status::Ok();
   }
 
@@ -110,8 +119,6 @@ class FilePayloadStore : public PayloadStore {
     if (!fs::exists(root, ec)) return out;
     for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
       if (!it->is_regular_file(ec)) continue;
-      std::string name = it->path().filename().string();
-      if (name.starts_with('.')) continue;  // a temporary of a put in progress
       std::string key = fs::relative(it->path(), dir_, ec).generic_string();
       if (ec || !key.starts_with(prefix)) continue;
       struct stat st {};
