@@ -175,6 +175,10 @@ void add_render_command(CLI::App& app) {
       "Do not render happy-end and error-end");
   cmd->add_option("--result-store", o.result_store, "ASYA_RESULT_STORE of the end actors")
       ->capture_default_str();
+  cmd->add_option("--payload-store", o.payload_store,
+                  "ASYA_PAYLOAD_STORE of every sidecar and the gateway (s3://bucket/prefix): large "
+                  "payloads travel by reference")
+      ->capture_default_str();
   cmd->add_option("--rabbitmq-secret", o.rabbitmq_secret, "Secret holding the AMQP URL")
       ->capture_default_str();
   cmd->add_option("--rabbitmq-secret-key", o.rabbitmq_secret_key, "Key of the AMQP URL in it")

@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
 
     ServiceOptions service_options;
     service_options.queue_prefix = env_string("ASYA_QUEUE_PREFIX", "asya-");
+    service_options.payload = payload::load_settings();
     service_options.poll_interval =
         env_duration("ASYA_GATEWAY_POLL_INTERVAL", std::chrono::seconds(2));
     service_options.blocking_threads =

@@ -17,8 +17,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+
 #include <unordered_map>
 #include <vector>
+#include "payload/settings.hpp"
 
 #include "common/random_id.hpp"
 #include "common/result.hpp"
@@ -35,6 +37,9 @@ struct ServiceOptions {
       std::chrono::seconds(2)};  // re-read the store without a wake-up
   std::chrono::milliseconds sweep_interval{std::chrono::seconds(1)};  // deadline checks
   std::size_t blocking_threads = 4;
+  // ASYA_PAYLOAD_STORE and ASYA_PAYLOAD_THRESHOLD: a call's payload above the threshold is put in
+  // the payload store and the first envelope carries its reference (docs/protocol.md §10).
+  payload::Settings payload;
 };
 
 // Wakes coroutines waiting for changes of a job. Thread-safe.
@@ -85,6 +90,7 @@ struct CallStarted {
 
 class Service {
  public:
+  // Opens the payload store of options.payload (throws asya::ConfigError when it is unusable).
   Service(boost::asio::io_context& io, ServiceOptions options, ToolsConfig tools,
           std::unique_ptr<JobStore> store, std::unique_ptr<transport::Transport> transport,
           Metrics& metrics);
@@ -150,6 +156,7 @@ class Service {
   Notifier notifier_;
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer sweep_timer_;
+  std::unique_ptr<payload::PayloadStore> payload_store_;  // options_.payload enabled
   bool stopped_ = false;
 };
 

@@ -137,6 +137,7 @@ manifest::SidecarEnvironmentOptions sidecar_options(std::string_view transport,
   out.log_level = o.log_level;
   out.gateway_url = gateway_url;
   out.gateway_internal_token = internal_token_ref(o);
+  out.payload_store = o.payload_store;
   return out;
 }
 

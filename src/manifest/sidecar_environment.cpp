@@ -24,7 +24,9 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
   out.insert(out.end(), options.transport_settings.begin(), options.transport_settings.end());
   if (options.end_actor) {
     if (!options.result_store.empty()) set("ASYA_RESULT_STORE", options.result_store);
-  } else {
+  }
+  if (!options.payload_store.empty()) set("ASYA_PAYLOAD_STORE", options.payload_store);
+  if (!options.end_actor) {
     if (!options.socket_path.empty()) set("ASYA_SOCKET_PATH", options.socket_path);
     if (!options.socket_dir.empty()) set("ASYA_SOCKET_DIR", options.socket_dir);
     set("ASYA_RUNTIME_TIMEOUT", format_duration(actor.timeout.processing));
@@ -55,23 +57,16 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
 }
 
 const std::vector<std::string_view>& sidecar_environment_owned_names() {
-  static const std::vector<std::string_view> kNames{"ASYA_ACTOR_NAME",
-                                                    "ASYA_IS_END_ACTOR",
-                                                    "ASYA_TRANSPORT",
-                                                    "ASYA_QUEUE_PREFIX",
-                                                    "ASYA_RESULT_STORE",
-                                                    "ASYA_SOCKET_PATH",
-                                                    "ASYA_SOCKET_DIR",
-                                                    "ASYA_SOCKET_NAME",
-                                                    "ASYA_RUNTIME_TIMEOUT",
-                                                    "ASYA_SHUTDOWN_GRACE",
-                                                    "ASYA_METRICS_ADDR",
-                                                    "ASYA_GATEWAY_URL",
-                                                    "ASYA_GATEWAY_INTERNAL_TOKEN",
-                                                    "ASYA_RETRY_MAX_ATTEMPTS",
-                                                    "ASYA_RETRY_BACKOFF",
-                                                    "ASYA_RETRY_BACKOFF_MAX",
-                                                    "ASYA_RETRY_ON_PROCESSING_ERROR"};
+  static const std::vector<std::string_view> kNames{
+      "ASYA_ACTOR_NAME",         "ASYA_IS_END_ACTOR",
+      "ASYA_TRANSPORT",          "ASYA_QUEUE_PREFIX",
+      "ASYA_RESULT_STORE",       "ASYA_PAYLOAD_STORE",
+      "ASYA_SOCKET_PATH",        "ASYA_SOCKET_DIR",
+      "ASYA_SOCKET_NAME",        "ASYA_RUNTIME_TIMEOUT",
+      "ASYA_SHUTDOWN_GRACE",     "ASYA_METRICS_ADDR",
+      "ASYA_GATEWAY_URL",        "ASYA_GATEWAY_INTERNAL_TOKEN",
+      "ASYA_RETRY_MAX_ATTEMPTS", "ASYA_RETRY_BACKOFF",
+      "ASYA_RETRY_BACKOFF_MAX",  "ASYA_RETRY_ON_PROCESSING_ERROR"};
   return kNames;
 }
 

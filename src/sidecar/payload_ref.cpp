@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "payload/offload.hpp"
+
 namespace asya::sidecar {
 
 namespace {
@@ -70,30 +72,20 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
 }
 
 Result<std::string> PayloadReferences::stored_reference(std::string_view payload_raw,
-                                                        std::string_view output_id,
+                                                        std::string sha, std::string_view output_id,
                                                         std::set<std::string>& written) {
-  payload::Reference reference;
-  reference.sha256 = payload::sha256_hex(payload_raw);
-  reference.size_bytes = payload_raw.size();
-  reference.url = store_->url() + "/" + payload::object_key(reference.sha256);
-  // The hold comes first: from then on a sweep keeps the object (payload/lifetime.hpp).
-  if (Status held = payload::hold(*store_, reference.sha256, output_id); !held)
-    return Error{fmt::format("cannot hold payload {} for {}: {}", describe(reference), output_id,
-                             held.message())};
-  if (!written.contains(reference.sha256)) {
-    if (Status put = store_->put(payload::object_key(reference.sha256), payload_raw); !put)
-      return Error{fmt::format("cannot store payload of {} ({} bytes): {}", output_id,
-                               payload_raw.size(), put.message())};
-    written.insert(reference.sha256);
-  }
-  return reference.json();
+  const bool write = !written.contains(sha);
+  auto reference = payload::store_payload(*store_, payload_raw, output_id, write, sha);
+  if (!reference) return reference.error();
+  written.insert(sha);
+  return reference->json();
 }
 
 Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::string_view payload_raw,
                                                                        std::string_view output_id) {
   if (payload_raw.size() <= owner_.threshold_bytes_) return std::optional<std::string>();
-  if (input_ && input_->size_bytes == payload_raw.size() &&
-      payload::sha256_hex(payload_raw) == input_->sha256) {
+  std::string sha = payload::sha256_hex(payload_raw);
+  if (input_ && input_->size_bytes == payload_raw.size() && sha == input_->sha256) {
     // Pass-through: the object exists and is held for the input's id. Output 0 keeps that id;
     // another output (a fan-out child) gets its own hold.
     if (output_id != input_id_ && !held_.contains(std::string(output_id))) {
@@ -104,7 +96,7 @@ Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::stri
     }
     return std::optional<std::string>(input_->json());
   }
-  auto reference = owner_.stored_reference(payload_raw, output_id, written_);
+  auto reference = owner_.stored_reference(payload_raw, std::move(sha), output_id, written_);
   if (!reference) return reference.error();
   return std::optional<std::string>(std::move(*reference));
 }

@@ -83,8 +83,8 @@ class PayloadReferences {
   std::size_t threshold_bytes() const { return threshold_bytes_; }
 
  private:
-  Result<std::string> stored_reference(std::string_view payload_raw, std::string_view output_id,
-                                       std::set<std::string>& written);
+  Result<std::string> stored_reference(std::string_view payload_raw, std::string sha256,
+                                       std::string_view output_id, std::set<std::string>& written);
 
   std::unique_ptr<payload::PayloadStore> store_;
   std::size_t threshold_bytes_;
