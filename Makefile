@@ -6,7 +6,7 @@ PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 30
 export ASYA_BUILD_DIR := $(abspath $(BUILD_DIR))
 
-.PHONY: all setup configure build install deb test test-cpp test-python fuzz demo bench format format-check clean
+.PHONY: all setup bench-setup configure build install deb test test-cpp test-python fuzz demo bench format format-check clean
 
 all: build
 
@@ -45,7 +45,11 @@ fuzz:
 demo: setup build
 	@./scripts/demo
 
-bench: setup build
+# Benchmarks need their own packages too (python3-torch for the `batch` section): setup --bench.
+bench-setup:
+	@./scripts/setup --bench
+
+bench: bench-setup build
 	@./bench/run
 
 # Every tracked C++ file (.clang-format at the top); format-check lists the ones that differ (make

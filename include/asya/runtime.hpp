@@ -21,6 +21,7 @@
 
 #include <boost/json.hpp>
 
+#include <exception>
 #include <functional>
 #include <optional>
 #include <stdexcept>
@@ -129,6 +130,46 @@ class RawOutputs {
 // RawOutputs out. Exceptions become processing_error like for PayloadHandler.
 using RawPayloadHandler = std::function<RawOutputs(std::string_view payload_json)>;
 
+// Batch handlers (a manifest's spec.batching): the payloads of several envelopes in, one result
+// per payload out, in order. Each result is that item's outputs (a payload, Outputs::fan_out(...)
+// or Outputs::none() to abort it) or BatchResult::failure(exception): that item alone gets a
+// processing_error with the exception's type and what(). A handler that throws fails every item;
+// a result vector of the wrong length fails every item with a message naming both lengths.
+//
+//   return asya::serve_batch([](const std::vector<asya::Json>& payloads) {
+//     std::vector<asya::BatchResult> results;
+//     for (const auto& p : payloads) results.emplace_back(asya::Outputs(p));
+//     return results;
+//   });
+class BatchResult {
+ public:
+  BatchResult(Outputs outputs) : outputs_(std::move(outputs)) {}
+  template <class T>
+  requires(!std::is_same_v<std::remove_cvref_t<T>, BatchResult> &&
+           !std::is_same_v<std::remove_cvref_t<T>, Outputs> && std::is_constructible_v<Json, T>)
+      BatchResult(T&& payload)
+      : outputs_(Json(std::forward<T>(payload))) {}
+  // The item failed with `error` (e.g. std::make_exception_ptr(std::invalid_argument("...")).
+  static BatchResult failure(std::exception_ptr error) {
+    BatchResult result{Outputs()};
+    result.error_ = std::move(error);
+    return result;
+  }
+  template <class E>
+  requires std::is_base_of_v<std::exception, E>
+  static BatchResult failure(E error) { return failure(std::make_exception_ptr(std::move(error))); }
+
+  const Outputs& outputs() const { return outputs_; }
+  const std::exception_ptr& error() const { return error_; }
+
+ private:
+  Outputs outputs_;
+  std::exception_ptr error_;
+};
+
+// A payload-mode batch handler: the payloads of a batch in order, one BatchResult per payload.
+using BatchHandler = std::function<std::vector<BatchResult>(const std::vector<Json>& payloads)>;
+
 // Serves `handler` until SIGTERM/SIGINT. Writes `runtime-ready` next to the socket once listening.
 // On the first signal: stops accepting, removes the socket and the ready file, answers requests
 // already received, then returns 0 (a second signal stops waiting for them). Returns 1 on a
@@ -137,11 +178,16 @@ int serve(PayloadHandler handler);
 int serve_envelopes(EnvelopeHandler handler);
 // Payload mode (ASYA_HANDLER_MODE unset or "payload") with a raw handler.
 int serve_raw(RawPayloadHandler handler);
+// Payload mode with a batch handler: declares batch support in the ready file (a line `batch`)
+// and answers batch requests (a JSON array of envelopes) with one answer per envelope; a single
+// envelope is handled as a batch of one (PROTOCOL §3).
+int serve_batch(BatchHandler handler);
 
 // The response to one request frame, as the server would send it (exposed for tests and
 // benchmarks): never throws; errors become error elements.
 std::string handle_request(std::string_view request, const PayloadHandler& handler);
 std::string handle_request(std::string_view request, const EnvelopeHandler& handler, bool validate);
 std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler);
+std::string handle_batch_request(std::string_view request, const BatchHandler& handler);
 
 }  // namespace asya

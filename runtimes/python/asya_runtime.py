@@ -31,11 +31,21 @@ list of envelopes; it may change the route's future but never its past (checked 
 ``ASYA_ENABLE_VALIDATION=false``). A handler may be ``async def``; its coroutine is run to
 completion on a per-thread event loop.
 
+With ``ASYA_HANDLER_BATCH=true`` (set by a manifest's ``spec.batching``) the handler is a batch
+handler: it gets a list of payloads (or of envelopes in envelope mode) and returns a list of the
+same length, one slot per input in order: a payload, a list (fan-out), ``None`` (abort) or an
+exception instance (that item alone fails with its type, message and traceback). A handler that
+raises fails every item; a result of the wrong length fails every item naming both lengths. The
+runtime then declares batch support with a line ``batch`` in its ready file and answers batch
+requests (a JSON array of envelopes) with one answer per envelope (PROTOCOL.md section 3); a single
+envelope request is handled as a batch of one.
+
 Environment:
 
 ==========================  =================================================================
 ASYA_HANDLER                required: ``module.function`` or ``module.Class.method``
 ASYA_HANDLER_MODE           ``payload`` (default) or ``envelope``
+ASYA_HANDLER_BATCH          true: a batch handler (list in, list of the same length out)
 ASYA_SOCKET_PATH            socket path (default /var/run/asya/asya-runtime.sock)
 ASYA_SOCKET_DIR             used when ASYA_SOCKET_PATH is unset: ASYA_SOCKET_DIR/ASYA_SOCKET_NAME
 ASYA_SOCKET_NAME            default ``asya-runtime.sock``
@@ -104,6 +114,7 @@ __all__ = [
     "error_response",
     "handle_request",
     "HandlerError",
+    "call_batch",
     "call_envelope",
     "call_payload",
     "check",
@@ -217,6 +228,7 @@ class Config(object):
         "max_message_bytes",
         "handler_thread_safe",
         "log_level",
+        "batch",
     )
 
     def __init__(
@@ -229,6 +241,7 @@ class Config(object):
         max_message_bytes=DEFAULT_MAX_MESSAGE_BYTES,
         handler_thread_safe=False,
         log_level="info",
+        batch=False,
     ):
         self.handler = handler
         self.mode = mode
@@ -238,6 +251,7 @@ class Config(object):
         self.max_message_bytes = max_message_bytes
         self.handler_thread_safe = handler_thread_safe
         self.log_level = log_level
+        self.batch = batch
 
     @property
     def ready_path(self):
@@ -350,6 +364,9 @@ def load_config(environ):
         parse_bool("ASYA_HANDLER_THREAD_SAFE", thread_safe_text) if thread_safe_text.strip() else False
     )
 
+    batch_text = environ.get("ASYA_HANDLER_BATCH", "")
+    batch = parse_bool("ASYA_HANDLER_BATCH", batch_text) if batch_text.strip() else False
+
     level = environ.get("ASYA_LOG_LEVEL", "").strip().lower() or "info"
     if level not in _LEVELS:
         raise ConfigError('ASYA_LOG_LEVEL="%s" is not valid: use debug, info, warn or error' % level)
@@ -363,6 +380,7 @@ def load_config(environ):
         max_message_bytes=max_message_bytes,
         handler_thread_safe=handler_thread_safe,
         log_level=level,
+        batch=batch,
     )
 
 
@@ -924,11 +942,12 @@ class Runtime(object):
     calls handle(); tests may too. Thread-safe; handler calls are serialized unless
     `handler_thread_safe`."""
 
-    def __init__(self, handler, mode="payload", enable_validation=True, handler_thread_safe=False):
+    def __init__(self, handler, mode="payload", enable_validation=True, handler_thread_safe=False, batch=False):
         if mode not in ("payload", "envelope"):
             raise ValueError("mode must be payload or envelope, got %r" % (mode,))
         self.handler = handler
         self.mode = mode
+        self.batch = batch
         self.enable_validation = enable_validation
         self._lock = None if handler_thread_safe else threading.Lock()
         self._is_coroutine_function = inspect.iscoroutinefunction(handler)
@@ -952,6 +971,8 @@ class Runtime(object):
 
     def respond(self, body):
         """Returns the response (a list) for one request body (bytes-like). Never raises."""
+        if self.batch:
+            return self.respond_batch(body)
         try:
             envelope = parse_request(body)
         except InvalidRequest as exc:
@@ -977,6 +998,89 @@ class Runtime(object):
             if log.enabled(10):
                 log.debug("handler exception message", id=_envelope_id(envelope), error=_one_line(exc))
             return exception_response(PROCESSING_ERROR, exc)
+
+    def respond_batch(self, body):
+        """Batch mode: the response for a batch request (a JSON array of envelopes: a list with one
+        answer per envelope, in order) or for a single envelope (its answer, as a batch of one).
+        Never raises."""
+        try:
+            text = str(body, "utf-8")
+            request = _decode_json(text)
+        except UnicodeDecodeError as exc:
+            return error_response(MSG_PARSING_ERROR, "request is not valid UTF-8: %s" % exc, "InvalidRequest")
+        except ValueError as exc:
+            return error_response(MSG_PARSING_ERROR, "request is not valid JSON: %s" % exc, "InvalidRequest")
+        except RecursionError as exc:
+            return error_response(MSG_PARSING_ERROR, "request is nested too deeply: %s" % exc, "RecursionError")
+        single = not isinstance(request, list)
+        envelopes = [request] if single else request
+        answers = [None] * len(envelopes)
+        for position, envelope in enumerate(envelopes):
+            try:
+                if not isinstance(envelope, dict):
+                    raise InvalidRequest(
+                        "request must be a JSON object (an envelope) or an array of envelopes, got %s"
+                        % _json_type(envelope)
+                    )
+                check_envelope(envelope)
+            except InvalidRequest as exc:
+                where = "" if single else "batch element %d: " % position
+                answers[position] = error_response(MSG_PARSING_ERROR, where + str(exc), "InvalidRequest")
+        called = [position for position, answer in enumerate(answers) if answer is None]
+        if called:
+            self._call_batch([envelopes[position] for position in called], called, answers)
+        return answers[0] if single else answers
+
+    def _call_batch(self, envelopes, positions, answers):
+        """Calls the batch handler once with `envelopes` and fills answers[positions[i]]."""
+        if self.mode == "payload":
+            argument = [envelope["payload"] for envelope in envelopes]
+        else:
+            argument = [handler_envelope(envelope) for envelope in envelopes]
+            routes = [(list(envelope["route"]["actors"]), envelope["route"].get("current", 0)) for envelope in envelopes]
+        try:
+            results = self._call(argument)
+            if isinstance(results, tuple):
+                results = list(results)
+            if not isinstance(results, list):
+                raise InvalidHandlerResult(
+                    "batch handler must return a list with one result per input, got %s" % type(results).__name__
+                )
+            if len(results) != len(envelopes):
+                raise InvalidHandlerResult(
+                    "batch handler returned %d results for %d inputs: return exactly one result per input, "
+                    "in order (None to abort an item, an exception instance to fail it)"
+                    % (len(results), len(envelopes))
+                )
+        except InvalidHandlerResult as exc:
+            log.warn("batch handler result rejected", size=len(envelopes), error=str(exc))
+            failed = error_response(PROCESSING_ERROR, str(exc), "InvalidHandlerResult")
+            for position in positions:
+                answers[position] = failed
+            return
+        except Exception as exc:
+            if log.enabled(30):
+                log.warn("batch handler raised", size=len(envelopes), type=_type_name(type(exc)))
+            failed = exception_response(PROCESSING_ERROR, exc)
+            for position in positions:
+                answers[position] = failed
+            return
+        for index, result in enumerate(results):
+            envelope = envelopes[index]
+            position = positions[index]
+            if isinstance(result, BaseException):
+                if log.enabled(30):
+                    log.warn("batch item failed", id=_envelope_id(envelope), type=_type_name(type(result)))
+                answers[position] = exception_response(PROCESSING_ERROR, result)
+            elif self.mode == "payload":
+                answers[position] = build_payload_outputs(envelope, result)
+            else:
+                try:
+                    actors, current = routes[index]
+                    answers[position] = check_envelope_outputs(actors, current, result, self.enable_validation)
+                except InvalidHandlerResult as exc:
+                    log.warn("handler result rejected", id=_envelope_id(envelope), error=str(exc))
+                    answers[position] = error_response(PROCESSING_ERROR, str(exc), "InvalidHandlerResult")
 
     def handle(self, body):
         """Returns the encoded response body (bytes) for one request body. Never raises."""
@@ -1088,6 +1192,34 @@ def call_envelope(handler, envelope, mode="envelope", enable_validation=True, ra
     return _testing_respond(handler, envelope, mode, enable_validation, raise_on_error)
 
 
+def call_batch(handler, batch, route=None, headers=None):
+    """Calls a batch handler (ASYA_HANDLER_BATCH=true, payload mode) the way the runtime does
+    with one batch of payloads; returns one answer per payload, in order: the list of its outputs
+    (``[]`` for an aborted item) or, for a failed item, the one-element error list
+    ``[{"error", "details": {"message", "type", "traceback"}}]`` the sidecar would get (never
+    raised: the other items' answers stand). `route` and `headers` are those of every input, as
+    in call_payload()."""
+    if isinstance(handler, str):
+        handler = load_handler(handler)
+    elif not callable(handler):
+        raise TypeError("handler must be a callable or an ASYA_HANDLER string, got %s" % type(handler).__name__)
+    if route is None:
+        route = {"actors": ["handler"], "current": 0}
+    elif isinstance(route, (list, tuple)):
+        route = {"actors": list(route), "current": 0}
+    envelopes = []
+    for position, payload in enumerate(batch):
+        envelope = {"id": "test-%d" % (position + 1), "route": route, "payload": payload}
+        if headers is not None:
+            envelope["headers"] = headers
+        envelopes.append(envelope)
+    try:
+        body = json.dumps(envelopes, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise TypeError("the test's payloads cannot be sent as JSON (the sidecar sends JSON): %s" % exc)
+    return json.loads(Runtime(handler, "payload", True, handler_thread_safe=True, batch=True).handle(body))
+
+
 def payloads(outputs):
     """The payloads of call_payload()/call_envelope() outputs, in order."""
     return [output["payload"] for output in outputs]
@@ -1097,7 +1229,7 @@ testing = types.ModuleType(
     __name__ + ".testing",
     "Call a handler exactly as the Asya runtime would, in unit tests (see asya_runtime.call_payload).",
 )
-testing.__all__ = ["HandlerError", "call_payload", "call_envelope", "payloads"]
+testing.__all__ = ["HandlerError", "call_payload", "call_envelope", "call_batch", "payloads"]
 for _name in testing.__all__:
     setattr(testing, _name, globals()[_name])
 del _name
@@ -1419,10 +1551,14 @@ def _remove_quietly(path):
         pass
 
 
-def _write_ready_file(path):
+def _write_ready_file(path, batch=False):
+    """The ready file: the pid, and a line ``batch`` when the runtime takes batch requests
+    (PROTOCOL.md section 3)."""
     temporary = "%s.%d.tmp" % (path, os.getpid())
     with open(temporary, "w") as ready:
         ready.write("%d\n" % os.getpid())
+        if batch:
+            ready.write("batch\n")
     os.replace(temporary, path)
 
 
@@ -1479,12 +1615,12 @@ def main(environ=None):
     except ConfigError as exc:
         log.error(str(exc))
         return 1
-    runtime = Runtime(handler, config.mode, config.enable_validation, config.handler_thread_safe)
+    runtime = Runtime(handler, config.mode, config.enable_validation, config.handler_thread_safe, config.batch)
     server = Server(listener, runtime, config.max_message_bytes)
     state["serving"] = True
     server.start()
     try:
-        _write_ready_file(ready_path)
+        _write_ready_file(ready_path, config.batch)
     except OSError as exc:
         _remove_quietly(config.socket_path)
         log.error("cannot write ready file %s: %s" % (ready_path, exc.strerror or exc))
@@ -1494,6 +1630,7 @@ def main(environ=None):
         handler=config.handler,
         handler_file=_module_file(handler_module),
         mode=config.mode,
+        batch=config.batch,
         socket=config.socket_path,
         pid=os.getpid(),
         load_seconds=round(time.monotonic() - started, 3),

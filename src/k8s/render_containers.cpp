@@ -178,6 +178,17 @@ Result<PodContainers> pod_containers(const manifest::Actor& a, std::string_view 
     if (i == a.runtime_container && wire_runtime_container(c, *container)) {
       out.needs_runtime_config_map = true;
     }
+    if (i == a.runtime_container) {
+      // What the manifest decides for the runtime (spec.batching) wins over the container's env.
+      for (const auto& var : manifest::runtime_environment(a)) {
+        if (container->contains("env")) {
+          auto& list = container->at("env").as_array();
+          for (auto it = list.begin(); it != list.end();)
+            it = it->as_object().at("name").as_string() == var.name ? list.erase(it) : it + 1;
+        }
+        add_env(*container, env(var.name, *var.literal()));
+      }
+    }
     out.containers.push_back(std::move(*container));
   }
   out.containers.push_back(sidecar_container(a, transport, o, gateway_url));

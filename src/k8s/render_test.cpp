@@ -130,6 +130,30 @@ TEST(Render, PayloadStoreReachesEverySidecarAndOnlyS3IsAccepted) {
   EXPECT_NE(refused.error().message.find("s3://bucket/prefix"), std::string::npos);
 }
 
+TEST(Render, BatchingSetsTheSidecarsBatchVariablesAndTheRuntimesBatchFlag) {
+  std::string text = kActor;
+  text.replace(text.find("  workload:"), 0, "  batching: {maxSize: 32, maxWait: 20ms}\n");
+  // The container's own value is replaced by what the manifest decides.
+  const std::string handler_line =
+      "          - {name: ASYA_HANDLER, value: classifier.TextClassifier.process}\n";
+  text.replace(text.find(handler_line) + handler_line.size(), 0,
+               "          - {name: ASYA_HANDLER_BATCH, value: \"false\"}\n");
+  auto rendered = render(load(text), cluster("rabbitmq"));
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  const auto& pod = find(all, "Deployment", "classifier").at("spec").at("template");
+  const auto& containers = pod.at("spec").at("containers").as_array();
+  ASSERT_EQ(containers.size(), 2u);
+  EXPECT_EQ(env_map(containers[0]).at("ASYA_HANDLER_BATCH"), "true");
+  std::size_t batch_flags = 0;
+  for (const auto& e : containers[0].at("env").as_array())
+    batch_flags += e.at("name") == "ASYA_HANDLER_BATCH";
+  EXPECT_EQ(batch_flags, 1u);
+  const auto sidecar = env_map(containers[1]);
+  EXPECT_EQ(sidecar.at("ASYA_BATCH_MAX_SIZE"), "32");
+  EXPECT_EQ(sidecar.at("ASYA_BATCH_MAX_WAIT"), "20ms");
+}
+
 TEST(Render, ScaledObjectUsesTheRabbitmqQueueAndKedaRules) {
   auto rendered = render(load(kActor), cluster("rabbitmq"));
   ASSERT_TRUE(rendered.ok()) << rendered.error().message;

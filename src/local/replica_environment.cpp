@@ -89,6 +89,12 @@ Result<std::vector<std::string>> runtime_environment(const manifest::Actor& acto
       continue;
     env.push_back(var.name + "=" + var.value);
   }
+  // What the manifest decides for the runtime (spec.batching), after the container's env so
+  // that it wins (getenv sees the first entry: the container's own value is dropped).
+  for (const auto& var : manifest::runtime_environment(actor)) {
+    std::erase_if(env, [&](const std::string& e) { return name_of(e) == var.name; });
+    env.push_back(var.name + "=" + *var.literal());
+  }
   env.push_back("ASYA_SOCKET_PATH=" + socket.string());
   env.push_back("ASYA_SOCKET_DIR=" + socket.parent_path().string());
   env.push_back("ASYA_SOCKET_NAME=" + socket.filename().string());

@@ -124,6 +124,20 @@ TEST(RuntimeEnvironment, OnlyBasicsTheManifestsEnvAndTheSupervisorsSocket) {
                       "ASYA_SOCKET_DIR=/state/run/worker-0", "ASYA_SOCKET_NAME=rt.sock"}));
 }
 
+TEST(RuntimeEnvironment, BatchingMakesTheHandlerABatchHandlerOverTheContainersOwnValue) {
+  auto actor = load_one("  batching: {maxSize: 8}\n");
+  actor.containers.at(actor.runtime_container).env.push_back({"ASYA_HANDLER_BATCH", "false", ""});
+  auto env = runtime_environment(actor, "/s/rt.sock", {});
+  ASSERT_TRUE(env.ok()) << env.error().message;
+  EXPECT_EQ(by_name(*env)["ASYA_HANDLER_BATCH"], std::vector<std::string>{"true"});
+  auto sidecar = replica_sidecar_environment(actor, ReplicaSidecar{false, "/s/rt.sock", 9000},
+                                             supervisor(false), "asya-",
+                                             {"ASYA_BATCH_MAX_SIZE=99", "ASYA_BATCH_MAX_WAIT=1s"});
+  ASSERT_TRUE(sidecar.ok()) << sidecar.error().message;
+  EXPECT_EQ(by_name(*sidecar)["ASYA_BATCH_MAX_SIZE"], std::vector<std::string>{"8"});
+  EXPECT_EQ(by_name(*sidecar)["ASYA_BATCH_MAX_WAIT"], std::vector<std::string>{"10ms"});
+}
+
 TEST(RuntimeEnvironment, ValueFromIsRefusedNamingTheVariable) {
   auto actor = load_one("");
   actor.containers.at(actor.runtime_container).env.push_back({"TOKEN", "", "{secretKeyRef: x}"});

@@ -66,7 +66,7 @@ void ActorReader::read_metadata(const YAML::Node& node, int line, Actor& actor) 
 void ActorReader::read_spec(const YAML::Node& node, int line, Actor& actor) {
   if (!mapping(node, line, "spec",
                {"transport", "replicas", "scaling", "timeout", "retry", "sidecar", "isolation",
-                "workload"}))
+                "batching", "workload"}))
     return;
   if (auto transport = node["transport"]) {
     static const std::vector<std::string> kTransports{"sqlite", "rabbitmq", "sqs"};
@@ -84,6 +84,7 @@ void ActorReader::read_spec(const YAML::Node& node, int line, Actor& actor) {
   if (auto scaling = node["scaling"]) read_scaling(scaling, line, actor);
   if (auto timeout = node["timeout"]) read_timeout(timeout, line, actor);
   if (auto retry = node["retry"]) read_retry(retry, line, actor);
+  if (auto batching = node["batching"]) read_batching(batching, line, actor);
   if (auto sidecar = node["sidecar"]) {
     if (mapping(sidecar, line, "spec.sidecar", {"concurrency", "maxDeliveries"})) {
       if (auto n = sidecar["concurrency"]) {

@@ -28,6 +28,8 @@ class ActorReader : public FieldReader {
   void read_scaling(const YAML::Node& node, int line, Actor& actor);
   void read_timeout(const YAML::Node& node, int line, Actor& actor);
   void read_retry(const YAML::Node& node, int line, Actor& actor);
+  // batching_reader.cpp: spec.batching (after spec.timeout: maxWait is checked against it)
+  void read_batching(const YAML::Node& node, int line, Actor& actor);
   // workload_reader.cpp
   void read_workload(const YAML::Node& node, int line, Actor& actor);
   std::optional<Container> read_container(const YAML::Node& node, const std::string& field,

@@ -91,6 +91,16 @@ struct SidecarSettings {
   std::optional<int> max_deliveries;  // ASYA_MAX_DELIVERIES: poison-message limit, 1-1000000
 };
 
+// spec.batching: the sidecar gathers up to max_size envelopes (waiting at most max_wait after
+// the first, never when nothing more is ready) and calls a batch handler once with all of them
+// (docs/protocol.md §3, README "Batch handlers").
+struct Batching {
+  int max_size = 1;                        // maxSize: 1-4096 (ASYA_BATCH_MAX_SIZE)
+  std::chrono::milliseconds max_wait{10};  // maxWait: <= timeout.processing
+  bool operator==(const Batching&) const = default;
+};
+inline constexpr int kMaxBatchSize = 4096;
+
 // spec.isolation: what the runtime process may reach (docs/manifests.md).
 enum class RuntimeNetwork {
   kDefault,  // the host's network (asya up) or the pod's, unrestricted (Kubernetes)
@@ -112,6 +122,7 @@ struct Actor {
   Timeouts timeout;
   Retry retry;
   SidecarSettings sidecar;
+  std::optional<Batching> batching;  // spec.batching; unset: one envelope per runtime call
   Isolation isolation;
   std::string handler_mode = "payload";  // payload | envelope (ASYA_HANDLER_MODE of the runtime)
   // spec.workload.kind: Deployment | StatefulSet. Kubernetes only; `asya up` ignores it.

@@ -455,6 +455,49 @@ TEST(Manifest, SidecarSettings) {
                 "b.yaml:6: spec.sidecar.maxDeliveries: expected an integer, got \"x\""}));
 }
 
+TEST(Manifest, BatchingIsReadWithItsDefaultWait) {
+  auto r = load_text(actor_yaml("b", "  batching: {maxSize: 32, maxWait: 15ms}\n"), "b.yaml");
+  ASSERT_TRUE(r.ok()) << r.error_text();
+  ASSERT_TRUE(r.actors[0].batching.has_value());
+  EXPECT_EQ(r.actors[0].batching->max_size, 32);
+  EXPECT_EQ(r.actors[0].batching->max_wait, 15ms);
+  auto d = load_text(actor_yaml("d", "  batching: {maxSize: 4096}\n"), "d.yaml");
+  ASSERT_TRUE(d.ok()) << d.error_text();
+  EXPECT_EQ(d.actors[0].batching->max_wait, 10ms);
+  EXPECT_FALSE(load_text(actor_yaml("u"), "u.yaml").actors.at(0).batching.has_value());
+}
+
+TEST(Manifest, BatchingMistakesNameFileLineFieldAndWhatIsAllowed) {
+  auto big = load_text(actor_yaml("b", "  batching: {maxSize: 5000, size: 2}\n"), "b.yaml");
+  EXPECT_EQ(messages(big),
+            (std::vector<std::string>{
+                "b.yaml:6: spec.batching.size: unknown field; allowed here: maxSize, maxWait",
+                "b.yaml:6: spec.batching.maxSize: 5000 is out of range; use an integer from 1 to "
+                "4096"}));
+  auto missing = load_text(actor_yaml("m", "  batching: {maxWait: 5ms}\n"), "m.yaml");
+  ASSERT_EQ(messages(missing).size(), 1u);
+  EXPECT_EQ(messages(missing)[0],
+            "m.yaml:6: spec.batching.maxSize: missing; give the largest batch the handler "
+            "takes, 1 to 4096");
+  auto zero = load_text(actor_yaml("z", "  batching: {maxSize: 0}\n"), "z.yaml");
+  ASSERT_EQ(messages(zero).size(), 1u);
+  EXPECT_NE(messages(zero)[0].find("spec.batching.maxSize: 0 is out of range"), std::string::npos);
+  auto slow = load_text(actor_yaml("s",
+                                   "  timeout: {processing: 2s}\n"
+                                   "  batching:\n"
+                                   "    maxSize: 8\n"
+                                   "    maxWait: 3s\n"),
+                        "s.yaml");
+  EXPECT_EQ(messages(slow),
+            (std::vector<std::string>{
+                "s.yaml:9: spec.batching.maxWait: 3s is longer than spec.timeout.processing "
+                "(2s); use a wait no longer than the processing timeout (typically a few "
+                "milliseconds)"}));
+  auto word = load_text(actor_yaml("w", "  batching: {maxSize: 8, maxWait: soon}\n"), "w.yaml");
+  ASSERT_EQ(messages(word).size(), 1u);
+  EXPECT_NE(messages(word)[0].find("w.yaml:6: spec.batching.maxWait"), std::string::npos);
+}
+
 TEST(Manifest, IsolationNetworkNoneOrDefault) {
   auto none = load_text(actor_yaml("n", "  isolation: {network: none}\n"), "n.yaml");
   ASSERT_TRUE(none.ok()) << none.error_text();

@@ -53,20 +53,40 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
     set("ASYA_RETRY_BACKOFF_MAX", format_duration(actor.retry.backoff_max));
     if (actor.retry.retries_processing_errors()) set("ASYA_RETRY_ON_PROCESSING_ERROR", "true");
   }
+  if (actor.batching) {
+    set("ASYA_BATCH_MAX_SIZE", std::to_string(actor.batching->max_size));
+    set("ASYA_BATCH_MAX_WAIT", format_duration(actor.batching->max_wait));
+  }
+  return out;
+}
+
+Environment runtime_environment(const Actor& actor) {
+  Environment out;
+  if (actor.batching) out.push_back({"ASYA_HANDLER_BATCH", std::string("true")});
   return out;
 }
 
 const std::vector<std::string_view>& sidecar_environment_owned_names() {
-  static const std::vector<std::string_view> kNames{
-      "ASYA_ACTOR_NAME",         "ASYA_IS_END_ACTOR",
-      "ASYA_TRANSPORT",          "ASYA_QUEUE_PREFIX",
-      "ASYA_RESULT_STORE",       "ASYA_PAYLOAD_STORE",
-      "ASYA_SOCKET_PATH",        "ASYA_SOCKET_DIR",
-      "ASYA_SOCKET_NAME",        "ASYA_RUNTIME_TIMEOUT",
-      "ASYA_SHUTDOWN_GRACE",     "ASYA_METRICS_ADDR",
-      "ASYA_GATEWAY_URL",        "ASYA_GATEWAY_INTERNAL_TOKEN",
-      "ASYA_RETRY_MAX_ATTEMPTS", "ASYA_RETRY_BACKOFF",
-      "ASYA_RETRY_BACKOFF_MAX",  "ASYA_RETRY_ON_PROCESSING_ERROR"};
+  static const std::vector<std::string_view> kNames{"ASYA_ACTOR_NAME",
+                                                    "ASYA_IS_END_ACTOR",
+                                                    "ASYA_TRANSPORT",
+                                                    "ASYA_QUEUE_PREFIX",
+                                                    "ASYA_RESULT_STORE",
+"ASYA_PAYLOAD_STORE",
+                                                    "ASYA_SOCKET_PATH",
+                                                    "ASYA_SOCKET_DIR",
+                                                    "ASYA_SOCKET_NAME",
+                                                    "ASYA_RUNTIME_TIMEOUT",
+                                                    "ASYA_SHUTDOWN_GRACE",
+                                                    "ASYA_METRICS_ADDR",
+                                                    "ASYA_GATEWAY_URL",
+                                                    "ASYA_GATEWAY_INTERNAL_TOKEN",
+                                                    "ASYA_RETRY_MAX_ATTEMPTS",
+                                                    "ASYA_RETRY_BACKOFF",
+                                                    "ASYA_RETRY_BACKOFF_MAX",
+                                                    "ASYA_RETRY_ON_PROCESSING_ERROR",
+                                                    "ASYA_BATCH_MAX_SIZE",
+                                                    "ASYA_BATCH_MAX_WAIT"};
   return kNames;
 }
 

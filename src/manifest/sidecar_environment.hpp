@@ -88,10 +88,16 @@ struct SidecarEnvironmentOptions {
 //   variables when spec.retry.maxAttempts > 1 (ASYA_RETRY_MAX_ATTEMPTS, ASYA_RETRY_BACKOFF,
 //   ASYA_RETRY_BACKOFF_MAX, and ASYA_RETRY_ON_PROCESSING_ERROR=true when processing errors are
 //   retried). Without retries nothing is set: the sidecar's defaults are exactly "one attempt,
-//   processing errors not retried", and the backoffs mean nothing then.
+//   processing errors not retried", and the backoffs mean nothing then. Last, with
+//   spec.batching: ASYA_BATCH_MAX_SIZE and ASYA_BATCH_MAX_WAIT.
 // Durations are written by asya::format_duration (common/env.hpp): "5m", "1m30s", "500ms".
 // Empty optional settings are left out. Pure: reads nothing but its arguments.
 Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOptions& options);
+
+// What the manifest decides for the actor's runtime besides the container's own env: with
+// spec.batching, ASYA_HANDLER_BATCH=true (the handler receives a list of payloads). Both
+// `asya up` and `asya render` add it to the runtime container's environment. Pure.
+Environment runtime_environment(const Actor& actor);
 
 // Every variable sidecar_environment() may set from the manifest or the host, whatever the
 // manifest says, except ASYA_LOG_LEVEL, ASYA_CONCURRENCY, ASYA_MAX_DELIVERIES and the transport

@@ -114,6 +114,21 @@ TEST(SidecarEnvironment, SidecarSettingsAreSetOnlyWhenTheManifestSetsThem) {
   EXPECT_EQ(value(set, "ASYA_MAX_DELIVERIES"), "12");
 }
 
+TEST(SidecarEnvironment, BatchingSetsTheSidecarsBatchVariablesAndTheRuntimesBatchFlag) {
+  const Actor batched = load_one("  batching: {maxSize: 32, maxWait: 250ms}\n");
+  const auto env = sidecar_environment(batched, host());
+  EXPECT_EQ(value(env, "ASYA_BATCH_MAX_SIZE"), "32");
+  EXPECT_EQ(value(env, "ASYA_BATCH_MAX_WAIT"), "250ms");
+  EXPECT_EQ(names(env).back(), "ASYA_BATCH_MAX_WAIT");
+  const auto runtime = runtime_environment(batched);
+  ASSERT_EQ(runtime.size(), 1u);
+  EXPECT_EQ(value(runtime, "ASYA_HANDLER_BATCH"), "true");
+
+  const Actor plain = load_one("");
+  EXPECT_EQ(value(sidecar_environment(plain, host()), "ASYA_BATCH_MAX_SIZE"), "<unset>");
+  EXPECT_TRUE(runtime_environment(plain).empty());
+}
+
 TEST(SidecarEnvironment, GatewayTokenComesOnlyWithTheGatewayAsValueOrSecret) {
   auto o = host();
   o.gateway_internal_token = SecretKeyRef{"asya-gateway-token", "internal-token", true};

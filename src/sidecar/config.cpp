@@ -150,6 +150,15 @@ Config load_config(const Environment& environment) {
     throw ConfigError(fmt::format(
         "ASYA_VISIBILITY_TIMEOUT=\"{}\" is not valid: use a positive duration (e.g. 10m)",
         environment.string("ASYA_VISIBILITY_TIMEOUT", "")));
+
+  c.batch_max_size =
+      static_cast<int>(environment.integer("ASYA_BATCH_MAX_SIZE", c.batch_max_size, 1, 4096));
+  c.batch_max_wait = environment.duration("ASYA_BATCH_MAX_WAIT", c.batch_max_wait);
+  if (c.batch_max_wait > c.runtime_timeout)
+    throw ConfigError(fmt::format(
+        "ASYA_BATCH_MAX_WAIT=\"{}\" is longer than ASYA_RUNTIME_TIMEOUT=\"{}\": use a wait no "
+        "longer than the runtime timeout (typically a few milliseconds)",
+        format_duration(c.batch_max_wait), format_duration(c.runtime_timeout)));
   return c;
 }
 
@@ -192,6 +201,11 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_VISIBILITY_TIMEOUT     30s (end actors 10s)   lease of a received message; extended every
                                             third of it while the message is in progress, so
                                             a killed sidecar's messages come back after it
+  ASYA_BATCH_MAX_SIZE         1             envelopes per runtime call (1-4096; 1 = no batching);
+                                            above 1 the runtime must accept batches
+                                            (Python runtime: ASYA_HANDLER_BATCH=true)
+  ASYA_BATCH_MAX_WAIT         10ms          longest wait for more envelopes after the first (only
+                                            while more are ready; <= ASYA_RUNTIME_TIMEOUT)
 
 Each transport reads its own variables (details in docs/configuration.md):
   sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),

@@ -49,6 +49,11 @@ struct Config {
   // ASYA_PAYLOAD_STORE, ASYA_PAYLOAD_THRESHOLD, ...: large payloads by reference (off when the
   // store is unset; sidecar/payload_ref.hpp).
   payload::Settings payload;
+  // ASYA_BATCH_MAX_SIZE (1-4096; 1 = no batching) and ASYA_BATCH_MAX_WAIT (<= the runtime
+  // timeout): batching (sidecar/batcher.hpp). With a size above 1 the runtime must declare batch
+  // support in its ready file (PROTOCOL §3).
+  int batch_max_size = 1;
+  std::chrono::milliseconds batch_max_wait{10};
 
   // Full queue names (prefix included).
   std::string input_queue() const { return queue_prefix + actor_name; }

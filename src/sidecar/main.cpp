@@ -1,8 +1,10 @@
 // asya-sidecar: see docs/sidecar.md and `asya-sidecar --help`.
 #include <signal.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <iostream>
+#include <string>
 
 #include "common/env.hpp"
 #include "common/log.hpp"
@@ -32,6 +34,12 @@ int main(int argc, char** argv) {
     asya::transport::Options options;
     options.visibility_timeout = config.visibility_timeout;
     options.max_message_bytes = config.max_message_bytes;
+    // Batching takes a batch from RabbitMQ's prefetch window: unless set, make it hold a full
+    // batch per slot (docs/configuration.md, ASYA_BATCH_MAX_SIZE).
+    if (config.batch_max_size > 1 && !asya::process_environment()("ASYA_RABBITMQ_PREFETCH"))
+      options.environment = asya::environment_with(
+          {{"ASYA_RABBITMQ_PREFETCH",
+            std::to_string(std::clamp(config.batch_max_size * config.concurrency, 10, 65535))}});
     transport = asya::transport::make_transport(config.transport, options);
   } catch (const asya::ConfigError& e) {
     spdlog::error("{}", e.what());  // a JSON line, like every other

@@ -150,6 +150,43 @@ Decision unresolved_decision(const Router& router, const envelope::Envelope& in,
   return d;
 }
 
+std::optional<Decision> PayloadReferences::prepare(const Router& router,
+                                                   const envelope::Envelope& in,
+                                                   const transport::Delivery& delivery,
+                                                   Input& input, std::optional<Outputs>& offload) {
+  input = resolve(in, delivery.body);
+  if (input.status == InputStatus::kUnavailable || input.status == InputStatus::kStoreError) {
+    spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
+    return unresolved_decision(router, in, delivery, input);
+  }
+  offload.emplace(*this, in.id, input.reference);
+  return std::nullopt;
+}
+
+void PayloadReferences::resolve_in_place(std::vector<transport::Delivery>& deliveries) {
+  for (transport::Delivery& delivery : deliveries) {
+    if (delivery.body.find(payload::kReferenceKey) == std::string::npos) continue;
+    auto in = envelope::parse(delivery.body);
+    if (!in) continue;  // the batch path wraps it as unparseable
+    Input input = resolve(*in, delivery.body);
+    if (input.status == InputStatus::kResolved)
+      delivery.body = std::move(input.body);
+    else if (input.status != InputStatus::kPlain)
+      spdlog::error("payload of {} in a batch not resolved: {}", in->id, input.message);
+  }
+}
+
+PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor) {
+  PayloadParts parts;
+  if (!settings.enabled()) return parts;
+  parts.references =
+      std::make_unique<PayloadReferences>(payload::open_store(settings), settings.threshold_bytes);
+  if (end_actor)
+    parts.sweeper = std::make_unique<PayloadSweeper>(parts.references->store(), settings.policy,
+                                                     settings.sweep_interval);
+  return parts;
+}
+
 PayloadSweeper::PayloadSweeper(payload::PayloadStore& store, payload::SweepPolicy policy,
                                std::chrono::milliseconds interval)
     : store_(store), policy_(policy), interval_(interval), thread_([this] { run(); }) {}

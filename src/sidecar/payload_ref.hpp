@@ -16,11 +16,13 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 #include "envelope/envelope.hpp"
 #include "payload/lifetime.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
+#include "payload/settings.hpp"
 #include "sidecar/router.hpp"
 
 namespace asya::sidecar {
@@ -71,6 +73,19 @@ class PayloadReferences {
     std::set<std::string> held_;     // output ids held for the input's object
   };
 
+  // The runner's step before a runtime call: resolves `in` into `input` (its body is the request
+  // to send when not empty) and sets `offload` up for the outputs; returns the decision instead
+  // when the reference cannot be resolved (unresolved_decision, logged).
+  std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
+                                  const transport::Delivery& delivery, Input& input,
+                                  std::optional<Outputs>& offload);
+
+  // Batches (ASYA_BATCH_MAX_SIZE > 1): replaces the body of every delivery whose payload is a
+  // reference by the resolved envelope, so batched handlers get real payloads too. A reference
+  // that cannot be resolved is left as it is and logged (not yet sent to error-end), and batched
+  // outputs are not stored by reference (both: docs/protocol.md §10, "Not yet").
+  void resolve_in_place(std::vector<transport::Delivery>& deliveries);
+
   // For end actors (results hold real payloads): when `payload_raw` is a reference, `body` is the
   // payload it refers to (kResolved) or the status says why not, as for resolve. Unlike resolve,
   // no hold is written (the envelope has ended).
@@ -118,5 +133,22 @@ class PayloadSweeper {
   bool stopping_ = false;
   std::thread thread_;
 };
+
+// What a sidecar keeps for payload references: none when ASYA_PAYLOAD_STORE is unset; an end
+// actor also runs a sweeper.
+struct PayloadParts {
+  std::unique_ptr<PayloadReferences> references;
+  std::unique_ptr<PayloadSweeper> sweeper;
+
+  // references->prepare(...), nothing to do without references.
+  std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
+                                  const transport::Delivery& delivery,
+                                  PayloadReferences::Input& input,
+                                  std::optional<PayloadReferences::Outputs>& offload) {
+    if (!references) return std::nullopt;
+    return references->prepare(router, in, delivery, input, offload);
+  }
+};
+PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor);
 
 }  // namespace asya::sidecar

@@ -17,12 +17,15 @@
 #include "common/log.hpp"
 #include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
+#include "sidecar/batch_runner.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
+#include "sidecar/lease_keeper.hpp"
 #include "sidecar/metrics.hpp"
 #include "sidecar/payload_ref.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
+#include "sidecar/runner_state.hpp"
 #include "wire/runtime_client.hpp"
 
 namespace asya::sidecar {
@@ -46,55 +49,16 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Shared stop state: the first non-zero exit code wins.
-class StopState {
- public:
-  void request(int exit_code) {
-    {
-      std::lock_guard lock(mutex_);
-      if (exit_code != 0 && exit_code_ == 0) exit_code_ = exit_code;
-      stopping_ = true;
-    }
-    cv_.notify_all();
-  }
-  bool stopping() const {
-    std::lock_guard lock(mutex_);
-    return stopping_;
-  }
-  int exit_code() const {
-    std::lock_guard lock(mutex_);
-    return exit_code_;
-  }
-  // Waits until stop was requested or `timeout` passed; returns stopping().
-  bool wait_for(std::chrono::milliseconds timeout) {
-    std::unique_lock lock(mutex_);
-    return cv_.wait_for(lock, timeout, [this] { return stopping_; });
-  }
-
- private:
-  mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  bool stopping_ = false;
-  int exit_code_ = 0;
-};
-
-// What the main thread needs to nack a message a worker did not finish within the grace period,
-// and the lease keeper to extend the lease of a message that takes long.
-struct Slot {
-  std::mutex mutex;
-  const transport::Delivery* in_flight = nullptr;
-  Clock::time_point lease_since;  // when in_flight's lease was taken or last extended
-  bool abandoned = false;
-  std::atomic<bool> finished{false};
-  std::atomic<bool> runtime_ready{false};
-};
-
 class Runner {
  public:
   Runner(const Config& config, std::unique_ptr<transport::Transport> transport)
       : config_(config),
         transport_(std::move(transport)),
-        metrics_(config.input_queue(), config.transport) {}
+        metrics_(config.input_queue(), config.transport),
+        batch_metrics_(config.input_queue()) {
+    batching_.max_size = static_cast<std::size_t>(config.batch_max_size);
+    batching_.max_wait = config.batch_max_wait;
+  }
 
   int run();
 
@@ -102,6 +66,24 @@ class Runner {
   void worker(Slot& slot);
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
                      wire::FrameBuffer& scratch, bool& need_ready);
+  // Batching: one gathered batch, one runtime call, each delivery settled alone.
+  void process_batch(Slot& slot, wire::RuntimeClient& client,
+                     std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
+                     bool& need_ready, double gathered_seconds);
+  // Metrics, execute() and what the decision asks of the worker, for one decided delivery.
+  void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
+              const envelope::Envelope* in, const Decision& decision, bool tracked,
+              Clock::time_point started, bool& need_ready);
+  void count_received(const transport::Delivery& delivery) {
+    metrics_.received();
+    metrics_.active_add(1);
+    metrics_.envelope_size("received", delivery.body.size());
+  }
+  // Gateway reports of a tracked envelope around a runtime call; before: a decision when the job
+  // was cancelled; after a success: error-end instead of the outputs when cancelled meanwhile.
+  std::optional<Decision> gateway_before(const envelope::Envelope& in, bool tracked);
+  void gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
+                     bool tracked);
   void process_end(Slot& slot, transport::Delivery& delivery);
   // Sends every output, then acks/nacks per the decision. Returns false when the slot was
   // abandoned (shutdown grace passed) and nothing was done.
@@ -119,9 +101,6 @@ class Runner {
   // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
   // cancelled; false when it does not answer within kCancelCheckBudget.
   bool job_cancelled(const envelope::Envelope& in);
-  // Extends the lease of every in-flight message held longer than a third of the visibility
-  // timeout, until leases_stop_ is requested. Runs on its own thread.
-  void keep_leases();
   void begin(Slot& slot, const transport::Delivery& delivery) {
     std::lock_guard lock(slot.mutex);
     slot.in_flight = &delivery;
@@ -135,12 +114,13 @@ class Runner {
   const Config& config_;
   std::unique_ptr<transport::Transport> transport_;
   Metrics metrics_;
+  BatchMetrics batch_metrics_;
+  BatchSettings batching_;
   std::optional<Router> router_;
   std::unique_ptr<ResultStore> store_;
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
-  std::unique_ptr<PayloadReferences> payloads_;      // ASYA_PAYLOAD_STORE set
-  std::unique_ptr<PayloadSweeper> payload_sweeper_;  // end actors with a payload store
+  PayloadParts payloads_;  // ASYA_PAYLOAD_STORE (references; end actors: sweeper)
   StopState stop_;
   StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -179,17 +159,12 @@ int Runner::run() {
   ro.max_message_bytes = std::min(config_.max_message_bytes, transport_->max_message_bytes());
   router_.emplace(ro);
 
-  if (config_.payload.enabled())
-    payloads_ = std::make_unique<PayloadReferences>(payload::open_store(config_.payload),
-                                                    config_.payload.threshold_bytes);
+  payloads_ = make_payload_parts(config_.payload, config_.is_end_actor);
   if (config_.is_end_actor) {
     store_ = make_result_store(config_.result_store);
     end_actor_.emplace(
         config_.actor_name, config_.is_error_end(), *store_,
-        [this](int count) { return router_->backoff(count); }, payloads_.get());
-    if (payloads_)
-      payload_sweeper_ = std::make_unique<PayloadSweeper>(
-          payloads_->store(), config_.payload.policy, config_.payload.sweep_interval);
+        [this](int count) { return router_->backoff(count); }, payloads_.references.get());
   }
   if (!config_.gateway_url.empty()) {
     GatewayReporterOptions go;
@@ -227,7 +202,9 @@ int Runner::run() {
       config_.is_end_actor ? (config_.is_error_end() ? "error-end" : "happy-end") : "actor", input,
       transport_->name(), config_.concurrency, config_.socket_path);
 
-  std::thread lease_thread([this] { keep_leases(); });
+  std::thread lease_thread([this] {
+    keep_leases(slots_, *transport_, metrics_, config_.visibility_timeout, leases_stop_);
+  });
   std::vector<std::thread> workers;
   for (auto& slot : slots_) workers.emplace_back([this, s = slot.get()] { worker(*s); });
 
@@ -250,8 +227,10 @@ int Runner::run() {
     for (auto& s : slots_) {
       std::lock_guard lock(s->mutex);
       s->abandoned = true;
-      if (s->in_flight) {
-        if (Status st = transport_->nack(*s->in_flight); !st)
+      if (s->in_flight) s->batch.push_back(s->in_flight);
+      for (const transport::Delivery* unfinished : s->batch) {
+        if (!unfinished) continue;
+        if (Status st = transport_->nack(*unfinished); !st)
           spdlog::error("shutdown: cannot nack unfinished message: {}", st.message());
         ++nacked;
       }
@@ -307,12 +286,21 @@ void Runner::worker(Slot& slot) {
         stop_.request(kExitRuntimeNotReady);
         break;
       }
+      if (Status st = check_runtime_takes_batches(config_.socket_path, batching_); !st) {
+        spdlog::error("{}", st.message());
+        stop_.request(kExitConfig);
+        break;
+      }
       need_ready = false;
       slot.runtime_ready = true;
       spdlog::debug("runtime ready at {}", config_.socket_path);
     }
     auto started = Clock::now();
-    auto received = transport_->receive(queue, 1, std::chrono::milliseconds(1000));
+    double gathered_seconds = 0;
+    auto received = batching_.enabled() && client
+                        ? gather_batch(*transport_, queue, batching_,
+                                       std::chrono::milliseconds(1000), &gathered_seconds)
+                        : transport_->receive(queue, 1, std::chrono::milliseconds(1000));
     if (!received) {
       ++consecutive_errors;
       transport_ok_ = false;
@@ -324,8 +312,13 @@ void Runner::worker(Slot& slot) {
     transport_ok_ = true;
     if (received->empty()) continue;
     metrics_.receive_duration(seconds_since(started));
-    for (auto& delivery : *received) {
+    for (auto& delivery : *received)
       if (delivery.delivery_count > 1) metrics_.redelivered();
+    if (batching_.enabled() && client) {
+      process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds);
+      continue;
+    }
+    for (auto& delivery : *received) {
       if (config_.is_end_actor)
         process_end(slot, delivery);
       else
@@ -339,9 +332,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
                            wire::FrameBuffer& scratch, bool& need_ready) {
   auto started = Clock::now();
   begin(slot, delivery);
-  metrics_.received();
-  metrics_.active_add(1);
-  metrics_.envelope_size("received", delivery.body.size());
+  count_received(delivery);
 
   // The views of `parsed` point into delivery.body, so the copy in `scratch` is free for the
   // runtime's answer as soon as parse returns.
@@ -356,29 +347,20 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   Decision decision;
   if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
     decision = std::move(*early);
+  } else if (auto cancelled = gateway_before(*parsed, tracked)) {
+    decision = std::move(*cancelled);
   } else {
-    const envelope::Envelope& in = *parsed;
-    if (tracked) {
-      report(envelope_path(in.id, "progress"),
-             progress_body(in.actors, in.current, "received",
-                           fmt::format("received by {}", config_.actor_name), std::nullopt));
-    }
-    if (tracked && job_cancelled(in)) {
-      // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
-      decision = router_->error_end(
-          in, FailureCode::kCancelled,
-          fmt::format("job cancelled before actor {} started", config_.actor_name));
-    } else {
-      if (tracked)
-        report(envelope_path(in.id, "progress"),
-               progress_body(in.actors, in.current, "processing",
-                             fmt::format("processing in {}", config_.actor_name), std::nullopt));
-      decision = call_runtime(in, delivery, client, scratch, tracked);
-    }
+    decision = call_runtime(*parsed, delivery, client, scratch, tracked);
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
+  finish(slot, client, delivery, parsed ? &*parsed : nullptr, decision, tracked, started,
+         need_ready);
+}
 
+void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
+                    const envelope::Envelope* in, const Decision& decision, bool tracked,
+                    Clock::time_point started, bool& need_ready) {
   if (decision.failure == FailureCode::kMaxDeliveriesExceeded) metrics_.poison();
   if (decision.failure == FailureCode::kDeadlineExceeded) metrics_.deadline_exceeded();
   if (decision.retried) metrics_.retry();
@@ -387,17 +369,21 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
     spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),
                  delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
 
-  execute(slot, delivery, parsed ? &*parsed : nullptr, decision, tracked);
+  execute(slot, delivery, in, decision, tracked);
   metrics_.processed(label(decision.status));
   metrics_.active_add(-1);
   metrics_.processing_duration(seconds_since(started));
   {
     std::lock_guard lock(slot.mutex);
     slot.in_flight = nullptr;
+    std::replace(slot.batch.begin(), slot.batch.end(), &delivery,
+                 static_cast<const transport::Delivery*>(nullptr));
   }
   if (decision.runtime_unhealthy) {
-    spdlog::error("runtime timed out after ASYA_RUNTIME_TIMEOUT={}: stopping the sidecar (exit {})",
-                  format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
+    if (stop_.exit_code() != kExitRuntimeTimeout)  // once for all the items of a batch
+      spdlog::error(
+          "runtime timed out after ASYA_RUNTIME_TIMEOUT={}: stopping the sidecar (exit {})",
+          format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
     stop_.request(kExitRuntimeTimeout);
   }
   if (decision.wait_for_runtime) {
@@ -406,24 +392,60 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   }
 }
 
+void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
+                           std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
+                           bool& need_ready, double gathered_seconds) {
+  const auto started = Clock::now();
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.batch.clear();
+    for (const auto& delivery : deliveries) slot.batch.push_back(&delivery);
+    slot.lease_since = started;
+  }
+  for (const auto& delivery : deliveries) count_received(delivery);
+  if (payloads_.references) payloads_.references->resolve_in_place(deliveries);
+  BatchSteps steps;
+  steps.tracked = [&](const envelope::Envelope& in) {
+    return reporter_ && tracked_by_gateway(in.route_metadata_raw);
+  };
+  steps.before_call = [&](const envelope::Envelope& in, bool t) { return gateway_before(in, t); };
+  steps.after_call = [&](const envelope::Envelope& in, Decision& d, double seconds, bool t) {
+    gateway_after(in, d, seconds, t);
+  };
+  steps.finish = [&](const transport::Delivery& delivery, const envelope::Envelope* in,
+                     const Decision& decision, bool t) {
+    finish(slot, client, delivery, in, decision, t, started, need_ready);
+  };
+  run_batch(*router_, client, deliveries, scratch, config_.runtime_timeout, gathered_seconds,
+            metrics_, batch_metrics_, steps);
+}
+
+std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, bool tracked) {
+  if (!tracked) return std::nullopt;
+  report(envelope_path(in.id, "progress"),
+         progress_body(in.actors, in.current, "received",
+                       fmt::format("received by {}", config_.actor_name), std::nullopt));
+  if (job_cancelled(in)) {
+    // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
+    return router_->error_end(
+        in, FailureCode::kCancelled,
+        fmt::format("job cancelled before actor {} started", config_.actor_name));
+  }
+  report(envelope_path(in.id, "progress"),
+         progress_body(in.actors, in.current, "processing",
+                       fmt::format("processing in {}", config_.actor_name), std::nullopt));
+  return std::nullopt;
+}
+
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                               wire::RuntimeClient& client, wire::FrameBuffer& scratch,
                               bool tracked) {
-  // A payload reference is resolved here, so the runtime gets the real payload; large outputs
-  // become references again in after_runtime (sidecar/payload_ref.hpp).
-  std::string_view request = delivery.body;
+  // Payload references resolved for the runtime, large outputs stored (sidecar/payload_ref.hpp).
   PayloadReferences::Input input;
   std::optional<PayloadReferences::Outputs> offload;
-  if (payloads_) {
-    input = payloads_->resolve(in, delivery.body);
-    if (input.status == PayloadReferences::InputStatus::kUnavailable ||
-        input.status == PayloadReferences::InputStatus::kStoreError) {
-      spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
-      return unresolved_decision(*router_, in, delivery, input);
-    }
-    if (input.status == PayloadReferences::InputStatus::kResolved) request = input.body;
-    offload.emplace(*payloads_, in.id, input.reference);
-  }
+  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload))
+    return std::move(*early);
+  std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   auto call_started = Clock::now();
   wire::CallResult call = client.call(request, scratch, config_.runtime_timeout);
   std::string().swap(input.body);  // the resolved request is not needed any more
@@ -451,20 +473,25 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                    decision.failure_message);
     }
   }
-  if (decision.status == ProcessedStatus::kSuccess && tracked) {
-    report(envelope_path(in.id, "progress"),
-           progress_body(in.actors, in.current, "completed",
-                         fmt::format("completed by {}", config_.actor_name),
-                         static_cast<std::int64_t>(runtime_seconds * 1000)));
-    if (job_cancelled(in)) {
-      // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
-      decision = router_->error_end(
-          in, FailureCode::kCancelled,
-          fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
-                      config_.actor_name));
-    }
-  }
+  if (decision.status == ProcessedStatus::kSuccess)
+    gateway_after(in, decision, runtime_seconds, tracked);
   return decision;
+}
+
+void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
+                           bool tracked) {
+  if (!tracked) return;
+  report(envelope_path(in.id, "progress"),
+         progress_body(in.actors, in.current, "completed",
+                       fmt::format("completed by {}", config_.actor_name),
+                       static_cast<std::int64_t>(runtime_seconds * 1000)));
+  if (job_cancelled(in)) {
+    // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
+    decision = router_->error_end(
+        in, FailureCode::kCancelled,
+        fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
+                    config_.actor_name));
+  }
 }
 
 bool Runner::job_cancelled(const envelope::Envelope& in) {
@@ -496,33 +523,6 @@ void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decis
     }
     metrics_.gateway_announcement(false);
     report("/envelopes", std::move(body));
-  }
-}
-
-void Runner::keep_leases() {
-  const std::chrono::milliseconds visibility = config_.visibility_timeout;
-  // A failed extension (e.g. the SQLite write lock busy) is retried at the next tick: several
-  // ticks fit between the extension and the expiry.
-  const auto tick = std::clamp<std::chrono::milliseconds>(visibility / 10, 10ms, 5s);
-  while (!leases_stop_.wait_for(tick)) {
-    for (auto& slot : slots_) {
-      std::lock_guard lock(slot->mutex);
-      if (!slot->in_flight || slot->abandoned) continue;
-      auto now = Clock::now();
-      if (now - slot->lease_since < visibility / 3) continue;
-      Status st = transport_->extend_lease(*slot->in_flight, visibility);
-      metrics_.lease_extension(st.ok());
-      if (st) {
-        slot->lease_since = now;
-        spdlog::debug("extended the lease of a message in progress on {} by {}",
-                      slot->in_flight->queue, format_duration(visibility));
-      } else {
-        spdlog::warn(
-            "cannot extend the lease of a message in progress on {} (ASYA_VISIBILITY_TIMEOUT={}): "
-            "{}; it may be delivered again meanwhile",
-            slot->in_flight->queue, format_duration(visibility), st.message());
-      }
-    }
   }
 }
 

@@ -22,6 +22,7 @@
 #include "common/durable_file.hpp"
 #include "common/env.hpp"
 #include "common/log.hpp"
+#include "wire/batch.hpp"
 #include "wire/frame.hpp"
 #include "wire/runtime_answer.hpp"
 #include "wire/runtime_client.hpp"
@@ -187,11 +188,15 @@ Result<int> open_listener(const RuntimeConfig& config) {
 
 // Written to a temporary name and renamed, so a sidecar never sees a half-written file. Not
 // fsync'd: the file means "this process is ready" and is stale after a crash anyway.
-Status write_ready_file(const std::string& path) {
+// A runtime that takes batch requests says so with a line `batch` (PROTOCOL §3).
+Status write_ready_file(const std::string& path, bool batch) {
   FileWriteOptions options;
   options.temporary_path = fmt::format("{}.{}.tmp", path, ::getpid());
   options.durable = false;
-  return write_file_atomically(path, fmt::format("{}\n", ::getpid()), options);
+  return write_file_atomically(
+      path,
+      fmt::format("{}\n{}", ::getpid(), batch ? fmt::format("{}\n", wire::kBatchCapability) : ""),
+      options);
 }
 
 // Writes the answer to one request into `answer` (a per-connection object, reused).
@@ -295,7 +300,8 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
   state->connection_closed();
 }
 
-int run_server(const char* mode, const std::function<Responder(const RuntimeConfig&)>& make) {
+int run_server(const char* mode, const std::function<Responder(const RuntimeConfig&)>& make,
+               bool batch = false) {
   if (Status s = install_signal_handlers(); !s.ok()) {
     log::init("runtime", "info");
     spdlog::error("{}", s.message());
@@ -329,7 +335,7 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
     return 1;
   }
   int listen_fd = *listener;
-  if (Status s = write_ready_file(ready_file); !s.ok()) {
+  if (Status s = write_ready_file(ready_file, batch); !s.ok()) {
     spdlog::error("cannot write ready file {}: {}", ready_file, s.message());
     ::close(listen_fd);
     ::unlink(config.socket_path.c_str());
@@ -422,6 +428,19 @@ int serve_raw(RawPayloadHandler handler) {
       detail::respond_raw(request, handler, answer);
     };
   });
+}
+
+int serve_batch(BatchHandler handler) {
+  return run_server(
+      "payload",
+      [&](const RuntimeConfig& config) -> Responder {
+        return [handler = serialized_unless_thread_safe(config, std::move(handler))](
+                   std::string_view request, detail::Answer& answer) {
+          answer.clear();
+          answer.text = handle_batch_request(request, handler);
+        };
+      },
+      /*batch=*/true);
 }
 
 int serve_envelopes(EnvelopeHandler handler) {

@@ -162,3 +162,58 @@ def test_one_real_row_end_to_end_has_rounds_median_and_spread(tmp_path):
     line = next(l for l in done.stdout.splitlines() if l.startswith("| python_runtime_rps "))
     assert "%.2f×" % row["ratio"] in line and "load" in line
     assert "not measured in this run (--only)" in done.stdout
+
+
+BATCH_ROWS = ("batch_model_b1", "batch_model_b8", "batch_model_b32", "batch_model_light_p95",
+              "batch_sidecar_overhead")
+
+
+def test_the_batch_section_writes_its_rows_with_rounds_and_fields(tmp_path):
+    """`--only batch --quick`: every batch row is in the JSON with the common fields; with the
+    batching feature built, each has 3 rounds, the b32 row its speedup_vs_b1 and the light-load
+    row its rate; without it, each says why it was not measured. Needs torch (the model)."""
+    pytest.importorskip("torch", reason="python3-torch is not installed for %s (scripts/setup "
+                        "--bench installs it)" % sys.executable)
+    build = pathlib.Path(os.environ.get("ASYA_BUILD_DIR", REPO / "build"))
+    for binary in ("src/sidecar/asya-sidecar", "bench/queue/bench_queue"):
+        assert (build / binary).exists(), "build it first: ninja -C %s" % build
+    out = tmp_path / "batch.json"
+    done = subprocess.run([sys.executable, str(RUN), "--only", "batch", "--quick", "--out",
+                           str(out)], capture_output=True, text=True, timeout=900,
+                          env=dict(os.environ, ASYA_BENCH_ROUNDS="3", ASYA_BENCH_PYTHON=sys.executable))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert report["run"]["only"] == ["batch"]
+    rows = {r["id"]: r for r in report["rows"] if r["id"].startswith("batch_")}
+    assert sorted(rows) == sorted(BATCH_ROWS)
+    units = {"batch_model_b1": "items/s", "batch_model_b8": "items/s", "batch_model_b32": "items/s",
+             "batch_model_light_p95": "ms", "batch_sidecar_overhead": "ms/batch"}
+    for row_id, row in rows.items():
+        assert row["unit"] == units[row_id]
+        for field in ("asya", "baseline", "ratio", "ratio_min", "ratio_max", "spread_percent",
+                      "noisy", "load_average", "rounds", "higher_is_better", "target", "note"):
+            assert field in row, (row_id, field)
+        assert row["higher_is_better"] is row_id.startswith("batch_model_b")
+        line = next(l for l in done.stdout.splitlines() if l.startswith("| %s " % row_id))
+        assert row_id in line
+    runtime = (REPO / "runtimes/python/asya_runtime.py").read_text()
+    if "ASYA_HANDLER_BATCH" not in runtime:
+        for row in rows.values():
+            assert row["asya"] is None and "not measured" in row["note"], row
+        # The in-process figures (the physical limit) are still there.
+        assert len(rows["batch_model_b32"]["in_process_items_per_s"]) == 3
+        return
+    for row_id, row in rows.items():
+        assert row["asya"] is not None and row["baseline"] is not None, (row_id, row["note"])
+        assert len(row["rounds"]) == 3, row_id
+        ratios = sorted(r["ratio"] for r in row["rounds"])
+        assert row["ratio"] == pytest.approx(ratios[1], abs=0.001)
+        assert row["asya"] > 0 and row["baseline"] > 0
+    b32 = rows["batch_model_b32"]
+    assert b32["speedup_vs_b1"] > 0 and len(b32["speedup_rounds"]) == 3
+    assert b32["target"] and b32["target_met"] in (True, False)
+    # maxSize 32 under saturation really batches (a batch of one per call would show 1.0).
+    assert max(b32["mean_batch_size"]) > 1
+    assert rows["batch_model_light_p95"]["rate_per_s"] > 0
+    assert rows["batch_sidecar_overhead"]["target"] == "< 1 ms"
+    assert len(rows["batch_sidecar_overhead"]["sidecar_cpu_ms_per_batch"]) == 3

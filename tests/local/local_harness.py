@@ -45,7 +45,7 @@ def wait_for(condition, timeout, what, interval=0.05):
 
 
 def manifest(name, handler, workdir=HANDLERS, scaling=None, env=None, timeout=None,
-             command=None, sidecar=None):
+             command=None, sidecar=None, batching=None):
     scaling = scaling or {}
     lines = [
         "apiVersion: asya.sh/v1alpha1",
@@ -58,6 +58,8 @@ def manifest(name, handler, workdir=HANDLERS, scaling=None, env=None, timeout=No
         lines.append("  timeout: " + json.dumps(timeout))
     if sidecar:
         lines.append("  sidecar: " + json.dumps(sidecar))
+    if batching:
+        lines.append("  batching: " + json.dumps(batching))
     lines += [
         "  workload:",
         "    template:",

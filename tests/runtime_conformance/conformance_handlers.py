@@ -102,3 +102,49 @@ def envelope_edit(envelope):
     else:
         raise ValueError("unknown edit %r" % (edit,))
     return out
+
+
+def batch_mixed(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): per payload {"do": ...}: "echo" -> {"n": n},
+    "abort" -> None, "fail" -> a ValueError("item n failed") instance, "fanout" -> two outputs
+    {"n": n, "i": 0|1}. Any payload "raise" makes the whole call raise ValueError("batch failed");
+    any "short" returns one result too few."""
+    dos = [p.get("do") for p in payloads]
+    if "raise" in dos:
+        raise ValueError("batch failed")
+    results = []
+    for p in payloads:
+        do, n = p.get("do"), p.get("n")
+        if do == "abort":
+            results.append(None)
+        elif do == "fail":
+            results.append(ValueError("item %s failed" % n))
+        elif do == "fanout":
+            results.append([{"n": n, "i": 0}, {"n": n, "i": 1}])
+        else:
+            results.append({"n": n})
+    if "short" in dos:
+        results.pop()
+    return results
+
+
+def batch_envelopes(envelopes):
+    """An envelope-mode batch handler (Python only): per envelope, payload {"do": ...}: "next" ->
+    the envelope with route.current + 1, "abort" -> None, "past" -> an output that changes the
+    route's past (rejected for that item alone), "fail" -> a KeyError instance."""
+    results = []
+    for envelope in envelopes:
+        do = envelope["payload"].get("do")
+        if do == "abort":
+            results.append(None)
+        elif do == "fail":
+            results.append(KeyError("missing"))
+        else:
+            out = dict(envelope)
+            route = dict(envelope["route"])
+            route["current"] = route.get("current", 0) + 1
+            if do == "past":
+                route["actors"] = ["hacked"] + route["actors"][1:]
+            out["route"] = route
+            results.append(out)
+    return results

@@ -117,3 +117,18 @@ def enrich_counted(payload):
         os.close(fd)
     time.sleep(float(payload.get("sleep", 0)))
     return enrich(payload)
+
+
+def batch_echo(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): records each batch as a marker
+    batch-<ns>-<thread> holding {"ids", "start", "end"} after sleeping payload["sleep"] (of the
+    first item, default 0); an item with "fail" fails alone (a ValueError instance), others echo."""
+    import json
+    import threading
+
+    start = time.monotonic()
+    time.sleep(float(payloads[0].get("sleep", 0)))
+    _mark("batch-%d-%d" % (time.time_ns(), threading.get_ident()),
+          json.dumps({"ids": [p.get("i") for p in payloads], "start": start, "end": time.monotonic(),
+                      "thread": threading.get_ident()}))
+    return [ValueError("item %s failed" % p.get("i")) if p.get("fail") else p for p in payloads]

@@ -15,6 +15,8 @@ CASES = [
     ({"ASYA_RUNTIME_TIMEOUT": "5 minutes"}, "5 minutes", "30s"),
     ({"ASYA_CONCURRENCY": "lots"}, "lots", "1"),
     ({"ASYA_METRICS_ADDR": "9090"}, "9090", ":port"),
+    ({"ASYA_BATCH_MAX_SIZE": "5000"}, "5000", "4096"),
+    ({"ASYA_BATCH_MAX_WAIT": "10m", "ASYA_RUNTIME_TIMEOUT": "1m"}, "10m", "no longer than the runtime timeout"),
     ({"ASYA_RESULT_STORE": "/tmp/results"}, "/tmp/results", "s3://bucket/prefix"),
     ({"ASYA_RESULT_STORE": "s3://"}, "s3://", "bucket"),
     ({"ASYA_TRANSPORT": "kafka"}, "kafka", "sqlite"),

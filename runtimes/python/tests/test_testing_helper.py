@@ -57,7 +57,7 @@ def test_testing_is_a_submodule_of_the_single_file_runtime():
     assert testing is asya_runtime.testing
     assert sys.modules["asya_runtime.testing"] is testing
     assert testing.call_payload is asya_runtime.call_payload
-    assert sorted(testing.__all__) == ["HandlerError", "call_envelope", "call_payload", "payloads"]
+    assert sorted(testing.__all__) == ["HandlerError", "call_batch", "call_envelope", "call_payload", "payloads"]
 
 
 def test_payload_mode_one_output_moves_the_route_on():
@@ -268,3 +268,30 @@ def test_outputs_equal_the_runtime_process_answers(tmp_path, monkeypatch, mode, 
 
     assert [without_traceback(a) for a in got] == [without_traceback(a) for a in expected]
     assert any("error" in a[0] for a in expected if a)  # the cases include an error answer
+
+
+def test_call_batch_answers_each_payload_by_its_own_slot():
+    from asya_runtime.testing import call_batch
+
+    def infer(batch):
+        return [None if p == 0 else ValueError("bad %d" % p) if p == 1 else [p, p] if p == 2 else {"v": p}
+                for p in batch]
+
+    answers = call_batch(infer, [0, 1, 2, 3], route=["infer", "next"], headers={"h": "x"})
+    assert answers[0] == []
+    assert answers[1][0]["error"] == "processing_error"
+    assert answers[1][0]["details"]["type"] == "ValueError"
+    assert answers[1][0]["details"]["message"] == "bad 1"
+    assert payloads(answers[2]) == [2, 2]
+    assert answers[3] == [{"payload": {"v": 3}, "route": {"actors": ["infer", "next"], "current": 1},
+                           "headers": {"h": "x"}}]
+
+
+def test_call_batch_reports_a_result_of_the_wrong_length_for_every_item():
+    from asya_runtime.testing import call_batch
+
+    answers = call_batch(lambda batch: batch[:1], [1, 2, 3])
+    assert len(answers) == 3
+    for answer in answers:
+        assert answer[0]["details"]["type"] == "InvalidHandlerResult"
+        assert "returned 1 results for 3 inputs" in answer[0]["details"]["message"]

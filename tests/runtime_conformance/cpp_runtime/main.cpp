@@ -160,6 +160,39 @@ std::vector<Json> envelope_edit(const json::object& envelope) {
   return {out};
 }
 
+// conformance_handlers.batch_mixed: the same batch handler as the Python one.
+std::vector<asya::BatchResult> batch_mixed(const std::vector<Json>& payloads) {
+  auto field = [](const Json& p, const char* key) -> Json {
+    const Json* v = p.is_object() ? p.get_object().if_contains(key) : nullptr;
+    return v ? *v : Json(nullptr);
+  };
+  bool shorten = false;
+  for (const Json& p : payloads) {
+    Json d = field(p, "do");
+    if (d.is_string() && d.get_string() == "raise") throw ValueError("batch failed");
+    if (d.is_string() && d.get_string() == "short") shorten = true;
+  }
+  std::vector<asya::BatchResult> results;
+  for (const Json& p : payloads) {
+    Json d = field(p, "do");
+    Json n = field(p, "n");
+    std::string action = d.is_string() ? std::string(d.get_string()) : "";
+    if (action == "abort") {
+      results.emplace_back(Outputs::none());
+    } else if (action == "fail") {
+      results.push_back(
+          asya::BatchResult::failure(ValueError("item " + json::serialize(n) + " failed")));
+    } else if (action == "fanout") {
+      results.emplace_back(
+          Outputs::fan_out({json::object{{"n", n}, {"i", 0}}, json::object{{"n", n}, {"i", 1}}}));
+    } else {
+      results.emplace_back(Outputs(json::object{{"n", n}}));
+    }
+  }
+  if (shorten) results.pop_back();
+  return results;
+}
+
 const char* kPrefix = "conformance_handlers.";
 
 // A DOM handler as a raw handler: parse the text, call it, serialize what it returns.
@@ -195,6 +228,7 @@ int main() {
   std::string short_name = name.rfind(kPrefix, 0) == 0 ? name.substr(std::strlen(kPrefix)) : "";
 
   if (short_name == "envelope_edit") return asya::serve_envelopes(envelope_edit);
+  if (short_name == "batch_mixed") return asya::serve_batch(batch_mixed);
 
   static Counter counter;
   const std::map<std::string, asya::PayloadHandler> payload_handlers = {

@@ -1,0 +1,48 @@
+#include "sidecar/batch_runner.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "common/log.hpp"
+
+namespace asya::sidecar {
+
+void run_batch(const Router& router, wire::RuntimeClient& client,
+               std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
+               std::chrono::milliseconds timeout, double gathered_seconds, Metrics& metrics,
+               BatchMetrics& batch_metrics, const BatchSteps& steps) {
+  auto items = prepare_batch(router, deliveries, scratch, std::chrono::system_clock::now());
+  std::vector<char> tracked(items.size()), called(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const envelope::Envelope* in = items[i].envelope();
+    tracked[i] = in && steps.tracked(*in);
+    if (!items[i].decision) items[i].decision = steps.before_call(*in, tracked[i]);
+    called[i] = !items[i].decision;
+  }
+  BatchCall call = call_batch(router, client, items, scratch, timeout);
+  if (call.sent > 0) {
+    metrics.runtime_duration(call.runtime_seconds);
+    batch_metrics.batch(call.sent, gathered_seconds);
+    if (!call.notice.empty()) {
+      spdlog::warn("runtime_protocol_error on the connection kept from the previous batch: {}",
+                   call.notice);
+      metrics.runtime_error(label(FailureCode::kRuntimeProtocolError));
+    }
+    if (!call.error.empty())
+      spdlog::warn("runtime call for a batch of {} failed: {}", call.sent, call.error);
+  }
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    BatchItem& item = items[i];
+    const envelope::Envelope* in = item.envelope();
+    log::EnvelopeScope scope(in ? std::string_view(in->id) : std::string_view("unparseable"));
+    if (called[i]) {
+      if (item.decision->failure) metrics.runtime_error(item.decision->failure.label());
+      if (item.decision->status == ProcessedStatus::kSuccess)
+        steps.after_call(*in, *item.decision, call.runtime_seconds, tracked[i]);
+    }
+    steps.finish(*item.delivery, in, *item.decision, tracked[i]);
+  }
+  // A large buffer is not kept for the next batch.
+  if (scratch.capacity() > (4u << 20)) scratch.release();
+}
+
+}  // namespace asya::sidecar

@@ -1,0 +1,40 @@
+// The runner's batch path (internal to the sidecar binary): one gathered batch from
+// prepare_batch() to every item settled, with the runner's own steps (gateway reports, settling,
+// metrics) passed in, so sidecar.cpp keeps one copy of each step for single and batched messages.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "sidecar/batch_metrics.hpp"
+#include "sidecar/batcher.hpp"
+#include "sidecar/metrics.hpp"
+
+namespace asya::sidecar {
+
+struct BatchSteps {
+  // Whether the gateway tracks the envelope (reports and cancellation checks).
+  std::function<bool(const envelope::Envelope&)> tracked;
+  // Before the call, for an item that would be sent: a decision when it must not be (cancelled).
+  std::function<std::optional<Decision>(const envelope::Envelope&, bool tracked)> before_call;
+  // After the call, for an item the runtime answered successfully (may change the decision).
+  std::function<void(const envelope::Envelope&, Decision&, double runtime_seconds, bool tracked)>
+      after_call;
+  // Settles one decided item (sends, ack/nack, metrics of the message, worker state).
+  std::function<void(const transport::Delivery&, const envelope::Envelope*, const Decision&,
+                     bool tracked)>
+      finish;
+};
+
+// Runs one batch: prepare_batch, before_call for each item to be sent, call_batch (one runtime
+// call bounded by `timeout`), after_call, then finish for every item in order. Records the
+// runtime duration, the batch size and `gathered_seconds` (time spent gathering after the first
+// message), and logs a failed call once for the batch.
+void run_batch(const Router& router, wire::RuntimeClient& client,
+               std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
+               std::chrono::milliseconds timeout, double gathered_seconds, Metrics& metrics,
+               BatchMetrics& batch_metrics, const BatchSteps& steps);
+
+}  // namespace asya::sidecar

@@ -1,0 +1,87 @@
+// Dynamic batching (docs/protocol.md §3 "Batches"): how a sidecar gathers several envelopes from
+// its queue and calls the runtime once with all of them, keeping every per-message rule of
+// PROTOCOL §4 and §5 per item. The runner (sidecar.cpp) receives with gather_batch(), then
+// prepare_batch() decides what must not reach the runtime, call_batch() calls it once and decides
+// each remaining item from its own answer, and each item is then settled on its own (acked only
+// after its outputs are durable). No metrics, no gateway, no threads here: testable with
+// fake_transport.hpp and a socket pair.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "envelope/envelope.hpp"
+#include "sidecar/router.hpp"
+#include "transport/transport.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::sidecar {
+
+struct BatchSettings {
+  std::size_t max_size = 1;                // ASYA_BATCH_MAX_SIZE; 1: no batching
+  std::chrono::milliseconds max_wait{10};  // ASYA_BATCH_MAX_WAIT
+  bool enabled() const { return max_size > 1; }
+};
+
+// Receives one batch from `queue`: waits up to `first_wait` for a first message (an empty vector
+// when none came), then keeps taking what the transport has ready, without waiting, until the
+// batch holds max_size messages, max_wait passed since the first one arrived, or a receive finds
+// nothing more ready. So a lone message at low load is sent at once, and a busy queue fills
+// batches up to max_size. An error is returned only when nothing was received; an error after
+// some messages ends the gathering with what was received (they are leased and must be handled).
+// `gathered_seconds`, when given, receives the time spent gathering after the first receive.
+Result<std::vector<transport::Delivery>> gather_batch(transport::Transport& transport,
+                                                      std::string_view queue,
+                                                      const BatchSettings& settings,
+                                                      std::chrono::milliseconds first_wait,
+                                                      double* gathered_seconds = nullptr);
+
+// Start-up check of a batching sidecar: Ok when the runtime at `socket_path` declares batch
+// support in its ready file (PROTOCOL §3), or when batching is off; else an error saying what to
+// change (the sidecar then exits with its configuration exit code, 2).
+Status check_runtime_takes_batches(const std::string& socket_path, const BatchSettings& settings);
+
+// One envelope of a batch. `parsed` points into delivery->body (which must not move while the
+// item lives). `decision` is set once the item's outcome is known.
+struct BatchItem {
+  transport::Delivery* delivery = nullptr;
+  std::optional<Result<envelope::Envelope>> parsed;
+  std::optional<Decision> decision;
+
+  const envelope::Envelope* envelope() const { return parsed && *parsed ? &**parsed : nullptr; }
+};
+
+// Parses every delivery and decides at once those that must not reach the runtime
+// (Router::before_runtime: not an envelope, delivered more than ASYA_MAX_DELIVERIES times, deadline
+// passed, route not at this actor). `scratch` is reused for the padded parse copies.
+std::vector<BatchItem> prepare_batch(const Router& router,
+                                     std::vector<transport::Delivery>& deliveries,
+                                     wire::FrameBuffer& scratch,
+                                     std::chrono::system_clock::time_point now);
+
+// What the one runtime call of a batch did.
+struct BatchCall {
+  std::size_t sent = 0;        // envelopes in the request (0: nothing was sent, no call made)
+  double runtime_seconds = 0;  // duration of the call
+  wire::CallStatus status = wire::CallStatus::kOk;
+  std::string error;   // the call's or the answer's problem, when any
+  std::string notice;  // CallResult::notice of the call
+};
+
+// Sends every item without a decision to the runtime in one batch request (PROTOCOL §3) and
+// decides each from its own answer with Router::after_runtime, as if it had been called alone:
+// outputs routed, fan-out, headers, a per-item error to error-end or a retry. When the call
+// itself fails (runtime timeout: the whole call is bounded by `timeout`; runtime unavailable; a
+// bad frame; an answer that is not an array of one answer per envelope), every sent item is
+// decided as that failure (e.g. runtime_timeout for each). A connection that carried a rejected
+// answer is closed, never reused.
+BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
+                     std::vector<BatchItem>& items, wire::FrameBuffer& response,
+                     std::chrono::milliseconds timeout);
+
+}  // namespace asya::sidecar

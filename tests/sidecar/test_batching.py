@@ -1,0 +1,93 @@
+"""Dynamic batching in the sidecar (issue 14; docs/protocol.md §3 "Batches"): real sidecar and
+Python runtime processes on each transport. Messages are queued before the sidecar starts, so
+they are ready at once and gathered into batches."""
+import json
+import subprocess
+
+from sidecar_harness import wait_for
+from test_sidecar import ERROR, HAPPY, envelope, metric_samples
+
+BATCH_ENV = {"ASYA_BATCH_MAX_SIZE": "16", "ASYA_BATCH_MAX_WAIT": "50ms", "ASYA_HANDLER_BATCH": "true"}
+
+
+def recorded_batches(cluster):
+    batches = []
+    for name in cluster.markers_named("batch-"):
+        batches.append(json.loads((cluster.markers / name).read_text()))
+    return batches
+
+
+def test_a_batch_actor_settles_each_item_and_its_metrics_pass_promtool(cluster):
+    for i in range(40):
+        cluster.queues.send("asya-echo", envelope("m%d" % i, ["echo"], payload={"i": i, "fail": i % 10 == 4}))
+    actor = cluster.actor("echo", "batch_echo", env=BATCH_ENV)
+    happy = cluster.queues.collect(HAPPY, 36, timeout=60)
+    errors = cluster.queues.collect(ERROR, 4, timeout=60)
+    assert sorted(m["json"]["id"] for m in happy) == sorted("m%d" % i for i in range(40) if i % 10 != 4)
+    for m in errors:
+        error = m["json"]["payload"]
+        assert error["error"] == "processing_error"
+        assert error["details"]["type"] == "ValueError"
+        assert error["details"]["message"] == "item %d failed" % error["original_payload"]["i"]
+    sizes = [len(b["ids"]) for b in recorded_batches(cluster)]
+    assert sum(sizes) == 40 and max(sizes) > 1 and max(sizes) <= 16, sizes
+
+    text = wait_for(lambda: (lambda t: t if "asya_actor_batch_items_total{queue=\"asya-echo\"} 40" in t
+                             else None)(actor.metrics()), 10, "the batch metrics")
+    samples = metric_samples(text)
+    assert samples["asya_actor_batch_size"]
+    count = [v for labels, v in samples["asya_actor_batch_size"] if labels == {"queue": "asya-echo"}]
+    assert len(sizes) in count, (sizes, count)  # one observation per runtime call
+    assert "# TYPE asya_actor_batch_wait_seconds histogram" in text.splitlines()
+    assert 'asya_actor_messages_processed_total{queue="asya-echo",status="success"} 36' in text.splitlines()
+    assert 'asya_actor_messages_processed_total{queue="asya-echo",status="error"} 4' in text.splitlines()
+    promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
+    assert promtool.returncode == 0, promtool.stdout + promtool.stderr
+
+
+def test_concurrency_two_keeps_two_batches_in_flight_on_two_connections(cluster):
+    for i in range(20):
+        cluster.queues.send("asya-echo", envelope("m%d" % i, ["echo"], payload={"i": i, "sleep": 1.0}))
+    cluster.actor("echo", "batch_echo", env=dict(
+        BATCH_ENV, ASYA_BATCH_MAX_SIZE="5", ASYA_CONCURRENCY="2", ASYA_HANDLER_THREAD_SAFE="true"))
+    cluster.queues.collect(HAPPY, 20, timeout=90)
+    batches = recorded_batches(cluster)
+    assert sum(len(b["ids"]) for b in batches) == 20
+    overlapping = [(a, b) for a in batches for b in batches
+                   if a is not b and a["start"] < b["end"] and b["start"] < a["end"]]
+    assert overlapping, batches
+    # The runtime serves each connection on its own thread: two batches at once, two connections.
+    assert any(a["thread"] != b["thread"] for a, b in overlapping), overlapping
+
+
+def test_a_runtime_without_batch_support_stops_the_sidecar_with_exit_2(cluster):
+    env = dict(BATCH_ENV)
+    env.pop("ASYA_HANDLER_BATCH")  # the runtime serves a plain handler and declares nothing
+    cluster.queues.send("asya-echo", envelope("kept", ["echo"], payload={"i": 0}))
+    actor = cluster.actor("echo", "echo", env=env, start_sidecar=False)
+    sidecar = actor.start_sidecar(wait_ready=False)
+    assert sidecar.popen.wait(60) == 2
+    lines = [json.loads(line) for line in sidecar.text().splitlines() if "does not accept batches" in line]
+    assert lines, sidecar.text()
+    assert lines[0]["level"] == "error"
+    assert "ASYA_BATCH_MAX_SIZE=16" in lines[0]["msg"] and actor.socket in lines[0]["msg"]
+    # Nothing was taken: the message is still there for a runtime that can take it.
+    assert cluster.queues.collect("asya-echo", 1)[0]["json"]["id"] == "kept"
+
+
+def test_a_batch_held_past_the_visibility_timeout_keeps_every_lease(cluster):
+    # Five messages in one batch whose handler takes 6 s, three times ASYA_VISIBILITY_TIMEOUT: the
+    # lease keeper extends the lease of every item of the batch, so none is delivered again.
+    for i in range(5):
+        cluster.queues.send("asya-echo", envelope("m%d" % i, ["echo"], payload={"i": i, "sleep": 6}))
+    actor = cluster.actor("echo", "batch_echo", env=dict(BATCH_ENV, ASYA_VISIBILITY_TIMEOUT="2s"))
+    happy = cluster.queues.collect(HAPPY, 5, timeout=60)
+    assert sorted(m["json"]["id"] for m in happy) == ["m%d" % i for i in range(5)]
+    batches = recorded_batches(cluster)
+    assert sorted(i for b in batches for i in b["ids"]) == list(range(5)), batches  # each item once
+    text = actor.metrics()
+    assert 'asya_actor_redeliveries_total{queue="asya-echo",transport="%s"} 0' % cluster.transport \
+        in text.splitlines()
+    extended = [v for labels, v in metric_samples(text)["asya_actor_lease_extensions_total"]
+                if labels.get("result") == "ok"]
+    assert extended and extended[0] >= 5, extended  # at least one extension per item
