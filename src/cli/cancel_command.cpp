@@ -2,7 +2,6 @@
 
 #include <CLI/CLI.hpp>
 #include <boost/json.hpp>
-#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -47,36 +46,11 @@ std::string gateway_url(const CancelArgs& a) {
   }
 }
 
-// Percent-encodes an id for one path segment.
-std::string path_segment(const std::string& id) {
-  static const char* hex = "0123456789ABCDEF";
-  std::string out;
-  for (unsigned char c : id) {
-    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-      out += static_cast<char>(c);
-    } else {
-      out += '%';
-      out += hex[c >> 4];
-      out += hex[c & 15];
-    }
-  }
-  return out;
-}
-
-std::string error_of(const std::string& body) {
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (!ec && v.is_object())
-    if (const json::value* e = v.as_object().if_contains("error"); e && e->is_string())
-      return std::string(e->as_string());
-  return body.substr(0, 300);
-}
-
 int run(const CancelArgs& a) {
   std::string base = gateway_url(a);
   http::Request request;
   request.method = "POST";
-  request.url = base + "/envelopes/" + path_segment(a.id) + "/cancel";
+  request.url = base + "/envelopes/" + url_path_segment(a.id) + "/cancel";
   request.headers.emplace_back("Content-Type", "application/json");
   if (!a.token.empty()) request.headers.emplace_back("Authorization", "Bearer " + a.token);
   json::object body;
@@ -93,13 +67,13 @@ int run(const CancelArgs& a) {
       std::cout << "cancelled " << a.id << "\n";
       return kCancelled;
     case 409:
-      std::cerr << "asya: " << error_of(reply->body) << "\n";
+      std::cerr << "asya: " << gateway_error_text(reply->body) << "\n";
       return kAlreadyFinished;
     case 404:
-      throw Failure{kUsage, error_of(reply->body)};
+      throw Failure{kUsage, gateway_error_text(reply->body)};
     default:
       throw Failure{kUnreachable, "gateway answered HTTP " + std::to_string(reply->status) + ": " +
-                                      error_of(reply->body)};
+                                      gateway_error_text(reply->body)};
   }
 }
 

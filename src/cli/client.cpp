@@ -6,6 +6,8 @@
 #include <stdlib.h>
 
 #include <algorithm>
+#include <boost/json.hpp>
+#include <cctype>
 #include <cstdlib>
 #include <exception>
 #include <system_error>
@@ -124,6 +126,30 @@ std::vector<StoredResult> list_results(const local::StatePaths& paths) {
 std::string trimmed(std::string text) {
   while (!text.empty() && (text.back() == '\n' || text.back() == '\r')) text.pop_back();
   return text;
+}
+
+std::string url_path_segment(const std::string& id) {
+  static const char* hex = "0123456789ABCDEF";
+  std::string out;
+  for (unsigned char c : id) {
+    if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      out += '%';
+      out += hex[c >> 4];
+      out += hex[c & 15];
+    }
+  }
+  return out;
+}
+
+std::string gateway_error_text(const std::string& body) {
+  boost::system::error_code ec;
+  boost::json::value v = boost::json::parse(body, ec);
+  if (!ec && v.is_object())
+    if (const auto* e = v.as_object().if_contains("error"); e && e->is_string())
+      return std::string(e->as_string());
+  return body.substr(0, 300);
 }
 
 }  // namespace asya::cli

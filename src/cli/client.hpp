@@ -81,4 +81,10 @@ std::vector<StoredResult> list_results(const local::StatePaths& paths);
 // `text` without its trailing line breaks.
 std::string trimmed(std::string text);
 
+// An id percent-encoded for one URL path segment (/envelopes/{id}/...).
+std::string url_path_segment(const std::string& id);
+
+// The "error" of a gateway's JSON error body, else the body's first 300 bytes.
+std::string gateway_error_text(const std::string& body);
+
 }  // namespace asya::cli

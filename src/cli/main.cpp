@@ -21,6 +21,7 @@
 #include "cli/results_command.hpp"
 #include "cli/send_command.hpp"
 #include "cli/status_command.hpp"
+#include "cli/trace_command.hpp"
 #include "cli/up_command.hpp"
 #include "cli/version_command.hpp"
 #include "common/env.hpp"
@@ -177,6 +178,7 @@ int main(int argc, char** argv) {
   asya::cli::add_render_command(app);
   asya::cli::add_call_command(app);
   asya::cli::add_cancel_command(app);
+  asya::cli::add_trace_command(app);
   asya::cli::add_init_command(app);
 
   auto* version_cmd = app.add_subcommand(

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/actors/actor_monitor.hpp"
 #include "gateway/http/http.hpp"
 #include "gateway/service.hpp"
 
@@ -42,6 +43,11 @@ struct ApiOptions {
   // ASYA_GATEWAY_INSTANCE_ID: repeated as "instance" in the /healthz and /readyz answers, so the
   // process that started this gateway knows it reached this one (empty: not included).
   std::string instance_id;
+  // ASYA_GATEWAY_TRACE_MAX_SPANS and ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the
+  // gateway keeps (POST /v1/traces).
+  SpanLimits span_limits;
+  // GET /actors sampling (actors/actor_monitor.hpp); status_file from ASYA_GATEWAY_STATUS_FILE.
+  ActorMonitorOptions actor_monitor;
 };
 
 class McpEndpoint;
@@ -51,6 +57,7 @@ class Endpoint;
 
 class Api {
  public:
+  // Starts sampling the actors (GET /actors) on the service's io_context.
   Api(Service& service, ApiOptions options);
   ~Api();
 
@@ -78,11 +85,19 @@ class Api {
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
                                                          const std::string& id);
   http::Response list_tools();
+  // POST /v1/traces (rest_traces.cpp): OTLP/HTTP JSON spans of this gateway's jobs, kept in the
+  // job store; answers an ExportTraceServiceResponse (partialSuccess names rejected spans).
+  boost::asio::awaitable<http::Response> receive_traces(const http::Request& request);
+  // GET /envelopes/{id}/trace (rest_traces.cpp): the job's spans ordered by start.
+  boost::asio::awaitable<http::Response> get_trace(const std::string& id);
+  // GET /envelopes?status=&tool=&limit=&cursor= (rest_jobs.cpp): recent jobs, newest first.
+  boost::asio::awaitable<http::Response> list_envelopes(const http::Request& request);
 
   Service& service_;
   ApiOptions options_;
   std::unique_ptr<McpEndpoint> mcp_;
-  std::unique_ptr<a2a::Endpoint> a2a_;  // /a2a and the agent card (a2a/a2a.hpp)
+  std::unique_ptr<a2a::Endpoint> a2a_;    // /a2a and the agent card (a2a/a2a.hpp)
+  std::unique_ptr<ActorMonitor> actors_;  // GET /actors
 };
 
 // Shared by REST and MCP.
@@ -91,6 +106,11 @@ namespace api {
 // Whether a request with this Origin header may be served: no Origin, a localhost origin, or one
 // listed in options.allowed_origins.
 bool origin_allowed(const ApiOptions& options, const std::string& origin);
+// Whether `origin` is the origin of the page the request came from on this very server:
+// "http(s)://" + the Host header, for a Host that is an IP literal, localhost or a name listed in
+// options.allowed_hosts (not merely accepted by "*": a DNS-rebinding page would pass that). So
+// the dashboard works on any name the gateway is reached by, without ALLOWED_ORIGINS.
+bool same_origin(const ApiOptions& options, const std::string& origin, const std::string& host);
 // Whether a request with this Host header may be served: none, an IP literal, localhost, or a
 // name in options.allowed_hosts (port ignored, case-insensitive).
 bool host_allowed(const ApiOptions& options, const std::string& host);
@@ -112,6 +132,11 @@ std::string sse_event(const std::string& job_id, const Update& update);
 // wrapped as {"result": value}) plus one text item; isError with the error text on failure.
 boost::json::object call_result(const Job& job);
 boost::json::object error_result(const std::string& message);
+// The `_meta` key naming the job of a tool call answer (MCP CallToolResult, REST body), so a
+// client can follow it (GET /envelopes/{id}, /trace); REST also sends the Asya-Job-Id header.
+inline constexpr const char* kJobIdMetaKey = "asya.sh/job_id";
+// {"asya.sh/job_id": job_id}.
+boost::json::object job_meta(const std::string& job_id);
 // The answer of an async tool: text JSON {"job_id", "status_url", "stream_url"}; "stream_url"
 // (GET /envelopes/{id}/stream) is advertised only for a tool with `progress: true`, as in the
 // published design (the endpoint itself serves every job).

@@ -55,6 +55,7 @@ json::object job_json(const Job& job) {
     }
     o["branches"] = std::move(branches);
   }
+  if (!job.trace_id.empty()) o["trace_id"] = job.trace_id;
   o["created_at"] = format_time(job.created_at);
   o["updated_at"] = format_time(job.updated_at);
   if (job.deadline) o["deadline"] = format_time(*job.deadline);
@@ -83,6 +84,10 @@ std::string sse_event(const std::string& job_id, const Update& update) {
          "\nevent: update\ndata: " + to_json_text(update_json(job_id, update)) + "\n\n";
 }
 
+json::object job_meta(const std::string& job_id) {
+  return json::object{{kJobIdMetaKey, job_id}};
+}
+
 json::object error_result(const std::string& message) {
   return json::object{{"content", json::array{json::object{{"type", "text"}, {"text", message}}}},
                       {"isError", true}};
@@ -101,6 +106,7 @@ json::object call_result(const Job& job) {
       structured["error_details"] = parse_or_null(job.error_details_json);
     if (!job.failed_actor.empty()) structured["failed_actor"] = job.failed_actor;
     result["structuredContent"] = std::move(structured);
+    result["_meta"] = job_meta(job.id);
     return result;
   }
   json::value value = parse_or_null(job.result_json);
@@ -108,7 +114,8 @@ json::object call_result(const Job& job) {
   return json::object{
       {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(value)}}}},
       {"structuredContent", std::move(structured)},
-      {"isError", false}};
+      {"isError", false},
+      {"_meta", job_meta(job.id)}};
 }
 
 json::object async_result(const std::string& job_id, bool progress) {
@@ -117,7 +124,8 @@ json::object async_result(const std::string& job_id, bool progress) {
   return json::object{
       {"content", json::array{json::object{{"type", "text"}, {"text", to_json_text(info)}}}},
       {"structuredContent", info},
-      {"isError", false}};
+      {"isError", false},
+      {"_meta", job_meta(job_id)}};
 }
 
 }  // namespace asya::gateway::api

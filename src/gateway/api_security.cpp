@@ -62,6 +62,16 @@ bool host_allowed(const ApiOptions& options, const std::string& host_header) {
   return false;
 }
 
+bool same_origin(const ApiOptions& options, const std::string& origin, const std::string& host) {
+  std::string h = lower(trim(host));
+  if (h.empty() || origin.empty()) return false;
+  ApiOptions strict = options;
+  std::erase(strict.allowed_hosts, std::string("*"));
+  if (!host_allowed(strict, h)) return false;
+  std::string o = lower(origin);
+  return o == "http://" + h || o == "https://" + h;
+}
+
 bool is_json_content_type(const std::string& content_type) {
   std::string media = lower(trim(content_type.substr(0, content_type.find(';'))));
   return media == "application/json";

@@ -41,6 +41,22 @@ TEST(HostAllowed, AddressesAndLocalhostPassNamesOnlyWhenListed) {
   EXPECT_TRUE(api::host_allowed(options, "evil.example"));
 }
 
+// The dashboard served by the gateway calls its API from the gateway's own origin.
+TEST(SameOrigin, ThePagesOwnOriginPassesUnlessItsHostIsOnlyAcceptedByAWildcard) {
+  ApiOptions options;
+  EXPECT_TRUE(api::same_origin(options, "http://10.1.2.3:8080", "10.1.2.3:8080"));
+  EXPECT_TRUE(api::same_origin(options, "https://LOCALHOST:8443", "localhost:8443"));
+  EXPECT_FALSE(api::same_origin(options, "http://10.1.2.3:9999", "10.1.2.3:8080"));
+  EXPECT_FALSE(api::same_origin(options, "http://evil.example", "10.1.2.3"));
+  options.allowed_hosts = {"asya.example"};
+  EXPECT_TRUE(api::same_origin(options, "https://asya.example", "asya.example"));
+  // A wildcard accepts any Host (a gateway on 0.0.0.0): a DNS-rebinding page would have its own
+  // name as both Host and Origin, so only listed names count as this server's.
+  options.allowed_hosts = {"*"};
+  EXPECT_FALSE(api::same_origin(options, "http://rebound.evil", "rebound.evil"));
+  EXPECT_TRUE(api::same_origin(options, "http://127.0.0.1:8080", "127.0.0.1:8080"));
+}
+
 TEST(JsonContentType, OnlyApplicationJsonWithOptionalParameters) {
   EXPECT_TRUE(api::is_json_content_type("application/json"));
   EXPECT_TRUE(api::is_json_content_type("Application/JSON; charset=utf-8"));

@@ -19,7 +19,11 @@ variables:
   ASYA_GATEWAY_TOKEN               (unset)       bearer token of client endpoints (/mcp, /tools*,
                                                  GET /envelopes*)
   ASYA_GATEWAY_INTERNAL_TOKEN      (unset)       bearer token of sidecar endpoints
-                                                 (POST /envelopes*)
+                                                 (POST /envelopes*, POST /v1/traces)
+  ASYA_GATEWAY_TRACE_MAX_SPANS     1000          spans kept per job (POST /v1/traces)
+  ASYA_GATEWAY_TRACE_RETENTION     24h           spans are removed this long after arriving
+  ASYA_GATEWAY_STATUS_FILE         (unset)       status.json of an `asya up` supervisor: replica
+                                                 and rate columns of GET /actors
   ASYA_GATEWAY_ALLOWED_ORIGINS     (unset)       comma-separated origins accepted besides
                                                  localhost ones (* allows all)
   ASYA_GATEWAY_ALLOWED_HOSTS       (unset)       comma-separated Host names accepted besides IP

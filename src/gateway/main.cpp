@@ -91,6 +91,13 @@ int main(int argc, char** argv) {
     if (api_options.allowed_hosts.empty() && (host == "0.0.0.0" || host == "::"))
       api_options.allowed_hosts.push_back("*");
     api_options.instance_id = env_string("ASYA_GATEWAY_INSTANCE_ID", "");
+    api_options.span_limits.max_spans_per_job =
+        static_cast<std::size_t>(env_int("ASYA_GATEWAY_TRACE_MAX_SPANS", 1000, 0, 1000000));
+    api_options.span_limits.retention =
+        env_duration("ASYA_GATEWAY_TRACE_RETENTION", std::chrono::hours(24));
+    api_options.actor_monitor.status_file = env_string("ASYA_GATEWAY_STATUS_FILE", "");
+    if (api_options.span_limits.retention.count() <= 0)
+      throw ConfigError("ASYA_GATEWAY_TRACE_RETENTION must be positive (e.g. 24h)");
     api_options.keepalive = env_duration("ASYA_GATEWAY_KEEPALIVE", std::chrono::seconds(15));
     if (api_options.keepalive.count() <= 0)
       throw ConfigError("ASYA_GATEWAY_KEEPALIVE must be positive (e.g. 15s)");

@@ -5,6 +5,7 @@
 #include "common/log.hpp"
 #include "gateway/a2a/a2a.hpp"
 #include "gateway/api.hpp"
+#include "gateway/dashboard/assets.hpp"
 #include "gateway/mcp/mcp.hpp"
 #include "gateway/raw_json.hpp"
 
@@ -67,7 +68,10 @@ Api::Api(Service& service, ApiOptions options)
     : service_(service),
       options_(std::move(options)),
       mcp_(std::make_unique<McpEndpoint>(service, options_)),
-      a2a_(std::make_unique<a2a::Endpoint>(service, options_)) {}
+      a2a_(std::make_unique<a2a::Endpoint>(service, options_)),
+      actors_(std::make_unique<ActorMonitor>(service, options_.actor_monitor)) {
+  actors_->start();
+}
 
 Api::~Api() = default;
 
@@ -102,10 +106,15 @@ awaitable<Response> Api::route(const http::Request& request) {
     co_return r;
   }
 
+  // The dashboard's static files need no token (they hold no data; its API calls do).
+  if (auto page = dashboard::serve(request)) co_return std::move(*page);
+
   auto parts = split_path(path);
   // POST /envelopes... are the sidecars' endpoints, except cancel, which clients call.
-  bool sidecar_endpoint = parts.size() >= 1 && parts[0] == "envelopes" && method == "POST" &&
-                          !(parts.size() == 3 && parts[2] == "cancel");
+  // POST /v1/traces (OTLP spans from sidecars) is one too.
+  bool sidecar_endpoint = (parts.size() >= 1 && parts[0] == "envelopes" && method == "POST" &&
+                           !(parts.size() == 3 && parts[2] == "cancel")) ||
+                          path == "/v1/traces";
   const std::string& token = sidecar_endpoint ? options_.internal_token : options_.token;
   if (!token.empty() && !api::bearer_matches_any(request.header("Authorization"), token)) {
     Response r = Response::error(
@@ -118,6 +127,11 @@ awaitable<Response> Api::route(const http::Request& request) {
   if (path == "/mcp") co_return co_await mcp_->handle(request);
   if (path == "/a2a" || path == "/.well-known/agent-card.json")
     co_return co_await a2a_->handle(request);
+  if (path == "/actors") {
+    if (method != "GET") co_return method_not_allowed(method, path, "GET");
+    json::object actors = co_await actors_->snapshot();
+    co_return Response::json(200, to_json_text(actors));
+  }
   if (path == "/tools") {
     co_return method == "GET" ? list_tools() : method_not_allowed(method, path, "GET");
   }
@@ -125,8 +139,13 @@ awaitable<Response> Api::route(const http::Request& request) {
     if (method != "POST") co_return method_not_allowed(method, path, "POST");
     co_return co_await call_tool_rest(request);
   }
-  if (parts.size() == 1 && parts[0] == "envelopes") {
+  if (path == "/v1/traces") {
     if (method != "POST") co_return method_not_allowed(method, path, "POST");
+    co_return co_await receive_traces(request);
+  }
+  if (parts.size() == 1 && parts[0] == "envelopes") {
+    if (method == "GET") co_return co_await list_envelopes(request);
+    if (method != "POST") co_return method_not_allowed(method, path, "GET, POST");
     co_return co_await add_branch(request);
   }
   if (parts.size() == 2 && parts[0] == "envelopes") {
@@ -139,6 +158,10 @@ awaitable<Response> Api::route(const http::Request& request) {
     if (action == "stream") {
       if (method != "GET") co_return method_not_allowed(method, path, "GET");
       co_return co_await stream_envelope(request, id);
+    }
+    if (action == "trace") {
+      if (method != "GET") co_return method_not_allowed(method, path, "GET");
+      co_return co_await get_trace(id);
     }
     if (action == "active") {
       if (method != "GET") co_return method_not_allowed(method, path, "GET");
@@ -181,7 +204,7 @@ std::optional<Response> Api::refuse_cross_site(const http::Request& request) con
                            "clients use to ASYA_GATEWAY_ALLOWED_HOSTS)");
   }
   std::string origin = request.header("Origin");
-  if (!api::origin_allowed(options_, origin)) {
+  if (!api::origin_allowed(options_, origin) && !api::same_origin(options_, origin, host)) {
     return refuse(403, "Forbidden: Origin \"" + origin +
                            "\" is not allowed (localhost origins are; add others to "
                            "ASYA_GATEWAY_ALLOWED_ORIGINS)");
@@ -240,8 +263,12 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   // async tool, so the caller can follow GET /envelopes/{id}/stream.
   const json::value* async_flag = body->if_contains("async");
   bool answer_now = tool->async || (async_flag && async_flag->is_bool() && async_flag->as_bool());
-  if (answer_now)
-    co_return Response::json(200, to_json_text(api::async_result(started.value(), tool->progress)));
+  if (answer_now) {
+    Response answer =
+        Response::json(200, to_json_text(api::async_result(started.value(), tool->progress)));
+    answer.headers.emplace_back("Asya-Job-Id", started.value());
+    co_return answer;
+  }
   Service::UpdateCallback no_callback;
   auto job =
       co_await service_.wait_final(started.value(), Clock::now() + tool->timeout, no_callback);
@@ -250,7 +277,9 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at).count();
   service_.metrics().tool_call(tool->name, job_status_name(job->status), seconds);
-  co_return Response::json(200, to_json_text(api::call_result(*job)));
+  Response answer = Response::json(200, to_json_text(api::call_result(*job)));
+  answer.headers.emplace_back("Asya-Job-Id", job->id);
+  co_return answer;
 }
 
 awaitable<Response> Api::get_envelope(const std::string& id) {

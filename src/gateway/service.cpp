@@ -157,6 +157,9 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   std::string body = std::move(*built);
   NewJob job{id,       tool.name,    tool.actors, to_json_text(route), std::move(payload_json),
              deadline, origin.owner, origin.task, origin.ttl_ms};
+  // The trace the envelope starts ("00-<trace id>-<span id>-<flags>"): its spans are the job's.
+  for (const auto& [name, value] : spec.headers)
+    if (name == "traceparent" && value.size() >= 35) job.trace_id = value.substr(3, 32);
   std::string queue = options_.queue_prefix + tool.actors.front();
 
   auto work_1 = [this, job, body, queue]() -> Status {

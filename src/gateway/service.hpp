@@ -100,6 +100,10 @@ class Service {
   JobStore& store() { return *store_; }
   Metrics& metrics() { return metrics_; }
   Notifier& notifier() { return notifier_; }
+  // The transport the calls are published on (thread-safe; call it on the blocking pool).
+  transport::Transport& transport() { return *transport_; }
+  boost::asio::io_context& io() { return io_; }
+  const std::string& queue_prefix() const { return options_.queue_prefix; }
 
   // Starts the deadline sweeper and, when the store can, watches it for changes made by other
   // gateway replicas (PostgreSQL LISTEN/NOTIFY) to wake local waiters at once.

@@ -117,6 +117,8 @@ def test_tools_call_streams_progress_over_sse(gateway, actor):
     final = messages[-1]
     assert final["id"] == 8 and final["result"]["structuredContent"] == {"echo": {"text": "p", "count": 2,
                                                                                     "mode": "fast"}}
+    # The result names its job (GET /envelopes/{id}, /trace).
+    assert final["result"]["_meta"]["asya.sh/job_id"] == envelope["id"]
 
 
 def npm_ready():

@@ -298,7 +298,9 @@ awaitable<std::optional<RpcOutcome>> McpEndpoint::task_method(const std::string&
   }
   if (!final_job) co_return error_outcome(kInternalError, "task " + task_id + " disappeared");
   json::object result = api::call_result(*final_job);
-  result["_meta"] = mcp::related_task_meta(task_id);
+  json::object meta = mcp::related_task_meta(task_id);
+  meta[api::kJobIdMetaKey] = final_job->id;
+  result["_meta"] = std::move(meta);
   co_return ok_outcome(std::move(result));
 }
 

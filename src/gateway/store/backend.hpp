@@ -63,9 +63,11 @@ class StorageBackend {
 
   // Inside a transaction:
   Result<std::optional<std::string>> load_job(const std::string& job_id);
+  // `created_ms` and `tool` are written on insert only (the list_jobs columns).
   Status save_job(const std::string& job_id, JobStatus status,
-                  std::optional<std::int64_t> deadline_ms, const std::string& document,
-                  bool insert);
+                  std::optional<std::int64_t> deadline_ms, const std::string& document, bool insert,
+                  std::int64_t created_ms = 0, const std::string& tool = "",
+                  const std::string& trace_id = "");
   Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id);
   Status add_envelope(const std::string& envelope_id, const std::string& job_id);
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
@@ -84,6 +86,21 @@ class StorageBackend {
   Result<std::vector<std::pair<std::string, std::int64_t>>> list_tasks(
       const std::string& owner, std::int64_t after_created_ms, const std::string& after_id,
       std::int64_t limit);
+
+  // Job documents for JobStore::list_jobs: (document, created_ms), newest first, older than
+  // (before_created_ms, before_id); "" status or tool matches any.
+  Result<std::vector<std::pair<std::string, std::int64_t>>> list_jobs(
+      const std::string& status, const std::string& tool, std::int64_t before_created_ms,
+      const std::string& before_id, std::int64_t limit);
+
+  // The job with gateway_jobs.trace_id = trace_id.
+  Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);
+  // Spans (gateway_spans).
+  Result<std::int64_t> count_spans(const std::string& job_id);
+  // Inserts a span; false when (trace_id, span_id) was stored already.
+  Result<bool> insert_span(const SpanRecord& span, std::int64_t received_ms);
+  Status remove_spans_received_before(std::int64_t received_ms);
+  Result<std::vector<SpanRecord>> spans_of(const std::string& job_id);
 
   // MCP sessions (JobStore's session methods).
   Status create_session(const std::string& id, const std::string& protocol_version,

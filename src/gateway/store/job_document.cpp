@@ -71,6 +71,7 @@ std::string job_to_document(const Job& job) {
   if (job.deadline) o["deadline_ms"] = to_ms(*job.deadline);
   o["last_sequence"] = job.last_sequence;
   if (!job.owner.empty()) o["owner"] = job.owner;
+  if (!job.trace_id.empty()) o["trace_id"] = job.trace_id;
   if (job.task) o["task"] = true;
   if (job.ttl_ms) o["ttl_ms"] = *job.ttl_ms;
   return json::serialize(o);
@@ -106,6 +107,7 @@ Job job_from_document(const std::string& text) {
   if (o.if_contains("deadline_ms")) job.deadline = from_ms(num(o, "deadline_ms"));
   job.last_sequence = num(o, "last_sequence");
   job.owner = str(o, "owner");
+  job.trace_id = str(o, "trace_id");
   const json::value* task = o.if_contains("task");
   job.task = task && task->is_bool() && task->as_bool();
   if (o.if_contains("ttl_ms")) job.ttl_ms = num(o, "ttl_ms");

@@ -96,6 +96,9 @@ struct Job {
   std::string owner;
   bool task = false;                   // started as an MCP task (tools/call with `task`)
   std::optional<std::int64_t> ttl_ms;  // the task's retention as answered to the client
+  // The trace the job's envelope started (the trace id of its traceparent, 32 hex digits; ""
+  // unknown): spans of this trace belong to the job (POST /v1/traces).
+  std::string trace_id;
 };
 
 // A failed job's failure in one line, for people (the CLI, the MCP text content, REST): the
@@ -131,6 +134,7 @@ struct NewJob {
   std::string owner;  // Job::owner
   bool task = false;  // Job::task: also recorded for list_tasks()
   std::optional<std::int64_t> ttl_ms;
+  std::string trace_id{};  // Job::trace_id
 };
 
 // A sidecar's progress report (PROTOCOL §7).
@@ -187,6 +191,46 @@ struct TaskPage {
   std::optional<TaskCursor> next;  // set when more tasks follow
 };
 
+// One span of a job's trace, kept by the gateway (POST /v1/traces, GET /envelopes/{id}/trace).
+struct SpanRecord {
+  std::string job_id;    // the job the span belongs to (resolved by the receiver)
+  std::string trace_id;  // 32 lowercase hex digits
+  std::string span_id;   // 16 lowercase hex digits; (trace_id, span_id) identifies the span
+  std::int64_t start_unix_nano = 0;
+  std::string document;  // JSON object text, stored and answered as given
+};
+
+// How many spans the store keeps (add_spans).
+struct SpanLimits {
+  std::size_t max_spans_per_job = 1000;  // later spans of a fuller job are dropped
+  std::chrono::milliseconds retention{std::chrono::hours(24)};  // older spans are removed
+};
+
+// What add_spans did with the spans it was given.
+struct SpanWrite {
+  std::size_t stored = 0;
+  std::size_t duplicates = 0;  // already stored (an exporter retried): nothing changed
+  std::size_t over_limit = 0;  // dropped: the job has max_spans_per_job spans already
+};
+
+// Which jobs list_jobs returns: every job unless a field is set.
+struct JobFilter {
+  std::optional<JobStatus> status;
+  std::string tool;  // "" any
+};
+
+// Where a page of list_jobs() continues: after (older than) the job created at created_ms with
+// this id.
+struct JobCursor {
+  std::int64_t created_ms = 0;
+  std::string id;
+};
+
+struct JobPage {
+  std::vector<Job> jobs;          // newest first
+  std::optional<JobCursor> next;  // set when older jobs follow
+};
+
 // What JobStore::use_session found.
 struct SessionUse {
   enum class State {
@@ -239,6 +283,23 @@ class JobStore {
   virtual Result<TaskPage> list_tasks(const std::string& owner,
                                       const std::optional<TaskCursor>& after,
                                       std::size_t limit) = 0;
+
+  // The jobs matching `filter`, newest first (by creation time, then id), at most `limit`,
+  // older than `after` when given.
+  virtual Result<JobPage> list_jobs(const JobFilter& filter, const std::optional<JobCursor>& after,
+                                    std::size_t limit) = 0;
+
+  // Stores spans of known jobs (SpanRecord::job_id must name one). A span already stored is a
+  // duplicate; a job's spans beyond limits.max_spans_per_job are dropped. Spans received more
+  // than limits.retention before `now` are removed (checked at most once a minute).
+  virtual Result<SpanWrite> add_spans(const std::vector<SpanRecord>& spans,
+                                      const SpanLimits& limits, Clock::time_point now) = 0;
+
+  // The job whose envelope started trace `trace_id` (Job::trace_id), or nullopt.
+  virtual Result<std::optional<std::string>> job_of_trace(const std::string& trace_id) = 0;
+
+  // The job's spans ordered by start time (then span id); empty for a job without spans.
+  virtual Result<std::vector<SpanRecord>> spans(const std::string& job_id) = 0;
 
   // Fails every pending or running job whose deadline is at or before `now` with "timed out" and
   // returns their ids.

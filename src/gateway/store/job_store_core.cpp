@@ -3,6 +3,7 @@
 
 #include "gateway/store/backend.hpp"
 #include "gateway/store/job_document.hpp"
+#include "gateway/store/job_listing.hpp"
 
 namespace asya::gateway {
 
@@ -53,6 +54,7 @@ class JobStoreCore final : public JobStore {
       job.owner = spec.owner;
       job.task = spec.task;
       job.ttl_ms = spec.ttl_ms;
+      job.trace_id = spec.trace_id;
       job.created_at = job.updated_at = Clock::now();
       job.message = "created";
       job.branches.push_back(Branch{spec.id, "", JobStatus::pending, "", ""});
@@ -271,6 +273,24 @@ class JobStoreCore final : public JobStore {
     return page;
   }
 
+  Result<JobPage> list_jobs(const JobFilter& filter, const std::optional<JobCursor>& after,
+                            std::size_t limit) override {
+    return list_job_page(*backend_, filter, after, limit);
+  }
+
+  Result<SpanWrite> add_spans(const std::vector<SpanRecord>& spans, const SpanLimits& limits,
+                              Clock::time_point now) override {
+    return store_spans(*backend_, span_pruning_, spans, limits, now);
+  }
+
+  Result<std::optional<std::string>> job_of_trace(const std::string& trace_id) override {
+    return backend_->job_of_trace(trace_id);
+  }
+
+  Result<std::vector<SpanRecord>> spans(const std::string& job_id) override {
+    return backend_->spans_of(job_id);
+  }
+
   Result<std::vector<std::string>> expire(Clock::time_point now) override {
     auto ids = backend_->expired(to_ms(now));
     if (!ids.ok()) return ids.error();
@@ -434,7 +454,8 @@ class JobStoreCore final : public JobStore {
     update.sequence = ++job.last_sequence;
     std::optional<std::int64_t> deadline;
     if (job.deadline) deadline = to_ms(*job.deadline);
-    Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert);
+    Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert,
+                                      to_ms(job.created_at), job.tool, job.trace_id);
     if (!saved.ok()) return saved;
     if (insert) {
       Status added = backend_->add_envelope(job.id, job.id);
@@ -444,6 +465,7 @@ class JobStoreCore final : public JobStore {
   }
 
   std::unique_ptr<StorageBackend> backend_;
+  SpanPruning span_pruning_;
 };
 
 }  // namespace

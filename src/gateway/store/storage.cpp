@@ -5,6 +5,7 @@
 #include <string>
 
 #include "gateway/store/backend.hpp"
+#include "gateway/store/job_document.hpp"
 
 namespace asya::gateway {
 
@@ -46,7 +47,29 @@ CREATE TABLE IF NOT EXISTS gateway_tasks (
   created_ms BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS gateway_tasks_owner ON gateway_tasks(owner, created_ms, id);
 )sql",
+    // 4: recent jobs (GET /envelopes) and the spans of their traces (POST /v1/traces). Jobs of
+    // earlier versions get created_ms and tool from their documents (backfill_job_columns).
+    R"sql(
+ALTER TABLE gateway_jobs ADD COLUMN created_ms BIGINT;
+ALTER TABLE gateway_jobs ADD COLUMN tool TEXT;
+ALTER TABLE gateway_jobs ADD COLUMN trace_id TEXT;
+CREATE INDEX IF NOT EXISTS gateway_jobs_created ON gateway_jobs(created_ms, id);
+CREATE INDEX IF NOT EXISTS gateway_jobs_trace ON gateway_jobs(trace_id);
+CREATE TABLE IF NOT EXISTS gateway_spans (
+  trace_id TEXT NOT NULL,
+  span_id TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  start_ns BIGINT NOT NULL,
+  received_ms BIGINT NOT NULL,
+  document TEXT NOT NULL,
+  PRIMARY KEY (trace_id, span_id));
+CREATE INDEX IF NOT EXISTS gateway_spans_job ON gateway_spans(job_id, start_ns);
+CREATE INDEX IF NOT EXISTS gateway_spans_received ON gateway_spans(received_ms);
+)sql",
 };
+
+// The schema version that added gateway_jobs.created_ms and .tool.
+constexpr std::int64_t kJobColumnsVersion = 4;
 
 // The first column of the first row, if any.
 Result<std::optional<std::string>> first_text(Result<std::vector<SqlRow>> rows) {
@@ -57,6 +80,21 @@ Result<std::optional<std::string>> first_text(Result<std::vector<SqlRow>> rows) 
 
 Status done(const Result<std::vector<SqlRow>>& rows) {
   if (!rows.ok()) return rows.error();
+  return Status::Ok();
+}
+
+// Fills created_ms and tool of jobs written before those columns existed, from their documents.
+Status backfill_job_columns(StorageBackend& backend) {
+  auto rows = backend.query("reading jobs to backfill",
+                            "SELECT id, document FROM gateway_jobs WHERE created_ms IS NULL");
+  if (!rows.ok()) return rows.error();
+  for (const auto& row : rows.value()) {
+    Job job = job_from_document(row.at(1));
+    auto updated = backend.query("backfilling job " + row.at(0),
+                                 "UPDATE gateway_jobs SET created_ms = $2, tool = $3 WHERE id = $1",
+                                 {row.at(0), to_ms(job.created_at), job.tool});
+    if (!updated.ok()) return updated.error();
+  }
   return Status::Ok();
 }
 
@@ -85,6 +123,10 @@ Status StorageBackend::migrate(const std::string& where) {
       Status applied = script(kMigrations[v]);
       if (!applied.ok()) return applied;
     }
+    if (version > 0 && version < kJobColumnsVersion) {
+      Status filled = backfill_job_columns(*this);
+      if (!filled.ok()) return filled;
+    }
     if (version == latest) return Status::Ok();
     Status cleared = script("DELETE FROM gateway_schema");
     if (!cleared.ok()) return cleared;
@@ -106,14 +148,21 @@ Result<std::optional<std::string>> StorageBackend::read_job(const std::string& j
 
 Status StorageBackend::save_job(const std::string& job_id, JobStatus status,
                                 std::optional<std::int64_t> deadline_ms,
-                                const std::string& document, bool insert) {
-  const char* sql =
-      insert ? "INSERT INTO gateway_jobs(id, status, deadline_ms, document) VALUES ($1, $2, $3, $4)"
-             : "UPDATE gateway_jobs SET status = $2, deadline_ms = $3, document = $4 WHERE id = $1";
+                                const std::string& document, bool insert, std::int64_t created_ms,
+                                const std::string& tool, const std::string& trace_id) {
   SqlArg deadline = nullptr;
   if (deadline_ms) deadline = *deadline_ms;
-  return done(query("saving job " + job_id, sql,
-                    {job_id, std::string(job_status_name(status)), deadline, document}));
+  if (insert) {
+    return done(query("saving job " + job_id,
+                      "INSERT INTO gateway_jobs(id, status, deadline_ms, document, created_ms, "
+                      "tool, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      {job_id, std::string(job_status_name(status)), deadline, document, created_ms,
+                       tool, trace_id.empty() ? SqlArg(nullptr) : SqlArg(trace_id)}));
+  }
+  return done(
+      query("saving job " + job_id,
+            "UPDATE gateway_jobs SET status = $2, deadline_ms = $3, document = $4 WHERE id = $1",
+            {job_id, std::string(job_status_name(status)), deadline, document}));
 }
 
 Result<std::optional<std::string>> StorageBackend::job_of_envelope(const std::string& envelope_id) {
@@ -179,6 +228,65 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_t
   std::vector<std::pair<std::string, std::int64_t>> out;
   out.reserve(rows.value().size());
   for (auto& row : rows.value()) out.emplace_back(std::move(row.at(0)), std::stoll(row.at(1)));
+  return out;
+}
+
+Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_jobs(
+    const std::string& status, const std::string& tool, std::int64_t before_created_ms,
+    const std::string& before_id, std::int64_t limit) {
+  auto rows = query("listing jobs",
+                    "SELECT document, created_ms FROM gateway_jobs WHERE "
+                    "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
+                    "(created_ms < $3 OR (created_ms = $3 AND id < $4)) "
+                    "ORDER BY created_ms DESC, id DESC LIMIT $5",
+                    {status, tool, before_created_ms, before_id, limit});
+  if (!rows.ok()) return rows.error();
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  out.reserve(rows.value().size());
+  for (auto& row : rows.value()) out.emplace_back(std::move(row.at(0)), std::stoll(row.at(1)));
+  return out;
+}
+
+Result<std::optional<std::string>> StorageBackend::job_of_trace(const std::string& trace_id) {
+  return first_text(query("looking up the job of trace " + trace_id,
+                          "SELECT id FROM gateway_jobs WHERE trace_id = $1", {trace_id}));
+}
+
+Result<std::int64_t> StorageBackend::count_spans(const std::string& job_id) {
+  auto count = first_text(query("counting spans of job " + job_id,
+                                "SELECT COUNT(*) FROM gateway_spans WHERE job_id = $1", {job_id}));
+  if (!count.ok()) return count.error();
+  return count.value() ? std::stoll(*count.value()) : 0;
+}
+
+Result<bool> StorageBackend::insert_span(const SpanRecord& span, std::int64_t received_ms) {
+  auto rows = query(
+      "storing span " + span.span_id + " of job " + span.job_id,
+      "INSERT INTO gateway_spans(trace_id, span_id, job_id, start_ns, received_ms, "
+      "document) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING "
+      "RETURNING span_id",
+      {span.trace_id, span.span_id, span.job_id, span.start_unix_nano, received_ms, span.document});
+  if (!rows.ok()) return rows.error();
+  return !rows.value().empty();
+}
+
+Status StorageBackend::remove_spans_received_before(std::int64_t received_ms) {
+  return done(query("removing old spans", "DELETE FROM gateway_spans WHERE received_ms < $1",
+                    {received_ms}));
+}
+
+Result<std::vector<SpanRecord>> StorageBackend::spans_of(const std::string& job_id) {
+  auto rows = query("reading spans of job " + job_id,
+                    "SELECT trace_id, span_id, start_ns, document FROM gateway_spans "
+                    "WHERE job_id = $1 ORDER BY start_ns, span_id",
+                    {job_id});
+  if (!rows.ok()) return rows.error();
+  std::vector<SpanRecord> out;
+  out.reserve(rows.value().size());
+  for (auto& row : rows.value()) {
+    out.push_back(SpanRecord{job_id, std::move(row.at(0)), std::move(row.at(1)),
+                             std::stoll(row.at(2)), std::move(row.at(3))});
+  }
   return out;
 }
 

@@ -1,0 +1,254 @@
+#include "gateway/traces/otlp_json.hpp"
+
+#include <boost/json.hpp>
+
+#include <cctype>
+#include <charconv>
+
+#include "common/json_text.hpp"
+
+namespace asya::gateway::traces {
+
+namespace json = boost::json;
+
+namespace {
+
+// Attributes placed at the top level of a span document, under these names.
+constexpr std::pair<const char*, const char*> kAsyaFields[] = {
+    {"asya.actor", "actor"},
+    {"asya.replica", "replica"},
+    {"asya.envelope_id", "envelope_id"},
+    {"asya.job_id", "job_id"},
+    {"asya.delivery_count", "delivery_count"},
+    {"asya.payload_bytes", "payload_bytes"},
+    {"asya.outcome", "outcome"},
+    {"asya.queue_wait_ms", "queue_wait_ms"},
+};
+
+constexpr const char* kKinds[] = {"unspecified", "internal", "server",
+                                  "client",      "producer", "consumer"};
+constexpr const char* kStatusCodes[] = {"unset", "ok", "error"};
+
+std::string short_text(const json::value& v) {
+  std::string text = to_json_text(v);
+  return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
+// A hex id of `digits` digits, lowercased; "" when it is not one (or is all zeros, which OTLP
+// defines as invalid).
+std::string hex_id(const json::value* v, std::size_t digits) {
+  if (!v || !v->is_string() || v->as_string().size() != digits) return "";
+  std::string id(v->as_string());
+  bool nonzero = false;
+  for (auto& c : id) {
+    if (!std::isxdigit(static_cast<unsigned char>(c))) return "";
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    if (c != '0') nonzero = true;
+  }
+  return nonzero ? id : "";
+}
+
+// A uint64/int64 field: a decimal string (the proto3 JSON mapping) or a JSON integer.
+std::optional<std::int64_t> int64_field(const json::value* v) {
+  if (!v) return std::nullopt;
+  if (v->is_int64()) return v->as_int64();
+  if (v->is_uint64() && v->as_uint64() <= static_cast<std::uint64_t>(INT64_MAX))
+    return static_cast<std::int64_t>(v->as_uint64());
+  if (v->is_string()) {
+    const auto& s = v->as_string();
+    std::int64_t out = 0;
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (ec == std::errc() && end == s.data() + s.size()) return out;
+  }
+  return std::nullopt;
+}
+
+// An enum given as its number or its name ("SPAN_KIND_SERVER", "STATUS_CODE_ERROR").
+int enum_field(const json::value* v, const char* prefix, const char* const* names,
+               std::size_t count) {
+  if (!v) return 0;
+  if (v->is_int64() && v->as_int64() >= 0 && v->as_int64() < static_cast<std::int64_t>(count))
+    return static_cast<int>(v->as_int64());
+  if (v->is_string()) {
+    std::string name(v->as_string());
+    for (std::size_t i = 0; i < count; ++i) {
+      std::string expected = std::string(prefix) + names[i];
+      for (auto& c : expected) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+      if (name == expected) return static_cast<int>(i);
+    }
+  }
+  return 0;
+}
+
+json::object attributes_object(const json::value* list) {
+  json::object out;
+  if (!list || !list->is_array()) return out;
+  for (const auto& kv : list->as_array()) {
+    if (!kv.is_object()) continue;
+    const json::value* key = kv.as_object().if_contains("key");
+    if (!key || !key->is_string()) continue;
+    const json::value* value = kv.as_object().if_contains("value");
+    out[key->as_string()] = value ? any_value_to_json(*value) : json::value(nullptr);
+  }
+  return out;
+}
+
+const json::array* array_member(const json::object& o, const char* name, const std::string& where,
+                                std::string& error) {
+  const json::value* v = o.if_contains(name);
+  if (!v || v->is_null()) return nullptr;
+  if (!v->is_array()) {
+    error = where + name + " must be an array, got " + short_text(*v);
+    return nullptr;
+  }
+  return &v->as_array();
+}
+
+std::string nanos_text(std::int64_t nanos) {
+  return std::to_string(nanos);
+}
+
+}  // namespace
+
+json::value any_value_to_json(const json::value& any_value) {
+  if (!any_value.is_object()) return nullptr;
+  const auto& o = any_value.as_object();
+  if (const auto* s = o.if_contains("stringValue")) return *s;
+  if (const auto* b = o.if_contains("boolValue")) return *b;
+  if (const auto* i = o.if_contains("intValue")) {
+    if (auto n = int64_field(i)) return *n;
+    return *i;
+  }
+  if (const auto* d = o.if_contains("doubleValue")) {
+    if (d->is_number()) return d->to_number<double>();
+    return *d;  // "NaN", "Infinity" as the proto3 mapping spells them
+  }
+  if (const auto* bytes = o.if_contains("bytesValue")) return *bytes;
+  if (const auto* a = o.if_contains("arrayValue"); a && a->is_object()) {
+    json::array out;
+    if (const auto* values = a->as_object().if_contains("values"); values && values->is_array())
+      for (const auto& v : values->as_array()) out.push_back(any_value_to_json(v));
+    return out;
+  }
+  if (const auto* kv = o.if_contains("kvlistValue"); kv && kv->is_object()) {
+    return attributes_object(kv->as_object().if_contains("values"));
+  }
+  return nullptr;
+}
+
+Result<ParsedExport> parse_export_request(std::string_view body) {
+  boost::system::error_code ec;
+  json::value root = json::parse(body, ec);
+  if (ec) return Error{"body is not valid JSON: " + ec.message()};
+  if (!root.is_object())
+    return Error{"body must be an ExportTraceServiceRequest object, got " + short_text(root)};
+  ParsedExport out;
+  std::string error;
+  const json::array* resources = array_member(root.as_object(), "resourceSpans", "", error);
+  if (!error.empty()) return Error{error};
+  if (!resources) return out;
+  for (std::size_t r = 0; r < resources->size(); ++r) {
+    std::string rwhere = "resourceSpans[" + std::to_string(r) + "]";
+    const json::value& resource_spans = (*resources)[r];
+    if (!resource_spans.is_object()) return Error{rwhere + " must be an object"};
+    json::object resource;
+    if (const auto* res = resource_spans.as_object().if_contains("resource");
+        res && res->is_object())
+      resource = attributes_object(res->as_object().if_contains("attributes"));
+    const json::array* scopes =
+        array_member(resource_spans.as_object(), "scopeSpans", rwhere + ".", error);
+    if (!error.empty()) return Error{error};
+    if (!scopes) continue;
+    for (std::size_t s = 0; s < scopes->size(); ++s) {
+      std::string swhere = rwhere + ".scopeSpans[" + std::to_string(s) + "]";
+      if (!(*scopes)[s].is_object()) return Error{swhere + " must be an object"};
+      const json::array* spans =
+          array_member((*scopes)[s].as_object(), "spans", swhere + ".", error);
+      if (!error.empty()) return Error{error};
+      if (!spans) continue;
+      for (std::size_t i = 0; i < spans->size(); ++i) {
+        std::string where = swhere + ".spans[" + std::to_string(i) + "]";
+        auto reject = [&](const std::string& why) { out.rejected.push_back({where + ": " + why}); };
+        if (!(*spans)[i].is_object()) {
+          reject("must be an object");
+          continue;
+        }
+        const json::object& span = (*spans)[i].as_object();
+        std::string trace_id = hex_id(span.if_contains("traceId"), 32);
+        if (trace_id.empty()) {
+          reject("traceId must be 32 hex digits, not all zero, got " +
+                 (span.contains("traceId") ? short_text(span.at("traceId")) : "nothing"));
+          continue;
+        }
+        std::string span_id = hex_id(span.if_contains("spanId"), 16);
+        if (span_id.empty()) {
+          reject("spanId must be 16 hex digits, not all zero, got " +
+                 (span.contains("spanId") ? short_text(span.at("spanId")) : "nothing"));
+          continue;
+        }
+        auto start = int64_field(span.if_contains("startTimeUnixNano"));
+        auto end = int64_field(span.if_contains("endTimeUnixNano"));
+        if (!start || *start <= 0) {
+          reject("startTimeUnixNano must be nanoseconds since the epoch (a decimal string)");
+          continue;
+        }
+        if (!end || *end < *start) {
+          reject("endTimeUnixNano must be nanoseconds since the epoch, not before the start");
+          continue;
+        }
+        std::string parent;
+        if (const auto* p = span.if_contains("parentSpanId");
+            p && p->is_string() && !p->as_string().empty()) {
+          parent = hex_id(p, 16);
+          if (parent.empty()) {
+            reject("parentSpanId must be 16 hex digits or empty, got " + short_text(*p));
+            continue;
+          }
+        }
+        json::object attributes = attributes_object(span.if_contains("attributes"));
+        json::object doc;
+        doc["trace_id"] = trace_id;
+        doc["span_id"] = span_id;
+        doc["parent_span_id"] = parent;
+        const auto* name = span.if_contains("name");
+        doc["name"] = name && name->is_string() ? name->as_string() : json::string();
+        doc["kind"] = kKinds[enum_field(span.if_contains("kind"), "SPAN_KIND_", kKinds, 6)];
+        doc["start_time_unix_nano"] = nanos_text(*start);
+        doc["end_time_unix_nano"] = nanos_text(*end);
+        doc["duration_ms"] = static_cast<double>(*end - *start) / 1e6;
+        for (const auto& [attribute, field] : kAsyaFields) {
+          const json::value* v = attributes.if_contains(attribute);
+          if (!v) v = resource.if_contains(attribute);
+          if (v) doc[field] = *v;
+        }
+        json::object status{{"code", "unset"}, {"message", ""}};
+        if (const auto* st = span.if_contains("status"); st && st->is_object()) {
+          status["code"] = kStatusCodes[enum_field(st->as_object().if_contains("code"),
+                                                   "STATUS_CODE_", kStatusCodes, 3)];
+          if (const auto* m = st->as_object().if_contains("message"); m && m->is_string())
+            status["message"] = *m;
+        }
+        doc["status"] = std::move(status);
+        doc["attributes"] = std::move(attributes);
+        doc["resource"] = resource;
+        ReceivedSpan received;
+        received.trace_id = trace_id;
+        received.span_id = span_id;
+        received.start_unix_nano = *start;
+        auto text_of = [&](const char* field) -> std::string {
+          const json::value* v = doc.if_contains(field);
+          if (!v) return "";
+          if (v->is_string()) return std::string(v->as_string());
+          return to_json_text(*v);
+        };
+        received.job_id = text_of("job_id");
+        received.envelope_id = text_of("envelope_id");
+        received.document = std::move(doc);
+        out.spans.push_back(std::move(received));
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace asya::gateway::traces

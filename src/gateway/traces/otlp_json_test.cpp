@@ -1,0 +1,106 @@
+#include "gateway/traces/otlp_json.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json.hpp>
+
+namespace asya::gateway::traces {
+namespace {
+
+namespace json = boost::json;
+
+// Written as the OTLP specification's JSON examples are (hex ids, int64 as strings).
+const char* kExport = R"({
+  "resourceSpans": [{
+    "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "asya-sidecar"}},
+                                {"key": "asya.replica", "value": {"intValue": "2"}}]},
+    "scopeSpans": [{
+      "scope": {"name": "asya"},
+      "spans": [{
+        "traceId": "5B8EFFF798038103D269B633813FC60C",
+        "spanId": "EEE19B7EC3C1B174",
+        "parentSpanId": "EEE19B7EC3C1B173",
+        "name": "process prep",
+        "kind": 5,
+        "startTimeUnixNano": "1544712660000000000",
+        "endTimeUnixNano": "1544712661500000000",
+        "attributes": [
+          {"key": "asya.actor", "value": {"stringValue": "prep"}},
+          {"key": "asya.job_id", "value": {"stringValue": "job-1"}},
+          {"key": "asya.envelope_id", "value": {"stringValue": "job-1-1"}},
+          {"key": "asya.delivery_count", "value": {"intValue": 1}},
+          {"key": "asya.queue_wait_ms", "value": {"doubleValue": 12.5}},
+          {"key": "tags", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"boolValue": true}]}}}
+        ],
+        "status": {"code": "STATUS_CODE_ERROR", "message": "boom"}
+      }, {
+        "traceId": "not-hex",
+        "spanId": "EEE19B7EC3C1B175",
+        "startTimeUnixNano": "1", "endTimeUnixNano": "2"
+      }, {
+        "traceId": "5b8efff798038103d269b633813fc60c",
+        "spanId": "eee19b7ec3c1b176",
+        "startTimeUnixNano": "20", "endTimeUnixNano": "10"
+      }]
+    }]
+  }]
+})";
+
+TEST(OtlpJson, ASpanBecomesADocumentWithItsAsyaAttributesOnTop) {
+  auto parsed = parse_export_request(kExport);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  ASSERT_EQ(parsed.value().spans.size(), 1u);
+  const ReceivedSpan& span = parsed.value().spans[0];
+  EXPECT_EQ(span.trace_id, "5b8efff798038103d269b633813fc60c");
+  EXPECT_EQ(span.span_id, "eee19b7ec3c1b174");
+  EXPECT_EQ(span.start_unix_nano, 1544712660000000000);
+  EXPECT_EQ(span.job_id, "job-1");
+  EXPECT_EQ(span.envelope_id, "job-1-1");
+  const json::object& doc = span.document;
+  EXPECT_EQ(doc.at("parent_span_id"), "eee19b7ec3c1b173");
+  EXPECT_EQ(doc.at("kind"), "consumer");
+  EXPECT_EQ(doc.at("name"), "process prep");
+  EXPECT_EQ(doc.at("start_time_unix_nano"), "1544712660000000000");
+  EXPECT_DOUBLE_EQ(doc.at("duration_ms").as_double(), 1500.0);
+  EXPECT_EQ(doc.at("actor"), "prep");
+  EXPECT_EQ(doc.at("replica"), 2);  // from the resource
+  EXPECT_EQ(doc.at("delivery_count"), 1);
+  EXPECT_DOUBLE_EQ(doc.at("queue_wait_ms").as_double(), 12.5);
+  EXPECT_EQ(doc.at("status").at("code"), "error");
+  EXPECT_EQ(doc.at("status").at("message"), "boom");
+  EXPECT_EQ(doc.at("attributes").at("tags"), json::parse(R"(["a", true])"));
+  EXPECT_EQ(doc.at("resource").at("service.name"), "asya-sidecar");
+}
+
+TEST(OtlpJson, SpansWithBadIdsOrTimesAreRejectedWithTheirPlace) {
+  auto parsed = parse_export_request(kExport);
+  ASSERT_TRUE(parsed.ok());
+  ASSERT_EQ(parsed.value().rejected.size(), 2u);
+  EXPECT_EQ(parsed.value().rejected[0].reason,
+            "resourceSpans[0].scopeSpans[0].spans[1]: traceId must be 32 hex digits, not all "
+            "zero, got \"not-hex\"");
+  EXPECT_NE(parsed.value().rejected[1].reason.find("spans[2]: endTimeUnixNano"), std::string::npos)
+      << parsed.value().rejected[1].reason;
+}
+
+TEST(OtlpJson, ARequestOfTheWrongShapeIsAnError) {
+  EXPECT_EQ(parse_export_request("{").error().message.rfind("body is not valid JSON", 0), 0u);
+  EXPECT_EQ(parse_export_request(R"({"resourceSpans": {}})").error().message,
+            "resourceSpans must be an array, got {}");
+  EXPECT_EQ(parse_export_request(R"({"resourceSpans": [{"scopeSpans": 3}]})").error().message,
+            "resourceSpans[0].scopeSpans must be an array, got 3");
+  auto empty = parse_export_request("{}");
+  ASSERT_TRUE(empty.ok());
+  EXPECT_TRUE(empty.value().spans.empty());
+}
+
+TEST(OtlpJson, AnyValuesBecomePlainJson) {
+  EXPECT_EQ(any_value_to_json(json::parse(R"({"intValue": "-42"})")), -42);
+  EXPECT_EQ(any_value_to_json(json::parse(R"({"kvlistValue": {"values": [{"key": "k",
+            "value": {"stringValue": "v"}}]}})")),
+            json::parse(R"({"k": "v"})"));
+  EXPECT_TRUE(any_value_to_json(json::parse("{}")).is_null());
+}
+
+}  // namespace
+}  // namespace asya::gateway::traces

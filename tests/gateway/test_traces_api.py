@@ -1,0 +1,173 @@
+"""The gateway's trace and job-list endpoints: POST /v1/traces (OTLP/HTTP JSON receiver),
+GET /envelopes/{id}/trace, GET /envelopes?status=&tool=&limit=&cursor=, and the job id named by
+every tool call answer (Asya-Job-Id header, MCP _meta)."""
+import json
+
+from gateway_harness import ROUTES, Gateway, http, http_json
+from otlp_spans import export_request, new_span_id, new_trace_id, pipeline_spans, span
+
+
+def start_job(gateway, text="t"):
+    status, answer, headers = http_json("POST", gateway.url + "/tools/call",
+                                        {"name": "pipeline", "arguments": {"text": text}},
+                                        gateway.client_headers())
+    assert status == 200, answer
+    job_id = answer["structuredContent"]["job_id"]
+    assert headers["Asya-Job-Id"] == job_id
+    assert answer["_meta"] == {"asya.sh/job_id": job_id}
+    return job_id
+
+
+def trace_of(gateway, job_id):
+    """The trace the job's envelope started (GET /envelopes/{id} names it)."""
+    job = http_json("GET", f"{gateway.url}/envelopes/{job_id}", headers=gateway.client_headers())[1]
+    assert len(job["trace_id"]) == 32
+    return job["trace_id"]
+
+
+def post_spans(gateway, body, headers=None):
+    return http_json("POST", gateway.url + "/v1/traces", body,
+                     headers if headers is not None else gateway.internal_headers())
+
+
+def test_spans_of_a_job_are_kept_and_answered_in_start_order(gateway):
+    job_id = start_job(gateway)
+    trace_id, spans = pipeline_spans(job_id, ["first", "second"], trace_id=trace_of(gateway, job_id),
+                                     queue_wait_ms=7, handler_ms=30)
+    bad = span(trace_id, "zz", None, "broken", 1, 2, {})
+    stranger = span(new_trace_id(), new_span_id(), None, "other", 10, 20, {"asya.job_id": "no-such-job"})
+    # Sent in reverse order, with two spans the gateway cannot keep.
+    status, answer, _ = post_spans(gateway, export_request(list(reversed(spans)) + [bad, stranger]))
+    assert status == 200
+    assert answer["partialSuccess"]["rejectedSpans"] == "2"
+    message = answer["partialSuccess"]["errorMessage"]
+    assert 'spans[6]: spanId must be 16 hex digits, not all zero, got "zz"' in message
+    assert 'asya.job_id "no-such-job"' in message
+
+    # An exporter's retry stores nothing twice.
+    assert post_spans(gateway, export_request(spans))[0:2] == (200, {})
+
+    status, trace, _ = http_json("GET", f"{gateway.url}/envelopes/{job_id}/trace")
+    assert status == 200
+    assert trace["job_id"] == job_id and trace["trace_ids"] == [trace_id]
+    got = trace["spans"]
+    assert len(got) == len(spans) == 6
+    starts = [int(s["start_time_unix_nano"]) for s in got]
+    assert starts == sorted(starts)
+    assert got[0]["offset_ms"] == 0
+    hops = [s for s in got if s["name"].startswith("process ")]
+    assert [h["actor"] for h in hops] == ["first", "second"]
+    assert all(h["queue_wait_ms"] == 7.0 and h["job_id"] == job_id and h["envelope_id"] == job_id for h in hops)
+    assert hops[0]["kind"] == "consumer" and hops[0]["status"]["code"] == "ok"
+    assert hops[0]["duration_ms"] == 32.0 and hops[0]["payload_bytes"] == 42 and hops[0]["outcome"] == "routed"
+    assert hops[1]["parent_span_id"] == hops[0]["span_id"]
+    assert hops[1]["offset_ms"] == 39.0  # 7 wait + 32 first hop, then the second hop's 7 wait
+    # The hop's children carry no Asya attributes: they are the job's by their trace, and its hop's
+    # by their parent.
+    children = [s for s in got if s["parent_span_id"] == hops[0]["span_id"] and s["name"] != "process second"]
+    assert sorted(c["name"] for c in children) == ["publish asya-next", "runtime call"]
+    assert all(c["job_id"] == job_id and "actor" not in c for c in children)
+    assert all(s["hop_span_id"] == hops[0]["span_id"] for s in children + hops[:1])
+    assert hops[1]["hop_span_id"] == hops[1]["span_id"]
+    assert got[0]["resource"] == {"service.name": "asya-sidecar"}
+
+    # A branch's envelope id finds its job's trace too; an unknown id is 404.
+    assert http_json("GET", f"{gateway.url}/envelopes/nope/trace")[0] == 404
+
+
+def test_fan_out_spans_are_placed_by_their_trace_and_envelope_id(gateway):
+    job_id = start_job(gateway)
+    _, spans = pipeline_spans(job_id, ["first", "second"], trace_id=trace_of(gateway, job_id), fan_out=(0, 3))
+    for s in spans:  # as a sidecar that knows only the envelope id would send them
+        s["attributes"] = [a for a in s["attributes"] if a["key"] != "asya.job_id"]
+    # The branches "<job>-1", "<job>-2" were never announced: their spans are the job's by its trace.
+    assert post_spans(gateway, export_request(spans))[0:2] == (200, {})
+    trace = http_json("GET", f"{gateway.url}/envelopes/{job_id}/trace")[1]
+    hops = [s for s in trace["spans"] if s["name"] == "process second"]
+    assert sorted(h["envelope_id"] for h in hops) == [job_id, f"{job_id}-1", f"{job_id}-2"]
+    assert all(h["job_id"] == job_id and h["hop_span_id"] == h["span_id"] for h in hops)
+    # A span of another trace with no Asya attributes belongs to no job.
+    orphan = span(new_trace_id(), new_span_id(), None, "lost", 1, 2, {})
+    status, answer, _ = post_spans(gateway, export_request([orphan]))
+    assert status == 200 and answer["partialSuccess"]["rejectedSpans"] == "1"
+
+
+def test_the_receiver_refuses_what_it_cannot_read(gateway):
+    status, body, _ = http_json("POST", gateway.url + "/v1/traces", b"\x0a\x00",
+                                {"Content-Type": "application/x-protobuf"})
+    assert status == 415 and "application/json" in body["error"]
+    status, body, _ = http_json("POST", gateway.url + "/v1/traces", b"{}",
+                                {"Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert status == 415 and "uncompressed JSON" in body["error"]
+    status, body, _ = post_spans(gateway, b"{not json")
+    assert status == 400 and body["error"].startswith("body is not valid JSON")
+    status, body, _ = post_spans(gateway, {"resourceSpans": {"x": 1}})
+    assert (status, body["error"]) == (400, 'resourceSpans must be an array, got {"x":1}')
+    assert http_json("GET", gateway.url + "/v1/traces")[0] == 405
+
+
+def test_trace_endpoints_need_their_tokens(gateway_binary, tmp_path):
+    gw = Gateway(gateway_binary, tmp_path, ROUTES,
+                 {"ASYA_GATEWAY_TOKEN": "client-secret", "ASYA_GATEWAY_INTERNAL_TOKEN": "sidecar-secret"}).start()
+    try:
+        job_id = start_job(gw)
+        _, spans = pipeline_spans(job_id, ["first"], trace_id=trace_of(gw, job_id))
+        body = export_request(spans)
+        # Spans come from sidecars: the client token is not enough.
+        status, answer, _ = post_spans(gw, body, {"Authorization": "Bearer client-secret"})
+        assert status == 401 and "ASYA_GATEWAY_INTERNAL_TOKEN" in answer["error"]
+        assert post_spans(gw, body)[0:2] == (200, {})
+        status, answer, _ = http_json("GET", f"{gw.url}/envelopes/{job_id}/trace")
+        assert status == 401 and "ASYA_GATEWAY_TOKEN" in answer["error"]
+        assert http_json("GET", f"{gw.url}/envelopes/{job_id}/trace", headers=gw.client_headers())[0] == 200
+        assert http_json("GET", f"{gw.url}/envelopes", headers={"Authorization": "Bearer sidecar-secret"})[0] == 401
+    finally:
+        gw.stop()
+
+
+def test_recent_jobs_are_listed_newest_first_in_pages(gateway, actor):
+    ids = [start_job(gateway, str(i)) for i in range(3)]
+    actor.final(ids[1], "succeeded", {"ok": True})
+    status, page, _ = http_json("GET", gateway.url + "/envelopes?limit=2")
+    assert status == 200
+    assert [j["id"] for j in page["jobs"]] == [ids[2], ids[1]]
+    assert page["jobs"][1]["status"] == "succeeded" and page["jobs"][1]["tool"] == "pipeline"
+    assert page["jobs"][1]["duration_ms"] >= 0 and "duration_ms" not in page["jobs"][0]
+    assert page["next_cursor"]
+    status, rest, _ = http_json("GET", gateway.url + "/envelopes?limit=2&cursor=" + page["next_cursor"])
+    assert [j["id"] for j in rest["jobs"]] == [ids[0]] and rest["next_cursor"] is None
+    assert [j["id"] for j in http_json("GET", gateway.url + "/envelopes?status=succeeded")[1]["jobs"]] == [ids[1]]
+    assert http_json("GET", gateway.url + "/envelopes?tool=echo")[1] == {"jobs": [], "next_cursor": None}
+    assert [j["id"] for j in http_json("GET", gateway.url + "/envelopes?status=pending&tool=pipeline")[1]["jobs"]] \
+        == [ids[2], ids[0]]
+
+
+def test_bad_list_parameters_get_precise_errors(gateway):
+    cases = {
+        "status=done": 'status must be pending, running, succeeded, failed or cancelled, got "done"',
+        "limit=0": 'limit must be an integer from 1 to 500, got "0"',
+        "limit=ten": 'limit must be an integer from 1 to 500, got "ten"',
+        "cursor=%%%": 'query parameter "cursor=%%%" has a broken percent-escape',
+        "cursor=bm9wZQ": 'cursor "bm9wZQ" is not one this gateway gave out (use next_cursor of a previous answer '
+                         'as it is)',
+        "sort=asc": 'unknown query parameter "sort" (GET /envelopes accepts status, tool, limit, cursor)',
+        "tool=": 'tool must name a tool, got ""',
+    }
+    for query, error in cases.items():
+        status, body, _ = http_json("GET", gateway.url + "/envelopes?" + query)
+        assert (status, body["error"]) == (400, error), query
+
+
+def test_a_synchronous_call_names_its_job_in_a_header(gateway, actor):
+    import threading
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(answer=http_json(
+        "POST", gateway.url + "/tools/call", {"name": "echo", "arguments": {"text": "h"}}, timeout=60)))
+    thread.start()
+    envelope = actor.receive("echo")
+    actor.run_pipeline(envelope)
+    thread.join(60)
+    status, result, headers = box["answer"]
+    assert status == 200 and result["isError"] is False
+    assert headers["Asya-Job-Id"] == envelope["id"]
+    assert result["_meta"] == {"asya.sh/job_id": envelope["id"]}
