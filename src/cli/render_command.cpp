@@ -192,6 +192,10 @@ void add_render_command(CLI::App& app) {
   cmd->add_option("--join-store-secret", o.join_store_secret,
                   "Secret whose key url holds ASYA_JOIN_STORE (a PostgreSQL URL with a password); "
                   "overrides --join-store");
+  cmd->add_option("--payload-store", o.payload_store,
+                  "ASYA_PAYLOAD_STORE of every sidecar and the gateway (s3://bucket/prefix): large "
+                  "payloads travel by reference")
+      ->capture_default_str();
   cmd->add_option("--rabbitmq-secret", o.rabbitmq_secret, "Secret holding the AMQP URL")
       ->capture_default_str();
   cmd->add_option("--rabbitmq-secret-key", o.rabbitmq_secret_key, "Key of the AMQP URL in it")

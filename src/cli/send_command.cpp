@@ -18,6 +18,8 @@
 #include "envelope/new_envelope.hpp"
 #include "local/process.hpp"
 #include "local/state.hpp"
+#include "payload/offload.hpp"
+#include "payload/settings.hpp"
 
 namespace asya::cli {
 namespace {
@@ -32,6 +34,19 @@ std::string text_or_file(const std::string& value, const std::string& option) {
   if (!local::read_file(value.substr(1), text))
     fail(kExitUsage, fmt::format("{} {}: cannot read file {}", option, value, value.substr(1)));
   return text;
+}
+
+// The payload store settings of `asya send`: the variables, with the state directory's store
+// (`asya up`'s default) when ASYA_PAYLOAD_STORE is unset.
+payload::Settings payload_settings(const local::StatePaths& paths) {
+  try {
+    payload::Settings settings = payload::load_settings();
+    if (!env_get("ASYA_PAYLOAD_STORE")) settings.store_url = "file://" + paths.payloads().string();
+    return settings;
+  } catch (const ConfigError& e) {
+    fail(kExitUsage, e.what());
+  }
+  return {};
 }
 
 }  // namespace
@@ -152,6 +167,15 @@ int run_send(const SendArgs& args) {
                      env_get("ASYA_MAX_MESSAGE_BYTES")
                          ? "ASYA_MAX_MESSAGE_BYTES=" + *env_get("ASYA_MAX_MESSAGE_BYTES")
                          : std::string("the default, 256MiB")));
+  }
+
+  // A payload over ASYA_PAYLOAD_THRESHOLD goes into the payload store (the state directory's, as
+  // `asya up` uses, unless ASYA_PAYLOAD_STORE says otherwise) and travels by reference.
+  if (payload::Settings settings = payload_settings(client.paths); settings.enabled()) {
+    auto store = payload::open_store(settings);
+    auto offloaded = payload::offload_envelope(*store, settings.threshold_bytes, body);
+    if (!offloaded) fail(kExitError, "the payload store: " + offloaded.error().message);
+    if (*offloaded) body = std::move(**offloaded);
   }
 
   auto& queues = client.queues();

@@ -191,6 +191,10 @@ int run_up(const UpArgs& args) {
   options.paths = local::StatePaths(local::resolve_state_dir(args.state_dir));
   options.transport = *transports.begin();
   options.end_actors = !args.no_end_actors;
+  // Large payloads by reference, in the state directory unless ASYA_PAYLOAD_STORE says otherwise
+  // (set empty: off). `asya send` finds the same default (send_command.cpp).
+  options.payload_store =
+      env_get("ASYA_PAYLOAD_STORE").value_or("file://" + options.paths.payloads().string());
   options.reload = args.reload;
   options.sidecar_binary = find_sidecar();
   if (!routes.empty()) {

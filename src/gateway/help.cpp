@@ -41,6 +41,9 @@ variables:
   ASYA_GATEWAY_INSTANCE_ID         (unset)       repeated as "instance" in /healthz and /readyz
                                                  (asya up checks it reached its own gateway)
   ASYA_MAX_MESSAGE_BYTES           256MiB        largest envelope the transport accepts
+  ASYA_PAYLOAD_STORE               (unset)       file:///dir or s3://bucket/prefix: a call's
+                                                 payload over ASYA_PAYLOAD_THRESHOLD (256KiB) is
+                                                 stored there and sent by reference
   ASYA_LOG_LEVEL                   info          debug, info, warn, error
 
 Options:

@@ -77,6 +77,7 @@ int main(int argc, char** argv) {
     service_options.queue_prefix = env_string("ASYA_QUEUE_PREFIX", "asya-");
     service_options.trace_collector = otlp::read_export_settings(Environment(), "asya-gateway");
     service_options.trace_process = otlp::read_process_settings(Environment(), "asya-gateway");
+    service_options.payload = payload::load_settings();
     service_options.poll_interval =
         env_duration("ASYA_GATEWAY_POLL_INTERVAL", std::chrono::seconds(2));
     service_options.blocking_threads =

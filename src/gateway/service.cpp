@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/random_id.hpp"
 #include "envelope/new_envelope.hpp"
+#include "payload/offload.hpp"
 
 namespace asya::gateway {
 
@@ -88,7 +89,8 @@ Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools
       notifier_(io),
       call_tracer_(options_.trace_collector, options_.trace_process),
       pool_(options_.blocking_threads),
-      sweep_timer_(io) {}
+      sweep_timer_(io),
+      payload_store_(payload::open_store(options_.payload)) {}
 
 Service::~Service() {
   stop();
@@ -168,7 +170,19 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
     Status status = [&]() -> Status {
       Status created = store_->create(job);
       if (!created.ok()) return Error{"job store: " + created.message()};
-      Status sent = transport_->send(queue, body);
+      std::string sent_body;
+      if (payload_store_) {
+        // A large payload travels by reference (docs/protocol.md §10): stored and held first.
+        auto offloaded =
+            payload::offload_envelope(*payload_store_, options_.payload.threshold_bytes, body);
+        if (!offloaded) {
+          std::string error = "payload store: " + offloaded.error().message;
+          (void)store_->fail(job.id, error);
+          return Error{error};
+        }
+        if (*offloaded) sent_body = std::move(**offloaded);
+      }
+      Status sent = transport_->send(queue, sent_body.empty() ? body : sent_body);
       if (!sent.ok()) {
         std::string error = "publishing to " + queue + " failed: " + sent.message();
         (void)store_->fail(job.id, error);

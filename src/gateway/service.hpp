@@ -17,8 +17,10 @@
 #include <memory>
 #include <optional>
 #include <string>
+
 #include <unordered_map>
 #include <vector>
+#include "payload/settings.hpp"
 
 #include "common/otlp/export_settings.hpp"
 #include "common/random_id.hpp"
@@ -41,6 +43,9 @@ struct ServiceOptions {
   // OTEL_*, nullopt: none) and the gateway's resource.
   std::optional<otlp::ExportSettings> trace_collector;
   otlp::ExportSettings trace_process;
+  // ASYA_PAYLOAD_STORE and ASYA_PAYLOAD_THRESHOLD: a call's payload above the threshold is put in
+  // the payload store and the first envelope carries its reference (docs/protocol.md §10).
+  payload::Settings payload;
 };
 
 // Wakes coroutines waiting for changes of a job. Thread-safe.
@@ -91,6 +96,7 @@ struct CallStarted {
 
 class Service {
  public:
+  // Opens the payload store of options.payload (throws asya::ConfigError when it is unusable).
   Service(boost::asio::io_context& io, ServiceOptions options, ToolsConfig tools,
           std::unique_ptr<JobStore> store, std::unique_ptr<transport::Transport> transport,
           Metrics& metrics);
@@ -162,6 +168,7 @@ class Service {
   CallTracer call_tracer_;
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer sweep_timer_;
+  std::unique_ptr<payload::PayloadStore> payload_store_;  // options_.payload enabled
   bool stopped_ = false;
 };
 

@@ -114,6 +114,12 @@ Result<Rendered> render(const std::vector<manifest::Actor>& actors, const Render
     return Error{fmt::format("transport \"{}\" cannot run on Kubernetes; use rabbitmq or sqs",
                              options.transport)};
   }
+  if (!options.payload_store.empty() && !options.payload_store.starts_with("s3://")) {
+    return Error{
+        fmt::format("--payload-store \"{}\" cannot be shared by the pods of a cluster: use "
+                    "s3://bucket/prefix (every sidecar and the gateway must reach the same store)",
+                    options.payload_store)};
+  }
   if (routes) {
     auto parsed = from_yaml(routes->text, routes->file);
     if (!parsed) return parsed.error();

@@ -99,6 +99,9 @@ struct RenderOptions {
 
   bool end_actors = true;                                     // render happy-end and error-end
   std::string result_store = "file:///var/lib/asya/results";  // ASYA_RESULT_STORE of end actors
+  // ASYA_PAYLOAD_STORE of every sidecar and the gateway: s3://bucket/prefix (pods share no
+  // directory, so file:// is refused); empty: payloads travel inside envelopes.
+  std::string payload_store;
   std::string managed_by = "asya-render";  // app.kubernetes.io/managed-by
 };
 

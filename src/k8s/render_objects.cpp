@@ -141,6 +141,7 @@ manifest::SidecarEnvironmentOptions sidecar_options(std::string_view transport,
     out.join_store = manifest::SecretKeyRef{o.join_store_secret, "url", false};
   else if (!o.join_store.empty())
     out.join_store = o.join_store;
+  out.payload_store = o.payload_store;
   return out;
 }
 

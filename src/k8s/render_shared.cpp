@@ -90,6 +90,7 @@ json::array gateway_objects(std::string_view transport, const RenderOptions& o,
   e.push_back(env("ASYA_CONFIG_PATH", "/etc/asya/gateway/routes.yaml"));
   e.push_back(env("ASYA_GATEWAY_HOST", "0.0.0.0"));
   e.push_back(env("ASYA_GATEWAY_PORT", std::to_string(kGatewayPort)));
+  if (!o.payload_store.empty()) e.push_back(env("ASYA_PAYLOAD_STORE", o.payload_store));
   e.push_back(env("ASYA_GATEWAY_DB", "/var/lib/asya/gateway.db"));
   e.push_back(secret_env("ASYA_DATABASE_URL", "asya-gateway-db", "url", true));
   append(e, transport_env(transport, o));

@@ -109,6 +109,27 @@ TEST(Render, DeploymentRunsTheRuntimeAndTheInjectedSidecarSharingTheSocket) {
   EXPECT_NE(python_runtime_source().find("ASYA_HANDLER"), std::string_view::npos);
 }
 
+TEST(Render, PayloadStoreReachesEverySidecarAndOnlyS3IsAccepted) {
+  RenderOptions o = cluster("sqs");
+  o.payload_store = "s3://asya-payloads/prod";
+  auto rendered = render(load(kActor), o);
+  ASSERT_TRUE(rendered.ok()) << rendered.error().message;
+  const auto all = rendered->all();
+  for (std::string_view name : {"classifier", "happy-end", "error-end"}) {
+    const auto& containers =
+        find(all, "Deployment", name).at("spec").at("template").at("spec").at("containers");
+    const auto& sidecar = containers.as_array().back();
+    EXPECT_EQ(env_map(sidecar).at("ASYA_PAYLOAD_STORE"), "s3://asya-payloads/prod") << name;
+  }
+  o.payload_store = "file:///var/lib/asya/payloads";
+  auto refused = render(load(kActor), o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().message.find("--payload-store \"file:///var/lib/asya/payloads\""),
+            std::string::npos)
+      << refused.error().message;
+  EXPECT_NE(refused.error().message.find("s3://bucket/prefix"), std::string::npos);
+}
+
 TEST(Render, BatchingSetsTheSidecarsBatchVariablesAndTheRuntimesBatchFlag) {
   std::string text = kActor;
   text.replace(text.find("  workload:"), 0, "  batching: {maxSize: 32, maxWait: 20ms}\n");

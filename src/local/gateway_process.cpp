@@ -29,9 +29,10 @@ Status GatewayProcess::start(const std::vector<std::string>& base_env,
   gw.argv = {options_.gateway_binary};
   gw.env = base_env;
   std::erase_if(gw.env, [](const std::string& e) {
-    for (const char* key : {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=",
-                            "ASYA_GATEWAY_DB=", "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX=",
-                            "ASYA_GATEWAY_INSTANCE_ID=", "ASYA_GATEWAY_STATUS_FILE="}) {
+    for (const char* key :
+         {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=", "ASYA_GATEWAY_DB=",
+          "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX=", "ASYA_GATEWAY_INSTANCE_ID=",
+          "ASYA_GATEWAY_STATUS_FILE=", "ASYA_PAYLOAD_STORE="}) {
       if (e.rfind(key, 0) == 0) return true;
     }
     return false;
@@ -45,6 +46,8 @@ Status GatewayProcess::start(const std::vector<std::string>& base_env,
   gw.env.push_back("ASYA_GATEWAY_INSTANCE_ID=" + options_.gateway_instance_id);
   // The dashboard's replica, processed and rate columns (GET /actors).
   gw.env.push_back("ASYA_GATEWAY_STATUS_FILE=" + options_.paths.status_file().string());
+  if (!options_.payload_store.empty())
+    gw.env.push_back("ASYA_PAYLOAD_STORE=" + options_.payload_store);
   gw.working_dir = options_.paths.root.string();
   gw.log_path = log_path();
   return process_.start(gw, SteadyClock::now());

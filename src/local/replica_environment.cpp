@@ -24,6 +24,7 @@ manifest::SidecarEnvironmentOptions replica_sidecar_options(
     const auto store = actor.name == kErrorEnd ? options.paths.failed() : options.paths.succeeded();
     out.result_store = "file://" + store.string();
   }
+  out.payload_store = options.payload_store;
   out.transport = options.transport;
   out.queue_prefix = std::string(queue_prefix);
   out.socket_path = replica.socket.string();

@@ -26,6 +26,8 @@ struct StatePaths {
   std::filesystem::path results() const { return root / "results"; }
   std::filesystem::path succeeded() const { return root / "results" / "succeeded"; }
   std::filesystem::path failed() const { return root / "results" / "failed"; }
+  // The default payload store of `asya up` and `asya send` (large payloads by reference).
+  std::filesystem::path payloads() const { return root / "payloads"; }
   std::filesystem::path logs() const { return root / "logs"; }
   std::filesystem::path actor_logs(std::string_view actor) const {
     return root / "logs" / std::string(actor);

@@ -25,6 +25,9 @@ struct SupervisorOptions {
   bool live_view = false;                   // a redrawn table (TTY) instead of log lines
   // false: do not run happy-end/error-end (another host sharing the broker runs them).
   bool end_actors = true;
+  // ASYA_PAYLOAD_STORE of every sidecar and the gateway (`asya up`: file://<state>/payloads unless
+  // ASYA_PAYLOAD_STORE is set; empty: off).
+  std::string payload_store;
   // The gateway: with a routes file, asya-gateway serves its tools on 127.0.0.1:gateway_port
   // (job store <state>/gateway.db, log <state>/logs/gateway.log) and every sidecar gets
   // ASYA_GATEWAY_URL. It starts before any sidecar and stops after the end actors.

@@ -24,7 +24,9 @@ Environment sidecar_environment(const Actor& actor, const SidecarEnvironmentOpti
   out.insert(out.end(), options.transport_settings.begin(), options.transport_settings.end());
   if (options.end_actor) {
     if (!options.result_store.empty()) set("ASYA_RESULT_STORE", options.result_store);
-  } else {
+  }
+  if (!options.payload_store.empty()) set("ASYA_PAYLOAD_STORE", options.payload_store);
+  if (!options.end_actor) {
     if (!options.socket_path.empty()) set("ASYA_SOCKET_PATH", options.socket_path);
     if (!options.socket_dir.empty()) set("ASYA_SOCKET_DIR", options.socket_dir);
     set("ASYA_RUNTIME_TIMEOUT", format_duration(actor.timeout.processing));
@@ -79,6 +81,7 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_TRANSPORT",
                                                     "ASYA_QUEUE_PREFIX",
                                                     "ASYA_RESULT_STORE",
+"ASYA_PAYLOAD_STORE",
                                                     "ASYA_SOCKET_PATH",
                                                     "ASYA_SOCKET_DIR",
                                                     "ASYA_SOCKET_NAME",

@@ -52,6 +52,8 @@ struct SidecarEnvironmentOptions {
   // ASYA_VISIBILITY_TIMEOUT 10s instead of 30s).
   bool end_actor = false;
   std::string result_store;  // end actors: ASYA_RESULT_STORE (file:///dir or s3://bucket/prefix)
+  // ASYA_PAYLOAD_STORE of every sidecar (large payloads by reference); empty: not set (off).
+  std::string payload_store;
 
   std::string transport;     // ASYA_TRANSPORT: sqlite | rabbitmq | sqs
   std::string queue_prefix;  // ASYA_QUEUE_PREFIX
@@ -84,7 +86,7 @@ struct SidecarEnvironmentOptions {
 
 // The sidecar's environment for `actor` in this order:
 //   ASYA_ACTOR_NAME, [ASYA_IS_END_ACTOR], ASYA_TRANSPORT, ASYA_QUEUE_PREFIX, transport_settings,
-//   end actors: ASYA_RESULT_STORE;
+//   end actors: ASYA_RESULT_STORE; ASYA_PAYLOAD_STORE when set;
 //   actors: ASYA_SOCKET_PATH or ASYA_SOCKET_DIR, ASYA_RUNTIME_TIMEOUT, ASYA_SHUTDOWN_GRACE;
 //   ASYA_METRICS_ADDR, ASYA_LOG_LEVEL, ASYA_GATEWAY_URL, ASYA_GATEWAY_INTERNAL_TOKEN,
 //   actors: ASYA_CONCURRENCY and ASYA_MAX_DELIVERIES when spec.sidecar sets them, and the retry

@@ -57,6 +57,16 @@ TEST(SidecarEnvironment, PlainActorGetsHostSettingsAndTimeoutsInOrder) {
             (SecretKeyRef{"asya-rabbitmq", "url", false}));
 }
 
+TEST(SidecarEnvironment, PayloadStoreIsGivenToActorsAndEndActorsAlike) {
+  SidecarEnvironmentOptions o = host();
+  o.payload_store = "s3://b/p";
+  EXPECT_EQ(value(sidecar_environment(load_one(""), o), "ASYA_PAYLOAD_STORE"), "s3://b/p");
+  o.end_actor = true;
+  o.result_store = "s3://b/results";
+  EXPECT_EQ(value(sidecar_environment(load_one(""), o), "ASYA_PAYLOAD_STORE"), "s3://b/p");
+  EXPECT_EQ(value(sidecar_environment(load_one(""), host()), "ASYA_PAYLOAD_STORE"), "<unset>");
+}
+
 TEST(SidecarEnvironment, DurationsAreWrittenTheWayTheSidecarParsesThem) {
   const auto env =
       sidecar_environment(load_one("  timeout: {processing: 90s, gracefulShutdown: 1500ms}\n"

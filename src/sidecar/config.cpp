@@ -138,6 +138,8 @@ Config load_config(const Environment& environment) {
     if (auto parsed = aws::parse_s3_url(c.result_store); !parsed)
       throw ConfigError("ASYA_RESULT_STORE=" + parsed.error().message);
 
+  c.payload = payload::load_settings(environment);
+
   // Short, and extended by the lease keeper while a message is in progress: a sidecar that is
   // killed loses its messages for seconds, not minutes. End actors run no user code (one store
   // write per message), so theirs is shorter still.
@@ -235,7 +237,11 @@ Each transport reads its own variables (details in docs/configuration.md):
             AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_ENDPOINT_URL_SQS, AWS_ENDPOINT_URL,
             ASYA_SQS_CREATE_QUEUES (true), ASYA_SQS_WAIT_TIME_SECONDS (20),
             ASYA_SQS_REQUEST_TIMEOUT (30s)
-The s3:// result store reads ASYA_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) and the AWS_* variables.
+Large payloads by reference (docs/configuration.md "Payload store"):
+  ASYA_PAYLOAD_STORE (empty: off; file:///dir or s3://bucket/prefix), ASYA_PAYLOAD_THRESHOLD
+  (256KiB: larger payloads are stored and referenced), ASYA_PAYLOAD_GRACE (15m),
+  ASYA_PAYLOAD_ORPHAN_AGE (24h), ASYA_PAYLOAD_SWEEP_INTERVAL (1m; end actors sweep)
+The s3:// result store and payload store read ASYA_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) and the AWS_* variables.
 Options: -h, --help prints this text; --version prints the version; both exit 0.
 Exit codes: 0 after a clean shutdown, 1 fatal error, 2 invalid configuration, 3 runtime timeout,
 4 runtime not ready in time.

@@ -10,6 +10,7 @@
 
 #include "common/env.hpp"
 #include "common/otlp/export_settings.hpp"
+#include "payload/settings.hpp"
 #include "sidecar/join/join_config.hpp"
 
 namespace asya::sidecar {
@@ -53,6 +54,9 @@ struct Config {
   // and the resource and batching limits of every export (also to the gateway's /v1/traces).
   std::optional<otlp::ExportSettings> trace_collector;
   otlp::ExportSettings trace_process;
+  // ASYA_PAYLOAD_STORE, ASYA_PAYLOAD_THRESHOLD, ...: large payloads by reference (off when the
+  // store is unset; sidecar/payload_ref.hpp).
+  payload::Settings payload;
   // ASYA_BATCH_MAX_SIZE (1-4096; 1 = no batching) and ASYA_BATCH_MAX_WAIT (<= the runtime
   // timeout): batching (sidecar/batcher.hpp). With a size above 1 the runtime must declare batch
   // support in its ready file (PROTOCOL §3).

@@ -52,11 +52,13 @@ std::string read_string_field(std::string_view json, std::string_view name) {
 }  // namespace
 
 EndActor::EndActor(std::string actor, bool error_end, ResultStore& store,
-                   std::function<std::chrono::milliseconds(int)> backoff)
+                   std::function<std::chrono::milliseconds(int)> backoff,
+                   PayloadReferences* payloads)
     : actor_(std::move(actor)),
       error_end_(error_end),
       store_(store),
-      backoff_(std::move(backoff)) {}
+      backoff_(std::move(backoff)),
+      payloads_(payloads) {}
 
 // The store did not take the result: the message goes back to the queue after a backoff, so
 // nothing is acknowledged that was not kept.
@@ -89,10 +91,50 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
   }
   const envelope::Envelope& env = *parsed;
   std::string_view stored = delivery.body;
+  std::string_view result_payload = env.payload_raw;
   out.id = env.id;
+  std::string resolved_body;  // the body with a payload reference replaced by the payload
+  if (payloads_) {
+    // The reference: the payload itself (happy end), or the error's original_payload, which
+    // build_error writes last (error end).
+    std::string_view ref_text = env.payload_raw;
+    if (error_end_) {
+      constexpr std::string_view kOriginal = ",\"original_payload\":";
+      std::size_t at = ref_text.rfind(kOriginal);
+      ref_text =
+          at == std::string_view::npos || !ref_text.ends_with('}')
+              ? std::string_view()
+              : ref_text.substr(at + kOriginal.size(), ref_text.size() - at - kOriginal.size() - 1);
+    }
+    PayloadReferences::Input resolved = payloads_->resolve_payload(ref_text);
+    if (resolved.status == PayloadReferences::InputStatus::kStoreError) {
+      spdlog::error("end actor: cannot resolve the payload of {}: {}", env.id, resolved.message);
+      out = requeue_after_store_error(std::move(out), delivery);
+      out.failure = FailureCode::kPayloadStoreError;
+      return out;
+    }
+    if (resolved.status == PayloadReferences::InputStatus::kUnavailable)
+      spdlog::error("end actor: the payload of {} is unavailable, storing its reference: {}",
+                    env.id, resolved.message);
+    if (resolved.status == PayloadReferences::InputStatus::kResolved) {
+      const auto prefix = static_cast<std::size_t>(ref_text.data() - stored.data());
+      resolved_body.reserve(stored.size() - ref_text.size() + resolved.body.size());
+      resolved_body.append(stored.substr(0, prefix));
+      resolved_body.append(resolved.body);
+      resolved_body.append(stored.substr(prefix + ref_text.size()));
+      if (!error_end_)
+        result_payload = std::string_view(resolved_body).substr(prefix, resolved.body.size());
+      stored = resolved_body;
+    }
+  }
   if (Status st = store_.put(env.id, stored); !st) {
     spdlog::error("end actor: cannot persist envelope {}: {}", env.id, st.message());
     return requeue_after_store_error(std::move(out), delivery);
+  }
+  if (payloads_) {
+    // A release that fails only delays the deletion until the orphan sweep.
+    if (Status st = payloads_->release(env.id); !st)
+      spdlog::warn("end actor: cannot release the payloads of {}: {}", env.id, st.message());
   }
   out.status = ProcessedStatus::kSuccess;
   if (!tracked_by_gateway(env.route_metadata_raw)) return out;  // no job to report to
@@ -105,7 +147,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     if (error.empty()) error = "unknown_error";
     out.final_body = final_body(env.id, false, "", error, details, env.actors, idx);
   } else {
-    out.final_body = final_body(env.id, true, env.payload_raw, "", "", env.actors, idx);
+    out.final_body = final_body(env.id, true, result_payload, "", "", env.actors, idx);
   }
   return out;
 }

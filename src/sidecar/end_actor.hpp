@@ -9,6 +9,7 @@
 #include <string>
 
 #include "sidecar/outcome.hpp"
+#include "sidecar/payload_ref.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "transport/transport.hpp"
@@ -33,8 +34,12 @@ class EndActor {
   // `error_end`: true for the error end (reports status "failed" with payload.error/details),
   // false for the happy end (reports "succeeded" with the payload as result). `backoff` gives the
   // nack delay for a delivery count.
+  // `payloads` (ASYA_PAYLOAD_STORE set): a payload reference in the envelope (the payload, or an
+  // error's original_payload) is resolved before the result is stored, so results and reports
+  // carry the real payload; once stored, the envelope's id is released (payload/lifetime.hpp).
   EndActor(std::string actor, bool error_end, ResultStore& store,
-           std::function<std::chrono::milliseconds(int)> backoff);
+           std::function<std::chrono::milliseconds(int)> backoff,
+           PayloadReferences* payloads = nullptr);
 
   // Persists one delivery and says what to do next. Thread-safe (the store is).
   EndOutcome handle(const transport::Delivery& delivery) const;
@@ -46,6 +51,7 @@ class EndActor {
   bool error_end_;
   ResultStore& store_;
   std::function<std::chrono::milliseconds(int)> backoff_;
+  PayloadReferences* payloads_;
 };
 
 }  // namespace asya::sidecar

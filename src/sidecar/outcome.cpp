@@ -42,6 +42,8 @@ std::string_view label(FailureCode code) {
       return "join_timeout";
     case FailureCode::kJoinGroupMissing:
       return "join_group_missing";
+    case FailureCode::kPayloadUnavailable:
+      return "payload_unavailable";
     case FailureCode::kProcessingError:
       return "processing_error";
     case FailureCode::kConnectionError:
@@ -52,6 +54,8 @@ std::string_view label(FailureCode code) {
       return "send_failed";
     case FailureCode::kDeliveryLost:
       return "delivery_lost";
+    case FailureCode::kPayloadStoreError:
+      return "payload_store_error";
     case FailureCode::kOther:
       return "other";
   }

@@ -34,9 +34,10 @@ enum class FailureCode {
   kDeadlineExceeded,
   kMaxDeliveriesExceeded,
   kMessageTooLarge,
-  kCancelled,         // the gateway said the envelope's job was cancelled (PROTOCOL §7)
-  kJoinTimeout,       // a join group was not complete within its timeout (PROTOCOL §4a)
-  kJoinGroupMissing,  // a message reached a join actor without fan-out group data (§4a)
+  kCancelled,           // the gateway said the envelope's job was cancelled (PROTOCOL §7)
+  kJoinTimeout,         // a join group was not complete within its timeout (PROTOCOL §4a)
+  kJoinGroupMissing,    // a message reached a join actor without fan-out group data (§4a)
+  kPayloadUnavailable,  // the input's payload reference cannot be resolved (missing, mismatch)
   // §3, from a runtime (msg_parsing_error too).
   kProcessingError,
   kConnectionError,
@@ -44,7 +45,8 @@ enum class FailureCode {
   kResultStoreError,
   kSendFailed,
   kDeliveryLost,
-  kOther,  // "other": never printed; Failure::label() gives the runtime's own code
+  kPayloadStoreError,  // the payload store failed (read or write); the input is nacked
+  kOther,              // "other": never printed; Failure::label() gives the runtime's own code
 };
 std::string_view label(FailureCode code);
 

@@ -35,11 +35,13 @@ const std::vector<std::pair<FailureCode, std::string>> kFailures = {
     {FailureCode::kCancelled, "cancelled"},
     {FailureCode::kJoinTimeout, "join_timeout"},
     {FailureCode::kJoinGroupMissing, "join_group_missing"},
+    {FailureCode::kPayloadUnavailable, "payload_unavailable"},
     {FailureCode::kProcessingError, "processing_error"},
     {FailureCode::kConnectionError, "connection_error"},
     {FailureCode::kResultStoreError, "result_store_error"},
     {FailureCode::kSendFailed, "send_failed"},
     {FailureCode::kDeliveryLost, "delivery_lost"},
+    {FailureCode::kPayloadStoreError, "payload_store_error"},
     {FailureCode::kOther, "other"},
 };
 

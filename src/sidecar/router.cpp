@@ -192,7 +192,7 @@ Decision Router::failure_with_retry(const envelope::Envelope& in, Failure failur
 
 Decision Router::after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
                                const wire::CallResult& call, std::string_view response,
-                               bool response_padded) const {
+                               bool response_padded, PayloadOffload* offload) const {
   switch (call.status) {
     case wire::CallStatus::kTimeout: {
       Decision d = failure_with_retry(in, FailureCode::kRuntimeTimeout, call.error, "", "");
@@ -271,10 +271,27 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       continue;
     }
     Outgoing out;
-    out.body = envelope::build_output(
-        in, i, item,
+    const std::string fanout_headers =
         fan_out ? envelope::fanout_child_headers(in, item.headers_raw, i, items->size())
-                : std::string());
+                : std::string();
+    if (offload) {
+      auto replaced = offload->replace(item.payload_raw, envelope::output_id(in, i));
+      if (!replaced) {
+        Decision nack;
+        nack.then = Then::kNack;
+        nack.nack_delay = backoff(static_cast<int>(delivery.delivery_count));
+        nack.status = ProcessedStatus::kRequeued;
+        nack.failure = FailureCode::kPayloadStoreError;
+        nack.failure_message = replaced.error().message;
+        return nack;
+      }
+      if (*replaced) {
+        envelope::ResponseItem by_reference = item;
+        by_reference.payload_raw = **replaced;
+        out.body = envelope::build_output(in, i, by_reference, fanout_headers);
+      }
+    }
+    if (out.body.empty()) out.body = envelope::build_output(in, i, item, fanout_headers);
     if (out.body.size() > options_.max_message_bytes)
       return to_error_end(
           in, FailureCode::kMessageTooLarge,

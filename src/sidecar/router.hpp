@@ -65,6 +65,18 @@ struct Decision {
   bool wait_for_runtime = false;
 };
 
+// Replaces large output payloads by payload references (claim-check; sidecar/payload_ref.hpp),
+// consulted by after_runtime for every result element before its envelope is built.
+class PayloadOffload {
+ public:
+  virtual ~PayloadOffload() = default;
+  // The payload text output `output_id` must carry instead of `payload_raw`: a reference to the
+  // durably stored payload, or nullopt to keep the payload as it is (small enough). An Error when
+  // the store failed; the input is then nacked (delivered again later).
+  virtual Result<std::optional<std::string>> replace(std::string_view payload_raw,
+                                                     std::string_view output_id) = 0;
+};
+
 struct RouterOptions {
   std::string actor;  // this actor's name
   std::string queue_prefix = "asya-";
@@ -111,9 +123,10 @@ class Router {
   // `response` is the runtime's answer when call.status == kOk. `response_padded`: the answer is
   // followed by envelope::kParsePadding readable bytes (a wire::FrameBuffer), so it is parsed in
   // place instead of copied into a padded buffer first.
+  // `offload`, when given, replaces large output payloads by references (see PayloadOffload).
   Decision after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
                          const wire::CallResult& call, std::string_view response,
-                         bool response_padded = false) const;
+                         bool response_padded = false, PayloadOffload* offload = nullptr) const;
 
   // PROTOCOL §4a: when `in` is a failed branch (its innermost fan-out frame says "failed") and this
   // actor is not a join, the decision that passes it on unchanged with route.current + 1 (to

@@ -24,6 +24,7 @@
 #include "sidecar/join/join_actor.hpp"
 #include "sidecar/lease_keeper.hpp"
 #include "sidecar/metrics.hpp"
+#include "sidecar/payload_ref.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
@@ -129,6 +130,7 @@ class Runner {
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
   std::unique_ptr<join::JoinActor> join_;  // set for a join actor (ASYA_JOIN)
+  PayloadParts payloads_;                  // ASYA_PAYLOAD_STORE (references; end actors: sweeper)
   StopState stop_;
   StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -167,10 +169,12 @@ int Runner::run() {
   ro.max_message_bytes = std::min(config_.max_message_bytes, transport_->max_message_bytes());
   router_.emplace(ro);
 
+  payloads_ = make_payload_parts(config_.payload, config_.is_end_actor);
   if (config_.is_end_actor) {
     store_ = make_result_store(config_.result_store);
-    end_actor_.emplace(config_.actor_name, config_.is_error_end(), *store_,
-                       [this](int count) { return router_->backoff(count); });
+    end_actor_.emplace(
+        config_.actor_name, config_.is_error_end(), *store_,
+        [this](int count) { return router_->backoff(count); }, payloads_.references.get());
   }
   if (config_.join.enabled)
     join_ = join::JoinActor::open(config_.join, *router_, *transport_, config_.runtime_timeout,
@@ -423,6 +427,7 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
     slot.lease_since = started;
   }
   for (const auto& delivery : deliveries) count_received(delivery);
+  if (payloads_.references) payloads_.references->resolve_in_place(deliveries);
   BatchSteps steps;
   steps.tracked = [&](const envelope::Envelope& in) {
     return reporter_ && tracked_by_gateway(in.route_metadata_raw);
@@ -460,8 +465,15 @@ std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, boo
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                               wire::RuntimeClient& client, wire::FrameBuffer& scratch,
                               bool tracked) {
+  // Payload references resolved for the runtime, large outputs stored (sidecar/payload_ref.hpp).
+  PayloadReferences::Input input;
+  std::optional<PayloadReferences::Outputs> offload;
+  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload))
+    return std::move(*early);
+  std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   auto call_started = Clock::now();
-  wire::CallResult call = client.call(delivery.body, scratch, config_.runtime_timeout);
+  wire::CallResult call = client.call(request, scratch, config_.runtime_timeout);
+  std::string().swap(input.body);  // the resolved request is not needed any more
   double runtime_seconds = seconds_since(call_started);
   metrics_.runtime_duration(runtime_seconds);
   if (!call.notice.empty()) {
@@ -472,7 +484,8 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
     metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
   }
   Decision decision =
-      router_->after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+      router_->after_runtime(in, delivery, call, scratch.view(),
+                             /*response_padded=*/true, offload ? &*offload : nullptr);
   record_runtime_call(call_started, runtime_seconds, decision.failure.label());
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);

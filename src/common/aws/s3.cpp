@@ -74,6 +74,72 @@ Result<std::string> S3Client::get_object(std::string_view bucket, std::string_vi
   return std::move(response->body);
 }
 
+Result<bool> S3Client::object_exists(std::string_view bucket, std::string_view key) {
+  HttpRequest request;
+  request.method = "HEAD";
+  request.url = object_url(bucket, key);
+  request.timeout = std::chrono::seconds(30);
+  auto response = client_.send(std::move(request), true);
+  if (!response)
+    return Error{"S3 HeadObject " + location(bucket, key) + " failed: " + response.error().message};
+  if (response->status == 200) return true;
+  if (response->status == 404) return false;
+  return Error{"S3 HeadObject " + location(bucket, key) +
+               " failed: " + describe_failure(*response)};
+}
+
+Status S3Client::delete_object(std::string_view bucket, std::string_view key) {
+  HttpRequest request;
+  request.method = "DELETE";
+  request.url = object_url(bucket, key);
+  request.timeout = std::chrono::seconds(30);
+  auto response = client_.send(std::move(request), true);
+  if (!response)
+    return Error{"S3 DeleteObject " + location(bucket, key) +
+                 " failed: " + response.error().message};
+  if (response->status != 204 && response->status != 200 && response->status != 404)
+    return Error{"S3 DeleteObject " + location(bucket, key) +
+                 " failed: " + describe_failure(*response)};
+  return Status::Ok();
+}
+
+Result<std::vector<S3Client::ListedObject>> S3Client::list_objects(std::string_view bucket,
+                                                                   std::string_view prefix) {
+  std::vector<ListedObject> out;
+  std::string token;
+  for (;;) {
+    HttpRequest request;
+    request.method = "GET";
+    request.url = object_url(bucket, "") + "?list-type=2&prefix=" + uri_encode(prefix, false);
+    if (!token.empty()) request.url += "&continuation-token=" + uri_encode(token, false);
+    request.timeout = std::chrono::seconds(60);
+    auto response = client_.send(std::move(request), true);
+    if (!response)
+      return Error{"S3 ListObjectsV2 " + location(bucket, prefix) +
+                   " failed: " + response.error().message};
+    if (response->status != 200)
+      return Error{"S3 ListObjectsV2 " + location(bucket, prefix) +
+                   " failed: " + describe_failure(*response)};
+    const std::string& body = response->body;
+    for (std::size_t at = body.find("<Contents>"); at != std::string::npos;
+         at = body.find("<Contents>", at + 1)) {
+      std::size_t end = body.find("</Contents>", at);
+      if (end == std::string::npos) break;
+      std::string entry = body.substr(at, end - at);
+      ListedObject object;
+      object.key = xml_field(entry, "Key");
+      object.last_modified = xml_field(entry, "LastModified");
+      std::string size = xml_field(entry, "Size");
+      object.size_bytes = size.empty() ? 0 : std::stoull(size);
+      out.push_back(std::move(object));
+    }
+    if (xml_field(body, "IsTruncated") != "true") break;
+    token = xml_field(body, "NextContinuationToken");
+    if (token.empty()) break;
+  }
+  return out;
+}
+
 Status S3Client::create_bucket(std::string_view bucket) {
   HttpRequest request;
   request.method = "PUT";

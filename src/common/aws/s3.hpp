@@ -1,11 +1,14 @@
-// A minimal S3 client: PutObject, GetObject and CreateBucket, signed with SigV4. With a custom
+// A minimal S3 client: PutObject, GetObject, HeadObject, DeleteObject, ListObjectsV2 and
+// CreateBucket, signed with SigV4. With a custom
 // endpoint (moto, MinIO, LocalStack) it uses path-style addressing (endpoint/bucket/key); on
 // AWS virtual-hosted style (https://bucket.s3.<region>.amazonaws.com/key).
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/aws/client.hpp"
 #include "common/result.hpp"
@@ -25,6 +28,20 @@ class S3Client {
 
   // The object's bytes. An Error starting with "not_found:" when the object or bucket is missing.
   Result<std::string> get_object(std::string_view bucket, std::string_view key);
+
+  // Whether the object exists (HeadObject: 200 yes, 404 no, anything else an Error).
+  Result<bool> object_exists(std::string_view bucket, std::string_view key);
+
+  // Deletes the object; S3 answers 204 whether or not it existed.
+  Status delete_object(std::string_view bucket, std::string_view key);
+
+  // Every object whose key starts with `prefix` (ListObjectsV2, following continuation tokens).
+  struct ListedObject {
+    std::string key;
+    std::uint64_t size_bytes = 0;
+    std::string last_modified;  // ISO 8601 as S3 sends it ("2026-12-06T13:00:00.000Z")
+  };
+  Result<std::vector<ListedObject>> list_objects(std::string_view bucket, std::string_view prefix);
 
   // Creates the bucket; succeeds when it already exists and is ours.
   Status create_bucket(std::string_view bucket);

@@ -1,0 +1,166 @@
+// The local directory payload store: ASYA_PAYLOAD_STORE=file:///dir keeps each object as the file
+// <dir>/<key>, written durably by common/durable_file (temporary file, fsync, rename, directory
+// fsync), so a reader never sees a partial object and a put survives a crash once it returned.
+// Temporaries are written in <dir>/tmp/ (same file system, so the rename is atomic); a put cut
+// short by a crash leaves one there, listed under "tmp/" so the sweep removes it once old.
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "common/durable_file.hpp"
+#include "payload/payload_store.hpp"
+
+namespace asya::payload {
+namespace {
+
+namespace fs = std::filesystem;
+
+class FilePayloadStore : public PayloadStore {
+ public:
+  explicit FilePayloadStore(fs::path dir) : dir_(std::move(dir)) {}
+
+  Status put(std::string_view key, std::string_view bytes) override {
+    fs::path final_path = dir_ / fs::path(key);
+    std::error_code ec;
+    fs::create_directories(final_path.parent_path(), ec);
+    if (ec)
+      return Error{fmt::format("payload store: cannot create directory {}: {}",
+                               final_path.parent_path().string(), ec.message())};
+    fs::create_directories(dir_ / "tmp", ec);
+    FileWriteOptions options;
+    options.temporary_path = dir_ / "tmp" /
+                             fmt::format("{}.{}.{}.tmp", final_path.filename().string(), ::getpid(),
+                                         counter_.fetch_add(1));
+    Status written = write_file_atomically(final_path, bytes, options);
+    if (!written && !fs::is_directory(final_path.parent_path(), ec)) {
+      // A sweep removed the (then empty) directory between create_directories and the rename.
+      fs::create_directories(final_path.parent_path(), ec);
+      written = write_file_atomically(final_path, bytes, options);
+    }
+    if (!written) return Error{"payload store: " + written.message()};
+    return Status::Ok();
+  }
+
+  Status read(std::string_view key, std::string& out) override {
+    fs::path path = dir_ / fs::path(key);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == ENOENT)
+        return Error{fmt::format("{} payload store: no object {}", kNotFound, path.string())};
+      return Error{
+          fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(err))};
+    }
+    struct stat st {};
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return Error{
+          fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(err))};
+    }
+    const std::size_t start = out.size();
+    const auto size = static_cast<std::size_t>(st.st_size);
+    out.resize(start + size);
+    std::size_t done = 0;
+    while (done < size) {
+      ssize_t n = ::read(fd, out.data() + start + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = n < 0 ? errno : EIO;
+        ::close(fd);
+        out.resize(start);
+        return Error{fmt::format("payload store: reading {} failed after {} of {} bytes: {}",
+                                 path.string(), done, size,
+                                 n == 0 ? "unexpected end of file" : std::strerror(err))};
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    return Status::Ok();
+  }
+
+  Result<bool> exists(std::string_view key) override {
+    std::error_code ec;
+    bool found = fs::is_regular_file(dir_ / fs::path(key), ec);
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      return Error{fmt::format("payload store: cannot check {}: {}",
+                               (dir_ / fs::path(key)).string(), ec.message())};
+    return found;
+  }
+
+  Status remove(std::string_view key) override {
+    std::error_code ec;
+    fs::path path = dir_ / fs::path(key);
+    fs::remove(path, ec);
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      return Error{fmt::format("payload store: cannot remove {}: {}", path.string(), ec.message())};
+    // Leave no empty directory behind (holds/<sha>/ once its last hold is gone); a directory that
+    // another writer just filled is not removed (remove fails on a non-empty directory).
+    // (put() recreates a directory removed under it.)
+    fs::path parent = path.parent_path();
+    if (parent.parent_path() != dir_ && parent != dir_ && fs::is_empty(parent, ec) && !ec)
+      fs::remove(parent, ec);
+    return Status::Ok();
+  }
+
+  Result<std::vector<StoredObject>> list(std::string_view prefix) override {
+    std::vector<StoredObject> out;
+    // Walk the deepest directory the prefix names completely.
+    std::string_view dir_part =
+        prefix.substr(0, prefix.rfind('/') == std::string_view::npos ? 0 : prefix.rfind('/') + 1);
+    fs::path root = dir_ / fs::path(dir_part);
+    std::error_code ec;
+    if (!fs::exists(root, ec)) return out;
+    for (fs::recursive_directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+      if (!it->is_regular_file(ec)) continue;
+      std::string key = fs::relative(it->path(), dir_, ec).generic_string();
+      if (ec || !key.starts_with(prefix)) continue;
+      struct stat st {};
+      if (::stat(it->path().c_str(), &st) != 0) continue;  // removed meanwhile
+      StoredObject object;
+      object.key = std::move(key);
+      object.size_bytes = static_cast<std::uint64_t>(st.st_size);
+      object.modified = std::chrono::system_clock::time_point(
+          std::chrono::duration_cast<std::chrono::system_clock::duration>(
+              std::chrono::seconds(st.st_mtim.tv_sec) +
+              std::chrono::nanoseconds(st.st_mtim.tv_nsec)));
+      out.push_back(std::move(object));
+    }
+    if (ec && ec != std::errc::no_such_file_or_directory)
+      return Error{fmt::format("payload store: cannot list {}: {}", root.string(), ec.message())};
+    return out;
+  }
+
+  std::string url() const override { return "file://" + dir_.string(); }
+
+ private:
+  fs::path dir_;
+  std::atomic<std::uint64_t> counter_{0};
+};
+
+}  // namespace
+
+std::unique_ptr<PayloadStore> make_file_payload_store(const PayloadStoreOptions& options) {
+  std::string_view url = options.url;
+  fs::path dir(url.substr(7));  // after "file://"
+  if (dir.empty())
+    throw ConfigError(
+        fmt::format("ASYA_PAYLOAD_STORE=\"{}\" has no directory: use file:///path/to/dir", url));
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec || !fs::is_directory(dir))
+    throw ConfigError(fmt::format("ASYA_PAYLOAD_STORE=\"{}\": cannot create directory {}: {}", url,
+                                  dir.string(), ec ? ec.message() : "not a directory"));
+  fs::path absolute = fs::weakly_canonical(fs::absolute(dir));
+  std::string text = absolute.string();
+  while (text.size() > 1 && text.ends_with('/')) text.pop_back();
+  return std::make_unique<FilePayloadStore>(fs::path(text));
+}
+
+}  // namespace asya::payload

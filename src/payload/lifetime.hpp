@@ -1,0 +1,62 @@
+// When a stored payload may be deleted (docs/protocol.md "Payload references", "Lifetime").
+//
+// Objects are content-addressed (objects/<sha256>), so one object may be shared by the hops of an
+// envelope (pass-through), by fan-out children and by unrelated envelopes with equal payloads.
+// The rule, chosen because it needs no counter that a crash could leave wrong:
+//   - a hold holds/<id-hash>/<sha256> says "envelope id may still refer to object sha256". It is
+//     written durably before any envelope referring to the object is published (sidecar output,
+//     gateway, `asya send`) and again whenever a sidecar receives such an envelope (so a
+//     redelivery after a release holds the object again);
+//   - a release released/<id-hash> is written by the end actor once the final envelope of id is
+//     stored (with the payload resolved into the result), when the id holds anything;
+//   - sweep() also removes temporaries of puts cut short by a crash (tmp/) after `orphan_age`;
+//   - sweep() deletes an object when every hold on it is older than the release of its envelope
+//     and that release is older than `grace`, or when the object (or every hold on it) is older
+//     than `orphan_age` (crashes between upload and publish, lineages whose end never came).
+// So an object is never deleted while an envelope referring to it is queued, delayed for retry or
+// in flight, as long as `grace` exceeds the time a duplicate can still arrive (visibility timeout
+// plus retry backoff) and `orphan_age` the longest time a message waits in a queue. sweep() looks
+// the holds once more right before deleting; what remains is a window of
+// milliseconds in which a new envelope with a byte-identical payload to an expired one is held
+// and uploaded between that look and the delete (its next reader then gets payload_unavailable).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "payload/payload_store.hpp"
+
+namespace asya::payload {
+
+// Store keys of the lifetime records.
+std::string hold_key(std::string_view sha256, std::string_view envelope_id);
+std::string release_key(std::string_view envelope_id);
+
+// Records durably that `envelope_id` refers to object `sha256`. Blocking.
+Status hold(PayloadStore& store, std::string_view sha256, std::string_view envelope_id);
+
+// Records durably that envelope `envelope_id` ended (its result is stored), when it holds any
+// object (one listing otherwise, no write). Blocking.
+Status release(PayloadStore& store, std::string_view envelope_id);
+
+struct SweepPolicy {
+  std::chrono::milliseconds grace{std::chrono::minutes(15)};     // ASYA_PAYLOAD_GRACE
+  std::chrono::milliseconds orphan_age{std::chrono::hours(24)};  // ASYA_PAYLOAD_ORPHAN_AGE
+};
+
+struct SweepReport {
+  std::size_t objects_deleted = 0;
+  std::size_t objects_kept = 0;
+  std::size_t records_deleted = 0;  // holds and releases no longer needed
+};
+
+// Deletes what the rule above allows, as of `now`. Safe to run in several processes at once
+// (deletes are idempotent). An Error when the store cannot be listed; a failed delete is retried
+// by the next sweep.
+Result<SweepReport> sweep(PayloadStore& store, const SweepPolicy& policy,
+                          std::chrono::system_clock::time_point now);
+
+}  // namespace asya::payload

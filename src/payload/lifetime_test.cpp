@@ -1,0 +1,100 @@
+#include "payload/lifetime.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "common/random_id.hpp"
+#include "payload/reference.hpp"
+
+namespace asya::payload {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+class LifetimeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("asya-lifetime-test-" + random_hex(8));
+    PayloadStoreOptions options;
+    options.url = "file://" + dir_.string();
+    store_ = make_payload_store(options);
+    policy_.grace = 10min;
+    policy_.orphan_age = 24h;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::string put_object(std::string_view bytes) {
+    std::string sha = sha256_hex(bytes);
+    EXPECT_TRUE(store_->put(object_key(sha), bytes).ok());
+    return sha;
+  }
+  bool present(const std::string& sha) { return *store_->exists(object_key(sha)); }
+  SweepReport sweep_at(std::chrono::system_clock::duration from_now) {
+    auto report = sweep(*store_, policy_, std::chrono::system_clock::now() + from_now);
+    EXPECT_TRUE(report.ok());
+    return *report;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<PayloadStore> store_;
+  SweepPolicy policy_;
+};
+
+TEST_F(LifetimeTest, HeldObjectIsKeptUntilItsEnvelopeIsReleasedAndGracePassed) {
+  std::string sha = put_object("payload");
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());
+  sweep_at(1h);  // held, not released: kept however long (below the orphan age)
+  EXPECT_TRUE(present(sha));
+  ASSERT_TRUE(release(*store_, "env-1").ok());
+  sweep_at(1min);  // released, grace not passed
+  EXPECT_TRUE(present(sha));
+  SweepReport report = sweep_at(11min);
+  EXPECT_FALSE(present(sha));
+  EXPECT_EQ(report.objects_deleted, 1u);
+  EXPECT_TRUE(store_->list("holds/")->empty());
+}
+
+TEST_F(LifetimeTest, SharedObjectWaitsForEveryHolder) {
+  std::string sha = put_object("shared");
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());
+  ASSERT_TRUE(hold(*store_, sha, "env-1-1").ok());  // a fan-out child with the same payload
+  ASSERT_TRUE(release(*store_, "env-1").ok());
+  sweep_at(11min);
+  EXPECT_TRUE(present(sha));
+  ASSERT_TRUE(release(*store_, "env-1-1").ok());
+  sweep_at(11min);
+  EXPECT_FALSE(present(sha));
+}
+
+TEST_F(LifetimeTest, HoldNewerThanTheReleaseKeepsTheObject) {
+  // A duplicate delivered again after its envelope ended holds the object anew.
+  std::string sha = put_object("redelivered");
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());
+  ASSERT_TRUE(release(*store_, "env-1").ok());
+  std::this_thread::sleep_for(20ms);  // distinct modification times
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());
+  sweep_at(11min);
+  EXPECT_TRUE(present(sha));
+}
+
+TEST_F(LifetimeTest, UnheldObjectIsAnOrphanSweptAfterTheOrphanAge) {
+  std::string sha = put_object("orphan");
+  sweep_at(23h);
+  EXPECT_TRUE(present(sha));
+  sweep_at(25h);
+  EXPECT_FALSE(present(sha));
+}
+
+TEST_F(LifetimeTest, ObjectWhoseHoldsAllOutlivedTheOrphanAgeIsSwept) {
+  std::string sha = put_object("lost lineage");
+  ASSERT_TRUE(hold(*store_, sha, "env-never-ended").ok());
+  sweep_at(25h);
+  EXPECT_FALSE(present(sha));
+  EXPECT_TRUE(store_->list("holds/")->empty());
+}
+
+}  // namespace
+}  // namespace asya::payload

@@ -1,0 +1,85 @@
+// Where large payloads live while their envelopes travel (claim-check, docs/protocol.md "Payload
+// references"): a sidecar whose output payload is larger than ASYA_PAYLOAD_THRESHOLD writes the
+// payload here and publishes an envelope whose payload is a reference to it; the next sidecar
+// reads it back before calling its runtime.
+//
+// Implementations, each in its own folder and registered by URL scheme in payload_store.cpp (a
+// NamedRegistry, the same shape as the transports' and the result stores'): a local directory
+// (file:///dir, payload/file/) and S3-compatible storage (s3://bucket/prefix, payload/s3/).
+// Keys are relative paths of '/'-separated parts made of [A-Za-z0-9._-] (lifetime.hpp names them).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/env.hpp"
+#include "common/result.hpp"
+
+namespace asya::payload {
+
+// Prefix of the Error message of read() when the object does not exist.
+inline constexpr std::string_view kNotFound = "not_found:";
+
+struct StoredObject {
+  std::string key;  // relative to the store's root
+  std::uint64_t size_bytes = 0;
+  std::chrono::system_clock::time_point modified;
+};
+
+class PayloadStore {
+ public:
+  virtual ~PayloadStore() = default;
+
+  // Stores `bytes` under `key`, replacing any object of that key. Returns only once the object is
+  // durable (file: written, fsynced, renamed, directory fsynced; S3: PutObject answered 200); a
+  // reader never sees a partial object. Blocking, thread-safe. Errors name the location and cause.
+  virtual Status put(std::string_view key, std::string_view bytes) = 0;
+
+  // Appends the object's bytes to `out` (reading straight into its storage where the store can,
+  // so a large object is held once). An Error starting with kNotFound when the object does not
+  // exist; any other Error is a failure to reach or read the store (worth retrying). Blocking,
+  // thread-safe.
+  virtual Status read(std::string_view key, std::string& out) = 0;
+
+  // Whether the object exists. Blocking, thread-safe.
+  virtual Result<bool> exists(std::string_view key) = 0;
+
+  // Removes the object; it is not an error if it did not exist. Blocking, thread-safe.
+  virtual Status remove(std::string_view key) = 0;
+
+  // Every object whose key starts with `prefix` (e.g. "objects/"), in no particular order.
+  // Blocking, thread-safe.
+  virtual Result<std::vector<StoredObject>> list(std::string_view prefix) = 0;
+
+  // The store's canonical URL (file:///abs/dir or s3://bucket/prefix, no trailing '/'); a
+  // reference's url is this + "/" + key.
+  virtual std::string url() const = 0;
+};
+
+struct PayloadStoreOptions {
+  std::string url;  // ASYA_PAYLOAD_STORE: file:///abs/dir, file://relative/dir, s3://bucket/prefix
+  // Where a store reads its own variables (S3: ASYA_S3_ENDPOINT and the AWS variables, as the S3
+  // result store and the SQS transport read theirs); the process environment unless injected.
+  EnvironmentLookup environment = process_environment();
+};
+
+using PayloadStoreFactory =
+    std::function<std::unique_ptr<PayloadStore>(const PayloadStoreOptions&)>;
+
+// Creates the store registered for the URL's scheme ("file": the directory is created; "s3":
+// nothing is contacted until the first call). Throws asya::ConfigError naming ASYA_PAYLOAD_STORE
+// for an unsupported or unusable URL.
+std::unique_ptr<PayloadStore> make_payload_store(const PayloadStoreOptions& options);
+
+// Registers (or replaces) the store of a URL scheme. Thread-safe.
+void register_payload_store(std::string scheme, PayloadStoreFactory factory);
+
+// The registered schemes, sorted.
+std::vector<std::string> payload_store_schemes();
+
+}  // namespace asya::payload

@@ -1,0 +1,218 @@
+#include "sidecar/payload_ref.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "payload/offload.hpp"
+
+namespace asya::sidecar {
+
+namespace {
+
+std::string describe(const payload::Reference& reference) {
+  return fmt::format("{} ({} bytes, sha256 {})", reference.url, reference.size_bytes,
+                     reference.sha256);
+}
+
+}  // namespace
+
+PayloadReferences::PayloadReferences(std::unique_ptr<payload::PayloadStore> store,
+                                     std::size_t threshold_bytes)
+    : store_(std::move(store)), threshold_bytes_(threshold_bytes) {}
+
+PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in,
+                                                    std::string_view body) {
+  Input input;
+  auto parsed = payload::parse_reference(in.payload_raw);
+  if (!parsed) return input;
+  if (!*parsed) {
+    input.status = InputStatus::kUnavailable;
+    input.message = parsed->error().message;
+    return input;
+  }
+  input.reference = **parsed;
+  const payload::Reference& reference = *input.reference;
+  auto key = payload::key_in_store(reference, store_->url());
+  if (!key) {
+    input.status = InputStatus::kUnavailable;
+    input.message = key.error().message;
+    return input;
+  }
+  if (Status held = payload::hold(*store_, reference.sha256, in.id); !held) {
+    input.status = InputStatus::kStoreError;
+    input.message = fmt::format("cannot hold payload {}: {}", describe(reference), held.message());
+    return input;
+  }
+  const auto prefix = static_cast<std::size_t>(in.payload_raw.data() - body.data());
+  const std::string_view suffix = body.substr(prefix + in.payload_raw.size());
+  input.body.reserve(prefix + reference.size_bytes + suffix.size());
+  input.body.append(body.substr(0, prefix));
+  if (Status read = store_->read(*key, input.body); !read) {
+    input.status = read.message().starts_with(payload::kNotFound) ? InputStatus::kUnavailable
+                                                                  : InputStatus::kStoreError;
+    input.message =
+        fmt::format("payload {} cannot be read: {}", describe(reference), read.message());
+    input.body.clear();
+    return input;
+  }
+  std::string_view bytes = std::string_view(input.body).substr(prefix);
+  std::string actual = bytes.size() == reference.size_bytes ? payload::sha256_hex(bytes) : "";
+  if (bytes.size() != reference.size_bytes || actual != reference.sha256) {
+    input.status = InputStatus::kUnavailable;
+    input.message = fmt::format(
+        "payload {} does not match its reference: the object has {} bytes{}; it was changed or "
+        "damaged in the store",
+        describe(reference), bytes.size(), actual.empty() ? "" : ", sha256 " + actual);
+    input.body.clear();
+    return input;
+  }
+  input.body.append(suffix);
+  input.status = InputStatus::kResolved;
+  return input;
+}
+
+Result<std::string> PayloadReferences::stored_reference(std::string_view payload_raw,
+                                                        std::string sha, std::string_view output_id,
+                                                        std::set<std::string>& written) {
+  const bool write = !written.contains(sha);
+  auto reference = payload::store_payload(*store_, payload_raw, output_id, write, sha);
+  if (!reference) return reference.error();
+  written.insert(sha);
+  return reference->json();
+}
+
+Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::string_view payload_raw,
+                                                                       std::string_view output_id) {
+  if (payload_raw.size() <= owner_.threshold_bytes_) return std::optional<std::string>();
+  std::string sha = payload::sha256_hex(payload_raw);
+  if (input_ && input_->size_bytes == payload_raw.size() && sha == input_->sha256) {
+    // Pass-through: the object exists and is held for the input's id. Output 0 keeps that id;
+    // another output (a fan-out child) gets its own hold.
+    if (output_id != input_id_ && !held_.contains(std::string(output_id))) {
+      if (Status held = payload::hold(owner_.store(), input_->sha256, output_id); !held)
+        return Error{fmt::format("cannot hold payload {} for {}: {}", describe(*input_), output_id,
+                                 held.message())};
+      held_.insert(std::string(output_id));
+    }
+    return std::optional<std::string>(input_->json());
+  }
+  auto reference = owner_.stored_reference(payload_raw, std::move(sha), output_id, written_);
+  if (!reference) return reference.error();
+  return std::optional<std::string>(std::move(*reference));
+}
+
+PayloadReferences::Input PayloadReferences::resolve_payload(std::string_view payload_raw) {
+  Input input;
+  auto parsed = payload::parse_reference(payload_raw);
+  if (!parsed) return input;
+  input.status = InputStatus::kUnavailable;
+  if (!*parsed) {
+    input.message = parsed->error().message;
+    return input;
+  }
+  input.reference = **parsed;
+  const payload::Reference& reference = *input.reference;
+  auto key = payload::key_in_store(reference, store_->url());
+  if (!key) {
+    input.message = key.error().message;
+    return input;
+  }
+  input.body.reserve(reference.size_bytes);
+  if (Status read = store_->read(*key, input.body); !read) {
+    if (!read.message().starts_with(payload::kNotFound)) input.status = InputStatus::kStoreError;
+    input.message =
+        fmt::format("payload {} cannot be read: {}", describe(reference), read.message());
+    input.body.clear();
+    return input;
+  }
+  if (input.body.size() != reference.size_bytes ||
+      payload::sha256_hex(input.body) != reference.sha256) {
+    input.message = fmt::format("payload {} does not match its reference ({} bytes read)",
+                                describe(reference), input.body.size());
+    input.body.clear();
+    return input;
+  }
+  input.status = InputStatus::kResolved;
+  return input;
+}
+
+Decision unresolved_decision(const Router& router, const envelope::Envelope& in,
+                             const transport::Delivery& delivery,
+                             const PayloadReferences::Input& input) {
+  if (input.status == PayloadReferences::InputStatus::kUnavailable)
+    return router.error_end(in, FailureCode::kPayloadUnavailable, input.message);
+  Decision d;
+  d.then = Then::kNack;
+  d.nack_delay = router.backoff(static_cast<int>(delivery.delivery_count));
+  d.status = ProcessedStatus::kRequeued;
+  d.failure = FailureCode::kPayloadStoreError;
+  d.failure_message = input.message;
+  return d;
+}
+
+std::optional<Decision> PayloadReferences::prepare(const Router& router,
+                                                   const envelope::Envelope& in,
+                                                   const transport::Delivery& delivery,
+                                                   Input& input, std::optional<Outputs>& offload) {
+  input = resolve(in, delivery.body);
+  if (input.status == InputStatus::kUnavailable || input.status == InputStatus::kStoreError) {
+    spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
+    return unresolved_decision(router, in, delivery, input);
+  }
+  offload.emplace(*this, in.id, input.reference);
+  return std::nullopt;
+}
+
+void PayloadReferences::resolve_in_place(std::vector<transport::Delivery>& deliveries) {
+  for (transport::Delivery& delivery : deliveries) {
+    if (delivery.body.find(payload::kReferenceKey) == std::string::npos) continue;
+    auto in = envelope::parse(delivery.body);
+    if (!in) continue;  // the batch path wraps it as unparseable
+    Input input = resolve(*in, delivery.body);
+    if (input.status == InputStatus::kResolved)
+      delivery.body = std::move(input.body);
+    else if (input.status != InputStatus::kPlain)
+      spdlog::error("payload of {} in a batch not resolved: {}", in->id, input.message);
+  }
+}
+
+PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor) {
+  PayloadParts parts;
+  if (!settings.enabled()) return parts;
+  parts.references =
+      std::make_unique<PayloadReferences>(payload::open_store(settings), settings.threshold_bytes);
+  if (end_actor)
+    parts.sweeper = std::make_unique<PayloadSweeper>(parts.references->store(), settings.policy,
+                                                     settings.sweep_interval);
+  return parts;
+}
+
+PayloadSweeper::PayloadSweeper(payload::PayloadStore& store, payload::SweepPolicy policy,
+                               std::chrono::milliseconds interval)
+    : store_(store), policy_(policy), interval_(interval), thread_([this] { run(); }) {}
+
+PayloadSweeper::~PayloadSweeper() {
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+  thread_.join();
+}
+
+void PayloadSweeper::run() {
+  std::unique_lock lock(mutex_);
+  while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
+    lock.unlock();
+    auto report = payload::sweep(store_, policy_, std::chrono::system_clock::now());
+    if (!report)
+      spdlog::warn("payload sweep of {} failed: {}", store_.url(), report.error().message);
+    else if (report->objects_deleted > 0 || report->records_deleted > 0)
+      spdlog::info("payload sweep of {}: deleted {} object(s) and {} record(s), kept {}",
+                   store_.url(), report->objects_deleted, report->records_deleted,
+                   report->objects_kept);
+    lock.lock();
+  }
+}
+
+}  // namespace asya::sidecar

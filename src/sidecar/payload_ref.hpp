@@ -1,0 +1,154 @@
+// The sidecar's side of large payloads by reference (claim-check; docs/protocol.md "Payload
+// references"): with ASYA_PAYLOAD_STORE set, an input whose payload is a reference gets its real
+// payload back before the runtime sees it, and an output payload above ASYA_PAYLOAD_THRESHOLD is
+// stored durably and replaced by a reference before it is published. Handlers never see a
+// reference. The lifetime records (payload/lifetime.hpp) are written here too: a hold before a
+// reference is published or resolved, a release by the end actors.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "envelope/envelope.hpp"
+#include "payload/lifetime.hpp"
+#include "payload/payload_store.hpp"
+#include "payload/reference.hpp"
+#include "payload/settings.hpp"
+#include "sidecar/router.hpp"
+
+namespace asya::sidecar {
+
+class PayloadReferences {
+ public:
+  // `threshold_bytes`: payloads larger than this are stored by reference.
+  PayloadReferences(std::unique_ptr<payload::PayloadStore> store, std::size_t threshold_bytes);
+
+  enum class InputStatus {
+    kPlain,        // the payload is not a reference: call the runtime with the body as received
+    kResolved,     // `body` is the envelope with the real payload in place of the reference
+    kUnavailable,  // missing object, size or SHA-256 mismatch, malformed or foreign reference:
+                   // error-end as payload_unavailable, never the handler
+    kStoreError,   // the store could not be reached: nack, delivered again later
+  };
+  struct Input {
+    InputStatus status = InputStatus::kPlain;
+    std::string body;
+    std::optional<payload::Reference> reference;  // the input's reference, when it had one
+    std::string message;  // kUnavailable, kStoreError: what failed, naming the reference
+  };
+
+  // Resolves the payload of `in` (parsed from `body`, whose views it holds). The result body is
+  // `body` with the reference's JSON text replaced by the object's bytes, byte for byte; the
+  // object is read straight into it, so the payload is held once. Holds the object for in.id
+  // first (so a redelivery after its envelope ended keeps it). Blocking; thread-safe.
+  Input resolve(const envelope::Envelope& in, std::string_view body);
+
+  // The offload of one message's outputs: a payload above the threshold is stored once
+  // (objects/<sha256>) and held for the output's id before the reference is returned; a payload
+  // equal to the input's (same SHA-256: pass-through) reuses the input's reference without
+  // writing, and outputs of one message with equal payloads are written once.
+  class Outputs : public PayloadOffload {
+   public:
+    // `input_id`: the input envelope's id (output 0 carries it, so the input's hold covers it).
+    Outputs(PayloadReferences& owner, std::string input_id,
+            std::optional<payload::Reference> input_reference)
+        : owner_(owner), input_id_(std::move(input_id)), input_(std::move(input_reference)) {}
+    Result<std::optional<std::string>> replace(std::string_view payload_raw,
+                                               std::string_view output_id) override;
+
+   private:
+    PayloadReferences& owner_;
+    std::string input_id_;
+    std::optional<payload::Reference> input_;
+    std::set<std::string> written_;  // digests stored by this message
+    std::set<std::string> held_;     // output ids held for the input's object
+  };
+
+  // The runner's step before a runtime call: resolves `in` into `input` (its body is the request
+  // to send when not empty) and sets `offload` up for the outputs; returns the decision instead
+  // when the reference cannot be resolved (unresolved_decision, logged).
+  std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
+                                  const transport::Delivery& delivery, Input& input,
+                                  std::optional<Outputs>& offload);
+
+  // Batches (ASYA_BATCH_MAX_SIZE > 1): replaces the body of every delivery whose payload is a
+  // reference by the resolved envelope, so batched handlers get real payloads too. A reference
+  // that cannot be resolved is left as it is and logged (not yet sent to error-end), and batched
+  // outputs are not stored by reference (both: docs/protocol.md §10, "Not yet").
+  void resolve_in_place(std::vector<transport::Delivery>& deliveries);
+
+  // For end actors (results hold real payloads): when `payload_raw` is a reference, `body` is the
+  // payload it refers to (kResolved) or the status says why not, as for resolve. Unlike resolve,
+  // no hold is written (the envelope has ended).
+  Input resolve_payload(std::string_view payload_raw);
+
+  // Records that envelope `envelope_id` ended (payload/lifetime.hpp).
+  Status release(std::string_view envelope_id) { return payload::release(*store_, envelope_id); }
+
+  payload::PayloadStore& store() { return *store_; }
+  std::size_t threshold_bytes() const { return threshold_bytes_; }
+
+ private:
+  Result<std::string> stored_reference(std::string_view payload_raw, std::string sha256,
+                                       std::string_view output_id, std::set<std::string>& written);
+
+  std::unique_ptr<payload::PayloadStore> store_;
+  std::size_t threshold_bytes_;
+};
+
+// The decision for an input whose reference could not be resolved (status kUnavailable: error-end
+// as payload_unavailable with the reference in the details; kStoreError: nack with the backoff of
+// the delivery count, so a store outage delays the message and never loses it).
+Decision unresolved_decision(const Router& router, const envelope::Envelope& in,
+                             const transport::Delivery& delivery,
+                             const PayloadReferences::Input& input);
+
+// Runs payload::sweep every `interval` on its own thread (end actors run one each; several at once
+// are harmless). Stops, joining the thread, when destroyed.
+class PayloadSweeper {
+ public:
+  PayloadSweeper(payload::PayloadStore& store, payload::SweepPolicy policy,
+                 std::chrono::milliseconds interval);
+  ~PayloadSweeper();
+  PayloadSweeper(const PayloadSweeper&) = delete;
+  PayloadSweeper& operator=(const PayloadSweeper&) = delete;
+
+ private:
+  void run();
+
+  payload::PayloadStore& store_;
+  payload::SweepPolicy policy_;
+  std::chrono::milliseconds interval_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+// What a sidecar keeps for payload references: none when ASYA_PAYLOAD_STORE is unset; an end
+// actor also runs a sweeper.
+struct PayloadParts {
+  std::unique_ptr<PayloadReferences> references;
+  std::unique_ptr<PayloadSweeper> sweeper;
+
+  // references->prepare(...), nothing to do without references.
+  std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
+                                  const transport::Delivery& delivery,
+                                  PayloadReferences::Input& input,
+                                  std::optional<PayloadReferences::Outputs>& offload) {
+    if (!references) return std::nullopt;
+    return references->prepare(router, in, delivery, input, offload);
+  }
+};
+PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor);
+
+}  // namespace asya::sidecar

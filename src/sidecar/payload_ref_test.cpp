@@ -1,0 +1,190 @@
+#include "sidecar/payload_ref.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "common/random_id.hpp"
+#include "sidecar/router_test_support.hpp"
+
+namespace asya::sidecar {
+namespace {
+
+namespace fs = std::filesystem;
+using router_test::delivery_of;
+using router_test::obj;
+using router_test::ok;
+using router_test::options_for;
+
+constexpr std::size_t kThreshold = 1024;
+
+class PayloadRefTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("asya-payload-ref-test-" + random_hex(8));
+    payload::PayloadStoreOptions options;
+    options.url = "file://" + dir_.string();
+    refs_ = std::make_unique<PayloadReferences>(payload::make_payload_store(options), kThreshold);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  std::size_t object_count() { return refs_->store().list("objects/")->size(); }
+
+  // An envelope for actor b of a -> b -> c whose payload is `payload_text`.
+  static std::string envelope_with(const std::string& payload_text, std::string id = "X") {
+    return R"({"id":")" + id +
+           R"(","route":{"actors":["a","b","c"],"current":1},"headers":{"h":1},"payload":)" +
+           payload_text + "}";
+  }
+
+  // Offloads `payload_text` as actor a's single output would be.
+  std::string stored_reference(const std::string& payload_text) {
+    PayloadReferences::Outputs outputs(*refs_, "X", std::nullopt);
+    auto replaced = outputs.replace(payload_text, "X");
+    EXPECT_TRUE(replaced.ok());
+    EXPECT_TRUE(replaced->has_value());
+    return **replaced;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<PayloadReferences> refs_;
+};
+
+const std::string kLarge = R"({"data":")" + std::string(4000, 'z') + R"(","n":1.50})";
+
+TEST_F(PayloadRefTest, SmallPayloadsStayInTheEnvelope) {
+  PayloadReferences::Outputs outputs(*refs_, "X", std::nullopt);
+  auto replaced = outputs.replace(R"({"small":true})", "X");
+  ASSERT_TRUE(replaced.ok());
+  EXPECT_FALSE(replaced->has_value());
+  EXPECT_EQ(object_count(), 0u);
+}
+
+TEST_F(PayloadRefTest, LargePayloadIsStoredAndResolvedByteForByte) {
+  std::string reference = stored_reference(kLarge);
+  EXPECT_EQ(object_count(), 1u);
+  auto parsed = payload::parse_reference(reference);
+  ASSERT_TRUE(parsed && *parsed);
+  EXPECT_EQ((*parsed)->size_bytes, kLarge.size());
+  EXPECT_EQ((*parsed)->url, refs_->store().url() + "/objects/" + payload::sha256_hex(kLarge));
+
+  std::string body = envelope_with(reference);
+  auto in = envelope::parse(body);
+  ASSERT_TRUE(in.ok());
+  PayloadReferences::Input input = refs_->resolve(*in, body);
+  ASSERT_EQ(input.status, PayloadReferences::InputStatus::kResolved) << input.message;
+  EXPECT_EQ(input.body, envelope_with(kLarge));
+}
+
+TEST_F(PayloadRefTest, MissingObjectIsUnavailableNamingTheReference) {
+  std::string reference = stored_reference(kLarge);
+  fs::remove(dir_ / "objects" / payload::sha256_hex(kLarge));
+  std::string body = envelope_with(reference);
+  auto in = envelope::parse(body);
+  PayloadReferences::Input input = refs_->resolve(*in, body);
+  EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable);
+  EXPECT_NE(input.message.find(payload::sha256_hex(kLarge)), std::string::npos) << input.message;
+
+  Router router(options_for("b"));
+  auto delivery = delivery_of(body);
+  Decision d = unresolved_decision(router, *in, delivery, input);
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  auto payload = obj(d.sends[0].body)["payload"].as_object();
+  EXPECT_EQ(payload["error"].as_string(), "payload_unavailable");
+  // The reference travels in the details (message) and as the original payload.
+  EXPECT_NE(
+      std::string(payload["details"].as_object()["message"].as_string()).find(refs_->store().url()),
+      std::string::npos);
+  EXPECT_TRUE(payload["original_payload"].as_object().contains("asya-payload-ref"));
+}
+
+TEST_F(PayloadRefTest, ChangedObjectIsAMismatchNotAPayload) {
+  std::string reference = stored_reference(kLarge);
+  std::string tampered = kLarge;
+  tampered[20] = 'y';  // same size, other bytes
+  std::ofstream(dir_ / "objects" / payload::sha256_hex(kLarge), std::ios::trunc) << tampered;
+  std::string body = envelope_with(reference);
+  auto in = envelope::parse(body);
+  PayloadReferences::Input input = refs_->resolve(*in, body);
+  EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable);
+  EXPECT_NE(input.message.find("does not match"), std::string::npos) << input.message;
+  EXPECT_TRUE(input.body.empty());
+}
+
+TEST_F(PayloadRefTest, ReferenceToAnotherStoreIsUnavailable) {
+  std::string reference =
+      payload::Reference{"s3://elsewhere/objects/" + std::string(64, 'a'), 5, std::string(64, 'a')}
+          .json();
+  std::string body = envelope_with(reference);
+  auto in = envelope::parse(body);
+  PayloadReferences::Input input = refs_->resolve(*in, body);
+  EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable);
+  EXPECT_NE(input.message.find("not in this sidecar's payload store"), std::string::npos);
+}
+
+TEST_F(PayloadRefTest, PassThroughReusesTheInputReferenceWithoutWriting) {
+  std::string reference = stored_reference(kLarge);
+  auto stat_before = fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge));
+  std::string body = envelope_with(reference);
+  auto in = envelope::parse(body);
+  PayloadReferences::Input input = refs_->resolve(*in, body);
+  ASSERT_EQ(input.status, PayloadReferences::InputStatus::kResolved);
+
+  Router router(options_for("b"));
+  PayloadReferences::Outputs outputs(*refs_, in->id, input.reference);
+  // The handler returned exactly its input: one result continuing the route.
+  std::string response =
+      R"([{"payload":)" + kLarge + R"(,"route":{"actors":["a","b","c"],"current":2}}])";
+  auto delivery = delivery_of(body);
+  Decision d = router.after_runtime(*in, delivery, ok(), response, false, &outputs);
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-c");
+  auto out = obj(d.sends[0].body);
+  EXPECT_EQ(boost::json::serialize(out["payload"]), reference);
+  EXPECT_EQ(out["headers"].as_object()["h"].as_int64(), 1);
+  EXPECT_EQ(out["id"].as_string(), "X");
+  EXPECT_EQ(object_count(), 1u);
+  EXPECT_EQ(fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge)), stat_before);
+}
+
+TEST_F(PayloadRefTest, FanOutStoresEachDistinctPayloadOnceAndHoldsItPerChild) {
+  Router router(options_for("b"));
+  std::string body = envelope_with(R"({"small":1})");
+  auto in = envelope::parse(body);
+  PayloadReferences::Outputs outputs(*refs_, in->id, std::nullopt);
+  std::string other = R"({"data":")" + std::string(3000, 'q') + R"("})";
+  std::string route = R"(,"route":{"actors":["a","b","c"],"current":2}})";
+  std::string response = std::string("[") + R"({"payload":)" + kLarge + route + "," +
+                         R"({"payload":)" + kLarge + route + "," + R"({"payload":)" + other +
+                         route + "]";
+  auto delivery = delivery_of(body);
+  Decision d = router.after_runtime(*in, delivery, ok(), response, false, &outputs);
+  ASSERT_EQ(d.sends.size(), 3u);
+  EXPECT_EQ(object_count(), 2u);
+  // Every child holds its object, so each one's end releases only its own hold.
+  EXPECT_EQ(refs_->store().list("holds/")->size(), 3u);
+  for (const auto& send : d.sends)
+    EXPECT_TRUE(obj(send.body)["payload"].as_object().contains("asya-payload-ref"));
+}
+
+TEST_F(PayloadRefTest, StoreFailureNacksTheInput) {
+  fs::remove_all(dir_);
+  std::ofstream(dir_) << "a file where the store's directory was";
+  Router router(options_for("b"));
+  std::string body = envelope_with(R"({"small":1})");
+  auto in = envelope::parse(body);
+  PayloadReferences::Outputs outputs(*refs_, in->id, std::nullopt);
+  std::string response =
+      R"([{"payload":)" + kLarge + R"(,"route":{"actors":["a","b","c"],"current":2}}])";
+  auto delivery = delivery_of(body);
+  Decision d = router.after_runtime(*in, delivery, ok(), response, false, &outputs);
+  EXPECT_TRUE(d.sends.empty());
+  EXPECT_EQ(d.then, Then::kNack);
+  EXPECT_EQ(d.failure, FailureCode::kPayloadStoreError);
+  fs::remove(dir_);
+}
+
+}  // namespace
+}  // namespace asya::sidecar

@@ -1,0 +1,47 @@
+"""Handlers of the payload-store suite (loaded by runtimes/python/asya_runtime.py). Each one
+records in $TEST_MARKER_DIR whether it ever saw a payload reference, so a test can assert that
+handlers never do."""
+import hashlib
+import os
+
+
+def _seen(payload):
+    directory = os.environ.get("TEST_MARKER_DIR")
+    if not directory:
+        return
+    actor = os.environ["ASYA_ACTOR_NAME"]
+    if isinstance(payload, dict) and "asya-payload-ref" in payload:
+        with open(os.path.join(directory, "saw-reference-" + actor), "w") as f:
+            f.write(repr(payload))
+    tag = payload.get("tag", "x") if isinstance(payload, dict) else "x"
+    with open(os.path.join(directory, "called-%s-%s" % (actor, tag)), "a") as f:
+        f.write("call\n")
+
+
+def make_big(payload):
+    """{"bytes": N, "tag": t} -> {"data": N letters, "tag": t}: a payload of about N bytes."""
+    _seen(payload)
+    n = int(payload["bytes"])
+    return {"tag": payload.get("tag", ""), "data": ("abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]}
+
+
+def passthrough(payload):
+    """Returns exactly what it got (a pass-through actor)."""
+    _seen(payload)
+    return payload
+
+
+def digest(payload):
+    """A small summary of a large payload: its length and SHA-256."""
+    _seen(payload)
+    data = payload["data"]
+    return {"tag": payload.get("tag", ""), "length": len(data),
+            "sha256": hashlib.sha256(data.encode()).hexdigest()}
+
+
+def fanout_big(payload):
+    """Three children: two equal large payloads and a third, different one."""
+    _seen(payload)
+    n = int(payload["bytes"])
+    same = {"data": "s" * n}
+    return [same, dict(same), {"data": "o" * n}]

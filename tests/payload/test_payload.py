@@ -1,0 +1,221 @@
+"""Large payloads by reference (claim-check, docs/protocol.md §10) with real sidecars, real Python
+runtimes and real transports: SQLite and RabbitMQ with a file store and 100 MB, SQS (moto) with an
+S3 store (moto) and 50 MB. Handlers never see a reference; results hold the real payload; a
+pass-through writes once; a fan-out stores each distinct payload once; a missing or changed object
+goes to error-end as payload_unavailable; the lifetime rule deletes objects only after their
+envelopes ended (plus the grace period), and sweeps what crashes leave behind."""
+import hashlib
+import json
+import pathlib
+import re
+import signal
+import time
+import urllib.parse
+
+import pytest
+
+from sidecar_harness import moto_service, wait_for
+
+HERE = pathlib.Path(__file__).resolve().parent
+MB = 1024 * 1024
+HAPPY = "asya-happy-end"
+
+
+class Store:
+    """The test's payload store: a directory (sqlite, rabbitmq) or a moto S3 bucket (sqs)."""
+
+    def __init__(self, cluster, request):
+        self.cluster = cluster
+        if cluster.transport == "sqs":
+            moto = request.getfixturevalue("moto_server")
+            self.endpoint = moto.endpoint
+            self.bucket = "asya-payloads"
+            moto_service.s3_request("PUT", "%s/%s" % (self.endpoint, self.bucket))
+            self.url = "s3://%s/run" % self.bucket
+            self.dir = None
+        else:
+            self.dir = pathlib.Path(cluster.tmp) / "payloads"
+            self.url = "file://%s" % self.dir
+
+    def keys(self, prefix):
+        if self.dir is not None:
+            root = self.dir / prefix
+            if not root.exists():
+                return []
+            return sorted(str(p.relative_to(self.dir)) for p in root.rglob("*") if p.is_file())
+        query = urllib.parse.urlencode({"list-type": "2", "prefix": "run/" + prefix})
+        _, body = moto_service.s3_request("GET", "%s/%s?%s" % (self.endpoint, self.bucket, query))
+        return sorted(k[len("run/"):] for k in re.findall(r"<Key>([^<]+)</Key>", body.decode()))
+
+    def objects(self):
+        return self.keys("objects/")
+
+    def write(self, key, data):
+        if self.dir is not None:
+            path = self.dir / key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        else:
+            moto_service.s3_request("PUT", "%s/%s/run/%s" % (self.endpoint, self.bucket, key), data)
+
+
+def use_store(cluster, request, **env):
+    store = Store(cluster, request)
+    cluster.env.update({"ASYA_PAYLOAD_STORE": store.url, "PYTHONPATH": str(HERE)})
+    cluster.env.update(env)
+    return store
+
+
+def start(cluster, name, handler=None, **kwargs):
+    env = dict(kwargs.pop("env", {}))
+    if handler:
+        env["ASYA_HANDLER"] = "payload_handlers." + handler
+    return cluster.actor(name, env=env, **kwargs)
+
+
+def result(cluster, envelope_id, timeout=120):
+    path = cluster.results / ("%s.json" % envelope_id)
+    wait_for(lambda: path.exists(), timeout, "result %s" % envelope_id, interval=0.1)
+    return json.loads(path.read_bytes())
+
+
+def size_for(cluster):
+    # SQS with an S3 store in moto: 50 MB (moto holds every object in memory); the others 100 MB.
+    return 50 * MB if cluster.transport == "sqs" else 100 * MB
+
+
+def assert_no_reference_seen(cluster):
+    assert cluster.markers_named("saw-reference-") == [], "a handler was given a payload reference"
+
+
+def test_large_payload_crosses_a_three_actor_pipeline_by_reference_and_a_passthrough_writes_once(
+        cluster, request):
+    store = use_store(cluster, request)
+    size = size_for(cluster)
+    start(cluster, "make", "make_big")
+    start(cluster, "pass-one", "passthrough")
+    start(cluster, "pass-two", "passthrough")
+    start(cluster, "happy-end", runtime=False)
+    cluster.queues.send("asya-make", {"id": "BIG1", "route": {"actors": ["make", "pass-one", "pass-two"],
+                                                              "current": 0, "metadata": {"m": 1}},
+                                      "headers": {"trace": "t1"}, "payload": {"bytes": size, "tag": "big"}})
+    got = result(cluster, "BIG1", timeout=300)
+    data = got["payload"]["data"]
+    assert len(data) == size
+    assert data[:26] == "abcdefghijklmnopqrstuvwxyz"
+    assert got["headers"]["trace"] == "t1" and got["route"]["metadata"] == {"m": 1}
+    assert got["route"]["current"] == 3
+    # Written once by `make`; both pass-through actors forwarded the same reference.
+    assert len(store.objects()) == 1, store.objects()
+    assert cluster.markers_named("called-pass-two-big") == ["called-pass-two-big"]
+    assert_no_reference_seen(cluster)
+
+
+def test_fanout_of_a_large_payload_stores_each_distinct_payload_once(cluster, request):
+    if cluster.transport == "rabbitmq":
+        pytest.skip("covered on sqlite and sqs; the sidecar code path does not depend on the transport")
+    store = use_store(cluster, request)
+    start(cluster, "fan", "fanout_big")
+    start(cluster, "digest", "digest")
+    start(cluster, "happy-end", runtime=False)
+    cluster.queues.send("asya-fan", {"id": "FAN1", "route": {"actors": ["fan", "digest"], "current": 0},
+                                     "payload": {"bytes": 2 * MB}})
+    digests = [result(cluster, i)["payload"] for i in ("FAN1", "FAN1-1", "FAN1-2")]
+    assert [d["length"] for d in digests] == [2 * MB] * 3
+    assert digests[0]["sha256"] == hashlib.sha256(b"s" * 2 * MB).hexdigest() == digests[1]["sha256"]
+    assert digests[2]["sha256"] == hashlib.sha256(b"o" * 2 * MB).hexdigest()
+    assert len(store.objects()) == 2, store.objects()
+    assert_no_reference_seen(cluster)
+
+
+def reference_to(store, data, envelope_sha=None):
+    sha = envelope_sha or hashlib.sha256(data).hexdigest()
+    return {"asya-payload-ref": {"url": "%s/objects/%s" % (store.url, sha), "size": len(data), "sha256": sha}}
+
+
+@pytest.mark.parametrize("damage", ["missing", "changed"])
+def test_missing_or_changed_object_goes_to_error_end_as_payload_unavailable(cluster, request, damage):
+    if cluster.transport != "sqlite":
+        pytest.skip("the check is the sidecar's; once on sqlite")
+    store = use_store(cluster, request)
+    data = json.dumps({"data": "x" * 300000, "tag": "bad"}).encode()
+    ref = reference_to(store, data)
+    sha = ref["asya-payload-ref"]["sha256"]
+    if damage == "changed":
+        store.write("objects/" + sha, data.replace(b"x", b"y", 1))
+    start(cluster, "pass-one", "passthrough")
+    start(cluster, "error-end", runtime=False)
+    cluster.queues.send("asya-pass-one", {"id": "BAD1", "route": {"actors": ["pass-one"], "current": 0},
+                                          "payload": ref})
+    got = result(cluster, "BAD1")
+    assert got["payload"]["error"] == "payload_unavailable"
+    assert sha in got["payload"]["details"]["message"]
+    assert got["payload"]["original_payload"] == ref
+    assert cluster.markers_named("called-pass-one") == [], "the handler was called"
+
+
+def test_objects_live_while_queued_and_are_deleted_after_the_end_and_grace(cluster, request):
+    if cluster.transport != "sqlite":
+        pytest.skip("the lifetime rule is the store's; once on sqlite")
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="1h",
+                  ASYA_PAYLOAD_SWEEP_INTERVAL="200ms")
+    start(cluster, "make", "make_big")
+    start(cluster, "happy-end", runtime=False)
+    cluster.queues.send("asya-make", {"id": "LIFE1", "route": {"actors": ["make", "digest"], "current": 0},
+                                      "payload": {"bytes": 1 * MB, "tag": "life"}})
+    # The output waits in asya-digest (no consumer yet) while the end actor sweeps every 200 ms.
+    wait_for(lambda: cluster.queues.stats("asya-digest")["ready"] == 1, 60, "the output in asya-digest")
+    (obj,) = store.objects()
+    # Longer than the grace period and several sweeps: a queued envelope's object must stay.
+    time.sleep(2.0)
+    assert store.objects() == [obj]
+    start(cluster, "digest", "digest")
+    assert result(cluster, "LIFE1", timeout=120)["payload"]["length"] == 1 * MB
+    wait_for(lambda: store.objects() == [], 30, "the object to be deleted after release + grace")
+
+
+def test_duplicate_after_the_end_is_processed_and_holds_the_object_again(cluster, request):
+    """What a crash after publish and before ack leaves: the same envelope (same reference) is
+    delivered once more, here after the first copy already ended. The duplicate is processed from
+    the same object, which is deleted only once the duplicate ended too."""
+    if cluster.transport != "sqlite":
+        pytest.skip("the lifetime rule is the store's; once on sqlite")
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="3s", ASYA_PAYLOAD_ORPHAN_AGE="1h",
+                  ASYA_PAYLOAD_SWEEP_INTERVAL="200ms")
+    start(cluster, "make", "make_big")
+    start(cluster, "happy-end", runtime=False)
+    cluster.queues.send("asya-make", {"id": "DUP1", "route": {"actors": ["make", "digest"], "current": 0},
+                                      "payload": {"bytes": 1 * MB, "tag": "dup"}})
+    wait_for(lambda: cluster.queues.stats("asya-digest")["ready"] == 1, 60, "the output in asya-digest")
+    duplicate = cluster.queues.recv("asya-digest", 1)[0]["body"]
+    assert "asya-payload-ref" in duplicate
+    cluster.queues.send("asya-digest", duplicate)
+    start(cluster, "digest", "digest")
+    assert result(cluster, "DUP1")["payload"]["length"] == 1 * MB
+    (cluster.results / "DUP1.json").unlink()
+    cluster.queues.send("asya-digest", duplicate)  # within the grace period
+    assert result(cluster, "DUP1")["payload"]["length"] == 1 * MB
+    assert len(cluster.markers_named("called-digest-dup")) == 1
+    assert pathlib.Path(cluster.markers / "called-digest-dup").read_text().count("call") == 2
+    wait_for(lambda: store.objects() == [], 30, "the object to be deleted after both ended")
+
+
+def test_crash_during_upload_loses_nothing_and_its_leftover_is_swept(cluster, request):
+    if cluster.transport != "sqlite":
+        pytest.skip("a file store's crash leftovers; once on sqlite")
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="4s",
+                  ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
+    maker = start(cluster, "make", "make_big")
+    cluster.queues.send("asya-make", {"id": "CRASH1", "route": {"actors": ["make"], "current": 0},
+                                      "payload": {"bytes": 100 * MB, "tag": "crash"}})
+    wait_for(lambda: store.keys("tmp/"), 120, "the upload to begin", interval=0.002)
+    maker.sidecar.popen.send_signal(signal.SIGKILL)
+    maker.sidecar.popen.wait(timeout=10)
+    assert cluster.queues.stats(HAPPY)["ready"] == 0, "published before the upload finished"
+    leftover = store.keys("tmp/")
+    assert leftover, "the killed upload left no temporary"
+    maker.start_sidecar()  # the message comes back after its lease and is processed again
+    start(cluster, "happy-end", runtime=False)
+    assert len(result(cluster, "CRASH1", timeout=300)["payload"]["data"]) == 100 * MB
+    wait_for(lambda: not set(leftover) & set(store.keys("tmp/")), 60, "the leftover to be swept")
+    wait_for(lambda: store.objects() == [], 60, "the object to be deleted after the end")
