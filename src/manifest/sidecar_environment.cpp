@@ -81,7 +81,7 @@ const std::vector<std::string_view>& sidecar_environment_owned_names() {
                                                     "ASYA_TRANSPORT",
                                                     "ASYA_QUEUE_PREFIX",
                                                     "ASYA_RESULT_STORE",
-"ASYA_PAYLOAD_STORE",
+                                                    "ASYA_PAYLOAD_STORE",
                                                     "ASYA_SOCKET_PATH",
                                                     "ASYA_SOCKET_DIR",
                                                     "ASYA_SOCKET_NAME",

@@ -1,5 +1,7 @@
 #include "sidecar/sidecar.hpp"
 
+#include "sidecar/runner.hpp"
+
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -32,110 +34,10 @@
 #include "wire/runtime_client.hpp"
 
 namespace asya::sidecar {
-namespace {
+namespace detail {
 
 static_assert(wire::FrameBuffer::kPadding >= envelope::kParsePadding,
               "the runtime answer buffer must be parseable in place");
-
-using Clock = std::chrono::steady_clock;
-using namespace std::chrono_literals;
-
-// Fan-out announcements (PROTOCOL §7) wait for the gateway at most this long per child, in at most
-// this many tries; a child that is not accepted in time is announced in the background instead.
-constexpr std::chrono::milliseconds kAnnounceBudget = 2s;
-constexpr int kAnnounceAttempts = 2;
-// How long a sidecar waits for the gateway's answer to the report that tells it whether the job
-// was cancelled (PROTOCOL §7), before it goes on without knowing.
-constexpr std::chrono::milliseconds kCancelCheckBudget = 1s;
-// The check after the handler (are its outputs still wanted?) is asked only when the handler ran
-// at least this long: a cancel during a shorter call is seen by the next actor's check before its
-// handler runs, and skipping it saves a gateway round trip per message (docs/performance.md,
-// sidecar_cpu_per_msg).
-constexpr std::chrono::milliseconds kRecheckAfter = 100ms;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-class Runner {
- public:
-  Runner(const Config& config, std::unique_ptr<transport::Transport> transport)
-      : config_(config),
-        transport_(std::move(transport)),
-        metrics_(config.input_queue(), config.transport),
-        tracing_(tracing_options(config)),
-        batch_metrics_(config.input_queue()) {
-    batching_.max_size = static_cast<std::size_t>(config.batch_max_size);
-    batching_.max_wait = config.batch_max_wait;
-  }
-
-  int run();
-
- private:
-  void worker(Slot& slot);
-  void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
-                     wire::FrameBuffer& scratch, bool& need_ready);
-  // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
-  void process_batch(Slot& slot, wire::RuntimeClient& client,
-                     std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
-                     bool& need_ready, double gathered_seconds);
-  // Metrics, execute() (unless `settled` already) and what the decision asks of the worker, for
-  // one decided delivery.
-  void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
-              const envelope::Envelope* in, const Decision& decision, bool tracked,
-              Clock::time_point started, bool& need_ready, bool settled = false);
-  void count_received(const transport::Delivery& delivery) {
-    metrics_.received();
-    metrics_.active_add(1);
-    metrics_.envelope_size("received", delivery.body.size());
-  }
-  // Gateway reports of a tracked envelope around a runtime call; before: a decision when the job
-  // was cancelled; after a success: error-end instead of the outputs when cancelled meanwhile.
-  std::optional<Decision> gateway_before(const envelope::Envelope& in, bool tracked);
-  void gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
-                     bool tracked);
-  void process_end(Slot& slot, transport::Delivery& delivery);
-  // Sends every output of the items, then acks/nacks each per its decision (settle_batch: shared
-  // transactions for a batch). Returns false when the slot was abandoned (shutdown grace passed)
-  // and nothing was done. An item `tracked` by the gateway has its fan-out children announced.
-  bool execute(Slot& slot, std::span<const SettleItem> items);
-  // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
-  // each answer, so the gateway knows all branches before any output can reach an end actor.
-  void announce_fanout(const envelope::Envelope& in, const Decision& decision);
-  // Calls the runtime with the delivery and decides its outcome (for a `tracked` envelope the
-  // outputs are not forwarded when the gateway says the job was cancelled meanwhile).
-  Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
-                        wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool tracked);
-  // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
-  // cancelled; false when it does not answer within kCancelCheckBudget.
-  bool job_cancelled(const envelope::Envelope& in);
-  void begin(Slot& slot, const transport::Delivery& delivery) {
-    std::lock_guard lock(slot.mutex);
-    slot.in_flight = &delivery;
-    slot.lease_since = Clock::now();
-  }
-  void report(std::string path, std::string body) {
-    if (reporter_) reporter_->post(std::move(path), std::move(body));
-  }
-  bool ready() const;
-
-  const Config& config_;
-  std::unique_ptr<transport::Transport> transport_;
-  Metrics metrics_;
-  Tracing tracing_;
-  BatchMetrics batch_metrics_;
-  BatchSettings batching_;
-  std::optional<Router> router_;
-  std::unique_ptr<ResultStore> store_;
-  std::optional<EndActor> end_actor_;
-  std::unique_ptr<GatewayReporter> reporter_;
-  std::unique_ptr<join::JoinActor> join_;  // set for a join actor (ASYA_JOIN)
-  PayloadParts payloads_;                  // ASYA_PAYLOAD_STORE (references; end actors: sweeper)
-  StopState stop_;
-  StopState leases_stop_;
-  std::vector<std::unique_ptr<Slot>> slots_;
-  std::atomic<bool> transport_ok_{false};
-};
 
 bool Runner::ready() const {
   if (!transport_ok_ || stop_.stopping()) return false;
@@ -445,23 +347,6 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
             metrics_, batch_metrics_, steps);
 }
 
-std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, bool tracked) {
-  if (!tracked) return std::nullopt;
-  report(envelope_path(in.id, "progress"),
-         progress_body(in.actors, in.current, "received",
-                       fmt::format("received by {}", config_.actor_name), std::nullopt));
-  if (job_cancelled(in)) {
-    // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
-    return router_->error_end(
-        in, FailureCode::kCancelled,
-        fmt::format("job cancelled before actor {} started", config_.actor_name));
-  }
-  report(envelope_path(in.id, "progress"),
-         progress_body(in.actors, in.current, "processing",
-                       fmt::format("processing in {}", config_.actor_name), std::nullopt));
-  return std::nullopt;
-}
-
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                               wire::RuntimeClient& client, wire::FrameBuffer& scratch,
                               bool tracked) {
@@ -502,55 +387,6 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   if (decision.status == ProcessedStatus::kSuccess)
     gateway_after(in, decision, runtime_seconds, tracked);
   return decision;
-}
-
-void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
-                           bool tracked) {
-  if (!tracked) return;
-  report(envelope_path(in.id, "progress"),
-         progress_body(in.actors, in.current, "completed",
-                       fmt::format("completed by {}", config_.actor_name),
-                       static_cast<std::int64_t>(runtime_seconds * 1000)));
-  if (runtime_seconds >= std::chrono::duration<double>(kRecheckAfter).count() &&
-      job_cancelled(in)) {
-    // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
-    decision = router_->error_end(
-        in, FailureCode::kCancelled,
-        fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
-                    config_.actor_name));
-  }
-}
-
-bool Runner::job_cancelled(const envelope::Envelope& in) {
-  // A read-only question (no write at the gateway), so it costs a round trip and nothing more; a
-  // gateway that does not answer in time is not waited for: the envelope is processed as usual
-  // (a gateway outage never blocks a pipeline).
-  auto answer =
-      reporter_->post_now_answer(envelope_path(in.id, "check"), "{}", kCancelCheckBudget, 1);
-  return answer && answer->ok() && answer_says_cancelled(answer->body);
-}
-
-void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {
-  bool gateway_failed = false;
-  for (const Outgoing& out : decision.sends) {
-    if (!out.fanout_child) continue;
-    std::string body = fanout_body(out.id, in.id, out.actors, out.current);
-    if (!gateway_failed &&
-        reporter_->post_now("/envelopes", body, kAnnounceBudget, kAnnounceAttempts)) {
-      metrics_.gateway_announcement(true);
-      continue;
-    }
-    if (!gateway_failed) {
-      gateway_failed = true;
-      spdlog::warn(
-          "gateway {} did not accept the announcement of fan-out child {} within {} ({} tries): "
-          "publishing the outputs anyway and announcing the remaining children in the "
-          "background, so the gateway may report the job before every branch ended",
-          config_.gateway_url, out.id, format_duration(kAnnounceBudget), kAnnounceAttempts);
-    }
-    metrics_.gateway_announcement(false);
-    report("/envelopes", std::move(body));
-  }
 }
 
 bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
@@ -631,10 +467,10 @@ void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
   spdlog::debug("stored {} bytes", delivery.body.size());
 }
 
-}  // namespace
+}  // namespace detail
 
 int run_sidecar(const Config& config, std::unique_ptr<transport::Transport> transport) {
-  Runner runner(config, std::move(transport));
+  detail::Runner runner(config, std::move(transport));
   return runner.run();
 }
 

@@ -1,0 +1,130 @@
+// The sidecar's runner (sidecar.cpp): worker threads that receive, call the runtime, settle, and
+// report to the gateway. Internal to the sidecar; split over sidecar.cpp (the loop) and
+// runner_gateway.cpp (the gateway steps: reports, cancellation checks, fan-out announcements).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "sidecar/batch_runner.hpp"
+#include "sidecar/config.hpp"
+#include "sidecar/end_actor.hpp"
+#include "sidecar/gateway_reporter.hpp"
+#include "sidecar/join/join_actor.hpp"
+#include "sidecar/metrics.hpp"
+#include "sidecar/payload_ref.hpp"
+#include "sidecar/result_store.hpp"
+#include "sidecar/router.hpp"
+#include "sidecar/runner_state.hpp"
+#include "sidecar/tracing.hpp"
+#include "transport/transport.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::sidecar::detail {
+
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+// Fan-out announcements (PROTOCOL §7) wait for the gateway at most this long per child, in at most
+// this many tries; a child that is not accepted in time is announced in the background instead.
+constexpr std::chrono::milliseconds kAnnounceBudget = 2s;
+constexpr int kAnnounceAttempts = 2;
+// How long a sidecar waits for the gateway's answer to the report that tells it whether the job
+// was cancelled (PROTOCOL §7), before it goes on without knowing.
+constexpr std::chrono::milliseconds kCancelCheckBudget = 1s;
+// The check after the handler (are its outputs still wanted?) is asked only when the handler ran
+// at least this long: a cancel during a shorter call is seen by the next actor's check before its
+// handler runs, and skipping it saves a gateway round trip per message (docs/performance.md,
+// sidecar_cpu_per_msg).
+constexpr std::chrono::milliseconds kRecheckAfter = 100ms;
+
+inline double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+class Runner {
+ public:
+  Runner(const Config& config, std::unique_ptr<transport::Transport> transport)
+      : config_(config),
+        transport_(std::move(transport)),
+        metrics_(config.input_queue(), config.transport),
+        tracing_(tracing_options(config)),
+        batch_metrics_(config.input_queue()) {
+    batching_.max_size = static_cast<std::size_t>(config.batch_max_size);
+    batching_.max_wait = config.batch_max_wait;
+  }
+
+  int run();
+
+ private:
+  void worker(Slot& slot);
+  void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
+                     wire::FrameBuffer& scratch, bool& need_ready);
+  // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
+  void process_batch(Slot& slot, wire::RuntimeClient& client,
+                     std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
+                     bool& need_ready, double gathered_seconds);
+  // Metrics, execute() (unless `settled` already) and what the decision asks of the worker, for
+  // one decided delivery.
+  void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
+              const envelope::Envelope* in, const Decision& decision, bool tracked,
+              Clock::time_point started, bool& need_ready, bool settled = false);
+  void count_received(const transport::Delivery& delivery) {
+    metrics_.received();
+    metrics_.active_add(1);
+    metrics_.envelope_size("received", delivery.body.size());
+  }
+  // Gateway reports of a tracked envelope around a runtime call; before: a decision when the job
+  // was cancelled; after a success: error-end instead of the outputs when cancelled meanwhile.
+  std::optional<Decision> gateway_before(const envelope::Envelope& in, bool tracked);
+  void gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
+                     bool tracked);
+  void process_end(Slot& slot, transport::Delivery& delivery);
+  // Sends every output of the items, then acks/nacks each per its decision (settle_batch: shared
+  // transactions for a batch). Returns false when the slot was abandoned (shutdown grace passed)
+  // and nothing was done. An item `tracked` by the gateway has its fan-out children announced.
+  bool execute(Slot& slot, std::span<const SettleItem> items);
+  // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
+  // each answer, so the gateway knows all branches before any output can reach an end actor.
+  void announce_fanout(const envelope::Envelope& in, const Decision& decision);
+  // Calls the runtime with the delivery and decides its outcome (for a `tracked` envelope the
+  // outputs are not forwarded when the gateway says the job was cancelled meanwhile).
+  Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
+                        wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool tracked);
+  // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
+  // cancelled; false when it does not answer within kCancelCheckBudget.
+  bool job_cancelled(const envelope::Envelope& in);
+  void begin(Slot& slot, const transport::Delivery& delivery) {
+    std::lock_guard lock(slot.mutex);
+    slot.in_flight = &delivery;
+    slot.lease_since = Clock::now();
+  }
+  void report(std::string path, std::string body) {
+    if (reporter_) reporter_->post(std::move(path), std::move(body));
+  }
+  bool ready() const;
+
+  const Config& config_;
+  std::unique_ptr<transport::Transport> transport_;
+  Metrics metrics_;
+  Tracing tracing_;
+  BatchMetrics batch_metrics_;
+  BatchSettings batching_;
+  std::optional<Router> router_;
+  std::unique_ptr<ResultStore> store_;
+  std::optional<EndActor> end_actor_;
+  std::unique_ptr<GatewayReporter> reporter_;
+  std::unique_ptr<join::JoinActor> join_;  // set for a join actor (ASYA_JOIN)
+  PayloadParts payloads_;                  // ASYA_PAYLOAD_STORE (references; end actors: sweeper)
+  StopState stop_;
+  StopState leases_stop_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::atomic<bool> transport_ok_{false};
+};
+
+}  // namespace asya::sidecar::detail

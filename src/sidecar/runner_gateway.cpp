@@ -1,0 +1,77 @@
+// The runner's gateway steps (runner.hpp): progress reports around a runtime call, the
+// cancellation checks of PROTOCOL §7 and the announcement of fan-out children.
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "common/log.hpp"
+#include "sidecar/runner.hpp"
+
+namespace asya::sidecar::detail {
+
+std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, bool tracked) {
+  if (!tracked) return std::nullopt;
+  report(envelope_path(in.id, "progress"),
+         progress_body(in.actors, in.current, "received",
+                       fmt::format("received by {}", config_.actor_name), std::nullopt));
+  if (job_cancelled(in)) {
+    // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
+    return router_->error_end(
+        in, FailureCode::kCancelled,
+        fmt::format("job cancelled before actor {} started", config_.actor_name));
+  }
+  report(envelope_path(in.id, "progress"),
+         progress_body(in.actors, in.current, "processing",
+                       fmt::format("processing in {}", config_.actor_name), std::nullopt));
+  return std::nullopt;
+}
+
+void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
+                           bool tracked) {
+  if (!tracked) return;
+  report(envelope_path(in.id, "progress"),
+         progress_body(in.actors, in.current, "completed",
+                       fmt::format("completed by {}", config_.actor_name),
+                       static_cast<std::int64_t>(runtime_seconds * 1000)));
+  if (runtime_seconds >= std::chrono::duration<double>(kRecheckAfter).count() &&
+      job_cancelled(in)) {
+    // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
+    decision = router_->error_end(
+        in, FailureCode::kCancelled,
+        fmt::format("job cancelled while actor {} ran; its outputs are not forwarded",
+                    config_.actor_name));
+  }
+}
+
+bool Runner::job_cancelled(const envelope::Envelope& in) {
+  // A read-only question (no write at the gateway), so it costs a round trip and nothing more; a
+  // gateway that does not answer in time is not waited for: the envelope is processed as usual
+  // (a gateway outage never blocks a pipeline).
+  auto answer =
+      reporter_->post_now_answer(envelope_path(in.id, "check"), "{}", kCancelCheckBudget, 1);
+  return answer && answer->ok() && answer_says_cancelled(answer->body);
+}
+
+void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {
+  bool gateway_failed = false;
+  for (const Outgoing& out : decision.sends) {
+    if (!out.fanout_child) continue;
+    std::string body = fanout_body(out.id, in.id, out.actors, out.current);
+    if (!gateway_failed &&
+        reporter_->post_now("/envelopes", body, kAnnounceBudget, kAnnounceAttempts)) {
+      metrics_.gateway_announcement(true);
+      continue;
+    }
+    if (!gateway_failed) {
+      gateway_failed = true;
+      spdlog::warn(
+          "gateway {} did not accept the announcement of fan-out child {} within {} ({} tries): "
+          "publishing the outputs anyway and announcing the remaining children in the "
+          "background, so the gateway may report the job before every branch ended",
+          config_.gateway_url, out.id, format_duration(kAnnounceBudget), kAnnounceAttempts);
+    }
+    metrics_.gateway_announcement(false);
+    report("/envelopes", std::move(body));
+  }
+}
+
+}  // namespace asya::sidecar::detail
