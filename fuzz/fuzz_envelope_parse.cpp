@@ -158,7 +158,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   if (in.id.size() + 2 <= 256) {
     check_reparse(child, "build_output(1)", in, false);
     if (auto out = env::parse(child); out.ok()) {
-      check(out->id == in.id + "-1" && out->parent_id == in.id, "output 1 ids", child);
+      check(out->id == env::output_id(in, 1) && out->parent_id == in.id, "output 1 ids", child);
     }
   }
   check_reparse(error, "build_error", in, false);
