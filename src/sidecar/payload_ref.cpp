@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "common/failpoint.hpp"
 #include "payload/offload.hpp"
 
 namespace asya::sidecar {
@@ -77,6 +78,7 @@ Result<std::string> PayloadReferences::stored_reference(std::string_view payload
   const bool write = !written.contains(sha);
   auto reference = payload::store_payload(*store_, payload_raw, output_id, write, sha);
   if (!reference) return reference.error();
+  failpoint("payload.stored");  // stored, not yet published: a crash here leaves an orphan
   written.insert(sha);
   return reference->json();
 }
