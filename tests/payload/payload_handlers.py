@@ -53,3 +53,13 @@ def fanout_big(payload):
     n = int(payload["bytes"])
     same = {"data": "s" * n}
     return [same, dict(same), {"data": "o" * n}]
+
+
+def join_lengths(parts):
+    """A join of fanout_big's branches: each branch's length and SHA-256, and all their data
+    joined into one large payload."""
+    for part in parts:
+        _seen(part)
+    data = [part["data"] for part in parts]
+    return {"tag": "joined", "lengths": [len(d) for d in data],
+            "sha256": [hashlib.sha256(d.encode()).hexdigest() for d in data], "data": "".join(data)}

@@ -128,6 +128,30 @@ def test_fanout_of_a_large_payload_stores_each_distinct_payload_once(cluster, re
     assert_no_reference_seen(cluster)
 
 
+def test_a_join_of_large_branches_gets_their_payloads_and_stores_its_large_output_once(cluster, request):
+    """fan → pass → combine (a join): the branches travel by reference, the join's handler gets
+    the payloads themselves, and its 6 MB output goes on by reference too."""
+    if cluster.transport == "rabbitmq":
+        pytest.skip("covered on sqlite and sqs; the sidecar code path does not depend on the transport")
+    store = use_store(cluster, request)
+    start(cluster, "fan", "fanout_big")
+    start(cluster, "pass", "passthrough")
+    start(cluster, "combine", "join_lengths",
+          env={"ASYA_JOIN": "true", "ASYA_JOIN_STORE": "sqlite://%s/joins.db" % cluster.tmp,
+               "ASYA_JOIN_TIMEOUT": "60s"})
+    start(cluster, "happy-end", runtime=False)
+    cluster.queues.send("asya-fan", {"id": "FANJ", "route": {"actors": ["fan", "pass", "combine"], "current": 0},
+                                     "payload": {"bytes": 2 * MB}})
+    got = result(cluster, "FANJ")["payload"]
+    same, other = hashlib.sha256(b"s" * 2 * MB).hexdigest(), hashlib.sha256(b"o" * 2 * MB).hexdigest()
+    assert got["lengths"] == [2 * MB] * 3
+    assert got["sha256"] == [same, same, other]
+    assert got["data"] == "s" * 4 * MB + "o" * 2 * MB
+    assert_no_reference_seen(cluster)
+    # Two distinct branch payloads and the join's output, each stored once.
+    assert len(store.objects()) == 3, store.objects()
+
+
 def reference_to(store, data, envelope_sha=None):
     sha = envelope_sha or hashlib.sha256(data).hexdigest()
     return {"asya-payload-ref": {"url": "%s/objects/%s" % (store.url, sha), "size": len(data), "sha256": sha}}
