@@ -37,8 +37,9 @@ void BatchItemHooks::called(std::span<BatchItem> items, const BatchCall& call) {
                        item.decision ? item.decision->failure.label() : std::string_view(), index++,
                        call.sent);
     if (!payloads_.empty()) {
-      // The resolved request is not needed any more: the answers were decided (and their large
-      // outputs stored) inside the call.
+      // The resolved request is not needed any more: the answers were decided (their large
+      // outputs stored, a pass-through compared with it) inside the call.
+      if (payloads_[i].offload) payloads_[i].offload->set_input_payload({});
       items[i].request = {};
       std::string().swap(payloads_[i].input.body);
     }

@@ -3,6 +3,7 @@ records in $TEST_MARKER_DIR whether it ever saw a payload reference, so a test c
 handlers never do."""
 import hashlib
 import os
+import time
 
 
 def _seen(payload):
@@ -23,6 +24,13 @@ def make_big(payload):
     _seen(payload)
     n = int(payload["bytes"])
     return {"tag": payload.get("tag", ""), "data": ("abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]}
+
+
+def make_big_unique(payload):
+    """As make_big, with this call's own stamp: a redelivery produces a different object."""
+    out = make_big(payload)
+    out["stamp"] = time.time_ns()
+    return out
 
 
 def passthrough(payload):

@@ -200,25 +200,99 @@ def test_duplicate_after_the_end_is_processed_and_holds_the_object_again(cluster
     wait_for(lambda: store.objects() == [], 30, "the object to be deleted after both ended")
 
 
+def crashed_at(actor, point, timeout=120):
+    """Waits for the actor's sidecar to kill itself at failpoint `point` (ASYA_FAILPOINTS)."""
+    wait_for(lambda: not actor.sidecar.alive(), timeout, "the sidecar to crash at %s" % point)
+    assert actor.sidecar.popen.returncode == -signal.SIGKILL, actor.logs()
+    assert "failpoint %s reached" % point in actor.sidecar.text(), actor.logs()
+
+
+def restart_without_failpoints(actor):
+    actor.env.pop("ASYA_FAILPOINTS")
+    actor.start_sidecar()
+
+
 def test_crash_during_upload_loses_nothing_and_its_leftover_is_swept(cluster, request):
+    """The sidecar dies after writing the object's temporary and before renaming it (failpoint
+    payload.file_before_rename): nothing was published, the temporary is swept after the orphan
+    age, and the redelivered message is processed."""
     if cluster.transport != "sqlite":
         pytest.skip("a file store's crash leftovers; once on sqlite")
     store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="4s",
-                  ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
-    maker = start(cluster, "make", "make_big")
+                      ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
+    maker = start(cluster, "make", "make_big", env={"ASYA_FAILPOINTS": "payload.file_before_rename"})
     cluster.queues.send("asya-make", {"id": "CRASH1", "route": {"actors": ["make"], "current": 0},
                                       "payload": {"bytes": 100 * MB, "tag": "crash"}})
-    wait_for(lambda: store.keys("tmp/"), 120, "the upload to begin", interval=0.002)
-    maker.sidecar.popen.send_signal(signal.SIGKILL)
-    maker.sidecar.popen.wait(timeout=10)
+    crashed_at(maker, "payload.file_before_rename")
     assert cluster.queues.stats(HAPPY)["ready"] == 0, "published before the upload finished"
+    assert store.objects() == [], "the object was renamed into place before the crash"
     leftover = store.keys("tmp/")
-    assert leftover, "the killed upload left no temporary"
-    maker.start_sidecar()  # the message comes back after its lease and is processed again
+    assert len(leftover) == 1, leftover
+    assert (store.dir / leftover[0]).stat().st_size > 100 * MB
+    restart_without_failpoints(maker)  # the message comes back after its lease
     start(cluster, "happy-end", runtime=False)
     assert len(result(cluster, "CRASH1", timeout=300)["payload"]["data"]) == 100 * MB
+    assert pathlib.Path(cluster.markers / "called-make-crash").read_text().count("call") == 2
     wait_for(lambda: not set(leftover) & set(store.keys("tmp/")), 60, "the leftover to be swept")
     wait_for(lambda: store.objects() == [], 60, "the object to be deleted after the end")
+
+
+def test_crash_after_the_upload_before_the_publish_loses_nothing_and_the_orphan_is_deleted(
+        cluster, request):
+    """The sidecar dies once the output's object is stored and held, before publishing the
+    envelope that refers to it (failpoint payload.stored). The redelivered message is processed
+    (its handler stamps each call, so it stores a second object); the first object, referred to
+    by no envelope, is deleted once its envelope ended, and the second after the end too."""
+    if cluster.transport != "sqlite":
+        pytest.skip("a file store's crash leftovers; once on sqlite")
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="1h",
+                      ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
+    maker = start(cluster, "make", "make_big_unique", env={"ASYA_FAILPOINTS": "payload.stored"})
+    cluster.queues.send("asya-make", {"id": "CRASH2", "route": {"actors": ["make"], "current": 0},
+                                      "payload": {"bytes": 1 * MB, "tag": "orphan"}})
+    crashed_at(maker, "payload.stored")
+    assert cluster.queues.stats(HAPPY)["ready"] == 0, "published although the sidecar died first"
+    (orphan,) = store.objects()
+    restart_without_failpoints(maker)
+    start(cluster, "happy-end", runtime=False)
+    got = result(cluster, "CRASH2")
+    assert len(got["payload"]["data"]) == 1 * MB
+    assert pathlib.Path(cluster.markers / "called-make-orphan").read_text().count("call") == 2
+    wait_for(lambda: orphan not in store.objects(), 30, "the orphaned object to be deleted")
+    wait_for(lambda: store.objects() == [], 30, "the object to be deleted after the end")
+
+
+def test_crash_after_the_publish_before_the_ack_sends_a_duplicate_of_the_same_object(cluster, request):
+    """The sidecar dies once its output is published and before it acks its input (failpoint
+    sidecar.before_ack). The input is redelivered and processed again; its duplicate output
+    refers to the same object (same bytes, same reference), and both copies are processed."""
+    if cluster.transport != "sqlite":
+        pytest.skip("the lifetime rule is the store's; once on sqlite")
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="1h",
+                      ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
+    maker = start(cluster, "make", "make_big", env={"ASYA_FAILPOINTS": "sidecar.before_ack"})
+    cluster.queues.send("asya-make", {"id": "ACK1", "route": {"actors": ["make", "digest"], "current": 0},
+                                      "payload": {"bytes": 1 * MB, "tag": "ack"}})
+    crashed_at(maker, "sidecar.before_ack")
+    assert cluster.queues.stats("asya-digest")["ready"] == 1
+    restart_without_failpoints(maker)
+    wait_for(lambda: cluster.queues.stats("asya-digest")["ready"] == 2, 60, "the duplicate output")
+    wait_for(lambda: cluster.queues.empty("asya-make"), 30, "the input to be acked")
+    copies = [m["body"] for m in cluster.queues.recv("asya-digest", 2)]
+    references = [json.loads(body)["payload"]["asya-payload-ref"] for body in copies]
+    assert references[0] == references[1], references
+    assert len(store.objects()) == 1
+    for body in copies:
+        cluster.queues.send("asya-digest", body)
+    start(cluster, "digest", "digest")
+    start(cluster, "happy-end", runtime=False)
+    assert result(cluster, "ACK1")["payload"]["length"] == 1 * MB
+    marker = pathlib.Path(cluster.markers / "called-digest-ack")
+    wait_for(lambda: marker.exists() and marker.read_text().count("call") == 2, 60,
+             "both copies to be processed")
+    assert_no_reference_seen(cluster)
+    wait_for(lambda: cluster.queues.empty("asya-digest"), 30, "both copies to be acked")
+    wait_for(lambda: store.objects() == [], 30, "the object to be deleted after both ended")
 
 
 BATCH_ENV = {"ASYA_BATCH_MAX_SIZE": "16", "ASYA_BATCH_MAX_WAIT": "200ms", "ASYA_HANDLER_BATCH": "true"}
