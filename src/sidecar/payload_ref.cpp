@@ -175,19 +175,6 @@ std::optional<Decision> PayloadReferences::prepare(const Router& router,
   return std::nullopt;
 }
 
-void PayloadReferences::resolve_in_place(std::vector<transport::Delivery>& deliveries) {
-  for (transport::Delivery& delivery : deliveries) {
-    if (delivery.body.find(payload::kReferenceKey) == std::string::npos) continue;
-    auto in = envelope::parse(delivery.body);
-    if (!in) continue;  // the batch path wraps it as unparseable
-    Input input = resolve(*in, delivery.body);
-    if (input.status == InputStatus::kResolved)
-      delivery.body = std::move(input.body);
-    else if (input.status != InputStatus::kPlain)
-      spdlog::error("payload of {} in a batch not resolved: {}", in->id, input.message);
-  }
-}
-
 PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor) {
   PayloadParts parts;
   if (!settings.enabled()) return parts;

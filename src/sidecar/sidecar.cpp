@@ -20,6 +20,7 @@
 #include "common/log.hpp"
 #include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
+#include "sidecar/batch_hooks.hpp"
 #include "sidecar/batch_runner.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -329,8 +330,11 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
     slot.lease_since = started;
   }
   for (const auto& delivery : deliveries) count_received(delivery);
-  if (payloads_.references) payloads_.references->resolve_in_place(deliveries);
+  // Spans and payload references per item (sidecar/batch_hooks.hpp); spans are exported when it
+  // goes, after every item was settled.
+  BatchItemHooks hooks(tracing_, payloads_.references.get(), *router_, deliveries.size());
   BatchSteps steps;
+  steps.hooks = &hooks;
   steps.tracked = [&](const envelope::Envelope& in) {
     return reporter_ && tracked_by_gateway(in.route_metadata_raw);
   };
@@ -416,7 +420,7 @@ bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
-    record_publish(out.queue, seconds, st.ok());
+    record_publish(out, seconds, st.ok());
     if (st) {
       metrics_.sent(out.queue, message_type_label(out.type));
       metrics_.envelope_size("sent", out.body.size());
@@ -427,7 +431,7 @@ bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
     log::EnvelopeScope scope(held[i].in ? std::string_view(held[i].in->id) : "unparseable");
     const transport::Delivery* none = nullptr;
     std::replace(slot.batch.begin(), slot.batch.end(), held[i].delivery, none);
-    record_settle(settled[i].acked, settled[i].nacked);
+    record_settle(*held[i].delivery, settled[i].acked, settled[i].nacked);
     if (settled[i].too_large) {
       metrics_.failed(label(FailureCode::kMessageTooLarge));
       spdlog::warn("an output was refused by the transport as too large; sent to error-end");

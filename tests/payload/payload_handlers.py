@@ -63,3 +63,28 @@ def join_lengths(parts):
     data = [part["data"] for part in parts]
     return {"tag": "joined", "lengths": [len(d) for d in data],
             "sha256": [hashlib.sha256(d.encode()).hexdigest() for d in data], "data": "".join(data)}
+
+
+def _mark_batch(payloads):
+    """Records one batch as the marker batch-<actor>-<ns> holding the JSON list of its tags."""
+    import json
+    import time
+    directory = os.environ.get("TEST_MARKER_DIR")
+    if directory:
+        name = "batch-%s-%d" % (os.environ["ASYA_ACTOR_NAME"], time.time_ns())
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump([p.get("tag") if isinstance(p, dict) else None for p in payloads], f)
+
+
+def batch_passthrough(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): returns what it got, item by item."""
+    for p in payloads:
+        _seen(p)
+    _mark_batch(payloads)
+    return list(payloads)
+
+
+def batch_make_big(payloads):
+    """A batch handler: make_big of each item."""
+    _mark_batch(payloads)
+    return [make_big(p) for p in payloads]
