@@ -163,7 +163,10 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
                    format_duration(config_.timeout));
   }
   while (!stop()) {
-    auto claimed = store_->claim(router_.options().actor, owner_, lease());
+    // One owner name per claim, not per process: a worker whose lease ran out must not mistake
+    // another worker's claim of the same group for its own.
+    const std::string owner = fmt::format("{}.{}", owner_, claims_.fetch_add(1) + 1);
+    auto claimed = store_->claim(router_.options().actor, owner, lease());
     if (!claimed) {
       spdlog::warn("join store: cannot claim a decided group: {}", claimed.error().message);
       break;
@@ -181,7 +184,7 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
           "ASYA_MAX_DELIVERIES={} claims)",
           group.group, group.attempts, attempt.error, format_duration(retry_after),
           router_.options().max_deliveries);
-      if (auto released = store_->release(group.group, owner_, retry_after, attempt.error);
+      if (auto released = store_->release(group.group, group.owner, retry_after, attempt.error);
           !released)
         spdlog::warn("join store: cannot release group {}: {}", group.group,
                      released.error().message);
@@ -193,7 +196,7 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
 }
 
 bool JoinActor::still_ours(const ClaimedGroup& group) {
-  auto renewed = store_->renew(group.group, owner_, lease());
+  auto renewed = store_->renew(group.group, group.owner, lease());
   if (renewed && *renewed) return true;
   if (!renewed)
     spdlog::warn("join store: cannot renew the lease of group {}: {}; not publishing it now",
@@ -219,7 +222,7 @@ JoinActor::Attempt JoinActor::send_and_finish(const ClaimedGroup& group,
       return {Attempt::Outcome::kRetry,
               fmt::format("send to {} failed: {}", out.queue, st.message())};
   }
-  auto finished = store_->finish(group.group, owner_);
+  auto finished = store_->finish(group.group, group.owner);
   if (!finished)
     spdlog::warn(
         "join store: cannot finish group {}: {}; it may be published again, with the same "

@@ -15,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -119,7 +120,8 @@ class JoinActor {
   transport::Transport& transport_;
   std::chrono::milliseconds runtime_timeout_;
   BeforeSend before_send_;
-  std::string owner_;  // this process's name on claimed groups
+  std::string owner_;  // this process's name; each claim's owner is owner_.<claim number>
+  std::atomic<std::uint64_t> claims_{0};
   std::atomic<std::int64_t> last_expire_ms_{0};
   std::atomic<bool> decided_{false};  // this process decided a group since the last claim
 };

@@ -77,6 +77,7 @@ enum class DecidedBecause { kComplete, kTimeout };
 // A decided group leased to the caller by claim().
 struct ClaimedGroup {
   std::string group;
+  std::string owner;  // who it is leased to: claim()'s `owner`
   DecidedBecause reason = DecidedBecause::kComplete;
   std::size_t count = 0;
   std::string head;

@@ -119,6 +119,7 @@ TEST_P(JoinStoreTest, EveryClaimCountsAnAttemptAndSeesWhyThePreviousOneFailed) {
   ASSERT_TRUE(a->put_branch(branch(g("g"), 0, 1, "0")).ok());
   auto first = a->claim("j", "a", 1min);
   ASSERT_TRUE(first->has_value());
+  EXPECT_EQ((*first)->owner, "a");
   EXPECT_EQ((*first)->attempts, 1u);
   EXPECT_EQ((*first)->last_error, "");
   ASSERT_TRUE(a->release(g("g"), "a", 0ms, "runtime call failed (runtime_unavailable): gone"));

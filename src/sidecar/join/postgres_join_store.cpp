@@ -155,6 +155,7 @@ class PostgresJoinStore final : public JoinStore {
       if (!picked) return picked.error();
       if (picked->rows() == 0) return Status::Ok();
       ClaimedGroup g;
+      g.owner = std::string(owner);
       g.group = std::string(picked->text(0, 0));
       g.reason = picked->integer(0, 1) == 1 ? DecidedBecause::kTimeout : DecidedBecause::kComplete;
       g.count = static_cast<std::size_t>(picked->integer(0, 2));

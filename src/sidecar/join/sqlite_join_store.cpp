@@ -219,6 +219,7 @@ class SqliteJoinStore final : public JoinStore {
       if (rc == SQLITE_DONE) return Status::Ok();
       if (rc != SQLITE_ROW) return error("pick decided group");
       ClaimedGroup g;
+      g.owner = std::string(owner);
       g.group = std::string(pick.column_text(0));
       g.reason = pick.column_int(1) == 1 ? DecidedBecause::kTimeout : DecidedBecause::kComplete;
       g.count = static_cast<std::size_t>(pick.column_int(2));
