@@ -108,7 +108,7 @@ def test_another_callers_job_is_answered_like_an_unknown_id(tenants, queue_tool)
 
     # Bob's cancel changed nothing: the job is Alice's and still runs.
     status, mine, _ = http_json("GET", tenants.url + f"/envelopes/{job}", headers=ALICE)
-    assert status == 200 and mine["status"] == "pending" and mine["payload"] == {"text": "secret payload"}
+    assert status == 200 and mine["status"] == "running" and mine["payload"] == {"text": "secret payload"}
     status, branch, _ = http_json("GET", tenants.url + f"/envelopes/{job}-1", headers=ALICE)
     assert status == 200 and branch["id"] == job
     assert http_json("GET", tenants.url + f"/envelopes/{job}/active", headers=ALICE)[0:2] == (200, {"active": True})
@@ -118,7 +118,7 @@ def test_another_callers_job_is_answered_like_an_unknown_id(tenants, queue_tool)
     assert http_json("POST", tenants.url + f"/envelopes/{job}/check", {}, SIDECAR)[0:2] == \
         (200, {"job_status": "running", "cancelled": False})
     trace_id = http_json("GET", tenants.url + f"/envelopes/{job}", headers=ALICE)[1]["trace_id"]
-    spans = pipeline_spans(job, ["first", "second"], trace_id=trace_id)
+    _, spans = pipeline_spans(job, ["first", "second"], trace_id=trace_id)
     assert http_json("POST", tenants.url + "/v1/traces", export_request(spans), SIDECAR)[0:2] == (200, {})
     assert actor.final(job + "-1", "succeeded", {"branch": 1})[0] == 200
     assert actor.final(job, "succeeded", {"branch": 0})[0] == 200

@@ -230,8 +230,8 @@ struct SpanWrite {
 // Which jobs list_jobs returns: every job unless a field is set.
 struct JobFilter {
   std::optional<JobStatus> status;
-  std::string tool;                  // "" any
-  std::optional<std::string> owner;  // only jobs with this Job::owner ("" too); nullopt: any
+  std::string tool;                    // "" any
+  std::optional<std::string> owner{};  // only jobs with this Job::owner ("" too); nullopt: any
 };
 
 // Where a page of list_jobs() continues: after (older than) the job created at created_ms with
