@@ -43,7 +43,8 @@ class PayloadReferences {
     InputStatus status = InputStatus::kPlain;
     std::string body;
     std::optional<payload::Reference> reference;  // the input's reference, when it had one
-    std::string message;  // kUnavailable, kStoreError: what failed, naming the reference
+    std::string message;       // kUnavailable, kStoreError: what failed, naming the reference
+    std::string_view payload;  // kResolved: the object's bytes inside `body`
   };
 
   // Resolves the payload of `in` (parsed from `body`, whose views it holds). The result body is
@@ -64,11 +65,15 @@ class PayloadReferences {
         : owner_(owner), input_id_(std::move(input_id)), input_(std::move(input_reference)) {}
     Result<std::optional<std::string>> replace(std::string_view payload_raw,
                                                std::string_view output_id) override;
+    // The resolved input's bytes (Input::payload), compared with large answers to find a
+    // pass-through without hashing it; empty once they are freed.
+    void set_input_payload(std::string_view bytes) { input_payload_ = bytes; }
 
    private:
     PayloadReferences& owner_;
     std::string input_id_;
     std::optional<payload::Reference> input_;
+    std::string_view input_payload_;
     std::set<std::string> written_;  // digests stored by this message
     std::set<std::string> held_;     // output ids held for the input's object
   };

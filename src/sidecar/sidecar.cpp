@@ -358,7 +358,6 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   auto call_started = Clock::now();
   wire::CallResult call = client.call(request, scratch, config_.runtime_timeout);
-  std::string().swap(input.body);  // the resolved request is not needed any more
   double runtime_seconds = seconds_since(call_started);
   metrics_.runtime_duration(runtime_seconds);
   if (!call.notice.empty()) {
@@ -371,6 +370,10 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   Decision decision =
       router_->after_runtime(in, delivery, call, scratch.view(),
                              /*response_padded=*/true, offload ? &*offload : nullptr);
+  // The resolved request was kept for the pass-through comparison (as large as the answer, which
+  // is held until here anyway); not needed any more.
+  if (offload) offload->set_input_payload({});
+  std::string().swap(input.body);
   record_runtime_call(call_started, runtime_seconds, decision.failure.label());
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
