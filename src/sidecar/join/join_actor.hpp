@@ -36,7 +36,7 @@ struct PublishReport {
 std::string joined_report_body(const ClaimedGroup& group);
 
 // Tells the gateway that a join consumed `group`'s branches (POST /envelopes/{in.id}/joined), so
-// the job ends with the join's output: first waits (within `budget`) until the running counts
+// the job ends with the join's output: first waits (at most 0.5 s) until the running counts
 // queued before reached the gateway, so none arrives after the join; then waits up to `budget`
 // per try like a fan-out announcement, then falls back to a background report.
 void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
