@@ -418,6 +418,21 @@ awaitable<Response> Api::report_progress(const http::Request& request, const std
   if (const json::value* message = body->if_contains("message"); message && message->is_string()) {
     report.message = message->as_string();
   }
+  const json::value* joined = body->if_contains("branches_joined");
+  const json::value* total = body->if_contains("branches_total");
+  if (joined || total) {
+    // A join actor's running count (PROTOCOL §7): both, 0 <= joined <= total, total >= 1.
+    if (!joined || !total || !joined->is_int64() || !total->is_int64() || total->as_int64() < 1 ||
+        joined->as_int64() < 0 || joined->as_int64() > total->as_int64())
+      co_return Response::error(
+          400,
+          "\"branches_joined\" and \"branches_total\" go together, as integers with 0 <= "
+          "branches_joined <= branches_total and branches_total >= 1, got " +
+              (joined ? to_json_text(*joined) : std::string("nothing")) + " of " +
+              (total ? to_json_text(*total) : std::string("nothing")));
+    report.branches_joined = static_cast<std::size_t>(joined->as_int64());
+    report.branches_total = static_cast<std::size_t>(total->as_int64());
+  }
   service_.metrics().report("progress");
   auto work_4 = [this, report] { return service_.store().progress(report); };
   auto result = co_await service_.blocking<Result<ChangeResult>>(std::move(work_4));
