@@ -30,11 +30,17 @@ struct BatchSteps {
   std::function<void(const transport::Delivery&, const envelope::Envelope*, const Decision&,
                      bool tracked)>
       finish;
+  // Optional: how settle and finish run. When set, run_batch packs them (for every item, in
+  // order) into one job that owns the batch's items and copies of `settle` and `finish`, and
+  // hands it over: `background` is true when the worker may go on before the job ran (no item
+  // asks the worker to wait for the runtime or to stop), false when the job must run before
+  // run_batch returns. Unset: run_batch settles and finishes the items itself.
+  std::function<void(std::function<void()> job, bool background)> defer;
 };
 
 // Runs one batch: prepare_batch, before_call for each item to be sent, call_batch (one runtime
 // call bounded by `timeout`), after_call, settle for all the items at once, then finish for every
-// item in order. Records the
+// item in order (through `steps.defer` when set). Records the
 // runtime duration, the batch size and `gathered_seconds` (time spent gathering after the first
 // message), and logs a failed call once for the batch.
 void run_batch(const Router& router, wire::RuntimeClient& client,
