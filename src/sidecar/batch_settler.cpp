@@ -18,7 +18,7 @@ void BackgroundSettler::hold(std::function<void()> job) {
   release();  // a held job is never overtaken
   {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return !job_; });
+    changed_.wait(lock, [this] { return !job_ && !running_; });
   }
   held_ = std::move(job);
 }
@@ -27,7 +27,7 @@ void BackgroundSettler::release() {
   if (!held_) return;
   {
     std::unique_lock lock(mutex_);
-    changed_.wait(lock, [this] { return !job_; });
+    changed_.wait(lock, [this] { return !job_ && !running_; });
     job_ = std::move(held_);
     held_ = nullptr;
     if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
@@ -43,7 +43,7 @@ void BackgroundSettler::run(std::function<void()> job) {
 void BackgroundSettler::wait() {
   release();
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [this] { return !job_; });
+  changed_.wait(lock, [this] { return !job_ && !running_; });
 }
 
 void BackgroundSettler::loop() {
@@ -51,10 +51,14 @@ void BackgroundSettler::loop() {
   for (;;) {
     changed_.wait(lock, [this] { return job_ || stopping_; });
     if (!job_) return;  // stopping, nothing left
-    lock.unlock();
-    job_();  // job_ is only replaced once it is empty again, below
-    lock.lock();
+    std::function<void()> job = std::move(job_);
     job_ = nullptr;
+    running_ = true;
+    lock.unlock();
+    job();
+    job = nullptr;  // what the job owned is destroyed here, on this thread, outside the lock
+    lock.lock();
+    running_ = false;
     changed_.notify_all();
   }
 }

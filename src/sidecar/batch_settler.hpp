@@ -50,7 +50,8 @@ class BackgroundSettler {
   std::mutex mutex_;
   std::condition_variable changed_;
   std::function<void()> held_;  // the worker's only: handed over, not released yet
-  std::function<void()> job_;   // the job released and running; empty when idle
+  std::function<void()> job_;   // released, not taken by the thread yet
+  bool running_ = false;        // the thread is running a job
   bool stopping_ = false;
   std::thread thread_;
 };
