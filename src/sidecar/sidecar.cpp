@@ -80,8 +80,9 @@ int Runner::run() {
         [this](int count) { return router_->backoff(count); }, payloads_.references.get());
   }
   if (config_.join.enabled)
-    join_ = join::JoinActor::open(config_.join, *router_, *transport_, config_.runtime_timeout,
-                                  [this] { return reporter_.get(); });
+    join_ = join::JoinActor::open(
+        config_.join, *router_, *transport_, config_.runtime_timeout,
+        [this] { return reporter_.get(); }, payloads_.references.get());
   if (!config_.gateway_url.empty()) {
     GatewayReporterOptions go;
     go.base_url = config_.gateway_url;

@@ -9,8 +9,10 @@
 #include "common/random_id.hpp"
 #include "envelope/build.hpp"
 #include "envelope/fanout.hpp"
+#include "payload/lifetime.hpp"
 #include "sidecar/join/join_input.hpp"
 #include "sidecar/join/join_progress.hpp"
+#include "sidecar/payload_ref.hpp"
 
 namespace asya::sidecar::join {
 namespace {
@@ -43,13 +45,18 @@ bool is_empty_array(std::string_view answer) {
   return i == answer.size();
 }
 
+// The route position of the fan-out of `group` ("<id>@<hop>").
+std::size_t group_hop(const std::string& group) {
+  if (auto at = group.rfind('@'); at != std::string::npos)
+    return static_cast<std::size_t>(std::strtoull(group.c_str() + at + 1, nullptr, 10));
+  return 0;
+}
+
 }  // namespace
 
 std::string joined_report_body(const ClaimedGroup& group) {
   const std::string source = envelope::fanout_source_id(group.group);
-  std::size_t hop = 0;
-  if (auto at = group.group.rfind('@'); at != std::string::npos)
-    hop = static_cast<std::size_t>(std::strtoull(group.group.c_str() + at + 1, nullptr, 10));
+  const std::size_t hop = group_hop(group.group);
   std::string out = "{\"group\":" + envelope::json_string(group.group);
   out += fmt::format(",\"count\":{},\"failed\":{},\"missing\":{},\"children\":[", group.count,
                      group.failed.size(), group.missing.size());
@@ -81,7 +88,7 @@ void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
 
 JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
                      transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
-                     BeforeSend before_send, OnStored on_stored)
+                     BeforeSend before_send, OnStored on_stored, PayloadReferences* payloads)
     : config_(std::move(config)),
       store_(std::move(store)),
       router_(router),
@@ -89,12 +96,14 @@ JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const 
       runtime_timeout_(runtime_timeout),
       before_send_(std::move(before_send)),
       on_stored_(std::move(on_stored)),
+      payloads_(payloads),
       owner_(random_hex(16)) {}
 
 std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Router& router,
                                            transport::Transport& transport,
                                            std::chrono::milliseconds runtime_timeout,
-                                           std::function<GatewayReporter*()> reporter) {
+                                           std::function<GatewayReporter*()> reporter,
+                                           PayloadReferences* payloads) {
   JoinStoreOptions options;
   options.url = config.store_url;
   options.environment = process_environment();
@@ -122,7 +131,7 @@ std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Route
     });
   };
   return std::make_unique<JoinActor>(config, std::move(store), router, transport, runtime_timeout,
-                                     std::move(before_send), std::move(on_stored));
+                                     std::move(before_send), std::move(on_stored), payloads);
 }
 
 Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelope::Envelope& in) {
@@ -246,6 +255,23 @@ bool JoinActor::still_ours(const ClaimedGroup& group) {
   return false;
 }
 
+void JoinActor::release_branches(const ClaimedGroup& group,
+                                 const std::vector<std::size_t>& indexes) {
+  // Branch i > 0 travelled as fanout_child_id(source, hop, i) (the ids of output 0 of the actors
+  // between the fan-out and the join stay the same); its holds end here, as an end actor's do.
+  const std::string source = envelope::fanout_source_id(group.group);
+  const std::size_t hop = group_hop(group.group);
+  for (std::size_t index : indexes) {
+    if (index == 0) continue;
+    const std::string id = envelope::fanout_child_id(source, hop, index);
+    if (Status st = payloads_->release(id); !st)
+      spdlog::warn(
+          "join: group {}: cannot release the payload of branch {} ({}): {}; it is "
+          "deleted after ASYA_PAYLOAD_ORPHAN_AGE instead",
+          group.group, index, id, st.message());
+  }
+}
+
 JoinActor::Attempt JoinActor::send_and_finish(const ClaimedGroup& group,
                                               const envelope::Envelope* in,
                                               const Decision& decision) {
@@ -303,6 +329,7 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
     }
   }
   Decision decision;
+  std::optional<BranchReferences> references;
   if (group.attempts > static_cast<std::size_t>(options.max_deliveries)) {
     decision = router_.error_end(
         *in, FailureCode::kMaxDeliveriesExceeded,
@@ -321,8 +348,11 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
                     format_duration(config_.timeout), indexes_text(group.missing)));
   } else {
     // Streamed to the runtime while the branches are read from the store (PROTOCOL §4a): the
-    // sidecar holds one branch at a time, never the group.
-    auto request = join_input_request(*store_, group);
+    // sidecar holds one branch at a time, never the group; a branch that is a payload reference
+    // is streamed as its object's bytes (PROTOCOL §10).
+    if (payloads_) references.emplace(payloads_->store(), options.actor);
+    BranchReferences* refs = references ? &*references : nullptr;
+    auto request = join_input_request(*store_, group, refs);
     if (!request)
       return {Attempt::Outcome::kRetry,
               fmt::format("cannot read its branches: {}", request.error().message)};
@@ -330,13 +360,18 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
     wire::CallResult call = client.call(*request, scratch, runtime_timeout_);
     if (call.status == wire::CallStatus::kOk && is_empty_array(scratch.view())) {
       // `[]`: the input itself ends the pipeline (section 4), so only now is it built whole.
-      auto whole = build_join_input(*store_, group);
+      auto whole = build_join_input(*store_, group, refs);
       if (!whole)
         return {Attempt::Outcome::kRetry,
                 fmt::format("cannot read its branches: {}", whole.error().message)};
       delivery.body = std::move(*whole);
     }
-    decision = router_.after_runtime(*in, delivery, call, scratch.view(), /*response_padded=*/true);
+    // Large outputs go on by reference, as a plain actor's (no input reference: the join input is
+    // never stored whole).
+    std::optional<PayloadReferences::Outputs> offload;
+    if (payloads_) offload.emplace(*payloads_, in->id, std::nullopt);
+    decision = router_.after_runtime(*in, delivery, call, scratch.view(), /*response_padded=*/true,
+                                     offload ? &*offload : nullptr);
     if (scratch.capacity() > (4u << 20)) scratch.release();
     if (decision.wait_for_runtime) report.runtime_unavailable = true;
     if (decision.runtime_unhealthy) report.runtime_unhealthy = true;
@@ -349,6 +384,8 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
                           decision.failure_message)};
   }
   Attempt sent = send_and_finish(group, in, decision);
+  if (sent.outcome == Attempt::Outcome::kPublished && references)
+    release_branches(group, references->references());
   if (sent.outcome == Attempt::Outcome::kPublished)
     spdlog::info("join: group {} of {} branches {} ({} failed, {} missing, attempt {})",
                  group.group, group.count,

@@ -28,6 +28,10 @@
 #include "transport/transport.hpp"
 #include "wire/runtime_client.hpp"
 
+namespace asya::sidecar {
+class PayloadReferences;
+}
+
 namespace asya::sidecar::join {
 
 // What publish_decided() did, for the worker.
@@ -60,16 +64,22 @@ class JoinActor {
 
   JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
             transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
-            BeforeSend before_send = {}, OnStored on_stored = {});
+            BeforeSend before_send = {}, OnStored on_stored = {},
+            PayloadReferences* payloads = nullptr);
 
   // Opens the store config.store_url names (make_join_store: throws ConfigError) and the actor;
   // when `reporter()` gives a gateway reporter, the running count of a gateway job's group is
   // reported to it as branches are stored (JoinProgress's rule, join_progress.hpp), and a joined
-  // group is announced to it (announce_join) before the join's outputs are sent.
+  // group is announced to it (announce_join) before the join's outputs are sent. `payloads`: the
+  // sidecar's payload references (ASYA_PAYLOAD_STORE; null without a store): branches that are
+  // references reach the handler as their payloads (BranchReferences, join_input.hpp), large
+  // outputs are stored by reference as a plain actor's, and once a group is published its
+  // reference branches' ids (but branch 0's, the join output's own id) are released.
   static std::unique_ptr<JoinActor> open(const JoinConfig& config, const Router& router,
                                          transport::Transport& transport,
                                          std::chrono::milliseconds runtime_timeout,
-                                         std::function<GatewayReporter*()> reporter);
+                                         std::function<GatewayReporter*()> reporter,
+                                         PayloadReferences* payloads = nullptr);
 
   // Whether on_branch() takes a message that Router::before_runtime() stopped with `early`: a
   // branch delivered more than ASYA_MAX_DELIVERIES times is still stored (the runtime is not
@@ -118,6 +128,9 @@ class JoinActor {
                           const Decision& decision);
   // false (and a log line) when `group` is no longer leased to this process.
   bool still_ours(const ClaimedGroup& group);
+  // Releases the payload objects held by the ids of `group`'s branches `indexes` (index 0 is
+  // skipped: its id is the join output's, released by the end actor).
+  void release_branches(const ClaimedGroup& group, const std::vector<std::size_t>& indexes);
   std::chrono::milliseconds lease() const { return runtime_timeout_ + config_.claim_lease_extra; }
 
   JoinConfig config_;
@@ -127,6 +140,7 @@ class JoinActor {
   std::chrono::milliseconds runtime_timeout_;
   BeforeSend before_send_;
   OnStored on_stored_;
+  PayloadReferences* payloads_;
   std::string owner_;  // this process's name; each claim's owner is owner_.<claim number>
   std::atomic<std::uint64_t> claims_{0};
   std::atomic<std::int64_t> last_expire_ms_{0};

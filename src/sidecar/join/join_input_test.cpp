@@ -11,6 +11,8 @@
 
 #include "common/postgres/connection.hpp"
 #include "common/random_id.hpp"
+#include "payload/offload.hpp"
+#include "payload/payload_store.hpp"
 
 namespace asya::sidecar::join {
 namespace {
@@ -135,6 +137,106 @@ TEST_P(JoinStoreTestInput, ASinkErrorStopsTheStreamAndIsReturned) {
   auto whole = build_join_input(*store_, group);
   ASSERT_TRUE(whole.ok()) << whole.error().message;
   EXPECT_NE(whole->find(R"("payload":[1,1,1,1,1,1,1,1,1,1]})"), std::string::npos) << *whole;
+}
+
+// A payload store in its own directory (for both join stores).
+struct FilePayloads {
+  FilePayloads()
+      : dir(std::filesystem::temp_directory_path() / ("join-payloads-" + random_hex(12))) {
+    payload::PayloadStoreOptions o;
+    o.url = "file://" + dir.string();
+    store = payload::make_payload_store(o);
+  }
+  ~FilePayloads() {
+    store.reset();
+    std::filesystem::remove_all(dir);
+  }
+  std::filesystem::path dir;
+  std::unique_ptr<payload::PayloadStore> store;
+};
+
+std::string streamed(const wire::StreamedRequest& request) {
+  std::string out;
+  Status st = request.write_body([&](std::string_view part) {
+    out.append(part);
+    return Status::Ok();
+  });
+  EXPECT_TRUE(st.ok()) << st.message();
+  return out;
+}
+
+TEST_P(JoinStoreTestInput, ABranchThatIsAReferenceIsStreamedAsItsObjectsBytes) {
+  FilePayloads payloads;
+  const std::string big = R"({"data":")" + std::string(100000, 'b') + R"("})";
+  auto reference = payload::store_payload(*payloads.store, big, "src-1");
+  ASSERT_TRUE(reference.ok()) << reference.error().message;
+  put(0, 3, R"({"a":0})");
+  put(1, 3, reference->json());
+  put(2, 3, R"({"a":2})");
+  ClaimedGroup group = decided(3, DecidedBecause::kComplete, {}, {});
+  const std::string expected = std::string(kHead) + R"(,"join":{"group":")" + group_ +
+                               R"(","count":3,"reason":"complete","failed":[],"missing":[]},)" +
+                               R"("payload":[{"a":0},)" + big + R"(,{"a":2}]})";
+  BranchReferences references(*payloads.store, "j");
+  auto request = join_input_request(*store_, group, &references);
+  ASSERT_TRUE(request.ok()) << request.error().message;
+  EXPECT_EQ(request->size, expected.size());
+  EXPECT_EQ(streamed(*request), expected);
+  EXPECT_EQ(references.references(), std::vector<std::size_t>{1});
+  // Without the payload store the reference is passed on as stored.
+  auto plain = build_join_input(*store_, group);
+  ASSERT_TRUE(plain.ok());
+  EXPECT_NE(plain->find("asya-payload-ref"), std::string::npos);
+}
+
+TEST_P(JoinStoreTestInput, AMissingObjectMakesItsSlotPayloadUnavailableAndItsIndexFailed) {
+  FilePayloads payloads;
+  const std::string lost = R"({"data":"never stored"})";
+  const std::string sha = payload::sha256_hex(lost);
+  const std::string ref = R"({"asya-payload-ref":{"url":")" + payloads.store->url() + "/objects/" +
+                          sha + R"(","size":)" + std::to_string(lost.size()) + R"(,"sha256":")" +
+                          sha + R"("}})";
+  put(0, 3, R"({"a":0})");
+  put(1, 3, R"({"error":"processing_error"})", /*failed=*/true);
+  put(2, 3, ref);
+  ClaimedGroup group = decided(3, DecidedBecause::kComplete, {1}, {});
+  BranchReferences references(*payloads.store, "j");
+  auto request = join_input_request(*store_, group, &references);
+  ASSERT_TRUE(request.ok()) << request.error().message;
+  const std::string text = streamed(*request);
+  EXPECT_EQ(request->size, text.size());
+  auto input = boost::json::parse(text).as_object();
+  EXPECT_EQ(input.at("join").at("failed"), boost::json::parse("[1,2]"));
+  const auto& slot = input.at("payload").as_array().at(2).as_object();
+  EXPECT_EQ(slot.at("error"), "payload_unavailable");
+  EXPECT_EQ(slot.at("actor"), "j");
+  EXPECT_EQ(slot.at("original_payload"), boost::json::parse(ref));
+  EXPECT_EQ(slot.at("details").at("reference"), boost::json::parse(ref));
+  const std::string message(slot.at("details").at("message").as_string());
+  EXPECT_NE(message.find(sha), std::string::npos) << message;
+  EXPECT_NE(message.find("branch 2"), std::string::npos) << message;
+  // The `[]` answer's whole input is the same text.
+  auto whole = build_join_input(*store_, group, &references);
+  ASSERT_TRUE(whole.ok());
+  EXPECT_EQ(*whole, text);
+}
+
+TEST_P(JoinStoreTestInput, AnObjectThatChangesBetweenThePassesFailsTheStream) {
+  FilePayloads payloads;
+  const std::string big = R"({"data":")" + std::string(5000, 'c') + R"("})";
+  auto reference = payload::store_payload(*payloads.store, big, "src");
+  ASSERT_TRUE(reference.ok()) << reference.error().message;
+  put(0, 1, reference->json());
+  ClaimedGroup group = decided(1, DecidedBecause::kComplete, {}, {});
+  BranchReferences references(*payloads.store, "j");
+  auto request = join_input_request(*store_, group, &references);
+  ASSERT_TRUE(request.ok()) << request.error().message;
+  std::string damaged = big;
+  damaged[10] = 'd';
+  ASSERT_TRUE(payloads.store->put(payload::object_key(reference->sha256), damaged).ok());
+  Status st = request->write_body([](std::string_view) { return Status::Ok(); });
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("changed"), std::string::npos) << st.message();
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, JoinStoreTestInput, ::testing::Values("sqlite", "postgresql"),
