@@ -65,6 +65,17 @@ def join_lengths(parts):
             "sha256": [hashlib.sha256(d.encode()).hexdigest() for d in data], "data": "".join(data)}
 
 
+def join_kinds(parts):
+    """A join that reports each branch's kind ("ok" or its error), its data length, and the
+    branches that failed as they are."""
+    for part in parts:
+        _seen(part)
+    kinds = [part.get("error", "ok") for part in parts]
+    return {"tag": "kinds", "kinds": kinds,
+            "lengths": [len(p["data"]) if k == "ok" else None for p, k in zip(parts, kinds)],
+            "slots": [p if k != "ok" else None for p, k in zip(parts, kinds)]}
+
+
 def _mark_batch(payloads):
     """Records one batch as the marker batch-<actor>-<ns> holding the JSON list of its tags."""
     import json

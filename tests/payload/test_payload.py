@@ -150,6 +150,43 @@ def test_a_join_of_large_branches_gets_their_payloads_and_stores_its_large_outpu
     assert_no_reference_seen(cluster)
     # Two distinct branch payloads and the join's output, each stored once.
     assert len(store.objects()) == 3, store.objects()
+    # Branches 1 and 2 ended at the join, which released their ids; FANJ (branch 0, and the join's
+    # output) is released by the end actor.
+    wait_for(lambda: store.keys("released/") == release_keys("FANJ", "FANJ-1", "FANJ-2"), 30,
+             "the releases of the branch ids and of FANJ")
+
+
+def release_keys(*ids):
+    return sorted("released/" + hashlib.sha256(i.encode()).hexdigest()[:40] for i in ids)
+
+
+def test_a_join_branch_whose_object_is_missing_reaches_the_handler_as_payload_unavailable(
+        cluster, request):
+    if cluster.transport != "sqlite":
+        pytest.skip("the check is the sidecar's; once on sqlite")
+    store = use_store(cluster, request)
+    lost = json.dumps({"data": "gone" * 100000}).encode()
+    ref = reference_to(store, lost)
+    sha = ref["asya-payload-ref"]["sha256"]
+    kept = b'{"data":"' + b"k" * 300000 + b'"}'
+    store.write("objects/" + hashlib.sha256(kept).hexdigest(), kept)
+    start(cluster, "combine", "join_kinds",
+          env={"ASYA_JOIN": "true", "ASYA_JOIN_STORE": "sqlite://%s/joins.db" % cluster.tmp,
+               "ASYA_JOIN_TIMEOUT": "60s"})
+    start(cluster, "happy-end", runtime=False)
+    for index, payload in enumerate([{"data": "small"}, ref, reference_to(store, kept)]):
+        cluster.queues.send("asya-combine", {
+            "id": "JM-%d" % index, "route": {"actors": ["fan", "combine"], "current": 1},
+            "headers": {"asya-fanout": [{"group": "JM@0", "index": index, "count": 3}]},
+            "payload": payload})
+    got = result(cluster, "JM")["payload"]
+    assert got["kinds"] == ["ok", "payload_unavailable", "ok"]
+    assert got["lengths"] == [5, None, 300000]
+    slot = got["slots"][1]
+    assert slot["actor"] == "combine"
+    assert slot["original_payload"] == ref and slot["details"]["reference"] == ref
+    assert sha in slot["details"]["message"] and "branch 1" in slot["details"]["message"]
+    assert_no_reference_seen(cluster)
 
 
 def reference_to(store, data, envelope_sha=None):
