@@ -82,9 +82,11 @@ class Api {
   // "children": [ids], "failed"?, "missing"?} from a join actor (PROTOCOL §4a, §7).
   boost::asio::awaitable<http::Response> report_joined(const http::Request& request,
                                                        const std::string& id);
-  // POST /envelopes/{id}/check (a sidecar endpoint, read-only): {"job_status", "cancelled"};
-  // {"cancelled": false} for an id no job knows.
-  boost::asio::awaitable<http::Response> check_envelope(const std::string& id);
+  // POST /envelopes/{id}/check (a sidecar endpoint): {"job_status", "cancelled"}; {"cancelled":
+  // false} for an id no job knows. A body {"progress": <progress report>} is applied after the
+  // answer (not awaited) and the answer then says "progress": "accepted".
+  boost::asio::awaitable<http::Response> check_envelope(const http::Request& request,
+                                                        const std::string& id);
   // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
                                                          const std::string& id);

@@ -97,8 +97,9 @@ class Runner {
   Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                         wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool tracked);
   // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
-  // cancelled; false when it does not answer within kCancelCheckBudget.
-  bool job_cancelled(const envelope::Envelope& in);
+  // cancelled, handing it `progress` (a progress report body; empty: none) on the way; nothing
+  // cancelled and nothing accepted when it does not answer within kCancelCheckBudget.
+  CheckAnswer check_job(const envelope::Envelope& in, std::string_view progress);
   void begin(Slot& slot, const transport::Delivery& delivery) {
     std::lock_guard lock(slot.mutex);
     slot.in_flight = &delivery;
