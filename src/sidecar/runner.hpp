@@ -18,6 +18,7 @@
 #include "sidecar/join/join_actor.hpp"
 #include "sidecar/metrics.hpp"
 #include "sidecar/payload_ref.hpp"
+#include "sidecar/receive_ahead.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
@@ -65,6 +66,12 @@ class Runner {
   void worker(Slot& slot);
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
                      wire::FrameBuffer& scratch, bool& need_ready);
+  // Several deliveries leased in one receive (ReceiveAhead), processed one by one as
+  // process_actor does; those left when the runtime goes away or the sidecar stops are nacked.
+  void process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
+                            std::vector<transport::Delivery>& deliveries,
+                            wire::FrameBuffer& scratch, bool& need_ready, ReceiveAhead& ahead,
+                            Clock::time_point leased);
   // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
   void process_batch(Slot& slot, wire::RuntimeClient& client,
                      std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
@@ -103,7 +110,8 @@ class Runner {
   void begin(Slot& slot, const transport::Delivery& delivery) {
     std::lock_guard lock(slot.mutex);
     slot.in_flight = &delivery;
-    slot.lease_since = Clock::now();
+    // Leased ahead with others (slot.batch): its lease dates from that receive.
+    if (slot.batch.empty()) slot.lease_since = Clock::now();
   }
   void report(std::string path, std::string body) {
     if (reporter_) reporter_->post(std::move(path), std::move(body));
