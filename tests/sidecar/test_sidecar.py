@@ -239,6 +239,26 @@ def test_sigterm_nacks_work_that_outlives_the_grace_period(cluster):
     assert got[0]["delivery_count"] == 2
 
 
+def test_messages_leased_ahead_are_returned_on_sigterm_and_none_is_lost(cluster):
+    """A fast handler makes the worker lease several messages per receive (receive_ahead.hpp).
+    Stopped in the middle of a backlog, the sidecar hands back the ones it had not started:
+    every message is either at happy-end or ready in its queue again, none held or lost."""
+    actor = cluster.actor("fast", "echo", start_sidecar=False)
+    ids = ["L%03d" % i for i in range(300)]
+    for id_ in ids:
+        cluster.queues.send("asya-fast", envelope(id_, ["fast"], payload={"id": id_}))
+    actor.start_sidecar()
+    wait_for(lambda: cluster.queues.stats(HAPPY)["ready"] >= 20, 60, "the first results")
+    actor.sidecar.signal(signal.SIGTERM)
+    assert actor.sidecar.wait(30) == 0
+    done = [m["json"]["id"] for m in cluster.queues.collect(HAPPY, cluster.queues.stats(HAPPY)["ready"])]
+    stats = cluster.queues.stats("asya-fast")
+    assert stats["in_flight"] == 0, stats  # nothing left leased by the stopped sidecar
+    left = [m["json"]["id"] for m in cluster.queues.collect("asya-fast", len(ids) - len(done), timeout=60)]
+    assert len(done) == len(set(done)), "a message reached happy-end twice"
+    assert sorted(done + left) == ids
+
+
 def test_ten_megabyte_payload_arrives_byte_identical(cluster):
     if cluster.transport == "sqs":
         pytest.skip("SQS bodies are limited to 256 KiB (see test_output_over_the_transport_limit_...)")
