@@ -692,7 +692,7 @@ int hop(const Args& args) {
   pid_t pid = static_cast<pid_t>(args.number("pid"));
   std::string in = args.text("in");
   std::string out = args.text("out");
-  std::string actor = args.text("actor", "bench");
+  std::string actor = args.text("actor", "bench");  // or the route: "a,b,c"
   auto count = static_cast<std::uint64_t>(args.number("count"));
   auto warmup = static_cast<std::uint64_t>(args.number("warmup", 20));
   auto payload = static_cast<std::size_t>(args.number("payload", 64));
@@ -703,13 +703,13 @@ int hop(const Args& args) {
   check(transport->ensure_queue(out), "ensure_queue");
   std::uint64_t before = arrived(*transport, out);
   for (std::uint64_t i = 0; i < warmup; ++i)
-    send_retrying(*transport, in, stamped_envelope(numbered("warm-", i), actor, 64, 0));
+    send_retrying(*transport, in, route_envelope(numbered("warm-", i), actor, 64, 0));
   wait_arrived(*transport, out, before + warmup, timeout);
 
   stop_outside_transaction(pid);
   auto fill_start = Clock::now();
   for (std::uint64_t i = 0; i < count; ++i)
-    send_retrying(*transport, in, stamped_envelope(numbered("m-", i), actor, payload, 0));
+    send_retrying(*transport, in, route_envelope(numbered("m-", i), actor, payload, 0));
   double fill_seconds = seconds_since(fill_start);
   auto start = Clock::now();
   ::kill(pid, SIGCONT);

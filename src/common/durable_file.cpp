@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/failpoint.hpp"
+
 namespace asya {
 namespace {
 
@@ -71,6 +73,7 @@ Status write_file_atomically(const std::filesystem::path& path, std::string_view
       kicked = done;
     }
   }
+  if (!options.failpoint.empty()) failpoint(options.failpoint);
   if (options.durable && ::fsync(fd) != 0) return fail("fsync of " + quoted(tmp));
   int closed = ::close(fd);
   fd = -1;

@@ -25,6 +25,9 @@ struct FileWriteOptions {
   // for readers but not durable across a crash (status files rewritten every second).
   bool durable = true;
   mode_t mode = 0644;
+  // A fault-injection point (common/failpoint.hpp) reached once the temporary is written, before
+  // the fsync and rename; empty for none.
+  std::string_view failpoint;
 };
 
 // Replaces `path` with `contents` (see above). Large contents are handed to the disk in 8 MiB

@@ -68,11 +68,24 @@ class Api {
   // 403 for a Host or Origin that is not allowed, 415 for a POST whose body is not declared
   // application/json; nullopt when the request may go on.
   std::optional<http::Response> refuse_cross_site(const http::Request& request) const;
-  boost::asio::awaitable<http::Response> call_tool_rest(const http::Request& request);
-  boost::asio::awaitable<http::Response> get_envelope(const std::string& id);
+  // The client endpoints take the caller (Caller, service.hpp): a job started records its owner,
+  // and another caller's job is answered exactly like an unknown id (404) when callers are
+  // isolated, so its id is not even confirmed.
+  boost::asio::awaitable<http::Response> call_tool_rest(const http::Request& request,
+                                                        const Caller& caller);
+  // The job of `id` (a job or branch envelope id) when it exists and `caller` may see it; else
+  // the 404 (or 503) to answer. Shared by the per-job client endpoints.
+  struct FoundJob {
+    std::optional<Job> job;  // set when found and visible to the caller
+    http::Response error;    // else the answer: 404 (unknown or another caller's) or 503
+  };
+  boost::asio::awaitable<FoundJob> find_job(const std::string& id, const Caller& caller);
+  boost::asio::awaitable<http::Response> get_envelope(const std::string& id, const Caller& caller);
   boost::asio::awaitable<http::Response> stream_envelope(const http::Request& request,
-                                                         const std::string& id);
-  boost::asio::awaitable<http::Response> envelope_active(const std::string& id);
+                                                         const std::string& id,
+                                                         const Caller& caller);
+  boost::asio::awaitable<http::Response> envelope_active(const std::string& id,
+                                                         const Caller& caller);
   boost::asio::awaitable<http::Response> report_progress(const http::Request& request,
                                                          const std::string& id);
   boost::asio::awaitable<http::Response> report_final(const http::Request& request,
@@ -89,15 +102,18 @@ class Api {
                                                         const std::string& id);
   // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
-                                                         const std::string& id);
+                                                         const std::string& id,
+                                                         const Caller& caller);
   http::Response list_tools();
   // POST /v1/traces (rest_traces.cpp): OTLP/HTTP JSON spans of this gateway's jobs, kept in the
   // job store; answers an ExportTraceServiceResponse (partialSuccess names rejected spans).
   boost::asio::awaitable<http::Response> receive_traces(const http::Request& request);
   // GET /envelopes/{id}/trace (rest_traces.cpp): the job's spans ordered by start.
-  boost::asio::awaitable<http::Response> get_trace(const std::string& id);
-  // GET /envelopes?status=&tool=&limit=&cursor= (rest_jobs.cpp): recent jobs, newest first.
-  boost::asio::awaitable<http::Response> list_envelopes(const http::Request& request);
+  boost::asio::awaitable<http::Response> get_trace(const std::string& id, const Caller& caller);
+  // GET /envelopes?status=&tool=&limit=&cursor= (rest_jobs.cpp): recent jobs, newest first (only
+  // the caller's own when callers are isolated).
+  boost::asio::awaitable<http::Response> list_envelopes(const http::Request& request,
+                                                        const Caller& caller);
 
   Service& service_;
   ApiOptions options_;
@@ -127,6 +143,16 @@ bool is_json_content_type(const std::string& content_type);
 bool bearer_matches(const std::string& authorization, const std::string& token);
 // Whether it carries one of the comma-separated `tokens`.
 bool bearer_matches_any(const std::string& authorization, const std::string& tokens);
+// The distinct non-empty tokens of a comma-separated list (ASYA_GATEWAY_TOKEN).
+std::size_t distinct_token_count(const std::string& tokens);
+// The owner a job started with this Authorization header records: "" when `tokens_configured` is
+// false (every caller is the same), else "token:" + a 64-bit FNV-1a fingerprint (hex) of the
+// bearer token (the store keeps the fingerprint, never the token). Call it only for a header
+// already checked against the tokens.
+std::string token_owner(const std::string& authorization, bool tokens_configured);
+// The caller of a client request (service.hpp, Caller): its owner, and isolated when
+// options.token lists two or more distinct tokens.
+Caller caller_of(const ApiOptions& options, const std::string& authorization);
 
 // GET /envelopes/{id} body (PROTOCOL §8).
 boost::json::object job_json(const Job& job);

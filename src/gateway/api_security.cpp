@@ -2,7 +2,10 @@
 // cross-site requests), the JSON content type, and bearer tokens.
 #include <boost/asio/ip/address.hpp>
 
+#include <algorithm>
 #include <cctype>
+#include <cstdint>
+#include <cstdio>
 
 #include "gateway/api.hpp"
 
@@ -102,6 +105,41 @@ bool bearer_matches_any(const std::string& authorization, const std::string& tok
     begin = end + 1;
   }
   return matched;
+}
+
+std::size_t distinct_token_count(const std::string& tokens) {
+  std::vector<std::string> seen;
+  std::size_t begin = 0;
+  while (begin <= tokens.size()) {
+    std::size_t end = tokens.find(',', begin);
+    if (end == std::string::npos) end = tokens.size();
+    std::string token = trim(tokens.substr(begin, end - begin));
+    if (!token.empty() && std::find(seen.begin(), seen.end(), token) == seen.end())
+      seen.push_back(token);
+    begin = end + 1;
+  }
+  return seen.size();
+}
+
+std::string token_owner(const std::string& authorization, bool tokens_configured) {
+  if (!tokens_configured) return "";
+  // The token as bearer_matches reads it: after the scheme, without surrounding blanks.
+  std::string token = trim(authorization);
+  auto space = token.find_first_of(" \t");
+  token = space == std::string::npos ? "" : trim(token.substr(space));
+  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : token) {
+    hash ^= c;
+    hash *= 1099511628211ull;
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
+  return std::string("token:") + hex;
+}
+
+Caller caller_of(const ApiOptions& options, const std::string& authorization) {
+  std::size_t tokens = distinct_token_count(options.token);
+  return Caller{token_owner(authorization, tokens > 0), tokens >= 2};
 }
 
 }  // namespace asya::gateway::api

@@ -114,3 +114,51 @@ TEST(BearerMatchesAny, EachCommaSeparatedTokenIsAcceptedNothingElse) {
 
 }  // namespace
 }  // namespace asya::gateway
+
+namespace asya::gateway {
+namespace {
+
+TEST(CallerOf, SeveralDistinctTokensIsolateCallersOneOrNoneDoNot) {
+  ApiOptions options;
+  Caller anyone = api::caller_of(options, "");
+  EXPECT_EQ(anyone.owner, "");
+  EXPECT_FALSE(anyone.isolated);
+
+  options.token = "only";
+  Caller single = api::caller_of(options, "Bearer only");
+  EXPECT_EQ(single.owner, api::token_owner("Bearer only", true));
+  EXPECT_FALSE(single.isolated);
+  // The same token listed twice is still one caller.
+  options.token = "only, only";
+  EXPECT_FALSE(api::caller_of(options, "Bearer only").isolated);
+
+  options.token = "alice-token, bob-token";
+  Caller alice = api::caller_of(options, "Bearer alice-token");
+  Caller bob = api::caller_of(options, "bearer  bob-token ");
+  EXPECT_TRUE(alice.isolated && bob.isolated);
+  EXPECT_NE(alice.owner, bob.owner);
+  EXPECT_EQ(alice.owner.rfind("token:", 0), 0u);
+  EXPECT_EQ(alice.owner, api::caller_of(options, " BEARER\talice-token").owner);
+  // The fingerprint of a token never changes (jobs in existing databases keep their owner).
+  // The fingerprint (FNV-1a 64 of the token) never changes: jobs in existing databases keep
+  // their owner.
+  EXPECT_EQ(api::token_owner("Bearer alice", true), "token:aa92c3cca816cda5");
+  EXPECT_EQ(api::token_owner("Bearer alice", false), "");
+}
+
+TEST(CallerMaySee, IsolatedCallersSeeOnlyTheirOwnJobs) {
+  Job mine;
+  mine.owner = "token:0000000000000001";
+  Job theirs;
+  theirs.owner = "token:0000000000000002";
+  Job ownerless;  // started without a token, or by a REST call before owners were recorded
+  Caller isolated{"token:0000000000000001", true};
+  EXPECT_TRUE(isolated.may_see(mine));
+  EXPECT_FALSE(isolated.may_see(theirs));
+  EXPECT_FALSE(isolated.may_see(ownerless));
+  Caller shared{"token:0000000000000001", false};
+  EXPECT_TRUE(shared.may_see(mine) && shared.may_see(theirs) && shared.may_see(ownerless));
+}
+
+}  // namespace
+}  // namespace asya::gateway

@@ -164,6 +164,8 @@ awaitable<Response> Api::route(const http::Request& request) {
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     co_return r;
   }
+  // Who a client request comes from (meaningless on sidecar endpoints, which never use it).
+  const Caller caller = api::caller_of(options_, request.header("Authorization"));
 
   if (path == "/mcp") co_return co_await mcp_->handle(request);
   if (path == "/a2a" || path == "/.well-known/agent-card.json")
@@ -178,35 +180,35 @@ awaitable<Response> Api::route(const http::Request& request) {
   }
   if (path == "/tools/call") {
     if (method != "POST") co_return method_not_allowed(method, path, "POST");
-    co_return co_await call_tool_rest(request);
+    co_return co_await call_tool_rest(request, caller);
   }
   if (path == "/v1/traces") {
     if (method != "POST") co_return method_not_allowed(method, path, "POST");
     co_return co_await receive_traces(request);
   }
   if (parts.size() == 1 && parts[0] == "envelopes") {
-    if (method == "GET") co_return co_await list_envelopes(request);
+    if (method == "GET") co_return co_await list_envelopes(request, caller);
     if (method != "POST") co_return method_not_allowed(method, path, "GET, POST");
     co_return co_await add_branch(request);
   }
   if (parts.size() == 2 && parts[0] == "envelopes") {
     if (method != "GET") co_return method_not_allowed(method, path, "GET");
-    co_return co_await get_envelope(parts[1]);
+    co_return co_await get_envelope(parts[1], caller);
   }
   if (parts.size() == 3 && parts[0] == "envelopes") {
     const std::string& id = parts[1];
     const std::string& action = parts[2];
     if (action == "stream") {
       if (method != "GET") co_return method_not_allowed(method, path, "GET");
-      co_return co_await stream_envelope(request, id);
+      co_return co_await stream_envelope(request, id, caller);
     }
     if (action == "trace") {
       if (method != "GET") co_return method_not_allowed(method, path, "GET");
-      co_return co_await get_trace(id);
+      co_return co_await get_trace(id, caller);
     }
     if (action == "active") {
       if (method != "GET") co_return method_not_allowed(method, path, "GET");
-      co_return co_await envelope_active(id);
+      co_return co_await envelope_active(id, caller);
     }
     if (action == "progress") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
@@ -226,7 +228,7 @@ awaitable<Response> Api::route(const http::Request& request) {
     }
     if (action == "cancel") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
-      co_return co_await cancel_envelope(request, id);
+      co_return co_await cancel_envelope(request, id, caller);
     }
   }
   co_return Response::error(404, "no such endpoint: " + method + " " + path);
@@ -276,7 +278,7 @@ Response Api::list_tools() {
   return Response::json(200, to_json_text(tools));
 }
 
-awaitable<Response> Api::call_tool_rest(const http::Request& request) {
+awaitable<Response> Api::call_tool_rest(const http::Request& request, const Caller& caller) {
   Response error;
   auto body = parse_body(request.body, error);
   if (!body) co_return error;
@@ -300,7 +302,8 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   auto raw = raw_members(request.body);
   std::string payload = payload_text(valid.value(), arguments, raw["arguments"]);
   auto started_at = std::chrono::steady_clock::now();
-  CallOrigin origin{};  // named: see McpEndpoint (GCC 12 and temporaries in co_await)
+  // Named: see McpEndpoint (GCC 12 and temporaries in co_await).
+  CallOrigin origin{caller.owner, false, std::nullopt};
   auto started = co_await service_.start_call(*tool, std::move(payload), origin);
   if (!started.ok())
     co_return Response::json(200, to_json_text(api::error_result(started.error().message)));
@@ -327,20 +330,32 @@ awaitable<Response> Api::call_tool_rest(const http::Request& request) {
   co_return answer;
 }
 
-awaitable<Response> Api::get_envelope(const std::string& id) {
-  auto work_0 = [this, id] { return service_.store().get(id); };
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_0));
-  if (!job.ok()) co_return Response::error(503, job.error().message);
-  if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
-  co_return Response::json(200, to_json_text(api::job_json(*job.value())));
+awaitable<Api::FoundJob> Api::find_job(const std::string& id, const Caller& caller) {
+  auto work = [this, id] { return service_.store().get(id); };
+  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
+  FoundJob found;
+  if (!job.ok()) {
+    found.error = Response::error(503, job.error().message);
+  } else if (!job.value() || !caller.may_see(*job.value())) {
+    // Another caller's job (also found by a branch id: a branch belongs to its job's owner) gets
+    // the very answer an unknown id gets.
+    found.error = Response::error(404, "no job or envelope with id \"" + id + "\"");
+  } else {
+    found.job = std::move(*job.value());
+  }
+  co_return found;
 }
 
-awaitable<Response> Api::envelope_active(const std::string& id) {
-  auto work_1 = [this, id] { return service_.store().get(id); };
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_1));
-  if (!job.ok()) co_return Response::error(503, job.error().message);
-  if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
-  if (is_final(job.value()->status)) co_return Response::json(410, R"({"active":false})");
+awaitable<Response> Api::get_envelope(const std::string& id, const Caller& caller) {
+  FoundJob found = co_await find_job(id, caller);
+  if (!found.job) co_return std::move(found.error);
+  co_return Response::json(200, to_json_text(api::job_json(*found.job)));
+}
+
+awaitable<Response> Api::envelope_active(const std::string& id, const Caller& caller) {
+  FoundJob found = co_await find_job(id, caller);
+  if (!found.job) co_return std::move(found.error);
+  if (is_final(found.job->status)) co_return Response::json(410, R"({"active":false})");
   co_return Response::json(200, R"({"active":true})");
 }
 
@@ -391,11 +406,10 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
   co_return Response::json(200, to_json_text(answer));
 }
 
-awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id) {
-  auto work_2 = [this, id] { return service_.store().get(id); };
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work_2));
-  if (!job.ok()) co_return Response::error(503, job.error().message);
-  if (!job.value()) co_return Response::error(404, "no job or envelope with id \"" + id + "\"");
+awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id,
+                                         const Caller& caller) {
+  FoundJob found = co_await find_job(id, caller);
+  if (!found.job) co_return std::move(found.error);
   std::int64_t after = 0;
   std::string last_event_id = request.header("Last-Event-ID");
   if (!last_event_id.empty()) {
@@ -406,7 +420,7 @@ awaitable<Response> Api::stream_envelope(const http::Request& request, const std
           400, "Last-Event-ID must be an event id (a number), got \"" + last_event_id + "\"");
     }
   }
-  std::string job_id = job.value()->id;
+  std::string job_id = found.job->id;
   Response response;
   response.headers.emplace_back("Content-Type", "text/event-stream");
   response.headers.emplace_back("X-Accel-Buffering", "no");
@@ -565,7 +579,8 @@ awaitable<Response> Api::add_branch(const http::Request& request) {
   }
 }
 
-awaitable<Response> Api::cancel_envelope(const http::Request& request, const std::string& id) {
+awaitable<Response> Api::cancel_envelope(const http::Request& request, const std::string& id,
+                                         const Caller& caller) {
   std::string reason = "cancelled by a client (POST /envelopes/" + id + "/cancel)";
   if (!request.body.empty()) {
     Response error;
@@ -575,6 +590,12 @@ awaitable<Response> Api::cancel_envelope(const http::Request& request, const std
       if (!r->is_string()) co_return Response::error(400, "\"reason\" must be a string");
       if (!r->as_string().empty()) reason = "cancelled: " + std::string(r->as_string());
     }
+  }
+  if (caller.isolated) {
+    // Only the caller's own job may be cancelled; another's is unknown (the owner never changes,
+    // so checking first leaves no window).
+    FoundJob found = co_await find_job(id, caller);
+    if (!found.job) co_return std::move(found.error);
   }
   auto cancelled = co_await service_.cancel_job(id, reason);
   if (!cancelled.ok()) co_return Response::error(503, cancelled.error().message);

@@ -122,8 +122,9 @@ json::object summary_json(const Job& job) {
 
 }  // namespace
 
-awaitable<Response> Api::list_envelopes(const http::Request& request) {
+awaitable<Response> Api::list_envelopes(const http::Request& request, const Caller& caller) {
   JobFilter filter;
+  if (caller.isolated) filter.owner = caller.owner;
   std::optional<JobCursor> after;
   std::size_t limit = kDefaultLimit;
   auto question = request.target.find('?');

@@ -154,11 +154,14 @@ awaitable<Response> Api::receive_traces(const http::Request& request) {
   co_return Response::json(200, to_json_text(answer));
 }
 
-awaitable<Response> Api::get_trace(const std::string& id) {
-  auto work = [this, id]() -> Result<std::pair<std::optional<Job>, std::vector<SpanRecord>>> {
+awaitable<Response> Api::get_trace(const std::string& id, const Caller& caller) {
+  auto work = [this, id,
+               caller]() -> Result<std::pair<std::optional<Job>, std::vector<SpanRecord>>> {
     auto job = service_.store().get(id);
     if (!job.ok()) return job.error();
-    if (!job.value()) return std::make_pair(std::optional<Job>(), std::vector<SpanRecord>{});
+    // Another caller's job reads as unknown (Caller::may_see).
+    if (!job.value() || !caller.may_see(*job.value()))
+      return std::make_pair(std::optional<Job>(), std::vector<SpanRecord>{});
     auto spans = service_.store().spans(job.value()->id);
     if (!spans.ok()) return spans.error();
     return std::make_pair(job.value(), std::move(spans.value()));

@@ -82,6 +82,17 @@ class Notifier {
   std::unordered_multimap<std::string, Subscription*> subscribers_;
 };
 
+// The client a request comes from (api::caller_of): the owner recorded on the jobs it starts, and
+// whether it may see only those. With two or more client tokens (ASYA_GATEWAY_TOKEN lists them)
+// each token is one caller and every client endpoint serves only the caller's own jobs; with one
+// token or none every caller sees every job.
+struct Caller {
+  std::string owner;      // fingerprint of the caller's token ("" without tokens): Job::owner
+  bool isolated = false;  // several client tokens: only jobs with Job::owner == owner are served
+  // Whether this caller may be served `job` (another caller's job must read as an unknown id).
+  bool may_see(const Job& job) const { return !isolated || job.owner == owner; }
+};
+
 // Who asked for a call and how: recorded with the job (Job::owner, Job::task, Job::ttl_ms).
 struct CallOrigin {
   std::string owner;  // fingerprint of the caller's token ("" without tokens)

@@ -15,10 +15,14 @@ void run_batch(const Router& router, wire::RuntimeClient& client,
   for (std::size_t i = 0; i < items.size(); ++i) {
     const envelope::Envelope* in = items[i].envelope();
     tracked[i] = in && steps.tracked(*in);
+    if (steps.hooks) steps.hooks->received(i, items[i], tracked[i]);
     if (!items[i].decision) items[i].decision = steps.before_call(*in, tracked[i]);
+    if (!items[i].decision && steps.hooks)
+      items[i].decision = steps.hooks->before_send(i, items[i]);
     called[i] = !items[i].decision;
   }
   BatchCall call = call_batch(router, client, items, scratch, timeout);
+  if (steps.hooks) steps.hooks->called(items, call);
   if (call.sent > 0) {
     metrics.runtime_duration(call.runtime_seconds);
     batch_metrics.batch(call.sent, gathered_seconds);
@@ -42,6 +46,7 @@ void run_batch(const Router& router, wire::RuntimeClient& client,
     }
     settle[i] = SettleItem{&*item.delivery, in, &*item.decision, tracked[i] != 0};
   }
+  if (steps.hooks) steps.hooks->decided(items);
   steps.settle(settle);
   for (std::size_t i = 0; i < items.size(); ++i) {
     const envelope::Envelope* in = items[i].envelope();

@@ -16,6 +16,23 @@
 
 namespace asya::sidecar {
 
+// Per-item steps that features add to a batch (sidecar/batch_hooks.hpp: trace spans and payload
+// references), called by run_batch on its thread. `i` is the item's index in the batch.
+class BatchHooks {
+ public:
+  virtual ~BatchHooks() = default;
+  // After the batch was parsed, for every item in order (`tracked`: the gateway tracks it).
+  virtual void received(std::size_t i, BatchItem& item, bool tracked) = 0;
+  // For an item about to be sent to the runtime: a decision instead (it is not sent), or nullopt
+  // (it is sent; item.request and item.offload may have been set).
+  virtual std::optional<Decision> before_send(std::size_t i, BatchItem& item) = 0;
+  // Right after the runtime call (call.sent == 0: none was made); the sent items are decided.
+  virtual void called(std::span<BatchItem> items, const BatchCall& call) = 0;
+  // When every item is decided (gateway steps included), right before they are settled; may
+  // rewrite the outputs' bodies.
+  virtual void decided(std::span<BatchItem> items) = 0;
+};
+
 struct BatchSteps {
   // Whether the gateway tracks the envelope (reports and cancellation checks).
   std::function<bool(const envelope::Envelope&)> tracked;
@@ -30,11 +47,13 @@ struct BatchSteps {
   std::function<void(const transport::Delivery&, const envelope::Envelope*, const Decision&,
                      bool tracked)>
       finish;
+  BatchHooks* hooks = nullptr;  // optional
 };
 
-// Runs one batch: prepare_batch, before_call for each item to be sent, call_batch (one runtime
-// call bounded by `timeout`), after_call, settle for all the items at once, then finish for every
-// item in order. Records the
+// Runs one batch: prepare_batch, before_call (then hooks->before_send) for each item to be sent,
+// call_batch (one runtime call bounded by `timeout`), after_call, settle for all the items at
+// once, then finish for every item in order; `steps.hooks`, when set, is called at the points its
+// methods name. Records the
 // runtime duration, the batch size and `gathered_seconds` (time spent gathering after the first
 // message), and logs a failed call once for the batch.
 void run_batch(const Router& router, wire::RuntimeClient& client,

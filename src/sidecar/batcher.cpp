@@ -70,7 +70,7 @@ BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
   for (auto& item : items) {
     if (item.decision) continue;
     sent.push_back(&item);
-    bodies.push_back(item.delivery->body);
+    bodies.push_back(item.request.empty() ? std::string_view(item.delivery->body) : item.request);
   }
   result.sent = sent.size();
   if (sent.empty()) return result;
@@ -78,6 +78,7 @@ BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
   const std::string request = wire::batch_request(bodies);
   const auto started = Clock::now();
   wire::CallResult call = client.call(request, response, timeout);
+  result.started = started;
   result.runtime_seconds = std::chrono::duration<double>(Clock::now() - started).count();
   result.status = call.status;
   result.notice = call.notice;
@@ -101,8 +102,8 @@ BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
   bool rejected = false;
   for (std::size_t i = 0; i < sent.size(); ++i) {
     BatchItem& item = *sent[i];
-    item.decision =
-        router.after_runtime(*item.envelope(), *item.delivery, call, (*answers)[i], false);
+    item.decision = router.after_runtime(*item.envelope(), *item.delivery, call, (*answers)[i],
+                                         false, item.offload);
     if (item.decision->failure == FailureCode::kRuntimeProtocolError) {
       rejected = true;
       if (result.error.empty()) result.error = item.decision->failure_message;

@@ -52,6 +52,11 @@ struct BatchItem {
   transport::Delivery* delivery = nullptr;
   std::optional<Result<envelope::Envelope>> parsed;
   std::optional<Decision> decision;
+  // Set by the runner's hooks (sidecar/batch_hooks.hpp) before call_batch: the envelope to send
+  // in place of delivery->body (its payload reference resolved; empty: the body as received),
+  // and what replaces its large output payloads by references (nullptr: none).
+  std::string_view request;
+  PayloadOffload* offload = nullptr;
 
   const envelope::Envelope* envelope() const { return parsed && *parsed ? &**parsed : nullptr; }
 };
@@ -68,13 +73,15 @@ std::vector<BatchItem> prepare_batch(const Router& router,
 struct BatchCall {
   std::size_t sent = 0;        // envelopes in the request (0: nothing was sent, no call made)
   double runtime_seconds = 0;  // duration of the call
+  std::chrono::steady_clock::time_point started;  // when the call began
   wire::CallStatus status = wire::CallStatus::kOk;
   std::string error;   // the call's or the answer's problem, when any
   std::string notice;  // CallResult::notice of the call
 };
 
-// Sends every item without a decision to the runtime in one batch request (PROTOCOL §3) and
-// decides each from its own answer with Router::after_runtime, as if it had been called alone:
+// Sends every item without a decision to the runtime in one batch request (PROTOCOL §3; each as
+// its `request` when set) and decides each from its own answer with Router::after_runtime (with
+// the item's `offload`), as if it had been called alone:
 // outputs routed, fan-out, headers, a per-item error to error-end or a retry. When the call
 // itself fails (runtime timeout: the whole call is bounded by `timeout`; runtime unavailable; a
 // bad frame; an answer that is not an array of one answer per envelope), every sent item is

@@ -43,7 +43,8 @@ class PayloadReferences {
     InputStatus status = InputStatus::kPlain;
     std::string body;
     std::optional<payload::Reference> reference;  // the input's reference, when it had one
-    std::string message;  // kUnavailable, kStoreError: what failed, naming the reference
+    std::string message;       // kUnavailable, kStoreError: what failed, naming the reference
+    std::string_view payload;  // kResolved: the object's bytes inside `body`
   };
 
   // Resolves the payload of `in` (parsed from `body`, whose views it holds). The result body is
@@ -64,27 +65,26 @@ class PayloadReferences {
         : owner_(owner), input_id_(std::move(input_id)), input_(std::move(input_reference)) {}
     Result<std::optional<std::string>> replace(std::string_view payload_raw,
                                                std::string_view output_id) override;
+    // The resolved input's bytes (Input::payload), compared with large answers to find a
+    // pass-through without hashing it; empty once they are freed.
+    void set_input_payload(std::string_view bytes) { input_payload_ = bytes; }
 
    private:
     PayloadReferences& owner_;
     std::string input_id_;
     std::optional<payload::Reference> input_;
+    std::string_view input_payload_;
     std::set<std::string> written_;  // digests stored by this message
     std::set<std::string> held_;     // output ids held for the input's object
   };
 
-  // The runner's step before a runtime call: resolves `in` into `input` (its body is the request
-  // to send when not empty) and sets `offload` up for the outputs; returns the decision instead
-  // when the reference cannot be resolved (unresolved_decision, logged).
+  // The runner's step before a runtime call, for a message alone or for each item of a batch
+  // (sidecar/batch_hooks.hpp): resolves `in` into `input` (its body is the request to send when
+  // not empty) and sets `offload` up for the outputs; returns the decision instead when the
+  // reference cannot be resolved (unresolved_decision, logged).
   std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
                                   const transport::Delivery& delivery, Input& input,
                                   std::optional<Outputs>& offload);
-
-  // Batches (ASYA_BATCH_MAX_SIZE > 1): replaces the body of every delivery whose payload is a
-  // reference by the resolved envelope, so batched handlers get real payloads too. A reference
-  // that cannot be resolved is left as it is and logged (not yet sent to error-end), and batched
-  // outputs are not stored by reference (both: docs/protocol.md §10, "Not yet").
-  void resolve_in_place(std::vector<transport::Delivery>& deliveries);
 
   // For end actors (results hold real payloads): when `payload_raw` is a reference, `body` is the
   // payload it refers to (kResolved) or the status says why not, as for resolve. Unlike resolve,

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <random>
 
+#include "common/failpoint.hpp"
 #include "envelope/build.hpp"
 #include "envelope/fanout.hpp"
 #include "envelope/response.hpp"
@@ -386,6 +387,7 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
     return result;
   }
   if (decision.then == Then::kAck) {
+    failpoint("sidecar.before_ack");  // outputs durable, input not acked: redelivered
     Status st = transport.ack(delivery);
     result.acked = st.ok();
     if (!st) result.error = "ack failed: " + st.message();

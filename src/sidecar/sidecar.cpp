@@ -20,6 +20,7 @@
 #include "common/log.hpp"
 #include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
+#include "sidecar/batch_hooks.hpp"
 #include "sidecar/batch_runner.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -377,8 +378,11 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
     slot.lease_since = started;
   }
   for (const auto& delivery : deliveries) count_received(delivery);
-  if (payloads_.references) payloads_.references->resolve_in_place(deliveries);
+  // Spans and payload references per item (sidecar/batch_hooks.hpp); spans are exported when it
+  // goes, after every item was settled.
+  BatchItemHooks hooks(tracing_, payloads_.references.get(), *router_, deliveries.size());
   BatchSteps steps;
+  steps.hooks = &hooks;
   steps.tracked = [&](const envelope::Envelope& in) {
     return reporter_ && tracked_by_gateway(in.route_metadata_raw);
   };
@@ -406,7 +410,6 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   auto call_started = Clock::now();
   wire::CallResult call = client.call(request, scratch, config_.runtime_timeout);
-  std::string().swap(input.body);  // the resolved request is not needed any more
   double runtime_seconds = seconds_since(call_started);
   metrics_.runtime_duration(runtime_seconds);
   if (!call.notice.empty()) {
@@ -419,6 +422,10 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   Decision decision =
       router_->after_runtime(in, delivery, call, scratch.view(),
                              /*response_padded=*/true, offload ? &*offload : nullptr);
+  // The resolved request was kept for the pass-through comparison (as large as the answer, which
+  // is held until here anyway); not needed any more.
+  if (offload) offload->set_input_payload({});
+  std::string().swap(input.body);
   record_runtime_call(call_started, runtime_seconds, decision.failure.label());
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
@@ -461,7 +468,7 @@ bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
   SendHooks hooks;
   hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
-    record_publish(out.queue, seconds, st.ok());
+    record_publish(out, seconds, st.ok());
     if (st) {
       metrics_.sent(out.queue, message_type_label(out.type));
       metrics_.envelope_size("sent", out.body.size());
@@ -472,7 +479,7 @@ bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
     log::EnvelopeScope scope(held[i].in ? std::string_view(held[i].in->id) : "unparseable");
     const transport::Delivery* none = nullptr;
     std::replace(slot.batch.begin(), slot.batch.end(), held[i].delivery, none);
-    record_settle(settled[i].acked, settled[i].nacked);
+    record_settle(*held[i].delivery, settled[i].acked, settled[i].nacked);
     if (settled[i].too_large) {
       metrics_.failed(label(FailureCode::kMessageTooLarge));
       spdlog::warn("an output was refused by the transport as too large; sent to error-end");

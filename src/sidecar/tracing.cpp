@@ -17,6 +17,7 @@ using SystemClock = std::chrono::system_clock;
 using SteadyClock = std::chrono::steady_clock;
 
 thread_local Hop* current_hop = nullptr;
+thread_local BatchHops* current_batch = nullptr;
 
 // The job id in route.metadata ({"job_id":"…"}), or "" (a plain scan: the gateway writes it as a
 // plain string; anything else is left out of the attributes).
@@ -117,6 +118,12 @@ Hop::Hop(Tracing& tracing, const envelope::Envelope* in, const transport::Delive
   if (in && tracing.records(tracked)) start(*in, delivery);
 }
 
+Hop::Hop(Tracing& tracing, const envelope::Envelope* in, const transport::Delivery& delivery,
+         bool tracked, InBatch)
+    : tracing_(tracing), batched_(true), tracked_(tracked) {
+  if (in && tracing.records(tracked)) start(*in, delivery);
+}
+
 Hop::Hop(Tracing& tracing, const transport::Delivery& delivery) : tracing_(tracing) {
   if (!tracing.enabled()) return;
   auto in = envelope::parse(delivery.body);
@@ -128,6 +135,8 @@ Hop::Hop(Tracing& tracing, const transport::Delivery& delivery) : tracing_(traci
 void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& delivery) {
   const envelope::Envelope* in = &envelope;
   active_ = true;
+  delivery_ = &delivery;
+  envelope_id_.assign(in->id);
   received_wall_ = SystemClock::now();
   received_steady_ = SteadyClock::now();
   auto headers = envelope::string_headers(*in, {"traceparent", "asya-sent-at"});
@@ -162,6 +171,7 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   // hop), not a span of it.
   if (sent_at_)
     attributes_.push_back({"asya.queue_wait_ms", millis_between(*sent_at_, received_wall_)});
+  if (batched_) return;  // the items of a batch share the thread: none is its current hop
   previous_ = current_hop;
   current_hop = this;
   log_scope_.emplace(trace_id_, span_id_);
@@ -169,8 +179,10 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
 
 Hop::~Hop() {
   if (!active_) return;
-  current_hop = previous_;
-  log_scope_.reset();
+  if (!batched_) {
+    current_hop = previous_;
+    log_scope_.reset();
+  }
   const auto end = SystemClock::now();
   otlp::Span hop;
   hop.trace_id = trace_id_;
@@ -233,7 +245,7 @@ void Hop::stamp(Decision& decision) {
   for (Outgoing& out : decision.sends) {
     auto parsed = envelope::parse(out.body);
     if (!parsed) continue;  // cannot happen for bodies the router built; sent unchanged
-    Publish publish{out.queue, otlp::new_span_id(), parsed->id, now};
+    Publish publish{out.queue, otlp::new_span_id(), parsed->id, now, &out};
     const std::string traceparent =
         otlp::format_traceparent({trace_id_, publish.span_id, sampled_});
     out.body = envelope::with_string_headers(
@@ -249,39 +261,30 @@ void Hop::set_outcome(std::string_view outcome, std::string_view failure) {
   last_mark_ = std::max(last_mark_, SystemClock::now());
 }
 
-void record_runtime_call(SteadyClock::time_point start, double seconds, std::string_view result) {
-  const auto end = start + std::chrono::duration_cast<SteadyClock::duration>(
+void Hop::add_runtime_call(SystemClock::time_point start, double seconds, std::string_view result,
+                           std::vector<otlp::Attribute> extra) {
+  const auto end = start + std::chrono::duration_cast<SystemClock::duration>(
                                std::chrono::duration<double>(std::max(seconds, 0.0)));
-  Hop* hop = current_hop;
-  if (!hop) return;
   if (result.empty()) result = "ok";
-  otlp::Span span =
-      hop->child("runtime call", otlp::SpanKind::kClient, hop->wall(start), hop->wall(end));
+  otlp::Span span = child("runtime call", otlp::SpanKind::kClient, start, end);
   span.attributes.push_back({"asya.runtime_result", std::string(result)});
+  for (auto& attribute : extra) span.attributes.push_back(std::move(attribute));
   if (result != "ok") {
     span.status = otlp::StatusCode::kError;
     span.status_message.assign(result);
   }
-  hop->children_.push_back(std::move(span));
+  children_.push_back(std::move(span));
 }
 
-void record_publish(std::string_view queue, double seconds, bool ok) {
-  Hop* hop = current_hop;
-  if (!hop) return;
+void Hop::add_publish(std::string_view queue, double seconds, bool ok, Publish* publish) {
   const auto end = SystemClock::now();
   const auto took = std::chrono::duration_cast<SystemClock::duration>(
       std::chrono::duration<double>(std::max(seconds, 0.0)));
-  hop->last_mark_ = end;
-  Hop::Publish* publish = nullptr;
-  for (auto& candidate : hop->publishes_)
-    if (!candidate.recorded && candidate.queue == queue) {
-      publish = &candidate;
-      break;
-    }
+  last_mark_ = end;
   // An output the router made during settle (an error envelope replacing one the transport
   // refused as too large) was not stamped: it gets a span of its own.
-  otlp::Span span = hop->child(fmt::format("publish {}", queue), otlp::SpanKind::kProducer,
-                               publish ? std::min(publish->stamped, end - took) : end - took, end);
+  otlp::Span span = child(fmt::format("publish {}", queue), otlp::SpanKind::kProducer,
+                          publish ? std::min(publish->stamped, end - took) : end - took, end);
   span.attributes.push_back({"messaging.destination.name", std::string(queue)});
   if (publish) {
     publish->recorded = true;
@@ -292,16 +295,114 @@ void record_publish(std::string_view queue, double seconds, bool ok) {
     span.status = otlp::StatusCode::kError;
     span.status_message = "send failed";
   }
-  hop->children_.push_back(std::move(span));
+  children_.push_back(std::move(span));
+}
+
+void Hop::add_settle(bool acked, bool nacked) {
+  if (!acked && !nacked) return;
+  const auto end = SystemClock::now();
+  const auto began = last_mark_ == SystemClock::time_point{} ? end : last_mark_;
+  children_.push_back(child(acked ? "ack" : "nack", otlp::SpanKind::kInternal, began, end));
+}
+
+BatchHops::BatchHops(Tracing& tracing, std::size_t items)
+    : tracing_(tracing),
+      hops_(items),
+      anchor_wall_(SystemClock::now()),
+      anchor_steady_(SteadyClock::now()),
+      previous_(current_batch) {
+  current_batch = this;
+}
+
+BatchHops::~BatchHops() {
+  current_batch = previous_;
+  hops_.clear();  // each hop exports its spans
+}
+
+void BatchHops::start(std::size_t i, const envelope::Envelope* in,
+                      const transport::Delivery& delivery, bool tracked) {
+  hops_.at(i).reset(new Hop(tracing_, in, delivery, tracked, Hop::InBatch{}));
+}
+
+void BatchHops::runtime_call(std::size_t i, SteadyClock::time_point start, double seconds,
+                             std::string_view result, std::size_t index, std::size_t size) {
+  if (!active(i)) return;
+  // One wall-clock time for the call in every item's span (each hop converts its own way).
+  const auto wall_start =
+      anchor_wall_ + std::chrono::duration_cast<SystemClock::duration>(start - anchor_steady_);
+  hops_[i]->add_runtime_call(wall_start, seconds, result,
+                             {{"asya.batch_size", static_cast<std::int64_t>(size)},
+                              {"asya.batch_index", static_cast<std::int64_t>(index)}});
+}
+
+void BatchHops::stamp(std::size_t i, Decision& decision) {
+  if (active(i)) hops_[i]->stamp(decision);
+}
+
+Hop* BatchHops::hop_of(const Outgoing& out, Hop::Publish** publish) {
+  *publish = nullptr;
+  for (auto& hop : hops_) {
+    if (!hop || !hop->active_) continue;
+    for (auto& candidate : hop->publishes_)
+      if (!candidate.recorded && candidate.output == &out) {
+        *publish = &candidate;
+        return hop.get();
+      }
+  }
+  // An output rebuilt during settle (a copy, or an error envelope replacing an output refused as
+  // too large) is found by its envelope id: an output's, or the input's own (error-end).
+  auto parsed = envelope::parse(out.body);
+  if (!parsed) return nullptr;
+  for (auto& hop : hops_) {
+    if (!hop || !hop->active_) continue;
+    for (auto& candidate : hop->publishes_)
+      if (!candidate.recorded && candidate.envelope_id == parsed->id &&
+          candidate.queue == out.queue) {
+        *publish = &candidate;
+        return hop.get();
+      }
+  }
+  for (auto& hop : hops_)
+    if (hop && hop->active_ && hop->envelope_id_ == parsed->id) return hop.get();
+  return nullptr;
+}
+
+Hop* BatchHops::hop_of(const transport::Delivery& delivery) {
+  for (auto& hop : hops_)
+    if (hop && hop->active_ && hop->delivery_ == &delivery) return hop.get();
+  return nullptr;
+}
+
+void record_runtime_call(SteadyClock::time_point start, double seconds, std::string_view result) {
+  if (Hop* hop = current_hop) hop->add_runtime_call(hop->wall(start), seconds, result);
+}
+
+void record_publish(std::string_view queue, double seconds, bool ok) {
+  Hop* hop = current_hop;
+  if (!hop) return;
+  Hop::Publish* publish = nullptr;
+  for (auto& candidate : hop->publishes_)
+    if (!candidate.recorded && candidate.queue == queue) {
+      publish = &candidate;
+      break;
+    }
+  hop->add_publish(queue, seconds, ok, publish);
+}
+
+void record_publish(const Outgoing& out, double seconds, bool ok) {
+  if (!current_batch) return record_publish(out.queue, seconds, ok);
+  Hop::Publish* publish = nullptr;
+  if (Hop* hop = current_batch->hop_of(out, &publish))
+    hop->add_publish(out.queue, seconds, ok, publish);
 }
 
 void record_settle(bool acked, bool nacked) {
-  Hop* hop = current_hop;
-  if (!hop || (!acked && !nacked)) return;
-  const auto end = SystemClock::now();
-  const auto began = hop->last_mark_ == SystemClock::time_point{} ? end : hop->last_mark_;
-  hop->children_.push_back(
-      hop->child(acked ? "ack" : "nack", otlp::SpanKind::kInternal, began, end));
+  if (Hop* hop = current_hop) hop->add_settle(acked, nacked);
+}
+
+void record_settle(const transport::Delivery& delivery, bool acked, bool nacked) {
+  if (!current_batch) return record_settle(acked, nacked);
+  if (Hop* hop = current_batch->hop_of(delivery)) hop->add_settle(acked, nacked);
 }
 
 }  // namespace asya::sidecar

@@ -14,10 +14,13 @@
 // Thread model: one Tracing per process (thread-safe); one Hop per message, on the worker thread
 // that handles it. While a Hop is alive it is its thread's current hop: the record_* hooks called
 // from deep in the runner record into it (they do nothing on a thread without one), and every log
-// line of the thread carries its trace_id and span_id.
+// line of the thread carries its trace_id and span_id. A batch (ASYA_BATCH_MAX_SIZE > 1) has one
+// Hop per item, owned by a BatchHops that is its thread's current batch instead: the hooks find
+// the item's hop by the output or the delivery they are given.
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <memory>
 #include <optional>
 #include <string>
@@ -103,24 +106,42 @@ class Hop {
   void set_outcome(std::string_view outcome, std::string_view failure);
 
  private:
-  friend void record_runtime_call(std::chrono::steady_clock::time_point, double, std::string_view);
-  friend void record_publish(std::string_view, double, bool);
-  friend void record_settle(bool, bool);
-  void start(const envelope::Envelope& in, const transport::Delivery& delivery);
-  otlp::Span child(std::string name, otlp::SpanKind kind,
-                   std::chrono::system_clock::time_point start,
-                   std::chrono::system_clock::time_point end) const;
-  std::chrono::system_clock::time_point wall(std::chrono::steady_clock::time_point when) const;
-
   struct Publish {
     std::string queue;
     std::string span_id;
     std::string envelope_id;
     std::chrono::system_clock::time_point stamped;
+    const Outgoing* output = nullptr;  // the send it was stamped on (found again by address)
     bool recorded = false;
   };
 
+  friend class BatchHops;
+  friend void record_runtime_call(std::chrono::steady_clock::time_point, double, std::string_view);
+  friend void record_publish(std::string_view, double, bool);
+  friend void record_publish(const Outgoing&, double, bool);
+  friend void record_settle(bool, bool);
+  friend void record_settle(const transport::Delivery&, bool, bool);
+  // A hop of a batch item: never its thread's current hop (BatchHops finds it).
+  struct InBatch {};
+  Hop(Tracing& tracing, const envelope::Envelope* in, const transport::Delivery& delivery,
+      bool tracked, InBatch);
+  void start(const envelope::Envelope& in, const transport::Delivery& delivery);
+  // The "runtime call" child span (from `start`, wall clock), with `extra` attributes.
+  void add_runtime_call(std::chrono::system_clock::time_point start, double seconds,
+                        std::string_view result, std::vector<otlp::Attribute> extra = {});
+  // The publish span of a send that took `seconds` and ended now: the stamped output `publish`
+  // (nullptr: an output made during settle, which gets a span of its own).
+  void add_publish(std::string_view queue, double seconds, bool ok, Publish* publish);
+  void add_settle(bool acked, bool nacked);
+  otlp::Span child(std::string name, otlp::SpanKind kind,
+                   std::chrono::system_clock::time_point start,
+                   std::chrono::system_clock::time_point end) const;
+  std::chrono::system_clock::time_point wall(std::chrono::steady_clock::time_point when) const;
+
   Tracing& tracing_;
+  bool batched_ = false;  // a batch item's hop: not the thread's current hop
+  const transport::Delivery* delivery_ = nullptr;
+  std::string envelope_id_;
   bool active_ = false;
   bool tracked_ = false;
   std::string trace_id_, span_id_, parent_span_id_;
@@ -139,6 +160,49 @@ class Hop {
   std::optional<log::TraceScope> log_scope_;
 };
 
+// The hops of one batch (ASYA_BATCH_MAX_SIZE > 1; docs/tracing.md "Batches"), on the worker thread
+// that runs it: one Hop per item, each the child of its own item's traceparent, so every item of a
+// batch gets the spans a single message gets and its outputs their own trace context. While alive
+// it is its thread's current batch: record_publish(const Outgoing&) and
+// record_settle(const Delivery&) record into the hop of the item the output or delivery belongs
+// to. The batch's one runtime call is recorded in each sent item's hop as a "runtime call" span of
+// its own (same start and end for all, with asya.batch_size and asya.batch_index), so every trace
+// is complete on its own and a waterfall shows each hop's handler time. Not thread-safe; not
+// copyable. Destroying it finishes and exports every hop.
+class BatchHops {
+ public:
+  BatchHops(Tracing& tracing, std::size_t items);
+  ~BatchHops();
+  BatchHops(const BatchHops&) = delete;
+  BatchHops& operator=(const BatchHops&) = delete;
+
+  // Starts the hop of item `i` (< items) received as `delivery`; `in`: its parsed envelope
+  // (nullptr: not an envelope, nothing recorded); `tracked`: the gateway tracks it.
+  void start(std::size_t i, const envelope::Envelope* in, const transport::Delivery& delivery,
+             bool tracked);
+  // The batch's runtime call, in the hop of item `i`: began at `start`, took `seconds`, with the
+  // item's result (the failure label; empty: ok); the item was at `index` of `size` envelopes.
+  void runtime_call(std::size_t i, std::chrono::steady_clock::time_point start, double seconds,
+                    std::string_view result, std::size_t index, std::size_t size);
+  // Hop::stamp for item `i`'s decision.
+  void stamp(std::size_t i, Decision& decision);
+
+  bool active(std::size_t i) const { return hops_.at(i) && hops_[i]->active(); }
+  const Hop* hop(std::size_t i) const { return hops_.at(i).get(); }
+
+ private:
+  friend void record_publish(const Outgoing&, double, bool);
+  friend void record_settle(const transport::Delivery&, bool, bool);
+  Hop* hop_of(const Outgoing& out, Hop::Publish** publish);
+  Hop* hop_of(const transport::Delivery& delivery);
+
+  Tracing& tracing_;
+  std::vector<std::unique_ptr<Hop>> hops_;
+  std::chrono::system_clock::time_point anchor_wall_;  // = anchor_steady_, for runtime_call
+  std::chrono::steady_clock::time_point anchor_steady_;
+  BatchHops* previous_ = nullptr;
+};
+
 // Hooks into the calling thread's current Hop (no-ops without one):
 // the runtime call that began at `start` and took `seconds`, with its result (the failure label;
 // empty: ok);
@@ -146,8 +210,12 @@ void record_runtime_call(std::chrono::steady_clock::time_point start, double sec
                          std::string_view result);
 // a send to `queue` that took `seconds` and ended now (matched to the stamped output);
 void record_publish(std::string_view queue, double seconds, bool ok);
+// the send of `out`, as above; with a current batch, in the hop of the item `out` belongs to.
+void record_publish(const Outgoing& out, double seconds, bool ok);
 // the ack (or nack) of the input, from the end of the step before it (the last publish, or the
 // decision) until now; nothing when neither was done.
 void record_settle(bool acked, bool nacked);
+// the same for `delivery`; with a current batch, in the hop of the item it delivered.
+void record_settle(const transport::Delivery& delivery, bool acked, bool nacked);
 
 }  // namespace asya::sidecar

@@ -175,5 +175,76 @@ TEST(Tracing, AnInvalidTraceparentStartsANewTrace) {
   EXPECT_EQ(attribute(spans.find("process b")->second, "asya.queue_wait_ms"), "<absent>");
 }
 
+TEST(Tracing, EachItemOfABatchIsAHopOfItsOwnTraceWithTheSharedRuntimeCall) {
+  otlp::testing::Receiver receiver;
+  Tracing tracing(options_to(receiver.url()));
+  Router router(options_for("b"));
+  const std::string traces[2] = {"4bf92f3577b34da6a3ce929d0e0e4736",
+                                 "0af7651916cd43dd8448eb211c80319c"};
+  std::vector<transport::Delivery> deliveries;
+  for (const auto& trace : traces)
+    deliveries.push_back(
+        delivery_of(input_with(R"({"traceparent":"00-)" + trace + R"(-00f067aa0ba902b7-01"})")));
+  std::vector<Result<envelope::Envelope>> parsed;
+  for (const auto& delivery : deliveries) parsed.push_back(envelope::parse(delivery.body));
+  std::vector<Decision> decisions;
+  std::vector<std::string> hop_spans, output_parents;
+  {
+    BatchHops batch(tracing, 2);
+    for (std::size_t i = 0; i < 2; ++i) batch.start(i, &*parsed[i], deliveries[i], false);
+    ASSERT_TRUE(batch.active(0) && batch.active(1));
+    const auto started = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < 2; ++i) {
+      decisions.push_back(
+          router.after_runtime(*parsed[i], deliveries[i], router_test::ok(),
+                               R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}}])"));
+      batch.runtime_call(i, started, 0.002, i == 0 ? "" : "processing_error", i, 2);
+      batch.stamp(i, decisions[i]);
+      hop_spans.push_back(batch.hop(i)->span_id());
+      EXPECT_EQ(batch.hop(i)->trace_id(), traces[i]);
+    }
+    // Settled in the reverse order: each publish and ack finds its own item's hop.
+    for (std::size_t i = 2; i-- > 0;) {
+      const Outgoing& out = decisions[i].sends.at(0);
+      auto sent = envelope::parse(out.body);
+      ASSERT_TRUE(sent);
+      auto context =
+          otlp::parse_traceparent(envelope::string_headers(*sent, {"traceparent"})[0].value());
+      ASSERT_TRUE(context);
+      EXPECT_EQ(context->trace_id, traces[i]);
+      output_parents.insert(output_parents.begin(), context->span_id);
+      record_publish(out, 0.0001, true);
+      record_settle(deliveries[i], true, false);
+    }
+  }
+  // Outside the batch, nothing is recorded.
+  record_runtime_call(std::chrono::steady_clock::now(), 0.001, "ok");
+  tracing.stop(10s);
+  auto spans = received_spans(receiver);
+  ASSERT_EQ(spans.count("process b"), 2u);
+  ASSERT_EQ(spans.count("runtime call"), 2u);
+  ASSERT_EQ(spans.count("publish asya-c"), 2u);
+  ASSERT_EQ(spans.count("ack"), 2u);
+  for (const auto& [name, span] : spans) {
+    const std::string trace = str(span.at("traceId"));
+    const std::size_t i = trace == traces[0] ? 0 : 1;
+    EXPECT_EQ(trace, traces[i]) << name;
+    if (name == "process b") {
+      EXPECT_EQ(str(span.at("spanId")), hop_spans[i]);
+      EXPECT_EQ(str(span.at("parentSpanId")), "00f067aa0ba902b7");
+      continue;
+    }
+    EXPECT_EQ(str(span.at("parentSpanId")), hop_spans[i]) << name;
+    if (name == "runtime call") {
+      EXPECT_EQ(attribute(span, "asya.batch_size"), "2");
+      EXPECT_EQ(attribute(span, "asya.batch_index"), std::to_string(i));
+      EXPECT_EQ(attribute(span, "asya.runtime_result"), i == 0 ? "ok" : "processing_error");
+    }
+    if (name == "publish asya-c") {
+      EXPECT_EQ(str(span.at("spanId")), output_parents[i]);
+    }
+  }
+}
+
 }  // namespace
 }  // namespace asya::sidecar

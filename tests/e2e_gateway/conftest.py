@@ -56,6 +56,12 @@ tools:
       count: {type: integer, required: true}
     route: [fanout, branch, joiner]
     async: true
+  - name: fanbatch
+    description: One branch per count, the branches through a batching actor (async)
+    parameters:
+      count: {type: integer, required: true}
+    route: [fanout, batched]
+    async: true
   - name: empty
     description: Returns nothing
     parameters:
@@ -86,6 +92,8 @@ ACTORS = {
     "branch": ("branch", {}),
     "joiner": ("joiner", {"ASYA_JOIN": "true"}),
     "empty": ("empty", {}),
+    "batched": ("batched", {"ASYA_BATCH_MAX_SIZE": "8", "ASYA_BATCH_MAX_WAIT": "100ms",
+                            "ASYA_HANDLER_BATCH": "true"}),
     "sleeper": ("sleeper", {}),
     "slow-first": ("slow_first", {}),
     "slow-second": ("slow_second", {}),

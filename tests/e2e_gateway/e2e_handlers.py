@@ -41,6 +41,12 @@ def branch(payload):
     return dict(payload, done=True)
 
 
+def batched(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): each payload marked with the batch's size."""
+    time.sleep(0.05)
+    return [dict(p, batch_size=len(payloads)) for p in payloads]
+
+
 def empty(payload):
     return None
 

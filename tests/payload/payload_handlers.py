@@ -3,6 +3,7 @@ records in $TEST_MARKER_DIR whether it ever saw a payload reference, so a test c
 handlers never do."""
 import hashlib
 import os
+import time
 
 
 def _seen(payload):
@@ -25,6 +26,13 @@ def make_big(payload):
     return {"tag": payload.get("tag", ""), "data": ("abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]}
 
 
+def make_big_unique(payload):
+    """As make_big, with this call's own stamp: a redelivery produces a different object."""
+    out = make_big(payload)
+    out["stamp"] = time.time_ns()
+    return out
+
+
 def passthrough(payload):
     """Returns exactly what it got (a pass-through actor)."""
     _seen(payload)
@@ -45,3 +53,38 @@ def fanout_big(payload):
     n = int(payload["bytes"])
     same = {"data": "s" * n}
     return [same, dict(same), {"data": "o" * n}]
+
+
+def join_lengths(parts):
+    """A join of fanout_big's branches: each branch's length and SHA-256, and all their data
+    joined into one large payload."""
+    for part in parts:
+        _seen(part)
+    data = [part["data"] for part in parts]
+    return {"tag": "joined", "lengths": [len(d) for d in data],
+            "sha256": [hashlib.sha256(d.encode()).hexdigest() for d in data], "data": "".join(data)}
+
+
+def _mark_batch(payloads):
+    """Records one batch as the marker batch-<actor>-<ns> holding the JSON list of its tags."""
+    import json
+    import time
+    directory = os.environ.get("TEST_MARKER_DIR")
+    if directory:
+        name = "batch-%s-%d" % (os.environ["ASYA_ACTOR_NAME"], time.time_ns())
+        with open(os.path.join(directory, name), "w") as f:
+            json.dump([p.get("tag") if isinstance(p, dict) else None for p in payloads], f)
+
+
+def batch_passthrough(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true): returns what it got, item by item."""
+    for p in payloads:
+        _seen(p)
+    _mark_batch(payloads)
+    return list(payloads)
+
+
+def batch_make_big(payloads):
+    """A batch handler: make_big of each item."""
+    _mark_batch(payloads)
+    return [make_big(p) for p in payloads]

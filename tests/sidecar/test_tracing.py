@@ -155,3 +155,64 @@ def test_spans_of_gateway_jobs_go_to_the_gateway_and_nothing_else_does(cluster, 
     # Without a collector, an envelope no one traces passes through unchanged.
     assert outs["plain"]["headers"] == {"traceparent": ROOT}
     assert outs["G1"]["headers"]["traceparent"] != ROOT
+
+
+BATCH_ENV = {"ASYA_BATCH_MAX_SIZE": "16", "ASYA_BATCH_MAX_WAIT": "50ms", "ASYA_HANDLER_BATCH": "true"}
+
+
+def test_every_item_of_a_batch_is_a_hop_of_its_own_trace(cluster):
+    """Batching (docs/tracing.md "Batches"): each item of a batch gets the spans a message alone
+    gets, as a child of its own traceparent; the batch's one runtime call is a child of every item's
+    hop (same start and end, asya.batch_size and asya.batch_index); every output names its own
+    publish span."""
+    receiver = OtlpReceiver()
+    try:
+        roots = {}  # envelope id -> (trace id, parent span id)
+        for i in range(6):
+            roots["B%d" % i] = ("%032x" % (0xB0 + i), "%016x" % (0xC0 + i))
+            cluster.queues.send("asya-echo", envelope(
+                "B%d" % i, ["echo"], payload={"i": i, "fail": i == 3},
+                headers={"traceparent": "00-%s-%s-01" % roots["B%d" % i]}, job="J%d" % i))
+        # Queued before the sidecar starts, so they are gathered into batches.
+        cluster.actor("echo", "batch_echo", env=dict(BATCH_ENV, **FAST, ASYA_OTLP_ENDPOINT=receiver.url))
+        outs = {m["json"]["id"]: m["json"] for m in cluster.queues.collect(HAPPY, 5, timeout=60)}
+        outs.update({m["json"]["id"]: m["json"] for m in cluster.queues.collect("asya-error-end", 1, timeout=60)})
+        assert sorted(outs) == sorted(roots)
+        spans = wait_for(lambda: (lambda s: s if len(hops(s)) == 6 and
+                                  sum(x["name"] == "ack" for x in s) == 6 else None)(receiver.snapshot()),
+                         60, "6 hop spans and their acks")
+        ids = by_id(spans)
+        calls = []
+        for hop in hops(spans):
+            id_ = hop.attrs["asya.envelope_id"]
+            trace, parent = roots[id_]
+            assert hop["traceId"] == trace and hop["parentSpanId"] == parent, (id_, hop)
+            assert hop.attrs["asya.job_id"] == "J" + id_[1:]
+            assert hop.attrs["asya.outcome"] == ("error" if id_ == "B3" else "success"), hop
+            children = {c["name"]: c for c in spans if c.get("parentSpanId") == hop["spanId"]}
+            queue = "asya-error-end" if id_ == "B3" else HAPPY
+            assert sorted(children) == sorted(["runtime call", "publish " + queue, "ack"]), children
+            for c in children.values():
+                assert c["traceId"] == trace and hop.start <= c.start <= c.end <= hop.end, (hop, c)
+                assert c.attrs["asya.envelope_id"] == id_
+            call = children["runtime call"]
+            assert call.attrs["asya.runtime_result"] == ("processing_error" if id_ == "B3" else "ok")
+            calls.append(call)
+            # The output carries its own trace context: this trace, its publish span.
+            publish = children["publish " + queue]
+            assert publish.attrs["asya.output_envelope_id"] == id_
+            assert outs[id_]["headers"]["traceparent"] == "00-%s-%s-01" % (trace, publish["spanId"])
+            assert "asya-sent-at" in outs[id_]["headers"]
+            assert ids[publish["spanId"]] is publish
+        # The spans of one runtime call share its start and end; their number is its batch size,
+        # and each item has its own index in it.
+        batches = {}
+        for call in calls:
+            batches.setdefault((call.start, call.end), []).append(call)
+        assert sum(len(b) for b in batches.values()) == 6
+        for batch in batches.values():
+            assert {c.attrs["asya.batch_size"] for c in batch} == {len(batch)}, batch
+            assert sorted(c.attrs["asya.batch_index"] for c in batch) == list(range(len(batch)))
+        assert max(len(b) for b in batches.values()) > 1, batches
+    finally:
+        receiver.close()

@@ -114,7 +114,7 @@ std::optional<json::object> GenericFeatures::log_message(const std::string& sess
 }
 
 awaitable<std::optional<GenericAnswer>> GenericFeatures::answer(const std::string& session_id,
-                                                                const std::string& owner,
+                                                                const Caller& caller,
                                                                 const std::string& method,
                                                                 const json::object& params) {
   if (method == "logging/setLevel") {
@@ -155,7 +155,7 @@ awaitable<std::optional<GenericAnswer>> GenericFeatures::answer(const std::strin
         {"mimeType", "application/json"}};
     co_return ok(json::object{{"resourceTemplates", json::array{job_template}}});
   }
-  if (method == "resources/read") co_return co_await read_resource(params, owner);
+  if (method == "resources/read") co_return co_await read_resource(params, caller);
   if (method == "prompts/list") co_return ok(json::object{{"prompts", json::array{}}});
   if (method == "prompts/get") {
     co_return invalid("unknown prompt " +
@@ -214,7 +214,7 @@ GenericAnswer GenericFeatures::complete(const std::string& session_id,
 }
 
 awaitable<GenericAnswer> GenericFeatures::read_resource(const json::object& params,
-                                                        const std::string& owner) {
+                                                        const Caller& caller) {
   std::string uri = string_member(params, "uri");
   if (!starts_with(uri, kJobUriPrefix) || uri.size() == std::string(kJobUriPrefix).size()) {
     co_return invalid("resources/read needs params.uri of the form asya://jobs/{id}, got " +
@@ -224,8 +224,10 @@ awaitable<GenericAnswer> GenericFeatures::read_resource(const json::object& para
   auto work = [this, id] { return service_.store().get(id); };
   auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
   if (!job.ok()) co_return GenericAnswer{std::nullopt, kInternalError, job.error().message};
-  // Another caller's task reads like a job that does not exist.
-  if (!job.value() || (job.value()->task && job.value()->owner != owner)) {
+  // Another caller's task reads like a job that does not exist; with isolated callers, so does
+  // any job of another caller.
+  if (!job.value() || (job.value()->task && job.value()->owner != caller.owner) ||
+      !caller.may_see(*job.value())) {
     GenericAnswer missing{std::nullopt, kResourceNotFound,
                           "Resource not found: \"" + uri + "\" (no job with id \"" + id + "\")"};
     co_return missing;

@@ -59,9 +59,10 @@ class GenericFeatures {
   static void add_capabilities(boost::json::object& capabilities);
 
   // Answers `method` when it is one of the generic methods; nullopt for any other method.
-  // `owner` is the caller (mcp/tasks.hpp, task_owner): another owner's task reads as unknown.
+  // `caller` is who asks (Caller, service.hpp): another owner's task reads as unknown, and so
+  // does any job of another owner when callers are isolated (several client tokens).
   boost::asio::awaitable<std::optional<GenericAnswer>> answer(const std::string& session_id,
-                                                              const std::string& owner,
+                                                              const Caller& caller,
                                                               const std::string& method,
                                                               const boost::json::object& params);
 
@@ -89,7 +90,7 @@ class GenericFeatures {
   SessionState& session(const std::string& session_id);
   GenericAnswer complete(const std::string& session_id, const boost::json::object& params) const;
   boost::asio::awaitable<GenericAnswer> read_resource(const boost::json::object& params,
-                                                      const std::string& owner);
+                                                      const Caller& caller);
 
   Service& service_;
   std::map<std::string, SessionState> sessions_;

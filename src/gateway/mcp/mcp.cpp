@@ -239,12 +239,13 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   // the version negotiated at initialize. The transport spec says a client SHOULD (not MUST) send
   // the negotiated one, and the official conformance suite (server-sse-multiple-streams) sends
   // 2025-03-26 in a 2025-11-25 session, so another supported version is accepted.
-  const std::string owner = task_owner(request.header("Authorization"), !options_.token.empty());
+  const Caller caller = api::caller_of(options_, request.header("Authorization"));
+  const std::string owner = caller.owner;
   const bool tasks_enabled = session_version == "2025-11-25";
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.
   // `raw_arguments` is the text of params.arguments as sent ("" for a batch: printed again);
   // `flight` (may be null) is where notifications/cancelled marks this request.
-  auto dispatch = [this, owner, tasks_enabled, session_id](
+  auto dispatch = [this, caller, owner, tasks_enabled, session_id](
                       const json::object& m, Notify notify, std::string raw_arguments,
                       std::shared_ptr<InFlight> flight) -> awaitable<RpcOutcome> {
     std::string method(m.at("method").as_string());
@@ -270,7 +271,7 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
       auto answered = co_await task_method(method, params, owner, notify, flight);
       if (answered) co_return std::move(*answered);
     }
-    if (auto generic = co_await generic_.answer(session_id, owner, method, params))
+    if (auto generic = co_await generic_.answer(session_id, caller, method, params))
       co_return RpcOutcome{std::move(generic->result), generic->code, generic->message};
     if (method != "tools/call") {
       co_return RpcOutcome{std::nullopt, kMethodNotFound, "Method not found: \"" + method + "\""};

@@ -134,7 +134,9 @@ awaitable<Response> McpEndpoint::open_stream(const http::Request& request) {
     auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
     if (!job.ok())
       co_return stream_error(503, "Service Unavailable: job store: " + job.error().message);
-    if (!job.value()) {
+    // Another caller's job (callers isolated: several client tokens) reads as unknown.
+    Caller caller = api::caller_of(options_, request.header("Authorization"));
+    if (!job.value() || !caller.may_see(*job.value())) {
       co_return stream_error(404, "Not Found: Last-Event-ID \"" + last_event_id +
                                       "\" names job \"" + job_id + "\", which does not exist");
     }

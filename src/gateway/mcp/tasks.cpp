@@ -121,21 +121,7 @@ std::optional<TaskCursor> decode_task_cursor(std::string_view text) {
 }
 
 std::string task_owner(const std::string& authorization_header, bool tokens_configured) {
-  if (!tokens_configured) return "";
-  std::string token = authorization_header;
-  auto space = token.find_first_of(" \t");
-  if (space != std::string::npos) token = token.substr(space);
-  auto begin = token.find_first_not_of(" \t");
-  auto end = token.find_last_not_of(" \t");
-  token = begin == std::string::npos ? "" : token.substr(begin, end - begin + 1);
-  std::uint64_t hash = 1469598103934665603ull;  // FNV-1a 64
-  for (unsigned char c : token) {
-    hash ^= c;
-    hash *= 1099511628211ull;
-  }
-  char hex[17];
-  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
-  return std::string("token:") + hex;
+  return api::token_owner(authorization_header, tokens_configured);
 }
 
 }  // namespace mcp

@@ -46,9 +46,10 @@ Result<std::optional<std::int64_t>> parse_task_parameter(const boost::json::valu
 std::string encode_task_cursor(const TaskCursor& cursor);
 std::optional<TaskCursor> decode_task_cursor(std::string_view text);
 
-// Who a request comes from, for listing only the caller's tasks: "" when the gateway has no
-// client token (every caller is the same), else "token:" + a 64-bit FNV-1a fingerprint (hex) of
-// the bearer token the request presented (the gateway already checked it is one of its tokens).
+// Who a request comes from, for listing only the caller's tasks: api::token_owner (api.hpp), ""
+// when the gateway has no client token (every caller is the same), else "token:" + a 64-bit
+// FNV-1a fingerprint (hex) of the bearer token the request presented (the gateway already
+// checked it is one of its tokens).
 std::string task_owner(const std::string& authorization_header, bool tokens_configured);
 
 }  // namespace asya::gateway::mcp

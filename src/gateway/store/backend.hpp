@@ -63,11 +63,12 @@ class StorageBackend {
 
   // Inside a transaction:
   Result<std::optional<std::string>> load_job(const std::string& job_id);
-  // `created_ms` and `tool` are written on insert only (the list_jobs columns).
+  // `created_ms`, `tool`, `trace_id` and `owner` are written on insert only (the list_jobs
+  // columns; they never change).
   Status save_job(const std::string& job_id, JobStatus status,
                   std::optional<std::int64_t> deadline_ms, const std::string& document, bool insert,
                   std::int64_t created_ms = 0, const std::string& tool = "",
-                  const std::string& trace_id = "");
+                  const std::string& trace_id = "", const std::string& owner = "");
   Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id);
   Status add_envelope(const std::string& envelope_id, const std::string& job_id);
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
@@ -88,10 +89,10 @@ class StorageBackend {
       std::int64_t limit);
 
   // Job documents for JobStore::list_jobs: (document, created_ms), newest first, older than
-  // (before_created_ms, before_id); "" status or tool matches any.
+  // (before_created_ms, before_id); "" status or tool matches any, nullopt owner too.
   Result<std::vector<std::pair<std::string, std::int64_t>>> list_jobs(
-      const std::string& status, const std::string& tool, std::int64_t before_created_ms,
-      const std::string& before_id, std::int64_t limit);
+      const std::string& status, const std::string& tool, const std::optional<std::string>& owner,
+      std::int64_t before_created_ms, const std::string& before_id, std::int64_t limit);
 
   // The job with gateway_jobs.trace_id = trace_id.
   Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);

@@ -11,9 +11,10 @@ Result<JobPage> list_job_page(StorageBackend& backend, const JobFilter& filter,
                               const std::optional<JobCursor>& after, std::size_t limit) {
   std::string status = filter.status ? job_status_name(*filter.status) : "";
   // One more than asked tells whether another page follows.
-  auto rows = backend.list_jobs(
-      status, filter.tool, after ? after->created_ms : std::numeric_limits<std::int64_t>::max(),
-      after ? after->id : std::string(), static_cast<std::int64_t>(limit) + 1);
+  auto rows =
+      backend.list_jobs(status, filter.tool, filter.owner,
+                        after ? after->created_ms : std::numeric_limits<std::int64_t>::max(),
+                        after ? after->id : std::string(), static_cast<std::int64_t>(limit) + 1);
   if (!rows.ok()) return rows.error();
   JobPage page;
   for (std::size_t i = 0; i < rows.value().size() && i < limit; ++i) {

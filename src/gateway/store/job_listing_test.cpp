@@ -183,6 +183,7 @@ TEST(JobListingMigration, AVersion3DatabaseIsMigratedAndItsJobsListed) {
   sqlite3* db = nullptr;
   ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
   const char* downgrade =
+      "DROP INDEX gateway_jobs_owner; ALTER TABLE gateway_jobs DROP COLUMN owner; "
       "DROP INDEX gateway_jobs_created; DROP INDEX gateway_jobs_trace; "
       "ALTER TABLE gateway_jobs DROP COLUMN created_ms; ALTER TABLE gateway_jobs DROP COLUMN tool; "
       "ALTER TABLE gateway_jobs DROP COLUMN trace_id; DROP TABLE gateway_spans; "

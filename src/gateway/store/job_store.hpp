@@ -230,7 +230,8 @@ struct SpanWrite {
 // Which jobs list_jobs returns: every job unless a field is set.
 struct JobFilter {
   std::optional<JobStatus> status;
-  std::string tool;  // "" any
+  std::string tool;                    // "" any
+  std::optional<std::string> owner{};  // only jobs with this Job::owner ("" too); nullopt: any
 };
 
 // Where a page of list_jobs() continues: after (older than) the job created at created_ms with
@@ -304,7 +305,7 @@ class JobStore {
                                       std::size_t limit) = 0;
 
   // The jobs matching `filter`, newest first (by creation time, then id), at most `limit`,
-  // older than `after` when given.
+  // older than `after` when given. Filtering by owner reads an index (owner, created_ms, id).
   virtual Result<JobPage> list_jobs(const JobFilter& filter, const std::optional<JobCursor>& after,
                                     std::size_t limit) = 0;
 

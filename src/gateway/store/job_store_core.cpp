@@ -487,7 +487,7 @@ class JobStoreCore final : public JobStore {
     std::optional<std::int64_t> deadline;
     if (job.deadline) deadline = to_ms(*job.deadline);
     Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert,
-                                      to_ms(job.created_at), job.tool, job.trace_id);
+                                      to_ms(job.created_at), job.tool, job.trace_id, job.owner);
     if (!saved.ok()) return saved;
     if (insert) {
       Status added = backend_->add_envelope(job.id, job.id);

@@ -66,10 +66,18 @@ CREATE TABLE IF NOT EXISTS gateway_spans (
 CREATE INDEX IF NOT EXISTS gateway_spans_job ON gateway_spans(job_id, start_ns);
 CREATE INDEX IF NOT EXISTS gateway_spans_received ON gateway_spans(received_ms);
 )sql",
+    // 5: the owner of every job (the caller's token fingerprint, Job::owner), so GET /envelopes
+    // lists only the caller's jobs when several client tokens are configured. Jobs of earlier
+    // versions get it from their documents (backfill_job_columns).
+    R"sql(
+ALTER TABLE gateway_jobs ADD COLUMN owner TEXT;
+CREATE INDEX IF NOT EXISTS gateway_jobs_owner ON gateway_jobs(owner, created_ms, id);
+)sql",
 };
 
-// The schema version that added gateway_jobs.created_ms and .tool.
-constexpr std::int64_t kJobColumnsVersion = 4;
+// The schema version that added the last of the gateway_jobs columns filled from the documents
+// (4: created_ms, tool; 5: owner).
+constexpr std::int64_t kJobColumnsVersion = 5;
 
 // The first column of the first row, if any.
 Result<std::optional<std::string>> first_text(Result<std::vector<SqlRow>> rows) {
@@ -83,16 +91,19 @@ Status done(const Result<std::vector<SqlRow>>& rows) {
   return Status::Ok();
 }
 
-// Fills created_ms and tool of jobs written before those columns existed, from their documents.
+// Fills created_ms, tool and owner of jobs written before those columns existed, from their
+// documents (a job started before owners were recorded, e.g. by a REST call, has owner "").
 Status backfill_job_columns(StorageBackend& backend) {
-  auto rows = backend.query("reading jobs to backfill",
-                            "SELECT id, document FROM gateway_jobs WHERE created_ms IS NULL");
+  auto rows = backend.query(
+      "reading jobs to backfill",
+      "SELECT id, document FROM gateway_jobs WHERE created_ms IS NULL OR owner IS NULL");
   if (!rows.ok()) return rows.error();
   for (const auto& row : rows.value()) {
     Job job = job_from_document(row.at(1));
-    auto updated = backend.query("backfilling job " + row.at(0),
-                                 "UPDATE gateway_jobs SET created_ms = $2, tool = $3 WHERE id = $1",
-                                 {row.at(0), to_ms(job.created_at), job.tool});
+    auto updated = backend.query(
+        "backfilling job " + row.at(0),
+        "UPDATE gateway_jobs SET created_ms = $2, tool = $3, owner = $4 WHERE id = $1",
+        {row.at(0), to_ms(job.created_at), job.tool, job.owner});
     if (!updated.ok()) return updated.error();
   }
   return Status::Ok();
@@ -149,15 +160,16 @@ Result<std::optional<std::string>> StorageBackend::read_job(const std::string& j
 Status StorageBackend::save_job(const std::string& job_id, JobStatus status,
                                 std::optional<std::int64_t> deadline_ms,
                                 const std::string& document, bool insert, std::int64_t created_ms,
-                                const std::string& tool, const std::string& trace_id) {
+                                const std::string& tool, const std::string& trace_id,
+                                const std::string& owner) {
   SqlArg deadline = nullptr;
   if (deadline_ms) deadline = *deadline_ms;
   if (insert) {
     return done(query("saving job " + job_id,
                       "INSERT INTO gateway_jobs(id, status, deadline_ms, document, created_ms, "
-                      "tool, trace_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                      "tool, trace_id, owner) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                       {job_id, std::string(job_status_name(status)), deadline, document, created_ms,
-                       tool, trace_id.empty() ? SqlArg(nullptr) : SqlArg(trace_id)}));
+                       tool, trace_id.empty() ? SqlArg(nullptr) : SqlArg(trace_id), owner}));
   }
   return done(
       query("saving job " + job_id,
@@ -232,14 +244,21 @@ Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_t
 }
 
 Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_jobs(
-    const std::string& status, const std::string& tool, std::int64_t before_created_ms,
-    const std::string& before_id, std::int64_t limit) {
-  auto rows = query("listing jobs",
-                    "SELECT document, created_ms FROM gateway_jobs WHERE "
-                    "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
-                    "(created_ms < $3 OR (created_ms = $3 AND id < $4)) "
-                    "ORDER BY created_ms DESC, id DESC LIMIT $5",
-                    {status, tool, before_created_ms, before_id, limit});
+    const std::string& status, const std::string& tool, const std::optional<std::string>& owner,
+    std::int64_t before_created_ms, const std::string& before_id, std::int64_t limit) {
+  // Two statements rather than "($6 IS NULL OR owner = $6)": a plain equality lets both
+  // databases walk the gateway_jobs_owner index in order.
+  const char* sql = owner ? "SELECT document, created_ms FROM gateway_jobs WHERE owner = $6 AND "
+                            "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
+                            "(created_ms < $3 OR (created_ms = $3 AND id < $4)) "
+                            "ORDER BY created_ms DESC, id DESC LIMIT $5"
+                          : "SELECT document, created_ms FROM gateway_jobs WHERE "
+                            "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
+                            "(created_ms < $3 OR (created_ms = $3 AND id < $4)) "
+                            "ORDER BY created_ms DESC, id DESC LIMIT $5";
+  std::vector<SqlArg> args{status, tool, before_created_ms, before_id, limit};
+  if (owner) args.emplace_back(*owner);
+  auto rows = query("listing jobs", sql, args);
   if (!rows.ok()) return rows.error();
   std::vector<std::pair<std::string, std::int64_t>> out;
   out.reserve(rows.value().size());

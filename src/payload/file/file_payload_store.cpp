@@ -37,6 +37,7 @@ class FilePayloadStore : public PayloadStore {
     options.temporary_path = dir_ / "tmp" /
                              fmt::format("{}.{}.{}.tmp", final_path.filename().string(), ::getpid(),
                                          counter_.fetch_add(1));
+    if (key.starts_with("objects/")) options.failpoint = "payload.file_before_rename";
     Status written = write_file_atomically(final_path, bytes, options);
     if (!written && !fs::is_directory(final_path.parent_path(), ec)) {
       // A sweep removed the (then empty) directory between create_directories and the rename.
