@@ -174,5 +174,9 @@ boost::json::object job_meta(const std::string& job_id);
 // published design (the endpoint itself serves every job).
 boost::json::object async_result(const std::string& job_id, bool progress);
 
+// Parses a request body that must be a JSON object; on failure sets `error` to a 400 response
+// saying why (not JSON, or what it was instead).
+std::optional<boost::json::object> parse_body(const std::string& body, http::Response& error);
+
 }  // namespace api
 }  // namespace asya::gateway
