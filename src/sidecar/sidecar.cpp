@@ -315,7 +315,8 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   const bool tracked = reporter_ && parsed && tracked_by_gateway(parsed->route_metadata_raw);
   Hop hop(tracing_, parsed ? &*parsed : nullptr, delivery, tracked);
   Decision decision;
-  if (auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now())) {
+  auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now());
+  if (early && !(join_ && join::JoinActor::stores_despite(*early))) {
     decision = std::move(*early);
   } else if (join_) {
     decision = join_->on_branch(delivery, *parsed);

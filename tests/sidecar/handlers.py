@@ -152,6 +152,18 @@ def combine(parts):
     return {"parts": parts}
 
 
+def combine_raises(parts):
+    """A join handler that always fails the whole group."""
+    _mark("combine-raises-%d" % time.time_ns())
+    raise ValueError("combine_raises refuses %d parts" % len(parts))
+
+
+def combine_dies(parts):
+    """A join handler whose runtime dies on every group (as after an out-of-memory kill)."""
+    _mark("combine-dies-%d" % time.time_ns())
+    os._exit(1)
+
+
 def combine_inner(parts):
     return {"outer": parts[0]["outer"], "inner": [p["i"] for p in parts]}
 

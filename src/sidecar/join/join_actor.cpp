@@ -6,6 +6,7 @@
 #include <cstdlib>
 
 #include "common/random_id.hpp"
+#include "envelope/build.hpp"
 #include "envelope/fanout.hpp"
 #include "sidecar/join/join_input.hpp"
 
@@ -117,6 +118,14 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
   auto put = store_->put_branch(branch);
   Decision d;
   if (!put) {
+    const int limit = router_.options().max_deliveries;
+    if (delivery.delivery_count > static_cast<std::uint32_t>(limit))
+      return router_.error_end(
+          in, FailureCode::kMaxDeliveriesExceeded,
+          fmt::format("delivered {} times, more than ASYA_MAX_DELIVERIES={}, and the join store "
+                      "cannot store branch {} of group {}: {}",
+                      delivery.delivery_count, limit, frame.index, frame.group,
+                      put.error().message));
     spdlog::warn(
         "join store: cannot store branch {} of group {}: {}; the message is delivered "
         "again",
@@ -153,20 +162,31 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
       spdlog::info("join: {} group(s) timed out after ASYA_JOIN_TIMEOUT={}", *expired,
                    format_duration(config_.timeout));
   }
-  // A claim outlives the runtime call it covers, so a live replica never loses it midway.
-  const auto lease = runtime_timeout_ + std::chrono::seconds(30);
   while (!stop()) {
-    auto claimed = store_->claim(router_.options().actor, owner_, lease);
+    // One owner name per claim, not per process: a worker whose lease ran out must not mistake
+    // another worker's claim of the same group for its own.
+    const std::string owner = fmt::format("{}.{}", owner_, claims_.fetch_add(1) + 1);
+    auto claimed = store_->claim(router_.options().actor, owner, lease());
     if (!claimed) {
       spdlog::warn("join store: cannot claim a decided group: {}", claimed.error().message);
       break;
     }
     if (!*claimed) break;
-    if (!publish(**claimed, client, scratch, report)) {
-      // Tried again soon (by any replica), not only when the lease would have run out.
-      if (auto released = store_->release((*claimed)->group, owner_, std::chrono::seconds(1));
+    const ClaimedGroup& group = **claimed;
+    Attempt attempt = publish(group, client, scratch, report);
+    if (attempt.outcome == Attempt::Outcome::kLeaseLost) break;
+    if (attempt.outcome == Attempt::Outcome::kRetry) {
+      // Claimed again after a backoff (by any replica), not only when the lease runs out; the
+      // next claim counts one more attempt and sees why this one failed.
+      const auto retry_after = router_.backoff(static_cast<int>(group.attempts));
+      spdlog::warn(
+          "join: group {}: attempt {} failed: {}; claimed again in {} (at most "
+          "ASYA_MAX_DELIVERIES={} claims)",
+          group.group, group.attempts, attempt.error, format_duration(retry_after),
+          router_.options().max_deliveries);
+      if (auto released = store_->release(group.group, group.owner, retry_after, attempt.error);
           !released)
-        spdlog::warn("join store: cannot release group {}: {}", (*claimed)->group,
+        spdlog::warn("join store: cannot release group {}: {}", group.group,
                      released.error().message);
       break;
     }
@@ -175,69 +195,122 @@ PublishReport JoinActor::publish_decided(wire::RuntimeClient& client, wire::Fram
   return report;
 }
 
-bool JoinActor::send_all(const Decision& decision) {
-  for (const Outgoing& out : decision.sends) {
-    if (Status st = transport_.send(out.queue, out.body, out.delay); !st) {
-      spdlog::warn("join: send to {} failed: {}; the group is published again later", out.queue,
-                   st.message());
-      return false;
-    }
-  }
-  return true;
+bool JoinActor::still_ours(const ClaimedGroup& group) {
+  auto renewed = store_->renew(group.group, group.owner, lease());
+  if (renewed && *renewed) return true;
+  if (!renewed)
+    spdlog::warn("join store: cannot renew the lease of group {}: {}; not publishing it now",
+                 group.group, renewed.error().message);
+  else
+    spdlog::warn(
+        "join: group {}: its lease expired and another replica claimed it; that replica "
+        "publishes it",
+        group.group);
+  return false;
 }
 
-bool JoinActor::publish(const ClaimedGroup& group, wire::RuntimeClient& client,
-                        wire::FrameBuffer& scratch, PublishReport& report) {
+JoinActor::Attempt JoinActor::send_and_finish(const ClaimedGroup& group,
+                                              const envelope::Envelope* in,
+                                              const Decision& decision) {
+  if (in && before_send_) before_send_(*in, group);
+  // The lease is renewed right before sending: a replica whose lease ran out meanwhile (a slow
+  // runtime call, a gateway that kept it waiting) sends nothing, so the replica that claimed the
+  // group after it is the only one to publish it.
+  if (!still_ours(group)) return {Attempt::Outcome::kLeaseLost, {}};
+  for (const Outgoing& out : decision.sends) {
+    if (Status st = transport_.send(out.queue, out.body, out.delay); !st)
+      return {Attempt::Outcome::kRetry,
+              fmt::format("send to {} failed: {}", out.queue, st.message())};
+  }
+  auto finished = store_->finish(group.group, group.owner);
+  if (!finished)
+    spdlog::warn(
+        "join store: cannot finish group {}: {}; it may be published again, with the same "
+        "ids",
+        group.group, finished.error().message);
+  else if (!*finished)
+    spdlog::error(
+        "join: group {} was claimed by another replica while its outputs were sent (the lease of "
+        "{} ran out during the send): it is published again, with the same ids",
+        group.group, format_duration(lease()));
+  return {Attempt::Outcome::kPublished, {}};
+}
+
+JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeClient& client,
+                                      wire::FrameBuffer& scratch, PublishReport& report) {
+  const RouterOptions& options = router_.options();
   auto head = parse_head(group.head);
   if (!head) {
-    spdlog::error("join: group {}: {}", group.group, head.error().message);
-    return false;
+    // The head was written by a sidecar from a parsed envelope, so this is not expected; trying
+    // again cannot help, so the stored text goes to error-end as an unparseable message would.
+    const std::string why = fmt::format("join group {}: {}", group.group, head.error().message);
+    spdlog::error("join: {}", why);
+    Decision d;
+    Outgoing out;
+    out.queue = options.error_end_queue;
+    out.body = envelope::wrap_unparseable(group.head, options.actor, why);
+    out.type = MessageType::kErrorEnd;
+    d.sends.push_back(std::move(out));
+    return send_and_finish(group, nullptr, d);
   }
-  const envelope::Envelope& in = head->envelope;
+  // Each claim is one attempt (PROTOCOL §4a): ASYA_RETRY_MAX_ATTEMPTS counts claims, so the input
+  // the router decides with carries the claim's number as its asya-attempt.
+  std::string numbered;
+  envelope::Envelope attempt_in;
+  const envelope::Envelope* in = &head->envelope;
+  if (group.attempts > 1) {
+    numbered = envelope::with_attempt(*in, static_cast<int>(group.attempts));
+    if (auto parsed = envelope::parse(numbered)) {
+      attempt_in = std::move(*parsed);
+      in = &attempt_in;
+    }
+  }
   Decision decision;
-  if (group.reason == DecidedBecause::kTimeout && config_.on_timeout == OnTimeout::kError) {
+  if (group.attempts > static_cast<std::size_t>(options.max_deliveries)) {
     decision = router_.error_end(
-        in, FailureCode::kJoinTimeout,
+        *in, FailureCode::kMaxDeliveriesExceeded,
+        fmt::format("join group {} of {} branches was claimed {} times without being published, "
+                    "more than ASYA_MAX_DELIVERIES={}; last error: {}",
+                    group.group, group.count, group.attempts, options.max_deliveries,
+                    group.last_error.empty()
+                        ? std::string("none recorded (a replica stopped while publishing it)")
+                        : group.last_error));
+  } else if (group.reason == DecidedBecause::kTimeout && config_.on_timeout == OnTimeout::kError) {
+    decision = router_.error_end(
+        *in, FailureCode::kJoinTimeout,
         fmt::format("join group {}: {} of {} branches arrived within ASYA_JOIN_TIMEOUT={}; "
                     "missing indexes: {}",
                     group.group, group.count - group.missing.size(), group.count,
                     format_duration(config_.timeout), indexes_text(group.missing)));
   } else {
     auto body = build_join_input(*store_, group);
-    if (!body) {
-      spdlog::error("join: group {}: cannot read its branches: {}", group.group,
-                    body.error().message);
-      return false;
-    }
+    if (!body)
+      return {Attempt::Outcome::kRetry,
+              fmt::format("cannot read its branches: {}", body.error().message)};
     transport::Delivery delivery;
     delivery.body = std::move(*body);
     wire::CallResult call = client.call(delivery.body, scratch, runtime_timeout_);
-    decision = router_.after_runtime(in, delivery, call, scratch.view(), /*response_padded=*/true);
+    decision = router_.after_runtime(*in, delivery, call, scratch.view(), /*response_padded=*/true);
     if (scratch.capacity() > (4u << 20)) scratch.release();
     if (decision.wait_for_runtime) report.runtime_unavailable = true;
     if (decision.runtime_unhealthy) report.runtime_unhealthy = true;
     if (call.status != wire::CallStatus::kOk ||
         decision.failure == FailureCode::kRuntimeProtocolError)
       client.disconnect();
-    if (decision.then == Then::kNack || decision.retried) {
-      // Tried again by whichever replica claims the group once this lease expired.
-      spdlog::warn("join: group {}: runtime call failed ({}): {}; published again later",
-                   group.group, decision.failure.label(), decision.failure_message);
-      return false;
-    }
+    if (decision.then == Then::kNack || decision.retried)
+      return {Attempt::Outcome::kRetry,
+              fmt::format("runtime call failed ({}): {}", decision.failure.label(),
+                          decision.failure_message)};
   }
-  if (before_send_) before_send_(in, group);
-  if (!send_all(decision)) return false;
-  auto finished = store_->finish(group.group, owner_);
-  if (!finished)
-    spdlog::warn("join store: cannot finish group {}: {}", group.group, finished.error().message);
-  else if (!*finished)
-    spdlog::warn("join: group {} was claimed by another replica meanwhile (lease expired)",
-                 group.group);
-  spdlog::info("join: group {} of {} branches {} ({} failed, {} missing)", group.group, group.count,
-               group.reason == DecidedBecause::kComplete ? "joined" : "timed out",
-               group.failed.size(), group.missing.size());
-  return true;
+  Attempt sent = send_and_finish(group, in, decision);
+  if (sent.outcome == Attempt::Outcome::kPublished)
+    spdlog::info("join: group {} of {} branches {} ({} failed, {} missing, attempt {})",
+                 group.group, group.count,
+                 decision.failure ? fmt::format("failed ({})", decision.failure.label())
+                 : group.reason == DecidedBecause::kComplete ? std::string("joined")
+                                                             : std::string("timed out"),
+                 group.failed.size(), group.missing.size(), group.attempts);
+  return sent;
 }
 
 }  // namespace asya::sidecar::join

@@ -2,7 +2,12 @@
 // acked without calling the runtime; when its group is decided (complete, or timed out), one
 // replica claims it, builds the join input, calls the runtime once and routes the answer like any
 // other (Router), then finishes the group. A replica that dies after claiming loses its lease and
-// another one publishes the group again, with the same output ids.
+// another one publishes the group again, with the same output ids. The lease is renewed right
+// before the outputs are sent, and nothing is sent when it was lost meanwhile, so two live
+// replicas never both publish a group. Each claim is an attempt: a group whose publishing keeps
+// failing goes to error-end once its claims exceed ASYA_MAX_DELIVERIES (max_deliveries_exceeded,
+// naming the group, the attempts and the last error), and a retryable runtime failure is retried
+// while ASYA_RETRY_MAX_ATTEMPTS allows, counting claims as attempts.
 //
 // Threads: on_branch() and publish_decided() may be called from every worker thread at once (each
 // with its own runtime connection); the store serialises what must be.
@@ -10,6 +15,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -59,9 +65,18 @@ class JoinActor {
                                          std::chrono::milliseconds runtime_timeout,
                                          std::function<GatewayReporter*()> reporter);
 
-  // Decides a branch message `in` that reached this join (before_runtime found nothing wrong):
-  // stores it and acks (no sends), nacks with a backoff when the store failed, or sends it to
-  // error-end with join_group_missing when it carries no group data.
+  // Whether on_branch() takes a message that Router::before_runtime() stopped with `early`: a
+  // branch delivered more than ASYA_MAX_DELIVERIES times is still stored (the runtime is not
+  // called for a branch, and sending it to error-end would leave its group incomplete for good).
+  static bool stores_despite(const Decision& early) {
+    return early.failure == FailureCode::kMaxDeliveriesExceeded;
+  }
+
+  // Decides a branch message `in` that reached this join (before_runtime found nothing wrong, or
+  // only what stores_despite() accepts): stores it and acks (no sends), nacks with a backoff when
+  // the store failed (error-end with max_deliveries_exceeded and the store's error once the
+  // delivery count exceeds ASYA_MAX_DELIVERIES), or sends it to error-end with join_group_missing
+  // when it carries no group data.
   Decision on_branch(const transport::Delivery& delivery, const envelope::Envelope& in);
 
   // Expires timed-out groups (at most once a second per process), then claims and publishes
@@ -80,10 +95,24 @@ class JoinActor {
   JoinStore& store() { return *store_; }
 
  private:
-  // Publishes one claimed group; false when it must be tried again later (lease left to expire).
-  bool publish(const ClaimedGroup& group, wire::RuntimeClient& client, wire::FrameBuffer& scratch,
-               PublishReport& report);
-  bool send_all(const Decision& decision);
+  // What one attempt at publishing a claimed group came to.
+  struct Attempt {
+    enum class Outcome {
+      kPublished,  // outputs sent (or the group sent to error-end) and the group finished
+      kRetry,      // not published: released, claimed again after a backoff
+      kLeaseLost,  // another replica claimed it meanwhile: nothing sent, nothing to release
+    };
+    Outcome outcome = Outcome::kPublished;
+    std::string error;  // kRetry: why, kept as the group's last error
+  };
+  Attempt publish(const ClaimedGroup& group, wire::RuntimeClient& client,
+                  wire::FrameBuffer& scratch, PublishReport& report);
+  // Renews the lease, sends the decision's outputs and finishes the group.
+  Attempt send_and_finish(const ClaimedGroup& group, const envelope::Envelope* in,
+                          const Decision& decision);
+  // false (and a log line) when `group` is no longer leased to this process.
+  bool still_ours(const ClaimedGroup& group);
+  std::chrono::milliseconds lease() const { return runtime_timeout_ + config_.claim_lease_extra; }
 
   JoinConfig config_;
   std::unique_ptr<JoinStore> store_;
@@ -91,7 +120,8 @@ class JoinActor {
   transport::Transport& transport_;
   std::chrono::milliseconds runtime_timeout_;
   BeforeSend before_send_;
-  std::string owner_;  // this process's name on claimed groups
+  std::string owner_;  // this process's name; each claim's owner is owner_.<claim number>
+  std::atomic<std::uint64_t> claims_{0};
   std::atomic<std::int64_t> last_expire_ms_{0};
   std::atomic<bool> decided_{false};  // this process decided a group since the last claim
 };

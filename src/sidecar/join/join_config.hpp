@@ -20,6 +20,9 @@ struct JoinConfig {
   // ASYA_JOIN_STORE: where branches wait. Default: sqlite://<directory of
   // ASYA_SQLITE_PATH>/joins.db, next to the queues, so `asya up` needs nothing new.
   std::string store_url;
+  // A replica's claim on a decided group lasts ASYA_RUNTIME_TIMEOUT plus this (PROTOCOL §4a). Not
+  // read from the environment; unit tests shorten it.
+  std::chrono::milliseconds claim_lease_extra{std::chrono::seconds(30)};
 };
 
 // Reads the variables above; throws ConfigError naming the variable, the value and what is

@@ -8,9 +8,13 @@
 //                 transaction, decides completion: the branch that makes the group complete writes
 //                 an outbox row. A sidecar acks the branch message only after put_branch returned.
 //   expire()      decides groups whose timeout passed (outbox row with reason timeout).
-//   claim()       leases one outbox row to a replica for `lease`; a replica that dies between
-//                 claiming and finish() loses the lease, and another replica claims it again, so a
-//                 decided group is always published (at least once, always with the same id).
+//   claim()       leases one outbox row to a replica for `lease` and counts the attempt; a replica
+//                 that dies between claiming and finish() loses the lease, and another replica
+//                 claims it again, so a decided group is always published (at least once, always
+//                 with the same id).
+//   renew()       extends the caller's lease right before it sends, and tells it when the lease
+//                 was lost meanwhile (another replica claimed the group after it expired): the
+//                 caller then sends nothing, so two replicas never publish one group at once.
 //   read_branches() streams the group's stored branches in index order (never all in memory).
 //   finish()      deletes the outbox row and the branches and keeps a tombstone, so a branch
 //                 delivered again after its group was published is recognised (kAlreadyJoined)
@@ -73,11 +77,16 @@ enum class DecidedBecause { kComplete, kTimeout };
 // A decided group leased to the caller by claim().
 struct ClaimedGroup {
   std::string group;
+  std::string owner;  // who it is leased to: claim()'s `owner`
   DecidedBecause reason = DecidedBecause::kComplete;
   std::size_t count = 0;
   std::string head;
   std::vector<std::size_t> failed;   // indexes of failed branches, ascending
   std::vector<std::size_t> missing;  // indexes never stored (only for kTimeout), ascending
+  // Claims of this group so far, this one included (1 on the first): a group whose publishing
+  // keeps failing is stopped by the caller's attempt limit (PROTOCOL §4a).
+  std::size_t attempts = 0;
+  std::string last_error;  // why the previous attempt failed (release()); empty when none said
 };
 
 class JoinStore {
@@ -98,8 +107,9 @@ class JoinStore {
   virtual Result<std::size_t> expire(std::chrono::system_clock::time_point now) = 0;
 
   // Leases one decided, unpublished group of join actor `actor` to `owner` for `lease` (one whose
-  // lease expired counts as unleased); nullopt when there is none. Several join actors may share
-  // one store (nested joins, `asya up`'s one joins.db): each claims only its own groups.
+  // lease expired counts as unleased) and counts the claim in its `attempts`; nullopt when there
+  // is none. Several join actors may share one store (nested joins, `asya up`'s one joins.db):
+  // each claims only its own groups.
   virtual Result<std::optional<ClaimedGroup>> claim(std::string_view actor, std::string_view owner,
                                                     std::chrono::milliseconds lease) = 0;
 
@@ -109,11 +119,17 @@ class JoinStore {
       std::string_view group,
       const std::function<Status(std::size_t, bool, std::string_view)>& each) = 0;
 
+  // `owner`'s lease of `group` now ends `lease` from now. Returns false (nothing changed) when the
+  // group is not leased to `owner` any more: its lease expired and another replica claimed it, or
+  // it was finished. A lease that expired but that nobody claimed since is still the owner's.
+  virtual Result<bool> renew(std::string_view group, std::string_view owner,
+                             std::chrono::milliseconds lease) = 0;
+
   // Publishing failed (the runtime was unavailable, a send failed): `owner`'s lease now ends
-  // `retry_after` from now instead, so the group is claimed again soon. Not an error when the
-  // lease was lost meanwhile.
+  // `retry_after` from now instead, so the group is claimed again soon, and `error` is kept as
+  // the group's last_error for the next claim. Not an error when the lease was lost meanwhile.
   virtual Status release(std::string_view group, std::string_view owner,
-                         std::chrono::milliseconds retry_after) = 0;
+                         std::chrono::milliseconds retry_after, std::string_view error) = 0;
 
   // Publishing is done: removes the outbox row and the branches, keeps a tombstone. Only `owner`'s
   // lease counts: returns false (nothing changed) when the lease was lost to another replica.

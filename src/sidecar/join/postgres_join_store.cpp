@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS asya_join_groups(
   head TEXT NOT NULL, expires_ms BIGINT, state SMALLINT NOT NULL DEFAULT 0, reason SMALLINT,
   owner TEXT, lease_until_ms BIGINT NOT NULL DEFAULT 0, decided_ms BIGINT);
 ALTER TABLE asya_join_groups ADD COLUMN IF NOT EXISTS actor TEXT NOT NULL DEFAULT '';
+ALTER TABLE asya_join_groups ADD COLUMN IF NOT EXISTS attempts BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE asya_join_groups ADD COLUMN IF NOT EXISTS last_error TEXT;
 CREATE INDEX IF NOT EXISTS asya_join_groups_by_state ON asya_join_groups(state, expires_ms);
 CREATE INDEX IF NOT EXISTS asya_join_groups_by_actor
   ON asya_join_groups(actor, state, lease_until_ms);
@@ -143,19 +145,23 @@ class PostgresJoinStore final : public JoinStore {
       auto picked = db_.run(
           "claim a decided group",
           "UPDATE asya_join_groups SET owner = $1, lease_until_ms = " ASYA_DB_NOW_MS
-          " + $2 "
+          " + $2, attempts = attempts + 1 "
           "WHERE group_id = (SELECT group_id FROM asya_join_groups WHERE actor = $3 AND state = 1 "
           "AND lease_until_ms <= " ASYA_DB_NOW_MS
           " ORDER BY decided_ms LIMIT 1 "
-          "FOR UPDATE SKIP LOCKED) RETURNING group_id, reason, count, head",
+          "FOR UPDATE SKIP LOCKED) "
+          "RETURNING group_id, reason, count, head, attempts, coalesce(last_error, '')",
           {owner, static_cast<std::int64_t>(lease.count()), actor});
       if (!picked) return picked.error();
       if (picked->rows() == 0) return Status::Ok();
       ClaimedGroup g;
+      g.owner = std::string(owner);
       g.group = std::string(picked->text(0, 0));
       g.reason = picked->integer(0, 1) == 1 ? DecidedBecause::kTimeout : DecidedBecause::kComplete;
       g.count = static_cast<std::size_t>(picked->integer(0, 2));
       g.head = std::string(picked->text(0, 3));
+      g.attempts = static_cast<std::size_t>(picked->integer(0, 4));
+      g.last_error = std::string(picked->text(0, 5));
       // Only the failed and the missing indexes travel (not one row per branch).
       auto failed = db_.run("read failed branch indexes",
                             "SELECT idx FROM asya_join_branches WHERE group_id = $1 AND failed "
@@ -212,15 +218,28 @@ class PostgresJoinStore final : public JoinStore {
     return outcome;
   }
 
+  Result<bool> renew(std::string_view group, std::string_view owner,
+                     std::chrono::milliseconds lease) override {
+    std::lock_guard lock(mutex_);
+    reconnect_if_broken();
+    auto update = db_.run("renew the lease",
+                          "UPDATE asya_join_groups SET lease_until_ms = " ASYA_DB_NOW_MS
+                          " + $3 "
+                          "WHERE group_id = $1 AND state = 1 AND owner = $2",
+                          {group, owner, static_cast<std::int64_t>(lease.count())});
+    if (!update) return update.error();
+    return update->changed() > 0;
+  }
+
   Status release(std::string_view group, std::string_view owner,
-                 std::chrono::milliseconds retry_after) override {
+                 std::chrono::milliseconds retry_after, std::string_view why) override {
     std::lock_guard lock(mutex_);
     reconnect_if_broken();
     auto update = db_.run("release the group",
                           "UPDATE asya_join_groups SET lease_until_ms = " ASYA_DB_NOW_MS
-                          " + $3 "
+                          " + $3, last_error = $4 "
                           "WHERE group_id = $1 AND state = 1 AND owner = $2",
-                          {group, owner, static_cast<std::int64_t>(retry_after.count())});
+                          {group, owner, static_cast<std::int64_t>(retry_after.count()), why});
     return update ? Status::Ok() : Status(update.error());
   }
 

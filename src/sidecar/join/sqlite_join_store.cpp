@@ -4,8 +4,9 @@
 // processes by SQLite's write lock.
 //
 // Schema: join_groups holds one row per group (count, stored, the join input's head, state 0 open /
-// 1 decided (the outbox row) / 2 published (tombstone), the reason it was decided, and the lease of
-// the replica publishing it); join_branches holds one row per stored branch.
+// 1 decided (the outbox row) / 2 published (tombstone), the reason it was decided, the lease of
+// the replica publishing it, how many times it was claimed and why the last attempt failed);
+// join_branches holds one row per stored branch.
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -34,6 +35,12 @@ CREATE TABLE IF NOT EXISTS join_branches(
   group_id TEXT NOT NULL, idx INTEGER NOT NULL, failed INTEGER NOT NULL, payload BLOB NOT NULL,
   PRIMARY KEY(group_id, idx)) WITHOUT ROWID;
 )sql";
+
+// Columns added after the first release; a store created before gets them on open.
+constexpr const char* kAddedColumns[] = {
+    "ALTER TABLE join_groups ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE join_groups ADD COLUMN last_error TEXT",
+};
 
 // A prepared statement, finalized on scope exit.
 class Statement {
@@ -95,6 +102,16 @@ class SqliteJoinStore final : public JoinStore {
         db_ = nullptr;
         throw ConfigError(fmt::format("ASYA_JOIN_STORE: cannot set up SQLite join store \"{}\": {}",
                                       path_, st.message()));
+      }
+    }
+    for (const char* sql : kAddedColumns) {
+      // Replicas opening one store at once: the second one finds the column there already.
+      if (Status st = exec(sql);
+          !st && st.message().find("duplicate column") == std::string::npos) {
+        sqlite3_close(db_);
+        db_ = nullptr;
+        throw ConfigError(fmt::format(
+            "ASYA_JOIN_STORE: cannot upgrade SQLite join store \"{}\": {}", path_, st.message()));
       }
     }
   }
@@ -194,20 +211,24 @@ class SqliteJoinStore final : public JoinStore {
     Status st = transaction([&]() -> Status {
       const std::int64_t now = to_ms(Clock::now());
       Statement pick(db_,
-                     "SELECT group_id, reason, count, head FROM join_groups "
-                     "WHERE actor = ?2 AND state = 1 AND lease_until_ms <= ?1 LIMIT 1");
+                     "SELECT group_id, reason, count, head, attempts, coalesce(last_error, '') "
+                     "FROM join_groups WHERE actor = ?2 AND state = 1 AND lease_until_ms <= ?1 "
+                     "LIMIT 1");
       pick.integer(1, now).text(2, actor);
       int rc = pick.step();
       if (rc == SQLITE_DONE) return Status::Ok();
       if (rc != SQLITE_ROW) return error("pick decided group");
       ClaimedGroup g;
+      g.owner = std::string(owner);
       g.group = std::string(pick.column_text(0));
       g.reason = pick.column_int(1) == 1 ? DecidedBecause::kTimeout : DecidedBecause::kComplete;
       g.count = static_cast<std::size_t>(pick.column_int(2));
       g.head = std::string(pick.column_text(3));
+      g.attempts = static_cast<std::size_t>(pick.column_int(4)) + 1;
+      g.last_error = std::string(pick.column_text(5));
       Statement lease_it(db_,
-                         "UPDATE join_groups SET owner = ?2, lease_until_ms = ?3 "
-                         "WHERE group_id = ?1");
+                         "UPDATE join_groups SET owner = ?2, lease_until_ms = ?3, "
+                         "attempts = attempts + 1 WHERE group_id = ?1");
       lease_it.text(1, g.group).text(2, owner).integer(3, now + lease.count());
       if (lease_it.step() != SQLITE_DONE) return error("lease decided group");
       Statement indexes(db_,
@@ -247,14 +268,32 @@ class SqliteJoinStore final : public JoinStore {
     return rc == SQLITE_DONE ? Status::Ok() : error("read branches");
   }
 
-  Status release(std::string_view group, std::string_view owner,
-                 std::chrono::milliseconds retry_after) override {
+  Result<bool> renew(std::string_view group, std::string_view owner,
+                     std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
-    return transaction([&]() -> Status {
+    bool renewed = false;
+    Status st = transaction([&]() -> Status {
       Statement update(db_,
                        "UPDATE join_groups SET lease_until_ms = ?3 "
                        "WHERE group_id = ?1 AND state = 1 AND owner = ?2");
+      update.text(1, group).text(2, owner).integer(3, to_ms(Clock::now()) + lease.count());
+      if (update.step() != SQLITE_DONE) return error("renew lease");
+      renewed = sqlite3_changes(db_) > 0;
+      return Status::Ok();
+    });
+    if (!st) return st.error();
+    return renewed;
+  }
+
+  Status release(std::string_view group, std::string_view owner,
+                 std::chrono::milliseconds retry_after, std::string_view why) override {
+    std::lock_guard lock(mutex_);
+    return transaction([&]() -> Status {
+      Statement update(db_,
+                       "UPDATE join_groups SET lease_until_ms = ?3, last_error = ?4 "
+                       "WHERE group_id = ?1 AND state = 1 AND owner = ?2");
       update.text(1, group).text(2, owner).integer(3, to_ms(Clock::now()) + retry_after.count());
+      update.text(4, why);
       return update.step() == SQLITE_DONE ? Status::Ok() : Status(error("release group"));
     });
   }

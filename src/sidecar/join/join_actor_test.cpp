@@ -1,0 +1,299 @@
+// JoinActor (join_actor.hpp) against a real SQLite join store, an in-memory transport and a fake
+// runtime on a real Unix socket: two replicas racing for one group whose lease ran out, the
+// per-group attempt limit, and branches delivered more than ASYA_MAX_DELIVERIES times.
+#include "sidecar/join/join_actor.hpp"
+
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <boost/json.hpp>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <thread>
+
+#include "common/random_id.hpp"
+#include "sidecar/fake_transport.hpp"
+#include "wire/frame.hpp"
+
+namespace asya::sidecar::join {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char pattern[] = "/tmp/asya-join-test-XXXXXX";
+    path = ::mkdtemp(pattern);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// A runtime on `socket_path` answering each request with `answer(request)`; nullopt closes the
+// connection without answering (a runtime that dies on the request).
+class FakeRuntime {
+ public:
+  using Answer = std::function<std::optional<std::string>(const std::string& request)>;
+  FakeRuntime(const fs::path& socket_path, Answer answer) : answer_(std::move(answer)) {
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, socket_path.c_str());
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(listen_fd_, 16), 0);
+    thread_ = std::thread([this] { run(); });
+  }
+  ~FakeRuntime() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  int requests() const { return requests_; }
+
+ private:
+  void run() {
+    for (;;) {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string request;
+      while (wire::read_frame(fd, request, 1u << 20, 10'000).ok()) {
+        ++requests_;
+        auto reply = answer_(request);
+        if (!reply || !wire::write_frame(fd, *reply).ok()) break;
+      }
+      ::close(fd);
+    }
+  }
+  Answer answer_;
+  int listen_fd_ = -1;
+  std::thread thread_;
+  std::atomic<int> requests_{0};
+};
+
+// The answer of a payload-mode join handler returning {"joined": <the branch list>}.
+std::optional<std::string> joined(const std::string& request) {
+  auto in = boost::json::parse(request).as_object();
+  boost::json::object out{{"payload", boost::json::object{{"joined", in.at("payload")}}},
+                          {"route", boost::json::object{{"actors", {"j"}}, {"current", 1}}}};
+  return boost::json::serialize(boost::json::array{out});
+}
+
+std::optional<std::string> raises(const std::string&) {
+  return R"([{"error":"processing_error","details":{"message":"the join handler raised",)"
+         R"("type":"ValueError","traceback":"Traceback: ..."}}])";
+}
+
+// Branch `index` of the `count` branches of group "S@0" (the fan-out of envelope "S"), at join j.
+transport::Delivery branch(std::size_t index, std::size_t count, std::uint32_t delivery_count = 1) {
+  std::string body = R"({"id":"S-)" + std::to_string(index) +
+                     R"(","route":{"actors":["j"],"current":0},"headers":{"asya-fanout":[)" +
+                     R"({"group":"S@0","index":)" + std::to_string(index) + R"(,"count":)" +
+                     std::to_string(count) + R"(}]},"payload":{"i":)" + std::to_string(index) +
+                     "}}";
+  return transport::Delivery{"asya-j", std::move(body), delivery_count, "r"};
+}
+
+RouterOptions router_options() {
+  RouterOptions o;
+  o.actor = "j";
+  o.retry_backoff = 0ms;
+  o.retry_backoff_max = 0ms;
+  o.jitter = [] { return 0.0; };
+  return o;
+}
+
+// One join replica: its own store connection, runtime connection and owner name.
+struct Replica {
+  Replica(const std::string& store_url, const Router& router, transport::Transport& transport,
+          const fs::path& socket, std::chrono::milliseconds runtime_timeout,
+          JoinActor::BeforeSend before_send = {})
+      : client(wire::RuntimeClientOptions{socket.string()}) {
+    JoinConfig config;
+    config.enabled = true;
+    config.timeout = 1h;
+    config.store_url = store_url;
+    config.claim_lease_extra = 0ms;  // the lease is the runtime timeout alone
+    JoinStoreOptions options;
+    options.url = store_url;
+    actor = std::make_unique<JoinActor>(config, make_join_store(options), router, transport,
+                                        runtime_timeout, std::move(before_send));
+  }
+  Decision store(const transport::Delivery& delivery) {
+    auto parsed = envelope::parse(delivery.body);
+    EXPECT_TRUE(parsed.ok());
+    return actor->on_branch(delivery, *parsed);
+  }
+  PublishReport publish() {
+    return actor->publish_decided(client, scratch, [] { return false; });
+  }
+  wire::RuntimeClient client;
+  wire::FrameBuffer scratch;
+  std::unique_ptr<JoinActor> actor;
+};
+
+class JoinActorTest : public ::testing::Test {
+ protected:
+  std::string store_url() const { return "sqlite://" + (dir.path / "joins.db").string(); }
+  fs::path socket(const std::string& name) const { return dir.path / (name + ".sock"); }
+  std::vector<testing::FakeTransport::Sent> sent_to(const std::string& queue) {
+    std::lock_guard lock(transport.mutex);
+    std::vector<testing::FakeTransport::Sent> out;
+    for (const auto& s : transport.sent)
+      if (s.queue == queue) out.push_back(s);
+    return out;
+  }
+  // Publishes with `replica` (a retried group is claimed again at the next once-a-second scan)
+  // until something reached `queue`, for at most 30 s.
+  std::vector<testing::FakeTransport::Sent> publish_until_sent(Replica& replica,
+                                                               const std::string& queue) {
+    const auto deadline = std::chrono::steady_clock::now() + 30s;
+    while (sent_to(queue).empty() && std::chrono::steady_clock::now() < deadline) {
+      replica.publish();
+      std::this_thread::sleep_for(20ms);
+    }
+    return sent_to(queue);
+  }
+  TempDir dir;
+  testing::FakeTransport transport;
+};
+
+TEST_F(JoinActorTest, AReplicaWhoseLeaseRanOutWhilePublishingSendsNothingAndTheGroupIsSentOnce) {
+  // Replica a claims the group, calls its runtime, then is held up before sending (a slow gateway
+  // announcement) past its lease; replica b claims the group meanwhile and publishes it. Without
+  // the renewal before sending, a would send the output a second time.
+  Router router(router_options());
+  FakeRuntime runtime_a(socket("a"), joined), runtime_b(socket("b"), joined);
+  Replica b(store_url(), router, transport, socket("b"), 2s);
+  PublishReport by_b;
+  Replica a(store_url(), router, transport, socket("a"), 2s,
+            [&](const envelope::Envelope&, const ClaimedGroup& group) {
+              EXPECT_EQ(group.attempts, 1u);
+              std::this_thread::sleep_for(2500ms);  // a's lease (2 s) runs out
+              by_b = b.publish();
+            });
+  for (std::size_t i = 0; i < 2; ++i) {
+    Decision d = a.store(branch(i, 2));
+    EXPECT_EQ(d.then, Then::kAck);
+    EXPECT_TRUE(d.sends.empty());
+  }
+  PublishReport by_a = a.publish();
+  EXPECT_EQ(by_b.published, 1u);
+  EXPECT_EQ(by_a.published, 0u);
+  auto out = sent_to("asya-happy-end");
+  ASSERT_EQ(out.size(), 1u);
+  auto envelope = boost::json::parse(out[0].body).as_object();
+  EXPECT_EQ(envelope.at("id").as_string(), "S");
+  EXPECT_EQ(boost::json::serialize(envelope.at("payload")), R"({"joined":[{"i":0},{"i":1}]})");
+  EXPECT_EQ(runtime_a.requests(), 1);
+  EXPECT_EQ(runtime_b.requests(), 1);
+  // Finished by b: a branch delivered again changes nothing, nothing is left to publish.
+  EXPECT_EQ(a.store(branch(0, 2)).then, Then::kAck);
+  a.publish();
+  EXPECT_EQ(sent_to("asya-happy-end").size(), 1u);
+}
+
+TEST_F(JoinActorTest, AHandlerThatRaisesGoesToErrorEndOnceWithoutRetries) {
+  Router router(router_options());
+  FakeRuntime runtime(socket("a"), raises);
+  Replica a(store_url(), router, transport, socket("a"), 5s);
+  a.store(branch(0, 1));
+  auto out = publish_until_sent(a, "asya-error-end");
+  ASSERT_EQ(out.size(), 1u);
+  auto payload = boost::json::parse(out[0].body).at("payload").as_object();
+  EXPECT_EQ(payload.at("error").as_string(), "processing_error");
+  EXPECT_EQ(runtime.requests(), 1);
+}
+
+TEST_F(JoinActorTest, ARaisingHandlerIsRetriedWhileRetryMaxAttemptsAllowsCountingClaims) {
+  RouterOptions options = router_options();
+  options.retry_on_processing_error = true;
+  options.retry_max_attempts = 3;
+  Router router(options);
+  FakeRuntime runtime(socket("a"), raises);
+  Replica a(store_url(), router, transport, socket("a"), 5s);
+  a.store(branch(0, 1));
+  auto out = publish_until_sent(a, "asya-error-end");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(runtime.requests(), 3);  // before: claimed and called again every second, forever
+  auto error = boost::json::parse(out[0].body).as_object();
+  EXPECT_EQ(error.at("id").as_string(), "S");
+  EXPECT_EQ(error.at("payload").at("error").as_string(), "processing_error");
+  EXPECT_EQ(error.at("headers").at("asya-attempt").as_int64(), 3);
+  EXPECT_TRUE(sent_to("asya-happy-end").empty());
+  EXPECT_TRUE(sent_to("asya-j").empty());  // a join retries by claiming again, not by a message
+}
+
+TEST_F(JoinActorTest, AGroupWhoseRuntimeDiesEveryTimeGoesToErrorEndAfterMaxDeliveriesClaims) {
+  RouterOptions options = router_options();
+  options.max_deliveries = 3;
+  Router router(options);
+  FakeRuntime runtime(socket("a"), [](const std::string&) { return std::nullopt; });
+  Replica a(store_url(), router, transport, socket("a"), 5s);
+  a.store(branch(0, 2));
+  a.store(branch(1, 2));
+  auto out = publish_until_sent(a, "asya-error-end");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(runtime.requests(), 3);  // the fourth claim does not call the runtime
+  auto error = boost::json::parse(out[0].body).as_object();
+  EXPECT_EQ(error.at("id").as_string(), "S");
+  auto payload = error.at("payload").as_object();
+  EXPECT_EQ(payload.at("error").as_string(), "max_deliveries_exceeded");
+  const std::string message(payload.at("details").at("message").as_string());
+  EXPECT_NE(message.find("join group S@0 of 2 branches was claimed 4 times without being "
+                         "published, more than ASYA_MAX_DELIVERIES=3; last error: runtime call "
+                         "failed (runtime_unavailable)"),
+            std::string::npos)
+      << message;
+  auto counts = a.actor->store().counts();
+  ASSERT_TRUE(counts.ok());
+  EXPECT_EQ(counts->open + counts->decided, 0);  // finished: nothing left to publish
+}
+
+TEST_F(JoinActorTest, ABranchDeliveredMoreThanMaxDeliveriesTimesIsStillStored) {
+  // Redelivered after SIGKILLs and expired leases: the runtime is not called for a branch, so the
+  // poison rule must not send it to error-end, which would leave its group incomplete for good.
+  Router router(router_options());
+  auto poison = branch(1, 2, 9);
+  auto parsed = envelope::parse(poison.body);
+  auto early = router.before_runtime(poison, parsed, std::chrono::system_clock::now());
+  ASSERT_TRUE(early.has_value());
+  EXPECT_TRUE(JoinActor::stores_despite(*early));
+  FakeRuntime runtime(socket("a"), joined);
+  Replica a(store_url(), router, transport, socket("a"), 5s);
+  a.store(branch(0, 2));
+  Decision d = a.store(poison);
+  EXPECT_EQ(d.then, Then::kAck);
+  EXPECT_TRUE(d.sends.empty());
+  auto out = publish_until_sent(a, "asya-happy-end");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_EQ(boost::json::serialize(boost::json::parse(out[0].body).at("payload")),
+            R"({"joined":[{"i":0},{"i":1}]})");
+  EXPECT_TRUE(sent_to("asya-error-end").empty());
+}
+
+TEST_F(JoinActorTest, ABranchTheStoreRefusesIsNackedThenSentToErrorEndPastMaxDeliveries) {
+  Router router(router_options());
+  Replica a(store_url(), router, transport, socket("a"), 5s);
+  a.store(branch(0, 3));
+  Decision nacked = a.store(branch(1, 4, 5));  // count 4 in a group of 3
+  EXPECT_EQ(nacked.then, Then::kNack);
+  Decision last = a.store(branch(1, 4, 6));
+  EXPECT_EQ(last.then, Then::kAck);
+  EXPECT_EQ(last.failure, FailureCode::kMaxDeliveriesExceeded);
+  ASSERT_EQ(last.sends.size(), 1u);
+  EXPECT_EQ(last.sends[0].queue, "asya-error-end");
+  EXPECT_NE(last.failure_message.find("delivered 6 times, more than ASYA_MAX_DELIVERIES=5, and the "
+                                      "join store cannot store branch 1 of group S@0: group S@0: "
+                                      "branch 1 says count 4, the group has count 3"),
+            std::string::npos)
+      << last.failure_message;
+}
+
+}  // namespace
+}  // namespace asya::sidecar::join
