@@ -243,7 +243,9 @@ def test_messages_leased_ahead_are_returned_on_sigterm_and_none_is_lost(cluster)
     """A fast handler makes the worker lease several messages per receive (receive_ahead.hpp).
     Stopped in the middle of a backlog, the sidecar hands back the ones it had not started:
     every message is either at happy-end or ready in its queue again, none held or lost."""
-    actor = cluster.actor("fast", "echo", start_sidecar=False)
+    # A short visibility timeout: on SQS a ReceiveMessage cancelled by the shutdown after moto
+    # answered it leaves its messages invisible until then (nothing lost: delivered again).
+    actor = cluster.actor("fast", "echo", start_sidecar=False, env={"ASYA_VISIBILITY_TIMEOUT": "5s"})
     ids = ["L%03d" % i for i in range(300)]
     for id_ in ids:
         cluster.queues.send("asya-fast", envelope(id_, ["fast"], payload={"id": id_}))
@@ -253,7 +255,8 @@ def test_messages_leased_ahead_are_returned_on_sigterm_and_none_is_lost(cluster)
     assert actor.sidecar.wait(30) == 0
     done = [m["json"]["id"] for m in cluster.queues.collect(HAPPY, cluster.queues.stats(HAPPY)["ready"])]
     stats = cluster.queues.stats("asya-fast")
-    assert stats["in_flight"] == 0, stats  # nothing left leased by the stopped sidecar
+    if cluster.transport != "sqs":
+        assert stats["in_flight"] == 0, stats  # nothing left leased by the stopped sidecar
     left = [m["json"]["id"] for m in cluster.queues.collect("asya-fast", len(ids) - len(done), timeout=60)]
     assert len(done) == len(set(done)), "a message reached happy-end twice"
     assert sorted(done + left) == ids
