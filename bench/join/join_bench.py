@@ -7,8 +7,13 @@
     join_10k_s         one 10,000-way fan-out → join, seconds until the joined result arrived;
                        baseline: the same fan-out through the plain actor until all 10,000
                        arrived.
-    join_rss_10k       the join sidecar's peak VmRSS during join_10k_s; baseline: the plain
-                       actor's sidecar's peak VmRSS while it passed the same 10,000 branches on.
+    join_rss_10k       the join sidecar's peak resident memory (VmHWM from /proc) at the end of
+                       join_10k_s; baseline: the plain actor's sidecar's VmHWM after it passed
+                       the same 10,000 branches on.
+    join_rss_100k      the join sidecar's VmHWM after joining one group of 100,000 branches of
+                       1 kB (a 100 MB join input, streamed to a runtime that answers small);
+                       baseline: the same with 10,000 branches (10 MB). Equal figures show the
+                       sidecar holds one branch at a time, not the group (PROTOCOL §4a).
 
 The messages are queued while the split sidecar is stopped (SIGSTOP outside a write transaction,
 as bench_queue hop does) and the clock starts when it is resumed, so process start-up is not
@@ -19,12 +24,14 @@ import os
 import signal
 import sqlite3
 import subprocess
-import threading
 import time
 
 GROUP_WIDTH = 10
 # The width of the join_10k rows; tests/bench/test_join_bench.py makes it smaller to run quickly.
 WIDE = int(os.environ.get("ASYA_BENCH_JOIN_WIDE", 10_000))
+# The width of join_rss_100k (its baseline is a tenth of it) and its branch payload size.
+RSS_WIDE = int(os.environ.get("ASYA_BENCH_JOIN_RSS_WIDE", 100_000))
+RSS_BRANCH_BYTES = 1000
 
 
 def _stop_outside_transaction(pid, db):
@@ -79,29 +86,40 @@ def _measure(run, args, workdir, who, groups, width, tag, rss=False):
         finally:
             os.kill(split.sidecar.pid, signal.SIGCONT)
         start = time.monotonic()
-        samples = []
-        stop_sampling = threading.Event()
-
-        def sample():
-            while not stop_sampling.is_set():
-                try:
-                    samples.append(run.proc_status_kb(after.sidecar.pid, "VmRSS"))
-                except (OSError, RuntimeError):
-                    return
-                time.sleep(0.05)
-        sampler = threading.Thread(target=sample, daemon=True)
-        if rss:
-            sampler.start()
         expected = groups if who == "asya" else groups * width
         run.driver(run.binary("bench/queue/bench_queue"), "wait", "--queue", "asya-happy-end",
                    "--count", expected, "--timeout", 240, env=run.queue_env(db), timeout=300)
         seconds = time.monotonic() - start
-        stop_sampling.set()
-        if rss:
-            sampler.join(5)
         split.check_alive()
         after.check_alive()
-        return {"seconds": seconds, "rss_mb": max(samples) / 1024.0 if samples else None}
+        # The process's peak resident memory so far, read before it is stopped.
+        rss_mb = run.proc_status_kb(after.sidecar.pid, "VmHWM") / 1024.0 if rss else None
+        return {"seconds": seconds, "rss_mb": rss_mb}
+    finally:
+        procs.stop_all()
+
+
+def _join_peak_rss(run, workdir, width, tag):
+    """One group of `width` branches of RSS_BRANCH_BYTES queued straight into the join's queue
+    (as a split's fan-out would leave them), joined by a runtime answering {"bytes": N}; returns
+    the join sidecar's VmHWM (MB) once the joined result arrived."""
+    procs = run.Processes(workdir)
+    db = workdir / ("join-rss-%s-%d.db" % (tag, width))
+    try:
+        run.prepare_db(db)
+        join = run.Actor(procs, db, "join", runtime="bench/join/bench_join_count_runtime", extra_env={
+            "ASYA_JOIN": "true", "ASYA_JOIN_STORE": "sqlite://%s/joins-rss-%s-%d.db" % (workdir, tag, width),
+            "ASYA_RUNTIME_TIMEOUT": "300s", "ASYA_JOIN_TIMEOUT": "1h"})
+        source = "rss-%s-%d" % (tag, width)
+        filler = "x" * (RSS_BRANCH_BYTES - 2)
+        _send(run, db, "asya-join", [
+            {"id": "%s-%d" % (source, i), "route": {"actors": ["split", "join"], "current": 1},
+             "headers": {"asya-fanout": [{"group": source + "@0", "index": i, "count": width}]},
+             "payload": filler} for i in range(width)], workdir, "%s-%d" % (tag, width))
+        run.driver(run.binary("bench/queue/bench_queue"), "wait", "--queue", "asya-happy-end",
+                   "--count", 1, "--timeout", 900, env=run.queue_env(db), timeout=960)
+        join.check_alive()
+        return run.proc_status_kb(join.sidecar.pid, "VmHWM") / 1024.0
     finally:
         procs.stop_all()
 
@@ -126,6 +144,17 @@ def section_join(run, args, workdir):
                "until it arrived at happy-end. baseline: the same fan-out through a plain actor, "
                "until all %d branches arrived" % (WIDE, WIDE, WIDE))
     run.record("join_rss_10k", wide["asya"]["rss_mb"], wide["baseline"]["rss_mb"],
-               "peak VmRSS (sampled every 50 ms) of the join's sidecar during join_10k_s. "
-               "baseline: the plain actor's sidecar while it passed the same %d branches on"
-               % WIDE)
+               "peak resident memory (VmHWM from /proc at the end) of the join's sidecar in "
+               "join_10k_s. baseline: the plain actor's sidecar after it passed the same %d "
+               "branches on" % WIDE)
+    small = max(RSS_WIDE // 10, 1)
+    peaks = {width: _join_peak_rss(run, workdir, width, tag) for width in
+             ((RSS_WIDE, small) if args.round % 2 == 0 else (small, RSS_WIDE))}
+    run.record("join_rss_100k", peaks[RSS_WIDE], peaks[small],
+               "peak resident memory (VmHWM from /proc) of a join's sidecar after joining one "
+               "group of %d branches of %d bytes (a %.0f MB join input, streamed to a C++ runtime "
+               "that answers {\"bytes\": N}); the branches were queued straight into the join's "
+               "queue. baseline: the same with %d branches (%.0f MB). A ratio near 1 shows the "
+               "sidecar holds one branch at a time, not the group"
+               % (RSS_WIDE, RSS_BRANCH_BYTES, RSS_WIDE * RSS_BRANCH_BYTES / 1e6, small,
+                  small * RSS_BRANCH_BYTES / 1e6))

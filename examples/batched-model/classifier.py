@@ -11,6 +11,12 @@ probability) added, so the payload's other fields (e.g. a benchmark's send time)
 
 Both give the same answer for the same payload. The model is built once, on import.
 
+Warm-up: oneDNN prepares its kernels for each batch shape the first time it meets it, which costs
+a few milliseconds; at a light load the sidecar sends batches of 1, 2, 3 ... and each new size
+would pay it on a live message. So the module runs one forward pass for every batch size from 1
+to 32 on import, before the runtime says it is ready (as a model server's warm-up does).
+ASYA_MODEL_WARMUP_MAX_BATCH sets the largest size warmed (0: none); set it to maxSize.
+
 Threads: torch.set_num_threads(1) (and one inter-op thread). Asya scales a model by replicas,
 each a process; torch's default of one thread per core would have every replica, and the sidecar
 beside it, fight over the same cores, and on a 2-core machine its timings would swing with
@@ -55,6 +61,14 @@ def _build():
 MODEL = _build()
 
 
+def _warm_up(largest):
+    """predict() once per batch size 1..largest, so no live batch pays oneDNN's first-shape cost."""
+    for size in range(1, largest + 1):
+        predict([{"text": "warm-up"}] * size)
+
+
+
+
 def features(payload):
     """256 hashed character-trigram counts of the payload's text, scaled to unit length."""
     if isinstance(payload, dict) and isinstance(payload.get("text"), str):
@@ -94,3 +108,6 @@ def classify_batch(payloads):
 def classify(payload):
     """The same model as a plain handler: one payload, one result (a batch of one)."""
     return classify_batch([payload])[0]
+
+
+_warm_up(int(os.environ.get("ASYA_MODEL_WARMUP_MAX_BATCH", "32")))

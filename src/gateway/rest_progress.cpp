@@ -53,6 +53,23 @@ std::optional<ProgressReport> read_progress(const json::object& body, const std:
   }
   if (const json::value* message = body.if_contains("message"); message && message->is_string())
     report.message = message->as_string();
+  const json::value* joined = body.if_contains("branches_joined");
+  const json::value* total = body.if_contains("branches_total");
+  if (joined || total) {
+    // A join actor's running count (PROTOCOL §7): both, 0 <= joined <= total, total >= 1.
+    if (!joined || !total || !joined->is_int64() || !total->is_int64() || total->as_int64() < 1 ||
+        joined->as_int64() < 0 || joined->as_int64() > total->as_int64()) {
+      error = Response::error(
+          400,
+          "\"branches_joined\" and \"branches_total\" go together, as integers with 0 <= "
+          "branches_joined <= branches_total and branches_total >= 1, got " +
+              (joined ? to_json_text(*joined) : std::string("nothing")) + " of " +
+              (total ? to_json_text(*total) : std::string("nothing")));
+      return std::nullopt;
+    }
+    report.branches_joined = static_cast<std::size_t>(joined->as_int64());
+    report.branches_total = static_cast<std::size_t>(total->as_int64());
+  }
   return report;
 }
 

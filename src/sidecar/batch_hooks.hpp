@@ -9,7 +9,8 @@
 //   on; large outputs are stored by reference per item, held under the output ids, and a
 //   pass-through forwards the input's reference.
 // One BatchItemHooks per batch, on the worker thread that runs it; destroying it exports the
-// spans, so it must outlive the batch's settlement.
+// spans, so it must outlive the batch's settlement (a batch settled in the background hands it,
+// detached, to the settling thread: BatchHops::attach).
 #pragma once
 
 #include <cstddef>
@@ -36,6 +37,7 @@ class BatchItemHooks : public BatchHooks {
   void decided(std::span<BatchItem> items) override;
 
   const BatchHops& hops() const { return hops_; }
+  BatchHops& hops() { return hops_; }
 
  private:
   struct Payload {

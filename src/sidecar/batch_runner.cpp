@@ -2,9 +2,22 @@
 
 #include <spdlog/spdlog.h>
 
+#include <memory>
+
 #include "common/log.hpp"
 
 namespace asya::sidecar {
+
+namespace {
+
+// A called batch on its way to being settled.
+struct SettlingBatch {
+  std::vector<BatchItem> items;
+  std::vector<char> tracked;
+  std::vector<SettleItem> settle;  // points into items
+};
+
+}  // namespace
 
 void run_batch(const Router& router, wire::RuntimeClient& client,
                std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
@@ -47,12 +60,26 @@ void run_batch(const Router& router, wire::RuntimeClient& client,
     settle[i] = SettleItem{&*item.delivery, in, &*item.decision, tracked[i] != 0};
   }
   if (steps.hooks) steps.hooks->decided(items);
-  steps.settle(settle);
-  for (std::size_t i = 0; i < items.size(); ++i) {
-    const envelope::Envelope* in = items[i].envelope();
-    log::EnvelopeScope scope(in ? std::string_view(in->id) : std::string_view("unparseable"));
-    steps.finish(*items[i].delivery, in, *items[i].decision, tracked[i]);
-  }
+  // Settle and finish, in a job that owns the items (moving the vectors keeps every pointer into
+  // their elements valid), so it may run after this returns (steps.defer).
+  bool background = true;
+  for (const BatchItem& item : items)
+    if (item.decision->wait_for_runtime || item.decision->runtime_unhealthy) background = false;
+  auto batch = std::make_shared<SettlingBatch>(
+      SettlingBatch{std::move(items), std::move(tracked), std::move(settle)});
+  auto job = [batch, settle_step = steps.settle, finish_step = steps.finish] {
+    settle_step(batch->settle);
+    for (std::size_t i = 0; i < batch->items.size(); ++i) {
+      const BatchItem& item = batch->items[i];
+      const envelope::Envelope* in = item.envelope();
+      log::EnvelopeScope scope(in ? std::string_view(in->id) : std::string_view("unparseable"));
+      finish_step(*item.delivery, in, *item.decision, batch->tracked[i]);
+    }
+  };
+  if (steps.defer)
+    steps.defer(std::move(job), background);
+  else
+    job();
   // A large buffer is not kept for the next batch.
   if (scratch.capacity() > (4u << 20)) scratch.release();
 }

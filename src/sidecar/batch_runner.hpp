@@ -48,12 +48,19 @@ struct BatchSteps {
                      bool tracked)>
       finish;
   BatchHooks* hooks = nullptr;  // optional
+  // Optional: how settle and finish run. When set, run_batch packs them (for every item, in
+  // order) into one job that owns the batch's items and copies of `settle` and `finish`, and
+  // hands it over: `background` is true when the worker may go on before the job ran (no item
+  // asks the worker to wait for the runtime or to stop), false when the job must run before
+  // run_batch returns. Unset: run_batch settles and finishes the items itself. Whatever the
+  // steps and hooks use must outlive the job.
+  std::function<void(std::function<void()> job, bool background)> defer;
 };
 
 // Runs one batch: prepare_batch, before_call (then hooks->before_send) for each item to be sent,
 // call_batch (one runtime call bounded by `timeout`), after_call, settle for all the items at
-// once, then finish for every item in order; `steps.hooks`, when set, is called at the points its
-// methods name. Records the
+// once, then finish for every item in order (through `steps.defer` when set); `steps.hooks`,
+// when set, is called at the points its methods name. Records the
 // runtime duration, the batch size and `gathered_seconds` (time spent gathering after the first
 // message), and logs a failed call once for the batch.
 void run_batch(const Router& router, wire::RuntimeClient& client,

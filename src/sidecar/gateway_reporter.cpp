@@ -163,9 +163,16 @@ bool GatewayReporter::post(std::string path, std::string body) {
       return false;
     }
     queue_.push_back(Report{std::move(path), std::move(body)});
+    ++queued_;
   }
   cv_.notify_all();
   return true;
+}
+
+bool GatewayReporter::flush(std::chrono::milliseconds budget) {
+  std::unique_lock lock(mutex_);
+  const std::uint64_t target = queued_;
+  return cv_.wait_for(lock, budget, [&] { return stopping_ || finished_ >= target; });
 }
 
 void GatewayReporter::stop(std::chrono::milliseconds grace) {
@@ -247,6 +254,7 @@ void GatewayReporter::run() {
     Report report;
     {
       std::unique_lock lock(mutex_);
+      if (busy_) ++finished_;  // the report taken last time is done
       busy_ = false;
       cv_.notify_all();
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <mutex>
@@ -103,6 +104,11 @@ class GatewayReporter {
   std::optional<Answer> post_now_answer(const std::string& path, const std::string& body,
                                         std::chrono::milliseconds budget, int attempts) const;
 
+  // Waits up to `budget` until every report queued before this call was sent (or dropped), so a
+  // synchronous report sent next reaches the gateway after them. Returns false when some were
+  // still waiting at the end of the budget. Thread-safe.
+  bool flush(std::chrono::milliseconds budget);
+
   // Waits up to `grace` for the queue to drain, then stops the thread (remaining reports are
   // dropped and counted). Idempotent.
   void stop(std::chrono::milliseconds grace);
@@ -122,6 +128,8 @@ class GatewayReporter {
   std::deque<Report> queue_;
   bool busy_ = false;
   bool stopping_ = false;
+  std::uint64_t queued_ = 0;    // reports ever queued
+  std::uint64_t finished_ = 0;  // of them sent or dropped (in queue order: one thread sends)
   std::thread thread_;
 };
 

@@ -201,6 +201,30 @@ TEST(GatewayReporter, EveryRequestCarriesTheBearerToken) {
             (std::vector<std::string>{"Bearer sidecar-secret", "Bearer sidecar-secret"}));
 }
 
+TEST(GatewayReporter, FlushReturnsOnceEveryEarlierReportWasSent) {
+  AnsweringServer server(204);
+  std::atomic<int> sent{0};
+  GatewayReporterOptions o;
+  o.base_url = server.url();
+  o.on_sent = [&] { ++sent; };
+  GatewayReporter reporter(o);
+  for (int i = 0; i < 5; ++i) EXPECT_TRUE(reporter.post("/envelopes/x/progress", "{}"));
+  EXPECT_TRUE(reporter.flush(30s));
+  EXPECT_EQ(sent.load(), 5);         // a synchronous report sent now comes after all five
+  EXPECT_TRUE(reporter.flush(0ms));  // nothing queued since
+}
+
+TEST(GatewayReporter, FlushGivesUpAfterItsBudgetWhenTheGatewayHangs) {
+  SilentServer server;
+  GatewayReporterOptions o;
+  o.base_url = "http://127.0.0.1:" + std::to_string(server.port);
+  o.timeout = 1s;  // the report's one try outlasts the flush's budget
+  o.max_attempts = 1;
+  GatewayReporter reporter(o);
+  EXPECT_TRUE(reporter.post("/envelopes/x/progress", "{}"));
+  EXPECT_FALSE(reporter.flush(200ms));
+}
+
 TEST(GatewayReporter, NoTokenSendsNoAuthorizationHeader) {
   AnsweringServer server(204);
   GatewayReporterOptions o;

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sidecar/batch_runner.hpp"
+#include "sidecar/batch_settler.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -74,8 +75,8 @@ class Runner {
                             Clock::time_point leased);
   // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
   void process_batch(Slot& slot, wire::RuntimeClient& client,
-                     std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
-                     bool& need_ready, double gathered_seconds);
+                     std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
+                     bool& need_ready, double gathered_seconds, BackgroundSettler& settler);
   // Metrics, execute() (unless `settled` already) and what the decision asks of the worker, for
   // one decided delivery.
   void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,

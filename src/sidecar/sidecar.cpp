@@ -183,6 +183,7 @@ void Runner::worker(Slot& slot) {
   // runtime's answer, parsed in place. One buffer serves both, so a large message allocates and
   // faults in its pages once instead of three times (parse copy, answer, parse_response copy).
   wire::FrameBuffer scratch;
+  BackgroundSettler settler;  // full batches are settled on its thread (batch_settler.hpp)
   bool need_ready = !config_.is_end_actor;
   const std::string queue = config_.input_queue();
   int consecutive_errors = 0;
@@ -224,11 +225,19 @@ void Runner::worker(Slot& slot) {
       stop_.request(kExitRuntimeTimeout);
     auto started = Clock::now();
     double gathered_seconds = 0;
-    auto received = batching_.enabled() && client
-                        ? gather_batch(*transport_, queue, batching_,
-                                       std::chrono::milliseconds(1000), &gathered_seconds)
-                        : transport_->receive(queue, lease_ahead ? ahead.next() : 1,
-                                              std::chrono::milliseconds(1000));
+    // A held batch (batch_settler.hpp) is settled once the next one is leased, or at once when
+    // nothing more is ready: only then may the receive wait.
+    const bool held = settler.holding();
+    auto receive = [&](std::chrono::milliseconds wait) {
+      return batching_.enabled() && client
+                 ? gather_batch(*transport_, queue, batching_, wait, &gathered_seconds)
+                 : transport_->receive(queue, lease_ahead ? ahead.next() : 1, wait);
+    };
+    auto received = receive(held ? std::chrono::milliseconds(0) : std::chrono::milliseconds(1000));
+    if (held && (!received || received->empty())) {
+      settler.release();
+      if (received) received = receive(std::chrono::milliseconds(1000));
+    }
     if (!received) {
       ++consecutive_errors;
       transport_ok_ = false;
@@ -243,7 +252,7 @@ void Runner::worker(Slot& slot) {
     for (auto& delivery : *received)
       if (delivery.delivery_count > 1) metrics_.redelivered();
     if (batching_.enabled() && client) {
-      process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds);
+      process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds, settler);
       continue;
     }
     if (received->size() > 1 && lease_ahead) {
@@ -260,6 +269,7 @@ void Runner::worker(Slot& slot) {
       }
     }
   }
+  settler.wait();
   slot.finished = true;
 }
 
@@ -369,21 +379,28 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
 }
 
 void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
-                           std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
-                           bool& need_ready, double gathered_seconds) {
+                           std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
+                           bool& need_ready, double gathered_seconds, BackgroundSettler& settler) {
   const auto started = Clock::now();
+  // This batch is leased: the previous one's settling may start (it runs during this call).
+  settler.release();
+  // Owned by the batch: a full batch is settled in the background, after this returns.
+  auto owned = std::make_shared<std::vector<transport::Delivery>>(std::move(received));
+  std::vector<transport::Delivery>& deliveries = *owned;
   {
     std::lock_guard lock(slot.mutex);
-    slot.batch.clear();
+    // The previous batch's unsettled items stay: it may still be settling in the background.
+    std::erase(slot.batch, nullptr);
     for (const auto& delivery : deliveries) slot.batch.push_back(&delivery);
     slot.lease_since = started;
   }
   for (const auto& delivery : deliveries) count_received(delivery);
   // Spans and payload references per item (sidecar/batch_hooks.hpp); spans are exported when it
-  // goes, after every item was settled.
-  BatchItemHooks hooks(tracing_, payloads_.references.get(), *router_, deliveries.size());
+  // goes, after every item was settled (by the settling job, when that runs in the background).
+  auto hooks = std::make_shared<BatchItemHooks>(tracing_, payloads_.references.get(), *router_,
+                                                deliveries.size());
   BatchSteps steps;
-  steps.hooks = &hooks;
+  steps.hooks = hooks.get();
   steps.tracked = [&](const envelope::Envelope& in) {
     return reporter_ && tracked_by_gateway(in.route_metadata_raw);
   };
@@ -391,11 +408,29 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
   steps.after_call = [&](const envelope::Envelope& in, Decision& d, double seconds, bool t) {
     gateway_after(in, d, seconds, t);
   };
-  steps.finish = [&](const transport::Delivery& delivery, const envelope::Envelope* in,
-                     const Decision& decision, bool t) {
+  // settle and finish may run on the settler's thread after this returns: they capture only what
+  // outlives the batch (the slot, the worker's client and flag, values).
+  steps.finish = [this, &slot, &client, &need_ready, started](const transport::Delivery& delivery,
+                                                              const envelope::Envelope* in,
+                                                              const Decision& decision, bool t) {
     finish(slot, client, delivery, in, decision, t, started, need_ready, /*settled=*/true);
   };
-  steps.settle = [&](std::span<const SettleItem> items) { execute(slot, items); };
+  steps.settle = [this, &slot](std::span<const SettleItem> items) { execute(slot, items); };
+  // A full batch says the queue is busy: settle it while the runtime works on the next one. A
+  // smaller one (a light load) is settled at once, with no hand-over to delay its outputs.
+  const bool full = deliveries.size() >= batching_.max_size;
+  steps.defer = [&settler, owned, hooks, full](std::function<void()> job, bool background) {
+    if (background && full) {
+      hooks->hops().detach();  // the worker's next batch is its current one
+      settler.hold([owned, hooks, job = std::move(job)] {
+        hooks->hops().attach();  // publish and ack spans go to this batch's hops
+        job();
+      });
+      return;
+    }
+    settler.wait();  // the previous batch's outputs go first
+    job();
+  };
   run_batch(*router_, client, deliveries, scratch, config_.runtime_timeout, gathered_seconds,
             metrics_, batch_metrics_, steps);
 }

@@ -309,14 +309,26 @@ BatchHops::BatchHops(Tracing& tracing, std::size_t items)
     : tracing_(tracing),
       hops_(items),
       anchor_wall_(SystemClock::now()),
-      anchor_steady_(SteadyClock::now()),
-      previous_(current_batch) {
-  current_batch = this;
+      anchor_steady_(SteadyClock::now()) {
+  attach();
 }
 
 BatchHops::~BatchHops() {
-  current_batch = previous_;
+  detach();
   hops_.clear();  // each hop exports its spans
+}
+
+void BatchHops::attach() {
+  if (attached_) return;
+  previous_ = current_batch;
+  current_batch = this;
+  attached_ = true;
+}
+
+void BatchHops::detach() {
+  if (!attached_) return;
+  current_batch = previous_;
+  attached_ = false;
 }
 
 void BatchHops::start(std::size_t i, const envelope::Envelope* in,

@@ -190,6 +190,12 @@ class BatchHops {
   bool active(std::size_t i) const { return hops_.at(i) && hops_[i]->active(); }
   const Hop* hop(std::size_t i) const { return hops_.at(i).get(); }
 
+  // The constructor makes it the constructing thread's current batch. A batch settled on another
+  // thread (sidecar/batch_settler.hpp) is detached from the worker before it is handed over and
+  // attached by the thread that settles it, which then destroys it. Each call on its own thread.
+  void attach();
+  void detach();
+
  private:
   friend void record_publish(const Outgoing&, double, bool);
   friend void record_settle(const transport::Delivery&, bool, bool);
@@ -201,6 +207,7 @@ class BatchHops {
   std::chrono::system_clock::time_point anchor_wall_;  // = anchor_steady_, for runtime_call
   std::chrono::steady_clock::time_point anchor_steady_;
   BatchHops* previous_ = nullptr;
+  bool attached_ = false;
 };
 
 // Hooks into the calling thread's current Hop (no-ops without one):

@@ -124,6 +124,45 @@ IoResult system_error(const char* what, int err) {
   return {IoCode::kError, fmt::format("{} failed: {}", what, std::strerror(err))};
 }
 
+// Sends every byte of `iov[0..count)` (the iovecs are advanced in place).
+IoResult send_iov_io(int fd, iovec* iov, std::size_t iov_count, const Deadline& deadline) {
+  // Without a deadline a blocking sendmsg waits for room itself (a non-blocking fd still gets
+  // EAGAIN and is polled).
+  const int flags = deadline ? MSG_NOSIGNAL | MSG_DONTWAIT : MSG_NOSIGNAL;
+  std::size_t iov_index = 0;
+  while (iov_index < iov_count) {
+    msghdr msg{};
+    msg.msg_iov = iov + iov_index;
+    msg.msg_iovlen = std::min<std::size_t>(iov_count - iov_index, IOV_MAX);
+    ssize_t n = ::sendmsg(fd, &msg, flags);
+    if (n >= 0) {
+      auto left = static_cast<std::size_t>(n);
+      while (iov_index < iov_count && left >= iov[iov_index].iov_len) {
+        left -= iov[iov_index].iov_len;
+        ++iov_index;
+      }
+      if (iov_index < iov_count) {
+        iov[iov_index].iov_base = static_cast<char*>(iov[iov_index].iov_base) + left;
+        iov[iov_index].iov_len -= left;
+      }
+      continue;
+    }
+    int err = errno;
+    if (err == EINTR) continue;
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      int rc = wait_for(fd, POLLOUT, deadline);
+      if (rc == 0) return timeout_result("writing a frame");
+      if (rc < 0) return system_error("poll", errno);
+      continue;
+    }
+    if (err == EPIPE || err == ECONNRESET) {
+      return {IoCode::kClosed, fmt::format("peer closed the connection: {}", std::strerror(err))};
+    }
+    return system_error("send", err);
+  }
+  return {};
+}
+
 }  // namespace
 
 IoResult read_exact_io(int fd, char* data, std::size_t size, bool frame_started,
@@ -207,41 +246,59 @@ IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t
   for (std::size_t i = 0; i < count; ++i) {
     if (!parts[i].empty()) iov[iov_count++] = {const_cast<char*>(parts[i].data()), parts[i].size()};
   }
-  // Without a deadline a blocking sendmsg waits for room itself (a non-blocking fd still gets
-  // EAGAIN and is polled).
-  const int flags = deadline ? MSG_NOSIGNAL | MSG_DONTWAIT : MSG_NOSIGNAL;
-  std::size_t iov_index = 0;
-  while (iov_index < iov_count) {
-    msghdr msg{};
-    msg.msg_iov = iov + iov_index;
-    msg.msg_iovlen = std::min<std::size_t>(iov_count - iov_index, IOV_MAX);
-    ssize_t n = ::sendmsg(fd, &msg, flags);
-    if (n >= 0) {
-      auto left = static_cast<std::size_t>(n);
-      while (iov_index < iov_count && left >= iov[iov_index].iov_len) {
-        left -= iov[iov_index].iov_len;
-        ++iov_index;
-      }
-      if (iov_index < iov_count) {
-        iov[iov_index].iov_base = static_cast<char*>(iov[iov_index].iov_base) + left;
-        iov[iov_index].iov_len -= left;
-      }
-      continue;
-    }
-    int err = errno;
-    if (err == EINTR) continue;
-    if (err == EAGAIN || err == EWOULDBLOCK) {
-      int rc = wait_for(fd, POLLOUT, deadline);
-      if (rc == 0) return timeout_result("writing a frame");
-      if (rc < 0) return system_error("poll", errno);
-      continue;
-    }
-    if (err == EPIPE || err == ECONNRESET) {
-      return {IoCode::kClosed, fmt::format("peer closed the connection: {}", std::strerror(err))};
-    }
-    return system_error("send", err);
+  return send_iov_io(fd, iov, iov_count, deadline);
+}
+
+IoResult write_frame_stream_io(
+    int fd, std::uint64_t size,
+    const std::function<Status(const std::function<Status(std::string_view)>&)>& write_body,
+    Deadline deadline) {
+  if (size > UINT32_MAX) {
+    return {
+        IoCode::kOversize,
+        fmt::format("frame of {} bytes cannot be sent: the length prefix holds at most {} bytes",
+                    size, UINT32_MAX)};
   }
-  return {};
+  // Parts are gathered here, so a body of many small parts (a join's branches) costs one system
+  // call per chunk, not per part; the buffer is all the memory the stream holds.
+  std::string chunk;
+  chunk.reserve(kStreamChunkBytes);
+  chunk.resize(4);
+  encode_length(static_cast<std::uint32_t>(size), reinterpret_cast<unsigned char*>(chunk.data()));
+  IoResult io;
+  std::uint64_t produced = 0;
+  auto send_bytes = [&](std::string_view bytes) {
+    iovec one{const_cast<char*>(bytes.data()), bytes.size()};
+    io = send_iov_io(fd, &one, bytes.empty() ? 0 : 1, deadline);
+    return io.ok();
+  };
+  auto flush = [&] {
+    const bool ok = send_bytes(chunk);
+    chunk.clear();
+    return ok;
+  };
+  const std::function<Status(std::string_view)> sink = [&](std::string_view part) -> Status {
+    if (produced + part.size() > size)
+      return Error{fmt::format("the request body grew past the {} bytes announced", size)};
+    produced += part.size();
+    if (chunk.size() + part.size() <= kStreamChunkBytes) {
+      chunk.append(part);
+      return Status::Ok();
+    }
+    if (!flush()) return Error{io.message};
+    if (part.size() >= kStreamChunkBytes)
+      return send_bytes(part) ? Status::Ok() : Error{io.message};
+    chunk.append(part);
+    return Status::Ok();
+  };
+  Status written = write_body(sink);
+  if (!io.ok()) return io;  // the socket failed first: say how (kClosed lets the caller resend)
+  if (!written) return {IoCode::kAborted, written.message()};
+  if (produced != size)
+    return {IoCode::kAborted,
+            fmt::format("the request body was {} bytes, {} announced", produced, size)};
+  flush();
+  return io;
 }
 
 IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline) {

@@ -204,7 +204,7 @@ std::chrono::milliseconds diagnose_wait(Clock::time_point deadline) {
 
 }  // namespace
 
-CallResult RuntimeClient::call_with(std::string_view request, std::chrono::milliseconds timeout,
+CallResult RuntimeClient::call_with(const RequestBody& request, std::chrono::milliseconds timeout,
                                     const std::function<char*(std::size_t)>& storage) {
   const Clock::time_point deadline = Clock::now() + timeout;
   std::string notice;
@@ -240,7 +240,10 @@ CallResult RuntimeClient::call_with(std::string_view request, std::chrono::milli
     const bool may_resend = reused && attempt == 0;
     reused = false;
 
-    auto w = detail::write_frame_io(fd_, request, deadline);
+    auto w = request.streamed
+                 ? detail::write_frame_stream_io(fd_, request.streamed->size,
+                                                 request.streamed->write_body, deadline)
+                 : detail::write_frame_io(fd_, request.whole, deadline);
     if (!w.ok()) {
       disconnect();
       // EPIPE/ECONNRESET: the runtime had closed; what it never received it did not read.
@@ -252,6 +255,11 @@ CallResult RuntimeClient::call_with(std::string_view request, std::chrono::milli
                                                          timeout.count())});
         case IoCode::kOversize:
           return done({CallStatus::kProtocol, w.message});
+        case IoCode::kAborted:
+          return done({CallStatus::kUnavailable,
+                       fmt::format("the request was not sent completely: {}; the connection to "
+                                   "{} was closed",
+                                   w.message, options_.socket_path)});
         default:
           return done({CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
                                                              options_.socket_path, w.message)});
@@ -406,7 +414,7 @@ CallResult RuntimeClient::call(std::string_view request, std::string& response,
     response.resize(size);
     return response.data();
   };
-  return call_with(request, timeout, storage);
+  return call_with({request, nullptr}, timeout, storage);
 }
 
 CallResult RuntimeClient::call(std::string_view request, FrameBuffer& response,
@@ -414,7 +422,15 @@ CallResult RuntimeClient::call(std::string_view request, FrameBuffer& response,
   const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
     return response.prepare(size);
   };
-  return call_with(request, timeout, storage);
+  return call_with({request, nullptr}, timeout, storage);
+}
+
+CallResult RuntimeClient::call(const StreamedRequest& request, FrameBuffer& response,
+                               std::chrono::milliseconds timeout) {
+  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
+    return response.prepare(size);
+  };
+  return call_with({{}, &request}, timeout, storage);
 }
 
 }  // namespace asya::wire

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -74,6 +75,22 @@ class FrameBuffer {
   std::size_t capacity_ = 0;
 };
 
+// A request whose body is produced while it is written (a join's branch list, read from its
+// store one branch at a time), so the sidecar never holds the whole request: `size` is the body's
+// exact length in bytes (the frame header announces it before the first body byte), and
+// `write_body(sink)` hands the body to `sink` in consecutive parts of any size, returning Ok, an
+// error of its own, or the first error `sink` returned (after which it must stop). The client
+// gathers parts into writes of up to 64 KiB. A body longer or shorter than `size`, or an error of
+// write_body, ends the call as kUnavailable ("the request was not sent completely: ...") with the
+// connection closed, so the runtime sees a truncated frame and never answers it. write_body may be
+// called a second time for one call (a kept connection found closed by the runtime at the first
+// write); it must then produce the same bytes.
+struct StreamedRequest {
+  using Sink = std::function<Status(std::string_view part)>;
+  std::uint64_t size = 0;
+  std::function<Status(const Sink& sink)> write_body;
+};
+
 class RuntimeClient {
  public:
   explicit RuntimeClient(RuntimeClientOptions options);
@@ -107,13 +124,21 @@ class RuntimeClient {
   // FrameBuffer::kPadding zero bytes after it. `request` must not point into `response`.
   CallResult call(std::string_view request, FrameBuffer& response,
                   std::chrono::milliseconds timeout);
+  // The same for a request written while it is produced (StreamedRequest above).
+  CallResult call(const StreamedRequest& request, FrameBuffer& response,
+                  std::chrono::milliseconds timeout);
 
   // Closes the connection (the next call reconnects).
   void disconnect();
 
  private:
+  // A request given whole or streamed (exactly one of the two).
+  struct RequestBody {
+    std::string_view whole;
+    const StreamedRequest* streamed = nullptr;
+  };
   Status connect_once();
-  CallResult call_with(std::string_view request, std::chrono::milliseconds timeout,
+  CallResult call_with(const RequestBody& request, std::chrono::milliseconds timeout,
                        const std::function<char*(std::size_t)>& storage);
   CallResult read_answer(const std::function<char*(std::size_t)>& storage,
                          const std::chrono::steady_clock::time_point& deadline,

@@ -5,10 +5,13 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include "common/result.hpp"
 
 namespace asya::wire::detail {
 
@@ -26,6 +29,7 @@ enum class IoCode {
   kOversize,   // announced frame larger than the limit (nothing allocated)
   kTruncated,  // peer closed in the middle of a frame
   kError,      // any other system error
+  kAborted,    // a streamed frame's producer failed or produced another size than announced
 };
 
 struct IoResult {
@@ -44,6 +48,16 @@ IoResult write_frame_io(int fd, std::string_view body, Deadline deadline);
 // copied; empty parts are skipped). The header announces the parts' total size.
 IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t count,
                               Deadline deadline);
+// Writes one frame whose body is produced while it is written (StreamedRequest of
+// runtime_client.hpp): the header announcing `size`, then what `write_body` hands to its sink,
+// gathered into writes of up to kStreamChunkBytes (a part at least that large is written as it
+// is, not copied). kAborted when write_body returned an error of its own or produced more or fewer
+// than `size` bytes (the frame on the wire is then incomplete: the connection must be closed).
+inline constexpr std::size_t kStreamChunkBytes = 64u << 10;
+IoResult write_frame_stream_io(
+    int fd, std::uint64_t size,
+    const std::function<Status(const std::function<Status(std::string_view)>&)>& write_body,
+    Deadline deadline);
 // Reads one frame into `out`, resizing it once to the announced size after the limit check.
 IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline);
 // The same into storage the caller provides: after the limit check, `storage(size)` returns room

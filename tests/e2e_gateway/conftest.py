@@ -56,6 +56,17 @@ tools:
       count: {type: integer, required: true}
     route: [fanout, branch, joiner]
     async: true
+  - name: fanjoin_paced
+    description: Paced branches joined into one result (async)
+    parameters:
+      count: {type: integer, required: true}
+    route: [fanout, paced, joiner]
+    async: true
+  - name: fanjoin_paced_sync
+    description: Paced branches joined into one result
+    parameters:
+      count: {type: integer, required: true}
+    route: [fanout, paced, joiner]
   - name: fanbatch
     description: One branch per count, the branches through a batching actor (async)
     parameters:
@@ -90,6 +101,7 @@ ACTORS = {
     "fail": ("fail", {}),
     "fanout": ("fanout", {}),
     "branch": ("branch", {}),
+    "paced": ("paced", {}),
     "joiner": ("joiner", {"ASYA_JOIN": "true"}),
     "empty": ("empty", {}),
     "batched": ("batched", {"ASYA_BATCH_MAX_SIZE": "8", "ASYA_BATCH_MAX_WAIT": "100ms",

@@ -41,6 +41,13 @@ def branch(payload):
     return dict(payload, done=True)
 
 
+def paced(payload):
+    """A branch that takes a little time, the same for every index: with one replica the
+    branches reach their join one by one, so the join's running count has time to be seen."""
+    time.sleep(0.3)
+    return dict(payload, done=True)
+
+
 def batched(payloads):
     """A batch handler (ASYA_HANDLER_BATCH=true): each payload marked with the batch's size."""
     time.sleep(0.05)

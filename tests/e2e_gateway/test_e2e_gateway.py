@@ -6,6 +6,7 @@ import concurrent.futures
 import json
 import os
 import pathlib
+import re
 import shutil
 import subprocess
 import time
@@ -141,6 +142,61 @@ def test_a_joined_fan_out_finishes_once_with_the_joins_one_result(stack):
     assert stored(stack, job_id)["payload"] == record["result"]
     for child in ("-1", "-2", "-3"):
         assert not (stack.results / ("%s%s.json" % (job_id, child))).exists()
+
+
+JOINED = re.compile(r"joined (\d+) of (\d+) branches")
+
+
+def joined_counts(messages, total):
+    """The k of every "joined k of <total> branches" message, in order."""
+    counts = []
+    for message in messages:
+        found = JOINED.search(message or "")
+        if found and int(found.group(2)) == total:
+            counts.append(int(found.group(1)))
+    return counts
+
+
+def test_a_join_reports_its_running_branch_count_on_rest_and_sse(stack):
+    # PROTOCOL §7: the join's sidecar reports "joined k of n" while branches are stored (the first,
+    # then at most one count per 250 ms, then the completing one); branches reach it 0.3 s apart.
+    job_id, _ = async_job(stack, "fanjoin_paced", {"count": 12})
+    seen = []
+
+    def rest_shows_a_running_count():
+        record = job(stack, job_id)
+        seen.append(record["message"])
+        return any(c < 12 for c in joined_counts([record["message"]], 12)) or \
+            record["status"] in ("succeeded", "failed")
+    wait_until(rest_shows_a_running_count, 90, "GET /envelopes/%s to show a running join count" % job_id)
+    assert any(c < 12 for c in joined_counts(seen, 12)), seen
+    events = stream_events(stack, job_id, timeout=90)
+    assert events[-1]["status"] == "succeeded", events[-1]
+    counts = joined_counts([e.get("message") for e in events], 12)
+    assert len({c for c in counts if c < 12}) >= 2, counts
+    assert counts == sorted(counts) and counts[-1] == 12, counts
+    percents = [e["progress_percent"] for e in events]
+    assert percents == sorted(percents), percents
+    assert job(stack, job_id)["result"] == {"joined": list(range(12)), "all_done": True}
+
+
+def test_mcp_progress_notifications_show_the_joins_running_count(stack):
+    npm_ready()
+    env = dict(os.environ)
+    env.pop("ASYA_GATEWAY_TOKEN", None)
+    env.update({k: v for k, v in stack.tokens.items() if k == "ASYA_GATEWAY_TOKEN"})
+    proc = subprocess.run(["node", str(MCP_CLIENT / "call_tool.mjs"), stack.url, "fanjoin_paced_sync",
+                           json.dumps({"count": 12})], capture_output=True, text=True, timeout=120,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["result"]["isError"] is False, out["result"]
+    assert out["result"]["structuredContent"] == {"joined": list(range(12)), "all_done": True}
+    counts = joined_counts([p.get("message") for p in out["progress"]], 12)
+    assert len({c for c in counts if c < 12}) >= 2, out["progress"]
+    assert counts == sorted(counts), counts
+    values = [p["progress"] for p in out["progress"]]
+    assert values == sorted(values)
 
 
 def test_empty_response_succeeds(stack):

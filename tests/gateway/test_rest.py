@@ -322,3 +322,21 @@ def test_sse_sends_keepalive_comments_and_rejects_a_bad_last_event_id(gateway_bi
         connection.close()
     finally:
         gw.stop()
+
+
+def test_a_join_count_in_a_progress_report_is_checked(gateway):
+    # PROTOCOL §7: branches_joined and branches_total come together, 0 <= joined <= total >= 1.
+    for counts, shown in (({"branches_joined": 3}, "3 of nothing"),
+                          ({"branches_joined": 5, "branches_total": 4}, "5 of 4"),
+                          ({"branches_joined": 0, "branches_total": 0}, "0 of 0"),
+                          ({"branches_joined": "2", "branches_total": 4}, '"2" of 4')):
+        status, body, _ = http_json("POST", gateway.url + "/envelopes/x/progress",
+                                    dict({"status": "received", "current_actor_idx": 0}, **counts))
+        assert status == 400, (counts, body)
+        assert body["error"] == ('"branches_joined" and "branches_total" go together, as integers '
+                                 'with 0 <= branches_joined <= branches_total and branches_total '
+                                 '>= 1, got ' + shown)
+    status, _, _ = http_json("POST", gateway.url + "/envelopes/x/progress",
+                             {"status": "received", "current_actor_idx": 0, "branches_joined": 2,
+                              "branches_total": 4})
+    assert status == 404  # well formed: only the id is unknown

@@ -147,6 +147,12 @@ struct ProgressReport {
   int current_actor_idx = 0;
   std::string state;  // received | processing | completed
   std::string message;
+  // A join actor's running count (PROTOCOL §7 "branches_joined" of "branches_total"; total 0: not
+  // a join's count). Its weight grows with the count from received (10) to 90, so the percent
+  // rises while branches arrive; a count that would lower the job's percent arrived late (another
+  // replica's, or one overtaken) and is ignored.
+  std::size_t branches_joined = 0;
+  std::size_t branches_total = 0;
 };
 
 // An end actor's final report (PROTOCOL §7).

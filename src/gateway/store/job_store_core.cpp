@@ -98,7 +98,16 @@ class JobStoreCore final : public JobStore {
             result.outcome = Outcome::ignored;
             return std::nullopt;
           }
-          int percent = std::min(99, (index * 100 + weight_of(report.state)) / count);
+          int weight = weight_of(report.state);
+          if (report.branches_total > 0) {
+            const std::size_t joined = std::min(report.branches_joined, report.branches_total);
+            weight = 10 + static_cast<int>(80 * joined / report.branches_total);
+          }
+          int percent = std::min(99, (index * 100 + weight) / count);
+          if (report.branches_total > 0 && percent < job.progress_percent) {
+            result.outcome = Outcome::ignored;
+            return std::nullopt;
+          }
           job.progress_percent = std::max(job.progress_percent, percent);
           job.status = JobStatus::running;
           branch.status = JobStatus::running;

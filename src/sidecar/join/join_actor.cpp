@@ -3,12 +3,14 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "common/random_id.hpp"
 #include "envelope/build.hpp"
 #include "envelope/fanout.hpp"
 #include "sidecar/join/join_input.hpp"
+#include "sidecar/join/join_progress.hpp"
 
 namespace asya::sidecar::join {
 namespace {
@@ -25,6 +27,20 @@ std::string indexes_text(const std::vector<std::size_t>& indexes) {
   for (std::size_t i = 0; i < shown; ++i) out += (i ? ", " : "") + std::to_string(indexes[i]);
   if (shown < indexes.size()) out += fmt::format(" and {} more", indexes.size() - shown);
   return out;
+}
+
+constexpr std::chrono::milliseconds kJoinFlushBudget{500};
+
+// A runtime answer that is an empty JSON array (whitespace allowed).
+bool is_empty_array(std::string_view answer) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  std::size_t i = 0;
+  while (i < answer.size() && space(answer[i])) ++i;
+  if (i == answer.size() || answer[i++] != '[') return false;
+  while (i < answer.size() && space(answer[i])) ++i;
+  if (i == answer.size() || answer[i++] != ']') return false;
+  while (i < answer.size() && space(answer[i])) ++i;
+  return i == answer.size();
 }
 
 }  // namespace
@@ -49,6 +65,12 @@ void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
                    const ClaimedGroup& group, std::chrono::milliseconds budget, int attempts) {
   std::string body = joined_report_body(group);
   const std::string path = envelope_path(in.id, "joined");
+  // The running counts queued before go first, so none arrives after the join; bounded, so a
+  // hung gateway delays a group's outputs by at most this on top of the announcement's budget.
+  const auto flush_budget = std::min<std::chrono::milliseconds>(budget, kJoinFlushBudget);
+  if (!reporter.flush(flush_budget))
+    spdlog::debug("join: earlier gateway reports of group {} still queued after {}", group.group,
+                  format_duration(flush_budget));
   if (reporter.post_now(path, body, budget, attempts)) return;
   spdlog::warn(
       "the gateway did not accept the join of group {} within {}: reporting it in the "
@@ -59,13 +81,14 @@ void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
 
 JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
                      transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
-                     BeforeSend before_send)
+                     BeforeSend before_send, OnStored on_stored)
     : config_(std::move(config)),
       store_(std::move(store)),
       router_(router),
       transport_(transport),
       runtime_timeout_(runtime_timeout),
       before_send_(std::move(before_send)),
+      on_stored_(std::move(on_stored)),
       owner_(random_hex(16)) {}
 
 std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Router& router,
@@ -80,14 +103,26 @@ std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Route
                store->name(), format_duration(config.timeout),
                config.on_timeout == OnTimeout::kError ? "error" : "partial");
   // As a fan-out announcement (sidecar.cpp): at most 2 s per try, 2 tries.
-  BeforeSend before_send = [reporter = std::move(reporter)](const envelope::Envelope& in,
-                                                            const ClaimedGroup& group) {
+  BeforeSend before_send = [reporter](const envelope::Envelope& in, const ClaimedGroup& group) {
     GatewayReporter* r = reporter ? reporter() : nullptr;
     if (r && tracked_by_gateway(in.route_metadata_raw))
       announce_join(*r, in, group, std::chrono::seconds(2), 2);
   };
+  // The running count "joined k of n" (PROTOCOL §7), reported against the envelope that fanned
+  // out, at the join's index on the route.
+  auto progress = std::make_shared<JoinProgress>();
+  OnStored on_stored = [reporter, progress](const envelope::Envelope& in, const std::string& group,
+                                            std::size_t stored, std::size_t count) {
+    GatewayReporter* r = reporter ? reporter() : nullptr;
+    if (!r || !tracked_by_gateway(in.route_metadata_raw)) return;
+    progress->on_stored(group, stored, count, JoinProgress::Clock::now(), [&] {
+      const std::string source = envelope::fanout_source_id(group);
+      r->post(envelope_path(source, "progress"),
+              join_progress_body(in.actors, in.current, source, stored, count));
+    });
+  };
   return std::make_unique<JoinActor>(config, std::move(store), router, transport, runtime_timeout,
-                                     std::move(before_send));
+                                     std::move(before_send), std::move(on_stored));
 }
 
 Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelope::Envelope& in) {
@@ -141,6 +176,8 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
                                                              : "stored",
                 put->stored, put->count);
   if (put->outcome == PutOutcome::kCompleted) decided_ = true;
+  if (on_stored_ && (put->outcome == PutOutcome::kStored || put->outcome == PutOutcome::kCompleted))
+    on_stored_(in, frame.group, put->stored, put->count);
   d.status = ProcessedStatus::kSuccess;
   return d;  // no sends: the branch waits in the store; ack
 }
@@ -283,13 +320,22 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
                     group.group, group.count - group.missing.size(), group.count,
                     format_duration(config_.timeout), indexes_text(group.missing)));
   } else {
-    auto body = build_join_input(*store_, group);
-    if (!body)
+    // Streamed to the runtime while the branches are read from the store (PROTOCOL §4a): the
+    // sidecar holds one branch at a time, never the group.
+    auto request = join_input_request(*store_, group);
+    if (!request)
       return {Attempt::Outcome::kRetry,
-              fmt::format("cannot read its branches: {}", body.error().message)};
+              fmt::format("cannot read its branches: {}", request.error().message)};
     transport::Delivery delivery;
-    delivery.body = std::move(*body);
-    wire::CallResult call = client.call(delivery.body, scratch, runtime_timeout_);
+    wire::CallResult call = client.call(*request, scratch, runtime_timeout_);
+    if (call.status == wire::CallStatus::kOk && is_empty_array(scratch.view())) {
+      // `[]`: the input itself ends the pipeline (section 4), so only now is it built whole.
+      auto whole = build_join_input(*store_, group);
+      if (!whole)
+        return {Attempt::Outcome::kRetry,
+                fmt::format("cannot read its branches: {}", whole.error().message)};
+      delivery.body = std::move(*whole);
+    }
     decision = router_.after_runtime(*in, delivery, call, scratch.view(), /*response_padded=*/true);
     if (scratch.capacity() > (4u << 20)) scratch.release();
     if (decision.wait_for_runtime) report.runtime_unavailable = true;

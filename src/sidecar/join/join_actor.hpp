@@ -42,8 +42,9 @@ struct PublishReport {
 std::string joined_report_body(const ClaimedGroup& group);
 
 // Tells the gateway that a join consumed `group`'s branches (POST /envelopes/{in.id}/joined), so
-// the job ends with the join's output: waits up to `budget` per try like a fan-out announcement,
-// then falls back to a background report.
+// the job ends with the join's output: first waits (at most 0.5 s) until the running counts
+// queued before reached the gateway, so none arrives after the join; then waits up to `budget`
+// per try like a fan-out announcement, then falls back to a background report.
 void announce_join(GatewayReporter& reporter, const envelope::Envelope& in,
                    const ClaimedGroup& group, std::chrono::milliseconds budget, int attempts);
 
@@ -52,14 +53,19 @@ class JoinActor {
   // Called once a group's outputs are decided, before they are sent (the gateway must learn of the
   // join before the output can reach an end actor). `in` is the join input without its payload.
   using BeforeSend = std::function<void(const envelope::Envelope& in, const ClaimedGroup& group)>;
+  // Called after a branch `in` of `group` was stored (not for a duplicate), with the group's
+  // stored and total branch counts: the running count for the gateway (join_progress.hpp).
+  using OnStored = std::function<void(const envelope::Envelope& in, const std::string& group,
+                                      std::size_t stored, std::size_t count)>;
 
   JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const Router& router,
             transport::Transport& transport, std::chrono::milliseconds runtime_timeout,
-            BeforeSend before_send = {});
+            BeforeSend before_send = {}, OnStored on_stored = {});
 
   // Opens the store config.store_url names (make_join_store: throws ConfigError) and the actor;
-  // when `reporter()` gives a gateway reporter, a joined group of a gateway job is announced to
-  // it (announce_join) before the join's outputs are sent.
+  // when `reporter()` gives a gateway reporter, the running count of a gateway job's group is
+  // reported to it as branches are stored (JoinProgress's rule, join_progress.hpp), and a joined
+  // group is announced to it (announce_join) before the join's outputs are sent.
   static std::unique_ptr<JoinActor> open(const JoinConfig& config, const Router& router,
                                          transport::Transport& transport,
                                          std::chrono::milliseconds runtime_timeout,
@@ -120,6 +126,7 @@ class JoinActor {
   transport::Transport& transport_;
   std::chrono::milliseconds runtime_timeout_;
   BeforeSend before_send_;
+  OnStored on_stored_;
   std::string owner_;  // this process's name; each claim's owner is owner_.<claim number>
   std::atomic<std::uint64_t> claims_{0};
   std::atomic<std::int64_t> last_expire_ms_{0};

@@ -58,29 +58,66 @@ Result<HeadEnvelope> parse_head(std::string_view head) {
   return h;
 }
 
+Status write_join_input(JoinStore& store, const ClaimedGroup& group,
+                        const wire::StreamedRequest::Sink& sink) {
+  // Everything before the first branch, then after the last: small, built here.
+  std::string text;
+  text.reserve(group.head.size() + 256);
+  text.append(group.head);
+  text.append(",\"join\":{\"group\":");
+  text += envelope::json_string(group.group);
+  text += fmt::format(",\"count\":{},\"reason\":\"{}\",\"failed\":", group.count,
+                      group.reason == DecidedBecause::kComplete ? "complete" : "timeout");
+  append_indexes(text, group.failed);
+  text.append(",\"missing\":");
+  append_indexes(text, group.missing);
+  text.append("},\"payload\":[");
+  if (Status st = sink(text); !st) return st;
+  text.clear();
+  text.shrink_to_fit();
+  std::size_t next = 0;
+  // Missing slots before `index`: "null" each, comma-separated from what came before.
+  auto nulls_until = [&](std::size_t index) -> Status {
+    for (; next < index; ++next)
+      if (Status st = sink(next == 0 ? std::string_view("null") : std::string_view(",null")); !st)
+        return st;
+    return Status::Ok();
+  };
+  Status st =
+      store.read_branches(group.group, [&](std::size_t index, bool, std::string_view payload) {
+        if (Status gap = nulls_until(index); !gap) return gap;
+        if (index > 0)
+          if (Status comma = sink(","); !comma) return comma;
+        next = index + 1;
+        return sink(payload);
+      });
+  if (!st) return st;
+  if (Status gap = nulls_until(group.count); !gap) return gap;
+  return sink("]}");
+}
+
+Result<wire::StreamedRequest> join_input_request(JoinStore& store, const ClaimedGroup& group) {
+  wire::StreamedRequest request;
+  std::uint64_t size = 0;
+  Status measured = write_join_input(store, group, [&size](std::string_view part) {
+    size += part.size();
+    return Status::Ok();
+  });
+  if (!measured) return measured.error();
+  request.size = size;
+  request.write_body = [&store, &group](const wire::StreamedRequest::Sink& sink) {
+    return write_join_input(store, group, sink);
+  };
+  return request;
+}
+
 Result<std::string> build_join_input(JoinStore& store, const ClaimedGroup& group) {
   std::string out;
-  out.reserve(group.head.size() + 256);
-  out.append(group.head);
-  out.append(",\"join\":{\"group\":");
-  out += envelope::json_string(group.group);
-  out += fmt::format(",\"count\":{},\"reason\":\"{}\",\"failed\":", group.count,
-                     group.reason == DecidedBecause::kComplete ? "complete" : "timeout");
-  append_indexes(out, group.failed);
-  out.append(",\"missing\":");
-  append_indexes(out, group.missing);
-  out.append("},\"payload\":[");
-  std::size_t next = 0;
-  Status st = store.read_branches(group.group, [&](std::size_t index, bool, std::string_view p) {
-    for (; next < index; ++next) out.append(next == 0 ? "null" : ",null");
-    if (index > 0) out.push_back(',');
-    out.append(p);
-    next = index + 1;
+  Status st = write_join_input(store, group, [&out](std::string_view part) {
+    out.append(part);
     return Status::Ok();
   });
   if (!st) return st.error();
-  for (; next < group.count; ++next) out.append(next == 0 ? "null" : ",null");
-  out.append("]}");
   return out;
 }
 

@@ -1,0 +1,198 @@
+// RuntimeClient::call with a StreamedRequest: the body produced while it is written (a join's
+// branch list read from its store), against a real Unix-socket echo runtime.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "wire/frame.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::wire {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char pattern[] = "/tmp/asya-wire-stream-XXXXXX";
+    path = ::mkdtemp(pattern);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// Answers every request frame with "[" + request + "]" and counts the frames that ended early.
+class EchoRuntime {
+ public:
+  explicit EchoRuntime(const fs::path& socket_path) {
+    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strcpy(addr.sun_path, socket_path.c_str());
+    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+    EXPECT_EQ(::listen(listen_fd_, 16), 0);
+    std::ofstream(socket_path.parent_path() / "runtime-ready").put('\n');
+    thread_ = std::thread([this] {
+      for (;;) {
+        int fd = ::accept(listen_fd_, nullptr, nullptr);
+        if (fd < 0) return;
+        std::string request;
+        for (;;) {
+          Status s = read_frame(fd, request, 64u << 20, 10'000);
+          if (!s.ok()) {
+            if (s.message().find("middle of a frame") != std::string::npos) ++truncated_;
+            break;
+          }
+          ++requests_;
+          if (!write_frame(fd, "[" + request + "]").ok()) break;
+        }
+        ::close(fd);
+      }
+    });
+  }
+  ~EchoRuntime() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  int requests() const { return requests_; }
+  int truncated() const { return truncated_; }
+
+ private:
+  int listen_fd_ = -1;
+  std::thread thread_;
+  std::atomic<int> requests_{0};
+  std::atomic<int> truncated_{0};
+};
+
+RuntimeClientOptions options_for(const fs::path& socket) {
+  RuntimeClientOptions o;
+  o.socket_path = socket.string();
+  o.max_message_bytes = 64u << 20;
+  return o;
+}
+
+// A streamed request handing `parts` to the sink one by one, announcing `size` (their total
+// size when nullopt).
+StreamedRequest request_of(const std::vector<std::string>& parts,
+                           std::optional<std::uint64_t> size = std::nullopt) {
+  StreamedRequest r;
+  r.size = 0;
+  for (const auto& p : parts) r.size += p.size();
+  if (size) r.size = *size;
+  r.write_body = [&parts](const StreamedRequest::Sink& sink) {
+    for (const auto& p : parts)
+      if (Status st = sink(p); !st) return st;
+    return Status::Ok();
+  };
+  return r;
+}
+
+// The echo runtime's answer to the request made of `parts`.
+std::string echoed(const std::vector<std::string>& parts) {
+  std::string out("[");
+  for (const auto& p : parts) out += p;
+  out += ']';
+  return out;
+}
+
+TEST(RuntimeClientStream, ManySmallPartsArriveAsOneFrame) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  // 20,000 parts, about 200 kB: several 64 KiB chunks, with parts split across chunk edges.
+  std::vector<std::string> parts{"["};
+  for (int i = 0; i < 20'000; ++i) {
+    std::string part(i ? "," : "");
+    part.append(std::to_string(i * 7));
+    parts.push_back(std::move(part));
+  }
+  parts.push_back("]");
+  FrameBuffer response;
+  CallResult r = client.call(request_of(parts), response, 10s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response.view(), echoed(parts));
+  EXPECT_EQ(runtime.requests(), 1);
+}
+
+TEST(RuntimeClientStream, PartsLargerThanAChunkAndEmptyPartsPassUnchanged) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  std::vector<std::string> parts{"[\"", std::string(300'000, 'a'), "", std::string(70'000, 'b'),
+                                 "\"]"};
+  FrameBuffer response;
+  for (int call = 0; call < 2; ++call) {  // the second call reuses the connection
+    CallResult r = client.call(request_of(parts), response, 10s);
+    ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+    EXPECT_EQ(response.view(), echoed(parts));
+  }
+  EXPECT_EQ(runtime.requests(), 2);
+}
+
+TEST(RuntimeClientStream, ABodyShorterThanAnnouncedIsNotSentAndTheNextCallWorks) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  std::vector<std::string> parts{"[1,", std::string(100'000, '2'), "]"};
+  FrameBuffer response;
+  CallResult r = client.call(request_of(parts, 100'010), response, 10s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_NE(r.error.find("the request was not sent completely: the request body was 100004 "
+                         "bytes, 100010 announced"),
+            std::string::npos)
+      << r.error;
+  // The runtime saw the frame end early and never answered it; the client goes on.
+  CallResult next = client.call("[2]", response, 5s);
+  ASSERT_EQ(next.status, CallStatus::kOk) << next.error;
+  EXPECT_EQ(response.view(), "[[2]]");
+  EXPECT_EQ(runtime.requests(), 1);
+  EXPECT_EQ(runtime.truncated(), 1);
+}
+
+TEST(RuntimeClientStream, ABodyLongerThanAnnouncedStopsAtTheAnnouncedSize) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  std::vector<std::string> parts{"[1,", "2,", "3]"};
+  FrameBuffer response;
+  CallResult r = client.call(request_of(parts, 5), response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_NE(r.error.find("the request body grew past the 5 bytes announced"), std::string::npos)
+      << r.error;
+  EXPECT_EQ(runtime.requests(), 0);
+}
+
+TEST(RuntimeClientStream, AnErrorOfTheProducerEndsTheCallNamingIt) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  StreamedRequest request;
+  request.size = 100;
+  request.write_body = [](const StreamedRequest::Sink& sink) -> Status {
+    if (Status st = sink("[1,"); !st) return st;
+    return Error{"join store: disk I/O error (read branches of group g@0)"};
+  };
+  FrameBuffer response;
+  CallResult r = client.call(request, response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_NE(r.error.find("not sent completely: join store: disk I/O error"), std::string::npos)
+      << r.error;
+  EXPECT_EQ(runtime.requests(), 0);
+}
+
+}  // namespace
+}  // namespace asya::wire
