@@ -95,9 +95,11 @@ class Api {
   // "children": [ids], "failed"?, "missing"?} from a join actor (PROTOCOL §4a, §7).
   boost::asio::awaitable<http::Response> report_joined(const http::Request& request,
                                                        const std::string& id);
-  // POST /envelopes/{id}/check (a sidecar endpoint, read-only): {"job_status", "cancelled"};
-  // {"cancelled": false} for an id no job knows.
-  boost::asio::awaitable<http::Response> check_envelope(const std::string& id);
+  // POST /envelopes/{id}/check (a sidecar endpoint): {"job_status", "cancelled"}; {"cancelled":
+  // false} for an id no job knows. A body {"progress": <progress report>} is applied after the
+  // answer (not awaited) and the answer then says "progress": "accepted".
+  boost::asio::awaitable<http::Response> check_envelope(const http::Request& request,
+                                                        const std::string& id);
   // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
                                                          const std::string& id,
@@ -171,6 +173,10 @@ boost::json::object job_meta(const std::string& job_id);
 // (GET /envelopes/{id}/stream) is advertised only for a tool with `progress: true`, as in the
 // published design (the endpoint itself serves every job).
 boost::json::object async_result(const std::string& job_id, bool progress);
+
+// Parses a request body that must be a JSON object; on failure sets `error` to a 400 response
+// saying why (not JSON, or what it was instead).
+std::optional<boost::json::object> parse_body(const std::string& body, http::Response& error);
 
 }  // namespace api
 }  // namespace asya::gateway

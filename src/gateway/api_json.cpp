@@ -128,4 +128,19 @@ json::object async_result(const std::string& job_id, bool progress) {
       {"_meta", job_meta(job_id)}};
 }
 
+std::optional<json::object> parse_body(const std::string& body, http::Response& error) {
+  boost::system::error_code ec;
+  json::value v = json::parse(body, ec);
+  if (ec) {
+    error = http::Response::error(400, "body is not valid JSON: " + ec.message());
+    return std::nullopt;
+  }
+  if (!v.is_object()) {
+    error = http::Response::error(
+        400, "body must be a JSON object, got " + to_json_text(v).substr(0, 100));
+    return std::nullopt;
+  }
+  return std::move(v.as_object());
+}
+
 }  // namespace asya::gateway::api

@@ -13,6 +13,7 @@ namespace asya::gateway {
 
 namespace json = boost::json;
 namespace asio = boost::asio;
+using api::parse_body;
 using asio::awaitable;
 using http::Response;
 
@@ -24,22 +25,6 @@ Response method_not_allowed(const std::string& method, const std::string& path,
       405, "method " + method + " not allowed on " + path + " (allowed: " + allow + ")");
   r.headers.emplace_back("Allow", allow);
   return r;
-}
-
-// Parses a JSON object body; on failure sets `error` to a 400 response.
-std::optional<json::object> parse_body(const std::string& body, Response& error) {
-  boost::system::error_code ec;
-  json::value v = json::parse(body, ec);
-  if (ec) {
-    error = Response::error(400, "body is not valid JSON: " + ec.message());
-    return std::nullopt;
-  }
-  if (!v.is_object()) {
-    error =
-        Response::error(400, "body must be a JSON object, got " + to_json_text(v).substr(0, 100));
-    return std::nullopt;
-  }
-  return std::move(v.as_object());
 }
 
 std::vector<std::string> split_path(const std::string& path) {
@@ -183,7 +168,7 @@ awaitable<Response> Api::route(const http::Request& request) {
     }
     if (action == "check") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
-      co_return co_await check_envelope(id);
+      co_return co_await check_envelope(request, id);
     }
     if (action == "cancel") {
       if (method != "POST") co_return method_not_allowed(method, path, "POST");
@@ -318,18 +303,6 @@ awaitable<Response> Api::envelope_active(const std::string& id, const Caller& ca
   co_return Response::json(200, R"({"active":true})");
 }
 
-awaitable<Response> Api::check_envelope(const std::string& id) {
-  auto work = [this, id] { return service_.store().get(id); };
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
-  if (!job.ok()) co_return Response::error(503, job.error().message);
-  // An envelope the gateway does not know (sent around it) is simply not cancelled.
-  if (!job.value()) co_return Response::json(200, R"({"cancelled":false})");
-  JobStatus status = job.value()->status;
-  json::object answer{{"job_status", job_status_name(status)},
-                      {"cancelled", status == JobStatus::cancelled}};
-  co_return Response::json(200, to_json_text(answer));
-}
-
 awaitable<Response> Api::stream_envelope(const http::Request& request, const std::string& id,
                                          const Caller& caller) {
   FoundJob found = co_await find_job(id, caller);
@@ -383,71 +356,6 @@ awaitable<Response> Api::stream_envelope(const http::Request& request, const std
     }
   };
   co_return response;
-}
-
-awaitable<Response> Api::report_progress(const http::Request& request, const std::string& id) {
-  Response error;
-  auto body = parse_body(request.body, error);
-  if (!body) co_return error;
-  ProgressReport report;
-  report.envelope_id = id;
-  const json::value* status = body->if_contains("status");
-  if (!status || !status->is_string() ||
-      (status->as_string() != "received" && status->as_string() != "processing" &&
-       status->as_string() != "completed")) {
-    co_return Response::error(
-        400, "\"status\" must be \"received\", \"processing\" or \"completed\", got " +
-                 (status ? to_json_text(*status) : std::string("nothing")));
-  }
-  report.state = status->as_string();
-  const json::value* index = body->if_contains("current_actor_idx");
-  if (!index || !index->is_int64() || index->as_int64() < 0) {
-    co_return Response::error(400, "\"current_actor_idx\" must be a non-negative integer, got " +
-                                       (index ? to_json_text(*index) : std::string("nothing")));
-  }
-  report.current_actor_idx = static_cast<int>(index->as_int64());
-  if (const json::value* actors = body->if_contains("actors"); actors && !actors->is_null()) {
-    if (!actors->is_array())
-      co_return Response::error(400, "\"actors\" must be an array of actor names");
-    for (const auto& a : actors->as_array()) {
-      if (!a.is_string())
-        co_return Response::error(400, "\"actors\" must be an array of actor names");
-      report.actors.emplace_back(a.as_string());
-    }
-  }
-  if (const json::value* message = body->if_contains("message"); message && message->is_string()) {
-    report.message = message->as_string();
-  }
-  const json::value* joined = body->if_contains("branches_joined");
-  const json::value* total = body->if_contains("branches_total");
-  if (joined || total) {
-    // A join actor's running count (PROTOCOL §7): both, 0 <= joined <= total, total >= 1.
-    if (!joined || !total || !joined->is_int64() || !total->is_int64() || total->as_int64() < 1 ||
-        joined->as_int64() < 0 || joined->as_int64() > total->as_int64())
-      co_return Response::error(
-          400,
-          "\"branches_joined\" and \"branches_total\" go together, as integers with 0 <= "
-          "branches_joined <= branches_total and branches_total >= 1, got " +
-              (joined ? to_json_text(*joined) : std::string("nothing")) + " of " +
-              (total ? to_json_text(*total) : std::string("nothing")));
-    report.branches_joined = static_cast<std::size_t>(joined->as_int64());
-    report.branches_total = static_cast<std::size_t>(total->as_int64());
-  }
-  service_.metrics().report("progress");
-  auto work_4 = [this, report] { return service_.store().progress(report); };
-  auto result = co_await service_.blocking<Result<ChangeResult>>(std::move(work_4));
-  if (!result.ok()) co_return Response::error(503, result.error().message);
-  if (result.value().outcome == Outcome::not_found)
-    co_return Response::error(404, "no job knows envelope \"" + id + "\"");
-  if (result.value().outcome == Outcome::applied)
-    service_.notifier().notify(result.value().job_id, result.value().job_final);
-  json::object answer{{"status", "ok"},
-                      {"progress_percent", result.value().progress_percent},
-                      {"job_status", job_status_name(result.value().job_status)}};
-  if (result.value().outcome == Outcome::ignored) answer["ignored"] = true;
-  // PROTOCOL §7: a sidecar that reads this before calling its handler skips the envelope.
-  if (result.value().job_status == JobStatus::cancelled) answer["cancelled"] = true;
-  co_return Response::json(200, to_json_text(answer));
 }
 
 awaitable<Response> Api::report_final(const http::Request& request, const std::string& id) {

@@ -229,6 +229,26 @@ bool answer_says_cancelled(std::string_view answer) {
   return cancelled;
 }
 
+std::string check_body(std::string_view progress) {
+  if (progress.empty()) return "{}";
+  std::string out = "{\"progress\":";
+  out += progress;
+  out += '}';
+  return out;
+}
+
+CheckAnswer read_check_answer(std::string_view answer) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  CheckAnswer out;
+  if (parser.parse(answer.data(), answer.size()).get(root)) return out;
+  bool cancelled = false;
+  if (!root["cancelled"].get(cancelled)) out.cancelled = cancelled;
+  std::string_view progress;
+  if (!root["progress"].get(progress)) out.progress_accepted = progress == "accepted";
+  return out;
+}
+
 void GatewayReporter::run() {
   for (;;) {
     Report report;

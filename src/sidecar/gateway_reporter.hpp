@@ -48,6 +48,16 @@ bool tracked_by_gateway(std::string_view route_metadata_raw);
 // (`"cancelled": true`, PROTOCOL §7). False for anything else, including an answer that is not
 // JSON.
 bool answer_says_cancelled(std::string_view answer);
+// POST /envelopes/{id}/check: `{"progress": <progress_body>}`, or `{}` when `progress` is empty.
+std::string check_body(std::string_view progress);
+// The gateway's answer to a check (PROTOCOL §7): whether the job was cancelled, and whether the
+// gateway took the progress report the check carried (`"progress": "accepted"`; an older gateway
+// ignores it). Both false for an answer that is not JSON.
+struct CheckAnswer {
+  bool cancelled = false;
+  bool progress_accepted = false;
+};
+CheckAnswer read_check_answer(std::string_view answer);
 // "/envelopes/<id>/<what>" with the id percent-encoded as a path segment.
 std::string envelope_path(std::string_view id, std::string_view what);
 

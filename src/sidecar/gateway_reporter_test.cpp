@@ -310,5 +310,27 @@ TEST(AnswerSaysCancelled, OnlyAnExplicitTrueCancels) {
   EXPECT_FALSE(answer_says_cancelled(""));
 }
 
+TEST(CheckBody, CarriesTheProgressReportOrNothing) {
+  EXPECT_EQ(check_body(""), "{}");
+  std::string progress = progress_body({"a"}, 0, "processing", "processing in a", std::nullopt);
+  EXPECT_EQ(check_body(progress), "{\"progress\":" + progress + "}");
+}
+
+TEST(ReadCheckAnswer, SaysWhetherCancelledAndWhetherTheReportWasTaken) {
+  CheckAnswer both =
+      read_check_answer(R"({"job_status":"cancelled","cancelled":true,"progress":"accepted"})");
+  EXPECT_TRUE(both.cancelled);
+  EXPECT_TRUE(both.progress_accepted);
+  // An older gateway answers a check without "progress": the sidecar posts its report itself.
+  CheckAnswer older = read_check_answer(R"({"job_status":"running","cancelled":false})");
+  EXPECT_FALSE(older.cancelled);
+  EXPECT_FALSE(older.progress_accepted);
+  EXPECT_FALSE(read_check_answer(R"({"cancelled":false,"progress":"later"})").progress_accepted);
+  EXPECT_FALSE(read_check_answer(R"({"cancelled":"yes","progress":true})").cancelled);
+  EXPECT_FALSE(read_check_answer(R"({"cancelled":"yes","progress":true})").progress_accepted);
+  EXPECT_FALSE(read_check_answer("not json").progress_accepted);
+  EXPECT_FALSE(read_check_answer("").cancelled);
+}
+
 }  // namespace
 }  // namespace asya::sidecar

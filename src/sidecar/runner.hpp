@@ -19,6 +19,7 @@
 #include "sidecar/join/join_actor.hpp"
 #include "sidecar/metrics.hpp"
 #include "sidecar/payload_ref.hpp"
+#include "sidecar/receive_ahead.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
@@ -66,6 +67,12 @@ class Runner {
   void worker(Slot& slot);
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
                      wire::FrameBuffer& scratch, bool& need_ready);
+  // Several deliveries leased in one receive (ReceiveAhead), processed one by one as
+  // process_actor does; those left when the runtime goes away or the sidecar stops are nacked.
+  void process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
+                            std::vector<transport::Delivery>& deliveries,
+                            wire::FrameBuffer& scratch, bool& need_ready, ReceiveAhead& ahead,
+                            Clock::time_point leased);
   // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
   void process_batch(Slot& slot, wire::RuntimeClient& client,
                      std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
@@ -98,12 +105,14 @@ class Runner {
   Decision call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
                         wire::RuntimeClient& client, wire::FrameBuffer& scratch, bool tracked);
   // Asks the gateway (POST /envelopes/{id}/check, PROTOCOL §7) whether the envelope's job was
-  // cancelled; false when it does not answer within kCancelCheckBudget.
-  bool job_cancelled(const envelope::Envelope& in);
+  // cancelled, handing it `progress` (a progress report body; empty: none) on the way; nothing
+  // cancelled and nothing accepted when it does not answer within kCancelCheckBudget.
+  CheckAnswer check_job(const envelope::Envelope& in, std::string_view progress);
   void begin(Slot& slot, const transport::Delivery& delivery) {
     std::lock_guard lock(slot.mutex);
     slot.in_flight = &delivery;
-    slot.lease_since = Clock::now();
+    // Leased ahead with others (slot.batch): its lease dates from that receive.
+    if (slot.batch.empty()) slot.lease_since = Clock::now();
   }
   void report(std::string path, std::string body) {
     if (reporter_) reporter_->post(std::move(path), std::move(body));

@@ -10,18 +10,20 @@ namespace asya::sidecar::detail {
 
 std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, bool tracked) {
   if (!tracked) return std::nullopt;
-  report(envelope_path(in.id, "progress"),
-         progress_body(in.actors, in.current, "received",
-                       fmt::format("received by {}", config_.actor_name), std::nullopt));
-  if (job_cancelled(in)) {
+  // One gateway request before the handler (PROTOCOL §7): the cancellation check carries the
+  // "processing" report, which the gateway applies after it answered. A gateway that did not take
+  // it (an older one, or no answer in time) gets it as a report of its own.
+  std::string processing =
+      progress_body(in.actors, in.current, "processing",
+                    fmt::format("processing in {}", config_.actor_name), std::nullopt);
+  CheckAnswer answer = check_job(in, processing);
+  if (answer.cancelled) {
     // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
     return router_->error_end(
         in, FailureCode::kCancelled,
         fmt::format("job cancelled before actor {} started", config_.actor_name));
   }
-  report(envelope_path(in.id, "progress"),
-         progress_body(in.actors, in.current, "processing",
-                       fmt::format("processing in {}", config_.actor_name), std::nullopt));
+  if (!answer.progress_accepted) report(envelope_path(in.id, "progress"), std::move(processing));
   return std::nullopt;
 }
 
@@ -33,7 +35,7 @@ void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, dou
                        fmt::format("completed by {}", config_.actor_name),
                        static_cast<std::int64_t>(runtime_seconds * 1000)));
   if (runtime_seconds >= std::chrono::duration<double>(kRecheckAfter).count() &&
-      job_cancelled(in)) {
+      check_job(in, {}).cancelled) {
     // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
     decision = router_->error_end(
         in, FailureCode::kCancelled,
@@ -42,13 +44,14 @@ void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, dou
   }
 }
 
-bool Runner::job_cancelled(const envelope::Envelope& in) {
-  // A read-only question (no write at the gateway), so it costs a round trip and nothing more; a
-  // gateway that does not answer in time is not waited for: the envelope is processed as usual
-  // (a gateway outage never blocks a pipeline).
-  auto answer =
-      reporter_->post_now_answer(envelope_path(in.id, "check"), "{}", kCancelCheckBudget, 1);
-  return answer && answer->ok() && answer_says_cancelled(answer->body);
+CheckAnswer Runner::check_job(const envelope::Envelope& in, std::string_view progress) {
+  // A read at the gateway (the report it carries is applied after the answer), so it costs a
+  // round trip and nothing more; a gateway that does not answer in time is not waited for: the
+  // envelope is processed as usual (a gateway outage never blocks a pipeline).
+  auto answer = reporter_->post_now_answer(envelope_path(in.id, "check"), check_body(progress),
+                                           kCancelCheckBudget, 1);
+  if (!answer || !answer->ok()) return {};
+  return read_check_answer(answer->body);
 }
 
 void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {

@@ -28,6 +28,7 @@
 #include "sidecar/lease_keeper.hpp"
 #include "sidecar/metrics.hpp"
 #include "sidecar/payload_ref.hpp"
+#include "sidecar/receive_ahead.hpp"
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
@@ -144,7 +145,9 @@ int Runner::run() {
     for (auto& s : slots_) {
       std::lock_guard lock(s->mutex);
       s->abandoned = true;
-      if (s->in_flight) s->batch.push_back(s->in_flight);
+      if (s->in_flight &&
+          std::find(s->batch.begin(), s->batch.end(), s->in_flight) == s->batch.end())
+        s->batch.push_back(s->in_flight);
       for (const transport::Delivery* unfinished : s->batch) {
         if (!unfinished) continue;
         if (Status st = transport_->nack(*unfinished); !st)
@@ -185,6 +188,9 @@ void Runner::worker(Slot& slot) {
   bool need_ready = !config_.is_end_actor;
   const std::string queue = config_.input_queue();
   int consecutive_errors = 0;
+  // A plain actor with a fast handler leases several messages per receive (receive_ahead.hpp).
+  ReceiveAhead ahead;
+  const bool lease_ahead = !config_.is_end_actor && !join_ && !batching_.enabled();
 
   while (!stop_.stopping()) {
     if (need_ready) {
@@ -226,7 +232,7 @@ void Runner::worker(Slot& slot) {
     auto receive = [&](std::chrono::milliseconds wait) {
       return batching_.enabled() && client
                  ? gather_batch(*transport_, queue, batching_, wait, &gathered_seconds)
-                 : transport_->receive(queue, 1, wait);
+                 : transport_->receive(queue, lease_ahead ? ahead.next() : 1, wait);
     };
     auto received = receive(held ? std::chrono::milliseconds(0) : std::chrono::milliseconds(1000));
     if (held && (!received || received->empty())) {
@@ -250,15 +256,56 @@ void Runner::worker(Slot& slot) {
       process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds, settler);
       continue;
     }
+    if (received->size() > 1 && lease_ahead) {
+      process_leased_ahead(slot, *client, *received, scratch, need_ready, ahead, started);
+      continue;
+    }
     for (auto& delivery : *received) {
-      if (config_.is_end_actor)
+      if (config_.is_end_actor) {
         process_end(slot, delivery);
-      else
+      } else {
+        const auto processing_started = Clock::now();
         process_actor(slot, *client, delivery, scratch, need_ready);
+        ahead.record(seconds_since(processing_started));
+      }
     }
   }
   settler.wait();
   slot.finished = true;
+}
+
+void Runner::process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
+                                  std::vector<transport::Delivery>& deliveries,
+                                  wire::FrameBuffer& scratch, bool& need_ready, ReceiveAhead& ahead,
+                                  Clock::time_point leased) {
+  // Leased together: the lease keeper extends every one not settled yet (from when they were
+  // leased), and the shutdown path nacks them, as for a batch.
+  {
+    std::lock_guard lock(slot.mutex);
+    slot.batch.clear();
+    for (const auto& delivery : deliveries) slot.batch.push_back(&delivery);
+    slot.lease_since = leased;
+  }
+  for (auto& delivery : deliveries) {
+    if (need_ready || stop_.stopping()) {
+      // The runtime went away or the sidecar is stopping: the rest go back to the queue at once
+      // (each counts a delivery) instead of waiting here.
+      std::lock_guard lock(slot.mutex);
+      if (slot.abandoned) break;
+      if (Status st = transport_->nack(delivery); !st)
+        spdlog::warn("cannot return a message leased ahead to {}: {}", delivery.queue,
+                     st.message());
+      std::replace(slot.batch.begin(), slot.batch.end(),
+                   static_cast<const transport::Delivery*>(&delivery),
+                   static_cast<const transport::Delivery*>(nullptr));
+      continue;
+    }
+    const auto processing_started = Clock::now();
+    process_actor(slot, client, delivery, scratch, need_ready);
+    ahead.record(seconds_since(processing_started));
+  }
+  std::lock_guard lock(slot.mutex);
+  slot.batch.clear();
 }
 
 void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,

@@ -88,6 +88,44 @@ def test_stream_after_completion_replays_history_and_closes_and_resumes(gateway,
     assert [int(e[0]) for e in resumed] == ids[-2:]
 
 
+def test_a_check_carrying_a_progress_report_answers_at_once_and_applies_the_report(gateway, actor):
+    """PROTOCOL §7: a sidecar's cancellation check carries its "processing" report; the gateway
+    answers from a read, says it took the report, and applies it in the background."""
+    _, answer, _ = http_json("POST", gateway.url + "/tools/call",
+                             {"name": "pipeline", "arguments": {"text": "c"}})
+    job_id = answer["structuredContent"]["job_id"]
+    envelope = actor.receive("first")
+    actors = envelope["route"]["actors"]
+    report = {"actors": actors, "current_actor_idx": 1, "status": "processing",
+              "message": "processing in second"}
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{job_id}/check",
+                                  {"progress": report}, gateway.internal_headers())
+    assert status == 200 and answer["cancelled"] is False and answer["progress"] == "accepted", answer
+
+    def job():
+        return http_json("GET", f"{gateway.url}/envelopes/{job_id}")[1]
+    wait_until(lambda: job()["progress_percent"] == 75, 30, "the carried report to be applied")
+    assert job()["current_actor_name"] == "second" and job()["message"] == "processing in second"
+    # A plain check takes nothing and says so by leaving "progress" out.
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{job_id}/check", {},
+                                  gateway.internal_headers())
+    assert status == 200 and "progress" not in answer and answer["cancelled"] is False
+    # An id no job knows: not cancelled, and the report is taken (there is nothing to apply it to).
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/no-such-envelope/check",
+                                  {"progress": report}, gateway.internal_headers())
+    assert status == 200 and answer == {"cancelled": False, "progress": "accepted"}
+    # A wrong report is refused, naming what is wrong, and nothing is applied.
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{job_id}/check",
+                                  {"progress": dict(report, status="done")}, gateway.internal_headers())
+    assert status == 400 and '"status" must be' in answer["error"] and "done" in answer["error"]
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{job_id}/check",
+                                  {"progress": 3}, gateway.internal_headers())
+    assert status == 400 and '"progress" must be a progress report' in answer["error"]
+    assert job()["progress_percent"] == 75
+    actor.final(job_id, "succeeded", {"done": True})
+    wait_until(lambda: job()["status"] == "succeeded", 30, "the job to end")
+
+
 def test_two_live_streams_on_one_job_both_end_with_the_final_event(gateway, actor):
     _, answer, _ = http_json("POST", gateway.url + "/tools/call", {"name": "pipeline", "arguments": {"text": "y"}})
     job_id = answer["structuredContent"]["job_id"]

@@ -347,12 +347,15 @@ def pytest_runtest_makereport(item, call):
 class RecordingGateway:
     """A tiny HTTP server recording every POST (path, parsed JSON body). `on_post(path, body)`, when
     set, runs before the request is recorded and answered (e.g. to play a slow gateway and look at
-    the queues meanwhile)."""
+    the queues meanwhile). `accept_progress_in_checks`: answer a cancellation check that carries a
+    progress report as the real gateway does (`"progress": "accepted"`); otherwise as an older
+    gateway that ignores it."""
 
     def __init__(self):
         self.requests = []
         self.lock = threading.Lock()
         self.on_post = None
+        self.accept_progress_in_checks = False
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -364,6 +367,9 @@ class RecordingGateway:
                 with outer.lock:
                     outer.requests.append((self.path, json.loads(body)))
                 reply = b'{"status":"ok"}'
+                if (outer.accept_progress_in_checks and self.path.endswith("/check")
+                        and "progress" in json.loads(body)):
+                    reply = b'{"job_status":"running","cancelled":false,"progress":"accepted"}'
                 self.send_response(201 if self.path == "/envelopes" else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))

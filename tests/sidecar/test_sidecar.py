@@ -239,6 +239,29 @@ def test_sigterm_nacks_work_that_outlives_the_grace_period(cluster):
     assert got[0]["delivery_count"] == 2
 
 
+def test_messages_leased_ahead_are_returned_on_sigterm_and_none_is_lost(cluster):
+    """A fast handler makes the worker lease several messages per receive (receive_ahead.hpp).
+    Stopped in the middle of a backlog, the sidecar hands back the ones it had not started:
+    every message is either at happy-end or ready in its queue again, none held or lost."""
+    # A short visibility timeout: on SQS a ReceiveMessage cancelled by the shutdown after moto
+    # answered it leaves its messages invisible until then (nothing lost: delivered again).
+    actor = cluster.actor("fast", "echo", start_sidecar=False, env={"ASYA_VISIBILITY_TIMEOUT": "5s"})
+    ids = ["L%03d" % i for i in range(300)]
+    for id_ in ids:
+        cluster.queues.send("asya-fast", envelope(id_, ["fast"], payload={"id": id_}))
+    actor.start_sidecar()
+    wait_for(lambda: cluster.queues.stats(HAPPY)["ready"] >= 20, 60, "the first results")
+    actor.sidecar.signal(signal.SIGTERM)
+    assert actor.sidecar.wait(30) == 0
+    done = [m["json"]["id"] for m in cluster.queues.collect(HAPPY, cluster.queues.stats(HAPPY)["ready"])]
+    stats = cluster.queues.stats("asya-fast")
+    if cluster.transport != "sqs":
+        assert stats["in_flight"] == 0, stats  # nothing left leased by the stopped sidecar
+    left = [m["json"]["id"] for m in cluster.queues.collect("asya-fast", len(ids) - len(done), timeout=60)]
+    assert len(done) == len(set(done)), "a message reached happy-end twice"
+    assert sorted(done + left) == ids
+
+
 def test_ten_megabyte_payload_arrives_byte_identical(cluster):
     if cluster.transport == "sqs":
         pytest.skip("SQS bodies are limited to 256 KiB (see test_output_over_the_transport_limit_...)")
@@ -326,13 +349,18 @@ def test_gateway_gets_progress_fan_out_and_final_reports(cluster, gateway):
     time.sleep(0.5)  # a report about it would have been posted by now
     reqs = gateway.snapshot()
     assert not [path for path, _ in reqs if "/plain" in path], reqs
+    # The check before the handler carries the "processing" report (PROTOCOL §7); this gateway
+    # does not say it took it, so the sidecar posts it on its own as well.
+    checks = [body for path, body in reqs if path == "/envelopes/G/check"]
+    assert checks == [{"progress": {"actors": ["split"], "current_actor_idx": 0,
+                                    "status": "processing", "message": "processing in split"}}]
     progress = [body for path, body in reqs if path == "/envelopes/G/progress"]
-    assert [p["status"] for p in progress] == ["received", "processing", "completed"]
+    assert [p["status"] for p in progress] == ["processing", "completed"]
     for p in progress:
         assert p["actors"] == ["split"] and p["current_actor_idx"] == 0 and isinstance(p["message"], str)
-    assert set(progress[0]) == {"actors", "current_actor_idx", "status", "message"}
-    assert set(progress[2]) == {"actors", "current_actor_idx", "status", "message", "duration_ms"}
-    assert isinstance(progress[2]["duration_ms"], int)
+    assert progress[0] == checks[0]["progress"]
+    assert set(progress[1]) == {"actors", "current_actor_idx", "status", "message", "duration_ms"}
+    assert isinstance(progress[1]["duration_ms"], int)
     assert ("/envelopes", {"id": "G-1", "parent_id": "G", "actors": ["split"], "current": 1}) in reqs
     f = finals()
     assert f["/envelopes/G/final"] == {"id": "G", "status": "succeeded", "result": {"i": 0, "tag": "g"},
@@ -344,6 +372,27 @@ def test_gateway_gets_progress_fan_out_and_final_reports(cluster, gateway):
     assert h["error_details"]["type"] == "ValueError"
     assert set(h) == {"id", "status", "error", "error_details", "actors", "current_actor_idx"}
     assert h["actors"] == ["bad"] and h["current_actor_idx"] == 0
+
+
+def test_a_gateway_that_takes_the_report_in_the_check_gets_two_requests_per_hop(cluster, gateway):
+    """The check before the handler carries the "processing" report; a gateway that answers
+    "progress": "accepted" gets no separate report of it: one check and one "completed" report
+    per hop (docs/performance.md, sidecar_cpu_per_msg)."""
+    gateway.accept_progress_in_checks = True
+    env = {"ASYA_GATEWAY_URL": gateway.url}
+    cluster.actor("echo", "echo", env=env)
+    for i in range(3):
+        cluster.queues.send("asya-echo", envelope("K%d" % i, ["echo"], payload={"i": i}, job="K%d" % i))
+    wait_for(lambda: len([p for p, _ in gateway.snapshot() if p.endswith("/progress")]) >= 3, 30,
+             "the completed reports")
+    time.sleep(0.5)  # a separate "processing" report would have been posted by now
+    reqs = gateway.snapshot()
+    for i in range(3):
+        mine = [(path.rsplit("/", 1)[1], body) for path, body in reqs
+                if path.startswith("/envelopes/K%d/" % i)]
+        assert [what for what, _ in mine] == ["check", "progress"], mine
+        assert mine[0][1]["progress"]["status"] == "processing"
+        assert mine[1][1]["status"] == "completed"
 
 
 # Label names of every metric the issue lists (the published design's), plus ours.
