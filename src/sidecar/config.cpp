@@ -200,6 +200,7 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_RETRY_BACKOFF          1s            first retry delay; doubles per attempt, with jitter
   ASYA_RETRY_BACKOFF_MAX      1m            cap of the retry delay
   ASYA_RETRY_ON_PROCESSING_ERROR  false     also retry when the handler raised
+  ASYA_FAILPOINTS             (unset)       tests only: crash (SIGKILL) at these named points
   ASYA_SHUTDOWN_GRACE         30s           on SIGTERM/SIGINT: time to finish in-flight messages
   ASYA_MAX_MESSAGE_BYTES      256MiB        largest frame/message accepted (1048576, 64KiB, 1GiB)
   ASYA_VISIBILITY_TIMEOUT     30s (end actors 10s)   lease of a received message; extended every
