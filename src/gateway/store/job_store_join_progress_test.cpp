@@ -9,16 +9,12 @@
 #include <filesystem>
 
 #include "gateway/store/job_store.hpp"
+#include "gateway/store/test_ids.hpp"
 
 namespace asya::gateway {
 namespace {
 
-std::string unique_id(const std::string& prefix) {
-  static std::atomic<int> counter{0};
-  return prefix + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-" +
-         std::to_string(counter++);
-}
+using testing::unique_id;
 
 class JoinProgressStoreTest : public ::testing::TestWithParam<std::string> {
  protected:

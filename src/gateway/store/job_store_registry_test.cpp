@@ -9,14 +9,12 @@
 
 #include "common/env.hpp"
 #include "gateway/store/job_store.hpp"
+#include "gateway/store/test_ids.hpp"
 
 namespace asya::gateway {
 namespace {
 
-std::string unique_id(const std::string& prefix) {
-  return prefix + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count());
-}
+using testing::unique_id;
 
 TEST(JobStoreRegistry, BuiltInStoresAreRegisteredByName) {
   auto names = job_store_names();

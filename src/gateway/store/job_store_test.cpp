@@ -1,6 +1,7 @@
 // The same suite runs against SQLite (always) and PostgreSQL (when ASYA_TEST_DATABASE_URL is set;
 // tests/gateway/test_store.py starts a real PostgreSQL 15 and runs this binary against it).
 #include "gateway/store/job_store.hpp"
+#include "gateway/store/test_ids.hpp"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
@@ -17,12 +18,7 @@
 namespace asya::gateway {
 namespace {
 
-std::string unique_id(const std::string& prefix) {
-  static std::atomic<int> counter{0};
-  return prefix + "-" + std::to_string(::getpid()) + "-" +
-         std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()) + "-" +
-         std::to_string(counter++);
-}
+using testing::unique_id;
 
 class JobStoreTest : public ::testing::TestWithParam<std::string> {
  protected:
