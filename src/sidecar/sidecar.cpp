@@ -402,10 +402,7 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
   const bool full = received.size() >= batching_.max_size;
   // This batch is leased: the previous one's settling may start (it runs during this call), and
   // after it, when this batch is full, the leasing of the next one.
-  if (full && !join_)
-    settler.release(ahead.step());
-  else
-    settler.release();
+  settler.release(full && !join_ ? ahead.step() : nullptr);
   // Owned by the batch: a full batch is settled in the background, after this returns. (The
   // vector's storage moves with it: pointers to a delivery leased ahead stay valid.)
   auto owned = std::make_shared<std::vector<transport::Delivery>>(std::move(received));
