@@ -454,10 +454,12 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                               ? client.call(input.stream->request(delivery.body, in.payload_raw),
                                             scratch, config_.runtime_timeout)
                               : client.call(request, scratch, config_.runtime_timeout);
-  double runtime_seconds = seconds_since(call_started);
-  metrics_.runtime_duration(runtime_seconds);
+  // A streamed object that failed its check was cut short: the handler never ran (no runtime
+  // call is counted, as for a reference that failed before the call).
   if (auto failed = PayloadReferences::streamed_failure(*router_, in, delivery, input))
     return std::move(*failed);
+  double runtime_seconds = seconds_since(call_started);
+  metrics_.runtime_duration(runtime_seconds);
   if (!call.notice.empty()) {
     // The connection kept from the previous message was out of step; this message was sent on
     // a new one and is not affected.
