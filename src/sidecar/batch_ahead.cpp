@@ -39,24 +39,42 @@ void BatchAhead::lease() {
   leased_ = std::move(leased);  // moves the vector's storage: the registered pointers stay valid
 }
 
-std::optional<BatchAhead::Leased> BatchAhead::take() {
+std::optional<BatchAhead::Leased> BatchAhead::take_leased() {
   std::lock_guard lock(mutex_);
   std::optional<Leased> out = std::move(leased_);
   leased_.reset();
   return out;
 }
 
+std::optional<BatchAhead::Leased> BatchAhead::take() {
+  std::optional<Leased> leased = take_leased();
+  if (leased) {
+    count_redelivered(leased->deliveries, 0);
+    top_up(*leased);
+  }
+  return leased;
+}
+
+void BatchAhead::count_redelivered(const std::vector<transport::Delivery>& deliveries,
+                                   std::size_t from) {
+  if (!metrics_) return;
+  for (std::size_t i = from; i < deliveries.size(); ++i)
+    if (deliveries[i].delivery_count > 1) metrics_->redelivered();
+}
+
 void BatchAhead::top_up(Leased& leased) {
   const std::size_t max_size = std::max<std::size_t>(settings_.max_size, 1);
-  if (leased.deliveries.size() >= max_size) return;
-  auto more =
-      transport_.receive(queue_, max_size - leased.deliveries.size(), std::chrono::milliseconds(0));
+  const std::size_t had = leased.deliveries.size();
+  if (had >= max_size) return;
+  // Within the capacity reserved when leased: the registered deliveries do not move.
+  auto more = transport_.receive(queue_, max_size - had, std::chrono::milliseconds(0));
   if (!more) return;  // what was leased ahead goes as it is
   for (auto& delivery : *more) leased.deliveries.push_back(std::move(delivery));
+  count_redelivered(leased.deliveries, had);
 }
 
 void BatchAhead::give_back() {
-  std::optional<Leased> leased = take();
+  std::optional<Leased> leased = take_leased();
   if (!leased) return;
   std::lock_guard lock(slot_.mutex);
   if (slot_.abandoned) return;

@@ -55,12 +55,11 @@ class BatchAhead {
     return [this] { lease(); };
   }
 
-  // What the last step leased, or nullopt (nothing was ready, or no step ran).
+  // What the last step leased, or nullopt (nothing was ready, or no step ran), topped up with
+  // what is ready now (one receive, no wait) up to max_size: messages that came while the runtime
+  // worked. The deliveries added so are not in the slot's batch yet (the caller adds them, as for
+  // a receive). Redelivered ones are counted (Metrics::redelivered), as the worker's receive does.
   std::optional<Leased> take();
-
-  // Adds what is ready now (one receive, no wait) to `leased`, up to max_size. The added
-  // deliveries are not in the slot's batch yet (the caller adds them, as for a receive).
-  void top_up(Leased& leased);
 
   // Nacks (returns to the queue) what a step leased and nobody took, and removes it from the
   // slot's batch. For a worker that stops.
@@ -68,6 +67,9 @@ class BatchAhead {
 
  private:
   void lease();
+  std::optional<Leased> take_leased();
+  void top_up(Leased& leased);
+  void count_redelivered(const std::vector<transport::Delivery>& deliveries, std::size_t from);
 
   transport::Transport& transport_;
   const std::string queue_;

@@ -55,22 +55,25 @@ TEST(BatchAhead, LeasesUpToMaxSizeAndRegistersEachDeliveryInTheSlot) {
   EXPECT_FALSE(ahead.take());  // taken once
 }
 
-TEST(BatchAhead, TopUpAddsWhatIsReadyWithoutMovingTheRegisteredDeliveries) {
+TEST(BatchAhead, TakeTopsUpWithWhatCameMeanwhileWithoutMovingTheRegisteredDeliveries) {
   FakeTransport transport;
   fill(transport, 2);
   Slot slot;
   StopState stop;
   BatchAhead ahead(transport, "q", settings(8), slot, stop);
   ahead.step()();
+  auto in_slot = registered(slot);
+  ASSERT_EQ(in_slot.size(), 2u);
+  fill(transport, 10);  // arrived while the runtime worked
   auto leased = ahead.take();
   ASSERT_TRUE(leased);
-  ASSERT_EQ(leased->deliveries.size(), 2u);
-  const transport::Delivery* first = &leased->deliveries[0];
-  fill(transport, 10);  // arrived while the runtime worked
-  ahead.top_up(*leased);
   ASSERT_EQ(leased->deliveries.size(), 8u);  // up to max_size, no more
-  EXPECT_EQ(&leased->deliveries[0], first);  // the registered pointers stay valid
-  EXPECT_EQ(registered(slot).front(), first);
+  EXPECT_EQ(leased->deliveries[1].body, "m1");
+  EXPECT_EQ(leased->deliveries[2].body, "m0");  // the second fill's first
+  // The registered pointers still point at the first two: topping up did not move them.
+  EXPECT_EQ(in_slot[0], &leased->deliveries[0]);
+  EXPECT_EQ(in_slot[1], &leased->deliveries[1]);
+  EXPECT_EQ(registered(slot).size(), 2u);  // the added ones are the worker's to register
   EXPECT_EQ(transport.queues["q"].size(), 4u);
 }
 
