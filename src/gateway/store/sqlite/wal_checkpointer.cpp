@@ -48,6 +48,7 @@ int WalCheckpointer::on_commit(void* self, sqlite3*, const char*, int wal_pages)
   auto* me = static_cast<WalCheckpointer*>(self);
   std::lock_guard lock(me->mutex_);
   me->written_ = true;
+  ++me->commits_;
   if (wal_pages >= me->pages_ && !me->due_) {
     me->due_ = true;
     me->wake_.notify_one();
@@ -57,10 +58,15 @@ int WalCheckpointer::on_commit(void* self, sqlite3*, const char*, int wal_pages)
 
 void WalCheckpointer::run() {
   std::unique_lock lock(mutex_);
+  unsigned long commits_seen = commits_;
   while (!stopping_) {
     wake_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_ || due_; });
     if (stopping_) break;
-    if (!due_ && !written_) continue;
+    // Without a full WAL: only once the database went quiet for a second (a busy one is
+    // checkpointed by the page limit, where a checkpoint copies each page once for many commits).
+    bool quiet = commits_ == commits_seen;
+    commits_seen = commits_;
+    if (!due_ && !(written_ && quiet)) continue;
     due_ = false;
     written_ = false;
     lock.unlock();

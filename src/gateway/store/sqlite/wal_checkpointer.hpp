@@ -5,8 +5,8 @@
 //
 // Installs a WAL hook on `db` (replacing the automatic checkpoint): after a commit that leaves at
 // least `pages` pages in the WAL, the thread runs a PASSIVE checkpoint (it never blocks writers or
-// readers; what readers still use is copied by a later one). It also checkpoints once a second
-// while the WAL holds anything, so a quiet database does not keep a large WAL.
+// readers; what readers still use is copied by a later one). It also checkpoints after a second
+// without commits when the WAL holds anything, so a quiet database does not keep its WAL.
 //
 // Thread-safe: the hook runs on the committing thread and only wakes the checkpointer. `db` must
 // outlive this object; destroy it before closing `db`.
@@ -44,6 +44,7 @@ class WalCheckpointer {
   bool due_ = false;      // a commit left `pages_` pages or more in the WAL
   bool written_ = false;  // something was committed since the last checkpoint
   bool stopping_ = false;
+  unsigned long commits_ = 0;
   unsigned long checkpoints_ = 0;
   std::thread thread_;
 };
