@@ -16,7 +16,7 @@ namespace {
 
 // Settling threads of the window: enough that a decided message rarely waits for one to be free
 // (each waits about one confirm round trip per batch it takes).
-constexpr std::size_t kSettleThreads = 16;
+constexpr std::size_t kSettleThreads = 4;
 // Items handed over and not settled yet; the transport's prefetch is normally the bound.
 constexpr std::size_t kSettlePending = 1024;
 // Items one thread settles together (one send_many, one ack_many).
