@@ -106,18 +106,15 @@ class Runner {
   // Settle window (settle_window.hpp; runner_settle.cpp). open_settle_window() creates it when
   // the transport holds messages until they are settled. adopt() moves a received delivery into
   // a PendingSettle (nullptr without a window) so it outlives process_actor; hand_over() passes
-  // it with its decision to the window instead of finish(), doing on the worker what finish()
-  // does besides settling; settle_pending() settles items on the window's threads.
+  // it with its decision to the window instead of finish() (for a decision that needs nothing more
+  // of the worker), counting it as finish() does; settle_pending() settles items on the window's
+  // threads.
   void open_settle_window();
   std::unique_ptr<PendingSettle> adopt(Slot& slot, transport::Delivery& delivery);
-  void hand_over(Slot& slot, wire::RuntimeClient& client, std::unique_ptr<PendingSettle> pending,
+  void hand_over(Slot& slot, std::unique_ptr<PendingSettle> pending,
                  Result<envelope::Envelope>& parsed, Decision& decision, bool tracked,
-                 Clock::time_point started, bool& need_ready);
+                 Clock::time_point started);
   void settle_pending(std::span<PendingSettle* const> pending);
-  // What a decision asks of the worker: stop the sidecar (runtime timed out), or wait for the
-  // runtime to be ready again (finish's last step).
-  void follow_runtime_state(wire::RuntimeClient& client, const Decision& decision,
-                            bool& need_ready);
   // Counts the failures a decision carries and logs a failed message (finish's first step).
   void count_decision(const transport::Delivery& delivery, const Decision& decision);
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for

@@ -99,10 +99,9 @@ std::unique_ptr<PendingSettle> Runner::adopt(Slot& slot, transport::Delivery& de
   return pending;
 }
 
-void Runner::hand_over(Slot& slot, wire::RuntimeClient& client,
-                       std::unique_ptr<PendingSettle> pending, Result<envelope::Envelope>& parsed,
-                       Decision& decision, bool tracked, Clock::time_point started,
-                       bool& need_ready) {
+void Runner::hand_over(Slot& slot, std::unique_ptr<PendingSettle> pending,
+                       Result<envelope::Envelope>& parsed, Decision& decision, bool tracked,
+                       Clock::time_point started) {
   count_decision(pending->delivery, decision);
   if (parsed) pending->in.emplace(std::move(*parsed));
   pending->decision = std::move(decision);
@@ -111,14 +110,14 @@ void Runner::hand_over(Slot& slot, wire::RuntimeClient& client,
   {
     // From here the window holds it: the shutdown path returns it from there if not started.
     std::lock_guard lock(slot.mutex);
+    // Past the shutdown grace: the shutdown path returned it already (and abandons the window,
+    // whose submit() would keep it unsettled anyway).
+    if (slot.abandoned) return;
     slot.in_flight = nullptr;
     std::replace(slot.batch.begin(), slot.batch.end(),
                  static_cast<const transport::Delivery*>(&pending->delivery),
                  static_cast<const transport::Delivery*>(nullptr));
-    // Past the shutdown grace the window is abandoned too: submit() keeps the item unsettled.
   }
-  // Before the hand-over: the decision is the window's after it.
-  follow_runtime_state(client, pending->decision, need_ready);
   const std::size_t settling = settle_window_->submit(std::move(pending));
   // For tests: a crash while more messages are settling than workers could hold (docs/sidecar.md
   // "Failpoints").

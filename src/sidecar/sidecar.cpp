@@ -351,10 +351,10 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
   hop.stamp(decision);
-  // A traced hop records its publish and ack spans on this thread: settled here.
-  if (pending && !hop.active())
-    return hand_over(slot, client, std::move(pending), parsed, decision, tracked, started,
-                     need_ready);
+  // Settled here instead: a traced hop (it records its publish and ack spans on this thread),
+  // and a decision that stops the worker or makes it wait for the runtime (as before the window).
+  if (pending && !hop.active() && !decision.runtime_unhealthy && !decision.wait_for_runtime)
+    return hand_over(slot, std::move(pending), parsed, decision, tracked, started);
   finish(slot, client, delivery, parsed ? &*parsed : nullptr, decision, tracked, started,
          need_ready);
 }
@@ -373,11 +373,6 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
     std::replace(slot.batch.begin(), slot.batch.end(), &delivery,
                  static_cast<const transport::Delivery*>(nullptr));
   }
-  follow_runtime_state(client, decision, need_ready);
-}
-
-void Runner::follow_runtime_state(wire::RuntimeClient& client, const Decision& decision,
-                                  bool& need_ready) {
   if (decision.runtime_unhealthy) {
     if (stop_.exit_code() != kExitRuntimeTimeout)  // once for all the items of a batch
       spdlog::error(
