@@ -119,8 +119,8 @@ void Runner::hand_over(Slot& slot, std::unique_ptr<PendingSettle> pending,
                  static_cast<const transport::Delivery*>(nullptr));
   }
   const std::size_t settling = settle_window_->submit(std::move(pending));
-  // For tests: a crash while more messages are settling than workers could hold (docs/sidecar.md
-  // "Failpoints").
+  // For tests: a crash while more messages are settling than workers could hold (docs/sidecar.md,
+  // "Crash points for fault-injection tests").
   if (settling > 2 * static_cast<std::size_t>(config_.concurrency))
     failpoint("sidecar.settles_pending");
 }
