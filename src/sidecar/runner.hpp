@@ -24,6 +24,7 @@
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
+#include "sidecar/settle_window.hpp"
 #include "sidecar/tracing.hpp"
 #include "transport/transport.hpp"
 #include "wire/runtime_client.hpp"
@@ -101,6 +102,25 @@ class Runner {
   // transactions for a batch). Returns false when the slot was abandoned (shutdown grace passed)
   // and nothing was done. An item `tracked` by the gateway has its fan-out children announced.
   bool execute(Slot& slot, std::span<const SettleItem> items);
+  // The core of execute() without the slot (runner_settle.cpp): skips items whose delivery the
+  // transport no longer holds, settles the rest (settle_batch), logs and counts the outcome, and
+  // clears each settled delivery from `batch` when given.
+  void settle_items(std::span<const SettleItem> items,
+                    std::vector<const transport::Delivery*>* batch);
+  // Settle window (settle_window.hpp; runner_settle.cpp). open_settle_window() creates it when
+  // the transport holds messages until they are settled. adopt() moves a received delivery into
+  // a PendingSettle (nullptr without a window) so it outlives process_actor; hand_over() passes
+  // it with its decision to the window instead of finish() (for a decision that needs nothing more
+  // of the worker), counting it as finish() does; settle_pending() settles items on the window's
+  // threads.
+  void open_settle_window();
+  std::unique_ptr<PendingSettle> adopt(Slot& slot, transport::Delivery& delivery);
+  void hand_over(Slot& slot, std::unique_ptr<PendingSettle> pending,
+                 Result<envelope::Envelope>& parsed, Decision& decision, bool tracked,
+                 Clock::time_point started);
+  void settle_pending(std::span<PendingSettle* const> pending);
+  // Counts the failures a decision carries and logs a failed message (finish's first step).
+  void count_decision(const transport::Delivery& delivery, const Decision& decision);
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for
   // each answer, so the gateway knows all branches before any output can reach an end actor.
   void announce_fanout(const envelope::Envelope& in, const Decision& decision);
@@ -138,6 +158,7 @@ class Runner {
   StopState stop_;
   StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;
+  std::unique_ptr<SettleWindow> settle_window_;  // RabbitMQ plain actors: see settle_window.hpp
   std::atomic<bool> transport_ok_{false};
 };
 

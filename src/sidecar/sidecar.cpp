@@ -94,6 +94,7 @@ int Runner::run() {
   }
 
   for (int i = 0; i < config_.concurrency; ++i) slots_.push_back(std::make_unique<Slot>());
+  open_settle_window();
 
   std::optional<MetricsServer> server;
   if (!config_.metrics_addr.empty()) {
@@ -134,7 +135,7 @@ int Runner::run() {
   auto all_finished = [this] {
     for (auto& s : slots_)
       if (!s->finished) return false;
-    return true;
+    return !settle_window_ || settle_window_->idle();
   };
   while (!all_finished() && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -155,6 +156,11 @@ int Runner::run() {
         ++nacked;
       }
     }
+    // Handed over for settling and not started: returned too (those being settled finish or
+    // are delivered again when the process exits).
+    if (settle_window_)
+      for (const auto& pending : settle_window_->abandon())
+        if (transport_->nack(pending->delivery)) ++nacked;
     spdlog::warn("shutdown grace {} passed: nacked {} unfinished message(s)",
                  format_duration(config_.shutdown_grace), nacked);
     if (reporter_) reporter_->stop(std::chrono::milliseconds(1000));
@@ -165,6 +171,7 @@ int Runner::run() {
     std::_Exit(exit_code);
   }
   for (auto& t : workers) t.join();
+  settle_window_.reset();  // every settle handed over has finished (all_finished)
   leases_stop_.request(kExitOk);
   lease_thread.join();
   signal_watcher.reset();
@@ -317,9 +324,12 @@ void Runner::process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
   slot.batch.clear();
 }
 
-void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
+void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& received,
                            wire::FrameBuffer& scratch, bool& need_ready) {
   auto started = Clock::now();
+  // With a settle window the message is settled after this returns: it moves first.
+  std::unique_ptr<PendingSettle> pending = adopt(slot, received);
+  transport::Delivery& delivery = pending ? pending->delivery : received;
   begin(slot, delivery);
   count_received(delivery);
 
@@ -352,6 +362,10 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
   hop.stamp(decision);
+  // Settled here instead: a traced hop (it records its publish and ack spans on this thread),
+  // and a decision that stops the worker or makes it wait for the runtime (as before the window).
+  if (pending && !hop.active() && !decision.runtime_unhealthy && !decision.wait_for_runtime)
+    return hand_over(slot, std::move(pending), parsed, decision, tracked, started);
   finish(slot, client, delivery, parsed ? &*parsed : nullptr, decision, tracked, started,
          need_ready);
 }
@@ -359,14 +373,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,
                     const envelope::Envelope* in, const Decision& decision, bool tracked,
                     Clock::time_point started, bool& need_ready, bool settled) {
-  if (decision.failure == FailureCode::kMaxDeliveriesExceeded) metrics_.poison();
-  if (decision.failure == FailureCode::kDeadlineExceeded) metrics_.deadline_exceeded();
-  if (decision.retried) metrics_.retry();
-  if (decision.failure) metrics_.failed(decision.failure.label());
-  if (decision.failure && decision.status != ProcessedStatus::kRetry)
-    spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),
-                 delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
-
+  count_decision(delivery, decision);
   if (!settled) execute(slot, std::array{SettleItem{&delivery, in, &decision, tracked}});
   metrics_.processed(label(decision.status));
   metrics_.active_add(-1);
@@ -518,44 +525,7 @@ bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {
     if (item.tracked && item.in) announce_fanout(*item.in, *item.decision);
   std::lock_guard lock(slot.mutex);
   if (slot.abandoned) return false;
-  std::vector<SettleItem> held;
-  for (const SettleItem& item : items) {
-    if (transport_->still_held(*item.delivery)) {
-      held.push_back(item);
-      continue;
-    }
-    // Lost with its connection while it was processed: the broker delivers it again, and the
-    // outputs sent now would be duplicates downstream of the ones that redelivery sends.
-    spdlog::warn(
-        "the connection that delivered this message from {} was lost while it was processed; "
-        "its outputs are not sent (the broker delivers it again)",
-        item.delivery->queue);
-    metrics_.failed(label(FailureCode::kDeliveryLost));
-  }
-  SendHooks hooks;
-  hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
-    metrics_.send_duration(out.queue, seconds);
-    record_publish(out, seconds, st.ok());
-    if (st) {
-      metrics_.sent(out.queue, message_type_label(out.type));
-      metrics_.envelope_size("sent", out.body.size());
-    }
-  };
-  std::vector<Settlement> settled = settle_batch(*router_, *transport_, held, hooks);
-  for (std::size_t i = 0; i < held.size(); ++i) {
-    log::EnvelopeScope scope(held[i].in ? std::string_view(held[i].in->id) : "unparseable");
-    const transport::Delivery* none = nullptr;
-    std::replace(slot.batch.begin(), slot.batch.end(), held[i].delivery, none);
-    record_settle(*held[i].delivery, settled[i].acked, settled[i].nacked);
-    if (settled[i].too_large) {
-      metrics_.failed(label(FailureCode::kMessageTooLarge));
-      spdlog::warn("an output was refused by the transport as too large; sent to error-end");
-    }
-    if (!settled[i].error.empty()) {
-      spdlog::error("{}", settled[i].error);
-      if (!settled[i].acked && settled[i].nacked) metrics_.failed(label(FailureCode::kSendFailed));
-    }
-  }
+  settle_items(items, &slot.batch);
   return true;
 }
 

@@ -135,6 +135,13 @@ class Transport {
     return true;
   }
 
+  // Whether a received message stays held, with no lease to extend, until it is acked or nacked
+  // or the connection it came on closes (it is then delivered again), and send_many() shares the
+  // round trip of its sends (publisher confirms). A consumer may then settle messages in the
+  // background while it takes the next ones (the sidecar's settle window): nothing needs its
+  // lease extended meanwhile, and a crash returns every message not acked. RabbitMQ: true.
+  virtual bool holds_until_settled() const { return false; }
+
   // Counts for the autoscaler and `asya queues`.
   virtual Result<QueueStats> stats(std::string_view queue) = 0;
 

@@ -212,6 +212,42 @@ Status Consumer::ack(const Delivery& delivery) {
   return Status::Ok();
 }
 
+std::vector<Status> Consumer::ack_many(std::span<const Delivery* const> deliveries) {
+  std::vector<Status> results(deliveries.size());
+  bool any = false;
+  for (std::size_t i = 0; i < deliveries.size(); ++i) {
+    const Delivery& delivery = *deliveries[i];
+    if (Status st = check(delivery); !st) {
+      results[i] = st;
+      continue;
+    }
+    PendingAck ack;
+    parse_receipt(delivery.receipt, ack.generation, ack.tag);
+    std::lock_guard lock(mutex_);
+    if (ack.generation != generation_ || !handed_out_.erase(ack.tag)) {
+      results[i] = Error{"message from queue \"" + delivery.queue +
+                         "\" was already acked, nacked or redelivered"};
+      continue;
+    }
+    unacked_.erase(ack.tag);
+    in_transit_.insert(ack.tag);
+    ack.queue = delivery.queue;
+    acks_.push_back(std::move(ack));
+    any = true;
+  }
+  if (!any) return results;
+  // Written together (a basic.ack with `multiple` where no other held delivery is below them),
+  // from this thread when the connection is free, else by the link thread before its next read.
+  std::unique_lock io(io_, std::try_to_lock);
+  if (io.owns_lock() && connection_.is_open()) {
+    send_acks();
+    return results;
+  }
+  if (io.owns_lock()) io.unlock();
+  wakeup_.notify();
+  return results;
+}
+
 Status Consumer::requeue(const Delivery& delivery, std::chrono::milliseconds delay) {
   if (Status st = check(delivery); !st) return st;
   std::uint64_t generation = 0, tag = 0;

@@ -15,6 +15,7 @@
 #include <deque>
 #include <map>
 #include <set>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +59,10 @@ class Consumer final : public Link {
   // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a connection
   // loss keeps from the broker fails nothing: the broker delivers the message again.
   Status ack(const Delivery& delivery);
+
+  // ack() of several deliveries, written together: one basic.ack(multiple) covers those whose
+  // tags are below every other delivery still held (coalesce_acks). One status per delivery.
+  std::vector<Status> ack_many(std::span<const Delivery* const> deliveries);
 
   // Returns `delivery` to its queue with basic.nack(requeue) once `delay` has passed (up to a
   // second late), for a nack that could not publish its copy: a delivery left unacked on a live

@@ -6,6 +6,7 @@
 
 #include <poll.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <utility>
@@ -59,45 +60,69 @@ void Publisher::stop() {
 }
 
 Status Publisher::submit(const std::shared_ptr<Job>& job) {
+  return std::move(submit_all({job}).front());
+}
+
+std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>>& jobs) {
+  std::vector<Status> results(jobs.size());
+  auto all_done = [&] {
+    return std::all_of(jobs.begin(), jobs.end(),
+                       [](const auto& job) { return job->state == Job::State::kDone; });
+  };
   std::unique_lock lock(mutex_);
-  if (stopping_) return Error{job->description + " failed: the transport was closed"};
-  queue_.push_back(job);
+  if (stopping_) {
+    for (std::size_t i = 0; i < jobs.size(); ++i)
+      results[i] = Error{jobs[i]->description + " failed: the transport was closed"};
+    return results;
+  }
+  for (const auto& job : jobs) queue_.push_back(job);
   lock.unlock();
   const auto started = Clock::now();
   auto deadline = started + settings_.confirm_timeout;
-  if (!drive(*job, deadline)) wakeup_.notify();
+  if (!drive(jobs, deadline)) wakeup_.notify();
   lock.lock();
   if (!ever_connected_ && settings_.connect_timeout < settings_.confirm_timeout) {
     // The broker was never reached: a wrong URL or a broker that is down fails within
     // connect_timeout, naming the reason, rather than after the whole confirm_timeout.
-    changed_.wait_until(lock, started + settings_.connect_timeout, [&] {
-      return job->state == Job::State::kDone || ever_connected_ || stopping_;
-    });
-    if (job->state == Job::State::kQueued && !ever_connected_) {
-      job->abandoned = true;  // not written: the link thread drops it
-      return Error{job->description +
-                   " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
-                   format_duration(settings_.connect_timeout) + ": " +
-                   (last_error_.empty() ? "cannot connect to RabbitMQ at " + settings_.describe()
-                                        : last_error_)};
+    changed_.wait_until(lock, started + settings_.connect_timeout,
+                        [&] { return all_done() || ever_connected_ || stopping_; });
+    if (!ever_connected_) {
+      const std::string why = last_error_.empty()
+                                  ? "cannot connect to RabbitMQ at " + settings_.describe()
+                                  : last_error_;
+      for (const auto& job : jobs) {
+        if (job->state != Job::State::kQueued) continue;
+        job->abandoned = true;  // not written: the link thread drops it
+        job->state = Job::State::kDone;
+        job->result = Error{job->description +
+                            " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
+                            format_duration(settings_.connect_timeout) + ": " + why};
+      }
     }
   }
-  if (changed_.wait_until(lock, deadline, [&] { return job->state == Job::State::kDone; })) {
-    return job->result;
+  changed_.wait_until(lock, deadline, all_done);
+  for (std::size_t i = 0; i < jobs.size(); ++i) {
+    Job& job = *jobs[i];
+    if (job.state != Job::State::kDone) {
+      // Timed out. The thread may be writing the body right now: wait for that to finish, so
+      // the body is not used after we return.
+      changed_.wait(lock, [&] { return job.state != Job::State::kRunning; });
+    }
+    if (job.state == Job::State::kDone) {
+      results[i] = std::move(job.result);
+      continue;
+    }
+    job.abandoned = true;
+    std::string state = job.state == Job::State::kQueued ? "not written" : "written, not confirmed";
+    results[i] = Error{job.description + " failed: no confirm from RabbitMQ at " +
+                       settings_.describe() + " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" +
+                       std::to_string(settings_.confirm_timeout.count()) + "ms (" + state + ")" +
+                       (last_error_.empty() ? "" : "; last error: " + last_error_)};
   }
-  // Timed out. The thread may be writing the body right now: wait for that to finish, so
-  // `body` is not used after we return.
-  changed_.wait(lock, [&] { return job->state != Job::State::kRunning; });
-  if (job->state == Job::State::kDone) return job->result;
-  job->abandoned = true;
-  std::string state = job->state == Job::State::kQueued ? "not written" : "written, not confirmed";
-  return Error{
-      job->description + " failed: no confirm from RabbitMQ at " + settings_.describe() +
-      " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" + std::to_string(settings_.confirm_timeout.count()) +
-      "ms (" + state + ")" + (last_error_.empty() ? "" : "; last error: " + last_error_)};
+  return results;
 }
 
-bool Publisher::drive(const Job& job, Clock::time_point deadline) {
+bool Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs, Clock::time_point deadline) {
   bool driving = false;
   // `io_held`: unconfirmed_ may be read (it belongs to io_).
   auto leave = [&](bool done, bool io_held) {
@@ -128,7 +153,8 @@ bool Publisher::drive(const Job& job, Clock::time_point deadline) {
     bool done;
     {
       std::lock_guard lock(mutex_);
-      done = job.state == Job::State::kDone;
+      done = std::all_of(jobs.begin(), jobs.end(),
+                         [](const auto& job) { return job->state == Job::State::kDone; });
     }
     if (done || !connection_.is_open()) return leave(done, true);
     int fd = connection_.fd();
@@ -141,8 +167,10 @@ bool Publisher::drive(const Job& job, Clock::time_point deadline) {
   }
 }
 
-Status Publisher::publish(const std::string& queue, std::string_view body,
-                          std::chrono::milliseconds delay, std::uint32_t delivered) {
+Result<std::shared_ptr<Publisher::Job>> Publisher::publish_job(const std::string& queue,
+                                                               std::string_view body,
+                                                               std::chrono::milliseconds delay,
+                                                               std::uint32_t delivered) {
   auto job = std::make_shared<Job>();
   job->queue = queue;
   job->body = body;
@@ -156,7 +184,33 @@ Status Publisher::publish(const std::string& queue, std::string_view body,
     }
     job->description += " with delay " + std::to_string(job->bucket.count()) + "ms";
   }
-  return submit(job);
+  return job;
+}
+
+Status Publisher::publish(const std::string& queue, std::string_view body,
+                          std::chrono::milliseconds delay, std::uint32_t delivered) {
+  auto job = publish_job(queue, body, delay, delivered);
+  if (!job) return job.error();
+  return submit(*job);
+}
+
+std::vector<Status> Publisher::publish_many(std::span<const OutgoingMessage> messages) {
+  std::vector<Status> results(messages.size());
+  std::vector<std::shared_ptr<Job>> jobs;
+  std::vector<std::size_t> index;  // jobs[k] publishes messages[index[k]]
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    auto job = publish_job(std::string(messages[i].queue), messages[i].body, messages[i].delay, 0);
+    if (!job) {
+      results[i] = job.error();
+      continue;
+    }
+    jobs.push_back(std::move(*job));
+    index.push_back(i);
+  }
+  if (jobs.empty()) return results;
+  std::vector<Status> submitted = submit_all(jobs);
+  for (std::size_t k = 0; k < jobs.size(); ++k) results[index[k]] = std::move(submitted[k]);
+  return results;
 }
 
 Status Publisher::ensure_queue(const std::string& queue) {
@@ -358,9 +412,12 @@ void Publisher::confirm(std::uint64_t tag, bool multiple, bool ok) {
   auto settle = [&](std::map<std::uint64_t, std::shared_ptr<Job>>::iterator it) {
     Job& job = *it->second;
     job.state = Job::State::kDone;
-    job.result = ok ? Status::Ok()
-                    : Status(Error{job.description + " failed: RabbitMQ refused the message "
-                                                     "(basic.nack: internal broker error)"});
+    job.result =
+        ok ? Status::Ok()
+           : Status(Error{job.description + " failed: RabbitMQ refused the message "
+                                            "(basic.nack: its queue is full and rejects publishes "
+                                            "(x-overflow=reject-publish), or an internal "
+                                            "broker error)"});
     return unconfirmed_.erase(it);
   };
   std::lock_guard lock(mutex_);

@@ -18,8 +18,10 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "transport/rabbitmq/amqp_connection.hpp"
 #include "transport/rabbitmq/link.hpp"
@@ -38,6 +40,12 @@ class Publisher final : public Link {
   // Thread-safe; blocks up to confirm_timeout. `body` must stay valid until it returns.
   Status publish(const std::string& queue, std::string_view body, std::chrono::milliseconds delay,
                  std::uint32_t delivered);
+
+  // publish() of every message (delivery count 0) at once: all are written before any confirm is
+  // awaited (within the confirm window), so they share the broker's round trips. One status per
+  // message, in order, each what publish() would have returned for it. Blocks up to
+  // confirm_timeout in total. The views must stay valid until it returns.
+  std::vector<Status> publish_many(std::span<const OutgoingMessage> messages);
 
   // Declares the exchange and the queue (bound by its name). Blocks up to confirm_timeout.
   Status ensure_queue(const std::string& queue);
@@ -58,10 +66,16 @@ class Publisher final : public Link {
 
  private:
   struct Job;
+  Result<std::shared_ptr<Job>> publish_job(const std::string& queue, std::string_view body,
+                                           std::chrono::milliseconds delay,
+                                           std::uint32_t delivered);
   Status submit(const std::shared_ptr<Job>& job);
-  // Drives the connection from the calling thread until `job` is done or `deadline`; false when
-  // the connection is busy or down (the link thread takes over).
-  bool drive(const Job& job, std::chrono::steady_clock::time_point deadline);
+  // Queues every job at once and waits for all of them (up to confirm_timeout); one result each.
+  std::vector<Status> submit_all(const std::vector<std::shared_ptr<Job>>& jobs);
+  // Drives the connection from the calling thread until every job is done or `deadline`; false
+  // when the connection is busy or down (the link thread takes over).
+  bool drive(const std::vector<std::shared_ptr<Job>>& jobs,
+             std::chrono::steady_clock::time_point deadline);
   void run_job(const std::shared_ptr<Job>& job);
   Status prepare_target(Job& job, std::string& routing_key, std::string& exchange);
   void finish(const std::shared_ptr<Job>& job, Status result);

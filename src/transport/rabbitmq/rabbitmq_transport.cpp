@@ -49,19 +49,38 @@ class RabbitmqTransport final : public Transport {
 
   Status send(std::string_view queue, std::string_view body,
               std::chrono::milliseconds delay) override {
-    if (Status st = check_name(queue); !st) return st;
-    if (body.size() > max_message_bytes()) {
-      return Error{"message_too_large: a message of " + std::to_string(body.size()) +
-                   " bytes for queue \"" + std::string(queue) +
-                   "\" exceeds the RabbitMQ limit of " + std::to_string(max_message_bytes()) +
-                   " bytes (ASYA_MAX_MESSAGE_BYTES / ASYA_RABBITMQ_MAX_MESSAGE_BYTES)"};
-    }
+    if (Status st = check_send(queue, body.size()); !st) return st;
     std::string name(queue);
     remember(name);
     return publisher_.publish(name, body, delay, 0);
   }
 
+  // Every message is written before any confirm is awaited: they share the broker's round trips.
+  std::vector<Status> send_many(std::span<const OutgoingMessage> messages) override {
+    std::vector<Status> results(messages.size());
+    std::vector<OutgoingMessage> valid;
+    std::vector<std::size_t> index;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (Status st = check_send(messages[i].queue, messages[i].body.size()); !st) {
+        results[i] = st;
+        continue;
+      }
+      remember(std::string(messages[i].queue));
+      valid.push_back(messages[i]);
+      index.push_back(i);
+    }
+    std::vector<Status> published = publisher_.publish_many(valid);
+    for (std::size_t k = 0; k < index.size(); ++k) results[index[k]] = std::move(published[k]);
+    return results;
+  }
+
   Status ack(const Delivery& delivery) override { return consumer_.ack(delivery); }
+
+  std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) override {
+    return consumer_.ack_many(deliveries);
+  }
+
+  bool holds_until_settled() const override { return true; }
 
   // A copy carrying this delivery's count goes back first (confirmed), then the original is
   // acked: the count survives, and a failure before the ack loses nothing (the broker redelivers
@@ -154,6 +173,17 @@ class RabbitmqTransport final : public Transport {
     if (queue.empty() || queue.size() > kMaxQueueName) {
       return Error{"queue name \"" + std::string(queue) + "\" is not valid for RabbitMQ: use 1.." +
                    std::to_string(kMaxQueueName) + " bytes"};
+    }
+    return Status::Ok();
+  }
+
+  Status check_send(std::string_view queue, std::size_t bytes) const {
+    if (Status st = check_name(queue); !st) return st;
+    if (bytes > max_message_bytes()) {
+      return Error{"message_too_large: a message of " + std::to_string(bytes) +
+                   " bytes for queue \"" + std::string(queue) +
+                   "\" exceeds the RabbitMQ limit of " + std::to_string(max_message_bytes()) +
+                   " bytes (ASYA_MAX_MESSAGE_BYTES / ASYA_RABBITMQ_MAX_MESSAGE_BYTES)"};
     }
     return Status::Ok();
   }

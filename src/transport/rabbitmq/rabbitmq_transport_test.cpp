@@ -158,6 +158,57 @@ TEST_F(RabbitmqTransportTest, ConcurrentSendersShareTheConfirmWindowAndLoseNothi
               kThreads, elapsed, kThreads * kEach / elapsed);
 }
 
+// The settle window's calls: send_many writes every publish before it waits for confirms (one
+// status each, a bad one failing alone), ack_many acks each delivery once.
+TEST_F(RabbitmqTransportTest, SendManyConfirmsEachMessageAndAckManyAcksEachOnce) {
+  Options options;
+  options.max_message_bytes = 1000;
+  auto t = make(settings_, options);
+  auto observer = make();
+  const std::string a = queue("many-a"), b = queue("many-b");
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 200; ++i) bodies.push_back(numbered("m", i));
+  bodies[57] = std::string(1001, 'x');
+  std::vector<OutgoingMessage> messages;
+  for (int i = 0; i < 200; ++i) messages.push_back({i % 2 ? b : a, bodies[i]});
+  std::vector<Status> sent = t->send_many(messages);
+  ASSERT_EQ(sent.size(), 200u);
+  for (int i = 0; i < 200; ++i) {
+    if (i == 57) {
+      EXPECT_EQ(sent[i].message().rfind("message_too_large:", 0), 0u) << sent[i].message();
+    } else {
+      EXPECT_TRUE(sent[i].ok()) << i << ": " << sent[i].message();
+    }
+  }
+  EXPECT_EQ(stats(*observer, a).ready, 100u);
+  EXPECT_EQ(stats(*observer, b).ready, 99u);
+
+  // Acked as they come: the prefetch holds back the rest until then.
+  std::vector<Delivery> received;
+  auto deadline = Clock::now() + 30s;
+  while (received.size() < 100 && Clock::now() < deadline) {
+    auto got = t->receive(a, 100, 1s);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    std::vector<const Delivery*> pointers;
+    for (const auto& d : *got) pointers.push_back(&d);
+    for (const Status& st : t->ack_many(pointers)) EXPECT_TRUE(st.ok()) << st.message();
+    for (auto& d : *got) received.push_back(std::move(d));
+  }
+  ASSERT_EQ(received.size(), 100u);
+  std::vector<const Delivery*> pointers{&received.front()};
+  std::vector<Status> again = t->ack_many(std::span<const Delivery* const>(pointers.data(), 1));
+  EXPECT_FALSE(again.front().ok()) << "acking twice must fail";
+  // The acks reached the broker: nothing of `a` is ready or held, on a fresh connection too.
+  auto empty = Clock::now() + 30s;
+  while (stats(*observer, a).ready != 0 && Clock::now() < empty) std::this_thread::sleep_for(20ms);
+  EXPECT_EQ(stats(*observer, a).ready, 0u);
+  EXPECT_EQ(stats(*t, a).in_flight, 0u);
+  t->close();
+  auto back = observer->receive(a, 1, 1s);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_TRUE(back->empty()) << "an acked message came back after its consumer closed";
+}
+
 TEST_F(RabbitmqTransportTest, AllMessagesAreReceivedInOrderFromOneProducer) {
   auto t = make();
   const std::string q = queue("order");
