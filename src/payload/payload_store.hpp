@@ -11,8 +11,10 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -59,6 +61,14 @@ class PayloadStore {
   // The store's canonical URL (file:///abs/dir or s3://bucket/prefix, no trailing '/'); a
   // reference's url is this + "/" + key.
   virtual std::string url() const = 0;
+
+  // The file that holds the object of `key` when this store keeps objects as local files (the
+  // file store), so that a reader can stream it instead of reading it whole into memory; nullopt
+  // for a store without local files (S3). The file may not exist. Objects are replaced by rename,
+  // never written in place. Thread-safe.
+  virtual std::optional<std::filesystem::path> local_path(std::string_view /*key*/) const {
+    return std::nullopt;
+  }
 };
 
 struct PayloadStoreOptions {

@@ -13,6 +13,10 @@ std::string Reference::json() const {
                      boost::json::serialize(boost::json::value(url)), size_bytes, sha256);
 }
 
+std::string Reference::describe() const {
+  return fmt::format("{} ({} bytes, sha256 {})", url, size_bytes, sha256);
+}
+
 std::string sha256_hex(std::string_view bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;

@@ -26,6 +26,8 @@ struct Reference {
 
   // The reference as JSON text (the payload to splice into an envelope).
   std::string json() const;
+  // "<url> (<size> bytes, sha256 <hex>)", for messages.
+  std::string describe() const;
 };
 
 // Lowercase hex SHA-256 of `bytes` (OpenSSL; about 0.5 s per GB here).

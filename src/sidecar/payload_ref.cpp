@@ -13,8 +13,7 @@ namespace asya::sidecar {
 namespace {
 
 std::string describe(const payload::Reference& reference) {
-  return fmt::format("{} ({} bytes, sha256 {})", reference.url, reference.size_bytes,
-                     reference.sha256);
+  return reference.describe();
 }
 
 }  // namespace
@@ -24,7 +23,7 @@ PayloadReferences::PayloadReferences(std::unique_ptr<payload::PayloadStore> stor
     : store_(std::move(store)), threshold_bytes_(threshold_bytes) {}
 
 PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in,
-                                                    std::string_view body) {
+                                                    std::string_view body, bool allow_stream) {
   Input input;
   auto parsed = payload::parse_reference(in.payload_raw);
   if (!parsed) return input;
@@ -44,6 +43,20 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
   if (Status held = payload::hold(*store_, reference.sha256, in.id); !held) {
     input.status = InputStatus::kStoreError;
     input.message = fmt::format("cannot hold payload {}: {}", describe(reference), held.message());
+    return input;
+  }
+  if (auto path = allow_stream ? store_->local_path(*key) : std::nullopt) {
+    auto opened = StreamedPayload::open(*path, reference);
+    if (!opened) {
+      input.status = opened.error().message.starts_with(payload::kNotFound)
+                         ? InputStatus::kUnavailable
+                         : InputStatus::kStoreError;
+      input.message =
+          fmt::format("payload {} cannot be read: {}", describe(reference), opened.error().message);
+      return input;
+    }
+    input.stream = std::move(*opened);
+    input.status = InputStatus::kResolved;
     return input;
   }
   const auto prefix = static_cast<std::size_t>(in.payload_raw.data() - body.data());
@@ -91,10 +104,13 @@ Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::stri
   if (payload_raw.size() <= owner_.threshold_bytes_) return std::optional<std::string>();
   // An answer equal to the resolved input is a pass-through: compared byte for byte while the
   // input is still in memory (a fifth of the time of hashing it), else by its SHA-256.
+  // A streamed input is compared with its file (sidecar/payload_stream.hpp).
   const bool same_bytes =
       input_ && input_->size_bytes == payload_raw.size() &&
-      input_payload_.size() == payload_raw.size() &&
-      std::memcmp(input_payload_.data(), payload_raw.data(), payload_raw.size()) == 0;
+      (input_stream_ != nullptr
+           ? input_stream_->same_as(payload_raw)
+           : input_payload_.size() == payload_raw.size() &&
+                 std::memcmp(input_payload_.data(), payload_raw.data(), payload_raw.size()) == 0);
   std::string sha = same_bytes ? input_->sha256 : payload::sha256_hex(payload_raw);
   if (input_ && input_->size_bytes == payload_raw.size() && sha == input_->sha256) {
     // Pass-through: the object exists and is held for the input's id. Output 0 keeps that id;
@@ -164,15 +180,31 @@ Decision unresolved_decision(const Router& router, const envelope::Envelope& in,
 std::optional<Decision> PayloadReferences::prepare(const Router& router,
                                                    const envelope::Envelope& in,
                                                    const transport::Delivery& delivery,
-                                                   Input& input, std::optional<Outputs>& offload) {
-  input = resolve(in, delivery.body);
+                                                   Input& input, std::optional<Outputs>& offload,
+                                                   bool allow_stream) {
+  input = resolve(in, delivery.body, allow_stream);
   if (input.status == InputStatus::kUnavailable || input.status == InputStatus::kStoreError) {
     spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
     return unresolved_decision(router, in, delivery, input);
   }
   offload.emplace(*this, in.id, input.reference);
   offload->set_input_payload(input.payload);
+  offload->set_input_stream(input.stream.get());
   return std::nullopt;
+}
+
+std::optional<Decision> PayloadReferences::streamed_failure(const Router& router,
+                                                            const envelope::Envelope& in,
+                                                            const transport::Delivery& delivery,
+                                                            Input& input) {
+  if (!input.stream || input.stream->failure() == StreamedPayload::Failure::kNone)
+    return std::nullopt;
+  input.status = input.stream->failure() == StreamedPayload::Failure::kMismatch
+                     ? InputStatus::kUnavailable
+                     : InputStatus::kStoreError;
+  input.message = input.stream->failure_message();
+  spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
+  return unresolved_decision(router, in, delivery, input);
 }
 
 PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor) {

@@ -23,6 +23,7 @@
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
 #include "payload/settings.hpp"
+#include "sidecar/payload_stream.hpp"
 #include "sidecar/router.hpp"
 
 namespace asya::sidecar {
@@ -35,6 +36,7 @@ class PayloadReferences {
   enum class InputStatus {
     kPlain,        // the payload is not a reference: call the runtime with the body as received
     kResolved,     // `body` is the envelope with the real payload in place of the reference
+                   // (or, when `stream` is set, the object is sent from its file: body empty)
     kUnavailable,  // missing object, size or SHA-256 mismatch, malformed or foreign reference:
                    // error-end as payload_unavailable, never the handler
     kStoreError,   // the store could not be reached: nack, delivered again later
@@ -45,13 +47,18 @@ class PayloadReferences {
     std::optional<payload::Reference> reference;  // the input's reference, when it had one
     std::string message;       // kUnavailable, kStoreError: what failed, naming the reference
     std::string_view payload;  // kResolved: the object's bytes inside `body`
+    // kResolved from a local store file (resolve(..., allow_stream)): the request to send; checked
+    // while it is sent (sidecar/payload_stream.hpp).
+    std::unique_ptr<StreamedPayload> stream;
   };
 
   // Resolves the payload of `in` (parsed from `body`, whose views it holds). The result body is
   // `body` with the reference's JSON text replaced by the object's bytes, byte for byte; the
   // object is read straight into it, so the payload is held once. Holds the object for in.id
-  // first (so a redelivery after its envelope ended keeps it). Blocking; thread-safe.
-  Input resolve(const envelope::Envelope& in, std::string_view body);
+  // first (so a redelivery after its envelope ended keeps it). With `allow_stream` and a store of
+  // local files, the object is only opened: Input::stream sends and checks it during the runtime
+  // call, and the caller must ask streamed_failure() after the call. Blocking; thread-safe.
+  Input resolve(const envelope::Envelope& in, std::string_view body, bool allow_stream = false);
 
   // The offload of one message's outputs: a payload above the threshold is stored once
   // (objects/<sha256>) and held for the output's id before the reference is returned; a payload
@@ -68,12 +75,16 @@ class PayloadReferences {
     // The resolved input's bytes (Input::payload), compared with large answers to find a
     // pass-through without hashing it; empty once they are freed.
     void set_input_payload(std::string_view bytes) { input_payload_ = bytes; }
+    // The same for an input streamed from its file (compared with the file instead); null once
+    // the call is over.
+    void set_input_stream(StreamedPayload* stream) { input_stream_ = stream; }
 
    private:
     PayloadReferences& owner_;
     std::string input_id_;
     std::optional<payload::Reference> input_;
     std::string_view input_payload_;
+    StreamedPayload* input_stream_ = nullptr;
     std::set<std::string> written_;  // digests stored by this message
     std::set<std::string> held_;     // output ids held for the input's object
   };
@@ -84,7 +95,15 @@ class PayloadReferences {
   // reference cannot be resolved (unresolved_decision, logged).
   std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
                                   const transport::Delivery& delivery, Input& input,
-                                  std::optional<Outputs>& offload);
+                                  std::optional<Outputs>& offload, bool allow_stream = false);
+
+  // After a runtime call with a streamed input (Input::stream): the decision when the object did
+  // not match its reference (payload_unavailable) or could not be read (nack), in which case the
+  // request was cut short and the handler did not run; nullopt when it was sent whole.
+  static std::optional<Decision> streamed_failure(const Router& router,
+                                                  const envelope::Envelope& in,
+                                                  const transport::Delivery& delivery,
+                                                  Input& input);
 
   // For end actors (results hold real payloads): when `payload_raw` is a reference, `body` is the
   // payload it refers to (kResolved) or the status says why not, as for resolve. Unlike resolve,
@@ -144,9 +163,10 @@ struct PayloadParts {
   std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
                                   const transport::Delivery& delivery,
                                   PayloadReferences::Input& input,
-                                  std::optional<PayloadReferences::Outputs>& offload) {
+                                  std::optional<PayloadReferences::Outputs>& offload,
+                                  bool allow_stream = false) {
     if (!references) return std::nullopt;
-    return references->prepare(router, in, delivery, input, offload);
+    return references->prepare(router, in, delivery, input, offload, allow_stream);
   }
 };
 PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor);

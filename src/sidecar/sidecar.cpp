@@ -314,10 +314,12 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   begin(slot, delivery);
   count_received(delivery);
 
-  // The views of `parsed` point into delivery.body, so the copy in `scratch` is free for the
-  // runtime's answer as soon as parse returns.
-  scratch.assign(delivery.body);
-  auto parsed = envelope::parse(delivery.body, scratch.data());
+  // The views of `parsed` point into delivery.body. A body with room for the parser's padding
+  // after it (the SQLite transport's body files leave it) is parsed in place; otherwise from a
+  // padded copy in `scratch`, which is free for the runtime's answer as soon as parse returns.
+  const bool in_place = delivery.body.capacity() >= delivery.body.size() + envelope::kParsePadding;
+  if (!in_place) scratch.assign(delivery.body);
+  auto parsed = envelope::parse(delivery.body, in_place ? delivery.body.data() : scratch.data());
   log::EnvelopeScope scope(parsed ? std::string_view(parsed->id) : std::string_view("unparseable"));
   spdlog::debug("received {} bytes from {} (delivery {})", delivery.body.size(), delivery.queue,
                 delivery.delivery_count);
@@ -442,11 +444,20 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   // Payload references resolved for the runtime, large outputs stored (sidecar/payload_ref.hpp).
   PayloadReferences::Input input;
   std::optional<PayloadReferences::Outputs> offload;
-  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload))
+  // A reference in a store of local files is streamed to the runtime and checked on the way
+  // (sidecar/payload_stream.hpp): the payload is never held whole.
+  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload, /*allow_stream=*/true))
     return std::move(*early);
   std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   auto call_started = Clock::now();
-  wire::CallResult call = client.call(request, scratch, config_.runtime_timeout);
+  wire::CallResult call = input.stream
+                              ? client.call(input.stream->request(delivery.body, in.payload_raw),
+                                            scratch, config_.runtime_timeout)
+                              : client.call(request, scratch, config_.runtime_timeout);
+  // A streamed object that failed its check was cut short: the handler never ran (no runtime
+  // call is counted, as for a reference that failed before the call).
+  if (auto failed = PayloadReferences::streamed_failure(*router_, in, delivery, input))
+    return std::move(*failed);
   double runtime_seconds = seconds_since(call_started);
   metrics_.runtime_duration(runtime_seconds);
   if (!call.notice.empty()) {
@@ -461,8 +472,12 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                              /*response_padded=*/true, offload ? &*offload : nullptr);
   // The resolved request was kept for the pass-through comparison (as large as the answer, which
   // is held until here anyway); not needed any more.
-  if (offload) offload->set_input_payload({});
+  if (offload) {
+    offload->set_input_payload({});
+    offload->set_input_stream(nullptr);
+  }
   std::string().swap(input.body);
+  input.stream.reset();
   record_runtime_call(call_started, runtime_seconds, decision.failure.label());
   if (call.status != wire::CallStatus::kOk) {
     spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);

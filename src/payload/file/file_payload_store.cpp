@@ -140,6 +140,10 @@ class FilePayloadStore : public PayloadStore {
 
   std::string url() const override { return "file://" + dir_.string(); }
 
+  std::optional<fs::path> local_path(std::string_view key) const override {
+    return dir_ / fs::path(key);
+  }
+
  private:
   fs::path dir_;
   std::atomic<std::uint64_t> counter_{0};

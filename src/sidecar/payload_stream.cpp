@@ -1,0 +1,176 @@
+#include "sidecar/payload_stream.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "payload/payload_store.hpp"
+
+namespace asya::sidecar {
+
+namespace {
+
+// Read, hashed and sent at a time: large enough for few system calls, small enough to stay in
+// the cache between the read, the hash and the send.
+constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
+
+// Reads up to `size` bytes at `offset`; fewer only at the end of the file. -1 on an error (errno).
+ssize_t read_at(int fd, char* out, std::size_t size, std::uint64_t offset) {
+  std::size_t done = 0;
+  while (done < size) {
+    ssize_t n = ::pread(fd, out + done, size - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return -1;
+    if (n == 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  return static_cast<ssize_t>(done);
+}
+
+bool unchanged(const struct stat& a, const struct stat& b) {
+  return a.st_dev == b.st_dev && a.st_ino == b.st_ino && a.st_size == b.st_size &&
+         a.st_mtim.tv_sec == b.st_mtim.tv_sec && a.st_mtim.tv_nsec == b.st_mtim.tv_nsec &&
+         a.st_ctim.tv_sec == b.st_ctim.tv_sec && a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+}
+
+struct DigestContext {
+  EVP_MD_CTX* context = EVP_MD_CTX_new();
+  ~DigestContext() { EVP_MD_CTX_free(context); }
+};
+
+std::string hex(const unsigned char* digest, unsigned int length) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(length * 2);
+  for (unsigned int i = 0; i < length; ++i) {
+    out += kHex[digest[i] >> 4];
+    out += kHex[digest[i] & 0xf];
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<StreamedPayload>> StreamedPayload::open(const std::filesystem::path& path,
+                                                               payload::Reference reference) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    int error = errno;
+    if (error == ENOENT)
+      return Error{
+          fmt::format("{} payload store: no object {}", payload::kNotFound, path.string())};
+    return Error{
+        fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(error))};
+  }
+  (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+  return std::unique_ptr<StreamedPayload>(new StreamedPayload(fd, path, std::move(reference)));
+}
+
+StreamedPayload::StreamedPayload(int fd, std::filesystem::path path, payload::Reference reference)
+    : fd_(fd), path_(std::move(path)), reference_(std::move(reference)) {}
+
+StreamedPayload::~StreamedPayload() {
+  ::close(fd_);
+}
+
+char* StreamedPayload::buffer() {
+  if (!buffer_) buffer_.reset(new char[kChunkBytes]);
+  return buffer_.get();
+}
+
+wire::StreamedRequest StreamedPayload::request(std::string_view body,
+                                               std::string_view payload_raw) {
+  const auto prefix_size = static_cast<std::size_t>(payload_raw.data() - body.data());
+  const std::string_view prefix = body.substr(0, prefix_size);
+  const std::string_view suffix = body.substr(prefix_size + payload_raw.size());
+  wire::StreamedRequest request;
+  request.size = prefix.size() + reference_.size_bytes + suffix.size();
+  request.write_body = [this, prefix, suffix](const wire::StreamedRequest::Sink& sink) {
+    return stream(prefix, suffix, sink);
+  };
+  return request;
+}
+
+Status StreamedPayload::fail(Failure failure, std::string message) {
+  failure_ = failure;
+  message_ = std::move(message);
+  return Error{message_};
+}
+
+Status StreamedPayload::stream(std::string_view prefix, std::string_view suffix,
+                               const wire::StreamedRequest::Sink& sink) {
+  verified_ = false;
+  failure_ = Failure::kNone;
+  message_.clear();
+  if (Status sent = sink(prefix); !sent) return sent;
+  DigestContext digest;
+  if (digest.context == nullptr || EVP_DigestInit_ex(digest.context, EVP_sha256(), nullptr) != 1)
+    return fail(Failure::kReadError,
+                fmt::format("payload {} cannot be checked: SHA-256 is unavailable (OpenSSL)",
+                            reference_.describe()));
+  const std::uint64_t size = reference_.size_bytes;
+  char* chunk = buffer();
+  char held = 0;  // the object's last byte, sent once the object matched
+  std::uint64_t done = 0;
+  while (done < size) {
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunkBytes, size - done));
+    ssize_t n = read_at(fd_, chunk, want, done);
+    if (n < 0)
+      return fail(
+          Failure::kReadError,
+          fmt::format("payload {} cannot be read: payload store: reading {} failed after "
+                      "{} of {} bytes: {}",
+                      reference_.describe(), path_.string(), done, size, std::strerror(errno)));
+    if (n == 0) break;  // shorter than the reference: reported below
+    const auto got = static_cast<std::size_t>(n);
+    EVP_DigestUpdate(digest.context, chunk, got);
+    done += got;
+    const bool last = done == size;
+    if (Status sent = sink(std::string_view(chunk, last ? got - 1 : got)); !sent) return sent;
+    if (last) held = chunk[got - 1];
+  }
+  struct stat state {};
+  if (::fstat(fd_, &state) != 0)
+    return fail(Failure::kReadError,
+                fmt::format("payload {} cannot be read: payload store: cannot stat {}: {}",
+                            reference_.describe(), path_.string(), std::strerror(errno)));
+  unsigned char bytes[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(digest.context, bytes, &length);
+  const std::string actual = hex(bytes, length);
+  const auto file_size = static_cast<std::uint64_t>(state.st_size);
+  if (done != size || file_size != size || actual != reference_.sha256) {
+    return fail(Failure::kMismatch,
+                fmt::format("payload {} does not match its reference: the object has {} bytes{}; "
+                            "it was changed or damaged in the store",
+                            reference_.describe(), file_size,
+                            file_size == size ? ", sha256 " + actual : std::string()));
+  }
+  verified_ = true;
+  verified_state_ = state;
+  if (size > 0) {
+    if (Status sent = sink(std::string_view(&held, 1)); !sent) return sent;
+  }
+  return sink(suffix);
+}
+
+bool StreamedPayload::same_as(std::string_view bytes) {
+  if (!verified_ || bytes.size() != reference_.size_bytes) return false;
+  char* chunk = buffer();
+  for (std::uint64_t done = 0; done < bytes.size();) {
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kChunkBytes, bytes.size() - done));
+    if (read_at(fd_, chunk, want, done) != static_cast<ssize_t>(want)) return false;
+    if (std::memcmp(chunk, bytes.data() + done, want) != 0) return false;
+    done += want;
+  }
+  struct stat state {};
+  return ::fstat(fd_, &state) == 0 && unchanged(state, verified_state_);
+}
+
+}  // namespace asya::sidecar

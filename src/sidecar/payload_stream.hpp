@@ -1,0 +1,82 @@
+// A resolved payload reference streamed from its store file to the runtime (file payload store;
+// docs/protocol.md "Payload references", docs/sidecar.md): instead of reading the object whole
+// into memory, checking its SHA-256 and then sending the request, the sidecar sends the envelope
+// with the object's bytes in place of the reference while it reads and hashes the object in
+// chunks. It never holds the payload, and each chunk is hashed while it is in the cache.
+//
+// The handler never sees an unverified payload: the runtime acts on a request only once its
+// whole frame arrived, and the last byte of the object and the envelope's bytes after it are
+// sent only after the whole object was read and its size and SHA-256 matched the reference.
+// Otherwise the request is cut short (the connection is closed: the runtime sees a truncated
+// frame and never calls the handler) and failure() says why, for the caller to send the envelope
+// to error-end as payload_unavailable (or to nack it after a read error), as for a reference
+// resolved in memory.
+#pragma once
+
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "common/result.hpp"
+#include "payload/reference.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::sidecar {
+
+class StreamedPayload {
+ public:
+  enum class Failure {
+    kNone,
+    kMismatch,   // size or SHA-256 differ from the reference: payload_unavailable
+    kReadError,  // the file could not be read: the store failed, worth a retry
+  };
+
+  // Opens `path`, the file of `reference`'s object. An Error starting with payload::kNotFound when
+  // it does not exist; another Error when it cannot be opened.
+  static Result<std::unique_ptr<StreamedPayload>> open(const std::filesystem::path& path,
+                                                       payload::Reference reference);
+  ~StreamedPayload();
+  StreamedPayload(const StreamedPayload&) = delete;
+  StreamedPayload& operator=(const StreamedPayload&) = delete;
+
+  // The runtime request: `body` (the received envelope) with the object's bytes in place of
+  // `payload_raw` (the reference's text, a view into `body`). Both views and this object must
+  // outlive the call. Writing it again (a kept connection found closed) reads the object again.
+  wire::StreamedRequest request(std::string_view body, std::string_view payload_raw);
+
+  // After the call: whether the object failed its check or could not be read (the request was
+  // then not sent completely), and the message naming the reference, as for a reference resolved
+  // in memory.
+  Failure failure() const { return failure_; }
+  const std::string& failure_message() const { return message_; }
+
+  // Whether `bytes` (an answer's payload) equals the object as it was verified: compared with the
+  // file, read again through the descriptor kept open since (so a new object renamed over it does
+  // not matter), and only while the file shows no change since the check (size, modification and
+  // change times; the store never writes an object in place). False when the object was not
+  // verified. Blocking.
+  bool same_as(std::string_view bytes);
+
+  const payload::Reference& reference() const { return reference_; }
+
+ private:
+  StreamedPayload(int fd, std::filesystem::path path, payload::Reference reference);
+  Status stream(std::string_view prefix, std::string_view suffix,
+                const wire::StreamedRequest::Sink& sink);
+  Status fail(Failure failure, std::string message);
+  char* buffer();
+
+  int fd_;
+  std::filesystem::path path_;
+  payload::Reference reference_;
+  std::unique_ptr<char[]> buffer_;  // one chunk
+  bool verified_ = false;
+  struct stat verified_state_ {};
+  Failure failure_ = Failure::kNone;
+  std::string message_;
+};
+
+}  // namespace asya::sidecar
