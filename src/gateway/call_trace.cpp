@@ -36,7 +36,7 @@ CallTracer::Call CallTracer::begin() const {
 
 void CallTracer::end(const Call& call, std::string_view tool, std::string_view job_id,
                      std::string_view queue, std::string_view error) {
-  LocalSink local;
+  std::shared_ptr<SpanWriter> local;
   {
     std::lock_guard lock(mutex_);
     local = local_;
@@ -60,20 +60,36 @@ void CallTracer::end(const Call& call, std::string_view tool, std::string_view j
   }
   if (local && collector_) {
     collector_->exporter.add({span});
-    local({std::move(span)});
+    local->add(std::move(span));
   } else if (collector_) {
     collector_->exporter.add({std::move(span)});
   } else {
-    local({std::move(span)});
+    local->add(std::move(span));
   }
 }
 
 void CallTracer::set_local_sink(LocalSink sink) {
+  auto writer = std::make_shared<SpanWriter>(std::move(sink));
   std::lock_guard lock(mutex_);
-  local_ = std::move(sink);
+  local_ = std::move(writer);
+}
+
+void CallTracer::flush_local() {
+  std::shared_ptr<SpanWriter> local;
+  {
+    std::lock_guard lock(mutex_);
+    local = local_;
+  }
+  if (local) local->flush();
 }
 
 void CallTracer::stop(std::chrono::milliseconds grace) {
+  std::shared_ptr<SpanWriter> local;
+  {
+    std::lock_guard lock(mutex_);
+    local = local_;
+  }
+  if (local) local->stop();
   if (collector_) collector_->exporter.stop(grace);
 }
 

@@ -2,7 +2,9 @@
 // asya-gateway), the root of the job's trace; the envelope it publishes carries it as its
 // `traceparent`, so the first actor's hop is its child. Exported to the collector of
 // ASYA_OTLP_ENDPOINT (otlp::Exporter: asynchronous, bounded) and handed to the local sink, which
-// keeps the spans of jobs in the job store (so traces are visible with no collector).
+// keeps the spans of jobs in the job store (so traces are visible with no collector). The local
+// sink runs on a background thread (span_writer.hpp), in batches: a call's answer never waits
+// for the write of its span; flush_local() waits for it.
 // Thread-safe.
 #pragma once
 
@@ -17,6 +19,7 @@
 
 #include "common/otlp/export_settings.hpp"
 #include "common/otlp/span.hpp"
+#include "gateway/span_writer.hpp"
 
 namespace asya::gateway {
 
@@ -37,12 +40,17 @@ class CallTracer {
   void end(const Call& call, std::string_view tool, std::string_view job_id, std::string_view queue,
            std::string_view error);
 
-  // Where the gateway keeps the spans of its jobs (set once at start-up; called on the calling
-  // thread of end(), must not block for long).
+  // Where the gateway keeps the spans of its jobs (set once at start-up, before the first end()).
+  // Called on the span writer's thread with batches of spans (at most SpanWriter::kMaxBatch).
   using LocalSink = std::function<void(std::vector<otlp::Span>)>;
   void set_local_sink(LocalSink sink);
 
-  // Sends what is queued to the collector for at most `grace`, then stops. Idempotent.
+  // Returns once the span of every call that ended before this call was handed to the local sink
+  // (and the sink returned). Blocking: call it on the blocking pool, before reading spans.
+  void flush_local();
+
+  // Writes the spans waiting for the local sink, sends what is queued to the collector for at
+  // most `grace`, then stops. Idempotent.
   void stop(std::chrono::milliseconds grace);
 
  private:
@@ -51,7 +59,7 @@ class CallTracer {
   struct Collector;
   std::unique_ptr<Collector> collector_;
   std::mutex mutex_;
-  LocalSink local_;
+  std::shared_ptr<SpanWriter> local_;
 };
 
 class JobStore;

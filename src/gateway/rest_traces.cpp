@@ -157,6 +157,9 @@ awaitable<Response> Api::receive_traces(const http::Request& request) {
 awaitable<Response> Api::get_trace(const std::string& id, const Caller& caller) {
   auto work = [this, id,
                caller]() -> Result<std::pair<std::optional<Job>, std::vector<SpanRecord>>> {
+    // The call spans of this gateway are written in the background: those of calls already
+    // answered are in the store once this returns.
+    service_.call_tracer().flush_local();
     auto job = service_.store().get(id);
     if (!job.ok()) return job.error();
     // Another caller's job reads as unknown (Caller::may_see).

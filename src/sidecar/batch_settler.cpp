@@ -35,6 +35,27 @@ void BackgroundSettler::release() {
   changed_.notify_all();
 }
 
+void BackgroundSettler::release(std::function<void()> then) {
+  if (!then) return release();
+  std::function<void()> job;
+  if (held_) {
+    job = [held = std::move(held_), then = std::move(then)] {
+      held();
+      then();
+    };
+    held_ = nullptr;
+  } else {
+    job = std::move(then);
+  }
+  {
+    std::unique_lock lock(mutex_);
+    changed_.wait(lock, [this] { return !job_ && !running_; });
+    job_ = std::move(job);
+    if (!thread_.joinable()) thread_ = std::thread([this] { loop(); });
+  }
+  changed_.notify_all();
+}
+
 void BackgroundSettler::run(std::function<void()> job) {
   hold(std::move(job));
   release();

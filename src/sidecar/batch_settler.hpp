@@ -11,7 +11,8 @@
 //
 // At most one job runs or is held at a time: hold() and run() wait for the previous job first. So
 // outputs are still sent batch after batch, in order, and a worker holds at most two batches (the
-// one being settled and the one in the runtime). A job must own everything it touches: the caller
+// one being settled and the one in the runtime), plus the one leased ahead by a job that
+// release(then) extended (batch_ahead.hpp). A job must own everything it touches: the caller
 // returns before it runs.
 //
 // Threads: every method is called by the owning worker only. The thread starts at the first
@@ -39,6 +40,10 @@ class BackgroundSettler {
   bool holding() const { return held_ != nullptr; }
   // Starts the held job, if any, on the settler's thread; returns without waiting for it.
   void release();
+  // Starts the held job, if any, followed by `then` on the settler's thread (`then` alone when
+  // nothing is held); returns without waiting for them. The worker's next batch is leased so
+  // (batch_ahead.hpp): after the held batch's settling, while the runtime works.
+  void release(std::function<void()> then);
   // hold(job), then release().
   void run(std::function<void()> job);
   // Releases the held job, if any, and returns once no job is running (at once when idle).

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "sidecar/batch_ahead.hpp"
 #include "sidecar/batch_runner.hpp"
 #include "sidecar/batch_settler.hpp"
 #include "sidecar/config.hpp"
@@ -74,9 +75,12 @@ class Runner {
                             wire::FrameBuffer& scratch, bool& need_ready, ReceiveAhead& ahead,
                             Clock::time_point leased);
   // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
+  // `leased`: when the batch's receive began. A full batch has the next one leased meanwhile on
+  // the settler's thread (`ahead`, batch_ahead.hpp).
   void process_batch(Slot& slot, wire::RuntimeClient& client,
                      std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
-                     bool& need_ready, double gathered_seconds, BackgroundSettler& settler);
+                     bool& need_ready, double gathered_seconds, BackgroundSettler& settler,
+                     Clock::time_point leased, BatchAhead& ahead);
   // Metrics, execute() (unless `settled` already) and what the decision asks of the worker, for
   // one decided delivery.
   void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,

@@ -184,9 +184,10 @@ void Runner::worker(Slot& slot) {
   // runtime's answer, parsed in place. One buffer serves both, so a large message allocates and
   // faults in its pages once instead of three times (parse copy, answer, parse_response copy).
   wire::FrameBuffer scratch;
-  BackgroundSettler settler;  // full batches are settled on its thread (batch_settler.hpp)
-  bool need_ready = !config_.is_end_actor;
   const std::string queue = config_.input_queue();
+  BatchAhead batch_ahead(*transport_, queue, batching_, slot, stop_, &metrics_);  // outlives it
+  BackgroundSettler settler;  // settles full batches, leases ahead on its thread (batch_*.hpp)
+  bool need_ready = !config_.is_end_actor;
   int consecutive_errors = 0;
   // A plain actor with a fast handler leases several messages per receive (receive_ahead.hpp).
   ReceiveAhead ahead;
@@ -226,6 +227,12 @@ void Runner::worker(Slot& slot) {
       stop_.request(kExitRuntimeTimeout);
     auto started = Clock::now();
     double gathered_seconds = 0;
+    // The next batch, leased while the runtime worked on the previous one (batch_ahead.hpp).
+    if (auto leased = batching_.enabled() && client ? batch_ahead.take() : std::nullopt) {
+      process_batch(slot, *client, leased->deliveries, scratch, need_ready, 0, settler,
+                    leased->leased, batch_ahead);
+      continue;
+    }
     // A held batch (batch_settler.hpp) is settled once the next one is leased, or at once when
     // nothing more is ready: only then may the receive wait.
     const bool held = settler.holding();
@@ -253,7 +260,8 @@ void Runner::worker(Slot& slot) {
     for (auto& delivery : *received)
       if (delivery.delivery_count > 1) metrics_.redelivered();
     if (batching_.enabled() && client) {
-      process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds, settler);
+      process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds, settler,
+                    started, batch_ahead);
       continue;
     }
     if (received->size() > 1 && lease_ahead) {
@@ -271,6 +279,7 @@ void Runner::worker(Slot& slot) {
     }
   }
   settler.wait();
+  batch_ahead.give_back();
   slot.finished = true;
 }
 
@@ -383,19 +392,28 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
 
 void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
                            std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
-                           bool& need_ready, double gathered_seconds, BackgroundSettler& settler) {
+                           bool& need_ready, double gathered_seconds, BackgroundSettler& settler,
+                           Clock::time_point leased, BatchAhead& ahead) {
   const auto started = Clock::now();
-  // This batch is leased: the previous one's settling may start (it runs during this call).
-  settler.release();
-  // Owned by the batch: a full batch is settled in the background, after this returns.
+  // A full batch says the queue is busy: settle it while the runtime works on the next one. A
+  // smaller one (a light load) is settled at once, with no hand-over to delay its outputs.
+  const bool full = received.size() >= batching_.max_size;
+  // This batch is leased: the previous one's settling may start (it runs during this call), and
+  // after it, when this batch is full, the leasing of the next one.
+  settler.release(full && !join_ ? ahead.step() : nullptr);
+  // Owned by the batch: a full batch is settled in the background, after this returns. (Moved
+  // storage: pointers to deliveries leased ahead stay valid.)
   auto owned = std::make_shared<std::vector<transport::Delivery>>(std::move(received));
   std::vector<transport::Delivery>& deliveries = *owned;
   {
     std::lock_guard lock(slot.mutex);
-    // The previous batch's unsettled items stay: it may still be settling in the background.
+    // The previous batch's unsettled items stay (it may still be settling), as do those leased
+    // ahead.
     std::erase(slot.batch, nullptr);
-    for (const auto& delivery : deliveries) slot.batch.push_back(&delivery);
-    slot.lease_since = started;
+    for (const auto& delivery : deliveries)
+      if (std::find(slot.batch.begin(), slot.batch.end(), &delivery) == slot.batch.end())
+        slot.batch.push_back(&delivery);
+    slot.lease_since = leased;
   }
   for (const auto& delivery : deliveries) count_received(delivery);
   // Spans and payload references per item (sidecar/batch_hooks.hpp); spans are exported when it
@@ -419,9 +437,6 @@ void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
     finish(slot, client, delivery, in, decision, t, started, need_ready, /*settled=*/true);
   };
   steps.settle = [this, &slot](std::span<const SettleItem> items) { execute(slot, items); };
-  // A full batch says the queue is busy: settle it while the runtime works on the next one. A
-  // smaller one (a light load) is settled at once, with no hand-over to delay its outputs.
-  const bool full = deliveries.size() >= batching_.max_size;
   steps.defer = [&settler, owned, hooks, full](std::function<void()> job, bool background) {
     if (background && full) {
       hooks->hops().detach();  // the worker's next batch is its current one

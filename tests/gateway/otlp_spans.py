@@ -36,8 +36,9 @@ def export_request(spans, service="asya-sidecar"):
 
 
 def gateway_call(gateway, job_id):
-    """The gateway's own span of the tool call that started `job_id` (docs/tracing.md: kept in the
-    job store before the call is answered): (trace_id, span_id, start_ns)."""
+    """The gateway's own span of the tool call that started `job_id` (docs/tracing.md: written in
+    the background, and GET /envelopes/{id}/trace writes what is pending first, so a call already
+    answered shows its span): (trace_id, span_id, start_ns)."""
     from gateway_harness import http_json
     status, trace, _ = http_json("GET", f"{gateway.url}/envelopes/{job_id}/trace", headers=gateway.client_headers())
     assert status == 200, trace

@@ -1,15 +1,19 @@
 // SQLite storage for the job store: one file, WAL, one connection guarded by a mutex, prepared
 // statements kept for reuse. Several processes may share the file (writers take turns through
-// BEGIN IMMEDIATE and the busy timeout).
+// BEGIN IMMEDIATE and the busy timeout). The WAL is checkpointed by a thread of its own on a
+// second connection (wal_checkpointer.hpp), not by the commit that fills it: a tool call's
+// transaction never waits for a checkpoint's copy and fsync.
 #include <sqlite3.h>
 
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <unordered_map>
 
 #include "common/env.hpp"
 #include "gateway/store/backend.hpp"
+#include "gateway/store/sqlite/wal_checkpointer.hpp"
 #include "gateway/store/transaction_group.hpp"
 
 namespace asya::gateway {
@@ -43,8 +47,13 @@ class SqliteBackend final : public StorageBackend {
     }
     Status migrated = migrate("SQLite " + path_);
     if (!migrated.ok()) throw ConfigError("job store: " + migrated.message());
+    // 4,000 pages (16 MiB): a checkpoint copies each page once however often it was committed
+    // since the last one, and the job store commits the same few pages (the right edges of
+    // its tables and indexes) with every job.
+    checkpointer_ = std::make_unique<WalCheckpointer>(db_, path_, 4000);
   }
   ~SqliteBackend() override {
+    checkpointer_.reset();  // before the connection its hook is installed on closes
     for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
     sqlite3_close(db_);
   }
@@ -140,6 +149,7 @@ class SqliteBackend final : public StorageBackend {
   sqlite3* db_ = nullptr;
   std::recursive_mutex mutex_;  // a transaction's body runs query() on the same thread
   std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  std::unique_ptr<WalCheckpointer> checkpointer_;
   TransactionGroup group_{[this](const std::vector<const TransactionGroup::Body*>& bodies,
                                  std::vector<Status>& results) {
     std::lock_guard lock(mutex_);

@@ -1,0 +1,75 @@
+"""A tool call answered 200 is durable: its job is stored and its envelope queued before the
+answer (docs/gateway.md "Job stores": group commit), so a SIGKILL of the gateway while many
+callers are being answered loses neither, on SQLite and on PostgreSQL; and concurrent callers each
+get a job of their own."""
+import json
+import signal
+import subprocess
+import threading
+
+import pytest
+
+from gateway_harness import ROUTES, Gateway, http_json, wait_until
+
+
+def queued_envelope_ids(queue_tool, env, queue):
+    """Ids of every envelope waiting on `queue` (received and acked)."""
+    ids = []
+    while True:
+        result = subprocess.run([str(queue_tool), "recv", queue, "--max", "500", "--wait", "1s", "--ack"],
+                                env=env, capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, result.stderr
+        lines = [line for line in result.stdout.splitlines() if line.strip()]
+        if not lines:
+            return ids
+        ids += [json.loads(json.loads(line)["body"])["id"] for line in lines]
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgres"])
+def test_calls_answered_before_a_sigkill_keep_their_job_and_envelope(gateway_binary, queue_tool, tmp_path,
+                                                                     request, store):
+    extra = {"ASYA_DATABASE_URL": request.getfixturevalue("postgres_url")} if store == "postgres" else {}
+    gateway = Gateway(gateway_binary, tmp_path, ROUTES, extra).start()
+    answered = []
+    refused = []
+    lock = threading.Lock()
+
+    def caller():
+        while True:
+            try:
+                status, answer, _ = http_json("POST", gateway.url + "/tools/call",
+                                              {"name": "pipeline", "arguments": {"text": "t"}}, timeout=30)
+            except OSError:
+                return  # the gateway is gone: this call was never answered
+            with lock:
+                if status == 200 and not answer.get("isError"):
+                    answered.append(answer["structuredContent"]["job_id"])
+                else:
+                    refused.append((status, answer))
+
+    callers = [threading.Thread(target=caller, daemon=True) for _ in range(8)]
+    for thread in callers:
+        thread.start()
+    wait_until(lambda: len(answered) >= 300, timeout=120, what="300 answered calls")
+    gateway.process.send_signal(signal.SIGKILL)  # while the 8 callers are in the middle of calls
+    gateway.process.wait()
+    for thread in callers:
+        thread.join(timeout=60)
+    assert not refused, refused[:3]
+    ids = list(answered)
+    assert len(set(ids)) == len(ids), "two calls were given the same job id"
+
+    # Every answered call's job is in the store (a new gateway on the same store reads it) and its
+    # envelope is on the first actor's queue.
+    again = Gateway(gateway_binary, tmp_path, ROUTES, extra).start()
+    try:
+        for job_id in ids:
+            status, job, _ = http_json("GET", f"{again.url}/envelopes/{job_id}")
+            assert status == 200, (job_id, job)
+            assert job["id"] == job_id and job["status"] == "pending"
+        queued = queued_envelope_ids(queue_tool, again.env, "asya-first")
+        missing = set(ids) - set(queued)
+        assert not missing, f"{len(missing)} of {len(ids)} answered calls have no envelope queued"
+        assert len(set(queued)) == len(queued), "an envelope was queued twice"
+    finally:
+        again.stop()
