@@ -36,6 +36,11 @@ const std::set<std::string, std::less<>>* armed_failpoints() {
 
 }  // namespace
 
+bool failpoint_armed(std::string_view name) {
+  const auto* armed = armed_failpoints();
+  return armed && armed->contains(name);
+}
+
 void failpoint(std::string_view name) {
   const auto* armed = armed_failpoints();
   if (!armed || !armed->contains(name)) return;

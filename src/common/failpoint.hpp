@@ -19,4 +19,8 @@ std::set<std::string, std::less<>> parse_failpoints(std::string_view list);
 // once. Never throws; a name no code checks simply never fires.
 void failpoint(std::string_view name);
 
+// Whether `name` is in ASYA_FAILPOINTS: a step that merges the point's before and after (one
+// transaction for both) takes its slower path when the point is armed, so the point still fires.
+bool failpoint_armed(std::string_view name);
+
 }  // namespace asya

@@ -1,10 +1,12 @@
 // An in-memory Transport for unit tests: queues are deques; sends, acks and nacks are recorded;
-// a send can be made to fail.
+// a send can be made to fail; send_then_ack is taken in one step when `one_step` is set.
 #pragma once
 
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,19 @@ class FakeTransport : public transport::Transport {
     acked.push_back(d.receipt);
     return Status::Ok();
   }
+  std::optional<Status> send_then_ack(std::span<const transport::OutgoingMessage> messages,
+                                      const transport::Delivery& d) override {
+    std::lock_guard lock(mutex);
+    if (!one_step) return std::nullopt;
+    ++one_step_calls;
+    if (one_step_declines) return std::nullopt;
+    for (const auto& m : messages) {
+      sent.push_back(Sent{std::string(m.queue), std::string(m.body), m.delay});
+      queues[std::string(m.queue)].push_back(std::string(m.body));
+    }
+    acked.push_back(d.receipt);
+    return Status::Ok();
+  }
   Status nack(const transport::Delivery& d, std::chrono::milliseconds delay) override {
     std::lock_guard lock(mutex);
     nacked.push_back({d.receipt, delay});
@@ -74,6 +89,9 @@ class FakeTransport : public transport::Transport {
   std::string fail_send_message = "disk full";
   std::size_t max_bytes = 256u << 20;
   int next_receipt = 1;
+  bool one_step = false;           // send_then_ack sends and acks (else: nullopt, as the default)
+  bool one_step_declines = false;  // ... counts the call but does nothing (returns nullopt)
+  int one_step_calls = 0;
 };
 
 }  // namespace asya::sidecar::testing

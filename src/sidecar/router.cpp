@@ -335,9 +335,43 @@ std::optional<Decision> Router::failed_branch_passing(const envelope::Envelope& 
   return d;
 }
 
+std::optional<Settlement> Router::settle_in_one_step(transport::Transport& transport,
+                                                     const transport::Delivery& delivery,
+                                                     const Decision& decision,
+                                                     const SendHooks& hooks) const {
+  // A before_send hook runs before each send, which one step cannot interleave; the crash point
+  // between the outputs and the ack must stay reachable in fault tests.
+  if (decision.then != Then::kAck || decision.sends.empty() || hooks.before_send ||
+      failpoint_armed("sidecar.before_ack"))
+    return std::nullopt;
+  std::vector<transport::OutgoingMessage> messages;
+  messages.reserve(decision.sends.size());
+  for (const Outgoing& out : decision.sends) {
+    // Too large for the transport: the ordinary path rebuilds it or sends the input to error-end.
+    if (out.body.size() > transport.max_message_bytes()) return std::nullopt;
+    messages.push_back(transport::OutgoingMessage{out.queue, out.body, out.delay});
+  }
+  auto started = std::chrono::steady_clock::now();
+  std::optional<Status> acked = transport.send_then_ack(messages, delivery);
+  if (!acked) return std::nullopt;  // nothing was sent: the ordinary path does it step by step
+  // Each output gets its share of the shared step's time (as in settle_batch).
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() /
+      static_cast<double>(messages.size());
+  Settlement result;
+  for (const Outgoing& out : decision.sends) {
+    if (hooks.after_send) hooks.after_send(out, seconds, Status::Ok());
+    ++result.sent;
+  }
+  result.acked = acked->ok();
+  if (!acked->ok()) result.error = "ack failed: " + acked->message();
+  return result;
+}
+
 Settlement Router::settle(transport::Transport& transport, const transport::Delivery& delivery,
                           const envelope::Envelope* in, const Decision& decision,
                           const SendHooks& hooks) const {
+  if (auto merged = settle_in_one_step(transport, delivery, decision, hooks)) return *merged;
   Settlement result;
   for (const Outgoing& planned : decision.sends) {
     if (hooks.before_send) hooks.before_send(planned);

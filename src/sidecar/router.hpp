@@ -145,7 +145,9 @@ class Router {
   // to error-end with message_too_large instead (needs `in`). If it refuses an error envelope as
   // too large, the envelope is rebuilt with original_payload replaced by
   // {"truncated": true, "size_bytes": N} (see error_body) and sent again, so an error always
-  // reaches error-end. Ack happens only after every send succeeded.
+  // reaches error-end. Ack happens only after every send succeeded. A decision to ack whose
+  // outputs all fit is first offered to Transport::send_then_ack (SQLite: outputs and ack in one
+  // transaction, all or nothing); when the transport takes none of it, the steps above run.
   Settlement settle(transport::Transport& transport, const transport::Delivery& delivery,
                     const envelope::Envelope* in, const Decision& decision,
                     const SendHooks& hooks = {}) const;
@@ -164,6 +166,13 @@ class Router {
   const RouterOptions& options() const { return options_; }
 
  private:
+  // settle() in one Transport::send_then_ack step; nullopt when the decision or the hooks need
+  // the steps one by one, or the transport did nothing.
+  std::optional<Settlement> settle_in_one_step(transport::Transport& transport,
+                                               const transport::Delivery& delivery,
+                                               const Decision& decision,
+                                               const SendHooks& hooks) const;
+
   Outgoing error_outgoing(const envelope::Envelope& in, envelope::ErrorInfo info) const;
   Decision to_error_end(const envelope::Envelope& in, FailureCode code, std::string message) const;
   // `failure` is what the envelope's payload.error says (a runtime's own code when kOther).

@@ -64,6 +64,78 @@ TEST(RouterSettle, AcksOnlyAfterEveryOutputWasSent) {
   EXPECT_EQ(announced, std::vector<std::string>{"X-1-1"});  // fanned out at hop 1
 }
 
+// A decision to ack goes to the transport's one step (outputs and ack together) when it has one;
+// the hooks still see every output.
+TEST(RouterSettle, AnAckDecisionIsSettledInOneStepWhenTheTransportHasOne) {
+  Router router(options_for("b"));
+  FakeTransport t;
+  t.one_step = true;
+  auto delivery = delivery_of(kInput);
+  auto parsed = envelope::parse(delivery.body);
+  std::string r = R"({"payload":1,"route":{"actors":["a","b","c"],"current":2}})";
+  Decision d = router.after_runtime(*parsed, delivery, ok(), "[" + r + "," + r + "]");
+  std::vector<std::string> observed;
+  SendHooks hooks;
+  hooks.after_send = [&](const Outgoing& o, double, const Status& st) {
+    if (st.ok()) observed.push_back(o.queue);
+  };
+  Settlement s = router.settle(t, delivery, &*parsed, d, hooks);
+  EXPECT_EQ(t.one_step_calls, 1);
+  EXPECT_EQ(s.sent, 2u);
+  EXPECT_TRUE(s.acked);
+  EXPECT_TRUE(s.error.empty()) << s.error;
+  EXPECT_EQ(t.acked, std::vector<std::string>{"r1"});
+  EXPECT_EQ(t.queues["asya-c"].size(), 2u);
+  EXPECT_EQ(observed, (std::vector<std::string>{"asya-c", "asya-c"}));
+}
+
+// When the one step does nothing (nullopt), the ordinary steps settle the message; and a
+// before_send hook, a nack decision or an output over the transport's limit never take it.
+TEST(RouterSettle, TheOrdinaryStepsSettleWhatTheOneStepDoesNotTake) {
+  Router router(options_for("b"));
+  auto delivery = delivery_of(kInput);
+  auto parsed = envelope::parse(delivery.body);
+  std::string r = R"({"payload":1,"route":{"actors":["a","b","c"],"current":2}})";
+  Decision d = router.after_runtime(*parsed, delivery, ok(), "[" + r + "," + r + "]");
+  {
+    FakeTransport t;
+    t.one_step = true;
+    t.one_step_declines = true;
+    Settlement s = router.settle(t, delivery, &*parsed, d);
+    EXPECT_EQ(t.one_step_calls, 1);
+    EXPECT_EQ(s.sent, 2u);
+    EXPECT_TRUE(s.acked);
+    EXPECT_EQ(t.sent.size(), 2u) << "each output sent once, by the ordinary steps";
+    EXPECT_EQ(t.acked, std::vector<std::string>{"r1"});
+  }
+  {
+    FakeTransport t;
+    t.one_step = true;
+    SendHooks hooks;
+    hooks.before_send = [](const Outgoing&) {};
+    Settlement s = router.settle(t, delivery, &*parsed, d, hooks);
+    EXPECT_EQ(t.one_step_calls, 0);
+    EXPECT_TRUE(s.acked);
+  }
+  {
+    FakeTransport t;
+    t.one_step = true;
+    Decision nack = d;
+    nack.then = Then::kNack;
+    Settlement s = router.settle(t, delivery, &*parsed, nack);
+    EXPECT_EQ(t.one_step_calls, 0);
+    EXPECT_TRUE(s.nacked);
+  }
+  {
+    FakeTransport t;
+    t.one_step = true;
+    t.max_bytes = 10;  // below the outputs: they go to error-end the ordinary way
+    Settlement s = router.settle(t, delivery, &*parsed, d);
+    EXPECT_EQ(t.one_step_calls, 0);
+    EXPECT_TRUE(s.too_large);
+  }
+}
+
 TEST(RouterSettle, FailedSendNacksAndStopsWithoutAck) {
   Router router(options_for("b"));
   FakeTransport t;

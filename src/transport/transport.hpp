@@ -101,6 +101,22 @@ class Transport {
     return out;
   }
 
+  // Sends `messages`, then acks `delivery`, in one step where the transport has one (SQLite: the
+  // outputs and the ack in one write transaction, one commit per message instead of two). All or
+  // nothing: either every message was sent (durable, as send() says) and the ack was applied, or
+  // nothing was sent and nothing acked. In the second case, and always on a transport without such
+  // a step (the default), it returns nullopt: the caller then sends and acks one by one as it
+  // would have without this call, so each failure (a message too large, the write lock busy) is
+  // reported by the step it belongs to. Otherwise it returns the ack's Status: Ok, or an Error like
+  // ack()'s when the lease was lost meanwhile (the messages stay sent, as after send() then
+  // ack()). Thread-safe.
+  virtual std::optional<Status> send_then_ack(std::span<const OutgoingMessage> messages,
+                                              const Delivery& delivery) {
+    (void)messages;
+    (void)delivery;
+    return std::nullopt;
+  }
+
   // Returns a received message to its queue, visible again after `delay`, with its delivery count
   // kept (the next receive reports it + 1).
   virtual Status nack(const Delivery& delivery,

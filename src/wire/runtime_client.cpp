@@ -308,7 +308,8 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
       detail::read_exact_io(fd_, reinterpret_cast<char*>(header), 4, false, io_deadline, 4, 0);
   if (!io.ok()) return io_failure(io);
   const std::uint32_t size = decode_length(header);
-  const std::string header_text = show_bytes({reinterpret_cast<const char*>(header), 4});
+  // Only the error messages below show it: formatted when one is built, not for every answer.
+  auto header_text = [&header] { return show_bytes({reinterpret_cast<const char*>(header), 4}); };
   const std::size_t frame_bytes = 4 + static_cast<std::size_t>(size);
 
   // A runtime answers a request after reading all of it. Bytes of the request still unread in
@@ -322,7 +323,7 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
         fmt::format("runtime answer frame (header {}) arrived before the runtime had read the "
                     "whole request, so it is not this request's answer (a late second "
                     "answer to an earlier request?)",
-                    header_text));
+                    header_text()));
   }
 
   if (size > options_.max_message_bytes) {
@@ -335,7 +336,7 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                               "which exceeds ASYA_MAX_MESSAGE_BYTES={}: raise "
                               "ASYA_MAX_MESSAGE_BYTES on both sidecar and runtime, or send "
                               "smaller messages",
-                              header_text, size_text(size), options_.max_message_bytes),
+                              header_text(), size_text(size), options_.max_message_bytes),
                   /*too_large=*/true);
     }
     return fail(CallStatus::kProtocol,
@@ -343,7 +344,7 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                             "(over ASYA_MAX_MESSAGE_BYTES={}), and the bytes after it, {}, are "
                             "not the start of a JSON array: these look like stray bytes before a "
                             "frame, read as a length",
-                            header_text, size_text(size), options_.max_message_bytes,
+                            header_text(), size_text(size), options_.max_message_bytes,
                             show_bytes(next.bytes)));
   }
 
@@ -354,7 +355,7 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
         CallStatus::kProtocol,
         fmt::format("bad response frame: runtime answer frame is empty (header {}), but a "
                     "response is always a JSON array{}",
-                    header_text,
+                    header_text(),
                     next.state == PeekState::kData
                         ? fmt::format("; {} byte(s) follow it, starting {}: these look like stray "
                                       "bytes before a frame",
@@ -385,7 +386,7 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                             "its first bytes {} are not the start of a JSON array (a response is "
                             "always a JSON array): stray bytes before a frame, or a frame whose "
                             "body is not an array",
-                            header_text, size_text(size), show_bytes(head)));
+                            header_text(), size_text(size), show_bytes(head)));
   }
   if (got < size) {
     io =

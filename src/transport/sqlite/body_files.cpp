@@ -130,6 +130,27 @@ void BodyFiles::discard(const std::string& name) const {
   ::unlink((directory_ / name).c_str());
 }
 
+void BodyFiles::drop_lost_row(Connection& db, std::int64_t id, std::int64_t token,
+                              std::string_view queue, const std::string& name) const {
+  if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;  // it comes back after the lease
+  bool deleted = false;
+  {
+    auto s = db.statement(kAck);
+    if (s) {
+      ResetOnExit reset{*s};
+      sqlite3_bind_int64(*s, 1, id);
+      sqlite3_bind_int64(*s, 2, token);
+      deleted = sqlite3_step(*s) == SQLITE_ROW;
+    }
+  }
+  if (!deleted || !db.run(kCommit, "COMMIT")) {
+    (void)db.run(kRollback, "ROLLBACK");
+    return;
+  }
+  spdlog::error("sqlite transport: message {} of queue {} was dropped: its body file {} is missing",
+                id, std::string(queue), path_of(name).string());
+}
+
 void BodyFiles::remove(const std::string& name) const {
   std::filesystem::path path = directory_ / name;
   if (::unlink(path.c_str()) != 0 && errno != ENOENT) {

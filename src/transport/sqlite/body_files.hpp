@@ -62,6 +62,13 @@ class BodyFiles {
   // Removes `name` of a send that failed before its row was committed, silently.
   void discard(const std::string& name) const;
 
+  // A row this receiver leased (`id` under lease `token`, queue `queue`) whose body file `name` is
+  // missing: if the row is still under that lease its body is lost (removed by hand?) and the
+  // message can never be delivered, so it is deleted, loudly. If the row is gone, another receiver
+  // acked it after this lease expired: nothing to do. Runs its own write transaction on `db`.
+  void drop_lost_row(Connection& db, std::int64_t id, std::int64_t token, std::string_view queue,
+                     const std::string& name) const;
+
   // At most this many files are checked and claimed in one write transaction of the sweep.
   static constexpr std::size_t kSweepBatch = 64;
 

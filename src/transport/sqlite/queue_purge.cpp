@@ -81,4 +81,33 @@ Result<PurgedRows> purge_rows(Connection& db, std::string_view queue, std::int64
   return purged;
 }
 
+Result<QueueStats> queue_stats(Connection& db, std::string_view queue, std::int64_t now_ms) {
+  auto s = db.statement(kStats);
+  if (!s) return s.error();
+  ResetOnExit reset{*s};
+  bind_text(*s, 1, queue);
+  sqlite3_bind_int64(*s, 2, now_ms);
+  if (sqlite3_step(*s) != SQLITE_ROW)
+    return Error{"stats on queue " + in_quotes(queue) + " failed: " + db.error()};
+  QueueStats stats;
+  stats.ready = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 0));
+  stats.in_flight = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 1));
+  stats.delayed = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 2));
+  return stats;
+}
+
+Result<std::vector<std::string>> queue_names(Connection& db) {
+  auto s = db.statement(kList);
+  if (!s) return s.error();
+  ResetOnExit reset{*s};
+  std::vector<std::string> names;
+  int rc;
+  while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+    names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(*s, 0)),
+                       static_cast<std::size_t>(sqlite3_column_bytes(*s, 0)));
+  }
+  if (rc != SQLITE_DONE) return Error{"list_queues on queue \"*\" failed: " + db.error()};
+  return names;
+}
+
 }  // namespace asya::transport::sqlite

@@ -1,5 +1,7 @@
-// Purging one queue of the SQLite transport (Transport::purge, `asya queues purge`): the rows of
-// the messages nobody holds a lease on, and their inline bodies, go in one write transaction.
+// Queue-wide operations of the SQLite transport (`asya queues`): purging one queue
+// (Transport::purge: the rows of the messages nobody holds a lease on, and their inline bodies,
+// go in one write transaction), its counts (Transport::stats) and the queue names
+// (Transport::list_queues).
 #pragma once
 
 #include <cstdint>
@@ -9,6 +11,7 @@
 
 #include "common/result.hpp"
 #include "transport/sqlite/connection.hpp"
+#include "transport/transport.hpp"
 
 namespace asya::transport::sqlite {
 
@@ -22,5 +25,11 @@ struct PurgedRows {
 // transaction. A queue that neither ensure_queue created nor any message names fails with an
 // Error starting "queue_not_found:". Leased messages stay: their consumers ack or nack them.
 Result<PurgedRows> purge_rows(Connection& db, std::string_view queue, std::int64_t now_ms);
+
+// The messages of `queue` ready, leased and delayed at `now_ms` (one read on `db`).
+Result<QueueStats> queue_stats(Connection& db, std::string_view queue, std::int64_t now_ms);
+
+// The names of the queues ensured or holding messages, sorted.
+Result<std::vector<std::string>> queue_names(Connection& db);
 
 }  // namespace asya::transport::sqlite

@@ -9,13 +9,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
-#include <set>
 
 #include "common/log.hpp"
 
 namespace asya::transport {
+
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -71,8 +73,92 @@ std::uint64_t QueueWaker::generation(std::string_view queue) {
 void QueueWaker::wait(std::string_view queue, std::uint64_t seen, Clock::time_point until) {
   std::string name(queue);
   std::unique_lock lock(mutex_);
-  changed_.wait_until(lock, until,
-                      [&] { return interrupted_ || queues_[name].generation != seen; });
+  for (;;) {
+    if (interrupted_ || queues_[name].generation != seen || Clock::now() >= until) return;
+    if (inotify_fd_ < 0 || polling_) {
+      // Another waiter reads the events (or there is no inotify): it wakes this one when they
+      // change its queue's generation, and when it stops polling, so that one waiter takes over.
+      changed_.wait_until(lock, until);
+      continue;
+    }
+    // This waiter reads the events itself: a wake-up of one kernel task, not of a watcher thread
+    // that then wakes the waiter.
+    polling_ = true;
+    lock.unlock();
+    Events events = poll_events(until);
+    lock.lock();
+    polling_ = false;
+    apply_locked(events);
+    changed_.notify_all();
+  }
+}
+
+QueueWaker::Events QueueWaker::poll_events(Clock::time_point until) {
+  // The descriptors stay open while polling_ is set (stop() waits for it).
+  Events events;
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()) + 1ms;
+  int timeout = static_cast<int>(std::clamp<std::chrono::milliseconds>(left, 0ms, 1h).count());
+  pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {kick_fd_, POLLIN, 0}};
+  if (::poll(fds, 2, timeout) <= 0) return events;
+  if (fds[1].revents != 0) {
+    std::uint64_t count = 0;
+    ssize_t n = ::read(kick_fd_, &count, sizeof count);  // reset (non-blocking)
+    (void)n;
+  }
+  if ((fds[0].revents & POLLIN) == 0) return events;
+  alignas(inotify_event) char buffer[8192];
+  for (;;) {
+    ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);
+    if (n <= 0) break;
+    for (char* p = buffer; p < buffer + n;) {
+      auto* event = reinterpret_cast<inotify_event*>(p);
+      if (event->mask & IN_Q_OVERFLOW) {
+        events.overflow = true;
+      } else if (event->mask & IN_IGNORED) {
+        events.ignored.push_back(event->wd);
+      } else if (std::find(events.touched.begin(), events.touched.end(), event->wd) ==
+                 events.touched.end()) {
+        events.touched.push_back(event->wd);
+      }
+      p += sizeof(inotify_event) + event->len;
+    }
+    // A buffer not filled up means the queue was empty: no second read just to hear EAGAIN (a
+    // later event makes the descriptor readable again).
+    if (static_cast<std::size_t>(n) + sizeof(inotify_event) + NAME_MAX + 1 <= sizeof buffer) break;
+  }
+  return events;
+}
+
+void QueueWaker::apply_locked(const Events& events) {
+  // One generation bump per queue per batch of events: a burst of sends is one wake-up.
+  if (events.overflow) {
+    for (auto& [name, state] : queues_) ++state.generation;
+  }
+  for (int wd : events.touched) {
+    auto it = by_watch_.find(wd);
+    if (it == by_watch_.end()) continue;
+    for (const auto& name : it->second) ++queues_[name].generation;
+  }
+  // The wake file was removed (or its file system unmounted): wake its receivers, which look at
+  // the database and, through generation(), watch a new file.
+  for (int wd : events.ignored) {
+    auto it = by_watch_.find(wd);
+    if (it == by_watch_.end()) continue;
+    for (const auto& name : it->second) {
+      Queue& state = queues_[name];
+      ++state.generation;
+      state.watch = -1;
+      state.watch_tried = false;
+    }
+    by_watch_.erase(it);
+  }
+}
+
+void QueueWaker::kick_locked() {
+  if (!polling_ || kick_fd_ < 0) return;
+  std::uint64_t one = 1;
+  ssize_t n = ::write(kick_fd_, &one, sizeof one);
+  (void)n;
 }
 
 bool QueueWaker::watching(std::string_view queue) {
@@ -90,6 +176,7 @@ void QueueWaker::notify(std::string_view queue) {
     if (it != queues_.end()) {
       ++it->second.generation;
       local = true;
+      kick_locked();  // a waiter of this process polling the events wakes at once
     }
   }
   if (local) changed_.notify_all();
@@ -150,6 +237,7 @@ void QueueWaker::interrupt() {
   {
     std::lock_guard lock(mutex_);
     interrupted_ = true;
+    kick_locked();
   }
   changed_.notify_all();
 }
@@ -160,24 +248,17 @@ bool QueueWaker::interrupted() {
 }
 
 void QueueWaker::stop() {
-  std::thread watcher;
   {
-    std::lock_guard lock(mutex_);
-    watcher = std::move(watcher_);
+    std::unique_lock lock(mutex_);
     interrupted_ = true;
-  }
-  changed_.notify_all();
-  if (watcher.joinable()) {
-    std::uint64_t one = 1;
-    ssize_t written = ::write(stop_fd_, &one, sizeof one);
-    (void)written;
-    watcher.join();
-  }
-  {
-    std::lock_guard lock(mutex_);
+    kick_locked();
+    changed_.notify_all();
+    // The waiter reading the events returns at once (interrupted); its descriptors stay open
+    // until then.
+    changed_.wait(lock, [this] { return !polling_; });
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
-    if (stop_fd_ >= 0) ::close(stop_fd_);
-    inotify_fd_ = stop_fd_ = -1;
+    if (kick_fd_ >= 0) ::close(kick_fd_);
+    inotify_fd_ = kick_fd_ = -1;
     by_watch_.clear();
     for (auto& [name, state] : queues_) state.watch = -1;
   }
@@ -188,23 +269,22 @@ void QueueWaker::stop() {
   write_fds_.clear();
 }
 
-void QueueWaker::start_watcher_locked() {
-  if (watcher_started_) return;
-  watcher_started_ = true;
+void QueueWaker::start_inotify_locked() {
+  if (inotify_started_) return;
+  inotify_started_ = true;
   inotify_fd_ = ::inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-  stop_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-  if (inotify_fd_ < 0 || stop_fd_ < 0) {
+  kick_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (inotify_fd_ < 0 || kick_fd_ < 0) {
     spdlog::warn("sqlite transport: no inotify ({}); receivers poll instead", std::strerror(errno));
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
-    inotify_fd_ = -1;
-    return;
+    if (kick_fd_ >= 0) ::close(kick_fd_);
+    inotify_fd_ = kick_fd_ = -1;
   }
-  watcher_ = std::thread([this] { run_watcher(); });
 }
 
 void QueueWaker::watch_locked(const std::string& queue, Queue& state) {
   state.watch_tried = true;
-  start_watcher_locked();
+  start_inotify_locked();
   if (inotify_fd_ < 0) return;
   std::filesystem::path path = directory_ / file_name(queue);
   // The file must exist to be watched; O_CREAT on an existing file changes nothing in it.
@@ -228,61 +308,6 @@ void QueueWaker::watch_locked(const std::string& queue, Queue& state) {
   state.watch = watch;
   auto& names = by_watch_[watch];
   if (std::find(names.begin(), names.end(), queue) == names.end()) names.push_back(queue);
-}
-
-void QueueWaker::run_watcher() {
-  alignas(inotify_event) char buffer[8192];
-  for (;;) {
-    pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
-    int ready = ::poll(fds, 2, -1);
-    if (ready < 0 && errno != EINTR) return;
-    if (fds[1].revents != 0) return;
-    if ((fds[0].revents & POLLIN) == 0) continue;
-    // One generation bump per queue per batch of events: a burst of sends is one wake-up.
-    std::set<int> touched;
-    std::set<int> ignored;
-    bool overflow = false;
-    for (;;) {
-      ssize_t n = ::read(inotify_fd_, buffer, sizeof buffer);
-      if (n <= 0) break;
-      for (char* p = buffer; p < buffer + n;) {
-        auto* event = reinterpret_cast<inotify_event*>(p);
-        if (event->mask & IN_Q_OVERFLOW) {
-          overflow = true;
-        } else if (event->mask & IN_IGNORED) {
-          ignored.insert(event->wd);
-        } else {
-          touched.insert(event->wd);
-        }
-        p += sizeof(inotify_event) + event->len;
-      }
-    }
-    {
-      std::lock_guard lock(mutex_);
-      if (overflow) {
-        for (auto& [name, state] : queues_) ++state.generation;
-      }
-      for (int wd : touched) {
-        auto it = by_watch_.find(wd);
-        if (it == by_watch_.end()) continue;
-        for (const auto& name : it->second) ++queues_[name].generation;
-      }
-      // The wake file was removed (or its file system unmounted): wake its receivers, which look
-      // at the database and, through generation(), watch a new file.
-      for (int wd : ignored) {
-        auto it = by_watch_.find(wd);
-        if (it == by_watch_.end()) continue;
-        for (const auto& name : it->second) {
-          Queue& state = queues_[name];
-          ++state.generation;
-          state.watch = -1;
-          state.watch_tried = false;
-        }
-        by_watch_.erase(it);
-      }
-    }
-    changed_.notify_all();
-  }
 }
 
 }  // namespace asya::transport

@@ -16,8 +16,11 @@
 // overflow) delays a message by at most that poll, never strands it. A wake file removed while
 // watched is watched again on the next generation() call; an inotify overflow wakes every queue.
 //
-// Threads: every method is thread-safe. The first generation() call starts one watcher thread
-// per instance (processes that only send pay for no thread and no inotify instance). The
+// Threads: every method is thread-safe. There is no watcher thread: one waiting receiver at a time
+// polls the inotify descriptor and reads the events itself (a wake-up costs one task switch, not
+// a watcher's plus a hand-off), applies them to every queue's generation and wakes the other
+// waiters through a condition variable; when it returns, one of them takes over. The first
+// generation() call opens the inotify instance (processes that only send pay for none). The
 // instance must not cross fork(); create one per process.
 #pragma once
 
@@ -28,7 +31,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -68,7 +70,8 @@ class QueueWaker {
   void interrupt();
   bool interrupted();
 
-  // interrupt(), then stops the watcher thread and closes every descriptor. Idempotent.
+  // interrupt(), then waits for the waiter reading the events to return and closes every
+  // descriptor. Idempotent.
   void stop();
 
   // The file name of `queue`'s wake file: the queue name itself when it is a plain file name
@@ -86,9 +89,21 @@ class QueueWaker {
     bool watch_tried = false;  // a failed watch is retried only after a wake (IN_IGNORED)
   };
 
-  void start_watcher_locked();
+  // What one read of the inotify descriptor reported.
+  struct Events {
+    std::vector<int> touched;  // watch descriptors of modified wake files
+    std::vector<int> ignored;  // watches gone (file removed)
+    bool overflow = false;     // the kernel dropped events: every queue may have changed
+  };
+
+  void start_inotify_locked();
   void watch_locked(const std::string& queue, Queue& state);
-  void run_watcher();
+  // Polls the inotify and kick descriptors until an event or `until`, and reads what arrived.
+  // Called without the lock by the one waiter that set polling_.
+  Events poll_events(Clock::time_point until);
+  void apply_locked(const Events& events);
+  // Wakes the waiter polling the events, if one does (interrupt, stop, a notify of this process).
+  void kick_locked();
   int write_fd(const std::string& queue);
 
   std::filesystem::path directory_;
@@ -97,11 +112,11 @@ class QueueWaker {
   std::unordered_map<std::string, Queue> queues_;
   std::unordered_map<int, std::vector<std::string>> by_watch_;  // watch descriptor -> queues
   bool interrupted_ = false;
-  bool watcher_started_ = false;
+  bool inotify_started_ = false;
+  bool polling_ = false;  // a waiter polls inotify_fd_ (and kick_fd_) without the lock
   bool warned_watch_ = false;
-  std::thread watcher_;
   int inotify_fd_ = -1;
-  int stop_fd_ = -1;
+  int kick_fd_ = -1;  // eventfd: wakes the polling waiter
 
   std::mutex write_mutex_;
   std::unordered_map<std::string, int> write_fds_;  // queue -> wake file opened for writing

@@ -160,6 +160,54 @@ TEST(QueueWaker, InterruptEndsEveryWait) {
   EXPECT_TRUE(waker.interrupted());
 }
 
+// One waiter at a time reads the events; when it returns (its queue changed), another waiter of
+// the process takes over, so a later notify of that one's queue still wakes it long before its
+// fallback.
+TEST(QueueWaker, WhenTheWaiterReadingTheEventsReturnsAnotherTakesOver) {
+  test::TempDir dir;
+  std::filesystem::path database = dir.path() / "queues.db";
+  QueueWaker receiver(database);
+  QueueWaker publisher(database);
+  for (int round = 0; round < 20; ++round) {
+    std::uint64_t a = receiver.generation("asya-a");
+    std::uint64_t b = receiver.generation("asya-b");
+    auto waiter_a = std::async(std::launch::async, [&] {
+      receiver.wait("asya-a", a, Clock::now() + 60s);
+      return receiver.generation("asya-a");
+    });
+    auto waiter_b = std::async(std::launch::async, [&] {
+      receiver.wait("asya-b", b, Clock::now() + 60s);
+      return receiver.generation("asya-b");
+    });
+    publisher.notify("asya-a");
+    ASSERT_EQ(waiter_a.wait_for(20s), std::future_status::ready) << "round " << round;
+    EXPECT_GT(waiter_a.get(), a);
+    publisher.notify("asya-b");
+    ASSERT_EQ(waiter_b.wait_for(20s), std::future_status::ready) << "round " << round;
+    EXPECT_GT(waiter_b.get(), b);
+  }
+}
+
+// stop() while a waiter polls the events: the waiter returns, and stop() returns after it (the
+// descriptors it polls are closed only then).
+TEST(QueueWaker, StopEndsAWaitThatPollsTheEvents) {
+  test::TempDir dir;
+  QueueWaker waker(dir.path() / "queues.db");
+  std::uint64_t seen = waker.generation("asya-s");
+  auto waiter = std::async(std::launch::async, [&] {
+    waker.wait("asya-s", seen, Clock::now() + 60s);
+    return true;
+  });
+  auto stopped = std::async(std::launch::async, [&] {
+    waker.stop();
+    return true;
+  });
+  ASSERT_EQ(waiter.wait_for(20s), std::future_status::ready);
+  ASSERT_EQ(stopped.wait_for(20s), std::future_status::ready);
+  EXPECT_TRUE(waker.interrupted());
+  EXPECT_FALSE(waker.watching("asya-s"));
+}
+
 // A message committed without any wake-up (a writer killed between its commit and the wake
 // file, or an older Asya) is still received, at the fallback poll, long before the wait ends.
 TEST(QueueWaker, AMessageWithoutAWakeUpIsReceivedAtTheFallbackPoll) {

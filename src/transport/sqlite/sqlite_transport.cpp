@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <optional>
 #include <span>
 #include <utility>
 
@@ -93,10 +94,18 @@ class SqliteTransport final : public Transport {
       return Error{"receive from queue " + in_quotes(queue) + ": max_messages is 0, use 1 or more"};
     }
     Clock::time_point deadline = Clock::now() + std::max(wait, milliseconds(0));
+    bool woken = false;
     for (;;) {
       // Read the generation before looking, so a commit between the look and the wait wakes us.
       std::uint64_t seen = waker_.generation(queue);
       if (waker_.interrupted()) return std::vector<Delivery>{};
+      if (std::exchange(woken, false)) {
+        // A wake-up almost always means a message is ready: lease at once, without the read that
+        // tells whether to (one read transaction less per message); look only if none was.
+        auto leased = lease(queue, max_messages);
+        if (!leased) return leased.error();
+        if (!leased->empty()) return leased;
+      }
       std::int64_t now = now_ms();
       auto next_visible = next_visible_at(queue);
       if (!next_visible) return next_visible.error();
@@ -113,6 +122,7 @@ class SqliteTransport final : public Transport {
         until = std::min(until, steady_now + milliseconds(*next_visible.value() - now));
       }
       waker_.wait(queue, seen, until);
+      woken = waker_.generation(queue) != seen;
     }
   }
 
@@ -205,6 +215,45 @@ class SqliteTransport final : public Transport {
     return results;
   }
 
+  // The outputs' rows and the input's delete in one operation of a shared write transaction
+  // (group_commit.hpp): one commit per message instead of two. Bodies stored as files, and
+  // anything send_many() would refuse, take the ordinary way.
+  std::optional<Status> send_then_ack(std::span<const OutgoingMessage> messages,
+                                      const Delivery& delivery) override {
+    LeaseChange change;
+    if (!parse("ack", delivery, change)) return std::nullopt;
+    for (const OutgoingMessage& m : messages) {
+      if (m.body.size() > options_.max_message_bytes ||
+          (settings_.file_body_bytes > 0 && m.body.size() > settings_.file_body_bytes))
+        return std::nullopt;
+    }
+    std::vector<Pending> pending(messages.size());
+    Status done = group_.run("send and ack on queue " + in_quotes(delivery.queue),
+                             [&](Connection& db, bool& abort) -> Status {
+                               for (std::size_t i = 0; i < messages.size(); ++i) {
+                                 Status sent = insert_operation(messages[i], pending[i])(db, abort);
+                                 if (!sent) {
+                                   abort = true;  // all or nothing: none of it is committed
+                                   return sent;
+                                 }
+                               }
+                               Status acked = apply(kAck, "ack", delivery, change, 0, db);
+                               abort = !acked;
+                               return acked;
+                             });
+    if (!done) return std::nullopt;
+    // After the commit: a receiver woken now finds the messages. Once per queue.
+    std::vector<std::string_view> woken;
+    for (const OutgoingMessage& m : messages) {
+      if (std::find(woken.begin(), woken.end(), m.queue) != woken.end()) continue;
+      woken.push_back(m.queue);
+      waker_.notify(m.queue);
+    }
+    Status acked = applied("ack", delivery, change);
+    body_files_.maybe_sweep(pool_);
+    return acked;
+  }
+
   Status nack(const Delivery& delivery, milliseconds delay) override {
     Status s = change_lease(kNack, "nack", delivery, std::max<std::int64_t>(delay.count(), 0));
     if (s) waker_.notify(delivery.queue);
@@ -219,17 +268,7 @@ class SqliteTransport final : public Transport {
   Result<QueueStats> stats(std::string_view queue) override {
     auto c = pool_.acquire();
     if (!c) return c.error();
-    auto s = c->connection().statement(kStats);
-    if (!s) return s.error();
-    ResetOnExit reset{*s};
-    bind_text(*s, 1, queue);
-    sqlite3_bind_int64(*s, 2, now_ms());
-    if (sqlite3_step(*s) != SQLITE_ROW) return failure("stats", queue, *c).error();
-    QueueStats stats;
-    stats.ready = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 0));
-    stats.in_flight = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 1));
-    stats.delayed = static_cast<std::uint64_t>(sqlite3_column_int64(*s, 2));
-    return stats;
+    return queue_stats(c->connection(), queue, now_ms());
   }
 
   Result<std::optional<std::uint64_t>> purge(std::string_view queue) override {
@@ -249,17 +288,7 @@ class SqliteTransport final : public Transport {
   Result<std::vector<std::string>> list_queues() override {
     auto c = pool_.acquire();
     if (!c) return c.error();
-    auto s = c->connection().statement(kList);
-    if (!s) return s.error();
-    ResetOnExit reset{*s};
-    std::vector<std::string> names;
-    int rc;
-    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-      names.emplace_back(reinterpret_cast<const char*>(sqlite3_column_text(*s, 0)),
-                         static_cast<std::size_t>(sqlite3_column_bytes(*s, 0)));
-    }
-    if (rc != SQLITE_DONE) return failure("list_queues", "*", *c).error();
-    return names;
+    return queue_names(c->connection());
   }
 
   std::size_t max_message_bytes() const override { return options_.max_message_bytes; }
@@ -428,7 +457,7 @@ class SqliteTransport final : public Transport {
           }
           // Gone already (the lease expired at once and another receiver acked it), or lost:
           // a row still under this lease whose file is gone can never be delivered.
-          drop_lost(db, ids[i], token, queue, files[i]);
+          body_files_.drop_lost_row(db, ids[i], token, queue, files[i]);
           continue;
         }
         sorted.push_back(std::move(out[i]));
@@ -536,31 +565,6 @@ class SqliteTransport final : public Transport {
     if (!c) return c.error();
     if (Status s = apply(sql, operation, delivery, change, millis, c->connection()); !s) return s;
     return applied(operation, delivery, change);
-  }
-
-  // A leased row whose body file is missing: if the row is still under this lease the body is
-  // lost (removed by hand?) and the message can never be delivered, so it is deleted, loudly.
-  // If the row is gone, another receiver acked it after this lease expired: nothing to do.
-  void drop_lost(Connection& db, std::int64_t id, std::int64_t token, std::string_view queue,
-                 const std::string& file) {
-    if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;  // it comes back after the lease
-    bool deleted = false;
-    {
-      auto s = db.statement(kAck);
-      if (s) {
-        ResetOnExit reset{*s};
-        sqlite3_bind_int64(*s, 1, id);
-        sqlite3_bind_int64(*s, 2, token);
-        deleted = sqlite3_step(*s) == SQLITE_ROW;
-      }
-    }
-    if (!deleted || !db.run(kCommit, "COMMIT")) {
-      (void)db.run(kRollback, "ROLLBACK");
-      return;
-    }
-    spdlog::error(
-        "sqlite transport: message {} of queue {} was dropped: its body file {} is missing", id,
-        std::string(queue), body_files_.path_of(file).string());
   }
 
   Options options_;
