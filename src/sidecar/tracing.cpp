@@ -165,8 +165,10 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   if (!job.empty()) attributes_.push_back({"asya.job_id", job});
   if (in->parent_id) attributes_.push_back({"asya.parent_envelope_id", *in->parent_id});
   // Every span of the hop names it (actor, envelope, delivery), as a receiver groups them so.
-  common_.assign(attributes_.begin(), attributes_.begin() + 4);
-  if (!job.empty()) common_.push_back({"asya.job_id", job});
+  auto common =
+      std::make_shared<std::vector<otlp::Attribute>>(attributes_.begin(), attributes_.begin() + 4);
+  if (!job.empty()) common->push_back({"asya.job_id", job});
+  common_ = std::move(common);
   // The wait is not the hop's own work: an attribute of the hop (a receiver draws it before the
   // hop), not a span of it.
   if (sent_at_)
@@ -231,7 +233,7 @@ otlp::Span Hop::child(std::string name, otlp::SpanKind kind, SystemClock::time_p
   span.kind = kind;
   span.start_unix_nano = otlp::unix_nanos(start);
   span.end_unix_nano = std::max(span.start_unix_nano, otlp::unix_nanos(end));
-  span.attributes = common_;
+  span.shared_attributes = common_;
   return span;
 }
 
@@ -283,7 +285,7 @@ void Hop::add_publish(std::string_view queue, double seconds, bool ok, Publish* 
   last_mark_ = end;
   // An output the router made during settle (an error envelope replacing one the transport
   // refused as too large) was not stamped: it gets a span of its own.
-  otlp::Span span = child(fmt::format("publish {}", queue), otlp::SpanKind::kProducer,
+  otlp::Span span = child("publish " + std::string(queue), otlp::SpanKind::kProducer,
                           publish ? std::min(publish->stamped, end - took) : end - took, end);
   span.attributes.push_back({"messaging.destination.name", std::string(queue)});
   if (publish) {

@@ -150,7 +150,8 @@ class Hop {
   std::chrono::steady_clock::time_point received_steady_;
   std::optional<std::chrono::system_clock::time_point> sent_at_;
   std::vector<otlp::Attribute> attributes_;  // of the hop span
-  std::vector<otlp::Attribute> common_;      // of every span of the hop
+  // Of every child span of the hop: shared by them, not copied into each.
+  std::shared_ptr<const std::vector<otlp::Attribute>> common_;
   std::vector<Publish> publishes_;
   std::vector<otlp::Span> children_;
   // When the last step ended (stamp, outcome, publish): where the ack span starts.

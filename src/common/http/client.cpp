@@ -10,7 +10,54 @@
 #include <exception>
 #include <mutex>
 
+#include "common/http/plain_http.hpp"
+#include "common/http/transfer.hpp"
+
 namespace asya::http {
+
+using detail::failure_message;
+using detail::Transfer;
+
+namespace detail {
+
+bool Transfer::deliver(std::string_view data) {
+  if (!streaming()) {
+    response.body.append(data);
+    return true;
+  }
+  pending.append(data);
+  std::size_t start = 0;
+  try {
+    for (std::size_t newline; (newline = pending.find('\n', start)) != std::string::npos;
+         start = newline + 1) {
+      std::string_view line(pending.data() + start, newline - start);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if ((*on_line)(line) == StreamControl::kStop) {
+        stopped = true;
+        return false;
+      }
+    }
+  } catch (...) {
+    thrown = std::current_exception();
+    return false;
+  }
+  pending.erase(0, start);
+  return true;
+}
+
+std::string failure_message(const Request& request, std::string_view reason,
+                            std::string_view detail) {
+  std::string out = request.method + " " + request.url + " failed: ";
+  out += reason;
+  if (!detail.empty() && detail != reason) {
+    out += " (";
+    out += detail;
+    out += ')';
+  }
+  return out;
+}
+
+}  // namespace detail
 
 std::string Response::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
@@ -84,19 +131,6 @@ Failure classify(CURLcode code) {
   }
 }
 
-// The state of one call, shared with libcurl's callbacks.
-struct Transfer {
-  Response response;
-  const std::function<StreamControl(std::string_view)>* on_line = nullptr;  // stream() only
-  std::string pending;        // the unfinished line of a streamed 2xx body
-  bool stopped = false;       // on_line returned kStop
-  std::exception_ptr thrown;  // what on_line threw
-
-  bool streaming() const {
-    return on_line != nullptr && response.status >= 200 && response.status < 300;
-  }
-};
-
 std::size_t on_header(char* data, std::size_t size, std::size_t count, void* user) {
   auto* transfer = static_cast<Transfer*>(user);
   std::string_view line(data, size * count);
@@ -119,31 +153,9 @@ std::size_t on_header(char* data, std::size_t size, std::size_t count, void* use
 }
 
 std::size_t on_body(char* data, std::size_t size, std::size_t count, void* user) {
-  auto* transfer = static_cast<Transfer*>(user);
   const std::size_t n = size * count;
-  if (!transfer->streaming()) {
-    transfer->response.body.append(data, n);
-    return n;
-  }
-  std::string& pending = transfer->pending;
-  pending.append(data, n);
-  std::size_t start = 0;
-  try {
-    for (std::size_t newline; (newline = pending.find('\n', start)) != std::string::npos;
-         start = newline + 1) {
-      std::string_view line(pending.data() + start, newline - start);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if ((*transfer->on_line)(line) == StreamControl::kStop) {
-        transfer->stopped = true;
-        return 0;  // ends the transfer (CURLE_WRITE_ERROR, not reported as an error)
-      }
-    }
-  } catch (...) {
-    transfer->thrown = std::current_exception();
-    return 0;
-  }
-  pending.erase(0, start);
-  return n;
+  // 0 ends the transfer (CURLE_WRITE_ERROR, not reported as an error when on_line stopped it).
+  return static_cast<Transfer*>(user)->deliver(std::string_view(data, n)) ? n : 0;
 }
 
 // Connections kept open in the pool must not leak into the programs a process starts (the
@@ -217,27 +229,26 @@ curl_slist* configure(CURL* easy, const Request& request, const TlsOptions& tls,
   return header_list;
 }
 
-std::string failure_message(const Request& request, std::string_view reason,
-                            std::string_view detail) {
-  std::string out = request.method + " " + request.url + " failed: ";
-  out += reason;
-  if (!detail.empty() && detail != reason) {
-    out += " (";
-    out += detail;
-    out += ')';
-  }
-  return out;
+bool has_tls_settings(const TlsOptions& tls) {
+  return !tls.verify_peer || !tls.ca_file.empty() || !tls.ca_pem.empty() ||
+         !tls.client_cert_file.empty() || !tls.client_cert_pem.empty() ||
+         !tls.client_key_file.empty() || !tls.client_key_pem.empty();
 }
 
 }  // namespace
 
 struct Client::Pool {
   TlsOptions tls;
+  bool plain_allowed = true;  // no TLS settings: plain http:// calls skip libcurl
+  detail::PlainConnections plain;
   std::mutex mutex;
   std::vector<std::unique_ptr<Handle>> idle;
 
-  // The only place Asya creates libcurl handles.
+  // The only place Asya creates libcurl handles. libcurl (and OpenSSL with it) is initialised
+  // here, at the first call that needs it, not when a Client is made.
   std::unique_ptr<Handle> acquire() {
+    static std::once_flag once;
+    std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     {
       std::lock_guard lock(mutex);
       if (!idle.empty()) {
@@ -270,6 +281,15 @@ Result<Response> Client::Pool::call(const Request& request,
   Failure ignored;
   Failure& failure = why ? *why : ignored;
   failure = Failure::kNone;
+  if (plain_allowed) {
+    if (auto target = detail::plain_target(request)) {
+      Transfer transfer;
+      transfer.on_line = on_line;
+      auto response = plain.call(*target, request, transfer, failure);
+      if (transfer.thrown) std::rethrow_exception(transfer.thrown);
+      return response;
+    }
+  }
   auto handle = acquire();
   if (!handle->easy || !handle->multi) {
     failure = Failure::kInvalidInput;
@@ -330,8 +350,7 @@ Result<Response> Client::Pool::call(const Request& request,
 }
 
 Client::Client(ClientOptions options) : pool_(std::make_unique<Pool>()) {
-  static std::once_flag once;
-  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+  pool_->plain_allowed = !has_tls_settings(options.tls);
   pool_->tls = std::move(options.tls);
 }
 
@@ -350,6 +369,7 @@ Result<Response> Client::stream(const Request& request,
 }
 
 void Client::close() {
+  pool_->plain.close();
   std::lock_guard lock(pool_->mutex);
   pool_->idle.clear();
 }

@@ -1,4 +1,5 @@
-// The one HTTP client of Asya (libcurl underneath, kept out of this header). Every outgoing HTTP
+// The one HTTP client of Asya (libcurl underneath, kept out of this header, and for plain http://
+// calls with no proxy a small HTTP/1.1 path of its own, plain_http.hpp). Every outgoing HTTP
 // call goes through it: the operator's Kubernetes API requests and watches, `asya call`, the
 // sidecar's gateway reports, the supervisor's readiness probe and metrics scrape, and the AWS
 // APIs (SQS, S3).
@@ -11,15 +12,17 @@
 //   keeps its connection open, so the next call to the same server reuses it (no new TCP or TLS
 //   handshake): this is what the SQS transport's throughput depends on.
 // - Any HTTP status, 4xx and 5xx included, is a Response. An Error means that no complete
-//   response arrived; its message reads "<METHOD> <URL> failed: <libcurl's reason> (<detail>)",
-//   e.g. "GET http://127.0.0.1:1/readyz failed: Couldn't connect to server (Failed to connect
-//   to 127.0.0.1 port 1 after 0 ms: Connection refused)", and the optional `why` out-parameter
-//   tells the kind of failure.
+//   response arrived; its message reads "<METHOD> <URL> failed: <reason> (<detail>)", in
+//   libcurl's wording on both paths, e.g. "GET http://127.0.0.1:1/readyz failed: Couldn't
+//   connect to server (Failed to connect to 127.0.0.1 port 1 after 0 ms: Connection refused)",
+//   and the optional `why` out-parameter tells the kind of failure.
 // - Requests: HTTP/1.1, http:// and https:// URLs only, no redirects followed, no `Expect:
 //   100-continue` round trip, no signals (safe in threaded programs), connections close-on-exec
 //   (a kept-alive connection does not leak into a forked program). Proxies: libcurl's
 //   environment variables (http_proxy, https_proxy, no_proxy) apply unless
 //   Request::bypass_proxy. No Unix sockets (no caller needs them).
+// - libcurl, and OpenSSL with it, is initialised at the first call that needs it (https, a
+//   proxy, TLS options), not when a Client is made: plain http:// calls do without it.
 #pragma once
 
 #include <atomic>

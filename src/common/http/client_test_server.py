@@ -11,6 +11,17 @@ Prints its port on the first line of stdout, then serves until killed. Endpoints
   GET  /endless       200, a line "tick N" every 20 ms until the client goes away
   GET  /short         announces 100 bytes of body, sends 5 and closes the connection
   GET  /connections   the number of TCP connections accepted so far
+  GET  /target        200, the body is the request target as received (absolute through a proxy)
+  GET  /chunked       200 chunked: "hello, " "chunked " "world" with a chunk extension and a trailer
+  GET  /chunked-lines 200 chunked, the /lines body in chunks that split lines
+  GET  /chunked-cut   200 chunked, closes inside the second chunk
+  GET  /until-close   200 with no Content-Length: "delimited by close", then closes
+  GET  /large/N       200 with N bytes ("0123456789" repeated), Content-Length
+  GET  /then-close    200 "bye" kept alive by its headers, but the server closes the connection
+  GET  /bad-status    answers "HTCPCP/1.0 418 I'm a teapot" and closes
+  GET  /endless-header  a status line, then one header line that never ends (until 64 MB)
+  GET  /many-headers  a status line, then header lines without end (until 64 MB)
+  GET  /huge-length   announces Content-Length 10^17, sends 10 bytes and closes
 """
 import http.server
 import ssl
@@ -44,10 +55,30 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(data)
 
+    def raw(self, data, close=True):
+        try:
+            self.wfile.write(data)
+            self.wfile.flush()
+        except OSError:
+            pass
+        self.close_connection = close
+
+    def flood(self, head, piece):
+        # Sends `head`, then `piece` again and again until 64 MB or the client goes away.
+        try:
+            self.wfile.write(head)
+            for _ in range((64 << 20) // len(piece)):
+                self.wfile.write(piece)
+        except OSError:
+            pass
+        self.close_connection = True
+
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         path = self.path
+        if path.startswith("http://"):  # the absolute form a proxy gets
+            path = "/" + path.split("/", 3)[3]
         if path == "/echo":
             lines = [f"method={self.command}", f"body={body}"]
             for name in ("Authorization", "Content-Type", "X-Test", "Expect"):
@@ -88,6 +119,40 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"12345")
             self.wfile.flush()
             self.close_connection = True
+        elif path == "/target":
+            self.answer(200, self.path)
+        elif path == "/chunked":
+            self.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"7\r\nhello, \r\n8;ext=1\r\nchunked \r\n5\r\nworld\r\n"
+                     b"0\r\nX-Trailer: t\r\n\r\n", close=False)
+        elif path == "/chunked-lines":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for piece in [b"on", b"e\r\ntw", b"o\n", b"\nthree\n", b"unterminated"]:
+                self.raw(b"%x\r\n%s\r\n" % (len(piece), piece), close=False)
+                time.sleep(0.02)
+            self.raw(b"0\r\n\r\n", close=False)
+        elif path == "/chunked-cut":
+            self.raw(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"5\r\nhello\r\n10\r\nonly a few")
+        elif path == "/until-close":
+            self.raw(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n"
+                     b"delimited by close")
+        elif path.startswith("/large/"):
+            size = int(path.split("/")[2])
+            self.answer(200, ("0123456789" * (size // 10 + 1))[:size])
+        elif path == "/then-close":
+            self.answer(200, "bye")
+            self.close_connection = True
+        elif path == "/bad-status":
+            self.raw(b"HTCPCP/1.0 418 I'm a teapot\r\nContent-Length: 0\r\n\r\n")
+        elif path == "/endless-header":
+            self.flood(b"HTTP/1.1 200 OK\r\nX-Long: ", b"a" * 65536)
+        elif path == "/many-headers":
+            self.flood(b"HTTP/1.1 200 OK\r\n", b"X-Again: aaaaaaaaaaaaaaaaaaaaaaaa\r\n" * 1024)
+        elif path == "/huge-length":
+            self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 100000000000000000\r\n\r\n0123456789")
         elif path == "/connections":
             with lock:
                 count = connections

@@ -94,6 +94,7 @@ Exporter::~Exporter() {
 
 std::size_t Exporter::add(std::vector<Span> spans) {
   std::size_t queued = 0;
+  bool batch_ready = false;
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
@@ -102,12 +103,15 @@ std::size_t Exporter::add(std::vector<Span> spans) {
         queue_.push_back(std::move(span));
         ++queued;
       }
+      batch_ready = queue_.size() >= options_.settings.max_batch_spans;
     }
   }
   if (queued < spans.size())
     Counters::instance().add(options_.destination, &ExportCounts::dropped_queue_full,
                              spans.size() - queued);
-  if (queued > 0) cv_.notify_one();
+  // The thread is woken for a full batch only: a partial one waits for schedule_delay anyway, and
+  // waking it for every message (to find the batch not full yet) cost two context switches each.
+  if (batch_ready) cv_.notify_one();
   return queued;
 }
 

@@ -4,6 +4,9 @@
 
 #include <boost/json.hpp>
 
+#include <chrono>
+#include <thread>
+
 #include "common/otlp/receiver_for_test.hpp"
 #include "common/process_metrics.hpp"
 
@@ -73,6 +76,41 @@ TEST(Exporter, SendsBatchesOfOtlpJsonWithTheConfiguredHeaders) {
   }
   EXPECT_EQ(total, 6u);
   EXPECT_EQ(export_counts("t-ok").exported, 6u);
+}
+
+// Waits (up to 30 s) until the receiver got `n` spans in all.
+bool receives_spans(testing::Receiver& receiver, std::size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    std::size_t total = 0;
+    for (const auto& r : receiver.requests())
+      total += json::parse(r.body)
+                   .at("resourceSpans")
+                   .at(0)
+                   .at("scopeSpans")
+                   .at(0)
+                   .at("spans")
+                   .as_array()
+                   .size();
+    if (total >= n) return total == n;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
+}
+
+TEST(Exporter, AFullBatchGoesAtOnceAndAPartialOneAfterTheScheduleDelay) {
+  testing::Receiver receiver;
+  ExporterOptions o = options(receiver.url(), "t-wake");
+  o.settings.schedule_delay = std::chrono::hours(1);  // only a full batch wakes the thread
+  Exporter exporter(o);
+  exporter.add(spans(3));
+  exporter.add(spans(1));  // the batch (4) is full now
+  EXPECT_TRUE(receives_spans(receiver, 4));
+
+  ExporterOptions short_delay = options(receiver.url(), "t-wake");
+  Exporter second(short_delay);  // schedule_delay 50 ms: a partial batch goes without flush()
+  second.add(spans(2));
+  EXPECT_TRUE(receives_spans(receiver, 6));
 }
 
 TEST(Exporter, AReceiverThatIsDownNeverBlocksAddAndDropsAreCounted) {

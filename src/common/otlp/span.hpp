@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -42,6 +43,9 @@ struct Span {
   std::uint64_t start_unix_nano = 0;
   std::uint64_t end_unix_nano = 0;  // >= start_unix_nano
   std::vector<Attribute> attributes;
+  // Attributes several spans share (the sidecar's spans of one hop), written before
+  // `attributes`: one copy for all of them rather than one per span. May be null.
+  std::shared_ptr<const std::vector<Attribute>> shared_attributes;
   StatusCode status = StatusCode::kUnset;
   std::string status_message;  // only with kError
 };
