@@ -10,6 +10,7 @@
 #include <exception>
 #include <mutex>
 
+#include "common/excerpt.hpp"
 #include "common/http/plain_http.hpp"
 #include "common/http/transfer.hpp"
 
@@ -281,6 +282,25 @@ Result<Response> Client::Pool::call(const Request& request,
   Failure ignored;
   Failure& failure = why ? *why : ignored;
   failure = Failure::kNone;
+  // A header name or value with a line break (or NUL) would end the header early and let its
+  // rest pass as another header or as the body: refused on both paths, never sent.
+  for (const auto& [name, value] : request.headers) {
+    constexpr std::string_view kBreaks("\r\n\0", 3);
+    if (name.empty() || name.find(':') != std::string::npos ||
+        name.find_first_of(kBreaks) != std::string::npos ||
+        value.find_first_of(kBreaks) != std::string::npos) {
+      failure = Failure::kInvalidInput;
+      std::string shown = excerpt(name);
+      std::replace_if(
+          shown.begin(), shown.end(), [](char c) { return c == '\r' || c == '\n' || c == '\0'; },
+          '?');
+      return Error{failure_message(request,
+                                   "header \"" + shown +
+                                       "\" not sent: an empty name, a ':' in the name, or a line "
+                                       "break or NUL byte in the name or value",
+                                   "")};
+    }
+  }
   if (plain_allowed) {
     if (auto target = detail::plain_target(request)) {
       Transfer transfer;

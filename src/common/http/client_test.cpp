@@ -61,6 +61,44 @@ TEST(HttpClient, PostSendsMethodHeadersAndBodyAndReturnsStatusBodyAndHeaders) {
   EXPECT_EQ(response->header("X-Missing"), "");
 }
 
+TEST(HttpClient, AHeaderWithALineBreakIsRefusedOnBothPathsAndNothingIsSent) {
+  TestServer server;
+  Client client;
+  const std::vector<std::pair<std::string, std::string>> bad = {{"X-Test", "a\r\nX-Injected: 1"},
+                                                                {"X-Test", std::string("a\0b", 3)},
+                                                                {"X-Te\nst", "a"},
+                                                                {"X-Te:st", "a"},
+                                                                {"", "a"}};
+  // The plain path (http://) and libcurl's (https://, whose connect would be refused) alike.
+  for (const std::string& url : {server.url("/echo"), std::string("https://127.0.0.1:1/echo")}) {
+    for (const auto& [name, value] : bad) {
+      Request request;
+      request.method = "POST";
+      request.url = url;
+      request.headers = {{name, value}};
+      request.body = "x";
+      Failure why = Failure::kNone;
+      auto response = client.perform(request, &why);
+      ASSERT_FALSE(response) << url << " " << name;
+      EXPECT_EQ(why, Failure::kInvalidInput) << response.error().message;
+      EXPECT_NE(response.error().message.find("not sent"), std::string::npos)
+          << response.error().message;
+      EXPECT_EQ(response.error().message.find('\n'), std::string::npos)
+          << "the error message carries the line break: " << response.error().message;
+    }
+  }
+  // The connection still works, and the server never saw the injected header.
+  Request request;
+  request.method = "POST";
+  request.url = server.url("/echo");
+  request.headers = {{"X-Test", "fine"}};
+  request.body = "y";
+  auto response = client.perform(request);
+  ASSERT_TRUE(response) << response.error().message;
+  EXPECT_NE(response->body.find("X-Test=fine"), std::string::npos) << response->body;
+  EXPECT_EQ(response->body.find("X-Injected"), std::string::npos) << response->body;
+}
+
 TEST(HttpClient, PutPatchDeleteAndHeadUseTheirMethod) {
   TestServer server;
   Client client;
