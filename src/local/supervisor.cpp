@@ -351,11 +351,13 @@ void Supervisor::tick(Clock::time_point now) {
                                           [](const auto& a) { return a->replicas.empty(); });
   gateway_.tick(now, shutting_down_, end_actors_gone);
   // A status `asya status` asked for is written as soon as every queue was read after the
-  // request (or after kFreshStatsWait with what there is).
-  bool requested =
-      status_requested_ != Clock::time_point{} &&
-      (stats_read_since(status_requested_) || now >= status_requested_ + kFreshStatsWait);
-  if (now >= next_status_ || requested) {
+  // request (or after kFreshStatsWait with what there is). Meanwhile the periodic write waits:
+  // the command takes the first status written after its request, and one written now would
+  // carry counts read before it (a queue still showing messages `asya send --wait` saw done).
+  const bool pending = status_requested_ != Clock::time_point{};
+  const bool requested = pending && (stats_read_since(status_requested_) ||
+                                     now >= status_requested_ + kFreshStatsWait);
+  if (requested || (!pending && now >= next_status_)) {
     next_status_ = now + kStatusEvery;
     status_requested_ = {};
     refresh_status(now);
@@ -371,7 +373,19 @@ void Supervisor::refresh_status(Clock::time_point now) {
         r->errors = counters->errors;
       }
     }
-    if (!actor->spec.scaling.enabled || actor->end_actor || shutting_down_) update_stats(*actor);
+    if (!actor->spec.scaling.enabled || actor->end_actor || shutting_down_) {
+      update_stats(*actor);
+    } else if (stats_poller_) {
+      // An autoscaled actor's counts are taken by autoscale() at its polling interval; the status
+      // shows the poller's newest read (after a SIGUSR1, one made after the request). Its error
+      // stays autoscale()'s to report, once per outage.
+      auto sample = stats_poller_->latest(queue(actor->spec.name));
+      if (sample.ok() && sample.read_at > actor->stats_read_at) {
+        actor->stats = sample.stats;
+        actor->stats_read_at = sample.read_at;
+        actor->stats_ok = true;
+      }
+    }
     actor->update_rate(now);
   }
   std::string problem = status_writer_.write(make_status_document(snapshot(), now));

@@ -1,6 +1,9 @@
 """`asya status` right after `asya send --wait`, and `asya up --reload` (issue 19)."""
 import json
 import os
+import time
+
+import pytest
 
 from local_harness import manifest, wait_for
 
@@ -28,19 +31,31 @@ def process(payload):
 '''
 
 
-def test_status_right_after_send_wait_shows_the_message_processed(asya, tmp_path):
-    (tmp_path / "echo.yaml").write_text(
-        manifest("echo", "testing.slow_echo", scaling={"enabled": False}))
+# Autoscaled with a long polling interval: the autoscaler reads the queue every 30 s, but the
+# status still shows a read made after `asya status` asked (it showed the autoscaler's read).
+@pytest.mark.parametrize("scaling", [{"enabled": False},
+                                     {"enabled": True, "minReplicas": 1, "pollingInterval": "30s"}],
+                         ids=["fixed", "autoscaled"])
+def test_status_right_after_send_wait_shows_the_message_processed(asya, tmp_path, scaling):
+    (tmp_path / "echo.yaml").write_text(manifest("echo", "testing.slow_echo", scaling=scaling))
     asya.up_detached(tmp_path / "echo.yaml")
-    for n in range(1, 4):
+    for n in range(1, 6):
         out = asya.send("echo", "--payload", json.dumps({"n": n}), "--wait", check=0)
         assert json.loads(out.stdout)["payload"] == {"n": n}
         # No waiting here: the status must already count the message and show its queue empty.
+        asked = time.monotonic()
         status = json.loads(asya.run("status", "--json", check=0).stdout)
+        took = time.monotonic() - asked
         echo = next(a for a in status["actors"] if a["name"] == "echo")
         assert echo["processed"] >= n, echo
         assert (echo["queue"]["ready"], echo["queue"]["in_flight"]) == (0, 0), echo
         assert status["stale"] is False
+        # Every queue was read after the command asked (unless the supervisor gave up waiting
+        # for a read, after 2 s): no count is older than the command itself. A status written
+        # by the periodic refresh in between used to carry counts read before the request.
+        if took < 2:
+            for actor in status["actors"]:
+                assert actor["queue"]["age_seconds"] <= took + 0.05, (took, actor)
 
 
 def records(path):
