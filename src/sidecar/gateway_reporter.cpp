@@ -220,15 +220,6 @@ std::optional<GatewayReporter::Answer> GatewayReporter::post_now_answer(
   return std::nullopt;
 }
 
-bool answer_says_cancelled(std::string_view answer) {
-  simdjson::dom::parser parser;
-  simdjson::dom::element root;
-  if (parser.parse(answer.data(), answer.size()).get(root)) return false;
-  bool cancelled = false;
-  if (root["cancelled"].get(cancelled)) return false;
-  return cancelled;
-}
-
 std::string check_body(std::string_view progress) {
   if (progress.empty()) return "{}";
   std::string out = "{\"progress\":";

@@ -44,10 +44,6 @@ std::string final_body(std::string_view id, bool succeeded, std::string_view res
 // refused (404). Thread-safe.
 bool tracked_by_gateway(std::string_view route_metadata_raw);
 
-// Whether the gateway's answer to a progress report says the envelope's job was cancelled
-// (`"cancelled": true`, PROTOCOL §7). False for anything else, including an answer that is not
-// JSON.
-bool answer_says_cancelled(std::string_view answer);
 // POST /envelopes/{id}/check: `{"progress": <progress_body>}`, or `{}` when `progress` is empty.
 std::string check_body(std::string_view progress);
 // The gateway's answer to a check (PROTOCOL §7): whether the job was cancelled, and whether the

@@ -299,17 +299,6 @@ TEST(GatewayReporter, AReportAboutAnEnvelopeTheGatewayDoesNotKnowIsADebugLine) {
 namespace asya::sidecar {
 namespace {
 
-TEST(AnswerSaysCancelled, OnlyAnExplicitTrueCancels) {
-  EXPECT_TRUE(answer_says_cancelled(
-      R"({"status":"ok","progress_percent":50,"job_status":"cancelled","ignored":true,"cancelled":true})"));
-  EXPECT_FALSE(
-      answer_says_cancelled(R"({"status":"ok","progress_percent":50,"job_status":"running"})"));
-  EXPECT_FALSE(answer_says_cancelled(R"({"cancelled":false})"));
-  EXPECT_FALSE(answer_says_cancelled(R"({"cancelled":"yes"})"));
-  EXPECT_FALSE(answer_says_cancelled("not json"));
-  EXPECT_FALSE(answer_says_cancelled(""));
-}
-
 TEST(CheckBody, CarriesTheProgressReportOrNothing) {
   EXPECT_EQ(check_body(""), "{}");
   std::string progress = progress_body({"a"}, 0, "processing", "processing in a", std::nullopt);
