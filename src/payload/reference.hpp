@@ -7,6 +7,7 @@
 // receiving sidecar puts the real payload back before calling its runtime.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -32,6 +33,8 @@ struct Reference {
 
 // Lowercase hex SHA-256 of `bytes` (OpenSSL; about 0.5 s per GB here).
 std::string sha256_hex(std::string_view bytes);
+// Lowercase hex of a digest's `length` bytes (sha256_hex's form, for a digest computed in parts).
+std::string digest_hex(const unsigned char* digest, std::size_t length);
 
 // The store key of a payload with digest `sha256`: "objects/<sha256>".
 std::string object_key(std::string_view sha256);

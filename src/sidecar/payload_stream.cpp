@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "payload/payload_store.hpp"
+#include "payload/reference.hpp"
 
 namespace asya::sidecar {
 
@@ -42,17 +43,6 @@ struct DigestContext {
   EVP_MD_CTX* context = EVP_MD_CTX_new();
   ~DigestContext() { EVP_MD_CTX_free(context); }
 };
-
-std::string hex(const unsigned char* digest, unsigned int length) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -142,7 +132,7 @@ Status StreamedPayload::stream(std::string_view prefix, std::string_view suffix,
   unsigned char bytes[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_DigestFinal_ex(digest.context, bytes, &length);
-  const std::string actual = hex(bytes, length);
+  const std::string actual = payload::digest_hex(bytes, length);
   const auto file_size = static_cast<std::uint64_t>(state.st_size);
   if (done != size || file_size != size || actual != reference_.sha256) {
     return fail(Failure::kMismatch,

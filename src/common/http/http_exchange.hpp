@@ -2,6 +2,8 @@
 // over one open connection, and the waiting and wording both that and the connecting share.
 #pragma once
 
+#include <strings.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstddef>
@@ -38,6 +40,18 @@ struct Failed {
   std::string detail;
   bool before_answer = false;  // no byte of the answer had arrived (a kept connection may retry)
 };
+
+// Header names compare without regard to case; header values lose the spaces and tabs around them
+// (and a trailing CR).
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+inline std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r'))
+    text.remove_suffix(1);
+  return text;
+}
 
 // A deadline that never passes when the time allowed is zero (no limit).
 Clock::time_point deadline_after(Clock::time_point start, std::chrono::milliseconds allowed);

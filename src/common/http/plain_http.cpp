@@ -23,17 +23,6 @@ namespace {
 
 constexpr std::size_t kMaxIdleConnections = 32;
 
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
-
-std::string_view trim(std::string_view text) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t' || text.back() == '\r'))
-    text.remove_suffix(1);
-  return text;
-}
-
 bool is_ip_address(const std::string& host) {
   unsigned char buffer[sizeof(in6_addr)];
   return ::inet_pton(AF_INET, host.c_str(), buffer) == 1 ||
