@@ -5,18 +5,22 @@
 
 namespace asya {
 
-std::string random_hex(std::size_t digits) {
+void random_hex_into(char* out, std::size_t digits) {
   thread_local std::mt19937_64 engine{[] {
     std::random_device device;
     return (static_cast<std::uint64_t>(device()) << 32) ^ device();
   }()};
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(digits);
-  while (out.size() < digits) {
+  std::size_t written = 0;
+  while (written < digits) {
     std::uint64_t bits = engine();
-    for (int i = 0; i < 16 && out.size() < digits; ++i, bits >>= 4) out.push_back(kHex[bits & 0xf]);
+    for (int i = 0; i < 16 && written < digits; ++i, bits >>= 4) out[written++] = kHex[bits & 0xf];
   }
+}
+
+std::string random_hex(std::size_t digits) {
+  std::string out(digits, '0');
+  random_hex_into(out.data(), digits);
   return out;
 }
 

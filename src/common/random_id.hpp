@@ -14,4 +14,8 @@ std::string new_uuid();
 // `digits` random lowercase hex digits. Thread-safe, like new_uuid().
 std::string random_hex(std::size_t digits);
 
+// Writes `digits` random lowercase hex digits to `out` (no allocation: for ids made per message).
+// Thread-safe, like new_uuid().
+void random_hex_into(char* out, std::size_t digits);
+
 }  // namespace asya

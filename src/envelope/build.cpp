@@ -3,7 +3,9 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <iterator>
 #include <limits>
+#include <span>
 
 #include "envelope/fanout.hpp"
 #include "envelope/json_detail.hpp"
@@ -97,6 +99,130 @@ void append_members(std::string& out, const std::vector<Member>& members) {
   }
 }
 
+std::size_t skip_space(std::string_view text, std::size_t at) {
+  while (at < text.size() &&
+         (text[at] == ' ' || text[at] == '\t' || text[at] == '\n' || text[at] == '\r'))
+    ++at;
+  return at;
+}
+
+// The end (one past the closing quote) of the JSON string opening at `at`; npos when unclosed.
+std::size_t string_end(std::string_view text, std::size_t at) {
+  for (std::size_t i = at + 1; i < text.size(); ++i) {
+    if (text[i] == '\\')
+      ++i;
+    else if (text[i] == '"')
+      return i + 1;
+  }
+  return std::string_view::npos;
+}
+
+// The end of the JSON value starting at `at` (a string, an object or array with what it holds,
+// or a scalar up to the next delimiter); npos when it is cut short.
+std::size_t value_end(std::string_view text, std::size_t at) {
+  if (at >= text.size()) return std::string_view::npos;
+  if (text[at] == '"') return string_end(text, at);
+  if (text[at] == '{' || text[at] == '[') {
+    std::size_t depth = 0;
+    for (std::size_t i = at; i < text.size(); ++i) {
+      const char c = text[i];
+      if (c == '"') {
+        i = string_end(text, i);
+        if (i == std::string_view::npos) return i;
+        --i;
+      } else if (c == '{' || c == '[') {
+        ++depth;
+      } else if ((c == '}' || c == ']') && --depth == 0) {
+        return i + 1;
+      }
+    }
+    return std::string_view::npos;
+  }
+  std::size_t i = at;
+  while (i < text.size() && text[i] != ',' && text[i] != '}' && text[i] != ']' && text[i] != ' ' &&
+         text[i] != '\t' && text[i] != '\n' && text[i] != '\r')
+    ++i;
+  return i == at ? std::string_view::npos : i;
+}
+
+// The members of the JSON object `object_raw` (key and value JSON texts, views into it), found
+// by a plain scan of its structure: no allocation and no parser, for the small headers object of
+// every message. False when it is not an object of that shape; the caller then uses
+// split_headers, which parses it.
+template <typename OnMember>
+bool scan_members(std::string_view object_raw, OnMember&& on_member) {
+  std::size_t at = skip_space(object_raw, 0);
+  if (at >= object_raw.size() || object_raw[at] != '{') return false;
+  at = skip_space(object_raw, at + 1);
+  if (at < object_raw.size() && object_raw[at] == '}')
+    return skip_space(object_raw, at + 1) == object_raw.size();
+  for (;;) {
+    if (at >= object_raw.size() || object_raw[at] != '"') return false;
+    const std::size_t key_end = string_end(object_raw, at);
+    if (key_end == std::string_view::npos) return false;
+    const std::string_view key = object_raw.substr(at, key_end - at);
+    at = skip_space(object_raw, key_end);
+    if (at >= object_raw.size() || object_raw[at] != ':') return false;
+    at = skip_space(object_raw, at + 1);
+    const std::size_t end = value_end(object_raw, at);
+    if (end == std::string_view::npos) return false;
+    on_member(key, object_raw.substr(at, end - at));
+    at = skip_space(object_raw, end);
+    if (at >= object_raw.size()) return false;
+    if (object_raw[at] == '}') return skip_space(object_raw, at + 1) == object_raw.size();
+    if (object_raw[at] != ',') return false;
+    at = skip_space(object_raw, at + 1);
+  }
+}
+
+bool is_key(std::string_view key_json, std::string_view name) {
+  return key_json.size() == name.size() + 2 && key_json.substr(1, name.size()) == name;
+}
+
+// Writes the headers object `headers_raw` (empty: none) with the string headers `set` written
+// in: one of the same name gets the new value where it stands, a new one is appended, every
+// other member is kept as it is.
+void append_headers_setting(std::string& out, std::string_view headers_raw,
+                            std::span<const StringHeader> set) {
+  bool placed[8] = {};  // set holds a few trace headers
+  const std::size_t start = out.size();
+  bool first = true;
+  auto member = [&](std::string_view key, std::string_view value) {
+    if (!first) out.push_back(',');
+    first = false;
+    for (std::size_t i = 0; i < set.size(); ++i) {
+      if (!is_key(key, set[i].name)) continue;
+      if (i < std::size(placed)) placed[i] = true;
+      out.append(key);
+      out.push_back(':');
+      detail::append_json_string(out, set[i].value);
+      return;
+    }
+    out.append(key);
+    out.push_back(':');
+    out.append(value);
+  };
+  out.push_back('{');
+  if (!headers_raw.empty() && !scan_members(headers_raw, member)) {
+    // Not a plain object to the scan: read by the parser (nothing kept when even it fails).
+    out.resize(start + 1);
+    first = true;
+    std::fill(std::begin(placed), std::end(placed), false);
+    std::vector<Member> kept;
+    if (split_headers(headers_raw, std::string_view(), kept, nullptr))
+      for (const auto& [key, value] : kept) member(key, value);
+  }
+  for (std::size_t i = 0; i < set.size(); ++i) {
+    if (i < std::size(placed) && placed[i]) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    detail::append_json_string(out, set[i].name);
+    out.push_back(':');
+    detail::append_json_string(out, set[i].value);
+  }
+  out.push_back('}');
+}
+
 // The parts of an outgoing envelope that differ from the input; everything else is copied.
 struct Parts {
   std::string_view id_json;         // JSON text of the id
@@ -104,6 +230,7 @@ struct Parts {
   std::string_view route_json;
   std::string_view headers_json;  // empty: no headers
   std::string_view payload_json;
+  std::span<const StringHeader> set_headers;  // written into headers_json (none: as it is)
 };
 
 // `in`'s id, parent_id and route with new headers and payload (an error envelope, a retry).
@@ -123,6 +250,7 @@ std::string assemble(const Envelope& in, const Parts& parts) {
   std::size_t size = 64 + parts.id_json.size() + parts.parent_id_json.size() +
                      parts.route_json.size() + parts.headers_json.size() + in.deadline_raw.size() +
                      parts.payload_json.size();
+  for (const auto& header : parts.set_headers) size += header.name.size() + header.value.size() + 8;
   for (const auto& [key, value] : in.unknown_fields) size += key.size() + value.size() + 2;
   std::string out;
   out.reserve(size);
@@ -134,7 +262,10 @@ std::string assemble(const Envelope& in, const Parts& parts) {
   }
   out.append(",\"route\":");
   out.append(parts.route_json);
-  if (!parts.headers_json.empty()) {
+  if (!parts.set_headers.empty()) {
+    out.append(",\"headers\":");
+    append_headers_setting(out, parts.headers_json, parts.set_headers);
+  } else if (!parts.headers_json.empty()) {
     out.append(",\"headers\":");
     out.append(parts.headers_json);
   }
@@ -170,7 +301,7 @@ std::string output_id(const Envelope& in, std::size_t index) {
 }
 
 std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
-                         std::string_view headers_json) {
+                         std::string_view headers_json, std::span<const StringHeader> set_headers) {
   Parts parts;
   std::string id_json;
   if (index == 0) {
@@ -186,6 +317,7 @@ std::string build_output(const Envelope& in, std::size_t index, const ResponseIt
                        : item.headers_raw.empty() ? in.headers_raw
                                                   : item.headers_raw;
   parts.payload_json = item.payload_raw;
+  parts.set_headers = set_headers;
   return assemble(in, parts);
 }
 
@@ -257,40 +389,11 @@ std::string with_attempt(const Envelope& in, int attempt) {
   return assemble(in, same_hop(in, headers, in.payload_raw));
 }
 
-std::string with_string_headers(
-    const Envelope& parsed, std::string_view body,
-    const std::vector<std::pair<std::string_view, std::string_view>>& set) {
-  std::vector<Member> kept;
-  if (!split_headers(parsed.headers_raw, std::string_view(), kept, nullptr)) kept.clear();
-  std::vector<std::string> set_keys, set_values;
-  for (const auto& [key, value] : set) {
-    set_keys.push_back(json_string(key));
-    set_values.push_back(json_string(value));
-  }
-  std::vector<bool> placed(set.size(), false);
-  std::string headers = "{";
-  headers.reserve(members_size(kept) + 128);
-  bool first = true;
-  auto member = [&](std::string_view key, std::string_view value) {
-    if (!first) headers.push_back(',');
-    first = false;
-    headers.append(key);
-    headers.push_back(':');
-    headers.append(value);
-  };
-  for (const auto& [key, value] : kept) {
-    std::string_view written = value;
-    for (std::size_t i = 0; i < set.size(); ++i) {
-      if (key != set_keys[i]) continue;
-      written = set_values[i];
-      placed[i] = true;
-    }
-    member(key, written);
-  }
-  for (std::size_t i = 0; i < set.size(); ++i)
-    if (!placed[i]) member(set_keys[i], set_values[i]);
-  headers.push_back('}');
-
+std::string with_string_headers(const Envelope& parsed, std::string_view body,
+                                std::span<const StringHeader> set) {
+  std::string headers;
+  headers.reserve(parsed.headers_raw.size() + 128);
+  append_headers_setting(headers, parsed.headers_raw, set);
   std::string out;
   out.reserve(body.size() + headers.size() + 16);
   if (!parsed.headers_raw.empty()) {
@@ -312,18 +415,21 @@ std::string with_string_headers(
 std::vector<std::optional<std::string>> string_headers(const Envelope& in,
                                                        const std::vector<std::string_view>& names) {
   std::vector<std::optional<std::string>> values(names.size());
-  std::vector<Member> members;
-  if (in.headers_raw.empty() ||
-      !split_headers(in.headers_raw, std::string_view(), members, nullptr))
-    return values;
-  for (const auto& [key, value] : members) {
+  if (in.headers_raw.empty()) return values;
+  auto member = [&](std::string_view key, std::string_view value) {
     if (key.size() < 2 || value.size() < 2 || value.front() != '"' || value.back() != '"' ||
         value.find('\\') != std::string_view::npos)
-      continue;
+      return;
     const std::string_view bare_key = key.substr(1, key.size() - 2);
     for (std::size_t i = 0; i < names.size(); ++i)
       if (bare_key == names[i]) values[i] = std::string(value.substr(1, value.size() - 2));
-  }
+  };
+  if (scan_members(in.headers_raw, member)) return values;
+  // Not a plain object to the scan: read by the parser.
+  std::fill(values.begin(), values.end(), std::nullopt);
+  std::vector<Member> members;
+  if (!split_headers(in.headers_raw, std::string_view(), members, nullptr)) return values;
+  for (const auto& [key, value] : members) member(key, value);
   return values;
 }
 

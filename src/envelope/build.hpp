@@ -2,7 +2,9 @@
 // re-encodes a payload: the bytes given are copied as they are.
 #pragma once
 
+#include <initializer_list>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -13,13 +15,22 @@
 
 namespace asya::envelope {
 
+// A string header to write into an envelope's headers (the trace context: traceparent,
+// asya-sent-at): one of the same name gets the new value where it stands, a new one is appended,
+// every other header is kept as it is.
+struct StringHeader {
+  std::string_view name;
+  std::string_view value;
+};
+
 // Output `index` (0-based) of a response to input `in`:
 // id = output_id(in, index); parent_id = in.id for index >= 1, else in's own parent_id when
 // present; headers = `headers_json` when non-empty (a fan-out's stamped headers), else
-// item.headers_raw when non-empty, else in's headers; deadline and unknown fields of `in` kept;
-// route and payload from the item.
+// item.headers_raw when non-empty, else in's headers, with `set_headers` (at most 8) written in;
+// deadline and unknown fields of `in` kept; route and payload from the item.
 std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
-                         std::string_view headers_json = {});
+                         std::string_view headers_json = {},
+                         std::span<const StringHeader> set_headers = {});
 
 // The id of output `index` of input `in`: fanout_child_id(in.id, in.current, index)
 // (envelope/fanout.hpp): in.id for index 0, unique suffixes otherwise.
@@ -43,13 +54,15 @@ std::string build_error(const Envelope& in, std::string_view actor, const ErrorI
 std::string with_attempt(const Envelope& in, int attempt);
 
 // `body` (an envelope; `parsed` is parse(body), so its views point into `body`) with the string
-// headers `set` written in: a header of the same name gets the new value where it stands, a new
-// one is appended (a "headers" object is added when there is none), and every other byte of
-// `body` is kept as it is. For the trace context the sidecar gives each output (traceparent,
-// asya-sent-at).
-std::string with_string_headers(
-    const Envelope& parsed, std::string_view body,
-    const std::vector<std::pair<std::string_view, std::string_view>>& set);
+// headers `set` (at most 8) written in as build_output writes them (a "headers" object is added
+// when there is none), every other byte of `body` kept as it is. For the trace context of an
+// output the router did not build with it (tracing.hpp, Hop::stamp).
+std::string with_string_headers(const Envelope& parsed, std::string_view body,
+                                std::span<const StringHeader> set);
+inline std::string with_string_headers(const Envelope& parsed, std::string_view body,
+                                       std::initializer_list<StringHeader> set) {
+  return with_string_headers(parsed, body, std::span<const StringHeader>(set.begin(), set.size()));
+}
 
 // The values of the string headers `names` of `in`, in the order of `names`: nullopt for one that
 // is absent, not a string, or a string written with escapes (trace context values never need

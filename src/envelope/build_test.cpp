@@ -391,5 +391,59 @@ TEST(WithStringHeaders, AddsAHeadersObjectWhenThereIsNone) {
   EXPECT_EQ(parsed.id, "E");
 }
 
+// The trace context written while the output is built (the router's OutputTrace): the same bytes
+// as building it and then rewriting its headers, with no second parse or copy.
+TEST(BuildOutput, WritesTheSetHeadersIntoTheHeadersItBuilds) {
+  Envelope in = MustParse(kInput);
+  auto items = MustParseResponse(
+      R"([{"payload":{"a":1},"route":{"actors":["prep","infer","post"],"current":2}},)"
+      R"({"payload":2,"route":{"actors":["prep","infer","post"],"current":2},)"
+      R"("headers":{"x":{"y":"}\"{"},"asya-sent-at":"old"}}])");
+  const StringHeader set[] = {{"traceparent", "00-new"}, {"asya-sent-at", "T"}};
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    std::string built = build_output(in, i, items[i], {}, set);
+    std::string plain = build_output(in, i, items[i]);
+    EXPECT_EQ(built, with_string_headers(MustParse(plain), plain, set)) << i;
+    auto values = string_headers(MustParse(built), {"traceparent", "asya-sent-at"});
+    EXPECT_EQ(values[0], "00-new");
+    EXPECT_EQ(values[1], "T");
+  }
+  // The first keeps the input's headers in their order; the second's own headers, whose nested
+  // value holds braces and quotes, are kept as they are.
+  EXPECT_NE(build_output(in, 0, items[0], {}, set)
+                .find(R"("headers":{"traceparent":"00-new","priority":"high","asya-sent-at":"T"})"),
+            std::string::npos);
+  EXPECT_NE(build_output(in, 1, items[1], {}, set)
+                .find(R"("headers":{"x":{"y":"}\"{"},"asya-sent-at":"T","traceparent":"00-new"})"),
+            std::string::npos);
+}
+
+TEST(BuildOutput, WritesTheSetHeadersIntoAFanOutsStampedHeadersAndALargePayload) {
+  Envelope in = MustParse(kInput);
+  const std::string large(3u << 20, 'z');
+  const std::string response =
+      R"([{"payload":")" + large + R"(","route":{"actors":["prep","infer","post"],"current":2}}])";
+  auto items = MustParseResponse(response);  // views into `response`
+  const StringHeader set[] = {{"traceparent", "00-fan"}};
+  std::string built =
+      build_output(in, 1, items[0], R"( { "asya-fanout" : [ 1 , {"g":"]"} ] } )", set);
+  Envelope out = MustParse(built);
+  EXPECT_EQ(out.headers_raw, R"({"asya-fanout":[ 1 , {"g":"]"} ],"traceparent":"00-fan"})");
+  EXPECT_EQ(out.payload_raw.size(), large.size() + 2);
+  EXPECT_EQ(out.id, output_id(in, 1));
+}
+
+TEST(StringHeaders, HeadersTheScanCannotReadAreReadByTheParser) {
+  // Whitespace everywhere and escaped keys: the scan reads them; an escaped key is not the
+  // plain name (as before).
+  const std::string spaced =
+      R"({"id":"E","route":{"actors":["a"]},"headers": { "traceparent" : "00-x" , "tr\u0061ce" : "y" } ,"payload":1})";
+  auto values = string_headers(MustParse(spaced), {"traceparent", "trace"});
+  EXPECT_EQ(values[0], "00-x");
+  EXPECT_FALSE(values[1]);
+  std::string rewritten = with_string_headers(MustParse(spaced), spaced, {{"traceparent", "00-n"}});
+  EXPECT_EQ(MustParse(rewritten).headers_raw, R"({"traceparent":"00-n","tr\u0061ce":"y"})");
+}
+
 }  // namespace
 }  // namespace asya::envelope

@@ -193,7 +193,8 @@ Decision Router::failure_with_retry(const envelope::Envelope& in, Failure failur
 
 Decision Router::after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
                                const wire::CallResult& call, std::string_view response,
-                               bool response_padded, PayloadOffload* offload) const {
+                               bool response_padded, PayloadOffload* offload,
+                               OutputTrace* trace) const {
   switch (call.status) {
     case wire::CallStatus::kTimeout: {
       Decision d = failure_with_retry(in, FailureCode::kRuntimeTimeout, call.error, "", "");
@@ -272,6 +273,15 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       continue;
     }
     Outgoing out;
+    if (item.current < item.actors.size()) {
+      out.queue = options_.queue_prefix + item.actors[item.current];
+      out.type = MessageType::kRoute;
+    } else {
+      out.queue = options_.happy_end_queue;
+      out.type = MessageType::kHappyEnd;
+    }
+    std::span<const envelope::StringHeader> trace_headers;
+    if (trace) out.trace_stamp = trace->stamp(envelope::output_id(in, i), out.queue, trace_headers);
     const std::string fanout_headers =
         fan_out ? envelope::fanout_child_headers(in, item.headers_raw, i, items->size())
                 : std::string();
@@ -289,23 +299,17 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       if (*replaced) {
         envelope::ResponseItem by_reference = item;
         by_reference.payload_raw = **replaced;
-        out.body = envelope::build_output(in, i, by_reference, fanout_headers);
+        out.body = envelope::build_output(in, i, by_reference, fanout_headers, trace_headers);
       }
     }
-    if (out.body.empty()) out.body = envelope::build_output(in, i, item, fanout_headers);
+    if (out.body.empty())
+      out.body = envelope::build_output(in, i, item, fanout_headers, trace_headers);
     if (out.body.size() > options_.max_message_bytes)
       return to_error_end(
           in, FailureCode::kMessageTooLarge,
           fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes "
                       "(ASYA_MAX_MESSAGE_BYTES)",
                       i, out.body.size(), options_.max_message_bytes));
-    if (item.current < item.actors.size()) {
-      out.queue = options_.queue_prefix + item.actors[item.current];
-      out.type = MessageType::kRoute;
-    } else {
-      out.queue = options_.happy_end_queue;
-      out.type = MessageType::kHappyEnd;
-    }
     if (i >= 1) {
       out.fanout_child = true;
       out.id = envelope::output_id(in, i);

@@ -6,8 +6,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +43,9 @@ struct Outgoing {
   // Error-end sends built from a parsed input: the error the envelope carries, so settle() can
   // rebuild it smaller (original_payload truncated) when the transport refuses it as too large.
   std::optional<envelope::ErrorInfo> error;
+  // Non-zero: after_runtime wrote the trace context into `body` as it built it; the number
+  // OutputTrace::stamp returned for it.
+  std::uint64_t trace_stamp = 0;
 };
 
 // What to do with the input once every send succeeded. (If a send fails the worker nacks
@@ -75,6 +80,19 @@ class PayloadOffload {
   // the store failed; the input is then nacked (delivered again later).
   virtual Result<std::optional<std::string>> replace(std::string_view payload_raw,
                                                      std::string_view output_id) = 0;
+};
+
+// The trace context of the outputs after_runtime builds (the sidecar's trace hop, tracing.hpp):
+// written into each envelope as it is built, so no output is parsed and rebuilt to carry it.
+class OutputTrace {
+ public:
+  virtual ~OutputTrace() = default;
+  // Called once for each output after_runtime builds, before its envelope is written: output
+  // `envelope_id` is for `queue`. Sets `headers` (at most 8) to the string headers it must carry
+  // (written in place of any of the same name) and returns a non-zero number, kept in the
+  // output's Outgoing::trace_stamp. The views in `headers` stay valid until the next call.
+  virtual std::uint64_t stamp(std::string_view envelope_id, std::string_view queue,
+                              std::span<const envelope::StringHeader>& headers) = 0;
 };
 
 struct RouterOptions {
@@ -124,9 +142,11 @@ class Router {
   // followed by envelope::kParsePadding readable bytes (a wire::FrameBuffer), so it is parsed in
   // place instead of copied into a padded buffer first.
   // `offload`, when given, replaces large output payloads by references (see PayloadOffload).
+  // `trace`, when given, gives each output built from the answer its trace context.
   Decision after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
                          const wire::CallResult& call, std::string_view response,
-                         bool response_padded = false, PayloadOffload* offload = nullptr) const;
+                         bool response_padded = false, PayloadOffload* offload = nullptr,
+                         OutputTrace* trace = nullptr) const;
 
   // PROTOCOL §4a: when `in` is a failed branch (its innermost fan-out frame says "failed") and this
   // actor is not a join, the decision that passes it on unchanged with route.current + 1 (to

@@ -489,9 +489,9 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                  call.notice);
     metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
   }
-  Decision decision =
-      router_->after_runtime(in, delivery, call, scratch.view(),
-                             /*response_padded=*/true, offload ? &*offload : nullptr);
+  Decision decision = router_->after_runtime(in, delivery, call, scratch.view(),
+                                             /*response_padded=*/true,
+                                             offload ? &*offload : nullptr, current_output_trace());
   // The resolved request was kept for the pass-through comparison (as large as the answer, which
   // is held until here anyway); not needed any more.
   if (offload) {

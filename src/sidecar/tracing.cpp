@@ -20,8 +20,8 @@ thread_local Hop* current_hop = nullptr;
 thread_local BatchHops* current_batch = nullptr;
 
 // The job id in route.metadata ({"job_id":"…"}), or "" (a plain scan: the gateway writes it as a
-// plain string; anything else is left out of the attributes).
-std::string job_id_of(std::string_view metadata) {
+// plain string; anything else is left out of the attributes). A view into `metadata`.
+std::string_view job_id_of(std::string_view metadata) {
   constexpr std::string_view kKey = "\"job_id\"";
   auto at = metadata.find(kKey);
   if (at == std::string_view::npos) return {};
@@ -33,7 +33,7 @@ std::string job_id_of(std::string_view metadata) {
   if (end == std::string_view::npos) return {};
   std::string_view value = metadata.substr(at + 1, end - at - 1);
   if (value.find('\\') != std::string_view::npos) return {};
-  return std::string(value);
+  return value;
 }
 
 std::int64_t millis_between(SystemClock::time_point from, SystemClock::time_point to) {
@@ -54,6 +54,8 @@ std::string replica_name() {
 }
 
 Tracing::Tracing(TracingOptions options) : options_(std::move(options)) {
+  otlp::append_attribute(process_attributes_, "asya.actor", options_.actor);
+  otlp::append_attribute(process_attributes_, "asya.replica", options_.replica);
   if (options_.collector) {
     otlp::ExporterOptions o;
     o.settings = *options_.collector;
@@ -76,7 +78,7 @@ Tracing::~Tracing() {
   stop(std::chrono::milliseconds(0));
 }
 
-void Tracing::export_spans(std::vector<otlp::Span> spans, bool tracked) {
+void Tracing::export_spans(otlp::EncodedSpans spans, bool tracked) {
   if (collector_ && gateway_ && tracked) {
     collector_->add(spans);
     gateway_->add(std::move(spans));
@@ -152,27 +154,30 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   if (headers[1]) {
     if (auto sent = parse_rfc3339(*headers[1]); sent && *sent <= received_wall_) sent_at_ = *sent;
   }
-  const auto& options = tracing_.options();
-  attributes_ = {{"asya.actor", options.actor},
-                 {"asya.replica", options.replica},
-                 {"asya.envelope_id", in->id},
-                 {"asya.delivery_count", static_cast<std::int64_t>(delivery.delivery_count)},
-                 {"asya.payload_bytes", static_cast<std::int64_t>(in->payload_raw.size())},
-                 {"asya.envelope_bytes", static_cast<std::int64_t>(delivery.body.size())},
-                 {"asya.route_index", static_cast<std::int64_t>(in->current)},
-                 {"messaging.destination.name", delivery.queue}};
-  std::string job = job_id_of(in->route_metadata_raw);
-  if (!job.empty()) attributes_.push_back({"asya.job_id", job});
-  if (in->parent_id) attributes_.push_back({"asya.parent_envelope_id", *in->parent_id});
   // Every span of the hop names it (actor, envelope, delivery), as a receiver groups them so.
-  auto common =
-      std::make_shared<std::vector<otlp::Attribute>>(attributes_.begin(), attributes_.begin() + 4);
-  if (!job.empty()) common->push_back({"asya.job_id", job});
-  common_ = std::move(common);
+  common_attributes_.reserve(tracing_.process_attributes().size() + 160 + in->id.size());
+  common_attributes_ = tracing_.process_attributes();
+  otlp::append_attribute(common_attributes_, "asya.envelope_id", in->id);
+  otlp::append_attribute(common_attributes_, "asya.delivery_count",
+                         static_cast<std::int64_t>(delivery.delivery_count));
+  const std::string_view job = job_id_of(in->route_metadata_raw);
+  if (!job.empty()) otlp::append_attribute(common_attributes_, "asya.job_id", job);
+  hop_attributes_.reserve(320 + delivery.queue.size());
+  otlp::append_attribute(hop_attributes_, "asya.payload_bytes",
+                         static_cast<std::int64_t>(in->payload_raw.size()));
+  otlp::append_attribute(hop_attributes_, "asya.envelope_bytes",
+                         static_cast<std::int64_t>(delivery.body.size()));
+  otlp::append_attribute(hop_attributes_, "asya.route_index",
+                         static_cast<std::int64_t>(in->current));
+  otlp::append_attribute(hop_attributes_, "messaging.destination.name", delivery.queue);
+  if (in->parent_id)
+    otlp::append_attribute(hop_attributes_, "asya.parent_envelope_id", *in->parent_id);
   // The wait is not the hop's own work: an attribute of the hop (a receiver draws it before the
   // hop), not a span of it.
   if (sent_at_)
-    attributes_.push_back({"asya.queue_wait_ms", millis_between(*sent_at_, received_wall_)});
+    otlp::append_attribute(hop_attributes_, "asya.queue_wait_ms",
+                           millis_between(*sent_at_, received_wall_));
+  spans_.json.reserve(4096);
   if (batched_) return;  // the items of a batch share the thread: none is its current hop
   previous_ = current_hop;
   current_hop = this;
@@ -186,36 +191,26 @@ Hop::~Hop() {
     log_scope_.reset();
   }
   const auto end = SystemClock::now();
-  otlp::Span hop;
-  hop.trace_id = trace_id_;
-  hop.span_id = span_id_;
-  hop.parent_span_id = parent_span_id_;
-  hop.name = "process " + tracing_.options().actor;
-  hop.kind = otlp::SpanKind::kConsumer;
-  hop.start_unix_nano = otlp::unix_nanos(received_wall_);
-  hop.end_unix_nano = otlp::unix_nanos(end);
-  hop.attributes = std::move(attributes_);
-  hop.attributes.push_back({"asya.outcome", outcome_.empty() ? std::string("unknown") : outcome_});
-  if (!failure_.empty()) hop.attributes.push_back({"asya.failure", failure_});
-  if (outcome_ == "error") {
-    hop.status = otlp::StatusCode::kError;
-    hop.status_message = failure_;
-  }
   // A publish the transport never confirmed (the hop was abandoned) still names its span: the
   // output may have gone out, so the next hop's parent must exist.
   for (auto& publish : publishes_) {
     if (publish.recorded) continue;
-    otlp::Span span =
-        child("publish " + publish.queue, otlp::SpanKind::kProducer, publish.stamped, end);
-    span.span_id = publish.span_id;
-    span.attributes.push_back({"messaging.destination.name", publish.queue});
-    span.attributes.push_back({"asya.output_envelope_id", publish.envelope_id});
-    span.status = otlp::StatusCode::kError;
-    span.status_message = "not confirmed by the transport";
-    children_.push_back(std::move(span));
+    child("publish ", publish.queue, otlp::SpanKind::kProducer, publish.stamped, end,
+          &publish.span_id)
+        .attribute("messaging.destination.name", publish.queue)
+        .attribute("asya.output_envelope_id", publish.envelope_id)
+        .end(otlp::StatusCode::kError, "not confirmed by the transport");
   }
-  children_.insert(children_.begin(), std::move(hop));
-  tracing_.export_spans(std::move(children_), tracked_);
+  const bool error = outcome_ == "error";
+  otlp::SpanWriter hop(spans_);
+  hop.begin(trace_id_, span_id_, parent_span_id_, "process ", tracing_.options().actor,
+            otlp::SpanKind::kConsumer, otlp::unix_nanos(received_wall_), otlp::unix_nanos(end))
+      .attributes(common_attributes_)
+      .attributes(hop_attributes_)
+      .attribute("asya.outcome", outcome_.empty() ? std::string_view("unknown") : outcome_);
+  if (!failure_.empty()) hop.attribute("asya.failure", failure_);
+  hop.end(error ? otlp::StatusCode::kError : otlp::StatusCode::kUnset, failure_);
+  tracing_.export_spans(std::move(spans_), tracked_);
 }
 
 std::chrono::system_clock::time_point Hop::wall(std::chrono::steady_clock::time_point when) const {
@@ -223,37 +218,78 @@ std::chrono::system_clock::time_point Hop::wall(std::chrono::steady_clock::time_
          std::chrono::duration_cast<SystemClock::duration>(when - received_steady_);
 }
 
-otlp::Span Hop::child(std::string name, otlp::SpanKind kind, SystemClock::time_point start,
-                      SystemClock::time_point end) const {
-  otlp::Span span;
-  span.trace_id = trace_id_;
-  span.span_id = otlp::new_span_id();
-  span.parent_span_id = span_id_;
-  span.name = std::move(name);
-  span.kind = kind;
-  span.start_unix_nano = otlp::unix_nanos(start);
-  span.end_unix_nano = std::max(span.start_unix_nano, otlp::unix_nanos(end));
-  span.shared_attributes = common_;
-  return span;
+otlp::SpanWriter Hop::child(std::string_view name, std::string_view name_suffix,
+                            otlp::SpanKind kind, SystemClock::time_point start,
+                            SystemClock::time_point end, const otlp::SpanIdText* span_id) {
+  const otlp::SpanIdText id = span_id ? *span_id : otlp::new_span_id_text();
+  otlp::SpanWriter writer(spans_);
+  writer
+      .begin(trace_id_, id.view(), span_id_, name, name_suffix, kind, otlp::unix_nanos(start),
+             otlp::unix_nanos(end))
+      .attributes(common_attributes_);
+  return writer;
+}
+
+SystemClock::time_point Hop::sent_at_instant() {
+  if (!stamped_at_) {
+    // Whole microseconds, as asya-sent-at says: the next hop (which starts then) never starts
+    // before its parent, the publish span.
+    stamped_at_ = std::chrono::time_point_cast<SystemClock::duration>(
+        std::chrono::floor<std::chrono::microseconds>(SystemClock::now()));
+    stamped_at_text_ = format_rfc3339(*stamped_at_, Rfc3339Precision::kMicroseconds);
+  }
+  return *stamped_at_;
+}
+
+std::string Hop::traceparent_for(const otlp::SpanIdText& span_id) const {
+  std::string traceparent;
+  traceparent.reserve(55);
+  traceparent.append("00-").append(trace_id_).push_back('-');
+  traceparent.append(span_id.view()).append(sampled_ ? "-01" : "-00");
+  return traceparent;
+}
+
+std::uint64_t Hop::stamp(std::string_view envelope_id, std::string_view queue,
+                         std::span<const envelope::StringHeader>& headers) {
+  headers = {};
+  if (!active_) return 0;
+  const auto now = sent_at_instant();
+  Publish publish{std::string(queue), otlp::new_span_id_text(), std::string(envelope_id), now,
+                  nullptr};
+  publish.number = ++stamps_;
+  stamp_traceparent_ = traceparent_for(publish.span_id);
+  stamp_headers_[0] = {"traceparent", stamp_traceparent_};
+  stamp_headers_[1] = {"asya-sent-at", stamped_at_text_};
+  headers = stamp_headers_;
+  publishes_.push_back(std::move(publish));
+  return stamps_;
 }
 
 void Hop::stamp(Decision& decision) {
   if (!active_) return;
-  // Whole microseconds, as asya-sent-at says: the next hop (which starts then) never starts
-  // before its parent, the publish span.
-  const auto now = std::chrono::time_point_cast<SystemClock::duration>(
-      std::chrono::floor<std::chrono::microseconds>(SystemClock::now()));
-  const std::string sent_at = format_rfc3339(now, Rfc3339Precision::kMicroseconds);
+  const auto now = sent_at_instant();
   for (Outgoing& out : decision.sends) {
+    if (out.trace_stamp != 0) {
+      auto built = std::find_if(publishes_.begin(), publishes_.end(), [&](const Publish& p) {
+        return p.number == out.trace_stamp && p.output == nullptr;
+      });
+      if (built != publishes_.end()) {
+        built->output = &out;
+        continue;
+      }
+    }
     auto parsed = envelope::parse(out.body);
     if (!parsed) continue;  // cannot happen for bodies the router built; sent unchanged
-    Publish publish{out.queue, otlp::new_span_id(), parsed->id, now, &out};
-    const std::string traceparent =
-        otlp::format_traceparent({trace_id_, publish.span_id, sampled_});
-    out.body = envelope::with_string_headers(
-        *parsed, out.body, {{"traceparent", traceparent}, {"asya-sent-at", sent_at}});
+    Publish publish{out.queue, otlp::new_span_id_text(), parsed->id, now, &out};
+    const std::string traceparent = traceparent_for(publish.span_id);
+    const envelope::StringHeader set[] = {{"traceparent", traceparent},
+                                          {"asya-sent-at", stamped_at_text_}};
+    out.body = envelope::with_string_headers(*parsed, out.body, set);
     publishes_.push_back(std::move(publish));
   }
+  // Stamped as built for outputs the decision does not send (it was replaced, e.g. by an
+  // error-end for an output too large): never sent, so no span.
+  std::erase_if(publishes_, [](const Publish& p) { return p.output == nullptr; });
   set_outcome(label(decision.status), decision.failure.label());
 }
 
@@ -264,18 +300,18 @@ void Hop::set_outcome(std::string_view outcome, std::string_view failure) {
 }
 
 void Hop::add_runtime_call(SystemClock::time_point start, double seconds, std::string_view result,
-                           std::vector<otlp::Attribute> extra) {
+                           std::int64_t batch_size, std::int64_t batch_index) {
   const auto end = start + std::chrono::duration_cast<SystemClock::duration>(
                                std::chrono::duration<double>(std::max(seconds, 0.0)));
   if (result.empty()) result = "ok";
-  otlp::Span span = child("runtime call", otlp::SpanKind::kClient, start, end);
-  span.attributes.push_back({"asya.runtime_result", std::string(result)});
-  for (auto& attribute : extra) span.attributes.push_back(std::move(attribute));
-  if (result != "ok") {
-    span.status = otlp::StatusCode::kError;
-    span.status_message.assign(result);
-  }
-  children_.push_back(std::move(span));
+  otlp::SpanWriter span = child("runtime call", {}, otlp::SpanKind::kClient, start, end);
+  span.attribute("asya.runtime_result", result);
+  if (batch_size > 0)
+    span.attribute("asya.batch_size", batch_size).attribute("asya.batch_index", batch_index);
+  if (result != "ok")
+    span.end(otlp::StatusCode::kError, result);
+  else
+    span.end();
 }
 
 void Hop::add_publish(std::string_view queue, double seconds, bool ok, Publish* publish) {
@@ -285,26 +321,25 @@ void Hop::add_publish(std::string_view queue, double seconds, bool ok, Publish* 
   last_mark_ = end;
   // An output the router made during settle (an error envelope replacing one the transport
   // refused as too large) was not stamped: it gets a span of its own.
-  otlp::Span span = child("publish " + std::string(queue), otlp::SpanKind::kProducer,
-                          publish ? std::min(publish->stamped, end - took) : end - took, end);
-  span.attributes.push_back({"messaging.destination.name", std::string(queue)});
+  otlp::SpanWriter span = child("publish ", queue, otlp::SpanKind::kProducer,
+                                publish ? std::min(publish->stamped, end - took) : end - took, end,
+                                publish ? &publish->span_id : nullptr);
+  span.attribute("messaging.destination.name", queue);
   if (publish) {
     publish->recorded = true;
-    span.span_id = publish->span_id;
-    span.attributes.push_back({"asya.output_envelope_id", publish->envelope_id});
+    span.attribute("asya.output_envelope_id", publish->envelope_id);
   }
-  if (!ok) {
-    span.status = otlp::StatusCode::kError;
-    span.status_message = "send failed";
-  }
-  children_.push_back(std::move(span));
+  if (!ok)
+    span.end(otlp::StatusCode::kError, "send failed");
+  else
+    span.end();
 }
 
 void Hop::add_settle(bool acked, bool nacked) {
   if (!acked && !nacked) return;
   const auto end = SystemClock::now();
   const auto began = last_mark_ == SystemClock::time_point{} ? end : last_mark_;
-  children_.push_back(child(acked ? "ack" : "nack", otlp::SpanKind::kInternal, began, end));
+  child(acked ? "ack" : "nack", {}, otlp::SpanKind::kInternal, began, end).end();
 }
 
 BatchHops::BatchHops(Tracing& tracing, std::size_t items)
@@ -344,9 +379,8 @@ void BatchHops::runtime_call(std::size_t i, SteadyClock::time_point start, doubl
   // One wall-clock time for the call in every item's span (each hop converts its own way).
   const auto wall_start =
       anchor_wall_ + std::chrono::duration_cast<SystemClock::duration>(start - anchor_steady_);
-  hops_[i]->add_runtime_call(wall_start, seconds, result,
-                             {{"asya.batch_size", static_cast<std::int64_t>(size)},
-                              {"asya.batch_index", static_cast<std::int64_t>(index)}});
+  hops_[i]->add_runtime_call(wall_start, seconds, result, static_cast<std::int64_t>(size),
+                             static_cast<std::int64_t>(index));
 }
 
 void BatchHops::stamp(std::size_t i, Decision& decision) {
@@ -385,6 +419,10 @@ Hop* BatchHops::hop_of(const transport::Delivery& delivery) {
   for (auto& hop : hops_)
     if (hop && hop->active_ && hop->delivery_ == &delivery) return hop.get();
   return nullptr;
+}
+
+OutputTrace* current_output_trace() {
+  return current_hop;
 }
 
 void record_runtime_call(SteadyClock::time_point start, double seconds, std::string_view result) {

@@ -21,14 +21,17 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "common/log.hpp"
 #include "common/otlp/exporter.hpp"
+#include "common/otlp/otlp_json.hpp"
 #include "common/otlp/span.hpp"
 #include "envelope/envelope.hpp"
 #include "sidecar/config.hpp"
@@ -65,22 +68,25 @@ class Tracing {
   bool enabled() const { return collector_ || gateway_; }
 
   // Hands finished spans to the exporters (the gateway's only when `tracked`). Never blocks.
-  void export_spans(std::vector<otlp::Span> spans, bool tracked);
+  void export_spans(otlp::EncodedSpans spans, bool tracked);
 
   // Sends what is queued for at most `grace` in total, then stops the exporters. Idempotent.
   void stop(std::chrono::milliseconds grace);
 
   const TracingOptions& options() const { return options_; }
+  // asya.actor and asya.replica, encoded once (otlp::append_attribute) for every span.
+  const std::string& process_attributes() const { return process_attributes_; }
 
  private:
   TracingOptions options_;
+  std::string process_attributes_;
   std::unique_ptr<otlp::Exporter> collector_;
   std::unique_ptr<otlp::Exporter> gateway_;
 };
 
 // The spans of one message on one worker thread (see the thread model above). Records nothing
 // when tracing is off for it (Tracing::records), or the body is not an envelope.
-class Hop {
+class Hop : public OutputTrace {
  public:
   // `in`: the parsed envelope (nullptr when the body is not one); `tracked`: the gateway tracks
   // it. Call right after the message was received and parsed.
@@ -90,7 +96,7 @@ class Hop {
   // (the gateway tracks it when route.metadata has a job_id).
   Hop(Tracing& tracing, const transport::Delivery& delivery);
   // Finishes the hop span and exports every span of the hop.
-  ~Hop();
+  ~Hop() override;
   Hop(const Hop&) = delete;
   Hop& operator=(const Hop&) = delete;
 
@@ -98,22 +104,33 @@ class Hop {
   const std::string& trace_id() const { return trace_id_; }
   const std::string& span_id() const { return span_id_; }
 
-  // Gives every send of `decision` its own publish span: rewrites its traceparent to this trace
-  // and that span, and sets asya-sent-at to now (microseconds, RFC 3339). Also takes the hop's
+  // Gives every send of `decision` its own publish span: an output the router built with this
+  // hop's trace context (OutputTrace below) already names its span; any other output is parsed
+  // and its traceparent rewritten to this trace and a new span, and asya-sent-at set. A span the
+  // router stamped for an output the decision does not send is forgotten. Also takes the hop's
   // outcome from the decision (set_outcome).
   void stamp(Decision& decision);
+  // OutputTrace: the traceparent of a new publish span of this hop for output `envelope_id` to
+  // `queue`, and asya-sent-at (microseconds, RFC 3339; one instant for every output of the hop,
+  // when the first is stamped).
+  std::uint64_t stamp(std::string_view envelope_id, std::string_view queue,
+                      std::span<const envelope::StringHeader>& headers) override;
   // asya.outcome (and the span status: error for "error").
   void set_outcome(std::string_view outcome, std::string_view failure);
 
  private:
   struct Publish {
     std::string queue;
-    std::string span_id;
+    otlp::SpanIdText span_id;
     std::string envelope_id;
     std::chrono::system_clock::time_point stamped;
     const Outgoing* output = nullptr;  // the send it was stamped on (found again by address)
     bool recorded = false;
+    std::uint64_t number = 0;  // OutputTrace::stamp's number (0: stamped by Hop::stamp)
   };
+  // The instant every output of the hop is sent at (set by the first stamp), and its text.
+  std::chrono::system_clock::time_point sent_at_instant();
+  std::string traceparent_for(const otlp::SpanIdText& span_id) const;
 
   friend class BatchHops;
   friend void record_runtime_call(std::chrono::steady_clock::time_point, double, std::string_view);
@@ -126,16 +143,21 @@ class Hop {
   Hop(Tracing& tracing, const envelope::Envelope* in, const transport::Delivery& delivery,
       bool tracked, InBatch);
   void start(const envelope::Envelope& in, const transport::Delivery& delivery);
-  // The "runtime call" child span (from `start`, wall clock), with `extra` attributes.
+  // The "runtime call" child span (from `start`, wall clock); a batch's call (`batch_size` > 0)
+  // also names the batch's size and this item's index in it.
   void add_runtime_call(std::chrono::system_clock::time_point start, double seconds,
-                        std::string_view result, std::vector<otlp::Attribute> extra = {});
+                        std::string_view result, std::int64_t batch_size = 0,
+                        std::int64_t batch_index = 0);
   // The publish span of a send that took `seconds` and ended now: the stamped output `publish`
   // (nullptr: an output made during settle, which gets a span of its own).
   void add_publish(std::string_view queue, double seconds, bool ok, Publish* publish);
   void add_settle(bool acked, bool nacked);
-  otlp::Span child(std::string name, otlp::SpanKind kind,
-                   std::chrono::system_clock::time_point start,
-                   std::chrono::system_clock::time_point end) const;
+  // Writes the head of a child span (span id `span_id`, or a new one) and the hop's common
+  // attributes into spans_; the caller adds its own attributes and ends it.
+  otlp::SpanWriter child(std::string_view name, std::string_view name_suffix, otlp::SpanKind kind,
+                         std::chrono::system_clock::time_point start,
+                         std::chrono::system_clock::time_point end,
+                         const otlp::SpanIdText* span_id = nullptr);
   std::chrono::system_clock::time_point wall(std::chrono::steady_clock::time_point when) const;
 
   Tracing& tracing_;
@@ -149,14 +171,21 @@ class Hop {
   std::chrono::system_clock::time_point received_wall_;
   std::chrono::steady_clock::time_point received_steady_;
   std::optional<std::chrono::system_clock::time_point> sent_at_;
-  std::vector<otlp::Attribute> attributes_;  // of the hop span
-  // Of every child span of the hop: shared by them, not copied into each.
-  std::shared_ptr<const std::vector<otlp::Attribute>> common_;
+  // Attributes written once as OTLP JSON (otlp::append_attribute): those of every span of the
+  // hop (actor, replica, envelope id, delivery count, job id), and the hop span's own.
+  std::string common_attributes_;
+  std::string hop_attributes_;
   std::vector<Publish> publishes_;
-  std::vector<otlp::Span> children_;
+  // The hop's finished spans, written as they end (otlp::SpanWriter); the hop span last.
+  otlp::EncodedSpans spans_;
   // When the last step ended (stamp, outcome, publish): where the ack span starts.
   std::chrono::system_clock::time_point last_mark_{};
   std::string outcome_, failure_;
+  std::optional<std::chrono::system_clock::time_point> stamped_at_;
+  std::string stamped_at_text_;
+  std::string stamp_traceparent_;  // the last OutputTrace::stamp's
+  envelope::StringHeader stamp_headers_[2];
+  std::uint64_t stamps_ = 0;
   Hop* previous_ = nullptr;
   std::optional<log::TraceScope> log_scope_;
 };
@@ -210,6 +239,10 @@ class BatchHops {
   BatchHops* previous_ = nullptr;
   bool attached_ = false;
 };
+
+// The calling thread's current hop as the OutputTrace of the outputs the router builds for it
+// (nullptr without one: the router builds them as they are).
+OutputTrace* current_output_trace();
 
 // Hooks into the calling thread's current Hop (no-ops without one):
 // the runtime call that began at `start` and took `seconds`, with its result (the failure label;

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <map>
 #include <thread>
@@ -244,6 +245,116 @@ TEST(Tracing, EachItemOfABatchIsAHopOfItsOwnTraceWithTheSharedRuntimeCall) {
       EXPECT_EQ(str(span.at("spanId")), output_parents[i]);
     }
   }
+}
+
+// The outputs of a runtime's answer get their trace context as the router builds them (the hop is
+// its OutputTrace): each fan-out child and a large output name their own publish span, and
+// Hop::stamp leaves every body as it is (no second parse, no copy).
+TEST(Tracing, OutputsTheRouterBuildsCarryTheirTraceContextWithoutBeingRebuilt) {
+  otlp::testing::Receiver receiver;
+  Tracing tracing(options_to(receiver.url()));
+  Router router(options_for("b"));
+  const std::string input = input_with(std::string(R"({"traceparent":")") + kParent +
+                                       R"(","asya-sent-at":"2020-01-01T00:00:00.000000Z"})");
+  auto delivery = delivery_of(input);
+  auto parsed = envelope::parse(delivery.body);
+  const std::string large(2u << 20, 'x');
+  const std::string answer = R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}},)"
+                             R"({"payload":")" +
+                             large +
+                             R"(","route":{"actors":["a","b","c"],"current":2}},)"
+                             R"({"payload":3,"route":{"actors":["a","b"],"current":2}}])";
+  std::vector<std::string> parents;
+  std::string hop_span;
+  {
+    Hop hop(tracing, &*parsed, delivery, /*tracked=*/false);
+    ASSERT_TRUE(hop.active());
+    ASSERT_EQ(current_output_trace(), &hop);
+    hop_span = hop.span_id();
+    Decision decision =
+        router.after_runtime(*parsed, delivery, router_test::ok(), answer, false, nullptr, &hop);
+    ASSERT_EQ(decision.sends.size(), 3u);
+    std::vector<std::string> bodies;
+    std::vector<const char*> buffers;
+    for (const auto& out : decision.sends) {
+      EXPECT_NE(out.trace_stamp, 0u);
+      bodies.push_back(out.body);
+      buffers.push_back(out.body.data());
+    }
+    hop.stamp(decision);
+    for (std::size_t i = 0; i < decision.sends.size(); ++i) {
+      const Outgoing& out = decision.sends[i];
+      EXPECT_EQ(out.body.data(), buffers[i]) << "rebuilt: " << i;
+      EXPECT_EQ(out.body, bodies[i]);
+      auto sent = envelope::parse(out.body);
+      ASSERT_TRUE(sent);
+      auto headers = envelope::string_headers(*sent, {"traceparent", "asya-sent-at"});
+      auto context = otlp::parse_traceparent(headers[0].value_or(""));
+      ASSERT_TRUE(context) << i;
+      EXPECT_EQ(context->trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
+      EXPECT_TRUE(context->sampled);
+      ASSERT_TRUE(headers[1]);
+      EXPECT_NE(*headers[1], "2020-01-01T00:00:00.000000Z");
+      EXPECT_TRUE(parse_rfc3339(*headers[1]));
+      parents.push_back(context->span_id);
+      record_publish(out.queue, 0.0001, true);
+    }
+    EXPECT_EQ(envelope::parse(decision.sends[1].body)->payload_raw.size(), large.size() + 2);
+    record_settle(true, false);
+  }
+  tracing.stop(10s);
+  auto spans = received_spans(receiver);
+  std::vector<std::string> publish_ids;
+  for (const auto& [name, span] : spans) {
+    if (!name.starts_with("publish ")) continue;
+    EXPECT_EQ(str(span.at("parentSpanId")), hop_span);
+    EXPECT_FALSE(span.contains("status")) << name;  // every one confirmed
+    publish_ids.push_back(str(span.at("spanId")));
+  }
+  std::sort(publish_ids.begin(), publish_ids.end());
+  std::sort(parents.begin(), parents.end());
+  EXPECT_EQ(publish_ids, parents);
+  EXPECT_EQ(std::adjacent_find(parents.begin(), parents.end()), parents.end());  // all distinct
+  EXPECT_EQ(spans.count("publish asya-c"), 2u);
+  EXPECT_EQ(spans.count("publish asya-happy-end"), 1u);
+}
+
+// An answer whose outputs were stamped as built but replaced by another decision (an output over
+// the transport's limit sends the input to error-end): only what is sent gets a publish span.
+TEST(Tracing, OutputsStampedButNotSentGetNoPublishSpan) {
+  otlp::testing::Receiver receiver;
+  Tracing tracing(options_to(receiver.url()));
+  RouterOptions options = options_for("b");
+  options.max_message_bytes = 400;
+  Router router(options);
+  const std::string input = input_with(std::string(R"({"traceparent":")") + kParent + "\"}");
+  auto delivery = delivery_of(input);
+  auto parsed = envelope::parse(delivery.body);
+  {
+    Hop hop(tracing, &*parsed, delivery, false);
+    Decision decision = router.after_runtime(
+        *parsed, delivery, router_test::ok(),
+        R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}},{"payload":")" +
+            std::string(500, 'y') + R"(","route":{"actors":["a","b","c"],"current":2}}])",
+        false, nullptr, &hop);
+    ASSERT_EQ(decision.sends.size(), 1u);
+    EXPECT_EQ(decision.sends[0].queue, "asya-error-end");
+    hop.stamp(decision);  // the error envelope is stamped the other way
+    auto sent = envelope::parse(decision.sends[0].body);
+    ASSERT_TRUE(sent);
+    auto context =
+        otlp::parse_traceparent(envelope::string_headers(*sent, {"traceparent"})[0].value_or(""));
+    ASSERT_TRUE(context);
+    record_publish(decision.sends[0].queue, 0.0001, true);
+    record_settle(true, false);
+  }
+  tracing.stop(10s);
+  auto spans = received_spans(receiver);
+  std::size_t publishes = 0;
+  for (const auto& [name, span] : spans)
+    if (name.starts_with("publish ")) ++publishes;
+  EXPECT_EQ(publishes, 1u);
+  EXPECT_EQ(spans.count("publish asya-error-end"), 1u);
 }
 
 }  // namespace

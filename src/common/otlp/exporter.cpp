@@ -93,22 +93,36 @@ Exporter::~Exporter() {
 }
 
 std::size_t Exporter::add(std::vector<Span> spans) {
+  EncodedSpans encoded;
+  for (const Span& span : spans) append_encoded(encoded, span);
+  return add(std::move(encoded));
+}
+
+std::size_t Exporter::add(EncodedSpans spans) {
+  const std::size_t offered = spans.count;
+  if (offered == 0) return 0;
   std::size_t queued = 0;
   bool batch_ready = false;
   {
     std::lock_guard lock(mutex_);
     if (!stopping_) {
-      for (auto& span : spans) {
-        if (queue_.size() >= options_.settings.max_queue_spans) break;
-        queue_.push_back(std::move(span));
-        ++queued;
+      const std::size_t room = options_.settings.max_queue_spans -
+                               std::min(queued_spans_, options_.settings.max_queue_spans);
+      if (room >= offered) {
+        queued = offered;
+        queue_.push_back(std::move(spans));
+      } else if (room > 0) {
+        EncodedSpans first = split_encoded(spans, room);
+        queued = first.count;
+        if (queued > 0) queue_.push_back(std::move(first));
       }
-      batch_ready = queue_.size() >= options_.settings.max_batch_spans;
+      queued_spans_ += queued;
+      batch_ready = queued_spans_ >= options_.settings.max_batch_spans;
     }
   }
-  if (queued < spans.size())
+  if (queued < offered)
     Counters::instance().add(options_.destination, &ExportCounts::dropped_queue_full,
-                             spans.size() - queued);
+                             offered - queued);
   // The thread is woken for a full batch only: a partial one waits for schedule_delay anyway, and
   // waking it for every message (to find the batch not full yet) cost two context switches each.
   if (batch_ready) cv_.notify_one();
@@ -141,23 +155,36 @@ void Exporter::run() {
     // A partial batch waits for more spans at most schedule_delay; a full one, or a flush or
     // stop, goes at once.
     cv_.wait_for(lock, settings.schedule_delay,
-                 [&] { return cancel_ || stopping_ || queue_.size() >= settings.max_batch_spans; });
+                 [&] { return cancel_ || stopping_ || queued_spans_ >= settings.max_batch_spans; });
     if (cancel_) break;
     if (queue_.empty()) {
       idle_cv_.notify_all();
       if (stopping_) break;
       continue;
     }
-    std::vector<Span> batch;
-    const std::size_t n = std::min(queue_.size(), settings.max_batch_spans);
-    batch.reserve(n);
-    for (std::size_t i = 0; i < n; ++i) {
-      batch.push_back(std::move(queue_.front()));
+    // Whole parts while they fit; a part that would overflow the batch is split.
+    std::vector<EncodedSpans> batch;
+    std::size_t taken = 0;
+    const std::size_t limit = std::max<std::size_t>(settings.max_batch_spans, 1);
+    while (!queue_.empty() && taken < limit) {
+      EncodedSpans& next = queue_.front();
+      if (taken + next.count > limit) {
+        EncodedSpans first = split_encoded(next, limit - taken);
+        if (first.count > 0) {
+          taken += first.count;
+          batch.push_back(std::move(first));
+          break;
+        }
+        if (taken > 0) break;  // cannot be split: sent whole in a batch of its own
+      }
+      taken += next.count;
+      batch.push_back(std::move(next));
       queue_.pop_front();
     }
+    queued_spans_ -= taken;
     busy_ = true;
     lock.unlock();
-    send(std::move(batch));
+    send(std::move(batch), taken);
     lock.lock();
     busy_ = false;
     if (queue_.empty()) {
@@ -173,14 +200,16 @@ void Exporter::run() {
       }
     }
   }
-  if (!queue_.empty())
-    Counters::instance().add(options_.destination, &ExportCounts::dropped_shutdown, queue_.size());
+  if (queued_spans_ > 0)
+    Counters::instance().add(options_.destination, &ExportCounts::dropped_shutdown, queued_spans_);
   queue_.clear();
+  queued_spans_ = 0;
   idle_cv_.notify_all();
 }
 
-void Exporter::send(std::vector<Span> batch) {
-  const std::string body = export_request_json(options_.settings.resource, batch);
+void Exporter::send(std::vector<EncodedSpans> batch, std::size_t spans) {
+  const std::string body = export_request_json_from(options_.settings.resource, batch);
+  batch.clear();
   http::Request request;
   request.method = "POST";
   request.url = options_.settings.url;
@@ -201,7 +230,7 @@ void Exporter::send(std::vector<Span> batch) {
   }
   auto& counters = Counters::instance();
   if (answer && answer->status >= 200 && answer->status < 300) {
-    counters.add(options_.destination, &ExportCounts::exported, batch.size());
+    counters.add(options_.destination, &ExportCounts::exported, spans);
     if (failing_) {
       spdlog::info("trace export to {} works again", options_.settings.url);
       failing_ = false;
@@ -212,9 +241,9 @@ void Exporter::send(std::vector<Span> batch) {
   }
   counters.add(options_.destination,
                cancel_ ? &ExportCounts::dropped_shutdown : &ExportCounts::dropped_export_failed,
-               batch.size());
+               spans);
   failing_ = true;
-  failed_since_warning_ += batch.size();
+  failed_since_warning_ += spans;
   const auto now = Clock::now();
   if (last_warning_ == Clock::time_point{} || now - last_warning_ >= kWarningInterval) {
     std::string why = answer

@@ -23,6 +23,7 @@
 
 #include "common/http/client.hpp"
 #include "common/otlp/export_settings.hpp"
+#include "common/otlp/otlp_json.hpp"
 #include "common/otlp/span.hpp"
 
 namespace asya::otlp {
@@ -44,8 +45,12 @@ class Exporter {
 
   // Queues `spans` for export. Never blocks on the network; thread-safe. Spans beyond the
   // queue's bound (ExportSettings::max_queue_spans) are dropped and counted; returns how many
-  // were queued.
+  // were queued. The spans are encoded (otlp_json.hpp) on the calling thread.
   std::size_t add(std::vector<Span> spans);
+  // The same for spans already encoded (SpanWriter): queued as they are, with no Span in
+  // between. A batch takes whole parts where it can, and splits one that would make it larger
+  // than ExportSettings::max_batch_spans.
+  std::size_t add(EncodedSpans spans);
 
   // Waits up to `budget` until every span queued before the call has been sent (or dropped).
   // Returns true when the queue is empty and no request is in flight.
@@ -60,7 +65,7 @@ class Exporter {
  private:
   void run();
   // Sends one batch, retrying as described above; counts the outcome.
-  void send(std::vector<Span> batch);
+  void send(std::vector<EncodedSpans> batch, std::size_t spans);
 
   ExporterOptions options_;
   http::Headers headers_;
@@ -68,7 +73,8 @@ class Exporter {
   std::mutex mutex_;
   std::condition_variable cv_;       // the thread waits on it for spans or stop
   std::condition_variable idle_cv_;  // flush() waits on it
-  std::deque<Span> queue_;
+  std::deque<EncodedSpans> queue_;
+  std::size_t queued_spans_ = 0;  // in queue_
   bool busy_ = false;
   bool stopping_ = false;
   std::atomic<bool> cancel_{false};

@@ -155,5 +155,60 @@ TEST(Exporter, CountersArePrometheusTextWithDestinationAndReason) {
       std::string::npos);
 }
 
+std::vector<std::size_t> spans_per_request(testing::Receiver& receiver) {
+  std::vector<std::size_t> sizes;
+  for (const auto& r : receiver.requests())
+    sizes.push_back(json::parse(r.body)
+                        .at("resourceSpans")
+                        .at(0)
+                        .at("scopeSpans")
+                        .at(0)
+                        .at("spans")
+                        .as_array()
+                        .size());
+  return sizes;
+}
+
+EncodedSpans encoded(std::size_t n) {
+  EncodedSpans out;
+  for (auto& span : spans(n)) append_encoded(out, span);
+  return out;
+}
+
+// Spans written by a SpanWriter (a sidecar's hop: several spans per part) are queued as they are;
+// the queue's bound counts spans, and a part that does not fit is cut at the bound.
+TEST(Exporter, EncodedPartsCountAsTheirSpansAndThePartOverTheBoundIsCut) {
+  testing::Receiver receiver;
+  ExporterOptions o = options(receiver.url(), "t-encoded-bound");  // a queue of 10 spans
+  o.settings.max_batch_spans = 100;                                // nothing wakes the thread
+  o.settings.schedule_delay = std::chrono::hours(1);
+  Exporter exporter(o);
+  std::vector<std::size_t> queued;
+  for (int part = 0; part < 4; ++part) queued.push_back(exporter.add(encoded(3)));
+  EXPECT_EQ(queued, (std::vector<std::size_t>{3, 3, 3, 1}));
+  EXPECT_EQ(exporter.add(encoded(2)), 0u);
+  exporter.stop(10s);  // sends what is queued (a flush waits for the schedule delay)
+  EXPECT_EQ(spans_per_request(receiver), std::vector<std::size_t>{10});
+  ExportCounts counts = export_counts("t-encoded-bound");
+  EXPECT_EQ(counts.exported, 10u);
+  EXPECT_EQ(counts.dropped_queue_full, 4u);
+}
+
+TEST(Exporter, APartLargerThanABatchIsSplitAcrossBatches) {
+  testing::Receiver receiver;
+  Exporter exporter(options(receiver.url(), "t-encoded-split"));  // batches of 4
+  EXPECT_EQ(exporter.add(encoded(10)), 10u);
+  ASSERT_TRUE(exporter.flush(10s));
+  auto sizes = spans_per_request(receiver);
+  std::size_t total = 0;
+  for (std::size_t n : sizes) {
+    EXPECT_LE(n, 4u);
+    total += n;
+  }
+  EXPECT_EQ(total, 10u);
+  EXPECT_GE(sizes.size(), 3u);
+  EXPECT_EQ(export_counts("t-encoded-split").exported, 10u);
+}
+
 }  // namespace
 }  // namespace asya::otlp

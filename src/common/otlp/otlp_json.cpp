@@ -2,15 +2,16 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <charconv>
 #include <cmath>
 #include <iterator>
 
 namespace asya::otlp {
 namespace {
 
-// Writes `text` as a JSON string, escaping in place (no temporary string per value).
-void append_string(std::string& out, std::string_view text) {
-  out.push_back('"');
+// Writes `text` escaped for the inside of a JSON string, in place (no temporary string).
+void append_escaped(std::string& out, std::string_view text) {
   std::size_t plain_from = 0;
   for (std::size_t i = 0; i < text.size(); ++i) {
     const auto c = static_cast<unsigned char>(text[i]);
@@ -38,6 +39,12 @@ void append_string(std::string& out, std::string_view text) {
     }
   }
   out.append(text.substr(plain_from));
+}
+
+// Writes `text` as a JSON string.
+void append_string(std::string& out, std::string_view text) {
+  out.push_back('"');
+  append_escaped(out, text);
   out.push_back('"');
 }
 
@@ -113,11 +120,17 @@ void append_span(std::string& out, const Span& span) {
   out.push_back('}');
 }
 
-}  // namespace
+// Writes `value` in decimal, as a JSON string when `quoted` (protobuf's JSON form of 64 bits).
+template <typename Integer>
+void append_integer(std::string& out, Integer value, bool quoted) {
+  char digits[24];
+  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+  if (quoted) out.push_back('"');
+  out.append(digits, static_cast<std::size_t>(end - digits));
+  if (quoted) out.push_back('"');
+}
 
-std::string export_request_json(const Resource& resource, const std::vector<Span>& spans) {
-  std::string out;
-  out.reserve(256 + spans.size() * 512);
+void append_request_head(std::string& out, const Resource& resource) {
   out.append("{\"resourceSpans\":[{\"resource\":{");
   append_attributes(out, resource.attributes);
   out.append("},\"scopeSpans\":[{\"scope\":{\"name\":");
@@ -127,12 +140,158 @@ std::string export_request_json(const Resource& resource, const std::vector<Span
     append_string(out, resource.scope_version);
   }
   out.append("},\"spans\":[");
+}
+
+constexpr std::string_view kRequestTail = "]}]}]}";
+constexpr std::string_view kSpanOpening = "{\"traceId\":";
+
+}  // namespace
+
+std::string export_request_json(const Resource& resource, const std::vector<Span>& spans) {
+  std::string out;
+  out.reserve(256 + spans.size() * 512);
+  append_request_head(out, resource);
   for (std::size_t i = 0; i < spans.size(); ++i) {
     if (i > 0) out.push_back(',');
     append_span(out, spans[i]);
   }
-  out.append("]}]}]}");
+  out.append(kRequestTail);
   return out;
+}
+
+void append_encoded(EncodedSpans& into, const Span& span) {
+  if (into.count > 0) into.json.push_back(',');
+  append_span(into.json, span);
+  ++into.count;
+}
+
+EncodedSpans split_encoded(EncodedSpans& from, std::size_t n) {
+  // The n-th span's opening after the first; the comma before it ends the part taken.
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < n; ++i) at = from.json.find(kSpanOpening, at + 1);
+  EncodedSpans first;
+  if (at == std::string::npos || at == 0) return first;  // not spans this encoder wrote
+  first.json.assign(from.json, 0, at - 1);
+  first.count = n;
+  from.json.erase(0, at);
+  from.count -= n;
+  return first;
+}
+
+std::string export_request_json_from(const Resource& resource,
+                                     const std::vector<EncodedSpans>& parts) {
+  std::size_t size = 256 + kRequestTail.size();
+  for (const auto& part : parts) size += part.json.size() + 1;
+  std::string out;
+  out.reserve(size);
+  append_request_head(out, resource);
+  bool first = true;
+  for (const auto& part : parts) {
+    if (part.count == 0) continue;
+    if (!first) out.push_back(',');
+    first = false;
+    out.append(part.json);
+  }
+  out.append(kRequestTail);
+  return out;
+}
+
+void append_attribute(std::string& list, std::string_view key, std::string_view value) {
+  if (!list.empty()) list.push_back(',');
+  list.append("{\"key\":");
+  append_string(list, key);
+  list.append(",\"value\":{\"stringValue\":");
+  append_string(list, value);
+  list.append("}}");
+}
+
+void append_attribute(std::string& list, std::string_view key, std::int64_t value) {
+  if (!list.empty()) list.push_back(',');
+  list.append("{\"key\":");
+  append_string(list, key);
+  list.append(",\"value\":{\"intValue\":");
+  append_integer(list, value, true);
+  list.append("}}");
+}
+
+SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_id,
+                              std::string_view parent_span_id, std::string_view name,
+                              std::string_view name_suffix, SpanKind kind,
+                              std::uint64_t start_unix_nano, std::uint64_t end_unix_nano) {
+  std::string& out = into_.json;
+  if (into_.count > 0) out.push_back(',');
+  ++into_.count;
+  first_attribute_ = true;
+  out.append(kSpanOpening);
+  out.push_back('"');
+  out.append(trace_id);
+  out.append("\",\"spanId\":\"");
+  out.append(span_id);
+  out.push_back('"');
+  if (!parent_span_id.empty()) {
+    out.append(",\"parentSpanId\":\"");
+    out.append(parent_span_id);
+    out.push_back('"');
+  }
+  out.append(",\"name\":\"");
+  append_escaped(out, name);
+  append_escaped(out, name_suffix);
+  out.push_back('"');
+  out.append(",\"kind\":");
+  append_integer(out, static_cast<int>(kind), false);
+  out.append(",\"startTimeUnixNano\":");
+  append_integer(out, start_unix_nano, true);
+  out.append(",\"endTimeUnixNano\":");
+  append_integer(out, std::max(start_unix_nano, end_unix_nano), true);
+  out.append(",\"attributes\":[");
+  return *this;
+}
+
+SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) {
+  std::string& out = into_.json;
+  if (!first_attribute_) out.push_back(',');
+  first_attribute_ = false;
+  out.append("{\"key\":");
+  append_string(out, key);
+  out.append(",\"value\":{\"stringValue\":");
+  append_string(out, value);
+  out.append("}}");
+  return *this;
+}
+
+SpanWriter& SpanWriter::attribute(std::string_view key, std::int64_t value) {
+  std::string& out = into_.json;
+  if (!first_attribute_) out.push_back(',');
+  first_attribute_ = false;
+  out.append("{\"key\":");
+  append_string(out, key);
+  out.append(",\"value\":{\"intValue\":");
+  append_integer(out, value, true);
+  out.append("}}");
+  return *this;
+}
+
+SpanWriter& SpanWriter::attributes(std::string_view list) {
+  if (list.empty()) return *this;
+  if (!first_attribute_) into_.json.push_back(',');
+  first_attribute_ = false;
+  into_.json.append(list);
+  return *this;
+}
+
+void SpanWriter::end(StatusCode status, std::string_view message) {
+  std::string& out = into_.json;
+  out.push_back(']');
+  if (status != StatusCode::kUnset) {
+    out.append(",\"status\":{\"code\":");
+    append_integer(out, static_cast<int>(status), false);
+    if (!message.empty()) {
+      out.append(",\"message\":");
+      append_string(out, message);
+    }
+    out.push_back('}');
+  }
+  out.push_back('}');
 }
 
 }  // namespace asya::otlp

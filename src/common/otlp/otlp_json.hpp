@@ -5,6 +5,8 @@
 // strings, an absent field left out rather than written empty.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,5 +32,56 @@ struct Resource {
 // {"boolValue":b}; a double that is not finite is written "NaN", "Infinity" or "-Infinity".
 // Thread-safe (no shared state).
 std::string export_request_json(const Resource& resource, const std::vector<Span>& spans);
+
+// Spans already written in this encoding (each span's object, comma-separated) and how many:
+// what the exporter queues, so a span is encoded once, where it is made, with no Span value in
+// between (SpanWriter).
+struct EncodedSpans {
+  std::string json;
+  std::size_t count = 0;
+};
+
+// Appends `span`, encoded as above, to `into`.
+void append_encoded(EncodedSpans& into, const Span& span);
+
+// Takes the first `n` spans (0 < n < from.count) out of `from` and returns them; `from` keeps the
+// rest. Spans are found by their opening `{"traceId":`, which no string inside a span can hold
+// unescaped.
+EncodedSpans split_encoded(EncodedSpans& from, std::size_t n);
+
+// The request (as above) holding the spans of `parts`, in order.
+std::string export_request_json_from(const Resource& resource,
+                                     const std::vector<EncodedSpans>& parts);
+
+// Appends one attribute ({"key":…,"value":{…}}) to a comma-separated attribute list `list`
+// (a comma first unless `list` is empty): for attributes written once and repeated in several
+// spans (SpanWriter::attributes).
+void append_attribute(std::string& list, std::string_view key, std::string_view value);
+void append_attribute(std::string& list, std::string_view key, std::int64_t value);
+
+// Writes spans straight into an EncodedSpans, the encoding above, field by field:
+//   writer.begin(...).attribute(...).attributes(list).end(status, message);
+// Each begin() needs its end() before the next begin(). Not thread-safe; cheap to make.
+class SpanWriter {
+ public:
+  explicit SpanWriter(EncodedSpans& into) : into_(into) {}
+
+  // Starts a span named `name` + `name_suffix` (ids as lowercase hex; `parent_span_id` empty
+  // for a root span).
+  SpanWriter& begin(std::string_view trace_id, std::string_view span_id,
+                    std::string_view parent_span_id, std::string_view name,
+                    std::string_view name_suffix, SpanKind kind, std::uint64_t start_unix_nano,
+                    std::uint64_t end_unix_nano);
+  SpanWriter& attribute(std::string_view key, std::string_view value);
+  SpanWriter& attribute(std::string_view key, std::int64_t value);
+  // Attributes already written by append_attribute (empty: none).
+  SpanWriter& attributes(std::string_view list);
+  // Ends the span; a status other than kUnset is written with `message` (when not empty).
+  void end(StatusCode status = StatusCode::kUnset, std::string_view message = {});
+
+ private:
+  EncodedSpans& into_;
+  bool first_attribute_ = true;
+};
 
 }  // namespace asya::otlp

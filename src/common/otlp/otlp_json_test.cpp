@@ -100,5 +100,80 @@ TEST(OtlpJson, NoSpansIsStillOneValidRequest) {
   EXPECT_TRUE(doc.at("resourceSpans").at(0).at("scopeSpans").at(0).at("spans").as_array().empty());
 }
 
+// A span written field by field is the span the encoder writes for the same Span value.
+TEST(OtlpJson, ASpanWriterWritesWhatTheEncoderWritesForTheSameSpan) {
+  Span span = sample_span();
+  span.name = "publish \"q\"\n";
+  span.attributes = {{"asya.actor", std::string("pr\"ep\\")},
+                     {"asya.envelope_id", std::string("e\x01")},
+                     {"asya.delivery_count", std::int64_t{-7}},
+                     {"asya.output_envelope_id", std::string("o")}};
+  std::string shared;
+  append_attribute(shared, "asya.actor", "pr\"ep\\");
+  append_attribute(shared, "asya.envelope_id", "e\x01");
+  EncodedSpans written;
+  SpanWriter writer(written);
+  writer
+      .begin(span.trace_id, span.span_id, span.parent_span_id, "publish ", "\"q\"\n", span.kind,
+             span.start_unix_nano, span.end_unix_nano)
+      .attributes(shared)
+      .attribute("asya.delivery_count", std::int64_t{-7})
+      .attribute("asya.output_envelope_id", "o")
+      .end(span.status, span.status_message);
+  EXPECT_EQ(written.count, 1u);
+  Resource r;
+  json::value from_writer = json::parse(export_request_json_from(r, {written}));
+  json::value from_span = json::parse(export_request_json(r, {span}));
+  EXPECT_EQ(from_writer, from_span) << written.json;
+
+  // No attributes, no parent, no status: each left out as the encoder leaves it out.
+  EncodedSpans bare;
+  SpanWriter(bare)
+      .begin(span.trace_id, span.span_id, {}, "ack", {}, SpanKind::kInternal, 5, 3)
+      .attributes({})
+      .end();
+  json::object root = json::parse(export_request_json_from(r, {bare}))
+                          .at("resourceSpans")
+                          .at(0)
+                          .at("scopeSpans")
+                          .at(0)
+                          .at("spans")
+                          .at(0)
+                          .as_object();
+  EXPECT_FALSE(root.contains("parentSpanId"));
+  EXPECT_FALSE(root.contains("status"));
+  EXPECT_TRUE(root.at("attributes").as_array().empty());
+  EXPECT_EQ(root.at("endTimeUnixNano"), "5");  // never before the start
+}
+
+std::vector<std::string> names_in(const Resource& r, const std::vector<EncodedSpans>& parts) {
+  std::vector<std::string> names;
+  json::value doc = json::parse(export_request_json_from(r, parts));
+  for (const auto& span :
+       doc.at("resourceSpans").at(0).at("scopeSpans").at(0).at("spans").as_array())
+    names.emplace_back(span.at("name").as_string());
+  return names;
+}
+
+TEST(OtlpJson, EncodedSpansSplitAtSpanBoundariesEvenWithSpanTextInsideStrings) {
+  EncodedSpans all;
+  for (int i = 0; i < 5; ++i) {
+    Span span = sample_span();
+    span.name = std::to_string(i);
+    // A string value holding what a span's opening looks like: escaped, so never a boundary.
+    span.attributes = {{"text", std::string(R"(},{"traceId":"x")")}};
+    append_encoded(all, span);
+  }
+  ASSERT_EQ(all.count, 5u);
+  EncodedSpans first = split_encoded(all, 2);
+  EXPECT_EQ(first.count, 2u);
+  EXPECT_EQ(all.count, 3u);
+  Resource r;
+  EXPECT_EQ(names_in(r, {first}), (std::vector<std::string>{"0", "1"}));
+  EXPECT_EQ(names_in(r, {all}), (std::vector<std::string>{"2", "3", "4"}));
+  EXPECT_EQ(names_in(r, {first, EncodedSpans{}, all}),
+            (std::vector<std::string>{"0", "1", "2", "3", "4"}));
+}
+
 }  // namespace
 }  // namespace asya::otlp

@@ -57,4 +57,11 @@ std::string new_span_id() {
   return nonzero_hex(16);
 }
 
+SpanIdText new_span_id_text() {
+  SpanIdText id;
+  random_hex_into(id.digits, sizeof id.digits);
+  if (all_zero(id.view())) id.digits[sizeof id.digits - 1] = '1';
+  return id;
+}
+
 }  // namespace asya::otlp

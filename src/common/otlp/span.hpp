@@ -73,4 +73,12 @@ std::string format_traceparent(const TraceContext& context);
 std::string new_trace_id();
 std::string new_span_id();
 
+// A span id held without allocating (16 hex digits), for the ids made per message.
+struct SpanIdText {
+  char digits[16];
+  std::string_view view() const { return {digits, sizeof digits}; }
+};
+// A new random span id, as new_span_id(), without allocating. Thread-safe.
+SpanIdText new_span_id_text();
+
 }  // namespace asya::otlp
