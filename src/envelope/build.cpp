@@ -108,13 +108,15 @@ std::size_t skip_space(std::string_view text, std::size_t at) {
 
 // The end (one past the closing quote) of the JSON string opening at `at`; npos when unclosed.
 std::size_t string_end(std::string_view text, std::size_t at) {
-  for (std::size_t i = at + 1; i < text.size(); ++i) {
-    if (text[i] == '\\')
-      ++i;
-    else if (text[i] == '"')
-      return i + 1;
+  for (std::size_t from = at + 1;;) {
+    const std::size_t quote = text.find('"', from);
+    if (quote == std::string_view::npos) return quote;
+    // Escaped when an odd number of backslashes stands right before it.
+    std::size_t backslashes = 0;
+    while (quote - backslashes > at + 1 && text[quote - backslashes - 1] == '\\') ++backslashes;
+    if (backslashes % 2 == 0) return quote + 1;
+    from = quote + 1;
   }
-  return std::string_view::npos;
 }
 
 // The end of the JSON value starting at `at` (a string, an object or array with what it holds,
@@ -179,6 +181,19 @@ bool is_key(std::string_view key_json, std::string_view name) {
   return key_json.size() == name.size() + 2 && key_json.substr(1, name.size()) == name;
 }
 
+// Writes `text` as a JSON string: as it is when nothing in it needs escaping (the trace context
+// values), else escaped by append_json_string.
+void append_header_value(std::string& out, std::string_view text) {
+  for (char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte >= 0x7f || c == '"' || c == '\\')
+      return detail::append_json_string(out, text);
+  }
+  out.push_back('"');
+  out.append(text);
+  out.push_back('"');
+}
+
 // Writes the headers object `headers_raw` (empty: none) with the string headers `set` written
 // in: one of the same name gets the new value where it stands, a new one is appended, every
 // other member is kept as it is.
@@ -195,7 +210,7 @@ void append_headers_setting(std::string& out, std::string_view headers_raw,
       if (i < std::size(placed)) placed[i] = true;
       out.append(key);
       out.push_back(':');
-      detail::append_json_string(out, set[i].value);
+      append_header_value(out, set[i].value);
       return;
     }
     out.append(key);
@@ -216,9 +231,9 @@ void append_headers_setting(std::string& out, std::string_view headers_raw,
     if (i < std::size(placed) && placed[i]) continue;
     if (!first) out.push_back(',');
     first = false;
-    detail::append_json_string(out, set[i].name);
+    append_header_value(out, set[i].name);
     out.push_back(':');
-    detail::append_json_string(out, set[i].value);
+    append_header_value(out, set[i].value);
   }
   out.push_back('}');
 }

@@ -433,9 +433,8 @@ TEST(BuildOutput, WritesTheSetHeadersIntoAFanOutsStampedHeadersAndALargePayload)
   EXPECT_EQ(out.id, output_id(in, 1));
 }
 
-TEST(StringHeaders, HeadersTheScanCannotReadAreReadByTheParser) {
-  // Whitespace everywhere and escaped keys: the scan reads them; an escaped key is not the
-  // plain name (as before).
+TEST(StringHeaders, HeadersWithSpacesEscapesAndQuotedBracesAreReadAndRewritten) {
+  // Whitespace everywhere and escaped keys: an escaped key is not the plain name (as before).
   const std::string spaced =
       R"({"id":"E","route":{"actors":["a"]},"headers": { "traceparent" : "00-x" , "tr\u0061ce" : "y" } ,"payload":1})";
   auto values = string_headers(MustParse(spaced), {"traceparent", "trace"});
@@ -443,6 +442,13 @@ TEST(StringHeaders, HeadersTheScanCannotReadAreReadByTheParser) {
   EXPECT_FALSE(values[1]);
   std::string rewritten = with_string_headers(MustParse(spaced), spaced, {{"traceparent", "00-n"}});
   EXPECT_EQ(MustParse(rewritten).headers_raw, R"({"traceparent":"00-n","tr\u0061ce":"y"})");
+  // Escaped quotes and backslashes inside values; a value that needs escaping is escaped.
+  const std::string escaped =
+      R"({"id":"E","route":{"actors":["a"]},"headers":{"a":"x\\","b":"\"}{\\\"","traceparent":"old"},"payload":1})";
+  std::string written =
+      with_string_headers(MustParse(escaped), escaped, {{"traceparent", "q\"\n"}});
+  EXPECT_EQ(MustParse(written).headers_raw, R"({"a":"x\\","b":"\"}{\\\"","traceparent":"q\"\n"})");
+  EXPECT_EQ(string_headers(MustParse(escaped), {"a"})[0], std::nullopt);  // written with escapes
 }
 
 }  // namespace

@@ -126,6 +126,25 @@ TEST(OtlpJson, ASpanWriterWritesWhatTheEncoderWritesForTheSameSpan) {
   json::value from_span = json::parse(export_request_json(r, {span}));
   EXPECT_EQ(from_writer, from_span) << written.json;
 
+  // Long text is checked eight bytes at a time: what needs escaping anywhere in it is escaped.
+  const std::string long_text = std::string("0123456789abcdef\"ghijklmnop\x1f qrstuvwxyz\\") +
+                                "\xc3\xa9t\xc3\xa9 and more plain text" + "\n";
+  EncodedSpans long_span;
+  SpanWriter(long_span)
+      .begin(span.trace_id, span.span_id, {}, long_text, long_text, SpanKind::kInternal, 1, 2)
+      .attribute("k", long_text)
+      .end();
+  json::object decoded = json::parse(export_request_json_from(r, {long_span}))
+                             .at("resourceSpans")
+                             .at(0)
+                             .at("scopeSpans")
+                             .at(0)
+                             .at("spans")
+                             .at(0)
+                             .as_object();
+  EXPECT_EQ(decoded.at("name").as_string(), long_text + long_text);
+  EXPECT_EQ(decoded.at("attributes").at(0).at("value").at("stringValue").as_string(), long_text);
+
   // No attributes, no parent, no status: each left out as the encoder leaves it out.
   EncodedSpans bare;
   SpanWriter(bare)
