@@ -101,6 +101,9 @@ std::size_t Exporter::add(std::vector<Span> spans) {
 std::size_t Exporter::add(EncodedSpans spans) {
   const std::size_t offered = spans.count;
   if (offered == 0) return 0;
+  // A part written into a generous buffer keeps at most 2 KiB unused while it waits: the queue's
+  // memory stays within about twice its spans' JSON when the receiver is down.
+  if (spans.json.capacity() > spans.json.size() + 2048) spans.json.shrink_to_fit();
   std::size_t queued = 0;
   bool batch_ready = false;
   {
