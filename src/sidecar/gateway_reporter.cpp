@@ -358,9 +358,16 @@ void GatewayReporter::send_batch(const std::vector<Report>& reports) {
     if (outcome.ok()) {
       auto answers = read_batch_answer(outcome.answer, pending.size());
       if (!answers) {
-        last_failure = "an answer that is not {\"results\": [...]} of " +
-                       std::to_string(pending.size()) +
-                       " reports: " + outcome.answer.substr(0, kKeptAnswerBytes);
+        // Not the batch endpoint's answer (a gateway or proxy that answers anything with 2xx):
+        // which reports it took is unknown, so each is sent alone (a repeated report changes
+        // nothing: progress never goes back, a repeated final is a duplicate).
+        spdlog::warn(
+            "gateway {} answered a batch of {} reports with {}, not {{\"results\": "
+            "[...]}}; sending reports one by one",
+            options_.base_url, pending.size(), outcome.describe().substr(0, 200));
+        no_batches_until_ = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        for (const Report* r : pending) send_single(*r);
+        return;
       } else {
         std::vector<const Report*> again;
         for (std::size_t i = 0; i < pending.size(); ++i) {
