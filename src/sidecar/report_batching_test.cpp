@@ -214,7 +214,8 @@ TEST(ReportBatching, ABatchHoldsAtMostMaxBatchReports) {
   ASSERT_TRUE(reporter.post(envelope_path("first", "progress"), progress_of("first")));
   ASSERT_TRUE(gateway.wait_for_requests(1));
   for (int i = 0; i < 10; ++i) {
-    std::string id = "e" + std::to_string(i);
+    std::string id = "e";
+    id += std::to_string(i);
     ASSERT_TRUE(reporter.post(envelope_path(id, "progress"), progress_of(id)));
   }
   gateway.release();
@@ -320,7 +321,8 @@ TEST(ReportBatching, AHungGatewayNeverBlocksPostAndTheQueueStaysBounded) {
   auto started = std::chrono::steady_clock::now();
   int accepted = 0;
   for (int i = 0; i < 200; ++i) {
-    std::string id = "e" + std::to_string(i);
+    std::string id = "e";
+    id += std::to_string(i);
     accepted += reporter.post(envelope_path(id, "progress"), progress_of(id)) ? 1 : 0;
   }
   // post never waits for the gateway: 200 posts are far quicker than one request's timeout.
@@ -342,7 +344,8 @@ TEST(ReportBatching, AnUnreachableGatewayDropsAndCountsBatchedReports) {
   o.on_dropped = [&] { ++counts.dropped; };
   GatewayReporter reporter(o);
   for (int i = 0; i < 20; ++i) {
-    std::string id = "e" + std::to_string(i);
+    std::string id = "e";
+    id += std::to_string(i);
     EXPECT_TRUE(reporter.post(envelope_path(id, "progress"), progress_of(id)));
   }
   EXPECT_TRUE(reporter.flush(30s));

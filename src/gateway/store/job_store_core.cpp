@@ -105,14 +105,13 @@ class JobStoreCore final : public JobStore {
     pointers.reserve(bodies.size());
     for (const auto& body : bodies) pointers.push_back(&body);
     std::vector<Status> statuses = backend_->transactions(pointers);
+    auto result_of = [&](std::size_t i) -> Result<ChangeResult> {
+      if (!statuses[i].ok()) return statuses[i].error();
+      return changes[i];
+    };
     std::vector<Result<ChangeResult>> results;
     results.reserve(reports.size());
-    for (std::size_t i = 0; i < reports.size(); ++i) {
-      if (statuses[i].ok())
-        results.push_back(std::move(changes[i]));
-      else
-        results.push_back(statuses[i].error());
-    }
+    for (std::size_t i = 0; i < reports.size(); ++i) results.push_back(result_of(i));
     return results;
   }
 
