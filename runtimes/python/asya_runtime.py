@@ -1306,6 +1306,7 @@ class Server(object):
         self._idle_workers = 0
         self._handed_off = collections.deque()
         self._work_available = threading.Condition(self._lock)
+        self._open_connections = 0  # accepted and not closed yet
 
     def start(self):
         threading.Thread(target=self._lead, name="asya-leader", daemon=True).start()
@@ -1323,13 +1324,15 @@ class Server(object):
                 time.sleep(0.1)
                 continue
             handed_off = False
+            with self._lock:
+                self._open_connections += 1
             try:
                 handed_off = self._serve(connection, buffer, True)
             except Exception as exc:  # a bug: never let it kill the accepting thread
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
                 if not handed_off:
-                    connection.close()
+                    self._close(connection)
             if self.stopping:
                 return
 
@@ -1345,7 +1348,7 @@ class Server(object):
             threading.Thread(target=self._work, args=(connection,), name="asya-conn", daemon=True).start()
         except RuntimeError as exc:  # cannot start a thread: the connection is closed, the peer reconnects
             log.error("cannot start a connection thread; closing the connection", error=str(exc))
-            connection.close()
+            self._close(connection)
 
     def _work(self, connection):
         buffer = [bytearray(_REUSED_BUFFER_BYTES)]
@@ -1356,7 +1359,7 @@ class Server(object):
             except Exception as exc:
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
-                connection.close()
+                self._close(connection)
             with lock:
                 if self.stopping or self._idle_workers >= _MAX_IDLE_WORKERS:
                     return
@@ -1367,6 +1370,11 @@ class Server(object):
                         return
                     self._work_available.wait()
                 connection = self._handed_off.popleft()
+
+    def _close(self, connection):
+        connection.close()
+        with self._lock:
+            self._open_connections -= 1
 
     def _serve(self, connection, holder, leader):
         """Serves request/response pairs on one connection until EOF, a read error or shutdown.
@@ -1405,7 +1413,10 @@ class Server(object):
                                 received = recv_into(view, capacity, socket.MSG_DONTWAIT)
                             except BlockingIOError:
                                 pass
-                        if received < 0 and spin_next:
+                        # Only for a lone connection: with several (ASYA_CONCURRENCY > 1) the
+                        # next batch is usually in flight already, and the leader's hand-off of
+                        # an idle connection to a worker must not depend on a spin's timing.
+                        if received < 0 and spin_next and self._open_connections == 1:
                             spin_next = False
                             if poller is None:
                                 poller = select.poll()
