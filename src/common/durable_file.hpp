@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <span>
 #include <string_view>
 
 #include "common/result.hpp"
@@ -37,6 +38,12 @@ struct FileWriteOptions {
 // already has the new contents. Blocks for the writes and fsyncs; thread-safe for distinct
 // temporary paths.
 Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
+                             const FileWriteOptions& options = {});
+
+// The same with the contents given as `parts`, written one after the other (gathered writes:
+// the file holds exactly what the parts joined would be, never assembled in memory).
+Status write_file_atomically(const std::filesystem::path& path,
+                             std::span<const std::string_view> parts,
                              const FileWriteOptions& options = {});
 
 // fsyncs `directory` so that entries created, renamed or removed in it survive a crash.

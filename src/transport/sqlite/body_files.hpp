@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,8 +50,11 @@ class BodyFiles {
   std::string new_name();
 
   // Writes `body` durably as `name` (creating the directory when missing); on failure nothing is
-  // left behind (best effort). Blocks for the writes and fsyncs.
+  // left behind (best effort). Blocks for the writes and fsyncs. `parts`: the body given in parts
+  // (OutgoingMessage::parts), written one after the other without joining them. Reaches the
+  // failpoint `sqlite.body_written` once the file is durable, before its row exists.
   Status write(const std::string& name, std::string_view body);
+  Status write(const std::string& name, std::span<const std::string_view> parts);
 
   // Reads the whole file `name` into `body`; a file that does not exist sets `missing` instead of
   // failing.
