@@ -305,6 +305,31 @@ TEST(PlainHttp, RefusedConnectionNamesHostPortAndReason) {
   EXPECT_NE(message.find("ms: Connection refused)"), std::string::npos) << message;
 }
 
+// A server that refuses a large body (413) answers before reading it and closes; the answer is
+// the call's outcome on both paths, not "Failed sending data", and the next call still works.
+TEST(PlainHttp, AnAnswerSentBeforeTheWholeBodyIsTheOutcome) {
+  NoProxyEnv env;
+  TestServer server;
+  ClientOptions curl_options;
+  curl_options.tls.verify_peer = false;
+  Client through_curl(curl_options), plain;
+  const std::string body(32 << 20, 'x');  // far more than the socket buffers hold
+  for (Client* client : {&plain, &through_curl}) {
+    Request post = get(server.url("/refuse-body"));
+    post.method = "POST";
+    post.body = body;
+    Failure why = Failure::kNone;
+    auto response = client->perform(post, &why);
+    const char* path = client == &plain ? "plain" : "libcurl";
+    ASSERT_TRUE(response) << path << ": " << response.error().message;
+    EXPECT_EQ(response->status, 413) << path;
+    EXPECT_EQ(response->body, "too large") << path;
+    auto next = client->perform(get(server.url("/status/200")));
+    ASSERT_TRUE(next) << path << ": " << next.error().message;
+    EXPECT_EQ(next->status, 200) << path;
+  }
+}
+
 // The same calls through libcurl (TLS options force it, even for http://) and through the plain
 // path give the same responses and the same kinds of failure.
 TEST(PlainHttp, LibcurlAndThePlainPathAgree) {
