@@ -46,7 +46,7 @@ Status write_file_atomically(const std::filesystem::path& path, std::string_view
 Status write_file_atomically(const std::filesystem::path& path,
                              std::span<const std::string_view> parts,
                              const FileWriteOptions& options) {
-  std::filesystem::path tmp = options.temporary_path;
+  std::filesystem::path tmp = options.in_place ? path : options.temporary_path;
   if (tmp.empty()) {
     tmp = path;
     tmp += ".tmp";
@@ -115,7 +115,7 @@ Status write_file_atomically(const std::filesystem::path& path,
   int closed = ::close(fd);
   fd = -1;
   if (closed != 0) return fail("closing " + quoted(tmp));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
+  if (!options.in_place && ::rename(tmp.c_str(), path.c_str()) != 0)
     return fail("renaming " + quoted(tmp) + " to " + quoted(path));
   if (options.durable) return fsync_directory(path.parent_path());
   return Status::Ok();

@@ -22,6 +22,12 @@ struct FileWriteOptions {
   std::filesystem::path temporary_path;
   // Create the temporary with O_EXCL: fail instead of reusing a name another writer is using.
   bool exclusive = false;
+  // Write `path` itself, with no temporary and no rename (then fsync it and its directory): for a
+  // file that no reader opens before the writer has published it some other way (SQLite body
+  // files: a row names one only after this returned). Saves the journal commit of the rename; a
+  // crash or a failure midway can leave a partial file under the final name (removed on failure,
+  // best effort), so readers must not look for it by its name alone.
+  bool in_place = false;
   // fsync the file before the rename and the directory after it. false keeps the write atomic
   // for readers but not durable across a crash (status files rewritten every second).
   bool durable = true;

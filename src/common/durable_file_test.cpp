@@ -71,6 +71,24 @@ TEST_F(DurableFile, ContentsInPartsAreWrittenAsThePartsJoined) {
   EXPECT_EQ(read(target), "");
 }
 
+TEST_F(DurableFile, InPlaceWritesTheTargetItselfExclusivelyWithNoTemporary) {
+  FileWriteOptions options;
+  options.in_place = true;
+  options.exclusive = true;
+  const fs::path target = dir_ / "m-1.body";
+  std::string_view parts[] = {"{\"payload\":", std::string_view("x"), "}"};
+  Status written = write_file_atomically(target, std::span<const std::string_view>(parts), options);
+  ASSERT_TRUE(written.ok()) << written.message();
+  EXPECT_EQ(read(target), "{\"payload\":x}");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1)
+      << "a temporary was left or made";
+  // Exclusive: an existing file of that name is refused and kept as it was.
+  Status again = write_file_atomically(target, "other", options);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.message().find(target.string()), std::string::npos) << again.message();
+  EXPECT_EQ(read(target), "{\"payload\":x}");
+}
+
 TEST_F(DurableFile, NamedExclusiveTemporaryRefusesANameInUseAndKeepsItsOwner) {
   FileWriteOptions options;
   options.temporary_path = dir_ / "x.part";
