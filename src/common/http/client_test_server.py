@@ -22,6 +22,7 @@ Prints its port on the first line of stdout, then serves until killed. Endpoints
   GET  /endless-header  a status line, then one header line that never ends (until 64 MB)
   GET  /many-headers  a status line, then header lines without end (until 64 MB)
   GET  /huge-length   announces Content-Length 10^17, sends 10 bytes and closes
+  GET  /head-then-body  200 with Content-Length 4: the head at once, the body "body" 500 ms later
   POST /refuse-body   answers 413 "too large" before reading the body, then closes without
                       reading it (the client is still sending a large body)
 """
@@ -153,6 +154,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path.startswith("/large/"):
             size = int(path.split("/")[2])
             self.answer(200, ("0123456789" * (size // 10 + 1))[:size])
+        elif path == "/head-then-body":
+            self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", close=False)
+            time.sleep(0.5)
+            self.raw(b"body", close=False)
         elif path == "/then-close":
             self.answer(200, "bye")
             self.close_connection = True

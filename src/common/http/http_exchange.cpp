@@ -144,7 +144,8 @@ bool Exchange::fill(Failed& failed) {
       fail(failed, Failure::kConnection, kReceiveError, std::strerror(errno));
       return false;
     }
-    const Wait waited = wait_for(fd_, POLLIN, deadline_, request_.cancel);
+    const bool answering = received_ > 0 && request_.cancel_waits_only;
+    const Wait waited = wait_for(fd_, POLLIN, deadline_, answering ? nullptr : request_.cancel);
     if (waited == Wait::kTimeout) return timed_out(failed), false;
     if (waited == Wait::kCancelled) return cancelled(failed), false;
   }
