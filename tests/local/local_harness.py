@@ -33,18 +33,14 @@ BROKER_SECRETS = ["ASYA_RABBITMQ_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_K
 
 
 def wait_for(condition, timeout, what, interval=0.05):
-    """Polls `condition` until it returns a truthy value; fails naming `what` after `timeout`.
-    Between polls it sleeps `interval`, or as long as the last poll took if that was longer: a
-    condition that runs `asya status` or `asya results` then takes at most half a core from the
-    processes under test instead of all of it."""
+    """Polls `condition` until it returns a truthy value; fails naming `what` after `timeout`."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        started = time.monotonic()
         last = condition()
         if last:
             return last
-        time.sleep(min(max(interval, time.monotonic() - started), max(0.0, deadline - time.monotonic())))
+        time.sleep(interval)
     pytest.fail(f"timed out after {timeout}s waiting for {what} (last value: {last!r})")
 
 

@@ -69,19 +69,15 @@ def transport_env(request, transport):
 
 
 def wait_for(condition, timeout, what, interval=0.02):
-    """Polls condition() until it returns a truthy value; fails naming `what` after `timeout` s.
-    Between polls it sleeps `interval`, or as long as the last poll took if that was longer: a
-    condition that starts a process (asya-queue stats) then takes at most half a core from the
-    processes under test instead of all of it."""
+    """Polls condition() until it returns a truthy value; fails naming `what` after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
-        started = time.monotonic()
         value = condition()
         if value:
             return value
         if time.monotonic() > deadline:
             pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
-        time.sleep(max(interval, time.monotonic() - started))
+        time.sleep(interval)
 
 
 def free_port():
