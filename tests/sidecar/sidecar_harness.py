@@ -17,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import urllib.parse
 import time
 import urllib.request
 
@@ -370,10 +371,13 @@ class RecordingGateway:
     set, runs before the request is recorded and answered (e.g. to play a slow gateway and look at
     the queues meanwhile). `accept_progress_in_checks`: answer a cancellation check that carries a
     progress report as the real gateway does (`"progress": "accepted"`); otherwise as an older
-    gateway that ignores it."""
+    gateway that ignores it. A batch of reports (POST /envelopes/reports, PROTOCOL §7) is recorded
+    as the single reports it holds, in order (`batches` counts the batch requests), and answered
+    as the real gateway does."""
 
     def __init__(self):
         self.requests = []
+        self.batches = 0
         self.lock = threading.Lock()
         self.on_post = None
         self.accept_progress_in_checks = False
@@ -385,6 +389,21 @@ class RecordingGateway:
                 body = self.rfile.read(length)
                 if outer.on_post:
                     outer.on_post(self.path, json.loads(body))
+                if self.path == "/envelopes/reports":
+                    items = json.loads(body)
+                    with outer.lock:
+                        outer.batches += 1
+                        for item in items:
+                            outer.requests.append(("/envelopes/%s/%s" % (
+                                urllib.parse.quote(item["id"], safe="-_.~"), item["kind"]), item["report"]))
+                    reply = json.dumps({"results": [{"status": 200, "answer": {"status": "ok"}}
+                                                    for _ in items]}).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                    return
                 with outer.lock:
                     outer.requests.append((self.path, json.loads(body)))
                 reply = b'{"status":"ok"}'
