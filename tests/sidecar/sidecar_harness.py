@@ -122,6 +122,27 @@ class Queues:
             args += ["--delay", delay]
         self._run(*args)
 
+    def send_many(self, queue, bodies):
+        """Sends every body (as send() would, in order, each durable before the next) with one
+        `asya-queue send --lines` process. One process per message cost 0.1-0.3 s each on a
+        loaded machine (start-up and a broker connection): minutes for a backlog of hundreds."""
+        lines = []
+        for body in bodies:
+            if not isinstance(body, (str, bytes)):
+                body = json.dumps(body, separators=(",", ":"))
+            if isinstance(body, bytes):
+                body = body.decode()
+            if "\n" in body or not body:
+                raise ValueError("send_many sends one message per line: a body is empty or has a line break")
+            lines.append(body)
+        if not lines:
+            return
+        fd, path = tempfile.mkstemp(dir=self.env["TEST_TMP"], suffix=".lines")
+        with os.fdopen(fd, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        self._run("send", queue, "@" + path, "--lines")
+        os.unlink(path)
+
     def recv(self, queue, max_messages=100, wait=0.0, ack=True):
         args = ["recv", queue, "--max", str(max_messages), "--wait", "%dms" % int(wait * 1000)]
         if ack:
