@@ -489,9 +489,13 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                  call.notice);
     metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
   }
-  Decision decision = router_->after_runtime(in, delivery, call, scratch.view(),
-                                             /*response_padded=*/true,
-                                             offload ? &*offload : nullptr, current_output_trace());
+  // A large output is sent from the answer in parts (body_parts.hpp), which then owns it. Each
+  // output gets its trace context as it is built (the thread's hop, when traced).
+  Decision decision =
+      router_->after_runtime(in, delivery, call, scratch.view(),
+                             /*response_padded=*/true, offload ? &*offload : nullptr,
+                             transport_->sends_parts() ? kPartsAbove : 0, current_output_trace());
+  hold_answer(decision, scratch);
   // The resolved request was kept for the pass-through comparison (as large as the answer, which
   // is held until here anyway); not needed any more.
   if (offload) {

@@ -278,6 +278,7 @@ void Hop::stamp(Decision& decision) {
         continue;
       }
     }
+    out.join_parts();  // rewritten whole: an output in parts (body_parts.hpp) is joined first
     auto parsed = envelope::parse(out.body);
     if (!parsed) continue;  // cannot happen for bodies the router built; sent unchanged
     Publish publish{out.queue, otlp::new_span_id_text(), parsed->id, now, &out};

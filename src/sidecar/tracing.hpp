@@ -105,8 +105,9 @@ class Hop : public OutputTrace {
   const std::string& span_id() const { return span_id_; }
 
   // Gives every send of `decision` its own publish span: an output the router built with this
-  // hop's trace context (OutputTrace below) already names its span; any other output is parsed
-  // and its traceparent rewritten to this trace and a new span, and asya-sent-at set. A span the
+  // hop's trace context (OutputTrace below) already names its span, and is left as it is (in
+  // parts, when it is); any other output is joined, parsed and its traceparent rewritten to this
+  // trace and a new span, and asya-sent-at set. A span the
   // router stamped for an output the decision does not send is forgotten. Also takes the hop's
   // outcome from the decision (set_outcome).
   void stamp(Decision& decision);
