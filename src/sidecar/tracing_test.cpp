@@ -272,21 +272,32 @@ TEST(Tracing, OutputsTheRouterBuildsCarryTheirTraceContextWithoutBeingRebuilt) {
     ASSERT_EQ(current_output_trace(), &hop);
     hop_span = hop.span_id();
     Decision decision =
-        router.after_runtime(*parsed, delivery, router_test::ok(), answer, false, nullptr, &hop);
+        router.after_runtime(*parsed, delivery, router_test::ok(), answer, false, nullptr,
+                             /*parts_above=*/1u << 20, &hop);
     ASSERT_EQ(decision.sends.size(), 3u);
+    // The large output is kept in parts (its payload inside the answer), its trace context in
+    // the head.
+    ASSERT_TRUE(decision.sends[1].parts);
+    EXPECT_NE(decision.sends[1].parts->head.find("traceparent"), std::string::npos);
+    auto text = [](const Outgoing& out) { return out.parts ? out.parts->joined() : out.body; };
+    auto buffer = [](const Outgoing& out) {
+      return out.parts ? out.parts->head.data() : out.body.data();
+    };
     std::vector<std::string> bodies;
     std::vector<const char*> buffers;
     for (const auto& out : decision.sends) {
       EXPECT_NE(out.trace_stamp, 0u);
-      bodies.push_back(out.body);
-      buffers.push_back(out.body.data());
+      bodies.push_back(text(out));
+      buffers.push_back(buffer(out));
     }
     hop.stamp(decision);
+    EXPECT_TRUE(decision.sends[1].parts);  // not joined
     for (std::size_t i = 0; i < decision.sends.size(); ++i) {
       const Outgoing& out = decision.sends[i];
-      EXPECT_EQ(out.body.data(), buffers[i]) << "rebuilt: " << i;
-      EXPECT_EQ(out.body, bodies[i]);
-      auto sent = envelope::parse(out.body);
+      EXPECT_EQ(buffer(out), buffers[i]) << "rebuilt: " << i;
+      const std::string body = text(out);
+      EXPECT_EQ(body, bodies[i]);
+      auto sent = envelope::parse(body);
       ASSERT_TRUE(sent);
       auto headers = envelope::string_headers(*sent, {"traceparent", "asya-sent-at"});
       auto context = otlp::parse_traceparent(headers[0].value_or(""));
@@ -299,7 +310,8 @@ TEST(Tracing, OutputsTheRouterBuildsCarryTheirTraceContextWithoutBeingRebuilt) {
       parents.push_back(context->span_id);
       record_publish(out.queue, 0.0001, true);
     }
-    EXPECT_EQ(envelope::parse(decision.sends[1].body)->payload_raw.size(), large.size() + 2);
+    const std::string large_body = text(decision.sends[1]);
+    EXPECT_EQ(envelope::parse(large_body)->payload_raw.size(), large.size() + 2);
     record_settle(true, false);
   }
   tracing.stop(10s);
@@ -336,7 +348,7 @@ TEST(Tracing, OutputsStampedButNotSentGetNoPublishSpan) {
         *parsed, delivery, router_test::ok(),
         R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}},{"payload":")" +
             std::string(500, 'y') + R"(","route":{"actors":["a","b","c"],"current":2}}])",
-        false, nullptr, &hop);
+        false, nullptr, 0, &hop);
     ASSERT_EQ(decision.sends.size(), 1u);
     EXPECT_EQ(decision.sends[0].queue, "asya-error-end");
     hop.stamp(decision);  // the error envelope is stamped the other way
