@@ -37,8 +37,4 @@ void hold_answer(Decision& decision, wire::FrameBuffer& answer) {
   }
 }
 
-void join_parts(Decision& decision) {
-  for (Outgoing& out : decision.sends) out.join_parts();
-}
-
 }  // namespace asya::sidecar

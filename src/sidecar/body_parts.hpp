@@ -47,7 +47,4 @@ struct BodyParts {
 // Nothing changes otherwise.
 void hold_answer(Decision& decision, wire::FrameBuffer& answer);
 
-// Joins every output in parts (Outgoing::join_parts).
-void join_parts(Decision& decision);
-
 }  // namespace asya::sidecar

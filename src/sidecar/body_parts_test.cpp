@@ -169,7 +169,7 @@ TEST(BodyParts, JoinPartsMakesTheBodyWholeForCodeThatRewritesIt) {
   Decision expected = router.after_runtime(*parsed, delivery, ok(), text);
   Decision d = router.after_runtime(*parsed, delivery, ok(), text, false, nullptr, 1024);
   ASSERT_TRUE(d.sends[0].parts.has_value());
-  join_parts(d);
+  d.sends[0].join_parts();
   EXPECT_FALSE(d.sends[0].parts.has_value());
   EXPECT_TRUE(d.sends[0].body == expected.sends[0].body);
 }
