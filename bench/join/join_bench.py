@@ -79,10 +79,12 @@ def _measure(run, args, workdir, who, groups, width, tag, rss=False):
         second = "join" if who == "asya" else "plain"
         extra = {"ASYA_JOIN": "true", "ASYA_JOIN_STORE": "sqlite://%s/joins-%s.db" % (workdir, tag),
                  "ASYA_RUNTIME_TIMEOUT": "120s"} if who == "asya" else {}
-        after = run.Actor(procs, db, second, extra_env=extra)
-        split = run.Actor(procs, db, "split", runtime="bench/join/bench_fanout_runtime")
-        run.driver(run.binary("bench/queue/bench_queue"), "wait", "--queue", "asya-happy-end",
-                   "--count", 0, env=run.queue_env(db))
+        # Started together, then waited for (the queue file was prepared by the first start).
+        after = run.Actor(procs, db, second, extra_env=extra, wait=False)
+        split = run.Actor(procs, db, "split", runtime="bench/join/bench_fanout_runtime",
+                          wait=False)
+        after.wait_ready()
+        split.wait_ready()
         _stop_outside_transaction(split.sidecar.pid, db)
         try:
             _send(run, db, "asya-split", [
