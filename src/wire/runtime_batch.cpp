@@ -61,19 +61,16 @@ std::string handle_batch(std::string_view request, const BatchHandler& handler) 
       return error_response(
           detail::parsing_error(fmt::format("request is not valid JSON: {}", ec.message())));
   }
+  // Each element is checked where the parse left it (moved, not parsed again).
   const bool single = !root.is_array();
-  std::vector<std::string> texts;
-  if (single) {
-    texts.emplace_back(request);
-  } else {
-    for (const json::value& element : root.get_array()) texts.push_back(detail::json_text(element));
-  }
-  std::vector<std::string> answers(texts.size());
-  std::vector<detail::Request> requests(texts.size());
+  const std::size_t count = single ? 1 : root.get_array().size();
+  std::vector<std::string> answers(count);
+  std::vector<detail::Request> requests(count);
   std::vector<std::size_t> called;
   std::vector<Json> payloads;
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    if (auto failure = detail::parse_request(texts[i], requests[i])) {
+  for (std::size_t i = 0; i < count; ++i) {
+    requests[i].root = single ? std::move(root) : std::move(root.get_array()[i]);
+    if (auto failure = detail::check_request(requests[i])) {
       if (!single) failure->message = fmt::format("batch element {}: {}", i, failure->message);
       answers[i] = error_response(*failure);
       continue;

@@ -164,6 +164,10 @@ std::optional<Failure> parse_request(std::string_view text, Request& out) {
         fmt::format("request is not valid JSON: {} at offset {}", ec.message(), consumed));
   }
   out.root = parser.release();
+  return check_request(out);
+}
+
+std::optional<Failure> check_request(Request& out) {
   if (!out.root.is_object()) {
     return parsing_error(
         fmt::format("request must be a JSON object (an envelope), got {}", kind_name(out.root)));

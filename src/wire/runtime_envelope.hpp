@@ -56,6 +56,8 @@ struct Request {
 // Parses `text` into `out` and checks the envelope's fields; the failure naming the first field
 // that is wrong, or nothing. The values live in a shared resource owned by out.root.
 std::optional<Failure> parse_request(std::string_view text, Request& out);
+// The checks of parse_request for a request already parsed into out.root (an element of a batch).
+std::optional<Failure> check_request(Request& out);
 
 // The failure of a handler that threw (call only inside a catch block), logged as the Python
 // runtime logs it: the exception type at warn, its message only at debug (messages often quote

@@ -191,3 +191,34 @@ def test_with_one_token_every_job_is_served_as_before(gateway_binary, tmp_path):
         assert http("GET", pair.url + f"/envelopes/{new}", headers=second)[0] == 404
     finally:
         pair.stop()
+
+
+def test_an_mcp_session_belongs_to_the_caller_that_opened_it(tenants):
+    """With several client tokens, another caller's requests with a session id it learned are answered
+    as for an unknown session: no calls, no stream resumption, no cancellation, no ending it."""
+    alice_session = mcp_session(tenants, ALICE)
+    assert mcp_call(tenants, alice_session, ALICE, "tools/list", {})["result"]["tools"]
+
+    status, _, body = rpc(tenants, {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, alice_session,
+                          dict(MCP_ACCEPT, **BOB))
+    assert status == 404 and "Session not found" in json.loads(body)["error"]["message"], body
+    status, _, _ = rpc(tenants, {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                 "params": {"requestId": 2}}, alice_session, dict(MCP_ACCEPT, **BOB))
+    assert status == 404
+    status, _, body = http("GET", tenants.url + "/mcp", headers=dict(BOB, **{
+        "Accept": "text/event-stream", "Mcp-Session-Id": alice_session}))
+    assert status == 404 and b"Session not found" in body, body
+    status, _, body = http("DELETE", tenants.url + "/mcp", headers=dict(BOB, **{"Mcp-Session-Id": alice_session}))
+    assert status == 404 and b"Session not found" in body, body
+    # A session id without the caller's part (or with another caller's) is refused the same way.
+    bob_session = mcp_session(tenants, BOB)
+    for forged in (alice_session.split(".")[0], alice_session.split(".")[0] + "." + bob_session.split(".")[1]):
+        status, _, _ = rpc(tenants, {"jsonrpc": "2.0", "id": 4, "method": "tools/list"}, forged,
+                           dict(MCP_ACCEPT, **BOB))
+        assert status == 404, forged
+
+    # Alice's session is untouched by all of that, and Bob's own session works.
+    assert mcp_call(tenants, alice_session, ALICE, "tools/list", {})["result"]["tools"]
+    assert mcp_call(tenants, bob_session, BOB, "tools/list", {})["result"]["tools"]
+    status, _, _ = http("DELETE", tenants.url + "/mcp", headers=dict(ALICE, **{"Mcp-Session-Id": alice_session}))
+    assert status == 200

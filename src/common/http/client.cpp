@@ -339,7 +339,8 @@ Result<Response> Client::Pool::call(const Request& request,
       }
       break;
     }
-    if (request.cancel && request.cancel->load()) {
+    const bool answering = request.cancel_waits_only && transfer.response.status != 0;
+    if (request.cancel && request.cancel->load() && !answering) {
       cancelled = true;
       break;
     }

@@ -64,6 +64,10 @@ struct Request {
   std::chrono::milliseconds connect_timeout{10000};
   // When set and it becomes true, the call gives up within about 100 ms (Failure::kCancelled).
   const std::atomic<bool>* cancel = nullptr;
+  // With `cancel`: it ends only the wait for the answer. Once the answer's first bytes arrived,
+  // the answer is read to its end (within `timeout`), so what the server did for the request (a
+  // queue that leased messages to it) is not thrown away.
+  bool cancel_waits_only = false;
   // Connect directly even when a proxy is set in the environment (probes of a loopback port).
   bool bypass_proxy = false;
 };

@@ -22,8 +22,12 @@ Prints its port on the first line of stdout, then serves until killed. Endpoints
   GET  /endless-header  a status line, then one header line that never ends (until 64 MB)
   GET  /many-headers  a status line, then header lines without end (until 64 MB)
   GET  /huge-length   announces Content-Length 10^17, sends 10 bytes and closes
+  GET  /head-then-body  200 with Content-Length 4: the head at once, the body "body" 500 ms later
+  POST /refuse-body   answers 413 "too large" before reading the body, then closes without
+                      reading it (the client is still sending a large body)
 """
 import http.server
+import socket
 import ssl
 import sys
 import threading
@@ -74,6 +78,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
     def handle_any(self):
+        if self.path == "/refuse-body":
+            self.raw(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 9\r\n"
+                     b"Connection: close\r\n\r\ntoo large")
+            # Half-closes and waits a little before the close, which (with the body unread)
+            # resets the connection: the client must read the answer rather than fail sending.
+            self.connection.shutdown(socket.SHUT_WR)
+            time.sleep(0.3)
+            return
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length).decode() if length else ""
         path = self.path
@@ -142,6 +154,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path.startswith("/large/"):
             size = int(path.split("/")[2])
             self.answer(200, ("0123456789" * (size // 10 + 1))[:size])
+        elif path == "/head-then-body":
+            self.raw(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\n", close=False)
+            time.sleep(0.5)
+            self.raw(b"body", close=False)
         elif path == "/then-close":
             self.answer(200, "bye")
             self.close_connection = True

@@ -29,7 +29,11 @@ class Exchange {
   bool run(std::string_view head, std::string_view body, Failed& failed);
 
  private:
+  // Sends the request; stops early (true, `answered_early_`) when the server answers first.
   bool send_all(std::string_view head, std::string_view body, Failed& failed);
+  // Whether the server has sent bytes of an answer, without consuming them; false at the end of
+  // the stream too (then `peer_closed_`).
+  bool answer_waiting();
   // Reads more bytes into buffer_; false at the end of the stream (`eof_`) or on a failure.
   bool fill(Failed& failed);
   // The next line of at most `limit` bytes (without "\n" or "\r\n") of `part` (for errors:
@@ -65,6 +69,8 @@ class Exchange {
   bool eof_ = false;
   bool ended_by_transfer_ = false;  // stopped by on_line, or it threw
   bool keep_alive_ = true;
+  bool answered_early_ = false;  // the server answered before it had the whole request
+  bool peer_closed_ = false;     // ... or closed its side without a word
   int minor_version_ = 1;
 };
 
@@ -79,12 +85,19 @@ bool Exchange::send_all(std::string_view head, std::string_view body, Failed& fa
     if (sent < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        fail(failed, Failure::kConnection, kSendError, std::strerror(errno));
+        const int error = errno;
+        // A server that refuses a request (413, 401) may answer and close before reading all of
+        // it; that answer, not the broken pipe, is the call's outcome.
+        if (answer_waiting()) return answered_early_ = true;
+        fail(failed, Failure::kConnection, kSendError, std::strerror(error));
         return false;
       }
-      const Wait waited = wait_for(fd_, POLLOUT, deadline_, request_.cancel);
+      // Waits for room to send, or for an answer that comes before the request is whole.
+      const short events = peer_closed_ ? POLLOUT : POLLOUT | POLLIN;
+      const Wait waited = wait_for(fd_, events, deadline_, request_.cancel);
       if (waited == Wait::kTimeout) return timed_out(failed), false;
       if (waited == Wait::kCancelled) return cancelled(failed), false;
+      if (!peer_closed_ && answer_waiting()) return answered_early_ = true;
       continue;
     }
     auto left = static_cast<std::size_t>(sent);
@@ -99,6 +112,13 @@ bool Exchange::send_all(std::string_view head, std::string_view body, Failed& fa
     }
   }
   return true;
+}
+
+bool Exchange::answer_waiting() {
+  char first;
+  const ssize_t got = ::recv(fd_, &first, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (got == 0) peer_closed_ = true;
+  return got > 0;
 }
 
 bool Exchange::fill(Failed& failed) {
@@ -124,7 +144,8 @@ bool Exchange::fill(Failed& failed) {
       fail(failed, Failure::kConnection, kReceiveError, std::strerror(errno));
       return false;
     }
-    const Wait waited = wait_for(fd_, POLLIN, deadline_, request_.cancel);
+    const bool answering = received_ > 0 && request_.cancel_waits_only;
+    const Wait waited = wait_for(fd_, POLLIN, deadline_, answering ? nullptr : request_.cancel);
     if (waited == Wait::kTimeout) return timed_out(failed), false;
     if (waited == Wait::kCancelled) return cancelled(failed), false;
   }
@@ -278,6 +299,7 @@ bool Exchange::read_to_close(Failed& failed) {
 
 bool Exchange::run(std::string_view head, std::string_view body, Failed& failed) {
   if (!send_all(head, body, failed) || !read_head(failed)) return false;
+  if (answered_early_) keep_alive_ = false;  // the rest of the request was never sent
   const Response& response = transfer_.response;
   const std::string connection = response.header("Connection");
   if (minor_version_ == 0 || strcasestr(connection.c_str(), "close") != nullptr)

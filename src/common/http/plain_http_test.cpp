@@ -5,10 +5,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <fstream>
 #include <optional>
 #include <string>
+#include <thread>
 
 #include "common/http/client.hpp"
 #include "common/http/test_server.hpp"
@@ -303,6 +305,78 @@ TEST(PlainHttp, RefusedConnectionNamesHostPortAndReason) {
             0u)
       << message;
   EXPECT_NE(message.find("ms: Connection refused)"), std::string::npos) << message;
+}
+
+// cancel_waits_only: a cancel during the wait ends the call; one after the answer began does not
+// (the answer is read whole), on both paths.
+TEST(PlainHttp, ACancelThatWaitsOnlyLetsAnAnswerThatBeganFinish) {
+  NoProxyEnv env;
+  TestServer server;
+  ClientOptions curl_options;
+  curl_options.tls.verify_peer = false;
+  Client through_curl(curl_options), plain;
+  for (Client* client : {&plain, &through_curl}) {
+    const char* path = client == &plain ? "plain" : "libcurl";
+    for (bool waits_only : {true, false}) {
+      std::atomic<bool> cancel{false};
+      Request request = get(server.url("/head-then-body"));
+      request.cancel = &cancel;
+      request.cancel_waits_only = waits_only;
+      std::thread canceller([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(250));  // the head came, not the body
+        cancel = true;
+      });
+      Failure why = Failure::kNone;
+      auto response = client->perform(request, &why);
+      canceller.join();
+      if (waits_only) {
+        ASSERT_TRUE(response) << path << ": " << response.error().message;
+        EXPECT_EQ(response->body, "body") << path;
+      } else {
+        ASSERT_FALSE(response) << path;
+        EXPECT_EQ(why, Failure::kCancelled) << path << ": " << response.error().message;
+      }
+    }
+    // Cancelled while nothing has come yet: the call ends.
+    std::atomic<bool> cancel{false};
+    Request request = get(server.url("/slow/3000"));
+    request.cancel = &cancel;
+    request.cancel_waits_only = true;
+    std::thread canceller([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      cancel = true;
+    });
+    Failure why = Failure::kNone;
+    auto response = client->perform(request, &why);
+    canceller.join();
+    ASSERT_FALSE(response) << path;
+    EXPECT_EQ(why, Failure::kCancelled) << path << ": " << response.error().message;
+  }
+}
+
+// A server that refuses a large body (413) answers before reading it and closes; the answer is
+// the call's outcome on both paths, not "Failed sending data", and the next call still works.
+TEST(PlainHttp, AnAnswerSentBeforeTheWholeBodyIsTheOutcome) {
+  NoProxyEnv env;
+  TestServer server;
+  ClientOptions curl_options;
+  curl_options.tls.verify_peer = false;
+  Client through_curl(curl_options), plain;
+  const std::string body(32 << 20, 'x');  // far more than the socket buffers hold
+  for (Client* client : {&plain, &through_curl}) {
+    Request post = get(server.url("/refuse-body"));
+    post.method = "POST";
+    post.body = body;
+    Failure why = Failure::kNone;
+    auto response = client->perform(post, &why);
+    const char* path = client == &plain ? "plain" : "libcurl";
+    ASSERT_TRUE(response) << path << ": " << response.error().message;
+    EXPECT_EQ(response->status, 413) << path;
+    EXPECT_EQ(response->body, "too large") << path;
+    auto next = client->perform(get(server.url("/status/200")));
+    ASSERT_TRUE(next) << path << ": " << next.error().message;
+    EXPECT_EQ(next->status, 200) << path;
+  }
 }
 
 // The same calls through libcurl (TLS options force it, even for http://) and through the plain

@@ -60,7 +60,25 @@ std::string sse_message(const json::object& message) {
 McpEndpoint::McpEndpoint(Service& service, const ApiOptions& options)
     : service_(service), options_(options), generic_(service) {}
 
-awaitable<Result<SessionUse>> McpEndpoint::use_session(const std::string& id) {
+std::string McpEndpoint::new_session_id(const Caller& caller) {
+  std::string id = new_uuid();
+  // owner is "token:<fingerprint>" with client tokens, "" without.
+  if (const auto colon = caller.owner.find(':'); colon != std::string::npos)
+    id += "." + caller.owner.substr(colon + 1);
+  return id;
+}
+
+bool McpEndpoint::may_use_session(const std::string& id, const Caller& caller) {
+  if (!caller.isolated) return true;
+  const auto colon = caller.owner.find(':');
+  if (colon == std::string::npos) return false;
+  const std::string_view tag = std::string_view(caller.owner).substr(colon + 1);
+  return id.size() > tag.size() && id.ends_with(tag) && id[id.size() - tag.size() - 1] == '.';
+}
+
+awaitable<Result<SessionUse>> McpEndpoint::use_session(const std::string& id,
+                                                       const Caller& caller) {
+  if (!may_use_session(id, caller)) co_return SessionUse{};  // unknown to this caller
   auto now = Clock::now();
   auto timeout = options_.mcp_session_timeout;
   auto work = [this, id, now, timeout] { return service_.store().use_session(id, now, timeout); };
@@ -130,6 +148,8 @@ awaitable<Response> McpEndpoint::end_session(const http::Request& request) {
   std::string id = request.header("Mcp-Session-Id");
   if (id.empty())
     co_return http_rpc_error(400, kServerError, "Bad Request: Mcp-Session-Id header is required");
+  if (!may_use_session(id, api::caller_of(options_, request.header("Authorization"))))
+    co_return http_rpc_error(404, kServerError, "Session not found: \"" + id + "\"");
   auto work = [this, id] { return service_.store().end_session(id); };
   auto ended = co_await service_.blocking<Result<bool>>(std::move(work));
   if (!ended.ok()) co_return store_unavailable(ended.error().message);
@@ -192,7 +212,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
     std::string version = supported(std::string(requested->as_string()))
                               ? std::string(requested->as_string())
                               : kLatest;
-    std::string session_id = new_uuid();
+    std::string session_id =
+        new_session_id(api::caller_of(options_, request.header("Authorization")));
     auto now = Clock::now();
     auto work = [this, session_id, version, now] {
       return service_.store().create_session(session_id, version, now);
@@ -227,7 +248,8 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
         400, kServerError,
         "Bad Request: Mcp-Session-Id header is required (call initialize first)");
   }
-  auto session = co_await use_session(session_id);
+  const Caller caller = api::caller_of(options_, request.header("Authorization"));
+  auto session = co_await use_session(session_id, caller);
   if (!session.ok()) co_return store_unavailable(session.error().message);
   if (session.value().state != SessionUse::State::active) {
     co_return http_rpc_error(
@@ -239,7 +261,6 @@ awaitable<Response> McpEndpoint::post(const http::Request& request) {
   // the version negotiated at initialize. The transport spec says a client SHOULD (not MUST) send
   // the negotiated one, and the official conformance suite (server-sse-multiple-streams) sends
   // 2025-03-26 in a 2025-11-25 session, so another supported version is accepted.
-  const Caller caller = api::caller_of(options_, request.header("Authorization"));
   const std::string owner = caller.owner;
   const bool tasks_enabled = session_version == "2025-11-25";
   // Handles one request; `notify` (may be empty) sends notifications on the response stream.

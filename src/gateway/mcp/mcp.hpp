@@ -2,7 +2,9 @@
 //
 // - POST carries one JSON-RPC message (or, for 2025-03-26 clients, a batch). `initialize` creates
 //   a session (Mcp-Session-Id response header); every later request must send that header:
-//   missing -> 400, unknown or ended -> 404. Notifications and responses get 202.
+//   missing -> 400, unknown or ended -> 404. Notifications and responses get 202. With several
+//   client tokens a session belongs to the caller (token) that opened it: another caller's
+//   requests with its id (POST, GET, DELETE) are answered as for an unknown session (404).
 // - DELETE ends the session; a session unused for ASYA_GATEWAY_MCP_SESSION_TIMEOUT ends too.
 //   Sessions are kept in the job store, so every gateway replica sharing the database (or the
 //   SQLite file) accepts them.
@@ -57,8 +59,16 @@ class McpEndpoint {
   boost::asio::awaitable<http::Response> handle(const http::Request& request);
 
  private:
-  // Looks the session up in the job store (shared by every replica) and marks it used.
-  boost::asio::awaitable<Result<SessionUse>> use_session(const std::string& id);
+  // Looks the session up in the job store (shared by every replica) and marks it used. Another
+  // caller's session (several client tokens) reads as unknown and is not touched.
+  boost::asio::awaitable<Result<SessionUse>> use_session(const std::string& id,
+                                                         const Caller& caller);
+  // A new session id: a UUID, then (with client tokens) "." and the fingerprint of the caller's
+  // token, so the session belongs to the caller that opened it.
+  static std::string new_session_id(const Caller& caller);
+  // Whether `caller` may use session `id`: always with one client token or none (every caller is
+  // the same); with several, only the caller that opened it.
+  static bool may_use_session(const std::string& id, const Caller& caller);
   // Removes expired sessions from the store and sets the asya_gateway_mcp_sessions gauge to the
   // number left (a store failure is logged).
   boost::asio::awaitable<void> sweep_sessions();

@@ -113,7 +113,8 @@ awaitable<Response> McpEndpoint::open_stream(const http::Request& request) {
                            "Bad Request: Mcp-Session-Id header is required (call "
                            "initialize first)");
   }
-  auto session = co_await use_session(session_id);
+  auto session =
+      co_await use_session(session_id, api::caller_of(options_, request.header("Authorization")));
   if (!session.ok()) {
     co_return stream_error(503, "Service Unavailable: MCP sessions: " + session.error().message);
   }

@@ -281,9 +281,19 @@ JoinActor::Attempt JoinActor::send_and_finish(const ClaimedGroup& group,
   // group after it is the only one to publish it.
   if (!still_ours(group)) return {Attempt::Outcome::kLeaseLost, {}};
   for (const Outgoing& out : decision.sends) {
-    if (Status st = transport_.send(out.queue, out.body, out.delay); !st)
-      return {Attempt::Outcome::kRetry,
-              fmt::format("send to {} failed: {}", out.queue, st.message())};
+    Status st = transport_.send(out.queue, out.body, out.delay);
+    if (st) continue;
+    // An output the transport refuses as too large would be refused at every claim: the group
+    // ends at error-end with message_too_large at once, as a plain actor's input does (the error
+    // envelope is made to fit).
+    if (in && out.type != MessageType::kErrorEnd &&
+        st.message().starts_with(label(FailureCode::kMessageTooLarge)))
+      return send_and_finish(group, in,
+                             router_.error_end(*in, FailureCode::kMessageTooLarge,
+                                               fmt::format("join group {}: the output to {}: {}",
+                                                           group.group, out.queue, st.message())));
+    return {Attempt::Outcome::kRetry,
+            fmt::format("send to {} failed: {}", out.queue, st.message())};
   }
   auto finished = store_->finish(group.group, group.owner);
   if (!finished)

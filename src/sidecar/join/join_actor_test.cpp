@@ -210,6 +210,36 @@ TEST_F(JoinActorTest, AHandlerThatRaisesGoesToErrorEndOnceWithoutRetries) {
   EXPECT_EQ(runtime.requests(), 1);
 }
 
+// An output the transport refuses as too large (its own limit, below what the router checks)
+// cannot fit at any later claim: the group goes to error-end as message_too_large after one
+// runtime call (before: claimed again every second until ASYA_MAX_DELIVERIES claims, then
+// max_deliveries_exceeded).
+TEST_F(JoinActorTest, AJoinedOutputOverTheTransportLimitGoesToErrorEndAsMessageTooLargeAtOnce) {
+  Router router(router_options());
+  transport.max_bytes = 4096;
+  FakeRuntime runtime(socket("a"), [](const std::string&) -> std::optional<std::string> {
+    return R"([{"payload":{"joined":")" + std::string(8192, 'x') +
+           R"("},"route":{"actors":["j","next"],"current":1}}])";
+  });
+  Replica a(store_url(), router, transport, socket("a"), 5s);
+  a.store(branch(0, 2));
+  a.store(branch(1, 2));
+  auto out = publish_until_sent(a, "asya-error-end");
+  ASSERT_EQ(out.size(), 1u);
+  auto error = boost::json::parse(out[0].body).as_object();
+  EXPECT_EQ(error.at("id").as_string(), "S");
+  EXPECT_EQ(error.at("payload").at("error").as_string(), "message_too_large");
+  EXPECT_NE(error.at("payload").at("details").at("message").as_string().find("asya-next"),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(runtime.requests(), 1);
+  EXPECT_TRUE(sent_to("asya-next").empty());
+  // The group is finished: nothing is published again.
+  a.publish();
+  EXPECT_EQ(sent_to("asya-error-end").size(), 1u);
+  EXPECT_EQ(runtime.requests(), 1);
+}
+
 TEST_F(JoinActorTest, ARaisingHandlerIsRetriedWhileRetryMaxAttemptsAllowsCountingClaims) {
   RouterOptions options = router_options();
   options.retry_on_processing_error = true;

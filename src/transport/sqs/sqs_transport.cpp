@@ -295,6 +295,10 @@ class SqsTransport : public Transport {
     request.body = body;
     request.timeout = settings_.request_timeout + long_poll;
     request.cancel = action == "ReceiveMessage" ? &interrupted_ : nullptr;
+    // An interrupt ends the long poll, but an answer already coming holds leased messages: it
+    // is read whole, so the caller gets them (and settles or returns them) instead of leaving
+    // them invisible until their visibility timeout.
+    request.cancel_waits_only = true;
     std::string what = "SQS " + std::string(action) + (queue.empty() ? "" : " on queue ") +
                        std::string(queue) + " at " + endpoint_;
     auto response = client_.send(std::move(request));

@@ -22,7 +22,8 @@
 //   - A body larger than min(256 KiB, Options.max_message_bytes) is refused with an Error
 //     starting "message_too_large:" (SQS's own limit is 262,144 bytes). Bodies must be text SQS
 //     accepts (UTF-8 without most control characters); envelopes always are.
-//   - interrupt() aborts long polls within about 100 ms.
+//   - interrupt() aborts long polls within about 100 ms; an answer that began to arrive is read
+//     whole (its messages are returned, not stranded until their visibility timeout).
 // Thread-safe: HTTP handles are pooled (one per concurrently calling thread).
 #pragma once
 
