@@ -167,8 +167,8 @@ def _join_rss_rows(run, args, workdir):
     """join_rss_100k, all rounds: the two template queues are written once, then every round's
     join of RSS_WIDE branches and its baseline of a tenth of them run side by side, and the
     rounds too. The row measures peak memory, which the CPU share does not change (each join
-    holds one branch at a time and its own files); run one after another, the six joins of
-    110,000 branches each took most of the section's time."""
+    holds one branch at a time and its own files); run one after another, the six joins (330,000
+    branches in all) took most of the section's time."""
     small = max(RSS_WIDE // 10, 1)
     templates = {width: _rss_template(run, workdir, width) for width in (RSS_WIDE, small)}
     joins = []
