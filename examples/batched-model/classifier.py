@@ -23,6 +23,12 @@ beside it, fight over the same cores, and on a 2-core machine its timings would 
 whatever else runs. One thread gives a stable cost per item and lets the benchmark compare
 batching, not thread counts. ASYA_MODEL_THREADS overrides it.
 
+The setting is applied again in every thread that runs the model (predict(), once per thread):
+torch.set_num_threads() sets OpenMP's thread count for the calling thread only, and asya's Python
+runtime calls the handler on its connection thread, not on the thread that imported this module.
+Without it, oneDNN's reorders (to_mkldnn, to_dense) run there with an OpenMP team of one thread
+per core, whose second thread spins on the other core after each of them.
+
 Debian's python3-torch is built against the generic (reference) BLAS, whose matrix products do
 not get faster per item on batches. The model therefore runs on oneDNN (torch.utils.mkldnn, which
 the same package includes): there, as on a GPU or with an optimised BLAS, a batch of 32 costs far
@@ -30,6 +36,7 @@ less than 32 single items (about 15× less per item on the 2-core machine of doc
 """
 import json
 import os
+import threading
 import zlib
 
 import torch
@@ -40,7 +47,8 @@ HIDDEN = 1024
 CLASSES = 16
 SEED = 14
 
-torch.set_num_threads(int(os.environ.get("ASYA_MODEL_THREADS", "1")))
+THREADS = int(os.environ.get("ASYA_MODEL_THREADS", "1"))
+torch.set_num_threads(THREADS)
 try:
     torch.set_num_interop_threads(1)
 except RuntimeError:  # already set (a second import in the same process after work started)
@@ -83,10 +91,21 @@ def features(payload):
     return [v / norm for v in row]
 
 
+_configured = threading.local()
+
+
+def _configure_thread():
+    """torch's thread count for the calling thread's OpenMP (set once per thread, see above)."""
+    if not getattr(_configured, "done", False):
+        torch.set_num_threads(THREADS)
+        _configured.done = True
+
+
 def predict(payloads):
     """(label, probability) for each payload, in one forward pass over all of them."""
     if not payloads:
         return []
+    _configure_thread()
     x = torch.tensor([features(p) for p in payloads], dtype=torch.float32)
     with torch.inference_mode():
         logits = MODEL(x.to_mkldnn()).to_dense()

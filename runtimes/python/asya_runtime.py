@@ -54,8 +54,19 @@ ASYA_ENABLE_VALIDATION      check envelope-mode outputs (default true)
 ASYA_MAX_MESSAGE_BYTES      largest request frame accepted (default 256MiB; 1048576, 64KiB, 1GiB)
 ASYA_HANDLER_THREAD_SAFE    true: run handler calls of concurrent connections in parallel;
                             false (default): one handler call at a time
+ASYA_RUNTIME_SPIN_US        batch mode: after an answer, wait this long for the next request
+                            without sleeping when requests come back to back (default 2000; 0:
+                            always sleep); see "Waiting for the next batch" below
 ASYA_LOG_LEVEL              debug, info (default), warn/warning, error
 ==========================  =================================================================
+
+Waiting for the next batch: on a saturated queue the sidecar sends the next batch a fraction of
+a millisecond after each answer. A thread that sleeps for that gap is woken on whichever core is
+idle, so the model's next batch runs on the other core with cold caches (about 25 % slower per
+batch on a 2-core machine, docs/performance.md "Batching"). In batch mode the connection's
+thread therefore polls for the next request without sleeping for up to ASYA_RUNTIME_SPIN_US after
+an answer, but only while the previous request came within that time (a queue that is not
+saturated never costs a spin after its first gap). A new connection ends the spin as well.
 
 The working directory goes first on sys.path, and a handler module of the working directory or
 PYTHONPATH wins over an already imported module of the same name (a handler file named
@@ -133,6 +144,8 @@ DEFAULT_SOCKET_PATH = "/var/run/asya/asya-runtime.sock"
 DEFAULT_SOCKET_NAME = "asya-runtime.sock"
 READY_FILE_NAME = "runtime-ready"
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+DEFAULT_SPIN_US = 2000
+_MAX_SPIN_US = 1_000_000
 DEFAULT_SOCKET_CHMOD = "0o666"
 
 PROCESSING_ERROR = "processing_error"
@@ -229,6 +242,7 @@ class Config(object):
         "handler_thread_safe",
         "log_level",
         "batch",
+        "spin_us",
     )
 
     def __init__(
@@ -242,6 +256,7 @@ class Config(object):
         handler_thread_safe=False,
         log_level="info",
         batch=False,
+        spin_us=DEFAULT_SPIN_US,
     ):
         self.handler = handler
         self.mode = mode
@@ -252,6 +267,7 @@ class Config(object):
         self.handler_thread_safe = handler_thread_safe
         self.log_level = log_level
         self.batch = batch
+        self.spin_us = spin_us  # batch mode only (Server)
 
     @property
     def ready_path(self):
@@ -367,6 +383,19 @@ def load_config(environ):
     batch_text = environ.get("ASYA_HANDLER_BATCH", "")
     batch = parse_bool("ASYA_HANDLER_BATCH", batch_text) if batch_text.strip() else False
 
+    spin_text = environ.get("ASYA_RUNTIME_SPIN_US", "").strip()
+    spin_us = DEFAULT_SPIN_US
+    if spin_text:
+        try:
+            spin_us = int(spin_text, 10)
+        except ValueError:
+            spin_us = -1
+        if spin_us < 0 or spin_us > _MAX_SPIN_US:
+            raise ConfigError(
+                'ASYA_RUNTIME_SPIN_US="%s" is not valid: use a whole number of microseconds from 0 (never '
+                "spin) to %d" % (spin_text, _MAX_SPIN_US)
+            )
+
     level = environ.get("ASYA_LOG_LEVEL", "").strip().lower() or "info"
     if level not in _LEVELS:
         raise ConfigError('ASYA_LOG_LEVEL="%s" is not valid: use debug, info, warn or error' % level)
@@ -381,6 +410,7 @@ def load_config(environ):
         handler_thread_safe=handler_thread_safe,
         log_level=level,
         batch=batch,
+        spin_us=spin_us,
     )
 
 
@@ -1262,10 +1292,13 @@ class Server(object):
     costs nothing extra because handler calls are serialized by default.
     """
 
-    def __init__(self, listener, runtime, max_message_bytes):
+    def __init__(self, listener, runtime, max_message_bytes, spin_seconds=0.0):
         self.listener = listener
         self.runtime = runtime
         self.max_message_bytes = max_message_bytes
+        # After an answer, how long a connection's thread polls for the next request without
+        # sleeping (module docstring, "Waiting for the next batch"); 0: never.
+        self.spin_seconds = spin_seconds
         self.stopping = False
         self._lock = threading.Lock()
         self._active_requests = 0
@@ -1273,6 +1306,7 @@ class Server(object):
         self._idle_workers = 0
         self._handed_off = collections.deque()
         self._work_available = threading.Condition(self._lock)
+        self._open_connections = 0  # accepted and not closed yet
 
     def start(self):
         threading.Thread(target=self._lead, name="asya-leader", daemon=True).start()
@@ -1290,13 +1324,15 @@ class Server(object):
                 time.sleep(0.1)
                 continue
             handed_off = False
+            with self._lock:
+                self._open_connections += 1
             try:
                 handed_off = self._serve(connection, buffer, True)
             except Exception as exc:  # a bug: never let it kill the accepting thread
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
                 if not handed_off:
-                    connection.close()
+                    self._close(connection)
             if self.stopping:
                 return
 
@@ -1312,7 +1348,7 @@ class Server(object):
             threading.Thread(target=self._work, args=(connection,), name="asya-conn", daemon=True).start()
         except RuntimeError as exc:  # cannot start a thread: the connection is closed, the peer reconnects
             log.error("cannot start a connection thread; closing the connection", error=str(exc))
-            connection.close()
+            self._close(connection)
 
     def _work(self, connection):
         buffer = [bytearray(_REUSED_BUFFER_BYTES)]
@@ -1323,7 +1359,7 @@ class Server(object):
             except Exception as exc:
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
-                connection.close()
+                self._close(connection)
             with lock:
                 if self.stopping or self._idle_workers >= _MAX_IDLE_WORKERS:
                     return
@@ -1334,6 +1370,11 @@ class Server(object):
                         return
                     self._work_available.wait()
                 connection = self._handed_off.popleft()
+
+    def _close(self, connection):
+        connection.close()
+        with self._lock:
+            self._open_connections -= 1
 
     def _serve(self, connection, holder, leader):
         """Serves request/response pairs on one connection until EOF, a read error or shutdown.
@@ -1358,6 +1399,9 @@ class Server(object):
         filled = 0  # bytes in buffer[:filled] received and not answered yet
         poller = None
         fresh = leader  # the first request usually arrives with the connection: try it at once
+        spin = self.spin_seconds
+        answered = 0.0  # when the last answer was sent (monotonic), while spinning is enabled
+        spin_next = False  # the previous request came within `spin` of its predecessor's answer
         while True:
             try:
                 while filled < 4:
@@ -1369,6 +1413,18 @@ class Server(object):
                                 received = recv_into(view, capacity, socket.MSG_DONTWAIT)
                             except BlockingIOError:
                                 pass
+                        # Only for a lone connection: with several (ASYA_CONCURRENCY > 1) the
+                        # next batch is usually in flight already, and the leader's hand-off of
+                        # an idle connection to a worker must not depend on a spin's timing.
+                        if received < 0 and spin_next and self._open_connections == 1:
+                            spin_next = False
+                            if poller is None:
+                                poller = select.poll()
+                                poller.register(connection, select.POLLIN)
+                                if leader:
+                                    poller.register(self.listener, select.POLLIN)
+                                connection_fd = connection.fileno()
+                            self._spin(poller, answered + spin)
                         if received < 0 and leader:
                             if poller is None:
                                 poller = select.poll()
@@ -1393,6 +1449,9 @@ class Server(object):
                     filled += received
             except OSError:
                 return False
+            if answered:
+                spin_next = time.monotonic() - answered <= spin
+                answered = 0.0
             (length,) = unpack(buffer)
             if length > max_bytes:
                 log.error(
@@ -1438,6 +1497,8 @@ class Server(object):
                     sent = sendmsg(parts)
                     if sent < size + 4:  # only when interrupted: send the rest
                         self._send_rest(connection, parts, sent)
+                    if spin:
+                        answered = time.monotonic()
                 except OSError:
                     return False
             finally:
@@ -1452,6 +1513,19 @@ class Server(object):
                 filled = 0
             if self.stopping:
                 return False
+
+    @staticmethod
+    def _spin(poller, deadline):
+        """Polls `poller` (the connection, and the listener for the leader) without sleeping until
+        one is readable or `deadline` (monotonic) passed. Yields the core at each round, so a
+        thread of another process that is runnable on this core (the sidecar) runs first."""
+        poll = poller.poll
+        monotonic = time.monotonic
+        yield_core = os.sched_yield
+        while not poll(0):
+            if monotonic() >= deadline:
+                return
+            yield_core()
 
     @staticmethod
     def _read_exactly(recv_into, view, length, before, total):
@@ -1622,7 +1696,7 @@ def main(environ=None):
         log.error(str(exc))
         return 1
     runtime = Runtime(handler, config.mode, config.enable_validation, config.handler_thread_safe, config.batch)
-    server = Server(listener, runtime, config.max_message_bytes)
+    server = Server(listener, runtime, config.max_message_bytes, config.spin_us / 1e6 if config.batch else 0.0)
     state["serving"] = True
     server.start()
     try:

@@ -1,6 +1,7 @@
 #include "common/durable_file.hpp"
 
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -39,7 +40,13 @@ Status fsync_directory(const std::filesystem::path& directory) {
 
 Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
                              const FileWriteOptions& options) {
-  std::filesystem::path tmp = options.temporary_path;
+  return write_file_atomically(path, std::span<const std::string_view>(&contents, 1), options);
+}
+
+Status write_file_atomically(const std::filesystem::path& path,
+                             std::span<const std::string_view> parts,
+                             const FileWriteOptions& options) {
+  std::filesystem::path tmp = options.in_place ? path : options.temporary_path;
   if (tmp.empty()) {
     tmp = path;
     tmp += ".tmp";
@@ -53,20 +60,50 @@ Status write_file_atomically(const std::filesystem::path& path, std::string_view
     ::unlink(tmp.c_str());
     return failed(step, error);
   };
+  std::size_t total = 0;
+  for (std::string_view part : parts) total += part.size();
   // Each 8 MiB chunk is handed to the disk (sync_file_range, asynchronous) as soon as it is in
   // the page cache: the disk works while the next chunk is copied, so the fsync waits for the
-  // tail only, instead of the whole contents after they were all copied.
+  // tail only, instead of the whole contents after they were all copied. A chunk spanning
+  // several parts is one writev.
   constexpr std::size_t kChunk = std::size_t{8} << 20;
+  constexpr std::size_t kMaxIov = 16;
   std::size_t done = 0;
   std::size_t kicked = 0;
-  while (done < contents.size()) {
-    ssize_t n = ::write(fd, contents.data() + done, std::min(contents.size() - done, kChunk));
+  std::size_t part = 0;         // the part holding byte `done`
+  std::size_t part_offset = 0;  // and its offset in that part
+  while (done < total) {
+    iovec iov[kMaxIov];
+    int count = 0;
+    std::size_t planned = 0;
+    for (std::size_t p = part, offset = part_offset;
+         p < parts.size() && count < static_cast<int>(kMaxIov) && planned < kChunk;
+         ++p, offset = 0) {
+      const std::size_t take = std::min(parts[p].size() - offset, kChunk - planned);
+      if (take == 0) continue;
+      iov[count].iov_base = const_cast<char*>(parts[p].data() + offset);
+      iov[count].iov_len = take;
+      ++count;
+      planned += take;
+    }
+    ssize_t n = ::writev(fd, iov, count);
     if (n < 0) {
       if (errno == EINTR) continue;
       return fail("writing " + quoted(tmp));
     }
     done += static_cast<std::size_t>(n);
-    if (options.durable && (done - kicked >= kChunk || done == contents.size())) {
+    // Advance the cursor over the parts by what was written (a short write included).
+    for (std::size_t left = static_cast<std::size_t>(n); left > 0;) {
+      const std::size_t rest = parts[part].size() - part_offset;
+      if (left < rest) {
+        part_offset += left;
+        break;
+      }
+      left -= rest;
+      ++part;
+      part_offset = 0;
+    }
+    if (options.durable && (done - kicked >= kChunk || done == total)) {
       // Only a hint: an error here shows again in fsync.
       (void)::sync_file_range(fd, static_cast<off_t>(kicked), static_cast<off_t>(done - kicked),
                               SYNC_FILE_RANGE_WRITE);
@@ -78,7 +115,7 @@ Status write_file_atomically(const std::filesystem::path& path, std::string_view
   int closed = ::close(fd);
   fd = -1;
   if (closed != 0) return fail("closing " + quoted(tmp));
-  if (::rename(tmp.c_str(), path.c_str()) != 0)
+  if (!options.in_place && ::rename(tmp.c_str(), path.c_str()) != 0)
     return fail("renaming " + quoted(tmp) + " to " + quoted(path));
   if (options.durable) return fsync_directory(path.parent_path());
   return Status::Ok();

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <filesystem>
+#include <span>
 #include <string_view>
 
 #include "common/result.hpp"
@@ -21,6 +22,12 @@ struct FileWriteOptions {
   std::filesystem::path temporary_path;
   // Create the temporary with O_EXCL: fail instead of reusing a name another writer is using.
   bool exclusive = false;
+  // Write `path` itself, with no temporary and no rename (then fsync it and its directory): for a
+  // file that no reader opens before the writer has published it some other way (SQLite body
+  // files: a row names one only after this returned). Saves the journal commit of the rename; a
+  // crash or a failure midway can leave a partial file under the final name (removed on failure,
+  // best effort), so readers must not look for it by its name alone.
+  bool in_place = false;
   // fsync the file before the rename and the directory after it. false keeps the write atomic
   // for readers but not durable across a crash (status files rewritten every second).
   bool durable = true;
@@ -37,6 +44,12 @@ struct FileWriteOptions {
 // already has the new contents. Blocks for the writes and fsyncs; thread-safe for distinct
 // temporary paths.
 Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
+                             const FileWriteOptions& options = {});
+
+// The same with the contents given as `parts`, written one after the other (gathered writes:
+// the file holds exactly what the parts joined would be, never assembled in memory).
+Status write_file_atomically(const std::filesystem::path& path,
+                             std::span<const std::string_view> parts,
                              const FileWriteOptions& options = {});
 
 // fsyncs `directory` so that entries created, renamed or removed in it survive a crash.

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <span>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace asya {
 namespace {
@@ -46,6 +49,44 @@ TEST_F(DurableFile, WritesContentsLargerThanOneChunkByteForByte) {
   const fs::path target = dir_ / "body";
   ASSERT_TRUE(write_file_atomically(target, big).ok());
   EXPECT_EQ(read(target), big);
+}
+
+TEST_F(DurableFile, ContentsInPartsAreWrittenAsThePartsJoined) {
+  // A large middle part across several 8 MiB chunks, empty parts, and more parts than one
+  // gathered write takes.
+  std::string big(20u << 20, '\0');
+  for (std::size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 7 % 253);
+  std::vector<std::string> parts = {"{\"head\":", "", big, "", "}"};
+  for (int i = 0; i < 40; ++i)
+    parts.push_back(std::string(1000 + i, static_cast<char>('a' + i % 26)));
+  std::vector<std::string_view> views(parts.begin(), parts.end());
+  std::string joined;
+  for (const std::string& part : parts) joined += part;
+  const fs::path target = dir_ / "parts";
+  Status written = write_file_atomically(target, std::span<const std::string_view>(views));
+  ASSERT_TRUE(written.ok()) << written.message();
+  EXPECT_TRUE(read(target) == joined);
+  EXPECT_FALSE(fs::exists(dir_ / "parts.tmp"));
+  ASSERT_TRUE(write_file_atomically(target, std::span<const std::string_view>()).ok());
+  EXPECT_EQ(read(target), "");
+}
+
+TEST_F(DurableFile, InPlaceWritesTheTargetItselfExclusivelyWithNoTemporary) {
+  FileWriteOptions options;
+  options.in_place = true;
+  options.exclusive = true;
+  const fs::path target = dir_ / "m-1.body";
+  std::string_view parts[] = {"{\"payload\":", std::string_view("x"), "}"};
+  Status written = write_file_atomically(target, std::span<const std::string_view>(parts), options);
+  ASSERT_TRUE(written.ok()) << written.message();
+  EXPECT_EQ(read(target), "{\"payload\":x}");
+  EXPECT_EQ(std::distance(fs::directory_iterator(dir_), fs::directory_iterator()), 1)
+      << "a temporary was left or made";
+  // Exclusive: an existing file of that name is refused and kept as it was.
+  Status again = write_file_atomically(target, "other", options);
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.message().find(target.string()), std::string::npos) << again.message();
+  EXPECT_EQ(read(target), "{\"payload\":x}");
 }
 
 TEST_F(DurableFile, NamedExclusiveTemporaryRefusesANameInUseAndKeepsItsOwner) {

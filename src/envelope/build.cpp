@@ -118,11 +118,12 @@ Parts same_hop(const Envelope& in, std::string_view headers_json, std::string_vi
 }
 
 // Writes {"id","parent_id"?,"route","headers"?,"deadline"?,<unknown fields>,"payload"} with one
-// allocation; the payload goes last so a large payload is one contiguous copy at the end.
-std::string assemble(const Envelope& in, const Parts& parts) {
+// allocation; the payload goes last so a large payload is one contiguous copy at the end. With
+// `head_only`, stops after "payload": (what build_output_head returns).
+std::string assemble(const Envelope& in, const Parts& parts, bool head_only = false) {
   std::size_t size = 64 + parts.id_json.size() + parts.parent_id_json.size() +
                      parts.route_json.size() + parts.headers_json.size() + in.deadline_raw.size() +
-                     parts.payload_json.size();
+                     (head_only ? 0 : parts.payload_json.size());
   for (const auto& [key, value] : in.unknown_fields) size += key.size() + value.size() + 2;
   std::string out;
   out.reserve(size);
@@ -149,6 +150,7 @@ std::string assemble(const Envelope& in, const Parts& parts) {
     out.append(value);
   }
   out.append(",\"payload\":");
+  if (head_only) return out;
   out.append(parts.payload_json.empty() ? std::string_view("null") : parts.payload_json);
   out.push_back('}');
   return out;
@@ -169,10 +171,12 @@ std::string output_id(const Envelope& in, std::size_t index) {
   return fanout_child_id(in.id, in.current, index);
 }
 
-std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
-                         std::string_view headers_json) {
+namespace {
+
+// The parts of output `index` (build_output, build_output_head); `id_json` holds a child's id.
+Parts output_parts(const Envelope& in, std::size_t index, const ResponseItem& item,
+                   std::string_view headers_json, std::string& id_json) {
   Parts parts;
-  std::string id_json;
   if (index == 0) {
     parts.id_json = in.id_raw;
     parts.parent_id_json = in.parent_id_raw;
@@ -186,7 +190,21 @@ std::string build_output(const Envelope& in, std::size_t index, const ResponseIt
                        : item.headers_raw.empty() ? in.headers_raw
                                                   : item.headers_raw;
   parts.payload_json = item.payload_raw;
-  return assemble(in, parts);
+  return parts;
+}
+
+}  // namespace
+
+std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
+                         std::string_view headers_json) {
+  std::string id_json;
+  return assemble(in, output_parts(in, index, item, headers_json, id_json));
+}
+
+std::string build_output_head(const Envelope& in, std::size_t index, const ResponseItem& item,
+                              std::string_view headers_json) {
+  std::string id_json;
+  return assemble(in, output_parts(in, index, item, headers_json, id_json), /*head_only=*/true);
 }
 
 std::string build_error(const Envelope& in, std::string_view actor, const ErrorInfo& error) {

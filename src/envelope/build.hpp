@@ -21,6 +21,13 @@ namespace asya::envelope {
 std::string build_output(const Envelope& in, std::size_t index, const ResponseItem& item,
                          std::string_view headers_json = {});
 
+// build_output's text cut around the payload, for a large output written without assembling it:
+// head + item.payload_raw + kOutputTail is byte for byte build_output(in, index, item,
+// headers_json) when item.payload_raw is not empty (the payload is always the last member).
+std::string build_output_head(const Envelope& in, std::size_t index, const ResponseItem& item,
+                              std::string_view headers_json = {});
+inline constexpr std::string_view kOutputTail = "}";
+
 // The id of output `index` of input `in`: fanout_child_id(in.id, in.current, index)
 // (envelope/fanout.hpp): in.id for index 0, unique suffixes otherwise.
 std::string output_id(const Envelope& in, std::size_t index);

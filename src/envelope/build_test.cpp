@@ -120,6 +120,35 @@ TEST(BuildOutput, EscapedIdsStayValidJson) {
   EXPECT_EQ(child.parent_id, "a\"b\xC3\xA9");
 }
 
+TEST(BuildOutputHead, HeadPayloadAndTailAreTheWholeOutputByteForByte) {
+  // Every shape the head depends on: parent id or none, the item's headers, stamped fan-out
+  // headers, deadline and unknown fields, a child's id, escaped ids.
+  const std::string inputs[] = {
+      kInput,
+      R"({"id":"X","route":{"actors":["a"]},"payload":1})",
+      R"({"id":"a\"b\u00e9","route":{"actors":["a","b"],"current":0},"payload":[1]})",
+  };
+  const std::string big(3u << 20, 'z');
+  const std::string response =
+      R"([{"payload":"big)" + big +
+      R"(","route":{"actors":["a","b"],"current":1}},)"
+      R"({"payload":{"k":[1,2,{"x":null}]},"route":{"actors":["a"]},"headers":{"new":"h"}}])";
+  for (const std::string& text : inputs) {
+    Envelope in = MustParse(text);
+    auto items = MustParseResponse(response);
+    ASSERT_EQ(items.size(), 2u);
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      for (std::string_view stamped : {std::string_view(), std::string_view(R"({"f":1})")}) {
+        const std::string whole = build_output(in, i, items[i], stamped);
+        const std::string parts = build_output_head(in, i, items[i], stamped) +
+                                  std::string(items[i].payload_raw) + std::string(kOutputTail);
+        EXPECT_TRUE(whole == parts) << "input " << text.substr(0, 60) << ", output " << i;
+        EXPECT_EQ(MustParse(parts).payload_raw, items[i].payload_raw);
+      }
+    }
+  }
+}
+
 TEST(BuildOutput, HeadersAreReplacedWhenTheItemHasThemElseKept) {
   Envelope in = MustParse(kInput);
   auto items = MustParseResponse(

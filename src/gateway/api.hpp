@@ -90,6 +90,11 @@ class Api {
                                                          const std::string& id);
   boost::asio::awaitable<http::Response> report_final(const http::Request& request,
                                                       const std::string& id);
+  // POST /envelopes/reports (a sidecar endpoint, rest_reports.cpp): a JSON array of progress and
+  // final reports applied in order in one store transaction; answers 200 {"results": [...]}, one
+  // per report, each with the status and answer its single endpoint would give (PROTOCOL §7); a
+  // malformed array is a 400 for the whole request.
+  boost::asio::awaitable<http::Response> report_batch(const http::Request& request);
   boost::asio::awaitable<http::Response> add_branch(const http::Request& request);
   // POST /envelopes/{id}/joined (a sidecar endpoint, rest_join.cpp): {"group", "count",
   // "children": [ids], "failed"?, "missing"?} from a join actor (PROTOCOL §4a, §7).

@@ -87,6 +87,24 @@ std::map<std::string, std::string_view> raw_members(std::string_view object_text
   }
 }
 
+std::vector<std::string_view> raw_elements(std::string_view array_text) {
+  std::vector<std::string_view> elements;
+  Scanner s{array_text};
+  s.skip_space();
+  if (s.pos >= array_text.size() || array_text[s.pos] != '[') return {};
+  ++s.pos;
+  for (;;) {
+    s.skip_space();
+    if (s.pos >= array_text.size() || array_text[s.pos] == ']') return elements;
+    std::size_t value_start = s.pos;
+    s.skip_value();
+    elements.push_back(array_text.substr(value_start, s.pos - value_start));
+    s.skip_space();
+    if (s.pos >= array_text.size() || array_text[s.pos] != ',') return elements;
+    ++s.pos;
+  }
+}
+
 std::string payload_text(const boost::json::object& validated, const boost::json::object& given,
                          std::string_view raw_arguments) {
   auto raw = raw_members(raw_arguments);

@@ -8,6 +8,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace asya::gateway {
 
@@ -16,6 +17,11 @@ namespace asya::gateway {
 // accepted as an object (the scanner does not validate); anything else gives an empty map.
 // The views point into `object_text`.
 std::map<std::string, std::string_view> raw_members(std::string_view object_text);
+
+// The raw text of each element of a JSON array, in order. `array_text` must be text that
+// boost::json::parse accepted as an array; anything else gives an empty vector. The views point
+// into `array_text`.
+std::vector<std::string_view> raw_elements(std::string_view array_text);
 
 // The JSON text of the validated arguments (members in `validated` order): each member the client
 // sent and validation left unchanged is copied from `raw_arguments` (the text of the client's

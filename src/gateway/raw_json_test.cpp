@@ -27,6 +27,18 @@ TEST(RawMembers, LastDuplicateWinsAsInTheParser) {
   EXPECT_EQ(json::parse(R"({"a":1,"a":2.50})").as_object().at("a").as_double(), 2.5);
 }
 
+TEST(RawElements, GivesEachElementAsSentInOrder) {
+  auto elements = raw_elements(R"( [ {"a": [1, "]"]}, 8.10 ,"x\"y", [] , null ] )");
+  ASSERT_EQ(elements.size(), 5u);
+  EXPECT_EQ(elements[0], R"({"a": [1, "]"]})");
+  EXPECT_EQ(elements[1], "8.10");
+  EXPECT_EQ(elements[2], R"("x\"y")");
+  EXPECT_EQ(elements[3], "[]");
+  EXPECT_EQ(elements[4], "null");
+  EXPECT_TRUE(raw_elements("[]").empty());
+  EXPECT_TRUE(raw_elements(R"({"a":1})").empty());
+}
+
 TEST(PayloadText, CopiesSentValuesByteForByteAndPrintsDefaultsAndNormalizedOnes) {
   std::string raw = R"({"rate":8.1,"big":123456789012345678901234567890,"n":4.0,"s":"\u00e9"})";
   json::object given = json::parse(raw).as_object();

@@ -8,6 +8,7 @@
 #include "gateway/dashboard/assets.hpp"
 #include "gateway/mcp/mcp.hpp"
 #include "gateway/raw_json.hpp"
+#include "gateway/sidecar_reports.hpp"
 
 namespace asya::gateway {
 
@@ -135,6 +136,8 @@ awaitable<Response> Api::route(const http::Request& request) {
     if (method != "POST") co_return method_not_allowed(method, path, "GET, POST");
     co_return co_await add_branch(request);
   }
+  if (parts.size() == 2 && parts[0] == "envelopes" && parts[1] == "reports" && method == "POST")
+    co_return co_await report_batch(request);  // PROTOCOL §7 (GET is the envelope "reports")
   if (parts.size() == 2 && parts[0] == "envelopes") {
     if (method != "GET") co_return method_not_allowed(method, path, "GET");
     co_return co_await get_envelope(parts[1], caller);
@@ -362,52 +365,17 @@ awaitable<Response> Api::report_final(const http::Request& request, const std::s
   Response error;
   auto body = parse_body(request.body, error);
   if (!body) co_return error;
-  FinalReport report;
-  report.envelope_id = id;
-  const json::value* status = body->if_contains("status");
-  if (!status || !status->is_string() ||
-      (status->as_string() != "succeeded" && status->as_string() != "failed")) {
-    co_return Response::error(400, "\"status\" must be \"succeeded\" or \"failed\", got " +
-                                       (status ? to_json_text(*status) : std::string("nothing")));
-  }
-  report.status = status->as_string() == "succeeded" ? JobStatus::succeeded : JobStatus::failed;
-  // The result and error details are kept as the sidecar sent them (numbers keep their spelling).
-  auto raw = raw_members(request.body);
-  if (body->if_contains("result")) report.result_json = std::string(raw["result"]);
-  if (const json::value* e = body->if_contains("error"); e && !e->is_null()) {
-    report.error = e->is_string() ? std::string(e->as_string()) : to_json_text(*e);
-  }
-  if (const json::value* details = body->if_contains("error_details");
-      details && !details->is_null()) {
-    report.error_details_json = std::string(raw["error_details"]);
-    if (report.error.empty() && details->is_object()) {
-      if (const json::value* m = details->as_object().if_contains("message"); m && m->is_string()) {
-        report.error = m->as_string();
-      }
-    }
-  }
-  if (const json::value* index = body->if_contains("current_actor_idx");
-      index && index->is_int64()) {
-    report.current_actor_idx = static_cast<int>(index->as_int64());
-  }
+  std::string why;
+  auto parsed = reports::read_final(*body, request.body, id, why);
+  if (!parsed) co_return Response::error(400, why);
+  FinalReport report = std::move(*parsed);
   service_.metrics().report("final");
   auto work_5 = [this, report] { return service_.store().finish(report); };
   auto result = co_await service_.blocking<Result<ChangeResult>>(std::move(work_5));
-  if (!result.ok()) co_return Response::error(503, result.error().message);
-  switch (result.value().outcome) {
-    case Outcome::not_found:
-      co_return Response::error(404, "no job knows envelope \"" + id + "\"");
-    case Outcome::conflict:
-      co_return Response::error(409, "envelope \"" + id +
-                                         "\" is already final with a different status; a final "
-                                         "status never changes");
-    case Outcome::applied:
-      service_.notifier().notify(result.value().job_id);
-      break;
-    default:
-      break;
-  }
-  co_return Response::json(200, R"({"status":"ok"})");
+  if (result.ok() && result.value().outcome == Outcome::applied)
+    service_.notifier().notify(result.value().job_id);
+  reports::Answer answer = reports::final_answer(result, id);
+  co_return Response::json(answer.status, to_json_text(answer.body));
 }
 
 awaitable<Response> Api::add_branch(const http::Request& request) {

@@ -24,11 +24,14 @@ std::vector<Settlement> settle_batch(const Router& router, transport::Transport&
   // 1. Every output of every item, in one call.
   std::vector<transport::OutgoingMessage> messages;
   std::vector<std::size_t> first(items.size() + 1, 0);  // item i's outputs: [first[i], first[i+1])
+  std::size_t outputs = 0;
+  for (const SettleItem& item : items) outputs += item.decision->sends.size();
+  std::vector<MessageStorage> storage(outputs);  // not resized below: messages point into it
   for (std::size_t i = 0; i < items.size(); ++i) {
     first[i] = messages.size();
     for (const Outgoing& out : items[i].decision->sends) {
       if (hooks.before_send) hooks.before_send(out);
-      messages.push_back(transport::OutgoingMessage{out.queue, out.body, out.delay});
+      messages.push_back(out.message(transport, storage[messages.size()]));
     }
   }
   first[items.size()] = messages.size();

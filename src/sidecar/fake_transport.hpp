@@ -1,5 +1,6 @@
 // An in-memory Transport for unit tests: queues are deques; sends, acks and nacks are recorded;
-// a send can be made to fail; send_then_ack is taken in one step when `one_step` is set.
+// a send can be made to fail; send_then_ack is taken in one step when `one_step` is set; bodies in
+// parts are taken when `parts` is set.
 #pragma once
 
 #include <deque>
@@ -47,6 +48,19 @@ class FakeTransport : public transport::Transport {
     queues[std::string(queue)].push_back(std::string(body));
     return Status::Ok();
   }
+  // Bodies in parts are recorded joined, and counted (sent_in_parts).
+  std::vector<Status> send_many(std::span<const transport::OutgoingMessage> messages) override {
+    std::vector<Status> out;
+    for (const auto& m : messages) {
+      if (!m.parts.empty()) {
+        std::lock_guard lock(mutex);
+        ++sent_in_parts;
+      }
+      out.push_back(send(m.queue, m.joined(), m.delay));
+    }
+    return out;
+  }
+  bool sends_parts() const override { return parts; }
   Status ack(const transport::Delivery& d) override {
     std::lock_guard lock(mutex);
     acked.push_back(d.receipt);
@@ -59,8 +73,8 @@ class FakeTransport : public transport::Transport {
     ++one_step_calls;
     if (one_step_declines) return std::nullopt;
     for (const auto& m : messages) {
-      sent.push_back(Sent{std::string(m.queue), std::string(m.body), m.delay});
-      queues[std::string(m.queue)].push_back(std::string(m.body));
+      sent.push_back(Sent{std::string(m.queue), m.joined(), m.delay});
+      queues[std::string(m.queue)].push_back(m.joined());
     }
     acked.push_back(d.receipt);
     return Status::Ok();
@@ -92,6 +106,8 @@ class FakeTransport : public transport::Transport {
   bool one_step = false;           // send_then_ack sends and acks (else: nullopt, as the default)
   bool one_step_declines = false;  // ... counts the call but does nothing (returns nullopt)
   int one_step_calls = 0;
+  bool parts = false;     // sends_parts()
+  int sent_in_parts = 0;  // messages send_many() was given in parts
 };
 
 }  // namespace asya::sidecar::testing

@@ -1,7 +1,5 @@
 #include "sidecar/gateway_reporter.hpp"
 
-#include <simdjson.h>
-
 #include <fmt/format.h>
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
@@ -44,7 +42,8 @@ struct PostOutcome {
 };
 
 PostOutcome perform_post(http::Client& client, const http::Headers& headers, const std::string& url,
-                         std::string_view body, std::chrono::milliseconds timeout) {
+                         std::string_view body, std::chrono::milliseconds timeout,
+                         std::size_t kept_answer_bytes = kKeptAnswerBytes) {
   http::Request request;
   request.method = "POST";
   request.url = url;
@@ -62,7 +61,7 @@ PostOutcome perform_post(http::Client& client, const http::Headers& headers, con
     return outcome;
   }
   outcome.http_status = response->status;
-  outcome.answer = response->body.substr(0, kKeptAnswerBytes);
+  outcome.answer = response->body.substr(0, kept_answer_bytes);
   return outcome;
 }
 
@@ -162,7 +161,8 @@ bool GatewayReporter::post(std::string path, std::string body) {
       if (options_.on_dropped) options_.on_dropped();
       return false;
     }
-    queue_.push_back(Report{std::move(path), std::move(body)});
+    std::optional<BatchableReport> batch = batchable(path);
+    queue_.push_back(Report{std::move(path), std::move(body), std::move(batch)});
     ++queued_;
   }
   cv_.notify_all();
@@ -179,7 +179,7 @@ void GatewayReporter::stop(std::chrono::milliseconds grace) {
   {
     std::unique_lock lock(mutex_);
     if (!thread_.joinable()) return;
-    cv_.wait_for(lock, grace, [this] { return queue_.empty() && !busy_; });
+    cv_.wait_for(lock, grace, [this] { return queue_.empty() && in_hand_ == 0; });
     stopping_ = true;
     std::size_t dropped = queue_.size();
     queue_.clear();
@@ -241,62 +241,182 @@ CheckAnswer read_check_answer(std::string_view answer) {
 }
 
 void GatewayReporter::run() {
+  std::vector<Report> taken;
   for (;;) {
-    Report report;
     {
       std::unique_lock lock(mutex_);
-      if (busy_) ++finished_;  // the report taken last time is done
-      busy_ = false;
+      finished_ += in_hand_;  // the reports taken last time are done
+      in_hand_ = 0;
+      taken.clear();
       cv_.notify_all();
       cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
       if (stopping_) break;
-      report = std::move(queue_.front());
+      // The front report, and when it may travel in a batch, the batchable reports queued right
+      // behind it (queue order kept: one thread sends, and a batch is applied in order). Nothing
+      // waits for more to arrive.
+      taken.push_back(std::move(queue_.front()));
       queue_.pop_front();
-      busy_ = true;
+      if (taken.front().batch && options_.max_batch > 1 &&
+          std::chrono::steady_clock::now() >= no_batches_until_) {
+        std::size_t bytes = taken.front().body.size();
+        while (!queue_.empty() && taken.size() < options_.max_batch && queue_.front().batch &&
+               bytes + queue_.front().body.size() <= options_.max_batch_bytes) {
+          bytes += queue_.front().body.size();
+          taken.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+      }
+      in_hand_ = taken.size();
     }
-    std::string url = options_.base_url + report.path;
-    bool delivered = false;
-    bool refused = false;
-    int attempts = 0;
-    std::string last_failure;
-    auto delay = options_.retry_delay;
-    for (int attempt = 1; attempt <= options_.max_attempts && !delivered; ++attempt) {
-      attempts = attempt;
-      PostOutcome outcome = perform_post(client_, headers_, url, report.body, options_.timeout);
-      if (outcome.ok()) {
-        delivered = true;
-        break;
-      }
-      last_failure = outcome.describe();
-      if (outcome.permanent()) {
-        refused = true;
-        break;
-      }
-      spdlog::debug("gateway report POST {} failed (attempt {}/{}): {}", url, attempt,
-                    options_.max_attempts, last_failure);
-      if (attempt < options_.max_attempts) {
-        std::unique_lock lock(mutex_);
-        if (cv_.wait_for(lock, delay, [this] { return stopping_; })) break;
-        delay *= 2;
-      }
+    if (taken.size() == 1)
+      send_single(taken.front());
+    else
+      send_batch(taken);
+  }
+}
+
+bool GatewayReporter::pause(std::chrono::milliseconds delay) {
+  std::unique_lock lock(mutex_);
+  return !cv_.wait_for(lock, delay, [this] { return stopping_; });
+}
+
+void GatewayReporter::send_single(const Report& report) {
+  std::string url = options_.base_url + report.path;
+  bool delivered = false;
+  bool refused = false;
+  int attempts = 0;
+  std::string last_failure;
+  auto delay = options_.retry_delay;
+  for (int attempt = 1; attempt <= options_.max_attempts && !delivered; ++attempt) {
+    attempts = attempt;
+    PostOutcome outcome = perform_post(client_, headers_, url, report.body, options_.timeout);
+    if (outcome.ok()) {
+      delivered = true;
+      break;
     }
-    if (delivered) {
-      if (options_.on_sent) options_.on_sent();
-    } else {
-      if (refused && last_failure.starts_with("HTTP 404")) {
-        // The gateway does not know the envelope (its job expired, or it was never one): nothing
-        // to report, nothing wrong here.
-        spdlog::debug("gateway does not know the envelope of report POST {}: {}", url,
-                      last_failure);
-      } else if (refused) {
-        spdlog::warn("gateway refused report POST {}: {}; report dropped", url, last_failure);
-      } else {
-        spdlog::warn("gateway report POST {} dropped after {} attempts; last: {}", url, attempts,
-                     last_failure.empty() ? "stopping" : last_failure);
-      }
-      if (options_.on_dropped) options_.on_dropped();
+    last_failure = outcome.describe();
+    if (outcome.permanent()) {
+      refused = true;
+      break;
+    }
+    spdlog::debug("gateway report POST {} failed (attempt {}/{}): {}", url, attempt,
+                  options_.max_attempts, last_failure);
+    if (attempt < options_.max_attempts) {
+      if (!pause(delay)) break;
+      delay *= 2;
     }
   }
+  if (delivered) {
+    if (options_.on_sent) options_.on_sent();
+    return;
+  }
+  if (refused && last_failure.starts_with("HTTP 404")) {
+    // The gateway does not know the envelope (its job expired, or it was never one): nothing
+    // to report, nothing wrong here.
+    spdlog::debug("gateway does not know the envelope of report POST {}: {}", url, last_failure);
+  } else if (refused) {
+    spdlog::warn("gateway refused report POST {}: {}; report dropped", url, last_failure);
+  } else {
+    spdlog::warn("gateway report POST {} dropped after {} attempts; last: {}", url, attempts,
+                 last_failure.empty() ? "stopping" : last_failure);
+  }
+  if (options_.on_dropped) options_.on_dropped();
+}
+
+void GatewayReporter::send_batch(const std::vector<Report>& reports) {
+  const std::string url = options_.base_url + kReportBatchPath;
+  std::vector<const Report*> pending;
+  for (const Report& r : reports) pending.push_back(&r);
+  std::string last_failure;
+  auto delay = options_.retry_delay;
+  int attempts = 0;
+  for (int attempt = 1; attempt <= options_.max_attempts && !pending.empty(); ++attempt) {
+    attempts = attempt;
+    std::vector<BatchEntry> entries;
+    entries.reserve(pending.size());
+    for (const Report* r : pending) entries.push_back({r->batch->id, r->batch->kind, r->body});
+    PostOutcome outcome = perform_post(client_, headers_, url, batch_body(entries),
+                                       options_.timeout, std::string::npos);
+    const long status = outcome.failure.empty() ? outcome.http_status : 0;
+    if (status == 404 || status == 405 || status == 400 || status == 413) {
+      // An older gateway has no batch endpoint (404/405): single reports for a while, so an
+      // upgraded gateway gets batches again. 400/413 (a gateway with smaller limits): these
+      // reports one by one. Either way each report gets its own tries.
+      if (status == 404 || status == 405) {
+        spdlog::info(
+            "gateway {} does not take batched reports (POST {}: {}); sending reports "
+            "one by one",
+            options_.base_url, kReportBatchPath, outcome.describe());
+        no_batches_until_ = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+      } else {
+        spdlog::warn("gateway refused a batch of {} reports ({}); sending them one by one",
+                     pending.size(), outcome.describe());
+      }
+      for (const Report* r : pending) send_single(*r);
+      return;
+    }
+    if (outcome.ok()) {
+      auto answers = read_batch_answer(outcome.answer, pending.size());
+      if (!answers) {
+        // Not the batch endpoint's answer (a gateway or proxy that answers anything with 2xx):
+        // which reports it took is unknown, so each is sent alone (a repeated report changes
+        // nothing: progress never goes back, a repeated final is a duplicate).
+        spdlog::warn(
+            "gateway {} answered a batch of {} reports with {}, not {{\"results\": "
+            "[...]}}; sending reports one by one",
+            options_.base_url, pending.size(), outcome.describe().substr(0, 200));
+        no_batches_until_ = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+        for (const Report* r : pending) send_single(*r);
+        return;
+      } else {
+        std::vector<const Report*> again;
+        for (std::size_t i = 0; i < pending.size(); ++i) {
+          const BatchItemAnswer& answer = (*answers)[i];
+          const Report& report = *pending[i];
+          if (answer.status >= 200 && answer.status < 300) {
+            if (options_.on_sent) options_.on_sent();
+            continue;
+          }
+          const bool permanent = answer.status >= 400 && answer.status < 500 &&
+                                 answer.status != 408 && answer.status != 429;
+          if (!permanent) {  // 5xx (the store failed), 408, 429: may succeed later
+            last_failure = fmt::format("HTTP {}: {}", answer.status, answer.answer);
+            again.push_back(&report);
+            continue;
+          }
+          if (answer.status == 404)
+            spdlog::debug("gateway does not know the envelope of report POST {}: HTTP 404: {}",
+                          options_.base_url + report.path, answer.answer);
+          else
+            spdlog::warn(
+                "gateway refused report POST {} (in a batch): HTTP {}: {}; report "
+                "dropped",
+                options_.base_url + report.path, answer.status, answer.answer);
+          if (options_.on_dropped) options_.on_dropped();
+        }
+        pending = std::move(again);
+        if (pending.empty()) return;
+      }
+    } else if (outcome.permanent()) {
+      // 401 (token), 403, 415: every report of the batch would get the same answer alone.
+      spdlog::warn("gateway refused a batch of {} reports (POST {}): {}; reports dropped",
+                   pending.size(), url, outcome.describe());
+      for (std::size_t i = 0; i < pending.size(); ++i)
+        if (options_.on_dropped) options_.on_dropped();
+      return;
+    } else {
+      last_failure = outcome.describe();
+    }
+    spdlog::debug("gateway batch of {} reports failed (attempt {}/{}): {}", pending.size(), attempt,
+                  options_.max_attempts, last_failure);
+    if (attempt < options_.max_attempts && !pause(delay)) break;
+    delay *= 2;
+  }
+  if (pending.empty()) return;
+  spdlog::warn("gateway batch of {} reports (POST {}) dropped after {} attempts; last: {}",
+               pending.size(), url, attempts, last_failure.empty() ? "stopping" : last_failure);
+  for (std::size_t i = 0; i < pending.size(); ++i)
+    if (options_.on_dropped) options_.on_dropped();
 }
 
 }  // namespace asya::sidecar

@@ -1,10 +1,14 @@
 // Progress, fan-out and final reports to the gateway (PROTOCOL §7). post() never blocks: reports
 // go to a bounded queue drained by one background thread with the HTTP client of common/http
 // (short timeouts, bounded retries). When the queue is full the report is dropped (and counted),
-// never the message. post_now() is the one synchronous call, for fan-out announcements that must
-// reach the gateway before any output of the message is published. A report the gateway refuses (a
-// 4xx answer, e.g. 401 for a missing or wrong internal token) is logged at warn with the HTTP
-// status and the gateway's answer, once per report.
+// never the message. The thread coalesces: when it finds several progress/final reports queued
+// one after another, it sends them in one POST /envelopes/reports (in queue order, at most
+// max_batch of them); a report alone in the queue is sent at once in its single form, never held
+// back to wait for others. A gateway without the batch endpoint (404/405) gets single reports.
+// post_now() is the one synchronous call, for fan-out announcements that must reach the gateway
+// before any output of the message is published. A report the gateway refuses (a 4xx answer, e.g.
+// 401 for a missing or wrong internal token) is logged at warn with the HTTP status and the
+// gateway's answer, once per report.
 #pragma once
 
 #include <chrono>
@@ -21,6 +25,7 @@
 #include <vector>
 
 #include "common/http/client.hpp"
+#include "sidecar/report_batch.hpp"
 
 namespace asya::sidecar {
 
@@ -66,6 +71,8 @@ struct GatewayReporterOptions {
   int max_attempts = 3;                        // per report
   std::chrono::milliseconds timeout{2000};     // per HTTP request
   std::chrono::milliseconds retry_delay{200};  // first retry delay, doubled per attempt
+  std::size_t max_batch = 64;                  // reports per batched request (1: never batch)
+  std::size_t max_batch_bytes = 1u << 20;      // bodies per batched request (a larger one: alone)
   std::function<void()> on_dropped;  // called when a report is dropped (queue full or failed)
   std::function<void()> on_sent;     // called when a report was accepted (2xx)
 };
@@ -113,8 +120,16 @@ class GatewayReporter {
   struct Report {
     std::string path;
     std::string body;
+    std::optional<BatchableReport> batch;  // set when it may travel in a batch
   };
   void run();
+  // Sends one report in its single form, with retries; counts it sent or dropped.
+  void send_single(const Report& report);
+  // Sends several batchable reports in one request, retrying those that may succeed later;
+  // counts each sent or dropped.
+  void send_batch(const std::vector<Report>& reports);
+  // Waits `delay` unless stop() begins; false when stopping.
+  bool pause(std::chrono::milliseconds delay);
 
   GatewayReporterOptions options_;
   http::Headers headers_;        // of every report: JSON content type, the bearer token if any
@@ -122,8 +137,10 @@ class GatewayReporter {
   std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Report> queue_;
-  bool busy_ = false;
+  std::size_t in_hand_ = 0;  // reports taken by the thread and not finished yet
   bool stopping_ = false;
+  // The gateway refused the batch form (an older gateway): singles until then (the thread's own).
+  std::chrono::steady_clock::time_point no_batches_until_{};
   std::uint64_t queued_ = 0;    // reports ever queued
   std::uint64_t finished_ = 0;  // of them sent or dropped (in queue order: one thread sends)
   std::thread thread_;

@@ -33,6 +33,14 @@ double default_jitter() {
   return std::uniform_real_distribution<double>(0.0, 1.0)(engine);
 }
 
+// Sends one output: send() with its body, or send_many() with its parts (Outgoing::message).
+Status send_one(transport::Transport& transport, const Outgoing& out) {
+  if (!out.parts) return transport.send(out.queue, out.body, out.delay);
+  MessageStorage storage;
+  transport::OutgoingMessage message = out.message(transport, storage);
+  return std::move(transport.send_many(std::span(&message, 1)).front());
+}
+
 Outgoing outgoing(std::string queue, std::string body, std::chrono::milliseconds delay,
                   MessageType type) {
   Outgoing out;
@@ -193,7 +201,8 @@ Decision Router::failure_with_retry(const envelope::Envelope& in, Failure failur
 
 Decision Router::after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
                                const wire::CallResult& call, std::string_view response,
-                               bool response_padded, PayloadOffload* offload) const {
+                               bool response_padded, PayloadOffload* offload,
+                               std::size_t parts_above) const {
   switch (call.status) {
     case wire::CallStatus::kTimeout: {
       Decision d = failure_with_retry(in, FailureCode::kRuntimeTimeout, call.error, "", "");
@@ -292,13 +301,21 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
         out.body = envelope::build_output(in, i, by_reference, fanout_headers);
       }
     }
-    if (out.body.empty()) out.body = envelope::build_output(in, i, item, fanout_headers);
-    if (out.body.size() > options_.max_message_bytes)
+    if (out.body.empty() && parts_above > 0 && item.payload_raw.size() > parts_above) {
+      // Left in the answer: the transport writes head, payload and tail (body_parts.hpp).
+      out.parts.emplace();
+      out.parts->head = envelope::build_output_head(in, i, item, fanout_headers);
+      out.parts->payload = item.payload_raw;
+      out.parts->tail = envelope::kOutputTail;
+    } else if (out.body.empty()) {
+      out.body = envelope::build_output(in, i, item, fanout_headers);
+    }
+    if (out.body_size() > options_.max_message_bytes)
       return to_error_end(
           in, FailureCode::kMessageTooLarge,
           fmt::format("output {} is {} bytes, more than the transport's limit of {} bytes "
                       "(ASYA_MAX_MESSAGE_BYTES)",
-                      i, out.body.size(), options_.max_message_bytes));
+                      i, out.body_size(), options_.max_message_bytes));
     if (item.current < item.actors.size()) {
       out.queue = options_.queue_prefix + item.actors[item.current];
       out.type = MessageType::kRoute;
@@ -345,11 +362,13 @@ std::optional<Settlement> Router::settle_in_one_step(transport::Transport& trans
       failpoint_armed("sidecar.before_ack"))
     return std::nullopt;
   std::vector<transport::OutgoingMessage> messages;
+  std::vector<MessageStorage> storage(decision.sends.size());
   messages.reserve(decision.sends.size());
-  for (const Outgoing& out : decision.sends) {
+  for (std::size_t i = 0; i < decision.sends.size(); ++i) {
+    const Outgoing& out = decision.sends[i];
     // Too large for the transport: the ordinary path rebuilds it or sends the input to error-end.
-    if (out.body.size() > transport.max_message_bytes()) return std::nullopt;
-    messages.push_back(transport::OutgoingMessage{out.queue, out.body, out.delay});
+    if (out.body_size() > transport.max_message_bytes()) return std::nullopt;
+    messages.push_back(out.message(transport, storage[i]));
   }
   auto started = std::chrono::steady_clock::now();
   std::optional<Status> acked = transport.send_then_ack(messages, delivery);
@@ -376,7 +395,7 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
   for (const Outgoing& planned : decision.sends) {
     if (hooks.before_send) hooks.before_send(planned);
     auto started = std::chrono::steady_clock::now();
-    Status st = transport.send(planned.queue, planned.body, planned.delay);
+    Status st = send_one(transport, planned);
     const Outgoing* sent_as = &planned;
     Outgoing rebuilt;
     if (!st && in && planned.error &&
@@ -384,11 +403,12 @@ Settlement Router::settle(transport::Transport& transport, const transport::Deli
       // The transport's own limit is below what the router was told (or counts more than the
       // body): rebuild the error envelope to fit under the body size it just refused.
       rebuilt = planned;
-      std::size_t limit = transport.max_message_bytes() < planned.body.size()
+      std::size_t limit = transport.max_message_bytes() < planned.body_size()
                               ? transport.max_message_bytes()
-                              : planned.body.size() - 1;
+                              : planned.body_size() - 1;
       rebuilt.body = error_body(*in, *planned.error, std::max<std::size_t>(limit, 1));
-      if (rebuilt.body.size() < planned.body.size()) {
+      rebuilt.parts.reset();
+      if (rebuilt.body.size() < planned.body_size()) {
         st = transport.send(rebuilt.queue, rebuilt.body, rebuilt.delay);
         sent_as = &rebuilt;
       }

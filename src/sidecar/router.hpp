@@ -4,6 +4,7 @@
 // rule here is unit-testable without sockets or queues.
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -15,6 +16,7 @@
 #include "common/result.hpp"
 #include "envelope/build.hpp"
 #include "envelope/envelope.hpp"
+#include "sidecar/body_parts.hpp"
 #include "sidecar/outcome.hpp"
 #include "transport/transport.hpp"
 #include "wire/runtime_client.hpp"
@@ -25,10 +27,19 @@ namespace asya::sidecar {
 enum class MessageType { kRoute, kHappyEnd, kErrorEnd, kRetry };
 std::string_view message_type_label(MessageType type);
 
+// Storage for the views of one transport::OutgoingMessage made from an Outgoing (message()).
+struct MessageStorage {
+  std::array<std::string_view, 3> views;
+  std::string joined;
+};
+
 // One body to send. `delay` is non-zero only for retries.
 struct Outgoing {
   std::string queue;  // full name, prefix included
-  std::string body;
+  std::string body;   // the whole envelope; empty when `parts` holds it
+  // A large output in parts (sidecar/body_parts.hpp): its body is parts->joined(), never built
+  // unless a transport needs it whole.
+  std::optional<BodyParts> parts;
   std::chrono::milliseconds delay{0};
   MessageType type = MessageType::kRoute;
   // Fan-out children with index >= 1 are announced to the gateway (PROTOCOL §7) before any output
@@ -41,6 +52,15 @@ struct Outgoing {
   // Error-end sends built from a parsed input: the error the envelope carries, so settle() can
   // rebuild it smaller (original_payload truncated) when the transport refuses it as too large.
   std::optional<envelope::ErrorInfo> error;
+
+  std::size_t body_size() const { return parts ? parts->size() : body.size(); }
+  // The message to hand `transport` (views into this output and `storage`): the parts as they
+  // are when it sends parts, else the body (joined into `storage` first when in parts).
+  transport::OutgoingMessage message(const transport::Transport& transport,
+                                     MessageStorage& storage) const;
+  // Makes `body` the whole envelope (joins the parts, drops them), for code that rewrites or
+  // parses it (tracing's stamp).
+  void join_parts();
 };
 
 // What to do with the input once every send succeeded. (If a send fails the worker nacks
@@ -124,9 +144,13 @@ class Router {
   // followed by envelope::kParsePadding readable bytes (a wire::FrameBuffer), so it is parsed in
   // place instead of copied into a padded buffer first.
   // `offload`, when given, replaces large output payloads by references (see PayloadOffload).
+  // `parts_above` (0: never): an output whose payload (as sent) is larger than this many bytes is
+  // kept in parts (Outgoing::parts) whose payload points into `response`: the caller keeps
+  // `response` alive as long as the decision, through BodyParts::owner (see hold_answer).
   Decision after_runtime(const envelope::Envelope& in, const transport::Delivery& delivery,
                          const wire::CallResult& call, std::string_view response,
-                         bool response_padded = false, PayloadOffload* offload = nullptr) const;
+                         bool response_padded = false, PayloadOffload* offload = nullptr,
+                         std::size_t parts_above = 0) const;
 
   // PROTOCOL §4a: when `in` is a failed branch (its innermost fan-out frame says "failed") and this
   // actor is not a join, the decision that passes it on unchanged with route.current + 1 (to

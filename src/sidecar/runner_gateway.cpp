@@ -30,12 +30,19 @@ std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, boo
 void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, double runtime_seconds,
                            bool tracked) {
   if (!tracked) return;
-  report(envelope_path(in.id, "progress"),
-         progress_body(in.actors, in.current, "completed",
-                       fmt::format("completed by {}", config_.actor_name),
-                       static_cast<std::int64_t>(runtime_seconds * 1000)));
-  if (runtime_seconds >= std::chrono::duration<double>(kRecheckAfter).count() &&
-      check_job(in, {}).cancelled) {
+  std::string completed = progress_body(in.actors, in.current, "completed",
+                                        fmt::format("completed by {}", config_.actor_name),
+                                        static_cast<std::int64_t>(runtime_seconds * 1000));
+  if (runtime_seconds < std::chrono::duration<double>(kRecheckAfter).count()) {
+    report(envelope_path(in.id, "progress"), std::move(completed));
+    return;
+  }
+  // A long call is checked again before its outputs go on (PROTOCOL §7); the check carries the
+  // "completed" report, so it costs no request of its own. A gateway that did not take it gets it
+  // as a report.
+  CheckAnswer answer = check_job(in, completed);
+  if (!answer.progress_accepted) report(envelope_path(in.id, "progress"), std::move(completed));
+  if (answer.cancelled) {
     // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
     decision = router_->error_end(
         in, FailureCode::kCancelled,

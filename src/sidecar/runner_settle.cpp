@@ -56,7 +56,7 @@ void Runner::settle_items(std::span<const SettleItem> items,
     record_publish(out, seconds, st.ok());
     if (st) {
       metrics_.sent(out.queue, message_type_label(out.type));
-      metrics_.envelope_size("sent", out.body.size());
+      metrics_.envelope_size("sent", out.body_size());
     }
   };
   std::vector<Settlement> settled = settle_batch(*router_, *transport_, held, hooks);

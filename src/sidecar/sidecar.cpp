@@ -361,6 +361,7 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
+  if (hop.active()) join_parts(decision);  // the stamp rewrites each output's body
   hop.stamp(decision);
   // Settled here instead: a traced hop (it records its publish and ack spans on this thread),
   // and a decision that stops the worker or makes it wait for the runtime (as before the window).
@@ -489,9 +490,12 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
                  call.notice);
     metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
   }
+  // A large output is sent from the answer in parts (body_parts.hpp), which then owns it.
   Decision decision =
       router_->after_runtime(in, delivery, call, scratch.view(),
-                             /*response_padded=*/true, offload ? &*offload : nullptr);
+                             /*response_padded=*/true, offload ? &*offload : nullptr,
+                             transport_->sends_parts() ? kPartsAbove : 0);
+  hold_answer(decision, scratch);
   // The resolved request was kept for the pass-through comparison (as large as the answer, which
   // is held until here anyway); not needed any more.
   if (offload) {

@@ -40,6 +40,31 @@ struct OutgoingMessage {
   std::string_view queue;
   std::string_view body;
   std::chrono::milliseconds delay{0};
+  // A large body given in parts (the sidecar's output: the envelope's head, the payload where the
+  // runtime's answer holds it, the closing brace), so that it is never assembled in memory: when
+  // not empty, the body is these parts one after the other and `body` is empty. Only a transport
+  // whose sends_parts() is true is given parts.
+  std::span<const std::string_view> parts{};
+
+  // The body's length in bytes, parts or not.
+  std::size_t size() const {
+    if (parts.empty()) return body.size();
+    std::size_t total = 0;
+    for (std::string_view part : parts) total += part.size();
+    return total;
+  }
+  // The body as parts: `parts`, or `body` as the only part.
+  std::span<const std::string_view> body_parts() const {
+    return parts.empty() ? std::span<const std::string_view>(&body, 1) : parts;
+  }
+  // The body as one string (the parts joined; a copy of `body` without parts).
+  std::string joined() const {
+    if (parts.empty()) return std::string(body);
+    std::string out;
+    out.reserve(size());
+    for (std::string_view part : parts) out.append(part);
+    return out;
+  }
 };
 
 struct QueueStats {
@@ -88,12 +113,21 @@ class Transport {
   // with whatever else this process has pending; a statement failure rolls its transaction back
   // and runs each message of it alone, so a bad one fails only itself; a failed BEGIN or COMMIT
   // commits none of them and fails every message of that transaction). Thread-safe.
+  // A message given in parts (OutgoingMessage::parts, only to a transport whose sends_parts() is
+  // true) is sent exactly as its parts joined would be.
   virtual std::vector<Status> send_many(std::span<const OutgoingMessage> messages) {
     std::vector<Status> out;
     out.reserve(messages.size());
-    for (const OutgoingMessage& m : messages) out.push_back(send(m.queue, m.body, m.delay));
+    for (const OutgoingMessage& m : messages)
+      out.push_back(m.parts.empty() ? send(m.queue, m.body, m.delay)
+                                    : send(m.queue, m.joined(), m.delay));
     return out;
   }
+
+  // Whether send_many() and send_then_ack() take a body in parts without joining it first (SQLite
+  // writes a body file from the parts). A caller holding a large body in parts joins it itself for
+  // a transport that answers false. Never blocks.
+  virtual bool sends_parts() const { return false; }
   virtual std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) {
     std::vector<Status> out;
     out.reserve(deliveries.size());

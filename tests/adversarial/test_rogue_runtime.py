@@ -39,8 +39,7 @@ def message(i):
 def run(cluster, mode, count, env=None):
     """Queues m1..m<count>, then starts the rogue runtime and a sidecar on them."""
     cluster.queues.ensure(QUEUE)
-    for i in range(1, count + 1):
-        cluster.queues.send(QUEUE, message(i))
+    cluster.queues.send_many(QUEUE, [message(i) for i in range(1, count + 1)])
     full_env = {"ROGUE_MODE": mode, "ASYA_RUNTIME_TIMEOUT": "20s"}
     full_env.update(env or {})
     return cluster.actor("rogue", env=full_env, runtime_cmd=[sys.executable, str(ROGUE)])

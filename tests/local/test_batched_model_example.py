@@ -2,6 +2,7 @@
 the model one payload at a time; the weights come from the fixed seed (the same answers in a fresh
 process); torch runs on one thread. Needs python3-torch (`scripts/setup --bench`)."""
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -52,6 +53,23 @@ def test_the_weights_come_from_the_fixed_seed_and_torch_uses_one_thread():
     assert fresh["threads"] == 1
     assert [r["label"] for r in fresh["out"]] == [r["label"] for r in here]
     assert [r["score"] for r in fresh["out"]] == pytest.approx([r["score"] for r in here], abs=1e-6)
+
+
+def test_a_model_call_on_another_thread_starts_no_openmp_threads():
+    # asya's Python runtime calls the handler on its connection thread, not on the thread that
+    # imported the module: the one-thread setting must hold there too (else oneDNN's reorders
+    # run with an OpenMP team of one thread per core, whose extra thread spins on another core).
+    code = ("import os, threading, classifier\n"
+            "def call():\n"
+            "    before = set(os.listdir('/proc/self/task'))\n"
+            "    for _ in range(3): classifier.classify_batch([{'text': 'abc'}] * 32)\n"
+            "    new = set(os.listdir('/proc/self/task')) - before - {str(threading.get_native_id())}\n"
+            "    print(len(new))\n"
+            "thread = threading.Thread(target=call); thread.start(); thread.join()\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=EXAMPLE, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, ASYA_MODEL_WARMUP_MAX_BATCH="0"))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0", "threads started by a model call on a second thread: %s" % done.stdout
 
 
 def test_the_manifest_serves_classify_batch_with_batching():

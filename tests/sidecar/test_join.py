@@ -166,8 +166,8 @@ def test_two_join_replicas_and_sigkill_of_joins_and_branches_emit_every_group_on
     a = cluster.actor("combine", "combine", env=env, supervise=True)
     b = cluster.actor("combine", "combine", env=env, supervise=True)
     groups = 60
-    for g in range(groups):
-        cluster.queues.send("asya-split", envelope("g%d" % g, ["split", "score", "combine"], payload={"n": 10}))
+    cluster.queues.send_many("asya-split", [envelope("g%d" % g, ["split", "score", "combine"], payload={"n": 10})
+                                            for g in range(groups)])
     # Kill the join replicas and the branch actor, repeatedly, while groups are in progress.
     for round_, victim in enumerate([a, score, b, a]):
         wait_for(lambda: len(cluster.markers_named("combine-")) >= 5 * (round_ + 1) or
@@ -197,8 +197,8 @@ def test_two_join_replicas_on_sqlite_join_a_thousand_groups_of_twenty(cluster):
     cluster.actor("score", "score", env={"ASYA_CONCURRENCY": "2", "ASYA_HANDLER_THREAD_SAFE": "true"})
     for _ in range(2):
         cluster.actor("combine", "combine", env=join_env(cluster, ASYA_JOIN_TIMEOUT="10m"))
-    for g in range(groups):
-        cluster.queues.send("asya-split", envelope("k%d" % g, ["split", "score", "combine"], payload={"n": width}))
+    cluster.queues.send_many("asya-split", [envelope("k%d" % g, ["split", "score", "combine"], payload={"n": width})
+                                            for g in range(groups)])
     got = cluster.queues.collect(HAPPY, groups, timeout=900)
     got += [dict(m, json=json.loads(m["body"])) for m in cluster.queues.recv(HAPPY, wait=1.0)]
     ids = collections.Counter(m["json"]["id"] for m in got)

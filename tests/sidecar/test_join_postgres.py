@@ -51,9 +51,8 @@ def test_three_join_replicas_on_postgres_emit_every_group_once_in_order(cluster,
         INSERT INTO asya_join_branches(group_id, idx, failed, payload) VALUES ('foreign@0', 0, false, '1');
     """)
     prefix = "pg-%s-" % pathlib.Path(cluster.tmp).name[-6:]
-    for g in range(groups):
-        cluster.queues.send("asya-split", envelope("%s%d" % (prefix, g), ["split", "score", "combine"],
-                                                   payload={"n": width}))
+    cluster.queues.send_many("asya-split", [envelope("%s%d" % (prefix, g), ["split", "score", "combine"],
+                                                     payload={"n": width}) for g in range(groups)])
     got = cluster.queues.collect(HAPPY, groups, timeout=900)
     got += [dict(m, json=json.loads(m["body"])) for m in cluster.queues.recv(HAPPY, wait=1.0)]
     ids = collections.Counter(m["json"]["id"] for m in got)

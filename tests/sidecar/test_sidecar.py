@@ -247,8 +247,7 @@ def test_messages_leased_ahead_are_returned_on_sigterm_and_none_is_lost(cluster)
     # answered it leaves its messages invisible until then (nothing lost: delivered again).
     actor = cluster.actor("fast", "echo", start_sidecar=False, env={"ASYA_VISIBILITY_TIMEOUT": "5s"})
     ids = ["L%03d" % i for i in range(300)]
-    for id_ in ids:
-        cluster.queues.send("asya-fast", envelope(id_, ["fast"], payload={"id": id_}))
+    cluster.queues.send_many("asya-fast", [envelope(id_, ["fast"], payload={"id": id_}) for id_ in ids])
     actor.start_sidecar()
     wait_for(lambda: cluster.queues.stats(HAPPY)["ready"] >= 20, 60, "the first results")
     actor.sidecar.signal(signal.SIGTERM)
@@ -301,8 +300,8 @@ def _max_overlap(cluster, count):
 def test_concurrency_processes_messages_in_parallel(cluster, concurrency):
     actor = cluster.actor("work", "slow", env={"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true"},
                           start_sidecar=False)
-    for i in range(40):
-        cluster.queues.send("asya-work", envelope("c%d" % i, ["work"], payload={"tag": "c%d" % i, "sleep": 0.2}))
+    cluster.queues.send_many("asya-work", [envelope("c%d" % i, ["work"], payload={"tag": "c%d" % i, "sleep": 0.2})
+                                           for i in range(40)])
     actor.start_sidecar()
     cluster.queues.collect(HAPPY, 40, timeout=60)
     # The handlers' own start and end times: with 40 messages queued, exactly `concurrency` of

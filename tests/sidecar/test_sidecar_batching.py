@@ -19,8 +19,8 @@ def recorded_batches(cluster):
 
 
 def test_a_batch_actor_settles_each_item_and_its_metrics_pass_promtool(cluster):
-    for i in range(40):
-        cluster.queues.send("asya-echo", envelope("m%d" % i, ["echo"], payload={"i": i, "fail": i % 10 == 4}))
+    cluster.queues.send_many("asya-echo", [envelope("m%d" % i, ["echo"], payload={"i": i, "fail": i % 10 == 4})
+                                           for i in range(40)])
     actor = cluster.actor("echo", "batch_echo", env=BATCH_ENV)
     happy = cluster.queues.collect(HAPPY, 36, timeout=60)
     errors = cluster.queues.collect(ERROR, 4, timeout=60)
@@ -47,8 +47,8 @@ def test_a_batch_actor_settles_each_item_and_its_metrics_pass_promtool(cluster):
 
 
 def test_concurrency_two_keeps_two_batches_in_flight_on_two_connections(cluster):
-    for i in range(20):
-        cluster.queues.send("asya-echo", envelope("m%d" % i, ["echo"], payload={"i": i, "sleep": 1.0}))
+    cluster.queues.send_many("asya-echo", [envelope("m%d" % i, ["echo"], payload={"i": i, "sleep": 1.0})
+                                           for i in range(20)])
     cluster.actor("echo", "batch_echo", env=dict(
         BATCH_ENV, ASYA_BATCH_MAX_SIZE="5", ASYA_CONCURRENCY="2", ASYA_HANDLER_THREAD_SAFE="true"))
     cluster.queues.collect(HAPPY, 20, timeout=90)
@@ -126,8 +126,7 @@ def test_sigterm_returns_a_batch_leased_ahead_and_loses_nothing(cluster):
     actor = cluster.actor("echo", "batch_echo", start_sidecar=False, env=dict(
         BATCH_ENV, ASYA_BATCH_MAX_SIZE="8", ASYA_VISIBILITY_TIMEOUT="5s"))
     ids = ["L%03d" % i for i in range(160)]
-    for id_ in ids:
-        cluster.queues.send("asya-echo", envelope(id_, ["echo"], payload={"id": id_, "sleep": 0.1}))
+    cluster.queues.send_many("asya-echo", [envelope(id_, ["echo"], payload={"id": id_, "sleep": 0.1}) for id_ in ids])
     actor.start_sidecar()
     wait_for(lambda: cluster.queues.stats(HAPPY)["ready"] >= 16, 60, "the first results")
     actor.sidecar.signal(signal.SIGTERM)

@@ -338,3 +338,131 @@ def test_serves_requests_under_python_3_8(runtimes):
     response = runtime.call(envelope_body({"edit": "append"}, actors=("a", "b")))
     assert response[0]["route"] == {"actors": ["a", "b", "extra"], "current": 1}, response
     runtime.stop()
+
+
+# ------------------------------------------------------------------------------------------
+# Batch mode: waiting for the next batch without sleeping (ASYA_RUNTIME_SPIN_US).
+
+
+def process_voluntary_switches(pid):
+    """Voluntary context switches of every thread of `pid` (a thread that blocks, e.g. in poll(),
+    makes one; one that polls without sleeping and yields does not)."""
+    total = 0
+    for task in pathlib.Path("/proc/%d/task" % pid).iterdir():
+        for line in (task / "status").read_text().splitlines():
+            if line.startswith("voluntary_ctxt_switches:"):
+                total += int(line.split()[1])
+    return total
+
+
+def process_cpu_seconds(pid):
+    total = 0
+    for task in pathlib.Path("/proc/%d/task" % pid).iterdir():
+        total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
+
+
+def wait_until_every_thread_sleeps(pid, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        states = []
+        for task in pathlib.Path("/proc/%d/task" % pid).iterdir():
+            stat = (task / "stat").read_text()
+            states.append(stat[stat.rindex(")") + 2])
+        if all(state == "S" for state in states):
+            return
+        time.sleep(0.001)
+    pytest.fail("runtime %d still had a running thread after %.0f s: %s" % (pid, timeout, states))
+
+
+def batch_body(count, first=0):
+    return json.dumps([{"id": "b-%d" % (first + i), "route": {"actors": ["echo"], "current": 0},
+                        "payload": {"n": first + i}} for i in range(count)]).encode()
+
+
+def batch_call(connection, body):
+    connection.sendall(struct.pack(">I", len(body)) + body)
+    answers = json.loads(recv_frame(connection))
+    assert isinstance(answers, list) and all(isinstance(answer, list) for answer in answers), answers
+    return answers
+
+
+def switches_across_a_gap(runtimes, spin_us, gap_seconds):
+    """Voluntary context switches of a batch runtime (ASYA_RUNTIME_SPIN_US=spin_us) while it waits
+    `gap_seconds` for the next request of a connection whose requests came back to back before."""
+    env = {"ASYA_HANDLER": "conformance_handlers.batch_mixed", "ASYA_HANDLER_BATCH": "true",
+           "ASYA_RUNTIME_SPIN_US": str(spin_us), "PYTHONPATH": str(CONFORMANCE_DIR)}
+    runtime = runtimes([sys.executable, str(RUNTIME_FILE)], env).wait_ready()
+    pid = runtime.process.pid
+    with runtime.connect() as connection:
+        batch_call(connection, batch_body(3))
+        # Counted once the runtime sleeps after the first answer (a first request never spins),
+        # from before the second request: whether it blocks after the second answer is then
+        # inside the window, whatever the timing.
+        wait_until_every_thread_sleeps(pid)
+        before = process_voluntary_switches(pid)
+        batch_call(connection, batch_body(3, 3))  # back to back: the next wait may spin
+        time.sleep(gap_seconds)
+        answers = batch_call(connection, batch_body(3, 6))
+        after = process_voluntary_switches(pid)
+    assert len(answers) == 3
+    return after - before, runtime
+
+
+def test_batch_runtime_waits_for_a_back_to_back_request_without_sleeping(runtimes):
+    # Within the spin budget (generous here: a loaded machine may take a while to schedule the
+    # client), the runtime's thread never blocks between the two requests...
+    spinning, _ = switches_across_a_gap(runtimes, 1_000_000, 0.05)
+    assert spinning == 0, "the runtime blocked %d times while waiting for a back-to-back request" % spinning
+    # ... and with ASYA_RUNTIME_SPIN_US=0 it sleeps in poll() and is woken by the request.
+    sleeping, _ = switches_across_a_gap(runtimes, 0, 0.05)
+    assert sleeping >= 1
+
+
+def test_batch_runtime_stops_spinning_when_requests_are_not_back_to_back(runtimes):
+    # The budget (0.2 s) is spent once after the last back-to-back request; a request that comes
+    # later than that (0.5 s) turns spinning off: the runtime then sleeps while idle.
+    env = {"ASYA_HANDLER": "conformance_handlers.batch_mixed", "ASYA_HANDLER_BATCH": "true",
+           "ASYA_RUNTIME_SPIN_US": "200000", "PYTHONPATH": str(CONFORMANCE_DIR)}
+    runtime = runtimes([sys.executable, str(RUNTIME_FILE)], env).wait_ready()
+    pid = runtime.process.pid
+    with runtime.connect() as connection:
+        batch_call(connection, batch_body(2))
+        batch_call(connection, batch_body(2, 2))
+        time.sleep(0.5)
+        batch_call(connection, batch_body(2, 4))
+        cpu_before = process_cpu_seconds(pid)
+        time.sleep(1.0)
+        idle_cpu = process_cpu_seconds(pid) - cpu_before
+        # Still serving, with an answer per envelope.
+        assert len(batch_call(connection, batch_body(2, 6))) == 2
+    assert idle_cpu < 0.05, "the runtime used %.3f s of CPU in 1 s idle: it kept spinning" % idle_cpu
+
+
+def test_spin_does_not_delay_a_new_connection(runtimes):
+    # While the leader spins for the next request of its connection, a new client is served at
+    # once (the spin also watches the listener), not after the spin budget (1 s here).
+    env = {"ASYA_HANDLER": "conformance_handlers.batch_mixed", "ASYA_HANDLER_BATCH": "true",
+           "ASYA_RUNTIME_SPIN_US": "1000000", "PYTHONPATH": str(CONFORMANCE_DIR)}
+    runtime = runtimes([sys.executable, str(RUNTIME_FILE)], env).wait_ready()
+    with runtime.connect() as first:
+        batch_call(first, batch_body(2))
+        batch_call(first, batch_body(2, 2))  # the leader now spins up to 1 s for `first`
+        started = time.monotonic()
+        with runtime.connect() as second:
+            assert len(batch_call(second, batch_body(2, 4))) == 2
+        waited = time.monotonic() - started
+        assert len(batch_call(first, batch_body(2, 6))) == 2
+    assert waited < 0.9, "a new connection waited %.2f s, the leader's whole spin" % waited
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1000001", "1.5"])
+def test_bad_spin_value_exits_1_naming_it(runtimes, value):
+    env = {"ASYA_HANDLER": "conformance_handlers.echo", "ASYA_RUNTIME_SPIN_US": value,
+           "PYTHONPATH": str(CONFORMANCE_DIR)}
+    runtime = runtimes([sys.executable, str(RUNTIME_FILE)], env)
+    assert runtime.wait_exit() == 1
+    lines = [line for line in runtime.stderr().splitlines() if line.strip()]
+    assert len(lines) == 1, runtime.stderr()
+    record = json.loads(lines[0])
+    assert "ASYA_RUNTIME_SPIN_US" in record["msg"] and value in record["msg"], record

@@ -44,6 +44,16 @@ class StorageBackend {
   // Runs `body` in one transaction: commits when it returns ok, rolls back otherwise. Calls are
   // serialised within the process; across processes the database's own locking applies.
   virtual Status transaction(const std::function<Status()>& body) = 0;
+  // Runs `bodies` in order and returns their results in order, each as transaction() would; a
+  // backend that groups transactions runs them in one (each in a savepoint, so a failing body
+  // undoes only itself). Default: one transaction each.
+  virtual std::vector<Status> transactions(
+      const std::vector<const std::function<Status()>*>& bodies) {
+    std::vector<Status> results;
+    results.reserve(bodies.size());
+    for (const auto* body : bodies) results.push_back(transaction(*body));
+    return results;
+  }
   // Runs one statement with parameters $1, $2, ... (inside a transaction or on its own) and
   // returns its rows. `what` names the operation in the error message.
   virtual Result<std::vector<SqlRow>> query(const std::string& what, const char* sql,

@@ -33,6 +33,18 @@ std::optional<JobStatus> parse_job_status(std::string_view name) {
   return std::nullopt;
 }
 
+std::vector<Result<ChangeResult>> JobStore::apply(const std::vector<SidecarReport>& reports) {
+  std::vector<Result<ChangeResult>> results;
+  results.reserve(reports.size());
+  for (const SidecarReport& report : reports) {
+    if (const auto* progress_report = std::get_if<ProgressReport>(&report))
+      results.push_back(progress(*progress_report));
+    else
+      results.push_back(finish(std::get<FinalReport>(report)));
+  }
+  return results;
+}
+
 std::unique_ptr<JobStore> open_sqlite_job_store(const std::string& path) {
   return make_job_store(open_sqlite_backend(path));
 }

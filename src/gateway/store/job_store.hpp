@@ -41,6 +41,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <variant>
 #include <vector>
 
 #include "common/env.hpp"
@@ -165,6 +166,9 @@ struct FinalReport {
   std::optional<int> current_actor_idx;
 };
 
+// One report of a batch (PROTOCOL §7 POST /envelopes/reports): a progress or a final report.
+using SidecarReport = std::variant<ProgressReport, FinalReport>;
+
 // A fan-out child announced by a sidecar (PROTOCOL §7 POST /envelopes).
 struct BranchReport {
   std::string id;
@@ -286,6 +290,12 @@ class JobStore {
   // Applies a final report for the root or a branch. A repeat of the same final is `duplicate`;
   // a different final status for a final branch is `conflict`.
   virtual Result<ChangeResult> finish(const FinalReport& report) = 0;
+
+  // Applies `reports` in order, each exactly as progress() or finish() would (so a later report
+  // sees the earlier ones' changes), and returns one result per report, in order. Where the
+  // store allows, they share one transaction (each in a savepoint: a report that fails undoes
+  // only itself and fails only its own result). Default: one call each.
+  virtual std::vector<Result<ChangeResult>> apply(const std::vector<SidecarReport>& reports);
 
   // Registers a fan-out child. `duplicate` when that id is already known (retries are safe),
   // `not_found` when parent_id belongs to no job.

@@ -34,6 +34,8 @@ int weight_of(const std::string& state) {
 }
 
 class JobStoreCore final : public JobStore {
+  using Mutation = std::function<std::optional<Update>(Job&, Branch&, ChangeResult&)>;
+
  public:
   explicit JobStoreCore(std::unique_ptr<StorageBackend> backend) : backend_(std::move(backend)) {}
 
@@ -78,90 +80,123 @@ class JobStoreCore final : public JobStore {
   }
 
   Result<ChangeResult> progress(const ProgressReport& report) override {
-    return change(
-        report.envelope_id,
-        [&](Job& job, Branch& branch, ChangeResult& result) -> std::optional<Update> {
-          if (is_final(job.status) || is_final(branch.status)) {
-            result.outcome = Outcome::ignored;
-            return std::nullopt;
-          }
-          const std::vector<std::string>& actors =
-              report.actors.empty() ? job.actors : report.actors;
-          int count = std::max<int>(1, static_cast<int>(actors.size()));
-          int index = std::clamp(report.current_actor_idx, 0, count - 1);
-          // Behind the job's position: a late report of another sidecar (see the header).
-          bool counted_completed = job.actors_completed > job.current_actor_idx;
-          if (job.status == JobStatus::running &&
-              (index < job.current_actor_idx ||
-               (index == job.current_actor_idx && counted_completed &&
-                report.state != "completed"))) {
-            result.outcome = Outcome::ignored;
-            return std::nullopt;
-          }
-          int weight = weight_of(report.state);
-          if (report.branches_total > 0) {
-            const std::size_t joined = std::min(report.branches_joined, report.branches_total);
-            weight = 10 + static_cast<int>(80 * joined / report.branches_total);
-          }
-          int percent = std::min(99, (index * 100 + weight) / count);
-          if (report.branches_total > 0 && percent < job.progress_percent) {
-            result.outcome = Outcome::ignored;
-            return std::nullopt;
-          }
-          job.progress_percent = std::max(job.progress_percent, percent);
-          job.status = JobStatus::running;
-          branch.status = JobStatus::running;
-          job.current_actor_idx = index;
-          job.actors_completed = index + (report.state == "completed" ? 1 : 0);
-          std::string actor = index < static_cast<int>(actors.size()) ? actors[index] : "";
-          job.message = report.message.empty() ? report.state + " by " + actor : report.message;
-          Update u = base_update(job, report.envelope_id, report.state, job.message);
-          u.actors = actors;
-          u.actor = actor;
-          return u;
-        });
+    return change(report.envelope_id, progress_mutation(report));
   }
 
   Result<ChangeResult> finish(const FinalReport& report) override {
-    return change(
-        report.envelope_id,
-        [&](Job& job, Branch& branch, ChangeResult& result) -> std::optional<Update> {
-          if (is_final(branch.status)) {
-            result.outcome =
-                branch.status == report.status ? Outcome::duplicate : Outcome::conflict;
-            return std::nullopt;
-          }
-          if (is_final(job.status)) {
-            result.outcome = Outcome::ignored;
-            return std::nullopt;
-          }
-          branch.status = report.status;
-          branch.result_json = report.status == JobStatus::succeeded
-                                   ? (report.result_json.empty() ? "null" : report.result_json)
-                                   : "";
-          branch.error = report.status == JobStatus::failed
-                             ? (report.error.empty() ? std::string("failed") : report.error)
-                             : "";
-          if (report.status == JobStatus::failed) {
-            branch.error_details_json = report.error_details_json;
-            if (report.current_actor_idx && *report.current_actor_idx >= 0 &&
-                *report.current_actor_idx < static_cast<int>(job.actors.size()))
-              branch.failed_actor = job.actors[*report.current_actor_idx];
-          }
-          if (report.current_actor_idx) job.current_actor_idx = *report.current_actor_idx;
-          std::size_t done = std::count_if(job.branches.begin(), job.branches.end(),
-                                           [](const Branch& b) { return is_final(b.status); });
-          if (done < job.branches.size()) {
-            if (job.status == JobStatus::pending) job.status = JobStatus::running;
-            job.message = "branch " + branch.id + " " + job_status_name(report.status) + " (" +
-                          std::to_string(done) + " of " + std::to_string(job.branches.size()) +
-                          " branches done)";
-            Update u =
-                base_update(job, report.envelope_id, job_status_name(report.status), job.message);
-            return u;
-          }
-          return finalize(job, report.envelope_id);
-        });
+    return change(report.envelope_id, final_mutation(report));
+  }
+
+  std::vector<Result<ChangeResult>> apply(const std::vector<SidecarReport>& reports) override {
+    // One body per report, run by the backend in one transaction where it can (each in a
+    // savepoint), in order, so a later report of the batch sees the earlier ones.
+    std::vector<ChangeResult> changes(reports.size());
+    std::vector<std::function<Status()>> bodies;
+    bodies.reserve(reports.size());
+    for (std::size_t i = 0; i < reports.size(); ++i) {
+      if (const auto* p = std::get_if<ProgressReport>(&reports[i]))
+        bodies.push_back(change_body(p->envelope_id, progress_mutation(*p), changes[i]));
+      else {
+        const FinalReport& f = std::get<FinalReport>(reports[i]);
+        bodies.push_back(change_body(f.envelope_id, final_mutation(f), changes[i]));
+      }
+    }
+    std::vector<const std::function<Status()>*> pointers;
+    pointers.reserve(bodies.size());
+    for (const auto& body : bodies) pointers.push_back(&body);
+    std::vector<Status> statuses = backend_->transactions(pointers);
+    auto result_of = [&](std::size_t i) -> Result<ChangeResult> {
+      if (!statuses[i].ok()) return statuses[i].error();
+      return changes[i];
+    };
+    std::vector<Result<ChangeResult>> results;
+    results.reserve(reports.size());
+    for (std::size_t i = 0; i < reports.size(); ++i) results.push_back(result_of(i));
+    return results;
+  }
+
+  // The change a progress report makes (the rules of the header). `report` must outlive it.
+  Mutation progress_mutation(const ProgressReport& report) {
+    return [this, &report](Job& job, Branch& branch,
+                           ChangeResult& result) -> std::optional<Update> {
+      if (is_final(job.status) || is_final(branch.status)) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      const std::vector<std::string>& actors = report.actors.empty() ? job.actors : report.actors;
+      int count = std::max<int>(1, static_cast<int>(actors.size()));
+      int index = std::clamp(report.current_actor_idx, 0, count - 1);
+      // Behind the job's position: a late report of another sidecar (see the header).
+      bool counted_completed = job.actors_completed > job.current_actor_idx;
+      if (job.status == JobStatus::running &&
+          (index < job.current_actor_idx ||
+           (index == job.current_actor_idx && counted_completed && report.state != "completed"))) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      int weight = weight_of(report.state);
+      if (report.branches_total > 0) {
+        const std::size_t joined = std::min(report.branches_joined, report.branches_total);
+        weight = 10 + static_cast<int>(80 * joined / report.branches_total);
+      }
+      int percent = std::min(99, (index * 100 + weight) / count);
+      if (report.branches_total > 0 && percent < job.progress_percent) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      job.progress_percent = std::max(job.progress_percent, percent);
+      job.status = JobStatus::running;
+      branch.status = JobStatus::running;
+      job.current_actor_idx = index;
+      job.actors_completed = index + (report.state == "completed" ? 1 : 0);
+      std::string actor = index < static_cast<int>(actors.size()) ? actors[index] : "";
+      job.message = report.message.empty() ? report.state + " by " + actor : report.message;
+      Update u = base_update(job, report.envelope_id, report.state, job.message);
+      u.actors = actors;
+      u.actor = actor;
+      return u;
+    };
+  }
+
+  // The change a final report makes. `report` must outlive it.
+  Mutation final_mutation(const FinalReport& report) {
+    return [this, &report](Job& job, Branch& branch,
+                           ChangeResult& result) -> std::optional<Update> {
+      if (is_final(branch.status)) {
+        result.outcome = branch.status == report.status ? Outcome::duplicate : Outcome::conflict;
+        return std::nullopt;
+      }
+      if (is_final(job.status)) {
+        result.outcome = Outcome::ignored;
+        return std::nullopt;
+      }
+      branch.status = report.status;
+      branch.result_json = report.status == JobStatus::succeeded
+                               ? (report.result_json.empty() ? "null" : report.result_json)
+                               : "";
+      branch.error = report.status == JobStatus::failed
+                         ? (report.error.empty() ? std::string("failed") : report.error)
+                         : "";
+      if (report.status == JobStatus::failed) {
+        branch.error_details_json = report.error_details_json;
+        if (report.current_actor_idx && *report.current_actor_idx >= 0 &&
+            *report.current_actor_idx < static_cast<int>(job.actors.size()))
+          branch.failed_actor = job.actors[*report.current_actor_idx];
+      }
+      if (report.current_actor_idx) job.current_actor_idx = *report.current_actor_idx;
+      std::size_t done = std::count_if(job.branches.begin(), job.branches.end(),
+                                       [](const Branch& b) { return is_final(b.status); });
+      if (done < job.branches.size()) {
+        if (job.status == JobStatus::pending) job.status = JobStatus::running;
+        job.message = "branch " + branch.id + " " + job_status_name(report.status) + " (" +
+                      std::to_string(done) + " of " + std::to_string(job.branches.size()) +
+                      " branches done)";
+        Update u =
+            base_update(job, report.envelope_id, job_status_name(report.status), job.message);
+        return u;
+      }
+      return finalize(job, report.envelope_id);
+    };
   }
 
   Result<ChangeResult> join(const JoinReport& report) override {
@@ -346,8 +381,6 @@ class JobStoreCore final : public JobStore {
   void unwatch() override { backend_->unwatch(); }
 
  private:
-  using Mutation = std::function<std::optional<Update>(Job&, Branch&, ChangeResult&)>;
-
   // Every branch of `job` reached an end: the job is final (failed when any branch failed, else
   // succeeded with the single result or the results in branch order).
   Update finalize(Job& job, const std::string& envelope_id) {
@@ -382,7 +415,16 @@ class JobStoreCore final : public JobStore {
 
   Result<ChangeResult> change(const std::string& envelope_id, const Mutation& mutate) {
     ChangeResult result;
-    Status status = backend_->transaction([&]() -> Status {
+    Status status = backend_->transaction(change_body(envelope_id, mutate, result));
+    if (!status.ok()) return status.error();
+    return result;
+  }
+
+  // The transaction body of change(): applies `mutate` to the job of `envelope_id` and fills
+  // `result`. `envelope_id` and `result` must outlive the body; `mutate` is copied.
+  std::function<Status()> change_body(const std::string& envelope_id, Mutation mutate,
+                                      ChangeResult& result) {
+    return [this, &envelope_id, mutate = std::move(mutate), &result]() -> Status {
       auto loaded = load_by_envelope(envelope_id);
       if (!loaded.ok()) return loaded.error();
       bool adopted = false;
@@ -437,9 +479,7 @@ class JobStoreCore final : public JobStore {
       if (!update) return Status::Ok();
       result.outcome = Outcome::applied;
       return save(job, *update, false);
-    });
-    if (!status.ok()) return status.error();
-    return result;
+    };
   }
 
   // The nearest known envelope id obtained by removing "-<digits>" suffixes from `envelope_id`

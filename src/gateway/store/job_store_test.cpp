@@ -144,6 +144,49 @@ TEST_P(JobStoreTest, FinalNeverChangesAndLateProgressIsIgnored) {
   EXPECT_EQ(job.progress_percent, 16);
 }
 
+TEST_P(JobStoreTest, ABatchOfReportsIsAppliedInOrderWithOneResultEach) {
+  std::string a = create();
+  std::string b = create({"one"});
+  FinalReport b_final;
+  b_final.envelope_id = b;
+  b_final.status = JobStatus::succeeded;
+  b_final.result_json = "[1, 2.50]";
+  FinalReport b_conflict = b_final;
+  b_conflict.status = JobStatus::failed;
+  std::vector<SidecarReport> reports{
+      ProgressReport{a, {}, 0, "processing", ""},
+      ProgressReport{a, {}, 1, "completed", ""},
+      ProgressReport{a, {}, 0, "completed", ""},  // behind: ignored, as alone
+      ProgressReport{"nobody", {}, 0, "processing", ""},
+      b_final,
+      ProgressReport{b, {}, 0, "processing", ""},  // after the final status: ignored
+      b_conflict,
+  };
+  auto results = store_->apply(reports);
+  ASSERT_EQ(results.size(), reports.size());
+  for (const auto& r : results) ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(results[0].value().progress_percent, 16);
+  EXPECT_EQ(results[1].value().progress_percent, 66);
+  EXPECT_EQ(results[2].value().outcome, Outcome::ignored);
+  EXPECT_EQ(results[3].value().outcome, Outcome::not_found);
+  EXPECT_EQ(results[4].value().outcome, Outcome::applied);
+  EXPECT_TRUE(results[4].value().job_final);
+  EXPECT_EQ(results[5].value().outcome, Outcome::ignored);
+  EXPECT_EQ(results[6].value().outcome, Outcome::conflict);
+  Job job_a = get(a);
+  EXPECT_EQ(job_a.progress_percent, 66);
+  EXPECT_EQ(job_a.current_actor_idx, 1);
+  Job job_b = get(b);
+  EXPECT_EQ(job_b.status, JobStatus::succeeded);
+  EXPECT_EQ(job_b.result_json, "[1, 2.50]");
+  // Each applied report is an update of its job, in the batch's order.
+  auto updates = store_->updates(a, 0);
+  ASSERT_TRUE(updates.ok());
+  ASSERT_EQ(updates.value().size(), 3u);
+  EXPECT_EQ(updates.value()[1].envelope_state, "processing");
+  EXPECT_EQ(updates.value()[2].envelope_state, "completed");
+}
+
 TEST_P(JobStoreTest, UpdatesHaveSequenceNumbersForResume) {
   std::string id = create();
   progress(id, 0, "received");

@@ -6,26 +6,36 @@
 namespace asya::gateway {
 
 Status TransactionGroup::run(const Body& body) {
-  Request request{&body};
+  return std::move(run_all({&body}).front());
+}
+
+std::vector<Status> TransactionGroup::run_all(const std::vector<const Body*>& bodies) {
+  std::vector<Request> requests;
+  requests.reserve(bodies.size());
+  for (const Body* body : bodies) requests.push_back(Request{body});
   std::unique_lock lock(mutex_);
-  pending_.push_back(&request);
-  while (!request.done) {
+  for (Request& request : requests) pending_.push_back(&request);
+  auto all_done = [&] {
+    return std::all_of(requests.begin(), requests.end(), [](const Request& r) { return r.done; });
+  };
+  while (!all_done()) {
     if (leading_) {
       done_.wait(lock);
       continue;
     }
-    // Lead: take what is queued now (this request among them, unless an earlier leader took it).
+    // Lead: take what is queued now (these requests among them, unless an earlier leader took
+    // them).
     leading_ = true;
     std::size_t take = std::min(pending_.size(), kMaxBatch);
     std::vector<Request*> batch(pending_.begin(), pending_.begin() + take);
     pending_.erase(pending_.begin(), pending_.begin() + take);
     lock.unlock();
-    std::vector<const Body*> bodies;
-    bodies.reserve(batch.size());
-    for (Request* r : batch) bodies.push_back(r->body);
+    std::vector<const Body*> batch_bodies;
+    batch_bodies.reserve(batch.size());
+    for (Request* r : batch) batch_bodies.push_back(r->body);
     std::vector<Status> results(batch.size(), Status::Ok());
     try {
-      runner_(bodies, results);
+      runner_(batch_bodies, results);
     } catch (const std::exception& e) {  // e.g. bad_alloc: the others must not wait forever
       for (Status& s : results) s = Error{std::string("job store transaction: ") + e.what()};
     }
@@ -40,7 +50,10 @@ Status TransactionGroup::run(const Body& body) {
     leading_ = false;
     done_.notify_all();
   }
-  return request.result;
+  std::vector<Status> out;
+  out.reserve(requests.size());
+  for (Request& request : requests) out.push_back(std::move(request.result));
+  return out;
 }
 
 TransactionGroup::Stats TransactionGroup::stats() const {

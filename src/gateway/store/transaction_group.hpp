@@ -47,6 +47,11 @@ class TransactionGroup {
   // Runs `body` in a shared transaction; returns its result once that transaction committed (or
   // failed). Thread-safe.
   Status run(const Body& body);
+  // Runs `bodies` in order, queued together so that they share a transaction (at most kMaxBatch
+  // per transaction: more are split over consecutive ones), each in its own savepoint; returns
+  // their results in order once all committed (or failed). One failing body fails only itself.
+  // Thread-safe.
+  std::vector<Status> run_all(const std::vector<const Body*>& bodies);
 
   Stats stats() const;
   // Bodies queued behind the batch being run, and whether one is (tests).

@@ -143,5 +143,23 @@ TEST(TransactionGroup, AFailedCommitFailsEveryBodyOfTheBatchAndCommitsNothing) {
   EXPECT_TRUE(d.rows().empty());
 }
 
+TEST(TransactionGroup, RunAllSharesOneTransactionInOrderAndSplitsAboveTheLimit) {
+  Db d;
+  std::vector<TransactionGroup::Body> bodies;
+  for (std::size_t i = 0; i < TransactionGroup::kMaxBatch + 3; ++i)
+    bodies.push_back(d.insert(std::to_string(i) + "r", /*fail_after=*/i == 1));
+  std::vector<const TransactionGroup::Body*> pointers;
+  for (const auto& body : bodies) pointers.push_back(&body);
+  std::vector<Status> results = d.group.run_all(pointers);
+  ASSERT_EQ(results.size(), bodies.size());
+  for (std::size_t i = 0; i < results.size(); ++i) EXPECT_EQ(results[i].ok(), i != 1) << i;
+  auto rows = d.rows();
+  EXPECT_EQ(rows.size(), bodies.size() - 1);  // the failing body alone was rolled back
+  EXPECT_EQ(rows.count("1r"), 0u);
+  // kMaxBatch bodies in the first transaction, the 3 left in a second.
+  EXPECT_EQ(d.group.stats().transactions, 2u);
+  EXPECT_EQ(d.group.stats().largest_batch, TransactionGroup::kMaxBatch);
+}
+
 }  // namespace
 }  // namespace asya::gateway

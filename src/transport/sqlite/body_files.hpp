@@ -2,16 +2,18 @@
 // per message larger than ASYA_SQLITE_FILE_BODY_BYTES, named `m-<16 hex digits unique per
 // transport instance>-<counter>.body`.
 //
-// Life of a body file: send() writes it (write(): `<name>.tmp`, fsync, rename, fsync of the
-// directory) outside any lock, then inserts the row naming it; receive() reads it after the lease
-// committed; ack() deletes the row, then the file (remove()). So when write() returns Ok the body
-// survives a crash and a power loss, before its row exists. A crash between a file and its row
-// leaves a file no row names: sweep_orphans() removes such files older than kOrphanAge, checking
-// under the database's write lock that no row names them and claiming each such file by renaming
-// it to `<name>.swept` under that lock (send checks under the same lock that its file still
-// exists before inserting its row); the claimed files are unlinked after the commit, outside the
-// lock (unlinking a large file frees its blocks and can take long: other writers must not wait
-// for it). A `.swept` file left by a crash in between is removed by the next sweep.
+// Life of a body file: send() writes it (write(): created under its final name, fsync, fsync of
+// the directory; no temporary and rename, since nothing opens a body file before its row exists)
+// outside any lock, then inserts the row naming it; receive() reads it after the lease committed;
+// ack() deletes the row, then the file (remove()). So when write() returns Ok the body survives a
+// crash and a power loss, before its row exists. A crash while a file is written or between a
+// file and its row leaves a file (whole or partial) no row names: sweep_orphans() removes such
+// files older than kOrphanAge, checking under the database's write lock that no row names them and
+// claiming each such file by renaming it to `<name>.swept` under that lock (send checks under the
+// same lock that its file still exists before inserting its row); the claimed files are unlinked
+// after the commit, outside the lock (unlinking a large file frees its blocks and can take long:
+// other writers must not wait for it). A `.swept` file left by a crash in between is removed by the
+// next sweep.
 //
 // Threads: every method is thread-safe (each call works on its own file, or on the connection the
 // caller lends it); file names are unique per instance and across processes.
@@ -21,6 +23,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,8 +52,11 @@ class BodyFiles {
   std::string new_name();
 
   // Writes `body` durably as `name` (creating the directory when missing); on failure nothing is
-  // left behind (best effort). Blocks for the writes and fsyncs.
+  // left behind (best effort). Blocks for the writes and fsyncs. `parts`: the body given in parts
+  // (OutgoingMessage::parts), written one after the other without joining them. Reaches the
+  // failpoint `sqlite.body_written` once the file is durable, before its row exists.
   Status write(const std::string& name, std::string_view body);
+  Status write(const std::string& name, std::span<const std::string_view> parts);
 
   // Reads the whole file `name` into `body`; a file that does not exist sets `missing` instead of
   // failing.

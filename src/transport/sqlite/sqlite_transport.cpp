@@ -140,21 +140,23 @@ class SqliteTransport final : public Transport {
     std::vector<std::size_t> job_of;  // jobs[k] sends messages[job_of[k]]
     for (std::size_t i = 0; i < messages.size(); ++i) {
       const OutgoingMessage& m = messages[i];
-      if (m.body.size() > options_.max_message_bytes) {
+      if (m.size() > options_.max_message_bytes) {
         results[i] =
-            Error{"message_too_large: a message of " + std::to_string(m.body.size()) +
+            Error{"message_too_large: a message of " + std::to_string(m.size()) +
                   " bytes for queue " + in_quotes(m.queue) + " exceeds the limit of " +
                   std::to_string(options_.max_message_bytes) + " bytes (ASYA_MAX_MESSAGE_BYTES)"};
         continue;
       }
       // A large body goes to its own file first, durably, outside any lock; the row naming it
       // is inserted below. A crash in between leaves an unnamed file for sweep_orphans().
-      if (settings_.file_body_bytes > 0 && m.body.size() > settings_.file_body_bytes) {
+      if (settings_.file_body_bytes > 0 && m.size() > settings_.file_body_bytes) {
         pending[i].file_name = body_files_.new_name();
-        if (Status written = body_files_.write(pending[i].file_name, m.body); !written) {
+        if (Status written = body_files_.write(pending[i].file_name, m.body_parts()); !written) {
           results[i] = Error{"send to queue " + in_quotes(m.queue) + ": " + written.message()};
           continue;
         }
+      } else if (!m.parts.empty()) {
+        pending[i].joined = m.joined();  // kept in the database: joined, outside the lock
       }
       jobs.push_back(
           GroupCommit::Job{"send to queue " + in_quotes(m.queue), insert_operation(m, pending[i])});
@@ -223,7 +225,7 @@ class SqliteTransport final : public Transport {
     LeaseChange change;
     if (!parse("ack", delivery, change)) return std::nullopt;
     for (const OutgoingMessage& m : messages) {
-      if (m.body.size() > options_.max_message_bytes ||
+      if (!m.parts.empty() || m.body.size() > options_.max_message_bytes ||
           (settings_.file_body_bytes > 0 && m.body.size() > settings_.file_body_bytes))
         return std::nullopt;
     }
@@ -292,6 +294,7 @@ class SqliteTransport final : public Transport {
   }
 
   std::size_t max_message_bytes() const override { return options_.max_message_bytes; }
+  bool sends_parts() const override { return true; }  // body files written from the parts
 
   void interrupt() override { waker_.interrupt(); }
 
@@ -314,7 +317,8 @@ class SqliteTransport final : public Transport {
   // statements ran in the last attempt and whether they failed themselves.
   struct Pending {
     std::string file_name;
-    bool ran = false;  // false: no statement of this send ran (BEGIN or the pool failed)
+    std::string joined;  // a body given in parts and kept in the database: the parts joined
+    bool ran = false;    // false: no statement of this send ran (BEGIN or the pool failed)
     bool own_failure = false;
   };
 
@@ -358,7 +362,7 @@ class SqliteTransport final : public Transport {
         if (!b) return fail(b.error(), true);
         ResetOnExit reset_body{*b};
         sqlite3_bind_int64(*b, 1, id);
-        bind_blob(*b, 2, m.body);
+        bind_blob(*b, 2, m.parts.empty() ? m.body : std::string_view(p.joined));
         if (sqlite3_step(*b) != SQLITE_DONE) return fail(failure("send", m.queue, db), true);
       }
       return Status::Ok();

@@ -63,6 +63,10 @@ class SqliteBackend final : public StorageBackend {
 
   // Concurrent transactions share one BEGIN IMMEDIATE ... COMMIT (transaction_group.hpp).
   Status transaction(const std::function<Status()>& body) override { return group_.run(body); }
+  std::vector<Status> transactions(
+      const std::vector<const std::function<Status()>*>& bodies) override {
+    return group_.run_all(bodies);
+  }
 
   Result<std::vector<SqlRow>> query(const std::string& what, const char* sql,
                                     const std::vector<SqlArg>& args) override {
