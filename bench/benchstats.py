@@ -151,9 +151,28 @@ def compare(before, after, before_file="before", after_file="after"):
                                           ", within the spreads" if overlap else "")
         lines.append("| %s | %s | %s | %s | %s | %s |" % (row_id, *cells, change))
     lines.append("")
+    sections = section_lines(before.get("run", {}), after.get("run", {}))
+    if sections:
+        lines += sections + [""]
     for name, path, report in ((before_name, before_file, before), (after_name, after_file, after)):
         run = report.get("run", {})
         lines.append("%s: %s, run %s, %s round(s), load average %s before, %s after, %s s" % (
             name, path, run.get("date", "?"), run.get("rounds", 1), (run.get("load_average_before") or ["?"])[0],
             (run.get("load_average_after") or ["?"])[0], run.get("seconds", "?")))
     return "\n".join(lines)
+
+
+def section_lines(before_run, after_run):
+    """Seconds per section (run.section_seconds) before and after, in the after file's order;
+    none when neither file recorded them (files written before they were)."""
+    before, after = (run.get("section_seconds") or {} for run in (before_run, after_run))
+    if not before and not after:
+        return []
+    order = list(after) + [name for name in before if name not in after]
+    lines = ["| section | before s | after s | change |", "|---|---:|---:|---|"]
+    for name in order:
+        a, b = before.get(name), after.get(name)
+        change = "%+.0f %%" % ((b / a - 1.0) * 100.0) if a and b is not None else "—"
+        lines.append("| %s | %s | %s | %s |" % (name, "—" if a is None else "%.0f" % a,
+                                               "—" if b is None else "%.0f" % b, change))
+    return lines

@@ -96,6 +96,22 @@ def test_compare_prints_each_row_before_and_after_with_spreads(tmp_path):
     assert rows["only_after"][3].endswith("noisy")  # 1.0–3.0 around 2.0: −50/+50 %
 
 
+def test_compare_prints_the_seconds_of_each_section_before_and_after(tmp_path):
+    before = write(tmp_path / "a.json", [], run={"rounds": 3, "seconds": 210.0, "section_seconds": {
+        "socket": 27.0, "join": 161.0, "idle": 22.0}})
+    after = write(tmp_path / "b.json", [], run={"rounds": 3, "seconds": 110.0, "section_seconds": {
+        "socket": 24.0, "join": 80.5, "batch": 5.5}})
+    rows = compare(before, after)
+    assert rows["section"] == ["before s", "after s", "change"]
+    assert rows["socket"] == ["27", "24", "-11 %"]
+    assert rows["join"] == ["161", "80", "-50 %"]
+    assert rows["batch"] == ["—", "6", "—"]  # in one file only
+    assert rows["idle"] == ["22", "—", "—"]
+    # Files without the field (written before it existed) print no section table.
+    old = write(tmp_path / "old.json", [], run={"rounds": 3})
+    assert "section" not in compare(old, old)
+
+
 def test_compare_reads_an_older_result_file_without_rounds_as_one_round(tmp_path):
     old = write(tmp_path / "old.json", [
         {"id": "sqlite_hop_c1", "asya": 2873.0, "baseline": 11836.0, "ratio": 0.243,
@@ -158,6 +174,10 @@ def test_one_real_row_end_to_end_has_rounds_median_and_spread(tmp_path):
     assert row["noisy"] == (below > 25 or above > 25)
     assert all(r["load"] is not None for r in row["rounds"])
     assert row["load_average"][0] <= row["load_average"][1]
+    # The seconds of each section that ran, in the JSON and on the summary line.
+    seconds = report["run"]["section_seconds"]
+    assert list(seconds) == ["python"] and 0 < seconds["python"] <= report["run"]["seconds"]
+    assert "(python %.0f s)" % seconds["python"] in done.stdout.splitlines()[-1]
     # The table shows the same row with its spread; rows not measured say so.
     line = next(l for l in done.stdout.splitlines() if l.startswith("| python_runtime_rps "))
     assert "%.2f×" % row["ratio"] in line and "load" in line
