@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/json_text.hpp"
+#include "common/percent_decode.hpp"
 #include "gateway/api.hpp"
 
 namespace asya::gateway {
@@ -17,33 +18,6 @@ namespace {
 
 constexpr std::size_t kDefaultLimit = 50;
 constexpr std::size_t kMaxLimit = 500;
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// Percent-decoding of a query component ('+' is a space); nullopt for a broken escape.
-std::optional<std::string> decode_component(std::string_view text) {
-  std::string out;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    if (text[i] == '+') {
-      out += ' ';
-    } else if (text[i] == '%') {
-      if (i + 2 >= text.size()) return std::nullopt;
-      int high = hex_value(text[i + 1]);
-      int low = hex_value(text[i + 2]);
-      if (high < 0 || low < 0) return std::nullopt;
-      out += static_cast<char>(high * 16 + low);
-      i += 2;
-    } else {
-      out += text[i];
-    }
-  }
-  return out;
-}
 
 constexpr char kBase64Url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
@@ -137,8 +111,9 @@ awaitable<Response> Api::list_envelopes(const http::Request& request, const Call
     query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
     if (pair.empty()) continue;
     auto eq = pair.find('=');
-    auto name = decode_component(pair.substr(0, eq));
-    auto value = decode_component(eq == std::string_view::npos ? "" : pair.substr(eq + 1));
+    auto name = percent_decode(pair.substr(0, eq), /*plus_is_space=*/true);
+    auto value = percent_decode(eq == std::string_view::npos ? "" : pair.substr(eq + 1),
+                                /*plus_is_space=*/true);
     if (!name || !value)
       co_return Response::error(
           400, "query parameter \"" + std::string(pair) + "\" has a broken percent-escape");

@@ -2,37 +2,12 @@
 
 #include <simdjson.h>
 
+#include "common/percent_decode.hpp"
 #include "envelope/envelope.hpp"
 
 namespace asya::sidecar {
 
 namespace {
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
-// A path segment's percent-encoding undone; nullopt for a bad escape.
-std::optional<std::string> percent_decoded(std::string_view segment) {
-  std::string out;
-  out.reserve(segment.size());
-  for (std::size_t i = 0; i < segment.size(); ++i) {
-    if (segment[i] != '%') {
-      out += segment[i];
-      continue;
-    }
-    if (i + 2 >= segment.size()) return std::nullopt;
-    int high = hex_value(segment[i + 1]);
-    int low = hex_value(segment[i + 2]);
-    if (high < 0 || low < 0) return std::nullopt;
-    out += static_cast<char>(high * 16 + low);
-    i += 2;
-  }
-  return out;
-}
 
 // The answer text kept per report, for the log.
 constexpr std::size_t kKeptItemAnswerBytes = 300;
@@ -47,7 +22,7 @@ std::optional<BatchableReport> batchable(std::string_view path) {
   if (slash == std::string_view::npos || slash == 0) return std::nullopt;
   std::string_view kind = rest.substr(slash + 1);
   if (kind != "progress" && kind != "final") return std::nullopt;
-  auto id = percent_decoded(rest.substr(0, slash));
+  auto id = percent_decode(rest.substr(0, slash));
   if (!id || id->empty()) return std::nullopt;
   return BatchableReport{std::move(*id), std::string(kind)};
 }

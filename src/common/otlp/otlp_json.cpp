@@ -267,25 +267,27 @@ SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_i
   return *this;
 }
 
-SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) {
+std::string& SpanWriter::open_attribute(std::string_view key, std::string_view type) {
   std::string& out = into_.json;
   if (!first_attribute_) out.push_back(',');
   first_attribute_ = false;
   out.append("{\"key\":"sv);
   append_string(out, key);
-  out.append(",\"value\":{\"stringValue\":"sv);
+  out.append(",\"value\":{\""sv);
+  out.append(type);
+  out.append("\":"sv);
+  return out;
+}
+
+SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) {
+  std::string& out = open_attribute(key, "stringValue");
   append_string(out, value);
   out.append("}}"sv);
   return *this;
 }
 
 SpanWriter& SpanWriter::attribute(std::string_view key, std::int64_t value) {
-  std::string& out = into_.json;
-  if (!first_attribute_) out.push_back(',');
-  first_attribute_ = false;
-  out.append("{\"key\":"sv);
-  append_string(out, key);
-  out.append(",\"value\":{\"intValue\":"sv);
+  std::string& out = open_attribute(key, "intValue");
   append_integer(out, value, true);
   out.append("}}"sv);
   return *this;

@@ -80,6 +80,8 @@ class SpanWriter {
   void end(StatusCode status = StatusCode::kUnset, std::string_view message = {});
 
  private:
+  // Opens the next attribute up to its value: `{"key":<key>,"value":{"<type>":`.
+  std::string& open_attribute(std::string_view key, std::string_view type);
   EncodedSpans& into_;
   bool first_attribute_ = true;
 };
