@@ -2,18 +2,13 @@
 
 #include <fmt/format.h>
 
+#include "common/percent_decode.hpp"
+
 namespace asya::sidecar {
 
 namespace {
 
 constexpr std::string_view kSuffix = ".json";
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
 
 }  // namespace
 
@@ -36,21 +31,7 @@ std::optional<std::string> result_id_from_file_name(std::string_view name) {
   if (name.size() <= kSuffix.size() || !name.ends_with(kSuffix) || name.front() == '.')
     return std::nullopt;
   const std::string_view encoded = name.substr(0, name.size() - kSuffix.size());
-  std::string id;
-  id.reserve(encoded.size());
-  for (std::size_t i = 0; i < encoded.size(); ++i) {
-    if (encoded[i] != '%') {
-      id += encoded[i];
-      continue;
-    }
-    if (i + 2 >= encoded.size()) return std::nullopt;
-    const int high = hex_digit(encoded[i + 1]);
-    const int low = hex_digit(encoded[i + 2]);
-    if (high < 0 || low < 0) return std::nullopt;
-    id += static_cast<char>(high * 16 + low);
-    i += 2;
-  }
-  return id;
+  return percent_decode(encoded);
 }
 
 }  // namespace asya::sidecar
