@@ -4,6 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+
+#include "common/failpoint.hpp"
 
 namespace asya::sidecar {
 
@@ -13,10 +16,99 @@ bool too_large(const Status& st) {
   return !st && st.message().starts_with(label(FailureCode::kMessageTooLarge));
 }
 
+std::vector<Settlement> settle_step_by_step(const Router& router, transport::Transport& transport,
+                                            std::span<const SettleItem> items,
+                                            const SendHooks& hooks);
+
+// On a transport that settles together (SQLite): every item to ack whose outputs fit the
+// transport's limit, its outputs and its ack as one step of one send_then_ack_many() call (one
+// shared write transaction instead of two, each all or nothing). Returns a Settlement for each
+// item settled so; the others (nullopt) take the step-by-step path. Not with a before_send hook
+// (it runs before each send) nor with the crash point between outputs and ack armed.
+std::vector<std::optional<Settlement>> settle_in_shared_steps(transport::Transport& transport,
+                                                              std::span<const SettleItem> items,
+                                                              const SendHooks& hooks) {
+  std::vector<std::optional<Settlement>> results(items.size());
+  if (!transport.settles_together() || hooks.before_send || failpoint_armed("sidecar.before_ack"))
+    return results;
+  std::vector<std::size_t> step_item;
+  std::size_t outputs = 0;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const Decision& decision = *items[i].decision;
+    if (decision.then != Then::kAck) continue;
+    bool fits = true;
+    for (const Outgoing& out : decision.sends)
+      fits = fits && out.body_size() <= transport.max_message_bytes();
+    if (!fits) continue;
+    step_item.push_back(i);
+    outputs += decision.sends.size();
+  }
+  if (step_item.size() < 2) return results;
+  std::vector<MessageStorage> storage(outputs);  // not resized below: messages point into it
+  std::vector<transport::OutgoingMessage> messages;
+  messages.reserve(outputs);
+  std::vector<std::size_t> first;  // step k's messages: [first[k], first[k + 1])
+  for (std::size_t i : step_item) {
+    first.push_back(messages.size());
+    for (const Outgoing& out : items[i].decision->sends)
+      messages.push_back(out.message(transport, storage[messages.size()]));
+  }
+  first.push_back(messages.size());
+  std::vector<transport::Transport::SendThenAck> steps;
+  for (std::size_t k = 0; k < step_item.size(); ++k) {
+    steps.push_back({std::span<const transport::OutgoingMessage>(messages).subspan(
+                         first[k], first[k + 1] - first[k]),
+                     items[step_item[k]].delivery});
+  }
+  auto started = std::chrono::steady_clock::now();
+  std::vector<std::optional<Status>> acked = transport.send_then_ack_many(steps);
+  // Each output is given its share of the shared call's time (as in settle_batch).
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() /
+      static_cast<double>(std::max<std::size_t>(messages.size(), 1));
+  for (std::size_t k = 0; k < step_item.size(); ++k) {
+    if (!acked[k]) continue;  // nothing of it was done
+    const Decision& decision = *items[step_item[k]].decision;
+    Settlement result;
+    for (const Outgoing& out : decision.sends) {
+      if (hooks.after_send) hooks.after_send(out, seconds, Status::Ok());
+      ++result.sent;
+    }
+    result.acked = acked[k]->ok();
+    if (!acked[k]->ok()) result.error = "ack failed: " + acked[k]->message();
+    results[step_item[k]] = std::move(result);
+  }
+  return results;
+}
+
 }  // namespace
 
 std::vector<Settlement> settle_batch(const Router& router, transport::Transport& transport,
                                      std::span<const SettleItem> items, const SendHooks& hooks) {
+  if (items.size() == 1) return settle_step_by_step(router, transport, items, hooks);
+  std::vector<std::optional<Settlement>> shared = settle_in_shared_steps(transport, items, hooks);
+  std::vector<SettleItem> rest;
+  std::vector<std::size_t> rest_index;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (shared[i]) continue;
+    rest.push_back(items[i]);
+    rest_index.push_back(i);
+  }
+  if (rest.size() == items.size()) return settle_step_by_step(router, transport, items, hooks);
+  std::vector<Settlement> results(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i)
+    if (shared[i]) results[i] = std::move(*shared[i]);
+  if (rest.empty()) return results;
+  std::vector<Settlement> settled = settle_step_by_step(router, transport, rest, hooks);
+  for (std::size_t k = 0; k < rest.size(); ++k) results[rest_index[k]] = std::move(settled[k]);
+  return results;
+}
+
+namespace {
+
+std::vector<Settlement> settle_step_by_step(const Router& router, transport::Transport& transport,
+                                            std::span<const SettleItem> items,
+                                            const SendHooks& hooks) {
   if (items.size() == 1) {
     const SettleItem& only = items.front();
     return {router.settle(transport, *only.delivery, only.in, *only.decision, hooks)};
@@ -105,5 +197,7 @@ std::vector<Settlement> settle_batch(const Router& router, transport::Transport&
   }
   return results;
 }
+
+}  // namespace
 
 }  // namespace asya::sidecar

@@ -25,9 +25,12 @@ struct SettleItem {
 // (at-least-once), and the other items are not affected; an output refused as message_too_large
 // goes through Router::settle() for that item alone (rebuilt smaller, or the input to error-end
 // instead); a decision to nack is carried out alone. A single item is settled by Router::settle()
-// itself. Returns one Settlement per item, in order. `hooks.after_send` is given, for each output
-// of the shared send, its share of the send_many call's time (the call's time / its outputs), so
-// the send durations of a batch add up to the time it spent sending.
+// itself. On a transport that settles together (Transport::settles_together(): SQLite), the items
+// to ack whose outputs fit its limit are settled first as steps of one send_then_ack_many() (each
+// item's outputs and ack all or nothing, one shared write transaction); the rest, and any step the
+// transport did not do, as above. Returns one Settlement per item, in order. `hooks.after_send` is
+// given, for each output of the shared send, its share of the send_many call's time (the call's
+// time / its outputs), so the send durations of a batch add up to the time it spent sending.
 std::vector<Settlement> settle_batch(const Router& router, transport::Transport& transport,
                                      std::span<const SettleItem> items,
                                      const SendHooks& hooks = {});

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <optional>
 #include <span>
 
 #include "envelope/envelope.hpp"
@@ -133,6 +135,79 @@ TEST(SettleBatch, NacksAndTooLargeOutputsAreSettledForTheirItemAlone) {
   EXPECT_EQ(t.sent[0].queue, "asya-c");
   EXPECT_EQ(t.sent[1].queue, "asya-error-end");
   EXPECT_EQ(obj(t.sent[1].body)["payload"].at("error"), "message_too_large");
+}
+
+// A transport that settles together (SQLite): its send_then_ack_many steps are recorded; a step
+// numbered `decline_step` (1-based over all steps) is declined (nullopt, nothing done).
+class SettlesTogetherTransport : public CountingTransport {
+ public:
+  SettlesTogetherTransport() { one_step = true; }
+  bool settles_together() const override { return true; }
+  std::vector<std::optional<Status>> send_then_ack_many(
+      std::span<const SendThenAck> steps) override {
+    ++many_calls;
+    std::vector<std::optional<Status>> out;
+    for (const SendThenAck& step : steps) {
+      if (++steps_seen == decline_step) {
+        out.push_back(std::nullopt);
+        continue;
+      }
+      out.push_back(send_then_ack(step.messages, *step.delivery));
+    }
+    return out;
+  }
+  int many_calls = 0;
+  int steps_seen = 0;
+  int decline_step = 0;
+};
+
+// Items 2 and 3 (to ack) go as two steps of one send_then_ack_many; item 1, decided to be nacked,
+// is settled alone; nothing goes through send_many/ack_many.
+TEST(SettleBatch, OnATransportThatSettlesTogetherItemsToAckAreStepsOfOneSharedCall) {
+  Router router(options_for("b"));
+  SettlesTogetherTransport t;
+  Batch b(router, 2);
+  b.decisions[0] = router.after_runtime(b.parsed[0], b.deliveries[0],
+                                        {wire::CallStatus::kUnavailable, "gone"}, "");
+  std::vector<SettleItem> items = b.items();
+  std::vector<Settlement> s = settle_batch(router, t, items);
+  ASSERT_EQ(s.size(), 3u);
+  EXPECT_TRUE(s[0].nacked);
+  EXPECT_FALSE(s[0].acked);
+  for (int i : {1, 2}) {
+    EXPECT_TRUE(s[i].acked) << i;
+    EXPECT_EQ(s[i].sent, 2u) << i;
+    EXPECT_TRUE(s[i].error.empty()) << s[i].error;
+  }
+  EXPECT_EQ(t.many_calls, 1);
+  EXPECT_EQ(t.steps_seen, 2);
+  EXPECT_EQ(t.send_many_calls, 0);
+  EXPECT_EQ(t.ack_many_calls, 0);
+  EXPECT_EQ(t.acked, (std::vector<std::string>{"r2", "r3"}));
+  ASSERT_EQ(t.nacked.size(), 1u);
+  EXPECT_EQ(t.nacked[0].first, "r1");
+  EXPECT_EQ(t.sent.size(), 4u);
+}
+
+// A step the transport declines (nothing done) is settled the ordinary way: every item is acked
+// once, after its outputs.
+TEST(SettleBatch, AStepTheTransportDeclinesIsSettledTheOrdinaryWay) {
+  Router router(options_for("b"));
+  SettlesTogetherTransport t;
+  t.decline_step = 2;
+  Batch b(router);
+  std::vector<SettleItem> items = b.items();
+  std::vector<Settlement> s = settle_batch(router, t, items);
+  ASSERT_EQ(s.size(), 3u);
+  for (const Settlement& one : s) {
+    EXPECT_TRUE(one.acked);
+    EXPECT_EQ(one.sent, 1u);
+  }
+  EXPECT_EQ(t.many_calls, 1);
+  std::vector<std::string> acked = t.acked;
+  std::sort(acked.begin(), acked.end());
+  EXPECT_EQ(acked, (std::vector<std::string>{"r1", "r2", "r3"}));
+  EXPECT_EQ(t.sent.size(), 3u);
 }
 
 TEST(SettleBatch, ASingleItemIsSettledByTheRouterAlone) {

@@ -67,8 +67,26 @@ class Runner {
 
  private:
   void worker(Slot& slot);
+  // A decided message of a group leased ahead, held until the group's last one is decided and
+  // then settled with the others in one shared step (runner_defer.cpp).
+  struct Deferred {
+    const transport::Delivery* delivery = nullptr;
+    std::optional<envelope::Envelope> in;  // views into delivery->body
+    Decision decision;
+    bool tracked = false;
+    Clock::time_point started;
+  };
+  // `deferred`: where a decision that needs nothing more of the worker goes instead of being
+  // settled at once (nullptr: settled at once).
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
-                     wire::FrameBuffer& scratch, bool& need_ready);
+                     wire::FrameBuffer& scratch, bool& need_ready,
+                     std::vector<Deferred>* deferred = nullptr);
+  // Whether a decision may wait in `deferred` (untraced, nothing more asked of the worker, the
+  // held outputs under a bound), and settling every deferred one (execute, then finish).
+  bool may_defer(const std::vector<Deferred>& deferred, const Decision& decision,
+                 bool traced) const;
+  void settle_deferred(Slot& slot, wire::RuntimeClient& client, std::vector<Deferred>& deferred,
+                       bool& need_ready);
   // Several deliveries leased in one receive (ReceiveAhead), processed one by one as
   // process_actor does; those left when the runtime goes away or the sidecar stops are nacked.
   void process_leased_ahead(Slot& slot, wire::RuntimeClient& client,

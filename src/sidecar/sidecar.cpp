@@ -302,6 +302,10 @@ void Runner::process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
     for (const auto& delivery : deliveries) slot.batch.push_back(&delivery);
     slot.lease_since = leased;
   }
+  // On a transport that settles together (SQLite), the group's decisions are settled in one
+  // shared step after its last one: one write transaction instead of one per message.
+  std::vector<Deferred> deferred;
+  const bool defer = transport_->settles_together();
   for (auto& delivery : deliveries) {
     if (need_ready || stop_.stopping()) {
       // The runtime went away or the sidecar is stopping: the rest go back to the queue at once
@@ -317,15 +321,17 @@ void Runner::process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
       continue;
     }
     const auto processing_started = Clock::now();
-    process_actor(slot, client, delivery, scratch, need_ready);
+    process_actor(slot, client, delivery, scratch, need_ready, defer ? &deferred : nullptr);
     ahead.record(seconds_since(processing_started));
   }
+  settle_deferred(slot, client, deferred, need_ready);
   std::lock_guard lock(slot.mutex);
   slot.batch.clear();
 }
 
 void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& received,
-                           wire::FrameBuffer& scratch, bool& need_ready) {
+                           wire::FrameBuffer& scratch, bool& need_ready,
+                           std::vector<Deferred>* deferred) {
   auto started = Clock::now();
   // With a settle window the message is settled after this returns: it moves first.
   std::unique_ptr<PendingSettle> pending = adopt(slot, received);
@@ -366,6 +372,12 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   // and a decision that stops the worker or makes it wait for the runtime (as before the window).
   if (pending && !hop.active() && !decision.runtime_unhealthy && !decision.wait_for_runtime)
     return hand_over(slot, std::move(pending), parsed, decision, tracked, started);
+  if (deferred && may_defer(*deferred, decision, hop.active())) {
+    deferred->push_back({&delivery, parsed ? std::optional(std::move(*parsed)) : std::nullopt,
+                         std::move(decision), tracked, started});
+    return;
+  }
+  if (deferred) settle_deferred(slot, client, *deferred, need_ready);  // in order
   finish(slot, client, delivery, parsed ? &*parsed : nullptr, decision, tracked, started,
          need_ready);
 }

@@ -151,6 +151,35 @@ class Transport {
     return std::nullopt;
   }
 
+  // One step of send_then_ack_many(): the outputs of one received message and that message.
+  struct SendThenAck {
+    std::span<const OutgoingMessage> messages;
+    const Delivery* delivery = nullptr;
+  };
+
+  // Several send_then_ack() steps at once, for a consumer holding several decided messages (the
+  // sidecar's messages leased ahead, a batch): one result per step, in order, each meaning exactly
+  // what send_then_ack() would have returned for it (all or nothing per step; nullopt: nothing of
+  // that step was done, settle it one by one). SQLite runs them in shared write transactions (at
+  // most 64 steps each, with whatever else the process has pending): one commit, and each page
+  // the steps touch (the queues' tails, the index) written once, instead of once per step; a step
+  // whose statements fail is run again alone and fails only itself. The default calls
+  // send_then_ack() in a loop. Thread-safe.
+  virtual std::vector<std::optional<Status>> send_then_ack_many(
+      std::span<const SendThenAck> steps) {
+    std::vector<std::optional<Status>> out;
+    out.reserve(steps.size());
+    for (const SendThenAck& step : steps)
+      out.push_back(send_then_ack(step.messages, *step.delivery));
+    return out;
+  }
+
+  // Whether settling several decided messages in one send_then_ack_many() call costs less than
+  // settling them one by one (SQLite: true, one write transaction for all). A consumer may then
+  // hold the decided messages of one receive and settle them together when the last is decided
+  // (never waiting for messages it has not received). Never blocks.
+  virtual bool settles_together() const { return false; }
+
   // Returns a received message to its queue, visible again after `delay`, with its delivery count
   // kept (the next receive reports it + 1).
   virtual Status nack(const Delivery& delivery,

@@ -14,10 +14,12 @@
 #include <utility>
 
 #include "common/env.hpp"
+#include "common/failpoint.hpp"
 #include "common/log.hpp"
 #include "transport/sqlite/body_files.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
+#include "transport/sqlite/lease_bodies.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/queue_purge.hpp"
 #include "transport/sqlite/queue_waker.hpp"
@@ -222,39 +224,73 @@ class SqliteTransport final : public Transport {
   // anything send_many() would refuse, take the ordinary way.
   std::optional<Status> send_then_ack(std::span<const OutgoingMessage> messages,
                                       const Delivery& delivery) override {
-    LeaseChange change;
-    if (!parse("ack", delivery, change)) return std::nullopt;
-    for (const OutgoingMessage& m : messages) {
-      if (!m.parts.empty() || m.body.size() > options_.max_message_bytes ||
-          (settings_.file_body_bytes > 0 && m.body.size() > settings_.file_body_bytes))
-        return std::nullopt;
-    }
-    std::vector<Pending> pending(messages.size());
-    Status done = group_.run("send and ack on queue " + in_quotes(delivery.queue),
-                             [&](Connection& db, bool& abort) -> Status {
-                               for (std::size_t i = 0; i < messages.size(); ++i) {
-                                 Status sent = insert_operation(messages[i], pending[i])(db, abort);
-                                 if (!sent) {
-                                   abort = true;  // all or nothing: none of it is committed
-                                   return sent;
-                                 }
+    SendThenAck one{messages, &delivery};
+    return std::move(send_then_ack_many(std::span<const SendThenAck>(&one, 1)).front());
+  }
+
+  // Every step one operation of the same group commit (run_many): the steps share write
+  // transactions with each other, each all or nothing (a step whose statements fail rolls the
+  // transaction back and every step runs again alone, group_commit.hpp).
+  std::vector<std::optional<Status>> send_then_ack_many(
+      std::span<const SendThenAck> steps) override {
+    std::vector<std::optional<Status>> results(steps.size());
+    std::vector<LeaseChange> changes(steps.size());
+    std::vector<std::vector<Pending>> pending(steps.size());
+    std::vector<GroupCommit::Job> jobs;
+    std::vector<std::size_t> job_of;  // jobs[k] runs steps[job_of[k]]
+    std::size_t job_count = 0;        // set before any job runs
+    for (std::size_t i = 0; i < steps.size(); ++i) {
+      const SendThenAck& step = steps[i];
+      if (!parse("ack", *step.delivery, changes[i])) continue;
+      bool eligible = true;
+      for (const OutgoingMessage& m : step.messages) {
+        if (!m.parts.empty() || m.body.size() > options_.max_message_bytes ||
+            (settings_.file_body_bytes > 0 && m.body.size() > settings_.file_body_bytes))
+          eligible = false;
+      }
+      if (!eligible) continue;
+      pending[i].resize(step.messages.size());
+      jobs.push_back(
+          GroupCommit::Job{"send and ack on queue " + in_quotes(step.delivery->queue),
+                           [this, &step, &change = changes[i], &p = pending[i], &job_count,
+                            number = jobs.size() + 1](Connection& db, bool& abort) -> Status {
+                             for (std::size_t m = 0; m < step.messages.size(); ++m) {
+                               Status sent = insert_operation(step.messages[m], p[m])(db, abort);
+                               if (!sent) {
+                                 abort = true;  // all or nothing: none of it is committed
+                                 return sent;
                                }
-                               Status acked = apply(kAck, "ack", delivery, change, 0, db);
-                               abort = !acked;
-                               return acked;
-                             });
-    if (!done) return std::nullopt;
+                             }
+                             Status acked = apply(kAck, "ack", *step.delivery, change, 0, db);
+                             abort = !acked;
+                             // For tests: a crash inside a write transaction shared by several
+                             // messages' outputs and acks, every statement run, before its COMMIT
+                             // (docs/testing.md).
+                             if (acked && job_count > 1 && number == job_count)
+                               failpoint("sqlite.shared_settle_uncommitted");
+                             return acked;
+                           }});
+      job_of.push_back(i);
+    }
+    job_count = jobs.size();
+    std::vector<Status> committed = group_.run_many(jobs);
     // After the commit: a receiver woken now finds the messages. Once per queue.
     std::vector<std::string_view> woken;
-    for (const OutgoingMessage& m : messages) {
-      if (std::find(woken.begin(), woken.end(), m.queue) != woken.end()) continue;
-      woken.push_back(m.queue);
-      waker_.notify(m.queue);
+    for (std::size_t k = 0; k < jobs.size(); ++k) {
+      std::size_t i = job_of[k];
+      if (!committed[k]) continue;  // nothing of it was done: the caller goes step by step
+      for (const OutgoingMessage& m : steps[i].messages) {
+        if (std::find(woken.begin(), woken.end(), m.queue) != woken.end()) continue;
+        woken.push_back(m.queue);
+        waker_.notify(m.queue);
+      }
+      results[i] = applied("ack", *steps[i].delivery, changes[i]);
     }
-    Status acked = applied("ack", delivery, change);
     body_files_.maybe_sweep(pool_);
-    return acked;
+    return results;
   }
+
+  bool settles_together() const override { return true; }
 
   Status nack(const Delivery& delivery, milliseconds delay) override {
     Status s = change_lease(kNack, "nack", delivery, std::max<std::int64_t>(delay.count(), 0));
@@ -434,69 +470,7 @@ class SqliteTransport final : public Transport {
       return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
     }
     if (registering) lease_owners_.recorded();
-    // RETURNING order is unspecified; hand out a batch in id (send) order.
-    std::vector<std::size_t> order(out.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-    std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ids[a] < ids[b]; });
-    // The bodies are read after the lease committed, outside any write transaction, straight
-    // from the database pages (or the body file) into each Delivery's string (one copy, no
-    // SQLite-side buffer).
-    std::vector<Delivery> sorted;
-    sorted.reserve(out.size());
-    sqlite3_blob* blob = nullptr;
-    Status read_failed = Status::Ok();
-    for (std::size_t i : order) {
-      if (!files[i].empty()) {
-        bool missing = false;
-        read_failed = body_files_.read(files[i], out[i].body, missing);
-        if (!read_failed) {
-          read_failed =
-              Error{"receive from queue " + in_quotes(queue) + ": " + read_failed.message()};
-          break;
-        }
-        if (missing) {
-          if (blob != nullptr) {  // no read snapshot may stay open into a write transaction
-            sqlite3_blob_close(blob);
-            blob = nullptr;
-          }
-          // Gone already (the lease expired at once and another receiver acked it), or lost:
-          // a row still under this lease whose file is gone can never be delivered.
-          body_files_.drop_lost_row(db, ids[i], token, queue, files[i]);
-          continue;
-        }
-        sorted.push_back(std::move(out[i]));
-        continue;
-      }
-      int rc = blob == nullptr
-                   ? sqlite3_blob_open(db.db(), "main", "bodies", "body", ids[i], 0, &blob)
-                   : sqlite3_blob_reopen(blob, ids[i]);
-      if (rc != SQLITE_OK) {
-        // Gone already: the lease expired at once (visibility timeout ~0) and another receiver
-        // acked it. Anything else is an error; the leased messages come back after the timeout.
-        bool missing = (rc & 0xff) == SQLITE_ERROR &&
-                       std::string_view(sqlite3_errmsg(db.db())).starts_with("no such rowid");
-        if (!missing) {
-          read_failed = failure("receive (reading the body)", queue, *c);
-          break;
-        }
-        if (blob != nullptr && rc != SQLITE_OK) {
-          sqlite3_blob_close(blob);  // a failed reopen leaves the handle unusable
-          blob = nullptr;
-        }
-        continue;
-      }
-      Delivery& d = out[i];
-      d.body.resize(static_cast<std::size_t>(sqlite3_blob_bytes(blob)));
-      if (!d.body.empty() &&
-          sqlite3_blob_read(blob, d.body.data(), static_cast<int>(d.body.size()), 0) != SQLITE_OK) {
-        read_failed = failure("receive (reading the body)", queue, *c);
-        break;
-      }
-      sorted.push_back(std::move(d));
-    }
-    if (blob != nullptr) sqlite3_blob_close(blob);
-    if (!read_failed) return read_failed.error();
-    return sorted;
+    return read_leased_bodies(db, body_files_, queue, token, out, ids, files);
   }
 
   // One ack, nack or extend: the receipt's row and lease token, and what the statement did.
