@@ -75,16 +75,16 @@ class Runner {
     Decision decision;
     bool tracked = false;
     Clock::time_point started;
+    std::unique_ptr<Hop> hop;  // its trace spans (Hop::leave_thread), finished after the settle
   };
   // `deferred`: where a decision that needs nothing more of the worker goes instead of being
   // settled at once (nullptr: settled at once).
   void process_actor(Slot& slot, wire::RuntimeClient& client, transport::Delivery& delivery,
                      wire::FrameBuffer& scratch, bool& need_ready,
                      std::vector<Deferred>* deferred = nullptr);
-  // Whether a decision may wait in `deferred` (untraced, nothing more asked of the worker, the
-  // held outputs under a bound), and settling every deferred one (execute, then finish).
-  bool may_defer(const std::vector<Deferred>& deferred, const Decision& decision,
-                 bool traced) const;
+  // Whether a decision may wait in `deferred` (nothing more asked of the worker, the held
+  // outputs under a bound), and settling every deferred one (execute, then finish).
+  bool may_defer(const std::vector<Deferred>& deferred, const Decision& decision) const;
   void settle_deferred(Slot& slot, wire::RuntimeClient& client, std::vector<Deferred>& deferred,
                        bool& need_ready);
   // Several deliveries leased in one receive (ReceiveAhead), processed one by one as

@@ -3,8 +3,11 @@
 // then settled in one shared step (settle_batch: one send_then_ack_many, one write transaction),
 // so each page the hop touches (the queues' tails, the index) is written once per group instead
 // of once per message. Nothing waits for a message not yet received: a group is what one receive
-// leased, and ReceiveAhead sizes it to about 10 ms of processing.
+// leased, and ReceiveAhead sizes it to about 10 ms of processing. A traced hop leaves the worker's
+// thread when its decision is held (Hop::leave_thread) and records its publish and ack spans when
+// the group settles, through a BatchHops that adopts it.
 #include <algorithm>
+#include <optional>
 
 #include "sidecar/runner.hpp"
 
@@ -25,11 +28,9 @@ std::size_t output_bytes(const Decision& decision) {
 
 }  // namespace
 
-bool Runner::may_defer(const std::vector<Deferred>& deferred, const Decision& decision,
-                       bool traced) const {
-  // A traced hop records its publish and ack spans on this thread while it is alive; a decision
-  // that stops the worker or makes it wait for the runtime is carried out at once (as before).
-  if (traced || decision.runtime_unhealthy || decision.wait_for_runtime) return false;
+bool Runner::may_defer(const std::vector<Deferred>& deferred, const Decision& decision) const {
+  // A decision that stops the worker or makes it wait for the runtime is carried out at once.
+  if (decision.runtime_unhealthy || decision.wait_for_runtime) return false;
   if (deferred.size() >= kDeferredItems) return false;
   std::size_t bytes = output_bytes(decision);
   for (const Deferred& d : deferred) bytes += output_bytes(d.decision);
@@ -39,6 +40,14 @@ bool Runner::may_defer(const std::vector<Deferred>& deferred, const Decision& de
 void Runner::settle_deferred(Slot& slot, wire::RuntimeClient& client,
                              std::vector<Deferred>& deferred, bool& need_ready) {
   if (deferred.empty()) return;
+  // Traced hops: the group's publish and ack spans go to each item's own hop (as a batch's do),
+  // and every hop exports its spans when `hops` goes, after the settle.
+  std::optional<BatchHops> hops;
+  for (Deferred& d : deferred) {
+    if (!d.hop || !d.hop->active()) continue;
+    if (!hops) hops.emplace(tracing_, 0);
+    hops->adopt(std::move(d.hop));
+  }
   std::vector<SettleItem> items;
   items.reserve(deferred.size());
   for (const Deferred& d : deferred)

@@ -351,7 +351,8 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
 
   // Whether the gateway tracks this envelope: decided once, used for every report below.
   const bool tracked = reporter_ && parsed && tracked_by_gateway(parsed->route_metadata_raw);
-  Hop hop(tracing_, parsed ? &*parsed : nullptr, delivery, tracked);
+  // On the heap: a hop whose settling is deferred outlives this call (runner_defer.cpp).
+  auto hop = std::make_unique<Hop>(tracing_, parsed ? &*parsed : nullptr, delivery, tracked);
   Decision decision;
   auto early = router_->before_runtime(delivery, parsed, std::chrono::system_clock::now());
   if (early && !(join_ && join::JoinActor::stores_despite(*early))) {
@@ -367,14 +368,15 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
-  hop.stamp(decision);
+  hop->stamp(decision);
   // Settled here instead: a traced hop (it records its publish and ack spans on this thread),
   // and a decision that stops the worker or makes it wait for the runtime (as before the window).
-  if (pending && !hop.active() && !decision.runtime_unhealthy && !decision.wait_for_runtime)
+  if (pending && !hop->active() && !decision.runtime_unhealthy && !decision.wait_for_runtime)
     return hand_over(slot, std::move(pending), parsed, decision, tracked, started);
-  if (deferred && may_defer(*deferred, decision, hop.active())) {
+  if (deferred && may_defer(*deferred, decision)) {
+    hop->leave_thread();  // its publish and ack spans are recorded when the group settles
     deferred->push_back({&delivery, parsed ? std::optional(std::move(*parsed)) : std::nullopt,
-                         std::move(decision), tracked, started});
+                         std::move(decision), tracked, started, std::move(hop)});
     return;
   }
   if (deferred) settle_deferred(slot, client, *deferred, need_ready);  // in order

@@ -184,6 +184,13 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   log_scope_.emplace(trace_id_, span_id_);
 }
 
+void Hop::leave_thread() {
+  if (!active_ || batched_) return;
+  current_hop = previous_;
+  log_scope_.reset();
+  batched_ = true;
+}
+
 Hop::~Hop() {
   if (!active_) return;
   if (!batched_) {
@@ -372,6 +379,10 @@ void BatchHops::detach() {
 void BatchHops::start(std::size_t i, const envelope::Envelope* in,
                       const transport::Delivery& delivery, bool tracked) {
   hops_.at(i).reset(new Hop(tracing_, in, delivery, tracked, Hop::InBatch{}));
+}
+
+void BatchHops::adopt(std::unique_ptr<Hop> hop) {
+  hops_.push_back(std::move(hop));
 }
 
 void BatchHops::runtime_call(std::size_t i, SteadyClock::time_point start, double seconds,

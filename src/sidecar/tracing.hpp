@@ -101,6 +101,11 @@ class Hop : public OutputTrace {
   Hop& operator=(const Hop&) = delete;
 
   bool active() const { return active_; }
+  // Stops being its thread's current hop (the innermost: call it before a hop created later on
+  // this thread ends), so it can outlive the step that made it: a message whose settling is
+  // deferred (sidecar/runner_defer.cpp) is given to a BatchHops (adopt) to record its publish and
+  // ack spans, and exports them when it goes.
+  void leave_thread();
   const std::string& trace_id() const { return trace_id_; }
   const std::string& span_id() const { return span_id_; }
 
@@ -217,6 +222,9 @@ class BatchHops {
                     std::string_view result, std::size_t index, std::size_t size);
   // Hop::stamp for item `i`'s decision.
   void stamp(std::size_t i, Decision& decision);
+
+  // Adds a hop that left its thread (Hop::leave_thread) as the next item.
+  void adopt(std::unique_ptr<Hop> hop);
 
   bool active(std::size_t i) const { return hops_.at(i) && hops_[i]->active(); }
   const Hop* hop(std::size_t i) const { return hops_.at(i).get(); }

@@ -221,3 +221,50 @@ def test_every_item_of_a_batch_is_a_hop_of_its_own_trace(cluster, max_size):
         assert max(len(b) for b in batches.values()) > 1, batches
     finally:
         receiver.close()
+
+
+def test_a_backlog_settled_in_groups_keeps_every_hops_publish_and_ack_spans(cluster):
+    """On SQLite a fast actor leases a backlog in groups and settles each group in one transaction
+    after its last message (src/sidecar/runner_defer.cpp); each traced hop leaves the worker's
+    thread meanwhile and records its own publish and ack spans when the group settles. Every hop
+    still has its runtime call, publish and ack inside it, and every output names its own hop's
+    publish span."""
+    if cluster.transport != "sqlite":
+        pytest.skip("groups are settled together on the sqlite transport only")
+    receiver = OtlpReceiver()
+    try:
+        count = 60
+        actor = cluster.actor("fast", "echo", start_sidecar=False,
+                              env=dict(FAST, ASYA_OTLP_ENDPOINT=receiver.url))
+        parents = {}
+        for i in range(count):
+            parents["G%02d" % i] = "%016x" % (0x1000 + i)
+        cluster.queues.send_many("asya-fast", [
+            envelope(id_, ["fast"], payload={"i": id_},
+                     headers={"traceparent": "00-%s-%s-01" % (TRACE, span)})
+            for id_, span in parents.items()])
+        actor.start_sidecar()
+        outputs = cluster.queues.collect(HAPPY, count, timeout=120)
+        spans = wait_for(lambda: (lambda s: s if len(hops(s)) == count else None)(receiver.snapshot()),
+                         60, "%d hop spans" % count)
+        ids = by_id(spans)
+        for hop in hops(spans):
+            assert hop["parentSpanId"] == parents[hop.attrs["asya.envelope_id"]]
+            children = [s for s in spans if s.get("parentSpanId") == hop["spanId"]]
+            assert sorted(c["name"] for c in children) == ["ack", "publish asya-happy-end", "runtime call"]
+            for c in children:
+                assert hop.start <= c.start <= c.end <= hop.end, (hop, c)
+        for m in outputs:
+            span = re.fullmatch(r"00-%s-([0-9a-f]{16})-01" % TRACE, m["json"]["headers"]["traceparent"]).group(1)
+            publish = ids[span]
+            assert publish.attrs["asya.output_envelope_id"] == m["json"]["id"]
+            assert ids[publish["parentSpanId"]].attrs["asya.envelope_id"] == m["json"]["id"]
+        # Some group was settled together: more than one send-and-ack per write transaction.
+        text = actor.metrics()
+        def total(name):
+            return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+        operations = total("asya_sqlite_group_commit_operations_total")
+        batches = total("asya_sqlite_group_commit_batches_total")
+        assert batches > 0 and operations / batches > 1.0, (operations, batches)
+    finally:
+        receiver.close()
