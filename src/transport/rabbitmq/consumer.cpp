@@ -74,9 +74,14 @@ void Consumer::interrupt() {
     // No receive() will take more: stop the broker from pushing (and this process from holding)
     // messages other replicas could process. What is buffered already is returned by close().
     cancel_requested_ = true;
-    changed_.notify_all();
+    wake_all();
   }
   wakeup_.notify();
+}
+
+void Consumer::wake_all() {
+  changed_.notify_all();
+  for (auto& [name, q] : queues_) q.arrived.notify_all();
 }
 
 void Consumer::stop() {
@@ -103,22 +108,27 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   }
   auto start = Clock::now();
   auto ready = [&] { return interrupted_ || !q.buffer.empty() || !q.error.empty(); };
-  ++waiting_;
-  if (!ready()) wakeup_.notify();  // the link thread watches the socket for us now
-  struct Leave {
-    int& waiting;
-    ~Leave() { --waiting; }  // runs with the lock held (declared after it)
-  } leave{waiting_};
-  changed_.wait_until(lock, start + wait, ready);
+  if (!ready()) {
+    ++waiting_;
+    ++q.waiting;
+    wakeup_.notify();  // the link thread watches the socket for us now
+    q.arrived.wait_until(lock, start + wait, ready);
+    --q.waiting;
+    --waiting_;
+  }
   if (!interrupted_ && q.error.empty() && q.buffer.size() < max_messages &&
       !(connected_ && q.consuming && !q.settling)) {
     // A consumer that just started (or is starting) on a queue holding messages has not been
     // pushed all of them yet: give it a moment, so a short receive still sees what is there.
+    ++waiting_;
+    ++q.settle_waiting;
     changed_.wait_until(lock, start + std::max(wait, kSettleWait), [&] {
       return interrupted_ || !q.error.empty() || q.buffer.size() >= max_messages ||
              (connected_ && q.consuming && !q.settling) ||
              (!connected_ && !last_error_.empty());  // broker unreachable
     });
+    --q.settle_waiting;
+    --waiting_;
     q.settling = false;
   }
   if (!q.error.empty()) {
@@ -140,6 +150,7 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
     out.push_back(std::move(q.buffer.front().second));
     q.buffer.pop_front();
   }
+  if (!q.buffer.empty() && q.waiting > 0) q.arrived.notify_one();  // the rest: the next caller
   return out;
 }
 
@@ -359,7 +370,7 @@ void Consumer::start_consumers() {
     std::lock_guard lock(mutex_);
     for (auto& [name, q] : queues_) q.consuming = false;
     cancelled_ = true;
-    changed_.notify_all();
+    wake_all();
     return;
   }
   for (const std::string& name : wanted) {
@@ -391,7 +402,7 @@ void Consumer::start_consumers() {
     } else {
       q.error = st.message();
     }
-    changed_.notify_all();
+    wake_all();
   }
 }
 
@@ -526,7 +537,10 @@ void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t ch
   if (q.expected > 0) --q.expected;
   q.settling = q.expected > 0;
   q.buffer.emplace_back(tag, std::move(delivery));
-  changed_.notify_all();
+  // The first delivery in an empty buffer wakes one waiting caller; one that arrives while the
+  // buffer holds some is taken by that caller or passed on by it (receive).
+  if (q.waiting > 0 && q.buffer.size() == 1) q.arrived.notify_one();
+  if (q.settle_waiting > 0) changed_.notify_all();
 }
 
 void Consumer::handle_frame(const amqp_frame_t& frame) {

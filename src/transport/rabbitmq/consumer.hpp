@@ -102,6 +102,12 @@ class Consumer final : public Link {
     bool settling = false;       // consuming; messages were ready and not all arrived yet
     std::uint64_t expected = 0;  // deliveries still expected from what was ready at consume time
     std::string error;           // consuming failed (reported once by receive)
+    // receive() callers of this queue wait here for a delivery: one is woken when the buffer
+    // gets its first delivery, and a caller that leaves some behind wakes the next, so a
+    // delivery wakes one caller, not every worker (wake_all wakes them all).
+    std::condition_variable arrived;
+    int waiting = 0;         // callers waiting on `arrived`
+    int settle_waiting = 0;  // callers in the start-up wait (on changed_)
   };
 
   // Link hooks.
@@ -113,6 +119,7 @@ class Consumer final : public Link {
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
   bool watch_socket() override { return waiting_ > 0; }
+  void wake_all() override;
   void on_stop() override;
   void on_stopped() override;
 

@@ -60,7 +60,7 @@ void Link::stop_link() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    changed_.notify_all();
+    wake_all();
   }
   wakeup_.notify();
   if (thread_.joinable()) thread_.join();
@@ -135,7 +135,7 @@ bool Link::connect() {
   ever_connected_ = true;
   backoff_.reset();
   on_connected();
-  changed_.notify_all();
+  wake_all();
   return true;
 }
 
@@ -161,7 +161,7 @@ void Link::run() {
         connection_.close();
         on_lost(why);
         std::lock_guard lock(mutex_);
-        changed_.notify_all();
+        wake_all();
       }
       if (!wanted) {
         io.unlock();
@@ -197,7 +197,7 @@ void Link::run() {
   std::lock_guard lock(mutex_);
   connected_ = false;
   on_stopped();
-  changed_.notify_all();
+  wake_all();
 }
 
 }  // namespace asya::transport::rabbitmq

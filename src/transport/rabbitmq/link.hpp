@@ -85,6 +85,11 @@ class Link {
   // mutex_ held: whether the idle link thread watches the socket (else it reads what came at its
   // next tick, within a second). Default: unless callers read it themselves (drivers_).
   virtual bool watch_socket() { return drivers_ == 0; }
+  // mutex_ held: something every waiting caller must see happened (connected, lost, stopping).
+  // Default: changed_.notify_all(); a derived class whose callers also wait on condition
+  // variables of their own (one per call or per queue, so that a confirm or a delivery wakes only
+  // the caller it is for) wakes those too.
+  virtual void wake_all() { changed_.notify_all(); }
   // The last turn before closing (stopping; the connection may be open or not).
   virtual void on_stop() {}
   // mutex_ held, the connection closed, the thread ending: fail whatever still waits.
