@@ -33,6 +33,23 @@ namespace asya::transport::rabbitmq {
 std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
     const std::vector<std::uint64_t>& tags, std::uint64_t floor);
 
+// Which settled acks to write now (plan_acks). Each basic.ack is a command in a quorum queue's
+// log: a few acks covering many messages cost the broker far less than one per message.
+struct AckPlan {
+  std::uint64_t multiple = 0;          // basic.ack(multiple) of this tag, 0 for none
+  std::vector<std::uint64_t> singles;  // basic.ack of each alone
+};
+
+// `settled`: the tags acked by callers and not written yet, each with when it was acked;
+// `floor`: the lowest tag still held and not settled; `others_held`: whether any is. Writes
+// nothing while other deliveries are held, fewer than a quarter of `prefetch` are settled and
+// none waited 50 ms (the next settle or the link thread's timer writes them): then those below
+// the floor as one basic.ack(multiple) (coalesce_acks), and those above it once half the
+// prefetch is settled or each after 50 ms. `all`: every one now (closing).
+AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_point>& settled,
+                  std::uint64_t floor, int prefetch, bool others_held,
+                  std::chrono::steady_clock::time_point now, bool all);
+
 class Consumer final : public Link {
  public:
   explicit Consumer(const RabbitmqSettings& settings);
@@ -85,11 +102,6 @@ class Consumer final : public Link {
   void stop();
 
  private:
-  struct PendingAck {
-    std::uint64_t generation = 0;
-    std::uint64_t tag = 0;
-    std::string queue;
-  };
   struct PendingRequeue {
     std::uint64_t tag = 0;  // on the current connection (the list is cleared when it is lost)
     std::string queue;
@@ -124,7 +136,10 @@ class Consumer final : public Link {
   void on_stopped() override;
 
   void start_consumers();
-  void send_acks();
+  // Writes the acks of settled_ that may go now: those below every delivery still held as one
+  // basic.ack(multiple) (coalesce_acks), the others alone once held kAckHold (`all`: at once).
+  void send_acks(bool all);
+  std::chrono::milliseconds idle_wait() override;
   void send_due_requeues();
   void on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel);
 
@@ -132,10 +147,10 @@ class Consumer final : public Link {
   std::map<std::string, QueueState, std::less<>> queues_;
   std::map<std::uint64_t, std::string> unacked_;  // tag -> queue, current connection
   std::set<std::uint64_t> handed_out_;            // tags given to receive() callers
-  std::vector<PendingAck> acks_;                  // for the link thread to write
-  // Tags acked by a caller (gone from unacked_) whose basic.ack is not written yet; a
-  // basic.ack(multiple) never covers one that is not in its own batch.
-  std::set<std::uint64_t> in_transit_;
+  // Tags acked by a caller (gone from unacked_) whose basic.ack is not written yet, and since
+  // when. Written by whoever holds io_ next; one above a delivery still held waits for it (up to
+  // kAckHold), so that a single basic.ack(multiple) covers both.
+  std::map<std::uint64_t, std::chrono::steady_clock::time_point> settled_;
   std::vector<PendingRequeue> requeues_;  // for the link thread, once due
   std::uint64_t generation_ = 1;
   bool interrupted_ = false;

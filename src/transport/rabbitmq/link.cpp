@@ -183,13 +183,15 @@ void Link::run() {
     if (!connection_.is_open()) continue;
     bool more;
     int fd = connection_.fd();
+    std::chrono::milliseconds sleep;
     {
       std::lock_guard lock(mutex_);
       more = has_pending();
+      sleep = idle_wait();
       if (!watch_socket()) fd = -1;
     }
     io.unlock();
-    if (!more) wait(fd, kIdleWait);
+    if (!more) wait(fd, sleep);
   }
   std::lock_guard io(io_);
   on_stop();

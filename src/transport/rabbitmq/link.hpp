@@ -82,6 +82,9 @@ class Link {
   virtual void handle_frame(const amqp_frame_t& frame) = 0;
   // mutex_ held: write_pending() has more to do without waiting for input.
   virtual bool has_pending() = 0;
+  // mutex_ held: how long the idle link thread may sleep before write_pending() has something
+  // due (heartbeats are sent within the default, a second).
+  virtual std::chrono::milliseconds idle_wait() { return std::chrono::milliseconds(1000); }
   // mutex_ held: whether the idle link thread watches the socket (else it reads what came at its
   // next tick, within a second). Default: unless callers read it themselves (drivers_).
   virtual bool watch_socket() { return drivers_ == 0; }
