@@ -81,6 +81,13 @@ void Consumer::interrupt() {
   wakeup_.notify();
 }
 
+bool Consumer::watch_socket() {
+  if (waiting_ > 0) return true;
+  for (const auto& [name, q] : queues_)
+    if (!q.buffer.empty()) return false;
+  return true;
+}
+
 void Consumer::wake_all() {
   changed_.notify_all();
   for (auto& [name, q] : queues_) q.arrived.notify_all();
@@ -96,10 +103,15 @@ void Consumer::stop() {
 
 Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::size_t max_messages,
                                                 std::chrono::milliseconds wait) {
-  // Deliveries pushed since the last call are read here, by the caller: the link thread watches
-  // the socket only while a caller waits (see watch_socket), so a steady stream of deliveries
-  // crosses no thread boundary.
-  read_if_free();
+  // Deliveries pushed since the last call are read here, by the caller, unless the link thread
+  // watches the socket (it reads them as they come): a steady stream of deliveries crosses no
+  // thread boundary.
+  bool watched;
+  {
+    std::lock_guard lock(mutex_);
+    watched = watching_;
+  }
+  if (!watched) read_if_free();
   std::unique_lock lock(mutex_);
   std::vector<Delivery> out;
   if (interrupted_ || stopping_) return out;
@@ -113,7 +125,7 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   if (!ready()) {
     ++waiting_;
     ++q.waiting;
-    wakeup_.notify();  // the link thread watches the socket for us now
+    if (!watching_) wakeup_.notify();  // the link thread watches the socket for us now
     q.arrived.wait_until(lock, start + wait, ready);
     --q.waiting;
     --waiting_;
@@ -124,6 +136,7 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
     // pushed all of them yet: give it a moment, so a short receive still sees what is there.
     ++waiting_;
     ++q.settle_waiting;
+    if (!watching_) wakeup_.notify();
     changed_.wait_until(lock, start + std::max(wait, kSettleWait), [&] {
       return interrupted_ || !q.error.empty() || q.buffer.size() >= max_messages ||
              (connected_ && q.consuming && !q.settling) ||

@@ -130,7 +130,10 @@ class Consumer final : public Link {
   void write_pending() override;
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
-  bool watch_socket() override { return waiting_ > 0; }
+  // While a caller waits, or while nothing is buffered (the next delivery is read as it comes,
+  // so a caller about to wait need not wake this thread first). Not while deliveries are
+  // buffered: the callers read what comes next themselves when they take those.
+  bool watch_socket() override;
   void wake_all() override;
   void on_stop() override;
   void on_stopped() override;

@@ -144,6 +144,7 @@ void Link::run() {
     bool wanted;
     {
       std::lock_guard lock(mutex_);
+      watching_ = false;
       if (stopping_) break;
       wanted = wants_connection();
     }
@@ -189,6 +190,7 @@ void Link::run() {
       more = has_pending();
       sleep = idle_wait();
       if (!watch_socket()) fd = -1;
+      watching_ = !more && fd >= 0;
     }
     io.unlock();
     if (!more) wait(fd, sleep);

@@ -124,6 +124,9 @@ class Link {
   // A caller reading the socket itself (at most one: a second reader could take the frames the
   // first one waits for in poll()). While there is one, the link thread writes but never reads.
   int drivers_ = 0;
+  // The idle link thread sleeps watching the socket (watch_socket() was true): what arrives is
+  // read without anyone having to wake it.
+  bool watching_ = false;
 
   std::mutex io_;  // the connection; taken with try_lock by callers
   AmqpConnection connection_;
