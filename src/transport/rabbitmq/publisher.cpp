@@ -22,6 +22,13 @@ constexpr amqp_channel_t kControlChannel = 2;
 // a publisher redeclares a delay queue it has not declared for this long before using it.
 constexpr auto kDelayRedeclare = std::chrono::minutes(5);
 
+template <typename Jobs>
+bool every_job_done(const Jobs& jobs) {
+  return std::all_of(jobs.begin(), jobs.end(), [](const auto& job) {
+    return job->state == std::decay_t<decltype(*job)>::State::kDone;
+  });
+}
+
 }  // namespace
 
 struct Publisher::Job {
@@ -101,10 +108,7 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
 
 std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>>& jobs) {
   std::vector<Status> results(jobs.size());
-  auto all_done = [&] {
-    return std::all_of(jobs.begin(), jobs.end(),
-                       [](const auto& job) { return job->state == Job::State::kDone; });
-  };
+  auto all_done = [&] { return every_job_done(jobs); };
   Waiter waiter;
   waiter.remaining = jobs.size();
   std::unique_lock lock(mutex_);
@@ -183,27 +187,18 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
 Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
                                   Clock::time_point deadline) {
   bool driving = false;
-  auto all_done = [&] {
-    return std::all_of(jobs.begin(), jobs.end(),
-                       [](const auto& job) { return job->state == Job::State::kDone; });
-  };
   // `io_held`: unconfirmed_ may be read (it belongs to io_).
   auto leave = [&](Drove drove, bool io_held) {
     if (!driving) return drove;
     std::lock_guard lock(mutex_);
     --drivers_;
     if (drivers_ > 0) return drove;
-    if (!io_held) {
-      wakeup_.notify();  // whatever is unconfirmed: the link thread watches again
-    } else if (!unconfirmed_.empty()) {
-      // Confirms of publishes of other callers may still come: one of them reads next.
-      if (connection_.is_open())
-        hand_over_reading();
-      else
-        wakeup_.notify();
-    } else if (!queue_.empty()) {
+    // Confirms of publishes of other callers may still come: one of them reads next (the link
+    // thread when the connection is down or unconfirmed_ cannot be read).
+    if (io_held && !unconfirmed_.empty() && connection_.is_open())
+      hand_over_reading();
+    else if (!io_held || !unconfirmed_.empty() || !queue_.empty())
       wakeup_.notify();
-    }
     return drove;
   };
   while (true) {
@@ -234,7 +229,7 @@ Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
     bool done;
     {
       std::lock_guard lock(mutex_);
-      done = all_done();
+      done = every_job_done(jobs);
     }
     if (done) return leave(Drove::kDone, true);
     if (!connection_.is_open()) return leave(Drove::kBusy, true);
@@ -559,6 +554,14 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
 }
 
 void Publisher::write_pending() {
+  // Several publishes at once leave in as few TCP segments as fit (each publish is three frames
+  // and rabbitmq-c sends each alone, the last without MSG_MORE): the broker then reads them
+  // together instead of one read per message.
+  bool corked = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() > 1 && connection_.is_open()) corked = connection_.set_cork(true);
+  }
   // What the confirm window allows.
   while (connection_.is_open() &&
          unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window)) {
@@ -573,6 +576,7 @@ void Publisher::write_pending() {
     }
     run_job(job);
   }
+  if (corked && connection_.is_open()) connection_.set_cork(false);  // sends the rest now
 }
 
 bool Publisher::watch_socket() {
