@@ -71,14 +71,15 @@ class Consumer final : public Link {
   // tick, so a delivery lost with it is reported lost before its outputs are sent.
   bool holds(const Delivery& delivery);
 
-  // Sends basic.ack for it: written from the calling thread when the connection is free, else
-  // handed to the link thread (written before its next read, and before the connection closes on
-  // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a connection
-  // loss keeps from the broker fails nothing: the broker delivers the message again.
+  // Settles `delivery`; its basic.ack is written when plan_acks says (at once for a lone
+  // message; with others held, together with theirs, at most 50 ms later), from the calling
+  // thread when the connection is free, else by the link thread (always before the connection
+  // closes on stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a
+  // connection loss keeps from the broker fails nothing: the broker delivers the message again.
+  // Fails (writing nothing) for a delivery already settled or of a lost connection.
   Status ack(const Delivery& delivery);
 
-  // ack() of several deliveries, written together: one basic.ack(multiple) covers those whose
-  // tags are below every other delivery still held (coalesce_acks). One status per delivery.
+  // ack() of several deliveries. One status per delivery.
   std::vector<Status> ack_many(std::span<const Delivery* const> deliveries);
 
   // Returns `delivery` to its queue with basic.nack(requeue) once `delay` has passed (up to a
