@@ -9,6 +9,7 @@
 #include "common/log.hpp"
 #include "common/random_id.hpp"
 #include "envelope/new_envelope.hpp"
+#include "gateway/store/transaction_group.hpp"
 #include "payload/offload.hpp"
 
 namespace asya::gateway {
@@ -90,7 +91,10 @@ Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools
       call_tracer_(options_.trace_collector, options_.trace_process),
       pool_(options_.blocking_threads),
       sweep_timer_(io),
-      payload_store_(payload::open_store(options_.payload)) {}
+      payload_store_(payload::open_store(options_.payload)),
+      calls_([this](std::function<void()> drain) { asio::post(pool_, std::move(drain)); },
+             [this](std::vector<PendingCall>& calls) { write_calls(calls); },
+             TransactionGroup::kMaxBatch) {}
 
 Service::~Service() {
   stop();
@@ -170,35 +174,8 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
     if (name == "traceparent" && value.size() >= 35) job.trace_id = value.substr(3, 32);
   std::string queue = options_.queue_prefix + tool.actors.front();
 
-  auto work_1 = [this, job, body, queue, call]() -> Status {
-    Status status = [&]() -> Status {
-      Status created = store_->create(job);
-      if (!created.ok()) return Error{"job store: " + created.message()};
-      std::string sent_body;
-      if (payload_store_) {
-        // A large payload travels by reference (docs/protocol.md §10): stored and held first.
-        auto offloaded =
-            payload::offload_envelope(*payload_store_, options_.payload.threshold_bytes, body);
-        if (!offloaded) {
-          std::string error = "payload store: " + offloaded.error().message;
-          (void)store_->fail(job.id, error);
-          return Error{error};
-        }
-        if (*offloaded) sent_body = std::move(**offloaded);
-      }
-      Status sent = transport_->send(queue, sent_body.empty() ? body : sent_body);
-      if (!sent.ok()) {
-        std::string error = "publishing to " + queue + " failed: " + sent.message();
-        (void)store_->fail(job.id, error);
-        return Error{error};
-      }
-      return Status::Ok();
-    }();
-    // Here, on the blocking pool: the call span's local sink writes to the job store.
-    call_tracer_.end(call, job.tool, job.id, queue, status.ok() ? "" : status.message());
-    return status;
-  };
-  Status published = co_await blocking<Status>(std::move(work_1));
+  PendingCall pending{std::move(job), std::move(body), std::move(queue), call, {}};
+  Status published = co_await write_call(pending);
   if (!published.ok()) {
     notifier_.notify(id);
     spdlog::error("gateway: tool {} call {} failed: {}", tool.name, id, published.message());
@@ -206,6 +183,79 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   }
   metrics_.tool_call(tool.name, "started", 0);
   co_return id;
+}
+
+awaitable<Status> Service::write_call(PendingCall& call) {
+  // The call's result comes from the writing thread; its coroutine resumes on its own executor.
+  auto initiate = [this, &call](auto handler) {
+    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
+    call.done = [shared](Status status) {
+      auto executor = asio::get_associated_executor(*shared);
+      asio::post(executor, [shared, status = std::move(status)]() mutable {
+        std::move (*shared)(std::move(status));
+      });
+    };
+    calls_.push(std::move(call));
+  };
+  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Status)>(
+      initiate, use_awaitable);
+}
+
+void Service::write_calls(std::vector<PendingCall>& calls) {
+  std::vector<Status> results(calls.size(), Status::Ok());
+  std::vector<NewJob> jobs;  // jobs[i] is calls[i]'s (moved out: the payload may be large)
+  jobs.reserve(calls.size());
+  for (PendingCall& call : calls) jobs.push_back(std::move(call.job));
+  try {
+    // 1. Every job in one job-store transaction (a savepoint each).
+    std::vector<Status> created = store_->create_many(jobs);
+    // 2. The envelopes of the jobs created, in one send_many.
+    std::vector<std::string> offloaded(calls.size());
+    std::vector<transport::OutgoingMessage> messages;
+    std::vector<std::size_t> message_of;  // messages[k] is calls[message_of[k]]'s
+    messages.reserve(calls.size());
+    message_of.reserve(calls.size());
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+      const PendingCall& call = calls[i];
+      if (!created[i].ok()) {
+        results[i] = Error{"job store: " + created[i].message()};
+        continue;
+      }
+      if (payload_store_) {
+        // A large payload travels by reference (docs/protocol.md §10): stored and held first.
+        auto stored =
+            payload::offload_envelope(*payload_store_, options_.payload.threshold_bytes, call.body);
+        if (!stored) {
+          results[i] = Error{"payload store: " + stored.error().message};
+          (void)store_->fail(jobs[i].id, results[i].message());
+          continue;
+        }
+        if (*stored) offloaded[i] = std::move(**stored);
+      }
+      messages.push_back(transport::OutgoingMessage{
+          call.queue, offloaded[i].empty() ? std::string_view(call.body) : offloaded[i]});
+      message_of.push_back(i);
+    }
+    std::vector<Status> sent;
+    if (!messages.empty()) sent = transport_->send_many(messages);
+    for (std::size_t k = 0; k < message_of.size(); ++k) {
+      const std::size_t i = message_of[k];
+      if (k < sent.size() && sent[k].ok()) continue;
+      std::string why = k < sent.size() ? sent[k].message() : "the transport gave no result";
+      results[i] = Error{"publishing to " + calls[i].queue + " failed: " + why};
+      (void)store_->fail(jobs[i].id, results[i].message());
+    }
+  } catch (const std::exception& e) {  // e.g. bad_alloc: every caller must still be answered
+    for (Status& result : results)
+      if (result.ok()) result = Error{std::string("writing the call failed: ") + e.what()};
+  }
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    PendingCall& call = calls[i];
+    // Here, on the blocking pool: the call span's local sink writes to the job store.
+    call_tracer_.end(call.call, jobs[i].tool, jobs[i].id, call.queue,
+                     results[i].ok() ? "" : results[i].message());
+    call.done(std::move(results[i]));
+  }
 }
 
 awaitable<Result<ChangeResult>> Service::cancel_job(const std::string& job_id,

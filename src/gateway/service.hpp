@@ -25,6 +25,7 @@
 #include "common/otlp/export_settings.hpp"
 #include "common/random_id.hpp"
 #include "common/result.hpp"
+#include "gateway/batch_queue.hpp"
 #include "gateway/call_trace.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "gateway/metrics.hpp"
@@ -143,9 +144,19 @@ class Service {
   // Creates the job and publishes the envelope for an already validated call. `payload_json` is
   // the JSON text of the validated arguments (payload_text in raw_json.hpp), put into the
   // envelope byte for byte. Error when the store or the publish failed (the job, if created, is
-  // then failed with that error).
+  // then failed with that error). Returns only once the job and the envelope are durable.
+  //
+  // Calls started while others are being written are written together (BatchQueue, no timer):
+  // their jobs in one job-store transaction (JobStore::create_many, a savepoint each), then their
+  // envelopes in one Transport::send_many. One call's failure fails only that call. A gateway
+  // killed between the two steps leaves jobs whose envelopes were not published and whose callers
+  // got no answer: they stay pending until their deadline (the tool's timeout), when the sweeper
+  // fails them with "timed out" (docs/gateway.md).
   boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool, std::string payload_json,
                                                          CallOrigin origin = {});
+
+  // How the calls were grouped so far (tests, docs/performance.md).
+  BatchQueueStats call_batches() const { return calls_.stats(); }
 
   // Cancels the job (JobStore::cancel) and wakes its waiters. Sidecars learn it from the answer to
   // their next report about the job (PROTOCOL §7) and skip its queued envelopes.
@@ -172,7 +183,20 @@ class Service {
   std::chrono::milliseconds poll_interval() const { return options_.poll_interval; }
 
  private:
+  // A call waiting to be written: its job, its envelope, and how to hand it its result.
+  struct PendingCall {
+    NewJob job;         // moved out by write_calls
+    std::string body;   // the envelope
+    std::string queue;  // where it goes
+    CallTracer::Call call;
+    std::function<void(Status)> done;  // called once, from the writing thread
+  };
   boost::asio::awaitable<void> sweep_loop();
+  // Queues `call` for the call writer and resumes with its result.
+  boost::asio::awaitable<Status> write_call(PendingCall& call);
+  // The call writer's batch: creates the jobs, publishes the envelopes of those created, fails
+  // the jobs whose publish failed, ends the calls' spans, and calls each `done`.
+  void write_calls(std::vector<PendingCall>& calls);
 
   boost::asio::io_context& io_;
   ServiceOptions options_;
@@ -185,6 +209,7 @@ class Service {
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer sweep_timer_;
   std::unique_ptr<payload::PayloadStore> payload_store_;  // options_.payload enabled
+  BatchQueue<PendingCall> calls_;                         // drained on pool_
   bool stopped_ = false;
 };
 
