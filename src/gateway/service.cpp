@@ -92,9 +92,12 @@ Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools
       pool_(options_.blocking_threads),
       sweep_timer_(io),
       payload_store_(payload::open_store(options_.payload)),
-      calls_([this](std::function<void()> drain) { asio::post(pool_, std::move(drain)); },
-             [this](std::vector<PendingCall>& calls) { write_calls(calls); },
-             TransactionGroup::kMaxBatch) {}
+      new_jobs_([this](std::function<void()> drain) { asio::post(pool_, std::move(drain)); },
+                [this](std::vector<PendingCall>& calls) { create_jobs(calls); },
+                TransactionGroup::kMaxBatch),
+      envelopes_([this](std::function<void()> drain) { asio::post(pool_, std::move(drain)); },
+                 [this](std::vector<PendingCall>& calls) { publish_envelopes(calls); },
+                 TransactionGroup::kMaxBatch) {}
 
 Service::~Service() {
   stop();
@@ -195,21 +198,34 @@ awaitable<Status> Service::write_call(PendingCall& call) {
         std::move (*shared)(std::move(status));
       });
     };
-    calls_.push(std::move(call));
+    new_jobs_.push(std::move(call));
   };
   co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Status)>(
       initiate, use_awaitable);
 }
 
-void Service::write_calls(std::vector<PendingCall>& calls) {
-  std::vector<Status> results(calls.size(), Status::Ok());
-  std::vector<NewJob> jobs;  // jobs[i] is calls[i]'s (moved out: the payload may be large)
-  jobs.reserve(calls.size());
-  for (PendingCall& call : calls) jobs.push_back(std::move(call.job));
+void Service::create_jobs(std::vector<PendingCall>& calls) {
+  std::vector<Status> created;
+  std::vector<NewJob> jobs(calls.size());  // moved out and back: a payload may be large
+  for (std::size_t i = 0; i < calls.size(); ++i) jobs[i] = std::move(calls[i].job);
   try {
-    // 1. Every job in one job-store transaction (a savepoint each).
-    std::vector<Status> created = store_->create_many(jobs);
-    // 2. The envelopes of the jobs created, in one send_many.
+    created = store_->create_many(jobs);
+  } catch (const std::exception& e) {  // e.g. bad_alloc: every caller must still be answered
+    created.assign(calls.size(), Error{std::string("recording the job failed: ") + e.what()});
+  }
+  for (std::size_t i = 0; i < calls.size(); ++i) calls[i].job = std::move(jobs[i]);
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    if (i < created.size() && created[i].ok())
+      envelopes_.push(std::move(calls[i]));
+    else
+      finish(calls[i], Error{"job store: " + (i < created.size() ? created[i].message()
+                                                                 : "no result for the job")});
+  }
+}
+
+void Service::publish_envelopes(std::vector<PendingCall>& calls) {
+  std::vector<Status> results(calls.size(), Status::Ok());
+  try {
     std::vector<std::string> offloaded(calls.size());
     std::vector<transport::OutgoingMessage> messages;
     std::vector<std::size_t> message_of;  // messages[k] is calls[message_of[k]]'s
@@ -217,17 +233,12 @@ void Service::write_calls(std::vector<PendingCall>& calls) {
     message_of.reserve(calls.size());
     for (std::size_t i = 0; i < calls.size(); ++i) {
       const PendingCall& call = calls[i];
-      if (!created[i].ok()) {
-        results[i] = Error{"job store: " + created[i].message()};
-        continue;
-      }
       if (payload_store_) {
         // A large payload travels by reference (docs/protocol.md §10): stored and held first.
         auto stored =
             payload::offload_envelope(*payload_store_, options_.payload.threshold_bytes, call.body);
         if (!stored) {
           results[i] = Error{"payload store: " + stored.error().message};
-          (void)store_->fail(jobs[i].id, results[i].message());
           continue;
         }
         if (*stored) offloaded[i] = std::move(**stored);
@@ -243,19 +254,23 @@ void Service::write_calls(std::vector<PendingCall>& calls) {
       if (k < sent.size() && sent[k].ok()) continue;
       std::string why = k < sent.size() ? sent[k].message() : "the transport gave no result";
       results[i] = Error{"publishing to " + calls[i].queue + " failed: " + why};
-      (void)store_->fail(jobs[i].id, results[i].message());
     }
   } catch (const std::exception& e) {  // e.g. bad_alloc: every caller must still be answered
     for (Status& result : results)
-      if (result.ok()) result = Error{std::string("writing the call failed: ") + e.what()};
+      if (result.ok()) result = Error{std::string("publishing the envelope failed: ") + e.what()};
   }
   for (std::size_t i = 0; i < calls.size(); ++i) {
-    PendingCall& call = calls[i];
-    // Here, on the blocking pool: the call span's local sink writes to the job store.
-    call_tracer_.end(call.call, jobs[i].tool, jobs[i].id, call.queue,
-                     results[i].ok() ? "" : results[i].message());
-    call.done(std::move(results[i]));
+    // The job was recorded: a call that failed here fails its job too.
+    if (!results[i].ok()) (void)store_->fail(calls[i].job.id, results[i].message());
+    finish(calls[i], std::move(results[i]));
   }
+}
+
+void Service::finish(PendingCall& call, Status status) {
+  // Here, on the blocking pool: the call span's local sink writes to the job store.
+  call_tracer_.end(call.call, call.job.tool, call.job.id, call.queue,
+                   status.ok() ? "" : status.message());
+  call.done(std::move(status));
 }
 
 awaitable<Result<ChangeResult>> Service::cancel_job(const std::string& job_id,

@@ -148,7 +148,8 @@ class Service {
   //
   // Calls started while others are being written are written together (BatchQueue, no timer):
   // their jobs in one job-store transaction (JobStore::create_many, a savepoint each), then their
-  // envelopes in one Transport::send_many. One call's failure fails only that call. A gateway
+  // envelopes in one Transport::send_many (while the next calls' jobs are being recorded). One
+  // call's failure fails only that call. A gateway
   // killed between the two steps leaves jobs whose envelopes were not published and whose callers
   // got no answer: they stay pending until their deadline (the tool's timeout), when the sweeper
   // fails them with "timed out" (docs/gateway.md).
@@ -156,7 +157,8 @@ class Service {
                                                          CallOrigin origin = {});
 
   // How the calls were grouped so far (tests, docs/performance.md).
-  BatchQueueStats call_batches() const { return calls_.stats(); }
+  // How the calls' jobs were grouped so far (their envelopes are grouped alike).
+  BatchQueueStats call_batches() const { return new_jobs_.stats(); }
 
   // Cancels the job (JobStore::cancel) and wakes its waiters. Sidecars learn it from the answer to
   // their next report about the job (PROTOCOL §7) and skip its queued envelopes.
@@ -185,7 +187,7 @@ class Service {
  private:
   // A call waiting to be written: its job, its envelope, and how to hand it its result.
   struct PendingCall {
-    NewJob job;         // moved out by write_calls
+    NewJob job;
     std::string body;   // the envelope
     std::string queue;  // where it goes
     CallTracer::Call call;
@@ -194,10 +196,14 @@ class Service {
   boost::asio::awaitable<void> sweep_loop();
   // Queues `call` for the call writer and resumes with its result.
   boost::asio::awaitable<Status> write_call(PendingCall& call);
-  // The call writer's batch: creates the jobs, publishes the envelopes of those created, fails
-  // the jobs whose publish failed, ends the calls' spans, and calls each `done`.
-  void write_calls(std::vector<PendingCall>& calls);
-
+  // The two stages of the call writer, each a batch of its own queue, so that one batch's
+  // envelopes are published while the next batch's jobs are recorded: create_jobs records the
+  // jobs (one create_many) and passes those recorded on to publish_envelopes, which publishes
+  // their envelopes (one send_many) and fails the jobs whose publish failed. A call is finished
+  // (`finish`: its span ended, `done` called) where it succeeds or fails.
+  void create_jobs(std::vector<PendingCall>& calls);
+  void publish_envelopes(std::vector<PendingCall>& calls);
+  void finish(PendingCall& call, Status status);
   boost::asio::io_context& io_;
   ServiceOptions options_;
   ToolsConfig tools_;
@@ -209,7 +215,8 @@ class Service {
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer sweep_timer_;
   std::unique_ptr<payload::PayloadStore> payload_store_;  // options_.payload enabled
-  BatchQueue<PendingCall> calls_;                         // drained on pool_
+  BatchQueue<PendingCall> new_jobs_;                      // create_jobs, drained on pool_
+  BatchQueue<PendingCall> envelopes_;                     // publish_envelopes, drained on pool_
   bool stopped_ = false;
 };
 
