@@ -1284,10 +1284,12 @@ class Server(object):
     """Accepts connections on `listener` and serves each until EOF; connections are concurrent.
 
     One leader thread accepts and serves a connection itself, so a client that opens one
-    connection per request never waits for a thread hand-off. While its connection is idle
-    between requests the leader also watches the listener: when another client connects, the idle
-    connection is handed to a worker thread (pooled, at most _MAX_IDLE_WORKERS kept idle) and the
-    leader accepts the newcomer. So every open connection is served, each by its own thread once
+    connection per request never waits for a thread hand-off. Between two requests the leader
+    also watches the listener: when another client connects, its connection is handed to a worker
+    thread (pooled, at most _MAX_IDLE_WORKERS kept idle), with any bytes of its next request
+    already received, and the leader accepts the newcomer. The newcomer goes first even when the
+    leader's connection has its next request waiting, so a client that always does (a sidecar
+    worker leasing its next batch ahead) cannot keep another in the backlog. So every open connection is served, each by its own thread once
     there are several. A connection whose handler call is running is handed off after it, which
     costs nothing extra because handler calls are serialized by default.
     """
@@ -1336,26 +1338,27 @@ class Server(object):
             if self.stopping:
                 return
 
-    def _hand_off(self, connection):
-        """Gives an idle connection to an idle worker, or to a new worker thread."""
+    def _hand_off(self, connection, pending=b""):
+        """Gives a connection between two requests to an idle worker, or to a new worker thread;
+        `pending`: bytes of its next request already received (served first)."""
         with self._lock:
             if self._idle_workers > 0:
                 self._idle_workers -= 1
-                self._handed_off.append(connection)
+                self._handed_off.append((connection, pending))
                 self._work_available.notify()
                 return
         try:
-            threading.Thread(target=self._work, args=(connection,), name="asya-conn", daemon=True).start()
+            threading.Thread(target=self._work, args=(connection, pending), name="asya-conn", daemon=True).start()
         except RuntimeError as exc:  # cannot start a thread: the connection is closed, the peer reconnects
             log.error("cannot start a connection thread; closing the connection", error=str(exc))
             self._close(connection)
 
-    def _work(self, connection):
+    def _work(self, connection, pending):
         buffer = [bytearray(_REUSED_BUFFER_BYTES)]
         lock = self._lock
         while True:
             try:
-                self._serve(connection, buffer, False)
+                self._serve(connection, buffer, False, pending)
             except Exception as exc:
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
@@ -1369,14 +1372,14 @@ class Server(object):
                         self._idle_workers -= 1
                         return
                     self._work_available.wait()
-                connection = self._handed_off.popleft()
+                connection, pending = self._handed_off.popleft()
 
     def _close(self, connection):
         connection.close()
         with self._lock:
             self._open_connections -= 1
 
-    def _serve(self, connection, holder, leader):
+    def _serve(self, connection, holder, leader, pending=b""):
         """Serves request/response pairs on one connection until EOF, a read error or shutdown.
 
         `holder[0]` is the thread's request buffer: one recv usually brings a whole request (length
@@ -1384,7 +1387,8 @@ class Server(object):
         for a larger request up to _KEPT_BUFFER_BYTES and keeps that size (fresh buffers of a
         megabyte or more cost page faults on every request); larger requests get a buffer of their
         own, sized exactly, that is dropped after the request. When `leader`, returns True after
-        handing the (idle) connection to a worker because another client connected."""
+        handing the connection, between two requests, to a worker because another client connected
+        (`pending`: bytes of the next request received with the last one, served first)."""
         recv_into = connection.recv_into
         sendmsg = connection.sendmsg
         handle_parts = self.runtime.handle_parts
@@ -1397,12 +1401,27 @@ class Server(object):
         view = memoryview(buffer)
         capacity = len(buffer)
         filled = 0  # bytes in buffer[:filled] received and not answered yet
+        if pending:  # received by the leader before it handed this connection over
+            if len(pending) > capacity:
+                buffer = holder[0] = bytearray(len(pending))
+                view = memoryview(buffer)
+                capacity = len(buffer)
+            view[: len(pending)] = pending
+            filled = len(pending)
         poller = None
         fresh = leader  # the first request usually arrives with the connection: try it at once
         spin = self.spin_seconds
         answered = 0.0  # when the last answer was sent (monotonic), while spinning is enabled
         spin_next = False  # the previous request came within `spin` of its predecessor's answer
+        listener = self.listener
         while True:
+            if leader and filled and select.select((listener,), (), (), 0)[0]:
+                # The next request came with the last one, and another client is connecting: as
+                # below, the newcomer goes first; the bytes received go along with the connection.
+                if self.stopping:
+                    return False
+                self._hand_off(connection, bytes(view[:filled]))
+                return True
             try:
                 while filled < 4:
                     received = -1
@@ -1432,10 +1451,25 @@ class Server(object):
                                 poller.register(self.listener, select.POLLIN)
                                 connection_fd = connection.fileno()
                             events = poller.poll()
-                            if not any(fd == connection_fd for fd, _ in events):
+                            if any(fd != connection_fd for fd, _ in events):
+                                # Another client is connecting: it goes first, even when this
+                                # connection's next request is already waiting (a sidecar worker
+                                # that leases its next batch ahead sends it right after each
+                                # answer, and would otherwise keep a second worker's connection
+                                # in the backlog for as long as it has work). This connection is
+                                # handed to a worker thread, its request still in its socket; a
+                                # connection the client closed is just closed.
                                 if self.stopping:
                                     return False
-                                self._hand_off(connection)  # another client is connecting; this one is idle
+                                if any(fd == connection_fd for fd, _ in events):
+                                    try:
+                                        if connection.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b"":
+                                            return False  # EOF: closed by the caller
+                                    except BlockingIOError:
+                                        pass
+                                    except OSError:
+                                        return False
+                                self._hand_off(connection)
                                 return True
                     if received < 0:
                         received = recv_into(view[filled:], capacity - filled)

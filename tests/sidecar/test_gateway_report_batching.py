@@ -37,7 +37,11 @@ def test_final_reports_queued_while_the_gateway_is_slow_arrive_batched_in_order(
     first_seen = list(dict.fromkeys(finals()))
     assert first_seen == ["/envelopes/%s/final" % i for i in ids]
     assert gateway.batches >= 1  # the five made while the first waited went together
+    # Reports only: the sidecar also sends its spans to the gateway (POST /v1/traces) when its
+    # export timer fires, which on a slow machine can be within the test.
     for path, body in gateway.snapshot():
+        if not path.startswith("/envelopes/"):
+            continue
         i = int(path.split("/")[2][1:])
         assert body["status"] == "succeeded" and body["result"] == {"i": i}, (path, body)
 

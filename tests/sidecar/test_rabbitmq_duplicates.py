@@ -30,7 +30,11 @@ BOUND = PER_HOP + 2 * PER_HOP  # first hop, second hop (its own plus the first h
 
 
 def test_broker_sigkill_on_quorum_queues_loses_nothing_and_bounds_duplicates(build_path):
-    r = redelivery_scenario.run(build_path, MESSAGES, "quorum", "kill", concurrency=CONCURRENCY)
+    # 20 ms per handler call: at least 3 s of work per actor, so the crash lands while deliveries
+    # are in flight even when a loaded machine makes this process slow to see the first quarter
+    # arrive (at 5 ms the pipeline sometimes all but finished first, and nothing was redelivered).
+    r = redelivery_scenario.run(build_path, MESSAGES, "quorum", "kill", concurrency=CONCURRENCY,
+                                sleep=0.02)
     assert not r["lost"], "%d message(s) lost: %s" % (len(r["lost"]), r["lost"][:20])
     assert r["unique_at_happy_end"] == MESSAGES
     assert r["never_called"] == {"first": 0, "second": 0}, r

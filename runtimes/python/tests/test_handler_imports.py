@@ -116,7 +116,13 @@ def start_runtime():
 
 
 def ready_record(runtime):
-    records = [r for r in runtime.log_records() if r["msg"] == "runtime ready"]
+    # The runtime creates its ready file just before it logs "runtime ready": wait for the line.
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:
+        records = [r for r in runtime.log_records() if r["msg"] == "runtime ready"]
+        if records or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert len(records) == 1, runtime.log_records()
     return records[0]
 

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
@@ -454,6 +455,35 @@ def test_spin_does_not_delay_a_new_connection(runtimes):
         waited = time.monotonic() - started
         assert len(batch_call(first, batch_body(2, 6))) == 2
     assert waited < 0.9, "a new connection waited %.2f s, the leader's whole spin" % waited
+
+
+def test_a_connection_that_always_has_a_request_waiting_does_not_starve_a_new_one(runtimes):
+    # Client A sends six 0.3 s requests at once, so its socket always holds its next request when
+    # the leader answers one (as a sidecar's worker that leases its next batch ahead does). Client
+    # B connects after A's first answer: it is served beside A, not after A ran out of requests.
+    env = dict(handler_env("python", "sleep"), ASYA_HANDLER_THREAD_SAFE="true")
+    runtime = runtimes([sys.executable, str(RUNTIME_FILE)], env).wait_ready()
+    a_answers = []  # (arrival, id) of A's answers, read as they come by a thread of their own
+
+    def read_a(connection):
+        for _ in range(5):
+            a_answers.append((time.monotonic(), json.loads(recv_frame(connection))[0]["payload"]["i"]))
+
+    with runtime.connect() as a:
+        for i in range(6):
+            body = envelope_body({"sleep_seconds": 0.3, "i": i}, id="a-%d" % i)
+            a.sendall(struct.pack(">I", len(body)) + body)
+        recv_frame(a)
+        reader = threading.Thread(target=read_a, args=(a,), daemon=True)
+        reader.start()
+        with runtime.connect() as b:
+            body = envelope_body({"i": "b"}, id="b")
+            b.sendall(struct.pack(">I", len(body)) + body)
+            assert json.loads(recv_frame(b))[0]["payload"] == {"i": "b"}
+            b_answered = time.monotonic()
+        reader.join(30)
+    assert [i for _, i in a_answers] == [1, 2, 3, 4, 5]
+    assert b_answered < a_answers[-1][0], "B was answered only after A's last request: it waited for A"
 
 
 @pytest.mark.parametrize("value", ["-1", "abc", "1000001", "1.5"])

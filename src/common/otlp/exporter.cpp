@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <malloc.h>
+#include <pthread.h>
 
 #include <map>
 #include <sstream>
@@ -134,7 +135,10 @@ std::size_t Exporter::add(EncodedSpans spans) {
 
 bool Exporter::flush(std::chrono::milliseconds budget) {
   std::unique_lock lock(mutex_);
-  cv_.notify_one();
+  if (!queue_.empty()) {
+    ++flushes_asked_;
+    cv_.notify_one();
+  }
   return idle_cv_.wait_for(lock, budget, [this] { return queue_.empty() && !busy_; });
 }
 
@@ -152,15 +156,19 @@ void Exporter::stop(std::chrono::milliseconds grace) {
 }
 
 void Exporter::run() {
+  ::pthread_setname_np(::pthread_self(), "asya-otlp");
   const auto& settings = options_.settings;
   std::unique_lock lock(mutex_);
   for (;;) {
     // A partial batch waits for more spans at most schedule_delay; a full one, or a flush or
     // stop, goes at once.
-    cv_.wait_for(lock, settings.schedule_delay,
-                 [&] { return cancel_ || stopping_ || queued_spans_ >= settings.max_batch_spans; });
+    cv_.wait_for(lock, settings.schedule_delay, [&] {
+      return cancel_ || stopping_ || flushes_asked_ != flushes_done_ ||
+             queued_spans_ >= settings.max_batch_spans;
+    });
     if (cancel_) break;
     if (queue_.empty()) {
+      flushes_done_ = flushes_asked_;
       idle_cv_.notify_all();
       if (stopping_) break;
       continue;
@@ -191,6 +199,7 @@ void Exporter::run() {
     lock.lock();
     busy_ = false;
     if (queue_.empty()) {
+      flushes_done_ = flushes_asked_;
       idle_cv_.notify_all();
       // Idle again: give the memory of the batch (its spans, its JSON body) back to the system,
       // at most once a second, so the exporter does not keep its peak around (glibc keeps freed

@@ -8,6 +8,7 @@
 // metrics (common/process_metrics.hpp) present from the first exporter of a destination on.
 // A failed request (no answer, 408, 429, 5xx) is tried once more after a short delay; a batch that
 // still fails is dropped, and logged at warn at most once a minute with the count since.
+// The export thread is named "asya-otlp" (/proc/PID/task/*/comm), so its CPU can be told apart.
 #pragma once
 
 #include <atomic>
@@ -52,8 +53,10 @@ class Exporter {
   // than ExportSettings::max_batch_spans.
   std::size_t add(EncodedSpans spans);
 
-  // Waits up to `budget` until every span queued before the call has been sent (or dropped).
-  // Returns true when the queue is empty and no request is in flight.
+  // Sends what is queued at once, a partial batch included (it does not wait for
+  // schedule_delay), and waits up to `budget` until every span queued before the call has been
+  // sent (or dropped). Returns true when the queue is empty and no request is in flight. A zero
+  // budget only starts the sending.
   bool flush(std::chrono::milliseconds budget);
 
   // Sends what is queued for at most `grace`, then stops the thread; spans still queued are
@@ -71,12 +74,18 @@ class Exporter {
   http::Headers headers_;
   http::Client client_;
   std::mutex mutex_;
-  std::condition_variable cv_;       // the thread waits on it for spans or stop
+  // The thread waits on it for a full batch, a flush or stop; add() notifies it only when a
+  // batch is full (a partial one waits for schedule_delay): no wake-up per span.
+  std::condition_variable cv_;
   std::condition_variable idle_cv_;  // flush() waits on it
   std::deque<EncodedSpans> queue_;
   std::size_t queued_spans_ = 0;  // in queue_
   bool busy_ = false;
   bool stopping_ = false;
+  // flush() asks for everything queued to be sent now: flushes_asked_ > flushes_done_ until the
+  // queue has been emptied after the ask.
+  std::uint64_t flushes_asked_ = 0;
+  std::uint64_t flushes_done_ = 0;
   std::atomic<bool> cancel_{false};
   std::chrono::steady_clock::time_point last_warning_{};
   std::uint64_t failed_since_warning_ = 0;  // these three: the export thread's only

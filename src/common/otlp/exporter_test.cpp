@@ -5,6 +5,10 @@
 #include <boost/json.hpp>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <optional>
+#include <sstream>
 #include <thread>
 
 #include "common/otlp/receiver_for_test.hpp"
@@ -98,6 +102,26 @@ bool receives_spans(testing::Receiver& receiver, std::size_t n) {
   }
 }
 
+std::vector<std::size_t> spans_per_request(testing::Receiver& receiver) {
+  std::vector<std::size_t> sizes;
+  for (const auto& r : receiver.requests())
+    sizes.push_back(json::parse(r.body)
+                        .at("resourceSpans")
+                        .at(0)
+                        .at("scopeSpans")
+                        .at(0)
+                        .at("spans")
+                        .as_array()
+                        .size());
+  return sizes;
+}
+
+EncodedSpans encoded(std::size_t n) {
+  EncodedSpans out;
+  for (auto& span : spans(n)) append_encoded(out, span);
+  return out;
+}
+
 TEST(Exporter, AFullBatchGoesAtOnceAndAPartialOneAfterTheScheduleDelay) {
   testing::Receiver receiver;
   ExporterOptions o = options(receiver.url(), "t-wake");
@@ -111,6 +135,62 @@ TEST(Exporter, AFullBatchGoesAtOnceAndAPartialOneAfterTheScheduleDelay) {
   Exporter second(short_delay);  // schedule_delay 50 ms: a partial batch goes without flush()
   second.add(spans(2));
   EXPECT_TRUE(receives_spans(receiver, 6));
+}
+
+TEST(Exporter, FlushSendsAPartialBatchAtOnceInsteadOfWaitingForTheScheduleDelay) {
+  testing::Receiver receiver;
+  ExporterOptions o = options(receiver.url(), "t-flush");
+  o.settings.max_batch_spans = 100;
+  o.settings.schedule_delay = std::chrono::hours(1);
+  Exporter exporter(o);
+  EXPECT_EQ(exporter.add(spans(3)), 3u);
+  EXPECT_TRUE(exporter.flush(20s));  // before: waited for the hour, so the 20 s ran out
+  EXPECT_EQ(spans_per_request(receiver), std::vector<std::size_t>{3});
+  // Spans added after the flush wait for a full batch or the delay again.
+  EXPECT_EQ(exporter.add(spans(2)), 2u);
+  EXPECT_TRUE(exporter.flush(20s));
+  EXPECT_EQ(spans_per_request(receiver), (std::vector<std::size_t>{3, 2}));
+  EXPECT_TRUE(exporter.flush(0ms));  // nothing queued: nothing to send, idle at once
+  EXPECT_EQ(export_counts("t-flush").exported, 5u);
+}
+
+// The export thread's voluntary context switches (it sleeps in a wait), found by its name.
+std::optional<long> export_thread_switches() {
+  for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+    std::ifstream comm(task.path() / "comm");
+    std::string name;
+    std::getline(comm, name);
+    if (name != "asya-otlp") continue;
+    std::ifstream status(task.path() / "status");
+    for (std::string line; std::getline(status, line);)
+      if (line.starts_with("voluntary_ctxt_switches:"))
+        return std::stol(line.substr(line.find(':') + 1));
+  }
+  return std::nullopt;
+}
+
+TEST(Exporter, AddingSpansDoesNotWakeTheExportThreadUntilABatchIsFull) {
+  testing::Receiver receiver;
+  ExporterOptions o = options(receiver.url(), "t-no-wake");
+  o.settings.max_queue_spans = 1000;
+  o.settings.max_batch_spans = 500;
+  o.settings.schedule_delay = std::chrono::hours(1);
+  Exporter exporter(o);
+  // The thread has started and is waiting once its switch count stops moving.
+  std::optional<long> before = export_thread_switches();
+  for (int i = 0; i < 500 && (!before || *before < 1); ++i) {
+    std::this_thread::sleep_for(10ms);
+    before = export_thread_switches();
+  }
+  ASSERT_TRUE(before.has_value()) << "no thread named asya-otlp";
+  for (int i = 0; i < 300; ++i) ASSERT_EQ(exporter.add(spans(1)), 1u);
+  // A wake-up per add would show as hundreds of switches within this window.
+  std::this_thread::sleep_for(200ms);
+  EXPECT_LE(*export_thread_switches() - *before, 1) << "woken while the batch was not full";
+  EXPECT_TRUE(receiver.requests().empty());
+  // The 500th span fills the batch: the thread wakes and sends it without a flush.
+  EXPECT_EQ(exporter.add(encoded(200)), 200u);
+  EXPECT_TRUE(receives_spans(receiver, 500));
 }
 
 TEST(Exporter, AReceiverThatIsDownNeverBlocksAddAndDropsAreCounted) {
@@ -155,26 +235,6 @@ TEST(Exporter, CountersArePrometheusTextWithDestinationAndReason) {
       std::string::npos);
 }
 
-std::vector<std::size_t> spans_per_request(testing::Receiver& receiver) {
-  std::vector<std::size_t> sizes;
-  for (const auto& r : receiver.requests())
-    sizes.push_back(json::parse(r.body)
-                        .at("resourceSpans")
-                        .at(0)
-                        .at("scopeSpans")
-                        .at(0)
-                        .at("spans")
-                        .as_array()
-                        .size());
-  return sizes;
-}
-
-EncodedSpans encoded(std::size_t n) {
-  EncodedSpans out;
-  for (auto& span : spans(n)) append_encoded(out, span);
-  return out;
-}
-
 // Spans written by a SpanWriter (a sidecar's hop: several spans per part) are queued as they are;
 // the queue's bound counts spans, and a part that does not fit is cut at the bound.
 TEST(Exporter, EncodedPartsCountAsTheirSpansAndThePartOverTheBoundIsCut) {
@@ -187,7 +247,7 @@ TEST(Exporter, EncodedPartsCountAsTheirSpansAndThePartOverTheBoundIsCut) {
   for (int part = 0; part < 4; ++part) queued.push_back(exporter.add(encoded(3)));
   EXPECT_EQ(queued, (std::vector<std::size_t>{3, 3, 3, 1}));
   EXPECT_EQ(exporter.add(encoded(2)), 0u);
-  exporter.stop(10s);  // sends what is queued (a flush waits for the schedule delay)
+  exporter.stop(10s);  // sends what is queued
   EXPECT_EQ(spans_per_request(receiver), std::vector<std::size_t>{10});
   ExportCounts counts = export_counts("t-encoded-bound");
   EXPECT_EQ(counts.exported, 10u);

@@ -150,6 +150,46 @@ void append_integer(std::string& out, Integer value, bool quoted) {
   if (quoted) out.push_back('"');
 }
 
+// Writes pieces whose total size has a known bound straight into a string's buffer: one size
+// check for all of them instead of one per append (a span's fixed parts are about 15 pieces, and
+// the per-append checks were a third of what writing a span cost). The bound is reserved
+// (zero-filled) when it is made and the unused rest cut off when it goes out of scope.
+class DirectWriter {
+ public:
+  DirectWriter(std::string& out, std::size_t most) : out_(out), start_(out.size()) {
+    out_.resize(start_ + most);
+    at_ = out_.data() + start_;
+    end_ = at_ + most;
+  }
+  ~DirectWriter() { out_.resize(static_cast<std::size_t>(at_ - out_.data())); }
+  DirectWriter(const DirectWriter&) = delete;
+  DirectWriter& operator=(const DirectWriter&) = delete;
+
+  DirectWriter& text(std::string_view piece) {
+    std::memcpy(at_, piece.data(), piece.size());
+    at_ += piece.size();
+    return *this;
+  }
+  DirectWriter& character(char c) {
+    *at_++ = c;
+    return *this;
+  }
+  // In decimal, as a JSON string when `quoted`; at most 22 bytes for 64 bits.
+  template <typename Integer>
+  DirectWriter& integer(Integer value, bool quoted) {
+    if (quoted) *at_++ = '"';
+    at_ = std::to_chars(at_, end_, value).ptr;
+    if (quoted) *at_++ = '"';
+    return *this;
+  }
+
+ private:
+  std::string& out_;
+  std::size_t start_;
+  char* at_;
+  char* end_;
+};
+
 void append_request_head(std::string& out, const Resource& resource) {
   out.append("{\"resourceSpans\":[{\"resource\":{"sv);
   append_attributes(out, resource.attributes);
@@ -239,31 +279,24 @@ SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_i
                               std::string_view name_suffix, SpanKind kind,
                               std::uint64_t start_unix_nano, std::uint64_t end_unix_nano) {
   std::string& out = into_.json;
-  if (into_.count > 0) out.push_back(',');
+  {
+    DirectWriter writer(out, 64 + trace_id.size() + span_id.size() + parent_span_id.size());
+    if (into_.count > 0) writer.character(',');
+    writer.text(kSpanOpening).character('"').text(trace_id).text("\",\"spanId\":\""sv);
+    writer.text(span_id).character('"');
+    if (!parent_span_id.empty())
+      writer.text(",\"parentSpanId\":\""sv).text(parent_span_id).character('"');
+    writer.text(",\"name\":\""sv);
+  }
   ++into_.count;
   first_attribute_ = true;
-  out.append(kSpanOpening);
-  out.push_back('"');
-  out.append(trace_id);
-  out.append("\",\"spanId\":\""sv);
-  out.append(span_id);
-  out.push_back('"');
-  if (!parent_span_id.empty()) {
-    out.append(",\"parentSpanId\":\""sv);
-    out.append(parent_span_id);
-    out.push_back('"');
-  }
-  out.append(",\"name\":\""sv);
   append_escaped(out, name);
   append_escaped(out, name_suffix);
-  out.push_back('"');
-  out.append(",\"kind\":"sv);
-  append_integer(out, static_cast<int>(kind), false);
-  out.append(",\"startTimeUnixNano\":"sv);
-  append_integer(out, start_unix_nano, true);
-  out.append(",\"endTimeUnixNano\":"sv);
-  append_integer(out, std::max(start_unix_nano, end_unix_nano), true);
-  out.append(",\"attributes\":["sv);
+  DirectWriter writer(out, 160);
+  writer.character('"').text(",\"kind\":"sv).integer(static_cast<int>(kind), false);
+  writer.text(",\"startTimeUnixNano\":"sv).integer(start_unix_nano, true);
+  writer.text(",\"endTimeUnixNano\":"sv).integer(std::max(start_unix_nano, end_unix_nano), true);
+  writer.text(",\"attributes\":["sv);
   return *this;
 }
 
@@ -287,9 +320,8 @@ SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) 
 }
 
 SpanWriter& SpanWriter::attribute(std::string_view key, std::int64_t value) {
-  std::string& out = open_attribute(key, "intValue");
-  append_integer(out, value, true);
-  out.append("}}"sv);
+  open_attribute(key, "intValue");
+  DirectWriter(into_.json, 32).integer(value, true).text("}}"sv);
   return *this;
 }
 
@@ -303,17 +335,16 @@ SpanWriter& SpanWriter::attributes(std::string_view list) {
 
 void SpanWriter::end(StatusCode status, std::string_view message) {
   std::string& out = into_.json;
-  out.push_back(']');
-  if (status != StatusCode::kUnset) {
-    out.append(",\"status\":{\"code\":"sv);
-    append_integer(out, static_cast<int>(status), false);
-    if (!message.empty()) {
-      out.append(",\"message\":"sv);
-      append_string(out, message);
-    }
-    out.push_back('}');
+  if (status == StatusCode::kUnset) {
+    out.append("]}"sv);
+    return;
   }
-  out.push_back('}');
+  DirectWriter(out, 32).text("],\"status\":{\"code\":"sv).integer(static_cast<int>(status), false);
+  if (!message.empty()) {
+    out.append(",\"message\":"sv);
+    append_string(out, message);
+  }
+  out.append("}}"sv);
 }
 
 }  // namespace asya::otlp

@@ -126,6 +126,19 @@ TEST(OtlpJson, ASpanWriterWritesWhatTheEncoderWritesForTheSameSpan) {
   json::value from_span = json::parse(export_request_json(r, {span}));
   EXPECT_EQ(from_writer, from_span) << written.json;
 
+  // Several spans in one part (a hop's): comma-separated, each the encoder's.
+  SpanWriter(written)
+      .begin(span.trace_id, span.span_id, span.parent_span_id, "publish ", "\"q\"\n", span.kind,
+             span.start_unix_nano, span.end_unix_nano)
+      .attributes(shared)
+      .attribute("asya.delivery_count", std::int64_t{-7})
+      .attribute("asya.output_envelope_id", "o")
+      .end(span.status, span.status_message);
+  EXPECT_EQ(written.count, 2u);
+  EXPECT_EQ(json::parse(export_request_json_from(r, {written})),
+            json::parse(export_request_json(r, {span, span})))
+      << written.json;
+
   // Long text is checked eight bytes at a time: what needs escaping anywhere in it is escaped.
   const std::string long_text = std::string("0123456789abcdef\"ghijklmnop\x1f qrstuvwxyz\\") +
                                 "\xc3\xa9t\xc3\xa9 and more plain text" + "\n";

@@ -7,6 +7,8 @@
 #include <boost/json.hpp>
 #include <map>
 #include <mutex>
+#include <optional>
+#include <span>
 #include <thread>
 
 #include "common/env.hpp"
@@ -110,26 +112,66 @@ class SqsTransport : public Transport {
   }
 
   Status send(std::string_view queue, std::string_view body, milliseconds delay) override {
-    if (body.size() > max_message_bytes()) {
-      return Error{"message_too_large: a body of " + std::to_string(body.size()) +
-                   " bytes cannot be sent to SQS queue " + std::string(queue) + ": the limit is " +
-                   std::to_string(max_message_bytes()) +
-                   " bytes (SQS allows at most 256 KiB; ASYA_MAX_MESSAGE_BYTES may lower it)"};
-    }
+    if (body.size() > max_message_bytes()) return too_large(queue, body.size());
     auto url = queue_url(queue, settings_.create_queues);
     if (!url) return url.error();
-    if (delay > std::chrono::seconds(kMaxDelaySeconds)) {
-      spdlog::warn(
-          "sqs transport: a delay of {} for queue {} is longer than SQS allows; sending "
-          "with the maximum, 15m",
-          format_duration(delay), queue);
-    }
     json::object params{{"QueueUrl", *url},
                         {"MessageBody", json::string_view(body.data(), body.size())}};
-    if (delay.count() > 0) params["DelaySeconds"] = ceil_seconds(delay, kMaxDelaySeconds);
+    if (delay.count() > 0) params["DelaySeconds"] = delay_seconds(queue, delay);
     auto result = call("SendMessage", queue, params);
     if (!result) return Error{result.error().message};
     return Status::Ok();
+  }
+
+  // SendMessageBatch: each queue's messages in calls of at most 10 entries and 256 KiB of bodies
+  // (SQS's limits for one call); each entry's outcome is its message's Status, so a message SQS
+  // refused fails alone. A message over the size limit fails alone without a call.
+  std::vector<Status> send_many(std::span<const OutgoingMessage> messages) override {
+    std::vector<Status> out(messages.size());
+    std::vector<std::string> joined(messages.size());  // bodies given in parts (never, today)
+    std::vector<std::string_view> bodies(messages.size());
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (!messages[i].parts.empty()) joined[i] = messages[i].joined();
+      bodies[i] = messages[i].parts.empty() ? messages[i].body : std::string_view(joined[i]);
+    }
+    for (const auto& [queue, indexes] :
+         by_queue(messages.size(), [&](std::size_t i) { return messages[i].queue; })) {
+      auto url = queue_url(queue, settings_.create_queues);
+      std::vector<std::size_t> chunk;
+      std::size_t chunk_bytes = 0;
+      auto flush = [&] {
+        if (chunk.empty()) return;
+        json::array entries;
+        for (std::size_t k = 0; k < chunk.size(); ++k) {
+          const OutgoingMessage& m = messages[chunk[k]];
+          json::object entry{
+              {"Id", std::to_string(k)},
+              {"MessageBody", json::string_view(bodies[chunk[k]].data(), bodies[chunk[k]].size())}};
+          if (m.delay.count() > 0) entry["DelaySeconds"] = delay_seconds(queue, m.delay);
+          entries.push_back(std::move(entry));
+        }
+        apply_entries(call("SendMessageBatch", queue,
+                           json::object{{"QueueUrl", *url}, {"Entries", std::move(entries)}}),
+                      "SendMessageBatch", queue, chunk, out);
+        chunk.clear();
+        chunk_bytes = 0;
+      };
+      for (std::size_t i : indexes) {
+        if (!url) {
+          out[i] = url.error();
+        } else if (bodies[i].size() > max_message_bytes()) {
+          out[i] = too_large(queue, bodies[i].size());
+        } else {
+          if (chunk.size() == kMaxBatchEntries ||
+              chunk_bytes + bodies[i].size() > kSqsMaxMessageBytes)
+            flush();
+          chunk.push_back(i);
+          chunk_bytes += bodies[i].size();
+        }
+      }
+      flush();
+    }
+    return out;
   }
 
   Status ack(const Delivery& delivery) override {
@@ -139,6 +181,33 @@ class SqsTransport : public Transport {
                        json::object{{"QueueUrl", *url}, {"ReceiptHandle", delivery.receipt}});
     if (!result) return Error{result.error().message};
     return Status::Ok();
+  }
+
+  // DeleteMessageBatch: each queue's deliveries in calls of at most 10 entries; each entry's
+  // outcome is its delivery's Status.
+  std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) override {
+    std::vector<Status> out(deliveries.size());
+    for (const auto& [queue, indexes] : by_queue(deliveries.size(), [&](std::size_t i) {
+           return std::string_view(deliveries[i]->queue);
+         })) {
+      auto url = queue_url(queue, false);
+      for (std::size_t first = 0; first < indexes.size(); first += kMaxBatchEntries) {
+        std::span<const std::size_t> chunk(indexes.data() + first,
+                                           std::min(kMaxBatchEntries, indexes.size() - first));
+        if (!url) {
+          for (std::size_t i : chunk) out[i] = url.error();
+          continue;
+        }
+        json::array entries;
+        for (std::size_t k = 0; k < chunk.size(); ++k)
+          entries.push_back(json::object{{"Id", std::to_string(k)},
+                                         {"ReceiptHandle", deliveries[chunk[k]]->receipt}});
+        apply_entries(call("DeleteMessageBatch", queue,
+                           json::object{{"QueueUrl", *url}, {"Entries", std::move(entries)}}),
+                      "DeleteMessageBatch", queue, chunk, out);
+      }
+    }
+    return out;
   }
 
   Status nack(const Delivery& delivery, milliseconds delay) override {
@@ -227,6 +296,91 @@ class SqsTransport : public Transport {
   }
 
  private:
+  static constexpr std::size_t kMaxBatchEntries = 10;  // SQS's limit per batch call
+
+  Error too_large(std::string_view queue, std::size_t bytes) const {
+    return Error{"message_too_large: a body of " + std::to_string(bytes) +
+                 " bytes cannot be sent to SQS queue " + std::string(queue) + ": the limit is " +
+                 std::to_string(max_message_bytes()) +
+                 " bytes (SQS allows at most 256 KiB; ASYA_MAX_MESSAGE_BYTES may lower it)"};
+  }
+
+  // DelaySeconds for `delay`, rounded up; a delay longer than SQS allows is clamped (and logged).
+  static std::int64_t delay_seconds(std::string_view queue, milliseconds delay) {
+    if (delay > std::chrono::seconds(kMaxDelaySeconds)) {
+      spdlog::warn(
+          "sqs transport: a delay of {} for queue {} is longer than SQS allows; sending "
+          "with the maximum, 15m",
+          format_duration(delay), queue);
+    }
+    return ceil_seconds(delay, kMaxDelaySeconds);
+  }
+
+  // The indexes 0..count-1 grouped by the queue `queue_of` names, in order within each queue.
+  template <class QueueOf>
+  static std::map<std::string_view, std::vector<std::size_t>> by_queue(std::size_t count,
+                                                                       QueueOf queue_of) {
+    std::map<std::string_view, std::vector<std::size_t>> out;
+    for (std::size_t i = 0; i < count; ++i) out[queue_of(i)].push_back(i);
+    return out;
+  }
+
+  // Puts a batch call's answer into `out` for the messages `chunk` lists (entry Id k is
+  // chunk[k]): Ok for an entry in "Successful", the entry's code and message for one in
+  // "Failed", the call's error for all when the call failed, and an error for an entry the answer
+  // does not mention (SQS answers for every entry; nothing is assumed done).
+  void apply_entries(const Result<json::value>& answer, std::string_view action,
+                     std::string_view queue, std::span<const std::size_t> chunk,
+                     std::vector<Status>& out) const {
+    if (!answer) {
+      for (std::size_t i : chunk) out[i] = answer.error();
+      return;
+    }
+    std::string what =
+        "SQS " + std::string(action) + " on queue " + std::string(queue) + " at " + endpoint_;
+    std::vector<bool> answered(chunk.size(), false);
+    auto entry_index = [&](const json::value& entry) -> std::optional<std::size_t> {
+      const json::value* id = entry.is_object() ? entry.as_object().if_contains("Id") : nullptr;
+      if (id == nullptr || !id->is_string()) return std::nullopt;
+      std::string_view text = id->as_string();
+      std::size_t k = 0;
+      for (char c : text) {
+        if (c < '0' || c > '9') return std::nullopt;
+        k = k * 10 + static_cast<std::size_t>(c - '0');
+      }
+      if (text.empty() || k >= chunk.size()) return std::nullopt;
+      return k;
+    };
+    auto text_of = [](const json::value& entry, const char* key) {
+      const json::value* v = entry.as_object().if_contains(key);
+      return v != nullptr && v->is_string() ? std::string(v->as_string()) : std::string();
+    };
+    const json::object& object = answer->as_object();
+    if (const json::value* ok = object.if_contains("Successful"); ok && ok->is_array()) {
+      for (const json::value& entry : ok->as_array()) {
+        if (auto k = entry_index(entry)) {
+          answered[*k] = true;
+          out[chunk[*k]] = Status::Ok();
+        }
+      }
+    }
+    if (const json::value* failed = object.if_contains("Failed"); failed && failed->is_array()) {
+      for (const json::value& entry : failed->as_array()) {
+        if (auto k = entry_index(entry)) {
+          answered[*k] = true;
+          out[chunk[*k]] =
+              Error{what + ": entry " + std::to_string(*k) + " failed: " + text_of(entry, "Code") +
+                    ": " + text_of(entry, "Message")};
+        }
+      }
+    }
+    for (std::size_t k = 0; k < chunk.size(); ++k) {
+      if (!answered[k])
+        out[chunk[k]] = Error{what + ": the answer does not mention entry " + std::to_string(k) +
+                              " of " + std::to_string(chunk.size())};
+    }
+  }
+
   Status change_visibility(const Delivery& delivery, std::int64_t seconds) {
     auto url = queue_url(delivery.queue, false);
     if (!url) return url.error();

@@ -12,6 +12,9 @@
 //     extend_lease() (ChangeMessageVisibility) while a handler runs, so a slow handler is not
 //     redelivered while it still runs.
 //   - delivery_count is the message's ApproximateReceiveCount.
+//   - send_many()/ack_many() are SendMessageBatch/DeleteMessageBatch (per queue, at most 10
+//     entries and, for sends, 256 KiB of bodies per call); each entry's own outcome is its
+//     message's Status.
 //   - ack() is DeleteMessage; nack(delay) and extend_lease(visibility) are
 //     ChangeMessageVisibility. SQS accepts a stale receipt handle's delete silently in some cases,
 //     so acking after the lease expired may report success.

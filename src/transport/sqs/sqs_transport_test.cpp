@@ -192,6 +192,80 @@ TEST_F(SqsTransportTest, MoreThanTenRequestedGivesAtMostTenPerCall) {
   EXPECT_LE(got->size(), 10u);
 }
 
+TEST_F(SqsTransportTest, SendManyAndAckManyUseBatchCallsAndFailOnlyTheBadMessage) {
+  // 23 messages over two queues (more than one SendMessageBatch of 10 each), one of them over the
+  // size limit in the middle: it alone fails, as message_too_large; every other one arrives once.
+  auto t = make();
+  const std::string a = queue("many-a");
+  const std::string b = queue("many-b");
+  std::vector<std::string> bodies;
+  for (int i = 0; i < 23; ++i) bodies.push_back(std::to_string(i) + "-m");
+  bodies[11] = std::string(256 * 1024 + 1, 'x');
+  std::vector<OutgoingMessage> messages;
+  for (int i = 0; i < 23; ++i) messages.push_back({.queue = i % 3 == 0 ? b : a, .body = bodies[i]});
+  std::vector<Status> sent = t->send_many(messages);
+  ASSERT_EQ(sent.size(), 23u);
+  for (int i = 0; i < 23; ++i) {
+    if (i == 11) {
+      EXPECT_TRUE(sent[i].message().starts_with("message_too_large:")) << sent[i].message();
+    } else {
+      EXPECT_TRUE(sent[i]) << i << ": " << sent[i].message();
+    }
+  }
+  auto from_a = receive_n(*t, a, 14);
+  auto from_b = receive_n(*t, b, 8);
+  std::multiset<std::string> got;
+  for (const auto& d : from_a) got.insert(d.body);
+  for (const auto& d : from_b) got.insert(d.body);
+  std::multiset<std::string> expected;
+  for (int i = 0; i < 23; ++i)
+    if (i != 11) expected.insert(bodies[i]);
+  EXPECT_EQ(got, expected);
+
+  // Every delivery acked in one ack_many (two DeleteMessageBatch calls for a, one for b), plus a
+  // receipt SQS does not know: it alone fails.
+  std::vector<const Delivery*> acks;
+  for (const auto& d : from_a) acks.push_back(&d);
+  for (const auto& d : from_b) acks.push_back(&d);
+  Delivery bogus{.queue = a, .body = "", .delivery_count = 1, .receipt = "not-a-receipt-handle"};
+  acks.insert(acks.begin() + 5, &bogus);
+  std::vector<Status> acked = t->ack_many(acks);
+  ASSERT_EQ(acked.size(), acks.size());
+  for (std::size_t i = 0; i < acks.size(); ++i) {
+    if (acks[i] == &bogus) {
+      EXPECT_FALSE(acked[i]);
+      EXPECT_NE(acked[i].message().find("DeleteMessageBatch on queue " + a), std::string::npos)
+          << acked[i].message();
+    } else {
+      EXPECT_TRUE(acked[i]) << i << ": " << acked[i].message();
+    }
+  }
+  for (const std::string& q : {a, b}) {
+    auto stats = t->stats(q);
+    ASSERT_TRUE(stats) << stats.error().message;
+    EXPECT_EQ(stats->ready + stats->in_flight, 0u) << q;
+  }
+}
+
+TEST_F(SqsTransportTest, SendManyKeepsEachCallUnderSqsTotalSizeLimit) {
+  // Four bodies of 100 KiB: SQS refuses a batch call whose bodies add up to more than 256 KiB, so
+  // they go in more than one call, and all arrive.
+  auto t = make();
+  const std::string q = queue("many-big");
+  std::vector<std::string> bodies;
+  for (char c : std::string("abcd")) bodies.push_back(std::string(100 * 1024, c));
+  std::vector<OutgoingMessage> messages;
+  for (const auto& body : bodies) messages.push_back({.queue = q, .body = body});
+  for (const Status& st : t->send_many(messages)) EXPECT_TRUE(st) << st.message();
+  auto got = receive_n(*t, q, 4);
+  std::set<char> firsts;
+  for (const auto& d : got) {
+    EXPECT_EQ(d.body.size(), 100u * 1024);
+    firsts.insert(d.body.front());
+  }
+  EXPECT_EQ(firsts, (std::set<char>{'a', 'b', 'c', 'd'}));
+}
+
 TEST_F(SqsTransportTest, StatsCountReadyAndInFlight) {
   auto t = make();
   const std::string q = queue("stats");
