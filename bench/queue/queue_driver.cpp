@@ -262,19 +262,32 @@ class InsertedRows {
 // Polls every `poll` until `queue` holds `count` messages (each poll is a query on the broker or
 // the database, so a short interval loads what is being measured). On SQLite the queue is counted
 // only when the rows inserted since its last count could have made up the difference (rows on
-// the queue can only come from inserts), so most polls are an O(1) read of the id sequence.
+// the queue can only come from inserts), so most polls are an O(1) read of the id sequence. Near
+// the end it polls sooner (down to 2 ms): the time of the last arrival is what is measured, and a
+// whole interval past it would add up to `poll` to it (20 ms on RabbitMQ: a tenth of a
+// 500-message burst at 5,000 msg/s).
 void wait_arrived(asya::transport::Transport& transport, const std::string& queue,
                   std::uint64_t count, double timeout_s,
                   std::chrono::milliseconds poll = std::chrono::milliseconds(2)) {
-  auto deadline = Clock::now() + std::chrono::duration<double>(timeout_s);
+  const auto start = Clock::now();
+  auto deadline = start + std::chrono::duration<double>(timeout_s);
   InsertedRows inserted;
   std::optional<std::int64_t> counted_at = inserted.now();  // read before the count it bounds
-  std::uint64_t have = arrived(transport, queue);
+  const std::uint64_t first = arrived(transport, queue);
+  std::uint64_t have = first;
   while (have < count) {
     if (Clock::now() > deadline)
       throw std::runtime_error("timed out waiting for " + std::to_string(count) + " messages on " +
                                queue + " (have " + std::to_string(arrived(transport, queue)) + ")");
-    std::this_thread::sleep_for(poll);
+    auto wait = poll;
+    if (have > first) {
+      // The time the rest needs at the rate seen so far.
+      const double per_message = seconds_since(start) / static_cast<double>(have - first);
+      const auto rest = std::chrono::duration_cast<std::chrono::milliseconds>(
+          std::chrono::duration<double>(per_message * static_cast<double>(count - have)));
+      wait = std::clamp(rest, std::min(poll, std::chrono::milliseconds(2)), poll);
+    }
+    std::this_thread::sleep_for(wait);
     std::optional<std::int64_t> now = inserted.now();
     if (now && counted_at && static_cast<std::uint64_t>(*now - *counted_at) < count - have)
       continue;  // too few rows were inserted anywhere since the last count

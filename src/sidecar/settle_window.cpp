@@ -34,8 +34,12 @@ std::size_t SettleWindow::submit(std::unique_ptr<PendingSettle> item) {
     threads_.emplace_back([this] { loop(); });
     return pending;
   }
+  // Only the first item waiting wakes a thread: that thread takes every item waiting when it
+  // runs (and wakes another for what is left over its batch), so the items handed over meanwhile
+  // wake no other thread just to find nothing.
+  const bool first = waiting_.size() == 1;
   lock.unlock();
-  work_.notify_one();
+  if (first) work_.notify_one();
   return pending;
 }
 
@@ -79,7 +83,9 @@ void SettleWindow::loop() {
       waiting_.pop_front();
     }
     settling_ += taken.size();
+    const bool more = !waiting_.empty() && idle_threads_ > 0;
     lock.unlock();
+    if (more) work_.notify_one();
     std::vector<PendingSettle*> items;
     items.reserve(taken.size());
     for (auto& item : taken) items.push_back(item.get());

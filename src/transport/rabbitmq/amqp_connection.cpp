@@ -4,6 +4,8 @@
 #include <amqp_tcp_socket.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -239,6 +241,11 @@ void AmqpConnection::close() {
   }
   amqp_destroy_connection(state_);
   state_ = nullptr;
+}
+
+bool AmqpConnection::set_cork(bool on) {
+  int value = on ? 1 : 0;
+  return fd() >= 0 && ::setsockopt(fd(), IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0;
 }
 
 Status AmqpConnection::check_status(int status, std::string_view what) {

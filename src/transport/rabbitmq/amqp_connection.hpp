@@ -36,6 +36,9 @@ class AmqpConnection {
   void set_broken() { broken_ = true; }
   amqp_connection_state_t state() const { return state_; }
   int fd() const;
+  // TCP_CORK on the socket: while on, what is written leaves in full segments; turning it off
+  // sends the rest. False when the socket refuses it.
+  bool set_cork(bool on);
   // Destroys the connection (sending connection.close first when it still works).
   void close();
 

@@ -14,6 +14,8 @@ using Clock = std::chrono::steady_clock;
 constexpr amqp_channel_t kConsumeChannel = 1;
 constexpr amqp_channel_t kControlChannel = 2;
 constexpr auto kSettleWait = std::chrono::milliseconds(2000);
+// How long an ack may wait to be written with others (see plan_acks).
+constexpr auto kAckHold = std::chrono::milliseconds(50);
 
 // An integer header value of any AMQP integer kind; nullopt when absent or not an integer.
 std::optional<std::int64_t> integer_header(const amqp_table_t& table, std::string_view key) {
@@ -74,9 +76,21 @@ void Consumer::interrupt() {
     // No receive() will take more: stop the broker from pushing (and this process from holding)
     // messages other replicas could process. What is buffered already is returned by close().
     cancel_requested_ = true;
-    changed_.notify_all();
+    wake_all();
   }
   wakeup_.notify();
+}
+
+bool Consumer::watch_socket() {
+  if (waiting_ > 0) return true;
+  for (const auto& [name, q] : queues_)
+    if (!q.buffer.empty()) return false;
+  return true;
+}
+
+void Consumer::wake_all() {
+  changed_.notify_all();
+  for (auto& [name, q] : queues_) q.arrived.notify_all();
 }
 
 void Consumer::stop() {
@@ -89,10 +103,15 @@ void Consumer::stop() {
 
 Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::size_t max_messages,
                                                 std::chrono::milliseconds wait) {
-  // Deliveries pushed since the last call are read here, by the caller: the link thread watches
-  // the socket only while a caller waits (see watch_socket), so a steady stream of deliveries
-  // crosses no thread boundary.
-  read_if_free();
+  // Deliveries pushed since the last call are read here, by the caller, unless the link thread
+  // watches the socket (it reads them as they come): a steady stream of deliveries crosses no
+  // thread boundary.
+  bool watched;
+  {
+    std::lock_guard lock(mutex_);
+    watched = watching_;
+  }
+  if (!watched) read_if_free();
   std::unique_lock lock(mutex_);
   std::vector<Delivery> out;
   if (interrupted_ || stopping_) return out;
@@ -103,22 +122,28 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   }
   auto start = Clock::now();
   auto ready = [&] { return interrupted_ || !q.buffer.empty() || !q.error.empty(); };
-  ++waiting_;
-  if (!ready()) wakeup_.notify();  // the link thread watches the socket for us now
-  struct Leave {
-    int& waiting;
-    ~Leave() { --waiting; }  // runs with the lock held (declared after it)
-  } leave{waiting_};
-  changed_.wait_until(lock, start + wait, ready);
+  if (!ready()) {
+    ++waiting_;
+    ++q.waiting;
+    if (!watching_) wakeup_.notify();  // the link thread watches the socket for us now
+    q.arrived.wait_until(lock, start + wait, ready);
+    --q.waiting;
+    --waiting_;
+  }
   if (!interrupted_ && q.error.empty() && q.buffer.size() < max_messages &&
       !(connected_ && q.consuming && !q.settling)) {
     // A consumer that just started (or is starting) on a queue holding messages has not been
     // pushed all of them yet: give it a moment, so a short receive still sees what is there.
+    ++waiting_;
+    ++q.settle_waiting;
+    if (!watching_) wakeup_.notify();
     changed_.wait_until(lock, start + std::max(wait, kSettleWait), [&] {
       return interrupted_ || !q.error.empty() || q.buffer.size() >= max_messages ||
              (connected_ && q.consuming && !q.settling) ||
              (!connected_ && !last_error_.empty());  // broker unreachable
     });
+    --q.settle_waiting;
+    --waiting_;
     q.settling = false;
   }
   if (!q.error.empty()) {
@@ -140,6 +165,7 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
     out.push_back(std::move(q.buffer.front().second));
     q.buffer.pop_front();
   }
+  if (!q.buffer.empty() && q.waiting > 0) q.arrived.notify_one();  // the rest: the next caller
   return out;
 }
 
@@ -173,74 +199,54 @@ bool Consumer::holds(const Delivery& delivery) {
 }
 
 Status Consumer::ack(const Delivery& delivery) {
-  if (Status st = check(delivery); !st) return st;
-  PendingAck ack;
-  parse_receipt(delivery.receipt, ack.generation, ack.tag);
-  {
-    std::lock_guard lock(mutex_);
-    if (ack.generation != generation_ || !handed_out_.erase(ack.tag)) {
-      return Error{"message from queue \"" + delivery.queue +
-                   "\" was already acked, nacked or redelivered"};
-    }
-    unacked_.erase(ack.tag);
-    in_transit_.insert(ack.tag);
-  }
-  std::unique_lock io(io_, std::try_to_lock);
-  if (io.owns_lock() && connection_.is_open()) {
-    {
-      std::lock_guard lock(mutex_);  // a reconnect (under io_) may have come in between
-      if (ack.generation != generation_) return Status::Ok();  // redelivered: nothing to ack
-      in_transit_.erase(ack.tag);  // written below, before io_ is released
-    }
-    int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, ack.tag, 0);
-    Status st = connection_.check_status(rc, "acking a message from \"" + delivery.queue + "\"");
-    if (!st) {
-      set_error(st.message());
-      wakeup_.notify();  // the link thread reconnects
-      return Error{st.message() + "; the broker delivers the message again (nothing lost)"};
-    }
-    return Status::Ok();
-  }
-  if (io.owns_lock()) io.unlock();
-  // The link thread is using the connection (or reconnecting): it writes the ack next.
-  ack.queue = delivery.queue;
-  {
-    std::lock_guard lock(mutex_);
-    acks_.push_back(std::move(ack));
-  }
-  wakeup_.notify();
-  return Status::Ok();
+  const Delivery* one = &delivery;
+  return std::move(ack_many(std::span<const Delivery* const>(&one, 1)).front());
 }
 
 std::vector<Status> Consumer::ack_many(std::span<const Delivery* const> deliveries) {
   std::vector<Status> results(deliveries.size());
-  bool any = false;
-  for (std::size_t i = 0; i < deliveries.size(); ++i) {
-    const Delivery& delivery = *deliveries[i];
-    if (Status st = check(delivery); !st) {
-      results[i] = st;
-      continue;
-    }
-    PendingAck ack;
-    parse_receipt(delivery.receipt, ack.generation, ack.tag);
+  bool any = false, held_before = false;
+  {
     std::lock_guard lock(mutex_);
-    if (ack.generation != generation_ || !handed_out_.erase(ack.tag)) {
-      results[i] = Error{"message from queue \"" + delivery.queue +
-                         "\" was already acked, nacked or redelivered"};
-      continue;
+    held_before = !settled_.empty();
+    const auto now = Clock::now();
+    for (std::size_t i = 0; i < deliveries.size(); ++i) {
+      const Delivery& delivery = *deliveries[i];
+      std::uint64_t generation = 0, tag = 0;
+      if (!parse_receipt(delivery.receipt, generation, tag)) {
+        results[i] = Error{"receipt \"" + delivery.receipt + "\" of a message from queue \"" +
+                           delivery.queue + "\" is not a RabbitMQ receipt"};
+        continue;
+      }
+      if (generation != generation_) {
+        results[i] = Error{"message from queue \"" + delivery.queue +
+                           "\" was received on a RabbitMQ connection that has since been lost; "
+                           "the broker delivers it again (nothing lost)"};
+        continue;
+      }
+      if (!handed_out_.erase(tag)) {
+        results[i] = Error{"message from queue \"" + delivery.queue + "\" (delivery tag " +
+                           std::to_string(tag) + ") was already acked or nacked"};
+        continue;
+      }
+      unacked_.erase(tag);
+      settled_.emplace(tag, now);
+      any = true;
     }
-    unacked_.erase(ack.tag);
-    in_transit_.insert(ack.tag);
-    ack.queue = delivery.queue;
-    acks_.push_back(std::move(ack));
-    any = true;
   }
   if (!any) return results;
-  // Written together (a basic.ack with `multiple` where no other held delivery is below them),
-  // from this thread when the connection is free, else by the link thread before its next read.
+  // Written from this thread when the connection is free, else by the link thread before its
+  // next read; acks held for a lower delivery still in progress are the link thread's to write
+  // once due, so it is woken when the first is held.
   std::unique_lock io(io_, std::try_to_lock);
   if (io.owns_lock() && connection_.is_open()) {
-    send_acks();
+    send_acks(false);
+    bool wake = !connection_.is_open();  // the link thread reconnects
+    {
+      std::lock_guard lock(mutex_);
+      wake = wake || (!held_before && !settled_.empty());
+    }
+    if (wake) wakeup_.notify();
     return results;
   }
   if (io.owns_lock()) io.unlock();
@@ -324,8 +330,7 @@ void Consumer::on_lost(const std::string& why) {
   }
   unacked_.clear();
   handed_out_.clear();
-  acks_.clear();  // of the lost connection: the broker delivers those messages again
-  in_transit_.clear();
+  settled_.clear();  // of the lost connection: the broker delivers those messages again
   requeues_.clear();
 }
 
@@ -359,7 +364,7 @@ void Consumer::start_consumers() {
     std::lock_guard lock(mutex_);
     for (auto& [name, q] : queues_) q.consuming = false;
     cancelled_ = true;
-    changed_.notify_all();
+    wake_all();
     return;
   }
   for (const std::string& name : wanted) {
@@ -391,7 +396,7 @@ void Consumer::start_consumers() {
     } else {
       q.error = st.message();
     }
-    changed_.notify_all();
+    wake_all();
   }
 }
 
@@ -404,29 +409,48 @@ std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
   return {*(split - 1), std::move(singles)};
 }
 
-void Consumer::send_acks() {
-  std::vector<PendingAck> acks;
+AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_point>& settled,
+                  std::uint64_t floor, int prefetch, bool others_held,
+                  std::chrono::steady_clock::time_point now, bool all) {
+  AckPlan plan;
+  if (settled.empty()) return plan;
+  const auto due = now - kAckHold;
+  auto oldest = settled.begin()->second;
+  for (const auto& [tag, when] : settled) oldest = std::min(oldest, when);
+  const auto count = static_cast<std::int64_t>(settled.size());
+  // Nothing else held (a lone message), a quarter of the prefetch settled, or one waiting long
+  // enough: the acks below the floor go now.
+  if (!all && others_held && count * 4 < prefetch && oldest > due) return plan;
   std::vector<std::uint64_t> tags;
-  std::uint64_t floor = UINT64_MAX;
+  for (const auto& [tag, when] : settled) tags.push_back(tag);
+  auto [multiple, singles] = coalesce_acks(tags, floor);
+  plan.multiple = multiple;
+  // Those above the floor wait for the deliveries below them (one basic.ack(multiple) covers
+  // all once these are settled), unless half the prefetch is held up so (a slow message must not
+  // stall the others) or one waited kAckHold.
+  const bool pressed = all || count * 2 >= prefetch;
+  std::erase_if(singles, [&](std::uint64_t tag) {
+    return tag >= floor && !pressed && settled.at(tag) > due;
+  });
+  plan.singles = std::move(singles);
+  return plan;
+}
+
+void Consumer::send_acks(bool all) {
+  AckPlan plan;
   {
     std::lock_guard lock(mutex_);
-    acks.swap(acks_);
-    for (const PendingAck& ack : acks)
-      if (ack.generation == generation_) tags.push_back(ack.tag);  // older: redelivered anyway
-    std::sort(tags.begin(), tags.end());
-    tags.erase(std::unique(tags.begin(), tags.end()), tags.end());
-    // Every tag the broker still holds for this consumer below `floor` is in `tags`: the
-    // deliveries not acked yet (unacked_, including those waiting for a requeue) and the acks
-    // other threads are about to write (in_transit_) are all at or above it.
-    if (!unacked_.empty()) floor = unacked_.begin()->first;
-    for (std::uint64_t tag : in_transit_) {
-      if (!std::binary_search(tags.begin(), tags.end(), tag)) {
-        floor = std::min(floor, tag);
-        break;  // in_transit_ is sorted: the first one not in this batch is its lowest
-      }
-    }
+    if (settled_.empty()) return;
+    // Every delivery this consumer holds and has not settled (buffered, handed out, waiting for
+    // a requeue) is in unacked_; every settled one not written yet is in settled_. So all tags
+    // below the lowest of unacked_ that the broker still holds are in settled_.
+    const std::uint64_t floor = unacked_.empty() ? UINT64_MAX : unacked_.begin()->first;
+    plan = plan_acks(settled_, floor, settings_.prefetch, !unacked_.empty(), Clock::now(), all);
+    if (plan.multiple != 0) settled_.erase(settled_.begin(), settled_.upper_bound(plan.multiple));
+    for (std::uint64_t tag : plan.singles) settled_.erase(tag);
   }
-  auto [multiple, singles] = coalesce_acks(tags, floor);
+  const std::uint64_t multiple = plan.multiple;
+  const std::vector<std::uint64_t>& singles = plan.singles;
   auto write = [&](std::uint64_t tag, bool all_below) {
     if (!connection_.is_open()) return false;
     int rc = amqp_basic_ack(connection_.state(), kConsumeChannel, tag, all_below ? 1 : 0);
@@ -438,8 +462,15 @@ void Consumer::send_acks() {
   };
   bool ok = multiple == 0 || write(multiple, true);
   for (std::uint64_t tag : singles) ok = ok && write(tag, false);
-  std::lock_guard lock(mutex_);
-  for (std::uint64_t tag : tags) in_transit_.erase(tag);
+}
+
+std::chrono::milliseconds Consumer::idle_wait() {
+  if (settled_.empty()) return Link::idle_wait();
+  // The oldest held ack falls due then (a millisecond late at most).
+  auto due = settled_.begin()->second;
+  for (const auto& [tag, when] : settled_) due = std::min(due, when);
+  auto left = std::chrono::ceil<std::chrono::milliseconds>(due + kAckHold - Clock::now());
+  return std::clamp(left, std::chrono::milliseconds(0), Link::idle_wait());
 }
 
 void Consumer::send_due_requeues() {
@@ -466,12 +497,15 @@ void Consumer::send_due_requeues() {
 
 void Consumer::write_pending() {
   start_consumers();
-  if (connection_.is_open()) send_acks();
+  // Requeues first: a nack written lifts the floor of the acks held above it.
   if (connection_.is_open()) send_due_requeues();
+  if (connection_.is_open()) send_acks(false);
 }
 
 bool Consumer::has_pending() {
-  bool more = !acks_.empty() || (cancel_requested_ && !cancelled_);
+  // Acks are not pending work here: each turn writes those that may go (send_acks) and the
+  // others fall due by the link thread's timer (idle_wait).
+  bool more = cancel_requested_ && !cancelled_;
   const auto now = Clock::now();
   for (const PendingRequeue& r : requeues_)
     if (r.due <= now) more = true;
@@ -482,13 +516,13 @@ bool Consumer::has_pending() {
 }
 
 void Consumer::on_stop() {
-  // Acks handed to the link thread go out before the connection closes: the broker would
+  // Acks not written yet (held ones too) go out before the connection closes: the broker would
   // deliver those messages again otherwise.
-  if (connection_.is_open()) send_acks();
+  if (connection_.is_open()) send_acks(/*all=*/true);
 }
 
 void Consumer::on_stopped() {
-  acks_.clear();
+  settled_.clear();
   requeues_.clear();  // the connection closed: the broker requeued them
 }
 
@@ -526,7 +560,10 @@ void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t ch
   if (q.expected > 0) --q.expected;
   q.settling = q.expected > 0;
   q.buffer.emplace_back(tag, std::move(delivery));
-  changed_.notify_all();
+  // The first delivery in an empty buffer wakes one waiting caller; one that arrives while the
+  // buffer holds some is taken by that caller or passed on by it (receive).
+  if (q.waiting > 0 && q.buffer.size() == 1) q.arrived.notify_one();
+  if (q.settle_waiting > 0) changed_.notify_all();
 }
 
 void Consumer::handle_frame(const amqp_frame_t& frame) {

@@ -33,6 +33,23 @@ namespace asya::transport::rabbitmq {
 std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
     const std::vector<std::uint64_t>& tags, std::uint64_t floor);
 
+// Which settled acks to write now (plan_acks). Each basic.ack is a command in a quorum queue's
+// log: a few acks covering many messages cost the broker far less than one per message.
+struct AckPlan {
+  std::uint64_t multiple = 0;          // basic.ack(multiple) of this tag, 0 for none
+  std::vector<std::uint64_t> singles;  // basic.ack of each alone
+};
+
+// `settled`: the tags acked by callers and not written yet, each with when it was acked;
+// `floor`: the lowest tag still held and not settled; `others_held`: whether any is. Writes
+// nothing while other deliveries are held, fewer than a quarter of `prefetch` are settled and
+// none waited 50 ms (the next settle or the link thread's timer writes them): then those below
+// the floor as one basic.ack(multiple) (coalesce_acks), and those above it once half the
+// prefetch is settled or each after 50 ms. `all`: every one now (closing).
+AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_point>& settled,
+                  std::uint64_t floor, int prefetch, bool others_held,
+                  std::chrono::steady_clock::time_point now, bool all);
+
 class Consumer final : public Link {
  public:
   explicit Consumer(const RabbitmqSettings& settings);
@@ -54,14 +71,15 @@ class Consumer final : public Link {
   // tick, so a delivery lost with it is reported lost before its outputs are sent.
   bool holds(const Delivery& delivery);
 
-  // Sends basic.ack for it: written from the calling thread when the connection is free, else
-  // handed to the link thread (written before its next read, and before the connection closes on
-  // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a connection
-  // loss keeps from the broker fails nothing: the broker delivers the message again.
+  // Settles `delivery`; its basic.ack is written when plan_acks says (at once for a lone
+  // message; with others held, together with theirs, at most 50 ms later), from the calling
+  // thread when the connection is free, else by the link thread (always before the connection
+  // closes on stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a
+  // connection loss keeps from the broker fails nothing: the broker delivers the message again.
+  // Fails (writing nothing) for a delivery already settled or of a lost connection.
   Status ack(const Delivery& delivery);
 
-  // ack() of several deliveries, written together: one basic.ack(multiple) covers those whose
-  // tags are below every other delivery still held (coalesce_acks). One status per delivery.
+  // ack() of several deliveries. One status per delivery.
   std::vector<Status> ack_many(std::span<const Delivery* const> deliveries);
 
   // Returns `delivery` to its queue with basic.nack(requeue) once `delay` has passed (up to a
@@ -85,11 +103,6 @@ class Consumer final : public Link {
   void stop();
 
  private:
-  struct PendingAck {
-    std::uint64_t generation = 0;
-    std::uint64_t tag = 0;
-    std::string queue;
-  };
   struct PendingRequeue {
     std::uint64_t tag = 0;  // on the current connection (the list is cleared when it is lost)
     std::string queue;
@@ -102,6 +115,12 @@ class Consumer final : public Link {
     bool settling = false;       // consuming; messages were ready and not all arrived yet
     std::uint64_t expected = 0;  // deliveries still expected from what was ready at consume time
     std::string error;           // consuming failed (reported once by receive)
+    // receive() callers of this queue wait here for a delivery: one is woken when the buffer
+    // gets its first delivery, and a caller that leaves some behind wakes the next, so a
+    // delivery wakes one caller, not every worker (wake_all wakes them all).
+    std::condition_variable arrived;
+    int waiting = 0;         // callers waiting on `arrived`
+    int settle_waiting = 0;  // callers in the start-up wait (on changed_)
   };
 
   // Link hooks.
@@ -112,12 +131,19 @@ class Consumer final : public Link {
   void write_pending() override;
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
-  bool watch_socket() override { return waiting_ > 0; }
+  // While a caller waits, or while nothing is buffered (the next delivery is read as it comes,
+  // so a caller about to wait need not wake this thread first). Not while deliveries are
+  // buffered: the callers read what comes next themselves when they take those.
+  bool watch_socket() override;
+  void wake_all() override;
   void on_stop() override;
   void on_stopped() override;
 
   void start_consumers();
-  void send_acks();
+  // Writes the acks of settled_ that may go now: those below every delivery still held as one
+  // basic.ack(multiple) (coalesce_acks), the others alone once held kAckHold (`all`: at once).
+  void send_acks(bool all);
+  std::chrono::milliseconds idle_wait() override;
   void send_due_requeues();
   void on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel);
 
@@ -125,10 +151,10 @@ class Consumer final : public Link {
   std::map<std::string, QueueState, std::less<>> queues_;
   std::map<std::uint64_t, std::string> unacked_;  // tag -> queue, current connection
   std::set<std::uint64_t> handed_out_;            // tags given to receive() callers
-  std::vector<PendingAck> acks_;                  // for the link thread to write
-  // Tags acked by a caller (gone from unacked_) whose basic.ack is not written yet; a
-  // basic.ack(multiple) never covers one that is not in its own batch.
-  std::set<std::uint64_t> in_transit_;
+  // Tags acked by a caller (gone from unacked_) whose basic.ack is not written yet, and since
+  // when. Written by whoever holds io_ next; one above a delivery still held waits for it (up to
+  // kAckHold), so that a single basic.ack(multiple) covers both.
+  std::map<std::uint64_t, std::chrono::steady_clock::time_point> settled_;
   std::vector<PendingRequeue> requeues_;  // for the link thread, once due
   std::uint64_t generation_ = 1;
   bool interrupted_ = false;

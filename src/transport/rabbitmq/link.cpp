@@ -60,7 +60,7 @@ void Link::stop_link() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
-    changed_.notify_all();
+    wake_all();
   }
   wakeup_.notify();
   if (thread_.joinable()) thread_.join();
@@ -135,7 +135,7 @@ bool Link::connect() {
   ever_connected_ = true;
   backoff_.reset();
   on_connected();
-  changed_.notify_all();
+  wake_all();
   return true;
 }
 
@@ -144,6 +144,7 @@ void Link::run() {
     bool wanted;
     {
       std::lock_guard lock(mutex_);
+      watching_ = false;
       if (stopping_) break;
       wanted = wants_connection();
     }
@@ -161,7 +162,7 @@ void Link::run() {
         connection_.close();
         on_lost(why);
         std::lock_guard lock(mutex_);
-        changed_.notify_all();
+        wake_all();
       }
       if (!wanted) {
         io.unlock();
@@ -183,13 +184,16 @@ void Link::run() {
     if (!connection_.is_open()) continue;
     bool more;
     int fd = connection_.fd();
+    std::chrono::milliseconds sleep;
     {
       std::lock_guard lock(mutex_);
       more = has_pending();
+      sleep = idle_wait();
       if (!watch_socket()) fd = -1;
+      watching_ = !more && fd >= 0;
     }
     io.unlock();
-    if (!more) wait(fd, kIdleWait);
+    if (!more) wait(fd, sleep);
   }
   std::lock_guard io(io_);
   on_stop();
@@ -197,7 +201,7 @@ void Link::run() {
   std::lock_guard lock(mutex_);
   connected_ = false;
   on_stopped();
-  changed_.notify_all();
+  wake_all();
 }
 
 }  // namespace asya::transport::rabbitmq

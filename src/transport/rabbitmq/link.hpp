@@ -82,9 +82,17 @@ class Link {
   virtual void handle_frame(const amqp_frame_t& frame) = 0;
   // mutex_ held: write_pending() has more to do without waiting for input.
   virtual bool has_pending() = 0;
+  // mutex_ held: how long the idle link thread may sleep before write_pending() has something
+  // due (heartbeats are sent within the default, a second).
+  virtual std::chrono::milliseconds idle_wait() { return std::chrono::milliseconds(1000); }
   // mutex_ held: whether the idle link thread watches the socket (else it reads what came at its
   // next tick, within a second). Default: unless callers read it themselves (drivers_).
   virtual bool watch_socket() { return drivers_ == 0; }
+  // mutex_ held: something every waiting caller must see happened (connected, lost, stopping).
+  // Default: changed_.notify_all(); a derived class whose callers also wait on condition
+  // variables of their own (one per call or per queue, so that a confirm or a delivery wakes only
+  // the caller it is for) wakes those too.
+  virtual void wake_all() { changed_.notify_all(); }
   // The last turn before closing (stopping; the connection may be open or not).
   virtual void on_stop() {}
   // mutex_ held, the connection closed, the thread ending: fail whatever still waits.
@@ -116,6 +124,9 @@ class Link {
   // A caller reading the socket itself (at most one: a second reader could take the frames the
   // first one waits for in poll()). While there is one, the link thread writes but never reads.
   int drivers_ = 0;
+  // The idle link thread sleeps watching the socket (watch_socket() was true): what arrives is
+  // read without anyone having to wake it.
+  bool watching_ = false;
 
   std::mutex io_;  // the connection; taken with try_lock by callers
   AmqpConnection connection_;

@@ -22,6 +22,13 @@ constexpr amqp_channel_t kControlChannel = 2;
 // a publisher redeclares a delay queue it has not declared for this long before using it.
 constexpr auto kDelayRedeclare = std::chrono::minutes(5);
 
+template <typename Jobs>
+bool every_job_done(const Jobs& jobs) {
+  return std::all_of(jobs.begin(), jobs.end(), [](const auto& job) {
+    return job->state == std::decay_t<decltype(*job)>::State::kDone;
+  });
+}
+
 }  // namespace
 
 struct Publisher::Job {
@@ -37,7 +44,18 @@ struct Publisher::Job {
   State state = State::kQueued;
   bool abandoned = false;
   Status result;
-  std::string description;  // for errors: "publish to queue X", ...
+  std::string description;   // for errors: "publish to queue X", ...
+  Waiter* waiter = nullptr;  // the submit_all() call waiting for it, until that returns
+};
+
+// One submit_all() call. It sleeps on its own condition variable, woken when its last job is
+// done, when the link changes state (wake_all), or when a driver leaving offers it the reading:
+// a confirm wakes only the caller whose publishes it settles, not every caller.
+struct Publisher::Waiter {
+  std::condition_variable cv;
+  std::size_t remaining = 0;   // jobs not done yet
+  bool watch_running = false;  // timed out: woken when a job leaves kRunning
+  bool offered = false;        // a driver left: this caller may read the socket now
 };
 
 Publisher::Publisher(const RabbitmqSettings& settings) : Link(settings, "publisher", 2) {
@@ -51,12 +69,37 @@ Publisher::~Publisher() {
 void Publisher::stop() {
   stop_link();
   std::lock_guard lock(mutex_);
-  for (auto& job : queue_) {
-    job->state = Job::State::kDone;
-    job->result = Error{job->description + " failed: the transport was closed"};
-  }
+  for (auto& job : queue_)
+    complete(*job, Error{job->description + " failed: the transport was closed"});
   queue_.clear();
+  wake_all();
+}
+
+void Publisher::complete(Job& job, Status result) {
+  if (job.state == Job::State::kDone) return;  // an abandoned job dropped again on stop()
+  job.state = Job::State::kDone;
+  job.result = std::move(result);
+  if (job.waiter != nullptr && --job.waiter->remaining == 0) job.waiter->cv.notify_one();
+}
+
+void Publisher::left_running(Job& job) {
+  if (job.waiter != nullptr && job.waiter->watch_running) job.waiter->cv.notify_one();
+}
+
+void Publisher::wake_all() {
   changed_.notify_all();
+  for (Waiter* waiter : waiters_) waiter->cv.notify_one();
+}
+
+void Publisher::hand_over_reading() {
+  for (Waiter* waiter : waiters_) {
+    if (waiter->remaining > 0 && !waiter->offered) {
+      waiter->offered = true;
+      waiter->cv.notify_one();
+      return;
+    }
+  }
+  wakeup_.notify();
 }
 
 Status Publisher::submit(const std::shared_ptr<Job>& job) {
@@ -65,27 +108,30 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
 
 std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>>& jobs) {
   std::vector<Status> results(jobs.size());
-  auto all_done = [&] {
-    return std::all_of(jobs.begin(), jobs.end(),
-                       [](const auto& job) { return job->state == Job::State::kDone; });
-  };
+  auto all_done = [&] { return every_job_done(jobs); };
+  Waiter waiter;
+  waiter.remaining = jobs.size();
   std::unique_lock lock(mutex_);
   if (stopping_) {
     for (std::size_t i = 0; i < jobs.size(); ++i)
       results[i] = Error{jobs[i]->description + " failed: the transport was closed"};
     return results;
   }
-  for (const auto& job : jobs) queue_.push_back(job);
+  for (const auto& job : jobs) {
+    job->waiter = &waiter;
+    queue_.push_back(job);
+  }
+  waiters_.push_back(&waiter);
   lock.unlock();
   const auto started = Clock::now();
   auto deadline = started + settings_.confirm_timeout;
-  if (!drive(jobs, deadline)) wakeup_.notify();
+  if (drive(jobs, deadline) == Drove::kBusy) wakeup_.notify();
   lock.lock();
   if (!ever_connected_ && settings_.connect_timeout < settings_.confirm_timeout) {
     // The broker was never reached: a wrong URL or a broker that is down fails within
     // connect_timeout, naming the reason, rather than after the whole confirm_timeout.
-    changed_.wait_until(lock, started + settings_.connect_timeout,
-                        [&] { return all_done() || ever_connected_ || stopping_; });
+    waiter.cv.wait_until(lock, started + settings_.connect_timeout,
+                         [&] { return all_done() || ever_connected_ || stopping_; });
     if (!ever_connected_) {
       const std::string why = last_error_.empty()
                                   ? "cannot connect to RabbitMQ at " + settings_.describe()
@@ -93,20 +139,34 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
       for (const auto& job : jobs) {
         if (job->state != Job::State::kQueued) continue;
         job->abandoned = true;  // not written: the link thread drops it
-        job->state = Job::State::kDone;
-        job->result = Error{job->description +
-                            " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
-                            format_duration(settings_.connect_timeout) + ": " + why};
+        complete(*job, Error{job->description +
+                             " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
+                             format_duration(settings_.connect_timeout) + ": " + why});
       }
     }
   }
-  changed_.wait_until(lock, deadline, all_done);
+  while (!all_done()) {
+    if (waiter.offered) {
+      // The driver before us left with publishes unconfirmed: read them (ours among them).
+      waiter.offered = false;
+      lock.unlock();
+      Drove drove = drive(jobs, deadline);
+      if (drove == Drove::kBusy) wakeup_.notify();
+      lock.lock();
+      continue;
+    }
+    if (!waiter.cv.wait_until(lock, deadline, [&] { return all_done() || waiter.offered; }))
+      break;  // timed out
+  }
+  if (waiter.offered) hand_over_reading();  // not taken: the next caller or the link thread
+  waiter.offered = false;
+  waiter.watch_running = true;
   for (std::size_t i = 0; i < jobs.size(); ++i) {
     Job& job = *jobs[i];
     if (job.state != Job::State::kDone) {
       // Timed out. The thread may be writing the body right now: wait for that to finish, so
       // the body is not used after we return.
-      changed_.wait(lock, [&] { return job.state != Job::State::kRunning; });
+      waiter.cv.wait(lock, [&] { return job.state != Job::State::kRunning; });
     }
     if (job.state == Job::State::kDone) {
       results[i] = std::move(job.result);
@@ -119,48 +179,64 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
                        std::to_string(settings_.confirm_timeout.count()) + "ms (" + state + ")" +
                        (last_error_.empty() ? "" : "; last error: " + last_error_)};
   }
+  for (const auto& job : jobs) job->waiter = nullptr;
+  waiters_.erase(std::find(waiters_.begin(), waiters_.end(), &waiter));
   return results;
 }
 
-bool Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs, Clock::time_point deadline) {
+Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
+                                  Clock::time_point deadline) {
   bool driving = false;
   // `io_held`: unconfirmed_ may be read (it belongs to io_).
-  auto leave = [&](bool done, bool io_held) {
-    if (!driving) return done;
+  auto leave = [&](Drove drove, bool io_held) {
+    if (!driving) return drove;
     std::lock_guard lock(mutex_);
     --drivers_;
-    // Confirms of publishes queued by others may still come: the link thread watches again.
-    if (drivers_ == 0 && (!io_held || !unconfirmed_.empty() || !queue_.empty())) wakeup_.notify();
-    return done;
+    if (drivers_ > 0) return drove;
+    // Confirms of publishes of other callers may still come: one of them reads next (the link
+    // thread when the connection is down or unconfirmed_ cannot be read).
+    if (io_held && !unconfirmed_.empty() && connection_.is_open())
+      hand_over_reading();
+    else if (!io_held || !unconfirmed_.empty() || !queue_.empty())
+      wakeup_.notify();
+    return drove;
   };
   while (true) {
     std::unique_lock io(io_, std::try_to_lock);
-    if (!io.owns_lock()) return leave(false, false);
-    if (!connection_.is_open()) return leave(false, true);
+    if (!io.owns_lock()) return leave(Drove::kBusy, false);
+    if (!connection_.is_open()) return leave(Drove::kBusy, true);
+    bool other_reads = false;
     {
       std::lock_guard lock(mutex_);
-      if (stopping_) return leave(false, true);
+      if (stopping_) return leave(Drove::kBusy, true);
       if (!driving) {
-        // Another caller reads the socket already: it settles this publish too, once written
-        // (submit wakes the link thread, which writes it).
-        if (drivers_ > 0) return leave(false, true);
-        ++drivers_;
-        driving = true;
+        other_reads = drivers_ > 0;
+        if (!other_reads) {
+          ++drivers_;
+          driving = true;
+        }
       }
+    }
+    if (other_reads) {
+      // Another caller reads the socket already: it settles these publishes too. They are
+      // written now, while the connection is free, so neither it nor the link thread is woken
+      // for that.
+      turn(/*read=*/false);
+      return connection_.is_open() ? Drove::kWritten : Drove::kBusy;
     }
     turn(/*read=*/true);  // writes the queued publishes (this one included), reads the confirms
                           // that came
     bool done;
     {
       std::lock_guard lock(mutex_);
-      done = std::all_of(jobs.begin(), jobs.end(),
-                         [](const auto& job) { return job->state == Job::State::kDone; });
+      done = every_job_done(jobs);
     }
-    if (done || !connection_.is_open()) return leave(done, true);
+    if (done) return leave(Drove::kDone, true);
+    if (!connection_.is_open()) return leave(Drove::kBusy, true);
     int fd = connection_.fd();
     io.unlock();
     auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return leave(false, false);
+    if (left.count() <= 0) return leave(Drove::kBusy, false);
     // Bounded slices: the link thread may close and reopen the connection meanwhile.
     pollfd pfd{fd, POLLIN, 0};
     ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 200)));
@@ -318,14 +394,12 @@ void Publisher::requeue(const std::shared_ptr<Job>& job) {
   std::lock_guard lock(mutex_);
   job->state = Job::State::kQueued;
   queue_.push_front(job);
-  changed_.notify_all();
+  left_running(*job);
 }
 
 void Publisher::finish(const std::shared_ptr<Job>& job, Status result) {
   std::lock_guard lock(mutex_);
-  job->state = Job::State::kDone;
-  job->result = std::move(result);
-  changed_.notify_all();
+  complete(*job, std::move(result));
 }
 
 Status Publisher::prepare_target(Job& job, std::string& routing_key, std::string& exchange) {
@@ -405,19 +479,17 @@ void Publisher::run_job(const std::shared_ptr<Job>& job) {
   std::lock_guard lock(mutex_);
   job->state = Job::State::kUnconfirmed;
   unconfirmed_.emplace(tag, job);
-  changed_.notify_all();
+  left_running(*job);
 }
 
 void Publisher::confirm(std::uint64_t tag, bool multiple, bool ok) {
   auto settle = [&](std::map<std::uint64_t, std::shared_ptr<Job>>::iterator it) {
     Job& job = *it->second;
-    job.state = Job::State::kDone;
-    job.result =
-        ok ? Status::Ok()
-           : Status(Error{job.description + " failed: RabbitMQ refused the message "
-                                            "(basic.nack: its queue is full and rejects publishes "
-                                            "(x-overflow=reject-publish), or an internal "
-                                            "broker error)"});
+    complete(job, ok ? Status::Ok()
+                     : Status(Error{job.description +
+                                    " failed: RabbitMQ refused the message "
+                                    "(basic.nack: its queue is full and rejects publishes "
+                                    "(x-overflow=reject-publish), or an internal broker error)"}));
     return unconfirmed_.erase(it);
   };
   std::lock_guard lock(mutex_);
@@ -427,7 +499,6 @@ void Publisher::confirm(std::uint64_t tag, bool multiple, bool ok) {
   } else if (auto it = unconfirmed_.find(tag); it != unconfirmed_.end()) {
     settle(it);
   }
-  changed_.notify_all();
 }
 
 void Publisher::handle_frame(const amqp_frame_t& frame) {
@@ -463,16 +534,14 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
       std::lock_guard lock(mutex_);
       if (auto it = unconfirmed_.find(tag); it != unconfirmed_.end()) {
         Job& job = *it->second;
-        job.state = Job::State::kDone;
-        job.result = Error{job.description +
-                           " failed: RabbitMQ could not route it (no queue bound "
-                           "to routing key \"" +
-                           routing_key + "\" on exchange \"" + settings_.exchange +
-                           "\"; was the queue deleted?)"};
         declared_.erase(job.queue);
         delay_declared_.clear();
+        complete(job, Error{job.description +
+                            " failed: RabbitMQ could not route it (no queue bound "
+                            "to routing key \"" +
+                            routing_key + "\" on exchange \"" + settings_.exchange +
+                            "\"; was the queue deleted?)"});
         unconfirmed_.erase(it);
-        changed_.notify_all();
       }
       break;
     }
@@ -485,6 +554,14 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
 }
 
 void Publisher::write_pending() {
+  // Several publishes at once leave in as few TCP segments as fit (each publish is three frames
+  // and rabbitmq-c sends each alone, the last without MSG_MORE): the broker then reads them
+  // together instead of one read per message.
+  bool corked = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (queue_.size() > 1 && connection_.is_open()) corked = connection_.set_cork(true);
+  }
   // What the confirm window allows.
   while (connection_.is_open() &&
          unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window)) {
@@ -499,6 +576,12 @@ void Publisher::write_pending() {
     }
     run_job(job);
   }
+  if (corked && connection_.is_open()) connection_.set_cork(false);  // sends the rest now
+}
+
+bool Publisher::watch_socket() {
+  // Nothing unconfirmed: nothing is expected from the broker but a close, found at the next tick.
+  return drivers_ == 0 && !unconfirmed_.empty();
 }
 
 bool Publisher::has_pending() {
@@ -507,12 +590,9 @@ bool Publisher::has_pending() {
 }
 
 void Publisher::on_stopped() {
-  for (auto& [tag, job] : unconfirmed_) {
-    job->state = Job::State::kDone;
-    job->result = Error{job->description +
-                        " failed: the transport was closed before RabbitMQ "
-                        "confirmed it"};
-  }
+  for (auto& [tag, job] : unconfirmed_)
+    complete(*job, Error{job->description +
+                         " failed: the transport was closed before RabbitMQ confirmed it"});
   unconfirmed_.clear();
 }
 

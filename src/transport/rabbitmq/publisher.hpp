@@ -4,11 +4,15 @@
 //
 // A publish is written by the calling thread when the connection is free, and that thread then
 // reads the socket until its confirm arrives (confirms for others are settled on the way);
-// otherwise it is queued for the link thread. Publishes are windowed: up to confirm_window
-// messages are written before their confirms arrive, so concurrent send() calls share round
-// trips. A publish is retried on the next connection when the connection fails before its
-// confirm; a caller that gives up (confirm_timeout) gets an error, and a message not written yet
-// is then dropped from the queue.
+// otherwise it is queued for the link thread. At most one thread reads at a time: a caller that
+// finds another reading writes its own publishes (when the connection is free) and sleeps on a
+// condition variable of its own, woken only when its last confirm is read; a reader whose own
+// publishes are confirmed hands the reading to one such waiting caller (the link thread when none
+// waits). So a confirm wakes the caller it is for and no other thread. Publishes are windowed: up
+// to confirm_window messages are written before their confirms arrive, so concurrent send() calls
+// share round trips. A publish is retried on the next connection when the connection fails before
+// its confirm; a caller that gives up (confirm_timeout) gets an error, and a message not written
+// yet is then dropped from the queue.
 #pragma once
 
 #include <chrono>
@@ -66,16 +70,32 @@ class Publisher final : public Link {
 
  private:
   struct Job;
+  struct Waiter;
+  // What drive() achieved.
+  enum class Drove {
+    kDone,     // every job is done
+    kWritten,  // the jobs are written (or queued behind a full window); another thread reads
+    kBusy,     // the connection is busy, down or closing: the link thread takes over
+  };
   Result<std::shared_ptr<Job>> publish_job(const std::string& queue, std::string_view body,
                                            std::chrono::milliseconds delay,
                                            std::uint32_t delivered);
   Status submit(const std::shared_ptr<Job>& job);
   // Queues every job at once and waits for all of them (up to confirm_timeout); one result each.
   std::vector<Status> submit_all(const std::vector<std::shared_ptr<Job>>& jobs);
-  // Drives the connection from the calling thread until every job is done or `deadline`; false
-  // when the connection is busy or down (the link thread takes over).
-  bool drive(const std::vector<std::shared_ptr<Job>>& jobs,
-             std::chrono::steady_clock::time_point deadline);
+  // Drives the connection from the calling thread until every job is done or `deadline`: writes
+  // the queued publishes and reads the confirms. When another caller reads already, only writes.
+  Drove drive(const std::vector<std::shared_ptr<Job>>& jobs,
+              std::chrono::steady_clock::time_point deadline);
+  // mutex_ held: `job` is done with `result`; wakes its caller when it was that caller's last.
+  void complete(Job& job, Status result);
+  // mutex_ held: `job` left kRunning; wakes a caller that timed out and waits for that.
+  void left_running(Job& job);
+  // mutex_ held: a driver leaves while publishes are unconfirmed. Another waiting
+  // caller is offered the reading (one wake-up, its own confirms among those read); the link
+  // thread is woken when no caller waits.
+  void hand_over_reading();
+  void wake_all() override;
   void run_job(const std::shared_ptr<Job>& job);
   Status prepare_target(Job& job, std::string& routing_key, std::string& exchange);
   void finish(const std::shared_ptr<Job>& job, Status result);
@@ -89,10 +109,12 @@ class Publisher final : public Link {
   void write_pending() override;
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
+  bool watch_socket() override;
   void on_stopped() override;
 
   // Guarded by mutex_.
   std::deque<std::shared_ptr<Job>> queue_;  // waiting to be run/written, in order
+  std::vector<Waiter*> waiters_;            // submit_all() calls waiting for their jobs
   // Delay queues declared by this instance per queue (for stats).
   std::map<std::string, std::set<std::string>> delay_queues_;
 

@@ -267,6 +267,87 @@ TEST_F(RabbitmqTransportTest, BrokerRestartLosesNothingInATwoQueueChain) {
   for (int i = 0; i < kMessages; ++i) EXPECT_TRUE(arrived.count(numbered("m", i))) << "lost m" << i;
 }
 
+// Eight threads publish through one transport at once (four with send(), four with send_many()
+// of ten), so their publishes share the confirm window and the reading of confirms passes from
+// caller to caller; the broker restarts in the middle. Every message reported sent arrives, and
+// duplicates are bounded by what can be in flight at the restart (the confirm window, the
+// collector's prefetch) plus the sends retried after a failure.
+TEST_F(RabbitmqTransportTest, BrokerRestartWhileEightSendersShareTheConfirmWindowLosesNothing) {
+  const char* restart = std::getenv("ASYA_TEST_RABBITMQ_RESTART_COMMAND");
+  ASSERT_NE(restart, nullptr) << "ASYA_TEST_RABBITMQ_RESTART_COMMAND must be set";
+  constexpr int kThreads = 8, kPerThread = 250, kMessages = kThreads * kPerThread;
+  const std::string q = queue("window");
+  RabbitmqSettings s = settings_;
+  s.confirm_timeout = 60s;
+  auto producer = make(s), collector = make(s);
+  ASSERT_TRUE(producer->ensure_queue(q).ok());
+  const auto deadline = Clock::now() + 240s;
+  std::atomic<int> sent{0}, retries{0};
+  std::mutex mutex;
+  std::map<std::string, int> arrived;  // body -> times
+  std::vector<std::thread> senders;
+  for (int t = 0; t < kThreads; ++t) {
+    senders.emplace_back([&, t] {
+      std::vector<std::string> bodies;
+      for (int i = 0; i < kPerThread; ++i) bodies.push_back(numbered(numbered("w", t) + "-", i));
+      const std::size_t chunk = t % 2 == 0 ? 1 : 10;
+      for (std::size_t i = 0; i < bodies.size() && Clock::now() < deadline;) {
+        std::vector<OutgoingMessage> batch;
+        for (std::size_t k = i; k < std::min(bodies.size(), i + chunk); ++k)
+          batch.push_back({q, bodies[k]});
+        std::vector<Status> results;
+        if (chunk == 1)
+          results.push_back(producer->send(q, bodies[i]));
+        else
+          results = producer->send_many(batch);
+        std::size_t ok = 0;
+        while (ok < results.size() && results[ok].ok()) ++ok;
+        sent += static_cast<int>(ok);
+        i += ok;  // the first failure and what follows it are sent again
+        if (ok < results.size()) {
+          ++retries;
+          std::this_thread::sleep_for(50ms);
+        }
+      }
+    });
+  }
+  std::thread collect([&] {
+    while (Clock::now() < deadline) {
+      {
+        std::lock_guard lock(mutex);
+        if (arrived.size() == static_cast<std::size_t>(kMessages)) return;
+      }
+      auto got = collector->receive(q, 50, 500ms);
+      if (!got) {
+        std::this_thread::sleep_for(100ms);
+        continue;
+      }
+      for (auto& d : *got) {
+        (void)collector->ack(d);
+        std::lock_guard lock(mutex);
+        ++arrived[d.body];
+      }
+    }
+  });
+  while (sent < kMessages / 4 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
+  std::printf("restarting the broker (%d sent so far)\n", sent.load());
+  EXPECT_EQ(std::system(restart), 0) << "restart command failed: " << restart;
+  for (auto& thread : senders) thread.join();
+  collect.join();
+  int duplicates = 0;
+  for (auto& [body, times] : arrived) duplicates += times - 1;
+  std::printf("window: arrived %zu/%d unique, %d duplicate(s), %d failed send calls retried\n",
+              arrived.size(), kMessages, duplicates, retries.load());
+  EXPECT_EQ(sent.load(), kMessages);
+  EXPECT_EQ(arrived.size(), static_cast<std::size_t>(kMessages));
+  for (int t = 0; t < kThreads; ++t)
+    for (int i = 0; i < kPerThread; ++i) {
+      const std::string body = numbered(numbered("w", t) + "-", i);
+      EXPECT_TRUE(arrived.count(body)) << "lost " << body;
+    }
+  EXPECT_LE(duplicates, s.confirm_window + s.prefetch + 10 * retries.load());
+}
+
 // A broker that cannot be reached (here: a bound port nothing listens on) fails the first call
 // within connect_timeout, naming the broker, the variable and the cause, although confirm_timeout
 // is long.
