@@ -9,7 +9,6 @@
 #include "common/log.hpp"
 #include "common/random_id.hpp"
 #include "envelope/new_envelope.hpp"
-#include "gateway/store/transaction_group.hpp"
 #include "payload/offload.hpp"
 
 namespace asya::gateway {
@@ -91,13 +90,7 @@ Service::Service(asio::io_context& io, ServiceOptions options, ToolsConfig tools
       call_tracer_(options_.trace_collector, options_.trace_process),
       pool_(options_.blocking_threads),
       sweep_timer_(io),
-      payload_store_(payload::open_store(options_.payload)),
-      new_jobs_([this](std::function<void()> drain) { asio::post(pool_, std::move(drain)); },
-                [this](std::vector<PendingCall>& calls) { create_jobs(calls); },
-                TransactionGroup::kMaxBatch),
-      envelopes_([this](std::function<void()> drain) { asio::post(pool_, std::move(drain)); },
-                 [this](std::vector<PendingCall>& calls) { publish_envelopes(calls); },
-                 TransactionGroup::kMaxBatch) {}
+      payload_store_(payload::open_store(options_.payload)) {}
 
 Service::~Service() {
   stop();
@@ -177,8 +170,35 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
     if (name == "traceparent" && value.size() >= 35) job.trace_id = value.substr(3, 32);
   std::string queue = options_.queue_prefix + tool.actors.front();
 
-  PendingCall pending{std::move(job), std::move(body), std::move(queue), call, {}};
-  Status published = co_await write_call(pending);
+  auto work_1 = [this, job, body, queue, call]() -> Status {
+    Status status = [&]() -> Status {
+      Status created = store_->create(job);
+      if (!created.ok()) return Error{"job store: " + created.message()};
+      std::string sent_body;
+      if (payload_store_) {
+        // A large payload travels by reference (docs/protocol.md §10): stored and held first.
+        auto offloaded =
+            payload::offload_envelope(*payload_store_, options_.payload.threshold_bytes, body);
+        if (!offloaded) {
+          std::string error = "payload store: " + offloaded.error().message;
+          (void)store_->fail(job.id, error);
+          return Error{error};
+        }
+        if (*offloaded) sent_body = std::move(**offloaded);
+      }
+      Status sent = transport_->send(queue, sent_body.empty() ? body : sent_body);
+      if (!sent.ok()) {
+        std::string error = "publishing to " + queue + " failed: " + sent.message();
+        (void)store_->fail(job.id, error);
+        return Error{error};
+      }
+      return Status::Ok();
+    }();
+    // Here, on the blocking pool: the call span's local sink writes to the job store.
+    call_tracer_.end(call, job.tool, job.id, queue, status.ok() ? "" : status.message());
+    return status;
+  };
+  Status published = co_await blocking<Status>(std::move(work_1));
   if (!published.ok()) {
     notifier_.notify(id);
     spdlog::error("gateway: tool {} call {} failed: {}", tool.name, id, published.message());
@@ -186,91 +206,6 @@ awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string
   }
   metrics_.tool_call(tool.name, "started", 0);
   co_return id;
-}
-
-awaitable<Status> Service::write_call(PendingCall& call) {
-  // The call's result comes from the writing thread; its coroutine resumes on its own executor.
-  auto initiate = [this, &call](auto handler) {
-    auto shared = std::make_shared<decltype(handler)>(std::move(handler));
-    call.done = [shared](Status status) {
-      auto executor = asio::get_associated_executor(*shared);
-      asio::post(executor, [shared, status = std::move(status)]() mutable {
-        std::move (*shared)(std::move(status));
-      });
-    };
-    new_jobs_.push(std::move(call));
-  };
-  co_return co_await asio::async_initiate<const asio::use_awaitable_t<>&, void(Status)>(
-      initiate, use_awaitable);
-}
-
-void Service::create_jobs(std::vector<PendingCall>& calls) {
-  std::vector<Status> created;
-  std::vector<NewJob> jobs(calls.size());  // moved out and back: a payload may be large
-  for (std::size_t i = 0; i < calls.size(); ++i) jobs[i] = std::move(calls[i].job);
-  try {
-    created = store_->create_many(jobs);
-  } catch (const std::exception& e) {  // e.g. bad_alloc: every caller must still be answered
-    created.assign(calls.size(), Error{std::string("recording the job failed: ") + e.what()});
-  }
-  for (std::size_t i = 0; i < calls.size(); ++i) calls[i].job = std::move(jobs[i]);
-  for (std::size_t i = 0; i < calls.size(); ++i) {
-    if (i < created.size() && created[i].ok())
-      envelopes_.push(std::move(calls[i]));
-    else
-      finish(calls[i], Error{"job store: " + (i < created.size() ? created[i].message()
-                                                                 : "no result for the job")});
-  }
-}
-
-void Service::publish_envelopes(std::vector<PendingCall>& calls) {
-  std::vector<Status> results(calls.size(), Status::Ok());
-  try {
-    std::vector<std::string> offloaded(calls.size());
-    std::vector<transport::OutgoingMessage> messages;
-    std::vector<std::size_t> message_of;  // messages[k] is calls[message_of[k]]'s
-    messages.reserve(calls.size());
-    message_of.reserve(calls.size());
-    for (std::size_t i = 0; i < calls.size(); ++i) {
-      const PendingCall& call = calls[i];
-      if (payload_store_) {
-        // A large payload travels by reference (docs/protocol.md §10): stored and held first.
-        auto stored =
-            payload::offload_envelope(*payload_store_, options_.payload.threshold_bytes, call.body);
-        if (!stored) {
-          results[i] = Error{"payload store: " + stored.error().message};
-          continue;
-        }
-        if (*stored) offloaded[i] = std::move(**stored);
-      }
-      messages.push_back(transport::OutgoingMessage{
-          call.queue, offloaded[i].empty() ? std::string_view(call.body) : offloaded[i]});
-      message_of.push_back(i);
-    }
-    std::vector<Status> sent;
-    if (!messages.empty()) sent = transport_->send_many(messages);
-    for (std::size_t k = 0; k < message_of.size(); ++k) {
-      const std::size_t i = message_of[k];
-      if (k < sent.size() && sent[k].ok()) continue;
-      std::string why = k < sent.size() ? sent[k].message() : "the transport gave no result";
-      results[i] = Error{"publishing to " + calls[i].queue + " failed: " + why};
-    }
-  } catch (const std::exception& e) {  // e.g. bad_alloc: every caller must still be answered
-    for (Status& result : results)
-      if (result.ok()) result = Error{std::string("publishing the envelope failed: ") + e.what()};
-  }
-  for (std::size_t i = 0; i < calls.size(); ++i) {
-    // The job was recorded: a call that failed here fails its job too.
-    if (!results[i].ok()) (void)store_->fail(calls[i].job.id, results[i].message());
-    finish(calls[i], std::move(results[i]));
-  }
-}
-
-void Service::finish(PendingCall& call, Status status) {
-  // Here, on the blocking pool: the call span's local sink writes to the job store.
-  call_tracer_.end(call.call, call.job.tool, call.job.id, call.queue,
-                   status.ok() ? "" : status.message());
-  call.done(std::move(status));
 }
 
 awaitable<Result<ChangeResult>> Service::cancel_job(const std::string& job_id,

@@ -25,7 +25,6 @@
 #include "common/otlp/export_settings.hpp"
 #include "common/random_id.hpp"
 #include "common/result.hpp"
-#include "gateway/batch_queue.hpp"
 #include "gateway/call_trace.hpp"
 #include "gateway/config/tools_config.hpp"
 #include "gateway/metrics.hpp"
@@ -144,21 +143,9 @@ class Service {
   // Creates the job and publishes the envelope for an already validated call. `payload_json` is
   // the JSON text of the validated arguments (payload_text in raw_json.hpp), put into the
   // envelope byte for byte. Error when the store or the publish failed (the job, if created, is
-  // then failed with that error). Returns only once the job and the envelope are durable.
-  //
-  // Calls started while others are being written are written together (BatchQueue, no timer):
-  // their jobs in one job-store transaction (JobStore::create_many, a savepoint each), then their
-  // envelopes in one Transport::send_many (while the next calls' jobs are being recorded). One
-  // call's failure fails only that call. A gateway
-  // killed between the two steps leaves jobs whose envelopes were not published and whose callers
-  // got no answer: they stay pending until their deadline (the tool's timeout), when the sweeper
-  // fails them with "timed out" (docs/gateway.md).
+  // then failed with that error).
   boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool, std::string payload_json,
                                                          CallOrigin origin = {});
-
-  // How the calls were grouped so far (tests, docs/performance.md).
-  // How the calls' jobs were grouped so far (their envelopes are grouped alike).
-  BatchQueueStats call_batches() const { return new_jobs_.stats(); }
 
   // Cancels the job (JobStore::cancel) and wakes its waiters. Sidecars learn it from the answer to
   // their next report about the job (PROTOCOL §7) and skip its queued envelopes.
@@ -185,25 +172,8 @@ class Service {
   std::chrono::milliseconds poll_interval() const { return options_.poll_interval; }
 
  private:
-  // A call waiting to be written: its job, its envelope, and how to hand it its result.
-  struct PendingCall {
-    NewJob job;
-    std::string body;   // the envelope
-    std::string queue;  // where it goes
-    CallTracer::Call call;
-    std::function<void(Status)> done;  // called once, from the writing thread
-  };
   boost::asio::awaitable<void> sweep_loop();
-  // Queues `call` for the call writer and resumes with its result.
-  boost::asio::awaitable<Status> write_call(PendingCall& call);
-  // The two stages of the call writer, each a batch of its own queue, so that one batch's
-  // envelopes are published while the next batch's jobs are recorded: create_jobs records the
-  // jobs (one create_many) and passes those recorded on to publish_envelopes, which publishes
-  // their envelopes (one send_many) and fails the jobs whose publish failed. A call is finished
-  // (`finish`: its span ended, `done` called) where it succeeds or fails.
-  void create_jobs(std::vector<PendingCall>& calls);
-  void publish_envelopes(std::vector<PendingCall>& calls);
-  void finish(PendingCall& call, Status status);
+
   boost::asio::io_context& io_;
   ServiceOptions options_;
   ToolsConfig tools_;
@@ -215,8 +185,6 @@ class Service {
   boost::asio::thread_pool pool_;
   boost::asio::steady_timer sweep_timer_;
   std::unique_ptr<payload::PayloadStore> payload_store_;  // options_.payload enabled
-  BatchQueue<PendingCall> new_jobs_;                      // create_jobs, drained on pool_
-  BatchQueue<PendingCall> envelopes_;                     // publish_envelopes, drained on pool_
   bool stopped_ = false;
 };
 

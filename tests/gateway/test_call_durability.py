@@ -90,11 +90,11 @@ tools:
 @pytest.mark.parametrize("store", ["sqlite", "postgres"])
 def test_a_sigkill_between_a_calls_job_and_its_envelope_leaves_no_job_pending_for_ever(
         gateway_binary, queue_tool, tmp_path, request, store):
-    """Calls are written in batches: the jobs of a batch in one transaction, then their envelopes
-    in one send. A gateway killed between the two leaves jobs whose envelopes were never queued and
-    whose callers got no answer (docs/gateway.md "Job stores"); each still ends: the sweeper of
-    the next gateway fails it with "timed out" at its deadline. So after the kill every job is
-    either one whose envelope is queued, or is finished by its deadline."""
+    """A call records its job, then publishes its envelope. A gateway killed between the two
+    leaves jobs whose envelopes were never queued and whose callers got no answer (docs/gateway.md
+    "Job stores"); each still ends: the sweeper of the next gateway fails it with "timed out" at
+    its deadline. So after the kill every answered call's envelope is queued, and every job, with
+    or without its envelope, is finished by its deadline."""
     extra = {"ASYA_DATABASE_URL": request.getfixturevalue("postgres_url")} if store == "postgres" else {}
     gateway = Gateway(gateway_binary, tmp_path, SHORT_ROUTES, extra).start()
     answered = []

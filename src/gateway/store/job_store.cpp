@@ -33,13 +33,6 @@ std::optional<JobStatus> parse_job_status(std::string_view name) {
   return std::nullopt;
 }
 
-std::vector<Status> JobStore::create_many(const std::vector<NewJob>& jobs) {
-  std::vector<Status> results;
-  results.reserve(jobs.size());
-  for (const NewJob& job : jobs) results.push_back(create(job));
-  return results;
-}
-
 std::vector<Result<ChangeResult>> JobStore::apply(const std::vector<SidecarReport>& reports) {
   std::vector<Result<ChangeResult>> results;
   results.reserve(reports.size());

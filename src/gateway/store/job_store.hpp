@@ -281,12 +281,6 @@ class JobStore {
   // exists already.
   virtual Status create(const NewJob& job) = 0;
 
-  // Records several new jobs, each exactly as create() would, and returns one result per job, in
-  // order: a job that fails (its id exists already) fails only its own result. Where the store
-  // allows, they share one transaction (each in a savepoint), so concurrent tool calls cost one
-  // commit. Every Ok job is durable when this returns. Default: one create() each.
-  virtual std::vector<Status> create_many(const std::vector<NewJob>& jobs);
-
   // The job, or nullopt when unknown. `id` may also be a branch's envelope id.
   virtual Result<std::optional<Job>> get(const std::string& id) = 0;
 

@@ -41,22 +41,8 @@ class JobStoreCore final : public JobStore {
 
   std::string_view name() const override { return backend_->name(); }
 
-  Status create(const NewJob& spec) override { return backend_->transaction(create_body(spec)); }
-
-  std::vector<Status> create_many(const std::vector<NewJob>& jobs) override {
-    // One body per job, run by the backend in one transaction where it can (each in a savepoint).
-    std::vector<std::function<Status()>> bodies;
-    bodies.reserve(jobs.size());
-    for (const NewJob& spec : jobs) bodies.push_back(create_body(spec));
-    std::vector<const std::function<Status()>*> pointers;
-    pointers.reserve(bodies.size());
-    for (const auto& body : bodies) pointers.push_back(&body);
-    return backend_->transactions(pointers);
-  }
-
-  // The transaction body of create(). `spec` must outlive it.
-  std::function<Status()> create_body(const NewJob& spec) {
-    return [this, &spec]() -> Status {
+  Status create(const NewJob& spec) override {
+    return backend_->transaction([&]() -> Status {
       auto existing = backend_->load_job(spec.id);
       if (!existing.ok()) return existing.error();
       if (existing.value()) return Error{"job \"" + spec.id + "\" exists already"};
@@ -78,7 +64,7 @@ class JobStoreCore final : public JobStore {
       Status saved = save(job, u, true);
       if (!saved.ok() || !spec.task) return saved;
       return backend_->add_task(job.id, job.owner, to_ms(job.created_at));
-    };
+    });
   }
 
   // Reads take no transaction and no lock: an envelope's job never changes once recorded and a
