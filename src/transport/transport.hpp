@@ -21,16 +21,18 @@
 
 #include "common/env.hpp"
 #include "common/result.hpp"
+#include "transport/delivery_body.hpp"
 
 namespace asya::transport {
 
 // One delivery of a message. `body` is the message exactly as sent. `delivery_count` is 1 on the
 // first delivery and grows on each redelivery (lease expiry, nack, connection loss), so a consumer
 // can stop a poison message. `receipt` is an opaque handle the transport uses to ack/nack; it is
-// only valid on the instance that produced it.
+// only valid on the instance that produced it. `body` may be kept outside the Delivery (a mapped
+// file, transport/delivery_body.hpp) and stays valid while any copy of the Delivery lives.
 struct Delivery {
   std::string queue;
-  std::string body;
+  DeliveryBody body;
   std::uint32_t delivery_count = 1;
   std::string receipt;
 };

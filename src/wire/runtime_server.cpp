@@ -256,13 +256,17 @@ std::string connection_error_response(const std::string& message) {
 // shutdown signal, a request already being read or processed is still answered.
 void serve_connection(int fd, std::shared_ptr<const Responder> respond,
                       std::size_t max_message_bytes, ServerState* state) {
-  std::string request;
+  // Not a std::string: growing one zero-fills it, a whole extra pass over a large request's
+  // fresh pages before the read fills them.
+  wire::FrameBuffer request;
   detail::Answer answer;
   for (;;) {
     // Readiness of the connection wins over the stop pipe: a request already sent is answered.
     int ready = wire::detail::wait_readable(fd, g_stop_pipe[0], std::nullopt);
     if (ready != 1) break;
-    auto read = wire::detail::read_frame_io(fd, request, max_message_bytes, std::nullopt);
+    auto read = wire::detail::read_frame_into(
+        fd, [&request](std::size_t size) { return request.prepare(size); }, max_message_bytes,
+        std::nullopt);
     if (!read.ok()) {
       if (read.code == IoCode::kEof) {
         spdlog::debug("connection closed by the sidecar");
@@ -278,7 +282,7 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
       break;
     }
     state->request_started();
-    (*respond)(request, answer);
+    (*respond)(request.view(), answer);
     // The answer's pieces (a raw handler's answer refers to the request's own payload bytes)
     // go out with one gather write, nothing copied into a new buffer.
     auto written = answer.pieces.empty()
@@ -293,7 +297,7 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond,
     }
     answer.clear();
     // Buffers keep their capacity for the next request, unless a large message grew them.
-    if (request.capacity() > detail::kKeptBufferBytes) std::string().swap(request);
+    if (request.capacity() > detail::kKeptBufferBytes) request.release();
     if (stopping()) break;
   }
   ::close(fd);

@@ -1,6 +1,7 @@
 #include "transport/sqlite/body_files.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,6 +9,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -26,6 +29,10 @@ constexpr std::string_view kBodySuffix = ".body";
 constexpr std::string_view kTmpSuffix = ".tmp";
 constexpr std::string_view kSweptSuffix = ".swept";  // claimed by a sweep, unlinked after it
 constexpr std::size_t kReadAheadPadding = 64;
+// A body file at least this large is mapped (read-only, shared with the page cache) instead of
+// read into fresh memory: see map_body_file. Smaller ones are read (a mapping costs two system
+// calls and a kernel object per live delivery).
+constexpr std::size_t kMapBodyBytes = std::size_t{1} << 20;
 
 // Closes a file descriptor on scope exit.
 struct FdCloser {
@@ -54,9 +61,42 @@ Status write_body_file(const std::filesystem::path& directory, const std::string
   return Status::Ok();
 }
 
-// Reads the whole file into `body` (sized from fstat, one read pass straight into it). Returns
-// ENOENT as `missing` instead of an error.
-Status read_body_file(const std::filesystem::path& path, std::string& body, bool& missing) {
+// A read-only mapping of a body file with kReadAheadPadding readable bytes after the body.
+struct MappedBody {
+  void* address = nullptr;
+  std::size_t length = 0;
+  MappedBody(void* a, std::size_t l) : address(a), length(l) {}
+  ~MappedBody() { ::munmap(address, length); }
+  MappedBody(const MappedBody&) = delete;
+  MappedBody& operator=(const MappedBody&) = delete;
+};
+
+// Maps the `size` bytes of `fd` read-only, its pages mapped at once (MAP_POPULATE: the body was
+// usually just written, so they are in the page cache and nothing is copied or zero-filled),
+// followed by kReadAheadPadding readable bytes: an anonymous region is reserved for the body and
+// its padding, and the file mapped over its start (the bytes of the file's last page past its end
+// read as zeros, the pages after it are the reservation's). nullopt when a mapping fails (the
+// caller reads instead). Body files are never written after their row exists (created
+// exclusively, unlinked or renamed when done, never truncated), so the mapping stays valid until
+// it is unmapped, even after the file is removed.
+std::optional<DeliveryBody> map_body_file(int fd, std::size_t size) {
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  const auto round_up = [page](std::size_t n) { return (n + page - 1) / page * page; };
+  const std::size_t length = round_up(size + kReadAheadPadding);
+  void* region =
+      ::mmap(nullptr, length, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (region == MAP_FAILED) return std::nullopt;
+  auto owner = std::make_shared<MappedBody>(region, length);
+  if (::mmap(region, round_up(size), PROT_READ, MAP_PRIVATE | MAP_FIXED | MAP_POPULATE, fd, 0) ==
+      MAP_FAILED)
+    return std::nullopt;
+  std::string_view bytes(static_cast<const char*>(region), size);
+  return DeliveryBody(std::move(owner), bytes, length - size);
+}
+
+// Reads the whole file into `body` (sized from fstat; a large one mapped, else one read pass
+// straight into a string). Returns ENOENT as `missing` instead of an error.
+Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, bool& missing) {
   missing = false;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -73,15 +113,23 @@ Status read_body_file(const std::filesystem::path& path, std::string& body, bool
     return Error{"fstat of the body file " + in_quotes(path.string()) +
                  " failed: " + errno_text(errno)};
   }
+  const auto size = static_cast<std::size_t>(info.st_size);
+  if (size >= kMapBodyBytes) {
+    if (auto mapped = map_body_file(fd, size)) {
+      body = std::move(*mapped);
+      return Status::Ok();
+    }
+  }
   (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   // Spare room after the body lets a JSON parser that reads ahead (simdjson: 64 bytes) use it in
   // place instead of copying the body (the sidecar checks capacity()).
-  body.clear();
-  body.reserve(static_cast<std::size_t>(info.st_size) + kReadAheadPadding);
-  body.resize(static_cast<std::size_t>(info.st_size));
+  std::string& text = body.text();
+  text.clear();
+  text.reserve(size + kReadAheadPadding);
+  text.resize(size);
   std::size_t done = 0;
-  while (done < body.size()) {
-    ssize_t n = ::read(fd, body.data() + done, body.size() - done);
+  while (done < text.size()) {
+    ssize_t n = ::read(fd, text.data() + done, text.size() - done);
     if (n < 0) {
       if (errno == EINTR) continue;
       return Error{"reading the body file " + in_quotes(path.string()) +
@@ -89,7 +137,7 @@ Status read_body_file(const std::filesystem::path& path, std::string& body, bool
     }
     if (n == 0) {
       return Error{"the body file " + in_quotes(path.string()) + " ended after " +
-                   std::to_string(done) + " of " + std::to_string(body.size()) + " bytes"};
+                   std::to_string(done) + " of " + std::to_string(text.size()) + " bytes"};
     }
     done += static_cast<std::size_t>(n);
   }
@@ -131,7 +179,7 @@ Status BodyFiles::write(const std::string& name, std::span<const std::string_vie
   return written;
 }
 
-Status BodyFiles::read(const std::string& name, std::string& body, bool& missing) const {
+Status BodyFiles::read(const std::string& name, DeliveryBody& body, bool& missing) const {
   return read_body_file(directory_ / name, body, missing);
 }
 

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "transport/delivery_body.hpp"
 #include "transport/sqlite/connection.hpp"
 
 namespace asya::transport::sqlite {
@@ -59,8 +60,9 @@ class BodyFiles {
   Status write(const std::string& name, std::span<const std::string_view> parts);
 
   // Reads the whole file `name` into `body`; a file that does not exist sets `missing` instead of
-  // failing.
-  Status read(const std::string& name, std::string& body, bool& missing) const;
+  // failing. A file of 1 MiB or more is mapped read-only instead of copied (DeliveryBody::kept():
+  // no fresh memory, no copy; valid after the file is removed), with readable padding after it.
+  Status read(const std::string& name, DeliveryBody& body, bool& missing) const;
 
   // Removes `name` after its row is gone; a failure is logged (the sweep retries later).
   void remove(const std::string& name) const;

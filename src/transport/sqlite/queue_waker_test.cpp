@@ -218,8 +218,9 @@ TEST(QueueWaker, AMessageWithoutAWakeUpIsReceivedAtTheFallbackPoll) {
   ASSERT_TRUE(consumer->ensure_queue("asya-quiet").ok());
   auto received = std::async(std::launch::async, [&] {
     auto got = consumer->receive("asya-quiet", 1, 60000ms);
-    return std::make_pair(got.ok() && got->size() == 1 ? got->front().body : std::string("none"),
-                          Clock::now());
+    return std::make_pair(
+        got.ok() && got->size() == 1 ? std::string(got->front().body) : std::string("none"),
+        Clock::now());
   });
   std::this_thread::sleep_for(300ms);  // let it block (the outcome does not depend on it)
   // Straight into the tables, as a writer that dies before notify() leaves it.
@@ -273,7 +274,7 @@ TEST(QueueWaker, NackInAnotherProcessWakesTheQueuesReceiver) {
   auto consumer = make_sqlite_transport(options, settings);
   auto received = std::async(std::launch::async, [&] {
     auto got = consumer->receive("asya-n", 1, 120000ms);
-    return got.ok() && got->size() == 1 ? got->front().body : std::string("none");
+    return got.ok() && got->size() == 1 ? std::string(got->front().body) : std::string("none");
   });
   std::this_thread::sleep_for(200ms);  // let it block (the outcome does not depend on it)
   Clock::time_point nacked = Clock::now();

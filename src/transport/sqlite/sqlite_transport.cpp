@@ -486,9 +486,10 @@ class SqliteTransport final : public Transport {
         continue;
       }
       Delivery& d = out[i];
-      d.body.resize(static_cast<std::size_t>(sqlite3_blob_bytes(blob)));
-      if (!d.body.empty() &&
-          sqlite3_blob_read(blob, d.body.data(), static_cast<int>(d.body.size()), 0) != SQLITE_OK) {
+      std::string& text = d.body.text();
+      text.resize(static_cast<std::size_t>(sqlite3_blob_bytes(blob)));
+      if (!text.empty() &&
+          sqlite3_blob_read(blob, text.data(), static_cast<int>(text.size()), 0) != SQLITE_OK) {
         read_failed = failure("receive (reading the body)", queue, *c);
         break;
       }

@@ -135,6 +135,55 @@ TEST(SqliteFileBodies, BodiesAtBelowAndAboveTheThresholdRoundTripByteIdentical) 
   EXPECT_EQ(count_rows(settings.path, "SELECT count(*) FROM messages"), 0);
 }
 
+// A body file of 1 MiB or more is mapped, not read into fresh memory (transport/delivery_body.hpp):
+// the bytes are the file's, the parser's read-ahead padding after them is readable whatever the
+// size's place in its last page, and the body outlives its file (removed by the ack) and moves.
+TEST(SqliteFileBodies, ALargeBodyFileIsMappedReadablePastItsEndAndOutlivesItsFile) {
+  test::TempDir dir;
+  SqliteSettings settings = dir.settings();
+  settings.file_body_bytes = 4096;
+  auto t = make_sqlite_transport(Options{}, settings);
+  const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  // Below the mapping floor; a whole number of pages (the padding is the reservation's); the
+  // padding straddling the last file page's end; one byte into a new page.
+  const std::vector<std::size_t> sizes = {(1u << 20) - 1, 1u << 20, (1u << 20) + page - 10,
+                                          (1u << 20) + 1};
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    ASSERT_TRUE(t->send("asya-mapped", pattern(100 + i, sizes[i])).ok()) << sizes[i];
+  auto got = t->receive("asya-mapped", 10, 5s);
+  ASSERT_TRUE(got.ok()) << got.error().message;
+  ASSERT_EQ(got->size(), sizes.size());
+  std::vector<DeliveryBody> kept;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const DeliveryBody& body = (*got)[i].body;
+    EXPECT_EQ(body.kept(), i > 0) << "size " << sizes[i];
+    ASSERT_EQ(body.size(), sizes[i]);
+    ASSERT_GE(body.capacity(), body.size() + 64) << "no room for a parser's read-ahead";
+    // Reading past the end must not fault; a mapped body's padding reads as zeros.
+    unsigned sum = 0;
+    for (std::size_t k = 0; k < 64; ++k)
+      sum += static_cast<unsigned char>(body.data()[sizes[i] + k]);
+    if (body.kept()) {
+      EXPECT_EQ(sum, 0u) << "size " << sizes[i];
+    }
+    kept.push_back(body);  // a copy shares the mapping
+  }
+  const char* first = (*got)[1].body.data();
+  Delivery moved = std::move((*got)[1]);
+  EXPECT_EQ(moved.body.data(), first) << "moving a delivery moved its kept bytes";
+  for (std::size_t i = 0; i < got->size(); ++i) {
+    if (i != 1) {  // [1] was moved
+      ASSERT_TRUE(t->ack((*got)[i]).ok());
+    }
+  }
+  ASSERT_TRUE(t->ack(moved).ok());
+  EXPECT_TRUE(body_files(settings).empty()) << "ack left body files behind";
+  got->clear();
+  for (std::size_t i = 0; i < sizes.size(); ++i)
+    EXPECT_TRUE(kept[i] == pattern(100 + i, sizes[i])) << "body " << i << " changed after its ack";
+  EXPECT_TRUE(moved.body == pattern(101, sizes[1]));
+}
+
 TEST(SqliteFileBodies, ThresholdZeroKeepsEveryBodyInTheDatabase) {
   test::TempDir dir;
   SqliteSettings settings = dir.settings();
@@ -356,19 +405,20 @@ TEST(SqliteFileBodies, ProcessesExchangingLargeBodiesLoseAndDuplicateNothing) {
         }
         if (got->empty() && ::access(stop_file.c_str(), F_OK) == 0) return 0;
         for (const Delivery& d : *got) {
+          const std::string body(d.body);  // a kept (mapped) body read as a string
           // The body starts with "<p> <i> " and continues with pattern(p * 1000 + i, ...).
           // (Not sscanf's "%d %d %n": its trailing space would also skip pattern bytes.)
           int p = -1, i = -1;
-          std::size_t first = d.body.find(' ');
-          std::size_t second = first == std::string::npos ? first : d.body.find(' ', first + 1);
+          std::size_t first = body.find(' ');
+          std::size_t second = first == std::string::npos ? first : body.find(' ', first + 1);
           std::size_t header = second == std::string::npos ? 0 : second + 1;
           if (header > 0) {
-            p = std::atoi(d.body.substr(0, first).c_str());
-            i = std::atoi(d.body.substr(first + 1, second - first - 1).c_str());
+            p = std::atoi(body.substr(0, first).c_str());
+            i = std::atoi(body.substr(first + 1, second - first - 1).c_str());
           }
-          bool intact = header > 0 && d.body.size() == size_of(p, i) &&
-                        d.body.compare(header, std::string::npos,
-                                       pattern(p * 1000 + i, d.body.size() - header)) == 0;
+          bool intact = header > 0 && body.size() == size_of(p, i) &&
+                        body.compare(header, std::string::npos,
+                                     pattern(p * 1000 + i, body.size() - header)) == 0;
           std::string line = std::to_string(p) + "-" + std::to_string(i) + " " +
                              (intact ? "ok" : "bad") + " " + std::to_string(d.delivery_count) +
                              "\n";

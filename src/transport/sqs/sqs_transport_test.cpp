@@ -261,7 +261,7 @@ TEST_F(SqsTransportTest, SendManyKeepsEachCallUnderSqsTotalSizeLimit) {
   std::set<char> firsts;
   for (const auto& d : got) {
     EXPECT_EQ(d.body.size(), 100u * 1024);
-    firsts.insert(d.body.front());
+    firsts.insert(d.body.view().front());
   }
   EXPECT_EQ(firsts, (std::set<char>{'a', 'b', 'c', 'd'}));
 }
