@@ -6,10 +6,13 @@
 #include <sqlite3.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <memory>
 #include <mutex>
+#include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "common/env.hpp"
 #include "gateway/store/backend.hpp"
@@ -54,7 +57,7 @@ class SqliteBackend final : public StorageBackend {
   }
   ~SqliteBackend() override {
     checkpointer_.reset();  // before the connection its hook is installed on closes
-    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
+    for (auto& [sql, statement] : statements_) sqlite3_finalize(statement.stmt);
     sqlite3_close(db_);
   }
 
@@ -71,12 +74,11 @@ class SqliteBackend final : public StorageBackend {
   Result<std::vector<SqlRow>> query(const std::string& what, const char* sql,
                                     const std::vector<SqlArg>& args) override {
     std::lock_guard lock(mutex_);
-    sqlite3_stmt* stmt = prepared(sql);
-    if (!stmt) return Error{last_error(what)};
+    const Prepared* statement = prepared(sql);
+    if (!statement) return Error{last_error(what)};
+    sqlite3_stmt* stmt = statement->stmt;
     for (std::size_t i = 0; i < args.size(); ++i) {
-      char name[24];
-      std::snprintf(name, sizeof name, "$%zu", i + 1);
-      int index = sqlite3_bind_parameter_index(stmt, name);
+      int index = i < statement->index_of.size() ? statement->index_of[i] : 0;
       if (index == 0) continue;
       if (const auto* text = std::get_if<std::string>(&args[i])) {
         sqlite3_bind_text(stmt, index, text->data(), static_cast<int>(text->size()),
@@ -130,29 +132,54 @@ class SqliteBackend final : public StorageBackend {
   // BEGIN, COMMIT, SAVEPOINT ...: prepared once, not parsed again on every transaction.
   Status control(const char* sql) {
     std::lock_guard lock(mutex_);
-    sqlite3_stmt* stmt = prepared(sql);
-    if (!stmt) return Error{last_error(sql)};
+    const Prepared* statement = prepared(sql);
+    if (!statement) return Error{last_error(sql)};
+    sqlite3_stmt* stmt = statement->stmt;
     int rc = sqlite3_step(stmt);
     Status out = rc == SQLITE_DONE ? Status::Ok() : Status(Error{last_error(sql)});
     sqlite3_reset(stmt);
     return out;
   }
 
-  // The statement for `sql`, prepared on first use and kept (mutex_ held).
-  sqlite3_stmt* prepared(const char* sql) {
-    auto found = statements_.find(sql);
-    if (found != statements_.end()) return found->second;
+  // A statement prepared once, and where its parameters $1, $2, ... are: SQLite numbers named
+  // parameters in the order they first appear ("... SET status = $2 WHERE id = $1" binds $2
+  // first), so index_of[k] is the bind index of $(k + 1) (0: not used by the statement).
+  struct Prepared {
     sqlite3_stmt* stmt = nullptr;
-    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr) != SQLITE_OK)
+    std::vector<int> index_of;
+  };
+  // Finds a statement by its text without building a std::string per query.
+  struct TextHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view text) const {
+      return std::hash<std::string_view>{}(text);
+    }
+  };
+
+  // The statement for `sql`, prepared on first use and kept (mutex_ held).
+  const Prepared* prepared(const char* sql) {
+    auto found = statements_.find(std::string_view(sql));
+    if (found != statements_.end()) return &found->second;
+    Prepared statement;
+    if (sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &statement.stmt, nullptr) !=
+        SQLITE_OK)
       return nullptr;
-    statements_.emplace(sql, stmt);
-    return stmt;
+    for (int index = 1; index <= sqlite3_bind_parameter_count(statement.stmt); ++index) {
+      const char* name = sqlite3_bind_parameter_name(statement.stmt, index);
+      if (!name || name[0] != '$') continue;
+      const long number = std::strtol(name + 1, nullptr, 10);
+      if (number < 1) continue;
+      if (statement.index_of.size() < static_cast<std::size_t>(number))
+        statement.index_of.resize(number, 0);
+      statement.index_of[number - 1] = index;
+    }
+    return &statements_.emplace(sql, std::move(statement)).first->second;
   }
 
   std::string path_;
   sqlite3* db_ = nullptr;
   std::recursive_mutex mutex_;  // a transaction's body runs query() on the same thread
-  std::unordered_map<std::string, sqlite3_stmt*> statements_;
+  std::unordered_map<std::string, Prepared, TextHash, std::equal_to<>> statements_;
   std::unique_ptr<WalCheckpointer> checkpointer_;
   TransactionGroup group_{[this](const std::vector<const TransactionGroup::Body*>& bodies,
                                  std::vector<Status>& results) {
