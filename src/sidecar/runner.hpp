@@ -67,8 +67,9 @@ class Runner {
 
  private:
   void worker(Slot& slot);
-  // A decided message of a group leased ahead, held until the group's last one is decided and
-  // then settled with the others in one shared step (runner_defer.cpp).
+  // A decided message of a group leased ahead, held until the group's last one is decided (at
+  // most one call past ReceiveAhead::kBudget) and then settled with the others in one shared step
+  // (runner_defer.cpp).
   struct Deferred {
     const transport::Delivery* delivery = nullptr;
     std::optional<envelope::Envelope> in;  // views into delivery->body

@@ -1,11 +1,12 @@
 // The runner's deferred settling (runner.hpp): on a transport that settles together (SQLite), the
-// decided messages of a group leased ahead wait until the group's last one is decided and are
-// then settled in one shared step (settle_batch: one send_then_ack_many, one write transaction),
-// so each page the hop touches (the queues' tails, the index) is written once per group instead
-// of once per message. Nothing waits for a message not yet received: a group is what one receive
-// leased, and ReceiveAhead sizes it to about 10 ms of processing. A traced hop leaves the worker's
-// thread when its decision is held (Hop::leave_thread) and records its publish and ack spans when
-// the group settles, through a BatchHops that adopts it.
+// decided messages of a group leased ahead wait until the group's last one is decided (or, when
+// they have waited longer than ReceiveAhead::kBudget, until the call that made them wait ends:
+// process_leased_ahead) and are then settled in one shared step (settle_batch: one
+// send_then_ack_many, one write transaction), so each page the hop touches (the queues' tails, the
+// index) is written once per group instead of once per message. Nothing waits for a message not yet
+// received: a group is what one receive leased, and ReceiveAhead sizes it to about 10 ms of
+// processing. A traced hop leaves the worker's thread when its decision is held (Hop::leave_thread)
+// and records its publish and ack spans when the group settles, through a BatchHops that adopts it.
 #include <algorithm>
 #include <optional>
 

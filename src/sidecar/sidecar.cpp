@@ -323,6 +323,11 @@ void Runner::process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
     const auto processing_started = Clock::now();
     process_actor(slot, client, delivery, scratch, need_ready, defer ? &deferred : nullptr);
     ahead.record(seconds_since(processing_started));
+    // A group is sized to about ReceiveAhead::kBudget of processing, but a handler's time varies:
+    // decisions held longer than that (a slow call came after them) are settled now, so an
+    // output waits for at most one more call, never for the rest of the group.
+    if (!deferred.empty() && Clock::now() - deferred.front().started > ReceiveAhead::kBudget)
+      settle_deferred(slot, client, deferred, need_ready);
   }
   settle_deferred(slot, client, deferred, need_ready);
   std::lock_guard lock(slot.mutex);

@@ -33,9 +33,11 @@ def test_a_tool_call_is_the_root_span_its_envelope_names(gateway_binary, queue_t
         assert span["service"] == "asya-gateway"
         assert span.attrs["asya.job_id"] == job_id and span.attrs["asya.tool"] == "pipeline"
         assert span.attrs["messaging.destination.name"] == "asya-first"
-        _, _, body = http("GET", gw.url + "/metrics")
-        text = body.decode()
-        assert 'asya_trace_spans_exported_total{destination="collector"} 1' in text.splitlines()
+        # The exporter counts a span as exported once the receiver's answer came back, which can be
+        # just after the receiver holds it.
+        exported = 'asya_trace_spans_exported_total{destination="collector"} 1'
+        text = wait_until(lambda: (lambda t: t if exported in t.splitlines() else None)(
+            http("GET", gw.url + "/metrics")[2].decode()), what="the exported span counted")
         check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert check.returncode == 0, check.stdout + check.stderr
     finally:

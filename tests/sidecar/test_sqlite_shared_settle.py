@@ -108,3 +108,31 @@ def test_repeated_sigkills_at_concurrency_8_lose_and_duplicate_nothing(sqlite_cl
     assert set(arrived) == set(ids), "lost: %s" % sorted(set(ids) - set(arrived))[:20]
     duplicates = {i: n for i, n in arrived.items() if n > 1}
     assert not duplicates, "arrived more than once: %s" % sorted(duplicates)[:20]
+
+
+def test_a_held_output_waits_for_at_most_one_slow_call(sqlite_cluster):
+    """Fast messages make the worker lease 8 at a time, and their decisions are held for the
+    group's shared settle; the backlog then turns slow (0.5 s per call). The last fast message's
+    group may hold slow ones after it: its output must not wait for all of them, only for the call
+    during which it was held longer than the group's budget (ReceiveAhead::kBudget)."""
+    cluster = sqlite_cluster
+    fast = ["f%02d" % i for i in range(30)]
+    slow = ["s%d" % i for i in range(1, 9)]
+    lines = [json.dumps({"id": tag, "route": {"actors": ["fast"], "current": 0},
+                         "payload": {"tag": tag, "sleep": 0 if tag in fast else 0.5}},
+                        separators=(",", ":")) for tag in fast + slow]
+    batch = pathlib.Path(cluster.tmp) / "backlog.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    cluster.queues._run("send", "asya-fast", "@" + str(batch), "--lines")
+    cluster.actor("fast", "slow")
+    seen = set()
+    deadline = time.monotonic() + 120
+    while fast[-1] not in seen and time.monotonic() < deadline:
+        for m in cluster.queues.recv(HAPPY, 100, wait=0.05):
+            seen.add(json.loads(m["body"])["id"])
+    assert fast[-1] in seen, "the last fast message never arrived"
+    # Its group held at most one slow call after it: the second slow call had not ended yet.
+    assert not (cluster.markers / "end-s2").exists(), sorted(p.name for p in cluster.markers.iterdir())
+    arrived = {json.loads(m["body"])["id"] for m in cluster.queues.recv(HAPPY, 100, wait=6.0)}
+    wait_for(lambda: arrived.update(json.loads(m["body"])["id"] for m in cluster.queues.recv(HAPPY, 100))
+             or seen | arrived >= set(fast + slow), 60, "every message at happy-end")

@@ -133,7 +133,7 @@ def test_collector_down_loses_no_message_and_counts_dropped_spans(cluster):
         total = sum(float(v) for v in re.findall(
             r'^asya_trace_spans_dropped_total\{destination="collector",reason="[a-z_]+"\} (\S+)$', text, re.M))
         return text if total == 10 * 4 else None  # 10 hops x (hop, runtime call, publish, ack)
-    text = wait_for(dropped, 30, "all 40 spans of the 10 messages counted as dropped")
+    text = wait_for(dropped, 60, "all 40 spans of the 10 messages counted as dropped")
     assert re.search(r'reason="queue_full"\} [1-9]', text) or re.search(r'reason="export_failed"\} [1-9]', text)
     assert 'asya_trace_spans_exported_total{destination="collector"} 0' in text.splitlines()
     promtool = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True)
