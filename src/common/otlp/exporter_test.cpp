@@ -82,26 +82,6 @@ TEST(Exporter, SendsBatchesOfOtlpJsonWithTheConfiguredHeaders) {
   EXPECT_EQ(export_counts("t-ok").exported, 6u);
 }
 
-// Waits (up to 30 s) until the receiver got `n` spans in all.
-bool receives_spans(testing::Receiver& receiver, std::size_t n) {
-  const auto deadline = std::chrono::steady_clock::now() + 30s;
-  for (;;) {
-    std::size_t total = 0;
-    for (const auto& r : receiver.requests())
-      total += json::parse(r.body)
-                   .at("resourceSpans")
-                   .at(0)
-                   .at("scopeSpans")
-                   .at(0)
-                   .at("spans")
-                   .as_array()
-                   .size();
-    if (total >= n) return total == n;
-    if (std::chrono::steady_clock::now() > deadline) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-}
-
 std::vector<std::size_t> spans_per_request(testing::Receiver& receiver) {
   std::vector<std::size_t> sizes;
   for (const auto& r : receiver.requests())
@@ -114,6 +94,18 @@ std::vector<std::size_t> spans_per_request(testing::Receiver& receiver) {
                         .as_array()
                         .size());
   return sizes;
+}
+
+// Waits (up to 30 s) until the receiver got `n` spans in all.
+bool receives_spans(testing::Receiver& receiver, std::size_t n) {
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (;;) {
+    std::size_t total = 0;
+    for (std::size_t spans : spans_per_request(receiver)) total += spans;
+    if (total >= n) return total == n;
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(10ms);
+  }
 }
 
 EncodedSpans encoded(std::size_t n) {

@@ -29,6 +29,30 @@ using rabbitmq_test::Clock;
 using rabbitmq_test::numbered;
 using rabbitmq_test::RabbitmqTransportTest;
 
+// Receives from `queue`, acking each, counting bodies in `arrived` (guarded by `mutex`) until it
+// holds `count` distinct ones or `deadline` passed; a failed receive (the broker is away) is
+// retried.
+void collect_until(Transport& collector, const std::string& queue, std::size_t count,
+                   Clock::time_point deadline, std::mutex& mutex,
+                   std::map<std::string, int>& arrived) {
+  while (Clock::now() < deadline) {
+    {
+      std::lock_guard lock(mutex);
+      if (arrived.size() == count) return;
+    }
+    auto got = collector.receive(queue, 50, 500ms);
+    if (!got) {
+      std::this_thread::sleep_for(100ms);
+      continue;
+    }
+    for (auto& d : *got) {
+      (void)collector.ack(d);
+      std::lock_guard lock(mutex);
+      ++arrived[d.body];
+    }
+  }
+}
+
 TEST(RabbitmqSettingsTest, UrlGivesHostPortCredentialsAndDecodedVhost) {
   RabbitmqSettings s;
   s.apply_url("amqp://alice:s3cret@broker.example:5673/%2F");
@@ -217,22 +241,7 @@ TEST_F(RabbitmqTransportTest, BrokerRestartLosesNothingInATwoQueueChain) {
     }
   });
   std::thread collect([&] {
-    while (Clock::now() < deadline) {
-      {
-        std::lock_guard lock(mutex);
-        if (arrived.size() == static_cast<std::size_t>(kMessages)) break;
-      }
-      auto got = collector->receive(b, 50, 500ms);
-      if (!got) {
-        std::this_thread::sleep_for(100ms);
-        continue;
-      }
-      for (auto& d : *got) {
-        (void)collector->ack(d);
-        std::lock_guard lock(mutex);
-        ++arrived[d.body];
-      }
-    }
+    collect_until(*collector, b, static_cast<std::size_t>(kMessages), deadline, mutex, arrived);
     done = true;
   });
 
@@ -312,22 +321,7 @@ TEST_F(RabbitmqTransportTest, BrokerRestartWhileEightSendersShareTheConfirmWindo
     });
   }
   std::thread collect([&] {
-    while (Clock::now() < deadline) {
-      {
-        std::lock_guard lock(mutex);
-        if (arrived.size() == static_cast<std::size_t>(kMessages)) return;
-      }
-      auto got = collector->receive(q, 50, 500ms);
-      if (!got) {
-        std::this_thread::sleep_for(100ms);
-        continue;
-      }
-      for (auto& d : *got) {
-        (void)collector->ack(d);
-        std::lock_guard lock(mutex);
-        ++arrived[d.body];
-      }
-    }
+    collect_until(*collector, q, static_cast<std::size_t>(kMessages), deadline, mutex, arrived);
   });
   while (sent < kMessages / 4 && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
   std::printf("restarting the broker (%d sent so far)\n", sent.load());
