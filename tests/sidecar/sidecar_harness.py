@@ -6,6 +6,7 @@ Every test gets its own temporary directory (queue database, sockets, results, m
 suite is parallel-safe under pytest-xdist. Nothing sleeps to hope: every wait polls a condition
 with a deadline and fails with what it was waiting for.
 """
+import contextlib
 import http.server
 import json
 import os
@@ -347,16 +348,26 @@ class Cluster:
         return "\n".join(a.logs() for a in self.actors)
 
 
+@contextlib.contextmanager
+def running_cluster(request, build_path, transport, env=None, prefix="asya-sc-"):
+    """A Cluster for one test in its own short temp dir (Unix socket paths are limited): its
+    actors' logs go to stderr when the test failed; stopped and removed afterwards."""
+    tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")
+    c = Cluster(transport, build_path, tmp, env or {})
+    try:
+        yield c
+    finally:
+        failed = getattr(request.node, "rep_call", None)
+        if failed is not None and failed.failed:
+            sys.stderr.write(c.logs())
+        c.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 @pytest.fixture(params=TRANSPORTS)
 def cluster(request, build_path):
-    tmp = tempfile.mkdtemp(prefix="asya-sc-", dir="/tmp")  # short: Unix socket paths are limited
-    c = Cluster(request.param, build_path, tmp, transport_env(request, request.param))
-    yield c
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        sys.stderr.write(c.logs())
-    c.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+    with running_cluster(request, build_path, request.param, transport_env(request, request.param)) as c:
+        yield c
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)

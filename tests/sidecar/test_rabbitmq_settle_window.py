@@ -10,16 +10,14 @@ concurrency 8 with prefetch 64 is test_rabbitmq_restart.py.)
 import collections
 import json
 import pathlib
-import shutil
 import signal
 import sys
-import tempfile
 import time
 import urllib.parse
 
 import pytest
 
-from sidecar_harness import Cluster, rabbitmq_service, wait_for
+from sidecar_harness import rabbitmq_service, running_cluster, wait_for
 
 pytestmark = pytest.mark.skipif(not rabbitmq_service.available(),
                                 reason="rabbitmq-server is not installed (run scripts/setup)")
@@ -33,18 +31,12 @@ def rabbit(request, build_path, rabbitmq_broker):
     """A cluster on a fresh vhost of the session broker; yields (cluster, broker, vhost name)."""
     url = rabbitmq_broker.new_vhost()
     vhost = urllib.parse.unquote(url.rsplit("/", 1)[1])
-    tmp = tempfile.mkdtemp(prefix="asya-sw-", dir="/tmp")
     env = {"ASYA_RABBITMQ_URL": url}
     # A quorum queue applies overflow=reject-publish only once it is over its limit (it may take
     # one more message); a classic queue refuses exactly at it, which the tests count on.
     env.update(getattr(request, "param", {}))
-    cluster = Cluster("rabbitmq", build_path, tmp, env)
-    yield cluster, rabbitmq_broker, vhost
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        sys.stderr.write(cluster.logs())
-    cluster.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+    with running_cluster(request, build_path, "rabbitmq", env, prefix="asya-sw-") as cluster:
+        yield cluster, rabbitmq_broker, vhost
 
 
 def envelope(id_, actors, payload):

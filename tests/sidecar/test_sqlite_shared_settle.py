@@ -10,29 +10,20 @@ moments of a backlog at concurrency 8.
 import collections
 import json
 import pathlib
-import shutil
 import signal
-import sys
-import tempfile
 import time
 
 import pytest
 
-from sidecar_harness import Cluster, wait_for
+from sidecar_harness import running_cluster, wait_for
 
 HAPPY = "asya-happy-end"
 
 
 @pytest.fixture
 def sqlite_cluster(request, build_path):
-    tmp = tempfile.mkdtemp(prefix="asya-ss-", dir="/tmp")
-    cluster = Cluster("sqlite", build_path, tmp)
-    yield cluster
-    failed = getattr(request.node, "rep_call", None)
-    if failed is not None and failed.failed:
-        sys.stderr.write(cluster.logs())
-    cluster.stop()
-    shutil.rmtree(tmp, ignore_errors=True)
+    with running_cluster(request, build_path, "sqlite", prefix="asya-ss-") as cluster:
+        yield cluster
 
 
 def queue_backlog(cluster, queue, ids):
