@@ -1666,13 +1666,14 @@ def _remove_quietly(path):
 
 
 def _write_ready_file(path, batch=False):
-    """The ready file: the pid, and a line ``batch`` when the runtime takes batch requests
-    (PROTOCOL.md section 3)."""
+    """The ready file: the pid, and lines ``batch`` and ``pipeline`` when the runtime takes batch
+    requests (PROTOCOL.md section 3; ``pipeline``: connections are served at once, each by its
+    own thread, so a sidecar may keep its next batch waiting on a second connection)."""
     temporary = "%s.%d.tmp" % (path, os.getpid())
     with open(temporary, "w") as ready:
         ready.write("%d\n" % os.getpid())
         if batch:
-            ready.write("batch\n")
+            ready.write("batch\npipeline\n")
     os.replace(temporary, path)
 
 

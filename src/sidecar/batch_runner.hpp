@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <vector>
@@ -62,10 +63,45 @@ struct BatchSteps {
 // once, then finish for every item in order (through `steps.defer` when set); `steps.hooks`,
 // when set, is called at the points its methods name. Records the
 // runtime duration, the batch size and `gathered_seconds` (time spent gathering after the first
-// message), and logs a failed call once for the batch.
+// message), and logs a failed call once for the batch. start_batch() then complete_batch().
 void run_batch(const Router& router, wire::RuntimeClient& client,
                std::vector<transport::Delivery>& deliveries, wire::FrameBuffer& scratch,
                std::chrono::milliseconds timeout, double gathered_seconds, Metrics& metrics,
                BatchMetrics& batch_metrics, const BatchSteps& steps);
+
+// A batch between start_batch() (its request written) and complete_batch() (its answer read and
+// every item settled or handed to steps.defer). Points into the deliveries given to start_batch,
+// which must outlive it.
+struct StartedBatch {
+  std::vector<BatchItem> items;
+  std::vector<char> tracked, called;
+  SentBatch sent;
+  wire::RuntimeClient* client = nullptr;
+  double gathered_seconds = 0;
+  BatchSteps steps;
+  std::size_t size() const { return sent.sent.size(); }
+};
+
+// run_batch's first half: everything up to the written request. `deadline_margin` (a batch sent
+// while the runtime still works on another one, so it may wait up to about that long before the
+// handler begins it): when an item that would be sent has a deadline within `deadline_margin` of
+// now, nothing at all is done and nullptr is returned; the caller starts the batch once the
+// runtime can begin it at once, so an item whose deadline passes while it would wait is never
+// handed to the handler (section 5's deadline rule, per item, as for a batch sent at once).
+std::unique_ptr<StartedBatch> start_batch(
+    const Router& router, wire::RuntimeClient& client, std::vector<transport::Delivery>& deliveries,
+    wire::FrameBuffer& scratch, std::chrono::milliseconds timeout, double gathered_seconds,
+    const BatchSteps& steps,
+    std::chrono::milliseconds deadline_margin = std::chrono::milliseconds(0));
+
+// run_batch's second half: reads the answer, bounded by `began` + `timeout` (`began`: when the
+// runtime could begin the batch: when it was sent, or when the batch ahead of it was answered),
+// decides, settles or defers. `cut` (not kOk): the answer is not read; the connection is closed
+// and every sent item is decided as that failure (the batch ahead of it timed out, or the
+// runtime went away). Returns what the call did.
+BatchCall complete_batch(const Router& router, StartedBatch& batch, wire::FrameBuffer& scratch,
+                         std::chrono::steady_clock::time_point began,
+                         std::chrono::milliseconds timeout, Metrics& metrics,
+                         BatchMetrics& batch_metrics, const wire::CallResult& cut = {});
 
 }  // namespace asya::sidecar

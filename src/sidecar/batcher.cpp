@@ -45,6 +45,11 @@ Status check_runtime_takes_batches(const std::string& socket_path, const BatchSe
       accepts ? "its ready file has no line \"batch\" (PROTOCOL §3)" : accepts.error().message)};
 }
 
+bool runtime_pipelines(const std::string& socket_path) {
+  auto declared = wire::runtime_declares(socket_path, wire::kPipelineCapability);
+  return declared && *declared;
+}
+
 std::vector<BatchItem> prepare_batch(const Router& router,
                                      std::vector<transport::Delivery>& deliveries,
                                      wire::FrameBuffer& scratch,
@@ -61,37 +66,49 @@ std::vector<BatchItem> prepare_batch(const Router& router,
   return items;
 }
 
-BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
-                     std::vector<BatchItem>& items, wire::FrameBuffer& response,
+SentBatch send_batch(std::vector<BatchItem>& items, wire::RuntimeClient& client,
                      std::chrono::milliseconds timeout) {
-  BatchCall result;
-  std::vector<BatchItem*> sent;
+  SentBatch sent;
   std::vector<std::string_view> bodies;
-  for (auto& item : items) {
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const BatchItem& item = items[i];
     if (item.decision) continue;
-    sent.push_back(&item);
+    sent.sent.push_back(i);
     bodies.push_back(item.request.empty() ? std::string_view(item.delivery->body) : item.request);
   }
-  result.sent = sent.size();
-  if (sent.empty()) return result;
+  if (sent.sent.empty()) return sent;
+  sent.request = wire::batch_request(bodies);
+  sent.started = Clock::now();
+  sent.result = client.send(sent.request, timeout);
+  return sent;
+}
 
-  const std::string request = wire::batch_request(bodies);
-  const auto started = Clock::now();
-  wire::CallResult call = client.call(request, response, timeout);
-  result.started = started;
-  result.runtime_seconds = std::chrono::duration<double>(Clock::now() - started).count();
+BatchCall answer_batch(const Router& router, wire::RuntimeClient& client,
+                       std::vector<BatchItem>& items, SentBatch& sent, wire::FrameBuffer& response,
+                       std::chrono::steady_clock::time_point deadline,
+                       std::chrono::milliseconds timeout) {
+  BatchCall result;
+  result.sent = sent.sent.size();
+  if (sent.sent.empty()) return result;
+  result.started = sent.started;
+  wire::CallResult call = sent.result.status == wire::CallStatus::kOk
+                              ? client.receive(response, deadline, timeout)
+                              : std::move(sent.result);
+  std::string().swap(sent.request);
+  result.runtime_seconds = std::chrono::duration<double>(Clock::now() - sent.started).count();
   result.status = call.status;
   result.notice = call.notice;
   auto decide_all = [&](const wire::CallResult& failed) {
-    for (BatchItem* item : sent)
-      item->decision = router.after_runtime(*item->envelope(), *item->delivery, failed, {});
+    for (std::size_t i : sent.sent)
+      items[i].decision =
+          router.after_runtime(*items[i].envelope(), *items[i].delivery, failed, {});
   };
   if (call.status != wire::CallStatus::kOk) {
     result.error = call.error;
     decide_all(call);
     return result;
   }
-  auto answers = wire::split_batch_response(response.view(), sent.size());
+  auto answers = wire::split_batch_response(response.view(), sent.sent.size());
   if (!answers) {
     result.status = wire::CallStatus::kProtocol;
     result.error = answers.error().message;
@@ -100,9 +117,9 @@ BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
     return result;
   }
   bool rejected = false;
-  for (std::size_t i = 0; i < sent.size(); ++i) {
-    BatchItem& item = *sent[i];
-    item.decision = router.after_runtime(*item.envelope(), *item.delivery, call, (*answers)[i],
+  for (std::size_t k = 0; k < sent.sent.size(); ++k) {
+    BatchItem& item = items[sent.sent[k]];
+    item.decision = router.after_runtime(*item.envelope(), *item.delivery, call, (*answers)[k],
                                          false, item.offload);
     if (item.decision->failure == FailureCode::kRuntimeProtocolError) {
       rejected = true;
@@ -111,6 +128,13 @@ BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
   }
   if (rejected) client.disconnect();
   return result;
+}
+
+BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
+                     std::vector<BatchItem>& items, wire::FrameBuffer& response,
+                     std::chrono::milliseconds timeout) {
+  SentBatch sent = send_batch(items, client, timeout);
+  return answer_batch(router, client, items, sent, response, sent.started + timeout, timeout);
 }
 
 }  // namespace asya::sidecar

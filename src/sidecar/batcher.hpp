@@ -46,6 +46,11 @@ Result<std::vector<transport::Delivery>> gather_batch(transport::Transport& tran
 // change (the sidecar then exits with its configuration exit code, 2).
 Status check_runtime_takes_batches(const std::string& socket_path, const BatchSettings& settings);
 
+// Whether the runtime at `socket_path` declares `pipeline` in its ready file (PROTOCOL §3
+// "Pipelined batches"): a batch may then be sent on a second connection while it works on
+// another. False when the file cannot be read.
+bool runtime_pipelines(const std::string& socket_path);
+
 // One envelope of a batch. `parsed` points into delivery->body (which must not move while the
 // item lives). `decision` is set once the item's outcome is known.
 struct BatchItem {
@@ -90,5 +95,26 @@ struct BatchCall {
 BatchCall call_batch(const Router& router, wire::RuntimeClient& client,
                      std::vector<BatchItem>& items, wire::FrameBuffer& response,
                      std::chrono::milliseconds timeout);
+
+// call_batch() in two halves, for a batch sent while the runtime still works on another one (on
+// another connection: PROTOCOL §3 "Pipelined batches"). send_batch() writes the request of every
+// item without a decision (result: kOk when written, else the failure). answer_batch() reads its
+// answer, bounded by `deadline` (`timeout` names the bound in a timeout's message), and decides
+// each sent item as call_batch() does (every sent item as the failure when the send failed).
+// `items` must not change in between.
+struct SentBatch {
+  std::vector<std::size_t> sent;  // indexes into the items of the items sent, in request order
+  std::string request;            // the request's body, kept until the answer is read
+  // When the request was written; the caller may move it later (when the runtime could begin the
+  // batch: after the batch ahead of it was answered); the call's duration counts from it.
+  std::chrono::steady_clock::time_point started;
+  wire::CallResult result;  // of the send
+};
+SentBatch send_batch(std::vector<BatchItem>& items, wire::RuntimeClient& client,
+                     std::chrono::milliseconds timeout);
+BatchCall answer_batch(const Router& router, wire::RuntimeClient& client,
+                       std::vector<BatchItem>& items, SentBatch& sent, wire::FrameBuffer& response,
+                       std::chrono::steady_clock::time_point deadline,
+                       std::chrono::milliseconds timeout);
 
 }  // namespace asya::sidecar

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "sidecar/batch_ahead.hpp"
+#include "sidecar/batch_pipeline.hpp"
 #include "sidecar/batch_runner.hpp"
 #include "sidecar/batch_settler.hpp"
 #include "sidecar/config.hpp"
@@ -97,10 +98,19 @@ class Runner {
   // Batching: one gathered batch, one runtime call, the items settled together (batch_settle).
   // `leased`: when the batch's receive began. A full batch has the next one leased meanwhile on
   // the settler's thread (`ahead`, batch_ahead.hpp).
+  // With a runtime that declares `pipeline`, the next full batch is sent on the pipeline's
+  // second connection before the current one's answer is read (batch_pipeline.hpp), and so on
+  // while batches are full: this returns when nothing is in flight (runner_batch.cpp).
   void process_batch(Slot& slot, wire::RuntimeClient& client,
                      std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
                      bool& need_ready, double gathered_seconds, BackgroundSettler& settler,
-                     Clock::time_point leased, BatchAhead& ahead);
+                     Clock::time_point leased, BatchAhead& ahead, BatchPipeline& pipeline);
+  // A batch in the slot, counted, with its steps (runner_batch.cpp), before and after its start.
+  struct AdmittedBatch;
+  std::unique_ptr<AdmittedBatch> admit_batch(Slot& slot, wire::RuntimeClient& client,
+                                             std::vector<transport::Delivery>& received,
+                                             bool& need_ready, double gathered_seconds,
+                                             BackgroundSettler& settler, Clock::time_point leased);
   // Metrics, execute() (unless `settled` already) and what the decision asks of the worker, for
   // one decided delivery.
   void finish(Slot& slot, wire::RuntimeClient& client, const transport::Delivery& delivery,

@@ -194,6 +194,9 @@ void Runner::worker(Slot& slot) {
   const std::string queue = config_.input_queue();
   BatchAhead batch_ahead(*transport_, queue, batching_, slot, stop_, &metrics_);  // outlives it
   BackgroundSettler settler;  // settles full batches, leases ahead on its thread (batch_*.hpp)
+  // The second connection for a batch sent while the runtime works on another (batch_pipeline.hpp)
+  BatchPipeline pipeline(
+      wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
   bool need_ready = !config_.is_end_actor;
   int consecutive_errors = 0;
   // A plain actor with a fast handler leases several messages per receive (receive_ahead.hpp).
@@ -225,6 +228,7 @@ void Runner::worker(Slot& slot) {
         stop_.request(kExitConfig);
         break;
       }
+      pipeline.enable(batching_.enabled() && !join_ && runtime_pipelines(config_.socket_path));
       need_ready = false;
       slot.runtime_ready = true;
       spdlog::debug("runtime ready at {}", config_.socket_path);
@@ -237,7 +241,7 @@ void Runner::worker(Slot& slot) {
     // The next batch, leased while the runtime worked on the previous one (batch_ahead.hpp).
     if (auto leased = batching_.enabled() && client ? batch_ahead.take() : std::nullopt) {
       process_batch(slot, *client, leased->deliveries, scratch, need_ready, 0, settler,
-                    leased->leased, batch_ahead);
+                    leased->leased, batch_ahead, pipeline);
       continue;
     }
     // A held batch (batch_settler.hpp) is settled once the next one is leased, or at once when
@@ -268,7 +272,7 @@ void Runner::worker(Slot& slot) {
       if (delivery.delivery_count > 1) metrics_.redelivered();
     if (batching_.enabled() && client) {
       process_batch(slot, *client, *received, scratch, need_ready, gathered_seconds, settler,
-                    started, batch_ahead);
+                    started, batch_ahead, pipeline);
       continue;
     }
     if (received->size() > 1 && lease_ahead) {
@@ -414,69 +418,6 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
     client.disconnect();
     need_ready = true;
   }
-}
-
-void Runner::process_batch(Slot& slot, wire::RuntimeClient& client,
-                           std::vector<transport::Delivery>& received, wire::FrameBuffer& scratch,
-                           bool& need_ready, double gathered_seconds, BackgroundSettler& settler,
-                           Clock::time_point leased, BatchAhead& ahead) {
-  const auto started = Clock::now();
-  // A full batch says the queue is busy: settle it while the runtime works on the next one. A
-  // smaller one (a light load) is settled at once, with no hand-over to delay its outputs.
-  const bool full = received.size() >= batching_.max_size;
-  // This batch is leased: the previous one's settling may start (it runs during this call), and
-  // after it, when this batch is full, the leasing of the next one.
-  settler.release(full && !join_ ? ahead.step() : nullptr);
-  // Owned by the batch: a full batch is settled in the background, after this returns. (Moved
-  // storage: pointers to deliveries leased ahead stay valid.)
-  auto owned = std::make_shared<std::vector<transport::Delivery>>(std::move(received));
-  std::vector<transport::Delivery>& deliveries = *owned;
-  {
-    std::lock_guard lock(slot.mutex);
-    // The previous batch's unsettled items stay (it may still be settling), as do those leased
-    // ahead.
-    std::erase(slot.batch, nullptr);
-    for (const auto& delivery : deliveries)
-      if (std::find(slot.batch.begin(), slot.batch.end(), &delivery) == slot.batch.end())
-        slot.batch.push_back(&delivery);
-    slot.lease_since = leased;
-  }
-  for (const auto& delivery : deliveries) count_received(delivery);
-  // Spans and payload references per item (sidecar/batch_hooks.hpp); spans are exported when it
-  // goes, after every item was settled (by the settling job, when that runs in the background).
-  auto hooks = std::make_shared<BatchItemHooks>(tracing_, payloads_.references.get(), *router_,
-                                                deliveries.size());
-  BatchSteps steps;
-  steps.hooks = hooks.get();
-  steps.tracked = [&](const envelope::Envelope& in) {
-    return reporter_ && tracked_by_gateway(in.route_metadata_raw);
-  };
-  steps.before_call = [&](const envelope::Envelope& in, bool t) { return gateway_before(in, t); };
-  steps.after_call = [&](const envelope::Envelope& in, Decision& d, double seconds, bool t) {
-    gateway_after(in, d, seconds, t);
-  };
-  // settle and finish may run on the settler's thread after this returns: they capture only what
-  // outlives the batch (the slot, the worker's client and flag, values).
-  steps.finish = [this, &slot, &client, &need_ready, started](const transport::Delivery& delivery,
-                                                              const envelope::Envelope* in,
-                                                              const Decision& decision, bool t) {
-    finish(slot, client, delivery, in, decision, t, started, need_ready, /*settled=*/true);
-  };
-  steps.settle = [this, &slot](std::span<const SettleItem> items) { execute(slot, items); };
-  steps.defer = [&settler, owned, hooks, full](std::function<void()> job, bool background) {
-    if (background && full) {
-      hooks->hops().detach();  // the worker's next batch is its current one
-      settler.hold([owned, hooks, job = std::move(job)] {
-        hooks->hops().attach();  // publish and ack spans go to this batch's hops
-        job();
-      });
-      return;
-    }
-    settler.wait();  // the previous batch's outputs go first
-    job();
-  };
-  run_batch(*router_, client, deliveries, scratch, config_.runtime_timeout, gathered_seconds,
-            metrics_, batch_metrics_, steps);
 }
 
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,

@@ -118,25 +118,33 @@ Result<std::vector<std::string_view>> split_batch_response(std::string_view resp
 }
 
 bool ready_file_declares_batch(std::string_view contents) {
+  return ready_file_declares(contents, kBatchCapability);
+}
+
+bool ready_file_declares(std::string_view contents, std::string_view capability) {
   while (!contents.empty()) {
     std::size_t newline = contents.find('\n');
     std::string_view line = contents.substr(0, newline);
     while (!line.empty() && blank(line.front())) line.remove_prefix(1);
     while (!line.empty() && blank(line.back())) line.remove_suffix(1);
-    if (line == kBatchCapability) return true;
+    if (line == capability) return true;
     if (newline == std::string_view::npos) break;
     contents.remove_prefix(newline + 1);
   }
   return false;
 }
 
-Result<bool> runtime_accepts_batches(std::string_view socket_path) {
+Result<bool> runtime_declares(std::string_view socket_path, std::string_view capability) {
   const std::string path = ready_file_for(socket_path);
   std::ifstream in(path);
   if (!in) return Error{fmt::format("cannot read the runtime's ready file {}", path)};
   std::ostringstream text;
   text << in.rdbuf();
-  return ready_file_declares_batch(text.str());
+  return ready_file_declares(text.str(), capability);
+}
+
+Result<bool> runtime_accepts_batches(std::string_view socket_path) {
+  return runtime_declares(socket_path, kBatchCapability);
 }
 
 }  // namespace asya::wire

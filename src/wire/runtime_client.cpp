@@ -35,6 +35,7 @@ RuntimeClient::~RuntimeClient() {
 }
 
 void RuntimeClient::disconnect() {
+  pending_ = Pending{};  // a request in flight is never answered on a closed connection
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -204,16 +205,16 @@ std::chrono::milliseconds diagnose_wait(Clock::time_point deadline) {
 
 }  // namespace
 
-CallResult RuntimeClient::call_with(const RequestBody& request, std::chrono::milliseconds timeout,
-                                    const std::function<char*(std::size_t)>& storage) {
-  const Clock::time_point deadline = Clock::now() + timeout;
+CallResult RuntimeClient::begin_call(const RequestBody& request, Clock::time_point deadline,
+                                     std::chrono::milliseconds timeout) {
+  pending_ = Pending{};
   std::string notice;
-  bool reused = false;
+  bool kept = false;
   if (fd_ >= 0) {
     // Anything waiting before the request is written cannot belong to it.
     Peeked before = peek(fd_);
     if (before.state == PeekState::kIdle) {
-      reused = true;
+      kept = true;
     } else {
       if (before.state == PeekState::kData) {
         notice = fmt::format(
@@ -226,50 +227,95 @@ CallResult RuntimeClient::call_with(const RequestBody& request, std::chrono::mil
       disconnect();
     }
   }
-  auto done = [&notice](CallResult r) {
+  bool may_resend = false;
+  CallResult r = write_request(request, deadline, timeout, kept, may_resend);
+  if (r.status == CallStatus::kOk)
+    pending_ = Pending{true, request, may_resend, std::move(notice)};  // receive() reports it
+  else
     r.notice = std::move(notice);
-    return r;
-  };
+  return r;
+}
+
+CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_point deadline,
+                                        std::chrono::milliseconds timeout, bool kept,
+                                        bool& may_resend) {
   for (int attempt = 0;; ++attempt) {
     if (fd_ < 0) {
       Status s = connect_once();
-      if (!s.ok()) return done({CallStatus::kUnavailable, s.message()});
+      if (!s.ok()) return {CallStatus::kUnavailable, s.message()};
     }
     // The request is sent again only when it provably was not read, and only once: on a kept
     // connection that the runtime closed meanwhile.
-    const bool may_resend = reused && attempt == 0;
-    reused = false;
+    may_resend = kept && attempt == 0;
+    kept = false;
 
     auto w = request.streamed
                  ? detail::write_frame_stream_io(fd_, request.streamed->size,
                                                  request.streamed->write_body, deadline)
                  : detail::write_frame_io(fd_, request.whole, deadline);
-    if (!w.ok()) {
-      disconnect();
-      // EPIPE/ECONNRESET: the runtime had closed; what it never received it did not read.
-      if (w.code == IoCode::kClosed && may_resend) continue;
-      switch (w.code) {
-        case IoCode::kTimeout:
-          return done({CallStatus::kTimeout, fmt::format("runtime did not accept the request "
-                                                         "within {} ms",
-                                                         timeout.count())});
-        case IoCode::kOversize:
-          return done({CallStatus::kProtocol, w.message});
-        case IoCode::kAborted:
-          return done({CallStatus::kUnavailable,
-                       fmt::format("the request was not sent completely: {}; the connection to "
-                                   "{} was closed",
-                                   w.message, options_.socket_path)});
-        default:
-          return done({CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
-                                                             options_.socket_path, w.message)});
-      }
+    if (w.ok()) return {};
+    disconnect();
+    // EPIPE/ECONNRESET: the runtime had closed; what it never received it did not read.
+    if (w.code == IoCode::kClosed && may_resend) continue;
+    switch (w.code) {
+      case IoCode::kTimeout:
+        return {CallStatus::kTimeout,
+                fmt::format("runtime did not accept the request within {} ms", timeout.count())};
+      case IoCode::kOversize:
+        return {CallStatus::kProtocol, w.message};
+      case IoCode::kAborted:
+        return {CallStatus::kUnavailable,
+                fmt::format("the request was not sent completely: {}; the connection to {} was "
+                            "closed",
+                            w.message, options_.socket_path)};
+      default:
+        return {CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
+                                                      options_.socket_path, w.message)};
     }
-    bool request_unread = false;
-    CallResult r = read_answer(storage, deadline, timeout, request_unread);
-    if (r.status == CallStatus::kUnavailable && request_unread && may_resend) continue;
-    return done(std::move(r));
   }
+}
+
+CallResult RuntimeClient::end_call(const std::function<char*(std::size_t)>& storage,
+                                   Clock::time_point deadline, std::chrono::milliseconds timeout) {
+  Pending pending = std::move(pending_);
+  pending_ = Pending{};
+  if (!pending.active)
+    return {CallStatus::kUnavailable, "no request in flight on this connection (a bug)"};
+  bool request_unread = false;
+  CallResult r = read_answer(storage, deadline, timeout, request_unread);
+  if (r.status == CallStatus::kUnavailable && request_unread && pending.may_resend) {
+    // The kept connection was closed by the runtime with the request unread: once more, on a new
+    // connection.
+    bool again = false;
+    r = write_request(pending.request, deadline, timeout, false, again);
+    if (r.status == CallStatus::kOk) r = read_answer(storage, deadline, timeout, request_unread);
+  }
+  r.notice = std::move(pending.notice);
+  return r;
+}
+
+CallResult RuntimeClient::call_with(const RequestBody& request, std::chrono::milliseconds timeout,
+                                    const std::function<char*(std::size_t)>& storage) {
+  const Clock::time_point deadline = Clock::now() + timeout;
+  CallResult sent = begin_call(request, deadline, timeout);
+  if (sent.status != CallStatus::kOk) return sent;
+  return end_call(storage, deadline, timeout);
+}
+
+CallResult RuntimeClient::send(std::string_view request, std::chrono::milliseconds timeout) {
+  return begin_call({request, nullptr}, Clock::now() + timeout, timeout);
+}
+
+CallResult RuntimeClient::receive(FrameBuffer& response, Clock::time_point deadline,
+                                  std::chrono::milliseconds timeout) {
+  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
+    return response.prepare(size);
+  };
+  return end_call(storage, deadline, timeout);
+}
+
+void RuntimeClient::abandon() {
+  if (pending_.active) disconnect();
 }
 
 CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& storage,

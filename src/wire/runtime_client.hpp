@@ -128,6 +128,23 @@ class RuntimeClient {
   CallResult call(const StreamedRequest& request, FrameBuffer& response,
                   std::chrono::milliseconds timeout);
 
+  // call() in two halves, for a worker that keeps a second batch waiting on a second connection
+  // (PROTOCOL §3 "Pipelined batches"): send() does what call() does up to the written request
+  // (kOk: the request is in flight; otherwise the failure, and nothing is in flight), and
+  // receive() reads its answer with every check of call(), bounded by `deadline` (`timeout` only
+  // names the bound in a timeout's message). `request` must stay valid until receive() returns
+  // (a kept connection closed by the runtime with the request unread gets it once more). One
+  // request at most is in flight per client. CallResult::notice is reported by receive() (by send()
+  // when it failed).
+  CallResult send(std::string_view request, std::chrono::milliseconds timeout);
+  CallResult receive(FrameBuffer& response, std::chrono::steady_clock::time_point deadline,
+                     std::chrono::milliseconds timeout);
+  // Whether a request was sent and its answer not received yet.
+  bool in_flight() const { return pending_.active; }
+  // Gives up on the request in flight, if any, without reading its answer: the connection is
+  // closed, so its answer can never be read as another request's.
+  void abandon();
+
   // Closes the connection (the next call reconnects).
   void disconnect();
 
@@ -137,7 +154,22 @@ class RuntimeClient {
     std::string_view whole;
     const StreamedRequest* streamed = nullptr;
   };
+  // The request in flight between send() and receive().
+  struct Pending {
+    bool active = false;
+    RequestBody request;
+    bool may_resend = false;  // written on a kept connection: see call()
+    std::string notice;
+  };
   Status connect_once();
+  CallResult begin_call(const RequestBody& request, std::chrono::steady_clock::time_point deadline,
+                        std::chrono::milliseconds timeout);
+  CallResult write_request(const RequestBody& request,
+                           std::chrono::steady_clock::time_point deadline,
+                           std::chrono::milliseconds timeout, bool kept, bool& may_resend);
+  CallResult end_call(const std::function<char*(std::size_t)>& storage,
+                      std::chrono::steady_clock::time_point deadline,
+                      std::chrono::milliseconds timeout);
   CallResult call_with(const RequestBody& request, std::chrono::milliseconds timeout,
                        const std::function<char*(std::size_t)>& storage);
   CallResult read_answer(const std::function<char*(std::size_t)>& storage,
@@ -145,6 +177,7 @@ class RuntimeClient {
                          std::chrono::milliseconds timeout, bool& request_unread);
   RuntimeClientOptions options_;
   int fd_ = -1;
+  Pending pending_;
 };
 
 // The ready-file path for a socket path: same directory, file name "runtime-ready".

@@ -188,14 +188,17 @@ Result<int> open_listener(const RuntimeConfig& config) {
 
 // Written to a temporary name and renamed, so a sidecar never sees a half-written file. Not
 // fsync'd: the file means "this process is ready" and is stale after a crash anyway.
-// A runtime that takes batch requests says so with a line `batch` (PROTOCOL §3).
+// A runtime that takes batch requests says so with a line `batch`, and that it serves several
+// connections at once (one thread each) with a line `pipeline` (PROTOCOL §3).
 Status write_ready_file(const std::string& path, bool batch) {
   FileWriteOptions options;
   options.temporary_path = fmt::format("{}.{}.tmp", path, ::getpid());
   options.durable = false;
   return write_file_atomically(
       path,
-      fmt::format("{}\n{}", ::getpid(), batch ? fmt::format("{}\n", wire::kBatchCapability) : ""),
+      fmt::format(
+          "{}\n{}", ::getpid(),
+          batch ? fmt::format("{}\n{}\n", wire::kBatchCapability, wire::kPipelineCapability) : ""),
       options);
 }
 
