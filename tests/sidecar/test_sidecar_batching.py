@@ -1,12 +1,18 @@
 """Dynamic batching in the sidecar (issue 14; docs/protocol.md §3 "Batches"): real sidecar and
 Python runtime processes on each transport. Messages are queued before the sidecar starts, so
 they are ready at once and gathered into batches."""
+import datetime
 import json
+import pathlib
 import signal
 import subprocess
+import sys
 
-from sidecar_harness import wait_for
-from test_sidecar import ERROR, HAPPY, envelope, metric_samples
+import pytest
+from sidecar_harness import running_cluster, wait_for
+from test_sidecar import ERROR, HAPPY, envelope, metric_samples, only
+
+HERE = pathlib.Path(__file__).resolve().parent
 
 BATCH_ENV = {"ASYA_BATCH_MAX_SIZE": "16", "ASYA_BATCH_MAX_WAIT": "50ms", "ASYA_HANDLER_BATCH": "true"}
 
@@ -139,3 +145,93 @@ def test_sigterm_returns_a_batch_leased_ahead_and_loses_nothing(cluster):
     left = [m["json"]["id"] for m in cluster.queues.collect("asya-echo", len(ids) - len(done), timeout=60)]
     assert len(done) == len(set(done)), "a message reached happy-end twice"
     assert sorted(done + left) == ids
+
+
+# Pipelined batches (docs/protocol.md §3 "Pipelined batches"): with a runtime that declares
+# `pipeline`, a worker sends its next full batch on a second connection while the runtime works
+# on the current one. SQLite only: its queue order makes the batches exact.
+
+@pytest.fixture
+def sqlite_cluster(request, build_path):
+    with running_cluster(request, build_path, "sqlite") as c:
+        yield c
+
+
+def sidecar_log_has(actor, text):
+    return text in actor.sidecar.text()
+
+
+def test_a_runtime_killed_with_a_batch_queued_behind_the_running_one_loses_and_repeats_nothing(sqlite_cluster):
+    cluster = sqlite_cluster
+    ids = ["k%d" % i for i in range(8)]
+    # maxSize 4: the first batch (2 s in the handler) is full, so the second is sent ahead on the
+    # second connection and waits behind it in the runtime.
+    cluster.queues.send_many("asya-echo", [envelope(id_, ["echo"], payload={"i": i, "sleep": 2})
+                                           for i, id_ in enumerate(ids)])
+    actor = cluster.actor("echo", "batch_echo", supervise=True, env=dict(
+        BATCH_ENV, ASYA_BATCH_MAX_SIZE="4", ASYA_LOG_LEVEL="debug"))
+    wait_for(lambda: sidecar_log_has(actor, "sent ahead on the second connection"), 30,
+             "the second batch to be sent ahead")
+    assert not cluster.markers_named("batch-"), "the first batch finished before the kill"
+    actor.runtime.popen.kill()  # the supervisor starts a new runtime
+    happy = cluster.queues.collect(HAPPY, 8, timeout=90)
+    assert sorted(m["json"]["id"] for m in happy) == sorted(ids)
+    # Every item was handled to the end exactly once (the killed runtime finished none), and
+    # nothing more arrives: none answered twice.
+    wait_for(lambda: (lambda s: s if s["ready"] == 0 and s["in_flight"] == 0 else None)(
+        cluster.queues.stats("asya-echo")), 30, "every item settled")
+    handled = sorted(i for b in recorded_batches(cluster) for i in b["ids"])
+    assert handled == list(range(8)), recorded_batches(cluster)
+    assert cluster.queues.stats(HAPPY)["ready"] == 0
+    assert cluster.queues.stats(ERROR)["ready"] == 0
+    text = actor.metrics()
+    redelivered = [v for labels, v in metric_samples(text)["asya_actor_redeliveries_total"]]
+    # The running batch's four went back to the queue (runtime_unavailable, a counted delivery);
+    # the one queued behind it too, unless the runtime had not read it yet (then it was written
+    # again on a new connection, PROTOCOL §3): either way retried, never lost.
+    assert redelivered and redelivered[0] >= 4, text
+    assert "runtime_unavailable" in actor.sidecar.text()
+
+
+def test_an_answer_for_the_other_batch_in_flight_is_rejected_and_the_items_retried(sqlite_cluster):
+    cluster = sqlite_cluster
+    ids = ["w%d" % i for i in range(6)]
+    # maxSize 4: a full batch of four, then two sent ahead; the rogue answers each connection with
+    # the other batch's answers.
+    cluster.queues.send_many("asya-echo", [envelope(id_, ["echo"], payload={"i": i}) for i, id_ in enumerate(ids)])
+    actor = cluster.actor("echo", env=dict(BATCH_ENV, ASYA_BATCH_MAX_SIZE="4", ASYA_RETRY_MAX_ATTEMPTS="3"),
+                          runtime_cmd=[sys.executable, str(HERE / "rogue_batch_runtime.py")])
+    happy = cluster.queues.collect(HAPPY, 6, timeout=60)
+    assert sorted(m["json"]["id"] for m in happy) == sorted(ids)
+    for m in happy:  # never another envelope's answer
+        assert m["json"]["payload"] == {"answered": m["json"]["id"]}, m["json"]
+    reads = (cluster.markers / "reads").read_text().split()
+    assert sorted(reads) == sorted(ids + ids), reads  # each read twice: the swapped answers were not used
+    log = actor.sidecar.text()
+    assert "batch response has 2 answers for a request of 4 envelopes" in log, log[-3000:]
+    assert "batch response has 4 answers for a request of 2 envelopes" in log, log[-3000:]
+    assert cluster.queues.stats(ERROR)["ready"] == 0
+
+
+def test_an_item_whose_deadline_may_pass_while_waiting_in_the_runtime_is_not_sent_ahead(sqlite_cluster):
+    cluster = sqlite_cluster
+    # Three full batches of four, 2 s each in the handler. The third would be sent ahead while the
+    # second runs; its item "d" has a deadline that passes before the second is answered, so it is
+    # held back, checked when the runtime can begin it, and never reaches the handler.
+    messages = [envelope("b%d" % i, ["echo"], payload={"i": i, "sleep": 2}) for i in range(8)]
+    actor = cluster.actor("echo", "batch_echo", start_sidecar=False, env=dict(
+        BATCH_ENV, ASYA_BATCH_MAX_SIZE="4", ASYA_LOG_LEVEL="debug"))
+    wait_for(lambda: (actor.dir / "runtime-ready").exists(), 30, "the runtime to be ready")
+    deadline = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=3)
+    third = [envelope("b%d" % i, ["echo"], payload={"i": i}) for i in range(8, 12)]
+    third[1] = envelope("d", ["echo"], payload={"i": 99},
+                        deadline=deadline.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z")
+    cluster.queues.send_many("asya-echo", messages + third)
+    actor.start_sidecar()
+    happy = cluster.queues.collect(HAPPY, 11, timeout=90)
+    assert sorted(m["json"]["id"] for m in happy) == sorted("b%d" % i for i in range(12) if i != 9)
+    expired = only(cluster.queues.collect(ERROR, 1, timeout=30))
+    assert expired["id"] == "d" and expired["payload"]["error"] == "deadline_exceeded", expired
+    handled = [i for b in recorded_batches(cluster) for i in b["ids"]]
+    assert 99 not in handled, handled  # the handler never got it
+    assert sorted(handled) == [i for i in range(12) if i != 9], handled

@@ -1,0 +1,92 @@
+"""A rogue batch runtime for test_sidecar_batching.py's pipelined-batch tests: it declares `batch`
+and `pipeline` (PROTOCOL §3 "Pipelined batches"), serves each connection on its own thread, and
+answers the first two batch requests it holds at once (one per connection: the sidecar sent the
+second ahead while the first was "running") each with the OTHER request's answers: a correct
+answer, for the wrong batch. Later requests are answered correctly.
+
+The correct answer to an envelope E is [{"payload": {"answered": E.id}, "route": E.route with
+current + 1}], so a test can tell which envelope an answer was made for. Every request read is
+appended, one envelope id per line, to $TEST_MARKER_DIR/reads.
+
+Environment: ASYA_SOCKET_PATH, TEST_MARKER_DIR.
+"""
+import json
+import os
+import socket
+import struct
+import threading
+
+MARKERS = os.environ["TEST_MARKER_DIR"]
+lock = threading.Condition()
+held = []  # (connection, answers) of the first two requests, until both are here
+swapped = False
+
+
+def read_exact(conn, n):
+    data = b""
+    while len(data) < n:
+        chunk = conn.recv(n - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+def answers_for(batch):
+    out = []
+    for envelope in batch:
+        route = dict(envelope["route"])
+        route["current"] = route.get("current", 0) + 1
+        out.append([{"payload": {"answered": envelope["id"]}, "route": route}])
+    return json.dumps(out, separators=(",", ":")).encode()
+
+
+def send(conn, body):
+    conn.sendall(struct.pack(">I", len(body)) + body)
+
+
+def serve(conn):
+    global swapped
+    while True:
+        header = read_exact(conn, 4)
+        if header is None:
+            return
+        body = read_exact(conn, struct.unpack(">I", header)[0])
+        if body is None:
+            return
+        batch = json.loads(body)
+        batch = batch if isinstance(batch, list) else [batch]
+        with open(os.path.join(MARKERS, "reads"), "a") as f:
+            f.write("".join(e["id"] + "\n" for e in batch))
+        answer = answers_for(batch)
+        with lock:
+            if swapped:
+                send(conn, answer)
+                continue
+            held.append((conn, answer))
+            if len(held) < 2:
+                lock.wait_for(lambda: swapped, timeout=120)
+                continue
+            (first, first_answer), (second, second_answer) = held
+            send(first, second_answer)
+            send(second, first_answer)
+            swapped = True
+            lock.notify_all()
+
+
+def main():
+    path = os.environ["ASYA_SOCKET_PATH"]
+    if os.path.exists(path):
+        os.unlink(path)
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(16)
+    with open(os.path.join(os.path.dirname(path), "runtime-ready"), "w") as ready:
+        ready.write("%d\nbatch\npipeline\n" % os.getpid())
+    while True:
+        conn, _ = server.accept()
+        threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+
+if __name__ == "__main__":
+    main()
