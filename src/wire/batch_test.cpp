@@ -48,5 +48,11 @@ TEST(ReadyFile, DeclaresBatchOnlyWithABatchLine) {
   EXPECT_FALSE(ready_file_declares_batch("1234\nbatches\n"));
 }
 
+TEST(ReadyFile, DeclaresPipeliningOnlyWithAPipelineLine) {
+  EXPECT_TRUE(ready_file_declares("1234\nbatch\npipeline\n", kPipelineCapability));
+  EXPECT_FALSE(ready_file_declares("1234\nbatch\n", kPipelineCapability));
+  EXPECT_FALSE(ready_file_declares("1234\npipelines\n", kPipelineCapability));
+}
+
 }  // namespace
 }  // namespace asya::wire

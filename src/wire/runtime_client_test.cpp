@@ -241,6 +241,44 @@ TEST(RuntimeClient, ReusesOneConnectionForManyCalls) {
   EXPECT_EQ(runtime.requests(), 5);
 }
 
+TEST(RuntimeClient, SendThenReceiveIsOneCallInTwoHalvesOnTheKeptConnection) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kEchoAndKeepOpen);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  FrameBuffer response;
+  for (int i = 0; i < 3; ++i) {
+    std::string request = "{\"n\":" + std::to_string(i) + "}";
+    CallResult sent = client.send(request, 5s);
+    ASSERT_EQ(sent.status, CallStatus::kOk) << sent.error;
+    EXPECT_TRUE(client.in_flight());
+    CallResult r = client.receive(response, std::chrono::steady_clock::now() + 5s, 5s);
+    ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+    EXPECT_FALSE(client.in_flight());
+    EXPECT_EQ(response.view(), "[" + request + "]");
+  }
+  EXPECT_EQ(runtime.connections(), 1);
+}
+
+TEST(RuntimeClient, AnAbandonedRequestsAnswerIsNeverReadAsTheNextOnes) {
+  TempDir dir;
+  FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kEchoAndKeepOpen);
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  ASSERT_EQ(client.send("{\"n\":\"abandoned\"}", 5s).status, CallStatus::kOk);
+  client.abandon();
+  EXPECT_FALSE(client.in_flight());
+  FrameBuffer response;
+  // Nothing in flight: receive() says so instead of reading whatever comes.
+  EXPECT_EQ(client.receive(response, std::chrono::steady_clock::now() + 1s, 1s).status,
+            CallStatus::kUnavailable);
+  std::string out;
+  CallResult r = client.call("{\"n\":\"next\"}", out, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(out, "[{\"n\":\"next\"}]");
+  EXPECT_EQ(runtime.connections(), 2);  // the abandoned request's connection was closed
+}
+
 TEST(RuntimeClient, ReconnectsWhenTheRuntimeClosesAfterEachResponse) {
   TempDir dir;
   FakeRuntime runtime(dir.path / "rt.sock", Behaviour::kEchoAndClose);
