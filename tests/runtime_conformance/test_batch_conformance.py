@@ -26,12 +26,26 @@ def test_batch_runtime_declares_batch_support_in_its_ready_file(start_runtime):
     runtime = start_runtime("batch_mixed", env=BATCH)
     lines = [line.strip() for line in runtime.ready_path.read_text().splitlines()]
     assert "batch" in lines, lines
+    assert "pipeline" in lines, lines  # PROTOCOL section 3, "Pipelined batches"
 
 
 def test_plain_runtime_declares_no_batch_support(start_runtime):
     runtime = start_runtime("echo")
     lines = [line.strip() for line in runtime.ready_path.read_text().splitlines()]
     assert "batch" not in lines, lines
+    assert "pipeline" not in lines, lines
+
+
+def test_a_batch_runtime_serves_a_second_connection_while_the_first_stays_open(start_runtime):
+    # What `pipeline` promises: a sidecar keeps two connections and alternates between them; a
+    # request on either is answered while the other stays open (each opened before any request,
+    # as a sidecar does).
+    runtime = start_runtime("batch_mixed", env=BATCH)
+    with runtime.connect() as first, runtime.connect() as second:
+        for round_ in range(4):
+            connection = (first, second)[round_ % 2]
+            answers = connection.call_raw(json.dumps([item(round_, "echo")]).encode())
+            assert [a[0]["payload"]["n"] for a in answers] == [round_]
 
 
 def test_batch_answers_every_envelope_in_order_each_by_its_own_slot(start_runtime):
