@@ -67,6 +67,11 @@ batch on a 2-core machine, docs/performance.md "Batching"). In batch mode the co
 thread therefore polls for the next request without sleeping for up to ASYA_RUNTIME_SPIN_US after
 an answer, but only while the previous request came within that time (a queue that is not
 saturated never costs a spin after its first gap). A new connection ends the spin as well.
+With a sidecar that sends its next batch ahead on a second connection (``pipeline`` in the ready
+file, PROTOCOL.md section 3) the next request is already there: each connection has its own
+thread, and the one holding the next batch begins it as soon as the handler is free. In batch
+mode the leader also looks for a connecting client once it has read a request, before the
+handler call, so a connection opened meanwhile is not kept in the backlog for a whole batch.
 
 The working directory goes first on sys.path, and a handler module of the working directory or
 PYTHONPATH wins over an already imported module of the same name (a handler file named
@@ -1414,6 +1419,8 @@ class Server(object):
         answered = 0.0  # when the last answer was sent (monotonic), while spinning is enabled
         spin_next = False  # the previous request came within `spin` of its predecessor's answer
         listener = self.listener
+        # Batch mode, leader only: one more poll of the listener per request (module docstring).
+        hand_off_busy = leader and getattr(self.runtime, "batch", False)
         while True:
             if leader and filled and select.select((listener,), (), (), 0)[0]:
                 # The next request came with the last one, and another client is connecting: as
@@ -1507,6 +1514,15 @@ class Server(object):
                     if filled < end:
                         self._read_exactly(recv_into, view[filled:end], end - filled, filled - 4, length)
                         filled = end
+                    if hand_off_busy and select.select((listener,), (), (), 0)[0]:
+                        # A batch handler call is long: a client connecting now (a sidecar's
+                        # second connection for a batch sent ahead, another worker's) would wait
+                        # for all of it in the backlog. This connection goes to a worker thread
+                        # with its request, and the leader accepts the newcomer first.
+                        if self.stopping:
+                            return False
+                        self._hand_off(connection, bytes(view[:filled]))
+                        return True
                     body = view[4:end]
                 else:
                     body = memoryview(bytearray(length))
