@@ -978,6 +978,52 @@ _thread_state = threading.local()
 _PLAIN_RESULT_TYPES = frozenset((dict, list, str, int, float, bool, type(None), tuple))
 
 
+class _HandlerThread(object):
+    """One thread that runs every handler call, in the order the connection threads hand them
+    over; each connection thread waits for its own result. A thread woken to run a model lands on
+    whichever core is idle, with cold caches (module docstring, "Waiting for the next batch");
+    this one goes from one batch to the next without sleeping when the next is already queued (a
+    sidecar that sends ahead, PROTOCOL.md section 3 "Pipelined batches"), and polls for it up to
+    `spin_seconds` after a call (yielding the core at each round) when none is."""
+
+    def __init__(self, call, spin_seconds=0.0):
+        self._call = call
+        self._spin = spin_seconds
+        self._jobs = collections.deque()
+        self._queued = threading.Condition(threading.Lock())
+        threading.Thread(target=self._run, name="asya-handler", daemon=True).start()
+
+    def call(self, argument):
+        job = [argument, None, None, threading.Event()]  # argument, result, exception, done
+        with self._queued:
+            self._jobs.append(job)
+            self._queued.notify()
+        job[3].wait()
+        if job[2] is not None:
+            raise job[2]
+        return job[1]
+
+    def _run(self):
+        jobs = self._jobs
+        monotonic = time.monotonic
+        yield_core = os.sched_yield
+        while True:
+            if not jobs and self._spin:
+                deadline = monotonic() + self._spin
+                while not jobs and monotonic() < deadline:
+                    yield_core()
+            with self._queued:
+                while not jobs:
+                    self._queued.wait()
+                job = jobs.popleft()
+            try:
+                job[1] = self._call(job[0])
+            except BaseException as exc:  # handed to the caller, which handles it as before
+                job[2] = exc
+            job[0] = None
+            job[3].set()
+
+
 class Runtime(object):
     """Turns request bodies into response bodies with one loaded handler. No sockets: the server
     calls handle(); tests may too. Thread-safe; handler calls are serialized unless
@@ -992,8 +1038,24 @@ class Runtime(object):
         self.enable_validation = enable_validation
         self._lock = None if handler_thread_safe else threading.Lock()
         self._is_coroutine_function = inspect.iscoroutinefunction(handler)
+        self._handler_thread = None
+
+    def use_handler_thread(self, when, spin_seconds=0.0):
+        """Runs a handler call on one thread of its own (_HandlerThread) whenever `when()` is
+        true at the call (the server: several connections are open), for a batch runtime whose
+        calls are serialized anyway: consecutive batches, one sent ahead on a second connection,
+        then run back to back on one thread and core instead of on a thread woken for each. A
+        lone connection's thread keeps calling the handler itself (and spinning between batches,
+        module docstring)."""
+        self._handler_thread = _HandlerThread(self._call_here, spin_seconds)
+        self._handler_thread_when = when
 
     def _call(self, argument):
+        if self._handler_thread is not None and self._handler_thread_when():
+            return self._handler_thread.call(argument)
+        return self._call_here(argument)
+
+    def _call_here(self, argument):
         lock = self._lock
         if lock is None:
             result = self.handler(argument)
@@ -1748,6 +1810,8 @@ def main(environ=None):
         return 1
     runtime = Runtime(handler, config.mode, config.enable_validation, config.handler_thread_safe, config.batch)
     server = Server(listener, runtime, config.max_message_bytes, config.spin_us / 1e6 if config.batch else 0.0)
+    if config.batch and not config.handler_thread_safe:
+        runtime.use_handler_thread(lambda: server._open_connections > 1)
     state["serving"] = True
     server.start()
     try:

@@ -235,3 +235,18 @@ def test_an_item_whose_deadline_may_pass_while_waiting_in_the_runtime_is_not_sen
     handled = [i for b in recorded_batches(cluster) for i in b["ids"]]
     assert 99 not in handled, handled  # the handler never got it
     assert sorted(handled) == [i for i in range(12) if i != 9], handled
+
+
+def test_batches_sent_ahead_run_back_to_back_on_one_handler_thread(sqlite_cluster):
+    # Three full batches: each next one is sent ahead on the other connection; the Python runtime
+    # runs every call on its handler thread (two connections open), so the model stays on one
+    # thread instead of a thread woken per connection, and in queue order.
+    cluster = sqlite_cluster
+    cluster.queues.send_many("asya-echo", [envelope("t%d" % i, ["echo"], payload={"i": i, "sleep": 0.3})
+                                           for i in range(12)])
+    actor = cluster.actor("echo", "batch_echo", env=dict(BATCH_ENV, ASYA_BATCH_MAX_SIZE="4", ASYA_LOG_LEVEL="debug"))
+    cluster.queues.collect(HAPPY, 12, timeout=60)
+    assert "sent ahead on the second connection" in actor.sidecar.text()
+    batches = sorted(recorded_batches(cluster), key=lambda b: b["start"])
+    assert [b["ids"] for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]], batches
+    assert len({b["thread"] for b in batches[1:]}) == 1, batches
