@@ -68,8 +68,10 @@ thread therefore polls for the next request without sleeping for up to ASYA_RUNT
 an answer, but only while the previous request came within that time (a queue that is not
 saturated never costs a spin after its first gap). A new connection ends the spin as well.
 With a sidecar that sends its next batch ahead on a second connection (``pipeline`` in the ready
-file, PROTOCOL.md section 3) the next request is already there: each connection has its own
-thread, and the one holding the next batch begins it as soon as the handler is free. In batch
+file, PROTOCOL.md section 3) the next request is already there: while several connections are
+open, a batch runtime (handler not declared thread-safe) runs every handler call on one handler
+thread, which goes from one batch to the next without sleeping; the connection threads read,
+decode, encode and answer. In batch
 mode the leader also looks for a connecting client once it has read a request, before the
 handler call, so a connection opened meanwhile is not kept in the backlog for a whole batch.
 
