@@ -215,6 +215,8 @@ wire::CallResult PayloadReferences::call_streamed(wire::RuntimeClient& client, I
   switch (compared.finish()) {
     case PassThroughAnswer::Outcome::kReplaced:
       offload.set_replaced(compared.replaced());
+      // Compared, nothing written or published yet: a crash here redelivers the input.
+      failpoint("payload.answer_compared");
       break;
     case PassThroughAnswer::Outcome::kFailed:
       input.answer_failure = compared.failure_message();
