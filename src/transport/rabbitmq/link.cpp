@@ -91,10 +91,16 @@ bool Link::may_have_frames() {
 
 void Link::read_ready_frames() {
   timeval zero{0, 0};
+  // rabbitmq-c sends a due heartbeat (and finds the broker's missing) only inside its read: it is
+  // called at least once a second, like the idle link thread's tick did.
+  const auto now = std::chrono::steady_clock::now();
+  bool due = now - last_read_ >= kIdleWait;
   while (connection_.is_open()) {
-    // One poll() when nothing is there, where rabbitmq-c's non-blocking read costs a recv() and
-    // then a poll().
-    if (!may_have_frames()) return;
+    // Else one poll() when nothing is there, where rabbitmq-c's non-blocking read costs a recv()
+    // and then a poll().
+    if (!due && !may_have_frames()) return;
+    due = false;
+    last_read_ = now;
     amqp_frame_t frame;
     int rc = amqp_simple_wait_frame_noblock(connection_.state(), &frame, &zero);
     if (rc == AMQP_STATUS_TIMEOUT) return;

@@ -135,6 +135,7 @@ class Link {
 
   std::mutex io_;  // the connection; taken with try_lock by callers
   AmqpConnection connection_;
+  std::chrono::steady_clock::time_point last_read_{};  // io_: rabbitmq-c's read last called
   Wakeup wakeup_;
 
  private:

@@ -115,6 +115,30 @@ TEST_F(RabbitmqTransportTest, EightReceiversOfOneQueueTakeTurnsReadingAndGetEver
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(got[numbered("m", i)], 1) << "message " << i;
 }
 
+// Heartbeats every second, and nothing else on either connection for 6 s while a receive() reads
+// the socket (polling it in slices) and a delivery is held unacked: the connections stay up (the
+// broker closes one that misses two heartbeats), so the held delivery's ack still counts and the
+// message is not delivered again.
+TEST_F(RabbitmqTransportTest, IdleConnectionsUnderAReadingReceiveKeepTheirHeartbeats) {
+  const std::string q = queue("reader-idle");
+  RabbitmqSettings s = settings_;
+  s.heartbeat = 1s;
+  auto t = make(s);
+  ASSERT_TRUE(t->ensure_queue(q).ok());
+  ASSERT_TRUE(t->send(q, "held").ok());
+  Delivery held = receive_one(*t, q);
+  ASSERT_EQ(held.body.view(), "held");
+  auto idle = t->receive(q, 1, 6s);  // nothing comes: this caller reads the socket meanwhile
+  ASSERT_TRUE(idle.ok()) << idle.error().message;
+  EXPECT_TRUE(idle->empty());
+  EXPECT_TRUE(t->still_held(held)) << "the consumer's connection was lost while idle";
+  ASSERT_TRUE(t->ack(held).ok());
+  ASSERT_TRUE(t->send(q, "after").ok());
+  Delivery next = receive_one(*t, q);
+  EXPECT_EQ(next.body.view(), "after") << "the held message came again: its ack was lost";
+  ASSERT_TRUE(t->ack(next).ok());
+}
+
 // A receive() reading the socket when the broker restarts: it sees the connection go, waits for
 // the reconnect, and returns the message sent after it (nothing lost, no error).
 TEST_F(RabbitmqTransportTest, BrokerRestartUnderAReceiveReadingTheSocketDeliversTheNextMessage) {
