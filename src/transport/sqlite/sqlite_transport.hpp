@@ -11,12 +11,13 @@
 // written first (outside any lock) to `<path>.bodies/m-<unique>.body.tmp`, fsync'd, renamed to
 // its final name, the directory fsync'd; then the row naming it is inserted. Either way the body
 // is never written again: the lease updates only touch `messages`, so receiving a 100 MB message
-// costs a read of it, not a rewrite. receive() reads the bodies after the lease committed,
-// outside any write transaction, straight into Delivery::body (incremental blob I/O, or one read
-// pass of the file). ack() deletes the row (and an inline body) in one transaction, then the
-// body file. A crash between a body file and its row leaves a file no row names: such files
-// older than 15 minutes are removed on open and every 10 minutes, after checking under the write
-// lock that no row names them (send checks under the same lock that its file still exists).
+// costs a read of it, not a rewrite. receive() reads the bodies kept in `bodies` inside the
+// lease's transaction while they add up to at most 256 KiB, the others after the lease committed,
+// outside any write transaction; either way straight into Delivery::body (incremental blob I/O,
+// or one read pass of the file). ack() deletes the row (and an inline body) in one transaction,
+// then the body file. A crash between a body file and its row leaves a file no row names: such
+// files older than 15 minutes are removed on open and every 10 minutes, after checking under the
+// write lock that no row names them (send checks under the same lock that its file still exists).
 // Opening a file of an older layout (version 1: bodies inline in `messages`, user_version 0;
 // version 2: no body_file column) migrates it once, in one transaction; a file with an unknown
 // schema version is refused (ConfigError naming the version).
