@@ -49,18 +49,19 @@ enum Sql : std::size_t {
   kBeginImmediate,
   kCommit,
   kRollback,
-  kSend,            // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file (NULL: inline body)
-  kSendBody,        // ?1 id, ?2 body
-  kLease,           // ?1 queue, ?2 now, ?3 limit -> id, delivery_count, body_file of ready rows
-  kLeaseRow,        // ?1 id, ?2 lease until, ?3 token (delivery_count + 1)
-  kNextVisible,     // ?1 queue -> min(visible_at_ms) or NULL
-  kAck,             // ?1 id, ?2 token; RETURNING body_file
-  kAckBody,         // ?1 id
-  kNack,            // ?1 id, ?2 token, ?3 visible_at_ms (clears the lease)
-  kExtend,          // ?1 id, ?2 token, ?3 visible_at_ms
-  kEnsure,          // ?1 queue, ?2 created_at_ms
-  kList,            // -> name
-  kStats,           // ?1 queue, ?2 now -> ready, in flight, delayed
+  kSend,         // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file (NULL: inline body)
+  kSendBody,     // ?1 id, ?2 body
+  kLease,        // ?1 queue, ?2 now, ?3 limit -> id, delivery_count, body_file of ready rows
+  kLeaseRow,     // ?1 id, ?2 lease until, ?3 token (delivery_count + 1)
+  kLeaseMany,    // ?1 queue, ?2 now, ?3 lease until, ?4 token, ?5 limit; RETURNING id, count, file
+  kNextVisible,  // ?1 queue -> min(visible_at_ms) or NULL
+  kAck,          // ?1 id, ?2 token; RETURNING body_file
+  kAckBody,      // ?1 id
+  kNack,         // ?1 id, ?2 token, ?3 visible_at_ms (clears the lease)
+  kExtend,       // ?1 id, ?2 token, ?3 visible_at_ms
+  kEnsure,       // ?1 queue, ?2 created_at_ms
+  kList,         // -> name
+  kStats,        // ?1 queue, ?2 now -> ready, in flight, delayed
   kFileReferenced,  // ?1 body_file -> a row when some message names it
   kSqlCount
 };
