@@ -51,5 +51,34 @@ TEST(SqliteSteadyPath, AMessageForwardedAfterAnotherConnectionsCommitMakesNoLarg
   EXPECT_EQ(stats->ready, 23u);  // every output arrived once
 }
 
+// A lease of several messages (a consumer leasing ahead) keeps its single UPDATE ... RETURNING,
+// which must not need a statement journal (64 KiB per lease) either.
+TEST(SqliteSteadyPath, ALeaseOfSeveralMessagesMakesNoLargeAllocation) {
+  test::TempDir dir;
+  Options options;
+  auto producer = make_sqlite_transport(options, dir.settings());
+  auto consumer = make_sqlite_transport(options, dir.settings());
+  forward_one(*producer, *consumer, 0);  // statements prepared
+  sqlite3_int64 current = 0;
+  sqlite3_int64 largest = 0;
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_MALLOC_SIZE, &current, &largest, /*reset=*/1),
+            SQLITE_OK);
+  std::size_t received = 0;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 8; ++i) ASSERT_TRUE(producer->send("asya-in", std::to_string(i)));
+    auto got = consumer->receive("asya-in", 8, 5s);
+    ASSERT_TRUE(got) << got.error().message;
+    ASSERT_EQ(got->size(), 8u);
+    for (const Delivery& d : *got) {
+      EXPECT_EQ(d.delivery_count, 1u);
+      ASSERT_TRUE(consumer->ack(d));
+    }
+    received += got->size();
+  }
+  ASSERT_EQ(sqlite3_status64(SQLITE_STATUS_MALLOC_SIZE, &current, &largest, 0), SQLITE_OK);
+  EXPECT_EQ(received, 24u);
+  EXPECT_LT(largest, 64 * 1024) << "the largest single SQLite allocation of 3 leases of 8";
+}
+
 }  // namespace
 }  // namespace asya::transport
