@@ -61,6 +61,21 @@ void append_escaped(std::string& out, std::string_view text) {
   out.append(text.substr(plain_from));
 }
 
+// Whether `text` goes into a JSON string as it is (nothing to escape): eight bytes at a time.
+bool plain(std::string_view text) {
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + i, sizeof word);
+    if (needs_escape(word)) return false;
+  }
+  for (; i < text.size(); ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c < 0x20 || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
 // Writes `text` as a JSON string.
 void append_string(std::string& out, std::string_view text) {
   out.push_back('"');
@@ -156,12 +171,17 @@ void append_integer(std::string& out, Integer value, bool quoted) {
 // (zero-filled) when it is made and the unused rest cut off when it goes out of scope.
 class DirectWriter {
  public:
-  DirectWriter(std::string& out, std::size_t most) : out_(out), start_(out.size()) {
-    out_.resize(start_ + most);
-    at_ = out_.data() + start_;
+  DirectWriter(std::string& out, std::size_t most) : out_(out) { reopen(most); }
+  ~DirectWriter() { flush(); }
+  // Cuts the unused rest off, so other code may append to the string; reopen() before writing
+  // again.
+  void flush() { out_.resize(static_cast<std::size_t>(at_ - out_.data())); }
+  void reopen(std::size_t most) {
+    const std::size_t at = out_.size();
+    out_.resize(at + most);
+    at_ = out_.data() + at;
     end_ = at_ + most;
   }
-  ~DirectWriter() { out_.resize(static_cast<std::size_t>(at_ - out_.data())); }
   DirectWriter(const DirectWriter&) = delete;
   DirectWriter& operator=(const DirectWriter&) = delete;
 
@@ -185,7 +205,6 @@ class DirectWriter {
 
  private:
   std::string& out_;
-  std::size_t start_;
   char* at_;
   char* end_;
 };
@@ -257,6 +276,14 @@ std::string export_request_json_from(const Resource& resource,
 }
 
 void append_attribute(std::string& list, std::string_view key, std::string_view value) {
+  if (plain(key) && plain(value)) {   // the usual case: one size check for the whole attribute
+    const bool first = list.empty();  // before the writer sizes the string
+    DirectWriter writer(list, 48 + key.size() + value.size());
+    if (!first) writer.character(',');
+    writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"stringValue\":\""sv);
+    writer.text(value).text("\"}}"sv);
+    return;
+  }
   if (!list.empty()) list.push_back(',');
   list.append("{\"key\":"sv);
   append_string(list, key);
@@ -266,6 +293,14 @@ void append_attribute(std::string& list, std::string_view key, std::string_view 
 }
 
 void append_attribute(std::string& list, std::string_view key, std::int64_t value) {
+  if (plain(key)) {
+    const bool first = list.empty();  // before the writer sizes the string
+    DirectWriter writer(list, 64 + key.size());
+    if (!first) writer.character(',');
+    writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"intValue\":"sv);
+    writer.integer(value, true).text("}}"sv);
+    return;
+  }
   if (!list.empty()) list.push_back(',');
   list.append("{\"key\":"sv);
   append_string(list, key);
@@ -279,20 +314,26 @@ SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_i
                               std::string_view name_suffix, SpanKind kind,
                               std::uint64_t start_unix_nano, std::uint64_t end_unix_nano) {
   std::string& out = into_.json;
-  {
-    DirectWriter writer(out, 64 + trace_id.size() + span_id.size() + parent_span_id.size());
-    if (into_.count > 0) writer.character(',');
-    writer.text(kSpanOpening).character('"').text(trace_id).text("\",\"spanId\":\""sv);
-    writer.text(span_id).character('"');
-    if (!parent_span_id.empty())
-      writer.text(",\"parentSpanId\":\""sv).text(parent_span_id).character('"');
-    writer.text(",\"name\":\""sv);
-  }
+  const bool plain_name = plain(name) && plain(name_suffix);
+  // The fixed parts and (usually) the name in one go: one size check for all of them.
+  DirectWriter writer(out, 224 + trace_id.size() + span_id.size() + parent_span_id.size() +
+                               (plain_name ? name.size() + name_suffix.size() : 0));
+  if (into_.count > 0) writer.character(',');
+  writer.text(kSpanOpening).character('"').text(trace_id).text("\",\"spanId\":\""sv);
+  writer.text(span_id).character('"');
+  if (!parent_span_id.empty())
+    writer.text(",\"parentSpanId\":\""sv).text(parent_span_id).character('"');
+  writer.text(",\"name\":\""sv);
   ++into_.count;
   first_attribute_ = true;
-  append_escaped(out, name);
-  append_escaped(out, name_suffix);
-  DirectWriter writer(out, 160);
+  if (plain_name) {
+    writer.text(name).text(name_suffix);
+  } else {
+    writer.flush();
+    append_escaped(out, name);
+    append_escaped(out, name_suffix);
+    writer.reopen(160);
+  }
   writer.character('"').text(",\"kind\":"sv).integer(static_cast<int>(kind), false);
   writer.text(",\"startTimeUnixNano\":"sv).integer(start_unix_nano, true);
   writer.text(",\"endTimeUnixNano\":"sv).integer(std::max(start_unix_nano, end_unix_nano), true);
@@ -313,6 +354,14 @@ std::string& SpanWriter::open_attribute(std::string_view key, std::string_view t
 }
 
 SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) {
+  if (plain(key) && plain(value)) {
+    DirectWriter writer(into_.json, 48 + key.size() + value.size());
+    if (!first_attribute_) writer.character(',');
+    first_attribute_ = false;
+    writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"stringValue\":\""sv);
+    writer.text(value).text("\"}}"sv);
+    return *this;
+  }
   std::string& out = open_attribute(key, "stringValue");
   append_string(out, value);
   out.append("}}"sv);
@@ -320,6 +369,14 @@ SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) 
 }
 
 SpanWriter& SpanWriter::attribute(std::string_view key, std::int64_t value) {
+  if (plain(key)) {
+    DirectWriter writer(into_.json, 64 + key.size());
+    if (!first_attribute_) writer.character(',');
+    first_attribute_ = false;
+    writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"intValue\":"sv);
+    writer.integer(value, true).text("}}"sv);
+    return *this;
+  }
   open_attribute(key, "intValue");
   DirectWriter(into_.json, 32).integer(value, true).text("}}"sv);
   return *this;

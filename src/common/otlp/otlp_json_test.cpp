@@ -178,6 +178,40 @@ TEST(OtlpJson, ASpanWriterWritesWhatTheEncoderWritesForTheSameSpan) {
   EXPECT_EQ(root.at("endTimeUnixNano"), "5");  // never before the start
 }
 
+// Text with nothing to escape takes the writers' fast paths (one size check per attribute or
+// span head): the same encoding, for lists of several attributes and several spans.
+TEST(OtlpJson, PlainTextTakesTheFastPathsAndWritesTheSameEncoding) {
+  Span span = sample_span();
+  span.name = "process t-two";
+  span.attributes = {{"asya.envelope_id", std::string("5e6fdb2d-1d6b-4e91-baef-73e825434e7b")},
+                     {"asya.delivery_count", std::int64_t{1}},
+                     {"asya.job_id", std::string("j1")},
+                     {"asya.payload_bytes", std::int64_t{-42}},
+                     {"messaging.destination.name", std::string("asya-t-two")},
+                     {"asya.outcome", std::string("success")},
+                     {"asya.route_index", std::int64_t{9'223'372'036'854'775'807}}};
+  std::string common;
+  append_attribute(common, "asya.envelope_id", "5e6fdb2d-1d6b-4e91-baef-73e825434e7b");
+  append_attribute(common, "asya.delivery_count", std::int64_t{1});
+  append_attribute(common, "asya.job_id", "j1");
+  append_attribute(common, "asya.payload_bytes", std::int64_t{-42});
+  EncodedSpans written;
+  for (int i = 0; i < 3; ++i)
+    SpanWriter(written)
+        .begin(span.trace_id, span.span_id, span.parent_span_id, "process ", "t-two", span.kind,
+               span.start_unix_nano, span.end_unix_nano)
+        .attributes(common)
+        .attribute("messaging.destination.name", "asya-t-two")
+        .attribute("asya.outcome", "success")
+        .attribute("asya.route_index", std::int64_t{9'223'372'036'854'775'807})
+        .end(span.status, span.status_message);
+  EXPECT_EQ(written.count, 3u);
+  Resource r;
+  EXPECT_EQ(json::parse(export_request_json_from(r, {written})),
+            json::parse(export_request_json(r, {span, span, span})))
+      << written.json;
+}
+
 std::vector<std::string> names_in(const Resource& r, const std::vector<EncodedSpans>& parts) {
   std::vector<std::string> names;
   json::value doc = json::parse(export_request_json_from(r, parts));
