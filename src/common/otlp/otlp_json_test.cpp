@@ -190,6 +190,15 @@ TEST(OtlpJson, PlainTextTakesTheFastPathsAndWritesTheSameEncoding) {
                      {"messaging.destination.name", std::string("asya-t-two")},
                      {"asya.outcome", std::string("success")},
                      {"asya.route_index", std::int64_t{9'223'372'036'854'775'807}}};
+  // Integers around the writer's 8-digit steps.
+  const std::int64_t steps[] = {0,
+                                99'999'999,
+                                100'000'000,
+                                1'000'000'007,
+                                9'999'999'999'999'999,
+                                10'000'000'000'000'000,
+                                100'000'000'000'000'001};
+  for (std::int64_t step : steps) span.attributes.push_back({"n", step});
   std::string common;
   append_attribute(common, "asya.envelope_id", "5e6fdb2d-1d6b-4e91-baef-73e825434e7b");
   append_attribute(common, "asya.delivery_count", std::int64_t{1});
@@ -204,6 +213,13 @@ TEST(OtlpJson, PlainTextTakesTheFastPathsAndWritesTheSameEncoding) {
         .attribute("messaging.destination.name", "asya-t-two")
         .attribute("asya.outcome", "success")
         .attribute("asya.route_index", std::int64_t{9'223'372'036'854'775'807})
+        .attribute("n", steps[0])
+        .attribute("n", steps[1])
+        .attribute("n", steps[2])
+        .attribute("n", steps[3])
+        .attribute("n", steps[4])
+        .attribute("n", steps[5])
+        .attribute("n", steps[6])
         .end(span.status, span.status_message);
   EXPECT_EQ(written.count, 3u);
   Resource r;
