@@ -64,6 +64,28 @@ void give_buffer(std::string&& buffer) {
   buffer_pool.push_back(std::move(buffer));
 }
 
+// Writes `when` (whole microseconds) as asya-sent-at's RFC 3339 text
+// ("2026-12-07T05:27:00.123456Z", 27 characters). The part up to the second is formatted once per
+// second and thread, and only the microseconds after that: a hop stamps its outputs so once per
+// message.
+void write_sent_at(SystemClock::time_point when, char (&into)[27]) {
+  struct Second {
+    std::chrono::sys_seconds second{};
+    std::string text;  // format_rfc3339 of that second (microseconds precision)
+  };
+  thread_local Second last;
+  const auto micros = std::chrono::floor<std::chrono::microseconds>(when);
+  const auto second = std::chrono::floor<std::chrono::seconds>(micros);
+  if (last.text.size() != sizeof into || second != last.second) {
+    last.second = second;
+    last.text = format_rfc3339(micros, Rfc3339Precision::kMicroseconds);
+  }
+  std::memcpy(into, last.text.data(), 20);  // "YYYY-MM-DDTHH:MM:SS."
+  auto fraction = static_cast<unsigned>((micros - second).count());
+  for (int i = 25; i >= 20; --i, fraction /= 10) into[i] = static_cast<char>('0' + fraction % 10);
+  into[26] = 'Z';
+}
+
 }  // namespace
 
 std::string replica_name() {
@@ -268,7 +290,7 @@ SystemClock::time_point Hop::sent_at_instant() {
     // before its parent, the publish span.
     stamped_at_ = std::chrono::time_point_cast<SystemClock::duration>(
         std::chrono::floor<std::chrono::microseconds>(SystemClock::now()));
-    stamped_at_text_ = format_rfc3339(*stamped_at_, Rfc3339Precision::kMicroseconds);
+    write_sent_at(*stamped_at_, stamped_at_text_);
   }
   return *stamped_at_;
 }
@@ -291,7 +313,7 @@ std::uint64_t Hop::stamp(std::string_view envelope_id, std::string_view queue,
   publish.number = ++stamps_;
   write_traceparent(publish.span_id, stamp_traceparent_);
   stamp_headers_[0] = {"traceparent", std::string_view(stamp_traceparent_, 55)};
-  stamp_headers_[1] = {"asya-sent-at", stamped_at_text_};
+  stamp_headers_[1] = {"asya-sent-at", sent_at_text()};
   headers = stamp_headers_;
   publishes_.push_back(std::move(publish));
   return stamps_;
@@ -317,7 +339,7 @@ void Hop::stamp(Decision& decision) {
     char traceparent[55];
     write_traceparent(publish.span_id, traceparent);
     const envelope::StringHeader set[] = {{"traceparent", std::string_view(traceparent, 55)},
-                                          {"asya-sent-at", stamped_at_text_}};
+                                          {"asya-sent-at", sent_at_text()}};
     out.body = envelope::with_string_headers(*parsed, out.body, set);
     publishes_.push_back(std::move(publish));
   }

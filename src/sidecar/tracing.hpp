@@ -194,7 +194,8 @@ class Hop : public OutputTrace {
   std::chrono::system_clock::time_point last_mark_{};
   std::string outcome_, failure_;
   std::optional<std::chrono::system_clock::time_point> stamped_at_;
-  std::string stamped_at_text_;
+  char stamped_at_text_[27];  // asya-sent-at: RFC 3339, microseconds
+  std::string_view sent_at_text() const { return {stamped_at_text_, sizeof stamped_at_text_}; }
   char stamp_traceparent_[55];  // the last OutputTrace::stamp's
   envelope::StringHeader stamp_headers_[2];
   std::uint64_t stamps_ = 0;

@@ -131,7 +131,13 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
       auto context = otlp::parse_traceparent(headers[0].value_or(""));
       ASSERT_TRUE(context) << out.body;
       EXPECT_EQ(context->trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-      EXPECT_TRUE(parse_rfc3339(headers[1].value_or("")));
+      // asya-sent-at: RFC 3339 with microseconds, the instant of the stamp (written from a
+      // per-second cache: the same text a full format gives).
+      auto sent_at = parse_rfc3339(headers[1].value_or(""));
+      ASSERT_TRUE(sent_at) << out.body;
+      EXPECT_EQ(format_rfc3339(*sent_at, Rfc3339Precision::kMicroseconds), headers[1].value_or(""));
+      EXPECT_LE(*sent_at, std::chrono::system_clock::now());
+      EXPECT_GE(*sent_at, std::chrono::system_clock::now() - 60s);
       EXPECT_TRUE(sent->payload_raw == "1" || sent->payload_raw == "2") << out.body;
       output_parents.push_back(context->span_id);
       record_publish(out.queue, 0.0001, true);
