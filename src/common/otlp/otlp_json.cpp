@@ -195,25 +195,10 @@ class DirectWriter {
  public:
   DirectWriter(std::string& out, std::size_t most) : out_(out) { reopen(most); }
   ~DirectWriter() { flush(); }
-  // Puts what was written into the string, so other code may append to it; reopen() before
-  // writing again.
-  void flush() {
-    if (at_ == nullptr) return;
-    if (local_)
-      out_.append(buffer_, static_cast<std::size_t>(at_ - buffer_));
-    else
-      out_.resize(static_cast<std::size_t>(at_ - out_.data()));
-    at_ = nullptr;
-  }
-  // Up to `most` bytes: a small bound is written on the stack and appended in one go (no
-  // zero-filling of the string's new part); a larger one straight into the string, sized first.
+  // Cuts the unused rest off, so other code may append to the string; reopen() before writing
+  // again.
+  void flush() { out_.resize(static_cast<std::size_t>(at_ - out_.data())); }
   void reopen(std::size_t most) {
-    local_ = most <= sizeof buffer_;
-    if (local_) {
-      at_ = buffer_;
-      end_ = buffer_ + sizeof buffer_;
-      return;
-    }
     const std::size_t at = out_.size();
     out_.resize(at + most);
     at_ = out_.data() + at;
@@ -250,9 +235,7 @@ class DirectWriter {
 
  private:
   std::string& out_;
-  bool local_ = false;
-  char buffer_[384];
-  char* at_ = nullptr;
+  char* at_;
   char* end_;
 };
 
