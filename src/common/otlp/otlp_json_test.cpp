@@ -226,6 +226,21 @@ TEST(OtlpJson, PlainTextTakesTheFastPathsAndWritesTheSameEncoding) {
   EXPECT_EQ(json::parse(export_request_json_from(r, {written})),
             json::parse(export_request_json(r, {span, span, span})))
       << written.json;
+
+  // Plain text longer than the writers' stack buffer is written straight into the string.
+  const std::string long_plain(1000, 'q');
+  Span long_span = sample_span();
+  long_span.name = "publish " + long_plain;
+  long_span.attributes = {{"k", long_plain}};
+  long_span.status = StatusCode::kUnset;
+  EncodedSpans long_written;
+  SpanWriter(long_written)
+      .begin(long_span.trace_id, long_span.span_id, long_span.parent_span_id, "publish ",
+             long_plain, long_span.kind, long_span.start_unix_nano, long_span.end_unix_nano)
+      .attribute("k", long_plain)
+      .end();
+  EXPECT_EQ(json::parse(export_request_json_from(r, {long_written})),
+            json::parse(export_request_json(r, {long_span})));
 }
 
 std::vector<std::string> names_in(const Resource& r, const std::vector<EncodedSpans>& parts) {
