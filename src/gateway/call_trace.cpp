@@ -4,7 +4,6 @@
 
 #include "common/json_text.hpp"
 #include "common/otlp/exporter.hpp"
-#include "common/otlp/otlp_json.hpp"
 #include "gateway/store/job_store.hpp"
 #include "gateway/traces/otlp_json.hpp"
 
@@ -95,18 +94,18 @@ void CallTracer::stop(std::chrono::milliseconds grace) {
 
 CallTracer::LocalSink job_store_sink(JobStore& store, const SpanLimits& limits,
                                      otlp::Resource resource) {
-  return [&store, limits, resource = std::move(resource)](std::vector<otlp::Span> spans) {
-    auto parsed = traces::parse_export_request(otlp::export_request_json(resource, spans));
-    if (!parsed.ok()) {
-      spdlog::warn("gateway: cannot keep a call span: {}", parsed.error().message);
-      return;
-    }
+  // The documents are built from the spans directly (traces::received_span), as the receiver
+  // would read them back from their OTLP JSON: no text written and parsed again per span.
+  return [&store, limits,
+          resource = traces::resource_object(resource)](std::vector<otlp::Span> spans) {
     std::vector<SpanRecord> records;
-    for (auto& span : parsed.value().spans) {
-      if (span.job_id.empty()) continue;
-      span.document["job_id"] = span.job_id;
-      records.push_back(SpanRecord{span.job_id, span.trace_id, span.span_id, span.start_unix_nano,
-                                   to_json_text(span.document)});
+    records.reserve(spans.size());
+    for (const auto& span : spans) {
+      traces::ReceivedSpan received = traces::received_span(span, resource);
+      if (received.job_id.empty()) continue;
+      records.push_back(SpanRecord{std::move(received.job_id), std::move(received.trace_id),
+                                   std::move(received.span_id), received.start_unix_nano,
+                                   to_json_text(received.document)});
     }
     if (records.empty()) return;
     auto written = store.add_spans(records, limits, std::chrono::system_clock::now());

@@ -33,6 +33,11 @@ struct SqlDialect {
   const char* insert_update;
   // Run first in the migration transaction so one process migrates at a time (nullptr: none).
   const char* migration_lock;
+  // Whether a new job also gets a gateway_job_envelopes row for its root envelope (whose id is
+  // the job's id, so job_of_envelope finds it in gateway_jobs without one). SQLite: no, two
+  // B-trees fewer written per job. PostgreSQL: yes, because replicas of an older version may
+  // share the database during a rolling upgrade and they look roots up in that table only.
+  bool root_envelope_rows;
 };
 
 class StorageBackend {
@@ -73,12 +78,18 @@ class StorageBackend {
 
   // Inside a transaction:
   Result<std::optional<std::string>> load_job(const std::string& job_id);
-  // `created_ms`, `tool`, `trace_id` and `owner` are written on insert only (the list_jobs
-  // columns; they never change).
-  Status save_job(const std::string& job_id, JobStatus status,
-                  std::optional<std::int64_t> deadline_ms, const std::string& document, bool insert,
-                  std::int64_t created_ms = 0, const std::string& tool = "",
-                  const std::string& trace_id = "", const std::string& owner = "");
+  // A new job row. `created_ms`, `tool`, `trace_id` and `owner` never change afterwards (the
+  // list_jobs columns), nor does the deadline.
+  Status insert_job(const std::string& job_id, JobStatus status,
+                    std::optional<std::int64_t> deadline_ms, const std::string& document,
+                    std::int64_t created_ms, const std::string& tool, const std::string& trace_id,
+                    const std::string& owner);
+  // Replaces a job's document; `new_status` when the change moved its status (nullopt: the status
+  // column and its index are not written).
+  Status update_job(const std::string& job_id, std::optional<JobStatus> new_status,
+                    const std::string& document);
+  // The job the envelope belongs to: its own id for a root envelope, else the job recorded with
+  // add_envelope.
   Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id);
   Status add_envelope(const std::string& envelope_id, const std::string& job_id);
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);

@@ -70,6 +70,9 @@ class JobStoreCore final : public JobStore {
   // Reads take no transaction and no lock: an envelope's job never changes once recorded and a
   // job row is replaced whole, so two plain statements see a consistent job.
   Result<std::optional<Job>> get(const std::string& id) override {
+    auto root = backend_->read_job(id);  // the common case: a root envelope's id is its job's
+    if (!root.ok()) return root.error();
+    if (root.value()) return std::optional<Job>(job_from_document(*root.value()));
     auto job_id = backend_->job_of_envelope(id);
     if (!job_id.ok()) return job_id.error();
     if (!job_id.value()) return std::optional<Job>();
@@ -252,6 +255,7 @@ class JobStoreCore final : public JobStore {
         result.outcome = Outcome::ignored;
         return Status::Ok();
       }
+      const JobStatus status_before = job.status;
       job.branches.push_back(Branch{report.id, report.parent_id, JobStatus::running, "", ""});
       std::sort(job.branches.begin(), job.branches.end(), [&](const Branch& a, const Branch& b) {
         return branch_key(job.id, a.id) < branch_key(job.id, b.id);
@@ -262,7 +266,7 @@ class JobStoreCore final : public JobStore {
       if (!report.actors.empty()) u.actors = report.actors;
       Status added = backend_->add_envelope(report.id, job.id);
       if (!added.ok()) return added;
-      return save(job, u, false);
+      return save(job, u, false, status_before);
     });
     if (!status.ok()) return status.error();
     return result;
@@ -462,6 +466,7 @@ class JobStoreCore final : public JobStore {
         adopted = true;
       }
       Job& job = *loaded.value();
+      const JobStatus status_before = job.status;
       auto branch = std::find_if(job.branches.begin(), job.branches.end(),
                                  [&](const Branch& b) { return b.id == envelope_id; });
       if (branch == job.branches.end()) branch = job.branches.begin();
@@ -478,7 +483,7 @@ class JobStoreCore final : public JobStore {
       }
       if (!update) return Status::Ok();
       result.outcome = Outcome::applied;
-      return save(job, *update, false);
+      return save(job, *update, false, status_before);
     };
   }
 
@@ -507,6 +512,9 @@ class JobStoreCore final : public JobStore {
   }
 
   Result<std::optional<Job>> load_by_envelope(const std::string& envelope_id) {
+    // Most reports are about a root envelope, whose id is its job's: one statement.
+    auto root = load(envelope_id);
+    if (!root.ok() || root.value()) return root;
     auto job_id = backend_->job_of_envelope(envelope_id);
     if (!job_id.ok()) return job_id.error();
     if (!job_id.value()) return std::optional<Job>();
@@ -530,18 +538,25 @@ class JobStoreCore final : public JobStore {
     return u;
   }
 
-  Status save(Job& job, Update& update, bool insert) {
+  // Writes `job` (a new one when `insert`) and its next update. `status_before`: the job's status
+  // as loaded, before the change (ignored on insert).
+  Status save(Job& job, Update& update, bool insert, JobStatus status_before = JobStatus::pending) {
     job.updated_at = update.timestamp;
     update.sequence = ++job.last_sequence;
-    std::optional<std::int64_t> deadline;
-    if (job.deadline) deadline = to_ms(*job.deadline);
-    Status saved = backend_->save_job(job.id, job.status, deadline, job_to_document(job), insert,
-                                      to_ms(job.created_at), job.tool, job.trace_id, job.owner);
-    if (!saved.ok()) return saved;
+    Status saved = Status::Ok();
     if (insert) {
-      Status added = backend_->add_envelope(job.id, job.id);
-      if (!added.ok()) return added;
+      std::optional<std::int64_t> deadline;
+      if (job.deadline) deadline = to_ms(*job.deadline);
+      saved = backend_->insert_job(job.id, job.status, deadline, job_to_document(job),
+                                   to_ms(job.created_at), job.tool, job.trace_id, job.owner);
+      if (saved.ok() && backend_->dialect().root_envelope_rows)
+        saved = backend_->add_envelope(job.id, job.id);
+    } else {
+      std::optional<JobStatus> moved;
+      if (job.status != status_before) moved = job.status;
+      saved = backend_->update_job(job.id, moved, job_to_document(job));
     }
+    if (!saved.ok()) return saved;
     return backend_->add_update(job.id, update.sequence, update_to_document(update));
   }
 

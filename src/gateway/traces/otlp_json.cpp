@@ -4,6 +4,7 @@
 
 #include <cctype>
 #include <charconv>
+#include <cmath>
 
 #include "common/json_text.hpp"
 
@@ -108,7 +109,80 @@ std::string nanos_text(std::int64_t nanos) {
   return std::to_string(nanos);
 }
 
+// The span the gateway keeps (ReceivedSpan::document: see the header), from its parts; one
+// builder for exported spans and the gateway's own.
+ReceivedSpan received_span(std::string trace_id, std::string span_id, std::string parent,
+                           std::string_view name, int kind, std::int64_t start, std::int64_t end,
+                           json::object attributes, int status_code,
+                           std::string_view status_message, const json::object& resource) {
+  json::object doc;
+  doc["trace_id"] = trace_id;
+  doc["span_id"] = span_id;
+  doc["parent_span_id"] = parent;
+  doc["name"] = name;
+  doc["kind"] = kKinds[kind];
+  doc["start_time_unix_nano"] = nanos_text(start);
+  doc["end_time_unix_nano"] = nanos_text(end);
+  doc["duration_ms"] = static_cast<double>(end - start) / 1e6;
+  for (const auto& [attribute, field] : kAsyaFields) {
+    const json::value* v = attributes.if_contains(attribute);
+    if (!v) v = resource.if_contains(attribute);
+    if (v) doc[field] = *v;
+  }
+  doc["status"] = json::object{{"code", kStatusCodes[status_code]}, {"message", status_message}};
+  doc["attributes"] = std::move(attributes);
+  doc["resource"] = resource;
+  ReceivedSpan received;
+  received.trace_id = std::move(trace_id);
+  received.span_id = std::move(span_id);
+  received.start_unix_nano = start;
+  auto text_of = [&](const char* field) -> std::string {
+    const json::value* v = doc.if_contains(field);
+    if (!v) return "";
+    if (v->is_string()) return std::string(v->as_string());
+    return to_json_text(*v);
+  };
+  received.job_id = text_of("job_id");
+  received.envelope_id = text_of("envelope_id");
+  received.document = std::move(doc);
+  return received;
+}
+
+json::value attribute_json(const otlp::AttributeValue& value) {
+  if (const auto* text = std::get_if<std::string>(&value)) return json::string(*text);
+  if (const auto* number = std::get_if<std::int64_t>(&value)) return *number;
+  if (const auto* real = std::get_if<double>(&value)) {
+    // As the encoder writes a double that is not finite, and the reader keeps it.
+    if (std::isnan(*real)) return "NaN";
+    if (std::isinf(*real)) return *real > 0 ? "Infinity" : "-Infinity";
+    return *real;
+  }
+  return std::get<bool>(value);
+}
+
+void add_attributes(json::object& out, const std::vector<otlp::Attribute>& attributes) {
+  for (const auto& attribute : attributes) out[attribute.key] = attribute_json(attribute.value);
+}
+
 }  // namespace
+
+json::object resource_object(const otlp::Resource& resource) {
+  json::object out;
+  add_attributes(out, resource.attributes);
+  return out;
+}
+
+ReceivedSpan received_span(const otlp::Span& span, const json::object& resource) {
+  json::object attributes;
+  if (span.shared_attributes) add_attributes(attributes, *span.shared_attributes);
+  add_attributes(attributes, span.attributes);
+  const int status_code = static_cast<int>(span.status);
+  return received_span(
+      span.trace_id, span.span_id, span.parent_span_id, span.name, static_cast<int>(span.kind),
+      static_cast<std::int64_t>(span.start_unix_nano),
+      static_cast<std::int64_t>(span.end_unix_nano), std::move(attributes), status_code,
+      span.status == otlp::StatusCode::kError ? span.status_message : "", resource);
+}
 
 json::value any_value_to_json(const json::value& any_value) {
   if (!any_value.is_object()) return nullptr;
@@ -205,45 +279,21 @@ Result<ParsedExport> parse_export_request(std::string_view body) {
             continue;
           }
         }
-        json::object attributes = attributes_object(span.if_contains("attributes"));
-        json::object doc;
-        doc["trace_id"] = trace_id;
-        doc["span_id"] = span_id;
-        doc["parent_span_id"] = parent;
-        const auto* name = span.if_contains("name");
-        doc["name"] = name && name->is_string() ? name->as_string() : json::string();
-        doc["kind"] = kKinds[enum_field(span.if_contains("kind"), "SPAN_KIND_", kKinds, 6)];
-        doc["start_time_unix_nano"] = nanos_text(*start);
-        doc["end_time_unix_nano"] = nanos_text(*end);
-        doc["duration_ms"] = static_cast<double>(*end - *start) / 1e6;
-        for (const auto& [attribute, field] : kAsyaFields) {
-          const json::value* v = attributes.if_contains(attribute);
-          if (!v) v = resource.if_contains(attribute);
-          if (v) doc[field] = *v;
-        }
-        json::object status{{"code", "unset"}, {"message", ""}};
+        int status_code = 0;
+        std::string status_message;
         if (const auto* st = span.if_contains("status"); st && st->is_object()) {
-          status["code"] = kStatusCodes[enum_field(st->as_object().if_contains("code"),
-                                                   "STATUS_CODE_", kStatusCodes, 3)];
+          status_code =
+              enum_field(st->as_object().if_contains("code"), "STATUS_CODE_", kStatusCodes, 3);
           if (const auto* m = st->as_object().if_contains("message"); m && m->is_string())
-            status["message"] = *m;
+            status_message = m->as_string();
         }
-        doc["status"] = std::move(status);
-        doc["attributes"] = std::move(attributes);
-        doc["resource"] = resource;
-        ReceivedSpan received;
-        received.trace_id = trace_id;
-        received.span_id = span_id;
-        received.start_unix_nano = *start;
-        auto text_of = [&](const char* field) -> std::string {
-          const json::value* v = doc.if_contains(field);
-          if (!v) return "";
-          if (v->is_string()) return std::string(v->as_string());
-          return to_json_text(*v);
-        };
-        received.job_id = text_of("job_id");
-        received.envelope_id = text_of("envelope_id");
-        received.document = std::move(doc);
+        const auto* name = span.if_contains("name");
+        ReceivedSpan received = received_span(
+            std::move(trace_id), std::move(span_id), std::move(parent),
+            name && name->is_string() ? std::string_view(name->as_string()) : std::string_view(),
+            enum_field(span.if_contains("kind"), "SPAN_KIND_", kKinds, 6), *start, *end,
+            attributes_object(span.if_contains("attributes")), status_code, status_message,
+            resource);
         out.spans.push_back(std::move(received));
       }
     }

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "common/otlp/otlp_json.hpp"
+#include "common/otlp/span.hpp"
 #include "common/result.hpp"
 
 namespace asya::gateway::traces {
@@ -43,6 +45,14 @@ struct ParsedExport {
 // text is not JSON or its shape is not an ExportTraceServiceRequest (resourceSpans not an array,
 // ...); a span with bad ids or times is only rejected (ParsedExport::rejected).
 Result<ParsedExport> parse_export_request(std::string_view body);
+
+// The resource's attributes as the span documents carry them ("resource").
+boost::json::object resource_object(const otlp::Resource& resource);
+
+// The span the gateway records itself (its call span), exactly as parse_export_request would read
+// it back from export_request_json of a process with that resource (`resource`:
+// resource_object()), without writing and parsing the JSON text in between.
+ReceivedSpan received_span(const otlp::Span& span, const boost::json::object& resource);
 
 // An OTLP AnyValue ({"stringValue": ...}, {"intValue": "5"}, arrays, kvlists, ...) as plain JSON
 // (int64 as a number, bytes as their base64 text). Null for an empty or unknown value.

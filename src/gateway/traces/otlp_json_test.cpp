@@ -4,6 +4,9 @@
 
 #include <boost/json.hpp>
 
+#include <cmath>
+#include <memory>
+
 namespace asya::gateway::traces {
 namespace {
 
@@ -130,6 +133,56 @@ TEST(OtlpJson, AnyValuesBecomePlainJson) {
             "value": {"stringValue": "v"}}]}})")),
             json::parse(R"({"k": "v"})"));
   EXPECT_TRUE(any_value_to_json(json::parse("{}")).is_null());
+}
+
+// The gateway's own call span skips the OTLP JSON text (received_span): its document must be the
+// one the receiver reads back from that text, field for field and in the same order.
+TEST(ReceivedSpan, IsTheDocumentTheReceiverReadsBackFromTheSpansOtlpJson) {
+  otlp::Resource resource;
+  resource.attributes = {{"service.name", std::string("asya-gateway")},
+                         {"asya.replica", std::int64_t{3}}};
+  otlp::Span published;
+  published.trace_id = "5b8efff798038103d269b633813fc60c";
+  published.span_id = "eee19b7ec3c1b174";
+  published.name = "call echo";
+  published.kind = otlp::SpanKind::kServer;
+  published.start_unix_nano = 1544712660000000000u;
+  published.end_unix_nano = 1544712661500000123u;
+  published.attributes = {{"asya.tool", std::string("echo")},
+                          {"asya.job_id", std::string("job-1")},
+                          {"asya.envelope_id", std::string("job-1")},
+                          {"asya.outcome", std::string("published")},
+                          {"asya.payload_bytes", std::int64_t{42}},
+                          {"ratio", 0.25},
+                          {"not.a.number", std::nan("")},
+                          {"flag", true}};
+  otlp::Span failed = published;
+  failed.span_id = "eee19b7ec3c1b175";
+  failed.parent_span_id = "eee19b7ec3c1b174";
+  failed.kind = otlp::SpanKind::kProducer;
+  failed.status = otlp::StatusCode::kError;
+  failed.status_message = "publishing to asya-echo failed: \"queue\" gone";
+  failed.shared_attributes = std::make_shared<const std::vector<otlp::Attribute>>(
+      std::vector<otlp::Attribute>{{"asya.actor", std::string("echo")}, {"flag", false}});
+  otlp::Span ok = published;
+  ok.span_id = "eee19b7ec3c1b176";
+  ok.status = otlp::StatusCode::kOk;
+
+  std::vector<otlp::Span> spans{published, failed, ok};
+  auto read_back = parse_export_request(otlp::export_request_json(resource, spans));
+  ASSERT_TRUE(read_back.ok()) << read_back.error().message;
+  ASSERT_EQ(read_back.value().spans.size(), spans.size());
+  const json::object resource_json = resource_object(resource);
+  for (std::size_t i = 0; i < spans.size(); ++i) {
+    ReceivedSpan direct = received_span(spans[i], resource_json);
+    const ReceivedSpan& expected = read_back.value().spans[i];
+    EXPECT_EQ(json::serialize(direct.document), json::serialize(expected.document)) << i;
+    EXPECT_EQ(direct.trace_id, expected.trace_id);
+    EXPECT_EQ(direct.span_id, expected.span_id);
+    EXPECT_EQ(direct.start_unix_nano, expected.start_unix_nano);
+    EXPECT_EQ(direct.job_id, "job-1");
+    EXPECT_EQ(direct.envelope_id, "job-1");
+  }
 }
 
 }  // namespace

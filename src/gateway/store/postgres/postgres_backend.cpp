@@ -28,6 +28,7 @@ const SqlDialect kPostgres{
     "VALUES ($1, $2, $3) RETURNING job_id) "
     "SELECT pg_notify('asya_gateway_jobs', job_id) FROM added",
     "SELECT pg_advisory_xact_lock(7261737961)",
+    true,
 };
 
 using postgres::PgResult;

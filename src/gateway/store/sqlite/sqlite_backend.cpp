@@ -26,6 +26,7 @@ const SqlDialect kSqlite{
     "",
     "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
     nullptr,
+    false,
 };
 
 class SqliteBackend final : public StorageBackend {
