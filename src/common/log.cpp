@@ -110,16 +110,17 @@ EnvelopeScope::~EnvelopeScope() {
   current_envelope_id = std::move(previous_);
 }
 
+// Copies rather than moves: the thread's strings keep their buffers from scope to scope (a
+// sidecar opens one per traced message), and the saved ones are usually empty.
 TraceScope::TraceScope(std::string_view trace_id, std::string_view span_id)
-    : previous_trace_id_(std::move(current_trace_id)),
-      previous_span_id_(std::move(current_span_id)) {
+    : previous_trace_id_(current_trace_id), previous_span_id_(current_span_id) {
   current_trace_id.assign(trace_id);
   current_span_id.assign(span_id);
 }
 
 TraceScope::~TraceScope() {
-  current_trace_id = std::move(previous_trace_id_);
-  current_span_id = std::move(previous_span_id_);
+  current_trace_id.assign(previous_trace_id_);
+  current_span_id.assign(previous_span_id_);
 }
 
 namespace {

@@ -41,5 +41,18 @@ TEST(RandomId, RandomHexHasTheAskedLengthAndOnlyHexDigits) {
   }
 }
 
+TEST(RandomId, EveryDigitOfRandomHexVariesOddLengthsIncluded) {
+  // Each position takes many values over 200 draws (a digit fixed by the encoding would not).
+  for (std::size_t digits : {1u, 15u, 16u, 17u, 33u}) {
+    std::vector<std::set<char>> seen(digits);
+    for (int draw = 0; draw < 200; ++draw) {
+      const std::string hex = random_hex(digits);
+      for (std::size_t i = 0; i < digits; ++i) seen[i].insert(hex[i]);
+    }
+    for (std::size_t i = 0; i < digits; ++i)
+      EXPECT_GE(seen[i].size(), 8u) << "digit " << i << " of " << digits;
+  }
+}
+
 }  // namespace
 }  // namespace asya

@@ -448,24 +448,33 @@ std::string with_string_headers(const Envelope& parsed, std::string_view body,
   return out;
 }
 
-std::vector<std::optional<std::string>> string_headers(const Envelope& in,
-                                                       const std::vector<std::string_view>& names) {
-  std::vector<std::optional<std::string>> values(names.size());
-  if (in.headers_raw.empty()) return values;
+void string_header_views(const Envelope& in, std::span<const std::string_view> names,
+                         std::span<std::optional<std::string_view>> values) {
+  std::fill(values.begin(), values.end(), std::nullopt);
+  if (in.headers_raw.empty()) return;
   auto member = [&](std::string_view key, std::string_view value) {
     if (key.size() < 2 || value.size() < 2 || value.front() != '"' || value.back() != '"' ||
         value.find('\\') != std::string_view::npos)
       return;
     const std::string_view bare_key = key.substr(1, key.size() - 2);
-    for (std::size_t i = 0; i < names.size(); ++i)
-      if (bare_key == names[i]) values[i] = std::string(value.substr(1, value.size() - 2));
+    for (std::size_t i = 0; i < names.size() && i < values.size(); ++i)
+      if (bare_key == names[i]) values[i] = value.substr(1, value.size() - 2);
   };
-  if (scan_members(in.headers_raw, member)) return values;
+  if (scan_members(in.headers_raw, member)) return;
   // Not a plain object to the scan: read by the parser.
   std::fill(values.begin(), values.end(), std::nullopt);
   std::vector<Member> members;
-  if (!split_headers(in.headers_raw, std::string_view(), members, nullptr)) return values;
+  if (!split_headers(in.headers_raw, std::string_view(), members, nullptr)) return;
   for (const auto& [key, value] : members) member(key, value);
+}
+
+std::vector<std::optional<std::string>> string_headers(const Envelope& in,
+                                                       const std::vector<std::string_view>& names) {
+  std::vector<std::optional<std::string_view>> views(names.size());
+  string_header_views(in, names, views);
+  std::vector<std::optional<std::string>> values(names.size());
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (views[i]) values[i] = std::string(*views[i]);
   return values;
 }
 

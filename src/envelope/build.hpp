@@ -78,6 +78,10 @@ inline std::string with_string_headers(const Envelope& parsed, std::string_view 
 // them).
 std::vector<std::optional<std::string>> string_headers(const Envelope& in,
                                                        const std::vector<std::string_view>& names);
+// The same as views into `in`'s body, written into `values` (values.size() == names.size()): no
+// allocation (a sidecar reads its trace headers so for every message).
+void string_header_views(const Envelope& in, std::span<const std::string_view> names,
+                         std::span<std::optional<std::string_view>> values);
 
 // Reads header "asya-attempt" (1 when absent or not a positive integer).
 int attempt_of(const Envelope& in);

@@ -7,6 +7,7 @@
 
 #include "common/failpoint.hpp"
 #include "payload/offload.hpp"
+#include "sidecar/passthrough_answer.hpp"
 
 namespace asya::sidecar {
 
@@ -101,18 +102,23 @@ Result<std::string> PayloadReferences::stored_reference(std::string_view payload
 
 Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::string_view payload_raw,
                                                                        std::string_view output_id) {
-  if (payload_raw.size() <= owner_.threshold_bytes_) return std::optional<std::string>();
+  // The input's reference put in place of its bytes while the answer arrived: a pass-through.
+  const bool replaced = !replaced_.empty() && payload_raw.data() == replaced_.data() &&
+                        payload_raw.size() == replaced_.size();
+  if (!replaced && payload_raw.size() <= owner_.threshold_bytes_)
+    return std::optional<std::string>();
   // An answer equal to the resolved input is a pass-through: compared byte for byte while the
   // input is still in memory (a fifth of the time of hashing it), else by its SHA-256.
   // A streamed input is compared with its file (sidecar/payload_stream.hpp).
   const bool same_bytes =
-      input_ && input_->size_bytes == payload_raw.size() &&
-      (input_stream_ != nullptr
-           ? input_stream_->same_as(payload_raw)
-           : input_payload_.size() == payload_raw.size() &&
-                 std::memcmp(input_payload_.data(), payload_raw.data(), payload_raw.size()) == 0);
+      replaced ||
+      (input_ && input_->size_bytes == payload_raw.size() &&
+       (input_stream_ != nullptr
+            ? input_stream_->same_as(payload_raw)
+            : input_payload_.size() == payload_raw.size() &&
+                  std::memcmp(input_payload_.data(), payload_raw.data(), payload_raw.size()) == 0));
   std::string sha = same_bytes ? input_->sha256 : payload::sha256_hex(payload_raw);
-  if (input_ && input_->size_bytes == payload_raw.size() && sha == input_->sha256) {
+  if (input_ && (replaced || (input_->size_bytes == payload_raw.size() && sha == input_->sha256))) {
     // Pass-through: the object exists and is held for the input's id. Output 0 keeps that id;
     // another output (a fan-out child) gets its own hold.
     if (output_id != input_id_ && !held_.contains(std::string(output_id))) {
@@ -193,12 +199,46 @@ std::optional<Decision> PayloadReferences::prepare(const Router& router,
   return std::nullopt;
 }
 
+wire::CallResult PayloadReferences::call_streamed(wire::RuntimeClient& client, Input& input,
+                                                  std::string_view body,
+                                                  std::string_view payload_raw, Outputs& offload,
+                                                  wire::FrameBuffer& answer,
+                                                  std::chrono::milliseconds timeout) {
+  const wire::StreamedRequest request = input.stream->request(body, payload_raw);
+  if (!input.reference || input.reference->size_bytes <= threshold_bytes_)
+    return client.call(request, answer, timeout);
+  PassThroughAnswer compared(*input.stream, input.reference->json(), answer);
+  wire::CallResult call = client.call(request, compared, timeout);
+  if (call.status != wire::CallStatus::kOk ||
+      input.stream->failure() != StreamedPayload::Failure::kNone)
+    return call;
+  switch (compared.finish()) {
+    case PassThroughAnswer::Outcome::kReplaced:
+      offload.set_replaced(compared.replaced());
+      // Compared, nothing written or published yet: a crash here redelivers the input.
+      failpoint("payload.answer_compared");
+      break;
+    case PassThroughAnswer::Outcome::kFailed:
+      input.answer_failure = compared.failure_message();
+      break;
+    case PassThroughAnswer::Outcome::kWhole:
+      break;
+  }
+  return call;
+}
+
 std::optional<Decision> PayloadReferences::streamed_failure(const Router& router,
                                                             const envelope::Envelope& in,
                                                             const transport::Delivery& delivery,
                                                             Input& input) {
-  if (!input.stream || input.stream->failure() == StreamedPayload::Failure::kNone)
-    return std::nullopt;
+  if (!input.stream) return std::nullopt;
+  if (input.stream->failure() == StreamedPayload::Failure::kNone) {
+    if (input.answer_failure.empty()) return std::nullopt;
+    input.status = InputStatus::kStoreError;
+    input.message = input.answer_failure;
+    spdlog::warn("answer to {} not used: {}", in.id, input.message);
+    return unresolved_decision(router, in, delivery, input);
+  }
   input.status = input.stream->failure() == StreamedPayload::Failure::kMismatch
                      ? InputStatus::kUnavailable
                      : InputStatus::kStoreError;

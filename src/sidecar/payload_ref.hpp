@@ -25,6 +25,7 @@
 #include "payload/settings.hpp"
 #include "sidecar/payload_stream.hpp"
 #include "sidecar/router.hpp"
+#include "wire/runtime_client.hpp"
 
 namespace asya::sidecar {
 
@@ -50,6 +51,8 @@ class PayloadReferences {
     // kResolved from a local store file (resolve(..., allow_stream)): the request to send; checked
     // while it is sent (sidecar/payload_stream.hpp).
     std::unique_ptr<StreamedPayload> stream;
+    // A streamed input whose pass-through answer could not be rebuilt (call_streamed): why.
+    std::string answer_failure;
   };
 
   // Resolves the payload of `in` (parsed from `body`, whose views it holds). The result body is
@@ -78,6 +81,10 @@ class PayloadReferences {
     // The same for an input streamed from its file (compared with the file instead); null once
     // the call is over.
     void set_input_stream(StreamedPayload* stream) { input_stream_ = stream; }
+    // The input's reference text put in place of the object's bytes in the answer (a
+    // pass-through compared while it arrived: passthrough_answer.hpp), a view into the answer: a
+    // payload exactly there is the input's payload, forwarded as its reference.
+    void set_replaced(std::string_view reference_text) { replaced_ = reference_text; }
 
    private:
     PayloadReferences& owner_;
@@ -85,6 +92,7 @@ class PayloadReferences {
     std::optional<payload::Reference> input_;
     std::string_view input_payload_;
     StreamedPayload* input_stream_ = nullptr;
+    std::string_view replaced_;
     std::set<std::string> written_;  // digests stored by this message
     std::set<std::string> held_;     // output ids held for the input's object
   };
@@ -97,9 +105,20 @@ class PayloadReferences {
                                   const transport::Delivery& delivery, Input& input,
                                   std::optional<Outputs>& offload, bool allow_stream = false);
 
+  // The runtime call for an input streamed from its file (Input::stream; `body` the received
+  // envelope, `payload_raw` its reference's text): the answer is received into `answer`. When
+  // the payload is over the threshold the answer is compared with the object while it arrives
+  // (passthrough_answer.hpp): a pass-through then never holds the object's bytes, and `offload`
+  // learns where the reference replaced them; when the answer could not be rebuilt,
+  // Input::answer_failure says why (streamed_failure then nacks).
+  wire::CallResult call_streamed(wire::RuntimeClient& client, Input& input, std::string_view body,
+                                 std::string_view payload_raw, Outputs& offload,
+                                 wire::FrameBuffer& answer, std::chrono::milliseconds timeout);
+
   // After a runtime call with a streamed input (Input::stream): the decision when the object did
   // not match its reference (payload_unavailable) or could not be read (nack), in which case the
-  // request was cut short and the handler did not run; nullopt when it was sent whole.
+  // request was cut short and the handler did not run, or when a compared answer could not be
+  // rebuilt (nack: delivered again); nullopt when it was sent whole.
   static std::optional<Decision> streamed_failure(const Router& router,
                                                   const envelope::Envelope& in,
                                                   const transport::Delivery& delivery,

@@ -149,6 +149,13 @@ Status StreamedPayload::stream(std::string_view prefix, std::string_view suffix,
   return sink(suffix);
 }
 
+bool StreamedPayload::read_verified(char* out, std::size_t size, std::uint64_t offset) {
+  if (!verified_ || offset + size > reference_.size_bytes) return false;
+  if (read_at(fd_, out, size, offset) != static_cast<ssize_t>(size)) return false;
+  struct stat state {};
+  return ::fstat(fd_, &state) == 0 && unchanged(state, verified_state_);
+}
+
 bool StreamedPayload::same_as(std::string_view bytes) {
   if (!verified_ || bytes.size() != reference_.size_bytes) return false;
   char* chunk = buffer();

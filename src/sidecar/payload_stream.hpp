@@ -62,6 +62,13 @@ class StreamedPayload {
 
   const payload::Reference& reference() const { return reference_; }
 
+  // Whether the object was sent whole and matched its reference (during the call).
+  bool verified() const { return verified_; }
+  // Reads `size` bytes of the object at `offset` into `out`, through the descriptor kept open;
+  // true only when all of them were read and the file shows no change since it was verified (as
+  // same_as). Blocking.
+  bool read_verified(char* out, std::size_t size, std::uint64_t offset);
+
  private:
   StreamedPayload(int fd, std::filesystem::path path, payload::Reference reference);
   Status stream(std::string_view prefix, std::string_view suffix,

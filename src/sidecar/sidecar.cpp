@@ -432,10 +432,10 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
     return std::move(*early);
   std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   auto call_started = Clock::now();
-  wire::CallResult call = input.stream
-                              ? client.call(input.stream->request(delivery.body, in.payload_raw),
-                                            scratch, config_.runtime_timeout)
-                              : client.call(request, scratch, config_.runtime_timeout);
+  wire::CallResult call = input.stream ? payloads_.references->call_streamed(
+                                             client, input, delivery.body, in.payload_raw, *offload,
+                                             scratch, config_.runtime_timeout)
+                                       : client.call(request, scratch, config_.runtime_timeout);
   // A streamed object that failed its check was cut short: the handler never ran (no runtime
   // call is counted, as for a reference that failed before the call).
   if (auto failed = PayloadReferences::streamed_failure(*router_, in, delivery, input))

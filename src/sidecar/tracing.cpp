@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 
 #include "common/rfc3339.hpp"
 #include "envelope/build.hpp"
@@ -40,6 +41,51 @@ std::int64_t millis_between(SystemClock::time_point from, SystemClock::time_poin
   return std::chrono::duration_cast<std::chrono::milliseconds>(to - from).count();
 }
 
+// The buffers of the thread's finished hops (their capacity; a hop's spans are copied into the
+// exporters' queues), taken again by the next hops: no allocation per message for them.
+constexpr std::size_t kPooledBuffers = 16;
+constexpr std::size_t kLargestPooledBuffer = 64 * 1024;
+thread_local std::vector<std::string> buffer_pool;
+
+std::string take_buffer(std::size_t reserve) {
+  if (buffer_pool.empty()) {
+    std::string buffer;
+    buffer.reserve(reserve);
+    return buffer;
+  }
+  std::string buffer = std::move(buffer_pool.back());
+  buffer_pool.pop_back();
+  buffer.clear();
+  return buffer;
+}
+
+void give_buffer(std::string&& buffer) {
+  if (buffer.capacity() > kLargestPooledBuffer || buffer_pool.size() >= kPooledBuffers) return;
+  buffer_pool.push_back(std::move(buffer));
+}
+
+// Writes `when` (whole microseconds) as asya-sent-at's RFC 3339 text
+// ("2026-12-07T05:27:00.123456Z", 27 characters). The part up to the second is formatted once per
+// second and thread, and only the microseconds after that: a hop stamps its outputs so once per
+// message.
+void write_sent_at(SystemClock::time_point when, char (&into)[27]) {
+  struct Second {
+    std::chrono::sys_seconds second{};
+    std::string text;  // format_rfc3339 of that second (microseconds precision)
+  };
+  thread_local Second last;
+  const auto micros = std::chrono::floor<std::chrono::microseconds>(when);
+  const auto second = std::chrono::floor<std::chrono::seconds>(micros);
+  if (last.text.size() != sizeof into || second != last.second) {
+    last.second = second;
+    last.text = format_rfc3339(micros, Rfc3339Precision::kMicroseconds);
+  }
+  std::memcpy(into, last.text.data(), 20);  // "YYYY-MM-DDTHH:MM:SS."
+  auto fraction = static_cast<unsigned>((micros - second).count());
+  for (int i = 25; i >= 20; --i, fraction /= 10) into[i] = static_cast<char>('0' + fraction % 10);
+  into[26] = 'Z';
+}
+
 }  // namespace
 
 std::string replica_name() {
@@ -54,17 +100,27 @@ std::string replica_name() {
 }
 
 Tracing::Tracing(TracingOptions options) : options_(std::move(options)) {
-  otlp::append_attribute(process_attributes_, "asya.actor", options_.actor);
-  otlp::append_attribute(process_attributes_, "asya.replica", options_.replica);
+  // The actor and replica are the same for every span of the process: resource attributes, once
+  // per export request, rather than attributes of each span.
+  auto add_process = [this](otlp::ExportSettings& settings) {
+    auto& attributes = settings.resource.attributes;
+    std::erase_if(attributes, [](const otlp::Attribute& a) {
+      return a.key == "asya.actor" || a.key == "asya.replica";
+    });
+    attributes.push_back({"asya.actor", options_.actor});
+    attributes.push_back({"asya.replica", options_.replica});
+  };
   if (options_.collector) {
     otlp::ExporterOptions o;
     o.settings = *options_.collector;
+    add_process(o.settings);
     o.destination = "collector";
     collector_ = std::make_unique<otlp::Exporter>(std::move(o));
   }
   if (!options_.gateway_url.empty()) {
     otlp::ExporterOptions o;
     o.settings = options_.process;
+    add_process(o.settings);
     o.settings.url = options_.gateway_url + "/v1/traces";
     if (!options_.gateway_token.empty())
       o.settings.headers.emplace_back("Authorization", "Bearer " + options_.gateway_token);
@@ -78,15 +134,9 @@ Tracing::~Tracing() {
   stop(std::chrono::milliseconds(0));
 }
 
-void Tracing::export_spans(otlp::EncodedSpans spans, bool tracked) {
-  if (collector_ && gateway_ && tracked) {
-    collector_->add(spans);
-    gateway_->add(std::move(spans));
-  } else if (collector_) {
-    collector_->add(std::move(spans));
-  } else if (gateway_ && tracked) {
-    gateway_->add(std::move(spans));
-  }
+void Tracing::export_spans(const otlp::EncodedSpans& spans, bool tracked) {
+  if (collector_) collector_->add(spans);
+  if (gateway_ && tracked) gateway_->add(spans);
 }
 
 void Tracing::stop(std::chrono::milliseconds grace) {
@@ -141,47 +191,42 @@ void Hop::start(const envelope::Envelope& envelope, const transport::Delivery& d
   envelope_id_.assign(in->id);
   received_wall_ = SystemClock::now();
   received_steady_ = SteadyClock::now();
-  auto headers = envelope::string_headers(*in, {"traceparent", "asya-sent-at"});
-  if (headers[0]) {
-    if (auto parent = otlp::parse_traceparent(*headers[0])) {
-      trace_id_ = parent->trace_id;
-      parent_span_id_ = parent->span_id;
-      sampled_ = parent->sampled;
-    }
-  }
-  if (trace_id_.empty()) trace_id_ = otlp::new_trace_id();
-  span_id_ = otlp::new_span_id();
+  static constexpr std::string_view kNames[] = {"traceparent", "asya-sent-at"};
+  std::optional<std::string_view> headers[2];
+  envelope::string_header_views(*in, kNames, headers);
+  has_parent_ =
+      headers[0] && otlp::parse_traceparent_into(*headers[0], trace_id_, parent_span_id_, sampled_);
+  if (!has_parent_) trace_id_ = otlp::new_trace_id_text();
+  span_id_ = otlp::new_span_id_text();
   if (headers[1]) {
     if (auto sent = parse_rfc3339(*headers[1]); sent && *sent <= received_wall_) sent_at_ = *sent;
   }
-  // Every span of the hop names it (actor, envelope, delivery), as a receiver groups them so.
-  common_attributes_.reserve(tracing_.process_attributes().size() + 160 + in->id.size());
-  common_attributes_ = tracing_.process_attributes();
-  otlp::append_attribute(common_attributes_, "asya.envelope_id", in->id);
-  otlp::append_attribute(common_attributes_, "asya.delivery_count",
+  // Every span of the hop names it (envelope, delivery, job), as a receiver groups them so.
+  attributes_ = take_buffer(512);
+  otlp::append_attribute(attributes_, "asya.envelope_id", in->id);
+  otlp::append_attribute(attributes_, "asya.delivery_count",
                          static_cast<std::int64_t>(delivery.delivery_count));
   const std::string_view job = job_id_of(in->route_metadata_raw);
-  if (!job.empty()) otlp::append_attribute(common_attributes_, "asya.job_id", job);
-  hop_attributes_.reserve(320 + delivery.queue.size());
-  otlp::append_attribute(hop_attributes_, "asya.payload_bytes",
+  if (!job.empty()) otlp::append_attribute(attributes_, "asya.job_id", job);
+  common_size_ = attributes_.size();
+  // The hop span's own, after them.
+  otlp::append_attribute(attributes_, "asya.payload_bytes",
                          static_cast<std::int64_t>(in->payload_raw.size()));
-  otlp::append_attribute(hop_attributes_, "asya.envelope_bytes",
+  otlp::append_attribute(attributes_, "asya.envelope_bytes",
                          static_cast<std::int64_t>(delivery.body.size()));
-  otlp::append_attribute(hop_attributes_, "asya.route_index",
-                         static_cast<std::int64_t>(in->current));
-  otlp::append_attribute(hop_attributes_, "messaging.destination.name", delivery.queue);
-  if (in->parent_id)
-    otlp::append_attribute(hop_attributes_, "asya.parent_envelope_id", *in->parent_id);
+  otlp::append_attribute(attributes_, "asya.route_index", static_cast<std::int64_t>(in->current));
+  otlp::append_attribute(attributes_, "messaging.destination.name", delivery.queue);
+  if (in->parent_id) otlp::append_attribute(attributes_, "asya.parent_envelope_id", *in->parent_id);
   // The wait is not the hop's own work: an attribute of the hop (a receiver draws it before the
   // hop), not a span of it.
   if (sent_at_)
-    otlp::append_attribute(hop_attributes_, "asya.queue_wait_ms",
+    otlp::append_attribute(attributes_, "asya.queue_wait_ms",
                            millis_between(*sent_at_, received_wall_));
-  spans_.json.reserve(4096);
+  spans_.json = take_buffer(4096);
   if (batched_) return;  // the items of a batch share the thread: none is its current hop
   previous_ = current_hop;
   current_hop = this;
-  log_scope_.emplace(trace_id_, span_id_);
+  log_scope_.emplace(trace_id_.view(), span_id_.view());
 }
 
 void Hop::leave_thread() {
@@ -210,14 +255,16 @@ Hop::~Hop() {
   }
   const bool error = outcome_ == "error";
   otlp::SpanWriter hop(spans_);
-  hop.begin(trace_id_, span_id_, parent_span_id_, "process ", tracing_.options().actor,
-            otlp::SpanKind::kConsumer, otlp::unix_nanos(received_wall_), otlp::unix_nanos(end))
-      .attributes(common_attributes_)
-      .attributes(hop_attributes_)
+  hop.begin(trace_id_.view(), span_id_.view(), parent_span_id(), "process ",
+            tracing_.options().actor, otlp::SpanKind::kConsumer, otlp::unix_nanos(received_wall_),
+            otlp::unix_nanos(end))
+      .attributes(attributes_)  // the common ones and the hop's own
       .attribute("asya.outcome", outcome_.empty() ? std::string_view("unknown") : outcome_);
   if (!failure_.empty()) hop.attribute("asya.failure", failure_);
   hop.end(error ? otlp::StatusCode::kError : otlp::StatusCode::kUnset, failure_);
-  tracing_.export_spans(std::move(spans_), tracked_);
+  tracing_.export_spans(spans_, tracked_);
+  give_buffer(std::move(spans_.json));
+  give_buffer(std::move(attributes_));
 }
 
 std::chrono::system_clock::time_point Hop::wall(std::chrono::steady_clock::time_point when) const {
@@ -231,9 +278,9 @@ otlp::SpanWriter Hop::child(std::string_view name, std::string_view name_suffix,
   const otlp::SpanIdText id = span_id ? *span_id : otlp::new_span_id_text();
   otlp::SpanWriter writer(spans_);
   writer
-      .begin(trace_id_, id.view(), span_id_, name, name_suffix, kind, otlp::unix_nanos(start),
-             otlp::unix_nanos(end))
-      .attributes(common_attributes_);
+      .begin(trace_id_.view(), id.view(), span_id_.view(), name, name_suffix, kind,
+             otlp::unix_nanos(start), otlp::unix_nanos(end))
+      .attributes(std::string_view(attributes_).substr(0, common_size_));
   return writer;
 }
 
@@ -243,17 +290,17 @@ SystemClock::time_point Hop::sent_at_instant() {
     // before its parent, the publish span.
     stamped_at_ = std::chrono::time_point_cast<SystemClock::duration>(
         std::chrono::floor<std::chrono::microseconds>(SystemClock::now()));
-    stamped_at_text_ = format_rfc3339(*stamped_at_, Rfc3339Precision::kMicroseconds);
+    write_sent_at(*stamped_at_, stamped_at_text_);
   }
   return *stamped_at_;
 }
 
-std::string Hop::traceparent_for(const otlp::SpanIdText& span_id) const {
-  std::string traceparent;
-  traceparent.reserve(55);
-  traceparent.append("00-").append(trace_id_).push_back('-');
-  traceparent.append(span_id.view()).append(sampled_ ? "-01" : "-00");
-  return traceparent;
+void Hop::write_traceparent(const otlp::SpanIdText& span_id, char (&into)[55]) const {
+  std::memcpy(into, "00-", 3);
+  std::memcpy(into + 3, trace_id_.digits, sizeof trace_id_.digits);
+  into[35] = '-';
+  std::memcpy(into + 36, span_id.digits, sizeof span_id.digits);
+  std::memcpy(into + 52, sampled_ ? "-01" : "-00", 3);
 }
 
 std::uint64_t Hop::stamp(std::string_view envelope_id, std::string_view queue,
@@ -264,9 +311,9 @@ std::uint64_t Hop::stamp(std::string_view envelope_id, std::string_view queue,
   Publish publish{std::string(queue), otlp::new_span_id_text(), std::string(envelope_id), now,
                   nullptr};
   publish.number = ++stamps_;
-  stamp_traceparent_ = traceparent_for(publish.span_id);
-  stamp_headers_[0] = {"traceparent", stamp_traceparent_};
-  stamp_headers_[1] = {"asya-sent-at", stamped_at_text_};
+  write_traceparent(publish.span_id, stamp_traceparent_);
+  stamp_headers_[0] = {"traceparent", std::string_view(stamp_traceparent_, 55)};
+  stamp_headers_[1] = {"asya-sent-at", sent_at_text()};
   headers = stamp_headers_;
   publishes_.push_back(std::move(publish));
   return stamps_;
@@ -289,9 +336,10 @@ void Hop::stamp(Decision& decision) {
     auto parsed = envelope::parse(out.body);
     if (!parsed) continue;  // cannot happen for bodies the router built; sent unchanged
     Publish publish{out.queue, otlp::new_span_id_text(), parsed->id, now, &out};
-    const std::string traceparent = traceparent_for(publish.span_id);
-    const envelope::StringHeader set[] = {{"traceparent", traceparent},
-                                          {"asya-sent-at", stamped_at_text_}};
+    char traceparent[55];
+    write_traceparent(publish.span_id, traceparent);
+    const envelope::StringHeader set[] = {{"traceparent", std::string_view(traceparent, 55)},
+                                          {"asya-sent-at", sent_at_text()}};
     out.body = envelope::with_string_headers(*parsed, out.body, set);
     publishes_.push_back(std::move(publish));
   }

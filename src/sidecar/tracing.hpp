@@ -67,19 +67,17 @@ class Tracing {
   // Whether any envelope may be recorded (an exporter exists).
   bool enabled() const { return collector_ || gateway_; }
 
-  // Hands finished spans to the exporters (the gateway's only when `tracked`). Never blocks.
-  void export_spans(otlp::EncodedSpans spans, bool tracked);
+  // Hands finished spans to the exporters (the gateway's only when `tracked`): each copies them
+  // into its queue. Never blocks.
+  void export_spans(const otlp::EncodedSpans& spans, bool tracked);
 
   // Sends what is queued for at most `grace` in total, then stops the exporters. Idempotent.
   void stop(std::chrono::milliseconds grace);
 
   const TracingOptions& options() const { return options_; }
-  // asya.actor and asya.replica, encoded once (otlp::append_attribute) for every span.
-  const std::string& process_attributes() const { return process_attributes_; }
 
  private:
   TracingOptions options_;
-  std::string process_attributes_;
   std::unique_ptr<otlp::Exporter> collector_;
   std::unique_ptr<otlp::Exporter> gateway_;
 };
@@ -106,8 +104,8 @@ class Hop : public OutputTrace {
   // deferred (sidecar/runner_defer.cpp) is given to a BatchHops (adopt) to record its publish and
   // ack spans, and exports them when it goes.
   void leave_thread();
-  const std::string& trace_id() const { return trace_id_; }
-  const std::string& span_id() const { return span_id_; }
+  std::string_view trace_id() const { return trace_id_.view(); }
+  std::string_view span_id() const { return span_id_.view(); }
 
   // Gives every send of `decision` its own publish span: an output the router built with this
   // hop's trace context (OutputTrace below) already names its span, and is left as it is (in
@@ -136,7 +134,11 @@ class Hop : public OutputTrace {
   };
   // The instant every output of the hop is sent at (set by the first stamp), and its text.
   std::chrono::system_clock::time_point sent_at_instant();
-  std::string traceparent_for(const otlp::SpanIdText& span_id) const;
+  // "00-<trace id>-<span_id>-<flags>" (55 characters).
+  void write_traceparent(const otlp::SpanIdText& span_id, char (&into)[55]) const;
+  std::string_view parent_span_id() const {
+    return has_parent_ ? parent_span_id_.view() : std::string_view();
+  }
 
   friend class BatchHops;
   friend void record_runtime_call(std::chrono::steady_clock::time_point, double, std::string_view);
@@ -172,24 +174,29 @@ class Hop : public OutputTrace {
   std::string envelope_id_;
   bool active_ = false;
   bool tracked_ = false;
-  std::string trace_id_, span_id_, parent_span_id_;
+  bool has_parent_ = false;
   bool sampled_ = true;
+  otlp::TraceIdText trace_id_;
+  otlp::SpanIdText span_id_, parent_span_id_;
   std::chrono::system_clock::time_point received_wall_;
   std::chrono::steady_clock::time_point received_steady_;
   std::optional<std::chrono::system_clock::time_point> sent_at_;
-  // Attributes written once as OTLP JSON (otlp::append_attribute): those of every span of the
-  // hop (actor, replica, envelope id, delivery count, job id), and the hop span's own.
-  std::string common_attributes_;
-  std::string hop_attributes_;
+  // Attributes written once as OTLP JSON (otlp::append_attribute): first those of every span of
+  // the hop (envelope id, delivery count, job id; its first common_size_ bytes), then the hop
+  // span's own. The actor and replica are the exporters' resource attributes.
+  std::string attributes_;
+  std::size_t common_size_ = 0;
   std::vector<Publish> publishes_;
-  // The hop's finished spans, written as they end (otlp::SpanWriter); the hop span last.
+  // The hop's finished spans, written as they end (otlp::SpanWriter); the hop span last. Its
+  // buffer and attributes_' are the thread's, reused from hop to hop (their capacity).
   otlp::EncodedSpans spans_;
   // When the last step ended (stamp, outcome, publish): where the ack span starts.
   std::chrono::system_clock::time_point last_mark_{};
   std::string outcome_, failure_;
   std::optional<std::chrono::system_clock::time_point> stamped_at_;
-  std::string stamped_at_text_;
-  std::string stamp_traceparent_;  // the last OutputTrace::stamp's
+  char stamped_at_text_[27];  // asya-sent-at: RFC 3339, microseconds
+  std::string_view sent_at_text() const { return {stamped_at_text_, sizeof stamped_at_text_}; }
+  char stamp_traceparent_[55];  // the last OutputTrace::stamp's
   envelope::StringHeader stamp_headers_[2];
   std::uint64_t stamps_ = 0;
   Hop* previous_ = nullptr;

@@ -54,6 +54,24 @@ std::multimap<std::string, json::object> received_spans(otlp::testing::Receiver&
   return spans;
 }
 
+// The resource attributes of every request the receiver got (key -> string or intValue text),
+// one map per request.
+std::vector<std::map<std::string, std::string>> received_resources(
+    otlp::testing::Receiver& receiver) {
+  std::vector<std::map<std::string, std::string>> resources;
+  for (const auto& request : receiver.requests()) {
+    json::value doc = json::parse(request.body);
+    auto& resource = resources.emplace_back();
+    for (const auto& a : doc.at("resourceSpans").at(0).at("resource").at("attributes").as_array()) {
+      const auto& value = a.at("value").as_object();
+      resource[std::string(a.at("key").as_string())] =
+          value.contains("stringValue") ? std::string(value.at("stringValue").as_string())
+                                        : json::serialize(value);
+    }
+  }
+  return resources;
+}
+
 std::string str(const json::value& value) {
   return std::string(value.as_string());
 }
@@ -113,7 +131,13 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
       auto context = otlp::parse_traceparent(headers[0].value_or(""));
       ASSERT_TRUE(context) << out.body;
       EXPECT_EQ(context->trace_id, "4bf92f3577b34da6a3ce929d0e0e4736");
-      EXPECT_TRUE(parse_rfc3339(headers[1].value_or("")));
+      // asya-sent-at: RFC 3339 with microseconds, the instant of the stamp (written from a
+      // per-second cache: the same text a full format gives).
+      auto sent_at = parse_rfc3339(headers[1].value_or(""));
+      ASSERT_TRUE(sent_at) << out.body;
+      EXPECT_EQ(format_rfc3339(*sent_at, Rfc3339Precision::kMicroseconds), headers[1].value_or(""));
+      EXPECT_LE(*sent_at, std::chrono::system_clock::now());
+      EXPECT_GE(*sent_at, std::chrono::system_clock::now() - 60s);
       EXPECT_TRUE(sent->payload_raw == "1" || sent->payload_raw == "2") << out.body;
       output_parents.push_back(context->span_id);
       record_publish(out.queue, 0.0001, true);
@@ -128,8 +152,16 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
   EXPECT_EQ(str(hop.at("spanId")), hop_span);
   EXPECT_EQ(hop.at("parentSpanId"), "00f067aa0ba902b7");
   EXPECT_EQ(hop.at("kind"), 5);
-  EXPECT_EQ(attribute(hop, "asya.actor"), "b");
-  EXPECT_EQ(attribute(hop, "asya.replica"), "host:1");
+  // The actor and replica are the process's: resource attributes of every request, not
+  // attributes of each span.
+  auto resources = received_resources(receiver);
+  ASSERT_FALSE(resources.empty());
+  for (const auto& resource : resources) {
+    EXPECT_EQ(resource.at("asya.actor"), "b");
+    EXPECT_EQ(resource.at("asya.replica"), "host:1");
+  }
+  EXPECT_EQ(attribute(hop, "asya.actor"), "<absent>");
+  EXPECT_EQ(attribute(hop, "asya.replica"), "<absent>");
   EXPECT_EQ(attribute(hop, "asya.envelope_id"), "X");
   EXPECT_EQ(attribute(hop, "asya.job_id"), "j1");
   EXPECT_EQ(attribute(hop, "asya.delivery_count"), "2");
@@ -141,7 +173,7 @@ TEST(Tracing, AHopIsAChildOfTheTraceparentAndEachOutputOfItsOwnPublishSpan) {
     ASSERT_EQ(spans.count(name), 1u) << name;
     EXPECT_EQ(str(spans.find(name)->second.at("parentSpanId")), hop_span) << name;
     // Each span of the hop names it, so a receiver can group them.
-    EXPECT_EQ(attribute(spans.find(name)->second, "asya.actor"), "b") << name;
+    EXPECT_EQ(attribute(spans.find(name)->second, "asya.actor"), "<absent>") << name;
     EXPECT_EQ(attribute(spans.find(name)->second, "asya.envelope_id"), "X") << name;
     EXPECT_EQ(attribute(spans.find(name)->second, "asya.job_id"), "j1") << name;
   }
@@ -201,7 +233,7 @@ TEST(Tracing, EachItemOfABatchIsAHopOfItsOwnTraceWithTheSharedRuntimeCall) {
                                R"([{"payload":1,"route":{"actors":["a","b","c"],"current":2}}])"));
       batch.runtime_call(i, started, 0.002, i == 0 ? "" : "processing_error", i, 2);
       batch.stamp(i, decisions[i]);
-      hop_spans.push_back(batch.hop(i)->span_id());
+      hop_spans.emplace_back(batch.hop(i)->span_id());
       EXPECT_EQ(batch.hop(i)->trace_id(), traces[i]);
     }
     // Settled in the reverse order: each publish and ack finds its own item's hop.

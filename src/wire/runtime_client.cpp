@@ -275,51 +275,42 @@ CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_
   }
 }
 
-CallResult RuntimeClient::end_call(const std::function<char*(std::size_t)>& storage,
-                                   Clock::time_point deadline, std::chrono::milliseconds timeout) {
+CallResult RuntimeClient::end_call(AnswerReceiver& receiver, Clock::time_point deadline,
+                                   std::chrono::milliseconds timeout) {
   Pending pending = std::move(pending_);
   pending_ = Pending{};
   if (!pending.active)
     return {CallStatus::kUnavailable, "no request in flight on this connection (a bug)"};
   bool request_unread = false;
-  CallResult r = read_answer(storage, deadline, timeout, request_unread);
+  CallResult r = read_answer(receiver, deadline, timeout, request_unread);
   if (r.status == CallStatus::kUnavailable && request_unread && pending.may_resend) {
     // The kept connection was closed by the runtime with the request unread: once more, on a new
     // connection.
     bool again = false;
     r = write_request(pending.request, deadline, timeout, false, again);
-    if (r.status == CallStatus::kOk) r = read_answer(storage, deadline, timeout, request_unread);
+    if (r.status == CallStatus::kOk) r = read_answer(receiver, deadline, timeout, request_unread);
   }
   r.notice = std::move(pending.notice);
   return r;
 }
 
 CallResult RuntimeClient::call_with(const RequestBody& request, std::chrono::milliseconds timeout,
-                                    const std::function<char*(std::size_t)>& storage) {
+                                    AnswerReceiver& receiver) {
   const Clock::time_point deadline = Clock::now() + timeout;
   CallResult sent = begin_call(request, deadline, timeout);
   if (sent.status != CallStatus::kOk) return sent;
-  return end_call(storage, deadline, timeout);
+  return end_call(receiver, deadline, timeout);
 }
 
 CallResult RuntimeClient::send(std::string_view request, std::chrono::milliseconds timeout) {
   return begin_call({request, nullptr}, Clock::now() + timeout, timeout);
 }
 
-CallResult RuntimeClient::receive(FrameBuffer& response, Clock::time_point deadline,
-                                  std::chrono::milliseconds timeout) {
-  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
-    return response.prepare(size);
-  };
-  return end_call(storage, deadline, timeout);
-}
-
 void RuntimeClient::abandon() {
   if (pending_.active) disconnect();
 }
 
-CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& storage,
-                                      const Clock::time_point& deadline,
+CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::time_point& deadline,
                                       std::chrono::milliseconds timeout, bool& request_unread) {
   auto fail = [this](CallStatus status, std::string error, bool too_large = false) {
     disconnect();
@@ -394,7 +385,7 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                             show_bytes(next.bytes)));
   }
 
-  char* data = storage(size);
+  receiver.start(size);
   if (size == 0) {
     Peeked next = peek(fd_, diagnose_wait(deadline));
     return fail(
@@ -410,19 +401,21 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
   }
   // The first bytes before the rest: stray bytes read as a header announce a length that has
   // nothing to do with what follows, and the call must fail now rather than wait for that many
-  // bytes. Whatever has arrived is taken at once (usually the whole body: no extra system call);
-  // only when nothing has, one byte is waited for.
+  // bytes. Whatever has arrived is taken at once (usually the whole first room: no extra system
+  // call); only when nothing has, one byte is waited for.
+  std::span<char> first = receiver.room(size);
+  first = first.first(std::min<std::size_t>(first.size(), size));
   std::size_t got = 0;
-  ssize_t n = ::recv(fd_, data, size, MSG_DONTWAIT);
+  ssize_t n = ::recv(fd_, first.data(), first.size(), MSG_DONTWAIT);
   if (n > 0) {
     got = static_cast<std::size_t>(n);
   } else {
-    io = detail::read_exact_io(fd_, data, 1, true, io_deadline, frame_bytes, 4);
+    io = detail::read_exact_io(fd_, first.data(), 1, true, io_deadline, frame_bytes, 4);
     if (!io.ok()) return io_failure(io);
     got = 1;
   }
-  if (!may_start_array({data, std::min<std::size_t>(got, kShownBytes)})) {
-    std::string head(data, std::min<std::size_t>(got, kShownBytes));
+  if (!may_start_array({first.data(), std::min<std::size_t>(got, kShownBytes)})) {
+    std::string head(first.data(), std::min<std::size_t>(got, kShownBytes));
     if (head.size() < kShownBytes) {
       Peeked more = peek(fd_);
       if (more.state == PeekState::kData) head += more.bytes;
@@ -434,10 +427,19 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
                             "body is not an array",
                             header_text(), size_text(size), show_bytes(head)));
   }
-  if (got < size) {
-    io =
-        detail::read_exact_io(fd_, data + got, size - got, true, io_deadline, frame_bytes, 4 + got);
+  if (got < first.size()) {
+    io = detail::read_exact_io(fd_, first.data() + got, first.size() - got, true, io_deadline,
+                               frame_bytes, 4 + got);
     if (!io.ok()) return io_failure(io);
+  }
+  receiver.received(first.size());
+  for (std::size_t done = first.size(); done < size;) {
+    std::span<char> room = receiver.room(size - done);
+    const std::size_t want = std::min<std::size_t>(room.size(), size - done);
+    io = detail::read_exact_io(fd_, room.data(), want, true, io_deadline, frame_bytes, 4 + done);
+    if (!io.ok()) return io_failure(io);
+    receiver.received(want);
+    done += want;
   }
 
   // The connection must be idle after an answer: a byte waiting now is a second answer or stray
@@ -455,29 +457,58 @@ CallResult RuntimeClient::read_answer(const std::function<char*(std::size_t)>& s
   return {};
 }
 
+namespace {
+
+// The whole answer in one buffer: `prepare(size)` gives it, and each room is the rest of it.
+class ContiguousAnswer : public AnswerReceiver {
+ public:
+  explicit ContiguousAnswer(std::function<char*(std::size_t)> prepare)
+      : prepare_(std::move(prepare)) {}
+  void start(std::size_t size) override {
+    data_ = prepare_(size);
+    offset_ = 0;
+  }
+  std::span<char> room(std::size_t remaining) override { return {data_ + offset_, remaining}; }
+  void received(std::size_t count) override { offset_ += count; }
+
+ private:
+  std::function<char*(std::size_t)> prepare_;
+  char* data_ = nullptr;
+  std::size_t offset_ = 0;
+};
+
+}  // namespace
+
 CallResult RuntimeClient::call(std::string_view request, std::string& response,
                                std::chrono::milliseconds timeout) {
-  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
+  ContiguousAnswer answer([&](std::size_t size) {
     response.resize(size);
     return response.data();
-  };
-  return call_with({request, nullptr}, timeout, storage);
+  });
+  return call_with({request, nullptr}, timeout, answer);
 }
 
 CallResult RuntimeClient::call(std::string_view request, FrameBuffer& response,
                                std::chrono::milliseconds timeout) {
-  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
-    return response.prepare(size);
-  };
-  return call_with({request, nullptr}, timeout, storage);
+  ContiguousAnswer answer([&](std::size_t size) { return response.prepare(size); });
+  return call_with({request, nullptr}, timeout, answer);
 }
 
 CallResult RuntimeClient::call(const StreamedRequest& request, FrameBuffer& response,
                                std::chrono::milliseconds timeout) {
-  const std::function<char*(std::size_t)> storage = [&](std::size_t size) {
-    return response.prepare(size);
-  };
-  return call_with({{}, &request}, timeout, storage);
+  ContiguousAnswer answer([&](std::size_t size) { return response.prepare(size); });
+  return call_with({{}, &request}, timeout, answer);
+}
+
+CallResult RuntimeClient::call(const StreamedRequest& request, AnswerReceiver& receiver,
+                               std::chrono::milliseconds timeout) {
+  return call_with({{}, &request}, timeout, receiver);
+}
+
+CallResult RuntimeClient::receive(FrameBuffer& response, Clock::time_point deadline,
+                                  std::chrono::milliseconds timeout) {
+  ContiguousAnswer answer([&](std::size_t size) { return response.prepare(size); });
+  return end_call(answer, deadline, timeout);
 }
 
 }  // namespace asya::wire

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -91,6 +92,22 @@ struct StreamedRequest {
   std::function<Status(const Sink& sink)> write_body;
 };
 
+// Where an answer's body goes when it is not received into one buffer (a pass-through answer
+// compared with the request's payload as it arrives: sidecar/passthrough_answer.hpp). The client
+// calls start() once the frame's header announced `size` body bytes (again for a second answer
+// on a new connection), then room() and received() in turn until all `size` bytes arrived, in
+// order.
+class AnswerReceiver {
+ public:
+  virtual ~AnswerReceiver() = default;
+  virtual void start(std::size_t size) = 0;
+  // Room for the next bytes: at most `remaining` (> 0) are read into it, exactly its size unless
+  // that is more than `remaining`. Never empty.
+  virtual std::span<char> room(std::size_t remaining) = 0;
+  // `count` bytes were read into the start of the room last given.
+  virtual void received(std::size_t count) = 0;
+};
+
 class RuntimeClient {
  public:
   explicit RuntimeClient(RuntimeClientOptions options);
@@ -126,6 +143,9 @@ class RuntimeClient {
                   std::chrono::milliseconds timeout);
   // The same for a request written while it is produced (StreamedRequest above).
   CallResult call(const StreamedRequest& request, FrameBuffer& response,
+                  std::chrono::milliseconds timeout);
+  // The same, handing the answer's body to `receiver` piece by piece (AnswerReceiver above).
+  CallResult call(const StreamedRequest& request, AnswerReceiver& receiver,
                   std::chrono::milliseconds timeout);
 
   // call() in two halves, for a worker that keeps a second batch waiting on a second connection
@@ -167,12 +187,11 @@ class RuntimeClient {
   CallResult write_request(const RequestBody& request,
                            std::chrono::steady_clock::time_point deadline,
                            std::chrono::milliseconds timeout, bool kept, bool& may_resend);
-  CallResult end_call(const std::function<char*(std::size_t)>& storage,
-                      std::chrono::steady_clock::time_point deadline,
+  CallResult end_call(AnswerReceiver& receiver, std::chrono::steady_clock::time_point deadline,
                       std::chrono::milliseconds timeout);
   CallResult call_with(const RequestBody& request, std::chrono::milliseconds timeout,
-                       const std::function<char*(std::size_t)>& storage);
-  CallResult read_answer(const std::function<char*(std::size_t)>& storage,
+                       AnswerReceiver& receiver);
+  CallResult read_answer(AnswerReceiver& receiver,
                          const std::chrono::steady_clock::time_point& deadline,
                          std::chrono::milliseconds timeout, bool& request_unread);
   RuntimeClientOptions options_;

@@ -356,6 +356,30 @@ def test_crash_after_the_publish_before_the_ack_sends_a_duplicate_of_the_same_ob
     wait_for(lambda: store.objects() == [], 30, "the object to be deleted after both ended")
 
 
+def test_crash_after_a_passthrough_answer_was_compared_redelivers_and_forwards_the_same_object(
+        cluster, request):
+    """The pass-through actor's sidecar dies once it compared the runtime's answer with the
+    object while it arrived (failpoint payload.answer_compared), before publishing: nothing was
+    published, the redelivered input is processed again and forwards the same reference; the
+    result holds the real payload and the store holds one object."""
+    if cluster.transport != "sqlite":
+        pytest.skip("the compare is the sidecar's; once on sqlite")
+    store = use_store(cluster, request, ASYA_VISIBILITY_TIMEOUT="2s")
+    start(cluster, "make", "make_big")
+    passer = start(cluster, "pass", "passthrough", env={"ASYA_FAILPOINTS": "payload.answer_compared"})
+    cluster.queues.send("asya-make", {"id": "CMP1", "route": {"actors": ["make", "pass"], "current": 0},
+                                      "payload": {"bytes": 3 * MB, "tag": "cmp"}})
+    crashed_at(passer, "payload.answer_compared")
+    assert cluster.queues.stats(HAPPY)["ready"] == 0, "published although the sidecar died first"
+    restart_without_failpoints(passer)
+    start(cluster, "happy-end", runtime=False)
+    got = result(cluster, "CMP1")
+    assert len(got["payload"]["data"]) == 3 * MB and got["payload"]["tag"] == "cmp"
+    assert len(store.objects()) == 1, store.objects()
+    assert pathlib.Path(cluster.markers / "called-pass-cmp").read_text().count("call") == 2
+    assert_no_reference_seen(cluster)
+
+
 BATCH_ENV = {"ASYA_BATCH_MAX_SIZE": "16", "ASYA_BATCH_MAX_WAIT": "200ms", "ASYA_HANDLER_BATCH": "true"}
 
 

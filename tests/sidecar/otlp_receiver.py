@@ -1,6 +1,6 @@
 """An OTLP/HTTP JSON receiver for tests: a real HTTP server on a loopback port that accepts
 `POST /v1/traces` (ExportTraceServiceRequest, OTLP JSON encoding) and keeps every span, with its
-resource's service.name. It checks each request the way a collector would (Content-Type, JSON,
+resource's attributes. It checks each request the way a collector would (Content-Type, JSON,
 the specified field names and types) and answers 400 to one that breaks them, so a test fails
 loudly on a malformed export."""
 import http.server
@@ -43,8 +43,9 @@ def check_span(span):
 
 
 class Span(dict):
-    """One received span: the OTLP JSON object plus `service`, `attrs` (key -> value), `start` and
-    `end` (integers, nanoseconds)."""
+    """One received span: the OTLP JSON object plus `service`, `resource` (the resource attributes
+    of its request, key -> value), `attrs` (its own attributes, key -> value), `start` and `end`
+    (integers, nanoseconds)."""
 
     @property
     def attrs(self):
@@ -86,6 +87,7 @@ class OtlpReceiver:
                                 check_span(span)
                                 s = Span(span)
                                 s["service"] = resource.get("service.name")
+                                s.resource = resource
                                 got.append(s)
                     with outer.lock:
                         outer.requests += 1

@@ -27,7 +27,7 @@ def by_id(spans):
 
 def hops(spans, actor=None):
     return [s for s in spans if s["name"].startswith("process ") and
-            (actor is None or s.attrs["asya.actor"] == actor)]
+            (actor is None or s.resource["asya.actor"] == actor)]
 
 
 def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
@@ -50,6 +50,11 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
         for s in spans:
             assert s.get("parentSpanId") in ids or s.get("parentSpanId") == ROOT_SPAN, s
             assert s["service"] == "asya-sidecar"
+            # The actor and replica are the sidecar's: resource attributes of its requests, not
+            # repeated in every span.
+            assert s.resource["asya.actor"] in ("split", "infer", "post", "happy-end"), s.resource
+            assert re.fullmatch(r".+:\d+", s.resource["asya.replica"]), s.resource
+            assert "asya.actor" not in s.attrs and "asya.replica" not in s.attrs, s.attrs
         split, = hops(spans, "split")
         assert split["parentSpanId"] == ROOT_SPAN and split["kind"] == 5
 
@@ -58,14 +63,15 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
             children = [s for s in spans if s.get("parentSpanId") == hop["spanId"]]
             names = sorted(c["name"] for c in children)
             assert "ack" in names, (hop["name"], names)
-            if hop.attrs["asya.actor"] != "happy-end":
+            if hop.resource["asya.actor"] != "happy-end":
                 assert "runtime call" in names and any(n.startswith("publish ") for n in names), names
             for c in children:
                 assert hop.start <= c.start <= c.end <= hop.end, (hop["name"], c["name"], hop, c)
-                for key in ("asya.actor", "asya.envelope_id", "asya.delivery_count", "asya.job_id"):
+                assert c.resource == hop.resource, (c, hop)
+                for key in ("asya.envelope_id", "asya.delivery_count", "asya.job_id"):
                     assert c.attrs[key] == hop.attrs[key], (key, c, hop)
             attrs = hop.attrs
-            for key in ("asya.actor", "asya.replica", "asya.envelope_id", "asya.delivery_count",
+            for key in ("asya.envelope_id", "asya.delivery_count",
                         "asya.payload_bytes", "asya.outcome"):
                 assert key in attrs, (key, attrs)
             assert attrs["asya.job_id"] == "J1" and attrs["asya.outcome"] == "success"
@@ -101,7 +107,7 @@ def test_pipeline_with_fan_out_gives_one_connected_trace(cluster):
             publish = ids[m.group(2)]
             assert publish["name"] == "publish asya-happy-end"
             assert publish.attrs["asya.output_envelope_id"] == id_
-            assert ids[publish["parentSpanId"]].attrs["asya.actor"] == "post"
+            assert ids[publish["parentSpanId"]].resource["asya.actor"] == "post"
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", stored["headers"]["asya-sent-at"])
 
         # Log lines carry the trace and span of their hop.

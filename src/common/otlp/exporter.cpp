@@ -99,12 +99,44 @@ std::size_t Exporter::add(std::vector<Span> spans) {
   return add(std::move(encoded));
 }
 
-std::size_t Exporter::add(EncodedSpans spans) {
+std::size_t Exporter::add(const EncodedSpans& spans) {
+  return enqueue(spans, nullptr);
+}
+
+std::size_t Exporter::add(EncodedSpans&& spans) {
+  return enqueue(spans, &spans);
+}
+
+void Exporter::append_part(const EncodedSpans& spans, EncodedSpans* movable) {
+  const std::size_t limit = std::max<std::size_t>(options_.settings.max_batch_spans, 1);
+  if (!queue_.empty() && queue_.back().count + spans.count <= limit) {
+    EncodedSpans& last = queue_.back();
+    last.json.push_back(',');
+    last.json.append(spans.json);
+    last.count += spans.count;
+    return;
+  }
+  if (movable && spans.count >= limit) {
+    // A part of a batch or more goes as it is (split by run()). One written into a generous
+    // buffer keeps at most 2 KiB unused while it waits.
+    if (movable->json.capacity() > movable->json.size() + 2048) movable->json.shrink_to_fit();
+    queue_.push_back(std::move(*movable));
+    return;
+  }
+  // A new last part, sized for a batch of spans like these (at most 1 MiB): the adds that follow
+  // append to it without growing it.
+  constexpr std::size_t kMostReserved = 1 << 20;
+  EncodedSpans part;
+  const std::size_t per_span = spans.json.size() / std::max<std::size_t>(spans.count, 1) + 1;
+  part.json.reserve(std::min(kMostReserved, std::max(spans.json.size(), per_span * limit)));
+  part.json.append(spans.json);
+  part.count = spans.count;
+  queue_.push_back(std::move(part));
+}
+
+std::size_t Exporter::enqueue(const EncodedSpans& spans, EncodedSpans* movable) {
   const std::size_t offered = spans.count;
   if (offered == 0) return 0;
-  // A part written into a generous buffer keeps at most 2 KiB unused while it waits: the queue's
-  // memory stays within about twice its spans' JSON when the receiver is down.
-  if (spans.json.capacity() > spans.json.size() + 2048) spans.json.shrink_to_fit();
   std::size_t queued = 0;
   bool batch_ready = false;
   {
@@ -114,11 +146,12 @@ std::size_t Exporter::add(EncodedSpans spans) {
                                std::min(queued_spans_, options_.settings.max_queue_spans);
       if (room >= offered) {
         queued = offered;
-        queue_.push_back(std::move(spans));
+        append_part(spans, movable);
       } else if (room > 0) {
-        EncodedSpans first = split_encoded(spans, room);
+        EncodedSpans rest = movable ? std::move(*movable) : spans;
+        EncodedSpans first = split_encoded(rest, room);
         queued = first.count;
-        if (queued > 0) queue_.push_back(std::move(first));
+        if (queued > 0) append_part(first, &first);
       }
       queued_spans_ += queued;
       batch_ready = queued_spans_ >= options_.settings.max_batch_spans;

@@ -48,10 +48,13 @@ class Exporter {
   // queue's bound (ExportSettings::max_queue_spans) are dropped and counted; returns how many
   // were queued. The spans are encoded (otlp_json.hpp) on the calling thread.
   std::size_t add(std::vector<Span> spans);
-  // The same for spans already encoded (SpanWriter): queued as they are, with no Span in
-  // between. A batch takes whole parts where it can, and splits one that would make it larger
-  // than ExportSettings::max_batch_spans.
-  std::size_t add(EncodedSpans spans);
+  // The same for spans already encoded (SpanWriter), with no Span in between. Spans added while
+  // the last queued part holds less than a batch (ExportSettings::max_batch_spans) are appended to
+  // it (a copy of their JSON, into a buffer sized for a batch: no allocation per add); a batch
+  // takes whole parts where it can, and splits one larger than a batch. The rvalue form queues a
+  // part that does not fit the last one as it is.
+  std::size_t add(const EncodedSpans& spans);
+  std::size_t add(EncodedSpans&& spans);
 
   // Sends what is queued at once, a partial batch included (it does not wait for
   // schedule_delay), and waits up to `budget` until every span queued before the call has been
@@ -67,6 +70,10 @@ class Exporter {
 
  private:
   void run();
+  std::size_t enqueue(const EncodedSpans& spans, EncodedSpans* movable);
+  // Under mutex_: appends `spans` to the last part when the batch it makes has room, else queues
+  // them as a part of their own (moved from `movable` when not null).
+  void append_part(const EncodedSpans& spans, EncodedSpans* movable);
   // Sends one batch, retrying as described above; counts the outcome.
   void send(std::vector<EncodedSpans> batch, std::size_t spans);
 

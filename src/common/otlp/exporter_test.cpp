@@ -246,6 +246,46 @@ TEST(Exporter, EncodedPartsCountAsTheirSpansAndThePartOverTheBoundIsCut) {
   EXPECT_EQ(counts.dropped_queue_full, 4u);
 }
 
+// A sidecar adds one small part per message (a copy: it keeps its buffer): each is appended to the
+// last queued part while that makes no more than a batch, so a batch is one part, in order.
+TEST(Exporter, SmallPartsAreAppendedToTheLastPartUpToABatchAndKeepTheirOrder) {
+  testing::Receiver receiver;
+  ExporterOptions o = options(receiver.url(), "t-append");  // batches of 4
+  o.settings.max_queue_spans = 100;
+  o.settings.schedule_delay = std::chrono::hours(1);
+  Exporter exporter(o);
+  auto named = [](int from, int n) {
+    EncodedSpans part;
+    for (int i = from; i < from + n; ++i) {
+      Span span = spans(1).front();
+      span.name = std::to_string(i);
+      append_encoded(part, span);
+    }
+    return part;
+  };
+  const EncodedSpans kept = named(0, 1);
+  EXPECT_EQ(exporter.add(kept), 1u);
+  EXPECT_EQ(kept.count, 1u);  // copied: the caller's part is left as it was
+  EXPECT_EQ(exporter.add(named(1, 1)), 1u);
+  EXPECT_EQ(exporter.add(named(2, 1)), 1u);
+  ASSERT_TRUE(exporter.flush(20s));
+  EXPECT_EQ(spans_per_request(receiver), std::vector<std::size_t>{3});
+  EXPECT_EQ(exporter.add(named(3, 3)), 3u);
+  EXPECT_EQ(exporter.add(named(6, 2)), 2u);  // 3 + 2 > 4: a part of its own; 5 queued wake it
+  EXPECT_TRUE(receives_spans(receiver, 3 + 4));
+  ASSERT_TRUE(exporter.flush(20s));
+  EXPECT_EQ(spans_per_request(receiver), (std::vector<std::size_t>{3, 4, 1}));
+  std::vector<std::string> names;
+  for (const auto& r : receiver.requests()) {
+    const json::value doc = json::parse(r.body);
+    for (const auto& span :
+         doc.at("resourceSpans").at(0).at("scopeSpans").at(0).at("spans").as_array())
+      names.emplace_back(span.at("name").as_string());
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7"}));
+  EXPECT_EQ(export_counts("t-append").exported, 8u);
+}
+
 TEST(Exporter, APartLargerThanABatchIsSplitAcrossBatches) {
   testing::Receiver receiver;
   Exporter exporter(options(receiver.url(), "t-encoded-split"));  // batches of 4

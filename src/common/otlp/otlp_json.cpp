@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstring>
 #include <iterator>
+#include <type_traits>
 
 namespace asya::otlp {
 namespace {
@@ -59,6 +60,52 @@ void append_escaped(std::string& out, std::string_view text) {
     }
   }
   out.append(text.substr(plain_from));
+}
+
+// Whether `text` goes into a JSON string as it is (nothing to escape): eight bytes at a time.
+bool plain(std::string_view text) {
+  std::size_t i = 0;
+  for (; i + 8 <= text.size(); i += 8) {
+    std::uint64_t word;
+    std::memcpy(&word, text.data() + i, sizeof word);
+    if (needs_escape(word)) return false;
+  }
+  if (i == text.size()) return true;
+  // The last 1 to 7 bytes, padded with spaces (plain), in one more test.
+  std::uint64_t word = 0x2020202020202020ull;
+  std::memcpy(&word, text.data() + i, text.size() - i);
+  return !needs_escape(word);
+}
+
+// The decimal digits of `value` (below 10^8), exactly 8 of them (zero-padded), at `out`.
+void write_8_digits(char* out, std::uint32_t value) {
+  static constexpr char kPairs[] =
+      "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+      "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+      "8081828384858687888990919293949596979899";
+  const std::uint32_t high = value / 10000, low = value % 10000;
+  std::memcpy(out, kPairs + 2 * (high / 100), 2);
+  std::memcpy(out + 2, kPairs + 2 * (high % 100), 2);
+  std::memcpy(out + 4, kPairs + 2 * (low / 100), 2);
+  std::memcpy(out + 6, kPairs + 2 * (low % 100), 2);
+}
+
+// Writes `value` in decimal at `out` and returns the end: 8 digits at a time (std::to_chars takes
+// two at a time, and a span's two 19-digit times were half of what writing its head cost).
+char* write_decimal(char* out, std::uint64_t value) {
+  if (value < 100000000) return std::to_chars(out, out + 8, static_cast<std::uint32_t>(value)).ptr;
+  const auto low = static_cast<std::uint32_t>(value % 100000000);
+  value /= 100000000;
+  if (value < 100000000) {
+    out = std::to_chars(out, out + 8, static_cast<std::uint32_t>(value)).ptr;
+  } else {
+    const auto middle = static_cast<std::uint32_t>(value % 100000000);
+    out = std::to_chars(out, out + 4, static_cast<std::uint32_t>(value / 100000000)).ptr;
+    write_8_digits(out, middle);
+    out += 8;
+  }
+  write_8_digits(out, low);
+  return out + 8;
 }
 
 // Writes `text` as a JSON string.
@@ -140,28 +187,23 @@ void append_span(std::string& out, const Span& span) {
   out.push_back('}');
 }
 
-// Writes `value` in decimal, as a JSON string when `quoted` (protobuf's JSON form of 64 bits).
-template <typename Integer>
-void append_integer(std::string& out, Integer value, bool quoted) {
-  char digits[24];
-  const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
-  if (quoted) out.push_back('"');
-  out.append(digits, static_cast<std::size_t>(end - digits));
-  if (quoted) out.push_back('"');
-}
-
 // Writes pieces whose total size has a known bound straight into a string's buffer: one size
 // check for all of them instead of one per append (a span's fixed parts are about 15 pieces, and
 // the per-append checks were a third of what writing a span cost). The bound is reserved
 // (zero-filled) when it is made and the unused rest cut off when it goes out of scope.
 class DirectWriter {
  public:
-  DirectWriter(std::string& out, std::size_t most) : out_(out), start_(out.size()) {
-    out_.resize(start_ + most);
-    at_ = out_.data() + start_;
+  DirectWriter(std::string& out, std::size_t most) : out_(out) { reopen(most); }
+  ~DirectWriter() { flush(); }
+  // Cuts the unused rest off, so other code may append to the string; reopen() before writing
+  // again.
+  void flush() { out_.resize(static_cast<std::size_t>(at_ - out_.data())); }
+  void reopen(std::size_t most) {
+    const std::size_t at = out_.size();
+    out_.resize(at + most);
+    at_ = out_.data() + at;
     end_ = at_ + most;
   }
-  ~DirectWriter() { out_.resize(static_cast<std::size_t>(at_ - out_.data())); }
   DirectWriter(const DirectWriter&) = delete;
   DirectWriter& operator=(const DirectWriter&) = delete;
 
@@ -178,14 +220,21 @@ class DirectWriter {
   template <typename Integer>
   DirectWriter& integer(Integer value, bool quoted) {
     if (quoted) *at_++ = '"';
-    at_ = std::to_chars(at_, end_, value).ptr;
+    if constexpr (std::is_signed_v<Integer>) {
+      if (value < 0) {
+        at_ = std::to_chars(at_, end_, value).ptr;
+      } else {
+        at_ = write_decimal(at_, static_cast<std::uint64_t>(value));
+      }
+    } else {
+      at_ = write_decimal(at_, value);
+    }
     if (quoted) *at_++ = '"';
     return *this;
   }
 
  private:
   std::string& out_;
-  std::size_t start_;
   char* at_;
   char* end_;
 };
@@ -256,22 +305,30 @@ std::string export_request_json_from(const Resource& resource,
   return out;
 }
 
+// Keys are Asya's attribute names, written as they are (see the header).
 void append_attribute(std::string& list, std::string_view key, std::string_view value) {
-  if (!list.empty()) list.push_back(',');
-  list.append("{\"key\":"sv);
-  append_string(list, key);
-  list.append(",\"value\":{\"stringValue\":"sv);
-  append_string(list, value);
-  list.append("}}"sv);
+  const bool first = list.empty();  // before the writer sizes the string
+  const bool plain_value = plain(value);
+  {
+    // The usual case (nothing to escape): one size check for the whole attribute.
+    DirectWriter writer(list, 48 + key.size() + (plain_value ? value.size() : 0));
+    if (!first) writer.character(',');
+    writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"stringValue\":\""sv);
+    if (plain_value) {
+      writer.text(value).text("\"}}"sv);
+      return;
+    }
+  }
+  append_escaped(list, value);
+  list.append("\"}}"sv);
 }
 
 void append_attribute(std::string& list, std::string_view key, std::int64_t value) {
-  if (!list.empty()) list.push_back(',');
-  list.append("{\"key\":"sv);
-  append_string(list, key);
-  list.append(",\"value\":{\"intValue\":"sv);
-  append_integer(list, value, true);
-  list.append("}}"sv);
+  const bool first = list.empty();
+  DirectWriter writer(list, 64 + key.size());
+  if (!first) writer.character(',');
+  writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"intValue\":"sv);
+  writer.integer(value, true).text("}}"sv);
 }
 
 SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_id,
@@ -279,20 +336,26 @@ SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_i
                               std::string_view name_suffix, SpanKind kind,
                               std::uint64_t start_unix_nano, std::uint64_t end_unix_nano) {
   std::string& out = into_.json;
-  {
-    DirectWriter writer(out, 64 + trace_id.size() + span_id.size() + parent_span_id.size());
-    if (into_.count > 0) writer.character(',');
-    writer.text(kSpanOpening).character('"').text(trace_id).text("\",\"spanId\":\""sv);
-    writer.text(span_id).character('"');
-    if (!parent_span_id.empty())
-      writer.text(",\"parentSpanId\":\""sv).text(parent_span_id).character('"');
-    writer.text(",\"name\":\""sv);
-  }
+  const bool plain_name = plain(name) && plain(name_suffix);
+  // The fixed parts and (usually) the name in one go: one size check for all of them.
+  DirectWriter writer(out, 224 + trace_id.size() + span_id.size() + parent_span_id.size() +
+                               (plain_name ? name.size() + name_suffix.size() : 0));
+  if (into_.count > 0) writer.character(',');
+  writer.text(kSpanOpening).character('"').text(trace_id).text("\",\"spanId\":\""sv);
+  writer.text(span_id).character('"');
+  if (!parent_span_id.empty())
+    writer.text(",\"parentSpanId\":\""sv).text(parent_span_id).character('"');
+  writer.text(",\"name\":\""sv);
   ++into_.count;
   first_attribute_ = true;
-  append_escaped(out, name);
-  append_escaped(out, name_suffix);
-  DirectWriter writer(out, 160);
+  if (plain_name) {
+    writer.text(name).text(name_suffix);
+  } else {
+    writer.flush();
+    append_escaped(out, name);
+    append_escaped(out, name_suffix);
+    writer.reopen(160);
+  }
   writer.character('"').text(",\"kind\":"sv).integer(static_cast<int>(kind), false);
   writer.text(",\"startTimeUnixNano\":"sv).integer(start_unix_nano, true);
   writer.text(",\"endTimeUnixNano\":"sv).integer(std::max(start_unix_nano, end_unix_nano), true);
@@ -300,28 +363,29 @@ SpanWriter& SpanWriter::begin(std::string_view trace_id, std::string_view span_i
   return *this;
 }
 
-std::string& SpanWriter::open_attribute(std::string_view key, std::string_view type) {
-  std::string& out = into_.json;
-  if (!first_attribute_) out.push_back(',');
-  first_attribute_ = false;
-  out.append("{\"key\":"sv);
-  append_string(out, key);
-  out.append(",\"value\":{\""sv);
-  out.append(type);
-  out.append("\":"sv);
-  return out;
-}
-
 SpanWriter& SpanWriter::attribute(std::string_view key, std::string_view value) {
-  std::string& out = open_attribute(key, "stringValue");
-  append_string(out, value);
-  out.append("}}"sv);
+  const bool plain_value = plain(value);
+  {
+    DirectWriter writer(into_.json, 48 + key.size() + (plain_value ? value.size() : 0));
+    if (!first_attribute_) writer.character(',');
+    first_attribute_ = false;
+    writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"stringValue\":\""sv);
+    if (plain_value) {
+      writer.text(value).text("\"}}"sv);
+      return *this;
+    }
+  }
+  append_escaped(into_.json, value);
+  into_.json.append("\"}}"sv);
   return *this;
 }
 
 SpanWriter& SpanWriter::attribute(std::string_view key, std::int64_t value) {
-  open_attribute(key, "intValue");
-  DirectWriter(into_.json, 32).integer(value, true).text("}}"sv);
+  DirectWriter writer(into_.json, 64 + key.size());
+  if (!first_attribute_) writer.character(',');
+  first_attribute_ = false;
+  writer.text("{\"key\":\""sv).text(key).text("\",\"value\":{\"intValue\":"sv);
+  writer.integer(value, true).text("}}"sv);
   return *this;
 }
 

@@ -55,7 +55,9 @@ std::string export_request_json_from(const Resource& resource,
 
 // Appends one attribute ({"key":…,"value":{…}}) to a comma-separated attribute list `list`
 // (a comma first unless `list` is empty): for attributes written once and repeated in several
-// spans (SpanWriter::attributes).
+// spans (SpanWriter::attributes). Here and in SpanWriter::attribute the key is one of Asya's
+// attribute names (a literal such as "asya.envelope_id": letters, digits, '.' and '_') and is
+// written as it is, unescaped; values are escaped as JSON requires.
 void append_attribute(std::string& list, std::string_view key, std::string_view value);
 void append_attribute(std::string& list, std::string_view key, std::int64_t value);
 
@@ -80,8 +82,6 @@ class SpanWriter {
   void end(StatusCode status = StatusCode::kUnset, std::string_view message = {});
 
  private:
-  // Opens the next attribute up to its value: `{"key":<key>,"value":{"<type>":`.
-  std::string& open_attribute(std::string_view key, std::string_view type);
   EncodedSpans& into_;
   bool first_attribute_ = true;
 };

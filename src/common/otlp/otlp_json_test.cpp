@@ -178,6 +178,71 @@ TEST(OtlpJson, ASpanWriterWritesWhatTheEncoderWritesForTheSameSpan) {
   EXPECT_EQ(root.at("endTimeUnixNano"), "5");  // never before the start
 }
 
+// Text with nothing to escape takes the writers' fast paths (one size check per attribute or
+// span head): the same encoding, for lists of several attributes and several spans.
+TEST(OtlpJson, PlainTextTakesTheFastPathsAndWritesTheSameEncoding) {
+  Span span = sample_span();
+  span.name = "process t-two";
+  span.attributes = {{"asya.envelope_id", std::string("5e6fdb2d-1d6b-4e91-baef-73e825434e7b")},
+                     {"asya.delivery_count", std::int64_t{1}},
+                     {"asya.job_id", std::string("j1")},
+                     {"asya.payload_bytes", std::int64_t{-42}},
+                     {"messaging.destination.name", std::string("asya-t-two")},
+                     {"asya.outcome", std::string("success")},
+                     {"asya.route_index", std::int64_t{9'223'372'036'854'775'807}}};
+  // Integers around the writer's 8-digit steps.
+  const std::int64_t steps[] = {0,
+                                99'999'999,
+                                100'000'000,
+                                1'000'000'007,
+                                9'999'999'999'999'999,
+                                10'000'000'000'000'000,
+                                100'000'000'000'000'001};
+  for (std::int64_t step : steps) span.attributes.push_back({"n", step});
+  std::string common;
+  append_attribute(common, "asya.envelope_id", "5e6fdb2d-1d6b-4e91-baef-73e825434e7b");
+  append_attribute(common, "asya.delivery_count", std::int64_t{1});
+  append_attribute(common, "asya.job_id", "j1");
+  append_attribute(common, "asya.payload_bytes", std::int64_t{-42});
+  EncodedSpans written;
+  for (int i = 0; i < 3; ++i)
+    SpanWriter(written)
+        .begin(span.trace_id, span.span_id, span.parent_span_id, "process ", "t-two", span.kind,
+               span.start_unix_nano, span.end_unix_nano)
+        .attributes(common)
+        .attribute("messaging.destination.name", "asya-t-two")
+        .attribute("asya.outcome", "success")
+        .attribute("asya.route_index", std::int64_t{9'223'372'036'854'775'807})
+        .attribute("n", steps[0])
+        .attribute("n", steps[1])
+        .attribute("n", steps[2])
+        .attribute("n", steps[3])
+        .attribute("n", steps[4])
+        .attribute("n", steps[5])
+        .attribute("n", steps[6])
+        .end(span.status, span.status_message);
+  EXPECT_EQ(written.count, 3u);
+  Resource r;
+  EXPECT_EQ(json::parse(export_request_json_from(r, {written})),
+            json::parse(export_request_json(r, {span, span, span})))
+      << written.json;
+
+  // Plain text longer than the writers' stack buffer is written straight into the string.
+  const std::string long_plain(1000, 'q');
+  Span long_span = sample_span();
+  long_span.name = "publish " + long_plain;
+  long_span.attributes = {{"k", long_plain}};
+  long_span.status = StatusCode::kUnset;
+  EncodedSpans long_written;
+  SpanWriter(long_written)
+      .begin(long_span.trace_id, long_span.span_id, long_span.parent_span_id, "publish ",
+             long_plain, long_span.kind, long_span.start_unix_nano, long_span.end_unix_nano)
+      .attribute("k", long_plain)
+      .end();
+  EXPECT_EQ(json::parse(export_request_json_from(r, {long_written})),
+            json::parse(export_request_json(r, {long_span})));
+}
+
 std::vector<std::string> names_in(const Resource& r, const std::vector<EncodedSpans>& parts) {
   std::vector<std::string> names;
   json::value doc = json::parse(export_request_json_from(r, parts));

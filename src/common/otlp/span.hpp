@@ -81,4 +81,17 @@ struct SpanIdText {
 // A new random span id, as new_span_id(), without allocating. Thread-safe.
 SpanIdText new_span_id_text();
 
+// A trace id held without allocating (32 hex digits).
+struct TraceIdText {
+  char digits[32];
+  std::string_view view() const { return {digits, sizeof digits}; }
+};
+// A new random trace id, as new_trace_id(), without allocating. Thread-safe.
+TraceIdText new_trace_id_text();
+
+// parse_traceparent without allocating: on success (the same rules) fills `trace_id`, `span_id`
+// and `sampled` and returns true; leaves them as they were otherwise.
+bool parse_traceparent_into(std::string_view value, TraceIdText& trace_id, SpanIdText& span_id,
+                            bool& sampled);
+
 }  // namespace asya::otlp

@@ -39,6 +39,24 @@ TEST(Traceparent, FormatRoundTripsNewIds) {
   EXPECT_NE(new_span_id(), new_span_id());
 }
 
+TEST(Traceparent, ParsesIntoFixedBuffersAndLeavesThemAloneOnARefusal) {
+  TraceIdText trace = new_trace_id_text();
+  SpanIdText span = new_span_id_text();
+  bool sampled = false;
+  ASSERT_TRUE(parse_traceparent_into("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                     trace, span, sampled));
+  EXPECT_EQ(trace.view(), "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(span.view(), "00f067aa0ba902b7");
+  EXPECT_TRUE(sampled);
+  EXPECT_FALSE(parse_traceparent_into("00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-00",
+                                      trace, span, sampled));
+  EXPECT_EQ(span.view(), "00f067aa0ba902b7");
+  EXPECT_TRUE(sampled);
+  const TraceIdText fresh = new_trace_id_text();
+  EXPECT_TRUE(parse_traceparent("00-" + std::string(fresh.view()) + "-00f067aa0ba902b7-01"));
+  EXPECT_NE(new_trace_id_text().view(), fresh.view());
+}
+
 TEST(UnixNanos, CountsNanosecondsSinceTheEpoch) {
   using namespace std::chrono;
   EXPECT_EQ(unix_nanos(system_clock::time_point(seconds(2))), 2'000'000'000u);

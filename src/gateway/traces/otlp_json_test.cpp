@@ -49,6 +49,36 @@ const char* kExport = R"({
   }]
 })";
 
+// A sidecar exports its actor and replica as resource attributes (docs/tracing.md), not in each
+// span: every span document still names them, each from its own request part's resource.
+TEST(OtlpJson, TheActorAndReplicaOfTheResourceAreInEverySpanDocument) {
+  auto part = [](const char* actor, const char* replica, const char* span_id) {
+    return std::string(R"({"resource":{"attributes":[)"
+                       R"({"key":"service.name","value":{"stringValue":"asya-sidecar"}},)"
+                       R"({"key":"asya.actor","value":{"stringValue":")") +
+           actor + R"("}},{"key":"asya.replica","value":{"stringValue":")" + replica +
+           R"("}}]},"scopeSpans":[{"scope":{"name":"asya"},"spans":[{)"
+           R"("traceId":"5b8efff798038103d269b633813fc60c","spanId":")" +
+           span_id +
+           R"(","name":"ack","kind":1,"startTimeUnixNano":"10","endTimeUnixNano":"20",)"
+           R"("attributes":[{"key":"asya.envelope_id","value":{"stringValue":"e1"}}]}]}]})";
+  };
+  const std::string body = R"({"resourceSpans":[)" + part("prep", "host-a:7", "eee19b7ec3c1b174") +
+                           "," + part("infer", "host-b:9", "eee19b7ec3c1b175") + "]}";
+  auto parsed = parse_export_request(body);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  ASSERT_EQ(parsed.value().spans.size(), 2u);
+  const json::object& first = parsed.value().spans[0].document;
+  const json::object& second = parsed.value().spans[1].document;
+  EXPECT_EQ(first.at("actor"), "prep");
+  EXPECT_EQ(first.at("replica"), "host-a:7");
+  EXPECT_EQ(first.at("envelope_id"), "e1");
+  EXPECT_EQ(first.at("resource").at("asya.actor"), "prep");
+  EXPECT_FALSE(first.at("attributes").as_object().contains("asya.actor"));
+  EXPECT_EQ(second.at("actor"), "infer");
+  EXPECT_EQ(second.at("replica"), "host-b:9");
+}
+
 TEST(OtlpJson, ASpanBecomesADocumentWithItsAsyaAttributesOnTop) {
   auto parsed = parse_export_request(kExport);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;

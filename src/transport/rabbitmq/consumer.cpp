@@ -82,6 +82,7 @@ void Consumer::interrupt() {
 }
 
 bool Consumer::watch_socket() {
+  if (drivers_ > 0) return false;  // a receive() caller reads it (read_until)
   if (waiting_ > 0) return true;
   for (const auto& [name, q] : queues_)
     if (!q.buffer.empty()) return false;
@@ -91,6 +92,7 @@ bool Consumer::watch_socket() {
 void Consumer::wake_all() {
   changed_.notify_all();
   for (auto& [name, q] : queues_) q.arrived.notify_all();
+  if (drivers_ > 0) reader_wakeup_.notify();
 }
 
 void Consumer::stop() {
@@ -125,8 +127,7 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   if (!ready()) {
     ++waiting_;
     ++q.waiting;
-    if (!watching_) wakeup_.notify();  // the link thread watches the socket for us now
-    q.arrived.wait_until(lock, start + wait, ready);
+    wait_for_delivery(lock, q, start + wait, ready);
     --q.waiting;
     --waiting_;
   }
@@ -497,6 +498,12 @@ void Consumer::send_due_requeues() {
 
 void Consumer::write_pending() {
   start_consumers();
+  // Deliveries that came while start_consumers() waited for its replies are held by rabbitmq-c,
+  // where a caller polling the socket (read_until) does not see them.
+  if (connection_.is_open() && amqp_frames_enqueued(connection_.state())) {
+    std::lock_guard lock(mutex_);
+    if (drivers_ > 0) reader_wakeup_.notify();
+  }
   // Requeues first: a nack written lifts the floor of the acks held above it.
   if (connection_.is_open()) send_due_requeues();
   if (connection_.is_open()) send_acks(false);
@@ -564,6 +571,9 @@ void Consumer::on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t ch
   // buffer holds some is taken by that caller or passed on by it (receive).
   if (q.waiting > 0 && q.buffer.size() == 1) q.arrived.notify_one();
   if (q.settle_waiting > 0) changed_.notify_all();
+  // Read by another thread (the link thread, holds()) while a caller waits in read_until(): the
+  // socket will not wake that caller for it.
+  if (drivers_ > 0 && reader_ != std::this_thread::get_id()) reader_wakeup_.notify();
 }
 
 void Consumer::handle_frame(const amqp_frame_t& frame) {

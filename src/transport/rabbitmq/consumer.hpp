@@ -13,10 +13,12 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <set>
 #include <span>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -146,6 +148,17 @@ class Consumer final : public Link {
   std::chrono::milliseconds idle_wait() override;
   void send_due_requeues();
   void on_deliver(const amqp_basic_deliver_t& deliver, amqp_channel_t channel);
+  // receive()'s wait for a delivery (lock holds mutex_): when nobody reads the socket, this
+  // caller reads it itself (read_until), else it waits on q.arrived. Returns when ready() or at
+  // the deadline.
+  void wait_for_delivery(std::unique_lock<std::mutex>& lock, QueueState& q,
+                         std::chrono::steady_clock::time_point deadline,
+                         const std::function<bool()>& ready);
+  // The reading caller's loop: reads what is ready, then polls the socket and reader_wakeup_
+  // (without mutex_) until ready(), the deadline, or the connection is lost or stopping.
+  void read_until(std::unique_lock<std::mutex>& lock,
+                  std::chrono::steady_clock::time_point deadline,
+                  const std::function<bool()>& ready);
 
   // Guarded by mutex_.
   std::map<std::string, QueueState, std::less<>> queues_;
@@ -161,6 +174,10 @@ class Consumer final : public Link {
   bool cancel_requested_ = false;
   bool cancelled_ = false;
   int waiting_ = 0;  // receive() callers waiting for a delivery
+  // The receive() caller reading the socket itself (drivers_ is 1 then), and how to wake it from
+  // poll(): a delivery read by another thread, wake_all().
+  std::thread::id reader_;
+  Wakeup reader_wakeup_;
 };
 
 }  // namespace asya::transport::rabbitmq

@@ -77,9 +77,30 @@ void Link::wait(int fd, std::chrono::milliseconds timeout) {
   if (rc > 0 && (fds[0].revents & POLLIN)) wakeup_.clear();
 }
 
+bool Link::holds_frames() {
+  amqp_connection_state_t state = connection_.state();
+  // TLS: OpenSSL may hold bytes the socket no longer shows; rabbitmq-c's read finds them.
+  return settings_.tls || amqp_frames_enqueued(state) || amqp_data_in_buffer(state);
+}
+
+bool Link::may_have_frames() {
+  if (holds_frames()) return true;
+  pollfd pfd{connection_.fd(), POLLIN, 0};
+  return ::poll(&pfd, 1, 0) != 0;
+}
+
 void Link::read_ready_frames() {
   timeval zero{0, 0};
+  // rabbitmq-c sends a due heartbeat (and finds the broker's missing) only inside its read: it is
+  // called at least once a second, like the idle link thread's tick did.
+  const auto now = std::chrono::steady_clock::now();
+  bool due = now - last_read_ >= kIdleWait;
   while (connection_.is_open()) {
+    // Else one poll() when nothing is there, where rabbitmq-c's non-blocking read costs a recv()
+    // and then a poll().
+    if (!due && !may_have_frames()) return;
+    due = false;
+    last_read_ = now;
     amqp_frame_t frame;
     int rc = amqp_simple_wait_frame_noblock(connection_.state(), &frame, &zero);
     if (rc == AMQP_STATUS_TIMEOUT) return;

@@ -105,6 +105,11 @@ class Link {
   // handle_frame(). Stops at the first error or channel/connection close from the broker (the
   // connection is then marked broken and last_error_ says why).
   void read_ready_frames();
+  // Whether rabbitmq-c holds a frame or bytes of one (frames that came during an RPC's reply,
+  // bytes read past a frame), which poll() on the socket does not show; always true with TLS.
+  bool holds_frames();
+  // holds_frames(), or the socket is readable (or in error).
+  bool may_have_frames();
   // From a calling thread: reads what is ready if the connection is free; wakes the link thread
   // when that found the connection broken.
   void read_if_free();
@@ -130,6 +135,7 @@ class Link {
 
   std::mutex io_;  // the connection; taken with try_lock by callers
   AmqpConnection connection_;
+  std::chrono::steady_clock::time_point last_read_{};  // io_: rabbitmq-c's read last called
   Wakeup wakeup_;
 
  private:

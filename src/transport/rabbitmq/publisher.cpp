@@ -2,9 +2,8 @@
 
 #include "common/env.hpp"
 
-#include <spdlog/spdlog.h>
-
 #include <poll.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <array>
@@ -186,15 +185,14 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
 
 Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
                                   Clock::time_point deadline) {
-  bool driving = false;
+  bool driving = false, first = true;
   // `io_held`: unconfirmed_ may be read (it belongs to io_).
   auto leave = [&](Drove drove, bool io_held) {
     if (!driving) return drove;
     std::lock_guard lock(mutex_);
     --drivers_;
     if (drivers_ > 0) return drove;
-    // Confirms of publishes of other callers may still come: one of them reads next (the link
-    // thread when the connection is down or unconfirmed_ cannot be read).
+    // Others' confirms may still come: one of them reads next (else the link thread).
     if (io_held && !unconfirmed_.empty() && connection_.is_open())
       hand_over_reading();
     else if (!io_held || !unconfirmed_.empty() || !queue_.empty())
@@ -224,8 +222,11 @@ Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
       turn(/*read=*/false);
       return connection_.is_open() ? Drove::kWritten : Drove::kBusy;
     }
-    turn(/*read=*/true);  // writes the queued publishes (this one included), reads the confirms
-                          // that came
+    // First the queued publishes (this one's too) are written: their confirms cannot be there
+    // yet, so the socket is only polled below; frames rabbitmq-c holds already are read now.
+    turn(/*read=*/!first);
+    if (first && connection_.is_open() && holds_frames()) read_ready_frames();
+    first = false;
     bool done;
     {
       std::lock_guard lock(mutex_);
@@ -554,9 +555,8 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
 }
 
 void Publisher::write_pending() {
-  // Several publishes at once leave in as few TCP segments as fit (each publish is three frames
-  // and rabbitmq-c sends each alone, the last without MSG_MORE): the broker then reads them
-  // together instead of one read per message.
+  // Several publishes at once leave in as few TCP segments as fit (rabbitmq-c sends each of a
+  // publish's three frames alone): the broker then reads them together, not one per message.
   bool corked = false;
   {
     std::lock_guard lock(mutex_);

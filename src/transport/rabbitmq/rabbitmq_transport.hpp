@@ -29,13 +29,14 @@
 // lock, and its own thread connects, reads what no caller reads and sends heartbeats. A calling
 // thread that finds the connection free uses it directly (a send writes its publish and reads
 // until its confirm, an ack is written and never waits, a receive reads the deliveries pushed
-// meanwhile; acks of messages settled close together share one basic.ack(multiple), see
-// consumer.hpp plan_acks); otherwise it hands the work to the link thread. Both threads reconnect
-// with backoff (100ms doubling to 5s) after any connection failure, redeclare the topology they
-// use, re-issue their consumers and republish every unconfirmed message (so a broker restart loses
-// nothing; duplicates are possible, as always with at-least-once delivery). Deliveries received
-// before a reconnect cannot be acked any more (the broker redelivers them); ack()/nack() on them
-// fail and lose nothing.
+// meanwhile, and one that has to wait reads the socket itself when nobody else does; acks of
+// messages settled close together share one basic.ack(multiple), see consumer.hpp plan_acks);
+// otherwise it hands the work to the link thread. Both threads reconnect with backoff (100ms
+// doubling to 5s) after any connection failure, redeclare the topology they use, re-issue their
+// consumers and republish every unconfirmed message (so a broker restart loses nothing; duplicates
+// are possible, as always with at-least-once delivery). Deliveries received before a reconnect
+// cannot be acked any more (the broker redelivers them); ack()/nack() on them fail and lose
+// nothing.
 #pragma once
 
 #include <chrono>

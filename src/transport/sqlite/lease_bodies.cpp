@@ -5,23 +5,63 @@
 
 namespace asya::transport::sqlite {
 
+Status read_bodies_in_lease(Connection& db, std::string_view queue, std::vector<Delivery>& out,
+                            const std::vector<std::int64_t>& ids,
+                            const std::vector<std::string>& files, std::vector<char>& read) {
+  read.assign(out.size(), 0);
+  std::size_t total = 0;
+  sqlite3_blob* blob = nullptr;
+  Status failed = Status::Ok();
+  for (std::size_t i = 0; i < out.size(); ++i) {
+    if (!files[i].empty()) continue;
+    // The row was just leased under this write lock: its body is there.
+    int rc = blob == nullptr
+                 ? sqlite3_blob_open(db.db(), "main", "bodies", "body", ids[i], 0, &blob)
+                 : sqlite3_blob_reopen(blob, ids[i]);
+    if (rc != SQLITE_OK) {
+      failed = Error{"receive (reading the body) on queue " + in_quotes(queue) +
+                     " failed: " + db.error()};
+      break;
+    }
+    auto size = static_cast<std::size_t>(sqlite3_blob_bytes(blob));
+    if (total + size > kBodyBytesReadInLease) break;  // the rest after the commit
+    total += size;
+    std::string& text = out[i].body.text();
+    text.resize(size);
+    if (size > 0 && sqlite3_blob_read(blob, text.data(), static_cast<int>(size), 0) != SQLITE_OK) {
+      failed = Error{"receive (reading the body) on queue " + in_quotes(queue) +
+                     " failed: " + db.error()};
+      break;
+    }
+    read[i] = 1;
+  }
+  // Closed before the COMMIT: an open blob handle is a statement in progress.
+  if (blob != nullptr) sqlite3_blob_close(blob);
+  return failed;
+}
+
 Result<std::vector<Delivery>> read_leased_bodies(Connection& db, BodyFiles& body_files,
                                                  std::string_view queue, std::int64_t token,
                                                  std::vector<Delivery>& out,
                                                  const std::vector<std::int64_t>& ids,
-                                                 const std::vector<std::string>& files) {
+                                                 const std::vector<std::string>& files,
+                                                 const std::vector<char>& read) {
   // RETURNING order is unspecified; hand out a batch in id (send) order.
   std::vector<std::size_t> order(out.size());
   for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](auto a, auto b) { return ids[a] < ids[b]; });
-  // The bodies are read after the lease committed, outside any write transaction, straight
-  // from the database pages (or the body file) into each Delivery's string (one copy, no
-  // SQLite-side buffer).
+  // The bodies not read yet are read after the lease committed, outside any write transaction,
+  // straight from the database pages (or the body file) into each Delivery's string (one copy,
+  // no SQLite-side buffer).
   std::vector<Delivery> sorted;
   sorted.reserve(out.size());
   sqlite3_blob* blob = nullptr;
   Status read_failed = Status::Ok();
   for (std::size_t i : order) {
+    if (read[i]) {  // read inside the lease's transaction
+      sorted.push_back(std::move(out[i]));
+      continue;
+    }
     if (!files[i].empty()) {
       bool missing = false;
       read_failed = body_files.read(files[i], out[i].body, missing);

@@ -1,8 +1,12 @@
-// Reading the bodies of messages a lease just took (sqlite_transport.cpp's receive): after the
-// lease committed, outside any write transaction, straight from the database pages (incremental
-// blob I/O) or the body file into each Delivery's string: one copy, no SQLite-side buffer.
+// Reading the bodies of messages a lease just took (sqlite_transport.cpp's receive): straight
+// from the database pages (incremental blob I/O) or the body file into each Delivery's string:
+// one copy, no SQLite-side buffer. A lease of one message reads a small body kept in the database
+// inside its own write transaction (read_bodies_in_lease), which saves a read transaction per
+// receive; the other bodies are read after it committed, outside any write transaction
+// (read_leased_bodies).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -15,16 +19,29 @@
 
 namespace asya::transport::sqlite {
 
-// `out[i]` was leased with `token` as row `ids[i]`, its body in the file `files[i]` (empty: in the
-// `bodies` table). Returns the deliveries in id (send) order with their bodies; a row gone
-// meanwhile (the lease expired at once and another receiver acked it) is left out, and a row
-// still under this lease whose body file is gone is dropped (it can never be delivered). An
-// Error names the queue when a body cannot be read; the leased messages then come back after
-// the visibility timeout.
+// At most this many body bytes are read inside a lease's write transaction (other writers wait
+// for its lock meanwhile); the rest are read after it committed.
+constexpr std::size_t kBodyBytesReadInLease = 256u << 10;
+
+// Inside the lease's write transaction on `db`: reads the bodies kept in the `bodies` table
+// (`files[i]` empty) of the leased rows `ids`, in order, into `out[i].body` while they add up to
+// at most kBodyBytesReadInLease bytes, and sets `read[i]` for each one read. An Error names the
+// queue (the caller rolls the lease back; the messages stay ready).
+Status read_bodies_in_lease(Connection& db, std::string_view queue, std::vector<Delivery>& out,
+                            const std::vector<std::int64_t>& ids,
+                            const std::vector<std::string>& files, std::vector<char>& read);
+
+// After the lease committed: `out[i]` was leased with `token` as row `ids[i]`, its body in the
+// file `files[i]` (empty: in the `bodies` table), already read when `read[i]` is set. Returns the
+// deliveries in id (send) order with their bodies; a row gone meanwhile (the lease expired at once
+// and another receiver acked it) is left out, and a row still under this lease whose body file is
+// gone is dropped (it can never be delivered). An Error names the queue when a body cannot be
+// read; the leased messages then come back after the visibility timeout.
 Result<std::vector<Delivery>> read_leased_bodies(Connection& db, BodyFiles& body_files,
                                                  std::string_view queue, std::int64_t token,
                                                  std::vector<Delivery>& out,
                                                  const std::vector<std::int64_t>& ids,
-                                                 const std::vector<std::string>& files);
+                                                 const std::vector<std::string>& files,
+                                                 const std::vector<char>& read);
 
 }  // namespace asya::transport::sqlite

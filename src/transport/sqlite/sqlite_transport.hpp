@@ -11,30 +11,30 @@
 // written first (outside any lock) to `<path>.bodies/m-<unique>.body.tmp`, fsync'd, renamed to
 // its final name, the directory fsync'd; then the row naming it is inserted. Either way the body
 // is never written again: the lease updates only touch `messages`, so receiving a 100 MB message
-// costs a read of it, not a rewrite. receive() reads the bodies after the lease committed,
-// outside any write transaction, straight into Delivery::body (incremental blob I/O, or one read
-// pass of the file). ack() deletes the row (and an inline body) in one transaction, then the
-// body file. A crash between a body file and its row leaves a file no row names: such files
-// older than 15 minutes are removed on open and every 10 minutes, after checking under the write
-// lock that no row names them (send checks under the same lock that its file still exists).
-// Opening a file of an older layout (version 1: bodies inline in `messages`, user_version 0;
-// version 2: no body_file column) migrates it once, in one transaction; a file with an unknown
-// schema version is refused (ConfigError naming the version).
-// A message is ready when visible_at_ms <= now; receive() leases it by setting visible_at_ms to
-// now + visibility_timeout, a fresh lease token and delivery_count + 1, all in one
-// `BEGIN IMMEDIATE` transaction, so two processes never lease the same message. ack() deletes the
-// row and nack()/extend_lease() move visible_at_ms, each only while the row still carries the
-// caller's lease token: after the lease expired and the message was leased again elsewhere they
-// fail and change nothing. AUTOINCREMENT keeps ids increasing even after the queue drains.
-// Leases of a process that died: a lease token is (owner << 32) | counter, and an instance records
-// its owner number with its machine (boot id + pid namespace), pid and the pid's start time in
-// `lease_owners` the first time it leases. Opening the file releases at once (visible again,
-// delivery count kept) the leases of this machine's owners whose process is gone, so a restarted
-// sidecar does not wait for the leases its killed predecessor held; a live owner's leases are
-// never touched, and other machines' owners are left to their lease expiry.
-// Receive order is FIFO per queue by (visible_at_ms, id): messages sent without delay come out in
-// commit order; a redelivered message takes its place by the time it became visible again. The
-// messages of one batch are handed out in id (send) order.
+// costs a read of it, not a rewrite. A receive of one message reads its body, when kept in
+// `bodies` and at most 256 KiB, inside the lease's transaction; other bodies are read after the
+// lease committed, outside any write transaction; either way straight into Delivery::body
+// (incremental blob I/O, or one read pass of the file). ack() deletes the row (and an inline body)
+// in one transaction, then the body file. A crash between a body file and its row leaves a file no
+// row names: such files older than 15 minutes are removed on open and every 10 minutes, after
+// checking under the write lock that no row names them (send checks under the same lock that its
+// file still exists). Opening a file of an older layout (version 1: bodies inline in `messages`,
+// user_version 0; version 2: no body_file column) migrates it once, in one transaction; a file with
+// an unknown schema version is refused (ConfigError naming the version). A message is ready when
+// visible_at_ms <= now; receive() leases it by setting visible_at_ms to now + visibility_timeout, a
+// fresh lease token and delivery_count + 1, all in one `BEGIN IMMEDIATE` transaction, so two
+// processes never lease the same message. ack() deletes the row and nack()/extend_lease() move
+// visible_at_ms, each only while the row still carries the caller's lease token: after the lease
+// expired and the message was leased again elsewhere they fail and change nothing. AUTOINCREMENT
+// keeps ids increasing even after the queue drains. Leases of a process that died: a lease token is
+// (owner << 32) | counter, and an instance records its owner number with its machine (boot id + pid
+// namespace), pid and the pid's start time in `lease_owners` the first time it leases. Opening the
+// file releases at once (visible again, delivery count kept) the leases of this machine's owners
+// whose process is gone, so a restarted sidecar does not wait for the leases its killed predecessor
+// held; a live owner's leases are never touched, and other machines' owners are left to their lease
+// expiry. Receive order is FIFO per queue by (visible_at_ms, id): messages sent without delay come
+// out in commit order; a redelivered message takes its place by the time it became visible again.
+// The messages of one batch are handed out in id (send) order.
 //
 // Locking: SQLite has one write lock per file. A write transaction here holds it only while its
 // own statements run (send: two inserts, or one insert and a stat of its body file; receive: one
