@@ -22,7 +22,6 @@ import hmac
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,10 +35,10 @@ class MotoError(RuntimeError):
     pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+try:
+    from services.ports import free_port
+except ImportError:  # run as a script, or imported with tests/services on sys.path (bench/run)
+    from ports import free_port
 
 
 def python_with_moto():

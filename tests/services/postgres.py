@@ -9,10 +9,14 @@ import contextlib
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import tempfile
 import uuid
+
+try:
+    from services.ports import free_port
+except ImportError:  # run as a script, or imported with tests/services on sys.path (bench/run)
+    from ports import free_port
 
 PG_BIN = pathlib.Path("/usr/lib/postgresql/15/bin")
 
@@ -22,9 +26,7 @@ def available() -> bool:
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_port()
 
 
 def _as_postgres(args, **kwargs):

@@ -31,6 +31,11 @@ import time
 import urllib.parse
 import uuid
 
+try:
+    from services.ports import free_port
+except ImportError:  # run as a script, or imported with tests/services on sys.path (bench/run)
+    from ports import free_port
+
 SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
 CTL = "/usr/lib/rabbitmq/bin/rabbitmqctl"
 STATE_FILE = "broker.json"
@@ -42,10 +47,6 @@ class BrokerError(RuntimeError):
     pass
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def available():
