@@ -132,6 +132,10 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
 // docs/performance.md). Pages are then allocated one by one and reused from malloc's free lists.
 // When SQLite was already initialized by another part of the process, sqlite3_config() refuses
 // (SQLITE_MISUSE) and the default stays: correct, only slower.
+// sqlite3_config() must not run while another thread uses SQLite, so it runs during static
+// initialization (kConfiguredAtStart below: before main, one thread, so also before another part
+// of the process can open a database first); Connection::open() calls it too, which does nothing
+// after the first call.
 void configure_sqlite_once() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -142,6 +146,8 @@ void configure_sqlite_once() {
           sqlite3_errstr(rc));
   });
 }
+
+[[maybe_unused]] const bool kConfiguredAtStart = (configure_sqlite_once(), true);
 
 }  // namespace
 
