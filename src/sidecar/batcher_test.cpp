@@ -2,11 +2,9 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -17,6 +15,7 @@
 #include <boost/json.hpp>
 
 #include "sidecar/fake_transport.hpp"
+#include "sidecar/socket_server_test_support.hpp"
 #include "wire/frame.hpp"
 
 namespace asya::sidecar {
@@ -46,35 +45,9 @@ class FakeBatchRuntime {
  public:
   using Answer = std::function<std::string(const std::string& request)>;
   FakeBatchRuntime(const fs::path& socket_path, Answer answer, bool declares_batch = true)
-      : answer_(std::move(answer)) {
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, socket_path.c_str());
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_fd_, 16), 0);
+      : answer_(std::move(answer)), server_(socket_path, [this](int fd) { serve(fd); }) {
     std::ofstream(socket_path.parent_path() / "runtime-ready") << "123\n"
                                                                << (declares_batch ? "batch\n" : "");
-    thread_ = std::thread([this] {
-      for (;;) {
-        int fd = ::accept(listen_fd_, nullptr, nullptr);
-        if (fd < 0) return;
-        std::string request;
-        while (wire::read_frame(fd, request, 1u << 20, 10'000).ok()) {
-          {
-            std::lock_guard lock(mutex_);
-            requests_.push_back(request);
-          }
-          if (!wire::write_frame(fd, answer_(request)).ok()) break;
-        }
-        ::close(fd);
-      }
-    });
-  }
-  ~FakeBatchRuntime() {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(listen_fd_);
   }
   std::vector<std::string> requests() {
     std::lock_guard lock(mutex_);
@@ -82,11 +55,20 @@ class FakeBatchRuntime {
   }
 
  private:
+  void serve(int fd) {
+    std::string request;
+    while (wire::read_frame(fd, request, 1u << 20, 10'000).ok()) {
+      {
+        std::lock_guard lock(mutex_);
+        requests_.push_back(request);
+      }
+      if (!wire::write_frame(fd, answer_(request)).ok()) break;
+    }
+  }
   Answer answer_;
-  int listen_fd_ = -1;
-  std::thread thread_;
   std::mutex mutex_;
   std::vector<std::string> requests_;
+  test_support::SocketServer server_;  // last: stops before the members serve() uses
 };
 
 class BatcherTest : public ::testing::Test {

@@ -6,10 +6,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -18,6 +16,7 @@
 #include "common/random_id.hpp"
 #include "sidecar/payload_ref.hpp"
 #include "sidecar/router_test_support.hpp"
+#include "sidecar/socket_server_test_support.hpp"
 #include "wire/frame.hpp"
 
 namespace asya::sidecar {
@@ -40,42 +39,25 @@ class ScriptedRuntime {
  public:
   ScriptedRuntime(const fs::path& socket_path,
                   std::function<std::string(const std::string&)> answer)
-      : answer_(std::move(answer)) {
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, socket_path.c_str());
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_fd_, 16), 0);
-    thread_ = std::thread([this] {
-      for (;;) {
-        int fd = ::accept(listen_fd_, nullptr, nullptr);
-        if (fd < 0) return;
-        std::string request;
-        while (wire::read_frame(fd, request, 64u << 20, 10'000).ok()) {
-          std::string body = answer_(request);
-          std::string frame(4, '\0');
-          const auto size = static_cast<std::uint32_t>(body.size());
-          for (int i = 0; i < 4; ++i) frame[i] = static_cast<char>(size >> (24 - 8 * i));
-          frame += body;
-          const std::size_t first = std::min(split, frame.size());
-          if (!send_all(fd, std::string_view(frame).substr(0, first))) break;
-          if (between) between();
-          if (!send_all(fd, std::string_view(frame).substr(first))) break;
-        }
-        ::close(fd);
-      }
-    });
-  }
-  ~ScriptedRuntime() {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(listen_fd_);
-  }
+      : answer_(std::move(answer)), server_(socket_path, [this](int fd) { serve(fd); }) {}
   std::size_t split = std::size_t(-1);
   std::function<void()> between;
 
  private:
+  void serve(int fd) {
+    std::string request;
+    while (wire::read_frame(fd, request, 64u << 20, 10'000).ok()) {
+      std::string body = answer_(request);
+      std::string frame(4, '\0');
+      const auto size = static_cast<std::uint32_t>(body.size());
+      for (int i = 0; i < 4; ++i) frame[i] = static_cast<char>(size >> (24 - 8 * i));
+      frame += body;
+      const std::size_t first = std::min(split, frame.size());
+      if (!send_all(fd, std::string_view(frame).substr(0, first))) break;
+      if (between) between();
+      if (!send_all(fd, std::string_view(frame).substr(first))) break;
+    }
+  }
   static bool send_all(int fd, std::string_view bytes) {
     while (!bytes.empty()) {
       ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL);
@@ -85,8 +67,7 @@ class ScriptedRuntime {
     return true;
   }
   std::function<std::string(const std::string&)> answer_;
-  int listen_fd_ = -1;
-  std::thread thread_;
+  test_support::SocketServer server_;  // last: stops before the members serve() uses
 };
 
 class PassThroughAnswerTest : public ::testing::Test {

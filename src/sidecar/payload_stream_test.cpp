@@ -6,11 +6,9 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -19,6 +17,7 @@
 #include "common/random_id.hpp"
 #include "sidecar/payload_ref.hpp"
 #include "sidecar/router_test_support.hpp"
+#include "sidecar/socket_server_test_support.hpp"
 #include "wire/frame.hpp"
 
 namespace asya::sidecar {
@@ -35,40 +34,8 @@ using router_test::options_for;
 // request and counts the frames that were cut short.
 class RecordingRuntime {
  public:
-  explicit RecordingRuntime(const fs::path& socket_path) {
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, socket_path.c_str());
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_fd_, 16), 0);
-    thread_ = std::thread([this] {
-      for (;;) {
-        int fd = ::accept(listen_fd_, nullptr, nullptr);
-        if (fd < 0) return;
-        std::string request;
-        for (;;) {
-          Status s = wire::read_frame(fd, request, 64u << 20, 10'000);
-          if (!s.ok()) {
-            if (s.message().find("middle of a frame") != std::string::npos) ++truncated_;
-            break;
-          }
-          {
-            std::lock_guard lock(mutex_);
-            last_ = request;
-          }
-          ++requests_;
-          if (!wire::write_frame(fd, "[" + request + "]").ok()) break;
-        }
-        ::close(fd);
-      }
-    });
-  }
-  ~RecordingRuntime() {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(listen_fd_);
-  }
+  explicit RecordingRuntime(const fs::path& socket_path)
+      : server_(socket_path, [this](int fd) { serve(fd); }) {}
   int requests() const { return requests_; }
   int truncated() const { return truncated_; }
   std::string last() {
@@ -77,12 +44,27 @@ class RecordingRuntime {
   }
 
  private:
-  int listen_fd_ = -1;
-  std::thread thread_;
+  void serve(int fd) {
+    std::string request;
+    for (;;) {
+      Status s = wire::read_frame(fd, request, 64u << 20, 10'000);
+      if (!s.ok()) {
+        if (s.message().find("middle of a frame") != std::string::npos) ++truncated_;
+        break;
+      }
+      {
+        std::lock_guard lock(mutex_);
+        last_ = request;
+      }
+      ++requests_;
+      if (!wire::write_frame(fd, "[" + request + "]").ok()) break;
+    }
+  }
   std::mutex mutex_;
   std::string last_;
   std::atomic<int> requests_{0};
   std::atomic<int> truncated_{0};
+  test_support::SocketServer server_;  // last: stops before the members serve() uses
 };
 
 bool eventually(const std::function<bool()>& condition) {

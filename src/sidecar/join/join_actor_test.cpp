@@ -5,12 +5,10 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/json.hpp>
-#include <cstring>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -18,6 +16,7 @@
 
 #include "common/random_id.hpp"
 #include "sidecar/fake_transport.hpp"
+#include "sidecar/socket_server_test_support.hpp"
 #include "wire/frame.hpp"
 
 namespace asya::sidecar::join {
@@ -40,40 +39,22 @@ struct TempDir {
 class FakeRuntime {
  public:
   using Answer = std::function<std::optional<std::string>(const std::string& request)>;
-  FakeRuntime(const fs::path& socket_path, Answer answer) : answer_(std::move(answer)) {
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, socket_path.c_str());
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_fd_, 16), 0);
-    thread_ = std::thread([this] { run(); });
-  }
-  ~FakeRuntime() {
-    ::shutdown(listen_fd_, SHUT_RDWR);
-    thread_.join();
-    ::close(listen_fd_);
-  }
+  FakeRuntime(const fs::path& socket_path, Answer answer)
+      : answer_(std::move(answer)), server_(socket_path, [this](int fd) { serve(fd); }) {}
   int requests() const { return requests_; }
 
  private:
-  void run() {
-    for (;;) {
-      int fd = ::accept(listen_fd_, nullptr, nullptr);
-      if (fd < 0) return;
-      std::string request;
-      while (wire::read_frame(fd, request, 1u << 20, 10'000).ok()) {
-        ++requests_;
-        auto reply = answer_(request);
-        if (!reply || !wire::write_frame(fd, *reply).ok()) break;
-      }
-      ::close(fd);
+  void serve(int fd) {
+    std::string request;
+    while (wire::read_frame(fd, request, 1u << 20, 10'000).ok()) {
+      ++requests_;
+      auto reply = answer_(request);
+      if (!reply || !wire::write_frame(fd, *reply).ok()) break;
     }
   }
   Answer answer_;
-  int listen_fd_ = -1;
-  std::thread thread_;
   std::atomic<int> requests_{0};
+  test_support::SocketServer server_;  // last: stops before the members serve() uses
 };
 
 // The answer of a payload-mode join handler returning {"joined": <the branch list>}.
