@@ -5,20 +5,13 @@ one write transaction (docs/transports.md). A SIGKILL inside it, every statement
 bodies read, before its COMMIT, must leave the messages exactly as they were: ready, not leased,
 and received once each by the next sidecar.
 """
-import signal
-
-from test_sqlite_shared_settle import HAPPY, arrivals_until_all, queue_backlog, sqlite_cluster  # noqa: F401
+from test_sqlite_shared_settle import HAPPY, actor_killed_at, arrivals_until_all, sqlite_cluster  # noqa: F401
 
 
 def test_sigkill_inside_a_lease_transaction_loses_and_duplicates_nothing(sqlite_cluster):
     cluster = sqlite_cluster
     ids = ["l%03d" % i for i in range(60)]
-    actor = cluster.actor("fast", "echo", start_sidecar=False,
-                          env={"ASYA_FAILPOINTS": "sqlite.lease_uncommitted"})
-    queue_backlog(cluster, "asya-fast", ids)
-    actor.start_sidecar(wait_ready=False)
-    assert actor.sidecar.wait(120) == -signal.SIGKILL, actor.logs()
-    assert "failpoint sqlite.lease_uncommitted reached" in actor.sidecar.text()
+    actor = actor_killed_at(cluster, "sqlite.lease_uncommitted", ids)
     # The lease never committed: nothing is leased, nothing went through.
     in_queue = cluster.queues.stats("asya-fast")
     assert in_queue["ready"] == len(ids) and in_queue["in_flight"] == 0, in_queue

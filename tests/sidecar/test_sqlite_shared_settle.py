@@ -50,6 +50,17 @@ def arrivals_until_all(cluster, ids, timeout=300):
     return arrived
 
 
+def actor_killed_at(cluster, failpoint, ids):
+    """Echo actor "fast" given a backlog of `ids`: its sidecar (ASYA_FAILPOINTS=`failpoint`) kills
+    itself at the fail point; returns the actor, its sidecar stopped, the variable still set."""
+    actor = cluster.actor("fast", "echo", start_sidecar=False, env={"ASYA_FAILPOINTS": failpoint})
+    queue_backlog(cluster, "asya-fast", ids)
+    actor.start_sidecar(wait_ready=False)
+    assert actor.sidecar.wait(120) == -signal.SIGKILL, actor.logs()
+    assert "failpoint %s reached" % failpoint in actor.sidecar.text()
+    return actor
+
+
 def test_sigkill_inside_a_shared_settle_transaction_loses_and_duplicates_nothing(sqlite_cluster):
     """The sidecar kills itself (failpoint sqlite.shared_settle_uncommitted) inside the write
     transaction that holds the outputs and acks of several messages, after every statement ran and
@@ -57,12 +68,7 @@ def test_sigkill_inside_a_shared_settle_transaction_loses_and_duplicates_nothing
     sidecar opens the file and go through again, so every id reaches happy-end exactly once."""
     cluster = sqlite_cluster
     ids = ["s%03d" % i for i in range(400)]
-    actor = cluster.actor("fast", "echo", start_sidecar=False,
-                          env={"ASYA_FAILPOINTS": "sqlite.shared_settle_uncommitted"})
-    queue_backlog(cluster, "asya-fast", ids)
-    actor.start_sidecar(wait_ready=False)
-    assert actor.sidecar.wait(120) == -signal.SIGKILL, actor.logs()
-    assert "failpoint sqlite.shared_settle_uncommitted reached" in actor.sidecar.text()
+    actor = actor_killed_at(cluster, "sqlite.shared_settle_uncommitted", ids)
     before = cluster.queues.stats(HAPPY)
     in_queue = cluster.queues.stats("asya-fast")
     # Each message is either through (settled before the group) or still in its queue.
