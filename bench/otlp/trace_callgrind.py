@@ -16,6 +16,7 @@ import importlib.machinery
 import importlib.util
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -116,11 +117,13 @@ def main():
     parser.add_argument("--side", default="both", choices=("on", "off", "both"))
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
+    for tool in ("valgrind", "callgrind_control"):
+        if shutil.which(tool) is None:
+            return "trace_callgrind: %s not found: install valgrind (scripts/setup --bench)" % tool
     tmp = tempfile.mkdtemp(prefix="trace-callgrind-")
     print("callgrind files in", tmp)
-    if True:
-        for side in (("on", "off") if args.side == "both" else (args.side,)):
-            run_side(side, args.messages, args.warmup, pathlib.Path(tmp), args.top)
+    for side in (("on", "off") if args.side == "both" else (args.side,)):
+        run_side(side, args.messages, args.warmup, pathlib.Path(tmp), args.top)
 
 
 if __name__ == "__main__":
