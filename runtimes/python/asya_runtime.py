@@ -981,48 +981,87 @@ _PLAIN_RESULT_TYPES = frozenset((dict, list, str, int, float, bool, type(None), 
 
 
 class _HandlerThread(object):
-    """One thread that runs every handler call, in the order the connection threads hand them
-    over; each connection thread waits for its own result. A thread woken to run a model lands on
-    whichever core is idle, with cold caches (module docstring, "Waiting for the next batch");
-    this one goes from one batch to the next without sleeping when the next is already queued (a
-    sidecar that sends ahead, PROTOCOL.md section 3 "Pipelined batches"), and polls for it up to
-    `spin_seconds` after a call (yielding the core at each round) when none is."""
+    """One thread that runs every handler call, in the order the requests arrived; each connection
+    thread waits for its own result. A thread woken to run a model lands on whichever core is
+    idle, with cold caches (module docstring, "Waiting for the next batch"); this one goes from one
+    batch to the next without sleeping when the next is already queued (a sidecar that sends
+    ahead, PROTOCOL.md section 3 "Pipelined batches"), and polls for it up to `spin_seconds` after
+    a call (yielding the core at each round) when none is.
+
+    Order: the server takes a ticket (take_ticket) when it has read a whole request, before
+    decoding it, and the calls run in ticket order. A call whose ticket was taken earlier is
+    waited for while its request is decoded, so the batch the sidecar sent first runs first even
+    when the second connection's thread decodes faster (or the first request changed threads on
+    the way, Server._hand_off). A ticket whose request calls no handler (an invalid request, a
+    call made on the connection's own thread) is given back with release()."""
 
     def __init__(self, call, spin_seconds=0.0):
         self._call = call
         self._spin = spin_seconds
-        self._jobs = collections.deque()
+        self._jobs = {}  # ticket -> [argument, result, exception, done]
+        self._open = set()  # tickets taken and neither run nor released
+        self._issued = 0
+        self._next = 0  # the ticket whose call runs next
         self._queued = threading.Condition(threading.Lock())
         threading.Thread(target=self._run, name="asya-handler", daemon=True).start()
 
-    def call(self, argument):
+    def take_ticket(self):
+        with self._queued:
+            ticket = self._issued
+            self._issued += 1
+            self._open.add(ticket)
+            return ticket
+
+    def release(self, ticket):
+        """Gives back a ticket whose request made no call here (no-op for one that did)."""
+        with self._queued:
+            if ticket in self._open and ticket not in self._jobs:
+                self._open.discard(ticket)
+                if self._jobs:  # a later call may have waited for this ticket
+                    self._queued.notify()
+
+    def call(self, argument, ticket=None):
         job = [argument, None, None, threading.Event()]  # argument, result, exception, done
         with self._queued:
-            self._jobs.append(job)
+            if ticket is None or ticket not in self._open:
+                ticket = self._issued
+                self._issued += 1
+                self._open.add(ticket)
+            self._jobs[ticket] = job
             self._queued.notify()
         job[3].wait()
         if job[2] is not None:
             raise job[2]
         return job[1]
 
+    def _ready(self):
+        """The job to run next, or None; skips tickets given back. Called with the lock held."""
+        while self._next < self._issued and self._next not in self._open:
+            self._next += 1
+        return self._jobs.get(self._next)
+
     def _run(self):
-        jobs = self._jobs
         monotonic = time.monotonic
         yield_core = os.sched_yield
         while True:
-            if not jobs and self._spin:
+            if self._spin and self._ready() is None:  # a racy read: the locked wait below decides
                 deadline = monotonic() + self._spin
-                while not jobs and monotonic() < deadline:
+                while self._ready() is None and monotonic() < deadline:
                     yield_core()
             with self._queued:
-                while not jobs:
+                job = self._ready()
+                while job is None:
                     self._queued.wait()
-                job = jobs.popleft()
+                    job = self._ready()
+                ticket = self._next
             try:
                 job[1] = self._call(job[0])
             except BaseException as exc:  # handed to the caller, which handles it as before
                 job[2] = exc
             job[0] = None
+            with self._queued:
+                del self._jobs[ticket]
+                self._open.discard(ticket)
             job[3].set()
 
 
@@ -1052,9 +1091,21 @@ class Runtime(object):
         self._handler_thread = _HandlerThread(self._call_here, spin_seconds)
         self._handler_thread_when = when
 
+    def take_ticket(self):
+        """The server's ticket for a request it has read whole (_HandlerThread, "Order"), or None
+        when calls do not go through a handler thread."""
+        thread = self._handler_thread
+        return None if thread is None else thread.take_ticket()
+
+    def release_ticket(self, ticket):
+        if ticket is not None:
+            self._handler_thread.release(ticket)
+
     def _call(self, argument):
         if self._handler_thread is not None and self._handler_thread_when():
-            return self._handler_thread.call(argument)
+            ticket = getattr(_thread_state, "ticket", None)
+            _thread_state.ticket = None
+            return self._handler_thread.call(argument, ticket)
         return self._call_here(argument)
 
     def _call_here(self, argument):
@@ -1191,10 +1242,20 @@ class Runtime(object):
         """Returns the encoded response body (bytes) for one request body. Never raises."""
         return b"".join(self.handle_parts(body))
 
-    def handle_parts(self, body):
+    def handle_parts(self, body, ticket=None):
         """handle() as a list of bytes pieces to send one after the other (a large string of the
-        response is a piece of its own, never copied into one response buffer). Never raises."""
-        response = self.respond(body)
+        response is a piece of its own, never copied into one response buffer). Never raises.
+        `ticket`: the request's place in the handler thread's order (take_ticket), used or given
+        back here."""
+        if ticket is None:
+            response = self.respond(body)
+        else:
+            _thread_state.ticket = ticket
+            try:
+                response = self.respond(body)
+            finally:
+                _thread_state.ticket = None
+                self.release_ticket(ticket)
         try:
             return encode_response_parts(response, len(body) < _LARGE_REQUEST_BYTES)
         except (TypeError, ValueError, RecursionError) as exc:
@@ -1407,27 +1468,31 @@ class Server(object):
             if self.stopping:
                 return
 
-    def _hand_off(self, connection, pending=b""):
+    def _hand_off(self, connection, pending=b"", ticket=None):
         """Gives a connection between two requests to an idle worker, or to a new worker thread;
-        `pending`: bytes of its next request already received (served first)."""
+        `pending`: bytes of its next request already received (served first), `ticket`: that
+        request's place in the handler order when it was received whole (Runtime.take_ticket)."""
         with self._lock:
             if self._idle_workers > 0:
                 self._idle_workers -= 1
-                self._handed_off.append((connection, pending))
+                self._handed_off.append((connection, pending, ticket))
                 self._work_available.notify()
                 return
         try:
-            threading.Thread(target=self._work, args=(connection, pending), name="asya-conn", daemon=True).start()
+            threading.Thread(
+                target=self._work, args=(connection, pending, ticket), name="asya-conn", daemon=True
+            ).start()
         except RuntimeError as exc:  # cannot start a thread: the connection is closed, the peer reconnects
             log.error("cannot start a connection thread; closing the connection", error=str(exc))
+            self.runtime.release_ticket(ticket)
             self._close(connection)
 
-    def _work(self, connection, pending):
+    def _work(self, connection, pending, ticket):
         buffer = [bytearray(_REUSED_BUFFER_BYTES)]
         lock = self._lock
         while True:
             try:
-                self._serve(connection, buffer, False, pending)
+                self._serve(connection, buffer, False, pending, ticket)
             except Exception as exc:
                 log.error("connection failed", type=_type_name(type(exc)), error=_one_line(exc))
             finally:
@@ -1441,14 +1506,22 @@ class Server(object):
                         self._idle_workers -= 1
                         return
                     self._work_available.wait()
-                connection, pending = self._handed_off.popleft()
+                connection, pending, ticket = self._handed_off.popleft()
 
     def _close(self, connection):
         connection.close()
         with self._lock:
             self._open_connections -= 1
 
-    def _serve(self, connection, holder, leader, pending=b""):
+    def _serve(self, connection, holder, leader, pending=b"", ticket=None):
+        """Serves one connection (_serve_requests); gives back a handed-over ticket it never used."""
+        held = [ticket]
+        try:
+            return self._serve_requests(connection, holder, leader, pending, held)
+        finally:
+            self.runtime.release_ticket(held[0])
+
+    def _serve_requests(self, connection, holder, leader, pending, held):
         """Serves request/response pairs on one connection until EOF, a read error or shutdown.
 
         `holder[0]` is the thread's request buffer: one recv usually brings a whole request (length
@@ -1457,10 +1530,17 @@ class Server(object):
         megabyte or more cost page faults on every request); larger requests get a buffer of their
         own, sized exactly, that is dropped after the request. When `leader`, returns True after
         handing the connection, between two requests, to a worker because another client connected
-        (`pending`: bytes of the next request received with the last one, served first)."""
+        (`pending`: bytes of the next request received with the last one, served first;
+        `held[0]`: the ticket of that request when it came whole, else None)."""
         recv_into = connection.recv_into
         sendmsg = connection.sendmsg
         handle_parts = self.runtime.handle_parts
+        runtime_ticket = self.runtime.take_ticket
+
+        def take_ticket():
+            # Order matters only between connections (a lone one calls the handler itself).
+            return runtime_ticket() if self._open_connections > 1 else None
+
         max_bytes = self.max_message_bytes
         unpack = _HEADER.unpack_from
         pack = _HEADER.pack
@@ -1578,14 +1658,20 @@ class Server(object):
                     if filled < end:
                         self._read_exactly(recv_into, view[filled:end], end - filled, filled - 4, length)
                         filled = end
+                    if held[0] is None:
+                        held[0] = take_ticket()
                     if hand_off_busy and select.select((listener,), (), (), 0)[0]:
                         # A batch handler call is long: a client connecting now (a sidecar's
                         # second connection for a batch sent ahead, another worker's) would wait
                         # for all of it in the backlog. This connection goes to a worker thread
-                        # with its request, and the leader accepts the newcomer first.
+                        # with its request, and the leader accepts the newcomer first; the
+                        # request keeps its ticket, so it still runs before the newcomer's.
                         if self.stopping:
                             return False
-                        self._hand_off(connection, bytes(view[:filled]))
+                        ticket, held[0] = held[0], None
+                        if ticket is None:
+                            ticket = runtime_ticket()
+                        self._hand_off(connection, bytes(view[:filled]), ticket)
                         return True
                     body = view[4:end]
                 else:
@@ -1593,6 +1679,8 @@ class Server(object):
                     body[: filled - 4] = view[4:filled]
                     self._read_exactly(recv_into, body[filled - 4 :], end - filled, filled - 4, length)
                     filled = end
+                    if held[0] is None:
+                        held[0] = take_ticket()
             except _PeerClosed as exc:
                 self._reply_connection_error(connection, str(exc))
                 return False
@@ -1601,7 +1689,8 @@ class Server(object):
             with lock:
                 self._active_requests += 1
             try:
-                parts = handle_parts(body)
+                ticket, held[0] = held[0], None
+                parts = handle_parts(body, ticket)
                 del body
                 size = 0
                 for part in parts:

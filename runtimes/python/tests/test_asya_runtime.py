@@ -491,3 +491,45 @@ def test_encode_response_escapes_lone_surrogates():
     encoded = rt.encode_response([{"payload": value}])
     encoded.decode("utf-8")  # valid UTF-8
     assert json.loads(encoded) == [{"payload": value}]
+
+
+# ------------------------------------------------------------------------------------------
+# The handler thread of a batch runtime with several connections: calls run in ticket order.
+
+
+def _handler_thread_recording():
+    import threading
+
+    ran = []
+    thread = rt._HandlerThread(lambda argument: ran.append(argument) or argument)
+    return thread, ran, threading
+
+
+def test_a_call_waits_for_the_request_whose_ticket_was_taken_before_it():
+    # Ticket 0 is taken when the first request was read whole; its connection's thread is still
+    # decoding when the second request's call comes: the second waits for the first to run.
+    thread, ran, threading = _handler_thread_recording()
+    first, second = thread.take_ticket(), thread.take_ticket()
+    results = {}
+    later = threading.Thread(target=lambda: results.setdefault("second", thread.call("second", second)))
+    later.start()
+    later.join(0.3)
+    assert later.is_alive() and ran == [], "the later ticket ran before the earlier one was called"
+    assert thread.call("first", first) == "first"
+    later.join(5)
+    assert ran == ["first", "second"] and results == {"second": "second"}
+
+
+def test_a_ticket_given_back_without_a_call_lets_the_next_one_run():
+    # An invalid request (or one whose handler ran on its own thread) gives its ticket back.
+    thread, ran, threading = _handler_thread_recording()
+    unused, used = thread.take_ticket(), thread.take_ticket()
+    later = threading.Thread(target=thread.call, args=("used", used))
+    later.start()
+    later.join(0.2)
+    assert ran == []
+    thread.release(unused)
+    later.join(5)
+    assert not later.is_alive() and ran == ["used"]
+    thread.release(used)  # after its call: nothing to give back, no effect
+    assert thread.call("untaken") == "untaken" and ran == ["used", "untaken"]
