@@ -34,10 +34,15 @@ correctly, so a test sees whether the sidecar got back in step):
 """
 import json
 import os
+import pathlib
 import select
 import socket
 import struct
+import sys
 import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from runtime_framing import frame, read_frame  # noqa: E402
 
 MODE = os.environ.get("ROGUE_MODE", "echo")
 BYTES = int(os.environ.get("ROGUE_BYTES", "0"))
@@ -45,23 +50,10 @@ MARKERS = os.environ["TEST_MARKER_DIR"]
 reads = 0
 
 
-def read_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
 def read_request(conn):
     """The next request envelope (parsed), recorded in the reads file; None at EOF."""
     global reads
-    header = read_exact(conn, 4)
-    if header is None:
-        return None
-    body = read_exact(conn, struct.unpack(">I", header)[0])
+    body = read_frame(conn)
     if body is None:
         return None
     envelope = json.loads(body)
@@ -69,10 +61,6 @@ def read_request(conn):
     with open(os.path.join(MARKERS, "reads"), "a") as f:
         f.write(envelope.get("id", "?") + "\n")
     return envelope
-
-
-def frame(body):
-    return struct.pack(">I", len(body)) + body
 
 
 def answer(envelope, payload_extra=None):

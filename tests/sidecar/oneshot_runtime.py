@@ -3,18 +3,12 @@ closes the connection. Echo handler in payload mode. Used to check that the side
 transparently. Environment: ASYA_SOCKET_PATH."""
 import json
 import os
+import pathlib
 import socket
-import struct
+import sys
 
-
-def read_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from runtime_framing import frame, read_frame  # noqa: E402
 
 
 def main():
@@ -28,17 +22,16 @@ def main():
     while True:
         conn, _ = server.accept()
         with conn:
-            header = read_exact(conn, 4)
-            if header is None:
+            body = read_frame(conn)
+            if body is None:
                 continue
-            body = read_exact(conn, struct.unpack(">I", header)[0])
             envelope = json.loads(body)
             route = dict(envelope["route"])
             route["current"] = route.get("current", 0) + 1
             payload = envelope["payload"]
             payload["served_by"] = "oneshot"
             out = json.dumps([{"payload": payload, "route": route}]).encode()
-            conn.sendall(struct.pack(">I", len(out)) + out)
+            conn.sendall(frame(out))
 
 
 if __name__ == "__main__":

@@ -12,24 +12,18 @@ Environment: ASYA_SOCKET_PATH, TEST_MARKER_DIR.
 """
 import json
 import os
+import pathlib
 import socket
-import struct
+import sys
 import threading
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from runtime_framing import frame, read_frame  # noqa: E402
 
 MARKERS = os.environ["TEST_MARKER_DIR"]
 lock = threading.Condition()
 held = []  # (connection, answers) of the first two requests, until both are here
 swapped = False
-
-
-def read_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 def answers_for(batch):
@@ -42,16 +36,13 @@ def answers_for(batch):
 
 
 def send(conn, body):
-    conn.sendall(struct.pack(">I", len(body)) + body)
+    conn.sendall(frame(body))
 
 
 def serve(conn):
     global swapped
     while True:
-        header = read_exact(conn, 4)
-        if header is None:
-            return
-        body = read_exact(conn, struct.unpack(">I", header)[0])
+        body = read_frame(conn)
         if body is None:
             return
         batch = json.loads(body)

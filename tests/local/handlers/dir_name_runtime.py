@@ -9,22 +9,16 @@ are missing, so a supervisor that gives only ASYA_SOCKET_PATH makes it listen wh
 looks (the defect this test guards against)."""
 import json
 import os
+import pathlib
 import socket
-import struct
+import sys
 import threading
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2]))
+from runtime_framing import frame, read_frame  # noqa: E402
 
 DIR = os.environ.get("ASYA_SOCKET_DIR", "/var/run/asya")
 NAME = os.environ.get("ASYA_SOCKET_NAME", "asya-runtime.sock")
-
-
-def read_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 def answer(envelope):
@@ -39,14 +33,11 @@ def answer(envelope):
 def serve(conn):
     with conn:
         while True:
-            header = read_exact(conn, 4)
-            if header is None:
-                return
-            body = read_exact(conn, struct.unpack(">I", header)[0])
+            body = read_frame(conn)
             if body is None:
                 return
             out = json.dumps(answer(json.loads(body))).encode()
-            conn.sendall(struct.pack(">I", len(out)) + out)
+            conn.sendall(frame(out))
 
 
 def main():
