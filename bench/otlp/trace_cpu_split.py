@@ -63,6 +63,8 @@ def main():
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--perf", help="perf record (cpu-clock) the traced side's sidecars and "
                         "the receiver during the bursts into this file")
+    parser.add_argument("--perf-options", default="-e cpu-clock -F 2999",
+                        help="perf record's options (e.g. '-e page-faults --call-graph dwarf')")
     args = parser.parse_args()
     queue = bench.binary("bench/queue/bench_queue")
     workdir = pathlib.Path(tempfile.mkdtemp(prefix="trace-split-"))
@@ -109,9 +111,13 @@ def main():
         perf = None
         if args.perf:
             pids = [a.sidecar.pid for a in actors["on"]] + [sink.pid]
-            perf = subprocess.Popen(["perf", "record", "-q", "-e", "cpu-clock", "-F", "2999",
-                                     "-o", args.perf, "-p", ",".join(map(str, pids))])
+            perf = subprocess.Popen(["perf", "record", "-q"] + args.perf_options.split() +
+                                    ["-o", args.perf, "-p", ",".join(map(str, pids))])
             time.sleep(0.5)
+        def user_system(pid):  # clock ticks
+            fields = pathlib.Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()
+            return int(fields[11]), int(fields[12])
+        sink_ticks_before = user_system(sink.pid)
         before, sink_before = snapshot(), sink_stats()
         driver_cpu = {who: 0.0 for who in sides}
         rates = {who: [] for who in sides}
@@ -127,6 +133,7 @@ def main():
         while sink_stats()["spans"] < expected and time.monotonic() < deadline:
             time.sleep(0.05)
         after, sink_after = snapshot(), sink_stats()
+        sink_ticks = [a - b for a, b in zip(user_system(sink.pid), sink_ticks_before)]
         window = time.monotonic() - started
         if perf:
             perf.send_signal(2)
@@ -167,6 +174,7 @@ def main():
         (sink_after["requests"] - sink_before["requests"]) / messages, 4)
     figures["on"]["receiver_bytes_per_msg"] = round(
         (sink_after["bytes"] - sink_before["bytes"]) / messages)
+    figures["on"]["receiver_user_system_ticks"] = sink_ticks
     figures["on"]["receiver_spans"] = sink_after["spans"] - sink_before["spans"]
     figures["window_s"] = round(window, 2)
     figures["messages_per_side"] = messages
