@@ -82,3 +82,28 @@ def test_the_trace_section_gets_every_span_of_the_burst_and_records_the_cpu(tmp_
         assert cpu["spans_received"] >= cpu["spans_expected"] // 2, cpu
         assert [len(cpu["bursts_msgs_per_s"][who]) for who in ("on", "off")] == [3, 3], cpu
     assert rows["trace_sidecar_rss_idle"]["asya"] > 0
+
+
+def test_the_cpu_split_counts_every_process_of_both_pipelines_and_every_span(tmp_path,
+                                                                              build_path):
+    """bench/otlp/trace_cpu_split.py: the section's set-up, CPU per message by process and thread."""
+    out = tmp_path / "split.json"
+    done = subprocess.run([sys.executable, str(REPO / "bench/otlp/trace_cpu_split.py"), "--bursts",
+                           "2", "--segment", "50", "--warmup", "20", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, ASYA_BUILD_DIR=str(build_path)))
+    assert done.returncode == 0, done.stderr[-3000:]
+    figures = json.loads(out.read_text())
+    messages = 2 * (50 + 10)  # each burst's driver sends 10 warm-up messages first
+    assert figures["messages_per_side"] == messages
+    on, off = figures["on"], figures["off"]
+    # Only the traced sidecars have an export thread; both sides have sidecars and runtimes.
+    assert on["cpu_us_per_msg"]["sidecar asya-otlp"] > 0, on
+    assert "sidecar asya-otlp" not in off["cpu_us_per_msg"], off
+    for side in (on, off):
+        assert side["cpu_us_per_msg"]["sidecar asya-sidecar"] > 0, side
+        assert side["cpu_us_per_msg"]["runtime bench_noop_runt"] > 0, side
+        assert side["driver_us_per_msg"] > 0 and len(side["bursts"]) == 2, side
+    # Every span of the window reached the receiver: 4 per hop, 3 hops.
+    assert on["receiver_spans"] == 3 * 4 * messages, on
+    assert on["receiver_requests_per_msg"] > 0 and on["receiver_us_per_msg"] > 0, on

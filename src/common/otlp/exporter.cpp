@@ -127,6 +127,10 @@ void Exporter::append_part(const EncodedSpans& spans, EncodedSpans* movable) {
   // append to it without growing it.
   constexpr std::size_t kMostReserved = 1 << 20;
   EncodedSpans part;
+  if (!spare_parts_.empty()) {
+    part.json = std::move(spare_parts_.back());  // empty, with its capacity
+    spare_parts_.pop_back();
+  }
   const std::size_t per_span = spans.json.size() / std::max<std::size_t>(spans.count, 1) + 1;
   part.json.reserve(std::min(kMostReserved, std::max(spans.json.size(), per_span * limit)));
   part.json.append(spans.json);
@@ -204,6 +208,8 @@ void Exporter::run() {
       flushes_done_ = flushes_asked_;
       idle_cv_.notify_all();
       if (stopping_) break;
+      // Nothing came for a whole schedule_delay after a full batch: idle too.
+      if (!spare_parts_.empty() || body_.capacity() > 0) release_buffers(lock);
       continue;
     }
     // Whole parts while they fit; a part that would overflow the batch is split.
@@ -228,21 +234,19 @@ void Exporter::run() {
     queued_spans_ -= taken;
     busy_ = true;
     lock.unlock();
-    send(std::move(batch), taken);
+    send(batch, taken);
     lock.lock();
     busy_ = false;
+    keep_spare_parts(batch);
     if (queue_.empty()) {
       flushes_done_ = flushes_asked_;
       idle_cv_.notify_all();
-      // Idle again: give the memory of the batch (its spans, its JSON body) back to the system,
-      // at most once a second, so the exporter does not keep its peak around (glibc keeps freed
-      // memory in the thread's arena otherwise).
-      if (Clock::now() - last_trim_ >= std::chrono::seconds(1)) {
-        last_trim_ = Clock::now();
-        lock.unlock();
-        ::malloc_trim(0);
-        lock.lock();
-      }
+      // Idle (a partial batch went out and nothing more came): give the kept buffers and the
+      // memory of the batch back to the system, at most once a second, so the exporter does not
+      // keep its peak around (glibc keeps freed memory in the heap otherwise). While full batches
+      // keep coming, the buffers are reused instead (see spare_parts_).
+      if (taken < limit && Clock::now() - last_trim_ >= std::chrono::seconds(1))
+        release_buffers(lock);
     }
   }
   if (queued_spans_ > 0)
@@ -252,9 +256,35 @@ void Exporter::run() {
   idle_cv_.notify_all();
 }
 
-void Exporter::send(std::vector<EncodedSpans> batch, std::size_t spans) {
-  const std::string body = export_request_json_from(options_.settings.resource, batch);
+std::size_t Exporter::spare_part_buffers() {
+  std::lock_guard lock(mutex_);
+  return spare_parts_.size();
+}
+
+void Exporter::release_buffers(std::unique_lock<std::mutex>& lock) {
+  last_trim_ = Clock::now();
+  std::vector<std::string>().swap(spare_parts_);
+  std::string().swap(body_);
+  lock.unlock();
+  ::malloc_trim(0);
+  lock.lock();
+}
+
+void Exporter::keep_spare_parts(std::vector<EncodedSpans>& batch) {
+  // Two are enough: the part being filled and the next one (a part is sized for a batch).
+  constexpr std::size_t kSpareParts = 2;
+  for (EncodedSpans& part : batch) {
+    if (spare_parts_.size() >= kSpareParts) break;
+    if (part.json.capacity() == 0) continue;
+    part.json.clear();
+    spare_parts_.push_back(std::move(part.json));
+  }
   batch.clear();
+}
+
+void Exporter::send(const std::vector<EncodedSpans>& batch, std::size_t spans) {
+  write_export_request(body_, options_.settings.resource, batch);
+  const std::string& body = body_;
   http::Request request;
   request.method = "POST";
   request.url = options_.settings.url;

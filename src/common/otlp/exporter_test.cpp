@@ -302,5 +302,38 @@ TEST(Exporter, APartLargerThanABatchIsSplitAcrossBatches) {
   EXPECT_EQ(export_counts("t-encoded-split").exported, 10u);
 }
 
+// Waits up to 10 s for `condition`.
+template <typename Condition>
+bool eventually(Condition condition) {
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+TEST(Exporter, FullBatchesReuseThePartBuffersAndAnIdleExporterGivesThemBack) {
+  testing::Receiver receiver;
+  ExporterOptions o = options(receiver.url(), "t-spare");  // batches of 4
+  o.settings.max_queue_spans = 100;
+  o.settings.schedule_delay = std::chrono::hours(1);
+  Exporter exporter(o);
+  // Spans one message at a time, as a sidecar adds them: full batches go out as they fill, and
+  // the buffers of their parts are kept for the parts that follow.
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(exporter.add(encoded(1)), 1u);
+  ASSERT_TRUE(receives_spans(receiver, 8));
+  EXPECT_TRUE(eventually([&] { return exporter.spare_part_buffers() > 0; }));
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(exporter.add(encoded(1)), 1u);
+  ASSERT_TRUE(receives_spans(receiver, 16));
+  EXPECT_EQ(spans_per_request(receiver), (std::vector<std::size_t>{4, 4, 4, 4}));
+  // A partial batch (less than a batch per schedule delay: idle) gives them back.
+  EXPECT_EQ(exporter.add(encoded(1)), 1u);
+  ASSERT_TRUE(exporter.flush(20s));
+  EXPECT_TRUE(eventually([&] { return exporter.spare_part_buffers() == 0; }));
+  EXPECT_EQ(export_counts("t-spare").exported, 17u);
+  EXPECT_EQ(export_counts("t-spare").dropped_queue_full, 0u);
+}
+
 }  // namespace
 }  // namespace asya::otlp

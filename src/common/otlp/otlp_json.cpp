@@ -289,9 +289,16 @@ EncodedSpans split_encoded(EncodedSpans& from, std::size_t n) {
 
 std::string export_request_json_from(const Resource& resource,
                                      const std::vector<EncodedSpans>& parts) {
+  std::string out;
+  write_export_request(out, resource, parts);
+  return out;
+}
+
+void write_export_request(std::string& out, const Resource& resource,
+                          const std::vector<EncodedSpans>& parts) {
   std::size_t size = 256 + kRequestTail.size();
   for (const auto& part : parts) size += part.json.size() + 1;
-  std::string out;
+  out.clear();
   out.reserve(size);
   append_request_head(out, resource);
   bool first = true;
@@ -302,7 +309,6 @@ std::string export_request_json_from(const Resource& resource,
     out.append(part.json);
   }
   out.append(kRequestTail);
-  return out;
 }
 
 // Keys are Asya's attribute names, written as they are (see the header).

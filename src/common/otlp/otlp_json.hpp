@@ -52,6 +52,9 @@ EncodedSpans split_encoded(EncodedSpans& from, std::size_t n);
 // The request (as above) holding the spans of `parts`, in order.
 std::string export_request_json_from(const Resource& resource,
                                      const std::vector<EncodedSpans>& parts);
+// The same, written over `out` (its capacity kept: a buffer reused from request to request).
+void write_export_request(std::string& out, const Resource& resource,
+                          const std::vector<EncodedSpans>& parts);
 
 // Appends one attribute ({"key":…,"value":{…}}) to a comma-separated attribute list `list`
 // (a comma first unless `list` is empty): for attributes written once and repeated in several
