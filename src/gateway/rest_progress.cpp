@@ -6,6 +6,7 @@
 
 #include "common/json_text.hpp"
 #include "gateway/api.hpp"
+#include "gateway/raw_json.hpp"
 #include "gateway/sidecar_reports.hpp"
 
 namespace asya::gateway {
@@ -15,11 +16,15 @@ using boost::asio::awaitable;
 using http::Response;
 
 awaitable<Response> Api::check_envelope(const http::Request& request, const std::string& id) {
-  // The check may carry the sidecar's "processing" report (PROTOCOL §7). The answer comes from a
-  // read; the report is applied on the blocking pool after it, so the sidecar waits for no write
-  // (synchronous writes per hop slowed a thousand concurrent calls into timeouts) and saves a
-  // request of its own.
+  // The check may carry the sidecar's "processing" report and, before it, earlier reports of the
+  // same sidecar held for it ("reports", PROTOCOL §7). The answer comes from a read; the reports
+  // are applied on the blocking pool after it, in order, in one store call, so the sidecar waits
+  // for no write (synchronous writes per hop slowed a thousand concurrent calls into timeouts) and
+  // saves requests of its own.
   std::optional<ProgressReport> progress;
+  std::vector<SidecarReport> carried;
+  std::string carried_error;  // why the carried reports were not taken (they are sent again)
+  bool carried_taken = false;
   if (!request.body.empty()) {
     Response error;
     auto body = api::parse_body(request.body, error);
@@ -32,32 +37,58 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
       progress = reports::read_progress(p->as_object(), id, why);
       if (!progress) co_return Response::error(400, why);
     }
+    if (const json::value* r = body->if_contains("reports"); r && !r->is_null()) {
+      // A wrong carried report does not fail the check (the sidecar must still learn whether
+      // the job was cancelled): none of them is taken, and the sidecar sends them in the batched
+      // form, which answers each on its own.
+      auto read = reports::read_carried(*r, raw_members(request.body)["reports"], carried_error);
+      if (read) {
+        carried = std::move(*read);
+        carried_taken = true;
+      } else {
+        spdlog::warn("gateway: reports carried by the check of envelope {} not taken: {}", id,
+                     carried_error);
+      }
+    }
   }
   auto work = [this, id] { return service_.store().get(id); };
   auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
-  // 503: the sidecar posts its report on its own (no "progress" in the answer).
+  // 503: the sidecar posts its reports on its own (no "progress" or "reports" in the answer).
   if (!job.ok()) co_return Response::error(503, job.error().message);
+  json::object answer;
   // An envelope the gateway does not know (sent around it) is simply not cancelled; its report
   // would change nothing.
-  if (!job.value())
-    co_return Response::json(
-        200, progress ? R"({"cancelled":false,"progress":"accepted"})" : R"({"cancelled":false})");
-  JobStatus status = job.value()->status;
-  json::object answer{{"job_status", job_status_name(status)},
-                      {"cancelled", status == JobStatus::cancelled}};
-  if (progress) {
-    answer["progress"] = "accepted";
-    if (!is_final(status)) {  // progress after a final status changes nothing
-      service_.metrics().report("progress");
-      service_.in_background([this, report = std::move(*progress)] {
-        auto result = service_.store().progress(report);
-        if (!result.ok())
-          spdlog::warn("gateway: progress of envelope {} carried by its check not kept: {}",
-                       report.envelope_id, result.error().message);
-        else if (result.value().outcome == Outcome::applied)
+  if (!job.value()) {
+    answer["cancelled"] = false;
+  } else {
+    JobStatus status = job.value()->status;
+    answer["job_status"] = job_status_name(status);
+    answer["cancelled"] = status == JobStatus::cancelled;
+    // Progress after a final status changes nothing.
+    if (progress && !is_final(status)) carried.push_back(std::move(*progress));
+  }
+  if (progress) answer["progress"] = "accepted";
+  if (carried_taken) answer["reports"] = "accepted";
+  if (!carried_error.empty()) answer["reports_error"] = carried_error;
+  if (!carried.empty()) {
+    for (const SidecarReport& r : carried)
+      service_.metrics().report(std::holds_alternative<ProgressReport>(r) ? "progress" : "final");
+    service_.in_background([this, reports = std::move(carried)] {
+      std::vector<Result<ChangeResult>> applied = service_.store().apply(reports);
+      for (std::size_t i = 0; i < applied.size() && i < reports.size(); ++i) {
+        const Result<ChangeResult>& result = applied[i];
+        const bool is_progress = std::holds_alternative<ProgressReport>(reports[i]);
+        if (!result.ok()) {
+          spdlog::warn("gateway: a report carried by a check not kept: {}", result.error().message);
+          continue;
+        }
+        if (result.value().outcome != Outcome::applied) continue;
+        if (is_progress)
           service_.notifier().notify(result.value().job_id, result.value().job_final);
-      });
-    }
+        else
+          service_.notifier().notify(result.value().job_id);
+      }
+    });
   }
   co_return Response::json(200, to_json_text(answer));
 }

@@ -92,6 +92,39 @@ json::object item_result(int status, json::object answer) {
 
 }  // namespace
 
+namespace reports {
+
+std::optional<std::vector<SidecarReport>> read_carried(const json::value& array,
+                                                       std::string_view array_text,
+                                                       std::string& error) {
+  if (!array.is_array() || array.as_array().empty() || array.as_array().size() > kMaxBatchReports) {
+    error = "\"reports\" must be an array of 1 to " + std::to_string(kMaxBatchReports) +
+            " reports, got " +
+            (array.is_array() ? std::to_string(array.as_array().size()) + " items"
+                              : std::string(kind_of(array))) +
+            ": " + kBatchShape;
+    return std::nullopt;
+  }
+  const std::vector<std::string_view> raw = raw_elements(array_text);
+  if (raw.size() != array.as_array().size()) {
+    error = "could not read the elements of \"reports\"";
+    return std::nullopt;
+  }
+  std::vector<SidecarReport> out;
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    Item item = read_item(array.as_array()[i], raw[i], i);
+    if (!item.report) {
+      error = item.error;
+      return std::nullopt;
+    }
+    out.push_back(std::move(*item.report));
+  }
+  return out;
+}
+
+}  // namespace reports
+
 awaitable<Response> Api::report_batch(const http::Request& request) {
   boost::system::error_code ec;
   json::value root = json::parse(request.body, ec);

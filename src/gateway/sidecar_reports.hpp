@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "gateway/store/job_store.hpp"
@@ -26,6 +27,14 @@ std::optional<ProgressReport> read_progress(const boost::json::object& body, con
 // from (`result` and `error_details` are kept byte for byte). nullopt with the reason in `error`.
 std::optional<FinalReport> read_final(const boost::json::object& body, std::string_view body_text,
                                       const std::string& id, std::string& error);
+
+// The reports a cancellation check carries (PROTOCOL §7, the check's "reports": items of the
+// batched form), each read as POST /envelopes/reports reads it, in order; `array_text` is the JSON
+// text of `array`. nullopt with what is wrong in `error` ("report <index>: ..." for an item) when
+// `array` is not an array of 1 to kMaxBatchReports valid items: then none of them is applied.
+std::optional<std::vector<SidecarReport>> read_carried(const boost::json::value& array,
+                                                       std::string_view array_text,
+                                                       std::string& error);
 
 // What the single endpoint answers for the store's outcome of a report about `id`: the HTTP
 // status and the JSON body (PROTOCOL §7, §8).

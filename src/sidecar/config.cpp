@@ -92,6 +92,7 @@ Config load_config(const Environment& environment) {
         "ASYA_GATEWAY_INTERNAL_TOKEN contains a space or control character (a trailing newline "
         "from a file?); use printable characters only");
 
+  c.gateway_carry_wait = environment.duration("ASYA_GATEWAY_CARRY_WAIT", c.gateway_carry_wait);
   c.log_level = environment.string("ASYA_LOG_LEVEL", c.log_level);
   std::transform(c.log_level.begin(), c.log_level.end(), c.log_level.begin(),
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
@@ -189,6 +190,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
   ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none
   ASYA_GATEWAY_INTERNAL_TOKEN (empty)       bearer token sent with every report (the gateway's
                                             ASYA_GATEWAY_INTERNAL_TOKEN); empty: no Authorization
+  ASYA_GATEWAY_CARRY_WAIT     50ms          how long a "completed" report may wait for the next
+                                            cancellation check to carry it; 0: sent at once
   ASYA_LOG_LEVEL              info          debug, info, warn, error
   ASYA_METRICS_ADDR           (empty)       host:port or :port for /metrics, /healthz, /readyz;
                                             empty: disabled

@@ -32,6 +32,9 @@ struct Config {
   // ASYA_GATEWAY_INTERNAL_TOKEN: sent as `Authorization: Bearer <token>` on every report, as the
   // gateway requires on its sidecar endpoints when it has one (empty: no header).
   std::string gateway_internal_token;
+  // ASYA_GATEWAY_CARRY_WAIT: how long an actor's `completed` report may wait for the next
+  // cancellation check to carry it (PROTOCOL §7); zero: sent at once on its own.
+  std::chrono::milliseconds gateway_carry_wait{50};
   std::string log_level = "info";  // ASYA_LOG_LEVEL
   std::string metrics_addr;        // ASYA_METRICS_ADDR (host:port or :port; empty: off)
   int concurrency = 1;             // ASYA_CONCURRENCY

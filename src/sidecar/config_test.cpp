@@ -25,6 +25,7 @@ const char* const kVars[] = {"ASYA_ACTOR_NAME",
                              "ASYA_ACTOR_ERROR_END",
                              "ASYA_IS_END_ACTOR",
                              "ASYA_GATEWAY_URL",
+                             "ASYA_GATEWAY_CARRY_WAIT",
                              "ASYA_LOG_LEVEL",
                              "ASYA_METRICS_ADDR",
                              "ASYA_CONCURRENCY",
@@ -73,6 +74,7 @@ TEST_F(ConfigTest, DefaultsMatchTheDocumentation) {
   EXPECT_EQ(c.error_end, "error-end");
   EXPECT_FALSE(c.is_end_actor);
   EXPECT_EQ(c.gateway_url, "");
+  EXPECT_EQ(c.gateway_carry_wait, 50ms);
   EXPECT_EQ(c.log_level, "info");
   EXPECT_EQ(c.metrics_addr, "");
   EXPECT_EQ(c.concurrency, 1);
@@ -89,6 +91,16 @@ TEST_F(ConfigTest, DefaultsMatchTheDocumentation) {
   EXPECT_EQ(c.input_queue(), "asya-echo");
   EXPECT_EQ(c.happy_end_queue(), "asya-happy-end");
   EXPECT_EQ(c.error_end_queue(), "asya-error-end");
+}
+
+TEST_F(ConfigTest, GatewayCarryWaitIsADurationAndZeroTurnsItOff) {
+  setenv("ASYA_GATEWAY_CARRY_WAIT", "0", 1);
+  EXPECT_EQ(load_config().gateway_carry_wait, 0ms);
+  setenv("ASYA_GATEWAY_CARRY_WAIT", "200ms", 1);
+  EXPECT_EQ(load_config().gateway_carry_wait, 200ms);
+  std::string error = error_for("ASYA_GATEWAY_CARRY_WAIT", "soon");
+  EXPECT_NE(error.find("ASYA_GATEWAY_CARRY_WAIT"), std::string::npos) << error;
+  EXPECT_NE(error.find("soon"), std::string::npos) << error;
 }
 
 TEST_F(ConfigTest, ReadsEveryVariable) {

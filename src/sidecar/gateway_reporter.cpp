@@ -155,34 +155,126 @@ GatewayReporter::~GatewayReporter() {
 }
 
 bool GatewayReporter::post(std::string path, std::string body) {
+  std::optional<BatchableReport> batch = batchable(path);
+  return enqueue(Report{std::move(path), std::move(body), std::move(batch), std::nullopt});
+}
+
+bool GatewayReporter::post_carriable(std::string path, std::string body) {
+  std::optional<BatchableReport> batch = batchable(path);
+  std::optional<std::chrono::steady_clock::time_point> until;
+  // Only a progress or final report can travel on a check (in its batched form).
+  if (batch && options_.carry_wait.count() > 0)
+    until = std::chrono::steady_clock::now() + options_.carry_wait;
+  return enqueue(Report{std::move(path), std::move(body), std::move(batch), until});
+}
+
+bool GatewayReporter::enqueue(Report report) {
+  bool wake = true;
   {
     std::lock_guard lock(mutex_);
     if (stopping_ || queue_.size() >= options_.capacity) {
       if (options_.on_dropped) options_.on_dropped();
       return false;
     }
-    std::optional<BatchableReport> batch = batchable(path);
-    queue_.push_back(Report{std::move(path), std::move(body), std::move(batch)});
+    // A report that may wait wakes the thread only when it is idle (to start the report's timer).
+    // When the thread is holding an earlier report, its timer ends no later than this report's,
+    // and the thread then looks again: no wake-up per message at a steady rate.
+    // A gateway whose checks did not take carried reports lately gets them sent at once.
+    if (report.carry_until && std::chrono::steady_clock::now() < no_carry_until_)
+      report.carry_until.reset();
+    if (report.carry_until) wake = idle_;
+    if (!report.carry_until) ++urgent_;
+    queue_.push_back(std::move(report));
     ++queued_;
   }
-  cv_.notify_all();
+  if (wake) cv_.notify_all();
   return true;
+}
+
+bool GatewayReporter::holding() const {
+  if (queue_.empty() || urgent_ != 0 || flushing_ != 0 || draining_ || stopping_) return false;
+  const auto now = std::chrono::steady_clock::now();
+  return now < *queue_.front().carry_until && now >= no_carry_until_;
+}
+
+std::vector<BatchEntry> GatewayReporter::entries(const Carried& reports) {
+  std::vector<BatchEntry> out;
+  out.reserve(reports.size());
+  for (const Report& r : reports) out.push_back({r.batch->id, r.batch->kind, r.body});
+  return out;
+}
+
+GatewayReporter::Carried GatewayReporter::take_carried() {
+  Carried out;
+  std::lock_guard lock(mutex_);
+  // Only when every queued report may wait (so all of them go, in order) and the thread has none
+  // on the wire (they would race the check).
+  if (queue_.empty() || urgent_ != 0 || in_hand_ != 0 || carried_out_ != 0 || stopping_ ||
+      std::chrono::steady_clock::now() < no_carry_until_)
+    return out;
+  std::size_t bytes = 0;
+  while (!queue_.empty() && out.size() < options_.max_batch &&
+         (out.empty() || bytes + queue_.front().body.size() <= options_.max_batch_bytes)) {
+    bytes += queue_.front().body.size();
+    out.push_back(std::move(queue_.front()));
+    queue_.pop_front();
+  }
+  carried_out_ = out.size();
+  return out;
+}
+
+void GatewayReporter::carried(Carried reports, bool accepted) {
+  if (reports.empty()) return;
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    carried_out_ -= std::min(carried_out_, reports.size());
+    // The thread needs waking only to send reports (these, or ones queued behind them while the
+    // check was out), or for a flush or stop waiting on the count.
+    wake = !accepted || flushing_ > 0 || draining_ || (idle_ && !queue_.empty());
+    if (accepted || stopping_) {
+      finished_ += reports.size();
+      for (std::size_t i = 0; i < reports.size(); ++i) {
+        if (accepted && options_.on_sent) options_.on_sent();
+        if (!accepted && options_.on_dropped) options_.on_dropped();
+      }
+    } else {
+      // Back to the head, in their order, to be sent at once as if never taken. The gateway did
+      // not take them (an older one, or no answer in time): reports are not held for checks for
+      // a while, so they are not sent twice per check meanwhile.
+      no_carry_until_ = std::chrono::steady_clock::now() + std::chrono::minutes(1);
+      for (auto it = reports.rbegin(); it != reports.rend(); ++it) {
+        it->carry_until.reset();
+        ++urgent_;
+        queue_.push_front(std::move(*it));
+      }
+    }
+  }
+  if (wake) cv_.notify_all();
 }
 
 bool GatewayReporter::flush(std::chrono::milliseconds budget) {
   std::unique_lock lock(mutex_);
   const std::uint64_t target = queued_;
-  return cv_.wait_for(lock, budget, [&] { return stopping_ || finished_ >= target; });
+  ++flushing_;  // ends any hold: what was queued before goes now
+  cv_.notify_all();
+  bool done = cv_.wait_for(lock, budget, [&] { return stopping_ || finished_ >= target; });
+  --flushing_;
+  return done;
 }
 
 void GatewayReporter::stop(std::chrono::milliseconds grace) {
   {
     std::unique_lock lock(mutex_);
     if (!thread_.joinable()) return;
-    cv_.wait_for(lock, grace, [this] { return queue_.empty() && in_hand_ == 0; });
+    draining_ = true;  // nothing is held for a check any more
+    cv_.notify_all();
+    cv_.wait_for(lock, grace,
+                 [this] { return queue_.empty() && in_hand_ == 0 && carried_out_ == 0; });
     stopping_ = true;
     std::size_t dropped = queue_.size();
     queue_.clear();
+    urgent_ = 0;
     for (std::size_t i = 0; i < dropped; ++i)
       if (options_.on_dropped) options_.on_dropped();
   }
@@ -220,10 +312,18 @@ std::optional<GatewayReporter::Answer> GatewayReporter::post_now_answer(
   return std::nullopt;
 }
 
-std::string check_body(std::string_view progress) {
-  if (progress.empty()) return "{}";
-  std::string out = "{\"progress\":";
-  out += progress;
+std::string check_body(std::string_view progress, const std::vector<BatchEntry>& carried) {
+  if (progress.empty() && carried.empty()) return "{}";
+  std::string out = "{";
+  if (!progress.empty()) {
+    out += "\"progress\":";
+    out += progress;
+  }
+  if (!carried.empty()) {
+    if (!progress.empty()) out += ',';
+    out += "\"reports\":";
+    out += batch_body(carried);
+  }
   out += '}';
   return out;
 }
@@ -235,8 +335,9 @@ CheckAnswer read_check_answer(std::string_view answer) {
   if (parser.parse(answer.data(), answer.size()).get(root)) return out;
   bool cancelled = false;
   if (!root["cancelled"].get(cancelled)) out.cancelled = cancelled;
-  std::string_view progress;
-  if (!root["progress"].get(progress)) out.progress_accepted = progress == "accepted";
+  std::string_view accepted;
+  if (!root["progress"].get(accepted)) out.progress_accepted = accepted == "accepted";
+  if (!root["reports"].get(accepted)) out.reports_accepted = accepted == "accepted";
   return out;
 }
 
@@ -249,7 +350,21 @@ void GatewayReporter::run() {
       in_hand_ = 0;
       taken.clear();
       cv_.notify_all();
-      cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+      // Reports out on a check (take_carried) go first: nothing is sent until they came back or
+      // were accepted. Reports that may wait for a check are held until the first one's time is
+      // up, unless one that may not wait comes behind them, a flush or stop begins, or a check
+      // takes them; the timer is not cut short by a check that took them, so at a steady rate the
+      // thread wakes once per carry_wait, not once per report.
+      while (!stopping_) {
+        if (!queue_.empty() && carried_out_ == 0) {
+          if (!holding()) break;
+          cv_.wait_until(lock, *queue_.front().carry_until);
+          continue;
+        }
+        idle_ = true;
+        cv_.wait(lock);
+        idle_ = false;
+      }
       if (stopping_) break;
       // The front report, and when it may travel in a batch, the batchable reports queued right
       // behind it (queue order kept: one thread sends, and a batch is applied in order). Nothing
@@ -267,6 +382,8 @@ void GatewayReporter::run() {
         }
       }
       in_hand_ = taken.size();
+      for (const Report& r : taken)
+        if (!r.carry_until) --urgent_;
     }
     if (taken.size() == 1)
       send_single(taken.front());

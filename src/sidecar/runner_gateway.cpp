@@ -34,7 +34,10 @@ void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, dou
                                         fmt::format("completed by {}", config_.actor_name),
                                         static_cast<std::int64_t>(runtime_seconds * 1000));
   if (runtime_seconds < std::chrono::duration<double>(kRecheckAfter).count()) {
-    report(envelope_path(in.id, "progress"), std::move(completed));
+    // Held up to ASYA_GATEWAY_CARRY_WAIT for the next message's check to carry it (PROTOCOL §7):
+    // at a steady rate that saves the report's own request.
+    if (reporter_)
+      reporter_->post_carriable(envelope_path(in.id, "progress"), std::move(completed));
     return;
   }
   // A long call is checked again before its outputs go on (PROTOCOL §7); the check carries the
@@ -55,10 +58,16 @@ CheckAnswer Runner::check_job(const envelope::Envelope& in, std::string_view pro
   // A read at the gateway (the report it carries is applied after the answer), so it costs a
   // round trip and nothing more; a gateway that does not answer in time is not waited for: the
   // envelope is processed as usual (a gateway outage never blocks a pipeline).
-  auto answer = reporter_->post_now_answer(envelope_path(in.id, "check"), check_body(progress),
+  // It also carries the reports held for it (post_carriable): handed back to the reporter, to be
+  // sent on their own at once, unless the gateway answered that it took them.
+  GatewayReporter::Carried carried = reporter_->take_carried();
+  auto answer = reporter_->post_now_answer(envelope_path(in.id, "check"),
+                                           check_body(progress, GatewayReporter::entries(carried)),
                                            kCancelCheckBudget, 1);
-  if (!answer || !answer->ok()) return {};
-  return read_check_answer(answer->body);
+  CheckAnswer out;
+  if (answer && answer->ok()) out = read_check_answer(answer->body);
+  reporter_->carried(std::move(carried), out.reports_accepted);
+  return out;
 }
 
 void Runner::announce_fanout(const envelope::Envelope& in, const Decision& decision) {

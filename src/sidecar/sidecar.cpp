@@ -88,6 +88,8 @@ int Runner::run() {
     GatewayReporterOptions go;
     go.base_url = config_.gateway_url;
     go.bearer_token = config_.gateway_internal_token;
+    // Only an actor's sidecar checks for cancellations, so only its reports can be carried.
+    if (!config_.is_end_actor) go.carry_wait = config_.gateway_carry_wait;
     go.on_dropped = [this] { metrics_.gateway_report_dropped(); };
     go.on_sent = [this] { metrics_.gateway_report_sent(); };
     reporter_ = std::make_unique<GatewayReporter>(std::move(go));

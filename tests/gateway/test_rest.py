@@ -126,6 +126,61 @@ def test_a_check_carrying_a_progress_report_answers_at_once_and_applies_the_repo
     wait_until(lambda: job()["status"] == "succeeded", 30, "the job to end")
 
 
+def test_a_check_carrying_earlier_reports_takes_them_and_applies_them_in_order(gateway, actor):
+    """PROTOCOL §7: a check may carry earlier progress reports of the same sidecar ("reports",
+    the batched form's items); the gateway answers from a read, says "reports": "accepted", and
+    applies them in order, then the check's own report. A wrong one takes none of them and the
+    check still answers."""
+    jobs = []
+    for text in ("r1", "r2"):
+        _, answer, _ = http_json("POST", gateway.url + "/tools/call",
+                                 {"name": "pipeline", "arguments": {"text": text}})
+        jobs.append(answer["structuredContent"]["job_id"])
+        actor.receive("first")
+    first, second = jobs
+
+    def job(job_id):
+        return http_json("GET", f"{gateway.url}/envelopes/{job_id}")[1]
+    actors = job(first)["route"]["actors"]
+
+    def progress(status, message, idx=0):
+        return {"actors": actors, "current_actor_idx": idx, "status": status, "message": message}
+    carried = [{"id": first, "kind": "progress", "report": progress("processing", "p1")},
+               {"id": first, "kind": "progress", "report": dict(progress("completed", "c1"), duration_ms=3)}]
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{second}/check",
+                                  {"progress": progress("processing", "p2"), "reports": carried},
+                                  gateway.internal_headers())
+    assert status == 200 and answer["cancelled"] is False, answer
+    assert answer["progress"] == "accepted" and answer["reports"] == "accepted", answer
+    # In order: "completed" of the first actor after its "processing" (50 %, not 25 %).
+    wait_until(lambda: job(first)["progress_percent"] == 50, 30, "the carried reports to be applied")
+    assert job(first)["message"] == "c1"
+    wait_until(lambda: job(second)["progress_percent"] == 25, 30, "the check's own report")
+    # A wrong carried report: none of them is taken (the sidecar sends them on their own), the
+    # check still answers and takes its own report.
+    bad = [{"id": second, "kind": "progress", "report": progress("completed", "c2")},
+           {"id": second, "kind": "progress", "report": dict(progress("completed", "x"), status="done")}]
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{first}/check",
+                                  {"reports": bad}, gateway.internal_headers())
+    assert status == 200 and answer["cancelled"] is False and "reports" not in answer, answer
+    assert answer["reports_error"].startswith("report 1: ") and "done" in answer["reports_error"]
+    for wrong in ([], 3, [1]):
+        status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{first}/check",
+                                      {"reports": wrong}, gateway.internal_headers())
+        assert status == 200 and "reports" not in answer and answer["reports_error"], (wrong, answer)
+    # Reports carried by the check of a cancelled job are still taken; the check says cancelled.
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{first}/cancel", {},
+                                  gateway.client_headers())
+    assert status == 200, answer
+    status, answer, _ = http_json("POST", f"{gateway.url}/envelopes/{first}/check",
+                                  {"reports": bad[:1]}, gateway.internal_headers())
+    assert status == 200 and answer["cancelled"] is True and answer["reports"] == "accepted", answer
+    wait_until(lambda: job(second)["progress_percent"] == 50, 30, "the report carried by it")
+    assert job(second)["message"] == "c2"
+    actor.final(second, "succeeded", {"done": True})
+    wait_until(lambda: job(second)["status"] == "succeeded", 30, "the job to end")
+
+
 def test_two_live_streams_on_one_job_both_end_with_the_final_event(gateway, actor):
     _, answer, _ = http_json("POST", gateway.url + "/tools/call", {"name": "pipeline", "arguments": {"text": "y"}})
     job_id = answer["structuredContent"]["job_id"]

@@ -384,7 +384,10 @@ class RecordingGateway:
     progress report as the real gateway does (`"progress": "accepted"`); otherwise as an older
     gateway that ignores it. A batch of reports (POST /envelopes/reports, PROTOCOL §7) is recorded
     as the single reports it holds, in order (`batches` counts the batch requests), and answered
-    as the real gateway does."""
+    as the real gateway does. So are the earlier reports a check carries ("reports", PROTOCOL §7),
+    recorded before the check itself (`carried` counts the checks that carried some), when
+    `accept_progress_in_checks` is set; then a check of an id in `cancelled_jobs` answers
+    "cancelled": true. `http_requests` counts the requests."""
 
     def __init__(self):
         self.requests = []
@@ -392,6 +395,9 @@ class RecordingGateway:
         self.lock = threading.Lock()
         self.on_post = None
         self.accept_progress_in_checks = False
+        self.carried = 0
+        self.http_requests = 0
+        self.cancelled_jobs = set()  # ids whose checks answer "cancelled": true
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -400,6 +406,8 @@ class RecordingGateway:
                 body = self.rfile.read(length)
                 if outer.on_post:
                     outer.on_post(self.path, json.loads(body))
+                with outer.lock:
+                    outer.http_requests += 1
                 if self.path == "/envelopes/reports":
                     items = json.loads(body)
                     with outer.lock:
@@ -415,12 +423,26 @@ class RecordingGateway:
                     self.end_headers()
                     self.wfile.write(reply)
                     return
+                parsed = json.loads(body)
+                is_check = self.path.endswith("/check")
+                take = outer.accept_progress_in_checks and is_check
                 with outer.lock:
-                    outer.requests.append((self.path, json.loads(body)))
+                    if take and "reports" in parsed:
+                        outer.carried += 1
+                        for item in parsed["reports"]:
+                            outer.requests.append(("/envelopes/%s/%s" % (
+                                urllib.parse.quote(item["id"], safe="-_.~"), item["kind"]), item["report"]))
+                    outer.requests.append((self.path, parsed))
                 reply = b'{"status":"ok"}'
-                if (outer.accept_progress_in_checks and self.path.endswith("/check")
-                        and "progress" in json.loads(body)):
-                    reply = b'{"job_status":"running","cancelled":false,"progress":"accepted"}'
+                if take:
+                    job = urllib.parse.unquote(self.path.split("/")[2])
+                    cancelled = job in outer.cancelled_jobs
+                    answer = {"job_status": "cancelled" if cancelled else "running", "cancelled": cancelled}
+                    if "progress" in parsed:
+                        answer["progress"] = "accepted"
+                    if "reports" in parsed:
+                        answer["reports"] = "accepted"
+                    reply = json.dumps(answer).encode()
                 self.send_response(201 if self.path == "/envelopes" else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(reply)))

@@ -376,9 +376,10 @@ def test_gateway_gets_progress_fan_out_and_final_reports(cluster, gateway):
 def test_a_gateway_that_takes_the_report_in_the_check_gets_two_requests_per_hop(cluster, gateway):
     """The check before the handler carries the "processing" report; a gateway that answers
     "progress": "accepted" gets no separate report of it: one check and one "completed" report
-    per hop (docs/performance.md, sidecar_cpu_per_msg)."""
+    per hop (docs/performance.md, sidecar_cpu_per_msg). ASYA_GATEWAY_CARRY_WAIT=0: the
+    "completed" report is not held for the next check."""
     gateway.accept_progress_in_checks = True
-    env = {"ASYA_GATEWAY_URL": gateway.url}
+    env = {"ASYA_GATEWAY_URL": gateway.url, "ASYA_GATEWAY_CARRY_WAIT": "0"}
     cluster.actor("echo", "echo", env=env)
     for i in range(3):
         cluster.queues.send("asya-echo", envelope("K%d" % i, ["echo"], payload={"i": i}, job="K%d" % i))
@@ -392,6 +393,59 @@ def test_a_gateway_that_takes_the_report_in_the_check_gets_two_requests_per_hop(
         assert [what for what, _ in mine] == ["check", "progress"], mine
         assert mine[0][1]["progress"]["status"] == "processing"
         assert mine[1][1]["status"] == "completed"
+
+
+def test_completed_reports_ride_on_the_next_check_in_order_and_none_is_lost(cluster, gateway):
+    """PROTOCOL §7: an actor's "completed" report waits (here up to ASYA_GATEWAY_CARRY_WAIT=1h, so
+    only a check or the shutdown can move it) for the next message's check to carry it; the last
+    one is sent when the sidecar stops (SIGTERM). Every report arrives once, each envelope's in
+    order, and the gateway gets one request per hop, plus the last report."""
+    gateway.accept_progress_in_checks = True
+    env = {"ASYA_GATEWAY_URL": gateway.url, "ASYA_GATEWAY_CARRY_WAIT": "1h"}
+    actor = cluster.actor("echo", "echo", env=env)
+    ids = ["R%d" % i for i in range(5)]
+    for i, id_ in enumerate(ids):
+        cluster.queues.send("asya-echo", envelope(id_, ["echo"], payload={"i": i}, job=id_))
+    cluster.queues.collect(HAPPY, len(ids), timeout=60)
+    # Four of the five "completed" reports were carried by the next check; the fifth is held.
+    wait_for(lambda: gateway.carried == len(ids) - 1, 30, "the checks to carry the reports")
+    last = "/envelopes/%s/progress" % ids[-1]
+    assert last not in [p for p, _ in gateway.snapshot()]
+    actor.sidecar.signal(signal.SIGTERM)
+    assert actor.sidecar.wait(30) == 0
+    reqs = gateway.snapshot()
+    assert last in [p for p, _ in reqs], reqs
+    for id_ in ids:
+        mine = [(path.rsplit("/", 1)[1], body) for path, body in reqs
+                if path.startswith("/envelopes/%s/" % id_)]
+        assert [what for what, _ in mine] == ["check", "progress"], mine
+        assert mine[0][1]["progress"]["status"] == "processing"
+        assert mine[1][1]["status"] == "completed" and isinstance(mine[1][1]["duration_ms"], int)
+    # Five checks and the last report: nothing else went to the gateway about these envelopes
+    # (spans, POST /v1/traces, may go too).
+    assert len([p for p, _ in reqs if p.endswith("/check")]) == len(ids)
+    assert gateway.http_requests - len([p for p, _ in reqs if p == "/v1/traces"]) == len(ids) + 1
+
+
+def test_a_cancelled_job_is_stopped_by_a_check_that_carries_reports(cluster, gateway):
+    """Carrying reports changes nothing of the check's answer: a job the gateway says is
+    cancelled is not handed to the handler (error-end `cancelled`), and the report the check
+    carried is kept."""
+    gateway.accept_progress_in_checks = True
+    gateway.cancelled_jobs = {"C1"}
+    env = {"ASYA_GATEWAY_URL": gateway.url, "ASYA_GATEWAY_CARRY_WAIT": "1h"}
+    cluster.actor("echo", "echo", env=env)
+    cluster.queues.send("asya-echo", envelope("C0", ["echo"], payload={"i": 0}, job="C0"))
+    cluster.queues.collect(HAPPY, 1, timeout=60)
+    cluster.queues.send("asya-echo", envelope("C1", ["echo"], payload={"i": 1}, job="C1"))
+    out = only(cluster.queues.collect(ERROR, 1, timeout=60))
+    assert out["id"] == "C1" and out["payload"]["error"] == "cancelled", out
+    assert "before actor echo started" in json.dumps(out["payload"]), out  # the handler never ran
+    # C0's "completed" travelled on C1's check, which said the job was cancelled.
+    reqs = [(p, b) for p, b in gateway.snapshot() if p.startswith("/envelopes/")]
+    assert [p for p, _ in reqs] == ["/envelopes/C0/check", "/envelopes/C0/progress",
+                                    "/envelopes/C1/check"], reqs
+    assert reqs[1][1]["status"] == "completed" and gateway.carried == 1
 
 
 # Label names of every metric the issue lists (the published design's), plus ours.
