@@ -121,6 +121,9 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "coalesce(sum(visible_at_ms > ?2 AND lease IS NOT NULL), 0), "
     "coalesce(sum(visible_at_ms > ?2 AND lease IS NULL), 0) FROM messages WHERE queue = ?1",
     "SELECT 1 FROM messages WHERE body_file = ?1",
+    // length() of a blob reads its size from the record header, not its pages: a body too long
+    // is not loaded at all.
+    "SELECT body FROM bodies WHERE id = ?1 AND length(body) <= ?2",
 };
 
 // Once per process, before SQLite's first use: no bulk allocation of page-cache memory per

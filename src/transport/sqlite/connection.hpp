@@ -63,6 +63,7 @@ enum Sql : std::size_t {
   kList,         // -> name
   kStats,        // ?1 queue, ?2 now -> ready, in flight, delayed
   kFileReferenced,  // ?1 body_file -> a row when some message names it
+  kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
   kSqlCount
 };
 
