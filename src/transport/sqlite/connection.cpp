@@ -345,9 +345,20 @@ int Connection::busy_handler(void* context, int attempt) {
   Clock::time_point now = Clock::now();
   if (attempt == 0) self->busy_since_ = now;
   if (now - self->busy_since_ >= self->settings_.busy_timeout) return 0;
+  if (now - self->busy_since_ < self->busy_spin_) {
+    std::this_thread::yield();
+    return 1;
+  }
   std::this_thread::sleep_for(attempt < 50 ? std::chrono::microseconds(100)
                                            : std::chrono::microseconds(1000));
   return 1;
+}
+
+Status Connection::begin_spinning(std::chrono::microseconds spin) {
+  busy_spin_ = spin;
+  Status begun = run(kBeginImmediate, "BEGIN IMMEDIATE");
+  busy_spin_ = std::chrono::microseconds(0);
+  return begun;
 }
 
 ConnectionPool::Borrowed::~Borrowed() {

@@ -33,6 +33,10 @@ using namespace sqlite;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
 
+// How long a lease right after a wake-up spins (yielding) on a held write lock before the busy
+// handler's sleeps: covers the COMMIT of the sender that woke it.
+constexpr std::chrono::microseconds kWokenLeaseSpin{200};
+
 // Parses a receipt "<id>:<lease>".
 bool parse_receipt(const std::string& receipt, std::int64_t& id, std::int64_t& lease) {
   const char* begin = receipt.data();
@@ -104,7 +108,7 @@ class SqliteTransport final : public Transport {
       if (std::exchange(woken, false)) {
         // A wake-up almost always means a message is ready: lease at once, without the read that
         // tells whether to (one read transaction less per message); look only if none was.
-        auto leased = lease(queue, max_messages);
+        auto leased = lease(queue, max_messages, /*woken=*/true);
         if (!leased) return leased.error();
         if (!leased->empty()) return leased;
       }
@@ -160,27 +164,20 @@ class SqliteTransport final : public Transport {
       } else if (!m.parts.empty()) {
         pending[i].joined = m.joined();  // kept in the database: joined, outside the lock
       }
-      jobs.push_back(
-          GroupCommit::Job{"send to queue " + in_quotes(m.queue), insert_operation(m, pending[i])});
+      jobs.push_back(GroupCommit::Job{
+          "send to queue " + in_quotes(m.queue), insert_operation(m, pending[i]), {m.queue}});
       job_of.push_back(i);
     }
+    // The receivers of each queue are woken just before the COMMIT (group_commit.hpp).
     std::vector<Status> committed = group_.run_many(jobs);
-    std::vector<std::string_view> woken;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       std::size_t i = job_of[k];
       results[i] = std::move(committed[k]);
-      if (!results[i]) {
-        // The file goes when this send's own statements or checks failed, or never ran; after
-        // a failed COMMIT the row's fate is not certain and the sweep decides later.
-        if ((pending[i].own_failure || !pending[i].ran) && !pending[i].file_name.empty())
-          body_files_.discard(pending[i].file_name);
-        continue;
-      }
-      // After the commit: a receiver woken now finds the message. Once per queue.
-      if (std::find(woken.begin(), woken.end(), messages[i].queue) == woken.end()) {
-        woken.push_back(messages[i].queue);
-        waker_.notify(messages[i].queue);
-      }
+      // The file goes when this send's own statements or checks failed, or never ran; after a
+      // failed COMMIT the row's fate is not certain and the sweep decides later.
+      if (!results[i] && (pending[i].own_failure || !pending[i].ran) &&
+          !pending[i].file_name.empty())
+        body_files_.discard(pending[i].file_name);
     }
     body_files_.maybe_sweep(pool_);
     return results;
@@ -250,6 +247,8 @@ class SqliteTransport final : public Transport {
       }
       if (!eligible) continue;
       pending[i].resize(step.messages.size());
+      std::vector<std::string_view> wakes;
+      for (const OutgoingMessage& m : step.messages) wakes.push_back(m.queue);
       jobs.push_back(
           GroupCommit::Job{"send and ack on queue " + in_quotes(step.delivery->queue),
                            [this, &step, &change = changes[i], &p = pending[i], &job_count,
@@ -269,21 +268,16 @@ class SqliteTransport final : public Transport {
                              if (acked && job_count > 1 && number == job_count)
                                failpoint("sqlite.shared_settle_uncommitted");
                              return acked;
-                           }});
+                           },
+                           std::move(wakes)});
       job_of.push_back(i);
     }
     job_count = jobs.size();
+    // The receivers of the outputs' queues are woken just before the COMMIT (group_commit.hpp).
     std::vector<Status> committed = group_.run_many(jobs);
-    // After the commit: a receiver woken now finds the messages. Once per queue.
-    std::vector<std::string_view> woken;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       std::size_t i = job_of[k];
       if (!committed[k]) continue;  // nothing of it was done: the caller goes step by step
-      for (const OutgoingMessage& m : steps[i].messages) {
-        if (std::find(woken.begin(), woken.end(), m.queue) != woken.end()) continue;
-        woken.push_back(m.queue);
-        waker_.notify(m.queue);
-      }
       results[i] = applied("ack", *steps[i].delivery, changes[i]);
     }
     body_files_.maybe_sweep(pool_);
@@ -421,11 +415,17 @@ class SqliteTransport final : public Transport {
   // Leases up to `max_messages` ready messages in one write transaction. A lease of one (the
   // steady path) reads a small body kept in the database inside it, one read transaction less per
   // receive; other bodies are read after the commit, as a lease of several does (lease_bodies.hpp).
-  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages) {
+  // `woken`: right after a wake-up, which a sender gives just before its COMMIT
+  // (group_commit.hpp): the write lock is then usually still held for the few microseconds that
+  // COMMIT takes, and a sleep in the busy handler would outlast it several times over.
+  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages,
+                                      bool woken = false) {
     auto c = pool_.acquire();
     if (!c) return c.error();
     Connection& db = c->connection();
-    if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
+    Status begun =
+        woken ? db.begin_spinning(kWokenLeaseSpin) : db.run(kBeginImmediate, "BEGIN IMMEDIATE");
+    if (Status s = std::move(begun); !s) {
       return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
     }
     auto rollback = [&](Error error) -> Result<std::vector<Delivery>> {
@@ -576,7 +576,7 @@ class SqliteTransport final : public Transport {
   LeaseOwners lease_owners_;
   QueueWaker waker_;
   ConnectionPool pool_;
-  GroupCommit group_{pool_};
+  GroupCommit group_{pool_, [this](std::string_view queue) { waker_.notify(queue); }};
 };
 
 }  // namespace

@@ -59,7 +59,11 @@
 // never names a body a power loss truncated.
 //
 // Waking a blocked receive(): per queue (queue_waker.hpp). send() and nack() write one byte into
-// the queue's wake file `<path>.wake/<queue>` after their commit; inotify reports it only to the
+// the queue's wake file `<path>.wake/<queue>`: nack() after its commit, a send just before the
+// COMMIT of its group-commit transaction with the write lock held (group_commit.hpp), so that the
+// receiver's wake-up overlaps the COMMIT; the woken receiver's lease waits for the lock (retrying
+// at once, yielding, for up to 200 µs before sleeping) and so sees the commit. inotify reports it
+// only to the
 // processes receiving from that queue, so a commit wakes the receivers of its own queue and no
 // other (an idle sidecar sleeps through the traffic of every other queue). Leases expiring and
 // delayed messages are waited for precisely (the earliest visible_at_ms of the queue), and a
