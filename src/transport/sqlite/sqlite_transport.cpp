@@ -105,27 +105,22 @@ class SqliteTransport final : public Transport {
       // Read the generation before looking, so a commit between the look and the wait wakes us.
       std::uint64_t seen = waker_.generation(queue);
       if (waker_.interrupted()) return std::vector<Delivery>{};
-      if (std::exchange(woken, false)) {
-        // A wake-up almost always means a message is ready: lease at once, without the read that
-        // tells whether to (one read transaction less per message); look only if none was.
-        auto leased = lease(queue, max_messages, /*woken=*/true);
-        if (!leased) return leased.error();
-        if (!leased->empty()) return leased;
-      }
-      std::int64_t now = now_ms();
-      auto next_visible = next_visible_at(queue);
-      if (!next_visible) return next_visible.error();
-      if (next_visible.value() && *next_visible.value() <= now) {
-        auto leased = lease(queue, max_messages);
-        if (!leased) return leased.error();
-        if (!leased->empty()) return leased;
-        continue;  // another consumer took them; look again at once
-      }
+      // The look is the lease itself, under the write lock: a sender wakes receivers just before
+      // its COMMIT with that lock held (group_commit.hpp), so a look that read the database
+      // without the lock could miss a message whose wake came before `seen` was read, and
+      // nothing would wake this receiver again. Under the lock it sees every such commit.
+      std::optional<std::int64_t> next_visible;
+      auto leased = lease(queue, max_messages, std::exchange(woken, false), &next_visible);
+      if (!leased) return leased.error();
+      if (!leased->empty()) return leased;
       Clock::time_point steady_now = Clock::now();
       if (steady_now >= deadline) return std::vector<Delivery>{};
       Clock::time_point until = std::min(deadline, steady_now + settings_.poll_interval);
-      if (next_visible.value()) {
-        until = std::min(until, steady_now + milliseconds(*next_visible.value() - now));
+      if (next_visible) {
+        // Ready already (visible between the lease's clock reading and its query): look again.
+        std::int64_t in_ms = *next_visible - now_ms();
+        if (in_ms <= 0) continue;
+        until = std::min(until, steady_now + milliseconds(in_ms));
       }
       waker_.wait(queue, seen, until);
       woken = waker_.generation(queue) != seen;
@@ -399,27 +394,16 @@ class SqliteTransport final : public Transport {
     };
   }
 
-  // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
-  Result<std::optional<std::int64_t>> next_visible_at(std::string_view queue) {
-    auto c = pool_.acquire();
-    if (!c) return c.error();
-    auto s = c->connection().statement(kNextVisible);
-    if (!s) return s.error();
-    ResetOnExit reset{*s};
-    bind_text(*s, 1, queue);
-    if (sqlite3_step(*s) != SQLITE_ROW) return failure("receive", queue, *c).error();
-    if (sqlite3_column_type(*s, 0) == SQLITE_NULL) return std::optional<std::int64_t>();
-    return std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
-  }
-
   // Leases up to `max_messages` ready messages in one write transaction. A lease of one (the
   // steady path) reads a small body kept in the database inside it, one read transaction less per
   // receive; other bodies are read after the commit, as a lease of several does (lease_bodies.hpp).
+  // When none is ready, sets `next_visible` to the earliest visible_at_ms of the queue (leased or
+  // delayed; nullopt when it is empty), read in the same transaction.
   // `woken`: right after a wake-up, which a sender gives just before its COMMIT
   // (group_commit.hpp): the write lock is then usually still held for the few microseconds that
   // COMMIT takes, and a sleep in the busy handler would outlast it several times over.
-  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages,
-                                      bool woken = false) {
+  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages, bool woken,
+                                      std::optional<std::int64_t>* next_visible) {
     auto c = pool_.acquire();
     if (!c) return c.error();
     Connection& db = c->connection();
@@ -432,9 +416,6 @@ class SqliteTransport final : public Transport {
       (void)db.run(kRollback, "ROLLBACK");
       return error;
     };
-    // The first lease of this instance records its owner row in the same transaction (best
-    // effort: without it the leases still expire).
-    bool registering = lease_owners_.record(db);
     std::vector<Delivery> out;
     std::vector<std::int64_t> ids;
     std::vector<std::string> files;  // the body file's name, empty for a body in the table
@@ -472,6 +453,21 @@ class SqliteTransport final : public Transport {
         return rollback(failed.error());
       }
     }
+    if (ids.empty()) {
+      auto s = db.statement(kNextVisible);
+      if (!s) return rollback(s.error());
+      ResetOnExit reset{*s};
+      bind_text(*s, 1, queue);
+      if (sqlite3_step(*s) != SQLITE_ROW) {
+        Status failed = failure("receive", queue, *c);
+        sqlite3_reset(*s);
+        return rollback(failed.error());
+      }
+      if (sqlite3_column_type(*s, 0) != SQLITE_NULL) *next_visible = sqlite3_column_int64(*s, 0);
+    }
+    // The first lease of this instance records its owner row in the same transaction (best
+    // effort: without it the leases still expire); a look that found nothing records none.
+    bool registering = !ids.empty() && lease_owners_.record(db);
     std::vector<char> read(out.size(), 0);  // bodies read inside the transaction
     if (one && !ids.empty()) {              // update the row selected
       auto s = db.statement(kLeaseRow);

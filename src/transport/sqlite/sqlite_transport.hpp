@@ -62,7 +62,10 @@
 // the queue's wake file `<path>.wake/<queue>`: nack() after its commit, a send just before the
 // COMMIT of its group-commit transaction with the write lock held (group_commit.hpp), so that the
 // receiver's wake-up overlaps the COMMIT; the woken receiver's lease waits for the lock (retrying
-// at once, yielding, for up to 200 µs before sleeping) and so sees the commit. inotify reports it
+// at once, yielding, for up to 200 µs before sleeping) and so sees the commit. Every look of a
+// receive() is therefore a write transaction (the lease, and when nothing is ready the earliest
+// visible_at_ms of the queue, read in it): a look without the lock, after the wake but before the
+// COMMIT, would miss the message and get no further wake-up. inotify reports it
 // only to the
 // processes receiving from that queue, so a commit wakes the receivers of its own queue and no
 // other (an idle sidecar sleeps through the traffic of every other queue). Leases expiring and

@@ -1,6 +1,7 @@
 // Waking receivers just before the COMMIT (group_commit.hpp, queue_waker.hpp): the wake runs once
 // per queue with the write lock held and the rows not yet visible; a receiver woken then waits
-// for the lock and gets the message (no second wake-up after the commit is needed); a sender
+// for the lock and gets the message (no second wake-up after the commit is needed), and so does a
+// receiver that only starts to look after the wake (its look takes the lock too); a sender
 // killed between its wake and its COMMIT commits nothing, and its receivers, woken for nothing,
 // go on waiting and get the next message exactly once.
 #include <gtest/gtest.h>
@@ -165,6 +166,46 @@ TEST(SqliteWakeBeforeCommit, AReceiverWokenBeforeTheCommitWaitsForTheLockAndGets
   EXPECT_TRUE(group.run_many(jobs).front().ok());
   EXPECT_EQ(read_line(report[0], 30000ms), "hello");
   EXPECT_EQ(wait_exit(receiver, Clock::now() + 30s), 0);
+  ::close(report[0]);
+  waker.stop();
+}
+
+// The race a wake before the COMMIT opens: a receiver that starts to look after the wake (its
+// generation already includes it, so no wake-up is left for it) but before the COMMIT. Its look
+// takes the write lock, so it waits for the COMMIT and finds the message; a look without the lock
+// would see nothing and sleep through the fallback poll (an hour here).
+TEST(SqliteWakeBeforeCommit, AReceiverLookingBetweenTheWakeAndTheCommitStillGetsTheMessage) {
+  Database d;
+  int go[2], report[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(report), 0);
+  pid_t receiver = spawn([&, settings = d.settings] {
+    SqliteSettings s = settings;
+    s.poll_interval = 3600s;
+    auto t = make_sqlite_transport(Options{}, s);
+    if (read_line(go[0], 30000ms) != "go") return 6;  // the sender has woken and holds the lock
+    auto got = t->receive("asya-q", 1, 60000ms);
+    if (!got.ok() || got->size() != 1) return 3;
+    write_line(report[1], got->front().body);
+    return t->ack(got->front()).ok() ? 0 : 4;
+  });
+  ::close(go[0]);
+  ::close(report[1]);
+  ConnectionPool pool{d.settings};
+  QueueWaker waker(d.settings.path);
+  GroupCommit group{pool, [&](std::string_view queue) {
+                      waker.notify(queue);
+                      write_line(go[1], "go");
+                      // Keeps the lock while the receiver starts its receive; the outcome is the
+                      // same if it gets there only after the COMMIT.
+                      std::this_thread::sleep_for(300ms);
+                    }};
+  std::vector<GroupCommit::Job> jobs;
+  jobs.push_back({"send", insert_message("asya-q", "late"), {"asya-q"}});
+  EXPECT_TRUE(group.run_many(jobs).front().ok());
+  EXPECT_EQ(read_line(report[0], 30000ms), "late");
+  EXPECT_EQ(wait_exit(receiver, Clock::now() + 30s), 0);
+  ::close(go[1]);
   ::close(report[0]);
   waker.stop();
 }
