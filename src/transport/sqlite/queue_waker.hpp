@@ -4,8 +4,9 @@
 // message of queue Q ready calls notify(Q) after its commit (nack), or just before it with the
 // write lock held (a send's group commit: the receiver's lease then waits for that lock, and its
 // wake-up overlaps the COMMIT, group_commit.hpp): that bumps Q's
-// generation in its own process and writes one byte into Q's wake file (a pwrite on a cached
-// descriptor, a few microseconds). inotify reports the write to every process watching that file,
+// generation in its own process and reads the one byte of Q's wake file (a pread on a cached
+// descriptor, a few microseconds; the first notify writes that byte). inotify reports the read
+// (IN_ACCESS; a write, IN_MODIFY, as older writers do, too) to every process watching that file,
 // and a process watches only the files of the queues it receives from. So a commit wakes the
 // receivers of its own queue and nobody else: an idle sidecar sleeps through the traffic of every
 // other queue, however busy (before, every commit of every process woke every receiver of the
