@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <utility>
 
 #include "common/env.hpp"
@@ -19,6 +21,7 @@
 #include "transport/sqlite/body_files.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
+#include "transport/sqlite/lease.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/queue_purge.hpp"
@@ -32,10 +35,6 @@ namespace {
 using namespace sqlite;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-// How long a lease right after a wake-up spins (yielding) on a held write lock before the busy
-// handler's sleeps: covers the COMMIT of the sender that woke it.
-constexpr std::chrono::microseconds kWokenLeaseSpin{200};
 
 // Parses a receipt "<id>:<lease>".
 bool parse_receipt(const std::string& receipt, std::int64_t& id, std::int64_t& lease) {
@@ -105,14 +104,37 @@ class SqliteTransport final : public Transport {
       // Read the generation before looking, so a commit between the look and the wait wakes us.
       std::uint64_t seen = waker_.generation(queue);
       if (waker_.interrupted()) return std::vector<Delivery>{};
-      // The look is the lease itself, under the write lock: a sender wakes receivers just before
-      // its COMMIT with that lock held (group_commit.hpp), so a look that read the database
-      // without the lock could miss a message whose wake came before `seen` was read, and
-      // nothing would wake this receiver again. Under the lock it sees every such commit.
       std::optional<std::int64_t> next_visible;
-      auto leased = lease(queue, max_messages, std::exchange(woken, false), &next_visible);
-      if (!leased) return leased.error();
-      if (!leased->empty()) return leased;
+      if (std::exchange(woken, false)) {
+        // A wake-up almost always means a message is ready: lease at once, without the read that
+        // tells whether to (one read transaction less per message).
+        auto leased = lease(queue, max_messages, /*woken=*/true, &next_visible);
+        if (!leased) return leased.error();
+        looked_under_lock(queue, seen);
+        if (!leased->empty()) return leased;
+      } else {
+        std::int64_t now = now_ms();
+        auto visible = next_visible_at(queue);
+        if (!visible) return visible.error();
+        next_visible = *visible;
+        if (next_visible && *next_visible <= now) {
+          auto leased = lease(queue, max_messages, /*woken=*/false, &next_visible);
+          if (!leased) return leased.error();
+          if (!leased->empty()) return leased;
+          continue;  // another consumer took them; look again at once
+        }
+        if (!looked_under_lock_at(queue, seen)) {
+          // Senders wake receivers just before their COMMIT, with the write lock held
+          // (group_commit.hpp): a wake that came before `seen` was read may belong to a COMMIT
+          // still being written, which the read above cannot see and after which no wake-up
+          // follows. The first look at each generation therefore takes the write lock (the
+          // lease), which waits for that COMMIT; later looks at the same generation read.
+          auto leased = lease(queue, max_messages, /*woken=*/false, &next_visible);
+          if (!leased) return leased.error();
+          looked_under_lock(queue, seen);
+          if (!leased->empty()) return leased;
+        }
+      }
       Clock::time_point steady_now = Clock::now();
       if (steady_now >= deadline) return std::vector<Delivery>{};
       Clock::time_point until = std::min(deadline, steady_now + settings_.poll_interval);
@@ -394,104 +416,37 @@ class SqliteTransport final : public Transport {
     };
   }
 
-  // Leases up to `max_messages` ready messages in one write transaction. A lease of one (the
-  // steady path) reads a small body kept in the database inside it, one read transaction less per
-  // receive; other bodies are read after the commit, as a lease of several does (lease_bodies.hpp).
-  // When none is ready, sets `next_visible` to the earliest visible_at_ms of the queue (leased or
-  // delayed; nullopt when it is empty), read in the same transaction.
-  // `woken`: right after a wake-up, which a sender gives just before its COMMIT
-  // (group_commit.hpp): the write lock is then usually still held for the few microseconds that
-  // COMMIT takes, and a sleep in the busy handler would outlast it several times over.
-  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages, bool woken,
-                                      std::optional<std::int64_t>* next_visible) {
+  // Whether a look under the write lock was made at wake-up generation `generation` of `queue`
+  // in this process (receive()), and recording one.
+  bool looked_under_lock_at(std::string_view queue, std::uint64_t generation) {
+    std::lock_guard lock(looked_mutex_);
+    auto it = looked_under_lock_.find(std::string(queue));
+    return it != looked_under_lock_.end() && it->second == generation;
+  }
+  void looked_under_lock(std::string_view queue, std::uint64_t generation) {
+    std::lock_guard lock(looked_mutex_);
+    looked_under_lock_[std::string(queue)] = generation;
+  }
+
+  // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
+  Result<std::optional<std::int64_t>> next_visible_at(std::string_view queue) {
     auto c = pool_.acquire();
     if (!c) return c.error();
-    Connection& db = c->connection();
-    Status begun =
-        woken ? db.begin_spinning(kWokenLeaseSpin) : db.run(kBeginImmediate, "BEGIN IMMEDIATE");
-    if (Status s = std::move(begun); !s) {
-      return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
-    }
-    auto rollback = [&](Error error) -> Result<std::vector<Delivery>> {
-      (void)db.run(kRollback, "ROLLBACK");
-      return error;
-    };
-    std::vector<Delivery> out;
-    std::vector<std::int64_t> ids;
-    std::vector<std::string> files;  // the body file's name, empty for a body in the table
-    std::int64_t token = lease_owners_.next_token();
-    std::int64_t now = now_ms();
-    std::int64_t until = now + options_.visibility_timeout.count();
-    const bool one = max_messages == 1;
-    {
-      // One: the ready row (its count before this lease); several: the rows already updated.
-      auto s = db.statement(one ? kLease : kLeaseMany);
-      if (!s) return rollback(s.error());
-      ResetOnExit reset{*s};
-      bind_text(*s, 1, queue);
-      sqlite3_bind_int64(*s, 2, now);
-      sqlite3_bind_int64(*s, 3, one ? 1 : until);  // kLease: the limit
-      if (!one) {
-        sqlite3_bind_int64(*s, 4, token);
-        sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
-      }
-      int rc;
-      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-        Delivery d;
-        d.queue = std::string(queue);
-        std::int64_t id = sqlite3_column_int64(*s, 0);
-        d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 1) + (one ? 1 : 0));
-        d.receipt = std::to_string(id) + ":" + std::to_string(token);
-        ids.push_back(id);
-        const unsigned char* file = sqlite3_column_text(*s, 2);
-        files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
-        out.push_back(std::move(d));
-      }
-      if (rc != SQLITE_DONE) {
-        Status failed = failure("receive", queue, *c);
-        sqlite3_reset(*s);  // no statement in progress at the ROLLBACK
-        return rollback(failed.error());
-      }
-    }
-    if (ids.empty()) {
-      auto s = db.statement(kNextVisible);
-      if (!s) return rollback(s.error());
-      ResetOnExit reset{*s};
-      bind_text(*s, 1, queue);
-      if (sqlite3_step(*s) != SQLITE_ROW) {
-        Status failed = failure("receive", queue, *c);
-        sqlite3_reset(*s);
-        return rollback(failed.error());
-      }
-      if (sqlite3_column_type(*s, 0) != SQLITE_NULL) *next_visible = sqlite3_column_int64(*s, 0);
-    }
-    // The first lease of this instance records its owner row in the same transaction (best
-    // effort: without it the leases still expire); a look that found nothing records none.
-    bool registering = !ids.empty() && lease_owners_.record(db);
-    std::vector<char> read(out.size(), 0);  // bodies read inside the transaction
-    if (one && !ids.empty()) {              // update the row selected
-      auto s = db.statement(kLeaseRow);
-      if (!s) return rollback(s.error());
-      ResetOnExit reset{*s};
-      sqlite3_bind_int64(*s, 1, ids.front());
-      sqlite3_bind_int64(*s, 2, until);
-      sqlite3_bind_int64(*s, 3, token);
-      if (sqlite3_step(*s) != SQLITE_DONE) {
-        Status failed = failure("receive", queue, *c);
-        sqlite3_reset(*s);
-        return rollback(failed.error());
-      }
-      if (Status read_in = read_bodies_in_lease(db, queue, out, ids, files, read); !read_in)
-        return rollback(read_in.error());
-    }
-    // For tests: a crash before a lease's COMMIT, every statement run (docs/sidecar.md).
-    if (!ids.empty()) failpoint("sqlite.lease_uncommitted");
-    if (Status s = db.run(kCommit, "COMMIT"); !s) {
-      (void)db.run(kRollback, "ROLLBACK");
-      return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
-    }
-    if (registering) lease_owners_.recorded();
-    return read_leased_bodies(db, body_files_, queue, token, out, ids, files, read);
+    auto s = c->connection().statement(kNextVisible);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    if (sqlite3_step(*s) != SQLITE_ROW) return failure("receive", queue, *c).error();
+    if (sqlite3_column_type(*s, 0) == SQLITE_NULL) return std::optional<std::int64_t>();
+    return std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
+  }
+
+  // One lease transaction (lease.hpp).
+  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages, bool woken,
+                                      std::optional<std::int64_t>* next_visible) {
+    return lease_ready(pool_, lease_owners_, body_files_,
+                       LeaseRequest{queue, max_messages, options_.visibility_timeout, woken},
+                       next_visible);
   }
 
   // One ack, nack or extend: the receipt's row and lease token, and what the statement did.
@@ -573,6 +528,8 @@ class SqliteTransport final : public Transport {
   QueueWaker waker_;
   ConnectionPool pool_;
   GroupCommit group_{pool_, [this](std::string_view queue) { waker_.notify(queue); }};
+  std::mutex looked_mutex_;
+  std::unordered_map<std::string, std::uint64_t> looked_under_lock_;  // queue -> generation
 };
 
 }  // namespace
