@@ -121,6 +121,9 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "coalesce(sum(visible_at_ms > ?2 AND lease IS NOT NULL), 0), "
     "coalesce(sum(visible_at_ms > ?2 AND lease IS NULL), 0) FROM messages WHERE queue = ?1",
     "SELECT 1 FROM messages WHERE body_file = ?1",
+    // length() of a blob reads its size from the record header, not its pages: a body too long
+    // is not loaded at all.
+    "SELECT body FROM bodies WHERE id = ?1 AND length(body) <= ?2",
 };
 
 // Once per process, before SQLite's first use: no bulk allocation of page-cache memory per
@@ -342,9 +345,20 @@ int Connection::busy_handler(void* context, int attempt) {
   Clock::time_point now = Clock::now();
   if (attempt == 0) self->busy_since_ = now;
   if (now - self->busy_since_ >= self->settings_.busy_timeout) return 0;
+  if (now - self->busy_since_ < self->busy_spin_) {
+    std::this_thread::yield();
+    return 1;
+  }
   std::this_thread::sleep_for(attempt < 50 ? std::chrono::microseconds(100)
                                            : std::chrono::microseconds(1000));
   return 1;
+}
+
+Status Connection::begin_spinning(std::chrono::microseconds spin) {
+  busy_spin_ = spin;
+  Status begun = run(kBeginImmediate, "BEGIN IMMEDIATE");
+  busy_spin_ = std::chrono::microseconds(0);
+  return begun;
 }
 
 ConnectionPool::Borrowed::~Borrowed() {

@@ -63,6 +63,7 @@ enum Sql : std::size_t {
   kList,         // -> name
   kStats,        // ?1 queue, ?2 now -> ready, in flight, delayed
   kFileReferenced,  // ?1 body_file -> a row when some message names it
+  kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
   kSqlCount
 };
 
@@ -86,6 +87,11 @@ class Connection {
   // Runs a statement without results (BEGIN, COMMIT, ...); `what` names it in the error.
   Status run(Sql id, const char* what);
 
+  // BEGIN IMMEDIATE that, while another connection holds the write lock, retries at once
+  // (sched_yield between attempts) for up to `spin` before the busy handler's usual sleeps. For a
+  // receiver woken just before a sender's COMMIT, which releases the lock within microseconds.
+  Status begin_spinning(std::chrono::microseconds spin);
+
   // The last error, with a hint when it is lock contention, and the path.
   std::string error() const;
 
@@ -101,6 +107,7 @@ class Connection {
   sqlite3* db_ = nullptr;
   std::array<sqlite3_stmt*, kSqlCount> statements_{};
   std::chrono::steady_clock::time_point busy_since_;
+  std::chrono::microseconds busy_spin_{0};  // begin_spinning(): yield, not sleep, this long
   std::string schema_error_;
   std::string failure_;  // error() of a failed step, kept across its ROLLBACK
   // When run(kBeginImmediate) took the write lock; reset when the transaction ends.

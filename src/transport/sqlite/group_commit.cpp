@@ -16,7 +16,7 @@ Status GroupCommit::run(const std::string& what, Operation op) {
 std::vector<Status> GroupCommit::run_many(std::vector<Job>& jobs) {
   std::vector<Request> requests;
   requests.reserve(jobs.size());
-  for (Job& job : jobs) requests.push_back(Request{&job.what, &job.op});
+  for (Job& job : jobs) requests.push_back(Request{&job.what, &job.op, &job.wakes});
   std::size_t left = requests.size();
   std::unique_lock lock(mutex_);
   for (Request& request : requests) pending_.push_back(&request);
@@ -109,12 +109,25 @@ GroupCommit::Outcome GroupCommit::try_batch(Connection& db, std::vector<Request*
       return Outcome::kOperationAborted;
     }
   }
+  wake_before_commit(batch);
   if (Status s = db.run(kCommit, "COMMIT"); !s) {
     (void)db.run(kRollback, "ROLLBACK");
     for (Request* r : batch) r->result = Error{*r->what + ": " + s.message()};
     return Outcome::kFailed;
   }
   return Outcome::kCommitted;
+}
+
+void GroupCommit::wake_before_commit(const std::vector<Request*>& batch) {
+  if (!wake_) return;
+  std::vector<std::string_view> woken;
+  for (const Request* r : batch) {
+    for (std::string_view queue : *r->wakes) {
+      if (std::find(woken.begin(), woken.end(), queue) != woken.end()) continue;
+      woken.push_back(queue);
+      wake_(queue);
+    }
+  }
 }
 
 }  // namespace asya::transport::sqlite

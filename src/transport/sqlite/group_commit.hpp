@@ -27,6 +27,13 @@
 // operation of it fails with that error (running each again alone would wait the busy timeout
 // once per operation).
 //
+// Wake-ups: a job names the queues it made a message ready on (`wakes`). Once every statement of
+// a batch ran, the leader calls the `wake` callback for each queue the batch names (once per
+// queue), still holding the write lock, and then commits. A receiver woken this way wakes up
+// while the COMMIT is being written; its lease (BEGIN IMMEDIATE) waits for the write lock, so it
+// sees the commit, never the state before it. A batch that fails its COMMIT or is rolled back
+// only woke its receivers for nothing: they look, find no message and wait again.
+//
 // Threads: run() is thread-safe; operations run on the leader's thread, so they must only touch
 // the Connection they are given and their own captures.
 #pragma once
@@ -37,6 +44,8 @@
 #include <functional>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/result.hpp"
@@ -60,7 +69,11 @@ class GroupCommit {
     std::size_t largest_batch = 0;
   };
 
-  explicit GroupCommit(ConnectionPool& pool) : pool_(pool) {}
+  // Wakes the receivers of a queue (QueueWaker::notify); called with the write lock held.
+  using Wake = std::function<void(std::string_view queue)>;
+
+  explicit GroupCommit(ConnectionPool& pool, Wake wake = {})
+      : pool_(pool), wake_(std::move(wake)) {}
 
   // Runs `op` in a shared write transaction; returns once that transaction committed (or failed)
   // with `op`'s result. `what` names the operation in errors of BEGIN/COMMIT ("send to queue
@@ -71,6 +84,8 @@ class GroupCommit {
   struct Job {
     std::string what;
     Operation op;
+    // Queues on which `op` makes a message ready: woken just before the COMMIT (see above).
+    std::vector<std::string_view> wakes = {};
   };
   std::vector<Status> run_many(std::vector<Job>& jobs);
 
@@ -84,6 +99,7 @@ class GroupCommit {
   struct Request {
     const std::string* what;
     Operation* op;
+    const std::vector<std::string_view>* wakes;
     Status result = Status::Ok();
     bool done = false;
   };
@@ -94,7 +110,11 @@ class GroupCommit {
   // back because BEGIN or COMMIT failed (every result then says so).
   Outcome try_batch(Connection& db, std::vector<Request*>& batch);
 
+  // Wakes the receivers of the queues `batch` names, once per queue.
+  void wake_before_commit(const std::vector<Request*>& batch);
+
   ConnectionPool& pool_;
+  Wake wake_;
   mutable std::mutex mutex_;
   std::condition_variable done_;
   std::vector<Request*> pending_;

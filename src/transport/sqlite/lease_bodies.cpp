@@ -9,35 +9,30 @@ Status read_bodies_in_lease(Connection& db, std::string_view queue, std::vector<
                             const std::vector<std::int64_t>& ids,
                             const std::vector<std::string>& files, std::vector<char>& read) {
   read.assign(out.size(), 0);
+  // A cached statement, not incremental blob I/O: sqlite3_blob_open compiles a program on every
+  // call, which cost more than the copy it saves for the small bodies read here.
+  auto s = db.statement(kBodyUpTo);
+  if (!s) return s.error();
   std::size_t total = 0;
-  sqlite3_blob* blob = nullptr;
-  Status failed = Status::Ok();
   for (std::size_t i = 0; i < out.size(); ++i) {
     if (!files[i].empty()) continue;
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, ids[i]);
+    sqlite3_bind_int64(*s, 2, static_cast<std::int64_t>(kBodyBytesReadInLease - total));
+    int rc = sqlite3_step(*s);
+    if (rc == SQLITE_DONE) break;  // longer than what is left: the rest after the commit
+    if (rc != SQLITE_ROW) {
+      return Error{"receive (reading the body) on queue " + in_quotes(queue) +
+                   " failed: " + db.error()};
+    }
     // The row was just leased under this write lock: its body is there.
-    int rc = blob == nullptr
-                 ? sqlite3_blob_open(db.db(), "main", "bodies", "body", ids[i], 0, &blob)
-                 : sqlite3_blob_reopen(blob, ids[i]);
-    if (rc != SQLITE_OK) {
-      failed = Error{"receive (reading the body) on queue " + in_quotes(queue) +
-                     " failed: " + db.error()};
-      break;
-    }
-    auto size = static_cast<std::size_t>(sqlite3_blob_bytes(blob));
-    if (total + size > kBodyBytesReadInLease) break;  // the rest after the commit
+    auto size = static_cast<std::size_t>(sqlite3_column_bytes(*s, 0));
+    const void* bytes = sqlite3_column_blob(*s, 0);
     total += size;
-    std::string& text = out[i].body.text();
-    text.resize(size);
-    if (size > 0 && sqlite3_blob_read(blob, text.data(), static_cast<int>(size), 0) != SQLITE_OK) {
-      failed = Error{"receive (reading the body) on queue " + in_quotes(queue) +
-                     " failed: " + db.error()};
-      break;
-    }
+    out[i].body.text().assign(static_cast<const char*>(bytes), bytes ? size : 0);
     read[i] = 1;
   }
-  // Closed before the COMMIT: an open blob handle is a statement in progress.
-  if (blob != nullptr) sqlite3_blob_close(blob);
-  return failed;
+  return Status::Ok();
 }
 
 Result<std::vector<Delivery>> read_leased_bodies(Connection& db, BodyFiles& body_files,

@@ -1,9 +1,9 @@
-// Reading the bodies of messages a lease just took (sqlite_transport.cpp's receive): straight
-// from the database pages (incremental blob I/O) or the body file into each Delivery's string:
-// one copy, no SQLite-side buffer. A lease of one message reads a small body kept in the database
-// inside its own write transaction (read_bodies_in_lease), which saves a read transaction per
-// receive; the other bodies are read after it committed, outside any write transaction
-// (read_leased_bodies).
+// Reading the bodies of messages a lease just took (sqlite_transport.cpp's receive). A lease of
+// one message reads a small body kept in the database inside its own write transaction
+// (read_bodies_in_lease, a cached statement: one read transaction less per receive); the other
+// bodies are read after it committed, outside any write transaction (read_leased_bodies),
+// straight from the database pages (incremental blob I/O) or the body file into each Delivery's
+// string: one copy, no SQLite-side buffer.
 #pragma once
 
 #include <cstddef>

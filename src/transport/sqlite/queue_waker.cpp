@@ -21,9 +21,10 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// A write or a touch (utime) of a wake file; IN_IGNORED (the file was removed, the watch is gone)
-// is always reported.
-constexpr std::uint32_t kWatchMask = IN_MODIFY | IN_ATTRIB;
+// A read of a wake file (what notify() does), a write (what notify() did before, and does the
+// first time, to give the file its byte) or a touch (utime); IN_IGNORED (the file was removed,
+// the watch is gone) is always reported.
+constexpr std::uint32_t kWatchMask = IN_ACCESS | IN_MODIFY | IN_ATTRIB;
 
 // Bounds the descriptors a publisher keeps open (one per queue it sent to).
 constexpr std::size_t kMaxWriteFds = 256;
@@ -184,7 +185,8 @@ void QueueWaker::notify(std::string_view queue) {
   if (fd < 0) return;
   // A wake file removed by hand (and re-created by a receiver) is a new inode: write that one.
   struct stat info {};
-  if (::fstat(fd, &info) == 0 && info.st_nlink == 0) {
+  bool stat_ok = ::fstat(fd, &info) == 0;
+  if (stat_ok && info.st_nlink == 0) {
     {
       std::lock_guard lock(write_mutex_);
       ::close(fd);
@@ -192,7 +194,13 @@ void QueueWaker::notify(std::string_view queue) {
     }
     fd = write_fd(name);
     if (fd < 0) return;
+    stat_ok = ::fstat(fd, &info) == 0;
   }
+  // A read of its one byte: inotify reports IN_ACCESS to the watchers, and a read costs less than
+  // a write (~8 against ~12 µs here: no inode change, nothing for the file system's journal). An
+  // empty file (new) gets its byte by a write, which wakes them too (IN_MODIFY).
+  char byte;
+  if (stat_ok && info.st_size > 0 && ::pread(fd, &byte, 1, 0) == 1) return;
   // One byte at offset 0: the file never grows, and inotify reports IN_MODIFY to the watchers.
   if (::pwrite(fd, "1", 1, 0) != 1) {
     std::lock_guard lock(write_mutex_);
@@ -217,10 +225,18 @@ int QueueWaker::write_fd(const std::string& queue) {
     write_fds_.clear();
   }
   std::filesystem::path path = directory_ / file_name(queue);
-  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  // Read (notify) and written (its first byte). O_NOATIME, allowed only to the file's owner, spares
+  // the inode an access-time update on a file system mounted strictatime.
+  auto open_wake_file = [&] {
+    int opened = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOATIME, 0644);
+    if (opened < 0 && errno == EPERM)
+      opened = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    return opened;
+  };
+  int fd = open_wake_file();
   if (fd < 0 && errno == ENOENT) {
     ::mkdir(directory_.c_str(), 0755);  // EEXIST from a concurrent creator is fine
-    fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    fd = open_wake_file();
   }
   if (fd < 0 && !warned_write_) {
     warned_write_ = true;

@@ -1,9 +1,12 @@
 // Per-queue wake-ups for the processes that share one SQLite queue database.
 //
 // Every queue has a small wake file, `<database>.wake/<file_name(queue)>`. A writer that made a
-// message of queue Q ready (send, nack) calls notify(Q) after its commit: that bumps Q's
-// generation in its own process and writes one byte into Q's wake file (a pwrite on a cached
-// descriptor, a few microseconds). inotify reports the write to every process watching that file,
+// message of queue Q ready calls notify(Q) after its commit (nack), or just before it with the
+// write lock held (a send's group commit: the receiver's lease then waits for that lock, and its
+// wake-up overlaps the COMMIT, group_commit.hpp): that bumps Q's
+// generation in its own process and reads the one byte of Q's wake file (a pread on a cached
+// descriptor, a few microseconds; the first notify writes that byte). inotify reports the read
+// (IN_ACCESS; a write, IN_MODIFY, as older writers do, too) to every process watching that file,
 // and a process watches only the files of the queues it receives from. So a commit wakes the
 // receivers of its own queue and nobody else: an idle sidecar sleeps through the traffic of every
 // other queue, however busy (before, every commit of every process woke every receiver of the
@@ -58,7 +61,8 @@ class QueueWaker {
   void wait(std::string_view queue, std::uint64_t seen, Clock::time_point until);
 
   // Wakes the receivers of `queue` in every process. Call after the commit that made a message
-  // ready, never inside a transaction. Never blocks on other processes; when the wake file cannot
+  // ready, or just before it while holding the write lock (receivers lease under that lock, so
+  // they see the commit). Never blocks on other processes; when the wake file cannot
   // be written it logs a warning once and receivers fall back to polling.
   void notify(std::string_view queue);
 

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <set>
 #include <string>
@@ -145,6 +146,44 @@ TEST(QueueWaker, ARemovedWakeFileIsWatchedAgainAndPublishersFollow) {
   }
   EXPECT_NE(receiver.generation("asya-r"), seen)
       << "a notify after the wake file was re-created did not arrive";
+}
+
+// notify() gives a new wake file its byte by a write, and later only reads it (IN_ACCESS: cheaper
+// than a write); both wake the receivers, and so does a write, which is what older writers do.
+TEST(QueueWaker, ANotifyThatReadsTheWakeFileWakesItsReceiversAsAWriteDoes) {
+  test::TempDir dir;
+  std::filesystem::path database = dir.path() / "queues.db";
+  QueueWaker receiver(database);
+  QueueWaker publisher(database);
+  std::filesystem::path file = QueueWaker::directory_of(database) / "asya-x";
+  auto wait_for_change = [&](std::uint64_t seen) {
+    Clock::time_point deadline = Clock::now() + 20s;
+    while (receiver.generation("asya-x") == seen && Clock::now() < deadline) {
+      receiver.wait("asya-x", seen, deadline);
+    }
+    return receiver.generation("asya-x") != seen;
+  };
+  std::uint64_t seen = receiver.generation("asya-x");
+  ASSERT_EQ(std::filesystem::file_size(file), 0u);
+  publisher.notify("asya-x");  // the first: writes the byte
+  ASSERT_TRUE(wait_for_change(seen)) << "the first notify (a write) did not wake the receiver";
+  ASSERT_EQ(std::filesystem::file_size(file), 1u);
+  auto written = std::filesystem::last_write_time(file);
+
+  for (int i = 0; i < 3; ++i) {
+    seen = receiver.generation("asya-x");
+    publisher.notify("asya-x");  // reads the byte
+    EXPECT_TRUE(wait_for_change(seen)) << "notify " << i << " (a read) did not wake the receiver";
+  }
+  EXPECT_EQ(std::filesystem::last_write_time(file), written) << "a later notify wrote the file";
+  EXPECT_EQ(std::filesystem::file_size(file), 1u);
+
+  seen = receiver.generation("asya-x");
+  {
+    std::ofstream older(file, std::ios::in | std::ios::out | std::ios::binary);  // an older writer
+    older << '1';
+  }
+  EXPECT_TRUE(wait_for_change(seen)) << "a write by an older writer did not wake the receiver";
 }
 
 TEST(QueueWaker, InterruptEndsEveryWait) {

@@ -9,8 +9,10 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
+#include <mutex>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <utility>
 
 #include "common/env.hpp"
@@ -19,6 +21,7 @@
 #include "transport/sqlite/body_files.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
+#include "transport/sqlite/lease.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/queue_purge.hpp"
@@ -101,27 +104,45 @@ class SqliteTransport final : public Transport {
       // Read the generation before looking, so a commit between the look and the wait wakes us.
       std::uint64_t seen = waker_.generation(queue);
       if (waker_.interrupted()) return std::vector<Delivery>{};
+      std::optional<std::int64_t> next_visible;
       if (std::exchange(woken, false)) {
         // A wake-up almost always means a message is ready: lease at once, without the read that
-        // tells whether to (one read transaction less per message); look only if none was.
-        auto leased = lease(queue, max_messages);
+        // tells whether to (one read transaction less per message).
+        auto leased = lease(queue, max_messages, /*woken=*/true, &next_visible);
         if (!leased) return leased.error();
+        looked_under_lock(queue, seen);
         if (!leased->empty()) return leased;
-      }
-      std::int64_t now = now_ms();
-      auto next_visible = next_visible_at(queue);
-      if (!next_visible) return next_visible.error();
-      if (next_visible.value() && *next_visible.value() <= now) {
-        auto leased = lease(queue, max_messages);
-        if (!leased) return leased.error();
-        if (!leased->empty()) return leased;
-        continue;  // another consumer took them; look again at once
+      } else {
+        std::int64_t now = now_ms();
+        auto visible = next_visible_at(queue);
+        if (!visible) return visible.error();
+        next_visible = *visible;
+        if (next_visible && *next_visible <= now) {
+          auto leased = lease(queue, max_messages, /*woken=*/false, &next_visible);
+          if (!leased) return leased.error();
+          if (!leased->empty()) return leased;
+          continue;  // another consumer took them; look again at once
+        }
+        if (!looked_under_lock_at(queue, seen)) {
+          // Senders wake receivers just before their COMMIT, with the write lock held
+          // (group_commit.hpp): a wake that came before `seen` was read may belong to a COMMIT
+          // still being written, which the read above cannot see and after which no wake-up
+          // follows. The first look at each generation therefore takes the write lock (the
+          // lease), which waits for that COMMIT; later looks at the same generation read.
+          auto leased = lease(queue, max_messages, /*woken=*/false, &next_visible);
+          if (!leased) return leased.error();
+          looked_under_lock(queue, seen);
+          if (!leased->empty()) return leased;
+        }
       }
       Clock::time_point steady_now = Clock::now();
       if (steady_now >= deadline) return std::vector<Delivery>{};
       Clock::time_point until = std::min(deadline, steady_now + settings_.poll_interval);
-      if (next_visible.value()) {
-        until = std::min(until, steady_now + milliseconds(*next_visible.value() - now));
+      if (next_visible) {
+        // Ready already (visible between the lease's clock reading and its query): look again.
+        std::int64_t in_ms = *next_visible - now_ms();
+        if (in_ms <= 0) continue;
+        until = std::min(until, steady_now + milliseconds(in_ms));
       }
       waker_.wait(queue, seen, until);
       woken = waker_.generation(queue) != seen;
@@ -160,27 +181,20 @@ class SqliteTransport final : public Transport {
       } else if (!m.parts.empty()) {
         pending[i].joined = m.joined();  // kept in the database: joined, outside the lock
       }
-      jobs.push_back(
-          GroupCommit::Job{"send to queue " + in_quotes(m.queue), insert_operation(m, pending[i])});
+      jobs.push_back(GroupCommit::Job{
+          "send to queue " + in_quotes(m.queue), insert_operation(m, pending[i]), {m.queue}});
       job_of.push_back(i);
     }
+    // The receivers of each queue are woken just before the COMMIT (group_commit.hpp).
     std::vector<Status> committed = group_.run_many(jobs);
-    std::vector<std::string_view> woken;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       std::size_t i = job_of[k];
       results[i] = std::move(committed[k]);
-      if (!results[i]) {
-        // The file goes when this send's own statements or checks failed, or never ran; after
-        // a failed COMMIT the row's fate is not certain and the sweep decides later.
-        if ((pending[i].own_failure || !pending[i].ran) && !pending[i].file_name.empty())
-          body_files_.discard(pending[i].file_name);
-        continue;
-      }
-      // After the commit: a receiver woken now finds the message. Once per queue.
-      if (std::find(woken.begin(), woken.end(), messages[i].queue) == woken.end()) {
-        woken.push_back(messages[i].queue);
-        waker_.notify(messages[i].queue);
-      }
+      // The file goes when this send's own statements or checks failed, or never ran; after a
+      // failed COMMIT the row's fate is not certain and the sweep decides later.
+      if (!results[i] && (pending[i].own_failure || !pending[i].ran) &&
+          !pending[i].file_name.empty())
+        body_files_.discard(pending[i].file_name);
     }
     body_files_.maybe_sweep(pool_);
     return results;
@@ -250,6 +264,8 @@ class SqliteTransport final : public Transport {
       }
       if (!eligible) continue;
       pending[i].resize(step.messages.size());
+      std::vector<std::string_view> wakes;
+      for (const OutgoingMessage& m : step.messages) wakes.push_back(m.queue);
       jobs.push_back(
           GroupCommit::Job{"send and ack on queue " + in_quotes(step.delivery->queue),
                            [this, &step, &change = changes[i], &p = pending[i], &job_count,
@@ -269,21 +285,16 @@ class SqliteTransport final : public Transport {
                              if (acked && job_count > 1 && number == job_count)
                                failpoint("sqlite.shared_settle_uncommitted");
                              return acked;
-                           }});
+                           },
+                           std::move(wakes)});
       job_of.push_back(i);
     }
     job_count = jobs.size();
+    // The receivers of the outputs' queues are woken just before the COMMIT (group_commit.hpp).
     std::vector<Status> committed = group_.run_many(jobs);
-    // After the commit: a receiver woken now finds the messages. Once per queue.
-    std::vector<std::string_view> woken;
     for (std::size_t k = 0; k < jobs.size(); ++k) {
       std::size_t i = job_of[k];
       if (!committed[k]) continue;  // nothing of it was done: the caller goes step by step
-      for (const OutgoingMessage& m : steps[i].messages) {
-        if (std::find(woken.begin(), woken.end(), m.queue) != woken.end()) continue;
-        woken.push_back(m.queue);
-        waker_.notify(m.queue);
-      }
       results[i] = applied("ack", *steps[i].delivery, changes[i]);
     }
     body_files_.maybe_sweep(pool_);
@@ -405,6 +416,18 @@ class SqliteTransport final : public Transport {
     };
   }
 
+  // Whether a look under the write lock was made at wake-up generation `generation` of `queue`
+  // in this process (receive()), and recording one.
+  bool looked_under_lock_at(std::string_view queue, std::uint64_t generation) {
+    std::lock_guard lock(looked_mutex_);
+    auto it = looked_under_lock_.find(std::string(queue));
+    return it != looked_under_lock_.end() && it->second == generation;
+  }
+  void looked_under_lock(std::string_view queue, std::uint64_t generation) {
+    std::lock_guard lock(looked_mutex_);
+    looked_under_lock_[std::string(queue)] = generation;
+  }
+
   // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
   Result<std::optional<std::int64_t>> next_visible_at(std::string_view queue) {
     auto c = pool_.acquire();
@@ -418,84 +441,12 @@ class SqliteTransport final : public Transport {
     return std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
   }
 
-  // Leases up to `max_messages` ready messages in one write transaction. A lease of one (the
-  // steady path) reads a small body kept in the database inside it, one read transaction less per
-  // receive; other bodies are read after the commit, as a lease of several does (lease_bodies.hpp).
-  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages) {
-    auto c = pool_.acquire();
-    if (!c) return c.error();
-    Connection& db = c->connection();
-    if (Status s = db.run(kBeginImmediate, "BEGIN IMMEDIATE"); !s) {
-      return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
-    }
-    auto rollback = [&](Error error) -> Result<std::vector<Delivery>> {
-      (void)db.run(kRollback, "ROLLBACK");
-      return error;
-    };
-    // The first lease of this instance records its owner row in the same transaction (best
-    // effort: without it the leases still expire).
-    bool registering = lease_owners_.record(db);
-    std::vector<Delivery> out;
-    std::vector<std::int64_t> ids;
-    std::vector<std::string> files;  // the body file's name, empty for a body in the table
-    std::int64_t token = lease_owners_.next_token();
-    std::int64_t now = now_ms();
-    std::int64_t until = now + options_.visibility_timeout.count();
-    const bool one = max_messages == 1;
-    {
-      // One: the ready row (its count before this lease); several: the rows already updated.
-      auto s = db.statement(one ? kLease : kLeaseMany);
-      if (!s) return rollback(s.error());
-      ResetOnExit reset{*s};
-      bind_text(*s, 1, queue);
-      sqlite3_bind_int64(*s, 2, now);
-      sqlite3_bind_int64(*s, 3, one ? 1 : until);  // kLease: the limit
-      if (!one) {
-        sqlite3_bind_int64(*s, 4, token);
-        sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
-      }
-      int rc;
-      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-        Delivery d;
-        d.queue = std::string(queue);
-        std::int64_t id = sqlite3_column_int64(*s, 0);
-        d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 1) + (one ? 1 : 0));
-        d.receipt = std::to_string(id) + ":" + std::to_string(token);
-        ids.push_back(id);
-        const unsigned char* file = sqlite3_column_text(*s, 2);
-        files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
-        out.push_back(std::move(d));
-      }
-      if (rc != SQLITE_DONE) {
-        Status failed = failure("receive", queue, *c);
-        sqlite3_reset(*s);  // no statement in progress at the ROLLBACK
-        return rollback(failed.error());
-      }
-    }
-    std::vector<char> read(out.size(), 0);  // bodies read inside the transaction
-    if (one && !ids.empty()) {              // update the row selected
-      auto s = db.statement(kLeaseRow);
-      if (!s) return rollback(s.error());
-      ResetOnExit reset{*s};
-      sqlite3_bind_int64(*s, 1, ids.front());
-      sqlite3_bind_int64(*s, 2, until);
-      sqlite3_bind_int64(*s, 3, token);
-      if (sqlite3_step(*s) != SQLITE_DONE) {
-        Status failed = failure("receive", queue, *c);
-        sqlite3_reset(*s);
-        return rollback(failed.error());
-      }
-      if (Status read_in = read_bodies_in_lease(db, queue, out, ids, files, read); !read_in)
-        return rollback(read_in.error());
-    }
-    // For tests: a crash before a lease's COMMIT, every statement run (docs/sidecar.md).
-    if (!ids.empty()) failpoint("sqlite.lease_uncommitted");
-    if (Status s = db.run(kCommit, "COMMIT"); !s) {
-      (void)db.run(kRollback, "ROLLBACK");
-      return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
-    }
-    if (registering) lease_owners_.recorded();
-    return read_leased_bodies(db, body_files_, queue, token, out, ids, files, read);
+  // One lease transaction (lease.hpp).
+  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages, bool woken,
+                                      std::optional<std::int64_t>* next_visible) {
+    return lease_ready(pool_, lease_owners_, body_files_,
+                       LeaseRequest{queue, max_messages, options_.visibility_timeout, woken},
+                       next_visible);
   }
 
   // One ack, nack or extend: the receipt's row and lease token, and what the statement did.
@@ -576,7 +527,9 @@ class SqliteTransport final : public Transport {
   LeaseOwners lease_owners_;
   QueueWaker waker_;
   ConnectionPool pool_;
-  GroupCommit group_{pool_};
+  GroupCommit group_{pool_, [this](std::string_view queue) { waker_.notify(queue); }};
+  std::mutex looked_mutex_;
+  std::unordered_map<std::string, std::uint64_t> looked_under_lock_;  // queue -> generation
 };
 
 }  // namespace

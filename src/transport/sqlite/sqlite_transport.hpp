@@ -58,22 +58,29 @@
 // body file is fsync'd (with its directory) before its row is inserted in both modes, so a row
 // never names a body a power loss truncated.
 //
-// Waking a blocked receive(): per queue (queue_waker.hpp). send() and nack() write one byte into
-// the queue's wake file `<path>.wake/<queue>` after their commit; inotify reports it only to the
-// processes receiving from that queue, so a commit wakes the receivers of its own queue and no
-// other (an idle sidecar sleeps through the traffic of every other queue). Leases expiring and
-// delayed messages are waited for precisely (the earliest visible_at_ms of the queue), and a
-// fallback poll (poll_interval) covers a wake-up that never comes (a writer killed between its
-// commit and the wake file, a writer of an older Asya, file systems without inotify). No lock or
-// connection is held while waiting.
+// Waking a blocked receive(): per queue (queue_waker.hpp). send() and nack() read the one byte
+// of the queue's wake file `<path>.wake/<queue>` (IN_ACCESS): nack() after its commit, a send
+// just before the COMMIT of its group-commit transaction with the write lock held
+// (group_commit.hpp), so that the receiver's wake-up overlaps the COMMIT; the woken receiver's
+// lease waits for the lock (retrying at once, yielding, for up to 200 µs before sleeping) and so
+// sees the commit. The first look at each new wake generation that a read finds empty is
+// repeated under the write lock (a lease attempt): a read after the wake but before the COMMIT
+// would miss the message, and no further wake-up would come (lease.hpp). inotify reports the
+// read only to the processes receiving from that queue, so a commit wakes the receivers of its
+// own queue and no other (an idle sidecar sleeps through the traffic of every other queue).
+// Leases expiring and delayed messages are waited for precisely (the earliest visible_at_ms of
+// the queue), and a fallback poll (poll_interval) covers a wake-up that never comes (a writer
+// killed between its commit and the wake file of a nack, a writer of an older Asya, file systems
+// without inotify). No lock or connection is held while waiting.
 // Threads: connections are pooled (one per concurrently calling thread, created on demand), each
 // with its prepared statements cached. The instance must not cross fork(); create one per process.
 //
 // The parts, each with its own header: sqlite_settings.hpp (the variables), connection.hpp (a
 // connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
 // as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
-// queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions),
-// write_lock_stats.hpp (write-lock holds and waits); sqlite_transport.cpp puts them together.
+// queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions), lease.hpp
+// (one lease transaction), write_lock_stats.hpp (write-lock holds and waits);
+// sqlite_transport.cpp puts them together.
 #pragma once
 
 #include <chrono>
