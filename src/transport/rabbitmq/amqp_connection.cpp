@@ -159,7 +159,7 @@ std::string AmqpConnection::login_failure_text(const amqp_rpc_reply_t& login,
     // credentials were not even checked, so they are not the suspect.
     return "the connection to RabbitMQ at " + where +
            " was lost during the AMQP handshake, before the broker checked the credentials (is "
-           "the broker stopping, starting or overloaded?): " +
+           "the broker stopping, starting, overloaded or frozen?): " +
            library_error_text(login.library_error, saved_errno);
   }
   return "cannot log in to RabbitMQ at " + where + ": " + reply_text(login);
