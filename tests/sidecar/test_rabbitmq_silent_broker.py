@@ -65,9 +65,9 @@ def test_frozen_broker_is_noticed_by_heartbeat_and_nothing_is_lost(build_path):
         tmp = tempfile.mkdtemp(prefix="asya-sb-", dir="/tmp")
         cluster = Cluster("rabbitmq", build_path, tmp, {"ASYA_RABBITMQ_URL": broker.url})
         markers = pathlib.Path(cluster.markers)
-        pid = beam_pid(broker)
         frozen = False
         try:
+            pid = beam_pid(broker)
             actor = cluster.actor("first", "gated", env={
                 "ASYA_RABBITMQ_HEARTBEAT": "2s",
                 # A send waits across the outage rather than failing it.
