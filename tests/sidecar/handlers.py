@@ -193,3 +193,17 @@ def count_parts(parts):
     """A join answering small however large its branch list is (the memory test of
     test_join_memory.py): how many parts, and their total length."""
     return {"n": len(parts), "chars": sum(len(p) for p in parts), "last": parts[-1][:8]}
+
+
+def gated(payload):
+    """Marks start-<tag>, waits (up to 120 s) until the test creates gate-<tag> in
+    $TEST_MARKER_DIR, marks end-<tag>, enriches like enrich(). Lets a test hold a message in the
+    handler while it breaks something, without guessing durations."""
+    tag = str(payload.get("tag", "x"))
+    _mark("start-%s-%d" % (tag, time.time_ns()))
+    gate = os.path.join(os.environ["TEST_MARKER_DIR"], "gate-%s" % tag)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _mark("end-%s-%d" % (tag, time.time_ns()))
+    return enrich(payload)

@@ -159,7 +159,7 @@ std::string AmqpConnection::login_failure_text(const amqp_rpc_reply_t& login,
     // credentials were not even checked, so they are not the suspect.
     return "the connection to RabbitMQ at " + where +
            " was lost during the AMQP handshake, before the broker checked the credentials (is "
-           "the broker stopping, starting or overloaded?): " +
+           "the broker stopping, starting, overloaded or frozen?): " +
            library_error_text(login.library_error, saved_errno);
   }
   return "cannot log in to RabbitMQ at " + where + ": " + reply_text(login);
@@ -248,19 +248,34 @@ bool AmqpConnection::set_cork(bool on) {
   return fd() >= 0 && ::setsockopt(fd(), IPPROTO_TCP, TCP_CORK, &value, sizeof value) == 0;
 }
 
+std::string AmqpConnection::heartbeat_timeout_text() const {
+  // The negotiated interval (the broker may propose a shorter one); rabbitmq-c gives up after two.
+  const int interval = state_ != nullptr ? amqp_get_heartbeat(state_)
+                                         : static_cast<int>(settings_.heartbeat.count());
+  return "no heartbeat from the broker for " + std::to_string(2 * interval) + " s (2 x the " +
+         std::to_string(interval) +
+         " s heartbeat, ASYA_RABBITMQ_HEARTBEAT): is the broker frozen or overloaded, or the "
+         "network to it cut?";
+}
+
 Status AmqpConnection::check_status(int status, std::string_view what) {
   const int saved_errno = errno;  // the failed socket call's, before anything else runs
   if (status == AMQP_STATUS_OK) return Status::Ok();
   broken_ = true;
-  return Error{std::string(what) + " on " + settings_.describe() +
-               " failed: " + library_error_text(status, saved_errno)};
+  // rabbitmq-c's own text ("heartbeat timeout, connection closed") says neither how long nor why.
+  return Error{std::string(what) + " on " + settings_.describe() + " failed: " +
+               (status == AMQP_STATUS_HEARTBEAT_TIMEOUT ? heartbeat_timeout_text()
+                                                        : library_error_text(status, saved_errno))};
 }
 
 Status AmqpConnection::check(const amqp_rpc_reply_t& reply, amqp_channel_t channel,
                              std::string_view what) {
   if (reply.reply_type == AMQP_RESPONSE_NORMAL) return Status::Ok();
-  std::string text =
-      std::string(what) + " on " + settings_.describe() + " failed: " + reply_text(reply);
+  std::string text = std::string(what) + " on " + settings_.describe() + " failed: " +
+                     (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+                              reply.library_error == AMQP_STATUS_HEARTBEAT_TIMEOUT
+                          ? heartbeat_timeout_text()
+                          : reply_text(reply));
   if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
       reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
     // The broker closed this channel only: confirm the close, then reopen it.

@@ -70,6 +70,9 @@ class AmqpConnection {
   // What a failed amqp_login means: credentials only for 403 ACCESS_REFUSED, the vhost for 530
   // NOT_ALLOWED, otherwise what happened to the connection (reset, closed, timed out).
   std::string login_failure_text(const amqp_rpc_reply_t& login, int saved_errno) const;
+  // What rabbitmq-c's AMQP_STATUS_HEARTBEAT_TIMEOUT means: for how long the broker sent nothing
+  // (twice the negotiated heartbeat) and what to suspect.
+  std::string heartbeat_timeout_text() const;
 
   const RabbitmqSettings& settings_;
   amqp_connection_state_t state_ = nullptr;
