@@ -16,7 +16,7 @@
 #include "common/env.hpp"
 #include "common/failpoint.hpp"
 #include "common/log.hpp"
-#include "transport/sqlite/body_files.hpp"
+#include "transport/sqlite/body_spool.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
@@ -152,8 +152,7 @@ class SqliteTransport final : public Transport {
       // A large body goes to its own file first, durably, outside any lock; the row naming it
       // is inserted below. A crash in between leaves an unnamed file for sweep_orphans().
       if (settings_.file_body_bytes > 0 && m.size() > settings_.file_body_bytes) {
-        pending[i].file_name = body_files_.new_name();
-        if (Status written = body_files_.write(pending[i].file_name, m.body_parts()); !written) {
+        if (Status written = write_message_body(body_files_, m, pending[i].file_name); !written) {
           results[i] = Error{"send to queue " + in_quotes(m.queue) + ": " + written.message()};
           continue;
         }
@@ -330,7 +329,10 @@ class SqliteTransport final : public Transport {
   }
 
   std::size_t max_message_bytes() const override { return options_.max_message_bytes; }
-  bool sends_parts() const override { return true; }  // body files written from the parts
+  bool sends_parts() const override { return true; }       // body files written from the parts
+  std::shared_ptr<BodySpool> open_body_spool() override {  // none: every body in the database
+    return settings_.file_body_bytes == 0 ? nullptr : open_spool(body_files_);
+  }
 
   void interrupt() override { waker_.interrupt(); }
 
