@@ -437,7 +437,7 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   // into that file (sidecar/spooled_answer.hpp); a large request stands for a large answer.
   std::shared_ptr<transport::BodySpool> spool;
   if (!input.stream && !offload && transport_->sends_parts() && request.size() > kPartsAbove)
-    spool = transport_->open_body_spool();
+    spool = transport_->open_body_spool(request.size());
   std::optional<SpooledAnswer> spooled;
   if (spool) spooled.emplace(*spool, scratch, kPartsAbove);
   auto call_started = Clock::now();

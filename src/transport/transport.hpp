@@ -135,10 +135,13 @@ class Transport {
   // writes a body file from the parts). A caller holding a large body in parts joins it itself for
   // a transport that answers false. Never blocks.
   virtual bool sends_parts() const { return false; }
-  // A spool for a large answer (transport/body_spool.hpp), or null when this transport has none
-  // (every transport but SQLite with body files) or cannot open one now (the reason is logged).
+  // A spool for an answer of about `expected_bytes` (transport/body_spool.hpp), or null when this
+  // transport has none (every transport but SQLite), would not store such a body as a file (SQLite:
+  // not above ASYA_SQLITE_FILE_BODY_BYTES) or cannot open one now (the reason is logged).
   // Thread-safe.
-  virtual std::shared_ptr<BodySpool> open_body_spool() { return nullptr; }
+  virtual std::shared_ptr<BodySpool> open_body_spool(std::size_t /*expected_bytes*/) {
+    return nullptr;
+  }
   virtual std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) {
     std::vector<Status> out;
     out.reserve(deliveries.size());

@@ -153,7 +153,9 @@ Result<std::optional<std::string>> SqliteBodySpool::finish(
   return std::optional<std::string>(name_);
 }
 
-std::shared_ptr<BodySpool> open_spool(BodyFiles& files) {
+std::shared_ptr<BodySpool> open_spool(BodyFiles& files, std::size_t file_body_bytes,
+                                      std::size_t expected_bytes) {
+  if (file_body_bytes == 0 || expected_bytes <= file_body_bytes) return nullptr;
   auto spool = SqliteBodySpool::open(files);
   if (!spool) {
     spdlog::warn("sqlite transport: {}; the answer is received into memory", spool.error().message);

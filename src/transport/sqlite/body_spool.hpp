@@ -71,8 +71,11 @@ class SqliteBodySpool : public BodySpool {
   bool named_ = false;     // finish() succeeded: a row may name the file, it is not removed
 };
 
-// A new spool in `files`' directory, or null when it cannot be created (the reason is logged).
-std::shared_ptr<BodySpool> open_spool(BodyFiles& files);
+// A new spool in `files`' directory for an answer of about `expected_bytes`, or null when such a
+// body would not be a file (not above `file_body_bytes`, or that is 0) or the spool cannot be
+// created (the reason is logged).
+std::shared_ptr<BodySpool> open_spool(BodyFiles& files, std::size_t file_body_bytes,
+                                      std::size_t expected_bytes);
 
 // Writes the body file of `message` for send_many and sets `file_name`: the message's spool
 // finished in place when it is a SqliteBodySpool that can be (see above), else a new file written

@@ -76,7 +76,7 @@ TEST(SqliteBodySpool, AFinishedSpoolIsTheMessagesOnlyBodyFileAndIsReceivedWithou
     for (std::size_t head_size : {std::size_t{20}, std::size_t{60000}}) {
       const std::string payload = pattern(size, size);
       const std::string answer = "[{\"payload\":" + payload + ",\"x\":1}]";
-      auto spool = t->open_body_spool();
+      auto spool = t->open_body_spool(3u << 20);
       ASSERT_NE(spool, nullptr);
       std::string_view contents = spool_answer(*spool, answer, 1 << 20);
       ASSERT_EQ(contents, answer);
@@ -121,7 +121,7 @@ TEST(SqliteBodySpool, ASpoolThatCannotBeFinishedIsSentFromItsPartsAndRemoved) {
   };
   std::vector<Case> cases = {{"{\"p\":", false}, {" {\"p\":", true}, {"", true}, {huge_head, true}};
   for (const Case& c : cases) {
-    auto spool = t->open_body_spool();
+    auto spool = t->open_body_spool(3u << 20);
     ASSERT_NE(spool, nullptr);
     std::string_view contents = spool_answer(*spool, answer, 1 << 16);
     std::string_view parts[] = {
@@ -141,7 +141,7 @@ TEST(SqliteBodySpool, ASpoolIsFinishedOnceASecondSendWritesItsOwnFile) {
   auto t = make_sqlite_transport(Options{}, settings);
   const std::string payload = pattern(8, 2u << 20);
   const std::string answer = "[" + payload + "]";
-  auto spool = t->open_body_spool();
+  auto spool = t->open_body_spool(3u << 20);
   ASSERT_NE(spool, nullptr);
   std::string_view contents = spool_answer(*spool, answer, 1 << 20);
   std::string_view parts[] = {"{\"p\":", contents.substr(1, payload.size()), "}"};
@@ -162,12 +162,12 @@ TEST(SqliteBodySpool, ASpoolIsFinishedOnceASecondSendWritesItsOwnFile) {
   EXPECT_TRUE(body_files(settings).empty());
 }
 
-TEST(SqliteBodySpool, AnUnusedSpoolLeavesNoFileAndBodiesInTheDatabaseHaveNoSpool) {
+TEST(SqliteBodySpool, AnUnusedSpoolLeavesNoFileAndBodiesKeptInTheDatabaseGetNoSpool) {
   test::TempDir dir;
   SqliteSettings settings = dir.settings();
   {
     auto t = make_sqlite_transport(Options{}, settings);
-    auto spool = t->open_body_spool();
+    auto spool = t->open_body_spool(3u << 20);
     ASSERT_NE(spool, nullptr);
     spool_answer(*spool, pattern(9, 3u << 20), 1 << 20);
     EXPECT_EQ(body_files(settings).size(), 1u);
@@ -176,7 +176,11 @@ TEST(SqliteBodySpool, AnUnusedSpoolLeavesNoFileAndBodiesInTheDatabaseHaveNoSpool
   }
   settings.file_body_bytes = 0;
   auto t = make_sqlite_transport(Options{}, settings);
-  EXPECT_EQ(t->open_body_spool(), nullptr);
+  EXPECT_EQ(t->open_body_spool(3u << 20), nullptr);
+  settings.file_body_bytes = 4u << 20;  // kept in the database up to 4 MiB: no spool for 3 MiB
+  auto t4 = make_sqlite_transport(Options{}, settings);
+  EXPECT_EQ(t4->open_body_spool(3u << 20), nullptr);
+  EXPECT_NE(t4->open_body_spool(5u << 20), nullptr);
 }
 
 }  // namespace

@@ -329,9 +329,9 @@ class SqliteTransport final : public Transport {
   }
 
   std::size_t max_message_bytes() const override { return options_.max_message_bytes; }
-  bool sends_parts() const override { return true; }       // body files written from the parts
-  std::shared_ptr<BodySpool> open_body_spool() override {  // none: every body in the database
-    return settings_.file_body_bytes == 0 ? nullptr : open_spool(body_files_);
+  bool sends_parts() const override { return true; }  // body files written from the parts
+  std::shared_ptr<BodySpool> open_body_spool(std::size_t expected_bytes) override {
+    return open_spool(body_files_, settings_.file_body_bytes, expected_bytes);
   }
 
   void interrupt() override { waker_.interrupt(); }
