@@ -14,6 +14,7 @@ transport::OutgoingMessage Outgoing::message(const transport::Transport& transpo
   if (transport.sends_parts()) {
     storage.views = parts->views();
     message.parts = storage.views;
+    message.spool = parts->spool.get();
   } else {
     storage.joined = parts->joined();
     message.body = storage.joined;

@@ -14,6 +14,9 @@
 namespace asya::wire {
 class FrameBuffer;
 }
+namespace asya::transport {
+class BodySpool;
+}
 
 namespace asya::sidecar {
 
@@ -30,6 +33,9 @@ struct BodyParts {
   // Keeps the storage `payload` points into alive (the runtime's answer buffer, moved out of the
   // worker's scratch once the decision holds parts: see hold_answer()).
   std::shared_ptr<const void> owner;
+  // The spool the payload was received into (sidecar/spooled_answer.hpp), when this output alone
+  // points into it: handed to the transport with the parts (OutgoingMessage::spool).
+  std::shared_ptr<transport::BodySpool> spool;
 
   std::size_t size() const { return head.size() + payload.size() + tail.size(); }
   std::array<std::string_view, 3> views() const { return {head, payload, tail}; }

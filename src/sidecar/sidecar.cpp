@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common/env.hpp"
+#include "common/failpoint.hpp"
 #include "common/log.hpp"
 #include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
@@ -32,6 +33,7 @@
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "sidecar/runner_state.hpp"
+#include "sidecar/spooled_answer.hpp"
 #include "sidecar/tracing.hpp"
 #include "wire/runtime_client.hpp"
 
@@ -433,11 +435,37 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   if (auto early = payloads_.prepare(*router_, in, delivery, input, offload, /*allow_stream=*/true))
     return std::move(*early);
   std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
+  // A large answer whose output the transport would write as a body file is received straight
+  // into that file (sidecar/spooled_answer.hpp); a large request stands for a large answer.
+  std::shared_ptr<transport::BodySpool> spool;
+  if (!input.stream && !offload && transport_->sends_parts() && request.size() > kPartsAbove)
+    spool = transport_->open_body_spool(request.size());
+  std::optional<SpooledAnswer> spooled;
+  if (spool) spooled.emplace(*spool, scratch, kPartsAbove);
   auto call_started = Clock::now();
   wire::CallResult call = input.stream ? payloads_.references->call_streamed(
                                              client, input, delivery.body, in.payload_raw, *offload,
                                              scratch, config_.runtime_timeout)
-                                       : client.call(request, scratch, config_.runtime_timeout);
+                          : spooled ? client.call(request, *spooled, config_.runtime_timeout)
+                                    : client.call(request, scratch, config_.runtime_timeout);
+  std::string_view answer = scratch.view();
+  bool answer_lost = false;
+  if (spooled && call.status == wire::CallStatus::kOk) {
+    switch (spooled->finish()) {
+      case SpooledAnswer::Outcome::kSpooled:
+        answer = spooled->spooled();
+        // Received and spooled, nothing sent yet: a crash here redelivers the input.
+        failpoint("sidecar.answer_spooled");
+        break;
+      case SpooledAnswer::Outcome::kInBuffer:
+        break;
+      case SpooledAnswer::Outcome::kFailed:  // nacked below (kUnavailable), delivered again
+        answer_lost = true;
+        call.status = wire::CallStatus::kUnavailable;
+        call.error = "the runtime's answer could not be kept: " + spooled->failure_message();
+        break;
+    }
+  }
   // A streamed object that failed its check was cut short: the handler never ran (no runtime
   // call is counted, as for a reference that failed before the call).
   if (auto failed = PayloadReferences::streamed_failure(*router_, in, delivery, input))
@@ -454,10 +482,15 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   // A large output is sent from the answer in parts (body_parts.hpp), which then owns it. Each
   // output gets its trace context as it is built (the thread's hop, when traced).
   Decision decision =
-      router_->after_runtime(in, delivery, call, scratch.view(),
+      router_->after_runtime(in, delivery, call, answer,
                              /*response_padded=*/true, offload ? &*offload : nullptr,
                              transport_->sends_parts() ? kPartsAbove : 0, current_output_trace());
-  hold_answer(decision, scratch);
+  if (spooled && !spooled->spooled().empty()) {
+    hold_spool(decision, spool, answer);
+  } else {
+    hold_answer(decision, scratch);
+  }
+  if (answer_lost) decision.wait_for_runtime = false;  // the runtime is well: nacked only
   // The resolved request was kept for the pass-through comparison (as large as the answer, which
   // is held until here anyway); not needed any more.
   if (offload) {

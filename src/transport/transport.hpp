@@ -21,6 +21,7 @@
 
 #include "common/env.hpp"
 #include "common/result.hpp"
+#include "transport/body_spool.hpp"
 #include "transport/delivery_body.hpp"
 
 namespace asya::transport {
@@ -47,6 +48,10 @@ struct OutgoingMessage {
   // not empty, the body is these parts one after the other and `body` is empty. Only a transport
   // whose sends_parts() is true is given parts.
   std::span<const std::string_view> parts{};
+  // The spool whose contents hold parts[1] (the payload), opened on this transport
+  // (transport/body_spool.hpp): the transport may turn it into the body instead of writing the
+  // parts anew. Null for none; a transport that did not open it ignores it.
+  BodySpool* spool = nullptr;
 
   // The body's length in bytes, parts or not.
   std::size_t size() const {
@@ -130,6 +135,13 @@ class Transport {
   // writes a body file from the parts). A caller holding a large body in parts joins it itself for
   // a transport that answers false. Never blocks.
   virtual bool sends_parts() const { return false; }
+  // A spool for an answer of about `expected_bytes` (transport/body_spool.hpp), or null when this
+  // transport has none (every transport but SQLite), would not store such a body as a file (SQLite:
+  // not above ASYA_SQLITE_FILE_BODY_BYTES) or cannot open one now (the reason is logged).
+  // Thread-safe.
+  virtual std::shared_ptr<BodySpool> open_body_spool(std::size_t /*expected_bytes*/) {
+    return nullptr;
+  }
   virtual std::vector<Status> ack_many(std::span<const Delivery* const> deliveries) {
     std::vector<Status> out;
     out.reserve(deliveries.size());

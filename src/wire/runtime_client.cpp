@@ -505,6 +505,11 @@ CallResult RuntimeClient::call(const StreamedRequest& request, AnswerReceiver& r
   return call_with({{}, &request}, timeout, receiver);
 }
 
+CallResult RuntimeClient::call(std::string_view request, AnswerReceiver& receiver,
+                               std::chrono::milliseconds timeout) {
+  return call_with({request, nullptr}, timeout, receiver);
+}
+
 CallResult RuntimeClient::receive(FrameBuffer& response, Clock::time_point deadline,
                                   std::chrono::milliseconds timeout) {
   ContiguousAnswer answer([&](std::size_t size) { return response.prepare(size); });

@@ -147,6 +147,8 @@ class RuntimeClient {
   // The same, handing the answer's body to `receiver` piece by piece (AnswerReceiver above).
   CallResult call(const StreamedRequest& request, AnswerReceiver& receiver,
                   std::chrono::milliseconds timeout);
+  CallResult call(std::string_view request, AnswerReceiver& receiver,
+                  std::chrono::milliseconds timeout);
 
   // call() in two halves, for a worker that keeps a second batch waiting on a second connection
   // (PROTOCOL §3 "Pipelined batches"): send() does what call() does up to the written request

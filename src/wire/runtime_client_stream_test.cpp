@@ -5,6 +5,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <filesystem>
@@ -138,6 +139,43 @@ TEST(RuntimeClientStream, PartsLargerThanAChunkAndEmptyPartsPassUnchanged) {
     EXPECT_EQ(response.view(), echoed(parts));
   }
   EXPECT_EQ(runtime.requests(), 2);
+}
+
+// A plain request whose answer goes to an AnswerReceiver (the sidecar's spooled answer) arrives
+// whole, in order, in pieces no larger than the room given.
+TEST(RuntimeClientStream, APlainRequestsAnswerReachesAReceiverPieceByPiece) {
+  class Pieces : public AnswerReceiver {
+   public:
+    std::string got;
+    std::size_t largest = 0;
+    void start(std::size_t size) override {
+      got.clear();
+      got.reserve(size);
+    }
+    std::span<char> room(std::size_t remaining) override {
+      return {chunk_, std::min(remaining, sizeof chunk_)};
+    }
+    void received(std::size_t count) override {
+      largest = std::max(largest, count);
+      got.append(chunk_, count);
+    }
+
+   private:
+    char chunk_[4096];
+  };
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  std::string request = "[\"";
+  for (int i = 0; i < 100'000; ++i) request += static_cast<char>('a' + i % 26);
+  request += "\"]";
+  Pieces pieces;
+  CallResult r = client.call(std::string_view(request), pieces, 10s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(pieces.got, "[" + request + "]");
+  EXPECT_LE(pieces.largest, 4096u);
+  EXPECT_EQ(runtime.requests(), 1);
 }
 
 TEST(RuntimeClientStream, ABodyShorterThanAnnouncedIsNotSentAndTheNextCallWorks) {

@@ -27,6 +27,7 @@ using std::chrono::milliseconds;
 constexpr std::string_view kBodyPrefix = "m-";
 constexpr std::string_view kBodySuffix = ".body";
 constexpr std::string_view kTmpSuffix = ".tmp";
+constexpr std::string_view kSpooledSuffix = ".spooled.body";  // body_spool.hpp
 constexpr std::string_view kSweptSuffix = ".swept";  // claimed by a sweep, unlinked after it
 constexpr std::size_t kReadAheadPadding = 64;
 // A body file at least this large is mapped (read-only, shared with the page cache) instead of
@@ -61,6 +62,13 @@ Status write_body_file(const std::filesystem::path& directory, const std::string
   return Status::Ok();
 }
 
+// The spaces a spooled body file starts with (not part of its body: body_spool.hpp).
+std::size_t leading_spaces(std::string_view bytes) {
+  std::size_t n = 0;
+  while (n < bytes.size() && bytes[n] == ' ') ++n;
+  return n;
+}
+
 // A read-only mapping of a body file with kReadAheadPadding readable bytes after the body.
 struct MappedBody {
   void* address = nullptr;
@@ -79,7 +87,7 @@ struct MappedBody {
 // caller reads instead). Body files are never written after their row exists (created
 // exclusively, unlinked or renamed when done, never truncated), so the mapping stays valid until
 // it is unmapped, even after the file is removed.
-std::optional<DeliveryBody> map_body_file(int fd, std::size_t size) {
+std::optional<DeliveryBody> map_body_file(int fd, std::size_t size, bool spooled) {
   const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
   const auto round_up = [page](std::size_t n) { return (n + page - 1) / page * page; };
   const std::size_t length = round_up(size + kReadAheadPadding);
@@ -91,12 +99,15 @@ std::optional<DeliveryBody> map_body_file(int fd, std::size_t size) {
       MAP_FAILED)
     return std::nullopt;
   std::string_view bytes(static_cast<const char*>(region), size);
+  if (spooled) bytes.remove_prefix(leading_spaces(bytes));
   return DeliveryBody(std::move(owner), bytes, length - size);
 }
 
 // Reads the whole file into `body` (sized from fstat; a large one mapped, else one read pass
-// straight into a string). Returns ENOENT as `missing` instead of an error.
-Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, bool& missing) {
+// straight into a string), without its leading spaces when `spooled`. Returns ENOENT as
+// `missing` instead of an error.
+Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, bool& missing,
+                      bool spooled) {
   missing = false;
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
@@ -115,7 +126,7 @@ Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, boo
   }
   const auto size = static_cast<std::size_t>(info.st_size);
   if (size >= kMapBodyBytes) {
-    if (auto mapped = map_body_file(fd, size)) {
+    if (auto mapped = map_body_file(fd, size, spooled)) {
       body = std::move(*mapped);
       return Status::Ok();
     }
@@ -141,6 +152,7 @@ Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, boo
     }
     done += static_cast<std::size_t>(n);
   }
+  if (spooled) text.erase(0, leading_spaces(text));
   return Status::Ok();
 }
 
@@ -167,6 +179,10 @@ std::string BodyFiles::new_name() {
   return file_prefix_ + std::to_string(next_file_.fetch_add(1)) + std::string(kBodySuffix);
 }
 
+std::string BodyFiles::new_spool_name() {
+  return file_prefix_ + std::to_string(next_file_.fetch_add(1)) + std::string(kSpooledSuffix);
+}
+
 Status BodyFiles::write(const std::string& name, std::string_view body) {
   return write(name, std::span<const std::string_view>(&body, 1));
 }
@@ -180,7 +196,7 @@ Status BodyFiles::write(const std::string& name, std::span<const std::string_vie
 }
 
 Status BodyFiles::read(const std::string& name, DeliveryBody& body, bool& missing) const {
-  return read_body_file(directory_ / name, body, missing);
+  return read_body_file(directory_ / name, body, missing, ends_with(name, kSpooledSuffix));
 }
 
 void BodyFiles::discard(const std::string& name) const {
@@ -218,7 +234,6 @@ void BodyFiles::remove(const std::string& name) const {
   }
 }
 
-// Creates `<path>.bodies/` when missing (and makes its entry durable).
 Status BodyFiles::ensure_directory() {
   std::error_code ec;
   if (std::filesystem::is_directory(directory_, ec)) return Status::Ok();

@@ -51,6 +51,12 @@ class BodyFiles {
 
   // A fresh file name, unique to this instance.
   std::string new_name();
+  // A fresh name for a spool's file (body_spool.hpp), `<...>.spooled.body`: read() skips the
+  // spaces such a file starts with.
+  std::string new_spool_name();
+
+  // Creates `<path>.bodies/` when missing (and makes its entry durable).
+  Status ensure_directory();
 
   // Writes `body` durably as `name` (creating the directory when missing); on failure nothing is
   // left behind (best effort). Blocks for the writes and fsyncs. `parts`: the body given in parts
@@ -59,9 +65,10 @@ class BodyFiles {
   Status write(const std::string& name, std::string_view body);
   Status write(const std::string& name, std::span<const std::string_view> parts);
 
-  // Reads the whole file `name` into `body`; a file that does not exist sets `missing` instead of
-  // failing. A file of 1 MiB or more is mapped read-only instead of copied (DeliveryBody::kept():
-  // no fresh memory, no copy; valid after the file is removed), with readable padding after it.
+  // Reads the whole file `name` into `body` (without the leading spaces of a spooled file); a file
+  // that does not exist sets `missing` instead of failing. A file of 1 MiB or more is mapped
+  // read-only instead of copied (DeliveryBody::kept(): no fresh memory, no copy; valid after the
+  // file is removed), with readable padding after it.
   Status read(const std::string& name, DeliveryBody& body, bool& missing) const;
 
   // Removes `name` after its row is gone; a failure is logged (the sweep retries later).
@@ -102,8 +109,6 @@ class BodyFiles {
   void swept_now();
 
  private:
-  Status ensure_directory();
-
   std::filesystem::path directory_;  // <path>.bodies
   std::string file_prefix_;          // "m-<16 hex digits>-", unique per instance
   std::atomic<std::uint64_t> next_file_{1};

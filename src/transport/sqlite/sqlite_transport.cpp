@@ -18,7 +18,7 @@
 #include "common/env.hpp"
 #include "common/failpoint.hpp"
 #include "common/log.hpp"
-#include "transport/sqlite/body_files.hpp"
+#include "transport/sqlite/body_spool.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
 #include "transport/sqlite/lease.hpp"
@@ -173,8 +173,7 @@ class SqliteTransport final : public Transport {
       // A large body goes to its own file first, durably, outside any lock; the row naming it
       // is inserted below. A crash in between leaves an unnamed file for sweep_orphans().
       if (settings_.file_body_bytes > 0 && m.size() > settings_.file_body_bytes) {
-        pending[i].file_name = body_files_.new_name();
-        if (Status written = body_files_.write(pending[i].file_name, m.body_parts()); !written) {
+        if (Status written = write_message_body(body_files_, m, pending[i].file_name); !written) {
           results[i] = Error{"send to queue " + in_quotes(m.queue) + ": " + written.message()};
           continue;
         }
@@ -342,6 +341,9 @@ class SqliteTransport final : public Transport {
 
   std::size_t max_message_bytes() const override { return options_.max_message_bytes; }
   bool sends_parts() const override { return true; }  // body files written from the parts
+  std::shared_ptr<BodySpool> open_body_spool(std::size_t expected_bytes) override {
+    return open_spool(body_files_, settings_.file_body_bytes, expected_bytes);
+  }
 
   void interrupt() override { waker_.interrupt(); }
 
