@@ -234,8 +234,9 @@ def test_sigterm_nacks_work_that_outlives_the_grace_period(cluster):
     wait_for(lambda: cluster.markers_named("start-g2"), 20, "the handler to start")
     actor.sidecar.signal(signal.SIGTERM)
     assert actor.sidecar.wait(20) == 0
-    got = cluster.queues.recv("asya-work", wait=5)
+    got = cluster.queues.recv("asya-work", max_messages=1, wait=5)  # returns once it has one
     assert [json.loads(m["body"])["id"] for m in got] == ["G2"]  # back in its queue
+    assert cluster.queues.recv("asya-work", wait=0.3) == []  # and only once
     assert got[0]["delivery_count"] == 2
 
 
