@@ -34,15 +34,6 @@ def wait_until(condition, timeout=20.0, what="condition"):
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A real PostgreSQL 15 on a free port in a temp data dir, stopped at the end of the session."""
-    if not postgres_service.available():
-        pytest.fail(f"PostgreSQL 15 not installed at {PG_BIN}")
-    with postgres_service.server() as url:
-        yield url
-
-
 def http(method, url, body=None, headers=None, timeout=30):
     """Returns (status, headers, body bytes); never raises for HTTP error statuses."""
     data = None

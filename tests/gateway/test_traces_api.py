@@ -2,6 +2,7 @@
 GET /envelopes/{id}/trace, GET /envelopes?status=&tool=&limit=&cursor=, and the job id named by
 every tool call answer (Asya-Job-Id header, MCP _meta)."""
 import json
+import time
 
 from gateway_harness import ROUTES, Gateway, http, http_json
 from otlp_spans import export_request, gateway_call, new_span_id, new_trace_id, pipeline_spans, span
@@ -129,7 +130,14 @@ def test_trace_endpoints_need_their_tokens(gateway_binary, tmp_path):
 
 
 def test_recent_jobs_are_listed_newest_first_in_pages(gateway, actor):
-    ids = [start_job(gateway, str(i)) for i in range(3)]
+    # The list is ordered by creation time in milliseconds, then by id (random): jobs created in
+    # one millisecond have no order of their own. Each job here starts at least 2 ms after the one
+    # before (on an idle machine three calls took under a millisecond and the test failed).
+    ids = []
+    for i in range(3):
+        if ids:
+            time.sleep(0.002)
+        ids.append(start_job(gateway, str(i)))
     actor.final(ids[1], "succeeded", {"ok": True})
     status, page, _ = http_json("GET", gateway.url + "/envelopes?limit=2")
     assert status == 200

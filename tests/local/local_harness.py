@@ -3,9 +3,10 @@ supervisor, sidecars and runtimes. (A unique module name, so other suites' conft
 shadow it.) Each test gets its own state directory (tmp_path/.asya): tests run in parallel.
 
 The `asya` fixture runs on SQLite (the manifests' transport). The `asya_on` fixture is
-parameterised over TRANSPORTS (sqlite, rabbitmq, sqs) and runs `asya up --transport T`: one
-RabbitMQ broker per session (per xdist worker) with a fresh vhost per test, one moto server per
-session reset before each test (tests of one worker run one after another). A transport whose
+parameterised over TRANSPORTS (sqlite, rabbitmq, sqs) and runs `asya up --transport T`: the
+session's RabbitMQ broker (per xdist worker, shared with the other suites: tests/conftest.py) with
+a fresh vhost per test, the session's moto server reset before each test (tests of one worker run
+one after another). A transport whose
 server cannot be started here is skipped with the reason.
 """
 import json
@@ -24,7 +25,6 @@ REPO = pathlib.Path(__file__).resolve().parent.parent.parent
 HANDLERS = pathlib.Path(__file__).resolve().parent / "handlers"
 
 sys.path.insert(0, str(REPO / "tests"))
-from services import moto as moto_service  # noqa: E402
 from services import rabbitmq as rabbitmq_service  # noqa: E402
 
 TRANSPORTS = ["sqlite", "rabbitmq", "sqs"]
@@ -195,20 +195,15 @@ def asya(tmp_path):
     instance.stop()
 
 
+# The session's broker and moto server are shared with the other suites (tests/conftest.py).
 @pytest.fixture(scope="session")
-def local_rabbitmq():
-    if not rabbitmq_service.available():
-        pytest.skip("rabbitmq-server is not installed (scripts/setup installs it)")
-    with rabbitmq_service.broker() as b:
-        yield b
+def local_rabbitmq(rabbitmq_broker):
+    return rabbitmq_broker
 
 
 @pytest.fixture(scope="session")
-def local_moto():
-    if not moto_service.available():
-        pytest.skip("no python3 with moto found (see tests/services/moto.py)")
-    with moto_service.server() as m:
-        yield m
+def local_moto(moto_server):
+    return moto_server
 
 
 @pytest.fixture(params=TRANSPORTS)

@@ -171,6 +171,5 @@ def run(build_path, messages, queue_type, fault, concurrency=2, prefetch=10, sle
     finally:
         if cluster is not None:
             cluster.stop()
-        broker.stop()
-        broker.remove()
+        broker.discard()
         shutil.rmtree(tmp, ignore_errors=True)

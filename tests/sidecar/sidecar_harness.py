@@ -30,7 +30,7 @@ RUNTIME = REPO / "runtimes" / "python" / "asya_runtime.py"
 
 TRANSPORTS = ["sqlite"]
 
-# --- network transports: brokers started by tests/services/ (one per session, one vhost per test) ---
+# --- network transports: servers started by tests/services/ (one per session, one vhost per test) ---
 sys.path.insert(0, str(REPO / "tests"))
 from services import rabbitmq as rabbitmq_service  # noqa: E402
 
@@ -38,24 +38,13 @@ if rabbitmq_service.available():
     TRANSPORTS.append("rabbitmq")
 
 
-@pytest.fixture(scope="session")
-def rabbitmq_broker():
-    with rabbitmq_service.broker() as b:
-        yield b
-
-
-# sqs: one moto server per session (per xdist worker), reset before each test so every test
-# starts with no queues; moto does not check credentials.
+# The session's broker and moto server are tests/conftest.py's rabbitmq_broker and moto_server.
+# sqs: moto is reset before each test so every test starts with no queues; moto does not check
+# credentials.
 from services import moto as moto_service  # noqa: E402
 
 if moto_service.available():
     TRANSPORTS.append("sqs")
-
-
-@pytest.fixture(scope="session")
-def moto_server():
-    with moto_service.server() as m:
-        yield m
 
 
 def transport_env(request, transport):

@@ -219,8 +219,10 @@ def test_a_branch_delivered_more_than_max_deliveries_times_is_still_joined(clust
     # for a branch, so the poison rule must not send the branch to error-end, which left its group
     # incomplete until join_timeout. The count is raised by receiving without acking.
     cluster.queues.send("asya-combine", _branch("P", 0, 2, {"i": 0}))
+    # max_messages=1: recv returns as soon as it holds the branch (with the default 100 it waited
+    # the whole 5 s for more, three times per transport).
     for _ in range(3):
-        assert len(cluster.queues.recv("asya-combine", wait=5.0, ack=False)) == 1
+        assert len(cluster.queues.recv("asya-combine", max_messages=1, wait=5.0, ack=False)) == 1
     cluster.queues.send("asya-combine", _branch("P", 1, 2, {"i": 1}))
     cluster.actor("combine", "combine", env=join_env(cluster, ASYA_MAX_DELIVERIES="2"))
     out = only(cluster.queues.collect(HAPPY, 1, timeout=60))

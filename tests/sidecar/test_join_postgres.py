@@ -9,7 +9,6 @@ import sys
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "gateway"))
-from gateway_harness import postgres_url  # noqa: E402,F401  (session PostgreSQL 15)
 from services import postgres as postgres_service  # noqa: E402
 
 from test_sidecar import envelope, HAPPY, ERROR  # noqa: E402
@@ -17,7 +16,8 @@ from test_sidecar import envelope, HAPPY, ERROR  # noqa: E402
 
 def test_join_store_suite_against_postgres(build_path, postgres_url):  # noqa: F811
     binary = build_path / "src" / "sidecar" / "sidecar_test"
-    env = {"ASYA_TEST_DATABASE_URL": postgres_url, "PATH": "/usr/bin:/bin"}
+    # A database of its own: the session's server is shared with the gateway's store suites.
+    env = {"ASYA_TEST_DATABASE_URL": postgres_service.fresh_database(postgres_url), "PATH": "/usr/bin:/bin"}
     result = subprocess.run([str(binary), "--gtest_filter=*JoinStoreTest*postgresql*"], env=env,
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]

@@ -234,8 +234,9 @@ def test_sigterm_nacks_work_that_outlives_the_grace_period(cluster):
     wait_for(lambda: cluster.markers_named("start-g2"), 20, "the handler to start")
     actor.sidecar.signal(signal.SIGTERM)
     assert actor.sidecar.wait(20) == 0
-    got = cluster.queues.recv("asya-work", wait=5)
+    got = cluster.queues.recv("asya-work", max_messages=1, wait=5)  # returns once it has one
     assert [json.loads(m["body"])["id"] for m in got] == ["G2"]  # back in its queue
+    assert cluster.queues.recv("asya-work", wait=0.3) == []  # and only once
     assert got[0]["delivery_count"] == 2
 
 
@@ -300,14 +301,17 @@ def _max_overlap(cluster, count):
 def test_concurrency_processes_messages_in_parallel(cluster, concurrency):
     actor = cluster.actor("work", "slow", env={"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true"},
                           start_sidecar=False)
+    # Ten per handler slot, at least 12: 40 at concurrency 4; 12 at concurrency 1, where 40 took
+    # 8 s of sleeps one after another and showed nothing more.
+    count = max(12, 10 * concurrency)
     cluster.queues.send_many("asya-work", [envelope("c%d" % i, ["work"], payload={"tag": "c%d" % i, "sleep": 0.2})
-                                           for i in range(40)])
+                                           for i in range(count)])
     actor.start_sidecar()
-    cluster.queues.collect(HAPPY, 40, timeout=60)
-    # The handlers' own start and end times: with 40 messages queued, exactly `concurrency` of
-    # them run at once at some point, never more. (Not a wall-clock bound on the whole run: on a
-    # loaded machine the start-up alone can take seconds.)
-    assert _max_overlap(cluster, 40) == concurrency
+    cluster.queues.collect(HAPPY, count, timeout=60)
+    # The handlers' own start and end times: with `count` messages queued, exactly `concurrency`
+    # of them run at once at some point, never more. (Not a wall-clock bound on the whole run: on
+    # a loaded machine the start-up alone can take seconds.)
+    assert _max_overlap(cluster, count) == concurrency
 
 
 def test_end_actors_write_result_files(cluster):
