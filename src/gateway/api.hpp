@@ -103,6 +103,9 @@ class Api {
   // POST /envelopes/{id}/check (a sidecar endpoint): {"job_status", "cancelled"}; {"cancelled":
   // false} for an id no job knows. A body {"progress": <progress report>} is applied after the
   // answer (not awaited) and the answer then says "progress": "accepted".
+  // Applies reports carried by a check (in order, one store call) and wakes their waiters; runs
+  // on the blocking pool after the check was answered.
+  void apply_carried(const std::vector<SidecarReport>& reports);
   boost::asio::awaitable<http::Response> check_envelope(const http::Request& request,
                                                         const std::string& id);
   // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.

@@ -25,6 +25,7 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
   std::vector<SidecarReport> carried;
   std::string carried_error;  // why the carried reports were not taken (they are sent again)
   bool carried_taken = false;
+  std::vector<const char*> carried_kinds;  // for the metric, counted once the check is answered
   if (!request.body.empty()) {
     Response error;
     auto body = api::parse_body(request.body, error);
@@ -44,6 +45,8 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
       auto read = reports::read_carried(*r, raw_members(request.body)["reports"], carried_error);
       if (read) {
         carried = std::move(*read);
+        for (const SidecarReport& r : carried)
+          carried_kinds.push_back(std::holds_alternative<ProgressReport>(r) ? "progress" : "final");
         carried_taken = true;
       } else {
         spdlog::warn("gateway: reports carried by the check of envelope {} not taken: {}", id,
@@ -51,8 +54,21 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
       }
     }
   }
+  // The follow-up applies the reports on the same pool thread once the answer is handed back
+  // (one task on the pool, not two). A progress report is applied only when the job is known
+  // and not final; nothing is applied when the read failed (the sidecar sends them again).
+  const bool has_progress = progress.has_value();
   auto work = [this, id] { return service_.store().get(id); };
-  auto job = co_await service_.blocking<Result<std::optional<Job>>>(std::move(work));
+  auto then = [this, progress = std::move(progress), carried = std::move(carried)](
+                  const Result<std::optional<Job>>& job) mutable -> std::function<void()> {
+    if (!job.ok()) return {};
+    if (progress && job.value() && !is_final(job.value()->status))
+      carried.push_back(std::move(*progress));
+    if (carried.empty()) return {};
+    return [this, reports = std::move(carried)] { apply_carried(reports); };
+  };
+  auto job =
+      co_await service_.blocking_then<Result<std::optional<Job>>>(std::move(work), std::move(then));
   // 503: the sidecar posts its reports on its own (no "progress" or "reports" in the answer).
   if (!job.ok()) co_return Response::error(503, job.error().message);
   json::object answer;
@@ -65,32 +81,30 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
     answer["job_status"] = job_status_name(status);
     answer["cancelled"] = status == JobStatus::cancelled;
     // Progress after a final status changes nothing.
-    if (progress && !is_final(status)) carried.push_back(std::move(*progress));
+    if (has_progress && !is_final(status)) service_.metrics().report("progress");
   }
-  if (progress) answer["progress"] = "accepted";
+  if (has_progress) answer["progress"] = "accepted";
   if (carried_taken) answer["reports"] = "accepted";
   if (!carried_error.empty()) answer["reports_error"] = carried_error;
-  if (!carried.empty()) {
-    for (const SidecarReport& r : carried)
-      service_.metrics().report(std::holds_alternative<ProgressReport>(r) ? "progress" : "final");
-    service_.in_background([this, reports = std::move(carried)] {
-      std::vector<Result<ChangeResult>> applied = service_.store().apply(reports);
-      for (std::size_t i = 0; i < applied.size() && i < reports.size(); ++i) {
-        const Result<ChangeResult>& result = applied[i];
-        const bool is_progress = std::holds_alternative<ProgressReport>(reports[i]);
-        if (!result.ok()) {
-          spdlog::warn("gateway: a report carried by a check not kept: {}", result.error().message);
-          continue;
-        }
-        if (result.value().outcome != Outcome::applied) continue;
-        if (is_progress)
-          service_.notifier().notify(result.value().job_id, result.value().job_final);
-        else
-          service_.notifier().notify(result.value().job_id);
-      }
-    });
-  }
+  for (const char* kind : carried_kinds) service_.metrics().report(kind);
   co_return Response::json(200, to_json_text(answer));
+}
+
+void Api::apply_carried(const std::vector<SidecarReport>& reports) {
+  std::vector<Result<ChangeResult>> applied = service_.store().apply(reports);
+  for (std::size_t i = 0; i < applied.size() && i < reports.size(); ++i) {
+    const Result<ChangeResult>& result = applied[i];
+    const bool is_progress = std::holds_alternative<ProgressReport>(reports[i]);
+    if (!result.ok()) {
+      spdlog::warn("gateway: a report carried by a check not kept: {}", result.error().message);
+      continue;
+    }
+    if (result.value().outcome != Outcome::applied) continue;
+    if (is_progress)
+      service_.notifier().notify(result.value().job_id, result.value().job_final);
+    else
+      service_.notifier().notify(result.value().job_id);
+  }
 }
 
 awaitable<Response> Api::report_progress(const http::Request& request, const std::string& id) {

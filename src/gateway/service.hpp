@@ -135,6 +135,14 @@ class Service {
   template <class T, class Work>
   boost::asio::awaitable<T> blocking(Work&& work);
 
+  // Like blocking(), and then, on the same pool thread, runs the follow-up that `then` (called
+  // there with the result, before the coroutine gets it) returns, if any: work that must not
+  // delay the answer (a check's carried reports) without a second hop to the pool. stop() waits
+  // for the follow-up like for any blocking call; neither may throw past the pool (an exception
+  // of `work` or `then` is rethrown in the coroutine, and no follow-up runs).
+  template <class T, class Work, class Then>
+  boost::asio::awaitable<T> blocking_then(Work&& work, Then&& then);
+
   // Runs `work` on the blocking pool without waiting for it (a sidecar's progress report carried
   // by its cancellation check); stop() waits for it like for any blocking call. `work` must not
   // throw.
