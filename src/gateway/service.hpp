@@ -143,11 +143,6 @@ class Service {
   template <class T, class Work, class Then>
   boost::asio::awaitable<T> blocking_then(Work&& work, Then&& then);
 
-  // Runs `work` on the blocking pool without waiting for it (a sidecar's progress report carried
-  // by its cancellation check); stop() waits for it like for any blocking call. `work` must not
-  // throw.
-  void in_background(std::function<void()> work);
-
   // Creates the job and publishes the envelope for an already validated call. `payload_json` is
   // the JSON text of the validated arguments (payload_text in raw_json.hpp), put into the
   // envelope byte for byte. Error when the store or the publish failed (the job, if created, is
