@@ -7,29 +7,14 @@ nothing; the redelivered input is processed once more and its output arrives onc
 import json
 import pathlib
 import signal
-import sqlite3
 
 import pytest
 
-from sidecar_harness import wait_for
+from sidecar_harness import body_files, named_body_files, wait_for
 
 HERE = pathlib.Path(__file__).resolve().parent
 MB = 1024 * 1024
 HAPPY = "asya-happy-end"
-
-
-def body_files(cluster):
-    directory = pathlib.Path(cluster.env["ASYA_SQLITE_PATH"] + ".bodies")
-    return sorted(p for p in directory.iterdir()) if directory.exists() else []
-
-
-def named_body_files(cluster):
-    """The body files rows of the queue database name."""
-    db = sqlite3.connect(cluster.env["ASYA_SQLITE_PATH"], timeout=10)
-    try:
-        return {row[0] for row in db.execute("SELECT body_file FROM messages WHERE body_file IS NOT NULL")}
-    finally:
-        db.close()
 
 
 def envelope(envelope_id, data):

@@ -14,6 +14,7 @@ import pathlib
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -70,6 +71,21 @@ def wait_for(condition, timeout, what, interval=0.02):
             pytest.fail("timed out after %.1fs waiting for %s" % (timeout, what))
         time.sleep(interval)
 
+
+
+def body_files(cluster):
+    """The SQLite transport's body files of `cluster` (paths, sorted), in `<db>.bodies/`."""
+    directory = pathlib.Path(cluster.env["ASYA_SQLITE_PATH"] + ".bodies")
+    return sorted(p for p in directory.iterdir()) if directory.exists() else []
+
+
+def named_body_files(cluster):
+    """The body files rows of the queue database name."""
+    db = sqlite3.connect(cluster.env["ASYA_SQLITE_PATH"], timeout=10)
+    try:
+        return {row[0] for row in db.execute("SELECT body_file FROM messages WHERE body_file IS NOT NULL")}
+    finally:
+        db.close()
 
 def free_port():
     with socket.socket() as s:
