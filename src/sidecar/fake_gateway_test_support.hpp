@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "sidecar/gateway_reporter.hpp"
 #include "sidecar/report_batch.hpp"
 
 namespace asya::sidecar::test_support {
@@ -153,5 +154,31 @@ class FakeGateway {
   std::vector<Seen> seen_;
   std::thread thread_;
 };
+
+// What a reporter under test counted through its on_sent / on_dropped callbacks.
+struct Counts {
+  std::atomic<int> sent{0};
+  std::atomic<int> dropped{0};
+};
+
+// A reporter's options for a stand-in gateway at `url`: a held request is answered late, not
+// retried (20 s timeout); retries come quickly; outcomes are counted in `counts`.
+inline GatewayReporterOptions reporter_options(
+    const std::string& url, Counts& counts,
+    std::chrono::milliseconds carry_wait = GatewayReporterOptions{}.carry_wait) {
+  GatewayReporterOptions o;
+  o.base_url = url;
+  o.timeout = 20s;
+  o.retry_delay = 10ms;
+  o.carry_wait = carry_wait;
+  o.on_sent = [&counts] { ++counts.sent; };
+  o.on_dropped = [&counts] { ++counts.dropped; };
+  return o;
+}
+
+// An actor's `completed` report of envelope `id` (the reports these tests send).
+inline std::string completed_report(const std::string& id) {
+  return progress_body({"a"}, 0, "completed", "completed " + id, 1);
+}
 
 }  // namespace asya::sidecar::test_support

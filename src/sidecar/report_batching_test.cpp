@@ -21,26 +21,16 @@ namespace asya::sidecar {
 namespace {
 
 using namespace std::chrono_literals;
+using test_support::Counts;
 using test_support::FakeGateway;
 using test_support::Seen;
 
-struct Counts {
-  std::atomic<int> sent{0};
-  std::atomic<int> dropped{0};
-};
-
 GatewayReporterOptions options_for(const FakeGateway& gateway, Counts& counts) {
-  GatewayReporterOptions o;
-  o.base_url = gateway.url();
-  o.timeout = 20s;  // a held request is answered late, not retried
-  o.retry_delay = 10ms;
-  o.on_sent = [&counts] { ++counts.sent; };
-  o.on_dropped = [&counts] { ++counts.dropped; };
-  return o;
+  return test_support::reporter_options(gateway.url(), counts);
 }
 
 std::string progress_of(const std::string& id) {
-  return progress_body({"a"}, 0, "completed", "completed " + id, 1);
+  return test_support::completed_report(id);
 }
 
 TEST(ReportBatching, ALoneReportIsSentAtOnceInItsSingleForm) {

@@ -14,33 +14,15 @@ namespace asya::sidecar {
 namespace {
 
 using namespace std::chrono_literals;
+using test_support::completed_report;
+using test_support::Counts;
 using test_support::FakeGateway;
+using test_support::reporter_options;
 using test_support::Seen;
-
-struct Counts {
-  std::atomic<int> sent{0};
-  std::atomic<int> dropped{0};
-};
 
 // A wait far longer than any test: a report that arrives proves the hold was ended by the event
 // under test, not by its timer.
 constexpr auto kForever = std::chrono::hours(1);
-
-GatewayReporterOptions options_for(const std::string& url, Counts& counts,
-                                   std::chrono::milliseconds carry_wait) {
-  GatewayReporterOptions o;
-  o.base_url = url;
-  o.timeout = 20s;
-  o.retry_delay = 10ms;
-  o.carry_wait = carry_wait;
-  o.on_sent = [&counts] { ++counts.sent; };
-  o.on_dropped = [&counts] { ++counts.dropped; };
-  return o;
-}
-
-std::string completed(const std::string& id) {
-  return progress_body({"a"}, 0, "completed", "completed " + id, 1);
-}
 
 // What Runner::check_job does: take the held reports, send the check with them, hand them back.
 CheckAnswer check(GatewayReporter& reporter, const std::string& id) {
@@ -62,9 +44,9 @@ std::vector<std::string> paths(const std::vector<Seen>& seen) {
 TEST(ReportCarry, AHeldReportTravelsOnTheNextCheckAndCostsNoRequestOfItsOwn) {
   FakeGateway gateway;
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, kForever));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e/2", "progress"), completed("e/2")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, kForever));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e/2", "progress"), completed_report("e/2")));
   CheckAnswer answer = check(reporter, "e3");
   EXPECT_TRUE(answer.reports_accepted);
   EXPECT_FALSE(answer.cancelled);
@@ -72,9 +54,9 @@ TEST(ReportCarry, AHeldReportTravelsOnTheNextCheckAndCostsNoRequestOfItsOwn) {
   reporter.stop(30s);
   auto seen = gateway.seen();
   ASSERT_EQ(paths(seen), (std::vector<std::string>{"/envelopes/e3/check"}));
-  EXPECT_EQ(seen[0].body, R"({"reports":[{"id":"e1","kind":"progress","report":)" +
-                              completed("e1") + R"(},{"id":"e/2","kind":"progress","report":)" +
-                              completed("e/2") + "}]}");
+  EXPECT_EQ(seen[0].body,
+            R"({"reports":[{"id":"e1","kind":"progress","report":)" + completed_report("e1") +
+                R"(},{"id":"e/2","kind":"progress","report":)" + completed_report("e/2") + "}]}");
   EXPECT_EQ(counts.sent.load(), 2);
   EXPECT_EQ(counts.dropped.load(), 0);
 }
@@ -82,21 +64,21 @@ TEST(ReportCarry, AHeldReportTravelsOnTheNextCheckAndCostsNoRequestOfItsOwn) {
 TEST(ReportCarry, AReportNoCheckTakesIsSentOnItsOwnWhenItsWaitIsOver) {
   FakeGateway gateway;
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, 20ms));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, 20ms));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   ASSERT_TRUE(gateway.wait_for_requests(1));
   ASSERT_TRUE(reporter.flush(30s));
   auto seen = gateway.seen();
   ASSERT_EQ(paths(seen), (std::vector<std::string>{"/envelopes/e1/progress"}));
-  EXPECT_EQ(seen[0].body, completed("e1"));
+  EXPECT_EQ(seen[0].body, completed_report("e1"));
   EXPECT_EQ(counts.sent.load(), 1);
 }
 
 TEST(ReportCarry, AReportThatMayNotWaitEndsTheHoldAndBothGoInQueueOrder) {
   FakeGateway gateway;
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, kForever));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, kForever));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   ASSERT_TRUE(
       reporter.post(envelope_path("e1", "final"), final_body("e1", true, "7", "", "", {"a"}, 0)));
   ASSERT_TRUE(gateway.wait_for_requests(1));
@@ -112,10 +94,10 @@ TEST(ReportCarry, AReportThatMayNotWaitEndsTheHoldAndBothGoInQueueOrder) {
 TEST(ReportCarry, FlushAndStopSendWhatIsHeld) {
   FakeGateway gateway;
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, kForever));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, kForever));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   ASSERT_TRUE(reporter.flush(30s));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e2", "progress"), completed("e2")));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e2", "progress"), completed_report("e2")));
   reporter.stop(30s);
   EXPECT_EQ(paths(gateway.seen()),
             (std::vector<std::string>{"/envelopes/e1/progress", "/envelopes/e2/progress"}));
@@ -126,8 +108,8 @@ TEST(ReportCarry, FlushAndStopSendWhatIsHeld) {
 TEST(ReportCarry, ReportsQueuedWhileACheckCarriesEarlierOnesWaitForItAndKeepTheOrder) {
   FakeGateway gateway;
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, kForever));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, kForever));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   GatewayReporter::Carried carried = reporter.take_carried();
   ASSERT_EQ(carried.size(), 1u);
   // Queued behind the carried report, and may not wait: the thread still must not send it before
@@ -149,19 +131,19 @@ TEST(ReportCarry, AGatewayThatDoesNotTakeCarriedReportsGetsThemOnTheirOwnAndNoMo
   // An older gateway: it answers the check and ignores "reports".
   gateway.check_answer = [](const std::string&) { return std::string(R"({"cancelled":false})"); };
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, kForever));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, kForever));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   EXPECT_FALSE(check(reporter, "e2").reports_accepted);
   ASSERT_TRUE(reporter.flush(30s));
   // From now on reports are not held: this one goes without a flush and no check carries it.
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e3", "progress"), completed("e3")));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e3", "progress"), completed_report("e3")));
   ASSERT_TRUE(gateway.wait_for_requests(3));
   EXPECT_TRUE(reporter.take_carried().empty());
   ASSERT_TRUE(reporter.flush(30s));
   auto seen = gateway.seen();
   EXPECT_EQ(paths(seen), (std::vector<std::string>{"/envelopes/e2/check", "/envelopes/e1/progress",
                                                    "/envelopes/e3/progress"}));
-  EXPECT_EQ(seen[1].body, completed("e1"));
+  EXPECT_EQ(seen[1].body, completed_report("e1"));
   EXPECT_EQ(counts.sent.load(), 2);
   EXPECT_EQ(counts.dropped.load(), 0);
 }
@@ -172,8 +154,8 @@ TEST(ReportCarry, ARogueCheckAnswerLosesNoCarriedReport) {
     FakeGateway gateway;
     gateway.check_answer = [rogue](const std::string&) { return rogue; };
     Counts counts;
-    GatewayReporter reporter(options_for(gateway.url(), counts, kForever));
-    ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+    GatewayReporter reporter(reporter_options(gateway.url(), counts, kForever));
+    ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
     CheckAnswer answer = check(reporter, "e2");
     EXPECT_FALSE(answer.reports_accepted) << rogue;
     EXPECT_FALSE(answer.cancelled) << rogue;
@@ -195,9 +177,9 @@ TEST(ReportCarry, AnUnreachableGatewayNeitherBlocksTheCheckNorLosesTheReportUnco
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   close(fd);  // nothing listens on this port now
   Counts counts;
-  GatewayReporter reporter(
-      options_for("http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), counts, kForever));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(
+      "http://127.0.0.1:" + std::to_string(ntohs(addr.sin_port)), counts, kForever));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   CheckAnswer answer = check(reporter, "e2");  // no answer: not cancelled, reports handed back
   EXPECT_FALSE(answer.cancelled);
   EXPECT_FALSE(answer.reports_accepted);
@@ -209,8 +191,8 @@ TEST(ReportCarry, AnUnreachableGatewayNeitherBlocksTheCheckNorLosesTheReportUnco
 TEST(ReportCarry, WithNoCarryWaitAReportIsNeverHeld) {
   FakeGateway gateway;
   Counts counts;
-  GatewayReporter reporter(options_for(gateway.url(), counts, 0ms));
-  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed("e1")));
+  GatewayReporter reporter(reporter_options(gateway.url(), counts, 0ms));
+  ASSERT_TRUE(reporter.post_carriable(envelope_path("e1", "progress"), completed_report("e1")));
   ASSERT_TRUE(gateway.wait_for_requests(1));
   EXPECT_TRUE(reporter.take_carried().empty());
   ASSERT_TRUE(reporter.flush(30s));
