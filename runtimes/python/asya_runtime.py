@@ -1536,6 +1536,8 @@ class Server(object):
         sendmsg = connection.sendmsg
         handle_parts = self.runtime.handle_parts
         runtime_ticket = self.runtime.take_ticket
+        # Tickets only when calls go through a handler thread (a batch runtime, Runtime.take_ticket).
+        ordered = getattr(self.runtime, "_handler_thread", None) is not None
 
         def take_ticket():
             # Order matters only between connections (a lone one calls the handler itself).
@@ -1658,7 +1660,7 @@ class Server(object):
                     if filled < end:
                         self._read_exactly(recv_into, view[filled:end], end - filled, filled - 4, length)
                         filled = end
-                    if held[0] is None:
+                    if ordered and held[0] is None:
                         held[0] = take_ticket()
                     if hand_off_busy and select.select((listener,), (), (), 0)[0]:
                         # A batch handler call is long: a client connecting now (a sidecar's
@@ -1679,7 +1681,7 @@ class Server(object):
                     body[: filled - 4] = view[4:filled]
                     self._read_exactly(recv_into, body[filled - 4 :], end - filled, filled - 4, length)
                     filled = end
-                    if held[0] is None:
+                    if ordered and held[0] is None:
                         held[0] = take_ticket()
             except _PeerClosed as exc:
                 self._reply_connection_error(connection, str(exc))
