@@ -1303,10 +1303,14 @@ def _answer_unchanged(outputs, payload, peer):
     """Turns each output whose payload is `payload` itself (an immutable value the handler returned
     as it got it) into {"payload_unchanged": true, route, headers?} when the connection's sidecar
     takes that answer (PROTOCOL.md section 3). `outputs` is changed in place."""
+    marked = 0
     for output in outputs:
         if output.get("payload") is payload and peer.takes_unchanged():
             del output["payload"]
             output["payload_unchanged"] = True
+            marked += 1
+    if marked and log.enabled(10):
+        log.debug("answered payload_unchanged", outputs=marked)
 
 
 def sidecar_declares(text, peer_pid, feature):
