@@ -118,3 +118,21 @@ def test_rogue_unchanged_answer_to_a_sidecar_that_did_not_declare_it_is_still_ro
         log = rogue.sidecar.text()
         assert "cannot declare this sidecar's features to the runtime" in log, log
         assert log.count("cannot declare this sidecar's features") == 1
+
+
+def test_unchanged_large_inline_payload_without_a_store_is_written_from_the_input(request, build_path):
+    # No payload store, SQLite body files: the output's body file is written from its parts, the
+    # payload's part pointing into the input's own (mapped) body; the answer was a few bytes.
+    with running_cluster(request, build_path, "sqlite") as cluster:
+        cluster.env["PYTHONPATH"] = str(HERE)
+        debug = {"ASYA_HANDLER": "payload_handlers.passthrough", "ASYA_LOG_LEVEL": "debug"}
+        first = cluster.actor("pass-one", env=debug)
+        cluster.actor("pass-two", env=debug)
+        cluster.actor("happy-end", runtime=False)
+        data = letters(3 * MB)
+        cluster.queues.send("asya-pass-one", {"id": "I1", "route": {"actors": ["pass-one", "pass-two"]},
+                                              "payload": data})
+        got = result(cluster, "I1")
+        assert got["payload"] == data and got["route"]["current"] == 2
+        lines = [json.loads(line) for line in first.runtime.text().splitlines() if line.startswith("{")]
+        assert [line["outputs"] for line in lines if line["msg"] == "answered payload_unchanged"] == [1]
