@@ -107,7 +107,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             "response view outside the body");
       if (!item.is_error) {
         check(!item.actors.empty() && item.current <= item.actors.size(), "item route bounds");
-        check(!item.payload_raw.empty(), "item payload");
+        // Exactly one of a payload and "payload_unchanged": true (PROTOCOL §3).
+        check(item.payload_unchanged == item.payload_raw.empty(), "item payload");
       } else {
         check(!item.error_code.empty(), "error code");
       }

@@ -12,7 +12,7 @@
 // ASYA_SOCKET_PATH (or ASYA_SOCKET_DIR + ASYA_SOCKET_NAME), ASYA_SOCKET_CHMOD (default 0o666;
 // empty: leave alone), ASYA_HANDLER_MODE (payload | envelope; fixed by which serve() overload you
 // call, a different value is a start-up error), ASYA_ENABLE_VALIDATION, ASYA_HANDLER_THREAD_SAFE,
-// ASYA_LOG_LEVEL, ASYA_MAX_MESSAGE_BYTES.
+// ASYA_LOG_LEVEL, ASYA_MAX_MESSAGE_BYTES, ASYA_PAYLOAD_UNCHANGED (default true; see RawOutputs).
 //
 // Threads: each sidecar connection is served by its own thread. Handler calls are serialized
 // (one at a time) unless ASYA_HANDLER_THREAD_SAFE=true, in which case the handler is called
@@ -98,6 +98,16 @@ using EnvelopeHandler = std::function<std::vector<Json>(const boost::json::objec
 // only during the call. Each returned text must be one valid JSON value (checked: otherwise the
 // answer is a processing_error of type InvalidHandlerResult), except a view() of the payload
 // itself, which was already checked and is spliced as is.
+//
+// Pass-through without sending the payload back: an output that is a view() of exactly the
+// payload the handler got (same data pointer and size) is answered as "payload_unchanged": true
+// instead of the payload's bytes (PROTOCOL §3), when the sidecar on that connection declared it
+// takes that answer (its sidecar-features file) and ASYA_PAYLOAD_UNCHANGED is not false. The
+// sidecar then forwards the payload as it received it (a large payload's reference unchanged,
+// nothing stored again). The bytes are identical, so a handler sees no difference; only a view
+// of the whole payload counts (a part of it, a copy, or the DOM handlers' outputs are sent
+// whole). A request the raw path hands to the DOM parser (an unusual envelope: escaped keys, ...)
+// gets its payload's serialization, not its bytes: its outputs are always sent whole.
 class RawOutputs {
  public:
   RawOutputs() = default;  // abort: nothing further
@@ -191,7 +201,9 @@ int serve_batch(BatchHandler handler);
 // benchmarks): never throws; errors become error elements.
 std::string handle_request(std::string_view request, const PayloadHandler& handler);
 std::string handle_request(std::string_view request, const EnvelopeHandler& handler, bool validate);
-std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler);
+// `payload_unchanged_allowed`: answer as to a sidecar that takes "payload_unchanged" (above).
+std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler,
+                               bool payload_unchanged_allowed = false);
 std::string handle_batch_request(std::string_view request, const BatchHandler& handler);
 
 }  // namespace asya

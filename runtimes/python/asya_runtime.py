@@ -57,8 +57,18 @@ ASYA_HANDLER_THREAD_SAFE    true: run handler calls of concurrent connections in
 ASYA_RUNTIME_SPIN_US        batch mode: after an answer, wait this long for the next request
                             without sleeping when requests come back to back (default 2000; 0:
                             always sleep); see "Waiting for the next batch" below
+ASYA_PAYLOAD_UNCHANGED      true (default): answer "payload_unchanged" for a payload returned
+                            unchanged (below); false: always send the payload back
 ASYA_LOG_LEVEL              debug, info (default), warn/warning, error
 ==========================  =================================================================
+
+Payloads returned unchanged: when a payload-mode handler returns the very object it received
+(``return payload``) and that object is immutable (a str, int, float or bool), the runtime answers
+``"payload_unchanged": true`` instead of sending the payload back, and the sidecar forwards the
+payload as it received it (a large payload's reference again, nothing stored twice). Only for a
+sidecar that declared it takes that answer (its ``sidecar-features`` file next to the socket,
+checked once per connection against the connection's peer; PROTOCOL.md section 3). A dict or list
+is always sent whole: the handler may have changed it in place. Batch mode does the same per item.
 
 Waiting for the next batch: on a saturated queue the sidecar sends the next batch a fraction of
 a millisecond after each answer. A thread that sleeps for that gap is woken on whichever core is
@@ -150,6 +160,11 @@ __all__ = [
 DEFAULT_SOCKET_PATH = "/var/run/asya/asya-runtime.sock"
 DEFAULT_SOCKET_NAME = "asya-runtime.sock"
 READY_FILE_NAME = "runtime-ready"
+SIDECAR_FEATURES_FILE_NAME = "sidecar-features"
+PAYLOAD_UNCHANGED_FEATURE = "payload-unchanged"
+# Payloads that a handler returning the very object it got cannot have changed (PROTOCOL.md
+# section 3, "payload_unchanged"). None is abort, so it is not among them.
+_UNCHANGEABLE_TYPES = (str, int, float, bool)
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 DEFAULT_SPIN_US = 2000
 _MAX_SPIN_US = 1_000_000
@@ -250,6 +265,7 @@ class Config(object):
         "log_level",
         "batch",
         "spin_us",
+        "payload_unchanged",
     )
 
     def __init__(
@@ -264,6 +280,7 @@ class Config(object):
         log_level="info",
         batch=False,
         spin_us=DEFAULT_SPIN_US,
+        payload_unchanged=True,
     ):
         self.handler = handler
         self.mode = mode
@@ -275,6 +292,11 @@ class Config(object):
         self.log_level = log_level
         self.batch = batch
         self.spin_us = spin_us  # batch mode only (Server)
+        self.payload_unchanged = payload_unchanged
+
+    @property
+    def sidecar_features_path(self):
+        return os.path.join(os.path.dirname(self.socket_path) or ".", SIDECAR_FEATURES_FILE_NAME)
 
     @property
     def ready_path(self):
@@ -403,6 +425,9 @@ def load_config(environ):
                 "spin) to %d" % (spin_text, _MAX_SPIN_US)
             )
 
+    unchanged_text = environ.get("ASYA_PAYLOAD_UNCHANGED", "")
+    payload_unchanged = parse_bool("ASYA_PAYLOAD_UNCHANGED", unchanged_text) if unchanged_text.strip() else True
+
     level = environ.get("ASYA_LOG_LEVEL", "").strip().lower() or "info"
     if level not in _LEVELS:
         raise ConfigError('ASYA_LOG_LEVEL="%s" is not valid: use debug, info, warn or error' % level)
@@ -418,6 +443,7 @@ def load_config(environ):
         log_level=level,
         batch=batch,
         spin_us=spin_us,
+        payload_unchanged=payload_unchanged,
     )
 
 
@@ -1125,10 +1151,12 @@ class Runtime(object):
                 result = _run_coroutine(result)
             return result
 
-    def respond(self, body):
-        """Returns the response (a list) for one request body (bytes-like). Never raises."""
+    def respond(self, body, peer=None):
+        """Returns the response (a list) for one request body (bytes-like). Never raises. `peer`:
+        the connection's _SidecarPeer, asked whether a payload returned unchanged may be answered
+        as "payload_unchanged" (None: never)."""
         if self.batch:
-            return self.respond_batch(body)
+            return self.respond_batch(body, peer)
         try:
             envelope = parse_request(body)
         except InvalidRequest as exc:
@@ -1137,7 +1165,11 @@ class Runtime(object):
             return error_response(MSG_PARSING_ERROR, "request is nested too deeply: %s" % exc, "RecursionError")
         try:
             if self.mode == "payload":
-                return build_payload_outputs(envelope, self._call(envelope["payload"]))
+                payload = envelope["payload"]
+                outputs = build_payload_outputs(envelope, self._call(payload))
+                if peer is not None and type(payload) in _UNCHANGEABLE_TYPES:
+                    _answer_unchanged(outputs, payload, peer)
+                return outputs
             route = envelope["route"]
             actors = list(route["actors"])
             current = route.get("current", 0)
@@ -1155,7 +1187,7 @@ class Runtime(object):
                 log.debug("handler exception message", id=_envelope_id(envelope), error=_one_line(exc))
             return exception_response(PROCESSING_ERROR, exc)
 
-    def respond_batch(self, body):
+    def respond_batch(self, body, peer=None):
         """Batch mode: the response for a batch request (a JSON array of envelopes: a list with one
         answer per envelope, in order) or for a single envelope (its answer, as a batch of one).
         Never raises."""
@@ -1184,10 +1216,10 @@ class Runtime(object):
                 answers[position] = error_response(MSG_PARSING_ERROR, where + str(exc), "InvalidRequest")
         called = [position for position, answer in enumerate(answers) if answer is None]
         if called:
-            self._call_batch([envelopes[position] for position in called], called, answers)
+            self._call_batch([envelopes[position] for position in called], called, answers, peer)
         return answers[0] if single else answers
 
-    def _call_batch(self, envelopes, positions, answers):
+    def _call_batch(self, envelopes, positions, answers, peer=None):
         """Calls the batch handler once with `envelopes` and fills answers[positions[i]]."""
         if self.mode == "payload":
             argument = [envelope["payload"] for envelope in envelopes]
@@ -1229,7 +1261,10 @@ class Runtime(object):
                     log.warn("batch item failed", id=_envelope_id(envelope), type=_type_name(type(result)))
                 answers[position] = exception_response(PROCESSING_ERROR, result)
             elif self.mode == "payload":
-                answers[position] = build_payload_outputs(envelope, result)
+                outputs = answers[position] = build_payload_outputs(envelope, result)
+                payload = envelope["payload"]
+                if peer is not None and type(payload) in _UNCHANGEABLE_TYPES:
+                    _answer_unchanged(outputs, payload, peer)
             else:
                 try:
                     actors, current = routes[index]
@@ -1242,17 +1277,17 @@ class Runtime(object):
         """Returns the encoded response body (bytes) for one request body. Never raises."""
         return b"".join(self.handle_parts(body))
 
-    def handle_parts(self, body, ticket=None):
+    def handle_parts(self, body, ticket=None, peer=None):
         """handle() as a list of bytes pieces to send one after the other (a large string of the
         response is a piece of its own, never copied into one response buffer). Never raises.
         `ticket`: the request's place in the handler thread's order (take_ticket), used or given
-        back here."""
+        back here. `peer`: as for respond()."""
         if ticket is None:
-            response = self.respond(body)
+            response = self.respond(body, peer)
         else:
             _thread_state.ticket = ticket
             try:
-                response = self.respond(body)
+                response = self.respond(body, peer)
             finally:
                 _thread_state.ticket = None
                 self.release_ticket(ticket)
@@ -1262,6 +1297,65 @@ class Runtime(object):
             message = "handler result cannot be encoded as JSON: %s" % exc
             log.warn("handler result rejected", error=message)
             return [encode_response(error_response(PROCESSING_ERROR, message, _type_name(type(exc))))]
+
+
+def _answer_unchanged(outputs, payload, peer):
+    """Turns each output whose payload is `payload` itself (an immutable value the handler returned
+    as it got it) into {"payload_unchanged": true, route, headers?} when the connection's sidecar
+    takes that answer (PROTOCOL.md section 3). `outputs` is changed in place."""
+    marked = 0
+    for output in outputs:
+        if output.get("payload") is payload and peer.takes_unchanged():
+            del output["payload"]
+            output["payload_unchanged"] = True
+            marked += 1
+    if marked and log.enabled(10):
+        log.debug("answered payload_unchanged", outputs=marked)
+
+
+def sidecar_declares(text, peer_pid, feature):
+    """Whether a sidecar-features file's text declares `feature` to a connection whose peer has pid
+    `peer_pid` (0: not visible from this pid namespace; the file is then trusted): the first line
+    is the writing sidecar's pid, which must be the peer's, and a later line is `feature`."""
+    lines = text.split("\n")
+    if len(lines) < 2:
+        return False
+    try:
+        pid = int(lines[0].strip(), 10)
+    except ValueError:
+        return False
+    if pid <= 0 or (peer_pid and peer_pid != pid):
+        return False
+    return any(line.strip() == feature for line in lines[1:])
+
+
+class _SidecarPeer(object):
+    """The sidecar on one connection: whether it takes "payload_unchanged" answers, read from its
+    sidecar-features file (next to the socket) when an answer could first use it, once per
+    connection, so a sidecar of another version that connects later is asked again."""
+
+    __slots__ = ("_connection", "_path", "_takes_unchanged")
+
+    def __init__(self, connection, features_path):
+        self._connection = connection
+        self._path = features_path
+        self._takes_unchanged = None
+
+    def takes_unchanged(self):
+        known = self._takes_unchanged
+        if known is None:
+            known = self._takes_unchanged = self._read()
+        return known
+
+    def _read(self):
+        try:
+            credentials = self._connection.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            peer_pid = struct.unpack("3i", credentials)[0]
+            with open(self._path, "r", encoding="utf-8", errors="replace") as features:
+                text = features.read(4096)
+        except (OSError, AttributeError, struct.error):
+            return False
+        return sidecar_declares(text, peer_pid, PAYLOAD_UNCHANGED_FEATURE)
 
 
 def _envelope_id(envelope):
@@ -1424,8 +1518,10 @@ class Server(object):
     costs nothing extra because handler calls are serialized by default.
     """
 
-    def __init__(self, listener, runtime, max_message_bytes, spin_seconds=0.0):
+    def __init__(self, listener, runtime, max_message_bytes, spin_seconds=0.0, features_path=None):
         self.listener = listener
+        # The sidecar-features file (_SidecarPeer), or None to never answer "payload_unchanged".
+        self.features_path = features_path
         self.runtime = runtime
         self.max_message_bytes = max_message_bytes
         # After an answer, how long a connection's thread polls for the next request without
@@ -1536,6 +1632,7 @@ class Server(object):
         sendmsg = connection.sendmsg
         handle_parts = self.runtime.handle_parts
         runtime_ticket = self.runtime.take_ticket
+        peer = None if self.features_path is None else _SidecarPeer(connection, self.features_path)
         # Tickets only when calls go through a handler thread (a batch runtime, Runtime.take_ticket).
         ordered = getattr(self.runtime, "_handler_thread", None) is not None
 
@@ -1692,7 +1789,7 @@ class Server(object):
                 self._active_requests += 1
             try:
                 ticket, held[0] = held[0], None
-                parts = handle_parts(body, ticket)
+                parts = handle_parts(body, ticket, peer)
                 del body
                 size = 0
                 for part in parts:
@@ -1902,7 +1999,13 @@ def main(environ=None):
         log.error(str(exc))
         return 1
     runtime = Runtime(handler, config.mode, config.enable_validation, config.handler_thread_safe, config.batch)
-    server = Server(listener, runtime, config.max_message_bytes, config.spin_us / 1e6 if config.batch else 0.0)
+    server = Server(
+        listener,
+        runtime,
+        config.max_message_bytes,
+        config.spin_us / 1e6 if config.batch else 0.0,
+        config.sidecar_features_path if config.payload_unchanged and config.mode == "payload" else None,
+    )
     if config.batch and not config.handler_thread_safe:
         runtime.use_handler_thread(lambda: server._open_connections > 1)
     state["serving"] = True

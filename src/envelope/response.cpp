@@ -2,6 +2,8 @@
 
 #include "envelope/json_detail.hpp"
 
+#include <optional>
+
 namespace asya::envelope {
 namespace {
 
@@ -78,6 +80,9 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items, cons
     ResponseItem item;
     bool have_payload = false;
     bool have_route = false;
+    // "payload_unchanged" as written (true/false), or its JSON text when it is not a boolean.
+    std::optional<bool> unchanged;
+    std::string_view unchanged_raw;
     // The route is validated while iterating but only reported for result elements: an error
     // element's other fields do not matter.
     Status route_status;
@@ -114,6 +119,13 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items, cons
                   : route_status;
         } else {
           item.headers_raw = padded.map(raw);
+        }
+      } else if (key == "payload_unchanged") {
+        bool marked = false;
+        if (value.get_bool().get(marked) == simdjson::SUCCESS) {
+          unchanged = marked;
+        } else if (auto error = raw_value(value, unchanged_raw)) {
+          return not_json(error);
         }
       } else if (key == "fanout") {
         bool marked = false;
@@ -153,10 +165,26 @@ Status parse_items(std::string_view body, std::vector<ResponseItem>& items, cons
     }
     item.is_error = !item.error_code.empty();
     if (!item.is_error) {
+      // PROTOCOL §3: a result carries exactly one of "payload" and "payload_unchanged": true.
+      if (!unchanged_raw.empty())
+        return Error{where() + ": payload_unchanged: expected true or false, got " +
+                     describe(unchanged_raw)};
+      if (unchanged == true) {
+        if (have_payload)
+          return Error{where() +
+                       ": has both \"payload\" and \"payload_unchanged\": true; a result carries "
+                       "exactly one of them (the payload, or true when it is the request's own)"};
+        item.payload_unchanged = true;
+        have_payload = true;
+      }
       if (!have_payload || !have_route) {
         std::string got = error_raw.empty() ? ""
                                             : " (its \"error\" is " + describe(error_raw) +
                                                   ", not a non-empty string)";
+        if (unchanged == false && !have_payload)
+          got =
+              " (\"payload_unchanged\": false does not stand for it; true means the request's "
+              "payload)";
         return Error{where() + ": a result needs \"payload\" and \"route\"; " +
                      (have_payload ? "\"route\"" : "\"payload\"") + " is missing" + got};
       }

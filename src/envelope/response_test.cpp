@@ -132,6 +132,44 @@ TEST(ParseResponseErrors, NamesWhatIsWrong) {
             "response element 0: payload: duplicate key (each field may appear only once)");
 }
 
+TEST(ParseResponse, PayloadUnchangedStandsForThePayload) {
+  auto result = parse_response(
+      R"([{"payload_unchanged":true,"route":{"actors":["a","b"],"current":1},"fanout":true},{"payload":2,"payload_unchanged":false,"route":{"actors":["a"],"current":1}}])");
+  ASSERT_TRUE(result.ok()) << result.error().message;
+  ASSERT_EQ(result->size(), 2u);
+  EXPECT_TRUE((*result)[0].payload_unchanged);
+  EXPECT_TRUE((*result)[0].payload_raw.empty());
+  EXPECT_TRUE((*result)[0].fanout);
+  EXPECT_EQ((*result)[0].current, 1u);
+  EXPECT_FALSE((*result)[1].payload_unchanged);
+  EXPECT_EQ((*result)[1].payload_raw, "2");
+  // An error element's other fields do not matter.
+  auto error = parse_response(R"([{"error":"processing_error","payload_unchanged":"x"}])");
+  ASSERT_TRUE(error.ok()) << error.error().message;
+  EXPECT_FALSE((*error)[0].payload_unchanged);
+}
+
+TEST(ParseResponseErrors, PayloadUnchangedBothNeitherOrNotABoolean) {
+  EXPECT_EQ(ErrorOf(R"([{"payload":1,"payload_unchanged":true,"route":{"actors":["a"]}}])"),
+            R"(response element 0: has both "payload" and "payload_unchanged": true; a result )"
+            R"(carries exactly one of them (the payload, or true when it is the request's own))");
+  EXPECT_EQ(
+      ErrorOf(R"([{"payload_unchanged":false,"route":{"actors":["a"]}}])"),
+      R"(response element 0: a result needs "payload" and "route"; "payload" is missing )"
+      R"(("payload_unchanged": false does not stand for it; true means the request's payload))");
+  EXPECT_EQ(ErrorOf(R"([{"route":{"actors":["a"]}}])"),
+            R"(response element 0: a result needs "payload" and "route"; "payload" is missing)");
+  EXPECT_EQ(ErrorOf(R"([{"payload_unchanged":1,"route":{"actors":["a"]}}])"),
+            "response element 0: payload_unchanged: expected true or false, got 1");
+  EXPECT_EQ(ErrorOf(R"([{"payload_unchanged":"true","route":{"actors":["a"]}}])"),
+            R"(response element 0: payload_unchanged: expected true or false, got "true")");
+  EXPECT_EQ(ErrorOf(R"([{"payload_unchanged":true}])"),
+            R"(response element 0: a result needs "payload" and "route"; "route" is missing)");
+  EXPECT_EQ(
+      ErrorOf(R"([{"payload_unchanged":true,"payload_unchanged":true,"route":{"actors":["a"]}}])"),
+      "response element 0: payload_unchanged: duplicate key (each field may appear only once)");
+}
+
 // parse_response_padded iterates the body in place (the bytes after it only need to be readable)
 // and gives what parse_response gives, errors included.
 TEST(ParseResponsePadded, SameAsParseResponse) {

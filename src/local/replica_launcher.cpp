@@ -59,6 +59,9 @@ Result<std::unique_ptr<Replica>> ReplicaLauncher::launch(const manifest::Actor& 
   replica->socket = run_dir / "rt.sock";
   fs::remove(replica->socket, ec);
   fs::remove(run_dir / "runtime-ready", ec);
+  // A stale sidecar-features file (docs/protocol.md §3) is replaced by the new sidecar; removed
+  // here too, so an older sidecar binary never inherits a newer one's declaration.
+  fs::remove(run_dir / "sidecar-features", ec);
   replica->metrics_port = free_local_port();
   replica->started = now;
 

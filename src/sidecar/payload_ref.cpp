@@ -102,9 +102,12 @@ Result<std::string> PayloadReferences::stored_reference(std::string_view payload
 
 Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::string_view payload_raw,
                                                                        std::string_view output_id) {
-  // The input's reference put in place of its bytes while the answer arrived: a pass-through.
-  const bool replaced = !replaced_.empty() && payload_raw.data() == replaced_.data() &&
-                        payload_raw.size() == replaced_.size();
+  auto is = [&payload_raw](std::string_view view) {
+    return !view.empty() && payload_raw.data() == view.data() && payload_raw.size() == view.size();
+  };
+  // The input's reference put in place of its bytes while the answer arrived, or the input's own
+  // reference text (a "payload_unchanged" answer to an input that came as a reference).
+  const bool replaced = is(replaced_) || (input_ && is(input_text_));
   if (!replaced && payload_raw.size() <= owner_.threshold_bytes_)
     return std::optional<std::string>();
   // An answer equal to the resolved input is a pass-through: compared byte for byte while the
@@ -196,6 +199,7 @@ std::optional<Decision> PayloadReferences::prepare(const Router& router,
   offload.emplace(*this, in.id, input.reference);
   offload->set_input_payload(input.payload);
   offload->set_input_stream(input.stream.get());
+  offload->set_input_text(in.payload_raw);
   return std::nullopt;
 }
 

@@ -66,7 +66,8 @@ class PayloadReferences {
   // The offload of one message's outputs: a payload above the threshold is stored once
   // (objects/<sha256>) and held for the output's id before the reference is returned; a payload
   // equal to the input's (same SHA-256: pass-through) reuses the input's reference without
-  // writing, and outputs of one message with equal payloads are written once.
+  // writing, and outputs of one message with equal payloads are written once. An output that is
+  // the input's own reference text (a "payload_unchanged" answer) forwards that reference.
   class Outputs : public PayloadOffload {
    public:
     // `input_id`: the input envelope's id (output 0 carries it, so the input's hold covers it).
@@ -85,6 +86,10 @@ class PayloadReferences {
     // pass-through compared while it arrived: passthrough_answer.hpp), a view into the answer: a
     // payload exactly there is the input's payload, forwarded as its reference.
     void set_replaced(std::string_view reference_text) { replaced_ = reference_text; }
+    // The input envelope's payload text as received (a view into its body): a result that said
+    // "payload_unchanged" carries exactly this view (Router::after_runtime), so when the input
+    // came as a reference, that output forwards it, with no hashing, comparing or writing.
+    void set_input_text(std::string_view payload_text) { input_text_ = payload_text; }
 
    private:
     PayloadReferences& owner_;
@@ -93,6 +98,7 @@ class PayloadReferences {
     std::string_view input_payload_;
     StreamedPayload* input_stream_ = nullptr;
     std::string_view replaced_;
+    std::string_view input_text_;
     std::set<std::string> written_;  // digests stored by this message
     std::set<std::string> held_;     // output ids held for the input's object
   };

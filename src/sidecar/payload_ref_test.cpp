@@ -149,6 +149,52 @@ TEST_F(PayloadRefTest, PassThroughReusesTheInputReferenceWithoutWriting) {
   EXPECT_EQ(fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge)), stat_before);
 }
 
+// PROTOCOL §3/§10: a "payload_unchanged" answer to a referenced input forwards the reference:
+// nothing hashed, compared or written; a fan-out child gets its own hold.
+TEST_F(PayloadRefTest, UnchangedAnswerForwardsTheInputReferenceWithoutWriting) {
+  std::string reference = stored_reference(kLarge);
+  auto written_at = fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge));
+  auto delivery = delivery_of(envelope_with(reference));
+  auto in = envelope::parse(delivery.body);  // views into the delivery, as in the sidecar
+  ASSERT_TRUE(in.ok());
+  Router router(options_for("b"));
+  PayloadReferences::Input input;
+  std::optional<PayloadReferences::Outputs> offload;
+  ASSERT_FALSE(refs_->prepare(router, *in, delivery, input, offload).has_value());
+  const std::size_t holds_before = refs_->store().list("holds/")->size();
+  std::string unchanged =
+      R"({"payload_unchanged":true,"route":{"actors":["a","b","c"],"current":2}})";
+  Decision d = router.after_runtime(*in, delivery, ok(), "[" + unchanged + "," + unchanged + "]",
+                                    false, &*offload);
+  ASSERT_EQ(d.sends.size(), 2u) << d.failure_message;
+  for (const auto& send : d.sends)
+    EXPECT_EQ(boost::json::serialize(obj(send.body)["payload"]), reference) << send.body;
+  EXPECT_EQ(object_count(), 1u);
+  EXPECT_EQ(fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge)), written_at);
+  // Output 0 keeps the input's id (already held); the child X-1-1 is held for itself.
+  EXPECT_EQ(refs_->store().list("holds/")->size(), holds_before + 1);
+}
+
+TEST_F(PayloadRefTest, UnchangedAnswerToALargeInlineInputIsStoredOnce) {
+  auto delivery = delivery_of(envelope_with(kLarge));
+  auto in = envelope::parse(delivery.body);
+  ASSERT_TRUE(in.ok());
+  Router router(options_for("b"));
+  PayloadReferences::Input input;
+  std::optional<PayloadReferences::Outputs> offload;
+  ASSERT_FALSE(refs_->prepare(router, *in, delivery, input, offload).has_value());
+  Decision d = router.after_runtime(
+      *in, delivery, ok(),
+      R"([{"payload_unchanged":true,"route":{"actors":["a","b","c"],"current":2}}])", false,
+      &*offload);
+  ASSERT_EQ(d.sends.size(), 1u) << d.failure_message;
+  auto reference =
+      payload::parse_reference(boost::json::serialize(obj(d.sends[0].body)["payload"]));
+  ASSERT_TRUE(reference && *reference);
+  EXPECT_EQ((*reference)->sha256, payload::sha256_hex(kLarge));
+  EXPECT_EQ(object_count(), 1u);
+}
+
 TEST_F(PayloadRefTest, FanOutStoresEachDistinctPayloadOnceAndHoldsItPerChild) {
   Router router(options_for("b"));
   std::string body = envelope_with(R"({"small":1})");

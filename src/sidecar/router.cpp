@@ -254,6 +254,22 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
     }
   }
 
+  // "payload_unchanged": the request's payload, byte for byte, as this sidecar received it: the
+  // input's text (a payload reference when it came as one: the offload then forwards it).
+  for (std::size_t i = 0; i < items->size(); ++i) {
+    auto& item = (*items)[i];
+    if (!item.payload_unchanged) continue;
+    if (!options_.accept_payload_unchanged)
+      return failure_with_retry(
+          in, FailureCode::kRuntimeProtocolError,
+          fmt::format("response element {}: \"payload_unchanged\" is not accepted by actor {}: "
+                      "a join's request payload is its group's branches, which the sidecar does "
+                      "not keep (and never declared the feature); send the payload",
+                      i, options_.actor),
+          "", "");
+    item.payload_raw = in.payload_raw;
+  }
+
   Decision d;
   d.status = ProcessedStatus::kSuccess;
   // A fan-out stamps each child with its group (PROTOCOL §4a), so a join can collect them.

@@ -126,6 +126,11 @@ struct RouterOptions {
   std::chrono::milliseconds retry_backoff_max{std::chrono::seconds(60)};
   bool retry_on_processing_error = false;
   std::size_t max_message_bytes = 256u << 20;  // the transport's limit for one body
+  // Whether a result element may say "payload_unchanged": true (PROTOCOL §3): its payload is then
+  // the input's payload text as received from the queue (a payload reference stays that
+  // reference). Off for a join actor, whose request's payload (the group's branches) is never
+  // held whole: such an answer is a runtime_protocol_error there.
+  bool accept_payload_unchanged = true;
   // Returns a number in [0, 1) for backoff jitter; default: a thread-local PRNG. Tests pass a
   // constant.
   std::function<double()> jitter;
@@ -158,8 +163,10 @@ class Router {
                                          std::chrono::system_clock::time_point now) const;
 
   // Decides the outcome of a runtime call for input `in` (parsed from delivery.body).
-  // `response` is the runtime's answer when call.status == kOk. `response_padded`: the answer is
-  // followed by envelope::kParsePadding readable bytes (a wire::FrameBuffer), so it is parsed in
+  // `response` is the runtime's answer when call.status == kOk. A result that says
+  // "payload_unchanged" gets in.payload_raw as its payload (a view into delivery.body, which the
+  // caller keeps alive as long as the decision, as it does for `in`). `response_padded`: the answer
+  // is followed by envelope::kParsePadding readable bytes (a wire::FrameBuffer), so it is parsed in
   // place instead of copied into a padded buffer first.
   // `offload`, when given, replaces large output payloads by references (see PayloadOffload).
   // `parts_above` (0: never): an output whose payload (as sent) is larger than this many bytes is

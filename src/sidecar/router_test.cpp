@@ -253,6 +253,45 @@ TEST(Router, BadResponseIsARuntimeProtocolError) {
   EXPECT_EQ(obj(d.sends[0].body)["payload"].at("error"), "runtime_protocol_error");
 }
 
+// PROTOCOL §3: "payload_unchanged" stands for the input's payload as received, byte for byte.
+TEST(Router, PayloadUnchangedCarriesTheInputPayloadAsReceived) {
+  Router router(options_for("b"));
+  Decision d = route(router, kInput,
+                     R"([{"payload_unchanged":true,"route":{"actors":["a","b","c"],"current":2}},)"
+                     R"({"payload_unchanged":true,"route":{"actors":["a","b","c"],"current":2}}])");
+  ASSERT_EQ(d.sends.size(), 2u);
+  for (const auto& send : d.sends) {
+    EXPECT_EQ(send.queue, "asya-c");
+    EXPECT_NE(send.body.find(R"("payload":{"n":1.50,"s":"\u00e9"})"), std::string::npos)
+        << send.body;
+    EXPECT_EQ(send.body.find("payload_unchanged"), std::string::npos) << send.body;
+  }
+  EXPECT_EQ(obj(d.sends[1].body)["id"], "X-1-1");
+}
+
+TEST(Router, PayloadUnchangedIsAProtocolErrorWhereItIsNotAccepted) {
+  RouterOptions options = options_for("b");
+  options.accept_payload_unchanged = false;  // a join actor's
+  Router router(options);
+  Decision d =
+      route(router, kInput,
+            R"([{"payload_unchanged":true,"route":{"actors":["a","b","c"],"current":2}}])");
+  ASSERT_EQ(d.sends.size(), 1u);
+  EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  EXPECT_EQ(d.failure, FailureCode::kRuntimeProtocolError);
+  EXPECT_NE(d.failure_message.find("\"payload_unchanged\" is not accepted by actor b"),
+            std::string::npos)
+      << d.failure_message;
+  // Both or neither: the parser's message, as any bad answer.
+  d = route(
+      Router(options_for("b")), kInput,
+      R"([{"payload":1,"payload_unchanged":true,"route":{"actors":["a","b","c"],"current":2}}])");
+  EXPECT_EQ(d.failure, FailureCode::kRuntimeProtocolError);
+  EXPECT_NE(d.failure_message.find("has both \"payload\" and \"payload_unchanged\": true"),
+            std::string::npos)
+      << d.failure_message;
+}
+
 // Issue 11 item 1: an answer whose route does not continue the request's cannot be its answer.
 TEST(Router, AnswerThatDoesNotContinueTheRequestsRouteIsARuntimeProtocolError) {
   Router router(options_for("b"));

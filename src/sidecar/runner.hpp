@@ -68,6 +68,9 @@ class Runner {
 
  private:
   void worker(Slot& slot);
+  // Writes the sidecar-features file next to the runtime's socket (wire/sidecar_features.hpp);
+  // a failure is logged once and leaves the features off.
+  void declare_features();
   // A decided message of a group leased ahead, held until the group's last one is decided (at
   // most one call past ReceiveAhead::kBudget) and then settled with the others in one shared step
   // (runner_defer.cpp).

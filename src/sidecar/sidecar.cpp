@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -36,6 +37,7 @@
 #include "sidecar/spooled_answer.hpp"
 #include "sidecar/tracing.hpp"
 #include "wire/runtime_client.hpp"
+#include "wire/sidecar_features.hpp"
 
 namespace asya::sidecar {
 namespace detail {
@@ -73,6 +75,7 @@ int Runner::run() {
   ro.retry_backoff_max = config_.retry_backoff_max;
   ro.retry_on_processing_error = config_.retry_on_processing_error;
   ro.max_message_bytes = std::min(config_.max_message_bytes, transport_->max_message_bytes());
+  ro.accept_payload_unchanged = !config_.join.enabled;
   router_.emplace(ro);
 
   payloads_ = make_payload_parts(config_.payload, config_.is_end_actor);
@@ -97,6 +100,7 @@ int Runner::run() {
     reporter_ = std::make_unique<GatewayReporter>(std::move(go));
   }
 
+  if (!config_.is_end_actor) declare_features();
   for (int i = 0; i < config_.concurrency; ++i) slots_.push_back(std::make_unique<Slot>());
   open_settle_window();
 
@@ -185,6 +189,21 @@ int Runner::run() {
   transport_->close();
   spdlog::info("sidecar stopped (exit code {})", exit_code);
   return exit_code;
+}
+
+void Runner::declare_features() {
+  // Before any connection (PROTOCOL §3): a runtime reads the file when it accepts one. A join
+  // actor declares nothing (its router refuses payload_unchanged), replacing a stale file.
+  Status written = router_->options().accept_payload_unchanged
+                       ? wire::write_sidecar_features(config_.socket_path, ::getpid(),
+                                                      {wire::kPayloadUnchangedFeature})
+                       : wire::write_sidecar_features(config_.socket_path, ::getpid(), {});
+  if (!written)
+    spdlog::warn(
+        "cannot declare this sidecar's features to the runtime ({}): runtimes will send every "
+        "payload back whole (\"payload_unchanged\" off); make the socket's directory writable "
+        "to enable it",
+        written.message());
 }
 
 void Runner::worker(Slot& slot) {

@@ -10,6 +10,7 @@
 #include <boost/json.hpp>
 #include <boost/json/basic_parser_impl.hpp>
 #include <cstring>
+#include <optional>
 
 #include "wire/runtime_envelope.hpp"
 
@@ -168,9 +169,12 @@ std::optional<std::string_view> find_payload(std::string_view request) {
 
 // The answer of the raw path, as pieces: each output's text between `{"payload":` and the route
 // (current + 1, serialized from `route` exactly like the DOM path does) and the input's headers.
-// A view of the payload is written from the request's own bytes.
-void raw_answer(std::string_view payload, const json::object& route, std::int64_t current,
-                std::string_view headers_json, RawOutputs&& outputs, detail::Answer& out) {
+// A view of the payload is written from the request's own bytes, or, when `payload` is the
+// request's own bytes (`in_request`) and the sidecar takes it, as `"payload_unchanged":true`
+// (PROTOCOL §3): the payload is then not sent back at all.
+void raw_answer(std::string_view payload, bool in_request, const json::object& route,
+                std::int64_t current, std::string_view headers_json, RawOutputs&& outputs,
+                detail::Answer& out) {
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     std::string_view text = outputs.item(i);
     if (text.data() == payload.data() && text.size() == payload.size()) continue;  // checked
@@ -200,10 +204,22 @@ void raw_answer(std::string_view payload, const json::object& route, std::int64_
   out.outputs = std::move(outputs);  // views are taken after the move (short strings move)
   out.pieces.reserve(3 * out.outputs.size() + 2);
   out.pieces.emplace_back("[");
+  std::optional<bool> unchanged_allowed;  // asked at the first output that could use it
   for (std::size_t i = 0; i < out.outputs.size(); ++i) {
+    std::string_view text = out.outputs.item(i);
+    if (in_request && text.data() == payload.data() && text.size() == payload.size()) {
+      if (!unchanged_allowed)
+        unchanged_allowed = out.payload_unchanged_allowed && out.payload_unchanged_allowed();
+      if (*unchanged_allowed) {
+        out.pieces.emplace_back(i == 0 ? std::string_view("{\"payload_unchanged\":true")
+                                       : std::string_view(",{\"payload_unchanged\":true"));
+        out.pieces.push_back(route_and_headers);
+        continue;
+      }
+    }
     out.pieces.emplace_back(i == 0 ? std::string_view("{\"payload\":")
                                    : std::string_view(",{\"payload\":"));
-    out.pieces.push_back(out.outputs.item(i));
+    out.pieces.push_back(text);
     out.pieces.push_back(route_and_headers);
   }
   out.pieces.push_back(closing);
@@ -241,7 +257,8 @@ void handle_raw_payload_request(std::string_view request, const RawPayloadHandle
         out.text = error_response(handler_failure(in));
         return;
       }
-      raw_answer(*payload, *in.route, in.current, headers, std::move(outputs), out);
+      raw_answer(*payload, /*in_request=*/true, *in.route, in.current, headers, std::move(outputs),
+                 out);
       return;
     }
   }
@@ -260,7 +277,9 @@ void handle_raw_payload_request(std::string_view request, const RawPayloadHandle
     out.text = error_response(handler_failure(in));
     return;
   }
-  raw_answer(payload_text, *in.route, in.current, headers, std::move(outputs), out);
+  // payload_text is the DOM's serialization, not the request's bytes: never "unchanged".
+  raw_answer(payload_text, /*in_request=*/false, *in.route, in.current, headers, std::move(outputs),
+             out);
   // Pieces may refer to payload_text, which ends here: keep the answer as one string.
   if (!out.pieces.empty()) {
     std::string whole = out.to_string();

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -26,6 +27,10 @@ struct Answer {
   std::vector<std::string_view> pieces;
   // Keeps the raw handler's own output texts alive until the answer is written.
   RawOutputs outputs;
+  // Whether the sidecar on this connection takes "payload_unchanged" answers (PROTOCOL §3;
+  // wire/sidecar_features.hpp): asked only when an answer could use it, so a connection whose
+  // answers never can pays nothing. Null: never (handle_raw_request's default). Kept by clear().
+  std::function<bool()> payload_unchanged_allowed;
 
   // Empties the answer, keeping the buffers' capacity (up to kKeptBufferBytes).
   void clear();

@@ -158,6 +158,52 @@ TEST(HandleRawRequest, InvalidOutputTextIsAnInvalidHandlerResult) {
   }
 }
 
+// PROTOCOL §3: a view of exactly the payload is answered "payload_unchanged" to a sidecar that
+// takes it; anything else is sent whole.
+TEST(HandleRawRequest, ViewOfThePayloadIsAnsweredUnchangedOnlyWhenTheSidecarTakesIt) {
+  const std::string request =
+      R"({"id":"e1","route":{"actors":["a","b"]},"headers":{"h":"v"},"payload":{"n":1.50}})";
+  EXPECT_EQ(handle_raw_request(request, raw_passthrough, /*payload_unchanged_allowed=*/true),
+            R"([{"payload_unchanged":true,"route":{"actors":["a","b"],"current":1},)"
+            R"("headers":{"h":"v"}}])");
+  EXPECT_EQ(handle_raw_request(request, raw_passthrough),
+            R"([{"payload":{"n":1.50},"route":{"actors":["a","b"],"current":1},)"
+            R"("headers":{"h":"v"}}])");
+  // A part of the payload, or a copy, is not the payload.
+  EXPECT_EQ(
+      handle_raw_request(
+          request, [](std::string_view payload) { return RawOutputs::view(payload.substr(5, 4)); },
+          true)
+          .find("payload_unchanged"),
+      std::string::npos);
+  EXPECT_EQ(
+      handle_raw_request(
+          request, [](std::string_view payload) { return RawOutputs(std::string(payload)); }, true)
+          .find("payload_unchanged"),
+      std::string::npos);
+  // Fan-out: each output on its own.
+  json::value fan = parse_array(handle_raw_request(
+      request,
+      [](std::string_view payload) {
+        RawOutputs out = RawOutputs::view(payload);
+        out.add("2");
+        out.add_view(payload);
+        return out;
+      },
+      true));
+  ASSERT_EQ(fan.as_array().size(), 3u);
+  EXPECT_EQ(fan.as_array()[0].at("payload_unchanged"), true);
+  EXPECT_FALSE(fan.as_array()[0].as_object().contains("payload"));
+  EXPECT_EQ(fan.as_array()[1].at("payload"), 2);
+  EXPECT_EQ(fan.as_array()[2].at("payload_unchanged"), true);
+  // A request the DOM parser handles (an escaped key) gives the handler a serialization of the
+  // payload, not the request's bytes: sent whole.
+  const std::string escaped =
+      R"({"id":"e1","route":{"actors":["a","b"]},"pay\u006coad":{"n":1.50}})";
+  json::value dom = parse_array(handle_raw_request(escaped, raw_passthrough, true));
+  EXPECT_TRUE(dom.as_array()[0].as_object().contains("payload")) << dom;
+}
+
 TEST(HandleRawRequest, ExceptionBecomesProcessingError) {
   const char* request = R"({"id":"e1","route":{"actors":["a"]},"payload":1})";
   json::value out = parse_array(handle_raw_request(

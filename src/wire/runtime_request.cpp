@@ -193,8 +193,10 @@ std::string handle_request(std::string_view request, const EnvelopeHandler& hand
   }
 }
 
-std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler) {
+std::string handle_raw_request(std::string_view request, const RawPayloadHandler& handler,
+                               bool payload_unchanged_allowed) {
   detail::Answer answer;
+  if (payload_unchanged_allowed) answer.payload_unchanged_allowed = [] { return true; };
   detail::respond_raw(request, handler, answer);
   return answer.to_string();
 }

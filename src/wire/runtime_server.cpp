@@ -26,6 +26,7 @@
 #include "wire/frame.hpp"
 #include "wire/runtime_answer.hpp"
 #include "wire/runtime_client.hpp"
+#include "wire/sidecar_features.hpp"
 #include "wire/socket_io.hpp"
 
 namespace asya {
@@ -41,6 +42,9 @@ struct RuntimeConfig {
   bool handler_thread_safe = false;
   std::string log_level;
   std::size_t max_message_bytes = wire::kDefaultMaxMessageBytes;
+  // ASYA_PAYLOAD_UNCHANGED: answer "payload_unchanged" when a raw handler returns its payload and
+  // the sidecar declared it takes that (PROTOCOL §3).
+  bool payload_unchanged = true;
 };
 
 std::optional<mode_t> parse_socket_mode(std::string_view text) {
@@ -86,6 +90,7 @@ RuntimeConfig load_config() {
   c.socket_mode = parse_socket_mode(env_get("ASYA_SOCKET_CHMOD").value_or("0o666"));
   c.enable_validation = env_bool("ASYA_ENABLE_VALIDATION", true);
   c.handler_thread_safe = env_bool("ASYA_HANDLER_THREAD_SAFE", false);
+  c.payload_unchanged = env_bool("ASYA_PAYLOAD_UNCHANGED", true);
   c.log_level = env_string("ASYA_LOG_LEVEL", "info");
   std::uint64_t max_bytes = env_bytes("ASYA_MAX_MESSAGE_BYTES", wire::kDefaultMaxMessageBytes);
   if (max_bytes == 0 || max_bytes > UINT32_MAX) {
@@ -257,12 +262,22 @@ std::string connection_error_response(const std::string& message) {
 
 // Serves requests on one connection until EOF, an unreadable frame, or shutdown. After a
 // shutdown signal, a request already being read or processed is still answered.
-void serve_connection(int fd, std::shared_ptr<const Responder> respond,
-                      std::size_t max_message_bytes, ServerState* state) {
+void serve_connection(int fd, std::shared_ptr<const Responder> respond, const RuntimeConfig* config,
+                      ServerState* state) {
+  const std::size_t max_message_bytes = config->max_message_bytes;
   // Not a std::string: growing one zero-fills it, a whole extra pass over a large request's
   // fresh pages before the read fills them.
   wire::FrameBuffer request;
   detail::Answer answer;
+  if (config->payload_unchanged) {
+    // Read once per connection, when an answer could first use it: a sidecar that connects after
+    // another stopped (a different version) is asked again (wire/sidecar_features.hpp).
+    answer.payload_unchanged_allowed = [fd, config, known = std::optional<bool>()]() mutable {
+      if (!known)
+        known = wire::peer_declares(fd, config->socket_path, wire::kPayloadUnchangedFeature);
+      return *known;
+    };
+  }
   for (;;) {
     // Readiness of the connection wins over the stop pipe: a request already sent is answered.
     int ready = wire::detail::wait_readable(fd, g_stop_pipe[0], std::nullopt);
@@ -368,7 +383,7 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
       break;
     }
     state.connection_opened();
-    std::thread(serve_connection, fd, respond, config.max_message_bytes, &state).detach();
+    std::thread(serve_connection, fd, respond, &config, &state).detach();
   }
 
   spdlog::info("stopping: no new connections; finishing requests in progress");

@@ -99,3 +99,11 @@ def batch_make_big(payloads):
     """A batch handler: make_big of each item."""
     _mark_batch(payloads)
     return [make_big(p) for p in payloads]
+
+
+def make_big_string(payload):
+    """{"bytes": N} -> a JSON string of N letters (an immutable payload a pass-through returns as
+    it got it, so the runtime answers "payload_unchanged")."""
+    _seen(payload)
+    n = int(payload["bytes"])
+    return ("abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]

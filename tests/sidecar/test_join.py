@@ -35,6 +35,15 @@ def test_fan_out_of_ten_is_joined_into_one_result_in_index_order(cluster):
     assert len(cluster.markers_named("combine-")) == 1
 
 
+def test_a_join_sidecar_declares_no_payload_unchanged(cluster):
+    # Its request's payload is the group's branches, which it never holds whole, so its runtime is
+    # never told it may answer "payload_unchanged" (protocol §3); a plain actor's sidecar is.
+    join = cluster.actor("combine", "combine", env=join_env(cluster))
+    plain = cluster.actor("score", "score")
+    assert (join.dir / "sidecar-features").read_text() == "%d\n" % join.sidecar.popen.pid
+    assert (plain.dir / "sidecar-features").read_text() == "%d\npayload-unchanged\n" % plain.sidecar.popen.pid
+
+
 def test_a_fan_out_of_one_is_joined_as_a_group_of_one(cluster):
     cluster.actor("split", "split")
     cluster.actor("score", "score")
