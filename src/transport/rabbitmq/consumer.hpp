@@ -68,9 +68,10 @@ class Consumer final : public Link {
   // acked yet.
   Status check(const Delivery& delivery);
 
-  // check() after reading what the broker sent meanwhile (when the connection is free): a
-  // connection the broker closed or reset is found here at once, not at the link thread's next
-  // tick, so a delivery lost with it is reported lost before its outputs are sent.
+  // check() after reading what the broker sent meanwhile (when the connection is free, and unless
+  // the socket was found empty in the last 0.5 ms: the calls for a batch of messages share one
+  // look): a connection the broker closed or reset is found here at once, not at the link
+  // thread's next tick, so a delivery lost with it is reported lost before its outputs are sent.
   bool holds(const Delivery& delivery);
 
   // Settles `delivery`; its basic.ack is written when plan_acks says (at once for a lone
