@@ -14,7 +14,8 @@ run (fill included) and the driver's own. rate: bench/run's CpuRig (the
 sidecar_cpu_per_msg_rabbitmq row: 100 async tool calls/s through asya-gateway) for S seconds.
 
 The functions are bench/run's (loaded as a module); ASYA_BUILD_DIR selects the build. Thread CPU
-from /proc/PID/task/TID/schedstat, switches from its status. Prints one JSON line per run."""
+from /proc/PID/task/TID/schedstat, switches from its status. Prints one JSON line per run.
+--strace-full writes every system call with its time (strace -f -tt) instead of the counts."""
 import argparse
 import importlib.machinery
 import importlib.util
@@ -34,6 +35,9 @@ loader = importlib.machinery.SourceFileLoader("bench_run", str(HERE.parent / "ru
 spec = importlib.util.spec_from_loader("bench_run", loader)
 bench = importlib.util.module_from_spec(spec)
 loader.exec_module(bench)
+
+
+FULL_STRACE = False  # --strace-full: every call with its time, not the counts
 
 
 def threads(pid):
@@ -93,10 +97,11 @@ class Profiler:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if perf:
             self.process = subprocess.Popen(
-                ["perf", "record", "--call-graph", "dwarf,16384", "-F", "1999", "-p", str(pid), "-o", perf],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                ["perf", "record", "--call-graph", "dwarf,16384", "-F", "1999", "-p", str(pid),
+                 "-o", perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif strace:
-            self.process = subprocess.Popen((["strace", "-f", "-tt", "-p", str(pid), "-o", strace] if os.environ.get("RABBIT_STRACE_FULL") else ["strace", "-c", "-f", "-p", str(pid), "-o", strace]),
+            command = ["strace", "-f", "-tt"] if FULL_STRACE else ["strace", "-c", "-f"]
+            self.process = subprocess.Popen(command + ["-p", str(pid), "-o", strace],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if self.process or self.broker:
             time.sleep(0.5)
@@ -227,10 +232,14 @@ def main():
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--perf", help="perf record -g the sidecar during the last run")
     parser.add_argument("--strace", help="strace -c -f the sidecar during the last run")
+    parser.add_argument("--strace-full", action="store_true",
+                        help="--strace writes every call with its time (strace -f -tt), not counts")
     parser.add_argument("--broker-perf", help="perf record -g the broker (its JIT writes perf "
                         "maps: +JPperf true) during the last run")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the sidecar")
     args = parser.parse_args()
+    global FULL_STRACE
+    FULL_STRACE = args.strace_full
     sys.path.insert(0, str(bench.REPO / "tests" / "services"))
     import rabbitmq
     if args.broker_perf:
