@@ -35,6 +35,9 @@ namespace asya::transport::rabbitmq {
 std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
     const std::vector<std::uint64_t>& tags, std::uint64_t floor);
 
+// How long an ack may wait to be written with others (see plan_acks).
+constexpr auto kAckHold = std::chrono::milliseconds(50);
+
 // Which settled acks to write now (plan_acks). Each basic.ack is a command in a quorum queue's
 // log: a few acks covering many messages cost the broker far less than one per message.
 struct AckPlan {
