@@ -14,8 +14,8 @@ using Clock = std::chrono::steady_clock;
 constexpr amqp_channel_t kConsumeChannel = 1;
 constexpr amqp_channel_t kControlChannel = 2;
 constexpr auto kSettleWait = std::chrono::milliseconds(2000);
-// How long an ack may wait to be written with others (see plan_acks).
-constexpr auto kAckHold = std::chrono::milliseconds(50);
+// holds() reads the socket unless it was found empty this recently.
+constexpr auto kHoldsLook = std::chrono::microseconds(500);
 
 // An integer header value of any AMQP integer kind; nullopt when absent or not an integer.
 std::optional<std::int64_t> integer_header(const amqp_table_t& table, std::string_view key) {
@@ -108,12 +108,19 @@ Result<std::vector<Delivery>> Consumer::receive(const std::string& queue, std::s
   // Deliveries pushed since the last call are read here, by the caller, unless the link thread
   // watches the socket (it reads them as they come): a steady stream of deliveries crosses no
   // thread boundary.
-  bool watched;
+  // A caller that finds nothing buffered and would read the socket itself while it waits
+  // (wait_for_delivery) skips this read: its poll() there finds what came as quickly, and an
+  // empty socket costs one poll() instead of two.
+  bool read_first;
   {
     std::lock_guard lock(mutex_);
-    watched = watching_;
+    auto it = queues_.find(queue);
+    const bool reads_while_waiting = wait.count() > 0 && drivers_ == 0 && connected_ &&
+                                     !interrupted_ && it != queues_.end() && it->second.consuming &&
+                                     !it->second.settling && it->second.buffer.empty();
+    read_first = !watching_ && !reads_while_waiting;
   }
-  if (!watched) read_if_free();
+  if (read_first) read_if_free();
   std::unique_lock lock(mutex_);
   std::vector<Delivery> out;
   if (interrupted_ || stopping_) return out;
@@ -190,7 +197,12 @@ Status Consumer::check(const Delivery& delivery) {
 }
 
 bool Consumer::holds(const Delivery& delivery) {
-  read_if_free();
+  // The socket is read unless it was found empty a moment ago: a settling thread asks this for
+  // every message of a batch in a row, and one look serves them all.
+  const auto now = Clock::now().time_since_epoch().count();
+  if (now - drained_at_.load(std::memory_order_relaxed) >
+      std::chrono::nanoseconds(kHoldsLook).count())
+    read_if_free();
   {
     std::unique_lock io(io_, std::try_to_lock);
     // Broken and not yet replaced: the broker requeued everything this connection held.
@@ -399,42 +411,6 @@ void Consumer::start_consumers() {
     }
     wake_all();
   }
-}
-
-std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
-    const std::vector<std::uint64_t>& tags, std::uint64_t floor) {
-  auto split = std::lower_bound(tags.begin(), tags.end(), floor);
-  std::vector<std::uint64_t> singles;
-  if (split - tags.begin() < 2) return {0, tags};
-  singles.assign(split, tags.end());
-  return {*(split - 1), std::move(singles)};
-}
-
-AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_point>& settled,
-                  std::uint64_t floor, int prefetch, bool others_held,
-                  std::chrono::steady_clock::time_point now, bool all) {
-  AckPlan plan;
-  if (settled.empty()) return plan;
-  const auto due = now - kAckHold;
-  auto oldest = settled.begin()->second;
-  for (const auto& [tag, when] : settled) oldest = std::min(oldest, when);
-  const auto count = static_cast<std::int64_t>(settled.size());
-  // Nothing else held (a lone message), a quarter of the prefetch settled, or one waiting long
-  // enough: the acks below the floor go now.
-  if (!all && others_held && count * 4 < prefetch && oldest > due) return plan;
-  std::vector<std::uint64_t> tags;
-  for (const auto& [tag, when] : settled) tags.push_back(tag);
-  auto [multiple, singles] = coalesce_acks(tags, floor);
-  plan.multiple = multiple;
-  // Those above the floor wait for the deliveries below them (one basic.ack(multiple) covers
-  // all once these are settled), unless half the prefetch is held up so (a slow message must not
-  // stall the others) or one waited kAckHold.
-  const bool pressed = all || count * 2 >= prefetch;
-  std::erase_if(singles, [&](std::uint64_t tag) {
-    return tag >= floor && !pressed && settled.at(tag) > due;
-  });
-  plan.singles = std::move(singles);
-  return plan;
 }
 
 void Consumer::send_acks(bool all) {

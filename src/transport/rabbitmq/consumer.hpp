@@ -35,6 +35,9 @@ namespace asya::transport::rabbitmq {
 std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
     const std::vector<std::uint64_t>& tags, std::uint64_t floor);
 
+// How long an ack may wait to be written with others (see plan_acks).
+constexpr auto kAckHold = std::chrono::milliseconds(50);
+
 // Which settled acks to write now (plan_acks). Each basic.ack is a command in a quorum queue's
 // log: a few acks covering many messages cost the broker far less than one per message.
 struct AckPlan {
@@ -68,9 +71,10 @@ class Consumer final : public Link {
   // acked yet.
   Status check(const Delivery& delivery);
 
-  // check() after reading what the broker sent meanwhile (when the connection is free): a
-  // connection the broker closed or reset is found here at once, not at the link thread's next
-  // tick, so a delivery lost with it is reported lost before its outputs are sent.
+  // check() after reading what the broker sent meanwhile (when the connection is free, and unless
+  // the socket was found empty in the last 0.5 ms: the calls for a batch of messages share one
+  // look): a connection the broker closed or reset is found here at once, not at the link
+  // thread's next tick, so a delivery lost with it is reported lost before its outputs are sent.
   bool holds(const Delivery& delivery);
 
   // Settles `delivery`; its basic.ack is written when plan_acks says (at once for a lone

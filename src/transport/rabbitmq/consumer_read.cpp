@@ -44,7 +44,7 @@ void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point 
   // Every frame that was complete when the socket was last read has been handled, unless
   // rabbitmq-c holds some (frames that came during an RPC, bytes read past a frame): so this reads
   // those, and otherwise first waits and reads when poll() says.
-  bool polled = false;
+  bool polled = false, readable = false;
   while (!ready() && connected_ && !stopping_) {
     lock.unlock();
     int fd = -1;
@@ -52,7 +52,7 @@ void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point 
       std::lock_guard io(io_);
       if (connection_.is_open() && (polled || amqp_frames_enqueued(connection_.state()) ||
                                     amqp_data_in_buffer(connection_.state()))) {
-        read_ready_frames();
+        read_ready_frames(readable);  // poll() saw the socket readable: read it at once
         if (connection_.is_open()) amqp_maybe_release_buffers(connection_.state());
       }
       if (connection_.is_open()) fd = connection_.fd();
@@ -72,6 +72,7 @@ void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point 
     int rc = ::poll(fds, 2, static_cast<int>(std::min<std::int64_t>(left.count(), 1000)));
     if (rc > 0 && (fds[0].revents & POLLIN)) reader_wakeup_.clear();
     polled = true;
+    readable = rc > 0 && (fds[1].revents & POLLIN) != 0;
     lock.lock();
   }
 }

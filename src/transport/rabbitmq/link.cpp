@@ -1,6 +1,7 @@
 #include "transport/rabbitmq/link.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
@@ -89,21 +90,31 @@ bool Link::may_have_frames() {
   return ::poll(&pfd, 1, 0) != 0;
 }
 
-void Link::read_ready_frames() {
+void Link::read_ready_frames(bool readable) {
   timeval zero{0, 0};
   // rabbitmq-c sends a due heartbeat (and finds the broker's missing) only inside its read: it is
   // called at least once a second, like the idle link thread's tick did.
   const auto now = std::chrono::steady_clock::now();
   bool due = now - last_read_ >= kIdleWait;
+  bool read_any = false;
   while (connection_.is_open()) {
     // Else one poll() when nothing is there, where rabbitmq-c's non-blocking read costs a recv()
-    // and then a poll().
-    if (!due && !may_have_frames()) return;
+    // and then a poll(). Once something was read, what rabbitmq-c holds is read and the socket is
+    // not asked again: what came meanwhile stays there for the next poll() of whoever reads next
+    // (a reading caller, or the link thread watching the socket), one poll() fewer per read.
+    if (read_any && !due && !holds_frames()) return;
+    if (!due && !readable && !may_have_frames()) {
+      drained_at_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                        std::memory_order_relaxed);
+      return;
+    }
     due = false;
+    readable = false;
     last_read_ = now;
     amqp_frame_t frame;
     int rc = amqp_simple_wait_frame_noblock(connection_.state(), &frame, &zero);
     if (rc == AMQP_STATUS_TIMEOUT) return;
+    read_any = true;
     if (rc != AMQP_STATUS_OK) {
       set_error(connection_.check_status(rc, "reading from the broker").message());
       return;
@@ -133,9 +144,9 @@ void Link::read_if_free() {
     wakeup_.notify();  // the link thread reconnects
 }
 
-void Link::turn(bool read) {
+void Link::turn(bool read, bool readable) {
   write_pending();
-  if (read) read_ready_frames();
+  if (read) read_ready_frames(readable);
   // Frames were handled completely: their memory can go back (rabbitmq-c keeps it otherwise).
   if (connection_.is_open()) amqp_maybe_release_buffers(connection_.state());
 }
@@ -161,6 +172,9 @@ bool Link::connect() {
 }
 
 void Link::run() {
+  // Named for per-thread profiles (top -H, /proc/PID/task/*/comm): "amqp-publisher", ...
+  std::string name = std::string("amqp-") + role_;
+  ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
   while (true) {
     bool wanted;
     {

@@ -13,8 +13,10 @@
 
 #include <amqp.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -100,11 +102,13 @@ class Link {
 
   // One turn: write_pending(), then (when `read`) every frame that is ready goes to
   // handle_frame(), then the frame buffers are released. io_ held, the connection open.
-  void turn(bool read);
+  // `readable`: the caller's poll() just saw the socket readable (see read_ready_frames).
+  void turn(bool read, bool readable = false);
   // Reads the frames that are ready (rabbitmq-c also sends due heartbeats here) and hands them to
   // handle_frame(). Stops at the first error or channel/connection close from the broker (the
-  // connection is then marked broken and last_error_ says why).
-  void read_ready_frames();
+  // connection is then marked broken and last_error_ says why). `readable`: the caller's poll()
+  // just saw the socket readable, so it is read without asking poll() again.
+  void read_ready_frames(bool readable = false);
   // Whether rabbitmq-c holds a frame or bytes of one (frames that came during an RPC's reply,
   // bytes read past a frame), which poll() on the socket does not show; always true with TLS.
   bool holds_frames();
@@ -136,6 +140,10 @@ class Link {
   std::mutex io_;  // the connection; taken with try_lock by callers
   AmqpConnection connection_;
   std::chrono::steady_clock::time_point last_read_{};  // io_: rabbitmq-c's read last called
+  // When read_ready_frames() last found nothing more to read (steady clock, ns; 0: never): a
+  // caller that only wants to know whether the connection still stands may skip reading when
+  // that was a moment ago (Consumer::holds).
+  std::atomic<std::int64_t> drained_at_{0};
   Wakeup wakeup_;
 
  private:

@@ -1,6 +1,7 @@
 #include "transport/rabbitmq/publisher.hpp"
 
 #include "common/env.hpp"
+#include "transport/rabbitmq/publisher_job.hpp"
 
 #include <poll.h>
 #include <spdlog/spdlog.h>
@@ -15,11 +16,8 @@ namespace asya::transport::rabbitmq {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr amqp_channel_t kPublishChannel = 1;
-constexpr amqp_channel_t kControlChannel = 2;
-// Delay queues expire after an hour unused (see declare_delay_queue); redeclaring renews that, so
-// a publisher redeclares a delay queue it has not declared for this long before using it.
-constexpr auto kDelayRedeclare = std::chrono::minutes(5);
+using publisher_detail::kControlChannel;
+using publisher_detail::kPublishChannel;
 
 template <typename Jobs>
 bool every_job_done(const Jobs& jobs) {
@@ -29,23 +27,6 @@ bool every_job_done(const Jobs& jobs) {
 }
 
 }  // namespace
-
-struct Publisher::Job {
-  enum class State { kQueued, kRunning, kUnconfirmed, kDone };
-  // A publish (task empty) or a task run on the connection thread.
-  std::string queue;
-  std::string_view body;
-  std::chrono::milliseconds bucket{0};
-  std::uint32_t delivered = 0;
-  std::function<Status(AmqpConnection&)> task;
-
-  // Guarded by Publisher::mutex_.
-  State state = State::kQueued;
-  bool abandoned = false;
-  Status result;
-  std::string description;   // for errors: "publish to queue X", ...
-  Waiter* waiter = nullptr;  // the submit_all() call waiting for it, until that returns
-};
 
 // One submit_all() call. It sleeps on its own condition variable, woken when its last job is
 // done, when the link changes state (wake_all), or when a driver leaving offers it the reading:
@@ -68,8 +49,7 @@ Publisher::~Publisher() {
 void Publisher::stop() {
   stop_link();
   std::lock_guard lock(mutex_);
-  for (auto& job : queue_)
-    complete(*job, Error{job->description + " failed: the transport was closed"});
+  for (auto& job : queue_) complete(*job, Error{job->what() + " failed: the transport was closed"});
   queue_.clear();
   wake_all();
 }
@@ -113,7 +93,7 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
   std::unique_lock lock(mutex_);
   if (stopping_) {
     for (std::size_t i = 0; i < jobs.size(); ++i)
-      results[i] = Error{jobs[i]->description + " failed: the transport was closed"};
+      results[i] = Error{jobs[i]->what() + " failed: the transport was closed"};
     return results;
   }
   for (const auto& job : jobs) {
@@ -138,7 +118,7 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
       for (const auto& job : jobs) {
         if (job->state != Job::State::kQueued) continue;
         job->abandoned = true;  // not written: the link thread drops it
-        complete(*job, Error{job->description +
+        complete(*job, Error{job->what() +
                              " failed: no connection within ASYA_RABBITMQ_CONNECT_TIMEOUT=" +
                              format_duration(settings_.connect_timeout) + ": " + why});
       }
@@ -173,8 +153,8 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
     }
     job.abandoned = true;
     std::string state = job.state == Job::State::kQueued ? "not written" : "written, not confirmed";
-    results[i] = Error{job.description + " failed: no confirm from RabbitMQ at " +
-                       settings_.describe() + " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" +
+    results[i] = Error{job.what() + " failed: no confirm from RabbitMQ at " + settings_.describe() +
+                       " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" +
                        std::to_string(settings_.confirm_timeout.count()) + "ms (" + state + ")" +
                        (last_error_.empty() ? "" : "; last error: " + last_error_)};
   }
@@ -185,7 +165,7 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
 
 Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
                                   Clock::time_point deadline) {
-  bool driving = false, first = true;
+  bool driving = false, first = true, readable = false;
   // `io_held`: unconfirmed_ may be read (it belongs to io_).
   auto leave = [&](Drove drove, bool io_held) {
     if (!driving) return drove;
@@ -224,7 +204,7 @@ Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
     }
     // First the queued publishes (this one's too) are written: their confirms cannot be there
     // yet, so the socket is only polled below; frames rabbitmq-c holds already are read now.
-    turn(/*read=*/!first);
+    turn(/*read=*/!first, readable);
     if (first && connection_.is_open() && holds_frames()) read_ready_frames();
     first = false;
     bool done;
@@ -240,7 +220,7 @@ Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
     if (left.count() <= 0) return leave(Drove::kBusy, false);
     // Bounded slices: the link thread may close and reopen the connection meanwhile.
     pollfd pfd{fd, POLLIN, 0};
-    ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 200)));
+    readable = ::poll(&pfd, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 200))) > 0;
   }
 }
 
@@ -253,13 +233,11 @@ Result<std::shared_ptr<Publisher::Job>> Publisher::publish_job(const std::string
   job->body = body;
   job->bucket = rabbitmq_delay_bucket(delay);
   job->delivered = delivered;
-  job->description = "publish to queue \"" + queue + "\"";
   if (job->bucket.count() > 0) {
     if (job->bucket.count() > 0xFFFFFFFFLL - 3'600'000LL) {
       return Error{"delay " + std::to_string(delay.count()) + "ms for queue \"" + queue +
                    "\" is too long: RabbitMQ accepts at most about 48 days"};
     }
-    job->description += " with delay " + std::to_string(job->bucket.count()) + "ms";
   }
   return job;
 }
@@ -391,103 +369,11 @@ void Publisher::on_lost(const std::string& why) {
   unconfirmed_.clear();
 }
 
-void Publisher::requeue(const std::shared_ptr<Job>& job) {
-  std::lock_guard lock(mutex_);
-  job->state = Job::State::kQueued;
-  queue_.push_front(job);
-  left_running(*job);
-}
-
-void Publisher::finish(const std::shared_ptr<Job>& job, Status result) {
-  std::lock_guard lock(mutex_);
-  complete(*job, std::move(result));
-}
-
-Status Publisher::prepare_target(Job& job, std::string& routing_key, std::string& exchange) {
-  if (!exchange_declared_) {
-    if (Status st = connection_.declare_exchange(kControlChannel); !st) return st;
-    exchange_declared_ = true;
-  }
-  if (!declared_.count(job.queue)) {
-    if (Status st = connection_.declare_queue(kControlChannel, job.queue); !st) return st;
-    declared_.insert(job.queue);
-  }
-  if (job.bucket.count() == 0) {
-    exchange = settings_.exchange;
-    routing_key = job.queue;
-    return Status::Ok();
-  }
-  std::string delay_queue = rabbitmq_delay_queue_name(job.queue, job.bucket);
-  auto it = delay_declared_.find(delay_queue);
-  auto now = Clock::now();
-  if (it == delay_declared_.end() || now - it->second > kDelayRedeclare) {
-    if (Status st =
-            connection_.declare_delay_queue(kControlChannel, delay_queue, job.queue, job.bucket);
-        !st) {
-      return st;
-    }
-    delay_declared_[delay_queue] = now;
-    std::lock_guard lock(mutex_);
-    delay_queues_[job.queue].insert(delay_queue);
-  }
-  exchange.clear();  // the default exchange routes by queue name
-  routing_key = delay_queue;
-  return Status::Ok();
-}
-
-void Publisher::run_job(const std::shared_ptr<Job>& job) {
-  if (job->task) {
-    Status st = job->task(connection_);
-    if (!st && !connection_.is_open()) {
-      requeue(job);  // the connection failed under the task: run it again after reconnecting
-      return;
-    }
-    finish(job, std::move(st));
-    return;
-  }
-  std::string exchange, routing_key;
-  if (Status st = prepare_target(*job, routing_key, exchange); !st) {
-    if (!connection_.is_open()) {
-      requeue(job);
-      return;
-    }
-    finish(job, std::move(st));
-    return;
-  }
-  const std::uint64_t tag = next_tag_;
-  std::string message_id = std::to_string(tag);
-  amqp_basic_properties_t props{};
-  props._flags = AMQP_BASIC_DELIVERY_MODE_FLAG | AMQP_BASIC_MESSAGE_ID_FLAG;
-  props.delivery_mode = 2;  // persistent
-  props.message_id = bytes_of(message_id);
-  amqp_table_entry_t count;
-  if (job->delivered > 0) {
-    count.key = amqp_cstring_bytes("x-asya-delivery-count");
-    count.value.kind = AMQP_FIELD_KIND_I64;
-    count.value.value.i64 = job->delivered;
-    props._flags |= AMQP_BASIC_HEADERS_FLAG;
-    props.headers = amqp_table_t{1, &count};
-  }
-  int rc = amqp_basic_publish(connection_.state(), kPublishChannel, bytes_of(exchange),
-                              bytes_of(routing_key), /*mandatory=*/1, /*immediate=*/0, &props,
-                              bytes_of(job->body));
-  if (Status st = connection_.check_status(rc, "publishing to \"" + routing_key + "\""); !st) {
-    set_error(st.message());
-    requeue(job);
-    return;
-  }
-  ++next_tag_;
-  std::lock_guard lock(mutex_);
-  job->state = Job::State::kUnconfirmed;
-  unconfirmed_.emplace(tag, job);
-  left_running(*job);
-}
-
 void Publisher::confirm(std::uint64_t tag, bool multiple, bool ok) {
   auto settle = [&](std::map<std::uint64_t, std::shared_ptr<Job>>::iterator it) {
     Job& job = *it->second;
     complete(job, ok ? Status::Ok()
-                     : Status(Error{job.description +
+                     : Status(Error{job.what() +
                                     " failed: RabbitMQ refused the message "
                                     "(basic.nack: its queue is full and rejects publishes "
                                     "(x-overflow=reject-publish), or an internal broker error)"}));
@@ -537,7 +423,7 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
         Job& job = *it->second;
         declared_.erase(job.queue);
         delay_declared_.clear();
-        complete(job, Error{job.description +
+        complete(job, Error{job.what() +
                             " failed: RabbitMQ could not route it (no queue bound "
                             "to routing key \"" +
                             routing_key + "\" on exchange \"" + settings_.exchange +
@@ -554,31 +440,6 @@ void Publisher::handle_frame(const amqp_frame_t& frame) {
   }
 }
 
-void Publisher::write_pending() {
-  // Several publishes at once leave in as few TCP segments as fit (rabbitmq-c sends each of a
-  // publish's three frames alone): the broker then reads them together, not one per message.
-  bool corked = false;
-  {
-    std::lock_guard lock(mutex_);
-    if (queue_.size() > 1 && connection_.is_open()) corked = connection_.set_cork(true);
-  }
-  // What the confirm window allows.
-  while (connection_.is_open() &&
-         unconfirmed_.size() < static_cast<std::size_t>(settings_.confirm_window)) {
-    std::shared_ptr<Job> job;
-    {
-      std::lock_guard lock(mutex_);
-      while (!queue_.empty() && queue_.front()->abandoned) queue_.pop_front();
-      if (queue_.empty() || stopping_) break;
-      job = std::move(queue_.front());
-      queue_.pop_front();
-      job->state = Job::State::kRunning;
-    }
-    run_job(job);
-  }
-  if (corked && connection_.is_open()) connection_.set_cork(false);  // sends the rest now
-}
-
 bool Publisher::watch_socket() {
   // Nothing unconfirmed: nothing is expected from the broker but a close, found at the next tick.
   return drivers_ == 0 && !unconfirmed_.empty();
@@ -591,8 +452,8 @@ bool Publisher::has_pending() {
 
 void Publisher::on_stopped() {
   for (auto& [tag, job] : unconfirmed_)
-    complete(*job, Error{job->description +
-                         " failed: the transport was closed before RabbitMQ confirmed it"});
+    complete(*job,
+             Error{job->what() + " failed: the transport was closed before RabbitMQ confirmed it"});
   unconfirmed_.clear();
 }
 

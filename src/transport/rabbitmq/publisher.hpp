@@ -29,6 +29,7 @@
 
 #include "transport/rabbitmq/amqp_connection.hpp"
 #include "transport/rabbitmq/link.hpp"
+#include "transport/rabbitmq/publish_frames.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::transport::rabbitmq {
@@ -97,7 +98,12 @@ class Publisher final : public Link {
   void hand_over_reading();
   void wake_all() override;
   void run_job(const std::shared_ptr<Job>& job);
-  Status prepare_target(Job& job, std::string& routing_key, std::string& exchange);
+  // Declares what `job` publishes to (once per connection) and says where: views of the settings,
+  // the job or delay_declared_, valid until the next call.
+  Status prepare_target(Job& job, std::string_view& routing_key, std::string_view& exchange);
+  // Writes the publishes encoded into frames_ (run_job) and makes them unconfirmed; on a failed
+  // write the connection is broken and they are queued again, in order.
+  void flush_frames();
   void finish(const std::shared_ptr<Job>& job, Status result);
   void requeue(const std::shared_ptr<Job>& job);
   void confirm(std::uint64_t tag, bool multiple, bool ok);
@@ -124,6 +130,8 @@ class Publisher final : public Link {
   bool exchange_declared_ = false;
   std::set<std::string> declared_;  // on the current connection
   std::map<std::string, std::chrono::steady_clock::time_point> delay_declared_;
+  PublishFrames frames_;  // publishes of this turn encoded, not yet written
+  std::vector<std::pair<std::uint64_t, std::shared_ptr<Job>>> framed_;  // their tags and jobs
 };
 
 }  // namespace asya::transport::rabbitmq
