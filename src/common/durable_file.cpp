@@ -38,28 +38,8 @@ Status fsync_directory(const std::filesystem::path& directory) {
   return Status::Ok();
 }
 
-Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
-                             const FileWriteOptions& options) {
-  return write_file_atomically(path, std::span<const std::string_view>(&contents, 1), options);
-}
-
-Status write_file_atomically(const std::filesystem::path& path,
-                             std::span<const std::string_view> parts,
-                             const FileWriteOptions& options) {
-  std::filesystem::path tmp = options.in_place ? path : options.temporary_path;
-  if (tmp.empty()) {
-    tmp = path;
-    tmp += ".tmp";
-  }
-  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (options.exclusive ? O_EXCL : O_TRUNC);
-  int fd = ::open(tmp.c_str(), flags, options.mode);
-  if (fd < 0) return failed("creating " + quoted(tmp), errno);
-  auto fail = [&](const std::string& step) -> Status {
-    int error = errno;
-    if (fd >= 0) ::close(fd);
-    ::unlink(tmp.c_str());
-    return failed(step, error);
-  };
+Status write_parts(int fd, std::span<const std::string_view> parts, bool start_writeback,
+                   const std::filesystem::path& name) {
   std::size_t total = 0;
   for (std::string_view part : parts) total += part.size();
   // Each 8 MiB chunk is handed to the disk (sync_file_range, asynchronous) as soon as it is in
@@ -89,7 +69,7 @@ Status write_file_atomically(const std::filesystem::path& path,
     ssize_t n = ::writev(fd, iov, count);
     if (n < 0) {
       if (errno == EINTR) continue;
-      return fail("writing " + quoted(tmp));
+      return failed("writing " + quoted(name), errno);
     }
     done += static_cast<std::size_t>(n);
     // Advance the cursor over the parts by what was written (a short write included).
@@ -103,12 +83,42 @@ Status write_file_atomically(const std::filesystem::path& path,
       ++part;
       part_offset = 0;
     }
-    if (options.durable && (done - kicked >= kChunk || done == total)) {
+    if (start_writeback && (done - kicked >= kChunk || done == total)) {
       // Only a hint: an error here shows again in fsync.
       (void)::sync_file_range(fd, static_cast<off_t>(kicked), static_cast<off_t>(done - kicked),
                               SYNC_FILE_RANGE_WRITE);
       kicked = done;
     }
+  }
+  return Status::Ok();
+}
+
+Status write_file_atomically(const std::filesystem::path& path, std::string_view contents,
+                             const FileWriteOptions& options) {
+  return write_file_atomically(path, std::span<const std::string_view>(&contents, 1), options);
+}
+
+Status write_file_atomically(const std::filesystem::path& path,
+                             std::span<const std::string_view> parts,
+                             const FileWriteOptions& options) {
+  std::filesystem::path tmp = options.in_place ? path : options.temporary_path;
+  if (tmp.empty()) {
+    tmp = path;
+    tmp += ".tmp";
+  }
+  const int flags = O_WRONLY | O_CREAT | O_CLOEXEC | (options.exclusive ? O_EXCL : O_TRUNC);
+  int fd = ::open(tmp.c_str(), flags, options.mode);
+  if (fd < 0) return failed("creating " + quoted(tmp), errno);
+  auto fail = [&](const std::string& step) -> Status {
+    int error = errno;
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return failed(step, error);
+  };
+  if (Status written = write_parts(fd, parts, options.durable, tmp); !written) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    return written;
   }
   if (!options.failpoint.empty()) failpoint(options.failpoint);
   if (options.durable && ::fsync(fd) != 0) return fail("fsync of " + quoted(tmp));

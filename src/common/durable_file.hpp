@@ -52,6 +52,15 @@ Status write_file_atomically(const std::filesystem::path& path,
                              std::span<const std::string_view> parts,
                              const FileWriteOptions& options = {});
 
+// write_file_atomically's writer, for a caller that manages the file itself (the file payload
+// store names an object only once it is written): writes `parts` whole to the open file `fd` from
+// its current offset (short writes and EINTR retried); with `start_writeback`, each 8 MiB is handed
+// to the disk as soon as it is written (sync_file_range, asynchronous), so that a later fsync
+// waits for the tail only. An Error names `name` and the cause ("writing /d/x.tmp failed: No
+// space left on device"); the file then holds a prefix of the parts. Blocking.
+Status write_parts(int fd, std::span<const std::string_view> parts, bool start_writeback,
+                   const std::filesystem::path& name);
+
 // fsyncs `directory` so that entries created, renamed or removed in it survive a crash.
 Status fsync_directory(const std::filesystem::path& directory);
 

@@ -10,8 +10,24 @@ namespace asya::payload {
 Result<Reference> store_payload(PayloadStore& store, std::string_view payload_json,
                                 std::string_view envelope_id, bool write, std::string sha256) {
   Reference reference;
-  reference.sha256 = sha256.empty() ? sha256_hex(payload_json) : std::move(sha256);
   reference.size_bytes = payload_json.size();
+  if (write && sha256.empty()) {
+    // Hashed while it is written where the store can (PayloadStore::put_object); held as soon as
+    // the digest is known, before the object is visible.
+    auto stored = store.put_object(payload_json, [&](std::string_view digest) -> Status {
+      if (Status held = hold(store, digest, envelope_id); !held)
+        return Error{fmt::format("cannot hold payload {}/{} for {}: {}", store.url(),
+                                 object_key(digest), envelope_id, held.message())};
+      return Status::Ok();
+    });
+    if (!stored)
+      return Error{fmt::format("cannot store the payload of {} ({} bytes): {}", envelope_id,
+                               payload_json.size(), stored.error().message)};
+    reference.sha256 = std::move(*stored);
+    reference.url = store.url() + "/" + object_key(reference.sha256);
+    return reference;
+  }
+  reference.sha256 = sha256.empty() ? sha256_hex(payload_json) : std::move(sha256);
   reference.url = store.url() + "/" + object_key(reference.sha256);
   if (Status held = hold(store, reference.sha256, envelope_id); !held)
     return Error{fmt::format("cannot hold payload {} for {}: {}", reference.url, envelope_id,

@@ -14,10 +14,11 @@
 namespace asya::payload {
 
 // Holds objects/<sha256 of payload_json> for `envelope_id` (payload/lifetime.hpp), then, when
-// `write`, stores the payload there durably; returns its reference. The hold comes first, so a
-// sweep keeps the object from then on. `sha256`: the payload's digest when the caller has it
-// (hashing 100 MB takes a quarter of a second), else empty. Blocking; an Error names the
-// envelope, size and cause.
+// `write`, stores the payload there durably; returns its reference. The hold is durable before the
+// object is visible, so a sweep keeps the object from then on. `sha256`: the payload's digest when
+// the caller has it, else empty: a payload to write is then hashed while it is written
+// (PayloadStore::put_object; the hold is written as soon as the digest is known). Blocking; an
+// Error names the envelope, size and cause.
 Result<Reference> store_payload(PayloadStore& store, std::string_view payload_json,
                                 std::string_view envelope_id, bool write = true,
                                 std::string sha256 = {});

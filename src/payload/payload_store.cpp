@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "common/registry.hpp"
+#include "payload/reference.hpp"
 
 namespace asya::payload {
 
@@ -21,6 +22,14 @@ PayloadStoreRegistry& registry() {
 }
 
 }  // namespace
+
+Result<std::string> PayloadStore::put_object(std::string_view bytes,
+                                             const BeforeVisible& before_visible) {
+  std::string sha256 = sha256_hex(bytes);
+  if (Status visible = before_visible(sha256); !visible) return visible.error();
+  if (Status stored = put(object_key(sha256), bytes); !stored) return stored.error();
+  return sha256;
+}
 
 void register_payload_store(std::string scheme, PayloadStoreFactory factory) {
   registry().add(std::move(scheme), std::move(factory));

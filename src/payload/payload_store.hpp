@@ -42,6 +42,27 @@ class PayloadStore {
   // reader never sees a partial object. Blocking, thread-safe. Errors name the location and cause.
   virtual Status put(std::string_view key, std::string_view bytes) = 0;
 
+  // Called by put_object with the digest once it is known, before the object can be seen under
+  // its key; an Error stops the put.
+  using BeforeVisible = std::function<Status(std::string_view sha256)>;
+
+  // Stores `bytes` as a content-addressed object: under object_key(sha256 of bytes), i.e.
+  // "objects/<64 hex digits>", and returns that hex digest. `before_visible(sha256)` is called
+  // exactly once, once the digest is known and before the object is visible under its key (the
+  // sidecar writes the object's hold there, payload/lifetime.hpp); when it fails, nothing becomes
+  // visible and its Error is returned. Returns only once the object is durable, as put() says.
+  // Two writers of equal bytes, in one process or several, both succeed and leave one object.
+  //
+  // The default hashes the bytes, calls `before_visible`, then put(). A store may do better: the
+  // file store hashes on a second thread while the bytes are written to a temporary file (one
+  // pass over memory each, at the same time), runs `before_visible` on that thread as soon as the
+  // digest is known, and renames the temporary into place once both are done and it is fsynced.
+  // So `before_visible` may run on another thread than the caller's, concurrently with the write.
+  // (A later overload may take the bytes as a range of an open file, e.g. an input's payload in
+  // a transport's body file, copied in the kernel: copy_file_range.) Blocking, thread-safe.
+  virtual Result<std::string> put_object(std::string_view bytes,
+                                         const BeforeVisible& before_visible);
+
   // Appends the object's bytes to `out` (reading straight into its storage where the store can,
   // so a large object is held once). An Error starting with kNotFound when the object does not
   // exist; any other Error is a failure to reach or read the store (worth retrying). Blocking,

@@ -1,14 +1,18 @@
 #include "payload/payload_store.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
+#include <thread>
 
 #include "common/aws/s3.hpp"
 #include "common/random_id.hpp"
+#include "payload/reference.hpp"
 
 namespace asya::payload {
 namespace {
@@ -97,7 +101,137 @@ TEST_P(PayloadStoreTest, ListGivesKeysUnderAPrefixWithSizes) {
   EXPECT_EQ(store_->list("holds/")->size(), 2u);
 }
 
+// Large enough for the file store's hash-while-writing path (1 MiB and up), and a small one.
+std::string large_bytes(std::size_t size, char seed) {
+  std::string bytes(size, 'x');
+  for (std::size_t i = 0; i < size; i += 4093) bytes[i] = static_cast<char>(seed + i % 7);
+  return bytes;
+}
+
+TEST_P(PayloadStoreTest, PutObjectStoresUnderItsDigestOnlyVisibleAfterBeforeVisible) {
+  for (const std::string& bytes : {large_bytes(3 << 20, 'a'), std::string("small object")}) {
+    const std::string expected = sha256_hex(bytes);
+    int calls = 0;
+    auto stored = store_->put_object(bytes, [&](std::string_view sha256) -> Status {
+      ++calls;
+      EXPECT_EQ(sha256, expected);
+      auto found = store_->exists(object_key(sha256));
+      EXPECT_TRUE(found.ok() && !*found) << "the object was visible before before_visible";
+      return Status::Ok();
+    });
+    ASSERT_TRUE(stored.ok()) << stored.error().message;
+    EXPECT_EQ(*stored, expected);
+    EXPECT_EQ(calls, 1);
+    std::string out;
+    ASSERT_TRUE(store_->read(object_key(expected), out).ok());
+    EXPECT_TRUE(out == bytes);
+  }
+  EXPECT_TRUE(store_->list("tmp/")->empty());
+}
+
+TEST_P(PayloadStoreTest, PutObjectWhoseBeforeVisibleFailsStoresNothing) {
+  for (const std::string& bytes : {large_bytes(2 << 20, 'b'), std::string("small object")}) {
+    auto stored = store_->put_object(
+        bytes, [](std::string_view) -> Status { return Error{"the hold could not be written"}; });
+    ASSERT_FALSE(stored.ok());
+    EXPECT_EQ(stored.error().message, "the hold could not be written");
+    EXPECT_FALSE(*store_->exists(object_key(sha256_hex(bytes))));
+  }
+  EXPECT_TRUE(store_->list("objects/")->empty());
+  EXPECT_TRUE(store_->list("tmp/")->empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, PayloadStoreTest, ::testing::Values("file", "s3"));
+
+class FilePayloadStoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() /
+           ("asya-payload-file-test-" + std::to_string(::getpid()) + "-" + random_hex(8));
+    store_ = open();
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::unique_ptr<PayloadStore> open() {
+    PayloadStoreOptions options;
+    options.url = "file://" + dir_.string();
+    return make_payload_store(options);
+  }
+  std::size_t files_in(const char* sub) {
+    std::error_code ec;
+    return fs::exists(dir_ / sub)
+               ? static_cast<std::size_t>(std::distance(fs::directory_iterator(dir_ / sub, ec),
+                                                        fs::directory_iterator()))
+               : 0;
+  }
+
+  fs::path dir_;
+  std::unique_ptr<PayloadStore> store_;
+};
+
+// A disk that fills up midway through an object: the write fails (here with EFBIG, the file size
+// limit standing in for ENOSPC), the error names the temporary and the cause, and neither an object
+// nor a temporary is left.
+TEST_F(FilePayloadStoreTest, PutObjectThatFailsMidwayLeavesNothingAndNamesTheCause) {
+  const std::string bytes = large_bytes(4 << 20, 'c');
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  auto previous = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = before;
+  small.rlim_cur = 1 << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  bool held = false;
+  auto stored = store_->put_object(bytes, [&](std::string_view) -> Status {
+    held = true;
+    return Status::Ok();
+  });
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &before), 0);
+  std::signal(SIGXFSZ, previous);
+  ASSERT_FALSE(stored.ok());
+  EXPECT_NE(stored.error().message.find("writing"), std::string::npos) << stored.error().message;
+  EXPECT_NE(stored.error().message.find("File too large"), std::string::npos)
+      << stored.error().message;
+  EXPECT_NE(stored.error().message.find("/tmp/object."), std::string::npos)
+      << stored.error().message;
+  EXPECT_TRUE(held);  // the digest thread ran to its end before put_object returned
+  EXPECT_EQ(files_in("objects"), 0u);
+  EXPECT_EQ(files_in("tmp"), 0u);
+  // The store works again once there is room.
+  auto again = store_->put_object(bytes, [](std::string_view) { return Status::Ok(); });
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(files_in("objects"), 1u);
+}
+
+// Two sidecars (two stores on one directory) storing equal bytes at the same time: content
+// addressed, both succeed, one whole object, no temporary left.
+TEST_F(FilePayloadStoreTest, ConcurrentPutObjectsOfEqualBytesBothSucceedWithOneObject) {
+  const std::string bytes = large_bytes(8 << 20, 'd');
+  auto other = open();
+  std::string first, second;
+  std::string first_error, second_error;
+  auto run = [&](PayloadStore& store, std::string& digest, std::string& error) {
+    for (int i = 0; i < 3; ++i) {
+      auto stored = store.put_object(bytes, [](std::string_view) { return Status::Ok(); });
+      if (!stored) {
+        error = stored.error().message;
+        return;
+      }
+      digest = *stored;
+    }
+  };
+  std::thread a([&] { run(*store_, first, first_error); });
+  std::thread b([&] { run(*other, second, second_error); });
+  a.join();
+  b.join();
+  EXPECT_EQ(first_error, "");
+  EXPECT_EQ(second_error, "");
+  EXPECT_EQ(first, sha256_hex(bytes));
+  EXPECT_EQ(second, first);
+  EXPECT_EQ(files_in("objects"), 1u);
+  EXPECT_EQ(files_in("tmp"), 0u);
+  std::string out;
+  ASSERT_TRUE(store_->read(object_key(first), out).ok());
+  EXPECT_TRUE(out == bytes);
+}
 
 TEST(PayloadStoreRegistry, UnknownSchemeNamesTheVariableAndTheAcceptedOnes) {
   PayloadStoreOptions options;

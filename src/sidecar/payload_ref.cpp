@@ -91,12 +91,25 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
 
 Result<std::string> PayloadReferences::stored_reference(std::string_view payload_raw,
                                                         std::string sha, std::string_view output_id,
-                                                        std::set<std::string>& written) {
-  const bool write = !written.contains(sha);
-  auto reference = payload::store_payload(*store_, payload_raw, output_id, write, sha);
+                                                        std::vector<Stored>& stored) {
+  // An output equal to one this message stored already is held, not written again (compared
+  // byte for byte: its digest may not be known before it is written).
+  for (const Stored& earlier : stored) {
+    if (earlier.payload.size() == payload_raw.size() &&
+        (earlier.sha256 == sha ||
+         std::memcmp(earlier.payload.data(), payload_raw.data(), payload_raw.size()) == 0)) {
+      auto reference =
+          payload::store_payload(*store_, payload_raw, output_id, /*write=*/false, earlier.sha256);
+      if (!reference) return reference.error();
+      failpoint("payload.stored");
+      return reference->json();
+    }
+  }
+  // Hashed while it is written when `sha` is empty (payload::store_payload).
+  auto reference = payload::store_payload(*store_, payload_raw, output_id, true, std::move(sha));
   if (!reference) return reference.error();
   failpoint("payload.stored");  // stored, not yet published: a crash here leaves an orphan
-  written.insert(sha);
+  stored.push_back({payload_raw, reference->sha256});
   return reference->json();
 }
 
@@ -111,17 +124,21 @@ Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::stri
   if (!replaced && payload_raw.size() <= owner_.threshold_bytes_)
     return std::optional<std::string>();
   // An answer equal to the resolved input is a pass-through: compared byte for byte while the
-  // input is still in memory (a fifth of the time of hashing it), else by its SHA-256.
-  // A streamed input is compared with its file (sidecar/payload_stream.hpp).
+  // input is still in memory (a fifth of the time of hashing it), or with its file when it was
+  // streamed (sidecar/payload_stream.hpp); else, when the sizes are equal, by its SHA-256.
+  const bool same_size = input_ && input_->size_bytes == payload_raw.size();
+  const bool comparable =
+      same_size && (input_stream_ != nullptr || input_payload_.size() == payload_raw.size());
   const bool same_bytes =
-      replaced ||
-      (input_ && input_->size_bytes == payload_raw.size() &&
-       (input_stream_ != nullptr
-            ? input_stream_->same_as(payload_raw)
-            : input_payload_.size() == payload_raw.size() &&
-                  std::memcmp(input_payload_.data(), payload_raw.data(), payload_raw.size()) == 0));
-  std::string sha = same_bytes ? input_->sha256 : payload::sha256_hex(payload_raw);
-  if (input_ && (replaced || (input_->size_bytes == payload_raw.size() && sha == input_->sha256))) {
+      replaced || (comparable && (input_stream_ != nullptr
+                                      ? input_stream_->same_as(payload_raw)
+                                      : std::memcmp(input_payload_.data(), payload_raw.data(),
+                                                    payload_raw.size()) == 0));
+  // Empty when the payload is not the input's: it is then hashed while it is stored.
+  std::string sha = same_bytes                 ? input_->sha256
+                    : same_size && !comparable ? payload::sha256_hex(payload_raw)
+                                               : std::string();
+  if (input_ && (same_bytes || (same_size && sha == input_->sha256))) {
     // Pass-through: the object exists and is held for the input's id. Output 0 keeps that id;
     // another output (a fan-out child) gets its own hold.
     if (output_id != input_id_ && !held_.contains(std::string(output_id))) {
@@ -132,7 +149,7 @@ Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::stri
     }
     return std::optional<std::string>(input_->json());
   }
-  auto reference = owner_.stored_reference(payload_raw, std::move(sha), output_id, written_);
+  auto reference = owner_.stored_reference(payload_raw, std::move(sha), output_id, stored_);
   if (!reference) return reference.error();
   return std::optional<std::string>(std::move(*reference));
 }

@@ -63,11 +63,19 @@ class PayloadReferences {
   // call, and the caller must ask streamed_failure() after the call. Blocking; thread-safe.
   Input resolve(const envelope::Envelope& in, std::string_view body, bool allow_stream = false);
 
+  // A payload one message's outputs stored, and its digest.
+  struct Stored {
+    std::string_view payload;  // in the runtime's answer, alive while the outputs are built
+    std::string sha256;
+  };
+
   // The offload of one message's outputs: a payload above the threshold is stored once
   // (objects/<sha256>) and held for the output's id before the reference is returned; a payload
   // equal to the input's (same SHA-256: pass-through) reuses the input's reference without
   // writing, and outputs of one message with equal payloads are written once. An output that is
-  // the input's own reference text (a "payload_unchanged" answer) forwards that reference.
+  // the input's own reference text (a "payload_unchanged" answer) forwards that reference. Other
+  // payloads are hashed while they are written (PayloadStore::put_object). Used for one runtime
+  // answer: the payloads given to replace() must stay alive while it is used.
   class Outputs : public PayloadOffload {
    public:
     // `input_id`: the input envelope's id (output 0 carries it, so the input's hold covers it).
@@ -99,8 +107,8 @@ class PayloadReferences {
     StreamedPayload* input_stream_ = nullptr;
     std::string_view replaced_;
     std::string_view input_text_;
-    std::set<std::string> written_;  // digests stored by this message
-    std::set<std::string> held_;     // output ids held for the input's object
+    std::vector<Stored> stored_;  // payloads stored by this message
+    std::set<std::string> held_;  // output ids held for the input's object
   };
 
   // The runner's step before a runtime call, for a message alone or for each item of a batch
@@ -142,8 +150,10 @@ class PayloadReferences {
   std::size_t threshold_bytes() const { return threshold_bytes_; }
 
  private:
+  // The reference of a payload stored for `output_id` (`sha256`: its digest, or empty when not
+  // known yet); written once per message (`stored`).
   Result<std::string> stored_reference(std::string_view payload_raw, std::string sha256,
-                                       std::string_view output_id, std::set<std::string>& written);
+                                       std::string_view output_id, std::vector<Stored>& stored);
 
   std::unique_ptr<payload::PayloadStore> store_;
   std::size_t threshold_bytes_;

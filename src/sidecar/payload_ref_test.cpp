@@ -215,6 +215,84 @@ TEST_F(PayloadRefTest, FanOutStoresEachDistinctPayloadOnceAndHoldsItPerChild) {
     EXPECT_TRUE(obj(send.body)["payload"].as_object().contains("asya-payload-ref"));
 }
 
+// A store that counts the objects written, around a file store.
+class CountingStore : public payload::PayloadStore {
+ public:
+  explicit CountingStore(std::unique_ptr<payload::PayloadStore> inner) : inner_(std::move(inner)) {}
+  Status put(std::string_view key, std::string_view bytes) override {
+    if (key.starts_with("objects/")) ++objects_written;
+    return inner_->put(key, bytes);
+  }
+  Result<std::string> put_object(std::string_view bytes,
+                                 const BeforeVisible& before_visible) override {
+    ++objects_written;
+    return inner_->put_object(bytes, before_visible);
+  }
+  Status read(std::string_view key, std::string& out) override { return inner_->read(key, out); }
+  Result<bool> exists(std::string_view key) override { return inner_->exists(key); }
+  Status remove(std::string_view key) override { return inner_->remove(key); }
+  Result<std::vector<payload::StoredObject>> list(std::string_view prefix) override {
+    return inner_->list(prefix);
+  }
+  std::string url() const override { return inner_->url(); }
+
+  int objects_written = 0;
+
+ private:
+  std::unique_ptr<payload::PayloadStore> inner_;
+};
+
+// Outputs of a few MB (the file store hashes them while it writes them, so their digests are not
+// known beforehand): equal payloads of one message are still written once, and a payload of the
+// input's size that differs from it is stored under its own digest.
+TEST_F(PayloadRefTest, LargeEqualOutputsAreWrittenOnceAndADifferentOneOfTheInputSizeIsStored) {
+  payload::PayloadStoreOptions options;
+  options.url = "file://" + dir_.string();
+  auto counting = std::make_unique<CountingStore>(payload::make_payload_store(options));
+  CountingStore& store = *counting;
+  PayloadReferences refs(std::move(counting), kThreshold);
+  const std::string big = R"({"data":")" + std::string(2 << 20, 'm') + R"("})";
+  std::string changed = big;
+  changed[100] = 'n';
+  // The input: `big` by reference, resolved into memory.
+  std::string input_reference;
+  {
+    PayloadReferences::Outputs first(refs, "X", std::nullopt);
+    input_reference = **first.replace(big, "X");
+  }
+  ASSERT_EQ(store.objects_written, 1);
+  std::string body = envelope_with(input_reference);
+  auto in = envelope::parse(body);
+  PayloadReferences::Input input = refs.resolve(*in, body);
+  ASSERT_EQ(input.status, PayloadReferences::InputStatus::kResolved);
+  PayloadReferences::Outputs outputs(refs, in->id, input.reference);
+  outputs.set_input_payload(input.payload);
+  Router router(options_for("b"));
+  std::string route = R"(,"route":{"actors":["a","b","c"],"current":2}})";
+  std::string response = std::string("[") + R"({"payload":)" + changed + route + "," +
+                         R"({"payload":)" + changed + route + "," + R"({"payload":)" + big + route +
+                         "]";
+  auto delivery = delivery_of(body);
+  Decision d = router.after_runtime(*in, delivery, ok(), response, false, &outputs);
+  ASSERT_EQ(d.sends.size(), 3u);
+  EXPECT_EQ(store.objects_written, 2);  // `changed` once; `big` is the input's object
+  EXPECT_EQ(object_count(), 2u);
+  const std::string changed_sha = payload::sha256_hex(changed);
+  for (int i = 0; i < 2; ++i)
+    EXPECT_EQ(obj(d.sends[i].body)["payload"]
+                  .as_object()["asya-payload-ref"]
+                  .as_object()["sha256"]
+                  .as_string(),
+              changed_sha.c_str());
+  EXPECT_EQ(boost::json::serialize(obj(d.sends[2].body)["payload"]), input_reference);
+  std::string stored;
+  ASSERT_TRUE(store.read(payload::object_key(changed_sha), stored).ok());
+  EXPECT_TRUE(stored == changed);
+  // Every output holds its object: X holds `big` (as a's output and b's input: one record) and
+  // `changed` (output 0), the two children one each.
+  EXPECT_EQ(store.list("holds/")->size(), 4u);
+}
+
 TEST_F(PayloadRefTest, StoreFailureNacksTheInput) {
   fs::remove_all(dir_);
   std::ofstream(dir_) << "a file where the store's directory was";

@@ -12,14 +12,22 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <system_error>
+#include <thread>
 
 #include "common/durable_file.hpp"
+#include "common/failpoint.hpp"
 #include "payload/payload_store.hpp"
+#include "payload/reference.hpp"
 
 namespace asya::payload {
 namespace {
 
 namespace fs = std::filesystem;
+
+// Numbers the temporaries of the process (with its pid in their names): one counter for every
+// store of the process, so two stores on one directory never pick the same name.
+std::atomic<std::uint64_t> temporary_counter{0};
 
 class FilePayloadStore : public PayloadStore {
  public:
@@ -36,7 +44,7 @@ class FilePayloadStore : public PayloadStore {
     FileWriteOptions options;
     options.temporary_path = dir_ / "tmp" /
                              fmt::format("{}.{}.{}.tmp", final_path.filename().string(), ::getpid(),
-                                         counter_.fetch_add(1));
+                                         temporary_counter.fetch_add(1));
     if (key.starts_with("objects/")) options.failpoint = "payload.file_before_rename";
     Status written = write_file_atomically(final_path, bytes, options);
     if (!written && !fs::is_directory(final_path.parent_path(), ec)) {
@@ -47,6 +55,9 @@ class FilePayloadStore : public PayloadStore {
     if (!written) return Error{"payload store: " + written.message()};
     return Status::Ok();
   }
+
+  Result<std::string> put_object(std::string_view bytes,
+                                 const BeforeVisible& before_visible) override;
 
   Status read(std::string_view key, std::string& out) override {
     fs::path path = dir_ / fs::path(key);
@@ -146,8 +157,75 @@ class FilePayloadStore : public PayloadStore {
 
  private:
   fs::path dir_;
-  std::atomic<std::uint64_t> counter_{0};
 };
+
+// Objects at least this large are hashed on a second thread while they are written (below, the
+// thread costs more than it saves).
+constexpr std::size_t kHashWhileWritingBytes = std::size_t{1} << 20;
+
+// The hash and the write each make one pass over `bytes`, at the same time: the digest thread
+// hashes, then calls `before_visible` (the hold: a small durable put) while this thread still
+// writes the temporary, whose pages the disk takes as they are written (write_parts). Once both
+// are done, the temporary is fsynced (its tail, mostly) and renamed to objects/<digest> (the hold
+// is durable before the object is visible, as with put_object's default), then the directory is
+// fsynced once. A crash before the rename leaves the temporary in tmp/ (swept once
+// old); a failure removes it. Two writers of equal bytes write their own temporaries and rename
+// them over one another: the object is whole either way.
+Result<std::string> FilePayloadStore::put_object(std::string_view bytes,
+                                                 const BeforeVisible& before_visible) {
+  if (bytes.size() < kHashWhileWritingBytes) return PayloadStore::put_object(bytes, before_visible);
+  const fs::path objects = dir_ / "objects";
+  std::error_code ec;
+  fs::create_directories(objects, ec);
+  if (!ec) fs::create_directories(dir_ / "tmp", ec);
+  if (ec)
+    return Error{fmt::format("payload store: cannot create directories in {}: {}", dir_.string(),
+                             ec.message())};
+  const fs::path temporary =
+      dir_ / "tmp" / fmt::format("object.{}.{}.tmp", ::getpid(), temporary_counter.fetch_add(1));
+  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0)
+    return Error{fmt::format("payload store: creating {} failed: {}", temporary.string(),
+                             std::strerror(errno))};
+  std::string sha256;
+  Status visible;
+  std::thread digest;
+  try {
+    digest = std::thread([&] {
+      sha256 = sha256_hex(bytes);
+      visible = before_visible(sha256);
+    });
+  } catch (const std::system_error&) {  // no thread to be had: one after the other
+    ::close(fd);
+    ::unlink(temporary.c_str());
+    return PayloadStore::put_object(bytes, before_visible);
+  }
+  Status written = write_parts(fd, std::span<const std::string_view>(&bytes, 1),
+                               /*start_writeback=*/true, temporary);
+  // The digest (and the hold) first: a crash at the failpoint leaves this temporary only.
+  digest.join();
+  if (written && visible) failpoint("payload.file_before_rename");
+  if (written && visible && ::fsync(fd) != 0)
+    written =
+        Error{fmt::format("fsync of {} failed: {}", temporary.string(), std::strerror(errno))};
+  if (::close(fd) != 0 && written)
+    written = Error{fmt::format("closing {} failed: {}", temporary.string(), std::strerror(errno))};
+  if (!written || !visible) {
+    ::unlink(temporary.c_str());
+    if (!visible) return visible.error();
+    return Error{"payload store: " + written.message()};
+  }
+  const fs::path final_path = dir_ / fs::path(object_key(sha256));
+  if (::rename(temporary.c_str(), final_path.c_str()) != 0) {
+    int error = errno;
+    ::unlink(temporary.c_str());
+    return Error{fmt::format("payload store: renaming {} to {} failed: {}", temporary.string(),
+                             final_path.string(), std::strerror(error))};
+  }
+  if (Status synced = fsync_directory(objects); !synced)
+    return Error{"payload store: " + synced.message()};
+  return sha256;
+}
 
 }  // namespace
 
