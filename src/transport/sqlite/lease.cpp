@@ -88,18 +88,6 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
     sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
     if (Status taken = take_rows(*s, 0); !taken) return rollback(taken.error());
   }
-  if (ids.empty()) {
-    auto s = db.statement(kNextVisible);
-    if (!s) return rollback(s.error());
-    ResetOnExit reset{*s};
-    bind_text(*s, 1, queue);
-    if (sqlite3_step(*s) != SQLITE_ROW) {
-      Status failed = failure(queue, db);
-      sqlite3_reset(*s);
-      return rollback(failed.error());
-    }
-    if (sqlite3_column_type(*s, 0) != SQLITE_NULL) *next_visible = sqlite3_column_int64(*s, 0);
-  }
   // The first lease of this instance records its owner row in the same transaction (best
   // effort: without it the leases still expire); a look that found nothing records none.
   bool registering = !ids.empty() && owners.record(db);
@@ -118,6 +106,21 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
     }
     if (Status read_in = read_bodies_in_lease(db, queue, out, ids, files, read); !read_in)
       return rollback(read_in.error());
+  }
+  {
+    // After the updates: the leased rows count with their new visible_at_ms.
+    auto s = db.statement(kNextVisible);
+    if (!s) return rollback(s.error());
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    if (sqlite3_step(*s) != SQLITE_ROW) {
+      Status failed = failure(queue, db);
+      sqlite3_reset(*s);
+      return rollback(failed.error());
+    }
+    *next_visible = sqlite3_column_type(*s, 0) == SQLITE_NULL
+                        ? std::nullopt
+                        : std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
   }
   // For tests: a crash before a lease's COMMIT, every statement run (docs/sidecar.md).
   if (!ids.empty()) failpoint("sqlite.lease_uncommitted");

@@ -184,5 +184,68 @@ TEST(SqliteSteadyPath, ConsumersLeasingAheadTakeEachMessageOnce) {
   for (int i = 0; i < kMessages; ++i) EXPECT_EQ(all.count(std::to_string(i)), 1u) << i;
 }
 
+// After a lease, the next receive() takes the queue's next visible time from that lease instead of
+// reading it again. A delayed message the lease counted must still be received when its delay
+// ends: with a poll interval of an hour, nothing else would wake the receiver.
+TEST(SqliteSteadyPath, AfterALeaseTheNextReceiveWakesForADelayedMessage) {
+  test::TempDir dir;
+  SqliteSettings settings = dir.settings();
+  settings.poll_interval = 3600s;
+  Options options;
+  auto producer = make_sqlite_transport(options, settings);
+  auto consumer = make_sqlite_transport(options, settings);
+  ASSERT_TRUE(producer->send("asya-in", "delayed", 300ms));
+  ASSERT_TRUE(producer->send("asya-in", "now"));
+  auto first = consumer->receive("asya-in", 8, 5s);
+  ASSERT_TRUE(first) << first.error().message;
+  ASSERT_EQ(first->size(), 1u);
+  EXPECT_EQ(std::string(first->front().body), "now");
+  ASSERT_TRUE(consumer->ack(first->front()));
+  // Nothing sent since that lease: this receive starts from what it read.
+  auto second = consumer->receive("asya-in", 8, 30s);
+  ASSERT_TRUE(second) << second.error().message;
+  ASSERT_EQ(second->size(), 1u) << "the receiver was not woken when the delay ended";
+  EXPECT_EQ(std::string(second->front().body), "delayed");
+  EXPECT_EQ(second->front().delivery_count, 1u);
+}
+
+// Workers of one process share what a lease read: each message still goes to one of them once,
+// delayed ones included, while a producer sends at a steady pace.
+TEST(SqliteSteadyPath, WorkersOfOneProcessTakeEachMessageOnce) {
+  test::TempDir dir;
+  SqliteSettings settings = dir.settings();
+  settings.poll_interval = 3600s;
+  Options options;
+  auto producer = make_sqlite_transport(options, settings);
+  auto consumer = make_sqlite_transport(options, settings);
+  constexpr int kMessages = 120;
+  std::vector<std::vector<std::string>> taken(3);
+  std::atomic<int> total{0};
+  std::vector<std::thread> workers;
+  for (std::size_t w = 0; w < taken.size(); ++w) {
+    workers.emplace_back([&, w] {
+      auto deadline = std::chrono::steady_clock::now() + 30s;
+      while (total < kMessages && std::chrono::steady_clock::now() < deadline) {
+        auto got = consumer->receive("asya-in", w == 0 ? 1 : 8, 50ms);
+        if (!got) continue;
+        for (const Delivery& d : *got) {
+          taken[w].emplace_back(d.body);
+          ++total;
+          (void)consumer->ack(d);
+        }
+      }
+    });
+  }
+  for (int i = 0; i < kMessages; ++i) {
+    ASSERT_TRUE(producer->send("asya-in", std::to_string(i), i % 10 == 0 ? 50ms : 0ms));
+    std::this_thread::sleep_for(1ms);  // a steady pace: messages mostly come one at a time
+  }
+  for (auto& worker : workers) worker.join();
+  std::multiset<std::string> all;
+  for (const auto& bodies : taken) all.insert(bodies.begin(), bodies.end());
+  ASSERT_EQ(all.size(), static_cast<std::size_t>(kMessages));
+  for (int i = 0; i < kMessages; ++i) EXPECT_EQ(all.count(std::to_string(i)), 1u) << i;
+}
+
 }  // namespace
 }  // namespace asya::transport
