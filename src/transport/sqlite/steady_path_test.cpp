@@ -5,6 +5,8 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 #include <string>
 #include <thread>
@@ -201,8 +203,24 @@ TEST(SqliteSteadyPath, AfterALeaseTheNextReceiveWakesForADelayedMessage) {
   ASSERT_EQ(first->size(), 1u);
   EXPECT_EQ(std::string(first->front().body), "now");
   ASSERT_TRUE(consumer->ack(first->front()));
-  // Nothing sent since that lease: this receive starts from what it read.
+  // Nothing sent since that lease: this receive starts from what it read. Were the delayed row
+  // missing from it, only the marker sent 5 s later would wake the receiver, which would then
+  // lease both.
+  std::mutex mutex;
+  std::condition_variable done;
+  bool received = false;
+  std::thread marker([&] {
+    std::unique_lock lock(mutex);
+    if (!done.wait_for(lock, 5s, [&] { return received; }))
+      (void)producer->send("asya-in", "marker");
+  });
   auto second = consumer->receive("asya-in", 8, 30s);
+  {
+    std::lock_guard lock(mutex);
+    received = true;
+  }
+  done.notify_all();
+  marker.join();
   ASSERT_TRUE(second) << second.error().message;
   ASSERT_EQ(second->size(), 1u) << "the receiver was not woken when the delay ended";
   EXPECT_EQ(std::string(second->front().body), "delayed");
