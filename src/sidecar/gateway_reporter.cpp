@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 #include <memory>
 
 #include "envelope/envelope.hpp"
@@ -116,16 +117,53 @@ std::string final_body(std::string_view id, bool succeeded, std::string_view res
   return out;
 }
 
-bool tracked_by_gateway(std::string_view route_metadata_raw) {
-  if (route_metadata_raw.find("\"job_id\"") == std::string_view::npos) return false;
-  simdjson::padded_string padded(route_metadata_raw);
-  simdjson::ondemand::parser parser;
+namespace {
+
+// The small JSON documents read per message here (route metadata, check answers) are parsed by
+// parsers kept per thread: a parser made per call allocated its buffers every time (simdjson's
+// indexes and depth stacks, the padded copy). A document above kKeptParserBytes gets a parser of
+// its own, so no thread keeps large buffers.
+constexpr std::size_t kKeptParserBytes = 64u << 10;
+
+struct SmallJsonParsers {
+  simdjson::ondemand::parser ondemand;
+  simdjson::dom::parser dom;
+  std::string padded;  // the text being parsed, then simdjson's padding
+
+  // `text` copied into `padded`, with the padding simdjson reads past the end.
+  const char* pad(std::string_view text) {
+    padded.resize(text.size() + simdjson::SIMDJSON_PADDING);
+    std::memcpy(padded.data(), text.data(), text.size());
+    std::memset(padded.data() + text.size(), 0, simdjson::SIMDJSON_PADDING);
+    return padded.data();
+  }
+};
+
+SmallJsonParsers& small_json_parsers() {
+  thread_local SmallJsonParsers parsers;
+  return parsers;
+}
+
+bool has_job_id(simdjson::ondemand::parser& parser, const char* padded, std::size_t size) {
   simdjson::ondemand::document doc;
-  if (parser.iterate(padded).get(doc)) return false;
+  if (parser.iterate(padded, size, size + simdjson::SIMDJSON_PADDING).get(doc)) return false;
   simdjson::ondemand::object object;
   if (doc.get_object().get(object)) return false;
   simdjson::ondemand::value job;
   return !object.find_field_unordered("job_id").get(job);
+}
+
+}  // namespace
+
+bool tracked_by_gateway(std::string_view route_metadata_raw) {
+  if (route_metadata_raw.find("\"job_id\"") == std::string_view::npos) return false;
+  if (route_metadata_raw.size() <= kKeptParserBytes) {
+    SmallJsonParsers& parsers = small_json_parsers();
+    return has_job_id(parsers.ondemand, parsers.pad(route_metadata_raw), route_metadata_raw.size());
+  }
+  simdjson::padded_string padded(route_metadata_raw);
+  simdjson::ondemand::parser parser;
+  return has_job_id(parser, padded.data(), padded.size());
 }
 
 std::string envelope_path(std::string_view id, std::string_view what) {
@@ -329,10 +367,14 @@ std::string check_body(std::string_view progress, const std::vector<BatchEntry>&
 }
 
 CheckAnswer read_check_answer(std::string_view answer) {
-  simdjson::dom::parser parser;
+  simdjson::dom::parser own;  // used only for an answer too large for the thread's parser
+  SmallJsonParsers* kept = answer.size() <= kKeptParserBytes ? &small_json_parsers() : nullptr;
   simdjson::dom::element root;
   CheckAnswer out;
-  if (parser.parse(answer.data(), answer.size()).get(root)) return out;
+  if (kept
+          ? kept->dom.parse(kept->pad(answer), answer.size(), /*realloc_if_needed=*/false).get(root)
+          : own.parse(answer.data(), answer.size()).get(root))
+    return out;
   bool cancelled = false;
   if (!root["cancelled"].get(cancelled)) out.cancelled = cancelled;
   std::string_view accepted;

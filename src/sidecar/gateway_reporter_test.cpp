@@ -321,5 +321,48 @@ TEST(ReadCheckAnswer, SaysWhetherCancelledAndWhetherTheReportWasTaken) {
   EXPECT_FALSE(read_check_answer("").cancelled);
 }
 
+// The parsers are kept per thread between calls: a shorter answer after a longer one, a broken one
+// between good ones, and one larger than the kept parser takes (its own parser) all read alike.
+TEST(ReadCheckAnswer, ReadsEachAnswerAloneWhateverCameBeforeIt) {
+  const std::string long_answer =
+      R"({"cancelled":true,"progress":"accepted","reports":"accepted","pad":")" +
+      std::string(1000, 'x') + R"("})";
+  const std::string huge_answer =
+      R"({"cancelled":true,"pad":")" + std::string(100u << 10, 'y') + R"(","reports":"accepted"})";
+  const std::string huge_metadata = R"({"job_id":")" + std::string(100u << 10, 'z') + R"("})";
+  for (int round = 0; round < 3; ++round) {
+    CheckAnswer first = read_check_answer(long_answer);
+    EXPECT_TRUE(first.cancelled && first.progress_accepted && first.reports_accepted);
+    CheckAnswer shorter = read_check_answer(R"({"cancelled":false})");
+    EXPECT_FALSE(shorter.cancelled || shorter.progress_accepted || shorter.reports_accepted);
+    EXPECT_FALSE(read_check_answer(R"({"cancelled":true)").cancelled);  // cut short
+    CheckAnswer huge = read_check_answer(huge_answer);
+    EXPECT_TRUE(huge.cancelled && huge.reports_accepted);
+    EXPECT_FALSE(huge.progress_accepted);
+    EXPECT_TRUE(tracked_by_gateway(R"({"tool":"t","job_id":"j"})"));
+    EXPECT_FALSE(tracked_by_gateway(R"({"tool":"job_id"})"));
+    EXPECT_TRUE(tracked_by_gateway(huge_metadata));
+  }
+}
+
+TEST(ReadCheckAnswer, ThreadsReadTheirOwnAnswersAtOnce) {
+  std::vector<std::thread> threads;
+  std::atomic<int> wrong{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([t, &wrong] {
+      const bool cancelled = t % 2 == 1;
+      const std::string answer =
+          std::string("{\"cancelled\":") + (cancelled ? "true" : "false") + "}";
+      for (int i = 0; i < 2000; ++i) {
+        if (read_check_answer(answer).cancelled != cancelled) ++wrong;
+        if (tracked_by_gateway(cancelled ? R"({"job_id":"j"})" : R"({"job":"j"})") != cancelled)
+          ++wrong;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(wrong, 0);
+}
+
 }  // namespace
 }  // namespace asya::sidecar

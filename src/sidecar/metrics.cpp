@@ -16,7 +16,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 #include "common/process_metrics.hpp"
 
@@ -32,6 +34,45 @@ const prometheus::Histogram::BucketBoundaries kDurationBuckets{
     0.5,    1,     2.5,    5,     10,   30,    60,   120, 300};
 const prometheus::Histogram::BucketBoundaries kSizeBuckets{
     256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864, 268435456};
+
+// The metric of each label value seen, found again by the value: Family::Add builds a label map,
+// hashes it and locks the family on every call, and for a histogram first constructs a whole new
+// one (its buckets allocated) that it throws away when the labels exist, several times per
+// message. A family keeps its metrics until Remove(), which the sidecar never calls, so the
+// pointers stay valid. Thread-safe.
+template <typename Metric>
+class MetricsByLabel {
+ public:
+  template <typename Make>
+  Metric& get(std::string_view key, Make make) {
+    std::lock_guard lock(mutex_);
+    auto found = metrics_.find(key);
+    if (found != metrics_.end()) return *found->second;
+    Metric& metric = make();
+    metrics_.emplace(std::string(key), &metric);
+    return metric;
+  }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view key) const {
+      return std::hash<std::string_view>{}(key);
+    }
+  };
+  std::mutex mutex_;
+  std::unordered_map<std::string, Metric*, Hash, std::equal_to<>> metrics_;
+};
+
+// Two label values as one key ('\0' never appears in a queue name or a message type).
+std::string key_of(std::string_view first, std::string_view second) {
+  std::string key;
+  key.reserve(first.size() + 1 + second.size());
+  key.append(first);
+  key += '\0';
+  key.append(second);
+  return key;
+}
 }  // namespace
 
 struct Metrics::Impl {
@@ -133,6 +174,12 @@ struct Metrics::Impl {
   prometheus::Histogram* runtime_h;
   prometheus::Histogram* receive_h;
   prometheus::Gauge* active_g;
+  prometheus::Counter* reports_sent_c;
+  prometheus::Counter* reports_dropped_c;
+  MetricsByLabel<prometheus::Counter> processed_by_status;
+  MetricsByLabel<prometheus::Counter> sent_by_queue_and_type;
+  MetricsByLabel<prometheus::Histogram> send_by_queue;
+  MetricsByLabel<prometheus::Histogram> size_by_direction;
 
   Impl(std::string q, std::string t) : queue(std::move(q)), transport(std::move(t)) {
     received_c = &received.Add({{"queue", queue}, {"transport", transport}});
@@ -145,8 +192,8 @@ struct Metrics::Impl {
     retries.Add({{"queue", queue}});
     deadline.Add({{"queue", queue}});
     poison.Add({{"queue", queue}});
-    reports.Add({{"result", "sent"}});
-    reports.Add({{"result", "dropped"}});
+    reports_sent_c = &reports.Add({{"result", "sent"}});
+    reports_dropped_c = &reports.Add({{"result", "dropped"}});
     announcements.Add({{"result", "sent"}});
     announcements.Add({{"result", "failed"}});
     lease_extensions.Add({{"queue", queue}, {"result", "ok"}});
@@ -162,12 +209,22 @@ void Metrics::received() {
   impl_->received_c->Increment();
 }
 void Metrics::processed(std::string_view status) {
-  impl_->processed.Add({{"queue", impl_->queue}, {"status", std::string(status)}}).Increment();
+  Impl& m = *impl_;
+  m.processed_by_status
+      .get(status,
+           [&]() -> prometheus::Counter& {
+             return m.processed.Add({{"queue", m.queue}, {"status", std::string(status)}});
+           })
+      .Increment();
 }
 void Metrics::sent(std::string_view destination_queue, std::string_view message_type) {
-  impl_->sent
-      .Add({{"destination_queue", std::string(destination_queue)},
-            {"message_type", std::string(message_type)}})
+  Impl& m = *impl_;
+  m.sent_by_queue_and_type
+      .get(key_of(destination_queue, message_type),
+           [&]() -> prometheus::Counter& {
+             return m.sent.Add({{"destination_queue", std::string(destination_queue)},
+                                {"message_type", std::string(message_type)}});
+           })
       .Increment();
 }
 void Metrics::failed(std::string_view reason) {
@@ -183,13 +240,23 @@ void Metrics::receive_duration(double seconds) {
   impl_->receive_h->Observe(seconds);
 }
 void Metrics::send_duration(std::string_view destination_queue, double seconds) {
-  impl_->send
-      .Add({{"destination_queue", std::string(destination_queue)}, {"transport", impl_->transport}},
-           kDurationBuckets)
+  Impl& m = *impl_;
+  m.send_by_queue
+      .get(destination_queue,
+           [&]() -> prometheus::Histogram& {
+             return m.send.Add({{"destination_queue", std::string(destination_queue)},
+                                {"transport", m.transport}},
+                               kDurationBuckets);
+           })
       .Observe(seconds);
 }
 void Metrics::envelope_size(std::string_view direction, std::size_t bytes) {
-  impl_->size.Add({{"direction", std::string(direction)}}, kSizeBuckets)
+  Impl& m = *impl_;
+  m.size_by_direction
+      .get(direction,
+           [&]() -> prometheus::Histogram& {
+             return m.size.Add({{"direction", std::string(direction)}}, kSizeBuckets);
+           })
       .Observe(static_cast<double>(bytes));
 }
 void Metrics::active_add(double delta) {
@@ -212,10 +279,10 @@ void Metrics::redelivered() {
   impl_->redeliveries_c->Increment();
 }
 void Metrics::gateway_report_sent() {
-  impl_->reports.Add({{"result", "sent"}}).Increment();
+  impl_->reports_sent_c->Increment();
 }
 void Metrics::gateway_report_dropped() {
-  impl_->reports.Add({{"result", "dropped"}}).Increment();
+  impl_->reports_dropped_c->Increment();
 }
 
 void Metrics::gateway_announcement(bool sent) {

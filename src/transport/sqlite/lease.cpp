@@ -39,48 +39,54 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
   std::int64_t token = owners.next_token();
   std::int64_t now = now_ms();
   std::int64_t until = now + request.visibility_timeout.count();
-  const bool one = max_messages == 1;
+  // Steps `s` to its end, one Delivery per row (id, delivery_count + `added`, body_file).
+  auto take_rows = [&](sqlite3_stmt* s, std::int64_t added) -> Status {
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      Delivery d;
+      d.queue = std::string(queue);
+      std::int64_t id = sqlite3_column_int64(s, 0);
+      d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(s, 1) + added);
+      d.receipt = std::to_string(id) + ":" + std::to_string(token);
+      ids.push_back(id);
+      const unsigned char* file = sqlite3_column_text(s, 2);
+      files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
+      out.push_back(std::move(d));
+    }
+    if (rc == SQLITE_DONE) return Status::Ok();
+    Status failed = failure(queue, db);
+    sqlite3_reset(s);  // no statement in progress at the ROLLBACK
+    return failed;
+  };
+  // A lease of several that finds a single message ready (a consumer leasing ahead at a steady
+  // rate, where each message comes alone) takes the path of a lease of one: its row updated by id
+  // and its small body read inside this transaction, instead of UPDATE ... RETURNING and a read
+  // transaction for the body after the COMMIT. Two ready rows or more take kLeaseMany.
   {
-    // One: the ready row (its count before this lease); several: the rows already updated.
-    auto s = db.statement(one ? kLease : kLeaseMany);
+    // The ready rows (their counts before this lease): one, or two to tell one from several.
+    auto s = db.statement(kLease);
     if (!s) return rollback(s.error());
     ResetOnExit reset{*s};
     bind_text(*s, 1, queue);
     sqlite3_bind_int64(*s, 2, now);
-    sqlite3_bind_int64(*s, 3, one ? 1 : until);  // kLease: the limit
-    if (!one) {
-      sqlite3_bind_int64(*s, 4, token);
-      sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
-    }
-    int rc;
-    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
-      Delivery d;
-      d.queue = std::string(queue);
-      std::int64_t id = sqlite3_column_int64(*s, 0);
-      d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 1) + (one ? 1 : 0));
-      d.receipt = std::to_string(id) + ":" + std::to_string(token);
-      ids.push_back(id);
-      const unsigned char* file = sqlite3_column_text(*s, 2);
-      files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
-      out.push_back(std::move(d));
-    }
-    if (rc != SQLITE_DONE) {
-      Status failed = failure(queue, db);
-      sqlite3_reset(*s);  // no statement in progress at the ROLLBACK
-      return rollback(failed.error());
-    }
+    sqlite3_bind_int64(*s, 3, max_messages == 1 ? 1 : 2);
+    if (Status taken = take_rows(*s, 1); !taken) return rollback(taken.error());
   }
-  if (ids.empty()) {
-    auto s = db.statement(kNextVisible);
+  const bool one = ids.size() <= 1;
+  if (!one) {
+    out.clear();
+    ids.clear();
+    files.clear();
+    // Several: the rows already updated (their counts after this lease).
+    auto s = db.statement(kLeaseMany);
     if (!s) return rollback(s.error());
     ResetOnExit reset{*s};
     bind_text(*s, 1, queue);
-    if (sqlite3_step(*s) != SQLITE_ROW) {
-      Status failed = failure(queue, db);
-      sqlite3_reset(*s);
-      return rollback(failed.error());
-    }
-    if (sqlite3_column_type(*s, 0) != SQLITE_NULL) *next_visible = sqlite3_column_int64(*s, 0);
+    sqlite3_bind_int64(*s, 2, now);
+    sqlite3_bind_int64(*s, 3, until);
+    sqlite3_bind_int64(*s, 4, token);
+    sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
+    if (Status taken = take_rows(*s, 0); !taken) return rollback(taken.error());
   }
   // The first lease of this instance records its owner row in the same transaction (best
   // effort: without it the leases still expire); a look that found nothing records none.
@@ -100,6 +106,21 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
     }
     if (Status read_in = read_bodies_in_lease(db, queue, out, ids, files, read); !read_in)
       return rollback(read_in.error());
+  }
+  {
+    // After the updates: the leased rows count with their new visible_at_ms.
+    auto s = db.statement(kNextVisible);
+    if (!s) return rollback(s.error());
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    if (sqlite3_step(*s) != SQLITE_ROW) {
+      Status failed = failure(queue, db);
+      sqlite3_reset(*s);
+      return rollback(failed.error());
+    }
+    *next_visible = sqlite3_column_type(*s, 0) == SQLITE_NULL
+                        ? std::nullopt
+                        : std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
   }
   // For tests: a crash before a lease's COMMIT, every statement run (docs/sidecar.md).
   if (!ids.empty()) failpoint("sqlite.lease_uncommitted");

@@ -32,11 +32,13 @@ struct LeaseRequest {
   bool woken = false;
 };
 
-// Leases up to `request.max_messages` ready messages in one write transaction. A lease of one (the
-// steady path) reads a small body kept in the database inside it, one read transaction less per
-// receive; other bodies are read after the commit, as a lease of several does (lease_bodies.hpp).
-// When none is ready, sets `next_visible` to the earliest visible_at_ms of the queue (leased or
-// delayed; nullopt when it is empty), read in the same transaction.
+// Leases up to `request.max_messages` ready messages in one write transaction. A lease that takes
+// one message (the steady path: a lease of one, or a lease of several that finds only one ready)
+// reads a small body kept in the database inside it, one read transaction less per receive; other
+// bodies are read after the commit, as a lease that takes several does (lease_bodies.hpp).
+// Sets `next_visible` to the earliest visible_at_ms of the queue after this lease (ready, leased,
+// the rows just leased included, or delayed; nullopt when it is empty), read in the same
+// transaction: receive() waits until then when nothing is ready.
 // Thread-safe (a connection of `pool` per call).
 Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& owners,
                                           BodyFiles& body_files, const LeaseRequest& request,
