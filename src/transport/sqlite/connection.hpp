@@ -51,7 +51,7 @@ enum Sql : std::size_t {
   kRollback,
   kSend,         // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file (NULL: inline body)
   kSendBody,     // ?1 id, ?2 body
-  kLease,        // ?1 queue, ?2 now, ?3 limit -> id, delivery_count, body_file of ready rows
+  kLease,        // ?1 queue, ?2 now, ?3 bytes -> id, count, body_file, body (≤ ?3, in table)
   kLeaseRow,     // ?1 id, ?2 lease until, ?3 token (delivery_count + 1)
   kLeaseMany,    // ?1 queue, ?2 now, ?3 lease until, ?4 token, ?5 limit; RETURNING id, count, file
   kNextVisible,  // ?1 queue -> min(visible_at_ms) or NULL
@@ -63,7 +63,6 @@ enum Sql : std::size_t {
   kList,         // -> name
   kStats,        // ?1 queue, ?2 now -> ready, in flight, delayed
   kFileReferenced,  // ?1 body_file -> a row when some message names it
-  kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
   kSqlCount
 };
 

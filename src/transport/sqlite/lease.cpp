@@ -36,18 +36,20 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
   std::vector<Delivery> out;
   std::vector<std::int64_t> ids;
   std::vector<std::string> files;  // the body file's name, empty for a body in the table
+  std::vector<char> read;          // bodies read inside the transaction
   std::int64_t token = owners.next_token();
   std::int64_t now = now_ms();
   std::int64_t until = now + request.visibility_timeout.count();
   const bool one = max_messages == 1;
   {
-    // One: the ready row (its count before this lease); several: the rows already updated.
+    // One: the ready row (its count before this lease) and its small body kept in the database;
+    // several: the rows already updated.
     auto s = db.statement(one ? kLease : kLeaseMany);
     if (!s) return rollback(s.error());
     ResetOnExit reset{*s};
     bind_text(*s, 1, queue);
     sqlite3_bind_int64(*s, 2, now);
-    sqlite3_bind_int64(*s, 3, one ? 1 : until);  // kLease: the limit
+    sqlite3_bind_int64(*s, 3, one ? static_cast<std::int64_t>(kBodyBytesReadInLease) : until);
     if (!one) {
       sqlite3_bind_int64(*s, 4, token);
       sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
@@ -62,6 +64,13 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
       ids.push_back(id);
       const unsigned char* file = sqlite3_column_text(*s, 2);
       files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
+      // kLease: the body, when in the table and small enough (else it is read after the commit).
+      read.push_back(one && !file && sqlite3_column_type(*s, 3) != SQLITE_NULL);
+      if (read.back()) {
+        const void* bytes = sqlite3_column_blob(*s, 3);
+        auto size = static_cast<std::size_t>(sqlite3_column_bytes(*s, 3));
+        d.body.text().assign(static_cast<const char*>(bytes), bytes ? size : 0);
+      }
       out.push_back(std::move(d));
     }
     if (rc != SQLITE_DONE) {
@@ -85,8 +94,7 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
   // The first lease of this instance records its owner row in the same transaction (best
   // effort: without it the leases still expire); a look that found nothing records none.
   bool registering = !ids.empty() && owners.record(db);
-  std::vector<char> read(out.size(), 0);  // bodies read inside the transaction
-  if (one && !ids.empty()) {              // update the row selected
+  if (one && !ids.empty()) {  // update the row selected
     auto s = db.statement(kLeaseRow);
     if (!s) return rollback(s.error());
     ResetOnExit reset{*s};
@@ -98,8 +106,6 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
       sqlite3_reset(*s);
       return rollback(failed.error());
     }
-    if (Status read_in = read_bodies_in_lease(db, queue, out, ids, files, read); !read_in)
-      return rollback(read_in.error());
   }
   // For tests: a crash before a lease's COMMIT, every statement run (docs/sidecar.md).
   if (!ids.empty()) failpoint("sqlite.lease_uncommitted");

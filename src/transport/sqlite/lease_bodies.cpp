@@ -5,36 +5,6 @@
 
 namespace asya::transport::sqlite {
 
-Status read_bodies_in_lease(Connection& db, std::string_view queue, std::vector<Delivery>& out,
-                            const std::vector<std::int64_t>& ids,
-                            const std::vector<std::string>& files, std::vector<char>& read) {
-  read.assign(out.size(), 0);
-  // A cached statement, not incremental blob I/O: sqlite3_blob_open compiles a program on every
-  // call, which cost more than the copy it saves for the small bodies read here.
-  auto s = db.statement(kBodyUpTo);
-  if (!s) return s.error();
-  std::size_t total = 0;
-  for (std::size_t i = 0; i < out.size(); ++i) {
-    if (!files[i].empty()) continue;
-    ResetOnExit reset{*s};
-    sqlite3_bind_int64(*s, 1, ids[i]);
-    sqlite3_bind_int64(*s, 2, static_cast<std::int64_t>(kBodyBytesReadInLease - total));
-    int rc = sqlite3_step(*s);
-    if (rc == SQLITE_DONE) break;  // longer than what is left: the rest after the commit
-    if (rc != SQLITE_ROW) {
-      return Error{"receive (reading the body) on queue " + in_quotes(queue) +
-                   " failed: " + db.error()};
-    }
-    // The row was just leased under this write lock: its body is there.
-    auto size = static_cast<std::size_t>(sqlite3_column_bytes(*s, 0));
-    const void* bytes = sqlite3_column_blob(*s, 0);
-    total += size;
-    out[i].body.text().assign(static_cast<const char*>(bytes), bytes ? size : 0);
-    read[i] = 1;
-  }
-  return Status::Ok();
-}
-
 Result<std::vector<Delivery>> read_leased_bodies(Connection& db, BodyFiles& body_files,
                                                  std::string_view queue, std::int64_t token,
                                                  std::vector<Delivery>& out,

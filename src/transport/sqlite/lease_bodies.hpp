@@ -1,7 +1,7 @@
 // Reading the bodies of messages a lease just took (sqlite_transport.cpp's receive). A lease of
-// one message reads a small body kept in the database inside its own write transaction
-// (read_bodies_in_lease, a cached statement: one read transaction less per receive); the other
-// bodies are read after it committed, outside any write transaction (read_leased_bodies),
+// one message reads a small body kept in the database inside its own write transaction, in the
+// statement that selects the row (lease.cpp, kLease: one read transaction less per receive); the
+// other bodies are read after it committed, outside any write transaction (read_leased_bodies),
 // straight from the database pages (incremental blob I/O) or the body file into each Delivery's
 // string: one copy, no SQLite-side buffer.
 #pragma once
@@ -22,14 +22,6 @@ namespace asya::transport::sqlite {
 // At most this many body bytes are read inside a lease's write transaction (other writers wait
 // for its lock meanwhile); the rest are read after it committed.
 constexpr std::size_t kBodyBytesReadInLease = 256u << 10;
-
-// Inside the lease's write transaction on `db`: reads the bodies kept in the `bodies` table
-// (`files[i]` empty) of the leased rows `ids`, in order, into `out[i].body` while they add up to
-// at most kBodyBytesReadInLease bytes, and sets `read[i]` for each one read. An Error names the
-// queue (the caller rolls the lease back; the messages stay ready).
-Status read_bodies_in_lease(Connection& db, std::string_view queue, std::vector<Delivery>& out,
-                            const std::vector<std::int64_t>& ids,
-                            const std::vector<std::string>& files, std::vector<char>& read);
 
 // After the lease committed: `out[i]` was leased with `token` as row `ids[i]`, its body in the
 // file `files[i]` (empty: in the `bodies` table), already read when `read[i]` is set. Returns the
