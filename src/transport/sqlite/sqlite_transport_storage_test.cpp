@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "common/env.hpp"
+#include "transport/sqlite/lease_bodies.hpp"
 #include "transport/sqlite/sqlite_transport.hpp"
 #include "transport/sqlite/test_support.hpp"
 
@@ -95,6 +96,38 @@ TEST(SqliteStorage, A64MegabyteBodyRoundTripsAndLeasesNeverRewriteIt) {
   ASSERT_TRUE(t->ack(again->front()).ok());
   EXPECT_EQ(raw.integer("SELECT count(*) FROM bodies"), 0);
   EXPECT_EQ(raw.integer("SELECT count(*) FROM messages"), 0);
+}
+
+// A lease of one reads a body kept in the database in the statement that selects its row, up to
+// kBodyBytesReadInLease bytes; a longer one is read after the commit. Either way every body comes
+// back whole, in send order, each message leased once.
+TEST(SqliteStorage, BodiesInTheTableOnEitherSideOfTheInLeaseLimitComeBackWhole) {
+  test::TempDir dir;
+  SqliteSettings settings = dir.settings();
+  settings.file_body_bytes = 0;  // every body in the table, however large
+  auto t = make_sqlite_transport(Options{}, settings);
+  const std::size_t limit = sqlite::kBodyBytesReadInLease;
+  std::vector<std::string> bodies = {"",
+                                     "small",
+                                     random_bytes(limit - 1),
+                                     random_bytes(limit),
+                                     random_bytes(limit + 1),
+                                     "after",
+                                     random_bytes(3 * limit)};
+  for (const std::string& body : bodies) ASSERT_TRUE(t->send("asya-q", body).ok());
+  for (std::size_t i = 0; i < bodies.size(); ++i) {
+    auto got = t->receive("asya-q", 1, 5s);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    ASSERT_EQ(got->size(), 1u) << "message " << i;
+    EXPECT_TRUE(got->front().body == bodies[i])
+        << "message " << i << " came back with " << got->front().body.size() << " bytes instead of "
+        << bodies[i].size();
+    EXPECT_EQ(got->front().delivery_count, 1u);
+    ASSERT_TRUE(t->ack(got->front()).ok());
+  }
+  auto none = t->receive("asya-q", 1, 0ms);
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
 }
 
 TEST(SqliteStorage, AckOfALostLeaseKeepsTheBody) {

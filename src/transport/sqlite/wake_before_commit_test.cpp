@@ -3,13 +3,16 @@
 // for the lock and gets the message (no second wake-up after the commit is needed), and so does a
 // receiver that only starts to look after the wake (its look takes the lock too); a sender
 // killed between its wake and its COMMIT commits nothing, and its receivers, woken for nothing,
-// go on waiting and get the next message exactly once.
+// go on waiting and get the next message exactly once; a batch rolled back by a failing operation
+// wakes nobody, and each operation run alone again wakes its own queues; several receivers woken
+// for one message: one takes it, the others wait on.
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -144,6 +147,46 @@ TEST(SqliteWakeBeforeCommit, WakeRunsOncePerQueueWithTheLockHeldBeforeTheRowsAre
   sqlite3_close(observer);
 }
 
+// The wake comes once every statement of the batch ran, just before the COMMIT. A batch rolled
+// back because an operation failed wakes nobody; each operation is then run alone, in its own
+// transaction, which wakes its own queues once its statements ran.
+TEST(SqliteWakeBeforeCommit, ARolledBackBatchWakesNobodyAndEachOperationRunAloneWakesItsQueues) {
+  Database d;
+  std::vector<std::string> events;
+  ConnectionPool pool{d.settings};
+  GroupCommit group{
+      pool, [&](std::string_view queue) { events.push_back(std::string("wake ").append(queue)); }};
+  auto logged = [&](std::string name, GroupCommit::Operation op) -> GroupCommit::Operation {
+    return [&events, name, op](Connection& db, bool& abort) {
+      events.push_back(std::string("run ").append(name));
+      return op(db, abort);
+    };
+  };
+  GroupCommit::Operation failing = [](Connection&, bool& abort) -> Status {
+    abort = true;  // as a failed statement does: the whole transaction is rolled back
+    return Error{"failed on purpose"};
+  };
+  std::vector<GroupCommit::Job> jobs;
+  jobs.push_back({"one", logged("one", insert_message("a", "1")), {"a"}});
+  jobs.push_back({"two", logged("two", failing), {"b"}});
+  jobs.push_back({"three", logged("three", insert_message("c", "3")), {"c"}});
+  std::vector<Status> results = group.run_many(jobs);
+  EXPECT_TRUE(results[0].ok()) << results[0].message();
+  EXPECT_FALSE(results[1].ok());
+  EXPECT_TRUE(results[2].ok()) << results[2].message();
+  EXPECT_EQ(events, (std::vector<std::string>{"run one", "run two", "run one", "wake a", "run two",
+                                              "run three", "wake c"}));
+  auto reader = make_sqlite_transport(Options{}, d.settings);
+  for (const char* queue : {"a", "c"}) {
+    auto stats = reader->stats(queue);
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->ready, 1u) << queue;
+  }
+  auto b = reader->stats("b");
+  ASSERT_TRUE(b.ok());
+  EXPECT_EQ(b->ready, 0u);
+}
+
 // The sender holds the write lock for a while after its wake (as a slow COMMIT would): the woken
 // receiver's lease spins, then sleeps in the busy handler, and gets the message once it commits.
 TEST(SqliteWakeBeforeCommit, AReceiverWokenBeforeTheCommitWaitsForTheLockAndGetsTheMessage) {
@@ -238,6 +281,51 @@ TEST(SqliteWakeBeforeCommit, ASenderKilledBetweenItsWakeAndItsCommitLosesAndDoub
   EXPECT_EQ(read_line(report[0], 30000ms), "kept");
   EXPECT_EQ(wait_exit(receiver, Clock::now() + 30s), 0);
   ::close(report[0]);
+  auto stats = producer->stats("asya-q");
+  ASSERT_TRUE(stats.ok());
+  EXPECT_EQ(stats->ready + stats->in_flight + stats->delayed, 0u);
+}
+
+// Three receiver processes wait on one queue (their only way to find a message is a wake-up). A
+// wake with nothing to take wakes them all for nothing; then each message wakes every receiver
+// still waiting, exactly one of them takes it and the others wait again: every message is
+// received exactly once and each receiver gets one.
+TEST(SqliteWakeBeforeCommit, SeveralReceiversWokenForOneMessageTakeItOnceAndTheOthersWaitOn) {
+  Database d;
+  constexpr int kReceivers = 3;
+  int report[2];
+  ASSERT_EQ(pipe(report), 0);
+  std::vector<pid_t> receivers;
+  for (int r = 0; r < kReceivers; ++r) {
+    receivers.push_back(spawn([settings = d.settings, fd = report[1]] {
+      SqliteSettings s = settings;
+      s.poll_interval = 3600s;
+      auto t = make_sqlite_transport(Options{}, s);
+      write_line(fd, "waiting");
+      auto got = t->receive("asya-q", 1, 60000ms);
+      if (!got.ok() || got->size() != 1) return 3;
+      if (!t->ack(got->front()).ok()) return 4;
+      write_line(fd, got->front().body);
+      return 0;
+    }));
+  }
+  ::close(report[1]);
+  for (int r = 0; r < kReceivers; ++r) ASSERT_EQ(read_line(report[0], 20000ms), "waiting");
+  // Each receiver watches the wake file before it says "waiting"; its first look may still be
+  // under way, which changes nothing below (it then finds the queue empty or takes a message).
+  QueueWaker waker(d.settings.path);
+  waker.notify("asya-q");  // nothing to take
+  auto producer = make_sqlite_transport(Options{}, d.settings);
+  std::vector<std::string> got;
+  for (int i = 0; i < kReceivers; ++i) {
+    ASSERT_TRUE(producer->send("asya-q", std::string("m").append(std::to_string(i))).ok());
+    got.push_back(read_line(report[0], 30000ms));
+  }
+  for (pid_t receiver : receivers) EXPECT_EQ(wait_exit(receiver, Clock::now() + 30s), 0);
+  std::sort(got.begin(), got.end());
+  EXPECT_EQ(got, (std::vector<std::string>{"m0", "m1", "m2"}));
+  ::close(report[0]);
+  waker.stop();
   auto stats = producer->stats("asya-q");
   ASSERT_TRUE(stats.ok());
   EXPECT_EQ(stats->ready + stats->in_flight + stats->delayed, 0u);
