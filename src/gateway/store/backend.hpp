@@ -119,7 +119,7 @@ class StorageBackend {
   Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);
   // Spans (gateway_spans).
   Result<std::int64_t> count_spans(const std::string& job_id);
-  // Inserts a span; false when (trace_id, span_id) was stored already.
+  // Inserts a span; false when (job_id, trace_id, span_id) was stored already (schema 7's key).
   Result<bool> insert_span(const SpanRecord& span, std::int64_t received_ms);
   Status remove_spans_received_before(std::int64_t received_ms);
   Result<std::vector<SpanRecord>> spans_of(const std::string& job_id);
