@@ -402,6 +402,13 @@ std::unique_ptr<JobStore> open_job_store(const JobStoreOptions& options);
 // open_job_store(JobStoreOptions{}): the store chosen by the process environment.
 std::unique_ptr<JobStore> open_job_store_from_env();
 
+// The trace id of a job whose id is a UUID (the gateway's own tool calls, Service::start_call):
+// the id's 32 hex digits, so the job of such a trace is found by its primary key and the job needs
+// no entry in the trace index (SQLite, schema 8). "" when `job_id` is not a lowercase UUID.
+std::string trace_id_of_job_id(std::string_view job_id);
+// The inverse: the UUID form of a 32-hex-digit trace id ("" for anything else).
+std::string job_id_of_trace_id(std::string_view trace_id);
+
 // The SQLite store at `path` (created with its schema when missing).
 std::unique_ptr<JobStore> open_sqlite_job_store(const std::string& path);
 

@@ -23,9 +23,8 @@ namespace asya::gateway {
 namespace {
 
 const SqlDialect kSqlite{
-    "",
-    "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
-    nullptr,
+    "",      "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
+    nullptr, false,
     false,
 };
 
