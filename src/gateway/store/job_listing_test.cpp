@@ -186,6 +186,23 @@ TEST_P(JobListingTest, AJobWhoseTraceIsItsIdIsFoundByItAndNoOtherIs) {
   EXPECT_FALSE(store_->job_of_trace(trace_id_of_job_id(other)).value());
 }
 
+// job_id_of: the job a root or a branch's envelope id names, as get() finds it, without its
+// document (POST /v1/traces asks it for every job its spans name).
+TEST_P(JobListingTest, TheJobOfAnEnvelopeIsItsRootsOrItsBranchesJobAndNoneForAStranger) {
+  std::string id = create(unique_id("tool"));
+  auto branch = store_->add_branch(BranchReport{id + "-1", id, {"a", "b"}, 1});
+  ASSERT_TRUE(branch.ok()) << branch.error().message;
+  for (const std::string& envelope : {id, id + "-1"}) {
+    auto found = store_->job_id_of(envelope);
+    ASSERT_TRUE(found.ok()) << found.error().message;
+    EXPECT_EQ(found.value(), std::optional<std::string>(id)) << envelope;
+    EXPECT_EQ(store_->get(envelope).value()->id, id);
+  }
+  auto stranger = store_->job_id_of(unique_id("nobody"));
+  ASSERT_TRUE(stranger.ok());
+  EXPECT_FALSE(stranger.value());
+}
+
 TEST(TraceIdOfJobId, IsTheHexOfAUuidAndNothingElse) {
   EXPECT_EQ(trace_id_of_job_id("4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
             "4bf92f3577b34da6a3ce929d0e0e4736");

@@ -283,6 +283,9 @@ class JobStore {
 
   // The job, or nullopt when unknown. `id` may also be a branch's envelope id.
   virtual Result<std::optional<Job>> get(const std::string& id) = 0;
+  // The id of the job get(id) would return, or nullopt; reads no job document (POST /v1/traces
+  // asks this for every job its spans name).
+  virtual Result<std::optional<std::string>> job_id_of(const std::string& id) = 0;
 
   // Applies a progress report; ignored once the job or the branch is final.
   virtual Result<ChangeResult> progress(const ProgressReport& report) = 0;
