@@ -46,7 +46,7 @@ class SqliteBackend final : public StorageBackend {
     sqlite3_busy_timeout(db_, 5000);
     // temp_store=MEMORY: the journals of savepoints (transaction_group.hpp) and statements stay
     // in memory; with the default they spill past 64 KiB to a temporary file, written page by
-    // page (a third of the gateway's bytes written per tool call), needed only until the commit.
+    // page (~15 % of the gateway's bytes written per tool call), needed only until the commit.
     for (const char* pragma :
          {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=NORMAL", "PRAGMA temp_store=MEMORY"}) {
       Status set = script(pragma);
