@@ -29,8 +29,10 @@ CallTracer::~CallTracer() {
   stop(std::chrono::milliseconds(0));
 }
 
-CallTracer::Call CallTracer::begin() const {
-  return Call{{otlp::new_trace_id(), otlp::new_span_id(), true}, std::chrono::system_clock::now()};
+CallTracer::Call CallTracer::begin(std::string_view trace_id) const {
+  return Call{
+      {trace_id.empty() ? otlp::new_trace_id() : std::string(trace_id), otlp::new_span_id(), true},
+      std::chrono::system_clock::now()};
 }
 
 void CallTracer::end(const Call& call, std::string_view tool, std::string_view job_id,

@@ -34,7 +34,9 @@ class CallTracer {
     otlp::TraceContext context;
     std::chrono::system_clock::time_point started;
   };
-  Call begin() const;
+  // Starts a call's span in trace `trace_id` (32 lowercase hex digits, e.g. trace_id_of_job_id),
+  // or in a new random trace when it is empty.
+  Call begin(std::string_view trace_id = {}) const;
   // Ends the span of `call` for tool `tool`, job `job_id`, published to `queue`; `error` empty
   // when it was published. Never blocks on the network.
   void end(const Call& call, std::string_view tool, std::string_view job_id, std::string_view queue,

@@ -37,12 +37,12 @@ std::string job_of_span(JobStore& store, std::map<std::string, std::string>& kno
         }
         if (job.value()) job_id = *job.value();
       } else {
-        auto job = store.get(*id);
+        auto job = store.job_id_of(*id);
         if (!job.ok()) {
           store_error = job.error().message;
           return "";
         }
-        if (job.value()) job_id = job.value()->id;
+        if (job.value()) job_id = *job.value();
       }
       cached = known.emplace(key, job_id).first;
     }

@@ -137,7 +137,9 @@ awaitable<void> Service::sweep_loop() {
 awaitable<Result<std::string>> Service::start_call(const Tool& tool, std::string payload_json,
                                                    CallOrigin origin) {
   std::string id = new_uuid();
-  const CallTracer::Call call = call_tracer_.begin();
+  // The envelope's trace is the job id's hex: the job of a span of that trace is found by its
+  // key, with no entry in the job store's trace index (job_store.hpp, trace_id_of_job_id).
+  const CallTracer::Call call = call_tracer_.begin(trace_id_of_job_id(id));
   auto now = Clock::now();
   auto deadline = now + tool.timeout;
 

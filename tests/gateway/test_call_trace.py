@@ -24,6 +24,8 @@ def test_a_tool_call_is_the_root_span_its_envelope_names(gateway_binary, queue_t
         envelope = FakeActor(queue_tool, gw).receive("first")
         m = re.fullmatch(r"00-([0-9a-f]{32})-([0-9a-f]{16})-01", envelope["headers"]["traceparent"])
         assert m, envelope["headers"]
+        # The trace is the job id's hex: the job store finds a span's job by its key (schema 8).
+        assert m.group(1) == job_id.replace("-", "")
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", envelope["headers"]["asya-sent-at"])
         spans = wait_until(lambda: receiver.snapshot() or None, what="the call span at the receiver")
         span, = spans

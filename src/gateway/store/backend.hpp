@@ -38,6 +38,11 @@ struct SqlDialect {
   // B-trees fewer written per job. PostgreSQL: yes, because replicas of an older version may
   // share the database during a rolling upgrade and they look roots up in that table only.
   bool root_envelope_rows;
+  // Whether a job whose trace id is its own id's (trace_id_of_job_id) still has it in the
+  // trace_id column and so in the trace index. SQLite: no, one random index page fewer written per
+  // job (job_of_trace finds it by its id). PostgreSQL: yes, for older replicas sharing the
+  // database during a rolling upgrade, which look traces up in the column only.
+  bool derived_trace_ids_in_column;
 };
 
 class StorageBackend {
@@ -119,7 +124,7 @@ class StorageBackend {
   Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);
   // Spans (gateway_spans).
   Result<std::int64_t> count_spans(const std::string& job_id);
-  // Inserts a span; false when (trace_id, span_id) was stored already.
+  // Inserts a span; false when (job_id, trace_id, span_id) was stored already (schema 7's key).
   Result<bool> insert_span(const SpanRecord& span, std::int64_t received_ms);
   Status remove_spans_received_before(std::int64_t received_ms);
   Result<std::vector<SpanRecord>> spans_of(const std::string& job_id);

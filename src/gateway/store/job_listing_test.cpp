@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <thread>
@@ -16,6 +17,19 @@ namespace asya::gateway {
 namespace {
 
 using testing::unique_id;
+
+// A random lowercase UUID (as the gateway's job ids), distinct per call and per run.
+std::string new_test_uuid() {
+  static std::atomic<unsigned> counter{0};
+  char text[37];
+  auto now =
+      static_cast<unsigned long long>(std::chrono::steady_clock::now().time_since_epoch().count());
+  std::snprintf(text, sizeof text, "%08x-%04x-4%03x-8%03x-%012llx",
+                static_cast<unsigned>(::getpid()), counter++ & 0xffff,
+                static_cast<unsigned>(now & 0xfff), static_cast<unsigned>((now >> 12) & 0xfff),
+                (now >> 24) & 0xffffffffffffULL);
+  return text;
+}
 
 class JobListingTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -144,6 +158,65 @@ TEST_P(JobListingTest, AJobIsFoundByTheTraceItsEnvelopeStarted) {
   EXPECT_EQ(*found.value(), id);
   EXPECT_EQ(store_->get(id).value()->trace_id, trace);
   EXPECT_FALSE(store_->job_of_trace("0000000000000000000000000000000f").value());
+}
+
+// The gateway's own calls: the trace id is the job id's hex (trace_id_of_job_id), found by the
+// job's key; a job whose id only looks like another job's trace is not taken for it.
+TEST_P(JobListingTest, AJobWhoseTraceIsItsIdIsFoundByItAndNoOtherIs) {
+  std::string id = new_test_uuid();
+  std::string trace = trace_id_of_job_id(id);
+  ASSERT_EQ(trace.size(), 32u);
+  NewJob job{id,    "tool",       {"a"}, R"({"actors":["a"],"current":0})", "{}", std::nullopt, "",
+             false, std::nullopt, trace};
+  ASSERT_TRUE(store_->create(job).ok());
+  auto found = store_->job_of_trace(trace);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  ASSERT_TRUE(found.value());
+  EXPECT_EQ(*found.value(), id);
+  EXPECT_EQ(store_->get(id).value()->trace_id, trace);
+
+  // A UUID job of another trace: its own id's hex is not its trace.
+  std::string other = new_test_uuid();
+  std::string other_trace = trace_id_of_job_id(new_test_uuid());
+  NewJob other_job{other,        "tool",       {"a"}, R"({"actors":["a"],"current":0})",
+                   "{}",         std::nullopt, "",    false,
+                   std::nullopt, other_trace};
+  ASSERT_TRUE(store_->create(other_job).ok());
+  EXPECT_EQ(store_->job_of_trace(other_trace).value(), std::optional<std::string>(other));
+  EXPECT_FALSE(store_->job_of_trace(trace_id_of_job_id(other)).value());
+}
+
+// job_id_of: the job a root or a branch's envelope id names, as get() finds it, without its
+// document (POST /v1/traces asks it for every job its spans name).
+TEST_P(JobListingTest, TheJobOfAnEnvelopeIsItsRootsOrItsBranchesJobAndNoneForAStranger) {
+  std::string id = create(unique_id("tool"));
+  auto branch = store_->add_branch(BranchReport{id + "-1", id, {"a", "b"}, 1});
+  ASSERT_TRUE(branch.ok()) << branch.error().message;
+  for (const std::string& envelope : {id, id + "-1"}) {
+    auto found = store_->job_id_of(envelope);
+    ASSERT_TRUE(found.ok()) << found.error().message;
+    EXPECT_EQ(found.value(), std::optional<std::string>(id)) << envelope;
+    EXPECT_EQ(store_->get(envelope).value()->id, id);
+  }
+  auto stranger = store_->job_id_of(unique_id("nobody"));
+  ASSERT_TRUE(stranger.ok());
+  EXPECT_FALSE(stranger.value());
+}
+
+TEST(TraceIdOfJobId, IsTheHexOfAUuidAndNothingElse) {
+  EXPECT_EQ(trace_id_of_job_id("4bf92f35-77b3-4da6-a3ce-929d0e0e4736"),
+            "4bf92f3577b34da6a3ce929d0e0e4736");
+  EXPECT_EQ(job_id_of_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"),
+            "4bf92f35-77b3-4da6-a3ce-929d0e0e4736");
+  for (const char* not_uuid :
+       {"", "job-1", "4BF92F35-77B3-4DA6-A3CE-929D0E0E4736", "4bf92f3577b34da6a3ce929d0e0e4736",
+        "4bf92f35-77b3-4da6-a3ce-929d0e0e473", "4bf92f35x77b3-4da6-a3ce-929d0e0e4736",
+        "00000000-0000-0000-0000-000000000000"})
+    EXPECT_EQ(trace_id_of_job_id(not_uuid), "") << not_uuid;
+  for (const char* not_trace :
+       {"", "4bf92f35-77b3-4da6-a3ce-929d0e0e4736", "4BF92F3577B34DA6A3CE929D0E0E4736",
+        "4bf92f3577b34da6a3ce929d0e0e473"})
+    EXPECT_EQ(job_id_of_trace_id(not_trace), "") << not_trace;
 }
 
 TEST_P(JobListingTest, SpansOlderThanTheRetentionAreRemoved) {

@@ -1,6 +1,7 @@
 // Jobs by owner (JobFilter::owner, the gateway_jobs.owner column of schema 5), against SQLite
 // (always) and PostgreSQL (when ASYA_TEST_DATABASE_URL is set, as tests/gateway/test_store.py
-// does), including the migration of a database written by a schema-4 gateway.
+// does), including the migration of a database written by a schema-4 gateway; and the spans of a
+// schema-6 database through the migration to 7.
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
 #include <sqlite3.h>
@@ -74,6 +75,29 @@ class JobOwnerTest : public ::testing::TestWithParam<std::string> {
     if (!schema_.empty())
       run_sql("postgres", std::getenv("ASYA_TEST_DATABASE_URL"),
               "DROP SCHEMA " + schema_ + " CASCADE");
+  }
+
+  // The first column of the first row of `sql` as a number (0 when there is no row), read
+  // directly from the test database.
+  int query_count(const std::string& sql) {
+    if (GetParam() == "sqlite") {
+      sqlite3* db = nullptr;
+      EXPECT_EQ(sqlite3_open(where_.c_str(), &db), SQLITE_OK);
+      sqlite3_stmt* stmt = nullptr;
+      EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
+          << sqlite3_errmsg(db);
+      int value = stmt && sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
+      sqlite3_finalize(stmt);
+      sqlite3_close(db);
+      return value;
+    }
+    PGconn* connection = PQconnectdb(where_.c_str());
+    PGresult* result = PQexec(connection, sql.c_str());
+    EXPECT_EQ(PQresultStatus(result), PGRES_TUPLES_OK) << PQresultErrorMessage(result);
+    int value = PQntuples(result) > 0 ? std::atoi(PQgetvalue(result, 0, 0)) : 0;
+    PQclear(result);
+    PQfinish(connection);
+    return value;
   }
 
   void open() {
@@ -179,6 +203,63 @@ TEST_P(JobOwnerTest, AVersion4DatabaseIsMigratedAndItsJobsListedByOwner) {
           "UPDATE gateway_jobs SET owner = 'token:moved' WHERE id = '" + bob + "'");
   open();
   EXPECT_EQ(ids(of("token:moved")), std::vector<std::string>{bob});
+}
+
+// A database of schema version 6 (spans keyed by (trace_id, span_id) with an index on
+// (job_id, start_ns)): opening it migrates to 7 (keyed by job first, no second index) and keeps
+// every span; a span sent again is still a duplicate, and the job's cap still counts the old ones.
+TEST_P(JobOwnerTest, AVersion6DatabaseKeepsItsSpansAndTheirDeduplication) {
+  open();
+  std::string job = create("token:aaaa");
+  store_.reset();
+  const std::string trace = "0af7651916cd43dd8448eb211c80319c";
+  const std::string now_ms = std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                std::chrono::system_clock::now().time_since_epoch())
+                                                .count());
+  auto old_row = [&](const std::string& span_id, int start) {
+    return "INSERT INTO gateway_spans VALUES ('" + trace + "', '" + span_id + "', '" + job + "', " +
+           std::to_string(start) + ", " + now_ms + ", '{\"span_id\":\"" + span_id + "\"}');";
+  };
+  run_sql(GetParam(), where_,
+          "DROP TABLE gateway_spans; "
+          "CREATE TABLE gateway_spans (trace_id TEXT NOT NULL, span_id TEXT NOT NULL, "
+          "job_id TEXT NOT NULL, start_ns BIGINT NOT NULL, received_ms BIGINT NOT NULL, "
+          "document TEXT NOT NULL, PRIMARY KEY (trace_id, span_id)); "
+          "CREATE INDEX gateway_spans_job ON gateway_spans(job_id, start_ns); "
+          "CREATE INDEX gateway_spans_received ON gateway_spans(received_ms); " +
+              old_row("00000000000000b2", 20) + old_row("00000000000000a1", 10) +
+              "UPDATE gateway_schema SET version = 6;");
+
+  open();
+  SpanLimits limits;
+  limits.max_spans_per_job = 3;
+  auto span = [&](const std::string& span_id, std::int64_t start) {
+    return SpanRecord{job, trace, span_id, start, R"({"span_id":")" + span_id + R"("})"};
+  };
+  auto write = store_->add_spans(
+      {span("00000000000000a1", 10), span("00000000000000c3", 30), span("00000000000000d4", 40)},
+      limits, Clock::now());
+  ASSERT_TRUE(write.ok()) << write.error().message;
+  EXPECT_EQ(write.value().duplicates, 1u);
+  EXPECT_EQ(write.value().stored, 1u);
+  EXPECT_EQ(write.value().over_limit, 1u);
+  auto spans = store_->spans(job);
+  ASSERT_TRUE(spans.ok()) << spans.error().message;
+  ASSERT_EQ(spans.value().size(), 3u);
+  EXPECT_EQ(spans.value()[0].span_id, "00000000000000a1");
+  EXPECT_EQ(spans.value()[0].document, R"({"span_id":"00000000000000a1"})");
+  EXPECT_EQ(spans.value()[1].span_id, "00000000000000b2");
+  EXPECT_EQ(spans.value()[2].span_id, "00000000000000c3");
+  store_.reset();
+  // The old index went with the old table; the pruning index is there again.
+  const std::string indexes =
+      GetParam() == "sqlite"
+          ? "SELECT 1 FROM sqlite_master WHERE name = 'gateway_spans_received' AND "
+            "(SELECT COUNT(*) FROM sqlite_master WHERE name = 'gateway_spans_job') = 0"
+          : "SELECT 1 FROM pg_indexes WHERE indexname = 'gateway_spans_received' AND "
+            "schemaname = current_schema() AND (SELECT COUNT(*) FROM pg_indexes WHERE "
+            "indexname = 'gateway_spans_job' AND schemaname = current_schema()) = 0";
+  EXPECT_EQ(query_count(indexes), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, JobOwnerTest, ::testing::Values("sqlite", "postgres"),

@@ -45,6 +45,38 @@ std::vector<Result<ChangeResult>> JobStore::apply(const std::vector<SidecarRepor
   return results;
 }
 
+namespace {
+bool lower_hex(char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+}  // namespace
+
+std::string trace_id_of_job_id(std::string_view job_id) {
+  if (job_id.size() != 36) return "";
+  std::string trace;
+  trace.reserve(32);
+  for (std::size_t i = 0; i < job_id.size(); ++i) {
+    bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+    if (dash ? job_id[i] != '-' : !lower_hex(job_id[i])) return "";
+    if (!dash) trace.push_back(job_id[i]);
+  }
+  // An all-zero trace id is invalid (W3C Trace Context).
+  if (trace.find_first_not_of('0') == std::string::npos) return "";
+  return trace;
+}
+
+std::string job_id_of_trace_id(std::string_view trace_id) {
+  if (trace_id.size() != 32) return "";
+  for (char c : trace_id)
+    if (!lower_hex(c)) return "";
+  std::string id(trace_id.substr(0, 8));
+  for (auto [at, length] : {std::pair{8, 4}, {12, 4}, {16, 4}, {20, 12}}) {
+    id.push_back('-');
+    id.append(trace_id.substr(at, length));
+  }
+  return id;
+}
+
 std::unique_ptr<JobStore> open_sqlite_job_store(const std::string& path) {
   return make_job_store(open_sqlite_backend(path));
 }

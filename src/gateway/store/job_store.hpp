@@ -283,6 +283,9 @@ class JobStore {
 
   // The job, or nullopt when unknown. `id` may also be a branch's envelope id.
   virtual Result<std::optional<Job>> get(const std::string& id) = 0;
+  // The id of the job get(id) would return, or nullopt; reads no job document (POST /v1/traces
+  // asks this for every job its spans name).
+  virtual Result<std::optional<std::string>> job_id_of(const std::string& id) = 0;
 
   // Applies a progress report; ignored once the job or the branch is final.
   virtual Result<ChangeResult> progress(const ProgressReport& report) = 0;
@@ -401,6 +404,13 @@ std::unique_ptr<JobStore> open_job_store(const JobStoreOptions& options);
 
 // open_job_store(JobStoreOptions{}): the store chosen by the process environment.
 std::unique_ptr<JobStore> open_job_store_from_env();
+
+// The trace id of a job whose id is a UUID (the gateway's own tool calls, Service::start_call):
+// the id's 32 hex digits, so the job of such a trace is found by its primary key and the job needs
+// no entry in the trace index (SQLite, schema 8). "" when `job_id` is not a lowercase UUID.
+std::string trace_id_of_job_id(std::string_view job_id);
+// The inverse: the UUID form of a 32-hex-digit trace id ("" for anything else).
+std::string job_id_of_trace_id(std::string_view trace_id);
 
 // The SQLite store at `path` (created with its schema when missing).
 std::unique_ptr<JobStore> open_sqlite_job_store(const std::string& path);

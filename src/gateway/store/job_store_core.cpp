@@ -69,6 +69,10 @@ class JobStoreCore final : public JobStore {
 
   // Reads take no transaction and no lock: an envelope's job never changes once recorded and a
   // job row is replaced whole, so two plain statements see a consistent job.
+  Result<std::optional<std::string>> job_id_of(const std::string& id) override {
+    return backend_->job_of_envelope(id);
+  }
+
   Result<std::optional<Job>> get(const std::string& id) override {
     auto root = backend_->read_job(id);  // the common case: a root envelope's id is its job's
     if (!root.ok()) return root.error();

@@ -29,6 +29,7 @@ const SqlDialect kPostgres{
     "SELECT pg_notify('asya_gateway_jobs', job_id) FROM added",
     "SELECT pg_advisory_xact_lock(7261737961)",
     true,
+    true,
 };
 
 using postgres::PgResult;

@@ -1,5 +1,6 @@
 // The rows the SQLite job store writes per job (schema 6): no gateway_job_envelopes row for a
-// root envelope (its id is its job's), and a deadline index that holds open jobs only. Read back
+// root envelope (its id is its job's), a deadline index that holds open jobs only, and (schema 8)
+// no trace index entry for a job whose trace id is its own id's. Read back
 // with a second, plain SQLite connection on the store's file.
 #include <gtest/gtest.h>
 #include <sqlite3.h>
@@ -143,6 +144,33 @@ TEST_F(SqliteJobRows, TheDeadlineIndexHoldsOpenJobsOnlyAndTheSweepReadsIt) {
   EXPECT_TRUE(rows("SELECT id FROM gateway_jobs INDEXED BY gateway_jobs_open_deadline "
                    "WHERE status IN ('pending', 'running') AND deadline_ms IS NOT NULL")
                   .empty());
+}
+
+// A job whose trace id is its id's hex (the gateway's own calls) has no trace_id column, so no
+// entry in the trace index; a job of another trace keeps both.
+TEST_F(SqliteJobRows, AJobWhoseTraceIsItsIdHasNoEntryInTheTraceIndex) {
+  std::string own = "4bf92f35-77b3-4da6-a3ce-929d0e0e4736";
+  std::string other = "00f067aa-0ba9-42b7-8c1d-6ad3f9c2f2a1";
+  for (const auto& [id, trace] :
+       {std::pair{own, trace_id_of_job_id(own)},
+        std::pair{other, std::string("0af7651916cd43dd8448eb211c80319c")}}) {
+    NewJob job{id,           "tool", {"a"}, R"({"current":0})", "{}",
+               std::nullopt, "",     false, std::nullopt,       trace};
+    ASSERT_TRUE(store_->create(job).ok());
+  }
+  EXPECT_EQ(rows("SELECT id FROM gateway_jobs WHERE trace_id IS NOT NULL"),
+            std::vector<std::string>{other});
+  EXPECT_EQ(store_->get(own).value()->trace_id, trace_id_of_job_id(own));
+  EXPECT_EQ(store_->job_of_trace(trace_id_of_job_id(own)).value(), std::optional<std::string>(own));
+  EXPECT_EQ(store_->job_of_trace("0af7651916cd43dd8448eb211c80319c").value(),
+            std::optional<std::string>(other));
+  // The index holds the jobs that have a trace column only, and the lookup of other traces uses it.
+  auto plan = rows(
+      "EXPLAIN QUERY PLAN SELECT id FROM gateway_jobs WHERE trace_id = "
+      "'0af7651916cd43dd8448eb211c80319c'",
+      3);
+  ASSERT_FALSE(plan.empty());
+  EXPECT_NE(plan[0].find("gateway_jobs_trace"), std::string::npos) << plan[0];
 }
 
 }  // namespace
