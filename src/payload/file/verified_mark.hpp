@@ -8,8 +8,8 @@
 // the mark names the reference's SHA-256 and size and the file still has the size, modification
 // time (ns) and inode the mark recorded, and a change time no later than a moment after the mark
 // was written (kMarkSettle). Any change through the file system after the mark (a write,
-// truncate, rename over, copy, touch, a restored modification time, chmod) fails one of these
-// and the file is hashed again. What a mark does not catch is stated in docs/protocol.md: damage
+// truncate, rename over, copy, touch, chmod, and, once the mark is older than kMarkSettle, a
+// change that restores the modification time) fails one of these and the file is hashed again. What a mark does not catch is stated in docs/protocol.md: damage
 // below the file system, and a deliberate forger with write access to the store (who can rewrite
 // queue bodies just as well).
 //
