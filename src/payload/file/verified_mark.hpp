@@ -9,9 +9,9 @@
 // time (ns) and inode the mark recorded, and a change time no later than a moment after the mark
 // was written (kMarkSettle). Any change through the file system after the mark (a write,
 // truncate, rename over, copy, touch, chmod, and, once the mark is older than kMarkSettle, a
-// change that restores the modification time) fails one of these and the file is hashed again. What
-// a mark does not catch is stated in docs/protocol.md: damage below the file system, and a
-// deliberate forger with write access to the store (who can rewrite queue bodies just as well).
+// change that restores the modification time) fails one of these and the file is hashed
+// again. What a mark does not catch is stated in docs/protocol.md: damage below the file system,
+// and a deliberate forger with write access to the store (who can rewrite queue bodies as well).
 //
 // File systems without user extended attributes (EOPNOTSUPP) just hash every time: no error,
 // one debug log per process. Thread-safe; every function works through a descriptor the caller
