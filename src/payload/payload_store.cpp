@@ -31,6 +31,14 @@ Result<std::string> PayloadStore::put_object(std::string_view bytes,
   return sha256;
 }
 
+Result<bool> PayloadStore::read_checked(std::string_view key, std::string_view sha256,
+                                        std::uint64_t size_bytes, std::string& out) {
+  const std::size_t start = out.size();
+  if (Status read_status = read(key, out); !read_status) return read_status.error();
+  const std::string_view bytes = std::string_view(out).substr(start);
+  return bytes.size() == size_bytes && sha256_hex(bytes) == sha256;
+}
+
 void register_payload_store(std::string scheme, PayloadStoreFactory factory) {
   registry().add(std::move(scheme), std::move(factory));
 }

@@ -39,7 +39,9 @@ class PayloadStore {
 
   // Stores `bytes` under `key`, replacing any object of that key. Returns only once the object is
   // durable (file: written, fsynced, renamed, directory fsynced; S3: PutObject answered 200); a
-  // reader never sees a partial object. Blocking, thread-safe. Errors name the location and cause.
+  // reader never sees a partial object. For an object key objects/<sha256> the caller vouches that
+  // `bytes` have that SHA-256 (it computed it): the file store marks the file verified. Blocking,
+  // thread-safe. Errors name the location and cause.
   virtual Status put(std::string_view key, std::string_view bytes) = 0;
 
   // Called by put_object with the digest once it is known, before the object can be seen under
@@ -68,6 +70,14 @@ class PayloadStore {
   // exist; any other Error is a failure to reach or read the store (worth retrying). Blocking,
   // thread-safe.
   virtual Status read(std::string_view key, std::string& out) = 0;
+
+  // Reads the object like read() and checks that it holds exactly `size_bytes` bytes of SHA-256
+  // `sha256` (the reference's): true when it does, false when it does not (`out` then holds what
+  // was read). A store that can vouch for an object without hashing it skips the hash: the file
+  // store trusts its verified mark (payload/file/verified_mark.hpp) and marks an object it hashed;
+  // S3 always hashes. Errors as read(). Blocking, thread-safe.
+  virtual Result<bool> read_checked(std::string_view key, std::string_view sha256,
+                                    std::uint64_t size_bytes, std::string& out);
 
   // Whether the object exists. Blocking, thread-safe.
   virtual Result<bool> exists(std::string_view key) = 0;

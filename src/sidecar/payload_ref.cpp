@@ -64,17 +64,19 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
   const std::string_view suffix = body.substr(prefix + in.payload_raw.size());
   input.body.reserve(prefix + reference.size_bytes + suffix.size());
   input.body.append(body.substr(0, prefix));
-  if (Status read = store_->read(*key, input.body); !read) {
-    input.status = read.message().starts_with(payload::kNotFound) ? InputStatus::kUnavailable
-                                                                  : InputStatus::kStoreError;
-    input.message =
-        fmt::format("payload {} cannot be read: {}", describe(reference), read.message());
+  // Checked by its SHA-256, or by the store's verified mark (payload/file/verified_mark.hpp).
+  auto checked = store_->read_checked(*key, reference.sha256, reference.size_bytes, input.body);
+  if (!checked) {
+    const std::string& message = checked.error().message;
+    input.status = message.starts_with(payload::kNotFound) ? InputStatus::kUnavailable
+                                                           : InputStatus::kStoreError;
+    input.message = fmt::format("payload {} cannot be read: {}", describe(reference), message);
     input.body.clear();
     return input;
   }
-  std::string_view bytes = std::string_view(input.body).substr(prefix);
-  std::string actual = bytes.size() == reference.size_bytes ? payload::sha256_hex(bytes) : "";
-  if (bytes.size() != reference.size_bytes || actual != reference.sha256) {
+  if (!*checked) {
+    std::string_view bytes = std::string_view(input.body).substr(prefix);
+    std::string actual = bytes.size() == reference.size_bytes ? payload::sha256_hex(bytes) : "";
     input.status = InputStatus::kUnavailable;
     input.message = fmt::format(
         "payload {} does not match its reference: the object has {} bytes{}; it was changed or "
@@ -171,15 +173,15 @@ PayloadReferences::Input PayloadReferences::resolve_payload(std::string_view pay
     return input;
   }
   input.body.reserve(reference.size_bytes);
-  if (Status read = store_->read(*key, input.body); !read) {
-    if (!read.message().starts_with(payload::kNotFound)) input.status = InputStatus::kStoreError;
-    input.message =
-        fmt::format("payload {} cannot be read: {}", describe(reference), read.message());
+  auto checked = store_->read_checked(*key, reference.sha256, reference.size_bytes, input.body);
+  if (!checked) {
+    const std::string& message = checked.error().message;
+    if (!message.starts_with(payload::kNotFound)) input.status = InputStatus::kStoreError;
+    input.message = fmt::format("payload {} cannot be read: {}", describe(reference), message);
     input.body.clear();
     return input;
   }
-  if (input.body.size() != reference.size_bytes ||
-      payload::sha256_hex(input.body) != reference.sha256) {
+  if (!*checked) {
     input.message = fmt::format("payload {} does not match its reference ({} bytes read)",
                                 describe(reference), input.body.size());
     input.body.clear();

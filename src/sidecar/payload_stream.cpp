@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "payload/file/verified_mark.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
 
@@ -98,6 +99,14 @@ Status StreamedPayload::stream(std::string_view prefix, std::string_view suffix,
   failure_ = Failure::kNone;
   message_.clear();
   if (Status sent = sink(prefix); !sent) return sent;
+  struct stat before {};
+  if (::fstat(fd_, &before) != 0)
+    return fail(Failure::kReadError,
+                fmt::format("payload {} cannot be read: payload store: cannot stat {}: {}",
+                            reference_.describe(), path_.string(), std::strerror(errno)));
+  if (static_cast<std::uint64_t>(before.st_size) == reference_.size_bytes &&
+      payload::has_verified_mark(fd_, before, reference_.sha256, reference_.size_bytes))
+    return stream_marked(before, suffix, sink);
   DigestContext digest;
   if (digest.context == nullptr || EVP_DigestInit_ex(digest.context, EVP_sha256(), nullptr) != 1)
     return fail(Failure::kReadError,
@@ -143,6 +152,46 @@ Status StreamedPayload::stream(std::string_view prefix, std::string_view suffix,
   }
   verified_ = true;
   verified_state_ = state;
+  // Hashed and matched, the file unchanged while it was read: the next reader need not hash it.
+  struct stat marked {};
+  if (unchanged(before, state) &&
+      payload::write_verified_mark(fd_, before, reference_.sha256, &marked))
+    verified_state_ = marked;  // the mark moved the change time
+  if (size > 0) {
+    if (Status sent = sink(std::string_view(&held, 1)); !sent) return sent;
+  }
+  return sink(suffix);
+}
+
+Status StreamedPayload::stream_marked(const struct stat& before, std::string_view suffix,
+                                      const wire::StreamedRequest::Sink& sink) {
+  // The file carries a valid verified mark: its bytes go from the page cache to the socket
+  // (sendfile), unhashed. The last byte is still held back until the file is seen unchanged
+  // since the mark was checked; a change meanwhile is a read error (the input is delivered again
+  // and then hashed), never a payload the runtime gets whole.
+  const std::uint64_t size = reference_.size_bytes;
+  auto read_error = [this](const std::string& cause) {
+    return fail(Failure::kReadError, fmt::format("payload {} cannot be read: payload store: {}: {}",
+                                                 reference_.describe(), path_.string(), cause));
+  };
+  char held = 0;
+  if (size > 1) {
+    wire::StreamSink::FileSent sent = sink.send_file(fd_, 0, size - 1);
+    if (!sent.socket) return sent.socket;
+    if (!sent.file_error.empty())
+      return read_error(fmt::format("reading failed after {} of {} bytes: {}", sent.bytes, size,
+                                    sent.file_error));
+    if (sent.bytes != size - 1)
+      return read_error(
+          fmt::format("the object ended after {} of {} bytes while it was sent", sent.bytes, size));
+  }
+  if (size > 0 && read_at(fd_, &held, 1, size - 1) != 1)
+    return read_error(fmt::format("reading its last byte failed: {}", std::strerror(errno)));
+  struct stat after {};
+  if (::fstat(fd_, &after) != 0) return read_error(std::strerror(errno));
+  if (!unchanged(before, after)) return read_error("the object changed while it was sent");
+  verified_ = true;
+  verified_state_ = before;
   if (size > 0) {
     if (Status sent = sink(std::string_view(&held, 1)); !sent) return sent;
   }

@@ -11,6 +11,12 @@
 // frame and never calls the handler) and failure() says why, for the caller to send the envelope
 // to error-end as payload_unavailable (or to nack it after a read error), as for a reference
 // resolved in memory.
+//
+// An object whose file carries a valid verified mark (payload/file/verified_mark.hpp: written by
+// the store's put() and by a reader whose hash matched, as this one marks after its hash) is not
+// hashed: its bytes go from the page cache to the socket with sendfile(2), never through this
+// process, and the last byte is held back until the file is seen unchanged since the mark was
+// checked (a change meanwhile is a read error: the input is delivered again and hashed then).
 #pragma once
 
 #include <sys/stat.h>
@@ -73,6 +79,9 @@ class StreamedPayload {
   StreamedPayload(int fd, std::filesystem::path path, payload::Reference reference);
   Status stream(std::string_view prefix, std::string_view suffix,
                 const wire::StreamedRequest::Sink& sink);
+  // The rest of stream() for a file whose verified mark holds (fstat `before`): sent unhashed.
+  Status stream_marked(const struct stat& before, std::string_view suffix,
+                       const wire::StreamedRequest::Sink& sink);
   Status fail(Failure failure, std::string message);
   char* buffer();
 

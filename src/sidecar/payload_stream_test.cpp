@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +16,7 @@
 #include <thread>
 
 #include "common/random_id.hpp"
+#include "payload/file/verified_mark.hpp"
 #include "sidecar/payload_ref.hpp"
 #include "sidecar/router_test_support.hpp"
 #include "sidecar/socket_server_test_support.hpp"
@@ -102,6 +104,7 @@ class PayloadStreamTest : public ::testing::Test {
     in_ = *parsed;
   }
   void TearDown() override {
+    payload::set_verified_marks_unsupported_for_testing(false);
     client_.reset();
     runtime_.reset();
     fs::remove_all(dir_);
@@ -229,6 +232,76 @@ TEST_F(PayloadStreamTest, AnObjectRewrittenAfterItsCheckIsNotTakenAsThePassThrou
   std::this_thread::sleep_for(20ms);
   std::ofstream(object_file(), std::ios::trunc | std::ios::binary) << kLarge;
   EXPECT_FALSE(input.stream->same_as(kLarge));
+}
+
+// The writer's put() marked the object verified: the reader sends it without hashing. Shown by a
+// put of other bytes under the object's key (the writer vouches for the digest in the key): they
+// reach the runtime whole, which a hashing reader would never allow.
+TEST_F(PayloadStreamTest, AMarkedObjectIsSentWithoutBeingHashed) {
+  std::string other = kLarge;
+  other[10] = 'Q';
+  ASSERT_TRUE(refs_->store().put(payload::object_key(payload::sha256_hex(kLarge)), other).ok());
+  PayloadReferences::Input input = resolve_streamed();
+  wire::CallResult result = call(input);
+  ASSERT_EQ(result.status, wire::CallStatus::kOk) << result.error;
+  EXPECT_EQ(input.stream->failure(), StreamedPayload::Failure::kNone);
+  EXPECT_EQ(runtime_->last(), envelope_with(other));
+  EXPECT_TRUE(input.stream->verified());
+  EXPECT_TRUE(input.stream->same_as(other));
+  char first[9];
+  EXPECT_TRUE(input.stream->read_verified(first, sizeof first, 0));
+}
+
+TEST_F(PayloadStreamTest, AnUnmarkedObjectIsHashedThenMarkedAndStillComparable) {
+  ASSERT_EQ(::removexattr(object_file().c_str(), payload::kVerifiedMarkAttribute), 0);
+  PayloadReferences::Input input = resolve_streamed();
+  ASSERT_EQ(call(input).status, wire::CallStatus::kOk);
+  EXPECT_EQ(runtime_->last(), envelope_with(kLarge));
+  char mark[512];
+  ssize_t n = ::getxattr(object_file().c_str(), payload::kVerifiedMarkAttribute, mark, sizeof mark);
+  ASSERT_GT(n, 0);
+  EXPECT_NE(std::string(mark, static_cast<std::size_t>(n)).find(payload::sha256_hex(kLarge)),
+            std::string::npos);
+  // The mark moved the file's change time after the check; the comparison still holds.
+  EXPECT_TRUE(input.stream->same_as(kLarge));
+  // The next reader trusts the mark.
+  PayloadReferences::Input again = resolve_streamed();
+  ASSERT_EQ(call(again).status, wire::CallStatus::kOk);
+  EXPECT_EQ(runtime_->last(), envelope_with(kLarge));
+  EXPECT_EQ(runtime_->requests(), 2);
+}
+
+TEST_F(PayloadStreamTest, WithoutUserAttributesEveryObjectIsHashed) {
+  payload::set_verified_marks_unsupported_for_testing(true);
+  // Other bytes put under the key: no mark can vouch for them, so the hash finds the change.
+  std::string other = kLarge;
+  other[10] = 'Q';
+  ASSERT_TRUE(refs_->store().put(payload::object_key(payload::sha256_hex(kLarge)), other).ok());
+  PayloadReferences::Input input = resolve_streamed();
+  EXPECT_NE(call(input).status, wire::CallStatus::kOk);
+  EXPECT_EQ(input.stream->failure(), StreamedPayload::Failure::kMismatch);
+  ASSERT_TRUE(eventually([&] { return runtime_->truncated() == 1; }));
+  // The right bytes pass (hashed).
+  ASSERT_TRUE(refs_->store().put(payload::object_key(payload::sha256_hex(kLarge)), kLarge).ok());
+  PayloadReferences::Input good = resolve_streamed();
+  ASSERT_EQ(call(good).status, wire::CallStatus::kOk);
+  EXPECT_EQ(runtime_->last(), envelope_with(kLarge));
+  EXPECT_EQ(runtime_->requests(), 1);
+}
+
+// A marked object resolved in memory (a batch: no stream) is not hashed either.
+TEST_F(PayloadStreamTest, AMarkedObjectResolvedInMemoryIsNotHashed) {
+  std::string other = kLarge;
+  other[10] = 'Q';
+  ASSERT_TRUE(refs_->store().put(payload::object_key(payload::sha256_hex(kLarge)), other).ok());
+  PayloadReferences::Input input = refs_->resolve(in_, body_, /*allow_stream=*/false);
+  ASSERT_EQ(input.status, PayloadReferences::InputStatus::kResolved) << input.message;
+  EXPECT_EQ(input.payload, other);
+  // Changed in place after its mark: hashed, and the mismatch found.
+  std::ofstream(object_file(), std::ios::trunc | std::ios::binary) << other;
+  input = refs_->resolve(in_, body_, /*allow_stream=*/false);
+  EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable);
+  EXPECT_NE(input.message.find("does not match its reference"), std::string::npos) << input.message;
 }
 
 }  // namespace

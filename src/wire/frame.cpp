@@ -1,9 +1,15 @@
 #include "wire/frame.hpp"
 
+#include <fcntl.h>
 #include <fmt/format.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <unistd.h>
+
+#include <csignal>
 
 #include <algorithm>
 #include <cerrno>
@@ -249,10 +255,88 @@ IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t
   return send_iov_io(fd, iov, iov_count, deadline);
 }
 
-IoResult write_frame_stream_io(
-    int fd, std::uint64_t size,
-    const std::function<Status(const std::function<Status(std::string_view)>&)>& write_body,
-    Deadline deadline) {
+namespace {
+
+// SIGPIPE blocked in this thread while it lives (sendfile has no MSG_NOSIGNAL): a write to a
+// closed peer then fails with EPIPE only. A SIGPIPE raised meanwhile is taken back on the way out
+// unless one was pending before.
+class SigpipeBlocked {
+ public:
+  SigpipeBlocked() {
+    sigemptyset(&pipe_);
+    sigaddset(&pipe_, SIGPIPE);
+    ::pthread_sigmask(SIG_BLOCK, &pipe_, &old_);
+    sigset_t pending;
+    sigemptyset(&pending);
+    was_pending_ = ::sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+  }
+  ~SigpipeBlocked() {
+    if (raised_ && !was_pending_) {
+      const struct timespec zero {};
+      (void)::sigtimedwait(&pipe_, nullptr, &zero);
+    }
+    ::pthread_sigmask(SIG_SETMASK, &old_, nullptr);
+  }
+  SigpipeBlocked(const SigpipeBlocked&) = delete;
+  SigpipeBlocked& operator=(const SigpipeBlocked&) = delete;
+  void raised() { raised_ = true; }
+
+ private:
+  sigset_t pipe_{};
+  sigset_t old_{};
+  bool was_pending_ = false;
+  bool raised_ = false;
+};
+
+// The socket non-blocking while it lives (so a deadline holds during sendfile), as it was after.
+class NonBlocking {
+ public:
+  explicit NonBlocking(int fd) : fd_(fd), flags_(::fcntl(fd, F_GETFL)) {
+    if (flags_ >= 0 && (flags_ & O_NONBLOCK) == 0)
+      set_ = ::fcntl(fd_, F_SETFL, flags_ | O_NONBLOCK) == 0;
+  }
+  ~NonBlocking() {
+    if (set_) (void)::fcntl(fd_, F_SETFL, flags_);
+  }
+  NonBlocking(const NonBlocking&) = delete;
+  NonBlocking& operator=(const NonBlocking&) = delete;
+
+ private:
+  int fd_;
+  int flags_;
+  bool set_ = false;
+};
+
+// Reads `count` bytes of `file` from `offset` and hands them to `write` in pieces (a sink without
+// a socket, or a file that sendfile cannot read from).
+StreamSink::FileSent copy_file_range_to(const StreamSink::Write& write, int file,
+                                        std::uint64_t offset, std::uint64_t count) {
+  StreamSink::FileSent sent;
+  std::string buffer(std::min<std::uint64_t>(count, kStreamChunkBytes), '\0');
+  while (sent.bytes < count) {
+    const auto want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(buffer.size(), count - sent.bytes));
+    ssize_t n = ::pread(file, buffer.data(), want, static_cast<off_t>(offset + sent.bytes));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      sent.file_error = std::strerror(errno);
+      break;
+    }
+    if (n == 0) break;
+    if (Status st = write(std::string_view(buffer.data(), static_cast<std::size_t>(n))); !st) {
+      sent.socket = st;
+      break;
+    }
+    sent.bytes += static_cast<std::uint64_t>(n);
+  }
+  return sent;
+}
+
+}  // namespace
+
+IoResult write_frame_stream_io(int fd, std::uint64_t size,
+                               const std::function<Status(const StreamSink&)>& write_body,
+                               Deadline deadline) {
   if (size > UINT32_MAX) {
     return {
         IoCode::kOversize,
@@ -277,9 +361,11 @@ IoResult write_frame_stream_io(
     chunk.clear();
     return ok;
   };
-  const std::function<Status(std::string_view)> sink = [&](std::string_view part) -> Status {
-    if (produced + part.size() > size)
-      return Error{fmt::format("the request body grew past the {} bytes announced", size)};
+  auto grew = [size] {
+    return Error{fmt::format("the request body grew past the {} bytes announced", size)};
+  };
+  const StreamSink::Write write = [&](std::string_view part) -> Status {
+    if (produced + part.size() > size) return grew();
     produced += part.size();
     if (chunk.size() + part.size() <= kStreamChunkBytes) {
       chunk.append(part);
@@ -291,7 +377,62 @@ IoResult write_frame_stream_io(
     chunk.append(part);
     return Status::Ok();
   };
-  Status written = write_body(sink);
+  // A file range: from the page cache to the socket (sendfile), never through this process.
+  const StreamSink::SendFile send_file = [&](int file, std::uint64_t offset,
+                                             std::uint64_t count) -> StreamSink::FileSent {
+    StreamSink::FileSent sent;
+    if (produced + count > size) {
+      sent.socket = grew();
+      return sent;
+    }
+    if (!chunk.empty() && !flush()) {
+      sent.socket = Error{io.message};
+      return sent;
+    }
+    SigpipeBlocked no_sigpipe;
+    NonBlocking non_blocking(fd);
+    while (sent.bytes < count) {
+      auto position = static_cast<off_t>(offset + sent.bytes);
+      const auto want =
+          static_cast<std::size_t>(std::min<std::uint64_t>(count - sent.bytes, 1u << 30));
+      ssize_t n = ::sendfile(fd, file, &position, want);
+      if (n > 0) {
+        sent.bytes += static_cast<std::uint64_t>(n);
+        produced += static_cast<std::uint64_t>(n);
+        continue;
+      }
+      if (n == 0) break;  // the file ended
+      const int err = errno;
+      if (err == EINTR) continue;
+      if (err == EAGAIN || err == EWOULDBLOCK) {
+        const int rc = wait_for(fd, POLLOUT, deadline);
+        if (rc > 0) continue;
+        io = rc == 0 ? timeout_result("writing a frame") : system_error("poll", errno);
+        sent.socket = Error{io.message};
+        break;
+      }
+      if (err == EPIPE || err == ECONNRESET || err == ENOTCONN) {
+        if (err == EPIPE) no_sigpipe.raised();
+        io = {IoCode::kClosed, fmt::format("peer closed the connection: {}", std::strerror(err))};
+        sent.socket = Error{io.message};
+        break;
+      }
+      if (err == EINVAL || err == ENOSYS || err == EOPNOTSUPP) {
+        // A file sendfile cannot read from: copied through a buffer instead.
+        StreamSink::FileSent rest =
+            copy_file_range_to(write, file, offset + sent.bytes, count - sent.bytes);
+        // (`write` counted them in `produced`)
+        sent.bytes += rest.bytes;
+        sent.socket = rest.socket;
+        sent.file_error = rest.file_error;
+        break;
+      }
+      sent.file_error = std::strerror(err);
+      break;
+    }
+    return sent;
+  };
+  Status written = write_body(StreamSink(write, send_file));
   if (!io.ok()) return io;  // the socket failed first: say how (kClosed lets the caller resend)
   if (!written) return {IoCode::kAborted, written.message()};
   if (produced != size)
@@ -325,6 +466,12 @@ IoResult read_frame_into(int fd, const std::function<char*(std::size_t)>& storag
 }
 
 }  // namespace detail
+
+StreamSink::FileSent StreamSink::send_file(int fd, std::uint64_t offset,
+                                           std::uint64_t count) const {
+  if (send_file_) return send_file_(fd, offset, count);
+  return detail::copy_file_range_to(write_, fd, offset, count);
+}
 
 Status write_frame(int fd, std::string_view body, int deadline_ms) {
   auto r = detail::write_frame_io(fd, body, detail::deadline_after_ms(deadline_ms));

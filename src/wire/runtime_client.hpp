@@ -10,6 +10,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 
 #include "common/result.hpp"
@@ -76,18 +77,57 @@ class FrameBuffer {
   std::size_t capacity_ = 0;
 };
 
+// Where a StreamedRequest's body goes (below): parts of memory, or a range of a file.
+class StreamSink {
+ public:
+  // What send_file() did.
+  struct FileSent {
+    std::uint64_t bytes = 0;  // of the file, sent
+    // The socket failed (or the body grew past its size): stop and return this, as an error of
+    // operator().
+    Status socket;
+    // Reading the file failed (bytes < count, socket ok): why. Both ok and bytes < count: the
+    // file ended first.
+    std::string file_error;
+  };
+  using Write = std::function<Status(std::string_view part)>;
+  using SendFile = std::function<FileSent(int fd, std::uint64_t offset, std::uint64_t count)>;
+
+  StreamSink() = default;  // empty: calling it is a bug (std::bad_function_call)
+  // A sink of parts only: send_file() reads the file and hands its bytes to `write` (tests, and
+  // producers run without a socket).
+  template <class F>
+  requires(!std::is_same_v<std::decay_t<F>, StreamSink> &&
+           std::is_invocable_r_v<Status, F&, std::string_view>) StreamSink(F write)
+      : write_(std::move(write)) {}  // NOLINT: implicit, as the former function
+  StreamSink(Write write, SendFile send_file)
+      : write_(std::move(write)), send_file_(std::move(send_file)) {}
+
+  // Hands the next `part` of the body on; an error ends the body.
+  Status operator()(std::string_view part) const { return write_(part); }
+  // Hands on the next `count` bytes of the file open as `fd`, from `offset` (the descriptor's
+  // own offset is not used or moved). The runtime client sends them with sendfile(2): from the
+  // page cache to the socket, never through a buffer of the process.
+  FileSent send_file(int fd, std::uint64_t offset, std::uint64_t count) const;
+
+ private:
+  Write write_;
+  SendFile send_file_;
+};
+
 // A request whose body is produced while it is written (a join's branch list, read from its
-// store one branch at a time), so the sidecar never holds the whole request: `size` is the body's
-// exact length in bytes (the frame header announces it before the first body byte), and
-// `write_body(sink)` hands the body to `sink` in consecutive parts of any size, returning Ok, an
-// error of its own, or the first error `sink` returned (after which it must stop). The client
-// gathers parts into writes of up to 64 KiB. A body longer or shorter than `size`, or an error of
-// write_body, ends the call as kUnavailable ("the request was not sent completely: ...") with the
-// connection closed, so the runtime sees a truncated frame and never answers it. write_body may be
-// called a second time for one call (a kept connection found closed by the runtime at the first
-// write); it must then produce the same bytes.
+// store one branch at a time; a payload object streamed from its file), so the sidecar never
+// holds the whole request: `size` is the body's exact length in bytes (the frame header announces
+// it before the first body byte), and `write_body(sink)` hands the body to `sink` in consecutive
+// parts of any size (or file ranges, StreamSink::send_file), returning Ok, an error of its own,
+// or the first error `sink` returned (after which it must stop). The client gathers parts into
+// writes of up to 64 KiB. A body longer or shorter than `size`, or an error of write_body, ends
+// the call as kUnavailable ("the request was not sent completely: ...") with the connection
+// closed, so the runtime sees a truncated frame and never answers it. write_body may be called a
+// second time for one call (a kept connection found closed by the runtime at the first write); it
+// must then produce the same bytes. The call's timeout holds for file ranges too.
 struct StreamedRequest {
-  using Sink = std::function<Status(std::string_view part)>;
+  using Sink = StreamSink;
   std::uint64_t size = 0;
   std::function<Status(const Sink& sink)> write_body;
 };

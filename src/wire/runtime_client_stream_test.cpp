@@ -1,5 +1,6 @@
 // RuntimeClient::call with a StreamedRequest: the body produced while it is written (a join's
 // branch list read from its store), against a real Unix-socket echo runtime.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -230,6 +231,143 @@ TEST(RuntimeClientStream, AnErrorOfTheProducerEndsTheCallNamingIt) {
   EXPECT_NE(r.error.find("not sent completely: join store: disk I/O error"), std::string::npos)
       << r.error;
   EXPECT_EQ(runtime.requests(), 0);
+}
+
+bool eventually(const std::function<bool()>& condition) {
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+// A file whose bytes are "0123456789" repeated, opened for reading; closed by the destructor.
+struct NumberFile {
+  int fd = -1;
+  std::string bytes;
+  NumberFile(const fs::path& path, std::size_t size) {
+    for (std::size_t i = 0; i < size; ++i) bytes += static_cast<char>('0' + i % 10);
+    std::ofstream(path, std::ios::binary) << bytes;
+    fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  }
+  ~NumberFile() { ::close(fd); }
+};
+
+// A request "[\"" + `count` bytes of `file` from `offset` + "\"]", the file range sent with
+// StreamSink::send_file; `sent` gets what send_file reported.
+StreamedRequest file_request(const NumberFile& file, std::uint64_t offset, std::uint64_t count,
+                             StreamSink::FileSent* sent = nullptr) {
+  StreamedRequest r;
+  r.size = count + 4;
+  r.write_body = [&file, offset, count, sent](const StreamedRequest::Sink& sink) -> Status {
+    if (Status st = sink("[\""); !st) return st;
+    StreamSink::FileSent result = sink.send_file(file.fd, offset, count);
+    if (sent) *sent = result;
+    if (!result.socket) return result.socket;
+    if (!result.file_error.empty()) return Error{result.file_error};
+    return sink("\"]");
+  };
+  return r;
+}
+
+TEST(RuntimeClientStream, AFileRangeIsSentInPlaceInTheFrame) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  NumberFile file(dir.path / "object", (5u << 20) + 7);
+  FrameBuffer response;
+  for (std::uint64_t offset :
+       {std::uint64_t{0}, std::uint64_t{3}}) {  // the second: kept connection
+    StreamSink::FileSent sent;
+    const std::uint64_t count = file.bytes.size() - offset - 2;
+    CallResult r = client.call(file_request(file, offset, count, &sent), response, 20s);
+    ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+    EXPECT_EQ(sent.bytes, count);
+    EXPECT_EQ(response.view(), "[[\"" + file.bytes.substr(offset, count) + "\"]]");
+  }
+  EXPECT_EQ(::lseek(file.fd, 0, SEEK_CUR), 0) << "the descriptor's own offset moved";
+  EXPECT_EQ(runtime.requests(), 2);
+}
+
+TEST(RuntimeClientStream, AFileShorterThanItsRangeEndsTheCallAsNotSentCompletely) {
+  TempDir dir;
+  EchoRuntime runtime(dir.path / "rt.sock");
+  RuntimeClient client(options_for(dir.path / "rt.sock"));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  NumberFile file(dir.path / "object", 100'000);
+  StreamSink::FileSent sent;
+  FrameBuffer response;
+  CallResult r = client.call(file_request(file, 0, 100'010, &sent), response, 10s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_EQ(sent.bytes, 100'000u);
+  EXPECT_TRUE(sent.socket.ok());
+  EXPECT_TRUE(eventually([&runtime] { return runtime.truncated() == 1; }));
+  EXPECT_EQ(runtime.requests(), 0);
+}
+
+// A runtime that accepts connections and never reads: a file range larger than the socket's
+// buffers must still end at the call's timeout (sendfile on a blocking socket would not).
+TEST(RuntimeClientStream, AFileRangeToARuntimeThatDoesNotReadTimesOut) {
+  TempDir dir;
+  const fs::path socket_path = dir.path / "rt.sock";
+  int listen_fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, socket_path.c_str());
+  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listen_fd, 4), 0);
+  std::ofstream(dir.path / "runtime-ready").put('\n');
+  RuntimeClient client(options_for(socket_path));
+  NumberFile file(dir.path / "object", 32u << 20);
+  FrameBuffer response;
+  CallResult r = client.call(file_request(file, 0, file.bytes.size()), response, 300ms);
+  EXPECT_EQ(r.status, CallStatus::kTimeout) << r.error;
+  ::close(listen_fd);
+}
+
+// A runtime that closes the connection at once: the failed write is EPIPE, not a SIGPIPE that
+// kills the process (sendfile has no MSG_NOSIGNAL), and the call fails as unavailable.
+TEST(RuntimeClientStream, AFileRangeToAClosedRuntimeFailsWithoutSigpipe) {
+  TempDir dir;
+  const fs::path socket_path = dir.path / "rt.sock";
+  int listen_fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, socket_path.c_str());
+  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listen_fd, 4), 0);
+  std::ofstream(dir.path / "runtime-ready").put('\n');
+  std::thread closer([listen_fd] {
+    for (int i = 0; i < 2; ++i) {
+      int fd = ::accept(listen_fd, nullptr, nullptr);
+      if (fd < 0) return;
+      ::close(fd);
+    }
+  });
+  RuntimeClient client(options_for(socket_path));
+  NumberFile file(dir.path / "object", 8u << 20);
+  FrameBuffer response;
+  CallResult r = client.call(file_request(file, 0, file.bytes.size()), response, 10s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable) << r.error;
+  ::shutdown(listen_fd, SHUT_RDWR);
+  closer.join();
+  ::close(listen_fd);
+}
+
+TEST(RuntimeClientStream, ASinkOfPartsOnlyReadsAFileRangeIntoItsParts) {
+  TempDir dir;
+  NumberFile file(dir.path / "object", 200'000);
+  std::string got;
+  StreamSink sink([&got](std::string_view part) {
+    got.append(part);
+    return Status::Ok();
+  });
+  StreamSink::FileSent sent = sink.send_file(file.fd, 5, 150'000);
+  EXPECT_TRUE(sent.socket.ok());
+  EXPECT_EQ(sent.bytes, 150'000u);
+  EXPECT_EQ(got, file.bytes.substr(5, 150'000));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "wire/runtime_client.hpp"
 
 namespace asya::wire::detail {
 
@@ -54,10 +55,11 @@ IoResult write_frame_parts_io(int fd, const std::string_view* parts, std::size_t
 // is, not copied). kAborted when write_body returned an error of its own or produced more or fewer
 // than `size` bytes (the frame on the wire is then incomplete: the connection must be closed).
 inline constexpr std::size_t kStreamChunkBytes = 64u << 10;
-IoResult write_frame_stream_io(
-    int fd, std::uint64_t size,
-    const std::function<Status(const std::function<Status(std::string_view)>&)>& write_body,
-    Deadline deadline);
+// File ranges (StreamSink::send_file) go with sendfile(2), the socket made non-blocking for the
+// time so that `deadline` holds, and SIGPIPE blocked (EPIPE instead).
+IoResult write_frame_stream_io(int fd, std::uint64_t size,
+                               const std::function<Status(const StreamSink&)>& write_body,
+                               Deadline deadline);
 // Reads one frame into `out`, resizing it once to the announced size after the limit check.
 IoResult read_frame_io(int fd, std::string& out, std::size_t max_message_bytes, Deadline deadline);
 // The same into storage the caller provides: after the limit check, `storage(size)` returns room

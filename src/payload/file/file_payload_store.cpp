@@ -3,6 +3,7 @@
 // fsync), so a reader never sees a partial object and a put survives a crash once it returned.
 // Temporaries are written in <dir>/tmp/ (same file system, so the rename is atomic); a put cut
 // short by a crash leaves one there, listed under "tmp/" so the sweep removes it once old.
+// Objects (objects/<sha256>) carry a verified mark once written or hashed (verified_mark.hpp).
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
@@ -17,6 +18,7 @@
 
 #include "common/durable_file.hpp"
 #include "common/failpoint.hpp"
+#include "payload/file/verified_mark.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
 
@@ -53,6 +55,7 @@ class FilePayloadStore : public PayloadStore {
       written = write_file_atomically(final_path, bytes, options);
     }
     if (!written) return Error{"payload store: " + written.message()};
+    mark_written(key, final_path, bytes.size());
     return Status::Ok();
   }
 
@@ -61,40 +64,39 @@ class FilePayloadStore : public PayloadStore {
 
   Status read(std::string_view key, std::string& out) override {
     fs::path path = dir_ / fs::path(key);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      int err = errno;
-      if (err == ENOENT)
-        return Error{fmt::format("{} payload store: no object {}", kNotFound, path.string())};
-      return Error{
-          fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(err))};
-    }
     struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      return Error{
-          fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(err))};
-    }
+    auto fd = open_object(path, st);
+    if (!fd) return fd.error();
+    Status read_status = read_whole(*fd, path, st, out);
+    ::close(*fd);
+    return read_status;
+  }
+
+  Result<bool> read_checked(std::string_view key, std::string_view sha256, std::uint64_t size_bytes,
+                            std::string& out) override {
+    fs::path path = dir_ / fs::path(key);
+    struct stat st {};
+    auto fd = open_object(path, st);
+    if (!fd) return fd.error();
+    bool marked = has_verified_mark(*fd, st, sha256, size_bytes);
     const std::size_t start = out.size();
-    const auto size = static_cast<std::size_t>(st.st_size);
-    out.resize(start + size);
-    std::size_t done = 0;
-    while (done < size) {
-      ssize_t n = ::read(fd, out.data() + start + done, size - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        int err = n < 0 ? errno : EIO;
-        ::close(fd);
-        out.resize(start);
-        return Error{fmt::format("payload store: reading {} failed after {} of {} bytes: {}",
-                                 path.string(), done, size,
-                                 n == 0 ? "unexpected end of file" : std::strerror(err))};
-      }
-      done += static_cast<std::size_t>(n);
+    Status read_status = read_whole(*fd, path, st, out);
+    // Trusted only if nothing changed the file while it was read either.
+    struct stat after {};
+    if (marked &&
+        (::fstat(*fd, &after) != 0 || after.st_size != st.st_size ||
+         after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec ||
+         after.st_ctim.tv_sec != st.st_ctim.tv_sec || after.st_ctim.tv_nsec != st.st_ctim.tv_nsec))
+      marked = false;
+    bool matched = false;
+    if (read_status) {
+      const std::string_view bytes = std::string_view(out).substr(start);
+      matched = marked || (bytes.size() == size_bytes && sha256_hex(bytes) == sha256);
+      if (matched && !marked) (void)write_verified_mark(*fd, st, sha256);
     }
-    ::close(fd);
-    return Status::Ok();
+    ::close(*fd);
+    if (!read_status) return read_status.error();
+    return matched;
   }
 
   Result<bool> exists(std::string_view key) override {
@@ -156,6 +158,58 @@ class FilePayloadStore : public PayloadStore {
   }
 
  private:
+  // Opens the object's file and fstat()s it; an Error starting with kNotFound when it is missing.
+  static Result<int> open_object(const fs::path& path, struct stat& st) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      int err = errno;
+      if (err == ENOENT)
+        return Error{fmt::format("{} payload store: no object {}", kNotFound, path.string())};
+      return Error{
+          fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(err))};
+    }
+    if (::fstat(fd, &st) != 0) {
+      int err = errno;
+      ::close(fd);
+      return Error{
+          fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(err))};
+    }
+    return fd;
+  }
+
+  // Appends the file's st.st_size bytes to `out` (nothing appended on an error).
+  static Status read_whole(int fd, const fs::path& path, const struct stat& st, std::string& out) {
+    const std::size_t start = out.size();
+    const auto size = static_cast<std::size_t>(st.st_size);
+    out.resize(start + size);
+    std::size_t done = 0;
+    while (done < size) {
+      ssize_t n = ::read(fd, out.data() + start + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        int err = n < 0 ? errno : EIO;
+        out.resize(start);
+        return Error{fmt::format("payload store: reading {} failed after {} of {} bytes: {}",
+                                 path.string(), done, size,
+                                 n == 0 ? "unexpected end of file" : std::strerror(err))};
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    return Status::Ok();
+  }
+
+  // An object just written (objects/<sha256>: the caller computed the digest of these bytes)
+  // gets its verified mark, so its readers need not hash it. Best effort.
+  static void mark_written(std::string_view key, const fs::path& path, std::size_t size) {
+    constexpr std::string_view kObjects = "objects/";
+    if (!key.starts_with(kObjects)) return;
+    const std::string_view sha256 = key.substr(kObjects.size());
+    if (sha256.size() != 64 ||
+        sha256.find_first_not_of("0123456789abcdef") != std::string_view::npos)
+      return;
+    (void)mark_written_object(path.string(), sha256, size);
+  }
+
   fs::path dir_;
 };
 
@@ -224,6 +278,7 @@ Result<std::string> FilePayloadStore::put_object(std::string_view bytes,
   }
   if (Status synced = fsync_directory(objects); !synced)
     return Error{"payload store: " + synced.message()};
+  mark_written(object_key(sha256), final_path, bytes.size());
   return sha256;
 }
 

@@ -115,15 +115,17 @@ Status BranchReferences::check(JoinStore& store, const ClaimedGroup& group) {
         auto key = payload::key_in_store(reference, store_.url());
         if (!key) return unavailable(key.error().message);
         buffer_.clear();
-        if (Status read = store_.read(*key, buffer_); !read) {
-          if (!read.message().starts_with(payload::kNotFound))
+        // Checked by its SHA-256, or by the store's verified mark (payload/file/verified_mark.hpp).
+        auto checked = store_.read_checked(*key, reference.sha256, reference.size_bytes, buffer_);
+        if (!checked) {
+          const std::string& message = checked.error().message;
+          if (!message.starts_with(payload::kNotFound))
             return Error{fmt::format("branch {}: payload {} cannot be read: {}", index,
-                                     describe(reference), read.message())};
+                                     describe(reference), message)};
           return unavailable(
-              fmt::format("payload {} cannot be read: {}", describe(reference), read.message()));
+              fmt::format("payload {} cannot be read: {}", describe(reference), message));
         }
-        if (buffer_.size() != reference.size_bytes ||
-            payload::sha256_hex(buffer_) != reference.sha256)
+        if (!*checked)
           return unavailable(fmt::format(
               "payload {} does not match its reference: the object has {} bytes; it was changed or "
               "damaged in the store",
@@ -166,10 +168,11 @@ Result<bool> BranchReferences::write(std::size_t index, std::string_view stored,
   auto key = payload::key_in_store(reference, store_.url());
   if (!key) return key.error();
   buffer_.clear();
-  if (Status read = store_.read(*key, buffer_); !read)
+  auto checked = store_.read_checked(*key, reference.sha256, reference.size_bytes, buffer_);
+  if (!checked)
     return Error{fmt::format("branch {}: payload {} cannot be read: {}", index, describe(reference),
-                             read.message())};
-  if (buffer_.size() != reference.size_bytes || payload::sha256_hex(buffer_) != reference.sha256)
+                             checked.error().message)};
+  if (!*checked)
     return Error{fmt::format(
         "branch {}: payload {} changed in the store while the join input was streamed ({} bytes)",
         index, describe(reference), buffer_.size())};
