@@ -11,9 +11,15 @@ def _mark(name, content=""):
     directory = os.environ.get("TEST_MARKER_DIR")
     if directory:
         path = os.path.join(directory, name)
-        with open(path + ".tmp", "w") as f:
+        # A temporary of this process and thread: replicas of one actor (separate runtimes) may
+        # mark the same name (a time_ns() they share), and one's rename would take the other's
+        # temporary away (the handler then raised FileNotFoundError and its message went to
+        # error-end).
+        import threading
+        temporary = "%s.%d-%d.tmp" % (path, os.getpid(), threading.get_ident())
+        with open(temporary, "w") as f:
             f.write(content)
-        os.rename(path + ".tmp", path)
+        os.rename(temporary, path)
 
 
 def echo(payload):

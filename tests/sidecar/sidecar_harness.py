@@ -343,7 +343,8 @@ class Cluster:
         return actor
 
     def markers_named(self, prefix):
-        return sorted(p.name for p in self.markers.iterdir() if p.name.startswith(prefix))
+        return sorted(p.name for p in self.markers.iterdir()
+                      if p.name.startswith(prefix) and not p.name.endswith(".tmp"))
 
     def stop(self):
         for a in self.actors:
