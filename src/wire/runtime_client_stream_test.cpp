@@ -31,17 +31,28 @@ struct TempDir {
   ~TempDir() { fs::remove_all(path); }
 };
 
+// Listens on `socket_path` as a runtime would and creates its ready file; the listening
+// descriptor, or -1 when the socket could not be bound or listened on.
+int listen_as_runtime(const fs::path& socket_path, int backlog) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, socket_path.c_str());
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      ::listen(fd, backlog) != 0) {
+    if (fd >= 0) ::close(fd);
+    return -1;
+  }
+  std::ofstream(socket_path.parent_path() / "runtime-ready").put('\n');
+  return fd;
+}
+
 // Answers every request frame with "[" + request + "]" and counts the frames that ended early.
 class EchoRuntime {
  public:
   explicit EchoRuntime(const fs::path& socket_path) {
-    listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strcpy(addr.sun_path, socket_path.c_str());
-    EXPECT_EQ(::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-    EXPECT_EQ(::listen(listen_fd_, 16), 0);
-    std::ofstream(socket_path.parent_path() / "runtime-ready").put('\n');
+    listen_fd_ = listen_as_runtime(socket_path, 16);
+    EXPECT_GE(listen_fd_, 0);
     thread_ = std::thread([this] {
       for (;;) {
         int fd = ::accept(listen_fd_, nullptr, nullptr);
@@ -312,13 +323,8 @@ TEST(RuntimeClientStream, AFileShorterThanItsRangeEndsTheCallAsNotSentCompletely
 TEST(RuntimeClientStream, AFileRangeToARuntimeThatDoesNotReadTimesOut) {
   TempDir dir;
   const fs::path socket_path = dir.path / "rt.sock";
-  int listen_fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, socket_path.c_str());
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listen_fd, 4), 0);
-  std::ofstream(dir.path / "runtime-ready").put('\n');
+  int listen_fd = listen_as_runtime(socket_path, 4);
+  ASSERT_GE(listen_fd, 0);
   RuntimeClient client(options_for(socket_path));
   NumberFile file(dir.path / "object", 32u << 20);
   FrameBuffer response;
@@ -332,13 +338,8 @@ TEST(RuntimeClientStream, AFileRangeToARuntimeThatDoesNotReadTimesOut) {
 TEST(RuntimeClientStream, AFileRangeToAClosedRuntimeFailsWithoutSigpipe) {
   TempDir dir;
   const fs::path socket_path = dir.path / "rt.sock";
-  int listen_fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strcpy(addr.sun_path, socket_path.c_str());
-  ASSERT_EQ(::bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listen_fd, 4), 0);
-  std::ofstream(dir.path / "runtime-ready").put('\n');
+  int listen_fd = listen_as_runtime(socket_path, 4);
+  ASSERT_GE(listen_fd, 0);
   std::thread closer([listen_fd] {
     for (int i = 0; i < 2; ++i) {
       int fd = ::accept(listen_fd, nullptr, nullptr);
