@@ -24,6 +24,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using test::read_line;
 using test::spawn;
 using test::wait_exit;
 
@@ -31,23 +32,6 @@ using test::wait_exit;
 void append_line(int fd, const std::string& line) {
   std::string text = line + "\n";
   ASSERT_EQ(::write(fd, text.data(), text.size()), static_cast<ssize_t>(text.size()));
-}
-
-// Reads one line from a pipe, waiting up to `wait`; empty on timeout or EOF.
-std::string read_line(int fd, std::chrono::milliseconds wait) {
-  std::string line;
-  Clock::time_point deadline = Clock::now() + wait;
-  char c;
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    int remaining = static_cast<int>(
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
-    if (::poll(&p, 1, std::max(remaining, 1)) <= 0) continue;
-    if (::read(fd, &c, 1) != 1) return {};
-    if (c == '\n') return line;
-    line += c;
-  }
-  return {};
 }
 
 TEST(SqliteMultiProcess, FourProducersThreeConsumersDeliverEveryMessageExactlyOnce) {

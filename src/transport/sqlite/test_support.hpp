@@ -1,6 +1,7 @@
 // Test helpers for the sqlite transport tests (not part of the library).
 #pragma once
 
+#include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/wait.h>
@@ -8,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -48,6 +50,25 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// Reads one line from a pipe (a child process's report), waiting up to `wait`; empty on timeout
+// or EOF.
+inline std::string read_line(int fd, std::chrono::milliseconds wait) {
+  using Clock = std::chrono::steady_clock;
+  std::string line;
+  Clock::time_point deadline = Clock::now() + wait;
+  char c;
+  while (Clock::now() < deadline) {
+    pollfd p{fd, POLLIN, 0};
+    int remaining = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count());
+    if (::poll(&p, 1, std::max(remaining, 1)) <= 0) continue;
+    if (::read(fd, &c, 1) != 1) return {};
+    if (c == '\n') return line;
+    line += c;
+  }
+  return {};
+}
 
 // Runs `body` in a forked child process; its return value is the child's exit code (100 when it
 // throws, after printing the exception).

@@ -30,6 +30,7 @@ namespace {
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
+using test::read_line;
 using test::spawn;
 using test::wait_exit;
 
@@ -57,24 +58,10 @@ GroupCommit::Operation insert_message(std::string queue, std::string body) {
   };
 }
 
-// Lines written to / read from a pipe by a child process.
+// A line written to a pipe by a child process (test::read_line reads it).
 void write_line(int fd, const std::string& line) {
   std::string text = line + "\n";
   if (::write(fd, text.data(), text.size()) != static_cast<ssize_t>(text.size())) _exit(20);
-}
-
-std::string read_line(int fd, std::chrono::milliseconds wait) {
-  std::string line;
-  Clock::time_point deadline = Clock::now() + wait;
-  char c;
-  while (Clock::now() < deadline) {
-    pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 50) <= 0) continue;
-    if (::read(fd, &c, 1) != 1) return {};
-    if (c == '\n') return line;
-    line += c;
-  }
-  return {};
 }
 
 // A receiver process whose only way to find a message is a wake-up (a fallback poll of an hour):
