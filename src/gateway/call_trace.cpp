@@ -98,23 +98,24 @@ CallTracer::LocalSink job_store_sink(JobStore& store, const SpanLimits& limits,
                                      otlp::Resource resource) {
   // The documents are built from the spans directly (traces::received_span), as the receiver
   // would read them back from their OTLP JSON: no text written and parsed again per span.
-  return [&store, limits,
-          resource = traces::resource_object(resource)](std::vector<otlp::Span> spans) {
-    std::vector<SpanRecord> records;
-    records.reserve(spans.size());
-    for (const auto& span : spans) {
-      traces::ReceivedSpan received = traces::received_span(span, resource);
-      if (received.job_id.empty()) continue;
-      records.push_back(SpanRecord{std::move(received.job_id), std::move(received.trace_id),
-                                   std::move(received.span_id), received.start_unix_nano,
-                                   to_json_text(received.document)});
-    }
-    if (records.empty()) return;
-    auto written = store.add_spans(records, limits, std::chrono::system_clock::now());
-    if (!written.ok())
-      spdlog::warn("gateway: cannot keep the call span of job {}: {}", records.front().job_id,
-                   written.error().message);
-  };
+  return
+      [&store, limits, resource = traces::span_resource(resource)](std::vector<otlp::Span> spans) {
+        std::vector<SpanRecord> records;
+        records.reserve(spans.size());
+        for (const auto& span : spans) {
+          traces::ReceivedSpan received = traces::received_span(span, resource);
+          if (received.job_id.empty()) continue;
+          std::string document = received.document_text();
+          records.push_back(SpanRecord{std::move(received.job_id), std::move(received.trace_id),
+                                       std::move(received.span_id), received.start_unix_nano,
+                                       std::move(document)});
+        }
+        if (records.empty()) return;
+        auto written = store.add_spans(records, limits, std::chrono::system_clock::now());
+        if (!written.ok())
+          spdlog::warn("gateway: cannot keep the call span of job {}: {}", records.front().job_id,
+                       written.error().message);
+      };
 }
 
 }  // namespace asya::gateway

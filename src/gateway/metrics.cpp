@@ -42,12 +42,30 @@ std::string Metrics::serialize() const {
   return serializer.Serialize(registry_->Collect()) + process_metrics_text();
 }
 
+prometheus::Counter& Metrics::counter(prometheus::Family<prometheus::Counter>& family,
+                                      const char* first_name, const std::string& first,
+                                      const char* second_name, const std::string& second) {
+  // The first value's length first: no two label sets share a key, whatever bytes they hold.
+  std::string key = std::to_string(first.size());
+  key.push_back(':');
+  key += first;
+  key += second;
+  std::lock_guard lock(counters_mutex_);
+  auto [it, inserted] = counters_.try_emplace({&family, std::move(key)}, nullptr);
+  if (inserted) {
+    prometheus::Labels labels{{first_name, first}};
+    if (*second_name != '\0') labels.emplace(second_name, second);
+    it->second = &family.Add(labels);
+  }
+  return *it->second;
+}
+
 void Metrics::http_request(const std::string& method, int status) {
-  http_requests_->Add({{"method", method}, {"code", std::to_string(status)}}).Increment();
+  counter(*http_requests_, "method", method, "code", std::to_string(status)).Increment();
 }
 
 void Metrics::tool_call(const std::string& tool, const std::string& outcome, double seconds) {
-  tool_calls_->Add({{"tool", tool}, {"outcome", outcome}}).Increment();
+  counter(*tool_calls_, "tool", tool, "outcome", outcome).Increment();
   if (outcome == "succeeded" || outcome == "failed") {
     static const prometheus::Histogram::BucketBoundaries buckets{0.01, 0.05, 0.1, 0.5, 1,
                                                                  5,    10,   30,  60,  300};
@@ -56,7 +74,7 @@ void Metrics::tool_call(const std::string& tool, const std::string& outcome, dou
 }
 
 void Metrics::report(const std::string& kind) {
-  reports_->Add({{"kind", kind}}).Increment();
+  counter(*reports_, "kind", kind).Increment();
 }
 
 }  // namespace asya::gateway

@@ -119,10 +119,9 @@ awaitable<Response> Api::receive_traces(const http::Request& request) {
                           span.trace_id + " name no job of this gateway");
         continue;
       }
-      json::object doc = span.document;
-      doc["job_id"] = job_id;
-      records.push_back(
-          SpanRecord{job_id, span.trace_id, span.span_id, span.start_unix_nano, to_json_text(doc)});
+      std::string document = span.document_text(job_id);
+      records.push_back(SpanRecord{std::move(job_id), span.trace_id, span.span_id,
+                                   span.start_unix_nano, std::move(document)});
     }
     auto write = service_.store().add_spans(records, limits, Clock::now());
     if (!write.ok()) return write.error();

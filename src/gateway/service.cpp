@@ -61,7 +61,19 @@ std::unique_ptr<Notifier::Subscription> Notifier::subscribe(const std::string& j
   return subscription;
 }
 
+bool Notifier::has_waiters(const std::string& job_id, bool maybe_final) {
+  std::lock_guard lock(mutex_);
+  auto range = subscribers_.equal_range(job_id);
+  for (auto it = range.first; it != range.second; ++it)
+    if (maybe_final || !it->second->final_only_) return true;
+  return false;
+}
+
 void Notifier::notify(const std::string& job_id, bool maybe_final) {
+  // Nobody waits for most jobs (async calls, sidecar reports): then nothing is posted, so a report
+  // applied on the blocking pool does not wake the io thread for nothing. A waiter that subscribes
+  // after this look reads the store after subscribing (wait_final), so it sees the change anyway.
+  if (!has_waiters(job_id, maybe_final)) return;
   // Runs on the io thread so that `notified_` and the timer are only touched there; the
   // subscription is looked up again in case it ended meanwhile.
   asio::post(io_, [this, job_id, maybe_final] {

@@ -74,7 +74,10 @@ class Notifier {
   std::unique_ptr<Subscription> subscribe(const std::string& job_id, bool final_only = false);
   // Wakes the subscribers of the job. `maybe_final` false: the change left the job unfinished
   // (final-only subscribers sleep on); when in doubt pass true. May be called from any thread.
+  // Posts nothing when the job has no subscriber that the change could wake (has_waiters).
   void notify(const std::string& job_id, bool maybe_final = true);
+  // Whether a subscription to the job would be woken by notify(job_id, maybe_final).
+  bool has_waiters(const std::string& job_id, bool maybe_final = true);
 
  private:
   boost::asio::io_context& io_;

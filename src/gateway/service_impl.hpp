@@ -14,17 +14,35 @@ namespace detail {
 // GCC 12 destroys twice a temporary lambda with non-trivial captures created inside a co_await
 // expression. So callers name the lambda first and pass it by reference, Service::blocking is a
 // plain function that builds the std::function, and only these helpers are coroutines.
-template <class T>
-boost::asio::awaitable<std::optional<T>> run_work(std::function<T()> work) {
-  co_return work();
-}
-
+// Runs `work` on the pool and resumes the awaiting coroutine on its own executor with the result
+// (or the exception `work` threw): one task posted each way, no coroutine spawned on the pool.
 template <class T>
 boost::asio::awaitable<T> run_on(boost::asio::thread_pool::executor_type pool,
                                  std::function<T()> work) {
-  // Spawned on the pool, `work` runs there; the awaiting coroutine resumes on its own executor.
-  std::optional<T> result = co_await boost::asio::co_spawn(pool, run_work<T>(std::move(work)),
-                                                           boost::asio::use_awaitable);
+  auto initiate = [pool, work = std::move(work)](auto handler) mutable {
+    auto resume = boost::asio::get_associated_executor(handler);
+    auto task = [handler = std::move(handler), guard = boost::asio::make_work_guard(resume),
+                 work = std::move(work)]() mutable {
+      std::exception_ptr failure;
+      std::optional<T> value;
+      try {
+        value.emplace(work());
+      } catch (...) {
+        failure = std::current_exception();
+      }
+      auto executor = guard.get_executor();
+      boost::asio::post(
+          executor, [handler = std::move(handler), failure, value = std::move(value)]() mutable {
+            std::move(handler)(failure, std::move(value));
+          });
+      guard.reset();
+    };
+    boost::asio::post(pool, std::move(task));
+  };
+  std::optional<T> result =
+      co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&,
+                                           void(std::exception_ptr, std::optional<T>)>(
+          std::move(initiate), boost::asio::use_awaitable);
   co_return std::move(*result);
 }
 

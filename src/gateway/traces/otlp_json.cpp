@@ -109,42 +109,59 @@ std::string nanos_text(std::int64_t nanos) {
   return std::to_string(nanos);
 }
 
-// The span the gateway keeps (ReceivedSpan::document: see the header), from its parts; one
-// builder for exported spans and the gateway's own.
-ReceivedSpan received_span(std::string trace_id, std::string span_id, std::string parent,
+void append_string(std::string& out, std::string_view text) {
+  append_json_text(out, json::value(json::string_view(text.data(), text.size())));
+}
+
+// The span the gateway keeps (ReceivedSpan: see the header), from its parts; one builder for
+// exported spans and the gateway's own. Writes the document's text in parts once, with no DOM per
+// span (building, copying and freeing one was most of what a received span cost).
+ReceivedSpan received_span(std::string trace_id, std::string span_id, std::string_view parent,
                            std::string_view name, int kind, std::int64_t start, std::int64_t end,
-                           json::object attributes, int status_code,
-                           std::string_view status_message, const json::object& resource) {
-  json::object doc;
-  doc["trace_id"] = trace_id;
-  doc["span_id"] = span_id;
-  doc["parent_span_id"] = parent;
-  doc["name"] = name;
-  doc["kind"] = kKinds[kind];
-  doc["start_time_unix_nano"] = nanos_text(start);
-  doc["end_time_unix_nano"] = nanos_text(end);
-  doc["duration_ms"] = static_cast<double>(end - start) / 1e6;
+                           const json::object& attributes, int status_code,
+                           std::string_view status_message,
+                           std::shared_ptr<const SpanResource> resource) {
+  ReceivedSpan received;
+  std::string& head = received.head;
+  head.reserve(256);
+  head += "{\"trace_id\":\"";
+  head += trace_id;
+  head += "\",\"span_id\":\"";
+  head += span_id;
+  head += "\",\"parent_span_id\":";
+  append_string(head, parent);
+  head += ",\"name\":";
+  append_string(head, name);
+  head += ",\"kind\":\"";
+  head += kKinds[kind];
+  head += "\",\"start_time_unix_nano\":\"";
+  head += nanos_text(start);
+  head += "\",\"end_time_unix_nano\":\"";
+  head += nanos_text(end);
+  head += "\",\"duration_ms\":";
+  append_json_text(head, json::value(static_cast<double>(end - start) / 1e6));
   for (const auto& [attribute, field] : kAsyaFields) {
     const json::value* v = attributes.if_contains(attribute);
-    if (!v) v = resource.if_contains(attribute);
-    if (v) doc[field] = *v;
+    if (!v) v = resource->attributes.if_contains(attribute);
+    if (!v) continue;
+    received.asya_fields.emplace_back(field, to_json_text(*v));
+    std::string* id = std::string_view(field) == "job_id"        ? &received.job_id
+                      : std::string_view(field) == "envelope_id" ? &received.envelope_id
+                                                                 : nullptr;
+    if (id) *id = v->is_string() ? std::string(v->as_string()) : received.asya_fields.back().second;
   }
-  doc["status"] = json::object{{"code", kStatusCodes[status_code]}, {"message", status_message}};
-  doc["attributes"] = std::move(attributes);
-  doc["resource"] = resource;
-  ReceivedSpan received;
+  std::string& tail = received.tail;
+  tail += ",\"status\":{\"code\":\"";
+  tail += kStatusCodes[status_code];
+  tail += "\",\"message\":";
+  append_string(tail, status_message);
+  tail += "},\"attributes\":";
+  append_json_text(tail, attributes);
+  tail += ",\"resource\":";
   received.trace_id = std::move(trace_id);
   received.span_id = std::move(span_id);
   received.start_unix_nano = start;
-  auto text_of = [&](const char* field) -> std::string {
-    const json::value* v = doc.if_contains(field);
-    if (!v) return "";
-    if (v->is_string()) return std::string(v->as_string());
-    return to_json_text(*v);
-  };
-  received.job_id = text_of("job_id");
-  received.envelope_id = text_of("envelope_id");
-  received.document = std::move(doc);
+  received.resource = std::move(resource);
   return received;
 }
 
@@ -166,22 +183,57 @@ void add_attributes(json::object& out, const std::vector<otlp::Attribute>& attri
 
 }  // namespace
 
-json::object resource_object(const otlp::Resource& resource) {
-  json::object out;
-  add_attributes(out, resource.attributes);
+std::shared_ptr<const SpanResource> span_resource(const otlp::Resource& resource) {
+  auto out = std::make_shared<SpanResource>();
+  add_attributes(out->attributes, resource.attributes);
+  out->text = to_json_text(out->attributes);
   return out;
 }
 
-ReceivedSpan received_span(const otlp::Span& span, const json::object& resource) {
+ReceivedSpan received_span(const otlp::Span& span, std::shared_ptr<const SpanResource> resource) {
   json::object attributes;
   if (span.shared_attributes) add_attributes(attributes, *span.shared_attributes);
   add_attributes(attributes, span.attributes);
   const int status_code = static_cast<int>(span.status);
-  return received_span(
-      span.trace_id, span.span_id, span.parent_span_id, span.name, static_cast<int>(span.kind),
-      static_cast<std::int64_t>(span.start_unix_nano),
-      static_cast<std::int64_t>(span.end_unix_nano), std::move(attributes), status_code,
-      span.status == otlp::StatusCode::kError ? span.status_message : "", resource);
+  return received_span(span.trace_id, span.span_id, span.parent_span_id, span.name,
+                       static_cast<int>(span.kind), static_cast<std::int64_t>(span.start_unix_nano),
+                       static_cast<std::int64_t>(span.end_unix_nano), attributes, status_code,
+                       span.status == otlp::StatusCode::kError ? span.status_message : "",
+                       std::move(resource));
+}
+
+std::string ReceivedSpan::document_text(std::string_view placed_in) const {
+  std::string out;
+  out.reserve(head.size() + tail.size() + (resource ? resource->text.size() : 2) + 160);
+  out += head;
+  bool job_written = false;
+  for (const auto& [field, value] : asya_fields) {
+    const bool is_job = std::string_view(field) == "job_id";
+    // The job's place among the Asya fields (kAsyaFields order): before delivery_count.
+    if (!placed_in.empty() && !job_written && !is_job && std::string_view(field) != "actor" &&
+        std::string_view(field) != "replica" && std::string_view(field) != "envelope_id") {
+      out += ",\"job_id\":";
+      append_string(out, placed_in);
+      job_written = true;
+    }
+    out += ",\"";
+    out += field;
+    out += "\":";
+    if (is_job && !placed_in.empty()) {
+      append_string(out, placed_in);
+      job_written = true;
+    } else {
+      out += value;
+    }
+  }
+  if (!placed_in.empty() && !job_written) {
+    out += ",\"job_id\":";
+    append_string(out, placed_in);
+  }
+  out += tail;
+  out += resource ? std::string_view(resource->text) : std::string_view("{}");
+  out += '}';
+  return out;
 }
 
 json::value any_value_to_json(const json::value& any_value) {
@@ -212,7 +264,9 @@ json::value any_value_to_json(const json::value& any_value) {
 
 Result<ParsedExport> parse_export_request(std::string_view body) {
   boost::system::error_code ec;
-  json::value root = json::parse(body, ec);
+  // The request's DOM lives only while it is read (every kept value is copied out of it): one
+  // arena for it, freed at once, instead of an allocation and a free per node.
+  json::value root = json::parse(body, ec, json::make_shared_resource<json::monotonic_resource>());
   if (ec) return Error{"body is not valid JSON: " + ec.message()};
   if (!root.is_object())
     return Error{"body must be an ExportTraceServiceRequest object, got " + short_text(root)};
@@ -225,10 +279,11 @@ Result<ParsedExport> parse_export_request(std::string_view body) {
     std::string rwhere = "resourceSpans[" + std::to_string(r) + "]";
     const json::value& resource_spans = (*resources)[r];
     if (!resource_spans.is_object()) return Error{rwhere + " must be an object"};
-    json::object resource;
+    auto resource = std::make_shared<SpanResource>();
     if (const auto* res = resource_spans.as_object().if_contains("resource");
         res && res->is_object())
-      resource = attributes_object(res->as_object().if_contains("attributes"));
+      resource->attributes = attributes_object(res->as_object().if_contains("attributes"));
+    resource->text = to_json_text(resource->attributes);
     const json::array* scopes =
         array_member(resource_spans.as_object(), "scopeSpans", rwhere + ".", error);
     if (!error.empty()) return Error{error};
@@ -289,7 +344,7 @@ Result<ParsedExport> parse_export_request(std::string_view body) {
         }
         const auto* name = span.if_contains("name");
         ReceivedSpan received = received_span(
-            std::move(trace_id), std::move(span_id), std::move(parent),
+            std::move(trace_id), std::move(span_id), parent,
             name && name->is_string() ? std::string_view(name->as_string()) : std::string_view(),
             enum_field(span.if_contains("kind"), "SPAN_KIND_", kKinds, 6), *start, *end,
             attributes_object(span.if_contains("attributes")), status_code, status_message,

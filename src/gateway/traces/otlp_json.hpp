@@ -9,7 +9,10 @@
 #include <boost/json/object.hpp>
 
 #include <cstdint>
+#include <memory>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "common/otlp/otlp_json.hpp"
@@ -18,6 +21,12 @@
 
 namespace asya::gateway::traces {
 
+// A resource's attributes, read once for all of its spans.
+struct SpanResource {
+  boost::json::object attributes;  // where a span's missing asya.* fields are looked up
+  std::string text;                // JSON text of `attributes`: every document's "resource"
+};
+
 // One span of an export, with the Asya attributes the gateway uses to place it.
 struct ReceivedSpan {
   std::string trace_id;  // 32 lowercase hex digits
@@ -25,9 +34,19 @@ struct ReceivedSpan {
   std::int64_t start_unix_nano = 0;
   std::string job_id;       // attribute asya.job_id ("" when absent)
   std::string envelope_id;  // attribute asya.envelope_id ("" when absent)
-  // The span as the gateway answers it (span_document below): ids, name, kind, times, status,
-  // flattened attributes, the asya.* attributes as top-level fields, and the resource's.
-  boost::json::object document;
+
+  // The span as the gateway keeps and answers it, as JSON text: ids, name, kind, times,
+  // duration, the asya.* attributes as top-level fields (actor, replica, envelope_id, job_id, ...;
+  // from the resource when the span lacks one), status, the flattened attributes and the
+  // resource's. With `job_id` not empty its "job_id" field is that string (the job the gateway
+  // placed the span in), whatever the attribute said or when it had none.
+  std::string document_text(std::string_view job_id = {}) const;
+
+  // The parts document_text joins (written by the readers below; no DOM is kept per span).
+  std::string head;  // `{"trace_id":...,"duration_ms":n`: the fields before the Asya ones
+  std::vector<std::pair<const char*, std::string>> asya_fields;  // name, JSON text of the value
+  std::string tail;  // `,"status":{...},"attributes":{...},"resource":`
+  std::shared_ptr<const SpanResource> resource;
 };
 
 // A span of the export that was not accepted, and why ("resourceSpans[0].scopeSpans[1].spans[2]:
@@ -47,12 +66,12 @@ struct ParsedExport {
 Result<ParsedExport> parse_export_request(std::string_view body);
 
 // The resource's attributes as the span documents carry them ("resource").
-boost::json::object resource_object(const otlp::Resource& resource);
+std::shared_ptr<const SpanResource> span_resource(const otlp::Resource& resource);
 
 // The span the gateway records itself (its call span), exactly as parse_export_request would read
 // it back from export_request_json of a process with that resource (`resource`:
-// resource_object()), without writing and parsing the JSON text in between.
-ReceivedSpan received_span(const otlp::Span& span, const boost::json::object& resource);
+// span_resource()), without writing and parsing the JSON text in between.
+ReceivedSpan received_span(const otlp::Span& span, std::shared_ptr<const SpanResource> resource);
 
 // An OTLP AnyValue ({"stringValue": ...}, {"intValue": "5"}, arrays, kvlists, ...) as plain JSON
 // (int64 as a number, bytes as their base64 text). Null for an empty or unknown value.

@@ -12,6 +12,13 @@ namespace {
 
 namespace json = boost::json;
 
+// The span's document as the store keeps it, parsed (it must be one JSON object).
+json::object document_of(const ReceivedSpan& span, std::string_view job_id = {}) {
+  json::value doc = json::parse(span.document_text(job_id));
+  EXPECT_TRUE(doc.is_object());
+  return doc.is_object() ? doc.as_object() : json::object();
+}
+
 // Written as the OTLP specification's JSON examples are (hex ids, int64 as strings).
 const char* kExport = R"({
   "resourceSpans": [{
@@ -68,8 +75,8 @@ TEST(OtlpJson, TheActorAndReplicaOfTheResourceAreInEverySpanDocument) {
   auto parsed = parse_export_request(body);
   ASSERT_TRUE(parsed.ok()) << parsed.error().message;
   ASSERT_EQ(parsed.value().spans.size(), 2u);
-  const json::object& first = parsed.value().spans[0].document;
-  const json::object& second = parsed.value().spans[1].document;
+  const json::object first = document_of(parsed.value().spans[0]);
+  const json::object second = document_of(parsed.value().spans[1]);
   EXPECT_EQ(first.at("actor"), "prep");
   EXPECT_EQ(first.at("replica"), "host-a:7");
   EXPECT_EQ(first.at("envelope_id"), "e1");
@@ -89,7 +96,7 @@ TEST(OtlpJson, ASpanBecomesADocumentWithItsAsyaAttributesOnTop) {
   EXPECT_EQ(span.start_unix_nano, 1544712660000000000);
   EXPECT_EQ(span.job_id, "job-1");
   EXPECT_EQ(span.envelope_id, "job-1-1");
-  const json::object& doc = span.document;
+  const json::object doc = document_of(span);
   EXPECT_EQ(doc.at("parent_span_id"), "eee19b7ec3c1b173");
   EXPECT_EQ(doc.at("kind"), "consumer");
   EXPECT_EQ(doc.at("name"), "process prep");
@@ -172,16 +179,91 @@ TEST(ReceivedSpan, IsTheDocumentTheReceiverReadsBackFromTheSpansOtlpJson) {
   auto read_back = parse_export_request(otlp::export_request_json(resource, spans));
   ASSERT_TRUE(read_back.ok()) << read_back.error().message;
   ASSERT_EQ(read_back.value().spans.size(), spans.size());
-  const json::object resource_json = resource_object(resource);
+  const auto resource_json = span_resource(resource);
   for (std::size_t i = 0; i < spans.size(); ++i) {
     ReceivedSpan direct = received_span(spans[i], resource_json);
     const ReceivedSpan& expected = read_back.value().spans[i];
-    EXPECT_EQ(json::serialize(direct.document), json::serialize(expected.document)) << i;
+    EXPECT_EQ(direct.document_text(), expected.document_text()) << i;
+    EXPECT_EQ(direct.document_text("job-9"), expected.document_text("job-9")) << i;
     EXPECT_EQ(direct.trace_id, expected.trace_id);
     EXPECT_EQ(direct.span_id, expected.span_id);
     EXPECT_EQ(direct.start_unix_nano, expected.start_unix_nano);
     EXPECT_EQ(direct.job_id, "job-1");
     EXPECT_EQ(direct.envelope_id, "job-1");
+  }
+}
+
+// The job the gateway placed a span in is its document's "job_id", in the place of the attribute
+// when the span had one, among the Asya fields when it had none; the rest is unchanged.
+TEST(ReceivedSpan, TheJobItWasPlacedInIsItsDocumentsJobId) {
+  auto parsed = parse_export_request(kExport);
+  ASSERT_TRUE(parsed.ok());
+  const ReceivedSpan& span = parsed.value().spans[0];
+  const json::object own = document_of(span);
+  const json::object placed = document_of(span, "job-2");
+  EXPECT_EQ(own.at("job_id"), "job-1");
+  EXPECT_EQ(placed.at("job_id"), "job-2");
+  EXPECT_EQ(placed.at("attributes").at("asya.job_id"), "job-1");  // the attribute as sent
+  json::object rest = placed;
+  rest["job_id"] = "job-1";
+  EXPECT_EQ(rest, own);
+  // The same field order with the job replaced as without.
+  std::string text = span.document_text("job-2");
+  EXPECT_LT(text.find("\"envelope_id\""), text.find("\"job_id\""));
+  EXPECT_LT(text.find("\"job_id\""), text.find("\"delivery_count\""));
+
+  const std::string no_job =
+      R"({"resourceSpans":[{"scopeSpans":[{"spans":[{)"
+      R"("traceId":"5b8efff798038103d269b633813fc60c",)"
+      R"("spanId":"eee19b7ec3c1b174","name":"runtime call",)"
+      R"("startTimeUnixNano":"10","endTimeUnixNano":"20",)"
+      R"("attributes":[{"key":"asya.delivery_count","value":{"intValue":2}}])"
+      R"(}]}]}]})";
+  auto child = parse_export_request(no_job);
+  ASSERT_TRUE(child.ok());
+  ASSERT_EQ(child.value().spans.size(), 1u);
+  EXPECT_FALSE(document_of(child.value().spans[0]).contains("job_id"));
+  const json::object child_placed = document_of(child.value().spans[0], "job-3");
+  EXPECT_EQ(child_placed.at("job_id"), "job-3");
+  EXPECT_EQ(child_placed.at("delivery_count"), 2);
+  EXPECT_EQ(child_placed.at("resource"), json::object());
+  text = child.value().spans[0].document_text("job-3");
+  EXPECT_LT(text.find("\"job_id\""), text.find("\"delivery_count\""));
+}
+
+// Text written piecewise must stay valid JSON for any content: quotes, backslashes, control
+// characters and non-ASCII in names, status messages, attribute keys and values; a repeated
+// attribute key keeps one field (its last value), as a JSON object would.
+TEST(ReceivedSpan, HostileTextStaysOneValidDocument) {
+  const std::string nasty = "q\\\"uote\\\\ back\\n\\u0001 \\u00e9 </script>";
+  const std::string body =
+      R"({"resourceSpans":[{"resource":{"attributes":[{"key":"k\"r","value":{"stringValue":")" +
+      nasty +
+      R"("}}]},"scopeSpans":[{"spans":[{)"
+      R"("traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",)"
+      R"("name":")" +
+      nasty +
+      R"(","startTimeUnixNano":"10","endTimeUnixNano":"20",)"
+      R"("status":{"code":2,"message":")" +
+      nasty + R"("},"attributes":[{"key":"a\"b","value":{"stringValue":")" + nasty +
+      R"("}},{"key":"dup","value":{"intValue":1}},{"key":"dup","value":{"intValue":2}},)"
+      R"({"key":"asya.job_id","value":{"stringValue":")" +
+      nasty + R"("}}]}]}]}]})";
+  auto parsed = parse_export_request(body);
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  ASSERT_EQ(parsed.value().spans.size(), 1u);
+  const ReceivedSpan& span = parsed.value().spans[0];
+  const std::string expected = json::value_to<std::string>(json::parse("\"" + nasty + "\""));
+  EXPECT_EQ(span.job_id, expected);
+  for (std::string_view job : {std::string_view(), std::string_view("j\"ob\n")}) {
+    const json::object doc = document_of(span, job);
+    EXPECT_EQ(doc.at("name"), expected.c_str());
+    EXPECT_EQ(doc.at("status").at("message"), expected.c_str());
+    EXPECT_EQ(doc.at("attributes").at("a\"b"), expected.c_str());
+    EXPECT_EQ(doc.at("resource").at("k\"r"), expected.c_str());
+    EXPECT_EQ(doc.at("attributes").at("dup"), 2);
+    EXPECT_EQ(doc.at("attributes").as_object().size(), 3u);
+    EXPECT_EQ(doc.at("job_id"), (job.empty() ? expected : std::string(job)).c_str());
   }
 }
 
