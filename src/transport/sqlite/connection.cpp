@@ -193,6 +193,8 @@ Result<std::unique_ptr<Connection>> Connection::open(const SqliteSettings& setti
         ": " + (c->db_ ? sqlite3_errmsg(c->db_) : sqlite3_errstr(rc))};
   }
   sqlite3_busy_handler(c->db_, &Connection::busy_handler, c.get());
+  // Replaces SQLite's automatic checkpoint (sqlite3_wal_autocheckpoint) on this connection.
+  sqlite3_wal_hook(c->db_, &Connection::wal_hook, c.get());
   // Two processes opening a new file at once: switching it to WAL needs an exclusive lock, and
   // SQLite reports SQLITE_BUSY at once (without the busy handler) when another connection holds
   // a lock in rollback-journal mode. Retry with backoff until busy_timeout.
@@ -360,6 +362,15 @@ Status Connection::begin_spinning(std::chrono::microseconds spin) {
   Status begun = run(kBeginImmediate, "BEGIN IMMEDIATE");
   busy_spin_ = std::chrono::microseconds(0);
   return begun;
+}
+
+int Connection::wal_hook(void* context, sqlite3* db, const char* name, int wal_frames) {
+  auto* self = static_cast<Connection*>(context);
+  // As SQLite's own hook: a checkpoint that cannot run now (another one in progress, SQLITE_BUSY)
+  // or fails is not the COMMIT's failure; a later one backfills what this one did not.
+  if (self->checkpoints_.checkpoint_after_commit(wal_frames))
+    sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  return SQLITE_OK;
 }
 
 ConnectionPool::Borrowed::~Borrowed() {

@@ -67,6 +67,35 @@ enum Sql : std::size_t {
   kSqlCount
 };
 
+// When a connection checkpoints the WAL (Connection::open installs this policy instead of SQLite's
+// automatic checkpoint, which runs one after every COMMIT that leaves 1,000 frames or more in the
+// WAL). A checkpoint backfills the WAL into the database file with two fsyncs; the WAL is reset
+// only by the next writer that finds it wholly backfilled, so on a file that several processes
+// write (every sidecar of `asya up`, the gateway), each commit made while others commit stayed
+// above the threshold and checkpointed again (with its fsyncs) for a handful of new frames. Here a
+// connection checkpoints when its COMMIT leaves at least kFirstFrames in the WAL and then again
+// only after the WAL grew by kStepFrames more, or after it was reset. Checkpoints stay passive
+// (never wait for or block a reader or writer), their fsyncs and durability are SQLite's.
+struct CheckpointPolicy {
+  static constexpr int kFirstFrames = 1000;  // SQLite's default threshold
+  static constexpr int kStepFrames = 250;
+
+  // Whether a COMMIT that left `wal_frames` frames in the WAL checkpoints now; records it.
+  bool checkpoint_after_commit(int wal_frames) {
+    if (wal_frames < kFirstFrames) {
+      checkpointed_at = 0;  // reset (or never that large): the next crossing checkpoints
+      return false;
+    }
+    if (checkpointed_at != 0 && wal_frames >= checkpointed_at &&
+        wal_frames < checkpointed_at + kStepFrames)
+      return false;
+    checkpointed_at = wal_frames;
+    return true;
+  }
+
+  int checkpointed_at = 0;  // the WAL's size at this connection's last checkpoint, 0 for none
+};
+
 class Connection {
  public:
   Connection(const Connection&) = delete;
@@ -102,12 +131,15 @@ class Connection {
   Status with_retry(const char* what, Step step);
   int create_schema();
   static int busy_handler(void* context, int attempt);
+  // The WAL hook: CheckpointPolicy's passive checkpoint after a COMMIT.
+  static int wal_hook(void* context, sqlite3* db, const char* name, int wal_frames);
 
   SqliteSettings settings_;
   sqlite3* db_ = nullptr;
   std::array<sqlite3_stmt*, kSqlCount> statements_{};
   std::chrono::steady_clock::time_point busy_since_;
   std::chrono::microseconds busy_spin_{0};  // begin_spinning(): yield, not sleep, this long
+  CheckpointPolicy checkpoints_;
   std::string schema_error_;
   std::string failure_;  // error() of a failed step, kept across its ROLLBACK
   // When run(kBeginImmediate) took the write lock; reset when the transaction ends.
