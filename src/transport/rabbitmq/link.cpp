@@ -7,6 +7,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
@@ -38,11 +39,11 @@ void Wakeup::clear() {
   (void)n;
 }
 
-Link::Link(const RabbitmqSettings& settings, const char* role, int channels)
-    : settings_(settings), role_(role), connection_(settings), channels_(channels) {}
+LinkCore::LinkCore(const RabbitmqSettings& settings, const char* role)
+    : settings_(settings), role_(role), connection_(settings) {}
 
-Link::~Link() {
-  // A derived destructor stopped the thread already; this only guards against a missing call.
+LinkCore::~LinkCore() {
+  // The owner stopped the thread already; this only guards against a missing call.
   if (thread_.joinable()) {
     {
       std::lock_guard lock(mutex_);
@@ -53,44 +54,92 @@ Link::~Link() {
   }
 }
 
-void Link::start_link() {
+int LinkCore::attach(Link* user, int channels) {
+  const int before = channels_;
+  users_.push_back(User{user, before + 1, channels});
+  channels_ += channels;
+  return before;
+}
+
+Link::Link(LinkCore& core, int channels)
+    : core_(core),
+      settings_(core.settings_),
+      mutex_(core.mutex_),
+      changed_(core.changed_),
+      connected_(core.connected_),
+      ever_connected_(core.ever_connected_),
+      stopping_(core.stopping_),
+      last_error_(core.last_error_),
+      drivers_(core.drivers_),
+      watching_(core.watching_),
+      io_(core.io_),
+      connection_(core.connection_),
+      drained_at_(core.drained_at_),
+      wakeup_(core.wakeup_),
+      channel_base_(core.attach(this, channels)) {}
+
+void LinkCore::start() {
   thread_ = std::thread([this] { run(); });
 }
 
-void Link::stop_link() {
+void LinkCore::stop() {
   {
     std::lock_guard lock(mutex_);
+    // Stopped already: a user that stopped the shared core may be gone by now.
+    if (stopped_) return;
     stopping_ = true;
     wake_all();
   }
   wakeup_.notify();
   if (thread_.joinable()) thread_.join();
+  std::lock_guard lock(mutex_);
+  stopped_ = true;
 }
 
-void Link::set_error(const std::string& message) {
+void LinkCore::wake_all() {
+  for (const User& user : users_) user.link->wake_all();
+}
+
+bool LinkCore::hand_over(const Link* from) {
+  for (const User& user : users_)
+    if (user.link != from && user.link->offer_reading()) return true;
+  return false;
+}
+
+void LinkCore::set_error(const std::string& message) {
   std::lock_guard lock(mutex_);
   last_error_ = message;
 }
 
-void Link::wait(int fd, std::chrono::milliseconds timeout) {
+void LinkCore::wait(int fd, std::chrono::milliseconds timeout) {
   pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {fd, POLLIN, 0}};
   int rc = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(timeout.count()));
   if (rc > 0 && (fds[0].revents & POLLIN)) wakeup_.clear();
 }
 
-bool Link::holds_frames() {
+bool LinkCore::holds_frames() {
   amqp_connection_state_t state = connection_.state();
   // TLS: OpenSSL may hold bytes the socket no longer shows; rabbitmq-c's read finds them.
   return settings_.tls || amqp_frames_enqueued(state) || amqp_data_in_buffer(state);
 }
 
-bool Link::may_have_frames() {
+bool LinkCore::may_have_frames() {
   if (holds_frames()) return true;
   pollfd pfd{connection_.fd(), POLLIN, 0};
   return ::poll(&pfd, 1, 0) != 0;
 }
 
-void Link::read_ready_frames(bool readable) {
+void LinkCore::dispatch(const amqp_frame_t& frame) {
+  for (const User& user : users_) {
+    if (frame.channel == 0 || (frame.channel >= user.first_channel &&
+                               frame.channel < user.first_channel + user.channels)) {
+      user.link->handle_frame(frame);
+      if (frame.channel != 0) return;
+    }
+  }
+}
+
+void LinkCore::read_ready_frames(bool readable) {
   timeval zero{0, 0};
   // rabbitmq-c sends a due heartbeat (and finds the broker's missing) only inside its read: it is
   // called at least once a second, like the idle link thread's tick did.
@@ -130,30 +179,37 @@ void Link::read_ready_frames(bool readable) {
       connection_.set_broken();
       return;
     }
-    handle_frame(frame);
+    dispatch(frame);
   }
 }
 
-void Link::read_if_free() {
+void LinkCore::read_if_free() {
   std::unique_lock io(io_, std::try_to_lock);
   if (!io.owns_lock() || !connection_.is_open()) return;
-  read_ready_frames();
+  if (users_.size() > 1) {
+    // A caller of one user polls the socket for what it waits for; frames read here would not
+    // wake it (a publisher's driver has no wake-up of its own besides its poll()).
+    std::lock_guard lock(mutex_);
+    if (drivers_ > 0) return;
+  }
+  read_ready_frames(false);
   if (connection_.is_open())
     amqp_maybe_release_buffers(connection_.state());
   else
     wakeup_.notify();  // the link thread reconnects
 }
 
-void Link::turn(bool read, bool readable) {
-  write_pending();
+void LinkCore::turn(bool read, bool readable) {
+  for (const User& user : users_) user.link->write_pending();
   if (read) read_ready_frames(readable);
   // Frames were handled completely: their memory can go back (rabbitmq-c keeps it otherwise).
   if (connection_.is_open()) amqp_maybe_release_buffers(connection_.state());
 }
 
-bool Link::connect() {
+bool LinkCore::connect() {
   Status st = connection_.open(channels_);
-  if (st) st = on_open();
+  for (const User& user : users_)
+    if (st) st = user.link->on_open();
   std::lock_guard lock(mutex_);
   if (!st) {
     if (last_error_ != st.message()) spdlog::warn("rabbitmq {}: {}", role_, st.message());
@@ -166,22 +222,22 @@ bool Link::connect() {
   connected_ = true;
   ever_connected_ = true;
   backoff_.reset();
-  on_connected();
+  for (const User& user : users_) user.link->on_connected();
   wake_all();
   return true;
 }
 
-void Link::run() {
+void LinkCore::run() {
   // Named for per-thread profiles (top -H, /proc/PID/task/*/comm): "amqp-publisher", ...
   std::string name = std::string("amqp-") + role_;
   ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
   while (true) {
-    bool wanted;
+    bool wanted = false;
     {
       std::lock_guard lock(mutex_);
       watching_ = false;
       if (stopping_) break;
-      wanted = wants_connection();
+      for (const User& user : users_) wanted = user.link->wants_connection() || wanted;
     }
     std::unique_lock io(io_);
     if (!connection_.is_open()) {
@@ -195,7 +251,7 @@ void Link::run() {
         }
         connection_.set_broken();
         connection_.close();
-        on_lost(why);
+        for (const User& user : users_) user.link->on_lost(why);
         std::lock_guard lock(mutex_);
         wake_all();
       }
@@ -215,27 +271,30 @@ void Link::run() {
       std::lock_guard lock(mutex_);
       read = drivers_ == 0;
     }
-    turn(read);
+    turn(read, false);
     if (!connection_.is_open()) continue;
-    bool more;
+    bool more = false, watch = false;
     int fd = connection_.fd();
-    std::chrono::milliseconds sleep;
+    auto sleep = kIdleWait;
     {
       std::lock_guard lock(mutex_);
-      more = has_pending();
-      sleep = idle_wait();
-      if (!watch_socket()) fd = -1;
+      for (const User& user : users_) {
+        more = user.link->has_pending() || more;
+        sleep = std::min(sleep, user.link->idle_wait());
+        watch = user.link->watch_socket() || watch;
+      }
+      if (!watch) fd = -1;
       watching_ = !more && fd >= 0;
     }
     io.unlock();
     if (!more) wait(fd, sleep);
   }
   std::lock_guard io(io_);
-  on_stop();
+  for (const User& user : users_) user.link->on_stop();
   connection_.close();  // the broker requeues what is still unacked
   std::lock_guard lock(mutex_);
   connected_ = false;
-  on_stopped();
+  for (const User& user : users_) user.link->on_stopped();
   wake_all();
 }
 
