@@ -81,6 +81,10 @@ void Consumer::interrupt() {
 bool Consumer::watch_socket() {
   if (drivers_ > 0) return false;  // a receive() caller reads it (read_until)
   if (waiting_ > 0) return true;
+  // On a connection shared with the publisher, confirms come too: watching it for the next
+  // delivery while a sender reads its confirms wakes this thread for each of them (measured at
+  // 100 msg/s: 0.5 wake-ups per message). What comes meanwhile is read by the next receive().
+  if (shares_connection()) return false;
   for (const auto& [name, q] : queues_)
     if (!q.buffer.empty()) return false;
   return true;

@@ -139,8 +139,9 @@ class Consumer final : public Link {
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
   // While a caller waits, or while nothing is buffered (the next delivery is read as it comes,
-  // so a caller about to wait need not wake this thread first). Not while deliveries are
-  // buffered: the callers read what comes next themselves when they take those.
+  // so a caller about to wait need not wake this thread first; not on a connection shared with
+  // the publisher). Not while deliveries are buffered: the callers read what comes next
+  // themselves when they take those.
   bool watch_socket() override;
   void wake_all() override;
   // Wakes one receive() caller waiting for a delivery, to read the socket itself.

@@ -205,6 +205,8 @@ class Link {
   // mutex_ held: this user's reader left and none of its callers reads next: offers the reading
   // to the other user's callers (LinkCore::hand_over). False when none took it.
   bool hand_over_to_others() { return core_.hand_over(this); }
+  // Whether another user shares the connection (mutex_ not needed: fixed once started).
+  bool shares_connection() const { return core_.users_.size() > 1; }
   // The number of this user's channel `n` (1-based) on the connection.
   amqp_channel_t channel(int n) const { return static_cast<amqp_channel_t>(channel_base_ + n); }
 
