@@ -57,8 +57,7 @@ AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_
 
 class Consumer final : public Link {
  public:
-  // Attached to `core` (after the publisher when they share it); the owner starts the core.
-  explicit Consumer(LinkCore& core);
+  explicit Consumer(const RabbitmqSettings& settings);
   ~Consumer() override;
 
   // Starts consuming `queue` on first use, then waits up to `wait` for deliveries. Right after a
@@ -139,18 +138,13 @@ class Consumer final : public Link {
   void handle_frame(const amqp_frame_t& frame) override;
   bool has_pending() override;
   // While a caller waits, or while nothing is buffered (the next delivery is read as it comes,
-  // so a caller about to wait need not wake this thread first; not on a connection shared with
-  // the publisher). Not while deliveries are buffered: the callers read what comes next
-  // themselves when they take those.
+  // so a caller about to wait need not wake this thread first). Not while deliveries are
+  // buffered: the callers read what comes next themselves when they take those.
   bool watch_socket() override;
   void wake_all() override;
-  // Wakes one receive() caller waiting for a delivery, to read the socket itself.
-  bool offer_reading() override;
   void on_stop() override;
   void on_stopped() override;
 
-  amqp_channel_t consume_channel() const { return channel(1); }
-  amqp_channel_t control_channel() const { return channel(2); }
   void start_consumers();
   // Writes the acks of settled_ that may go now: those below every delivery still held as one
   // basic.ack(multiple) (coalesce_acks), the others alone once held kAckHold (`all`: at once).

@@ -35,20 +35,8 @@ void Consumer::wait_for_delivery(std::unique_lock<std::mutex>& lock, QueueState&
   // buffered); waiters of other queues only are the link thread's to watch for.
   if (q.waiting > 1)
     q.arrived.notify_one();
-  else if (hand_over_to_others())  // a send() of the publisher on the same connection waits
-    return;
   else if (waiting_ > q.waiting && !watching_)
     wakeup_.notify();
-}
-
-bool Consumer::offer_reading() {
-  for (auto& [name, q] : queues_) {
-    if (q.waiting > 0) {
-      q.arrived.notify_one();
-      return true;
-    }
-  }
-  return false;
 }
 
 void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point deadline,

@@ -7,7 +7,6 @@
 #include <sys/time.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <stdexcept>
@@ -39,11 +38,11 @@ void Wakeup::clear() {
   (void)n;
 }
 
-LinkCore::LinkCore(const RabbitmqSettings& settings, const char* role)
-    : settings_(settings), role_(role), connection_(settings) {}
+Link::Link(const RabbitmqSettings& settings, const char* role, int channels)
+    : settings_(settings), role_(role), connection_(settings), channels_(channels) {}
 
-LinkCore::~LinkCore() {
-  // The owner stopped the thread already; this only guards against a missing call.
+Link::~Link() {
+  // A derived destructor stopped the thread already; this only guards against a missing call.
   if (thread_.joinable()) {
     {
       std::lock_guard lock(mutex_);
@@ -54,92 +53,44 @@ LinkCore::~LinkCore() {
   }
 }
 
-int LinkCore::attach(Link* user, int channels) {
-  const int before = channels_;
-  users_.push_back(User{user, before + 1, channels});
-  channels_ += channels;
-  return before;
-}
-
-Link::Link(LinkCore& core, int channels)
-    : core_(core),
-      settings_(core.settings_),
-      mutex_(core.mutex_),
-      changed_(core.changed_),
-      connected_(core.connected_),
-      ever_connected_(core.ever_connected_),
-      stopping_(core.stopping_),
-      last_error_(core.last_error_),
-      drivers_(core.drivers_),
-      watching_(core.watching_),
-      io_(core.io_),
-      connection_(core.connection_),
-      drained_at_(core.drained_at_),
-      wakeup_(core.wakeup_),
-      channel_base_(core.attach(this, channels)) {}
-
-void LinkCore::start() {
+void Link::start_link() {
   thread_ = std::thread([this] { run(); });
 }
 
-void LinkCore::stop() {
+void Link::stop_link() {
   {
     std::lock_guard lock(mutex_);
-    // Stopped already: a user that stopped the shared core may be gone by now.
-    if (stopped_) return;
     stopping_ = true;
     wake_all();
   }
   wakeup_.notify();
   if (thread_.joinable()) thread_.join();
-  std::lock_guard lock(mutex_);
-  stopped_ = true;
 }
 
-void LinkCore::wake_all() {
-  for (const User& user : users_) user.link->wake_all();
-}
-
-bool LinkCore::hand_over(const Link* from) {
-  for (const User& user : users_)
-    if (user.link != from && user.link->offer_reading()) return true;
-  return false;
-}
-
-void LinkCore::set_error(const std::string& message) {
+void Link::set_error(const std::string& message) {
   std::lock_guard lock(mutex_);
   last_error_ = message;
 }
 
-void LinkCore::wait(int fd, std::chrono::milliseconds timeout) {
+void Link::wait(int fd, std::chrono::milliseconds timeout) {
   pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {fd, POLLIN, 0}};
   int rc = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(timeout.count()));
   if (rc > 0 && (fds[0].revents & POLLIN)) wakeup_.clear();
 }
 
-bool LinkCore::holds_frames() {
+bool Link::holds_frames() {
   amqp_connection_state_t state = connection_.state();
   // TLS: OpenSSL may hold bytes the socket no longer shows; rabbitmq-c's read finds them.
   return settings_.tls || amqp_frames_enqueued(state) || amqp_data_in_buffer(state);
 }
 
-bool LinkCore::may_have_frames() {
+bool Link::may_have_frames() {
   if (holds_frames()) return true;
   pollfd pfd{connection_.fd(), POLLIN, 0};
   return ::poll(&pfd, 1, 0) != 0;
 }
 
-void LinkCore::dispatch(const amqp_frame_t& frame) {
-  for (const User& user : users_) {
-    if (frame.channel == 0 || (frame.channel >= user.first_channel &&
-                               frame.channel < user.first_channel + user.channels)) {
-      user.link->handle_frame(frame);
-      if (frame.channel != 0) return;
-    }
-  }
-}
-
-void LinkCore::read_ready_frames(bool readable) {
+void Link::read_ready_frames(bool readable) {
   timeval zero{0, 0};
   // rabbitmq-c sends a due heartbeat (and finds the broker's missing) only inside its read: it is
   // called at least once a second, like the idle link thread's tick did.
@@ -179,37 +130,30 @@ void LinkCore::read_ready_frames(bool readable) {
       connection_.set_broken();
       return;
     }
-    dispatch(frame);
+    handle_frame(frame);
   }
 }
 
-void LinkCore::read_if_free() {
+void Link::read_if_free() {
   std::unique_lock io(io_, std::try_to_lock);
   if (!io.owns_lock() || !connection_.is_open()) return;
-  if (users_.size() > 1) {
-    // A caller of one user polls the socket for what it waits for; frames read here would not
-    // wake it (a publisher's driver has no wake-up of its own besides its poll()).
-    std::lock_guard lock(mutex_);
-    if (drivers_ > 0) return;
-  }
-  read_ready_frames(false);
+  read_ready_frames();
   if (connection_.is_open())
     amqp_maybe_release_buffers(connection_.state());
   else
     wakeup_.notify();  // the link thread reconnects
 }
 
-void LinkCore::turn(bool read, bool readable) {
-  for (const User& user : users_) user.link->write_pending();
+void Link::turn(bool read, bool readable) {
+  write_pending();
   if (read) read_ready_frames(readable);
   // Frames were handled completely: their memory can go back (rabbitmq-c keeps it otherwise).
   if (connection_.is_open()) amqp_maybe_release_buffers(connection_.state());
 }
 
-bool LinkCore::connect() {
+bool Link::connect() {
   Status st = connection_.open(channels_);
-  for (const User& user : users_)
-    if (st) st = user.link->on_open();
+  if (st) st = on_open();
   std::lock_guard lock(mutex_);
   if (!st) {
     if (last_error_ != st.message()) spdlog::warn("rabbitmq {}: {}", role_, st.message());
@@ -222,22 +166,22 @@ bool LinkCore::connect() {
   connected_ = true;
   ever_connected_ = true;
   backoff_.reset();
-  for (const User& user : users_) user.link->on_connected();
+  on_connected();
   wake_all();
   return true;
 }
 
-void LinkCore::run() {
+void Link::run() {
   // Named for per-thread profiles (top -H, /proc/PID/task/*/comm): "amqp-publisher", ...
   std::string name = std::string("amqp-") + role_;
   ::pthread_setname_np(::pthread_self(), name.substr(0, 15).c_str());
   while (true) {
-    bool wanted = false;
+    bool wanted;
     {
       std::lock_guard lock(mutex_);
       watching_ = false;
       if (stopping_) break;
-      for (const User& user : users_) wanted = user.link->wants_connection() || wanted;
+      wanted = wants_connection();
     }
     std::unique_lock io(io_);
     if (!connection_.is_open()) {
@@ -251,7 +195,7 @@ void LinkCore::run() {
         }
         connection_.set_broken();
         connection_.close();
-        for (const User& user : users_) user.link->on_lost(why);
+        on_lost(why);
         std::lock_guard lock(mutex_);
         wake_all();
       }
@@ -271,30 +215,27 @@ void LinkCore::run() {
       std::lock_guard lock(mutex_);
       read = drivers_ == 0;
     }
-    turn(read, false);
+    turn(read);
     if (!connection_.is_open()) continue;
-    bool more = false, watch = false;
+    bool more;
     int fd = connection_.fd();
-    auto sleep = kIdleWait;
+    std::chrono::milliseconds sleep;
     {
       std::lock_guard lock(mutex_);
-      for (const User& user : users_) {
-        more = user.link->has_pending() || more;
-        sleep = std::min(sleep, user.link->idle_wait());
-        watch = user.link->watch_socket() || watch;
-      }
-      if (!watch) fd = -1;
+      more = has_pending();
+      sleep = idle_wait();
+      if (!watch_socket()) fd = -1;
       watching_ = !more && fd >= 0;
     }
     io.unlock();
     if (!more) wait(fd, sleep);
   }
   std::lock_guard io(io_);
-  for (const User& user : users_) user.link->on_stop();
+  on_stop();
   connection_.close();  // the broker requeues what is still unacked
   std::lock_guard lock(mutex_);
   connected_ = false;
-  for (const User& user : users_) user.link->on_stopped();
+  on_stopped();
   wake_all();
 }
 

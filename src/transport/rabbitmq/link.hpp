@@ -20,7 +20,6 @@
 #include <mutex>
 #include <string>
 #include <thread>
-#include <vector>
 
 #include "transport/rabbitmq/amqp_connection.hpp"
 
@@ -56,104 +55,25 @@ class Backoff {
   std::chrono::milliseconds delay_{100};
 };
 
-class Link;
-
-// One rabbitmq-c connection, the thread that keeps it, and the state its users share. One
-// LinkCore serves the publisher and the consumer together (ASYA_RABBITMQ_CONNECTIONS=1, the
-// default: each on channels of its own on one connection, so the broker runs one reader, one
-// writer and one connection process for both), or each has one (=2).
-class LinkCore {
- public:
-  LinkCore(const RabbitmqSettings& settings, const char* role);
-  LinkCore(const LinkCore&) = delete;
-  LinkCore& operator=(const LinkCore&) = delete;
-  // Stops the thread if stop() was not called.
-  ~LinkCore();
-
-  // Before start(): `user` uses the next `channels` channels. Returns the number of the channel
-  // before its first (its channels are that + 1 .. that + channels).
-  int attach(Link* user, int channels);
-  // Starts the link thread; every user is attached and constructed.
-  void start();
-  // Stops the link thread after its last turn (every user's on_stop), closes the connection and
-  // calls every user's on_stopped. Idempotent; must be called before a user is destroyed.
-  void stop();
-
- private:
-  friend class Link;
-
-  void run();
-  bool connect();
-  void turn(bool read, bool readable);
-  void read_ready_frames(bool readable);
-  bool holds_frames();
-  bool may_have_frames();
-  void read_if_free();
-  void wait(int fd, std::chrono::milliseconds timeout);
-  void set_error(const std::string& message);
-  void dispatch(const amqp_frame_t& frame);
-  // mutex_ held: every user's wake_all().
-  void wake_all();
-  // mutex_ held: a reader left and `from` found none of its own callers to read next: another
-  // user's waiting caller is offered the reading (Link::offer_reading). False when none took it.
-  bool hand_over(const Link* from);
-
-  struct User {
-    Link* link;
-    int first_channel;  // its channels: first_channel .. first_channel + channels - 1
-    int channels;
-  };
-
-  const RabbitmqSettings& settings_;
-  const char* const role_;  // "publisher", "consumer", "connection" (both): for log lines
-  std::vector<User> users_;
-  int channels_ = 0;
-
-  std::mutex mutex_;  // what callers and the link thread share (below and in the users)
-  std::condition_variable changed_;
-  bool connected_ = false;
-  bool ever_connected_ = false;  // a connection succeeded once (connect_timeout no longer applies)
-  bool stopping_ = false;
-  bool stopped_ = false;  // stop() returned: the thread is gone
-  std::string last_error_;
-  // A caller reading the socket itself (at most one for all users: a second reader could take
-  // the frames the first one waits for in poll()). While there is one, the link thread writes but
-  // never reads.
-  int drivers_ = 0;
-  // The idle link thread sleeps watching the socket (some user's watch_socket() was true): what
-  // arrives is read without anyone having to wake it.
-  bool watching_ = false;
-
-  std::mutex io_;  // the connection; taken with try_lock by callers
-  AmqpConnection connection_;
-  std::chrono::steady_clock::time_point last_read_{};  // io_: rabbitmq-c's read last called
-  // When read_ready_frames() last found nothing more to read (steady clock, ns; 0: never).
-  std::atomic<std::int64_t> drained_at_{0};
-  Wakeup wakeup_;
-
-  Backoff backoff_;
-  std::thread thread_;
-};
-
-// A user of a LinkCore (the publisher or the consumer): its hooks, and references to the
-// core's shared state under the names both used when each had a connection of its own.
 class Link {
  public:
-  Link(LinkCore& core, int channels);
+  Link(const RabbitmqSettings& settings, const char* role, int channels);
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
-  virtual ~Link() = default;
+  virtual ~Link();
 
  protected:
-  friend class LinkCore;
-
-  // Stops the core's link thread (LinkCore::stop; with a shared core, for every user).
-  void stop_link() { core_.stop(); }
+  // Starts the link thread: the last statement of a derived constructor (the thread calls the
+  // hooks below).
+  void start_link();
+  // Stops the link thread after its last turn (on_stop), closes the connection and calls
+  // on_stopped. Idempotent; a derived destructor must call it (the hooks are gone after that).
+  void stop_link();
 
   // ---- hooks; io_ is held unless said otherwise ----
-  // mutex_ held: whether to (re)connect now (the consumer alone connects on its first receive()).
+  // mutex_ held: whether to (re)connect now (the consumer connects on its first receive()).
   virtual bool wants_connection() { return true; }
-  // The socket is open and logged in: set up this user's channels (confirm.select, basic.qos).
+  // The socket is open and logged in: set up the channels (confirm.select, basic.qos, ...).
   virtual Status on_open() = 0;
   // mutex_ held too: the connection is up; reset what belongs to one connection.
   virtual void on_connected() {}
@@ -161,7 +81,6 @@ class Link {
   virtual void on_lost(const std::string& why) = 0;
   // Writes what callers queued for the link thread.
   virtual void write_pending() = 0;
-  // A frame on one of this user's channels (or on channel 0).
   virtual void handle_frame(const amqp_frame_t& frame) = 0;
   // mutex_ held: write_pending() has more to do without waiting for input.
   virtual bool has_pending() = 0;
@@ -176,57 +95,64 @@ class Link {
   // variables of their own (one per call or per queue, so that a confirm or a delivery wakes only
   // the caller it is for) wakes those too.
   virtual void wake_all() { changed_.notify_all(); }
-  // mutex_ held, nobody reads the socket: wake one caller of this user that waits for something
-  // from the broker, to read the socket itself (a reader of another user left). False when none
-  // waits.
-  virtual bool offer_reading() { return false; }
   // The last turn before closing (stopping; the connection may be open or not).
   virtual void on_stop() {}
   // mutex_ held, the connection closed, the thread ending: fail whatever still waits.
   virtual void on_stopped() {}
 
-  // One turn: every user's write_pending(), then (when `read`) every frame that is ready goes to
-  // its user's handle_frame(), then the frame buffers are released. io_ held, the connection
-  // open. `readable`: the caller's poll() just saw the socket readable (see read_ready_frames).
-  void turn(bool read, bool readable = false) { core_.turn(read, readable); }
+  // One turn: write_pending(), then (when `read`) every frame that is ready goes to
+  // handle_frame(), then the frame buffers are released. io_ held, the connection open.
+  // `readable`: the caller's poll() just saw the socket readable (see read_ready_frames).
+  void turn(bool read, bool readable = false);
   // Reads the frames that are ready (rabbitmq-c also sends due heartbeats here) and hands them to
-  // their users. Stops at the first error or channel/connection close from the broker (the
+  // handle_frame(). Stops at the first error or channel/connection close from the broker (the
   // connection is then marked broken and last_error_ says why). `readable`: the caller's poll()
   // just saw the socket readable, so it is read without asking poll() again.
-  void read_ready_frames(bool readable = false) { core_.read_ready_frames(readable); }
+  void read_ready_frames(bool readable = false);
   // Whether rabbitmq-c holds a frame or bytes of one (frames that came during an RPC's reply,
   // bytes read past a frame), which poll() on the socket does not show; always true with TLS.
-  bool holds_frames() { return core_.holds_frames(); }
-  // From a calling thread: reads what is ready if the connection is free and no caller reads it
-  // already (with a shared core: a reader of the other user would not see what this read);
-  // wakes the link thread when that found the connection broken.
-  void read_if_free() { core_.read_if_free(); }
-  void set_error(const std::string& message) { core_.set_error(message); }
-  // mutex_ held: this user's reader left and none of its callers reads next: offers the reading
-  // to the other user's callers (LinkCore::hand_over). False when none took it.
-  bool hand_over_to_others() { return core_.hand_over(this); }
-  // Whether another user shares the connection (mutex_ not needed: fixed once started).
-  bool shares_connection() const { return core_.users_.size() > 1; }
-  // The number of this user's channel `n` (1-based) on the connection.
-  amqp_channel_t channel(int n) const { return static_cast<amqp_channel_t>(channel_base_ + n); }
+  bool holds_frames();
+  // holds_frames(), or the socket is readable (or in error).
+  bool may_have_frames();
+  // From a calling thread: reads what is ready if the connection is free; wakes the link thread
+  // when that found the connection broken.
+  void read_if_free();
+  // Waits up to `timeout` for the socket `fd` (-1: not watched) to be readable or the wakeup.
+  void wait(int fd, std::chrono::milliseconds timeout);
+  void set_error(const std::string& message);
 
-  LinkCore& core_;
   const RabbitmqSettings& settings_;
-  std::mutex& mutex_;
-  std::condition_variable& changed_;
-  bool& connected_;
-  bool& ever_connected_;
-  bool& stopping_;
-  std::string& last_error_;
-  int& drivers_;
-  bool& watching_;
-  std::mutex& io_;
-  AmqpConnection& connection_;
-  std::atomic<std::int64_t>& drained_at_;
-  Wakeup& wakeup_;
+  const char* const role_;  // "publisher" / "consumer", for log lines
+
+  std::mutex mutex_;  // what callers and the link thread share (below and in derived classes)
+  std::condition_variable changed_;
+  bool connected_ = false;
+  bool ever_connected_ = false;  // a connection succeeded once (connect_timeout no longer applies)
+  bool stopping_ = false;
+  std::string last_error_;
+  // A caller reading the socket itself (at most one: a second reader could take the frames the
+  // first one waits for in poll()). While there is one, the link thread writes but never reads.
+  int drivers_ = 0;
+  // The idle link thread sleeps watching the socket (watch_socket() was true): what arrives is
+  // read without anyone having to wake it.
+  bool watching_ = false;
+
+  std::mutex io_;  // the connection; taken with try_lock by callers
+  AmqpConnection connection_;
+  std::chrono::steady_clock::time_point last_read_{};  // io_: rabbitmq-c's read last called
+  // When read_ready_frames() last found nothing more to read (steady clock, ns; 0: never): a
+  // caller that only wants to know whether the connection still stands may skip reading when
+  // that was a moment ago (Consumer::holds).
+  std::atomic<std::int64_t> drained_at_{0};
+  Wakeup wakeup_;
 
  private:
-  const int channel_base_;
+  void run();
+  bool connect();
+
+  const int channels_;
+  Backoff backoff_;
+  std::thread thread_;
 };
 
 }  // namespace asya::transport::rabbitmq

@@ -9,7 +9,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <stdexcept>
 #include <utility>
 
 namespace asya::transport::rabbitmq {
@@ -39,10 +38,8 @@ struct Publisher::Waiter {
   bool offered = false;        // a driver left: this caller may read the socket now
 };
 
-Publisher::Publisher(LinkCore& core) : Link(core, 2) {
-  // The channel numbers are constants (publisher_job.hpp): the publisher is attached first.
-  if (channel(1) != kPublishChannel || channel(2) != kControlChannel)
-    throw std::logic_error("rabbitmq: the publisher must be the first user of its connection");
+Publisher::Publisher(const RabbitmqSettings& settings) : Link(settings, "publisher", 2) {
+  start_link();
 }
 
 Publisher::~Publisher() {
@@ -73,20 +70,14 @@ void Publisher::wake_all() {
   for (Waiter* waiter : waiters_) waiter->cv.notify_one();
 }
 
-bool Publisher::offer_reading() {
+void Publisher::hand_over_reading() {
   for (Waiter* waiter : waiters_) {
     if (waiter->remaining > 0 && !waiter->offered) {
       waiter->offered = true;
       waiter->cv.notify_one();
-      return true;
+      return;
     }
   }
-  return false;
-}
-
-void Publisher::hand_over_reading() {
-  // A receive() of the consumer on the same connection reads these confirms too while it waits.
-  if (offer_reading() || hand_over_to_others()) return;
   wakeup_.notify();
 }
 
@@ -182,13 +173,10 @@ Publisher::Drove Publisher::drive(const std::vector<std::shared_ptr<Job>>& jobs,
     --drivers_;
     if (drivers_ > 0) return drove;
     // Others' confirms may still come: one of them reads next (else the link thread).
-    if (io_held && !unconfirmed_.empty() && connection_.is_open()) {
+    if (io_held && !unconfirmed_.empty() && connection_.is_open())
       hand_over_reading();
-      return drove;
-    }
-    // A receive() waiting for a delivery on the same connection reads next.
-    hand_over_to_others();
-    if (!io_held || !unconfirmed_.empty() || !queue_.empty()) wakeup_.notify();
+    else if (!io_held || !unconfirmed_.empty() || !queue_.empty())
+      wakeup_.notify();
     return drove;
   };
   while (true) {

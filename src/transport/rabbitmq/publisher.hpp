@@ -36,8 +36,7 @@ namespace asya::transport::rabbitmq {
 
 class Publisher final : public Link {
  public:
-  // Attached to `core` first (its channels are 1 and 2); the owner starts the core.
-  explicit Publisher(LinkCore& core);
+  explicit Publisher(const RabbitmqSettings& settings);
   ~Publisher() override;
 
   // Publishes `body` persistent to `queue` (declaring it first if this connection has not), or
@@ -94,11 +93,9 @@ class Publisher final : public Link {
   // mutex_ held: `job` left kRunning; wakes a caller that timed out and waits for that.
   void left_running(Job& job);
   // mutex_ held: a driver leaves while publishes are unconfirmed. Another waiting
-  // caller is offered the reading (one wake-up, its own confirms among those read), else a
-  // caller of the consumer sharing the connection; the link thread is woken when no caller waits.
+  // caller is offered the reading (one wake-up, its own confirms among those read); the link
+  // thread is woken when no caller waits.
   void hand_over_reading();
-  // mutex_ held: offers the reading to one caller waiting for its confirms (false: none waits).
-  bool offer_reading() override;
   void wake_all() override;
   void run_job(const std::shared_ptr<Job>& job);
   // Declares what `job` publishes to (once per connection) and says where: views of the settings,

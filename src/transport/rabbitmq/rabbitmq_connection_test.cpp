@@ -98,12 +98,6 @@ TEST(RabbitmqSettingsTest, EnvironmentVariablesAreReadAndCheckedPrecisely) {
   EXPECT_EQ(s.username, "asya");
   EXPECT_TRUE(s.quorum);
   EXPECT_EQ(s.prefetch, 3);
-  EXPECT_EQ(s.connections, 1) << "publishing and consuming share a connection by default";
-  values["ASYA_RABBITMQ_CONNECTIONS"] = "2";
-  EXPECT_EQ(RabbitmqSettings::from_env(only(values)).connections, 2);
-  values["ASYA_RABBITMQ_CONNECTIONS"] = "3";
-  EXPECT_THROW(RabbitmqSettings::from_env(only(values)), ConfigError);
-  values["ASYA_RABBITMQ_CONNECTIONS"] = "1";
   values["ASYA_RABBITMQ_QUEUE_TYPE"] = "stream";
   EXPECT_THROW(RabbitmqSettings::from_env(only(values)), ConfigError);
 }

@@ -59,8 +59,6 @@ RabbitmqSettings RabbitmqSettings::from_env(const Environment& environment) {
   }
   s.confirm_window = static_cast<int>(
       environment.integer("ASYA_RABBITMQ_CONFIRM_WINDOW", s.confirm_window, 1, 65535));
-  s.connections =
-      static_cast<int>(environment.integer("ASYA_RABBITMQ_CONNECTIONS", s.connections, 1, 2));
   auto heartbeat = environment.duration("ASYA_RABBITMQ_HEARTBEAT", s.heartbeat);
   s.heartbeat = std::chrono::duration_cast<std::chrono::seconds>(heartbeat);
   if (heartbeat.count() != 0 && (s.heartbeat.count() < 1 || s.heartbeat.count() > 65535)) {

@@ -25,18 +25,7 @@ constexpr std::size_t kMaxQueueName = 255 - 17;
 class RabbitmqTransport final : public Transport {
  public:
   RabbitmqTransport(const Options& options, const RabbitmqSettings& settings)
-      : options_(options),
-        settings_(settings),
-        publish_core_(std::make_unique<rabbitmq::LinkCore>(
-            settings_, settings_.connections == 1 ? "connection" : "publisher")),
-        consume_core_(settings_.connections == 1
-                          ? nullptr
-                          : std::make_unique<rabbitmq::LinkCore>(settings_, "consumer")),
-        publisher_(*publish_core_),
-        consumer_(consume_core_ ? *consume_core_ : *publish_core_) {
-    publish_core_->start();
-    if (consume_core_) consume_core_->start();
-  }
+      : options_(options), settings_(settings), publisher_(settings_), consumer_(settings_) {}
 
   ~RabbitmqTransport() override { close(); }
 
@@ -206,10 +195,6 @@ class RabbitmqTransport final : public Transport {
 
   const Options options_;
   const RabbitmqSettings settings_;
-  // The connections (one shared by both, or one each): stopped by close() before the publisher
-  // and the consumer are destroyed, destroyed after them.
-  std::unique_ptr<rabbitmq::LinkCore> publish_core_;
-  std::unique_ptr<rabbitmq::LinkCore> consume_core_;  // null when shared
   Publisher publisher_;
   Consumer consumer_;
   std::mutex mutex_;

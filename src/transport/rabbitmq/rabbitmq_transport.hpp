@@ -24,10 +24,9 @@
 // queue cannot say how many times a message came back after connection losses; use quorum queues
 // when a message may crash its consumer repeatedly).
 //
-// Threads: rabbitmq-c is blocking and not thread-safe, so the connection (publishing, declaring,
-// consuming and acking on channels of their own; or two connections, one to publish and one to
-// consume, with ASYA_RABBITMQ_CONNECTIONS=2) is a LinkCore (link.hpp): its use is serialized by
-// a lock, and its own thread connects, reads what no caller reads and sends heartbeats. A calling
+// Threads: rabbitmq-c is blocking and not thread-safe, so each of the two connections (one to
+// publish and declare, one to consume and ack) is a Link (link.hpp): its use is serialized by a
+// lock, and its own thread connects, reads what no caller reads and sends heartbeats. A calling
 // thread that finds the connection free uses it directly (a send writes its publish and reads
 // until its confirm, an ack is written and never waits, a receive reads the deliveries pushed
 // meanwhile, and one that has to wait reads the socket itself when nobody else does; acks of
@@ -73,11 +72,7 @@ struct RabbitmqSettings {
   // could not be reached (a wrong URL, a broker that is down) instead of waiting confirm_timeout:
   // ASYA_RABBITMQ_CONNECT_TIMEOUT. Reconnects after a lost connection wait confirm_timeout.
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
-  int confirm_window = 256;  // ASYA_RABBITMQ_CONFIRM_WINDOW (1..65535)
-  // ASYA_RABBITMQ_CONNECTIONS: 1 (default) publishes and consumes on one connection (channels
-  // 1-2 publish and declare, 3-4 consume and declare); 2 gives each its own connection and
-  // thread (the layout before 2026-12-07; the consumer's then opens on the first receive()).
-  int connections = 1;
+  int confirm_window = 256;            // ASYA_RABBITMQ_CONFIRM_WINDOW (1..65535)
   std::chrono::seconds heartbeat{30};  // ASYA_RABBITMQ_HEARTBEAT (0 = off)
   std::size_t max_message_bytes =
       128u << 20;  // ASYA_RABBITMQ_MAX_MESSAGE_BYTES (broker's default limit)

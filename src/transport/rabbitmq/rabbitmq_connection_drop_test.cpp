@@ -1,7 +1,6 @@
-// RabbitMQ transport: publishing and consuming on one connection (ASYA_RABBITMQ_CONNECTIONS=1,
-// the default) or on two (=2). What must hold on both: the connection dropped between an
-// output's confirm and its input's ack loses nothing (the input is delivered again, the output
-// stays queued); publishes in flight when it drops are published again and confirmed; the
+// RabbitMQ transport: the connections dropped under a hop. What must hold: a drop between an
+// output's confirm and its input's ack loses nothing (the input is delivered again, counted; the
+// output stays queued); publishes in flight when they drop are published again and confirmed;
 // deliveries held before the drop cannot be acked on the new connection. The drop is made by
 // shutting down this process's sockets to the broker (the broker sees the close at once and
 // requeues what the connection held), not by a restart: it cuts exactly these connections.
@@ -73,22 +72,14 @@ std::map<std::string, int> drain(Transport& t, const std::string& q, std::size_t
   return seen;
 }
 
-class RabbitmqConnectionsTest : public RabbitmqTransportTest,
-                                public ::testing::WithParamInterface<int> {
- protected:
-  RabbitmqSettings with_connections() {
-    RabbitmqSettings s = settings_;
-    s.connections = GetParam();
-    s.confirm_timeout = 30s;
-    return s;
-  }
-};
+// The publisher's connection and the consumer's (opened by the first receive()).
+constexpr int kConnections = 2;
 
 // The hop's order: the output is confirmed, then the connection drops before the input's ack.
 // The ack cannot reach the broker (it fails, or is written into the dead socket), so the input is
 // delivered again, counted; the output stays. Then the next hop on the new connection works.
-TEST_P(RabbitmqConnectionsTest, DropBetweenTheOutputsConfirmAndTheInputsAckLosesNothing) {
-  auto t = make(with_connections());
+TEST_F(RabbitmqTransportTest, DropBetweenTheOutputsConfirmAndTheInputsAckLosesNothing) {
+  auto t = make();
   const std::string in = queue("in"), out = queue("out");
   ASSERT_TRUE(t->ensure_queue(in).ok());
   ASSERT_TRUE(t->ensure_queue(out).ok());
@@ -98,7 +89,7 @@ TEST_P(RabbitmqConnectionsTest, DropBetweenTheOutputsConfirmAndTheInputsAckLoses
   EXPECT_EQ(first.delivery_count, 1u);
   ASSERT_TRUE(t->send(out, "output").ok());  // confirmed
 
-  EXPECT_EQ(drop_connections_to(settings_.port), GetParam());
+  EXPECT_EQ(drop_connections_to(settings_.port), kConnections);
   (void)t->ack(first);  // may fail (the loss is known) or be lost with the socket: both are fine
   EXPECT_FALSE(t->ack(first).ok()) << "a delivery is acked once at most";
 
@@ -118,9 +109,9 @@ TEST_P(RabbitmqConnectionsTest, DropBetweenTheOutputsConfirmAndTheInputsAckLoses
 
 // Publishes written and not confirmed when the connection drops are published again on the next
 // connection: every send() that returned ok arrived (duplicates allowed), while receives and acks
-// on the same connection go on.
-TEST_P(RabbitmqConnectionsTest, DropWhilePublishesAndAcksShareTheConnectionLosesNothing) {
-  auto t = make(with_connections());
+// go on.
+TEST_F(RabbitmqTransportTest, DropWhileFourThreadsForwardLosesNothing) {
+  auto t = make();
   const std::string in = queue("in"), out = queue("out");
   ASSERT_TRUE(t->ensure_queue(in).ok());
   ASSERT_TRUE(t->ensure_queue(out).ok());
@@ -155,7 +146,7 @@ TEST_P(RabbitmqConnectionsTest, DropWhilePublishesAndAcksShareTheConnectionLoses
   const auto deadline = Clock::now() + 30s;
   while (forwarded.load() < kMessages / 3 && Clock::now() < deadline)
     std::this_thread::sleep_for(1ms);
-  EXPECT_EQ(drop_connections_to(settings_.port), GetParam());
+  EXPECT_EQ(drop_connections_to(settings_.port), kConnections);
   while (forwarded.load() < kMessages && Clock::now() < deadline) std::this_thread::sleep_for(5ms);
   stop = true;
   for (std::thread& w : workers) w.join();
@@ -171,12 +162,6 @@ TEST_P(RabbitmqConnectionsTest, DropWhilePublishesAndAcksShareTheConnectionLoses
   ASSERT_TRUE(left.ok()) << left.error().message;
   EXPECT_TRUE(left->empty()) << "every input was acked";
 }
-
-INSTANTIATE_TEST_SUITE_P(OneOrTwo, RabbitmqConnectionsTest, ::testing::Values(1, 2),
-                         [](const ::testing::TestParamInfo<int>& info) {
-                           return info.param == 1 ? std::string("OneConnection")
-                                                  : std::string("TwoConnections");
-                         });
 
 }  // namespace
 }  // namespace asya::transport
