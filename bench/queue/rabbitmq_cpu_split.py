@@ -5,6 +5,7 @@ message, with context switches, and optionally perf record or strace -c of the s
     bench/queue/rabbitmq_cpu_split.py c8   [--count N] [--runs R] [--perf FILE] [--strace FILE]
     bench/queue/rabbitmq_cpu_split.py rate [--seconds S] [--runs R] [--perf FILE] [--strace FILE]
     bench/queue/rabbitmq_cpu_split.py raw  [--count N] [--runs R]
+    ... [--reductions] [--strace-broker FILE]
 
 c8: bench/run's rabbitmq_hop_c8 set-up (asya-sidecar at ASYA_CONCURRENCY=8, prefetch 64, quorum
 queues, C++ no-op runtime), one `bench_queue hop` of N messages per run; the broker's CPU is
@@ -14,7 +15,14 @@ run (fill included) and the driver's own. rate: bench/run's CpuRig (the
 sidecar_cpu_per_msg_rabbitmq row: 100 async tool calls/s through asya-gateway) for S seconds.
 
 The functions are bench/run's (loaded as a module); ASYA_BUILD_DIR selects the build. Thread CPU
-from /proc/PID/task/TID/schedstat, switches from its status. Prints one JSON line per run.
+from /proc/PID/task/TID/schedstat, switches from its status; the broker's switches per message
+(all its threads) in `broker_switches` (c8 and raw: fill and hop together). --reductions: the
+broker's Erlang reductions per message by kind of process (rabbit_channel, rabbit_reader, the
+queues by name, ra_log_wal, ...) and in all (TOTAL, from erlang:statistics(exact_reductions):
+processes that ended meanwhile, such as a closed connection's, count there only), taken with
+rabbitmqctl eval around the driver (fill and hop): Erlang's own count of its work, which the
+load does not change. --strace-broker: strace -c -f of the broker in the last run (c8, raw).
+Prints one JSON line per run.
 --strace-full writes every system call with its time (strace -f -tt) instead of the counts."""
 import argparse
 import importlib.machinery
@@ -113,6 +121,53 @@ class Profiler:
                 process.wait(timeout=60)
 
 
+# Every process's reductions and a label (registered name, rabbit's process_name, initial call,
+# or current function), one per line into the file %s.
+REDUCTIONS_EXPR = (
+    'Label = fun(P) -> case erlang:process_info(P, registered_name) of '
+    '{registered_name, Reg} -> atom_to_list(Reg); '
+    '_ -> D = case erlang:process_info(P, dictionary) of {dictionary, L} -> L; _ -> [] end, '
+    'case lists:keyfind(process_name, 1, D) of '
+    '{process_name, T} when is_tuple(T) -> atom_to_list(element(1, T)); '
+    '{process_name, A} when is_atom(A) -> atom_to_list(A); '
+    '_ -> case lists:keyfind(\'$initial_call\', 1, D) of '
+    '{_, {M, F, Ar}} -> lists:flatten(io_lib:format("~p:~p/~p", [M, F, Ar])); '
+    '_ -> case erlang:process_info(P, current_function) of '
+    '{current_function, {M, F, Ar}} -> lists:flatten(io_lib:format("cur ~p:~p/~p", [M, F, Ar])); '
+    '_ -> "?" end end end end end, '
+    'file:write_file("%s", [io_lib:format("~p ~p ~s~n", [P, R, Label(P)]) || '
+    'P <- erlang:processes(), {reductions, R} <- [erlang:process_info(P, reductions)]]).')
+
+
+def broker_reductions(broker, path, after):
+    """{pid: (reductions, label)} of the broker's processes and ("TOTAL": the VM's count); the
+    total is read outside the (costly) listing: after it before, before it after."""
+    def total():
+        out = broker.broker.ctl("eval", "element(1, erlang:statistics(exact_reductions)).")
+        return int(out.stdout.strip())
+    if after:
+        t = total()
+    broker.broker.ctl("eval", REDUCTIONS_EXPR % path)
+    if not after:
+        t = total()
+    out = {"TOTAL": (t, "TOTAL")}
+    for line in pathlib.Path(path).read_text().splitlines():
+        pid, reds, name = line.split(" ", 2)
+        out[pid] = (int(reds), name)
+    return out
+
+
+def reductions_split(before, after, count):
+    """Reductions per message by label (busiest 12 and TOTAL), the listing's own eval left out."""
+    by = {}
+    for pid, (reds, name) in after.items():
+        d = reds - before.get(pid, (0, name))[0]
+        if d > 0 and not name.startswith("cur erl_eval"):
+            by[name] = by.get(name, 0) + d
+    top = sorted(by.items(), key=lambda kv: -kv[1])[:13]
+    return {k: round(v / count) for k, v in top}
+
+
 def state_of(pid):
     return pathlib.Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0]
 
@@ -146,10 +201,15 @@ def run_c8(args, broker, workdir):
                         return
                     time.sleep(0.0005)
             watcher = threading.Thread(target=watch)
-            b0, s0, r0 = process_cpu_ns(beam), threads(sidecar), process_cpu_ns(runtime)
-            watcher.start()
             last = r == args.runs - 1
-            prof = Profiler(sidecar, args.perf if last else None, args.strace if last else None,
+            red0 = (broker_reductions(broker, workdir / "reductions0.txt", False)
+                    if args.reductions else None)
+            b0, s0, r0 = process_cpu_ns(beam), threads(sidecar), process_cpu_ns(runtime)
+            bt0 = threads(beam)
+            watcher.start()
+            traced = beam if last and args.strace_broker else sidecar
+            strace = args.strace_broker or args.strace if last else None
+            prof = Profiler(traced, args.perf if last else None, strace,
                             (beam, args.broker_perf) if last and args.broker_perf else None)
             out = bench.driver(queue, "hop", "--pid", sidecar, "--in", "asya-bench", "--out",
                                "asya-happy-end", "--count", args.count, "--poll-ms", 20, env=env)
@@ -157,11 +217,16 @@ def run_c8(args, broker, workdir):
             watcher.join()
             prof.stop()
             b1, s1, r1 = process_cpu_ns(beam), threads(sidecar), process_cpu_ns(runtime)
+            bt1 = threads(beam)
             n = args.count
             result = {"mode": "c8", "load": round(load, 2), "msgs_per_s": round(out["msgs_per_s"]),
                       "broker_total_us": round((b1 - b0) / 1e3 / n, 1),
                       "runtime_us": round((r1 - r0) / 1e3 / n, 1),
+                      "broker_switches": split(bt0, bt1, n)["TOTAL"],
                       "sidecar": split(s0, s1, n)}
+            if args.reductions:
+                result["reductions"] = reductions_split(
+                    red0, broker_reductions(broker, workdir / "reductions1.txt", True), n)
             if "cont" in marks:
                 result["broker_hop_us"] = round((b1 - marks["cont"][0]) / 1e3 / n, 1)
                 result["broker_fill_us"] = round((marks["cont"][0] - b0) / 1e3 / n, 1)
@@ -177,9 +242,12 @@ def run_raw(args, broker, workdir):
     for r in range(args.runs):
         load = os.getloadavg()[0]
         url = urllib.parse.urlparse(broker.new_vhost())
-        b0 = process_cpu_ns(beam)
         last = r == args.runs - 1
-        prof = Profiler(0, broker=(beam, args.broker_perf) if last and args.broker_perf else None)
+        red0 = (broker_reductions(broker, workdir / "reductions0.txt", False)
+                if args.reductions else None)
+        b0, bt0 = process_cpu_ns(beam), threads(beam)
+        prof = Profiler(beam, strace=args.strace_broker if last else None,
+                        broker=(beam, args.broker_perf) if last and args.broker_perf else None)
         c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         out = bench.driver(queue, "raw-rabbitmq", "--mode", "window", "--host", url.hostname,
                            "--port", url.port, "--vhost", urllib.parse.unquote(url.path[1:]),
@@ -187,13 +255,17 @@ def run_raw(args, broker, workdir):
                            "--queue-type", "quorum")
         c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         prof.stop()
-        b1 = process_cpu_ns(beam)
+        b1, bt1 = process_cpu_ns(beam), threads(beam)
         n = args.count
-        print(json.dumps({"mode": "raw", "load": round(load, 2),
-                          "msgs_per_s": round(out["msgs_per_s"]),
-                          "broker_total_us": round((b1 - b0) / 1e3 / n, 1),
-                          "driver_us": round((c1.ru_utime + c1.ru_stime - c0.ru_utime -
-                                              c0.ru_stime) * 1e6 / n, 1)}), flush=True)
+        result = {"mode": "raw", "load": round(load, 2), "msgs_per_s": round(out["msgs_per_s"]),
+                  "broker_total_us": round((b1 - b0) / 1e3 / n, 1),
+                  "broker_switches": split(bt0, bt1, n)["TOTAL"],
+                  "driver_us": round((c1.ru_utime + c1.ru_stime - c0.ru_utime -
+                                      c0.ru_stime) * 1e6 / n, 1)}
+        if args.reductions:
+            result["reductions"] = reductions_split(
+                red0, broker_reductions(broker, workdir / "reductions1.txt", True), n)
+        print(json.dumps(result), flush=True)
 
 
 def run_rate(args, broker, workdir):
@@ -236,6 +308,9 @@ def main():
                         help="--strace writes every call with its time (strace -f -tt), not counts")
     parser.add_argument("--broker-perf", help="perf record -g the broker (its JIT writes perf "
                         "maps: +JPperf true) during the last run")
+    parser.add_argument("--reductions", action="store_true",
+                        help="the broker's Erlang reductions per message by kind of process")
+    parser.add_argument("--strace-broker", help="strace -c -f the broker during the last run")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the sidecar")
     args = parser.parse_args()
     global FULL_STRACE
