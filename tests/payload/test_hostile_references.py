@@ -96,3 +96,31 @@ def test_an_object_that_is_not_a_regular_file_ends_on_error_end_without_hanging(
     assert got["payload"]["error"] == "payload_unavailable", got["payload"]
     assert sha in got["payload"]["details"]["message"]
     assert cluster.markers_named("called-pass-one") == [], "the handler was called"
+
+
+def test_an_unchanged_answer_whose_input_object_vanished_meanwhile_ends_on_the_next_hops_error_end(
+        cluster, request):
+    """docs/protocol.md §3: a payload_unchanged answer to a reference forwards that reference with
+    nothing read or written; when its object was removed while the handler ran, the next reader
+    finds it missing and the envelope ends on error-end as payload_unavailable, never lost
+    silently and never a handler call with a reference."""
+    sqlite_only(cluster)
+    store = use_store(cluster, request)
+    data = json.dumps("v" * 300000).encode()  # a string: answered unchanged by the Python runtime
+    ref = reference_to(store, data)
+    store.write("objects/" + ref["asya-payload-ref"]["sha256"], data)
+    vanish = start(cluster, "vanish", "vanish_then_pass", env={"ASYA_LOG_LEVEL": "debug"})
+    start(cluster, "pass-one", "passthrough")
+    start(cluster, "error-end", runtime=False)
+    cluster.queues.send("asya-vanish", {"id": "GONE", "route": {"actors": ["vanish", "pass-one"], "current": 0},
+                                        "payload": ref})
+    got = result(cluster, "GONE", timeout=60)
+    assert got["payload"]["error"] == "payload_unavailable", got["payload"]
+    assert got["payload"]["actor"] == "pass-one"
+    assert got["payload"]["original_payload"] == ref
+    assert ref["asya-payload-ref"]["sha256"] in got["payload"]["details"]["message"]
+    assert store.objects() == [], "the unchanged answer wrote the payload again"
+    assert cluster.markers_named("called-pass-one") == []
+    assert cluster.markers_named("saw-reference-") == []
+    lines = [json.loads(line) for line in vanish.runtime.text().splitlines() if line.startswith("{")]
+    assert [line["outputs"] for line in lines if line["msg"] == "answered payload_unchanged"] == [1], lines
