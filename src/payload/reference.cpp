@@ -74,6 +74,11 @@ std::optional<Result<Reference>> parse_reference(std::string_view payload_raw) {
     return fail("size: expected a non-negative integer");
   reference.size_bytes =
       size->is_uint64() ? size->get_uint64() : static_cast<std::uint64_t>(size->get_int64());
+  // No runtime can be sent or answer more (a frame's 4-byte length prefix): a larger size is
+  // not a payload, and a reader must not reserve memory for it.
+  if (reference.size_bytes > kMaxReferencedBytes)
+    return fail(fmt::format("size: {} exceeds the largest payload a frame can carry ({} bytes)",
+                            reference.size_bytes, kMaxReferencedBytes));
   const boost::json::value* sha = fields.if_contains("sha256");
   if (!sha || !sha->is_string() || !is_sha256_hex(sha->get_string()))
     return fail("sha256: expected 64 lowercase hex digits");

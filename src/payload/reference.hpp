@@ -20,6 +20,10 @@ namespace asya::payload {
 // The key of the payload member; a payload object with this single key is a reference.
 inline constexpr std::string_view kReferenceKey = "asya-payload-ref";
 
+// The largest `size` a reference may name: what a frame's 4-byte length prefix can carry
+// (docs/protocol.md §3), so no runtime can be sent or answer a larger payload.
+inline constexpr std::uint64_t kMaxReferencedBytes = 0xFFFFFFFFu;
+
 struct Reference {
   std::string url;  // store url + "/" + key
   std::uint64_t size_bytes = 0;
@@ -43,7 +47,8 @@ std::string object_key(std::string_view sha256);
 //   nullopt          it is not (any payload that is not an object whose only key is
 //                    "asya-payload-ref");
 //   a Reference      it is, well-formed;
-//   an Error         it is one, but malformed (names the field and what was expected).
+//   an Error         it is one, but malformed (names the field and what was expected; a size
+//                    above kMaxReferencedBytes is malformed).
 // Cheap for ordinary payloads: only texts under 4 KiB that contain the key are parsed.
 std::optional<Result<Reference>> parse_reference(std::string_view payload_raw);
 

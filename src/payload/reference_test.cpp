@@ -41,6 +41,24 @@ TEST(Reference, MalformedReferenceNamesTheField) {
   EXPECT_NE(parsed->error().message.find("size"), std::string::npos);
 }
 
+TEST(Reference, ASizeNoFrameCanCarryIsMalformedNotAReservation) {
+  // A hostile envelope's size must not reach a reader's reserve() (std::length_error killed the
+  // end actor) nor overflow a streamed request's length.
+  for (std::string size : {"4294967296", "9223372036854775808", "18446744073709551615"}) {
+    auto parsed = parse_reference(R"({"asya-payload-ref":{"url":"file:///s/objects/)" + kSha +
+                                  R"(","size":)" + size + R"(,"sha256":")" + kSha + R"("}})");
+    ASSERT_TRUE(parsed.has_value()) << size;
+    ASSERT_FALSE(parsed->ok()) << size;
+    EXPECT_NE(parsed->error().message.find("size: " + size + " exceeds the largest payload"),
+              std::string::npos)
+        << parsed->error().message;
+  }
+  auto largest = parse_reference(R"({"asya-payload-ref":{"url":"u","size":4294967295,"sha256":")" +
+                                 kSha + R"("}})");
+  ASSERT_TRUE(largest.has_value() && largest->ok());
+  EXPECT_EQ((*largest)->size_bytes, kMaxReferencedBytes);
+}
+
 TEST(Reference, KeyInStoreChecksStoreAndDigest) {
   Reference r{"s3://b/p/objects/" + kSha, 1, kSha};
   auto key = key_in_store(r, "s3://b/p");

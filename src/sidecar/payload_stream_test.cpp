@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/xattr.h>
 #include <unistd.h>
 
@@ -198,6 +199,27 @@ TEST_F(PayloadStreamTest, AMissingObjectIsUnavailableBeforeAnyCall) {
   EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable);
   EXPECT_EQ(input.stream, nullptr);
   EXPECT_NE(input.message.find(payload::sha256_hex(kLarge)), std::string::npos) << input.message;
+}
+
+TEST_F(PayloadStreamTest, AnObjectThatIsAFifoOrADirectoryIsUnavailableAtOnceNeverAWait) {
+  // open(2) of a FIFO without a writer blocks forever: the sidecar's worker must not.
+  for (const char* kind : {"fifo", "directory"}) {
+    fs::remove(object_file());
+    if (std::string_view(kind) == "fifo")
+      ASSERT_EQ(::mkfifo(object_file().c_str(), 0600), 0);
+    else
+      fs::create_directory(object_file());
+    PayloadReferences::Input input = refs_->resolve(in_, body_, /*allow_stream=*/true);
+    EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable) << kind;
+    EXPECT_EQ(input.stream, nullptr) << kind;
+    EXPECT_NE(input.message.find("is not a regular file"), std::string::npos) << input.message;
+    EXPECT_NE(input.message.find(payload::sha256_hex(kLarge)), std::string::npos) << input.message;
+    input = refs_->resolve(in_, body_, /*allow_stream=*/false);  // read whole (batches)
+    EXPECT_EQ(input.status, PayloadReferences::InputStatus::kUnavailable) << kind;
+    EXPECT_NE(input.message.find("is not a regular file"), std::string::npos) << input.message;
+    fs::remove(object_file());
+  }
+  EXPECT_EQ(runtime_->requests(), 0);
 }
 
 TEST_F(PayloadStreamTest, AnEchoedPayloadIsFoundByComparingWithTheFileAndKeepsTheReference) {

@@ -269,6 +269,30 @@ TEST(Router, PayloadUnchangedCarriesTheInputPayloadAsReceived) {
   EXPECT_EQ(obj(d.sends[1].body)["id"], "X-1-1");
 }
 
+// An envelope-mode handler may change the route's future and headers and still answer
+// "payload_unchanged": the new route and headers with the input's payload; an error element beside
+// it ignores its own "payload_unchanged"; a route that rewrites the past stays a protocol error.
+TEST(Router, PayloadUnchangedWithAChangedRouteTakesTheNewRouteAndTheInputsPayload) {
+  Router router(options_for("b"));
+  Decision d = route(router, kInput,
+                     R"([{"payload_unchanged":true,"headers":{"trace":"t2"},)"
+                     R"("route":{"actors":["a","b","x","y"],"current":2}},)"
+                     R"({"error":"boom","message":"m","payload_unchanged":true}])");
+  ASSERT_EQ(d.sends.size(), 2u);
+  EXPECT_EQ(d.sends[0].queue, "asya-x");
+  auto out = obj(d.sends[0].body);
+  EXPECT_NE(d.sends[0].body.find(R"("payload":{"n":1.50,"s":"\u00e9"})"), std::string::npos)
+      << d.sends[0].body;
+  EXPECT_EQ(out["route"].at("actors").as_array().size(), 4u);
+  EXPECT_EQ(out["headers"].at("trace"), "t2");
+  EXPECT_EQ(d.sends[1].queue, "asya-error-end");
+  d = route(router, kInput,
+            R"([{"payload_unchanged":true,"route":{"actors":["z","b","c"],"current":2}}])");
+  EXPECT_EQ(d.failure, FailureCode::kRuntimeProtocolError);
+  EXPECT_NE(d.failure_message.find("does not continue this message's route"), std::string::npos)
+      << d.failure_message;
+}
+
 TEST(Router, PayloadUnchangedIsAProtocolErrorWhereItIsNotAccepted) {
   RouterOptions options = options_for("b");
   options.accept_payload_unchanged = false;  // a join actor's

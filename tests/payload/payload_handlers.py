@@ -107,3 +107,14 @@ def make_big_string(payload):
     _seen(payload)
     n = int(payload["bytes"])
     return ("abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]
+
+
+def vanish_then_pass(payload):
+    """Removes every object of the file store (what a hostile sweep or a person could do while the
+    handler runs), then returns the very string it got: the Python runtime answers
+    "payload_unchanged"."""
+    _seen(payload)
+    root = os.path.join(os.environ["ASYA_PAYLOAD_STORE"][len("file://"):], "objects")
+    for name in os.listdir(root):
+        os.unlink(os.path.join(root, name))
+    return payload

@@ -27,3 +27,33 @@ def test_a_large_envelope_uses_body_files_and_leaves_none_behind(cluster):
     assert got[0]["json"]["payload"] == data
     assert json.loads(body)["payload"] == got[0]["json"]["payload"]
     assert body_files(cluster) == [], "the acks left body files behind"
+
+
+def test_a_body_file_truncated_or_replaced_under_a_queued_message_loses_nothing_else(cluster):
+    """Body files of queued messages damaged in place: a truncated one is delivered as it now is (no
+    longer an envelope: error-end, docs/protocol.md §4), one replaced by a directory is dropped
+    with an error in the log; the queue's other messages go through, nothing hangs."""
+    if cluster.transport != "sqlite":
+        pytest.skip("body files are a feature of the sqlite transport")
+    data = "x" * (2 * 1024 * 1024)
+    seen = []
+    for envelope_id in ("BT-cut", "BT-dir"):
+        cluster.queues.send("asya-echo", '{"id":"%s","route":{"actors":["echo"],"current":0},'
+                                         '"payload":"%s"}' % (envelope_id, data))
+        (name,) = set(body_files(cluster)) - set(seen)
+        seen = body_files(cluster)
+        path = pathlib.Path(cluster.env["ASYA_SQLITE_PATH"] + ".bodies") / name
+        if envelope_id == "BT-cut":
+            with open(path, "r+b") as f:
+                f.truncate(1000)
+        else:
+            path.unlink()
+            path.mkdir()
+    cluster.queues.send("asya-echo", '{"id":"BT-ok","route":{"actors":["echo"],"current":0},'
+                                     '"payload":"fine"}')
+    cluster.actor("echo", "echo")
+    assert cluster.queues.collect(HAPPY, 1, timeout=60)[0]["json"]["id"] == "BT-ok"
+    (error,) = cluster.queues.collect("asya-error-end", 1, timeout=60)
+    assert error["json"]["payload"]["error"] == "msg_parsing_error"
+    assert error["json"]["payload"]["raw"].startswith('{"id":"BT-cut"')
+    assert cluster.queues.stats("asya-echo")["ready"] == 0

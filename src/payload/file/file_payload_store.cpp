@@ -158,9 +158,11 @@ class FilePayloadStore : public PayloadStore {
   }
 
  private:
-  // Opens the object's file and fstat()s it; an Error starting with kNotFound when it is missing.
+  // Opens the object's file and fstat()s it; an Error starting with kNotFound when it is missing
+  // or is not a regular file (an object is never anything else; O_NONBLOCK so that a FIFO put
+  // in the store cannot block the open forever: it has no effect on a regular file's reads).
   static Result<int> open_object(const fs::path& path, struct stat& st) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       int err = errno;
       if (err == ENOENT)
@@ -173,6 +175,12 @@ class FilePayloadStore : public PayloadStore {
       ::close(fd);
       return Error{
           fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(err))};
+    }
+    if (!S_ISREG(st.st_mode)) {
+      ::close(fd);
+      return Error{
+          fmt::format("{} payload store: {} is not a regular file (mode {:o}): not an object",
+                      kNotFound, path.string(), st.st_mode & S_IFMT)};
     }
     return fd;
   }

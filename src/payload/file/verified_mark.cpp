@@ -124,10 +124,10 @@ bool write_verified_mark(int fd, const struct stat& verified, std::string_view s
 
 bool mark_written_object(const std::string& path, std::string_view sha256,
                          std::uint64_t size_bytes) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);  // never wait on a FIFO
   if (fd < 0) return false;
   struct stat state {};
-  const bool marked = ::fstat(fd, &state) == 0 &&
+  const bool marked = ::fstat(fd, &state) == 0 && S_ISREG(state.st_mode) &&
                       static_cast<std::uint64_t>(state.st_size) == size_bytes &&
                       write_verified_mark(fd, state, sha256);
   ::close(fd);

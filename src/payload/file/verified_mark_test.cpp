@@ -10,7 +10,9 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <thread>
+#include <vector>
 
 #include "common/random_id.hpp"
 #include "payload/payload_store.hpp"
@@ -216,6 +218,78 @@ TEST_F(VerifiedMarkTest, AMissingObjectIsNotFound) {
   auto checked = read_checked(out);
   ASSERT_FALSE(checked.ok());
   EXPECT_TRUE(checked.error().message.starts_with(kNotFound)) << checked.error().message;
+}
+
+}  // namespace
+}  // namespace asya::payload
+
+namespace asya::payload {
+namespace {
+
+// Writes `text(mark)` as the attribute, where `mark` is the valid mark of the file's state at that
+// moment (the writer's two steps), so that only the text decides whether a reader trusts it.
+void write_mark_text(const fs::path& path, std::string_view sha256,
+                     const std::function<std::string(const std::string&)>& text) {
+  int fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(::fsetxattr(fd, kVerifiedMarkAttribute, "v1 pending", 10, 0), 0);
+  struct stat now {};
+  ASSERT_EQ(::fstat(fd, &now), 0);
+  const std::string value = text(format_verified_mark(
+      sha256, now, std::int64_t{now.st_ctim.tv_sec} * 1'000'000'000 + now.st_ctim.tv_nsec));
+  ASSERT_EQ(::fsetxattr(fd, kVerifiedMarkAttribute, value.data(), value.size(), 0), 0);
+  ::close(fd);
+}
+
+TEST_F(VerifiedMarkTest, AForgedOversizedOrGarbledMarkIsNeverTrustedAndTheFileIsHashed) {
+  // Content without the key's digest, so a trusted mark shows as a read that passes.
+  const std::string other(bytes_.size(), 'o');
+  ASSERT_TRUE(store_->put(key_, other).ok());
+  std::string out;
+  write_mark_text(file(), sha_, [](const std::string& mark) { return mark; });
+  auto checked = read_checked(out);
+  ASSERT_TRUE(checked.ok() && *checked) << "the control: a well-formed fresh mark is trusted";
+  const std::vector<std::function<std::string(const std::string&)>> garbled = {
+      [](const std::string& m) { return m + " extra=1"; },
+      [](const std::string& m) { return m + std::string(1, '\0'); },
+      [](const std::string& m) { return m + std::string(300, ' '); },  // over the 256-byte read
+      [](const std::string& m) { return "v2" + m.substr(2); },
+      [](const std::string& m) { return m.substr(0, m.size() - 1); },  // ctime_ns cut short: later
+      [](const std::string& m) { return m.substr(0, m.find(" ino=")); },
+      [this](const std::string& m) {
+        return "v1 sha256=" + sha_ + " sha256=" + sha_ + m.substr(m.find(" size="));
+      },
+      [](const std::string& m) {
+        std::string s = m;
+        s.replace(s.find("size="), 5, "size=-");
+        return s;
+      },
+      [](const std::string&) { return std::string(); },
+      [](const std::string&) { return std::string(255, '\xff'); },
+  };
+  for (std::size_t i = 0; i < garbled.size(); ++i) {
+    write_mark_text(file(), sha_, garbled[i]);
+    checked = read_checked(out);
+    ASSERT_TRUE(checked.ok()) << i << ": " << checked.error().message;
+    EXPECT_FALSE(*checked) << "garbled mark " << i << " was trusted";
+    EXPECT_EQ(out, other) << i;
+  }
+}
+
+TEST_F(VerifiedMarkTest, AWriteThroughAHardLinkIsCaughtEvenWithTheModificationTimeRestored) {
+  // A link elsewhere is the same inode: a write through it, its modification time set back, still
+  // moves the change time past the mark's (the link itself changes no byte).
+  wait_until_mark_settled(file());
+  const fs::path linked = dir_ / "linked";
+  ASSERT_EQ(::link(file().c_str(), linked.c_str()), 0);
+  const struct stat before = stat_of(file());
+  tamper(linked, 100);
+  const struct timespec times[2] = {before.st_atim, before.st_mtim};
+  ASSERT_EQ(::utimensat(AT_FDCWD, linked.c_str(), times, 0), 0);
+  std::string out;
+  auto checked = read_checked(out);
+  ASSERT_TRUE(checked.ok());
+  EXPECT_FALSE(*checked) << "a write through a hard link was trusted";
 }
 
 }  // namespace

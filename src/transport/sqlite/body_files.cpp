@@ -104,12 +104,14 @@ std::optional<DeliveryBody> map_body_file(int fd, std::size_t size, bool spooled
 }
 
 // Reads the whole file into `body` (sized from fstat; a large one mapped, else one read pass
-// straight into a string), without its leading spaces when `spooled`. Returns ENOENT as
-// `missing` instead of an error.
+// straight into a string), without its leading spaces when `spooled`. Returns ENOENT, and a path
+// that is not a regular file (a FIFO or a directory put there: never a body, and a FIFO's open
+// would block the receive forever without O_NONBLOCK), as `missing` instead of an error, which
+// would fail every receive of the queue.
 Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, bool& missing,
                       bool spooled) {
   missing = false;
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) {
     if (errno == ENOENT) {
       missing = true;
@@ -123,6 +125,10 @@ Status read_body_file(const std::filesystem::path& path, DeliveryBody& body, boo
   if (::fstat(fd, &info) != 0) {
     return Error{"fstat of the body file " + in_quotes(path.string()) +
                  " failed: " + errno_text(errno)};
+  }
+  if (!S_ISREG(info.st_mode)) {
+    missing = true;
+    return Status::Ok();
   }
   const auto size = static_cast<std::size_t>(info.st_size);
   if (size >= kMapBodyBytes) {
@@ -220,8 +226,10 @@ void BodyFiles::drop_lost_row(Connection& db, std::int64_t id, std::int64_t toke
     (void)db.run(kRollback, "ROLLBACK");
     return;
   }
-  spdlog::error("sqlite transport: message {} of queue {} was dropped: its body file {} is missing",
-                id, std::string(queue), path_of(name).string());
+  spdlog::error(
+      "sqlite transport: message {} of queue {} was dropped: its body file {} is missing (or "
+      "is not a regular file)",
+      id, std::string(queue), path_of(name).string());
 }
 
 void BodyFiles::remove(const std::string& name) const {

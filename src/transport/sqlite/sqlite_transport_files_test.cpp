@@ -345,6 +345,34 @@ TEST(SqliteFileBodies, AMessageWhoseFileWasRemovedByHandIsDroppedNotRedeliveredF
   EXPECT_EQ(stats->ready + stats->in_flight + stats->delayed, 0u);
 }
 
+// A body file replaced by a FIFO (whose open would block the receive forever) or a directory (a
+// read error on every receive: a wedged queue) is a lost body like a removed one.
+TEST(SqliteFileBodies, ABodyFileReplacedByAFifoOrADirectoryIsDroppedNeverAHangOrAWedgedQueue) {
+  for (const std::string kind : {"fifo", "directory"}) {
+    test::TempDir dir;
+    SqliteSettings settings = dir.settings();
+    auto t = make_sqlite_transport(Options{}, settings);
+    ASSERT_TRUE(t->send("asya-odd", pattern(23, 2u << 20)).ok());
+    ASSERT_TRUE(t->send("asya-odd", "small one").ok());
+    auto files = body_files(settings);
+    ASSERT_EQ(files.size(), 1u);
+    const fs::path file = bodies_dir(settings) / *files.begin();
+    fs::remove(file);
+    if (kind == "fifo")
+      ASSERT_EQ(::mkfifo(file.c_str(), 0600), 0);
+    else
+      fs::create_directory(file);
+    auto got = t->receive("asya-odd", 10, 5s);
+    ASSERT_TRUE(got.ok()) << kind << ": " << got.error().message;
+    ASSERT_EQ(got->size(), 1u) << kind;
+    EXPECT_EQ(got->front().body, "small one") << kind;
+    ASSERT_TRUE(t->ack(got->front()).ok());
+    auto stats = t->stats("asya-odd");
+    ASSERT_TRUE(stats.ok());
+    EXPECT_EQ(stats->ready + stats->in_flight + stats->delayed, 0u) << kind;
+  }
+}
+
 TEST(SqliteFileBodies, AVersion2FileIsMigratedAndItsInlineBodiesStillRead) {
   test::TempDir dir;
   SqliteSettings settings = dir.settings();
