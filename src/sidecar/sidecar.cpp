@@ -209,7 +209,8 @@ void Runner::declare_features() {
 void Runner::worker(Slot& slot) {
   std::optional<wire::RuntimeClient> client;
   if (!config_.is_end_actor)
-    client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
+    client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes,
+                                              config_.payload_fd});
   // Per worker: the padded copy of the input that envelope::parse iterates, then (same storage) the
   // runtime's answer, parsed in place. One buffer serves both, so a large message allocates and
   // faults in its pages once instead of three times (parse copy, answer, parse_response copy).
@@ -218,8 +219,8 @@ void Runner::worker(Slot& slot) {
   BatchAhead batch_ahead(*transport_, queue, batching_, slot, stop_, &metrics_);  // outlives it
   BackgroundSettler settler;  // settles full batches, leases ahead on its thread (batch_*.hpp)
   // The second connection for a batch sent while the runtime works on another (batch_pipeline.hpp)
-  BatchPipeline pipeline(
-      wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
+  BatchPipeline pipeline(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes,
+                                                    config_.payload_fd});
   bool need_ready = !config_.is_end_actor;
   int consecutive_errors = 0;
   // A plain actor with a fast handler leases several messages per receive (receive_ahead.hpp).
