@@ -23,6 +23,7 @@
 #include "common/shutdown_signals.hpp"
 #include "envelope/envelope.hpp"
 #include "sidecar/batch_hooks.hpp"
+#include "sidecar/body_fd.hpp"
 #include "sidecar/batch_runner.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -462,12 +463,19 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
     spool = transport_->open_body_spool(request.size());
   std::optional<SpooledAnswer> spooled;
   if (spool) spooled.emplace(*spool, scratch, kPartsAbove);
+  // A large inline payload in the body's own file may go to the runtime as a range of it.
+  const auto body_file = input.stream || !input.body.empty()
+                             ? nullptr
+                             : body_file_request(delivery.body, in.payload_raw);
   auto call_started = Clock::now();
-  wire::CallResult call = input.stream ? payloads_.references->call_streamed(
-                                             client, input, delivery.body, in.payload_raw, *offload,
-                                             scratch, config_.runtime_timeout)
-                          : spooled ? client.call(request, *spooled, config_.runtime_timeout)
-                                    : client.call(request, scratch, config_.runtime_timeout);
+  const auto timeout = config_.runtime_timeout;
+  wire::CallResult call =
+      input.stream ? payloads_.references->call_streamed(client, input, delivery.body,
+                                                         in.payload_raw, *offload, scratch, timeout)
+      : body_file  ? (spooled ? client.call(body_file->request, *spooled, timeout)
+                              : client.call(body_file->request, scratch, timeout))
+      : spooled    ? client.call(request, *spooled, timeout)
+                   : client.call(request, scratch, timeout);
   std::string_view answer = scratch.view();
   bool answer_lost = false;
   if (spooled && call.status == wire::CallStatus::kOk) {

@@ -56,9 +56,27 @@ def test_three_cpp_passthroughs_get_the_object_as_a_file_and_it_is_written_once(
         assert got["payload"] == {"data": data}
         assert got["headers"]["h"] == "v" and got["route"]["current"] == 3
         assert len(store.objects()) == 1, store.objects()
-        # p1 got the inline payload as bytes; p2 and p3 the stored object as a descriptor.
-        assert PASSED not in actors[0].runtime.text()
-        for actor in actors[1:]:
+        # p1 got the inline payload as a range of its SQLite body file; p2 and p3 the stored
+        # object; each as a descriptor.
+        for actor in actors:
+            assert actor.runtime.text().count(PASSED) == 1, actor.runtime.text()
+
+
+def test_inline_payloads_without_a_store_go_as_ranges_of_their_body_files(request, build_path):
+    with running_cluster(request, build_path, "sqlite") as cluster:
+        actors = [cpp_pass(cluster, name) for name in ("p1", "p2")]
+        dom = cluster.actor("p3", env={"ASYA_HANDLER": "conformance_handlers.echo",
+                                       "ASYA_LOG_LEVEL": "debug"}, runtime_cmd=cpp_runtime(cluster))
+        cluster.actor("happy-end", runtime=False)
+        data = letters(2 * MB)
+        cluster.queues.send("asya-p1", {"id": "B1", "route": {"actors": ["p1", "p2", "p3"]},
+                                        "headers": {"h": "v"}, "payload": [data, 1.5, {"k": None}]})
+        got = result(cluster, "B1")
+        assert got["payload"] == [data, 1.5, {"k": None}]
+        assert got["headers"]["h"] == "v" and got["route"]["current"] == 3
+        # The raw pass-throughs and the DOM echo (the payload parsed from the mapping) each got
+        # the payload as a descriptor of the body file.
+        for actor in actors + [dom]:
             assert actor.runtime.text().count(PASSED) == 1, actor.runtime.text()
 
 
@@ -76,7 +94,8 @@ def test_runtimes_that_do_not_declare_it_get_bytes(request, build_path):
                                         "payload": data})
         assert result(cluster, "N1")["payload"] == data
         assert len(store.objects()) == 1
-        assert PASSED not in first.runtime.text() + off.runtime.text()
+        assert first.runtime.text().count(PASSED) == 1  # its inline payload's body file
+        assert PASSED not in off.runtime.text()
         assert cluster.markers_named("called-p3") == ["called-p3-x"]
 
 
