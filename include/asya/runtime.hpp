@@ -12,7 +12,10 @@
 // ASYA_SOCKET_PATH (or ASYA_SOCKET_DIR + ASYA_SOCKET_NAME), ASYA_SOCKET_CHMOD (default 0o666;
 // empty: leave alone), ASYA_HANDLER_MODE (payload | envelope; fixed by which serve() overload you
 // call, a different value is a start-up error), ASYA_ENABLE_VALIDATION, ASYA_HANDLER_THREAD_SAFE,
-// ASYA_LOG_LEVEL, ASYA_MAX_MESSAGE_BYTES, ASYA_PAYLOAD_UNCHANGED (default true; see RawOutputs).
+// ASYA_LOG_LEVEL, ASYA_MAX_MESSAGE_BYTES, ASYA_PAYLOAD_UNCHANGED (default true; see RawOutputs),
+// ASYA_PAYLOAD_FD (default true: serve and serve_raw declare `payload-fd` in the ready file and
+// take a large payload that lives in a file as a read-only descriptor, mapped and handed to the
+// handler as if it came in the request; PROTOCOL §3 "Payloads passed as a file").
 //
 // Threads: each sidecar connection is served by its own thread. Handler calls are serialized
 // (one at a time) unless ASYA_HANDLER_THREAD_SAFE=true, in which case the handler is called

@@ -127,6 +127,7 @@ Config load_config(const Environment& environment) {
                     "(e.g. 256MiB)",
                     environment.string("ASYA_MAX_MESSAGE_BYTES", "")));
   c.max_message_bytes = static_cast<std::size_t>(max_bytes);
+  c.payload_fd = environment.boolean("ASYA_PAYLOAD_FD", c.payload_fd);
 
   c.result_store = environment.string("ASYA_RESULT_STORE", c.result_store);
   if (!c.result_store.starts_with("file://") && !c.result_store.starts_with("s3://"))

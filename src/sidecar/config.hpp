@@ -45,8 +45,11 @@ struct Config {
   bool retry_on_processing_error = false;  // ASYA_RETRY_ON_PROCESSING_ERROR
   std::chrono::milliseconds shutdown_grace{std::chrono::seconds(30)};  // ASYA_SHUTDOWN_GRACE
   std::size_t max_message_bytes = 256u << 20;                          // ASYA_MAX_MESSAGE_BYTES
-  std::string queue_prefix = "asya-";                                  // ASYA_QUEUE_PREFIX
-  std::string result_store = "file://.asya/results";                   // ASYA_RESULT_STORE
+  // ASYA_PAYLOAD_FD: pass a payload that lives in a file to a runtime that declared payload-fd as
+  // a file descriptor (PROTOCOL §3 "Payloads passed as a file").
+  bool payload_fd = true;
+  std::string queue_prefix = "asya-";                 // ASYA_QUEUE_PREFIX
+  std::string result_store = "file://.asya/results";  // ASYA_RESULT_STORE
   // ASYA_VISIBILITY_TIMEOUT: how long a received message stays leased before the transport
   // delivers it again. A live sidecar extends the lease of a message in progress every third of
   // it (however long the runtime works), so it bounds how long the messages of a killed sidecar

@@ -228,10 +228,14 @@ wire::CallResult PayloadReferences::call_streamed(wire::RuntimeClient& client, I
                                                   wire::FrameBuffer& answer,
                                                   std::chrono::milliseconds timeout) {
   const wire::StreamedRequest request = input.stream->request(body, payload_raw);
-  if (!input.reference || input.reference->size_bytes <= threshold_bytes_)
-    return client.call(request, answer, timeout);
+  if (!input.reference || input.reference->size_bytes <= threshold_bytes_) {
+    wire::CallResult call = client.call(request, answer, timeout);
+    if (client.sent_payload_fd()) input.stream->after_fd_call();
+    return call;
+  }
   PassThroughAnswer compared(*input.stream, input.reference->json(), answer);
   wire::CallResult call = client.call(request, compared, timeout);
+  if (client.sent_payload_fd()) input.stream->after_fd_call();
   if (call.status != wire::CallStatus::kOk ||
       input.stream->failure() != StreamedPayload::Failure::kNone)
     return call;

@@ -12,6 +12,7 @@
 #include "payload/file/verified_mark.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
+#include "wire/payload_fd.hpp"
 
 namespace asya::sidecar {
 
@@ -99,7 +100,83 @@ wire::StreamedRequest StreamedPayload::request(std::string_view body,
   request.write_body = [this, prefix, suffix](const wire::StreamedRequest::Sink& sink) {
     return stream(prefix, suffix, sink);
   };
+  if (auto text = wire::payload_fd_request(body, payload_raw, 0, reference_.size_bytes)) {
+    fd_request_.text = std::move(*text);
+    fd_request_.fd = fd_;
+    fd_request_.prepare = [this] { return check_for_fd(); };
+    request.payload_fd = &fd_request_;
+  }
   return request;
+}
+
+Status StreamedPayload::check_for_fd() {
+  // As stream() checks, with nothing sent meanwhile: the runtime gets the descriptor only once
+  // the object matched (its verified mark, or its SHA-256 and size, read through this same
+  // descriptor, so a file renamed over the object afterwards is not the one passed).
+  verified_ = false;
+  failure_ = Failure::kNone;
+  message_.clear();
+  auto read_error = [this](const std::string& cause) {
+    return fail(Failure::kReadError, fmt::format("payload {} cannot be read: payload store: {}: {}",
+                                                 reference_.describe(), path_.string(), cause));
+  };
+  struct stat before {};
+  if (::fstat(fd_, &before) != 0) return read_error(std::strerror(errno));
+  const std::uint64_t size = reference_.size_bytes;
+  if (static_cast<std::uint64_t>(before.st_size) == size &&
+      payload::has_verified_mark(fd_, before, reference_.sha256, size)) {
+    verified_ = true;
+    verified_state_ = before;
+    return Status::Ok();
+  }
+  DigestContext digest;
+  if (digest.context == nullptr || EVP_DigestInit_ex(digest.context, EVP_sha256(), nullptr) != 1)
+    return fail(Failure::kReadError,
+                fmt::format("payload {} cannot be checked: SHA-256 is unavailable (OpenSSL)",
+                            reference_.describe()));
+  char* chunk = buffer();
+  std::uint64_t done = 0;
+  for (;;) {
+    ssize_t n = read_at(fd_, chunk, kChunkBytes, done);
+    if (n < 0)
+      return read_error(
+          fmt::format("reading failed after {} bytes: {}", done, std::strerror(errno)));
+    if (n == 0) break;
+    EVP_DigestUpdate(digest.context, chunk, static_cast<std::size_t>(n));
+    done += static_cast<std::uint64_t>(n);
+    if (done > size) break;  // longer than the reference: a mismatch
+  }
+  struct stat after {};
+  if (::fstat(fd_, &after) != 0) return read_error(std::strerror(errno));
+  unsigned char bytes[EVP_MAX_MD_SIZE];
+  unsigned int length = 0;
+  EVP_DigestFinal_ex(digest.context, bytes, &length);
+  const std::string actual = payload::digest_hex(bytes, length);
+  const auto file_size = static_cast<std::uint64_t>(after.st_size);
+  if (done != size || file_size != size || actual != reference_.sha256)
+    return fail(Failure::kMismatch,
+                fmt::format("payload {} does not match its reference: the object has {} bytes{}; "
+                            "it was changed or damaged in the store",
+                            reference_.describe(), file_size,
+                            file_size == size ? ", sha256 " + actual : std::string()));
+  if (!unchanged(before, after)) return read_error("the object changed while it was checked");
+  verified_ = true;
+  verified_state_ = after;
+  struct stat marked {};
+  if (payload::write_verified_mark(fd_, before, reference_.sha256, &marked))
+    verified_state_ = marked;  // the mark moved the change time
+  return Status::Ok();
+}
+
+void StreamedPayload::after_fd_call() {
+  if (!verified_ || failure_ != Failure::kNone) return;
+  struct stat state {};
+  if (::fstat(fd_, &state) == 0 && unchanged(state, verified_state_)) return;
+  verified_ = false;
+  (void)fail(Failure::kReadError,
+             fmt::format("payload {} cannot be read: payload store: {}: the object changed while "
+                         "the runtime had it (passed as a file descriptor)",
+                         reference_.describe(), path_.string()));
 }
 
 Status StreamedPayload::fail(Failure failure, std::string message) {

@@ -51,7 +51,16 @@ class StreamedPayload {
   // The runtime request: `body` (the received envelope) with the object's bytes in place of
   // `payload_raw` (the reference's text, a view into `body`). Both views and this object must
   // outlive the call. Writing it again (a kept connection found closed) reads the object again.
+  // The request also has the file-descriptor form (wire::FdRequest; PROTOCOL §3 "Payloads passed
+  // as a file"), used on a connection whose runtime declared payload-fd: the object's descriptor
+  // goes with the envelope, checked before it is sent (its verified mark, or its SHA-256 read
+  // through that descriptor), and after the call (after_call) the file must show no change.
   wire::StreamedRequest request(std::string_view body, std::string_view payload_raw);
+
+  // After a call whose request went in the file-descriptor form: the object must look as it did
+  // when it was checked (size, times, inode), else a read error (the input is delivered again:
+  // the runtime may have read other bytes than those checked).
+  void after_fd_call();
 
   // After the call: whether the object failed its check or could not be read (the request was
   // then not sent completely), and the message naming the reference, as for a reference resolved
@@ -83,6 +92,8 @@ class StreamedPayload {
   Status stream_marked(const struct stat& before, std::string_view suffix,
                        const wire::StreamedRequest::Sink& sink);
   Status fail(Failure failure, std::string message);
+  // The check before the object's descriptor is passed to the runtime (FdRequest::prepare).
+  Status check_for_fd();
   char* buffer();
 
   int fd_;
@@ -93,6 +104,7 @@ class StreamedPayload {
   struct stat verified_state_ {};
   Failure failure_ = Failure::kNone;
   std::string message_;
+  wire::FdRequest fd_request_;
 };
 
 }  // namespace asya::sidecar

@@ -24,6 +24,7 @@
 #include "envelope/envelope.hpp"
 #include "sidecar/batch_hooks.hpp"
 #include "sidecar/batch_runner.hpp"
+#include "sidecar/body_fd.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
 #include "sidecar/join/join_actor.hpp"
@@ -209,7 +210,8 @@ void Runner::declare_features() {
 void Runner::worker(Slot& slot) {
   std::optional<wire::RuntimeClient> client;
   if (!config_.is_end_actor)
-    client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
+    client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes,
+                                              config_.payload_fd});
   // Per worker: the padded copy of the input that envelope::parse iterates, then (same storage) the
   // runtime's answer, parsed in place. One buffer serves both, so a large message allocates and
   // faults in its pages once instead of three times (parse copy, answer, parse_response copy).
@@ -218,8 +220,8 @@ void Runner::worker(Slot& slot) {
   BatchAhead batch_ahead(*transport_, queue, batching_, slot, stop_, &metrics_);  // outlives it
   BackgroundSettler settler;  // settles full batches, leases ahead on its thread (batch_*.hpp)
   // The second connection for a batch sent while the runtime works on another (batch_pipeline.hpp)
-  BatchPipeline pipeline(
-      wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes});
+  BatchPipeline pipeline(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes,
+                                                    config_.payload_fd});
   bool need_ready = !config_.is_end_actor;
   int consecutive_errors = 0;
   // A plain actor with a fast handler leases several messages per receive (receive_ahead.hpp).
@@ -461,12 +463,19 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
     spool = transport_->open_body_spool(request.size());
   std::optional<SpooledAnswer> spooled;
   if (spool) spooled.emplace(*spool, scratch, kPartsAbove);
+  // A large inline payload in the body's own file may go to the runtime as a range of it.
+  const auto body_file = input.stream || !input.body.empty()
+                             ? nullptr
+                             : body_file_request(delivery.body, in.payload_raw);
   auto call_started = Clock::now();
-  wire::CallResult call = input.stream ? payloads_.references->call_streamed(
-                                             client, input, delivery.body, in.payload_raw, *offload,
-                                             scratch, config_.runtime_timeout)
-                          : spooled ? client.call(request, *spooled, config_.runtime_timeout)
-                                    : client.call(request, scratch, config_.runtime_timeout);
+  const auto timeout = config_.runtime_timeout;
+  wire::CallResult call =
+      input.stream ? payloads_.references->call_streamed(client, input, delivery.body,
+                                                         in.payload_raw, *offload, scratch, timeout)
+      : body_file  ? (spooled ? client.call(body_file->request, *spooled, timeout)
+                              : client.call(body_file->request, scratch, timeout))
+      : spooled    ? client.call(request, *spooled, timeout)
+                   : client.call(request, scratch, timeout);
   std::string_view answer = scratch.view();
   bool answer_lost = false;
   if (spooled && call.status == wire::CallStatus::kOk) {

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -29,6 +30,18 @@ class DeliveryBody {
   DeliveryBody(std::shared_ptr<const void> owner, std::string_view bytes,
                std::size_t readable_after)
       : owner_(std::move(owner)), kept_(bytes), readable_after_(readable_after) {}
+  // The same for bytes that are [file_offset, file_offset + size) of the file open as `file_fd`,
+  // a descriptor `owner` keeps open (and closes) for as long as the bytes live: the sidecar may
+  // pass it to a runtime instead of the bytes (PROTOCOL §3 "Payloads passed as a file"). The
+  // file must never change while the bytes live (SQLite body files are never written after
+  // their row exists).
+  DeliveryBody(std::shared_ptr<const void> owner, std::string_view bytes,
+               std::size_t readable_after, int file_fd, std::uint64_t file_offset)
+      : owner_(std::move(owner)),
+        kept_(bytes),
+        readable_after_(readable_after),
+        file_fd_(file_fd),
+        file_offset_(file_offset) {}
 
   DeliveryBody& operator=(std::string text) {
     release_kept();
@@ -61,6 +74,10 @@ class DeliveryBody {
 
   // Whether the bytes are kept by an owner (a mapped file) rather than held in a string.
   bool kept() const { return owner_ != nullptr; }
+  // For kept bytes of a file (the constructor above): a read-only descriptor of that file, valid
+  // while this body lives, and where data() starts in it; -1 otherwise.
+  int file_fd() const { return owner_ ? file_fd_ : -1; }
+  std::uint64_t file_offset() const { return file_offset_; }
 
   // The string to fill in place (a transport reading a body); drops kept bytes first.
   std::string& text() {
@@ -96,12 +113,16 @@ class DeliveryBody {
     owner_.reset();
     kept_ = {};
     readable_after_ = 0;
+    file_fd_ = -1;
+    file_offset_ = 0;
   }
 
   std::string text_;
   std::shared_ptr<const void> owner_;
   std::string_view kept_;
   std::size_t readable_after_ = 0;
+  int file_fd_ = -1;
+  std::uint64_t file_offset_ = 0;
 };
 
 }  // namespace asya::transport

@@ -130,7 +130,8 @@ IoResult system_error(const char* what, int err) {
   return {IoCode::kError, fmt::format("{} failed: {}", what, std::strerror(err))};
 }
 
-// Sends every byte of `iov[0..count)` (the iovecs are advanced in place).
+}  // namespace
+
 IoResult send_iov_io(int fd, iovec* iov, std::size_t iov_count, const Deadline& deadline) {
   // Without a deadline a blocking sendmsg waits for room itself (a non-blocking fd still gets
   // EAGAIN and is polled).
@@ -168,8 +169,6 @@ IoResult send_iov_io(int fd, iovec* iov, std::size_t iov_count, const Deadline& 
   }
   return {};
 }
-
-}  // namespace
 
 IoResult read_exact_io(int fd, char* data, std::size_t size, bool frame_started,
                        const Deadline& deadline, std::size_t frame_bytes_total,

@@ -12,12 +12,17 @@
 #include <cstring>
 #include <optional>
 
+#include "wire/json_scan.hpp"
 #include "wire/runtime_envelope.hpp"
 
 namespace asya::detail {
 namespace {
 
 namespace json = boost::json;
+using wire::scan::is_space;
+using wire::scan::skip_space;
+using wire::scan::skip_string;
+using wire::scan::skip_value;
 
 // A basic_parser handler that keeps nothing: checks JSON syntax (UTF-8 included, same depth
 // limit as the DOM path) without building a value.
@@ -56,15 +61,6 @@ std::optional<std::string> json_syntax_error(std::string_view text) {
   return fmt::format("{} at offset {}", ec.message(), consumed);
 }
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
-}
-
-const char* skip_space(const char* p, const char* end) {
-  while (p < end && is_space(*p)) ++p;
-  return p;
-}
-
 // Where the JSON value that starts at `p` ends, validated on the way exactly as the DOM parser
 // would validate it as the envelope's "payload" (syntax, UTF-8, depth: one level less than the
 // envelope's limit, as the envelope object takes one), building nothing. Trailing whitespace is
@@ -79,51 +75,6 @@ const char* validated_value_end(const char* p, const char* end) {
   const char* value_end = p + consumed;
   while (value_end > p && is_space(value_end[-1])) --value_end;
   return value_end;
-}
-
-// A scanner for the top level of a request that was NOT validated: every step is bounded by
-// `end` and gives up (nullptr) on anything it does not understand. It is exact on valid JSON,
-// which is all the raw path relies on (see find_payload).
-//
-// `p` at an opening quote: the position after the closing quote (the first quote not preceded
-// by an odd number of backslashes), or nullptr when the string is not terminated.
-const char* skip_string(const char* p, const char* end) {
-  const char* start = ++p;
-  for (;;) {
-    const char* quote =
-        static_cast<const char*>(std::memchr(p, '"', static_cast<std::size_t>(end - p)));
-    if (quote == nullptr) return nullptr;
-    std::size_t backslashes = 0;
-    for (const char* q = quote; q > start && q[-1] == '\\'; --q) ++backslashes;
-    if (backslashes % 2 == 0) return quote + 1;
-    p = quote + 1;
-  }
-}
-
-// Where a value starting at `p` ends: strings skipped with memchr, containers by counting
-// brackets outside strings, scalars up to the next delimiter. nullptr when unterminated.
-const char* skip_value(const char* p, const char* end) {
-  if (p == end) return nullptr;
-  if (*p == '"') return skip_string(p, end);
-  if (*p == '{' || *p == '[') {
-    std::size_t depth = 0;
-    while (p < end) {
-      char c = *p;
-      if (c == '"') {
-        p = skip_string(p, end);
-        if (p == nullptr) return nullptr;
-        continue;
-      }
-      if (c == '{' || c == '[') ++depth;
-      if (c == '}' || c == ']') {
-        if (--depth == 0) return p + 1;
-      }
-      ++p;
-    }
-    return nullptr;
-  }
-  while (p < end && *p != ',' && *p != '}' && *p != ']' && !is_space(*p)) ++p;
-  return p;
 }
 
 // The span of the top-level "payload" value of a request, validated (validated_value_end), or
@@ -226,6 +177,35 @@ void raw_answer(std::string_view payload, bool in_request, const json::object& r
 }
 
 }  // namespace
+
+void handle_raw_payload_fd_request(std::string_view rest, std::string_view payload,
+                                   const RawPayloadHandler& handler, detail::Answer& out) {
+  Request in;
+  if (auto failure = parse_request(rest, in)) {
+    out.text = error_response(*failure);
+    return;
+  }
+  // The payload is checked as the bytes path checks the payload inside a request (syntax, UTF-8,
+  // depth), in place in the mapping, building nothing.
+  const char* end = payload.data() + payload.size();
+  const char* value_end = payload.empty() ? nullptr : validated_value_end(payload.data(), end);
+  if (value_end != end) {
+    const std::optional<std::string> error = json_syntax_error(payload);
+    out.text = error_response(parsing_error(fmt::format(
+        "the payload passed as a file ({} bytes) is not one JSON value{}", payload.size(),
+        error ? ": " + *error : std::string(" (blanks around it are not allowed)"))));
+    return;
+  }
+  std::string headers = in.headers ? json_text(*in.headers) : std::string();
+  RawOutputs outputs;
+  try {
+    outputs = handler(payload);
+  } catch (...) {
+    out.text = error_response(handler_failure(in));
+    return;
+  }
+  raw_answer(payload, /*in_request=*/true, *in.route, in.current, headers, std::move(outputs), out);
+}
 
 void handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler,
                                 detail::Answer& out) {

@@ -15,4 +15,11 @@ namespace asya::detail {
 void handle_raw_payload_request(std::string_view request, const RawPayloadHandler& handler,
                                 Answer& out);
 
+// The same for a request whose payload came as a file descriptor (PROTOCOL §3 "Payloads passed
+// as a file"): `rest` is the envelope with `"payload":null` in place of the marker
+// (wire/payload_fd.hpp) and `payload` the mapped bytes, checked here as one JSON value. An answer
+// that passes the payload through refers to `payload`, which must outlive the answer's write.
+void handle_raw_payload_fd_request(std::string_view rest, std::string_view payload,
+                                   const RawPayloadHandler& handler, Answer& out);
+
 }  // namespace asya::detail

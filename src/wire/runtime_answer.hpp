@@ -43,5 +43,12 @@ struct Answer {
 // throws: errors become error elements.
 void respond_payload(std::string_view request, const PayloadHandler& handler, Answer& out);
 void respond_raw(std::string_view request, const RawPayloadHandler& handler, Answer& out);
+// The same for a request whose payload came as a file descriptor (PROTOCOL §3 "Payloads passed
+// as a file"): `rest` is the envelope with "payload": null in place of the marker, `payload` the
+// mapped bytes (alive until the answer is written).
+void respond_payload_fd(std::string_view rest, std::string_view payload,
+                        const PayloadHandler& handler, Answer& out);
+void respond_raw_fd(std::string_view rest, std::string_view payload,
+                    const RawPayloadHandler& handler, Answer& out);
 
 }  // namespace asya::detail

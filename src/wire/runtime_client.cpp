@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "wire/frame.hpp"
+#include "wire/payload_fd.hpp"
 #include "wire/socket_io.hpp"
 
 namespace asya::wire {
@@ -35,7 +36,8 @@ RuntimeClient::~RuntimeClient() {
 }
 
 void RuntimeClient::disconnect() {
-  pending_ = Pending{};  // a request in flight is never answered on a closed connection
+  pending_ = Pending{};
+  peer_payload_fd_ = false;  // a request in flight is never answered on a closed connection
   if (fd_ >= 0) {
     ::close(fd_);
     fd_ = -1;
@@ -71,6 +73,8 @@ Status RuntimeClient::connect_once() {
                              std::strerror(err))};
   }
   fd_ = fd;
+  peer_payload_fd_ =
+      options_.payload_fd && peer_runtime_declares(fd_, options_.socket_path, kPayloadFdCapability);
   return Status::Ok();
 }
 
@@ -249,7 +253,17 @@ CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_
     may_resend = kept && attempt == 0;
     kept = false;
 
-    auto w = request.streamed
+    const FdRequest* fd_form =
+        request.streamed != nullptr && peer_payload_fd_ ? request.streamed->payload_fd : nullptr;
+    sent_payload_fd_ = fd_form != nullptr;
+    if (fd_form != nullptr && fd_form->prepare) {
+      if (Status prepared = fd_form->prepare(); !prepared)
+        return {CallStatus::kUnavailable,
+                fmt::format("the request was not sent: {}", prepared.message())};
+    }
+    auto w = fd_form != nullptr
+                 ? detail::write_frame_with_fd_io(fd_, fd_form->text, fd_form->fd, deadline)
+             : request.streamed
                  ? detail::write_frame_stream_io(fd_, request.streamed->size,
                                                  request.streamed->write_body, deadline)
                  : detail::write_frame_io(fd_, request.whole, deadline);

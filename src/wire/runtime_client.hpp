@@ -20,6 +20,9 @@ namespace asya::wire {
 struct RuntimeClientOptions {
   std::string socket_path;  // e.g. /var/run/asya/asya-runtime.sock
   std::size_t max_message_bytes = 256u << 20;
+  // Whether a request may go in the file-descriptor form (FdRequest below) on a connection whose
+  // runtime declared it (ASYA_PAYLOAD_FD; PROTOCOL §3 "Payloads passed as a file").
+  bool payload_fd = true;
 };
 
 enum class CallStatus {
@@ -126,10 +129,29 @@ class StreamSink {
 // closed, so the runtime sees a truncated frame and never answers it. write_body may be called a
 // second time for one call (a kept connection found closed by the runtime at the first write); it
 // must then produce the same bytes. The call's timeout holds for file ranges too.
+//
+// `payload_fd`, when set, is another form of the same request, written instead when the runtime
+// on the connection declared it takes payloads as file descriptors (a line `payload-fd` in its
+// ready file whose first line is the connection's peer pid; RuntimeClientOptions::payload_fd):
+// FdRequest below. The form is chosen for each connection the request is written on.
+struct FdRequest;
 struct StreamedRequest {
   using Sink = StreamSink;
   std::uint64_t size = 0;
   std::function<Status(const Sink& sink)> write_body;
+  const FdRequest* payload_fd = nullptr;
+};
+
+// A request whose payload goes as a file descriptor (PROTOCOL §3 "Payloads passed as a file"):
+// `text` is the envelope with the "payload_fd" marker in place of the payload (wire/payload_fd.hpp)
+// and `fd` a read-only descriptor of the file, attached to the frame (the client never closes it:
+// the caller does, after the call). `prepare`, when set, runs right before the form is written
+// (each time it is): an error there means the request is not sent at all, and the call ends as
+// kUnavailable with "the request was not sent: <error>" on a connection that stays usable.
+struct FdRequest {
+  std::string text;
+  int fd = -1;
+  std::function<Status()> prepare;
 };
 
 // Where an answer's body goes when it is not received into one buffer (a pass-through answer
@@ -210,6 +232,10 @@ class RuntimeClient {
   // Closes the connection (the next call reconnects).
   void disconnect();
 
+  // Whether the last request written went in the file-descriptor form
+  // (StreamedRequest::payload_fd).
+  bool sent_payload_fd() const { return sent_payload_fd_; }
+
  private:
   // A request given whole or streamed (exactly one of the two).
   struct RequestBody {
@@ -238,6 +264,9 @@ class RuntimeClient {
                          std::chrono::milliseconds timeout, bool& request_unread);
   RuntimeClientOptions options_;
   int fd_ = -1;
+  // The runtime on this connection declared payload-fd (checked once per connection).
+  bool peer_payload_fd_ = false;
+  bool sent_payload_fd_ = false;
   Pending pending_;
 };
 

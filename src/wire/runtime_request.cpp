@@ -27,6 +27,9 @@ using detail::parse_request;
 using detail::Request;
 using detail::validate_output;
 
+void answer_payload_request(const Request& in, std::size_t reserve, const PayloadHandler& handler,
+                            std::string& response);
+
 void handle_payload_request(std::string_view request, const PayloadHandler& handler,
                             std::string& response) {
   Request in;
@@ -34,6 +37,35 @@ void handle_payload_request(std::string_view request, const PayloadHandler& hand
     response = error_response(*failure);
     return;
   }
+  answer_payload_request(in, request.size() + 256, handler, response);
+}
+
+// A request whose payload came as a file descriptor (PROTOCOL §3 "Payloads passed as a file"):
+// the envelope from `rest` ("payload": null), the payload parsed from the mapped bytes (with the
+// depth the payload has inside an envelope).
+void handle_payload_fd_request(std::string_view rest, std::string_view payload,
+                               const PayloadHandler& handler, std::string& response) {
+  Request in;
+  if (auto failure = parse_request(rest, in)) {
+    response = error_response(*failure);
+    return;
+  }
+  json::parse_options options = detail::parse_options();
+  options.max_depth -= 1;
+  json::error_code ec;
+  json::value parsed = json::parse(payload, ec, in.root.storage(), options);
+  if (ec) {
+    response = error_response(detail::parsing_error(
+        fmt::format("the payload passed as a file ({} bytes) is not one JSON value: {}",
+                    payload.size(), ec.message())));
+    return;
+  }
+  in.root.as_object()["payload"] = std::move(parsed);
+  answer_payload_request(in, payload.size() + rest.size() + 256, handler, response);
+}
+
+void answer_payload_request(const Request& in, std::size_t reserve, const PayloadHandler& handler,
+                            std::string& response) {
   Outputs outputs;
   try {
     outputs = handler(in.envelope->at("payload"));
@@ -44,7 +76,7 @@ void handle_payload_request(std::string_view request, const PayloadHandler& hand
   // The answer is written straight into one string: no JSON value is copied to build it (a
   // 100 MB payload is serialized once, from where the handler left it).
   response.clear();
-  response.reserve(request.size() + 256);
+  response.reserve(reserve);
   response += '[';
   std::string route_and_headers;
   if (!outputs.items().empty()) {
@@ -170,6 +202,28 @@ void respond_raw(std::string_view request, const RawPayloadHandler& handler, Ans
   out.clear();
   try {
     handle_raw_payload_request(request, handler, out);
+  } catch (...) {
+    out.clear();
+    out.text = error_response(detail::current_exception_failure());
+  }
+}
+
+void respond_payload_fd(std::string_view rest, std::string_view payload,
+                        const PayloadHandler& handler, Answer& out) {
+  out.clear();
+  try {
+    handle_payload_fd_request(rest, payload, handler, out.text);
+  } catch (...) {
+    out.clear();
+    out.text = error_response(detail::current_exception_failure());
+  }
+}
+
+void respond_raw_fd(std::string_view rest, std::string_view payload,
+                    const RawPayloadHandler& handler, Answer& out) {
+  out.clear();
+  try {
+    handle_raw_payload_fd_request(rest, payload, handler, out);
   } catch (...) {
     out.clear();
     out.text = error_response(detail::current_exception_failure());

@@ -24,8 +24,10 @@
 #include "common/log.hpp"
 #include "wire/batch.hpp"
 #include "wire/frame.hpp"
+#include "wire/payload_fd.hpp"
 #include "wire/runtime_answer.hpp"
 #include "wire/runtime_client.hpp"
+#include "wire/runtime_envelope.hpp"
 #include "wire/sidecar_features.hpp"
 #include "wire/socket_io.hpp"
 
@@ -45,6 +47,9 @@ struct RuntimeConfig {
   // ASYA_PAYLOAD_UNCHANGED: answer "payload_unchanged" when a raw handler returns its payload and
   // the sidecar declared it takes that (PROTOCOL §3).
   bool payload_unchanged = true;
+  // ASYA_PAYLOAD_FD: take payloads as file descriptors (declared in the ready file) when the
+  // handler kind supports it (PROTOCOL §3 "Payloads passed as a file").
+  bool payload_fd = true;
 };
 
 std::optional<mode_t> parse_socket_mode(std::string_view text) {
@@ -91,6 +96,7 @@ RuntimeConfig load_config() {
   c.enable_validation = env_bool("ASYA_ENABLE_VALIDATION", true);
   c.handler_thread_safe = env_bool("ASYA_HANDLER_THREAD_SAFE", false);
   c.payload_unchanged = env_bool("ASYA_PAYLOAD_UNCHANGED", true);
+  c.payload_fd = env_bool("ASYA_PAYLOAD_FD", true);
   c.log_level = env_string("ASYA_LOG_LEVEL", "info");
   std::uint64_t max_bytes = env_bytes("ASYA_MAX_MESSAGE_BYTES", wire::kDefaultMaxMessageBytes);
   if (max_bytes == 0 || max_bytes > UINT32_MAX) {
@@ -194,21 +200,27 @@ Result<int> open_listener(const RuntimeConfig& config) {
 // Written to a temporary name and renamed, so a sidecar never sees a half-written file. Not
 // fsync'd: the file means "this process is ready" and is stale after a crash anyway.
 // A runtime that takes batch requests says so with a line `batch`, and that it serves several
-// connections at once (one thread each) with a line `pipeline` (PROTOCOL §3).
-Status write_ready_file(const std::string& path, bool batch) {
+// connections at once (one thread each) with a line `pipeline`, and one that takes payloads as
+// file descriptors with a line `payload-fd` (PROTOCOL §3).
+Status write_ready_file(const std::string& path, bool batch, bool payload_fd) {
   FileWriteOptions options;
   options.temporary_path = fmt::format("{}.{}.tmp", path, ::getpid());
   options.durable = false;
   return write_file_atomically(
       path,
       fmt::format(
-          "{}\n{}", ::getpid(),
-          batch ? fmt::format("{}\n{}\n", wire::kBatchCapability, wire::kPipelineCapability) : ""),
+          "{}\n{}{}", ::getpid(),
+          batch ? fmt::format("{}\n{}\n", wire::kBatchCapability, wire::kPipelineCapability) : "",
+          payload_fd ? fmt::format("{}\n", wire::kPayloadFdCapability) : ""),
       options);
 }
 
-// Writes the answer to one request into `answer` (a per-connection object, reused).
-using Responder = std::function<void(std::string_view request, detail::Answer& answer)>;
+// Writes the answer to one request into `answer` (a per-connection object, reused). `fd_payload`
+// is null for an ordinary request; for one whose payload came as a file descriptor, the mapped
+// payload, and `request` is the envelope with "payload": null in its place (only for handler
+// kinds that declare payload-fd).
+using Responder = std::function<void(std::string_view request, const std::string_view* fd_payload,
+                                     detail::Answer& answer)>;
 
 // Connection threads and requests in progress, so shutdown can wait for the latter.
 class ServerState {
@@ -260,10 +272,55 @@ std::string connection_error_response(const std::string& message) {
   return boost::json::serialize(response);
 }
 
+// A request whose payload came as a file descriptor (PROTOCOL §3 "Payloads passed as a file"),
+// ready for the handler: the envelope text with "payload": null, and the mapped payload.
+struct FdRequest {
+  std::string rest;
+  wire::MappedPayload payload;
+};
+
+// Reads what came with a request frame: nothing (nullopt, no error), a usable descriptor and
+// marker, or an error message for a msg_parsing_error answer. Every received descriptor is
+// owned (closed) in every case.
+Result<std::optional<FdRequest>> take_fd_request(std::string_view frame, std::vector<int>& fds,
+                                                 bool fds_truncated, bool accepted) {
+  struct CloseAll {
+    std::vector<int>& fds;
+    ~CloseAll() {
+      for (int received : fds) ::close(received);
+      fds.clear();
+    }
+  } close_all{fds};
+  if (fds.empty() && !fds_truncated) {
+    if (accepted && wire::looks_like_payload_fd_request(frame))
+      return Error{fmt::format(
+          "the request has \"{}\" in place of its payload but no file descriptor came with it",
+          wire::kPayloadFdField)};
+    return std::optional<FdRequest>();
+  }
+  if (!accepted)
+    return Error{fmt::format(
+        "a file descriptor came with the request, but this runtime does not take payloads as "
+        "file descriptors (its ready file does not declare {})",
+        wire::kPayloadFdCapability)};
+  if (fds.size() != 1 || fds_truncated)
+    return Error{fmt::format("{}{} file descriptors came with the request; exactly one expected",
+                             fds_truncated ? "more than " : "", fds.size())};
+  auto marker = wire::parse_payload_fd_marker(frame);
+  if (!marker) return marker.error();
+  const int received = fds.front();
+  fds.clear();  // MappedPayload owns it now, on failure too
+  auto mapped = wire::MappedPayload::map(received, marker->offset, marker->length,
+                                         /*populate=*/true);
+  if (!mapped) return mapped.error();
+  spdlog::debug("payload of {} bytes passed as a file descriptor", marker->length);
+  return std::optional<FdRequest>(FdRequest{std::move(marker->rest), std::move(*mapped)});
+}
+
 // Serves requests on one connection until EOF, an unreadable frame, or shutdown. After a
 // shutdown signal, a request already being read or processed is still answered.
 void serve_connection(int fd, std::shared_ptr<const Responder> respond, const RuntimeConfig* config,
-                      ServerState* state) {
+                      ServerState* state, bool payload_fd) {
   const std::size_t max_message_bytes = config->max_message_bytes;
   // Not a std::string: growing one zero-fills it, a whole extra pass over a large request's
   // fresh pages before the read fills them.
@@ -282,10 +339,13 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond, const Ru
     // Readiness of the connection wins over the stop pipe: a request already sent is answered.
     int ready = wire::detail::wait_readable(fd, g_stop_pipe[0], std::nullopt);
     if (ready != 1) break;
-    auto read = wire::detail::read_frame_into(
+    std::vector<int> fds;
+    bool fds_truncated = false;
+    auto read = wire::detail::read_frame_with_fds(
         fd, [&request](std::size_t size) { return request.prepare(size); }, max_message_bytes,
-        std::nullopt);
+        std::nullopt, fds, fds_truncated);
     if (!read.ok()) {
+      for (int received : fds) ::close(received);
       if (read.code == IoCode::kEof) {
         spdlog::debug("connection closed by the sidecar");
       } else if (read.code == IoCode::kOversize) {
@@ -300,7 +360,17 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond, const Ru
       break;
     }
     state->request_started();
-    (*respond)(request.view(), answer);
+    auto fd_request = take_fd_request(request.view(), fds, fds_truncated, payload_fd);
+    if (!fd_request) {
+      spdlog::warn("request refused: {}", fd_request.error().message);
+      answer.clear();
+      answer.text = detail::error_response(detail::parsing_error(fd_request.error().message));
+    } else if (*fd_request) {
+      const std::string_view payload = (*fd_request)->payload.bytes();
+      (*respond)((*fd_request)->rest, &payload, answer);
+    } else {
+      (*respond)(request.view(), nullptr, answer);
+    }
     // The answer's pieces (a raw handler's answer refers to the request's own payload bytes)
     // go out with one gather write, nothing copied into a new buffer.
     auto written = answer.pieces.empty()
@@ -308,6 +378,7 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond, const Ru
                        : wire::detail::write_frame_parts_io(fd, answer.pieces.data(),
                                                             answer.pieces.size(), std::nullopt);
     state->request_finished();
+    if (fd_request && *fd_request) fd_request->reset();  // unmapped and closed after the write
     if (!written.ok()) {
       spdlog::warn("cannot send response of {} bytes, closing the connection: {}", answer.size(),
                    written.message);
@@ -322,8 +393,10 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond, const Ru
   state->connection_closed();
 }
 
+// `payload_fd`: the handler kind takes payloads as file descriptors (declared unless
+// ASYA_PAYLOAD_FD=false).
 int run_server(const char* mode, const std::function<Responder(const RuntimeConfig&)>& make,
-               bool batch = false) {
+               bool batch = false, bool payload_fd = false) {
   if (Status s = install_signal_handlers(); !s.ok()) {
     log::init("runtime", "info");
     spdlog::error("{}", s.message());
@@ -357,7 +430,8 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
     return 1;
   }
   int listen_fd = *listener;
-  if (Status s = write_ready_file(ready_file, batch); !s.ok()) {
+  payload_fd = payload_fd && config.payload_fd;
+  if (Status s = write_ready_file(ready_file, batch, payload_fd); !s.ok()) {
     spdlog::error("cannot write ready file {}: {}", ready_file, s.message());
     ::close(listen_fd);
     ::unlink(config.socket_path.c_str());
@@ -383,7 +457,7 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
       break;
     }
     state.connection_opened();
-    std::thread(serve_connection, fd, respond, &config, &state).detach();
+    std::thread(serve_connection, fd, respond, &config, &state, payload_fd).detach();
   }
 
   spdlog::info("stopping: no new connections; finishing requests in progress");
@@ -435,21 +509,35 @@ Handler serialized_unless_thread_safe(const RuntimeConfig& config, Handler handl
 }  // namespace
 
 int serve(PayloadHandler handler) {
-  return run_server("payload", [&](const RuntimeConfig& config) -> Responder {
-    return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-               std::string_view request, detail::Answer& answer) {
-      detail::respond_payload(request, handler, answer);
-    };
-  });
+  return run_server(
+      "payload",
+      [&](const RuntimeConfig& config) -> Responder {
+        return [handler = serialized_unless_thread_safe(config, std::move(handler))](
+                   std::string_view request, const std::string_view* fd_payload,
+                   detail::Answer& answer) {
+          if (fd_payload != nullptr)
+            detail::respond_payload_fd(request, *fd_payload, handler, answer);
+          else
+            detail::respond_payload(request, handler, answer);
+        };
+      },
+      /*batch=*/false, /*payload_fd=*/true);
 }
 
 int serve_raw(RawPayloadHandler handler) {
-  return run_server("payload", [&](const RuntimeConfig& config) -> Responder {
-    return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-               std::string_view request, detail::Answer& answer) {
-      detail::respond_raw(request, handler, answer);
-    };
-  });
+  return run_server(
+      "payload",
+      [&](const RuntimeConfig& config) -> Responder {
+        return [handler = serialized_unless_thread_safe(config, std::move(handler))](
+                   std::string_view request, const std::string_view* fd_payload,
+                   detail::Answer& answer) {
+          if (fd_payload != nullptr)
+            detail::respond_raw_fd(request, *fd_payload, handler, answer);
+          else
+            detail::respond_raw(request, handler, answer);
+        };
+      },
+      /*batch=*/false, /*payload_fd=*/true);
 }
 
 int serve_batch(BatchHandler handler) {
@@ -457,7 +545,7 @@ int serve_batch(BatchHandler handler) {
       "payload",
       [&](const RuntimeConfig& config) -> Responder {
         return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-                   std::string_view request, detail::Answer& answer) {
+                   std::string_view request, const std::string_view*, detail::Answer& answer) {
           answer.clear();
           answer.text = handle_batch_request(request, handler);
         };
@@ -468,7 +556,8 @@ int serve_batch(BatchHandler handler) {
 int serve_envelopes(EnvelopeHandler handler) {
   return run_server("envelope", [&](const RuntimeConfig& config) -> Responder {
     return [handler = serialized_unless_thread_safe(config, std::move(handler)),
-            validate = config.enable_validation](std::string_view request, detail::Answer& answer) {
+            validate = config.enable_validation](std::string_view request, const std::string_view*,
+                                                 detail::Answer& answer) {
       answer.clear();
       answer.text = handle_request(request, handler, validate);
     };

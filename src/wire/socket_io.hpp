@@ -10,9 +10,12 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 #include "wire/runtime_client.hpp"
+
+struct iovec;
 
 namespace asya::wire::detail {
 
@@ -41,6 +44,24 @@ struct IoResult {
   bool peer_reset = false;
   bool ok() const { return code == IoCode::kOk; }
 };
+
+// Sends every byte of `iov[0..iov_count)` (the iovecs are advanced in place), MSG_NOSIGNAL;
+// retries on EINTR and partial writes, polls when the socket is full.
+IoResult send_iov_io(int fd, struct iovec* iov, std::size_t iov_count, const Deadline& deadline);
+
+// Writes header + body as write_frame_io does, with `passed_fd` attached to the frame's first
+// byte (SCM_RIGHTS: the peer receives a descriptor of the same open file; ours stays open, the
+// caller closes it). PROTOCOL §3 "Payloads passed as a file".
+IoResult write_frame_with_fd_io(int fd, std::string_view body, int passed_fd, Deadline deadline);
+
+// read_frame_into, also receiving the descriptors that came with the frame's first bytes
+// (SCM_RIGHTS, close-on-exec): appended to `fds`, which the caller then owns (also on failure).
+// Descriptors beyond kMaxReceivedFds in one message are closed by the kernel and reported as
+// `fds_truncated`.
+inline constexpr std::size_t kMaxReceivedFds = 4;
+IoResult read_frame_with_fds(int fd, const std::function<char*(std::size_t)>& storage,
+                             std::size_t max_message_bytes, Deadline deadline,
+                             std::vector<int>& fds, bool& fds_truncated);
 
 // Writes header + body with one sendmsg (gather I/O, body not copied); MSG_NOSIGNAL so a closed
 // peer gives EPIPE instead of SIGPIPE; retries on EINTR and partial writes.

@@ -69,12 +69,18 @@ std::size_t leading_spaces(std::string_view bytes) {
   return n;
 }
 
-// A read-only mapping of a body file with kReadAheadPadding readable bytes after the body.
+// A read-only mapping of a body file with kReadAheadPadding readable bytes after the body, and a
+// descriptor of the file kept open with it (DeliveryBody::file_fd: the sidecar may pass it to a
+// runtime instead of the bytes).
 struct MappedBody {
   void* address = nullptr;
   std::size_t length = 0;
+  int fd = -1;
   MappedBody(void* a, std::size_t l) : address(a), length(l) {}
-  ~MappedBody() { ::munmap(address, length); }
+  ~MappedBody() {
+    ::munmap(address, length);
+    if (fd >= 0) ::close(fd);
+  }
   MappedBody(const MappedBody&) = delete;
   MappedBody& operator=(const MappedBody&) = delete;
 };
@@ -100,7 +106,11 @@ std::optional<DeliveryBody> map_body_file(int fd, std::size_t size, bool spooled
     return std::nullopt;
   std::string_view bytes(static_cast<const char*>(region), size);
   if (spooled) bytes.remove_prefix(leading_spaces(bytes));
-  return DeliveryBody(std::move(owner), bytes, length - size);
+  // Our own descriptor for the mapping's lifetime (the caller closes the one it opened); without
+  // one the bytes are still kept, only never passed as a file.
+  owner->fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  const auto offset = static_cast<std::uint64_t>(bytes.data() - static_cast<const char*>(region));
+  return DeliveryBody(owner, bytes, length - size, owner->fd, offset);
 }
 
 // Reads the whole file into `body` (sized from fstat; a large one mapped, else one read pass

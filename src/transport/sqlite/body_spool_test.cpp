@@ -3,6 +3,7 @@
 // second body file), never with the spaces the file starts with; a spool that cannot be finished
 // is sent from its parts as usual and its file goes with it.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
@@ -101,6 +102,15 @@ TEST(SqliteBodySpool, AFinishedSpoolIsTheMessagesOnlyBodyFileAndIsReceivedWithou
       ASSERT_TRUE(got.ok() && got->size() == 1u);
       EXPECT_EQ(got->front().body.size(), joined.size());
       EXPECT_TRUE(got->front().body == joined);
+      // Kept with a descriptor of its file, the body starting after the spaces in it.
+      const DeliveryBody& body = got->front().body;
+      ASSERT_GE(body.file_fd(), 0);
+      EXPECT_EQ(body.file_offset(), raw.size() - joined.size());
+      std::string head_read(head.size(), '\0');
+      ASSERT_EQ(::pread(body.file_fd(), head_read.data(), head.size(),
+                        static_cast<off_t>(body.file_offset())),
+                static_cast<ssize_t>(head.size()));
+      EXPECT_EQ(head_read, head);
       ASSERT_TRUE(t->ack(got->front()).ok());
       EXPECT_TRUE(body_files(settings).empty()) << "the ack left the body file";
     }
