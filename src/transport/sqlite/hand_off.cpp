@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
 #include <utility>
 
@@ -12,6 +13,8 @@
 namespace asya::transport::sqlite {
 
 namespace {
+
+std::atomic<std::uint64_t> g_hand_offs_taken{0};
 
 Status failed(const char* what, std::string_view queue, Connection& db) {
   return Error{std::string(what) + " on queue " + in_quotes(queue) + " failed: " + db.error()};
@@ -153,7 +156,12 @@ Status Waiters::unregister_in(Connection& db, std::int64_t token) {
   return Status::Ok();
 }
 
+std::uint64_t hand_offs_taken() {
+  return g_hand_offs_taken.load();
+}
+
 void Waiters::taken(std::int64_t token) {
+  g_hand_offs_taken.fetch_add(1);
   std::lock_guard lock(mutex_);
   taken_.push_back(token);
 }

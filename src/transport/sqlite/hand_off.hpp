@@ -77,6 +77,9 @@ struct HandOffLook {
   bool body_read = false;
 };
 
+// How many handed messages receivers of this process took (tests; every transport instance).
+std::uint64_t hand_offs_taken();
+
 class Waiters {
  public:
   explicit Waiters(std::string host) : host_(std::move(host)) {}
