@@ -277,6 +277,23 @@ TEST_F(SqliteHandOffParts, AReceiveLeavingRegisteredWithNothingHandedRemovesItsR
   EXPECT_EQ(stats->ready, 1u);  // not handed to the row that left
 }
 
+TEST_F(SqliteHandOffParts, ASenderWithHandOffOffLeavesTheMessageReady) {
+  SqliteSettings off = settings;
+  off.hand_off = false;  // ASYA_SQLITE_HAND_OFF=false
+  auto sender = make_sqlite_transport(Options{}, off);
+  ASSERT_TRUE(lease(true, false));
+  ASSERT_TRUE(registration.active());
+  ASSERT_TRUE(sender->send("asya-h", "ready"));
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM waiters WHERE message_id IS NULL"), 1);
+  auto stats = sender->stats("asya-h");
+  ASSERT_TRUE(stats);
+  EXPECT_EQ(stats->ready, 1u);
+  auto got = lease(true, false);  // the registered receiver, woken, leases it under the lock
+  ASSERT_TRUE(got) << got.error().message;
+  ASSERT_EQ(got->size(), 1u);
+  EXPECT_FALSE(registration.active());  // the lease ended the registration
+}
+
 TEST_F(SqliteHandOffParts, CloseMakesAMessageHandedAndNotTakenVisibleAgainUncounted) {
   auto sender = make_sqlite_transport(Options{}, settings);
   ASSERT_TRUE(lease(true, false));
