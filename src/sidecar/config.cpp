@@ -231,7 +231,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
 Each transport reads its own variables (details in docs/configuration.md):
   sqlite    ASYA_SQLITE_PATH (.asya/queues.db), ASYA_SQLITE_SYNCHRONOUS (normal|full),
             ASYA_SQLITE_BUSY_TIMEOUT (5s), ASYA_SQLITE_POLL_INTERVAL (100ms),
-            ASYA_SQLITE_FILE_BODY_BYTES (1MiB: larger bodies are files in <path>.bodies/; 0: none)
+            ASYA_SQLITE_FILE_BODY_BYTES (1MiB: larger bodies are files in <path>.bodies/; 0: none),
+            ASYA_SQLITE_HAND_OFF (true: sends hand messages to waiting receivers)
   rabbitmq  ASYA_RABBITMQ_URL (amqp://user:pass@host:port/vhost), or ASYA_RABBITMQ_HOST,
             ASYA_RABBITMQ_PORT, ASYA_RABBITMQ_USERNAME, ASYA_RABBITMQ_PASSWORD, ASYA_RABBITMQ_VHOST;
             ASYA_RABBITMQ_CA_FILE, ASYA_RABBITMQ_EXCHANGE (asya), ASYA_RABBITMQ_PREFETCH (10),

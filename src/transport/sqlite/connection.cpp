@@ -86,6 +86,25 @@ CREATE TABLE IF NOT EXISTS lease_owners(
 );
 )sql";
 
+// Receivers waiting for a message (hand_off.hpp): one row per receive() call that waits, keyed
+// by the lease token a message handed to it is leased with. `message_id` is NULL while it waits
+// and names the message once a sender handed it one. No index: the table holds one row per waiting
+// receive() (a few pages at most), and a sender's look is cheapest as a scan of those pages, as
+// is every write to it. Like lease_owners, created by every version
+// on open; older builds ignore it (their senders hand nothing over, their receivers register none).
+constexpr const char* kWaitersSchema = R"sql(
+CREATE TABLE IF NOT EXISTS waiters(
+  token INTEGER PRIMARY KEY,
+  queue TEXT NOT NULL,
+  owner INTEGER NOT NULL,
+  host TEXT NOT NULL,
+  pid INTEGER NOT NULL,
+  visibility_ms INTEGER NOT NULL,
+  since_ms INTEGER NOT NULL,
+  message_id INTEGER
+);
+)sql";
+
 // Version 2 -> 3: the column naming a body file (no rewrite: every existing body stays inline).
 constexpr const char* kMigrateFrom2 = "ALTER TABLE messages ADD COLUMN body_file TEXT;";
 
@@ -125,6 +144,23 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     // length() of a blob reads its size from the record header, not its pages: a body too long
     // is not loaded at all.
     "SELECT body FROM bodies WHERE id = ?1 AND length(body) <= ?2",
+    "INSERT INTO messages(queue, visible_at_ms, delivery_count, lease, sent_at_ms, body_file) "
+    "VALUES(?1, ?2, 1, ?5, ?3, ?4)",
+    "INSERT OR REPLACE INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, "
+    "message_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
+    "SELECT token, visibility_ms, pid FROM waiters WHERE queue = ?1 AND message_id IS NULL AND "
+    "host = ?2 ORDER BY since_ms, token LIMIT 1",
+    "UPDATE waiters SET message_id = ?2 WHERE token = ?1",
+    "DELETE FROM waiters WHERE token = ?1",
+    // The waiter's row and, when a message was handed to it and is still leased with its token,
+    // that message and its body when kept in the database and at most ?2 bytes long.
+    "SELECT w.message_id, m.id, m.delivery_count, m.body_file, "
+    "CASE WHEN m.body_file IS NULL THEN (SELECT body FROM bodies WHERE id = m.id AND "
+    "length(body) <= ?2) END FROM waiters w LEFT JOIN messages m ON m.id = w.message_id AND "
+    "m.lease = w.token WHERE w.token = ?1",
+    // A message handed to a waiter that never took it: visible again, its delivery not counted.
+    "UPDATE messages SET visible_at_ms = min(visible_at_ms, ?3), lease = NULL, "
+    "delivery_count = max(delivery_count - 1, 0) WHERE id = ?1 AND lease = ?2 RETURNING queue",
 };
 
 // Once per process, before SQLite's first use: no bulk allocation of page-cache memory per
@@ -337,6 +373,8 @@ int Connection::create_schema() {
   // builds ignore it).
   if ((rc = sqlite3_exec(db_, kLeaseOwnersSchema, nullptr, nullptr, nullptr)) != SQLITE_OK)
     return fail(rc);
+  if ((rc = sqlite3_exec(db_, kWaitersSchema, nullptr, nullptr, nullptr)) != SQLITE_OK)
+    return fail(rc);
   rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
   return rc == SQLITE_OK ? rc : fail(rc);
 }
@@ -346,6 +384,7 @@ int Connection::create_schema() {
 int Connection::busy_handler(void* context, int attempt) {
   auto* self = static_cast<Connection*>(context);
   Clock::time_point now = Clock::now();
+  if (self->busy_no_wait_) return 0;
   if (attempt == 0) self->busy_since_ = now;
   if (now - self->busy_since_ >= self->settings_.busy_timeout) return 0;
   if (now - self->busy_since_ < self->busy_spin_) {
@@ -371,6 +410,15 @@ int Connection::wal_hook(void* context, sqlite3* db, const char* name, int wal_f
   if (self->checkpoints_.checkpoint_after_commit(wal_frames))
     sqlite3_wal_checkpoint_v2(db, name, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   return SQLITE_OK;
+}
+
+Status Connection::try_begin(bool& busy) {
+  busy_no_wait_ = true;
+  Status begun = run(kBeginImmediate, "BEGIN IMMEDIATE");
+  busy_no_wait_ = false;
+  int code = sqlite3_errcode(db_) & 0xff;
+  busy = !begun && (code == SQLITE_BUSY || code == SQLITE_LOCKED);
+  return begun;
 }
 
 ConnectionPool::Borrowed::~Borrowed() {

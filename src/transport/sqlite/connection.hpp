@@ -64,6 +64,14 @@ enum Sql : std::size_t {
   kStats,        // ?1 queue, ?2 now -> ready, in flight, delayed
   kFileReferenced,  // ?1 body_file -> a row when some message names it
   kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
+  // Hand-off to waiting receivers (hand_off.hpp):
+  kSendHanded,     // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
+  kWaiterInsert,   // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms
+  kWaiterPick,     // ?1 queue, ?2 host -> token, visibility_ms, pid of the oldest waiting row
+  kWaiterHanded,   // ?1 token, ?2 message id
+  kWaiterDelete,   // ?1 token
+  kWaiterRead,     // ?1 token, ?2 bytes -> message_id, id, delivery_count, body_file, body
+  kWaiterRelease,  // ?1 message id, ?2 token, ?3 now; RETURNING queue
   kSqlCount
 };
 
@@ -121,6 +129,11 @@ class Connection {
   // receiver woken just before a sender's COMMIT, which releases the lock within microseconds.
   Status begin_spinning(std::chrono::microseconds spin);
 
+  // BEGIN IMMEDIATE that gives up at once while another connection holds the write lock: then
+  // `busy` is set and the Error says so. For a receiver waiting for the COMMIT of the sender
+  // that woke it while it reads whether that sender handed it the message (hand_off.hpp).
+  Status try_begin(bool& busy);
+
   // The last error, with a hint when it is lock contention, and the path.
   std::string error() const;
 
@@ -140,6 +153,7 @@ class Connection {
   std::chrono::steady_clock::time_point busy_since_;
   std::chrono::microseconds busy_spin_{0};  // begin_spinning(): yield, not sleep, this long
   CheckpointPolicy checkpoints_;
+  bool busy_no_wait_ = false;  // try_begin(): no retry at all
   std::string schema_error_;
   std::string failure_;  // error() of a failed step, kept across its ROLLBACK
   // When run(kBeginImmediate) took the write lock; reset when the transaction ends.

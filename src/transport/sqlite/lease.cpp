@@ -1,6 +1,7 @@
 #include "transport/sqlite/lease.hpp"
 
 #include <string>
+#include <utility>
 
 #include "common/failpoint.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
@@ -13,26 +14,90 @@ Status failure(std::string_view queue, Connection& db) {
   return Error{"receive on queue " + in_quotes(queue) + " failed: " + db.error()};
 }
 
+// A handed message's body when not read with its row (a body file, or one above
+// kBodyBytesReadInLease), read outside any write transaction.
+Result<std::vector<Delivery>> finish_hand_off(const LeaseParts& parts, Connection& db,
+                                              std::string_view queue, std::int64_t token,
+                                              HandOffLook& handed) {
+  std::vector<Delivery> out;
+  out.push_back(std::move(handed.delivery));
+  if (handed.body_read) return out;
+  std::vector<std::int64_t> ids{handed.id};
+  std::vector<std::string> files{handed.file};
+  std::vector<char> read{0};
+  return read_leased_bodies(db, parts.body_files, queue, token, out, ids, files, read);
+}
+
 }  // namespace
 
-Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& owners,
-                                          BodyFiles& body_files, const LeaseRequest& request,
-                                          std::optional<std::int64_t>* next_visible) {
+Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string_view queue,
+                                            Registration& registration, bool& lost) {
+  lost = false;
+  auto c = parts.pool.acquire();
+  if (!c) return c.error();
+  auto handed = parts.waiters.look(c->connection(), queue, registration.token);
+  if (!handed) return handed.error();
+  if (handed->state == HandOffLook::State::kLost || handed->state == HandOffLook::State::kGone)
+    lost = true;
+  if (handed->state != HandOffLook::State::kHanded) return std::vector<Delivery>{};
+  std::int64_t token = std::exchange(registration.token, 0);
+  parts.waiters.taken(token);
+  return finish_hand_off(parts, c->connection(), queue, token, *handed);
+}
+
+Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRequest& request,
+                                          LeaseLook& look) {
   const std::string_view queue = request.queue;
   const std::size_t max_messages = request.max_messages;
-  const bool woken = request.woken;
-  auto c = pool.acquire();
+  LeaseOwners& owners = parts.owners;
+  Registration* registration = request.registration;
+  look = LeaseLook{};
+  auto c = parts.pool.acquire();
   if (!c) return c.error();
   Connection& db = c->connection();
-  Status begun =
-      woken ? db.begin_spinning(kWokenLeaseSpin) : db.run(kBeginImmediate, "BEGIN IMMEDIATE");
+  Status begun = Status::Ok();
+  switch (request.begin) {
+    case LeaseBegin::kWait:
+      begun = db.run(kBeginImmediate, "BEGIN IMMEDIATE");
+      break;
+    case LeaseBegin::kSpin:
+      begun = db.begin_spinning(kWokenLeaseSpin);
+      break;
+    case LeaseBegin::kTry:
+      begun = db.try_begin(look.busy);
+      break;
+  }
   if (Status s = std::move(begun); !s) {
+    if (look.busy) return std::vector<Delivery>{};
     return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
   }
   auto rollback = [&](Error error) -> Result<std::vector<Delivery>> {
     (void)db.run(kRollback, "ROLLBACK");
     return error;
   };
+  // Registered (hand_off.hpp): a message handed to this receive() comes first, and alone.
+  bool unregistered = false;
+  if (registration && registration->active()) {
+    auto handed = parts.waiters.look(db, queue, registration->token);
+    if (!handed) return rollback(handed.error());
+    if (handed->state == HandOffLook::State::kHanded) {
+      (void)db.run(kRollback, "ROLLBACK");  // nothing written: the row goes later (taken())
+      std::int64_t token = std::exchange(registration->token, 0);
+      parts.waiters.taken(token);
+      look.handed = true;
+      return finish_hand_off(parts, db, queue, token, *handed);
+    }
+    if (request.unregister || handed->state != HandOffLook::State::kWaiting) {
+      if (Status s = parts.waiters.unregister_in(db, registration->token); !s)
+        return rollback(s.error());
+      unregistered = true;
+    }
+    if (request.unregister) {
+      if (Status s = db.run(kCommit, "COMMIT"); !s) return rollback(s.error());
+      registration->token = 0;
+      return std::vector<Delivery>{};
+    }
+  }
   std::vector<Delivery> out;
   std::vector<std::int64_t> ids;
   std::vector<std::string> files;  // the body file's name, empty for a body in the table
@@ -88,9 +153,27 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
     sqlite3_bind_int64(*s, 5, static_cast<std::int64_t>(max_messages));
     if (Status taken = take_rows(*s, 0); !taken) return rollback(taken.error());
   }
-  // The first lease of this instance records its owner row in the same transaction (best
-  // effort: without it the leases still expire); a look that found nothing records none.
-  bool registering = !ids.empty() && owners.record(db);
+  // Hand-off (hand_off.hpp): a lease that takes messages ends the registration; one that finds
+  // none registers when asked to, in this same transaction (so a sender either committed before
+  // it, and its message was leased here, or sees the row and hands its message over).
+  const bool was_registered = registration && registration->active() && !unregistered;
+  if (was_registered && !ids.empty()) {
+    if (Status s = parts.waiters.unregister_in(db, registration->token); !s)
+      return rollback(s.error());
+    unregistered = true;
+  }
+  std::int64_t new_registration = 0;
+  if (registration && ids.empty() && request.register_if_none && !was_registered) {
+    new_registration = owners.next_token();
+    if (Status s = parts.waiters.register_in(db, queue, new_registration, owners.owner(),
+                                             request.visibility_timeout);
+        !s)
+      return rollback(s.error());
+  }
+  // The first lease (or registration) of this instance records its owner row in the same
+  // transaction (best effort: without it the leases still expire, and a handed message too); a
+  // look that found nothing records none.
+  bool registering = (!ids.empty() || new_registration != 0) && owners.record(db);
   std::vector<char> read(out.size(), 0);  // bodies read inside the transaction
   if (one && !ids.empty()) {              // update the row selected
     auto s = db.statement(kLeaseRow);
@@ -118,9 +201,9 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
       sqlite3_reset(*s);
       return rollback(failed.error());
     }
-    *next_visible = sqlite3_column_type(*s, 0) == SQLITE_NULL
-                        ? std::nullopt
-                        : std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
+    look.next_visible = sqlite3_column_type(*s, 0) == SQLITE_NULL
+                            ? std::nullopt
+                            : std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
   }
   // For tests: a crash before a lease's COMMIT, every statement run (docs/sidecar.md).
   if (!ids.empty()) failpoint("sqlite.lease_uncommitted");
@@ -129,7 +212,9 @@ Result<std::vector<Delivery>> lease_ready(ConnectionPool& pool, LeaseOwners& own
     return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
   }
   if (registering) owners.recorded();
-  return read_leased_bodies(db, body_files, queue, token, out, ids, files, read);
+  if (unregistered) registration->token = 0;
+  if (new_registration != 0) registration->token = new_registration;
+  return read_leased_bodies(db, parts.body_files, queue, token, out, ids, files, read);
 }
 
 }  // namespace asya::transport::sqlite

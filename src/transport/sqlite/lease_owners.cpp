@@ -134,6 +134,8 @@ void LeaseOwners::release_dead_owners(Connection& db,
       ok = rc == SQLITE_DONE;
       sqlite3_finalize(u);
     }
+    // Its rows as a waiting receiver (hand_off.hpp): a message handed to one was released above.
+    ok = ok && run_owner_sql(db, "DELETE FROM waiters WHERE owner = ?1", number, nullptr);
     ok = ok && run_owner_sql(db, "DELETE FROM lease_owners WHERE owner = ?1", number, nullptr);
     if (!ok || !db.run(kCommit, "COMMIT")) {
       (void)db.run(kRollback, "ROLLBACK");

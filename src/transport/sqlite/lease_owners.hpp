@@ -33,6 +33,9 @@ class LeaseOwners {
   // This instance's owner number (the high half of its lease tokens).
   std::int64_t owner() const { return static_cast<std::int64_t>(lease_prefix_ >> 32); }
 
+  // This machine and pid namespace (boot id and the pid namespace's link).
+  const std::string& host() const { return host_; }
+
   // A lease token not used before by this instance.
   std::int64_t next_token() {
     return static_cast<std::int64_t>(lease_prefix_ | (next_lease_.fetch_add(1) & 0xffffffffu));

@@ -15,6 +15,7 @@ SqliteSettings SqliteSettings::from_env(const Environment& environment) {
     throw ConfigError("ASYA_SQLITE_POLL_INTERVAL=\"" + format_duration(s.poll_interval) +
                       "\" is too short: use at least 1ms (default 100ms)");
   }
+  s.hand_off = environment.boolean("ASYA_SQLITE_HAND_OFF", s.hand_off);
   try {
     s.file_body_bytes = environment.bytes("ASYA_SQLITE_FILE_BODY_BYTES", s.file_body_bytes);
   } catch (const ConfigError& e) {

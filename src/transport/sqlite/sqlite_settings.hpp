@@ -18,6 +18,9 @@ struct SqliteSettings {
   // Bodies larger than this are stored as files in `<path>.bodies/` instead of in the database;
   // 0 keeps every body in the database.
   std::uint64_t file_body_bytes = 1u << 20;  // ASYA_SQLITE_FILE_BODY_BYTES
+  // Senders hand a new message to a receiver already waiting for one, and receivers register
+  // while they wait (hand_off.hpp); false: neither (messages are leased by their receivers).
+  bool hand_off = true;  // ASYA_SQLITE_HAND_OFF
 
   // Reads the variables above from `environment` (defaults when unset); throws ConfigError
   // naming a bad value.

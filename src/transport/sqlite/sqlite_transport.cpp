@@ -9,10 +9,8 @@
 #include <cerrno>
 #include <charconv>
 #include <filesystem>
-#include <mutex>
 #include <optional>
 #include <span>
-#include <unordered_map>
 #include <utility>
 
 #include "common/env.hpp"
@@ -21,11 +19,13 @@
 #include "transport/sqlite/body_spool.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
+#include "transport/sqlite/hand_off.hpp"
 #include "transport/sqlite/lease.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/queue_purge.hpp"
 #include "transport/sqlite/queue_waker.hpp"
+#include "transport/sqlite/receiver.hpp"
 #include "transport/sqlite/write_lock_stats.hpp"
 
 namespace asya::transport {
@@ -95,63 +95,7 @@ class SqliteTransport final : public Transport {
 
   Result<std::vector<Delivery>> receive(std::string_view queue, std::size_t max_messages,
                                         milliseconds wait) override {
-    if (max_messages == 0) {
-      return Error{"receive from queue " + in_quotes(queue) + ": max_messages is 0, use 1 or more"};
-    }
-    Clock::time_point deadline = Clock::now() + std::max(wait, milliseconds(0));
-    bool woken = false;
-    for (;;) {
-      // Read the generation before looking, so a commit between the look and the wait wakes us.
-      std::uint64_t seen = waker_.generation(queue);
-      if (waker_.interrupted()) return std::vector<Delivery>{};
-      std::optional<std::int64_t> next_visible;
-      if (std::exchange(woken, false)) {
-        // A wake-up almost always means a message is ready: lease at once, without the read that
-        // tells whether to (one read transaction less per message).
-        auto leased = lease(queue, max_messages, /*woken=*/true, &next_visible);
-        if (!leased) return leased.error();
-        looked_under_lock(queue, seen, !leased->empty(), next_visible);
-        if (!leased->empty()) return leased;
-      } else {
-        std::int64_t now = now_ms();
-        // Right after a lease at this generation (the previous receive), the queue's next
-        // visible time it read stands in for the read transaction here: one less per message.
-        if (!take_lease_look(queue, seen, next_visible)) {
-          auto visible = next_visible_at(queue);
-          if (!visible) return visible.error();
-          next_visible = *visible;
-        }
-        if (next_visible && *next_visible <= now) {
-          auto leased = lease(queue, max_messages, /*woken=*/false, &next_visible);
-          if (!leased) return leased.error();
-          looked_under_lock(queue, seen, !leased->empty(), next_visible);
-          if (!leased->empty()) return leased;
-          continue;  // another consumer took them; look again at once
-        }
-        if (!looked_under_lock_at(queue, seen)) {
-          // Senders wake receivers just before their COMMIT, with the write lock held
-          // (group_commit.hpp): a wake that came before `seen` was read may belong to a COMMIT
-          // still being written, which the read above cannot see and after which no wake-up
-          // follows. The first look at each generation therefore takes the write lock (the
-          // lease), which waits for that COMMIT; later looks at the same generation read.
-          auto leased = lease(queue, max_messages, /*woken=*/false, &next_visible);
-          if (!leased) return leased.error();
-          looked_under_lock(queue, seen, !leased->empty(), next_visible);
-          if (!leased->empty()) return leased;
-        }
-      }
-      Clock::time_point steady_now = Clock::now();
-      if (steady_now >= deadline) return std::vector<Delivery>{};
-      Clock::time_point until = std::min(deadline, steady_now + settings_.poll_interval);
-      if (next_visible) {
-        // Ready already (visible between the lease's clock reading and its query): look again.
-        std::int64_t in_ms = *next_visible - now_ms();
-        if (in_ms <= 0) continue;
-        until = std::min(until, steady_now + milliseconds(in_ms));
-      }
-      waker_.wait(queue, seen, until);
-      woken = waker_.generation(queue) != seen;
-    }
+    return receiver_.receive(queue, max_messages, wait);
   }
 
   Status send(std::string_view queue, std::string_view body, milliseconds delay) override {
@@ -354,6 +298,8 @@ class SqliteTransport final : public Transport {
 
   void close() override {
     waker_.stop();
+    waiters_.forget(pool_, lease_owners_.owner(),
+                    [this](const std::string& queue) { waker_.notify(queue); });
     lease_owners_.forget(pool_);
     pool_.close();
   }
@@ -401,15 +347,32 @@ class SqliteTransport final : public Transport {
               false);
         }
       }
-      auto s = db.statement(kSend);
+      // A receiver already waiting for a message of this queue gets this one leased to it
+      // (hand_off.hpp): it then only reads it.
+      std::optional<Waiters::Target> waiter;
+      if (settings_.hand_off && m.delay.count() <= 0) {
+        auto picked = waiters_.pick(db, m.queue);
+        if (!picked) return fail(picked.error(), true);
+        waiter = *picked;
+      }
+      auto s = db.statement(waiter ? kSendHanded : kSend);
       if (!s) return fail(s.error(), true);
       ResetOnExit reset{*s};
       std::int64_t now = now_ms();
       bind_text(*s, 1, m.queue);
-      sqlite3_bind_int64(*s, 2, now + std::max<std::int64_t>(m.delay.count(), 0));
+      sqlite3_bind_int64(
+          *s, 2,
+          waiter ? now + waiter->visibility_ms : now + std::max<std::int64_t>(m.delay.count(), 0));
       sqlite3_bind_int64(*s, 3, now);
       if (!p.file_name.empty()) bind_text(*s, 4, p.file_name);
+      if (waiter) sqlite3_bind_int64(*s, 5, waiter->token);
       if (sqlite3_step(*s) != SQLITE_DONE) return fail(failure("send", m.queue, db), true);
+      if (waiter) {
+        if (Status handed =
+                waiters_.mark_handed(db, waiter->token, sqlite3_last_insert_rowid(db.db()));
+            !handed)
+          return fail(handed, true);
+      }
       if (p.file_name.empty()) {
         std::int64_t id = sqlite3_last_insert_rowid(db.db());
         auto b = db.statement(kSendBody);
@@ -421,54 +384,6 @@ class SqliteTransport final : public Transport {
       }
       return Status::Ok();
     };
-  }
-
-  // Whether a look under the write lock was made at wake-up generation `generation` of `queue`
-  // in this process (receive()), and recording one. A look that leased messages also keeps the
-  // queue's next visible time it read, for one later receive() at the same generation
-  // (take_lease_look): no sender committed to the queue since (each wakes it first), its leased
-  // and delayed rows are counted, and what can change without a wake-up (a dead process's leases
-  // released) waits for the poll interval, as it does between the reads.
-  bool looked_under_lock_at(std::string_view queue, std::uint64_t generation) {
-    std::lock_guard lock(looked_mutex_);
-    auto it = looked_under_lock_.find(std::string(queue));
-    return it != looked_under_lock_.end() && it->second.generation == generation;
-  }
-  void looked_under_lock(std::string_view queue, std::uint64_t generation, bool leased,
-                         std::optional<std::int64_t> next_visible) {
-    std::lock_guard lock(looked_mutex_);
-    looked_under_lock_[std::string(queue)] = Look{generation, leased, next_visible};
-  }
-  bool take_lease_look(std::string_view queue, std::uint64_t generation,
-                       std::optional<std::int64_t>& next_visible) {
-    std::lock_guard lock(looked_mutex_);
-    auto it = looked_under_lock_.find(std::string(queue));
-    if (it == looked_under_lock_.end() || it->second.generation != generation ||
-        !std::exchange(it->second.leased, false))
-      return false;
-    next_visible = it->second.next_visible;
-    return true;
-  }
-
-  // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
-  Result<std::optional<std::int64_t>> next_visible_at(std::string_view queue) {
-    auto c = pool_.acquire();
-    if (!c) return c.error();
-    auto s = c->connection().statement(kNextVisible);
-    if (!s) return s.error();
-    ResetOnExit reset{*s};
-    bind_text(*s, 1, queue);
-    if (sqlite3_step(*s) != SQLITE_ROW) return failure("receive", queue, *c).error();
-    if (sqlite3_column_type(*s, 0) == SQLITE_NULL) return std::optional<std::int64_t>();
-    return std::optional<std::int64_t>(sqlite3_column_int64(*s, 0));
-  }
-
-  // One lease transaction (lease.hpp).
-  Result<std::vector<Delivery>> lease(std::string_view queue, std::size_t max_messages, bool woken,
-                                      std::optional<std::int64_t>* next_visible) {
-    return lease_ready(pool_, lease_owners_, body_files_,
-                       LeaseRequest{queue, max_messages, options_.visibility_timeout, woken},
-                       next_visible);
   }
 
   // One ack, nack or extend: the receipt's row and lease token, and what the statement did.
@@ -547,16 +462,12 @@ class SqliteTransport final : public Transport {
   SqliteSettings settings_;
   BodyFiles body_files_;
   LeaseOwners lease_owners_;
+  Waiters waiters_{lease_owners_.host()};
   QueueWaker waker_;
   ConnectionPool pool_;
+  LeaseParts parts_{pool_, lease_owners_, body_files_, waiters_};
+  Receiver receiver_{settings_, options_.visibility_timeout, waker_, parts_};
   GroupCommit group_{pool_, [this](std::string_view queue) { waker_.notify(queue); }};
-  std::mutex looked_mutex_;
-  struct Look {
-    std::uint64_t generation = 0;
-    bool leased = false;  // it leased messages, and no receive() took its next_visible yet
-    std::optional<std::int64_t> next_visible;
-  };
-  std::unordered_map<std::string, Look> looked_under_lock_;  // by queue
 };
 
 }  // namespace

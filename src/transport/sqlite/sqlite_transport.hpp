@@ -7,6 +7,9 @@
 //            sent_at_ms, body_file)                        -- one small row per unacked message
 //   bodies(id INTEGER PRIMARY KEY, body BLOB)              -- its body, same id
 //   <path>.bodies/<body_file>                              -- or its body as a file
+//   lease_owners(owner, host, pid, started)                -- processes holding leases
+//   waiters(token, queue, owner, host, pid, visibility_ms, since_ms, message_id)
+//                                                          -- receive() calls waiting (hand-off)
 // A body up to file_body_bytes goes into `bodies` in the send transaction. A larger one is
 // written first (outside any lock) to `<path>.bodies/m-<unique>.body.tmp`, fsync'd, renamed to
 // its final name, the directory fsync'd; then the row naming it is inserted. Either way the body
@@ -68,6 +71,11 @@
 // would miss the message, and no further wake-up would come (lease.hpp). inotify reports the
 // read only to the processes receiving from that queue, so a commit wakes the receivers of its
 // own queue and no other (an idle sidecar sleeps through the traffic of every other queue).
+// Hand-off (hand_off.hpp, ASYA_SQLITE_HAND_OFF): a receive() about to wait registers in
+// `waiters` (in the write transaction of its look under the lock); a send without delay leases
+// its message to the oldest waiting row of its queue in its own transaction, and the woken
+// receiver only reads it (no write transaction of its own on the wake-up path). A receive()
+// leaving without a message deletes its row, taking a message handed meanwhile.
 // Leases expiring and delayed messages are waited for precisely (the earliest visible_at_ms of
 // the queue), and a fallback poll (poll_interval) covers a wake-up that never comes (a writer
 // killed between its commit and the wake file of a nack, a writer of an older Asya, file systems
@@ -79,8 +87,9 @@
 // connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
 // as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
 // queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions), lease.hpp
-// (one lease transaction), write_lock_stats.hpp (write-lock holds and waits);
-// sqlite_transport.cpp puts them together.
+// (one lease transaction), hand_off.hpp (handing a message to a waiting receiver), receiver.hpp
+// (receive(): when to read, lease, register and wait), write_lock_stats.hpp (write-lock holds and
+// waits); sqlite_transport.cpp puts them together.
 #pragma once
 
 #include <chrono>

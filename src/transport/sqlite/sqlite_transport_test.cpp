@@ -360,6 +360,13 @@ TEST(SqliteSettingsTest, EnvironmentOverridesDefaultsAndRejectsBadValues) {
   SqliteSettings d = SqliteSettings::from_env(Environment(environment_with({}, nullptr)));
   EXPECT_EQ(d.path, ".asya/queues.db");
   EXPECT_FALSE(d.synchronous_full);
+  EXPECT_TRUE(d.hand_off);
+  SqliteSettings off = SqliteSettings::from_env(
+      Environment(environment_with({{"ASYA_SQLITE_HAND_OFF", "false"}}, nullptr)));
+  EXPECT_FALSE(off.hand_off);
+  EXPECT_THROW(SqliteSettings::from_env(
+                   Environment(environment_with({{"ASYA_SQLITE_HAND_OFF", "maybe"}}, nullptr))),
+               ConfigError);
 }
 
 TEST(SqliteOpenTest, UnwritableLocationIsAConfigErrorNamingThePath) {

@@ -1,0 +1,247 @@
+#include "transport/sqlite/hand_off.hpp"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <utility>
+
+#include "transport/sqlite/lease_bodies.hpp"
+
+namespace asya::transport::sqlite {
+
+namespace {
+
+std::atomic<std::uint64_t> g_hand_offs_taken{0};
+
+Status failed(const char* what, std::string_view queue, Connection& db) {
+  return Error{std::string(what) + " on queue " + in_quotes(queue) + " failed: " + db.error()};
+}
+
+// Whether the process `pid` of this machine is gone (a pid reused since is taken as alive: its
+// row then only waits for the lease expiry of one message, like a killed receiver's lease).
+bool process_gone(std::int64_t pid) {
+  return pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+}
+
+}  // namespace
+
+Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string_view queue) {
+  // A dead process's rows are deleted on the way; a few at most, then the message stays ready.
+  for (int attempt = 0; attempt < 4; ++attempt) {
+    std::optional<Target> target;
+    std::int64_t pid = 0;
+    {
+      auto s = db.statement(kWaiterPick);
+      if (!s) return s.error();
+      ResetOnExit reset{*s};
+      bind_text(*s, 1, queue);
+      bind_text(*s, 2, host_);
+      int rc = sqlite3_step(*s);
+      if (rc == SQLITE_DONE) return std::optional<Target>();
+      if (rc != SQLITE_ROW) return failed("send (hand-off)", queue, db).error();
+      target = Target{sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1)};
+      pid = sqlite3_column_int64(*s, 2);
+    }
+    if (!process_gone(pid)) return target;
+    if (Status s = unregister_in(db, target->token); !s) return s.error();
+  }
+  return std::optional<Target>();
+}
+
+Status Waiters::mark_handed(Connection& db, std::int64_t token, std::int64_t message_id) {
+  auto s = db.statement(kWaiterHanded);
+  if (!s) return s.error();
+  ResetOnExit reset{*s};
+  sqlite3_bind_int64(*s, 1, token);
+  sqlite3_bind_int64(*s, 2, message_id);
+  if (sqlite3_step(*s) != SQLITE_DONE) return Error{"send (hand-off) failed: " + db.error()};
+  return Status::Ok();
+}
+
+Status Waiters::register_in(Connection& db, std::string_view queue, std::int64_t token,
+                            std::int64_t owner, std::chrono::milliseconds visibility) {
+  std::vector<std::int64_t> taken;
+  std::vector<std::int64_t> abandoned;
+  {
+    std::lock_guard lock(mutex_);
+    taken.swap(taken_);
+    abandoned.swap(abandoned_);
+  }
+  // Rows of earlier calls first (they go back to the lists when this transaction fails).
+  auto restore = [&] {
+    std::lock_guard lock(mutex_);
+    taken_.insert(taken_.end(), taken.begin(), taken.end());
+    abandoned_.insert(abandoned_.end(), abandoned.begin(), abandoned.end());
+  };
+  std::vector<std::string> woken;  // a released message is found by its queue's next look
+  for (std::int64_t t : taken) {
+    if (Status s = retire_in(db, t, true, woken); !s) {
+      restore();
+      return s;
+    }
+  }
+  for (std::int64_t t : abandoned) {
+    if (Status s = retire_in(db, t, false, woken); !s) {
+      restore();
+      return s;
+    }
+  }
+  auto s = db.statement(kWaiterInsert);
+  if (!s) {
+    restore();
+    return s.error();
+  }
+  ResetOnExit reset{*s};
+  sqlite3_bind_int64(*s, 1, token);
+  bind_text(*s, 2, queue);
+  sqlite3_bind_int64(*s, 3, owner);
+  bind_text(*s, 4, host_);
+  sqlite3_bind_int64(*s, 5, ::getpid());
+  sqlite3_bind_int64(*s, 6, visibility.count());
+  sqlite3_bind_int64(*s, 7, now_ms());
+  if (sqlite3_step(*s) != SQLITE_DONE) {
+    Status error = failed("receive (registering as waiting)", queue, db);
+    restore();
+    return error;
+  }
+  // Should the caller's COMMIT fail, the taken rows stay (senders skip them) until close() or,
+  // after a crash, the release of this owner's rows.
+  return Status::Ok();
+}
+
+Result<HandOffLook> Waiters::look(Connection& db, std::string_view queue, std::int64_t token) {
+  HandOffLook out;
+  auto s = db.statement(kWaiterRead);
+  if (!s) return s.error();
+  ResetOnExit reset{*s};
+  sqlite3_bind_int64(*s, 1, token);
+  sqlite3_bind_int64(*s, 2, static_cast<std::int64_t>(kBodyBytesReadInLease));
+  int rc = sqlite3_step(*s);
+  if (rc == SQLITE_DONE) {
+    out.state = HandOffLook::State::kGone;
+    return out;
+  }
+  if (rc != SQLITE_ROW) return failed("receive (hand-off)", queue, db).error();
+  if (sqlite3_column_type(*s, 0) == SQLITE_NULL) return out;  // waiting
+  if (sqlite3_column_type(*s, 1) == SQLITE_NULL) {
+    out.state = HandOffLook::State::kLost;
+    return out;
+  }
+  out.state = HandOffLook::State::kHanded;
+  out.id = sqlite3_column_int64(*s, 1);
+  out.delivery.queue = std::string(queue);
+  out.delivery.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 2));
+  out.delivery.receipt = std::to_string(out.id) + ":" + std::to_string(token);
+  if (const unsigned char* file = sqlite3_column_text(*s, 3))
+    out.file = reinterpret_cast<const char*>(file);
+  if (out.file.empty() && sqlite3_column_type(*s, 4) != SQLITE_NULL) {
+    auto size = static_cast<std::size_t>(sqlite3_column_bytes(*s, 4));
+    const void* bytes = sqlite3_column_blob(*s, 4);
+    out.delivery.body.text().assign(static_cast<const char*>(bytes), bytes ? size : 0);
+    out.body_read = true;
+  }
+  return out;
+}
+
+Status Waiters::unregister_in(Connection& db, std::int64_t token) {
+  auto s = db.statement(kWaiterDelete);
+  if (!s) return s.error();
+  ResetOnExit reset{*s};
+  sqlite3_bind_int64(*s, 1, token);
+  if (sqlite3_step(*s) != SQLITE_DONE)
+    return Error{"receive (unregistering) failed: " + db.error()};
+  return Status::Ok();
+}
+
+std::uint64_t hand_offs_taken() {
+  return g_hand_offs_taken.load();
+}
+
+void Waiters::taken(std::int64_t token) {
+  g_hand_offs_taken.fetch_add(1);
+  std::lock_guard lock(mutex_);
+  taken_.push_back(token);
+}
+
+void Waiters::abandon(std::int64_t token) {
+  std::lock_guard lock(mutex_);
+  abandoned_.push_back(token);
+}
+
+Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
+                          std::vector<std::string>& woken) {
+  std::optional<std::int64_t> message_id;
+  {
+    auto s = db.statement(kWaiterRead);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, token);
+    sqlite3_bind_int64(*s, 2, 0);
+    int rc = sqlite3_step(*s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return Error{"waiters: " + db.error()};
+    if (rc == SQLITE_ROW && sqlite3_column_type(*s, 1) != SQLITE_NULL)
+      message_id = sqlite3_column_int64(*s, 1);
+  }
+  if (message_id && !was_taken) {
+    auto s = db.statement(kWaiterRelease);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, *message_id);
+    sqlite3_bind_int64(*s, 2, token);
+    sqlite3_bind_int64(*s, 3, now_ms());
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      if (const unsigned char* q = sqlite3_column_text(*s, 0))
+        woken.emplace_back(reinterpret_cast<const char*>(q));
+    }
+    if (rc != SQLITE_DONE) return Error{"waiters: " + db.error()};
+  }
+  return unregister_in(db, token);
+}
+
+void Waiters::forget(ConnectionPool& pool, std::int64_t owner,
+                     const std::function<void(const std::string&)>& wake) {
+  auto c = pool.acquire();
+  if (!c) return;
+  Connection& db = c->connection();
+  std::vector<std::int64_t> tokens;
+  {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db.db(), "SELECT token FROM waiters WHERE owner = ?1", -1, &s,
+                           nullptr) != SQLITE_OK)
+      return;
+    sqlite3_bind_int64(s, 1, owner);
+    while (sqlite3_step(s) == SQLITE_ROW) tokens.push_back(sqlite3_column_int64(s, 0));
+    sqlite3_finalize(s);
+  }
+  std::vector<std::int64_t> taken;
+  {
+    std::lock_guard lock(mutex_);
+    taken = taken_;
+  }
+  if (tokens.empty()) return;
+  if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+  std::vector<std::string> woken;
+  for (std::int64_t token : tokens) {
+    bool was_taken = std::find(taken.begin(), taken.end(), token) != taken.end();
+    if (!retire_in(db, token, was_taken, woken)) {
+      (void)db.run(kRollback, "ROLLBACK");
+      return;
+    }
+  }
+  if (!db.run(kCommit, "COMMIT")) {
+    (void)db.run(kRollback, "ROLLBACK");
+    return;
+  }
+  {
+    std::lock_guard lock(mutex_);
+    taken_.clear();
+    abandoned_.clear();
+  }
+  for (const std::string& queue : woken) wake(queue);
+}
+
+}  // namespace asya::transport::sqlite
