@@ -107,3 +107,12 @@ def make_big_string(payload):
     _seen(payload)
     n = int(payload["bytes"])
     return ("abcdefghijklmnopqrstuvwxyz" * (n // 26 + 1))[:n]
+
+
+def pass_unless_asked(payload):
+    """Returns what it got (a pass-through: "payload_unchanged"), except for a payload
+    {"change": true, "data": ...}, answered with a small summary instead."""
+    _seen(payload)
+    if isinstance(payload, dict) and payload.get("change"):
+        return {"changed": len(payload["data"])}
+    return payload
