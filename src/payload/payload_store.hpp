@@ -76,10 +76,10 @@ class PayloadStore {
   // Two writers of equal bytes, in one process or several, both succeed and leave one object.
   //
   // The default hashes the bytes, calls `before_visible`, then put(). A store may do better: the
-  // file store hashes on a second thread while the bytes are written to a temporary file (one
-  // pass over memory each, at the same time), runs `before_visible` on that thread as soon as the
-  // digest is known, and renames the temporary into place once both are done and it is fsynced.
-  // So `before_visible` may run on another thread than the caller's, concurrently with the write.
+  // file store (begin_object, then commit) hashes on one thread while another writes the bytes
+  // to a temporary file (one pass over memory each, at the same time), runs `before_visible` as
+  // soon as the digest is known, while the write may go on, and renames the temporary into place
+  // once both are done and it is fsynced. `before_visible` runs on the caller's thread.
   // Blocking, thread-safe.
   virtual Result<std::string> put_object(std::string_view bytes,
                                          const BeforeVisible& before_visible);
