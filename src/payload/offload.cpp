@@ -7,26 +7,46 @@
 
 namespace asya::payload {
 
+namespace {
+
+// Holds the object for `envelope_id` as soon as its digest is known, before it is visible.
+BeforeVisible hold_for(PayloadStore& store, std::string_view envelope_id) {
+  return [&store, envelope_id](std::string_view digest) -> Status {
+    if (Status held = hold(store, digest, envelope_id); !held)
+      return Error{fmt::format("cannot hold payload {}/{} for {}: {}", store.url(),
+                               object_key(digest), envelope_id, held.message())};
+    return Status::Ok();
+  };
+}
+
+Result<Reference> stored_as(PayloadStore& store, Result<std::string> stored, std::size_t size_bytes,
+                            std::string_view envelope_id) {
+  if (!stored)
+    return Error{fmt::format("cannot store the payload of {} ({} bytes): {}", envelope_id,
+                             size_bytes, stored.error().message)};
+  Reference reference;
+  reference.size_bytes = size_bytes;
+  reference.sha256 = std::move(*stored);
+  reference.url = store.url() + "/" + object_key(reference.sha256);
+  return reference;
+}
+
+}  // namespace
+
+Result<Reference> commit_payload(PayloadStore& store, PendingObject& object, std::size_t size_bytes,
+                                 std::string_view envelope_id) {
+  return stored_as(store, object.commit(hold_for(store, envelope_id)), size_bytes, envelope_id);
+}
+
 Result<Reference> store_payload(PayloadStore& store, std::string_view payload_json,
                                 std::string_view envelope_id, bool write, std::string sha256) {
+  // Hashed while it is written where the store can (PayloadStore::put_object); held as soon as
+  // the digest is known, before the object is visible.
+  if (write && sha256.empty())
+    return stored_as(store, store.put_object(payload_json, hold_for(store, envelope_id)),
+                     payload_json.size(), envelope_id);
   Reference reference;
   reference.size_bytes = payload_json.size();
-  if (write && sha256.empty()) {
-    // Hashed while it is written where the store can (PayloadStore::put_object); held as soon as
-    // the digest is known, before the object is visible.
-    auto stored = store.put_object(payload_json, [&](std::string_view digest) -> Status {
-      if (Status held = hold(store, digest, envelope_id); !held)
-        return Error{fmt::format("cannot hold payload {}/{} for {}: {}", store.url(),
-                                 object_key(digest), envelope_id, held.message())};
-      return Status::Ok();
-    });
-    if (!stored)
-      return Error{fmt::format("cannot store the payload of {} ({} bytes): {}", envelope_id,
-                               payload_json.size(), stored.error().message)};
-    reference.sha256 = std::move(*stored);
-    reference.url = store.url() + "/" + object_key(reference.sha256);
-    return reference;
-  }
   reference.sha256 = sha256.empty() ? sha256_hex(payload_json) : std::move(sha256);
   reference.url = store.url() + "/" + object_key(reference.sha256);
   if (Status held = hold(store, reference.sha256, envelope_id); !held)

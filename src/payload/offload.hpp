@@ -23,6 +23,12 @@ Result<Reference> store_payload(PayloadStore& store, std::string_view payload_js
                                 std::string_view envelope_id, bool write = true,
                                 std::string sha256 = {});
 
+// store_payload for a payload whose object was begun ahead (PayloadStore::begin_object) from
+// `size_bytes` bytes: holds it for `envelope_id` once its digest is known and makes it visible
+// (PendingObject::commit); returns its reference. Errors as store_payload.
+Result<Reference> commit_payload(PayloadStore& store, PendingObject& object, std::size_t size_bytes,
+                                 std::string_view envelope_id);
+
 // For a new envelope `body` (PROTOCOL §1): when its payload is larger than `threshold_bytes`, the
 // payload is stored (store_payload) and the body is returned with the reference in its place,
 // every other byte unchanged; nullopt when the payload is small enough. An Error when the body is

@@ -33,6 +33,28 @@ struct StoredObject {
   std::chrono::system_clock::time_point modified;
 };
 
+// Called with an object's digest once it is known, before the object can be seen under its key
+// (PayloadStore::put_object, PendingObject::commit); an Error stops the put.
+using BeforeVisible = std::function<Status(std::string_view sha256)>;
+
+// A content-addressed object being written ahead (PayloadStore::begin_object): its bytes are
+// written to a temporary, hashed and made durable in the background, and nothing is visible under
+// objects/ until commit(). Not thread-safe: one owner calls commit() at most once.
+class PendingObject {
+ public:
+  // An object never committed is abandoned: its work is stopped and its temporary removed before
+  // the destructor returns (from then on its bytes are not read). May block for the write of one
+  // chunk (a few ms) or an fsync under way.
+  virtual ~PendingObject() = default;
+
+  // Makes the object visible, as put_object does: waits for the digest, calls
+  // `before_visible(sha256)` (an Error stops it: nothing becomes visible and the Error is
+  // returned), waits until the bytes are durable, then renames the temporary to
+  // objects/<sha256> and makes that durable. Returns the hex digest. A write that failed in the
+  // background (no space left, I/O error) is returned here. Blocking; call at most once.
+  virtual Result<std::string> commit(const BeforeVisible& before_visible) = 0;
+};
+
 class PayloadStore {
  public:
   virtual ~PayloadStore() = default;
@@ -44,9 +66,7 @@ class PayloadStore {
   // thread-safe. Errors name the location and cause.
   virtual Status put(std::string_view key, std::string_view bytes) = 0;
 
-  // Called by put_object with the digest once it is known, before the object can be seen under
-  // its key; an Error stops the put.
-  using BeforeVisible = std::function<Status(std::string_view sha256)>;
+  using BeforeVisible = payload::BeforeVisible;
 
   // Stores `bytes` as a content-addressed object: under object_key(sha256 of bytes), i.e.
   // "objects/<64 hex digits>", and returns that hex digest. `before_visible(sha256)` is called
@@ -56,14 +76,22 @@ class PayloadStore {
   // Two writers of equal bytes, in one process or several, both succeed and leave one object.
   //
   // The default hashes the bytes, calls `before_visible`, then put(). A store may do better: the
-  // file store hashes on a second thread while the bytes are written to a temporary file (one
-  // pass over memory each, at the same time), runs `before_visible` on that thread as soon as the
-  // digest is known, and renames the temporary into place once both are done and it is fsynced.
-  // So `before_visible` may run on another thread than the caller's, concurrently with the write.
-  // (A later overload may take the bytes as a range of an open file, e.g. an input's payload in
-  // a transport's body file, copied in the kernel: copy_file_range.) Blocking, thread-safe.
+  // file store (begin_object, then commit) hashes on one thread while another writes the bytes
+  // to a temporary file (one pass over memory each, at the same time), runs `before_visible` as
+  // soon as the digest is known, while the write may go on, and renames the temporary into place
+  // once both are done and it is fsynced. `before_visible` runs on the caller's thread.
+  // Blocking, thread-safe.
   virtual Result<std::string> put_object(std::string_view bytes,
                                          const BeforeVisible& before_visible);
+
+  // Starts writing `bytes` as a content-addressed object in the background (PendingObject),
+  // before the caller knows whether it will publish it: the sidecar writes a large inline input
+  // ahead while its runtime works, for an answer that passes it on unchanged. `bytes` must stay
+  // alive and unchanged until commit() returned or the PendingObject is destroyed. nullptr when
+  // the store cannot (the default; S3): the caller then uses put_object. Thread-safe.
+  virtual std::unique_ptr<PendingObject> begin_object(std::string_view /*bytes*/) {
+    return nullptr;
+  }
 
   // Appends the object's bytes to `out` (reading straight into its storage where the store can,
   // so a large object is held once). An Error starting with kNotFound when the object does not

@@ -1,10 +1,13 @@
 #include "payload/payload_store.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <csignal>
 #include <cstdlib>
 #include <filesystem>
@@ -12,6 +15,7 @@
 
 #include "common/aws/s3.hpp"
 #include "common/random_id.hpp"
+#include "payload/file/verified_mark.hpp"
 #include "payload/reference.hpp"
 
 namespace asya::payload {
@@ -156,6 +160,17 @@ class FilePayloadStoreTest : public ::testing::Test {
     options.url = "file://" + dir_.string();
     return make_payload_store(options);
   }
+  // Waits (with a deadline) until the one temporary in tmp/ holds `size` bytes.
+  void wait_until_written(std::size_t size) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::error_code ec;
+      for (const auto& entry : fs::directory_iterator(dir_ / "tmp", ec))
+        if (entry.file_size(ec) == size) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    FAIL() << "the temporary was not written within 60 s";
+  }
   std::size_t files_in(const char* sub) {
     std::error_code ec;
     return fs::exists(dir_ / sub)
@@ -199,6 +214,87 @@ TEST_F(FilePayloadStoreTest, PutObjectThatFailsMidwayLeavesNothingAndNamesTheCau
   auto again = store_->put_object(bytes, [](std::string_view) { return Status::Ok(); });
   ASSERT_TRUE(again.ok()) << again.error().message;
   EXPECT_EQ(files_in("objects"), 1u);
+}
+
+// An object written ahead (the sidecar's large inline input while its runtime works) is not
+// visible until commit(), which holds it first (before_visible) and then shows it whole under its
+// digest, marked verified.
+TEST_F(FilePayloadStoreTest, ObjectWrittenAheadIsVisibleOnlyOnceCommittedUnderItsDigest) {
+  const std::string bytes = large_bytes(20 << 20, 'e');
+  auto pending = store_->begin_object(bytes);
+  ASSERT_NE(pending, nullptr);
+  EXPECT_EQ(files_in("objects"), 0u);
+  bool held = false;
+  auto committed = pending->commit([&](std::string_view sha256) -> Status {
+    held = true;
+    EXPECT_EQ(sha256, sha256_hex(bytes));
+    EXPECT_EQ(files_in("objects"), 0u);  // the hold comes before the object is visible
+    return Status::Ok();
+  });
+  ASSERT_TRUE(committed.ok()) << committed.error().message;
+  EXPECT_TRUE(held);
+  EXPECT_EQ(*committed, sha256_hex(bytes));
+  pending.reset();  // a committed object stays when its handle goes
+  EXPECT_EQ(files_in("tmp"), 0u);
+  std::string out;
+  auto checked = store_->read_checked(object_key(*committed), *committed, bytes.size(), out);
+  ASSERT_TRUE(checked.ok() && *checked);
+  EXPECT_TRUE(out == bytes);
+  const fs::path object = dir_ / object_key(*committed);
+  const int fd = ::open(object.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  struct stat state {};
+  ASSERT_EQ(::fstat(fd, &state), 0);
+  EXPECT_TRUE(has_verified_mark(fd, state, *committed, bytes.size()));
+  ::close(fd);
+}
+
+// An object written ahead that no output used (the runtime changed the payload, failed or timed
+// out) is abandoned: whether its writing is under way or done, nothing is left.
+TEST_F(FilePayloadStoreTest, ObjectWrittenAheadAndAbandonedLeavesNothing) {
+  const std::string bytes = large_bytes(40 << 20, 'f');
+  auto at_once = store_->begin_object(bytes);
+  ASSERT_NE(at_once, nullptr);
+  at_once.reset();  // most likely midway
+  EXPECT_EQ(files_in("tmp"), 0u);
+  auto later = store_->begin_object(bytes);
+  ASSERT_NE(later, nullptr);
+  wait_until_written(bytes.size());
+  later.reset();
+  EXPECT_EQ(files_in("tmp"), 0u);
+  EXPECT_EQ(files_in("objects"), 0u);
+}
+
+// A hold that cannot be written, or a disk that fills up under the write, makes nothing visible;
+// commit() names the cause and nothing is left.
+TEST_F(FilePayloadStoreTest, ObjectWrittenAheadWhoseHoldOrWriteFailsCommitsNothing) {
+  const std::string bytes = large_bytes(4 << 20, 'g');
+  auto refused = store_->begin_object(bytes);
+  ASSERT_NE(refused, nullptr);
+  auto not_held = refused->commit([](std::string_view) -> Status { return Error{"hold refused"}; });
+  ASSERT_FALSE(not_held.ok());
+  EXPECT_EQ(not_held.error().message, "hold refused");
+  refused.reset();
+  EXPECT_EQ(files_in("objects"), 0u);
+  EXPECT_EQ(files_in("tmp"), 0u);
+
+  rlimit before{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &before), 0);
+  auto previous = std::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = before;
+  small.rlim_cur = 1 << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  auto full = store_->begin_object(bytes);
+  Result<std::string> not_written = Error{"no object begun"};
+  if (full) not_written = full->commit([](std::string_view) { return Status::Ok(); });
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &before), 0);
+  std::signal(SIGXFSZ, previous);
+  ASSERT_FALSE(not_written.ok());
+  EXPECT_NE(not_written.error().message.find("File too large"), std::string::npos)
+      << not_written.error().message;
+  full.reset();
+  EXPECT_EQ(files_in("objects"), 0u);
+  EXPECT_EQ(files_in("tmp"), 0u);
 }
 
 // Two sidecars (two stores on one directory) storing equal bytes at the same time: content

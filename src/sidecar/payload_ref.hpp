@@ -6,6 +6,7 @@
 // reference is published or resolved, a release by the end actors.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -98,6 +99,17 @@ class PayloadReferences {
     // "payload_unchanged" carries exactly this view (Router::after_runtime), so when the input
     // came as a reference, that output forwards it, with no hashing, comparing or writing.
     void set_input_text(std::string_view payload_text) { input_text_ = payload_text; }
+    // The input's inline payload (set_input_text), written to the store ahead while the runtime
+    // works (PayloadStore::begin_object): an output whose payload is exactly those bytes (a
+    // "payload_unchanged" answer, or the same bytes sent back) commits it instead of writing
+    // the payload again.
+    void set_written_ahead(std::unique_ptr<payload::PendingObject> object) {
+      ahead_ = std::move(object);
+    }
+    // The runtime call is over and the outputs are built: forgets the input's bytes and stream,
+    // and abandons an input written ahead that no output used (its writing stops, its temporary
+    // is removed; the sidecar then stops writing ahead until an input comes back unchanged).
+    void release_input();
 
    private:
     PayloadReferences& owner_;
@@ -107,6 +119,7 @@ class PayloadReferences {
     StreamedPayload* input_stream_ = nullptr;
     std::string_view replaced_;
     std::string_view input_text_;
+    std::unique_ptr<payload::PendingObject> ahead_;
     std::vector<Stored> stored_;  // payloads stored by this message
     std::set<std::string> held_;  // output ids held for the input's object
   };
@@ -115,9 +128,14 @@ class PayloadReferences {
   // (sidecar/batch_hooks.hpp): resolves `in` into `input` (its body is the request to send when
   // not empty) and sets `offload` up for the outputs; returns the decision instead when the
   // reference cannot be resolved (unresolved_decision, logged).
+  // With `write_ahead` (a message alone, whose payload's bytes stay mapped until the call and
+  // its outputs are done), an inline payload above the threshold is written to the store ahead
+  // (Outputs::set_written_ahead) while this sidecar's recent large inline inputs came back
+  // unchanged (write_ahead_enabled()).
   std::optional<Decision> prepare(const Router& router, const envelope::Envelope& in,
                                   const transport::Delivery& delivery, Input& input,
-                                  std::optional<Outputs>& offload, bool allow_stream = false);
+                                  std::optional<Outputs>& offload, bool allow_stream = false,
+                                  bool write_ahead = false);
 
   // The runtime call for an input streamed from its file (Input::stream; `body` the received
   // envelope, `payload_raw` its reference's text): the answer is received into `answer`. When
@@ -148,6 +166,10 @@ class PayloadReferences {
 
   payload::PayloadStore& store() { return *store_; }
   std::size_t threshold_bytes() const { return threshold_bytes_; }
+  // Whether prepare() writes large inline inputs ahead: true at first; false once an input
+  // written ahead was not passed on unchanged (its writing was wasted), true again once a large
+  // inline input comes back unchanged. Thread-safe.
+  bool write_ahead_enabled() const { return write_ahead_.load(std::memory_order_relaxed); }
 
  private:
   // The reference of a payload stored for `output_id` (`sha256`: its digest, or empty when not
@@ -157,6 +179,7 @@ class PayloadReferences {
 
   std::unique_ptr<payload::PayloadStore> store_;
   std::size_t threshold_bytes_;
+  std::atomic<bool> write_ahead_{true};
 };
 
 // The decision for an input whose reference could not be resolved (status kUnavailable: error-end
@@ -199,9 +222,9 @@ struct PayloadParts {
                                   const transport::Delivery& delivery,
                                   PayloadReferences::Input& input,
                                   std::optional<PayloadReferences::Outputs>& offload,
-                                  bool allow_stream = false) {
+                                  bool allow_stream = false, bool write_ahead = false) {
     if (!references) return std::nullopt;
-    return references->prepare(router, in, delivery, input, offload, allow_stream);
+    return references->prepare(router, in, delivery, input, offload, allow_stream, write_ahead);
   }
 };
 PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor);

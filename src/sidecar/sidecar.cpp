@@ -453,7 +453,8 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   std::optional<PayloadReferences::Outputs> offload;
   // A reference in a store of local files is streamed to the runtime and checked on the way
   // (sidecar/payload_stream.hpp): the payload is never held whole.
-  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload, /*allow_stream=*/true))
+  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload, /*allow_stream=*/true,
+                                     /*write_ahead=*/true))
     return std::move(*early);
   std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
   // A large answer whose output the transport would write as a body file is received straight
@@ -521,10 +522,7 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
   if (answer_lost) decision.wait_for_runtime = false;  // the runtime is well: nacked only
   // The resolved request was kept for the pass-through comparison (as large as the answer, which
   // is held until here anyway); not needed any more.
-  if (offload) {
-    offload->set_input_payload({});
-    offload->set_input_stream(nullptr);
-  }
+  if (offload) offload->release_input();
   std::string().swap(input.body);
   input.stream.reset();
   record_runtime_call(call_started, runtime_seconds, decision.failure.label());

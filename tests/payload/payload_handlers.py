@@ -118,3 +118,12 @@ def vanish_then_pass(payload):
     for name in os.listdir(root):
         os.unlink(os.path.join(root, name))
     return payload
+
+
+def pass_unless_asked(payload):
+    """Returns what it got (a pass-through: "payload_unchanged"), except for a payload
+    {"change": true, "data": ...}, answered with a small summary instead."""
+    _seen(payload)
+    if isinstance(payload, dict) and payload.get("change"):
+        return {"changed": len(payload["data"])}
+    return payload

@@ -298,6 +298,32 @@ def test_crash_during_upload_loses_nothing_and_its_leftover_is_swept(cluster, re
     wait_for(lambda: store.objects() == [], 60, "the object to be deleted after the end")
 
 
+def test_crash_before_the_rename_of_an_inline_input_written_ahead_loses_nothing(cluster, request):
+    """A large inline input passed on unchanged is written to the store ahead while its runtime
+    works; the sidecar dies before renaming it into place (payload.file_before_rename): nothing
+    was published, the redelivered message is stored and forwarded once, and the leftover is
+    swept."""
+    if cluster.transport != "sqlite":
+        pytest.skip("a file store's crash leftovers; once on sqlite")
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="4s",
+                      ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
+    passer = start(cluster, "pass", "passthrough", env={"ASYA_FAILPOINTS": "payload.file_before_rename"})
+    data = ("abcdefghijklmnopqrstuvwxyz" * (8 * MB // 26 + 1))[:8 * MB]
+    cluster.queues.send("asya-pass", {"id": "AHEAD1", "route": {"actors": ["pass"], "current": 0},
+                                      "payload": data})
+    crashed_at(passer, "payload.file_before_rename")
+    assert cluster.queues.stats(HAPPY)["ready"] == 0, "published before the object was in place"
+    assert store.objects() == [], "the object was renamed into place before the crash"
+    leftover = store.keys("tmp/")
+    assert len(leftover) == 1 and (store.dir / leftover[0]).stat().st_size == len(data) + 2, leftover
+    restart_without_failpoints(passer)  # the message comes back after its lease
+    start(cluster, "happy-end", runtime=False)
+    assert result(cluster, "AHEAD1")["payload"] == data
+    assert pathlib.Path(cluster.markers / "called-pass-x").read_text().count("call") == 2
+    wait_for(lambda: not set(leftover) & set(store.keys("tmp/")), 60, "the leftover to be swept")
+    wait_for(lambda: store.objects() == [], 60, "the object to be deleted after the end")
+
+
 def test_crash_after_the_upload_before_the_publish_loses_nothing_and_the_orphan_is_deleted(
         cluster, request):
     """The sidecar dies once the output's object is stored and held, before publishing the

@@ -5,7 +5,11 @@ it: a large inline payload is stored once, a reference is forwarded as it came (
 in a fan-out and in a batch each output gets its own envelope's payload. A rogue runtime that
 answers so although its sidecar did not declare the feature is still routed correctly (the
 sidecar knows the answer), and a runtime is trusted not to answer so for a payload it changed,
-as it is trusted for the bytes it sends."""
+as it is trusted for the bytes it sends. A large inline input is written to the store ahead while
+the runtime works: an unchanged or equal answer commits that object, any other answer abandons it
+(nothing left behind), and a sidecar whose input was not passed on stops writing ahead until one
+is again."""
+import hashlib
 import json
 import pathlib
 import sys
@@ -136,3 +140,59 @@ def test_unchanged_large_inline_payload_without_a_store_is_written_from_the_inpu
         assert got["payload"] == data and got["route"]["current"] == 2
         lines = [json.loads(line) for line in first.runtime.text().splitlines() if line.startswith("{")]
         assert [line["outputs"] for line in lines if line["msg"] == "answered payload_unchanged"] == [1]
+
+
+def stored_from_ahead(actor):
+    return actor.sidecar.text().count("written ahead, stored as")
+
+
+def assert_object_is(store, data):
+    """The store holds one object: the payload's JSON text, named by its SHA-256, no temporary."""
+    text = json.dumps(data).encode()
+    assert objects(store) == [hashlib.sha256(text).hexdigest()], objects(store)
+    assert (store / "objects" / objects(store)[0]).read_bytes() == text
+    assert not list((store / "tmp").iterdir()) if (store / "tmp").exists() else True
+
+
+def test_large_inline_payload_sent_back_whole_is_stored_from_its_object_written_ahead(request, build_path):
+    # The runtime sends the payload back (ASYA_PAYLOAD_UNCHANGED=false): the same bytes as the
+    # input, found by comparing them, so the object written ahead while it worked is the output's.
+    with running_cluster(request, build_path, "sqlite") as cluster:
+        store = store_env(cluster)
+        echo = cluster.actor("echo", env={"ASYA_HANDLER": "payload_handlers.passthrough",
+                                          "ASYA_PAYLOAD_UNCHANGED": "false", "ASYA_LOG_LEVEL": "debug"})
+        cluster.actor("happy-end", runtime=False)
+        data = letters(3 * MB)
+        cluster.queues.send("asya-echo", {"id": "W1", "route": {"actors": ["echo"]}, "payload": data})
+        assert result(cluster, "W1")["payload"] == data
+        assert_object_is(store, data)
+        assert stored_from_ahead(echo) == 1, echo.sidecar.text()
+
+
+def test_an_input_not_passed_on_abandons_its_object_and_stops_writing_ahead_until_one_is(
+        request, build_path):
+    with running_cluster(request, build_path, "sqlite") as cluster:
+        store = store_env(cluster)
+        gate = cluster.actor("gate", env={"ASYA_HANDLER": "payload_handlers.pass_unless_asked",
+                                          "ASYA_LOG_LEVEL": "debug"})
+        cluster.actor("happy-end", runtime=False)
+
+        def through(envelope_id, payload):
+            cluster.queues.send("asya-gate", {"id": envelope_id, "route": {"actors": ["gate"]},
+                                              "payload": payload})
+            return result(cluster, envelope_id)["payload"]
+
+        first = letters(2 * MB)
+        assert through("G1", first) == first  # written ahead, committed
+        assert_object_is(store, first)
+        # Changed by its handler: the object written ahead is abandoned, nothing is stored.
+        assert through("G2", {"change": True, "data": letters(2 * MB)}) == {"changed": 2 * MB}
+        assert len(objects(store)) == 1 and not list((store / "tmp").iterdir())
+        assert "written ahead is abandoned" in gate.sidecar.text()
+        # Not written ahead (the last one was wasted), stored as before; it came back unchanged,
+        # so the next one is written ahead again.
+        second, third = first[1:] + "A", first[2:] + "BB"
+        assert through("G3", second) == second
+        assert through("G4", third) == third
+        assert stored_from_ahead(gate) == 2, gate.sidecar.text()
+        assert len(objects(store)) == 3 and not list((store / "tmp").iterdir())

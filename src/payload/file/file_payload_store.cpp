@@ -6,6 +6,7 @@
 // Objects (objects/<sha256>) carry a verified mark once written or hashed (verified_mark.hpp).
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include <filesystem>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "common/durable_file.hpp"
 #include "common/failpoint.hpp"
@@ -61,6 +63,7 @@ class FilePayloadStore : public PayloadStore {
 
   Result<std::string> put_object(std::string_view bytes,
                                  const BeforeVisible& before_visible) override;
+  std::unique_ptr<PendingObject> begin_object(std::string_view bytes) override;
 
   Status read(std::string_view key, std::string& out) override {
     fs::path path = dir_ / fs::path(key);
@@ -225,69 +228,146 @@ class FilePayloadStore : public PayloadStore {
 // thread costs more than it saves).
 constexpr std::size_t kHashWhileWritingBytes = std::size_t{1} << 20;
 
-// The hash and the write each make one pass over `bytes`, at the same time: the digest thread
-// hashes, then calls `before_visible` (the hold: a small durable put) while this thread still
-// writes the temporary, whose pages the disk takes as they are written (write_parts). Once both
-// are done, the temporary is fsynced (its tail, mostly) and renamed to objects/<digest> (the hold
-// is durable before the object is visible, as with put_object's default), then the directory is
-// fsynced once. A crash before the rename leaves the temporary in tmp/ (swept once
-// old); a failure removes it. Two writers of equal bytes write their own temporaries and rename
-// them over one another: the object is whole either way.
-Result<std::string> FilePayloadStore::put_object(std::string_view bytes,
-                                                 const BeforeVisible& before_visible) {
-  if (bytes.size() < kHashWhileWritingBytes) return PayloadStore::put_object(bytes, before_visible);
-  const fs::path objects = dir_ / "objects";
+// An object of FilePayloadStore written ahead (begin_object; put_object uses it too). A writer
+// thread writes the bytes to the temporary in 8 MiB chunks, each handed to the disk as soon as it
+// is written (sync_file_range), then fsyncs it; a hasher thread hashes them meanwhile (one pass
+// over memory each, at the same time). commit() waits for the digest, runs `before_visible` (the
+// hold: a small durable put, while the writer may still write), waits for the writer, then renames
+// the temporary to objects/<digest> (the hold is durable before the object is visible) and
+// fsyncs the directory once. A crash before the rename leaves the temporary in tmp/ (swept once
+// old); an abandoned or failed object removes it. Two writers of equal bytes write their own
+// temporaries and rename them over one another: the object is whole either way.
+class FilePendingObject final : public PendingObject {
+ public:
+  FilePendingObject(fs::path objects, fs::path temporary, int fd, std::string_view bytes)
+      : objects_(std::move(objects)), temporary_(std::move(temporary)), fd_(fd), bytes_(bytes) {}
+
+  // Starts the two threads; throws std::system_error when they cannot be had (nothing runs then).
+  void start() {
+    writer_ = std::thread([this] { write(); });
+    try {
+      hasher_ = std::thread([this] { hash(); });
+    } catch (const std::system_error&) {
+      cancelled_ = true;
+      writer_.join();
+      throw;
+    }
+  }
+
+  ~FilePendingObject() override {
+    cancelled_ = true;
+    if (hasher_.joinable()) hasher_.join();
+    if (writer_.joinable()) writer_.join();
+    if (fd_ >= 0) ::close(fd_);
+    if (!renamed_) ::unlink(temporary_.c_str());
+  }
+
+  Result<std::string> commit(const BeforeVisible& before_visible) override {
+    hasher_.join();
+    Status visible = before_visible(sha256_);
+    if (!visible) cancelled_ = true;  // nothing will be published: stop writing
+    writer_.join();
+    // The digest (and the hold) first: a crash at the failpoint leaves this temporary only.
+    if (written_ && visible) failpoint("payload.file_before_rename");
+    const int fd = std::exchange(fd_, -1);
+    if (::close(fd) != 0 && written_)
+      written_ =
+          Error{fmt::format("closing {} failed: {}", temporary_.string(), std::strerror(errno))};
+    if (!visible) return visible.error();
+    if (!written_) return Error{"payload store: " + written_.message()};
+    const fs::path final_path = objects_ / sha256_;
+    if (::rename(temporary_.c_str(), final_path.c_str()) != 0)
+      return Error{fmt::format("payload store: renaming {} to {} failed: {}", temporary_.string(),
+                               final_path.string(), std::strerror(errno))};
+    renamed_ = true;
+    if (Status synced = fsync_directory(objects_); !synced)
+      return Error{"payload store: " + synced.message()};
+    // The digest of exactly the bytes written: readers need not hash the object again.
+    (void)mark_written_object(final_path.string(), sha256_, bytes_.size());
+    return sha256_;
+  }
+
+ private:
+  static constexpr std::size_t kChunk = std::size_t{8} << 20;
+
+  void hash() {
+    EVP_MD_CTX* context = EVP_MD_CTX_new();
+    if (context == nullptr || EVP_DigestInit_ex(context, EVP_sha256(), nullptr) != 1) {
+      EVP_MD_CTX_free(context);
+      sha256_ = sha256_hex(bytes_);
+      return;
+    }
+    for (std::size_t done = 0; done < bytes_.size() && !cancelled_;) {
+      const std::size_t take = std::min(kChunk, bytes_.size() - done);
+      EVP_DigestUpdate(context, bytes_.data() + done, take);
+      done += take;
+    }
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(context, digest, &length);
+    EVP_MD_CTX_free(context);
+    sha256_ = digest_hex(digest, length);
+  }
+
+  void write() {
+    for (std::size_t done = 0; done < bytes_.size();) {
+      if (cancelled_) {
+        written_ = Error{"abandoned"};
+        return;
+      }
+      const std::string_view chunk = bytes_.substr(done, kChunk);
+      written_ = write_parts(fd_, std::span<const std::string_view>(&chunk, 1),
+                             /*start_writeback=*/false, temporary_);
+      if (!written_) return;
+      // Handed to the disk now, so that the fsync waits for the tail only.
+      (void)::sync_file_range(fd_, static_cast<off_t>(done), static_cast<off_t>(chunk.size()),
+                              SYNC_FILE_RANGE_WRITE);
+      done += chunk.size();
+    }
+    if (!cancelled_ && ::fsync(fd_) != 0)
+      written_ =
+          Error{fmt::format("fsync of {} failed: {}", temporary_.string(), std::strerror(errno))};
+  }
+
+  const fs::path objects_;
+  const fs::path temporary_;
+  int fd_;
+  const std::string_view bytes_;
+  std::atomic<bool> cancelled_{false};
+  std::string sha256_;  // the hasher's, read after joining it
+  Status written_;      // the writer's, read after joining it
+  bool renamed_ = false;
+  std::thread writer_;
+  std::thread hasher_;
+};
+
+std::unique_ptr<PendingObject> FilePayloadStore::begin_object(std::string_view bytes) {
+  fs::path objects = dir_ / "objects";
   std::error_code ec;
   fs::create_directories(objects, ec);
   if (!ec) fs::create_directories(dir_ / "tmp", ec);
-  if (ec)
-    return Error{fmt::format("payload store: cannot create directories in {}: {}", dir_.string(),
-                             ec.message())};
-  const fs::path temporary =
+  if (ec) return nullptr;  // put_object then says why
+  fs::path temporary =
       dir_ / "tmp" / fmt::format("object.{}.{}.tmp", ::getpid(), temporary_counter.fetch_add(1));
-  int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-  if (fd < 0)
-    return Error{fmt::format("payload store: creating {} failed: {}", temporary.string(),
-                             std::strerror(errno))};
-  std::string sha256;
-  Status visible;
-  std::thread digest;
+  const int fd = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return nullptr;
+  auto pending =
+      std::make_unique<FilePendingObject>(std::move(objects), std::move(temporary), fd, bytes);
   try {
-    digest = std::thread([&] {
-      sha256 = sha256_hex(bytes);
-      visible = before_visible(sha256);
-    });
-  } catch (const std::system_error&) {  // no thread to be had: one after the other
-    ::close(fd);
-    ::unlink(temporary.c_str());
-    return PayloadStore::put_object(bytes, before_visible);
+    pending->start();
+  } catch (const std::system_error&) {  // no thread to be had: the caller writes it in one go
+    return nullptr;
   }
-  Status written = write_parts(fd, std::span<const std::string_view>(&bytes, 1),
-                               /*start_writeback=*/true, temporary);
-  // The digest (and the hold) first: a crash at the failpoint leaves this temporary only.
-  digest.join();
-  if (written && visible) failpoint("payload.file_before_rename");
-  if (written && visible && ::fsync(fd) != 0)
-    written =
-        Error{fmt::format("fsync of {} failed: {}", temporary.string(), std::strerror(errno))};
-  if (::close(fd) != 0 && written)
-    written = Error{fmt::format("closing {} failed: {}", temporary.string(), std::strerror(errno))};
-  if (!written || !visible) {
-    ::unlink(temporary.c_str());
-    if (!visible) return visible.error();
-    return Error{"payload store: " + written.message()};
-  }
-  const fs::path final_path = dir_ / fs::path(object_key(sha256));
-  if (::rename(temporary.c_str(), final_path.c_str()) != 0) {
-    int error = errno;
-    ::unlink(temporary.c_str());
-    return Error{fmt::format("payload store: renaming {} to {} failed: {}", temporary.string(),
-                             final_path.string(), std::strerror(error))};
-  }
-  if (Status synced = fsync_directory(objects); !synced)
-    return Error{"payload store: " + synced.message()};
-  mark_written(object_key(sha256), final_path, bytes.size());
-  return sha256;
+  return pending;
+}
+
+Result<std::string> FilePayloadStore::put_object(std::string_view bytes,
+                                                 const BeforeVisible& before_visible) {
+  std::unique_ptr<PendingObject> pending;
+  if (bytes.size() >= kHashWhileWritingBytes) pending = begin_object(bytes);
+  // Small, or no temporary or thread to be had: hashed, then put() (which names any error).
+  if (!pending) return PayloadStore::put_object(bytes, before_visible);
+  return pending->commit(before_visible);
 }
 
 }  // namespace
