@@ -5,6 +5,7 @@ PYTEST ?= /usr/bin/python3 -m pytest
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 30
 export ASYA_BUILD_DIR := $(abspath $(BUILD_DIR))
+NINJA_BUILD = ninja -C $(BUILD_DIR)
 
 .PHONY: all setup bench-setup configure build install deb test test-cpp test-python fuzz demo bench format format-check clean
 
@@ -19,7 +20,7 @@ $(BUILD_DIR)/build.ninja:
 configure: $(BUILD_DIR)/build.ninja
 
 build: configure
-	ninja -C $(BUILD_DIR)
+	$(NINJA_BUILD)
 
 # Installs the programs, the Python runtime, the C++ runtime library with find_package(asya), man
 # pages and shell completion under PREFIX (docs/install.md): make install PREFIX=~/.local
@@ -30,8 +31,13 @@ install: build
 deb: build
 	cd $(BUILD_DIR) && cpack -G DEB
 
-test: setup build
-	@./scripts/test-all
+# The build, with the Node test clients' node_modules installing meanwhile (scripts/test-all
+# --node-modules) instead of before pytest on the critical path.
+test: setup configure
+	@./scripts/test-all --node-modules & node_modules=$$!; \
+	  $(NINJA_BUILD); build_rc=$$?; \
+	  wait $$node_modules; [ $$build_rc -eq 0 ] || exit $$build_rc; \
+	  ./scripts/test-all
 
 test-cpp: build
 	ctest --test-dir $(BUILD_DIR) -j2 --output-on-failure
