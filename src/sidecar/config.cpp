@@ -247,6 +247,8 @@ Large payloads by reference (docs/configuration.md "Payload store"):
   ASYA_PAYLOAD_STORE (empty: off; file:///dir or s3://bucket/prefix), ASYA_PAYLOAD_THRESHOLD
   (256KiB: larger payloads are stored and referenced), ASYA_PAYLOAD_GRACE (15m),
   ASYA_PAYLOAD_ORPHAN_AGE (24h), ASYA_PAYLOAD_SWEEP_INTERVAL (1m; end actors sweep)
+  ASYA_PAYLOAD_FD (true: a payload in a file goes to a runtime that declared payload-fd as a
+  read-only file descriptor; false: always its bytes)
 The s3:// result store and payload store read ASYA_S3_ENDPOINT (or AWS_ENDPOINT_URL_S3) and the AWS_* variables.
 Options: -h, --help prints this text; --version prints the version; both exit 0.
 Exit codes: 0 after a clean shutdown, 1 fatal error, 2 invalid configuration, 3 runtime timeout,
