@@ -1,6 +1,7 @@
 """The socket protocol's framing (docs/protocol.md section 3: a 4-byte big-endian length, then the
 body) for the test-only runtimes that speak it by hand (tests/sidecar/oneshot_runtime.py,
-rogue_batch_runtime.py, tests/adversarial/rogue_runtime.py, tests/local/handlers/dir_name_runtime.py).
+rogue_batch_runtime.py, tests/adversarial/rogue_runtime.py, tests/local/handlers/dir_name_runtime.py,
+tests/payload/fd_runtime.py).
 Python standard library only; those scripts run as their own processes and put tests/ on sys.path."""
 import struct
 

@@ -15,20 +15,10 @@ import struct
 import sys
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from runtime_framing import frame  # noqa: E402
+from runtime_framing import frame, read_exact  # noqa: E402
 
 PATH = os.environ["ASYA_SOCKET_PATH"]
 MARKER = os.path.join(os.environ["TEST_MARKER_DIR"], "fd-" + os.environ["ASYA_ACTOR_NAME"] + ".json")
-
-
-def read_exact(conn, n):
-    data = b""
-    while len(data) < n:
-        chunk = conn.recv(n - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 def serve(conn):
