@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "payload/file/object_file.hpp"
 #include "payload/file/verified_mark.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
@@ -50,30 +51,10 @@ struct DigestContext {
 
 Result<std::unique_ptr<StreamedPayload>> StreamedPayload::open(const std::filesystem::path& path,
                                                                payload::Reference reference) {
-  // O_NONBLOCK: a FIFO put in the store must not block the open forever (no effect on the reads
-  // of a regular file); anything but a regular file is not an object.
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    int error = errno;
-    if (error == ENOENT)
-      return Error{
-          fmt::format("{} payload store: no object {}", payload::kNotFound, path.string())};
-    return Error{
-        fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(error))};
-  }
   struct stat state {};
-  if (::fstat(fd, &state) != 0) {
-    const int error = errno;
-    ::close(fd);
-    return Error{
-        fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(error))};
-  }
-  if (!S_ISREG(state.st_mode)) {
-    ::close(fd);
-    return Error{
-        fmt::format("{} payload store: {} is not a regular file (mode {:o}): not an object",
-                    payload::kNotFound, path.string(), state.st_mode & S_IFMT)};
-  }
+  auto opened = payload::open_object_file(path, state);
+  if (!opened) return opened.error();
+  const int fd = *opened;
   (void)::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   return std::unique_ptr<StreamedPayload>(new StreamedPayload(fd, path, std::move(reference)));
 }

@@ -20,6 +20,7 @@
 
 #include "common/durable_file.hpp"
 #include "common/failpoint.hpp"
+#include "payload/file/object_file.hpp"
 #include "payload/file/verified_mark.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
@@ -68,7 +69,7 @@ class FilePayloadStore : public PayloadStore {
   Status read(std::string_view key, std::string& out) override {
     fs::path path = dir_ / fs::path(key);
     struct stat st {};
-    auto fd = open_object(path, st);
+    auto fd = open_object_file(path, st);
     if (!fd) return fd.error();
     Status read_status = read_whole(*fd, path, st, out);
     ::close(*fd);
@@ -79,7 +80,7 @@ class FilePayloadStore : public PayloadStore {
                             std::string& out) override {
     fs::path path = dir_ / fs::path(key);
     struct stat st {};
-    auto fd = open_object(path, st);
+    auto fd = open_object_file(path, st);
     if (!fd) return fd.error();
     bool marked = has_verified_mark(*fd, st, sha256, size_bytes);
     const std::size_t start = out.size();
@@ -161,33 +162,6 @@ class FilePayloadStore : public PayloadStore {
   }
 
  private:
-  // Opens the object's file and fstat()s it; an Error starting with kNotFound when it is missing
-  // or is not a regular file (an object is never anything else; O_NONBLOCK so that a FIFO put
-  // in the store cannot block the open forever: it has no effect on a regular file's reads).
-  static Result<int> open_object(const fs::path& path, struct stat& st) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0) {
-      int err = errno;
-      if (err == ENOENT)
-        return Error{fmt::format("{} payload store: no object {}", kNotFound, path.string())};
-      return Error{
-          fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(err))};
-    }
-    if (::fstat(fd, &st) != 0) {
-      int err = errno;
-      ::close(fd);
-      return Error{
-          fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(err))};
-    }
-    if (!S_ISREG(st.st_mode)) {
-      ::close(fd);
-      return Error{
-          fmt::format("{} payload store: {} is not a regular file (mode {:o}): not an object",
-                      kNotFound, path.string(), st.st_mode & S_IFMT)};
-    }
-    return fd;
-  }
-
   // Appends the file's st.st_size bytes to `out` (nothing appended on an error).
   static Status read_whole(int fd, const fs::path& path, const struct stat& st, std::string& out) {
     const std::size_t start = out.size();
@@ -371,6 +345,30 @@ Result<std::string> FilePayloadStore::put_object(std::string_view bytes,
 }
 
 }  // namespace
+
+Result<int> open_object_file(const fs::path& path, struct stat& st) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    int err = errno;
+    if (err == ENOENT)
+      return Error{fmt::format("{} payload store: no object {}", kNotFound, path.string())};
+    return Error{
+        fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(err))};
+  }
+  if (::fstat(fd, &st) != 0) {
+    int err = errno;
+    ::close(fd);
+    return Error{
+        fmt::format("payload store: cannot stat {}: {}", path.string(), std::strerror(err))};
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return Error{
+        fmt::format("{} payload store: {} is not a regular file (mode {:o}): not an object",
+                    kNotFound, path.string(), st.st_mode & S_IFMT)};
+  }
+  return fd;
+}
 
 std::unique_ptr<PayloadStore> make_file_payload_store(const PayloadStoreOptions& options) {
   std::string_view url = options.url;
