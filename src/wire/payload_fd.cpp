@@ -3,15 +3,12 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <charconv>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "wire/json_scan.hpp"
 #include "wire/runtime_client.hpp"
@@ -106,16 +103,8 @@ std::optional<std::string> payload_fd_request(std::string_view body, std::string
 
 bool peer_runtime_declares(int connection_fd, std::string_view socket_path,
                            std::string_view capability) {
-  ucred credentials{};
-  socklen_t length = sizeof(credentials);
-  if (::getsockopt(connection_fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0)
-    return false;
-  std::ifstream in(ready_file_for(socket_path));
-  if (!in) return false;
-  std::ostringstream text;
-  text << in.rdbuf();
   // The ready file has the shape of the sidecar-features file: a pid, then one line per feature.
-  return sidecar_declares(text.str(), static_cast<long>(credentials.pid), capability);
+  return peer_file_declares(connection_fd, ready_file_for(socket_path), capability);
 }
 
 Result<PayloadFdMarker> parse_payload_fd_marker(std::string_view request) {

@@ -65,16 +65,20 @@ bool sidecar_declares(std::string_view contents, long peer_pid, std::string_view
   return false;
 }
 
-bool peer_declares(int connection_fd, std::string_view socket_path, std::string_view feature) {
+bool peer_file_declares(int connection_fd, const std::string& file, std::string_view feature) {
   ucred credentials{};
   socklen_t length = sizeof(credentials);
   if (::getsockopt(connection_fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0)
     return false;
-  std::ifstream in(sidecar_features_file_for(socket_path));
+  std::ifstream in(file);
   if (!in) return false;
   std::ostringstream text;
   text << in.rdbuf();
   return sidecar_declares(text.str(), static_cast<long>(credentials.pid), feature);
+}
+
+bool peer_declares(int connection_fd, std::string_view socket_path, std::string_view feature) {
+  return peer_file_declares(connection_fd, sidecar_features_file_for(socket_path), feature);
 }
 
 }  // namespace asya::wire

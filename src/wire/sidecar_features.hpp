@@ -50,4 +50,9 @@ bool sidecar_declares(std::string_view contents, long peer_pid, std::string_view
 // enough for once per connection.
 bool peer_declares(int connection_fd, std::string_view socket_path, std::string_view feature);
 
+// The same for any file of that shape (a pid, then one line per feature), such as a runtime's
+// ready file read by the sidecar for the connection it opened (PROTOCOL §3): whether `file`
+// declares `feature` for the peer of `connection_fd`.
+bool peer_file_declares(int connection_fd, const std::string& file, std::string_view feature);
+
 }  // namespace asya::wire
