@@ -33,6 +33,16 @@ Result<std::vector<Delivery>> finish_hand_off(const LeaseParts& parts, Connectio
 Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string_view queue,
                                             Registration& registration, bool& lost) {
   lost = false;
+  {
+    // Committed in its slot already (hand_off_slots.hpp): no read of the database.
+    Delivery slotted;
+    if (parts.slots.take(registration.token, queue, slotted) == HandOffSlots::Take::kTaken) {
+      parts.waiters.taken(std::exchange(registration.token, 0));
+      std::vector<Delivery> out;
+      out.push_back(std::move(slotted));
+      return out;
+    }
+  }
   auto c = parts.pool.acquire();
   if (!c) return c.error();
   auto handed = parts.waiters.look(c->connection(), queue, registration.token);
@@ -164,6 +174,8 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
   }
   std::int64_t new_registration = 0;
   if (registration && ids.empty() && request.register_if_none && !was_registered) {
+    // Its slot file exists before any sender can see the row (hand_off_slots.hpp).
+    parts.slots.open_own(owners.owner());
     new_registration = owners.next_token();
     if (Status s = parts.waiters.register_in(db, queue, new_registration, owners.owner(),
                                              request.visibility_timeout);
