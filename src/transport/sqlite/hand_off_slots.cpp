@@ -16,8 +16,9 @@ namespace asya::transport::sqlite {
 namespace {
 
 constexpr std::size_t kFileBytes = HandOffSlots::kSlots * HandOffSlots::kSlotBytes;
-// Bounds the slot files a sender keeps mapped (one per receiving instance it handed to).
-constexpr std::size_t kMaxMapped = 64;
+// Bounds the slot files a sender keeps mapped (one per receiving instance it handed to; address
+// space only, 512 KiB each: a sender touches the pages of the slots it writes).
+constexpr std::size_t kMaxMapped = 256;
 
 // The header of a slot (HandOffSlots::kHeaderBytes); the body follows it.
 constexpr std::size_t kSequence = 0;    // odd while a sender writes the slot
