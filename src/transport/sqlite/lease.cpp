@@ -62,6 +62,9 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
   LeaseOwners& owners = parts.owners;
   Registration* registration = request.registration;
   look = LeaseLook{};
+  // A receive() that may register as waiting has its slot file before any sender can see its row
+  // (hand_off_slots.hpp); created once, outside the write lock.
+  if (registration && request.register_if_none) parts.slots.open_own(owners.owner());
   auto c = parts.pool.acquire();
   if (!c) return c.error();
   Connection& db = c->connection();
@@ -174,8 +177,6 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
   }
   std::int64_t new_registration = 0;
   if (registration && ids.empty() && request.register_if_none && !was_registered) {
-    // Its slot file exists before any sender can see the row (hand_off_slots.hpp).
-    parts.slots.open_own(owners.owner());
     new_registration = owners.next_token();
     if (Status s = parts.waiters.register_in(db, queue, new_registration, owners.owner(),
                                              request.visibility_timeout);
