@@ -16,7 +16,9 @@
 // (`stage`); after its COMMIT returned it marks the slot committed (`publish`). The woken receiver
 // returns the message from its slot once the slot is marked committed for its own token; while
 // it is staged but not yet committed it waits for that (yielding), and whenever the slot holds
-// anything else it reads the database as before.
+// anything else it reads the database as before. Only right after its wake-up: a receiver that
+// looks later (its fallback poll, after a wake-up it missed) reads the database, which also
+// checks that the message is still leased with its token.
 //
 // The database stays the only record: a slot is a copy of a row the sender's committed
 // transaction holds, leased to the receiver's token. A slot never published (the sender's COMMIT

@@ -33,16 +33,6 @@ Result<std::vector<Delivery>> finish_hand_off(const LeaseParts& parts, Connectio
 Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string_view queue,
                                             Registration& registration, bool& lost) {
   lost = false;
-  {
-    // Committed in its slot already (hand_off_slots.hpp): no read of the database.
-    Delivery slotted;
-    if (parts.slots.take(registration.token, queue, slotted) == HandOffSlots::Take::kTaken) {
-      parts.waiters.taken(std::exchange(registration.token, 0));
-      std::vector<Delivery> out;
-      out.push_back(std::move(slotted));
-      return out;
-    }
-  }
   auto c = parts.pool.acquire();
   if (!c) return c.error();
   auto handed = parts.waiters.look(c->connection(), queue, registration.token);
