@@ -102,19 +102,23 @@ GroupCommit::Outcome GroupCommit::try_batch(Connection& db, std::vector<Request*
       r->result = (*r->op)(db, abort);
     } catch (...) {  // no connection goes back to the pool inside a transaction
       (void)db.run(kRollback, "ROLLBACK");
+      if (ended_) ended_(false);
       throw;
     }
     if (abort) {
       (void)db.run(kRollback, "ROLLBACK");
+      if (ended_) ended_(false);
       return Outcome::kOperationAborted;
     }
   }
   wake_before_commit(batch);
   if (Status s = db.run(kCommit, "COMMIT"); !s) {
     (void)db.run(kRollback, "ROLLBACK");
+    if (ended_) ended_(false);
     for (Request* r : batch) r->result = Error{*r->what + ": " + s.message()};
     return Outcome::kFailed;
   }
+  if (ended_) ended_(true);
   return Outcome::kCommitted;
 }
 

@@ -72,8 +72,12 @@ class GroupCommit {
   // Wakes the receivers of a queue (QueueWaker::notify); called with the write lock held.
   using Wake = std::function<void(std::string_view queue)>;
 
-  explicit GroupCommit(ConnectionPool& pool, Wake wake = {})
-      : pool_(pool), wake_(std::move(wake)) {}
+  // Called by the leader after each transaction it began: true right after its COMMIT returned,
+  // false after it was rolled back or its COMMIT failed (hand-off slots, hand_off_slots.hpp).
+  using Ended = std::function<void(bool committed)>;
+
+  explicit GroupCommit(ConnectionPool& pool, Wake wake = {}, Ended ended = {})
+      : pool_(pool), wake_(std::move(wake)), ended_(std::move(ended)) {}
 
   // Runs `op` in a shared write transaction; returns once that transaction committed (or failed)
   // with `op`'s result. `what` names the operation in errors of BEGIN/COMMIT ("send to queue
@@ -115,6 +119,7 @@ class GroupCommit {
 
   ConnectionPool& pool_;
   Wake wake_;
+  Ended ended_;
   mutable std::mutex mutex_;
   std::condition_variable done_;
   std::vector<Request*> pending_;

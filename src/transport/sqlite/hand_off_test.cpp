@@ -242,7 +242,8 @@ class SqliteHandOffParts : public ::testing::Test {
   sqlite::LeaseOwners owners;
   sqlite::BodyFiles body_files{settings.path};
   sqlite::Waiters waiters{owners.host()};
-  sqlite::LeaseParts parts{pool, owners, body_files, waiters};
+  sqlite::HandOffSlots slots{settings.path};
+  sqlite::LeaseParts parts{pool, owners, body_files, waiters, slots};
   sqlite::Registration registration;
 };
 

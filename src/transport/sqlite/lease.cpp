@@ -52,6 +52,9 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
   LeaseOwners& owners = parts.owners;
   Registration* registration = request.registration;
   look = LeaseLook{};
+  // A receive() that may register as waiting has its slot file before any sender can see its row
+  // (hand_off_slots.hpp); created once, outside the write lock.
+  if (registration && request.register_if_none) parts.slots.open_own(owners.owner());
   auto c = parts.pool.acquire();
   if (!c) return c.error();
   Connection& db = c->connection();

@@ -14,6 +14,7 @@
 #include "transport/sqlite/body_files.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/hand_off.hpp"
+#include "transport/sqlite/hand_off_slots.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/transport.hpp"
 
@@ -64,6 +65,7 @@ struct LeaseParts {
   LeaseOwners& owners;
   BodyFiles& body_files;
   Waiters& waiters;
+  HandOffSlots& slots;
 };
 
 // Leases up to `request.max_messages` ready messages in one write transaction. A lease that takes

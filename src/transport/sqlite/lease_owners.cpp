@@ -98,7 +98,8 @@ bool LeaseOwners::run_owner_sql(Connection& db, const char* sql, std::int64_t ow
 }
 
 void LeaseOwners::release_dead_owners(Connection& db,
-                                      const std::function<void(const std::string&)>& wake) {
+                                      const std::function<void(const std::string&)>& wake,
+                                      const std::function<void(std::int64_t owner)>& forgotten) {
   std::vector<std::pair<std::int64_t, pid_t>> dead;
   sqlite3_stmt* s = nullptr;
   if (sqlite3_prepare_v2(db.db(), "SELECT owner, pid, started FROM lease_owners WHERE host = ?1",
@@ -141,6 +142,7 @@ void LeaseOwners::release_dead_owners(Connection& db,
       (void)db.run(kRollback, "ROLLBACK");
       return;
     }
+    if (forgotten) forgotten(number);  // its hand-off slot file (hand_off_slots.hpp)
     if (released > 0) {
       spdlog::info(
           "sqlite transport: {} message(s) leased by process {}, which is gone, are visible "

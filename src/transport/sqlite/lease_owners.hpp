@@ -53,8 +53,10 @@ class LeaseOwners {
 
   // Makes the messages leased by processes of this machine that are gone visible again at once
   // (their delivery count stays, as after a nack) and forgets those owners, one owner per write
-  // transaction; after each commit calls `wake` once per queue that got messages back.
-  void release_dead_owners(Connection& db, const std::function<void(const std::string&)>& wake);
+  // transaction; after each commit calls `wake` once per queue that got messages back, and
+  // `forgotten` (when given) with the owner number.
+  void release_dead_owners(Connection& db, const std::function<void(const std::string&)>& wake,
+                           const std::function<void(std::int64_t owner)>& forgotten = {});
 
  private:
   bool run_owner_sql(Connection& db, const char* sql, std::int64_t owner_number,

@@ -20,6 +20,7 @@
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/group_commit.hpp"
 #include "transport/sqlite/hand_off.hpp"
+#include "transport/sqlite/hand_off_slots.hpp"
 #include "transport/sqlite/lease.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
 #include "transport/sqlite/lease_owners.hpp"
@@ -73,8 +74,9 @@ class SqliteTransport final : public Transport {
     auto connection = Connection::open(settings_, /*create_schema=*/true);
     if (!connection) throw ConfigError(connection.error().message);
     body_files_.sweep_orphans(*connection.value());
-    lease_owners_.release_dead_owners(*connection.value(),
-                                      [this](const std::string& queue) { waker_.notify(queue); });
+    lease_owners_.release_dead_owners(
+        *connection.value(), [this](const std::string& queue) { waker_.notify(queue); },
+        [this](std::int64_t owner) { slots_.remove_file_of(owner); });
     body_files_.swept_now();
     pool_.add(std::move(connection.value()));
   }
@@ -300,6 +302,7 @@ class SqliteTransport final : public Transport {
     waker_.stop();
     waiters_.forget(pool_, lease_owners_.owner(),
                     [this](const std::string& queue) { waker_.notify(queue); });
+    slots_.remove_own();
     lease_owners_.forget(pool_);
     pool_.close();
   }
@@ -367,20 +370,22 @@ class SqliteTransport final : public Transport {
       if (!p.file_name.empty()) bind_text(*s, 4, p.file_name);
       if (waiter) sqlite3_bind_int64(*s, 5, waiter->token);
       if (sqlite3_step(*s) != SQLITE_DONE) return fail(failure("send", m.queue, db), true);
+      const std::int64_t id = sqlite3_last_insert_rowid(db.db());
       if (waiter) {
-        if (Status handed =
-                waiters_.mark_handed(db, waiter->token, sqlite3_last_insert_rowid(db.db()));
-            !handed)
+        if (Status handed = waiters_.mark_handed(db, waiter->token, id); !handed)
           return fail(handed, true);
       }
       if (p.file_name.empty()) {
-        std::int64_t id = sqlite3_last_insert_rowid(db.db());
+        std::string_view body = m.parts.empty() ? m.body : std::string_view(p.joined);
         auto b = db.statement(kSendBody);
         if (!b) return fail(b.error(), true);
         ResetOnExit reset_body{*b};
         sqlite3_bind_int64(*b, 1, id);
-        bind_blob(*b, 2, m.parts.empty() ? m.body : std::string_view(p.joined));
+        bind_blob(*b, 2, body);
         if (sqlite3_step(*b) != SQLITE_DONE) return fail(failure("send", m.queue, db), true);
+        // The woken receiver takes it from its slot once this transaction committed
+        // (hand_off_slots.hpp), instead of reading the database.
+        if (waiter) slots_.stage(waiter->token, id, body);
       }
       return Status::Ok();
     };
@@ -463,11 +468,13 @@ class SqliteTransport final : public Transport {
   BodyFiles body_files_;
   LeaseOwners lease_owners_;
   Waiters waiters_{lease_owners_.host()};
+  HandOffSlots slots_{settings_.path};
   QueueWaker waker_;
   ConnectionPool pool_;
-  LeaseParts parts_{pool_, lease_owners_, body_files_, waiters_};
+  LeaseParts parts_{pool_, lease_owners_, body_files_, waiters_, slots_};
   Receiver receiver_{settings_, options_.visibility_timeout, waker_, parts_};
-  GroupCommit group_{pool_, [this](std::string_view queue) { waker_.notify(queue); }};
+  GroupCommit group_{pool_, [this](std::string_view queue) { waker_.notify(queue); },
+                     [this](bool committed) { slots_.end_transaction(committed); }};
 };
 
 }  // namespace

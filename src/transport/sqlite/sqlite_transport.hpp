@@ -10,6 +10,7 @@
 //   lease_owners(owner, host, pid, started)                -- processes holding leases
 //   waiters(token, queue, owner, host, pid, visibility_ms, since_ms, message_id)
 //                                                          -- receive() calls waiting (hand-off)
+//   <path>.wake/slots-<owner>                              -- hand-off slots (a copy, not a record)
 // A body up to file_body_bytes goes into `bodies` in the send transaction. A larger one is
 // written first (outside any lock) to `<path>.bodies/m-<unique>.body.tmp`, fsync'd, renamed to
 // its final name, the directory fsync'd; then the row naming it is inserted. Either way the body
@@ -75,7 +76,10 @@
 // `waiters` (in the write transaction of its look under the lock); a send without delay leases
 // its message to the oldest waiting row of its queue in its own transaction, and the woken
 // receiver only reads it (no write transaction of its own on the wake-up path). A receive()
-// leaving without a message deletes its row, taking a message handed meanwhile.
+// leaving without a message deletes its row, taking a message handed meanwhile. A handed body of
+// up to 16 KiB is also copied into the receiver's hand-off slot (hand_off_slots.hpp, a shared
+// file `<path>.wake/slots-<owner>`), marked committed after the sender's COMMIT returned: the
+// woken receiver takes it from there without reading the database at all.
 // Leases expiring and delayed messages are waited for precisely (the earliest visible_at_ms of
 // the queue), and a fallback poll (poll_interval) covers a wake-up that never comes (a writer
 // killed between its commit and the wake file of a nack, a writer of an older Asya, file systems
@@ -87,7 +91,8 @@
 // connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
 // as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
 // queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions), lease.hpp
-// (one lease transaction), hand_off.hpp (handing a message to a waiting receiver), receiver.hpp
+// (one lease transaction), hand_off.hpp (handing a message to a waiting receiver),
+// hand_off_slots.hpp (the handed message copied to the receiver's shared slot), receiver.hpp
 // (receive(): when to read, lease, register and wait), write_lock_stats.hpp (write-lock holds and
 // waits); sqlite_transport.cpp puts them together.
 #pragma once
