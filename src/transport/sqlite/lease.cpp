@@ -28,6 +28,14 @@ Result<std::vector<Delivery>> finish_hand_off(const LeaseParts& parts, Connectio
   return read_leased_bodies(db, parts.body_files, queue, token, out, ids, files, read);
 }
 
+// A message handed to a receive() that close() on another thread got to first: close() makes it
+// visible again, so this receive() must not return it (hand_off.hpp).
+Error closed_while_taking(std::string_view queue) {
+  return Error{"receive on queue " + in_quotes(queue) +
+               ": the transport was closed while the message handed to this receive() was read "
+               "(it is visible again for other receivers)"};
+}
+
 }  // namespace
 
 Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string_view queue,
@@ -41,7 +49,7 @@ Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string
     lost = true;
   if (handed->state != HandOffLook::State::kHanded) return std::vector<Delivery>{};
   std::int64_t token = std::exchange(registration.token, 0);
-  parts.waiters.taken(token);
+  if (!parts.waiters.taken(token)) return closed_while_taking(queue);
   return finish_hand_off(parts, c->connection(), queue, token, *handed);
 }
 
@@ -83,7 +91,7 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
     if (handed->state == HandOffLook::State::kHanded) {
       (void)db.run(kRollback, "ROLLBACK");  // nothing written: the row goes later (taken())
       std::int64_t token = std::exchange(registration->token, 0);
-      parts.waiters.taken(token);
+      if (!parts.waiters.taken(token)) return closed_while_taking(queue);
       look.handed = true;
       return finish_hand_off(parts, db, queue, token, *handed);
     }
