@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <utility>
 
 #include "common/log.hpp"
@@ -266,6 +267,75 @@ void Waiters::forget(ConnectionPool& pool, std::int64_t owner,
     taken_.clear();
     abandoned_.clear();
   }
+  for (const std::string& queue : woken) wake(queue);
+}
+
+void Waiters::remove_stale(Connection& db, const std::function<void(const std::string&)>& wake) {
+  // A read first: most opens find nothing to delete and take no write lock.
+  const std::int64_t old = now_ms() - std::chrono::milliseconds(kStaleWaiterAge).count();
+  constexpr const char* kStale =
+      "since_ms < ?2 AND (message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE "
+      "m.id = waiters.message_id AND m.lease = waiters.token))";
+  std::vector<std::int64_t> dead;
+  bool stale = false;
+  {
+    sqlite3_stmt* s = nullptr;
+    std::string sql = std::string("SELECT token, host = ?1, pid, started, ") + kStale +
+                      " FROM waiters WHERE host = ?1 OR " + kStale;
+    if (sqlite3_prepare_v2(db.db(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) return;
+    bind_text(s, 1, host_);
+    sqlite3_bind_int64(s, 2, old);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      const unsigned char* started = sqlite3_column_text(s, 3);
+      if (sqlite3_column_int(s, 1) != 0 &&
+          process_state(static_cast<pid_t>(sqlite3_column_int64(s, 2)),
+                        started ? reinterpret_cast<const char*>(started) : "") ==
+              ProcessState::kGone) {
+        dead.push_back(sqlite3_column_int64(s, 0));
+      } else if (sqlite3_column_int(s, 4) != 0) {
+        stale = true;
+      }
+    }
+    sqlite3_finalize(s);
+  }
+  if (dead.empty() && !stale) return;
+  if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+  std::vector<std::string> woken;
+  // Runs `sql` with `values` as ?1, ?2...; the queues it returns go to `woken`.
+  auto run = [&](const std::string& sql, std::initializer_list<std::int64_t> values) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db.db(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) return false;
+    int index = 0;
+    for (std::int64_t value : values) sqlite3_bind_int64(s, ++index, value);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      if (const unsigned char* queue = sqlite3_column_text(s, 0))
+        woken.emplace_back(reinterpret_cast<const char*>(queue));
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE;
+  };
+  bool ok = true;
+  for (std::int64_t token : dead) {
+    // Read again under the lock: a sender may have handed the row a message since.
+    ok = ok &&
+         run("UPDATE messages SET visible_at_ms = min(visible_at_ms, ?2), lease = NULL WHERE "
+             "id = (SELECT message_id FROM waiters WHERE token = ?1) AND lease = ?1 RETURNING "
+             "queue",
+             {token, now_ms()}) &&
+         run("DELETE FROM waiters WHERE token = ?1", {token});
+  }
+  // kStale names ?2 only (?1 stays unbound: NULL).
+  ok = ok && (!stale || run(std::string("DELETE FROM waiters WHERE ") + kStale, {0, old}));
+  if (!ok || !db.run(kCommit, "COMMIT")) {
+    (void)db.run(kRollback, "ROLLBACK");
+    return;
+  }
+  if (!dead.empty())
+    spdlog::info("sqlite transport: removed {} waiting receiver row(s) of processes that are gone",
+                 dead.size());
+  std::sort(woken.begin(), woken.end());
+  woken.erase(std::unique(woken.begin(), woken.end()), woken.end());
   for (const std::string& queue : woken) wake(queue);
 }
 

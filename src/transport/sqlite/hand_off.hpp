@@ -33,7 +33,8 @@
 //
 // Guarantees kept: a handed message is an ordinary lease. A receiver killed after being handed
 // one holds it like any lease: it comes back at the lease's expiry, or at once when a transport
-// on this machine next opens the file (release_dead_owners also deletes the dead owner's rows).
+// on this machine next opens the file (release_dead_owners also deletes the dead owner's rows,
+// and remove_stale() the rows of gone processes that no lease_owners row names).
 // A row whose message is no longer leased with its token (expired and received elsewhere) is
 // treated as "nothing handed". close() deletes the instance's rows and makes a message handed
 // to one of them and not taken visible again (delivery count not raised). A receive() racing
@@ -128,6 +129,17 @@ class Waiters {
   // for each queue that got one back.
   void forget(ConnectionPool& pool, std::int64_t owner,
               const std::function<void(const std::string&)>& wake);
+
+  // At open, before the first receive(): deletes the rows no receive() can be waiting behind.
+  // Those of this machine identity whose process is gone (also when no lease_owners row names
+  // it): a message handed to one is made visible again with its delivery count kept, as a dead
+  // owner's lease. And those of any identity registered more than kStaleWaiterAge ago that hold
+  // no message still leased with their token: rows of a machine that rebooted or left, which no
+  // sender may judge by pid. Deleting a waiting row is always safe: its receive(), if any, finds
+  // it gone and leases under the lock as usual. Calls `wake` for each queue that got a message
+  // back. Best effort: on a failure the rows stay (senders skip dead ones all the same).
+  void remove_stale(Connection& db, const std::function<void(const std::string&)>& wake);
+  static constexpr std::chrono::hours kStaleWaiterAge{24};
 
   const std::string& host() const { return host_; }
 

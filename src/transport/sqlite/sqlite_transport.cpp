@@ -75,6 +75,8 @@ class SqliteTransport final : public Transport {
     body_files_.sweep_orphans(*connection.value());
     lease_owners_.release_dead_owners(*connection.value(),
                                       [this](const std::string& queue) { waker_.notify(queue); });
+    waiters_.remove_stale(*connection.value(),
+                          [this](const std::string& queue) { waker_.notify(queue); });
     body_files_.swept_now();
     pool_.add(std::move(connection.value()));
   }

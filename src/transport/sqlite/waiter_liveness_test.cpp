@@ -163,6 +163,38 @@ TEST_F(SqliteWaiterLiveness, ARowOfAnOlderBuildWithoutAStartTimeIsNotHandedTo) {
   EXPECT_EQ(rows(), 1);  // its receive() deletes it
 }
 
+// A receiver killed while waiting, whose lease_owners row is missing (recording it is best
+// effort), or a machine that rebooted: opening the file removes the rows nobody waits behind.
+TEST_F(SqliteWaiterLiveness, OpeningRemovesTheRowsOfGoneWaitersAndOldRowsOfOtherMachines) {
+  ASSERT_TRUE(sender->send("asya-h", "handed to the dead"));
+  ASSERT_TRUE(sender->send("asya-h", "handed long ago"));
+  std::int64_t far = wall_ms() + 600000;
+  std::int64_t day_ago = wall_ms() - 25 * 3600 * 1000;
+  insert_waiter(settings, 5001, host, bystander, "'1'");  // its pid reused: gone
+  run(settings, "UPDATE messages SET lease = 5001, delivery_count = 1, visible_at_ms = " +
+                    std::to_string(far) + " WHERE id = 1");
+  run(settings, "UPDATE waiters SET message_id = 1 WHERE token = 5001");
+  insert_waiter(settings, 5002, host, bystander, sql_text(bystander_started));  // alive
+  insert_waiter(settings, 5003, other_machine(host), 999999999, "'1'");         // recent
+  insert_waiter(settings, 5004, other_machine(host), 999999999, "'1'");
+  insert_waiter(settings, 5005, other_machine(host), 999999999, "'1'");
+  run(settings,
+      "UPDATE waiters SET since_ms = " + std::to_string(day_ago) + " WHERE token IN (5004, 5005)");
+  // 5005 holds a message still leased with its token: not stale, whatever its age.
+  run(settings, "UPDATE messages SET lease = 5005, delivery_count = 1, visible_at_ms = " +
+                    std::to_string(far) + " WHERE id = 2");
+  run(settings, "UPDATE waiters SET message_id = 2 WHERE token = 5005");
+
+  auto opened = make_sqlite_transport(Options{}, settings);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE token IN (5002, 5003, 5005)"), 3);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters"), 3);
+  auto got = opened->receive("asya-h", 2, 0ms);
+  ASSERT_TRUE(got) << got.error().message;
+  ASSERT_EQ(got->size(), 1u) << "the dead waiter's hand-off was not released";
+  EXPECT_EQ((*got)[0].body, "handed to the dead");
+  EXPECT_EQ((*got)[0].delivery_count, 2u);  // counted, as a dead process's lease
+}
+
 // The same judgement for lease owners: opening the file releases the leases of a process that is
 // gone (its pid reused counts as gone), never those of another pid namespace or machine.
 TEST_F(SqliteWaiterLiveness, OpeningReleasesTheLeasesOfAReusedPidButNotOfAnotherNamespace) {
