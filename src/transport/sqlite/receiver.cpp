@@ -29,7 +29,9 @@ Result<std::vector<Delivery>> Receiver::receive(std::string_view queue, std::siz
   auto last = lease(queue, max_messages, LeaseBegin::kWait, look, &registration,
                     /*register_if_none=*/false, /*unregister=*/true);
   if (!last) {
-    parts_.waiters.abandon(registration.token);  // deleted (its message released) later
+    // Deleted (its message released) later; a registration refused its message by close() is
+    // no longer this call's (token 0).
+    if (registration.active()) parts_.waiters.abandon(registration.token);
     return received;
   }
   if (!received) return last->empty() ? received : last;
