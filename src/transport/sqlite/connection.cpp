@@ -101,9 +101,14 @@ CREATE TABLE IF NOT EXISTS waiters(
   pid INTEGER NOT NULL,
   visibility_ms INTEGER NOT NULL,
   since_ms INTEGER NOT NULL,
-  message_id INTEGER
+  message_id INTEGER,
+  started TEXT
 );
 )sql";
+
+// Files whose `waiters` was created before the column `started` (the waiting process's start
+// time, process_identity.hpp) get it on open; rows without it are never handed a message.
+constexpr const char* kWaitersAddStarted = "ALTER TABLE waiters ADD COLUMN started TEXT;";
 
 // Version 2 -> 3: the column naming a body file (no rewrite: every existing body stays inline).
 constexpr const char* kMigrateFrom2 = "ALTER TABLE messages ADD COLUMN body_file TEXT;";
@@ -147,9 +152,10 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "INSERT INTO messages(queue, visible_at_ms, delivery_count, lease, sent_at_ms, body_file) "
     "VALUES(?1, ?2, 1, ?5, ?3, ?4)",
     "INSERT OR REPLACE INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, "
-    "message_id) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL)",
-    "SELECT token, visibility_ms, pid FROM waiters WHERE queue = ?1 AND message_id IS NULL AND "
-    "host = ?2 ORDER BY since_ms, token LIMIT 1",
+    "message_id, started) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
+    // Rows of older builds (no start time) are not candidates: their pid alone proves nothing.
+    "SELECT token, visibility_ms, pid, started FROM waiters WHERE queue = ?1 AND message_id IS "
+    "NULL AND host = ?2 AND started <> '' ORDER BY since_ms, token LIMIT 1",
     "UPDATE waiters SET message_id = ?2 WHERE token = ?1",
     "DELETE FROM waiters WHERE token = ?1",
     // The waiter's row and, when a message was handed to it and is still leased with its token,
@@ -374,6 +380,13 @@ int Connection::create_schema() {
   if ((rc = sqlite3_exec(db_, kLeaseOwnersSchema, nullptr, nullptr, nullptr)) != SQLITE_OK)
     return fail(rc);
   if ((rc = sqlite3_exec(db_, kWaitersSchema, nullptr, nullptr, nullptr)) != SQLITE_OK)
+    return fail(rc);
+  std::int64_t has_started = 0;
+  if ((rc = single_int("SELECT count(*) FROM pragma_table_info('waiters') WHERE name = 'started'",
+                       has_started)) != SQLITE_OK)
+    return fail(rc);
+  if (has_started == 0 &&
+      (rc = sqlite3_exec(db_, kWaitersAddStarted, nullptr, nullptr, nullptr)) != SQLITE_OK)
     return fail(rc);
   rc = sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr);
   return rc == SQLITE_OK ? rc : fail(rc);

@@ -1,13 +1,13 @@
 #include "transport/sqlite/hand_off.hpp"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
+#include <initializer_list>
 #include <utility>
 
+#include "common/log.hpp"
 #include "transport/sqlite/lease_bodies.hpp"
 
 namespace asya::transport::sqlite {
@@ -20,19 +20,17 @@ Status failed(const char* what, std::string_view queue, Connection& db) {
   return Error{std::string(what) + " on queue " + in_quotes(queue) + " failed: " + db.error()};
 }
 
-// Whether the process `pid` of this machine is gone (a pid reused since is taken as alive: its
-// row then only waits for the lease expiry of one message, like a killed receiver's lease).
-bool process_gone(std::int64_t pid) {
-  return pid <= 0 || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
-}
-
 }  // namespace
+
+Waiters::Waiters(std::string host)
+    : host_(std::move(host)), started_(process_start_time(::getpid())) {}
 
 Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string_view queue) {
   // A dead process's rows are deleted on the way; a few at most, then the message stays ready.
   for (int attempt = 0; attempt < 4; ++attempt) {
     std::optional<Target> target;
     std::int64_t pid = 0;
+    std::string started;
     {
       auto s = db.statement(kWaiterPick);
       if (!s) return s.error();
@@ -44,9 +42,18 @@ Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string
       if (rc != SQLITE_ROW) return failed("send (hand-off)", queue, db).error();
       target = Target{sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1)};
       pid = sqlite3_column_int64(*s, 2);
+      if (const unsigned char* text = sqlite3_column_text(*s, 3))
+        started = reinterpret_cast<const char*>(text);
     }
-    if (!process_gone(pid)) return target;
-    if (Status s = unregister_in(db, target->token); !s) return s.error();
+    switch (liveness_.state(static_cast<pid_t>(pid), started)) {
+      case ProcessState::kAlive:
+        return target;
+      case ProcessState::kUnknown:  // not checkable (not picked by the query): hand nothing
+        return std::optional<Target>();
+      case ProcessState::kGone:
+        if (Status s = unregister_in(db, target->token); !s) return s.error();
+        break;
+    }
   }
   return std::optional<Target>();
 }
@@ -67,6 +74,10 @@ Status Waiters::register_in(Connection& db, std::string_view queue, std::int64_t
   std::vector<std::int64_t> abandoned;
   {
     std::lock_guard lock(mutex_);
+    // close() began: a row written now might be missed by its look at this owner's rows.
+    if (closing_)
+      return Error{"receive on queue " + in_quotes(queue) + ": the transport is being closed"};
+    registered_ = true;
     taken.swap(taken_);
     abandoned.swap(abandoned_);
   }
@@ -102,6 +113,7 @@ Status Waiters::register_in(Connection& db, std::string_view queue, std::int64_t
   sqlite3_bind_int64(*s, 5, ::getpid());
   sqlite3_bind_int64(*s, 6, visibility.count());
   sqlite3_bind_int64(*s, 7, now_ms());
+  bind_text(*s, 8, started_);
   if (sqlite3_step(*s) != SQLITE_DONE) {
     Status error = failed("receive (registering as waiting)", queue, db);
     restore();
@@ -160,10 +172,14 @@ std::uint64_t hand_offs_taken() {
   return g_hand_offs_taken.load();
 }
 
-void Waiters::taken(std::int64_t token) {
-  g_hand_offs_taken.fetch_add(1);
+bool Waiters::taken(std::int64_t token) {
   std::lock_guard lock(mutex_);
+  // After forget() began, it decides the row's fate alone: it read taken_ under this lock, so a
+  // token added now would be released by it all the same.
+  if (closing_) return false;
   taken_.push_back(token);
+  g_hand_offs_taken.fetch_add(1);
+  return true;
 }
 
 void Waiters::abandon(std::int64_t token) {
@@ -204,26 +220,36 @@ Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
 
 void Waiters::forget(ConnectionPool& pool, std::int64_t owner,
                      const std::function<void(const std::string&)>& wake) {
+  std::vector<std::int64_t> taken;
+  {
+    // From here on taken() and register_in() refuse, so `taken` is final, and every row of
+    // `owner` is committed before the look below (a registration holds the write lock until its
+    // COMMIT) or never written.
+    std::lock_guard lock(mutex_);
+    closing_ = true;
+    taken = taken_;
+    if (!registered_) return;  // no row of this instance was ever written
+  }
   auto c = pool.acquire();
   if (!c) return;
   Connection& db = c->connection();
+  if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) {
+    spdlog::warn("sqlite transport: close() could not remove its waiting receivers' rows: {}",
+                 db.error());
+    return;  // a message handed to one comes back at its lease expiry
+  }
   std::vector<std::int64_t> tokens;
   {
     sqlite3_stmt* s = nullptr;
     if (sqlite3_prepare_v2(db.db(), "SELECT token FROM waiters WHERE owner = ?1", -1, &s,
-                           nullptr) != SQLITE_OK)
+                           nullptr) != SQLITE_OK) {
+      (void)db.run(kRollback, "ROLLBACK");
       return;
+    }
     sqlite3_bind_int64(s, 1, owner);
     while (sqlite3_step(s) == SQLITE_ROW) tokens.push_back(sqlite3_column_int64(s, 0));
     sqlite3_finalize(s);
   }
-  std::vector<std::int64_t> taken;
-  {
-    std::lock_guard lock(mutex_);
-    taken = taken_;
-  }
-  if (tokens.empty()) return;
-  if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
   std::vector<std::string> woken;
   for (std::int64_t token : tokens) {
     bool was_taken = std::find(taken.begin(), taken.end(), token) != taken.end();
@@ -241,6 +267,75 @@ void Waiters::forget(ConnectionPool& pool, std::int64_t owner,
     taken_.clear();
     abandoned_.clear();
   }
+  for (const std::string& queue : woken) wake(queue);
+}
+
+void Waiters::remove_stale(Connection& db, const std::function<void(const std::string&)>& wake) {
+  // A read first: most opens find nothing to delete and take no write lock.
+  const std::int64_t old = now_ms() - std::chrono::milliseconds(kStaleWaiterAge).count();
+  constexpr const char* kStale =
+      "since_ms < ?2 AND (message_id IS NULL OR NOT EXISTS (SELECT 1 FROM messages m WHERE "
+      "m.id = waiters.message_id AND m.lease = waiters.token))";
+  std::vector<std::int64_t> dead;
+  bool stale = false;
+  {
+    sqlite3_stmt* s = nullptr;
+    std::string sql = std::string("SELECT token, host = ?1, pid, started, ") + kStale +
+                      " FROM waiters WHERE host = ?1 OR " + kStale;
+    if (sqlite3_prepare_v2(db.db(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) return;
+    bind_text(s, 1, host_);
+    sqlite3_bind_int64(s, 2, old);
+    while (sqlite3_step(s) == SQLITE_ROW) {
+      const unsigned char* started = sqlite3_column_text(s, 3);
+      if (sqlite3_column_int(s, 1) != 0 &&
+          process_state(static_cast<pid_t>(sqlite3_column_int64(s, 2)),
+                        started ? reinterpret_cast<const char*>(started) : "") ==
+              ProcessState::kGone) {
+        dead.push_back(sqlite3_column_int64(s, 0));
+      } else if (sqlite3_column_int(s, 4) != 0) {
+        stale = true;
+      }
+    }
+    sqlite3_finalize(s);
+  }
+  if (dead.empty() && !stale) return;
+  if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;
+  std::vector<std::string> woken;
+  // Runs `sql` with `values` as ?1, ?2...; the queues it returns go to `woken`.
+  auto run = [&](const std::string& sql, std::initializer_list<std::int64_t> values) {
+    sqlite3_stmt* s = nullptr;
+    if (sqlite3_prepare_v2(db.db(), sql.c_str(), -1, &s, nullptr) != SQLITE_OK) return false;
+    int index = 0;
+    for (std::int64_t value : values) sqlite3_bind_int64(s, ++index, value);
+    int rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+      if (const unsigned char* queue = sqlite3_column_text(s, 0))
+        woken.emplace_back(reinterpret_cast<const char*>(queue));
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE;
+  };
+  bool ok = true;
+  for (std::int64_t token : dead) {
+    // Read again under the lock: a sender may have handed the row a message since.
+    ok = ok &&
+         run("UPDATE messages SET visible_at_ms = min(visible_at_ms, ?2), lease = NULL WHERE "
+             "id = (SELECT message_id FROM waiters WHERE token = ?1) AND lease = ?1 RETURNING "
+             "queue",
+             {token, now_ms()}) &&
+         run("DELETE FROM waiters WHERE token = ?1", {token});
+  }
+  // kStale names ?2 only (?1 stays unbound: NULL).
+  ok = ok && (!stale || run(std::string("DELETE FROM waiters WHERE ") + kStale, {0, old}));
+  if (!ok || !db.run(kCommit, "COMMIT")) {
+    (void)db.run(kRollback, "ROLLBACK");
+    return;
+  }
+  if (!dead.empty())
+    spdlog::info("sqlite transport: removed {} waiting receiver row(s) of processes that are gone",
+                 dead.size());
+  std::sort(woken.begin(), woken.end());
+  woken.erase(std::unique(woken.begin(), woken.end()), woken.end());
   for (const std::string& queue : woken) wake(queue);
 }
 

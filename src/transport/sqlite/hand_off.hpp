@@ -3,7 +3,8 @@
 // its own after the sender's COMMIT (docs/transports.md, "Hand-off to a waiting receiver").
 //
 // Receivers: a receive() about to wait records itself in the table `waiters` (queue, a fresh
-// lease token of its instance, its visibility timeout, machine and pid), in the write
+// lease token of its instance, its visibility timeout, machine identity, pid and the pid's start
+// time: process_identity.hpp), in the write
 // transaction of the look under the lock it takes anyway before waiting (the lease that found
 // nothing: lease.hpp). From then on its row says "waiting" (message_id NULL). It leaves that
 // state by (a) being handed a message, (b) leasing messages itself (the lease deletes the row
@@ -13,9 +14,13 @@
 //
 // Senders: every send without a delay, inside its own write transaction, picks the oldest
 // waiting row of its queue on this machine (fairness: first registered, first served; one
-// message per row), checks that the row's process is alive (kill(pid, 0); the rows of a dead
-// process are deleted on the way), inserts its message already leased with the row's token
-// (delivery count 1, visible again after the row's visibility timeout: exactly the lease the
+// message per row), checks that the row's process is alive (the pid shows the recorded start
+// time; a pid now used by another process is a dead one; ProcessLiveness keeps a pidfd of each
+// process found alive, so a check costs one poll()), deletes the rows of a dead process on the
+// way, and skips rows that cannot be checked (an older build's, without a start time). Rows of
+// another machine identity (another host sharing the file over NFS, another container through a
+// volume) are never picked nor deleted. It then inserts its message already leased with the row's
+// token (delivery count 1, visible again after the row's visibility timeout: exactly the lease the
 // receiver would have taken) and writes the message's id into the row. A group commit of many
 // sends hands one message to each waiting row, oldest first; the rest stay ready.
 //
@@ -28,10 +33,14 @@
 //
 // Guarantees kept: a handed message is an ordinary lease. A receiver killed after being handed
 // one holds it like any lease: it comes back at the lease's expiry, or at once when a transport
-// on this machine next opens the file (release_dead_owners also deletes the dead owner's rows).
+// on this machine next opens the file (release_dead_owners also deletes the dead owner's rows,
+// and remove_stale() the rows of gone processes that no lease_owners row names).
 // A row whose message is no longer leased with its token (expired and received elsewhere) is
 // treated as "nothing handed". close() deletes the instance's rows and makes a message handed
-// to one of them and not taken visible again (delivery count not raised).
+// to one of them and not taken visible again (delivery count not raised). A receive() racing
+// close() on another thread either took its message before close() looked (close() then leaves
+// it leased to that receive()) or is refused it (taken() returns false: the receive() returns an
+// error and close() makes the message visible again), never both.
 //
 // Threads: every method is thread-safe. The instance must not cross fork().
 #pragma once
@@ -47,6 +56,7 @@
 
 #include "common/result.hpp"
 #include "transport/sqlite/connection.hpp"
+#include "transport/sqlite/process_identity.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::transport::sqlite {
@@ -82,10 +92,12 @@ std::uint64_t hand_offs_taken();
 
 class Waiters {
  public:
-  explicit Waiters(std::string host) : host_(std::move(host)) {}
+  // `host`: this process's machine identity (LeaseOwners::host()).
+  explicit Waiters(std::string host);
 
   // Sender, inside its write transaction on `db`: the token and visibility timeout of the oldest
-  // waiting receiver of `queue` on this machine whose process lives, or nullopt.
+  // waiting receiver of `queue` of this machine identity whose process lives, or nullopt (rows
+  // of gone processes deleted on the way).
   struct Target {
     std::int64_t token = 0;
     std::int64_t visibility_ms = 0;
@@ -95,7 +107,8 @@ class Waiters {
   Status mark_handed(Connection& db, std::int64_t token, std::int64_t message_id);
 
   // Receiver, inside a write transaction on `db` that found nothing ready: records the row of
-  // `token` (and deletes the rows given to taken() and abandon() before).
+  // `token` (and deletes the rows given to taken() and abandon() before). An error once close()
+  // began.
   Status register_in(Connection& db, std::string_view queue, std::int64_t token, std::int64_t owner,
                      std::chrono::milliseconds visibility);
   // Receiver: its row and a message handed to it, read on `db` (a read of its own, or inside
@@ -103,16 +116,30 @@ class Waiters {
   Result<HandOffLook> look(Connection& db, std::string_view queue, std::int64_t token);
   // Receiver, inside a write transaction: deletes its row.
   Status unregister_in(Connection& db, std::int64_t token);
-  // The row's message was taken by a read: the row is deleted by a later registration.
-  void taken(std::int64_t token);
+  // The receiver read the message handed to `token` and is about to return it: true, and the row
+  // is deleted by a later registration. False once close() began: the receiver must not return
+  // the message, which close() makes visible again.
+  bool taken(std::int64_t token);
   // The row could not be deleted (a failed write): a later registration or close() deletes it
   // and makes a message handed to it visible again.
   void abandon(std::int64_t token);
 
-  // close(): deletes every row of `owner`, making a message handed to one and not taken visible
-  // again (its delivery not counted); calls `wake` for each queue that got one back.
+  // close(): from now on refuses taken() and registrations; deletes every row of `owner`, making
+  // a message handed to one and not taken visible again (its delivery not counted); calls `wake`
+  // for each queue that got one back.
   void forget(ConnectionPool& pool, std::int64_t owner,
               const std::function<void(const std::string&)>& wake);
+
+  // At open, before the first receive(): deletes the rows no receive() can be waiting behind.
+  // Those of this machine identity whose process is gone (also when no lease_owners row names
+  // it): a message handed to one is made visible again with its delivery count kept, as a dead
+  // owner's lease. And those of any identity registered more than kStaleWaiterAge ago that hold
+  // no message still leased with their token: rows of a machine that rebooted or left, which no
+  // sender may judge by pid. Deleting a waiting row is always safe: its receive(), if any, finds
+  // it gone and leases under the lock as usual. Calls `wake` for each queue that got a message
+  // back. Best effort: on a failure the rows stay (senders skip dead ones all the same).
+  void remove_stale(Connection& db, const std::function<void(const std::string&)>& wake);
+  static constexpr std::chrono::hours kStaleWaiterAge{24};
 
   const std::string& host() const { return host_; }
 
@@ -123,7 +150,11 @@ class Waiters {
                    std::vector<std::string>& woken);
 
   std::string host_;
+  std::string started_;  // this process's start time, recorded in its rows
+  ProcessLiveness liveness_;
   std::mutex mutex_;
+  bool closing_ = false;     // forget() began
+  bool registered_ = false;  // register_in() ran at least once
   std::vector<std::int64_t> taken_;
   std::vector<std::int64_t> abandoned_;
 };

@@ -312,6 +312,63 @@ TEST_F(SqliteHandOffParts, CloseMakesAMessageHandedAndNotTakenVisibleAgainUncoun
   EXPECT_EQ((*got)[0].delivery_count, 1u);  // the hand-off nobody read is not a delivery
 }
 
+// close() on one thread while a receive() on another has read the message handed to it: the
+// message is either returned by that receive() and stays leased to it, or refused to it and made
+// visible again by close(), never both (a duplicate). Driven step by step, each order once.
+TEST_F(SqliteHandOffParts, CloseBeforeAReceiveTakesItsHandOffRefusesItAndReleasesIt) {
+  auto sender = make_sqlite_transport(Options{}, settings);
+  ASSERT_TRUE(lease(true, false));
+  ASSERT_TRUE(sender->send("asya-h", "once"));
+  std::int64_t token = registration.token;
+  {
+    auto c = pool.acquire();
+    ASSERT_TRUE(c);
+    auto handed = waiters.look(c->connection(), "asya-h", token);  // the receive() read it
+    ASSERT_TRUE(handed);
+    ASSERT_EQ(handed->state, sqlite::HandOffLook::State::kHanded);
+  }
+  std::thread closer([&] { waiters.forget(pool, owners.owner(), [](const std::string&) {}); });
+  closer.join();
+  EXPECT_FALSE(waiters.taken(token)) << "a receive() may return a message close() released";
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM messages WHERE lease IS NULL"), 1);
+  auto again = sender->receive("asya-h", 1, 0ms);
+  ASSERT_TRUE(again) << again.error().message;
+  ASSERT_EQ(again->size(), 1u) << "the message refused to the receive() was not released";
+  EXPECT_EQ((*again)[0].delivery_count, 1u);  // never returned before: its first delivery
+}
+
+TEST_F(SqliteHandOffParts, CloseAfterAReceiveTookItsHandOffLeavesItLeasedToThatReceive) {
+  auto sender = make_sqlite_transport(Options{}, settings);
+  ASSERT_TRUE(lease(true, false));
+  ASSERT_TRUE(sender->send("asya-h", "once"));
+  std::int64_t token = registration.token;
+  auto c = pool.acquire();
+  ASSERT_TRUE(c);
+  auto handed = waiters.look(c->connection(), "asya-h", token);
+  ASSERT_TRUE(handed);
+  ASSERT_EQ(handed->state, sqlite::HandOffLook::State::kHanded);
+  EXPECT_TRUE(waiters.taken(token));  // the receive() returns it
+  std::thread closer([&] { waiters.forget(pool, owners.owner(), [](const std::string&) {}); });
+  closer.join();
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM waiters"), 0);
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM messages WHERE lease = " + std::to_string(token)),
+            1);
+  auto again = sender->receive("asya-h", 1, 0ms);
+  ASSERT_TRUE(again) << again.error().message;
+  EXPECT_TRUE(again->empty()) << "close() released a message a receive() returned: a duplicate";
+  Delivery returned = handed->delivery;
+  EXPECT_TRUE(sender->ack(returned));  // still the receive()'s lease
+}
+
+TEST_F(SqliteHandOffParts, AReceiveRegistersNoMoreOnceCloseBegan) {
+  waiters.forget(pool, owners.owner(), [](const std::string&) {});
+  auto found = lease(/*register_if_none=*/true, false);
+  ASSERT_FALSE(found);
+  EXPECT_NE(found.error().message.find("being closed"), std::string::npos) << found.error().message;
+  EXPECT_FALSE(registration.active());
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM waiters"), 0);
+}
+
 TEST_F(SqliteHandOffParts, ALeaseThatTakesMessagesEndsTheRegistration) {
   auto sender = make_sqlite_transport(Options{}, settings);
   ASSERT_TRUE(lease(true, false));

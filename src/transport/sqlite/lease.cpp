@@ -30,6 +30,12 @@ Result<std::vector<Delivery>> finish_hand_off(const LeaseParts& parts, Connectio
 
 }  // namespace
 
+Error closed_while_taking(std::string_view queue) {
+  return Error{"receive on queue " + in_quotes(queue) +
+               ": the transport was closed while the message handed to this receive() was read "
+               "(it is visible again for other receivers)"};
+}
+
 Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string_view queue,
                                             Registration& registration, bool& lost) {
   lost = false;
@@ -41,7 +47,7 @@ Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string
     lost = true;
   if (handed->state != HandOffLook::State::kHanded) return std::vector<Delivery>{};
   std::int64_t token = std::exchange(registration.token, 0);
-  parts.waiters.taken(token);
+  if (!parts.waiters.taken(token)) return closed_while_taking(queue);
   return finish_hand_off(parts, c->connection(), queue, token, *handed);
 }
 
@@ -86,7 +92,7 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
     if (handed->state == HandOffLook::State::kHanded) {
       (void)db.run(kRollback, "ROLLBACK");  // nothing written: the row goes later (taken())
       std::int64_t token = std::exchange(registration->token, 0);
-      parts.waiters.taken(token);
+      if (!parts.waiters.taken(token)) return closed_while_taking(queue);
       look.handed = true;
       return finish_hand_off(parts, db, queue, token, *handed);
     }

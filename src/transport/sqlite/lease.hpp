@@ -80,6 +80,10 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
 // without the write lock; empty while nothing is handed. Sets `lost` when a message was handed
 // but is no longer leased with the row's token, or the row is gone (the caller then looks under
 // the lock, which deletes the row). On a handed message the registration ends (token 0).
+// A message handed to a receive() that close() on another thread got to first: close() makes it
+// visible again, so this receive() must not return it (hand_off.hpp).
+Error closed_while_taking(std::string_view queue);
+
 Result<std::vector<Delivery>> read_hand_off(const LeaseParts& parts, std::string_view queue,
                                             Registration& registration, bool& lost);
 

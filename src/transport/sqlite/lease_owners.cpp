@@ -2,8 +2,6 @@
 
 #include <unistd.h>
 
-#include <cstdio>
-#include <filesystem>
 #include <random>
 #include <set>
 #include <string_view>
@@ -11,50 +9,11 @@
 #include <vector>
 
 #include "common/log.hpp"
+#include "transport/sqlite/process_identity.hpp"
 
 namespace asya::transport::sqlite {
 
-namespace {
-
-// This machine and pid namespace: pids recorded under the same value can be checked here.
-std::string host_identity() {
-  std::string boot;
-  if (FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r")) {
-    char buffer[64] = {};
-    if (std::fgets(buffer, sizeof buffer, f)) boot = buffer;
-    std::fclose(f);
-  }
-  while (!boot.empty() && (boot.back() == '\n' || boot.back() == ' ')) boot.pop_back();
-  std::error_code ec;
-  std::string pid_namespace = std::filesystem::read_symlink("/proc/self/ns/pid", ec).string();
-  return boot + "/" + pid_namespace;
-}
-
-// The start time of `pid` (field 22 of /proc/<pid>/stat, clock ticks since boot), or "" when it
-// does not exist or is a zombie: its leases are then dead.
-std::string process_start_time(pid_t pid) {
-  std::string path = "/proc/" + std::to_string(pid) + "/stat";
-  FILE* f = std::fopen(path.c_str(), "r");
-  if (!f) return "";
-  char buffer[1024] = {};
-  std::size_t n = std::fread(buffer, 1, sizeof buffer - 1, f);
-  std::fclose(f);
-  std::string_view text(buffer, n);
-  auto close = text.rfind(") ");
-  if (close == std::string_view::npos) return "";
-  text.remove_prefix(close + 2);  // field 3 (state) onwards
-  if (!text.empty() && (text[0] == 'Z' || text[0] == 'X')) return "";
-  for (int field = 3; field < 22; ++field) {
-    auto space = text.find(' ');
-    if (space == std::string_view::npos) return "";
-    text.remove_prefix(space + 1);
-  }
-  return std::string(text.substr(0, text.find(' ')));
-}
-
-}  // namespace
-
-LeaseOwners::LeaseOwners() : host_(host_identity()) {
+LeaseOwners::LeaseOwners() : host_(machine_identity()) {
   std::random_device random;
   lease_prefix_ = (static_cast<std::uint64_t>(random()) & 0x7fffffffu) << 32;
 }
@@ -109,7 +68,9 @@ void LeaseOwners::release_dead_owners(Connection& db,
   while (sqlite3_step(s) == SQLITE_ROW) {
     auto pid = static_cast<pid_t>(sqlite3_column_int64(s, 1));
     const unsigned char* started = sqlite3_column_text(s, 2);
-    if (process_start_time(pid) != (started ? reinterpret_cast<const char*>(started) : ""))
+    // Only a process known to be gone: a row without a start time is left to its leases' expiry.
+    if (process_state(pid, started ? reinterpret_cast<const char*>(started) : "") ==
+        ProcessState::kGone)
       dead.emplace_back(sqlite3_column_int64(s, 0), pid);
   }
   sqlite3_finalize(s);

@@ -7,8 +7,10 @@
 // in the same transaction as that lease (best effort: without the row the leases still expire).
 // Opening the database calls release_dead_owners(): the leases of this machine's owners whose
 // process is gone (or is another process now with the same pid) become visible again at once, with
-// their delivery count kept; a live owner's leases are never touched, and other machines' owners
-// are left to their lease expiry. A clean close() removes the instance's row.
+// their delivery count kept; a live owner's leases are never touched, and the owners of another
+// machine identity (another host, another container's pid namespace) or without a start time are
+// left to their lease expiry. Which process is alive is judged by process_identity.hpp, as for
+// the waiting receivers of hand_off.hpp. A clean close() removes the instance's row.
 //
 // Durability: the row and a release are written in write transactions that are durable at their
 // commit, like the messages themselves.
@@ -33,7 +35,7 @@ class LeaseOwners {
   // This instance's owner number (the high half of its lease tokens).
   std::int64_t owner() const { return static_cast<std::int64_t>(lease_prefix_ >> 32); }
 
-  // This machine and pid namespace (boot id and the pid namespace's link).
+  // This machine and pid namespace (machine_identity(), process_identity.hpp).
   const std::string& host() const { return host_; }
 
   // A lease token not used before by this instance.

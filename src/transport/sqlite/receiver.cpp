@@ -29,7 +29,9 @@ Result<std::vector<Delivery>> Receiver::receive(std::string_view queue, std::siz
   auto last = lease(queue, max_messages, LeaseBegin::kWait, look, &registration,
                     /*register_if_none=*/false, /*unregister=*/true);
   if (!last) {
-    parts_.waiters.abandon(registration.token);  // deleted (its message released) later
+    // Deleted (its message released) later; a registration refused its message by close() is
+    // no longer this call's (token 0).
+    if (registration.active()) parts_.waiters.abandon(registration.token);
     return received;
   }
   if (!received) return last->empty() ? received : last;
@@ -147,17 +149,18 @@ Result<std::vector<Delivery>> Receiver::receive_until(std::string_view queue,
   }
 }
 
-std::optional<std::vector<Delivery>> Receiver::take_from_slot(std::string_view queue,
-                                                              Registration& registration,
-                                                              Clock::time_point until) {
+std::optional<Result<std::vector<Delivery>>> Receiver::take_from_slot(std::string_view queue,
+                                                                      Registration& registration,
+                                                                      Clock::time_point until) {
   for (;;) {
     Delivery delivery;
     HandOffSlots::Take taken = parts_.slots.take(registration.token, queue, delivery);
     if (taken == HandOffSlots::Take::kTaken) {
-      parts_.waiters.taken(std::exchange(registration.token, 0));
+      if (!parts_.waiters.taken(std::exchange(registration.token, 0)))
+        return Result<std::vector<Delivery>>{closed_while_taking(queue)};
       std::vector<Delivery> out;
       out.push_back(std::move(delivery));
-      return out;
+      return Result<std::vector<Delivery>>{std::move(out)};
     }
     if (taken == HandOffSlots::Take::kNothing || Clock::now() >= until) return std::nullopt;
     std::this_thread::yield();  // the sender's COMMIT is being written

@@ -50,10 +50,10 @@ class Receiver {
   // The message handed to `registration` from its hand-off slot (hand_off_slots.hpp), waiting
   // (yielding) until `until` while it is staged and its sender's COMMIT not done; nullopt when
   // the slot holds nothing for it (the caller reads the database). Ends the registration when it
-  // returns a message.
-  std::optional<std::vector<Delivery>> take_from_slot(std::string_view queue,
-                                                      Registration& registration,
-                                                      Clock::time_point until);
+  // returns a message, or an error when close() got to the hand-off first (closed_while_taking).
+  std::optional<Result<std::vector<Delivery>>> take_from_slot(std::string_view queue,
+                                                              Registration& registration,
+                                                              Clock::time_point until);
 
   // The earliest visible_at_ms of the queue (ready, leased or delayed), or nullopt when empty.
   Result<std::optional<std::int64_t>> next_visible_at(std::string_view queue);

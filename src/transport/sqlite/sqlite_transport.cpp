@@ -77,6 +77,8 @@ class SqliteTransport final : public Transport {
     lease_owners_.release_dead_owners(
         *connection.value(), [this](const std::string& queue) { waker_.notify(queue); },
         [this](std::int64_t owner) { slots_.remove_file_of(owner); });
+    waiters_.remove_stale(*connection.value(),
+                          [this](const std::string& queue) { waker_.notify(queue); });
     body_files_.swept_now();
     pool_.add(std::move(connection.value()));
   }

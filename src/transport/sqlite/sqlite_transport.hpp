@@ -74,7 +74,8 @@
 // own queue and no other (an idle sidecar sleeps through the traffic of every other queue).
 // Hand-off (hand_off.hpp, ASYA_SQLITE_HAND_OFF): a receive() about to wait registers in
 // `waiters` (in the write transaction of its look under the lock); a send without delay leases
-// its message to the oldest waiting row of its queue in its own transaction, and the woken
+// its message to the oldest waiting row of its queue whose process still runs (same machine
+// identity, pid and start time: process_identity.hpp) in its own transaction, and the woken
 // receiver only reads it (no write transaction of its own on the wake-up path). A receive()
 // leaving without a message deletes its row, taking a message handed meanwhile. A handed body of
 // up to 16 KiB is also copied into the receiver's hand-off slot (hand_off_slots.hpp, a shared
@@ -90,6 +91,7 @@
 // The parts, each with its own header: sqlite_settings.hpp (the variables), connection.hpp (a
 // connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
 // as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
+// process_identity.hpp (which process a row names, whether it runs),
 // queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions), lease.hpp
 // (one lease transaction), hand_off.hpp (handing a message to a waiting receiver),
 // hand_off_slots.hpp (the handed message copied to the receiver's shared slot), receiver.hpp
