@@ -146,10 +146,10 @@ const char* validated_value_end(const char* p, const char* end) {
   const char* given = p;  // the parser has been given [p, given), or passed over plain bytes
   for (;;) {
     const char* stop = end;
-    for (const char* cut = given + kCutSpacing;
-         end - cut >= static_cast<std::ptrdiff_t>(kCutWindow); cut += kCutSpacing) {
-      if (string_window_at(cut, end)) {
-        stop = cut;
+    const auto left = static_cast<std::size_t>(end - given);
+    for (std::size_t offset = kCutSpacing; offset + kCutWindow <= left; offset += kCutSpacing) {
+      if (string_window_at(given + offset, end)) {
+        stop = given + offset;
         break;
       }
     }
