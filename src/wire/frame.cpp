@@ -204,6 +204,11 @@ IoResult read_exact_io(int fd, char* data, std::size_t size, bool frame_started,
   return {};
 }
 
+void raise_send_buffer(int fd) {
+  const int bytes = kSocketSendBufferBytes;
+  (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
+
 int wait_readable(int fd, int extra_fd, Deadline deadline) {
   for (;;) {
     pollfd p[2] = {{fd, POLLIN, 0}, {extra_fd, POLLIN, 0}};

@@ -5,7 +5,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <fstream>
 #include <thread>
+
+#include "wire/socket_io.hpp"
 
 namespace asya::wire {
 namespace {
@@ -118,6 +121,32 @@ TEST(FrameIo, TransfersALargeFrameThroughASmallSocketBuffer) {
   ASSERT_TRUE(s.ok()) << s.message();
   EXPECT_EQ(out.size(), body.size());
   EXPECT_TRUE(out == body);
+}
+
+// Both ends of a sidecar-runtime connection ask for a 4 MiB send buffer; the kernel grants at most
+// net.core.wmem_max (and reports twice the granted value, its bookkeeping share included).
+TEST(FrameIo, RaisedSendBufferIsFourMiBWithinTheSystemLimit) {
+  SocketPair p;
+  int before = 0;
+  socklen_t size = sizeof before;
+  ASSERT_EQ(::getsockopt(p.a, SOL_SOCKET, SO_SNDBUF, &before, &size), 0);
+  detail::raise_send_buffer(p.a);
+  int after = 0;
+  ASSERT_EQ(::getsockopt(p.a, SOL_SOCKET, SO_SNDBUF, &after, &size), 0);
+  long wmem_max = 0;
+  std::ifstream("/proc/sys/net/core/wmem_max") >> wmem_max;
+  ASSERT_GT(wmem_max, 0);
+  const long granted = std::min<long>(detail::kSocketSendBufferBytes, wmem_max);
+  EXPECT_EQ(after, std::max<long>(before, 2 * granted));
+  // A frame larger than the old buffer still goes through whole, and a raised buffer takes a
+  // 1 MiB frame without a reader when the system allows it.
+  if (granted >= (2 << 20)) {
+    std::string body(1u << 20, 'z');
+    EXPECT_TRUE(write_frame(p.a, body, 0).ok());  // no reader yet: fits in the buffer
+    std::string out;
+    ASSERT_TRUE(read_frame(p.b, out, 2u << 20, 10'000).ok());
+    EXPECT_TRUE(out == body);
+  }
 }
 
 TEST(FrameIo, RefusesOversizeFrameWithoutAllocatingIt) {

@@ -55,6 +55,8 @@ Status RuntimeClient::connect_once() {
   std::memcpy(addr.sun_path, options_.socket_path.data(), options_.socket_path.size());
   int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return Error{fmt::format("socket() failed: {}", std::strerror(errno))};
+  // Room for a large request, so it is written while the runtime reads it (socket_io.hpp).
+  detail::raise_send_buffer(fd);
   // A Unix-socket connect completes at once or fails; EINTR leaves it in progress, so wait for
   // the outcome instead of retrying.
   int rc = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));

@@ -456,6 +456,8 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
       spdlog::error("accept on {} failed: {}", config.socket_path, std::strerror(errno));
       break;
     }
+    // Room for a large answer, so it is written while the sidecar reads it (socket_io.hpp).
+    wire::detail::raise_send_buffer(fd);
     state.connection_opened();
     std::thread(serve_connection, fd, respond, &config, &state, payload_fd).detach();
   }

@@ -95,6 +95,17 @@ IoResult read_exact_io(int fd, char* data, std::size_t size, bool frame_started,
                        const Deadline& deadline, std::size_t frame_bytes_total,
                        std::size_t frame_bytes_before);
 
+// The send buffer asked for on both ends of a sidecar-runtime connection (SO_SNDBUF). With the
+// default (net.core.wmem_default, 208 KiB here) a large frame's writer fills the socket, sleeps
+// until the reader drained most of it, and the two then take turns instead of copying side by side
+// (docs/performance.md "runtime_rtt_1mb_p50: where the time above the raw ping-pong goes"). A
+// limit, not an allocation: memory is used only by bytes written and not yet read. The kernel
+// caps it at net.core.wmem_max (4 MiB on the bench machine; often 208 KiB, then nothing changes).
+inline constexpr int kSocketSendBufferBytes = 4 << 20;
+// Asks for kSocketSendBufferBytes on `fd`; a refusal is ignored (the default stays: slower, not
+// wrong).
+void raise_send_buffer(int fd);
+
 // Waits until `fd` is readable (or `extra_fd`, when >= 0, is readable). Returns 1 when fd is
 // readable (or hung up), 2 when extra_fd is readable, 0 on timeout, -1 on error (errno set).
 int wait_readable(int fd, int extra_fd, Deadline deadline);

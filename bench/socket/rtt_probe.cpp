@@ -1,0 +1,56 @@
+// N round trips of one kind against a peer that is already running, for profiling one side at a
+// time (perf stat/record -p, strace -p, perf sched): bench_runtime_rtt starts its own peers and
+// mixes every benchmark in one process. Prints the p50 and p90 in µs.
+//
+//   bench_rtt_probe raw    SOCKET BYTES N   plain writev/read, as BM_RawPingPong (to an echo peer:
+//                                           bench_raw_echo_server SOCKET)
+//   bench_rtt_probe client SOCKET BYTES N   asya::wire::RuntimeClient::call, as BM_RuntimeClient
+//                                           (to bench_noop_runtime with ASYA_SOCKET_PATH=SOCKET)
+//
+// docs/performance.md "runtime_rtt_1mb_p50: where the time above the raw ping-pong goes" uses it.
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "support/raw_io.hpp"
+#include "wire/runtime_client.hpp"
+
+int main(int argc, char** argv) {
+  using namespace asya::bench;
+  if (argc != 5) {
+    std::fprintf(stderr, "usage: bench_rtt_probe raw|client SOCKET BYTES N\n");
+    return 2;
+  }
+  const std::string mode = argv[1];
+  const std::string socket = argv[2];
+  const std::string request = envelope_with_payload(std::strtoull(argv[3], nullptr, 10));
+  const int count = std::atoi(argv[4]);
+  std::vector<double> latencies_us;
+  latencies_us.reserve(static_cast<std::size_t>(count));
+  if (mode == "client") {
+    asya::wire::RuntimeClient client({socket, 256u << 20});
+    std::string response;
+    for (int i = 0; i < count; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      auto result = client.call(request, response, std::chrono::seconds(30));
+      if (result.status != asya::wire::CallStatus::kOk) die("runtime call failed: " + result.error);
+      latencies_us.push_back(seconds_since(start) * 1e6);
+    }
+  } else if (mode == "raw") {
+    int fd = connect_unix(socket);
+    if (fd < 0) die("connect " + socket);
+    std::vector<char> buffer(request.size());
+    for (int i = 0; i < count; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      if (!write_framed(fd, request) || read_framed(fd, buffer) < 0) die("raw echo failed");
+      latencies_us.push_back(seconds_since(start) * 1e6);
+    }
+  } else {
+    die("mode must be raw or client, not " + mode);
+  }
+  const double p50 = quantile(latencies_us, 0.5);
+  const double p90 = quantile(latencies_us, 0.9);
+  std::printf("%s p50 %.0f p90 %.0f\n", mode.c_str(), p50, p90);
+  return 0;
+}
