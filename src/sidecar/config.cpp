@@ -201,7 +201,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
                                             ASYA_ACTOR_NAME is the happy-end or error-end name
   ASYA_RESULT_STORE           file://.asya/results   end mode: where <id>.json is written
                                             (file:///dir, file://relative/dir, s3://bucket/prefix)
-  ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none
+  ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none;
+                                            unix:/path: a local gateway's Unix socket (docs/gateway.md)
   ASYA_GATEWAY_INTERNAL_TOKEN (empty)       bearer token sent with every report (the gateway's
                                             ASYA_GATEWAY_INTERNAL_TOKEN); empty: no Authorization
   ASYA_GATEWAY_CARRY_WAIT     50ms          how long a "completed" report may wait for the next
