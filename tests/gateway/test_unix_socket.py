@@ -130,3 +130,25 @@ def test_anything_else_at_the_path_stops_the_gateway_and_is_left_alone(gateway_b
     finally:
         if listener:
             listener.close()
+
+
+def test_the_cli_reaches_the_gateway_by_its_socket(gateway_binary, build_path, short_dir):
+    """`asya call --gateway unix:PATH` (and ASYA_GATEWAY_URL=unix:PATH, as a sidecar has it)."""
+    asya = build_path / "src" / "cli" / "asya"
+    if not asya.exists():
+        pytest.fail(f"{asya} not built: ninja -C {build_path} asya")
+    gateway = socket_gateway(gateway_binary, os.path.join(short_dir, "g")).start()
+    path = str(gateway.workdir / "gw.sock")
+    try:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ASYA_GATEWAY")}
+        listed = subprocess.run([str(asya), "call", "--list", "--gateway", "unix:" + path],
+                                env=env, capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert "pipeline" in listed.stdout
+        listed = subprocess.run([str(asya), "call", "--list"],
+                                env=dict(env, ASYA_GATEWAY_URL="unix:" + path),
+                                capture_output=True, text=True, timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert "pipeline" in listed.stdout
+    finally:
+        gateway.stop()
