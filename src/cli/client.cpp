@@ -13,6 +13,7 @@
 #include <system_error>
 
 #include "common/env.hpp"
+#include "common/http/client.hpp"
 #include "local/status_document.hpp"
 #include "sidecar/result_store.hpp"
 
@@ -48,7 +49,11 @@ std::string resolve_gateway_url(const std::string& flag, const std::string& stat
     url = status->gateway->url;
   }
   while (!url.empty() && url.back() == '/') url.pop_back();
-  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0) url = "http://" + url;
+  // A sidecar's unix:PATH form (a gateway's Unix socket, docs/gateway.md) works here too.
+  if (url.rfind("unix:", 0) == 0) return http::http_unix_url(url.substr(5));
+  if (url.rfind("http://", 0) != 0 && url.rfind("https://", 0) != 0 &&
+      url.rfind(http::kHttpUnixScheme, 0) != 0)
+    url = "http://" + url;
   return url;
 }
 

@@ -11,6 +11,8 @@ variables:
   ASYA_CONFIG_PATH                 routes.yaml   tools file or directory
   ASYA_GATEWAY_HOST                0.0.0.0       listen address
   ASYA_GATEWAY_PORT                8080          listen port (0: any free port, logged)
+  ASYA_GATEWAY_SOCKET              (none)        also listen on this Unix socket (mode 0600), for
+                                                 local sidecars: ASYA_GATEWAY_URL=unix:PATH
   ASYA_TRANSPORT                   sqlite        queue transport (ASYA_SQLITE_PATH,
                                                  ASYA_RABBITMQ_URL, ... as for sidecars)
   ASYA_QUEUE_PREFIX                asya-         queue name prefix

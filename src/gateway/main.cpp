@@ -65,6 +65,7 @@ int main(int argc, char** argv) {
     std::string host = env_string("ASYA_GATEWAY_HOST", "0.0.0.0");
     auto port = static_cast<std::uint16_t>(env_int("ASYA_GATEWAY_PORT", 8080, 0, 65535));
     http::ServerOptions server_options;
+    server_options.unix_socket = env_string("ASYA_GATEWAY_SOCKET", "");
     server_options.max_body_bytes = env_bytes("ASYA_GATEWAY_MAX_BODY_BYTES", 16u << 20);
     server_options.max_connections = static_cast<std::size_t>(
         env_int("ASYA_GATEWAY_MAX_CONNECTIONS", default_max_connections(), 1, 1000000));
@@ -130,8 +131,11 @@ int main(int argc, char** argv) {
         server_options);
     service.start();
     server.start();
-    spdlog::info("gateway: listening on {}:{} with {} tools, job store {}, transport {}", host,
-                 server.port(), service.tools().tools.size(), service.store().name(),
+    spdlog::info("gateway: listening on {}:{}{} with {} tools, job store {}, transport {}", host,
+                 server.port(),
+                 server_options.unix_socket.empty() ? std::string()
+                                                    : " and on " + server_options.unix_socket,
+                 service.tools().tools.size(), service.store().name(),
                  env_string("ASYA_TRANSPORT", "sqlite"));
 
     // The first SIGTERM/SIGINT stops the server on the io thread; later ones change nothing.

@@ -32,7 +32,7 @@ Status GatewayProcess::start(const std::vector<std::string>& base_env,
     for (const char* key :
          {"ASYA_CONFIG_PATH=", "ASYA_GATEWAY_HOST=", "ASYA_GATEWAY_PORT=", "ASYA_GATEWAY_DB=",
           "ASYA_TRANSPORT=", "ASYA_QUEUE_PREFIX=", "ASYA_GATEWAY_INSTANCE_ID=",
-          "ASYA_GATEWAY_STATUS_FILE=", "ASYA_PAYLOAD_STORE="}) {
+          "ASYA_GATEWAY_STATUS_FILE=", "ASYA_PAYLOAD_STORE=", "ASYA_GATEWAY_SOCKET="}) {
       if (e.rfind(key, 0) == 0) return true;
     }
     return false;
@@ -40,6 +40,8 @@ Status GatewayProcess::start(const std::vector<std::string>& base_env,
   gw.env.push_back("ASYA_CONFIG_PATH=" + options_.routes_file);
   gw.env.push_back("ASYA_GATEWAY_HOST=127.0.0.1");
   gw.env.push_back(fmt::format("ASYA_GATEWAY_PORT={}", options_.gateway_port));
+  if (const std::string socket = options_.gateway_socket(); !socket.empty())
+    gw.env.push_back("ASYA_GATEWAY_SOCKET=" + socket);
   gw.env.push_back("ASYA_GATEWAY_DB=" + (options_.paths.root / "gateway.db").string());
   gw.env.push_back("ASYA_TRANSPORT=" + options_.transport);
   gw.env.push_back("ASYA_QUEUE_PREFIX=" + queue_prefix);

@@ -30,7 +30,7 @@ manifest::SidecarEnvironmentOptions replica_sidecar_options(
   out.socket_path = replica.socket.string();
   out.metrics_addr = fmt::format("127.0.0.1:{}", replica.metrics_port);
   if (!options.routes_file.empty()) {
-    out.gateway_url = options.gateway_url();
+    out.gateway_url = options.sidecar_gateway_url();
     // The last entry wins, as the supervisor appends a generated token after the inherited ones.
     for (auto it = inherited.rbegin(); it != inherited.rend(); ++it) {
       if (name_of(*it) != "ASYA_GATEWAY_INTERNAL_TOKEN") continue;

@@ -84,12 +84,24 @@ TEST(ReplicaEnvironment, GatewayRunsPassTheirLatestInternalTokenAsValue) {
       {"ASYA_GATEWAY_INTERNAL_TOKEN=", "ASYA_GATEWAY_INTERNAL_TOKEN=generated"});
   ASSERT_TRUE(env.ok());
   auto vars = by_name(*env);
-  EXPECT_EQ(vars["ASYA_GATEWAY_URL"], std::vector<std::string>{"http://127.0.0.1:8123"});
+  // The gateway's Unix socket in the state directory (asya-gateway's ASYA_GATEWAY_SOCKET).
+  EXPECT_EQ(vars["ASYA_GATEWAY_URL"], std::vector<std::string>{"unix:/state/gateway.sock"});
   EXPECT_EQ(vars["ASYA_GATEWAY_INTERNAL_TOKEN"], std::vector<std::string>{"generated"});
 
   auto without = replica_sidecar_environment(load_one(""), replica, supervisor(true), "asya-", {});
   ASSERT_TRUE(without.ok());
   EXPECT_FALSE(by_name(*without).count("ASYA_GATEWAY_INTERNAL_TOKEN"));
+}
+
+// A state directory whose socket path would not fit a Unix socket address: TCP.
+TEST(ReplicaEnvironment, ALongStatePathReachesTheGatewayOverTcp) {
+  ReplicaSidecar replica{false, "/state/run/worker-0/rt.sock", 41000};
+  SupervisorOptions options = supervisor(true);
+  options.paths = StatePaths("/" + std::string(100, 's'));
+  EXPECT_EQ(options.gateway_socket(), "");
+  auto env = replica_sidecar_environment(load_one(""), replica, options, "asya-", {});
+  ASSERT_TRUE(env.ok());
+  EXPECT_EQ(by_name(*env)["ASYA_GATEWAY_URL"], std::vector<std::string>{"http://127.0.0.1:8123"});
 }
 
 TEST(ReplicaEnvironment, EndActorsWriteIntoTheirResultDirectory) {

@@ -38,6 +38,18 @@ struct SupervisorOptions {
   // answer from another process on the port is not taken for it (local/instance_id.hpp).
   std::string gateway_instance_id;
   std::string gateway_url() const { return "http://127.0.0.1:" + std::to_string(gateway_port); }
+  // The gateway also listens on <state>/gateway.sock (its ASYA_GATEWAY_SOCKET), and the sidecars
+  // reach it there (ASYA_GATEWAY_URL=unix:...): a request over a Unix socket costs both sides less
+  // CPU than over loopback TCP. Empty when the path is too long for a Unix socket (107 bytes):
+  // the sidecars then use gateway_url().
+  std::string gateway_socket() const {
+    std::string path = (paths.root / "gateway.sock").string();
+    return path.size() < 108 ? path : std::string();
+  }
+  std::string sidecar_gateway_url() const {
+    const std::string socket = gateway_socket();
+    return socket.empty() ? gateway_url() : "unix:" + socket;
+  }
   std::chrono::milliseconds restart_backoff_initial{std::chrono::milliseconds(500)};
   std::chrono::milliseconds restart_backoff_max{std::chrono::seconds(30)};
   // A pair that dies before running this long counts as a quick crash; this many quick crashes

@@ -8,6 +8,7 @@
 
 #include "common/aws/s3.hpp"
 #include "common/env.hpp"
+#include "common/http/client.hpp"
 
 namespace asya::sidecar {
 namespace {
@@ -78,11 +79,23 @@ Config load_config(const Environment& environment) {
                                        c.actor_name == c.happy_end || c.actor_name == c.error_end);
 
   c.gateway_url = environment.string("ASYA_GATEWAY_URL", "");
+  if (c.gateway_url.starts_with("unix:")) {
+    // A gateway on this machine, reached over its Unix socket (asya-gateway's
+    // ASYA_GATEWAY_SOCKET): the reports' HTTP requests then skip loopback TCP.
+    const std::string path = c.gateway_url.substr(5);
+    if (!path.starts_with('/') || path.size() >= 108 || path.find('\0') != std::string::npos)
+      throw ConfigError(fmt::format(
+          "ASYA_GATEWAY_URL=\"{}\": after unix: must come the absolute path of the gateway's "
+          "Unix socket (ASYA_GATEWAY_SOCKET), at most 107 bytes, e.g. unix:/run/asya/gateway.sock",
+          c.gateway_url));
+    c.gateway_url = http::http_unix_url(path);
+  }
   while (c.gateway_url.ends_with('/')) c.gateway_url.pop_back();
   if (!c.gateway_url.empty() && !c.gateway_url.starts_with("http://") &&
-      !c.gateway_url.starts_with("https://"))
+      !c.gateway_url.starts_with("https://") && !c.gateway_url.starts_with(http::kHttpUnixScheme))
     throw ConfigError(fmt::format(
-        "ASYA_GATEWAY_URL=\"{}\" is not an HTTP URL: use http://host:port or https://host:port",
+        "ASYA_GATEWAY_URL=\"{}\" is not an HTTP URL: use http://host:port, https://host:port or "
+        "unix:/path/of/the/gateway.sock",
         c.gateway_url));
   c.gateway_internal_token = environment.string("ASYA_GATEWAY_INTERNAL_TOKEN", "");
   // The token goes into an HTTP header: a line break or other control byte would split it.
@@ -188,7 +201,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
                                             ASYA_ACTOR_NAME is the happy-end or error-end name
   ASYA_RESULT_STORE           file://.asya/results   end mode: where <id>.json is written
                                             (file:///dir, file://relative/dir, s3://bucket/prefix)
-  ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none
+  ASYA_GATEWAY_URL            (empty)       gateway base URL for progress/final reports; empty: none;
+                                            unix:/path: a local gateway's Unix socket (docs/gateway.md)
   ASYA_GATEWAY_INTERNAL_TOKEN (empty)       bearer token sent with every report (the gateway's
                                             ASYA_GATEWAY_INTERNAL_TOKEN); empty: no Authorization
   ASYA_GATEWAY_CARRY_WAIT     50ms          how long a "completed" report may wait for the next

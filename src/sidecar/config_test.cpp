@@ -63,6 +63,21 @@ class ConfigTest : public ::testing::Test {
   }
 };
 
+// A gateway on this machine reached over its Unix socket (docs/gateway.md "Unix socket").
+TEST_F(ConfigTest, AUnixGatewayUrlBecomesAnHttpUnixUrlOfThatSocket) {
+  setenv("ASYA_GATEWAY_URL", "unix:/run/asya state/gateway.sock", 1);
+  EXPECT_EQ(load_config().gateway_url, "http+unix://%2Frun%2Fasya%20state%2Fgateway.sock");
+  for (const char* bad : {"unix:gateway.sock", "unix:",
+                          "unix:/x/../../../../../../../../../../../../"
+                          "../../../../../../../../../../../../../../../"
+                          "../../../../../../../../gw.sock"}) {
+    const std::string error = error_for("ASYA_GATEWAY_URL", bad);
+    EXPECT_NE(error.find("after unix: must come the absolute path"), std::string::npos) << bad;
+  }
+  EXPECT_NE(error_for("ASYA_GATEWAY_URL", "ftp://gw").find("unix:/path/of/the/gateway.sock"),
+            std::string::npos);
+}
+
 TEST_F(ConfigTest, DefaultsMatchTheDocumentation) {
   Config c = load_config();
   EXPECT_EQ(c.actor_name, "echo");

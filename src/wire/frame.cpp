@@ -209,6 +209,48 @@ void raise_send_buffer(int fd) {
   (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
 }
 
+IoResult read_available_io(int fd, char* data, std::size_t size, bool wait_first,
+                           const Deadline& deadline, bool frame_started,
+                           std::size_t frame_bytes_total, std::size_t frame_bytes_before,
+                           std::size_t& got, bool& drained) {
+  bool wait = wait_first;
+  for (;;) {
+    if (wait) {
+      const int ready = wait_readable(fd, -1, deadline);
+      if (ready == 0) return timeout_result("reading a frame");
+      if (ready < 0) return system_error("poll", errno);
+    }
+    iovec iov{data, size};
+    msghdr message{};
+    message.msg_iov = &iov;
+    message.msg_iovlen = 1;
+    const ssize_t n = ::recvmsg(fd, &message, MSG_DONTWAIT);
+    if (n > 0) {
+      got = static_cast<std::size_t>(n);
+      drained = got < size && (message.msg_flags & MSG_CTRUNC) == 0;
+      return {};
+    }
+    const int err = n == 0 ? 0 : errno;
+    if (n == 0 || err == ECONNRESET) {
+      const bool reset = err == ECONNRESET;
+      if (!frame_started) return {IoCode::kEof, "eof", reset};
+      return {IoCode::kTruncated,
+              fmt::format("connection closed in the middle of a frame after {} of {} bytes",
+                          frame_bytes_before, frame_bytes_total),
+              reset};
+    }
+    if (err == EINTR) {
+      wait = false;
+      continue;
+    }
+    if (err == EAGAIN || err == EWOULDBLOCK) {
+      wait = true;
+      continue;
+    }
+    return system_error("recvmsg", err);
+  }
+}
+
 int wait_readable(int fd, int extra_fd, Deadline deadline) {
   for (;;) {
     pollfd p[2] = {{fd, POLLIN, 0}, {extra_fd, POLLIN, 0}};

@@ -326,6 +326,11 @@ void RuntimeClient::abandon() {
   if (pending_.active) disconnect();
 }
 
+char* RuntimeClient::first_read_buffer() {
+  if (!first_read_) first_read_.reset(new char[kFirstReadBytes]);
+  return first_read_.get();
+}
+
 CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::time_point& deadline,
                                       std::chrono::milliseconds timeout, bool& request_unread) {
   auto fail = [this](CallStatus status, std::string error, bool too_large = false) {
@@ -356,14 +361,36 @@ CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::tim
   };
   const detail::Deadline io_deadline = deadline;
 
-  unsigned char header[4];
-  auto io =
-      detail::read_exact_io(fd_, reinterpret_cast<char*>(header), 4, false, io_deadline, 4, 0);
+  // The answer's header, its body and whatever follows it come with one read into `head` when
+  // they fit (a small answer: the usual case). Bytes read beyond the frame are rule 5's "byte
+  // waiting after the answer", and a read that drained the socket proves it idle right after the
+  // answer without a look of its own (PROTOCOL §3).
+  char* const head = first_read_buffer();
+  std::size_t got = 0;
+  bool drained = false;
+  auto io = detail::read_available_io(fd_, head, kFirstReadBytes, true, io_deadline, false, 4, 0,
+                                      got, drained);
   if (!io.ok()) return io_failure(io);
+  if (got < 4) {
+    io = detail::read_exact_io(fd_, head + got, 4 - got, true, io_deadline, 4, got);
+    if (!io.ok()) return io_failure(io);
+    got = 4;
+    drained = false;
+  }
+  unsigned char header[4];
+  std::memcpy(header, head, 4);
   const std::uint32_t size = decode_length(header);
   // Only the error messages below show it: formatted when one is built, not for every answer.
   auto header_text = [&header] { return show_bytes({reinterpret_cast<const char*>(header), 4}); };
   const std::size_t frame_bytes = 4 + static_cast<std::size_t>(size);
+  // What follows the header, for the messages of a header that cannot be a length: the bytes read
+  // already, else a look (after waiting briefly for them).
+  auto after_header = [&] {
+    if (got > 4)
+      return Peeked{PeekState::kData, std::string(head + 4, std::min(got - 4, kShownBytes)),
+                    got - 4};
+    return peek(fd_, diagnose_wait(deadline));
+  };
 
   // A runtime answers a request after reading all of it. Bytes of the request still unread in
   // the runtime's socket (SIOCOUTQ: what we wrote that the peer has not consumed) mean this frame
@@ -382,7 +409,7 @@ CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::tim
   if (size > options_.max_message_bytes) {
     // A real answer that is too large starts with '[' right after its header; anything else means
     // the header is not a length at all: stray bytes before a frame.
-    Peeked next = peek(fd_, diagnose_wait(deadline));
+    Peeked next = after_header();
     if (next.state != PeekState::kData || may_start_array(next.bytes)) {
       return fail(CallStatus::kProtocol,
                   fmt::format("bad response frame: runtime answer frame (header {}) announces {}, "
@@ -403,7 +430,7 @@ CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::tim
 
   receiver.start(size);
   if (size == 0) {
-    Peeked next = peek(fd_, diagnose_wait(deadline));
+    Peeked next = after_header();
     return fail(
         CallStatus::kProtocol,
         fmt::format("bad response frame: runtime answer frame is empty (header {}), but a "
@@ -415,52 +442,64 @@ CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::tim
                                       next.pending, show_bytes(next.bytes))
                         : std::string()));
   }
-  // The first bytes before the rest: stray bytes read as a header announce a length that has
-  // nothing to do with what follows, and the call must fail now rather than wait for that many
-  // bytes. Whatever has arrived is taken at once (usually the whole first room: no extra system
-  // call); only when nothing has, one byte is waited for.
-  std::span<char> first = receiver.room(size);
-  first = first.first(std::min<std::size_t>(first.size(), size));
-  std::size_t got = 0;
-  ssize_t n = ::recv(fd_, first.data(), first.size(), MSG_DONTWAIT);
-  if (n > 0) {
-    got = static_cast<std::size_t>(n);
-  } else {
-    io = detail::read_exact_io(fd_, first.data(), 1, true, io_deadline, frame_bytes, 4);
+  // The first bytes of the body before the rest: stray bytes read as a header announce a length
+  // that has nothing to do with what follows, and the call must fail now rather than wait for
+  // that many bytes. When only the header came, the next read brings at least one body byte.
+  if (got == 4) {
+    std::size_t more = 0;
+    io = detail::read_available_io(fd_, head + 4, kFirstReadBytes - 4, false, io_deadline, true,
+                                   frame_bytes, 4, more, drained);
     if (!io.ok()) return io_failure(io);
-    got = 1;
+    got += more;
   }
-  if (!may_start_array({first.data(), std::min<std::size_t>(got, kShownBytes)})) {
-    std::string head(first.data(), std::min<std::size_t>(got, kShownBytes));
-    if (head.size() < kShownBytes) {
+  const std::size_t body_in_head = std::min<std::size_t>(got - 4, size);
+  if (!may_start_array({head + 4, std::min(body_in_head, kShownBytes)})) {
+    std::string start(head + 4, std::min(body_in_head, kShownBytes));
+    if (start.size() < kShownBytes && got - 4 == body_in_head) {
       Peeked more = peek(fd_);
-      if (more.state == PeekState::kData) head += more.bytes;
+      if (more.state == PeekState::kData) start += more.bytes;
     }
     return fail(CallStatus::kProtocol,
                 fmt::format("bad response frame: runtime answer frame header {} announces {}, but "
                             "its first bytes {} are not the start of a JSON array (a response is "
                             "always a JSON array): stray bytes before a frame, or a frame whose "
                             "body is not an array",
-                            header_text(), size_text(size), show_bytes(head)));
+                            header_text(), size_text(size), show_bytes(start)));
   }
-  if (got < first.size()) {
-    io = detail::read_exact_io(fd_, first.data() + got, first.size() - got, true, io_deadline,
-                               frame_bytes, 4 + got);
-    if (!io.ok()) return io_failure(io);
-  }
-  receiver.received(first.size());
-  for (std::size_t done = first.size(); done < size;) {
+  // The receiver's rooms, filled from `head` first, then from the socket.
+  const char* from_head = head + 4;
+  std::size_t left_in_head = body_in_head;
+  bool read_after_head = false;
+  for (std::size_t done = 0; done < size;) {
     std::span<char> room = receiver.room(size - done);
     const std::size_t want = std::min<std::size_t>(room.size(), size - done);
-    io = detail::read_exact_io(fd_, room.data(), want, true, io_deadline, frame_bytes, 4 + done);
-    if (!io.ok()) return io_failure(io);
+    const std::size_t copied = std::min(want, left_in_head);
+    if (copied > 0) std::memcpy(room.data(), from_head, copied);
+    from_head += copied;
+    left_in_head -= copied;
+    if (copied < want) {
+      io = detail::read_exact_io(fd_, room.data() + copied, want - copied, true, io_deadline,
+                                 frame_bytes, 4 + done + copied);
+      if (!io.ok()) return io_failure(io);
+      read_after_head = true;
+    }
     receiver.received(want);
     done += want;
   }
 
   // The connection must be idle after an answer: a byte waiting now is a second answer or stray
   // bytes, and then this answer may not be the one for this request either.
-  Peeked after = peek(fd_);
+  Peeked after;
+  if (got - 4 > size) {
+    int waiting = 0;
+    after = {PeekState::kData,
+             std::string(head + frame_bytes, std::min(got - frame_bytes, kShownBytes)),
+             got - frame_bytes};
+    if (::ioctl(fd_, FIONREAD, &waiting) == 0 && waiting > 0)
+      after.pending += static_cast<std::size_t>(waiting);
+  } else if (read_after_head || !drained) {
+    after = peek(fd_);
+  }
   if (after.state == PeekState::kData) {
     return fail(CallStatus::kProtocol,
                 fmt::format("runtime wrote {} more byte(s) right after its answer of {}, starting "
@@ -469,6 +508,8 @@ CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::tim
                             after.pending, size_text(size), show_bytes(after.bytes)));
   }
   // Closed after answering (older runtimes serve one request per connection): the answer stands.
+  // (A read that drained the socket does not see a close that came with the answer: the next
+  // call's look before its request does.)
   if (after.state != PeekState::kIdle) disconnect();
   return {};
 }

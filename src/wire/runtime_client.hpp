@@ -193,7 +193,8 @@ class RuntimeClient {
   //   answering is kUnavailable: a failed attempt, never a second call of the handler.
   // - The answer must be a frame whose body starts like a JSON array, that arrives after the
   //   runtime read the whole request (SIOCOUTQ is 0), and no byte may follow it; otherwise
-  //   kProtocol.
+  //   kProtocol. A small answer is read with what follows it in one read: a read that left the
+  //   socket empty shows it idle without a look of its own.
   // After kTimeout, kProtocol or kUnavailable the connection is closed, never reused, so a late
   // or extra answer is never mistaken for the next request's. The whole call must finish within
   // `timeout`.
@@ -262,8 +263,12 @@ class RuntimeClient {
   CallResult read_answer(AnswerReceiver& receiver,
                          const std::chrono::steady_clock::time_point& deadline,
                          std::chrono::milliseconds timeout, bool& request_unread);
+  // Room for an answer's first read: its header, a small answer whole, and what may follow it.
+  static constexpr std::size_t kFirstReadBytes = 16u << 10;
+  char* first_read_buffer();
   RuntimeClientOptions options_;
   int fd_ = -1;
+  std::unique_ptr<char[]> first_read_;  // kFirstReadBytes, allocated at the first answer
   // The runtime on this connection declared payload-fd (checked once per connection).
   bool peer_payload_fd_ = false;
   bool sent_payload_fd_ = false;

@@ -106,6 +106,19 @@ inline constexpr int kSocketSendBufferBytes = 4 << 20;
 // wrong).
 void raise_send_buffer(int fd);
 
+// One read of what is waiting on `fd` into `data` (up to `size` bytes), after waiting for it first
+// when `wait_first` (right after a request is written its answer has rarely arrived, so reading
+// first would mostly fail with EAGAIN: one system call more). `got`: the bytes read (> 0).
+// `drained`: the read left nothing waiting behind it: it took fewer bytes than `size` and no
+// descriptor came with them (a Unix stream read takes every byte waiting up to its size and stops
+// early only at bytes carrying descriptors, which set MSG_CTRUNC here as no room is given for
+// them, or at an out-of-band mark; a runtime sends neither). EOF or ECONNRESET: kEof, or
+// kTruncated when `frame_started` (then `frame_bytes_*` word the message).
+IoResult read_available_io(int fd, char* data, std::size_t size, bool wait_first,
+                           const Deadline& deadline, bool frame_started,
+                           std::size_t frame_bytes_total, std::size_t frame_bytes_before,
+                           std::size_t& got, bool& drained);
+
 // Waits until `fd` is readable (or `extra_fd`, when >= 0, is readable). Returns 1 when fd is
 // readable (or hung up), 2 when extra_fd is readable, 0 on timeout, -1 on error (errno set).
 int wait_readable(int fd, int extra_fd, Deadline deadline);

@@ -113,7 +113,9 @@ ACTORS = {
 
 
 # The stack runs twice: without tokens, and with both gateway tokens set (clients send
-# ASYA_GATEWAY_TOKEN, sidecars ASYA_GATEWAY_INTERNAL_TOKEN; issue 11 item 4).
+# ASYA_GATEWAY_TOKEN, sidecars ASYA_GATEWAY_INTERNAL_TOKEN; issue 11 item 4). In the second run the
+# sidecars reach the gateway over its Unix socket (ASYA_GATEWAY_SOCKET, ASYA_GATEWAY_URL=unix:...),
+# as `asya up` wires them: the same reports, checks, spans and token checks as over TCP.
 TOKENS = {
     "no-tokens": {},
     "both-tokens": {"ASYA_GATEWAY_TOKEN": "e2e-client-token",
@@ -151,10 +153,13 @@ def stack(build_path, request):
         pytest.fail("%s is missing: build it first (ninja asya-gateway)" % gateway_binary)
     gateway_dir = pathlib.Path(tmp) / "gateway"
     gateway_dir.mkdir()
+    over_socket = "ASYA_GATEWAY_INTERNAL_TOKEN" in tokens
+    socket_env = {"ASYA_GATEWAY_SOCKET": str(gateway_dir / "gw.sock")} if over_socket else {}
     gateway = Gateway(gateway_binary, gateway_dir, ROUTES,
                       dict(tokens, ASYA_SQLITE_PATH=cluster.env["ASYA_SQLITE_PATH"],
-                           ASYA_GATEWAY_POLL_INTERVAL="200ms"))
-    report_to = {"ASYA_GATEWAY_URL": gateway.url}
+                           ASYA_GATEWAY_POLL_INTERVAL="200ms", **socket_env))
+    report_to = {"ASYA_GATEWAY_URL": "unix:" + socket_env["ASYA_GATEWAY_SOCKET"] if over_socket
+                 else gateway.url}
     if "ASYA_GATEWAY_INTERNAL_TOKEN" in tokens:
         report_to["ASYA_GATEWAY_INTERNAL_TOKEN"] = tokens["ASYA_GATEWAY_INTERNAL_TOKEN"]
     gateway.start()

@@ -2,6 +2,8 @@
 transport (sqlite, rabbitmq, sqs), and through the gateway when a routes.yaml is beside them."""
 import json
 import os
+import pathlib
+import stat
 
 from local_harness import BROKER_SECRETS, build_dir, manifest, process_environment
 
@@ -51,7 +53,12 @@ def test_hello_tool_is_called_through_the_gateway(asya_on, repo):
     assert answer["structuredContent"] == {"greeting": "hello Ada"}
     # The sidecars report to the gateway; the job is recorded there as succeeded.
     hello = asya.actor("hello")["processes"][0]
-    assert process_environment(hello["sidecar"])["ASYA_GATEWAY_URL"] == url
+    # ... over the gateway's Unix socket in the state directory (owner-only), not loopback TCP.
+    sidecar_url = process_environment(hello["sidecar"])["ASYA_GATEWAY_URL"]
+    assert sidecar_url.startswith("unix:/") and sidecar_url.endswith("/gateway.sock"), sidecar_url
+    gateway_socket = pathlib.Path(sidecar_url[len("unix:"):])
+    assert stat.S_ISSOCK(gateway_socket.stat().st_mode)
+    assert stat.S_IMODE(gateway_socket.stat().st_mode) == 0o600
     status, answer = asya.post("/tools/call", {"name": "hello", "arguments": {}})
     assert status == 400 and "name" in answer["error"], answer
     assert f"gateway: {url}" in asya.run("status", check=0).stdout

@@ -301,6 +301,19 @@ Result<Response> Client::Pool::call(const Request& request,
                                    "")};
     }
   }
+  if (request.url.starts_with(kHttpUnixScheme)) {
+    // Always the plain path: no TLS, proxy or libcurl over a local socket.
+    auto target = detail::unix_target(request);
+    if (!target) {
+      failure = Failure::kInvalidInput;
+      return Error{failure_message(request, target.error().message, "")};
+    }
+    Transfer transfer;
+    transfer.on_line = on_line;
+    auto response = plain.call(target.value(), request, transfer, failure);
+    if (transfer.thrown) std::rethrow_exception(transfer.thrown);
+    return response;
+  }
   if (plain_allowed) {
     if (auto target = detail::plain_target(request)) {
       Transfer transfer;

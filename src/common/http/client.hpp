@@ -72,6 +72,15 @@ struct Request {
   bool bypass_proxy = false;
 };
 
+// The scheme of a URL whose authority is a percent-encoded Unix socket path, e.g.
+// http+unix://%2Frun%2Fasya%2Fgateway.sock/envelopes (the form of requests-unixsocket and Docker's
+// clients): plain HTTP/1.1 over that socket, never through a proxy or libcurl. The server must run
+// as this process's user (or root): its credentials (SO_PEERCRED) are checked at each connect,
+// so a socket another user created at the path never receives a request or its token.
+inline constexpr std::string_view kHttpUnixScheme = "http+unix://";
+// `socket_path` as the start of an http+unix:// URL (no trailing slash).
+std::string http_unix_url(std::string_view socket_path);
+
 // Why a call got no response.
 enum class Failure {
   kNone,         // a response arrived

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,6 +18,7 @@
 #include <cstring>
 
 #include "common/http/http_exchange.hpp"
+#include "common/percent_decode.hpp"
 
 namespace asya::http::detail {
 namespace {
@@ -66,9 +68,44 @@ bool proxy_may_apply(const std::string& host) {
   return true;
 }
 
+// Opens a non-blocking, close-on-exec connection to the target's Unix socket, after checking that
+// the process listening there runs as this process's user or as root.
+int connect_unix(const PlainTarget& target, Clock::time_point started, Failed& failed) {
+  auto fail = [&](std::string detail) {
+    failed.kind = Failure::kConnect;
+    failed.reason = kCouldNotConnect;
+    failed.detail = std::move(detail);
+    return -1;
+  };
+  sockaddr_un address{};
+  address.sun_family = AF_UNIX;
+  std::memcpy(address.sun_path, target.unix_socket.data(), target.unix_socket.size());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return fail("socket() failed: " + std::string(std::strerror(errno)));
+  // A Unix-socket connect completes at once or fails (EAGAIN: the listener's backlog is full).
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
+    const int error = errno;
+    ::close(fd);
+    return fail("Failed to connect to Unix socket " + target.unix_socket + " after " +
+                std::to_string(elapsed_ms(started)) + " ms: " + std::strerror(error));
+  }
+  ucred peer{};
+  socklen_t length = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &length) != 0 ||
+      (peer.uid != ::geteuid() && peer.uid != 0)) {
+    ::close(fd);
+    return fail("the server on Unix socket " + target.unix_socket + " runs as user id " +
+                std::to_string(peer.uid) + ", not as this process's (" +
+                std::to_string(::geteuid()) +
+                ") or root: nothing was sent to it (is the path shared with another user?)");
+  }
+  return fd;
+}
+
 // Opens a non-blocking, close-on-exec connection to one of the target's addresses.
 int connect_to(const PlainTarget& target, const Request& request, Clock::time_point started,
                Failed& failed) {
+  if (!target.unix_socket.empty()) return connect_unix(target, started, failed);
   auto fail = [&](Failure kind, std::string_view reason, std::string detail) {
     failed.kind = kind;
     failed.reason = reason;
@@ -173,8 +210,58 @@ std::optional<PlainTarget> plain_target(const Request& request) {
 
   PlainTarget target{
       std::string(host), std::string(port), std::string(authority),
-      rest.empty() || rest.front() == '?' ? "/" + std::string(rest) : std::string(rest)};
+      rest.empty() || rest.front() == '?' ? "/" + std::string(rest) : std::string(rest), ""};
   if (!request.bypass_proxy && proxy_may_apply(target.host)) return std::nullopt;
+  return target;
+}
+
+}  // namespace asya::http::detail
+
+namespace asya::http {
+
+std::string http_unix_url(std::string_view socket_path) {
+  std::string url(kHttpUnixScheme);
+  for (char c : socket_path) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (std::isalnum(byte) || c == '-' || c == '_' || c == '.' || c == '~') {
+      url += c;
+    } else {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      url += '%';
+      url += kHex[byte >> 4];
+      url += kHex[byte & 15];
+    }
+  }
+  return url;
+}
+
+}  // namespace asya::http
+
+namespace asya::http::detail {
+
+Result<PlainTarget> unix_target(const Request& request) {
+  std::string_view url = request.url;
+  url.remove_prefix(std::min(url.size(), kHttpUnixScheme.size()));
+  const std::size_t end = url.find_first_of("/?#");
+  std::string_view rest = end == std::string_view::npos ? std::string_view{} : url.substr(end);
+  rest = rest.substr(0, rest.find('#'));
+  for (char c : request.url)
+    if (static_cast<unsigned char>(c) <= ' ' || c == 0x7f)
+      return Error{"a space or control character in the URL"};
+  auto socket = percent_decode(url.substr(0, end));
+  constexpr std::size_t kMaxPath = sizeof(sockaddr_un::sun_path) - 1;
+  if (!socket || socket->empty() || socket->front() != '/' || socket->size() > kMaxPath ||
+      socket->find('\0') != std::string::npos)
+    return Error{"after http+unix:// must come an absolute Unix socket path of at most " +
+                 std::to_string(kMaxPath) + " bytes, percent-encoded (e.g. " +
+                 http_unix_url("/run/asya/gateway.sock") + "/path)"};
+  PlainTarget target;
+  target.host = "localhost";
+  target.host_header = "localhost";
+  target.path.reserve(rest.size() + 1);
+  if (rest.empty() || rest.front() == '?') target.path.push_back('/');
+  target.path.append(rest.data(), rest.size());
+  target.unix_socket = std::move(*socket);
   return target;
 }
 
@@ -222,7 +309,8 @@ Result<Response> PlainConnections::call(const PlainTarget& target, const Request
   const bool with_body = sends_body(request);
   const std::string head = request_head(target, request, with_body);
   const std::string_view body = with_body ? request.body : std::string_view{};
-  std::string key = target.host + ' ' + target.port;
+  std::string key =
+      target.unix_socket.empty() ? target.host + ' ' + target.port : "unix " + target.unix_socket;
   Failed failed;
   for (int attempt = 0; attempt < 2; ++attempt) {
     int fd = attempt == 0 ? take(key) : -1;

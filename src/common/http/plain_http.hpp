@@ -27,6 +27,9 @@ struct PlainTarget {
   std::string port;         // "80" when the URL names none
   std::string host_header;  // the URL's authority, as the Host header
   std::string path;         // path and query, "/" when the URL has none; no fragment
+  // An http+unix:// URL: the Unix socket to connect to (host and port are then unused and the Host
+  // header is "localhost").
+  std::string unix_socket;
 };
 
 // The target of `request` when the plain path can carry it: an http:// URL it can parse with no
@@ -35,6 +38,9 @@ struct PlainTarget {
 // Request::bypass_proxy). Anything else (nullopt) goes to libcurl, which also words the error
 // of a bad URL.
 std::optional<PlainTarget> plain_target(const Request& request);
+// The target of an http+unix:// URL, or an Error naming what is wrong with it (the socket path
+// must be absolute and shorter than 108 bytes, the percent-encoding valid).
+Result<PlainTarget> unix_target(const Request& request);
 
 // Kept-alive connections by host and port, and the calls over them. Thread-safe; each call owns
 // its connection while it runs. Sockets are non-blocking and close-on-exec.

@@ -67,9 +67,15 @@ struct ServerOptions {
   std::chrono::milliseconds header_timeout{std::chrono::seconds(10)};
   // A request's body must arrive within this long after its headers.
   std::chrono::milliseconds body_timeout{std::chrono::seconds(60)};
+  // Not empty: also listen on this Unix socket (ASYA_GATEWAY_SOCKET), served exactly as TCP (the
+  // same handler, limits and token checks). Created with mode 0600 (only the gateway's user and
+  // root may connect); a socket file left by a dead process is replaced; a live listener there or
+  // a file that is not a socket is an error. Removed when the Server is destroyed.
+  std::string unix_socket;
 };
 
-// Listens on host:port (port 0 picks a free one) and serves every connection with `handler`,
+// Listens on host:port (port 0 picks a free one), and on ServerOptions::unix_socket when set, and
+// serves every connection with `handler`,
 // keep-alive included. Malformed requests get 400, oversized headers 431, oversized bodies 413,
 // a request whose headers do not arrive within header_timeout 408; each closes the connection.
 // When accept fails (e.g. no file descriptors left) the server retries with a growing pause
@@ -77,6 +83,7 @@ struct ServerOptions {
 // Runs on the given io_context; stop() closes the listener and every open connection.
 class Server {
  public:
+  // Throws std::runtime_error (boost::system::system_error for TCP) when it cannot listen.
   Server(boost::asio::io_context& io, const std::string& host, std::uint16_t port, Handler handler,
          ServerOptions options);
   ~Server();

@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
@@ -10,10 +11,18 @@
 #include <boost/json.hpp>
 
 #include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstring>
 #include <list>
 #include <mutex>
+#include <stdexcept>
 
 #include "common/log.hpp"
 #include "gateway/http/http.hpp"
@@ -24,6 +33,9 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+using local_stream = asio::local::stream_protocol;
+// A connection on the Unix socket (ServerOptions::unix_socket), served by the same code as TCP.
+using unix_stream = beast::basic_stream<local_stream>;
 using asio::awaitable;
 using asio::use_awaitable;
 
@@ -50,9 +62,10 @@ Response Response::error(int status, const std::string& message) {
 
 namespace {
 
+template <class Stream>
 class ChunkWriter final : public ResponseStream {
  public:
-  explicit ChunkWriter(beast::tcp_stream& stream) : stream_(stream) {}
+  explicit ChunkWriter(Stream& stream) : stream_(stream) {}
   awaitable<bool> write(std::string data) override {
     if (broken_) co_return false;
     auto [ec, n] = co_await asio::async_write(stream_, bhttp::make_chunk(asio::buffer(data)),
@@ -64,7 +77,7 @@ class ChunkWriter final : public ResponseStream {
   bool broken() const { return broken_; }
 
  private:
-  beast::tcp_stream& stream_;
+  Stream& stream_;
   bool broken_ = false;
 };
 
@@ -117,10 +130,13 @@ std::pair<int, std::string> parse_failure(const beast::error_code& ec, std::size
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   asio::io_context& io;
   tcp::acceptor acceptor;
+  local_stream::acceptor unix_acceptor;
   Handler handler;
   ServerOptions options;
   std::mutex mutex;
   std::list<std::weak_ptr<beast::tcp_stream>> connections;
+  std::list<std::weak_ptr<unix_stream>> unix_connections;
+  ino_t unix_inode = 0;              // of the socket file this server created (removed at stop)
   std::size_t open_connections = 0;  // only touched on the io thread
   RepeatedWarning accept_warning{std::chrono::seconds(10)};
   RepeatedWarning full_warning{std::chrono::seconds(10)};
@@ -128,10 +144,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   Impl(asio::io_context& io_context, Handler h, ServerOptions server_options)
       : io(io_context),
         acceptor(io_context),
+        unix_acceptor(io_context),
         handler(std::move(h)),
         options(std::move(server_options)) {}
 
-  awaitable<void> accept_loop() {
+  template <class Acceptor>
+  awaitable<void> accept_loop(Acceptor& acceptor) {
     auto self = shared_from_this();
     auto pause = std::chrono::milliseconds(0);
     for (;;) {
@@ -153,20 +171,29 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         refuse_full(socket);
         continue;
       }
-      socket.set_option(tcp::no_delay(true), ec);
-      auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+      auto stream = std::make_shared<beast::basic_stream<typename Acceptor::protocol_type>>(
+          std::move(socket));
       {
         std::lock_guard lock(mutex);
-        connections.remove_if([](const auto& weak) { return weak.expired(); });
-        connections.push_back(stream);
+        auto& list = connections_of(*stream);
+        list.remove_if([](const auto& weak) { return weak.expired(); });
+        list.push_back(stream);
       }
       ++open_connections;
       asio::co_spawn(io, serve(stream), asio::detached);
     }
   }
 
+  std::list<std::weak_ptr<beast::tcp_stream>>& connections_of(beast::tcp_stream& stream) {
+    beast::error_code ignored;
+    stream.socket().set_option(tcp::no_delay(true), ignored);
+    return connections;
+  }
+  std::list<std::weak_ptr<unix_stream>>& connections_of(unix_stream&) { return unix_connections; }
+
   // Answers 503 without waiting for the client (one non-blocking write) and closes.
-  void refuse_full(tcp::socket& socket) {
+  template <class Socket>
+  void refuse_full(Socket& socket) {
     full_warning.log(
         "gateway: " + std::to_string(open_connections) +
         " connections open (ASYA_GATEWAY_MAX_CONNECTIONS); refusing new ones with 503");
@@ -180,7 +207,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     beast::error_code ignored;
     socket.non_blocking(true, ignored);
     socket.write_some(asio::buffer(response), ignored);
-    socket.shutdown(tcp::socket::shutdown_send, ignored);
+    socket.shutdown(Socket::shutdown_send, ignored);
     // Closing with unread request bytes would send a reset that may destroy the 503 on its way.
     char drain[16384];
     while (socket.available(ignored) > 0 && !ignored)
@@ -188,7 +215,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     socket.close(ignored);
   }
 
-  awaitable<void> serve(std::shared_ptr<beast::tcp_stream> stream) {
+  template <class Stream>
+  awaitable<void> serve(std::shared_ptr<Stream> stream) {
     auto self = shared_from_this();
     struct Count {
       std::size_t& open;
@@ -278,18 +306,19 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (!ok || !keep_alive) break;
     }
     beast::error_code ignored;
-    stream->socket().shutdown(tcp::socket::shutdown_both, ignored);
+    stream->socket().shutdown(Stream::socket_type::shutdown_both, ignored);
     stream->close();
   }
 
   // Sends an error answer with `Connection: close`, giving a client that does not read 5 s.
   // Then reads what the client still sends for up to 2 s (at most 1 MiB): closing with unread
   // bytes would send a reset that can destroy the answer before the client reads it.
-  awaitable<void> answer_and_close(beast::tcp_stream& stream, const Response& response) {
+  template <class Stream>
+  awaitable<void> answer_and_close(Stream& stream, const Response& response) {
     stream.expires_after(std::chrono::seconds(5));
     if (!co_await write_plain(stream, response, 11, false)) co_return;
     beast::error_code ignored;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream.socket().shutdown(Stream::socket_type::shutdown_send, ignored);
     stream.expires_after(std::chrono::seconds(2));
     std::array<char, 16384> drain;
     for (std::size_t total = 0; total < (1u << 20);) {
@@ -304,7 +333,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     for (const auto& [name, value] : response.headers) fields.insert(name, value);
   }
 
-  awaitable<bool> write_plain(beast::tcp_stream& stream, const Response& response, unsigned version,
+  template <class Stream>
+  awaitable<bool> write_plain(Stream& stream, const Response& response, unsigned version,
                               bool keep_alive) {
     bhttp::response<bhttp::string_body> out{static_cast<bhttp::status>(response.status), version};
     copy_headers(out.base(), response);
@@ -317,8 +347,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     co_return !ec;
   }
 
-  awaitable<bool> write_stream(beast::tcp_stream& stream, const Response& response,
-                               unsigned version) {
+  template <class Stream>
+  awaitable<bool> write_stream(Stream& stream, const Response& response, unsigned version) {
     bhttp::response<bhttp::empty_body> out{static_cast<bhttp::status>(response.status), version};
     copy_headers(out.base(), response);
     out.set(bhttp::field::server, "asya-gateway");
@@ -329,7 +359,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_await bhttp::async_write_header(stream, serializer, asio::as_tuple(use_awaitable));
     (void)n;
     if (ec) co_return false;
-    ChunkWriter writer(stream);
+    ChunkWriter<Stream> writer(stream);
     co_await response.stream(writer);
     if (writer.broken()) co_return false;
     auto [ec2, n2] =
@@ -339,6 +369,28 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 };
 
+namespace {
+
+// Makes way for a Unix socket at `path`: a socket file left by a process that is gone is removed;
+// anything else (a live listener, a file that is not a socket) is an error naming it.
+void clear_stale_socket(const std::string& path) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) return;  // nothing there
+  if (!S_ISSOCK(st.st_mode))
+    throw std::runtime_error("ASYA_GATEWAY_SOCKET " + path +
+                             " exists and is not a socket: remove it or choose another path");
+  asio::io_context probe_io;
+  local_stream::socket probe(probe_io);
+  beast::error_code ec;
+  probe.connect(local_stream::endpoint(path), ec);
+  if (!ec)
+    throw std::runtime_error("ASYA_GATEWAY_SOCKET " + path +
+                             ": another process listens there (another gateway?)");
+  if (ec == asio::error::connection_refused) ::unlink(path.c_str());
+}
+
+}  // namespace
+
 Server::Server(asio::io_context& io, const std::string& host, std::uint16_t port, Handler handler,
                ServerOptions options)
     : impl_(std::make_shared<Impl>(io, std::move(handler), std::move(options))) {
@@ -347,10 +399,38 @@ Server::Server(asio::io_context& io, const std::string& host, std::uint16_t port
   impl_->acceptor.set_option(asio::socket_base::reuse_address(true));
   impl_->acceptor.bind(endpoint);
   impl_->acceptor.listen(asio::socket_base::max_listen_connections);
+  const std::string& path = impl_->options.unix_socket;
+  if (!path.empty()) {
+    if (path.size() >= sizeof(sockaddr_un::sun_path))
+      throw std::runtime_error("ASYA_GATEWAY_SOCKET " + path + " is " +
+                               std::to_string(path.size()) + " bytes long; a Unix socket path " +
+                               "holds at most " +
+                               std::to_string(sizeof(sockaddr_un::sun_path) - 1));
+    clear_stale_socket(path);
+    impl_->unix_acceptor.open();
+    // Created owner-only (0600): only processes of the gateway's user (and root) may connect.
+    // The umask is process-wide, so it is set back at once; chmod after bind makes the mode
+    // exact whatever the umask was.
+    const mode_t previous = ::umask(0077);
+    beast::error_code ec;
+    impl_->unix_acceptor.bind(local_stream::endpoint(path), ec);
+    ::umask(previous);
+    if (ec)
+      throw std::runtime_error("ASYA_GATEWAY_SOCKET " + path + ": cannot listen: " + ec.message());
+    ::chmod(path.c_str(), 0600);
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) impl_->unix_inode = st.st_ino;
+    impl_->unix_acceptor.listen(asio::socket_base::max_listen_connections);
+  }
 }
 
 Server::~Server() {
   stop();
+  // The socket file this server created goes with it (not one another process put there since).
+  const std::string& path = impl_->options.unix_socket;
+  struct stat st {};
+  if (impl_->unix_inode != 0 && ::lstat(path.c_str(), &st) == 0 && st.st_ino == impl_->unix_inode)
+    ::unlink(path.c_str());
 }
 
 std::uint16_t Server::port() const {
@@ -358,15 +438,21 @@ std::uint16_t Server::port() const {
 }
 
 void Server::start() {
-  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+  asio::co_spawn(impl_->io, impl_->accept_loop(impl_->acceptor), asio::detached);
+  if (impl_->unix_acceptor.is_open())
+    asio::co_spawn(impl_->io, impl_->accept_loop(impl_->unix_acceptor), asio::detached);
 }
 
 void Server::stop() {
   asio::post(impl_->io, [impl = impl_] {
     beast::error_code ignored;
     impl->acceptor.close(ignored);
+    impl->unix_acceptor.close(ignored);
     std::lock_guard lock(impl->mutex);
     for (auto& weak : impl->connections) {
+      if (auto stream = weak.lock()) stream->socket().close(ignored);
+    }
+    for (auto& weak : impl->unix_connections) {
       if (auto stream = weak.lock()) stream->socket().close(ignored);
     }
   });
