@@ -13,8 +13,9 @@ using Clock = std::chrono::steady_clock;
 std::chrono::milliseconds renewal_interval(std::chrono::milliseconds grace) {
   // A quarter leaves three quarters of the grace period for a rewrite that is late (a slow or
   // unreachable store, a starved thread) before a sweep could see the hold older than a release;
-  // a minute bounds what an end actor configured with a shorter grace than this sidecar risks.
-  return std::clamp(grace / 4, std::chrono::milliseconds(1),
+  // a minute bounds what an end actor configured with a shorter grace than this sidecar risks;
+  // 100 ms keeps a grace of (nearly) zero, which no deployment can use, from a write per ms.
+  return std::clamp(grace / 4, std::chrono::milliseconds(100),
                     std::chrono::milliseconds(std::chrono::minutes(1)));
 }
 

@@ -136,6 +136,7 @@ TEST(RenewalIntervalTest, IsAQuarterOfTheGraceAtMostAMinute) {
   EXPECT_EQ(renewal_interval(1s), 250ms);
   EXPECT_EQ(renewal_interval(2min), 30s);
   EXPECT_EQ(renewal_interval(15min), 1min);
+  EXPECT_EQ(renewal_interval(0ms), 100ms);
 }
 
 }  // namespace
