@@ -6,7 +6,8 @@
 //   - a hold holds/<id-hash>/<sha256> says "envelope id may still refer to object sha256". It is
 //     written durably before any envelope referring to the object is published (sidecar output,
 //     gateway, `asya send`) and again whenever a sidecar receives such an envelope (so a
-//     redelivery after a release holds the object again);
+//     redelivery after a release holds the object again), then rewritten while that input is
+//     processed (hold_renewer.hpp: copies of one envelope in flight at once share the hold);
 //   - a release released/<id-hash> is written by the end actor once the final envelope of id is
 //     stored (with the payload resolved into the result), when the id holds anything;
 //   - sweep() also removes temporaries of puts cut short by a crash (tmp/) after `orphan_age`;

@@ -26,6 +26,17 @@ namespace asya::payload {
 
 // Prefix of the Error message of read() when the object does not exist.
 inline constexpr std::string_view kNotFound = "not_found:";
+// Prefix of the Error message of read() when the object exists but its own permissions deny
+// this process (file store: its mode, owner or ACL say no while its directory lets this process
+// in). Like a missing object, a property of that object that no retry changes: the reference is
+// unavailable (docs/protocol.md §10). A store this process cannot enter at all is a store error.
+inline constexpr std::string_view kUnreadable = "unreadable:";
+
+// Whether an Error of read() says that the object cannot be had from this store (kNotFound,
+// kUnreadable): payload_unavailable, not a store failure worth retrying.
+inline bool object_unavailable(std::string_view error_message) {
+  return error_message.starts_with(kNotFound) || error_message.starts_with(kUnreadable);
+}
 
 struct StoredObject {
   std::string key;  // relative to the store's root
@@ -95,8 +106,9 @@ class PayloadStore {
 
   // Appends the object's bytes to `out` (reading straight into its storage where the store can,
   // so a large object is held once). An Error starting with kNotFound when the object does not
-  // exist; any other Error is a failure to reach or read the store (worth retrying). Blocking,
-  // thread-safe.
+  // exist, with kUnreadable when it exists and this process may not read it (object_unavailable
+  // tells both); any other Error is a failure to reach or read the store (worth retrying).
+  // Blocking, thread-safe.
   virtual Status read(std::string_view key, std::string& out) = 0;
 
   // Reads the object like read() and checks that it holds exactly `size_bytes` bytes of SHA-256

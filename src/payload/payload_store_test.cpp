@@ -2,8 +2,11 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -143,6 +146,28 @@ TEST_P(PayloadStoreTest, PutObjectWhoseBeforeVisibleFailsStoresNothing) {
   }
   EXPECT_TRUE(store_->list("objects/")->empty());
   EXPECT_TRUE(store_->list("tmp/")->empty());
+}
+
+// What a hold's renewal relies on (payload/hold_renewer.hpp): writing a key again moves the time
+// list() gives it (S3: LastModified, whole seconds in some listings), so a renewed hold is newer
+// than a release written before the renewal.
+TEST_P(PayloadStoreTest, WritingAKeyAgainMovesItsListedTimeBeyondAnEarlierRecord) {
+  ASSERT_TRUE(store_->put("holds/h1/sha", "env").ok());
+  ASSERT_TRUE(store_->put("released/h1", "env").ok());
+  auto time_of = [&](const std::string& key) {
+    auto listed = store_->list(key);
+    EXPECT_TRUE(listed.ok());
+    EXPECT_EQ(listed->size(), 1u);
+    return listed->empty() ? std::chrono::system_clock::time_point() : listed->front().modified;
+  };
+  const auto released = time_of("released/h1");
+  // Rewritten until the store's clock moved on (a second at most on S3); each rewrite durable.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (time_of("holds/h1/sha") <= released && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ASSERT_TRUE(store_->put("holds/h1/sha", "env").ok());
+  }
+  EXPECT_GT(time_of("holds/h1/sha"), released);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, PayloadStoreTest, ::testing::Values("file", "s3"));
@@ -327,6 +352,59 @@ TEST_F(FilePayloadStoreTest, ConcurrentPutObjectsOfEqualBytesBothSucceedWithOneO
   std::string out;
   ASSERT_TRUE(store_->read(object_key(first), out).ok());
   EXPECT_TRUE(out == bytes);
+}
+
+// Runs `read` in a child process without the capabilities that let root read any file
+// (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH), so that permissions deny it as they deny a sidecar
+// running as another user; returns the Error message read() gave ("ok" when it succeeded).
+std::string read_without_override(PayloadStore& store, const std::string& key) {
+  int fds[2];
+  if (::pipe(fds) != 0) return "pipe failed";
+  pid_t child = ::fork();
+  if (child == 0) {
+    ::close(fds[0]);
+    __user_cap_header_struct header{_LINUX_CAPABILITY_VERSION_3, 0};
+    __user_cap_data_struct data[2]{};
+    std::string message = "capget failed";
+    if (::syscall(SYS_capget, &header, data) == 0) {
+      for (int cap : {CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH})
+        data[cap / 32].effective &= ~(1u << (cap % 32));
+      std::string out;
+      Status st = ::syscall(SYS_capset, &header, data) == 0 ? store.read(key, out)
+                                                            : Status(Error{"capset failed"});
+      message = st ? "ok" : st.message();
+    }
+    (void)!::write(fds[1], message.data(), message.size());
+    ::_exit(0);
+  }
+  ::close(fds[1]);
+  std::string message;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(fds[0], buffer, sizeof buffer)) > 0;) message.append(buffer, n);
+  ::close(fds[0]);
+  ::waitpid(child, nullptr, 0);
+  return message;
+}
+
+// docs/protocol.md §10: an object whose own permissions deny the reader is unavailable (a
+// property of that object: payload_unavailable, not retried), named with its mode and owner; a
+// store directory the reader cannot enter is a store error (retried: fixing the deployment fixes
+// every message at once).
+TEST_F(FilePayloadStoreTest, AnObjectThatMayNotBeReadIsUnavailableAndAnUnenterableStoreIsAnError) {
+  ASSERT_TRUE(store_->put("objects/locked", "bytes").ok());
+  ASSERT_TRUE(store_->put("objects/open", "bytes").ok());
+  fs::permissions(dir_ / "objects" / "locked", fs::perms::none);
+  std::string locked = read_without_override(*store_, "objects/locked");
+  EXPECT_TRUE(locked.starts_with(kUnreadable)) << locked;
+  EXPECT_TRUE(object_unavailable(locked)) << locked;
+  EXPECT_NE(locked.find("mode 0000"), std::string::npos) << locked;
+  EXPECT_NE(locked.find("Permission denied"), std::string::npos) << locked;
+  EXPECT_EQ(read_without_override(*store_, "objects/open"), "ok");
+  fs::permissions(dir_ / "objects", fs::perms::none);
+  std::string closed = read_without_override(*store_, "objects/open");
+  EXPECT_FALSE(object_unavailable(closed)) << closed;
+  EXPECT_NE(closed.find("cannot enter the store's directories"), std::string::npos) << closed;
+  fs::permissions(dir_ / "objects", fs::perms::owner_all);
 }
 
 TEST(PayloadStoreRegistry, UnknownSchemeNamesTheVariableAndTheAcceptedOnes) {

@@ -20,8 +20,11 @@ std::string describe(const payload::Reference& reference) {
 }  // namespace
 
 PayloadReferences::PayloadReferences(std::unique_ptr<payload::PayloadStore> store,
-                                     std::size_t threshold_bytes)
-    : store_(std::move(store)), threshold_bytes_(threshold_bytes) {}
+                                     std::size_t threshold_bytes,
+                                     std::chrono::milliseconds renewal_interval)
+    : store_(std::move(store)),
+      threshold_bytes_(threshold_bytes),
+      renewer_(*store_, renewal_interval) {}
 
 PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in,
                                                     std::string_view body, bool allow_stream) {
@@ -46,12 +49,12 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
     input.message = fmt::format("cannot hold payload {}: {}", describe(reference), held.message());
     return input;
   }
+  input.renewal = renewer_.keep(reference.sha256, in.id);
   if (auto path = allow_stream ? store_->local_path(*key) : std::nullopt) {
     auto opened = StreamedPayload::open(*path, reference);
     if (!opened) {
-      input.status = opened.error().message.starts_with(payload::kNotFound)
-                         ? InputStatus::kUnavailable
-                         : InputStatus::kStoreError;
+      input.status = payload::object_unavailable(opened.error().message) ? InputStatus::kUnavailable
+                                                                         : InputStatus::kStoreError;
       input.message =
           fmt::format("payload {} cannot be read: {}", describe(reference), opened.error().message);
       return input;
@@ -68,8 +71,8 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
   auto checked = store_->read_checked(*key, reference.sha256, reference.size_bytes, input.body);
   if (!checked) {
     const std::string& message = checked.error().message;
-    input.status = message.starts_with(payload::kNotFound) ? InputStatus::kUnavailable
-                                                           : InputStatus::kStoreError;
+    input.status =
+        payload::object_unavailable(message) ? InputStatus::kUnavailable : InputStatus::kStoreError;
     input.message = fmt::format("payload {} cannot be read: {}", describe(reference), message);
     input.body.clear();
     return input;
@@ -209,7 +212,7 @@ PayloadReferences::Input PayloadReferences::resolve_payload(std::string_view pay
   auto checked = store_->read_checked(*key, reference.sha256, reference.size_bytes, input.body);
   if (!checked) {
     const std::string& message = checked.error().message;
-    if (!message.starts_with(payload::kNotFound)) input.status = InputStatus::kStoreError;
+    if (!payload::object_unavailable(message)) input.status = InputStatus::kStoreError;
     input.message = fmt::format("payload {} cannot be read: {}", describe(reference), message);
     input.body.clear();
     return input;
@@ -246,7 +249,9 @@ std::optional<Decision> PayloadReferences::prepare(const Router& router,
   input = resolve(in, delivery.body, allow_stream);
   if (input.status == InputStatus::kUnavailable || input.status == InputStatus::kStoreError) {
     spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
-    return unresolved_decision(router, in, delivery, input);
+    Decision decision = unresolved_decision(router, in, delivery, input);
+    decision.input_hold = input.renewal;  // the error envelope or the nacked input refers to it
+    return decision;
   }
   offload.emplace(*this, in.id, input.reference);
   offload->set_input_payload(input.payload);
@@ -295,26 +300,32 @@ std::optional<Decision> PayloadReferences::streamed_failure(const Router& router
                                                             const transport::Delivery& delivery,
                                                             Input& input) {
   if (!input.stream) return std::nullopt;
+  Decision decision;
   if (input.stream->failure() == StreamedPayload::Failure::kNone) {
     if (input.answer_failure.empty()) return std::nullopt;
     input.status = InputStatus::kStoreError;
     input.message = input.answer_failure;
     spdlog::warn("answer to {} not used: {}", in.id, input.message);
-    return unresolved_decision(router, in, delivery, input);
+    decision = unresolved_decision(router, in, delivery, input);
+    decision.input_hold = input.renewal;
+    return decision;
   }
   input.status = input.stream->failure() == StreamedPayload::Failure::kMismatch
                      ? InputStatus::kUnavailable
                      : InputStatus::kStoreError;
   input.message = input.stream->failure_message();
   spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
-  return unresolved_decision(router, in, delivery, input);
+  decision = unresolved_decision(router, in, delivery, input);
+  decision.input_hold = input.renewal;
+  return decision;
 }
 
 PayloadParts make_payload_parts(const payload::Settings& settings, bool end_actor) {
   PayloadParts parts;
   if (!settings.enabled()) return parts;
   parts.references =
-      std::make_unique<PayloadReferences>(payload::open_store(settings), settings.threshold_bytes);
+      std::make_unique<PayloadReferences>(payload::open_store(settings), settings.threshold_bytes,
+                                          payload::renewal_interval(settings.policy.grace));
   if (end_actor)
     parts.sweeper = std::make_unique<PayloadSweeper>(parts.references->store(), settings.policy,
                                                      settings.sweep_interval);

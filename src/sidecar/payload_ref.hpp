@@ -3,7 +3,8 @@
 // payload back before the runtime sees it, and an output payload above ASYA_PAYLOAD_THRESHOLD is
 // stored durably and replaced by a reference before it is published. Handlers never see a
 // reference. The lifetime records (payload/lifetime.hpp) are written here too: a hold before a
-// reference is published or resolved, a release by the end actors.
+// reference is published or resolved (renewed while that input is processed:
+// payload/hold_renewer.hpp), a release by the end actors.
 #pragma once
 
 #include <atomic>
@@ -20,6 +21,7 @@
 #include <vector>
 
 #include "envelope/envelope.hpp"
+#include "payload/hold_renewer.hpp"
 #include "payload/lifetime.hpp"
 #include "payload/payload_store.hpp"
 #include "payload/reference.hpp"
@@ -32,8 +34,12 @@ namespace asya::sidecar {
 
 class PayloadReferences {
  public:
-  // `threshold_bytes`: payloads larger than this are stored by reference.
-  PayloadReferences(std::unique_ptr<payload::PayloadStore> store, std::size_t threshold_bytes);
+  // `threshold_bytes`: payloads larger than this are stored by reference. `renewal_interval`: how
+  // often the hold of an input being processed is rewritten (payload::renewal_interval of
+  // ASYA_PAYLOAD_GRACE).
+  PayloadReferences(std::unique_ptr<payload::PayloadStore> store, std::size_t threshold_bytes,
+                    std::chrono::milliseconds renewal_interval =
+                        payload::renewal_interval(payload::SweepPolicy{}.grace));
 
   enum class InputStatus {
     kPlain,        // the payload is not a reference: call the runtime with the body as received
@@ -54,12 +60,18 @@ class PayloadReferences {
     std::unique_ptr<StreamedPayload> stream;
     // A streamed input whose pass-through answer could not be rebuilt (call_streamed): why.
     std::string answer_failure;
+    // The input's hold, rewritten while this lives (payload/hold_renewer.hpp): a duplicate of the
+    // envelope that ends meanwhile cannot get the object deleted under this one. Kept until the
+    // input is settled (the decisions prepare, streamed_failure and Runner::call_runtime return
+    // carry it as Decision::input_hold; a batch keeps its Inputs until it is settled).
+    std::shared_ptr<payload::HoldRenewer::Renewal> renewal;
   };
 
   // Resolves the payload of `in` (parsed from `body`, whose views it holds). The result body is
   // `body` with the reference's JSON text replaced by the object's bytes, byte for byte; the
   // object is read straight into it, so the payload is held once. Holds the object for in.id
-  // first (so a redelivery after its envelope ended keeps it). With `allow_stream` and a store of
+  // first (so a redelivery after its envelope ended keeps it), and renews that hold while
+  // Input::renewal lives. With `allow_stream` and a store of
   // local files, the object is only opened: Input::stream sends and checks it during the runtime
   // call, and the caller must ask streamed_failure() after the call. Blocking; thread-safe.
   Input resolve(const envelope::Envelope& in, std::string_view body, bool allow_stream = false);
@@ -180,6 +192,7 @@ class PayloadReferences {
   std::unique_ptr<payload::PayloadStore> store_;
   std::size_t threshold_bytes_;
   std::atomic<bool> write_ahead_{true};
+  payload::HoldRenewer renewer_;  // after store_: it writes to it until destroyed
 };
 
 // The decision for an input whose reference could not be resolved (status kUnavailable: error-end

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "common/random_id.hpp"
 #include "sidecar/router_test_support.hpp"
@@ -98,6 +99,39 @@ TEST_F(PayloadRefTest, MissingObjectIsUnavailableNamingTheReference) {
       std::string(payload["details"].as_object()["message"].as_string()).find(refs_->store().url()),
       std::string::npos);
   EXPECT_TRUE(payload["original_payload"].as_object().contains("asya-payload-ref"));
+}
+
+// payload/hold_renewer.hpp: a resolved input renews its hold until its renewal is dropped, and a
+// decision made before the call (the input goes to error-end or is nacked) carries the renewal.
+TEST_F(PayloadRefTest, AnInputKeepsItsHoldRenewedAndAnEarlyDecisionCarriesTheRenewal) {
+  payload::PayloadStoreOptions options;
+  options.url = "file://" + dir_.string();
+  refs_ = std::make_unique<PayloadReferences>(payload::make_payload_store(options), kThreshold,
+                                              std::chrono::milliseconds(10));
+  std::string reference = stored_reference(kLarge);
+  std::string body = envelope_with(reference);
+  auto in = envelope::parse(body);
+  PayloadReferences::Input input = refs_->resolve(*in, body);
+  ASSERT_EQ(input.status, PayloadReferences::InputStatus::kResolved) << input.message;
+  ASSERT_NE(input.renewal, nullptr);
+  const fs::path hold = dir_ / payload::hold_key(payload::sha256_hex(kLarge), "X");
+  const auto written = fs::last_write_time(hold);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (fs::last_write_time(hold) == written && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_NE(fs::last_write_time(hold), written) << "the hold of an input in flight was not renewed";
+
+  fs::remove(dir_ / "objects" / payload::sha256_hex(kLarge));  // the next copy finds it missing
+  Router router(options_for("b"));
+  auto delivery = delivery_of(body);
+  auto copy = envelope::parse(delivery.body);  // views into the delivery, as in the sidecar
+  ASSERT_TRUE(copy.ok());
+  PayloadReferences::Input missing;
+  std::optional<PayloadReferences::Outputs> offload;
+  auto early = refs_->prepare(router, *copy, delivery, missing, offload);
+  ASSERT_TRUE(early.has_value());
+  EXPECT_EQ(early->sends.at(0).queue, "asya-error-end");
+  EXPECT_NE(early->input_hold, nullptr);
 }
 
 TEST_F(PayloadRefTest, ChangedObjectIsAMismatchNotAPayload) {

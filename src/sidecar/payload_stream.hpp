@@ -40,8 +40,9 @@ class StreamedPayload {
     kReadError,  // the file could not be read: the store failed, worth a retry
   };
 
-  // Opens `path`, the file of `reference`'s object. An Error starting with payload::kNotFound when
-  // it does not exist; another Error when it cannot be opened.
+  // Opens `path`, the file of `reference`'s object. An Error for which payload::object_unavailable
+  // is true when it does not exist or may not be read by this process; another Error when it
+  // cannot be opened.
   static Result<std::unique_ptr<StreamedPayload>> open(const std::filesystem::path& path,
                                                        payload::Reference reference);
   ~StreamedPayload();

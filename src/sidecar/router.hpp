@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <span>
 #include <string>
@@ -88,6 +89,9 @@ struct Decision {
   bool runtime_unhealthy = false;
   // Runtime unavailable: wait for the runtime to be ready again before receiving more.
   bool wait_for_runtime = false;
+  // Keeps the hold of the input's payload renewed (sidecar/payload_ref.hpp, Input::renewal) until
+  // the decision is settled and destroyed: its outputs or error envelope may refer to the object.
+  std::shared_ptr<void> input_hold;
 };
 
 // Replaces large output payloads by payload references (claim-check; sidecar/payload_ref.hpp),

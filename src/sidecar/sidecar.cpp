@@ -514,6 +514,7 @@ Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery&
       router_->after_runtime(in, delivery, call, answer,
                              /*response_padded=*/true, offload ? &*offload : nullptr,
                              transport_->sends_parts() ? kPartsAbove : 0, current_output_trace());
+  decision.input_hold = std::move(input.renewal);  // renewed until settled
   if (spooled && !spooled->spooled().empty()) {
     hold_spool(decision, spool, answer);
   } else {

@@ -127,3 +127,25 @@ def pass_unless_asked(payload):
     if isinstance(payload, dict) and payload.get("change"):
         return {"changed": len(payload["data"])}
     return payload
+
+
+def first_passes_the_others_wait(payload):
+    """A pass-through for duplicates processed at once: the first call of a payload answers at
+    once; every later call of it creates the marker waiting-<tag>-<pid> and answers (the same
+    payload) only once the test created the marker gate-<tag>. The tag is the payload's "tag", or
+    "s<length>" for a string (which the Python runtime answers "payload_unchanged")."""
+    _seen(payload)
+    directory = os.environ["TEST_MARKER_DIR"]
+    tag = payload.get("tag", "x") if isinstance(payload, dict) else "s%d" % len(payload)
+    try:
+        os.close(os.open(os.path.join(directory, "first-" + tag), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        return payload
+    except FileExistsError:
+        pass
+    open(os.path.join(directory, "waiting-%s-%d" % (tag, os.getpid())), "w").close()
+    deadline = time.monotonic() + 300
+    while not os.path.exists(os.path.join(directory, "gate-" + tag)):
+        if time.monotonic() > deadline:
+            raise RuntimeError("gate-%s never opened" % tag)
+        time.sleep(0.05)
+    return payload

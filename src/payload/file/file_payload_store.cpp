@@ -352,6 +352,19 @@ Result<int> open_object_file(const fs::path& path, struct stat& st) {
     int err = errno;
     if (err == ENOENT)
       return Error{fmt::format("{} payload store: no object {}", kNotFound, path.string())};
+    struct stat seen {};
+    if ((err == EACCES || err == EPERM) && ::stat(path.c_str(), &seen) == 0)
+      return Error{fmt::format(
+          "{} payload store: object {} may not be read by this process (uid {}, gid {}): {} (the "
+          "file has mode {:04o}, owner {}:{}); every sidecar's user must be able to read the "
+          "store's objects",
+          kUnreadable, path.string(), ::geteuid(), ::getegid(), std::strerror(err),
+          seen.st_mode & 07777, seen.st_uid, seen.st_gid)};
+    if (err == EACCES || err == EPERM)
+      return Error{fmt::format(
+          "payload store: cannot open {}: {}: this process (uid {}, gid {}) cannot enter the "
+          "store's directories",
+          path.string(), std::strerror(err), ::geteuid(), ::getegid())};
     return Error{
         fmt::format("payload store: cannot open {}: {}", path.string(), std::strerror(err))};
   }

@@ -119,7 +119,7 @@ Status BranchReferences::check(JoinStore& store, const ClaimedGroup& group) {
         auto checked = store_.read_checked(*key, reference.sha256, reference.size_bytes, buffer_);
         if (!checked) {
           const std::string& message = checked.error().message;
-          if (!message.starts_with(payload::kNotFound))
+          if (!payload::object_unavailable(message))
             return Error{fmt::format("branch {}: payload {} cannot be read: {}", index,
                                      describe(reference), message)};
           return unavailable(
