@@ -15,11 +15,8 @@ namespace asya::sidecar::detail {
 namespace {
 
 // Settling threads of the window: enough that a decided message rarely waits for one to be free
-// (each waits about one confirm round trip per batch it takes). With 4, at concurrency 8 and
-// prefetch 64 a decided message waited 1.4-3 ms for a free thread, a fifth of the time it held a
-// prefetch slot (docs/performance.md, "RabbitMQ hop c8: the time a message holds a prefetch
-// slot"); with 8, 0.6-0.9 ms. Threads start only when every one is busy.
-constexpr std::size_t kSettleThreads = 8;
+// (each waits about one confirm round trip per batch it takes).
+constexpr std::size_t kSettleThreads = 4;
 // Items handed over and not settled yet; the transport's prefetch is normally the bound.
 constexpr std::size_t kSettlePending = 1024;
 // Items one thread settles together (one send_many, one ack_many).

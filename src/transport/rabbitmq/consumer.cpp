@@ -422,7 +422,7 @@ void Consumer::send_acks(bool all) {
     // a requeue) is in unacked_; every settled one not written yet is in settled_. So all tags
     // below the lowest of unacked_ that the broker still holds are in settled_.
     const std::uint64_t floor = unacked_.empty() ? UINT64_MAX : unacked_.begin()->first;
-    plan = plan_acks(settled_, floor, settings_.prefetch, unacked_.size(), Clock::now(), all);
+    plan = plan_acks(settled_, floor, settings_.prefetch, !unacked_.empty(), Clock::now(), all);
     if (plan.multiple != 0) settled_.erase(settled_.begin(), settled_.upper_bound(plan.multiple));
     for (std::uint64_t tag : plan.singles) settled_.erase(tag);
   }

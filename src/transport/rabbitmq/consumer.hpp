@@ -46,17 +46,13 @@ struct AckPlan {
 };
 
 // `settled`: the tags acked by callers and not written yet, each with when it was acked;
-// `floor`: the lowest tag still held and not settled; `held`: how many are held and not settled
-// (buffered, handed out, waiting for a requeue). Writes nothing while other deliveries are held,
-// fewer than a quarter of `prefetch` are settled, none waited 50 ms (the next settle or the link
-// thread's timer writes them) and a prefetch slot is still free: then those below the floor as
-// one basic.ack(multiple) (coalesce_acks), and those above it once half the prefetch is settled,
-// each after 50 ms, or at once while every prefetch slot is taken (`held` + settled reach
-// `prefetch`: the broker delivers nothing more until an ack is written, so an ack held back holds
-// the next delivery back). `all`: every one now (closing). Several queues on one consumer share
-// the count, so with more than one the acks may go sooner than needed, never later.
+// `floor`: the lowest tag still held and not settled; `others_held`: whether any is. Writes
+// nothing while other deliveries are held, fewer than a quarter of `prefetch` are settled and
+// none waited 50 ms (the next settle or the link thread's timer writes them): then those below
+// the floor as one basic.ack(multiple) (coalesce_acks), and those above it once half the
+// prefetch is settled or each after 50 ms. `all`: every one now (closing).
 AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_point>& settled,
-                  std::uint64_t floor, int prefetch, std::size_t held,
+                  std::uint64_t floor, int prefetch, bool others_held,
                   std::chrono::steady_clock::time_point now, bool all);
 
 class Consumer final : public Link {

@@ -16,7 +16,7 @@ std::pair<std::uint64_t, std::vector<std::uint64_t>> coalesce_acks(
 }
 
 AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_point>& settled,
-                  std::uint64_t floor, int prefetch, std::size_t held,
+                  std::uint64_t floor, int prefetch, bool others_held,
                   std::chrono::steady_clock::time_point now, bool all) {
   AckPlan plan;
   if (settled.empty()) return plan;
@@ -24,21 +24,17 @@ AckPlan plan_acks(const std::map<std::uint64_t, std::chrono::steady_clock::time_
   auto oldest = settled.begin()->second;
   for (const auto& [tag, when] : settled) oldest = std::min(oldest, when);
   const auto count = static_cast<std::int64_t>(settled.size());
-  // Every prefetch slot taken (held, or settled and not written): the broker delivers nothing
-  // more until an ack is written, so holding one back would hold the next delivery back too.
-  const bool credit_spent =
-      prefetch > 0 && held + settled.size() >= static_cast<std::size_t>(prefetch);
   // Nothing else held (a lone message), a quarter of the prefetch settled, or one waiting long
   // enough: the acks below the floor go now.
-  if (!all && !credit_spent && held > 0 && count * 4 < prefetch && oldest > due) return plan;
+  if (!all && others_held && count * 4 < prefetch && oldest > due) return plan;
   std::vector<std::uint64_t> tags;
   for (const auto& [tag, when] : settled) tags.push_back(tag);
   auto [multiple, singles] = coalesce_acks(tags, floor);
   plan.multiple = multiple;
   // Those above the floor wait for the deliveries below them (one basic.ack(multiple) covers
   // all once these are settled), unless half the prefetch is held up so (a slow message must not
-  // stall the others), one waited kAckHold, or every slot is taken.
-  const bool pressed = all || credit_spent || count * 2 >= prefetch;
+  // stall the others) or one waited kAckHold.
+  const bool pressed = all || count * 2 >= prefetch;
   std::erase_if(singles, [&](std::uint64_t tag) {
     return tag >= floor && !pressed && settled.at(tag) > due;
   });

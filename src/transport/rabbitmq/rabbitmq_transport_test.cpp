@@ -13,6 +13,7 @@
 #include <set>
 #include <thread>
 
+#include "transport/rabbitmq/consumer.hpp"
 #include "transport/rabbitmq/rabbitmq_test_fixture.hpp"
 
 namespace asya::transport {
@@ -66,6 +67,58 @@ TEST_F(RabbitmqTransportTest, ConfirmedSendIsVisibleToAnotherConnectionAtOnce) {
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(producer->send(q, numbered("m", i)).ok());
   // send() returned after the broker's confirm, so the broker already counts all of them.
   EXPECT_EQ(stats(*observer, q).ready, 5u);
+}
+
+// The link thread's acks: the tags below the lowest one still held (floor) share one
+// basic.ack(multiple) when there are two or more; the others are acked one by one.
+TEST(RabbitmqAckTest, OnlyTheTagsBelowTheFloorShareAMultipleAck) {
+  using rabbitmq::coalesce_acks;
+  using Tags = std::vector<std::uint64_t>;
+  EXPECT_EQ(coalesce_acks({3, 4, 5, 9}, 7), (std::pair<std::uint64_t, Tags>{5, {9}}));
+  EXPECT_EQ(coalesce_acks({3, 4, 5}, UINT64_MAX), (std::pair<std::uint64_t, Tags>{5, {}}));
+  // One tag below the floor: a plain ack (nothing to share).
+  EXPECT_EQ(coalesce_acks({3, 8, 9}, 4), (std::pair<std::uint64_t, Tags>{0, {3, 8, 9}}));
+  // The floor below every tag (an earlier delivery is still held): no multiple ack.
+  EXPECT_EQ(coalesce_acks({3, 4, 5}, 2), (std::pair<std::uint64_t, Tags>{0, {3, 4, 5}}));
+  EXPECT_EQ(coalesce_acks({}, 2), (std::pair<std::uint64_t, Tags>{0, {}}));
+}
+
+// Which acks go now (plan_acks): a lone message's at once; with other deliveries held, they wait
+// until a quarter of the prefetch is settled (then those below the floor share one
+// basic.ack(multiple)); those above the floor until half the prefetch is settled or 50 ms passed.
+TEST(RabbitmqAckTest, AcksWaitToBeWrittenTogetherWhileOtherDeliveriesAreHeld) {
+  using rabbitmq::plan_acks;
+  using Tags = std::vector<std::uint64_t>;
+  const auto now = Clock::now();
+  auto settled_at = [&](std::initializer_list<std::uint64_t> tags, Clock::duration ago) {
+    std::map<std::uint64_t, Clock::time_point> settled;
+    for (std::uint64_t tag : tags) settled[tag] = now - ago;
+    return settled;
+  };
+  // A lone message (nothing else held): its ack goes at once, alone.
+  auto lone = plan_acks(settled_at({7}, 0ms), UINT64_MAX, 10, false, now, false);
+  EXPECT_EQ(lone.multiple, 0u);
+  EXPECT_EQ(lone.singles, (Tags{7}));
+  // Others held, 3 of prefetch 64 settled, none old: nothing yet.
+  auto early = plan_acks(settled_at({3, 4, 5}, 1ms), 6, 64, true, now, false);
+  EXPECT_EQ(early.multiple, 0u);
+  EXPECT_TRUE(early.singles.empty());
+  // A quarter of the prefetch settled: those below the floor as one multiple ack; the two above
+  // it wait for the deliveries below them.
+  auto quarter = plan_acks(settled_at({1, 2, 3, 4, 9, 10}, 1ms), 5, 24, true, now, false);
+  EXPECT_EQ(quarter.multiple, 4u);
+  EXPECT_TRUE(quarter.singles.empty());
+  // Half the prefetch settled: those above the floor go too (a slow message stalls nothing).
+  auto half = plan_acks(settled_at({1, 2, 9, 10}, 1ms), 5, 8, true, now, false);
+  EXPECT_EQ(half.multiple, 2u);
+  EXPECT_EQ(half.singles, (Tags{9, 10}));
+  // Held 50 ms: written whatever the count.
+  auto old = plan_acks(settled_at({9}, 60ms), 5, 64, true, now, false);
+  EXPECT_EQ(old.singles, (Tags{9}));
+  // Closing: every one now.
+  auto closing = plan_acks(settled_at({1, 2, 9}, 0ms), 5, 64, true, now, true);
+  EXPECT_EQ(closing.multiple, 2u);
+  EXPECT_EQ(closing.singles, (Tags{9}));
 }
 
 // Eight threads receive and ack on one transport with prefetch 64: acks written by the threads
