@@ -108,7 +108,7 @@ class Profiler:
                 ["perf", "record", "--call-graph", "dwarf,16384", "-F", "1999", "-p", str(pid),
                  "-o", perf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         elif strace:
-            command = ["strace", "-f", "-tt"] if FULL_STRACE else ["strace", "-c", "-f"]
+            command = ["strace", "-f", "-tt", "-yy"] if FULL_STRACE else ["strace", "-c", "-f"]
             self.process = subprocess.Popen(command + ["-p", str(pid), "-o", strace],
                                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if self.process or self.broker:
@@ -168,6 +168,39 @@ def reductions_split(before, after, count):
     return {k: round(v / count) for k, v in top}
 
 
+def tcp_segments(port):
+    """{client port: {"in"/"out": data segments, "bytes_in"/"bytes_out": bytes}} of every
+    established connection to the broker's AMQP `port`, as the broker's side counts them (ss -ti:
+    data_segs_in / data_segs_out, bytes_received / bytes_acked). No tracing: the counters are the
+    kernel's."""
+    out = {}
+    done = subprocess.run(["ss", "-tinH", "state", "established", "( sport = :%d )" % port],
+                          capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    for head, info in zip(lines[0::2], lines[1::2]):
+        peer = head.split()[-1].rsplit(":", 1)[1]
+        fields = dict(f.split(":", 1) for f in info.split() if ":" in f)
+        out[peer] = {"in": int(fields.get("data_segs_in", 0)),
+                     "out": int(fields.get("data_segs_out", 0)),
+                     "bytes_in": int(fields.get("bytes_received", 0)),
+                     "bytes_out": int(fields.get("bytes_acked", 0))}
+    return out
+
+
+def segments_per_msg(before, after, count):
+    """Per connection alive at the end (busiest first): data segments the broker received and sent
+    per message, and bytes per message each way, between two tcp_segments() readings."""
+    rows = []
+    for peer, a in after.items():
+        b = before.get(peer, {"in": 0, "out": 0, "bytes_in": 0, "bytes_out": 0})
+        d = {k: (a[k] - b[k]) / count for k in a}
+        if d["in"] or d["out"]:
+            rows.append({"segs_in": round(d["in"], 3), "segs_out": round(d["out"], 3),
+                         "bytes_in": round(d["bytes_in"], 1), "bytes_out": round(d["bytes_out"], 1)})
+    rows.sort(key=lambda r: -(r["segs_in"] + r["segs_out"]))
+    return rows
+
+
 def state_of(pid):
     return pathlib.Path("/proc/%d/stat" % pid).read_text().rsplit(")", 1)[1].split()[0]
 
@@ -197,7 +230,8 @@ def run_c8(args, broker, workdir):
                         stopped = True
                     elif stopped:
                         marks["cont"] = (process_cpu_ns(beam), threads(sidecar),
-                                         process_cpu_ns(runtime), time.monotonic())
+                                         process_cpu_ns(runtime), time.monotonic(),
+                                         tcp_segments(broker.broker.port))
                         return
                     time.sleep(0.0005)
             watcher = threading.Thread(target=watch)
@@ -230,6 +264,9 @@ def run_c8(args, broker, workdir):
             if "cont" in marks:
                 result["broker_hop_us"] = round((b1 - marks["cont"][0]) / 1e3 / n, 1)
                 result["broker_fill_us"] = round((marks["cont"][0] - b0) / 1e3 / n, 1)
+                # The hop alone: the sidecar's two connections (the driver's are closed).
+                result["tcp_hop"] = segments_per_msg(marks["cont"][4],
+                                                     tcp_segments(broker.broker.port), n)
             print(json.dumps(result), flush=True)
             actor.check_alive()
     finally:
@@ -249,7 +286,11 @@ def run_raw(args, broker, workdir):
         prof = Profiler(beam, strace=args.strace_broker if last else None,
                         broker=(beam, args.broker_perf) if last and args.broker_perf else None)
         c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        out = bench.driver(queue, "raw-rabbitmq", "--mode", "window", "--host", url.hostname,
+        # --strace: the driver itself under strace (its system calls, -yy: by TCP connection).
+        traced_driver = (["strace", "-f"] + (["-tt", "-yy"] if FULL_STRACE else ["-c"]) +
+                         ["-o", args.strace] if last and args.strace else [])
+        out = bench.driver(*traced_driver, queue, "raw-rabbitmq", "--mode", "window", "--host",
+                           url.hostname,
                            "--port", url.port, "--vhost", urllib.parse.unquote(url.path[1:]),
                            "--seconds", 1, "--count", args.count, "--prefetch", 64,
                            "--queue-type", "quorum")
