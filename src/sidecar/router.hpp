@@ -88,6 +88,10 @@ struct Decision {
   bool runtime_unhealthy = false;
   // Runtime unavailable: wait for the runtime to be ready again before receiving more.
   bool wait_for_runtime = false;
+  // Runtime unavailable after the call already waited ASYA_RUNTIME_READY_TIMEOUT for the runtime
+  // to be ready again (wire::CallResult::runtime_not_ready): the sidecar stops (exit 4) instead
+  // of waiting once more.
+  bool runtime_not_ready = false;
 };
 
 // Replaces large output payloads by payload references (claim-check; sidecar/payload_ref.hpp),
