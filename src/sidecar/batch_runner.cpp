@@ -19,6 +19,13 @@ struct SettlingBatch {
 
 }  // namespace
 
+void log_runtime_back(int waits, std::chrono::milliseconds waited) {
+  spdlog::info(
+      "runtime ready again: the request was sent again after waiting {} ms for the runtime ({} "
+      "wait(s)); no delivery was counted",
+      waited.count(), waits);
+}
+
 std::unique_ptr<StartedBatch> start_batch(const Router& router, wire::RuntimeClient& client,
                                           std::vector<transport::Delivery>& deliveries,
                                           wire::FrameBuffer& scratch,
@@ -78,6 +85,8 @@ BatchCall complete_batch(const Router& router, StartedBatch& batch, wire::FrameB
     }
     if (!call.error.empty())
       spdlog::warn("runtime call for a batch of {} failed: {}", call.sent, call.error);
+    if (call.runtime_waits > 0 && call.status != wire::CallStatus::kUnavailable)
+      log_runtime_back(call.runtime_waits, call.runtime_waited);
   }
   std::vector<SettleItem> settle(items.size());
   for (std::size_t i = 0; i < items.size(); ++i) {

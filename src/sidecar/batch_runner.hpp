@@ -104,4 +104,9 @@ BatchCall complete_batch(const Router& router, StartedBatch& batch, wire::FrameB
                          std::chrono::milliseconds timeout, Metrics& metrics,
                          BatchMetrics& batch_metrics, const wire::CallResult& cut = {});
 
+// Logs (info) that a runtime call (a single message's or a batch's) waited `waits` time(s),
+// `waited` in all, for a runtime being restarted (wire::CallResult::runtime_waits), and then
+// reached it.
+void log_runtime_back(int waits, std::chrono::milliseconds waited);
+
 }  // namespace asya::sidecar

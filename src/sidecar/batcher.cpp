@@ -91,11 +91,18 @@ BatchCall answer_batch(const Router& router, wire::RuntimeClient& client,
   result.sent = sent.sent.size();
   if (sent.sent.empty()) return result;
   result.started = sent.started;
-  wire::CallResult call = sent.result.status == wire::CallStatus::kOk
-                              ? client.receive(response, deadline, timeout)
-                              : std::move(sent.result);
+  const bool was_sent = sent.result.status == wire::CallStatus::kOk;
+  result.runtime_waits = sent.result.runtime_waits;
+  result.runtime_waited = sent.result.runtime_waited;
+  wire::CallResult call =
+      was_sent ? client.receive(response, deadline, timeout) : std::move(sent.result);
+  if (was_sent) {
+    result.runtime_waits += call.runtime_waits;
+    result.runtime_waited += call.runtime_waited;
+  }
   std::string().swap(sent.request);
-  result.runtime_seconds = std::chrono::duration<double>(Clock::now() - sent.started).count();
+  result.runtime_seconds =
+      std::chrono::duration<double>(Clock::now() - sent.started - result.runtime_waited).count();
   result.status = call.status;
   result.notice = call.notice;
   auto decide_all = [&](const wire::CallResult& failed) {

@@ -82,6 +82,10 @@ struct BatchCall {
   wire::CallStatus status = wire::CallStatus::kOk;
   std::string error;   // the call's or the answer's problem, when any
   std::string notice;  // CallResult::notice of the call
+  // CallResult::runtime_waits/runtime_waited of the call (its send and its answer): waits for a
+  // runtime being restarted, not counted in runtime_seconds.
+  int runtime_waits = 0;
+  std::chrono::milliseconds runtime_waited{0};
 };
 
 // Sends every item without a decision to the runtime in one batch request (PROTOCOL §3; each as

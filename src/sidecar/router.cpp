@@ -219,6 +219,7 @@ Decision Router::after_runtime(const envelope::Envelope& in, const transport::De
       d.failure = FailureCode::kRuntimeUnavailable;
       d.failure_message = call.error;
       d.wait_for_runtime = true;
+      d.runtime_not_ready = call.runtime_not_ready;
       return d;
     }
     case wire::CallStatus::kProtocol:

@@ -92,6 +92,10 @@ struct Decision {
   // Keeps the hold of the input's payload renewed (sidecar/payload_ref.hpp, Input::renewal) until
   // the decision is settled and destroyed: its outputs or error envelope may refer to the object.
   std::shared_ptr<void> input_hold;
+  // Runtime unavailable after the call already waited ASYA_RUNTIME_READY_TIMEOUT for the runtime
+  // to be ready again (wire::CallResult::runtime_not_ready): the sidecar stops (exit 4) instead
+  // of waiting once more.
+  bool runtime_not_ready = false;
 };
 
 // Replaces large output payloads by payload references (claim-check; sidecar/payload_ref.hpp),

@@ -71,6 +71,9 @@ class Runner {
   // Writes the sidecar-features file next to the runtime's socket (wire/sidecar_features.hpp);
   // a failure is logged once and leaves the features off.
   void declare_features();
+  // The settings of a worker's runtime clients: waiting for a runtime that is being restarted
+  // (RuntimeClientOptions::undelivered_wait), logged (runner_runtime.cpp).
+  wire::RuntimeClientOptions runtime_client_options();
   // A decided message of a group leased ahead, held until the group's last one is decided (at
   // most one call past ReceiveAhead::kBudget) and then settled with the others in one shared step
   // (runner_defer.cpp).

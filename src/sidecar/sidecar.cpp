@@ -209,9 +209,7 @@ void Runner::declare_features() {
 
 void Runner::worker(Slot& slot) {
   std::optional<wire::RuntimeClient> client;
-  if (!config_.is_end_actor)
-    client.emplace(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes,
-                                              config_.payload_fd});
+  if (!config_.is_end_actor) client.emplace(runtime_client_options());
   // Per worker: the padded copy of the input that envelope::parse iterates, then (same storage) the
   // runtime's answer, parsed in place. One buffer serves both, so a large message allocates and
   // faults in its pages once instead of three times (parse copy, answer, parse_response copy).
@@ -220,8 +218,7 @@ void Runner::worker(Slot& slot) {
   BatchAhead batch_ahead(*transport_, queue, batching_, slot, stop_, &metrics_);  // outlives it
   BackgroundSettler settler;  // settles full batches, leases ahead on its thread (batch_*.hpp)
   // The second connection for a batch sent while the runtime works on another (batch_pipeline.hpp)
-  BatchPipeline pipeline(wire::RuntimeClientOptions{config_.socket_path, config_.max_message_bytes,
-                                                    config_.payload_fd});
+  BatchPipeline pipeline(runtime_client_options());
   bool need_ready = !config_.is_end_actor;
   int consecutive_errors = 0;
   // A plain actor with a fast handler leases several messages per receive (receive_ahead.hpp).
@@ -439,109 +436,19 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
           format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
     stop_.request(kExitRuntimeTimeout);
   }
+  if (decision.runtime_not_ready) {
+    if (stop_.exit_code() != kExitRuntimeNotReady)  // once for all the items of a batch
+      spdlog::error(
+          "runtime not ready again within ASYA_RUNTIME_READY_TIMEOUT={} after a request could "
+          "not reach it: the message was returned to the queue (runtime_unavailable, a counted "
+          "delivery); stopping the sidecar (exit {})",
+          format_duration(config_.runtime_ready_timeout), kExitRuntimeNotReady);
+    stop_.request(kExitRuntimeNotReady);
+  }
   if (decision.wait_for_runtime) {
     client.disconnect();
     need_ready = true;
   }
-}
-
-Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,
-                              wire::RuntimeClient& client, wire::FrameBuffer& scratch,
-                              bool tracked) {
-  // Payload references resolved for the runtime, large outputs stored (sidecar/payload_ref.hpp).
-  PayloadReferences::Input input;
-  std::optional<PayloadReferences::Outputs> offload;
-  // A reference in a store of local files is streamed to the runtime and checked on the way
-  // (sidecar/payload_stream.hpp): the payload is never held whole.
-  if (auto early = payloads_.prepare(*router_, in, delivery, input, offload, /*allow_stream=*/true,
-                                     /*write_ahead=*/true))
-    return std::move(*early);
-  std::string_view request = input.body.empty() ? std::string_view(delivery.body) : input.body;
-  // A large answer whose output the transport would write as a body file is received straight
-  // into that file (sidecar/spooled_answer.hpp); a large request stands for a large answer.
-  std::shared_ptr<transport::BodySpool> spool;
-  if (!input.stream && !offload && transport_->sends_parts() && request.size() > kPartsAbove)
-    spool = transport_->open_body_spool(request.size());
-  std::optional<SpooledAnswer> spooled;
-  if (spool) spooled.emplace(*spool, scratch, kPartsAbove);
-  // A large inline payload in the body's own file may go to the runtime as a range of it.
-  const auto body_file = input.stream || !input.body.empty()
-                             ? nullptr
-                             : body_file_request(delivery.body, in.payload_raw);
-  auto call_started = Clock::now();
-  const auto timeout = config_.runtime_timeout;
-  wire::CallResult call =
-      input.stream ? payloads_.references->call_streamed(client, input, delivery.body,
-                                                         in.payload_raw, *offload, scratch, timeout)
-      : body_file  ? (spooled ? client.call(body_file->request, *spooled, timeout)
-                              : client.call(body_file->request, scratch, timeout))
-      : spooled    ? client.call(request, *spooled, timeout)
-                   : client.call(request, scratch, timeout);
-  std::string_view answer = scratch.view();
-  bool answer_lost = false;
-  if (spooled && call.status == wire::CallStatus::kOk) {
-    switch (spooled->finish()) {
-      case SpooledAnswer::Outcome::kSpooled:
-        answer = spooled->spooled();
-        // Received and spooled, nothing sent yet: a crash here redelivers the input.
-        failpoint("sidecar.answer_spooled");
-        break;
-      case SpooledAnswer::Outcome::kInBuffer:
-        break;
-      case SpooledAnswer::Outcome::kFailed:  // nacked below (kUnavailable), delivered again
-        answer_lost = true;
-        call.status = wire::CallStatus::kUnavailable;
-        call.error = "the runtime's answer could not be kept: " + spooled->failure_message();
-        break;
-    }
-  }
-  // A streamed object that failed its check was cut short: the handler never ran (no runtime
-  // call is counted, as for a reference that failed before the call).
-  if (auto failed = PayloadReferences::streamed_failure(*router_, in, delivery, input))
-    return std::move(*failed);
-  double runtime_seconds = seconds_since(call_started);
-  metrics_.runtime_duration(runtime_seconds);
-  if (!call.notice.empty()) {
-    // The connection kept from the previous message was out of step; this message was sent on
-    // a new one and is not affected.
-    spdlog::warn("runtime_protocol_error on the connection kept from the previous message: {}",
-                 call.notice);
-    metrics_.runtime_error(label(FailureCode::kRuntimeProtocolError));
-  }
-  // A large output is sent from the answer in parts (body_parts.hpp), which then owns it. Each
-  // output gets its trace context as it is built (the thread's hop, when traced).
-  Decision decision =
-      router_->after_runtime(in, delivery, call, answer,
-                             /*response_padded=*/true, offload ? &*offload : nullptr,
-                             transport_->sends_parts() ? kPartsAbove : 0, current_output_trace());
-  decision.input_hold = std::move(input.renewal);  // renewed until settled
-  if (spooled && !spooled->spooled().empty()) {
-    hold_spool(decision, spool, answer);
-  } else {
-    hold_answer(decision, scratch);
-  }
-  if (answer_lost) decision.wait_for_runtime = false;  // the runtime is well: nacked only
-  // The resolved request was kept for the pass-through comparison (as large as the answer, which
-  // is held until here anyway); not needed any more.
-  if (offload) offload->release_input();
-  std::string().swap(input.body);
-  input.stream.reset();
-  record_runtime_call(call_started, runtime_seconds, decision.failure.label());
-  if (call.status != wire::CallStatus::kOk) {
-    spdlog::warn("runtime call failed ({}): {}", decision.failure.label(), call.error);
-    metrics_.runtime_error(decision.failure.label());
-  } else if (decision.failure) {
-    metrics_.runtime_error(decision.failure.label());
-    if (decision.failure == FailureCode::kRuntimeProtocolError) {
-      // A connection that carried a bad answer is never reused (PROTOCOL §3).
-      client.disconnect();
-      spdlog::warn("runtime answer rejected ({}): {}", decision.failure.label(),
-                   decision.failure_message);
-    }
-  }
-  if (decision.status == ProcessedStatus::kSuccess)
-    gateway_after(in, decision, runtime_seconds, tracked);
-  return decision;
 }
 
 bool Runner::execute(Slot& slot, std::span<const SettleItem> items) {

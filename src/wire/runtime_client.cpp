@@ -11,8 +11,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <filesystem>
-#include <thread>
 
 #include "wire/frame.hpp"
 #include "wire/payload_fd.hpp"
@@ -78,30 +76,6 @@ Status RuntimeClient::connect_once() {
   peer_payload_fd_ =
       options_.payload_fd && peer_runtime_declares(fd_, options_.socket_path, kPayloadFdCapability);
   return Status::Ok();
-}
-
-Status RuntimeClient::wait_ready(std::chrono::milliseconds timeout) {
-  auto deadline = Clock::now() + timeout;
-  std::string ready_file = ready_file_for(options_.socket_path);
-  std::string last_problem;
-  for (;;) {
-    std::error_code ec;
-    if (!std::filesystem::exists(ready_file, ec)) {
-      last_problem = fmt::format("ready file {} does not exist", ready_file);
-    } else {
-      Status s = connect_once();
-      if (s.ok()) return s;
-      last_problem = s.message();
-    }
-    if (Clock::now() >= deadline) {
-      return Error{
-          fmt::format("runtime at {} not ready after {} ms: {}; is the runtime running "
-                      "with the same ASYA_SOCKET_PATH?",
-                      options_.socket_path, timeout.count(), last_problem)};
-    }
-    // Polling a file and a connect has no event to wait on; check often enough to start fast.
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
 }
 
 char* FrameBuffer::prepare(std::size_t size) {
@@ -204,6 +178,11 @@ Peeked peek(int fd, std::chrono::milliseconds wait = std::chrono::milliseconds(0
   }
 }
 
+CallResult undelivered(CallResult r) {
+  r.undelivered = true;
+  return r;
+}
+
 std::chrono::milliseconds diagnose_wait(Clock::time_point deadline) {
   auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
   return std::clamp(left, std::chrono::milliseconds(0), kDiagnoseWait);
@@ -248,7 +227,7 @@ CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_
   for (int attempt = 0;; ++attempt) {
     if (fd_ < 0) {
       Status s = connect_once();
-      if (!s.ok()) return {CallStatus::kUnavailable, s.message()};
+      if (!s.ok()) return undelivered({CallStatus::kUnavailable, s.message()});
     }
     // The request is sent again only when it provably was not read, and only once: on a kept
     // connection that the runtime closed meanwhile.
@@ -284,6 +263,11 @@ CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_
                 fmt::format("the request was not sent completely: {}; the connection to {} was "
                             "closed",
                             w.message, options_.socket_path)};
+      case IoCode::kClosed:
+        // The runtime closed before it had all of the request: it cannot have run the handler.
+        return undelivered(
+            {CallStatus::kUnavailable,
+             fmt::format("sending the request to {} failed: {}", options_.socket_path, w.message)});
       default:
         return {CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
                                                       options_.socket_path, w.message)};
@@ -306,20 +290,30 @@ CallResult RuntimeClient::end_call(AnswerReceiver& receiver, Clock::time_point d
     r = write_request(pending.request, deadline, timeout, false, again);
     if (r.status == CallStatus::kOk) r = read_answer(receiver, deadline, timeout, request_unread);
   }
+  // Closed with the request unread (ECONNRESET before any answer byte): no handler ran for it.
+  if (r.status == CallStatus::kUnavailable && request_unread) r.undelivered = true;
   r.notice = std::move(pending.notice);
   return r;
 }
 
 CallResult RuntimeClient::call_with(const RequestBody& request, std::chrono::milliseconds timeout,
                                     AnswerReceiver& receiver) {
-  const Clock::time_point deadline = Clock::now() + timeout;
-  CallResult sent = begin_call(request, deadline, timeout);
-  if (sent.status != CallStatus::kOk) return sent;
-  return end_call(receiver, deadline, timeout);
+  auto attempt = [&] {
+    const Clock::time_point deadline = Clock::now() + timeout;
+    CallResult sent = begin_call(request, deadline, timeout);
+    if (sent.status != CallStatus::kOk) return sent;
+    return end_call(receiver, deadline, timeout);
+  };
+  CallResult r = attempt();
+  if (!r.undelivered) return r;  // (no std::function built on the common path)
+  return until_delivered(std::move(r), attempt);
 }
 
 CallResult RuntimeClient::send(std::string_view request, std::chrono::milliseconds timeout) {
-  return begin_call({request, nullptr}, Clock::now() + timeout, timeout);
+  auto attempt = [&] { return begin_call({request, nullptr}, Clock::now() + timeout, timeout); };
+  CallResult r = attempt();
+  if (!r.undelivered) return r;
+  return until_delivered(std::move(r), attempt);
 }
 
 void RuntimeClient::abandon() {
@@ -570,7 +564,15 @@ CallResult RuntimeClient::call(std::string_view request, AnswerReceiver& receive
 CallResult RuntimeClient::receive(FrameBuffer& response, Clock::time_point deadline,
                                   std::chrono::milliseconds timeout) {
   ContiguousAnswer answer([&](std::size_t size) { return response.prepare(size); });
-  return end_call(answer, deadline, timeout);
+  const RequestBody request = pending_.request;  // end_call() takes pending_
+  CallResult r = end_call(answer, deadline, timeout);
+  if (!r.undelivered) return r;
+  return until_delivered(std::move(r), [&] {
+    const Clock::time_point again_deadline = Clock::now() + timeout;
+    CallResult sent = begin_call(request, again_deadline, timeout);
+    if (sent.status != CallStatus::kOk) return sent;
+    return end_call(answer, again_deadline, timeout);
+  });
 }
 
 }  // namespace asya::wire

@@ -23,6 +23,21 @@ struct RuntimeClientOptions {
   // Whether a request may go in the file-descriptor form (FdRequest below) on a connection whose
   // runtime declared it (ASYA_PAYLOAD_FD; PROTOCOL §3 "Payloads passed as a file").
   bool payload_fd = true;
+  // What a call does when its request provably never reached a live runtime (CallResult::
+  // undelivered below): 0 (the default) fails it at once as kUnavailable; more waits up to this
+  // long for the runtime to be ready again (wait_ready) and writes the request again, as often as
+  // it takes within that time (counted from the first such failure of the call), instead of
+  // failing. A runtime found ready at once after losing the request, more than 3 times in one
+  // call, is not waited for again (it is there, but closes connections without reading them). A
+  // handler never runs twice for one call because of this: only a request that no runtime read
+  // whole is written again. (The sidecar sets it to ASYA_RUNTIME_READY_TIMEOUT.)
+  std::chrono::milliseconds undelivered_wait{0};
+  // Asked between the polls of that wait (every 20 ms): true ends the wait and the call
+  // fails as kUnavailable (the sidecar is stopping). On the calling thread.
+  std::function<bool()> stop_waiting = nullptr;
+  // Called when such a wait begins, with why the request did not reach the runtime (for a log
+  // line). On the calling thread.
+  std::function<void(std::string_view why)> on_wait = nullptr;
 };
 
 enum class CallStatus {
@@ -49,6 +64,18 @@ struct CallResult {
   // The request was then sent on a new connection; the caller logs this as a protocol error of
   // the runtime.
   std::string notice;
+  // kUnavailable only: the request provably never reached a live runtime, so no handler ran for
+  // it: no connection could be made (no socket, connection refused, the ready file missing), or
+  // the runtime closed the connection with the request not read whole (the write failed with
+  // EPIPE/ECONNRESET, or the read with ECONNRESET before any answer byte; PROTOCOL §3).
+  bool undelivered = false;
+  // kUnavailable only: the call waited RuntimeClientOptions::undelivered_wait for the runtime
+  // and it was not ready again (as opposed to a runtime that came back and failed again).
+  bool runtime_not_ready = false;
+  // How often the call waited for the runtime and wrote the request again because it had not
+  // reached a live runtime (RuntimeClientOptions::undelivered_wait), and how long that took.
+  int runtime_waits = 0;
+  std::chrono::milliseconds runtime_waited{0};
 };
 
 // Storage for one frame with `kPadding` zero bytes after its contents in the same allocation (so a
@@ -195,9 +222,11 @@ class RuntimeClient {
   //   runtime read the whole request (SIOCOUTQ is 0), and no byte may follow it; otherwise
   //   kProtocol. A small answer is read with what follows it in one read: a read that left the
   //   socket empty shows it idle without a look of its own.
+  // - A request that provably never reached a live runtime (CallResult::undelivered) waits for
+  //   the runtime and is written again while RuntimeClientOptions::undelivered_wait allows.
   // After kTimeout, kProtocol or kUnavailable the connection is closed, never reused, so a late
-  // or extra answer is never mistaken for the next request's. The whole call must finish within
-  // `timeout`.
+  // or extra answer is never mistaken for the next request's. Each attempt at writing the request
+  // and reading its answer must finish within `timeout` (a wait for the runtime is not counted).
   CallResult call(std::string_view request, std::string& response,
                   std::chrono::milliseconds timeout);
   // The same, reading the answer into `response` without zero-filling it first and leaving
@@ -217,7 +246,9 @@ class RuntimeClient {
   // (PROTOCOL §3 "Pipelined batches"): send() does what call() does up to the written request
   // (kOk: the request is in flight; otherwise the failure, and nothing is in flight), and
   // receive() reads its answer with every check of call(), bounded by `deadline` (`timeout` only
-  // names the bound in a timeout's message). `request` must stay valid until receive() returns
+  // names the bound in a timeout's message; an attempt after a wait for the runtime gets `timeout`
+  // of its own). Both wait for the runtime as call() does. `request` must stay valid until
+  // receive() returns
   // (a kept connection closed by the runtime with the request unread gets it once more). One
   // request at most is in flight per client. CallResult::notice is reported by receive() (by send()
   // when it failed).
@@ -260,6 +291,19 @@ class RuntimeClient {
                       std::chrono::milliseconds timeout);
   CallResult call_with(const RequestBody& request, std::chrono::milliseconds timeout,
                        AnswerReceiver& receiver);
+  // What wait_ready_until() found.
+  struct ReadyWait {
+    Status status;         // ok: connected
+    bool stopped = false;  // `stop` said so
+    int checks = 0;        // of the ready file and a connect: 1 when the runtime was ready at once
+  };
+  // wait_ready() until `deadline` (`timeout` names it in the error), asking `stop` (when set)
+  // between checks: true ends the wait with an error.
+  ReadyWait wait_ready_until(std::chrono::steady_clock::time_point deadline,
+                             std::chrono::milliseconds timeout, const std::function<bool()>& stop);
+  // While `result` is undelivered and options_.undelivered_wait allows: waits for the runtime,
+  // then `result = again()`.
+  CallResult until_delivered(CallResult result, const std::function<CallResult()>& again);
   CallResult read_answer(AnswerReceiver& receiver,
                          const std::chrono::steady_clock::time_point& deadline,
                          std::chrono::milliseconds timeout, bool& request_unread);

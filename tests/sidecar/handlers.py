@@ -64,6 +64,12 @@ def die(payload):
     os._exit(17)
 
 
+def count_call(payload):
+    """Marks call-<payload["i"]>-<pid>-<ns> (one marker per call), then echoes."""
+    _mark("call-%s-%d-%d" % (payload.get("i"), os.getpid(), time.time_ns()))
+    return payload
+
+
 def called(payload):
     """Marks that it was called, then echoes."""
     _mark("called-%s" % payload.get("tag", "x"))

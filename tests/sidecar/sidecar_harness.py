@@ -209,7 +209,8 @@ class Process:
         self.log.close()
 
     def text(self):
-        self.log.flush()
+        if not self.log.closed:  # closed by stop(): the file is complete
+            self.log.flush()
         return pathlib.Path(self.log_path).read_text(errors="replace")
 
 

@@ -1,0 +1,319 @@
+// RuntimeClient waiting for a runtime that is being restarted (RuntimeClientOptions::
+// undelivered_wait): a request that provably never reached a live runtime waits for it and is
+// written again; one the runtime may have handled never is.
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <memory>
+#include <thread>
+
+#include "wire/frame.hpp"
+#include "wire/runtime_client.hpp"
+
+namespace asya::wire {
+namespace {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+struct TempDir {
+  fs::path path;
+  TempDir() {
+    char pattern[] = "/tmp/asya-wait-test-XXXXXX";
+    path = ::mkdtemp(pattern);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// A listening socket at `path` (a stale socket file there is replaced) and the ready file.
+int listen_at(const fs::path& path) {
+  fs::remove(path);
+  int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::strcpy(addr.sun_path, path.c_str());
+  EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  EXPECT_EQ(::listen(fd, 16), 0);
+  std::ofstream(path.parent_path() / "runtime-ready").put('\n');
+  return fd;
+}
+
+// What a runtime does with each request it reads.
+enum class Serve {
+  kEcho,              // answers "[request]" and keeps the connection
+  kReadThenClose,     // reads the whole request, closes without answering (a handler that kills it)
+  kHeaderThenClose,   // reads the request's 4-byte header, closes with the rest unread
+  kHeaderThenRestart  // the same, after removing the ready file; creates it again 30 ms later
+};
+
+// A runtime stand-in serving connections in sequence on one thread.
+class Runtime {
+ public:
+  Runtime(const fs::path& path, Serve serve)
+      : serve_(serve),
+        ready_file_(path.parent_path() / "runtime-ready"),
+        listen_fd_(listen_at(path)) {
+    thread_ = std::thread([this] {
+      for (;;) {
+        int fd = ::accept(listen_fd_, nullptr, nullptr);
+        if (fd < 0) return;
+        serving_ = fd;
+        serve_connection(fd);
+        serving_ = -1;
+        ::close(fd);
+        if (serve_ == Serve::kHeaderThenRestart) {
+          std::this_thread::sleep_for(30ms);  // the restart
+          std::ofstream(ready_file_).put('\n');
+        }
+      }
+    });
+  }
+  ~Runtime() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    // A client still connected (it outlives the runtime) does not hold the serving thread.
+    if (int fd = serving_; fd >= 0) ::shutdown(fd, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+  // Requests read whole (each one a handler call of a real runtime).
+  int handled() const { return handled_; }
+  // Requests whose header only was read.
+  int headers() const { return headers_; }
+
+ private:
+  void serve_connection(int fd) {
+    for (;;) {
+      if (serve_ == Serve::kHeaderThenClose || serve_ == Serve::kHeaderThenRestart) {
+        char header[4];
+        if (::recv(fd, header, 4, MSG_WAITALL) == 4) ++headers_;
+        // Gone before the connection closes: the client finds no ready file at its first check.
+        if (serve_ == Serve::kHeaderThenRestart) fs::remove(ready_file_);
+        return;
+      }
+      std::string request;
+      if (!read_frame(fd, request, 1u << 20, 10'000).ok()) return;
+      ++handled_;
+      if (serve_ == Serve::kReadThenClose) return;
+      if (!write_frame(fd, "[" + request + "]").ok()) return;
+    }
+  }
+
+  Serve serve_;
+  fs::path ready_file_;
+  int listen_fd_;
+  std::thread thread_;
+  std::atomic<int> serving_{-1};
+  std::atomic<int> handled_{0};
+  std::atomic<int> headers_{0};
+};
+
+// Options that wait up to `wait` and count the waits begun.
+RuntimeClientOptions waiting(const fs::path& socket, std::chrono::milliseconds wait,
+                             std::shared_ptr<std::atomic<int>> waits) {
+  RuntimeClientOptions o;
+  o.socket_path = socket.string();
+  o.max_message_bytes = 1u << 20;
+  o.undelivered_wait = wait;
+  o.on_wait = [waits](std::string_view) { ++*waits; };
+  return o;
+}
+
+// Waits up to 10 s until `count` reaches `at_least`.
+bool reaches(const std::atomic<int>& count, int at_least) {
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (count < at_least && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(2ms);
+  return count >= at_least;
+}
+
+TEST(RuntimeClientWait, WithoutAWaitAnUndeliveredRequestFailsAtOnce) {
+  TempDir dir;
+  RuntimeClientOptions o;
+  o.socket_path = (dir.path / "rt.sock").string();
+  RuntimeClient client(o);
+  std::string response;
+  CallResult r = client.call("{}", response, 1s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_TRUE(r.undelivered) << r.error;
+  EXPECT_FALSE(r.runtime_not_ready);
+  EXPECT_EQ(r.runtime_waits, 0);
+}
+
+TEST(RuntimeClientWait, ARequestThatFoundNoRuntimeWaitsForItAndIsHandledOnce) {
+  TempDir dir;
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 30s, waits));
+  std::string response;
+  auto call =
+      std::async(std::launch::async, [&] { return client.call("{\"n\":1}", response, 5s); });
+  ASSERT_TRUE(reaches(*waits, 1));  // the call is waiting: now the runtime starts
+  Runtime runtime(dir.path / "rt.sock", Serve::kEcho);
+  CallResult r = call.get();
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response, "[{\"n\":1}]");
+  EXPECT_EQ(runtime.handled(), 1);
+  EXPECT_GE(r.runtime_waits, 1);
+}
+
+// The race of a runtime that is going away: the connection the wait made sits in its listening
+// socket (still open while the process tears down); the request is written into it and the
+// connection is then closed with the request unread, and the socket refuses the next connect.
+// The request reached no handler: it waits for the next runtime, which handles it once.
+TEST(RuntimeClientWait, ARequestLostInADyingRuntimesSocketWaitsForTheNextRuntime) {
+  TempDir dir;
+  const fs::path socket = dir.path / "rt.sock";
+  int dying = listen_at(socket);
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(socket, 30s, waits));
+  ASSERT_TRUE(client.wait_ready(5s).ok());  // the kept connection, into the dying socket
+  int accepted = ::accept(dying, nullptr, nullptr);
+  ASSERT_GE(accepted, 0);
+  std::string response;
+  auto call =
+      std::async(std::launch::async, [&] { return client.call("{\"n\":2}", response, 5s); });
+  pollfd p{accepted, POLLIN, 0};
+  ASSERT_EQ(::poll(&p, 1, 10'000), 1);  // the request arrived; it is never read
+  ::close(accepted);
+  ::close(dying);  // the socket file stays: connects are refused
+  ASSERT_TRUE(reaches(*waits, 1));
+  Runtime runtime(socket, Serve::kEcho);
+  CallResult r = call.get();
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response, "[{\"n\":2}]");
+  EXPECT_EQ(runtime.handled(), 1);
+}
+
+// A runtime that read the request whole may have run the handler (one that kills it): that is a
+// failed attempt at once, never a second write, whatever the wait allows.
+TEST(RuntimeClientWait, ARequestTheRuntimeReadWholeIsNeverWrittenAgain) {
+  TempDir dir;
+  Runtime runtime(dir.path / "rt.sock", Serve::kReadThenClose);
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 30s, waits));
+  ASSERT_TRUE(client.wait_ready(5s).ok());
+  std::string response;
+  for (int i = 1; i <= 3; ++i) {
+    CallResult r = client.call("{}", response, 5s);
+    EXPECT_EQ(r.status, CallStatus::kUnavailable);
+    EXPECT_FALSE(r.undelivered) << r.error;
+    EXPECT_EQ(r.runtime_waits, 0);
+    EXPECT_EQ(runtime.handled(), i);
+  }
+  EXPECT_EQ(*waits, 0);
+}
+
+TEST(RuntimeClientWait, ARuntimeThatDoesNotComeBackEndsTheWaitNamingWhatWasMissing) {
+  TempDir dir;
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 300ms, waits));
+  std::string response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_TRUE(r.undelivered);
+  EXPECT_TRUE(r.runtime_not_ready);
+  EXPECT_EQ(*waits, 1);
+  EXPECT_NE(r.error.find("not ready after 300 ms"), std::string::npos) << r.error;
+  EXPECT_NE(r.error.find("ready file"), std::string::npos) << r.error;
+}
+
+// A runtime that is there and closes every connection without reading the request (a rogue
+// one) is not waited for again and again: after 3 waits that found it ready at once, the call
+// fails (a counted attempt), without a handler call.
+TEST(RuntimeClientWait, ARuntimeThatIsReadyButNeverReadsTheRequestIsGivenUpOn) {
+  TempDir dir;
+  Runtime runtime(dir.path / "rt.sock", Serve::kHeaderThenClose);
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 10min, waits));
+  std::string response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_TRUE(r.undelivered);
+  EXPECT_FALSE(r.runtime_not_ready);
+  EXPECT_EQ(r.runtime_waits, 3);
+  EXPECT_NE(r.error.find("closes connections without reading them"), std::string::npos) << r.error;
+  EXPECT_EQ(runtime.handled(), 0);
+  EXPECT_GE(runtime.headers(), 4);
+}
+
+// A runtime that restarts every time it got a request, losing it (dies while reading it), holds
+// the message for ASYA_RUNTIME_READY_TIMEOUT at most: then the call fails (a counted attempt).
+TEST(RuntimeClientWait, ARuntimeThatKeepsRestartingWithoutReadingIsGivenUpOnAfterTheWait) {
+  TempDir dir;
+  Runtime runtime(dir.path / "rt.sock", Serve::kHeaderThenRestart);
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 500ms, waits));
+  std::string response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_TRUE(r.undelivered);
+  // Whichever the deadline met: the runtime back and losing the request again, or in the middle
+  // of a restart (the sidecar then stops: exit 4).
+  EXPECT_TRUE(r.error.find("lost it again before reading it") != std::string::npos ||
+              (r.runtime_not_ready && r.error.find("not ready after 500 ms") != std::string::npos))
+      << r.error;
+  EXPECT_EQ(runtime.handled(), 0);
+  EXPECT_GE(runtime.headers(), 1);
+}
+
+TEST(RuntimeClientWait, AStoppingCallerEndsTheWait) {
+  TempDir dir;
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClientOptions o = waiting(dir.path / "rt.sock", 10min, waits);
+  o.stop_waiting = [waits] { return *waits > 0; };
+  RuntimeClient client(o);
+  std::string response;
+  CallResult r = client.call("{}", response, 5s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_FALSE(r.runtime_not_ready);
+  EXPECT_NE(r.error.find("stopped waiting"), std::string::npos) << r.error;
+}
+
+// send() and receive() (pipelined batches) wait as call() does.
+TEST(RuntimeClientWait, SendWaitsForTheRuntimeAndReceiveGetsTheAnswer) {
+  TempDir dir;
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 30s, waits));
+  auto sent = std::async(std::launch::async, [&] { return client.send("{\"n\":3}", 5s); });
+  ASSERT_TRUE(reaches(*waits, 1));
+  Runtime runtime(dir.path / "rt.sock", Serve::kEcho);
+  ASSERT_EQ(sent.get().status, CallStatus::kOk);
+  FrameBuffer response;
+  CallResult r = client.receive(response, std::chrono::steady_clock::now() + 5s, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response.view(), "[{\"n\":3}]");
+  EXPECT_EQ(runtime.handled(), 1);
+}
+
+// A streamed request is produced again for the next runtime, whole.
+TEST(RuntimeClientWait, AStreamedRequestIsWrittenWholeAfterTheWait) {
+  TempDir dir;
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 30s, waits));
+  const std::string body = "{\"parts\":[1,2,3]}";
+  StreamedRequest request;
+  request.size = body.size();
+  request.write_body = [&](const StreamedRequest::Sink& sink) -> Status {
+    for (std::size_t i = 0; i < body.size(); i += 5)
+      if (Status s = sink(std::string_view(body).substr(i, 5)); !s) return s;
+    return Status::Ok();
+  };
+  FrameBuffer response;
+  auto call = std::async(std::launch::async, [&] { return client.call(request, response, 5s); });
+  ASSERT_TRUE(reaches(*waits, 1));
+  Runtime runtime(dir.path / "rt.sock", Serve::kEcho);
+  CallResult r = call.get();
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response.view(), "[" + body + "]");
+  EXPECT_EQ(runtime.handled(), 1);
+}
+
+}  // namespace
+}  // namespace asya::wire

@@ -1,0 +1,109 @@
+// RuntimeClient's waits for its runtime (runtime_client.hpp): wait_ready(), and the wait of a call
+// whose request never reached a live runtime (RuntimeClientOptions::undelivered_wait).
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <thread>
+
+#include "wire/runtime_client.hpp"
+#include "wire/socket_io.hpp"
+
+namespace asya::wire {
+
+using detail::Clock;
+
+namespace {
+
+// A runtime found ready at once after it lost the request is there, not restarting: after this
+// many such waits in one call, the call fails instead of looping on a runtime that closes every
+// connection without reading it. (A restart shows as a wait that found no runtime first; a dying
+// runtime's listening socket accepts a connection or two before it goes.)
+constexpr int kMaxWaitsFoundReady = 3;
+
+}  // namespace
+
+Status RuntimeClient::wait_ready(std::chrono::milliseconds timeout) {
+  return wait_ready_until(Clock::now() + timeout, timeout, {}).status;
+}
+
+RuntimeClient::ReadyWait RuntimeClient::wait_ready_until(Clock::time_point deadline,
+                                                         std::chrono::milliseconds timeout,
+                                                         const std::function<bool()>& stop) {
+  ReadyWait wait;
+  std::string ready_file = ready_file_for(options_.socket_path);
+  std::string last_problem;
+  for (;;) {
+    ++wait.checks;
+    std::error_code ec;
+    if (!std::filesystem::exists(ready_file, ec)) {
+      last_problem = fmt::format("ready file {} does not exist", ready_file);
+    } else {
+      Status s = connect_once();
+      if (s.ok()) return wait;
+      last_problem = s.message();
+    }
+    if (stop && stop()) {
+      wait.stopped = true;
+      wait.status = Error{fmt::format("stopped waiting for the runtime at {}: {}",
+                                      options_.socket_path, last_problem)};
+      return wait;
+    }
+    if (Clock::now() >= deadline) {
+      wait.status =
+          Error{fmt::format("runtime at {} not ready after {} ms: {}; is the runtime running "
+                            "with the same ASYA_SOCKET_PATH?",
+                            options_.socket_path, timeout.count(), last_problem)};
+      return wait;
+    }
+    // Polling a file and a connect has no event to wait on; check often enough to start fast.
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+CallResult RuntimeClient::until_delivered(CallResult result,
+                                          const std::function<CallResult()>& again) {
+  if (!result.undelivered || options_.undelivered_wait.count() <= 0) return result;
+  const auto started = Clock::now();
+  // One bound for the whole call: a runtime that comes back and loses the request again (dies
+  // while reading it, every time) must not hold the message for ever.
+  const auto give_up = started + options_.undelivered_wait;
+  std::string notice = result.notice;
+  int waits = 0;
+  int found_ready = 0;
+  while (result.status == CallStatus::kUnavailable && result.undelivered) {
+    if (Clock::now() >= give_up) {
+      result.error = fmt::format(
+          "{}; the request did not reach the runtime within {} ms of waiting for it (the runtime "
+          "came back {} time(s) and lost it again before reading it)",
+          result.error, options_.undelivered_wait.count(), waits);
+      break;
+    }
+    if (options_.on_wait) options_.on_wait(result.error);
+    ReadyWait ready = wait_ready_until(give_up, options_.undelivered_wait, options_.stop_waiting);
+    if (!ready.status.ok()) {
+      disconnect();
+      result.error = fmt::format("{}; waited for the runtime to be ready again: {}", result.error,
+                                 ready.status.message());
+      result.runtime_not_ready = !ready.stopped;
+      break;
+    }
+    if (ready.checks == 1 && ++found_ready > kMaxWaitsFoundReady) {
+      disconnect();
+      result.error = fmt::format(
+          "{}; the runtime was ready at once each time it was waited for ({} times) and still "
+          "lost the request before reading it: it closes connections without reading them",
+          result.error, found_ready);
+      break;
+    }
+    ++waits;
+    result = again();
+    if (notice.empty()) notice = result.notice;
+  }
+  result.notice = std::move(notice);
+  result.runtime_waits = waits;
+  result.runtime_waited =
+      std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
+  return result;
+}
+
+}  // namespace asya::wire
