@@ -54,14 +54,12 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
       }
     }
   }
-  // Only the job's status is read (its status column: no job document is parsed). Where the
-  // store can answer at once on this thread (SQLite: a read-only connection that never waits),
-  // the answer needs no trip to the blocking pool and back; the reports then go to the pool
-  // alone. Otherwise the follow-up applies them on the pool thread that read the status, once
-  // the answer is handed back (one task on the pool, not two). A progress report is applied only
-  // when the job is known and not final; nothing is applied when the read failed (the sidecar
-  // sends them again).
+  // Only the job's status is read (its status column: no job document is parsed). The
+  // follow-up applies the reports on the same pool thread once the answer is handed back (one
+  // task on the pool, not two). A progress report is applied only when the job is known and not
+  // final; nothing is applied when the read failed (the sidecar sends them again).
   const bool has_progress = progress.has_value();
+  auto work = [this, id] { return service_.store().status_of(id); };
   auto then = [this, progress = std::move(progress), carried = std::move(carried)](
                   const Result<std::optional<JobStatus>>& job) mutable -> std::function<void()> {
     if (!job.ok()) return {};
@@ -69,16 +67,8 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
     if (carried.empty()) return {};
     return [this, reports = std::move(carried)] { apply_carried(reports); };
   };
-  std::optional<Result<std::optional<JobStatus>>> at_once = service_.store().status_of_at_once(id);
-  if (at_once) {
-    if (std::function<void()> follow_up = then(*at_once))
-      service_.in_background(std::move(follow_up));
-  } else {
-    auto work = [this, id] { return service_.store().status_of(id); };
-    at_once.emplace(co_await service_.blocking_then<Result<std::optional<JobStatus>>>(
-        std::move(work), std::move(then)));
-  }
-  const Result<std::optional<JobStatus>>& job = *at_once;
+  auto job = co_await service_.blocking_then<Result<std::optional<JobStatus>>>(std::move(work),
+                                                                               std::move(then));
   // 503: the sidecar posts its reports on its own (no "progress" or "reports" in the answer).
   if (!job.ok()) co_return Response::error(503, job.error().message);
   json::object answer;

@@ -119,10 +119,6 @@ void Service::start() {
   store_->watch([this](const std::string& job_id) { notifier_.notify(job_id); });
 }
 
-void Service::in_background(std::function<void()> work) {
-  asio::post(pool_, std::move(work));
-}
-
 void Service::stop() {
   if (stopped_) return;
   stopped_ = true;

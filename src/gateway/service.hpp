@@ -146,11 +146,6 @@ class Service {
   template <class T, class Work, class Then>
   boost::asio::awaitable<T> blocking_then(Work&& work, Then&& then);
 
-  // Runs `work` on the blocking pool without waiting for it (work that must not delay an answer,
-  // e.g. a check's carried reports when the check was answered without the pool). stop() waits
-  // for it; it must not throw.
-  void in_background(std::function<void()> work);
-
   // Creates the job and publishes the envelope for an already validated call. `payload_json` is
   // the JSON text of the validated arguments (payload_text in raw_json.hpp), put into the
   // envelope byte for byte. Error when the store or the publish failed (the job, if created, is

@@ -71,14 +71,6 @@ class StorageBackend {
   // Runs statements without parameters (schema scripts).
   virtual Status script(const char* sql) = 0;
   virtual Status ping() = 0;
-  // status_of_envelope answered without waiting for a lock, a busy handler or a network round
-  // trip, for a caller on an event-loop thread; nullopt when the backend cannot answer so (then
-  // ask status_of_envelope on a blocking thread). Default: nullopt.
-  virtual std::optional<Result<std::optional<std::string>>> status_of_envelope_at_once(
-      const std::string& envelope_id) {
-    (void)envelope_id;
-    return std::nullopt;
-  }
   // JobStore::watch / unwatch (default: nothing to watch).
   virtual void watch(std::function<void(const std::string& job_id)> on_change) { (void)on_change; }
   virtual void unwatch() {}
@@ -108,8 +100,6 @@ class StorageBackend {
   // The status column of the job the envelope belongs to (as job_of_envelope finds it), or
   // nullopt; reads no document.
   Result<std::optional<std::string>> status_of_envelope(const std::string& envelope_id);
-  // Its statement (both databases), for backends that run it on a connection of their own.
-  static const char* const kStatusOfEnvelope;
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
 
   // On their own:

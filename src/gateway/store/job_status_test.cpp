@@ -2,7 +2,6 @@
 // /envelopes/{id}/check), on SQLite (always) and PostgreSQL (when ASYA_TEST_DATABASE_URL is set;
 // tests/gateway/test_store.py runs every *postgres* case of this binary).
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -139,62 +138,8 @@ TEST_P(JobStatusTest, ReadsRacingACancelNeverSeeItUndone) {
   EXPECT_EQ(status(id), JobStatus::cancelled);
 }
 
-TEST_P(JobStatusTest, AtOnceIsStatusOfOnSqliteAndNothingElsewhere) {
-  const std::string id = create();
-  ASSERT_TRUE(store_->add_branch(BranchReport{id + "-1", id, {"a", "b"}, 1}).ok());
-  auto at_once = store_->status_of_at_once(id);
-  if (GetParam() != "sqlite") {
-    EXPECT_FALSE(at_once) << "a network store answers on the pool only";
-    return;
-  }
-  ASSERT_TRUE(at_once && at_once->ok());
-  EXPECT_EQ(at_once->value(), JobStatus::running);
-  for (const std::string& each : {id, id + "-1", unique_id("stranger"), std::string("\"';--")}) {
-    auto quick = store_->status_of_at_once(each);
-    ASSERT_TRUE(quick && quick->ok()) << each;
-    EXPECT_EQ(quick->value(), status(each)) << each;
-  }
-  // A cancel by another replica (another process on the file) is seen by the next read.
-  auto other = open_again();
-  ASSERT_TRUE(other->cancel(id, "elsewhere").ok());
-  EXPECT_EQ(store_->status_of_at_once(id)->value(), JobStatus::cancelled);
-  EXPECT_EQ(store_->status_of_at_once(id + "-1")->value(), JobStatus::cancelled);
-}
-
-// A raw connection to the store's file, as another process has.
-sqlite3* raw_connection(const std::filesystem::path& path) {
-  sqlite3* db = nullptr;
-  EXPECT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-  return db;
-}
-
 INSTANTIATE_TEST_SUITE_P(Stores, JobStatusTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
-
-TEST(SqliteJobStatus, AtOnceNeverWaitsForAWriterAndSeesOnlyWhatItCommitted) {
-  const std::filesystem::path path =
-      std::filesystem::temp_directory_path() / (unique_id("asya-status-writer") + ".db");
-  auto store = open_sqlite_job_store(path.string());
-  const std::string id = unique_id("job");
-  ASSERT_TRUE(
-      store->create(NewJob{id, "tool", {"a"}, "{}", "{}", std::nullopt, "", false, std::nullopt})
-          .ok());
-  sqlite3* writer = raw_connection(path);
-  ASSERT_EQ(sqlite3_exec(writer, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr), SQLITE_OK);
-  const std::string cancel = "UPDATE gateway_jobs SET status = 'cancelled' WHERE id = '" + id + "'";
-  ASSERT_EQ(sqlite3_exec(writer, cancel.c_str(), nullptr, nullptr, nullptr), SQLITE_OK);
-  // The write lock is held: the read answers now, from the last commit.
-  auto during = store->status_of_at_once(id);
-  ASSERT_TRUE(during && during->ok());
-  EXPECT_EQ(during->value(), JobStatus::pending);
-  ASSERT_EQ(sqlite3_exec(writer, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK);
-  auto after = store->status_of_at_once(id);
-  ASSERT_TRUE(after && after->ok());
-  EXPECT_EQ(after->value(), JobStatus::cancelled);
-  sqlite3_close(writer);
-  store.reset();
-  for (const char* suffix : {"", "-wal", "-shm"}) std::filesystem::remove(path.string() + suffix);
-}
 
 }  // namespace
 }  // namespace asya::gateway

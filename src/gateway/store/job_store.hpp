@@ -290,16 +290,6 @@ class JobStore {
   // The status of the job get(id) would return, or nullopt; reads the job's status column, no
   // job document (the cancellation check asks this before every handler call). Default: get().
   virtual Result<std::optional<JobStatus>> status_of(const std::string& id);
-  // status_of answered at once on the calling thread, for a caller on an event loop: never waits
-  // for a lock another thread or process holds, a busy handler or the network (SQLite: a
-  // read-only connection of its own, a few microseconds; it sees every change committed before
-  // the call, by this process or another). nullopt when the store cannot answer so (PostgreSQL;
-  // SQLite when that connection is in use or the database is locked): ask status_of on a
-  // blocking thread instead. Thread-safe. Default: nullopt.
-  virtual std::optional<Result<std::optional<JobStatus>>> status_of_at_once(const std::string& id) {
-    (void)id;
-    return std::nullopt;
-  }
 
   // Applies a progress report; ignored once the job or the branch is final.
   virtual Result<ChangeResult> progress(const ProgressReport& report) = 0;

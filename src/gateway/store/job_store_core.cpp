@@ -89,12 +89,6 @@ class JobStoreCore final : public JobStore {
   Result<std::optional<JobStatus>> status_of(const std::string& id) override {
     return job_status(id, backend_->status_of_envelope(id));
   }
-  std::optional<Result<std::optional<JobStatus>>> status_of_at_once(
-      const std::string& id) override {
-    auto status = backend_->status_of_envelope_at_once(id);
-    if (!status) return std::nullopt;
-    return job_status(id, *status);
-  }
 
   Result<ChangeResult> progress(const ProgressReport& report) override {
     return change(report.envelope_id, progress_mutation(report));

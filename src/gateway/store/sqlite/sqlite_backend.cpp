@@ -58,11 +58,8 @@ class SqliteBackend final : public StorageBackend {
     // since the last one, and the job store commits the same few pages (the right edges of
     // its tables and indexes) with every job.
     checkpointer_ = std::make_unique<WalCheckpointer>(db_, path_, 4000);
-    open_reader();
   }
   ~SqliteBackend() override {
-    if (reader_status_) sqlite3_finalize(reader_status_);
-    if (reader_) sqlite3_close(reader_);
     checkpointer_.reset();  // before the connection its hook is installed on closes
     for (auto& [sql, statement] : statements_) sqlite3_finalize(statement.stmt);
     sqlite3_close(db_);
@@ -131,48 +128,7 @@ class SqliteBackend final : public StorageBackend {
 
   Status ping() override { return script("SELECT 1"); }
 
-  // On the reader connection (open_reader): a WAL reader never waits for the writer, and with
-  // no busy handler a lock it cannot take (another connection recovering the WAL, say) fails at
-  // once instead of sleeping; so does a call while another thread uses the reader.
-  std::optional<Result<std::optional<std::string>>> status_of_envelope_at_once(
-      const std::string& envelope_id) override {
-    std::unique_lock lock(reader_mutex_, std::try_to_lock);
-    if (!lock.owns_lock() || !reader_status_) return std::nullopt;
-    sqlite3_bind_text(reader_status_, 1, envelope_id.data(), static_cast<int>(envelope_id.size()),
-                      SQLITE_STATIC);
-    std::optional<Result<std::optional<std::string>>> out;
-    const int rc = sqlite3_step(reader_status_);
-    if (rc == SQLITE_ROW) {
-      const unsigned char* text = sqlite3_column_text(reader_status_, 0);
-      out.emplace(
-          std::optional<std::string>(text ? std::string(reinterpret_cast<const char*>(text),
-                                                        sqlite3_column_bytes(reader_status_, 0))
-                                          : std::string()));
-    } else if (rc == SQLITE_DONE) {
-      out.emplace(std::optional<std::string>());
-    }  // SQLITE_BUSY or any error: nullopt, the writer connection's read answers or reports it
-    sqlite3_reset(reader_status_);  // ends the read transaction
-    sqlite3_clear_bindings(reader_status_);
-    return out;
-  }
-
  private:
-  // A second connection for status_of_envelope_at_once: read-only (query_only), no busy handler,
-  // used under its own mutex. Without it (it failed to open) every status is read on the writer
-  // connection.
-  void open_reader() {
-    if (sqlite3_open_v2(path_.c_str(), &reader_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK ||
-        sqlite3_exec(reader_, "PRAGMA query_only=1", nullptr, nullptr, nullptr) != SQLITE_OK ||
-        sqlite3_prepare_v3(reader_, kStatusOfEnvelope, -1, SQLITE_PREPARE_PERSISTENT,
-                           &reader_status_, nullptr) != SQLITE_OK) {
-      if (reader_status_) sqlite3_finalize(reader_status_);
-      reader_status_ = nullptr;
-      sqlite3_close(reader_);
-      reader_ = nullptr;
-    }
-  }
-
   std::string last_error(const std::string& what) {
     return "SQLite " + path_ + ": " + what + ": " + sqlite3_errmsg(db_);
   }
@@ -229,9 +185,6 @@ class SqliteBackend final : public StorageBackend {
   std::recursive_mutex mutex_;  // a transaction's body runs query() on the same thread
   std::unordered_map<std::string, Prepared, TextHash, std::equal_to<>> statements_;
   std::unique_ptr<WalCheckpointer> checkpointer_;
-  sqlite3* reader_ = nullptr;              // open_reader()
-  sqlite3_stmt* reader_status_ = nullptr;  // kStatusOfEnvelope on reader_
-  std::mutex reader_mutex_;
   TransactionGroup group_{[this](const std::vector<const TransactionGroup::Body*>& bodies,
                                  std::vector<Status>& results) {
     std::lock_guard lock(mutex_);
