@@ -6,7 +6,13 @@ zeroed, N async calls are made from 4 keep-alive clients, and once /metrics coun
 final report the counters are dumped; prints the instructions of all the gateway's threads / N.
 A count that the machine's load barely moves (the rates do), for before/after pairs.
 
-    ASYA_BUILD_DIR=build bench/python/gateway_callgrind.py [N=300]
+    ASYA_BUILD_DIR=build bench/python/gateway_callgrind.py [N=300] [native]
+
+With `native` the gateway runs without valgrind and the script prints, for the same N calls
+counted until every final report arrived, the gateway's CPU time (all threads, schedstat) and
+bytes written (/proc/PID/io wchar) per call: the work a call causes with all its reports and
+spans, free of the row's 1 s window (which counts the reports of earlier calls the actors were
+still working through).
 
 Needs valgrind (callgrind_control); the gateway runs ~50x slower under it, so the actors keep up
 and their reports coalesce more than in the row: compare builds with this script, not with the
@@ -16,6 +22,7 @@ import http.client
 import importlib.machinery
 import importlib.util
 import json
+import os
 import pathlib
 import re
 import subprocess
@@ -30,6 +37,7 @@ spec = importlib.util.spec_from_loader("bench_run", loader)
 bench = importlib.util.module_from_spec(spec)
 loader.exec_module(bench)
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 400
+NATIVE = len(sys.argv) > 2 and sys.argv[2] == "native"
 work = pathlib.Path(tempfile.mkdtemp(prefix="gateway-callgrind-"))
 procs = bench.Processes(work)
 db = work / "queues.db"
@@ -43,8 +51,8 @@ def metric(name):
     t = bench.http_get(url + "/metrics")
     return sum(float(l.rsplit(" ", 1)[1]) for l in t.splitlines() if l.startswith(name))
 try:
-    gateway = procs.start("gateway", ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out,
-                                      bench.binary("src/gateway/asya-gateway")], dict(bench.queue_env(db), **{
+    wrapper = [] if NATIVE else ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % out]
+    gateway = procs.start("gateway", wrapper + [bench.binary("src/gateway/asya-gateway")], dict(bench.queue_env(db), **{
         "ASYA_CONFIG_PATH": str(work / "routes.yaml"), "ASYA_GATEWAY_HOST": "127.0.0.1",
         "ASYA_GATEWAY_PORT": str(port), "ASYA_GATEWAY_DB": str(work / "gateway.db")}), serves=True)
     echo = bench.Actor(procs, db, "g-echo", extra_env={"ASYA_GATEWAY_URL": url})
@@ -84,13 +92,37 @@ try:
     hammer(50)
     drained(50)
     time.sleep(1.5)
-    subprocess.run(["callgrind_control", "-z", str(gateway.pid)], check=True, capture_output=True)
+    def cpu_ns(pid):
+        total = 0
+        for task in pathlib.Path("/proc/%d/task" % pid).iterdir():
+            try:
+                total += int((task / "schedstat").read_text().split()[0])
+            except (OSError, ValueError):
+                pass
+        return total
+    def written(pid):
+        for line in pathlib.Path("/proc/%d/io" % pid).read_text().splitlines():
+            if line.startswith("wchar:"):
+                return int(line.split()[1])
+    if NATIVE:
+        req0 = metric("asya_gateway_http_requests_total")
+        cpu0, w0 = cpu_ns(gateway.pid), written(gateway.pid)
+    else:
+        subprocess.run(["callgrind_control", "-z", str(gateway.pid)], check=True,
+                       capture_output=True)
     t0 = time.time()
     hammer(N)
     elapsed = time.time() - t0
     drained(50 + N)
     time.sleep(1.5)
     req = metric("asya_gateway_http_requests_total")
+    if NATIVE:
+        print(json.dumps({"calls": N, "calls_per_s": round(N / elapsed, 1),
+                          "gateway_cpu_us_per_call": round((cpu_ns(gateway.pid) - cpu0) / 1e3 / N, 1),
+                          "gateway_written_kb_per_call": round((written(gateway.pid) - w0) / 1024 / N, 1),
+                          "requests_per_call": round((req - req0) / N, 2),
+                          "load": os.getloadavg()[0]}))
+        sys.exit(0)
     subprocess.run(["callgrind_control", "-d", str(gateway.pid)], check=True, capture_output=True)
     files = sorted(work.glob("cg.out*"))
     dump = [f for f in files if f.name != "cg.out"] or files

@@ -9,6 +9,7 @@
 #include <boost/json/value.hpp>
 
 #include <string>
+#include <string_view>
 
 namespace asya {
 
@@ -25,6 +26,11 @@ std::string to_json_text(const boost::json::value& value);
 // Appends what to_json_text returns for `value` (or for the object `object`) to `out`.
 void append_json_text(std::string& out, const boost::json::value& value);
 void append_json_text(std::string& out, const boost::json::object& object);
+
+// Appends `text` as a JSON string (quotes included), escaped exactly as boost::json::serialize
+// escapes a string; no DOM value or copy is built (documents written field by field use it).
+// Bytes are written as given (like boost::json::serialize, no UTF-8 check).
+void append_json_string(std::string& out, std::string_view text);
 
 // Whether a double occurs anywhere in `value`: where none does, boost::json::serialize already
 // prints the same text as to_json_text (and faster, for large documents).

@@ -56,5 +56,23 @@ TEST(ToJsonText, AppendsAndFindsDoublesAnywhere) {
   EXPECT_EQ(out, boost::json::serialize(plain));
 }
 
+TEST(AppendJsonString, EscapesEveryByteAsBoostSerializeDoes) {
+  for (int byte = 0; byte < 256; ++byte) {
+    const std::string text = std::string("a") + static_cast<char>(byte) + "b";
+    std::string out = "x";
+    append_json_string(out, text);
+    EXPECT_EQ(out, "x" + boost::json::serialize(boost::json::string(text))) << "byte " << byte;
+  }
+  for (const std::string& text :
+       {std::string(), std::string("\"\\\"\\"), std::string("line\nbreak\ttab\r\f\b\x01\x1f"),
+        std::string("caf\xc3\xa9 </script> \xf0\x9f\x98\x80"), std::string(1000, '\\'),
+        std::string("\0\0", 2)}) {
+    std::string out;
+    append_json_string(out, text);
+    EXPECT_EQ(out, boost::json::serialize(boost::json::string(text)));
+    EXPECT_EQ(boost::json::parse(out).as_string(), text);
+  }
+}
+
 }  // namespace
 }  // namespace asya

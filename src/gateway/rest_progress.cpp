@@ -54,21 +54,21 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
       }
     }
   }
-  // The follow-up applies the reports on the same pool thread once the answer is handed back
-  // (one task on the pool, not two). A progress report is applied only when the job is known
-  // and not final; nothing is applied when the read failed (the sidecar sends them again).
+  // Only the job's status is read (its status column: no job document is parsed). The
+  // follow-up applies the reports on the same pool thread once the answer is handed back (one
+  // task on the pool, not two). A progress report is applied only when the job is known and not
+  // final; nothing is applied when the read failed (the sidecar sends them again).
   const bool has_progress = progress.has_value();
-  auto work = [this, id] { return service_.store().get(id); };
+  auto work = [this, id] { return service_.store().status_of(id); };
   auto then = [this, progress = std::move(progress), carried = std::move(carried)](
-                  const Result<std::optional<Job>>& job) mutable -> std::function<void()> {
+                  const Result<std::optional<JobStatus>>& job) mutable -> std::function<void()> {
     if (!job.ok()) return {};
-    if (progress && job.value() && !is_final(job.value()->status))
-      carried.push_back(std::move(*progress));
+    if (progress && job.value() && !is_final(*job.value())) carried.push_back(std::move(*progress));
     if (carried.empty()) return {};
     return [this, reports = std::move(carried)] { apply_carried(reports); };
   };
-  auto job =
-      co_await service_.blocking_then<Result<std::optional<Job>>>(std::move(work), std::move(then));
+  auto job = co_await service_.blocking_then<Result<std::optional<JobStatus>>>(std::move(work),
+                                                                               std::move(then));
   // 503: the sidecar posts its reports on its own (no "progress" or "reports" in the answer).
   if (!job.ok()) co_return Response::error(503, job.error().message);
   json::object answer;
@@ -77,7 +77,7 @@ awaitable<Response> Api::check_envelope(const http::Request& request, const std:
   if (!job.value()) {
     answer["cancelled"] = false;
   } else {
-    JobStatus status = job.value()->status;
+    JobStatus status = *job.value();
     answer["job_status"] = job_status_name(status);
     answer["cancelled"] = status == JobStatus::cancelled;
     // Progress after a final status changes nothing.

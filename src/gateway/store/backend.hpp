@@ -97,6 +97,9 @@ class StorageBackend {
   // add_envelope.
   Result<std::optional<std::string>> job_of_envelope(const std::string& envelope_id);
   Status add_envelope(const std::string& envelope_id, const std::string& job_id);
+  // The status column of the job the envelope belongs to (as job_of_envelope finds it), or
+  // nullopt; reads no document.
+  Result<std::optional<std::string>> status_of_envelope(const std::string& envelope_id);
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
 
   // On their own:

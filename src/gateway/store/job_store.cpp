@@ -33,6 +33,13 @@ std::optional<JobStatus> parse_job_status(std::string_view name) {
   return std::nullopt;
 }
 
+Result<std::optional<JobStatus>> JobStore::status_of(const std::string& id) {
+  auto job = get(id);
+  if (!job.ok()) return job.error();
+  if (!job.value()) return std::optional<JobStatus>();
+  return std::optional<JobStatus>(job.value()->status);
+}
+
 std::vector<Result<ChangeResult>> JobStore::apply(const std::vector<SidecarReport>& reports) {
   std::vector<Result<ChangeResult>> results;
   results.reserve(reports.size());

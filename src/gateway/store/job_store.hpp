@@ -287,6 +287,10 @@ class JobStore {
   // asks this for every job its spans name).
   virtual Result<std::optional<std::string>> job_id_of(const std::string& id) = 0;
 
+  // The status of the job get(id) would return, or nullopt; reads the job's status column, no
+  // job document (the cancellation check asks this before every handler call). Default: get().
+  virtual Result<std::optional<JobStatus>> status_of(const std::string& id);
+
   // Applies a progress report; ignored once the job or the branch is final.
   virtual Result<ChangeResult> progress(const ProgressReport& report) = 0;
 

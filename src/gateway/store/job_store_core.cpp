@@ -86,6 +86,10 @@ class JobStoreCore final : public JobStore {
     return std::optional<Job>(job_from_document(*text.value()));
   }
 
+  Result<std::optional<JobStatus>> status_of(const std::string& id) override {
+    return job_status(id, backend_->status_of_envelope(id));
+  }
+
   Result<ChangeResult> progress(const ProgressReport& report) override {
     return change(report.envelope_id, progress_mutation(report));
   }
@@ -389,6 +393,17 @@ class JobStoreCore final : public JobStore {
   void unwatch() override { backend_->unwatch(); }
 
  private:
+  // A status column's text as a JobStatus.
+  static Result<std::optional<JobStatus>> job_status(
+      const std::string& id, const Result<std::optional<std::string>>& column) {
+    if (!column.ok()) return column.error();
+    if (!column.value()) return std::optional<JobStatus>();
+    auto parsed = parse_job_status(*column.value());
+    if (!parsed)
+      return Error{"job of envelope " + id + " has an unknown status \"" + *column.value() + "\""};
+    return std::optional<JobStatus>(*parsed);
+  }
+
   // Every branch of `job` reached an end: the job is final (failed when any branch failed, else
   // succeeded with the single result or the results in branch order).
   Update finalize(Job& job, const std::string& envelope_id) {

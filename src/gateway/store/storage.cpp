@@ -233,6 +233,15 @@ Result<std::optional<std::string>> StorageBackend::job_of_envelope(const std::st
                           {envelope_id}));
 }
 
+Result<std::optional<std::string>> StorageBackend::status_of_envelope(
+    const std::string& envelope_id) {
+  return first_text(query("reading the status of envelope " + envelope_id,
+                          "SELECT status FROM gateway_jobs WHERE id = $1 UNION ALL "
+                          "SELECT j.status FROM gateway_job_envelopes e JOIN gateway_jobs j "
+                          "ON j.id = e.job_id WHERE e.envelope_id = $1 LIMIT 1",
+                          {envelope_id}));
+}
+
 Status StorageBackend::add_envelope(const std::string& envelope_id, const std::string& job_id) {
   return done(query("recording envelope " + envelope_id,
                     "INSERT INTO gateway_job_envelopes(envelope_id, job_id) VALUES ($1, $2) "
