@@ -4,8 +4,10 @@
 // the operator applies it too), and the two environments must hold the same names and values.
 // Only what the host decides may differ, and is compared after resolving it: the socket
 // (ASYA_SOCKET_PATH of the replica vs ASYA_SOCKET_DIR of the pod's shared directory, both naming
-// one file), the metrics address (its port) and the values Kubernetes reads from Secrets (given
-// to `asya up` as the same placeholders through its environment).
+// one file), the metrics address (its port), the gateway's address (`asya up` gives its local
+// gateway's Unix socket, `unix:<state>/gateway.sock`; the pod a URL of the gateway's Service) and
+// the values Kubernetes reads from Secrets (given to `asya up` as the same placeholders through
+// its environment).
 #include <fmt/format.h>
 #include <gtest/gtest.h>
 #include <boost/json.hpp>
@@ -48,6 +50,9 @@ void normalize(EnvMap& env) {
     const std::string addr = env["ASYA_METRICS_ADDR"];
     env["ASYA_METRICS_ADDR"] = "port " + addr.substr(addr.rfind(':') + 1);
   }
+  // The one gateway, reached over its Unix socket under `asya up` (test state "/state").
+  if (env.count("ASYA_GATEWAY_URL") && env["ASYA_GATEWAY_URL"] == "unix:/state/gateway.sock")
+    env["ASYA_GATEWAY_URL"] = fmt::format("http://127.0.0.1:{}", kGatewayPort);
 }
 
 // The rendered container's env, secret references replaced by their placeholder.
