@@ -54,6 +54,9 @@ class NamedStore : public ResultStore {
  public:
   explicit NamedStore(std::string url) : url_(std::move(url)) {}
   Status put(std::string_view, std::string_view) override { return Status::Ok(); }
+  Result<std::optional<std::string>> get(std::string_view) override {
+    return std::optional<std::string>();
+  }
   std::string describe() const override { return "registered for " + url_; }
 
  private:
