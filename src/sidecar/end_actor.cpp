@@ -71,6 +71,50 @@ EndOutcome EndActor::requeue_after_store_error(EndOutcome out,
   return out;
 }
 
+// A release that fails only delays the deletion until the orphan sweep.
+void EndActor::release_payloads(std::string_view id) const {
+  if (!payloads_) return;
+  if (Status st = payloads_->release(id); !st)
+    spdlog::warn("end actor: cannot release the payloads of {}: {}", id, st.message());
+}
+
+// The final report (PROTOCOL §7) of a stored envelope, when a gateway job tracks it.
+void EndActor::report_final(EndOutcome& out, const envelope::Envelope& env,
+                            std::string_view result_payload) const {
+  out.status = ProcessedStatus::kSuccess;
+  if (!tracked_by_gateway(env.route_metadata_raw)) return;  // no job to report to
+  std::size_t idx = env.actors.empty() ? 0 : std::min(env.current, env.actors.size() - 1);
+  out.final_path = envelope_path(env.id, "final");
+  if (error_end_) {
+    std::string error, details;
+    read_error_fields(env.payload_raw, error, details);
+    if (error.empty()) error = "unknown_error";
+    out.final_body = final_body(env.id, false, "", error, details, env.actors, idx);
+  } else {
+    out.final_body = final_body(env.id, true, result_payload, "", "", env.actors, idx);
+  }
+}
+
+// A duplicate whose payload is gone, of an envelope whose result is already stored: the stored
+// result stays, the duplicate is acknowledged, and the final report is the stored result's (the
+// gateway answers a repeated final status with 200 and keeps its first result; should the first
+// copy's report have been lost, this one carries the real payload, not the dangling reference).
+EndOutcome EndActor::keep_stored_result(EndOutcome out, const envelope::Envelope& duplicate,
+                                        const std::string& stored) const {
+  spdlog::info(
+      "end actor: {} is a duplicate whose payload is gone; the result already stored "
+      "is kept",
+      duplicate.id);
+  release_payloads(duplicate.id);
+  out.duplicate_kept = true;
+  auto kept = envelope::parse(stored);
+  if (kept && kept->id == duplicate.id)
+    report_final(out, *kept, kept->payload_raw);
+  else
+    report_final(out, duplicate, duplicate.payload_raw);
+  return out;
+}
+
 EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
   EndOutcome out;
   auto parsed = envelope::parse(delivery.body);
@@ -113,9 +157,21 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
       out.failure = FailureCode::kPayloadStoreError;
       return out;
     }
-    if (resolved.status == PayloadReferences::InputStatus::kUnavailable)
+    if (resolved.status == PayloadReferences::InputStatus::kUnavailable) {
+      // A late duplicate (at-least-once delivery) whose object was swept after the first copy's
+      // result was stored: a stored result is never replaced by a reference to nothing.
+      auto existing = store_.get(env.id);
+      if (!existing) {
+        spdlog::error(
+            "end actor: the payload of {} is unavailable and the stored result cannot "
+            "be read: {}",
+            env.id, existing.error().message);
+        return requeue_after_store_error(std::move(out), delivery);
+      }
+      if (existing->has_value()) return keep_stored_result(std::move(out), env, **existing);
       spdlog::error("end actor: the payload of {} is unavailable, storing its reference: {}",
                     env.id, resolved.message);
+    }
     if (resolved.status == PayloadReferences::InputStatus::kResolved) {
       const auto prefix = static_cast<std::size_t>(ref_text.data() - stored.data());
       resolved_body.reserve(stored.size() - ref_text.size() + resolved.body.size());
@@ -131,24 +187,8 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     spdlog::error("end actor: cannot persist envelope {}: {}", env.id, st.message());
     return requeue_after_store_error(std::move(out), delivery);
   }
-  if (payloads_) {
-    // A release that fails only delays the deletion until the orphan sweep.
-    if (Status st = payloads_->release(env.id); !st)
-      spdlog::warn("end actor: cannot release the payloads of {}: {}", env.id, st.message());
-  }
-  out.status = ProcessedStatus::kSuccess;
-  if (!tracked_by_gateway(env.route_metadata_raw)) return out;  // no job to report to
-  std::size_t idx = env.actors.empty() ? 0 : std::min(env.current, env.actors.size() - 1);
-  bool is_error_payload = error_end_;
-  out.final_path = envelope_path(env.id, "final");
-  if (is_error_payload) {
-    std::string error, details;
-    read_error_fields(env.payload_raw, error, details);
-    if (error.empty()) error = "unknown_error";
-    out.final_body = final_body(env.id, false, "", error, details, env.actors, idx);
-  } else {
-    out.final_body = final_body(env.id, true, result_payload, "", "", env.actors, idx);
-  }
+  release_payloads(env.id);
+  report_final(out, env, result_payload);
   return out;
 }
 

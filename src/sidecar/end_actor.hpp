@@ -1,7 +1,9 @@
 // End mode (PROTOCOL §6): the happy-end and error-end actors persist each final envelope to the
 // result store as <id>.json, then report the outcome to the gateway, then ack. They never route
 // further. A body that is not an envelope is wrapped (envelope::wrap_unparseable) and stored, so
-// nothing is lost and nothing loops. A store failure nacks with a backoff delay.
+// nothing is lost and nothing loops. A store failure nacks with a backoff delay. A late duplicate
+// whose payload reference no longer resolves never replaces a result already stored (PROTOCOL §6
+// "Duplicates"): the stored one is kept and reported.
 #pragma once
 
 #include <chrono>
@@ -13,6 +15,10 @@
 #include "sidecar/result_store.hpp"
 #include "sidecar/router.hpp"
 #include "transport/transport.hpp"
+
+namespace asya::envelope {
+struct Envelope;
+}
 
 namespace asya::sidecar {
 
@@ -27,6 +33,9 @@ struct EndOutcome {
   // The final report (PROTOCOL §7) to post after the store succeeded; empty when none.
   std::string final_path;
   std::string final_body;
+  // A late duplicate whose payload was gone found a result already stored and kept it (PROTOCOL
+  // §6 "Duplicates"): nothing was written.
+  bool duplicate_kept = false;
 };
 
 class EndActor {
@@ -46,6 +55,11 @@ class EndActor {
 
  private:
   EndOutcome requeue_after_store_error(EndOutcome out, const transport::Delivery& delivery) const;
+  EndOutcome keep_stored_result(EndOutcome out, const envelope::Envelope& duplicate,
+                                const std::string& stored) const;
+  void report_final(EndOutcome& out, const envelope::Envelope& env,
+                    std::string_view result_payload) const;
+  void release_payloads(std::string_view id) const;
 
   std::string actor_;
   bool error_end_;

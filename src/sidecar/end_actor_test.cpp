@@ -39,6 +39,9 @@ std::string read(const std::filesystem::path& p) {
 class FailingStore : public ResultStore {
  public:
   Status put(std::string_view, std::string_view) override { return Error{"disk gone"}; }
+  Result<std::optional<std::string>> get(std::string_view) override {
+    return std::optional<std::string>();
+  }
   std::string describe() const override { return "failing"; }
 };
 
@@ -53,6 +56,19 @@ TEST(ResultStore, WritesIdJsonAtomicallyAndReplaces) {
   std::size_t files = 0;
   for ([[maybe_unused]] auto& e : std::filesystem::directory_iterator(dir.path())) ++files;
   EXPECT_EQ(files, 1u);  // no temporary files left
+}
+
+TEST(ResultStore, GetReadsWhatPutStoredAndNothingWhenAbsent) {
+  TempDir dir;
+  auto store = make_result_store("file://" + dir.path().string());
+  auto absent = store->get("../abc");
+  ASSERT_TRUE(absent.ok()) << absent.error().message;
+  EXPECT_FALSE(absent->has_value());
+  ASSERT_TRUE(store->put("../abc", R"({"a":1})").ok());
+  auto present = store->get("../abc");
+  ASSERT_TRUE(present.ok()) << present.error().message;
+  ASSERT_TRUE(present->has_value());
+  EXPECT_EQ(**present, R"({"a":1})");
 }
 
 TEST(ResultStore, FileNamesCannotEscapeTheDirectory) {

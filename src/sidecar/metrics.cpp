@@ -146,6 +146,11 @@ struct Metrics::Impl {
           .Name("asya_actor_poison_messages_total")
           .Help("Messages delivered more than ASYA_MAX_DELIVERIES times")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& duplicates_kept =
+      BuildCounter()
+          .Name("asya_actor_end_duplicates_kept_total")
+          .Help("End actors: duplicates whose payload was gone, the stored result kept")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& redeliveries =
       BuildCounter()
           .Name("asya_actor_redeliveries_total")
@@ -192,6 +197,7 @@ struct Metrics::Impl {
     retries.Add({{"queue", queue}});
     deadline.Add({{"queue", queue}});
     poison.Add({{"queue", queue}});
+    duplicates_kept.Add({{"queue", queue}});
     reports_sent_c = &reports.Add({{"result", "sent"}});
     reports_dropped_c = &reports.Add({{"result", "dropped"}});
     announcements.Add({{"result", "sent"}});
@@ -274,6 +280,9 @@ void Metrics::deadline_exceeded() {
 }
 void Metrics::poison() {
   impl_->poison.Add({{"queue", impl_->queue}}).Increment();
+}
+void Metrics::end_duplicate_kept() {
+  impl_->duplicates_kept.Add({{"queue", impl_->queue}}).Increment();
 }
 void Metrics::redelivered() {
   impl_->redeliveries_c->Increment();

@@ -51,6 +51,9 @@ class Metrics {
   // connection loss, a broker crash, a lease expiry or a nack): the most handler calls that may
   // repeat earlier work.
   void redelivered();
+  // asya_actor_end_duplicates_kept_total{queue}: end actors only, late duplicates whose payload
+  // object was gone, acknowledged while the result already stored was kept (PROTOCOL §6).
+  void end_duplicate_kept();
 
   // Prometheus text exposition format 0.0.4.
   std::string serialize() const;

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,6 +26,11 @@ class ResultStore {
   // the same content again). Returns only once the object is durable; a reader never sees a
   // partial object. Thread-safe. Fails with a message naming the location and the cause.
   virtual Status put(std::string_view id, std::string_view body) = 0;
+
+  // The body stored under `<id>.json`, or nullopt when there is none. Fails (with a message
+  // naming the location and the cause) only when the store cannot say. End actors read it before
+  // storing a worse copy of a result (PROTOCOL §6 "Duplicates").
+  virtual Result<std::optional<std::string>> get(std::string_view id) = 0;
 
   // Human-readable location, for logs ("file:///var/lib/asya/results").
   virtual std::string describe() const = 0;

@@ -486,6 +486,7 @@ void Runner::process_end(Slot& slot, transport::Delivery& delivery) {
     slot.in_flight = nullptr;
   }
   if (outcome.failure) metrics_.failed(outcome.failure.label());
+  if (outcome.duplicate_kept) metrics_.end_duplicate_kept();
   metrics_.processed(label(outcome.status));
   metrics_.active_add(-1);
   metrics_.processing_duration(seconds_since(started));

@@ -9,4 +9,4 @@ TESTS = HERE.parent
 if str(TESTS / "sidecar") not in sys.path:
     sys.path.insert(0, str(TESTS / "sidecar"))
 
-from sidecar_harness import cluster, pytest_runtest_makereport  # noqa: E402,F401
+from sidecar_harness import cluster, gateway, pytest_runtest_makereport  # noqa: E402,F401

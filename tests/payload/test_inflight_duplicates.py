@@ -14,6 +14,7 @@ The payload is a JSON string, which the Python runtime answers "payload_unchange
 forwards its input's reference without writing anything, so an object deleted under it reaches
 the end actor as a reference to nothing (before the fix: the duplicate's result replaced the real
 payload with that reference)."""
+import json
 import os
 import signal
 import subprocess
@@ -21,7 +22,7 @@ import subprocess
 import pytest
 
 from sidecar_harness import wait_for
-from test_payload import MB, result, start, use_store
+from test_payload import HAPPY, MB, reference_to, result, start, use_store
 
 # Short lifetimes so that the sweep (every 200 ms) would delete an object seconds after its
 # envelope ended. S3 (moto) listings give whole seconds: a longer grace there.
@@ -115,6 +116,72 @@ def test_a_duplicate_whose_replica_crashed_in_flight_is_delivered_again_and_its_
     assert again["payload"] == letters(SIZE), str(again["payload"])[:300]
     wait_for(lambda: store.objects() == [], 60, "the object to be deleted after the copy ended")
     assert cluster.markers_named("saw-reference-") == []
+
+
+def counter(actor, name):
+    """The sum of the metric `name` over its labels (0 when absent)."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in actor.metrics().splitlines()
+               if line.startswith(name + "{") or line.startswith(name + " "))
+
+
+def test_a_late_duplicate_at_the_end_actor_whose_object_is_gone_keeps_the_stored_result(
+        cluster, request, gateway):
+    """docs/protocol.md §6 "Duplicates": a copy of a final envelope reaches happy-end after the
+    first copy's result was stored and its object swept. The stored result (the real payload) is
+    kept, not replaced by the dangling reference; the duplicate is acknowledged and counted, and
+    its final report carries the stored result (the gateway keeps its first result anyway)."""
+    if cluster.transport != "sqlite":
+        pytest.skip("the end actor's rule, the same on every transport: once on sqlite")
+    store = store_with_short_lifetimes(cluster, request)
+    start(cluster, "make", "make_big_string")
+    cluster.queues.send("asya-make", {"id": "LATE", "route": {"actors": ["make"], "current": 0,
+                                                              "metadata": {"job_id": "LATE"}},
+                                      "payload": {"bytes": SIZE}})
+    wait_for(lambda: cluster.queues.stats(HAPPY)["ready"] == 1, 60, "the envelope in happy-end's queue")
+    body = cluster.queues.recv(HAPPY, 1)[0]["body"]
+    assert "asya-payload-ref" in body
+    cluster.queues.send(HAPPY, body)
+    end = start(cluster, "happy-end", runtime=False, env={"ASYA_GATEWAY_URL": gateway.url})
+    assert result(cluster, "LATE")["payload"] == letters(SIZE)
+    wait_for(lambda: store.objects() == [], 60, "the object to be swept once the envelope ended")
+    cluster.queues.send(HAPPY, body)  # the late duplicate: its reference points to nothing now
+    wait_for(lambda: counter(end, "asya_actor_messages_processed_total") == 2, 60,
+             "the duplicate to be processed")
+    wait_for(lambda: cluster.queues.empty(HAPPY), 60, "the duplicate to be acknowledged")
+    kept = result(cluster, "LATE")
+    assert kept["payload"] == letters(SIZE), str(kept["payload"])[:300]
+    assert counter(end, "asya_actor_end_duplicates_kept_total") == 1
+    assert counter(end, "asya_actor_messages_failed_total") == 0
+    wait_for(lambda: len([p for p, _ in gateway.snapshot() if p.endswith("/final")]) == 2, 60,
+             "both final reports")
+    finals = [b for p, b in gateway.snapshot() if p.endswith("/final")]
+    assert [f["status"] for f in finals] == ["succeeded", "succeeded"]
+    assert [f["result"] == letters(SIZE) for f in finals] == [True, True], str(finals)[:300]
+
+
+def test_a_late_duplicate_at_error_end_whose_original_payload_is_gone_keeps_the_stored_result(
+        cluster, request):
+    """The same rule at error-end, whose reference is the error's original_payload."""
+    if cluster.transport != "sqlite":
+        pytest.skip("the end actor's rule, the same on every transport: once on sqlite")
+    store = use_store(cluster, request)
+    data = json.dumps({"data": "x" * 300000, "tag": "late-error"}).encode()
+    ref = reference_to(store, data)
+    store.write("objects/" + ref["asya-payload-ref"]["sha256"], data)
+    end = start(cluster, "error-end", runtime=False)
+    failed = {"id": "ELATE", "route": {"actors": ["a"], "current": 0},
+              "payload": {"error": "processing_error", "details": {"message": "boom"}, "actor": "a",
+                          "original_payload": ref}}
+    cluster.queues.send("asya-error-end", failed)
+    assert result(cluster, "ELATE")["payload"]["original_payload"] == json.loads(data)
+    for obj in store.objects():
+        (store.dir / obj).unlink()
+    cluster.queues.send("asya-error-end", failed)
+    wait_for(lambda: counter(end, "asya_actor_messages_processed_total") == 2, 60,
+             "the duplicate to be processed")
+    wait_for(lambda: cluster.queues.empty("asya-error-end"), 60, "the duplicate to be acknowledged")
+    assert result(cluster, "ELATE")["payload"]["original_payload"] == json.loads(data)
+    assert counter(end, "asya_actor_end_duplicates_kept_total") == 1
 
 
 def test_s3_payload_store_gtest_against_moto(build_path, moto_server):

@@ -40,10 +40,10 @@ def binary(build_path, *parts):
     return str(path)
 
 
-def run_gtest(path, endpoint, timeout=300):
+def run_gtest(path, endpoint, timeout=300, args=()):
     env = dict(os.environ)
     env["ASYA_TEST_AWS_ENDPOINT"] = endpoint
-    proc = subprocess.run([path, "--gtest_brief=0"], env=env, capture_output=True, text=True,
+    proc = subprocess.run([path, "--gtest_brief=0", *args], env=env, capture_output=True, text=True,
                           timeout=timeout)
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, "%s failed (exit %d):\n%s" % (path, proc.returncode,
@@ -60,6 +60,14 @@ def test_sqs_transport_gtest_against_moto(build_path, aws):
 def test_sigv4_vectors_and_s3_client_gtest_against_moto(build_path, aws):
     out = run_gtest(binary(build_path, "src", "common", "aws", "aws_test"), aws.endpoint)
     assert "SigV4.EveryPublishedVectorMatchesAtEachStep" in out
+
+
+def test_s3_result_store_gtest_against_moto(build_path, aws):
+    """The S3 result store reads back what it stored (an end actor reads a stored result before it
+    would store a worse copy: docs/protocol.md §6 "Duplicates")."""
+    out = run_gtest(binary(build_path, "src", "sidecar", "sidecar_test"), aws.endpoint,
+                    args=["--gtest_filter=S3ResultStore.*"])
+    assert "S3ResultStore.GetReadsWhatPutStoredAndNothingWhenAbsent" in out
 
 
 # --- the programs, configured only through the environment ---------------------------------

@@ -33,6 +33,32 @@ class FileResultStore : public ResultStore {
     return Status::Ok();
   }
 
+  Result<std::optional<std::string>> get(std::string_view id) override {
+    std::filesystem::path path = dir_ / result_file_name(id);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT) return std::optional<std::string>();
+      return Error{
+          fmt::format("result store: cannot open {}: {}", path.string(), std::strerror(errno))};
+    }
+    std::string body;
+    char buffer[65536];
+    for (;;) {
+      ssize_t n = ::read(fd, buffer, sizeof buffer);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int err = errno;
+        ::close(fd);
+        return Error{
+            fmt::format("result store: cannot read {}: {}", path.string(), std::strerror(err))};
+      }
+      if (n == 0) break;
+      body.append(buffer, static_cast<std::size_t>(n));
+    }
+    ::close(fd);
+    return std::optional<std::string>(std::move(body));
+  }
+
   std::string describe() const override { return "file://" + dir_.string(); }
 
  private:

@@ -25,6 +25,14 @@ class S3ResultStore : public ResultStore {
     return Status::Ok();
   }
 
+  Result<std::optional<std::string>> get(std::string_view id) override {
+    std::string key = prefix_.empty() ? result_file_name(id) : prefix_ + "/" + result_file_name(id);
+    auto body = client_.get_object(bucket_, key);
+    if (body) return std::optional<std::string>(std::move(*body));
+    if (body.error().message.starts_with("not_found:")) return std::optional<std::string>();
+    return Error{"result store: " + body.error().message};
+  }
+
   std::string describe() const override {
     return prefix_.empty() ? "s3://" + bucket_ : "s3://" + bucket_ + "/" + prefix_;
   }
