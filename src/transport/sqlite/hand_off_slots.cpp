@@ -53,6 +53,18 @@ std::filesystem::path HandOffSlots::path_of(std::int64_t owner) const {
   return directory_ / ("slots-" + std::to_string(owner));
 }
 
+namespace {
+
+// A fault maps only its own page: without this the kernel maps the file's neighbouring cached
+// pages too (fault-around, up to 64 KiB per fault), so a few hand-offs made nearly the whole
+// 512 KiB file resident in every process that maps it (measured: 484 KiB of RSS after 20
+// messages, against 4 KiB per slot used).
+void keep_sparse(void* base) {
+  (void)::madvise(base, kFileBytes, MADV_RANDOM);
+}
+
+}  // namespace
+
 bool HandOffSlots::open_own(std::int64_t owner) {
   std::lock_guard lock(mutex_);
   if (own_tried_) return own_ != nullptr;
@@ -71,6 +83,7 @@ bool HandOffSlots::open_own(std::int64_t owner) {
   if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(kFileBytes)) == 0)
     base = ::mmap(nullptr, kFileBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
   int error = errno;
+  if (base != MAP_FAILED) keep_sparse(base);
   if (fd >= 0) ::close(fd);
   if (base == MAP_FAILED) {
     spdlog::warn(
@@ -99,7 +112,10 @@ char* HandOffSlots::mapped(std::int64_t owner) {
     struct stat info {};
     if (::fstat(fd, &info) == 0 && static_cast<std::size_t>(info.st_size) >= kFileBytes) {
       void* base = ::mmap(nullptr, kFileBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-      if (base != MAP_FAILED) mapping.base = static_cast<char*>(base);
+      if (base != MAP_FAILED) {
+        keep_sparse(base);
+        mapping.base = static_cast<char*>(base);
+      }
     }
     ::close(fd);
   }
