@@ -276,10 +276,23 @@ class Actor:
             return False
 
     def wait_ready(self, timeout=30):
+        port_retries = [3]
+
         def ready():
             if not self.sidecar.alive():
+                log = self.sidecar.text()
+                if "cannot listen: Address already in use" in log and port_retries[0] > 0:
+                    # free_port() only found a port free: another process of a parallel test
+                    # took it before the sidecar bound it. Another port, the same sidecar.
+                    port_retries[0] -= 1
+                    self.sidecar.stop()  # exited already: closes its log
+                    self.metrics_port = free_port()
+                    self.env["ASYA_METRICS_ADDR"] = "127.0.0.1:%d" % self.metrics_port
+                    self.sidecar = Process([str(self.cluster.sidecar_bin)], self.env,
+                                           str(self.dir / "sidecar.log"))
+                    return False
                 pytest.fail("sidecar %s exited with %s before it was ready; log:\n%s" %
-                            (self.name, self.sidecar.popen.returncode, self.sidecar.text()[-3000:]))
+                            (self.name, self.sidecar.popen.returncode, log[-3000:]))
             return self.readyz()
         wait_for(ready, timeout, "sidecar %s to be ready (/readyz)" % self.name)
 
