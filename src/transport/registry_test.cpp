@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/env.hpp"
+#include "common/test_temp_dir.hpp"
 #include "transport/transport.hpp"
 
 namespace asya::transport {
@@ -70,19 +71,7 @@ TEST(TransportRegistry, CheckSettingsRefusesAnUnknownTransportName) {
   EXPECT_THROW(check_transport_settings("kafka", Options{}), ConfigError);
 }
 
-// A fresh directory under /tmp, removed on destruction.
-struct TempDir {
-  std::filesystem::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-registry-XXXXXX";
-    if (mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path = pattern;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path, ec);
-  }
-};
+using asya::test::TempDir;
 
 // Sends and receives one message: the transport works.
 void expect_round_trip(Transport& t) {

@@ -13,6 +13,7 @@
 #include <functional>
 #include <thread>
 
+#include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 #include "wire/runtime_client.hpp"
 
@@ -22,14 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-answer-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 std::string framed(std::string_view body) {
   unsigned char header[4];

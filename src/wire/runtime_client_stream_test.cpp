@@ -13,6 +13,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 #include "wire/runtime_client.hpp"
 
@@ -22,14 +23,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-wire-stream-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 // Listens on `socket_path` as a runtime would and creates its ready file; the listening
 // descriptor, or -1 when the socket could not be bound or listened on.

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <thread>
 
+#include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 
 namespace asya::wire {
@@ -20,15 +21,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-// A temporary directory removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-wire-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 enum class Behaviour {
   kEchoAndKeepOpen,         // modern runtime

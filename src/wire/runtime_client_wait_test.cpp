@@ -15,6 +15,7 @@
 #include <memory>
 #include <thread>
 
+#include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 #include "wire/runtime_client.hpp"
 
@@ -24,14 +25,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-wait-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 // A listening socket at `path` (a stale socket file there is replaced) and the ready file.
 int listen_at(const fs::path& path) {

@@ -17,6 +17,7 @@
 #include <thread>
 
 #include "asya/runtime.hpp"
+#include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 #include "wire/payload_fd.hpp"
 #include "wire/runtime_client.hpp"
@@ -30,14 +31,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-payload-fd-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 void write_file(const fs::path& path, std::string_view text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);

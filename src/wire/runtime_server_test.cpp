@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "asya/runtime.hpp"
+#include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 #include "wire/runtime_client.hpp"
 
@@ -25,14 +26,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-runtime-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 // A runtime process serving `handler` with the given environment.
 class RuntimeProcess {

@@ -16,20 +16,14 @@
 #include <vector>
 
 #include "common/http/client.hpp"
+#include "common/test_temp_dir.hpp"
 
 namespace asya::http {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-unix-http-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 int listen_at(const fs::path& path) {
   const int fd = ::socket(AF_UNIX, SOCK_STREAM, 0);

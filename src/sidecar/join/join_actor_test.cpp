@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "common/random_id.hpp"
+#include "common/test_temp_dir.hpp"
 #include "sidecar/fake_transport.hpp"
 #include "sidecar/socket_server_test_support.hpp"
 #include "wire/frame.hpp"
@@ -25,14 +26,7 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char pattern[] = "/tmp/asya-join-test-XXXXXX";
-    path = ::mkdtemp(pattern);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using asya::test::TempDir;
 
 // A runtime on `socket_path` answering each request with `answer(request)`; nullopt closes the
 // connection without answering (a runtime that dies on the request).
