@@ -372,7 +372,10 @@ TEST(PayloadFdServer, MissingExtraOrBadDescriptorsAreClearErrorsAndTheRuntimeSer
   // Still serving, on the same connection, and nothing kept.
   EXPECT_EQ(connection.ask(marker, {file}), "");
   EXPECT_EQ(connection.ask(head + R"("payload":"ok"})", {}), "");
-  EXPECT_EQ(runtime.open_fds(), before);
+  // At most as many as before: `before` may still count the connection disconnected above, which
+  // the runtime closes when it reads its end (seen once in a full run: 11 before, 10 after). A
+  // descriptor kept per request would show here as more; the 2,000-request test counts exactly.
+  EXPECT_LE(runtime.open_fds(), before);
   ::close(file);
 }
 
