@@ -27,6 +27,10 @@ namespace {
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
 using sqlite::HandOffSlots;
+using test::query;
+using test::visibility;
+using test::wait_for;
+using test::waiting_rows_of;
 using Take = HandOffSlots::Take;
 
 constexpr std::int64_t kOwner = 4242;
@@ -147,36 +151,6 @@ TEST_F(SqliteHandOffSlots, TheFileGoesWithItsReceiverOrWithADeadOwner) {
 }
 
 // ---- through the transport ----
-
-Options visibility(std::chrono::milliseconds timeout) {
-  Options o;
-  o.visibility_timeout = timeout;
-  return o;
-}
-
-std::int64_t query(const SqliteSettings& settings, const std::string& sql) {
-  sqlite3* db = nullptr;
-  sqlite3_open(settings.path.c_str(), &db);
-  sqlite3_busy_timeout(db, 5000);
-  sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
-  std::int64_t value = s && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
-  sqlite3_finalize(s);
-  sqlite3_close(db);
-  return value;
-}
-
-void wait_for(const SqliteSettings& settings, const std::string& sql, std::int64_t expected) {
-  Clock::time_point deadline = Clock::now() + 20s;
-  while (query(settings, sql) != expected) {
-    ASSERT_LT(Clock::now(), deadline) << sql << " never returned " << expected;
-    std::this_thread::sleep_for(5ms);
-  }
-}
-
-std::string waiting_rows_of(pid_t pid) {
-  return "SELECT count(*) FROM waiters WHERE message_id IS NULL AND pid = " + std::to_string(pid);
-}
 
 // A child that receives one message of `queue` and reports "<body size> <first bytes>
 // <delivery count> <hand-offs taken> <taken from the slot>" on `report`, acks it and exits.

@@ -19,9 +19,50 @@
 #include <string>
 #include <thread>
 
+#include <sqlite3.h>
+
+#include <cstdint>
+
 #include "transport/sqlite/sqlite_transport.hpp"
+#include "transport/transport.hpp"
 
 namespace asya::transport::test {
+
+// Options with `timeout` as the visibility timeout.
+inline Options visibility(std::chrono::milliseconds timeout) {
+  Options o;
+  o.visibility_timeout = timeout;
+  return o;
+}
+
+// One integer from `sql` on the database (-1 when it returns no row).
+inline std::int64_t query(const SqliteSettings& settings, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_open(settings.path.c_str(), &db);
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr);
+  std::int64_t value = s && sqlite3_step(s) == SQLITE_ROW ? sqlite3_column_int64(s, 0) : -1;
+  sqlite3_finalize(s);
+  sqlite3_close(db);
+  return value;
+}
+
+// Waits until `sql` returns `expected`; fails the test after 20 s.
+inline void wait_for(const SqliteSettings& settings, const std::string& sql,
+                     std::int64_t expected) {
+  using namespace std::chrono_literals;
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (query(settings, sql) != expected) {
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << sql << " never returned " << expected;
+    std::this_thread::sleep_for(5ms);
+  }
+}
+
+// The hand-off rows of `pid` still waiting (no message handed to them).
+inline std::string waiting_rows_of(pid_t pid) {
+  return "SELECT count(*) FROM waiters WHERE message_id IS NULL AND pid = " + std::to_string(pid);
+}
 
 // A fresh directory under /tmp, removed with its contents on destruction.
 class TempDir {
