@@ -3,11 +3,18 @@
 // at a time at a steady rate by another process. SQLite's C API and Linux system calls only, no
 // Asya code (docs/performance.md, "The physical floor of the CPU rows").
 //
-//   consume --db PATH [--wake futex|inotify]
+//   consume --db PATH [--wake futex|inotify] [--transactions 2|3]
 //       until killed: sleeps until woken, then per message the sidecar's two write transactions:
 //       the lease (UPDATE ... RETURNING, one transaction), then the output inserted and the input
-//       deleted in one transaction (BEGIN IMMEDIATE ... COMMIT).
+//       deleted in one transaction (BEGIN IMMEDIATE ... COMMIT). `--transactions 3`: the insert
+//       and the delete each in a transaction of its own, as the bare transport consumer of the
+//       rows' baseline does (receive, send, ack): for comparing with it, not the floor.
+//       `--hand-off true` (with the pacer's): the floor of the transport's hand-off to a waiting
+//       receiver: the pacer inserts each message already leased to the consumer (lease -1) and
+//       copies its id and body to a slot of the shared mapping after its COMMIT; the consumer
+//       takes it from the slot (no lease, no read) and runs only the settle transaction.
 //   pace --db PATH --rate R --seconds S [--payload B] [--wake futex|inotify] [--timeout S]
+//        [--hand-off true]
 //       inserts R*S messages into queue "in", one per 1/R s, each its own transaction, and wakes
 //       the consumer after each COMMIT; then waits until the consumer took them all (queue "in"
 //       empty) and prints {"sent": N, "msgs_per_s": R'}.
@@ -27,6 +34,7 @@
 // IN_ACCESS) makes the kernel queue an event that the consumer must read(). The counter also
 // tells the consumer that a message is there, so it never runs a lease that finds nothing (one
 // pacer and one consumer: a floor, not a queue for many).
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <sqlite3.h>
 #include <sys/inotify.h>
@@ -34,9 +42,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include <fcntl.h>
 #include <atomic>
 #include <cinttypes>
+#include <cstring>
 #include <string>
 #include <thread>
 
@@ -57,18 +65,62 @@ Wake wake_of(const Args& args) {
   throw std::runtime_error("--wake \"" + wake + "\" is not known: use futex or inotify");
 }
 
-// The shared counter of committed messages (the first 4 bytes of `<db>-floor-wake`).
+bool hand_off_of(const Args& args) {
+  std::string hand_off = args.text("hand-off", "false");
+  if (hand_off != "true" && hand_off != "false")
+    throw std::runtime_error("--hand-off \"" + hand_off + "\" is not known: use true or false");
+  return hand_off == "true";
+}
+
+// A copy of a handed message (--hand-off): written by the pacer after its COMMIT, before it
+// counts the message; `number` (the count after it) last, so a reader that sees its number sees
+// the rest. Message n goes to slot n % kSlots: the pacer overwrites a slot only kSlots messages
+// later, and the consumer checks `number` again after its copy.
+struct Slot {
+  std::atomic<std::uint32_t> number;
+  std::uint32_t size;
+  std::int64_t id;
+  char body[496];
+};
+constexpr std::size_t kSlots = 64;
+constexpr std::size_t kMappedBytes = 4096 + kSlots * sizeof(Slot);
+
+// The shared counter of committed messages (the first 4 bytes of `<db>-floor-wake`), and the
+// hand-off slots after it.
 class WakeCounter {
  public:
   WakeCounter(const std::string& db_path, Wake wake) : wake_(wake), path_(db_path + "-floor-wake") {
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd_ < 0) die("open " + path_);
-    if (::ftruncate(fd_, 4096) != 0) die("ftruncate " + path_);
-    void* mapped = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
+    if (::ftruncate(fd_, kMappedBytes) != 0) die("ftruncate " + path_);
+    void* mapped = ::mmap(nullptr, kMappedBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd_, 0);
     if (mapped == MAP_FAILED) die("mmap " + path_);
     word_ = static_cast<std::atomic<std::uint32_t>*>(mapped);
+    slots_ = reinterpret_cast<Slot*>(static_cast<char*>(mapped) + 4096);
   }
   std::uint32_t load() const { return word_->load(std::memory_order_acquire); }
+
+  // The pacer, after a COMMIT and before committed_one(): a copy of message number `number`
+  // (counted from 1). A body too large for a slot is not copied (the consumer reads it).
+  void stage(std::uint32_t number, std::int64_t id, const std::string& body) {
+    Slot& slot = slots_[(number - 1) % kSlots];
+    slot.number.store(0, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    if (body.size() > sizeof slot.body) return;
+    slot.id = id;
+    slot.size = static_cast<std::uint32_t>(body.size());
+    std::memcpy(slot.body, body.data(), body.size());
+    slot.number.store(number, std::memory_order_release);
+  }
+  // The consumer: the copy of message `number`, false when the slot does not hold it.
+  bool take(std::uint32_t number, std::int64_t& id, std::string& body) const {
+    const Slot& slot = slots_[(number - 1) % kSlots];
+    if (slot.number.load(std::memory_order_acquire) != number) return false;
+    id = slot.id;
+    body.assign(slot.body, slot.size);
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return slot.number.load(std::memory_order_relaxed) == number;
+  }
 
   // The pacer, after a COMMIT: counts the message and wakes the consumer.
   void committed_one() {
@@ -107,6 +159,7 @@ class WakeCounter {
   int fd_ = -1;
   int inotify_fd_ = -1;
   std::atomic<std::uint32_t>* word_ = nullptr;
+  Slot* slots_ = nullptr;
 };
 
 class Database {
@@ -125,6 +178,7 @@ class Database {
     exec("CREATE INDEX IF NOT EXISTS floor_visible ON floor(queue, visible_at, id)");
   }
   ~Database() { sqlite3_close_v2(db_); }
+  sqlite3* handle() const { return db_; }
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
 
@@ -166,6 +220,11 @@ std::int64_t wall_ms() {
 
 int consume(const Args& args) {
   std::string path = args.text("db");
+  std::string transactions = args.text("transactions", "2");
+  if (transactions != "2" && transactions != "3")
+    throw std::runtime_error("--transactions \"" + transactions + "\" is not known: use 2 or 3");
+  const bool one_settle = transactions == "2";
+  const bool hand_off = hand_off_of(args);
   WakeCounter counter(path, wake_of(args));
   Database db(path);
   sqlite3_stmt* lease = db.prepare(
@@ -176,6 +235,8 @@ int consume(const Args& args) {
       db.prepare("INSERT INTO floor(queue, body, visible_at) VALUES('out', ?1, 0)");
   sqlite3_stmt* remove = db.prepare("DELETE FROM floor WHERE id = ?1 AND lease = ?2");
   sqlite3_stmt* commit = db.prepare("COMMIT");
+  sqlite3_stmt* handed = db.prepare(
+      "SELECT id, body FROM floor WHERE queue = 'in' AND lease = -1 ORDER BY id LIMIT 1");
   std::string body;
   std::int64_t token = 0;
   // One lease transaction: takes the oldest visible message of "in" for 10 minutes. False when
@@ -197,20 +258,34 @@ int consume(const Args& args) {
     if (rc != SQLITE_DONE) db.fail("lease");
     return got;
   };
+  // A message handed to this consumer, read from the database (when its slot no longer holds it).
+  auto read_handed = [&](std::int64_t& id) {
+    int rc = sqlite3_step(handed);
+    bool got = rc == SQLITE_ROW;
+    if (got) {
+      id = sqlite3_column_int64(handed, 0);
+      body.assign(static_cast<const char*>(sqlite3_column_blob(handed, 1)),
+                  static_cast<std::size_t>(sqlite3_column_bytes(handed, 1)));
+    }
+    sqlite3_reset(handed);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) db.fail("read a handed message");
+    return got;
+  };
   // One settle transaction: the output inserted and the input deleted together.
-  auto settle = [&](std::int64_t id) {
-    db.run(begin);
+  auto settle = [&](std::int64_t id, std::int64_t lease_token) {
+    if (one_settle) db.run(begin);
     sqlite3_bind_blob64(insert, 1, body.data(), body.size(), SQLITE_STATIC);
     db.run(insert);
     sqlite3_bind_int64(remove, 1, id);
-    sqlite3_bind_int64(remove, 2, token);
+    sqlite3_bind_int64(remove, 2, lease_token);
     db.run(remove);
-    db.run(commit);
+    if (one_settle) db.run(commit);
   };
   // What was queued before this consumer started is taken first; from then on the counter says
   // how many messages there are, and the consumer leases only when one is there.
   std::uint32_t taken = counter.load();
-  for (std::int64_t id = 0; lease_one(id);) settle(id);
+  for (std::int64_t id = 0; lease_one(id);) settle(id, token);
+  for (std::int64_t id = 0; read_handed(id);) settle(id, -1);
   for (;;) {
     std::uint32_t committed = counter.load();
     if (committed == taken) {
@@ -218,8 +293,11 @@ int consume(const Args& args) {
       continue;
     }
     std::int64_t id = 0;
-    if (lease_one(id)) {
-      settle(id);
+    if (hand_off && (counter.take(taken + 1, id, body) || read_handed(id))) {
+      settle(id, -1);
+      ++taken;
+    } else if (!hand_off && lease_one(id)) {
+      settle(id, token);
       ++taken;
     } else {
       taken = committed;  // counted before this consumer drained them at its start
@@ -233,16 +311,21 @@ int pace(const Args& args) {
   std::uint64_t total = paced_count(rate, args.number("seconds", 1));
   double timeout_s = args.number("timeout", 60);
   std::string body = envelope_with_payload(static_cast<std::size_t>(args.number("payload", 64)));
+  const bool hand_off = hand_off_of(args);
   WakeCounter counter(path, wake_of(args));
   Database db(path);
-  sqlite3_stmt* insert =
-      db.prepare("INSERT INTO floor(queue, body, visible_at) VALUES('in', ?1, 0)");
+  // Handed: leased to the consumer (-1) for 10 minutes as it is inserted.
+  sqlite3_stmt* insert = db.prepare(
+      hand_off ? "INSERT INTO floor(queue, body, visible_at, lease) VALUES('in', ?1, ?2, -1)"
+               : "INSERT INTO floor(queue, body, visible_at) VALUES('in', ?1, 0)");
   sqlite3_stmt* waiting = db.prepare("SELECT count(*) FROM floor WHERE queue = 'in'");
   std::int64_t start = monotonic_ns();
   for (std::uint64_t i = 0; i < total; ++i) {
     sleep_until_ns(start + static_cast<std::int64_t>(static_cast<double>(i) * 1e9 / rate));
     sqlite3_bind_blob64(insert, 1, body.data(), body.size(), SQLITE_STATIC);
+    if (hand_off) sqlite3_bind_int64(insert, 2, wall_ms() + 600'000);
     db.run(insert);
+    if (hand_off) counter.stage(counter.load() + 1, sqlite3_last_insert_rowid(db.handle()), body);
     counter.committed_one();
   }
   double elapsed_s = static_cast<double>(monotonic_ns() - start) / 1e9;
@@ -280,8 +363,9 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::fprintf(stderr,
-               "usage: bench_floor_sqlite consume --db PATH [--wake futex|inotify]\n"
+               "usage: bench_floor_sqlite consume --db PATH [--wake futex|inotify] "
+               "[--transactions 2|3] [--hand-off true]\n"
                "       bench_floor_sqlite pace --db PATH --rate R --seconds S [--payload B] "
-               "[--wake futex|inotify] [--timeout S]\n");
+               "[--wake futex|inotify] [--timeout S] [--hand-off true]\n");
   return 2;
 }

@@ -1,7 +1,9 @@
 """The physical floors of the CPU rows (bench/floor): bench_floor_sqlite and bench_floor_rabbitmq,
 real processes on a real database file and a real broker. The consumer passes every paced message
-on exactly once (each input deleted with its output written, bodies intact), with either wake-up;
-messages queued before it started are taken too; a pacer without a consumer, or a bad argument,
+on exactly once (each input deleted with its output written, bodies intact), with either wake-up,
+with the settle split in two transactions, and with the hand-off (messages leased to the consumer
+by the pacer and copied to a shared slot, or read when too large for one); messages queued before
+it started are taken too; a pacer without a consumer, or a bad argument,
 fails with a message that says what to do. bench/run records the floor beside the CPU rows
 (fields, note, goals table) without replacing their baseline, the bare transport consumer."""
 import json
@@ -34,24 +36,30 @@ def sqlite_floor(build_path):
     return build_path / "bench/floor/bench_floor_sqlite"
 
 
-@pytest.mark.parametrize("wake", ["futex", "inotify"])
-def test_the_sqlite_floor_passes_every_paced_message_on_once(tmp_path, sqlite_floor, wake):
+@pytest.mark.parametrize("wake,transactions,hand_off,payload", [
+    ("futex", "2", "false", 10), ("inotify", "2", "false", 10), ("futex", "3", "false", 10),
+    ("futex", "2", "true", 10),
+    ("futex", "2", "true", 1000),  # too large for a hand-off slot: the consumer reads it
+])
+def test_the_sqlite_floor_passes_every_paced_message_on_once(tmp_path, sqlite_floor, wake,
+                                                             transactions, hand_off, payload):
     db = tmp_path / "floor.db"
-    consumer = subprocess.Popen([sqlite_floor, "consume", "--db", db, "--wake", wake])
+    consumer = subprocess.Popen([sqlite_floor, "consume", "--db", db, "--wake", wake,
+                                 "--transactions", transactions, "--hand-off", hand_off])
     try:
         paced = subprocess.run([sqlite_floor, "pace", "--db", db, "--rate", "200", "--seconds",
-                                "0.15", "--payload", "10", "--wake", wake],
-                               capture_output=True, text=True, timeout=120)
+                                "0.15", "--payload", str(payload), "--wake", wake, "--hand-off",
+                                hand_off], capture_output=True, text=True, timeout=120)
         assert paced.returncode == 0, paced.stderr
         assert json.loads(paced.stdout)["sent"] == 30
         # pace returns once "in" is empty; every input became exactly one output.
         got = rows(db)
         assert [queue for queue, _ in got] == ["out"] * 30
-        assert all(json.loads(body)["payload"]["message"] == "x" * 10 for _, body in got)
+        assert all(json.loads(body)["payload"]["message"] == "x" * payload for _, body in got)
         assert consumer.poll() is None  # still waiting for more
         again = subprocess.run([sqlite_floor, "pace", "--db", db, "--rate", "100", "--seconds",
-                                "0.1", "--wake", wake], capture_output=True, text=True,
-                               timeout=120)
+                                "0.1", "--wake", wake, "--hand-off", hand_off],
+                               capture_output=True, text=True, timeout=120)
         assert again.returncode == 0, again.stderr
         assert [queue for queue, _ in rows(db)] == ["out"] * 40
     finally:
@@ -59,22 +67,26 @@ def test_the_sqlite_floor_passes_every_paced_message_on_once(tmp_path, sqlite_fl
         consumer.wait()
 
 
-def test_the_sqlite_floor_takes_what_was_queued_before_it_started(tmp_path, sqlite_floor):
+@pytest.mark.parametrize("hand_off", ["false", "true"])
+def test_the_sqlite_floor_takes_what_was_queued_before_it_started(tmp_path, sqlite_floor,
+                                                                  hand_off):
     db = tmp_path / "floor.db"
-    # A pacer with nobody consuming: it queues its messages, then gives up with a clear message.
+    # A pacer with nobody consuming: it queues its messages (handed: already leased to the
+    # consumer), then gives up with a clear message.
     lonely = subprocess.run([sqlite_floor, "pace", "--db", db, "--rate", "500", "--seconds",
-                             "0.02", "--timeout", "0.2"], capture_output=True, text=True,
-                            timeout=60)
+                             "0.02", "--timeout", "0.2", "--hand-off", hand_off],
+                            capture_output=True, text=True, timeout=60)
     assert lonely.returncode == 1
     assert "10 messages still in \"in\"" in lonely.stderr
     assert "is a consumer running" in lonely.stderr
     assert [queue for queue, _ in rows(db)] == ["in"] * 10
-    consumer = subprocess.Popen([sqlite_floor, "consume", "--db", db])
+    consumer = subprocess.Popen([sqlite_floor, "consume", "--db", db, "--hand-off", hand_off])
     try:
         wait_until(lambda: [q for q, _ in rows(db)] == ["out"] * 10, "the queued messages")
         # The wake counter still says 10 committed: the next paced messages are not missed.
         paced = subprocess.run([sqlite_floor, "pace", "--db", db, "--rate", "200", "--seconds",
-                                "0.05"], capture_output=True, text=True, timeout=120)
+                                "0.05", "--hand-off", hand_off], capture_output=True, text=True,
+                               timeout=120)
         assert paced.returncode == 0, paced.stderr
         assert [queue for queue, _ in rows(db)] == ["out"] * 20
     finally:
@@ -87,6 +99,14 @@ def test_the_floor_programs_reject_bad_arguments(tmp_path, build_path, sqlite_fl
                                "poll"], capture_output=True, text=True, timeout=30)
     assert bad_wake.returncode == 2
     assert "--wake \"poll\" is not known: use futex or inotify" in bad_wake.stderr
+    bad_split = subprocess.run([sqlite_floor, "consume", "--db", tmp_path / "x.db",
+                                "--transactions", "1"], capture_output=True, text=True, timeout=30)
+    assert bad_split.returncode == 2
+    assert "--transactions \"1\" is not known: use 2 or 3" in bad_split.stderr
+    bad_hand_off = subprocess.run([sqlite_floor, "pace", "--db", tmp_path / "x.db", "--hand-off",
+                                   "yes"], capture_output=True, text=True, timeout=30)
+    assert bad_hand_off.returncode == 2
+    assert "--hand-off \"yes\" is not known: use true or false" in bad_hand_off.stderr
     bad_rate = subprocess.run([sqlite_floor, "pace", "--db", tmp_path / "x.db", "--rate", "fast"],
                               capture_output=True, text=True, timeout=30)
     assert bad_rate.returncode == 2
