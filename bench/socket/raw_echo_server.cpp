@@ -2,12 +2,17 @@
 // writes the same bytes back, one thread per connection, no parsing. What a runtime would cost if
 // it did no work at all.
 //
-//   bench_raw_echo_server <socket path>     (runs until killed)
+//   bench_raw_echo_server <socket path> [send buffer bytes]     (runs until killed)
+//
+// With a send buffer size, every accepted connection asks for it (SO_SNDBUF), as both ends of a
+// sidecar-runtime connection do (src/wire/socket_io.hpp, kSocketSendBufferBytes); without, the
+// kernel's default stays (net.core.wmem_default).
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
@@ -16,10 +21,11 @@
 
 int main(int argc, char** argv) {
   using namespace asya::bench;
-  if (argc != 2) {
-    std::fprintf(stderr, "usage: bench_raw_echo_server <socket path>\n");
+  if (argc != 2 && argc != 3) {
+    std::fprintf(stderr, "usage: bench_raw_echo_server <socket path> [send buffer bytes]\n");
     return 2;
   }
+  const int send_buffer_bytes = argc == 3 ? std::atoi(argv[2]) : 0;
   signal(SIGPIPE, SIG_IGN);
   std::string path = argv[1];
   ::unlink(path.c_str());
@@ -33,6 +39,8 @@ int main(int argc, char** argv) {
   for (;;) {
     int fd = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
+    if (send_buffer_bytes > 0)
+      (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer_bytes, sizeof send_buffer_bytes);
     std::thread([fd] {
       std::vector<char> buffer;
       for (;;) {

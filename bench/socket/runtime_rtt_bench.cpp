@@ -1,12 +1,19 @@
 // Runtime round trip (bench rows runtime_rtt_*) and the socket copy baseline of the payload rows.
 //
 // Two peers run as child processes, on sockets in a temp directory:
-//   bench_raw_echo_server  raw length-framed echo, no parsing (the baseline)
+//   bench_raw_echo_server  raw length-framed echo, no parsing (the baseline), twice: one asking
+//                          for the sidecar-runtime connection's send buffer on every connection
+//                          (the runtime rows' baseline), one with the kernel's default buffers
+//                          (the socket copy of the payload rows, and the runtime rows' baseline
+//                          before 2026-12-07 20:00 UTC, kept for comparison)
 //   bench_noop_runtime     the C++ runtime library with a raw handler returning its payload
 //                          (asya::serve_raw), and a second one with the DOM handler
 //                          (ASYA_BENCH_DOM=1, asya::serve)
 // and this binary is the client:
-//   BM_RawPingPong/<payload bytes>      plain writev/read of the same request bytes
+//   BM_RawPingPong/<payload bytes>      plain writev/read of the same request bytes, both ends
+//                                       asking for the send buffer the sidecar and the runtime
+//                                       ask for (kSocketSendBufferBytes, SO_SNDBUF)
+//   BM_RawPingPongDefaultBuffers/<bytes> the same with the kernel's default buffers
 //   BM_RuntimeClient/<payload bytes>    asya::wire::RuntimeClient::call, the sidecar's own code,
 //                                       to the raw no-op runtime
 //   BM_RuntimeClientDom/<payload bytes> the same to the DOM no-op runtime
@@ -34,6 +41,7 @@
 #include "support/raw_io.hpp"
 #include "wire/runtime_answer.hpp"
 #include "wire/runtime_client.hpp"
+#include "wire/socket_io.hpp"
 
 extern char** environ;
 
@@ -43,7 +51,12 @@ using namespace asya::bench;
 using Clock = std::chrono::steady_clock;
 
 std::filesystem::path g_workdir;
-std::string g_raw_socket;
+std::string g_raw_socket;          // echo peer asking for kSendBufferBytes per connection
+std::string g_raw_default_socket;  // echo peer with the kernel's default buffers
+// The send buffer both ends of a sidecar-runtime connection ask for: the raw ping-pong asks for
+// the same, so the baseline is the best a plain socket does with the buffers asya uses (a value
+// shared, not code: the baseline's I/O stays raw_io.hpp's).
+constexpr int kSendBufferBytes = asya::wire::detail::kSocketSendBufferBytes;
 std::string g_runtime_socket;
 std::string g_runtime_dom_socket;
 std::vector<pid_t> g_children;
@@ -92,10 +105,14 @@ void report(benchmark::State& state, std::vector<double>& latencies_us) {
   state.SetBytesProcessed(static_cast<std::int64_t>(state.iterations()) * state.range(0) * 2);
 }
 
-void BM_RawPingPong(benchmark::State& state) {
+// Length-framed ping-pongs to the echo peer on `socket`; the client asks for `send_buffer_bytes`
+// (SO_SNDBUF) unless 0.
+void raw_ping_pong(benchmark::State& state, const std::string& socket, int send_buffer_bytes) {
   std::string request = envelope_with_payload(static_cast<std::size_t>(state.range(0)));
-  int fd = connect_unix(g_raw_socket);
-  if (fd < 0) die("connect " + g_raw_socket);
+  int fd = connect_unix(socket);
+  if (fd < 0) die("connect " + socket);
+  if (send_buffer_bytes > 0)
+    (void)::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &send_buffer_bytes, sizeof send_buffer_bytes);
   std::vector<char> buffer(request.size());
   std::vector<double> latencies;
   latencies.reserve(1 << 16);
@@ -106,6 +123,14 @@ void BM_RawPingPong(benchmark::State& state) {
   }
   ::close(fd);
   report(state, latencies);
+}
+
+void BM_RawPingPong(benchmark::State& state) {
+  raw_ping_pong(state, g_raw_socket, kSendBufferBytes);
+}
+
+void BM_RawPingPongDefaultBuffers(benchmark::State& state) {
+  raw_ping_pong(state, g_raw_default_socket, 0);
 }
 
 void runtime_client(benchmark::State& state, const std::string& socket) {
@@ -183,12 +208,15 @@ BENCHMARK(BM_HandleRawRequest)->Arg(64)->Arg(1024)->Arg(1 << 20)->MinTime(0.1);
 // (0.3 s before 2026-12-06 23:30); a 1 MB one takes about 1 ms, so it keeps 0.3 s (~300).
 BENCHMARK(BM_RawPingPong)->Arg(64)->Arg(1024)->MinTime(0.1)->UseRealTime();
 BENCHMARK(BM_RawPingPong)->Arg(1 << 20)->MinTime(0.3)->UseRealTime();
+// The 1 MB baseline as it was before the send buffers (a 64 B or 1 KB frame fits either way).
+BENCHMARK(BM_RawPingPongDefaultBuffers)->Arg(1 << 20)->MinTime(0.3)->UseRealTime();
 BENCHMARK(BM_RuntimeClient)->Arg(64)->Arg(1024)->MinTime(0.1)->UseRealTime();
 BENCHMARK(BM_RuntimeClient)->Arg(1 << 20)->MinTime(0.3)->UseRealTime();
 BENCHMARK(BM_RuntimeClientDom)->Arg(64)->Arg(1024)->MinTime(0.1)->UseRealTime();
 BENCHMARK(BM_RuntimeClientDom)->Arg(1 << 20)->MinTime(0.3)->UseRealTime();
-// "Copying the payload through a socket both ways": the baseline of payload_10mb/payload_100mb.
-BENCHMARK(BM_RawPingPong)
+// "Copying the payload through a socket both ways": the baseline of payload_10mb/payload_100mb,
+// with the kernel's default buffers (unchanged; the sidecar's payload path asks for 4 MiB too).
+BENCHMARK(BM_RawPingPongDefaultBuffers)
     ->Name("BM_SocketCopy")
     ->Arg(10'000'000)
     ->Arg(100'000'000)
@@ -202,9 +230,12 @@ int main(int argc, char** argv) {
   if (!mkdtemp(pattern)) die("mkdtemp");
   g_workdir = pattern;
   g_raw_socket = (g_workdir / "raw.sock").string();
+  g_raw_default_socket = (g_workdir / "raw-default.sock").string();
   g_runtime_socket = (g_workdir / "runtime.sock").string();
   std::filesystem::path here = std::filesystem::canonical("/proc/self/exe").parent_path();
-  spawn((here / "bench_raw_echo_server").string(), {g_raw_socket}, {});
+  spawn((here / "bench_raw_echo_server").string(), {g_raw_socket, std::to_string(kSendBufferBytes)},
+        {});
+  spawn((here / "bench_raw_echo_server").string(), {g_raw_default_socket}, {});
   std::filesystem::create_directory(g_workdir / "dom");  // its own runtime-ready file
   g_runtime_dom_socket = (g_workdir / "dom" / "runtime.sock").string();
   spawn((here / "bench_noop_runtime").string(), {},
@@ -212,6 +243,7 @@ int main(int argc, char** argv) {
   spawn((here / "bench_noop_runtime").string(), {},
         {"ASYA_SOCKET_PATH=" + g_runtime_dom_socket, "ASYA_LOG_LEVEL=warn", "ASYA_BENCH_DOM=1"});
   wait_connectable(g_raw_socket, "");
+  wait_connectable(g_raw_default_socket, "");
   wait_connectable(g_runtime_socket, (g_workdir / "runtime-ready").string());
   wait_connectable(g_runtime_dom_socket, (g_workdir / "dom" / "runtime-ready").string());
 
