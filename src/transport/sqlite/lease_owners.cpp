@@ -13,9 +13,19 @@
 
 namespace asya::transport::sqlite {
 
+namespace {
+std::atomic<std::int64_t> g_preferred_owner{0};
+}  // namespace
+
+void LeaseOwners::prefer_owner_for_tests(std::int64_t number) {
+  g_preferred_owner.store(number);
+}
+
 LeaseOwners::LeaseOwners() : host_(machine_identity()) {
   std::random_device random;
   lease_prefix_ = (static_cast<std::uint64_t>(random()) & 0x7fffffffu) << 32;
+  if (std::int64_t preferred = g_preferred_owner.load(); preferred != 0)
+    lease_prefix_ = static_cast<std::uint64_t>(preferred) << 32;
 }
 
 bool LeaseOwners::record(Connection& db) {

@@ -60,6 +60,10 @@ class LeaseOwners {
   void release_dead_owners(Connection& db, const std::function<void(const std::string&)>& wake,
                            const std::function<void(std::int64_t owner)>& forgotten = {});
 
+  // Tests only: every instance of this process (and of children forked meanwhile) constructed
+  // from now on takes `number` as its owner number (0: a random one again).
+  static void prefer_owner_for_tests(std::int64_t number);
+
  private:
   bool run_owner_sql(Connection& db, const char* sql, std::int64_t owner_number,
                      const std::function<void(sqlite3_stmt*)>& row, const std::string& host = "",
