@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/env.hpp"
 #include "transport/sqlite/hand_off_slots.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/process_identity.hpp"
@@ -235,6 +236,41 @@ TEST_F(SqliteOwnerNumbers, ANumberRecordedByAnOlderBuildIsNotTaken) {
   EXPECT_NE(query(settings, "SELECT lease >> 32 FROM messages"), kSameNumber);
   EXPECT_EQ(query(settings, "SELECT count(*) FROM lease_owners"), 3);  // sender, older, newer
   EXPECT_TRUE(newer->ack((*got)[0]));
+}
+
+// Numbers come from a counter: one is not handed out again once its owner closed; after the
+// largest number the counter starts again at 1, past the numbers still in use.
+TEST_F(SqliteOwnerNumbers, NumbersAreNotReusedAndTheCounterWrapsPastNumbersInUse) {
+  EXPECT_EQ(query(settings, "SELECT owner FROM lease_owners"), 1);  // the sender's
+  make_sqlite_transport(Options{}, settings)->close();              // took 2, gave its row back
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM lease_owners"), 1);
+  auto third = make_sqlite_transport(Options{}, settings);
+  EXPECT_EQ(query(settings, "SELECT max(owner) FROM lease_owners"), 3);
+  query(settings,
+        "UPDATE lease_owner_numbers SET last = " + std::to_string(sqlite::LeaseOwners::kMaxOwner));
+  auto wrapped = make_sqlite_transport(Options{}, settings);  // 1 is the sender's: 2
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM lease_owners WHERE owner = 2"), 1);
+  EXPECT_EQ(query(settings, "SELECT last FROM lease_owner_numbers"), 2);
+}
+
+// Without its owner row a transport must not lease (its tokens could be another's): the open
+// fails, naming the file and why.
+TEST_F(SqliteOwnerNumbers, AnOpenThatCannotRecordItsOwnerFailsWithAClearError) {
+  query(settings,
+        "CREATE TRIGGER refuse BEFORE INSERT ON lease_owners BEGIN SELECT RAISE(ABORT, 'refused "
+        "by the test'); END");
+  try {
+    make_sqlite_transport(Options{}, settings);
+    ADD_FAILURE() << "the open succeeded";
+  } catch (const ConfigError& e) {
+    std::string message = e.what();
+    EXPECT_NE(message.find("ASYA_SQLITE_PATH=\"" + settings.path + "\""), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("cannot record this process as a lease owner"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("refused by the test"), std::string::npos) << message;
+  }
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM lease_owners"), 1);  // the sender's only
 }
 
 }  // namespace
