@@ -238,6 +238,34 @@ TEST_F(SqliteOwnerNumbers, ANumberRecordedByAnOlderBuildIsNotTaken) {
   EXPECT_TRUE(newer->ack((*got)[0]));
 }
 
+// An older build's instance that drew a newer one's number replaced its row (INSERT OR REPLACE)
+// and registers waiting rows of that number: the newer one's close() deletes neither.
+TEST_F(SqliteOwnerNumbers, ClosingLeavesTheRowsAnOlderBuildsInstanceWroteUnderTheSameNumber) {
+  auto newer = make_sqlite_transport(Options{}, settings);
+  std::int64_t number =
+      query(settings,
+            "SELECT owner FROM lease_owners WHERE owner <> (SELECT min(owner) FROM "
+            "lease_owners)");
+  ASSERT_GT(number, 0);
+  // The older instance: pid 1 of this machine, alive.
+  std::string started = sqlite::process_start_time(1);
+  query(settings, "UPDATE lease_owners SET pid = 1, started = '" + started +
+                      "' WHERE owner = " + std::to_string(number));
+  query(settings,
+        "INSERT INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, "
+        "message_id, started) VALUES(" +
+            std::to_string(number << 32 | 7) + ", 'asya-n', " + std::to_string(number) +
+            ", (SELECT host FROM lease_owners WHERE owner = " + std::to_string(number) +
+            "), 1, 600000, 0, NULL, '" + started + "')");
+  auto none = newer->receive(queue, 1, 50ms);  // a waiting row of its own, gone as it returns
+  EXPECT_TRUE(none && none->empty());
+  newer->close();
+  EXPECT_EQ(query(settings, "SELECT pid FROM lease_owners WHERE owner = " + std::to_string(number)),
+            1);
+  EXPECT_EQ(query(settings, "SELECT count(*) FROM waiters WHERE owner = " + std::to_string(number)),
+            1);
+}
+
 // Numbers come from a counter: one is not handed out again once its owner closed; after the
 // largest number the counter starts again at 1, past the numbers still in use.
 TEST_F(SqliteOwnerNumbers, NumbersAreNotReusedAndTheCounterWrapsPastNumbersInUse) {
