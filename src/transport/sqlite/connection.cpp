@@ -72,17 +72,23 @@ INSERT INTO bodies(id, body) SELECT id, body FROM messages;
 ALTER TABLE messages DROP COLUMN body;
 )sql";
 
-// The processes holding leases: a lease token is (owner << 32) | counter, and each receiving
-// transport instance records its owner number with its machine (boot id and pid namespace), pid
-// and the pid's start time. Opening the file releases at once the leases of owners on this
-// machine whose process is gone, so a restarted sidecar gets back the messages its killed
-// predecessor held instead of waiting for their leases to expire.
+// The processes holding leases: a lease token is (owner << 32) | counter, and each transport
+// instance records its owner number with its machine (boot id and pid namespace), pid and the
+// pid's start time when it opens the file. Opening the file releases at once the leases of owners
+// on this machine whose process is gone, so a restarted sidecar gets back the messages its killed
+// predecessor held instead of waiting for their leases to expire. `lease_owner_numbers` holds the
+// last number handed out (one row, id 1), so that numbers are unique (lease_owners.hpp); older
+// builds ignore it.
 constexpr const char* kLeaseOwnersSchema = R"sql(
 CREATE TABLE IF NOT EXISTS lease_owners(
   owner INTEGER PRIMARY KEY,
   host TEXT NOT NULL,
   pid INTEGER NOT NULL,
   started TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS lease_owner_numbers(
+  id INTEGER PRIMARY KEY CHECK (id = 1),
+  last INTEGER NOT NULL
 );
 )sql";
 

@@ -241,12 +241,14 @@ void Waiters::forget(ConnectionPool& pool, std::int64_t owner,
   std::vector<std::int64_t> tokens;
   {
     sqlite3_stmt* s = nullptr;
-    if (sqlite3_prepare_v2(db.db(), "SELECT token FROM waiters WHERE owner = ?1", -1, &s,
-                           nullptr) != SQLITE_OK) {
+    // This process's rows of `owner` only (an older build's instance may have drawn the number).
+    if (sqlite3_prepare_v2(db.db(), "SELECT token FROM waiters WHERE owner = ?1 AND pid = ?2", -1,
+                           &s, nullptr) != SQLITE_OK) {
       (void)db.run(kRollback, "ROLLBACK");
       return;
     }
     sqlite3_bind_int64(s, 1, owner);
+    sqlite3_bind_int64(s, 2, ::getpid());
     while (sqlite3_step(s) == SQLITE_ROW) tokens.push_back(sqlite3_column_int64(s, 0));
     sqlite3_finalize(s);
   }

@@ -9,10 +9,11 @@
 //
 // How: every receiving transport instance maps a small file of its own,
 // `<database>.wake/slots-<owner>` (owner: its lease-owner number, lease_owners.hpp), created
-// before its first registration as a waiter, removed by close() and, for a process that died, by
-// the next transport that releases its leases. A sender that hands a message of at most
-// kSlotBodyBytes to a waiting receiver (inside its write transaction, holding the write lock)
-// also writes the message's id and body into the receiver's slot for that registration's token
+// before its first registration as a waiter, removed by close() and, for a process that died (or
+// an owner of an earlier boot), by the next transport that forgets its lease_owners row. A sender
+// that hands a message of at most kSlotBodyBytes to a waiting receiver (inside its write
+// transaction, holding the write lock) also writes the message's id and body into the receiver's
+// slot for that registration's token
 // (`stage`); after its COMMIT returned it marks the slot committed (`publish`). The woken receiver
 // returns the message from its slot once the slot is marked committed for its own token; while
 // it is staged but not yet committed it waits for that (yielding), and whenever the slot holds

@@ -198,6 +198,8 @@ class SqliteHandOffParts : public ::testing::Test {
   SqliteHandOffParts() {
     auto c = sqlite::Connection::open(settings, /*create_schema=*/true);
     if (!c) throw std::runtime_error(c.error().message);
+    if (Status claimed = owners.claim(*c.value()); !claimed)
+      throw std::runtime_error(claimed.message());
     pool.add(std::move(c.value()));
   }
   Result<std::vector<Delivery>> lease(bool register_if_none, bool unregister) {

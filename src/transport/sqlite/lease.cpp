@@ -179,10 +179,6 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
         !s)
       return rollback(s.error());
   }
-  // The first lease (or registration) of this instance records its owner row in the same
-  // transaction (best effort: without it the leases still expire, and a handed message too); a
-  // look that found nothing records none.
-  bool registering = (!ids.empty() || new_registration != 0) && owners.record(db);
   std::vector<char> read(out.size(), 0);  // bodies read inside the transaction
   if (one && !ids.empty()) {              // update the row selected
     auto s = db.statement(kLeaseRow);
@@ -220,7 +216,6 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
     (void)db.run(kRollback, "ROLLBACK");
     return Error{"receive from queue " + in_quotes(queue) + ": " + s.message()};
   }
-  if (registering) owners.recorded();
   if (unregistered) registration->token = 0;
   if (new_registration != 0) registration->token = new_registration;
   return read_leased_bodies(db, parts.body_files, queue, token, out, ids, files, read);

@@ -79,6 +79,11 @@ class SqliteTransport final : public Transport {
         [this](std::int64_t owner) { slots_.remove_file_of(owner); });
     waiters_.remove_stale(*connection.value(),
                           [this](const std::string& queue) { waker_.notify(queue); });
+    lease_owners_.remove_earlier_boots(
+        *connection.value(), [this](std::int64_t owner) { slots_.remove_file_of(owner); });
+    // This instance's own owner number (lease_owners.hpp), before anything can lease.
+    if (Status claimed = lease_owners_.claim(*connection.value()); !claimed)
+      throw ConfigError("ASYA_SQLITE_PATH=" + in_quotes(settings_.path) + ": " + claimed.message());
     body_files_.swept_now();
     pool_.add(std::move(connection.value()));
   }

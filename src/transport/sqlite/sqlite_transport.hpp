@@ -7,7 +7,8 @@
 //            sent_at_ms, body_file)                        -- one small row per unacked message
 //   bodies(id INTEGER PRIMARY KEY, body BLOB)              -- its body, same id
 //   <path>.bodies/<body_file>                              -- or its body as a file
-//   lease_owners(owner, host, pid, started)                -- processes holding leases
+//   lease_owners(owner, host, pid, started)                -- transport instances (lease owners)
+//   lease_owner_numbers(id, last)                          -- the last owner number handed out
 //   waiters(token, queue, owner, host, pid, visibility_ms, since_ms, message_id)
 //                                                          -- receive() calls waiting (hand-off)
 //   <path>.wake/slots-<owner>                              -- hand-off slots (a copy, not a record)
@@ -31,8 +32,9 @@
 // visible_at_ms, each only while the row still carries the caller's lease token: after the lease
 // expired and the message was leased again elsewhere they fail and change nothing. AUTOINCREMENT
 // keeps ids increasing even after the queue drains. Leases of a process that died: a lease token is
-// (owner << 32) | counter, and an instance records its owner number with its machine (boot id + pid
-// namespace), pid and the pid's start time in `lease_owners` the first time it leases. Opening the
+// (owner << 32) | counter, and an instance records its owner number (unique on the file, allocated
+// at open) with its machine (boot id + pid namespace), pid and the pid's start time in
+// `lease_owners` when it opens the file. Opening the
 // file releases at once (visible again, delivery count kept) the leases of this machine's owners
 // whose process is gone, so a restarted sidecar does not wait for the leases its killed predecessor
 // held; a live owner's leases are never touched, and other machines' owners are left to their lease
@@ -90,7 +92,8 @@
 //
 // The parts, each with its own header: sqlite_settings.hpp (the variables), connection.hpp (a
 // connection, its statements, the schema and migrations, the pool), body_files.hpp (bodies stored
-// as files, the orphan sweep), lease_owners.hpp (lease tokens, releasing a dead process's leases),
+// as files, the orphan sweep), lease_owners.hpp (owner numbers and lease tokens, releasing a dead
+// process's leases),
 // process_identity.hpp (which process a row names, whether it runs),
 // queue_waker.hpp (per-queue wake-ups), group_commit.hpp (shared write transactions), lease.hpp
 // (one lease transaction), hand_off.hpp (handing a message to a waiting receiver),

@@ -6,9 +6,12 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <utility>
 
+#include "transport/sqlite/hand_off_slots.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/process_identity.hpp"
 #include "transport/sqlite/sqlite_transport.hpp"
@@ -222,6 +225,64 @@ TEST_F(SqliteWaiterLiveness, OpeningReleasesTheLeasesOfAReusedPidButNotOfAnother
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ((*got)[0].body, "reused");
   EXPECT_EQ(run(settings, "SELECT count(*) FROM lease_owners WHERE owner IN (12, 13)"), 2);
+}
+
+// Rows of lease_owners no live process stands behind go at open: those of this identity whose
+// process is gone (as before), and those of another boot (every process sharing a WAL file runs on
+// one kernel, so a row of another boot id is of an earlier boot, or of a machine that used the
+// file before) once they hold no lease any more. Other pid namespaces of this boot, identities
+// that could not be established and live processes keep theirs.
+TEST_F(SqliteWaiterLiveness, OpeningRemovesTheOwnerRowsOfEarlierBootsThatHoldNoLease) {
+  ASSERT_TRUE(sender->send("asya-h", "held by an earlier boot"));
+  ASSERT_TRUE(sender->send("asya-h", "expired"));
+  std::int64_t far = wall_ms() + 600000;
+  auto owner_row = [&](std::int64_t owner, const std::string& host_of, pid_t pid,
+                       const std::string& started) {
+    run(settings, "INSERT INTO lease_owners(owner, host, pid, started) VALUES(" +
+                      std::to_string(owner) + ", " + sql_text(host_of) + ", " +
+                      std::to_string(pid) + ", " + sql_text(started) + ")");
+  };
+  owner_row(21, other_machine(host), 999999999, "1");  // earlier boot, holds nothing
+  owner_row(22, other_machine(host), 999999999, "1");  // earlier boot, a lease still running
+  run(settings, "UPDATE messages SET lease = " + std::to_string(22LL << 32 | 1) +
+                    ", delivery_count = 1, visible_at_ms = " + std::to_string(far) +
+                    " WHERE id = 1");
+  owner_row(23, other_machine(host), 999999999, "1");  // earlier boot, its lease expired
+  run(settings, "UPDATE messages SET lease = " + std::to_string(23LL << 32 | 1) +
+                    ", delivery_count = 1, visible_at_ms = " + std::to_string(wall_ms() - 1000) +
+                    " WHERE id = 2");
+  owner_row(24, other_pid_namespace(host), 999999999, "1");  // another container: not judged
+  owner_row(25, "unverified-0123456789abcdef", 999999999, "1");
+  owner_row(26, host, bystander, bystander_started);  // alive
+  owner_row(27, host, bystander, "1");                // its pid reused: gone
+  // The earlier boot's waiting row (holding nothing) and slot file go with its owner row.
+  run(settings,
+      "INSERT INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, message_id, "
+      "started) VALUES(" +
+          std::to_string(21LL << 32 | 2) + ", 'asya-h', 21, " + sql_text(other_machine(host)) +
+          ", 999999999, 600000, " + std::to_string(wall_ms()) + ", NULL, '1')");
+  sqlite::HandOffSlots paths{settings.path};
+  std::filesystem::create_directories(paths.path_of(21).parent_path());
+  { std::ofstream touch(paths.path_of(21)); }
+
+  auto opened = make_sqlite_transport(Options{}, settings);
+  auto kept = [&](std::int64_t owner) {
+    return run(settings,
+               "SELECT count(*) FROM lease_owners WHERE owner = " + std::to_string(owner)) == 1;
+  };
+  EXPECT_FALSE(kept(21));
+  EXPECT_TRUE(kept(22)) << "the owner of a running lease lost its row";
+  EXPECT_FALSE(kept(23));
+  EXPECT_TRUE(kept(24));
+  EXPECT_TRUE(kept(25));
+  EXPECT_TRUE(kept(26)) << "a live process lost its row";
+  EXPECT_FALSE(kept(27));
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE owner = 21"), 0);
+  EXPECT_FALSE(std::filesystem::exists(paths.path_of(21)));
+  // Nothing was released: the running lease stays, the expired one was visible already.
+  EXPECT_EQ(run(settings, "SELECT lease FROM messages WHERE id = 1"), 22LL << 32 | 1);
+  EXPECT_EQ(run(settings, "SELECT delivery_count FROM messages WHERE id = 2"), 1);
+  EXPECT_EQ(ready(), 1);
 }
 
 }  // namespace
