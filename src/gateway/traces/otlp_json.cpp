@@ -43,9 +43,9 @@ std::string hex_id(const json::value* v, std::size_t digits) {
   std::string id(v->as_string());
   bool nonzero = false;
   for (auto& c : id) {
-    if (!std::isxdigit(static_cast<unsigned char>(c))) return "";
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (c != '0') nonzero = true;
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return "";
+    nonzero |= c != '0';
   }
   return nonzero ? id : "";
 }
@@ -111,7 +111,7 @@ std::string nanos_text(std::int64_t nanos) {
 }
 
 void append_string(std::string& out, std::string_view text) {
-  append_json_text(out, json::value(json::string_view(text.data(), text.size())));
+  append_json_string(out, text);
 }
 
 // A span's attributes as a json::object of plain values (the gateway's own call span).
