@@ -383,9 +383,13 @@ json::value any_value_to_json(const json::value& any_value) {
 
 Result<ParsedExport> parse_export_request(std::string_view body) {
   boost::system::error_code ec;
-  // The request's DOM lives only while it is read (every kept value is copied out of it): one
-  // arena for it, freed at once, instead of an allocation and a free per node.
-  json::value root = json::parse(body, ec, json::make_shared_resource<json::monotonic_resource>());
+  // The request's DOM lives only while it is read: one arena for it, freed at once, instead of an
+  // allocation and a free per node. The arena is not shared (storage_ptr to a local), so the DOM's
+  // destructor frees nothing node by node; nothing may keep a json::value copied from the DOM
+  // (such a copy keeps its storage): every kept value is copied into std::strings or into
+  // containers of the default storage (SpanResource::attributes), which copy on assignment.
+  json::monotonic_resource arena;
+  json::value root = json::parse(body, ec, &arena);
   if (ec) return Error{"body is not valid JSON: " + ec.message()};
   if (!root.is_object())
     return Error{"body must be an ExportTraceServiceRequest object, got " + short_text(root)};
