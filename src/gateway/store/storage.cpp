@@ -418,6 +418,14 @@ Result<std::vector<SpanRecord>> StorageBackend::spans_of(const std::string& job_
     if (a.start_unix_nano != b.start_unix_nano) return a.start_unix_nano < b.start_unix_nano;
     return a.span_id < b.span_id;
   });
+  // A span in both layouts (an older replica wrote its row while this one stored a group, during
+  // a rolling upgrade on PostgreSQL: the older one takes no lock) is answered once.
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const SpanRecord& a, const SpanRecord& b) {
+                          return a.start_unix_nano == b.start_unix_nano && a.span_id == b.span_id &&
+                                 a.trace_id == b.trace_id;
+                        }),
+            out.end());
   return out;
 }
 
