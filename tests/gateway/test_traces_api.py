@@ -2,6 +2,7 @@
 GET /envelopes/{id}/trace, GET /envelopes?status=&tool=&limit=&cursor=, and the job id named by
 every tool call answer (Asya-Job-Id header, MCP _meta)."""
 import json
+import sqlite3
 import time
 
 from gateway_harness import ROUTES, Gateway, http, http_json
@@ -108,6 +109,55 @@ def test_the_receiver_refuses_what_it_cannot_read(gateway):
     status, body, _ = post_spans(gateway, {"resourceSpans": {"x": 1}})
     assert (status, body["error"]) == (400, 'resourceSpans must be an array, got {"x":1}')
     assert http_json("GET", gateway.url + "/v1/traces")[0] == 405
+
+
+def test_one_export_is_one_row_per_job_and_rows_of_older_gateways_are_answered_with_it(gateway):
+    """Schema 9 stores the spans one export brings for one job as one row (gateway_span_groups);
+    the one-row-per-span table of older gateways (gateway_spans) is still answered, deduplicated
+    against and counted."""
+    first, second = start_job(gateway), start_job(gateway)
+    _, spans_a = pipeline_spans(first, ["a1", "a2"], call=gateway_call(gateway, first))
+    _, spans_b = pipeline_spans(second, ["b1"], call=gateway_call(gateway, second))
+    assert post_spans(gateway, export_request(spans_a[:1]))[0:2] == (200, {})
+    before = http_json("GET", f"{gateway.url}/envelopes/{first}/trace")[1]
+    # That span's row, rewritten as a gateway before schema 9 stored it: the answer is the same.
+    db = sqlite3.connect(gateway.workdir / "gateway.db", timeout=30)
+    with db:
+        index, documents = db.execute(
+            "SELECT span_index, documents FROM gateway_span_groups WHERE job_id = ? AND "
+            "first_span LIKE ?", (first, "% " + spans_a[0]["spanId"])).fetchone()
+        trace_id, span_id, start_ns, _ = index.split()
+        db.execute("DELETE FROM gateway_span_groups WHERE job_id = ? AND first_span = ?",
+                   (first, trace_id + " " + span_id))
+        db.execute("INSERT INTO gateway_spans(trace_id, span_id, job_id, start_ns, received_ms, document) "
+                   "VALUES (?, ?, ?, ?, ?, ?)",
+                   (trace_id, span_id, first, int(start_ns), int(time.time() * 1000), documents[1:-1]))
+    assert http_json("GET", f"{gateway.url}/envelopes/{first}/trace")[1] == before
+
+    # One export with both jobs' spans interleaved (the old row's span again), a malformed span
+    # and a span of no job of this gateway.
+    bad = span(spans_a[0]["traceId"], new_span_id(), None, "late", 5, 1, {})
+    stranger = span(new_trace_id(), new_span_id(), None, "other", 10, 20, {"asya.job_id": "no-such-job"})
+    mixed = spans_a[:3] + spans_b[:2] + spans_a[3:] + spans_b[2:]
+    status, answer, _ = post_spans(gateway, export_request(mixed + [bad, stranger]))
+    assert status == 200
+    assert answer["partialSuccess"]["rejectedSpans"] == "2"
+    message = answer["partialSuccess"]["errorMessage"]
+    assert "endTimeUnixNano must be nanoseconds since the epoch, not before the start" in message
+    assert 'asya.job_id "no-such-job"' in message
+    rows = db.execute("SELECT job_id, span_index FROM gateway_span_groups WHERE job_id IN (?, ?)",
+                      (first, second)).fetchall()
+    db.close()
+    for job, posted in ((first, spans_a[1:]), (second, spans_b)):
+        holding = [index for owner, index in rows if owner == job and posted[0]["spanId"] in index]
+        assert len(holding) == 1 and all(s["spanId"] in holding[0] for s in posted)
+    trace = http_json("GET", f"{gateway.url}/envelopes/{first}/trace")[1]
+    assert [s["span_id"] for s in trace["spans"]].count(spans_a[0]["spanId"]) == 1
+    assert len(trace["spans"]) == len(spans_a) + 1
+    old_id = spans_a[0]["spanId"]
+    assert [s for s in trace["spans"] if s["span_id"] == old_id] == \
+        [s for s in before["spans"] if s["span_id"] == old_id]
+    assert len(http_json("GET", f"{gateway.url}/envelopes/{second}/trace")[1]["spans"]) == len(spans_b) + 1
 
 
 def test_trace_endpoints_need_their_tokens(gateway_binary, tmp_path):

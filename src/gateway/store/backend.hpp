@@ -15,6 +15,7 @@
 
 #include "common/result.hpp"
 #include "gateway/store/job_store.hpp"
+#include "gateway/store/span_groups.hpp"
 
 namespace asya::gateway {
 
@@ -43,6 +44,11 @@ struct SqlDialect {
   // job (job_of_trace finds it by its id). PostgreSQL: yes, for older replicas sharing the
   // database during a rolling upgrade, which look traces up in the column only.
   bool derived_trace_ids_in_column;
+  // Run before a job's stored spans are read to add more ($1 the job id), so that two writers of
+  // the same job's spans take turns and a span is stored once (a group row has no key per span):
+  // PostgreSQL takes a transaction-scoped advisory lock per job; nullptr on SQLite, whose
+  // BEGIN IMMEDIATE serialises every writer already.
+  const char* lock_job_spans;
 };
 
 class StorageBackend {
@@ -125,11 +131,19 @@ class StorageBackend {
 
   // The job with gateway_jobs.trace_id = trace_id.
   Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);
-  // Spans (gateway_spans).
-  Result<std::int64_t> count_spans(const std::string& job_id);
-  // Inserts a span; false when (job_id, trace_id, span_id) was stored already (schema 7's key).
-  Result<bool> insert_span(const SpanRecord& span, std::int64_t received_ms);
+  // Spans: one row per span in gateway_spans (schema 4-8, still read), one row per job and export
+  // in gateway_span_groups (schema 9, written; span_groups.hpp).
+  // Inside a transaction: makes other writers of `job_id`'s spans wait until it ends
+  // (SqlDialect::lock_job_spans).
+  Status lock_spans_of(const std::string& job_id);
+  // The keys ("<trace_id> <span_id>") of the job's stored spans, both layouts.
+  Result<std::vector<std::string>> stored_span_keys(const std::string& job_id);
+  // Inserts a group row of `job_id`'s spans.
+  Status insert_span_group(const std::string& job_id, std::int64_t received_ms,
+                           const SpanGroupRow& row);
+  // Removes the spans (both layouts) received before `received_ms`.
   Status remove_spans_received_before(std::int64_t received_ms);
+  // The job's spans, both layouts, ordered by start time, then span id.
   Result<std::vector<SpanRecord>> spans_of(const std::string& job_id);
 
   // MCP sessions (JobStore's session methods).

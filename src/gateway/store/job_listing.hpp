@@ -20,7 +20,8 @@ struct SpanPruning {
 Result<JobPage> list_job_page(StorageBackend& backend, const JobFilter& filter,
                               const std::optional<JobCursor>& after, std::size_t limit);
 
-// JobStore::add_spans: one transaction; prunes by age at most once a minute.
+// JobStore::add_spans: one transaction; prunes by age at most once a minute. The new spans of each
+// job are stored as one group row (span_groups.hpp), deduplicated against both layouts.
 Result<SpanWrite> store_spans(StorageBackend& backend, SpanPruning& pruning,
                               const std::vector<SpanRecord>& spans, const SpanLimits& limits,
                               Clock::time_point now);

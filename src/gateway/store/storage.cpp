@@ -111,6 +111,20 @@ CREATE INDEX IF NOT EXISTS gateway_spans_received ON gateway_spans(received_ms);
 DROP INDEX IF EXISTS gateway_jobs_trace;
 CREATE INDEX IF NOT EXISTS gateway_jobs_trace ON gateway_jobs(trace_id) WHERE trace_id IS NOT NULL;
 )sql",
+    // 9: the spans one export (or one batch of call spans) brings for one job are stored as one
+    // row (span_groups.hpp): one key, one index entry and one statement per job and export
+    // instead of per span. gateway_spans keeps its rows and is still read, pruned and counted
+    // (a replica of an older version may still write there during a rolling upgrade).
+    R"sql(
+CREATE TABLE IF NOT EXISTS gateway_span_groups (
+  job_id TEXT NOT NULL,
+  first_span TEXT NOT NULL,
+  received_ms BIGINT NOT NULL,
+  span_index TEXT NOT NULL,
+  documents TEXT NOT NULL,
+  PRIMARY KEY (job_id, first_span));
+CREATE INDEX IF NOT EXISTS gateway_span_groups_received ON gateway_span_groups(received_ms);
+)sql",
 };
 
 // The schema version that added the last of the gateway_jobs columns filled from the documents
@@ -336,25 +350,44 @@ Result<std::optional<std::string>> StorageBackend::job_of_trace(const std::strin
                           {trace_id, job_id_of_trace_id(trace_id)}));
 }
 
-Result<std::int64_t> StorageBackend::count_spans(const std::string& job_id) {
-  auto count = first_text(query("counting spans of job " + job_id,
-                                "SELECT COUNT(*) FROM gateway_spans WHERE job_id = $1", {job_id}));
-  if (!count.ok()) return count.error();
-  return count.value() ? std::stoll(*count.value()) : 0;
+Status StorageBackend::lock_spans_of(const std::string& job_id) {
+  if (!dialect().lock_job_spans) return Status::Ok();
+  return done(query("locking the spans of job " + job_id, dialect().lock_job_spans, {job_id}));
 }
 
-Result<bool> StorageBackend::insert_span(const SpanRecord& span, std::int64_t received_ms) {
-  auto rows = query(
-      "storing span " + span.span_id + " of job " + span.job_id,
-      "INSERT INTO gateway_spans(trace_id, span_id, job_id, start_ns, received_ms, "
-      "document) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING "
-      "RETURNING span_id",
-      {span.trace_id, span.span_id, span.job_id, span.start_unix_nano, received_ms, span.document});
+Result<std::vector<std::string>> StorageBackend::stored_span_keys(const std::string& job_id) {
+  // One statement for both layouts: a group row's index lines (kind 0), an old row's key (1).
+  auto rows = query("reading the span ids of job " + job_id,
+                    "SELECT 0, span_index FROM gateway_span_groups WHERE job_id = $1 UNION ALL "
+                    "SELECT 1, trace_id || ' ' || span_id FROM gateway_spans WHERE job_id = $1",
+                    {job_id});
   if (!rows.ok()) return rows.error();
-  return !rows.value().empty();
+  std::vector<std::string> keys;
+  keys.reserve(rows.value().size() * 4);
+  for (auto& row : rows.value()) {
+    if (row.at(0) != "0") {
+      keys.push_back(std::move(row.at(1)));
+      continue;
+    }
+    Status read = span_keys_of_group(job_id, row.at(1), keys);
+    if (!read.ok()) return Error{read.message()};
+  }
+  return keys;
+}
+
+Status StorageBackend::insert_span_group(const std::string& job_id, std::int64_t received_ms,
+                                         const SpanGroupRow& row) {
+  return done(query("storing spans of job " + job_id,
+                    "INSERT INTO gateway_span_groups(job_id, first_span, received_ms, span_index, "
+                    "documents) VALUES ($1, $2, $3, $4, $5)",
+                    {job_id, row.first_span, received_ms, row.span_index, row.documents}));
 }
 
 Status StorageBackend::remove_spans_received_before(std::int64_t received_ms) {
+  Status groups =
+      done(query("removing old spans", "DELETE FROM gateway_span_groups WHERE received_ms < $1",
+                 {received_ms}));
+  if (!groups.ok()) return groups;
   return done(query("removing old spans", "DELETE FROM gateway_spans WHERE received_ms < $1",
                     {received_ms}));
 }
@@ -362,15 +395,37 @@ Status StorageBackend::remove_spans_received_before(std::int64_t received_ms) {
 Result<std::vector<SpanRecord>> StorageBackend::spans_of(const std::string& job_id) {
   auto rows = query("reading spans of job " + job_id,
                     "SELECT trace_id, span_id, start_ns, document FROM gateway_spans "
-                    "WHERE job_id = $1 ORDER BY start_ns, span_id",
+                    "WHERE job_id = $1",
                     {job_id});
   if (!rows.ok()) return rows.error();
+  auto groups =
+      query("reading spans of job " + job_id,
+            "SELECT span_index, documents FROM gateway_span_groups WHERE job_id = $1", {job_id});
+  if (!groups.ok()) return groups.error();
   std::vector<SpanRecord> out;
-  out.reserve(rows.value().size());
+  out.reserve(rows.value().size() + groups.value().size() * 4);
   for (auto& row : rows.value()) {
     out.push_back(SpanRecord{job_id, std::move(row.at(0)), std::move(row.at(1)),
                              std::stoll(row.at(2)), std::move(row.at(3))});
   }
+  for (const auto& group : groups.value()) {
+    Status read = decode_span_group(job_id, group.at(0), group.at(1), out);
+    if (!read.ok()) return Error{read.message()};
+  }
+  // Both databases sorted by (start_ns, span_id) before groups existed; the ids are hex, whose
+  // byte order is the order of either database's text comparison.
+  std::stable_sort(out.begin(), out.end(), [](const SpanRecord& a, const SpanRecord& b) {
+    if (a.start_unix_nano != b.start_unix_nano) return a.start_unix_nano < b.start_unix_nano;
+    return a.span_id < b.span_id;
+  });
+  // A span in both layouts (an older replica wrote its row while this one stored a group, during
+  // a rolling upgrade on PostgreSQL: the older one takes no lock) is answered once.
+  out.erase(std::unique(out.begin(), out.end(),
+                        [](const SpanRecord& a, const SpanRecord& b) {
+                          return a.start_unix_nano == b.start_unix_nano && a.span_id == b.span_id &&
+                                 a.trace_id == b.trace_id;
+                        }),
+            out.end());
   return out;
 }
 

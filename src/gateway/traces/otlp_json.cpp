@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <unordered_map>
 
 #include "common/json_text.hpp"
 
@@ -42,9 +43,9 @@ std::string hex_id(const json::value* v, std::size_t digits) {
   std::string id(v->as_string());
   bool nonzero = false;
   for (auto& c : id) {
-    if (!std::isxdigit(static_cast<unsigned char>(c))) return "";
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    if (c != '0') nonzero = true;
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return "";
+    nonzero |= c != '0';
   }
   return nonzero ? id : "";
 }
@@ -110,15 +111,128 @@ std::string nanos_text(std::int64_t nanos) {
 }
 
 void append_string(std::string& out, std::string_view text) {
-  append_json_text(out, json::value(json::string_view(text.data(), text.size())));
+  append_json_string(out, text);
 }
 
+// A span's attributes as a json::object of plain values (the gateway's own call span).
+class ObjectAttributes {
+ public:
+  explicit ObjectAttributes(const json::object& object) : object_(object) {}
+  // The value of `key` as JSON text, and the value itself in `plain` when it is a string; false
+  // when the span has no such attribute.
+  bool find(std::string_view key, std::string& text, std::string& plain) const {
+    const json::value* v = object_.if_contains(json::string_view(key.data(), key.size()));
+    if (!v) return false;
+    text = to_json_text(*v);
+    plain = v->is_string() ? std::string(v->as_string()) : text;
+    return true;
+  }
+  void append_text(std::string& out) const { append_json_text(out, object_); }
+
+ private:
+  const json::object& object_;
+};
+
+// Appends to_json_text(any_value_to_json(*any_value)) ("null" for no value) to `out`, without
+// building the plain value for a string or an integer (most attributes).
+void append_any_value(std::string& out, const json::value* any_value) {
+  if (!any_value) {
+    out += "null";
+    return;
+  }
+  if (const auto* o = any_value->if_object()) {
+    if (const auto* s = o->if_contains("stringValue")) {
+      if (s->is_string()) {
+        append_json_string(out, s->as_string());
+        return;
+      }
+    } else if (!o->contains("boolValue")) {
+      if (auto n = int64_field(o->if_contains("intValue"))) {
+        out += std::to_string(*n);
+        return;
+      }
+    }
+  }
+  append_json_text(out, any_value_to_json(*any_value));
+}
+
+// A span's OTLP attribute list ([{"key": k, "value": AnyValue}, ...]) read in place from the
+// request's DOM: the keys in the order they first appear, a repeated key keeping its last value
+// (as the json::object the list used to be copied into did). Nothing is converted or copied
+// until a document is written.
+class DomAttributes {
+ public:
+  explicit DomAttributes(const json::value* list) {
+    if (!list || !list->is_array()) return;
+    items_.reserve(list->as_array().size());
+    for (const auto& kv : list->as_array()) {
+      if (!kv.is_object()) continue;
+      const json::value* key = kv.as_object().if_contains("key");
+      if (!key || !key->is_string()) continue;
+      const json::value* value = kv.as_object().if_contains("value");
+      if (auto* same = item(key->as_string())) {
+        same->second = value;
+        continue;
+      }
+      items_.emplace_back(key->as_string(), value);
+      if (!index_.empty() || items_.size() == kIndexedFrom) {
+        for (std::size_t i = index_.size(); i < items_.size(); ++i) index_[items_[i].first] = i;
+      }
+    }
+  }
+  bool find(std::string_view key, std::string& text, std::string& plain) const {
+    const auto* found = const_cast<DomAttributes*>(this)->item(key);
+    if (!found) return false;
+    text.clear();
+    append_any_value(text, found->second);
+    const json::value* s = nullptr;
+    if (found->second && found->second->is_object())
+      s = found->second->as_object().if_contains("stringValue");
+    if (s && s->is_string()) {
+      plain = s->as_string();
+    } else {
+      json::value value = found->second ? any_value_to_json(*found->second) : json::value();
+      plain = value.is_string() ? std::string(value.as_string()) : text;
+    }
+    return true;
+  }
+  void append_text(std::string& out) const {
+    out += '{';
+    for (std::size_t i = 0; i < items_.size(); ++i) {
+      if (i) out += ',';
+      append_json_string(out, items_[i].first);
+      out += ':';
+      append_any_value(out, items_[i].second);
+    }
+    out += '}';
+  }
+
+ private:
+  // A span's few attributes are searched in order; a long list gets an index, so that a hostile
+  // one costs linear time, not quadratic.
+  static constexpr std::size_t kIndexedFrom = 16;
+
+  std::pair<std::string_view, const json::value*>* item(std::string_view key) {
+    if (!index_.empty()) {
+      auto found = index_.find(key);
+      return found == index_.end() ? nullptr : &items_[found->second];
+    }
+    for (auto& it : items_)
+      if (it.first == key) return &it;
+    return nullptr;
+  }
+  std::vector<std::pair<std::string_view, const json::value*>> items_;
+  std::unordered_map<std::string_view, std::size_t> index_;
+};
+
 // The span the gateway keeps (ReceivedSpan: see the header), from its parts; one builder for
-// exported spans and the gateway's own. Writes the document's text in parts once, with no DOM per
-// span (building, copying and freeing one was most of what a received span cost).
+// exported spans (DomAttributes) and the gateway's own (ObjectAttributes). Writes the document's
+// text in parts once, with no DOM per span (building, copying and freeing one was most of what a
+// received span cost).
+template <typename Attributes>
 ReceivedSpan received_span(std::string trace_id, std::string span_id, std::string_view parent,
                            std::string_view name, int kind, std::int64_t start, std::int64_t end,
-                           const json::object& attributes, int status_code,
+                           const Attributes& attributes, int status_code,
                            std::string_view status_message,
                            std::shared_ptr<const SpanResource> resource) {
   ReceivedSpan received;
@@ -140,15 +254,20 @@ ReceivedSpan received_span(std::string trace_id, std::string span_id, std::strin
   head += nanos_text(end);
   head += "\",\"duration_ms\":";
   append_json_text(head, json::value(static_cast<double>(end - start) / 1e6));
+  std::string text, plain;
   for (const auto& [attribute, field] : kAsyaFields) {
-    const json::value* v = attributes.if_contains(attribute);
-    if (!v) v = resource->attributes.if_contains(attribute);
-    if (!v) continue;
-    received.asya_fields.emplace_back(field, to_json_text(*v));
+    if (!attributes.find(attribute, text, plain)) {
+      const json::value* v = resource->attributes.if_contains(attribute);
+      if (!v) continue;
+      text = to_json_text(*v);
+      plain = v->is_string() ? std::string(v->as_string()) : text;
+    }
     std::string* id = std::string_view(field) == "job_id"        ? &received.job_id
                       : std::string_view(field) == "envelope_id" ? &received.envelope_id
                                                                  : nullptr;
-    if (id) *id = v->is_string() ? std::string(v->as_string()) : received.asya_fields.back().second;
+    if (id) *id = plain;
+    received.asya_fields.emplace_back(field, std::move(text));
+    text.clear();
   }
   std::string& tail = received.tail;
   tail += ",\"status\":{\"code\":\"";
@@ -156,7 +275,7 @@ ReceivedSpan received_span(std::string trace_id, std::string span_id, std::strin
   tail += "\",\"message\":";
   append_string(tail, status_message);
   tail += "},\"attributes\":";
-  append_json_text(tail, attributes);
+  attributes.append_text(tail);
   tail += ",\"resource\":";
   received.trace_id = std::move(trace_id);
   received.span_id = std::move(span_id);
@@ -195,11 +314,11 @@ ReceivedSpan received_span(const otlp::Span& span, std::shared_ptr<const SpanRes
   if (span.shared_attributes) add_attributes(attributes, *span.shared_attributes);
   add_attributes(attributes, span.attributes);
   const int status_code = static_cast<int>(span.status);
-  return received_span(span.trace_id, span.span_id, span.parent_span_id, span.name,
-                       static_cast<int>(span.kind), static_cast<std::int64_t>(span.start_unix_nano),
-                       static_cast<std::int64_t>(span.end_unix_nano), attributes, status_code,
-                       span.status == otlp::StatusCode::kError ? span.status_message : "",
-                       std::move(resource));
+  return received_span(
+      span.trace_id, span.span_id, span.parent_span_id, span.name, static_cast<int>(span.kind),
+      static_cast<std::int64_t>(span.start_unix_nano),
+      static_cast<std::int64_t>(span.end_unix_nano), ObjectAttributes(attributes), status_code,
+      span.status == otlp::StatusCode::kError ? span.status_message : "", std::move(resource));
 }
 
 std::string ReceivedSpan::document_text(std::string_view placed_in) const {
@@ -264,9 +383,13 @@ json::value any_value_to_json(const json::value& any_value) {
 
 Result<ParsedExport> parse_export_request(std::string_view body) {
   boost::system::error_code ec;
-  // The request's DOM lives only while it is read (every kept value is copied out of it): one
-  // arena for it, freed at once, instead of an allocation and a free per node.
-  json::value root = json::parse(body, ec, json::make_shared_resource<json::monotonic_resource>());
+  // The request's DOM lives only while it is read: one arena for it, freed at once, instead of an
+  // allocation and a free per node. The arena is not shared (storage_ptr to a local), so the DOM's
+  // destructor frees nothing node by node; nothing may keep a json::value copied from the DOM
+  // (such a copy keeps its storage): every kept value is copied into std::strings or into
+  // containers of the default storage (SpanResource::attributes), which copy on assignment.
+  json::monotonic_resource arena;
+  json::value root = json::parse(body, ec, &arena);
   if (ec) return Error{"body is not valid JSON: " + ec.message()};
   if (!root.is_object())
     return Error{"body must be an ExportTraceServiceRequest object, got " + short_text(root)};
@@ -347,8 +470,7 @@ Result<ParsedExport> parse_export_request(std::string_view body) {
             std::move(trace_id), std::move(span_id), parent,
             name && name->is_string() ? std::string_view(name->as_string()) : std::string_view(),
             enum_field(span.if_contains("kind"), "SPAN_KIND_", kKinds, 6), *start, *end,
-            attributes_object(span.if_contains("attributes")), status_code, status_message,
-            resource);
+            DomAttributes(span.if_contains("attributes")), status_code, status_message, resource);
         out.spans.push_back(std::move(received));
       }
     }

@@ -7,6 +7,8 @@
 #include <cmath>
 #include <memory>
 
+#include "common/json_text.hpp"
+
 namespace asya::gateway::traces {
 namespace {
 
@@ -265,6 +267,59 @@ TEST(ReceivedSpan, HostileTextStaysOneValidDocument) {
     EXPECT_EQ(doc.at("attributes").as_object().size(), 3u);
     EXPECT_EQ(doc.at("job_id"), (job.empty() ? expected : std::string(job)).c_str());
   }
+}
+
+// The attributes are read in place from the request (no object built per span): the text is what
+// the json::object the gateway used to copy them into wrote (keys in first-seen order, a repeated
+// key with its last value, AnyValues converted by any_value_to_json), for a long list with repeats
+// past the point where the reader indexes it, odd values, and the Asya fields read from them.
+TEST(OtlpJson, AttributesReadInPlaceWriteWhatTheirObjectWrote) {
+  json::array list;
+  json::object expected;
+  auto add = [&](const std::string& key, json::value any_value, bool with_value = true) {
+    json::object kv{{"key", key}};
+    if (with_value) kv["value"] = any_value;
+    list.push_back(kv);
+    expected[key] = with_value ? any_value_to_json(any_value) : json::value(nullptr);
+  };
+  for (int i = 0; i < 40; ++i) add("k" + std::to_string(i % 25), {{"intValue", std::to_string(i)}});
+  add("asya.job_id", {{"intValue", "not a number"}});
+  add("asya.envelope_id", {{"stringValue", 42}});
+  add("asya.actor", {{"doubleValue", 0.1}});
+  add("asya.replica", {{"boolValue", true}}, false);
+  add("asya.outcome",
+      {{"kvlistValue",
+        {{"values", json::array{{{"key", "a"}, {"value", {{"stringValue", "\"x\n"}}}}}}}}});
+  add("asya.delivery_count",
+      {{"arrayValue", {{"values", json::array{{{"intValue", 7}}, {{"doubleValue", "NaN"}}}}}}});
+  add("k3", {{"stringValue", "last \xc3\xa9 </script>"}});
+  add("k\"quoted\x01", {{"bytesValue", "AAE="}});
+  add("asya.payload_bytes", json::value("not an object"));
+  json::object span{{"traceId", "5b8efff798038103d269b633813fc60c"},
+                    {"spanId", "eee19b7ec3c1b174"},
+                    {"startTimeUnixNano", "10"},
+                    {"endTimeUnixNano", "20"},
+                    {"attributes", list}};
+  json::object request{
+      {"resourceSpans",
+       json::array{{{"scopeSpans", json::array{{{"spans", json::array{span}}}}}}}}};
+  auto parsed = parse_export_request(json::serialize(request));
+  ASSERT_TRUE(parsed.ok()) << parsed.error().message;
+  ASSERT_EQ(parsed.value().spans.size(), 1u);
+  const ReceivedSpan& received = parsed.value().spans[0];
+  json::object doc = document_of(received);
+  EXPECT_EQ(json::serialize(doc.at("attributes")), json::serialize(expected));
+  std::string text = received.document_text();
+  std::string attributes_text;
+  append_json_text(attributes_text, expected);
+  EXPECT_NE(text.find(",\"attributes\":" + attributes_text + ","), std::string::npos) << text;
+  EXPECT_EQ(received.job_id, "not a number");
+  EXPECT_EQ(received.envelope_id, "42");
+  EXPECT_EQ(doc.at("actor"), json::value(0.1));
+  EXPECT_EQ(doc.at("replica"), json::value(nullptr));
+  EXPECT_EQ(doc.at("payload_bytes"), json::value(nullptr));
+  EXPECT_EQ(doc.at("delivery_count"), (json::array{7, "NaN"}));
+  EXPECT_EQ(doc.at("outcome"), (json::object{{"a", "\"x\n"}}));
 }
 
 }  // namespace

@@ -30,6 +30,8 @@ const SqlDialect kPostgres{
     "SELECT pg_advisory_xact_lock(7261737961)",
     true,
     true,
+    // Two int4 keys: a key space apart from the migration's single bigint key.
+    "SELECT pg_advisory_xact_lock(1635349345, hashtext($1))",
 };
 
 using postgres::PgResult;

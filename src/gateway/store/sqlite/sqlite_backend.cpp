@@ -25,7 +25,7 @@ namespace {
 const SqlDialect kSqlite{
     "",      "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
     nullptr, false,
-    false,
+    false,   nullptr,
 };
 
 class SqliteBackend final : public StorageBackend {
