@@ -196,6 +196,10 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
                 : put->outcome == PutOutcome::kAlreadyJoined ? "group already joined"
                                                              : "stored",
                 put->stored, put->count);
+  // Stored: counted and publishable, whatever happens to its hold below.
+  if (put->outcome == PutOutcome::kCompleted) decided_ = true;
+  if (on_stored_ && (put->outcome == PutOutcome::kStored || put->outcome == PutOutcome::kCompleted))
+    on_stored_(in, frame.group, put->stored, put->count);
   // Held again on receipt, as any sidecar holds a reference it receives (PROTOCOL §10), before
   // the ack: from now on JoinHolds rewrites it until the group is finished. A branch of a group
   // decided already is not (its group has it held already, or never reads it).
@@ -226,9 +230,6 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
           "join: cannot release the payload of late branch {} of group {}: {}; it is deleted "
           "after ASYA_PAYLOAD_ORPHAN_AGE instead",
           frame.index, frame.group, st.message());
-  if (put->outcome == PutOutcome::kCompleted) decided_ = true;
-  if (on_stored_ && (put->outcome == PutOutcome::kStored || put->outcome == PutOutcome::kCompleted))
-    on_stored_(in, frame.group, put->stored, put->count);
   d.status = ProcessedStatus::kSuccess;
   return d;  // no sends: the branch waits in the store; ack
 }
