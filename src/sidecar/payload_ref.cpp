@@ -24,6 +24,7 @@ PayloadReferences::PayloadReferences(std::unique_ptr<payload::PayloadStore> stor
                                      std::chrono::milliseconds renewal_interval)
     : store_(std::move(store)),
       threshold_bytes_(threshold_bytes),
+      renewal_interval_(renewal_interval),
       renewer_(*store_, renewal_interval) {}
 
 PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in,

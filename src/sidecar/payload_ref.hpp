@@ -178,6 +178,8 @@ class PayloadReferences {
 
   payload::PayloadStore& store() { return *store_; }
   std::size_t threshold_bytes() const { return threshold_bytes_; }
+  // How often a hold that must stay fresh is rewritten (the constructor's `renewal_interval`).
+  std::chrono::milliseconds renewal_interval() const { return renewal_interval_; }
   // Whether prepare() writes large inline inputs ahead: true at first; false once an input
   // written ahead was not passed on unchanged (its writing was wasted), true again once a large
   // inline input comes back unchanged. Thread-safe.
@@ -191,6 +193,7 @@ class PayloadReferences {
 
   std::unique_ptr<payload::PayloadStore> store_;
   std::size_t threshold_bytes_;
+  std::chrono::milliseconds renewal_interval_;
   std::atomic<bool> write_ahead_{true};
   payload::HoldRenewer renewer_;  // after store_: it writes to it until destroyed
 };

@@ -185,11 +185,13 @@ class Runner {
   BatchMetrics batch_metrics_;
   BatchSettings batching_;
   std::optional<Router> router_;
+  // ASYA_PAYLOAD_STORE (references; end actors: sweeper). Before the end actor and the join, which
+  // use it until they are destroyed (the join's hold renewals, join_holds.hpp).
+  PayloadParts payloads_;
   std::unique_ptr<ResultStore> store_;
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
   std::unique_ptr<join::JoinActor> join_;  // set for a join actor (ASYA_JOIN)
-  PayloadParts payloads_;                  // ASYA_PAYLOAD_STORE (references; end actors: sweeper)
   StopState stop_;
   StopState leases_stop_;
   std::vector<std::unique_ptr<Slot>> slots_;

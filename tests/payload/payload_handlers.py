@@ -149,3 +149,38 @@ def first_passes_the_others_wait(payload):
             raise RuntimeError("gate-%s never opened" % tag)
         time.sleep(0.05)
     return payload
+
+
+def fanout_three_distinct(payload):
+    """Three children of {"bytes": N}, each N letters of its own: tagged "b0", "b1" and "slow"
+    (held back by pass_after_gate), so each branch has an object of its own."""
+    _seen(payload)
+    n = int(payload["bytes"])
+    return [{"tag": tag, "data": letter * n} for tag, letter in (("b0", "p"), ("b1", "q"), ("slow", "r"))]
+
+
+def pass_after_gate(payload):
+    """Returns what it got; a payload tagged "slow" first creates the marker waiting-slow and
+    waits until the test created the marker gate-slow."""
+    _seen(payload)
+    if isinstance(payload, dict) and payload.get("tag") == "slow":
+        directory = os.environ["TEST_MARKER_DIR"]
+        open(os.path.join(directory, "waiting-slow"), "w").close()
+        deadline = time.monotonic() + 300
+        while not os.path.exists(os.path.join(directory, "gate-slow")):
+            if time.monotonic() > deadline:
+                raise RuntimeError("gate-slow never opened")
+            time.sleep(0.05)
+    return payload
+
+
+def join_digests(parts):
+    """A join that reports each branch's kind ("ok" or its error), tag, data length and SHA-256."""
+    for part in parts:
+        _seen(part)
+    kinds = [part.get("error", "ok") if isinstance(part, dict) else "missing" for part in parts]
+    return {"tag": "digests", "kinds": kinds,
+            "tags": [p.get("tag") if k == "ok" else None for p, k in zip(parts, kinds)],
+            "lengths": [len(p["data"]) if k == "ok" else None for p, k in zip(parts, kinds)],
+            "sha256": [hashlib.sha256(p["data"].encode()).hexdigest() if k == "ok" else None
+                       for p, k in zip(parts, kinds)]}

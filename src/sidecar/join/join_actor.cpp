@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <optional>
 
 #include "common/random_id.hpp"
 #include "envelope/build.hpp"
@@ -97,7 +98,11 @@ JoinActor::JoinActor(JoinConfig config, std::unique_ptr<JoinStore> store, const 
       before_send_(std::move(before_send)),
       on_stored_(std::move(on_stored)),
       payloads_(payloads),
-      owner_(random_hex(16)) {}
+      owner_(random_hex(16)) {
+  if (payloads_)
+    holds_ = std::make_unique<JoinHolds>(*store_, payloads_->store(), router_.options().actor,
+                                         payloads_->renewal_interval());
+}
 
 std::unique_ptr<JoinActor> JoinActor::open(const JoinConfig& config, const Router& router,
                                            transport::Transport& transport,
@@ -159,6 +164,13 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
   const std::string head = join_head(in, *frames);
   branch.head = head;
   branch.timeout = config_.timeout;
+  // A reference into the payload store: recorded, so its object stays held while it waits.
+  std::optional<payload::Reference> reference;
+  if (payloads_)
+    if (auto parsed = payload::parse_reference(in.payload_raw);
+        parsed && *parsed && payload::key_in_store(**parsed, payloads_->store().url()))
+      reference = **parsed;
+  if (reference) branch.held_sha256 = reference->sha256;
   auto put = store_->put_branch(branch);
   Decision d;
   if (!put) {
@@ -184,9 +196,40 @@ Decision JoinActor::on_branch(const transport::Delivery& delivery, const envelop
                 : put->outcome == PutOutcome::kAlreadyJoined ? "group already joined"
                                                              : "stored",
                 put->stored, put->count);
+  // Stored: counted and publishable, whatever happens to its hold below.
   if (put->outcome == PutOutcome::kCompleted) decided_ = true;
   if (on_stored_ && (put->outcome == PutOutcome::kStored || put->outcome == PutOutcome::kCompleted))
     on_stored_(in, frame.group, put->stored, put->count);
+  // Held again on receipt, as any sidecar holds a reference it receives (PROTOCOL §10), before
+  // the ack: from now on JoinHolds rewrites it until the group is finished. A branch of a group
+  // decided already is not (its group has it held already, or never reads it).
+  if (reference && put->outcome != PutOutcome::kAlreadyJoined) {
+    const std::string id = branch_id(frame.group, frame.index);
+    if (Status held = payload::hold(payloads_->store(), reference->sha256, id); !held) {
+      const int limit = router_.options().max_deliveries;
+      if (delivery.delivery_count <= static_cast<std::uint32_t>(limit)) {
+        spdlog::warn(
+            "join: cannot hold payload {} of branch {} of group {}: {}; the message is delivered "
+            "again",
+            reference->describe(), frame.index, frame.group, held.message());
+        d.then = Then::kNack;
+        d.nack_delay = router_.backoff(static_cast<int>(delivery.delivery_count));
+        d.status = ProcessedStatus::kRequeued;
+        return d;
+      }
+      spdlog::warn(
+          "join: cannot hold payload {} of branch {} of group {}: {}; stored anyway after {} "
+          "deliveries, its hold is written by the next renewal",
+          reference->describe(), frame.index, frame.group, held.message(), delivery.delivery_count);
+    }
+  }
+  // A late branch (its group was decided without it) ends here, as a joined one does.
+  if (reference && put->outcome == PutOutcome::kAlreadyJoined && put->unused && frame.index != 0)
+    if (Status st = payloads_->release(branch_id(frame.group, frame.index)); !st)
+      spdlog::warn(
+          "join: cannot release the payload of late branch {} of group {}: {}; it is deleted "
+          "after ASYA_PAYLOAD_ORPHAN_AGE instead",
+          frame.index, frame.group, st.message());
   d.status = ProcessedStatus::kSuccess;
   return d;  // no sends: the branch waits in the store; ack
 }
@@ -259,11 +302,9 @@ void JoinActor::release_branches(const ClaimedGroup& group,
                                  const std::vector<std::size_t>& indexes) {
   // Branch i > 0 travelled as fanout_child_id(source, hop, i) (the ids of output 0 of the actors
   // between the fan-out and the join stay the same); its holds end here, as an end actor's do.
-  const std::string source = envelope::fanout_source_id(group.group);
-  const std::size_t hop = group_hop(group.group);
   for (std::size_t index : indexes) {
     if (index == 0) continue;
-    const std::string id = envelope::fanout_child_id(source, hop, index);
+    const std::string id = branch_id(group.group, index);
     if (Status st = payloads_->release(id); !st)
       spdlog::warn(
           "join: group {}: cannot release the payload of branch {} ({}): {}; it is "
@@ -272,9 +313,23 @@ void JoinActor::release_branches(const ClaimedGroup& group,
   }
 }
 
+Result<std::vector<std::size_t>> JoinActor::held_indexes(const std::string& group) {
+  std::vector<std::size_t> out;
+  std::optional<HeldBranch> after;
+  for (;;) {
+    auto page =
+        store_->held_branches(router_.options().actor, group, after ? &*after : nullptr, 1024);
+    if (!page) return page.error();
+    for (const HeldBranch& branch : *page) out.push_back(branch.index);
+    if (page->size() < 1024) return out;
+    after = std::move(page->back());
+  }
+}
+
 JoinActor::Attempt JoinActor::send_and_finish(const ClaimedGroup& group,
                                               const envelope::Envelope* in,
-                                              const Decision& decision) {
+                                              const Decision& decision,
+                                              const std::vector<std::size_t>& referenced) {
   if (in && before_send_) before_send_(*in, group);
   // The lease is renewed right before sending: a replica whose lease ran out meanwhile (a slow
   // runtime call, a gateway that kept it waiting) sends nothing, so the replica that claimed the
@@ -291,11 +346,27 @@ JoinActor::Attempt JoinActor::send_and_finish(const ClaimedGroup& group,
       return send_and_finish(group, in,
                              router_.error_end(*in, FailureCode::kMessageTooLarge,
                                                fmt::format("join group {}: the output to {}: {}",
-                                                           group.group, out.queue, st.message())));
+                                                           group.group, out.queue, st.message())),
+                             referenced);
     return {Attempt::Outcome::kRetry,
             fmt::format("send to {} failed: {}", out.queue, st.message())};
   }
+  // The branches to release once the group is finished (finish() forgets them).
+  std::vector<std::size_t> release = referenced;
+  if (payloads_) {
+    auto held = held_indexes(group.group);
+    if (held)
+      release.insert(release.end(), held->begin(), held->end());
+    else
+      spdlog::warn(
+          "join store: cannot list the held branches of group {}: {}; their payloads are "
+          "deleted after ASYA_PAYLOAD_ORPHAN_AGE instead",
+          group.group, held.error().message);
+    std::sort(release.begin(), release.end());
+    release.erase(std::unique(release.begin(), release.end()), release.end());
+  }
   auto finished = store_->finish(group.group, group.owner);
+  if (finished && *finished && payloads_) release_branches(group, release);
   if (!finished)
     spdlog::warn(
         "join store: cannot finish group {}: {}; it may be published again, with the same "
@@ -393,9 +464,8 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
               fmt::format("runtime call failed ({}): {}", decision.failure.label(),
                           decision.failure_message)};
   }
-  Attempt sent = send_and_finish(group, in, decision);
-  if (sent.outcome == Attempt::Outcome::kPublished && references)
-    release_branches(group, references->references());
+  Attempt sent = send_and_finish(
+      group, in, decision, references ? references->references() : std::vector<std::size_t>{});
   if (sent.outcome == Attempt::Outcome::kPublished)
     spdlog::info("join: group {} of {} branches {} ({} failed, {} missing, attempt {})",
                  group.group, group.count,

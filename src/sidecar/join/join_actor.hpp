@@ -23,6 +23,7 @@
 #include "envelope/envelope.hpp"
 #include "sidecar/gateway_reporter.hpp"
 #include "sidecar/join/join_config.hpp"
+#include "sidecar/join/join_holds.hpp"
 #include "sidecar/join/join_store.hpp"
 #include "sidecar/router.hpp"
 #include "transport/transport.hpp"
@@ -73,8 +74,10 @@ class JoinActor {
   // group is announced to it (announce_join) before the join's outputs are sent. `payloads`: the
   // sidecar's payload references (ASYA_PAYLOAD_STORE; null without a store): branches that are
   // references reach the handler as their payloads (BranchReferences, join_input.hpp), large
-  // outputs are stored by reference as a plain actor's, and once a group is published its
-  // reference branches' ids (but branch 0's, the join output's own id) are released.
+  // outputs are stored by reference as a plain actor's, the objects of reference branches stay
+  // held while their group waits (JoinHolds, join_holds.hpp), and once a group is finished (joined,
+  // timed out or failed) its reference branches' ids (but branch 0's, the join output's own id)
+  // are released.
   static std::unique_ptr<JoinActor> open(const JoinConfig& config, const Router& router,
                                          transport::Transport& transport,
                                          std::chrono::milliseconds runtime_timeout,
@@ -89,10 +92,13 @@ class JoinActor {
   }
 
   // Decides a branch message `in` that reached this join (before_runtime found nothing wrong, or
-  // only what stores_despite() accepts): stores it and acks (no sends), nacks with a backoff when
-  // the store failed (error-end with max_deliveries_exceeded and the store's error once the
-  // delivery count exceeds ASYA_MAX_DELIVERIES), or sends it to error-end with join_group_missing
-  // when it carries no group data.
+  // only what stores_despite() accepts): stores it and acks (no sends); a branch whose payload is
+  // a reference into the payload store is recorded as held and its hold written before the ack
+  // (a hold the payload store refuses nacks it, but once it was delivered more than
+  // ASYA_MAX_DELIVERIES times it is acked and JoinHolds writes the hold later). Nacks with a
+  // backoff when the store failed (error-end with max_deliveries_exceeded and the store's error
+  // once the delivery count exceeds ASYA_MAX_DELIVERIES), or sends it to error-end with
+  // join_group_missing when it carries no group data.
   Decision on_branch(const transport::Delivery& delivery, const envelope::Envelope& in);
 
   // Expires timed-out groups (at most once a second per process), then claims and publishes
@@ -123,14 +129,19 @@ class JoinActor {
   };
   Attempt publish(const ClaimedGroup& group, wire::RuntimeClient& client,
                   wire::FrameBuffer& scratch, PublishReport& report);
-  // Renews the lease, sends the decision's outputs and finishes the group.
+  // Renews the lease, sends the decision's outputs and finishes the group; once it is finished,
+  // releases the ids of its reference branches (those the store recorded as held, and
+  // `referenced`: those read as references, recorded or not).
   Attempt send_and_finish(const ClaimedGroup& group, const envelope::Envelope* in,
-                          const Decision& decision);
+                          const Decision& decision,
+                          const std::vector<std::size_t>& referenced = {});
   // false (and a log line) when `group` is no longer leased to this process.
   bool still_ours(const ClaimedGroup& group);
   // Releases the payload objects held by the ids of `group`'s branches `indexes` (index 0 is
   // skipped: its id is the join output's, released by the end actor).
   void release_branches(const ClaimedGroup& group, const std::vector<std::size_t>& indexes);
+  // The indexes of `group`'s branches recorded as held (JoinStore::held_branches), ascending.
+  Result<std::vector<std::size_t>> held_indexes(const std::string& group);
   std::chrono::milliseconds lease() const { return runtime_timeout_ + config_.claim_lease_extra; }
 
   JoinConfig config_;
@@ -145,6 +156,9 @@ class JoinActor {
   std::atomic<std::uint64_t> claims_{0};
   std::atomic<std::int64_t> last_expire_ms_{0};
   std::atomic<bool> decided_{false};  // this process decided a group since the last claim
+  // Rewrites the holds of waiting reference branches (with a payload store); last, so it stops
+  // before the store it reads is destroyed.
+  std::unique_ptr<JoinHolds> holds_;
 };
 
 }  // namespace asya::sidecar::join

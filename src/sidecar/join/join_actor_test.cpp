@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
@@ -16,7 +17,10 @@
 
 #include "common/random_id.hpp"
 #include "common/test_temp_dir.hpp"
+#include "envelope/fanout.hpp"
+#include "payload/lifetime.hpp"
 #include "sidecar/fake_transport.hpp"
+#include "sidecar/payload_ref.hpp"
 #include "sidecar/socket_server_test_support.hpp"
 #include "wire/frame.hpp"
 
@@ -87,17 +91,19 @@ RouterOptions router_options() {
 struct Replica {
   Replica(const std::string& store_url, const Router& router, transport::Transport& transport,
           const fs::path& socket, std::chrono::milliseconds runtime_timeout,
-          JoinActor::BeforeSend before_send = {})
+          JoinActor::BeforeSend before_send = {}, PayloadReferences* payloads = nullptr,
+          std::chrono::milliseconds join_timeout = 1h)
       : client(wire::RuntimeClientOptions{socket.string()}) {
     JoinConfig config;
     config.enabled = true;
-    config.timeout = 1h;
+    config.timeout = join_timeout;
     config.store_url = store_url;
     config.claim_lease_extra = 0ms;  // the lease is the runtime timeout alone
     JoinStoreOptions options;
     options.url = store_url;
     actor = std::make_unique<JoinActor>(config, make_join_store(options), router, transport,
-                                        runtime_timeout, std::move(before_send));
+                                        runtime_timeout, std::move(before_send),
+                                        JoinActor::OnStored{}, payloads);
   }
   Decision store(const transport::Delivery& delivery) {
     auto parsed = envelope::parse(delivery.body);
@@ -298,6 +304,110 @@ TEST_F(JoinActorTest, ABranchTheStoreRefusesIsNackedThenSentToErrorEndPastMaxDel
                                       "branch 1 says count 4, the group has count 3"),
             std::string::npos)
       << last.failure_message;
+}
+
+// A file payload store whose hold writes fail while `refuse_holds` is set (a payload store outage
+// met by the join's hold on receipt).
+class RefusingStore final : public payload::PayloadStore {
+ public:
+  explicit RefusingStore(std::unique_ptr<payload::PayloadStore> inner) : inner_(std::move(inner)) {}
+  std::atomic<bool> refuse_holds{false};
+  Status put(std::string_view key, std::string_view bytes) override {
+    if (refuse_holds && key.starts_with("holds/")) return Error{"the store is unreachable"};
+    return inner_->put(key, bytes);
+  }
+  Status read(std::string_view key, std::string& out) override { return inner_->read(key, out); }
+  Result<bool> exists(std::string_view key) override { return inner_->exists(key); }
+  Status remove(std::string_view key) override { return inner_->remove(key); }
+  Result<std::vector<payload::StoredObject>> list(std::string_view prefix) override {
+    return inner_->list(prefix);
+  }
+  std::string url() const override { return inner_->url(); }
+
+ private:
+  std::unique_ptr<payload::PayloadStore> inner_;
+};
+
+// Branch `index` of group "S@0" whose payload is a reference to object `sha` of `store`.
+transport::Delivery reference_branch(const payload::PayloadStore& store, std::size_t index,
+                                     std::size_t count, const std::string& sha,
+                                     std::uint32_t delivery_count = 1) {
+  std::string body = R"({"id":"S-)" + std::to_string(index) +
+                     R"(","route":{"actors":["j"],"current":0},"headers":{"asya-fanout":[)" +
+                     R"({"group":"S@0","index":)" + std::to_string(index) + R"(,"count":)" +
+                     std::to_string(count) + R"(}]},"payload":{"asya-payload-ref":{"url":")" +
+                     store.url() + "/objects/" + sha + R"(","size":10,"sha256":")" + sha +
+                     R"("}}})";
+  return transport::Delivery{"asya-j", std::move(body), delivery_count, "r"};
+}
+
+std::vector<std::string> keys(payload::PayloadStore& store, std::string_view prefix) {
+  std::vector<std::string> out;
+  auto listed = store.list(prefix);
+  EXPECT_TRUE(listed.ok());
+  if (listed)
+    for (const auto& o : *listed) out.push_back(o.key);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class JoinActorHoldsTest : public JoinActorTest {
+ protected:
+  std::unique_ptr<payload::PayloadStore> file_store() {
+    payload::PayloadStoreOptions o;
+    o.url = "file://" + (dir.path / "payloads").string();
+    return payload::make_payload_store(o);
+  }
+  const std::string sha0 = std::string(64, 'a');
+  const std::string sha1 = std::string(64, 'b');
+};
+
+TEST_F(JoinActorHoldsTest, ABranchWhoseHoldCannotBeWrittenIsNackedAndPastMaxDeliveriesStored) {
+  auto refusing = std::make_unique<RefusingStore>(file_store());
+  RefusingStore& store = *refusing;
+  PayloadReferences refs(std::move(refusing), 1u << 18, 1h);
+  Router router(router_options());
+  Replica a(store_url(), router, transport, socket("a"), 5s, {}, &refs);
+  store.refuse_holds = true;
+  EXPECT_EQ(a.store(reference_branch(store, 1, 2, sha1)).then, Then::kNack);
+  // Recorded all the same (put before the hold), so a later rewrite holds it.
+  auto held = a.actor->store().held_branches("j", "S@0", nullptr, 10);
+  ASSERT_TRUE(held.ok());
+  ASSERT_EQ(held->size(), 1u);
+  EXPECT_EQ((*held)[0].sha256, sha1);
+  EXPECT_EQ(a.store(reference_branch(store, 1, 2, sha1, 6)).then, Then::kAck);  // past 5
+  EXPECT_TRUE(keys(store, "holds/").empty());
+  store.refuse_holds = false;
+  EXPECT_EQ(a.store(reference_branch(store, 1, 2, sha1, 2)).then, Then::kAck);  // redelivered
+  EXPECT_EQ(keys(store, "holds/"),
+            std::vector<std::string>{payload::hold_key(sha1, branch_id("S@0", 1))});
+}
+
+TEST_F(JoinActorHoldsTest, AGroupThatTimesOutToErrorEndReleasesItsReferenceBranchIds) {
+  PayloadReferences refs(file_store(), 1u << 18, 1h);
+  payload::PayloadStore& store = refs.store();
+  Router router(router_options());
+  Replica a(store_url(), router, transport, socket("a"), 5s, {}, &refs, 1ms);
+  EXPECT_EQ(a.store(reference_branch(store, 0, 3, sha0)).then, Then::kAck);
+  EXPECT_EQ(a.store(reference_branch(store, 1, 3, sha1)).then, Then::kAck);
+  EXPECT_EQ(keys(store, "holds/").size(), 2u);
+  EXPECT_TRUE(keys(store, "released/").empty());
+  auto out = publish_until_sent(a, "asya-error-end");
+  ASSERT_EQ(out.size(), 1u);
+  EXPECT_NE(out[0].body.find("join_timeout"), std::string::npos);
+  // Branch 1's id is released; branch 0's ("S") goes on with the error and is error-end's.
+  EXPECT_EQ(keys(store, "released/"),
+            std::vector<std::string>{payload::release_key(branch_id("S@0", 1))});
+  EXPECT_TRUE(a.actor->store().held_branches("j", "", nullptr, 10)->empty());
+  // Branch 2 comes late (held by the actor that published it): dropped, its id released too; a
+  // late copy of branch 0 is not.
+  ASSERT_TRUE(payload::hold(store, sha1, branch_id("S@0", 2)));
+  EXPECT_EQ(a.store(reference_branch(store, 2, 3, sha1)).then, Then::kAck);
+  EXPECT_EQ(a.store(reference_branch(store, 0, 3, sha0, 2)).then, Then::kAck);
+  auto released = keys(store, "released/");
+  EXPECT_EQ(released.size(), 2u);
+  EXPECT_TRUE(std::find(released.begin(), released.end(),
+                        payload::release_key(branch_id("S@0", 2))) != released.end());
 }
 
 }  // namespace

@@ -16,6 +16,10 @@
 //                 was lost meanwhile (another replica claimed the group after it expired): the
 //                 caller then sends nothing, so two replicas never publish one group at once.
 //   read_branches() streams the group's stored branches in index order (never all in memory).
+//   held_branches() lists the branches whose payload is a reference into the payload store, so the
+//                 sidecar keeps their objects held while they wait (PROTOCOL §10 "Lifetime") and
+//                 releases them when their group ended; it reads what put_branch() recorded, so a
+//                 restarted sidecar knows them as well as the one that stored them.
 //   finish()      deletes the outbox row and the branches and keeps a tombstone, so a branch
 //                 delivered again after its group was published is recognised (kAlreadyJoined)
 //                 instead of starting a new group. Tombstones go after `tombstone_retention`.
@@ -57,6 +61,10 @@ struct BranchIn {
   // first branch, ignored for later ones.
   std::string_view head;
   std::chrono::milliseconds timeout{0};  // 0: never expires
+  // The SHA-256 of the object in the payload store that `payload` refers to (a payload
+  // reference, PROTOCOL §10); empty when `payload` is not one. Listed by held_branches() while
+  // the group is not finished.
+  std::string_view held_sha256;
 };
 
 enum class PutOutcome {
@@ -70,9 +78,19 @@ struct PutResult {
   PutOutcome outcome = PutOutcome::kStored;
   std::size_t stored = 0;  // branches of the group stored now
   std::size_t count = 0;   // the group's count
+  // kAlreadyJoined: the group has no branch stored at this index (it was decided without it, or
+  // it was published and its branches deleted), so the group never reads this branch.
+  bool unused = false;
 };
 
 enum class DecidedBecause { kComplete, kTimeout };
+
+// A stored branch whose payload refers to an object of the payload store (held_branches()).
+struct HeldBranch {
+  std::string group;
+  std::size_t index = 0;
+  std::string sha256;
+};
 
 // A decided group leased to the caller by claim().
 struct ClaimedGroup {
@@ -118,6 +136,16 @@ class JoinStore {
   virtual Status read_branches(
       std::string_view group,
       const std::function<Status(std::size_t, bool, std::string_view)>& each) = 0;
+
+  // Up to `limit` branches stored with a held_sha256, of the groups of join actor `actor` that are
+  // not finished (open or decided), only of `group` when it is not empty; in (group, index) order,
+  // starting after `after` (nullptr: from the first), so a caller pages through any number of
+  // them without holding the store between pages. Branches stored by a sidecar older than
+  // held_sha256 are not listed.
+  virtual Result<std::vector<HeldBranch>> held_branches(std::string_view actor,
+                                                        std::string_view group,
+                                                        const HeldBranch* after,
+                                                        std::size_t limit) = 0;
 
   // `owner`'s lease of `group` now ends `lease` from now. Returns false (nothing changed) when the
   // group is not leased to `owner` any more: its lease expired and another replica claimed it, or

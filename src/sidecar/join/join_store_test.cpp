@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <thread>
+#include <vector>
 
 #include "common/postgres/connection.hpp"
 #include "common/random_id.hpp"
@@ -30,7 +32,8 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
       url_ = url;
       postgres::Connection db(url_);
       ASSERT_TRUE(db.connected()) << db.error();
-      ASSERT_TRUE(db.script("drop", "DROP TABLE IF EXISTS asya_join_groups, asya_join_branches"))
+      ASSERT_TRUE(db.script(
+          "drop", "DROP TABLE IF EXISTS asya_join_groups, asya_join_branches, asya_join_held"))
           << "cannot drop the join tables";
     } else {
       dir_ = std::filesystem::temp_directory_path() / ("join-store-" + random_hex(12));
@@ -50,7 +53,8 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
   // A group name unique to this test run.
   std::string g(const std::string& name) const { return prefix_ + name; }
   static BranchIn branch(std::string group, std::size_t index, std::size_t count,
-                         std::string_view payload, bool failed = false) {
+                         std::string_view payload, bool failed = false,
+                         std::string_view held_sha256 = {}) {
     BranchIn b;
     b.actor = "j";
     b.group = std::move(group);
@@ -58,6 +62,7 @@ class JoinStoreTest : public ::testing::TestWithParam<std::string> {
     b.count = count;
     b.payload = payload;
     b.failed = failed;
+    b.held_sha256 = held_sha256;
     b.head = R"({"id":"g","route":{"actors":["j"]})";
     b.timeout = 1h;
     return b;
@@ -274,6 +279,77 @@ TEST_P(JoinStoreTest, ACallbackErrorStopsReadingAndTheStoreStaysUsable) {
   ASSERT_TRUE(claimed.ok()) << claimed.error().message;
   ASSERT_TRUE(claimed->has_value());
   EXPECT_EQ((*claimed)->group, g("s"));
+}
+
+// (group, index, sha256) of every held branch `store` lists for actor "j" (and `group`), read
+// `page` at a time.
+std::vector<std::string> held(JoinStore& store, std::string_view group = {},
+                              std::size_t page = 100) {
+  std::vector<std::string> out;
+  std::optional<HeldBranch> after;
+  for (;;) {
+    auto rows = store.held_branches("j", group, after ? &*after : nullptr, page);
+    EXPECT_TRUE(rows.ok()) << rows.error().message;
+    if (!rows) return out;
+    for (const auto& b : *rows)
+      out.push_back(b.group + "/" + std::to_string(b.index) + "/" + b.sha256);
+    if (rows->size() < page) return out;
+    after = rows->back();
+  }
+}
+
+TEST_P(JoinStoreTest, HeldBranchesAreListedWhileTheirGroupIsNotFinished) {
+  auto store = open();
+  ASSERT_TRUE(store->put_branch(branch(g("h"), 2, 3, "{}", false, "bb")).ok());
+  ASSERT_TRUE(store->put_branch(branch(g("h"), 0, 3, "{}", false, "aa")).ok());
+  ASSERT_TRUE(store->put_branch(branch(g("h"), 0, 3, "{}", false, "zz")).ok());  // duplicate
+  ASSERT_TRUE(store->put_branch(branch(g("i"), 0, 2, "{}", false, "cc")).ok());
+  BranchIn other = branch(g("o"), 0, 2, "{}", false, "dd");
+  other.actor = "other";
+  ASSERT_TRUE(store->put_branch(other).ok());
+  const std::vector<std::string> both = {g("h") + "/0/aa", g("h") + "/2/bb", g("i") + "/0/cc"};
+  EXPECT_EQ(held(*store), both);
+  EXPECT_EQ(held(*store, g("h")), std::vector<std::string>(both.begin(), both.begin() + 2));
+  // Decided (complete) but not published: still held; finished: gone.
+  EXPECT_EQ(store->put_branch(branch(g("h"), 1, 3, "1"))->outcome, PutOutcome::kCompleted);
+  EXPECT_EQ(held(*store), both);
+  auto claimed = store->claim("j", "me", 1min);
+  ASSERT_TRUE(claimed.ok() && claimed->has_value());
+  ASSERT_TRUE(*store->finish(g("h"), "me"));
+  EXPECT_EQ(held(*store), std::vector<std::string>{g("i") + "/0/cc"});
+  EXPECT_EQ(held(*store, g("h")), std::vector<std::string>{});
+}
+
+TEST_P(JoinStoreTest, HeldBranchesArePagedInGroupAndIndexOrder) {
+  auto store = open();
+  std::vector<std::string> expected;
+  for (const char* name : {"p1", "p2"})
+    for (std::size_t i = 0; i < 5; ++i) {
+      ASSERT_TRUE(
+          store->put_branch(branch(g(name), i, 9, "{}", false, "s" + std::to_string(i))).ok());
+      expected.push_back(g(name) + "/" + std::to_string(i) + "/s" + std::to_string(i));
+    }
+  EXPECT_EQ(held(*store, {}, 3), expected);
+  EXPECT_EQ(held(*store, {}, 10), expected);
+  EXPECT_EQ(held(*store, g("p2"), 2),
+            std::vector<std::string>(expected.begin() + 5, expected.end()));
+}
+
+TEST_P(JoinStoreTest, ABranchOfADecidedGroupSaysWhetherTheGroupReadsItsIndex) {
+  auto store = open();
+  BranchIn first = branch(g("late"), 0, 3, "0");
+  first.timeout = 1ms;
+  ASSERT_TRUE(store->put_branch(first).ok());
+  ASSERT_EQ(*store->expire(std::chrono::system_clock::now() + 1s), 1u);
+  auto late = store->put_branch(branch(g("late"), 2, 3, "2"));
+  EXPECT_EQ(late->outcome, PutOutcome::kAlreadyJoined);
+  EXPECT_TRUE(late->unused);  // decided without it
+  auto again = store->put_branch(branch(g("late"), 0, 3, "0"));
+  EXPECT_EQ(again->outcome, PutOutcome::kAlreadyJoined);
+  EXPECT_FALSE(again->unused);  // the group reads its stored copy
+  ASSERT_TRUE(store->claim("j", "me", 1min)->has_value());
+  ASSERT_TRUE(*store->finish(g("late"), "me"));
+  EXPECT_TRUE(store->put_branch(branch(g("late"), 0, 3, "0"))->unused);  // published
 }
 
 TEST(JoinStoreRegistry, AnUnknownSchemeListsTheKnownOnes) {

@@ -44,6 +44,8 @@ CREATE INDEX IF NOT EXISTS asya_join_groups_by_actor
 CREATE TABLE IF NOT EXISTS asya_join_branches(
   group_id TEXT NOT NULL, idx BIGINT NOT NULL, failed BOOLEAN NOT NULL, payload TEXT NOT NULL,
   PRIMARY KEY(group_id, idx));
+CREATE TABLE IF NOT EXISTS asya_join_held(
+  group_id TEXT NOT NULL, idx BIGINT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY(group_id, idx));
 )sql";
 
 // The database's clock in milliseconds since the epoch (leases).
@@ -84,6 +86,11 @@ class PostgresJoinStore final : public JoinStore {
       const auto stored = static_cast<std::size_t>(group->integer(0, 1));
       if (group->integer(0, 2) != 0) {
         result = {PutOutcome::kAlreadyJoined, stored, count};
+        auto same = db_.run("read the branch",
+                            "SELECT 1 FROM asya_join_branches WHERE group_id = $1 AND idx = $2",
+                            {b.group, static_cast<std::int64_t>(b.index)});
+        if (!same) return same.error();
+        result.unused = same->rows() == 0;
         return Status::Ok();
       }
       if (count != b.count)
@@ -109,6 +116,13 @@ class PostgresJoinStore final : public JoinStore {
         result = {PutOutcome::kDuplicate, stored, count};
         return Status::Ok();
       }
+      if (!b.held_sha256.empty()) {
+        auto held = db_.run("record the held branch",
+                            "INSERT INTO asya_join_held(group_id, idx, sha256) VALUES($1, $2, $3) "
+                            "ON CONFLICT DO NOTHING",
+                            {b.group, static_cast<std::int64_t>(b.index), b.held_sha256});
+        if (!held) return held.error();
+      }
       const bool complete = counted->integer(0, 1) == 1;
       result = {complete ? PutOutcome::kCompleted : PutOutcome::kStored,
                 static_cast<std::size_t>(counted->integer(0, 0)), count};
@@ -128,6 +142,12 @@ class PostgresJoinStore final : public JoinStore {
                             {to_ms(now)});
       if (!update) return update.error();
       expired = static_cast<std::size_t>(update->changed());
+      // Rows of groups finished by a sidecar that did not know asya_join_held.
+      auto gc_held = db_.run("remove held rows of old tombstones",
+                             "DELETE FROM asya_join_held WHERE group_id IN (SELECT group_id FROM "
+                             "asya_join_groups WHERE state = 2 AND decided_ms < $1)",
+                             {to_ms(now - retention_)});
+      if (!gc_held) return gc_held.error();
       auto gc = db_.run("remove old tombstones",
                         "DELETE FROM asya_join_groups WHERE state = 2 AND decided_ms < $1",
                         {to_ms(now - retention_)});
@@ -218,6 +238,29 @@ class PostgresJoinStore final : public JoinStore {
     return outcome;
   }
 
+  Result<std::vector<HeldBranch>> held_branches(std::string_view actor, std::string_view group,
+                                                const HeldBranch* after,
+                                                std::size_t limit) override {
+    std::lock_guard lock(mutex_);
+    reconnect_if_broken();
+    auto rows =
+        db_.run("list held branches",
+                "SELECT h.group_id, h.idx, h.sha256 FROM asya_join_held h JOIN asya_join_groups g "
+                "ON g.group_id = h.group_id WHERE g.actor = $1 AND g.state < 2 "
+                "AND (coalesce($2::text, '') = '' OR h.group_id = $2::text) "
+                "AND (h.group_id, h.idx) > ($3::text, $4::bigint) "
+                "ORDER BY h.group_id, h.idx LIMIT $5",
+                {actor, group, after ? std::string_view(after->group) : std::string_view(),
+                 after ? static_cast<std::int64_t>(after->index) : std::int64_t{-1},
+                 static_cast<std::int64_t>(limit)});
+    if (!rows) return rows.error();
+    std::vector<HeldBranch> out;
+    for (int r = 0; r < rows->rows(); ++r)
+      out.push_back({std::string(rows->text(r, 0)), static_cast<std::size_t>(rows->integer(r, 1)),
+                     std::string(rows->text(r, 2))});
+    return out;
+  }
+
   Result<bool> renew(std::string_view group, std::string_view owner,
                      std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
@@ -256,7 +299,10 @@ class PostgresJoinStore final : public JoinStore {
       if (!finished) return Status::Ok();
       auto drop = db_.run("delete the group's branches",
                           "DELETE FROM asya_join_branches WHERE group_id = $1", {group});
-      return drop ? Status::Ok() : Status(drop.error());
+      if (!drop) return drop.error();
+      auto unheld = db_.run("delete the group's held branches",
+                            "DELETE FROM asya_join_held WHERE group_id = $1", {group});
+      return unheld ? Status::Ok() : Status(unheld.error());
     });
     if (!st) return st.error();
     return finished;

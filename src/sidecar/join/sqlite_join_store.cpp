@@ -6,7 +6,8 @@
 // Schema: join_groups holds one row per group (count, stored, the join input's head, state 0 open /
 // 1 decided (the outbox row) / 2 published (tombstone), the reason it was decided, the lease of
 // the replica publishing it, how many times it was claimed and why the last attempt failed);
-// join_branches holds one row per stored branch.
+// join_branches holds one row per stored branch; join_held one row per stored branch whose payload
+// is a reference into the payload store (its object's SHA-256), deleted with the branches.
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -33,6 +34,9 @@ CREATE INDEX IF NOT EXISTS join_groups_by_state ON join_groups(state, expires_ms
 CREATE INDEX IF NOT EXISTS join_groups_by_actor ON join_groups(actor, state, lease_until_ms);
 CREATE TABLE IF NOT EXISTS join_branches(
   group_id TEXT NOT NULL, idx INTEGER NOT NULL, failed INTEGER NOT NULL, payload BLOB NOT NULL,
+  PRIMARY KEY(group_id, idx)) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS join_held(
+  group_id TEXT NOT NULL, idx INTEGER NOT NULL, sha256 TEXT NOT NULL,
   PRIMARY KEY(group_id, idx)) WITHOUT ROWID;
 )sql";
 
@@ -132,6 +136,11 @@ class SqliteJoinStore final : public JoinStore {
         stored = static_cast<std::size_t>(find.column_int(1));
         if (find.column_int(2) != 0) {
           result = {PutOutcome::kAlreadyJoined, stored, count};
+          Statement same(db_, "SELECT 1 FROM join_branches WHERE group_id = ?1 AND idx = ?2");
+          same.text(1, b.group).integer(2, static_cast<std::int64_t>(b.index));
+          rc = same.step();
+          if (rc != SQLITE_ROW && rc != SQLITE_DONE) return error("read branch");
+          result.unused = rc == SQLITE_DONE;
           return Status::Ok();
         }
         if (count != b.count)
@@ -166,6 +175,12 @@ class SqliteJoinStore final : public JoinStore {
         result = {PutOutcome::kDuplicate, stored, count};
         return Status::Ok();
       }
+      if (!b.held_sha256.empty()) {
+        Statement held(db_,
+                       "INSERT OR IGNORE INTO join_held(group_id, idx, sha256) VALUES(?1, ?2, ?3)");
+        held.text(1, b.group).integer(2, static_cast<std::int64_t>(b.index)).text(3, b.held_sha256);
+        if (held.step() != SQLITE_DONE) return error("record held branch");
+      }
       ++stored;
       const bool complete = stored == count;
       Statement update(db_,
@@ -195,6 +210,12 @@ class SqliteJoinStore final : public JoinStore {
       update.integer(1, to_ms(now));
       if (update.step() != SQLITE_DONE) return error("expire groups");
       expired = static_cast<std::size_t>(sqlite3_changes(db_));
+      // Rows of groups finished by a sidecar that did not know join_held (finish() deletes them).
+      Statement gc_held(db_,
+                        "DELETE FROM join_held WHERE group_id IN (SELECT group_id FROM "
+                        "join_groups WHERE state = 2 AND decided_ms < ?1)");
+      gc_held.integer(1, to_ms(now - retention_));
+      if (gc_held.step() != SQLITE_DONE) return error("remove held rows of old tombstones");
       Statement gc(db_, "DELETE FROM join_groups WHERE state = 2 AND decided_ms < ?1");
       gc.integer(1, to_ms(now - retention_));
       if (gc.step() != SQLITE_DONE) return error("remove old tombstones");
@@ -268,6 +289,29 @@ class SqliteJoinStore final : public JoinStore {
     return rc == SQLITE_DONE ? Status::Ok() : error("read branches");
   }
 
+  Result<std::vector<HeldBranch>> held_branches(std::string_view actor, std::string_view group,
+                                                const HeldBranch* after,
+                                                std::size_t limit) override {
+    std::lock_guard lock(mutex_);
+    Statement rows(db_,
+                   "SELECT h.group_id, h.idx, h.sha256 FROM join_held h JOIN join_groups g "
+                   "ON g.group_id = h.group_id WHERE g.actor = ?1 AND g.state < 2 "
+                   "AND (coalesce(?2, '') = '' OR h.group_id = ?2) "
+                   "AND (h.group_id > ?3 OR (h.group_id = ?3 AND h.idx > ?4)) "
+                   "ORDER BY h.group_id, h.idx LIMIT ?5");
+    if (!rows.ok()) return error("list held branches");
+    rows.text(1, actor).text(2, group).text(3, after ? std::string_view(after->group) : "");
+    rows.integer(4, after ? static_cast<std::int64_t>(after->index) : -1);
+    rows.integer(5, static_cast<std::int64_t>(limit));
+    std::vector<HeldBranch> out;
+    int rc;
+    while ((rc = rows.step()) == SQLITE_ROW)
+      out.push_back({std::string(rows.column_text(0)), static_cast<std::size_t>(rows.column_int(1)),
+                     std::string(rows.column_text(2))});
+    if (rc != SQLITE_DONE) return error("list held branches");
+    return out;
+  }
+
   Result<bool> renew(std::string_view group, std::string_view owner,
                      std::chrono::milliseconds lease) override {
     std::lock_guard lock(mutex_);
@@ -312,6 +356,9 @@ class SqliteJoinStore final : public JoinStore {
       Statement drop(db_, "DELETE FROM join_branches WHERE group_id = ?1");
       drop.text(1, group);
       if (drop.step() != SQLITE_DONE) return error("delete branches");
+      Statement unheld(db_, "DELETE FROM join_held WHERE group_id = ?1");
+      unheld.text(1, group);
+      if (unheld.step() != SQLITE_DONE) return error("delete held branches");
       return Status::Ok();
     });
     if (!st) return st.error();
