@@ -60,7 +60,10 @@ std::optional<std::string> from_base64url(const std::string& text) {
 // in turn refuses the new form with a 400, as any cursor it did not give.
 std::string encode_cursor(const JobCursor& cursor) {
   std::string plain = std::to_string(cursor.created_ms);
-  if (cursor.order) plain += "." + std::to_string(*cursor.order);
+  if (cursor.order) {
+    plain += '.';
+    plain += std::to_string(*cursor.order);
+  }
   return base64url(plain + ":" + cursor.id);
 }
 

@@ -93,7 +93,10 @@ std::string encode_task_cursor(const TaskCursor& cursor) {
   // "<created_ms>.<order>:<task id>" (TaskCursor); earlier versions gave "<created_ms>:<task id>",
   // still accepted.
   std::string plain = std::to_string(cursor.created_ms);
-  if (cursor.order) plain += "." + std::to_string(*cursor.order);
+  if (cursor.order) {
+    plain += '.';
+    plain += std::to_string(*cursor.order);
+  }
   plain += ":" + cursor.id;
   std::string out(kCursorPrefix);
   char hex[3];
