@@ -311,9 +311,6 @@ TEST(RuntimeClientWait, AStreamedRequestIsWrittenWholeAfterTheWait) {
   EXPECT_EQ(runtime.handled(), 1);
 }
 
-}  // namespace
-}  // namespace asya::wire
-
 // wait_request_read (pipelined batches, PROTOCOL §3 "Order"): true only once the runtime read the
 // whole request in flight; without one, false at once.
 TEST(RuntimeClientWait, TheRequestCountsAsReadOnlyOnceTheRuntimeReadItsLastByte) {
@@ -349,3 +346,6 @@ TEST(RuntimeClientWait, TheRequestCountsAsReadOnlyOnceTheRuntimeReadItsLastByte)
   ::close(peer);
   ::close(listen_fd);
 }
+
+}  // namespace
+}  // namespace asya::wire
