@@ -197,7 +197,10 @@ int serve_envelopes(EnvelopeHandler handler);
 int serve_raw(RawPayloadHandler handler);
 // Payload mode with a batch handler: declares batch support in the ready file (a line `batch`)
 // and answers batch requests (a JSON array of envelopes) with one answer per envelope; a single
-// envelope is handled as a batch of one (PROTOCOL §3).
+// envelope is handled as a batch of one (PROTOCOL §3). Also declares `pipeline`: each connection
+// is served on its own thread, and unless ASYA_HANDLER_THREAD_SAFE=true the handler is called
+// once at a time, in the order the requests began to arrive, so batches a sidecar sends ahead
+// run in the order sent (PROTOCOL §3 "Pipelined batches", "Order").
 int serve_batch(BatchHandler handler);
 
 // The response to one request frame, as the server would send it (exposed for tests and

@@ -187,6 +187,7 @@ _HEADER = struct.Struct(">I")
 # recv flags as plain ints: an IntFlag `|` costs a few enum calls per request in Python 3.11.
 _DONTWAIT = int(socket.MSG_DONTWAIT)
 _PEEK_DONTWAIT = int(socket.MSG_PEEK | socket.MSG_DONTWAIT)
+_PEEK = int(socket.MSG_PEEK)
 _MAX_FRAME_BYTES = 0xFFFFFFFF
 
 
@@ -1017,12 +1018,16 @@ class _HandlerThread(object):
     ahead, PROTOCOL.md section 3 "Pipelined batches"), and polls for it up to `spin_seconds` after
     a call (yielding the core at each round) when none is.
 
-    Order: the server takes a ticket (take_ticket) when it has read a whole request, before
-    decoding it, and the calls run in ticket order. A call whose ticket was taken earlier is
-    waited for while its request is decoded, so the batch the sidecar sent first runs first even
-    when the second connection's thread decodes faster (or the first request changed threads on
-    the way, Server._hand_off). A ticket whose request calls no handler (an invalid request, a
-    call made on the connection's own thread) is given back with release()."""
+    Order: the server takes a ticket (take_ticket) when a request starts to arrive, before it
+    reads any byte of it, and the calls run in ticket order. A call whose ticket was taken
+    earlier is waited for while its request is read and decoded. A sidecar writes the batch ahead
+    on its second connection only once the runtime read the first one whole (PROTOCOL.md section
+    3, "Order"), so the first one's ticket is the earlier one and the batch the sidecar sent first
+    runs first, whichever connection thread finishes reading first (or when the first request
+    changed threads on the way, Server._hand_off). A ticket whose request calls no handler (an
+    invalid request, a call made on the connection's own thread, a connection closed before the
+    request came whole) is given back with release(). A connection that stops in the middle of a
+    request holds back the calls of requests that began after it until it is closed."""
 
     def __init__(self, call, spin_seconds=0.0):
         self._call = call
@@ -1643,6 +1648,8 @@ class Server(object):
             # Order matters only between connections (a lone one calls the handler itself).
             return runtime_ticket() if self._open_connections > 1 else None
 
+        peek = connection.recv
+
         max_bytes = self.max_message_bytes
         unpack = _HEADER.unpack_from
         pack = _HEADER.pack
@@ -1678,7 +1685,16 @@ class Server(object):
             try:
                 while filled < 4:
                     received = -1
+                    # The ticket comes before any byte of the request is read (_HandlerThread,
+                    # "Order"), when calls may go through the handler thread: several connections
+                    # are open, or a worker thread serves this one (the leader may accept another
+                    # at any time). The leader alone accepts no one before this request has one.
+                    ticket_first = (
+                        filled == 0 and ordered and held[0] is None and (not leader or self._open_connections > 1)
+                    )
                     if filled == 0:
+                        if fresh and ticket_first:
+                            fresh = False  # not read at once: the ticket first, after the poll
                         if fresh:
                             fresh = False
                             try:
@@ -1724,6 +1740,13 @@ class Server(object):
                                         return False
                                 self._hand_off(connection)
                                 return True
+                            if ticket_first:  # readable (or closed: the ticket is given back)
+                                ticket_first = False
+                                held[0] = runtime_ticket()
+                    if ticket_first and received < 0:
+                        if peek(1, _PEEK) == b"":
+                            return False  # clean EOF between requests
+                        held[0] = runtime_ticket()
                     if received < 0:
                         received = recv_into(view[filled:], capacity - filled)
                     if received == 0:

@@ -54,9 +54,17 @@ std::optional<std::string> from_base64url(const std::string& text) {
   return out;
 }
 
-// The opaque cursor: base64url("<created_ms>:<job id>").
+// The opaque cursor: base64url("<created_ms>.<order>:<job id>"), `order` the job's place among
+// the jobs of its millisecond (JobCursor). A gateway of an earlier version gave
+// base64url("<created_ms>:<job id>"), still accepted (the order is then looked up by the id); it
+// in turn refuses the new form with a 400, as any cursor it did not give.
 std::string encode_cursor(const JobCursor& cursor) {
-  return base64url(std::to_string(cursor.created_ms) + ":" + cursor.id);
+  std::string plain = std::to_string(cursor.created_ms);
+  if (cursor.order) {
+    plain += '.';
+    plain += std::to_string(*cursor.order);
+  }
+  return base64url(plain + ":" + cursor.id);
 }
 
 std::optional<JobCursor> decode_cursor(const std::string& text) {
@@ -65,8 +73,16 @@ std::optional<JobCursor> decode_cursor(const std::string& text) {
   auto colon = raw->find(':');
   if (colon == std::string::npos || colon == 0 || colon + 1 == raw->size()) return std::nullopt;
   JobCursor cursor;
-  auto [end, ec] = std::from_chars(raw->data(), raw->data() + colon, cursor.created_ms);
-  if (ec != std::errc() || end != raw->data() + colon) return std::nullopt;
+  const char* const end_of_time = raw->data() + colon;
+  auto [end, ec] = std::from_chars(raw->data(), end_of_time, cursor.created_ms);
+  if (ec != std::errc()) return std::nullopt;
+  if (end != end_of_time) {
+    std::int64_t order = 0;
+    if (*end != '.') return std::nullopt;
+    auto [order_end, order_ec] = std::from_chars(end + 1, end_of_time, order);
+    if (order_ec != std::errc() || order_end != end_of_time) return std::nullopt;
+    cursor.order = order;
+  }
   cursor.id = raw->substr(colon + 1);
   return cursor;
 }

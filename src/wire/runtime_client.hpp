@@ -257,6 +257,15 @@ class RuntimeClient {
                      std::chrono::milliseconds timeout);
   // Whether a request was sent and its answer not received yet.
   bool in_flight() const { return pending_.active; }
+  // Waits until the runtime has read the whole request in flight: nothing of it is left unread in
+  // its socket (SIOCOUTQ is 0). A runtime that serializes its handler calls takes each request's
+  // place in its call order before it reads the request's last byte, so a request written on
+  // another connection after this returned true runs after this one (PROTOCOL §3 "Pipelined
+  // batches", "Order"). Returns false, without consuming anything, when no request is in flight,
+  // the connection is closed, `deadline` passed, or something arrived on the connection while
+  // the request was not read whole (receive() then reports it). Polls: yields the core for the
+  // first 100 µs, then sleeps 100 µs at a time, and wakes early when an answer arrives.
+  bool wait_request_read(std::chrono::steady_clock::time_point deadline);
   // Gives up on the request in flight, if any, without reading its answer: the connection is
   // closed, so its answer can never be read as another request's.
   void abandon();

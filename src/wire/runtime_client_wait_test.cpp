@@ -1,6 +1,7 @@
 // RuntimeClient waiting for a runtime that is being restarted (RuntimeClientOptions::
 // undelivered_wait): a request that provably never reached a live runtime waits for it and is
-// written again; one the runtime may have handled never is.
+// written again; one the runtime may have handled never is. And the wait for the runtime to have
+// read a request (wait_request_read).
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -18,6 +19,7 @@
 #include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
 #include "wire/runtime_client.hpp"
+#include "wire/socket_io.hpp"
 
 namespace asya::wire {
 namespace {
@@ -307,6 +309,42 @@ TEST(RuntimeClientWait, AStreamedRequestIsWrittenWholeAfterTheWait) {
   ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
   EXPECT_EQ(response.view(), "[" + body + "]");
   EXPECT_EQ(runtime.handled(), 1);
+}
+
+// wait_request_read (pipelined batches, PROTOCOL §3 "Order"): true only once the runtime read the
+// whole request in flight; without one, false at once.
+TEST(RuntimeClientWait, TheRequestCountsAsReadOnlyOnceTheRuntimeReadItsLastByte) {
+  TempDir dir;
+  const fs::path path = dir.path / "rt.sock";
+  const int listen_fd = listen_at(path);
+  RuntimeClient client(RuntimeClientOptions{path.string()});
+  EXPECT_FALSE(client.wait_request_read(std::chrono::steady_clock::now() + 5s));  // none in flight
+  const std::string request = "{\"batch\":[1,2,3]}";
+  ASSERT_EQ(client.send(request, 5s).status, CallStatus::kOk);
+  const int peer = ::accept(listen_fd, nullptr, nullptr);
+  ASSERT_GE(peer, 0);
+  // Nothing read yet: the wait ends at its deadline, the request unread.
+  EXPECT_FALSE(client.wait_request_read(std::chrono::steady_clock::now() + 20ms));
+  // All but the last byte read: still not.
+  std::string got(4 + request.size(), '\0');
+  ASSERT_EQ(::recv(peer, got.data(), got.size() - 1, MSG_WAITALL),
+            static_cast<ssize_t>(got.size() - 1));
+  EXPECT_FALSE(client.wait_request_read(std::chrono::steady_clock::now() + 20ms));
+  // The last byte, read by another thread while the client waits.
+  auto last = std::async(std::launch::async,
+                         [&] { return ::recv(peer, got.data() + got.size() - 1, 1, 0); });
+  EXPECT_TRUE(client.wait_request_read(std::chrono::steady_clock::now() + 30s));
+  ASSERT_EQ(last.get(), 1);
+  EXPECT_EQ(got.substr(4), request);
+  EXPECT_TRUE(client.in_flight());  // nothing consumed: the answer is still to be received
+  const std::string answer = "[1]";
+  ASSERT_TRUE(detail::write_frame_io(peer, answer, std::nullopt).ok());
+  FrameBuffer response;
+  CallResult r = client.receive(response, std::chrono::steady_clock::now() + 5s, 5s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response.view(), answer);
+  ::close(peer);
+  ::close(listen_fd);
 }
 
 }  // namespace

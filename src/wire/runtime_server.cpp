@@ -23,6 +23,7 @@
 #include "common/env.hpp"
 #include "common/log.hpp"
 #include "wire/batch.hpp"
+#include "wire/call_order.hpp"
 #include "wire/frame.hpp"
 #include "wire/payload_fd.hpp"
 #include "wire/runtime_answer.hpp"
@@ -218,9 +219,10 @@ Status write_ready_file(const std::string& path, bool batch, bool payload_fd) {
 // Writes the answer to one request into `answer` (a per-connection object, reused). `fd_payload`
 // is null for an ordinary request; for one whose payload came as a file descriptor, the mapped
 // payload, and `request` is the envelope with "payload": null in its place (only for handler
-// kinds that declare payload-fd).
+// kinds that declare payload-fd). `turn`: the request's place in the call order of a batch
+// runtime whose calls are serialized (call_order.hpp), else null.
 using Responder = std::function<void(std::string_view request, const std::string_view* fd_payload,
-                                     detail::Answer& answer)>;
+                                     wire::CallTurn* turn, detail::Answer& answer)>;
 
 // Connection threads and requests in progress, so shutdown can wait for the latter.
 class ServerState {
@@ -318,9 +320,10 @@ Result<std::optional<FdRequest>> take_fd_request(std::string_view frame, std::ve
 }
 
 // Serves requests on one connection until EOF, an unreadable frame, or shutdown. After a
-// shutdown signal, a request already being read or processed is still answered.
+// shutdown signal, a request already being read or processed is still answered. `order`: the
+// call order of a serialized batch runtime, or null.
 void serve_connection(int fd, std::shared_ptr<const Responder> respond, const RuntimeConfig* config,
-                      ServerState* state, bool payload_fd) {
+                      ServerState* state, bool payload_fd, wire::CallOrder* order) {
   const std::size_t max_message_bytes = config->max_message_bytes;
   // Not a std::string: growing one zero-fills it, a whole extra pass over a large request's
   // fresh pages before the read fills them.
@@ -339,6 +342,10 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond, const Ru
     // Readiness of the connection wins over the stop pipe: a request already sent is answered.
     int ready = wire::detail::wait_readable(fd, g_stop_pipe[0], std::nullopt);
     if (ready != 1) break;
+    // The request's place in the call order, taken before any byte of it is read (so before its
+    // last one: call_order.hpp); ended after its handler call, or unused when there is none.
+    std::optional<wire::CallTurn> turn;
+    if (order != nullptr) turn.emplace(*order, order->take());
     std::vector<int> fds;
     bool fds_truncated = false;
     auto read = wire::detail::read_frame_with_fds(
@@ -367,10 +374,11 @@ void serve_connection(int fd, std::shared_ptr<const Responder> respond, const Ru
       answer.text = detail::error_response(detail::parsing_error(fd_request.error().message));
     } else if (*fd_request) {
       const std::string_view payload = (*fd_request)->payload.bytes();
-      (*respond)((*fd_request)->rest, &payload, answer);
+      (*respond)((*fd_request)->rest, &payload, nullptr, answer);
     } else {
-      (*respond)(request.view(), nullptr, answer);
+      (*respond)(request.view(), nullptr, turn ? &*turn : nullptr, answer);
     }
+    if (turn) turn->end();
     // The answer's pieces (a raw handler's answer refers to the request's own payload bytes)
     // go out with one gather write, nothing copied into a new buffer.
     auto written = answer.pieces.empty()
@@ -441,6 +449,10 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
                ::getpid());
 
   auto respond = std::make_shared<const Responder>(make(config));
+  // A batch runtime whose calls are serialized runs them in the order the requests began to
+  // arrive (call_order.hpp); a thread-safe handler's calls run as they come.
+  wire::CallOrder call_order;
+  wire::CallOrder* order = batch && !config.handler_thread_safe ? &call_order : nullptr;
   ServerState state;
   while (!stopping()) {
     int ready = wire::detail::wait_readable(listen_fd, g_stop_pipe[0], std::nullopt);
@@ -459,7 +471,7 @@ int run_server(const char* mode, const std::function<Responder(const RuntimeConf
     // Room for a large answer, so it is written while the sidecar reads it (socket_io.hpp).
     wire::detail::raise_send_buffer(fd);
     state.connection_opened();
-    std::thread(serve_connection, fd, respond, &config, &state, payload_fd).detach();
+    std::thread(serve_connection, fd, respond, &config, &state, payload_fd, order).detach();
   }
 
   spdlog::info("stopping: no new connections; finishing requests in progress");
@@ -515,7 +527,7 @@ int serve(PayloadHandler handler) {
       "payload",
       [&](const RuntimeConfig& config) -> Responder {
         return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-                   std::string_view request, const std::string_view* fd_payload,
+                   std::string_view request, const std::string_view* fd_payload, wire::CallTurn*,
                    detail::Answer& answer) {
           if (fd_payload != nullptr)
             detail::respond_payload_fd(request, *fd_payload, handler, answer);
@@ -531,7 +543,7 @@ int serve_raw(RawPayloadHandler handler) {
       "payload",
       [&](const RuntimeConfig& config) -> Responder {
         return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-                   std::string_view request, const std::string_view* fd_payload,
+                   std::string_view request, const std::string_view* fd_payload, wire::CallTurn*,
                    detail::Answer& answer) {
           if (fd_payload != nullptr)
             detail::respond_raw_fd(request, *fd_payload, handler, answer);
@@ -545,11 +557,23 @@ int serve_raw(RawPayloadHandler handler) {
 int serve_batch(BatchHandler handler) {
   return run_server(
       "payload",
-      [&](const RuntimeConfig& config) -> Responder {
-        return [handler = serialized_unless_thread_safe(config, std::move(handler))](
-                   std::string_view request, const std::string_view*, detail::Answer& answer) {
+      [&](const RuntimeConfig&) -> Responder {
+        // Serialized (unless thread-safe) by the call order: `turn` is then set.
+        return [handler = std::move(handler)](std::string_view request, const std::string_view*,
+                                              wire::CallTurn* turn, detail::Answer& answer) {
           answer.clear();
-          answer.text = handle_batch_request(request, handler);
+          if (turn == nullptr) {
+            answer.text = handle_batch_request(request, handler);
+            return;
+          }
+          answer.text = handle_batch_request(request, [&](const std::vector<Json>& payloads) {
+            turn->begin();
+            struct EndTurn {
+              wire::CallTurn* turn;
+              ~EndTurn() { turn->end(); }
+            } end_turn{turn};
+            return handler(payloads);
+          });
         };
       },
       /*batch=*/true);
@@ -559,7 +583,7 @@ int serve_envelopes(EnvelopeHandler handler) {
   return run_server("envelope", [&](const RuntimeConfig& config) -> Responder {
     return [handler = serialized_unless_thread_safe(config, std::move(handler)),
             validate = config.enable_validation](std::string_view request, const std::string_view*,
-                                                 detail::Answer& answer) {
+                                                 wire::CallTurn*, detail::Answer& answer) {
       answer.clear();
       answer.text = handle_request(request, handler, validate);
     };

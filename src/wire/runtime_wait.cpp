@@ -1,7 +1,13 @@
-// RuntimeClient's waits for its runtime (runtime_client.hpp): wait_ready(), and the wait of a call
-// whose request never reached a live runtime (RuntimeClientOptions::undelivered_wait).
+// RuntimeClient's waits for its runtime (runtime_client.hpp): wait_ready(), the wait of a call
+// whose request never reached a live runtime (RuntimeClientOptions::undelivered_wait), and the
+// wait for the runtime to have read a request (wait_request_read).
 #include <fmt/format.h>
+#include <linux/sockios.h>
+#include <poll.h>
+#include <sched.h>
+#include <sys/ioctl.h>
 
+#include <cerrno>
 #include <filesystem>
 #include <thread>
 
@@ -104,6 +110,40 @@ CallResult RuntimeClient::until_delivered(CallResult result,
   result.runtime_waited =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - started);
   return result;
+}
+
+bool RuntimeClient::wait_request_read(Clock::time_point deadline) {
+  if (!pending_.active || fd_ < 0) return false;
+  // What we wrote that the runtime has not read yet (socket memory, not bytes: only zero or not
+  // matters).
+  auto unread = [this] {
+    int bytes = 0;
+    return ::ioctl(fd_, SIOCOUTQ, &bytes) != 0 || bytes > 0;
+  };
+  // A runtime reads a request as soon as it arrives (each connection has its own thread), so
+  // this mostly holds at once; when the runtime was idle, its thread has to wake first: a few
+  // tens of microseconds, worth a spin that yields the core to it.
+  constexpr auto kSpin = std::chrono::microseconds(100);
+  constexpr auto kSleep = std::chrono::microseconds(100);
+  const auto spin_until = Clock::now() + kSpin;
+  for (;;) {
+    if (!unread()) return true;
+    const auto now = Clock::now();
+    if (now >= deadline) return false;
+    if (now < spin_until) {
+      ::sched_yield();
+      continue;
+    }
+    pollfd poll_fd{fd_, POLLIN, 0};
+    const auto left = std::min<Clock::duration>(kSleep, deadline - now);
+    const timespec wait{
+        0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count())};
+    const int ready = ::ppoll(&poll_fd, 1, &wait, nullptr);
+    if (ready < 0 && errno != EINTR) return false;
+    // An answer (or a close) arrived: the runtime is done with the request, or broke the rules,
+    // which receive() reports.
+    if (ready > 0) return !unread();
+  }
 }
 
 }  // namespace asya::wire

@@ -1,6 +1,7 @@
 """Client side of the runtime conformance suite: start a runtime process, speak the socket protocol
 (PROTOCOL section 3: 4-byte big-endian length + UTF-8 JSON). Used by conftest.py and the tests.
 """
+import fcntl
 import json
 import os
 import pathlib
@@ -10,6 +11,7 @@ import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import time
 
 import pytest
@@ -91,6 +93,20 @@ class Connection:
 
     def send_frame(self, body):
         self.sock.sendall(struct.pack(">I", len(body)) + body)
+
+    def unread_bytes(self):
+        """What this side wrote that the runtime has not read yet (SIOCOUTQ: socket memory, so
+        only zero or not matters)."""
+        return struct.unpack("i", fcntl.ioctl(self.sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+
+    def wait_read(self, timeout=IO_TIMEOUT_SECONDS):
+        """Waits until the runtime has read everything written so far, as a sidecar does before it
+        writes a batch ahead on its other connection (PROTOCOL section 3, "Order")."""
+        deadline = time.monotonic() + timeout
+        while self.unread_bytes() > 0:
+            if time.monotonic() > deadline:
+                pytest.fail("the runtime did not read what was written within %.0f s" % timeout)
+            time.sleep(0.001)
 
     def _recv_exact(self, size):
         buffer = bytearray(size)

@@ -128,6 +128,17 @@ def batch_mixed(payloads):
     return results
 
 
+_batch_calls = [0]
+
+
+def batch_numbered(payloads):
+    """A batch handler (ASYA_HANDLER_BATCH=true) that numbers its calls: per payload {"n": n} ->
+    {"n": n, "call": k}, k the number of calls before this one (0 for the first)."""
+    call = _batch_calls[0]
+    _batch_calls[0] += 1
+    return [{"n": p.get("n"), "call": call} for p in payloads]
+
+
 def batch_envelopes(envelopes):
     """An envelope-mode batch handler (Python only): per envelope, payload {"do": ...}: "next" ->
     the envelope with route.current + 1, "abort" -> None, "past" -> an output that changes the

@@ -2,6 +2,7 @@
 ASYA_HANDLER_BATCH=true and the C++ runtime's asya::serve_batch answer batch requests alike. Both
 serve conformance_handlers.batch_mixed."""
 import json
+import struct
 
 from conformance_client import envelope
 
@@ -46,6 +47,50 @@ def test_a_batch_runtime_serves_a_second_connection_while_the_first_stays_open(s
             connection = (first, second)[round_ % 2]
             answers = connection.call_raw(json.dumps([item(round_, "echo")]).encode())
             assert [a[0]["payload"]["n"] for a in answers] == [round_]
+
+
+def numbered(connection, n):
+    """The call number the runtime's batch_numbered handler gave request `n` on `connection`."""
+    answers = json.loads(connection.recv_frame())
+    assert answers[0][0]["payload"]["n"] == n, answers
+    return answers[0][0]["payload"]["call"]
+
+
+def test_batches_run_in_the_order_they_began_to_arrive_whichever_is_read_whole_first(start_runtime):
+    # PROTOCOL section 3, "Order": a sidecar writes the batch ahead on its second connection only
+    # once the runtime read the first one whole; the runtime took the first one's place in its
+    # call order before reading its last byte, so it runs first even when the second connection's
+    # thread reads its batch whole before the first one's thread has all of its own.
+    runtime = start_runtime("batch_numbered", env=BATCH)
+    with runtime.connect() as first, runtime.connect() as second:
+        for connection in (first, second):  # both served and idle, as between two busy periods
+            connection.call_raw(json.dumps([item(0, "echo")]).encode())
+        body = json.dumps([item(1, "echo")]).encode()
+        frame = struct.pack(">I", len(body)) + body
+        first.sock.sendall(frame[:-1])  # all but its last byte
+        first.wait_read()
+        second.send_frame(json.dumps([item(2, "echo")]).encode())  # whole
+        second.wait_read()
+        first.sock.sendall(frame[-1:])
+        assert numbered(first, 1) < numbered(second, 2)
+
+
+def test_a_connection_closed_in_the_middle_of_its_batch_does_not_hold_back_the_next(start_runtime):
+    # Its place in the call order is given back: the batch that began after it is answered.
+    runtime = start_runtime("batch_numbered", env=BATCH)
+    with runtime.connect() as first, runtime.connect() as second:
+        for connection in (first, second):
+            connection.call_raw(json.dumps([item(0, "echo")]).encode())
+        body = json.dumps([item(1, "echo")]).encode()
+        first.sock.sendall((struct.pack(">I", len(body)) + body)[:-1])
+        first.wait_read()
+        second.send_frame(json.dumps([item(2, "echo")]).encode())
+        first.close()  # the sidecar crashed (or closed it) in the middle of the request
+        numbered(second, 2)
+        # And the runtime goes on: a new connection is served.
+        with runtime.connect() as third:
+            answers = third.call_raw(json.dumps([item(3, "echo")]).encode())
+            assert answers[0][0]["payload"]["n"] == 3
 
 
 def test_batch_answers_every_envelope_in_order_each_by_its_own_slot(start_runtime):

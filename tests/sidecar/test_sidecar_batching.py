@@ -117,9 +117,9 @@ def test_the_next_batch_is_leased_while_the_runtime_works_and_keeps_its_lease(cl
     batches = recorded_batches(cluster)
     assert sorted(i for b in batches for i in b["ids"]) == list(range(10)), batches  # each item once
     if cluster.transport == "sqlite":
-        # Leased in queue order, five and five. Which of the two the runtime runs first is its
-        # connection threads' race when both arrive at an idle runtime (protocol §3 "Order").
-        assert sorted(b["ids"] for b in batches) == [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], batches
+        # Leased in queue order, five and five, and run in the order sent (protocol §3 "Order").
+        assert [b["ids"] for b in sorted(batches, key=lambda b: b["start"])] == \
+            [[0, 1, 2, 3, 4], [5, 6, 7, 8, 9]], batches
     processed = 'asya_actor_messages_processed_total{queue="asya-echo",status="success"} 10'
     text = wait_for(lambda: (lambda t: t if processed in t.splitlines() else None)(actor.metrics()), 10,
                     "every item counted as processed")
@@ -242,8 +242,7 @@ def test_an_item_whose_deadline_may_pass_while_waiting_in_the_runtime_is_not_sen
 def test_batches_sent_ahead_run_back_to_back_on_one_handler_thread(sqlite_cluster):
     # Three full batches: each next one is sent ahead on the other connection; the Python runtime
     # runs every call on its handler thread (two connections open), so the model stays on one
-    # thread instead of a thread woken per connection, one batch after the other. The batches are
-    # leased in queue order; the first two may run in either order (protocol §3 "Order").
+    # thread instead of a thread woken per connection, and in queue order (protocol §3 "Order").
     cluster = sqlite_cluster
     cluster.queues.send_many("asya-echo", [envelope("t%d" % i, ["echo"], payload={"i": i, "sleep": 0.3})
                                            for i in range(12)])
@@ -251,7 +250,27 @@ def test_batches_sent_ahead_run_back_to_back_on_one_handler_thread(sqlite_cluste
     cluster.queues.collect(HAPPY, 12, timeout=60)
     assert "sent ahead on the second connection" in actor.sidecar.text()
     batches = sorted(recorded_batches(cluster), key=lambda b: b["start"])
-    assert sorted(b["ids"] for b in batches) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]], batches
-    assert batches[2]["ids"] == [8, 9, 10, 11], batches  # sent after the first answer
+    assert [b["ids"] for b in batches] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]], batches
     assert all(earlier["end"] <= later["start"] for earlier, later in zip(batches, batches[1:])), batches
     assert len({b["thread"] for b in batches[1:]}) == 1, batches
+
+
+def test_a_batch_is_sent_ahead_only_once_the_runtime_has_read_the_one_before_whole(sqlite_cluster):
+    # Protocol §3 "Order": the runtime takes a batch's place in its call order before it reads the
+    # batch's last byte, so the sidecar writes the next one only after that. This runtime leaves
+    # each request unread for a while and records any request that arrives on the other
+    # connection meanwhile; the batches are still sent ahead (once read), and read in queue order.
+    cluster = sqlite_cluster
+    ids = ["r%02d" % i for i in range(12)]
+    cluster.queues.send_many("asya-echo", [envelope(id_, ["echo"], payload={"i": i}) for i, id_ in enumerate(ids)])
+    actor = cluster.actor("echo", env=dict(BATCH_ENV, ASYA_BATCH_MAX_SIZE="4", ASYA_LOG_LEVEL="debug"),
+                          runtime_cmd=[sys.executable, str(HERE / "slow_reader_runtime.py")])
+    happy = cluster.queues.collect(HAPPY, 12, timeout=60)
+    assert sorted(m["json"]["id"] for m in happy) == ids
+    for m in happy:
+        assert m["json"]["payload"] == {"answered": m["json"]["id"]}, m["json"]
+    early = cluster.markers / "early"
+    assert not early.exists(), early.read_text()
+    assert "sent ahead on the second connection" in actor.sidecar.text()
+    reads = (cluster.markers / "reads").read_text().split("\n")[:-1]
+    assert [line.split() for line in reads] == [ids[0:4], ids[4:8], ids[8:12]], reads

@@ -3,6 +3,7 @@
 
 #include <boost/json.hpp>
 
+#include <charconv>
 #include <cstdio>
 
 #include "common/log.hpp"
@@ -89,7 +90,14 @@ Result<std::optional<std::int64_t>> parse_task_parameter(const json::value& task
 }
 
 std::string encode_task_cursor(const TaskCursor& cursor) {
-  std::string plain = std::to_string(cursor.created_ms) + ":" + cursor.id;
+  // "<created_ms>.<order>:<task id>" (TaskCursor); earlier versions gave "<created_ms>:<task id>",
+  // still accepted.
+  std::string plain = std::to_string(cursor.created_ms);
+  if (cursor.order) {
+    plain += '.';
+    plain += std::to_string(*cursor.order);
+  }
+  plain += ":" + cursor.id;
   std::string out(kCursorPrefix);
   char hex[3];
   for (unsigned char c : plain) {
@@ -114,10 +122,27 @@ std::optional<TaskCursor> decode_task_cursor(std::string_view text) {
     plain += static_cast<char>(value);
   }
   auto colon = plain.find(':');
-  if (colon == std::string::npos || colon == 0 || colon > 19 || colon + 1 == plain.size())
-    return std::nullopt;
-  if (plain.find_first_not_of("0123456789") != colon) return std::nullopt;
-  return TaskCursor{std::stoll(plain.substr(0, colon)), plain.substr(colon + 1)};
+  if (colon == std::string::npos || colon == 0 || colon + 1 == plain.size()) return std::nullopt;
+  // A non-negative number (digits only) in [from, to), or nullopt.
+  auto number = [&plain](std::size_t from, std::size_t to) -> std::optional<std::int64_t> {
+    std::int64_t value = 0;
+    const char* first = plain.data() + from;
+    const char* last = plain.data() + to;
+    if (first == last || *first < '0' || *first > '9') return std::nullopt;
+    auto [end, ec] = std::from_chars(first, last, value);
+    if (ec != std::errc() || end != last) return std::nullopt;
+    return value;
+  };
+  const std::size_t dot = plain.find('.');
+  const bool ordered = dot < colon;
+  auto created_ms = number(0, ordered ? dot : colon);
+  if (!created_ms) return std::nullopt;
+  TaskCursor cursor{*created_ms, plain.substr(colon + 1)};
+  if (ordered) {
+    cursor.order = number(dot + 1, colon);
+    if (!cursor.order) return std::nullopt;
+  }
+  return cursor;
 }
 
 std::string task_owner(const std::string& authorization_header, bool tokens_configured) {

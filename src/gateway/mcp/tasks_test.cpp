@@ -70,8 +70,27 @@ TEST(McpTasks, CursorsRoundTripAndGarbageIsRefused) {
   ASSERT_TRUE(decoded.has_value());
   EXPECT_EQ(decoded->created_ms, cursor.created_ms);
   EXPECT_EQ(decoded->id, cursor.id);
-  for (const char* garbage : {"", "garbage", "c1.", "c1.zz", "c1.123", "c1.3a616263", "c1.616263",
-                              "c1.313a", "c2.313a61"}) {
+  EXPECT_FALSE(decoded->order.has_value());
+  // With the task's place among the tasks of its millisecond.
+  cursor.order = 42;
+  decoded = decode_task_cursor(encode_task_cursor(cursor));
+  ASSERT_TRUE(decoded.has_value());
+  EXPECT_EQ(decoded->created_ms, cursor.created_ms);
+  EXPECT_EQ(decoded->order, std::optional<std::int64_t>(42));
+  EXPECT_EQ(decoded->id, cursor.id);
+  // A cursor of an earlier version ("<ms>:<id>", hex) still reads, without an order.
+  auto old = decode_task_cursor("c1.313a61");
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->created_ms, 1);
+  EXPECT_EQ(old->id, "a");
+  EXPECT_FALSE(old->order.has_value());
+  for (const char* garbage :
+       {"", "garbage", "c1.", "c1.zz", "c1.123", "c1.3a616263", "c1.616263", "c1.313a", "c2.313a61",
+        "c1.312e3a61",      // "1.:a"
+        "c1.2e323a61",      // ".2:a"
+        "c1.312e2d323a61",  // "1.-2:a"
+        // "99999999999999999999:a": more than a 64-bit number
+        "c1.39393939393939393939393939393939393939393a61"}) {
     EXPECT_FALSE(decode_task_cursor(garbage).has_value()) << garbage;
   }
 }

@@ -49,6 +49,24 @@ struct SqlDialect {
   // PostgreSQL takes a transaction-scoped advisory lock per job; nullptr on SQLite, whose
   // BEGIN IMMEDIATE serialises every writer already.
   const char* lock_job_spans;
+  // The column that orders the jobs (and MCP tasks) of one millisecond in the order they were
+  // created: SQLite's rowid (the next one is above every row's, and every index entry ends with
+  // it), a column `seq` filled from a sequence on PostgreSQL (shared by every replica).
+  const char* creation_order;
+  // Schema 10, which adds that order: the indexes of the lists end with it (SQLite), the `seq`
+  // columns and their sequences (PostgreSQL).
+  const char* creation_order_migration;
+  // Run once after schema 10 was added to an older database (after the document backfill):
+  // numbers the rows it had in (created_ms, id) order (nullptr: nothing to do).
+  const char* creation_order_backfill;
+};
+
+// A row of a list: its text (a job document or a task id), its creation millisecond and its
+// place among the rows of that millisecond (SqlDialect::creation_order).
+struct ListedRow {
+  std::string text;
+  std::int64_t created_ms = 0;
+  std::int64_t order = 0;
 };
 
 class StorageBackend {
@@ -118,16 +136,20 @@ class StorageBackend {
 
   // MCP tasks: the index JobStore::list_tasks reads (the job itself is in gateway_jobs).
   Status add_task(const std::string& job_id, const std::string& owner, std::int64_t created_ms);
-  // (id, created_ms) of `owner`'s tasks after (after_created_ms, after_id), oldest first.
-  Result<std::vector<std::pair<std::string, std::int64_t>>> list_tasks(
-      const std::string& owner, std::int64_t after_created_ms, const std::string& after_id,
-      std::int64_t limit);
+  // `owner`'s tasks (text: the task id) after (after_created_ms, after_order), oldest first.
+  Result<std::vector<ListedRow>> list_tasks(const std::string& owner, std::int64_t after_created_ms,
+                                            std::int64_t after_order, std::int64_t limit);
+  // The creation order of a task (nullopt: no such task); for cursors given before there was one.
+  Result<std::optional<std::int64_t>> task_order(const std::string& task_id);
 
-  // Job documents for JobStore::list_jobs: (document, created_ms), newest first, older than
-  // (before_created_ms, before_id); "" status or tool matches any, nullopt owner too.
-  Result<std::vector<std::pair<std::string, std::int64_t>>> list_jobs(
-      const std::string& status, const std::string& tool, const std::optional<std::string>& owner,
-      std::int64_t before_created_ms, const std::string& before_id, std::int64_t limit);
+  // Job documents for JobStore::list_jobs, newest first, older than (before_created_ms,
+  // before_order); "" status or tool matches any, nullopt owner too.
+  Result<std::vector<ListedRow>> list_jobs(const std::string& status, const std::string& tool,
+                                           const std::optional<std::string>& owner,
+                                           std::int64_t before_created_ms,
+                                           std::int64_t before_order, std::int64_t limit);
+  // The creation order of a job (nullopt: no such job); for cursors given before there was one.
+  Result<std::optional<std::int64_t>> job_order(const std::string& job_id);
 
   // The job with gateway_jobs.trace_id = trace_id.
   Result<std::optional<std::string>> job_of_trace(const std::string& trace_id);

@@ -9,22 +9,62 @@
 
 namespace asya::gateway {
 
+Result<TaskPage> list_task_page(StorageBackend& backend, const std::string& owner,
+                                const std::optional<TaskCursor>& after, std::size_t limit) {
+  std::int64_t after_order = std::numeric_limits<std::int64_t>::min();
+  if (after) {
+    if (after->order) {
+      after_order = *after->order;
+    } else {
+      // A cursor of an earlier version: the task's own place, or (gone) all of its millisecond.
+      auto order = backend.task_order(after->id);
+      if (!order.ok()) return order.error();
+      after_order = order.value().value_or(std::numeric_limits<std::int64_t>::max());
+    }
+  }
+  // One more than asked tells whether another page follows.
+  auto rows = backend.list_tasks(owner, after ? after->created_ms : -1, after_order,
+                                 static_cast<std::int64_t>(limit) + 1);
+  if (!rows.ok()) return rows.error();
+  TaskPage page;
+  for (std::size_t i = 0; i < rows.value().size() && i < limit; ++i) {
+    const ListedRow& row = rows.value()[i];
+    auto text = backend.read_job(row.text);
+    if (!text.ok()) return text.error();
+    if (text.value()) page.tasks.push_back(job_from_document(*text.value()));
+    if (rows.value().size() > limit && i + 1 == limit)
+      page.next = TaskCursor{row.created_ms, row.text, row.order};
+  }
+  return page;
+}
+
 Result<JobPage> list_job_page(StorageBackend& backend, const JobFilter& filter,
                               const std::optional<JobCursor>& after, std::size_t limit) {
   std::string status = filter.status ? job_status_name(*filter.status) : "";
+  std::int64_t before_order = std::numeric_limits<std::int64_t>::max();
+  if (after) {
+    if (after->order) {
+      before_order = *after->order;
+    } else {
+      // A cursor of an earlier version: the job's own place, or (gone) none of its millisecond.
+      auto order = backend.job_order(after->id);
+      if (!order.ok()) return order.error();
+      before_order = order.value().value_or(std::numeric_limits<std::int64_t>::min());
+    }
+  }
   // One more than asked tells whether another page follows.
   auto rows =
       backend.list_jobs(status, filter.tool, filter.owner,
                         after ? after->created_ms : std::numeric_limits<std::int64_t>::max(),
-                        after ? after->id : std::string(), static_cast<std::int64_t>(limit) + 1);
+                        before_order, static_cast<std::int64_t>(limit) + 1);
   if (!rows.ok()) return rows.error();
   JobPage page;
   for (std::size_t i = 0; i < rows.value().size() && i < limit; ++i) {
-    page.jobs.push_back(job_from_document(rows.value()[i].first));
+    page.jobs.push_back(job_from_document(rows.value()[i].text));
   }
   if (rows.value().size() > limit && limit > 0) {
-    const Job& last = page.jobs.back();
-    page.next = JobCursor{rows.value()[limit - 1].second, last.id};
+    const ListedRow& last = rows.value()[limit - 1];
+    page.next = JobCursor{last.created_ms, page.jobs.back().id, last.order};
   }
   return page;
 }

@@ -1,5 +1,5 @@
-// Internal to the job store: JobStore::list_jobs and the span methods over a StorageBackend (kept
-// apart from the status rules of job_store_core.cpp).
+// Internal to the job store: JobStore::list_jobs, list_tasks and the span methods over a
+// StorageBackend (kept apart from the status rules of job_store_core.cpp).
 #pragma once
 
 #include <atomic>
@@ -15,6 +15,10 @@ namespace asya::gateway {
 struct SpanPruning {
   std::atomic<std::int64_t> last_pruned_ms{0};
 };
+
+// JobStore::list_tasks.
+Result<TaskPage> list_task_page(StorageBackend& backend, const std::string& owner,
+                                const std::optional<TaskCursor>& after, std::size_t limit);
 
 // JobStore::list_jobs.
 Result<JobPage> list_job_page(StorageBackend& backend, const JobFilter& filter,

@@ -110,6 +110,102 @@ TEST_P(JobListingTest, JobsAreListedNewestFirstInPagesWithFilters) {
   EXPECT_EQ(everything.jobs[2].id, second);
 }
 
+// Jobs (and MCP tasks) created back to back until two of them share a creation millisecond; their
+// ids sort against their creation order, so the ids cannot give the order the list must keep.
+// Returns the ids in creation order.
+std::vector<std::string> create_until_two_share_a_millisecond(JobStore& store,
+                                                              const std::string& tool,
+                                                              const std::string& owner, bool task) {
+  std::vector<std::string> ids;
+  std::int64_t previous_ms = -1;
+  bool shared = false;
+  const std::string prefix = unique_id("tie");
+  for (int i = 999; i >= 0 && !(shared && ids.size() >= 4); --i) {
+    std::string id = prefix + "-" + std::to_string(100000 + i);  // descending
+    NewJob job{id,    tool, {"a"},       R"({"actors":["a"],"current":0})", "{}", std::nullopt,
+               owner, task, std::nullopt};
+    Status status = store.create(job);
+    EXPECT_TRUE(status.ok()) << status.message();
+    if (!status.ok()) break;
+    auto created = store.get(id);
+    const std::int64_t ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                created.value()->created_at.time_since_epoch())
+                                .count();
+    shared = shared || ms == previous_ms;
+    previous_ms = ms;
+    ids.push_back(id);
+  }
+  EXPECT_TRUE(shared) << "no two of " << ids.size() << " jobs created back to back shared a "
+                      << "millisecond: nothing was tested";
+  return ids;
+}
+
+TEST_P(JobListingTest, JobsOfOneMillisecondAreListedNewestFirstInTheOrderTheyWereCreated) {
+  std::string tool = unique_id("tool");
+  std::vector<std::string> created = create_until_two_share_a_millisecond(*store_, tool, "", false);
+  std::vector<std::string> newest_first(created.rbegin(), created.rend());
+  std::vector<std::string> listed;
+  for (const auto& job : list(JobFilter{std::nullopt, tool}, std::nullopt, 1000).jobs)
+    listed.push_back(job.id);
+  EXPECT_EQ(listed, newest_first);
+
+  // Page by page, one job each: every cursor continues right after its job, ties included.
+  std::vector<std::string> paged;
+  std::optional<JobCursor> cursor;
+  do {
+    JobPage page = list(JobFilter{std::nullopt, tool}, cursor, 1);
+    ASSERT_LE(page.jobs.size(), 1u);
+    for (const auto& job : page.jobs) paged.push_back(job.id);
+    if (page.next) {
+      EXPECT_TRUE(page.next->order.has_value());
+    }
+    cursor = page.next;
+  } while (cursor && paged.size() <= created.size());
+  EXPECT_EQ(paged, newest_first);
+
+  // A cursor of an earlier version (no order): it continues after the job it names.
+  for (std::size_t i = 0; i + 1 < newest_first.size(); ++i) {
+    auto job = store_->get(newest_first[i]).value();
+    JobCursor old{
+        std::chrono::duration_cast<std::chrono::milliseconds>(job->created_at.time_since_epoch())
+            .count(),
+        job->id};
+    JobPage rest = list(JobFilter{std::nullopt, tool}, old, 1000);
+    std::vector<std::string> rest_ids;
+    for (const auto& j : rest.jobs) rest_ids.push_back(j.id);
+    EXPECT_EQ(rest_ids, std::vector<std::string>(newest_first.begin() + static_cast<long>(i) + 1,
+                                                 newest_first.end()))
+        << "after " << job->id;
+  }
+}
+
+TEST_P(JobListingTest, TasksOfOneMillisecondAreListedOldestFirstInTheOrderTheyWereCreated) {
+  std::string owner = unique_id("owner");
+  std::vector<std::string> created =
+      create_until_two_share_a_millisecond(*store_, unique_id("tool"), owner, true);
+  std::vector<std::string> listed;
+  std::optional<TaskCursor> cursor;
+  do {
+    auto page = store_->list_tasks(owner, cursor, 1);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    for (const auto& task : page.value().tasks) listed.push_back(task.id);
+    cursor = page.value().next;
+  } while (cursor && listed.size() <= created.size());
+  EXPECT_EQ(listed, created);
+
+  // A cursor of an earlier version (no order) continues after the task it names.
+  auto second = store_->get(created[1]).value();
+  TaskCursor old{
+      std::chrono::duration_cast<std::chrono::milliseconds>(second->created_at.time_since_epoch())
+          .count(),
+      second->id};
+  auto rest = store_->list_tasks(owner, old, 1000);
+  ASSERT_TRUE(rest.ok()) << rest.error().message;
+  std::vector<std::string> rest_ids;
+  for (const auto& task : rest.value().tasks) rest_ids.push_back(task.id);
+  EXPECT_EQ(rest_ids, std::vector<std::string>(created.begin() + 2, created.end()));
+}
+
 TEST_P(JobListingTest, SpansAreOrderedByStartDeduplicatedAndCappedPerJob) {
   std::string job = create(unique_id("tool"));
   std::string other = create(unique_id("tool"));

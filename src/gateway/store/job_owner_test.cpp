@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "gateway/store/job_store.hpp"
@@ -260,6 +261,57 @@ TEST_P(JobOwnerTest, AVersion6DatabaseKeepsItsSpansAndTheirDeduplication) {
             "schemaname = current_schema() AND (SELECT COUNT(*) FROM pg_indexes WHERE "
             "indexname = 'gateway_spans_job' AND schemaname = current_schema()) = 0";
   EXPECT_EQ(query_count(indexes), 1);
+}
+
+// A database of schema version 9 (lists ordered by (created_ms, id), no creation order): opening
+// it migrates to 10. Its jobs, two of them of one millisecond, are each listed once, page by page
+// with cursors of either version; jobs created afterwards come before them, in creation order.
+TEST_P(JobOwnerTest, AVersion9DatabaseGetsACreationOrderAndKeepsListingItsJobs) {
+  open();
+  std::string first = create("token:aaaa");
+  std::string second = create("token:aaaa");
+  std::string third = create("token:aaaa");
+  store_.reset();
+  const std::string downgrade =
+      GetParam() == "sqlite"
+          ? "DROP INDEX gateway_jobs_created; DROP INDEX gateway_jobs_owner; "
+            "DROP INDEX gateway_tasks_owner; "
+          : "ALTER TABLE gateway_jobs DROP COLUMN seq; ALTER TABLE gateway_tasks DROP COLUMN seq; "
+            "DROP SEQUENCE gateway_jobs_seq; DROP SEQUENCE gateway_tasks_seq; ";
+  run_sql(
+      GetParam(), where_,
+      downgrade +
+          "CREATE INDEX gateway_jobs_created ON gateway_jobs(created_ms, id); "
+          "CREATE INDEX gateway_jobs_owner ON gateway_jobs(owner, created_ms, id); "
+          "CREATE INDEX gateway_tasks_owner ON gateway_tasks(owner, created_ms, id); "
+          // The second and third of one millisecond.
+          "UPDATE gateway_jobs SET created_ms = (SELECT created_ms FROM gateway_jobs WHERE id = '" +
+          second + "') WHERE id = '" + third + "'; UPDATE gateway_schema SET version = 9;");
+
+  open();
+  std::string fourth = create("token:aaaa");
+  std::string fifth = create("token:aaaa");
+  std::vector<std::string> all = ids(of("token:aaaa"));
+  ASSERT_EQ(all.size(), 5u);
+  EXPECT_EQ(all[0], fifth);
+  EXPECT_EQ(all[1], fourth);
+  EXPECT_EQ(std::set<std::string>(all.begin() + 2, all.begin() + 4),
+            (std::set<std::string>{second, third}));
+  EXPECT_EQ(all[4], first);
+  std::vector<std::string> paged;
+  std::optional<JobCursor> next;
+  do {
+    auto page = ids(of("token:aaaa"), 1, next, &next);
+    paged.insert(paged.end(), page.begin(), page.end());
+    // Every other page with the cursor as an earlier version gave it (no order).
+    if (next && paged.size() % 2 == 0) next->order.reset();
+  } while (next && paged.size() <= all.size());
+  EXPECT_EQ(paged, all);
+  // The version reached is recorded; the order survives reopening.
+  store_.reset();
+  EXPECT_EQ(query_count("SELECT MAX(version) FROM gateway_schema"), 10);
+  open();
+  EXPECT_EQ(ids(of("token:aaaa")), all);
 }
 
 INSTANTIATE_TEST_SUITE_P(Stores, JobOwnerTest, ::testing::Values("sqlite", "postgres"),

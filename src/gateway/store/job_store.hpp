@@ -204,10 +204,14 @@ struct ChangeResult {
   JobStatus job_status = JobStatus::pending;  // the job's status after the call
 };
 
-// Where a page of list_tasks() starts: after the task created at created_ms with this id.
+// Where a page of list_tasks() starts: after the task created at created_ms with this id, whose
+// place among the tasks of that millisecond is `order` (their creation order). A cursor without
+// it (given by a gateway of an earlier version) continues after the task with that id, or after
+// every task of that millisecond when there is no such task.
 struct TaskCursor {
   std::int64_t created_ms = 0;
   std::string id;
+  std::optional<std::int64_t> order{};
 };
 
 struct TaskPage {
@@ -245,10 +249,14 @@ struct JobFilter {
 };
 
 // Where a page of list_jobs() continues: after (older than) the job created at created_ms with
-// this id.
+// this id, whose place among the jobs of that millisecond is `order` (their creation order: jobs
+// of one millisecond are listed newest first too). A cursor without it (given by a gateway of an
+// earlier version) continues after the job with that id, or with the jobs of earlier
+// milliseconds when there is no such job.
 struct JobCursor {
   std::int64_t created_ms = 0;
   std::string id;
+  std::optional<std::int64_t> order{};
 };
 
 struct JobPage {

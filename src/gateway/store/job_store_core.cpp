@@ -312,21 +312,7 @@ class JobStoreCore final : public JobStore {
 
   Result<TaskPage> list_tasks(const std::string& owner, const std::optional<TaskCursor>& after,
                               std::size_t limit) override {
-    // One more than asked tells whether another page follows.
-    auto rows = backend_->list_tasks(owner, after ? after->created_ms : -1,
-                                     after ? after->id : std::string(),
-                                     static_cast<std::int64_t>(limit) + 1);
-    if (!rows.ok()) return rows.error();
-    TaskPage page;
-    for (std::size_t i = 0; i < rows.value().size() && i < limit; ++i) {
-      const auto& [task_id, created_ms] = rows.value()[i];
-      auto text = backend_->read_job(task_id);
-      if (!text.ok()) return text.error();
-      if (text.value()) page.tasks.push_back(job_from_document(*text.value()));
-      if (rows.value().size() > limit && i + 1 == limit)
-        page.next = TaskCursor{created_ms, task_id};
-    }
-    return page;
+    return list_task_page(*backend_, owner, after, limit);
   }
 
   Result<JobPage> list_jobs(const JobFilter& filter, const std::optional<JobCursor>& after,

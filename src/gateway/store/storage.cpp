@@ -130,6 +130,11 @@ CREATE INDEX IF NOT EXISTS gateway_span_groups_received ON gateway_span_groups(r
 // The schema version that added the last of the gateway_jobs columns filled from the documents
 // (4: created_ms, tool; 5: owner).
 constexpr std::int64_t kJobColumnsVersion = 5;
+// Schema 10, the creation order of the jobs and tasks of one millisecond, differs per database
+// (SqlDialect::creation_order_migration).
+constexpr std::int64_t kCreationOrderVersion = 10;
+constexpr std::int64_t kSharedMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
+static_assert(kSharedMigrations + 1 == kCreationOrderVersion);
 
 // The first column of the first row, if any.
 Result<std::optional<std::string>> first_text(Result<std::vector<SqlRow>> rows) {
@@ -176,19 +181,24 @@ Status StorageBackend::migrate(const std::string& where) {
                                  "SELECT COALESCE(MAX(version), 0) FROM gateway_schema"));
     if (!read.ok()) return read.error();
     std::int64_t version = read.value() ? std::stoll(*read.value()) : 0;
-    constexpr std::int64_t latest = sizeof(kMigrations) / sizeof(kMigrations[0]);
+    constexpr std::int64_t latest = kCreationOrderVersion;
     if (version > latest) {
       return Error{where + " has schema version " + std::to_string(version) +
                    ", newer than this gateway knows (" + std::to_string(latest) +
                    "): upgrade the gateway"};
     }
     for (std::int64_t v = version; v < latest; ++v) {
-      Status applied = script(kMigrations[v]);
+      Status applied =
+          script(v < kSharedMigrations ? kMigrations[v] : dialect().creation_order_migration);
       if (!applied.ok()) return applied;
     }
     if (version > 0 && version < kJobColumnsVersion) {
       Status filled = backfill_job_columns(*this);
       if (!filled.ok()) return filled;
+    }
+    if (version > 0 && version < kCreationOrderVersion && dialect().creation_order_backfill) {
+      Status numbered = script(dialect().creation_order_backfill);
+      if (!numbered.ok()) return numbered;
     }
     if (version == latest) return Status::Ok();
     Status cleared = script("DELETE FROM gateway_schema");
@@ -301,42 +311,71 @@ Status StorageBackend::add_task(const std::string& job_id, const std::string& ow
                     {job_id, owner, created_ms}));
 }
 
-Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_tasks(
-    const std::string& owner, std::int64_t after_created_ms, const std::string& after_id,
-    std::int64_t limit) {
-  auto rows = query("listing tasks",
-                    "SELECT id, created_ms FROM gateway_tasks WHERE owner = $1 AND "
-                    "(created_ms > $2 OR (created_ms = $2 AND id > $3)) "
-                    "ORDER BY created_ms, id LIMIT $4",
-                    {owner, after_created_ms, after_id, limit});
-  if (!rows.ok()) return rows.error();
-  std::vector<std::pair<std::string, std::int64_t>> out;
-  out.reserve(rows.value().size());
-  for (auto& row : rows.value()) out.emplace_back(std::move(row.at(0)), std::stoll(row.at(1)));
+namespace {
+
+std::vector<ListedRow> listed_rows(std::vector<SqlRow>& rows) {
+  std::vector<ListedRow> out;
+  out.reserve(rows.size());
+  for (auto& row : rows)
+    out.push_back(ListedRow{std::move(row.at(0)), std::stoll(row.at(1)), std::stoll(row.at(2))});
   return out;
 }
 
-Result<std::vector<std::pair<std::string, std::int64_t>>> StorageBackend::list_jobs(
-    const std::string& status, const std::string& tool, const std::optional<std::string>& owner,
-    std::int64_t before_created_ms, const std::string& before_id, std::int64_t limit) {
-  // Two statements rather than "($6 IS NULL OR owner = $6)": a plain equality lets both
-  // databases walk the gateway_jobs_owner index in order.
-  const char* sql = owner ? "SELECT document, created_ms FROM gateway_jobs WHERE owner = $6 AND "
-                            "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
-                            "(created_ms < $3 OR (created_ms = $3 AND id < $4)) "
-                            "ORDER BY created_ms DESC, id DESC LIMIT $5"
-                          : "SELECT document, created_ms FROM gateway_jobs WHERE "
-                            "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
-                            "(created_ms < $3 OR (created_ms = $3 AND id < $4)) "
-                            "ORDER BY created_ms DESC, id DESC LIMIT $5";
-  std::vector<SqlArg> args{status, tool, before_created_ms, before_id, limit};
-  if (owner) args.emplace_back(*owner);
-  auto rows = query("listing jobs", sql, args);
+Result<std::optional<std::int64_t>> order_of(StorageBackend& backend, const std::string& what,
+                                             const std::string& sql, const std::string& id) {
+  auto found = first_text(backend.query(what, sql.c_str(), {id}));
+  if (!found.ok()) return found.error();
+  if (!found.value()) return std::optional<std::int64_t>();
+  return std::optional<std::int64_t>(std::stoll(*found.value()));
+}
+
+}  // namespace
+
+Result<std::vector<ListedRow>> StorageBackend::list_tasks(const std::string& owner,
+                                                          std::int64_t after_created_ms,
+                                                          std::int64_t after_order,
+                                                          std::int64_t limit) {
+  const std::string order = dialect().creation_order;
+  const std::string sql = "SELECT id, created_ms, " + order +
+                          " FROM gateway_tasks WHERE owner = $1 AND (created_ms > $2 OR "
+                          "(created_ms = $2 AND " +
+                          order + " > $3)) ORDER BY created_ms, " + order + " LIMIT $4";
+  auto rows = query("listing tasks", sql.c_str(), {owner, after_created_ms, after_order, limit});
   if (!rows.ok()) return rows.error();
-  std::vector<std::pair<std::string, std::int64_t>> out;
-  out.reserve(rows.value().size());
-  for (auto& row : rows.value()) out.emplace_back(std::move(row.at(0)), std::stoll(row.at(1)));
-  return out;
+  return listed_rows(rows.value());
+}
+
+Result<std::optional<std::int64_t>> StorageBackend::task_order(const std::string& task_id) {
+  return order_of(
+      *this, "reading the creation order of task " + task_id,
+      std::string("SELECT ") + dialect().creation_order + " FROM gateway_tasks WHERE id = $1",
+      task_id);
+}
+
+Result<std::vector<ListedRow>> StorageBackend::list_jobs(
+    const std::string& status, const std::string& tool, const std::optional<std::string>& owner,
+    std::int64_t before_created_ms, std::int64_t before_order, std::int64_t limit) {
+  // Two statements rather than "($6 IS NULL OR owner = $6)": a plain equality lets both
+  // databases walk the gateway_jobs_owner index in order (its entries end with the creation
+  // order: SqlDialect::creation_order).
+  const std::string order = dialect().creation_order;
+  const std::string sql = "SELECT document, created_ms, " + order + " FROM gateway_jobs WHERE " +
+                          (owner ? "owner = $6 AND " : "") +
+                          "($1 = '' OR status = $1) AND ($2 = '' OR tool = $2) AND "
+                          "(created_ms < $3 OR (created_ms = $3 AND " +
+                          order + " < $4)) ORDER BY created_ms DESC, " + order + " DESC LIMIT $5";
+  std::vector<SqlArg> args{status, tool, before_created_ms, before_order, limit};
+  if (owner) args.emplace_back(*owner);
+  auto rows = query("listing jobs", sql.c_str(), args);
+  if (!rows.ok()) return rows.error();
+  return listed_rows(rows.value());
+}
+
+Result<std::optional<std::int64_t>> StorageBackend::job_order(const std::string& job_id) {
+  return order_of(
+      *this, "reading the creation order of job " + job_id,
+      std::string("SELECT ") + dialect().creation_order + " FROM gateway_jobs WHERE id = $1",
+      job_id);
 }
 
 Result<std::optional<std::string>> StorageBackend::job_of_trace(const std::string& trace_id) {

@@ -4,7 +4,9 @@
 // With ASYA_CONFORMANCE_RAW=1 the payload-mode handlers are served as raw handlers
 // (asya::serve_raw): the same behaviour on the payload's JSON text, so the suite checks that the
 // raw path answers every request exactly like the DOM path (suite runtime kind "cpp_raw").
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -193,6 +195,18 @@ std::vector<asya::BatchResult> batch_mixed(const std::vector<Json>& payloads) {
   return results;
 }
 
+// conformance_handlers.batch_numbered: numbers its calls, as the Python one.
+std::vector<asya::BatchResult> batch_numbered(const std::vector<Json>& payloads) {
+  static std::atomic<std::int64_t> calls{0};
+  const std::int64_t call = calls.fetch_add(1);
+  std::vector<asya::BatchResult> results;
+  for (const Json& p : payloads) {
+    const Json* n = p.is_object() ? p.get_object().if_contains("n") : nullptr;
+    results.emplace_back(Outputs(json::object{{"n", n ? *n : Json(nullptr)}, {"call", call}}));
+  }
+  return results;
+}
+
 const char* kPrefix = "conformance_handlers.";
 
 // A DOM handler as a raw handler: parse the text, call it, serialize what it returns.
@@ -229,6 +243,7 @@ int main() {
 
   if (short_name == "envelope_edit") return asya::serve_envelopes(envelope_edit);
   if (short_name == "batch_mixed") return asya::serve_batch(batch_mixed);
+  if (short_name == "batch_numbered") return asya::serve_batch(batch_numbered);
 
   static Counter counter;
   const std::map<std::string, asya::PayloadHandler> payload_handlers = {

@@ -32,6 +32,33 @@ const SqlDialect kPostgres{
     true,
     // Two int4 keys: a key space apart from the migration's single bigint key.
     "SELECT pg_advisory_xact_lock(1635349345, hashtext($1))",
+    // A sequence shared by every replica: jobs one caller creates one after the other are in
+    // that order, whichever replica created them. Replicas of an older version get it from the
+    // column's default.
+    "seq",
+    R"sql(
+CREATE SEQUENCE IF NOT EXISTS gateway_jobs_seq;
+ALTER TABLE gateway_jobs ADD COLUMN IF NOT EXISTS seq BIGINT NOT NULL
+  DEFAULT nextval('gateway_jobs_seq');
+DROP INDEX IF EXISTS gateway_jobs_created;
+CREATE INDEX gateway_jobs_created ON gateway_jobs(created_ms, seq);
+DROP INDEX IF EXISTS gateway_jobs_owner;
+CREATE INDEX gateway_jobs_owner ON gateway_jobs(owner, created_ms, seq);
+CREATE SEQUENCE IF NOT EXISTS gateway_tasks_seq;
+ALTER TABLE gateway_tasks ADD COLUMN IF NOT EXISTS seq BIGINT NOT NULL
+  DEFAULT nextval('gateway_tasks_seq');
+DROP INDEX IF EXISTS gateway_tasks_owner;
+CREATE INDEX gateway_tasks_owner ON gateway_tasks(owner, created_ms, seq);
+)sql",
+    // The rows of an older database, numbered in the order they were listed in.
+    R"sql(
+UPDATE gateway_jobs AS j SET seq = o.n FROM (SELECT id, row_number() OVER (ORDER BY created_ms, id)
+  AS n FROM gateway_jobs) AS o WHERE j.id = o.id;
+SELECT setval('gateway_jobs_seq', COALESCE((SELECT MAX(seq) FROM gateway_jobs), 0) + 1, false);
+UPDATE gateway_tasks AS t SET seq = o.n FROM (SELECT id, row_number() OVER (ORDER BY created_ms, id)
+  AS n FROM gateway_tasks) AS o WHERE t.id = o.id;
+SELECT setval('gateway_tasks_seq', COALESCE((SELECT MAX(seq) FROM gateway_tasks), 0) + 1, false);
+)sql",
 };
 
 using postgres::PgResult;

@@ -23,9 +23,25 @@ namespace asya::gateway {
 namespace {
 
 const SqlDialect kSqlite{
-    "",      "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
-    nullptr, false,
-    false,   nullptr,
+    "",
+    "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
+    nullptr,
+    false,
+    false,
+    nullptr,  // lock_job_spans: BEGIN IMMEDIATE serialises every writer already
+    // A new row's rowid is above every other's (no job or task row is ever deleted), and every
+    // index entry ends with the rowid: indexes on (created_ms) list a millisecond's rows in the
+    // order they were created, with no column or index more to write per job.
+    "rowid",
+    R"sql(
+DROP INDEX IF EXISTS gateway_jobs_created;
+CREATE INDEX gateway_jobs_created ON gateway_jobs(created_ms);
+DROP INDEX IF EXISTS gateway_jobs_owner;
+CREATE INDEX gateway_jobs_owner ON gateway_jobs(owner, created_ms);
+DROP INDEX IF EXISTS gateway_tasks_owner;
+CREATE INDEX gateway_tasks_owner ON gateway_tasks(owner, created_ms);
+)sql",
+    nullptr,
 };
 
 class SqliteBackend final : public StorageBackend {
