@@ -310,7 +310,7 @@ std::string Metrics::serialize() const {
   return out.str();
 }
 
-MetricsServer::MetricsServer(const Metrics& metrics, std::function<bool()> ready)
+MetricsServer::MetricsServer(const Metrics& metrics, std::function<Readiness()> ready)
     : metrics_(metrics), ready_(std::move(ready)) {}
 
 MetricsServer::~MetricsServer() {
@@ -422,9 +422,9 @@ void MetricsServer::serve_one(int fd) {
   } else if (target == "/healthz") {
     body = "ok\n";
   } else if (target == "/readyz") {
-    bool ready = ready_ && ready_();
-    status = ready ? 200 : 503;
-    body = ready ? "ready\n" : "not ready\n";
+    Readiness readiness = ready_ ? ready_() : Readiness{false, "starting"};
+    status = readiness.ready ? 200 : 503;
+    body = readiness.ready ? "ready\n" : "not ready: " + readiness.reason + "\n";
   } else {
     status = 404;
     body = "not found: use /metrics, /healthz or /readyz\n";

@@ -63,11 +63,19 @@ class Metrics {
   std::unique_ptr<Impl> impl_;
 };
 
-// A minimal blocking HTTP/1.1 responder on one thread: GET /metrics, /healthz, /readyz (200 when
-// `ready()` is true, else 503). One request per connection.
+// What /readyz answers: ready, or not and why.
+struct Readiness {
+  bool ready = false;
+  std::string reason;  // when not ready: why, in one line for people
+};
+
+// A minimal blocking HTTP/1.1 responder on one thread: GET /metrics, GET /healthz (always 200
+// "ok": the process runs and serves, which is all a liveness probe should ask), GET /readyz (200
+// "ready" when `ready()` says so, else 503 "not ready: <reason>"). One request per connection;
+// `ready` is called on the responder's thread.
 class MetricsServer {
  public:
-  MetricsServer(const Metrics& metrics, std::function<bool()> ready);
+  MetricsServer(const Metrics& metrics, std::function<Readiness()> ready);
   ~MetricsServer();  // stop()
   MetricsServer(const MetricsServer&) = delete;
   MetricsServer& operator=(const MetricsServer&) = delete;
@@ -83,7 +91,7 @@ class MetricsServer {
   void serve_one(int fd);
 
   const Metrics& metrics_;
-  std::function<bool()> ready_;
+  std::function<Readiness()> ready_;
   int listen_fd_ = -1;
   int wake_pipe_[2] = {-1, -1};
   int port_ = 0;

@@ -1,9 +1,17 @@
 // The sidecar's metrics: each call counts in the series of its labels, whether the labels were
-// seen before (the metric found again by value) or not, from several threads at once.
+// seen before (the metric found again by value) or not, from several threads at once; and the
+// HTTP answers of its probes.
 #include "sidecar/metrics.hpp"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <atomic>
+#include <cstring>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -98,6 +106,62 @@ TEST(SidecarMetrics, CallsFromSeveralThreadsAreAllCounted) {
   EXPECT_EQ(sent, 4000);
   EXPECT_EQ(sample(text, R"(asya_actor_envelope_size_bytes_count{direction="received"})"), 2000);
   EXPECT_EQ(sample(text, R"(asya_actor_envelope_size_bytes_count{direction="sent"})"), 2000);
+}
+
+// The whole answer (status line, headers, body) of `GET target` on 127.0.0.1:`port`.
+std::string http_get(int port, const std::string& target) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string answer;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0) {
+    const std::string request = "GET " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+    if (::send(fd, request.data(), request.size(), MSG_NOSIGNAL) ==
+        static_cast<ssize_t>(request.size())) {
+      char buffer[4096];
+      ssize_t n;
+      while ((n = ::recv(fd, buffer, sizeof buffer, 0)) > 0)
+        answer.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+  ::close(fd);
+  return answer;
+}
+
+std::string body_of(const std::string& answer) {
+  auto at = answer.find("\r\n\r\n");
+  return at == std::string::npos ? std::string() : answer.substr(at + 4);
+}
+
+// Readiness drops with its reason in the body while liveness stays 200: a probe that restarts
+// the container on /healthz never restarts a sidecar that waits for its runtime.
+TEST(SidecarProbes, ReadyzSaysWhyItIsNotReadyWhileHealthzStaysOk) {
+  Metrics metrics("asya-a", "sqlite");
+  std::mutex mutex;
+  Readiness readiness{false, "runtime unavailable (no socket)"};
+  MetricsServer server(metrics, [&] {
+    std::lock_guard lock(mutex);
+    return readiness;
+  });
+  ASSERT_TRUE(server.start("127.0.0.1:0").ok());
+
+  std::string answer = http_get(server.port(), "/readyz");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 503 ", 0), 0u) << answer;
+  EXPECT_EQ(body_of(answer), "not ready: runtime unavailable (no socket)\n");
+  answer = http_get(server.port(), "/healthz");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 ", 0), 0u) << answer;
+  EXPECT_EQ(body_of(answer), "ok\n");
+
+  {
+    std::lock_guard lock(mutex);
+    readiness = {true, {}};
+  }
+  answer = http_get(server.port(), "/readyz");
+  EXPECT_EQ(answer.rfind("HTTP/1.1 200 ", 0), 0u) << answer;
+  EXPECT_EQ(body_of(answer), "ready\n");
+  server.stop();
 }
 
 }  // namespace

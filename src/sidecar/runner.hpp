@@ -74,6 +74,10 @@ class Runner {
   // The settings of a worker's runtime clients: waiting for a runtime that is being restarted
   // (RuntimeClientOptions::undelivered_wait), logged (runner_runtime.cpp).
   wire::RuntimeClientOptions runtime_client_options();
+  // How long a runtime call waits for a runtime that its request never reached
+  // (ASYA_RUNTIME_READY_TIMEOUT; a join actor: at most half its claim margin), and that in words.
+  std::chrono::milliseconds runtime_call_wait() const;
+  std::string runtime_call_wait_text() const;
   // A decided message of a group leased ahead, held until the group's last one is decided (at
   // most one call past ReceiveAhead::kBudget) and then settled with the others in one shared step
   // (runner_defer.cpp).
@@ -176,7 +180,13 @@ class Runner {
   void report(std::string path, std::string body) {
     if (reporter_) reporter_->post(std::move(path), std::move(body));
   }
-  bool ready() const;
+  // What /readyz answers: not ready while the transport fails, while stopping, and while a worker
+  // waits for the runtime (at start, after a failure, or inside a call whose request never reached
+  // it); liveness (/healthz) is not affected by any of these.
+  Readiness readiness() const;
+  // Stops the sidecar with exit 4 (kExitRuntimeNotReady) after a runtime call waited for the
+  // runtime and it was not ready again; `what`: what happened to the work that waited.
+  void stop_runtime_not_ready(std::string_view what);
 
   const Config& config_;
   std::unique_ptr<transport::Transport> transport_;
@@ -197,6 +207,7 @@ class Runner {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<SettleWindow> settle_window_;  // RabbitMQ plain actors: see settle_window.hpp
   std::atomic<bool> transport_ok_{false};
+  RuntimeWaits runtime_waits_;  // inside runtime calls, for readiness()
 };
 
 }  // namespace asya::sidecar::detail

@@ -1,5 +1,6 @@
 // The runner's runtime call (runner.hpp): one message sent to the runtime and its answer decided,
 // and the settings of the runtime clients that carry it.
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -9,10 +10,27 @@
 #include "sidecar/body_fd.hpp"
 #include "sidecar/body_parts.hpp"
 #include "sidecar/runner.hpp"
+#include "sidecar/sidecar.hpp"
 #include "sidecar/spooled_answer.hpp"
 #include "sidecar/tracing.hpp"
 
 namespace asya::sidecar::detail {
+
+std::chrono::milliseconds Runner::runtime_call_wait() const {
+  // A join group's claim lasts ASYA_RUNTIME_TIMEOUT + claim_lease_extra: a call that waited
+  // longer could find the group claimed and handled by another replica meanwhile.
+  if (config_.join.enabled)
+    return std::min(config_.runtime_ready_timeout, config_.join.claim_lease_extra / 2);
+  return config_.runtime_ready_timeout;
+}
+
+std::string Runner::runtime_call_wait_text() const {
+  const auto wait = runtime_call_wait();
+  if (wait == config_.runtime_ready_timeout)
+    return fmt::format("ASYA_RUNTIME_READY_TIMEOUT={}", format_duration(wait));
+  return fmt::format("{} (ASYA_RUNTIME_READY_TIMEOUT={}, cut to half a join group's claim margin)",
+                     format_duration(wait), format_duration(config_.runtime_ready_timeout));
+}
 
 wire::RuntimeClientOptions Runner::runtime_client_options() {
   wire::RuntimeClientOptions options{config_.socket_path, config_.max_message_bytes,
@@ -20,21 +38,28 @@ wire::RuntimeClientOptions Runner::runtime_client_options() {
   // A request that provably never reached a live runtime (it was restarting: no socket, refused,
   // or closed with the request unread) waits for the runtime instead of costing a delivery
   // (PROTOCOL §5 "Runtime unavailable"); the message's lease is extended meanwhile (in_flight).
-  options.undelivered_wait = config_.runtime_ready_timeout;
-  // A join group's claim lasts ASYA_RUNTIME_TIMEOUT + claim_lease_extra: a call that waited
-  // longer could find the group claimed and handled by another replica meanwhile.
-  if (config_.join.enabled)
-    options.undelivered_wait =
-        std::min(options.undelivered_wait, config_.join.claim_lease_extra / 2);
+  options.undelivered_wait = runtime_call_wait();
   options.stop_waiting = [this] { return stop_.stopping(); };
-  options.on_wait = [wait = options.undelivered_wait](std::string_view why) {
+  // /readyz answers 503 while a call waits (readiness()); /healthz stays 200, so a liveness probe
+  // never restarts a sidecar that waits for its runtime.
+  options.on_wait = [this](std::string_view why) {
+    runtime_waits_.begin(why);
     spdlog::warn(
-        "runtime unavailable before the request reached it ({}): waiting up to {} "
-        "(ASYA_RUNTIME_READY_TIMEOUT) for the runtime to be ready again, then sending the "
-        "request again (no delivery is counted)",
-        why, format_duration(wait));
+        "runtime unavailable before the request reached it ({}): waiting up to {} for the "
+        "runtime to be ready again, then sending the request again (no delivery is counted)",
+        why, runtime_call_wait_text());
   };
+  options.on_wait_end = [this](bool) { runtime_waits_.end(); };
   return options;
+}
+
+void Runner::stop_runtime_not_ready(std::string_view what) {
+  if (stop_.exit_code() != kExitRuntimeNotReady)  // once for all the items of a batch
+    spdlog::error(
+        "runtime not ready again within {} after a request could not reach it: {}; stopping "
+        "the sidecar (exit {})",
+        runtime_call_wait_text(), what, kExitRuntimeNotReady);
+  stop_.request(kExitRuntimeNotReady);
 }
 
 Decision Runner::call_runtime(const envelope::Envelope& in, transport::Delivery& delivery,

@@ -6,6 +6,9 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "transport/transport.hpp"
@@ -42,6 +45,35 @@ class StopState {
   std::condition_variable cv_;
   bool stopping_ = false;
   int exit_code_ = 0;
+};
+
+// The waits for the runtime in progress inside runtime calls (a request that never reached the
+// runtime waits for it to be ready again: wire::RuntimeClientOptions::on_wait), for /readyz.
+// Thread-safe.
+class RuntimeWaits {
+ public:
+  // A wait began; `why`: what made the request wait.
+  void begin(std::string_view why) {
+    std::lock_guard lock(mutex_);
+    ++waiting_;
+    why_.assign(why);
+  }
+  // A wait that began ended (the runtime is ready again, or the wait gave up).
+  void end() {
+    std::lock_guard lock(mutex_);
+    if (waiting_ > 0) --waiting_;
+  }
+  // While a wait is in progress: the why of the latest one begun.
+  std::optional<std::string> current() const {
+    std::lock_guard lock(mutex_);
+    if (waiting_ == 0) return std::nullopt;
+    return why_;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  int waiting_ = 0;
+  std::string why_;
 };
 
 // What the main thread needs to nack a message a worker did not finish within the grace period,

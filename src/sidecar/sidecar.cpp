@@ -46,12 +46,24 @@ namespace detail {
 static_assert(wire::FrameBuffer::kPadding >= envelope::kParsePadding,
               "the runtime answer buffer must be parseable in place");
 
-bool Runner::ready() const {
-  if (!transport_ok_ || stop_.stopping()) return false;
-  if (config_.is_end_actor) return true;
+Readiness Runner::readiness() const {
+  if (stop_.stopping())
+    return {false, "the sidecar is stopping (finishing its messages before it exits)"};
+  if (!transport_ok_)
+    return {false, fmt::format("receiving from {} failed; retrying (the sidecar's log says why)",
+                               config_.input_queue())};
+  if (config_.is_end_actor) return {true, {}};
   for (const auto& slot : slots_)
-    if (!slot->runtime_ready) return false;
-  return true;
+    if (!slot->runtime_ready)
+      return {false,
+              fmt::format("waiting for the runtime at {} to be ready (its ready file and a "
+                          "connection), up to ASYA_RUNTIME_READY_TIMEOUT={}",
+                          config_.socket_path, format_duration(config_.runtime_ready_timeout))};
+  if (auto why = runtime_waits_.current())
+    return {false, fmt::format("runtime unavailable ({}); a request waits for it to be ready "
+                               "again, up to {}",
+                               *why, runtime_call_wait_text())};
+  return {true, {}};
 }
 
 int Runner::run() {
@@ -107,7 +119,7 @@ int Runner::run() {
 
   std::optional<MetricsServer> server;
   if (!config_.metrics_addr.empty()) {
-    server.emplace(metrics_, [this] { return ready(); });
+    server.emplace(metrics_, [this] { return readiness(); });
     if (Status st = server->start(config_.metrics_addr); !st) {
       spdlog::error("{}", st.message());
       return kExitFatal;
@@ -256,8 +268,14 @@ void Runner::worker(Slot& slot) {
       spdlog::debug("runtime ready at {}", config_.socket_path);
     }
     // A join actor publishes the groups decided meanwhile: between messages and when idle.
-    if (join_ && join_->publish_decided(*client, scratch, stop_, need_ready).runtime_unhealthy)
-      stop_.request(kExitRuntimeTimeout);
+    if (join_) {
+      join::PublishReport published = join_->publish_decided(*client, scratch, stop_, need_ready);
+      if (published.runtime_unhealthy) stop_.request(kExitRuntimeTimeout);
+      // The call waited for the runtime already: not a second time before stopping.
+      if (published.runtime_not_ready)
+        stop_runtime_not_ready("the group was released, to be claimed again");
+      if (stop_.stopping()) break;
+    }
     auto started = Clock::now();
     double gathered_seconds = 0;
     // The next batch, leased while the runtime worked on the previous one (batch_ahead.hpp).
@@ -436,15 +454,9 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
           format_duration(config_.runtime_timeout), kExitRuntimeTimeout);
     stop_.request(kExitRuntimeTimeout);
   }
-  if (decision.runtime_not_ready) {
-    if (stop_.exit_code() != kExitRuntimeNotReady)  // once for all the items of a batch
-      spdlog::error(
-          "runtime not ready again within ASYA_RUNTIME_READY_TIMEOUT={} after a request could "
-          "not reach it: the message was returned to the queue (runtime_unavailable, a counted "
-          "delivery); stopping the sidecar (exit {})",
-          format_duration(config_.runtime_ready_timeout), kExitRuntimeNotReady);
-    stop_.request(kExitRuntimeNotReady);
-  }
+  if (decision.runtime_not_ready)
+    stop_runtime_not_ready(
+        "the message was returned to the queue (runtime_unavailable, a counted delivery)");
   if (decision.wait_for_runtime) {
     client.disconnect();
     need_ready = true;

@@ -78,32 +78,6 @@ Status RuntimeClient::connect_once() {
   return Status::Ok();
 }
 
-char* FrameBuffer::prepare(std::size_t size) {
-  if (!data_ || capacity_ < size) {
-    data_.reset();  // the old contents are not kept: never hold both allocations at once
-    capacity_ = 0;
-    size_ = 0;
-    // new char[] leaves the bytes uninitialised: the caller overwrites them (a zero-fill would
-    // touch every page of a large frame once more before the read does).
-    data_.reset(new char[size + kPadding]);
-    capacity_ = size;
-  }
-  size_ = size;
-  std::memset(data_.get() + size, 0, kPadding);
-  return data_.get();
-}
-
-void FrameBuffer::assign(std::string_view bytes) {
-  char* out = prepare(bytes.size());
-  if (!bytes.empty()) std::memcpy(out, bytes.data(), bytes.size());
-}
-
-void FrameBuffer::release() {
-  data_.reset();
-  size_ = 0;
-  capacity_ = 0;
-}
-
 namespace {
 
 constexpr std::size_t kShownBytes = 8;
@@ -178,8 +152,21 @@ Peeked peek(int fd, std::chrono::milliseconds wait = std::chrono::milliseconds(0
   }
 }
 
-CallResult undelivered(CallResult r) {
+// After a write to `fd` failed because the peer had closed (EPIPE): whether it closed with bytes
+// we wrote still unread in its socket (the pending error is ECONNRESET; Linux sets it when a Unix
+// stream socket is released with data in its receive queue, or unaccepted in a listening socket's
+// queue). A write after the peer's close fails with EPIPE either way; the read of a recv would
+// report the reset, so it is asked for here. Clears the pending error.
+bool closed_with_bytes_unread(int fd) {
+  int err = 0;
+  socklen_t len = sizeof err;
+  return ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) == 0 && err == ECONNRESET;
+}
+
+// `lost_unread`: the request was written on a connection the runtime then closed with it unread.
+CallResult undelivered(CallResult r, bool lost_unread) {
   r.undelivered = true;
+  r.lost_unread = lost_unread;
   return r;
 }
 
@@ -224,10 +211,20 @@ CallResult RuntimeClient::begin_call(const RequestBody& request, Clock::time_poi
 CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_point deadline,
                                         std::chrono::milliseconds timeout, bool kept,
                                         bool& may_resend) {
+  // A kept connection that the runtime closed with part of the request unread (ECONNRESET): the
+  // request is written again on a new one, and the loss is remembered (CallResult::lost_unread).
+  bool lost = false;
   for (int attempt = 0;; ++attempt) {
     if (fd_ < 0) {
       Status s = connect_once();
-      if (!s.ok()) return undelivered({CallStatus::kUnavailable, s.message()});
+      if (!s.ok())
+        return undelivered(
+            {CallStatus::kUnavailable,
+             lost ? fmt::format("the runtime closed the connection with the request unread, and "
+                                "then {}",
+                                s.message())
+                  : s.message()},
+            lost);
     }
     // The request is sent again only when it provably was not read, and only once: on a kept
     // connection that the runtime closed meanwhile.
@@ -249,9 +246,13 @@ CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_
                                                  request.streamed->write_body, deadline)
                  : detail::write_frame_io(fd_, request.whole, deadline);
     if (w.ok()) return {};
+    const bool reset = w.code == IoCode::kClosed && closed_with_bytes_unread(fd_);
     disconnect();
     // EPIPE/ECONNRESET: the runtime had closed; what it never received it did not read.
-    if (w.code == IoCode::kClosed && may_resend) continue;
+    if (w.code == IoCode::kClosed && may_resend) {
+      lost = lost || reset;
+      continue;
+    }
     switch (w.code) {
       case IoCode::kTimeout:
         return {CallStatus::kTimeout,
@@ -267,7 +268,8 @@ CallResult RuntimeClient::write_request(const RequestBody& request, Clock::time_
         // The runtime closed before it had all of the request: it cannot have run the handler.
         return undelivered(
             {CallStatus::kUnavailable,
-             fmt::format("sending the request to {} failed: {}", options_.socket_path, w.message)});
+             fmt::format("sending the request to {} failed: {}", options_.socket_path, w.message)},
+            lost || reset);
       default:
         return {CallStatus::kUnavailable, fmt::format("sending the request to {} failed: {}",
                                                       options_.socket_path, w.message)};
@@ -283,15 +285,21 @@ CallResult RuntimeClient::end_call(AnswerReceiver& receiver, Clock::time_point d
     return {CallStatus::kUnavailable, "no request in flight on this connection (a bug)"};
   bool request_unread = false;
   CallResult r = read_answer(receiver, deadline, timeout, request_unread);
+  bool lost = false;  // on the kept connection, before the request was written again
   if (r.status == CallStatus::kUnavailable && request_unread && pending.may_resend) {
     // The kept connection was closed by the runtime with the request unread: once more, on a new
     // connection.
+    lost = true;
+    request_unread = false;
     bool again = false;
+    const std::string first = std::move(r.error);
     r = write_request(pending.request, deadline, timeout, false, again);
+    if (r.status != CallStatus::kOk) r.error = fmt::format("{}; then {}", first, r.error);
     if (r.status == CallStatus::kOk) r = read_answer(receiver, deadline, timeout, request_unread);
   }
   // Closed with the request unread (ECONNRESET before any answer byte): no handler ran for it.
   if (r.status == CallStatus::kUnavailable && request_unread) r.undelivered = true;
+  if (r.undelivered) r.lost_unread = r.lost_unread || lost || request_unread;
   r.notice = std::move(pending.notice);
   return r;
 }

@@ -27,17 +27,24 @@ struct RuntimeClientOptions {
   // undelivered below): 0 (the default) fails it at once as kUnavailable; more waits up to this
   // long for the runtime to be ready again (wait_ready) and writes the request again, as often as
   // it takes within that time (counted from the first such failure of the call), instead of
-  // failing. A runtime found ready at once after losing the request, more than 3 times in one
-  // call, is not waited for again (it is there, but closes connections without reading them). A
-  // handler never runs twice for one call because of this: only a request that no runtime read
-  // whole is written again. (The sidecar sets it to ASYA_RUNTIME_READY_TIMEOUT.)
+  // failing. Two cases end the waiting early, as a failed attempt (kUnavailable): a runtime found
+  // ready at once after losing the request, more than 3 times in one call (it is there, but closes
+  // connections without reading them), and a runtime that the wait saw restart (not ready, then
+  // ready) and that then lost the request again after it was written to it
+  // (CallResult::lost_after_restart: it may die while reading this very request). A handler never
+  // runs twice for one call because of this: only a request that no runtime read whole is written
+  // again. (The sidecar sets it to ASYA_RUNTIME_READY_TIMEOUT.)
   std::chrono::milliseconds undelivered_wait{0};
   // Asked between the polls of that wait (every 20 ms): true ends the wait and the call
   // fails as kUnavailable (the sidecar is stopping). On the calling thread.
   std::function<bool()> stop_waiting = nullptr;
   // Called when such a wait begins, with why the request did not reach the runtime (for a log
-  // line). On the calling thread.
+  // line, and the sidecar's /readyz). On the calling thread.
   std::function<void(std::string_view why)> on_wait = nullptr;
+  // Called once when each wait that on_wait announced ends: `ready` true when the runtime is ready
+  // again (the request is written again right after), false when the wait gave up or was stopped.
+  // On the calling thread.
+  std::function<void(bool ready)> on_wait_end = nullptr;
 };
 
 enum class CallStatus {
@@ -69,9 +76,18 @@ struct CallResult {
   // the runtime closed the connection with the request not read whole (the write failed with
   // EPIPE/ECONNRESET, or the read with ECONNRESET before any answer byte; PROTOCOL §3).
   bool undelivered = false;
+  // kUnavailable and undelivered only: the request was written (whole or in part) on a connection
+  // that the runtime then closed with it unread, rather than no connection being made at all.
+  bool lost_unread = false;
   // kUnavailable only: the call waited RuntimeClientOptions::undelivered_wait for the runtime
   // and it was not ready again (as opposed to a runtime that came back and failed again).
   bool runtime_not_ready = false;
+  // kUnavailable only: the call stopped waiting because the runtime, seen restarting during the
+  // wait, lost the request again once it was written to it (lost_unread): a runtime that dies
+  // while it reads this request (e.g. killed for the memory its size asks for) would otherwise
+  // hold it for the whole wait. A failed attempt, like a runtime that read the request whole and
+  // closed without answering.
+  bool lost_after_restart = false;
   // How often the call waited for the runtime and wrote the request again because it had not
   // reached a live runtime (RuntimeClientOptions::undelivered_wait), and how long that took.
   int runtime_waits = 0;

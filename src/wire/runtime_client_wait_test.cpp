@@ -14,7 +14,9 @@
 #include <fstream>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "common/test_temp_dir.hpp"
 #include "wire/frame.hpp"
@@ -44,19 +46,15 @@ int listen_at(const fs::path& path) {
 
 // What a runtime does with each request it reads.
 enum class Serve {
-  kEcho,              // answers "[request]" and keeps the connection
-  kReadThenClose,     // reads the whole request, closes without answering (a handler that kills it)
-  kHeaderThenClose,   // reads the request's 4-byte header, closes with the rest unread
-  kHeaderThenRestart  // the same, after removing the ready file; creates it again 30 ms later
+  kEcho,             // answers "[request]" and keeps the connection
+  kReadThenClose,    // reads the whole request, closes without answering (a handler that kills it)
+  kHeaderThenClose,  // reads the request's 4-byte header, closes with the rest unread
 };
 
 // A runtime stand-in serving connections in sequence on one thread.
 class Runtime {
  public:
-  Runtime(const fs::path& path, Serve serve)
-      : serve_(serve),
-        ready_file_(path.parent_path() / "runtime-ready"),
-        listen_fd_(listen_at(path)) {
+  Runtime(const fs::path& path, Serve serve) : serve_(serve), listen_fd_(listen_at(path)) {
     thread_ = std::thread([this] {
       for (;;) {
         int fd = ::accept(listen_fd_, nullptr, nullptr);
@@ -65,10 +63,6 @@ class Runtime {
         serve_connection(fd);
         serving_ = -1;
         ::close(fd);
-        if (serve_ == Serve::kHeaderThenRestart) {
-          std::this_thread::sleep_for(30ms);  // the restart
-          std::ofstream(ready_file_).put('\n');
-        }
       }
     });
   }
@@ -87,11 +81,9 @@ class Runtime {
  private:
   void serve_connection(int fd) {
     for (;;) {
-      if (serve_ == Serve::kHeaderThenClose || serve_ == Serve::kHeaderThenRestart) {
+      if (serve_ == Serve::kHeaderThenClose) {
         char header[4];
         if (::recv(fd, header, 4, MSG_WAITALL) == 4) ++headers_;
-        // Gone before the connection closes: the client finds no ready file at its first check.
-        if (serve_ == Serve::kHeaderThenRestart) fs::remove(ready_file_);
         return;
       }
       std::string request;
@@ -103,11 +95,56 @@ class Runtime {
   }
 
   Serve serve_;
-  fs::path ready_file_;
   int listen_fd_;
   std::thread thread_;
   std::atomic<int> serving_{-1};
   std::atomic<int> handled_{0};
+  std::atomic<int> headers_{0};
+};
+
+// A runtime that dies while it reads each request and is restarted: each life listens (writing
+// the ready file), takes one connection, reads the request's 4-byte header and closes everything
+// with the rest unread, removing its ready file (the process died; its socket file stays, so a
+// connect is refused). The next life starts only once the client found the runtime not ready
+// (`not_ready_seen` grew), so the client's wait always sees the restart. `lives` of them.
+class DyingRuntime {
+ public:
+  // Returns once the first life is ready.
+  DyingRuntime(const fs::path& path, const std::atomic<int>& not_ready_seen, int lives) {
+    thread_ = std::thread([this, path, &not_ready_seen, lives] {
+      for (int life = 0; life < lives && !stop_; ++life) {
+        const int seen = not_ready_seen;
+        int listener = listen_at(path);
+        int fd = -1;
+        while (!stop_ && fd < 0) {
+          pollfd p{listener, POLLIN, 0};
+          if (::poll(&p, 1, 20) == 1) fd = ::accept(listener, nullptr, nullptr);
+        }
+        if (fd >= 0) {
+          char header[4];
+          if (::recv(fd, header, 4, MSG_WAITALL) == 4) ++headers_;
+          fs::remove(path.parent_path() / "runtime-ready");
+          ::close(fd);
+        }
+        ::close(listener);
+        while (!stop_ && not_ready_seen == seen) std::this_thread::sleep_for(2ms);
+      }
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!fs::exists(path.parent_path() / "runtime-ready") &&
+           std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(2ms);
+  }
+  ~DyingRuntime() {
+    stop_ = true;
+    thread_.join();
+  }
+  // Requests whose header was read (each one a life that ended).
+  int headers() const { return headers_; }
+
+ private:
+  std::thread thread_;
+  std::atomic<bool> stop_{false};
   std::atomic<int> headers_{0};
 };
 
@@ -119,6 +156,29 @@ RuntimeClientOptions waiting(const fs::path& socket, std::chrono::milliseconds w
   o.max_message_bytes = 1u << 20;
   o.undelivered_wait = wait;
   o.on_wait = [waits](std::string_view) { ++*waits; };
+  return o;
+}
+
+// How the waits a client began ended (RuntimeClientOptions::on_wait_end), and how often its wait
+// found the runtime not ready (asked for stop_waiting after each such check).
+struct WaitLog {
+  std::mutex mutex;
+  std::vector<bool> ends;
+  std::atomic<int> not_ready_seen{0};
+  std::vector<bool> ended() {
+    std::lock_guard lock(mutex);
+    return ends;
+  }
+};
+RuntimeClientOptions logged(RuntimeClientOptions o, std::shared_ptr<WaitLog> log) {
+  o.on_wait_end = [log](bool ready) {
+    std::lock_guard lock(log->mutex);
+    log->ends.push_back(ready);
+  };
+  o.stop_waiting = [log] {
+    ++log->not_ready_seen;
+    return false;
+  };
   return o;
 }
 
@@ -146,7 +206,8 @@ TEST(RuntimeClientWait, WithoutAWaitAnUndeliveredRequestFailsAtOnce) {
 TEST(RuntimeClientWait, ARequestThatFoundNoRuntimeWaitsForItAndIsHandledOnce) {
   TempDir dir;
   auto waits = std::make_shared<std::atomic<int>>(0);
-  RuntimeClient client(waiting(dir.path / "rt.sock", 30s, waits));
+  auto log = std::make_shared<WaitLog>();
+  RuntimeClient client(logged(waiting(dir.path / "rt.sock", 30s, waits), log));
   std::string response;
   auto call =
       std::async(std::launch::async, [&] { return client.call("{\"n\":1}", response, 5s); });
@@ -157,6 +218,11 @@ TEST(RuntimeClientWait, ARequestThatFoundNoRuntimeWaitsForItAndIsHandledOnce) {
   EXPECT_EQ(response, "[{\"n\":1}]");
   EXPECT_EQ(runtime.handled(), 1);
   EXPECT_GE(r.runtime_waits, 1);
+  // Each wait that began ended once; the last one with the runtime back.
+  auto ended = log->ended();
+  EXPECT_EQ(static_cast<int>(ended.size()), *waits);
+  ASSERT_FALSE(ended.empty());
+  EXPECT_TRUE(ended.back());
 }
 
 // The race of a runtime that is going away: the connection the wait made sits in its listening
@@ -209,13 +275,17 @@ TEST(RuntimeClientWait, ARequestTheRuntimeReadWholeIsNeverWrittenAgain) {
 TEST(RuntimeClientWait, ARuntimeThatDoesNotComeBackEndsTheWaitNamingWhatWasMissing) {
   TempDir dir;
   auto waits = std::make_shared<std::atomic<int>>(0);
-  RuntimeClient client(waiting(dir.path / "rt.sock", 300ms, waits));
+  auto log = std::make_shared<WaitLog>();
+  RuntimeClient client(logged(waiting(dir.path / "rt.sock", 300ms, waits), log));
   std::string response;
   CallResult r = client.call("{}", response, 5s);
   EXPECT_EQ(r.status, CallStatus::kUnavailable);
   EXPECT_TRUE(r.undelivered);
+  EXPECT_FALSE(r.lost_unread);  // no connection was ever made
+  EXPECT_FALSE(r.lost_after_restart);
   EXPECT_TRUE(r.runtime_not_ready);
   EXPECT_EQ(*waits, 1);
+  EXPECT_EQ(log->ended(), std::vector<bool>{false});
   EXPECT_NE(r.error.find("not ready after 300 ms"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("ready file"), std::string::npos) << r.error;
 }
@@ -239,24 +309,48 @@ TEST(RuntimeClientWait, ARuntimeThatIsReadyButNeverReadsTheRequestIsGivenUpOn) {
   EXPECT_GE(runtime.headers(), 4);
 }
 
-// A runtime that restarts every time it got a request, losing it (dies while reading it), holds
-// the message for ASYA_RUNTIME_READY_TIMEOUT at most: then the call fails (a counted attempt).
-TEST(RuntimeClientWait, ARuntimeThatKeepsRestartingWithoutReadingIsGivenUpOnAfterTheWait) {
+// A runtime that dies while it reads the request, every time (a request that kills it, e.g. by the
+// memory its size asks for): the first loss may be a runtime that was going away anyway, so the
+// call waits; the runtime the wait saw restart losing the request again ends the call as a failed
+// attempt at once (a counted delivery), instead of holding it for the whole wait.
+TEST(RuntimeClientWait, ARestartedRuntimeThatLosesTheRequestAgainEndsTheCallAsAnAttempt) {
   TempDir dir;
-  Runtime runtime(dir.path / "rt.sock", Serve::kHeaderThenRestart);
   auto waits = std::make_shared<std::atomic<int>>(0);
-  RuntimeClient client(waiting(dir.path / "rt.sock", 500ms, waits));
+  auto log = std::make_shared<WaitLog>();
+  DyingRuntime runtime(dir.path / "rt.sock", log->not_ready_seen, 3);
+  RuntimeClient client(logged(waiting(dir.path / "rt.sock", 30s, waits), log));
   std::string response;
-  CallResult r = client.call("{}", response, 5s);
+  CallResult r = client.call("{\"kills\":true}", response, 5s);
   EXPECT_EQ(r.status, CallStatus::kUnavailable);
   EXPECT_TRUE(r.undelivered);
-  // Whichever the deadline met: the runtime back and losing the request again, or in the middle
-  // of a restart (the sidecar then stops: exit 4).
-  EXPECT_TRUE(r.error.find("lost it again before reading it") != std::string::npos ||
-              (r.runtime_not_ready && r.error.find("not ready after 500 ms") != std::string::npos))
-      << r.error;
-  EXPECT_EQ(runtime.handled(), 0);
-  EXPECT_GE(runtime.headers(), 1);
+  EXPECT_TRUE(r.lost_unread);
+  EXPECT_TRUE(r.lost_after_restart) << r.error;
+  EXPECT_FALSE(r.runtime_not_ready);
+  EXPECT_EQ(r.runtime_waits, 1);
+  EXPECT_EQ(*waits, 1);
+  EXPECT_EQ(log->ended(), std::vector<bool>{true});
+  EXPECT_EQ(runtime.headers(), 2) << r.error;
+  EXPECT_NE(r.error.find("lost this request again, unread"), std::string::npos) << r.error;
+}
+
+// The same when the request is larger than the socket holds, so the runtime's death cuts the
+// write short (EPIPE, with the request's bytes unread in the dead runtime's socket), on the
+// connection the wait made as well as on the first one.
+TEST(RuntimeClientWait, AWriteCutShortByARestartedRuntimeEndsTheCallAsAnAttempt) {
+  TempDir dir;
+  auto waits = std::make_shared<std::atomic<int>>(0);
+  auto log = std::make_shared<WaitLog>();
+  DyingRuntime runtime(dir.path / "rt.sock", log->not_ready_seen, 3);
+  RuntimeClient client(logged(waiting(dir.path / "rt.sock", 30s, waits), log));
+  const std::string large = "[\"" + std::string(32u << 20, 'x') + "\"]";
+  std::string response;
+  CallResult r = client.call(large, response, 10s);
+  EXPECT_EQ(r.status, CallStatus::kUnavailable);
+  EXPECT_TRUE(r.lost_unread);
+  EXPECT_TRUE(r.lost_after_restart) << r.error;
+  EXPECT_EQ(r.runtime_waits, 1);
+  EXPECT_EQ(runtime.headers(), 2) << r.error;
+  EXPECT_NE(r.error.find("lost this request again, unread"), std::string::npos) << r.error;
 }
 
 TEST(RuntimeClientWait, AStoppingCallerEndsTheWait) {

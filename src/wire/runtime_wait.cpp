@@ -76,7 +76,23 @@ CallResult RuntimeClient::until_delivered(CallResult result,
   std::string notice = result.notice;
   int waits = 0;
   int found_ready = 0;
+  // The last wait found no runtime first and then a ready one: the runtime was restarted (a
+  // runtime starts listening only once its handler is loaded, and writes its ready file after).
+  bool restarted = false;
   while (result.status == CallStatus::kUnavailable && result.undelivered) {
+    if (restarted && result.lost_unread) {
+      // A restarted runtime took the connection and closed it with the request in it, unread: it
+      // died while this request was in its socket, as the runtime before it did (or had lost it).
+      // A runtime that dies while it reads this request would do so after every restart; one that
+      // was merely restarting handles the request. Ended here as a failed attempt, so the
+      // delivery counts toward ASYA_MAX_DELIVERIES now, not after the whole wait.
+      result.lost_after_restart = true;
+      result.error = fmt::format(
+          "{}; the runtime had been restarted meanwhile and lost this request again, unread: it "
+          "may die while reading it (not waited for again; counts as an attempt)",
+          result.error);
+      break;
+    }
     if (Clock::now() >= give_up) {
       result.error = fmt::format(
           "{}; the request did not reach the runtime within {} ms of waiting for it (the runtime "
@@ -86,6 +102,8 @@ CallResult RuntimeClient::until_delivered(CallResult result,
     }
     if (options_.on_wait) options_.on_wait(result.error);
     ReadyWait ready = wait_ready_until(give_up, options_.undelivered_wait, options_.stop_waiting);
+    if (options_.on_wait_end) options_.on_wait_end(ready.status.ok());
+    restarted = ready.checks > 1;
     if (!ready.status.ok()) {
       disconnect();
       result.error = fmt::format("{}; waited for the runtime to be ready again: {}", result.error,

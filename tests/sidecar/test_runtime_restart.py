@@ -12,9 +12,12 @@ import json
 import pathlib
 import signal
 import sys
+import urllib.error
+import urllib.request
 
 import pytest
 from sidecar_harness import rabbitmq_service, running_cluster, transport_env, wait_for
+from test_join import join_env
 from test_sidecar import ERROR, HAPPY, envelope
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -42,6 +45,15 @@ def calls(cluster, prefix="call-"):
 
 def nothing_on(cluster, queue):
     return cluster.queues.recv(queue, 100, wait=0.5) == []
+
+
+def probe(actor, path):
+    """(status, body) of GET `path` on the sidecar's metrics port."""
+    try:
+        with urllib.request.urlopen("http://127.0.0.1:%d%s" % (actor.metrics_port, path), timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 def lease_extensions(actor, queue):
@@ -151,3 +163,78 @@ def test_sigterm_ends_a_wait_for_the_runtime_and_keeps_the_message(cluster):
     out = cluster.queues.collect(HAPPY, 1, timeout=60)[0]["json"]
     assert out["id"] == "m1"
     assert calls(cluster) == collections.Counter({"m1": 1})
+
+
+def test_readyz_is_not_ready_while_a_request_waits_for_the_runtime_and_healthz_stays_ok(cluster):
+    """Kubernetes takes a pod that is not ready out of service but restarts a container only when
+    its liveness probe (/healthz) fails: a sidecar waiting for its runtime to come back must drop
+    readiness, with the reason, and stay live."""
+    actor = cluster.actor("work", "count_call")
+    assert probe(actor, "/readyz") == (200, "ready\n")
+    actor.runtime.stop()
+    cluster.queues.send("asya-work", envelope("m1", ["work"], payload={"i": "m1"}))
+    wait_for(lambda: WAITING in actor.sidecar.text(), 60, "the sidecar waiting for the runtime")
+    # The wait is announced (the log line) after it is counted, and lasts until the runtime is back.
+    status, body = probe(actor, "/readyz")
+    assert status == 503, body
+    assert body.startswith("not ready: runtime unavailable ("), body
+    assert "a request waits for it to be ready again, up to ASYA_RUNTIME_READY_TIMEOUT=30s" in body, body
+    assert probe(actor, "/healthz") == (200, "ok\n")
+
+    actor.start_runtime()
+    out = cluster.queues.collect(HAPPY, 1, timeout=60)[0]["json"]
+    assert out["id"] == "m1"
+    wait_for(lambda: probe(actor, "/readyz") == (200, "ready\n"), 30, "/readyz ready again")
+    assert calls(cluster) == collections.Counter({"m1": 1})
+    assert actor.sidecar.alive()
+
+
+def test_a_join_that_gave_up_waiting_for_its_runtime_stops_without_waiting_again(cluster):
+    """A join group's call waits for the runtime like any call; when the runtime is not ready
+    within ASYA_RUNTIME_READY_TIMEOUT the sidecar exits 4 at once (the group is released and
+    claimed again later), not after a second wait of the worker."""
+    cluster.actor("split", "split")
+    cluster.actor("score", "score")
+    combine = cluster.actor("combine", "combine", env=join_env(cluster, ASYA_RUNTIME_READY_TIMEOUT="2s"))
+    combine.runtime.stop()
+    cluster.queues.send("asya-split", envelope("J", ["split", "score", "combine"], payload={"n": 2}))
+    assert combine.sidecar.wait(timeout=60) == 4
+    log = combine.sidecar.text()
+    assert WAITING in log
+    assert ("runtime not ready again within ASYA_RUNTIME_READY_TIMEOUT=2s after a request could not reach "
+            "it: the group was released") in log, log[-3000:]
+    # The worker's own wait for the runtime (at start or after a failure) never began.
+    assert "runtime not ready within ASYA_RUNTIME_READY_TIMEOUT" not in log, log[-3000:]
+    assert nothing_on(cluster, ERROR)
+
+    combine.start_runtime()
+    combine.start_sidecar()
+    out = cluster.queues.collect(HAPPY, 1, timeout=60)[0]["json"]
+    assert out["id"] == "J"
+    assert out["payload"] == {"parts": [{"i": 0, "score": 0}, {"i": 1, "score": 1}]}
+    assert len(cluster.markers_named("combine-")) == 1
+
+
+def test_a_message_that_kills_the_runtime_while_it_is_read_counts_its_deliveries_promptly(cluster):
+    """The runtime dies having read only the start of the message (dying_reader_runtime.py), every
+    time, and is restarted. The first loss of a delivery may be a runtime that was going away
+    anyway, so the request waits for the next runtime; that runtime losing it again ends the
+    delivery (a counted one) at once instead of after ASYA_RUNTIME_READY_TIMEOUT: two runtime
+    deaths per delivery, error-end after ASYA_MAX_DELIVERIES, and the message behind it handled
+    once."""
+    actor = cluster.actor("reader", supervise=True,
+                          env={"ASYA_MAX_DELIVERIES": "2", "ASYA_RUNTIME_READY_TIMEOUT": "120s"},
+                          runtime_cmd=[sys.executable, str(HERE / "dying_reader_runtime.py")])
+    # Larger than the 64 bytes the runtime reads: the rest stays unread in its socket.
+    cluster.queues.send("asya-reader", envelope("die-reading-1", ["reader"], payload={"pad": "x" * 65536}))
+    cluster.queues.send("asya-reader", envelope("n1", ["reader"], payload={"i": 1}))
+    err = cluster.queues.collect(ERROR, 1, timeout=90)[0]["json"]
+    assert err["id"] == "die-reading-1" and err["payload"]["error"] == "max_deliveries_exceeded", err
+    out = cluster.queues.collect(HAPPY, 1, timeout=60)[0]["json"]
+    assert out["id"] == "n1"
+    assert len(cluster.markers_named("died-reading-")) == 2 * 2, cluster.markers_named("died-reading-")
+    assert calls(cluster)["n1"] == 1
+    log = actor.sidecar.text()
+    assert "lost this request again, unread" in log
+    assert "runtime not ready" not in log
+    assert actor.sidecar.alive()

@@ -455,6 +455,7 @@ JoinActor::Attempt JoinActor::publish(const ClaimedGroup& group, wire::RuntimeCl
                                      offload ? &*offload : nullptr);
     if (scratch.capacity() > (4u << 20)) scratch.release();
     if (decision.wait_for_runtime) report.runtime_unavailable = true;
+    if (decision.runtime_not_ready) report.runtime_not_ready = true;
     if (decision.runtime_unhealthy) report.runtime_unhealthy = true;
     if (call.status != wire::CallStatus::kOk ||
         decision.failure == FailureCode::kRuntimeProtocolError)

@@ -39,7 +39,10 @@ namespace asya::sidecar::join {
 struct PublishReport {
   std::size_t published = 0;         // groups whose outputs were sent and finished
   bool runtime_unavailable = false;  // the worker should wait for its runtime again
-  bool runtime_unhealthy = false;    // runtime timeout: the sidecar should stop (exit 3)
+  // The call waited for the runtime already and it was not ready again
+  // (wire::CallResult::runtime_not_ready): the sidecar should stop (exit 4), not wait again.
+  bool runtime_not_ready = false;
+  bool runtime_unhealthy = false;  // runtime timeout: the sidecar should stop (exit 3)
 };
 
 // The body of POST /envelopes/{fanout_source_id(group)}/joined (PROTOCOL §7): {"group", "count",
