@@ -92,7 +92,7 @@ def test_a_second_copys_output_queued_past_the_grace_after_the_first_copy_ended_
     assert cluster.markers_named("saw-reference-") == []
     # Both copies consumed and the lineage ended again: nothing is kept.
     wait_for(lambda: store.objects() == [], 60, "the object to be deleted once both copies ended")
-    assert store.keys("holds/") == []
+    wait_for(lambda: store.keys("holds/") == [], 60, "every hold to be released and removed")
 
 
 def test_a_single_output_queued_for_several_grace_periods_arrives_whole(cluster, request):
