@@ -52,8 +52,12 @@ std::string new_hold_token() {
   return digest_hex(random, sizeof random);
 }
 
+Status hold_token(PayloadStore& store, std::string_view sha256, std::string_view token) {
+  return store.put_record(hold_key(sha256, token), token);
+}
+
 Status release_token(PayloadStore& store, std::string_view token) {
-  return store.put(release_key(token), token);
+  return store.put_record(release_key(token), token);
 }
 
 Status release(PayloadStore& store, std::string_view envelope_id) {

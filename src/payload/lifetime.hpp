@@ -51,13 +51,19 @@ std::string release_key(std::string_view envelope_id);
 // Blocking.
 Status hold(PayloadStore& store, std::string_view sha256, std::string_view envelope_id);
 
+// Records that the message of hold token `token` refers to object `sha256` (a hold like hold()'s,
+// written with PayloadStore::put_record: a machine crash may lose it, which leaves that message
+// the guarantee of the holds by envelope id, written durably). Blocking.
+Status hold_token(PayloadStore& store, std::string_view sha256, std::string_view token);
+
 // A new hold token: kHoldTokenHexDigits lowercase hex digits of 128 random bits (OpenSSL's
 // generator), so that no two published messages share one. Thread-safe.
 std::string new_hold_token();
 
-// Records durably that the message of hold token `token` was consumed (its consumer acked it):
-// the holds of the token end like an envelope's after its release. Written without looking for
-// a hold first (a token is only minted with one). Blocking.
+// Records that the message of hold token `token` was consumed (its consumer acked it): the holds
+// of the token end like an envelope's after its release. Written with PayloadStore::put_record
+// (a lost release leaves the hold to the orphan age) and without looking for a hold first (a
+// token is only minted with one). Blocking.
 Status release_token(PayloadStore& store, std::string_view token);
 
 // Records durably that envelope `envelope_id` ended (its result is stored), when it holds any

@@ -12,10 +12,11 @@ namespace {
 // Holds object `digest` for `envelope_id` and for the new message's hold token `token`.
 Status hold_both(PayloadStore& store, std::string_view digest, std::string_view envelope_id,
                  std::string_view token) {
-  for (std::string_view id : {envelope_id, token})
-    if (Status held = hold(store, digest, id); !held)
-      return Error{fmt::format("cannot hold payload {}/{} for {}: {}", store.url(),
-                               object_key(digest), envelope_id, held.message())};
+  Status held = hold(store, digest, envelope_id);
+  if (held) held = hold_token(store, digest, token);
+  if (!held)
+    return Error{fmt::format("cannot hold payload {}/{} for {}: {}", store.url(),
+                             object_key(digest), envelope_id, held.message())};
   return Status::Ok();
 }
 

@@ -155,7 +155,7 @@ Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::stri
     }
     payload::Reference forwarded = *input_;
     forwarded.hold = payload::new_hold_token();
-    if (Status held = payload::hold(owner_.store(), forwarded.sha256, forwarded.hold); !held)
+    if (Status held = payload::hold_token(owner_.store(), forwarded.sha256, forwarded.hold); !held)
       return Error{fmt::format("cannot hold payload {} for {} (hold token {}): {}",
                                describe(*input_), output_id, forwarded.hold, held.message())};
     return std::optional<std::string>(forwarded.json());
