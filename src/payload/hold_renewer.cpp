@@ -6,6 +6,8 @@
 #include <condition_variable>
 #include <vector>
 
+#include "common/failpoint.hpp"
+
 namespace asya::payload {
 
 using Clock = std::chrono::steady_clock;
@@ -36,6 +38,7 @@ struct HoldRenewer::State {
   std::condition_variable wake;
   bool stopping = false;
   std::map<std::string, Entry, std::less<>> entries;  // by hold key
+  std::vector<std::string> releases;                  // hold tokens to release (release_later)
 };
 
 HoldRenewer::Renewal::Renewal(std::shared_ptr<State> state, std::string key)
@@ -111,6 +114,36 @@ std::size_t HoldRenewer::renewing() const {
   return state_->entries.size();
 }
 
+void HoldRenewer::release_later(std::string token) {
+  {
+    std::lock_guard lock(state_->mutex);
+    state_->releases.push_back(std::move(token));
+  }
+  state_->wake.notify_all();
+}
+
+std::size_t HoldRenewer::release_pending() {
+  std::vector<std::string> tokens;
+  {
+    std::lock_guard lock(state_->mutex);
+    tokens.swap(state_->releases);
+  }
+  std::size_t released = 0;
+  for (const std::string& token : tokens) {
+    // Acked, its release not written yet: a crash here leaves the token's hold to the orphan age.
+    failpoint("payload.token_release");
+    if (Status st = release_token(state_->store, token); !st) {
+      spdlog::warn(
+          "cannot release payload hold token {} (its message was consumed; the hold ends after "
+          "ASYA_PAYLOAD_ORPHAN_AGE instead): {}",
+          token, st.message());
+      continue;
+    }
+    ++released;
+  }
+  return released;
+}
+
 void HoldRenewer::run() {
   std::unique_lock lock(state_->mutex);
   while (!state_->stopping) {
@@ -118,11 +151,17 @@ void HoldRenewer::run() {
     // meanwhile is due an interval after it was added, never earlier).
     Clock::time_point next = Clock::now() + state_->interval;
     for (const auto& [key, entry] : state_->entries) next = std::min(next, entry.due);
-    if (state_->wake.wait_until(lock, next, [this] { return state_->stopping; })) break;
+    if (state_->wake.wait_until(lock, next,
+                                [this] { return state_->stopping || !state_->releases.empty(); }) &&
+        state_->stopping)
+      break;
     lock.unlock();
+    release_pending();
     renew_due(Clock::now());
     lock.lock();
   }
+  lock.unlock();
+  release_pending();  // consumed before the stop: their releases are not left to the orphan age
 }
 
 }  // namespace asya::payload

@@ -13,6 +13,10 @@
 // The key and the record are unchanged, so holds written by older sidecars, the gateway and
 // `asya send` mean what they meant, and an older sweeper understands renewed holds.
 //
+// It also writes, on the same thread, the releases of the hold tokens of the messages this process
+// consumed (release_later): a token's release is written after its message was acked, off the
+// path of the next message; one that a crash loses leaves the token's hold to the orphan age.
+//
 // Crashes: a renewal dies with its process. The hold is then an ordinary hold again, with the time
 // of its last renewal: deleted after a newer release plus the grace period (the copy delivered
 // again ends and releases again) or after the orphan age.
@@ -40,8 +44,8 @@ class HoldRenewer {
  public:
   // Rewrites due holds on its own thread, which it starts. `store` must outlive the renewer.
   HoldRenewer(PayloadStore& store, std::chrono::milliseconds interval);
-  // Stops and joins the thread (a rewrite under way finishes first). Renewals still alive renew
-  // nothing more and may be destroyed later.
+  // Stops and joins the thread (a rewrite under way finishes first, and the token releases still
+  // waiting are written). Renewals still alive renew nothing more and may be destroyed later.
   ~HoldRenewer();
   HoldRenewer(const HoldRenewer&) = delete;
   HoldRenewer& operator=(const HoldRenewer&) = delete;
@@ -75,6 +79,16 @@ class HoldRenewer {
 
   // Holds being renewed (distinct keys). Thread-safe.
   std::size_t renewing() const;
+
+  // Writes the release of hold token `token` (payload::release_token) soon, on the renewer's
+  // thread: the message that carried it was consumed. A failed write is logged, not retried (the
+  // token's hold then ends after the orphan age). Thread-safe, does not block on the store.
+  void release_later(std::string token);
+
+  // Writes the token releases waiting (the thread calls it; a test may too) and returns how many
+  // were written. Before each, the crash point payload.token_release (common/failpoint.hpp).
+  // Blocking (the store's writes); thread-safe.
+  std::size_t release_pending();
 
  private:
   void run();

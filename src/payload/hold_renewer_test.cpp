@@ -132,6 +132,29 @@ TEST_F(HoldRenewerTest, ARenewalThatOutlivesItsRenewerIsHarmless) {
   EXPECT_TRUE(store_->list("holds/")->empty());
 }
 
+TEST_F(HoldRenewerTest, TheThreadWritesTheReleaseOfAConsumedMessagesToken) {
+  std::string sha = put_object("consumed");
+  const std::string token = new_hold_token();
+  ASSERT_TRUE(hold(*store_, sha, token).ok());
+  HoldRenewer renewer(*store_, 1h);  // woken by the release, not by its interval
+  renewer.release_later(token);
+  const fs::path released = dir_ / release_key(token);
+  const auto deadline = SteadyClock::now() + 30s;
+  while (!fs::exists(released) && SteadyClock::now() < deadline) std::this_thread::sleep_for(5ms);
+  ASSERT_TRUE(fs::exists(released)) << "never released";
+  sweep_at(11min);
+  EXPECT_FALSE(present(sha));
+}
+
+TEST_F(HoldRenewerTest, ReleasesWaitingWhenTheRenewerStopsAreWritten) {
+  const std::string token = new_hold_token();
+  {
+    HoldRenewer renewer(*store_, 1h);
+    renewer.release_later(token);
+  }  // a clean stop: written, not left to the orphan age
+  EXPECT_TRUE(fs::exists(dir_ / release_key(token)));
+}
+
 TEST(RenewalIntervalTest, IsAQuarterOfTheGraceAtMostAMinute) {
   EXPECT_EQ(renewal_interval(1s), 250ms);
   EXPECT_EQ(renewal_interval(2min), 30s);

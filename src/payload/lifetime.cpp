@@ -1,7 +1,10 @@
 #include "payload/lifetime.hpp"
 
+#include <openssl/rand.h>
+
 #include <map>
 #include <set>
+#include <stdexcept>
 #include <vector>
 
 #include "payload/reference.hpp"
@@ -39,6 +42,22 @@ std::string release_key(std::string_view envelope_id) {
 
 Status hold(PayloadStore& store, std::string_view sha256, std::string_view envelope_id) {
   return store.put(hold_key(sha256, envelope_id), envelope_id);
+}
+
+std::string new_hold_token() {
+  unsigned char random[kHoldTokenHexDigits / 2];
+  // OpenSSL seeds itself from the operating system; a failure there is a broken host.
+  if (RAND_bytes(random, sizeof random) != 1)
+    throw std::runtime_error("RAND_bytes failed: no random bytes for a payload hold token");
+  return digest_hex(random, sizeof random);
+}
+
+Status hold_token(PayloadStore& store, std::string_view sha256, std::string_view token) {
+  return store.put_record(hold_key(sha256, token), token);
+}
+
+Status release_token(PayloadStore& store, std::string_view token) {
+  return store.put_record(release_key(token), token);
 }
 
 Status release(PayloadStore& store, std::string_view envelope_id) {

@@ -3,20 +3,31 @@
 // Objects are content-addressed (objects/<sha256>), so one object may be shared by the hops of an
 // envelope (pass-through), by fan-out children and by unrelated envelopes with equal payloads.
 // The rule, chosen because it needs no counter that a crash could leave wrong:
-//   - a hold holds/<id-hash>/<sha256> says "envelope id may still refer to object sha256". It is
-//     written durably before any envelope referring to the object is published (sidecar output,
-//     gateway, `asya send`) and again whenever a sidecar receives such an envelope (so a
-//     redelivery after a release holds the object again), then rewritten while that input is
-//     processed (hold_renewer.hpp: copies of one envelope in flight at once share the hold);
+//   - a hold holds/<id-hash>/<sha256> says "id may still refer to object sha256". Two kinds of id
+//     write the same records:
+//       * an envelope id: written durably before any envelope referring to the object is
+//         published (sidecar output, gateway, `asya send`) and again whenever a sidecar receives
+//         such an envelope (so a redelivery after a release holds the object again), then
+//         rewritten while that input is processed (hold_renewer.hpp: copies of one envelope in
+//         flight at once share the hold); released by the end actor (below);
+//       * a hold token (new_hold_token(), carried in the reference's "hold"): one per published
+//         message, written before that message is published, released by the sidecar that
+//         consumed the message once it acked it (release_token). Copies of one envelope that
+//         at-least-once delivery processed twice publish outputs under one envelope id but with
+//         tokens of their own, so the end of one copy's lineage cannot expose the other copy's
+//         output that still waits in a queue;
 //   - a release released/<id-hash> is written by the end actor once the final envelope of id is
-//     stored (with the payload resolved into the result), when the id holds anything;
+//     stored (with the payload resolved into the result), when the id holds anything, and for a
+//     token by its message's consumer;
 //   - sweep() also removes temporaries of puts cut short by a crash (tmp/) after `orphan_age`;
-//   - sweep() deletes an object when every hold on it is older than the release of its envelope
+//   - sweep() deletes an object when every hold on it is older than the release of its id
 //     and that release is older than `grace`, or when the object (or every hold on it) is older
-//     than `orphan_age` (crashes between upload and publish, lineages whose end never came).
-// So an object is never deleted while an envelope referring to it is queued, delayed for retry or
-// in flight, as long as `grace` exceeds the time a duplicate can still arrive (visibility timeout
-// plus retry backoff) and `orphan_age` the longest time a message waits in a queue. sweep() looks
+//     than `orphan_age` (crashes between upload and publish, lineages whose end never came, a
+//     consumer that died between its ack and its token's release).
+// So an object is never deleted while an envelope referring to it is queued (its token is not
+// released before it is consumed), delayed for retry or in flight, as long as `grace` exceeds the
+// time a duplicate of a consumed message can still arrive (visibility timeout plus retry backoff)
+// and `orphan_age` the longest time a message waits in a queue. sweep() looks
 // the holds once more right before deleting; what remains is a window of
 // milliseconds in which a new envelope with a byte-identical payload to an expired one is held
 // and uploaded between that look and the delete (its next reader then gets payload_unavailable).
@@ -36,8 +47,24 @@ namespace asya::payload {
 std::string hold_key(std::string_view sha256, std::string_view envelope_id);
 std::string release_key(std::string_view envelope_id);
 
-// Records durably that `envelope_id` refers to object `sha256`. Blocking.
+// Records durably that `envelope_id` (an envelope id or a hold token) refers to object `sha256`.
+// Blocking.
 Status hold(PayloadStore& store, std::string_view sha256, std::string_view envelope_id);
+
+// Records that the message of hold token `token` refers to object `sha256` (a hold like hold()'s,
+// written with PayloadStore::put_record: a machine crash may lose it, which leaves that message
+// the guarantee of the holds by envelope id, written durably). Blocking.
+Status hold_token(PayloadStore& store, std::string_view sha256, std::string_view token);
+
+// A new hold token: kHoldTokenHexDigits lowercase hex digits of 128 random bits (OpenSSL's
+// generator), so that no two published messages share one. Thread-safe.
+std::string new_hold_token();
+
+// Records that the message of hold token `token` was consumed (its consumer acked it): the holds
+// of the token end like an envelope's after its release. Written with PayloadStore::put_record
+// (a lost release leaves the hold to the orphan age) and without looking for a hold first (a
+// token is only minted with one). Blocking.
+Status release_token(PayloadStore& store, std::string_view token);
 
 // Records durably that envelope `envelope_id` ended (its result is stored), when it holds any
 // object (one listing otherwise, no write). Blocking.

@@ -3,9 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <set>
 #include <thread>
 
 #include "common/random_id.hpp"
+#include "payload/offload.hpp"
 #include "payload/reference.hpp"
 
 namespace asya::payload {
@@ -94,6 +96,63 @@ TEST_F(LifetimeTest, ObjectWhoseHoldsAllOutlivedTheOrphanAgeIsSwept) {
   sweep_at(25h);
   EXPECT_FALSE(present(sha));
   EXPECT_TRUE(store_->list("holds/")->empty());
+}
+
+// docs/protocol.md §10 "Outputs waiting in a queue": copies of one envelope processed twice
+// publish outputs under one envelope id; the first copy's lineage ends and releases the id while
+// the second copy's output still waits in a queue. Its own hold token keeps the object.
+TEST_F(LifetimeTest, AQueuedOutputsHoldTokenOutlivesTheReleaseOfItsEnvelopeId) {
+  const std::string payload = "\"" + std::string(1000, 'q') + "\"";
+  auto first = store_payload(*store_, payload, "env-1");   // copy 1's output
+  auto second = store_payload(*store_, payload, "env-1");  // copy 2's output, same object
+  ASSERT_TRUE(first.ok() && second.ok());
+  EXPECT_EQ(first->sha256, second->sha256);
+  EXPECT_EQ(first->hold.size(), kHoldTokenHexDigits);
+  EXPECT_NE(first->hold, second->hold);
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(release_token(*store_, first->hold).ok());  // copy 1's output consumed
+  ASSERT_TRUE(release(*store_, "env-1").ok());            // and its lineage ended
+  sweep_at(11min);
+  EXPECT_TRUE(present(first->sha256)) << "deleted under the queued output of copy 2";
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(release_token(*store_, second->hold).ok());  // copy 2's output consumed
+  ASSERT_TRUE(release(*store_, "env-1").ok());             // and its lineage ended again
+  sweep_at(11min);
+  EXPECT_FALSE(present(first->sha256));
+  EXPECT_TRUE(store_->list("holds/")->empty());
+}
+
+TEST_F(LifetimeTest, WithoutTokensTheQueuedOutputOfTheSecondCopyLosesItsObject) {
+  // The defect tokens fix, as holds keyed by envelope id alone record it.
+  std::string sha = put_object("twin output");
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());  // copy 1's output published
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());  // copy 2's output published, then queued
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(release(*store_, "env-1").ok());  // copy 1's lineage ended
+  sweep_at(11min);
+  EXPECT_FALSE(present(sha));
+}
+
+TEST_F(LifetimeTest, AHoldTokenNeverReleasedEndsAtTheOrphanAge) {
+  // Its consumer died between its ack and the token's release: kept, but not forever.
+  auto stored = store_payload(*store_, "\"" + std::string(1000, 'k') + "\"", "env-1");
+  ASSERT_TRUE(stored.ok());
+  ASSERT_TRUE(release(*store_, "env-1").ok());
+  sweep_at(11min);
+  EXPECT_TRUE(present(stored->sha256));
+  sweep_at(25h);
+  EXPECT_FALSE(present(stored->sha256));
+}
+
+TEST_F(LifetimeTest, HoldTokensAreDistinctHex) {
+  std::set<std::string> tokens;
+  for (int i = 0; i < 1000; ++i) {
+    std::string token = new_hold_token();
+    ASSERT_EQ(token.size(), kHoldTokenHexDigits);
+    ASSERT_EQ(token.find_first_not_of("0123456789abcdef"), std::string::npos) << token;
+    tokens.insert(token);
+  }
+  EXPECT_EQ(tokens.size(), 1000u);
 }
 
 }  // namespace

@@ -77,6 +77,16 @@ class PayloadStore {
   // thread-safe. Errors name the location and cause.
   virtual Status put(std::string_view key, std::string_view bytes) = 0;
 
+  // Stores a small lifetime record (payload/lifetime.hpp) under `key` like put(): a reader sees
+  // the old record or the whole new one, and its listed time is the write's. Durable only as far
+  // as the store makes every write durable: the file store skips the fsyncs (the record survives a
+  // crash of this process, not of the machine); S3 answers once it is stored, as put(). For the
+  // records whose loss only weakens a guarantee back to another one that stays durable (hold
+  // tokens and their releases). The default is put(). Blocking, thread-safe.
+  virtual Status put_record(std::string_view key, std::string_view bytes) {
+    return put(key, bytes);
+  }
+
   using BeforeVisible = payload::BeforeVisible;
 
   // Stores `bytes` as a content-addressed object: under object_key(sha256 of bytes), i.e.

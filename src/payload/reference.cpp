@@ -9,8 +9,13 @@ namespace asya::payload {
 
 std::string Reference::json() const {
   // url and sha256 are made of URL-safe characters; escape anyway so the text is always JSON.
-  return fmt::format(R"({{"{}":{{"url":{},"size":{},"sha256":"{}"}}}})", kReferenceKey,
-                     boost::json::serialize(boost::json::value(url)), size_bytes, sha256);
+  // hold is checked hex when parsed and made of hex digits when minted (new_hold_token).
+  if (hold.empty())
+    return fmt::format(R"({{"{}":{{"url":{},"size":{},"sha256":"{}"}}}})", kReferenceKey,
+                       boost::json::serialize(boost::json::value(url)), size_bytes, sha256);
+  return fmt::format(R"({{"{}":{{"url":{},"size":{},"sha256":"{}","hold":{}}}}})", kReferenceKey,
+                     boost::json::serialize(boost::json::value(url)), size_bytes, sha256,
+                     boost::json::serialize(boost::json::value(hold)));
 }
 
 std::string Reference::describe() const {
@@ -41,8 +46,8 @@ std::string object_key(std::string_view sha256) {
 
 namespace {
 
-bool is_sha256_hex(std::string_view text) {
-  if (text.size() != 64) return false;
+bool is_lower_hex(std::string_view text, std::size_t digits) {
+  if (text.size() != digits) return false;
   for (char c : text)
     if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
   return true;
@@ -80,9 +85,14 @@ std::optional<Result<Reference>> parse_reference(std::string_view payload_raw) {
     return fail(fmt::format("size: {} exceeds the largest payload a frame can carry ({} bytes)",
                             reference.size_bytes, kMaxReferencedBytes));
   const boost::json::value* sha = fields.if_contains("sha256");
-  if (!sha || !sha->is_string() || !is_sha256_hex(sha->get_string()))
+  if (!sha || !sha->is_string() || !is_lower_hex(sha->get_string(), 64))
     return fail("sha256: expected 64 lowercase hex digits");
   reference.sha256 = std::string(sha->get_string());
+  if (const boost::json::value* hold = fields.if_contains("hold")) {
+    if (!hold->is_string() || !is_lower_hex(hold->get_string(), kHoldTokenHexDigits))
+      return fail(fmt::format("hold: expected {} lowercase hex digits", kHoldTokenHexDigits));
+    reference.hold = std::string(hold->get_string());
+  }
   return Result<Reference>(std::move(reference));
 }
 

@@ -28,12 +28,16 @@ struct Reference {
   std::string url;  // store url + "/" + key
   std::uint64_t size_bytes = 0;
   std::string sha256;  // 64 lowercase hex digits
+  std::string hold;    // the message's hold token (kHoldTokenHexDigits lowercase hex), or empty
 
   // The reference as JSON text (the payload to splice into an envelope).
   std::string json() const;
   // "<url> (<size> bytes, sha256 <hex>)", for messages.
   std::string describe() const;
 };
+
+// The length of a hold token: 128 random bits in lowercase hex.
+inline constexpr std::size_t kHoldTokenHexDigits = 32;
 
 // Lowercase hex SHA-256 of `bytes` (OpenSSL; about 0.5 s per GB here).
 std::string sha256_hex(std::string_view bytes);
@@ -48,7 +52,8 @@ std::string object_key(std::string_view sha256);
 //                    "asya-payload-ref");
 //   a Reference      it is, well-formed;
 //   an Error         it is one, but malformed (names the field and what was expected; a size
-//                    above kMaxReferencedBytes is malformed).
+//                    above kMaxReferencedBytes is malformed, and so is a "hold" that is not
+//                    kHoldTokenHexDigits lowercase hex digits).
 // Cheap for ordinary payloads: only texts under 4 KiB that contain the key are parsed.
 std::optional<Result<Reference>> parse_reference(std::string_view payload_raw);
 

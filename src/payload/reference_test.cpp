@@ -8,7 +8,7 @@ namespace {
 const std::string kSha(64, 'a');
 
 TEST(Reference, JsonRoundTripsThroughParse) {
-  Reference r{"file:///s/objects/" + kSha, 123, kSha};
+  Reference r{"file:///s/objects/" + kSha, 123, kSha, ""};
   std::string text = r.json();
   EXPECT_EQ(text, R"({"asya-payload-ref":{"url":"file:///s/objects/)" + kSha +
                       R"(","size":123,"sha256":")" + kSha + R"("}})");
@@ -18,6 +18,39 @@ TEST(Reference, JsonRoundTripsThroughParse) {
   EXPECT_EQ((*parsed)->url, r.url);
   EXPECT_EQ((*parsed)->size_bytes, 123u);
   EXPECT_EQ((*parsed)->sha256, kSha);
+}
+
+TEST(Reference, HoldTokenRoundTripsAndIsOptional) {
+  const std::string token(kHoldTokenHexDigits, 'c');
+  Reference r{"file:///s/objects/" + kSha, 7, kSha, token};
+  std::string text = r.json();
+  EXPECT_EQ(text, R"({"asya-payload-ref":{"url":"file:///s/objects/)" + kSha +
+                      R"(","size":7,"sha256":")" + kSha + R"(","hold":")" + token + R"("}})");
+  auto parsed = parse_reference(text);
+  ASSERT_TRUE(parsed.has_value() && parsed->ok());
+  EXPECT_EQ((*parsed)->hold, token);
+  // Written by older writers: no token.
+  auto older =
+      parse_reference(R"({"asya-payload-ref":{"url":"u","size":1,"sha256":")" + kSha + R"("}})");
+  ASSERT_TRUE(older.has_value() && older->ok());
+  EXPECT_TRUE((*older)->hold.empty());
+}
+
+TEST(Reference, AHoldThatIsNotATokenIsMalformed) {
+  // A rogue peer's "hold" names another message's records or garbage: the reference is refused
+  // (payload_unavailable, with the field named), never used to release anything.
+  const std::string too_long = "\"" + std::string(64, 'a') + "\"";
+  for (std::string hold :
+       {std::string(R"("")"), std::string(R"("ABCDEF0123456789ABCDEF0123456789")"),
+        std::string(R"("../x")"), std::string("12"), std::string("null"), too_long}) {
+    auto parsed = parse_reference(R"({"asya-payload-ref":{"url":"u","size":1,"sha256":")" + kSha +
+                                  R"(","hold":)" + hold + "}}");
+    ASSERT_TRUE(parsed.has_value()) << hold;
+    ASSERT_FALSE(parsed->ok()) << hold;
+    EXPECT_NE(parsed->error().message.find("hold: expected 32 lowercase hex digits"),
+              std::string::npos)
+        << parsed->error().message;
+  }
 }
 
 TEST(Reference, OrdinaryPayloadsAreNotReferences) {
@@ -60,7 +93,7 @@ TEST(Reference, ASizeNoFrameCanCarryIsMalformedNotAReservation) {
 }
 
 TEST(Reference, KeyInStoreChecksStoreAndDigest) {
-  Reference r{"s3://b/p/objects/" + kSha, 1, kSha};
+  Reference r{"s3://b/p/objects/" + kSha, 1, kSha, ""};
   auto key = key_in_store(r, "s3://b/p");
   ASSERT_TRUE(key.ok());
   EXPECT_EQ(*key, "objects/" + kSha);
@@ -68,7 +101,7 @@ TEST(Reference, KeyInStoreChecksStoreAndDigest) {
   ASSERT_FALSE(other.ok());
   EXPECT_NE(other.error().message.find("not in this sidecar's payload store s3://b/q"),
             std::string::npos);
-  Reference wrong{"s3://b/p/objects/" + std::string(64, 'b'), 1, kSha};
+  Reference wrong{"s3://b/p/objects/" + std::string(64, 'b'), 1, kSha, ""};
   EXPECT_FALSE(key_in_store(wrong, "s3://b/p").ok());
 }
 

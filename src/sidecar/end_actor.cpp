@@ -3,8 +3,11 @@
 #include <simdjson.h>
 #include <spdlog/spdlog.h>
 
+#include <optional>
+
 #include "envelope/build.hpp"
 #include "envelope/envelope.hpp"
+#include "payload/reference.hpp"
 #include "sidecar/gateway_reporter.hpp"
 
 namespace asya::sidecar {
@@ -100,12 +103,15 @@ void EndActor::report_final(EndOutcome& out, const envelope::Envelope& env,
 // gateway answers a repeated final status with 200 and keeps its first result; should the first
 // copy's report have been lost, this one carries the real payload, not the dangling reference).
 EndOutcome EndActor::keep_stored_result(EndOutcome out, const envelope::Envelope& duplicate,
+                                        std::string_view duplicate_reference,
                                         const std::string& stored) const {
   spdlog::info(
       "end actor: {} is a duplicate whose payload is gone; the result already stored "
       "is kept",
       duplicate.id);
   release_payloads(duplicate.id);
+  if (auto reference = payload::parse_reference(duplicate_reference); reference && *reference)
+    payloads_->release_token_later((*reference)->hold);
   out.duplicate_kept = true;
   auto kept = envelope::parse(stored);
   if (kept && kept->id == duplicate.id)
@@ -138,6 +144,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
   std::string_view result_payload = env.payload_raw;
   out.id = env.id;
   std::string resolved_body;  // the body with a payload reference replaced by the payload
+  std::optional<std::string> released_token;  // the reference's hold token, released once stored
   if (payloads_) {
     // The reference: the payload itself (happy end), or the error's original_payload, which
     // build_error writes last (error end).
@@ -151,6 +158,7 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
               : ref_text.substr(at + kOriginal.size(), ref_text.size() - at - kOriginal.size() - 1);
     }
     PayloadReferences::Input resolved = payloads_->resolve_payload(ref_text);
+    if (resolved.reference) released_token = resolved.reference->hold;
     if (resolved.status == PayloadReferences::InputStatus::kStoreError) {
       spdlog::error("end actor: cannot resolve the payload of {}: {}", env.id, resolved.message);
       out = requeue_after_store_error(std::move(out), delivery);
@@ -168,7 +176,8 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
             env.id, existing.error().message);
         return requeue_after_store_error(std::move(out), delivery);
       }
-      if (existing->has_value()) return keep_stored_result(std::move(out), env, **existing);
+      if (existing->has_value())
+        return keep_stored_result(std::move(out), env, ref_text, **existing);
       spdlog::error("end actor: the payload of {} is unavailable, storing its reference: {}",
                     env.id, resolved.message);
     }
@@ -188,6 +197,8 @@ EndOutcome EndActor::handle(const transport::Delivery& delivery) const {
     return requeue_after_store_error(std::move(out), delivery);
   }
   release_payloads(env.id);
+  // The message is consumed: its reference's hold token (payload/lifetime.hpp) ends here too.
+  if (released_token) payloads_->release_token_later(std::move(*released_token));
   report_final(out, env, result_payload);
   return out;
 }

@@ -55,7 +55,9 @@ class EndActor {
 
  private:
   EndOutcome requeue_after_store_error(EndOutcome out, const transport::Delivery& delivery) const;
+  // `duplicate_reference`: the duplicate's payload reference text (its hold token is released).
   EndOutcome keep_stored_result(EndOutcome out, const envelope::Envelope& duplicate,
+                                std::string_view duplicate_reference,
                                 const std::string& stored) const;
   void report_final(EndOutcome& out, const envelope::Envelope& env,
                     std::string_view result_payload) const;

@@ -146,14 +146,20 @@ Result<std::optional<std::string>> PayloadReferences::Outputs::replace(std::stri
                                                : std::string();
   if (input_ && (same_bytes || (same_size && sha == input_->sha256))) {
     // Pass-through: the object exists and is held for the input's id. Output 0 keeps that id;
-    // another output (a fan-out child) gets its own hold.
+    // another output (a fan-out child) gets its own hold. Either is a new message: its reference
+    // gets a hold token of its own (payload/lifetime.hpp), held before it is published.
     if (output_id != input_id_ && !held_.contains(std::string(output_id))) {
       if (Status held = payload::hold(owner_.store(), input_->sha256, output_id); !held)
         return Error{fmt::format("cannot hold payload {} for {}: {}", describe(*input_), output_id,
                                  held.message())};
       held_.insert(std::string(output_id));
     }
-    return std::optional<std::string>(input_->json());
+    payload::Reference forwarded = *input_;
+    forwarded.hold = payload::new_hold_token();
+    if (Status held = payload::hold_token(owner_.store(), forwarded.sha256, forwarded.hold); !held)
+      return Error{fmt::format("cannot hold payload {} for {} (hold token {}): {}",
+                               describe(*input_), output_id, forwarded.hold, held.message())};
+    return std::optional<std::string>(forwarded.json());
   }
   // The input's own inline bytes: their object was written ahead while the runtime worked. An
   // unchanged answer is the input's view itself; bytes sent back are compared (a fifth of the
@@ -226,6 +232,15 @@ PayloadReferences::Input PayloadReferences::resolve_payload(std::string_view pay
   }
   input.status = InputStatus::kResolved;
   return input;
+}
+
+void PayloadReferences::consumed(const envelope::Envelope& in, const Decision& decision) {
+  // A retry re-sends the input as it came, token included: its hold stays for that message.
+  for (const Outgoing& out : decision.sends)
+    if (out.type == MessageType::kRetry) return;
+  auto parsed = payload::parse_reference(in.payload_raw);
+  if (!parsed || !*parsed || (*parsed)->hold.empty()) return;
+  renewer_.release_later(std::move((*parsed)->hold));
 }
 
 Decision unresolved_decision(const Router& router, const envelope::Envelope& in,

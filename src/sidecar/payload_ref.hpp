@@ -84,9 +84,11 @@ class PayloadReferences {
 
   // The offload of one message's outputs: a payload above the threshold is stored once
   // (objects/<sha256>) and held for the output's id before the reference is returned; a payload
-  // equal to the input's (same SHA-256: pass-through) reuses the input's reference without
-  // writing, and outputs of one message with equal payloads are written once. An output that is
-  // the input's own reference text (a "payload_unchanged" answer) forwards that reference. Other
+  // equal to the input's (same SHA-256: pass-through) reuses the input's object without
+  // writing it, and outputs of one message with equal payloads are written once. An output that
+  // is the input's own reference text (a "payload_unchanged" answer) forwards that object.
+  // Every reference returned carries a new hold token, held before it is returned (one message
+  // each: payload/lifetime.hpp). Other
   // payloads are hashed while they are written (PayloadStore::put_object). Used for one runtime
   // answer: the payloads given to replace() must stay alive while it is used.
   class Outputs : public PayloadOffload {
@@ -175,6 +177,18 @@ class PayloadReferences {
 
   // Records that envelope `envelope_id` ended (payload/lifetime.hpp).
   Status release(std::string_view envelope_id) { return payload::release(*store_, envelope_id); }
+
+  // The input `in` was acked after `decision` was carried out (its outputs durable): when its
+  // payload is a reference with a hold token, that token's release is written soon, on the hold
+  // renewer's thread (payload/hold_renewer.hpp), unless the decision re-sent the input as a
+  // retry (which carries the token on). Never blocks on the store; thread-safe.
+  void consumed(const envelope::Envelope& in, const Decision& decision);
+
+  // The same for a message whose reference the caller parsed (end actors): releases `token`
+  // soon when not empty. Thread-safe.
+  void release_token_later(std::string token) {
+    if (!token.empty()) renewer_.release_later(std::move(token));
+  }
 
   payload::PayloadStore& store() { return *store_; }
   std::size_t threshold_bytes() const { return threshold_bytes_; }

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/random_id.hpp"
+#include "sidecar/payload_test_support.hpp"
 #include "sidecar/router_test_support.hpp"
 
 namespace asya::sidecar {
@@ -148,9 +149,9 @@ TEST_F(PayloadRefTest, ChangedObjectIsAMismatchNotAPayload) {
 }
 
 TEST_F(PayloadRefTest, ReferenceToAnotherStoreIsUnavailable) {
-  std::string reference =
-      payload::Reference{"s3://elsewhere/objects/" + std::string(64, 'a'), 5, std::string(64, 'a')}
-          .json();
+  std::string reference = payload::Reference{"s3://elsewhere/objects/" + std::string(64, 'a'), 5,
+                                             std::string(64, 'a'), ""}
+                              .json();
   std::string body = envelope_with(reference);
   auto in = envelope::parse(body);
   PayloadReferences::Input input = refs_->resolve(*in, body);
@@ -176,7 +177,8 @@ TEST_F(PayloadRefTest, PassThroughReusesTheInputReferenceWithoutWriting) {
   ASSERT_EQ(d.sends.size(), 1u);
   EXPECT_EQ(d.sends[0].queue, "asya-c");
   auto out = obj(d.sends[0].body);
-  EXPECT_EQ(boost::json::serialize(out["payload"]), reference);
+  EXPECT_TRUE(
+      SameObjectOwnToken(refs_->store(), boost::json::serialize(out["payload"]), reference));
   EXPECT_EQ(out["headers"].as_object()["h"].as_int64(), 1);
   EXPECT_EQ(out["id"].as_string(), "X");
   EXPECT_EQ(object_count(), 1u);
@@ -184,7 +186,8 @@ TEST_F(PayloadRefTest, PassThroughReusesTheInputReferenceWithoutWriting) {
 }
 
 // PROTOCOL §3/§10: a "payload_unchanged" answer to a referenced input forwards the reference:
-// nothing hashed, compared or written; a fan-out child gets its own hold.
+// nothing hashed, compared or written (but each output's hold token); a fan-out child gets its own
+// hold.
 TEST_F(PayloadRefTest, UnchangedAnswerForwardsTheInputReferenceWithoutWriting) {
   std::string reference = stored_reference(kLarge);
   auto written_at = fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge));
@@ -202,11 +205,15 @@ TEST_F(PayloadRefTest, UnchangedAnswerForwardsTheInputReferenceWithoutWriting) {
                                     false, &*offload);
   ASSERT_EQ(d.sends.size(), 2u) << d.failure_message;
   for (const auto& send : d.sends)
-    EXPECT_EQ(boost::json::serialize(obj(send.body)["payload"]), reference) << send.body;
+    EXPECT_TRUE(SameObjectOwnToken(refs_->store(),
+                                   boost::json::serialize(obj(send.body)["payload"]), reference))
+        << send.body;
+  EXPECT_NE(obj(d.sends[0].body)["payload"], obj(d.sends[1].body)["payload"]);  // two tokens
   EXPECT_EQ(object_count(), 1u);
   EXPECT_EQ(fs::last_write_time(dir_ / "objects" / payload::sha256_hex(kLarge)), written_at);
-  // Output 0 keeps the input's id (already held); the child X-1-1 is held for itself.
-  EXPECT_EQ(refs_->store().list("holds/")->size(), holds_before + 1);
+  // Output 0 keeps the input's id (already held); the child X-1-1 is held for itself; each
+  // output's token is held.
+  EXPECT_EQ(refs_->store().list("holds/")->size(), holds_before + 3);
 }
 
 TEST_F(PayloadRefTest, UnchangedAnswerToALargeInlineInputIsStoredOnce) {
@@ -243,8 +250,9 @@ TEST_F(PayloadRefTest, FanOutStoresEachDistinctPayloadOnceAndHoldsItPerChild) {
   Decision d = router.after_runtime(*in, delivery, ok(), response, false, &outputs);
   ASSERT_EQ(d.sends.size(), 3u);
   EXPECT_EQ(object_count(), 2u);
-  // Every child holds its object, so each one's end releases only its own hold.
-  EXPECT_EQ(refs_->store().list("holds/")->size(), 3u);
+  // Every child holds its object, so each one's end releases only its own hold; and each
+  // output's hold token holds it until that output is consumed.
+  EXPECT_EQ(refs_->store().list("holds/")->size(), 6u);
   for (const auto& send : d.sends)
     EXPECT_TRUE(obj(send.body)["payload"].as_object().contains("asya-payload-ref"));
 }
@@ -318,13 +326,42 @@ TEST_F(PayloadRefTest, LargeEqualOutputsAreWrittenOnceAndADifferentOneOfTheInput
                   .as_object()["sha256"]
                   .as_string(),
               changed_sha.c_str());
-  EXPECT_EQ(boost::json::serialize(obj(d.sends[2].body)["payload"]), input_reference);
+  EXPECT_TRUE(SameObjectOwnToken(store, boost::json::serialize(obj(d.sends[2].body)["payload"]),
+                                 input_reference));
   std::string stored;
   ASSERT_TRUE(store.read(payload::object_key(changed_sha), stored).ok());
   EXPECT_TRUE(stored == changed);
   // Every output holds its object: X holds `big` (as a's output and b's input: one record) and
-  // `changed` (output 0), the two children one each.
-  EXPECT_EQ(store.list("holds/")->size(), 4u);
+  // `changed` (output 0), the two children one each; and a's output and the three outputs have a
+  // hold token each.
+  EXPECT_EQ(store.list("holds/")->size(), 8u);
+}
+
+// docs/protocol.md §10 "Outputs waiting in a queue": the sidecar that consumed a message (acked
+// it) releases its reference's hold token, on the renewer's thread; a retry carries it on.
+TEST_F(PayloadRefTest, AConsumedInputReleasesItsHoldTokenUnlessARetryCarriesIt) {
+  auto token_of = [](const std::string& reference) {
+    return (*payload::parse_reference(reference))->hold;
+  };
+  const std::string retried = stored_reference(kLarge);
+  const std::string consumed = stored_reference(R"({"other":")" + std::string(3000, 'o') + "\"}");
+  ASSERT_NE(token_of(retried), token_of(consumed));
+  const std::string retried_body = envelope_with(retried);
+  const std::string consumed_body = envelope_with(consumed);
+  auto retried_in = envelope::parse(retried_body);
+  auto consumed_in = envelope::parse(consumed_body);
+  Decision retry;
+  Outgoing again;
+  again.type = MessageType::kRetry;
+  retry.sends.push_back(again);
+  refs_->consumed(*retried_in, retry);
+  refs_->consumed(*consumed_in, Decision{});  // released after the retried one would be
+  const fs::path released = dir_ / payload::release_key(token_of(consumed));
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (!fs::exists(released) && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_TRUE(fs::exists(released));
+  EXPECT_FALSE(fs::exists(dir_ / payload::release_key(token_of(retried))));
 }
 
 TEST_F(PayloadRefTest, StoreFailureNacksTheInput) {

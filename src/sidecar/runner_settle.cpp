@@ -65,6 +65,9 @@ void Runner::settle_items(std::span<const SettleItem> items,
     const transport::Delivery* none = nullptr;
     if (batch) std::replace(batch->begin(), batch->end(), held[i].delivery, none);
     record_settle(*held[i].delivery, settled[i].acked, settled[i].nacked);
+    // Consumed: the hold token of its payload reference is released (payload/lifetime.hpp).
+    if (settled[i].acked && held[i].in && payloads_.references)
+      payloads_.references->consumed(*held[i].in, *held[i].decision);
     if (settled[i].too_large) {
       metrics_.failed(label(FailureCode::kMessageTooLarge));
       spdlog::warn("an output was refused by the transport as too large; sent to error-end");

@@ -59,6 +59,14 @@ class Store:
             moto_service.s3_request("PUT", "%s/%s/run/%s" % (self.endpoint, self.bucket, key), data)
 
 
+def without_hold(reference):
+    """A reference without its hold token (every published message has its own: docs/protocol.md
+    §10), to compare which object two references name."""
+    inner = dict(reference["asya-payload-ref"])
+    inner.pop("hold", None)
+    return {"asya-payload-ref": inner}
+
+
 def use_store(cluster, request, **env):
     store = Store(cluster, request)
     cluster.env.update({"ASYA_PAYLOAD_STORE": store.url, "PYTHONPATH": str(HERE)})
@@ -151,9 +159,12 @@ def test_a_join_of_large_branches_gets_their_payloads_and_stores_its_large_outpu
     # Two distinct branch payloads and the join's output, each stored once.
     assert len(store.objects()) == 3, store.objects()
     # Branches 1 and 2 ended at the join, which released their ids; FANJ (branch 0, and the join's
-    # output) is released by the end actor.
-    wait_for(lambda: store.keys("released/") == release_keys("FANJ", "FANJ-1", "FANJ-2"), 30,
+    # output) is released by the end actor. Every message was consumed: each hold token is released
+    # too, so every hold has a release.
+    wait_for(lambda: set(release_keys("FANJ", "FANJ-1", "FANJ-2")) <= set(store.keys("released/")), 30,
              "the releases of the branch ids and of FANJ")
+    wait_for(lambda: {k.split("/")[1] for k in store.keys("holds/")}
+             <= {k.split("/")[1] for k in store.keys("released/")}, 30, "every hold to be released")
 
 
 def release_keys(*ids):
@@ -329,10 +340,11 @@ def test_crash_after_the_upload_before_the_publish_loses_nothing_and_the_orphan_
     """The sidecar dies once the output's object is stored and held, before publishing the
     envelope that refers to it (failpoint payload.stored). The redelivered message is processed
     (its handler stamps each call, so it stores a second object); the first object, referred to
-    by no envelope, is deleted once its envelope ended, and the second after the end too."""
+    by no envelope and held by a hold token no message carries, is deleted after the orphan age,
+    and the second after the end."""
     if cluster.transport != "sqlite":
         pytest.skip("a file store's crash leftovers; once on sqlite")
-    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="1h",
+    store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="10s",
                       ASYA_PAYLOAD_SWEEP_INTERVAL="200ms", ASYA_VISIBILITY_TIMEOUT="2s")
     maker = start(cluster, "make", "make_big_unique", env={"ASYA_FAILPOINTS": "payload.stored"})
     cluster.queues.send("asya-make", {"id": "CRASH2", "route": {"actors": ["make"], "current": 0},
@@ -345,14 +357,15 @@ def test_crash_after_the_upload_before_the_publish_loses_nothing_and_the_orphan_
     got = result(cluster, "CRASH2")
     assert len(got["payload"]["data"]) == 1 * MB
     assert pathlib.Path(cluster.markers / "called-make-orphan").read_text().count("call") == 2
-    wait_for(lambda: orphan not in store.objects(), 30, "the orphaned object to be deleted")
+    wait_for(lambda: orphan not in store.objects(), 60, "the orphaned object to be deleted")
     wait_for(lambda: store.objects() == [], 30, "the object to be deleted after the end")
 
 
 def test_crash_after_the_publish_before_the_ack_sends_a_duplicate_of_the_same_object(cluster, request):
     """The sidecar dies once its output is published and before it acks its input (failpoint
     sidecar.before_ack). The input is redelivered and processed again; its duplicate output
-    refers to the same object (same bytes, same reference), and both copies are processed."""
+    refers to the same object (same bytes, same object; each message its own hold token), and both
+    copies are processed."""
     if cluster.transport != "sqlite":
         pytest.skip("the lifetime rule is the store's; once on sqlite")
     store = use_store(cluster, request, ASYA_PAYLOAD_GRACE="1s", ASYA_PAYLOAD_ORPHAN_AGE="1h",
@@ -367,7 +380,9 @@ def test_crash_after_the_publish_before_the_ack_sends_a_duplicate_of_the_same_ob
     wait_for(lambda: cluster.queues.empty("asya-make"), 30, "the input to be acked")
     copies = [m["body"] for m in cluster.queues.recv("asya-digest", 2)]
     references = [json.loads(body)["payload"]["asya-payload-ref"] for body in copies]
+    tokens = [r.pop("hold") for r in references]
     assert references[0] == references[1], references
+    assert tokens[0] != tokens[1], tokens
     assert len(store.objects()) == 1
     for body in copies:
         cluster.queues.send("asya-digest", body)
@@ -437,13 +452,14 @@ def test_a_batch_resolves_each_reference_alone_and_only_the_unresolvable_go_to_e
     forwarded = {m["json"]["id"]: m["json"] for m in cluster.queues.collect("asya-next", 3, timeout=120)}
     failed = {m["json"]["id"]: m["json"] for m in cluster.queues.collect("asya-error-end", 2, timeout=60)}
     assert sorted(forwarded) == ["P0", "P4", "R1"] and sorted(failed) == ["C3", "M2"]
-    # The handler got the real payload inside a batch, and its pass-through output carries the
-    # input's reference again: nothing new was written.
+    # The handler got the real payload inside a batch, and its pass-through output refers to the
+    # input's object again (a hold token of its own): nothing new was written.
     batches = recorded_batches(cluster, "bpass")
     assert sorted(t for b in batches for t in b) == ["good", "p0", "p4"], batches
     assert any("good" in b and len(b) > 1 for b in batches), batches
     assert_no_reference_seen(cluster)
-    assert forwarded["R1"]["payload"] == payloads["R1"]
+    assert without_hold(forwarded["R1"]["payload"]) == payloads["R1"]
+    assert len(forwarded["R1"]["payload"]["asya-payload-ref"]["hold"]) == 32
     assert forwarded["P0"]["payload"] == {"tag": "p0"}
     assert len(store.objects()) == 2, store.objects()
     for id_ in ("M2", "C3"):
@@ -473,7 +489,8 @@ def test_large_outputs_of_a_batch_are_stored_by_reference_per_item(cluster, requ
         assert ref["size"] > sizes[id_] and ref["url"] == "%s/objects/%s" % (store.url, ref["sha256"])
     assert outputs["BS"]["json"]["payload"]["tag"] == "bs"
     assert len(store.objects()) == 2, store.objects()
-    assert len(store.keys("holds/")) == 2, store.keys("holds/")  # one per stored output's id
+    # One per stored output's id, and one per output's hold token.
+    assert len(store.keys("holds/")) == 4, store.keys("holds/")
     for m in outputs.values():
         cluster.queues.send("asya-digest", m["body"])
     start(cluster, "digest", "digest")
