@@ -137,8 +137,12 @@ TEST(RuntimeClientAnswer, AnAnswerWrittenInPiecesIsReadWholeAndBytesAfterItAreFo
 // written after the answer are still found (and the descriptor is not kept).
 TEST(RuntimeClientAnswer, AnAnswerCarryingADescriptorDoesNotHideBytesAfterIt) {
   TempDir dir;
-  ScriptedRuntime runtime(dir.path / "rt.sock", [&](int fd, int, const std::string& request) {
+  ScriptedRuntime runtime(dir.path / "rt.sock", [&](int fd, int n, const std::string& request) {
     std::string frame = framed("[" + request + "]");
+    if (n > 1) {
+      send_all(fd, frame);  // the client may have closed already (junk read as a header)
+      return true;
+    }
     iovec iov{frame.data(), frame.size()};
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
     msghdr message{};
@@ -159,6 +163,26 @@ TEST(RuntimeClientAnswer, AnAnswerCarryingADescriptorDoesNotHideBytesAfterIt) {
   RuntimeClient client(options_for(dir.path / "rt.sock"));
   std::string response;
   CallResult r = client.call(R"({"n":1})", response, 5s);
+  if (r.status == CallStatus::kOk) {
+    // The junk, a write of its own after the answer's, had not arrived when the client looked
+    // after the answer (the runtime is another thread). It is then found by the next call: by
+    // the look before its request (protocol §3 rule 2: a notice, the request goes on a new
+    // connection) or, if it came later still, as stray bytes before the next answer's frame (a
+    // protocol error). Either way it is named and never taken for an answer.
+    EXPECT_EQ(response, R"([{"n":1}])");
+    r = client.call(R"({"n":2})", response, 5s);
+    if (r.status == CallStatus::kOk) {
+      EXPECT_EQ(response, R"([{"n":2}])");
+      EXPECT_NE(r.notice.find("4 more byte(s) on the connection after its previous answer"),
+                std::string::npos)
+          << r.notice;
+      EXPECT_NE(r.notice.find("6a 75 6e 6b"), std::string::npos) << r.notice;
+    } else {
+      EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error;
+      EXPECT_NE(r.error.find("header 6a 75 6e 6b"), std::string::npos) << r.error;
+    }
+    return;
+  }
   EXPECT_EQ(r.status, CallStatus::kProtocol) << r.error << " answer: " << response;
   EXPECT_NE(r.error.find("4 more byte(s) right after its answer"), std::string::npos) << r.error;
   EXPECT_NE(r.error.find("6a 75 6e 6b"), std::string::npos) << r.error;
