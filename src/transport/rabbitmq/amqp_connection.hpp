@@ -38,6 +38,7 @@ class AmqpConnection {
   // another thread fails promptly (its socket is shut down) and close() skips connection.close.
   // There is no way back: the owner is stopping.
   void interrupt();
+  bool interrupted() const { return interrupted_.load(); }
   bool is_open() const { return state_ != nullptr && !broken_; }
   // Marks the connection unusable (a socket or protocol error happened); the owner reconnects.
   void set_broken() { broken_ = true; }

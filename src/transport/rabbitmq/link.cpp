@@ -164,9 +164,9 @@ bool Link::connect() {
   Status st = connection_.open(channels_);
   if (st) st = on_open();
   std::lock_guard lock(mutex_);
-  if (!st && stopping_) {
+  if (!st && (stopping_ || connection_.interrupted())) {
     connection_.close();
-    return false;  // cut short by stop_link(): its line says so, the last real error is kept
+    return false;  // cut short by a stop: its line says so, the last real error is kept
   }
   if (!st) {
     if (last_error_ != st.message()) spdlog::warn("rabbitmq {}: {}", role_, st.message());
