@@ -241,7 +241,10 @@ class Transport {
   virtual std::size_t max_message_bytes() const = 0;
 
   // Wakes every thread blocked in receive() so it returns promptly; used on shutdown. Later
-  // receive() calls return at once with no messages.
+  // receive() calls return at once with no messages. A transport whose connection is down (a
+  // reconnect in progress) also fails send() calls waiting for it to come back, at once rather
+  // than after their timeout: the stopping process does not wait for a broker that does not
+  // answer, and the inputs of those sends, not acked, are delivered again.
   virtual void interrupt() = 0;
 
   // Releases connections. After close() only the destructor may be called.

@@ -18,6 +18,8 @@
 #include <cstring>
 #include <string>
 
+#include "common/env.hpp"
+
 namespace asya::transport::rabbitmq {
 
 namespace {
@@ -65,45 +67,81 @@ std::string library_error_text(int status, int saved_errno) {
   return text;
 }
 
-// Why a TCP connection to host:port cannot be made, found by trying once more with a plain socket:
-// rabbitmq-c's non-blocking connect loses the errno ("a socket error occurred"). Empty when the
-// probe connects (the broker came up meanwhile) or the name does not resolve.
-std::string probe_connect_failure(const std::string& host, int port) {
+// "1s", "1500ms": a bound as the user wrote it, for messages.
+std::string bound_text(std::chrono::milliseconds bound) {
+  return format_duration(bound);
+}
+
+// Connects a non-blocking TCP socket to host:port within `timeout`, in slices so that `interrupted`
+// (a stop) ends the wait at once. rabbitmq-c's own connect cannot be interrupted and loses the
+// errno ("a socket error occurred"); this one says what happened. Returns the socket, or why not.
+Result<int> connect_tcp(const std::string& host, int port, std::chrono::milliseconds timeout,
+                        const std::atomic<bool>& interrupted) {
+  const std::string where = host + ":" + std::to_string(port);
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
   addrinfo* addresses = nullptr;
-  if (::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses) != 0 ||
-      addresses == nullptr)
-    return "";
+  if (int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses);
+      rc != 0 || addresses == nullptr) {
+    return Error{"cannot resolve host \"" + host + "\" (" + ::gai_strerror(rc) + ")"};
+  }
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
   int error = 0;
-  for (addrinfo* a = addresses; a != nullptr; a = a->ai_next) {
+  bool timed_out = false;
+  int connected = -1;
+  for (addrinfo* a = addresses; a != nullptr && connected < 0 && !timed_out; a = a->ai_next) {
     int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) continue;
-    error = 0;
-    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) {
+    if (fd < 0) {
       error = errno;
-      if (error == EINPROGRESS) {
-        pollfd p{fd, POLLOUT, 0};
-        int rc = ::poll(&p, 1, 3000);
+      continue;
+    }
+    error = 0;
+    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) error = errno;
+    while (error == EINPROGRESS) {
+      if (interrupted.load()) {
+        error = EINTR;
+        break;
+      }
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) {
+        timed_out = true;
+        break;
+      }
+      pollfd p{fd, POLLOUT, 0};
+      const int rc = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 100)));
+      if (rc < 0 && errno != EINTR) {
+        error = errno;
+      } else if (rc > 0) {
         socklen_t length = sizeof error;
-        if (rc == 0)
-          error = ETIMEDOUT;
-        else if (rc < 0 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0)
-          error = errno;
+        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
       }
     }
-    ::close(fd);
-    if (error == 0) break;
+    if (error == 0 && !timed_out) {
+      // As rabbitmq-c's own connect: no Nagle delay, TCP keepalives on.
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+      connected = fd;
+    } else {
+      ::close(fd);
+    }
   }
   ::freeaddrinfo(addresses);
-  if (error == 0) return "";
+  if (connected >= 0) return connected;
+  if (timed_out)
+    return Error{"TCP connect timed out after " + bound_text(timeout) +
+                 " (ASYA_RABBITMQ_RPC_TIMEOUT): nothing answered at " + where +
+                 " (a host that is down, a firewall dropping packets, or a broker too busy to "
+                 "accept)"};
+  if (error == EINTR) return Error{"stopping: gave up connecting to " + where};
   std::string text = std::strerror(error);
   if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
   if (error == ECONNREFUSED)
-    text += " (nothing listens on " + host + ":" + std::to_string(port) +
-            ": is the broker running, and is this its AMQP port?)";
-  return text;
+    text +=
+        " (nothing listens on " + where + ": is the broker running, and is this its AMQP port?)";
+  return Error{text};
 }
 
 // A 406 on queue.declare because an argument that only the queue type decides differs from the
@@ -154,6 +192,16 @@ std::string AmqpConnection::login_failure_text(const amqp_rpc_reply_t& login,
     }
     return "the broker at " + where + " closed the connection while logging in: " + text;
   }
+  if (login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION && interrupted_.load())
+    return "stopping: gave up the AMQP handshake with " + where;
+  if (login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
+      login.library_error == AMQP_STATUS_TIMEOUT) {
+    // The TCP connect succeeded (the kernel accepts for a frozen process too) and then nothing.
+    return "no answer to the AMQP handshake within " + bound_text(settings_.step_timeout()) +
+           " (ASYA_RABBITMQ_RPC_TIMEOUT) from " + where +
+           ": is the broker frozen or overloaded, or is " + settings_.host + ":" +
+           std::to_string(settings_.port) + " not a RabbitMQ AMQP port?";
+  }
   if (login.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION) {
     // No answer from the broker: it died, is stopping or starting, or a proxy cut the line. The
     // credentials were not even checked, so they are not the suspect.
@@ -176,6 +224,7 @@ int AmqpConnection::fd() const {
 Status AmqpConnection::open(int channels) {
   close();
   broken_ = false;
+  if (interrupted_.load()) return Error{"stopping: not connecting to " + settings_.describe()};
   state_ = amqp_new_connection();
   const std::string where = settings_.describe();
   amqp_socket_t* socket = nullptr;
@@ -197,21 +246,41 @@ Status AmqpConnection::open(int channels) {
     close();
     return Error{"cannot create a socket for " + where};
   }
-  timeval connect_timeout{10, 0};
-  int rc =
-      amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &connect_timeout);
-  if (rc != AMQP_STATUS_OK) {
-    const int saved_errno = errno;
-    close();
-    std::string cause;
-    if (rc == AMQP_STATUS_SOCKET_ERROR || rc == AMQP_STATUS_TIMEOUT)
-      cause = probe_connect_failure(settings_.host, settings_.port);
-    if (cause.empty()) cause = library_error_text(rc, saved_errno);
-    return Error{"cannot connect to RabbitMQ at " + where + ": " + cause};
+  const std::chrono::milliseconds step = settings_.step_timeout();
+  timeval step_timeval{static_cast<time_t>(step.count() / 1000),
+                       static_cast<suseconds_t>(step.count() % 1000 * 1000)};
+  if (settings_.tls) {
+    // The TLS handshake is rabbitmq-c's: bounded by the step timeout, not interruptible.
+    int rc =
+        amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &step_timeval);
+    if (rc != AMQP_STATUS_OK) {
+      const int saved_errno = errno;
+      close();
+      return Error{"cannot connect to RabbitMQ at " + where + ": " +
+                   (rc == AMQP_STATUS_TIMEOUT
+                        ? "TCP connect or TLS handshake timed out after " + bound_text(step) +
+                              " (ASYA_RABBITMQ_RPC_TIMEOUT)"
+                        : library_error_text(rc, saved_errno))};
+    }
+  } else {
+    auto fd = connect_tcp(settings_.host, settings_.port, step, interrupted_);
+    if (!fd) {
+      close();
+      return Error{"cannot connect to RabbitMQ at " + where + ": " + fd.error().message};
+    }
+    amqp_tcp_socket_set_sockfd(socket, *fd);  // rabbitmq-c owns it from here
   }
-  // RPCs (declare, qos, consume) must not hang forever on a stuck broker.
-  timeval rpc_timeout{15, 0};
-  amqp_set_rpc_timeout(state_, &rpc_timeout);
+  {
+    // From here a stop (interrupt()) cuts a stuck handshake or RPC short.
+    std::lock_guard lock(fd_mutex_);
+    live_fd_ = amqp_get_sockfd(state_);
+    if (interrupted_.load()) ::shutdown(live_fd_, SHUT_RDWR);
+  }
+  // The handshake and every RPC (channel open, qos, consume, declare, close) wait at most one
+  // step for the broker's answer: a frozen broker or a peer that is no broker fails the attempt
+  // (the link retries), instead of holding it for rabbitmq-c's 12 s handshake or forever.
+  amqp_set_handshake_timeout(state_, &step_timeval);
+  amqp_set_rpc_timeout(state_, &step_timeval);
   amqp_rpc_reply_t login = amqp_login(
       state_, settings_.vhost.c_str(), 0, kFrameMax, static_cast<int>(settings_.heartbeat.count()),
       AMQP_SASL_METHOD_PLAIN, settings_.username.c_str(), settings_.password.c_str());
@@ -233,11 +302,23 @@ Status AmqpConnection::open(int channels) {
   return Status::Ok();
 }
 
+void AmqpConnection::interrupt() {
+  interrupted_.store(true);
+  std::lock_guard lock(fd_mutex_);
+  // The fd stays open (only the owner closes it, after clearing live_fd_ under this lock): a
+  // blocked poll() or recv() on it returns at once and rabbitmq-c fails the call.
+  if (live_fd_ >= 0) ::shutdown(live_fd_, SHUT_RDWR);
+}
+
 void AmqpConnection::close() {
   if (state_ == nullptr) return;
-  if (!broken_) {
-    // Best effort, bounded by the RPC timeout; a dead broker just fails it.
+  if (!broken_ && !interrupted_.load()) {
+    // Best effort, bounded by the step timeout; a dead broker just fails it.
     amqp_connection_close(state_, AMQP_REPLY_SUCCESS);
+  }
+  {
+    std::lock_guard lock(fd_mutex_);
+    live_fd_ = -1;
   }
   amqp_destroy_connection(state_);
   state_ = nullptr;
@@ -271,11 +352,15 @@ Status AmqpConnection::check_status(int status, std::string_view what) {
 Status AmqpConnection::check(const amqp_rpc_reply_t& reply, amqp_channel_t channel,
                              std::string_view what) {
   if (reply.reply_type == AMQP_RESPONSE_NORMAL) return Status::Ok();
-  std::string text = std::string(what) + " on " + settings_.describe() + " failed: " +
-                     (reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION &&
-                              reply.library_error == AMQP_STATUS_HEARTBEAT_TIMEOUT
-                          ? heartbeat_timeout_text()
-                          : reply_text(reply));
+  const bool library = reply.reply_type == AMQP_RESPONSE_LIBRARY_EXCEPTION;
+  std::string text =
+      std::string(what) + " on " + settings_.describe() + " failed: " +
+      (library && interrupted_.load()                                    ? std::string("stopping")
+       : library && reply.library_error == AMQP_STATUS_HEARTBEAT_TIMEOUT ? heartbeat_timeout_text()
+       : library && reply.library_error == AMQP_STATUS_TIMEOUT
+           ? "no answer from the broker within " + bound_text(settings_.step_timeout()) +
+                 " (ASYA_RABBITMQ_RPC_TIMEOUT): is the broker frozen or overloaded?"
+           : reply_text(reply));
   if (reply.reply_type == AMQP_RESPONSE_SERVER_EXCEPTION &&
       reply.reply.id == AMQP_CHANNEL_CLOSE_METHOD) {
     // The broker closed this channel only: confirm the close, then reopen it.

@@ -5,8 +5,10 @@
 
 #include <amqp.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -28,9 +30,15 @@ class AmqpConnection {
   AmqpConnection& operator=(const AmqpConnection&) = delete;
   ~AmqpConnection();
 
-  // Opens the socket (bounded by a 10s timeout), logs in and opens `channels` channels numbered
-  // 1..channels.
+  // Opens the socket, logs in and opens `channels` channels numbered 1..channels. Each step (TCP
+  // connect, handshake, each channel open) and every later RPC on the connection waits at most
+  // settings.step_timeout() for the broker; a failure names the step and the bound.
   Status open(int channels);
+  // Thread-safe, for a stop: from now on open() fails at once, a connect or RPC in progress on
+  // another thread fails promptly (its socket is shut down) and close() skips connection.close.
+  // There is no way back: the owner is stopping.
+  void interrupt();
+  bool interrupted() const { return interrupted_.load(); }
   bool is_open() const { return state_ != nullptr && !broken_; }
   // Marks the connection unusable (a socket or protocol error happened); the owner reconnects.
   void set_broken() { broken_ = true; }
@@ -75,6 +83,9 @@ class AmqpConnection {
   std::string heartbeat_timeout_text() const;
 
   const RabbitmqSettings& settings_;
+  std::atomic<bool> interrupted_{false};
+  std::mutex fd_mutex_;  // live_fd_: interrupt() may shut it down only while it is ours
+  int live_fd_ = -1;
   amqp_connection_state_t state_ = nullptr;
   bool broken_ = false;
   std::set<std::string> warned_type_;  // queues adopted with another type (warned once each)

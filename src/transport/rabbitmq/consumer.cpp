@@ -76,6 +76,10 @@ void Consumer::interrupt() {
     // No receive() will take more: stop the broker from pushing (and this process from holding)
     // messages other replicas could process. What is buffered already is returned by close().
     cancel_requested_ = true;
+    // Not connected: no new connection is of use any more (deliveries of the lost one cannot be
+    // acked on it), and a reconnect stuck on a broker that does not answer holds the connection
+    // that a receive() caller may be waiting to read: cut it short.
+    if (!connected_) connection_.interrupt();
     wake_all();
   }
   wakeup_.notify();

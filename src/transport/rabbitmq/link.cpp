@@ -61,6 +61,11 @@ void Link::stop_link() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
+    // Not connected: the link thread may be stuck in a connect, a handshake or a declaration
+    // with a broker that does not answer; cut it short rather than wait for its step timeout. A
+    // working connection is closed properly by the thread instead (acks written, then
+    // connection.close).
+    if (!connected_) connection_.interrupt();
     wake_all();
   }
   wakeup_.notify();
@@ -152,9 +157,17 @@ void Link::turn(bool read, bool readable) {
 }
 
 bool Link::connect() {
+  {
+    std::lock_guard lock(mutex_);
+    if (stopping_) return false;
+  }
   Status st = connection_.open(channels_);
   if (st) st = on_open();
   std::lock_guard lock(mutex_);
+  if (!st && (stopping_ || connection_.interrupted())) {
+    connection_.close();
+    return false;  // cut short by a stop: its line says so, the last real error is kept
+  }
   if (!st) {
     if (last_error_ != st.message()) spdlog::warn("rabbitmq {}: {}", role_, st.message());
     last_error_ = st.message();
@@ -234,6 +247,14 @@ void Link::run() {
   on_stop();
   connection_.close();  // the broker requeues what is still unacked
   std::lock_guard lock(mutex_);
+  if (!connected_ && !last_error_.empty()) {
+    // Stopped while the broker could not be reached (SIGTERM during a stuck reconnect): say so,
+    // and that nothing is lost.
+    spdlog::warn(
+        "rabbitmq {}: stopped while reconnecting to {} (last error: {}); nothing is lost: "
+        "messages not acked are delivered again by the broker, sends not confirmed failed",
+        role_, settings_.describe(), last_error_);
+  }
   connected_ = false;
   on_stopped();
   wake_all();

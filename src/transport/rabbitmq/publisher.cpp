@@ -65,6 +65,18 @@ void Publisher::left_running(Job& job) {
   if (job.waiter != nullptr && job.waiter->watch_running) job.waiter->cv.notify_one();
 }
 
+void Publisher::interrupt() {
+  std::lock_guard lock(mutex_);
+  interrupted_ = true;
+  wake_all();
+}
+
+std::string Publisher::given_up_text() const {
+  return "not confirmed: the transport is stopping and the connection to " + settings_.describe() +
+         " is down" + (last_error_.empty() ? std::string() : " (" + last_error_ + ")") +
+         "; not waiting for a reconnect";
+}
+
 void Publisher::wake_all() {
   changed_.notify_all();
   for (Waiter* waiter : waiters_) waiter->cv.notify_one();
@@ -96,6 +108,11 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
       results[i] = Error{jobs[i]->what() + " failed: the transport was closed"};
     return results;
   }
+  if (given_up()) {
+    for (std::size_t i = 0; i < jobs.size(); ++i)
+      results[i] = Error{jobs[i]->what() + " failed: " + given_up_text()};
+    return results;
+  }
   for (const auto& job : jobs) {
     job->waiter = &waiter;
     queue_.push_back(job);
@@ -110,7 +127,7 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
     // The broker was never reached: a wrong URL or a broker that is down fails within
     // connect_timeout, naming the reason, rather than after the whole confirm_timeout.
     waiter.cv.wait_until(lock, started + settings_.connect_timeout,
-                         [&] { return all_done() || ever_connected_ || stopping_; });
+                         [&] { return all_done() || ever_connected_ || stopping_ || given_up(); });
     if (!ever_connected_) {
       const std::string why = last_error_.empty()
                                   ? "cannot connect to RabbitMQ at " + settings_.describe()
@@ -134,8 +151,10 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
       lock.lock();
       continue;
     }
-    if (!waiter.cv.wait_until(lock, deadline, [&] { return all_done() || waiter.offered; }))
+    if (!waiter.cv.wait_until(lock, deadline,
+                              [&] { return all_done() || waiter.offered || given_up(); }))
       break;  // timed out
+    if (given_up() && !waiter.offered) break;
   }
   if (waiter.offered) hand_over_reading();  // not taken: the next caller or the link thread
   waiter.offered = false;
@@ -152,6 +171,10 @@ std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>
       continue;
     }
     job.abandoned = true;
+    if (given_up()) {
+      results[i] = Error{job.what() + " failed: " + given_up_text()};
+      continue;
+    }
     std::string state = job.state == Job::State::kQueued ? "not written" : "written, not confirmed";
     results[i] = Error{job.what() + " failed: no confirm from RabbitMQ at " + settings_.describe() +
                        " within ASYA_RABBITMQ_CONFIRM_TIMEOUT=" +

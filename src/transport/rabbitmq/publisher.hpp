@@ -69,6 +69,11 @@ class Publisher final : public Link {
   // Fails waiting calls and stops the thread; later calls fail at once.
   void stop();
 
+  // The process is stopping (Transport::interrupt): from now on a call that would wait for a
+  // lost connection to come back fails at once instead (nothing it published is acked by the
+  // caller then, so nothing is lost). Calls on a working connection still complete. Thread-safe.
+  void interrupt();
+
  private:
   struct Job;
   struct Waiter;
@@ -97,6 +102,10 @@ class Publisher final : public Link {
   // thread is woken when no caller waits.
   void hand_over_reading();
   void wake_all() override;
+  // mutex_ held: interrupted and not connected, so waiting for the connection is pointless.
+  bool given_up() const { return interrupted_ && !connected_; }
+  // mutex_ held: what a call that gave up says.
+  std::string given_up_text() const;
   void run_job(const std::shared_ptr<Job>& job);
   // Declares what `job` publishes to (once per connection) and says where: views of the settings,
   // the job or delay_declared_, valid until the next call.
@@ -119,6 +128,7 @@ class Publisher final : public Link {
   void on_stopped() override;
 
   // Guarded by mutex_.
+  bool interrupted_ = false;                // interrupt() was called
   std::deque<std::shared_ptr<Job>> queue_;  // waiting to be run/written, in order
   std::vector<Waiter*> waiters_;            // submit_all() calls waiting for their jobs
   // Delay queues declared by this instance per queue (for stats).

@@ -1,6 +1,7 @@
 // RabbitMQ settings from the environment, URL parsing and delay buckets.
 #include <amqp.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,12 @@ RabbitmqSettings RabbitmqSettings::from_env(const Environment& environment) {
     throw ConfigError("ASYA_RABBITMQ_CONNECT_TIMEOUT=\"" + format_duration(s.connect_timeout) +
                       "\" is too short: use at least 100ms (default 10s)");
   }
+  s.rpc_timeout = environment.duration("ASYA_RABBITMQ_RPC_TIMEOUT", s.rpc_timeout);
+  if (s.rpc_timeout.count() != 0 && s.rpc_timeout < std::chrono::milliseconds(100)) {
+    throw ConfigError(
+        "ASYA_RABBITMQ_RPC_TIMEOUT=\"" + format_duration(s.rpc_timeout) +
+        "\" is too short: use at least 100ms (default: twice the heartbeat, 5s..10s)");
+  }
   s.confirm_window = static_cast<int>(
       environment.integer("ASYA_RABBITMQ_CONFIRM_WINDOW", s.confirm_window, 1, 65535));
   auto heartbeat = environment.duration("ASYA_RABBITMQ_HEARTBEAT", s.heartbeat);
@@ -78,6 +85,13 @@ RabbitmqSettings RabbitmqSettings::from_env(const Environment& environment) {
 std::string RabbitmqSettings::describe() const {
   return std::string(tls ? "amqps://" : "amqp://") + username + "@" + host + ":" +
          std::to_string(port) + "/" + (vhost == "/" ? "%2F" : vhost);
+}
+
+std::chrono::milliseconds RabbitmqSettings::step_timeout() const {
+  using std::chrono::milliseconds;
+  if (rpc_timeout.count() > 0) return rpc_timeout;
+  if (heartbeat.count() == 0) return milliseconds(10'000);
+  return std::clamp<milliseconds>(2 * heartbeat, milliseconds(5'000), milliseconds(10'000));
 }
 
 std::chrono::milliseconds rabbitmq_delay_bucket(std::chrono::milliseconds delay) {

@@ -130,9 +130,10 @@ TEST_F(RabbitmqTransportTest, SilentBrokerIsNamedByTheMissedHeartbeatAndTheLinkR
   through_relay.host = "127.0.0.1";
   through_relay.port = relay.port();
   through_relay.heartbeat = 1s;
-  // Longer than two heartbeats, shorter than the 12 s AMQP handshake timeout that a reconnect
-  // attempt to the silent broker waits: the last error is still the lost heartbeat.
+  // Longer than two heartbeats, shorter than the handshake of a reconnect attempt to the silent
+  // broker (it waits rpc_timeout): the last error is still the lost heartbeat.
   through_relay.confirm_timeout = 6s;
+  through_relay.rpc_timeout = 10s;
   auto producer = make(through_relay);
   const std::string q = queue("silent");
   ASSERT_TRUE(producer->ensure_queue(q).ok());

@@ -148,7 +148,12 @@ class RabbitmqTransport final : public Transport {
     return std::min(options_.max_message_bytes, settings_.max_message_bytes);
   }
 
-  void interrupt() override { consumer_.interrupt(); }
+  // Also ends sends waiting for a lost connection to come back (a stop during a stuck reconnect
+  // does not wait for confirm_timeout; the caller's input is not acked, so it is delivered again).
+  void interrupt() override {
+    consumer_.interrupt();
+    publisher_.interrupt();
+  }
 
   // Deliveries buffered by the prefetch but never handed out go back with their count unchanged
   // (a plain connection close would mark them redelivered and count them once more).

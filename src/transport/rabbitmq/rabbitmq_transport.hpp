@@ -32,7 +32,9 @@
 // meanwhile, and one that has to wait reads the socket itself when nobody else does; acks of
 // messages settled close together share one basic.ack(multiple), see consumer.hpp plan_acks);
 // otherwise it hands the work to the link thread. Both threads reconnect with backoff (100ms
-// doubling to 5s) after any connection failure, redeclare the topology they use, re-issue their
+// doubling to 5s) after any connection failure (each step of an attempt, from the TCP connect to
+// the last declaration, waits at most step_timeout() for the broker; a stop cuts it short),
+// redeclare the topology they use, re-issue their
 // consumers and republish every unconfirmed message (so a broker restart loses nothing; duplicates
 // are possible, as always with at-least-once delivery). Deliveries received before a reconnect
 // cannot be acked any more (the broker redelivers them); ack()/nack() on them fail and lose
@@ -74,6 +76,10 @@ struct RabbitmqSettings {
   std::chrono::milliseconds connect_timeout{std::chrono::seconds(10)};
   int confirm_window = 256;            // ASYA_RABBITMQ_CONFIRM_WINDOW (1..65535)
   std::chrono::seconds heartbeat{30};  // ASYA_RABBITMQ_HEARTBEAT (0 = off)
+  // ASYA_RABBITMQ_RPC_TIMEOUT: how long one step of talking to the broker waits for its answer
+  // (the TCP connect, the AMQP handshake, each channel open, qos, consume, declaration and the
+  // connection.close). 0 (unset): step_timeout() derives it from the heartbeat.
+  std::chrono::milliseconds rpc_timeout{0};
   std::size_t max_message_bytes =
       128u << 20;  // ASYA_RABBITMQ_MAX_MESSAGE_BYTES (broker's default limit)
 
@@ -84,6 +90,11 @@ struct RabbitmqSettings {
   void apply_url(std::string_view url);
   // "amqp://user@host:port/vhost" (no password), for messages.
   std::string describe() const;
+  // The bound of one step (rpc_timeout): when unset, twice the heartbeat (an established
+  // connection is given up after two silent heartbeats; one being opened gets no longer for an
+  // answer), at least 5 s (a loaded broker still answers) and at most 10 s (RabbitMQ's own
+  // handshake timeout); 10 s with heartbeats off.
+  std::chrono::milliseconds step_timeout() const;
 };
 
 // The delay actually used for a requested delay: rounded up to two significant digits in
