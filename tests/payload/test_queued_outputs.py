@@ -125,7 +125,10 @@ def test_a_consumer_killed_before_its_token_release_leaves_the_object_to_the_orp
     start(cluster, "happy-end", runtime=False)
     start(cluster, "error-end", runtime=False)
     first_copy_ended_second_queued(cluster, store, "KILLED")
-    killed = start(cluster, "pass", "passthrough", env={"ASYA_FAILPOINTS": "payload.token_release"})
+    killed = start(cluster, "pass", "passthrough", env={"ASYA_FAILPOINTS": "payload.token_release"},
+                   start_sidecar=False)
+    # Not waited ready: the queued copy may take it to the failpoint before /readyz is asked.
+    killed.start_sidecar(wait_ready=False)
     crashed_at(killed, "payload.token_release")
     assert result(cluster, "KILLED")["payload"] == letters(SIZE)
     wait_for(lambda: store.objects() == [], 120, "the object to be deleted after the orphan age")
