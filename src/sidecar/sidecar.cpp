@@ -416,12 +416,17 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   } else {
     // Decisions held for this group (runner_defer.cpp) wait for this call only until their
     // budget runs out: then they are settled from the call's wait for its answer, on this thread.
-    const bool hold = deferred && !deferred->empty();
-    if (hold)
+    // (Disarmed however the call ends: the hook refers to this step's locals.)
+    struct Disarm {
+      wire::RuntimeClient* client;
+      ~Disarm() {
+        if (client) client->disarm_while_waiting();
+      }
+    } disarm{deferred && !deferred->empty() ? &client : nullptr};
+    if (disarm.client)
       client.arm_while_waiting(deferred->front().started + ReceiveAhead::kBudget,
                                [&] { settle_deferred(slot, client, *deferred, need_ready); });
     decision = call_runtime(*parsed, delivery, client, scratch, tracked);
-    if (hold) client.disarm_while_waiting();
   }
   // A large buffer is not kept for the next message.
   if (scratch.capacity() > (4u << 20)) scratch.release();
