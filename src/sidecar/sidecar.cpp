@@ -368,8 +368,9 @@ void Runner::process_leased_ahead(Slot& slot, wire::RuntimeClient& client,
     process_actor(slot, client, delivery, scratch, need_ready, defer ? &deferred : nullptr);
     ahead.record(seconds_since(processing_started));
     // A group is sized to about ReceiveAhead::kBudget of processing, but a handler's time varies:
-    // decisions held longer than that (a slow call came after them) are settled now, so an
-    // output waits for at most one more call, never for the rest of the group.
+    // decisions held longer than that are settled now, and a runtime call in progress settles
+    // them once they have waited that long (process_actor), so an output waits about the budget
+    // at most, never for a slow call after it nor for the rest of the group.
     if (!deferred.empty() && Clock::now() - deferred.front().started > ReceiveAhead::kBudget)
       settle_deferred(slot, client, deferred, need_ready);
   }
@@ -413,6 +414,18 @@ void Runner::process_actor(Slot& slot, wire::RuntimeClient& client, transport::D
   } else if (auto cancelled = gateway_before(*parsed, tracked)) {
     decision = std::move(*cancelled);
   } else {
+    // Decisions held for this group (runner_defer.cpp) wait for this call only until their
+    // budget runs out: then they are settled from the call's wait for its answer, on this thread.
+    // (Disarmed however the call ends: the hook refers to this step's locals.)
+    struct Disarm {
+      wire::RuntimeClient* client;
+      ~Disarm() {
+        if (client) client->disarm_while_waiting();
+      }
+    } disarm{deferred && !deferred->empty() ? &client : nullptr};
+    if (disarm.client)
+      client.arm_while_waiting(deferred->front().started + ReceiveAhead::kBudget,
+                               [&] { settle_deferred(slot, client, *deferred, need_ready); });
     decision = call_runtime(*parsed, delivery, client, scratch, tracked);
   }
   // A large buffer is not kept for the next message.
@@ -443,7 +456,8 @@ void Runner::finish(Slot& slot, wire::RuntimeClient& client, const transport::De
   metrics_.processing_duration(seconds_since(started));
   {
     std::lock_guard lock(slot.mutex);
-    slot.in_flight = nullptr;
+    // A held decision may be settled while the next message is in flight (runner_defer.cpp).
+    if (slot.in_flight == &delivery) slot.in_flight = nullptr;
     std::replace(slot.batch.begin(), slot.batch.end(), &delivery,
                  static_cast<const transport::Delivery*>(nullptr));
   }

@@ -367,6 +367,7 @@ CallResult RuntimeClient::read_answer(AnswerReceiver& receiver, const Clock::tim
   // they fit (a small answer: the usual case). Bytes read beyond the frame are rule 5's "byte
   // waiting after the answer", and a read that drained the socket proves it idle right after the
   // answer without a look of its own (PROTOCOL §3).
+  if (while_waiting_.fn) wait_answer_or_hook(deadline);
   char* const head = first_read_buffer();
   std::size_t got = 0;
   bool drained = false;

@@ -289,6 +289,18 @@ class RuntimeClient {
   // Closes the connection (the next call reconnects).
   void disconnect();
 
+  // A one-shot hook for a caller that holds other work back while a call is in progress (the
+  // sidecar's decisions held for a group leased ahead: sidecar/runner_defer.cpp): `fn` runs once,
+  // on the calling thread, when a call has waited for its answer until `at` with no byte of it
+  // arrived (or, first, when a call begins to wait for a runtime being restarted:
+  // undelivered_wait); the call then goes on as before. An answer already arriving by `at` never
+  // runs it. It stays armed across calls until it ran or disarm_while_waiting(). `fn` must not use
+  // this client.
+  void arm_while_waiting(std::chrono::steady_clock::time_point at, std::function<void()> fn) {
+    while_waiting_ = {at, std::move(fn)};
+  }
+  void disarm_while_waiting() { while_waiting_ = {}; }
+
   // Whether the last request written went in the file-descriptor form
   // (StreamedRequest::payload_fd).
   bool sent_payload_fd() const { return sent_payload_fd_; }
@@ -307,6 +319,11 @@ class RuntimeClient {
     std::string notice;
   };
   Status connect_once();
+  // arm_while_waiting(): runs the hook now (it is disarmed first), if armed.
+  void run_while_waiting();
+  // Before an answer is read: waits until its first byte, the connection's end, `deadline` or the
+  // hook's time, whichever comes first, and runs the hook when its time came first.
+  void wait_answer_or_hook(std::chrono::steady_clock::time_point deadline);
   CallResult begin_call(const RequestBody& request, std::chrono::steady_clock::time_point deadline,
                         std::chrono::milliseconds timeout);
   CallResult write_request(const RequestBody& request,
@@ -342,6 +359,11 @@ class RuntimeClient {
   bool peer_payload_fd_ = false;
   bool sent_payload_fd_ = false;
   Pending pending_;
+  struct WhileWaiting {
+    std::chrono::steady_clock::time_point at;
+    std::function<void()> fn;
+  };
+  WhileWaiting while_waiting_;
 };
 
 // The ready-file path for a socket path: same directory, file name "runtime-ready".

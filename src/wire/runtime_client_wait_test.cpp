@@ -1,7 +1,8 @@
 // RuntimeClient waiting for a runtime that is being restarted (RuntimeClientOptions::
 // undelivered_wait): a request that provably never reached a live runtime waits for it and is
 // written again; one the runtime may have handled never is. And the wait for the runtime to have
-// read a request (wait_request_read).
+// read a request (wait_request_read). And the hook run while a call waits for its answer
+// (arm_while_waiting).
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -439,6 +440,76 @@ TEST(RuntimeClientWait, TheRequestCountsAsReadOnlyOnceTheRuntimeReadItsLastByte)
   EXPECT_EQ(response.view(), answer);
   ::close(peer);
   ::close(listen_fd);
+}
+
+// A runtime whose handler answers only once `open` is set (or after 10 s), on one connection.
+class GatedRuntime {
+ public:
+  GatedRuntime(const fs::path& path, const std::atomic<bool>& open) : listen_fd_(listen_at(path)) {
+    thread_ = std::thread([this, &open] {
+      int fd = ::accept(listen_fd_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string request;
+      while (read_frame(fd, request, 1u << 20, 10'000).ok()) {
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (!open && std::chrono::steady_clock::now() < deadline)
+          std::this_thread::sleep_for(1ms);
+        if (!write_frame(fd, "[" + request + "]").ok()) break;
+      }
+      ::close(fd);
+    });
+  }
+  ~GatedRuntime() {
+    ::shutdown(listen_fd_, SHUT_RDWR);
+    thread_.join();
+    ::close(listen_fd_);
+  }
+
+ private:
+  int listen_fd_;
+  std::thread thread_;
+};
+
+TEST(RuntimeClientWhileWaiting, TheHookRunsOnceOnTheCallingThreadWhileTheAnswerIsAwaited) {
+  TempDir dir;
+  std::atomic<bool> open{false};
+  GatedRuntime runtime(dir.path / "rt.sock", open);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 0ms, std::make_shared<std::atomic<int>>(0)));
+  int runs = 0;
+  std::thread::id ran_on;
+  // The handler answers only after the hook ran: the hook runs during the call, not after it.
+  client.arm_while_waiting(std::chrono::steady_clock::now() + 5ms, [&] {
+    ++runs;
+    ran_on = std::this_thread::get_id();
+    open = true;
+  });
+  FrameBuffer response;
+  CallResult r = client.call("{\"n\":1}", response, 30s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response.view(), "[{\"n\":1}]");
+  EXPECT_EQ(runs, 1);
+  EXPECT_EQ(ran_on, std::this_thread::get_id());
+  // One-shot: the next call does not run it again.
+  r = client.call("{\"n\":2}", response, 30s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(runs, 1);
+}
+
+TEST(RuntimeClientWhileWaiting, AnAnswerBeforeTheHooksTimeNeverRunsItAndDisarmDropsIt) {
+  TempDir dir;
+  Runtime runtime(dir.path / "rt.sock", Serve::kEcho);
+  RuntimeClient client(waiting(dir.path / "rt.sock", 0ms, std::make_shared<std::atomic<int>>(0)));
+  int runs = 0;
+  client.arm_while_waiting(std::chrono::steady_clock::now() + 1h, [&] { ++runs; });
+  FrameBuffer response;
+  CallResult r = client.call("{\"n\":1}", response, 30s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(runs, 0);
+  client.disarm_while_waiting();
+  r = client.call("{\"n\":2}", response, 30s);
+  ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
+  EXPECT_EQ(response.view(), "[{\"n\":2}]");
+  EXPECT_EQ(runs, 0);
 }
 
 }  // namespace

@@ -1,13 +1,16 @@
 // RuntimeClient's waits for its runtime (runtime_client.hpp): wait_ready(), the wait of a call
 // whose request never reached a live runtime (RuntimeClientOptions::undelivered_wait), and the
-// wait for the runtime to have read a request (wait_request_read).
+// wait for the runtime to have read a request (wait_request_read), and the hook run while a call
+// waits (arm_while_waiting).
 #include <fmt/format.h>
 #include <linux/sockios.h>
 #include <poll.h>
 #include <sched.h>
 #include <sys/ioctl.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <filesystem>
 #include <thread>
 
@@ -101,6 +104,7 @@ CallResult RuntimeClient::until_delivered(CallResult result,
       break;
     }
     if (options_.on_wait) options_.on_wait(result.error);
+    run_while_waiting();  // the caller's held work does not wait for a restart
     ReadyWait ready = wait_ready_until(give_up, options_.undelivered_wait, options_.stop_waiting);
     if (options_.on_wait_end) options_.on_wait_end(ready.status.ok());
     restarted = ready.checks > 1;
@@ -162,6 +166,29 @@ bool RuntimeClient::wait_request_read(Clock::time_point deadline) {
     // which receive() reports.
     if (ready > 0) return !unread();
   }
+}
+
+void RuntimeClient::run_while_waiting() {
+  if (!while_waiting_.fn) return;
+  auto fn = std::move(while_waiting_.fn);
+  while_waiting_ = {};
+  fn();
+}
+
+void RuntimeClient::wait_answer_or_hook(Clock::time_point deadline) {
+  const bool hook_first = while_waiting_.at < deadline;
+  const Clock::time_point until = hook_first ? while_waiting_.at : deadline;
+  pollfd pfd{fd_, POLLIN, 0};
+  for (;;) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(until - Clock::now()).count();
+    const int n = ::poll(&pfd, 1, static_cast<int>(std::clamp<std::int64_t>(left, 0, 1 << 30)));
+    if (n < 0 && errno == EINTR) continue;
+    // Something arrived (or the connection ended, or poll failed: the read finds out): the answer
+    // is read at once, the hook left for the caller to disarm.
+    if (n != 0) return;
+    if (Clock::now() >= until) break;
+  }
+  if (hook_first) run_while_waiting();
 }
 
 }  // namespace asya::wire

@@ -133,3 +133,38 @@ def test_a_held_output_waits_for_at_most_one_slow_call(sqlite_cluster):
     arrived = set()  # the slow ones, collected below as they arrive
     wait_for(lambda: arrived.update(json.loads(m["body"])["id"] for m in cluster.queues.recv(HAPPY, 100))
              or seen | arrived >= set(fast + slow), 60, "every message at happy-end")
+
+
+def test_a_held_output_never_waits_for_a_call_in_progress(sqlite_cluster):
+    """A fast backlog, then a message whose handler blocks until the test opens its gate: the last
+    fast messages' group holds that message after them. Their decisions, held for the group's
+    shared settle, must be settled once they have waited the group's budget, while the blocked
+    call is still in progress (src/sidecar/runner_defer.cpp), not when it ends: a handler that
+    waits for something downstream of a held output (the join of tests/payload/test_join_holds.py)
+    would otherwise wait for ever. Every fast output arrives before the gate is opened."""
+    cluster = sqlite_cluster
+    fast = ["f%02d" % i for i in range(30)]
+    gated = ["g%d" % i for i in range(1, 9)]  # g1 blocks; the rest only make the backlog longer
+    (cluster.markers / "gate-open").touch()
+    lines = [json.dumps({"id": tag, "route": {"actors": ["fast"], "current": 0},
+                         "payload": {"tag": "open" if tag in fast else tag}},
+                        separators=(",", ":")) for tag in fast + gated]
+    batch = pathlib.Path(cluster.tmp) / "backlog.jsonl"
+    batch.write_text("\n".join(lines) + "\n")
+    cluster.queues._run("send", "asya-fast", "@" + str(batch), "--lines")
+    cluster.actor("fast", "gated")
+    seen = set()
+
+    def arrived(ids):
+        seen.update(json.loads(m["body"])["id"] for m in cluster.queues.recv(HAPPY, 100, wait=0.05))
+        return set(ids) <= seen
+
+    wait_for(lambda: arrived(fast), 60, "every fast output at happy-end while g1's call is blocked")
+    assert not seen & set(gated), seen
+    # g1's call was in progress all along: its gate is not open yet.
+    wait_for(lambda: cluster.markers_named("start-g1-"), 30, "g1's call to start")
+    assert not cluster.markers_named("end-g1-")
+    for tag in gated:
+        (cluster.markers / ("gate-" + tag)).touch()
+    wait_for(lambda: arrived(gated), 60, "every gated output at happy-end")
+    assert seen == set(fast + gated)
