@@ -14,36 +14,14 @@
 #include <thread>
 
 #include "gateway/store/job_store.hpp"
+#include "gateway/store/test_database.hpp"
 #include "gateway/store/test_ids.hpp"
 
 namespace asya::gateway {
 namespace {
 
+using testing::run_sql;
 using testing::unique_id;
-
-// Runs SQL on the test database directly (not through the store): to create a schema, or to turn
-// a current database back into one a schema-4 gateway wrote.
-void run_sql(const std::string& store, const std::string& where, const std::string& sql) {
-  if (store == "sqlite") {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(where.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    std::string message = error ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    ASSERT_EQ(rc, SQLITE_OK) << message << " in " << sql;
-    return;
-  }
-  PGconn* connection = PQconnectdb(where.c_str());
-  ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
-  PGresult* result = PQexec(connection, sql.c_str());
-  ExecStatusType status = PQresultStatus(result);
-  std::string message = PQresultErrorMessage(result);
-  PQclear(result);
-  PQfinish(connection);
-  ASSERT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) << message << " in " << sql;
-}
 
 class JobOwnerTest : public ::testing::TestWithParam<std::string> {
  protected:

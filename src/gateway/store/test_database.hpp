@@ -20,6 +20,30 @@
 
 namespace asya::gateway::testing {
 
+// Runs SQL on a test database directly (not through a store): `kind` "sqlite" (`where` a file)
+// or "postgres" (`where` a libpq connection string); a failure fails the test.
+inline void run_sql(const std::string& kind, const std::string& where, const std::string& sql) {
+  if (kind == "sqlite") {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(where.c_str(), &db), SQLITE_OK);
+    char* error = nullptr;
+    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+    std::string message = error ? error : "";
+    sqlite3_free(error);
+    sqlite3_close(db);
+    ASSERT_EQ(rc, SQLITE_OK) << message << " in " << sql;
+    return;
+  }
+  PGconn* connection = PQconnectdb(where.c_str());
+  ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
+  PGresult* result = PQexec(connection, sql.c_str());
+  ExecStatusType status = PQresultStatus(result);
+  std::string message = PQresultErrorMessage(result);
+  PQclear(result);
+  PQfinish(connection);
+  ASSERT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) << message << " in " << sql;
+}
+
 class TestDatabase {
  public:
   // `kind`: "sqlite" or "postgres". skipped() is true when PostgreSQL is not configured.
@@ -33,7 +57,7 @@ class TestDatabase {
     if (!url || !*url) return;
     schema_ = "asya_t_" + std::to_string(::getpid()) + "_" +
               std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
-    run_sql(url, "CREATE SCHEMA " + schema_);
+    run_sql("postgres", url, "CREATE SCHEMA " + schema_);
     std::string base = url;
     where_ = base.find("://") != std::string::npos
                  ? base + (base.find('?') == std::string::npos ? "?" : "&") +
@@ -46,7 +70,8 @@ class TestDatabase {
         std::filesystem::remove(path_.string() + suffix);
     }
     if (!schema_.empty())
-      run_sql(std::getenv("ASYA_TEST_DATABASE_URL"), "DROP SCHEMA " + schema_ + " CASCADE");
+      run_sql("postgres", std::getenv("ASYA_TEST_DATABASE_URL"),
+              "DROP SCHEMA " + schema_ + " CASCADE");
   }
   TestDatabase(const TestDatabase&) = delete;
   TestDatabase& operator=(const TestDatabase&) = delete;
@@ -59,7 +84,7 @@ class TestDatabase {
   }
 
   // Runs SQL on the database directly (not through a store).
-  void run(const std::string& sql) const { run_sql(where_, sql); }
+  void run(const std::string& sql) const { run_sql(kind_, where_, sql); }
 
   // The rows of `sql`, every column as text, read directly.
   std::vector<std::vector<std::string>> rows(const std::string& sql) const {
@@ -100,29 +125,6 @@ class TestDatabase {
   }
 
  private:
-  void run_sql(const std::string& where, const std::string& sql) const {
-    if (kind_ == "sqlite") {
-      sqlite3* db = nullptr;
-      ASSERT_EQ(sqlite3_open(where.c_str(), &db), SQLITE_OK);
-      char* error = nullptr;
-      int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-      std::string message = error ? error : "";
-      sqlite3_free(error);
-      sqlite3_close(db);
-      ASSERT_EQ(rc, SQLITE_OK) << message << " in " << sql;
-      return;
-    }
-    PGconn* connection = PQconnectdb(where.c_str());
-    ASSERT_EQ(PQstatus(connection), CONNECTION_OK) << PQerrorMessage(connection);
-    PGresult* result = PQexec(connection, sql.c_str());
-    ExecStatusType status = PQresultStatus(result);
-    std::string message = PQresultErrorMessage(result);
-    PQclear(result);
-    PQfinish(connection);
-    ASSERT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK)
-        << message << " in " << sql;
-  }
-
   std::string kind_;
   std::filesystem::path path_;
   std::string schema_;
