@@ -16,31 +16,15 @@ import json
 import os
 import pathlib
 import select
-import socket
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from runtime_framing import frame, read_frame  # noqa: E402
-
-
-def mark(name):
-    directory = os.environ["TEST_MARKER_DIR"]
-    temporary = os.path.join(directory, name + ".%d.tmp" % os.getpid())
-    open(temporary, "w").close()
-    os.rename(temporary, os.path.join(directory, name))
+from runtime_framing import frame, listen_as_runtime, mark, read_frame  # noqa: E402
 
 
 def main():
-    path = os.environ["ASYA_SOCKET_PATH"]
-    ready = os.path.join(os.path.dirname(path), "runtime-ready")
-    for stale in (ready, path):
-        if os.path.exists(stale):
-            os.unlink(stale)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(16)
-    open(ready, "w").close()
+    server = listen_as_runtime(os.environ["ASYA_SOCKET_PATH"])
     while True:
         conn, _ = server.accept()
         with conn:

@@ -18,7 +18,7 @@ import sys
 import threading
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from runtime_framing import frame, read_frame  # noqa: E402
+from runtime_framing import frame, listen_as_runtime, read_frame  # noqa: E402
 
 HOLD_SECONDS = 0.5
 MARKERS = os.environ["TEST_MARKER_DIR"]
@@ -68,14 +68,7 @@ def serve(conn):
 
 
 def main():
-    path = os.environ["ASYA_SOCKET_PATH"]
-    if os.path.exists(path):
-        os.unlink(path)
-    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    server.bind(path)
-    server.listen(16)
-    with open(os.path.join(os.path.dirname(path), "runtime-ready"), "w") as ready:
-        ready.write("%d\nbatch\npipeline\n" % os.getpid())
+    server = listen_as_runtime(os.environ["ASYA_SOCKET_PATH"], "%d\nbatch\npipeline\n" % os.getpid())
     while True:
         conn, _ = server.accept()
         with lock:
