@@ -19,7 +19,6 @@ No duration is asserted: the conditions are waited for with generous deadlines t
 below what the old behaviour needed (a shutdown that waited the 10 min grace).
 """
 import collections
-import json
 import os
 import pathlib
 import shutil
@@ -30,38 +29,16 @@ import tempfile
 import pytest
 
 from sidecar_harness import Cluster, rabbitmq_service, wait_for
+from test_rabbitmq_silent_broker import beam_pid, drain, envelope
 
 pytestmark = pytest.mark.skipif(not rabbitmq_service.available(),
                                 reason="rabbitmq-server is not installed (run scripts/setup)")
-
-HAPPY = "asya-happy-end"
 
 
 @pytest.fixture(scope="module")
 def broker():
     with rabbitmq_service.broker() as b:
         yield b
-
-
-def beam_pid(broker):
-    """The broker's Erlang VM, the process that holds its sockets."""
-    pid = int((broker.dir / "rabbitmq.pid").read_text().split()[0])
-    comm = pathlib.Path("/proc/%d/comm" % pid).read_text().strip()
-    assert comm == "beam.smp", "rabbitmq.pid names %d (%s), not the Erlang VM" % (pid, comm)
-    return pid
-
-
-def envelope(tag):
-    return {"id": tag, "route": {"actors": ["first"], "current": 0}, "payload": {"tag": tag}}
-
-
-def drain(cluster, arrived):
-    proc = cluster.queues._run("recv", HAPPY, "--max", "50", "--wait", "500ms", "--ack", check=False)
-    for line in proc.stdout.decode().splitlines():
-        if line.strip():
-            body = json.loads(json.loads(line)["body"])
-            assert body["payload"]["visited"] == ["first"], body
-            arrived[body["id"]] += 1
 
 
 def lines_with(actor, text):
