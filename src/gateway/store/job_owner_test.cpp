@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -26,63 +27,26 @@ using testing::unique_id;
 class JobOwnerTest : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
-    if (GetParam() == "sqlite") {
-      path_ = std::filesystem::temp_directory_path() / (unique_id("asya-owner") + ".db");
-      where_ = path_.string();
-      return;
-    }
-    const char* url = std::getenv("ASYA_TEST_DATABASE_URL");
-    if (!url || !*url)
+    db_.emplace(GetParam());
+    if (db_->skipped())
       GTEST_SKIP() << "ASYA_TEST_DATABASE_URL not set (tests/gateway/test_store.py sets it)";
-    // A schema of its own (search_path), so this test's tables start empty and its downgrade
-    // touches no other test's tables in the shared database.
-    schema_ = "asya_owner_" + std::to_string(::getpid()) + "_" +
-              std::to_string(std::chrono::steady_clock::now().time_since_epoch().count() % 1000000);
-    run_sql("postgres", url, "CREATE SCHEMA " + schema_);
-    std::string base = url;
-    where_ = base.find("://") != std::string::npos
-                 ? base + (base.find('?') == std::string::npos ? "?" : "&") +
-                       "options=-csearch_path%3D" + schema_
-                 : base + " options='-csearch_path=" + schema_ + "'";
+    where_ = db_->where();
   }
   void TearDown() override {
     store_.reset();
-    if (!path_.empty()) {
-      for (const char* suffix : {"", "-wal", "-shm"})
-        std::filesystem::remove(path_.string() + suffix);
-    }
-    if (!schema_.empty())
-      run_sql("postgres", std::getenv("ASYA_TEST_DATABASE_URL"),
-              "DROP SCHEMA " + schema_ + " CASCADE");
+    db_.reset();
   }
 
   // The first column of the first row of `sql` as a number (0 when there is no row), read
   // directly from the test database.
   int query_count(const std::string& sql) {
-    if (GetParam() == "sqlite") {
-      sqlite3* db = nullptr;
-      EXPECT_EQ(sqlite3_open(where_.c_str(), &db), SQLITE_OK);
-      sqlite3_stmt* stmt = nullptr;
-      EXPECT_EQ(sqlite3_prepare_v2(db, sql.c_str(), -1, &stmt, nullptr), SQLITE_OK)
-          << sqlite3_errmsg(db);
-      int value = stmt && sqlite3_step(stmt) == SQLITE_ROW ? sqlite3_column_int(stmt, 0) : 0;
-      sqlite3_finalize(stmt);
-      sqlite3_close(db);
-      return value;
-    }
-    PGconn* connection = PQconnectdb(where_.c_str());
-    PGresult* result = PQexec(connection, sql.c_str());
-    EXPECT_EQ(PQresultStatus(result), PGRES_TUPLES_OK) << PQresultErrorMessage(result);
-    int value = PQntuples(result) > 0 ? std::atoi(PQgetvalue(result, 0, 0)) : 0;
-    PQclear(result);
-    PQfinish(connection);
-    return value;
+    auto rows = db_->rows(sql);
+    return rows.empty() || rows.front().empty() ? 0 : std::atoi(rows.front().front().c_str());
   }
 
   void open() {
     store_.reset();
-    store_ =
-        GetParam() == "sqlite" ? open_sqlite_job_store(where_) : open_postgres_job_store(where_);
+    store_ = db_->open();
   }
 
   std::string create(const std::string& owner, const std::string& tool = "tool") {
@@ -119,9 +83,8 @@ class JobOwnerTest : public ::testing::TestWithParam<std::string> {
     return filter;
   }
 
-  std::filesystem::path path_;
-  std::string schema_;
-  std::string where_;  // the SQLite file or the PostgreSQL URL (with the test's search_path)
+  std::optional<testing::TestDatabase> db_;  // a database of the test's own
+  std::string where_;                        // db_->where()
   std::unique_ptr<JobStore> store_;
 };
 

@@ -77,6 +77,8 @@ class TestDatabase {
   TestDatabase& operator=(const TestDatabase&) = delete;
 
   bool skipped() const { return where_.empty(); }
+  // The SQLite file or the PostgreSQL URL (with the test's search_path).
+  const std::string& where() const { return where_; }
 
   // A store on this database (each call opens another, as another gateway replica would).
   std::unique_ptr<JobStore> open() const {
