@@ -19,6 +19,7 @@
 #include <string>
 
 #include "common/env.hpp"
+#include "transport/rabbitmq/dial.hpp"
 
 namespace asya::transport::rabbitmq {
 
@@ -58,90 +59,9 @@ amqp_table_entry_t long_entry(const char* key, std::int64_t value) {
   return e;
 }
 
-// A library status with the operating system's reason when there is one: rabbitmq-c reports
-// every socket failure as "a socket error occurred", which hides a reset or a refused connection.
-std::string library_error_text(int status, int saved_errno) {
-  std::string text = amqp_error_string2(status);
-  if (status == AMQP_STATUS_SOCKET_ERROR && saved_errno != 0)
-    text += std::string(" (") + std::strerror(saved_errno) + ")";
-  return text;
-}
-
 // "1s", "1500ms": a bound as the user wrote it, for messages.
 std::string bound_text(std::chrono::milliseconds bound) {
   return format_duration(bound);
-}
-
-// Connects a non-blocking TCP socket to host:port within `timeout`, in slices so that `interrupted`
-// (a stop) ends the wait at once. rabbitmq-c's own connect cannot be interrupted and loses the
-// errno ("a socket error occurred"); this one says what happened. Returns the socket, or why not.
-Result<int> connect_tcp(const std::string& host, int port, std::chrono::milliseconds timeout,
-                        const std::atomic<bool>& interrupted) {
-  const std::string where = host + ":" + std::to_string(port);
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* addresses = nullptr;
-  if (int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &addresses);
-      rc != 0 || addresses == nullptr) {
-    return Error{"cannot resolve host \"" + host + "\" (" + ::gai_strerror(rc) + ")"};
-  }
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int error = 0;
-  bool timed_out = false;
-  int connected = -1;
-  for (addrinfo* a = addresses; a != nullptr && connected < 0 && !timed_out; a = a->ai_next) {
-    int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
-    if (fd < 0) {
-      error = errno;
-      continue;
-    }
-    error = 0;
-    if (::connect(fd, a->ai_addr, a->ai_addrlen) != 0) error = errno;
-    while (error == EINPROGRESS) {
-      if (interrupted.load()) {
-        error = EINTR;
-        break;
-      }
-      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-          deadline - std::chrono::steady_clock::now());
-      if (left.count() <= 0) {
-        timed_out = true;
-        break;
-      }
-      pollfd p{fd, POLLOUT, 0};
-      const int rc = ::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(left.count(), 100)));
-      if (rc < 0 && errno != EINTR) {
-        error = errno;
-      } else if (rc > 0) {
-        socklen_t length = sizeof error;
-        if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
-      }
-    }
-    if (error == 0 && !timed_out) {
-      // As rabbitmq-c's own connect: no Nagle delay, TCP keepalives on.
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
-      connected = fd;
-    } else {
-      ::close(fd);
-    }
-  }
-  ::freeaddrinfo(addresses);
-  if (connected >= 0) return connected;
-  if (timed_out)
-    return Error{"TCP connect timed out after " + bound_text(timeout) +
-                 " (ASYA_RABBITMQ_RPC_TIMEOUT): nothing answered at " + where +
-                 " (a host that is down, a firewall dropping packets, or a broker too busy to "
-                 "accept)"};
-  if (error == EINTR) return Error{"stopping: gave up connecting to " + where};
-  std::string text = std::strerror(error);
-  if (!text.empty()) text[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(text[0])));
-  if (error == ECONNREFUSED)
-    text +=
-        " (nothing listens on " + where + ": is the broker running, and is this its AMQP port?)";
-  return Error{text};
 }
 
 // A 406 on queue.declare because an argument that only the queue type decides differs from the
@@ -154,6 +74,13 @@ bool is_queue_type_mismatch(const std::string& failure) {
 }
 
 }  // namespace
+
+std::string library_error_text(int status, int saved_errno) {
+  std::string text = amqp_error_string2(status);
+  if (status == AMQP_STATUS_SOCKET_ERROR && saved_errno != 0)
+    text += std::string(" (") + std::strerror(saved_errno) + ")";
+  return text;
+}
 
 std::string reply_text(const amqp_rpc_reply_t& reply) {
   switch (reply.reply_type) {
@@ -225,51 +152,33 @@ Status AmqpConnection::open(int channels) {
   close();
   broken_ = false;
   if (interrupted_.load()) return Error{"stopping: not connecting to " + settings_.describe()};
-  state_ = amqp_new_connection();
   const std::string where = settings_.describe();
-  amqp_socket_t* socket = nullptr;
-  if (settings_.tls) {
-    socket = amqp_ssl_socket_new(state_);
-    if (socket && !settings_.ca_file.empty() &&
-        amqp_ssl_socket_set_cacert(socket, settings_.ca_file.c_str()) != AMQP_STATUS_OK) {
-      close();
-      return Error{"cannot read ASYA_RABBITMQ_CA_FILE=\"" + settings_.ca_file + "\" for " + where};
-    }
-    if (socket) {
-      amqp_ssl_socket_set_verify_peer(socket, 1);
-      amqp_ssl_socket_set_verify_hostname(socket, 1);
-    }
-  } else {
-    socket = amqp_tcp_socket_new(state_);
-  }
-  if (socket == nullptr) {
-    close();
-    return Error{"cannot create a socket for " + where};
-  }
   const std::chrono::milliseconds step = settings_.step_timeout();
   timeval step_timeval{static_cast<time_t>(step.count() / 1000),
                        static_cast<suseconds_t>(step.count() % 1000 * 1000)};
   if (settings_.tls) {
-    // The TLS handshake is rabbitmq-c's: bounded by the step timeout, not interruptible.
-    int rc =
-        amqp_socket_open_noblock(socket, settings_.host.c_str(), settings_.port, &step_timeval);
-    if (rc != AMQP_STATUS_OK) {
-      const int saved_errno = errno;
-      close();
-      return Error{"cannot connect to RabbitMQ at " + where + ": " +
-                   (rc == AMQP_STATUS_TIMEOUT
-                        ? "TCP connect or TLS handshake timed out after " + bound_text(step) +
-                              " (ASYA_RABBITMQ_RPC_TIMEOUT)"
-                        : library_error_text(rc, saved_errno))};
-    }
+    // rabbitmq-c's TLS connect runs on a thread of its own (dial.hpp): a stop ends the wait.
+    auto opened = open_tls(settings_, step, interrupted_);
+    if (!opened) return opened.error();
+    state_ = *opened;
   } else {
-    auto fd = connect_tcp(settings_.host, settings_.port, step, interrupted_);
-    if (!fd) {
+    const std::string host_port = settings_.host + ":" + std::to_string(settings_.port);
+    auto addresses = lookup_.resolve(settings_.host, settings_.port, step, interrupted_);
+    Result<int> fd = addresses ? connect_tcp(**addresses, host_port, step, interrupted_)
+                               : Result<int>(addresses.error());
+    if (!fd) return Error{"cannot connect to RabbitMQ at " + where + ": " + fd.error().message};
+    state_ = amqp_new_connection();
+    amqp_socket_t* socket = amqp_tcp_socket_new(state_);
+    if (socket == nullptr) {
+      ::close(*fd);
       close();
-      return Error{"cannot connect to RabbitMQ at " + where + ": " + fd.error().message};
+      return Error{"cannot create a socket for " + where};
     }
     amqp_tcp_socket_set_sockfd(socket, *fd);  // rabbitmq-c owns it from here
   }
+  // A write the broker takes nothing of (it stopped reading: frozen, or its buffers full) fails
+  // after the step timeout, also with the heartbeat off, where rabbitmq-c would wait forever.
+  bound_writes(amqp_get_sockfd(state_), step);
   {
     // From here a stop (interrupt()) cuts a stuck handshake or RPC short.
     std::lock_guard lock(fd_mutex_);
@@ -344,9 +253,18 @@ Status AmqpConnection::check_status(int status, std::string_view what) {
   if (status == AMQP_STATUS_OK) return Status::Ok();
   broken_ = true;
   // rabbitmq-c's own text ("heartbeat timeout, connection closed") says neither how long nor why.
-  return Error{std::string(what) + " on " + settings_.describe() + " failed: " +
-               (status == AMQP_STATUS_HEARTBEAT_TIMEOUT ? heartbeat_timeout_text()
-                                                        : library_error_text(status, saved_errno))};
+  std::string why;
+  if (status == AMQP_STATUS_HEARTBEAT_TIMEOUT) {
+    why = heartbeat_timeout_text();
+  } else if (status == AMQP_STATUS_SOCKET_ERROR && saved_errno == ETIMEDOUT) {
+    // The kernel gave up (bound_writes): the broker took nothing written for a whole step.
+    why = "the broker took nothing written to it for " + bound_text(settings_.step_timeout()) +
+          " (ASYA_RABBITMQ_RPC_TIMEOUT): is it frozen, blocking publishers (a resource alarm), "
+          "or the network to it cut?";
+  } else {
+    why = library_error_text(status, saved_errno);
+  }
+  return Error{std::string(what) + " on " + settings_.describe() + " failed: " + why};
 }
 
 Status AmqpConnection::check(const amqp_rpc_reply_t& reply, amqp_channel_t channel,

@@ -14,6 +14,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "transport/rabbitmq/dial.hpp"
 #include "transport/rabbitmq/rabbitmq_transport.hpp"
 
 namespace asya::transport::rabbitmq {
@@ -30,9 +31,11 @@ class AmqpConnection {
   AmqpConnection& operator=(const AmqpConnection&) = delete;
   ~AmqpConnection();
 
-  // Opens the socket, logs in and opens `channels` channels numbered 1..channels. Each step (TCP
-  // connect, handshake, each channel open) and every later RPC on the connection waits at most
-  // settings.step_timeout() for the broker; a failure names the step and the bound.
+  // Opens the socket, logs in and opens `channels` channels numbered 1..channels. Each step (host
+  // name lookup, TCP connect, TLS handshake, AMQP handshake, each channel open) and every later
+  // RPC on the connection waits at most settings.step_timeout() for the broker, and so does every
+  // write (the kernel aborts a connection whose peer takes nothing for that long); a failure names
+  // the step and the bound.
   Status open(int channels);
   // Thread-safe, for a stop: from now on open() fails at once, a connect or RPC in progress on
   // another thread fails promptly (its socket is shut down) and close() skips connection.close.
@@ -83,6 +86,7 @@ class AmqpConnection {
   std::string heartbeat_timeout_text() const;
 
   const RabbitmqSettings& settings_;
+  HostLookup lookup_;
   std::atomic<bool> interrupted_{false};
   std::mutex fd_mutex_;  // live_fd_: interrupt() may shut it down only while it is ours
   int live_fd_ = -1;
@@ -90,6 +94,10 @@ class AmqpConnection {
   bool broken_ = false;
   std::set<std::string> warned_type_;  // queues adopted with another type (warned once each)
 };
+
+// A library status with the operating system's reason when there is one: rabbitmq-c reports
+// every socket failure as "a socket error occurred", which hides a reset or a refused connection.
+std::string library_error_text(int status, int saved_errno);
 
 // A readable text for a rabbitmq-c RPC reply ("NOT_FOUND - no queue 'x' in vhost '/'", ...).
 std::string reply_text(const amqp_rpc_reply_t& reply);

@@ -159,8 +159,10 @@ class Consumer final : public Link {
                          std::chrono::steady_clock::time_point deadline,
                          const std::function<bool()>& ready);
   // The reading caller's loop: reads what is ready, then polls the socket and reader_wakeup_
-  // (without mutex_) until ready(), the deadline, or the connection is lost or stopping.
-  void read_until(std::unique_lock<std::mutex>& lock,
+  // (without mutex_) until ready(), the deadline, or the connection is lost or stopping. False
+  // when it found the connection held by the link thread (never waits for io_: a reconnect holds
+  // it for up to a step timeout per step) or broken: the caller then waits on its queue.
+  bool read_until(std::unique_lock<std::mutex>& lock,
                   std::chrono::steady_clock::time_point deadline,
                   const std::function<bool()>& ready);
 

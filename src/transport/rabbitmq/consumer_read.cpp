@@ -14,19 +14,21 @@ using Clock = std::chrono::steady_clock;
 
 void Consumer::wait_for_delivery(std::unique_lock<std::mutex>& lock, QueueState& q,
                                  Clock::time_point deadline, const std::function<bool()>& ready) {
+  bool link_has_it = false;  // read_until found the connection held or broken by the link thread
   while (!ready() && Clock::now() < deadline) {
-    if (drivers_ > 0 || !connected_ || !q.consuming || stopping_) {
+    if (link_has_it || drivers_ > 0 || !connected_ || !q.consuming || stopping_) {
       // Another caller reads the socket (it wakes one of us when it leaves), or the link thread
       // is (re)connecting or starting the consumer: wait for a delivery or a change.
       if (drivers_ == 0 && !watching_) wakeup_.notify();  // the link thread watches for us
       q.arrived.wait_until(lock, deadline);
+      link_has_it = false;
       continue;
     }
     // Nobody reads the socket: this caller reads it, so a delivery wakes this thread only (not
     // the link thread, which then wakes this one).
     ++drivers_;
     reader_ = std::this_thread::get_id();
-    read_until(lock, deadline, ready);
+    link_has_it = !read_until(lock, deadline, ready);
     reader_ = std::thread::id();
     --drivers_;
   }
@@ -39,7 +41,7 @@ void Consumer::wait_for_delivery(std::unique_lock<std::mutex>& lock, QueueState&
     wakeup_.notify();
 }
 
-void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point deadline,
+bool Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point deadline,
                           const std::function<bool()>& ready) {
   // Every frame that was complete when the socket was last read has been handled, unless
   // rabbitmq-c holds some (frames that came during an RPC, bytes read past a frame): so this reads
@@ -49,7 +51,15 @@ void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point 
     lock.unlock();
     int fd = -1;
     {
-      std::lock_guard io(io_);
+      // Never waits for io_: the link thread holds it for a turn (a moment) or for a reconnect,
+      // which waits up to a step timeout per step for a broker that does not answer. The caller
+      // then waits for a delivery or a change instead (wait_for_delivery), which returns at its
+      // deadline and sees a stop at once.
+      std::unique_lock io(io_, std::try_to_lock);
+      if (!io.owns_lock()) {
+        lock.lock();
+        return false;
+      }
       if (connection_.is_open() && (polled || amqp_frames_enqueued(connection_.state()) ||
                                     amqp_data_in_buffer(connection_.state()))) {
         read_ready_frames(readable);  // poll() saw the socket readable: read it at once
@@ -60,12 +70,12 @@ void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point 
     if (fd < 0) {
       wakeup_.notify();  // the connection broke under us: the link thread reconnects
       lock.lock();
-      return;
+      return false;  // wait for the link thread to say so (wake_all), not spin until then
     }
     lock.lock();
-    if (ready()) return;
+    if (ready()) return true;
     auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
-    if (left.count() <= 0) return;
+    if (left.count() <= 0) return true;
     lock.unlock();
     // Bounded slices: rabbitmq-c sends due heartbeats when this caller reads.
     pollfd fds[2] = {{reader_wakeup_.fd(), POLLIN, 0}, {fd, POLLIN, 0}};
@@ -75,6 +85,7 @@ void Consumer::read_until(std::unique_lock<std::mutex>& lock, Clock::time_point 
     readable = rc > 0 && (fds[1].revents & POLLIN) != 0;
     lock.lock();
   }
+  return true;
 }
 
 }  // namespace asya::transport::rabbitmq

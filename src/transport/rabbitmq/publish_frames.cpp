@@ -9,6 +9,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/env.hpp"
+
 namespace asya::transport::rabbitmq {
 
 namespace {
@@ -134,7 +136,7 @@ bool PublishFrames::add(amqp_channel_t channel, std::string_view exchange,
 }
 
 Status PublishFrames::write(int fd, std::chrono::milliseconds timeout) {
-  const auto deadline = Clock::now() + timeout;
+  auto deadline = Clock::now() + timeout;  // moved on by every byte the socket takes
   std::vector<iovec> iov;
   iov.reserve(std::min(pieces_.size(), kMaxPieces));
   std::size_t next = 0;     // first piece not (entirely) written
@@ -156,18 +158,23 @@ Status PublishFrames::write(int fd, std::chrono::milliseconds timeout) {
       if (errno != EAGAIN && errno != EWOULDBLOCK) {
         int saved = errno;
         clear();
+        if (saved == ETIMEDOUT)  // the kernel gave up (TCP_USER_TIMEOUT, dial.hpp's bound_writes)
+          return Error{"writing publishes to the broker made no progress for " +
+                       format_duration(timeout) + " (its socket stayed full)"};
         return Error{std::string("writing publishes to the broker failed: ") +
                      std::strerror(saved)};
       }
       auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
       if (left.count() <= 0) {
         clear();
-        return Error{"writing publishes to the broker timed out (its socket stayed full)"};
+        return Error{"writing publishes to the broker made no progress for " +
+                     format_duration(timeout) + " (its socket stayed full)"};
       }
       pollfd pfd{fd, POLLOUT, 0};
       ::poll(&pfd, 1, static_cast<int>(left.count()));
       continue;
     }
+    deadline = Clock::now() + timeout;
     auto written = static_cast<std::size_t>(n);
     while (written > 0) {
       std::size_t rest = pieces_[next].size - skipped;

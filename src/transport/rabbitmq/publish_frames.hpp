@@ -36,8 +36,9 @@ class PublishFrames {
   bool empty() const { return count_ == 0; }
   // Bytes appended (the bodies included).
   std::size_t bytes() const { return bytes_; }
-  // Writes everything appended to the socket `fd` (blocking or not), waiting up to `timeout` for
-  // room, then clears. On failure part may have been written: the connection is unusable.
+  // Writes everything appended to the socket `fd` (blocking or not), then clears. Fails when the
+  // socket takes nothing for `timeout` (it may take a large batch slowly). On failure part may
+  // have been written: the connection is unusable.
   Status write(int fd, std::chrono::milliseconds timeout);
   void clear();
 

@@ -131,14 +131,18 @@ void Publisher::run_job(const std::shared_ptr<Job>& job) {
 void Publisher::flush_frames() {
   if (framed_.empty()) return;
   Status st = connection_.is_open()
-                  ? frames_.write(connection_.fd(), settings_.confirm_timeout)
+                  ? frames_.write(connection_.fd(), settings_.step_timeout())
                   : Status(Error{"the connection was lost before the publishes were written"});
   frames_.clear();
   if (!st) {
     // Part may have been written: the stream is no longer whole. They go back to the front of
     // the queue, in order, and are published again on the next connection.
     connection_.set_broken();
-    set_error(st.message());
+    set_error("publishing on " + settings_.describe() + " failed: " + st.message() +
+              (st.message().find("no progress") != std::string::npos
+                   ? " (ASYA_RABBITMQ_RPC_TIMEOUT): is the broker frozen, blocking publishers (a "
+                     "resource alarm), or the network to it cut?"
+                   : ""));
     for (auto it = framed_.rbegin(); it != framed_.rend(); ++it) requeue(it->second);
     framed_.clear();
     return;

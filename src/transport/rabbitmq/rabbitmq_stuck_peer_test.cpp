@@ -9,8 +9,15 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <poll.h>
+
+#include <cerrno>
 #include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <future>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/env.hpp"
@@ -49,6 +56,11 @@ class MuteListener {
     ::close(fd_);
   }
   int port() const { return port_; }
+  // Whether a connection waits to be accepted (the kernel completed its TCP handshake).
+  bool has_pending_connection() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
 
  private:
   int fd_ = -1;
@@ -99,6 +111,103 @@ TEST(RabbitmqStuckPeerTest, UnansweredTcpConnectFailsWithinTheRpcTimeoutNamingIt
       st.message().find("no answer to the AMQP handshake within 1s") != std::string::npos;
   EXPECT_TRUE(named) << st.message();
   EXPECT_NE(st.message().find("ASYA_RABBITMQ_RPC_TIMEOUT"), std::string::npos) << st.message();
+}
+
+template <typename Condition>
+bool wait_until(Condition condition, std::chrono::seconds deadline) {
+  const auto end = std::chrono::steady_clock::now() + deadline;
+  while (!condition()) {
+    if (std::chrono::steady_clock::now() >= end) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+  return true;
+}
+
+// Stops the transport (interrupt, then close, as a SIGTERM to the sidecar does) from another
+// thread; true when that finished within `deadline`. `t` is gone either way once this returns.
+bool stops_within(std::unique_ptr<Transport>& t, std::chrono::seconds deadline) {
+  auto stopping = std::async(std::launch::async, [&] {
+    t->interrupt();
+    t.reset();
+  });
+  return stopping.wait_for(deadline) == std::future_status::ready;
+}
+
+// A TLS peer that accepts and never answers the ClientHello: rabbitmq-c's TLS connect has no way
+// to be cut short, so before this a stop waited for the whole step timeout (here 60 s). It runs
+// on a thread of its own now, and a stop stops waiting for it.
+TEST(RabbitmqStuckPeerTest, StopCutsShortATlsHandshakeThatGetsNoAnswer) {
+  MuteListener mute;
+  RabbitmqSettings s = settings_for(mute.port());
+  s.tls = true;
+  s.rpc_timeout = 60s;
+  s.connect_timeout = 120s;
+  auto t = make_rabbitmq_transport({}, s);
+  auto call = std::async(std::launch::async, [&t] { return t->ensure_queue("asya-x"); });
+  ASSERT_TRUE(wait_until([&] { return mute.has_pending_connection(); }, 30s));
+  EXPECT_TRUE(stops_within(t, 20s)) << "the stop waited for the TLS handshake's step timeout";
+  ASSERT_EQ(call.wait_for(60s), std::future_status::ready);
+  EXPECT_FALSE(call.get().ok());
+}
+
+// A host name whose lookup never gets an answer. Only where the test can make one: run by
+// tests/transport/test_rabbitmq_stuck_lookup.py in a network and mount namespace of its own whose
+// /etc/resolv.conf names 127.0.0.1, with ASYA_TEST_SILENT_DNS=1; this test then binds the DNS
+// port itself and never answers.
+class SilentDnsTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (std::getenv("ASYA_TEST_SILENT_DNS") == nullptr)
+      GTEST_SKIP() << "ASYA_TEST_SILENT_DNS is not set (see tests/transport/"
+                      "test_rabbitmq_stuck_lookup.py)";
+    fd_ = ::socket(AF_INET, SOCK_DGRAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    address.sin_port = htons(53);
+    ASSERT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address), 0)
+        << "cannot bind 127.0.0.1:53: " << std::strerror(errno);
+  }
+  void TearDown() override {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // Whether a query came (and is left unanswered).
+  bool asked() const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, 0) > 0;
+  }
+  RabbitmqSettings settings() const {
+    RabbitmqSettings s = settings_for(5672);
+    s.host = "rabbitmq.asya-lookup-test";
+    return s;
+  }
+
+  int fd_ = -1;
+};
+
+// Before this getaddrinfo() ran on the link thread: nothing bounded it but the resolver's own
+// timeouts (here minutes), and a stop waited for it.
+TEST_F(SilentDnsTest, StopCutsShortAHostLookupThatGetsNoAnswer) {
+  RabbitmqSettings s = settings();
+  s.rpc_timeout = 60s;
+  s.connect_timeout = 120s;
+  auto t = make_rabbitmq_transport({}, s);
+  auto call = std::async(std::launch::async, [&t] { return t->ensure_queue("asya-x"); });
+  ASSERT_TRUE(wait_until([&] { return asked(); }, 30s));
+  EXPECT_TRUE(stops_within(t, 20s)) << "the stop waited for the host name lookup";
+  ASSERT_EQ(call.wait_for(60s), std::future_status::ready);
+  EXPECT_FALSE(call.get().ok());
+}
+
+TEST_F(SilentDnsTest, HostLookupThatGetsNoAnswerFailsWithinTheRpcTimeoutNamingIt) {
+  auto t = make_rabbitmq_transport({}, settings());
+  Status st = t->ensure_queue("asya-x");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("looking up host \"rabbitmq.asya-lookup-test\" timed out after 1s"),
+            std::string::npos)
+      << st.message();
+  EXPECT_NE(st.message().find("ASYA_RABBITMQ_RPC_TIMEOUT"), std::string::npos) << st.message();
+  EXPECT_TRUE(stops_within(t, 20s)) << "the stop waited for the host name lookup";
 }
 
 TEST(RabbitmqStuckPeerTest, RpcTimeoutDefaultsToTwiceTheHeartbeatWithinFiveToTenSeconds) {

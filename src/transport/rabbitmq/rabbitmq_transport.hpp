@@ -32,8 +32,9 @@
 // meanwhile, and one that has to wait reads the socket itself when nobody else does; acks of
 // messages settled close together share one basic.ack(multiple), see consumer.hpp plan_acks);
 // otherwise it hands the work to the link thread. Both threads reconnect with backoff (100ms
-// doubling to 5s) after any connection failure (each step of an attempt, from the TCP connect to
-// the last declaration, waits at most step_timeout() for the broker; a stop cuts it short),
+// doubling to 5s) after any connection failure (each step of an attempt, from the host name
+// lookup to the last declaration, waits at most step_timeout() for the broker, and so does every
+// write on a connection; a stop cuts a connection attempt short),
 // redeclare the topology they use, re-issue their
 // consumers and republish every unconfirmed message (so a broker restart loses nothing; duplicates
 // are possible, as always with at-least-once delivery). Deliveries received before a reconnect
@@ -77,8 +78,9 @@ struct RabbitmqSettings {
   int confirm_window = 256;            // ASYA_RABBITMQ_CONFIRM_WINDOW (1..65535)
   std::chrono::seconds heartbeat{30};  // ASYA_RABBITMQ_HEARTBEAT (0 = off)
   // ASYA_RABBITMQ_RPC_TIMEOUT: how long one step of talking to the broker waits for its answer
-  // (the TCP connect, the AMQP handshake, each channel open, qos, consume, declaration and the
-  // connection.close). 0 (unset): step_timeout() derives it from the heartbeat.
+  // (the host name lookup, the TCP connect, the TLS and the AMQP handshake, each channel open,
+  // qos, consume, declaration and the connection.close), and how long a write may go without the
+  // broker taking any of it. 0 (unset): step_timeout() derives it from the heartbeat.
   std::chrono::milliseconds rpc_timeout{0};
   std::size_t max_message_bytes =
       128u << 20;  // ASYA_RABBITMQ_MAX_MESSAGE_BYTES (broker's default limit)
