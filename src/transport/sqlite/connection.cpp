@@ -160,8 +160,12 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "INSERT OR REPLACE INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, "
     "message_id, started) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
     // Rows of older builds (no start time) are not candidates: their pid alone proves nothing.
-    "SELECT token, visibility_ms, pid, started FROM waiters WHERE queue = ?1 AND message_id IS "
-    "NULL AND host = ?2 AND started <> '' ORDER BY since_ms, token LIMIT 1",
+    // No ORDER BY: the caller picks the oldest (since_ms, token) of these few rows itself. With
+    // ORDER BY ... LIMIT 1 SQLite sorts them in a temporary B-tree opened and closed per send
+    // (OpenEphemeral), which cost a sender woken from idle 6-15 µs inside the write lock
+    // (docs/performance.md, "The sender's pick without a temporary B-tree").
+    "SELECT token, visibility_ms, pid, started, since_ms FROM waiters WHERE queue = ?1 AND "
+    "message_id IS NULL AND host = ?2 AND started <> ''",
     "UPDATE waiters SET message_id = ?2 WHERE token = ?1",
     "DELETE FROM waiters WHERE token = ?1",
     // The waiter's row and, when a message was handed to it and is still leased with its token,

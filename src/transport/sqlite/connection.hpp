@@ -65,10 +65,11 @@ enum Sql : std::size_t {
   kFileReferenced,  // ?1 body_file -> a row when some message names it
   kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
   // Hand-off to waiting receivers (hand_off.hpp):
-  kSendHanded,    // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
-  kWaiterInsert,  // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms,
-                  // ?8 started
-  kWaiterPick,  // ?1 queue, ?2 host -> token, visibility_ms, pid, started of the oldest waiting row
+  kSendHanded,     // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
+  kWaiterInsert,   // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms,
+                   // ?8 started
+  kWaiterPick,     // ?1 queue, ?2 host -> token, visibility_ms, pid, started, since_ms of each
+                   // waiting row (unordered)
   kWaiterHanded,   // ?1 token, ?2 message id
   kWaiterDelete,   // ?1 token
   kWaiterRead,     // ?1 token, ?2 bytes -> message_id, id, delivery_count, body_file, body
