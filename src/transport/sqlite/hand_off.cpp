@@ -205,6 +205,8 @@ void Waiters::abandon(std::int64_t token) {
 
 Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
                           std::vector<std::string>& woken) {
+  // A taken row only goes: its message is the receiver's (no read of the row needed).
+  if (was_taken) return unregister_in(db, token);
   std::optional<std::int64_t> message_id;
   {
     auto s = db.statement(kWaiterRead);
@@ -217,7 +219,7 @@ Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
     if (rc == SQLITE_ROW && sqlite3_column_type(*s, 1) != SQLITE_NULL)
       message_id = sqlite3_column_int64(*s, 1);
   }
-  if (message_id && !was_taken) {
+  if (message_id) {
     auto s = db.statement(kWaiterRelease);
     if (!s) return s.error();
     ResetOnExit reset{*s};
