@@ -144,6 +144,23 @@ TEST_F(SqliteWaiterLiveness, TheLongestWaitingRowIsHandedFirstWhateverItsToken) 
   EXPECT_EQ(ready(), 0);
 }
 
+TEST_F(SqliteWaiterLiveness, ASendRemovesAtMostFourDeadRowsBeforeItGivesUpHandingOver) {
+  // Five rows of dead receivers (their pid now the bystander's, started later) older than a live
+  // one: a send checks four, removes them and leaves its message ready; the next one hands over.
+  const std::int64_t now = wall_ms();
+  for (std::int64_t token = 5001; token <= 5005; ++token)
+    insert_waiter(settings, token, host, bystander, "'1'", now - 10000 + token);
+  insert_waiter(settings, 5006, host, bystander, sql_text(bystander_started), now);
+  ASSERT_TRUE(sender->send("asya-h", "ready"));
+  EXPECT_EQ(ready(), 1);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE token <= 5004"), 0);
+  EXPECT_EQ(rows(), 2);
+  ASSERT_TRUE(sender->send("asya-h", "handed"));
+  EXPECT_EQ(ready(), 1);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM messages WHERE lease = 5006"), 1);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE message_id IS NULL"), 0);
+}
+
 TEST_F(SqliteWaiterLiveness, AWaiterThatDiesAfterAHandOffGetsNoSecondOne) {
   insert_waiter(settings, 5001, host, bystander, sql_text(bystander_started));
   ASSERT_TRUE(sender->send("asya-h", "first"));           // its process checked alive (and kept)
