@@ -223,15 +223,8 @@ void BodyFiles::drop_lost_row(Connection& db, std::int64_t id, std::int64_t toke
                               std::string_view queue, const std::string& name) const {
   if (!db.run(kBeginImmediate, "BEGIN IMMEDIATE")) return;  // it comes back after the lease
   bool deleted = false;
-  {
-    auto s = db.statement(kAck);
-    if (s) {
-      ResetOnExit reset{*s};
-      sqlite3_bind_int64(*s, 1, id);
-      sqlite3_bind_int64(*s, 2, token);
-      deleted = sqlite3_step(*s) == SQLITE_ROW;
-    }
-  }
+  std::string file;
+  (void)delete_leased_row(db, id, token, deleted, file);
   if (!deleted || !db.run(kCommit, "COMMIT")) {
     (void)db.run(kRollback, "ROLLBACK");
     return;

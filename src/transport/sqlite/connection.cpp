@@ -142,7 +142,8 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "lease = ?4 WHERE id IN (SELECT id FROM messages WHERE queue = ?1 AND visible_at_ms <= ?2 "
     "ORDER BY visible_at_ms, id LIMIT ?5) RETURNING id, delivery_count, body_file",
     "SELECT min(visible_at_ms) FROM messages WHERE queue = ?1",
-    "DELETE FROM messages WHERE id = ?1 AND lease = ?2 RETURNING body_file",
+    // An ack: the row while leased, then its delete (delete_leased_row).
+    "SELECT body_file FROM messages WHERE id = ?1 AND lease = ?2",
     "DELETE FROM bodies WHERE id = ?1",
     "UPDATE messages SET visible_at_ms = ?3, lease = NULL WHERE id = ?1 AND lease = ?2",
     "UPDATE messages SET visible_at_ms = ?3 WHERE id = ?1 AND lease = ?2",
@@ -160,8 +161,12 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     "INSERT OR REPLACE INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, "
     "message_id, started) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL, ?8)",
     // Rows of older builds (no start time) are not candidates: their pid alone proves nothing.
-    "SELECT token, visibility_ms, pid, started FROM waiters WHERE queue = ?1 AND message_id IS "
-    "NULL AND host = ?2 AND started <> '' ORDER BY since_ms, token LIMIT 1",
+    // No ORDER BY: the caller picks the oldest (since_ms, token) of these few rows itself. With
+    // ORDER BY ... LIMIT 1 SQLite sorts them in a temporary B-tree opened and closed per send
+    // (OpenEphemeral), which cost a sender woken from idle 6-15 µs inside the write lock
+    // (docs/performance.md, "The sender's pick without a temporary B-tree").
+    "SELECT token, visibility_ms, pid, started, since_ms FROM waiters WHERE queue = ?1 AND "
+    "message_id IS NULL AND host = ?2 AND started <> ''",
     "UPDATE waiters SET message_id = ?2 WHERE token = ?1",
     "DELETE FROM waiters WHERE token = ?1",
     // The waiter's row and, when a message was handed to it and is still leased with its token,
@@ -173,6 +178,7 @@ constexpr std::array<const char*, kSqlCount> kSqlText = {
     // A message handed to a waiter that never took it: visible again, its delivery not counted.
     "UPDATE messages SET visible_at_ms = min(visible_at_ms, ?3), lease = NULL, "
     "delivery_count = max(delivery_count - 1, 0) WHERE id = ?1 AND lease = ?2 RETURNING queue",
+    "DELETE FROM messages WHERE id = ?1",
 };
 
 // Once per process, before SQLite's first use: no bulk allocation of page-cache memory per
@@ -311,6 +317,31 @@ Status Connection::run(Sql id, const char* what) {
   }
   if (rc != SQLITE_DONE) return Error{std::string(what) + " failed: " + error()};
   return Status::Ok();
+}
+
+int delete_leased_row(Connection& db, std::int64_t id, std::int64_t token, bool& deleted,
+                      std::string& body_file) {
+  deleted = false;
+  body_file.clear();
+  {
+    auto s = db.statement(kAck);
+    if (!s) return SQLITE_ERROR;
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, id);
+    sqlite3_bind_int64(*s, 2, token);
+    int rc = sqlite3_step(*s);
+    if (rc == SQLITE_DONE) return rc;  // not leased with this token: nothing to delete
+    if (rc != SQLITE_ROW) return rc;
+    if (const unsigned char* name = sqlite3_column_text(*s, 0))
+      body_file = reinterpret_cast<const char*>(name);
+  }
+  auto s = db.statement(kAckRow);
+  if (!s) return SQLITE_ERROR;
+  ResetOnExit reset{*s};
+  sqlite3_bind_int64(*s, 1, id);
+  int rc = sqlite3_step(*s);
+  if (rc == SQLITE_DONE) deleted = true;
+  return rc;
 }
 
 std::string Connection::error() const {

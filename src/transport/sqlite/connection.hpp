@@ -55,7 +55,7 @@ enum Sql : std::size_t {
   kLeaseRow,     // ?1 id, ?2 lease until, ?3 token (delivery_count + 1)
   kLeaseMany,    // ?1 queue, ?2 now, ?3 lease until, ?4 token, ?5 limit; RETURNING id, count, file
   kNextVisible,  // ?1 queue -> min(visible_at_ms) or NULL
-  kAck,          // ?1 id, ?2 token; RETURNING body_file
+  kAck,          // ?1 id, ?2 token -> body_file of the row while leased with that token
   kAckBody,      // ?1 id
   kNack,         // ?1 id, ?2 token, ?3 visible_at_ms (clears the lease)
   kExtend,       // ?1 id, ?2 token, ?3 visible_at_ms
@@ -65,14 +65,16 @@ enum Sql : std::size_t {
   kFileReferenced,  // ?1 body_file -> a row when some message names it
   kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
   // Hand-off to waiting receivers (hand_off.hpp):
-  kSendHanded,    // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
-  kWaiterInsert,  // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms,
-                  // ?8 started
-  kWaiterPick,  // ?1 queue, ?2 host -> token, visibility_ms, pid, started of the oldest waiting row
+  kSendHanded,     // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
+  kWaiterInsert,   // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms,
+                   // ?8 started
+  kWaiterPick,     // ?1 queue, ?2 host -> token, visibility_ms, pid, started, since_ms of each
+                   // waiting row (unordered)
   kWaiterHanded,   // ?1 token, ?2 message id
   kWaiterDelete,   // ?1 token
   kWaiterRead,     // ?1 token, ?2 bytes -> message_id, id, delivery_count, body_file, body
   kWaiterRelease,  // ?1 message id, ?2 token, ?3 now; RETURNING queue
+  kAckRow,         // ?1 id (after kAck found it leased)
   kSqlCount
 };
 
@@ -209,6 +211,13 @@ struct ResetOnExit {
     sqlite3_clear_bindings(statement);
   }
 };
+
+// An ack's row, inside a write transaction on `db`: deletes message `id` while it is leased with
+// `token` (kAck, then kAckRow; a DELETE ... RETURNING would collect its one row in a temporary
+// table opened per ack). `deleted` says whether it was; `body_file` is the row's body file (empty
+// for a body in the table). Returns SQLITE_DONE, or the SQLite error code of the failed step.
+int delete_leased_row(Connection& db, std::int64_t id, std::int64_t token, bool& deleted,
+                      std::string& body_file);
 
 inline void bind_text(sqlite3_stmt* s, int index, std::string_view text) {
   sqlite3_bind_text(s, index, text.data(), static_cast<int>(text.size()), SQLITE_STATIC);

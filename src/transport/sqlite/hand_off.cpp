@@ -26,32 +26,48 @@ Waiters::Waiters(std::string host)
     : host_(std::move(host)), started_(process_start_time(::getpid())) {}
 
 Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string_view queue) {
-  // A dead process's rows are deleted on the way; a few at most, then the message stays ready.
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    std::optional<Target> target;
+  // Every waiting row of the queue, then the oldest (since_ms, token) first: a handful of rows,
+  // sorted here rather than in a temporary B-tree of SQLite's (kWaiterPick).
+  struct Candidate {
+    std::int64_t since_ms = 0;
+    Target target;
     std::int64_t pid = 0;
     std::string started;
-    {
-      auto s = db.statement(kWaiterPick);
-      if (!s) return s.error();
-      ResetOnExit reset{*s};
-      bind_text(*s, 1, queue);
-      bind_text(*s, 2, host_);
-      int rc = sqlite3_step(*s);
-      if (rc == SQLITE_DONE) return std::optional<Target>();
-      if (rc != SQLITE_ROW) return failed("send (hand-off)", queue, db).error();
-      target = Target{sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1)};
-      pid = sqlite3_column_int64(*s, 2);
+  };
+  std::vector<Candidate> candidates;
+  {
+    auto s = db.statement(kWaiterPick);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    bind_text(*s, 1, queue);
+    bind_text(*s, 2, host_);
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      Candidate c;
+      c.target = Target{sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1)};
+      c.pid = sqlite3_column_int64(*s, 2);
       if (const unsigned char* text = sqlite3_column_text(*s, 3))
-        started = reinterpret_cast<const char*>(text);
+        c.started = reinterpret_cast<const char*>(text);
+      c.since_ms = sqlite3_column_int64(*s, 4);
+      candidates.push_back(std::move(c));
     }
-    switch (liveness_.state(static_cast<pid_t>(pid), started)) {
+    if (rc != SQLITE_DONE) return failed("send (hand-off)", queue, db).error();
+  }
+  if (candidates.empty()) return std::optional<Target>();
+  std::sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) {
+    return a.since_ms != b.since_ms ? a.since_ms < b.since_ms : a.target.token < b.target.token;
+  });
+  // A dead process's rows are deleted on the way; a few at most, then the message stays ready.
+  constexpr std::size_t kMostChecked = 4;
+  for (std::size_t i = 0; i < candidates.size() && i < kMostChecked; ++i) {
+    const Candidate& c = candidates[i];
+    switch (liveness_.state(static_cast<pid_t>(c.pid), c.started)) {
       case ProcessState::kAlive:
-        return target;
+        return std::optional<Target>(c.target);
       case ProcessState::kUnknown:  // not checkable (not picked by the query): hand nothing
         return std::optional<Target>();
       case ProcessState::kGone:
-        if (Status s = unregister_in(db, target->token); !s) return s.error();
+        if (Status s = unregister_in(db, c.target.token); !s) return s.error();
         break;
     }
   }
@@ -189,6 +205,8 @@ void Waiters::abandon(std::int64_t token) {
 
 Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
                           std::vector<std::string>& woken) {
+  // A taken row only goes: its message is the receiver's (no read of the row needed).
+  if (was_taken) return unregister_in(db, token);
   std::optional<std::int64_t> message_id;
   {
     auto s = db.statement(kWaiterRead);
@@ -201,7 +219,7 @@ Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
     if (rc == SQLITE_ROW && sqlite3_column_type(*s, 1) != SQLITE_NULL)
       message_id = sqlite3_column_int64(*s, 1);
   }
-  if (message_id && !was_taken) {
+  if (message_id) {
     auto s = db.statement(kWaiterRelease);
     if (!s) return s.error();
     ResetOnExit reset{*s};

@@ -420,28 +420,25 @@ class SqliteTransport final : public Transport {
                std::int64_t millis, Connection& db) {
     c.changed = false;
     c.file.clear();
+    if (sql == kAck) {
+      if (delete_leased_row(db, c.id, c.token, c.changed, c.file) != SQLITE_DONE)
+        return failure(operation, delivery.queue, db);
+      if (!c.changed || !c.file.empty()) return Status::Ok();
+      auto b = db.statement(kAckBody);
+      if (!b) return b.error();
+      ResetOnExit reset_body{*b};
+      sqlite3_bind_int64(*b, 1, c.id);
+      if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, db);
+      return Status::Ok();
+    }
     auto s = db.statement(sql);
     if (!s) return s.error();
     ResetOnExit reset{*s};
     sqlite3_bind_int64(*s, 1, c.id);
     sqlite3_bind_int64(*s, 2, c.token);
-    if (sql != kAck) sqlite3_bind_int64(*s, 3, now_ms() + millis);
-    int rc = sqlite3_step(*s);
-    if (sql == kAck && rc == SQLITE_ROW) {  // DELETE ... RETURNING body_file
-      c.changed = true;
-      const unsigned char* name = sqlite3_column_text(*s, 0);
-      if (name) c.file = reinterpret_cast<const char*>(name);
-      rc = sqlite3_step(*s);
-    } else if (sql != kAck) {
-      c.changed = sqlite3_changes(db.db()) != 0;
-    }
-    if (rc != SQLITE_DONE) return failure(operation, delivery.queue, db);
-    if (sql != kAck || !c.changed || !c.file.empty()) return Status::Ok();
-    auto b = db.statement(kAckBody);
-    if (!b) return b.error();
-    ResetOnExit reset_body{*b};
-    sqlite3_bind_int64(*b, 1, c.id);
-    if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, db);
+    sqlite3_bind_int64(*s, 3, now_ms() + millis);
+    if (sqlite3_step(*s) != SQLITE_DONE) return failure(operation, delivery.queue, db);
+    c.changed = sqlite3_changes(db.db()) != 0;
     return Status::Ok();
   }
 

@@ -49,14 +49,14 @@ std::int64_t wall_ms() {
 }
 
 // A waiting row of queue asya-h as a receive() of another process would write it (`started`
-// "NULL" as an older build writes it).
+// "NULL" as an older build writes it), registered at `since_ms` (now by default).
 void insert_waiter(const SqliteSettings& settings, std::int64_t token, const std::string& host,
-                   pid_t pid, const std::string& started) {
+                   pid_t pid, const std::string& started, std::int64_t since_ms = wall_ms()) {
   run(settings,
       "INSERT INTO waiters(token, queue, owner, host, pid, visibility_ms, since_ms, message_id, "
       "started) VALUES(" +
           std::to_string(token) + ", 'asya-h', 77, " + sql_text(host) + ", " + std::to_string(pid) +
-          ", 600000, " + std::to_string(wall_ms()) + ", NULL, " + started + ")");
+          ", 600000, " + std::to_string(since_ms) + ", NULL, " + started + ")");
 }
 
 // The machine identity with its boot id replaced: another machine sharing the file.
@@ -127,6 +127,38 @@ TEST_F(SqliteWaiterLiveness, AfterADeadRowTheNextLiveWaiterIsHandedTheMessage) {
   ASSERT_TRUE(sender->send("asya-h", "handed"));
   EXPECT_EQ(run(settings, "SELECT count(*) FROM messages WHERE lease = 5002"), 1);
   EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE token = 5001"), 0);
+}
+
+TEST_F(SqliteWaiterLiveness, TheLongestWaitingRowIsHandedFirstWhateverItsToken) {
+  // The table keeps its rows in token order; the sender picks by registration time, then token.
+  const std::int64_t now = wall_ms();
+  const std::string started = sql_text(bystander_started);
+  insert_waiter(settings, 5001, host, bystander, started, now - 1000);
+  insert_waiter(settings, 5002, host, bystander, started, now);
+  insert_waiter(settings, 5003, host, bystander, started, now - 2000);
+  insert_waiter(settings, 5004, host, bystander, started, now - 1000);  // ties with 5001
+  for (std::int64_t expected : {5003, 5001, 5004, 5002}) {
+    ASSERT_TRUE(sender->send("asya-h", "next"));
+    EXPECT_EQ(run(settings, "SELECT lease FROM messages ORDER BY id DESC LIMIT 1"), expected);
+  }
+  EXPECT_EQ(ready(), 0);
+}
+
+TEST_F(SqliteWaiterLiveness, ASendRemovesAtMostFourDeadRowsBeforeItGivesUpHandingOver) {
+  // Five rows of dead receivers (their pid now the bystander's, started later) older than a live
+  // one: a send checks four, removes them and leaves its message ready; the next one hands over.
+  const std::int64_t now = wall_ms();
+  for (std::int64_t token = 5001; token <= 5005; ++token)
+    insert_waiter(settings, token, host, bystander, "'1'", now - 10000 + token);
+  insert_waiter(settings, 5006, host, bystander, sql_text(bystander_started), now);
+  ASSERT_TRUE(sender->send("asya-h", "ready"));
+  EXPECT_EQ(ready(), 1);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE token <= 5004"), 0);
+  EXPECT_EQ(rows(), 2);
+  ASSERT_TRUE(sender->send("asya-h", "handed"));
+  EXPECT_EQ(ready(), 1);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM messages WHERE lease = 5006"), 1);
+  EXPECT_EQ(run(settings, "SELECT count(*) FROM waiters WHERE message_id IS NULL"), 0);
 }
 
 TEST_F(SqliteWaiterLiveness, AWaiterThatDiesAfterAHandOffGetsNoSecondOne) {
