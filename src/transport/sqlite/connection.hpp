@@ -56,6 +56,7 @@ enum Sql : std::size_t {
   kLeaseMany,    // ?1 queue, ?2 now, ?3 lease until, ?4 token, ?5 limit; RETURNING id, count, file
   kNextVisible,  // ?1 queue -> min(visible_at_ms) or NULL
   kAck,          // ?1 id, ?2 token; RETURNING body_file
+  kAckInline,    // ?1 id, ?2 token: deletes a row whose body is in the table (no RETURNING)
   kAckBody,      // ?1 id
   kNack,         // ?1 id, ?2 token, ?3 visible_at_ms (clears the lease)
   kExtend,       // ?1 id, ?2 token, ?3 visible_at_ms
@@ -65,10 +66,11 @@ enum Sql : std::size_t {
   kFileReferenced,  // ?1 body_file -> a row when some message names it
   kBodyUpTo,        // ?1 id, ?2 bytes -> body, when it is at most that long
   // Hand-off to waiting receivers (hand_off.hpp):
-  kSendHanded,    // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
-  kWaiterInsert,  // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms,
-                  // ?8 started
-  kWaiterPick,  // ?1 queue, ?2 host -> token, visibility_ms, pid, started of the oldest waiting row
+  kSendHanded,     // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file, ?5 lease token
+  kWaiterInsert,   // ?1 token, ?2 queue, ?3 owner, ?4 host, ?5 pid, ?6 visibility_ms, ?7 since_ms,
+                   // ?8 started
+  kWaiterPick,     // ?1 queue, ?2 host -> token, visibility_ms, pid, started, since_ms of every
+                   // waiting row (unordered: the caller takes the oldest)
   kWaiterHanded,   // ?1 token, ?2 message id
   kWaiterDelete,   // ?1 token
   kWaiterRead,     // ?1 token, ?2 bytes -> message_id, id, delivery_count, body_file, body

@@ -23,7 +23,7 @@ Status failed(const char* what, std::string_view queue, Connection& db) {
 }  // namespace
 
 Waiters::Waiters(std::string host)
-    : host_(std::move(host)), started_(process_start_time(::getpid())) {}
+    : host_(std::move(host)), pid_(::getpid()), started_(process_start_time(pid_)) {}
 
 Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string_view queue) {
   // A dead process's rows are deleted on the way; a few at most, then the message stays ready.
@@ -37,13 +37,22 @@ Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string
       ResetOnExit reset{*s};
       bind_text(*s, 1, queue);
       bind_text(*s, 2, host_);
-      int rc = sqlite3_step(*s);
-      if (rc == SQLITE_DONE) return std::optional<Target>();
-      if (rc != SQLITE_ROW) return failed("send (hand-off)", queue, db).error();
-      target = Target{sqlite3_column_int64(*s, 0), sqlite3_column_int64(*s, 1)};
-      pid = sqlite3_column_int64(*s, 2);
-      if (const unsigned char* text = sqlite3_column_text(*s, 3))
-        started = reinterpret_cast<const char*>(text);
+      // The oldest waiting row, by (since_ms, token): kept here rather than sorted by SQLite.
+      std::int64_t oldest_since = 0;
+      int rc;
+      while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+        std::int64_t token = sqlite3_column_int64(*s, 0);
+        std::int64_t since = sqlite3_column_int64(*s, 4);
+        if (target && (since > oldest_since || (since == oldest_since && token > target->token)))
+          continue;
+        target = Target{token, sqlite3_column_int64(*s, 1)};
+        oldest_since = since;
+        pid = sqlite3_column_int64(*s, 2);
+        const unsigned char* text = sqlite3_column_text(*s, 3);
+        started = text ? reinterpret_cast<const char*>(text) : "";
+      }
+      if (rc != SQLITE_DONE) return failed("send (hand-off)", queue, db).error();
+      if (!target) return std::optional<Target>();
     }
     switch (liveness_.state(static_cast<pid_t>(pid), started)) {
       case ProcessState::kAlive:
@@ -110,7 +119,7 @@ Status Waiters::register_in(Connection& db, std::string_view queue, std::int64_t
   bind_text(*s, 2, queue);
   sqlite3_bind_int64(*s, 3, owner);
   bind_text(*s, 4, host_);
-  sqlite3_bind_int64(*s, 5, ::getpid());
+  sqlite3_bind_int64(*s, 5, pid_);
   sqlite3_bind_int64(*s, 6, visibility.count());
   sqlite3_bind_int64(*s, 7, now_ms());
   bind_text(*s, 8, started_);
@@ -190,7 +199,9 @@ void Waiters::abandon(std::int64_t token) {
 Status Waiters::retire_in(Connection& db, std::int64_t token, bool was_taken,
                           std::vector<std::string>& woken) {
   std::optional<std::int64_t> message_id;
-  {
+  // A taken row's message is this process's already (its receive() returned it): only the row
+  // goes, without the read of the row and its message.
+  if (!was_taken) {
     auto s = db.statement(kWaiterRead);
     if (!s) return s.error();
     ResetOnExit reset{*s};
