@@ -11,8 +11,11 @@
 #include <utility>
 #include <vector>
 
+#include "transport/sqlite/body_files.hpp"
 #include "transport/sqlite/connection.hpp"
 #include "transport/sqlite/hand_off.hpp"
+#include "transport/sqlite/hand_off_slots.hpp"
+#include "transport/sqlite/lease.hpp"
 #include "transport/sqlite/lease_owners.hpp"
 #include "transport/sqlite/process_identity.hpp"
 #include "transport/sqlite/sqlite_transport.hpp"
@@ -129,6 +132,82 @@ TEST(SqliteSteadyStatements, AnAckDeletesTheRowAndItsBodyOnceAndAStaleReceiptCha
   ASSERT_TRUE(transport->ack((*second)[0]));
   EXPECT_EQ(test::query(settings, "SELECT count(*) FROM messages"), 0);
   EXPECT_EQ(test::query(settings, "SELECT count(*) FROM bodies"), 0);
+}
+
+// A lease of one reads the queue's next visible time from the rows it selected (no second look):
+// the first row it did not take, or its own lease's end when that comes first; as min() over the
+// queue after the update would say.
+TEST(SqliteSteadyStatements, ALeaseOfOneReportsTheQueuesNextVisibleTime) {
+  test::TempDir dir;
+  SqliteSettings settings = dir.settings();
+  sqlite::ConnectionPool pool{settings};
+  pool.add(open_connection(settings));
+  sqlite::LeaseOwners owners;
+  {
+    auto c = pool.acquire();
+    ASSERT_TRUE(c);
+    ASSERT_TRUE(owners.claim(c->connection()));
+  }
+  sqlite::BodyFiles body_files{settings.path};
+  sqlite::Waiters waiters{owners.host()};
+  sqlite::HandOffSlots slots{settings.path};
+  sqlite::LeaseParts parts{pool, owners, body_files, waiters, slots};
+  auto sender = make_sqlite_transport(Options{}, settings);
+  auto lease = [&](std::size_t max, std::chrono::milliseconds visibility, sqlite::LeaseLook& look) {
+    return sqlite::lease_ready(parts, {"asya-n", max, visibility, sqlite::LeaseBegin::kWait}, look);
+  };
+  // What the look must equal: min() over the queue after the lease.
+  auto queue_next = [&] {
+    return test::query(settings,
+                       "SELECT min(visible_at_ms) FROM messages WHERE queue = 'asya-n' AND "
+                       "visible_at_ms IS NOT NULL");
+  };
+  sqlite::LeaseLook look;
+
+  auto got = lease(1, 10min, look);  // an empty queue
+  ASSERT_TRUE(got && got->empty());
+  EXPECT_FALSE(look.next_visible);
+
+  ASSERT_TRUE(sender->send("asya-n", "later", 1h));
+  got = lease(1, 10min, look);  // nothing ready: the delayed message's time
+  ASSERT_TRUE(got && got->empty());
+  ASSERT_TRUE(look.next_visible);
+  EXPECT_EQ(*look.next_visible, queue_next());
+
+  ASSERT_TRUE(sender->send("asya-n", "first"));
+  ASSERT_TRUE(sender->send("asya-n", "second"));
+  got = lease(1, 10min, look);  // two ready: the second one's time (already due)
+  ASSERT_TRUE(got && got->size() == 1u);
+  EXPECT_EQ((*got)[0].body, "first");
+  ASSERT_TRUE(look.next_visible);
+  EXPECT_EQ(*look.next_visible, queue_next());
+  EXPECT_LE(*look.next_visible, sqlite::now_ms());
+
+  got = lease(1, 10min, look);  // the last ready one: the first one's lease ends first
+  ASSERT_TRUE(got && got->size() == 1u);
+  EXPECT_EQ((*got)[0].body, "second");
+  ASSERT_TRUE(look.next_visible);
+  EXPECT_EQ(*look.next_visible, queue_next());
+  EXPECT_GT(*look.next_visible, sqlite::now_ms());
+
+  ASSERT_TRUE(sender->send("asya-n", "third"));
+  got = lease(4, 2h, look);  // a lease of several taking one
+  ASSERT_TRUE(got && got->size() == 1u);
+  EXPECT_EQ((*got)[0].body, "third");
+  ASSERT_TRUE(look.next_visible);
+  EXPECT_EQ(*look.next_visible, queue_next());
+
+  // Only the leased message left: its own lease's end.
+  ASSERT_TRUE(test::query(settings,
+                          "DELETE FROM messages WHERE id IN (SELECT id FROM bodies WHERE "
+                          "body <> 'fourth')") == -1);
+  ASSERT_TRUE(sender->send("asya-n", "fourth"));
+  got = lease(1, 30min, look);
+  ASSERT_TRUE(got && got->size() == 1u);
+  EXPECT_EQ((*got)[0].body, "fourth");
+  ASSERT_TRUE(look.next_visible);
+  EXPECT_EQ(*look.next_visible, queue_next());
+  EXPECT_GT(*look.next_visible, sqlite::now_ms() + 29 * 60 * 1000);
 }
 
 }  // namespace
