@@ -51,11 +51,12 @@ enum Sql : std::size_t {
   kRollback,
   kSend,         // ?1 queue, ?2 visible_at_ms, ?3 sent_at_ms, ?4 body_file (NULL: inline body)
   kSendBody,     // ?1 id, ?2 body
-  kLease,        // ?1 queue, ?2 now, ?3 limit -> id, delivery_count, body_file of ready rows
+  kLease,        // ?1 queue -> id, delivery_count, body_file, visible_at_ms of its first 2 rows
   kLeaseRow,     // ?1 id, ?2 lease until, ?3 token (delivery_count + 1)
   kLeaseMany,    // ?1 queue, ?2 now, ?3 lease until, ?4 token, ?5 limit; RETURNING id, count, file
   kNextVisible,  // ?1 queue -> min(visible_at_ms) or NULL
   kAck,          // ?1 id, ?2 token -> body_file of the row while leased with that token
+  kAckInline,    // ?1 id, ?2 token: deletes a row whose body is in the table (no RETURNING)
   kAckBody,      // ?1 id
   kNack,         // ?1 id, ?2 token, ?3 visible_at_ms (clears the lease)
   kExtend,       // ?1 id, ?2 token, ?3 visible_at_ms

@@ -23,7 +23,7 @@ Status failed(const char* what, std::string_view queue, Connection& db) {
 }  // namespace
 
 Waiters::Waiters(std::string host)
-    : host_(std::move(host)), started_(process_start_time(::getpid())) {}
+    : host_(std::move(host)), pid_(::getpid()), started_(process_start_time(pid_)) {}
 
 Result<std::optional<Waiters::Target>> Waiters::pick(Connection& db, std::string_view queue) {
   // Every waiting row of the queue, then the oldest (since_ms, token) first: a handful of rows,
@@ -126,7 +126,7 @@ Status Waiters::register_in(Connection& db, std::string_view queue, std::int64_t
   bind_text(*s, 2, queue);
   sqlite3_bind_int64(*s, 3, owner);
   bind_text(*s, 4, host_);
-  sqlite3_bind_int64(*s, 5, ::getpid());
+  sqlite3_bind_int64(*s, 5, pid_);
   sqlite3_bind_int64(*s, 6, visibility.count());
   sqlite3_bind_int64(*s, 7, now_ms());
   bind_text(*s, 8, started_);

@@ -45,6 +45,8 @@
 // Threads: every method is thread-safe. The instance must not cross fork().
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -150,6 +152,7 @@ class Waiters {
                    std::vector<std::string>& woken);
 
   std::string host_;
+  pid_t pid_;            // this process's pid, recorded in its rows (no getpid() per wait)
   std::string started_;  // this process's start time, recorded in its rows
   ProcessLiveness liveness_;
   std::mutex mutex_;

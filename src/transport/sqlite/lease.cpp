@@ -136,15 +136,37 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
   // rate, where each message comes alone) takes the path of a lease of one: its row updated by id
   // and its small body read inside this transaction, instead of UPDATE ... RETURNING and a read
   // transaction for the body after the COMMIT. Two ready rows or more take kLeaseMany.
+  // The queue's first row in visibility order that this lease does not take: its visible time
+  // is the queue's next one after a lease of one (the leased row's comes at `until`).
+  std::optional<std::int64_t> next_untaken;
   {
-    // The ready rows (their counts before this lease): one, or two to tell one from several.
+    // The first two rows (counts before this lease): the ready ones, two telling one from several.
     auto s = db.statement(kLease);
     if (!s) return rollback(s.error());
     ResetOnExit reset{*s};
     bind_text(*s, 1, queue);
-    sqlite3_bind_int64(*s, 2, now);
-    sqlite3_bind_int64(*s, 3, max_messages == 1 ? 1 : 2);
-    if (Status taken = take_rows(*s, 1); !taken) return rollback(taken.error());
+    int rc;
+    while ((rc = sqlite3_step(*s)) == SQLITE_ROW) {
+      std::int64_t visible = sqlite3_column_int64(*s, 3);
+      if (visible > now || (max_messages == 1 && !ids.empty())) {
+        next_untaken = visible;
+        break;  // rows come in visibility order: none after it is taken
+      }
+      Delivery d;
+      d.queue = std::string(queue);
+      std::int64_t id = sqlite3_column_int64(*s, 0);
+      d.delivery_count = static_cast<std::uint32_t>(sqlite3_column_int64(*s, 1) + 1);
+      d.receipt = std::to_string(id) + ":" + std::to_string(token);
+      ids.push_back(id);
+      const unsigned char* file = sqlite3_column_text(*s, 2);
+      files.emplace_back(file ? reinterpret_cast<const char*>(file) : "");
+      out.push_back(std::move(d));
+    }
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+      Status failed = failure(queue, db);
+      sqlite3_reset(*s);  // no statement in progress at the ROLLBACK
+      return rollback(failed.error());
+    }
   }
   const bool one = ids.size() <= 1;
   if (!one) {
@@ -195,7 +217,13 @@ Result<std::vector<Delivery>> lease_ready(const LeaseParts& parts, const LeaseRe
     if (Status read_in = read_bodies_in_lease(db, queue, out, ids, files, read); !read_in)
       return rollback(read_in.error());
   }
-  {
+  if (one) {
+    // The rows after the first two are visible no earlier than the second: the next visible time
+    // is that of the first row not taken, or the lease's end when that comes first.
+    look.next_visible = next_untaken;
+    if (!ids.empty() && (!look.next_visible || until < *look.next_visible))
+      look.next_visible = until;
+  } else {
     // After the updates: the leased rows count with their new visible_at_ms.
     auto s = db.statement(kNextVisible);
     if (!s) return rollback(s.error());

@@ -108,6 +108,14 @@ Result<std::vector<Delivery>> Receiver::receive_until(std::string_view queue,
       auto leased = under_lock(LeaseBegin::kSpin);
       if (!leased) return leased.error();
       if (!leased->empty()) return leased;
+    } else if (may_register && !registration.active()) {
+      // About to wait with hand-off: the lease that registers this call leases a ready message
+      // instead when there is one, so the read of the queue's next visible time that would tell
+      // whether to lease first is not needed (one read transaction less per message; its pages
+      // re-read after every other process's commit).
+      auto leased = under_lock(LeaseBegin::kWait);
+      if (!leased) return leased.error();
+      if (!leased->empty()) return leased;
     } else {
       std::int64_t now = now_ms();
       // Right after a lease at this generation (the previous receive), the queue's next
@@ -123,13 +131,13 @@ Result<std::vector<Delivery>> Receiver::receive_until(std::string_view queue,
         if (!leased->empty()) return leased;
         continue;  // another consumer took them; look again at once
       }
-      if (!looked_under_lock_at(queue, seen) || (may_register && !registration.active())) {
+      if (!looked_under_lock_at(queue, seen)) {
         // Senders wake receivers just before their COMMIT, with the write lock held
         // (group_commit.hpp): a wake that came before `seen` was read may belong to a COMMIT
         // still being written, which the read above cannot see and after which no wake-up
         // follows. The first look at each generation therefore takes the write lock (the
-        // lease), which waits for that COMMIT; later looks at the same generation read. With
-        // hand-off, the look before a wait also registers this call as waiting.
+        // lease), which waits for that COMMIT; later looks at the same generation read. (With
+        // hand-off, the look before a wait registers this call as waiting: the branch above.)
         auto leased = under_lock(LeaseBegin::kWait);
         if (!leased) return leased.error();
         if (!leased->empty()) return leased;

@@ -421,15 +421,12 @@ class SqliteTransport final : public Transport {
     c.changed = false;
     c.file.clear();
     if (sql == kAck) {
+      // Most rows keep their body in the table: deleted in one statement (connection.cpp).
+      if (Status s = delete_inline(delivery, c, db); !s || c.changed) return s;
       if (delete_leased_row(db, c.id, c.token, c.changed, c.file) != SQLITE_DONE)
         return failure(operation, delivery.queue, db);
       if (!c.changed || !c.file.empty()) return Status::Ok();
-      auto b = db.statement(kAckBody);
-      if (!b) return b.error();
-      ResetOnExit reset_body{*b};
-      sqlite3_bind_int64(*b, 1, c.id);
-      if (sqlite3_step(*b) != SQLITE_DONE) return failure(operation, delivery.queue, db);
-      return Status::Ok();
+      return delete_body(delivery, c, db);
     }
     auto s = db.statement(sql);
     if (!s) return s.error();
@@ -439,6 +436,28 @@ class SqliteTransport final : public Transport {
     sqlite3_bind_int64(*s, 3, now_ms() + millis);
     if (sqlite3_step(*s) != SQLITE_DONE) return failure(operation, delivery.queue, db);
     c.changed = sqlite3_changes(db.db()) != 0;
+    return Status::Ok();
+  }
+
+  // An ack of a row whose body is in the table: the row and its body; c.changed false (nothing
+  // done) when the row names a body file or the lease is not held.
+  Status delete_inline(const Delivery& delivery, LeaseChange& c, Connection& db) {
+    auto s = db.statement(kAckInline);
+    if (!s) return s.error();
+    ResetOnExit reset{*s};
+    sqlite3_bind_int64(*s, 1, c.id);
+    sqlite3_bind_int64(*s, 2, c.token);
+    if (sqlite3_step(*s) != SQLITE_DONE) return failure("ack", delivery.queue, db);
+    c.changed = sqlite3_changes(db.db()) != 0;
+    return c.changed ? delete_body(delivery, c, db) : Status::Ok();
+  }
+
+  Status delete_body(const Delivery& delivery, const LeaseChange& c, Connection& db) {
+    auto b = db.statement(kAckBody);
+    if (!b) return b.error();
+    ResetOnExit reset_body{*b};
+    sqlite3_bind_int64(*b, 1, c.id);
+    if (sqlite3_step(*b) != SQLITE_DONE) return failure("ack", delivery.queue, db);
     return Status::Ok();
   }
 
