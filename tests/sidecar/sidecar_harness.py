@@ -450,11 +450,14 @@ class RecordingGateway:
                         ids = list(outer.cancel_order)
                     reply = json.dumps({"next_after": len(ids), "cancelled": ids[max(after, 0):]}).encode()
                     status = 200
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(reply)))
+                    self.end_headers()
+                    self.wfile.write(reply)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the sidecar stopped while its request was held
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
