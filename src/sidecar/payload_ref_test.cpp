@@ -29,7 +29,10 @@ class PayloadRefTest : public ::testing::Test {
     options.url = "file://" + dir_.string();
     refs_ = std::make_unique<PayloadReferences>(payload::make_payload_store(options), kThreshold);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    refs_.reset();  // its hold renewer's thread may be writing a hold until it is stopped
+    fs::remove_all(dir_);
+  }
 
   std::size_t object_count() { return refs_->store().list("objects/")->size(); }
 
