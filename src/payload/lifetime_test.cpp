@@ -170,6 +170,21 @@ TEST_F(LifetimeTest, DoneHoldsOfAnObjectStillHeldAreRemoved) {
   EXPECT_TRUE(store_->list("holds/")->empty());
 }
 
+// A send that failed leaves its outputs' tokens unreleased (the message may have been queued all
+// the same): kept for the orphan age, not for ever, also under an object that lives on.
+TEST_F(LifetimeTest, AFailedSendsUnreleasedTokenEndsAtTheOrphanAgeWhileItsObjectLivesOn) {
+  std::string sha = put_object("retried output");
+  ASSERT_TRUE(hold_token(*store_, sha, "token-of-the-failed-send").ok());
+  ASSERT_TRUE(hold_token(*store_, sha, "token-of-the-retry").ok());  // queued, not consumed
+  const fs::path failed = dir_ / hold_key(sha, "token-of-the-failed-send");
+  fs::last_write_time(failed, fs::last_write_time(failed) - 25h);  // written a day ago
+  SweepReport report = sweep_at(0s);
+  EXPECT_TRUE(present(sha));
+  EXPECT_EQ(report.records_deleted, 1u);
+  EXPECT_FALSE(fs::exists(failed));
+  EXPECT_TRUE(*store_->exists(hold_key(sha, "token-of-the-retry")));
+}
+
 // A store that runs `before_list` before its n-th listing of holds/ (a writer acting between the
 // sweep's looks).
 class InterleavedStore : public PayloadStore {
