@@ -101,7 +101,7 @@ Result<SweepReport> sweep(PayloadStore& store, const SweepPolicy& policy, TimePo
   holders(*holds, held, live);
 
   std::vector<const StoredObject*> doomed;
-  std::set<std::string> deleted;
+  std::set<std::string, std::less<>> not_deleted;  // doomed, but the delete failed: next sweep
   SweepReport report;
   for (const auto& object : *objects) {
     std::string sha = object.key.substr(8);
@@ -125,23 +125,35 @@ Result<SweepReport> sweep(PayloadStore& store, const SweepPolicy& policy, TimePo
         ++report.objects_kept;
         continue;
       }
-      if (store.remove(object->key)) {
+      if (store.remove(object->key))
         ++report.objects_deleted;
-        deleted.insert(sha);
-      }
+      else
+        not_deleted.insert(sha);
     }
     holds = std::move(again);
   }
-  // Holds that are done and whose object is gone (deleted above, or an upload that never
-  // happened), and releases past the orphan age.
-  std::set<std::string> present;
-  for (const auto& object : *objects) present.insert(object.key.substr(8));
-  for (const std::string& sha : deleted) present.erase(sha);
+  // Holds that are done, whether their object is gone (deleted above, or an upload that never
+  // happened) or still held by others (an object that some envelope always refers to never dies,
+  // and the done holds of every envelope that ever referred to it would pile up): a done hold
+  // changes nothing about its object any more. A hold key is rewritten in place (a redelivery's
+  // receipt, a renewal), so the holds are listed once more right before they are removed, and
+  // only a record still there with the time judged done goes: a rewrite since is a live hold.
+  // The holds of an object whose delete failed stay, so that the next sweep deletes it (without
+  // any hold it would wait for the orphan age).
+  std::map<std::string, TimePoint, std::less<>> done_at;
   for (const auto& h : *holds) {
     std::string_view id, sha;
-    if (!split_hold(h.key, id, sha)) continue;
-    if (!present.contains(std::string(sha)) && hold_done(h) && store.remove(h.key))
-      ++report.records_deleted;
+    if (split_hold(h.key, id, sha) && hold_done(h) && !not_deleted.contains(sha))
+      done_at.emplace(h.key, h.modified);
+  }
+  if (!done_at.empty()) {
+    auto fresh = store.list("holds/");
+    if (!fresh) return fresh.error();
+    for (const auto& h : *fresh) {
+      auto it = done_at.find(h.key);
+      if (it != done_at.end() && it->second == h.modified && store.remove(h.key))
+        ++report.records_deleted;
+    }
   }
   for (const auto& r : *releases)
     if (old(r.modified, policy.orphan_age) && store.remove(r.key)) ++report.records_deleted;

@@ -23,7 +23,15 @@
 //   - sweep() deletes an object when every hold on it is older than the release of its id
 //     and that release is older than `grace`, or when the object (or every hold on it) is older
 //     than `orphan_age` (crashes between upload and publish, lineages whose end never came, a
-//     consumer that died between its ack and its token's release).
+//     consumer that died between its ack and its token's release, a send that failed: its
+//     tokens are not released, since the message may have been queued all the same);
+//   - sweep() removes a hold once it is done in that sense, whether or not its object lives on
+//     (an object some envelope always refers to never dies; the done holds of everything that
+//     referred to it would pile up), after listing the holds once more: a hold rewritten since
+//     (same key, newer time) is kept.
+// Two queue entries of one publish share its token: once one was consumed, the other is held by
+// its envelope id only, and may find its object gone; the reader then finds the token's release
+// and acknowledges the entry as a copy of a consumed message (sidecar/payload_ref.hpp).
 // So an object is never deleted while an envelope referring to it is queued (its token is not
 // released before it is consumed), delayed for retry or in flight, as long as `grace` exceeds the
 // time a duplicate of a consumed message can still arrive (visibility timeout plus retry backoff)

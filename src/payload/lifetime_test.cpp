@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 #include <set>
 #include <thread>
 
@@ -142,6 +143,91 @@ TEST_F(LifetimeTest, AHoldTokenNeverReleasedEndsAtTheOrphanAge) {
   EXPECT_TRUE(present(stored->sha256));
   sweep_at(25h);
   EXPECT_FALSE(present(stored->sha256));
+}
+
+// An object some envelope always refers to (a payload every job sends) is never deleted; the done
+// holds of the envelopes and messages that referred to it before must not pile up under it.
+TEST_F(LifetimeTest, DoneHoldsOfAnObjectStillHeldAreRemoved) {
+  std::string sha = put_object("popular");
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());
+  ASSERT_TRUE(hold_token(*store_, sha, "token-1").ok());
+  ASSERT_TRUE(hold(*store_, sha, "env-2").ok());  // another envelope, still under way
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(release(*store_, "env-1").ok());
+  ASSERT_TRUE(release_token(*store_, "token-1").ok());
+  SweepReport report = sweep_at(11min);
+  EXPECT_TRUE(present(sha));
+  EXPECT_EQ(report.records_deleted, 2u);
+  auto holds = store_->list("holds/");
+  ASSERT_TRUE(holds.ok());
+  ASSERT_EQ(holds->size(), 1u);
+  EXPECT_EQ(holds->front().key, hold_key(sha, "env-2"));
+  // Its last holder ends: the object goes, as before.
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(release(*store_, "env-2").ok());
+  sweep_at(11min);
+  EXPECT_FALSE(present(sha));
+  EXPECT_TRUE(store_->list("holds/")->empty());
+}
+
+// A send that failed leaves its outputs' tokens unreleased (the message may have been queued all
+// the same): kept for the orphan age, not for ever, also under an object that lives on.
+TEST_F(LifetimeTest, AFailedSendsUnreleasedTokenEndsAtTheOrphanAgeWhileItsObjectLivesOn) {
+  std::string sha = put_object("retried output");
+  ASSERT_TRUE(hold_token(*store_, sha, "token-of-the-failed-send").ok());
+  ASSERT_TRUE(hold_token(*store_, sha, "token-of-the-retry").ok());  // queued, not consumed
+  const fs::path failed = dir_ / hold_key(sha, "token-of-the-failed-send");
+  fs::last_write_time(failed, fs::last_write_time(failed) - 25h);  // written a day ago
+  SweepReport report = sweep_at(0s);
+  EXPECT_TRUE(present(sha));
+  EXPECT_EQ(report.records_deleted, 1u);
+  EXPECT_FALSE(fs::exists(failed));
+  EXPECT_TRUE(*store_->exists(hold_key(sha, "token-of-the-retry")));
+}
+
+// A store that runs `before_list` before its n-th listing of holds/ (a writer acting between the
+// sweep's looks).
+class InterleavedStore : public PayloadStore {
+ public:
+  InterleavedStore(PayloadStore& inner, int n, std::function<void()> before_list)
+      : inner_(inner), n_(n), before_list_(std::move(before_list)) {}
+  Status put(std::string_view key, std::string_view bytes) override {
+    return inner_.put(key, bytes);
+  }
+  Status read(std::string_view key, std::string& out) override { return inner_.read(key, out); }
+  Result<bool> exists(std::string_view key) override { return inner_.exists(key); }
+  Status remove(std::string_view key) override { return inner_.remove(key); }
+  Result<std::vector<StoredObject>> list(std::string_view prefix) override {
+    if (prefix == "holds/" && ++holds_listed_ == n_) before_list_();
+    return inner_.list(prefix);
+  }
+  std::string url() const override { return inner_.url(); }
+
+ private:
+  PayloadStore& inner_;
+  int n_;
+  std::function<void()> before_list_;
+  int holds_listed_ = 0;
+};
+
+TEST_F(LifetimeTest, ADoneHoldRewrittenWhileTheSweepRunsIsKept) {
+  // A late copy of env-1 is received (its hold written again) after the sweep judged the old
+  // hold done and before it removes it: the rewritten hold is a live one and stays.
+  std::string sha = put_object("late copy");
+  ASSERT_TRUE(hold(*store_, sha, "env-1").ok());
+  ASSERT_TRUE(hold(*store_, sha, "env-2").ok());
+  std::this_thread::sleep_for(20ms);
+  ASSERT_TRUE(release(*store_, "env-1").ok());
+  std::this_thread::sleep_for(20ms);
+  InterleavedStore racing(*store_, 2, [&] { ASSERT_TRUE(hold(*store_, sha, "env-1").ok()); });
+  auto report = sweep(racing, policy_, std::chrono::system_clock::now() + 11min);
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->records_deleted, 0u);
+  EXPECT_TRUE(*store_->exists(hold_key(sha, "env-1")));
+  // env-2 ends too: env-1's rewritten hold is newer than its release and keeps the object.
+  ASSERT_TRUE(release(*store_, "env-2").ok());
+  sweep_at(11min);
+  EXPECT_TRUE(present(sha));
 }
 
 TEST_F(LifetimeTest, HoldTokensAreDistinctHex) {

@@ -151,6 +151,11 @@ struct Metrics::Impl {
           .Name("asya_actor_end_duplicates_kept_total")
           .Help("End actors: duplicates whose payload was gone, the stored result kept")
           .Register(*registry);
+  prometheus::Family<prometheus::Counter>& consumed_copies =
+      BuildCounter()
+          .Name("asya_actor_consumed_copies_dropped_total")
+          .Help("Copies of a consumed message whose payload was gone, acknowledged unprocessed")
+          .Register(*registry);
   prometheus::Family<prometheus::Counter>& redeliveries =
       BuildCounter()
           .Name("asya_actor_redeliveries_total")
@@ -198,6 +203,7 @@ struct Metrics::Impl {
     deadline.Add({{"queue", queue}});
     poison.Add({{"queue", queue}});
     duplicates_kept.Add({{"queue", queue}});
+    consumed_copies.Add({{"queue", queue}});
     reports_sent_c = &reports.Add({{"result", "sent"}});
     reports_dropped_c = &reports.Add({{"result", "dropped"}});
     announcements.Add({{"result", "sent"}});
@@ -283,6 +289,9 @@ void Metrics::poison() {
 }
 void Metrics::end_duplicate_kept() {
   impl_->duplicates_kept.Add({{"queue", impl_->queue}}).Increment();
+}
+void Metrics::consumed_copy_dropped() {
+  impl_->consumed_copies.Add({{"queue", impl_->queue}}).Increment();
 }
 void Metrics::redelivered() {
   impl_->redeliveries_c->Increment();

@@ -54,6 +54,10 @@ class Metrics {
   // asya_actor_end_duplicates_kept_total{queue}: end actors only, late duplicates whose payload
   // object was gone, acknowledged while the result already stored was kept (PROTOCOL §6).
   void end_duplicate_kept();
+  // asya_actor_consumed_copies_dropped_total{queue}: copies of a message consumed before (their
+  // hold token released) whose payload object was gone, acknowledged without calling the handler
+  // (PROTOCOL §10 "Outputs waiting in a queue").
+  void consumed_copy_dropped();
 
   // Prometheus text exposition format 0.0.4.
   std::string serialize() const;

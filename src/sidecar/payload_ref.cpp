@@ -58,6 +58,8 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
                                                                          : InputStatus::kStoreError;
       input.message =
           fmt::format("payload {} cannot be read: {}", describe(reference), opened.error().message);
+      if (opened.error().message.starts_with(payload::kNotFound))
+        missing_object(input, opened.error().message);
       return input;
     }
     input.stream = std::move(*opened);
@@ -76,6 +78,7 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
         payload::object_unavailable(message) ? InputStatus::kUnavailable : InputStatus::kStoreError;
     input.message = fmt::format("payload {} cannot be read: {}", describe(reference), message);
     input.body.clear();
+    if (message.starts_with(payload::kNotFound)) missing_object(input, message);
     return input;
   }
   if (!*checked) {
@@ -93,6 +96,24 @@ PayloadReferences::Input PayloadReferences::resolve(const envelope::Envelope& in
   input.payload = std::string_view(input.body).substr(prefix, reference.size_bytes);
   input.status = InputStatus::kResolved;
   return input;
+}
+
+void PayloadReferences::missing_object(Input& input, std::string message) {
+  // A token is new for every published message and released only once a copy of it was consumed
+  // (acked: its outputs durable), so a released token whose object is gone means this entry is a
+  // second one of that publish (a publisher that sent it again, a broker that delivered it again
+  // after it was consumed), left waiting past the grace period after the first copy ended: its
+  // work was done, and sending it to error-end would only file a false failure. Only on this
+  // error path: one look-up, never for a message whose object is there.
+  const std::string& token = input.reference->hold;
+  if (token.empty()) return;
+  auto released = store_->exists(payload::release_key(token));
+  if (!released || !*released) return;
+  input.status = InputStatus::kConsumedCopy;
+  input.message = fmt::format(
+      "payload {} is gone ({}) and its hold token was released: a copy of this message was "
+      "consumed before; acknowledged without calling the handler",
+      describe(*input.reference), message);
 }
 
 Result<std::string> PayloadReferences::stored_reference(std::string_view payload_raw,
@@ -235,6 +256,7 @@ PayloadReferences::Input PayloadReferences::resolve_payload(std::string_view pay
 }
 
 void PayloadReferences::consumed(const envelope::Envelope& in, const Decision& decision) {
+  if (decision.consumed_copy) return;  // its token's release is there already
   // A retry re-sends the input as it came, token included: its hold stays for that message.
   for (const Outgoing& out : decision.sends)
     if (out.type == MessageType::kRetry) return;
@@ -263,6 +285,13 @@ std::optional<Decision> PayloadReferences::prepare(const Router& router,
                                                    Input& input, std::optional<Outputs>& offload,
                                                    bool allow_stream, bool write_ahead) {
   input = resolve(in, delivery.body, allow_stream);
+  if (input.status == InputStatus::kConsumedCopy) {
+    spdlog::info("{}: {}", in.id, input.message);
+    Decision decision;  // acknowledged, nothing sent
+    decision.consumed_copy = true;
+    decision.input_hold = input.renewal;
+    return decision;
+  }
   if (input.status == InputStatus::kUnavailable || input.status == InputStatus::kStoreError) {
     spdlog::warn("payload of {} not resolved: {}", in.id, input.message);
     Decision decision = unresolved_decision(router, in, delivery, input);

@@ -42,12 +42,15 @@ class PayloadReferences {
                         payload::renewal_interval(payload::SweepPolicy{}.grace));
 
   enum class InputStatus {
-    kPlain,        // the payload is not a reference: call the runtime with the body as received
-    kResolved,     // `body` is the envelope with the real payload in place of the reference
-                   // (or, when `stream` is set, the object is sent from its file: body empty)
-    kUnavailable,  // missing object, size or SHA-256 mismatch, malformed or foreign reference:
-                   // error-end as payload_unavailable, never the handler
-    kStoreError,   // the store could not be reached: nack, delivered again later
+    kPlain,         // the payload is not a reference: call the runtime with the body as received
+    kResolved,      // `body` is the envelope with the real payload in place of the reference
+                    // (or, when `stream` is set, the object is sent from its file: body empty)
+    kUnavailable,   // missing object, size or SHA-256 mismatch, malformed or foreign reference:
+                    // error-end as payload_unavailable, never the handler
+    kStoreError,    // the store could not be reached: nack, delivered again later
+    kConsumedCopy,  // the object is gone and the reference's hold token was released: a copy of
+                    // this very message was consumed before (a second queue entry of one
+                    // publish); acknowledged, never the handler (Decision::consumed_copy)
   };
   struct Input {
     InputStatus status = InputStatus::kPlain;
@@ -200,6 +203,11 @@ class PayloadReferences {
   bool write_ahead_enabled() const { return write_ahead_.load(std::memory_order_relaxed); }
 
  private:
+  // `input` could not be read because its object is missing (`message`: the store's error): when
+  // the hold token of its reference was released, a copy of this message was consumed and the
+  // input becomes kConsumedCopy; otherwise kUnavailable (also when that cannot be looked up).
+  void missing_object(Input& input, std::string message);
+
   // The reference of a payload stored for `output_id` (`sha256`: its digest, or empty when not
   // known yet); written once per message (`stored`).
   Result<std::string> stored_reference(std::string_view payload_raw, std::string sha256,

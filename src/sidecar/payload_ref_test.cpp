@@ -29,7 +29,10 @@ class PayloadRefTest : public ::testing::Test {
     options.url = "file://" + dir_.string();
     refs_ = std::make_unique<PayloadReferences>(payload::make_payload_store(options), kThreshold);
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    refs_.reset();  // its hold renewer's thread may be writing a hold until it is stopped
+    fs::remove_all(dir_);
+  }
 
   std::size_t object_count() { return refs_->store().list("objects/")->size(); }
 
@@ -362,6 +365,52 @@ TEST_F(PayloadRefTest, AConsumedInputReleasesItsHoldTokenUnlessARetryCarriesIt) 
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   EXPECT_TRUE(fs::exists(released));
   EXPECT_FALSE(fs::exists(dir_ / payload::release_key(token_of(retried))));
+}
+
+// docs/protocol.md §10 "Two queue entries of one publish": a second entry of a message whose token
+// was released (a copy of it was consumed) finds its object swept: acknowledged, nothing sent.
+// Read whole and streamed from its file alike; a damaged object or an unreleased token still
+// goes to error-end.
+TEST_F(PayloadRefTest, AMissingObjectOfAReleasedTokenIsACopyOfAConsumedMessage) {
+  const std::string reference = stored_reference(kLarge);
+  const std::string token = (*payload::parse_reference(reference))->hold;
+  const std::string body = envelope_with(reference);
+  Router router(options_for("b"));
+  auto decide = [&](bool allow_stream) {
+    auto delivery = delivery_of(body);
+    auto in = envelope::parse(delivery.body);
+    EXPECT_TRUE(in.ok());
+    PayloadReferences::Input input;
+    std::optional<PayloadReferences::Outputs> offload;
+    auto early = refs_->prepare(router, *in, delivery, input, offload, allow_stream);
+    EXPECT_TRUE(early.has_value());
+    return early ? std::move(*early) : Decision{};
+  };
+  fs::remove(dir_ / "objects" / payload::sha256_hex(kLarge));
+  for (bool stream : {false, true}) {  // not released yet: the only copy, so it failed
+    Decision d = decide(stream);
+    EXPECT_FALSE(d.consumed_copy);
+    ASSERT_EQ(d.sends.size(), 1u);
+    EXPECT_EQ(d.sends[0].queue, "asya-error-end");
+  }
+  ASSERT_TRUE(payload::release_token(refs_->store(), token).ok());  // a copy was consumed
+  for (bool stream : {false, true}) {
+    Decision d = decide(stream);
+    EXPECT_TRUE(d.consumed_copy) << "streamed " << stream;
+    EXPECT_TRUE(d.sends.empty());
+    EXPECT_EQ(d.then, Then::kAck);
+    EXPECT_FALSE(d.failure);
+    // Its token's release is there already: nothing more is written for it.
+    auto in = envelope::parse(body);
+    refs_->consumed(*in, d);
+  }
+  // A damaged object is not a swept one: payload_unavailable whatever the token says.
+  std::ofstream(dir_ / "objects" / payload::sha256_hex(kLarge), std::ios::trunc)
+      << std::string(kLarge.size(), 'd');
+  Decision damaged = decide(false);
+  EXPECT_FALSE(damaged.consumed_copy);
+  ASSERT_EQ(damaged.sends.size(), 1u);
+  EXPECT_EQ(damaged.sends[0].queue, "asya-error-end");
 }
 
 TEST_F(PayloadRefTest, StoreFailureNacksTheInput) {

@@ -96,6 +96,11 @@ struct Decision {
   // to be ready again (wire::CallResult::runtime_not_ready): the sidecar stops (exit 4) instead
   // of waiting once more.
   bool runtime_not_ready = false;
+  // The input's payload object is gone and the hold token of its reference was released: a copy
+  // of this very message was consumed before (two queue entries of one publish, PROTOCOL §10
+  // "Outputs waiting in a queue"); acknowledged without calling the handler
+  // (asya_actor_consumed_copies_dropped_total).
+  bool consumed_copy = false;
 };
 
 // Replaces large output payloads by payload references (claim-check; sidecar/payload_ref.hpp),

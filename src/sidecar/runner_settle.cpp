@@ -28,6 +28,7 @@ void Runner::count_decision(const transport::Delivery& delivery, const Decision&
   if (decision.failure == FailureCode::kMaxDeliveriesExceeded) metrics_.poison();
   if (decision.failure == FailureCode::kDeadlineExceeded) metrics_.deadline_exceeded();
   if (decision.retried) metrics_.retry();
+  if (decision.consumed_copy) metrics_.consumed_copy_dropped();
   if (decision.failure) metrics_.failed(decision.failure.label());
   if (decision.failure && decision.status != ProcessedStatus::kRetry)
     spdlog::info("message failed: {} (delivery {}) -> {}", decision.failure.label(),

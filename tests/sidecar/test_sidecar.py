@@ -470,6 +470,7 @@ METRIC_LABELS = {
     "asya_actor_poison_messages_total": {"queue"},
     "asya_actor_redeliveries_total": {"queue", "transport"},
     "asya_actor_end_duplicates_kept_total": {"queue"},
+    "asya_actor_consumed_copies_dropped_total": {"queue"},
 }
 
 
@@ -520,6 +521,7 @@ def test_metrics_pass_promtool_with_the_listed_names_labels_and_prefixed_queues(
             'asya_actor_deadline_exceeded_total{queue="asya-echo"} 0',
             'asya_actor_poison_messages_total{queue="asya-echo"} 0',
             'asya_actor_end_duplicates_kept_total{queue="asya-echo"} 0',
+            'asya_actor_consumed_copies_dropped_total{queue="asya-echo"} 0',
             'asya_actor_redeliveries_total{queue="asya-echo",transport="%s"} 0' % t):
         assert line in text.splitlines(), line
     samples = metric_samples(text)
