@@ -44,8 +44,9 @@ struct ApiOptions {
   // ASYA_GATEWAY_INSTANCE_ID: repeated as "instance" in the /healthz and /readyz answers, so the
   // process that started this gateway knows it reached this one (empty: not included).
   std::string instance_id;
-  // ASYA_GATEWAY_TRACE_MAX_SPANS and ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the
-  // gateway keeps (POST /v1/traces).
+  // ASYA_GATEWAY_TRACE_MAX_SPANS, ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES and
+  // ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the gateway keeps, how large, and how
+  // long (POST /v1/traces).
   SpanLimits span_limits;
   // GET /actors sampling (actors/actor_monitor.hpp); status_file from ASYA_GATEWAY_STATUS_FILE.
   ActorMonitorOptions actor_monitor;
