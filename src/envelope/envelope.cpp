@@ -200,4 +200,8 @@ std::string json_string(std::string_view text) {
   return out;
 }
 
+bool valid_utf8(std::string_view text) {
+  return simdjson::validate_utf8(text.data(), text.size());
+}
+
 }  // namespace asya::envelope

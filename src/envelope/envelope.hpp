@@ -78,4 +78,7 @@ bool deadline_passed(const Envelope& envelope, std::chrono::system_clock::time_p
 // with U+FFFD so the result is always valid JSON.
 std::string json_string(std::string_view text);
 
+// Whether `text` is valid UTF-8 (no overlong forms, surrogates or code points above U+10FFFF).
+bool valid_utf8(std::string_view text);
+
 }  // namespace asya::envelope

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gateway/actors/actor_monitor.hpp"
@@ -43,8 +44,9 @@ struct ApiOptions {
   // ASYA_GATEWAY_INSTANCE_ID: repeated as "instance" in the /healthz and /readyz answers, so the
   // process that started this gateway knows it reached this one (empty: not included).
   std::string instance_id;
-  // ASYA_GATEWAY_TRACE_MAX_SPANS and ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the
-  // gateway keeps (POST /v1/traces).
+  // ASYA_GATEWAY_TRACE_MAX_SPANS, ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES and
+  // ASYA_GATEWAY_TRACE_RETENTION: how many spans of its jobs the gateway keeps, how large, and how
+  // long (POST /v1/traces).
   SpanLimits span_limits;
   // GET /actors sampling (actors/actor_monitor.hpp); status_file from ASYA_GATEWAY_STATUS_FILE.
   ActorMonitorOptions actor_monitor;
@@ -185,6 +187,12 @@ boost::json::object job_meta(const std::string& job_id);
 // (GET /envelopes/{id}/stream) is advertised only for a tool with `progress: true`, as in the
 // published design (the endpoint itself serves every job).
 boost::json::object async_result(const std::string& job_id, bool progress);
+
+// Whether a value a client sent to name a job, task or tool (a cursor's id, a `tool` filter) can
+// name one: valid UTF-8 without control characters. Others are refused with 400 before a lookup:
+// PostgreSQL refuses invalid UTF-8 in a parameter (the error would read as the store failing)
+// and cuts text at a NUL.
+bool plain_text(std::string_view text);
 
 // Parses a request body that must be a JSON object; on failure sets `error` to a 400 response
 // saying why (not JSON, or what it was instead).

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdio>
 
+#include "envelope/envelope.hpp"
 #include "gateway/api.hpp"
 
 namespace asya::gateway::api {
@@ -135,6 +136,12 @@ std::string token_owner(const std::string& authorization, bool tokens_configured
   char hex[17];
   std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(hash));
   return std::string("token:") + hex;
+}
+
+bool plain_text(std::string_view text) {
+  for (char c : text)
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) return false;
+  return envelope::valid_utf8(text);
 }
 
 Caller caller_of(const ApiOptions& options, const std::string& authorization) {

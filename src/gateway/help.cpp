@@ -23,6 +23,7 @@ variables:
   ASYA_GATEWAY_INTERNAL_TOKEN      (unset)       bearer token of sidecar endpoints
                                                  (POST /envelopes*, POST /v1/traces)
   ASYA_GATEWAY_TRACE_MAX_SPANS     1000          spans kept per job (POST /v1/traces)
+  ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES 65536        a larger span (as kept: JSON) is refused
   ASYA_GATEWAY_TRACE_RETENTION     24h           spans are removed this long after arriving
   ASYA_GATEWAY_STATUS_FILE         (unset)       status.json of an `asya up` supervisor: replica
                                                  and rate columns of GET /actors

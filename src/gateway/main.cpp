@@ -96,6 +96,8 @@ int main(int argc, char** argv) {
     api_options.instance_id = env_string("ASYA_GATEWAY_INSTANCE_ID", "");
     api_options.span_limits.max_spans_per_job =
         static_cast<std::size_t>(env_int("ASYA_GATEWAY_TRACE_MAX_SPANS", 1000, 0, 1000000));
+    api_options.span_limits.max_span_bytes = static_cast<std::size_t>(
+        env_int("ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES", 64 << 10, 1024, 16 << 20));
     api_options.span_limits.retention =
         env_duration("ASYA_GATEWAY_TRACE_RETENTION", std::chrono::hours(24));
     api_options.actor_monitor.status_file = env_string("ASYA_GATEWAY_STATUS_FILE", "");

@@ -84,6 +84,9 @@ std::optional<JobCursor> decode_cursor(const std::string& text) {
     cursor.order = order;
   }
   cursor.id = raw->substr(colon + 1);
+  // Job ids are text (UUIDs): an id that is not UTF-8 or holds a control character was never
+  // given out, and would reach PostgreSQL (an old cursor's id is looked up), which refuses it.
+  if (!api::plain_text(cursor.id)) return std::nullopt;
   return cursor;
 }
 
@@ -142,7 +145,8 @@ awaitable<Response> Api::list_envelopes(const http::Request& request, const Call
                                       *value + "\"");
       filter.status = status;
     } else if (*name == "tool") {
-      if (value->empty()) co_return Response::error(400, "tool must name a tool, got \"\"");
+      if (value->empty() || !api::plain_text(*value))
+        co_return Response::error(400, "tool must name a tool, got \"" + *value + "\"");
       filter.tool = *value;
     } else if (*name == "limit") {
       std::size_t n = 0;

@@ -108,37 +108,44 @@ awaitable<Response> Api::receive_traces(const http::Request& request) {
                limits]() -> Result<std::pair<SpanWrite, std::vector<std::string>>> {
     std::map<std::string, std::string> known;
     std::vector<SpanRecord> records;
-    std::vector<std::string> unknown;
+    std::vector<std::string> refused;  // spans of no job of this gateway, or too large
     for (const auto& span : spans) {
       std::string store_error;
       std::string job_id = job_of_span(service_.store(), known, span, store_error);
       if (!store_error.empty()) return Error{store_error};
       if (job_id.empty()) {
-        unknown.push_back("span " + span.span_id + ": asya.job_id \"" + span.job_id +
+        refused.push_back("span " + span.span_id + ": asya.job_id \"" + span.job_id +
                           "\" / asya.envelope_id \"" + span.envelope_id + "\" / trace " +
                           span.trace_id + " name no job of this gateway");
         continue;
       }
       std::string document = span.document_text(job_id);
+      if (document.size() > limits.max_span_bytes) {
+        refused.push_back("span " + span.span_id + ": " + std::to_string(document.size()) +
+                          " bytes as kept, more than ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES=" +
+                          std::to_string(limits.max_span_bytes) +
+                          " (an attribute too large for a trace?)");
+        continue;
+      }
       records.push_back(SpanRecord{std::move(job_id), span.trace_id, span.span_id,
                                    span.start_unix_nano, std::move(document)});
     }
     auto write = service_.store().add_spans(records, limits, Clock::now());
     if (!write.ok()) return write.error();
-    return std::make_pair(write.value(), std::move(unknown));
+    return std::make_pair(write.value(), std::move(refused));
   };
   auto stored = co_await service_.blocking<Result<std::pair<SpanWrite, std::vector<std::string>>>>(
       std::move(work));
   // OTLP/HTTP: 503 asks the exporter to retry later.
   if (!stored.ok()) co_return Response::error(503, stored.error().message);
-  const auto& [write, unknown] = stored.value();
-  rejected.insert(rejected.end(), unknown.begin(), unknown.end());
+  const auto& [write, refused] = stored.value();
+  rejected.insert(rejected.end(), refused.begin(), refused.end());
   if (write.over_limit > 0) {
     rejected.push_back(
         std::to_string(write.over_limit) +
         " span(s) dropped: their job has ASYA_GATEWAY_TRACE_MAX_SPANS spans already");
   }
-  std::size_t rejected_count = parsed.value().rejected.size() + unknown.size() + write.over_limit;
+  std::size_t rejected_count = parsed.value().rejected.size() + refused.size() + write.over_limit;
   // ExportTraceServiceResponse: {} when every span was accepted, else partialSuccess.
   json::object answer;
   if (rejected_count > 0) {

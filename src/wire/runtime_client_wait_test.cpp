@@ -5,6 +5,7 @@
 // (arm_while_waiting).
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -438,6 +439,31 @@ TEST(RuntimeClientWait, TheRequestCountsAsReadOnlyOnceTheRuntimeReadItsLastByte)
   CallResult r = client.receive(response, std::chrono::steady_clock::now() + 5s, 5s);
   ASSERT_EQ(r.status, CallStatus::kOk) << r.error;
   EXPECT_EQ(response.view(), answer);
+  ::close(peer);
+  ::close(listen_fd);
+}
+
+// A runtime that leaves a request partly unread (a rogue one, or a stalled reader) is waited for
+// without a busy poll: the sleeps between looks grow, so a wait of a second wakes the caller a
+// few hundred times at most, not every 100 us (about 10,000 times). Counted in voluntary context
+// switches of this thread (each sleep is one), not in time.
+TEST(RuntimeClientWait, ARequestLeftUnreadIsWaitedForWithoutABusyPoll) {
+  TempDir dir;
+  const fs::path path = dir.path / "rt.sock";
+  const int listen_fd = listen_at(path);
+  RuntimeClient client(RuntimeClientOptions{path.string()});
+  const std::string request(1000, 'x');
+  ASSERT_EQ(client.send(request, 5s).status, CallStatus::kOk);
+  const int peer = ::accept(listen_fd, nullptr, nullptr);
+  ASSERT_GE(peer, 0);
+  std::string got(100, '\0');  // half a request read, then nothing
+  ASSERT_EQ(::recv(peer, got.data(), got.size(), MSG_WAITALL), 100);
+  rusage before{};
+  ASSERT_EQ(::getrusage(RUSAGE_THREAD, &before), 0);
+  EXPECT_FALSE(client.wait_request_read(std::chrono::steady_clock::now() + 2s));
+  rusage after{};
+  ASSERT_EQ(::getrusage(RUSAGE_THREAD, &after), 0);
+  EXPECT_LT(after.ru_nvcsw - before.ru_nvcsw, 400);
   ::close(peer);
   ::close(listen_fd);
 }

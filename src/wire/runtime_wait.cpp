@@ -146,7 +146,11 @@ bool RuntimeClient::wait_request_read(Clock::time_point deadline) {
   // this mostly holds at once; when the runtime was idle, its thread has to wake first: a few
   // tens of microseconds, worth a spin that yields the core to it.
   constexpr auto kSpin = std::chrono::microseconds(100);
-  constexpr auto kSleep = std::chrono::microseconds(100);
+  // Then sleeps that double from 100 us: a runtime that reads late (a stalled or rogue one) is not
+  // polled 10,000 times a second for the whole of its call; one that reads within a few sleeps is
+  // seen at most about as late again as it took. Capped, so a read is seen within 10 ms.
+  constexpr Clock::duration kMaxSleep = std::chrono::milliseconds(10);
+  Clock::duration sleep = std::chrono::microseconds(100);
   const auto spin_until = Clock::now() + kSpin;
   for (;;) {
     if (!unread()) return true;
@@ -157,7 +161,8 @@ bool RuntimeClient::wait_request_read(Clock::time_point deadline) {
       continue;
     }
     pollfd poll_fd{fd_, POLLIN, 0};
-    const auto left = std::min<Clock::duration>(kSleep, deadline - now);
+    const auto left = std::min<Clock::duration>(sleep, deadline - now);
+    sleep = std::min(sleep * 2, kMaxSleep);
     const timespec wait{
         0, static_cast<long>(std::chrono::duration_cast<std::chrono::nanoseconds>(left).count())};
     const int ready = ::ppoll(&poll_fd, 1, &wait, nullptr);

@@ -112,6 +112,30 @@ def test_the_receiver_refuses_what_it_cannot_read(gateway):
     assert http_json("GET", gateway.url + "/v1/traces")[0] == 405
 
 
+def test_a_span_larger_than_the_limit_is_refused_and_the_rest_of_its_export_kept(gateway_binary, tmp_path):
+    # One job could keep 1000 spans of up to 16 MiB each, and GET .../trace built its answer from
+    # all of them in memory (30 spans of 15 MB took the gateway to 2.9 GB).
+    gw = Gateway(gateway_binary, tmp_path, ROUTES, {"ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES": "20000"}).start()
+    try:
+        job_id = start_job(gw)
+        now = time.time_ns()
+        trace_id = trace_of(gw, job_id)
+        small, big = new_span_id(), new_span_id()
+        spans = [span(trace_id, small, None, "small", now, now + 1000, {"asya.job_id": job_id}),
+                 span(trace_id, big, None, "big", now, now + 1000, {"asya.job_id": job_id, "blob": "x" * 30000})]
+        status, body, _ = post_spans(gw, export_request(spans))
+        assert status == 200 and body["partialSuccess"]["rejectedSpans"] == "1", body
+        message = body["partialSuccess"]["errorMessage"]
+        assert message.startswith("span " + big + ": ") and "ASYA_GATEWAY_TRACE_MAX_SPAN_BYTES=20000" in message
+        kept = http_json("GET", f"{gw.url}/envelopes/{job_id}/trace")[1]["spans"]
+        assert small in [s["span_id"] for s in kept] and big not in [s["span_id"] for s in kept]
+        # Below the limit: kept.
+        status, body, _ = post_spans(gw, export_request([dict(spans[1], attributes=spans[1]["attributes"][:1])]))
+        assert (status, body) == (200, {}), body
+    finally:
+        gw.stop()
+
+
 def test_one_export_is_one_row_per_job_and_rows_of_older_gateways_are_answered_with_it(gateway):
     """Schema 9 stores the spans one export brings for one job as one row (gateway_span_groups);
     the one-row-per-span table of older gateways (gateway_spans) is still answered, deduplicated

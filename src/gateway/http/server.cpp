@@ -25,6 +25,7 @@
 #include <stdexcept>
 
 #include "common/log.hpp"
+#include "envelope/envelope.hpp"
 #include "gateway/http/http.hpp"
 
 namespace asya::gateway::http {
@@ -57,7 +58,9 @@ Response Response::json(int status, std::string body) {
 }
 
 Response Response::error(int status, const std::string& message) {
-  return json(status, boost::json::serialize(boost::json::object{{"error", message}}));
+  // A message may quote what the client sent (a query parameter, a cursor) or a database's error
+  // about it: bytes that are not UTF-8 are replaced, so the answer is always valid JSON.
+  return json(status, "{\"error\":" + envelope::json_string(message) + "}");
 }
 
 namespace {

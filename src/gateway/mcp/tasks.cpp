@@ -138,6 +138,8 @@ std::optional<TaskCursor> decode_task_cursor(std::string_view text) {
   auto created_ms = number(0, ordered ? dot : colon);
   if (!created_ms) return std::nullopt;
   TaskCursor cursor{*created_ms, plain.substr(colon + 1)};
+  // Task ids are job ids (text): see api::plain_text.
+  if (!api::plain_text(cursor.id)) return std::nullopt;
   if (ordered) {
     cursor.order = number(dot + 1, colon);
     if (!cursor.order) return std::nullopt;

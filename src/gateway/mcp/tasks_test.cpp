@@ -90,7 +90,9 @@ TEST(McpTasks, CursorsRoundTripAndGarbageIsRefused) {
         "c1.2e323a61",      // ".2:a"
         "c1.312e2d323a61",  // "1.-2:a"
         // "99999999999999999999:a": more than a 64-bit number
-        "c1.39393939393939393939393939393939393939393a61"}) {
+        "c1.39393939393939393939393939393939393939393a61",
+        // Ids that are not text (api::plain_text): "1:\xff", "1.2:\xc3(", "1:a\0b", "1:a\nb"
+        "c1.313aff", "c1.312e323ac328", "c1.313a610062", "c1.313a610a62"}) {
     EXPECT_FALSE(decode_task_cursor(garbage).has_value()) << garbage;
   }
 }

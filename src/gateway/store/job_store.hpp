@@ -231,6 +231,10 @@ struct SpanRecord {
 // How many spans the store keeps (add_spans).
 struct SpanLimits {
   std::size_t max_spans_per_job = 1000;  // later spans of a fuller job are dropped
+  // A received span whose document is larger is refused (POST /v1/traces): without it one job's
+  // 1000 spans of up to 16 MiB each were kept, and GET /envelopes/{id}/trace built its answer
+  // from all of them in memory (30 spans of 15 MB: 2.9 GB of gateway RSS).
+  std::size_t max_span_bytes = 64u << 10;
   std::chrono::milliseconds retention{std::chrono::hours(24)};  // older spans are removed
 };
 
