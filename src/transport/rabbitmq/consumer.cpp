@@ -222,9 +222,10 @@ Status Consumer::ack(const Delivery& delivery) {
 
 std::vector<Status> Consumer::ack_many(std::span<const Delivery* const> deliveries) {
   std::vector<Status> results(deliveries.size());
-  bool any = false;
+  bool any = false, held_before = false;
   {
     std::lock_guard lock(mutex_);
+    held_before = !settled_.empty();
     const auto now = Clock::now();
     for (std::size_t i = 0; i < deliveries.size(); ++i) {
       const Delivery& delivery = *deliveries[i];
@@ -252,13 +253,17 @@ std::vector<Status> Consumer::ack_many(std::span<const Delivery* const> deliveri
   }
   if (!any) return results;
   // Written from this thread when the connection is free, else by the link thread before its
-  // next read. Acks held for a lower delivery still in progress are written by the next settle,
-  // or by the link thread once due: send_acks arms its due timer, so holding an ack wakes no
-  // thread now (at a low rate the next message's ack takes it along, and nothing wakes at all).
+  // next read; acks held for a lower delivery still in progress are the link thread's to write
+  // once due, so it is woken when the first is held.
   std::unique_lock io(io_, std::try_to_lock);
   if (io.owns_lock() && connection_.is_open()) {
     send_acks(false);
-    if (!connection_.is_open()) wakeup_.notify();  // the link thread reconnects
+    bool wake = !connection_.is_open();  // the link thread reconnects
+    {
+      std::lock_guard lock(mutex_);
+      wake = wake || (!held_before && !settled_.empty());
+    }
+    if (wake) wakeup_.notify();
     return results;
   }
   if (io.owns_lock()) io.unlock();
@@ -416,10 +421,7 @@ void Consumer::send_acks(bool all) {
   AckPlan plan;
   {
     std::lock_guard lock(mutex_);
-    if (settled_.empty()) {
-      due_timer_.disarm();
-      return;
-    }
+    if (settled_.empty()) return;
     // Every delivery this consumer holds and has not settled (buffered, handed out, waiting for
     // a requeue) is in unacked_; every settled one not written yet is in settled_. So all tags
     // below the lowest of unacked_ that the broker still holds are in settled_.
@@ -427,15 +429,6 @@ void Consumer::send_acks(bool all) {
     plan = plan_acks(settled_, floor, settings_.prefetch, !unacked_.empty(), Clock::now(), all);
     if (plan.multiple != 0) settled_.erase(settled_.begin(), settled_.upper_bound(plan.multiple));
     for (std::uint64_t tag : plan.singles) settled_.erase(tag);
-    // The link thread writes those still held once the oldest is due, unless a settle before
-    // then takes them along: its timer is set for then (idle_wait says the same when it sleeps).
-    if (settled_.empty()) {
-      due_timer_.disarm();
-    } else {
-      auto oldest = settled_.begin()->second;
-      for (const auto& [tag, when] : settled_) oldest = std::min(oldest, when);
-      due_timer_.arm(oldest + kAckHold);
-    }
   }
   const std::uint64_t multiple = plan.multiple;
   const std::vector<std::uint64_t>& singles = plan.singles;

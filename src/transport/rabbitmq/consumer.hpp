@@ -78,10 +78,9 @@ class Consumer final : public Link {
   bool holds(const Delivery& delivery);
 
   // Settles `delivery`; its basic.ack is written when plan_acks says (at once for a lone
-  // message; with others held, together with theirs, at most 50 ms later: by a later settle, or
-  // by the link thread woken by its due timer, not by this call), from the calling thread when
-  // the connection is free, else by the link thread (always before the connection closes on
-  // stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a
+  // message; with others held, together with theirs, at most 50 ms later), from the calling
+  // thread when the connection is free, else by the link thread (always before the connection
+  // closes on stop). Never waits for the broker: AMQP has no answer to an ack. An ack that a
   // connection loss keeps from the broker fails nothing: the broker delivers the message again.
   // Fails (writing nothing) for a delivery already settled or of a lost connection.
   Status ack(const Delivery& delivery);
@@ -149,7 +148,6 @@ class Consumer final : public Link {
   void start_consumers();
   // Writes the acks of settled_ that may go now: those below every delivery still held as one
   // basic.ack(multiple) (coalesce_acks), the others alone once held kAckHold (`all`: at once).
-  // Sets the link thread's due timer for the oldest ack still held (disarms it when none is).
   void send_acks(bool all);
   std::chrono::milliseconds idle_wait() override;
   void send_due_requeues();

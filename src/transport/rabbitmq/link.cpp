@@ -5,7 +5,6 @@
 #include <spdlog/spdlog.h>
 #include <sys/eventfd.h>
 #include <sys/time.h>
-#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -37,40 +36,6 @@ void Wakeup::clear() {
   std::uint64_t value;
   ssize_t n = ::read(fd_, &value, sizeof value);
   (void)n;
-}
-
-DueTimer::DueTimer() : fd_(timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC)) {
-  if (fd_ < 0) throw std::runtime_error("rabbitmq transport: timerfd_create() failed");
-}
-
-DueTimer::~DueTimer() {
-  ::close(fd_);
-}
-
-void DueTimer::arm(std::chrono::steady_clock::time_point due) {
-  // steady_clock is CLOCK_MONOTONIC on Linux.
-  const auto now = std::chrono::steady_clock::now();
-  if (armed_.time_since_epoch().count() != 0 && armed_ > now && armed_ <= due) return;
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(due.time_since_epoch());
-  itimerspec spec{};
-  spec.it_value.tv_sec = static_cast<time_t>(ns.count() / 1'000'000'000);
-  spec.it_value.tv_nsec = static_cast<long>(ns.count() % 1'000'000'000);
-  if (spec.it_value.tv_sec == 0 && spec.it_value.tv_nsec == 0) spec.it_value.tv_nsec = 1;
-  // Re-arming also discards an expiry not read yet (the kernel resets its count).
-  if (timerfd_settime(fd_, TFD_TIMER_ABSTIME, &spec, nullptr) == 0) armed_ = due;
-}
-
-void DueTimer::disarm() {
-  if (armed_.time_since_epoch().count() == 0) return;
-  const itimerspec zero{};
-  timerfd_settime(fd_, 0, &zero, nullptr);
-  armed_ = {};
-}
-
-void DueTimer::clear() {
-  std::uint64_t expirations;
-  ssize_t n = ::read(fd_, &expirations, sizeof expirations);
-  (void)n;  // EAGAIN: re-armed meanwhile (for later), or nothing to clear
 }
 
 Link::Link(const RabbitmqSettings& settings, const char* role, int channels)
@@ -113,10 +78,9 @@ void Link::set_error(const std::string& message) {
 }
 
 void Link::wait(int fd, std::chrono::milliseconds timeout) {
-  pollfd fds[3] = {{wakeup_.fd(), POLLIN, 0}, {due_timer_.fd(), POLLIN, 0}, {fd, POLLIN, 0}};
-  int rc = ::poll(fds, fd >= 0 ? 3 : 2, static_cast<int>(timeout.count()));
+  pollfd fds[2] = {{wakeup_.fd(), POLLIN, 0}, {fd, POLLIN, 0}};
+  int rc = ::poll(fds, fd >= 0 ? 2 : 1, static_cast<int>(timeout.count()));
   if (rc > 0 && (fds[0].revents & POLLIN)) wakeup_.clear();
-  if (rc > 0 && (fds[1].revents & POLLIN)) due_timer_.clear();
 }
 
 bool Link::holds_frames() {

@@ -41,29 +41,6 @@ class Wakeup {
   int fd_;
 };
 
-// A timerfd the idle link thread polls beside its Wakeup: a caller that makes work due later (an
-// ack held to be written with others) arms it, so the thread wakes then without being woken now.
-class DueTimer {
- public:
-  DueTimer();
-  DueTimer(const DueTimer&) = delete;
-  DueTimer& operator=(const DueTimer&) = delete;
-  ~DueTimer();
-  // Fires at `due` (steady clock) unless already armed to fire at or before it (and not fired
-  // yet). Not thread-safe: callers serialize (Link::mutex_).
-  void arm(std::chrono::steady_clock::time_point due);
-  // Disarms a timer that has not fired. Not thread-safe, like arm().
-  void disarm();
-  // Consumes an expiry (the fd stops being readable).
-  void clear();
-  int fd() const { return fd_; }
-
- private:
-  int fd_;
-  // When it fires, as last armed (epoch: disarmed).
-  std::chrono::steady_clock::time_point armed_{};
-};
-
 // Reconnect backoff: 100ms doubling to 5s, reset after a successful connect.
 class Backoff {
  public:
@@ -140,8 +117,7 @@ class Link {
   // From a calling thread: reads what is ready if the connection is free; wakes the link thread
   // when that found the connection broken.
   void read_if_free();
-  // Waits up to `timeout` for the socket `fd` (-1: not watched) to be readable, the wakeup or
-  // the due timer.
+  // Waits up to `timeout` for the socket `fd` (-1: not watched) to be readable or the wakeup.
   void wait(int fd, std::chrono::milliseconds timeout);
   void set_error(const std::string& message);
 
@@ -169,9 +145,6 @@ class Link {
   // that was a moment ago (Consumer::holds).
   std::atomic<std::int64_t> drained_at_{0};
   Wakeup wakeup_;
-  // mutex_: makes the idle link thread wake at a time its idle_wait() will say work is due, when
-  // that is earlier than the time it went to sleep with (see DueTimer).
-  DueTimer due_timer_;
 
  private:
   void run();

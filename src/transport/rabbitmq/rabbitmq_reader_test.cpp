@@ -2,12 +2,9 @@
 // itself (consumer_read.cpp). What must hold: waiters of one queue and of another queue on the
 // same connection each get their deliveries once the reader leaves, without waiting for the link
 // thread's one-second tick; a reader sees the connection go and gets the next message after the
-// reconnect. Also the link thread's due timer (link.hpp: DueTimer, no broker), which writes an ack
-// held for the others without anyone waking the thread. Against a real broker
-// (ASYA_TEST_RABBITMQ_URL; the restart test also needs ASYA_TEST_RABBITMQ_RESTART_COMMAND, see
-// tests/transport/test_rabbitmq.py).
+// reconnect. Against a real broker (ASYA_TEST_RABBITMQ_URL; the restart test also needs
+// ASYA_TEST_RABBITMQ_RESTART_COMMAND, see tests/transport/test_rabbitmq.py).
 #include <gtest/gtest.h>
-#include <poll.h>
 
 #include <atomic>
 #include <cstdlib>
@@ -15,7 +12,6 @@
 #include <mutex>
 #include <thread>
 
-#include "transport/rabbitmq/link.hpp"
 #include "transport/rabbitmq/rabbitmq_test_fixture.hpp"
 #include "transport/rabbitmq/rabbitmq_transport.hpp"
 
@@ -170,66 +166,6 @@ TEST_F(RabbitmqTransportTest, BrokerRestartUnderAReceiveReadingTheSocketDelivers
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ(got->front().body.view(), "after");
   EXPECT_TRUE(consumer->ack(got->front()).ok());
-}
-
-// Whether `fd` becomes readable within `wait` (0: is readable now).
-bool readable(int fd, std::chrono::milliseconds wait) {
-  pollfd pfd{fd, POLLIN, 0};
-  return ::poll(&pfd, 1, static_cast<int>(wait.count())) == 1;
-}
-
-// The due timer fires at the time it was armed for: an earlier time replaces a later one, a later
-// one keeps an earlier one still pending (the thread must wake for the first work due), an
-// expiry read is gone, and a disarmed timer never fires.
-TEST(RabbitmqDueTimerTest, FiresAtTheEarliestTimeArmedAndNotOnceDisarmed) {
-  rabbitmq::DueTimer timer;
-  timer.arm(Clock::now() + 1h);
-  EXPECT_FALSE(readable(timer.fd(), 0ms)) << "fired an hour early";
-  timer.arm(Clock::now() - 1ms);  // due already: earlier than the hour
-  EXPECT_TRUE(readable(timer.fd(), 10s)) << "an earlier time did not replace the later one";
-  timer.clear();
-  EXPECT_FALSE(readable(timer.fd(), 0ms)) << "the expiry was read: not readable any more";
-  timer.arm(Clock::now() + 30ms);
-  timer.arm(Clock::now() + 1h);  // later: the pending 30 ms stays
-  EXPECT_TRUE(readable(timer.fd(), 10s)) << "a later time replaced an earlier pending one";
-  timer.clear();
-  timer.arm(Clock::now() + 30ms);
-  timer.disarm();
-  EXPECT_FALSE(readable(timer.fd(), 300ms)) << "a disarmed timer fired";
-  timer.arm(Clock::now() - 1ms);  // armed again after a disarm
-  EXPECT_TRUE(readable(timer.fd(), 10s));
-}
-
-// Prefetch 5, six messages: five are held, the sixth stays at the broker until one of them is
-// acked there. The first is acked while the other four are held, so its ack is held to be written
-// with theirs (plan_acks); nothing else happens on the transport, yet the sixth arrives: the link
-// thread wrote the held ack once it was due, woken by its timer, not by the caller that held it.
-TEST_F(RabbitmqTransportTest, AnAckHeldForTheOthersIsWrittenWithoutAnotherSettle) {
-  const std::string q = queue("held-ack");
-  RabbitmqSettings s = settings_;
-  s.prefetch = 5;
-  auto producer = make(), consumer = make(s);
-  ASSERT_TRUE(producer->ensure_queue(q).ok());
-  for (int i = 0; i < 6; ++i) ASSERT_TRUE(producer->send(q, numbered("m", i)).ok());
-  std::vector<Delivery> held;
-  const auto deadline = Clock::now() + 20s;
-  while (held.size() < 5 && Clock::now() < deadline) {
-    auto got = consumer->receive(q, 5 - held.size(), 1s);
-    ASSERT_TRUE(got.ok()) << got.error().message;
-    for (auto& d : *got) held.push_back(std::move(d));
-  }
-  ASSERT_EQ(held.size(), 5u) << "the prefetch holds five";
-  ASSERT_TRUE(consumer->ack(held.front()).ok());
-  Delivery sixth = receive_one(*consumer, q, 20s);
-  EXPECT_EQ(sixth.body.view(), numbered("m", 5)) << "the held ack never reached the broker";
-  for (std::size_t i = 1; i < held.size(); ++i) ASSERT_TRUE(consumer->ack(held[i]).ok());
-  ASSERT_TRUE(consumer->ack(sixth).ok());
-  consumer->close();
-  // Every ack reached the broker: nothing comes back to a new consumer.
-  auto again = make();
-  auto none = again->receive(q, 1, 500ms);
-  ASSERT_TRUE(none.ok()) << none.error().message;
-  EXPECT_TRUE(none->empty()) << "an acked message came back";
 }
 
 }  // namespace
