@@ -2,7 +2,8 @@
 // itself (consumer_read.cpp). What must hold: waiters of one queue and of another queue on the
 // same connection each get their deliveries once the reader leaves, without waiting for the link
 // thread's one-second tick; a reader sees the connection go and gets the next message after the
-// reconnect. Against a real broker (ASYA_TEST_RABBITMQ_URL; the restart test also needs
+// reconnect; an ack held to be written with the others' reaches the broker with no further call.
+// Against a real broker (ASYA_TEST_RABBITMQ_URL; the restart test also needs
 // ASYA_TEST_RABBITMQ_RESTART_COMMAND, see tests/transport/test_rabbitmq.py).
 #include <gtest/gtest.h>
 
@@ -166,6 +167,38 @@ TEST_F(RabbitmqTransportTest, BrokerRestartUnderAReceiveReadingTheSocketDelivers
   ASSERT_EQ(got->size(), 1u);
   EXPECT_EQ(got->front().body.view(), "after");
   EXPECT_TRUE(consumer->ack(got->front()).ok());
+}
+
+// Prefetch 5, six messages: five are held, the sixth stays at the broker until one of them is
+// acked there. The first is acked while the other four are held, so its ack is held to be written
+// with theirs (plan_acks); nothing else happens on the transport, yet the sixth arrives: the link
+// thread wrote the held ack once it was due (the settle that held it woke the thread for that).
+TEST_F(RabbitmqTransportTest, AnAckHeldForTheOthersIsWrittenWithoutAnotherSettle) {
+  const std::string q = queue("held-ack");
+  RabbitmqSettings s = settings_;
+  s.prefetch = 5;
+  auto producer = make(), consumer = make(s);
+  ASSERT_TRUE(producer->ensure_queue(q).ok());
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(producer->send(q, numbered("m", i)).ok());
+  std::vector<Delivery> held;
+  const auto deadline = Clock::now() + 20s;
+  while (held.size() < 5 && Clock::now() < deadline) {
+    auto got = consumer->receive(q, 5 - held.size(), 1s);
+    ASSERT_TRUE(got.ok()) << got.error().message;
+    for (auto& d : *got) held.push_back(std::move(d));
+  }
+  ASSERT_EQ(held.size(), 5u) << "the prefetch holds five";
+  ASSERT_TRUE(consumer->ack(held.front()).ok());
+  Delivery sixth = receive_one(*consumer, q, 20s);
+  EXPECT_EQ(sixth.body.view(), numbered("m", 5)) << "the held ack never reached the broker";
+  for (std::size_t i = 1; i < held.size(); ++i) ASSERT_TRUE(consumer->ack(held[i]).ok());
+  ASSERT_TRUE(consumer->ack(sixth).ok());
+  consumer->close();
+  // Every ack reached the broker: nothing comes back to a new consumer.
+  auto again = make();
+  auto none = again->receive(q, 1, 500ms);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_TRUE(none->empty()) << "an acked message came back";
 }
 
 }  // namespace
