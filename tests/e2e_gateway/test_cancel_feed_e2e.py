@@ -2,6 +2,7 @@
 the gateway is killed and restarted mid-job. A job cancelled on the restarted gateway while its
 envelope waits in a queue stops at the next actor, and the sidecar's feed comes back on its own."""
 import json
+import pathlib
 import shutil
 import signal
 import tempfile
@@ -9,9 +10,11 @@ import uuid
 
 import pytest
 
-from conftest import HERE, ROUTES
+from e2e_routes import ROUTES
 from gateway_harness import Gateway, http_json, wait_until
 from sidecar_harness import Cluster
+
+HERE = pathlib.Path(__file__).resolve().parent
 
 
 @pytest.fixture
