@@ -19,6 +19,15 @@ bool too_large(const Status& st) {
 std::vector<Settlement> settle_step_by_step(const Router& router, transport::Transport& transport,
                                             std::span<const SettleItem> items,
                                             const SendHooks& hooks);
+double seconds_each(std::chrono::steady_clock::time_point started, std::size_t messages);
+// Steps 2 and 3 of settle_step_by_step once the sends are done: `sent` holds the status of every
+// output, item i's at [first[i], first[i + 1]). `crash_point`: the crash point sidecar.before_ack
+// (router.cpp) is passed before the acks.
+std::vector<Settlement> settle_after_sends(const Router& router, transport::Transport& transport,
+                                           std::span<const SettleItem> items,
+                                           std::span<const std::size_t> first,
+                                           std::span<const Status> sent, double seconds,
+                                           const SendHooks& hooks, bool crash_point);
 
 // On a transport that settles together (SQLite): every item to ack whose outputs fit the
 // transport's limit, its outputs and its ack as one step of one send_then_ack_many() call (one
@@ -130,12 +139,22 @@ std::vector<Settlement> settle_step_by_step(const Router& router, transport::Tra
   auto started = std::chrono::steady_clock::now();
   std::vector<Status> sent =
       messages.empty() ? std::vector<Status>{} : transport.send_many(messages);
+  return settle_after_sends(router, transport, items, first, sent,
+                            seconds_each(started, messages.size()), hooks, /*crash_point=*/false);
+}
+
+double seconds_each(std::chrono::steady_clock::time_point started, std::size_t messages) {
   // Each output is given its share of the shared call's time, so the send durations of a batch
   // add up to the time it spent sending.
-  double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() /
-      static_cast<double>(std::max<std::size_t>(messages.size(), 1));
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count() /
+         static_cast<double>(std::max<std::size_t>(messages, 1));
+}
 
+std::vector<Settlement> settle_after_sends(const Router& router, transport::Transport& transport,
+                                           std::span<const SettleItem> items,
+                                           std::span<const std::size_t> first,
+                                           std::span<const Status> sent, double seconds,
+                                           const SendHooks& hooks, bool crash_point) {
   // 2. Per item: what failed, and whether it can be acked.
   std::vector<Settlement> results(items.size());
   std::vector<const transport::Delivery*> to_ack;
@@ -189,6 +208,7 @@ std::vector<Settlement> settle_step_by_step(const Router& router, transport::Tra
 
   // 3. The acks of the items whose outputs are all durable, in one call.
   if (to_ack.empty()) return results;
+  if (crash_point) failpoint("sidecar.before_ack");  // outputs durable, inputs not acked
   std::vector<Status> acked = transport.ack_many(to_ack);
   for (std::size_t k = 0; k < ack_item.size(); ++k) {
     Settlement& result = results[ack_item[k]];
@@ -199,5 +219,37 @@ std::vector<Settlement> settle_step_by_step(const Router& router, transport::Tra
 }
 
 }  // namespace
+
+StartedSettle::StartedSettle(const Router& router, transport::Transport& transport,
+                             std::span<const SettleItem> items, const SendHooks& hooks,
+                             std::function<void()> on_ready)
+    : router_(router), transport_(transport), items_(items), hooks_(hooks) {
+  std::size_t outputs = 0;
+  for (const SettleItem& item : items) outputs += item.decision->sends.size();
+  storage_.resize(outputs);  // not resized below: messages_ point into it
+  messages_.reserve(outputs);
+  first_.assign(items.size() + 1, 0);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    first_[i] = messages_.size();
+    for (const Outgoing& out : items[i].decision->sends) {
+      if (hooks.before_send) hooks.before_send(out);
+      messages_.push_back(out.message(transport, storage_[messages_.size()]));
+    }
+  }
+  first_[items.size()] = messages_.size();
+  started_ = std::chrono::steady_clock::now();
+  if (!messages_.empty()) sends_ = transport.start_send_many(messages_, std::move(on_ready));
+}
+
+bool StartedSettle::ready() {
+  return !sends_ || sends_->ready();
+}
+
+std::vector<Settlement> StartedSettle::finish() {
+  std::vector<Status> sent = sends_ ? sends_->finish() : std::vector<Status>{};
+  return settle_after_sends(router_, transport_, items_, first_, sent,
+                            seconds_each(started_, messages_.size()), hooks_,
+                            /*crash_point=*/true);
+}
 
 }  // namespace asya::sidecar

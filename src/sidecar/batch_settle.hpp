@@ -4,6 +4,9 @@
 // one per output and one per ack (transport.hpp); other transports loop.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -34,5 +37,37 @@ struct SettleItem {
 std::vector<Settlement> settle_batch(const Router& router, transport::Transport& transport,
                                      std::span<const SettleItem> items,
                                      const SendHooks& hooks = {});
+
+// settle_batch() in two steps, for a caller that starts the next batch while this one's outputs
+// wait to become durable (the settle window on RabbitMQ). The constructor hands every output of
+// every item to Transport::start_send_many() (`on_ready` as there: called from any thread when
+// ready() may have turned true); finish() waits for them and settles each item with the same
+// per-item guarantees as settle_batch() (nack on a failed send, too large outputs settled again
+// alone, a decision to nack carried out, the acks of the rest in one ack_many after the crash
+// point sidecar.before_ack). Nothing is acked or nacked before finish(). The items (and what they
+// point to) and the hooks must outlive it; finish() is called once, on the thread that owns it.
+class StartedSettle {
+ public:
+  StartedSettle(const Router& router, transport::Transport& transport,
+                std::span<const SettleItem> items, const SendHooks& hooks,
+                std::function<void()> on_ready);
+  StartedSettle(const StartedSettle&) = delete;
+  StartedSettle& operator=(const StartedSettle&) = delete;
+  // Whether finish() would not wait for the transport's sends.
+  bool ready();
+  // One Settlement per item, in order.
+  std::vector<Settlement> finish();
+
+ private:
+  const Router& router_;
+  transport::Transport& transport_;
+  std::span<const SettleItem> items_;
+  const SendHooks& hooks_;
+  std::vector<MessageStorage> storage_;  // the messages point into it
+  std::vector<transport::OutgoingMessage> messages_;
+  std::vector<std::size_t> first_;  // item i's outputs: [first_[i], first_[i + 1])
+  std::chrono::steady_clock::time_point started_;
+  std::unique_ptr<transport::Transport::SendsInFlight> sends_;  // null: no outputs
+};
 
 }  // namespace asya::sidecar

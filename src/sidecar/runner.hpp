@@ -147,18 +147,26 @@ class Runner {
   // clears each settled delivery from `batch` when given.
   void settle_items(std::span<const SettleItem> items,
                     std::vector<const transport::Delivery*>* batch);
+  // settle_items()'s parts: the items whose delivery the transport still holds (the others are
+  // logged and counted), the hooks that count and trace each send, and what follows the
+  // settlement of the held items (log, count, release payload holds, clear from `batch`).
+  std::vector<SettleItem> held_items(std::span<const SettleItem> items);
+  SendHooks settle_hooks();
+  void record_settled(std::span<const SettleItem> held, const std::vector<Settlement>& settled,
+                      std::vector<const transport::Delivery*>* batch);
   // Settle window (settle_window.hpp; runner_settle.cpp). open_settle_window() creates it when
   // the transport holds messages until they are settled. adopt() moves a received delivery into
   // a PendingSettle (nullptr without a window) so it outlives process_actor; hand_over() passes
   // it with its decision to the window instead of finish() (for a decision that needs nothing more
-  // of the worker), counting it as finish() does; settle_pending() settles items on the window's
-  // threads.
+  // of the worker), counting it as finish() does; start_pending() starts settling items on the
+  // window's threads (their outputs written), the Started it returns finishes them (acks).
   void open_settle_window();
   std::unique_ptr<PendingSettle> adopt(Slot& slot, transport::Delivery& delivery);
   void hand_over(Slot& slot, std::unique_ptr<PendingSettle> pending,
                  Result<envelope::Envelope>& parsed, Decision& decision, bool tracked,
                  Clock::time_point started);
-  void settle_pending(std::span<PendingSettle* const> pending);
+  std::unique_ptr<SettleWindow::Started> start_pending(std::span<PendingSettle* const> pending,
+                                                       std::function<void()> ready);
   // Counts the failures a decision carries and logs a failed message (finish's first step).
   void count_decision(const transport::Delivery& delivery, const Decision& decision);
   // Announces every fan-out child of `decision` to the gateway (POST /envelopes) and waits for

@@ -14,13 +14,29 @@ namespace asya::sidecar::detail {
 
 namespace {
 
-// Settling threads of the window: enough that a decided message rarely waits for one to be free
-// (each waits about one confirm round trip per batch it takes).
-constexpr std::size_t kSettleThreads = 4;
+// Settling threads of the window. Each starts the items handed over while its earlier batches
+// wait for their confirms (kSettleBatchesPerThread), so a decided message does not wait for a
+// thread to be free; one thread wakes least (docs/performance.md, "RabbitMQ hop c8: pipelined
+// confirms").
+constexpr std::size_t kSettleThreads = 1;
+// Batches one settling thread keeps started (outputs written) and not finished (acked).
+constexpr std::size_t kSettleBatchesPerThread = 16;
 // Items handed over and not settled yet; the transport's prefetch is normally the bound.
 constexpr std::size_t kSettlePending = 1024;
 // Items one thread settles together (one send_many, one ack_many).
 constexpr std::size_t kSettleBatch = 64;
+
+// A batch of the settle window whose outputs were written (start_pending): finish() waits for
+// them, acks, and counts the items as processed.
+struct PendingBatch final : SettleWindow::Started {
+  std::vector<PendingSettle*> pending;
+  std::vector<SettleItem> held;  // those the transport still held at the start
+  SendHooks hooks;
+  std::unique_ptr<StartedSettle> settle;  // points into held and hooks
+  std::function<void(PendingBatch&)> on_finish;
+  bool ready() override { return settle->ready(); }
+  void finish() override { on_finish(*this); }
+};
 
 }  // namespace
 
@@ -35,8 +51,7 @@ void Runner::count_decision(const transport::Delivery& delivery, const Decision&
                  delivery.delivery_count, decision.then == Then::kAck ? "error-end" : "nack");
 }
 
-void Runner::settle_items(std::span<const SettleItem> items,
-                          std::vector<const transport::Delivery*>* batch) {
+std::vector<SettleItem> Runner::held_items(std::span<const SettleItem> items) {
   std::vector<SettleItem> held;
   for (const SettleItem& item : items) {
     if (transport_->still_held(*item.delivery)) {
@@ -51,8 +66,12 @@ void Runner::settle_items(std::span<const SettleItem> items,
         item.delivery->queue);
     metrics_.failed(label(FailureCode::kDeliveryLost));
   }
+  return held;
+}
+
+SendHooks Runner::settle_hooks() {
   SendHooks hooks;
-  hooks.after_send = [&](const Outgoing& out, double seconds, const Status& st) {
+  hooks.after_send = [this](const Outgoing& out, double seconds, const Status& st) {
     metrics_.send_duration(out.queue, seconds);
     record_publish(out, seconds, st.ok());
     if (st) {
@@ -60,7 +79,12 @@ void Runner::settle_items(std::span<const SettleItem> items,
       metrics_.envelope_size("sent", out.body_size());
     }
   };
-  std::vector<Settlement> settled = settle_batch(*router_, *transport_, held, hooks);
+  return hooks;
+}
+
+void Runner::record_settled(std::span<const SettleItem> held,
+                            const std::vector<Settlement>& settled,
+                            std::vector<const transport::Delivery*>* batch) {
   for (std::size_t i = 0; i < held.size(); ++i) {
     log::EnvelopeScope scope(held[i].in ? std::string_view(held[i].in->id) : "unparseable");
     const transport::Delivery* none = nullptr;
@@ -80,6 +104,14 @@ void Runner::settle_items(std::span<const SettleItem> items,
   }
 }
 
+void Runner::settle_items(std::span<const SettleItem> items,
+                          std::vector<const transport::Delivery*>* batch) {
+  std::vector<SettleItem> held = held_items(items);
+  SendHooks hooks = settle_hooks();
+  std::vector<Settlement> settled = settle_batch(*router_, *transport_, held, hooks);
+  record_settled(held, settled, batch);
+}
+
 void Runner::open_settle_window() {
   // Plain actors only: an end actor settles by storing, a join by its groups, a batch by its own
   // settler (batch_settler.hpp).
@@ -87,8 +119,11 @@ void Runner::open_settle_window() {
       batching_.enabled())
     return;
   settle_window_ = std::make_unique<SettleWindow>(
-      [this](std::span<PendingSettle* const> pending) { settle_pending(pending); }, kSettleThreads,
-      kSettlePending, kSettleBatch);
+      [this](std::span<PendingSettle* const> pending, std::function<void()> ready) {
+        return start_pending(pending, std::move(ready));
+      },
+      kSettleThreads, kSettlePending, kSettleBatch, kSettleBatchesPerThread,
+      static_cast<std::size_t>(std::max(config_.concurrency, 1)));
 }
 
 std::unique_ptr<PendingSettle> Runner::adopt(Slot& slot, transport::Delivery& delivery) {
@@ -129,7 +164,10 @@ void Runner::hand_over(Slot& slot, std::unique_ptr<PendingSettle> pending,
     failpoint("sidecar.settles_pending");
 }
 
-void Runner::settle_pending(std::span<PendingSettle* const> pending) {
+std::unique_ptr<SettleWindow::Started> Runner::start_pending(
+    std::span<PendingSettle* const> pending, std::function<void()> ready) {
+  auto batch = std::make_unique<PendingBatch>();
+  batch->pending.assign(pending.begin(), pending.end());
   std::vector<SettleItem> items;
   items.reserve(pending.size());
   for (PendingSettle* p : pending) {
@@ -137,12 +175,19 @@ void Runner::settle_pending(std::span<PendingSettle* const> pending) {
     if (p->tracked && in) announce_fanout(*in, p->decision);
     items.push_back(SettleItem{&p->delivery, in, &p->decision, p->tracked});
   }
-  settle_items(items, nullptr);
-  for (PendingSettle* p : pending) {
-    metrics_.processed(label(p->decision.status));
-    metrics_.active_add(-1);
-    metrics_.processing_duration(seconds_since(p->started));
-  }
+  batch->held = held_items(items);
+  batch->hooks = settle_hooks();
+  batch->settle = std::make_unique<StartedSettle>(*router_, *transport_, batch->held, batch->hooks,
+                                                  std::move(ready));
+  batch->on_finish = [this](PendingBatch& done) {
+    record_settled(done.held, done.settle->finish(), nullptr);
+    for (PendingSettle* p : done.pending) {
+      metrics_.processed(label(p->decision.status));
+      metrics_.active_add(-1);
+      metrics_.processing_duration(seconds_since(p->started));
+    }
+  };
+  return batch;
 }
 
 }  // namespace asya::sidecar::detail

@@ -7,11 +7,17 @@
 // N messages in flight however large the prefetch (docs/performance.md, rabbitmq_hop_c8).
 //
 // Settling threads (at most `threads`, started when needed) each take every item waiting (at most
-// `max_batch`) and settle them together through the given function (the runner's: settle_batch,
-// so their publishes share the confirm window in one send_many and their acks go out in one
-// ack_many, with basic.ack(multiple) where safe). At most `max_pending` items are handed over and
-// not settled yet; submit() waits for room beyond that (the transport's prefetch bounds the items
-// first: a message that is not acked takes a prefetch slot).
+// `max_batch`) and settle them together in two steps (the runner's: StartedSettle of
+// batch_settle.hpp): start writes the batch's outputs without waiting for their confirms (one
+// start_send_many, sharing the publisher's confirm window), finish waits for them and acks (one
+// ack_many, with basic.ack(multiple) where safe). A thread keeps up to `batches_per_thread`
+// batches started and not finished: while the oldest waits for its confirms, it starts the items
+// handed over meanwhile as the next batch, instead of leaving them for another thread; it finishes
+// its batches in the order it started them, each once its start says it is ready. While it has
+// batches in flight, it starts the next only once `min_batch` items wait (the runner: one per
+// worker), so the outputs still leave in a few larger writes. At most
+// `max_pending` items are handed over and not settled yet; submit() waits for room beyond that (the
+// transport's prefetch bounds the items first: a message that is not acked takes a prefetch slot).
 //
 // The durability contract of transport.hpp is the settle function's: an item is acked only after
 // every one of its outputs was confirmed, and an item one of whose sends failed is not acked (it
@@ -54,8 +60,25 @@ struct PendingSettle {
 
 class SettleWindow {
  public:
+  // A batch whose settling was started.
+  class Started {
+   public:
+    virtual ~Started() = default;
+    // Whether finish() would not wait. Called without the window's lock.
+    virtual bool ready() = 0;
+    // Settles the batch (its acks only after its outputs are durable). Called once.
+    virtual void finish() = 0;
+  };
+  // Starts settling `items` (they stay valid until finish() returned); `ready` is to be called,
+  // from any thread and with no lock that the window's threads take while calling in, whenever
+  // ready() may have turned true. The window checks ready() once after start too.
+  using Start = std::function<std::unique_ptr<Started>(std::span<PendingSettle* const> items,
+                                                       std::function<void()> ready)>;
+  // Settling in one step (start does it all; finish does nothing).
   using Settle = std::function<void(std::span<PendingSettle* const> items)>;
 
+  SettleWindow(Start start, std::size_t threads, std::size_t max_pending, std::size_t max_batch,
+               std::size_t batches_per_thread, std::size_t min_batch = 1);
   SettleWindow(Settle settle, std::size_t threads, std::size_t max_pending, std::size_t max_batch);
   // drain(), then stops the threads.
   ~SettleWindow();
@@ -77,19 +100,22 @@ class SettleWindow {
   std::vector<std::unique_ptr<PendingSettle>> abandon();
 
  private:
+  struct Batch;
   void loop();
 
-  const Settle settle_;
+  const Start start_;
   const std::size_t max_threads_;
   const std::size_t max_pending_;
   const std::size_t max_batch_;
+  const std::size_t batches_per_thread_;
+  const std::size_t min_batch_;
 
   mutable std::mutex mutex_;
-  std::condition_variable work_;     // items waiting, or stopping
+  std::condition_variable work_;     // items waiting, a started batch may be ready, or stopping
   std::condition_variable settled_;  // an item was settled (room, drain)
   std::deque<std::unique_ptr<PendingSettle>> waiting_;
-  std::size_t settling_ = 0;  // items taken by a thread and not settled yet
-  std::size_t idle_threads_ = 0;
+  std::size_t settling_ = 0;      // items taken by a thread and not settled yet
+  std::size_t idle_threads_ = 0;  // threads waiting that could take items
   bool abandoned_ = false;
   bool stopping_ = false;
   std::vector<std::thread> threads_;

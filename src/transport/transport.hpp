@@ -131,6 +131,31 @@ class Transport {
     return out;
   }
 
+  // Sends started by start_send_many(). Not thread-safe: one caller starts, checks and finishes
+  // it. Destroying one that was not finished finishes it first (the views it was given are used
+  // until then).
+  class SendsInFlight {
+   public:
+    virtual ~SendsInFlight() = default;
+    // Whether finish() would return without waiting (every send durable or failed, or the
+    // transport gave up on them). Never blocks for the broker.
+    virtual bool ready() = 0;
+    // What send_many() would have returned for the messages, one status per message, in order;
+    // blocks until then (at most what send_many() would). Called once.
+    virtual std::vector<Status> finish() = 0;
+  };
+
+  // send_many() in two steps, for a caller that starts more sends while these wait to become
+  // durable (the sidecar's settle window): the messages are written (or queued to be written)
+  // now, and finish() of the result waits for them. `on_ready` is called, from any thread and
+  // possibly with the transport's locks held (so it must only wake someone, never call back into
+  // the transport), whenever ready() may have turned true; the caller checks ready() once after
+  // this returns too. The durability contract is send_many()'s: a message is durable only once
+  // finish() reported it Ok. The default runs send_many() now and is ready at once. The views
+  // must stay valid until finish() returns. Thread-safe.
+  virtual std::unique_ptr<SendsInFlight> start_send_many(std::span<const OutgoingMessage> messages,
+                                                         std::function<void()> on_ready);
+
   // Whether send_many() and send_then_ack() take a body in parts without joining it first (SQLite
   // writes a body file from the parts). A caller holding a large body in parts joins it itself for
   // a transport that answers false. Never blocks.
@@ -265,6 +290,24 @@ struct Options {
   // the CLI pass their project's `.asya/queues.db`. Other transports ignore it.
   std::optional<std::string> sqlite_path;
 };
+
+namespace detail {
+// The default start_send_many()'s result: send_many() already ran.
+class FinishedSends final : public Transport::SendsInFlight {
+ public:
+  explicit FinishedSends(std::vector<Status> results) : results_(std::move(results)) {}
+  bool ready() override { return true; }
+  std::vector<Status> finish() override { return std::move(results_); }
+
+ private:
+  std::vector<Status> results_;
+};
+}  // namespace detail
+
+inline std::unique_ptr<Transport::SendsInFlight> Transport::start_send_many(
+    std::span<const OutgoingMessage> messages, std::function<void()> /*on_ready*/) {
+  return std::make_unique<detail::FinishedSends>(send_many(messages));
+}
 
 // Creates a transport from `options`. Throws asya::ConfigError for invalid settings, naming the
 // variable (or option) and the bad value.

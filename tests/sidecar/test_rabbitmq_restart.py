@@ -43,14 +43,25 @@ def drain(cluster, arrived, bodies, max_messages=200, wait="1s"):
     return proc.returncode
 
 
-@pytest.mark.parametrize("concurrency,prefetch", [(2, None), (8, 64)],
-                         ids=["concurrency2", "concurrency8-prefetch64"])
-def test_broker_restart_mid_pipeline_loses_nothing(build_path, concurrency, prefetch):
+@pytest.mark.parametrize("concurrency,prefetch,messages,sleep,quorum", [
+    (2, None, MESSAGES, 0.01, False),
+    (8, 64, MESSAGES, 0.01, False),
+    # rabbitmq_hop_c8's set-up (quorum queues, a handler that takes ~1 ms): the settle window
+    # has many batches started (outputs written, confirms outstanding) at the restart.
+    (8, 64, 5000, 0.001, True),
+], ids=["concurrency2", "concurrency8-prefetch64", "concurrency8-quorum-batches-in-flight"])
+def test_broker_restart_mid_pipeline_loses_nothing(build_path, concurrency, prefetch, messages,
+                                                   sleep, quorum):
     """With concurrency 8 the publishes of 8 workers share the publisher's confirm window when
-    the connection drops: every unconfirmed one is published again after the reconnect."""
+    the connection drops: every unconfirmed one is published again after the reconnect, and no
+    input whose outputs were not confirmed is acked (the settle window's batches started before
+    the drop finish only once their outputs are confirmed on the new connection, or nack)."""
     with rabbitmq_service.broker() as broker:
         tmp = tempfile.mkdtemp(prefix="asya-rr-", dir="/tmp")
-        cluster = Cluster("rabbitmq", build_path, tmp, {"ASYA_RABBITMQ_URL": broker.url})
+        common = {"ASYA_RABBITMQ_URL": broker.url}
+        if quorum:
+            common["ASYA_RABBITMQ_QUEUE_TYPE"] = "quorum"
+        cluster = Cluster("rabbitmq", build_path, tmp, common)
         try:
             env = {"ASYA_CONCURRENCY": str(concurrency), "ASYA_HANDLER_THREAD_SAFE": "true",
                    # A send waits across the reconnect (the restart takes seconds on a busy machine).
@@ -60,8 +71,8 @@ def test_broker_restart_mid_pipeline_loses_nothing(build_path, concurrency, pref
             actors = [cluster.actor(name, "enrich_slow", env=env) for name in ("first", "second")]
             lines = [json.dumps({"id": "r%d" % i, "route": {"actors": ["first", "second"], "current": 0},
                                  "headers": {"trace": "t%d" % i},
-                                 "payload": {"i": i, "sleep": 0.01}}, separators=(",", ":"))
-                     for i in range(MESSAGES)]
+                                 "payload": {"i": i, "sleep": sleep}}, separators=(",", ":"))
+                     for i in range(messages)]
             batch = pathlib.Path(tmp) / "batch.jsonl"
             batch.write_text("\n".join(lines) + "\n")
             cluster.queues._run("send", "asya-first", "@" + str(batch), "--lines")
@@ -72,22 +83,22 @@ def test_broker_restart_mid_pipeline_loses_nothing(build_path, concurrency, pref
             wait_for(lambda: drain(cluster, arrived, bodies, max_messages=50, wait="200ms") == 0
                      and len(arrived) >= 100, 120, "100 messages at happy-end before the restart")
             before = len(arrived)
-            assert before < MESSAGES, "the pipeline finished before the restart; nothing was tested"
+            assert before < messages, "the pipeline finished before the restart; nothing was tested"
             started = time.monotonic()
             broker.restart()
             restart_seconds = time.monotonic() - started
 
             deadline = time.monotonic() + 300
-            while len(arrived) < MESSAGES and time.monotonic() < deadline:
+            while len(arrived) < messages and time.monotonic() < deadline:
                 drain(cluster, arrived, bodies)
             duplicates = sum(n - 1 for n in arrived.values())
             sys.stderr.write("broker restart: %d/%d at happy-end before it (restart took %.1fs); "
                              "%d/%d unique after, %d duplicate(s)\n" %
-                             (before, MESSAGES, restart_seconds, len(arrived), MESSAGES, duplicates))
-            lost = sorted(set("r%d" % i for i in range(MESSAGES)) - set(arrived))
+                             (before, messages, restart_seconds, len(arrived), messages, duplicates))
+            lost = sorted(set("r%d" % i for i in range(messages)) - set(arrived))
             assert not lost, "%d message(s) lost: %s" % (len(lost), lost[:20])
-            assert len(arrived) == MESSAGES
-            for i in range(MESSAGES):
+            assert len(arrived) == messages
+            for i in range(messages):
                 e = bodies["r%d" % i]
                 assert e["payload"]["visited"] == ["first", "second"] and e["payload"]["i"] == i, e
                 assert e["headers"] == {"trace": "t%d" % i}, e
@@ -101,7 +112,7 @@ def test_broker_restart_mid_pipeline_loses_nothing(build_path, concurrency, pref
                 wait_for(lambda q=q: cluster.queues.empty(q), 60, "%s to be empty" % q)
             # Late duplicates still arriving are counted, never a new id.
             drain(cluster, arrived, bodies, wait="500ms")
-            assert set(arrived) == set("r%d" % i for i in range(MESSAGES))
+            assert set(arrived) == set("r%d" % i for i in range(messages))
         except BaseException:
             sys.stderr.write(cluster.logs())
             raise

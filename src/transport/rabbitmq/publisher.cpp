@@ -36,6 +36,8 @@ struct Publisher::Waiter {
   std::size_t remaining = 0;   // jobs not done yet
   bool watch_running = false;  // timed out: woken when a job leaves kRunning
   bool offered = false;        // a driver left: this caller may read the socket now
+  // start_many(): called (mutex_ held) when the last job is done and on wake_all().
+  std::function<void()> on_ready;
 };
 
 Publisher::Publisher(const RabbitmqSettings& settings) : Link(settings, "publisher", 2) {
@@ -58,7 +60,10 @@ void Publisher::complete(Job& job, Status result) {
   if (job.state == Job::State::kDone) return;  // an abandoned job dropped again on stop()
   job.state = Job::State::kDone;
   job.result = std::move(result);
-  if (job.waiter != nullptr && --job.waiter->remaining == 0) job.waiter->cv.notify_one();
+  if (job.waiter != nullptr && --job.waiter->remaining == 0) {
+    job.waiter->cv.notify_one();
+    if (job.waiter->on_ready) job.waiter->on_ready();
+  }
 }
 
 void Publisher::left_running(Job& job) {
@@ -80,6 +85,7 @@ std::string Publisher::given_up_text() const {
 void Publisher::wake_all() {
   changed_.notify_all();
   for (Waiter* waiter : waiters_) waiter->cv.notify_one();
+  for (Waiter* waiter : started_) waiter->on_ready();
 }
 
 void Publisher::hand_over_reading() {
@@ -97,32 +103,49 @@ Status Publisher::submit(const std::shared_ptr<Job>& job) {
   return std::move(submit_all({job}).front());
 }
 
-std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>>& jobs) {
-  std::vector<Status> results(jobs.size());
-  auto all_done = [&] { return every_job_done(jobs); };
-  Waiter waiter;
+bool Publisher::begin_all(const std::vector<std::shared_ptr<Job>>& jobs, Waiter& waiter,
+                          bool started, std::vector<Status>& results) {
   waiter.remaining = jobs.size();
-  std::unique_lock lock(mutex_);
+  std::lock_guard lock(mutex_);
   if (stopping_) {
     for (std::size_t i = 0; i < jobs.size(); ++i)
       results[i] = Error{jobs[i]->what() + " failed: the transport was closed"};
-    return results;
+    return false;
   }
   if (given_up()) {
     for (std::size_t i = 0; i < jobs.size(); ++i)
       results[i] = Error{jobs[i]->what() + " failed: " + given_up_text()};
-    return results;
+    return false;
   }
   for (const auto& job : jobs) {
     job->waiter = &waiter;
     queue_.push_back(job);
   }
-  waiters_.push_back(&waiter);
-  lock.unlock();
+  (started ? started_ : waiters_).push_back(&waiter);
+  return true;
+}
+
+std::vector<Status> Publisher::submit_all(const std::vector<std::shared_ptr<Job>>& jobs) {
+  std::vector<Status> results(jobs.size());
+  Waiter waiter;
+  if (!begin_all(jobs, waiter, /*started=*/false, results)) return results;
   const auto started = Clock::now();
-  auto deadline = started + settings_.confirm_timeout;
-  if (drive(jobs, deadline) == Drove::kBusy) wakeup_.notify();
-  lock.lock();
+  if (drive(jobs, started + settings_.confirm_timeout) == Drove::kBusy) wakeup_.notify();
+  return finish_all(jobs, waiter, started);
+}
+
+std::vector<Status> Publisher::finish_all(const std::vector<std::shared_ptr<Job>>& jobs,
+                                          Waiter& waiter, Clock::time_point started) {
+  std::vector<Status> results(jobs.size());
+  auto all_done = [&] { return every_job_done(jobs); };
+  const auto deadline = started + settings_.confirm_timeout;
+  std::unique_lock lock(mutex_);
+  if (auto it = std::find(started_.begin(), started_.end(), &waiter); it != started_.end()) {
+    // A started call comes to wait: from now on it is offered the reading like any caller.
+    started_.erase(it);
+    waiter.on_ready = nullptr;
+    waiters_.push_back(&waiter);
+  }
   if (!ever_connected_ && settings_.connect_timeout < settings_.confirm_timeout) {
     // The broker was never reached: a wrong URL or a broker that is down fails within
     // connect_timeout, naming the reason, rather than after the whole confirm_timeout.
@@ -289,6 +312,78 @@ std::vector<Status> Publisher::publish_many(std::span<const OutgoingMessage> mes
   std::vector<Status> submitted = submit_all(jobs);
   for (std::size_t k = 0; k < jobs.size(); ++k) results[index[k]] = std::move(submitted[k]);
   return results;
+}
+
+std::unique_ptr<Publisher::InFlight> Publisher::start_many(
+    std::span<const OutgoingMessage> messages, std::function<void()> on_ready) {
+  std::unique_ptr<InFlight> call(new InFlight());
+  call->publisher_ = this;
+  call->results_.resize(messages.size());
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    auto job = publish_job(std::string(messages[i].queue), messages[i].body, messages[i].delay, 0);
+    if (!job) {
+      call->results_[i] = job.error();
+      continue;
+    }
+    call->jobs_.push_back(std::move(*job));
+    call->index_.push_back(i);
+  }
+  call->started_ = Clock::now();
+  if (call->jobs_.empty()) return call;
+  auto waiter = std::make_unique<Waiter>();
+  waiter->on_ready = std::move(on_ready);
+  std::vector<Status> failed(call->jobs_.size());
+  if (!begin_all(call->jobs_, *waiter, /*started=*/true, failed)) {
+    for (std::size_t k = 0; k < failed.size(); ++k)
+      call->results_[call->index_[k]] = std::move(failed[k]);
+    return call;
+  }
+  call->waiter_ = std::move(waiter);
+  write_started();
+  return call;
+}
+
+void Publisher::write_started() {
+  std::unique_lock io(io_, std::try_to_lock);
+  if (!io.owns_lock()) {
+    wakeup_.notify();  // the link thread writes them when the connection is free
+    return;
+  }
+  if (connection_.is_open()) turn(/*read=*/false);
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    // Not written (connection down or closing, window full), or written with nobody to read
+    // their confirms: a driver reads them on its way, the link thread when it watches the socket.
+    wake = !connection_.is_open() || stopping_ || !queue_.empty() ||
+           (drivers_ == 0 && !watching_ && !unconfirmed_.empty());
+  }
+  io.unlock();
+  if (wake) wakeup_.notify();
+}
+
+Publisher::InFlight::~InFlight() {
+  if (!finished_) (void)finish();
+}
+
+bool Publisher::InFlight::ready() {
+  if (finished_ || !waiter_) return true;
+  Publisher& p = *publisher_;
+  std::lock_guard lock(p.mutex_);
+  const auto now = Clock::now();
+  return every_job_done(jobs_) || p.stopping_ || p.given_up() ||
+         now >= started_ + p.settings_.confirm_timeout ||
+         (!p.ever_connected_ && now >= started_ + p.settings_.connect_timeout);
+}
+
+std::vector<Status> Publisher::InFlight::finish() {
+  if (finished_) return {};
+  finished_ = true;
+  if (waiter_) {
+    std::vector<Status> done = publisher_->finish_all(jobs_, *waiter_, started_);
+    for (std::size_t k = 0; k < done.size(); ++k) results_[index_[k]] = std::move(done[k]);
+  }
+  return std::move(results_);
 }
 
 Status Publisher::ensure_queue(const std::string& queue) {

@@ -35,6 +35,9 @@
 namespace asya::transport::rabbitmq {
 
 class Publisher final : public Link {
+  struct Job;
+  struct Waiter;
+
  public:
   explicit Publisher(const RabbitmqSettings& settings);
   ~Publisher() override;
@@ -51,6 +54,40 @@ class Publisher final : public Link {
   // message, in order, each what publish() would have returned for it. Blocks up to
   // confirm_timeout in total. The views must stay valid until it returns.
   std::vector<Status> publish_many(std::span<const OutgoingMessage> messages);
+
+  // publish_many() in two steps (Transport::start_send_many). Owned by the caller; not
+  // thread-safe; must be finished (or destroyed, which finishes it) before the Publisher is.
+  class InFlight {
+   public:
+    ~InFlight();
+    InFlight(const InFlight&) = delete;
+    InFlight& operator=(const InFlight&) = delete;
+    // Whether finish() returns without waiting: every message confirmed or failed, or the
+    // publisher gave up (stopping, interrupted while disconnected, confirm_timeout passed).
+    bool ready();
+    // What publish_many() would have returned; waits as it would for what is not done.
+    std::vector<Status> finish();
+
+   private:
+    friend class Publisher;
+    InFlight() = default;
+    Publisher* publisher_ = nullptr;
+    std::vector<std::shared_ptr<Job>> jobs_;
+    std::vector<std::size_t> index_;  // jobs_[k] publishes message index_[k]
+    std::vector<Status> results_;     // one per message (those that failed at once are set)
+    std::unique_ptr<Waiter> waiter_;  // null: nothing was queued (results_ are final)
+    std::chrono::steady_clock::time_point started_;
+    bool finished_ = false;
+  };
+
+  // Queues every message (as publish_many() does) and writes them now when the connection is
+  // free (else the link thread does), without waiting for a confirm: their confirms are read by
+  // whoever reads the socket (the link thread, or a caller waiting for its own). `on_ready` is
+  // called with the publisher's lock held (it must only wake someone) when the last of them is
+  // confirmed or failed and whenever the link changes state (connected, lost, stopping,
+  // interrupted). The views must stay valid until finish() returns.
+  std::unique_ptr<InFlight> start_many(std::span<const OutgoingMessage> messages,
+                                       std::function<void()> on_ready);
 
   // Declares the exchange and the queue (bound by its name). Blocks up to confirm_timeout.
   Status ensure_queue(const std::string& queue);
@@ -75,8 +112,6 @@ class Publisher final : public Link {
   void interrupt();
 
  private:
-  struct Job;
-  struct Waiter;
   // What drive() achieved.
   enum class Drove {
     kDone,     // every job is done
@@ -86,6 +121,18 @@ class Publisher final : public Link {
   Result<std::shared_ptr<Job>> publish_job(const std::string& queue, std::string_view body,
                                            std::chrono::milliseconds delay,
                                            std::uint32_t delivered);
+  // submit_all()'s first step (mutex_ not held): the jobs are queued for `waiter`, which is
+  // listed in waiters_ (`started`: in started_, woken through its on_ready until it waits). False
+  // when they cannot be (stopping, given up): `results` then says why for each.
+  bool begin_all(const std::vector<std::shared_ptr<Job>>& jobs, Waiter& waiter, bool started,
+                 std::vector<Status>& results);
+  // submit_all()'s last step: waits for the jobs (driving the socket when offered the reading)
+  // up to confirm_timeout from `started`, then delists `waiter`; one result each.
+  std::vector<Status> finish_all(const std::vector<std::shared_ptr<Job>>& jobs, Waiter& waiter,
+                                 std::chrono::steady_clock::time_point started);
+  // start_many()'s write: the queued publishes are written when the connection is free, and the
+  // link thread is woken when it must write them or watch for their confirms.
+  void write_started();
   Status submit(const std::shared_ptr<Job>& job);
   // Queues every job at once and waits for all of them (up to confirm_timeout); one result each.
   std::vector<Status> submit_all(const std::vector<std::shared_ptr<Job>>& jobs);
@@ -131,6 +178,7 @@ class Publisher final : public Link {
   bool interrupted_ = false;                // interrupt() was called
   std::deque<std::shared_ptr<Job>> queue_;  // waiting to be run/written, in order
   std::vector<Waiter*> waiters_;            // submit_all() calls waiting for their jobs
+  std::vector<Waiter*> started_;            // start_many() calls not finishing yet
   // Delay queues declared by this instance per queue (for stats).
   std::map<std::string, std::set<std::string>> delay_queues_;
 

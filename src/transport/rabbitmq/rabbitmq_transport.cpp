@@ -22,6 +22,20 @@ using rabbitmq::Publisher;
 // AMQP queue names are at most 255 bytes; keep room for ".delay.<ms>".
 constexpr std::size_t kMaxQueueName = 255 - 17;
 
+// start_send_many()'s result: the publisher's call, and the messages refused before it.
+struct StartedSends final : Transport::SendsInFlight {
+  std::unique_ptr<Publisher::InFlight> publishes;
+  std::vector<Status> results;     // one per message (those refused at once are set)
+  std::vector<std::size_t> index;  // the publisher's k-th message is message index[k]
+  bool ready() override { return publishes->ready(); }
+  std::vector<Status> finish() override {
+    std::vector<Status> published = publishes->finish();
+    for (std::size_t k = 0; k < index.size() && k < published.size(); ++k)
+      results[index[k]] = std::move(published[k]);
+    return std::move(results);
+  }
+};
+
 class RabbitmqTransport final : public Transport {
  public:
   RabbitmqTransport(const Options& options, const RabbitmqSettings& settings)
@@ -72,6 +86,25 @@ class RabbitmqTransport final : public Transport {
     std::vector<Status> published = publisher_.publish_many(valid);
     for (std::size_t k = 0; k < index.size(); ++k) results[index[k]] = std::move(published[k]);
     return results;
+  }
+
+  // send_many() whose confirms are awaited by finish(): the caller may start more meanwhile.
+  std::unique_ptr<SendsInFlight> start_send_many(std::span<const OutgoingMessage> messages,
+                                                 std::function<void()> on_ready) override {
+    auto call = std::make_unique<StartedSends>();
+    call->results.resize(messages.size());
+    std::vector<OutgoingMessage> valid;
+    for (std::size_t i = 0; i < messages.size(); ++i) {
+      if (Status st = check_send(messages[i].queue, messages[i].body.size()); !st) {
+        call->results[i] = st;
+        continue;
+      }
+      remember(std::string(messages[i].queue));
+      valid.push_back(messages[i]);
+      call->index.push_back(i);
+    }
+    call->publishes = publisher_.start_many(valid, std::move(on_ready));
+    return call;
   }
 
   Status ack(const Delivery& delivery) override { return consumer_.ack(delivery); }
