@@ -22,9 +22,7 @@ std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, boo
                     fmt::format("processing in {}", config_.actor_name), std::nullopt);
   // With a live cancellation feed (PROTOCOL §7) the sidecar knows whether the job was cancelled
   // without asking: no request before the handler, and the "processing" report goes through the
-  // reporter at once (not held for company: a fast pipeline's reports would all arrive after its
-  // final report and be ignored, leaving a client no live progress), taking the previous
-  // message's held "completed" report along in one batch.
+  // reporter, batched with the others (it may wait ASYA_GATEWAY_CARRY_WAIT for company).
   // Otherwise one request before the handler: the cancellation check carries the "processing"
   // report, which the gateway applies after it answered. A gateway that did not take it (an older
   // one, or no answer in time) gets it as a report of its own.
@@ -32,7 +30,8 @@ std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, boo
   if (auto known = feed_knowledge(in); known != CancelFeed::Knowledge::unknown) {
     cancelled = known == CancelFeed::Knowledge::cancelled;
     // A cancelled job's progress changes nothing at the gateway: not sent.
-    if (!cancelled) report(envelope_path(in.id, "progress"), std::move(processing));
+    if (!cancelled && reporter_)
+      reporter_->post_carriable(envelope_path(in.id, "progress"), std::move(processing));
   } else {
     CheckAnswer answer = check_job(in, processing);
     cancelled = answer.cancelled;
