@@ -110,10 +110,6 @@ class Api {
   void apply_carried(const std::vector<SidecarReport>& reports);
   boost::asio::awaitable<http::Response> check_envelope(const http::Request& request,
                                                         const std::string& id);
-  // GET /envelopes/cancellations?after=&wait_ms= (a sidecar endpoint, rest_cancellations.cpp):
-  // {"next_after", "cancelled": [job ids], "more"?, "reset"?}, held up to wait_ms until a job is
-  // cancelled after position `after` (PROTOCOL §7).
-  boost::asio::awaitable<http::Response> cancellation_feed(const http::Request& request);
   // POST /envelopes/{id}/cancel (a client endpoint): cancels the job; 409 when it is final.
   boost::asio::awaitable<http::Response> cancel_envelope(const http::Request& request,
                                                          const std::string& id,

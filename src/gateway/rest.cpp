@@ -98,11 +98,9 @@ awaitable<Response> Api::route(const http::Request& request) {
   auto parts = split_path(path);
   // POST /envelopes... are the sidecars' endpoints, except cancel, which clients call.
   // POST /v1/traces (OTLP spans from sidecars) is one too.
-  // GET /envelopes/cancellations (the cancellation feed) is one as well.
-  const bool feed = parts.size() == 2 && parts[0] == "envelopes" && parts[1] == "cancellations";
   bool sidecar_endpoint = (parts.size() >= 1 && parts[0] == "envelopes" && method == "POST" &&
                            !(parts.size() == 3 && parts[2] == "cancel")) ||
-                          path == "/v1/traces" || (feed && method == "GET");
+                          path == "/v1/traces";
   const std::string& token = sidecar_endpoint ? options_.internal_token : options_.token;
   if (!token.empty() && !api::bearer_matches_any(request.header("Authorization"), token)) {
     Response r = Response::error(
@@ -138,7 +136,6 @@ awaitable<Response> Api::route(const http::Request& request) {
     if (method != "POST") co_return method_not_allowed(method, path, "GET, POST");
     co_return co_await add_branch(request);
   }
-  if (feed && method == "GET") co_return co_await cancellation_feed(request);  // PROTOCOL §7
   if (parts.size() == 2 && parts[0] == "envelopes" && parts[1] == "reports" && method == "POST")
     co_return co_await report_batch(request);  // PROTOCOL §7 (GET is the envelope "reports")
   if (parts.size() == 2 && parts[0] == "envelopes") {

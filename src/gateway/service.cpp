@@ -225,7 +225,6 @@ awaitable<Result<ChangeResult>> Service::cancel_job(const std::string& job_id,
   if (cancelled.ok() && cancelled.value().outcome == Outcome::applied) {
     spdlog::info("gateway: job {} cancelled: {}", cancelled.value().job_id, reason);
     notifier_.notify(cancelled.value().job_id);
-    notifier_.notify(kCancellationNotice);  // the cancellation feed's held requests
   }
   co_return cancelled;
 }

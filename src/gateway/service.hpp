@@ -153,9 +153,8 @@ class Service {
   boost::asio::awaitable<Result<std::string>> start_call(const Tool& tool, std::string payload_json,
                                                          CallOrigin origin = {});
 
-  // Cancels the job (JobStore::cancel) and wakes its waiters and the cancellation feed's held
-  // requests. Sidecars learn it from the feed (or their next check, PROTOCOL §7) and skip its
-  // queued envelopes.
+  // Cancels the job (JobStore::cancel) and wakes its waiters. Sidecars learn it from the answer to
+  // their next report about the job (PROTOCOL §7) and skip its queued envelopes.
   boost::asio::awaitable<Result<ChangeResult>> cancel_job(const std::string& job_id,
                                                           const std::string& reason);
 

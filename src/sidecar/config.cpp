@@ -106,13 +106,6 @@ Config load_config(const Environment& environment) {
         "from a file?); use printable characters only");
 
   c.gateway_carry_wait = environment.duration("ASYA_GATEWAY_CARRY_WAIT", c.gateway_carry_wait);
-  c.gateway_cancel_feed_wait =
-      environment.duration("ASYA_GATEWAY_CANCEL_FEED_WAIT", c.gateway_cancel_feed_wait);
-  if (c.gateway_cancel_feed_wait > std::chrono::seconds(60))
-    throw ConfigError(fmt::format(
-        "ASYA_GATEWAY_CANCEL_FEED_WAIT={}ms is longer than the 60s a gateway holds a request; use "
-        "60s or less (0: no feed)",
-        c.gateway_cancel_feed_wait.count()));
   c.log_level = environment.string("ASYA_LOG_LEVEL", c.log_level);
   std::transform(c.log_level.begin(), c.log_level.end(), c.log_level.begin(),
                  [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
@@ -212,11 +205,8 @@ the results (see docs/sidecar.md). All configuration comes from environment vari
                                             unix:/path: a local gateway's Unix socket (docs/gateway.md)
   ASYA_GATEWAY_INTERNAL_TOKEN (empty)       bearer token sent with every report (the gateway's
                                             ASYA_GATEWAY_INTERNAL_TOKEN); empty: no Authorization
-  ASYA_GATEWAY_CARRY_WAIT     50ms          how long an actor's progress report may wait to be
-                                            carried by a check or batched; 0: sent at once
-  ASYA_GATEWAY_CANCEL_FEED_WAIT 10s         actors: hold time of the gateway's cancellation feed
-                                            (decides cancels with no request per message); 0: off,
-                                            a synchronous check per message
+  ASYA_GATEWAY_CARRY_WAIT     50ms          how long a "completed" report may wait for the next
+                                            cancellation check to carry it; 0: sent at once
   ASYA_LOG_LEVEL              info          debug, info, warn, error
   ASYA_METRICS_ADDR           (empty)       host:port or :port for /metrics, /healthz, /readyz;
                                             empty: disabled

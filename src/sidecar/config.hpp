@@ -35,10 +35,6 @@ struct Config {
   // ASYA_GATEWAY_CARRY_WAIT: how long an actor's `completed` report may wait for the next
   // cancellation check to carry it (PROTOCOL §7); zero: sent at once on its own.
   std::chrono::milliseconds gateway_carry_wait{50};
-  // ASYA_GATEWAY_CANCEL_FEED_WAIT: how long the gateway may hold a request of the cancellation
-  // feed (PROTOCOL §7 GET /envelopes/cancellations); zero: no feed, every message is checked with
-  // the gateway (POST /envelopes/{id}/check) as before.
-  std::chrono::milliseconds gateway_cancel_feed_wait{10000};
   std::string log_level = "info";  // ASYA_LOG_LEVEL
   std::string metrics_addr;        // ASYA_METRICS_ADDR (host:port or :port; empty: off)
   int concurrency = 1;             // ASYA_CONCURRENCY

@@ -15,7 +15,6 @@
 #include "sidecar/batch_pipeline.hpp"
 #include "sidecar/batch_runner.hpp"
 #include "sidecar/batch_settler.hpp"
-#include "sidecar/cancel_feed.hpp"
 #include "sidecar/config.hpp"
 #include "sidecar/end_actor.hpp"
 #include "sidecar/gateway_reporter.hpp"
@@ -180,9 +179,6 @@ class Runner {
   // cancelled, handing it `progress` (a progress report body; empty: none) on the way; nothing
   // cancelled and nothing accepted when it does not answer within kCancelCheckBudget.
   CheckAnswer check_job(const envelope::Envelope& in, std::string_view progress);
-  // What the cancellation feed knows about the envelope's job (`unknown` without a live feed:
-  // then check_job asks the gateway).
-  CancelFeed::Knowledge feed_knowledge(const envelope::Envelope& in) const;
   void begin(Slot& slot, const transport::Delivery& delivery) {
     std::lock_guard lock(slot.mutex);
     slot.in_flight = &delivery;
@@ -213,9 +209,6 @@ class Runner {
   std::unique_ptr<ResultStore> store_;
   std::optional<EndActor> end_actor_;
   std::unique_ptr<GatewayReporter> reporter_;
-  // The gateway's cancellation feed (actors with ASYA_GATEWAY_CANCEL_FEED_WAIT > 0): while it is
-  // live, cancellations are decided from it with no check per message (runner_gateway.cpp).
-  std::unique_ptr<CancelFeed> cancel_feed_;
   std::unique_ptr<join::JoinActor> join_;  // set for a join actor (ASYA_JOIN)
   StopState stop_;
   StopState leases_stop_;

@@ -8,42 +8,22 @@
 
 namespace asya::sidecar::detail {
 
-CancelFeed::Knowledge Runner::feed_knowledge(const envelope::Envelope& in) const {
-  if (!cancel_feed_ || !cancel_feed_->live()) return CancelFeed::Knowledge::unknown;
-  std::string job = gateway_job_id(in.route_metadata_raw);
-  if (job.empty()) return CancelFeed::Knowledge::unknown;
-  return cancel_feed_->job(job);
-}
-
 std::optional<Decision> Runner::gateway_before(const envelope::Envelope& in, bool tracked) {
   if (!tracked) return std::nullopt;
+  // One gateway request before the handler (PROTOCOL §7): the cancellation check carries the
+  // "processing" report, which the gateway applies after it answered. A gateway that did not take
+  // it (an older one, or no answer in time) gets it as a report of its own.
   std::string processing =
       progress_body(in.actors, in.current, "processing",
                     fmt::format("processing in {}", config_.actor_name), std::nullopt);
-  // With a live cancellation feed (PROTOCOL §7) the sidecar knows whether the job was cancelled
-  // without asking: no request before the handler, and the "processing" report goes through the
-  // reporter, batched with the others (it may wait ASYA_GATEWAY_CARRY_WAIT for company).
-  // Otherwise one request before the handler: the cancellation check carries the "processing"
-  // report, which the gateway applies after it answered. A gateway that did not take it (an older
-  // one, or no answer in time) gets it as a report of its own.
-  bool cancelled = false;
-  if (auto known = feed_knowledge(in); known != CancelFeed::Knowledge::unknown) {
-    cancelled = known == CancelFeed::Knowledge::cancelled;
-    // A cancelled job's progress changes nothing at the gateway: not sent.
-    if (!cancelled && reporter_)
-      reporter_->post_carriable(envelope_path(in.id, "progress"), std::move(processing));
-  } else {
-    CheckAnswer answer = check_job(in, processing);
-    cancelled = answer.cancelled;
-    if (!cancelled && !answer.progress_accepted)
-      report(envelope_path(in.id, "progress"), std::move(processing));
-  }
-  if (cancelled) {
+  CheckAnswer answer = check_job(in, processing);
+  if (answer.cancelled) {
     // PROTOCOL §7: the job was cancelled; like a passed deadline, the handler is not called.
     return router_->error_end(
         in, FailureCode::kCancelled,
         fmt::format("job cancelled before actor {} started", config_.actor_name));
   }
+  if (!answer.progress_accepted) report(envelope_path(in.id, "progress"), std::move(processing));
   return std::nullopt;
 }
 
@@ -54,26 +34,18 @@ void Runner::gateway_after(const envelope::Envelope& in, Decision& decision, dou
                                         fmt::format("completed by {}", config_.actor_name),
                                         static_cast<std::int64_t>(runtime_seconds * 1000));
   if (runtime_seconds < std::chrono::duration<double>(kRecheckAfter).count()) {
-    // Held up to ASYA_GATEWAY_CARRY_WAIT for the next message's check to carry it, or to go in
-    // one batch with others (PROTOCOL §7): at a steady rate that saves the report's own request.
+    // Held up to ASYA_GATEWAY_CARRY_WAIT for the next message's check to carry it (PROTOCOL §7):
+    // at a steady rate that saves the report's own request.
     if (reporter_)
       reporter_->post_carriable(envelope_path(in.id, "progress"), std::move(completed));
     return;
   }
-  // A long call is checked again before its outputs go on (PROTOCOL §7): from the live feed when
-  // there is one, else by a check that carries the "completed" report (so a long call costs no
-  // request of its own). A gateway that did not take it gets it as a report.
-  bool cancelled = false;
-  if (auto known = feed_knowledge(in); known != CancelFeed::Knowledge::unknown) {
-    cancelled = known == CancelFeed::Knowledge::cancelled;
-    if (!cancelled && reporter_)
-      reporter_->post_carriable(envelope_path(in.id, "progress"), std::move(completed));
-  } else {
-    CheckAnswer answer = check_job(in, completed);
-    cancelled = answer.cancelled;
-    if (!answer.progress_accepted) report(envelope_path(in.id, "progress"), std::move(completed));
-  }
-  if (cancelled) {
+  // A long call is checked again before its outputs go on (PROTOCOL §7); the check carries the
+  // "completed" report, so it costs no request of its own. A gateway that did not take it gets it
+  // as a report.
+  CheckAnswer answer = check_job(in, completed);
+  if (!answer.progress_accepted) report(envelope_path(in.id, "progress"), std::move(completed));
+  if (answer.cancelled) {
     // The handler has run, but the job was cancelled meanwhile: its outputs go no further.
     decision = router_->error_end(
         in, FailureCode::kCancelled,

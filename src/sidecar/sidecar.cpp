@@ -111,13 +111,6 @@ int Runner::run() {
     go.on_dropped = [this] { metrics_.gateway_report_dropped(); };
     go.on_sent = [this] { metrics_.gateway_report_sent(); };
     reporter_ = std::make_unique<GatewayReporter>(std::move(go));
-    if (!config_.is_end_actor && config_.gateway_cancel_feed_wait.count() > 0) {
-      CancelFeedOptions feed;
-      feed.base_url = config_.gateway_url;
-      feed.bearer_token = config_.gateway_internal_token;
-      feed.wait = config_.gateway_cancel_feed_wait;
-      cancel_feed_ = std::make_unique<CancelFeed>(std::move(feed));
-    }
   }
 
   if (!config_.is_end_actor) declare_features();
@@ -203,7 +196,6 @@ int Runner::run() {
   leases_stop_.request(kExitOk);
   lease_thread.join();
   signal_watcher.reset();
-  if (cancel_feed_) cancel_feed_->stop();
   if (reporter_) reporter_->stop(std::chrono::seconds(5));
   tracing_.stop(std::chrono::seconds(2));
   if (server) server->stop();

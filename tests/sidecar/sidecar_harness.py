@@ -407,12 +407,7 @@ class RecordingGateway:
     as the real gateway does. So are the earlier reports a check carries ("reports", PROTOCOL §7),
     recorded before the check itself (`carried` counts the checks that carried some), when
     `accept_progress_in_checks` is set; then a check of an id in `cancelled_jobs` answers
-    "cancelled": true. `http_requests` counts the requests.
-
-    The cancellation feed (PROTOCOL §7 GET /envelopes/cancellations) is played per `feed`: None
-    (the default, a gateway without it: 404), "live" (answers the ids of `cancelled_jobs` at once,
-    and holds a request with nothing new up to its wait_ms), or "garbage" (200 with a body that is
-    no feed answer). `feed_requests` counts its requests."""
+    "cancelled": true. `http_requests` counts the requests."""
 
     def __init__(self):
         self.requests = []
@@ -423,42 +418,9 @@ class RecordingGateway:
         self.carried = 0
         self.http_requests = 0
         self.cancelled_jobs = set()  # ids whose checks answer "cancelled": true
-        self.feed = None
-        self.feed_requests = 0
-        self.cancel_order = []  # ids given to cancel(), in order: the live feed's log
-        self.feed_changed = threading.Condition(self.lock)
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                url = urllib.parse.urlparse(self.path)
-                with outer.lock:
-                    outer.feed_requests += url.path == "/envelopes/cancellations"
-                    mode = outer.feed
-                if url.path != "/envelopes/cancellations" or mode is None:
-                    reply, status = b'{"error":"no such endpoint"}', 404
-                elif mode == "garbage":
-                    reply, status = b'{"next_after":"soon","cancelled":{}}', 200
-                else:
-                    query = urllib.parse.parse_qs(url.query)
-                    after = int(query.get("after", ["-1"])[0])
-                    wait = int(query.get("wait_ms", ["0"])[0]) / 1000.0
-                    # A position is how many ids of cancel_order came before it.
-                    with outer.lock:
-                        outer.feed_changed.wait_for(lambda: len(outer.cancel_order) > max(after, 0),
-                                                    timeout=wait)
-                        ids = list(outer.cancel_order)
-                    reply = json.dumps({"next_after": len(ids), "cancelled": ids[max(after, 0):]}).encode()
-                    status = 200
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("Content-Length", str(len(reply)))
-                    self.end_headers()
-                    self.wfile.write(reply)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass  # the sidecar stopped while its request was held
-
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
@@ -518,13 +480,6 @@ class RecordingGateway:
     def snapshot(self):
         with self.lock:
             return list(self.requests)
-
-    def cancel(self, job):
-        """Cancels `job`: the live feed's held requests answer it at once."""
-        with self.lock:
-            self.cancelled_jobs.add(job)
-            self.cancel_order.append(job)
-            self.feed_changed.notify_all()
 
     def close(self):
         self.server.shutdown()

@@ -59,19 +59,6 @@ struct SqlDialect {
   // Run once after schema 10 was added to an older database (after the document backfill):
   // numbers the rows it had in (created_ms, id) order (nullptr: nothing to do).
   const char* creation_order_backfill;
-  // Schema 11: gateway_cancellations, the log of cancelled jobs the cancellation feed reads
-  // (PROTOCOL §7 GET /envelopes/cancellations): `seq` from SQLite's AUTOINCREMENT (never reused,
-  // even after rows were pruned) or a PostgreSQL BIGSERIAL shared by every replica.
-  const char* cancellations_migration;
-  // Run in a cancel's transaction before its row is added (nullptr: none), so that rows become
-  // visible in `seq` order: a feed reader that saw seq n never later finds a row below n.
-  // PostgreSQL hands sequence numbers out before commit, so its cancels take a table lock that
-  // lets one writer at a time add a row (cancels are rare; readers are not blocked). SQLite's
-  // BEGIN IMMEDIATE serialises writers already.
-  const char* lock_cancellations;
-  // Run after a cancel's row was added (nullptr: none): tells the other replicas' feed readers
-  // at once (PostgreSQL NOTIFY with the payload kCancellationNotice, sent at commit).
-  const char* notify_cancellation;
 };
 
 // A row of a list: its text (a job document or a task id), its creation millisecond and its
@@ -138,22 +125,12 @@ class StorageBackend {
   // nullopt; reads no document.
   Result<std::optional<std::string>> status_of_envelope(const std::string& envelope_id);
   Status add_update(const std::string& job_id, std::int64_t sequence, const std::string& document);
-  // Appends the job to the cancellation log (SqlDialect::lock_cancellations first, then
-  // notify_cancellation) and removes entries cancelled before `prune_before_ms`, except the
-  // newest (so the sequence's position stays readable).
-  Status record_cancellation(const std::string& job_id, std::int64_t now_ms,
-                             std::optional<std::int64_t> prune_before_ms);
 
   // On their own:
   // The job's document without locking its row (a read that changes nothing).
   Result<std::optional<std::string>> read_job(const std::string& job_id);
   Result<std::vector<std::pair<std::int64_t, std::string>>> updates_after(const std::string& job_id,
                                                                           std::int64_t sequence);
-  // The cancellation log's rows (seq, job_id, cancelled_ms) with seq > after, oldest first, at
-  // most `limit`.
-  Result<std::vector<SqlRow>> cancellations_after(std::int64_t after, std::int64_t limit);
-  // The smallest and the largest seq of the log ({0, 0} when it is empty).
-  Result<std::pair<std::int64_t, std::int64_t>> cancellation_bounds();
   // Ids of pending/running jobs with deadline_ms <= now_ms.
   Result<std::vector<std::string>> expired(std::int64_t now_ms);
 

@@ -40,13 +40,6 @@ Result<std::optional<JobStatus>> JobStore::status_of(const std::string& id) {
   return std::optional<JobStatus>(job.value()->status);
 }
 
-Result<CancellationPage> JobStore::cancellations_after(std::int64_t after, std::size_t limit) {
-  (void)limit;
-  CancellationPage page;
-  page.next_after = after < 0 ? 0 : after;
-  return page;
-}
-
 std::vector<Result<ChangeResult>> JobStore::apply(const std::vector<SidecarReport>& reports) {
   std::vector<Result<ChangeResult>> results;
   results.reserve(reports.size());

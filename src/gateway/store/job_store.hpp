@@ -268,32 +268,6 @@ struct JobPage {
   std::optional<JobCursor> next;  // set when older jobs follow
 };
 
-// One entry of the cancellation log (JobStore::cancellations_after).
-struct Cancellation {
-  std::int64_t sequence = 0;  // the log's order, shared by every replica on the database
-  std::string job_id;
-  Clock::time_point cancelled_at;
-};
-
-// A page of the cancellation log.
-struct CancellationPage {
-  std::vector<Cancellation> cancellations;  // oldest first
-  // What to ask for next time: the last entry's sequence, or the log's newest when the page is
-  // empty (an empty log: 0).
-  std::int64_t next_after = 0;
-  bool more = false;  // more entries follow next_after already
-  // `after` was not a position of this log (ahead of its newest entry: another database, or one
-  // recreated; or behind entries pruned since): the page starts at the log's oldest entry.
-  bool reset = false;
-};
-
-// How long the cancellation log keeps an entry.
-inline constexpr std::chrono::hours kCancellationRetention{24};
-
-// The NOTIFY payload (PostgreSQL) and the Notifier key (service.hpp) of a new cancellation: a
-// text that is no job id (the gateway's job ids are UUIDs; envelope ids have no spaces).
-inline constexpr const char* kCancellationNotice = " cancellations";
-
 // What JobStore::use_session found.
 struct SessionUse {
   enum class State {
@@ -357,17 +331,7 @@ class JobStore {
 
   // Cancels a job that is not final yet: status cancelled (final), error = `reason`. `ignored`
   // when it was already final (job_status says how it ended), `not_found` for an unknown id.
-  // An applied cancel also appends the job to the cancellation log (cancellations_after) in the
-  // same transaction, and (PostgreSQL) notifies kCancellationNotice at commit.
   virtual Result<ChangeResult> cancel(const std::string& id, const std::string& reason) = 0;
-
-  // The cancellation log (PROTOCOL §7 GET /envelopes/cancellations): jobs cancelled after
-  // position `after` (negative: from the oldest entry kept), oldest first, at most `limit`. An
-  // entry is visible only once every entry below it is (so a reader that continues after the
-  // last position it saw misses none, on every replica sharing the database). Entries older
-  // than kCancellationRetention are removed (a cancel prunes at most once a minute). Default:
-  // an empty log.
-  virtual Result<CancellationPage> cancellations_after(std::int64_t after, std::size_t limit);
 
   // The tasks (jobs created with NewJob::task) of `owner`, oldest first, at most `limit`, after
   // `after` when given. A job that disappeared meanwhile is skipped.

@@ -2,7 +2,6 @@
 #include <algorithm>
 
 #include "gateway/store/backend.hpp"
-#include "gateway/store/cancellation_log.hpp"
 #include "gateway/store/job_document.hpp"
 #include "gateway/store/job_listing.hpp"
 
@@ -297,7 +296,7 @@ class JobStoreCore final : public JobStore {
   }
 
   Result<ChangeResult> cancel(const std::string& id, const std::string& reason) override {
-    auto mutate = [this, reason](Job& job, Branch&, ChangeResult& result) -> std::optional<Update> {
+    return change(id, [&](Job& job, Branch&, ChangeResult& result) -> std::optional<Update> {
       if (is_final(job.status)) {
         result.outcome = Outcome::ignored;
         return std::nullopt;
@@ -308,22 +307,7 @@ class JobStoreCore final : public JobStore {
       Update u = base_update(job, job.id, "cancelled", job.message);
       u.error = reason;
       return u;
-    };
-    // The job and its entry in the cancellation log change in one transaction: a feed reader
-    // that sees the entry finds the job cancelled, and no cancel goes unlogged.
-    ChangeResult result;
-    auto body = change_body(id, mutate, result);
-    Status status = backend_->transaction([&]() -> Status {
-      Status changed = body();
-      if (!changed.ok() || result.outcome != Outcome::applied) return changed;
-      return log_cancellation(*backend_, cancellation_pruning_, result.job_id, Clock::now());
     });
-    if (!status.ok()) return status.error();
-    return result;
-  }
-
-  Result<CancellationPage> cancellations_after(std::int64_t after, std::size_t limit) override {
-    return read_cancellations(*backend_, after, limit);
   }
 
   Result<TaskPage> list_tasks(const std::string& owner, const std::optional<TaskCursor>& after,
@@ -583,7 +567,6 @@ class JobStoreCore final : public JobStore {
 
   std::unique_ptr<StorageBackend> backend_;
   SpanPruning span_pruning_;
-  CancellationPruning cancellation_pruning_;
 };
 
 }  // namespace

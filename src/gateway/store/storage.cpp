@@ -135,8 +135,6 @@ constexpr std::int64_t kJobColumnsVersion = 5;
 constexpr std::int64_t kCreationOrderVersion = 10;
 constexpr std::int64_t kSharedMigrations = sizeof(kMigrations) / sizeof(kMigrations[0]);
 static_assert(kSharedMigrations + 1 == kCreationOrderVersion);
-// Schema 11, the cancellation log, differs per database too (SqlDialect::cancellations_migration).
-constexpr std::int64_t kCancellationsVersion = 11;
 
 // The first column of the first row, if any.
 Result<std::optional<std::string>> first_text(Result<std::vector<SqlRow>> rows) {
@@ -183,17 +181,15 @@ Status StorageBackend::migrate(const std::string& where) {
                                  "SELECT COALESCE(MAX(version), 0) FROM gateway_schema"));
     if (!read.ok()) return read.error();
     std::int64_t version = read.value() ? std::stoll(*read.value()) : 0;
-    constexpr std::int64_t latest = kCancellationsVersion;
+    constexpr std::int64_t latest = kCreationOrderVersion;
     if (version > latest) {
       return Error{where + " has schema version " + std::to_string(version) +
                    ", newer than this gateway knows (" + std::to_string(latest) +
                    "): upgrade the gateway"};
     }
     for (std::int64_t v = version; v < latest; ++v) {
-      const char* step = v < kSharedMigrations            ? kMigrations[v]
-                         : v + 1 == kCreationOrderVersion ? dialect().creation_order_migration
-                                                          : dialect().cancellations_migration;
-      Status applied = script(step);
+      Status applied =
+          script(v < kSharedMigrations ? kMigrations[v] : dialect().creation_order_migration);
       if (!applied.ok()) return applied;
     }
     if (version > 0 && version < kJobColumnsVersion) {
@@ -281,45 +277,6 @@ Status StorageBackend::add_update(const std::string& job_id, std::int64_t sequen
                                   const std::string& document) {
   return done(query("recording an update of job " + job_id, dialect().insert_update,
                     {job_id, sequence, document}));
-}
-
-Status StorageBackend::record_cancellation(const std::string& job_id, std::int64_t now_ms,
-                                           std::optional<std::int64_t> prune_before_ms) {
-  if (dialect().lock_cancellations) {
-    Status locked = script(dialect().lock_cancellations);
-    if (!locked.ok()) return locked;
-  }
-  Status added = done(query(
-      "recording the cancellation of job " + job_id,
-      "INSERT INTO gateway_cancellations(job_id, cancelled_ms) VALUES ($1, $2)", {job_id, now_ms}));
-  if (!added.ok()) return added;
-  if (dialect().notify_cancellation) {
-    Status notified = script(dialect().notify_cancellation);
-    if (!notified.ok()) return notified;
-  }
-  if (!prune_before_ms) return Status::Ok();
-  return done(query("pruning the cancellation log",
-                    "DELETE FROM gateway_cancellations WHERE cancelled_ms < $1 AND seq < "
-                    "(SELECT MAX(seq) FROM gateway_cancellations)",
-                    {*prune_before_ms}));
-}
-
-Result<std::vector<SqlRow>> StorageBackend::cancellations_after(std::int64_t after,
-                                                                std::int64_t limit) {
-  return query("reading the cancellation log",
-               "SELECT seq, job_id, cancelled_ms FROM gateway_cancellations WHERE seq > $1 "
-               "ORDER BY seq LIMIT $2",
-               {after, limit});
-}
-
-Result<std::pair<std::int64_t, std::int64_t>> StorageBackend::cancellation_bounds() {
-  auto rows =
-      query("reading the cancellation log's bounds",
-            "SELECT COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM gateway_cancellations");
-  if (!rows.ok()) return rows.error();
-  if (rows.value().empty()) return std::pair<std::int64_t, std::int64_t>{0, 0};
-  const SqlRow& row = rows.value().front();
-  return std::pair<std::int64_t, std::int64_t>{std::stoll(row.at(0)), std::stoll(row.at(1))};
 }
 
 Result<std::vector<std::pair<std::int64_t, std::string>>> StorageBackend::updates_after(

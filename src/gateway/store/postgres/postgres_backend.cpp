@@ -59,16 +59,6 @@ UPDATE gateway_tasks AS t SET seq = o.n FROM (SELECT id, row_number() OVER (ORDE
   AS n FROM gateway_tasks) AS o WHERE t.id = o.id;
 SELECT setval('gateway_tasks_seq', COALESCE((SELECT MAX(seq) FROM gateway_tasks), 0) + 1, false);
 )sql",
-    R"sql(
-CREATE TABLE IF NOT EXISTS gateway_cancellations (
-  seq BIGSERIAL PRIMARY KEY,
-  job_id TEXT NOT NULL,
-  cancelled_ms BIGINT NOT NULL);
-)sql",
-    // Held to the commit: the next cancel (of any replica) takes its seq only after this one is
-    // visible. SHARE ROW EXCLUSIVE conflicts with itself, not with readers.
-    "LOCK TABLE gateway_cancellations IN SHARE ROW EXCLUSIVE MODE",
-    "SELECT pg_notify('asya_gateway_jobs', ' cancellations')",
 };
 
 using postgres::PgResult;

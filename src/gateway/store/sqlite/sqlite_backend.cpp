@@ -23,8 +23,11 @@ namespace asya::gateway {
 namespace {
 
 const SqlDialect kSqlite{
-    "", "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)", nullptr,
-    false, false,
+    "",
+    "INSERT INTO gateway_job_updates(job_id, sequence, document) VALUES ($1, $2, $3)",
+    nullptr,
+    false,
+    false,
     nullptr,  // lock_job_spans: BEGIN IMMEDIATE serialises every writer already
     // A new row's rowid is above every other's (no job or task row is ever deleted), and every
     // index entry ends with the rowid: indexes on (created_ms) list a millisecond's rows in the
@@ -39,14 +42,6 @@ DROP INDEX IF EXISTS gateway_tasks_owner;
 CREATE INDEX gateway_tasks_owner ON gateway_tasks(owner, created_ms);
 )sql",
     nullptr,
-    R"sql(
-CREATE TABLE IF NOT EXISTS gateway_cancellations (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
-  job_id TEXT NOT NULL,
-  cancelled_ms BIGINT NOT NULL);
-)sql",
-    nullptr,  // lock_cancellations: BEGIN IMMEDIATE serialises every writer already
-    nullptr,  // notify_cancellation: one gateway per file (its own cancels wake its feed)
 };
 
 class SqliteBackend final : public StorageBackend {
