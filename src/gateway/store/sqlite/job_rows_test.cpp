@@ -9,6 +9,7 @@
 #include <string>
 
 #include "gateway/store/job_store.hpp"
+#include "gateway/store/test_database.hpp"
 #include "gateway/store/test_ids.hpp"
 
 namespace asya::gateway {
@@ -55,16 +56,7 @@ class SqliteJobRows : public ::testing::Test {
     return out;
   }
 
-  void exec(const std::string& sql) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path_.c_str(), &db), SQLITE_OK);
-    char* error = nullptr;
-    int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
-    std::string message = error ? error : "";
-    sqlite3_free(error);
-    sqlite3_close(db);
-    ASSERT_EQ(rc, SQLITE_OK) << message << " in " << sql;
-  }
+  void exec(const std::string& sql) { testing::run_sql("sqlite", path_.string(), sql); }
 
   std::filesystem::path path_;
   std::unique_ptr<JobStore> store_;
